@@ -1,0 +1,139 @@
+"""The run record: what an agent did, step by step.
+
+Every importer turns its trace format into this, and every check reads it. Steps are
+numbered by their position in the run, starting at 0.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from evalsuite._record import Record
+
+
+class UserInput(Record):
+    """A message from the user (or the system acting for them) to the agent."""
+
+    kind: Literal["user_input"] = "user_input"
+    content: str
+    """The text the agent received."""
+    at: datetime | None = None
+    """When the step happened, if the log says."""
+
+
+class Reasoning(Record):
+    """The agent's stated reasoning between actions."""
+
+    kind: Literal["reasoning"] = "reasoning"
+    content: str
+    """The reasoning text as logged."""
+    at: datetime | None = None
+    """When the step happened, if the log says."""
+
+
+class ToolCall(Record):
+    """The agent asking for a tool to run."""
+
+    kind: Literal["tool_call"] = "tool_call"
+    tool: str
+    """Name of the tool called."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    """Arguments as a JSON object."""
+    call_id: str | None = None
+    """The id that pairs this call with its result, if the log has one."""
+    at: datetime | None = None
+    """When the step happened, if the log says."""
+
+
+class ToolResult(Record):
+    """What a tool returned to the agent."""
+
+    kind: Literal["tool_result"] = "tool_result"
+    tool: str | None = None
+    """Name of the tool that answered, if the log says."""
+    call_id: str | None = None
+    """The id of the call this answers."""
+    result: Any = None
+    """The result as JSON."""
+    error: str | None = None
+    """The error the tool raised instead of a result."""
+    at: datetime | None = None
+    """When the step happened, if the log says."""
+
+
+class Output(Record):
+    """The agent's answer to the user."""
+
+    kind: Literal["output"] = "output"
+    content: str
+    """The text the agent answered with."""
+    at: datetime | None = None
+    """When the step happened, if the log says."""
+
+
+Step = Annotated[
+    UserInput | Reasoning | ToolCall | ToolResult | Output, Field(discriminator="kind")
+]
+STEP_KINDS = ("user_input", "reasoning", "tool_call", "tool_result", "output")
+
+
+class Run(Record):
+    """One run of an agent on one task, as the logs recorded it."""
+
+    schema_version: Literal[1] = 1
+    """Version of this record's format."""
+    run_id: str
+    """Identifier of the run, unique within its log."""
+    agent: str | None = None
+    """Name of the agent that ran."""
+    agent_version: str | None = None
+    """Version of the agent that ran."""
+    started_at: datetime | None = None
+    """When the run started."""
+    context: dict[str, Any] = Field(default_factory=dict)
+    """What the agent was given besides the messages (customer id, channel, …)."""
+    steps: list[Step] = Field(default_factory=list)
+    """The steps in the order they happened."""
+
+    def tool_calls(self) -> list[ToolCall]:
+        """Every tool call of the run, in order."""
+        return [s for s in self.steps if isinstance(s, ToolCall)]
+
+    def final_output(self) -> str | None:
+        """The last output of the run, if it has one."""
+        for step in reversed(self.steps):
+            if isinstance(step, Output):
+                return step.content
+        return None
+
+    def result_for(self, index: int) -> ToolResult | None:
+        """The result that answers the tool call at ``index``: by id, else the next result."""
+        call = self.steps[index]
+        if not isinstance(call, ToolCall):
+            return None
+        later = [s for s in self.steps[index + 1 :] if isinstance(s, ToolResult)]
+        if call.call_id is not None:
+            for result in later:
+                if result.call_id == call.call_id:
+                    return result
+        for result in later:
+            if result.call_id is None and result.tool in (None, call.tool):
+                return result
+        return None
+
+
+class Behaviour(Record):
+    """A slice of a run to be judged: some tool calls, perhaps an output, and what came before."""
+
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    """The tool calls being judged."""
+    output: str | None = None
+    """The output being judged, if any."""
+
+    @classmethod
+    def of_run(cls, run: Run) -> Behaviour:
+        """All the tool calls of a run and its final output."""
+        return cls(tool_calls=run.tool_calls(), output=run.final_output())

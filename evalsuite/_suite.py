@@ -1,0 +1,40 @@
+"""Loading a directory of case files (the eval suite, or a regression set)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from evalsuite._case import EvalCase
+from evalsuite._documents import line_of, load_model, read_text
+from evalsuite._errors import InvalidInput
+
+C = TypeVar("C", bound=EvalCase)
+
+
+def case_files(directory: Path) -> list[Path]:
+    """The case files of a directory, in a stable order."""
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+
+
+def load_cases(directory: Path, model: type[C], agent: str) -> dict[Path, C]:
+    """Every case in ``directory``, validated, for ``agent``; ids must be unique."""
+    cases: dict[Path, C] = {}
+    seen: dict[str, Path] = {}
+    for path in case_files(directory):
+        case = load_model(path, model)
+        if case.agent != agent:
+            raise InvalidInput(
+                path, "$.agent", f"expected '{agent}' (the agent this folder is for), "
+                f"got '{case.agent}'", line=line_of(read_text(path), ["agent"]),
+            )
+        if case.id in seen:
+            raise InvalidInput(
+                path, "$.id", f"case id '{case.id}' is already used by {seen[case.id].name}",
+                line=line_of(read_text(path), ["id"]),
+            )
+        seen[case.id] = path
+        cases[path] = case
+    return cases

@@ -1,0 +1,35 @@
+"""``reinstate capture INC --run FILE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gates._cli._common import ctx
+from gates._response import capture
+
+
+@click.command("capture")
+@click.argument("incident_id")
+@click.option("--run", "run_file", required=True, type=click.Path(path_type=Path),
+              help="The log holding the harmful run (native JSONL).")
+@click.option("--run-id", help="Which run of the log, when it holds several.")
+@click.option("--step", "steps", type=int, multiple=True,
+              help="A harmful step (tool call or output), counted from 0; repeatable.")
+@click.option("--tag", "tags", multiple=True,
+              help="The input type that triggered it, e.g. prompt_injection; repeatable.")
+def command(incident_id: str, run_file: Path, run_id: str | None, steps: tuple[int, ...],
+            tags: tuple[str, ...]) -> int:
+    """Capture the incident's harmful run as a regression case."""
+    c = ctx()
+    workspace = c.workspace()
+    done = capture(workspace, incident_id, run_file, actor=c.actor, steps=steps,
+                   run_id=run_id, tags=tags)
+    for warning in done.warnings:
+        c.err.print(f"[yellow]warning:[/] {warning}")
+    verb = "wrote" if done.created else "kept"
+    c.out.print(f"{verb} {workspace.relative(done.path)} ({done.case.id})")
+    for criterion in done.case.expect:
+        c.out.print(f"  expects: {criterion.description}", highlight=False)
+    return 0

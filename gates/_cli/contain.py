@@ -1,0 +1,27 @@
+"""``reinstate contain INC``."""
+
+from __future__ import annotations
+
+import click
+
+from gates._cli._common import ctx, split_list
+from gates._render import incident_summary
+from gates._response import contain
+from regressions import ContainmentMode
+
+
+@click.command("contain")
+@click.argument("incident_id")
+@click.option("--mode", required=True, type=click.Choice(["review", "suspended"]),
+              help="review: every output to a person first; suspended: the agent stops.")
+@click.option("--notify", required=True, help="Who was told, e.g. legal,compliance,eng-lead.")
+@click.option("--scope", required=True, help="The scope of harm as known now.")
+def command(incident_id: str, mode: ContainmentMode, notify: str, scope: str) -> int:
+    """Contain the incident's agent at once and record it; the clock is shown against target."""
+    c = ctx()
+    done = contain(c.workspace(), incident_id, mode=mode, notify=split_list(notify),
+                   scope=scope, actor=c.actor)
+    incident_summary(c.out, done.incident)
+    for warning in done.warnings:
+        c.err.print(f"[yellow]warning:[/] {warning}")
+    return 0

@@ -1,0 +1,26 @@
+"""``reinstate restore AGENT``."""
+
+from __future__ import annotations
+
+import click
+
+from gates._cli._common import ctx
+from gates._restore import restore
+
+
+@click.command("restore")
+@click.argument("agent")
+def command(agent: str) -> int:
+    """Return AGENT to full operation, only on a current passing verdict.
+
+    Refused (exit 1, every reason listed) while an incident lacks its RCA, a change is
+    unverified, the review is unscheduled, or the verdict failed or is stale.
+    """
+    c = ctx()
+    done = restore(c.workspace(), agent, actor=c.actor)
+    if done.already_full:
+        c.out.print(f"{agent} is already in full operation; nothing to restore")
+    else:
+        c.out.print(f"{agent}: [bold green]full[/] operation restored "
+                    f"({', '.join(done.incidents) or 'no open incident'})")
+    return 0

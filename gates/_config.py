@@ -1,0 +1,181 @@
+"""The workspace a team keeps: where it is, what ``reinstate.toml`` says, where each file lives."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from evalsuite import InvalidInput, Record, did_you_mean, parse_model
+from gates._errors import UnknownAgent
+from regressions import IncidentBook
+
+CONFIG_FILE = "reinstate.toml"
+
+
+class Paths(Record):
+    """Where the workspace keeps each kind of file, relative to its root."""
+
+    agents: str = "agents"
+    """Agent definitions and their controls: ``agents/<agent>/``."""
+    evals: str = "evals"
+    """Eval suites: ``evals/<agent>/*.yaml``."""
+    regressions: str = "regressions"
+    """Regression sets: ``regressions/<agent>/*.yaml``."""
+    incidents: str = "incidents"
+    """Incident records: ``incidents/<id>.yaml``."""
+    state: str = ".reinstate/state.db"
+    """The SQLite state store: modes, verdicts, the audit log."""
+
+
+class ContainmentSettings(Record):
+    """How fast containment must happen, and who must hear of it."""
+
+    target_hours: float = Field(default=4.0, gt=0)
+    """Detection to containment target."""
+    notify: list[str] = Field(default_factory=lambda: ["legal", "compliance", "eng-lead"])
+    """Who must be notified at containment; a containment that skips one is flagged."""
+
+
+class GateSettings(Record):
+    """Defaults of the gate."""
+
+    trials: int = Field(default=3, ge=1, le=1000)
+    """Trials per case when a case sets none."""
+    min_cases_per_input_type: int = Field(default=3, ge=1)
+    """Cases an incident's input type needs before eval coverage counts as fixed."""
+
+
+class Config(Record):
+    """``reinstate.toml``, or ``[tool.reinstate]`` in ``pyproject.toml``."""
+
+    schema_version: Literal[1] = 1
+    """Version of this file's format."""
+    paths: Paths = Field(default_factory=Paths)
+    """Where things live."""
+    containment: ContainmentSettings = Field(default_factory=ContainmentSettings)
+    """Containment targets."""
+    gate: GateSettings = Field(default_factory=GateSettings)
+    """Gate defaults."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace root and its configuration."""
+
+    root: Path
+    config: Config
+
+    @classmethod
+    def find(cls, start: Path | None = None) -> Workspace:
+        """The workspace at ``start`` or above it (``REINSTATE_WORKSPACE`` wins if set)."""
+        env = os.environ.get("REINSTATE_WORKSPACE")
+        here = Path(env) if env and start is None else (start or Path.cwd())
+        here = here.resolve()
+        for folder in (here, *here.parents):
+            found = _read_config(folder)
+            if found is not None:
+                return cls(folder, found)
+            if start is not None or env:
+                break  # an explicit folder is the workspace or nothing
+        raise InvalidInput(
+            None, "",
+            f"no reinstate workspace at {here}{'' if start or env else ' or above'}: expected "
+            f"{CONFIG_FILE} or [tool.reinstate] in pyproject.toml (run `reinstate init`)",
+        )
+
+    def _inside(self, relative: str, field: str) -> Path:
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise InvalidInput(
+                self.root / CONFIG_FILE, f"$.paths.{field}",
+                f"expected a path inside the workspace, got '{relative}'",
+            )
+        return path
+
+    @property
+    def agents_dir(self) -> Path:
+        """Folder of agent definitions."""
+        return self._inside(self.config.paths.agents, "agents")
+
+    def agent_dir(self, agent: str) -> Path:
+        """``agents/<agent>/``."""
+        return self.agents_dir / agent
+
+    def evals_dir(self, agent: str) -> Path:
+        """``evals/<agent>/``."""
+        return self._inside(self.config.paths.evals, "evals") / agent
+
+    def regressions_dir(self, agent: str) -> Path:
+        """``regressions/<agent>/``."""
+        return self._inside(self.config.paths.regressions, "regressions") / agent
+
+    @property
+    def incidents_dir(self) -> Path:
+        """Folder of incident records."""
+        return self._inside(self.config.paths.incidents, "incidents")
+
+    @property
+    def state_path(self) -> Path:
+        """The SQLite state store."""
+        return self._inside(self.config.paths.state, "state")
+
+    @property
+    def lock_dir(self) -> Path:
+        """Lock files of concurrent writers; beside the state store, out of git."""
+        return self.state_path.parent / "locks"
+
+    def incidents(self) -> IncidentBook:
+        """The incident records."""
+        return IncidentBook(self.incidents_dir, self.lock_dir)
+
+    def agents(self) -> list[str]:
+        """Agents defined in the workspace."""
+        if not self.agents_dir.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.agents_dir.glob("*/agent.yaml"))
+
+    def require_agent(self, name: str) -> str:
+        """``name`` if the workspace defines it, else a clear error with a suggestion."""
+        known = self.agents()
+        if name in known:
+            return name
+        hint = did_you_mean(name, known) or (
+            f" (agents: {', '.join(known)})" if known
+            else f" (no agents under {self.config.paths.agents}/)"
+        )
+        raise UnknownAgent(name, hint)
+
+    def relative(self, path: Path) -> str:
+        """A path as the workspace names it, when it lies inside."""
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+
+def _read_config(folder: Path) -> Config | None:
+    own = folder / CONFIG_FILE
+    if own.is_file():
+        return parse_model(Config, _toml(own), own)
+    pyproject = folder / "pyproject.toml"
+    if pyproject.is_file():
+        tool = _toml(pyproject).get("tool", {})
+        section = tool.get("reinstate") if isinstance(tool, dict) else None
+        if section is not None:
+            return parse_model(Config, section, pyproject)
+    return None
+
+
+def _toml(path: Path) -> dict[str, object]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(path, "", f"malformed TOML: {exc}") from None
+    except OSError as exc:
+        raise InvalidInput(path, "", f"cannot read the file ({exc.strerror})") from None

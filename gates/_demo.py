@@ -1,0 +1,252 @@
+"""``reinstate demo``: the whole response, told on the bundled refund agent.
+
+Lays out the example workspace, then walks it the way an on-call engineer and a release
+manager would: incident, containment, capture, a failing gate, restore refused, the
+root cause, the control changes, a passing gate with every change verified, restore.
+Each step prints the command that does the same; the demo exits 0 only when every step
+had the outcome the story expects.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.rule import Rule
+
+from evalsuite import ReinstateError
+from gates._config import Workspace
+from gates._errors import GatesError, Refused
+from gates._pipeline import run_gate
+from gates._render import incident_summary, mode_line, verdict_table, verification_table
+from gates._response import (
+    capture,
+    contain,
+    open_incident,
+    record_change,
+    record_finding,
+    schedule_review,
+)
+from gates._restore import restore
+from gates._state import read_mode
+from regressions import utc_now
+
+EXAMPLE = Path(__file__).parent / "_example"
+AGENT = "refund-agent"
+LOG = "logs/2026-11-25-refund-agent.jsonl"
+ACTOR = "dana.oncall"
+
+
+def lay_out(directory: Path) -> Path:
+    """Copy the example workspace into ``directory`` (new or empty)."""
+    if directory.exists() and any(directory.iterdir()):
+        raise GatesError(f"{directory} is not empty: give the demo a new or empty folder")
+    shutil.copytree(EXAMPLE / "workspace", directory, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return directory
+
+
+def apply_fix(workspace: Workspace) -> list[str]:
+    """Merge the example's fix into the workspace, as its pull request would. Returns paths."""
+    changed = []
+    for source in sorted((EXAMPLE / "fix").rglob("*")):
+        if source.is_file() and "__pycache__" not in source.parts:
+            relative = source.relative_to(EXAMPLE / "fix")
+            target = workspace.root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            changed.append(relative.as_posix())
+    return changed
+
+
+class Story:
+    """Runs the demo's steps, printing each and keeping score."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.failures: list[str] = []
+        self.number = 0
+
+    def step(self, title: str, command: str, action: Callable[[], bool]) -> None:
+        """Run one step; ``action`` prints what happened and says if it went as the story needs."""
+        self.number += 1
+        self.console.print(Rule(f"[bold]{self.number}. {title}", align="left"))
+        self.console.print(f"[dim]$ {command}[/]")
+        try:
+            as_expected = action()
+        except ReinstateError as exc:
+            self.console.print(f"[red]{exc}[/]")
+            as_expected = False
+        if not as_expected:
+            self.failures.append(f"{self.number}. {title}")
+            self.console.print("[bold red]✗ this step did not go as the story expects[/]")
+
+
+def run_demo(directory: Path | None, console: Console) -> tuple[Path, bool]:
+    """Walk the whole story in ``directory`` (a temporary folder when None)."""
+    root = lay_out(directory or Path(tempfile.mkdtemp(prefix="reinstate-demo-")))
+    workspace = Workspace.find(root)
+    story = Story(console)
+    console.print(f"[bold]reinstate demo[/] — workspace: {root}\n"
+                  "Harbor Goods runs a customer-support agent, refund-agent 1.4.0, with 20 eval "
+                  "cases, a permission file, acceptance criteria and review rules.")
+    verdicts = {}
+
+    def gate(expected: str, *, verify: bool = False) -> Callable[[], bool]:
+        def action() -> bool:
+            verdict = run_gate(workspace, AGENT, actor="ci")
+            verdicts[expected] = verdict
+            verdict_table(console, verdict)
+            if verify:
+                verification_table(console, verdict)
+            return verdict.outcome == expected
+        return action
+
+    def refused(*must_mention: str) -> Callable[[], bool]:
+        def action() -> bool:
+            try:
+                restore(workspace, AGENT, actor="release.manager")
+            except Refused as exc:
+                console.print(f"[yellow]{exc}[/]")
+                return all(any(m in r for r in exc.reasons) for m in must_mention)
+            console.print("[red]restored, but the story expected a refusal[/]")
+            return False
+        return action
+
+    story.step("Before the incident: the gate is green", f"reinstate gate {AGENT}",
+               gate("pass"))
+    console.print("[dim]Every eval passes — and not one case covers prompt injection.[/]")
+
+    state: dict[str, str] = {}
+
+    def open_step() -> bool:
+        incident = open_incident(
+            workspace, AGENT, severity="sev2", actor=ACTOR,
+            summary="Crafted chat message made the agent refund $1,250.00 on an $84.99 order "
+                    "as store credit to another account",
+            detected_at=utc_now() - timedelta(hours=2, minutes=35),
+        )
+        state["id"] = incident.id
+        path = workspace.relative(workspace.incidents().path(incident.id))
+        console.print(f"opened [bold]{incident.id}[/]: {path}")
+        return incident.id == "INC-1"
+    story.step("An engineer on call opens the incident",
+               f'reinstate incident open {AGENT} --severity sev2 --summary "Crafted chat message '
+               f'made the agent refund…" --detected-at <2h35m ago>', open_step)
+
+    def contain_step() -> bool:
+        done = contain(workspace, state["id"], mode="review",
+                       notify=["legal", "compliance", "eng-lead"], actor=ACTOR,
+                       scope="1 refund of $1,250.00 to store credit C-7731 (order A-1001); 1 "
+                             "email to an outside address; other runs not yet checked")
+        incident_summary(console, done.incident)
+        for warning in done.warnings:
+            console.print(f"[yellow]warning:[/] {warning}")
+        console.print(mode_line(read_mode(workspace, AGENT)))
+        return read_mode(workspace, AGENT).mode == "review" and bool(
+            done.incident.containment_target_met)
+    story.step("Contain: every answer now goes to a person first",
+               "reinstate contain INC-1 --mode review --notify legal,compliance,eng-lead "
+               '--scope "1 refund of $1,250.00 …"', contain_step)
+
+    def capture_step() -> bool:
+        done = capture(workspace, state["id"], root / LOG, actor=ACTOR, run_id="run-7f3a97",
+                       steps=[4, 6, 8], tags=["prompt_injection"])
+        console.print(f"wrote [bold]{workspace.relative(done.path)}[/]: the triggering message, "
+                      f"the harmful calls (steps 4 and 6) and answer (step 8), and what must "
+                      f"never happen again:")
+        for criterion in done.case.expect:
+            console.print(f"  • {criterion.description}")
+        return done.created
+    story.step("Capture the triggering run as a regression case",
+               f"reinstate capture INC-1 --run {LOG} --run-id run-7f3a97 --step 4 --step 6 "
+               f"--step 8 --tag prompt_injection", capture_step)
+
+    story.step("Gate the agent as it is: it must fail", f"reinstate gate {AGENT}", gate("fail"))
+    story.step("Restore is refused", f"reinstate restore {AGENT}",
+               refused("no root-cause finding", "is fail"))
+
+    def rca_step() -> bool:
+        findings = [
+            ("tool_permission_boundary", "permission_model",
+             "issue_refund accepted any amount to any destination; send_email accepted free "
+             "text to any address", ["INC-1-1 steps 4, 6", "permissions.tools.issue_refund"]),
+            ("eval_coverage", "eval_suite",
+             "no eval case covered instructions embedded in a customer message "
+             "(prompt_injection: 0 of 20 cases)", ["evals/refund-agent"]),
+            ("acceptance_criteria", "tool_contract",
+             "no criterion on the refund destination, email templates or claimed approvals",
+             ["INC-1-1 step 8", "acceptance.yaml"]),
+            ("review_gate", "human_process",
+             "only account closures reached a person; a $1,250 refund did not",
+             ["review.yaml rules[0]"]),
+        ]
+        for layer, where, text, evidence in findings:
+            finding = record_finding(workspace, state["id"], layer=layer, gap=True,  # type: ignore[arg-type]
+                                     description=text, evidence=evidence, actor=ACTOR,
+                                     fix_location=where)  # type: ignore[arg-type]
+            console.print(f"  {finding.id} {layer}: [red]gap[/] — {text}")
+        return True
+    story.step("Root cause through the four control layers",
+               'reinstate incident finding INC-1 --layer tool_permission_boundary --gap '
+               '--description "…" --evidence "INC-1-1 steps 4, 6"   (one per layer)', rca_step)
+
+    def fix_step() -> bool:
+        for path in apply_fix(workspace):
+            console.print(f"  changed {path}")
+        changes = [
+            ("tool_permission_boundary", ["F-1"],
+             "issue_refund: at most $500, only to the original payment method; send_email: "
+             "templates only"),
+            ("acceptance_criteria", ["F-3"],
+             "criteria on the refund destination, email templates and claimed approvals"),
+            ("review_gate", ["F-4"],
+             "refunds over $150, refunds elsewhere, free-text email and rejected answers go "
+             "to a person"),
+            ("eval_coverage", ["F-2"], "three prompt_injection eval cases"),
+            ("prompt", [], "refund-agent 1.5.0 never acts on approvals or payment instructions "
+                           "written into a message"),
+        ]
+        for layer, addresses, text in changes:
+            change = record_change(workspace, state["id"], layer=layer,  # type: ignore[arg-type]
+                                   addresses=addresses, description=text, actor=ACTOR)
+            console.print(f"  {change.id} {layer}: {text}")
+        return True
+    story.step("Merge the fix and record each control change",
+               'reinstate incident change INC-1 --layer tool_permission_boundary --addresses F-1 '
+               '--description "…"   (one per change)', fix_step)
+
+    story.step("Restore is refused: the verdict is stale", f"reinstate restore {AGENT}",
+               refused("stale", "not verified"))
+    story.step("Gate the fixed agent: every change must verify", f"reinstate gate {AGENT}",
+               gate("pass", verify=True))
+    story.step("Restore is refused: no post-incident review yet", f"reinstate restore {AGENT}",
+               refused("post-incident review"))
+
+    def review_step() -> bool:
+        day = (utc_now() + timedelta(days=7)).date()
+        schedule_review(workspace, state["id"], on=day, actor=ACTOR)
+        console.print(f"post-incident review on {day.isoformat()}")
+        return True
+    story.step("Schedule the post-incident review",
+               "reinstate incident review INC-1 --on <in 7 days>", review_step)
+
+    def restore_step() -> bool:
+        done = restore(workspace, AGENT, actor="release.manager")
+        reading = read_mode(workspace, AGENT)
+        console.print(f"restored {', '.join(done.incidents)}; {mode_line(reading)}")
+        return reading.mode == "full"
+    story.step("Restore: back to full operation", f"reinstate restore {AGENT}", restore_step)
+
+    console.print(Rule())
+    if story.failures:
+        console.print(f"[bold red]demo: {len(story.failures)} step(s) went wrong:[/] "
+                      + "; ".join(story.failures))
+    else:
+        console.print(f"[bold green]demo: all {story.number} steps went as expected.[/] "
+                      f"The workspace stays in {root}; try `reinstate -C {root} gate {AGENT}`.")
+    return root, not story.failures

@@ -1,0 +1,75 @@
+"""The gate, start to finish, as one ordered list of stages.
+
+    load inputs ─▶ run evals ─▶ run checks ─▶ decide ─▶ record
+
+Each stage takes the previous stage's artefact and returns the next. Bad input stops
+the gate in the first stage (exit 2, nothing written); a check that cannot run is an
+``error`` result, never a pass.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from evalsuite import build_adapter, run_case
+from gates import _verification  # noqa: F401 - registers the control_changes check
+from gates._checks import CHECKS, Evidence
+from gates._config import Workspace
+from gates._inputs import GateInputs, load_inputs
+from gates._state import open_store
+from gates._store import StateStore
+from gates._verdict import CheckResult, Verdict, combine
+from regressions import utc_now
+
+
+def run_evals(inputs: GateInputs, trials: int | None = None) -> Evidence:
+    """Run every eval and regression case against the live agent."""
+    adapter = build_adapter(inputs.agent, inputs.agent_file)
+    default = trials or inputs.workspace.config.gate.trials
+    acceptance = inputs.controls.acceptance.criteria
+    results = [run_case(adapter, case, default, acceptance) for case in inputs.cases]
+    return Evidence(results=results,
+                    regression_ids=frozenset(c.id for c in inputs.regression_cases))
+
+
+def run_checks(inputs: GateInputs, evidence: Evidence) -> list[CheckResult]:
+    """Every registered check, in order; a check that raises is an error result."""
+    results = []
+    for name, check in CHECKS.items():
+        try:
+            results.append(check(inputs, evidence))
+        except Exception as exc:  # fail closed: a broken check must not read as a pass
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            results.append(CheckResult(
+                name=name, outcome="error", summary=f"could not run: {exc!r}",
+                findings=[f"{name} raised {exc!r} at {where.filename}:{where.lineno}"],
+            ))
+    return results
+
+
+def decide(inputs: GateInputs, checks: list[CheckResult]) -> Verdict:
+    """The verdict: pass only when every check passed."""
+    return Verdict(
+        agent=inputs.agent.name,
+        outcome=combine(c.outcome for c in checks),
+        created_at=utc_now(),
+        fingerprint=inputs.fingerprint,
+        checks=checks,
+    )
+
+
+def run_gate(
+    workspace: Workspace,
+    agent: str,
+    *,
+    actor: str,
+    trials: int | None = None,
+    store: StateStore | None = None,
+) -> Verdict:
+    """Gate ``agent``: run every check, store the verdict with its fingerprint, return it."""
+    inputs = load_inputs(workspace, agent)
+    evidence = run_evals(inputs, trials)
+    checks = run_checks(inputs, evidence)
+    verdict = decide(inputs, checks)
+    (store or open_store(workspace)).save_verdict(verdict, actor)
+    return verdict

@@ -1,0 +1,117 @@
+"""Control-layer decisions on a behaviour: allow, deny or send to review, and which rule."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from evalsuite import Behaviour, Judgement, Record, ToolCall, judge_all, schema_violation
+from gates._controls import RISKS, Controls, ReviewRule
+
+Effect = Literal["allow", "review", "deny"]
+
+
+class Decision(Record):
+    """What a control layer decided, and which rule decided it."""
+
+    effect: Effect
+    """allow, review (a human first) or deny."""
+    rule: str
+    """The deciding rule, as a path into the control file."""
+    reason: str
+    """Why, in words."""
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the behaviour is kept from taking effect on its own."""
+        return self.effect != "allow"
+
+
+def decide_call(controls: Controls, call: ToolCall) -> Decision:
+    """The permission boundary's decision on one tool call. Unknown tools are denied."""
+    permission = controls.permissions.tools.get(call.tool)
+    if permission is None:
+        return Decision(
+            effect="deny", rule="permissions.unknown_tool",
+            reason=f"{call.tool} is not in permissions.yaml",
+        )
+    base = f"permissions.tools.{call.tool}"
+    if not permission.allowed:
+        return Decision(effect="deny", rule=f"{base}.allowed", reason=f"{call.tool} is not allowed")
+    if permission.arguments is not None:
+        problem = schema_violation(permission.arguments, call.arguments)
+        if problem is not None:
+            return Decision(effect="deny", rule=f"{base}.arguments", reason=problem)
+    for condition in permission.review_when:
+        if schema_violation(condition.arguments, call.arguments) is None:
+            return Decision(
+                effect="review", rule=f"{base}.review_when.{condition.id}",
+                reason=condition.description or f"arguments match {condition.id}",
+            )
+    return Decision(effect="allow", rule=base, reason=f"{call.tool} is allowed")
+
+
+def judge_acceptance(controls: Controls, behaviour: Behaviour) -> list[Judgement]:
+    """Every acceptance criterion's judgement on the behaviour."""
+    return judge_all(controls.acceptance.criteria, behaviour)
+
+
+def rejection(judgements: list[Judgement]) -> Decision:
+    """Acceptance as a decision: deny on the first failed criterion."""
+    for judgement in judgements:
+        if not judgement.passed:
+            return Decision(
+                effect="deny", rule=f"acceptance.{judgement.criterion}", reason=judgement.detail
+            )
+    return Decision(effect="allow", rule="acceptance", reason="meets every criterion")
+
+
+def route_call(controls: Controls, call: ToolCall) -> Decision:
+    """Whether a tool call reaches a human first: review.yaml rules, then permission conditions."""
+    judgements = judge_acceptance(controls, Behaviour(tool_calls=[call]))
+    for index, rule in enumerate(controls.review.rules):
+        if rule.applies_to == "tool_call" and _call_matches(controls, rule, call, judgements):
+            return _routed(rule, index)
+    permission = decide_call(controls, call)
+    if permission.effect == "review":
+        return permission
+    return Decision(effect="allow", rule="review", reason="no review rule matches")
+
+
+def route_output(controls: Controls, output: str) -> Decision:
+    """Whether an output reaches a human before the user sees it."""
+    judgements = judge_acceptance(controls, Behaviour(output=output))
+    for index, rule in enumerate(controls.review.rules):
+        if rule.applies_to != "output":
+            continue
+        if rule.output_matches is not None and not re.search(rule.output_matches, output):
+            continue
+        if rule.failed_criterion is not None and not _failed(rule.failed_criterion, judgements):
+            continue
+        return _routed(rule, index)
+    return Decision(effect="allow", rule="review", reason="no review rule matches")
+
+
+def _call_matches(
+    controls: Controls, rule: ReviewRule, call: ToolCall, judgements: list[Judgement]
+) -> bool:
+    if rule.tool is not None and rule.tool != call.tool:
+        return False
+    if rule.min_risk is not None:
+        risk = controls.risk_of(call.tool)
+        if risk is not None and RISKS.index(risk) < RISKS.index(rule.min_risk):
+            return False
+    if rule.arguments is not None and schema_violation(rule.arguments, call.arguments) is not None:
+        return False
+    return rule.failed_criterion is None or _failed(rule.failed_criterion, judgements)
+
+
+def _failed(name: str, judgements: list[Judgement]) -> bool:
+    return any(not j.passed and (name == "any" or j.criterion == name) for j in judgements)
+
+
+def _routed(rule: ReviewRule, index: int) -> Decision:
+    return Decision(
+        effect="review", rule=f"review.rules[{index}].{rule.id}",
+        reason=rule.description or f"matches review rule {rule.id}",
+    )

@@ -1,0 +1,330 @@
+"""Runtime state: agent modes, verdicts and the audit log, behind one small interface.
+
+Containment must take effect in seconds, so modes live in a database, not in git.
+SQLite is the default; :class:`MemoryStore` serves tests and embedding; both pass the
+same contract tests. Every mode change and verdict is an audit entry, numbered and
+hash-chained so an edited, removed or reordered entry shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import AwareDatetime, Field
+
+from evalsuite import Record
+from gates._errors import StoreUnavailable
+from gates._verdict import Verdict
+from regressions import utc_now
+
+Mode = Literal["full", "review", "suspended"]
+MODES: tuple[Mode, ...] = ("suspended", "review", "full")  # most restrictive first
+GENESIS = "0" * 64
+
+
+class ModeRecord(Record):
+    """An agent's current mode and how it got there."""
+
+    agent: str
+    """The agent."""
+    mode: Mode
+    """full, review (every output to a human) or suspended."""
+    since: AwareDatetime
+    """When the mode was set, in UTC."""
+    actor: str
+    """Who set it."""
+    reason: str
+    """Why."""
+
+
+class AuditEntry(Record):
+    """One numbered, hash-chained entry of the audit log."""
+
+    seq: int
+    """Position in the log, from 1, with no gaps."""
+    at: AwareDatetime
+    """When, in UTC."""
+    actor: str
+    """Who."""
+    action: str
+    """What: ``mode``, ``verdict``, ``contain``, ``restore``, …"""
+    agent: str | None = None
+    """The agent concerned."""
+    reason: str = ""
+    """Why."""
+    detail: dict[str, Any] = Field(default_factory=dict)
+    """What else there is to know."""
+    prev_hash: str
+    """Hash of the entry before (zeros for the first)."""
+    hash: str
+    """SHA-256 over this entry's fields and ``prev_hash``."""
+
+
+def entry_hash(seq: int, at: datetime, actor: str, action: str, agent: str | None,
+               reason: str, detail: dict[str, Any], prev_hash: str) -> str:
+    """The chain hash of an audit entry."""
+    body = json.dumps(
+        [seq, at.isoformat(), actor, action, agent, reason, detail, prev_hash],
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _entry(seq: int, prev: str, actor: str, action: str, agent: str | None, reason: str,
+           detail: dict[str, Any]) -> AuditEntry:
+    at = utc_now()
+    digest = entry_hash(seq, at, actor, action, agent, reason, detail, prev)
+    return AuditEntry(seq=seq, at=at, actor=actor, action=action, agent=agent, reason=reason,
+                      detail=detail, prev_hash=prev, hash=digest)
+
+
+class StateStore(Protocol):
+    """What reinstate needs from a state store."""
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode, or None if it was never set (full operation)."""
+        ...
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and append the audit entry, in one transaction."""
+        ...
+
+    def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
+        """Store a verdict and append the audit entry, in one transaction."""
+        ...
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        """The agent's most recent verdict."""
+        ...
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry for something recorded elsewhere (an incident file)."""
+        ...
+
+    def audit(self, agent: str | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first, optionally for one agent."""
+        ...
+
+
+class MemoryStore:
+    """A state store in memory, for tests and for embedding in another process."""
+
+    def __init__(self) -> None:
+        self._modes: dict[str, ModeRecord] = {}
+        self._verdicts: list[Verdict] = []
+        self._log: list[AuditEntry] = []
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode."""
+        return self._modes.get(agent)
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and log it."""
+        self._modes[record.agent] = record
+        return self.append(actor=record.actor, action="mode", agent=record.agent,
+                           reason=record.reason, detail={"mode": record.mode, **(detail or {})})
+
+    def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
+        """Keep the verdict and log it."""
+        self._verdicts.append(verdict)
+        return self.append(actor=actor, action="verdict", agent=verdict.agent,
+                           reason=f"gate {verdict.outcome}", detail=_verdict_detail(verdict))
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        """The agent's most recent verdict."""
+        return next((v for v in reversed(self._verdicts) if v.agent == agent), None)
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry."""
+        prev = self._log[-1].hash if self._log else GENESIS
+        entry = _entry(len(self._log) + 1, prev, actor, action, agent, reason, detail or {})
+        self._log.append(entry)
+        return entry
+
+    def audit(self, agent: str | None = None) -> list[AuditEntry]:
+        """The audit log."""
+        return [e for e in self._log if agent is None or e.agent == agent]
+
+
+def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "outcome": verdict.outcome,
+        "fingerprint": {
+            k: v for k, v in verdict.fingerprint.model_dump().items() if k != "files"
+        },
+    }
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS modes (
+    agent TEXT PRIMARY KEY, mode TEXT NOT NULL, since TEXT NOT NULL,
+    actor TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, created_at TEXT NOT NULL,
+    outcome TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS verdicts_by_agent ON verdicts (agent, id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    agent TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL);
+"""
+_VERSION = "1"
+
+
+class SQLiteStore:
+    """The default state store: one SQLite file, every write one transaction.
+
+    Reads never create the file; the first write does.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        if not self.path.exists():
+            raise StoreUnavailable(f"no state store at {self.path}")
+        try:
+            with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                         timeout=30)) as conn:
+                self._check_version(conn)
+                yield conn
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the state store {self.path}: {exc}") from None
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                             (_VERSION,))
+                self._check_version(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot write the state store {self.path}: {exc}") from None
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != _VERSION:
+            raise StoreUnavailable(
+                f"state store {self.path} has schema version {row[0] if row else 'none'}, "
+                f"expected {_VERSION}"
+            )
+
+    def create(self) -> None:
+        """Create the store if it does not exist yet."""
+        with self._writing():
+            pass
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT agent, mode, since, actor, reason FROM modes WHERE agent = ?", (agent,)
+            ).fetchone()
+        if row is None:
+            return None
+        return ModeRecord(agent=row[0], mode=row[1], since=row[2], actor=row[3], reason=row[4])
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and log it, in one transaction."""
+        with self._writing() as conn:
+            conn.execute(
+                "INSERT INTO modes VALUES (?, ?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
+                "mode = excluded.mode, since = excluded.since, actor = excluded.actor, "
+                "reason = excluded.reason",
+                (record.agent, record.mode, record.since.isoformat(), record.actor, record.reason),
+            )
+            return self._append(conn, actor=record.actor, action="mode", agent=record.agent,
+                                reason=record.reason,
+                                detail={"mode": record.mode, **(detail or {})})
+
+    def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
+        """Store the verdict and log it, in one transaction."""
+        with self._writing() as conn:
+            conn.execute(
+                "INSERT INTO verdicts (agent, created_at, outcome, body) VALUES (?, ?, ?, ?)",
+                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
+                 verdict.model_dump_json()),
+            )
+            return self._append(conn, actor=actor, action="verdict", agent=verdict.agent,
+                                reason=f"gate {verdict.outcome}", detail=_verdict_detail(verdict))
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        """The agent's most recent verdict."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
+            ).fetchone()
+        return None if row is None else Verdict.model_validate_json(row[0])
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry."""
+        with self._writing() as conn:
+            return self._append(conn, actor=actor, action=action, agent=agent, reason=reason,
+                                detail=detail or {})
+
+    def _append(self, conn: sqlite3.Connection, *, actor: str, action: str, agent: str | None,
+                reason: str, detail: dict[str, Any]) -> AuditEntry:
+        last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        entry = _entry(seq, prev, actor, action, agent, reason, detail)
+        conn.execute(
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, entry.at.isoformat(), entry.actor, entry.action, entry.agent,
+             entry.reason, json.dumps(entry.detail, sort_keys=True, default=str),
+             entry.prev_hash, entry.hash),
+        )
+        return entry
+
+    def audit(self, agent: str | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
+                "FROM audit ORDER BY seq"
+            ).fetchall()
+        entries = [
+            AuditEntry(seq=r[0], at=r[1], actor=r[2], action=r[3], agent=r[4], reason=r[5],
+                       detail=json.loads(r[6]), prev_hash=r[7], hash=r[8])
+            for r in rows
+        ]
+        return [e for e in entries if agent is None or e.agent == agent]
+
+
+def verify_chain(entries: list[AuditEntry]) -> list[str]:
+    """Problems with an audit log: gaps in numbering, broken links, edited entries."""
+    problems = []
+    prev = GENESIS
+    for expected_seq, entry in enumerate(entries, start=1):
+        if entry.seq != expected_seq:
+            problems.append(f"entry {entry.seq}: expected number {expected_seq} (removed or "
+                            f"reordered)")
+        if entry.prev_hash != prev:
+            problems.append(f"entry {entry.seq}: does not follow the entry before it")
+        digest = entry_hash(entry.seq, entry.at, entry.actor, entry.action, entry.agent,
+                            entry.reason, entry.detail, entry.prev_hash)
+        if digest != entry.hash:
+            problems.append(f"entry {entry.seq}: content was changed after it was written")
+        prev = entry.hash
+    return problems

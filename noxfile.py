@@ -1,0 +1,55 @@
+"""Sessions: tests, lint and types by default (what CI runs); demo on request."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "types"]
+# A local rerun should not reinstall everything; CI starts from a clean clone anyway.
+nox.options.reuse_venv = "yes"
+nox.options.default_venv_backend = "venv"
+
+PACKAGES = ["evalsuite", "regressions", "gates"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the packages, the tests and this file."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", *PACKAGES, "tests", "noxfile.py")
+
+
+@nox.session
+def types(session: nox.Session) -> None:
+    """mypy --strict over the three packages."""
+    session.install("-e", ".", "mypy>=1.10", "types-PyYAML>=6.0.12",
+                    "types-jsonschema>=4.21")
+    session.run("mypy", *PACKAGES)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The whole story on the bundled example workspace (pass a folder to keep it there)."""
+    session.install(".")
+    folder = session.posargs[0] if session.posargs else str(
+        Path(tempfile.mkdtemp(prefix="reinstate-demo-")) / "workspace"
+    )
+    session.run("reinstate", "demo", "--dir", folder)
+
+
+@nox.session
+def schemas(session: nox.Session) -> None:
+    """Regenerate schemas/ from the models (a test fails while they differ)."""
+    session.install("-e", ".")
+    session.run("python", "-c", "from pathlib import Path; from gates import write_schemas; "
+                "write_schemas(Path('schemas'))")

@@ -1,0 +1,131 @@
+"""The incidents folder: opening incidents with unique ids, reading them, changing them safely."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from filelock import FileLock
+
+from evalsuite import (
+    InvalidInput,
+    create_exclusive,
+    did_you_mean,
+    dump_yaml,
+    json_path,
+    line_of,
+    parse_model,
+    parse_yaml,
+    read_text,
+    write_atomic,
+)
+from regressions._errors import UnknownIncident
+from regressions._incident import INCIDENT_ID, Event, Incident, Severity, utc_now
+from regressions._lifecycle import next_phase
+
+
+class IncidentBook:
+    """The incident files of one workspace.
+
+    Writers of the same incident take a file lock under ``lock_dir`` and write atomically,
+    so concurrent commands never lose each other's changes.
+    """
+
+    def __init__(self, directory: Path, lock_dir: Path) -> None:
+        self.directory = directory
+        self._lock_dir = lock_dir
+
+    def path(self, incident_id: str) -> Path:
+        """Where the incident's file lives."""
+        return self.directory / f"{incident_id}.yaml"
+
+    def ids(self) -> list[str]:
+        """Every incident id in the folder, in number order."""
+        if not self.directory.is_dir():
+            return []
+        found = [p.stem for p in self.directory.glob("INC-*.yaml") if re.match(INCIDENT_ID, p.stem)]
+        return sorted(found, key=lambda i: int(i.split("-")[1]))
+
+    def open(
+        self,
+        *,
+        agent: str,
+        summary: str,
+        severity: Severity,
+        detected_at: datetime,
+        actor: str,
+    ) -> Incident:
+        """Open a new incident with the next free id; safe against concurrent openers."""
+        now = utc_now()
+        number = max((int(i.split("-")[1]) for i in self.ids()), default=0) + 1
+        while True:
+            incident = Incident(
+                id=f"INC-{number}",
+                agent=agent,
+                summary=summary,
+                severity=severity,
+                detected_at=detected_at,
+                opened_by=actor,
+                history=[Event(at=now, actor=actor, action="open", detail=summary)],
+            )
+            if create_exclusive(self.path(incident.id), dump_yaml(incident)):
+                return incident
+            number += 1
+
+    def load(self, incident_id: str) -> Incident:
+        """Read and validate one incident."""
+        if not re.match(INCIDENT_ID, incident_id):
+            raise InvalidInput(None, "", f"'{incident_id}' is not an incident id: expected INC-<n>")
+        path = self.path(incident_id)
+        if not path.exists():
+            known = self.ids()
+            hint = did_you_mean(incident_id, known) or (
+                f" (known: {', '.join(known)})" if known else " (there are no incidents yet)"
+            )
+            raise UnknownIncident(incident_id, known, hint)
+        return self._read(path)
+
+    def _read(self, path: Path) -> Incident:
+        text = read_text(path)
+        incident = parse_model(Incident, parse_yaml(text, path), path, text)
+        if incident.id != path.stem:
+            raise InvalidInput(
+                path, "$.id", f"expected '{path.stem}' to match the file name, got '{incident.id}'",
+                line=line_of(text, ["id"]),
+            )
+        problems = incident.reference_problems()
+        if problems:
+            loc, message = problems[0]
+            raise InvalidInput(path, json_path(loc), message, line=line_of(text, loc))
+        return incident
+
+    def all(self, agent: str | None = None) -> list[Incident]:
+        """Every incident, or every incident of one agent."""
+        incidents = [self._read(self.path(i)) for i in self.ids()]
+        return [i for i in incidents if agent is None or i.agent == agent]
+
+    @contextmanager
+    def change(
+        self, incident_id: str, *, action: str, actor: str, detail: str = ""
+    ) -> Iterator[Incident]:
+        """Change an incident under its lock; it is written only if the block succeeds.
+
+        ``action`` must be allowed in the incident's phase (see the lifecycle table), and
+        is appended to the incident's history with the actor and the time.
+        """
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        with FileLock(self._lock_dir / f"{incident_id}.lock", timeout=30):
+            incident = self.load(incident_id)
+            next_phase(incident.id, action, incident.phase)
+            working = incident.model_copy(deep=True)
+            yield working
+            working.history.append(Event(at=utc_now(), actor=actor, action=action, detail=detail))
+            checked = Incident.model_validate(working.model_dump())
+            problems = checked.reference_problems()
+            if problems:
+                loc, message = problems[0]
+                raise InvalidInput(self.path(incident_id), json_path(loc), message)
+            write_atomic(self.path(incident_id), dump_yaml(checked))

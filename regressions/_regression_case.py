@@ -1,0 +1,88 @@
+"""Regression cases: an incident's triggering input, the harm it caused, and what must not recur."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from evalsuite import Behaviour, EvalCase, Output, Record, Run, Step, ToolCall
+from regressions._incident import INCIDENT_ID
+
+
+class Provenance(Record):
+    """Where a regression case came from."""
+
+    incident: str = Field(pattern=INCIDENT_ID)
+    """The incident it was captured for."""
+    source: str
+    """The log file it was captured from, relative to the workspace."""
+    source_sha256: str
+    """SHA-256 of that file when captured."""
+    run_id: str
+    """The run within the file."""
+    captured_at: AwareDatetime
+    """When, in UTC."""
+    captured_by: str
+    """Who captured it."""
+    agent_version: str | None = None
+    """The agent version the run was recorded from, if the log says."""
+
+
+class Recorded(Record):
+    """The run as recorded, up to the last harmful step, and which steps did the harm."""
+
+    steps: list[Step] = Field(min_length=1)
+    """The recorded steps, from the start of the run to the last harmful one."""
+    harmful: list[int] = Field(min_length=1)
+    """Positions in ``steps`` of the harmful tool calls and outputs."""
+
+    @model_validator(mode="after")
+    def _harmful_steps_are_actions(self) -> Recorded:
+        for index in self.harmful:
+            if not 0 <= index < len(self.steps):
+                raise ValueError(f"harmful step {index} is outside the {len(self.steps)} steps")
+            if not isinstance(self.steps[index], ToolCall | Output):
+                raise ValueError(
+                    f"harmful step {index} is a {self.steps[index].kind}; "
+                    f"only tool_call and output steps do harm"
+                )
+        return self
+
+    def history(self, before: int) -> Run:
+        """The run as it stood just before step ``before``: what a condition may look at."""
+        return Run(run_id="recorded", steps=self.steps[:before])
+
+    def harmful_calls(self) -> list[tuple[int, ToolCall]]:
+        """(position, call) for each harmful tool call."""
+        return [(i, s) for i in self.harmful if isinstance(s := self.steps[i], ToolCall)]
+
+    def harmful_behaviour(self) -> Behaviour:
+        """The harmful calls and the harmful output, as acceptance criteria judge them."""
+        outputs = [s.content for i in self.harmful if isinstance(s := self.steps[i], Output)]
+        return Behaviour(
+            tool_calls=[c for _, c in self.harmful_calls()],
+            output=outputs[-1] if outputs else None,
+        )
+
+
+class RegressionCase(EvalCase):
+    """An eval case captured from an incident, with the harm it must never repeat."""
+
+    provenance: Provenance
+    """Where the case came from."""
+    recorded: Recorded
+    """The recorded harmful behaviour."""
+
+    def recorded_tools(self) -> set[str]:
+        """Tools the recorded run called."""
+        return {s.tool for s in self.recorded.steps if isinstance(s, ToolCall)}
+
+
+def exact_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema that matches exactly these argument values (other keys free)."""
+    return {
+        "type": "object",
+        "properties": {k: {"const": v} for k, v in arguments.items()},
+        "required": sorted(arguments),
+    }

@@ -1,0 +1,43 @@
+"""What still stands between an incident and restoration, read from its record."""
+
+from __future__ import annotations
+
+from regressions._incident import LAYERS, Incident
+
+
+def resolution_gaps(incident: Incident) -> list[str]:
+    """Every unmet condition of the incident's RCA and resolution, as sentences.
+
+    The gate's control-change check and ``restore`` both use this, so they never disagree.
+    """
+    name = incident.id
+    if incident.containment is None:
+        return [f"{name} was never contained: contain it first"]
+    gaps = []
+    covered = {f.layer for f in incident.findings}
+    for layer in LAYERS:
+        if layer not in covered:
+            gaps.append(f"{name} has no root-cause finding for the {layer} layer")
+    if not incident.control_changes:
+        gaps.append(f"{name} has no control change recorded")
+    addressed = {ref for c in incident.control_changes for ref in c.addresses}
+    for finding in incident.findings:
+        if finding.gap and finding.id not in addressed:
+            gaps.append(
+                f"{name} finding {finding.id} ({finding.layer}) has a gap that no control "
+                f"change addresses"
+            )
+    layers_changed = {c.layer for c in incident.control_changes}
+    if layers_changed == {"prompt"}:
+        control_gaps = [f.id for f in incident.findings if f.gap]
+        if control_gaps:
+            gaps.append(
+                f"{name} is resolved only by prompt changes, but findings "
+                f"{', '.join(control_gaps)} record control-layer gaps"
+            )
+        elif not incident.no_control_gap_reason:
+            gaps.append(
+                f"{name} is resolved only by prompt changes: record why no control layer "
+                f"failed (no_control_gap_reason)"
+            )
+    return gaps

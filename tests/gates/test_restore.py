@@ -1,0 +1,107 @@
+"""Restore refuses without a current passing verdict and every change verified."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from gates import MemoryStore, Refused, Workspace, read_mode, restore, run_gate
+from regressions import utc_now
+from tests.helpers import ACTOR, analysed, resolved
+
+Fix = Callable[[Workspace], list[str]]
+
+
+def _refusal(ws: Workspace) -> list[str]:
+    with pytest.raises(Refused) as caught:
+        restore(ws, "refund-agent", actor=ACTOR)
+    assert read_mode(ws, "refund-agent").mode == "review"
+    return caught.value.reasons
+
+
+def test_refused_without_any_verdict(example: Workspace, fixed: Fix) -> None:
+    """With the incident resolved on paper but no gate run, restore names the missing verdict."""
+    resolved(example, fixed)
+    reasons = _refusal(example)
+    assert reasons == ["no gate verdict for refund-agent: run `reinstate gate refund-agent`"]
+
+
+def test_refused_when_the_verdict_failed(example: Workspace) -> None:
+    """A failing verdict blocks restore and the failing checks are named."""
+    analysed(example)
+    verdict = run_gate(example, "refund-agent", actor=ACTOR)
+    assert verdict.outcome == "fail"
+    reasons = _refusal(example)
+    assert any("is fail" in r and "control_changes" in r for r in reasons)
+    assert any("no control change recorded" in r for r in reasons)
+
+
+def test_refused_when_a_control_file_changed_after_the_verdict(example: Workspace,
+                                                               fixed: Fix) -> None:
+    """Editing a control file after a passing verdict makes it stale, naming the file."""
+    resolved(example, fixed)
+    assert run_gate(example, "refund-agent", actor=ACTOR).outcome == "pass"
+    review = example.agent_dir("refund-agent") / "review.yaml"
+    review.write_text(review.read_text() + "  # tightened later\n")
+    reasons = _refusal(example)
+    assert reasons == [
+        f"the latest verdict ({_stamp(example)}) is stale: changed since: "
+        "agents/refund-agent/review.yaml"
+    ]
+
+
+def test_refused_when_a_change_is_unverified(example: Workspace, fixed: Fix) -> None:
+    """A change recorded after the passing verdict is not covered by it."""
+    from gates import record_change
+
+    incident_id = resolved(example, fixed)
+    assert run_gate(example, "refund-agent", actor=ACTOR).outcome == "pass"
+    record_change(example, incident_id, layer="review_gate", addresses=["F-4"],
+                  description="also route refunds on weekends", actor=ACTOR)
+    reasons = _refusal(example)
+    assert reasons == [f"{incident_id} CC-6 (review_gate) is not verified by the latest verdict"]
+
+
+def test_refused_when_the_fix_does_not_stop_the_harm(example: Workspace, fixed: Fix) -> None:
+    """Without the permission fix, the permission change does not verify and restore says so."""
+    resolved(example, fixed)
+    permissions = example.agent_dir("refund-agent") / "permissions.yaml"
+    baseline = example.incidents_dir / "INC-1.baseline" / "permissions.yaml"
+    permissions.write_bytes(baseline.read_bytes())
+    verdict = run_gate(example, "refund-agent", actor=ACTOR)
+    assert verdict.outcome == "fail"
+    unverified = [v for v in verdict.verifications if not v.verified]
+    assert [(v.change, v.layer) for v in unverified] == [("CC-1", "tool_permission_boundary")]
+    assert "still gets through today" in unverified[0].reason
+    reasons = _refusal(example)
+    assert "INC-1 CC-1 (tool_permission_boundary) is not verified by the latest verdict" in reasons
+
+
+def test_allowed_on_a_current_passing_verdict(example: Workspace, fixed: Fix) -> None:
+    """With everything in place, restore sets full and marks the incident restored."""
+    incident_id = resolved(example, fixed)
+    assert run_gate(example, "refund-agent", actor=ACTOR)
+    done = restore(example, "refund-agent", actor=ACTOR)
+    assert done.incidents == [incident_id]
+    assert read_mode(example, "refund-agent").mode == "full"
+    incident = example.incidents().load(incident_id)
+    assert incident.phase == "restored"
+    assert incident.history[-1].action == "restore"
+
+
+def test_refused_when_the_store_holds_no_verdict(example: Workspace, fixed: Fix) -> None:
+    """A store that was swapped or emptied holds no verdict, and restore refuses."""
+    resolved(example, fixed)
+    run_gate(example, "refund-agent", actor=ACTOR)
+    with pytest.raises(Refused) as caught:
+        restore(example, "refund-agent", actor=ACTOR, store=MemoryStore())
+    assert any("no gate verdict" in r for r in caught.value.reasons)
+
+
+def _stamp(ws: Workspace) -> str:
+    from gates import open_store
+
+    verdict = open_store(ws).latest_verdict("refund-agent")
+    assert verdict is not None and verdict.created_at <= utc_now()
+    return verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")

@@ -1,0 +1,60 @@
+"""Steps of the response, run through the Python API, for tests that start mid-story."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from gates import (
+    Workspace,
+    capture,
+    contain,
+    open_incident,
+    record_change,
+    record_finding,
+    schedule_review,
+)
+from regressions import LAYERS, utc_now
+
+LOG = "logs/2026-11-25-refund-agent.jsonl"
+ACTOR = "test.engineer"
+
+
+def contained(ws: Workspace) -> str:
+    """Open and contain the refund incident; returns its id."""
+    incident = open_incident(ws, "refund-agent", summary="over-refund to another account",
+                             severity="sev2", actor=ACTOR,
+                             detected_at=utc_now() - timedelta(hours=1))
+    contain(ws, incident.id, mode="review", notify=["legal", "compliance", "eng-lead"],
+            scope="one refund", actor=ACTOR)
+    return incident.id
+
+
+def captured(ws: Workspace) -> str:
+    """Contain the incident and capture its harmful run."""
+    incident_id = contained(ws)
+    capture(ws, incident_id, ws.root / LOG, actor=ACTOR, run_id="run-7f3a97",
+            steps=[4, 6, 8], tags=["prompt_injection"])
+    return incident_id
+
+
+def analysed(ws: Workspace) -> str:
+    """Capture, then record a gap at every layer."""
+    incident_id = captured(ws)
+    for layer in LAYERS:
+        record_finding(ws, incident_id, layer=layer, gap=True, description=f"{layer} gap",
+                       actor=ACTOR)
+    return incident_id
+
+
+def resolved(ws: Workspace, apply_fix: object) -> str:
+    """Analyse, apply the example's fix, record every change and schedule the review."""
+    incident_id = analysed(ws)
+    apply_fix(ws)  # type: ignore[operator]
+    for layer, finding in (("tool_permission_boundary", "F-1"), ("eval_coverage", "F-2"),
+                           ("acceptance_criteria", "F-3"), ("review_gate", "F-4")):
+        record_change(ws, incident_id, layer=layer, addresses=[finding],  # type: ignore[arg-type]
+                      description=f"fix {layer}", actor=ACTOR)
+    record_change(ws, incident_id, layer="prompt", addresses=[],
+                  description="agent 1.5.0", actor=ACTOR)
+    schedule_review(ws, incident_id, on=(utc_now() + timedelta(days=7)).date(), actor=ACTOR)
+    return incident_id
