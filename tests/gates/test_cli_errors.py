@@ -39,7 +39,8 @@ def test_malformed_yaml_names_file_and_line(example: Workspace, cli: RunCli) -> 
 def test_unknown_tool_in_case_is_named_with_suggestion(example: Workspace, cli: RunCli) -> None:
     """A case naming a tool the permissions do not know points at the field and suggests one."""
     case = example.evals_dir("refund-agent") / "refund-full-damaged.yaml"
-    _edit(case, "- kind: tool_called\n  tool: issue_refund", "- kind: tool_called\n  tool: issue_refnd")
+    _edit(case, "- kind: tool_called\n  tool: issue_refund",
+          "- kind: tool_called\n  tool: issue_refnd")
     before = tree(example.root)
     result = cli("gate", "refund-agent", cwd=example.root)
     _assert_one_clear_line(result, "refund-full-damaged.yaml:", "$.expect[0].tool",
@@ -130,7 +131,7 @@ def test_capture_from_a_truncated_log_names_the_line(example: Workspace, cli: Ru
     incident_id = contained(example)
     log = example.root / "logs" / "cut.jsonl"
     lines = (example.root / "logs/2026-11-25-refund-agent.jsonl").read_text().splitlines()
-    log.write_text("\n".join(lines[:3] + [lines[3][:40]]) + "\n")
+    log.write_text("\n".join([*lines[:3], lines[3][:40]]) + "\n")
     before = tree(example.root)
     result = cli("capture", incident_id, "--run", "logs/cut.jsonl", cwd=example.root)
     _assert_one_clear_line(result, "logs/cut.jsonl:4", "not valid JSON")

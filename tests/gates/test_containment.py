@@ -1,0 +1,110 @@
+"""Containment takes effect at once, is timed against its target, and modes fail closed."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+from gates import (
+    Workspace,
+    agent_mode,
+    contain,
+    open_incident,
+    open_store,
+    read_mode,
+)
+from regressions import utc_now
+from tests.conftest import RunCli
+from tests.helpers import ACTOR
+
+
+def _open(ws: Workspace, hours_ago: float) -> str:
+    return open_incident(ws, "refund-agent", summary="over-refund", severity="sev1",
+                         actor=ACTOR, detected_at=utc_now() - timedelta(hours=hours_ago)).id
+
+
+def test_containment_sets_the_mode_and_snapshots_the_controls(example: Workspace) -> None:
+    """The mode changes, the incident records who and when, and the baseline copies match."""
+    incident_id = _open(example, 1)
+    done = contain(example, incident_id, mode="suspended", notify=["legal", "compliance",
+                   "eng-lead"], scope="one refund", actor=ACTOR)
+    assert read_mode(example, "refund-agent").mode == "suspended"
+    containment = done.incident.containment
+    assert containment is not None and containment.contained_by == ACTOR
+    assert done.incident.containment_target_met is True and done.warnings == []
+    folder = example.incidents_dir / containment.baseline.directory
+    for name in ("permissions.yaml", "acceptance.yaml", "review.yaml", "checklist.yaml"):
+        assert (folder / name).read_bytes() == (
+            example.agent_dir("refund-agent") / name).read_bytes()
+    assert containment.baseline.eval_tags["refund_request"] == 6
+    entry = open_store(example).audit("refund-agent")[-1]
+    assert entry.detail == {"mode": "suspended", "incident": incident_id}
+
+
+def test_a_missed_target_is_recorded_and_shown(example: Workspace, cli: RunCli) -> None:
+    """Containment 5 hours after detection misses the 4 hour target, and the CLI says so."""
+    incident_id = _open(example, 5)
+    result = cli("contain", incident_id, "--mode", "review", "--notify",
+                 "legal,compliance,eng-lead", "--scope", "x", cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "MISSED the 4h target" in result.stdout
+    assert example.incidents().load(incident_id).containment_target_met is False
+
+
+def test_containment_never_loosens_a_stricter_mode(example: Workspace) -> None:
+    """A second incident asking for review keeps an agent that is already suspended."""
+    first, second = _open(example, 1), _open(example, 1)
+    contain(example, first, mode="suspended", notify=["legal"], scope="a", actor=ACTOR)
+    done = contain(example, second, mode="review", notify=["legal"], scope="b", actor=ACTOR)
+    assert done.mode == "suspended"
+    assert read_mode(example, "refund-agent").mode == "suspended"
+    assert any("kept that" in w for w in done.warnings)
+
+
+def test_skipped_notifications_are_flagged(example: Workspace) -> None:
+    """Containing without telling legal and compliance works, with a warning naming them."""
+    done = contain(example, _open(example, 1), mode="review", notify=["eng-lead"],
+                   scope="x", actor=ACTOR)
+    assert done.warnings == ["not notified: legal, compliance (required by reinstate.toml)"]
+
+
+def test_unreadable_store_answers_suspended(example: Workspace, cli: RunCli) -> None:
+    """With the state store corrupted, the mode is suspended and the CLI exits 3."""
+    example.state_path.parent.mkdir(parents=True, exist_ok=True)
+    example.state_path.write_bytes(b"\x00garbage" * 64)
+    assert read_mode(example, "refund-agent").mode == "suspended"
+    assert agent_mode("refund-agent", example.root) == "suspended"
+    result = cli("mode", "refund-agent", "--json", cwd=example.root)
+    assert result.returncode == 3
+    reading = json.loads(result.stdout)
+    assert reading["mode"] == "suspended" and reading["degraded"]
+
+
+def test_missing_store_answers_suspended(example: Workspace) -> None:
+    """A workspace whose state store was removed does not answer full."""
+    assert not example.state_path.exists()
+    assert read_mode(example, "refund-agent").mode == "suspended"
+
+
+def test_no_workspace_answers_suspended(tmp_path: Path) -> None:
+    """The runtime call never raises for a missing workspace; it answers suspended."""
+    assert agent_mode("refund-agent", tmp_path) == "suspended"
+
+
+def test_never_contained_agent_is_full(example: Workspace, cli: RunCli) -> None:
+    """An agent with a store but no containment operates in full."""
+    open_store(example).create()
+    result = cli("mode", "refund-agent", cwd=example.root)
+    assert (result.returncode, result.stdout.strip()) == (0, "full")
+
+
+def test_detected_at_must_be_past_and_zoned(example: Workspace, cli: RunCli) -> None:
+    """A detection time in the future or without a timezone is refused."""
+    later = (utc_now() + timedelta(hours=1)).isoformat()
+    for value, message in ((later, "expected a time in the past"),
+                           ("2026-11-25T21:00:00", "with a timezone")):
+        result = cli("incident", "open", "refund-agent", "--summary", "x", "--severity", "sev3",
+                     "--detected-at", value, cwd=example.root)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not example.incidents_dir.exists() or not list(example.incidents_dir.iterdir())

@@ -1,0 +1,62 @@
+"""The shape of the code: one import direction, public APIs only across packages."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+PACKAGES = ("evalsuite", "regressions", "gates")
+# Who may import whom: gates → regressions → evalsuite.
+ALLOWED = {"evalsuite": set(), "regressions": {"evalsuite"},
+           "gates": {"evalsuite", "regressions"}}
+
+
+def _imports(package: str) -> list[tuple[Path, str]]:
+    found = []
+    for path in (ROOT / package).rglob("*.py"):
+        if "_example" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.append((path, node.module))
+            elif isinstance(node, ast.Import):
+                found += [(path, alias.name) for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_dependencies_flow_one_way(package: str) -> None:
+    """A package imports only the packages below it."""
+    for path, module in _imports(package):
+        top = module.split(".")[0]
+        if top in PACKAGES and top != package:
+            assert top in ALLOWED[package], f"{path.relative_to(ROOT)} imports {module}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_reaching_into_private_modules(package: str) -> None:
+    """Another package is used through its public API, never its _private modules."""
+    for path, module in _imports(package):
+        parts = module.split(".")
+        if parts[0] in PACKAGES and parts[0] != package:
+            assert len(parts) == 1, f"{path.relative_to(ROOT)} imports {module}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_public_api_is_declared(package: str) -> None:
+    """Every name in a package's __all__ exists."""
+    module = __import__(package)
+    assert module.__all__, package
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert missing == []
+
+
+def test_yaml_is_only_loaded_safely() -> None:
+    """No module calls yaml.load or yaml.unsafe_load, which can build arbitrary objects."""
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text()
+            assert "yaml.load(" not in text and "unsafe_load" not in text, path
