@@ -86,7 +86,7 @@ def evals(inputs: GateInputs, evidence: Evidence) -> CheckResult:
                 f"{r.case_id}: {passed}/{len(r.trials)} trials passed (needs "
                 f"{r.threshold:.0%}); {failed.criterion}: {failed.detail}"
             )
-    outcome = combine(["error" if r.outcome == "error" else r.outcome for r in results])
+    outcome = combine(r.outcome for r in results)
     counts = {o: sum(r.outcome == o for r in results) for o in ("pass", "fail", "error")}
     trials = sum(len(r.trials) for r in results)
     return CheckResult(

@@ -12,6 +12,7 @@ from evalsuite import InvalidInput, Run, display_path, read_runs
 from gates._baseline import snapshot
 from gates._config import Workspace
 from gates._controls import load_controls
+from gates._errors import StoreUnavailable
 from gates._state import open_store
 from gates._store import MODES, ModeRecord, StateStore
 from regressions import (
@@ -77,7 +78,7 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
     store = store or open_store(workspace)
     try:
         current = store.mode(incident.agent)
-    except Exception:  # an unreadable store must not stop containment; the write will tell
+    except StoreUnavailable:  # must not stop containment; the write below reports a dead store
         current = None
     effective = mode
     if current is not None and MODES.index(current.mode) < MODES.index(mode):
@@ -85,11 +86,15 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
         warnings.append(f"{incident.agent} is already {current.mode}; kept that, the more "
                         f"restrictive mode")
     now = utc_now()
-    store.set_mode(
-        ModeRecord(agent=incident.agent, mode=effective, since=now, actor=actor,
-                   reason=f"contain {incident.id}: {scope}"),
-        detail={"incident": incident.id},
-    )
+    try:
+        store.set_mode(
+            ModeRecord(agent=incident.agent, mode=effective, since=now, actor=actor,
+                       reason=f"contain {incident.id}: {scope}"),
+            detail={"incident": incident.id},
+        )
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"{incident.agent} is NOT contained: {exc}; stop it by its "
+                               f"rollback plan now") from None
     missing = [n for n in workspace.config.containment.notify if n not in notify]
     if missing:
         warnings.append(f"not notified: {', '.join(missing)} (required by reinstate.toml)")

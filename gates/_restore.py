@@ -40,10 +40,10 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> lis
         shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5
                                           else "")
         reasons.append(f"the latest verdict ({stamp}) is stale: changed since: {shown}")
-    verified = {(v.incident, v.change) for v in verdict.verifications if v.verified}
+    verified = {(v.incident, v.change, v.layer) for v in verdict.verifications if v.verified}
     for incident in incidents:
         for change in incident.control_changes:
-            if (incident.id, change.id) not in verified:
+            if (incident.id, change.id, change.layer) not in verified:
                 reasons.append(f"{incident.id} {change.id} ({change.layer}) is not verified by "
                                f"the latest verdict")
     return reasons

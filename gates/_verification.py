@@ -155,11 +155,9 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> CheckResult:
     verifications: list[ChangeVerification] = []
     incidents = [i for i in inputs.incidents if i.phase != "closed"]
     for incident in incidents:
-        gaps = resolution_gaps(incident)
+        findings += resolution_gaps(incident)
         if incident.containment is None:
-            findings += gaps
             continue
-        findings += gaps
         cases = [c for c in inputs.regression_cases if c.provenance.incident == incident.id]
         if not cases:
             findings.append(f"{incident.id} has no regression case: capture the triggering run")

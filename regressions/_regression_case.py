@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from evalsuite import Behaviour, EvalCase, Output, Record, Run, Step, ToolCall
+from evalsuite import Behaviour, EvalCase, Output, Record, Step, ToolCall
 from regressions._incident import INCIDENT_ID
 
 
@@ -48,10 +48,6 @@ class Recorded(Record):
                     f"only tool_call and output steps do harm"
                 )
         return self
-
-    def history(self, before: int) -> Run:
-        """The run as it stood just before step ``before``: what a condition may look at."""
-        return Run(run_id="recorded", steps=self.steps[:before])
 
     def harmful_calls(self) -> list[tuple[int, ToolCall]]:
         """(position, call) for each harmful tool call."""

@@ -108,3 +108,17 @@ def test_detected_at_must_be_past_and_zoned(example: Workspace, cli: RunCli) -> 
                      "--detected-at", value, cwd=example.root)
         assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not example.incidents_dir.exists() or not list(example.incidents_dir.iterdir())
+
+
+def test_containment_on_a_dead_store_says_the_agent_is_not_contained(
+        example: Workspace, cli: RunCli) -> None:
+    """When the mode cannot be written, containment fails loudly (exit 3) and records nothing."""
+    incident_id = _open(example, 1)
+    example.state_path.parent.mkdir(parents=True, exist_ok=True)
+    example.state_path.write_bytes(b"\x00garbage" * 64)
+    before = example.incidents().path(incident_id).read_bytes()
+    result = cli("contain", incident_id, "--mode", "suspended", "--notify", "legal",
+                 "--scope", "x", cwd=example.root)
+    assert result.returncode == 3
+    assert "refund-agent is NOT contained" in result.stderr
+    assert example.incidents().path(incident_id).read_bytes() == before
