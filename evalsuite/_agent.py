@@ -110,34 +110,39 @@ def _import_fresh(module_name: str, root: Path) -> Any:
     """Import the agent's module from ``root``, again if any source under ``root`` changed.
 
     A long-lived process (the demo, a test session) must see a fixed agent after its
-    files are replaced, and two workspaces in one process must not share a module.
+    files are replaced, and agents from two folders must never share a module: loading
+    from one folder forgets every module loaded from any other agent folder.
     """
     digest = _tree_digest(root)
-    loaded = _LOADED.get(module_name)
-    if module_name in sys.modules and loaded != (root, digest):
-        # Forget the agent's modules from wherever they were loaded, its siblings included.
-        roots = [root] + ([loaded[0]] if loaded else [])
-        for name, module in list(sys.modules.items()):
-            if name == module_name or any(_lies_in(module, r) for r in roots):
-                del sys.modules[name]
-                # A rewrite within the same second can leave a bytecode cache that looks fresh.
-                source = getattr(module, "__file__", None)
-                if source:
-                    Path(importlib.util.cache_from_source(source)).unlink(missing_ok=True)
-    for stale in {str(root), str(loaded[0]) if loaded else ""}:
-        while stale in sys.path:
-            sys.path.remove(stale)
+    stale = [r for r, d in _ROOTS.items() if r != root or d != digest]
+    cached = sys.modules.get(module_name)
+    if cached is not None and not _lies_in(cached, root):
+        stale.append(root)
+    for name, module in list(sys.modules.items()):
+        if (name == module_name and root in stale) or any(_lies_in(module, r) for r in stale):
+            del sys.modules[name]
+            # A rewrite within the same second can leave a bytecode cache that looks fresh.
+            source = getattr(module, "__file__", None)
+            if source:
+                Path(importlib.util.cache_from_source(source)).unlink(missing_ok=True)
+    for old in stale:
+        _ROOTS.pop(old, None)
+        while str(old) in sys.path:
+            sys.path.remove(str(old))
+    if str(root) in sys.path:
+        sys.path.remove(str(root))
     sys.path.insert(0, str(root))
     importlib.invalidate_caches()
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
         raise AgentCrashed(f"cannot import the agent module '{module_name}': {exc!r}") from exc
-    _LOADED[module_name] = (root, digest)
+    _ROOTS[root] = digest
     return module
 
 
-_LOADED: dict[str, tuple[Path, str]] = {}
+# Agent folders imported from in this process, with the digest of their sources then.
+_ROOTS: dict[Path, str] = {}
 
 
 def _lies_in(module: Any, root: Path) -> bool:

@@ -12,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -76,16 +76,22 @@ def line_of(text: str, loc: Sequence[int | str]) -> int | None:
 
 
 def validation_error(
-    exc: ValidationError, model: type[BaseModel], path: Path, text: str | None
+    exc: ValidationError, model: type[BaseModel], path: Path, text: str | None,
+    data: Any = None,
 ) -> InvalidInput:
-    """Turn pydantic's report into one line about the first mistake."""
+    """Turn pydantic's report into one line about the first mistake.
+
+    ``data`` is what was validated; with it, the tags pydantic adds for tagged unions
+    (``$.expect[0].tool_called.tool``) are dropped so the path is the file's own.
+    """
     errors = exc.errors(include_url=False)
     first = errors[0]
-    loc = [p for p in first["loc"] if isinstance(p, int | str)]
+    loc = strip_tags([p for p in first["loc"] if isinstance(p, int | str)], data)
     message = first["msg"]
     if first["type"] == "extra_forbidden" and loc:
+        owner = model_at(model, loc[:-1], data)
         message = f"unknown field '{loc[-1]}'" + did_you_mean(
-            str(loc[-1]), _field_names(model, loc[:-1])
+            str(loc[-1]), list(owner.model_fields) if owner else []
         )
     elif first["type"] == "missing":
         message = f"required field '{loc[-1]}' is missing" if loc else "required field missing"
@@ -98,32 +104,80 @@ def validation_error(
     return InvalidInput(path, json_path(loc), f"{message}{more}", line=line)
 
 
-def _field_names(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
-    """Names of the fields allowed where an unknown key appeared (best effort)."""
-    current: Any = model
+def strip_tags(loc: Sequence[int | str], data: Any) -> list[int | str]:
+    """Drop the union tags pydantic inserts into a location, following the data."""
+    clean: list[int | str] = []
+    value = data
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(value, dict) and part not in value and value.get("kind") == part:
             continue
-        fields = getattr(current, "model_fields", {})
-        if part in fields:
-            annotation = fields[part].annotation
-            current = _model_in(annotation)
-        else:
-            # A discriminated union names its member by tag; follow it if we can.
-            return []
-        if current is None:
-            return []
-    return list(getattr(current, "model_fields", {}))
+        clean.append(part)
+        value = _child(value, part)
+    return clean
 
 
-def _model_in(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
+def _child(value: Any, part: int | str) -> Any:
+    if isinstance(value, dict):
+        return value.get(part)
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return value[part]
     return None
+
+
+def model_at(model: type[BaseModel], loc: Sequence[int | str], data: Any) -> Any:
+    """The model class of the object at ``loc`` in ``data``, picking union members by kind."""
+    annotation: Any = model
+    value = data
+    for part in loc:
+        current = _resolve(annotation, value)
+        if isinstance(part, str) and current is not None and part in current.model_fields:
+            annotation = current.model_fields[part].annotation
+        else:  # a list index or a mapping key: step into the element type
+            annotation = _element(annotation)
+        value = _child(value, part)
+    return _resolve(annotation, value)
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _element(annotation: Any) -> Any:
+    annotation = _unwrap(annotation)
+    for arg in get_args(annotation) or ():
+        inner = _unwrap(arg)
+        if get_origin(inner) in (list, dict):
+            annotation = inner
+            break
+    if get_origin(annotation) in (list, dict):
+        return get_args(annotation)[-1]
+    return None
+
+
+def _resolve(annotation: Any, value: Any) -> Any:
+    candidates = _models_in(annotation)
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+    kind = value.get("kind") if isinstance(value, dict) else None
+    for candidate in candidates:
+        field = candidate.model_fields.get("kind")
+        if field is not None and kind in get_args(field.annotation):
+            return candidate
+    return None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if get_origin(annotation) in (list, dict):
+        return []
+    found: list[type[BaseModel]] = []
+    for arg in get_args(annotation):
+        found += _models_in(arg)
+    return found
 
 
 def _show(value: Any) -> str:
@@ -139,7 +193,7 @@ def parse_model(model: type[M], data: Any, path: Path, text: str | None = None) 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise validation_error(exc, model, path, text) from None
+        raise validation_error(exc, model, path, text, data) from None
 
 
 def load_model(path: Path, model: type[M]) -> M:

@@ -9,40 +9,47 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from evalsuite._documents import json_path, validation_error, write_atomic
+from evalsuite._documents import json_path, strip_tags, write_atomic
 from evalsuite._errors import InvalidInput
+from evalsuite._record import Record
 from evalsuite._run import STEP_KINDS, Run, Step
 
 _STEP = TypeAdapter[Step](Step)
-_HEADER_FIELDS = ("run_id", "agent", "agent_version", "started_at", "context")
+
+
+class RunHeader(Record):
+    """The first line of a run in the native format: what the run is."""
+
+    run_id: str
+    agent: str | None = None
+    agent_version: str | None = None
+    started_at: datetime | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
 
 
 def read_runs(path: Path) -> list[Run]:
     """Read every run in a native JSONL file."""
     runs: dict[str, dict[str, Any]] = {}
+    number = 0
     try:
-        handle = path.open(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    _read_line(line, number, path, runs)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(path, "", f"not UTF-8 text ({exc.reason})", line=number + 1) from None
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the run log ({exc.strerror})") from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            _read_line(line, number, path, runs)
     if not runs:
         raise InvalidInput(path, "", "no runs in this file: expected JSON lines with a run_id")
-    out = []
-    for data in runs.values():
-        try:
-            out.append(Run.model_validate(data))
-        except ValidationError as exc:  # pragma: no cover - lines were validated one by one
-            raise validation_error(exc, Run, path, None) from None
-    return out
+    # Every line was validated as it was read, so building the runs cannot fail.
+    return [Run.model_construct(**data) for data in runs.values()]
 
 
 def _read_line(line: str, number: int, path: Path, runs: dict[str, dict[str, Any]]) -> None:
@@ -52,40 +59,38 @@ def _read_line(line: str, number: int, path: Path, runs: dict[str, dict[str, Any
         raise InvalidInput(path, "", f"not valid JSON: {exc.msg}", line=number) from None
     if not isinstance(record, dict):
         raise InvalidInput(path, "$", "expected a JSON object on each line", line=number)
-    run_id = record.pop("run_id", None)
+    run_id = record.get("run_id")
     if not isinstance(run_id, str) or not run_id:
         raise InvalidInput(path, "$.run_id", "expected the run's id as a string", line=number)
-    run = runs.setdefault(run_id, {"run_id": run_id, "steps": []})
-    kind = record.get("kind")
+    kind = record.pop("kind", None)
     if kind == "run":
-        record.pop("kind")
         version = record.pop("schema_version", 1)
         if version != 1:
             raise InvalidInput(
                 path, "$.schema_version", f"expected 1, got {version!r}", line=number
             )
-        unknown = set(record) - set(_HEADER_FIELDS)
-        if unknown:
-            raise InvalidInput(
-                path, f"$.{sorted(unknown)[0]}", "unknown field in a run header", line=number
-            )
-        run.update(record)
+        header = _validated(RunHeader, record, path, number, "")
+        run = runs.setdefault(run_id, {"run_id": run_id, "steps": []})
+        run.update(header.model_dump(exclude_unset=True))
         return
     if kind not in STEP_KINDS:
         raise InvalidInput(
             path, "$.kind", f"expected 'run' or one of {', '.join(STEP_KINDS)}, got {kind!r}",
             line=number,
         )
+    record.pop("run_id")
+    step = _validated(_STEP, {"kind": kind, **record}, path, number, f" (in a {kind} step)")
+    runs.setdefault(run_id, {"run_id": run_id, "steps": []})["steps"].append(step)
+
+
+def _validated(model: Any, record: dict[str, Any], path: Path, number: int, where: str) -> Any:
     try:
-        run["steps"].append(_STEP.validate_python(record))
+        return model.validate_python(record) if isinstance(model, TypeAdapter) else (
+            model.model_validate(record))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        loc = [p for p in first["loc"] if isinstance(p, int | str)]
-        if loc and loc[0] == kind:  # pydantic puts the union's tag first; the file has none
-            loc = loc[1:]
-        raise InvalidInput(
-            path, json_path(loc), f"{first['msg']} (in a {kind} step)", line=number
-        ) from None
+        loc = strip_tags([p for p in first["loc"] if isinstance(p, int | str)], record)
+        raise InvalidInput(path, json_path(loc), f"{first['msg']}{where}", line=number) from None
 
 
 def dump_runs(runs: Iterable[Run]) -> str:

@@ -110,18 +110,40 @@ class Run(Record):
         return None
 
     def result_for(self, index: int) -> ToolResult | None:
-        """The result that answers the tool call at ``index``: by id, else the next result."""
-        call = self.steps[index]
-        if not isinstance(call, ToolCall):
-            return None
-        later = [s for s in self.steps[index + 1 :] if isinstance(s, ToolResult)]
-        if call.call_id is not None:
-            for result in later:
-                if result.call_id == call.call_id:
-                    return result
-        for result in later:
-            if result.call_id is None and result.tool in (None, call.tool):
-                return result
+        """The result that answers the tool call at ``index``, if the run has one."""
+        found = self.pairs().get(index)
+        result = self.steps[found] if found is not None else None
+        return result if isinstance(result, ToolResult) else None
+
+    def pairs(self) -> dict[int, int]:
+        """Map each answered tool call's position to its result's position.
+
+        A result answers the earliest waiting call with its id; a result without an id
+        (or with an id no waiting call has) answers the earliest waiting call of its tool
+        without an id. Real logs repeat ids within a run, so ids alone cannot pair them.
+        """
+        waiting: list[int] = []
+        paired: dict[int, int] = {}
+        for position, step in enumerate(self.steps):
+            if isinstance(step, ToolCall):
+                waiting.append(position)
+            elif isinstance(step, ToolResult):
+                match = self._waiting_call(waiting, step)
+                if match is not None:
+                    waiting.remove(match)
+                    paired[match] = position
+        return paired
+
+    def _waiting_call(self, waiting: list[int], result: ToolResult) -> int | None:
+        calls = [(p, self.steps[p]) for p in waiting]
+        if result.call_id is not None:
+            for position, call in calls:
+                if isinstance(call, ToolCall) and call.call_id == result.call_id:
+                    return position
+        for position, call in calls:
+            if (isinstance(call, ToolCall) and call.call_id is None
+                    and result.tool in (None, call.tool)):
+                return position
         return None
 
 

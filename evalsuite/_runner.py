@@ -54,8 +54,8 @@ class CaseResult(Record):
         """``error`` if any trial could not be judged (fail closed), else pass rate vs threshold."""
         if not self.trials or any(t.error is not None for t in self.trials):
             return "error"
-        # A small epsilon so that 2 of 3 trials meets a threshold written as 0.6667.
-        return "pass" if self.pass_rate + 1e-9 >= self.threshold else "fail"
+        # Compared to four decimals, so 2 of 3 trials meets a threshold written as 0.6667.
+        return "pass" if round(self.pass_rate, 4) >= self.threshold else "fail"
 
 
 def run_trial(

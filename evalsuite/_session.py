@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Any
 
@@ -40,26 +41,26 @@ class AgentSession:
     def __init__(self, case: EvalCase) -> None:
         self._case = case
         self.messages: list[dict[str, str]] = [m.model_dump() for m in case.input.messages]
-        self.context: dict[str, Any] = dict(case.input.context)
+        # Copies, so an agent that edits what it is given cannot change the case's fixtures.
+        self.context: dict[str, Any] = copy.deepcopy(case.input.context)
         self.steps: list[Step] = []
         self.missing_fixture: MissingFixture | None = None
         self._ids = itertools.count(1)
 
     def call_tool(self, tool: str, arguments: dict[str, Any] | None = None) -> Any:
         """Call a tool; the answer comes from the case's fixtures, and the call is recorded."""
-        arguments = dict(arguments or {})
+        arguments = copy.deepcopy(arguments or {})
         call_id = f"call-{next(self._ids)}"
         self.steps.append(ToolCall(tool=tool, arguments=arguments, call_id=call_id))
         fixture = self._case.fixture_for(tool, arguments)
         if fixture is None:
             self.missing_fixture = MissingFixture(self._case.id, tool, arguments)
             raise self.missing_fixture
-        self.steps.append(
-            ToolResult(tool=tool, call_id=call_id, result=fixture.result, error=fixture.error)
-        )
+        self.steps.append(ToolResult(tool=tool, call_id=call_id,
+                                     result=copy.deepcopy(fixture.result), error=fixture.error))
         if fixture.error is not None:
             raise ToolFailed(fixture.error)
-        return fixture.result
+        return copy.deepcopy(fixture.result)
 
     def think(self, text: str) -> None:
         """Record a step of reasoning, as a model's thinking would appear in a log."""

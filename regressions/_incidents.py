@@ -46,7 +46,8 @@ class IncidentBook:
         """Every incident id in the folder, in number order."""
         if not self.directory.is_dir():
             return []
-        found = [p.stem for p in self.directory.glob("INC-*.yaml") if re.match(INCIDENT_ID, p.stem)]
+        found = [p.stem for p in self.directory.glob("INC-*.yaml")
+                 if re.fullmatch(INCIDENT_ID, p.stem)]
         return sorted(found, key=lambda i: int(i.split("-")[1]))
 
     def open(
@@ -77,7 +78,7 @@ class IncidentBook:
 
     def load(self, incident_id: str) -> Incident:
         """Read and validate one incident."""
-        if not re.match(INCIDENT_ID, incident_id):
+        if not re.fullmatch(INCIDENT_ID, incident_id):
             raise InvalidInput(None, "", f"'{incident_id}' is not an incident id: expected INC-<n>")
         path = self.path(incident_id)
         if not path.exists():
@@ -116,6 +117,7 @@ class IncidentBook:
         ``action`` must be allowed in the incident's phase (see the lifecycle table), and
         is appended to the incident's history with the actor and the time.
         """
+        self.load(incident_id)  # a malformed or unknown id must not name a lock file
         self._lock_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(self._lock_dir / f"{incident_id}.lock", timeout=30):
             incident = self.load(incident_id)

@@ -1,6 +1,6 @@
 """The incident's four-phase lifecycle as one declared transition table, checked at import.
 
-Phases follow the response: detected → contained → (investigating) → analysing
+Phases follow the response: detected → contained → analysing
 (root cause) → resolving (control changes) → restored → closed (after the review).
 """
 
@@ -10,22 +10,18 @@ from typing import Literal, get_args
 
 from regressions._errors import IllegalTransition
 
-Phase = Literal[
-    "detected", "contained", "investigating", "analysing", "resolving", "restored", "closed"
-]
+Phase = Literal["detected", "contained", "analysing", "resolving", "restored", "closed"]
 PHASES: tuple[Phase, ...] = get_args(Phase)
 INITIAL: Phase = "detected"
 FINAL: frozenset[Phase] = frozenset({"closed"})
-_OPEN: tuple[Phase, ...] = ("contained", "investigating", "analysing", "resolving")
+_OPEN: tuple[Phase, ...] = ("contained", "analysing", "resolving")
 
 # action → {phase it may happen in: phase it leads to}
 TRANSITIONS: dict[str, dict[Phase, Phase]] = {
     "contain": {"detected": "contained"},
-    "investigate": {"contained": "investigating", "investigating": "investigating"},
     "capture": {p: p for p in ("detected", *_OPEN, "restored")},
     "finding": {
         "contained": "analysing",
-        "investigating": "analysing",
         "analysing": "analysing",
         "resolving": "resolving",
     },
@@ -37,7 +33,6 @@ TRANSITIONS: dict[str, dict[Phase, Phase]] = {
 # How each action reads in "Can't {verb} INC-3 when in {phase}".
 VERBS: dict[str, str] = {
     "contain": "contain",
-    "investigate": "investigate",
     "capture": "capture a regression case for",
     "finding": "record a finding for",
     "change": "record a control change for",
