@@ -48,6 +48,14 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Every benchmark in benchmarks/, each reporting ratios against a same-run baseline."""
+    session.install(".")
+    for script in sorted(Path("benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)
+
+
+@nox.session
 def schemas(session: nox.Session) -> None:
     """Regenerate schemas/ from the models (a test fails while they differ)."""
     session.install("-e", ".")
