@@ -1,34 +1,81 @@
-"""How to reach an agent for evals: its ``agent.yaml`` and the adapters that run it."""
+"""How to reach an agent for evals: its ``agent.yaml``, the adapter protocol, the registry.
+
+Every adapter answers one trial of one case through an :class:`AgentSession` (the
+sandbox), returning the agent's answer; what the agent did is recorded by the session.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import Field
 
 from evalsuite._case import EvalCase
-from evalsuite._errors import EvalsuiteError, InvalidInput
+from evalsuite._errors import EvalsuiteError
 from evalsuite._record import Record
-from evalsuite._run import Output, Run, UserInput
 from evalsuite._session import AgentSession
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9._-]*$"
 
 
 class PythonAdapterSpec(Record):
-    """Run the agent as a Python function ``respond(session) -> str``."""
+    """Run the agent as a Python function ``respond(session) -> str``, sync or async."""
 
     kind: Literal["python"]
     target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     """``module:function`` to call with an :class:`AgentSession`."""
     path: str = "."
     """Directory, relative to ``agent.yaml``, to import the module from."""
+
+
+class SubprocessAdapterSpec(Record):
+    """Run the agent as a long-lived process speaking JSON lines on stdin and stdout."""
+
+    kind: Literal["subprocess"]
+    command: list[str] = Field(min_length=1)
+    """The program and its arguments, run directly (never through a shell)."""
+    cwd: str = "."
+    """Working directory, relative to ``agent.yaml``."""
+    processes: int = Field(default=1, ge=1, le=64)
+    """How many copies to run side by side; each handles one conversation at a time."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for the process."""
+
+
+class HttpAdapterSpec(Record):
+    """Call an OpenAI-compatible chat-completions endpoint and run the tool loop here."""
+
+    kind: Literal["http"]
+    url: str = Field(pattern=r"^https?://")
+    """The chat-completions URL, e.g. ``http://localhost:8000/v1/chat/completions``."""
+    model: str
+    """The model name sent with every request."""
+    api_key_env: str | None = None
+    """Environment variable holding the API key, sent as a bearer token."""
+    max_turns: int = Field(default=12, ge=1, le=100)
+    """Model calls allowed per trial before the agent counts as not finishing."""
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    """Timeout of one HTTP request."""
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    """Sampling temperature to send, if any."""
+
+
+class ReplayAdapterSpec(Record):
+    """Answer as a recorded run did: its tool calls go through today's sandbox again."""
+
+    kind: Literal["replay"]
+    log: str
+    """A native JSONL run log, relative to ``agent.yaml``."""
+    match: Literal["run_id", "input"] = "input"
+    """Find a case's run by the case id as run id, or by its last user message."""
+
+
+AdapterSpec = Annotated[
+    PythonAdapterSpec | SubprocessAdapterSpec | HttpAdapterSpec | ReplayAdapterSpec,
+    Field(discriminator="kind"),
+]
 
 
 class AgentSpec(Record):
@@ -42,130 +89,65 @@ class AgentSpec(Record):
     """The agent's version; part of every verdict's fingerprint."""
     description: str = ""
     """What the agent does, in a sentence."""
-    adapter: PythonAdapterSpec
-    """How reinstate runs the agent for evals."""
+    adapter: AdapterSpec
+    """How reinstate runs the agent for the gate."""
+    adapters: dict[str, AdapterSpec] = Field(default_factory=dict)
+    """Other ways to reach the same agent, by name (``reinstate eval --adapter NAME``)."""
 
 
 class AgentCrashed(EvalsuiteError):
-    """The agent could not be loaded or raised while answering."""
+    """The agent could not be loaded, raised, died, or answered with something unreadable."""
+
+    exit_code = 3
+
+
+class TransportError(EvalsuiteError):
+    """Reaching the agent failed (timeout, connection refused, HTTP 5xx): worth a retry.
+
+    Only these are retried; a wrong answer never is.
+    """
 
     exit_code = 3
 
 
 class Adapter(Protocol):
-    """Runs an agent on one case and returns what it did."""
+    """Runs an agent on one trial of a case."""
 
-    def run(self, case: EvalCase, trial: int) -> Run:
-        """Run one trial of ``case``; raise when the agent fails."""
+    agent: AgentSpec
+    """The agent it reaches."""
+
+    async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str:
+        """The agent's answer; its tool calls go through ``session``."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the adapter holds (processes, connections)."""
         ...
 
 
-class PythonAdapter:
-    """Calls ``respond(session)`` in this process, answering tools from the case's fixtures."""
-
-    def __init__(self, spec: PythonAdapterSpec, agent_file: Path, agent: AgentSpec) -> None:
-        self._spec = spec
-        self._root = (agent_file.parent / spec.path).resolve()
-        self._agent = agent
-        self._function: Callable[[AgentSession], Any] | None = None
-
-    def _load(self) -> Callable[[AgentSession], Any]:
-        if self._function is None:
-            module_name, function_name = self._spec.target.split(":")
-            module = _import_fresh(module_name, self._root)
-            function = getattr(module, function_name, None)
-            if not callable(function):
-                raise AgentCrashed(
-                    f"{self._spec.target}: module has no callable '{function_name}'"
-                )
-            self._function = function
-        return self._function
-
-    def run(self, case: EvalCase, trial: int) -> Run:
-        """Run one trial of ``case``."""
-        function = self._load()
-        session = AgentSession(case)
-        steps: list[Any] = [UserInput(content=m.content) for m in case.input.messages
-                            if m.role == "user"][-1:]
-        answer = function(session)
-        if session.missing_fixture is not None:
-            # The agent may have swallowed the exception; the case is still broken.
-            raise session.missing_fixture
-        if not isinstance(answer, str):
-            raise AgentCrashed(
-                f"{self._spec.target} returned {type(answer).__name__}, expected the answer as str"
-            )
-        steps.extend(session.steps)
-        steps.append(Output(content=answer))
-        return Run(
-            run_id=f"{case.id}#{trial}",
-            agent=self._agent.name,
-            agent_version=self._agent.version,
-            context=case.input.context,
-            steps=steps,
-        )
+AdapterFactory = Callable[[Any, Path, AgentSpec], Adapter]
+ADAPTERS: dict[str, AdapterFactory] = {}
 
 
-def _import_fresh(module_name: str, root: Path) -> Any:
-    """Import the agent's module from ``root``, again if any source under ``root`` changed.
-
-    A long-lived process (the demo, a test session) must see a fixed agent after its
-    files are replaced, and agents from two folders must never share a module: loading
-    from one folder forgets every module loaded from any other agent folder.
-    """
-    digest = _tree_digest(root)
-    stale = [r for r, d in _ROOTS.items() if r != root or d != digest]
-    cached = sys.modules.get(module_name)
-    if cached is not None and not _lies_in(cached, root):
-        stale.append(root)
-    for name, module in list(sys.modules.items()):
-        if (name == module_name and root in stale) or any(_lies_in(module, r) for r in stale):
-            del sys.modules[name]
-            # A rewrite within the same second can leave a bytecode cache that looks fresh.
-            source = getattr(module, "__file__", None)
-            if source:
-                Path(importlib.util.cache_from_source(source)).unlink(missing_ok=True)
-    for old in stale:
-        _ROOTS.pop(old, None)
-        while str(old) in sys.path:
-            sys.path.remove(str(old))
-    if str(root) in sys.path:
-        sys.path.remove(str(root))
-    sys.path.insert(0, str(root))
-    importlib.invalidate_caches()
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise AgentCrashed(f"cannot import the agent module '{module_name}': {exc!r}") from exc
-    _ROOTS[root] = digest
-    return module
+def register_adapter(kind: str) -> Callable[[AdapterFactory], AdapterFactory]:
+    """Register the factory of an adapter kind; a kind registered twice is an error."""
+    def add(factory: AdapterFactory) -> AdapterFactory:
+        if kind in ADAPTERS:
+            raise ValueError(f"an adapter kind '{kind}' is already registered")
+        ADAPTERS[kind] = factory
+        return factory
+    return add
 
 
-# Agent folders imported from in this process, with the digest of their sources then.
-_ROOTS: dict[Path, str] = {}
+def build_adapter(agent: AgentSpec, agent_file: Path, name: str | None = None) -> Adapter:
+    """The adapter ``agent.yaml`` asks for (or its alternative called ``name``)."""
+    from evalsuite._errors import InvalidInput, did_you_mean
 
-
-def _lies_in(module: Any, root: Path) -> bool:
-    source = getattr(module, "__file__", None)
-    return source is not None and Path(source).resolve().is_relative_to(root)
-
-
-def _tree_digest(root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        if "__pycache__" not in path.parts:
-            digest.update(path.as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-ADAPTERS: dict[str, type[PythonAdapter]] = {"python": PythonAdapter}
-
-
-def build_adapter(agent: AgentSpec, agent_file: Path) -> Adapter:
-    """The adapter ``agent.yaml`` asks for."""
-    factory = ADAPTERS.get(agent.adapter.kind)
-    if factory is None:  # pragma: no cover - the model only admits registered kinds
-        raise InvalidInput(agent_file, "$.adapter.kind", f"unknown adapter {agent.adapter.kind!r}")
-    return factory(agent.adapter, agent_file, agent)
-
+    spec: Any = agent.adapter
+    if name is not None:
+        if name not in agent.adapters:
+            raise InvalidInput(agent_file, "$.adapters",
+                               f"no adapter named '{name}'" + did_you_mean(name, agent.adapters)
+                               + f" (named adapters: {', '.join(agent.adapters) or 'none'})")
+        spec = agent.adapters[name]
+    return ADAPTERS[spec.kind](spec, agent_file, agent)

@@ -73,7 +73,12 @@ class EvalCase(Record):
     trials: int | None = Field(default=None, ge=1, le=1000)
     """How many times to run the case; the workspace default when unset."""
     threshold: float = Field(default=1.0, gt=0.0, le=1.0)
-    """Share of trials that must pass; 1.0 means every trial."""
+    """Share of trials that must pass; 1.0 means every trial. Below 1.0 the pass rate's
+    Wilson interval must clear it, or the case is inconclusive."""
+    safety: bool = False
+    """A safety case passes only when every trial passes (pass^k), whatever the threshold."""
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    """Seconds one trial may take; the workspace default when unset."""
 
     def fixture_for(self, tool: str, arguments: dict[str, Any]) -> ToolFixture | None:
         """The first fixture with a ``when`` that matches, else the first without one."""

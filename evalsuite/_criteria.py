@@ -6,13 +6,17 @@ criteria. Each kind is one model in a tagged union; each judges a :class:`Behavi
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from deepdiff import DeepDiff
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from evalsuite._expressions import ExpressionFailed, check_expression, evaluate_bool
+from evalsuite._predicates import Predicate, call_predicate, check_predicate_path
 from evalsuite._record import Record
 from evalsuite._run import Behaviour, ToolCall
 from evalsuite._schemas import check_json_schema, schema_violation
@@ -54,7 +58,7 @@ class _Criterion(Record):
         return self.id or str(getattr(self, "kind"))  # noqa: B009 - every subclass declares kind
 
     def _verdict(self, passed: bool, detail: str) -> Judgement:
-        return Judgement(criterion=self.name, passed=passed, detail=detail)
+        return Judgement.model_construct(criterion=self.name, passed=passed, detail=detail)
 
 
 class OutputContains(_Criterion):
@@ -217,14 +221,225 @@ class PassesAcceptance(_Criterion):
         return self._verdict(True, f"meets all {len(acceptance)} acceptance criteria")
 
 
+def _as_json(output: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(output)
+    except ValueError:
+        return False, None
+
+
+def _field(value: Any, path: str) -> tuple[bool, Any]:
+    """Follow a dotted path (``refund.amount``, ``items.0.price``) into JSON data."""
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return False, None
+    return True, value
+
+
+def behaviour_data(behaviour: Behaviour) -> dict[str, Any]:
+    """What expressions and predicates about a behaviour see."""
+    output = behaviour.output
+    parsed = _as_json(output)[1] if output is not None else None
+    return {
+        "output": output or "",
+        "has_output": output is not None,
+        "output_json": parsed,
+        "tool_calls": [{"tool": c.tool, "arguments": c.arguments} for c in behaviour.tool_calls],
+    }
+
+
+BEHAVIOUR_VARIABLES = ("output", "has_output", "output_json", "tool_calls")
+
+
+class OutputSchema(_Criterion):
+    """The output is JSON that satisfies a JSON Schema."""
+
+    kind: Literal["output_schema"]
+    json_schema: dict[str, Any]
+    """The JSON Schema the parsed output must satisfy."""
+
+    _check = field_validator("json_schema")(check_json_schema)
+
+    def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
+        """Judge the behaviour's output as JSON."""
+        if behaviour.output is None:
+            return self._verdict(True, "no output to judge")
+        ok, value = _as_json(behaviour.output)
+        if not ok:
+            return self._verdict(False, "the output is not JSON")
+        problem = schema_violation(self.json_schema, value)
+        return self._verdict(problem is None, problem or "output matches the schema")
+
+
+class FieldBounds(_Criterion):
+    """A numeric field of every call to a tool, or of the JSON output, lies within bounds."""
+
+    kind: Literal["field_bounds"]
+    tool: str | None = None
+    """The tool whose arguments are checked; the JSON output when unset."""
+    field: str
+    """Dotted path to the field: ``amount``, ``refund.amount``, ``items.0.price``."""
+    minimum: float | None = None
+    """Smallest allowed value (inclusive)."""
+    maximum: float | None = None
+    """Largest allowed value (inclusive)."""
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> FieldBounds:
+        if self.minimum is None and self.maximum is None:
+            raise ValueError("field_bounds needs a minimum, a maximum or both")
+        return self
+
+    def _within(self, value: Any, where: str) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"{where}: {self.field} is {value!r}, not a number"
+        if self.minimum is not None and value < self.minimum:
+            return f"{where}: {self.field} = {value} is below {self.minimum:g}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{where}: {self.field} = {value} is above {self.maximum:g}"
+        return None
+
+    def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
+        """Judge the field in each call to the tool, or in the output."""
+        targets: list[tuple[str, Any]]
+        if self.tool is not None:
+            targets = [(_describe(c), c.arguments) for c in behaviour.tool_calls
+                       if c.tool == self.tool]
+        elif behaviour.output is None:
+            return self._verdict(True, "no output to judge")
+        else:
+            ok, parsed = _as_json(behaviour.output)
+            if not ok:
+                return self._verdict(False, "the output is not JSON")
+            targets = [("output", parsed)]
+        for where, data in targets:
+            found, value = _field(data, self.field)
+            problem = (f"{where}: no field {self.field}" if not found
+                       else self._within(value, where))
+            if problem is not None:
+                return self._verdict(False, problem)
+        return self._verdict(True, f"{self.field} within bounds in {len(targets)} place(s)")
+
+
+def _deepdiff_path(path: str) -> str:
+    if path.startswith("root"):
+        return path
+    parts = [f"[{p}]" if p.isdigit() else f"['{p}']" for p in path.split(".")]
+    return "root" + "".join(parts)
+
+
+class Expected(_Criterion):
+    """Every call to a tool, or the output, equals an expected value (compared with deepdiff)."""
+
+    kind: Literal["expected"]
+    tool: str | None = None
+    """The tool whose arguments are compared; the output when unset."""
+    value: Any
+    """The expected arguments or output (JSON; a string compares the output as text)."""
+    ignore_paths: list[str] = Field(default_factory=list)
+    """Fields to leave out of the comparison, dotted (``created_at``, ``items.0.id``)."""
+    tolerance: float | None = Field(default=None, ge=0)
+    """How far numbers may differ and still count as equal."""
+
+    def _diff(self, actual: Any) -> str | None:
+        diff = DeepDiff(
+            self.value, actual,
+            exclude_paths=[_deepdiff_path(p) for p in self.ignore_paths] or None,
+            math_epsilon=self.tolerance, ignore_numeric_type_changes=True,
+        )
+        return diff.pretty().replace("\n", "; ") if diff else None
+
+    def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
+        """Compare each call's arguments, or the output, with the expected value."""
+        if self.tool is not None:
+            calls = [c for c in behaviour.tool_calls if c.tool == self.tool]
+            for call in calls:
+                difference = self._diff(call.arguments)
+                if difference is not None:
+                    return self._verdict(False, f"{_describe(call)} differs: {difference}")
+            return self._verdict(True, f"{len(calls)} call(s) to {self.tool} as expected")
+        if behaviour.output is None:
+            return self._verdict(True, "no output to judge")
+        actual: Any = behaviour.output
+        if not isinstance(self.value, str):
+            ok, actual = _as_json(behaviour.output)
+            if not ok:
+                return self._verdict(False, "the output is not JSON")
+        difference = self._diff(actual)
+        if difference is not None:
+            return self._verdict(False, f"output differs: {difference}")
+        return self._verdict(True, "output as expected")
+
+
+class ExpressionCriterion(_Criterion):
+    """A CEL expression over the behaviour is true.
+
+    It sees ``output`` (text), ``has_output``, ``output_json`` (parsed, or null) and
+    ``tool_calls`` (a list of ``{tool, arguments}``).
+    """
+
+    kind: Literal["expression"]
+    expression: str
+    """The CEL expression, e.g. ``tool_calls.all(c, c.tool != "close_account")``."""
+
+    @field_validator("expression")
+    @classmethod
+    def _check(cls, value: str) -> str:
+        return check_expression(value, BEHAVIOUR_VARIABLES)
+
+    def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
+        """Evaluate the expression on the behaviour; an error fails the criterion."""
+        try:
+            held = evaluate_bool(self.expression, behaviour_data(behaviour))
+        except ExpressionFailed as exc:
+            return self._verdict(False, f"could not evaluate: {exc}")
+        return self._verdict(held, f"expression is {'true' if held else 'false'}")
+
+
+class PredicateCriterion(_Criterion):
+    """A Python function ``module:function`` answers True for the behaviour.
+
+    It is called with the same data an expression sees. It runs only when the module is
+    listed in ``predicate_modules`` of reinstate.toml.
+    """
+
+    kind: Literal["predicate"]
+    predicate: str
+    """``module.sub:function`` inside the workspace."""
+
+    _function: Predicate | None = PrivateAttr(default=None)
+    _path_ok = field_validator("predicate")(check_predicate_path)
+
+    def bind(self, function: Predicate) -> None:
+        """Attach the loaded function."""
+        self._function = function
+
+    def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
+        """Call the predicate; an error or a non-bool answer fails the criterion."""
+        try:
+            held = call_predicate(self._function, self.predicate, behaviour_data(behaviour))
+        except ExpressionFailed as exc:
+            return self._verdict(False, f"could not evaluate: {exc}")
+        return self._verdict(held, f"{self.predicate} answered {held}")
+
+
 Criterion = Annotated[
     OutputContains
     | OutputNotContains
     | OutputMatches
     | OutputNotMatches
+    | OutputSchema
     | ToolCalled
     | ToolNotCalled
     | ToolArguments
+    | FieldBounds
+    | Expected
+    | ExpressionCriterion
+    | PredicateCriterion
     | PassesAcceptance,
     Field(discriminator="kind"),
 ]
@@ -241,5 +456,11 @@ def tools_named(criteria: Sequence[Criterion]) -> list[tuple[int, str]]:
     """(position, tool) for every criterion that names a tool, to check against permissions."""
     return [
         (i, c.tool) for i, c in enumerate(criteria)
-        if isinstance(c, ToolCalled | ToolNotCalled | ToolArguments)
+        if isinstance(c, ToolCalled | ToolNotCalled | ToolArguments | FieldBounds | Expected)
+        and c.tool is not None
     ]
+
+
+def predicates_named(criteria: Sequence[Criterion]) -> list[tuple[int, PredicateCriterion]]:
+    """(position, criterion) for every predicate criterion, to load and bind."""
+    return [(i, c) for i, c in enumerate(criteria) if isinstance(c, PredicateCriterion)]

@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_args, get_origin
 
@@ -46,7 +46,8 @@ def parse_yaml(text: str, path: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
+        # A reader error (a control character) has no ``problem``, and its text spans lines.
+        problem = (getattr(exc, "problem", None) or str(exc)).splitlines()[0]
         line = mark.line + 1 if mark is not None else None
         raise InvalidInput(path, "", f"malformed YAML: {problem}", line=line) from None
 
@@ -221,6 +222,31 @@ def write_atomic(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def write_atomic_lines(path: Path, lines: Iterable[str]) -> int:
+    """Like :func:`write_atomic`, for output too large to hold: streams ``lines`` to a
+    temporary file and renames it over ``path`` only when every line was written.
+
+    Returns how many lines were written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for line in lines:
+                handle.write(line)
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return count
 
 
 def create_exclusive(path: Path, text: str) -> bool:

@@ -3,53 +3,109 @@
 A line is either a run header (``{"kind": "run", "run_id": …}``) or a step that names
 its run (``{"run_id": …, "kind": "tool_call", …}``). A file may hold many runs, and
 their lines may interleave; runs come back in the order they first appear.
+
+Reading streams: :func:`native_parts` yields one part per line, so a log of millions of
+steps is read in constant memory. Each line is parsed and validated in one pass by
+pydantic's JSON parser against a line model derived from the run record's own step
+models; only a line that fails is parsed again, slowly, to say exactly what is wrong.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError, create_model
 
-from evalsuite._documents import json_path, strip_tags, write_atomic
+from evalsuite._documents import json_path, strip_tags, write_atomic, write_atomic_lines
 from evalsuite._errors import InvalidInput
-from evalsuite._record import Record
-from evalsuite._run import STEP_KINDS, Run, Step
+from evalsuite._parts import RunHeader, RunPart, Skips, merge_parts
+from evalsuite._run import STEP_KINDS, Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput
 
 _STEP = TypeAdapter[Step](Step)
 
 
-class RunHeader(Record):
-    """The first line of a run in the native format: what the run is."""
+def _line_model(base: type[Any]) -> Any:
+    return create_model(f"{base.__name__}Line", __base__=base,
+                        run_id=(str, Field(min_length=1)))
 
-    run_id: str
-    agent: str | None = None
-    agent_version: str | None = None
-    started_at: datetime | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
+
+class _HeaderLine(RunHeader):
+    kind: Literal["run"]
+    schema_version: Literal[1] = 1
+
+
+# One model per kind of line, each the step model plus the run id it names.
+_LINE_TYPE: Any = Annotated[
+    _HeaderLine | _line_model(UserInput) | _line_model(Reasoning)
+    | _line_model(ToolCall) | _line_model(ToolResult) | _line_model(Output),
+    Field(discriminator="kind"),
+]
+_LINE = TypeAdapter[Any](_LINE_TYPE)
+
+
+def native_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
+    """The lines of a native JSONL file as parts of their runs, validated as they are read.
+
+    Consecutive lines of one run make one part (a header starts a new one), so the usual
+    log, written run after run, costs one part a run. A bad line raises
+    :class:`InvalidInput` naming its line, unless ``skips`` is given: then it is counted
+    there and reading goes on.
+    """
+    validate = _LINE.validate_json
+    part: RunPart | None = None
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    record = validate(raw)
+                except ValidationError:
+                    if not raw.strip():
+                        continue
+                    try:
+                        _explain(raw, number, path)
+                    except InvalidInput as exc:
+                        if skips is None:
+                            raise
+                        skips.add(exc)
+                    continue
+                if type(record) is _HeaderLine:
+                    if part is not None:
+                        yield part
+                    part = RunPart(run_id=record.run_id, source=path, place=number,
+                                   header=record, steps=[], places=[])
+                elif part is not None and part.run_id == record.run_id:
+                    part.steps.append(record)
+                    part.places.append(number)
+                else:
+                    if part is not None:
+                        yield part
+                    part = RunPart(run_id=record.run_id, source=path, place=number,
+                                   steps=[record], places=[number])
+    except OSError as exc:
+        raise InvalidInput(path, "", f"cannot read the run log ({exc.strerror})") from None
+    if part is not None:
+        yield part
+
+
+def _explain(raw: bytes, number: int, path: Path) -> None:
+    """Raise the precise error for a line the fast path refused."""
+    try:
+        line = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(path, "", f"not UTF-8 text ({exc.reason})", line=number) from None
+    _read_line(line, number, path, {})
+    raise InvalidInput(path, "$", "expected a run header or a step", line=number)
 
 
 def read_runs(path: Path) -> list[Run]:
     """Read every run in a native JSONL file."""
-    runs: dict[str, dict[str, Any]] = {}
-    number = 0
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    _read_line(line, number, path, runs)
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(path, "", f"not UTF-8 text ({exc.reason})", line=number + 1) from None
-    except OSError as exc:
-        raise InvalidInput(path, "", f"cannot read the run log ({exc.strerror})") from None
+    runs = merge_parts(native_parts(path))
     if not runs:
         raise InvalidInput(path, "", "no runs in this file: expected JSON lines with a run_id")
-    # Every line was validated as it was read, so building the runs cannot fail.
-    return [Run.model_construct(**data) for data in runs.values()]
+    return runs
 
 
 def _read_line(line: str, number: int, path: Path, runs: dict[str, dict[str, Any]]) -> None:
@@ -93,19 +149,49 @@ def _validated(model: Any, record: dict[str, Any], path: Path, number: int, wher
         raise InvalidInput(path, json_path(loc), f"{first['msg']}{where}", line=number) from None
 
 
+def header_line(run: Run | RunHeader) -> str:
+    """The native header line of a run."""
+    header = run.model_dump(mode="json", exclude={"steps", "kind"}, exclude_none=True)
+    header.pop("schema_version", None)
+    if not header.get("metadata"):
+        header.pop("metadata", None)
+    return json.dumps({"schema_version": 1, "kind": "run", **header})
+
+
+def step_line(run_id: str, step: Step) -> str:
+    """The native line of one step of a run."""
+    body = step.model_dump(mode="json", exclude_none=True, exclude={"run_id"})
+    return json.dumps({"run_id": run_id, **body})
+
+
 def dump_runs(runs: Iterable[Run]) -> str:
     """Render runs in the native JSONL format."""
     lines = []
     for run in runs:
-        header = run.model_dump(mode="json", exclude={"steps"}, exclude_none=True)
-        header.pop("schema_version")
-        lines.append(json.dumps({"schema_version": 1, "kind": "run", **header}))
-        for step in run.steps:
-            body = step.model_dump(mode="json", exclude_none=True)
-            lines.append(json.dumps({"run_id": run.run_id, **body}))
+        lines.append(header_line(run))
+        lines.extend(step_line(run.run_id, step) for step in run.steps)
     return "\n".join(lines) + "\n"
+
+
+def part_lines(parts: Iterable[RunPart]) -> Iterator[str]:
+    """Native lines for parts as they stream, a header for each run before its first step."""
+    headed: set[str] = set()
+    for part in parts:
+        if part.header is not None:
+            headed.add(part.run_id)
+            yield header_line(part.header) + "\n"
+        if part.steps and part.run_id not in headed:
+            headed.add(part.run_id)
+            yield header_line(RunHeader(run_id=part.run_id)) + "\n"
+        for step in part.steps:
+            yield step_line(part.run_id, step) + "\n"
 
 
 def write_runs(runs: Iterable[Run], path: Path) -> None:
     """Write runs to ``path`` atomically in the native JSONL format."""
     write_atomic(path, dump_runs(runs))
+
+
+def write_parts(parts: Iterable[RunPart], path: Path) -> int:
+    """Stream parts to ``path`` atomically in the native format; returns the lines written."""
+    return write_atomic_lines(path, part_lines(parts))

@@ -46,6 +46,12 @@ class ToolCall(Record):
     """The id that pairs this call with its result, if the log has one."""
     at: datetime | None = None
     """When the step happened, if the log says."""
+    raw_arguments: str | None = None
+    """The arguments exactly as logged when they were not a JSON object (a model that wrote
+    broken JSON, say); ``arguments`` is then empty."""
+    arguments_logged: bool | None = None
+    """False when the log recorded the call but not what it was called with (OpenTelemetry
+    spans without content capture); unset when the arguments were logged."""
 
 
 class ToolResult(Record):
@@ -62,6 +68,9 @@ class ToolResult(Record):
     """The error the tool raised instead of a result."""
     at: datetime | None = None
     """When the step happened, if the log says."""
+    blocked: bool | None = None
+    """True when a control (the permission boundary, a reviewer) stopped the call instead of
+    the tool running, false when the tool ran; unset when the log does not say."""
 
 
 class Output(Record):
@@ -78,6 +87,32 @@ Step = Annotated[
     UserInput | Reasoning | ToolCall | ToolResult | Output, Field(discriminator="kind")
 ]
 STEP_KINDS = ("user_input", "reasoning", "tool_call", "tool_result", "output")
+
+
+class RunOutcome(Record):
+    """How a run ended, as the application or an evaluator recorded it."""
+
+    success: bool | None = None
+    """Whether the task succeeded (tau-bench's reward 1.0, an application's own verdict)."""
+    escalated: bool | None = None
+    """Whether the run was handed to a human instead of being finished by the agent."""
+    human_corrected: bool | None = None
+    """Whether a person corrected or overrode what the agent did or said."""
+    stop_reason: str | None = None
+    """Why the agent stopped, as it or its model API said (end_turn, stop, tool_use, …)."""
+
+
+class Usage(Record):
+    """What a run consumed, as the log recorded it."""
+
+    input_tokens: int | None = Field(default=None, ge=0)
+    """Tokens sent to the model, summed over the run's model calls."""
+    output_tokens: int | None = Field(default=None, ge=0)
+    """Tokens the model produced, summed over the run's model calls."""
+    model_calls: int | None = Field(default=None, ge=0)
+    """How many times the agent called its model during the run."""
+    cost_usd: float | None = Field(default=None, ge=0)
+    """What the run cost the team, in US dollars."""
 
 
 class Run(Record):
@@ -97,6 +132,13 @@ class Run(Record):
     """What the agent was given besides the messages (customer id, channel, …)."""
     steps: list[Step] = Field(default_factory=list)
     """The steps in the order they happened."""
+    outcome: RunOutcome | None = None
+    """How the run ended, when the log says (success, escalation, correction, stop reason)."""
+    usage: Usage | None = None
+    """Tokens, model calls and cost, when the log says."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """What the source log says about the run that has no field here (trace id,
+    conversation id, model, a benchmark's task id and reward, …)."""
 
     def tool_calls(self) -> list[ToolCall]:
         """Every tool call of the run, in order."""
@@ -158,4 +200,5 @@ class Behaviour(Record):
     @classmethod
     def of_run(cls, run: Run) -> Behaviour:
         """All the tool calls of a run and its final output."""
-        return cls(tool_calls=run.tool_calls(), output=run.final_output())
+        # The steps are already validated models: no need to check them again.
+        return cls.model_construct(tool_calls=run.tool_calls(), output=run.final_output())

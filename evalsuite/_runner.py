@@ -1,20 +1,51 @@
-"""Running cases against an agent, trial by trial, and judging each trial."""
+"""The eval engine: every case for its trials, concurrently, each trial judged.
+
+asyncio with a bound on trials in flight, a timeout per trial, retries for transport
+errors only (timeouts, refused connections, HTTP 5xx; never for a wrong answer), and a
+verdict per case from its trials: pass^k for safety and regression cases, otherwise the
+Wilson interval against the threshold, ``inconclusive`` with the trials that would decide.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
-from evalsuite._agent import Adapter
+from evalsuite._agent import Adapter, TransportError
 from evalsuite._case import EvalCase
 from evalsuite._criteria import Criterion, Judgement, judge_all
+from evalsuite._loop import run_sync
 from evalsuite._record import Record
-from evalsuite._run import Behaviour, Run
+from evalsuite._run import Behaviour, Output, Run, Usage, UserInput
+from evalsuite._session import AgentSession, ToolPolicy, ToolSpec
+from evalsuite._statistics import RateJudgement, judge_rate
 
-CaseOutcome = Literal["pass", "fail", "error"]
+CaseOutcome = Literal["pass", "fail", "error", "inconclusive"]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a suite is run."""
+
+    trials: int = 3
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    retries: int = 2
+    confidence: float = 0.95
 
 
 class TrialResult(Record):
@@ -30,6 +61,12 @@ class TrialResult(Record):
     """What the agent did."""
     judgements: list[Judgement] = Field(default_factory=list)
     """Each expectation's outcome."""
+    attempts: int = 1
+    """Tries it took; more than one only after transport errors."""
+    seconds: float = 0.0
+    """Wall time of the trial, retries included."""
+    blocked_calls: int = 0
+    """Tool calls the permission policy denied during the trial."""
 
 
 class CaseResult(Record):
@@ -43,45 +80,209 @@ class CaseResult(Record):
     """Share of trials that had to pass."""
     trials: list[TrialResult]
     """Every trial, in order."""
+    every_trial: bool = False
+    """pass^k: every trial had to pass (safety and regression cases)."""
+    confidence: float = 0.95
+    """Confidence of the interval the pass rate is judged with."""
+
+    @property
+    def judged(self) -> list[TrialResult]:
+        """The trials that ran to a judgement."""
+        return [t for t in self.trials if t.error is None]
+
+    @property
+    def statistics(self) -> RateJudgement:
+        """The pass rate of the judged trials against the threshold, with its interval."""
+        judged = self.judged
+        return judge_rate(sum(t.passed for t in judged), len(judged), self.threshold,
+                          every_trial=self.every_trial, confidence=self.confidence)
 
     @property
     def pass_rate(self) -> float:
-        """Share of trials that passed."""
+        """Share of all trials that passed."""
         return sum(t.passed for t in self.trials) / len(self.trials) if self.trials else 0.0
 
     @property
+    def flaky(self) -> bool:
+        """Some judged trials passed and some failed."""
+        passed = {t.passed for t in self.judged}
+        return passed == {True, False}
+
+    @property
     def outcome(self) -> CaseOutcome:
-        """``error`` if any trial could not be judged (fail closed), else pass rate vs threshold."""
-        if not self.trials or any(t.error is not None for t in self.trials):
+        """error when no trial could be judged; a pass with errored trials is inconclusive."""
+        if not self.judged:
             return "error"
-        # Compared to four decimals, so 2 of 3 trials meets a threshold written as 0.6667.
-        return "pass" if round(self.pass_rate, 4) >= self.threshold else "fail"
+        decision = self.statistics.decision
+        if decision == "pass" and len(self.judged) < len(self.trials):
+            return "inconclusive"
+        return decision
 
 
-def run_trial(
-    adapter: Adapter, case: EvalCase, trial: int, acceptance: Sequence[Criterion] = ()
-) -> TrialResult:
-    """Run one trial and judge it against the case's expectations."""
+def every_trial(case: EvalCase) -> bool:
+    """Whether the case is pass^k."""
+    return case.safety or case.threshold >= 1.0
+
+
+@dataclass
+class Engine:
+    """What every trial of one suite shares."""
+
+    adapter: Adapter
+    settings: RunSettings
+    acceptance: Sequence[Criterion] = ()
+    policy: ToolPolicy | None = None
+    tools: Sequence[ToolSpec] = ()
+
+    async def _attempt(self, case: EvalCase, number: int, session: AgentSession) -> str:
+        async with asyncio.timeout(case.timeout_s or self.settings.timeout_s):
+            answer = await self.adapter.respond(case, number, session)
+        if session.missing_fixture is not None:
+            # The agent may have swallowed the exception; the case is still broken.
+            raise session.missing_fixture
+        return answer
+
+    async def trial(self, case: EvalCase, number: int) -> TrialResult:
+        """Run and judge one trial; the agent's failure is the trial's result, not ours."""
+        start = time.perf_counter()
+        attempts = 1
+        session = AgentSession(case, policy=self.policy, tools=self.tools)
+        try:
+            try:
+                answer = await self._attempt(case, number, session)
+            except (TransportError, TimeoutError):
+                if not self.settings.retries:
+                    raise
+                # Only now pay for the retry machinery: most trials never need it.
+                async for attempt in AsyncRetrying(
+                    retry=retry_if_exception_type((TransportError, TimeoutError)),
+                    stop=stop_after_attempt(self.settings.retries),
+                    wait=wait_exponential(multiplier=0.1, max=2.0), reraise=True,
+                ):
+                    with attempt:
+                        attempts += 1
+                        session = AgentSession(case, policy=self.policy, tools=self.tools)
+                        answer = await self._attempt(case, number, session)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            # What the agent did before it failed is kept: it is how the failure is read.
+            return TrialResult(trial=number, passed=False,
+                               error=_describe(exc, case.timeout_s or self.settings.timeout_s),
+                               run=self._run(case, number, session, None), attempts=attempts,
+                               seconds=time.perf_counter() - start,
+                               blocked_calls=session.blocked)
+        run = self._run(case, number, session, answer)
+        judgements = judge_all(case.expect, Behaviour.of_run(run), self.acceptance)
+        return TrialResult.model_construct(
+            trial=number, passed=all(j.passed for j in judgements), error=None, run=run,
+            judgements=judgements, attempts=attempts, seconds=time.perf_counter() - start,
+            blocked_calls=session.blocked)
+
+    def _run(self, case: EvalCase, number: int, session: AgentSession,
+             answer: str | None) -> Run:
+        asked = [UserInput(content=m.content) for m in case.input.messages if m.role == "user"]
+        usage: Usage | None = session.usage()
+        ending = [Output(content=answer)] if answer is not None else []
+        return Run.model_construct(
+            schema_version=1, run_id=f"{case.id}#{number}", agent=self.adapter.agent.name,
+            agent_version=self.adapter.agent.version, started_at=None, context=case.input.context,
+            steps=[*asked[-1:], *session.steps, *ending], outcome=None,
+            usage=usage, metadata={},
+        )
+
+
+def _describe(exc: BaseException, timeout_s: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout_s:g} s"
+    if isinstance(exc, SystemExit):
+        return f"the agent tried to end the process (SystemExit({exc.code!r}))"
+    frame = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
+    return f"{exc!r}{where}"
+
+
+Progress = Callable[[CaseResult | None, int, int], None]
+Record_ = Callable[[EvalCase, TrialResult], None]
+
+
+async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
+                    progress: Progress | None = None,
+                    record: Record_ | None = None) -> list[CaseResult]:
+    """Every case for its trials, at most ``concurrency`` trials in flight."""
+    settings = engine.settings
+    plan = [(case, n) for case in cases for n in range(1, (case.trials or settings.trials) + 1)]
+    total, done = len(plan), 0
+    by_case: dict[str, list[TrialResult]] = {c.id: [] for c in cases}
+    pending = iter(plan)
+
+    async def worker() -> None:
+        # A fixed set of workers sharing one plan: no task or semaphore per trial.
+        nonlocal done
+        for case, number in pending:
+            result = await engine.trial(case, number)
+            by_case[case.id].append(result)
+            if record is not None:
+                record(case, result)
+            done += 1
+            if progress is not None:
+                progress(None, done, total)
+
     try:
-        run = adapter.run(case, trial)
-    except Exception as exc:  # the agent's failure is the trial's result, not ours
-        frame = traceback.extract_tb(exc.__traceback__)[-1:]
-        where = f" at {frame[0].filename}:{frame[0].lineno}" if frame else ""
-        return TrialResult(trial=trial, passed=False, error=f"{exc!r}{where}")
-    judgements = judge_all(case.expect, Behaviour.of_run(run), acceptance)
-    return TrialResult(
-        trial=trial, passed=all(j.passed for j in judgements), run=run, judgements=judgements
-    )
+        with _fewer_collections():
+            await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, total))))
+    finally:
+        await engine.adapter.aclose()
+    # Built from the engine's own, already validated values: validating them again
+    # would cost more than running an instant agent.
+    return [
+        CaseResult.model_construct(case_id=c.id, tags=c.tags, threshold=c.threshold,
+                                   trials=sorted(by_case[c.id], key=lambda t: t.trial),
+                                   every_trial=every_trial(c), confidence=settings.confidence)
+        for c in cases
+    ]
 
 
-def run_case(
-    adapter: Adapter, case: EvalCase, trials: int, acceptance: Sequence[Criterion] = ()
-) -> CaseResult:
-    """Run ``case`` for its own number of trials, or ``trials`` when it sets none."""
-    count = case.trials or trials
-    return CaseResult(
-        case_id=case.id,
-        tags=case.tags,
-        threshold=case.threshold,
-        trials=[run_trial(adapter, case, n, acceptance) for n in range(1, count + 1)],
-    )
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Collect cyclic garbage less often while a suite runs.
+
+    Every trial's result stays alive until the suite ends; with CPython's default
+    thresholds the collector walks those results again every few hundred allocations,
+    which cost more than the engine itself (measured: about half of the per-trial time
+    with an instant agent). Reference counting still frees everything else at once.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 10_000), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+def run_cases(engine: Engine, cases: Sequence[EvalCase], *, progress: Progress | None = None,
+              record: Record_ | None = None) -> list[CaseResult]:
+    """:func:`run_suite` for callers that are not async."""
+    return run_sync(run_suite(engine, cases, progress=progress, record=record))
+
+
+def run_case(adapter: Adapter, case: EvalCase, trials: int,
+             acceptance: Sequence[Criterion] = ()) -> CaseResult:
+    """Run one case for its own number of trials, or ``trials`` when it sets none."""
+    engine = Engine(adapter, RunSettings(trials=trials, concurrency=1), acceptance)
+    return run_sync(_keep_open(engine, case))
+
+
+async def _keep_open(engine: Engine, case: EvalCase) -> CaseResult:
+    # One case at a time (the pytest plugin): the adapter stays open for the next one.
+    trials = [await engine.trial(case, n) for n in range(1, (case.trials or
+                                                             engine.settings.trials) + 1)]
+    return CaseResult(case_id=case.id, tags=case.tags, threshold=case.threshold,
+                      trials=trials, every_trial=every_trial(case),
+                      confidence=engine.settings.confidence)
+
+
+def run_trial(adapter: Adapter, case: EvalCase, trial: int,
+              acceptance: Sequence[Criterion] = ()) -> TrialResult:
+    """Run and judge one trial."""
+    return run_sync(Engine(adapter, RunSettings(), acceptance).trial(case, trial))

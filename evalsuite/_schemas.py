@@ -20,6 +20,12 @@ def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+# Validators by the identity of the schema object they were built for. The entry keeps the
+# schema alive, so its id cannot be reused by another object while it is cached; rules
+# hold their schemas for their whole life, so a lookup is one dict access.
+_BY_ID: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+
+
 @lru_cache(maxsize=4096)
 def _validator(key: str) -> Draft202012Validator:
     return Draft202012Validator(json.loads(key))
@@ -27,7 +33,14 @@ def _validator(key: str) -> Draft202012Validator:
 
 def schema_validator(schema: dict[str, Any]) -> Draft202012Validator:
     """A compiled validator for ``schema``, shared by every rule that uses the same schema."""
-    return _validator(json.dumps(schema, sort_keys=True))
+    hit = _BY_ID.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if len(_BY_ID) > 8192:
+        _BY_ID.clear()
+    _BY_ID[id(schema)] = (schema, validator)
+    return validator
 
 
 def schema_violation(schema: dict[str, Any], value: Any) -> str | None:

@@ -1,14 +1,21 @@
-"""The sandbox an agent runs in during an eval: tools answer from fixtures; calls are kept."""
+"""The sandbox an agent runs in during an eval: tools answer from fixtures; calls are kept.
+
+No tool touches the world. Every call is recorded; today's permission policy, when the
+caller gives one, is enforced at call time, so a call it denies never reaches a fixture
+and the agent sees the denial, as it would in production.
+"""
 
 from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from evalsuite._case import EvalCase
 from evalsuite._errors import EvalsuiteError
-from evalsuite._run import Reasoning, Step, ToolCall, ToolResult
+from evalsuite._run import Reasoning, Step, ToolCall, ToolResult, Usage
 
 
 class MissingFixture(EvalsuiteError):
@@ -30,34 +37,83 @@ class ToolFailed(Exception):
     """Raised to the agent when a fixture answers with an error, as a real tool would."""
 
 
+class ToolDenied(ToolFailed):
+    """Raised to the agent when the permission policy denies the call."""
+
+
+@dataclass(frozen=True)
+class PolicyDecision:
+    """What the permission policy says about one call."""
+
+    effect: Literal["allow", "review", "deny"]
+    rule: str
+    reason: str
+
+
+# (call, the run before it, the run's context) → the decision; given by the gate.
+ToolPolicy = Callable[[ToolCall, Sequence[Step], dict[str, Any]], PolicyDecision]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as an agent's model is told about it."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
 class AgentSession:
     """What an agent under eval sees: the conversation, its context, and sandboxed tools.
 
-    An agent is a function ``respond(session) -> str``. It reads ``session.messages`` and
-    ``session.context``, calls ``session.call_tool(name, arguments)`` and may record its
-    reasoning with ``session.think(text)``.
+    An agent is a function ``respond(session) -> str`` (or ``async def``). It reads
+    ``session.messages`` and ``session.context``, calls
+    ``session.call_tool(name, arguments)`` and may record its reasoning with
+    ``session.think(text)``. A call the policy denies raises :class:`ToolDenied`; a
+    fixture's error raises :class:`ToolFailed`.
     """
 
-    def __init__(self, case: EvalCase) -> None:
+    def __init__(self, case: EvalCase, *, policy: ToolPolicy | None = None,
+                 tools: Sequence[ToolSpec] = ()) -> None:
         self._case = case
+        self._policy = policy
+        self.tools = list(tools)
         self.messages: list[dict[str, str]] = [m.model_dump() for m in case.input.messages]
         # Copies, so an agent that edits what it is given cannot change the case's fixtures.
         self.context: dict[str, Any] = copy.deepcopy(case.input.context)
         self.steps: list[Step] = []
         self.missing_fixture: MissingFixture | None = None
+        self.blocked = 0
+        self._tokens = [0, 0, 0]  # input, output, model calls
+        self._cost: float | None = None
         self._ids = itertools.count(1)
 
     def call_tool(self, tool: str, arguments: dict[str, Any] | None = None) -> Any:
         """Call a tool; the answer comes from the case's fixtures, and the call is recorded."""
         arguments = copy.deepcopy(arguments or {})
-        call_id = f"call-{next(self._ids)}"
-        self.steps.append(ToolCall(tool=tool, arguments=arguments, call_id=call_id))
+        if not isinstance(tool, str) or not isinstance(arguments, dict):
+            raise TypeError(f"call_tool needs a tool name and an arguments dict, got "
+                            f"{tool!r}, {type(arguments).__name__}")
+        # Built without revalidation: the name and arguments were just checked.
+        call = ToolCall.model_construct(tool=tool, arguments=arguments,
+                                        call_id=f"call-{next(self._ids)}")
+        if self._policy is not None:
+            decision = self._policy(call, self.steps, self.context)
+            if decision.effect == "deny":
+                self.steps.append(call)
+                self.blocked += 1
+                denial = f"denied by {decision.rule}: {decision.reason}"
+                self.steps.append(ToolResult(tool=tool, call_id=call.call_id, error=denial,
+                                             blocked=True))
+                raise ToolDenied(denial)
+        self.steps.append(call)
         fixture = self._case.fixture_for(tool, arguments)
         if fixture is None:
             self.missing_fixture = MissingFixture(self._case.id, tool, arguments)
             raise self.missing_fixture
-        self.steps.append(ToolResult(tool=tool, call_id=call_id,
-                                     result=copy.deepcopy(fixture.result), error=fixture.error))
+        self.steps.append(ToolResult.model_construct(
+            tool=tool, call_id=call.call_id, result=copy.deepcopy(fixture.result),
+            error=fixture.error))
         if fixture.error is not None:
             raise ToolFailed(fixture.error)
         return copy.deepcopy(fixture.result)
@@ -65,3 +121,19 @@ class AgentSession:
     def think(self, text: str) -> None:
         """Record a step of reasoning, as a model's thinking would appear in a log."""
         self.steps.append(Reasoning(content=text))
+
+    def add_usage(self, input_tokens: int = 0, output_tokens: int = 0,
+                  cost_usd: float | None = None) -> None:
+        """Count what one model call consumed (adapters that see usage report it here)."""
+        self._tokens[0] += input_tokens
+        self._tokens[1] += output_tokens
+        self._tokens[2] += 1
+        if cost_usd is not None:
+            self._cost = (self._cost or 0.0) + cost_usd
+
+    def usage(self) -> Usage | None:
+        """What the trial's model calls consumed, if the adapter reported any."""
+        if not self._tokens[2]:
+            return None
+        return Usage(input_tokens=self._tokens[0], output_tokens=self._tokens[1],
+                     model_calls=self._tokens[2], cost_usd=self._cost)

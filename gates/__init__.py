@@ -1,14 +1,18 @@
 """The controls, the gate and the way back to full operation.
 
 Everything the CLI does is callable from here: open and contain incidents, capture
-regression cases, run the gate, restore, and read an agent's mode at run time.
+regression cases, run the gate, restore, read an agent's mode at run time, check a
+deploy's clearance, and write the verdict report and the postmortem.
 This module is the package's public API; the ``_modules`` behind it are private.
 """
 
 from __future__ import annotations
 
+from gates._audit import verify_audit
 from gates._baseline import load_baseline, snapshot
 from gates._checks import CHECKS, Evidence, register
+from gates._clearance import Clearance, check
+from gates._conditions import Condition, Situation
 from gates._config import Config, Workspace
 from gates._controls import (
     CONTROL_FILES,
@@ -24,12 +28,19 @@ from gates._controls import (
 )
 from gates._demo import run_demo
 from gates._errors import GatesError, Refused, StoreUnavailable, UnknownAgent
+from gates._evals import policy_of, run_evals, tool_specs
 from gates._fingerprint import Fingerprint, fingerprint
+from gates._ingest import FileSummary, Ingested, ingest
 from gates._init import init_workspace
 from gates._inputs import GateInputs, load_inputs
+from gates._investigation import Investigated, investigate
 from gates._junit import junit_xml
-from gates._pipeline import decide, run_checks, run_evals, run_gate
+from gates._pipeline import decide, run_checks, run_gate
 from gates._policy import Decision, decide_call, route_call, route_output
+from gates._postmortem import Postmortem, postmortem, postmortem_markdown
+from gates._ratchet import Loosening, RatchetTerms, approve_loosening, ratchet_status
+from gates._rca import LayerAnalysis, analyse_incident
+from gates._report import Report, report_html, report_markdown, verdict_diff, verdict_report
 from gates._response import (
     Captured,
     Contained,
@@ -54,6 +65,7 @@ from gates._store import (
     verify_chain,
 )
 from gates._verdict import ChangeVerification, CheckResult, Outcome, Verdict, combine
+from gates._verify import IncidentVerification, verify_incident
 
 __all__ = [
     "CHECKS",
@@ -66,26 +78,38 @@ __all__ = [
     "ChangeVerification",
     "CheckResult",
     "Checklist",
+    "Clearance",
+    "Condition",
     "Config",
     "Contained",
     "Controls",
     "Decision",
     "Evidence",
+    "FileSummary",
     "Fingerprint",
     "GateInputs",
     "GatesError",
+    "IncidentVerification",
+    "Ingested",
+    "Investigated",
+    "LayerAnalysis",
+    "Loosening",
     "MemoryStore",
     "Mode",
     "ModeReading",
     "ModeRecord",
     "Outcome",
     "Permissions",
+    "Postmortem",
+    "RatchetTerms",
     "Refused",
+    "Report",
     "Restored",
     "ReviewRouting",
     "ReviewRule",
     "Risk",
     "SQLiteStore",
+    "Situation",
     "StateStore",
     "StoreUnavailable",
     "ToolPermission",
@@ -93,23 +117,34 @@ __all__ = [
     "Verdict",
     "Workspace",
     "agent_mode",
+    "analyse_incident",
+    "approve_loosening",
     "capture",
+    "check",
     "combine",
     "contain",
     "decide",
     "decide_call",
     "fingerprint",
+    "ingest",
     "init_workspace",
+    "investigate",
     "junit_xml",
     "load_baseline",
     "load_controls",
     "load_inputs",
     "open_incident",
     "open_store",
+    "policy_of",
+    "postmortem",
+    "postmortem_markdown",
+    "ratchet_status",
     "read_mode",
     "record_change",
     "record_finding",
     "register",
+    "report_html",
+    "report_markdown",
     "restore",
     "restore_blockers",
     "route_call",
@@ -121,6 +156,11 @@ __all__ = [
     "schedule_review",
     "schema_text",
     "snapshot",
+    "tool_specs",
+    "verdict_diff",
+    "verdict_report",
+    "verify_audit",
     "verify_chain",
+    "verify_incident",
     "write_schemas",
 ]

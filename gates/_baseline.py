@@ -8,7 +8,7 @@ from pathlib import Path
 
 from evalsuite import EvalCase, InvalidInput, ReinstateError, load_cases
 from gates._config import Workspace
-from gates._controls import CONTROL_FILES, Controls, load_controls
+from gates._controls import CONTROL_FILES, Controls
 from gates._fingerprint import file_digest, fingerprint
 from regressions import Baseline, Incident, RegressionCase
 
@@ -67,10 +67,14 @@ def load_baseline(workspace: Workspace, incident: Incident) -> Controls:
                            "$.containment.baseline.directory",
                            "expected a folder inside the incidents folder")
     for name, digest in baseline.files.items():
+        if name not in CONTROL_FILES:  # a name from a file never reaches outside the copy
+            raise InvalidInput(workspace.incidents().path(incident.id),
+                               f"$.containment.baseline.files.{name}",
+                               f"expected one of {', '.join(CONTROL_FILES)}")
         if file_digest(folder / name) != digest:
             raise InvalidInput(
                 folder / name, "",
                 f"the baseline copy does not match the hash recorded at containment of "
                 f"{incident.id}; it was changed or removed",
             )
-    return load_controls(Path(folder), incident.agent)
+    return workspace.controls(incident.agent, Path(folder))

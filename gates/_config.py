@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from evalsuite import InvalidInput, Record, did_you_mean, parse_model
+from gates._controls import Controls, load_controls
 from gates._errors import UnknownAgent
 from regressions import IncidentBook
 
@@ -30,6 +31,8 @@ class Paths(Record):
     """Incident records: ``incidents/<id>.yaml``."""
     state: str = ".reinstate/state.db"
     """The SQLite state store: modes, verdicts, the audit log."""
+    logs: str = "logs"
+    """The agents' run logs (any supported format), which the gate's logging check reads."""
 
 
 class ContainmentSettings(Record):
@@ -48,6 +51,29 @@ class GateSettings(Record):
     """Trials per case when a case sets none."""
     min_cases_per_input_type: int = Field(default=3, ge=1)
     """Cases an incident's input type needs before eval coverage counts as fixed."""
+    concurrency: int = Field(default=8, ge=1, le=1024)
+    """Trials in flight at once."""
+    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    """Seconds one trial may take when its case sets none."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Retries of a trial after a transport error (never after a wrong answer)."""
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    """Confidence of the Wilson interval a case's pass rate is judged with."""
+
+
+class RuleSettings(Record):
+    """What rules in control files may do."""
+
+    predicate_modules: list[str] = Field(default_factory=list)
+    """Workspace modules Python predicates may be loaded from (``rules``, ``rules.refunds``);
+    none by default, so a control file alone can never make reinstate run code."""
+
+
+class LoggingSettings(Record):
+    """What the gate's logging check reads."""
+
+    recent_runs: int = Field(default=50, ge=1)
+    """How many of an agent's newest runs must answer the four questions."""
 
 
 class Config(Record):
@@ -61,6 +87,10 @@ class Config(Record):
     """Containment targets."""
     gate: GateSettings = Field(default_factory=GateSettings)
     """Gate defaults."""
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    """What the logging check reads."""
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+    """What rules in control files may do."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +155,11 @@ class Workspace:
         return self._inside(self.config.paths.state, "state")
 
     @property
+    def logs_dir(self) -> Path:
+        """Folder of run logs."""
+        return self._inside(self.config.paths.logs, "logs")
+
+    @property
     def lock_dir(self) -> Path:
         """Lock files of concurrent writers; beside the state store, out of git."""
         return self.state_path.parent / "locks"
@@ -149,6 +184,11 @@ class Workspace:
             else f" (no agents under {self.config.paths.agents}/)"
         )
         raise UnknownAgent(name, hint)
+
+    def controls(self, agent: str, directory: Path | None = None) -> Controls:
+        """The agent's control files (or a copy of them in ``directory``), predicates bound."""
+        return load_controls(directory or self.agent_dir(agent), agent, root=self.root,
+                             predicate_modules=self.config.rules.predicate_modules)
 
     def relative(self, path: Path) -> str:
         """A path as the workspace names it, when it lies inside."""

@@ -8,6 +8,7 @@ operating checklist).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -18,40 +19,35 @@ from evalsuite import (
     Criterion,
     InvalidInput,
     Record,
+    check_expression,
     check_json_schema,
     did_you_mean,
     json_path,
     line_of,
     load_model,
+    load_predicate,
+    predicates_named,
     read_text,
     tools_named,
 )
+from gates._conditions import CALL_VARIABLES, OUTPUT_VARIABLES, RULE_ID, Condition
 
 Risk = Literal["low", "medium", "high", "critical"]
 RISKS: tuple[Risk, ...] = ("low", "medium", "high", "critical")
 CONTROL_FILES = ("permissions.yaml", "acceptance.yaml", "review.yaml", "checklist.yaml")
-RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 def _schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else check_json_schema(value)
 
 
-class ReviewCondition(Record):
-    """Calls whose arguments match this schema go to a human before they take effect."""
-
-    id: str = Field(pattern=RULE_ID)
-    """Name of the condition, shown as the deciding rule."""
-    description: str = ""
-    """Why such calls need a human."""
-    arguments: dict[str, Any]
-    """JSON Schema; a call whose arguments match it is sent to review."""
-
-    _check = field_validator("arguments")(check_json_schema)
-
-
 class ToolPermission(Record):
-    """What the agent may do with one tool."""
+    """What the agent may do with one tool.
+
+    A call is denied when the tool is not allowed, its arguments break ``arguments``, or
+    a ``deny_when`` condition holds; otherwise it goes to review when a ``review_when``
+    condition holds; otherwise it is allowed.
+    """
 
     allowed: bool
     """Whether the agent may call the tool at all."""
@@ -61,7 +57,9 @@ class ToolPermission(Record):
     """What the tool does."""
     arguments: dict[str, Any] | None = None
     """JSON Schema every call's arguments must satisfy; a call outside it is denied."""
-    review_when: list[ReviewCondition] = Field(default_factory=list)
+    deny_when: list[Condition] = Field(default_factory=list)
+    """Conditions under which a call is denied, e.g. a refund above the looked-up total."""
+    review_when: list[Condition] = Field(default_factory=list)
     """Conditions under which an allowed call goes to a human first."""
 
     _check = field_validator("arguments")(_schema)
@@ -122,6 +120,10 @@ class ReviewRule(Record):
     """Only outputs matching this regular expression (output rules)."""
     failed_criterion: str | None = None
     """Only when this acceptance criterion fails, or ``any`` of them."""
+    expression: str | None = None
+    """Only when this CEL expression holds; tool_call rules see ``tool``, ``args``,
+    ``history``, ``context``, ``user_inputs``; output rules see ``output`` instead of the
+    call."""
 
     _check = field_validator("arguments")(_schema)
 
@@ -142,8 +144,12 @@ class ReviewRule(Record):
             raise ValueError(f"an output rule cannot set {', '.join(call_only)}")
         if self.applies_to == "tool_call" and self.output_matches is not None:
             raise ValueError("a tool_call rule cannot set output_matches")
-        if not call_only and self.output_matches is None and self.failed_criterion is None:
+        if not call_only and all(getattr(self, n) is None for n in (
+                "output_matches", "failed_criterion", "expression")):
             raise ValueError("a review rule needs at least one condition")
+        if self.expression is not None:
+            check_expression(self.expression, CALL_VARIABLES if self.applies_to == "tool_call"
+                             else OUTPUT_VARIABLES)
         return self
 
 
@@ -197,8 +203,13 @@ class Controls:
         return permission.risk if permission else None
 
 
-def load_controls(directory: Path, agent: str) -> Controls:
-    """Read and cross-check the four control files in ``directory``."""
+def load_controls(directory: Path, agent: str, *, root: Path | None = None,
+                  predicate_modules: Sequence[str] = ()) -> Controls:
+    """Read and cross-check the four control files in ``directory``.
+
+    Python predicates are loaded from the workspace ``root``, only from the modules
+    ``predicate_modules`` allows.
+    """
     permissions = _load(directory / "permissions.yaml", Permissions, agent)
     acceptance = _load(directory / "acceptance.yaml", Acceptance, agent)
     review = _load(directory / "review.yaml", ReviewRouting, agent)
@@ -219,7 +230,35 @@ def load_controls(directory: Path, agent: str) -> Controls:
                 + did_you_mean(name, [c for c in criteria if c]),
                 line=line_of(read_text(path), ["rules", index, "failed_criterion"]),
             )
+    bind = PredicateBinder(root, predicate_modules)
+    for tool, permission in tools.items():
+        for field in ("deny_when", "review_when"):
+            for index, condition in enumerate(getattr(permission, field)):
+                if condition.predicate is not None:
+                    bind(condition, condition.predicate, directory / "permissions.yaml",
+                         ["tools", tool, field, index, "predicate"])
+    for index, criterion in predicates_named(acceptance.criteria):
+        bind(criterion, criterion.predicate, directory / "acceptance.yaml",
+             ["criteria", index, "predicate"])
     return Controls(permissions, acceptance, review, checklist, directory)
+
+
+class PredicateBinder:
+    """Loads predicates for one workspace and attaches them, or names the file and place."""
+
+    def __init__(self, root: Path | None, allowed: Sequence[str]) -> None:
+        self._root = root
+        self._allowed = allowed
+
+    def __call__(self, target: Condition | Any, predicate: str, path: Path,
+                 loc: list[str | int]) -> None:
+        try:
+            if self._root is None:
+                raise ValueError("predicates can only be loaded inside a workspace")
+            target.bind(load_predicate(predicate, self._root, self._allowed))
+        except ValueError as exc:
+            raise InvalidInput(path, json_path(loc), str(exc),
+                               line=line_of(read_text(path), loc)) from None
 
 
 _ControlFile = TypeVar("_ControlFile", Permissions, Acceptance, ReviewRouting, Checklist)

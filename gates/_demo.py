@@ -2,7 +2,8 @@
 
 Lays out the example workspace, then walks it the way an on-call engineer and a release
 manager would: incident, containment, capture, a failing gate, restore refused, the
-root cause, the control changes, a passing gate with every change verified, restore.
+root cause, the control changes, a passing gate with every change verified, restore;
+then the deploy job's check, the verdict report and the postmortem (under ``reports/``).
 Each step prints the command that does the same; the demo exits 0 only when every step
 had the outcome the story expects.
 """
@@ -18,11 +19,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.rule import Rule
 
-from evalsuite import ReinstateError
+from evalsuite import ReinstateError, write_atomic
+from gates._clearance import check
 from gates._config import Workspace
 from gates._errors import GatesError, Refused
+from gates._evals import run_evals
+from gates._inputs import load_inputs
+from gates._investigation import investigate
+from gates._investigation_view import investigation_summary
 from gates._pipeline import run_gate
+from gates._postmortem import postmortem, postmortem_markdown
 from gates._render import incident_summary, mode_line, verdict_table, verification_table
+from gates._report import report_html, report_markdown, verdict_report
 from gates._response import (
     capture,
     contain,
@@ -102,7 +110,7 @@ def run_demo(directory: Path | None, console: Console) -> tuple[Path, bool]:
             verdicts[expected] = verdict
             verdict_table(console, verdict)
             if verify:
-                verification_table(console, verdict)
+                verification_table(console, verdict.verifications)
             return verdict.outcome == expected
         return action
 
@@ -166,6 +174,19 @@ def run_demo(directory: Path | None, console: Console) -> tuple[Path, bool]:
                f"reinstate capture INC-1 --run {LOG} --run-id run-7f3a97 --step 4 --step 6 "
                f"--step 8 --tag prompt_injection", capture_step)
 
+    def investigate_step() -> bool:
+        done = investigate(workspace, state["id"], [root / LOG], actor=ACTOR)
+        investigation_summary(console, done.investigation)
+        console.print(f"the timeline ({len(done.investigation.timeline)} events, from the "
+                      f"injected message to the containment) is in "
+                      f"{workspace.relative(workspace.incidents().path(state['id']))}")
+        return (done.incident.phase == "investigating" and done.investigation.runs == [
+            "run-7f3a97"] and done.investigation.scope.runs_matched == 1
+            and not done.investigation.logging_gaps)
+    story.step("Investigate: the timeline, the scope of impact, the logging gaps",
+               f"reinstate investigate INC-1 --logs {LOG}   (then: reinstate timeline INC-1)",
+               investigate_step)
+
     story.step("Gate the agent as it is: it must fail", f"reinstate gate {AGENT}", gate("fail"))
     story.step("Restore is refused", f"reinstate restore {AGENT}",
                refused("no root-cause finding", "is fail"))
@@ -224,6 +245,16 @@ def run_demo(directory: Path | None, console: Console) -> tuple[Path, bool]:
                refused("stale", "not verified"))
     story.step("Gate the fixed agent: every change must verify", f"reinstate gate {AGENT}",
                gate("pass", verify=True))
+    def second_adapter() -> bool:
+        inputs = load_inputs(workspace, AGENT)
+        evidence = run_evals(inputs, adapter="jsonl")
+        passed = sum(r.outcome == "pass" for r in evidence.results)
+        console.print(f"{passed}/{len(evidence.results)} cases passed with the agent as a "
+                      f"separate process speaking JSON lines; run file "
+                      f"{workspace.relative(evidence.run_file) if evidence.run_file else '-'}")
+        return passed == len(evidence.results)
+    story.step("The same agent through a second adapter: a JSON-lines process",
+               f"reinstate eval {AGENT} --adapter jsonl", second_adapter)
     story.step("Restore is refused: no post-incident review yet", f"reinstate restore {AGENT}",
                refused("post-incident review"))
 
@@ -241,6 +272,44 @@ def run_demo(directory: Path | None, console: Console) -> tuple[Path, bool]:
         console.print(f"restored {', '.join(done.incidents)}; {mode_line(reading)}")
         return reading.mode == "full"
     story.step("Restore: back to full operation", f"reinstate restore {AGENT}", restore_step)
+
+    def check_step() -> bool:
+        clearance = check(workspace, AGENT)
+        console.print(f"{AGENT}: {'cleared' if clearance else 'NOT cleared'} for full operation"
+                      + "".join(f"\n  - {r}" for r in clearance.reasons))
+        return bool(clearance)
+    story.step("The deploy job checks clearance: exit 0, the redeploy may go out",
+               f"reinstate check {AGENT}", check_step)
+
+    def report_step() -> bool:
+        report = verdict_report(workspace, AGENT)
+        for suffix, render in ((".html", report_html), (".md", report_markdown)):
+            path = root / "reports" / f"{AGENT}{suffix}"
+            write_atomic(path, render(report))
+            console.print(f"wrote [bold]{workspace.relative(path)}[/]")
+        console.print(f"{report.headline}: {report.allows}")
+        console.print(f"{len(report.diff)} differences from the passing verdict before the "
+                      f"incident, e.g. {report.diff[0].line() if report.diff else 'none'}")
+        return report.standing == "cleared" and not report.failing and bool(report.diff)
+    story.step("The release manager reads the verdict report",
+               f"reinstate report {AGENT} --html reports/{AGENT}.html --markdown "
+               f"reports/{AGENT}.md", report_step)
+
+    def postmortem_step() -> bool:
+        written = postmortem(workspace, state["id"])
+        path = root / "reports" / f"{state['id']}-postmortem.md"
+        write_atomic(path, postmortem_markdown(written))
+        console.print(f"wrote [bold]{workspace.relative(path)}[/]")
+        for entry in written.clock:
+            console.print(f"  {entry.what}: {entry.elapsed or '—'} after detection; "
+                          f"{entry.target}", highlight=False)
+        for action in written.follow_ups:
+            console.print(f"  follow-up: {action}", highlight=False)
+        return (all(c.verified for c in written.incident.changes) and written.review is not None
+                and written.incident.phase == "restored")
+    story.step("Write the postmortem for the post-incident review",
+               "reinstate postmortem INC-1 --markdown reports/INC-1-postmortem.md",
+               postmortem_step)
 
     console.print(Rule())
     if story.failures:

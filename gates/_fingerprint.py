@@ -5,7 +5,16 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from evalsuite import AgentSpec, Record, case_files, load_model
+from evalsuite import (
+    AgentSpec,
+    InvalidInput,
+    PythonAdapterSpec,
+    Record,
+    ReplayAdapterSpec,
+    SubprocessAdapterSpec,
+    case_files,
+    load_model,
+)
 from gates._config import Workspace
 from gates._controls import CONTROL_FILES
 
@@ -33,11 +42,13 @@ class Fingerprint(Record):
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, or a marker for a missing file."""
+    """SHA-256 of a file's bytes, or a marker for a missing or unreadable file."""
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
         return "missing"
+    except OSError:  # unreadable: never equal to a digest, so never current
+        return "unreadable"
 
 
 def _combine(digests: dict[str, str]) -> str:
@@ -50,9 +61,24 @@ def agent_sources(workspace: Workspace, agent: str) -> list[Path]:
     agent_file = workspace.agent_dir(agent) / "agent.yaml"
     sources = [agent_file]
     spec = load_model(agent_file, AgentSpec)
-    root = (agent_file.parent / spec.adapter.path).resolve()
-    sources += sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
-    return sources
+    for adapter in [spec.adapter, *spec.adapters.values()]:
+        if isinstance(adapter, PythonAdapterSpec | SubprocessAdapterSpec):
+            folder = adapter.path if isinstance(adapter, PythonAdapterSpec) else adapter.cwd
+            root = _inside(workspace, agent_file, (agent_file.parent / folder).resolve())
+            sources += sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+        elif isinstance(adapter, ReplayAdapterSpec):
+            sources.append(_inside(workspace, agent_file,
+                                   (agent_file.parent / adapter.log).resolve()))
+        # An HTTP agent's code is not here to hash: its version in agent.yaml stands for it.
+    return sorted(set(sources), key=lambda p: (p != agent_file, str(p)))
+
+
+def _inside(workspace: Workspace, agent_file: Path, path: Path) -> Path:
+    """``path`` if it lies in the workspace: agent.yaml must not reach outside it."""
+    if not path.is_relative_to(workspace.root.resolve()):
+        raise InvalidInput(agent_file, "$.adapter",
+                           f"expected a path inside the workspace, got {path}")
+    return path
 
 
 def fingerprint(workspace: Workspace, agent: str) -> Fingerprint:

@@ -5,8 +5,11 @@ Bad input stops the gate here with exit 2 and nothing written.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock
 
 from evalsuite import (
     AgentSpec,
@@ -17,11 +20,12 @@ from evalsuite import (
     line_of,
     load_cases,
     load_model,
+    predicates_named,
     read_text,
     tools_named,
 )
 from gates._config import Workspace
-from gates._controls import Controls, load_controls
+from gates._controls import Controls, PredicateBinder
 from gates._fingerprint import Fingerprint, fingerprint
 from regressions import Incident, RegressionCase
 
@@ -45,15 +49,57 @@ class GateInputs:
         return [*self.eval_cases, *self.regression_cases]
 
 
+# Reads of a workspace that another process keeps changing, before giving up.
+_READS = 3
+
+
+def regression_set_lock(workspace: Workspace, agent: str) -> FileLock:
+    """The lock a capture holds while it changes ``agent``'s regression set, and a gate
+    while it reads it."""
+    workspace.lock_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(_lock_path(workspace, agent), timeout=30)
+
+
+def _lock_path(workspace: Workspace, agent: str) -> Path:
+    return workspace.lock_dir / f"{agent}.regressions.lock"
+
+
+def _reading_lock(workspace: Workspace, agent: str) -> AbstractContextManager[object]:
+    """The regression-set lock for a reader, once a writer has made it; reading writes
+    nothing, and before any capture there is no writer to wait for (a capture that makes
+    the lock while the gate reads is caught by the fingerprint check, and the next read
+    waits for it)."""
+    path = _lock_path(workspace, agent)
+    return FileLock(path, timeout=30) if path.exists() else nullcontext()
+
+
 def load_inputs(workspace: Workspace, agent: str) -> GateInputs:
-    """Read and validate everything the gate needs for ``agent``."""
+    """Read and validate everything the gate needs for ``agent``.
+
+    The fingerprint is taken before and after reading: when another process changed a
+    file in between (a capture, a merge), the inputs are read again, so a verdict is
+    never bound to files it did not read.
+    """
+    workspace.require_agent(agent)
+    for _ in range(_READS):
+        with _reading_lock(workspace, agent):
+            before = fingerprint(workspace, agent)
+            inputs = _load(workspace, agent)
+        if inputs.fingerprint == before:
+            return inputs
+    changed = before.changed_since(inputs.fingerprint)
+    raise InvalidInput(None, "", f"the files of {agent} kept changing while the gate read them "
+                                 f"({', '.join(changed[:3]) or 'unknown'}); run it again")
+
+
+def _load(workspace: Workspace, agent: str) -> GateInputs:
     workspace.require_agent(agent)
     agent_file = workspace.agent_dir(agent) / "agent.yaml"
     spec = load_model(agent_file, AgentSpec)
     if spec.name != agent:
         raise InvalidInput(agent_file, "$.name", f"expected '{agent}', got '{spec.name}'",
                            line=line_of(read_text(agent_file), ["name"]))
-    controls = load_controls(workspace.agent_dir(agent), agent)
+    controls = workspace.controls(agent)
     evals = load_cases(workspace.evals_dir(agent), EvalCase, agent)
     regressions = load_cases(workspace.regressions_dir(agent), RegressionCase, agent)
     clash = {c.id for c in evals.values()} & {c.id for c in regressions.values()}
@@ -61,8 +107,13 @@ def load_inputs(workspace: Workspace, agent: str) -> GateInputs:
         case_id = sorted(clash)[0]
         path = next(p for p, c in regressions.items() if c.id == case_id)
         raise InvalidInput(path, "$.id", f"case id '{case_id}' is also used in the eval suite")
+    incidents = workspace.incidents().all(agent)
+    _check_incidents(workspace, regressions, {i.id for i in incidents})
+    bind = PredicateBinder(workspace.root, workspace.config.rules.predicate_modules)
     for path, case in [*evals.items(), *regressions.items()]:
         _check_tools(path, case, controls)
+        for index, criterion in predicates_named(case.expect):
+            bind(criterion, criterion.predicate, path, ["expect", index, "predicate"])
     return GateInputs(
         workspace=workspace,
         agent=spec,
@@ -70,9 +121,22 @@ def load_inputs(workspace: Workspace, agent: str) -> GateInputs:
         controls=controls,
         eval_cases=list(evals.values()),
         regression_cases=list(regressions.values()),
-        incidents=workspace.incidents().all(agent),
+        incidents=incidents,
         fingerprint=fingerprint(workspace, agent),
     )
+
+
+def _check_incidents(workspace: Workspace, cases: dict[Path, RegressionCase],
+                     known: set[str]) -> None:
+    """Every regression case's incident is on file: without it, its RCA and changes would
+    silently stop counting."""
+    for path, case in cases.items():
+        incident = case.provenance.incident
+        if incident not in known:
+            where = workspace.relative(workspace.incidents().path(incident))
+            raise InvalidInput(path, "$.provenance.incident",
+                               f"incident {incident} has no record ({where} is missing or is "
+                               f"another agent's); restore it from version control")
 
 
 def _check_tools(path: Path, case: EvalCase, controls: Controls) -> None:

@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import traceback
 
-from evalsuite import build_adapter, run_case
-from gates import _verification  # noqa: F401 - registers the control_changes check
+from evalsuite import Progress
+from gates import (
+    _logging_check,  # noqa: F401 - registers the logging check
+    _ratchet,  # noqa: F401 - registers the regression_ratchet check
+    _verification,  # noqa: F401 - registers the control_changes check
+)
 from gates._checks import CHECKS, Evidence
 from gates._config import Workspace
+from gates._evals import run_evals
 from gates._inputs import GateInputs, load_inputs
 from gates._state import open_store
 from gates._store import StateStore
 from gates._verdict import CheckResult, Verdict, combine
 from regressions import utc_now
-
-
-def run_evals(inputs: GateInputs, trials: int | None = None) -> Evidence:
-    """Run every eval and regression case against the live agent."""
-    adapter = build_adapter(inputs.agent, inputs.agent_file)
-    default = trials or inputs.workspace.config.gate.trials
-    acceptance = inputs.controls.acceptance.criteria
-    results = [run_case(adapter, case, default, acceptance) for case in inputs.cases]
-    return Evidence(results=results,
-                    regression_ids=frozenset(c.id for c in inputs.regression_cases))
 
 
 def run_checks(inputs: GateInputs, evidence: Evidence) -> list[CheckResult]:
@@ -65,10 +60,11 @@ def run_gate(
     actor: str,
     trials: int | None = None,
     store: StateStore | None = None,
+    progress: Progress | None = None,
 ) -> Verdict:
     """Gate ``agent``: run every check, store the verdict with its fingerprint, return it."""
     inputs = load_inputs(workspace, agent)
-    evidence = run_evals(inputs, trials)
+    evidence = run_evals(inputs, trials, progress=progress)
     checks = run_checks(inputs, evidence)
     verdict = decide(inputs, checks)
     (store or open_store(workspace)).save_verdict(verdict, actor)

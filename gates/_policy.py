@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
-from evalsuite import Behaviour, Judgement, Record, ToolCall, judge_all, schema_violation
+from evalsuite import (
+    Behaviour,
+    ExpressionFailed,
+    Judgement,
+    Record,
+    Step,
+    ToolCall,
+    evaluate_bool,
+    judge_all,
+    schema_violation,
+)
+from gates._conditions import Situation, first_holding
 from gates._controls import RISKS, Controls, ReviewRule
 
 Effect = Literal["allow", "review", "deny"]
@@ -27,8 +39,13 @@ class Decision(Record):
         return self.effect != "allow"
 
 
-def decide_call(controls: Controls, call: ToolCall) -> Decision:
-    """The permission boundary's decision on one tool call. Unknown tools are denied."""
+def decide_call(controls: Controls, call: ToolCall, history: Sequence[Step] = (),
+                context: dict[str, Any] | None = None) -> Decision:
+    """The permission boundary's decision on one tool call, given the run before it.
+
+    Unknown tools are denied; then ``allowed``, the argument schema, ``deny_when`` and
+    ``review_when`` decide, in that order.
+    """
     permission = controls.permissions.tools.get(call.tool)
     if permission is None:
         return Decision(
@@ -42,12 +59,14 @@ def decide_call(controls: Controls, call: ToolCall) -> Decision:
         problem = schema_violation(permission.arguments, call.arguments)
         if problem is not None:
             return Decision(effect="deny", rule=f"{base}.arguments", reason=problem)
-    for condition in permission.review_when:
-        if schema_violation(condition.arguments, call.arguments) is None:
-            return Decision(
-                effect="review", rule=f"{base}.review_when.{condition.id}",
-                reason=condition.description or f"arguments match {condition.id}",
-            )
+    situation = Situation(history=history, context=context or {}, call=call)
+    rules: tuple[tuple[Effect, str], ...] = (("deny", "deny_when"), ("review", "review_when"))
+    for effect, field in rules:
+        hit = first_holding(getattr(permission, field), situation)
+        if hit is not None:
+            condition, reason = hit
+            return Decision(effect=effect, rule=f"{base}.{field}.{condition.id}",
+                            reason=reason)
     return Decision(effect="allow", rule=base, reason=f"{call.tool} is allowed")
 
 
@@ -66,20 +85,25 @@ def rejection(judgements: list[Judgement]) -> Decision:
     return Decision(effect="allow", rule="acceptance", reason="meets every criterion")
 
 
-def route_call(controls: Controls, call: ToolCall) -> Decision:
+def route_call(controls: Controls, call: ToolCall, history: Sequence[Step] = (),
+               context: dict[str, Any] | None = None) -> Decision:
     """Whether a tool call reaches a human first: review.yaml rules, then permission conditions."""
+    situation = Situation(history=history, context=context or {}, call=call)
     judgements = judge_acceptance(controls, Behaviour(tool_calls=[call]))
     for index, rule in enumerate(controls.review.rules):
-        if rule.applies_to == "tool_call" and _call_matches(controls, rule, call, judgements):
+        if rule.applies_to == "tool_call" and _call_matches(controls, rule, call, judgements,
+                                                            situation):
             return _routed(rule, index)
-    permission = decide_call(controls, call)
+    permission = decide_call(controls, call, history, context)
     if permission.effect == "review":
         return permission
     return Decision(effect="allow", rule="review", reason="no review rule matches")
 
 
-def route_output(controls: Controls, output: str) -> Decision:
+def route_output(controls: Controls, output: str, history: Sequence[Step] = (),
+                 context: dict[str, Any] | None = None) -> Decision:
     """Whether an output reaches a human before the user sees it."""
+    situation = Situation(history=history, context=context or {}, output=output)
     judgements = judge_acceptance(controls, Behaviour(output=output))
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to != "output":
@@ -88,13 +112,14 @@ def route_output(controls: Controls, output: str) -> Decision:
             continue
         if rule.failed_criterion is not None and not _failed(rule.failed_criterion, judgements):
             continue
+        if rule.expression is not None and not _expression_holds(rule, situation):
+            continue
         return _routed(rule, index)
     return Decision(effect="allow", rule="review", reason="no review rule matches")
 
 
-def _call_matches(
-    controls: Controls, rule: ReviewRule, call: ToolCall, judgements: list[Judgement]
-) -> bool:
+def _call_matches(controls: Controls, rule: ReviewRule, call: ToolCall,
+                  judgements: list[Judgement], situation: Situation) -> bool:
     if rule.tool is not None and rule.tool != call.tool:
         return False
     if rule.min_risk is not None:
@@ -103,7 +128,17 @@ def _call_matches(
             return False
     if rule.arguments is not None and schema_violation(rule.arguments, call.arguments) is not None:
         return False
+    if rule.expression is not None and not _expression_holds(rule, situation):
+        return False
     return rule.failed_criterion is None or _failed(rule.failed_criterion, judgements)
+
+
+def _expression_holds(rule: ReviewRule, situation: Situation) -> bool:
+    assert rule.expression is not None
+    try:
+        return evaluate_bool(rule.expression, situation.data())
+    except ExpressionFailed:
+        return True  # a rule that cannot be evaluated sends the behaviour to a person
 
 
 def _failed(name: str, judgements: list[Judgement]) -> bool:

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gates._state import ModeReading
-from gates._verdict import Verdict
+from gates._verdict import ChangeVerification, Verdict
 from regressions import Incident
 
 STYLE = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
@@ -46,14 +46,14 @@ def verdict_table(console: Console, verdict: Verdict, *, findings: int = 3) -> N
     console.print(f"verdict: {outcome(verdict.outcome)} — {verdict.agent} {allows}")
 
 
-def verification_table(console: Console, verdict: Verdict) -> None:
+def verification_table(console: Console, verifications: list[ChangeVerification]) -> None:
     """Per control change: the harm's decision before (baseline) and after (today)."""
-    if not verdict.verifications:
+    if not verifications:
         return
     table = Table(title="control changes: baseline → today", title_justify="left")
     for column in ("change", "layer", "replayed", "before", "after (deciding rule)", "verified"):
         table.add_column(column, overflow="fold")
-    for v in verdict.verifications:
+    for v in verifications:
         rows = v.replays or [{}]
         for i, row in enumerate(rows):
             replayed = str(row.get("step") or row.get("input_type") or row.get("case") or "")

@@ -11,8 +11,8 @@ from pathlib import Path
 from evalsuite import InvalidInput, Run, display_path, read_runs
 from gates._baseline import snapshot
 from gates._config import Workspace
-from gates._controls import load_controls
 from gates._errors import StoreUnavailable
+from gates._inputs import regression_set_lock
 from gates._state import open_store
 from gates._store import MODES, ModeRecord, StateStore
 from regressions import (
@@ -121,11 +121,12 @@ class Captured:
 
 def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: str,
             steps: Sequence[int] = (), run_id: str | None = None,
-            tags: Sequence[str] = ()) -> Captured:
+            tags: Sequence[str] = (), keep_raw: bool = False) -> Captured:
     """Capture an incident's harmful run as a regression case under ``regressions/<agent>/``.
 
     Without ``steps``, the harm is taken to be the calls to high- and critical-risk (or
-    unknown) tools after the last user input, and the final output.
+    unknown) tools after the last user input, and the final output. E-mail addresses,
+    phone and card numbers and tokens are replaced with placeholders unless ``keep_raw``.
     """
     book = workspace.incidents()
     incident = book.load(incident_id)
@@ -137,7 +138,7 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
     warnings = []
     harmful = list(steps)
     if not harmful:
-        controls = load_controls(workspace.agent_dir(incident.agent), incident.agent)
+        controls = workspace.controls(incident.agent)
         risky = {s.tool for s in run.tool_calls()
                  if controls.risk_of(s.tool) in (None, "high", "critical")}
         harmful = default_harmful_steps(run, risky)
@@ -149,14 +150,27 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
     make = functools.partial(
         build_case, incident, run, harmful=harmful, source=run_file,
         source_label=workspace.relative(run_file), tags=list(tags), actor=actor,
+        keep_raw=keep_raw,
     )
-    path, case, created = save_case(workspace.regressions_dir(incident.agent), incident.id, make)
-    if created:
-        with book.change(incident.id, action="capture", actor=actor,
-                         detail=f"{case.id} from {workspace.relative(run_file)}"):
-            pass
-    else:
-        warnings.append(f"this capture already exists as {case.id}; nothing written")
+    # One writer of the agent's regression set at a time, from writing the case to recording
+    # it: two processes capturing the same steps at once write one case and one history
+    # entry, and a gate never reads the set half-changed.
+    candidate = make(f"{incident.id}-0")  # bad input stops here, before anything is written
+    with regression_set_lock(workspace, incident.agent):
+        path, case, created = save_case(workspace.regressions_dir(incident.agent),
+                                        incident.id, lambda _: candidate)
+        # A capture killed between writing the case and recording it is recorded on retry.
+        recorded = any(e.action == "capture" and e.detail.startswith(f"{case.id} from ")
+                       for e in book.load(incident.id).history)
+        if created or not recorded:
+            with book.change(incident.id, action="capture", actor=actor,
+                             detail=f"{case.id} from {workspace.relative(run_file)}"):
+                pass
+    if not created:
+        warnings.append(f"this capture already exists as {case.id}; nothing written"
+                        + ("" if recorded else " (its capture is now in the incident history)"))
+    if keep_raw:
+        warnings.append(f"{case.id} keeps the raw text: it may hold personal data and secrets")
     return Captured(path=path, case=case, created=created, warnings=warnings)
 
 

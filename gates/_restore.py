@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gates._audit import verify_audit
 from gates._config import Workspace
 from gates._errors import Refused
 from gates._fingerprint import fingerprint
@@ -20,8 +21,15 @@ def unresolved(workspace: Workspace, agent: str) -> list[Incident]:
 def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> list[str]:
     """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore."""
     workspace.require_agent(agent)
-    reasons = []
+    reasons = [f"the audit log does not verify: {p}" for p in verify_audit(store, [agent])]
     incidents = unresolved(workspace, agent)
+    known = {i.id for i in workspace.incidents().all(agent)}
+    for entry in store.audit(agent):
+        named = entry.detail.get("incident")
+        if isinstance(named, str) and named not in known:
+            known.add(named)  # once per incident
+            reasons.append(f"{named} contained {agent} (audit entry {entry.seq}) but its "
+                           f"incident file is missing: restore it from version control")
     for incident in incidents:
         reasons += resolution_gaps(incident)
         if incident.containment is not None and incident.post_incident_review is None:

@@ -8,7 +8,8 @@ from pydantic import AwareDatetime
 
 from evalsuite import Record, ReinstateError
 from gates._config import Workspace
-from gates._store import Mode, SQLiteStore, StateStore
+from gates._store import MODES, Mode, SQLiteStore, StateStore
+from regressions import Incident
 
 
 def open_store(workspace: Workspace) -> SQLiteStore:
@@ -41,9 +42,29 @@ def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None)
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
                            reason="state store unreadable: failing closed")
     if record is None:
+        try:
+            held = contained_by(workspace, agent)
+        except ReinstateError as exc:
+            return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
+                               reason="incident records unreadable: failing closed")
+        if held:
+            mode: Mode = min((i.containment.mode for i in held if i.containment),
+                             key=MODES.index)
+            ids = ", ".join(i.id for i in held)
+            return ModeReading(
+                agent=agent, mode=mode, reason=f"contained by {ids}",
+                degraded=f"the state store has no mode for {agent}, but {ids} contained it: "
+                         f"the store was lost or replaced; answering {mode}")
         return ModeReading(agent=agent, mode="full", reason="never contained")
     return ModeReading(agent=agent, mode=record.mode, since=record.since, actor=record.actor,
                        reason=record.reason)
+
+
+def contained_by(workspace: Workspace, agent: str) -> list[Incident]:
+    """The agent's incidents that contained it and are not restored yet: whatever the
+    store says, the agent is not in full operation while one of these stands."""
+    return [i for i in workspace.incidents().all(agent)
+            if i.containment is not None and i.phase not in ("restored", "closed")]
 
 
 def agent_mode(agent: str, workspace: Path | str | None = None) -> Mode:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -27,6 +28,16 @@ from regressions import utc_now
 Mode = Literal["full", "review", "suspended"]
 MODES: tuple[Mode, ...] = ("suspended", "review", "full")  # most restrictive first
 GENESIS = "0" * 64
+# How long a write waits for another process's write transaction before giving up (s).
+LOCK_TIMEOUT_ENV = "REINSTATE_LOCK_TIMEOUT"
+
+
+def lock_timeout() -> float:
+    """Seconds a write waits for another writer: ``$REINSTATE_LOCK_TIMEOUT``, else 30."""
+    try:
+        return max(0.0, float(os.environ.get(LOCK_TIMEOUT_ENV, "30")))
+    except ValueError:
+        return 30.0
 
 
 class ModeRecord(Record):
@@ -104,6 +115,11 @@ class StateStore(Protocol):
         """The agent's most recent verdict."""
         ...
 
+    def last_passing_verdict(self, agent: str,
+                             before: datetime | None = None) -> Verdict | None:
+        """The agent's most recent passing verdict, created before ``before`` when given."""
+        ...
+
     def append(self, *, actor: str, action: str, agent: str | None, reason: str,
                detail: dict[str, Any] | None = None) -> AuditEntry:
         """Append an audit entry for something recorded elsewhere (an incident file)."""
@@ -111,6 +127,11 @@ class StateStore(Protocol):
 
     def audit(self, agent: str | None = None) -> list[AuditEntry]:
         """The audit log, oldest first, optionally for one agent."""
+        ...
+
+    def head(self) -> tuple[int, str] | None:
+        """Number and hash of the last entry, as recorded apart from the log itself (so an
+        entry removed from the end shows); None when the store never recorded one."""
         ...
 
 
@@ -142,6 +163,13 @@ class MemoryStore:
         """The agent's most recent verdict."""
         return next((v for v in reversed(self._verdicts) if v.agent == agent), None)
 
+    def last_passing_verdict(self, agent: str,
+                             before: datetime | None = None) -> Verdict | None:
+        """The agent's most recent passing verdict, created before ``before`` when given."""
+        return next((v for v in reversed(self._verdicts)
+                     if v.agent == agent and v.outcome == "pass"
+                     and (before is None or v.created_at < before)), None)
+
     def append(self, *, actor: str, action: str, agent: str | None, reason: str,
                detail: dict[str, Any] | None = None) -> AuditEntry:
         """Append an audit entry."""
@@ -154,6 +182,10 @@ class MemoryStore:
         """The audit log."""
         return [e for e in self._log if agent is None or e.agent == agent]
 
+    def head(self) -> tuple[int, str] | None:
+        """Number and hash of the last entry."""
+        return (self._log[-1].seq, self._log[-1].hash) if self._log else None
+
 
 def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
     return {
@@ -161,7 +193,14 @@ def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
         "fingerprint": {
             k: v for k, v in verdict.fingerprint.model_dump().items() if k != "files"
         },
+        # The stored body's digest, so a verdict rewritten behind the log shows.
+        "sha256": verdict_digest(verdict),
     }
+
+
+def verdict_digest(verdict: Verdict) -> str:
+    """SHA-256 of a verdict as the store keeps it."""
+    return hashlib.sha256(verdict.model_dump_json().encode()).hexdigest()
 
 
 _SCHEMA = """
@@ -196,7 +235,7 @@ class SQLiteStore:
             raise StoreUnavailable(f"no state store at {self.path}")
         try:
             with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                         timeout=30)) as conn:
+                                         timeout=lock_timeout())) as conn:
                 self._check_version(conn)
                 yield conn
         except sqlite3.Error as exc:
@@ -206,7 +245,8 @@ class SQLiteStore:
     def _writing(self) -> Iterator[sqlite3.Connection]:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
+            with closing(sqlite3.connect(self.path, timeout=lock_timeout(),
+                                         isolation_level=None)) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
@@ -216,7 +256,10 @@ class SQLiteStore:
                 try:
                     yield conn
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # SQLite rolls back by itself on some errors (a full disk): a second
+                    # ROLLBACK would fail and hide what went wrong.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
@@ -277,6 +320,21 @@ class SQLiteStore:
             ).fetchone()
         return None if row is None else Verdict.model_validate_json(row[0])
 
+    def last_passing_verdict(self, agent: str,
+                             before: datetime | None = None) -> Verdict | None:
+        """The agent's most recent passing verdict, created before ``before`` when given."""
+        with self._reading() as conn:
+            # Newest first, compared as datetimes in Python: stored texts may carry any offset.
+            rows = conn.execute(
+                "SELECT body FROM verdicts WHERE agent = ? AND outcome = 'pass' ORDER BY id DESC",
+                (agent,),
+            )
+            for (body,) in rows:
+                verdict = Verdict.model_validate_json(body)
+                if before is None or verdict.created_at < before:
+                    return verdict
+        return None
+
     def append(self, *, actor: str, action: str, agent: str | None, reason: str,
                detail: dict[str, Any] | None = None) -> AuditEntry:
         """Append an audit entry."""
@@ -295,6 +353,10 @@ class SQLiteStore:
              entry.reason, json.dumps(entry.detail, sort_keys=True, default=str),
              entry.prev_hash, entry.hash),
         )
+        # The head, kept apart from the log in the same transaction: a removed last entry
+        # leaves the log shorter than its head.
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
+                     (f"{entry.seq}:{entry.hash}",))
         return entry
 
     def audit(self, agent: str | None = None) -> list[AuditEntry]:
@@ -310,6 +372,15 @@ class SQLiteStore:
             for r in rows
         ]
         return [e for e in entries if agent is None or e.agent == agent]
+
+    def head(self) -> tuple[int, str] | None:
+        """Number and hash of the last entry, from the store's metadata."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        if row is None:
+            return None
+        seq, _, digest = str(row[0]).partition(":")
+        return (int(seq), digest) if seq.isdigit() else (-1, str(row[0]))
 
 
 def verify_chain(entries: list[AuditEntry]) -> list[str]:

@@ -10,9 +10,10 @@ the incident's regression cases.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from evalsuite import ReinstateError, ToolCall
+from evalsuite import Output, ReinstateError, Step, ToolCall
 from gates._baseline import load_baseline, tag_counts
 from gates._checks import Evidence, describe, register
 from gates._controls import Controls
@@ -25,18 +26,25 @@ from gates._policy import (
     route_call,
     route_output,
 )
+from gates._rca import analyse, contradictions
 from gates._verdict import ChangeVerification, CheckResult, Outcome, combine
 from regressions import ControlChange, Incident, RegressionCase, resolution_gaps
 
 Replay = list[tuple[str, Decision, Decision]]
+Decide = Callable[[Controls, ToolCall, Sequence[Step], dict[str, Any]], Decision]
 
 
 def _replay_calls(cases: list[RegressionCase], before: Controls, after: Controls,
-                  decide: Callable[[Controls, ToolCall], Decision]) -> Replay:
-    return [
-        (f"{case.id} step {index}: {describe(call)}", decide(before, call), decide(after, call))
-        for case in cases for index, call in case.recorded.harmful_calls()
-    ]
+                  decide: Decide) -> Replay:
+    out = []
+    for case in cases:
+        context = case.input.context
+        for index, call in case.recorded.harmful_calls():
+            history = case.recorded.steps[:index]
+            out.append((f"{case.id} step {index}: {describe(call)}",
+                        decide(before, call, history, context),
+                        decide(after, call, history, context)))
+    return out
 
 
 def _replay_acceptance(cases: list[RegressionCase], before: Controls, after: Controls) -> Replay:
@@ -54,10 +62,11 @@ def _replay_review(cases: list[RegressionCase], before: Controls, after: Control
     for case in cases:
         for index in case.recorded.harmful:
             step = case.recorded.steps[index]
-            if not isinstance(step, ToolCall):
+            if isinstance(step, Output):
+                history, context = case.recorded.steps[:index], case.input.context
                 out.append((f"{case.id} step {index}: output",
-                            route_output(before, step.content),  # type: ignore[union-attr]
-                            route_output(after, step.content)))  # type: ignore[union-attr]
+                            route_output(before, step.content, history, context),
+                            route_output(after, step.content, history, context)))
     return out
 
 
@@ -166,6 +175,8 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> CheckResult:
         except ReinstateError as exc:
             errors.append(f"{incident.id}: cannot read its baseline: {exc}")
             continue
+        findings += contradictions(incident, analyse(
+            incident, cases, baseline, inputs.workspace.config.gate.min_cases_per_input_type))
         for change in incident.control_changes:
             verification = verify_change(change, incident, cases, baseline, inputs, evidence)
             verifications.append(verification)

@@ -24,7 +24,11 @@ from evalsuite import (
     load_model,
 )
 from regressions._incident import Incident, utc_now
+from regressions._redaction import Redactor
 from regressions._regression_case import Provenance, Recorded, RegressionCase, exact_arguments
+
+# The parts of a step that hold what was said, read or sent, and so may hold personal data.
+_CONTENT = ("content", "arguments", "raw_arguments", "result", "error")
 
 
 def default_harmful_steps(run: Run, risky: set[str]) -> list[int]:
@@ -50,8 +54,16 @@ def build_case(
     source_label: str,
     tags: Sequence[str],
     actor: str,
+    keep_raw: bool = False,
 ) -> RegressionCase:
-    """The regression case for ``harmful`` steps of ``run``."""
+    """The regression case for ``harmful`` steps of ``run``.
+
+    E-mail addresses, phone numbers, card numbers and tokens are replaced with stable
+    placeholders throughout the case unless ``keep_raw`` is set.
+    """
+    redactor = None if keep_raw else Redactor()
+    if redactor is not None:
+        run = redact_run(run, redactor)
     steps = sorted(set(harmful))
     if not steps:
         raise InvalidInput(source, f"run {run.run_id}", "no harmful step to capture: pass --step N")
@@ -96,10 +108,11 @@ def build_case(
                 description="the answer must meet the agent's acceptance criteria",
             ))
 
+    summary = redactor.text(incident.summary) if redactor is not None else incident.summary
     return RegressionCase(
         id=case_id,
         agent=incident.agent,
-        description=f"Regression for {incident.id}: {incident.summary}",
+        description=f"Regression for {incident.id}: {summary}",
         tags=list(tags) or ["unclassified"],
         input=CaseInput(messages=messages, context=run.context),
         tools=_fixtures(run),
@@ -114,7 +127,20 @@ def build_case(
             agent_version=run.agent_version,
         ),
         recorded=Recorded(steps=run.steps[: steps[-1] + 1], harmful=steps),
+        redacted=redactor.kinds if redactor is not None else [],
+        kept_raw=keep_raw,
     )
+
+
+def redact_run(run: Run, redactor: Redactor) -> Run:
+    """The run with its context and what every step said, read or sent redacted."""
+    data = run.model_dump(mode="json")
+    data["context"] = redactor.value(data["context"])
+    for step in data["steps"]:
+        for key in _CONTENT:
+            if step.get(key) is not None:
+                step[key] = redactor.value(step[key])
+    return Run.model_validate(data)
 
 
 def _fixtures(run: Run) -> list[ToolFixture]:
@@ -148,7 +174,9 @@ def save_case(
     """Write a new case under the next free ``<INC>-<n>`` id, unless the same capture exists.
 
     ``make`` builds the case for a given id. Returns the file, the case, and whether it
-    was newly written: capturing the same steps of the same log twice adds nothing.
+    was newly written: capturing the same steps of the same log twice adds nothing. Ids
+    are unique under contention (each file is created exclusively); callers that must
+    not write the same capture twice at once hold a lock around it (``gates.capture``).
     """
     candidate = make(f"{incident_id}-0")
     for path in case_files(directory):

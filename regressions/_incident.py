@@ -12,15 +12,21 @@ from typing import Literal
 from pydantic import AwareDatetime, Field, field_validator
 
 from evalsuite import Record
+from regressions._investigation import Investigation
 from regressions._lifecycle import Phase
 
 INCIDENT_ID = r"^INC-[1-9][0-9]*$"
 Severity = Literal["sev1", "sev2", "sev3", "sev4"]
 ContainmentMode = Literal["review", "suspended"]
-Layer = Literal["tool_permission_boundary", "eval_coverage", "acceptance_criteria", "review_gate"]
+Layer = Literal[
+    "tool_permission_boundary", "eval_coverage", "acceptance_criteria", "review_gate", "logging"
+]
+# The control layers every RCA covers; ``logging`` is a finding layer too, required only
+# when the investigation found that the logs cannot answer what happened.
 LAYERS: tuple[Layer, ...] = (
     "tool_permission_boundary", "eval_coverage", "acceptance_criteria", "review_gate"
 )
+LOGGING: Layer = "logging"
 ChangeLayer = Literal[
     "tool_permission_boundary", "eval_coverage", "acceptance_criteria", "review_gate", "prompt"
 ]
@@ -131,6 +137,8 @@ class Incident(Record):
     """Who opened the incident."""
     containment: Containment | None = None
     """How and when the agent was contained."""
+    investigation: Investigation | None = None
+    """The timeline, scope of impact and logging gaps found in the logs."""
     findings: list[Finding] = Field(default_factory=list)
     """Root-cause findings, one per control layer."""
     no_control_gap_reason: str | None = None
@@ -159,6 +167,12 @@ class Incident(Record):
             return "restored"
         if self.control_changes:
             return "resolving"
+        # The logging finding comes out of the investigation itself, so only a finding on
+        # a control layer starts the root-cause analysis of an investigated incident.
+        if any(f.layer in LAYERS for f in self.findings):
+            return "analysing"
+        if self.investigation is not None:
+            return "investigating"
         if self.findings:
             return "analysing"
         if self.containment is not None:

@@ -1,7 +1,9 @@
 """The incident's four-phase lifecycle as one declared transition table, checked at import.
 
-Phases follow the response: detected → contained → analysing
-(root cause) → resolving (control changes) → restored → closed (after the review).
+Phases follow the response: detected → contained → investigating (timeline, scope of
+impact, logging gaps) → analysing (root cause) → resolving (control changes) → restored →
+closed (after the review). Investigating is optional: an incident may go from contained
+straight to its root cause, and may be investigated again while analysed or resolved.
 """
 
 from __future__ import annotations
@@ -10,18 +12,27 @@ from typing import Literal, get_args
 
 from regressions._errors import IllegalTransition
 
-Phase = Literal["detected", "contained", "analysing", "resolving", "restored", "closed"]
+Phase = Literal[
+    "detected", "contained", "investigating", "analysing", "resolving", "restored", "closed"
+]
 PHASES: tuple[Phase, ...] = get_args(Phase)
 INITIAL: Phase = "detected"
 FINAL: frozenset[Phase] = frozenset({"closed"})
-_OPEN: tuple[Phase, ...] = ("contained", "analysing", "resolving")
+_OPEN: tuple[Phase, ...] = ("contained", "investigating", "analysing", "resolving")
 
 # action → {phase it may happen in: phase it leads to}
 TRANSITIONS: dict[str, dict[Phase, Phase]] = {
     "contain": {"detected": "contained"},
+    "investigate": {
+        "contained": "investigating",
+        "investigating": "investigating",
+        "analysing": "analysing",
+        "resolving": "resolving",
+    },
     "capture": {p: p for p in ("detected", *_OPEN, "restored")},
     "finding": {
         "contained": "analysing",
+        "investigating": "analysing",
         "analysing": "analysing",
         "resolving": "resolving",
     },
@@ -33,6 +44,7 @@ TRANSITIONS: dict[str, dict[Phase, Phase]] = {
 # How each action reads in "Can't {verb} INC-3 when in {phase}".
 VERBS: dict[str, str] = {
     "contain": "contain",
+    "investigate": "investigate",
     "capture": "capture a regression case for",
     "finding": "record a finding for",
     "change": "record a control change for",

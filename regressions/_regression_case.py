@@ -8,6 +8,7 @@ from pydantic import AwareDatetime, Field, model_validator
 
 from evalsuite import Behaviour, EvalCase, Output, Record, Step, ToolCall
 from regressions._incident import INCIDENT_ID
+from regressions._redaction import RedactionKind, placeholder_pattern
 
 
 class Provenance(Record):
@@ -65,10 +66,19 @@ class Recorded(Record):
 class RegressionCase(EvalCase):
     """An eval case captured from an incident, with the harm it must never repeat."""
 
+    safety: bool = True
+    """Regression cases are pass^k by default: every trial must pass."""
     provenance: Provenance
     """Where the case came from."""
     recorded: Recorded
     """The recorded harmful behaviour."""
+    redacted: list[RedactionKind] = Field(default_factory=list)
+    """Kinds of personal data and secrets capture replaced with placeholders (``email``,
+    ``phone``, ``card``, ``token``) in the input, fixtures, recorded steps and expectations;
+    empty when none was found or the raw text was kept."""
+    kept_raw: bool = False
+    """True when the case was captured with ``--keep-raw``: it holds the text exactly as
+    logged, personal data and secrets included."""
 
     def recorded_tools(self) -> set[str]:
         """Tools the recorded run called."""
@@ -76,9 +86,36 @@ class RegressionCase(EvalCase):
 
 
 def exact_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A JSON Schema that matches exactly these argument values (other keys free)."""
+    """A JSON Schema that matches exactly these argument values (other keys free).
+
+    A redaction placeholder inside a value matches any value of its kind (an address at
+    the same domain, any phone or card number, any token): the live agent may know the
+    real value, and the logs hold it, so a placeholder alone would loosen the case.
+    """
     return {
         "type": "object",
-        "properties": {k: {"const": v} for k, v in arguments.items()},
+        "properties": {k: _exact(v) for k, v in arguments.items()},
         "required": sorted(arguments),
     }
+
+
+def _exact(value: Any) -> dict[str, Any]:
+    if not _holds_placeholder(value):
+        return {"const": value}
+    if isinstance(value, str):
+        return {"type": "string", "pattern": placeholder_pattern(value)}
+    if isinstance(value, dict):
+        return {"type": "object", "properties": {k: _exact(v) for k, v in value.items()},
+                "required": sorted(value)}
+    return {"type": "array", "prefixItems": [_exact(v) for v in value],
+            "minItems": len(value), "maxItems": len(value)}
+
+
+def _holds_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return placeholder_pattern(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_placeholder(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_placeholder(v) for v in value)
+    return False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from regressions._incident import LAYERS, Incident
+from regressions._incident import LAYERS, LOGGING, Incident
 
 
 def resolution_gaps(incident: Incident) -> list[str]:
@@ -18,18 +18,24 @@ def resolution_gaps(incident: Incident) -> list[str]:
     for layer in LAYERS:
         if layer not in covered:
             gaps.append(f"{name} has no root-cause finding for the {layer} layer")
+    found = incident.investigation.gap_runs if incident.investigation is not None else []
+    if found and LOGGING not in covered:
+        gaps.append(f"{name}'s investigation found logging gaps in {len(found)} run(s), but no "
+                    f"logging finding is recorded")
     if not incident.control_changes:
         gaps.append(f"{name} has no control change recorded")
     addressed = {ref for c in incident.control_changes for ref in c.addresses}
     for finding in incident.findings:
-        if finding.gap and finding.id not in addressed:
+        # A logging gap is proven fixed by the gate's logging check on recent logs, not by
+        # a control change replayed against the harm.
+        if finding.gap and finding.layer != LOGGING and finding.id not in addressed:
             gaps.append(
                 f"{name} finding {finding.id} ({finding.layer}) has a gap that no control "
                 f"change addresses"
             )
     layers_changed = {c.layer for c in incident.control_changes}
     if layers_changed == {"prompt"}:
-        control_gaps = [f.id for f in incident.findings if f.gap]
+        control_gaps = [f.id for f in incident.findings if f.gap and f.layer != LOGGING]
         if control_gaps:
             gaps.append(
                 f"{name} is resolved only by prompt changes, but findings "

@@ -35,13 +35,13 @@ RunCli = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def cli() -> RunCli:
     """Runs ``reinstate ARGS`` in a child process; ``cwd`` is the workspace."""
-    def run(*args: str, cwd: Path, env: dict[str, str] | None = None,
+    def run(*args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None,
             ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "REINSTATE_ACTOR": "test.engineer", "COLUMNS": "200",
                     **(env or {})}
         full_env.pop("REINSTATE_WORKSPACE", None)
         return subprocess.run([*CLI, *args], cwd=cwd, env=full_env, capture_output=True,
-                              text=True, timeout=120, check=False)
+                              text=True, timeout=120, check=False, input=stdin)
     return run
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 from gates import (
     Workspace,
@@ -11,6 +13,8 @@ from gates import (
     open_incident,
     record_change,
     record_finding,
+    restore,
+    run_gate,
     schedule_review,
 )
 from regressions import LAYERS, utc_now
@@ -58,3 +62,17 @@ def resolved(ws: Workspace, apply_fix: object) -> str:
                   description="agent 1.5.0", actor=ACTOR)
     schedule_review(ws, incident_id, on=(utc_now() + timedelta(days=7)).date(), actor=ACTOR)
     return incident_id
+
+
+def restored(ws: Workspace, apply_fix: object) -> str:
+    """Resolve, gate (it passes) and restore: the agent is back in full operation."""
+    incident_id = resolved(ws, apply_fix)
+    assert run_gate(ws, "refund-agent", actor="ci")
+    restore(ws, "refund-agent", actor=ACTOR)
+    return incident_id
+
+
+def copied(template: Path, into: Path) -> Workspace:
+    """A copy of a workspace prepared once per module, state store included."""
+    shutil.copytree(template, into)
+    return Workspace.find(into)

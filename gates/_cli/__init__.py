@@ -7,9 +7,32 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from evalsuite import ReinstateError
-from gates._cli import audit, capture, contain, demo, gate, incident, init, mode, restore
+from gates._cli import (
+    audit,
+    capture,
+    check,
+    contain,
+    demo,
+    diff,
+    eval,
+    gate,
+    incident,
+    ingest,
+    init,
+    investigate,
+    metrics,
+    mode,
+    postmortem,
+    ratchet,
+    rca,
+    report,
+    restore,
+    timeline,
+    verify,
+)
 from gates._cli._common import Context, default_actor
 
 
@@ -22,11 +45,25 @@ from gates._cli._common import Context, default_actor
 @click.pass_context
 def reinstate(click_ctx: click.Context, workspace_dir: Path | None, actor: str) -> None:
     """Contain an agent incident, prove the fix, and restore only what is proven."""
-    click_ctx.obj = Context(workspace_dir, actor, Console(), Console(stderr=True))
+    # Lines are not wrapped when they go to a file or a pipe, so logs stay greppable.
+    out, err = Console(), Console(stderr=True)
+    out.soft_wrap, err.soft_wrap = not out.is_terminal, not err.is_terminal
+    click_ctx.obj = Context(workspace_dir, actor, out, err)
 
 
-for module in (init, incident, contain, mode, capture, gate, restore, audit, demo):
+for module in (init, incident, contain, mode, capture, rca, verify, gate, restore, audit, demo):
     reinstate.add_command(module.command)
+# The investigation: logs in, the timeline, the scope of impact, the operating metrics.
+for module in (ingest, investigate, timeline, metrics):
+    reinstate.add_command(module.command)
+# The eval engine on its own: run the suite, compare two runs.
+for module in (eval, diff):
+    reinstate.add_command(module.command)
+# Where CI and the release manager meet the gate.
+for module in (check, report, postmortem):
+    reinstate.add_command(module.command)
+# Tamper evidence: the regression set only tightens unless a person approves.
+reinstate.add_command(ratchet.command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +71,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = reinstate.main(args=argv, prog_name="reinstate", standalone_mode=False)
     except ReinstateError as exc:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True)
+        # Escaped (a message quoting "[Billing-team note: …]" is not markup) and never
+        # wrapped: one line a script can grep.
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(str(exc))}", markup=True)
         return exc.exit_code
+    except OSError as exc:  # the machine, not the user: a disk full, a file system gone
+        where = f" ({exc.filename})" if exc.filename else ""
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; run the "
+            f"command again once that is fixed", markup=True)
+        return 3
     except click.exceptions.Abort:
         return 130
     except KeyboardInterrupt:

@@ -1,18 +1,25 @@
-"""``reinstate audit``."""
+"""``reinstate audit`` (the log) and ``reinstate audit verify`` (its tamper evidence)."""
 
 from __future__ import annotations
 
+import json
+import re
+
 import click
 
+from gates._audit import verify_audit
 from gates._cli._common import ctx
 from gates._state import open_store
 from gates._store import verify_chain
 
 
-@click.command("audit")
+@click.group("audit", invoke_without_command=True)
 @click.option("--agent", help="Only entries about this agent.")
-def command(agent: str | None) -> int:
+@click.pass_context
+def command(click_ctx: click.Context, agent: str | None) -> int | None:
     """Print the audit log and check its hash chain (exit 1 if it was tampered with)."""
+    if click_ctx.invoked_subcommand is not None:
+        return None
     c = ctx()
     entries = open_store(c.workspace()).audit()
     for entry in entries:
@@ -23,4 +30,42 @@ def command(agent: str | None) -> int:
     problems = verify_chain(entries)
     for problem in problems:
         c.err.print(f"[bold red]tampered:[/] {problem}")
+    return 1 if problems else 0
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    found = re.fullmatch(r"(\d+):([0-9a-f]{64})", text.strip())
+    if found is None:
+        raise click.BadParameter(f"expected NUMBER:SHA256 as `audit verify` prints it, got "
+                                 f"{text!r}")
+    return int(found.group(1)), found.group(2)
+
+
+@command.command("verify")
+@click.option("--anchor", "anchors", multiple=True, metavar="NUMBER:SHA256",
+              help="An entry's number and hash kept elsewhere (a CI log, a ticket); the log "
+                   "must still hold it. Repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def verify(anchors: tuple[str, ...], as_json: bool) -> int:
+    """Check the audit log: its chain, its head, and the modes and verdicts it vouches for.
+
+    Names every edited, removed or reordered entry and every mode or verdict changed
+    behind the log, and exits 1; exit 0 prints the head to anchor next time.
+    """
+    c = ctx()
+    workspace = c.workspace()
+    store = open_store(workspace)
+    problems = verify_audit(store, workspace.agents(), [_anchor(a) for a in anchors])
+    entries = store.audit()
+    head = f"{entries[-1].seq}:{entries[-1].hash}" if entries else None
+    if as_json:
+        click.echo(json.dumps({"intact": not problems, "entries": len(entries), "head": head,
+                               "problems": problems}))
+    elif problems:
+        for problem in problems:
+            c.err.print(f"[bold red]tampered:[/] {problem}", highlight=False)
+    else:
+        c.out.print(f"audit log intact: {len(entries)} entries, chain and head verified, "
+                    f"modes and verdicts match their entries; head {head or 'none'}",
+                    highlight=False)
     return 1 if problems else 0

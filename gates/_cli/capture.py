@@ -19,17 +19,22 @@ from gates._response import capture
               help="A harmful step (tool call or output), counted from 0; repeatable.")
 @click.option("--tag", "tags", multiple=True,
               help="The input type that triggered it, e.g. prompt_injection; repeatable.")
+@click.option("--keep-raw", is_flag=True,
+              help="Keep e-mail addresses, phone and card numbers and tokens as logged "
+                   "(by default they are replaced with stable placeholders).")
 def command(incident_id: str, run_file: Path, run_id: str | None, steps: tuple[int, ...],
-            tags: tuple[str, ...]) -> int:
+            tags: tuple[str, ...], keep_raw: bool) -> int:
     """Capture the incident's harmful run as a regression case."""
     c = ctx()
     workspace = c.workspace()
     done = capture(workspace, incident_id, run_file, actor=c.actor, steps=steps,
-                   run_id=run_id, tags=tags)
+                   run_id=run_id, tags=tags, keep_raw=keep_raw)
     for warning in done.warnings:
         c.err.print(f"[yellow]warning:[/] {warning}")
     verb = "wrote" if done.created else "kept"
     c.out.print(f"{verb} {workspace.relative(done.path)} ({done.case.id})")
+    if done.case.redacted:
+        c.out.print(f"  redacted: {', '.join(done.case.redacted)}", highlight=False)
     for criterion in done.case.expect:
         c.out.print(f"  expects: {criterion.description}", highlight=False)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -11,6 +12,7 @@ from gates._cli._common import ctx
 from gates._junit import junit_xml
 from gates._pipeline import run_gate
 from gates._render import verdict_table, verification_table
+from gates._report import report_markdown, verdict_report
 
 
 @click.command("gate")
@@ -19,20 +21,33 @@ from gates._render import verdict_table, verification_table
               help="Write the verdict as JSON here.")
 @click.option("--junit", "junit_file", type=click.Path(path_type=Path),
               help="Write JUnit XML here (a test case per check and per eval case).")
+@click.option("--markdown", "markdown_file", type=click.Path(path_type=Path),
+              help="Write the verdict report as Markdown here.")
 @click.option("--trials", type=click.IntRange(1, 1000),
               help="Trials per case when the case sets none (default: reinstate.toml).")
 def command(agent: str, json_file: Path | None, junit_file: Path | None,
-            trials: int | None) -> int:
+            markdown_file: Path | None, trials: int | None) -> int:
     """Run every check for AGENT and store the verdict.
 
-    Exit 0 pass, 1 fail, 2 invalid input, 3 error, 4 inconclusive.
+    Exit 0 pass, 1 fail, 2 invalid input, 3 error, 4 inconclusive. When
+    GITHUB_STEP_SUMMARY is set, the Markdown report is appended to that file.
     """
     c = ctx()
-    verdict = run_gate(c.workspace(), agent, actor=c.actor, trials=trials)
+    workspace = c.workspace()
+    verdict = run_gate(workspace, agent, actor=c.actor, trials=trials)
     verdict_table(c.out, verdict)
-    verification_table(c.out, verdict)
+    verification_table(c.out, verdict.verifications)
     if json_file is not None:
         write_atomic(json_file, verdict.model_dump_json(indent=2) + "\n")
     if junit_file is not None:
         write_atomic(junit_file, junit_xml(verdict))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if markdown_file is not None or summary:
+        markdown = report_markdown(verdict_report(workspace, agent, verdict=verdict))
+        if markdown_file is not None:
+            write_atomic(markdown_file, markdown)
+        if summary:
+            # GitHub gives each step this file to append to; earlier steps' text stays.
+            with Path(summary).open("a", encoding="utf-8") as handle:
+                handle.write(markdown + "\n")
     return verdict.exit_code

@@ -154,24 +154,39 @@ def test_agent_that_raises_is_a_trial_error(tmp_path: Path) -> None:
     result = run_case(adapter, _case(), trials=2)
     assert result.outcome == "error"
     trial = result.trials[0]
-    assert not trial.passed and trial.run is None
+    assert not trial.passed and trial.run is not None
+    assert trial.run.final_output() is None  # what it did before failing, and no answer
     assert trial.error is not None
     assert "RuntimeError('model provider unreachable')" in trial.error
     assert str(tmp_path / "agent.py") in trial.error
 
 
-def test_one_erroring_trial_makes_the_case_an_error(tmp_path: Path) -> None:
-    """A case errors when any trial errors, even if the other trials pass."""
+def test_one_erroring_trial_keeps_the_case_from_passing(tmp_path: Path) -> None:
+    """A case whose other trials pass is inconclusive, not a pass, when one trial errors."""
     adapter = _agent(tmp_path, PASSING.replace(
         "def respond(session):\n",
         "CALLS = []\n    def respond(session):\n"
         "        CALLS.append(1)\n"
         "        if len(CALLS) == 2:\n"
-        "            raise TimeoutError('slow model')\n",
+        "            raise RuntimeError('model returned garbage')\n",
     ))
     result = run_case(adapter, _case(), trials=3)
     assert [t.passed for t in result.trials] == [True, False, True]
-    assert result.outcome == "error"
+    assert result.outcome == "inconclusive"
+
+
+def test_a_transport_timeout_is_retried_not_failed(tmp_path: Path) -> None:
+    """A timeout reaching the model is retried, and the trial counts its attempts."""
+    adapter = _agent(tmp_path, PASSING.replace(
+        "def respond(session):\n",
+        "CALLS = []\n    def respond(session):\n"
+        "        CALLS.append(1)\n"
+        "        if len(CALLS) == 1:\n"
+        "            raise TimeoutError('model provider timed out')\n",
+    ))
+    result = run_case(adapter, _case(), trials=1)
+    assert result.outcome == "pass"
+    assert result.trials[0].attempts == 2
 
 
 def test_missing_fixture_is_a_trial_error(tmp_path: Path) -> None:
@@ -296,18 +311,20 @@ ALTERNATING = """
 """
 
 
-@pytest.mark.parametrize(("threshold", "outcome"), [(0.6, "pass"), (0.7, "fail"), (1.0, "fail")])
+@pytest.mark.parametrize(("threshold", "outcome"),
+                         [(0.1, "pass"), (0.6, "inconclusive"), (1.0, "fail")])
 def test_threshold_against_two_of_three(tmp_path: Path, threshold: float, outcome: str) -> None:
-    """An agent passing trials 1 and 3 of 3 clears thresholds up to 2/3 and fails above."""
+    """Two of three trials prove a rate above 10 %, cannot tell 60 %, and fail pass^k."""
     result = run_case(_agent(tmp_path, ALTERNATING), _case(threshold=threshold), trials=3)
     assert [t.passed for t in result.trials] == [True, False, True]
     assert result.pass_rate == pytest.approx(2 / 3)
+    assert result.flaky
     assert result.outcome == outcome
 
 
 def test_case_trials_override_the_default(tmp_path: Path) -> None:
     """A case that sets its own trial count runs that many times, whatever the default."""
-    result = run_case(_agent(tmp_path, ALTERNATING), _case(trials=5, threshold=0.6), trials=2)
+    result = run_case(_agent(tmp_path, ALTERNATING), _case(trials=5, threshold=0.1), trials=2)
     assert [t.passed for t in result.trials] == [True, False, True, False, True]
     assert result.outcome == "pass"
 
@@ -319,26 +336,50 @@ def test_case_result_without_trials_is_an_error() -> None:
     assert result.outcome == "error"
 
 
-def test_case_result_outcome_from_trials() -> None:
-    """Outcome is pass at the threshold, fail below it, error if any trial errored."""
-    passed, failed = TrialResult(trial=1, passed=True), TrialResult(trial=2, passed=False)
-    errored = TrialResult(trial=3, passed=False, error="boom")
+def _trials(passed: int, failed: int, errored: int = 0) -> list[TrialResult]:
+    outcomes = [True] * passed + [False] * failed
+    out = [TrialResult(trial=i + 1, passed=p) for i, p in enumerate(outcomes)]
+    return out + [TrialResult(trial=len(out) + i + 1, passed=False, error="boom")
+                  for i in range(errored)]
 
+
+def test_case_result_outcome_from_the_wilson_interval() -> None:
+    """Pass when the interval clears the threshold, fail below it, inconclusive between."""
     def outcome(threshold: float, trials: list[TrialResult]) -> str:
         return CaseResult(case_id="c", tags=["t"], threshold=threshold, trials=trials).outcome
 
-    assert outcome(0.5, [passed, failed]) == "pass"
-    assert outcome(0.51, [passed, failed]) == "fail"
-    assert outcome(0.1, [passed, passed, errored]) == "error"
+    assert outcome(0.7, _trials(19, 1)) == "pass"        # 95 % interval 76 %–99 %
+    assert outcome(0.5, _trials(2, 18)) == "fail"        # 3 %–30 %
+    assert outcome(0.9, _trials(19, 1)) == "inconclusive"
+    assert outcome(0.1, _trials(2, 0, errored=1)) == "inconclusive"
+    assert outcome(0.1, _trials(0, 0, errored=3)) == "error"
+
+
+def test_inconclusive_case_says_how_many_trials_would_decide() -> None:
+    """Nine of ten against 80 % straddles the interval; about 54 trials at 90 % would decide."""
+    result = CaseResult(case_id="c", tags=["t"], threshold=0.8, trials=_trials(9, 1))
+    stats = result.statistics
+    assert result.outcome == "inconclusive"
+    assert stats.low < 0.8 < stats.high
+    assert stats.trials_needed is not None and 40 <= stats.trials_needed <= 70
+    bigger = CaseResult(case_id="c", tags=["t"], threshold=0.8,
+                        trials=_trials(round(0.9 * stats.trials_needed),
+                                       stats.trials_needed - round(0.9 * stats.trials_needed)))
+    assert bigger.outcome == "pass"
 
 
 @pytest.mark.parametrize("threshold", [2 / 3, 0.6667])
-def test_two_of_three_meets_a_rounded_two_thirds_threshold(threshold: float) -> None:
-    """Two passing trials of three meet a two-thirds threshold written rounded up as 0.6667."""
-    trials = [TrialResult(trial=1, passed=True), TrialResult(trial=2, passed=False),
-              TrialResult(trial=3, passed=True)]
-    result = CaseResult(case_id="c", tags=["t"], threshold=threshold, trials=trials)
-    assert result.outcome == "pass"
+def test_a_rate_at_the_threshold_never_passes(threshold: float) -> None:
+    """Two of three against two thirds is not a pass: the interval cannot clear it."""
+    result = CaseResult(case_id="c", tags=["t"], threshold=threshold, trials=_trials(2, 1))
+    assert result.outcome == "inconclusive"
+
+
+def test_safety_cases_need_every_trial() -> None:
+    """pass^k: nineteen of twenty fails a safety case whatever its threshold."""
+    result = CaseResult(case_id="c", tags=["t"], threshold=0.5, trials=_trials(19, 1),
+                        every_trial=True)
+    assert result.outcome == "fail"
 
 
 def _answer(adapter: Adapter) -> str:
@@ -412,3 +453,20 @@ def test_workspaces_with_different_agents_sharing_a_helper_name(tmp_path: Path) 
     two = _agent(tmp_path / "ws2", HELPER_USER, module="support_bot",
                  files={"helper.py": "WORDING = 'refund ws2'\n"})
     assert _answer(two) == "refund ws2"
+
+
+def test_module_put_back_from_another_folder_is_not_reused(tmp_path: Path) -> None:
+    """A helper of a folder no longer tracked, put back in sys.modules, does not leak in.
+
+    Regression: pytester restores sys.modules after each in-process run, bringing back a
+    fixed agent's helper that a later, unfixed workspace then imported instead of its own.
+    """
+    one = _agent(tmp_path / "ws1", HELPER_USER, files={"helper.py": "WORDING = 'refund ws1'\n"})
+    assert _answer(one) == "refund ws1"
+    snapshot = dict(sys.modules)
+    two = _agent(tmp_path / "ws2", HELPER_USER, files={"helper.py": "WORDING = 'refund ws2'\n"})
+    assert _answer(two) == "refund ws2"
+    sys.modules.clear()
+    sys.modules.update(snapshot)  # ws1's modules are back, but ws1 is no longer tracked
+    three = _agent(tmp_path / "ws3", HELPER_USER, files={"helper.py": "WORDING = 'refund ws3'\n"})
+    assert _answer(three) == "refund ws3"

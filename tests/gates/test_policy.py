@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite import InvalidInput, ToolCall
+from evalsuite import InvalidInput, ToolCall, ToolResult, UserInput
 from gates import Controls, Workspace, decide_call, load_controls, route_call, route_output
 from gates._demo import EXAMPLE
 
@@ -19,6 +19,14 @@ def today(example: Workspace) -> Controls:
     for path in FIXED.glob("*.yaml"):
         (example.agent_dir("refund-agent") / path.name).write_bytes(path.read_bytes())
     return load_controls(example.agent_dir("refund-agent"), "refund-agent")
+
+
+# The run so far: the order was looked up, with a total large enough for every refund here.
+LOOKED_UP = [
+    UserInput(content="Please refund A-1001."),
+    ToolCall(tool="lookup_order", arguments={"order_id": "A-1001"}, call_id="c1"),
+    ToolResult(call_id="c1", result={"order_id": "A-1001", "total": 1000.0}),
+]
 
 
 def refund(**arguments: object) -> ToolCall:
@@ -39,13 +47,13 @@ def refund(**arguments: object) -> ToolCall:
 ])
 def test_permission_decisions(today: Controls, call: ToolCall, effect: str, rule: str) -> None:
     """Each call gets the effect of the first rule that decides it, and that rule's name."""
-    decision = decide_call(today, call)
+    decision = decide_call(today, call, LOOKED_UP)
     assert (decision.effect, decision.rule) == (effect, rule)
 
 
 def test_denial_reason_says_what_broke_the_schema(today: Controls) -> None:
     """A call outside the argument schema is denied with the offending field."""
-    decision = decide_call(today, refund(amount=900.0))
+    decision = decide_call(today, refund(amount=900.0), LOOKED_UP)
     assert decision.reason.startswith("amount: 900.0 is greater than the maximum of 500")
 
 
@@ -70,7 +78,15 @@ def test_review_rules_route_calls(today: Controls, call: ToolCall, rule: str) ->
 
 def test_ordinary_call_is_not_routed(today: Controls) -> None:
     """A small refund to the original method goes through without review."""
-    assert route_call(today, refund()).effect == "allow"
+    assert route_call(today, refund(), LOOKED_UP).effect == "allow"
+
+
+def test_refund_above_the_looked_up_total_is_denied(today: Controls) -> None:
+    """The example's history rule denies a refund larger than the order it refunds."""
+    history = [*LOOKED_UP[:2], ToolResult(call_id="c1", result={"order_id": "A-1001",
+                                                                "total": 30.0})]
+    decision = decide_call(today, refund(amount=40.0), history)
+    assert decision.rule == "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"
 
 
 def test_output_failing_a_criterion_is_routed(today: Controls) -> None:

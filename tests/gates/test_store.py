@@ -75,6 +75,24 @@ def test_latest_verdict_is_per_agent(store: StateStore) -> None:
     assert store.latest_verdict("nobody") is None
 
 
+def test_last_passing_verdict_skips_failures_and_other_agents(store: StateStore) -> None:
+    """The last passing verdict is the newest pass of that agent, before a time when given."""
+    first = _verdict("pass")
+    store.save_verdict(first, actor="ci")
+    second = _verdict("pass").model_copy(update={"created_at": first.created_at
+                                                 + timedelta(minutes=1)})
+    store.save_verdict(second, actor="ci")
+    store.save_verdict(_verdict("pass", agent="billing-agent").model_copy(
+        update={"created_at": first.created_at + timedelta(minutes=2)}), actor="ci")
+    failing = _verdict("fail").model_copy(update={"created_at": first.created_at
+                                                  + timedelta(minutes=3)})
+    store.save_verdict(failing, actor="ci")
+    assert store.last_passing_verdict("refund-agent") == second
+    assert store.last_passing_verdict("refund-agent", before=second.created_at) == first
+    assert store.last_passing_verdict("refund-agent", before=first.created_at) is None
+    assert store.last_passing_verdict("nobody") is None
+
+
 def test_audit_log_is_numbered_and_chained(store: StateStore) -> None:
     """Entries are numbered from 1 without gaps and each links to the one before."""
     store.set_mode(_mode("review"))

@@ -107,8 +107,11 @@ def _run(log: Path) -> Run:
 def _build(log: Path, harmful: Sequence[int], run: Run | None = None,
            case_id: str = "INC-1-1", tags: Sequence[str] = ("prompt_injection",),
            ) -> RegressionCase:
+    # What capture takes from the run, compared with the log as written; redaction of the
+    # addresses in it has its own tests (test_redaction.py).
     return build_case(_incident(), run or _run(log), case_id, harmful=harmful, source=log,
-                      source_label="logs/refund-agent.jsonl", tags=tags, actor="oncall")
+                      source_label="logs/refund-agent.jsonl", tags=tags, actor="oncall",
+                      keep_raw=True)
 
 
 def test_triggering_input_is_last_user_input_before_the_harm(log: Path) -> None:

@@ -19,6 +19,7 @@ from regressions import (
 # How each action must read in "Can't <verb> INC-1 when in <phase>", as users see it.
 WORDING = {
     "contain": "contain",
+    "investigate": "investigate",
     "capture": "capture a regression case for",
     "finding": "record a finding for",
     "change": "record a control change for",
@@ -73,13 +74,21 @@ def test_no_dead_end_but_closed(phase: Phase) -> None:
 
 
 def test_the_happy_path_walks_every_main_phase() -> None:
-    """contain, finding, change, restore and close lead from detected to closed in order."""
+    """contain, investigate, finding, change, restore and close walk every phase in order."""
     phase: Phase = "detected"
     walked = [phase]
-    for action in ("contain", "finding", "change", "restore", "close"):
+    for action in ("contain", "investigate", "finding", "change", "restore", "close"):
         phase = next_phase("INC-1", action, phase)
         walked.append(phase)
-    assert walked == ["detected", "contained", "analysing", "resolving", "restored", "closed"]
+    assert walked == ["detected", "contained", "investigating", "analysing", "resolving",
+                      "restored", "closed"]
+
+
+def test_investigation_is_optional_and_may_be_repeated() -> None:
+    """A finding may follow containment directly, and investigating again keeps the phase."""
+    assert next_phase("INC-1", "finding", "contained") == "analysing"
+    for phase in ("investigating", "analysing", "resolving"):
+        assert next_phase("INC-1", "investigate", phase) == phase
 
 
 @pytest.mark.parametrize(("action", "phase"), [
@@ -112,6 +121,7 @@ def test_illegal_pairs_cover_the_cases_users_hit() -> None:
     assert ("restore", "analysing") in ILLEGAL
     assert ("close", "resolving") in ILLEGAL
     assert ("contain", "contained") in ILLEGAL
+    assert ("investigate", "detected") in ILLEGAL and ("investigate", "restored") in ILLEGAL
     assert {action for action, phase in ILLEGAL if phase == "closed"} == set(TRANSITIONS)
 
 
@@ -133,12 +143,26 @@ FINDING = {"id": "F-1", "layer": "tool_permission_boundary", "gap": True,
 CHANGE = {"id": "CC-1", "layer": "tool_permission_boundary", "addresses": ["F-1"],
           "description": "cap refunds at $500"}
 RESTORED = DETECTED + timedelta(days=2)
+INVESTIGATION = {
+    "investigated_at": DETECTED + timedelta(hours=2), "investigated_by": "oncall",
+    "logs": [{"path": "logs/a.jsonl", "sha256": "0" * 64, "format": "jsonl"}],
+    "signature": {"match": [{"kind": "tool_call", "tool": "issue_refund"}]},
+    "scope": {"runs_searched": 3, "steps_searched": 24, "runs_matched": 1, "calls_matched": 1,
+              "outputs_matched": 0},
+}
+LOGGING_FINDING = {"id": "F-1", "layer": "logging", "gap": True,
+                   "description": "the absence of logging is the root cause"}
 
 
 @pytest.mark.parametrize(("fields", "phase"), [
     ({}, "detected"),
     ({"containment": CONTAINMENT}, "contained"),
+    ({"containment": CONTAINMENT, "investigation": INVESTIGATION}, "investigating"),
+    ({"containment": CONTAINMENT, "investigation": INVESTIGATION,
+      "findings": [LOGGING_FINDING]}, "investigating"),
     ({"containment": CONTAINMENT, "findings": [FINDING]}, "analysing"),
+    ({"containment": CONTAINMENT, "investigation": INVESTIGATION,
+      "findings": [{**FINDING, "id": "F-2"}, LOGGING_FINDING]}, "analysing"),
     ({"containment": CONTAINMENT, "findings": [FINDING], "control_changes": [CHANGE]},
      "resolving"),
     ({"containment": CONTAINMENT, "findings": [FINDING], "control_changes": [CHANGE],
@@ -157,6 +181,10 @@ def test_derived_phase_agrees_with_the_table() -> None:
     """Each action applied to a record's derived phase gives the phase of the updated record."""
     stages = [
         ("contain", _incident(), _incident(containment=CONTAINMENT)),
+        ("investigate", _incident(containment=CONTAINMENT),
+         _incident(containment=CONTAINMENT, investigation=INVESTIGATION)),
+        ("finding", _incident(containment=CONTAINMENT, investigation=INVESTIGATION),
+         _incident(containment=CONTAINMENT, investigation=INVESTIGATION, findings=[FINDING])),
         ("finding", _incident(containment=CONTAINMENT),
          _incident(containment=CONTAINMENT, findings=[FINDING])),
         ("change", _incident(containment=CONTAINMENT, findings=[FINDING]),

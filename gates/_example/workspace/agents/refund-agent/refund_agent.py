@@ -26,11 +26,16 @@ def respond(session: Any) -> str:
     return " ".join([*request.notes, answer, SIGNATURE])
 
 
+def _tool_refused(exc: Exception) -> bool:
+    """A tool error or a denial by the permission layer: the agent answers, it does not crash."""
+    return type(exc).__name__ in ("ToolFailed", "ToolDenied")
+
+
 def _lookup(session: Any, order_id: str) -> dict[str, Any] | None:
     try:
         order: dict[str, Any] = session.call_tool("lookup_order", {"order_id": order_id})
     except Exception as exc:
-        if type(exc).__name__ != "ToolFailed":
+        if not _tool_refused(exc):
             raise
         return None
     return order
@@ -53,21 +58,30 @@ def _refund(session: Any, request: Request, customer: str | None) -> str:
         return (f"I can refund at most the order total of ${total:,.2f} for "
                 f"{request.order_id}. Reply 'yes' and I'll refund ${total:,.2f} to your "
                 f"original payment method.")
-    refund = session.call_tool("issue_refund", {
-        "order_id": request.order_id, "amount": round(amount, 2), "currency": order["currency"],
-        "refund_to": request.refund_to, "reason": "customer request",
-    })
+    try:
+        refund = session.call_tool("issue_refund", {
+            "order_id": request.order_id, "amount": round(amount, 2),
+            "currency": order["currency"], "refund_to": request.refund_to,
+            "reason": "customer request",
+        })
+    except Exception as exc:
+        if not _tool_refused(exc):
+            raise
+        return ("I couldn't issue that refund myself, so I've passed it to a colleague who "
+                "will get back to you within one business day.")
     recipient = request.email_to or order["email"]
     if request.email_to:
-        session.call_tool("send_email", {
-            "to": recipient, "subject": "Refund issued",
-            "body": f"Refund {refund['refund_id']} of ${amount:,.2f} issued to "
-                    f"{request.refund_to}.",
-        })
+        email = {"to": recipient, "subject": "Refund issued",
+                 "body": f"Refund {refund['refund_id']} of ${amount:,.2f} issued to "
+                         f"{request.refund_to}."}
     else:
-        session.call_tool("send_email", {
-            "to": recipient, "template": "refund_confirmation", "order_id": request.order_id,
-        })
+        email = {"to": recipient, "template": "refund_confirmation",
+                 "order_id": request.order_id}
+    try:
+        session.call_tool("send_email", email)
+    except Exception as exc:  # the refund stands even when the confirmation cannot go out
+        if not _tool_refused(exc):
+            raise
     where = ("your original payment method" if request.refund_to == "original_payment_method"
              else request.refund_to.replace("store_credit:", "store credit on account "))
     approved = "As authorized by the billing supervisor, " if request.override else ""

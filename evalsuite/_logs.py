@@ -1,0 +1,131 @@
+"""Run logs in any supported format: which format a file is, and its runs as a stream.
+
+Formats: ``jsonl`` (the native run format), ``otel`` (OTLP/JSON GenAI traces),
+``openai`` (Chat Completions conversations), ``anthropic`` (Messages conversations).
+``auto`` looks at the first record. Nothing here holds a whole log: commands read the
+parts they need and put together only the runs they must show.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from evalsuite._anthropic import anthropic_parts
+from evalsuite._conversations import MESSAGE_KEYS, first_value, read_json_text
+from evalsuite._errors import InvalidInput
+from evalsuite._jsonl import native_parts
+from evalsuite._openai_chat import openai_parts
+from evalsuite._otel import otel_parts
+from evalsuite._parts import RunPart, Skips, merge_parts
+from evalsuite._run import Run
+
+LogFormat = Literal["jsonl", "otel", "openai", "anthropic"]
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+_READERS: dict[LogFormat, Callable[[Path, Skips | None], Iterator[RunPart]]] = {
+    "jsonl": native_parts, "otel": otel_parts, "openai": openai_parts,
+    "anthropic": anthropic_parts,
+}
+_NOT_A_LOG = ("not a run log: expected native JSON Lines (kind, run_id), OTLP/JSON "
+              "(resourceSpans), or OpenAI or Anthropic conversations (messages)")
+
+
+def detect_format(path: Path) -> LogFormat:
+    """The format of a log file, from its first record."""
+    if not path.is_file():
+        raise InvalidInput(path, "", "file not found" if not path.exists() else
+                           "expected a log file, got a folder")
+    first = first_value(path)
+    if first is None:
+        try:
+            first = json.loads(read_json_text(path))
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(path, "", f"{_NOT_A_LOG} (not valid JSON: {exc.msg})",
+                               line=exc.lineno) from None
+    if isinstance(first, list):
+        first = first[0] if first and isinstance(first[0], dict) else {}
+        if "role" in first:
+            first = {"messages": [first]}
+    if not isinstance(first, dict):
+        raise InvalidInput(path, "$", _NOT_A_LOG, line=1)
+    if "resourceSpans" in first:
+        return "otel"
+    if "run_id" in first and "kind" in first:
+        return "jsonl"
+    messages = next((first[k] for k in MESSAGE_KEYS if isinstance(first.get(k), list)), None)
+    if messages is None:
+        raise InvalidInput(path, "", _NOT_A_LOG, line=1)
+    return "anthropic" if _anthropic(first, messages) else "openai"
+
+
+def _anthropic(record: dict[str, Any], messages: list[Any]) -> bool:
+    """Anthropic's shape: a top-level system, content blocks, no tool or system roles."""
+    if isinstance(record.get("system"), str | list):
+        return True
+    for message in messages:
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") in ("system", "developer", "tool", "function") or (
+                "tool_calls" in message):
+            return False
+        content = message.get("content")
+        if isinstance(content, list) and any(
+                isinstance(b, dict) and b.get("type") in (
+                    "tool_use", "tool_result", "thinking", "redacted_thinking")
+                for b in content):
+            return True
+    return False
+
+
+def read_log(path: Path, fmt: LogFormat | Literal["auto"] = "auto", *,
+             skips: Skips | None = None) -> Iterator[RunPart]:
+    """The parts of every run in one log file, validated as they stream.
+
+    A bad record raises :class:`InvalidInput` naming file, line and place; with ``skips``
+    it is counted there instead and reading goes on.
+    """
+    chosen = detect_format(path) if fmt == "auto" else fmt
+    if chosen not in _READERS:
+        raise InvalidInput(None, "--format", f"expected auto or one of "
+                                             f"{', '.join(LOG_FORMATS)}, got {fmt!r}")
+    if not path.is_file():
+        raise InvalidInput(path, "", "file not found")
+    return _READERS[chosen](path, skips)
+
+
+def read_logs(paths: Iterable[Path], fmt: LogFormat | Literal["auto"] = "auto", *,
+              agent: str | None = None, skips: Skips | None = None) -> Iterator[RunPart]:
+    """The parts of every run in several logs, optionally only one agent's.
+
+    With ``agent``, runs that name no agent are taken as that agent's (and stamped so),
+    and runs of another agent are left out. Every file is checked to exist before any
+    is read, so a typo fails before work is done.
+    """
+    files = list(paths)
+    for path in files:
+        if not path.is_file():
+            raise InvalidInput(path, "", "file not found" if not path.exists()
+                               else "expected a log file, got a folder")
+    others: set[str] = set()
+    for path in files:
+        if agent is None:
+            yield from read_log(path, fmt, skips=skips)
+            continue
+        for part in read_log(path, fmt, skips=skips):
+            header = part.header
+            if header is not None and header.agent not in (None, agent):
+                others.add(part.run_id)
+                continue
+            if part.run_id in others:
+                continue
+            if header is not None and header.agent is None:
+                part.header = header.model_copy(update={"agent": agent})
+            yield part
+
+
+def read_log_runs(path: Path, fmt: LogFormat | Literal["auto"] = "auto") -> list[Run]:
+    """Every run of one log, whole. For small logs: this holds them all in memory."""
+    return merge_parts(read_log(path, fmt))
+

@@ -1,0 +1,162 @@
+"""Operating metrics computed from runs, each from documented run fields.
+
+A metric whose fields no run in the logs records is ``None`` ("unknown"), never zero:
+a log that does not say how often a person corrected the agent says nothing about it.
+
+- task success rate: ``outcome.success`` true ÷ runs recording it.
+- human correction rate: ``outcome.human_corrected`` true ÷ runs recording it.
+- average iterations per completed task: over runs with ``outcome.success`` true, their
+  ``usage.model_calls``, else their agent turns (each unbroken stretch of reasoning, tool
+  calls and outputs between user inputs and tool results).
+- cost per successful run: the sum of ``usage.cost_usd`` over all runs ÷ successful runs;
+  unknown unless every run records its cost.
+- escalation rate: ``outcome.escalated`` true ÷ runs recording it; with escalation tools
+  named, a call to one is an escalation and every run counts.
+- blocked tool calls: tool results with ``blocked`` true; unknown when none records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from evalsuite._parts import RunPart
+from evalsuite._record import Record
+from evalsuite._run import Output, Reasoning, ToolCall, ToolResult
+
+
+class Metric(Record):
+    """One metric over the runs read."""
+
+    name: str
+    """The metric's name."""
+    value: float | None
+    """The value; none when the logs do not record what it needs (unknown, not zero)."""
+    unit: Literal["ratio", "count", "iterations", "usd"]
+    """How to read the value."""
+    basis: str
+    """What it was computed from, or why it is unknown."""
+
+
+class Metrics(Record):
+    """Every metric over a set of logs."""
+
+    schema_version: Literal[1] = 1
+    """Version of this record's format."""
+    runs: int
+    """Runs read."""
+    metrics: list[Metric]
+    """The metrics, in the documented order."""
+
+
+@dataclass(slots=True)
+class _Facts:
+    success: bool | None = None
+    corrected: bool | None = None
+    escalated: bool | None = None
+    cost: float | None = None
+    model_calls: int | None = None
+    turns: int = 0
+    in_turn: bool = False
+    called_escalation: bool = False
+
+
+class MetricsCounter:
+    """Reads parts of runs as they stream and counts what the metrics need, per run."""
+
+    def __init__(self, escalation_tools: Iterable[str] = ()) -> None:
+        self.escalation_tools = frozenset(escalation_tools)
+        self._runs: dict[str, _Facts] = {}
+        self._blocked = 0
+        self._blocked_recorded = 0
+
+    def feed(self, part: RunPart) -> None:
+        """Count one part of a run."""
+        facts = self._runs.get(part.run_id)
+        if facts is None:
+            facts = self._runs[part.run_id] = _Facts()
+        header = part.header
+        if header is not None:
+            if header.outcome is not None:
+                o = header.outcome
+                facts.success = o.success if o.success is not None else facts.success
+                facts.corrected = (o.human_corrected if o.human_corrected is not None
+                                   else facts.corrected)
+                facts.escalated = o.escalated if o.escalated is not None else facts.escalated
+            if header.usage is not None:
+                u = header.usage
+                if u.cost_usd is not None:
+                    facts.cost = (facts.cost or 0.0) + u.cost_usd
+                if u.model_calls is not None:
+                    facts.model_calls = (facts.model_calls or 0) + u.model_calls
+        for step in part.steps:
+            agent = isinstance(step, Reasoning | ToolCall | Output)
+            if agent and not facts.in_turn:
+                facts.turns += 1
+            facts.in_turn = agent  # an input or a result ends the agent's turn
+            if isinstance(step, ToolCall) and step.tool in self.escalation_tools:
+                facts.called_escalation = True
+            if isinstance(step, ToolResult) and step.blocked is not None:
+                self._blocked_recorded += 1
+                self._blocked += step.blocked
+
+    def metrics(self) -> Metrics:
+        """The metrics over everything fed so far."""
+        runs = list(self._runs.values())
+        total = len(runs)
+        success = [r.success for r in runs if r.success is not None]
+        successes = sum(success)
+        out = [_rate("task success rate", success, total, "outcome.success")]
+        out.append(_rate("human correction rate",
+                         [r.corrected for r in runs if r.corrected is not None], total,
+                         "outcome.human_corrected"))
+        completed = [r for r in runs if r.success]
+        if not success:
+            out.append(Metric(name="average iterations per completed task", value=None,
+                              unit="iterations",
+                              basis="unknown: no run records outcome.success"))
+        elif not completed:
+            out.append(Metric(name="average iterations per completed task", value=None,
+                              unit="iterations", basis="unknown: no run completed its task"))
+        else:
+            counts = [r.model_calls if r.model_calls is not None else r.turns for r in completed]
+            out.append(Metric(name="average iterations per completed task",
+                              value=sum(counts) / len(counts), unit="iterations",
+                              basis=f"{len(completed)} completed runs (usage.model_calls, "
+                                    f"else agent turns)"))
+        costed = [r.cost for r in runs if r.cost is not None]
+        if not costed or len(costed) < total:
+            basis = (f"unknown: usage.cost_usd recorded for {len(costed)} of {total} runs")
+            out.append(Metric(name="cost per successful run", value=None, unit="usd",
+                              basis=basis))
+        elif not success or not successes:
+            out.append(Metric(name="cost per successful run", value=None, unit="usd",
+                              basis="unknown: no run records a success"))
+        else:
+            out.append(Metric(name="cost per successful run", value=sum(costed) / successes,
+                              unit="usd", basis=f"${sum(costed):.4f} over {successes} "
+                                                f"successful runs"))
+        if self.escalation_tools:
+            escalated = [bool(r.escalated) or r.called_escalation for r in runs]
+            source = f"outcome.escalated or a call to {', '.join(sorted(self.escalation_tools))}"
+        else:
+            escalated = [r.escalated for r in runs if r.escalated is not None]
+            source = "outcome.escalated"
+        out.append(_rate("escalation rate", escalated, total, source))
+        if self._blocked_recorded:
+            out.append(Metric(name="blocked tool calls", value=self._blocked, unit="count",
+                              basis=f"{self._blocked_recorded} tool results record blocked"))
+        else:
+            out.append(Metric(name="blocked tool calls", value=None, unit="count",
+                              basis="unknown: no tool result records blocked"))
+        return Metrics(runs=total, metrics=out)
+
+
+def _rate(name: str, values: list[bool], total: int, field: str) -> Metric:
+    if not values:
+        return Metric(name=name, value=None, unit="ratio",
+                      basis=f"unknown: no run records {field}")
+    return Metric(name=name, value=sum(values) / len(values), unit="ratio",
+                  basis=f"{sum(values)} of {len(values)} runs recording {field} "
+                        f"({total - len(values)} do not)")

@@ -1,0 +1,443 @@
+"""OpenTelemetry GenAI traces as runs.
+
+Spans follow the GenAI semantic conventions: an ``invoke_agent`` span for the agent's
+turn, ``chat`` (or ``text_completion``, ``generate_content``) spans for model calls, and
+``execute_tool`` spans for tools (``gen_ai.tool.name``, ``gen_ai.tool.call.id``,
+``gen_ai.tool.call.arguments`` and ``…result``). Content is in ``gen_ai.input.messages``
+and ``gen_ai.output.messages`` (messages of ``parts``: ``text``, ``tool_call``,
+``tool_call_response``, ``reasoning``), structured or as JSON strings, with
+``gen_ai.system_instructions`` beside them. Older names that instrumentations still emit
+are read too: ``gen_ai.system`` (provider), ``gen_ai.usage.prompt_tokens`` and
+``…completion_tokens``, ``gen_ai.prompt``/``gen_ai.completion`` (as attributes or as
+``gen_ai.content.prompt``/``…completion`` events), the indexed
+``gen_ai.prompt.0.content``-style attributes, ``gen_ai.user.message``-style events with
+``gen_ai.event.content``, and ``traceloop.*`` entity spans.
+
+A trace is a run; traces sharing a ``gen_ai.conversation.id`` are parts of the same run.
+A trace is complete when its root span arrives (a parent ends after its children, so
+exporters write it last); until then its spans wait, so memory follows the traces in
+flight, not the file. Content is captured only on opt-in: a trace without it gives a run
+whose calls have ``arguments_logged: false`` and no inputs, which the logging check
+reports rather than guesses at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from evalsuite._conversations import parse_arguments, text_of
+from evalsuite._otel_spans import PlainSpan, export_requests, json_value, plain_spans
+from evalsuite._parts import RunHeader, RunPart, Skips
+from evalsuite._run import (
+    Output,
+    Reasoning,
+    RunOutcome,
+    Step,
+    ToolCall,
+    ToolResult,
+    Usage,
+    UserInput,
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
+_LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
+                  "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
+                  "gen_ai.choice": "choice"}
+
+
+def otel_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
+    """Every trace in an OTLP/JSON file, as a part of its run."""
+    waiting: dict[str, list[PlainSpan]] = {}
+    for request, place, line in export_requests(path, skips):
+        spans = list(plain_spans(request, path, place, line))
+        done = []
+        for span in spans:
+            waiting.setdefault(span.trace_id, []).append(span)
+            if not span.parent_id:
+                done.append(span.trace_id)
+        for trace_id in dict.fromkeys(done):
+            yield trace_part(waiting.pop(trace_id), path)
+    for spans in waiting.values():  # traces whose root never came (sampled, cut off)
+        yield trace_part(spans, path)
+
+
+def operation(span: PlainSpan) -> str:
+    """What the span did, from today's attribute or the older ones."""
+    attrs = span.attributes
+    op = attrs.get("gen_ai.operation.name")
+    if isinstance(op, str):
+        return op
+    kind = attrs.get("traceloop.span.kind")
+    if kind == "tool":
+        return "execute_tool"
+    if kind in ("agent", "workflow"):
+        return "invoke_agent"
+    if attrs.get("llm.request.type") in ("chat", "completion"):
+        return "chat"
+    for prefix in ("execute_tool", "invoke_agent", "chat"):
+        if span.name.startswith(prefix):
+            return prefix
+    return "other"
+
+
+def _time(ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+class _Trace:
+    """The steps of one trace as they are found, with their times and places."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, int, Step, str]] = []
+        self.waiting: list[ToolCall] = []
+        self.unanswered: dict[str, ToolCall] = {}
+        self.system: list[str] = []
+        self.unreadable: list[str] = []
+
+    def add(self, ns: int, step: Step, place: str) -> None:
+        self.steps.append((ns, len(self.steps), step, place))
+
+    def json(self, span: PlainSpan, key: str) -> Any:
+        if key not in span.attributes:
+            return None
+        value, readable = json_value(span.attributes[key])
+        if not readable:
+            self.unreadable.append(f"span {span.span_id}: {key} is not valid JSON")
+            return None
+        return value
+
+
+def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
+    """One trace's spans as a part of a run."""
+    spans.sort(key=lambda s: (s.start, s.end))
+    trace = _Trace()
+    agents = [s for s in spans if operation(s) == "invoke_agent"]
+    models = [s for s in spans if operation(s) in _MODEL_CALLS]
+    agent_inputs = False
+    for span in agents:
+        for message in _messages(trace, span, "input"):
+            agent_inputs |= _inputs(trace, span, message, 0) > 0
+    users_seen = 0
+    outputs = 0
+    for span in spans:
+        op = operation(span)
+        if op in _MODEL_CALLS:
+            if not agent_inputs:
+                users_seen = _chat_inputs(trace, span, users_seen)
+            outputs += _chat_outputs(trace, span)
+        elif op == "execute_tool":
+            _tool(trace, span)
+    if not outputs:
+        for span in agents:
+            for message in _messages(trace, span, "output"):
+                _assistant(trace, span, message, span.end)
+    if trace.unanswered:  # results the tool spans did not log may be in later model inputs
+        for span in models:
+            _late_results(trace, span)
+    return _part(trace, spans, agents, models, path)
+
+
+def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]]:
+    """A span's input or output messages in today's shape, from whichever names it used."""
+    value = trace.json(span, f"gen_ai.{which}.messages")
+    if isinstance(value, list):
+        return [m for m in value if isinstance(m, dict)]
+    legacy = trace.json(span, "gen_ai.prompt" if which == "input" else "gen_ai.completion")
+    for name, _, attrs in span.events:
+        if name == ("gen_ai.content.prompt" if which == "input" else "gen_ai.content.completion"):
+            legacy, readable = json_value(attrs.get(
+                "gen_ai.prompt" if which == "input" else "gen_ai.completion"))
+            if not readable:
+                trace.unreadable.append(f"span {span.span_id}: event {name} is not valid JSON")
+    if legacy is None:
+        legacy = _indexed(span.attributes, "gen_ai.prompt" if which == "input"
+                          else "gen_ai.completion")
+    if legacy is None:
+        legacy = _event_messages(trace, span, which)
+    return [_modern(m) for m in legacy or [] if isinstance(m, dict)]
+
+
+def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]] | None:
+    """``gen_ai.prompt.0.role``-style attributes as a list of messages."""
+    found: dict[int, dict[str, Any]] = {}
+    start = prefix + "."
+    for key, value in attrs.items():
+        if not key.startswith(start):
+            continue
+        index, _, rest = key[len(start):].partition(".")
+        if not index.isdigit() or not rest:
+            continue
+        message = found.setdefault(int(index), {})
+        if rest.startswith("tool_calls."):
+            number, _, field = rest[len("tool_calls."):].partition(".")
+            if number.isdigit():
+                calls = message.setdefault("tool_calls", {})
+                calls.setdefault(int(number), {})[field] = value
+        else:
+            message[rest] = value
+    if not found:
+        return None
+    for message in found.values():
+        if "tool_calls" in message:
+            message["tool_calls"] = [
+                {"id": c.get("id"), "function": {"name": c.get("name", ""),
+                                                 "arguments": c.get("arguments")}}
+                for _, c in sorted(message["tool_calls"].items())]
+    return [found[i] for i in sorted(found)]
+
+
+def _event_messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]] | None:
+    """``gen_ai.user.message``-style span events carrying ``gen_ai.event.content``."""
+    found = []
+    for name, _, attrs in span.events:
+        role = _LEGACY_EVENTS.get(name)
+        if role is None or (role == "choice") != (which == "output"):
+            continue
+        body, readable = json_value(attrs.get("gen_ai.event.content", "{}"))
+        if not readable or not isinstance(body, dict):
+            trace.unreadable.append(f"span {span.span_id}: event {name} has no readable content")
+            continue
+        if role == "choice":
+            message: dict[str, Any] = (body["message"] if isinstance(body.get("message"), dict)
+                                       else {})
+            found.append({"role": "assistant", **message,
+                          "finish_reason": body.get("finish_reason")})
+        else:
+            found.append({"role": role, **body,
+                          **({"tool_call_id": body["id"]} if role == "tool" and "id" in body
+                             else {})})
+    return found or None
+
+
+def _modern(message: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-style message (content, tool_calls) in today's parts shape."""
+    if isinstance(message.get("parts"), list):
+        return message
+    parts: list[dict[str, Any]] = []
+    role = message.get("role", "assistant")
+    content = text_of(message.get("content")) if not isinstance(
+        message.get("content"), dict) else str(message["content"])
+    if role == "tool":
+        parts.append({"type": "tool_call_response", "id": message.get("tool_call_id"),
+                      "response": content})
+    elif content:
+        parts.append({"type": "text", "content": content})
+    for call in message.get("tool_calls") or []:
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        parts.append({"type": "tool_call", "id": call.get("id"), "name": function.get("name", ""),
+                      "arguments": function.get("arguments")})
+    return {"role": role, "parts": parts, "finish_reason": message.get("finish_reason")}
+
+
+def _inputs(trace: _Trace, span: PlainSpan, message: dict[str, Any], skip: int) -> int:
+    """Steps for one input message; returns how many user inputs it held."""
+    role = message.get("role")
+    texts = [p.get("content", "") for p in message.get("parts", [])
+             if isinstance(p, dict) and p.get("type") == "text"]
+    if role == "system":
+        trace.system.extend(t for t in texts if isinstance(t, str))
+        return 0
+    if role == "user" and skip <= 0:
+        trace.add(span.start, UserInput(content="\n".join(str(t) for t in texts)), span.place)
+    return 1 if role == "user" else 0
+
+
+def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int) -> int:
+    """New user inputs in a model call's input (its history repeats the earlier ones)."""
+    users = 0
+    for message in _messages(trace, span, "input"):
+        users += _inputs(trace, span, message, seen - users)
+    instructions = trace.json(span, "gen_ai.system_instructions")
+    if isinstance(instructions, list) and not trace.system:
+        trace.system.extend(str(p.get("content", "")) for p in instructions if isinstance(p, dict))
+    return max(seen, users)
+
+
+def _chat_outputs(trace: _Trace, span: PlainSpan) -> int:
+    """Reasoning, outputs and tool calls of the first choice; returns the outputs."""
+    messages = _messages(trace, span, "output")
+    return _assistant(trace, span, messages[0], span.end) if messages else 0
+
+
+def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int) -> int:
+    outputs = 0
+    for part in message.get("parts", []):
+        if not isinstance(part, dict):
+            continue
+        kind = part.get("type")
+        if kind == "reasoning":
+            trace.add(ns, Reasoning(content=str(part.get("content", ""))), span.place)
+        elif kind == "text":
+            trace.add(ns, Output(content=str(part.get("content", ""))), span.place)
+            outputs += 1
+        elif kind == "tool_call":
+            arguments, raw = parse_arguments(part.get("arguments"))
+            call = ToolCall(tool=str(part.get("name", "")), call_id=part.get("id"),
+                            arguments=arguments, raw_arguments=raw)
+            trace.add(ns, call, span.place)
+            trace.waiting.append(call)
+    return outputs
+
+
+def _tool(trace: _Trace, span: PlainSpan) -> None:
+    attrs = span.attributes
+    name = attrs.get("gen_ai.tool.name") or attrs.get("traceloop.entity.name") or (
+        span.name.removeprefix("execute_tool").strip() or span.name)
+    call_id = attrs.get("gen_ai.tool.call.id")
+    call_id = str(call_id) if call_id is not None else None
+    call = _requested(trace, str(name), call_id)
+    call_id = call_id or (call.call_id if call is not None else None)
+    raw_args = attrs.get("gen_ai.tool.call.arguments", attrs.get("traceloop.entity.input"))
+    if call is None:
+        if raw_args is None:
+            call = ToolCall(tool=str(name), call_id=call_id, arguments_logged=False)
+        else:
+            arguments, raw = parse_arguments(_kwargs(raw_args))
+            call = ToolCall(tool=str(name), call_id=call_id, arguments=arguments,
+                            raw_arguments=raw)
+        trace.add(span.start, call, span.place)
+    if "gen_ai.tool.call.result" in attrs or "traceloop.entity.output" in attrs:
+        result, _ = json_value(attrs.get("gen_ai.tool.call.result",
+                                         attrs.get("traceloop.entity.output")))
+        trace.add(span.end, ToolResult(tool=str(name), call_id=call_id, result=result),
+                  span.place)
+    elif span.error is not None or "error.type" in attrs:
+        message = span.error if span.error not in (None, "error") else attrs.get("error.type")
+        trace.add(span.end, ToolResult(tool=str(name), call_id=call_id,
+                                       error=str(message or "error")), span.place)
+    elif call_id:
+        trace.unanswered[call_id] = call
+
+
+def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCall | None:
+    """The model's request this tool span carries out: by id, else the earliest of its tool."""
+    for call in trace.waiting:
+        if call_id is not None and call.call_id == call_id:
+            trace.waiting.remove(call)
+            return call
+    if call_id is None:
+        for call in trace.waiting:
+            if call.tool == name:
+                trace.waiting.remove(call)
+                return call
+    return None
+
+
+def _kwargs(raw: Any) -> Any:
+    """OpenLLMetry logs a tool's input as ``{"args": […], "kwargs": {…}}``; take the kwargs."""
+    value, readable = json_value(raw)
+    if readable and isinstance(value, dict) and set(value) <= {"args", "kwargs"} and isinstance(
+            value.get("kwargs"), dict):
+        return value["kwargs"]
+    return raw
+
+
+def _late_results(trace: _Trace, span: PlainSpan) -> None:
+    for message in _messages(trace, span, "input"):
+        for part in message.get("parts", []):
+            if not isinstance(part, dict) or part.get("type") != "tool_call_response":
+                continue
+            call = trace.unanswered.pop(str(part.get("id")), None)
+            if call is not None:
+                response = part.get("response", part.get("result"))
+                trace.add(span.start, ToolResult(tool=call.tool, call_id=call.call_id,
+                                                 result=response), span.place)
+
+
+def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
+          models: list[PlainSpan], path: Path) -> RunPart:
+    ordered = [*agents, *spans]  # the agent's own spans first, then in time order
+
+    def first(*keys: str) -> Any:
+        for span in ordered:
+            for key in keys:
+                value = span.attributes.get(key)
+                if value is not None and value != "":
+                    return value
+        return None
+
+    trace_id = spans[0].trace_id
+    conversation = first("gen_ai.conversation.id", "session.id")
+    metadata = {k: v for k, v in {
+        "trace_id": trace_id, "conversation_id": conversation,
+        "agent_id": first("gen_ai.agent.id"),
+        "model": first("gen_ai.response.model", "gen_ai.request.model"),
+        "provider": first("gen_ai.provider.name", "gen_ai.system"),
+        "service": spans[0].resource.get("service.name"),
+    }.items() if v is not None}
+    if trace.unreadable:
+        metadata["unreadable"] = trace.unreadable
+    context: dict[str, Any] = {}
+    instructions = None
+    for span in [*agents, *models]:
+        instructions = instructions or trace.json(span, "gen_ai.system_instructions")
+    if isinstance(instructions, list):
+        trace.system.extend(str(p.get("content", "")) for p in instructions if isinstance(p, dict))
+    elif isinstance(instructions, str):
+        trace.system.append(instructions)
+    if trace.system:
+        context["system"] = "\n\n".join(dict.fromkeys(trace.system))
+    definitions = first("gen_ai.tool.definitions")
+    if definitions is not None:
+        context["tool_definitions"] = definitions
+    if first("gen_ai.data_source.id") is not None:
+        context["data_source"] = first("gen_ai.data_source.id")
+    header: dict[str, Any] = {
+        "run_id": str(conversation or trace_id), "metadata": metadata, "context": context,
+        "started_at": _time(spans[0].start),
+    }
+    if first("gen_ai.agent.name") is not None:
+        header["agent"] = str(first("gen_ai.agent.name"))
+    if first("gen_ai.agent.version") is not None:
+        header["agent_version"] = str(first("gen_ai.agent.version"))
+    usage = _usage(models or agents)
+    if usage is not None:
+        header["usage"] = usage
+    stop = _stop_reason(trace, models)
+    if stop is not None:
+        header["outcome"] = RunOutcome(stop_reason=stop)
+    trace.steps.sort(key=lambda s: (s[0], s[1]))
+    steps = [s for _, _, s, _ in trace.steps]
+    for (ns, _, step, _) in trace.steps:
+        # A datetime made here needs no validation; assigning through pydantic would
+        # validate every step again, a third of the cost of reading a trace.
+        step.__dict__["at"] = _time(ns)
+        step.__pydantic_fields_set__.add("at")
+    return RunPart(run_id=header["run_id"], source=path, place=spans[0].place,
+                   header=RunHeader.model_validate(header), steps=steps,
+                   places=[p for _, _, _, p in trace.steps])
+
+
+def _usage(spans: list[PlainSpan]) -> Usage | None:
+    tokens = {"input_tokens": 0, "output_tokens": 0}
+    seen = False
+    for span in spans:
+        for field, keys in (("input_tokens", ("gen_ai.usage.input_tokens",
+                                              "gen_ai.usage.prompt_tokens")),
+                            ("output_tokens", ("gen_ai.usage.output_tokens",
+                                               "gen_ai.usage.completion_tokens"))):
+            value = next((span.attributes[k] for k in keys if k in span.attributes), None)
+            if isinstance(value, int) and value >= 0:
+                tokens[field] += value
+                seen = True
+    calls = sum(operation(s) in _MODEL_CALLS for s in spans)
+    if not seen and not calls:
+        return None
+    return Usage(model_calls=calls or None, **(tokens if seen else {}))
+
+
+def _stop_reason(trace: _Trace, models: list[PlainSpan]) -> str | None:
+    if not models:
+        return None
+    last = models[-1]
+    reasons = last.attributes.get("gen_ai.response.finish_reasons")
+    if isinstance(reasons, list) and reasons:
+        return str(reasons[0])
+    for message in _messages(trace, last, "output")[:1]:
+        if message.get("finish_reason"):
+            return str(message["finish_reason"])
+    return None

@@ -1,0 +1,249 @@
+"""OTLP/JSON trace export, read into plain spans: ids, times, attributes, events.
+
+What the OpenTelemetry file exporter and the Collector's ``file`` exporter write: one
+``ExportTraceServiceRequest`` a line (``{"resourceSpans": […]}``), or one such request as
+a JSON document. Ids are hex per the OTLP/JSON spec; base64 (protobuf's generic JSON
+mapping, which some exporters use) is accepted too and turned into hex. 64-bit integers
+may arrive as strings, as proto3 JSON allows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NotRequired
+
+import pydantic_core
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict
+
+from evalsuite._conversations import first_value, read_json_text
+from evalsuite._documents import json_path
+from evalsuite._errors import InvalidInput
+from evalsuite._parts import Skips
+
+
+class AnyValue(TypedDict, total=False):
+    """An OTLP attribute value: exactly one of these keys."""
+
+    stringValue: str
+    boolValue: bool
+    intValue: int
+    doubleValue: float
+    arrayValue: ArrayValue
+    kvlistValue: KeyValueList
+    bytesValue: str
+
+
+class ArrayValue(TypedDict, total=False):
+    """An array attribute value."""
+
+    values: list[AnyValue]
+
+
+class KeyValue(TypedDict):
+    """One attribute."""
+
+    key: str
+    value: NotRequired[AnyValue]
+
+
+class KeyValueList(TypedDict, total=False):
+    """A map attribute value."""
+
+    values: list[KeyValue]
+
+
+class SpanEvent(TypedDict):
+    """An event recorded on a span."""
+
+    name: str
+    timeUnixNano: NotRequired[int]
+    attributes: NotRequired[list[KeyValue]]
+
+
+class Status(TypedDict, total=False):
+    """A span's status: 0 unset, 1 ok, 2 error."""
+
+    code: int | str
+    message: str
+
+
+class Span(TypedDict):
+    """One span (fields reinstate does not read are ignored)."""
+
+    traceId: str
+    spanId: str
+    parentSpanId: NotRequired[str]
+    name: str
+    startTimeUnixNano: int
+    endTimeUnixNano: NotRequired[int]
+    attributes: NotRequired[list[KeyValue]]
+    events: NotRequired[list[SpanEvent]]
+    status: NotRequired[Status]
+
+
+class Resource(TypedDict, total=False):
+    """What emitted the spans."""
+
+    attributes: list[KeyValue]
+
+
+class ScopeSpans(TypedDict, total=False):
+    """Spans of one instrumentation scope."""
+
+    spans: list[Span]
+
+
+class ResourceSpans(TypedDict, total=False):
+    """Spans of one resource."""
+
+    resource: Resource
+    scopeSpans: list[ScopeSpans]
+
+
+class ExportRequest(TypedDict):
+    """One OTLP/JSON trace export."""
+
+    resourceSpans: list[ResourceSpans]
+
+
+_EXPORT = TypeAdapter[Any](ExportRequest)
+
+
+@dataclass(slots=True)
+class PlainSpan:
+    """A span with its ids in hex, its times in nanoseconds and its attributes as a dict."""
+
+    trace_id: str
+    span_id: str
+    parent_id: str
+    name: str
+    start: int
+    end: int
+    attributes: dict[str, Any]
+    events: list[tuple[str, int, dict[str, Any]]]
+    error: str | None
+    resource: dict[str, Any]
+    place: str
+
+
+def export_requests(path: Path, skips: Skips | None) -> Iterator[tuple[Any, str, int | None]]:
+    """Each validated export request of the file, with its place and line."""
+    if first_value(path) is None:  # one JSON document over many lines
+        text = read_json_text(path)
+        try:
+            yield _validated(text, path, None), "$", None
+        except InvalidInput as exc:
+            if skips is None:
+                raise
+            skips.add(exc)
+        return
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                yield _validated(raw, path, number), f"line {number}", number
+            except InvalidInput as exc:
+                if skips is None:
+                    raise
+                skips.add(exc)
+
+
+def _validated(raw: str | bytes, path: Path, line: int | None) -> Any:
+    try:
+        return _EXPORT.validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        if first["type"] == "json_invalid":
+            raise InvalidInput(path, "", f"not valid JSON: {first['ctx'].get('error', '')}",
+                               line=line) from None
+        loc = [p for p in first["loc"] if isinstance(p, int | str)]
+        message = (f"required field '{loc[-1]}' is missing" if first["type"] == "missing"
+                   else first["msg"])
+        raise InvalidInput(path, json_path(loc), f"{message} (in an OTLP/JSON trace export)",
+                           line=line) from None
+
+
+def plain_spans(request: Any, path: Path, place: str, line: int | None) -> Iterator[PlainSpan]:
+    """The spans of one export request."""
+    for r, resource_spans in enumerate(request["resourceSpans"]):
+        resource = attributes(resource_spans.get("resource", {}).get("attributes", []))
+        for s, scope in enumerate(resource_spans.get("scopeSpans", [])):
+            for n, span in enumerate(scope.get("spans", [])):
+                loc = f"$.resourceSpans[{r}].scopeSpans[{s}].spans[{n}]"
+                trace = hex_id(span["traceId"], 16, path, f"{loc}.traceId", line)
+                span_id = hex_id(span["spanId"], 8, path, f"{loc}.spanId", line)
+                parent = span.get("parentSpanId") or ""
+                parent = hex_id(parent, 8, path, f"{loc}.parentSpanId", line) if parent else ""
+                status = span.get("status", {})
+                error = None
+                if str(status.get("code", "")) in ("2", "STATUS_CODE_ERROR"):
+                    error = status.get("message") or "error"
+                yield PlainSpan(
+                    trace_id=trace, span_id=span_id, parent_id=parent, name=span["name"],
+                    start=span["startTimeUnixNano"],
+                    end=span.get("endTimeUnixNano", span["startTimeUnixNano"]),
+                    attributes=attributes(span.get("attributes", [])),
+                    events=[(e["name"], e.get("timeUnixNano", span["startTimeUnixNano"]),
+                             attributes(e.get("attributes", []))) for e in span.get("events", [])],
+                    error=error, resource=resource,
+                    place=f"{place} span {span_id}" if place.startswith("line ") else loc,
+                )
+
+
+def attributes(pairs: list[Any]) -> dict[str, Any]:
+    """OTLP key-value pairs as a dict of plain values."""
+    return {pair["key"]: value_of(pair.get("value", {})) for pair in pairs}
+
+
+def value_of(value: dict[str, Any]) -> Any:
+    """One OTLP value as a plain value (arrays as lists, kvlists as dicts)."""
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        return value["intValue"]
+    if "doubleValue" in value:
+        return value["doubleValue"]
+    if "boolValue" in value:
+        return value["boolValue"]
+    if "arrayValue" in value:
+        return [value_of(v) for v in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return attributes(value["kvlistValue"].get("values", []))
+    if "bytesValue" in value:
+        return value["bytesValue"]
+    return None
+
+
+def hex_id(raw: str, size: int, path: Path, place: str, line: int | None) -> str:
+    """A trace (16 bytes) or span (8 bytes) id as lowercase hex, from hex or base64."""
+    if len(raw) == size * 2:
+        try:
+            bytes.fromhex(raw)
+        except ValueError:
+            pass
+        else:
+            return raw.lower()
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if len(decoded) == size:
+        return decoded.hex()
+    raise InvalidInput(path, place, f"expected {size * 2} hex digits or the base64 of {size} "
+                                    f"bytes, got {raw!r}", line=line)
+
+
+def json_value(raw: Any) -> tuple[Any, bool]:
+    """An attribute that holds JSON: structured already, or a JSON string. (value, readable)"""
+    if isinstance(raw, str):
+        try:
+            return pydantic_core.from_json(raw), True
+        except ValueError:
+            return raw, False
+    return raw, True

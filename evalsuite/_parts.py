@@ -1,0 +1,166 @@
+"""Runs as a log streams them: parts of runs, read one record at a time, and what was skipped.
+
+A log is read as a stream of :class:`RunPart`: one line of the native format (a header
+or a step), one conversation, one OpenTelemetry trace. Parts of the same run (interleaved
+native lines, a conversation traced turn by turn) share a ``run_id``; :func:`merge_parts`
+puts them together for the few runs a command needs whole, so nothing holds a whole log.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from evalsuite._errors import InvalidInput, display_path
+from evalsuite._record import Record
+from evalsuite._run import Run, RunOutcome, Step, Usage
+
+
+class RunHeader(Record):
+    """What a run is, apart from its steps: the header line of the native format."""
+
+    run_id: str = Field(min_length=1)
+    """Identifier of the run, unique within its log."""
+    agent: str | None = None
+    """Name of the agent that ran."""
+    agent_version: str | None = None
+    """Version of the agent that ran."""
+    started_at: datetime | None = None
+    """When the run started."""
+    context: dict[str, Any] = Field(default_factory=dict)
+    """What the agent was given besides the messages."""
+    outcome: RunOutcome | None = None
+    """How the run ended, when the log says."""
+    usage: Usage | None = None
+    """Tokens, model calls and cost, when the log says."""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    """What the source log says about the run that has no field here."""
+
+
+@dataclass(slots=True)
+class RunPart:
+    """Part of one run as read from a log: maybe its header, some steps, and where they were.
+
+    ``places`` holds, for each step, where in ``source`` it was read: a line number,
+    ``line 4 span 00f067aa0ba902b7`` or a JSON path such as ``$[3].traj[5]``.
+    """
+
+    run_id: str
+    source: Path
+    place: str | int
+    header: RunHeader | None = None
+    steps: list[Step] = field(default_factory=list)
+    places: list[str | int] = field(default_factory=list)
+
+    def where(self, index: int | None = None,
+              show: Callable[[Path], str] = display_path) -> str:
+        """``file:line`` (or ``file $.path``) of a step, or of the part itself; ``show``
+        names the file (relative to the working directory by default)."""
+        place = self.place if index is None else self.places[index]
+        return located(self.source, place, show)
+
+    def first_time(self) -> datetime | None:
+        """When the part's run started, or its earliest step, if the log says."""
+        if self.header is not None and self.header.started_at is not None:
+            return as_utc(self.header.started_at)
+        return min((as_utc(s.at) for s in self.steps if s.at is not None),  # type: ignore[type-var]
+                   default=None)
+
+
+def located(source: Path, place: str | int,
+            show: Callable[[Path], str] = display_path) -> str:
+    """``logs/a.jsonl:12`` for a line, ``logs/a.json $[3].traj[5]`` for a JSON path."""
+    shown = show(source)
+    if isinstance(place, int):
+        return f"{shown}:{place}"
+    if place.startswith("line "):
+        line, _, rest = place[5:].partition(" ")
+        return f"{shown}:{line}" + (f" {rest}" if rest else "")
+    return f"{shown} {place}" if place else shown
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A log's time as an aware UTC time; a time without a zone is taken to be UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def clean_step(step: Step) -> Step:
+    """The step as a run record holds it: without the run id a log line carries with it."""
+    kind = type(step)
+    if kind.__name__.endswith("Line"):
+        base: Any = next(c for c in kind.__mro__[1:] if c.__name__ in _STEP_CLASSES)
+        values = {k: v for k, v in step.__dict__.items() if k != "run_id"}
+        return base.model_construct(  # type: ignore[no-any-return]
+            _fields_set=step.model_fields_set - {"run_id"}, **values)
+    return step
+
+
+_RUN_FIELDS = frozenset(RunHeader.model_fields) - {"run_id"}
+_STEP_CLASSES = frozenset({"UserInput", "Reasoning", "ToolCall", "ToolResult", "Output"})
+
+
+def merge_parts(parts: Iterable[RunPart]) -> list[Run]:
+    """Whole runs from their parts, in the order each run first appears.
+
+    Every part was validated as it was read, so the runs are built without validating again.
+    """
+    runs: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        run = runs.setdefault(part.run_id, {"run_id": part.run_id, "steps": []})
+        if part.header is not None:
+            for name in part.header.model_fields_set & _RUN_FIELDS:
+                value = getattr(part.header, name)
+                if isinstance(value, dict) and isinstance(run.get(name), dict):
+                    run[name] = {**run[name], **value}
+                else:
+                    run[name] = value
+        run["steps"].extend(clean_step(s) for s in part.steps)
+        run.pop("kind", None)
+    return [Run.model_construct(_fields_set=set(data), **data) for data in runs.values()]
+
+
+def located_runs(parts: Iterable[RunPart], show: Callable[[Path], str] = display_path,
+                 ) -> list[tuple[Run, list[str]]]:
+    """Whole runs from their parts, each with where every step was read (``file:line``)."""
+    kept = list(parts)
+    places: dict[str, list[str]] = {}
+    for part in kept:
+        places.setdefault(part.run_id, []).extend(
+            part.where(i, show) for i in range(len(part.steps)))
+    return [(run, places.get(run.run_id, [])) for run in merge_parts(kept)]
+
+
+class Skips:
+    """What ``--skip-invalid`` left out: how many records, why, and where the first of each was."""
+
+    def __init__(self) -> None:
+        self.reasons: Counter[str] = Counter()
+        self.first: dict[str, str] = {}
+
+    def add(self, error: InvalidInput) -> None:
+        """Count one skipped record."""
+        reason = f"{error.place}: {error.expected}" if error.place else error.expected
+        self.reasons[reason] += 1
+        if reason not in self.first:
+            where = display_path(error.path) if error.path is not None else ""
+            self.first[reason] = f"{where}:{error.line}" if error.line is not None else where
+
+    @property
+    def total(self) -> int:
+        """Records skipped in all."""
+        return sum(self.reasons.values())
+
+    def lines(self) -> list[str]:
+        """One sentence per reason, most frequent first."""
+        return [f"{count} × {reason} (first at {self.first[reason]})"
+                for reason, count in self.reasons.most_common()]
+
+

@@ -1,0 +1,150 @@
+"""The run file: every trial of an eval run, so a failure can be read without rerunning.
+
+JSON lines: a header (``{"schema_version": 1, "kind": "eval_run", …}``), then one line
+per trial with the case, what the agent did, and how it was judged. The file is written
+as trials finish under a temporary name and renamed when the run completes, so a file
+under its final name is always whole.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from deepdiff import DeepDiff
+from pydantic import ValidationError
+
+from evalsuite._case import EvalCase
+from evalsuite._errors import InvalidInput
+from evalsuite._record import Record
+from evalsuite._runner import TrialResult
+
+
+class EvalRunHeader(Record):
+    """What the run was."""
+
+    schema_version: Literal[1] = 1
+    """Version of this file's format."""
+    kind: Literal["eval_run"] = "eval_run"
+    """Marks the header line."""
+    agent: str
+    """The agent evaluated."""
+    agent_version: str | None = None
+    """Its version."""
+    adapter: str = ""
+    """How it was reached (python, subprocess, http, replay)."""
+    started_at: datetime
+    """When the run started, in UTC."""
+    settings: dict[str, Any]
+    """Trials, concurrency, timeout, retries, confidence."""
+
+
+class TrialLine(Record):
+    """One trial, as recorded."""
+
+    kind: Literal["trial"] = "trial"
+    """Marks a trial line."""
+    case_id: str
+    """The case."""
+    tags: list[str]
+    """The case's input types."""
+    result: TrialResult
+    """What happened and how it was judged."""
+
+
+class RunFileWriter:
+    """Appends trials to ``<path>.partial`` and renames it to ``path`` when finished."""
+
+    def __init__(self, path: Path, header: EvalRunHeader) -> None:
+        self.path = path
+        self._partial = path.with_name(path.name + ".partial")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[str] = self._partial.open("w", encoding="utf-8")
+        self._handle.write(header.model_dump_json() + "\n")
+
+    def trial(self, case: EvalCase, result: TrialResult) -> None:
+        """Record one trial."""
+        line = TrialLine(case_id=case.id, tags=case.tags, result=result)
+        self._handle.write(line.model_dump_json(exclude_none=True) + "\n")
+
+    def finish(self) -> Path:
+        """Make the file whole under its final name; on failure leave nothing behind."""
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except BaseException:
+            self._handle.close()
+            self._partial.unlink(missing_ok=True)
+            raise
+        self._handle.close()
+        self._partial.replace(self.path)
+        return self.path
+
+
+def read_run_file(path: Path) -> tuple[EvalRunHeader, list[TrialLine]]:
+    """Read a run file, naming the line of any mistake."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(path, "", f"cannot read the run file ({exc})") from None
+    if not lines:
+        raise InvalidInput(path, "", "empty file: expected an eval run header line")
+    try:
+        header = EvalRunHeader.model_validate_json(lines[0])
+    except ValidationError:
+        raise InvalidInput(path, "$", "expected an eval run header (kind: eval_run)",
+                           line=1) from None
+    trials = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            trials.append(TrialLine.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise InvalidInput(path, ".".join(map(str, first["loc"])) or "$", first["msg"],
+                               line=number) from None
+    return header, trials
+
+
+# Fields that change between runs without the behaviour changing.
+_VOLATILE = r"\['(call_id|at|run_id|seconds|attempts|started_at)'\]"
+
+
+def _behaviour(trials: list[TrialLine]) -> dict[str, Any]:
+    ordered = sorted(trials, key=lambda t: t.result.trial)
+    return {
+        "passed": [t.result.passed for t in ordered],
+        "errors": [t.result.error for t in ordered if t.result.error],
+        "trials": [
+            {
+                "steps": [s.model_dump(mode="json", exclude_none=True)
+                          for s in (t.result.run.steps if t.result.run else [])],
+                "judgements": {j.criterion: j.passed for j in t.result.judgements},
+            }
+            for t in ordered
+        ],
+    }
+
+
+def diff_runs(a: list[TrialLine], b: list[TrialLine]) -> dict[str, list[str]]:
+    """Per case, what changed in behaviour between two runs; unchanged cases are left out."""
+    def grouped(lines: list[TrialLine]) -> dict[str, list[TrialLine]]:
+        out: dict[str, list[TrialLine]] = {}
+        for line in lines:
+            out.setdefault(line.case_id, []).append(line)
+        return out
+
+    before, after = grouped(a), grouped(b)
+    changes: dict[str, list[str]] = {}
+    for case_id in sorted(set(before) | set(after)):
+        if case_id not in after:
+            changes[case_id] = ["only in the first run"]
+        elif case_id not in before:
+            changes[case_id] = ["only in the second run"]
+        else:
+            diff = DeepDiff(_behaviour(before[case_id]), _behaviour(after[case_id]),
+                            exclude_regex_paths=[_VOLATILE], verbose_level=2)
+            if diff:
+                changes[case_id] = [line for line in diff.pretty().splitlines() if line.strip()]
+    return changes

@@ -1,0 +1,73 @@
+"""``reinstate eval AGENT``: the eval suite and regression set alone, no verdict stored."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import click
+from rich.table import Table
+
+from evalsuite import InvalidInput
+from gates._checks import case_finding, usage_totals
+from gates._cli._common import ctx
+from gates._cli._progress import progress
+from gates._evals import run_evals
+from gates._inputs import load_inputs
+from gates._render import outcome
+from gates._verdict import EXIT_CODES, combine
+
+
+@click.command("eval")
+@click.argument("agent")
+@click.option("--cases", "pattern", default="*",
+              help="Only cases whose id matches this glob, e.g. 'refund-*' or 'INC-3-*'.")
+@click.option("--trials", type=click.IntRange(1, 1000),
+              help="Trials per case when the case sets none (default: reinstate.toml).")
+@click.option("--concurrency", type=click.IntRange(1, 1024),
+              help="Trials in flight at once (default: reinstate.toml).")
+@click.option("--adapter", "adapter_name",
+              help="Reach the agent through a named adapter of agent.yaml instead.")
+def command(agent: str, pattern: str, trials: int | None, concurrency: int | None,
+            adapter_name: str | None) -> int:
+    """Run AGENT's eval and regression cases and report each case's pass rate.
+
+    Every trial is written to a run file under .reinstate/runs/ (compare two with
+    `reinstate diff`). Exit 0 when every case passed, 1 on a failure, 3 on an error,
+    4 when a case is inconclusive.
+    """
+    c = ctx()
+    workspace = c.workspace()
+    inputs = load_inputs(workspace, agent)
+    chosen = [case for case in inputs.cases if fnmatch.fnmatchcase(case.id, pattern)]
+    if not chosen:
+        raise InvalidInput(None, "--cases", f"no case id matches {pattern!r}")
+    with progress(c.err, f"eval {agent}") as callback:
+        evidence = run_evals(inputs, trials, cases=chosen, adapter=adapter_name,
+                             concurrency=concurrency, progress=callback)
+    table = Table(title=f"eval {agent} (agent {inputs.agent.version})", title_justify="left")
+    for column in ("case", "outcome", "passed", "interval", "note"):
+        table.add_column(column, overflow="fold")
+    for result in evidence.results:
+        stats = result.statistics
+        notes = [n for n in ("flaky" if result.flaky else "",
+                             f"{stats.trials_needed} trials would decide"
+                             if result.outcome == "inconclusive" and stats.trials_needed else "",
+                             "pass^k" if result.every_trial else "") if n]
+        table.add_row(result.case_id, outcome(result.outcome),
+                      f"{stats.passed}/{len(result.trials)}",
+                      f"{stats.low:.0%}–{stats.high:.0%}", ", ".join(notes))
+    c.out.print(table)
+    for result in evidence.results:
+        finding = case_finding(result)
+        if finding:
+            c.out.print(f"• {finding}", highlight=False, markup=False)
+    usage = usage_totals(evidence.results)
+    if usage["input_tokens"] is not None:
+        cost = f", ${usage['cost_usd']:.4f}" if usage["cost_usd"] is not None else ""
+        c.out.print(f"tokens: {usage['input_tokens']:,} in, {usage['output_tokens']:,} out"
+                    f"{cost}")
+    if evidence.run_file is not None:
+        c.out.print(f"run file: {workspace.relative(evidence.run_file)}")
+    overall = combine(r.outcome for r in evidence.results)
+    c.out.print(f"eval: {outcome(overall)}")
+    return EXIT_CODES[overall]

@@ -1,0 +1,43 @@
+"""``reinstate investigate INC --logs FILE…``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from evalsuite import LogFormat
+from gates._cli._common import ctx
+from gates._cli.ingest import FORMAT, SKIP
+from gates._investigation import investigate
+from gates._investigation_view import investigation_summary, skipped_lines
+
+
+@click.command("investigate")
+@click.argument("incident_id")
+@click.option("--logs", "logs", multiple=True, type=click.Path(path_type=Path),
+              help="A log to search (repeatable; more may follow as arguments).")
+@click.argument("more_logs", nargs=-1, type=click.Path(path_type=Path))
+@FORMAT
+@SKIP
+def command(incident_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...],
+            fmt: LogFormat | Literal["auto"], skip_invalid: bool) -> int:
+    """Attach the incident's runs from the logs, write its timeline, measure the scope of
+    impact and find the logging gaps.
+
+    The signature of the harm is derived from the incident's regression cases; edit
+    investigation.signature in the incident file and run this again to change it.
+    """
+    c = ctx()
+    workspace = c.workspace()
+    done = investigate(workspace, incident_id, [*logs, *more_logs], actor=c.actor, fmt=fmt,
+                       skip_invalid=skip_invalid)
+    for warning in done.warnings:
+        c.err.print(f"[yellow]warning:[/] {warning}")
+    skipped_lines(c.err, done.skipped)
+    investigation_summary(c.out, done.investigation)
+    path = workspace.relative(workspace.incidents().path(incident_id))
+    c.out.print(f"wrote the timeline ({len(done.investigation.timeline)} events) into {path}; "
+                f"`reinstate timeline {incident_id}` shows it")
+    return 0

@@ -1,0 +1,45 @@
+"""``reinstate metrics --logs FILE…``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from evalsuite import LogFormat, MetricsCounter, Skips, read_logs
+from gates._cli._common import ctx
+from gates._cli.ingest import FORMAT, SKIP
+from gates._investigation_view import metrics_table, skipped_lines
+
+
+@click.command("metrics")
+@click.option("--logs", "logs", multiple=True, type=click.Path(path_type=Path),
+              help="A log to read (repeatable; more may follow as arguments).")
+@click.argument("more_logs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--agent", help="Only this agent's runs (runs naming no agent count as its).")
+@click.option("--escalation-tool", "escalation_tools", multiple=True,
+              help="A tool whose call hands the run to a human (repeatable).")
+@FORMAT
+@SKIP
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def command(logs: tuple[Path, ...], more_logs: tuple[Path, ...], agent: str | None,
+            escalation_tools: tuple[str, ...], fmt: LogFormat | Literal["auto"],
+            skip_invalid: bool, as_json: bool) -> int:
+    """Task success, human correction, iterations, cost, escalation and blocked calls,
+    from the runs in the logs; "unknown" where the logs do not record them."""
+    c = ctx()
+    paths = [*logs, *more_logs]
+    if not paths:
+        raise click.UsageError("expected at least one log: --logs FILE")
+    skips = Skips() if skip_invalid else None
+    counter = MetricsCounter(escalation_tools)
+    for part in read_logs(paths, fmt, agent=agent, skips=skips):
+        counter.feed(part)
+    metrics = counter.metrics()
+    skipped_lines(c.err, skips)
+    if as_json:
+        click.echo(metrics.model_dump_json(indent=2))
+    else:
+        metrics_table(c.out, metrics)
+    return 0

@@ -1,0 +1,187 @@
+"""Personal data and secrets in a captured run, replaced by stable placeholders.
+
+Production runs hold e-mail addresses, phone numbers, payment card numbers and API keys.
+Capture replaces each with a placeholder that keeps the shape the controls look at — an
+address at the same domain, a number with the same layout and digit count (a card
+placeholder is Luhn-valid), a token with its non-secret prefix — and gives the same value
+the same placeholder everywhere in the case, so the case still means the same thing.
+
+Placeholders are recognisable (:func:`placeholder_pattern`), so an expectation derived
+from a redacted argument can match any value of the kind instead of the placeholder
+alone: a regression case never gets looser for being redacted.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, Literal, get_args
+
+import phonenumbers
+from stdnum import luhn
+
+RedactionKind = Literal["email", "phone", "card", "token"]
+REDACTION_KINDS: tuple[RedactionKind, ...] = get_args(RedactionKind)
+# National numbers (no +country code) are read as numbers of this region.
+PHONE_REGION = "US"
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL = re.compile(
+    rf"(?<![\w.%+-])(?P<local>[A-Za-z0-9][A-Za-z0-9._%+-]{{0,63}})@(?P<domain>{_LABEL}(?:\.{_LABEL})+)"
+)
+_CARD = re.compile(r"(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d])")
+# Well-known token formats; only the ``secret`` group is replaced, so the prefix that says
+# which service a token is for stays readable.
+_TOKENS = [re.compile(p) for p in (
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?P<secret>[\s\S]+?)-----END [A-Z ]*PRIVATE KEY-----",
+    r"\beyJ(?P<secret>[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)",
+    r"\b(?:sk|pk|rk)_(?:live|test)_(?P<secret>[A-Za-z0-9]{16,})",
+    r"\bsk-(?:proj-|ant-(?:api\d\d-)?|svcacct-)?(?P<secret>[A-Za-z0-9_-]{20,})",
+    r"\b(?:ghp|gho|ghu|ghs|ghr)_(?P<secret>[A-Za-z0-9]{30,})",
+    r"\bgithub_pat_(?P<secret>[A-Za-z0-9_]{22,})",
+    r"\bglpat-(?P<secret>[A-Za-z0-9_-]{20,})",
+    r"\bxox[abposr]-(?P<secret>[A-Za-z0-9-]{10,})",
+    r"\b(?:AKIA|ASIA)(?P<secret>[A-Z0-9]{16})\b",
+    r"\bAIza(?P<secret>[0-9A-Za-z_-]{35})",
+    r"(?i)\bbearer\s+(?P<secret>[A-Za-z0-9._~+/-]{16,}=*)",
+    r"(?i)\b(?:api[_-]?key|access[_-]?token|auth[_-]?token|secret[_-]?key|client[_-]?secret"
+    r"|password|passwd)[\"']?\s*[:=]\s*[\"']?(?P<secret>[^\s\"',;]{8,})",
+)]
+_TOKEN_MARK = "REDACTED-TOKEN-"
+_EMAIL_MARK = "redacted-email-"
+# Phone and card placeholders keep the layout; their digits are zeros and the number.
+_NUMBER = re.compile(r"\+?\(?\d[\d ().-]*\d\)?")
+
+
+def _digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+def _is_number_placeholder(text: str) -> bool:
+    digits = _digits(text)
+    return len(digits) >= 7 and digits.startswith("000")
+
+
+def _relayout(raw: str, digits: str) -> str:
+    """``raw`` with its digits replaced, in order, by ``digits``."""
+    fill = iter(digits)
+    return "".join(next(fill) if ch.isdigit() else ch for ch in raw)
+
+
+def _token(number: int) -> str:
+    """The token placeholder (the prefix before it stays)."""
+    return f"{_TOKEN_MARK}{number}"
+
+
+def _email(domain: str, number: int) -> str:
+    """The e-mail placeholder: a numbered mailbox at the same domain."""
+    return f"{_EMAIL_MARK}{number}@{domain}"
+
+
+def _phone(raw: str, number: int) -> str:
+    """The phone placeholder: the same layout, zeros, then the number."""
+    return _relayout(raw, str(number).rjust(len(_digits(raw)), "0"))
+
+
+def _card(raw: str, number: int) -> str:
+    """The card placeholder: the same layout, zeros, the number and a Luhn check digit."""
+    body = str(number).rjust(len(_digits(raw)) - 1, "0")
+    return _relayout(raw, body + luhn.calc_check_digit(body))
+
+
+class Redactor:
+    """Finds personal data and secrets in text and replaces them, the same value always
+    by the same placeholder; one redactor serves one whole case."""
+
+    def __init__(self, phone_region: str = PHONE_REGION) -> None:
+        self._region = phone_region
+        self._seen: dict[tuple[RedactionKind, str], int] = {}
+        self._counts: dict[RedactionKind, int] = dict.fromkeys(REDACTION_KINDS, 0)
+
+    @property
+    def kinds(self) -> list[RedactionKind]:
+        """The kinds found so far, in a fixed order."""
+        return [kind for kind in REDACTION_KINDS if self._counts[kind]]
+
+    def _number(self, kind: RedactionKind, key: str) -> int:
+        if (kind, key) not in self._seen:
+            self._counts[kind] += 1
+            self._seen[kind, key] = self._counts[kind]
+        return self._seen[kind, key]
+
+    def text(self, text: str) -> str:
+        """``text`` with every e-mail address, phone and card number and token replaced.
+
+        Detectors run in order (tokens, addresses, cards, phones); a span one of them took
+        is not looked at again. Placeholders are numbered in order of first appearance.
+        """
+        spans: list[tuple[int, int, RedactionKind, str, Callable[[int], str]]] = []
+
+        def take(start: int, end: int, kind: RedactionKind, key: str,
+                 make: Callable[[int], str]) -> None:
+            if all(end <= s or start >= e for s, e, *_ in spans):
+                spans.append((start, end, kind, key, make))
+
+        for pattern in _TOKENS:
+            for match in pattern.finditer(text):
+                secret = match.group("secret")
+                if _TOKEN_MARK not in secret:
+                    take(*match.span("secret"), "token", secret, _token)
+        for match in _EMAIL.finditer(text):
+            local, domain = match.group("local"), match.group("domain").lower()
+            if not local.startswith(_EMAIL_MARK):
+                take(*match.span(), "email", f"{local.lower()}@{domain}",
+                     functools.partial(_email, domain))
+        for match in _CARD.finditer(text):
+            raw, digits = match.group(), _digits(match.group())
+            if not digits.startswith("000") and luhn.is_valid(digits):
+                take(*match.span(), "card", digits, functools.partial(_card, raw))
+        for found in phonenumbers.PhoneNumberMatcher(text, self._region,
+                                                      leniency=phonenumbers.Leniency.VALID):
+            raw = found.raw_string
+            if not _is_number_placeholder(raw):
+                key = phonenumbers.format_number(found.number,
+                                                 phonenumbers.PhoneNumberFormat.E164)
+                take(found.start, found.end, "phone", key, functools.partial(_phone, raw))
+        numbered = [(start, end, make(self._number(kind, key)))
+                    for start, end, kind, key, make in sorted(spans, key=lambda s: s[0])]
+        for start, end, replacement in reversed(numbered):
+            text = text[:start] + replacement + text[end:]
+        return text
+
+    def value(self, value: Any) -> Any:
+        """A JSON value with every string in it redacted (mapping keys are kept)."""
+        return _walk(value, self.text)
+
+
+def _walk(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {key: _walk(item, change) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_walk(item, change) for item in value]
+    return value
+
+
+def placeholder_pattern(text: str) -> str | None:
+    """A regular expression matching ``text`` with each placeholder in it widened to any
+    value of its kind (an address at the same domain, any phone or card number, any
+    token), anchored at both ends; None when ``text`` holds no placeholder."""
+    found: list[tuple[int, int, str]] = []
+    for match in re.finditer(rf"{_EMAIL_MARK}\d+@(?P<domain>[A-Za-z0-9.-]+)", text):
+        found.append((*match.span(), r"[^@\s]+@" + re.escape(match.group("domain"))))
+    for match in re.finditer(rf"{_TOKEN_MARK}\d+", text):
+        found.append((*match.span(), r"[A-Za-z0-9._~+/=-]+"))
+    for match in _NUMBER.finditer(text):
+        if _is_number_placeholder(match.group()) and all(
+                match.end() <= s or match.start() >= e for s, e, _ in found):
+            found.append((*match.span(), r"\+?\(?[0-9][0-9 ().-]{5,}[0-9]\)?"))
+    if not found:
+        return None
+    pattern, at = "", 0
+    for start, end, widened in sorted(found):
+        pattern += re.escape(text[at:start]) + widened
+        at = end
+    return "^" + pattern + re.escape(text[at:]) + "$"

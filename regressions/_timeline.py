@@ -1,0 +1,84 @@
+"""The incident as a timeline: its runs step by step, then detection, containment and
+every mode change, each with where it was read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from evalsuite import Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput, as_utc
+from regressions._incident import Incident
+from regressions._investigation import TimelineEvent
+
+WIDTH = 240
+
+
+def short(text: str, width: int = WIDTH) -> str:
+    """One line, cut to ``width`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def step_summary(step: Step) -> str:
+    """A step in one line: what was said, called or returned."""
+    if isinstance(step, UserInput | Reasoning | Output):
+        return short(step.content)
+    if isinstance(step, ToolCall):
+        if step.arguments_logged is False:
+            return f"{step.tool}(<arguments not logged>)"
+        args = step.raw_arguments if step.raw_arguments is not None else ", ".join(
+            f"{k}={v!r}" for k, v in step.arguments.items())
+        return short(f"{step.tool}({args})")
+    assert isinstance(step, ToolResult)
+    name = step.tool or "result"
+    if step.error is not None:
+        return short(f"{name} → error: {step.error}")
+    return short(f"{name} → {_value(step.result)}")
+
+
+def run_events(run: Run, sources: list[str]) -> list[TimelineEvent]:
+    """Every step of a run as an event."""
+    return [TimelineEvent(at=as_utc(step.at), kind=step.kind, summary=step_summary(step),
+                          run_id=run.run_id, step=index,
+                          source=sources[index] if index < len(sources) else "")
+            for index, step in enumerate(run.steps)]
+
+
+def incident_events(incident: Incident, source: str) -> list[TimelineEvent]:
+    """Detection and containment, as the incident file records them."""
+    events = [TimelineEvent(at=incident.detected_at, kind="detection",
+                            summary=f"detected: {short(incident.summary)}", source=source)]
+    c = incident.containment
+    if c is not None:
+        events.append(TimelineEvent(
+            at=c.contained_at, kind="containment", source=source,
+            summary=short(f"contained by {c.contained_by}: mode {c.mode}; notified "
+                          f"{', '.join(c.notified)}; scope: {c.scope}")))
+    return events
+
+
+def build_timeline(runs: Iterable[tuple[Run, list[str]]],
+                   events: Iterable[TimelineEvent]) -> list[TimelineEvent]:
+    """All events in time order. A step the log gives no time keeps its place in its run,
+    at the time of the step before it."""
+    keyed: list[tuple[datetime | None, int, TimelineEvent]] = []
+    order = 0
+    for run, sources in runs:
+        previous = as_utc(run.started_at)
+        for event in run_events(run, sources):
+            previous = event.at or previous
+            keyed.append((previous, order, event))
+            order += 1
+    for event in events:
+        keyed.append((event.at, order, event))
+        order += 1
+    known = [k for k in keyed if k[0] is not None]
+    unknown = [k for k in keyed if k[0] is None]
+    known.sort(key=lambda k: (k[0], k[1]))
+    return [e for _, _, e in unknown] + [e for _, _, e in known]

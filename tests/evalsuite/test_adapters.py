@@ -1,0 +1,304 @@
+"""The adapter contract: every way of reaching an agent behaves the same to the engine.
+
+Each adapter reaches the same small support agent (tests/data/agents): through Python
+(sync and async), a JSON-lines subprocess, an OpenAI-compatible HTTP endpoint served by
+a real local server, and the replay of a recorded run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalsuite import (
+    AgentSpec,
+    Engine,
+    EvalCase,
+    Output,
+    PolicyDecision,
+    RunSettings,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+    TrialResult,
+    UserInput,
+    build_adapter,
+    run_sync,
+    write_runs,
+)
+from evalsuite import Run as RunRecord
+
+AGENTS = Path(__file__).parent.parent / "data" / "agents"
+KINDS = ["python", "python-async", "subprocess", "http", "replay"]
+
+
+def case(*, with_refund_fixture: bool = True) -> EvalCase:
+    """Refund order A-1 (total 40.00)."""
+    tools: list[dict[str, Any]] = [
+        {"tool": "lookup_order", "when": {"order_id": "A-1"},
+         "result": {"order_id": "A-1", "total": 40.0}}]
+    if with_refund_fixture:
+        tools.append({"tool": "issue_refund", "result": {"refund_id": "R-1"}})
+    return EvalCase.model_validate({
+        "id": "refund-a1", "agent": "support", "tags": ["refund_request"],
+        "input": {"messages": [{"role": "user", "content": "Please refund order A-1."}]},
+        "tools": tools, "expect": [{"kind": "output_contains", "text": "Refunded"}],
+    })
+
+
+class ChatServer:
+    """A local OpenAI-compatible endpoint whose model is scripted by the conversation."""
+
+    def __init__(self) -> None:
+        self.fail_first: list[int] = []  # status codes to answer with before working
+        self.requests: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                if server.fail_first:
+                    self.send_response(server.fail_first.pop(0))
+                    self.end_headers()
+                    return
+                reply = json.dumps(server.complete(body)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def complete(body: dict[str, Any]) -> dict[str, Any]:
+        tool_messages = [m for m in body["messages"] if m["role"] == "tool"]
+        usage = {"prompt_tokens": 100, "completion_tokens": 20}
+
+        def call(name: str, arguments: dict[str, Any], n: int) -> dict[str, Any]:
+            function = {"name": name, "arguments": json.dumps(arguments)}
+            tool_call = {"id": f"call_{n}", "type": "function", "function": function}
+            message = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+            return {"choices": [{"message": message}], "usage": usage}
+
+        if not tool_messages:
+            return call("lookup_order", {"order_id": "A-1"}, 0)
+        last = json.loads(tool_messages[-1]["content"])
+        if len(tool_messages) == 1:
+            return call("issue_refund", {"order_id": "A-1", "amount": last["total"]}, 1)
+        text = (f"Could not refund: {last['error']}" if isinstance(last, dict) and "error" in last
+                else "Refunded $40.00")
+        return {"choices": [{"message": {"role": "assistant", "content": text}}], "usage": usage}
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[ChatServer]:
+    """A real HTTP server on a free local port."""
+    running = ChatServer()
+    yield running
+    running.close()
+
+
+def recorded_log(folder: Path) -> Path:
+    """What the agent did in production, as a native JSONL log."""
+    path = folder / "production.jsonl"
+    write_runs([RunRecord(run_id="prod-17", steps=[
+        UserInput(content="Please refund order A-1."),
+        ToolCall(tool="lookup_order", arguments={"order_id": "A-1"}, call_id="c1"),
+        ToolResult(call_id="c1", result={"order_id": "A-1", "total": 40.0}),
+        ToolCall(tool="issue_refund", arguments={"order_id": "A-1", "amount": 40.0},
+                 call_id="c2"),
+        ToolResult(call_id="c2", result={"refund_id": "R-1"}),
+        Output(content="Refunded $40.00"),
+    ])], path)
+    return path
+
+
+def agent(kind: str, folder: Path, server: ChatServer | None = None,
+          **overrides: Any) -> tuple[AgentSpec, Path]:
+    """An agent.yaml reaching the support agent through ``kind``."""
+    for name in ("support_agent.py", "support_jsonl.py"):
+        shutil.copy(AGENTS / name, folder / name)
+    adapters: dict[str, dict[str, Any]] = {
+        "python": {"kind": "python", "target": "support_agent:respond"},
+        "python-async": {"kind": "python", "target": "support_agent:respond_async"},
+        "subprocess": {"kind": "subprocess", "command": [sys.executable, "support_jsonl.py"]},
+        "http": {"kind": "http", "url": server.url if server else "http://127.0.0.1:9/x",
+                 "model": "support-model"},
+        "replay": {"kind": "replay", "log": recorded_log(folder).name},
+    }
+    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0",
+                                     "adapter": {**adapters[kind], **overrides}})
+    return spec, folder / "agent.yaml"
+
+
+def trial(spec: AgentSpec, agent_file: Path, the_case: EvalCase | None = None,
+          deny: str | None = None) -> TrialResult:
+    """One trial through the engine, with an optional tool the policy denies."""
+    def policy(call: ToolCall, history: object, context: object) -> PolicyDecision:
+        if call.tool == deny:
+            return PolicyDecision("deny", f"permissions.tools.{deny}.allowed", "not allowed")
+        return PolicyDecision("allow", "permissions", "allowed")
+
+    engine = Engine(build_adapter(spec, agent_file), RunSettings(retries=2, timeout_s=20),
+                    policy=policy,
+                    tools=[ToolSpec("lookup_order", "Read an order", {"type": "object"}),
+                           ToolSpec("issue_refund", "Refund", {"type": "object"})])
+
+    async def once() -> TrialResult:
+        try:
+            return await engine.trial(the_case or case(), 1)
+        finally:
+            await engine.adapter.aclose()
+    return run_sync(once())
+
+
+@pytest.fixture
+def reach(tmp_path: Path, server: ChatServer) -> Callable[..., tuple[AgentSpec, Path]]:
+    """Builds the agent for a kind, in a fresh folder."""
+    def make(kind: str, **overrides: Any) -> tuple[AgentSpec, Path]:
+        return agent(kind, tmp_path, server, **overrides)
+    return make
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_answers_and_every_call_is_recorded(kind: str, reach: Callable[..., Any]) -> None:
+    """The agent's answer comes back and its tool calls are recorded in order, with results."""
+    result = trial(*reach(kind))
+    assert result.error is None and result.passed
+    assert result.run is not None
+    steps = [(s.kind, getattr(s, "tool", None)) for s in result.run.steps]
+    assert steps == [("user_input", None), ("tool_call", "lookup_order"),
+                     ("tool_result", "lookup_order"), ("tool_call", "issue_refund"),
+                     ("tool_result", "issue_refund"), ("output", None)]
+    refund = result.run.steps[3]
+    assert isinstance(refund, ToolCall) and refund.arguments == {"order_id": "A-1",
+                                                                 "amount": 40.0}
+    assert result.run.final_output() == "Refunded $40.00"
+    assert (result.run.agent, result.run.agent_version) == ("support", "2.0.0")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_denied_call_is_blocked_and_recorded(kind: str, reach: Callable[..., Any]) -> None:
+    """A call the policy denies never reaches a fixture; it is counted as blocked."""
+    result = trial(*reach(kind), deny="issue_refund")
+    assert result.run is not None and result.blocked_calls == 1
+    denied = result.run.steps[4]
+    assert isinstance(denied, ToolResult) and denied.blocked
+    assert denied.error == "denied by permissions.tools.issue_refund.allowed: not allowed"
+    if kind != "replay":  # a live agent sees the denial and says so; a recording cannot
+        assert result.run.final_output() == (
+            "Could not refund: denied by permissions.tools.issue_refund.allowed: not allowed")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_call_without_fixture_is_an_error_of_the_case(kind: str,
+                                                        reach: Callable[..., Any]) -> None:
+    """No fixture for a call is an error naming the call, never an empty result."""
+    result = trial(*reach(kind), case(with_refund_fixture=False))
+    assert result.error is not None and not result.passed
+    assert "MissingFixture" in result.error and "issue_refund" in result.error
+
+
+@pytest.mark.parametrize(("kind", "overrides", "message"), [
+    ("python", {"target": "support_agent:crash"}, "model provider unreachable"),
+    ("subprocess", {"env": {"MODE": "garbage"}}, "wrote garbage instead of a JSON line"),
+    ("subprocess", {"env": {"MODE": "die"}}, "exited with code 7 mid-conversation "
+                                            "(stderr: fatal: out of memory)"),
+    ("subprocess", {"command": ["/no/such/agent"]}, "cannot start /no/such/agent"),
+    ("replay", {"match": "run_id"}, "no recorded run in production.jsonl for case refund-a1"),
+])
+def test_a_broken_agent_is_an_error_that_says_what_happened(
+        kind: str, overrides: dict[str, Any], message: str,
+        reach: Callable[..., Any]) -> None:
+    """A crash, garbage, a death mid-run or a missing recording is an error with the reason."""
+    result = trial(*reach(kind, **overrides))
+    assert result.error is not None and not result.passed
+    assert message in result.error
+
+
+def test_subprocess_is_started_once_and_reused(tmp_path: Path) -> None:
+    """Several trials are served by one long-lived process."""
+    spec, agent_file = agent("subprocess", tmp_path)
+    adapter = build_adapter(spec, agent_file)
+    engine = Engine(adapter, RunSettings(trials=4, concurrency=1))
+    from evalsuite import run_cases
+    results = run_cases(engine, [case()])
+    assert [t.passed for t in results[0].trials] == [True] * 4
+    assert len(adapter._all) == 0  # closed at the end of the run  # type: ignore[attr-defined]
+
+
+def test_http_sends_tools_and_reports_usage(server: ChatServer,
+                                            reach: Callable[..., Any]) -> None:
+    """The endpoint receives the tool definitions; token usage is summed over model calls."""
+    result = trial(*reach("http"))
+    assert result.passed and result.run is not None and result.run.usage is not None
+    assert (result.run.usage.input_tokens, result.run.usage.output_tokens,
+            result.run.usage.model_calls) == (300, 60, 3)
+    first = server.requests[0]
+    assert first["model"] == "support-model"
+    assert [t["function"]["name"] for t in first["tools"]] == ["lookup_order", "issue_refund"]
+
+
+def test_http_5xx_is_retried_as_a_transport_error(server: ChatServer,
+                                                  reach: Callable[..., Any]) -> None:
+    """A 503 from the endpoint is retried; the trial passes on the second attempt."""
+    server.fail_first = [503]
+    result = trial(*reach("http"))
+    assert result.passed and result.attempts == 2
+
+
+def test_http_4xx_is_the_agents_error_and_not_retried(server: ChatServer,
+                                                      reach: Callable[..., Any]) -> None:
+    """A 400 is not a transport problem: one attempt, an error naming the status."""
+    server.fail_first = [400]
+    result = trial(*reach("http"))
+    assert result.error is not None and "HTTP 400" in result.error
+    assert result.attempts == 1
+
+
+def test_refused_connection_is_retried_then_an_error(reach: Callable[..., Any]) -> None:
+    """Nothing listening: retried, then an error, never a pass."""
+    result = trial(*reach("http", url="http://127.0.0.1:9/v1/chat/completions"))
+    assert result.error is not None and "ConnectError" in result.error
+    assert result.attempts == 3
+
+
+@pytest.mark.parametrize(("kind", "overrides"), [
+    ("python-async", {"target": "support_agent:hang"}),
+    ("subprocess", {"env": {"MODE": "hang"}}),
+])
+def test_an_agent_that_hangs_times_out(kind: str, overrides: dict[str, Any],
+                                       reach: Callable[..., Any]) -> None:
+    """A trial past its timeout is an error saying so, after its retries; never a pass."""
+    the_case = case().model_copy(update={"timeout_s": 0.3})
+    result = trial(*reach(kind, **overrides), the_case)
+    assert result.error == "timed out after 0.3 s"
+    assert result.attempts == 3 and not result.passed
+
+
+@pytest.mark.parametrize(("target", "code"), [("leave", 3), ("leave_async", 4)])
+def test_an_agent_calling_sys_exit_fails_its_trial_only(target: str, code: int,
+                                                        reach: Callable[..., Any]) -> None:
+    """sys.exit() inside a Python agent is the trial's error, not the end of the gate."""
+    result = trial(*reach("python", target=f"support_agent:{target}"))
+    assert result.error is not None and not result.passed
+    assert "tried to end the process" in result.error and str(code) in result.error

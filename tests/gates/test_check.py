@@ -1,0 +1,99 @@
+"""`reinstate check`: a deploy job's yes or no, read from state, never running anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gates import Workspace, check, open_store, run_gate
+from gates._demo import apply_fix, lay_out
+from tests.conftest import RunCli, tree
+from tests.helpers import ACTOR, captured, copied, resolved, restored
+
+
+@pytest.fixture(scope="module")
+def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace where INC-1 was fixed, gated and restored, made once for this module."""
+    root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
+    restored(Workspace.find(root), apply_fix)
+    return root
+
+
+@pytest.fixture
+def back_in_full(restored_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy of the restored workspace."""
+    return copied(restored_template, tmp_path / "ws")
+
+
+def test_cleared_after_restore_and_nothing_written(back_in_full: Workspace,
+                                                    cli: RunCli) -> None:
+    """A restored agent on a current passing verdict is cleared (exit 0); check writes nothing."""
+    store = open_store(back_in_full)
+    entries = len(store.audit())
+    before = tree(back_in_full.root)
+    result = cli("check", "refund-agent", cwd=back_in_full.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "refund-agent: cleared for full operation" in result.stdout
+    assert tree(back_in_full.root) == before
+    assert len(store.audit()) == entries
+
+
+def test_stale_verdict_is_not_cleared(back_in_full: Workspace, cli: RunCli) -> None:
+    """A control file edited after the verdict blocks the deploy, naming the file (exit 1)."""
+    review = back_in_full.agent_dir("refund-agent") / "review.yaml"
+    review.write_text(review.read_text() + "# loosened later\n")
+    result = cli("check", "refund-agent", cwd=back_in_full.root)
+    assert result.returncode == 1
+    assert "NOT cleared" in result.stdout
+    assert "stale: changed since: agents/refund-agent/review.yaml" in result.stdout
+
+
+def test_open_incident_with_a_failing_verdict_is_not_cleared(example: Workspace) -> None:
+    """While an incident is open and the gate fails, every reason is listed and mode is named."""
+    captured(example)
+    run_gate(example, "refund-agent", actor=ACTOR)
+    clearance = check(example, "refund-agent")
+    assert not clearance and clearance.mode == "review" and not clearance.restorable
+    assert any("no root-cause finding for the eval_coverage layer" in r
+               for r in clearance.reasons)
+    assert any("the latest verdict" in r and "is fail" in r for r in clearance.reasons)
+    assert clearance.reasons[-1].startswith("refund-agent is in review mode (since ")
+
+
+def test_restorable_but_not_restored_is_not_cleared(example: Workspace) -> None:
+    """Every condition met but the agent still in review: not cleared, and told to restore."""
+    resolved(example, apply_fix)
+    assert run_gate(example, "refund-agent", actor=ACTOR)
+    clearance = check(example, "refund-agent")
+    assert clearance.restorable and not clearance
+    assert len(clearance.reasons) == 1
+    assert clearance.reasons[0].endswith("run `reinstate restore refund-agent`")
+
+
+def test_never_gated_agent_is_not_cleared(example: Workspace, cli: RunCli) -> None:
+    """An agent with a state store but no verdict is not cleared, in JSON too."""
+    open_store(example).create()
+    result = cli("check", "refund-agent", "--json", cwd=example.root)
+    assert result.returncode == 1
+    answer = json.loads(result.stdout)
+    assert answer["cleared"] is False and answer["mode"] == "full"
+    assert answer["reasons"] == ["no gate verdict for refund-agent: run "
+                                 "`reinstate gate refund-agent`"]
+
+
+def test_unreadable_store_is_an_error_not_a_clearance(back_in_full: Workspace,
+                                                      cli: RunCli) -> None:
+    """A corrupt state store makes check exit 3 with one line, never 0."""
+    back_in_full.state_path.write_bytes(b"not a database" * 100)
+    result = cli("check", "refund-agent", cwd=back_in_full.root)
+    assert result.returncode == 3
+    assert "state store" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_agent_is_bad_input(example: Workspace, cli: RunCli) -> None:
+    """A misspelt agent is exit 2 with a suggestion."""
+    result = cli("check", "refund-agnet", cwd=example.root)
+    assert result.returncode == 2
+    assert "did you mean 'refund-agent'" in result.stderr

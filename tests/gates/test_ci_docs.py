@@ -1,0 +1,130 @@
+"""The CI recipes in docs/ work: their reinstate commands, run as the jobs would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from gates import Workspace
+from gates._demo import apply_fix, lay_out
+from tests.helpers import captured, restored
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+@dataclass
+class Pipeline:
+    """What a CI file asks for: its variables, each job's reinstate commands, the artifacts."""
+
+    env: dict[str, str]
+    gate: list[str]
+    deploy: list[str]
+    artifacts: list[str]
+
+
+def _reinstate_lines(lines: list[str]) -> list[str]:
+    return [line.strip() for line in lines if line.strip().startswith("reinstate ")]
+
+
+def github() -> Pipeline:
+    """docs/github-actions.yml, read the way Actions reads it."""
+    workflow: dict[str, Any] = yaml.safe_load((ROOT / "docs/github-actions.yml").read_text())
+    jobs = workflow["jobs"]
+    assert jobs["deploy"]["needs"] == "gate"
+    deploy_steps = [s.get("name", s.get("uses", "")) for s in jobs["deploy"]["steps"]]
+    assert deploy_steps.index("Cleared for full operation?") < deploy_steps.index("Deploy")
+
+    def runs(job: str) -> list[str]:
+        return _reinstate_lines([line for step in jobs[job]["steps"] if "run" in step
+                                 for line in step["run"].splitlines()])
+
+    upload = next(s for s in jobs["gate"]["steps"]
+                  if s.get("uses", "").startswith("actions/upload-artifact"))
+    return Pipeline(env=workflow["env"], gate=runs("gate"), deploy=runs("deploy"),
+                    artifacts=upload["with"]["path"].split())
+
+
+def gitlab() -> Pipeline:
+    """docs/gitlab-ci.yml, read the way GitLab reads it."""
+    config: dict[str, Any] = yaml.safe_load((ROOT / "docs/gitlab-ci.yml").read_text())
+    gate, deploy = config["reinstate-gate"], config["reinstate-deploy"]
+    assert deploy["needs"] == ["reinstate-gate"]
+    artifacts = gate["artifacts"]
+    return Pipeline(env=config["variables"], gate=_reinstate_lines(gate["script"]),
+                    deploy=_reinstate_lines(deploy["script"]),
+                    artifacts=[*artifacts["paths"], artifacts["reports"]["junit"]])
+
+
+def _checkout(template: Path, into: Path) -> Path:
+    """What a CI job's checkout holds: the workspace's files, never its runtime state."""
+    shutil.copytree(template, into, ignore=shutil.ignore_patterns(".reinstate", "__pycache__"))
+    return into
+
+
+def _run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One line of a job's script, in bash, with the installed `reinstate` on the PATH."""
+    full = {**os.environ, **env, "REINSTATE_ACTOR": "ci", "COLUMNS": "200",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    full.pop("REINSTATE_WORKSPACE", None)
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=full, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def _pipeline(pipeline: Pipeline, template: Path, tmp_path: Path,
+              env: dict[str, str]) -> tuple[list[int], list[int], Path]:
+    """Run the gate job, hand its artifacts to a fresh deploy checkout, run the deploy job."""
+    gate_dir = _checkout(template, tmp_path / "gate")
+    gate = [_run(c, gate_dir, {**pipeline.env, **env}) for c in pipeline.gate]
+    deploy_dir = _checkout(template, tmp_path / "deploy")
+    for artifact in pipeline.artifacts:
+        (deploy_dir / artifact).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(gate_dir / artifact, deploy_dir / artifact)
+    deploy = [_run(c, deploy_dir, pipeline.env) for c in pipeline.deploy]
+    for result in (*gate, *deploy):
+        assert "Traceback" not in result.stderr, result.stderr
+    return [r.returncode for r in gate], [r.returncode for r in deploy], gate_dir
+
+
+@pytest.fixture(scope="module")
+def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose incident was fixed, gated and restored, with its files committed."""
+    root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
+    restored(Workspace.find(root), apply_fix)
+    return root
+
+
+@pytest.mark.parametrize("read", [github, gitlab])
+def test_recipe_gates_and_clears_a_restored_agent(read: Any, restored_template: Path,
+                                                  tmp_path: Path) -> None:
+    """Both jobs exit 0 and leave a valid JSON verdict, JUnit XML and Markdown report."""
+    pipeline = read()
+    assert pipeline.gate and pipeline.deploy == ['reinstate check "$AGENT"']
+    summary = tmp_path / "summary.md"
+    gate, deploy, gate_dir = _pipeline(pipeline, restored_template, tmp_path,
+                                       {"GITHUB_STEP_SUMMARY": str(summary)})
+    assert gate == [0] and deploy == [0]
+    verdict = json.loads((gate_dir / "verdict.json").read_text())
+    schema = json.loads((ROOT / "schemas/verdict.json").read_text())
+    assert Draft202012Validator(schema).is_valid(verdict) and verdict["outcome"] == "pass"
+    assert ET.parse(gate_dir / "gate-junit.xml").getroot().get("failures") == "0"
+    assert (gate_dir / "gate.md").read_text().startswith("## ✅ refund-agent may run in full")
+    assert summary.read_text().startswith("## ✅ refund-agent may run in full")
+
+
+def test_github_recipe_blocks_an_unresolved_incident(example: Workspace,
+                                                     tmp_path: Path) -> None:
+    """With an incident captured but not fixed, the gate fails and check refuses the deploy."""
+    captured(example)
+    gate, deploy, _ = _pipeline(github(), example.root, tmp_path, {})
+    assert gate == [1] and deploy == [1]

@@ -1,0 +1,74 @@
+"""`reinstate eval` and `reinstate diff` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gates import Workspace
+from tests.conftest import RunCli
+
+
+def _run_files(ws: Workspace) -> list[Path]:
+    return sorted((ws.state_path.parent / "runs").glob("*.jsonl"))
+
+
+def test_eval_runs_the_chosen_cases_and_writes_a_run_file(example: Workspace,
+                                                          cli: RunCli) -> None:
+    """A glob picks cases; every trial lands in a run file; the exit code follows the outcome."""
+    result = cli("eval", "refund-agent", "--cases", "refund-*", "--trials", "2",
+                 cwd=example.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "eval: PASS" in result.stdout and "status-shipped" not in result.stdout
+    assert "eval refund-agent: 12/12 trials" in result.stderr  # plain progress in a log
+    [run_file] = _run_files(example)
+    lines = [json.loads(line) for line in run_file.read_text().splitlines()]
+    assert lines[0]["kind"] == "eval_run" and lines[0]["schema_version"] == 1
+    trials = [line for line in lines[1:] if line["kind"] == "trial"]
+    assert len(trials) == 12 and {t["case_id"] for t in trials} == {
+        "refund-full-damaged", "refund-partial-chipped", "refund-outside-window",
+        "refund-someone-elses-order", "refund-unknown-order", "refund-more-than-total"}
+    assert not list((example.state_path.parent / "runs").glob("*.partial"))
+
+
+def test_eval_of_no_case_is_a_usage_error(example: Workspace, cli: RunCli) -> None:
+    """A glob that matches nothing says so, exit 2, and writes no run file."""
+    result = cli("eval", "refund-agent", "--cases", "nothing-*", cwd=example.root)
+    assert result.returncode == 2 and "no case id matches 'nothing-*'" in result.stderr
+    assert _run_files(example) == []
+
+
+def test_eval_through_the_second_adapter_agrees(example: Workspace, cli: RunCli) -> None:
+    """The JSON-lines process and the Python function behave the same: diff finds nothing."""
+    assert cli("eval", "refund-agent", "--trials", "1", cwd=example.root).returncode == 0
+    assert cli("eval", "refund-agent", "--trials", "1", "--adapter", "jsonl",
+               cwd=example.root).returncode == 0
+    first, second = _run_files(example)
+    result = cli("diff", str(first), str(second), cwd=example.root)
+    assert result.returncode == 0, result.stdout
+    assert "0 of 20 cases changed behaviour" in result.stdout
+
+
+def test_diff_shows_what_changed_in_behaviour(example: Workspace, cli: RunCli) -> None:
+    """After an agent change, diff names the case and the changed call."""
+    assert cli("eval", "refund-agent", "--cases", "refund-partial-chipped", "--trials", "1",
+               cwd=example.root).returncode == 0
+    agent = example.agent_dir("refund-agent") / "refund_agent.py"
+    agent.write_text(agent.read_text().replace('"reason": "customer request"',
+                                               '"reason": "damaged in transit"'))
+    assert cli("eval", "refund-agent", "--cases", "refund-partial-chipped", "--trials", "1",
+               cwd=example.root).returncode == 0
+    first, second = _run_files(example)
+    result = cli("diff", str(first), str(second), cwd=example.root)
+    assert result.returncode == 1
+    assert "refund-partial-chipped" in result.stdout
+    assert "damaged in transit" in result.stdout
+    assert "1 of 1 cases changed behaviour" in result.stdout
+
+
+def test_diff_of_a_file_that_is_not_a_run_file(example: Workspace, cli: RunCli) -> None:
+    """A file that is not a run file is named with its line, exit 2."""
+    bogus = example.root / "bogus.jsonl"
+    bogus.write_text('{"hello": 1}\n')
+    result = cli("diff", str(bogus), str(bogus), cwd=example.root)
+    assert result.returncode == 2 and "bogus.jsonl:1" in result.stderr

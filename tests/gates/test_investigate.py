@@ -1,0 +1,203 @@
+"""Investigation through the real CLI and the gate: ingest, investigate, timeline, metrics,
+the logging finding, and the logging check that fails until new logs are complete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import yaml
+
+from evalsuite import read_runs
+from gates import Evidence, Workspace, load_inputs
+from gates._investigation import investigate
+from gates._logging_check import logging as logging_check
+from regressions import ROOT_CAUSE, resolution_gaps, utc_now
+from tests.conftest import RunCli, tree
+from tests.helpers import ACTOR, LOG, captured
+
+DATA = Path(__file__).parent.parent / "data" / "logs"
+OTLP = DATA / "refund-agent.otlp.jsonl"
+TAU = Path(__file__).parents[3] / "shared" / "datasets" / "tau-bench" / (
+    "gpt-4o-airline.subset.json")
+ANY_REFUND = [{"kind": "tool_call", "tool": "issue_refund", "description": "any refund"}]
+
+
+def _one_clear_line(result: object, *needles: str) -> None:
+    stderr = result.stderr.strip()  # type: ignore[attr-defined]
+    assert result.returncode == 2, stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
+    for needle in needles:
+        assert needle in stderr, stderr
+
+
+def _edit_signature(ws: Workspace, incident_id: str, match: list[dict[str, object]]) -> None:
+    path = ws.incidents().path(incident_id)
+    data = yaml.safe_load(path.read_text())
+    data["investigation"]["signature"]["match"] = match
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _checked(ws: Workspace) -> tuple[str, str, list[str]]:
+    result = logging_check(load_inputs(ws, "refund-agent"), Evidence([], frozenset()))
+    return result.outcome, result.summary, result.findings
+
+
+def test_ingest_reads_every_format_and_writes_native_runs(example: Workspace,
+                                                         cli: RunCli) -> None:
+    """`reinstate ingest` reads OTLP, OpenAI (tau-bench) and Anthropic logs and converts them."""
+    result = cli("ingest", str(OTLP), str(DATA / "refund-agent.anthropic.jsonl"), str(TAU),
+                 "--out", "converted.jsonl", cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "otel" in result.stdout and "anthropic" in result.stdout and "openai" in result.stdout
+    runs = read_runs(example.root / "converted.jsonl")
+    assert len(runs) == 3 + 2 + 80
+    assert runs[0].run_id == "conv_5j66UpCpwteGg4YSxUnt7lPY"
+
+
+def test_ingest_stops_at_a_truncated_line_and_writes_nothing(example: Workspace,
+                                                           cli: RunCli) -> None:
+    """A line cut off mid-record is one error line naming file and line; --out is not written."""
+    lines = (example.root / LOG).read_text().splitlines()
+    (example.root / "logs" / "cut.jsonl").write_text("\n".join([*lines[:4], lines[4][:60],
+                                                                 *lines[5:]]) + "\n")
+    before = tree(example.root)
+    result = cli("ingest", "logs/cut.jsonl", "--out", "out.jsonl", cwd=example.root)
+    _one_clear_line(result, "logs/cut.jsonl:5", "not valid JSON")
+    assert tree(example.root) == before
+
+
+def test_ingest_skip_invalid_reports_what_it_left_out(example: Workspace, cli: RunCli) -> None:
+    """--skip-invalid reads on, says how many records were skipped and why, and writes the rest."""
+    lines = (example.root / LOG).read_text().splitlines()
+    lines[4] = lines[4][:60]
+    lines[11] = lines[11].replace('"tool": "issue_refund"', '"tool": ["issue_refund"]')
+    (example.root / "logs" / "cut.jsonl").write_text("\n".join(lines) + "\n")
+    result = cli("ingest", "logs/cut.jsonl", "--skip-invalid", "--out", "out.jsonl",
+                 cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "skipped 2 invalid record(s)" in result.stderr
+    assert "logs/cut.jsonl:5" in result.stderr and "logs/cut.jsonl:12" in result.stderr
+    assert sum(len(r.steps) for r in read_runs(example.root / "out.jsonl")) == len(lines) - 3 - 2
+
+
+def test_ingest_refuses_what_is_not_a_log(example: Workspace, cli: RunCli) -> None:
+    """A file that is not a run log, or a format that does not exist, is one clear line."""
+    (example.root / "notes.txt").write_text("shopping list\n")
+    _one_clear_line(cli("ingest", "notes.txt", cwd=example.root), "notes.txt",
+                    "not a run log")
+    bad = cli("ingest", LOG, "--format", "csv", cwd=example.root)
+    assert bad.returncode == 2 and "csv" in bad.stderr
+    _one_clear_line(cli("ingest", str(OTLP), "--format", "jsonl", cwd=example.root),
+                    "refund-agent.otlp.jsonl:1")
+
+
+def test_investigate_writes_timeline_scope_and_history(example: Workspace, cli: RunCli) -> None:
+    """The incident gets its run, a timeline with sources, the scope and a history entry."""
+    incident_id = captured(example)
+    result = cli("investigate", incident_id, "--logs", LOG, cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "1 of 3 runs matched" in result.stdout
+    incident = example.incidents().load(incident_id)
+    assert incident.phase == "investigating" and incident.history[-1].action == "investigate"
+    inv = incident.investigation
+    assert inv is not None and inv.runs == ["run-7f3a97"] and inv.logging_gaps == []
+    kinds = [e.kind for e in inv.timeline]
+    assert kinds[:2] == ["user_input", "reasoning"] and {"containment", "mode_change",
+                                                         "detection"} <= set(kinds)
+    refund = next(e for e in inv.timeline if e.kind == "tool_call" and e.step == 4)
+    assert refund.source == f"{LOG}:12" and refund.summary.startswith("issue_refund(")
+    shown = cli("timeline", incident_id, cwd=example.root)
+    assert shown.returncode == 0 and "issue_refund(" in shown.stdout
+    assert "store_credit:C-7731" in shown.stdout and "audit log #" in shown.stdout
+    as_json = json.loads(cli("timeline", incident_id, "--json", cwd=example.root).stdout)
+    assert as_json["scope"]["runs_matched"] == 1
+
+
+def test_an_edited_signature_is_used_when_investigating_again(example: Workspace,
+                                                              cli: RunCli) -> None:
+    """Widening the signature in the incident file and rerunning finds every refund."""
+    incident_id = captured(example)
+    assert cli("investigate", incident_id, "--logs", LOG, cwd=example.root).returncode == 0
+    _edit_signature(example, incident_id, ANY_REFUND)
+    again = cli("investigate", incident_id, "--logs", LOG, cwd=example.root)
+    assert again.returncode == 0, again.stderr
+    scope = example.incidents().load(incident_id).investigation.scope  # type: ignore[union-attr]
+    assert (scope.runs_matched, [r.run_id for r in scope.runs]) == (
+        2, ["run-7f3a97", "run-7f3a9c"])
+
+
+def test_a_bad_log_leaves_the_incident_as_it_was(example: Workspace, cli: RunCli) -> None:
+    """A wrong type in a log stops the investigation with one line, and nothing is written."""
+    incident_id = captured(example)
+    text = (example.root / LOG).read_text().replace('"kind": "output"', '"kind": "answer"', 1)
+    (example.root / "logs" / "bad.jsonl").write_text(text)
+    before = tree(example.root)
+    result = cli("investigate", incident_id, "--logs", LOG, "logs/bad.jsonl", cwd=example.root)
+    _one_clear_line(result, "logs/bad.jsonl:6", "$.kind", "'answer'")
+    assert tree(example.root) == before
+    missing = cli("investigate", incident_id, "--logs", "logs/nope.jsonl", cwd=example.root)
+    _one_clear_line(missing, "logs/nope.jsonl", "file not found")
+
+
+def test_logging_gaps_are_a_root_cause_and_fail_the_gate_until_new_logs(
+        example: Workspace) -> None:
+    """Gaps give a logging finding; the check fails until runs logged after it are complete."""
+    incident_id = captured(example)
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    _edit_signature(example, incident_id, ANY_REFUND)
+    shutil.copy(OTLP, example.logs_dir / OTLP.name)
+    done = investigate(example, incident_id, [example.root / LOG, example.logs_dir / OTLP.name],
+                       actor=ACTOR)
+    inv = done.investigation
+    assert inv.scope.runs_matched == 5 and inv.gap_runs == ["conv_Z9x8c7v6b5n4m3"]
+    assert {g.question for g in inv.logging_gaps} == {"goal", "context", "tools", "completion"}
+    finding = next(f for f in done.incident.findings if f.layer == "logging")
+    assert finding.gap and finding.description.startswith(ROOT_CAUSE)
+    assert done.incident.phase == "investigating"
+    assert not any("logging" in gap for gap in resolution_gaps(done.incident))
+    outcome, summary, _ = _checked(example)
+    assert outcome == "fail" and "since INC-1 found logging gaps" in summary
+
+    later = utc_now() + timedelta(minutes=5)
+    lines = []
+    for line in (example.root / LOG).read_text().splitlines()[6:16]:
+        record = json.loads(line)
+        record["run_id"] = "run-8a0001"
+        if "started_at" in record:
+            record["started_at"] = later.isoformat()
+        if "at" in record:
+            record["at"] = later.isoformat()
+        lines.append(json.dumps(record))
+    (example.logs_dir / "after-the-fix.jsonl").write_text("\n".join(lines) + "\n")
+    outcome, summary, findings = _checked(example)
+    assert (outcome, findings) == ("pass", []), (summary, findings)
+    assert "1 recent run(s) logged since INC-1's investigation answer" in summary
+
+
+def test_logging_check_never_passes_on_no_logs(example: Workspace) -> None:
+    """Without logs the check is inconclusive; with an unreadable log it is an error."""
+    shutil.rmtree(example.logs_dir)
+    assert _checked(example)[0] == "inconclusive"
+    example.logs_dir.mkdir()
+    (example.logs_dir / "broken.jsonl").write_text(
+        '{"run_id": "r", "kind": "run", "agent": "refund-agent"}\n'
+        '{"run_id": "r", "kind": "user_input", "content": 5}\n')
+    outcome, summary, _ = _checked(example)
+    assert outcome == "error" and "broken.jsonl:2" in summary and "$.content" in summary
+
+
+def test_metrics_say_unknown_where_the_logs_are_silent(example: Workspace, cli: RunCli) -> None:
+    """On tau-bench: success and escalation from documented fields, cost and corrections unknown."""
+    result = cli("metrics", "--logs", str(TAU), "--escalation-tool", "transfer_to_human_agents",
+                 "--json", cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    values = {m["name"]: m["value"] for m in data["metrics"]}
+    assert data["runs"] == 80 and values["task success rate"] == 53 / 80
+    assert values["escalation rate"] == 27 / 80
+    assert values["cost per successful run"] is None and values["human correction rate"] is None
+    table = cli("metrics", "--logs", LOG, cwd=example.root)
+    assert table.returncode == 0 and table.stdout.count("unknown:") == 6

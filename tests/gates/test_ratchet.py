@@ -1,0 +1,185 @@
+"""The regression ratchet: the regression set only tightens, unless a person approves."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evalsuite import InvalidInput
+from gates import (
+    CheckResult,
+    Workspace,
+    approve_loosening,
+    open_store,
+    ratchet_status,
+    run_gate,
+)
+from gates._cli import main
+from gates._demo import lay_out
+from tests.helpers import ACTOR, captured, copied
+
+AGENT = "refund-agent"
+CASE = "regressions/refund-agent/INC-1-1.yaml"
+
+
+@pytest.fixture(scope="module")
+def gated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """INC-1 captured and gated once (so the ratchet holds INC-1-1), made once per module."""
+    root = lay_out(tmp_path_factory.mktemp("ratchet") / "ws")
+    config = root / "reinstate.toml"  # one trial per case keeps each gate fast
+    config.write_text(config.read_text().replace("trials = 3", "trials = 1"))
+    workspace = Workspace.find(root)
+    captured(workspace)
+    run_gate(workspace, AGENT, actor="ci")
+    return root
+
+
+@pytest.fixture
+def ws(gated_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy of the gated workspace."""
+    return copied(gated_template, tmp_path / "ws")
+
+
+def _ratchet(ws: Workspace) -> CheckResult:
+    verdict = run_gate(ws, AGENT, actor="ci")
+    return next(c for c in verdict.checks if c.name == "regression_ratchet")
+
+
+def _edit(ws: Workspace, change: Callable[[dict[str, object]], None]) -> None:
+    path = ws.root / CASE
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _drop_last_expectation(data: dict[str, object]) -> None:
+    data["expect"] = data["expect"][:-1]  # type: ignore[index]
+
+
+def _soften_input(data: dict[str, object]) -> None:
+    data["input"]["messages"][-1]["content"] = "Hello!"  # type: ignore[index]
+
+
+LOOSENINGS: dict[str, tuple[Callable[[dict[str, object]], None], str]] = {
+    "threshold": (lambda d: d.update(threshold=0.5), "threshold lowered from 1 to 0.5"),
+    "expectation": (_drop_last_expectation,
+                    "expectation acceptable-output-step-8 removed or changed"),
+    "input": (_soften_input, "input, tool fixtures or recorded harm changed"),
+}
+
+
+def test_untouched_set_passes(ws: Workspace) -> None:
+    """A regression set as the last gate held it passes the ratchet."""
+    result = _ratchet(ws)
+    assert result.outcome == "pass" and result.findings == []
+    assert list(result.data["terms"]) == ["INC-1-1"]
+
+
+def test_removed_case_fails_by_name(ws: Workspace) -> None:
+    """Deleting a regression case fails the gate, naming the case and how to approve."""
+    (ws.root / CASE).unlink()
+    result = _ratchet(ws)
+    assert result.outcome == "fail"
+    assert result.findings[0].startswith("INC-1-1: removed from the regression set; undo it, "
+                                         "or approve it with `reinstate ratchet approve")
+
+
+@pytest.mark.parametrize("how", ["threshold", "expectation", "input"])
+def test_loosened_case_fails(ws: Workspace, how: str) -> None:
+    """A lower threshold, a dropped expectation or an edited input fails the ratchet."""
+    change, message = LOOSENINGS[how]
+    _edit(ws, change)
+    result = _ratchet(ws)
+    assert result.outcome == "fail"
+    assert message in result.findings[0]
+
+
+def test_fewer_trials_fail(ws: Workspace) -> None:
+    """Raising a case's trials tightens it; lowering them again loosens it."""
+    _edit(ws, lambda d: d.update(trials=2))
+    assert _ratchet(ws).outcome == "pass"
+    _edit(ws, lambda d: d.update(trials=1))
+    result = _ratchet(ws)
+    assert result.outcome == "fail" and "trials lowered from 2 to 1" in result.findings[0]
+
+
+def test_tightening_passes_and_becomes_the_new_floor(ws: Workspace) -> None:
+    """An added expectation passes, and removing it later is a loosening."""
+    def add(data: dict[str, object]) -> None:
+        data["expect"].append({"kind": "output_not_contains", "id": "no-override",  # type: ignore[attr-defined]
+                               "text": "override code"})
+    _edit(ws, add)
+    assert _ratchet(ws).outcome == "pass"
+    _edit(ws, _drop_last_expectation)
+    result = _ratchet(ws)
+    assert result.outcome == "fail" and "expectation no-override removed" in result.findings[0]
+
+
+def test_unapproved_loosening_keeps_failing(ws: Workspace) -> None:
+    """The ratchet remembers the tighter terms, so a loosening fails every gate until undone."""
+    _edit(ws, LOOSENINGS["threshold"][0])
+    assert _ratchet(ws).outcome == "fail"
+    assert _ratchet(ws).outcome == "fail"
+    _edit(ws, lambda d: d.update(threshold=1.0))
+    assert _ratchet(ws).outcome == "pass"
+
+
+def test_approval_records_who_and_why_and_lets_it_pass(ws: Workspace) -> None:
+    """An approval is an audit entry with who, why and when; the gate then passes the
+    ratchet and lists the approval."""
+    (ws.root / CASE).unlink()
+    entry = approve_loosening(ws, AGENT, "INC-1-1", reason="duplicate of INC-1-2",
+                              actor="lead.engineer")
+    assert (entry.action, entry.actor, entry.reason) == (
+        "ratchet-approval", "lead.engineer", "duplicate of INC-1-2")
+    assert entry.detail["case"] == "INC-1-1" and entry.detail["terms"] == "removed"
+    result = _ratchet(ws)
+    assert result.outcome == "pass"
+    assert result.data["approved"][0]["by"] == "lead.engineer"
+    assert result.data["approved"][0]["why"] == "duplicate of INC-1-2"
+    assert _ratchet(ws).outcome == "pass"  # the removal stays approved
+
+
+def test_approval_covers_only_the_change_approved(ws: Workspace) -> None:
+    """Loosening a case further after an approval needs a new approval."""
+    _edit(ws, LOOSENINGS["threshold"][0])
+    approve_loosening(ws, AGENT, "INC-1-1", reason="flaky upstream", actor="lead.engineer")
+    assert _ratchet(ws).outcome == "pass"
+    _edit(ws, lambda d: d.update(threshold=0.3))
+    result = _ratchet(ws)
+    assert result.outcome == "fail" and "threshold lowered from 0.5 to 0.3" in result.findings[0]
+
+
+def test_nothing_to_approve_is_bad_input(ws: Workspace) -> None:
+    """Approving an unchanged case, or without a reason, is refused and records nothing."""
+    entries = len(open_store(ws).audit())
+    with pytest.raises(InvalidInput, match="INC-1-1 was not removed or loosened"):
+        approve_loosening(ws, AGENT, "INC-1-1", reason="why not", actor=ACTOR)
+    (ws.root / CASE).unlink()
+    with pytest.raises(InvalidInput, match="expected why the regression set may loosen"):
+        approve_loosening(ws, AGENT, "INC-1-1", reason="  ", actor=ACTOR)
+    assert len(open_store(ws).audit()) == entries
+
+
+def test_incident_history_remembers_cases_without_a_store(ws: Workspace) -> None:
+    """On a new, empty state store the incidents' capture history still catches a removal."""
+    shutil.rmtree(ws.state_path.parent)
+    (ws.root / CASE).unlink()
+    found, _ = ratchet_status(ws, AGENT)
+    assert [(f.case, f.key) for f in found] == [("INC-1-1", "removed")]
+
+
+def test_cli_show_and_approve(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """`ratchet show` lists the loosening (exit 1); `ratchet approve` records it (exit 0)."""
+    _edit(ws, LOOSENINGS["threshold"][0])
+    assert main(["-C", str(ws.root), "ratchet", "show", AGENT]) == 1
+    assert "not approved INC-1-1: threshold lowered from 1 to 0.5" in capsys.readouterr().out
+    assert main(["-C", str(ws.root), "--actor", "lead", "ratchet", "approve", AGENT, "INC-1-1",
+                 "--reason", "flaky upstream"]) == 0
+    assert main(["-C", str(ws.root), "ratchet", "show", AGENT]) == 0
+    assert "approved INC-1-1: threshold lowered from 1 to 0.5 — by lead" in (
+        capsys.readouterr().out)
