@@ -27,6 +27,7 @@ from evalsuite import (
 from gates._config import Workspace
 from gates._controls import Controls, PredicateBinder
 from gates._fingerprint import Fingerprint, fingerprint
+from gates._store import StateStore
 from regressions import Incident, RegressionCase
 
 
@@ -42,6 +43,8 @@ class GateInputs:
     regression_cases: list[RegressionCase]
     incidents: list[Incident]
     fingerprint: Fingerprint
+    store: StateStore | None = None
+    """The state store the gate was given, when not the workspace's own."""
 
     @property
     def cases(self) -> list[EvalCase]:

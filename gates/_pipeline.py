@@ -10,6 +10,7 @@ the gate in the first stage (exit 2, nothing written); a check that cannot run i
 from __future__ import annotations
 
 import traceback
+from dataclasses import replace
 
 from evalsuite import Progress
 from gates import (
@@ -63,7 +64,8 @@ def run_gate(
     progress: Progress | None = None,
 ) -> Verdict:
     """Gate ``agent``: run every check, store the verdict with its fingerprint, return it."""
-    inputs = load_inputs(workspace, agent)
+    # A store given by the caller (a test, an embedding process) serves every check too.
+    inputs = replace(load_inputs(workspace, agent), store=store)
     evidence = run_evals(inputs, trials, progress=progress)
     checks = run_checks(inputs, evidence)
     verdict = decide(inputs, checks)

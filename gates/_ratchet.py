@@ -169,7 +169,8 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
 @register(NAME)
 def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> CheckResult:
     """No regression case was removed or loosened without a recorded approval."""
-    found, memory = ratchet_status(inputs.workspace, inputs.agent.name, inputs.regression_cases)
+    found, memory = ratchet_status(inputs.workspace, inputs.agent.name, inputs.regression_cases,
+                                   inputs.store)
     open_ = [f for f in found if f.approval is None]
     findings = [f"{f.case}: {f.what}; undo it, or approve it with `reinstate ratchet approve "
                 f"{inputs.agent.name} {f.case} --reason …`" for f in open_]

@@ -166,3 +166,19 @@ def test_demo_refuses_a_folder_with_files(tmp_path: Path, cli: RunCli) -> None:
     result = cli("demo", "--dir", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "not empty" in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_given_store_serves_the_ratchet_too(example: Workspace) -> None:
+    """With a store passed in, the ratchet remembers there, not in the workspace's SQLite."""
+    from gates import MemoryStore
+
+    captured(example)
+    memory = MemoryStore()
+    run_gate(example, "refund-agent", actor=ACTOR, store=memory)
+    case = example.regressions_dir("refund-agent") / "INC-1-1.yaml"
+    case.write_text(case.read_text().replace("threshold: 1.0\nsafety: true",
+                                             "threshold: 0.5\nsafety: false"))
+    verdict = run_gate(example, "refund-agent", actor=ACTOR, store=memory)
+    ratchet = next(c for c in verdict.checks if c.name == "regression_ratchet")
+    assert ratchet.outcome == "fail" and ratchet.findings[0].startswith("INC-1-1: ")
+    assert open_store(example).latest_verdict("refund-agent") is None
