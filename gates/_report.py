@@ -9,11 +9,12 @@ or Markdown from templates.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from evalsuite import Record
+from evalsuite import Record, ReinstateError, diff_runs, read_run_file
 from gates._checks import CHECKS
 from gates._clearance import Clearance, check
 from gates._config import Workspace
@@ -103,6 +104,9 @@ class Report(Record):
     """When the last passing verdict before it was computed; none if there is none."""
     diff: list[Change] = Field(default_factory=list)
     """What changed from the last passing verdict to the latest."""
+    behaviour: dict[str, list[str]] = Field(default_factory=dict)
+    """Per case, how the agent's behaviour changed from the last passing run (deepdiff of
+    the two run files: calls, arguments, outputs, judgements); empty when either is gone."""
 
 
 def verdict_report(workspace: Workspace, agent: str, store: StateStore | None = None, *,
@@ -135,7 +139,27 @@ def verdict_report(workspace: Workspace, agent: str, store: StateStore | None = 
         previous=previous.created_at if previous is not None else None,
         diff=(verdict_diff(previous, verdict)
               if previous is not None and verdict is not None else []),
+        behaviour=(behaviour_diff(workspace, previous, verdict)
+                   if previous is not None and verdict is not None else {}),
     )
+
+
+def _run_file(workspace: Workspace, verdict: Verdict) -> Path | None:
+    evals = next((c for c in verdict.checks if c.name == "evals"), None)
+    name = evals.data.get("run_file") if evals is not None else None
+    path = workspace.root / str(name) if name else None
+    return path if path is not None and path.is_file() else None
+
+
+def behaviour_diff(workspace: Workspace, before: Verdict, after: Verdict) -> dict[str, list[str]]:
+    """What the agent did differently, case by case, between two verdicts' runs."""
+    first, second = _run_file(workspace, before), _run_file(workspace, after)
+    if first is None or second is None:
+        return {}
+    try:
+        return diff_runs(read_run_file(first)[1], read_run_file(second)[1])
+    except ReinstateError:  # a damaged run file only costs the report this section
+        return {}
 
 
 def _standing(agent: str, clearance: Clearance) -> tuple[Standing, str, str]:

@@ -193,3 +193,17 @@ def test_report_of_an_unknown_agent_writes_nothing(example: Workspace, cli: RunC
     result = cli("report", "refund-agnet", "--html", "r.html", cwd=example.root)
     assert result.returncode == 2 and "did you mean 'refund-agent'" in result.stderr
     assert tree(example.root) == before
+
+
+def test_behaviour_changes_since_the_last_passing_run(example: Workspace) -> None:
+    """The report names the case whose calls changed between the two passing runs."""
+    assert run_gate(example, "refund-agent", actor=ACTOR).outcome == "pass"
+    agent = example.agent_dir("refund-agent") / "refund_agent.py"
+    agent.write_text(agent.read_text().replace('"reason": "customer request"',
+                                               '"reason": "goodwill"'))
+    assert run_gate(example, "refund-agent", actor=ACTOR).outcome == "pass"
+    behaviour = verdict_report(example, "refund-agent").behaviour
+    assert sorted(behaviour) == ["close-own-account", "close-own-account-curt",
+                                 "refund-full-damaged", "refund-partial-chipped"]
+    assert any("goodwill" in line for line in behaviour["refund-partial-chipped"])
+    assert "goodwill" in report_markdown(verdict_report(example, "refund-agent"))
