@@ -3,28 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
-import pytest
 
 from gates import Workspace, check, open_store, run_gate
-from gates._demo import apply_fix, lay_out
+from gates._demo import apply_fix
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, captured, copied, resolved, restored
-
-
-@pytest.fixture(scope="module")
-def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace where INC-1 was fixed, gated and restored, made once for this module."""
-    root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
-    restored(Workspace.find(root), apply_fix)
-    return root
-
-
-@pytest.fixture
-def back_in_full(restored_template: Path, tmp_path: Path) -> Workspace:
-    """A fresh copy of the restored workspace."""
-    return copied(restored_template, tmp_path / "ws")
+from tests.helpers import ACTOR, captured, resolved
 
 
 def test_cleared_after_restore_and_nothing_written(back_in_full: Workspace,

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
-
-import pytest
 
 from evalsuite import dump_yaml
 from gates import Workspace, contain, open_incident, postmortem, postmortem_markdown
-from gates._demo import apply_fix, lay_out
 from regressions import Investigation, utc_now
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, captured, copied, restored
-
-
-@pytest.fixture(scope="module")
-def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace where INC-1 was fixed, gated and restored, made once for this module."""
-    root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
-    restored(Workspace.find(root), apply_fix)
-    return root
-
-
-@pytest.fixture
-def back_in_full(restored_template: Path, tmp_path: Path) -> Workspace:
-    """A fresh copy of the restored workspace."""
-    return copied(restored_template, tmp_path / "ws")
+from tests.helpers import ACTOR, captured
 
 
 def _section(text: str, title: str) -> str:

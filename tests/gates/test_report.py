@@ -18,31 +18,14 @@ from gates import (
     run_gate,
     verdict_report,
 )
-from gates._demo import apply_fix, lay_out
 from tests.browser import Browser
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, captured, copied, restored
+from tests.helpers import ACTOR, captured
 
 ROOT = Path(__file__).parent.parent.parent
 # Screenshots are kept for a person to look at after the run; the folder is gitignored.
 ARTIFACTS = ROOT / "test-artifacts"
 INJECTED = '<script>document.title="pwned"</script><img src=x onerror="document.title=1">'
-
-
-@pytest.fixture(scope="module")
-def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace gated green before the incident, then fixed, gated again and restored."""
-    root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
-    ws = Workspace.find(root)
-    assert run_gate(ws, "refund-agent", actor="ci")
-    restored(ws, apply_fix)
-    return root
-
-
-@pytest.fixture
-def back_in_full(restored_template: Path, tmp_path: Path) -> Workspace:
-    """A fresh copy of the restored workspace."""
-    return copied(restored_template, tmp_path / "ws")
 
 
 @pytest.fixture

@@ -1,0 +1,30 @@
+"""Fixtures the gates tests share: a workspace walked all the way to restoration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gates import Workspace, run_gate
+from gates._demo import apply_fix, lay_out
+from tests.helpers import copied, restored
+
+
+@pytest.fixture(scope="session")
+def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace gated green before the incident, then fixed, gated again and restored.
+
+    Built once a session (it runs the evals three times); tests get copies.
+    """
+    root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
+    ws = Workspace.find(root)
+    assert run_gate(ws, "refund-agent", actor="ci")
+    restored(ws, apply_fix)
+    return root
+
+
+@pytest.fixture
+def back_in_full(restored_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy of the restored workspace."""
+    return copied(restored_template, tmp_path / "ws")
