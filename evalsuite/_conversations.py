@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from evalsuite._documents import json_path, line_of
 from evalsuite._errors import InvalidInput
-from evalsuite._parts import RunHeader, RunPart, Skips
+from evalsuite._parts import RunHeader, RunPart, Skips, skip_or_raise
 from evalsuite._run import RunOutcome, Step, Usage
 
 MESSAGE_KEYS = ("messages", "traj")
@@ -69,9 +69,7 @@ def conversation_records(path: Path, skips: Skips | None) -> Iterator[tuple[Any,
                 yield json.loads(raw), f"line {number}"
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 error = InvalidInput(path, "", f"not valid JSON: {_reason(exc)}", line=number)
-                if skips is None:
-                    raise error from None
-                skips.add(error)
+                skip_or_raise(skips, error)
 
 
 def first_value(path: Path) -> Any:
@@ -103,9 +101,7 @@ def conversation_parts(path: Path, skips: Skips | None, convert: Convert,
         try:
             yield _part(record, place, path, convert, messages_model, text_for_lines)
         except InvalidInput as exc:
-            if skips is None:
-                raise
-            skips.add(exc)
+            skip_or_raise(skips, exc)
 
 
 def _part(record: Any, place: str, path: Path, convert: Convert,

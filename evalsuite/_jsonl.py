@@ -21,7 +21,7 @@ from pydantic import Field, TypeAdapter, ValidationError, create_model
 
 from evalsuite._documents import json_path, strip_tags, write_atomic, write_atomic_lines
 from evalsuite._errors import InvalidInput
-from evalsuite._parts import RunHeader, RunPart, Skips, merge_parts
+from evalsuite._parts import RunHeader, RunPart, Skips, merge_parts, skip_or_raise
 from evalsuite._run import STEP_KINDS, Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput
 
 _STEP = TypeAdapter[Step](Step)
@@ -67,9 +67,7 @@ def native_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
                     try:
                         _explain(raw, number, path)
                     except InvalidInput as exc:
-                        if skips is None:
-                            raise
-                        skips.add(exc)
+                        skip_or_raise(skips, exc)
                     continue
                 if type(record) is _HeaderLine:
                     if part is not None:

@@ -23,7 +23,7 @@ from typing_extensions import TypedDict
 from evalsuite._conversations import first_value, read_json_text
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
-from evalsuite._parts import Skips
+from evalsuite._parts import Skips, skip_or_raise
 
 
 class AnyValue(TypedDict, total=False):
@@ -138,9 +138,7 @@ def export_requests(path: Path, skips: Skips | None) -> Iterator[tuple[Any, str,
         try:
             yield _validated(text, path, None), "$", None
         except InvalidInput as exc:
-            if skips is None:
-                raise
-            skips.add(exc)
+            skip_or_raise(skips, exc)
         return
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
@@ -149,9 +147,7 @@ def export_requests(path: Path, skips: Skips | None) -> Iterator[tuple[Any, str,
             try:
                 yield _validated(raw, path, number), f"line {number}", number
             except InvalidInput as exc:
-                if skips is None:
-                    raise
-                skips.add(exc)
+                skip_or_raise(skips, exc)
 
 
 def _validated(raw: str | bytes, path: Path, line: int | None) -> Any:

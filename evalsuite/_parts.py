@@ -164,3 +164,10 @@ class Skips:
                 for reason, count in self.reasons.most_common()]
 
 
+def skip_or_raise(skips: Skips | None, error: InvalidInput) -> None:
+    """Count a bad record when invalid ones are skipped; otherwise it stops the read."""
+    if skips is None:
+        raise error from None
+    skips.add(error)
+
+

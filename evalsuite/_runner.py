@@ -211,7 +211,7 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
                     record: Record_ | None = None) -> list[CaseResult]:
     """Every case for its trials, at most ``concurrency`` trials in flight."""
     settings = engine.settings
-    plan = [(case, n) for case in cases for n in range(1, (case.trials or settings.trials) + 1)]
+    plan = [(case, n) for case in cases for n in _trial_numbers(case, settings)]
     total, done = len(plan), 0
     by_case: dict[str, list[TrialResult]] = {c.id: [] for c in cases}
     pending = iter(plan)
@@ -233,14 +233,21 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
             await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, total))))
     finally:
         await engine.adapter.aclose()
+    return [_case_result(c, by_case[c.id], settings) for c in cases]
+
+
+def _trial_numbers(case: EvalCase, settings: RunSettings) -> range:
+    return range(1, (case.trials or settings.trials) + 1)
+
+
+def _case_result(case: EvalCase, trials: list[TrialResult],
+                 settings: RunSettings) -> CaseResult:
     # Built from the engine's own, already validated values: validating them again
     # would cost more than running an instant agent.
-    return [
-        CaseResult.model_construct(case_id=c.id, tags=c.tags, threshold=c.threshold,
-                                   trials=sorted(by_case[c.id], key=lambda t: t.trial),
-                                   every_trial=every_trial(c), confidence=settings.confidence)
-        for c in cases
-    ]
+    return CaseResult.model_construct(
+        case_id=case.id, tags=case.tags, threshold=case.threshold,
+        trials=sorted(trials, key=lambda t: t.trial), every_trial=every_trial(case),
+        confidence=settings.confidence)
 
 
 @contextmanager
@@ -275,11 +282,8 @@ def run_case(adapter: Adapter, case: EvalCase, trials: int,
 
 async def _keep_open(engine: Engine, case: EvalCase) -> CaseResult:
     # One case at a time (the pytest plugin): the adapter stays open for the next one.
-    trials = [await engine.trial(case, n) for n in range(1, (case.trials or
-                                                             engine.settings.trials) + 1)]
-    return CaseResult(case_id=case.id, tags=case.tags, threshold=case.threshold,
-                      trials=trials, every_trial=every_trial(case),
-                      confidence=engine.settings.confidence)
+    trials = [await engine.trial(case, n) for n in _trial_numbers(case, engine.settings)]
+    return _case_result(case, trials, engine.settings)
 
 
 def run_trial(adapter: Adapter, case: EvalCase, trial: int,
