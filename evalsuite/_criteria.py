@@ -139,11 +139,6 @@ def _matching_calls(
     ]
 
 
-def _describe(call: ToolCall) -> str:
-    args = ", ".join(f"{k}={v!r}" for k, v in call.arguments.items())
-    return f"{call.tool}({args})"
-
-
 class _SchemaChecked(_Criterion):
     tool: str
     """The tool the criterion is about."""
@@ -164,11 +159,11 @@ class ToolCalled(_SchemaChecked):
         """Judge the behaviour's tool calls."""
         hits = _matching_calls(behaviour.tool_calls, self.tool, self.arguments)
         if hits:
-            return self._verdict(True, f"called {_describe(hits[0])}")
+            return self._verdict(True, f"called {hits[0].describe()}")
         seen = [c for c in behaviour.tool_calls if c.tool == self.tool]
         detail = f"{self.tool} was not called"
         if seen:
-            detail = f"{self.tool} was called, but not as expected: {_describe(seen[0])}"
+            detail = f"{self.tool} was called, but not as expected: {seen[0].describe()}"
         return self._verdict(False, detail)
 
 
@@ -181,7 +176,7 @@ class ToolNotCalled(_SchemaChecked):
         """Judge the behaviour's tool calls."""
         hits = _matching_calls(behaviour.tool_calls, self.tool, self.arguments)
         if hits:
-            return self._verdict(False, f"called {_describe(hits[0])}")
+            return self._verdict(False, f"called {hits[0].describe()}")
         return self._verdict(True, f"no matching call to {self.tool}")
 
 
@@ -202,7 +197,7 @@ class ToolArguments(_Criterion):
         for call in calls:
             problem = schema_violation(self.arguments, call.arguments)
             if problem is not None:
-                return self._verdict(False, f"{_describe(call)}: {problem}")
+                return self._verdict(False, f"{call.describe()}: {problem}")
         return self._verdict(True, f"{len(calls)} call(s) to {self.tool} within the schema")
 
 
@@ -307,7 +302,7 @@ class FieldBounds(_Criterion):
         """Judge the field in each call to the tool, or in the output."""
         targets: list[tuple[str, Any]]
         if self.tool is not None:
-            targets = [(_describe(c), c.arguments) for c in behaviour.tool_calls
+            targets = [(c.describe(), c.arguments) for c in behaviour.tool_calls
                        if c.tool == self.tool]
         elif behaviour.output is None:
             return self._verdict(True, "no output to judge")
@@ -360,7 +355,7 @@ class Expected(_Criterion):
             for call in calls:
                 difference = self._diff(call.arguments)
                 if difference is not None:
-                    return self._verdict(False, f"{_describe(call)} differs: {difference}")
+                    return self._verdict(False, f"{call.describe()} differs: {difference}")
             return self._verdict(True, f"{len(calls)} call(s) to {self.tool} as expected")
         if behaviour.output is None:
             return self._verdict(True, "no output to judge")

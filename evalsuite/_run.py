@@ -53,6 +53,15 @@ class ToolCall(Record):
     """False when the log recorded the call but not what it was called with (OpenTelemetry
     spans without content capture); unset when the arguments were logged."""
 
+    def describe(self) -> str:
+        """``tool(arg=value, …)``, as findings, timelines and reports show a call."""
+        if self.arguments_logged is False:
+            return f"{self.tool}(<arguments not logged>)"
+        if self.raw_arguments is not None:
+            return f"{self.tool}({self.raw_arguments})"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments.items())
+        return f"{self.tool}({args})"
+
 
 class ToolResult(Record):
     """What a tool returned to the agent."""

@@ -25,8 +25,7 @@ def did(run: Run) -> list[str]:
     lines = []
     for step in run.steps:
         if isinstance(step, ToolCall):
-            args = ", ".join(f"{k}={v!r}" for k, v in step.arguments.items())
-            lines.append(f"called {step.tool}({args})")
+            lines.append(f"called {step.describe()}")
         elif isinstance(step, Output):
             lines.append(f"answered {short(step.content, 400)}")
     return lines or ["nothing: no tool call and no answer"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult
 from gates._case_failure import failure_data
 from gates._inputs import GateInputs
-from gates._policy import decide_call, judge_acceptance, route_call, route_output
+from gates._policy import decide_call, judge_acceptance, stop_or_route
 from gates._verdict import CheckResult, Outcome, combine
 
 
@@ -83,12 +83,6 @@ def _result(name: str, findings: list[str], summary: str, *, doubts: list[str] |
         outcomes.append("inconclusive")
     return CheckResult(name=name, outcome=combine(outcomes), summary=summary,
                        findings=findings + (doubts or []), data=dict(data))
-
-
-def describe(call: ToolCall) -> str:
-    """``tool(arg=value, …)`` for messages."""
-    args = ", ".join(f"{k}={v!r}" for k, v in call.arguments.items())
-    return f"{call.tool}({args})"
 
 
 @register("evals")
@@ -192,12 +186,12 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> CheckResult:
             if decision.stopped:
                 stopped += 1
             else:
-                findings.append(f"{case.id} step {index}: {describe(call)} is still allowed "
+                findings.append(f"{case.id} step {index}: {call.describe()} is still allowed "
                                 f"({decision.rule})")
     # The policy was enforced while the eval suite ran: what it denied there was good
     # behaviour blocked. Passing runs are replayed to count what now goes to review.
     for case_id, call, denial, _, _ in evidence.blocked_good_calls():
-        finding = f"over-blocking: {case_id}: good call {describe(call)} is {denial}"
+        finding = f"over-blocking: {case_id}: good call {call.describe()} is {denial}"
         if finding not in findings:
             findings.append(finding)
     good = reviewed = 0
@@ -254,17 +248,10 @@ def review_routing(inputs: GateInputs, evidence: Evidence) -> CheckResult:
     for case in inputs.regression_cases:
         for index in case.recorded.harmful:
             step = case.recorded.steps[index]
-            before, context = case.recorded.steps[:index], case.input.context
             steps += 1
-            if isinstance(step, ToolCall):
-                decision = decide_call(controls, step, before, context)
-                if not decision.stopped:
-                    decision = route_call(controls, step, before, context)
-                what = describe(step)
-            else:
-                decision = route_output(controls, step.content,  # type: ignore[union-attr]
-                                        before, context)
-                what = "the output"
+            decision = stop_or_route(controls, step, case.recorded.steps[:index],
+                                     case.input.context)
+            what = step.describe() if isinstance(step, ToolCall) else "the output"
             if decision.stopped:
                 caught += 1
             else:

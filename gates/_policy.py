@@ -10,6 +10,7 @@ from evalsuite import (
     Behaviour,
     ExpressionFailed,
     Judgement,
+    Output,
     Record,
     Step,
     ToolCall,
@@ -116,6 +117,18 @@ def route_output(controls: Controls, output: str, history: Sequence[Step] = (),
             continue
         return _routed(rule, index)
     return Decision(effect="allow", rule="review", reason="no review rule matches")
+
+
+def stop_or_route(controls: Controls, step: Step, history: Sequence[Step] = (),
+                  context: dict[str, Any] | None = None) -> Decision:
+    """Whether a harmful step is kept from acting alone: a call denied by the permissions
+    or sent to a person, an output sent to a person. Anything else takes effect."""
+    if isinstance(step, ToolCall):
+        decision = decide_call(controls, step, history, context)
+        return decision if decision.stopped else route_call(controls, step, history, context)
+    if isinstance(step, Output):
+        return route_output(controls, step.content, history, context)
+    return Decision(effect="allow", rule="review", reason=f"a {step.kind} step takes no effect")
 
 
 def _call_matches(controls: Controls, rule: ReviewRule, call: ToolCall,

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from evalsuite import InvalidInput, Output, ToolCall, load_cases
+from evalsuite import InvalidInput, ToolCall, load_cases
 from gates._baseline import load_baseline
-from gates._checks import describe
 from gates._config import Workspace
 from gates._controls import Controls
-from gates._policy import decide_call, judge_acceptance, rejection, route_call, route_output
+from gates._policy import decide_call, judge_acceptance, rejection, stop_or_route
 from regressions import LAYERS, FixLocation, Incident, Layer, RegressionCase
 
 SUGGESTED_FIX: dict[Layer, FixLocation] = {
@@ -59,7 +58,7 @@ def analyse(incident: Incident, cases: list[RegressionCase], baseline: Controls,
             decision = decide_call(baseline, call, steps[:index], context)
             let_through = not decision.stopped
             permission.gap = bool(permission.gap) or let_through
-            permission.facts.append(f"{describe(call)} was {decision.effect} "
+            permission.facts.append(f"{call.describe()} was {decision.effect} "
                                     f"({decision.rule})")
             permission.evidence.append(f"{case.id} step {index}")
         verdict = rejection(judge_acceptance(baseline, case.recorded.harmful_behaviour()))
@@ -71,15 +70,8 @@ def analyse(incident: Incident, cases: list[RegressionCase], baseline: Controls,
         acceptance.evidence.append(case.id)
         for index in case.recorded.harmful:
             step = steps[index]
-            if isinstance(step, ToolCall):
-                routed = decide_call(baseline, step, steps[:index], context)
-                if not routed.stopped:
-                    routed = route_call(baseline, step, steps[:index], context)
-                what = describe(step)
-            else:
-                assert isinstance(step, Output)
-                routed = route_output(baseline, step.content, steps[:index], context)
-                what = "the answer"
+            routed = stop_or_route(baseline, step, steps[:index], context)
+            what = step.describe() if isinstance(step, ToolCall) else "the answer"
             review.gap = bool(review.gap) or not routed.stopped
             review.facts.append(f"{what} " + ("went straight through" if not routed.stopped
                                               else f"was stopped ({routed.rule})"))

@@ -15,7 +15,7 @@ from typing import Any
 
 from evalsuite import Output, ReinstateError, Step, ToolCall
 from gates._baseline import load_baseline, tag_counts
-from gates._checks import Evidence, describe, register
+from gates._checks import Evidence, register
 from gates._controls import Controls
 from gates._inputs import GateInputs
 from gates._policy import (
@@ -41,7 +41,7 @@ def _replay_calls(cases: list[RegressionCase], before: Controls, after: Controls
         context = case.input.context
         for index, call in case.recorded.harmful_calls():
             history = case.recorded.steps[:index]
-            out.append((f"{case.id} step {index}: {describe(call)}",
+            out.append((f"{case.id} step {index}: {call.describe()}",
                         decide(before, call, history, context),
                         decide(after, call, history, context)))
     return out

@@ -9,7 +9,7 @@ from deepdiff import DeepDiff
 
 from evalsuite import Behaviour
 from gates._baseline import load_baseline
-from gates._checks import Evidence, describe
+from gates._checks import Evidence
 from gates._config import Workspace
 from gates._controls import CONTROL_FILES, Controls
 from gates._evals import run_evals
@@ -47,7 +47,7 @@ def overblocking(evidence: Evidence, baseline: Controls, today: Controls) -> lis
         before = decide_call(baseline, call, run.steps[:index], run.context)
         after = decide_call(today, call, run.steps[:index], run.context)
         if after.effect == "deny" and before.effect != "deny":
-            found.append(f"{case_id}: good call {describe(call)} is now denied by "
+            found.append(f"{case_id}: good call {call.describe()} is now denied by "
                          f"{after.rule}: {after.reason}")
     for case_id, run in evidence.good_runs():
         behaviour = Behaviour.of_run(run)

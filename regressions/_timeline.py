@@ -30,11 +30,7 @@ def step_summary(step: Step) -> str:
     if isinstance(step, UserInput | Reasoning | Output):
         return short(step.content)
     if isinstance(step, ToolCall):
-        if step.arguments_logged is False:
-            return f"{step.tool}(<arguments not logged>)"
-        args = step.raw_arguments if step.raw_arguments is not None else ", ".join(
-            f"{k}={v!r}" for k, v in step.arguments.items())
-        return short(f"{step.tool}({args})")
+        return short(step.describe())
     assert isinstance(step, ToolResult)
     name = step.tool or "result"
     if step.error is not None:
