@@ -12,9 +12,6 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-import cel
-from cel.stdlib import STDLIB_FUNCTIONS
-
 from evalsuite._errors import did_you_mean
 from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserInput
 
@@ -34,14 +31,29 @@ STANDARD_FUNCTIONS = frozenset({
     "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours",
     "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
 })
-FUNCTIONS = STANDARD_FUNCTIONS | frozenset(STDLIB_FUNCTIONS)
+
+
+@lru_cache(maxsize=1)
+def _stdlib() -> dict[str, Any]:
+    # Imported on first use: the CEL package costs more at start-up than the whole CLI
+    # needs for commands that never read a rule (`reinstate mode`).
+    from cel.stdlib import STDLIB_FUNCTIONS
+
+    return dict(STDLIB_FUNCTIONS)
+
+
+def known_functions() -> frozenset[str]:
+    """Functions an expression may call: the language's and the extensions'."""
+    return STANDARD_FUNCTIONS | frozenset(_stdlib())
 
 
 @lru_cache(maxsize=2048)
 def _compile(source: str) -> tuple[Any, bool]:
     """The program, and whether it needs the extension functions (which cost a context)."""
+    import cel
+
     program = cel.compile(source)
-    return program, bool(set(program.functions()) & set(STDLIB_FUNCTIONS))
+    return program, bool(set(program.functions()) & set(_stdlib()))
 
 
 def check_expression(source: str, variables: Sequence[str]) -> str:
@@ -52,9 +64,9 @@ def check_expression(source: str, variables: Sequence[str]) -> str:
         first = str(exc).splitlines()[0]
         raise ValueError(f"invalid CEL expression: {first}") from None
     for name in program.functions():
-        if name[0] not in "_@!" and name not in FUNCTIONS:
+        if name[0] not in "_@!" and name not in known_functions():
             raise ValueError(f"unknown function '{name}' in expression"
-                             + did_you_mean(name, FUNCTIONS))
+                             + did_you_mean(name, known_functions()))
     bound = set(_BOUND.findall(source))
     for name in program.variables():
         if name not in variables and name not in bound:
@@ -70,8 +82,10 @@ def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
     try:
         program, extended = _compile(source)
         if extended:
+            import cel
+
             return program.execute(cel.Context(variables=dict(activation),
-                                               functions=STDLIB_FUNCTIONS))
+                                               functions=_stdlib()))
         return program.execute(dict(activation))
     except Exception as exc:  # the CEL runtime raises several types; all mean "no answer"
         raise ExpressionFailed(f"{type(exc).__name__}: {exc}") from None

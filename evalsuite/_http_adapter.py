@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported when first used: most gates never reach an HTTP agent
+    import httpx
 
 from evalsuite._agent import (
     AgentCrashed,
@@ -36,6 +37,8 @@ class HttpAdapter:
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._client is None:
             headers = {}
             if self._spec.api_key_env:
@@ -49,6 +52,8 @@ class HttpAdapter:
         return self._client
 
     async def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
+        import httpx
+
         try:
             response = await self._http().post(self._spec.url, json=body)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
