@@ -16,19 +16,25 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from gates._store import AuditEntry, StateStore, verdict_digest, verify_chain
+from gates._verdict import Verdict
 
 
 def verify_audit(store: StateStore, agents: Iterable[str] = (),
-                 anchors: Sequence[tuple[int, str]] = ()) -> list[str]:
+                 anchors: Sequence[tuple[int, str]] = (),
+                 verdicts: Sequence[Verdict] = ()) -> list[str]:
     """Every sign of tampering, each naming the entry or the record concerned.
 
     ``agents`` are checked for a mode or verdict that has no audit entry at all;
-    ``anchors`` are (number, hash) pairs recorded elsewhere that the log must still hold.
+    ``anchors`` are (number, hash) pairs recorded elsewhere that the log must still hold;
+    ``verdicts`` are copies of verdicts kept elsewhere (a CI artefact, a signed
+    attestation), each of which the log must still hold at the place it was stored.
     """
     entries = store.audit()
     problems = verify_chain(entries)
     problems += _head_problems(store, entries)
     by_seq = {e.seq: e for e in entries}
+    for verdict in verdicts:
+        problems += verdict_anchor_problems(by_seq, verdict)
     for seq, digest in anchors:
         anchored = by_seq.get(seq)
         if anchored is None:
@@ -51,9 +57,13 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
 
 def _head_problems(store: StateStore, entries: list[AuditEntry]) -> list[str]:
     head = store.head()
-    if head is None:
-        return []  # written before heads were kept
     last = entries[-1] if entries else None
+    if head is None:
+        if last is None:
+            return []
+        # Every write keeps the head with its entry: a log without one had it removed.
+        return [f"entry {last.seq}: the log has {len(entries)} entries but no recorded head: "
+                f"the head was removed, so entries may have been removed from the end"]
     if last is not None and (last.seq, last.hash) == head:
         return []
     seq, digest = head
@@ -100,3 +110,23 @@ def _verdict_problems(store: StateStore, agent: str, entry: AuditEntry | None) -
     return [f"verdicts: the latest of {agent} is {what}, but the last verdict entry "
             f"(entry {entry.seq}) recorded another ({entry.detail.get('outcome')}): the "
             f"verdicts table was changed behind the audit log"]
+
+
+def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> list[str]:
+    """Whether the log still holds ``verdict`` where it was stored: the head it was stamped
+    with, then the verdict's own entry with the verdict's digest."""
+    head = verdict.audit_head
+    stamp = f"the {verdict.outcome} verdict of {verdict.agent} of {verdict.created_at.isoformat()}"
+    if head is None:
+        return [f"{stamp} carries no audit head (written before heads were kept): it "
+                f"cannot anchor the log"]
+    before = by_seq.get(head.seq)
+    if head.seq > 0 and (before is None or before.hash != head.hash):
+        return [f"entry {head.seq}: {'missing' if before is None else 'rewritten'}, but "
+                f"{stamp} was stored after it (hash {head.hash[:12]}…)"]
+    own = by_seq.get(head.seq + 1)
+    if (own is None or own.action != "verdict" or own.prev_hash != head.hash
+            or own.detail.get("sha256") != verdict_digest(verdict)):
+        return [f"entry {head.seq + 1}: {'missing' if own is None else 'not this verdict'}, "
+                f"but {stamp} was stored there: entries were removed or rewritten"]
+    return []

@@ -33,3 +33,13 @@ class UnknownAgent(GatesError):
     def __init__(self, name: str, hint: str) -> None:
         self.name = name
         super().__init__(f"unknown agent '{name}'{hint}")
+
+
+class ModeChanged(Refused):
+    """The agent's mode changed while a restore was deciding (a containment came in)."""
+
+    def __init__(self, agent: str, now: str) -> None:
+        self.agent = agent
+        super().__init__(f"Can't restore '{agent}'",
+                         [f"its mode changed while restore was checking: it is now {now}; "
+                          f"run `reinstate restore {agent}` again to see why"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import replace
 
-from evalsuite import Progress
+from evalsuite import Progress, ReinstateError
 from gates import (
     _logging_check,  # noqa: F401 - registers the logging check
     _ratchet,  # noqa: F401 - registers the regression_ratchet check
@@ -22,8 +22,8 @@ from gates._checks import CHECKS, Evidence
 from gates._config import Workspace
 from gates._evals import run_evals
 from gates._inputs import GateInputs, load_inputs
-from gates._state import open_store
-from gates._store import StateStore
+from gates._state import open_store, require_store, standing
+from gates._store import StateStore, verdict_digest
 from gates._verdict import CheckResult, Verdict, combine
 from regressions import utc_now
 
@@ -62,12 +62,34 @@ def run_gate(
     trials: int | None = None,
     store: StateStore | None = None,
     progress: Progress | None = None,
+    new_store: bool = False,
 ) -> Verdict:
-    """Gate ``agent``: run every check, store the verdict with its fingerprint, return it."""
+    """Gate ``agent``: run every check, store the verdict with its fingerprint, return it.
+
+    A missing state store is started only when the workspace shows no history, or with
+    ``new_store`` (a CI job that starts from an empty store by design).
+    """
+    if store is None:
+        require_store(workspace, new_store=new_store)
     # A store given by the caller (a test, an embedding process) serves every check too.
-    inputs = replace(load_inputs(workspace, agent), store=store)
+    inputs = load_inputs(workspace, agent)
+    # Incidents as the audit log vouches for them: one restored only by a hand edit is
+    # open, and its changes are verified again.
+    vouched = standing(workspace, agent, store or open_store(workspace)).incidents
+    inputs = replace(inputs, store=store, incidents=vouched)
     evidence = run_evals(inputs, trials, progress=progress)
     checks = run_checks(inputs, evidence)
     verdict = decide(inputs, checks)
     (store or open_store(workspace)).save_verdict(verdict, actor)
     return verdict
+
+
+def stored_by_this_run(workspace: Workspace, verdict: Verdict,
+                       store: StateStore | None = None) -> bool:
+    """Whether the store's latest verdict for the agent is exactly ``verdict``: the gate
+    exits 0 only then, whatever the code it ran did to the objects in its memory."""
+    try:
+        latest = (store or open_store(workspace)).latest_verdict(verdict.agent)
+    except ReinstateError:
+        return False
+    return latest is not None and verdict_digest(latest) == verdict_digest(verdict)

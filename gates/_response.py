@@ -14,7 +14,7 @@ from gates._config import Workspace
 from gates._errors import StoreUnavailable
 from gates._inputs import regression_set_lock
 from gates._state import open_store
-from gates._store import MODES, ModeRecord, StateStore
+from gates._store import ModeRecord, StateStore
 from regressions import (
     ChangeLayer,
     Containment,
@@ -76,25 +76,21 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
         raise InvalidInput(None, "--scope", "expected the scope of harm as known now")
     warnings = []
     store = store or open_store(workspace)
-    try:
-        current = store.mode(incident.agent)
-    except StoreUnavailable:  # must not stop containment; the write below reports a dead store
-        current = None
-    effective = mode
-    if current is not None and MODES.index(current.mode) < MODES.index(mode):
-        effective = current.mode  # type: ignore[assignment]
-        warnings.append(f"{incident.agent} is already {current.mode}; kept that, the more "
-                        f"restrictive mode")
     now = utc_now()
     try:
-        store.set_mode(
-            ModeRecord(agent=incident.agent, mode=effective, since=now, actor=actor,
+        # Read and written in one transaction: a stricter mode already in force (another
+        # containment, even one racing this) is kept, never loosened.
+        _, effective = store.tighten_mode(
+            ModeRecord(agent=incident.agent, mode=mode, since=now, actor=actor,
                        reason=f"contain {incident.id}: {scope}"),
             detail={"incident": incident.id},
         )
     except StoreUnavailable as exc:
         raise StoreUnavailable(f"{incident.agent} is NOT contained: {exc}; stop it by its "
                                f"rollback plan now") from None
+    if effective != mode:
+        warnings.append(f"{incident.agent} is already {effective}; kept that, the more "
+                        f"restrictive mode")
     missing = [n for n in workspace.config.containment.notify if n not in notify]
     if missing:
         warnings.append(f"not notified: {', '.join(missing)} (required by reinstate.toml)")

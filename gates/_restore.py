@@ -8,21 +8,18 @@ from gates._audit import verify_audit
 from gates._config import Workspace
 from gates._errors import Refused
 from gates._fingerprint import fingerprint
-from gates._state import open_store
-from gates._store import ModeRecord, StateStore
-from regressions import Incident, resolution_gaps, utc_now
-
-
-def unresolved(workspace: Workspace, agent: str) -> list[Incident]:
-    """The agent's incidents that are not yet restored or closed."""
-    return [i for i in workspace.incidents().all(agent) if i.phase not in ("restored", "closed")]
+from gates._state import RESTORED, open_store, standing
+from gates._store import ModeRecord, StateStore, verdict_digest
+from regressions import resolution_gaps, utc_now
 
 
 def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> list[str]:
     """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore."""
     workspace.require_agent(agent)
     reasons = [f"the audit log does not verify: {p}" for p in verify_audit(store, [agent])]
-    incidents = unresolved(workspace, agent)
+    held = standing(workspace, agent, store)
+    reasons += [f"tampering: {forged}" for forged in held.forged.values()]
+    incidents = held.open
     known = {i.id for i in workspace.incidents().all(agent)}
     for entry in store.audit(agent):
         named = entry.detail.get("incident")
@@ -70,23 +67,28 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
             store: StateStore | None = None) -> Restored:
     """Put ``agent`` back in full operation, or raise :class:`Refused` listing every reason."""
     store = store or open_store(workspace)
+    # Read before deciding: the mode is set back to full only if nobody changed it since
+    # (compare and set), so a containment that comes in meanwhile is never overwritten.
+    current = store.mode(agent)
     reasons = restore_blockers(workspace, agent, store)
     if reasons:
         raise Refused(f"Can't restore '{agent}'", reasons)
-    incidents = unresolved(workspace, agent)
-    current = store.mode(agent)
+    incidents = standing(workspace, agent, store).open
     if (current is None or current.mode == "full") and not incidents:
         return Restored(agent=agent, incidents=[], already_full=True)
     verdict = store.latest_verdict(agent)
     assert verdict is not None  # restore_blockers refuses without one
-    store.set_mode(
+    store.replace_mode(
         ModeRecord(agent=agent, mode="full", since=utc_now(), actor=actor,
                    reason=f"restore after {', '.join(i.id for i in incidents) or 'review'}"),
+        expected=current,
         detail={"verdict_created_at": verdict.created_at.isoformat(),
-                "incidents": [i.id for i in incidents]},
+                "verdict": verdict_digest(verdict), RESTORED: [i.id for i in incidents]},
     )
     book = workspace.incidents()
     for incident in incidents:
+        if book.load(incident.id).restored_at is not None:
+            continue  # restored before, through another store: the log now vouches for it
         with book.change(incident.id, action="restore", actor=actor,
                          detail=f"verdict of {verdict.created_at.isoformat()}") as record:
             record.restored_at = utc_now()

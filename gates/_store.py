@@ -8,6 +8,7 @@ hash-chained so an edited, removed or reordered entry shows.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,11 +19,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, ValidationError
 
 from evalsuite import Record
-from gates._errors import StoreUnavailable
-from gates._verdict import Verdict
+from gates._errors import ModeChanged, StoreUnavailable
+from gates._verdict import AuditHead, Verdict
 from regressions import utc_now
 
 Mode = Literal["full", "review", "suspended"]
@@ -107,8 +108,26 @@ class StateStore(Protocol):
         """Set the mode and append the audit entry, in one transaction."""
         ...
 
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set ``record.mode`` unless the current mode is stricter (then keep that), and
+        append the audit entry: read and written in one transaction, so two containments
+        racing end in the stricter mode. Returns the entry and the mode now in force."""
+        ...
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode only while the current record is still ``expected`` (compare and
+        set, in one transaction); otherwise raise :class:`ModeChanged`. Restore uses it, so
+        a containment made while it checked is never overwritten with ``full``."""
+        ...
+
     def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
-        """Store a verdict and append the audit entry, in one transaction."""
+        """Store a verdict and append the audit entry, in one transaction.
+
+        The store stamps ``verdict.audit_head`` with the log's last entry before the
+        verdict's own, so the verdict anchors the log wherever a copy of it is kept.
+        """
         ...
 
     def latest_verdict(self, agent: str) -> Verdict | None:
@@ -153,15 +172,31 @@ class MemoryStore:
         return self.append(actor=record.actor, action="mode", agent=record.agent,
                            reason=record.reason, detail={"mode": record.mode, **(detail or {})})
 
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set the mode unless the current one is stricter."""
+        mode = _stricter(self._modes.get(record.agent), record.mode)
+        return self.set_mode(record.model_copy(update={"mode": mode}), detail), mode
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode while the current record is still ``expected``."""
+        _expect(record.agent, self._modes.get(record.agent), expected)
+        return self.set_mode(record, detail)
+
     def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
         """Keep the verdict and log it."""
-        self._verdicts.append(verdict)
+        last = self._log[-1] if self._log else None
+        verdict.audit_head = AuditHead(seq=last.seq if last else 0,
+                                       hash=last.hash if last else GENESIS)
+        self._verdicts.append(verdict.model_copy(deep=True))
         return self.append(actor=actor, action="verdict", agent=verdict.agent,
                            reason=f"gate {verdict.outcome}", detail=_verdict_detail(verdict))
 
     def latest_verdict(self, agent: str) -> Verdict | None:
         """The agent's most recent verdict."""
-        return next((v for v in reversed(self._verdicts) if v.agent == agent), None)
+        found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
+        return None if found is None else found.model_copy(deep=True)
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
@@ -196,6 +231,19 @@ def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
         # The stored body's digest, so a verdict rewritten behind the log shows.
         "sha256": verdict_digest(verdict),
     }
+
+
+def _stricter(current: ModeRecord | None, wanted: Mode) -> Mode:
+    """``wanted``, unless the current mode is more restrictive."""
+    if current is not None and MODES.index(current.mode) < MODES.index(wanted):
+        return current.mode
+    return wanted
+
+
+def _expect(agent: str, current: ModeRecord | None, expected: ModeRecord | None) -> None:
+    if current != expected:
+        now = f"{current.mode} (set by {current.actor}: {current.reason})" if current else "unset"
+        raise ModeChanged(agent, now)
 
 
 def verdict_digest(verdict: Verdict) -> str:
@@ -233,6 +281,7 @@ class SQLiteStore:
     def _reading(self) -> Iterator[sqlite3.Connection]:
         if not self.path.exists():
             raise StoreUnavailable(f"no state store at {self.path}")
+        self._refuse_empty()
         try:
             with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
                                          timeout=lock_timeout())) as conn:
@@ -244,13 +293,12 @@ class SQLiteStore:
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create()
+            else:
+                self._refuse_empty()
             with closing(sqlite3.connect(self.path, timeout=lock_timeout(),
                                          isolation_level=None)) as conn:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.executescript(_SCHEMA)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (_VERSION,))
                 self._check_version(conn)
                 conn.execute("BEGIN IMMEDIATE")
                 try:
@@ -264,6 +312,31 @@ class SQLiteStore:
                 conn.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot write the state store {self.path}: {exc}") from None
+
+    def _refuse_empty(self) -> None:
+        """Never a fresh start: a store reinstate made is never empty, so an empty one was
+        truncated, and starting it again would lose its history (containments, verdicts)."""
+        if self.path.stat().st_size == 0:
+            raise StoreUnavailable(
+                f"the state store {self.path} is empty (0 bytes): it was truncated and its "
+                f"history is gone; restore it from a backup (delete it only to start a new "
+                f"store on purpose)")
+
+    def _create(self) -> None:
+        """Make the store whole beside it, then link it into place: no process ever sees
+        a half-made store at the path (an empty file there means a truncated store)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        fresh.unlink(missing_ok=True)
+        try:
+            with closing(sqlite3.connect(fresh, isolation_level=None)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (_VERSION,))
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(fresh, self.path)
+        finally:
+            fresh.unlink(missing_ok=True)
 
     def _check_version(self, conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
@@ -281,29 +354,64 @@ class SQLiteStore:
     def mode(self, agent: str) -> ModeRecord | None:
         """The agent's recorded mode."""
         with self._reading() as conn:
-            row = conn.execute(
-                "SELECT agent, mode, since, actor, reason FROM modes WHERE agent = ?", (agent,)
-            ).fetchone()
+            return self._mode(conn, agent)
+
+    def _mode(self, conn: sqlite3.Connection, agent: str) -> ModeRecord | None:
+        row = conn.execute(
+            "SELECT agent, mode, since, actor, reason FROM modes WHERE agent = ?", (agent,)
+        ).fetchone()
         if row is None:
             return None
-        return ModeRecord(agent=row[0], mode=row[1], since=row[2], actor=row[3], reason=row[4])
+        try:
+            return ModeRecord(agent=row[0], mode=row[1], since=row[2], actor=row[3],
+                              reason=row[4])
+        except ValidationError as exc:
+            raise self._garbled(f"the modes row of {agent}", exc) from None
+
+    def _garbled(self, what: str, exc: Exception) -> StoreUnavailable:
+        """A row the store never writes: someone edited the database by hand."""
+        reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors()
+                  else str(exc))
+        return StoreUnavailable(f"state store {self.path}: {what} is not as reinstate writes "
+                                f"it ({reason[:200]}): the database was edited; restore it "
+                                f"from a backup")
 
     def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
         """Set the mode and log it, in one transaction."""
         with self._writing() as conn:
-            conn.execute(
-                "INSERT INTO modes VALUES (?, ?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
-                "mode = excluded.mode, since = excluded.since, actor = excluded.actor, "
-                "reason = excluded.reason",
-                (record.agent, record.mode, record.since.isoformat(), record.actor, record.reason),
-            )
-            return self._append(conn, actor=record.actor, action="mode", agent=record.agent,
-                                reason=record.reason,
-                                detail={"mode": record.mode, **(detail or {})})
+            return self._set_mode(conn, record, detail)
+
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set the mode unless the current one is stricter, in one transaction."""
+        with self._writing() as conn:
+            mode = _stricter(self._mode(conn, record.agent), record.mode)
+            entry = self._set_mode(conn, record.model_copy(update={"mode": mode}), detail)
+            return entry, mode
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode while the current record is still ``expected``, in one transaction."""
+        with self._writing() as conn:
+            _expect(record.agent, self._mode(conn, record.agent), expected)
+            return self._set_mode(conn, record, detail)
+
+    def _set_mode(self, conn: sqlite3.Connection, record: ModeRecord,
+                  detail: dict[str, Any] | None) -> AuditEntry:
+        conn.execute(
+            "INSERT INTO modes VALUES (?, ?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
+            "mode = excluded.mode, since = excluded.since, actor = excluded.actor, "
+            "reason = excluded.reason",
+            (record.agent, record.mode, record.since.isoformat(), record.actor, record.reason),
+        )
+        return self._append(conn, actor=record.actor, action="mode", agent=record.agent,
+                            reason=record.reason, detail={"mode": record.mode, **(detail or {})})
 
     def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
-        """Store the verdict and log it, in one transaction."""
+        """Store the verdict, stamped with the log's head, and log it, in one transaction."""
         with self._writing() as conn:
+            seq, prev = self._last(conn)
+            verdict.audit_head = AuditHead(seq=seq, hash=prev)
             conn.execute(
                 "INSERT INTO verdicts (agent, created_at, outcome, body) VALUES (?, ?, ?, ?)",
                 (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
@@ -318,7 +426,13 @@ class SQLiteStore:
             row = conn.execute(
                 "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
             ).fetchone()
-        return None if row is None else Verdict.model_validate_json(row[0])
+        return None if row is None else self._verdict(row[0], agent)
+
+    def _verdict(self, body: str, agent: str) -> Verdict:
+        try:
+            return Verdict.model_validate_json(body)
+        except ValidationError as exc:
+            raise self._garbled(f"a stored verdict of {agent}", exc) from None
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
@@ -330,7 +444,7 @@ class SQLiteStore:
                 (agent,),
             )
             for (body,) in rows:
-                verdict = Verdict.model_validate_json(body)
+                verdict = self._verdict(body, agent)
                 if before is None or verdict.created_at < before:
                     return verdict
         return None
@@ -344,9 +458,8 @@ class SQLiteStore:
 
     def _append(self, conn: sqlite3.Connection, *, actor: str, action: str, agent: str | None,
                 reason: str, detail: dict[str, Any]) -> AuditEntry:
-        last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-        entry = _entry(seq, prev, actor, action, agent, reason, detail)
+        seq, prev = self._last(conn)
+        entry = _entry(seq + 1, prev, actor, action, agent, reason, detail)
         conn.execute(
             "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.seq, entry.at.isoformat(), entry.actor, entry.action, entry.agent,
@@ -359,6 +472,12 @@ class SQLiteStore:
                      (f"{entry.seq}:{entry.hash}",))
         return entry
 
+    @staticmethod
+    def _last(conn: sqlite3.Connection) -> tuple[int, str]:
+        """Number and hash of the log's last entry; 0 and zeros for an empty log."""
+        last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
     def audit(self, agent: str | None = None) -> list[AuditEntry]:
         """The audit log, oldest first."""
         with self._reading() as conn:
@@ -366,12 +485,16 @@ class SQLiteStore:
                 "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
                 "FROM audit ORDER BY seq"
             ).fetchall()
-        entries = [
-            AuditEntry(seq=r[0], at=r[1], actor=r[2], action=r[3], agent=r[4], reason=r[5],
-                       detail=json.loads(r[6]), prev_hash=r[7], hash=r[8])
-            for r in rows
-        ]
+        entries = [self._audit_entry(r) for r in rows]
         return [e for e in entries if agent is None or e.agent == agent]
+
+    def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
+        try:
+            return AuditEntry(seq=row[0], at=row[1], actor=row[2], action=row[3], agent=row[4],
+                              reason=row[5], detail=json.loads(row[6]), prev_hash=row[7],
+                              hash=row[8])
+        except (ValueError, TypeError, RecursionError) as exc:  # JSON and pydantic errors
+            raise self._garbled(f"audit entry {row[0]}", exc) from None
 
     def head(self) -> tuple[int, str] | None:
         """Number and hash of the last entry, from the store's metadata."""
@@ -380,7 +503,7 @@ class SQLiteStore:
         if row is None:
             return None
         seq, _, digest = str(row[0]).partition(":")
-        return (int(seq), digest) if seq.isdigit() else (-1, str(row[0]))
+        return (int(seq), digest) if seq.isdigit() and len(seq) < 19 else (-1, str(row[0]))
 
 
 def verify_chain(entries: list[AuditEntry]) -> list[str]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from evalsuite import Record
+from evalsuite import InvalidInput, Record
 from gates._fingerprint import Fingerprint
 
 Outcome = Literal["pass", "fail", "error", "inconclusive"]
@@ -48,6 +52,15 @@ class ChangeVerification(Record):
     """Each replayed harmful step: its before and after decision with the deciding rule."""
 
 
+class AuditHead(Record):
+    """The audit log's last entry at a moment: its number and hash."""
+
+    seq: int = Field(ge=0)
+    """The entry's number (0 for an empty log)."""
+    hash: str
+    """The entry's hash (zeros for an empty log)."""
+
+
 class Verdict(Record):
     """The outcome of a gate run. ``bool(verdict)`` means "may restore"."""
 
@@ -63,6 +76,10 @@ class Verdict(Record):
     """What the verdict was computed on."""
     checks: list[CheckResult]
     """Every check, in the order it ran."""
+    audit_head: AuditHead | None = None
+    """The audit log's last entry when the verdict was stored; the verdict's own entry
+    follows it. A copy of the verdict kept elsewhere anchors the log: an entry removed
+    from its end shows (``reinstate audit verify --anchor verdict.json``)."""
 
     @property
     def verifications(self) -> list[ChangeVerification]:
@@ -88,3 +105,21 @@ def combine(outcomes: Iterable[Outcome]) -> Outcome:
     if not seen:
         return "inconclusive"
     return next(o for o in _PRECEDENCE if o in seen)
+
+
+def read_verdict_file(path: Path) -> Verdict:
+    """A verdict kept outside the store: ``gate --json`` output, or the verdict inside a
+    DSSE envelope (``gate --attestation``; its signature is not checked here)."""
+    try:
+        data: Any = json.loads(path.read_bytes())
+        if isinstance(data, dict) and "payload" in data and "payloadType" in data:
+            data = json.loads(base64.b64decode(data["payload"], validate=True))
+            data = data.get("predicate", data) if isinstance(data, dict) else data
+            data = data.get("verdict", data) if isinstance(data, dict) else data
+        return Verdict.model_validate(data)
+    except OSError as exc:
+        raise InvalidInput(path, "", f"cannot read the file ({exc.strerror})") from None
+    except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise InvalidInput(path, "", f"expected a verdict (`reinstate gate --json`) or a signed "
+                                     f"attestation of one: {reason}") from None

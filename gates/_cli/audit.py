@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import click
 
+from evalsuite import InvalidInput
 from gates._audit import verify_audit
 from gates._cli._common import ctx
 from gates._state import open_store
 from gates._store import verify_chain
+from gates._verdict import Verdict, read_verdict_file
 
 
 @click.group("audit", invoke_without_command=True)
@@ -33,17 +36,22 @@ def command(click_ctx: click.Context, agent: str | None) -> int | None:
     return 1 if problems else 0
 
 
-def _anchor(text: str) -> tuple[int, str]:
-    found = re.fullmatch(r"(\d+):([0-9a-f]{64})", text.strip())
-    if found is None:
-        raise click.BadParameter(f"expected NUMBER:SHA256 as `audit verify` prints it, got "
-                                 f"{text!r}")
-    return int(found.group(1)), found.group(2)
+def _anchor(text: str) -> tuple[int, str] | Verdict:
+    """``NUMBER:SHA256`` as ``audit verify`` prints it, or a verdict file kept elsewhere."""
+    found = re.fullmatch(r"(\d{1,18}):([0-9a-f]{64})", text.strip())
+    if found is not None:
+        return int(found.group(1)), found.group(2)
+    path = Path(text)
+    if not path.is_file():
+        raise InvalidInput(None, "--anchor", f"expected NUMBER:SHA256 as `audit verify` prints "
+                                             f"it, or a verdict file, got {text!r}")
+    return read_verdict_file(path)
 
 
 @command.command("verify")
-@click.option("--anchor", "anchors", multiple=True, metavar="NUMBER:SHA256",
-              help="An entry's number and hash kept elsewhere (a CI log, a ticket); the log "
+@click.option("--anchor", "anchors", multiple=True, metavar="NUMBER:SHA256|FILE",
+              help="An entry's number and hash kept elsewhere (a CI log, a ticket), or a "
+                   "verdict kept elsewhere (`gate --json` or a signed attestation); the log "
                    "must still hold it. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify(anchors: tuple[str, ...], as_json: bool) -> int:
@@ -55,7 +63,10 @@ def verify(anchors: tuple[str, ...], as_json: bool) -> int:
     c = ctx()
     workspace = c.workspace()
     store = open_store(workspace)
-    problems = verify_audit(store, workspace.agents(), [_anchor(a) for a in anchors])
+    given = [_anchor(a) for a in anchors]
+    problems = verify_audit(store, workspace.agents(),
+                            [a for a in given if isinstance(a, tuple)],
+                            [a for a in given if isinstance(a, Verdict)])
     entries = store.audit()
     head = f"{entries[-1].seq}:{entries[-1].hash}" if entries else None
     if as_json:

@@ -10,7 +10,7 @@ import click
 from evalsuite import write_atomic
 from gates._cli._common import ctx
 from gates._junit import junit_xml
-from gates._pipeline import run_gate
+from gates._pipeline import run_gate, stored_by_this_run
 from gates._render import verdict_table, verification_table
 from gates._report import report_markdown, verdict_report
 
@@ -25,8 +25,11 @@ from gates._report import report_markdown, verdict_report
               help="Write the verdict report as Markdown here.")
 @click.option("--trials", type=click.IntRange(1, 1000),
               help="Trials per case when the case sets none (default: reinstate.toml).")
+@click.option("--new-store", is_flag=True,
+              help="Start a new state store even though the workspace shows it had one (a CI "
+                   "job that starts from an empty store by design).")
 def command(agent: str, json_file: Path | None, junit_file: Path | None,
-            markdown_file: Path | None, trials: int | None) -> int:
+            markdown_file: Path | None, trials: int | None, new_store: bool) -> int:
     """Run every check for AGENT and store the verdict.
 
     Exit 0 pass, 1 fail, 2 invalid input, 3 error, 4 inconclusive. When
@@ -34,7 +37,7 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     """
     c = ctx()
     workspace = c.workspace()
-    verdict = run_gate(workspace, agent, actor=c.actor, trials=trials)
+    verdict = run_gate(workspace, agent, actor=c.actor, trials=trials, new_store=new_store)
     verdict_table(c.out, verdict)
     verification_table(c.out, verdict.verifications)
     if json_file is not None:
@@ -50,4 +53,8 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
             # GitHub gives each step this file to append to; earlier steps' text stays.
             with Path(summary).open("a", encoding="utf-8") as handle:
                 handle.write(markdown + "\n")
+    if verdict and not stored_by_this_run(workspace, verdict):
+        c.err.print(f"[bold red]error:[/] the state store does not hold this run's passing "
+                    f"verdict for {agent}: not cleared", highlight=False)
+        return 3
     return verdict.exit_code

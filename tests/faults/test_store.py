@@ -96,18 +96,22 @@ def test_corrupted_store_answers_nothing_but_suspended(ws: Workspace, faults: Fa
 
 
 def test_missing_store_never_reads_as_full(ws: Workspace, faults: Faults, cli: Cli) -> None:
-    """With the store deleted the agent is suspended; once a gate makes a new, empty store,
-    the incident files still keep it in review, and it is not cleared."""
+    """With the store deleted the agent is suspended and the gate will not start a new one;
+    once a gate is told to (--new-store), the incident files still keep the agent in
+    review, and it is not cleared."""
     faults.inject("state store missing")
     before = recorded(ws)
     for path in ws.state_path.parent.glob("state.db*"):
         path.unlink()
     mode = cli(ws, "mode", AGENT)
     assert (mode.code, mode.out.strip()) == (3, "suspended")
-    assert cli(ws, "gate", AGENT).code == 1
+    refused = cli(ws, "gate", AGENT)
+    assert refused.code == 3 and "INC-1 was contained" in refused.err
+    assert not ws.state_path.exists()
+    assert cli(ws, "gate", AGENT, "--new-store").code == 1
     mode = cli(ws, "mode", AGENT)
     assert (mode.code, mode.out.strip()) == (3, "review")
-    assert "the store was lost or replaced" in mode.err
+    assert "INC-1 contained it and the audit log holds no restore" in mode.err
     check = cli(ws, "check", AGENT)
-    assert check.code == 1 and "the state store was lost or replaced" in check.out
+    assert check.code == 1 and "is in review mode" in check.out
     assert recorded(ws).files == before.files

@@ -8,7 +8,7 @@ import pytest
 
 from gates import Workspace, run_gate
 from gates._demo import apply_fix, lay_out
-from tests.helpers import copied, restored
+from tests.helpers import copied, resolved, restored
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +28,19 @@ def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def back_in_full(restored_template: Path, tmp_path: Path) -> Workspace:
     """A fresh copy of the restored workspace."""
     return copied(restored_template, tmp_path / "ws")
+
+
+@pytest.fixture(scope="session")
+def gated_green_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace whose incident is resolved and gated green, not yet restored."""
+    root = lay_out(tmp_path_factory.mktemp("restorable") / "ws")
+    ws = Workspace.find(root)
+    resolved(ws, apply_fix)
+    assert run_gate(ws, "refund-agent", actor="ci")
+    return root
+
+
+@pytest.fixture
+def restorable(gated_green_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy of the restorable workspace: `reinstate restore` would succeed."""
+    return copied(gated_green_template, tmp_path / "ws")

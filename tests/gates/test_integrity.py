@@ -1,0 +1,239 @@
+"""Attacks on the way back to full operation: hand edits, store edits, races, a removed
+history. Each one tries to clear an agent that must not be cleared, and must fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gates import (
+    Refused,
+    StateStore,
+    Workspace,
+    agent_mode,
+    check,
+    contain,
+    open_incident,
+    open_store,
+    restore,
+)
+from regressions import utc_now
+from tests.conftest import RunCli, tree
+from tests.helpers import ACTOR, captured, contained, copied
+
+AGENT = "refund-agent"
+
+
+@pytest.fixture(scope="module")
+def contained_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example with INC-1 contained in review and nothing else done."""
+    from gates._demo import lay_out
+
+    root = lay_out(tmp_path_factory.mktemp("integrity") / "ws")
+    contained(Workspace.find(root))
+    return root
+
+
+@pytest.fixture
+def held(contained_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy of the contained workspace."""
+    return copied(contained_template, tmp_path / "ws")
+
+
+def _sql(ws: Workspace, statement: str, *args: Any) -> None:
+    with sqlite3.connect(ws.state_path) as conn:
+        conn.execute(statement, args)
+
+
+def _hand_restore(ws: Workspace, incident: str = "INC-1") -> None:
+    path = ws.incidents().path(incident)
+    path.write_text(path.read_text() + f"restored_at: '{utc_now().isoformat()}'\n")
+
+
+def test_a_hand_written_restored_at_neither_gates_nor_restores(held: Workspace,
+                                                               cli: RunCli) -> None:
+    """A restored_at added by hand to a contained incident is tampering: the gate still
+    holds the incident open, restore refuses, and the agent stays in review."""
+    _hand_restore(held)
+    assert cli("gate", AGENT, cwd=held.root).returncode == 1
+    refused = cli("restore", AGENT, cwd=held.root)
+    assert refused.returncode == 1
+    assert "tampering: INC-1: its file says restored" in refused.stderr
+    mode = cli("mode", AGENT, cwd=held.root)
+    assert mode.stdout.strip() == "review"
+    assert not check(held, AGENT)
+
+
+def test_a_hand_written_restored_at_does_not_clear_a_ci_job_with_a_new_store(
+        example: Workspace, cli: RunCli, tmp_path: Path) -> None:
+    """In a CI checkout with no store, an incident restored only by a hand edit is verified
+    like any open one: the unfixed agent fails the gate and check refuses the deploy."""
+    captured(example)
+    _hand_restore(example)
+    checkout = tmp_path / "checkout"
+    shutil.copytree(example.root, checkout, ignore=shutil.ignore_patterns(".reinstate"))
+    assert cli("gate", AGENT, "--new-store", cwd=checkout).returncode == 1
+    assert cli("check", AGENT, cwd=checkout).returncode == 1
+
+
+def test_a_mode_row_edited_to_full_does_not_lift_containment(held: Workspace,
+                                                             cli: RunCli) -> None:
+    """The modes table says full, but INC-1 contained the agent and no restore is logged."""
+    _sql(held, "UPDATE modes SET mode = 'full' WHERE agent = ?", AGENT)
+    assert agent_mode(AGENT, held.root) == "review"
+    mode = cli("mode", AGENT, cwd=held.root)
+    assert mode.stdout.strip() == "review"
+    assert "INC-1 contained it and the audit log holds no restore" in mode.stderr
+    assert cli("check", AGENT, cwd=held.root).returncode == 1
+
+
+def test_a_store_put_back_from_before_containment_does_not_lift_it(back_in_full: Workspace,
+                                                                   cli: RunCli,
+                                                                   tmp_path: Path) -> None:
+    """A copy of the store taken before INC-2 was contained, put back afterwards, still
+    leaves the agent suspended: the incident file holds the containment."""
+    ws = back_in_full
+    incident = open_incident(ws, AGENT, summary="second harm", severity="sev1", actor=ACTOR)
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    for path in ws.state_path.parent.glob("state.db*"):
+        shutil.copy2(path, saved / path.name)
+    contain(ws, incident.id, mode="suspended", notify=["legal", "compliance", "eng-lead"],
+            scope="refunds", actor=ACTOR)
+    for path in ws.state_path.parent.glob("state.db*"):
+        path.unlink()
+    for path in saved.iterdir():
+        shutil.copy2(path, ws.state_path.parent / path.name)
+    assert open_store(ws).mode(AGENT).mode == "full"  # type: ignore[union-attr]
+    assert agent_mode(AGENT, ws.root) == "suspended"
+    assert cli("check", AGENT, cwd=ws.root).returncode == 1
+
+
+class _Interleaved:
+    """A store that lets another command commit between a command's reads and its first
+    write, as a second process would: drives a race the same way every time."""
+
+    WRITES = ("set_mode", "tighten_mode", "replace_mode")
+
+    def __init__(self, store: StateStore, meanwhile: Any) -> None:
+        self._store = store
+        self._meanwhile = meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._store, name)
+        if name in self.WRITES and self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()
+        return attribute
+
+
+def test_two_containments_racing_end_in_the_stricter_mode(example: Workspace) -> None:
+    """A review containment whose write comes after a suspension committed keeps suspended."""
+    first = open_incident(example, AGENT, summary="a", severity="sev2", actor=ACTOR)
+    second = open_incident(example, AGENT, summary="b", severity="sev1", actor=ACTOR)
+    notify = ["legal", "compliance", "eng-lead"]
+
+    def suspend() -> None:
+        contain(example, second.id, mode="suspended", notify=notify, scope="all", actor=ACTOR)
+
+    racing = _Interleaved(open_store(example), suspend)
+    contain(example, first.id, mode="review", notify=notify, scope="one",
+            actor=ACTOR, store=racing)  # type: ignore[arg-type]
+    assert open_store(example).mode(AGENT).mode == "suspended"  # type: ignore[union-attr]
+    assert agent_mode(AGENT, example.root) == "suspended"
+
+
+def test_restore_racing_a_new_containment_never_ends_in_full(restorable: Workspace) -> None:
+    """A containment that commits while restore is deciding makes restore refuse; the agent
+    stays contained."""
+    ws = restorable
+
+    def incident_meanwhile() -> None:
+        incident = open_incident(ws, AGENT, summary="new harm", severity="sev1", actor=ACTOR)
+        contain(ws, incident.id, mode="review", notify=["legal", "compliance", "eng-lead"],
+                scope="refunds", actor=ACTOR)
+
+    racing = _Interleaved(open_store(ws), incident_meanwhile)
+    with pytest.raises(Refused, match="its mode changed while restore was checking"):
+        restore(ws, AGENT, actor=ACTOR, store=racing)  # type: ignore[arg-type]
+    assert open_store(ws).mode(AGENT).mode == "review"  # type: ignore[union-attr]
+    assert agent_mode(AGENT, ws.root) == "review"
+    assert not check(ws, AGENT)
+
+
+def test_a_removed_tail_is_caught_by_a_verdict_kept_elsewhere(back_in_full: Workspace,
+                                                              cli: RunCli) -> None:
+    """Deleting the newest verdict, its audit entry and the head together is caught by the
+    copy of that verdict the CI job kept (`gate --json`)."""
+    ws = back_in_full
+    assert cli("gate", AGENT, "--json", "kept.json", cwd=ws.root).returncode == 0
+    kept = json.loads((ws.root / "kept.json").read_text())
+    own = kept["audit_head"]["seq"] + 1
+    _sql(ws, "DELETE FROM verdicts WHERE id = (SELECT MAX(id) FROM verdicts)")
+    _sql(ws, "DELETE FROM audit WHERE seq = ?", own)
+    _sql(ws, "UPDATE meta SET value = ? WHERE key = 'audit_head'",
+         f"{kept['audit_head']['seq']}:{kept['audit_head']['hash']}")
+    caught = cli("audit", "verify", "--anchor", "kept.json", cwd=ws.root)
+    assert caught.returncode == 1
+    assert f"entry {own}: missing" in caught.stderr
+
+
+def test_a_log_without_its_head_is_tampering(back_in_full: Workspace, cli: RunCli) -> None:
+    """Removing the stored head of a non-empty log is reported, and check refuses."""
+    _sql(back_in_full, "DELETE FROM meta WHERE key = 'audit_head'")
+    verify = cli("audit", "verify", cwd=back_in_full.root)
+    assert verify.returncode == 1 and "no recorded head" in verify.stderr
+    assert cli("check", AGENT, cwd=back_in_full.root).returncode == 1
+
+
+def test_a_zero_byte_store_is_never_started_again(held: Workspace, cli: RunCli) -> None:
+    """A truncated store stops the gate with exit 3 and stays as it is: its history is not
+    silently restarted at entry 1."""
+    for path in held.state_path.parent.glob("state.db-*"):
+        path.unlink()
+    held.state_path.write_bytes(b"")
+    gate = cli("gate", AGENT, "--new-store", cwd=held.root)
+    assert gate.returncode == 3 and "is empty (0 bytes)" in gate.stderr
+    assert held.state_path.read_bytes() == b""
+    mode = cli("mode", AGENT, cwd=held.root)
+    assert (mode.returncode, mode.stdout.strip()) == (3, "suspended")
+
+
+@pytest.mark.parametrize(("what", "statement", "runtime"), [
+    ("mode", "UPDATE modes SET mode = 'bogus'", "suspended"),
+    ("since", "UPDATE modes SET since = 'yesterday'", "suspended"),
+    ("detail", "UPDATE audit SET detail = 'x' WHERE seq = 1", "suspended"),
+    ("huge", "UPDATE audit SET detail = '{\"n\": " + "9" * 5000 + "}' WHERE seq = 1",
+     "suspended"),
+    # The mode row and the log the runtime reads are intact; the verdict is not its input.
+    ("verdict", "UPDATE verdicts SET body = '{'", "full"),
+])
+def test_a_garbled_store_row_is_one_clean_error(back_in_full: Workspace, cli: RunCli,
+                                                what: str, statement: str,
+                                                runtime: str) -> None:
+    """A row reinstate never writes makes check exit 3 with one line; the runtime's read
+    never raises and is suspended wherever the row is one it reads."""
+    _sql(back_in_full, statement)
+    result = cli("check", AGENT, cwd=back_in_full.root)
+    assert result.returncode == 3, (what, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "state store" in result.stderr
+    assert agent_mode(AGENT, back_in_full.root) == runtime
+    mode = cli("mode", AGENT, cwd=back_in_full.root)
+    assert mode.stdout.strip() == runtime and "Traceback" not in mode.stderr
+
+
+def test_a_verdict_file_that_is_not_one_is_a_clean_error(back_in_full: Workspace,
+                                                         cli: RunCli) -> None:
+    """`audit verify --anchor FILE` with a broken file names it, exit 2, nothing written."""
+    (back_in_full.root / "kept.json").write_text("{")
+    before = tree(back_in_full.root)
+    result = cli("audit", "verify", "--anchor", "kept.json", cwd=back_in_full.root)
+    assert result.returncode == 2 and "kept.json" in result.stderr
+    assert tree(back_in_full.root) == before
