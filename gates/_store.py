@@ -480,13 +480,11 @@ class SQLiteStore:
 
     def audit(self, agent: str | None = None) -> list[AuditEntry]:
         """The audit log, oldest first."""
+        columns = "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash FROM audit"
         with self._reading() as conn:
-            rows = conn.execute(
-                "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
-                "FROM audit ORDER BY seq"
-            ).fetchall()
-        entries = [self._audit_entry(r) for r in rows]
-        return [e for e in entries if agent is None or e.agent == agent]
+            rows = (conn.execute(f"{columns} ORDER BY seq") if agent is None else
+                    conn.execute(f"{columns} WHERE agent = ? ORDER BY seq", (agent,))).fetchall()
+        return [self._audit_entry(r) for r in rows]
 
     def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
         try:
