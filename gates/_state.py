@@ -2,8 +2,8 @@
 
 The mode an agent gets is the strictest of the store's mode and the containment of every
 incident that is not restored. An incident counts as restored only when the audit log
-holds its restore: a ``restored_at`` written into the incident file by hand does not
-lift containment (nor does ``closed_at`` without a close entry).
+holds its restore: a ``restored_at`` (or ``closed_at``) written into the incident file by
+hand does not lift containment.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from regressions import Incident
 
 # The key under which restore lists the incidents it restored, in its mode entry.
 RESTORED = "incidents"
-CLOSE = "close"
 
 
 def open_store(workspace: Workspace) -> SQLiteStore:
@@ -35,7 +34,7 @@ class Standing:
 
     incidents: list[Incident]
     """Every incident of the agent; ``restored_at``/``closed_at`` kept only where the log
-    holds the restore (and the close)."""
+    holds the restore."""
     forged: dict[str, str] = field(default_factory=dict)
     """Incident files that say restored while the log holds their containment and no
     restore (hand edits, refused as tampering): id → why."""
@@ -65,15 +64,12 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None) -> Stan
     contained = {e.detail.get("incident"): e.seq for e in log if e.action == "mode"}
     restored = {i for e in log if e.action == "mode" and e.detail.get("mode") == "full"
                 and isinstance(e.detail.get(RESTORED), list) for i in e.detail[RESTORED]}
-    closed = {e.detail.get("incident") for e in log if e.action == CLOSE}
     vouched: list[Incident] = []
     forged: dict[str, str] = {}
     unknown: dict[str, str] = {}
     for incident in incidents:
         if incident.restored_at is None or incident.id in restored:
-            if incident.closed_at is not None and incident.id not in closed:
-                incident = incident.model_copy(update={"closed_at": None})
-            vouched.append(incident)
+            vouched.append(incident)  # closing follows a restore, and changes no mode
             continue
         stamp = incident.restored_at.isoformat()
         if incident.id in contained:
