@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,23 @@ def tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` with its bytes, to show that nothing was written."""
     return {p.relative_to(root).as_posix(): p.read_bytes()
             for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+
+
+# Tests marked ``attack`` each try to clear an agent that must not be cleared, or to change
+# the evidence a verdict rests on; a passing one was refused.
+_ATTACKS = {"tried": 0, "refused": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Tally the attacks of each finished test."""
+    if report.when == "call" and "attack" in report.keywords:
+        _ATTACKS["tried"] += 1
+        _ATTACKS["refused"] += report.passed
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print the tally, so the figure can be quoted."""
+    if _ATTACKS["tried"]:
+        terminalreporter.write_sep("-", "attacks on the verdict")
+        terminalreporter.write_line(f"attacks tried: {_ATTACKS['tried']}, refused: "
+                                    f"{_ATTACKS['refused']}")

@@ -27,6 +27,7 @@ from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured, contained, copied
 
 AGENT = "refund-agent"
+pytestmark = pytest.mark.attack
 
 
 @pytest.fixture(scope="module")
