@@ -94,6 +94,7 @@ from evalsuite._predicates import (
 )
 from evalsuite._python_adapter import PythonAdapter
 from evalsuite._record import Record
+from evalsuite._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
 from evalsuite._replay_adapter import ReplayAdapter
 from evalsuite._run import (
     Behaviour,
@@ -148,6 +149,7 @@ __all__ = [
     "CASE_ID",
     "LOG_FORMATS",
     "PREDICATE_PATH",
+    "REDACTION_KINDS",
     "Adapter",
     "AdapterSpec",
     "AgentCrashed",
@@ -192,6 +194,8 @@ __all__ = [
     "RateJudgement",
     "Reasoning",
     "Record",
+    "RedactionKind",
+    "Redactor",
     "ReinstateError",
     "ReplayAdapter",
     "ReplayAdapterSpec",
@@ -249,6 +253,7 @@ __all__ = [
     "merge_parts",
     "parse_model",
     "parse_yaml",
+    "placeholder_pattern",
     "predicates_named",
     "read_log",
     "read_log_runs",

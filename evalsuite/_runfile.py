@@ -4,6 +4,12 @@ JSON lines: a header (``{"schema_version": 1, "kind": "eval_run", …}``), then 
 per trial with the case, what the agent did, and how it was judged. The file is written
 as trials finish under a temporary name and renamed when the run completes, so a file
 under its final name is always whole.
+
+What the agent said, read and sent is redacted as it is written (the gate judged it in
+memory before): e-mail addresses, phone and card numbers and tokens become placeholders,
+one redactor per case, seeded with the case's own input and fixtures. So the same value
+gets the same placeholder in every trial of a case, and in every run of that case
+whatever order its trials finished in, and two run files compare like with like.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pydantic import ValidationError
 from evalsuite._case import EvalCase
 from evalsuite._errors import InvalidInput
 from evalsuite._record import Record
+from evalsuite._redaction import Redactor
 from evalsuite._runner import TrialResult
 
 
@@ -63,11 +70,22 @@ class RunFileWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle: IO[str] = self._partial.open("w", encoding="utf-8")
         self._handle.write(header.model_dump_json() + "\n")
+        self._redactors: dict[str, Redactor] = {}
 
     def trial(self, case: EvalCase, result: TrialResult) -> None:
-        """Record one trial."""
-        line = TrialLine(case_id=case.id, tags=case.tags, result=result)
+        """Record one trial, redacted."""
+        line = TrialLine(case_id=case.id, tags=case.tags,
+                         result=redact_trial(result, self._redactor(case)))
         self._handle.write(line.model_dump_json(exclude_none=True) + "\n")
+
+    def _redactor(self, case: EvalCase) -> Redactor:
+        """The case's redactor; the case's own values are numbered first, in a fixed order."""
+        if case.id not in self._redactors:
+            redactor = Redactor()
+            redactor.value([case.input.model_dump(mode="json"),
+                            [f.model_dump(mode="json") for f in case.tools]])
+            self._redactors[case.id] = redactor
+        return self._redactors[case.id]
 
     def finish(self) -> Path:
         """Make the file whole under its final name; on failure leave nothing behind."""
@@ -81,6 +99,16 @@ class RunFileWriter:
         self._handle.close()
         self._partial.replace(self.path)
         return self.path
+
+
+def redact_trial(result: TrialResult, redactor: Redactor) -> TrialResult:
+    """A trial with what the agent did, why it errored and how it was judged redacted."""
+    return result.model_copy(update={
+        "error": redactor.text(result.error) if result.error is not None else None,
+        "run": redactor.run(result.run) if result.run is not None else None,
+        "judgements": [j.model_copy(update={"detail": redactor.text(j.detail)})
+                       for j in result.judgements],
+    })
 
 
 def read_run_file(path: Path) -> tuple[EvalRunHeader, list[TrialLine]]:

@@ -6,6 +6,10 @@ step (keeping the incident's own runs whole as they pass), and once more to put 
 the runs in scope that the first pass did not keep, so their logs can be checked for the
 four questions. Everything is computed before the incident file is touched; it is then
 changed once, under its lock, so a bad log leaves it exactly as it was.
+
+What is written is redacted (the runs are matched and checked raw, in memory): the
+timeline's steps and events and the gaps' details, one redactor for the whole
+investigation, so one address is one placeholder from the first event to the last.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from evalsuite import (
     Criterion,
     InvalidInput,
     LogFormat,
+    Redactor,
     ReinstateError,
+    Run,
     Skips,
     detect_format,
     judge_all,
@@ -123,6 +129,19 @@ def mode_events(store: StateStore, agent: str) -> list[TimelineEvent]:
             for e in store.audit(agent) if e.action == "mode"]
 
 
+def redacted_timeline(runs: list[tuple[Run, list[str]]], events: list[TimelineEvent],
+                      redactor: Redactor) -> list[TimelineEvent]:
+    """The timeline of ``runs`` and ``events``, redacted.
+
+    Steps are redacted before they are summarised, so a value cut short at the end of a
+    summary cannot leave its first digits behind; the other events' summaries after.
+    """
+    shown = [(redactor.run(run), places) for run, places in runs]
+    return [event if event.run_id is not None
+            else event.model_copy(update={"summary": redactor.text(event.summary)})
+            for event in build_timeline(shown, events)]
+
+
 def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *, actor: str,
                 fmt: LogFormat | Literal["auto"] = "auto", skip_invalid: bool = False,
                 store: StateStore | None = None) -> Investigated:
@@ -173,11 +192,14 @@ def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *,
         events += mode_events(store or open_store(workspace), incident.agent)
     except ReinstateError as exc:
         warnings.append(f"mode changes left out of the timeline: {exc}")
+    redactor = Redactor()  # one for the whole investigation: one value, one placeholder
+    timeline = redacted_timeline(attached, events, redactor)
     record = Investigation(
         investigated_at=utc_now(), investigated_by=actor, logs=files,
         runs=[run.run_id for run, _ in attached], signature=signature, scope=search.scope(),
-        timeline=build_timeline(attached, events), runs_checked=len(in_scope),
-        logging_gaps=gaps, skipped_records=skips.total if skips else 0,
+        timeline=timeline, runs_checked=len(in_scope),
+        logging_gaps=[g.model_copy(update={"detail": redactor.text(g.detail)}) for g in gaps],
+        skipped_records=skips.total if skips else 0,
     )
     detail = (f"{record.scope.runs_matched} of {record.scope.runs_searched} runs matched; "
               f"{len(record.gap_runs)} run(s) with logging gaps")

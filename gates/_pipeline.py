@@ -12,7 +12,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import replace
 
-from evalsuite import Progress, ReinstateError
+from evalsuite import Progress, Redactor, ReinstateError
 from gates import (
     _logging_check,  # noqa: F401 - registers the logging check
     _ratchet,  # noqa: F401 - registers the regression_ratchet check
@@ -43,15 +43,23 @@ def run_checks(inputs: GateInputs, evidence: Evidence) -> list[CheckResult]:
     return results
 
 
+# What a later gate or report compares byte for byte, or opens: never redacted.
+UNREDACTED = ("fingerprint", "terms", "run_file")
+
+
 def decide(inputs: GateInputs, checks: list[CheckResult]) -> Verdict:
-    """The verdict: pass only when every check passed."""
-    return Verdict(
+    """The verdict: pass only when every check passed.
+
+    Findings may quote what the agent said or sent; the verdict is stored, written and
+    reported, so it is redacted here, after every check has decided on the raw behaviour.
+    """
+    return Redactor().record(Verdict(
         agent=inputs.agent.name,
         outcome=combine(c.outcome for c in checks),
         created_at=utc_now(),
         fingerprint=inputs.fingerprint,
         checks=checks,
-    )
+    ), keep=UNREDACTED)
 
 
 def run_gate(

@@ -5,6 +5,8 @@ changes, history), its investigation when there is one, the regression cases cap
 for it, and the latest verdict (which changes are proven). Nothing is run. What is
 missing is said, never smoothed over: an incident without an investigation reads "not
 investigated", and a change the latest verdict did not prove reads as unverified.
+E-mail addresses, phone and card numbers and tokens are replaced by placeholders
+throughout (an investigation recorded before redaction covered it is redacted here).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import date, timedelta
 
 from pydantic import AwareDatetime, Field
 
-from evalsuite import Record, load_cases
+from evalsuite import Record, Redactor, load_cases
 from gates._config import Workspace
 from gates._incident_view import IncidentView, incident_view
 from gates._state import open_store
@@ -221,7 +223,7 @@ def postmortem(workspace: Workspace, incident_id: str,
         review=incident.post_incident_review,
     )
     pm.follow_ups = _follow_ups(pm, incident)
-    return pm
+    return Redactor().record(pm)
 
 
 def postmortem_markdown(pm: Postmortem) -> str:

@@ -3,8 +3,9 @@
 At the top, what the agent may do now, in plain words (the same answer as ``check``);
 then every check of the latest verdict, each incident's chain finding → control change
 → verification, the cases that did not pass with what the agent did, the fingerprint,
-and what changed since the last passing verdict. Built once as data, rendered as HTML
-or Markdown from templates.
+and what changed since the last passing verdict. Built once as data, redacted as a whole
+(a verdict or run file stored before redaction covered them is redacted here too), and
+rendered as HTML or Markdown from templates.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from evalsuite import Record, ReinstateError, diff_runs, read_run_file
+from evalsuite import Record, Redactor, ReinstateError, diff_runs, read_run_file
 from gates._checks import CHECKS
 from gates._clearance import Clearance, check
 from gates._config import Workspace
 from gates._diff import Change, differences
 from gates._fingerprint import Fingerprint, fingerprint
 from gates._incident_view import IncidentView, incident_view
+from gates._pipeline import UNREDACTED
 from gates._state import open_store
 from gates._store import StateStore
 from gates._templating import render_html, render_markdown
@@ -113,7 +115,8 @@ def verdict_report(workspace: Workspace, agent: str, store: StateStore | None = 
                    verdict: Verdict | None = None) -> Report:
     """Build the report of ``agent``'s standing and a verdict (the latest when none given).
 
-    Reads state, runs nothing.
+    Reads state, runs nothing. E-mail addresses, phone and card numbers and tokens are
+    replaced by placeholders throughout, one value one placeholder.
     """
     store = store or open_store(workspace)
     clearance = check(workspace, agent, store)
@@ -126,7 +129,7 @@ def verdict_report(workspace: Workspace, agent: str, store: StateStore | None = 
                 if verdict is not None else {})
     previous = (store.last_passing_verdict(agent, before=verdict.created_at)
                 if verdict is not None else None)
-    return Report(
+    return Redactor().record(Report(
         agent=agent, generated_at=utc_now(), standing=standing, headline=headline,
         allows=allows, clearance=clearance, mode_means=MODE_MEANS[clearance.mode],
         verdict=verdict, current=verdict is not None and not changed, changed_files=changed,
@@ -141,7 +144,7 @@ def verdict_report(workspace: Workspace, agent: str, store: StateStore | None = 
               if previous is not None and verdict is not None else []),
         behaviour=(behaviour_diff(workspace, previous, verdict)
                    if previous is not None and verdict is not None else {}),
-    )
+    ), keep=UNREDACTED)
 
 
 def _run_file(workspace: Workspace, verdict: Verdict) -> Path | None:

@@ -6,6 +6,8 @@ regression set every incident feeds. This module is the package's public API.
 
 from __future__ import annotations
 
+# Redaction lives in evalsuite (run files are written there); re-exported for callers here.
+from evalsuite import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
 from regressions._capture import build_case, default_harmful_steps, save_case
 from regressions._errors import IllegalTransition, RegressionsError, UnknownIncident
 from regressions._incident import (
@@ -42,7 +44,6 @@ from regressions._investigation import (
 )
 from regressions._lifecycle import PHASES, TRANSITIONS, Phase, next_phase
 from regressions._logging_gaps import ROOT_CAUSE, logging_gaps
-from regressions._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
 from regressions._regression_case import Provenance, Recorded, RegressionCase, exact_arguments
 from regressions._resolution import resolution_gaps
 from regressions._scope import LISTED_RUNS, ScopeSearch, derive_signature, scope_lines

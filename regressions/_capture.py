@@ -13,6 +13,7 @@ from evalsuite import (
     Message,
     Output,
     PassesAcceptance,
+    Redactor,
     Run,
     ToolCall,
     ToolFixture,
@@ -24,11 +25,7 @@ from evalsuite import (
     load_model,
 )
 from regressions._incident import Incident, utc_now
-from regressions._redaction import Redactor
 from regressions._regression_case import Provenance, Recorded, RegressionCase, exact_arguments
-
-# The parts of a step that hold what was said, read or sent, and so may hold personal data.
-_CONTENT = ("content", "arguments", "raw_arguments", "result", "error")
 
 
 def default_harmful_steps(run: Run, risky: set[str]) -> list[int]:
@@ -63,7 +60,7 @@ def build_case(
     """
     redactor = None if keep_raw else Redactor()
     if redactor is not None:
-        run = redact_run(run, redactor)
+        run = redactor.run(run)
     steps = sorted(set(harmful))
     if not steps:
         raise InvalidInput(source, f"run {run.run_id}", "no harmful step to capture: pass --step N")
@@ -130,17 +127,6 @@ def build_case(
         redacted=redactor.kinds if redactor is not None else [],
         kept_raw=keep_raw,
     )
-
-
-def redact_run(run: Run, redactor: Redactor) -> Run:
-    """The run with its context and what every step said, read or sent redacted."""
-    data = run.model_dump(mode="json")
-    data["context"] = redactor.value(data["context"])
-    for step in data["steps"]:
-        for key in _CONTENT:
-            if step.get(key) is not None:
-                step[key] = redactor.value(step[key])
-    return Run.model_validate(data)
 
 
 def _fixtures(run: Run) -> list[ToolFixture]:

@@ -6,9 +6,17 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from evalsuite import Behaviour, EvalCase, Output, Record, Step, ToolCall
+from evalsuite import (
+    Behaviour,
+    EvalCase,
+    Output,
+    Record,
+    RedactionKind,
+    Step,
+    ToolCall,
+    placeholder_pattern,
+)
 from regressions._incident import INCIDENT_ID
-from regressions._redaction import RedactionKind, placeholder_pattern
 
 
 class Provenance(Record):

@@ -4,6 +4,10 @@ A :class:`Signature` is derived from the incident's regression cases (each harmf
 its tool and its recorded arguments; each harmful output: the acceptance criteria it
 fails) and matched against every step of every run, as the logs stream. Memory follows
 the matches, not the logs: a run is remembered only once it matches.
+
+A derived signature is written into the incident file, so it is built from redacted
+arguments even when a case kept the raw text (``--keep-raw``); each placeholder in it
+matches any value of its kind, so the raw values in the logs still match it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from evalsuite import (
     Criterion,
     InvalidInput,
     Output,
+    Redactor,
     RunPart,
     ToolCall,
     as_utc,
@@ -38,11 +43,13 @@ def derive_signature(cases: Iterable[RegressionCase],
     an output fails. None when the cases record nothing to look for."""
     patterns: list[CallPattern | OutputPattern] = []
     sources = []
+    redactor = Redactor()
     for case in cases:
         sources.append(case.id)
         for index, call in case.recorded.harmful_calls():
+            arguments = exact_arguments(redactor.value(call.arguments))
             pattern = CallPattern(
-                kind="tool_call", tool=call.tool, arguments=exact_arguments(call.arguments),
+                kind="tool_call", tool=call.tool, arguments=arguments,
                 description=f"{call.tool} called as at {case.id} step {index}")
             if pattern not in patterns:
                 patterns.append(pattern)

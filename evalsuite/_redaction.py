@@ -1,10 +1,13 @@
-"""Personal data and secrets in a captured run, replaced by stable placeholders.
+"""Personal data and secrets in production data, replaced by stable placeholders.
 
 Production runs hold e-mail addresses, phone numbers, payment card numbers and API keys.
-Capture replaces each with a placeholder that keeps the shape the controls look at — an
-address at the same domain, a number with the same layout and digit count (a card
-placeholder is Luhn-valid), a token with its non-secret prefix — and gives the same value
-the same placeholder everywhere in the case, so the case still means the same thing.
+Everything reinstate writes from them (a captured case, an investigation's timeline, a
+postmortem, a verdict and its report, an eval run file) replaces each with a placeholder
+that keeps the shape the controls look at — an address at the same domain, a number with
+the same layout and digit count (a card placeholder is Luhn-valid), a token with its
+non-secret prefix — and gives the same value the same placeholder everywhere in one
+document, so the document still means the same thing. One :class:`Redactor` serves one
+document.
 
 Placeholders are recognisable (:func:`placeholder_pattern`), so an expectation derived
 from a redacted argument can match any value of the kind instead of the placeholder
@@ -15,12 +18,16 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
-from typing import Any, Literal, get_args
+from collections.abc import Callable, Collection
+from typing import Any, Literal, TypeVar, get_args
 
 import phonenumbers
+from pydantic import BaseModel
 from stdnum import luhn
 
+from evalsuite._run import Run
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 RedactionKind = Literal["email", "phone", "card", "token"]
 REDACTION_KINDS: tuple[RedactionKind, ...] = get_args(RedactionKind)
 # National numbers (no +country code) are read as numbers of this region.
@@ -30,7 +37,9 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = re.compile(
     rf"(?<![\w.%+-])(?P<local>[A-Za-z0-9][A-Za-z0-9._%+-]{{0,63}})@(?P<domain>{_LABEL}(?:\.{_LABEL})+)"
 )
-_CARD = re.compile(r"(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d])")
+# Not inside a word or a dashed id: digits in a hex digest or a UUID are no card number,
+# and rewriting them would corrupt the fingerprints and ids that documents carry.
+_CARD = re.compile(r"(?<![A-Za-z0-9.,-])\d(?:[ -]?\d){12,18}(?![A-Za-z0-9]|-[A-Za-z0-9])")
 # Well-known token formats; only the ``secret`` group is replaced, so the prefix that says
 # which service a token is for stays readable.
 _TOKENS = [re.compile(p) for p in (
@@ -92,7 +101,8 @@ def _card(raw: str, number: int) -> str:
 
 class Redactor:
     """Finds personal data and secrets in text and replaces them, the same value always
-    by the same placeholder; one redactor serves one whole case."""
+    by the same placeholder; one redactor serves one whole document (a case, an incident's
+    investigation, a report)."""
 
     def __init__(self, phone_region: str = PHONE_REGION) -> None:
         self._region = phone_region
@@ -150,18 +160,55 @@ class Redactor:
             text = text[:start] + replacement + text[end:]
         return text
 
-    def value(self, value: Any) -> Any:
-        """A JSON value with every string in it redacted (mapping keys are kept)."""
-        return _walk(value, self.text)
+    def value(self, value: Any, keep: Collection[str] = ()) -> Any:
+        """A JSON value with every string in it redacted.
+
+        Args:
+            value: Any JSON value (strings, numbers, lists, mappings).
+            keep: Mapping keys whose values are left as they are, at any depth: digests,
+                fingerprints and other values a later decision compares byte for byte.
+
+        Returns:
+            A copy with every string redacted; mapping keys themselves are kept.
+        """
+        return _walk(value, self.text, frozenset(keep))
+
+    def record(self, record: ModelT, keep: Collection[str] = ()) -> ModelT:
+        """A copy of a pydantic record with every string in it redacted.
+
+        Args:
+            record: The record, e.g. a verdict or a report.
+            keep: Field names whose values are left as they are, at any depth (see
+                :meth:`value`).
+
+        Returns:
+            A record of the same type, validated again.
+        """
+        return type(record).model_validate(self.value(record.model_dump(mode="json"), keep))
+
+    def run(self, run: Run) -> Run:
+        """The run with its context and what every step said, read or sent redacted."""
+        data = run.model_dump(mode="json")
+        data["context"] = self.value(data["context"])
+        for step in data["steps"]:
+            for key in _CONTENT:
+                if step.get(key) is not None:
+                    step[key] = self.value(step[key])
+        return Run.model_validate(data)
 
 
-def _walk(value: Any, change: Callable[[str], str]) -> Any:
+# The parts of a step that hold what was said, read or sent, and so may hold personal data.
+_CONTENT = ("content", "arguments", "raw_arguments", "result", "error")
+
+
+def _walk(value: Any, change: Callable[[str], str], keep: frozenset[str]) -> Any:
     if isinstance(value, str):
         return change(value)
     if isinstance(value, dict):
-        return {key: _walk(item, change) for key, item in value.items()}
+        return {key: item if key in keep else _walk(item, change, keep)
+                for key, item in value.items()}
     if isinstance(value, list):
-        return [_walk(item, change) for item in value]
+        return [_walk(item, change, keep) for item in value]
     return value
 
 
