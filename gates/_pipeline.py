@@ -62,10 +62,15 @@ def run_gate(
     trials: int | None = None,
     store: StateStore | None = None,
     progress: Progress | None = None,
+    against: str | None = None,
 ) -> Verdict:
-    """Gate ``agent``: run every check, store the verdict with its fingerprint, return it."""
+    """Gate ``agent``: run every check, store the verdict with its fingerprint, return it.
+
+    With ``against`` (a git ref such as ``origin/main``), the regression ratchet also
+    compares the regression set, incidents and baselines with those at that ref.
+    """
     # A store given by the caller (a test, an embedding process) serves every check too.
-    inputs = replace(load_inputs(workspace, agent), store=store)
+    inputs = replace(load_inputs(workspace, agent, against=against), store=store)
     evidence = run_evals(inputs, trials, progress=progress)
     checks = run_checks(inputs, evidence)
     verdict = decide(inputs, checks)
