@@ -93,7 +93,7 @@ class _Reader:
         joined = posixpath.normpath(posixpath.join(self.prefix, relative))
         inside = (joined == self.prefix or not self.prefix
                   or joined.startswith(self.prefix.rstrip("/") + "/"))
-        if joined.startswith("../") or joined == ".." or not inside:
+        if joined.startswith(("../", "/")) or joined == ".." or not inside:
             raise InvalidInput(None, f"{self.label(posixpath.join(self.prefix, file))}: "
                                      f"$.paths.{field}",
                                f"expected a path inside the workspace, got '{relative}'")

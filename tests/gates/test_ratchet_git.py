@@ -296,3 +296,13 @@ def test_invalid_approvals_file_is_exit_2(repo: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert "refund-agent.ratchet-approvals.yaml:5" in err and "$.approvals[0].kind" in err
     assert not (repo / ".reinstate").exists()
+
+
+def test_git_missing_is_exit_2(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Without git on PATH, --against cannot be checked: one line, exit 2, nothing written."""
+    monkeypatch.setenv("PATH", str(repo / "no-such-folder"))
+    before = tree(repo)
+    assert main(["-C", str(repo), "ratchet", "show", AGENT, "--against", "main"]) == 2
+    assert "expected the git command on PATH" in capsys.readouterr().err
+    assert tree(repo) == before
