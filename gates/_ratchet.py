@@ -28,7 +28,14 @@ from gates._config import Workspace
 from gates._inputs import GateInputs, regression_set_lock
 from gates._ratchet_approvals import RatchetApproval, append_approvals, approvals_path
 from gates._ratchet_git import compare_with_ref, ratchet_against
-from gates._ratchet_terms import REMOVED, Loosening, RatchetTerms, compare, terms_of
+from gates._ratchet_terms import (
+    REMOVED,
+    Loosening,
+    RatchetTerms,
+    captured_cases,
+    compare,
+    terms_of,
+)
 from gates._state import open_store
 from gates._store import AuditEntry, StateStore
 from gates._verdict import CheckResult
@@ -56,9 +63,8 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
 
 def _captured(workspace: Workspace, agent: str) -> set[str]:
     """Case ids the agent's incident histories record as captured."""
-    return {event.detail.split(" from ", 1)[0]
-            for incident in workspace.incidents().all(agent)
-            for event in incident.history if event.action == "capture" and " from " in event.detail}
+    return {case for incident in workspace.incidents().all(agent)
+            for case in captured_cases(incident)}
 
 
 def _store(workspace: Workspace, store: StateStore | None) -> StateStore | None:

@@ -26,7 +26,14 @@ from gates._config import CONFIG_FILE, Config, Workspace
 from gates._fingerprint import file_digest
 from gates._git import Blob, GitRepo
 from gates._ratchet_approvals import RatchetApprovals, load_approvals, matching
-from gates._ratchet_terms import Loosening, RatchetTerms, compare, digest_of, terms_of
+from gates._ratchet_terms import (
+    Loosening,
+    RatchetTerms,
+    captured_cases,
+    compare,
+    digest_of,
+    terms_of,
+)
 from regressions import INCIDENT_ID, Incident, RegressionCase
 
 DELETED = "deleted"
@@ -172,8 +179,7 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
         if incident.agent != agent:
             continue
         incidents[incident.id] = workspace.relative(workspace.incidents().path(incident.id))
-        captured |= {event.detail.split(" from ", 1)[0] for event in incident.history
-                     if event.action == "capture" and " from " in event.detail}
+        captured |= captured_cases(incident)
         if incident.containment is not None:
             folders[incident.id], baselines[incident.id] = _baseline(git, listed, incidents_dir,
                                                                      incident, label)

@@ -14,7 +14,7 @@ from typing import Any
 from evalsuite import Record
 from gates._ratchet_approvals import RatchetApproval, RatchetKind
 from gates._store import AuditEntry
-from regressions import RegressionCase
+from regressions import Incident, RegressionCase
 
 REMOVED = "removed"
 
@@ -54,6 +54,12 @@ def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
                 for c in case.expect},
         content=digest_of(rest),
     )
+
+
+def captured_cases(incident: Incident) -> set[str]:
+    """Case ids ``incident``'s history records as captured: each must still exist."""
+    return {event.detail.split(" from ", 1)[0] for event in incident.history
+            if event.action == "capture" and " from " in event.detail}
 
 
 @dataclass(frozen=True)
