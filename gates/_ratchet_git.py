@@ -170,7 +170,6 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
         terms[case.id] = terms_of(case, config.gate.trials)
 
     incidents: dict[str, str] = {}
-    baselines: dict[str, dict[str, str]] = {}
     folders: dict[str, str] = {}
     captured: set[str] = set()
     for blob in incident_blobs:
@@ -181,26 +180,34 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
         incidents[incident.id] = workspace.relative(workspace.incidents().path(incident.id))
         captured |= captured_cases(incident)
         if incident.containment is not None:
-            folders[incident.id], baselines[incident.id] = _baseline(git, listed, incidents_dir,
-                                                                     incident, label)
+            folders[incident.id] = _baseline_folder(incident, label)
     return RefSnapshot(ref=ref, commit=git.commit, terms=terms, captured=captured,
-                       incidents=incidents, baselines=baselines, baseline_folders=folders,
-                       approvals=load_approvals(workspace, agent))
+                       incidents=incidents,
+                       baselines=_baselines(git, listed, incidents_dir, folders),
+                       baseline_folders=folders, approvals=load_approvals(workspace, agent))
 
 
-def _baseline(git: _Reader, listed: list[Blob], incidents_dir: str, incident: Incident,
-              label: str) -> tuple[str, dict[str, str]]:
-    """``incident``'s baseline folder and the SHA-256 of each of its files at the ref."""
+def _baseline_folder(incident: Incident, label: str) -> str:
+    """The incident's baseline folder at the ref, from the incidents folder."""
     assert incident.containment is not None
     directory = posixpath.normpath(incident.containment.baseline.directory)
     if directory.startswith(("..", "/")):
         raise InvalidInput(None, f"{label}: $.containment.baseline.directory",
                            "expected a folder inside the incidents folder")
-    folder = posixpath.join(incidents_dir, directory) + "/"
-    blobs = [b for b in listed if b.path.startswith(folder)]
-    contents = git.repo.read(blobs)
-    return directory, {posixpath.join(directory, b.path[len(folder):]):
-                       hashlib.sha256(contents[b.path]).hexdigest() for b in blobs}
+    return directory
+
+
+def _baselines(git: _Reader, listed: list[Blob], incidents_dir: str,
+               folders: dict[str, str]) -> dict[str, dict[str, str]]:
+    """SHA-256 of each file of each incident's baseline folder at the ref, read at once."""
+    owned = {incident_id: [b for b in listed
+                           if b.path.startswith(posixpath.join(incidents_dir, folder) + "/")]
+             for incident_id, folder in folders.items()}
+    contents = git.repo.read([b for blobs in owned.values() for b in blobs])
+    start = len(incidents_dir) + 1 if incidents_dir else 0
+    return {incident_id: {b.path[start:]: hashlib.sha256(contents[b.path]).hexdigest()
+                          for b in blobs}
+            for incident_id, blobs in owned.items()}
 
 
 def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
