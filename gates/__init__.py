@@ -38,7 +38,10 @@ from gates._junit import junit_xml
 from gates._pipeline import decide, run_checks, run_gate
 from gates._policy import Decision, decide_call, route_call, route_output
 from gates._postmortem import Postmortem, postmortem, postmortem_markdown
-from gates._ratchet import Loosening, RatchetTerms, approve_loosening, ratchet_status
+from gates._ratchet import approve_against, approve_loosening, ratchet_status
+from gates._ratchet_approvals import RatchetApproval, RatchetApprovals, approvals_path
+from gates._ratchet_git import RefSnapshot, ratchet_against, read_ref
+from gates._ratchet_terms import Loosening, RatchetTerms
 from gates._rca import LayerAnalysis, analyse_incident
 from gates._report import Report, report_html, report_markdown, verdict_diff, verdict_report
 from gates._response import (
@@ -101,7 +104,10 @@ __all__ = [
     "Outcome",
     "Permissions",
     "Postmortem",
+    "RatchetApproval",
+    "RatchetApprovals",
     "RatchetTerms",
+    "RefSnapshot",
     "Refused",
     "Report",
     "Restored",
@@ -118,6 +124,8 @@ __all__ = [
     "Workspace",
     "agent_mode",
     "analyse_incident",
+    "approvals_path",
+    "approve_against",
     "approve_loosening",
     "capture",
     "check",
@@ -138,8 +146,10 @@ __all__ = [
     "policy_of",
     "postmortem",
     "postmortem_markdown",
+    "ratchet_against",
     "ratchet_status",
     "read_mode",
+    "read_ref",
     "record_change",
     "record_finding",
     "register",

@@ -6,7 +6,7 @@ Bad input stops the gate here with exit 2 and nothing written.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock
@@ -27,6 +27,7 @@ from evalsuite import (
 from gates._config import Workspace
 from gates._controls import Controls, PredicateBinder
 from gates._fingerprint import Fingerprint, fingerprint
+from gates._ratchet_git import RefSnapshot, read_ref
 from gates._store import StateStore
 from regressions import Incident, RegressionCase
 
@@ -45,6 +46,9 @@ class GateInputs:
     fingerprint: Fingerprint
     store: StateStore | None = None
     """The state store the gate was given, when not the workspace's own."""
+    against: RefSnapshot | None = None
+    """The regression set, incidents and baselines at the git ref the ratchet compares with
+    (``--against``), read before anything runs."""
 
     @property
     def cases(self) -> list[EvalCase]:
@@ -76,20 +80,22 @@ def _reading_lock(workspace: Workspace, agent: str) -> AbstractContextManager[ob
     return FileLock(path, timeout=30) if path.exists() else nullcontext()
 
 
-def load_inputs(workspace: Workspace, agent: str) -> GateInputs:
+def load_inputs(workspace: Workspace, agent: str, *, against: str | None = None) -> GateInputs:
     """Read and validate everything the gate needs for ``agent``.
 
     The fingerprint is taken before and after reading: when another process changed a
     file in between (a capture, a merge), the inputs are read again, so a verdict is
-    never bound to files it did not read.
+    never bound to files it did not read. With ``against`` (a git ref), the regression
+    set, incidents and baselines at that ref are read too, for the ratchet.
     """
     workspace.require_agent(agent)
+    reference = read_ref(workspace, agent, against) if against is not None else None
     for _ in range(_READS):
         with _reading_lock(workspace, agent):
             before = fingerprint(workspace, agent)
             inputs = _load(workspace, agent)
         if inputs.fingerprint == before:
-            return inputs
+            return replace(inputs, against=reference)
     changed = before.changed_since(inputs.fingerprint)
     raise InvalidInput(None, "", f"the files of {agent} kept changing while the gate read them "
                                  f"({', '.join(changed[:3]) or 'unknown'}); run it again")

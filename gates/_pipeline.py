@@ -70,17 +70,20 @@ def run_gate(
     trials: int | None = None,
     store: StateStore | None = None,
     progress: Progress | None = None,
+    against: str | None = None,
     new_store: bool = False,
 ) -> Verdict:
     """Gate ``agent``: run every check, store the verdict with its fingerprint, return it.
 
-    A missing state store is started only when the workspace shows no history, or with
-    ``new_store`` (a CI job that starts from an empty store by design).
+    With ``against`` (a git ref such as ``origin/main``), the regression ratchet also
+    compares the regression set, incidents and baselines with those at that ref. A missing
+    state store is started only when the workspace shows no history, or with ``new_store``
+    (a CI job that starts from an empty store by design).
     """
     if store is None:
         require_store(workspace, new_store=new_store)
     # A store given by the caller (a test, an embedding process) serves every check too.
-    inputs = load_inputs(workspace, agent)
+    inputs = load_inputs(workspace, agent, against=against)
     # Incidents as the audit log vouches for them: one restored only by a hand edit is
     # open, and its changes are verified again.
     vouched = standing(workspace, agent, store or open_store(workspace)).incidents

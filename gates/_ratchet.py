@@ -12,104 +12,37 @@ is undone or approved. The incident files (in git) add what survives a fresh sta
 every case an incident's history says was captured must still exist. Approvals are
 ``ratchet-approval`` entries of the audit log: appended, hash-chained, never edited, each
 bound to the case's terms as approved, so a later loosening needs its own.
+
+A CI job that starts from a fresh store has no such memory: there the gate runs with
+``--against REF`` and git is the memory (:mod:`gates._ratchet_git`), with approvals in a
+file committed with the change (:mod:`gates._ratchet_approvals`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace
 
-from evalsuite import InvalidInput, Record, load_cases
+from evalsuite import InvalidInput, load_cases
 from gates._checks import Evidence, register
 from gates._config import Workspace
-from gates._inputs import GateInputs
+from gates._inputs import GateInputs, regression_set_lock
+from gates._ratchet_approvals import RatchetApproval, append_approvals, approvals_path
+from gates._ratchet_git import compare_with_ref, ratchet_against
+from gates._ratchet_terms import (
+    REMOVED,
+    Loosening,
+    RatchetTerms,
+    captured_cases,
+    compare,
+    terms_of,
+)
 from gates._state import open_store
 from gates._store import AuditEntry, StateStore
 from gates._verdict import CheckResult
-from regressions import RegressionCase
+from regressions import RegressionCase, utc_now
 
 NAME = "regression_ratchet"
 APPROVAL = "ratchet-approval"
-REMOVED = "removed"
-
-
-class RatchetTerms(Record):
-    """What one regression case holds the agent to, as the ratchet remembers it."""
-
-    threshold: float
-    """Share of trials that must pass."""
-    trials: int
-    """Trials run (the case's own, else the workspace default then)."""
-    expect: dict[str, str]
-    """Digest of each expectation (its description aside) → its name."""
-    content: str
-    """Digest of the input, fixtures, recorded harm and provenance."""
-
-    @property
-    def digest(self) -> str:
-        """Digest of these terms, which an approval is bound to."""
-        return _digest(self.model_dump(mode="json"))
-
-
-def _digest(data: Any) -> str:
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
-    """The terms ``case`` sets today."""
-    rest = case.model_dump(mode="json", exclude={"description", "tags", "expect", "threshold",
-                                                 "trials"})
-    return RatchetTerms(
-        threshold=case.threshold,
-        trials=case.trials or default_trials,
-        expect={_digest(c.model_dump(mode="json", exclude={"description"})): c.name
-                for c in case.expect},
-        content=_digest(rest),
-    )
-
-
-@dataclass(frozen=True)
-class Loosening:
-    """A regression case removed or loosened since the ratchet last held it."""
-
-    case: str
-    """The case id."""
-    what: str
-    """What changed, in words."""
-    key: str
-    """``removed``, or the digest of the case's terms today: what an approval names."""
-    approval: AuditEntry | None = None
-    """The approval on record for exactly this change, if any."""
-
-
-def compare(remembered: dict[str, RatchetTerms], captured: set[str],
-            today: dict[str, RatchetTerms]) -> list[Loosening]:
-    """Every case in ``remembered`` or ``captured`` that is gone or looser ``today``."""
-    found = []
-    for case_id in sorted(set(remembered) | captured):
-        now = today.get(case_id)
-        if now is None:
-            found.append(Loosening(case_id, "removed from the regression set", REMOVED))
-            continue
-        then = remembered.get(case_id)
-        if then is None:
-            continue
-        what = []
-        if now.threshold < then.threshold:
-            what.append(f"threshold lowered from {then.threshold:g} to {now.threshold:g}")
-        if now.trials < then.trials:
-            what.append(f"trials lowered from {then.trials} to {now.trials}")
-        what += [f"expectation {name} removed or changed"
-                 for digest, name in sorted(then.expect.items(), key=lambda i: i[1])
-                 if digest not in now.expect]
-        if now.content != then.content:
-            what.append("input, tool fixtures or recorded harm changed")
-        if what:
-            found.append(Loosening(case_id, "; ".join(what), now.digest))
-    return found
 
 
 def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry]:
@@ -130,9 +63,8 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
 
 def _captured(workspace: Workspace, agent: str) -> set[str]:
     """Case ids the agent's incident histories record as captured."""
-    return {event.detail.split(" from ", 1)[0]
-            for incident in workspace.incidents().all(agent)
-            for event in incident.history if event.action == "capture" and " from " in event.detail}
+    return {case for incident in workspace.incidents().all(agent)
+            for case in captured_cases(incident)}
 
 
 def _store(workspace: Workspace, store: StateStore | None) -> StateStore | None:
@@ -155,7 +87,7 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     held = _store(workspace, store)
     remembered = _remembered(held, agent)
     approved = approvals(held, agent) if held is not None else {}
-    found = [Loosening(f.case, f.what, f.key, approved.get((f.case, f.key)))
+    found = [replace(f, approval=approved.get((f.case, f.key)))
              for f in compare(remembered, _captured(workspace, agent), today)]
     memory = dict(today)
     for loosening in found:
@@ -168,25 +100,52 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
 
 @register(NAME)
 def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> CheckResult:
-    """No regression case was removed or loosened without a recorded approval."""
-    found, memory = ratchet_status(inputs.workspace, inputs.agent.name, inputs.regression_cases,
+    """No regression case was removed or loosened without a recorded approval (and, with
+    ``--against REF``, no case, incident file or baseline file was lost since REF)."""
+    agent = inputs.agent.name
+    found, memory = ratchet_status(inputs.workspace, agent, inputs.regression_cases,
                                    inputs.store)
     open_ = [f for f in found if f.approval is None]
     findings = [f"{f.case}: {f.what}; undo it, or approve it with `reinstate ratchet approve "
-                f"{inputs.agent.name} {f.case} --reason …`" for f in open_]
+                f"{agent} {f.case} --reason …`" for f in open_]
     done = [f for f in found if f.approval is not None]
     summary = (f"regression cases held: {len(memory)}; {len(open_)} removed or loosened "
                f"without approval" + (f", {len(done)} approved" if done else ""))
-    return CheckResult(
-        name=NAME, outcome="fail" if open_ else "pass", summary=summary, findings=findings,
-        data={
-            "terms": {k: v.model_dump(mode="json") for k, v in sorted(memory.items())},
-            "loosened": [{"case": f.case, "what": f.what} for f in open_],
-            "approved": [{"case": f.case, "what": f.what, "by": f.approval.actor,
-                          "why": f.approval.reason, "at": f.approval.at.isoformat()}
-                         for f in done if f.approval is not None],
-        },
-    )
+    data = {
+        "terms": {k: v.model_dump(mode="json") for k, v in sorted(memory.items())},
+        "loosened": [{"case": f.case, "what": f.what} for f in open_],
+        "approved": [_approved(f) for f in done],
+    }
+    against = inputs.against
+    if against is not None:
+        lost = compare_with_ref(against, inputs.workspace, agent, inputs.regression_cases,
+                                inputs.incidents)
+        lost_open = [f for f in lost if f.approval is None]
+        lost_done = [f for f in lost if f.approval is not None]
+        approvals = inputs.workspace.relative(approvals_path(inputs.workspace, agent))
+        findings += [f"{f.case}: {f.what} since {against.ref}; undo it, or approve it with "
+                     f"`reinstate ratchet approve {agent} {f.case} --against {against.ref} "
+                     f"--reason …` and commit {approvals}" for f in lost_open]
+        summary += (f"; against {against.ref} ({against.commit[:12]}): {len(against.terms)} "
+                    f"cases, {len(against.incidents)} incidents, {len(lost_open)} removed, "
+                    f"loosened or deleted without approval"
+                    + (f", {len(lost_done)} approved" if lost_done else ""))
+        data["against"] = {
+            "ref": against.ref,
+            "commit": against.commit,
+            "loosened": [{"case": f.case, "kind": f.kind, "what": f.what} for f in lost_open],
+            "approved": [_approved(f) for f in lost_done],
+        }
+        open_ += lost_open
+    return CheckResult(name=NAME, outcome="fail" if open_ else "pass", summary=summary,
+                       findings=findings, data=data)
+
+
+def _approved(loosening: Loosening) -> dict[str, str]:
+    approval = loosening.approval
+    assert approval is not None
+    return {"case": loosening.case, "kind": loosening.kind, "what": loosening.what,
+            "by": approval.actor, "why": approval.reason, "at": approval.at.isoformat()}
 
 
 def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason: str,
@@ -209,3 +168,34 @@ def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason:
     return store.append(actor=actor, action=APPROVAL, agent=agent, reason=reason.strip(),
                         detail={"case": case_id, "terms": loosening.key,
                                 "change": loosening.what})
+
+
+def approve_against(workspace: Workspace, agent: str, case_id: str, *, reason: str,
+                    actor: str, ref: str) -> list[RatchetApproval]:
+    """Approve, in the repository, what ``case_id`` lost since git ``ref``.
+
+    Appends one entry per unapproved change of ``case_id`` (a case id, or an incident id
+    for its deleted file or changed baseline) to ``regressions/<agent>.ratchet-approvals
+    .yaml``, atomically; commit that file with the change so the pull request's reviewers
+    see it. Each entry is bound to the terms as they are now: a further loosening needs
+    another.
+
+    Raises:
+        InvalidInput: no reason, nothing of ``case_id`` to approve, or see
+            :func:`ratchet_against`.
+    """
+    if not reason.strip():
+        raise InvalidInput(None, "--reason", "expected why the regression set may loosen")
+    pending = [f for f in ratchet_against(workspace, agent, ref) if f.approval is None]
+    mine = [f for f in pending if f.case == case_id]
+    if not mine:
+        listed = ", ".join(sorted({f.case for f in pending})) or "none"
+        raise InvalidInput(None, "CASE_ID", f"{case_id} lost nothing since {ref} that is not "
+                                            f"approved: nothing to approve (not approved: "
+                                            f"{listed})")
+    at = utc_now().replace(microsecond=0)
+    entries = [RatchetApproval(case=f.case, kind=f.kind, terms=f.key, change=f.what,
+                               actor=actor, reason=reason.strip(), at=at) for f in mine]
+    with regression_set_lock(workspace, agent):
+        append_approvals(workspace, agent, entries)
+    return entries

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from evalsuite import AgentSpec, EvalCase, Run, write_atomic
 from gates._config import Config
 from gates._controls import Acceptance, Checklist, Permissions, ReviewRouting
+from gates._ratchet_approvals import RatchetApprovals
 from gates._verdict import Verdict
 from regressions import Incident, RegressionCase
 
@@ -26,6 +27,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "checklist": Checklist,
     "eval-case": EvalCase,
     "regression-case": RegressionCase,
+    "ratchet-approvals": RatchetApprovals,
     "incident": Incident,
     "run": Run,
     "verdict": Verdict,

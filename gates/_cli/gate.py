@@ -25,11 +25,15 @@ from gates._report import report_markdown, verdict_report
               help="Write the verdict report as Markdown here.")
 @click.option("--trials", type=click.IntRange(1, 1000),
               help="Trials per case when the case sets none (default: reinstate.toml).")
+@click.option("--against", metavar="REF",
+              help="Also hold the regression set, incidents and baselines to those at this "
+                   "git ref (origin/main, a merge base): what CI needs with a fresh store.")
 @click.option("--new-store", is_flag=True,
               help="Start a new state store even though the workspace shows it had one (a CI "
                    "job that starts from an empty store by design).")
 def command(agent: str, json_file: Path | None, junit_file: Path | None,
-            markdown_file: Path | None, trials: int | None, new_store: bool) -> int:
+            markdown_file: Path | None, trials: int | None, against: str | None,
+            new_store: bool) -> int:
     """Run every check for AGENT and store the verdict.
 
     Exit 0 pass, 1 fail, 2 invalid input, 3 error, 4 inconclusive. When
@@ -37,7 +41,8 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     """
     c = ctx()
     workspace = c.workspace()
-    verdict = run_gate(workspace, agent, actor=c.actor, trials=trials, new_store=new_store)
+    verdict = run_gate(workspace, agent, actor=c.actor, trials=trials, against=against,
+                       new_store=new_store)
     verdict_table(c.out, verdict)
     verification_table(c.out, verdict.verifications)
     if json_file is not None:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import click
 
 from gates._cli._common import ctx
-from gates._ratchet import approve_loosening, ratchet_status
+from gates._ratchet import approve_against, approve_loosening, ratchet_status
+from gates._ratchet_approvals import approvals_path
+from gates._ratchet_git import ratchet_against
+
+AGAINST_HELP = ("Compare with this git ref (origin/main, a merge base) instead of the state "
+                "store's last gate; approvals go to regressions/<agent>.ratchet-approvals.yaml.")
 
 
 @click.group("ratchet")
@@ -15,12 +20,20 @@ def command() -> None:
 
 @command.command("show")
 @click.argument("agent")
-def show(agent: str) -> int:
-    """List every regression case removed or loosened since the last gate (exit 1 if any
-    lacks an approval)."""
+@click.option("--against", metavar="REF", help=AGAINST_HELP)
+def show(agent: str, against: str | None) -> int:
+    """List every regression case removed or loosened since the last gate, or with
+    --against since a git ref (with incident files and baselines deleted or changed);
+    exit 1 if any lacks an approval."""
     c = ctx()
-    found, memory = ratchet_status(c.workspace(), agent)
-    c.out.print(f"{agent}: regression cases held: {len(memory)}", highlight=False)
+    workspace = c.workspace()
+    if against is not None:
+        found = ratchet_against(workspace, agent, against)
+        c.out.print(f"{agent}: against {against}: {len(found)} removed, loosened or deleted",
+                    highlight=False)
+    else:
+        found, memory = ratchet_status(workspace, agent)
+        c.out.print(f"{agent}: regression cases held: {len(memory)}", highlight=False)
     for loosening in found:
         if loosening.approval is None:
             c.out.print(f"  [red]not approved[/] {loosening.case}: {loosening.what}",
@@ -36,10 +49,23 @@ def show(agent: str) -> int:
 @click.argument("agent")
 @click.argument("case_id")
 @click.option("--reason", required=True, help="Why the regression set may loosen here.")
-def approve(agent: str, case_id: str, reason: str) -> int:
-    """Approve removing or loosening CASE_ID as it stands now; recorded in the audit log."""
+@click.option("--against", metavar="REF", help=AGAINST_HELP)
+def approve(agent: str, case_id: str, reason: str, against: str | None) -> int:
+    """Approve removing or loosening CASE_ID as it stands now: in the audit log, or with
+    --against in the repository's approvals file (CASE_ID may then be an incident id, for
+    its deleted file or changed baseline)."""
     c = ctx()
-    entry = approve_loosening(c.workspace(), agent, case_id, reason=reason, actor=c.actor)
+    workspace = c.workspace()
+    if against is not None:
+        entries = approve_against(workspace, agent, case_id, reason=reason, actor=c.actor,
+                                  ref=against)
+        where = workspace.relative(approvals_path(workspace, agent))
+        for approval in entries:
+            c.out.print(f"approved {case_id} ({approval.change}) in {where}", highlight=False)
+        c.out.print(f"commit {where} with the change, so its reviewers see the approval",
+                    highlight=False)
+        return 0
+    entry = approve_loosening(workspace, agent, case_id, reason=reason, actor=c.actor)
     c.out.print(f"approved {case_id} ({entry.detail['change']}) as audit entry #{entry.seq}",
                 highlight=False)
     return 0

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ class Pipeline:
     gate: list[str]
     deploy: list[str]
     artifacts: list[str]
+    base: str
+    """The variable the CI system fills with the commit the gate holds the change to."""
 
 
 def _reinstate_lines(lines: list[str]) -> list[str]:
@@ -51,8 +54,16 @@ def github() -> Pipeline:
 
     upload = next(s for s in jobs["gate"]["steps"]
                   if s.get("uses", "").startswith("actions/upload-artifact"))
+    checkout = next(s for s in jobs["gate"]["steps"]
+                    if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # the base commit must be in the clone
+    gate_step = next(s for s in jobs["gate"]["steps"] if s.get("name") == "Gate the agent")
+    # A pull request is held to its base branch; a push to the commit before it.
+    assert gate_step["env"]["AGAINST"] == ("${{ github.event_name == 'pull_request' && "
+                                           "format('origin/{0}', github.base_ref) || "
+                                           "github.event.before }}")
     return Pipeline(env=workflow["env"], gate=runs("gate"), deploy=runs("deploy"),
-                    artifacts=upload["with"]["path"].split())
+                    artifacts=upload["with"]["path"].split(), base="AGAINST")
 
 
 def gitlab() -> Pipeline:
@@ -61,15 +72,39 @@ def gitlab() -> Pipeline:
     gate, deploy = config["reinstate-gate"], config["reinstate-deploy"]
     assert deploy["needs"] == ["reinstate-gate"]
     artifacts = gate["artifacts"]
+    assert gate["variables"]["GIT_DEPTH"] == 0  # the base commit must be in the clone
     return Pipeline(env=config["variables"], gate=_reinstate_lines(gate["script"]),
                     deploy=_reinstate_lines(deploy["script"]),
-                    artifacts=[*artifacts["paths"], artifacts["reports"]["junit"]])
+                    artifacts=[*artifacts["paths"], artifacts["reports"]["junit"]],
+                    base="CI_MERGE_REQUEST_DIFF_BASE_SHA")
 
 
 def _checkout(template: Path, into: Path) -> Path:
     """What a CI job's checkout holds: the workspace's files, never its runtime state."""
     shutil.copytree(template, into, ignore=shutil.ignore_patterns(".reinstate", "__pycache__"))
     return into
+
+
+def _git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=CI", "-c", "user.email=ci@example.com",
+                           *args], cwd=root, capture_output=True, text=True, check=True,
+                          timeout=60).stdout.strip()
+
+
+def _clone(template: Path, into: Path, change: Callable[[Path], None] | None) -> str:
+    """The gate job's clone, with history: the base branch's commit, then the change under
+    review committed on top of it. Returns the base commit."""
+    _checkout(template, into)
+    (into / ".gitignore").write_text(".reinstate/\n")
+    _git(into, "init", "-q", "-b", "main")
+    _git(into, "add", "-A")
+    _git(into, "commit", "-qm", "base")
+    base = _git(into, "rev-parse", "HEAD")
+    if change is not None:
+        change(into)
+        _git(into, "add", "-A")
+        _git(into, "commit", "-qm", "the pull request")
+    return base
 
 
 def _run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -81,11 +116,15 @@ def _run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedPr
                           text=True, timeout=120, check=False)
 
 
-def _pipeline(pipeline: Pipeline, template: Path, tmp_path: Path,
-              env: dict[str, str]) -> tuple[list[int], list[int], Path]:
-    """Run the gate job, hand its artifacts to a fresh deploy checkout, run the deploy job."""
-    gate_dir = _checkout(template, tmp_path / "gate")
-    gate = [_run(c, gate_dir, {**pipeline.env, **env}) for c in pipeline.gate]
+def _pipeline(pipeline: Pipeline, template: Path, tmp_path: Path, env: dict[str, str],
+              change: Callable[[Path], None] | None = None,
+              ) -> tuple[list[int], list[int], Path]:
+    """Run the gate job on ``change`` (a pull request), hand its artifacts to a fresh deploy
+    checkout, run the deploy job."""
+    gate_dir = tmp_path / "gate"
+    base = _clone(template, gate_dir, change)
+    gate = [_run(c, gate_dir, {**pipeline.env, pipeline.base: base, **env})
+            for c in pipeline.gate]
     deploy_dir = _checkout(template, tmp_path / "deploy")
     for artifact in pipeline.artifacts:
         (deploy_dir / artifact).parent.mkdir(parents=True, exist_ok=True)
@@ -128,3 +167,25 @@ def test_github_recipe_blocks_an_unresolved_incident(example: Workspace,
     captured(example)
     gate, deploy, _ = _pipeline(github(), example.root, tmp_path, {})
     assert gate == [1] and deploy == [1]
+
+
+def _drop_the_incident(root: Path) -> None:
+    """A pull request deleting INC-1's file, its baseline and its regression case."""
+    (root / "regressions/refund-agent/INC-1-1.yaml").unlink()
+    (root / "incidents/INC-1.yaml").unlink()
+    shutil.rmtree(root / "incidents/INC-1.baseline")
+
+
+@pytest.mark.parametrize("read", [github, gitlab])
+def test_recipe_refuses_a_pull_request_that_drops_an_incident(read: Any,
+                                                              restored_template: Path,
+                                                              tmp_path: Path) -> None:
+    """From a fresh store, a pull request dropping an incident and its case fails the gate,
+    and check refuses the deploy."""
+    gate, deploy, gate_dir = _pipeline(read(), restored_template, tmp_path, {},
+                                       _drop_the_incident)
+    assert gate == [1] and deploy == [1]
+    verdict = json.loads((gate_dir / "verdict.json").read_text())
+    ratchet = next(c for c in verdict["checks"] if c["name"] == "regression_ratchet")
+    assert [(f["case"], f["kind"]) for f in ratchet["data"]["against"]["loosened"]] == [
+        ("INC-1-1", "removed"), ("INC-1", "incident-deleted"), ("INC-1", "baseline-changed")]
