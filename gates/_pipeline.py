@@ -80,10 +80,10 @@ def run_gate(
     state store is started only when the workspace shows no history, or with ``new_store``
     (a CI job that starts from an empty store by design).
     """
+    # A store given by the caller (a test, an embedding process) serves every check too.
+    inputs = load_inputs(workspace, agent, against=against)  # bad input first: exit 2
     if store is None:
         require_store(workspace, new_store=new_store)
-    # A store given by the caller (a test, an embedding process) serves every check too.
-    inputs = load_inputs(workspace, agent, against=against)
     # Incidents as the audit log vouches for them: one restored only by a hand edit is
     # open, and its changes are verified again.
     vouched = standing(workspace, agent, store or open_store(workspace)).incidents

@@ -75,10 +75,11 @@ def drop_last_expectation(data: dict[str, Any]) -> None:
 
 
 def gate(root: Path, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
-    """``reinstate gate refund-agent --against main``: the exit code and the ratchet check."""
+    """``reinstate gate refund-agent --new-store --against main`` as a CI job runs it: the
+    exit code and the ratchet check."""
     out = tmp_path / "verdict.json"
-    code = main(["-C", str(root), "--actor", "ci", "gate", AGENT, "--against", "main",
-                 "--json", str(out), *extra])
+    code = main(["-C", str(root), "--actor", "ci", "gate", AGENT, "--new-store", "--against",
+                 "main", "--json", str(out), *extra])
     verdict = json.loads(out.read_text())
     return code, next(c for c in verdict["checks"] if c["name"] == "regression_ratchet")
 
@@ -273,7 +274,7 @@ def test_workspace_in_a_repository_subfolder(restored_template: Path, tmp_path: 
     found = ratchet_against(ws, AGENT, "main")
     assert [(f.case, f.kind) for f in found] == [("INC-1-1", "removed"),
                                                  ("INC-1", "incident-deleted")]
-    verdict = run_gate(ws, AGENT, actor="ci", against="HEAD")
+    verdict = run_gate(ws, AGENT, actor="ci", against="HEAD", new_store=True)
     ratchet = next(c for c in verdict.checks if c.name == "regression_ratchet")
     assert verdict.outcome == "fail" and ratchet.outcome == "fail"
 
