@@ -93,6 +93,11 @@ class AgentSpec(Record):
     """How reinstate runs the agent for the gate."""
     adapters: dict[str, AdapterSpec] = Field(default_factory=dict)
     """Other ways to reach the same agent, by name (``reinstate eval --adapter NAME``)."""
+    sources: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    """Glob patterns, relative to ``agent.yaml`` and inside the workspace, of more files the
+    agent depends on (``data/*.json``, ``prompts/**``); they join its fingerprint, so a
+    verdict goes stale when one changes. The agent's folder and its adapter's folder are
+    always covered."""
 
 
 class AgentCrashed(EvalsuiteError):

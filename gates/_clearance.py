@@ -1,7 +1,8 @@
 """Clearance for deploy jobs: may the agent run in full operation at today's fingerprint?
 
-It only reads state (the incident files, the latest verdict, the mode) and runs nothing, so
-a deploy job can ask it in a second. The conditions are restore's own
+It only reads state (the incident files, the latest verdict, the mode) and loads the
+controls (importing the predicate modules the workspace allows), and runs no agent, so a
+deploy job can ask it in a second. The conditions are restore's own
 (:func:`restore_blockers`), so ``check`` and ``restore`` never disagree; on top of them the
 agent must actually be in full operation.
 """
@@ -29,7 +30,8 @@ class Clearance(Record):
     """The mode the agent operates in: the strictest of the store's and every unrestored
     containment; ``full`` for an agent never contained."""
     blockers: list[str]
-    """Restore's unmet conditions: open incidents, a missing, failing or stale verdict."""
+    """Restore's unmet conditions: open incidents, controls that no longer load, a
+    missing, failing or stale verdict."""
     reasons: list[str]
     """Everything that keeps the agent from being cleared: the blockers, then the mode."""
     notes: list[str] = Field(default_factory=list)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evalsuite import ReinstateError
 from gates._audit import verify_audit
 from gates._config import Workspace
 from gates._errors import Refused
@@ -27,6 +28,11 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> lis
             known.add(named)  # once per incident
             reasons.append(f"{named} contained {agent} (audit entry {entry.seq}) but its "
                            f"incident file is missing: restore it from version control")
+    try:  # a verdict on controls that no longer load vouches for nothing in force today
+        workspace.controls(agent)
+    except ReinstateError as exc:
+        reasons.append(f"the controls of {agent} no longer load with today's configuration: "
+                       f"{exc}")
     for incident in incidents:
         reasons += resolution_gaps(incident)
         if incident.containment is not None and incident.post_incident_review is None:

@@ -26,7 +26,8 @@ def test_cleared_after_restore_and_nothing_written(back_in_full: Workspace,
 def test_stale_verdict_is_not_cleared(back_in_full: Workspace, cli: RunCli) -> None:
     """A control file edited after the verdict blocks the deploy, naming the file (exit 1)."""
     review = back_in_full.agent_dir("refund-agent") / "review.yaml"
-    review.write_text(review.read_text() + "# loosened later\n")
+    review.write_text(review.read_text().replace("exclusiveMinimum: 150",
+                                                 "exclusiveMinimum: 1500"))  # loosened later
     result = cli("check", "refund-agent", cwd=back_in_full.root)
     assert result.returncode == 1
     assert "NOT cleared" in result.stdout

@@ -43,7 +43,8 @@ def test_refused_when_a_control_file_changed_after_the_verdict(example: Workspac
     resolved(example, fixed)
     assert run_gate(example, "refund-agent", actor=ACTOR).outcome == "pass"
     review = example.agent_dir("refund-agent") / "review.yaml"
-    review.write_text(review.read_text() + "  # tightened later\n")
+    review.write_text(review.read_text().replace("exclusiveMinimum: 150",
+                                                 "exclusiveMinimum: 100"))  # tightened later
     reasons = _refusal(example)
     assert reasons == [
         f"the latest verdict ({_stamp(example)}) is stale: changed since: "

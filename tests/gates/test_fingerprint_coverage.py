@@ -1,0 +1,192 @@
+"""The verdict's fingerprint covers everything the verdict depends on: the workspace
+configuration, the predicate modules, every file the agent reads and the controls' effective
+content; and `check` refuses when the controls no longer load."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gates import Fingerprint, Workspace, fingerprint, run_gate
+from gates._cli import main
+from tests.helpers import ACTOR, copied
+
+AGENT = "refund-agent"
+Cli = Callable[..., tuple[int, str, str]]
+PREDICATES = "refund_rules.py"
+POLICY = "agents/refund-agent/refund_policy.json"
+HOLIDAYS = "shared/holidays.txt"
+
+
+@pytest.fixture(scope="module")
+def depending_template(restored_template: Path, tmp_path_factory: pytest.TempPathFactory,
+                       ) -> Path:
+    """The restored workspace with a predicate module in use, a data file in the agent's
+    folder and one named by ``sources:``, gated green again; made once for this module."""
+    root = tmp_path_factory.mktemp("depending") / "ws"
+    workspace = copied(restored_template, root)
+    (root / PREDICATES).write_text(
+        "def weekend_refund(data):\n"
+        "    return (data.get('context') or {}).get('channel') == 'weekend-chat'\n")
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["refund_rules"]\n')
+    permissions = workspace.agent_dir(AGENT) / "permissions.yaml"
+    data = yaml.safe_load(permissions.read_text())
+    data["tools"]["issue_refund"]["review_when"].append(
+        {"id": "weekend-chat", "predicate": "refund_rules:weekend_refund"})
+    permissions.write_text(yaml.safe_dump(data, sort_keys=False))
+    (root / POLICY).write_text('{"refund_window_days": 30}\n')
+    (root / HOLIDAYS).parent.mkdir()
+    (root / HOLIDAYS).write_text("2026-12-25\n")
+    agent_file = workspace.agent_dir(AGENT) / "agent.yaml"
+    agent_file.write_text(agent_file.read_text() + "sources: ['../../shared/*.txt']\n")
+    assert run_gate(Workspace.find(root), AGENT, actor="ci")
+    return root
+
+
+@pytest.fixture
+def depending(depending_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy of the workspace whose verdict depends on predicates and data files."""
+    return copied(depending_template, tmp_path / "ws")
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``reinstate -C WS ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(workspace: Workspace, *args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["-C", str(workspace.root), "--actor", ACTOR, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def _stale_naming(out: str, path: str) -> bool:
+    stale = next((line for line in out.splitlines() if "is stale: changed since" in line), "")
+    return path in stale
+
+
+def test_config_change_makes_the_verdict_stale(back_in_full: Workspace, cli: Cli) -> None:
+    """A setting the gate read, changed after the gate, makes `check` refuse naming
+    reinstate.toml."""
+    assert cli(back_in_full, "check", AGENT)[0] == 0
+    config = back_in_full.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("min_cases_per_input_type = 3",
+                                                 "min_cases_per_input_type = 1"))
+    code, out, _ = cli(back_in_full, "check", AGENT)
+    assert code == 1
+    assert _stale_naming(out, "reinstate.toml")
+
+
+def test_config_put_back_is_current_again(back_in_full: Workspace, cli: Cli) -> None:
+    """A setting changed and put back (reformatted, with a comment) leaves the verdict
+    current: the configuration is hashed by what it says."""
+    config = back_in_full.root / "reinstate.toml"
+    original = config.read_text()
+    config.write_text(original.replace("trials = 3", "trials = 1"))
+    assert cli(back_in_full, "check", AGENT)[0] == 1
+    config.write_text("# put back after the gate ran\n"
+                      + original.replace("trials = 3", "trials   =   3  # as gated"))
+    code, out, _ = cli(back_in_full, "check", AGENT)
+    assert (code, "cleared" in out) == (0, True)
+
+
+def test_comment_in_a_control_file_is_not_a_change(back_in_full: Workspace, cli: Cli) -> None:
+    """A comment-only edit to permissions.yaml leaves the verdict current."""
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    permissions.write_text("# reviewed again on 2026-12-01, nothing to change\n"
+                           + permissions.read_text() + "# end of the boundary\n")
+    code, out, _ = cli(back_in_full, "check", AGENT)
+    assert (code, "cleared" in out) == (0, True)
+
+
+def test_semantic_edit_to_a_control_file_is_stale(back_in_full: Workspace, cli: Cli) -> None:
+    """A change to what permissions.yaml says makes `check` refuse naming the file."""
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    permissions.write_text(permissions.read_text().replace("maximum: 500", "maximum: 5000"))
+    code, out, _ = cli(back_in_full, "check", AGENT)
+    assert code == 1
+    assert _stale_naming(out, "agents/refund-agent/permissions.yaml")
+
+
+def test_changed_predicate_module_is_stale(depending: Workspace, cli: Cli) -> None:
+    """A predicate module listed in reinstate.toml, changed after the gate, makes `check`
+    refuse naming the module's file."""
+    assert cli(depending, "check", AGENT)[0] == 0
+    module = depending.root / PREDICATES
+    module.write_text(module.read_text().replace("'weekend-chat'", "'never'"))
+    code, out, _ = cli(depending, "check", AGENT)
+    assert code == 1
+    assert _stale_naming(out, PREDICATES)
+
+
+@pytest.mark.parametrize("data_file", [POLICY, HOLIDAYS], ids=["agent-folder", "sources-glob"])
+def test_changed_data_file_is_stale(depending: Workspace, cli: Cli, data_file: str) -> None:
+    """A data file the agent reads (in its folder, or matched by ``sources:``), changed
+    after the gate, makes `check` refuse naming it."""
+    assert cli(depending, "check", AGENT)[0] == 0
+    (depending.root / data_file).write_text("changed after the gate\n")
+    code, out, _ = cli(depending, "check", AGENT)
+    assert code == 1
+    assert _stale_naming(out, data_file)
+
+
+def test_emptied_predicate_list_refuses_as_controls_no_longer_load(
+        depending: Workspace, cli: Cli) -> None:
+    """With the predicate module list emptied, `check` refuses saying the controls no
+    longer load, and why."""
+    config = depending.root / "reinstate.toml"
+    config.write_text(config.read_text().replace('["refund_rules"]', "[]"))
+    code, out, err = cli(depending, "check", AGENT)
+    assert code == 1 and "Traceback" not in out + err
+    reason = next(line for line in out.splitlines() if "no longer load" in line)
+    assert "permissions.yaml" in reason and "not in predicate_modules" in reason
+
+
+def test_deleted_predicate_module_is_missing_and_refused(depending: Workspace,
+                                                         cli: Cli) -> None:
+    """A listed predicate module that was deleted is recorded as missing (stale, naming
+    it) and the controls no longer load."""
+    (depending.root / PREDICATES).unlink()
+    assert fingerprint(depending, AGENT).files[PREDICATES] == "missing"
+    code, out, _ = cli(depending, "check", AGENT)
+    assert code == 1
+    assert _stale_naming(out, PREDICATES)
+    assert "no longer load" in out
+
+
+@pytest.mark.parametrize("command", ["check", "gate"])
+def test_sources_glob_escaping_the_workspace_is_refused(back_in_full: Workspace, cli: Cli,
+                                                        command: str) -> None:
+    """A ``sources:`` glob reaching outside the workspace is one clean error naming
+    agent.yaml and ``$.sources[0]``, exit 2, and the gate stores nothing."""
+    outside = back_in_full.root.parent / "outside"
+    outside.mkdir()
+    (outside / "secrets.txt").write_text("not the agent's\n")
+    agent_file = back_in_full.agent_dir(AGENT) / "agent.yaml"
+    agent_file.write_text(agent_file.read_text() + "sources: ['../../../outside/*.txt']\n")
+    before = back_in_full.state_path.read_bytes()
+    code, out, err = cli(back_in_full, command, AGENT)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
+    assert "agent.yaml" in err and "$.sources[0]" in err and "inside the workspace" in err
+    assert back_in_full.state_path.read_bytes() == before
+
+
+def test_verdict_from_before_the_new_digests_is_stale(back_in_full: Workspace) -> None:
+    """A fingerprint stored before the configuration and predicates were covered still
+    loads, dumps exactly as stored, and never counts as current."""
+    today = fingerprint(back_in_full, AGENT)
+    stored = today.model_dump(exclude={"config", "predicates"})
+    stored["files"] = {p: d for p, d in stored["files"].items() if p != "reinstate.toml"}
+    body = json.dumps(stored, separators=(",", ":"))
+    old = Fingerprint.model_validate_json(body)
+    assert old.model_dump_json() == body
+    assert today.changed_since(old) == ["reinstate.toml"]
+    assert Fingerprint.model_validate({**stored, "files": today.files}).changed_since(today)
