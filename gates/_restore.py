@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from gates._attestation import configured_public_key, key_id, signature_problem
 from gates._audit import verify_audit
 from gates._config import Workspace
 from gates._errors import Refused
@@ -18,9 +20,15 @@ def unresolved(workspace: Workspace, agent: str) -> list[Incident]:
     return [i for i in workspace.incidents().all(agent) if i.phase not in ("restored", "closed")]
 
 
-def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> list[str]:
-    """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore."""
+def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
+                     public_key: Path | None = None) -> list[str]:
+    """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore.
+
+    With a public key (``public_key``, else ``[signing] public_key``), the latest verdict
+    counts only when the gate's signed envelope of exactly that verdict verifies with it.
+    """
     workspace.require_agent(agent)
+    key = configured_public_key(workspace, public_key)
     reasons = [f"the audit log does not verify: {p}" for p in verify_audit(store, [agent])]
     incidents = unresolved(workspace, agent)
     known = {i.id for i in workspace.incidents().all(agent)}
@@ -39,6 +47,10 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> lis
         reasons.append(f"no gate verdict for {agent}: run `reinstate gate {agent}`")
         return reasons
     stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    unsigned = signature_problem(workspace, verdict, key) if key is not None else None
+    if key is not None and unsigned is not None:
+        reasons.append(f"the latest verdict ({stamp}) is not signed by the configured key "
+                       f"{key_id(key)}…: {unsigned}")
     if not verdict:
         failing = [c.name for c in verdict.checks if c.outcome != "pass"]
         reasons.append(f"the latest verdict ({stamp}) is {verdict.outcome}: "
