@@ -331,14 +331,14 @@ def verify_attestation(envelope: Envelope, key: SSlibKey) -> Attestation:
         SignatureInvalid: A signature that does not verify, a payload that is not a
             reinstate verdict statement, or subjects that are not the verdict's (exit 1).
     """
-    from securesystemslib.exceptions import VerificationError
+    from securesystemslib.exceptions import UnverifiedSignatureError
 
     if envelope.payload_type != PAYLOAD_TYPE:
         raise SignatureInvalid(f"payload type is {envelope.payload_type!r}, expected "
                                f"{PAYLOAD_TYPE!r}")
     try:
         envelope.verify([key], 1)
-    except (VerificationError, ValueError):
+    except (UnverifiedSignatureError, ValueError):  # VerificationError is one too
         raise SignatureInvalid(f"no signature by key {key_id(key)}… verifies") from None
     try:
         statement = Statement.model_validate_json(envelope.payload)
