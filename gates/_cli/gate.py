@@ -52,7 +52,10 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
                     + (f" and {attestation_file}" if attestation_file else ""),
                     highlight=False, markup=False)
     else:
-        c.out.print(f"unsigned: ${SIGNING_KEY_ENV} is not set", highlight=False, markup=False)
+        refused = ("; [signing] public_key is set, so check and restore will refuse this "
+                   "verdict" if workspace.config.signing.public_key else "")
+        c.out.print(f"unsigned: ${SIGNING_KEY_ENV} is not set{refused}", highlight=False,
+                    markup=False)
     if json_file is not None:
         write_atomic(json_file, verdict.model_dump_json(indent=2) + "\n")
     if junit_file is not None:
