@@ -8,10 +8,24 @@ This module is the package's public API; the ``_modules`` behind it are private.
 
 from __future__ import annotations
 
+from gates._attestation import (
+    PREDICATE_TYPE,
+    SIGNING_KEY_ENV,
+    Attestation,
+    SignatureInvalid,
+    attestation_path,
+    generate_key_pair,
+    load_public_key,
+    load_signing_key,
+    read_envelope,
+    sign_verdict,
+    take_signing_key,
+    verify_attestation,
+)
 from gates._audit import verify_audit
 from gates._baseline import load_baseline, snapshot
 from gates._checks import CHECKS, Evidence, register
-from gates._clearance import Clearance, check
+from gates._clearance import AttestedClearance, Clearance, check, check_attested
 from gates._conditions import Condition, Situation
 from gates._config import Config, Workspace
 from gates._controls import (
@@ -74,8 +88,12 @@ __all__ = [
     "CHECKS",
     "CONTROL_FILES",
     "MODES",
+    "PREDICATE_TYPE",
     "SCHEMAS",
+    "SIGNING_KEY_ENV",
     "Acceptance",
+    "Attestation",
+    "AttestedClearance",
     "AuditEntry",
     "Captured",
     "ChangeVerification",
@@ -115,6 +133,7 @@ __all__ = [
     "ReviewRule",
     "Risk",
     "SQLiteStore",
+    "SignatureInvalid",
     "Situation",
     "StateStore",
     "StoreUnavailable",
@@ -127,13 +146,16 @@ __all__ = [
     "approvals_path",
     "approve_against",
     "approve_loosening",
+    "attestation_path",
     "capture",
     "check",
+    "check_attested",
     "combine",
     "contain",
     "decide",
     "decide_call",
     "fingerprint",
+    "generate_key_pair",
     "ingest",
     "init_workspace",
     "investigate",
@@ -141,6 +163,8 @@ __all__ = [
     "load_baseline",
     "load_controls",
     "load_inputs",
+    "load_public_key",
+    "load_signing_key",
     "open_incident",
     "open_store",
     "policy_of",
@@ -148,6 +172,7 @@ __all__ = [
     "postmortem_markdown",
     "ratchet_against",
     "ratchet_status",
+    "read_envelope",
     "read_mode",
     "read_ref",
     "record_change",
@@ -165,10 +190,13 @@ __all__ = [
     "run_gate",
     "schedule_review",
     "schema_text",
+    "sign_verdict",
     "snapshot",
+    "take_signing_key",
     "tool_specs",
     "verdict_diff",
     "verdict_report",
+    "verify_attestation",
     "verify_audit",
     "verify_chain",
     "verify_incident",

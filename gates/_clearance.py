@@ -9,10 +9,21 @@ agent must actually be in full operation.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AwareDatetime, Field
 
-from evalsuite import Record
+from evalsuite import InvalidInput, Record
+from gates._attestation import (
+    SignatureInvalid,
+    configured_public_key,
+    key_id,
+    read_envelope,
+    signature_line,
+    verify_attestation,
+)
 from gates._config import Workspace
+from gates._fingerprint import fingerprint
 from gates._restore import restore_blockers
 from gates._state import open_store, read_mode, standing
 from gates._store import Mode, StateStore
@@ -41,6 +52,11 @@ class Clearance(Record):
     """The latest verdict's outcome; none when the agent was never gated."""
     verdict_created_at: AwareDatetime | None = None
     """When the latest verdict was computed."""
+    signed: bool = False
+    """True only when the latest verdict's envelope verified against the public key."""
+    signature: str = ""
+    """The latest verdict's signature in a line: signed by which key, unsigned (no public
+    key configured), or why it does not verify."""
 
     @property
     def restorable(self) -> bool:
@@ -51,14 +67,16 @@ class Clearance(Record):
         return self.cleared
 
 
-def check(workspace: Workspace, agent: str, store: StateStore | None = None) -> Clearance:
+def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
+          public_key: Path | None = None) -> Clearance:
     """Whether ``agent`` is cleared for full operation; reads state, runs nothing.
 
     An unreadable state store raises :class:`StoreUnavailable` (exit 3): no answer is
-    ever a clearance.
+    ever a clearance. With a public key (``public_key``, else ``[signing] public_key``)
+    the latest verdict must be signed with it.
     """
     store = store or open_store(workspace)
-    blockers = restore_blockers(workspace, agent, store)
+    blockers = restore_blockers(workspace, agent, store, public_key=public_key)
     reading = read_mode(workspace, agent, store)
     held = standing(workspace, agent, store)
     reasons = list(blockers)
@@ -74,9 +92,98 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None) -> 
                        f"{reading.actor or 'containment'}: {reading.reason})"
                        + ("" if blockers else f": run `reinstate restore {agent}`"))
     verdict = store.latest_verdict(agent)
+    key = configured_public_key(workspace, public_key)
+    signed, signature = signature_line(workspace, verdict, key)
     return Clearance(
         agent=agent, cleared=not reasons, mode=reading.mode, blockers=blockers,
         reasons=reasons, notes=notes,
         verdict_outcome=verdict.outcome if verdict is not None else None,
         verdict_created_at=verdict.created_at if verdict is not None else None,
+        signed=signed, signature=signature,
+    )
+
+
+class AttestedClearance(Record):
+    """Whether a signed verdict file clears an agent for full operation, without the store."""
+
+    agent: str
+    """The agent asked about."""
+    cleared: bool
+    """True only when the signature verifies, the verdict is this agent's, it passed, it
+    was computed on today's files, and no incident in the workspace awaits restoration."""
+    reasons: list[str]
+    """Everything that keeps the agent from being cleared."""
+    envelope: str
+    """The verdict file checked (a DSSE envelope)."""
+    keyid: str
+    """The id of the public key it was checked against."""
+    signed: bool
+    """Whether the envelope's signature verified against that key."""
+    verdict_outcome: Outcome | None = None
+    """The signed verdict's outcome; none when the signature did not verify."""
+    verdict_created_at: AwareDatetime | None = None
+    """When the signed verdict was computed."""
+    verdict_sha256: str | None = None
+    """The signed verdict's digest, as the gate's audit entry names it."""
+
+    def __bool__(self) -> bool:
+        return self.cleared
+
+
+def check_attested(workspace: Workspace, agent: str, envelope: Path,
+                   public_key: Path | None = None) -> AttestedClearance:
+    """Whether the signed verdict in ``envelope`` clears ``agent``; the state store is not read.
+
+    For a deploy job that has the workspace's files and the gate job's
+    ``--attestation`` file but not its store. The key is ``public_key``, else
+    ``[signing] public_key``; there must be one, since an unsigned file proves nothing.
+
+    Raises:
+        InvalidInput: No public key, a bad key, or a file that is not an envelope (exit 2).
+    """
+    workspace.require_agent(agent)
+    key = configured_public_key(workspace, public_key)
+    if key is None:
+        raise InvalidInput(envelope, "", "expected a public key to check it against "
+                                         "(--public-key FILE, or [signing] public_key): an "
+                                         "unsigned verdict file proves nothing")
+    shown = workspace.relative(envelope)
+    read = read_envelope(envelope)
+    try:
+        attestation = verify_attestation(read, key)
+    except SignatureInvalid as exc:
+        return AttestedClearance(
+            agent=agent, cleared=False, envelope=shown, keyid=key.keyid, signed=False,
+            reasons=[f"{shown} is not signed by the key {key_id(key)}…: {exc}"])
+    verdict = attestation.verdict
+    stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    reasons = []
+    if attestation.agent != agent:
+        reasons.append(f"the signed verdict ({stamp}) is for {attestation.agent}, not {agent}")
+    else:
+        if not verdict:
+            failing = [c.name for c in verdict.checks if c.outcome != "pass"]
+            reasons.append(f"the signed verdict ({stamp}) is {verdict.outcome}: "
+                           f"{', '.join(failing)} did not pass")
+        changed = fingerprint(workspace, agent).changed_since(verdict.fingerprint)
+        if changed:
+            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+            reasons.append(f"the signed verdict ({stamp}) is stale: changed since: "
+                           f"{', '.join(changed[:5])}{more}")
+        # The store's mode is not here to read; the incident files (reviewed in git) are,
+        # and the signed verdict must have verified every one of them that is restored: a
+        # verdict from before an incident was recorded proves nothing about it.
+        covered = {v.incident for v in verdict.verifications}
+        for incident in workspace.incidents().all(agent):
+            if incident.phase not in ("restored", "closed"):
+                reasons.append(f"{incident.id} is {incident.phase}, not restored: the agent "
+                               f"stays out of full operation until `reinstate restore "
+                               f"{agent}` succeeds")
+            elif incident.phase == "restored" and incident.id not in covered:
+                reasons.append(f"{incident.id} is not covered by the signed verdict ({stamp}): "
+                               f"it was computed without that incident; gate again")
+    return AttestedClearance(
+        agent=agent, cleared=not reasons, reasons=reasons, envelope=shown, keyid=key.keyid,
+        signed=True, verdict_outcome=verdict.outcome, verdict_created_at=verdict.created_at,
+        verdict_sha256=attestation.verdict_sha256,
     )

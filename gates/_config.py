@@ -76,6 +76,16 @@ class LoggingSettings(Record):
     """How many of an agent's newest runs must answer the four questions."""
 
 
+class SigningSettings(Record):
+    """How verdicts are signed and checked (``reinstate keygen`` makes the key pair)."""
+
+    public_key: str | None = None
+    """The Ed25519 public key (PEM), a file in the workspace committed like any control.
+    When set, ``check`` and ``restore`` accept only a verdict signed with its private key,
+    which the gate reads from ``$REINSTATE_SIGNING_KEY`` (a CI secret); when unset,
+    verdicts are unsigned and ``check`` says so."""
+
+
 class Config(Record):
     """``reinstate.toml``, or ``[tool.reinstate]`` in ``pyproject.toml``."""
 
@@ -91,6 +101,8 @@ class Config(Record):
     """What the logging check reads."""
     rules: RuleSettings = Field(default_factory=RuleSettings)
     """What rules in control files may do."""
+    signing: SigningSettings = Field(default_factory=SigningSettings)
+    """Signed verdicts: the public key they must verify against."""
 
 
 @dataclass(frozen=True)

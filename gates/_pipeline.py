@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsuite import Progress, Redactor, ReinstateError
 from gates import (
@@ -18,6 +20,7 @@ from gates import (
     _ratchet,  # noqa: F401 - registers the regression_ratchet check
     _verification,  # noqa: F401 - registers the control_changes check
 )
+from gates._attestation import gate_signer, write_attestation
 from gates._checks import CHECKS, Evidence
 from gates._config import Workspace
 from gates._evals import run_evals
@@ -26,6 +29,9 @@ from gates._state import open_store, require_store, standing
 from gates._store import StateStore, verdict_digest
 from gates._verdict import CheckResult, Verdict, combine
 from regressions import utc_now
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner
 
 
 def run_checks(inputs: GateInputs, evidence: Evidence) -> list[CheckResult]:
@@ -72,14 +78,20 @@ def run_gate(
     progress: Progress | None = None,
     against: str | None = None,
     new_store: bool = False,
+    signer: CryptoSigner | None = None,
+    attestation: Path | None = None,
 ) -> Verdict:
     """Gate ``agent``: run every check, store the verdict with its fingerprint, return it.
 
     With ``against`` (a git ref such as ``origin/main``), the regression ratchet also
     compares the regression set, incidents and baselines with those at that ref. A missing
     state store is started only when the workspace shows no history, or with ``new_store``
-    (a CI job that starts from an empty store by design).
+    (a CI job that starts from an empty store by design). With a signing key (``signer``,
+    else ``$REINSTATE_SIGNING_KEY``, which leaves the environment before any agent starts)
+    the stored verdict is also signed: its envelope goes to
+    ``.reinstate/attestations/<agent>/`` and to ``attestation`` when given.
     """
+    signer = gate_signer(workspace, signer, attestation)
     # A store given by the caller (a test, an embedding process) serves every check too.
     inputs = load_inputs(workspace, agent, against=against)  # bad input first: exit 2
     if store is None:
@@ -92,6 +104,8 @@ def run_gate(
     checks = run_checks(inputs, evidence)
     verdict = decide(inputs, checks)
     (store or open_store(workspace)).save_verdict(verdict, actor)
+    if signer is not None:  # signed once stored: the envelope names the stored verdict
+        write_attestation(workspace, verdict, signer, also=attestation)
     return verdict
 
 

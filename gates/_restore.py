@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from evalsuite import ReinstateError
+from gates._attestation import configured_public_key, key_id, signature_problem
 from gates._audit import verify_audit
 from gates._config import Workspace
 from gates._errors import Refused
@@ -14,9 +16,15 @@ from gates._store import ModeRecord, StateStore, verdict_digest
 from regressions import resolution_gaps, utc_now
 
 
-def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> list[str]:
-    """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore."""
+def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
+                     public_key: Path | None = None) -> list[str]:
+    """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore.
+
+    With a public key (``public_key``, else ``[signing] public_key``), the latest verdict
+    counts only when the gate's signed envelope of exactly that verdict verifies with it.
+    """
     workspace.require_agent(agent)
+    key = configured_public_key(workspace, public_key)
     reasons = [f"the audit log does not verify: {p}" for p in verify_audit(store, [agent])]
     held = standing(workspace, agent, store)
     reasons += [f"tampering: {forged}" for forged in held.forged.values()]
@@ -42,6 +50,10 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore) -> lis
         reasons.append(f"no gate verdict for {agent}: run `reinstate gate {agent}`")
         return reasons
     stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    unsigned = signature_problem(workspace, verdict, key) if key is not None else None
+    if key is not None and unsigned is not None:
+        reasons.append(f"the latest verdict ({stamp}) is not signed by the configured key "
+                       f"{key_id(key)}…: {unsigned}")
     if not verdict:
         failing = [c.name for c in verdict.checks if c.outcome != "pass"]
         reasons.append(f"the latest verdict ({stamp}) is {verdict.outcome}: "

@@ -23,6 +23,7 @@ from gates._cli import (
     ingest,
     init,
     investigate,
+    keygen,
     metrics,
     mode,
     postmortem,
@@ -62,8 +63,10 @@ for module in (eval, diff):
 # Where CI and the release manager meet the gate.
 for module in (check, report, postmortem):
     reinstate.add_command(module.command)
-# Tamper evidence: the regression set only tightens unless a person approves.
-reinstate.add_command(ratchet.command)
+# Tamper evidence: the regression set only tightens unless a person approves; verdicts
+# are signed with a key that `keygen` makes.
+for module in (ratchet, keygen):
+    reinstate.add_command(module.command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,33 +3,61 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
-from gates._clearance import check
+from gates._clearance import check, check_attested
 from gates._cli._common import ctx
 
 
 @click.command("check")
 @click.argument("agent")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-def command(agent: str, as_json: bool) -> int:
+@click.option("--verdict", "verdict_file", type=click.Path(path_type=Path),
+              help="Check this signed verdict (the gate's --attestation file) instead of the "
+                   "state store: its signature, agent, outcome and fingerprint.")
+@click.option("--public-key", type=click.Path(path_type=Path),
+              help="The Ed25519 public key (PEM) verdicts must be signed with "
+                   "(default: [signing] public_key in reinstate.toml).")
+def command(agent: str, as_json: bool, verdict_file: Path | None,
+            public_key: Path | None) -> int:
     """Exit 0 only if AGENT is cleared for full operation at today's fingerprint.
 
     For deploy jobs: it reads the incidents, the latest verdict and the mode, and runs
     nothing. Exit 1 lists every reason; exit 3 when the state store cannot be read.
+    With --verdict it reads the signed verdict file instead of the store (a public key
+    is then required: an unsigned file proves nothing).
     """
     c = ctx()
-    clearance = check(c.workspace(), agent)
-    if as_json:
-        click.echo(json.dumps(clearance.model_dump(mode="json"), indent=2))
-    elif clearance:
+    workspace = c.workspace()
+    if verdict_file is not None:
+        attested = check_attested(workspace, agent, verdict_file, public_key)
+        cleared, reasons = attested.cleared, attested.reasons
+        answer = attested.model_dump(mode="json")
+        signature = (f"signed by key {attested.keyid[:12]}… ({attested.envelope})"
+                     if attested.signed else "")
+        stamp = (f"{attested.verdict_created_at:%Y-%m-%d %H:%M} UTC"
+                 if attested.verdict_created_at else "")
+        outcome = attested.verdict_outcome
+    else:
+        clearance = check(workspace, agent, public_key=public_key)
+        cleared, reasons = clearance.cleared, clearance.reasons
+        answer = clearance.model_dump(mode="json")
+        signature = clearance.signature
         stamp = (f"{clearance.verdict_created_at:%Y-%m-%d %H:%M} UTC"
                  if clearance.verdict_created_at else "")
+        outcome = clearance.verdict_outcome
+    if as_json:
+        click.echo(json.dumps(answer, indent=2))
+        return 0 if cleared else 1
+    if cleared:
         c.out.print(f"{agent}: [bold green]cleared[/] for full operation (verdict "
-                    f"{clearance.verdict_outcome} of {stamp}, on today's files)")
+                    f"{outcome} of {stamp}, on today's files)")
     else:
         c.out.print(f"{agent}: [bold red]NOT cleared[/] for full operation:")
-        for reason in clearance.reasons:
+        for reason in reasons:
             c.out.print(f"  - {reason}", highlight=False, markup=False)
-    return 0 if clearance else 1
+    if signature:
+        c.out.print(f"signature: {signature}", highlight=False, markup=False)
+    return 0 if cleared else 1

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from evalsuite import write_atomic
+from gates._attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
 from gates._cli._common import ctx
 from gates._junit import junit_xml
 from gates._pipeline import run_gate, stored_by_this_run
@@ -31,20 +32,36 @@ from gates._report import report_markdown, verdict_report
 @click.option("--new-store", is_flag=True,
               help="Start a new state store even though the workspace shows it had one (a CI "
                    "job that starts from an empty store by design).")
+@click.option("--attestation", "attestation_file", type=click.Path(path_type=Path),
+              help="Also write the signed verdict (an in-toto statement in a DSSE envelope) "
+                   "here, for the deploy job's `check --verdict`; needs "
+                   "$REINSTATE_SIGNING_KEY.")
 def command(agent: str, json_file: Path | None, junit_file: Path | None,
             markdown_file: Path | None, trials: int | None, against: str | None,
-            new_store: bool) -> int:
+            new_store: bool, attestation_file: Path | None) -> int:
     """Run every check for AGENT and store the verdict.
 
     Exit 0 pass, 1 fail, 2 invalid input, 3 error, 4 inconclusive. When
-    GITHUB_STEP_SUMMARY is set, the Markdown report is appended to that file.
+    GITHUB_STEP_SUMMARY is set, the Markdown report is appended to that file. With
+    REINSTATE_SIGNING_KEY set, the verdict is signed; the key leaves the gate's
+    environment before anything else happens.
     """
+    signer = take_signing_key()  # first of all: nothing started later may inherit it
     c = ctx()
     workspace = c.workspace()
     verdict = run_gate(workspace, agent, actor=c.actor, trials=trials, against=against,
-                       new_store=new_store)
+                       new_store=new_store, signer=signer, attestation=attestation_file)
     verdict_table(c.out, verdict)
     verification_table(c.out, verdict.verifications)
+    if signer is not None:
+        c.out.print(f"signed: {workspace.relative(attestation_path(workspace, verdict))}"
+                    + (f" and {attestation_file}" if attestation_file else ""),
+                    highlight=False, markup=False)
+    else:
+        refused = ("; [signing] public_key is set, so check and restore will refuse this "
+                   "verdict" if workspace.config.signing.public_key else "")
+        c.out.print(f"unsigned: ${SIGNING_KEY_ENV} is not set{refused}", highlight=False,
+                    markup=False)
     if json_file is not None:
         write_atomic(json_file, verdict.model_dump_json(indent=2) + "\n")
     if junit_file is not None:

@@ -17,11 +17,12 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from gates import Workspace
+from gates import SIGNING_KEY_ENV, Workspace, generate_key_pair
 from gates._demo import apply_fix, lay_out
 from tests.helpers import captured, restored
 
 ROOT = Path(__file__).parent.parent.parent
+DEPLOY = 'reinstate check "$AGENT" --verdict verdict.intoto.json --public-key reinstate-signing.pub'
 
 
 @dataclass
@@ -136,22 +137,35 @@ def _pipeline(pipeline: Pipeline, template: Path, tmp_path: Path, env: dict[str,
 
 
 @pytest.fixture(scope="module")
-def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace whose incident was fixed, gated and restored, with its files committed."""
+def signing(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], Path]:
+    """The gate job's secret (as its environment) and the public key, from `keygen`."""
+    private, public = generate_key_pair(tmp_path_factory.mktemp("keys"))
+    return {SIGNING_KEY_ENV: private.read_text()}, public
+
+
+@pytest.fixture(scope="module")
+def restored_template(tmp_path_factory: pytest.TempPathFactory,
+                      signing: tuple[dict[str, str], Path]) -> Path:
+    """A workspace whose incident was fixed, gated and restored, with its files committed
+    (the public key among them)."""
     root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
     restored(Workspace.find(root), apply_fix)
+    shutil.copyfile(signing[1], root / "reinstate-signing.pub")
     return root
 
 
 @pytest.mark.parametrize("read", [github, gitlab])
 def test_recipe_gates_and_clears_a_restored_agent(read: Any, restored_template: Path,
+                                                  signing: tuple[dict[str, str], Path],
                                                   tmp_path: Path) -> None:
-    """Both jobs exit 0 and leave a valid JSON verdict, JUnit XML and Markdown report."""
+    """Both jobs exit 0, the deploy job on the signed verdict alone, and the gate leaves a
+    valid JSON verdict, JUnit XML and Markdown report."""
     pipeline = read()
-    assert pipeline.gate and pipeline.deploy == ['reinstate check "$AGENT"']
+    assert pipeline.gate and pipeline.deploy == [DEPLOY]
+    assert "verdict.intoto.json" in pipeline.artifacts
     summary = tmp_path / "summary.md"
     gate, deploy, gate_dir = _pipeline(pipeline, restored_template, tmp_path,
-                                       {"GITHUB_STEP_SUMMARY": str(summary)})
+                                       {"GITHUB_STEP_SUMMARY": str(summary), **signing[0]})
     assert gate == [0] and deploy == [0]
     verdict = json.loads((gate_dir / "verdict.json").read_text())
     schema = json.loads((ROOT / "schemas/verdict.json").read_text())
@@ -162,10 +176,12 @@ def test_recipe_gates_and_clears_a_restored_agent(read: Any, restored_template: 
 
 
 def test_github_recipe_blocks_an_unresolved_incident(example: Workspace,
+                                                     signing: tuple[dict[str, str], Path],
                                                      tmp_path: Path) -> None:
     """With an incident captured but not fixed, the gate fails and check refuses the deploy."""
     captured(example)
-    gate, deploy, _ = _pipeline(github(), example.root, tmp_path, {})
+    shutil.copyfile(signing[1], example.root / "reinstate-signing.pub")
+    gate, deploy, _ = _pipeline(github(), example.root, tmp_path, signing[0])
     assert gate == [1] and deploy == [1]
 
 
@@ -177,15 +193,22 @@ def _drop_the_incident(root: Path) -> None:
 
 
 @pytest.mark.parametrize("read", [github, gitlab])
-def test_recipe_refuses_a_pull_request_that_drops_an_incident(read: Any,
-                                                              restored_template: Path,
-                                                              tmp_path: Path) -> None:
+def test_recipe_refuses_a_pull_request_that_drops_an_incident(
+        read: Any, restored_template: Path, signing: tuple[dict[str, str], Path],
+        tmp_path: Path) -> None:
     """From a fresh store, a pull request dropping an incident and its case fails the gate,
     and check refuses the deploy."""
-    gate, deploy, gate_dir = _pipeline(read(), restored_template, tmp_path, {},
+    gate, deploy, gate_dir = _pipeline(read(), restored_template, tmp_path, signing[0],
                                        _drop_the_incident)
     assert gate == [1] and deploy == [1]
     verdict = json.loads((gate_dir / "verdict.json").read_text())
     ratchet = next(c for c in verdict["checks"] if c["name"] == "regression_ratchet")
     assert [(f["case"], f["kind"]) for f in ratchet["data"]["against"]["loosened"]] == [
         ("INC-1-1", "removed"), ("INC-1", "incident-deleted"), ("INC-1", "baseline-changed")]
+def test_github_deploy_refuses_a_verdict_signed_by_another_key(
+        restored_template: Path, tmp_path: Path) -> None:
+    """A gate job signing with a key that is not the committed one cannot clear the deploy."""
+    private, _ = generate_key_pair(tmp_path / "other")
+    gate, deploy, _ = _pipeline(github(), restored_template, tmp_path,
+                                {SIGNING_KEY_ENV: private.read_text()})
+    assert gate == [0] and deploy == [1]

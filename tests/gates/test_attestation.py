@@ -1,0 +1,383 @@
+"""Signed verdicts: the gate signs each verdict (in-toto statement, DSSE envelope, Ed25519),
+check and restore believe only what verifies against the configured public key, the deploy
+job checks the signed file without the store, and the key never reaches the agent."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gates import (
+    SIGNING_KEY_ENV,
+    Refused,
+    Verdict,
+    Workspace,
+    attestation_path,
+    check,
+    fingerprint,
+    generate_key_pair,
+    load_signing_key,
+    open_store,
+    report_html,
+    report_markdown,
+    restore,
+    run_gate,
+    sign_verdict,
+    verdict_report,
+)
+from gates._cli import main
+from gates._demo import apply_fix, lay_out
+from gates._store import entry_hash, verdict_digest
+from regressions import utc_now
+from tests.conftest import RunCli, tree
+from tests.helpers import ACTOR, copied, resolved
+
+AGENT = "refund-agent"
+PUBLIC = "keys/reinstate-signing.pub"
+Cli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture(scope="module")
+def key_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A key pair from keygen: the private key's PEM text (the CI secret) and the public file."""
+    private, public = generate_key_pair(tmp_path_factory.mktemp("keys"))
+    return private.read_text(), public
+
+
+def _configure(root: Path, public: Path) -> None:
+    """Commit the public key into the workspace and name it in reinstate.toml."""
+    (root / PUBLIC).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(public, root / PUBLIC)
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + f'\n[signing]\npublic_key = "{PUBLIC}"\n')
+
+
+@pytest.fixture(scope="module")
+def signed_template(tmp_path_factory: pytest.TempPathFactory,
+                    key_pair: tuple[str, Path]) -> Path:
+    """The example's incident resolved, gated green with the signing key, and restored."""
+    pem, public = key_pair
+    root = lay_out(tmp_path_factory.mktemp("signed") / "ws")
+    _configure(root, public)
+    workspace = Workspace.find(root)
+    resolved(workspace, apply_fix)
+    assert run_gate(workspace, AGENT, actor="ci", signer=load_signing_key(pem))
+    restore(workspace, AGENT, actor=ACTOR)
+    return root
+
+
+@pytest.fixture
+def signed(signed_template: Path, tmp_path: Path) -> Workspace:
+    """A fresh copy of the signed, restored workspace, state store and envelopes included."""
+    return copied(signed_template, tmp_path / "signed")
+
+
+@pytest.fixture
+def reinstate(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``reinstate -C WS ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(workspace: Workspace, *args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["-C", str(workspace.root), "--actor", ACTOR, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def _envelope(workspace: Workspace) -> Path:
+    """The envelope the gate wrote for the latest stored verdict."""
+    verdict = open_store(workspace).latest_verdict(AGENT)
+    assert verdict is not None
+    return attestation_path(workspace, verdict)
+
+
+def _forge_pass(workspace: Workspace) -> None:
+    """What a process that can write the store does: append a pass verdict on today's files,
+    its correctly chained audit entry and the new head, straight into SQLite."""
+    store = open_store(workspace)
+    latest = store.latest_verdict(AGENT)
+    assert latest is not None
+    forged = latest.model_copy(update={"outcome": "pass", "created_at": utc_now(),
+                                       "fingerprint": fingerprint(workspace, AGENT)})
+    body = forged.model_dump_json()
+    detail = {"outcome": "pass",
+              "fingerprint": {k: v for k, v in forged.fingerprint.model_dump().items()
+                              if k != "files"},
+              "sha256": verdict_digest(forged)}
+    last = store.audit()[-1]
+    at = utc_now()
+    digest = entry_hash(last.seq + 1, at, "ci", "verdict", AGENT, "gate pass", detail, last.hash)
+    with sqlite3.connect(workspace.state_path) as conn:
+        conn.execute("INSERT INTO verdicts (agent, created_at, outcome, body) VALUES (?, ?, ?, ?)",
+                     (AGENT, forged.created_at.isoformat(), "pass", body))
+        conn.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (last.seq + 1, at.isoformat(), "ci", "verdict", AGENT, "gate pass",
+                      json.dumps(detail, sort_keys=True), last.hash, digest))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
+                     (f"{last.seq + 1}:{digest}",))
+    conn.close()
+
+
+def _resign(envelope: Path, into: Path, pem: str, **changes: object) -> Path:
+    """The envelope's verdict with ``changes``, signed again with the real key."""
+    statement = json.loads(base64.b64decode(json.loads(envelope.read_text())["payload"]))
+    verdict = Verdict.model_validate(statement["predicate"]).model_copy(update=changes)
+    into.write_text(json.dumps(sign_verdict(verdict, load_signing_key(pem))))
+    return into
+
+
+def test_forged_pass_row_is_refused_by_check_and_restore(signed: Workspace, reinstate: Cli) -> None:
+    """A pass row, audit entry and head written straight into SQLite pass `audit verify`, but
+    check (exit 1) and restore refuse it as not signed by the configured key."""
+    review = signed.agent_dir(AGENT) / "review.yaml"
+    review.write_text(review.read_text() + "# loosened after the gate\n")
+    _forge_pass(signed)
+    code, _, err = reinstate(signed, "audit", "verify")
+    assert code == 0, err  # the chain itself cannot tell: only the signature can
+    code, out, _ = reinstate(signed, "check", AGENT)
+    assert code == 1
+    assert "not signed by the configured key" in out and "no attestation at .reinstate/" in out
+    clearance = check(signed, AGENT)
+    assert len(clearance.reasons) == 1 and not clearance.signed  # nothing else blocks it
+    with pytest.raises(Refused, match="is not signed by the configured key"):
+        restore(signed, AGENT, actor=ACTOR)
+
+
+def test_stored_verdict_with_another_verdicts_envelope_is_refused(signed: Workspace,
+                                                                   reinstate: Cli) -> None:
+    """A forged row given a genuine envelope (of the verdict before it) still does not verify
+    as the stored verdict: the digests differ."""
+    genuine = _envelope(signed)
+    _forge_pass(signed)
+    shutil.copyfile(genuine, _envelope(signed))
+    code, out, _ = reinstate(signed, "check", AGENT)
+    assert code == 1
+    assert "signs another verdict" in out
+
+
+def test_signed_pass_clears_with_the_store(signed: Workspace, reinstate: Cli) -> None:
+    """A signed, current pass clears (exit 0) and check names the key that signed it."""
+    code, out, err = reinstate(signed, "check", AGENT)
+    assert code == 0, out + err
+    assert "refund-agent: cleared for full operation" in out
+    assert "signature: signed by key " in out
+    assert check(signed, AGENT).signed
+
+
+def test_signed_pass_clears_a_deploy_checkout_without_a_store(signed: Workspace,
+                                                               key_pair: tuple[str, Path],
+                                                               tmp_path: Path,
+                                                               cli: RunCli) -> None:
+    """`check --verdict FILE --public-key KEY` in a checkout with no store exits 0 and writes
+    nothing."""
+    deploy = tmp_path / "deploy"
+    shutil.copytree(signed.root, deploy, ignore=shutil.ignore_patterns(".reinstate"))
+    shutil.copyfile(_envelope(signed), deploy / "verdict.intoto.json")
+    before = tree(deploy)
+    result = cli("check", AGENT, "--verdict", "verdict.intoto.json", "--public-key",
+                 str(key_pair[1]), cwd=deploy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cleared for full operation" in result.stdout
+    assert tree(deploy) == before and not (deploy / ".reinstate").exists()
+
+
+def test_tampered_payload_is_refused(signed: Workspace, reinstate: Cli, tmp_path: Path) -> None:
+    """An envelope whose payload was edited after signing (a fail relabelled pass) is refused."""
+    envelope = json.loads(_envelope(signed).read_text())
+    text = base64.b64decode(envelope["payload"]).decode()
+    envelope["payload"] = base64.b64encode(
+        text.replace('"outcome":"pass"', '"outcome":"fail"', 1).encode()).decode()
+    tampered = tmp_path / "tampered.intoto.json"
+    tampered.write_text(json.dumps(envelope))
+    code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(tampered))
+    assert code == 1
+    assert "is not signed by the key" in out and "no signature by key" in out
+
+
+def test_envelope_checked_with_another_key_is_refused(signed: Workspace, reinstate: Cli,
+                                                      tmp_path: Path) -> None:
+    """A genuine envelope checked against a different public key is refused (exit 1)."""
+    _, other = generate_key_pair(tmp_path / "other")
+    code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(_envelope(signed)),
+                       "--public-key", str(other))
+    assert code == 1
+    assert "is not signed by the key" in out
+
+
+def test_envelope_for_another_agent_is_refused(signed: Workspace, reinstate: Cli,
+                                               key_pair: tuple[str, Path],
+                                               tmp_path: Path) -> None:
+    """A validly signed pass for another agent does not clear this one."""
+    other = _resign(_envelope(signed), tmp_path / "other.intoto.json", key_pair[0],
+                    agent="billing-agent")
+    code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(other))
+    assert code == 1
+    assert "is for billing-agent, not refund-agent" in out
+
+
+def test_failing_verdict_envelope_is_refused(signed: Workspace, reinstate: Cli,
+                                             key_pair: tuple[str, Path],
+                                             tmp_path: Path) -> None:
+    """A validly signed fail verdict on today's files does not clear the agent."""
+    failing = _resign(_envelope(signed), tmp_path / "fail.intoto.json", key_pair[0],
+                      outcome="fail")
+    code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(failing), "--json")
+    assert code == 1
+    answer = json.loads(out)
+    assert answer["signed"] and answer["verdict_outcome"] == "fail"
+    assert any(r.startswith("the signed verdict (") and " is fail: " in r
+               for r in answer["reasons"])
+
+
+def test_signed_verdict_on_changed_files_is_refused(signed: Workspace, reinstate: Cli) -> None:
+    """A validly signed pass whose fingerprint is not today's names the changed file."""
+    permissions = signed.agent_dir(AGENT) / "permissions.yaml"
+    permissions.write_text(permissions.read_text() + "# edited after the gate\n")
+    code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(_envelope(signed)))
+    assert code == 1
+    assert "stale: changed since: agents/refund-agent/permissions.yaml" in out
+
+
+def test_verdict_file_needs_a_key_and_an_envelope(example: Workspace, signed: Workspace,
+                                                  reinstate: Cli, tmp_path: Path) -> None:
+    """`--verdict` with no public key, or a plain unsigned verdict JSON, is bad input (exit 2)."""
+    code, _, err = reinstate(example, "check", AGENT, "--verdict", str(_envelope(signed)))
+    assert code == 2
+    assert "expected a public key to check it against" in err and len(err.splitlines()) == 1
+    verdict = open_store(signed).latest_verdict(AGENT)
+    assert verdict is not None
+    plain = tmp_path / "verdict.json"
+    plain.write_text(verdict.model_dump_json(indent=2))
+    code, _, err = reinstate(signed, "check", AGENT, "--verdict", str(plain))
+    assert code == 2
+    assert "expected a DSSE envelope" in err and "unsigned verdict" in err
+
+
+def _spy_on_the_agent(workspace: Workspace, report: Path) -> None:
+    """Run the example agent as a subprocess that first reports whether the key is in its
+    environment, or in its parent's (the gate's) ``/proc/<pid>/environ``."""
+    folder = workspace.agent_dir(AGENT)
+    (folder / "spy.py").write_text(
+        "import json, os, runpy, sys\n"
+        "seen = [k for k, v in os.environ.items()\n"
+        f"        if k == {SIGNING_KEY_ENV!r} or 'PRIVATE KEY' in v]\n"
+        "try:\n"
+        "    with open(f'/proc/{os.getppid()}/environ', 'rb') as handle:\n"
+        "        parent = 'key' if b'PRIVATE KEY' in handle.read() else 'clean'\n"
+        "except OSError:\n"
+        "    parent = 'unreadable'\n"
+        f"with open({str(report)!r}, 'a') as handle:\n"
+        "    handle.write(json.dumps({'seen': seen, 'parent': parent}) + '\\n')\n"
+        "sys.path.insert(0, os.getcwd())\n"
+        "runpy.run_path('serve_jsonl.py', run_name='__main__')\n")
+    spec = folder / "agent.yaml"
+    text = spec.read_text().replace("  kind: python\n  target: refund_agent:respond\n  path: .\n",
+                                    "  kind: subprocess\n  command: [python3, spy.py]\n", 1)
+    spec.write_text(text)
+
+
+def _reports(report: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in report.read_text().splitlines()]
+
+
+def test_run_gate_takes_the_key_out_of_the_environment(
+        example: Workspace, key_pair: tuple[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """From Python, the agent's processes never see the key, `os.environ` no longer holds it
+    after the gate, and the verdict is signed."""
+    report = tmp_path / "agent-env.jsonl"
+    _spy_on_the_agent(example, report)
+    monkeypatch.setenv(SIGNING_KEY_ENV, key_pair[0])
+    verdict = run_gate(example, AGENT, actor="ci", trials=1)
+    assert SIGNING_KEY_ENV not in os.environ
+    seen = _reports(report)
+    assert seen and all(r["seen"] == [] and r["parent"] != "key" for r in seen)
+    assert attestation_path(example, verdict).is_file()
+
+
+def test_gate_command_hides_the_key_from_the_agent(example: Workspace,
+                                                   key_pair: tuple[str, Path],
+                                                   tmp_path: Path) -> None:
+    """`reinstate gate` in its own process: the key is neither in the agent's environment nor
+    in the gate's /proc/<pid>/environ, and the gate process is made undumpable."""
+    report = tmp_path / "agent-env.jsonl"
+    _spy_on_the_agent(example, report)
+    env = {**os.environ, SIGNING_KEY_ENV: key_pair[0], "REINSTATE_ACTOR": "ci"}
+    env.pop("REINSTATE_WORKSPACE", None)
+    # The gate's own process says, when it is done, whether it is still dumpable.
+    gate = ("import ctypes, sys\n"
+            "from gates._cli import main\n"
+            "code = main(sys.argv[1:])\n"
+            "if sys.platform.startswith('linux'):\n"
+            "    print('PR_GET_DUMPABLE', ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
+            "sys.exit(code)\n")
+    result = subprocess.run([sys.executable, "-c", gate, "gate", AGENT, "--trials", "1",
+                             "--attestation", str(tmp_path / "verdict.intoto.json")],
+                            cwd=example.root, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "signed: .reinstate/attestations/refund-agent/" in result.stdout
+    assert (tmp_path / "verdict.intoto.json").is_file()
+    seen = _reports(report)
+    assert seen and all(r["seen"] == [] and r["parent"] != "key" for r in seen)
+    if sys.platform.startswith("linux"):
+        assert "PR_GET_DUMPABLE 0" in result.stdout
+
+
+def test_unsigned_verdict_is_shown_as_unsigned(example: Workspace, reinstate: Cli) -> None:
+    """Without a public key, check and both verdict reports say the verdict is unsigned."""
+    run_gate(example, AGENT, actor="ci", trials=1)
+    code, out, _ = reinstate(example, "check", AGENT)
+    assert code == 0
+    assert "signature: unsigned: no public key is configured" in out
+    report = verdict_report(example, AGENT)
+    assert "| Signature | unsigned: no public key is configured" in report_markdown(report)
+    assert ('<dd id="signature">unsigned: no public key is configured'
+            in report_html(report))
+
+
+def test_bad_keys_are_one_line_and_exit_2(example: Workspace, key_pair: tuple[str, Path],
+                                          reinstate: Cli, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path: Path) -> None:
+    """A signing key that is not Ed25519 PEM, a public key file that is not one, and a signing
+    key that does not match the configured public key: one line naming it, exit 2, nothing
+    written."""
+    before = tree(example.root)
+    monkeypatch.setenv(SIGNING_KEY_ENV, "not a key")
+    code, _, err = reinstate(example, "gate", AGENT)
+    assert code == 2 and err.startswith(f"error: ${SIGNING_KEY_ENV}: expected the PEM text")
+    assert len(err.splitlines()) == 1 and SIGNING_KEY_ENV not in os.environ
+    assert tree(example.root) == before
+    code, _, err = reinstate(example, "check", AGENT, "--public-key",
+                             str(example.root / "reinstate.toml"))
+    assert code == 2 and "reinstate.toml: expected the PEM text of an Ed25519 public key" in err
+    _, other = generate_key_pair(tmp_path / "other")
+    _configure(example.root, other)
+    before = tree(example.root)
+    monkeypatch.setenv(SIGNING_KEY_ENV, key_pair[0])
+    code, _, err = reinstate(example, "gate", AGENT)
+    assert code == 2 and "expected the private key of [signing] public_key" in err
+    assert tree(example.root) == before
+
+
+def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path: Path, cli: RunCli) -> None:
+    """keygen writes the pair (private 0600), says how to store the secret, never overwrites."""
+    result = cli("keygen", "--out", "keys", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    private = tmp_path / "keys/reinstate-signing.key"
+    assert private.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys/reinstate-signing.pub").read_text().startswith("-----BEGIN PUBLIC")
+    assert f"CI secret {SIGNING_KEY_ENV}" in result.stdout
+    load_signing_key(private.read_text())
+    again = cli("keygen", "--out", "keys", cwd=tmp_path)
+    assert again.returncode == 2 and "a key is never overwritten" in again.stderr
