@@ -241,11 +241,12 @@ def test_failing_verdict_envelope_is_refused(signed: Workspace, reinstate: Cli,
 
 def test_signed_verdict_on_changed_files_is_refused(signed: Workspace, reinstate: Cli) -> None:
     """A validly signed pass whose fingerprint is not today's names the changed file."""
-    permissions = signed.agent_dir(AGENT) / "permissions.yaml"
-    permissions.write_text(permissions.read_text() + "# edited after the gate\n")
+    review = signed.agent_dir(AGENT) / "review.yaml"
+    review.write_text(review.read_text().replace("exclusiveMinimum: 150",
+                                                 "exclusiveMinimum: 1500"))  # loosened later
     code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(_envelope(signed)))
     assert code == 1
-    assert "stale: changed since: agents/refund-agent/permissions.yaml" in out
+    assert "stale: changed since: agents/refund-agent/review.yaml" in out
 
 
 def test_verdict_file_needs_a_key_and_an_envelope(example: Workspace, signed: Workspace,
