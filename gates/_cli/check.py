@@ -24,8 +24,9 @@ def command(agent: str, as_json: bool, verdict_file: Path | None,
             public_key: Path | None) -> int:
     """Exit 0 only if AGENT is cleared for full operation at today's fingerprint.
 
-    For deploy jobs: it reads the incidents, the latest verdict and the mode, and runs
-    nothing. Exit 1 lists every reason; exit 3 when the state store cannot be read.
+    For deploy jobs: it reads the incidents, the latest verdict and the mode, loads the
+    controls, and runs no agent. Exit 1 lists every reason; exit 3 when the state store
+    cannot be read.
     With --verdict it reads the signed verdict file instead of the store (a public key
     is then required: an unsigned file proves nothing).
     """
@@ -40,11 +41,13 @@ def command(agent: str, as_json: bool, verdict_file: Path | None,
         stamp = (f"{attested.verdict_created_at:%Y-%m-%d %H:%M} UTC"
                  if attested.verdict_created_at else "")
         outcome = attested.verdict_outcome
+        notes = []
     else:
         clearance = check(workspace, agent, public_key=public_key)
         cleared, reasons = clearance.cleared, clearance.reasons
         answer = clearance.model_dump(mode="json")
         signature = clearance.signature
+        notes = clearance.notes
         stamp = (f"{clearance.verdict_created_at:%Y-%m-%d %H:%M} UTC"
                  if clearance.verdict_created_at else "")
         outcome = clearance.verdict_outcome
@@ -60,4 +63,6 @@ def command(agent: str, as_json: bool, verdict_file: Path | None,
             c.out.print(f"  - {reason}", highlight=False, markup=False)
     if signature:
         c.out.print(f"signature: {signature}", highlight=False, markup=False)
+    for note in notes:
+        c.out.print(f"note: {note}", highlight=False, markup=False)
     return 0 if cleared else 1
