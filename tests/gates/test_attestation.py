@@ -136,6 +136,7 @@ def _resign(envelope: Path, into: Path, pem: str, **changes: object) -> Path:
     return into
 
 
+@pytest.mark.attack
 def test_forged_pass_row_is_refused_by_check_and_restore(signed: Workspace, reinstate: Cli) -> None:
     """A pass row, audit entry and head written straight into SQLite pass `audit verify`, but
     check (exit 1) and restore refuse it as not signed by the configured key."""
@@ -153,6 +154,7 @@ def test_forged_pass_row_is_refused_by_check_and_restore(signed: Workspace, rein
         restore(signed, AGENT, actor=ACTOR)
 
 
+@pytest.mark.attack
 def test_stored_verdict_with_another_verdicts_envelope_is_refused(signed: Workspace,
                                                                    reinstate: Cli) -> None:
     """A forged row given a genuine envelope (of the verdict before it) still does not verify
@@ -191,6 +193,7 @@ def test_signed_pass_clears_a_deploy_checkout_without_a_store(signed: Workspace,
     assert tree(deploy) == before and not (deploy / ".reinstate").exists()
 
 
+@pytest.mark.attack
 def test_tampered_payload_is_refused(signed: Workspace, reinstate: Cli, tmp_path: Path) -> None:
     """An envelope whose payload was edited after signing (a fail relabelled pass) is refused."""
     envelope = json.loads(_envelope(signed).read_text())
@@ -204,6 +207,7 @@ def test_tampered_payload_is_refused(signed: Workspace, reinstate: Cli, tmp_path
     assert "is not signed by the key" in out and "no signature by key" in out
 
 
+@pytest.mark.attack
 def test_envelope_checked_with_another_key_is_refused(signed: Workspace, reinstate: Cli,
                                                       tmp_path: Path) -> None:
     """A genuine envelope checked against a different public key is refused (exit 1)."""
@@ -214,6 +218,7 @@ def test_envelope_checked_with_another_key_is_refused(signed: Workspace, reinsta
     assert "is not signed by the key" in out
 
 
+@pytest.mark.attack
 def test_envelope_for_another_agent_is_refused(signed: Workspace, reinstate: Cli,
                                                key_pair: tuple[str, Path],
                                                tmp_path: Path) -> None:
@@ -225,6 +230,7 @@ def test_envelope_for_another_agent_is_refused(signed: Workspace, reinstate: Cli
     assert "is for billing-agent, not refund-agent" in out
 
 
+@pytest.mark.attack
 def test_failing_verdict_envelope_is_refused(signed: Workspace, reinstate: Cli,
                                              key_pair: tuple[str, Path],
                                              tmp_path: Path) -> None:
@@ -239,6 +245,7 @@ def test_failing_verdict_envelope_is_refused(signed: Workspace, reinstate: Cli,
                for r in answer["reasons"])
 
 
+@pytest.mark.attack
 def test_signed_verdict_on_changed_files_is_refused(signed: Workspace, reinstate: Cli) -> None:
     """A validly signed pass whose fingerprint is not today's names the changed file."""
     review = signed.agent_dir(AGENT) / "review.yaml"
@@ -249,6 +256,7 @@ def test_signed_verdict_on_changed_files_is_refused(signed: Workspace, reinstate
     assert "stale: changed since: agents/refund-agent/review.yaml" in out
 
 
+@pytest.mark.attack
 def test_verdict_file_needs_a_key_and_an_envelope(example: Workspace, signed: Workspace,
                                                   reinstate: Cli, tmp_path: Path) -> None:
     """`--verdict` with no public key, or a plain unsigned verdict JSON, is bad input (exit 2)."""
@@ -291,6 +299,7 @@ def _reports(report: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in report.read_text().splitlines()]
 
 
+@pytest.mark.attack
 def test_run_gate_takes_the_key_out_of_the_environment(
         example: Workspace, key_pair: tuple[str, Path], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,6 +315,7 @@ def test_run_gate_takes_the_key_out_of_the_environment(
     assert attestation_path(example, verdict).is_file()
 
 
+@pytest.mark.attack
 def test_gate_command_hides_the_key_from_the_agent(example: Workspace,
                                                    key_pair: tuple[str, Path],
                                                    tmp_path: Path) -> None:

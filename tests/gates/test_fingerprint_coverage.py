@@ -72,6 +72,7 @@ def _stale_naming(out: str, path: str) -> bool:
     return path in stale
 
 
+@pytest.mark.attack
 def test_config_change_makes_the_verdict_stale(back_in_full: Workspace, cli: Cli) -> None:
     """A setting the gate read, changed after the gate, makes `check` refuse naming
     reinstate.toml."""
@@ -106,6 +107,7 @@ def test_comment_in_a_control_file_is_not_a_change(back_in_full: Workspace, cli:
     assert (code, "cleared" in out) == (0, True)
 
 
+@pytest.mark.attack
 def test_semantic_edit_to_a_control_file_is_stale(back_in_full: Workspace, cli: Cli) -> None:
     """A change to what permissions.yaml says makes `check` refuse naming the file."""
     permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
@@ -115,6 +117,7 @@ def test_semantic_edit_to_a_control_file_is_stale(back_in_full: Workspace, cli: 
     assert _stale_naming(out, "agents/refund-agent/permissions.yaml")
 
 
+@pytest.mark.attack
 def test_changed_predicate_module_is_stale(depending: Workspace, cli: Cli) -> None:
     """A predicate module listed in reinstate.toml, changed after the gate, makes `check`
     refuse naming the module's file."""
@@ -126,6 +129,7 @@ def test_changed_predicate_module_is_stale(depending: Workspace, cli: Cli) -> No
     assert _stale_naming(out, PREDICATES)
 
 
+@pytest.mark.attack
 @pytest.mark.parametrize("data_file", [POLICY, HOLIDAYS], ids=["agent-folder", "sources-glob"])
 def test_changed_data_file_is_stale(depending: Workspace, cli: Cli, data_file: str) -> None:
     """A data file the agent reads (in its folder, or matched by ``sources:``), changed
@@ -137,6 +141,7 @@ def test_changed_data_file_is_stale(depending: Workspace, cli: Cli, data_file: s
     assert _stale_naming(out, data_file)
 
 
+@pytest.mark.attack
 def test_emptied_predicate_list_refuses_as_controls_no_longer_load(
         depending: Workspace, cli: Cli) -> None:
     """With the predicate module list emptied, `check` refuses saying the controls no
@@ -149,6 +154,7 @@ def test_emptied_predicate_list_refuses_as_controls_no_longer_load(
     assert "permissions.yaml" in reason and "not in predicate_modules" in reason
 
 
+@pytest.mark.attack
 def test_deleted_predicate_module_is_missing_and_refused(depending: Workspace,
                                                          cli: Cli) -> None:
     """A listed predicate module that was deleted is recorded as missing (stale, naming
@@ -161,6 +167,7 @@ def test_deleted_predicate_module_is_missing_and_refused(depending: Workspace,
     assert "no longer load" in out
 
 
+@pytest.mark.attack
 @pytest.mark.parametrize("command", ["check", "gate"])
 def test_sources_glob_escaping_the_workspace_is_refused(back_in_full: Workspace, cli: Cli,
                                                         command: str) -> None:
@@ -179,6 +186,7 @@ def test_sources_glob_escaping_the_workspace_is_refused(back_in_full: Workspace,
     assert back_in_full.state_path.read_bytes() == before
 
 
+@pytest.mark.attack
 def test_verdict_from_before_the_new_digests_is_stale(back_in_full: Workspace) -> None:
     """A fingerprint stored before the configuration and predicates were covered still
     loads, dumps exactly as stored, and never counts as current."""

@@ -27,7 +27,6 @@ from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured, contained, copied
 
 AGENT = "refund-agent"
-pytestmark = pytest.mark.attack
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +55,7 @@ def _hand_restore(ws: Workspace, incident: str = "INC-1") -> None:
     path.write_text(path.read_text() + f"restored_at: '{utc_now().isoformat()}'\n")
 
 
+@pytest.mark.attack
 def test_a_hand_written_restored_at_neither_gates_nor_restores(held: Workspace,
                                                                cli: RunCli) -> None:
     """A restored_at added by hand to a contained incident is tampering: the gate still
@@ -70,6 +70,7 @@ def test_a_hand_written_restored_at_neither_gates_nor_restores(held: Workspace,
     assert not check(held, AGENT)
 
 
+@pytest.mark.attack
 def test_a_hand_written_restored_at_does_not_clear_a_ci_job_with_a_new_store(
         example: Workspace, cli: RunCli, tmp_path: Path) -> None:
     """In a CI checkout with no store, an incident restored only by a hand edit is verified
@@ -82,6 +83,7 @@ def test_a_hand_written_restored_at_does_not_clear_a_ci_job_with_a_new_store(
     assert cli("check", AGENT, cwd=checkout).returncode == 1
 
 
+@pytest.mark.attack
 def test_a_mode_row_edited_to_full_does_not_lift_containment(held: Workspace,
                                                              cli: RunCli) -> None:
     """The modes table says full, but INC-1 contained the agent and no restore is logged."""
@@ -93,6 +95,7 @@ def test_a_mode_row_edited_to_full_does_not_lift_containment(held: Workspace,
     assert cli("check", AGENT, cwd=held.root).returncode == 1
 
 
+@pytest.mark.attack
 def test_a_store_put_back_from_before_containment_does_not_lift_it(back_in_full: Workspace,
                                                                    cli: RunCli,
                                                                    tmp_path: Path) -> None:
@@ -133,6 +136,7 @@ class _Interleaved:
         return attribute
 
 
+@pytest.mark.attack
 def test_two_containments_racing_end_in_the_stricter_mode(example: Workspace) -> None:
     """A review containment whose write comes after a suspension committed keeps suspended."""
     first = open_incident(example, AGENT, summary="a", severity="sev2", actor=ACTOR)
@@ -149,6 +153,7 @@ def test_two_containments_racing_end_in_the_stricter_mode(example: Workspace) ->
     assert agent_mode(AGENT, example.root) == "suspended"
 
 
+@pytest.mark.attack
 def test_restore_racing_a_new_containment_never_ends_in_full(restorable: Workspace) -> None:
     """A containment that commits while restore is deciding makes restore refuse; the agent
     stays contained."""
@@ -167,6 +172,7 @@ def test_restore_racing_a_new_containment_never_ends_in_full(restorable: Workspa
     assert not check(ws, AGENT)
 
 
+@pytest.mark.attack
 def test_a_removed_tail_is_caught_by_a_verdict_kept_elsewhere(back_in_full: Workspace,
                                                               cli: RunCli) -> None:
     """Deleting the newest verdict, its audit entry and the head together is caught by the
@@ -184,6 +190,7 @@ def test_a_removed_tail_is_caught_by_a_verdict_kept_elsewhere(back_in_full: Work
     assert f"entry {own}: missing" in caught.stderr
 
 
+@pytest.mark.attack
 def test_a_log_without_its_head_is_tampering(back_in_full: Workspace, cli: RunCli) -> None:
     """Removing the stored head of a non-empty log is reported, and check refuses."""
     _sql(back_in_full, "DELETE FROM meta WHERE key = 'audit_head'")
@@ -192,6 +199,7 @@ def test_a_log_without_its_head_is_tampering(back_in_full: Workspace, cli: RunCl
     assert cli("check", AGENT, cwd=back_in_full.root).returncode == 1
 
 
+@pytest.mark.attack
 def test_a_zero_byte_store_is_never_started_again(held: Workspace, cli: RunCli) -> None:
     """A truncated store stops the gate with exit 3 and stays as it is: its history is not
     silently restarted at entry 1."""
@@ -214,6 +222,7 @@ def test_a_zero_byte_store_is_never_started_again(held: Workspace, cli: RunCli) 
     # The mode row and the log the runtime reads are intact; the verdict is not its input.
     ("verdict", "UPDATE verdicts SET body = '{'", "full"),
 ])
+@pytest.mark.attack
 def test_a_garbled_store_row_is_one_clean_error(back_in_full: Workspace, cli: RunCli,
                                                 what: str, statement: str,
                                                 runtime: str) -> None:

@@ -92,6 +92,7 @@ def test_untouched_pull_request_passes(repo: Path, tmp_path: Path) -> None:
     assert ratchet["data"]["against"]["commit"] == git(repo, "rev-parse", "main")
 
 
+@pytest.mark.attack
 def test_dropping_an_expectation_fails_from_a_fresh_store(repo: Path, tmp_path: Path) -> None:
     """A committed pull request that drops an expectation fails the gate, naming the case."""
     edit_case(repo, drop_last_expectation)
@@ -105,6 +106,7 @@ def test_dropping_an_expectation_fails_from_a_fresh_store(repo: Path, tmp_path: 
                             "since main") for f in ratchet["findings"])
 
 
+@pytest.mark.attack
 def test_deleting_an_incident_its_baseline_and_its_case_fails(repo: Path,
                                                               tmp_path: Path) -> None:
     """Deleting the incident file, its baseline folder and its case fails naming each."""
@@ -123,6 +125,7 @@ def test_deleting_an_incident_its_baseline_and_its_case_fails(repo: Path,
     ]
 
 
+@pytest.mark.attack
 def test_changing_a_baseline_file_fails(repo: Path, tmp_path: Path) -> None:
     """A baseline copy replaced by today's controls, its hash updated to match, fails."""
     baseline = repo / "incidents/INC-1.baseline/permissions.yaml"
@@ -146,6 +149,7 @@ def test_changing_a_baseline_file_fails(repo: Path, tmp_path: Path) -> None:
         (root / "reinstate.toml").read_text().replace("trials = 3", "trials = 1")),
      "trials lowered from 3 to 1"),
 ], ids=["threshold", "default-trials"])
+@pytest.mark.attack
 def test_lowering_the_bar_fails(repo: Path, tmp_path: Path, change: Callable[[Path], None],
                                 what: str) -> None:
     """A lower threshold, or fewer default trials in reinstate.toml, fails the check."""
@@ -176,6 +180,7 @@ def test_committed_approval_for_that_change_passes(repo: Path, tmp_path: Path) -
     assert ratchet["data"]["against"]["approved"][0]["why"] == "flaky at 1.0; see the postmortem"
 
 
+@pytest.mark.attack
 def test_approval_bound_to_other_terms_does_not_count(repo: Path, tmp_path: Path) -> None:
     """An approval of threshold 0.5 does not cover a later threshold of 0.3."""
     edit_case(repo, lambda d: d.update(threshold=0.5))

@@ -68,6 +68,7 @@ def _assert_redacted(data: bytes, where: str, *, card: bool = True) -> None:
         assert TOKEN_PLACEHOLDER in text, where
 
 
+@pytest.mark.attack
 def test_incident_file_holds_placeholders_not_raw_values(
         investigated: tuple[Workspace, str]) -> None:
     """The incident file's timeline and signature hold placeholders for the card, the key
@@ -76,6 +77,7 @@ def test_incident_file_holds_placeholders_not_raw_values(
     _assert_redacted((ws.root / "incidents" / f"{incident}.yaml").read_bytes(), "incident")
 
 
+@pytest.mark.attack
 def test_postmortem_and_report_hold_placeholders_not_raw_values(
         investigated: tuple[Workspace, str]) -> None:
     """The postmortem quotes the redacted timeline; the HTML and Markdown reports quote the
@@ -87,6 +89,7 @@ def test_postmortem_and_report_hold_placeholders_not_raw_values(
         _assert_redacted((reports / name).read_bytes(), name, card=False)
 
 
+@pytest.mark.attack
 def test_run_files_hold_placeholders_not_raw_values(
         investigated: tuple[Workspace, str]) -> None:
     """Every trial line of the eval run file is redacted, the raw case's input included."""
@@ -95,6 +98,7 @@ def test_run_files_hold_placeholders_not_raw_values(
     _assert_redacted(run_file.read_bytes(), "run file")
 
 
+@pytest.mark.attack
 def test_state_store_bytes_hold_no_raw_value(investigated: tuple[Workspace, str]) -> None:
     """Neither the SQLite file nor its write-ahead log holds a raw value; the stored
     verdict quotes the harmful call with the placeholder."""
