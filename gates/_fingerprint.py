@@ -47,6 +47,17 @@ _SKIPPED_DIRS = frozenset({"__pycache__", ".git"})
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+def _parse_yaml(text: str) -> Any:
+    """One YAML document with the safe loader (libyaml's when installed: hashing runs at
+    every gate and check, so speed matters here; the loaders that validate user files
+    bound aliases and sizes, and this one only hashes)."""
+    loader = _YAML_LOADER(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 class Fingerprint(Record):
     """SHA-256 digests of everything a verdict was computed on."""
 
@@ -154,7 +165,7 @@ def control_digest(path: Path) -> str:
     except OSError:
         return "unreadable"
     try:
-        return content_digest(yaml.load(raw.decode("utf-8"), Loader=_YAML_LOADER))
+        return content_digest(_parse_yaml(raw.decode("utf-8")))
     except (UnicodeDecodeError, yaml.YAMLError, ValueError, RecursionError):
         # Never equal to a parsed digest; loading the file reports what is wrong with it.
         return "bytes:" + _sha256(raw)

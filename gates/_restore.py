@@ -91,9 +91,15 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     reasons = restore_blockers(workspace, agent, store)
     if reasons:
         raise Refused(f"Can't restore '{agent}'", reasons)
-    incidents = standing(workspace, agent, store).open
+    held = standing(workspace, agent, store)
+    incidents = held.open
+    book = workspace.incidents()
+    for unwritten in held.unwritten:  # finish a restore that stopped after its mode write
+        with book.change(unwritten, action="restore", actor=actor,
+                         detail="restored in the audit log; recording it here") as record:
+            record.restored_at = utc_now()
     if (current is None or current.mode == "full") and not incidents:
-        return Restored(agent=agent, incidents=[], already_full=True)
+        return Restored(agent=agent, incidents=held.unwritten, already_full=not held.unwritten)
     verdict = store.latest_verdict(agent)
     assert verdict is not None  # restore_blockers refuses without one
     store.replace_mode(
@@ -103,7 +109,6 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
         detail={"verdict_created_at": verdict.created_at.isoformat(),
                 "verdict": verdict_digest(verdict), RESTORED: [i.id for i in incidents]},
     )
-    book = workspace.incidents()
     for incident in incidents:
         if book.load(incident.id).restored_at is not None:
             continue  # restored before, through another store: the log now vouches for it

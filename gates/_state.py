@@ -41,6 +41,9 @@ class Standing:
     unknown: dict[str, str] = field(default_factory=dict)
     """Incidents whose file says restored but which this store never saw (a new or
     replaced store): they count as open until restored through this store. Id → why."""
+    unwritten: list[str] = field(default_factory=list)
+    """Incidents the log shows restored whose file does not say so yet (a restore was
+    stopped between the two writes): restored; the next restore writes the file."""
 
     @property
     def open(self) -> list[Incident]:
@@ -62,12 +65,19 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None) -> Stan
     incidents = workspace.incidents().all(agent)
     log = _log(store, agent)
     contained = {e.detail.get("incident"): e.seq for e in log if e.action == "mode"}
-    restored = {i for e in log if e.action == "mode" and e.detail.get("mode") == "full"
+    restored = {i: e.at for e in log if e.action == "mode" and e.detail.get("mode") == "full"
                 and isinstance(e.detail.get(RESTORED), list) for i in e.detail[RESTORED]}
     vouched: list[Incident] = []
     forged: dict[str, str] = {}
     unknown: dict[str, str] = {}
+    unwritten: list[str] = []
     for incident in incidents:
+        if incident.restored_at is None and incident.id in restored:
+            # The log holds the restore; the file was not written yet (a restore killed
+            # in between): restored, and the next restore writes the file.
+            unwritten.append(incident.id)
+            vouched.append(incident.model_copy(update={"restored_at": restored[incident.id]}))
+            continue
         if incident.restored_at is None or incident.id in restored:
             vouched.append(incident)  # closing follows a restore, and changes no mode
             continue
@@ -83,7 +93,7 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None) -> Stan
                 f"never saw it (a new or replaced store): it counts as open until "
                 f"`reinstate restore` records it here")
         vouched.append(incident.model_copy(update={"restored_at": None, "closed_at": None}))
-    return Standing(incidents=vouched, forged=forged, unknown=unknown)
+    return Standing(incidents=vouched, forged=forged, unknown=unknown, unwritten=unwritten)
 
 
 def _log(store: StateStore | None, agent: str) -> list[AuditEntry]:
