@@ -20,6 +20,7 @@ from evalsuite._agent import (
     SubprocessAdapterSpec,
     TransportError,
     build_adapter,
+    isolation_of,
     register_adapter,
 )
 from evalsuite._case import CASE_ID, CaseInput, EvalCase, Message, ToolFixture
@@ -127,6 +128,16 @@ from evalsuite._runner import (
     run_suite,
     run_trial,
 )
+from evalsuite._sandbox import (
+    PROTECTED_ENV,
+    SANDBOXES,
+    Isolation,
+    SandboxChoice,
+    SandboxUnavailable,
+    choose_sandbox,
+    protected_env_problem,
+    unisolated,
+)
 from evalsuite._schemas import check_json_schema, schema_violation
 from evalsuite._session import (
     AgentSession,
@@ -148,6 +159,8 @@ __all__ = [
     "CASE_ID",
     "LOG_FORMATS",
     "PREDICATE_PATH",
+    "PROTECTED_ENV",
+    "SANDBOXES",
     "Adapter",
     "AdapterSpec",
     "AgentCrashed",
@@ -169,6 +182,7 @@ __all__ = [
     "HttpAdapter",
     "HttpAdapterSpec",
     "InvalidInput",
+    "Isolation",
     "Judgement",
     "LogFormat",
     "Message",
@@ -201,6 +215,8 @@ __all__ = [
     "RunOutcome",
     "RunPart",
     "RunSettings",
+    "SandboxChoice",
+    "SandboxUnavailable",
     "Skips",
     "Step",
     "SubprocessAdapter",
@@ -228,6 +244,7 @@ __all__ = [
     "check_expression",
     "check_json_schema",
     "check_predicate_path",
+    "choose_sandbox",
     "create_exclusive",
     "detect_format",
     "did_you_mean",
@@ -238,6 +255,7 @@ __all__ = [
     "evaluate",
     "evaluate_bool",
     "every_trial",
+    "isolation_of",
     "json_path",
     "judge_all",
     "judge_rate",
@@ -250,6 +268,7 @@ __all__ = [
     "parse_model",
     "parse_yaml",
     "predicates_named",
+    "protected_env_problem",
     "read_log",
     "read_log_runs",
     "read_logs",
@@ -266,6 +285,7 @@ __all__ = [
     "steps_as_data",
     "tools_named",
     "trials_needed",
+    "unisolated",
     "wilson",
     "write_atomic",
     "write_parts",
