@@ -135,7 +135,12 @@ class TransportError(EvalsuiteError):
 
 
 class Adapter(Protocol):
-    """Runs an agent on one trial of a case."""
+    """Runs an agent on one trial of a case.
+
+    An adapter that starts agent processes may also define ``async start(count)``: the
+    engine calls it before the first trial, so process start-up is not counted against
+    any trial's timeout.
+    """
 
     agent: AgentSpec
     """The agent it reaches."""

@@ -18,6 +18,7 @@ subprocess adapters start gets:
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 import shutil
@@ -167,6 +168,7 @@ class Confinement:
                  values: Mapping[str, str]) -> None:
         self.sandbox = sandbox
         self.home = Path(tempfile.mkdtemp(prefix="reinstate-agent-"))
+        _LIVE_HOMES.add(self.home)
         try:
             self.env = agent_environment(isolation.env, values, self.home)
         except ValueError:
@@ -198,6 +200,18 @@ class Confinement:
     def remove(self) -> None:
         """Delete the private folder and whatever the agent left in it."""
         shutil.rmtree(self.home, ignore_errors=True)
+        _LIVE_HOMES.discard(self.home)
+
+
+# Private folders of agent processes not stopped yet: an adapter nobody closed (a one-off
+# run_trial) must not leave them behind when the gate's process ends.
+_LIVE_HOMES: set[Path] = set()
+
+
+@atexit.register
+def _remove_leftover_homes() -> None:
+    for home in list(_LIVE_HOMES):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def describe(sandbox: Literal["landlock", "bubblewrap", "none"]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from evalsuite import (
     EvalCase,
     Isolation,
     RunSettings,
+    SandboxUnavailable,
     TrialResult,
     build_adapter,
     choose_sandbox,
@@ -37,6 +38,15 @@ AGENT = "refund-agent"
 TRIGGER = "cracked carafe"  # only the captured incident's input says this
 SANDBOXED = choose_sandbox("auto") != "none"
 needs_sandbox = pytest.mark.skipif(not SANDBOXED, reason="no Landlock or bubblewrap here")
+
+
+def _sandbox(name: str) -> Any:
+    """``name`` as a parameter, skipped where this machine does not have it."""
+    try:
+        choose_sandbox(name)  # type: ignore[arg-type]
+    except SandboxUnavailable as exc:
+        return pytest.param(name, marks=pytest.mark.skip(reason=str(exc)))
+    return name
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -217,6 +227,24 @@ def test_a_grandchild_holding_the_pipes_does_not_hold_the_eval(tmp_path: Path) -
     assert _wait_until_gone("600.4242", 5) == []
 
 
+@pytest.mark.parametrize("sandbox", [_sandbox("bubblewrap")])
+def test_bubblewrap_kills_a_detached_grandchild_with_the_agent(sandbox: Any,
+                                                               tmp_path: Path) -> None:
+    """Under bubblewrap a grandchild in a session of its own dies when the run ends."""
+    shutil.copy(AGENTS / "support_jsonl.py", tmp_path / "support_jsonl.py")
+    (tmp_path / "detaching.py").write_text(textwrap.dedent("""
+        import os, subprocess, sys
+        subprocess.Popen(["sleep", "600.7373"], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        os.execv(sys.executable, [sys.executable, "support_jsonl.py"])
+    """))
+    result = _trial({"kind": "subprocess", "command": [sys.executable, "detaching.py"]},
+                    tmp_path, Isolation(sandbox=sandbox))
+    assert result.passed, result.error
+    assert _wait_until_gone("600.7373", 5) == []
+
+
 @pytest.mark.parametrize("kind", ["subprocess", "python"])
 def test_the_agent_sees_only_the_allowlisted_environment(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -299,9 +327,9 @@ if __name__ == "__main__":
 '''
 
 
-@needs_sandbox
+@pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
 @pytest.mark.parametrize("kind", ["subprocess", "python"])
-def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str,
+def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str, sandbox: Any,
                                                                  tmp_path: Path) -> None:
     """Sandboxed, the agent cannot write its folder or read the gate's environment; its
     private folder is writable and removed after the run."""
@@ -310,7 +338,7 @@ def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str,
         {"kind": "python", "target": "probe:respond"} if kind == "python" else
         {"kind": "subprocess", "command": [sys.executable, "probe.py"]})
     adapter["env"] = {"GATE_PID": str(os.getpid())}
-    result = _trial(adapter, tmp_path)
+    result = _trial(adapter, tmp_path, Isolation(sandbox=sandbox))
     assert result.run is not None and result.error is None, result.error
     report = json.loads(result.run.final_output() or "{}")
     assert report["write_tmp"] == "allowed"
