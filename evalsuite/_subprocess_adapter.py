@@ -109,10 +109,16 @@ class _Worker:
     async def stop(self) -> None:
         """Kill the whole process group, detached-in-group children included, then let go
         of the pipes even if something outside the group still holds them."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
+        killed = False
+        if hasattr(os, "killpg"):  # POSIX: the process leads a group of its own
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+                killed = True
+        # Only without the group kill: Popen.kill() polls first, and reaping the process
+        # here would leave asyncio's child watcher waiting for a pid it can never see.
+        if not killed and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
         try:
             await asyncio.wait_for(asyncio.shield(self.process.wait()), _REAP_S)
         except TimeoutError:
