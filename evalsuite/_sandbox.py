@@ -22,6 +22,7 @@ import atexit
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -196,6 +197,30 @@ class Confinement:
                     "--bind", str(self.home), str(self.home), "--chdir", str(cwd), "--",
                     *argv]
         return list(argv)
+
+    def kill_leftovers(self) -> int:
+        """SIGKILL every process still started with this private folder as its TMPDIR.
+
+        A grandchild that left the agent's process group (``setsid``, a double fork)
+        escapes the group kill; under Landlock it can write nothing, and this sweep ends
+        it too unless it rewrote its own environment block. Linux only (reads ``/proc``);
+        returns how many processes were killed.
+        """
+        marker = f"\0TMPDIR={self.home}\0".encode()
+        killed = 0
+        proc = Path("/proc")
+        if not proc.is_dir():
+            return 0
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if marker in b"\0" + (entry / "environ").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+            except OSError:
+                continue  # gone, or not ours to read
+        return killed
 
     def remove(self) -> None:
         """Delete the private folder and whatever the agent left in it."""

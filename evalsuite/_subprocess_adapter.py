@@ -128,6 +128,8 @@ class _Worker:
             transport = getattr(self.process, "_transport", None)
             if transport is not None:
                 transport.close()
+            if self.confinement.sandbox != "bubblewrap":  # bubblewrap's pid namespace did it
+                await asyncio.to_thread(self.confinement.kill_leftovers)
             self.confinement.remove()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 import textwrap
 import time
@@ -154,9 +155,11 @@ os.execv(sys.executable, [sys.executable, "serve_jsonl.py"])
 '''
 
 
+@needs_sandbox
 def test_a_detached_child_of_a_subprocess_agent_cannot_forge_the_verdict(
         example: Workspace, cli: RunCli, tmp_path: Path) -> None:
-    """A detached grandchild that waits for the fail verdict cannot write a pass or any file."""
+    """A detached grandchild waiting for the fail verdict is ended with the run, and even
+    when it is let go it cannot write a pass or any file."""
     captured(example)
     folder = example.agent_dir(AGENT)
     (folder / "forge_agent.py").write_text(FORGER)
@@ -166,8 +169,8 @@ def test_a_detached_child_of_a_subprocess_agent_cannot_forge_the_verdict(
         str(done)]})
     gate = cli("gate", AGENT, "--trials", "1", cwd=example.root)
     assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert _wait_until_gone("forge_agent.py", 5) == []
     done.touch()
-    assert _wait_until_gone("forge_agent.py", 60) == []
     assert not (example.root / "FORGED").exists()
     latest = open_store(example).latest_verdict(AGENT)
     assert latest is not None and latest.outcome == "fail"
@@ -224,17 +227,20 @@ def test_a_grandchild_holding_the_pipes_does_not_hold_the_eval(tmp_path: Path) -
     results = run_cases(engine, [_case()])
     assert time.monotonic() - start < 20
     assert [t.passed for t in results[0].trials] == [True, True]
-    assert _wait_until_gone("600.4242", 5) == []
+    left = _wait_until_gone("600.4242", 5)
+    for pid in left:  # the test's own leftovers, so a failure does not outlive it
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
 
 
-@pytest.mark.parametrize("sandbox", [_sandbox("bubblewrap")])
-def test_bubblewrap_kills_a_detached_grandchild_with_the_agent(sandbox: Any,
-                                                               tmp_path: Path) -> None:
-    """Under bubblewrap a grandchild in a session of its own dies when the run ends."""
+@pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
+def test_a_detached_grandchild_dies_with_the_agent(sandbox: Any, tmp_path: Path) -> None:
+    """A grandchild in a session of its own (out of the agent's group) dies with the run."""
+    marker = {"landlock": "600.7371", "bubblewrap": "600.7372"}[sandbox]
     shutil.copy(AGENTS / "support_jsonl.py", tmp_path / "support_jsonl.py")
-    (tmp_path / "detaching.py").write_text(textwrap.dedent("""
+    (tmp_path / "detaching.py").write_text(textwrap.dedent(f"""
         import os, subprocess, sys
-        subprocess.Popen(["sleep", "600.7373"], start_new_session=True,
+        subprocess.Popen(["sleep", "{marker}"], start_new_session=True,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
         os.execv(sys.executable, [sys.executable, "support_jsonl.py"])
@@ -242,7 +248,10 @@ def test_bubblewrap_kills_a_detached_grandchild_with_the_agent(sandbox: Any,
     result = _trial({"kind": "subprocess", "command": [sys.executable, "detaching.py"]},
                     tmp_path, Isolation(sandbox=sandbox))
     assert result.passed, result.error
-    assert _wait_until_gone("600.7373", 5) == []
+    left = _wait_until_gone(marker, 5)
+    for pid in left:  # the test's own leftovers, so a failure does not outlive it
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
 
 
 @pytest.mark.parametrize("kind", ["subprocess", "python"])
