@@ -7,8 +7,13 @@
    retries).
 2. Concurrency: 1,000 cases x 3 trials of an agent that takes 50 ms, at concurrency 64,
    against the ideal wall time cases x trials x latency / concurrency.
+3. Isolation: the same instant agent through the Python adapter's default, a confined
+   child process per trial in flight (sandbox start included), against ``isolation:
+   in-process``, at concurrency 8.
 
-    python benchmarks/bench_eval.py [--cases N]
+Parts 1 and 2 measure the engine, so they call the agent in-process.
+
+    python benchmarks/bench_eval.py [--cases N] [--isolated-cases N]
 """
 
 from __future__ import annotations
@@ -68,10 +73,10 @@ def cases(count: int) -> list[EvalCase]:
     }) for i in range(count)]
 
 
-def adapter(folder: Path, target: str) -> object:
-    """The bench agent through the Python adapter."""
+def adapter(folder: Path, target: str, isolation: str = "in-process") -> object:
+    """The bench agent through the Python adapter, in-process unless asked otherwise."""
     spec = AgentSpec.model_validate({"name": "bench", "version": "1", "adapter": {
-        "kind": "python", "target": f"bench_agent:{target}"}})
+        "kind": "python", "target": f"bench_agent:{target}", "isolation": isolation}})
     return build_adapter(spec, folder / "agent.yaml")
 
 
@@ -102,10 +107,11 @@ def hand_loop(all_cases: list[EvalCase], folder: Path) -> float:
 
 
 def engine_run(all_cases: list[EvalCase], folder: Path, target: str, trials: int,
-               concurrency: int, name: str) -> tuple[float, int]:
+               concurrency: int, name: str, isolation: str = "in-process",
+               ) -> tuple[float, int]:
     """The engine, as the gate runs it, with its run file."""
     writer = RunFileWriter(folder / f"{name}.jsonl", header())
-    engine = Engine(adapter(folder, target),  # type: ignore[arg-type]
+    engine = Engine(adapter(folder, target, isolation),  # type: ignore[arg-type]
                     RunSettings(trials=trials, concurrency=concurrency, timeout_s=60))
     start = time.perf_counter()
     results = run_cases(engine, all_cases, record=writer.trial)
@@ -117,6 +123,7 @@ def engine_run(all_cases: list[EvalCase], folder: Path, target: str, trials: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--isolated-cases", type=int, default=2_000)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reinstate-bench-eval-"))
     (folder / "bench_agent.py").write_text(AGENT)
@@ -145,6 +152,19 @@ def main() -> None:
     print("concurrency: 1,000 cases x 3 trials, 50 ms agent, concurrency 64")
     print(f"  wall {elapsed:.2f} s, ideal {ideal:.2f} s: {(elapsed / ideal - 1) * 100:+.1f} % "
           f"over the ideal")
+
+    count = args.isolated_cases
+    some = cases(count)
+    timed = {mode: min(engine_run(some, folder, "instant", 1, 8, mode.replace("-", "_"),
+                                  mode) for _ in range(2))
+             for mode in ("in-process", "process")}
+    for mode, (_, passed) in timed.items():
+        assert passed == count, f"{mode}: only {passed} of {count} trials passed"
+    inside, child = timed["in-process"][0], timed["process"][0]
+    print(f"isolation: {count:,} cases, instant sync agent, concurrency 8")
+    print(f"  in-process:                   {inside / count * 1e6:8.1f} µs/case")
+    print(f"  child process (default):      {child / count * 1e6:8.1f} µs/case   "
+          f"ratio to in-process {child / inside:.2f}")
 
 
 if __name__ == "__main__":

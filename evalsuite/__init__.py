@@ -20,6 +20,7 @@ from evalsuite._agent import (
     SubprocessAdapterSpec,
     TransportError,
     build_adapter,
+    isolation_of,
     register_adapter,
 )
 from evalsuite._case import CASE_ID, CaseInput, EvalCase, Message, ToolFixture
@@ -128,6 +129,16 @@ from evalsuite._runner import (
     run_suite,
     run_trial,
 )
+from evalsuite._sandbox import (
+    PROTECTED_ENV,
+    SANDBOXES,
+    Isolation,
+    SandboxChoice,
+    SandboxUnavailable,
+    choose_sandbox,
+    protected_env_problem,
+    unisolated,
+)
 from evalsuite._schemas import check_json_schema, schema_violation
 from evalsuite._session import (
     AgentSession,
@@ -149,7 +160,9 @@ __all__ = [
     "CASE_ID",
     "LOG_FORMATS",
     "PREDICATE_PATH",
+    "PROTECTED_ENV",
     "REDACTION_KINDS",
+    "SANDBOXES",
     "Adapter",
     "AdapterSpec",
     "AgentCrashed",
@@ -171,6 +184,7 @@ __all__ = [
     "HttpAdapter",
     "HttpAdapterSpec",
     "InvalidInput",
+    "Isolation",
     "Judgement",
     "LogFormat",
     "Message",
@@ -205,6 +219,8 @@ __all__ = [
     "RunOutcome",
     "RunPart",
     "RunSettings",
+    "SandboxChoice",
+    "SandboxUnavailable",
     "Skips",
     "Step",
     "SubprocessAdapter",
@@ -232,6 +248,7 @@ __all__ = [
     "check_expression",
     "check_json_schema",
     "check_predicate_path",
+    "choose_sandbox",
     "create_exclusive",
     "detect_format",
     "did_you_mean",
@@ -242,6 +259,7 @@ __all__ = [
     "evaluate",
     "evaluate_bool",
     "every_trial",
+    "isolation_of",
     "json_path",
     "judge_all",
     "judge_rate",
@@ -255,6 +273,7 @@ __all__ = [
     "parse_yaml",
     "placeholder_pattern",
     "predicates_named",
+    "protected_env_problem",
     "read_log",
     "read_log_runs",
     "read_logs",
@@ -271,6 +290,7 @@ __all__ = [
     "steps_as_data",
     "tools_named",
     "trials_needed",
+    "unisolated",
     "wilson",
     "write_atomic",
     "write_parts",

@@ -10,14 +10,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from evalsuite._case import EvalCase
 from evalsuite._errors import EvalsuiteError
 from evalsuite._record import Record
+from evalsuite._sandbox import Isolation, protected_env_problem
 from evalsuite._session import AgentSession
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9._-]*$"
+
+
+def _no_protected_names(env: dict[str, str]) -> dict[str, str]:
+    for name in env:
+        problem = protected_env_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+    return env
 
 
 class PythonAdapterSpec(Record):
@@ -27,7 +36,19 @@ class PythonAdapterSpec(Record):
     target: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
     """``module:function`` to call with an :class:`AgentSession`."""
     path: str = "."
-    """Directory, relative to ``agent.yaml``, to import the module from."""
+    """Directory, relative to ``agent.yaml``, to import the module from; the agent's
+    working directory."""
+    isolation: Literal["process", "in-process"] = "process"
+    """``process`` (the default): the function runs in a confined child process of its
+    own, like a subprocess agent. ``in-process``: in the gate's own process, for trusted
+    code and speed only: the agent could change the gate's result, and the verdict says so."""
+    processes: int | None = Field(default=None, ge=1, le=1024)
+    """With ``isolation: process``, how many child processes may answer side by side;
+    by default one per trial in flight (``[gate] concurrency``), each reused."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment variables for the child process (``isolation: process``)."""
+
+    _env = field_validator("env")(_no_protected_names)
 
 
 class SubprocessAdapterSpec(Record):
@@ -41,7 +62,10 @@ class SubprocessAdapterSpec(Record):
     processes: int = Field(default=1, ge=1, le=64)
     """How many copies to run side by side; each handles one conversation at a time."""
     env: dict[str, str] = Field(default_factory=dict)
-    """Extra environment variables for the process."""
+    """Extra environment variables for the process; with ``[agent] env`` and a few basics,
+    the only ones it gets."""
+
+    _env = field_validator("env")(_no_protected_names)
 
 
 class HttpAdapterSpec(Record):
@@ -116,7 +140,12 @@ class TransportError(EvalsuiteError):
 
 
 class Adapter(Protocol):
-    """Runs an agent on one trial of a case."""
+    """Runs an agent on one trial of a case.
+
+    An adapter that starts agent processes may also define ``async start(count)``: the
+    engine calls it before the first trial, so process start-up is not counted against
+    any trial's timeout.
+    """
 
     agent: AgentSpec
     """The agent it reaches."""
@@ -130,7 +159,9 @@ class Adapter(Protocol):
         ...
 
 
-AdapterFactory = Callable[[Any, Path, AgentSpec], Adapter]
+# (adapter spec, agent.yaml, agent, isolation) → adapter; adapters that start agent code
+# must confine it as the isolation says.
+AdapterFactory = Callable[[Any, Path, AgentSpec, Isolation], Adapter]
 ADAPTERS: dict[str, AdapterFactory] = {}
 
 
@@ -144,8 +175,21 @@ def register_adapter(kind: str) -> Callable[[AdapterFactory], AdapterFactory]:
     return add
 
 
-def build_adapter(agent: AgentSpec, agent_file: Path, name: str | None = None) -> Adapter:
-    """The adapter ``agent.yaml`` asks for (or its alternative called ``name``)."""
+def build_adapter(agent: AgentSpec, agent_file: Path, name: str | None = None,
+                  isolation: Isolation | None = None) -> Adapter:
+    """The adapter ``agent.yaml`` asks for (or its alternative called ``name``).
+
+    Args:
+        agent: The agent, as ``agent.yaml`` defines it.
+        agent_file: Where ``agent.yaml`` is; adapter paths are relative to it.
+        name: One of ``agent.adapters`` instead of the default adapter.
+        isolation: How agent processes are confined; the defaults when None (allowlisted
+            environment, the first available sandbox).
+
+    Raises:
+        InvalidInput: No adapter is called ``name``.
+        SandboxUnavailable: The sandbox ``isolation`` asks for cannot be used here.
+    """
     from evalsuite._errors import InvalidInput, did_you_mean
 
     spec: Any = agent.adapter
@@ -155,4 +199,13 @@ def build_adapter(agent: AgentSpec, agent_file: Path, name: str | None = None) -
                                f"no adapter named '{name}'" + did_you_mean(name, agent.adapters)
                                + f" (named adapters: {', '.join(agent.adapters) or 'none'})")
         spec = agent.adapters[name]
-    return ADAPTERS[spec.kind](spec, agent_file, agent)
+    return ADAPTERS[spec.kind](spec, agent_file, agent, isolation or Isolation())
+
+
+def isolation_of(adapter: Adapter) -> dict[str, str]:
+    """What confinement the adapter gives agent code, as a verdict records it."""
+    used = getattr(adapter, "isolation_used", None)
+    if isinstance(used, dict):
+        return dict(used)
+    return {"process": "none started by reinstate (the agent is reached, not run, here)",
+            "sandbox": "not applicable"}

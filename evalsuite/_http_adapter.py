@@ -25,13 +25,16 @@ from evalsuite._agent import (
     register_adapter,
 )
 from evalsuite._case import EvalCase
+from evalsuite._sandbox import Isolation
 from evalsuite._session import AgentSession, MissingFixture, ToolFailed
 
 
 class HttpAdapter:
     """Talks to one chat-completions URL with one connection pool."""
 
-    def __init__(self, spec: HttpAdapterSpec, agent_file: Path, agent: AgentSpec) -> None:
+    def __init__(self, spec: HttpAdapterSpec, agent_file: Path, agent: AgentSpec,
+                 isolation: Isolation | None = None) -> None:
+        # No agent code runs here, so there is nothing to confine: isolation is unused.
         self._spec = spec
         self.agent = agent
         self._client: httpx.AsyncClient | None = None

@@ -1,4 +1,11 @@
-"""The Python adapter: ``module:function`` called in this process, sync or async."""
+"""The Python adapter: ``module:function``, sync or async, in a confined child process.
+
+By default the function runs in a process of its own (:mod:`evalsuite._python_worker`,
+started with this Python inside the sandbox and spoken to with the subprocess adapter's
+JSON-lines protocol), so an agent that patches the gate's code or ends its process only
+affects that child. ``isolation: in-process`` calls it in this process instead, for
+trusted code and speed; the verdict then says the agent ran unisolated.
+"""
 
 from __future__ import annotations
 
@@ -21,11 +28,52 @@ from evalsuite._agent import (
     register_adapter,
 )
 from evalsuite._case import EvalCase
+from evalsuite._sandbox import IN_PROCESS, Isolation
 from evalsuite._session import AgentSession
+from evalsuite._subprocess_adapter import ProcessPool
+
+# The engine bounds the trials in flight; the pool needs no bound of its own.
+_UNBOUNDED = 1024
+
+WORKER = Path(__file__).with_name("_python_worker.py")
+"""Run by path, not with ``-m``: importing the evalsuite package would slow every start."""
 
 
 class PythonAdapter:
-    """Calls ``respond(session)``; a sync function runs in a worker thread.
+    """Calls ``respond(session)`` in a confined child process, or in-process if asked."""
+
+    def __init__(self, spec: PythonAdapterSpec, agent_file: Path, agent: AgentSpec,
+                 isolation: Isolation | None = None) -> None:
+        self.agent = agent
+        self._spec = spec
+        root = (agent_file.parent / spec.path).resolve()
+        self._inner: ProcessPool | InProcessPythonAdapter
+        if spec.isolation == "in-process":
+            self._inner = InProcessPythonAdapter(spec, agent_file, agent)
+        else:
+            self._inner = ProcessPool(agent, [sys.executable, str(WORKER), str(root),
+                                              spec.target],
+                                      root, spec.processes or _UNBOUNDED, spec.env,
+                                      isolation, self_confining=True, announces_ready=True)
+        self.isolation_used = self._inner.isolation_used
+        """What confinement the agent got, for the verdict."""
+
+    async def start(self, count: int) -> None:
+        """Start ``count`` child processes before the first trial (none in-process)."""
+        if isinstance(self._inner, ProcessPool):
+            await self._inner.start(count)
+
+    async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str:
+        """The agent's answer; its tool calls go through ``session``."""
+        return await self._inner.respond(case, trial, session)
+
+    async def aclose(self) -> None:
+        """Stop the agent's processes."""
+        await self._inner.aclose()
+
+
+class InProcessPythonAdapter:
+    """Calls ``respond(session)`` in this process; a sync function runs in a worker thread.
 
     The thread lets trials of a blocking agent overlap and lets a trial's timeout stop
     waiting for it (Python cannot stop the thread itself; it finishes in the background).
@@ -37,6 +85,7 @@ class PythonAdapter:
         self._root = (agent_file.parent / spec.path).resolve()
         self._function: Callable[[AgentSession], Any] | None = None
         self._is_async = False
+        self.isolation_used = dict(IN_PROCESS)
 
     def _load(self) -> Callable[[AgentSession], Any]:
         if self._function is None:

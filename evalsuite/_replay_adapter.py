@@ -12,13 +12,16 @@ from evalsuite._agent import AgentCrashed, AgentSpec, ReplayAdapterSpec, registe
 from evalsuite._case import EvalCase
 from evalsuite._jsonl import read_runs
 from evalsuite._run import Output, Reasoning, Run, ToolCall, UserInput
+from evalsuite._sandbox import Isolation
 from evalsuite._session import AgentSession, MissingFixture, ToolFailed
 
 
 class ReplayAdapter:
     """Finds each case's recorded run and plays it back through the session."""
 
-    def __init__(self, spec: ReplayAdapterSpec, agent_file: Path, agent: AgentSpec) -> None:
+    def __init__(self, spec: ReplayAdapterSpec, agent_file: Path, agent: AgentSpec,
+                 isolation: Isolation | None = None) -> None:
+        # No agent code runs here, so there is nothing to confine: isolation is unused.
         self._spec = spec
         self.agent = agent
         self._log = (agent_file.parent / spec.log).resolve()

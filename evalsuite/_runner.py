@@ -229,6 +229,10 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
                 progress(None, done, total)
 
     try:
+        warm_up = getattr(engine.adapter, "start", None)
+        if warm_up is not None and total:
+            # Adapters that start agent processes start them now: not within a trial's timeout.
+            await warm_up(min(settings.concurrency, total))
         with _fewer_collections():
             await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, total))))
     finally:

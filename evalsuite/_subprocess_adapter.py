@@ -6,9 +6,14 @@ The protocol, one JSON object a line. reinstate writes
 "arguments": {...}}`` (each answered by ``{"type": "tool_result", "result": ...}`` or
 ``{"type": "tool_result", "error": "...", "denied": true|false}``), optional
 ``{"type": "reasoning", "content": "..."}`` and ``{"type": "usage", "input_tokens": N,
-"output_tokens": N}``, and finally ``{"type": "output", "content": "..."}``.
+"output_tokens": N}``, and finally ``{"type": "output", "content": "..."}`` (or
+``{"type": "error", "message": "..."}`` when it cannot answer).
 Processes are started once and reused; one that dies or writes something else is
 reported with what it wrote and the end of its stderr, and replaced for the next trial.
+
+Each process runs confined (see :mod:`evalsuite._sandbox`): its own session and process
+group, killed whole with SIGKILL when it is stopped, so a grandchild holding the pipes
+cannot hold the gate; an allowlisted environment; a sandbox when one is available.
 """
 
 from __future__ import annotations
@@ -18,21 +23,43 @@ import collections
 import contextlib
 import json
 import os
+import signal
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from evalsuite._agent import AgentCrashed, AgentSpec, SubprocessAdapterSpec, register_adapter
+from evalsuite._agent import (
+    AgentCrashed,
+    AgentSpec,
+    SubprocessAdapterSpec,
+    TransportError,
+    register_adapter,
+)
 from evalsuite._case import EvalCase
+from evalsuite._sandbox import Confinement, Isolation, choose_sandbox, describe
 from evalsuite._session import AgentSession, MissingFixture, ToolDenied, ToolFailed
 
 _LIMIT = 16 * 1024 * 1024  # the longest line an agent may write
 
 
-class _Worker:
-    """One running agent process and the tail of what it wrote to stderr."""
+class _Reported(Exception):
+    """The agent answered with an error message instead of an output."""
 
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(self, message: str, *, retry: bool) -> None:
+        super().__init__(message)
+        self.retry = retry
+
+
+# How long a killed process group may take to be reaped before its pipes are dropped.
+_REAP_S = 5.0
+
+
+class _Worker:
+    """One running agent process, its confinement and the tail of what it wrote to stderr."""
+
+    def __init__(self, process: asyncio.subprocess.Process, confinement: Confinement) -> None:
         self.process = process
+        self.confinement = confinement
         self.stderr: collections.deque[str] = collections.deque(maxlen=20)
         self._drain = asyncio.ensure_future(self._read_stderr())
 
@@ -70,41 +97,105 @@ class _Worker:
         return message
 
     async def _died(self) -> AgentCrashed:
-        code = await self.process.wait()
+        # A leftover in the group may hold stderr open: never wait on it for long.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.process.wait()), 1)
         await asyncio.wait([self._drain], timeout=1)
+        code = self.process.returncode
+        if code is None:
+            return self.crashed("closed its output mid-conversation")
         return self.crashed(f"exited with code {code} mid-conversation")
 
     async def stop(self) -> None:
-        if self.process.returncode is None:
+        """Kill the whole process group, detached-in-group children included, then let go
+        of the pipes even if something outside the group still holds them."""
+        killed = False
+        if hasattr(os, "killpg"):  # POSIX: the process leads a group of its own
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+                killed = True
+        # Only without the group kill: Popen.kill() polls first, and reaping the process
+        # here would leave asyncio's child watcher waiting for a pid it can never see.
+        if not killed and self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
-            await self.process.wait()
-        self._drain.cancel()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.process.wait()), _REAP_S)
+        except TimeoutError:
+            pass
+        finally:
+            self._drain.cancel()
+            transport = getattr(self.process, "_transport", None)
+            if transport is not None:
+                transport.close()
+            if self.confinement.sandbox != "bubblewrap":  # bubblewrap's pid namespace did it
+                await asyncio.to_thread(self.confinement.kill_leftovers)
+            self.confinement.remove()
 
 
-class SubprocessAdapter:
-    """A pool of agent processes, each handling one conversation at a time."""
+class ProcessPool:
+    """A pool of confined agent processes, each handling one conversation at a time."""
 
-    def __init__(self, spec: SubprocessAdapterSpec, agent_file: Path, agent: AgentSpec) -> None:
-        self._spec = spec
+    def __init__(self, agent: AgentSpec, command: Sequence[str], cwd: Path, processes: int,
+                 env: Mapping[str, str], isolation: Isolation | None, *,
+                 self_confining: bool = False, announces_ready: bool = False) -> None:
         self.agent = agent
-        self._cwd = (agent_file.parent / spec.cwd).resolve()
+        # reinstate's own worker writes {"type": "ready"} once the agent is imported.
+        self._announces_ready = announces_ready
+        # reinstate's own Python worker applies Landlock itself (see Confinement.command).
+        self._self_confining = self_confining
+        self._command = list(command)
+        self._cwd = cwd
+        self._env = dict(env)
+        self._isolation = isolation or Isolation()
+        # Resolved now, so an unavailable sandbox is an error before any agent runs.
+        self._sandbox = choose_sandbox(self._isolation.sandbox)
+        self.isolation_used = describe(self._sandbox)
+        """What confinement the agent's processes got, for the verdict."""
         self._idle: list[_Worker] = []
-        self._slots = asyncio.Semaphore(spec.processes)
+        self._slots = asyncio.Semaphore(processes)
+        self._limit = processes
         self._all: set[_Worker] = set()
 
     async def _start(self) -> _Worker:
         try:
+            confinement = Confinement(self._isolation, self._sandbox, self._env)
+        except ValueError as exc:
+            raise AgentCrashed(f"cannot start {self._command[0]}: {exc}") from None
+        try:
             process = await asyncio.create_subprocess_exec(
-                *self._spec.command, cwd=self._cwd, limit=_LIMIT,
+                *confinement.command(self._command, self._cwd,
+                                     landlock_flag=self._self_confining),
+                cwd=self._cwd, limit=_LIMIT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env={**os.environ, **self._spec.env},
+                stderr=asyncio.subprocess.PIPE, env=confinement.env, start_new_session=True,
             )
         except OSError as exc:
-            raise AgentCrashed(f"cannot start {self._spec.command[0]}: {exc}") from None
-        worker = _Worker(process)
+            confinement.remove()
+            raise AgentCrashed(f"cannot start {self._command[0]}: {exc}") from None
+        worker = _Worker(process, confinement)
         self._all.add(worker)
+        if self._announces_ready:
+            try:
+                ready = await worker.receive()
+            except BaseException:
+                self._all.discard(worker)
+                await worker.stop()
+                raise
+            if ready.get("type") != "ready":
+                self._all.discard(worker)
+                await worker.stop()
+                raise worker.crashed(f"sent {ready!r} before it was ready"[:300])
         return worker
+
+    async def start(self, count: int) -> None:
+        """Start up to ``count`` processes before the first trial, side by side, so their
+        start is not counted against any trial's timeout. One that cannot start is left
+        for a trial to report."""
+        wanted = min(count, self._limit) - len(self._all)
+        started = await asyncio.gather(*(self._start() for _ in range(max(wanted, 0))),
+                                       return_exceptions=True)
+        self._idle.extend(w for w in started if isinstance(w, _Worker))
 
     async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str:
         """Hold one conversation with an idle process."""
@@ -115,6 +206,11 @@ class SubprocessAdapter:
                 answer = await self._converse(worker, case, trial, session)
                 healthy = True
                 return answer
+            except _Reported as reported:
+                healthy = True
+                if reported.retry:
+                    raise TransportError(str(reported)) from None
+                raise AgentCrashed(str(reported)) from None
             finally:
                 if healthy:
                     self._idle.append(worker)
@@ -138,13 +234,19 @@ class SubprocessAdapter:
                 if not isinstance(content, str):
                     raise worker.crashed("sent an output without text content")
                 return content
+            if kind == "error":
+                text = str(message.get("message", "the agent reported an error"))
+                # The process ended the conversation cleanly: it may serve the next one.
+                raise _Reported(text, retry=message.get("retry") is True)
             if kind == "tool_call":
                 await worker.send(self._answer(message, session, worker))
             elif kind == "reasoning":
                 session.think(str(message.get("content", "")))
             elif kind == "usage":
+                cost = message.get("cost_usd")
                 session.add_usage(int(message.get("input_tokens") or 0),
-                                  int(message.get("output_tokens") or 0))
+                                  int(message.get("output_tokens") or 0),
+                                  float(cost) if isinstance(cost, int | float) else None)
             else:
                 raise worker.crashed(f"sent an unknown message type {kind!r}")
 
@@ -169,6 +271,15 @@ class SubprocessAdapter:
             await worker.stop()
         self._all.clear()
         self._idle.clear()
+
+
+class SubprocessAdapter(ProcessPool):
+    """The agent's own program, speaking JSON lines; ``processes`` copies side by side."""
+
+    def __init__(self, spec: SubprocessAdapterSpec, agent_file: Path, agent: AgentSpec,
+                 isolation: Isolation | None = None) -> None:
+        super().__init__(agent, spec.command, (agent_file.parent / spec.cwd).resolve(),
+                         spec.processes, spec.env, isolation)
 
 
 register_adapter("subprocess")(SubprocessAdapter)

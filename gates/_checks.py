@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult
+from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult, unisolated
 from gates._case_failure import failure_data
 from gates._inputs import GateInputs
 from gates._policy import decide_call, judge_acceptance, stop_or_route
@@ -24,6 +24,8 @@ class Evidence:
     results: list[CaseResult]
     regression_ids: frozenset[str]
     run_file: Path | None = None
+    isolation: dict[str, str] | None = None
+    """What confinement the agent's code got (process, sandbox, writable), when known."""
 
     def blocked_good_calls(self) -> list[tuple[str, ToolCall, str, Run, int]]:
         """(case id, call, denial, run, position) for each call the policy denied while an
@@ -101,14 +103,17 @@ def evals(inputs: GateInputs, evidence: Evidence) -> CheckResult:
     flaky = sum(r.flaky for r in results)
     usage = usage_totals(results)
     run_file = inputs.workspace.relative(evidence.run_file) if evidence.run_file else None
+    # A verdict on an agent that could have touched the evidence must say so up front.
+    warning = unisolated(evidence.isolation) if evidence.isolation else None
     return CheckResult(
         name="evals", outcome=outcome,
         summary=f"{counts['pass']}/{len(results)} cases passed ({trials} trials; "
                 f"{counts['fail']} failed, {counts['error']} errored, "
-                f"{counts['inconclusive']} inconclusive, {flaky} flaky)",
-        findings=findings,
+                f"{counts['inconclusive']} inconclusive, {flaky} flaky)"
+                + (f"; WARNING: {warning}" if warning else ""),
+        findings=[*([f"WARNING: {warning}"] if warning else []), *findings],
         data={"counts": counts, "flaky": flaky, "usage": usage, "run_file": run_file,
-              "cases": [case_data(r, evidence) for r in results]},
+              "isolation": evidence.isolation, "cases": [case_data(r, evidence) for r in results]},
     )
 
 

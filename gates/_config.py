@@ -8,9 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from evalsuite import InvalidInput, Record, did_you_mean, parse_model
+from evalsuite import (
+    InvalidInput,
+    Isolation,
+    Record,
+    SandboxChoice,
+    did_you_mean,
+    parse_model,
+    protected_env_problem,
+)
 from gates._controls import Controls, load_controls
 from gates._errors import UnknownAgent
 from regressions import IncidentBook
@@ -86,6 +94,32 @@ class SigningSettings(Record):
     verdicts are unsigned and ``check`` says so."""
 
 
+class AgentSettings(Record):
+    """How agent code run for evals is confined (python and subprocess adapters)."""
+
+    env: list[str] = Field(default_factory=list)
+    """Names of environment variables the agent may see besides PATH, LANG, LC_ALL and TZ
+    (HOME and TMPDIR always point at a private temporary folder); nothing else passes.
+    ``REINSTATE_SIGNING_KEY`` is refused."""
+    sandbox: SandboxChoice = "auto"
+    """``auto``: Landlock, else bubblewrap, else none (and the verdict says so);
+    ``landlock`` or ``bubblewrap``: that one, an error when unavailable; ``none``: no
+    sandbox, for platforms without one."""
+
+    @field_validator("env")
+    @classmethod
+    def _passable(cls, names: list[str]) -> list[str]:
+        for name in names:
+            problem = protected_env_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        return names
+
+    def isolation(self) -> Isolation:
+        """These settings as the adapters take them."""
+        return Isolation(env=tuple(self.env), sandbox=self.sandbox)
+
+
 class Config(Record):
     """``reinstate.toml``, or ``[tool.reinstate]`` in ``pyproject.toml``."""
 
@@ -103,6 +137,8 @@ class Config(Record):
     """What rules in control files may do."""
     signing: SigningSettings = Field(default_factory=SigningSettings)
     """Signed verdicts: the public key they must verify against."""
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    """How agent code run for evals is confined."""
 
 
 @dataclass(frozen=True)

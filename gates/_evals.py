@@ -1,7 +1,10 @@
 """The gate's first stage: the eval suite and the regression set against the live agent.
 
 Tools are sandboxed and today's permission policy is enforced at call time: a call it
-denies is blocked and the agent sees the denial. Every trial is written to a run file
+denies is blocked and the agent sees the denial. The agent's own code runs confined as
+``[agent]`` in the workspace says (own process group, allowlisted environment, a sandbox
+where the platform has one); what it got is part of the evidence, and the verdict says
+loudly when it ran unisolated. Every trial is written to a run file
 under ``.reinstate/runs/`` so a failure can be read without rerunning.
 """
 
@@ -24,6 +27,7 @@ from evalsuite import (
     ToolPolicy,
     ToolSpec,
     build_adapter,
+    isolation_of,
     run_cases,
 )
 from gates._checks import Evidence
@@ -67,8 +71,10 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
                            timeout_s=config.timeout_s, retries=config.retries,
                            confidence=config.confidence)
     chosen = list(cases) if cases is not None else inputs.cases
+    built = build_adapter(inputs.agent, inputs.agent_file, adapter,
+                          inputs.workspace.config.agent.isolation())
     engine = Engine(
-        adapter=build_adapter(inputs.agent, inputs.agent_file, adapter),
+        adapter=built,
         settings=settings, acceptance=inputs.controls.acceptance.criteria,
         policy=policy_of(inputs.controls), tools=tool_specs(inputs.controls),
     )
@@ -82,4 +88,5 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
                         record=writer.trial if writer else None)
     return Evidence(results=results,
                     regression_ids=frozenset(c.id for c in inputs.regression_cases),
-                    run_file=writer.finish() if writer else None)
+                    run_file=writer.finish() if writer else None,
+                    isolation=isolation_of(built))

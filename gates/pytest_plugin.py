@@ -31,6 +31,7 @@ from evalsuite import (
     build_adapter,
     load_cases,
     run_case,
+    run_sync,
 )
 from gates._case_failure import failure_text
 from gates._config import Workspace
@@ -101,6 +102,11 @@ class CaseSession:
                 items.extend(session.genitems(CaseFile.from_parent(session, path=path,
                                                                    suite=suite, case=case)))
 
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """Stop the agents' processes (and remove their private folders)."""
+        for suite in self.suites.values():
+            suite.close()
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Tally each case's outcome (on the controller too, under xdist)."""
         case = dict(report.user_properties).get(_PROPERTY)
@@ -134,8 +140,16 @@ class AgentSuite:
     def adapter(self) -> Adapter:
         """The agent's adapter, as agent.yaml asks."""
         if self._adapter is None:
-            self._adapter = build_adapter(self.inputs.agent, self.inputs.agent_file)
+            self._adapter = build_adapter(self.inputs.agent, self.inputs.agent_file,
+                                          isolation=self.inputs.workspace.config.agent
+                                          .isolation())
         return self._adapter
+
+    def close(self) -> None:
+        """Release the adapter, if one was built."""
+        if self._adapter is not None:
+            run_sync(self._adapter.aclose())
+            self._adapter = None
 
     def files(self) -> Iterator[tuple[Path, EvalCase]]:
         """(file, case) for each case the gate loaded, eval suite first."""

@@ -8,6 +8,7 @@ a real local server, and the replay of a recorded run.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import threading
@@ -37,7 +38,7 @@ from evalsuite import (
 from evalsuite import Run as RunRecord
 
 AGENTS = Path(__file__).parent.parent / "data" / "agents"
-KINDS = ["python", "python-async", "subprocess", "http", "replay"]
+KINDS = ["python", "python-async", "python-in-process", "subprocess", "http", "replay"]
 
 
 def case(*, with_refund_fixture: bool = True) -> EvalCase:
@@ -140,6 +141,8 @@ def agent(kind: str, folder: Path, server: ChatServer | None = None,
     adapters: dict[str, dict[str, Any]] = {
         "python": {"kind": "python", "target": "support_agent:respond"},
         "python-async": {"kind": "python", "target": "support_agent:respond_async"},
+        "python-in-process": {"kind": "python", "target": "support_agent:respond",
+                              "isolation": "in-process"},
         "subprocess": {"kind": "subprocess", "command": [sys.executable, "support_jsonl.py"]},
         "http": {"kind": "http", "url": server.url if server else "http://127.0.0.1:9/x",
                  "model": "support-model"},
@@ -295,10 +298,30 @@ def test_an_agent_that_hangs_times_out(kind: str, overrides: dict[str, Any],
     assert result.attempts == 3 and not result.passed
 
 
+@pytest.mark.parametrize("kind", ["python", "python-in-process"])
 @pytest.mark.parametrize(("target", "code"), [("leave", 3), ("leave_async", 4)])
-def test_an_agent_calling_sys_exit_fails_its_trial_only(target: str, code: int,
+def test_an_agent_calling_sys_exit_fails_its_trial_only(kind: str, target: str, code: int,
                                                         reach: Callable[..., Any]) -> None:
     """sys.exit() inside a Python agent is the trial's error, not the end of the gate."""
-    result = trial(*reach("python", target=f"support_agent:{target}"))
+    result = trial(*reach(kind, target=f"support_agent:{target}"))
     assert result.error is not None and not result.passed
     assert "tried to end the process" in result.error and str(code) in result.error
+
+
+def test_a_python_agent_runs_in_a_process_of_its_own(reach: Callable[..., Any]) -> None:
+    """By default a Python agent answers from a child process, not the gate's."""
+    result = trial(*reach("python", target="support_agent:whoami"))
+    assert result.run is not None and result.error is None, result.error
+    answer = result.run.final_output()
+    assert answer is not None and answer.isdigit() and int(answer) != os.getpid()
+
+
+def test_a_python_agent_in_a_child_process_keeps_the_session_api(
+        reach: Callable[..., Any]) -> None:
+    """The child's session has the gate session's API: tools, think, usage, ToolDenied."""
+    result = trial(*reach("python", target="support_agent:uses_the_session_api"),
+                   deny="issue_refund")
+    assert result.run is not None and result.error is None, result.error
+    assert result.run.final_output() == "tools=lookup_order,issue_refund usage=10/5 denied=yes"
+    assert [s.kind for s in result.run.steps].count("reasoning") == 1
+    assert result.run.usage is not None and result.run.usage.input_tokens == 10

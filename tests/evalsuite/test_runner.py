@@ -420,7 +420,7 @@ def test_replaced_agent_module_is_reloaded(tmp_path: Path) -> None:
 
 
 def test_unchanged_agent_is_not_reimported(tmp_path: Path) -> None:
-    """A new adapter over unchanged files reuses the loaded module and its state."""
+    """In-process, a new adapter over unchanged files reuses the loaded module and its state."""
     counter = """
         CALLS = []
 
@@ -428,11 +428,13 @@ def test_unchanged_agent_is_not_reimported(tmp_path: Path) -> None:
             CALLS.append(1)
             return f"refund call {len(CALLS)}"
     """
-    assert _answer(_agent(tmp_path, counter)) == "refund call 1"
-    again = build_adapter(AgentSpec.model_validate({
+    spec = AgentSpec.model_validate({
         "name": "refund-agent", "version": "1.4.0",
-        "adapter": {"kind": "python", "target": "agent:respond"},
-    }), tmp_path / "agent.yaml")
+        "adapter": {"kind": "python", "target": "agent:respond", "isolation": "in-process"},
+    })
+    (tmp_path / "agent.py").write_text(textwrap.dedent(counter), encoding="utf-8")
+    assert _answer(build_adapter(spec, tmp_path / "agent.yaml")) == "refund call 1"
+    again = build_adapter(spec, tmp_path / "agent.yaml")
     assert _answer(again) == "refund call 2"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 
 import pytest
@@ -62,19 +61,22 @@ def test_agent_answering_noise_fails(ws: Workspace, faults: Faults, cli: Cli) ->
     assert_kept(before, recorded(ws))
 
 
-def test_agent_dying_mid_run_leaves_no_verdict(ws: Workspace, faults: Faults,
-                                               cli: Cli) -> None:
-    """An agent that kills its process mid-run kills the gate: no verdict, nothing lost,
-    and the agent stays contained."""
+def test_agent_dying_mid_run_is_an_error_not_the_end_of_the_gate(ws: Workspace,
+                                                                  faults: Faults,
+                                                                  cli: Cli) -> None:
+    """An agent that kills its own process mid-run kills only its child process: that case
+    errors, the gate stores an error verdict, nothing is lost, the agent stays contained."""
     faults.inject("agent dies mid-run")
     _break_agent(ws, f'if "{TRIGGER}" in session.messages[-1]["content"]:\n'
                      f'    os.kill(os.getpid(), signal.SIGKILL)\nreturn _real(session)')
     before = recorded(ws)
-    done = reinstate(ws, list(GATE))  # a process of its own, since the agent kills it
-    assert done.returncode == -signal.SIGKILL
+    done = reinstate(ws, list(GATE))
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "exited with code -9 mid-conversation" in done.stdout
     after = recorded(ws)
     assert_kept(before, after)
-    assert after.verdicts == before.verdicts
+    latest = open_store(ws).latest_verdict("refund-agent")
+    assert latest is not None and latest.outcome == "error"
     check = cli(ws, "check", "refund-agent")
     assert check.code == 1 and "is in review mode" in check.out
 
@@ -84,7 +86,8 @@ def test_agent_hanging_past_its_timeout_is_an_error(ws: Workspace, faults: Fault
     """A trial that outlives ``[gate] timeout_s`` is an error (exit 3) saying it timed out."""
     faults.inject("agent hangs past its timeout")
     config = ws.root / "reinstate.toml"  # the file ends in its [gate] table
-    config.write_text(config.read_text() + "timeout_s = 0.5\nretries = 0\n")
+    # Long enough to start a replacement agent process on a loaded machine.
+    config.write_text(config.read_text() + "timeout_s = 3\nretries = 0\n")
     hang = ws.root / "hang.fifo"
     os.mkfifo(hang)
     # A blocking read of a pipe nobody writes to: the agent hangs until the test lets go.

@@ -47,3 +47,24 @@ async def leave_async(session: Any) -> str:
     import sys
 
     sys.exit(4)
+
+
+def whoami(session: Any) -> str:
+    import os
+
+    return str(os.getpid())
+
+
+def uses_the_session_api(session: Any) -> str:
+    from evalsuite import ToolDenied
+
+    session.think("checking the tools I have")
+    session.add_usage(10, 5)
+    names = ",".join(t.name for t in session.tools)
+    try:
+        session.call_tool("issue_refund", {"order_id": "A-1", "amount": 1.0})
+        denied = "no"
+    except ToolDenied:
+        denied = "yes"
+    used = session.usage()
+    return f"tools={names} usage={used.input_tokens}/{used.output_tokens} denied={denied}"

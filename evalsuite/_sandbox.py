@@ -1,0 +1,279 @@
+"""Where agent code runs: its own process group, an allowlisted environment, a sandbox.
+
+The agent under evaluation is untrusted code. Every agent process the python and
+subprocess adapters start gets:
+
+- its own session and process group, killed whole (SIGKILL) when its case ends, times out
+  or the adapter closes;
+- an environment built from an allowlist: ``PATH``, ``LANG``, ``LC_ALL`` and ``TZ`` from
+  the gate's environment, ``HOME`` and ``TMPDIR`` pointing at a private temporary folder,
+  the names listed in ``[agent] env`` of ``reinstate.toml``, and the values ``agent.yaml``
+  sets; nothing else, and never ``REINSTATE_SIGNING_KEY``;
+- on Linux, a sandbox that lets it write only to that private folder (removed after the
+  process ends): Landlock, applied by a tiny launcher that restricts itself and then
+  executes the agent, so every descendant inherits the rules; or bubblewrap when Landlock
+  is unavailable. Under Landlock the agent can read every top-level folder except
+  ``/proc`` (so it cannot read the gate's environment or memory).
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from evalsuite._errors import EvalsuiteError
+
+SandboxChoice = Literal["auto", "landlock", "bubblewrap", "none"]
+SANDBOXES: tuple[SandboxChoice, ...] = ("auto", "landlock", "bubblewrap", "none")
+
+BASIC_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+"""Harmless names always passed from the gate's environment when set."""
+
+PROTECTED_ENV = frozenset({"REINSTATE_SIGNING_KEY"})
+"""Names that never reach an agent, whatever the workspace lists."""
+
+LAUNCHER = Path(__file__).with_name("_sandbox_launch.py")
+"""Run by path, not with ``-m``: importing the evalsuite package would slow every start."""
+
+
+class SandboxUnavailable(EvalsuiteError):
+    """The sandbox the workspace asks for cannot be used on this machine."""
+
+    exit_code = 3
+
+
+def protected_env_problem(name: str) -> str | None:
+    """Why ``name`` may not be passed to an agent, or None when it may."""
+    if name in PROTECTED_ENV:
+        return (f"'{name}' never reaches the agent under evaluation (it holds the gate's "
+                f"signing key); remove it")
+    if not name or "=" in name or "\x00" in name:
+        return f"expected an environment variable name, got {name!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """How agent processes are confined; the gate builds it from ``[agent]`` in the workspace.
+
+    Attributes:
+        env: Names passed from the gate's environment besides the basics (``PATH``,
+            ``LANG``, ``LC_ALL``, ``TZ``).
+        sandbox: ``auto`` (the first available of Landlock and bubblewrap, else none),
+            ``landlock``, ``bubblewrap`` (an error when unavailable) or ``none``.
+        read_only: Folders the agent may read under Landlock; empty means every
+            top-level folder except ``/proc``.
+    """
+
+    env: tuple[str, ...] = ()
+    sandbox: SandboxChoice = "auto"
+    read_only: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in self.env:
+            problem = protected_env_problem(name)
+            if problem is not None:
+                raise ValueError(problem)
+        if self.sandbox not in SANDBOXES:
+            raise ValueError(f"sandbox must be one of {', '.join(SANDBOXES)}, "
+                             f"got {self.sandbox!r}")
+
+
+def landlock_problem() -> str | None:
+    """Why Landlock cannot be used here, or None when it can."""
+    if not sys.platform.startswith("linux"):
+        return "Landlock is a Linux feature"
+    try:
+        import landlock
+
+        abi = int(landlock.landlock_abi_version())
+    except Exception as exc:  # an old kernel, a kernel without it, a missing package
+        return f"the kernel refused it ({exc})".replace("\n", " ")
+    return None if abi >= 1 else f"unusable Landlock ABI {abi}"
+
+
+@functools.cache
+def bubblewrap_problem() -> str | None:
+    """Why bubblewrap cannot be used here, or None when it can (tried once per process)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bwrap is not on PATH"
+    try:
+        subprocess.run([bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                        "--unshare-pid", "--die-with-parent", "true"],
+                       capture_output=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bwrap cannot create a sandbox here ({exc})"
+    return None
+
+
+def choose_sandbox(choice: SandboxChoice) -> Literal["landlock", "bubblewrap", "none"]:
+    """The sandbox ``choice`` resolves to on this machine.
+
+    Raises:
+        SandboxUnavailable: ``landlock`` or ``bubblewrap`` was asked for and cannot be used.
+    """
+    if choice == "none":
+        return "none"
+    if choice in ("auto", "landlock"):
+        problem = landlock_problem()
+        if problem is None:
+            return "landlock"
+        if choice == "landlock":
+            raise SandboxUnavailable(_unavailable("landlock", problem))
+    problem = bubblewrap_problem()
+    if problem is None:
+        return "bubblewrap"
+    if choice == "bubblewrap":
+        raise SandboxUnavailable(_unavailable("bubblewrap", problem))
+    return "none"
+
+
+def _unavailable(choice: str, problem: str) -> str:
+    return (f"reinstate.toml: $.agent.sandbox: \"{choice}\" is not available on this machine "
+            f"({problem}); expected a sandbox it has, \"auto\" or \"none\"")
+
+
+def agent_environment(names: Sequence[str], values: Mapping[str, str],
+                      home: Path) -> dict[str, str]:
+    """The whole environment of an agent process: the allowlist, nothing else.
+
+    Raises:
+        ValueError: ``values`` sets a protected name.
+    """
+    env = {name: os.environ[name] for name in (*BASIC_ENV, *names)
+           if name in os.environ and name not in PROTECTED_ENV}
+    for name in values:
+        problem = protected_env_problem(name)
+        if problem is not None:
+            raise ValueError(problem)
+    env.update(values)
+    env["HOME"] = env["TMPDIR"] = str(home)
+    return env
+
+
+class Confinement:
+    """One agent process's private folder, environment and sandboxed command line."""
+
+    def __init__(self, isolation: Isolation, sandbox: Literal["landlock", "bubblewrap", "none"],
+                 values: Mapping[str, str]) -> None:
+        self.sandbox = sandbox
+        self.home = Path(tempfile.mkdtemp(prefix="reinstate-agent-"))
+        _LIVE_HOMES.add(self.home)
+        try:
+            self.env = agent_environment(isolation.env, values, self.home)
+        except ValueError:
+            self.remove()
+            raise
+        self._read_only = isolation.read_only
+
+    def command(self, argv: Sequence[str], cwd: Path, *, landlock_flag: bool = False,
+                ) -> list[str]:
+        """``argv`` wrapped in the sandbox, ready to start in ``cwd``.
+
+        ``landlock_flag``: ``argv`` is reinstate's own worker, which applies Landlock to
+        itself when given ``--landlock DIR`` as its first arguments (one start, not two).
+        """
+        if self.sandbox == "landlock" and landlock_flag and not self._read_only:
+            return [argv[0], argv[1], "--landlock", str(self.home), *argv[2:]]
+        if self.sandbox == "landlock":
+            reads = [arg for path in self._read_only for arg in ("--read", str(path))]
+            return [sys.executable, str(LAUNCHER), "--writable", str(self.home), *reads,
+                    "--", *argv]
+        if self.sandbox == "bubblewrap":
+            bwrap = shutil.which("bwrap") or "bwrap"
+            return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                    "--unshare-pid", "--die-with-parent", "--new-session",
+                    "--bind", str(self.home), str(self.home), "--chdir", str(cwd), "--",
+                    *argv]
+        return list(argv)
+
+    def kill_leftovers(self) -> int:
+        """SIGKILL every process still started with this private folder as its TMPDIR.
+
+        A grandchild that left the agent's process group (``setsid``, a double fork)
+        escapes the group kill; under Landlock it can write nothing, and this sweep ends
+        it too unless it rewrote its own environment block. Linux only (reads ``/proc``);
+        returns how many processes were killed.
+        """
+        marker = f"\0TMPDIR={self.home}\0".encode()
+        killed = 0
+        proc = Path("/proc")
+        if not proc.is_dir():
+            return 0
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if marker in b"\0" + (entry / "environ").read_bytes():
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed += 1
+            except OSError:
+                continue  # gone, or not ours to read
+        return killed
+
+    def remove(self) -> None:
+        """Delete the private folder and whatever the agent left in it."""
+        shutil.rmtree(self.home, ignore_errors=True)
+        _LIVE_HOMES.discard(self.home)
+
+
+# Private folders of agent processes not stopped yet: an adapter nobody closed (a one-off
+# run_trial) must not leave them behind when the gate's process ends.
+_LIVE_HOMES: set[Path] = set()
+
+
+@atexit.register
+def _remove_leftover_homes() -> None:
+    for home in list(_LIVE_HOMES):
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def describe(sandbox: Literal["landlock", "bubblewrap", "none"]) -> dict[str, str]:
+    """What isolation agent processes get, as the verdict records it."""
+    writable = {
+        "landlock": "only a private temporary folder per agent process, removed after it",
+        "bubblewrap": "only a private temporary folder per agent process, removed after it",
+        "none": "everything the gate's user can write: no sandbox was available",
+    }[sandbox]
+    return {
+        "process": "own process group, killed whole when its case ends",
+        "sandbox": sandbox,
+        "environment": f"allowlist: {', '.join(BASIC_ENV)}, HOME and TMPDIR (private), "
+                       f"[agent] env, agent.yaml env",
+        "writable": writable,
+        "proc": "unreadable" if sandbox == "landlock" else
+                "own processes only" if sandbox == "bubblewrap" else "readable",
+    }
+
+
+IN_PROCESS = {
+    "process": "in-process (isolation: in-process in agent.yaml): the agent shares the "
+               "gate's process and could change its result",
+    "sandbox": "none",
+    "environment": "the gate's whole environment",
+    "writable": "everything the gate can write",
+}
+"""What an agent run in the gate's own process gets: nothing."""
+
+
+def unisolated(isolation: Mapping[str, str]) -> str | None:
+    """The warning a verdict must carry for this isolation, or None when it was confined."""
+    if isolation.get("process", "").startswith("in-process"):
+        return ("the agent ran UNISOLATED in the gate's own process (isolation: in-process "
+                "in agent.yaml): it could have changed this verdict")
+    if isolation.get("sandbox") == "none":
+        return ("the agent ran WITHOUT A SANDBOX (neither Landlock nor bubblewrap here, or "
+                "sandbox = \"none\" in reinstate.toml): it could write the workspace and the "
+                "state store")
+    return None

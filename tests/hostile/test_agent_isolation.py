@@ -1,0 +1,393 @@
+"""The agent under evaluation cannot touch the evidence: it runs in processes of its own,
+in its own process group, with an allowlisted environment, and inside a sandbox where the
+platform has one; the verdict says which, and says loudly when it was not confined."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalsuite import (
+    AgentSpec,
+    Engine,
+    EvalCase,
+    Isolation,
+    RunSettings,
+    SandboxUnavailable,
+    TrialResult,
+    build_adapter,
+    choose_sandbox,
+    run_cases,
+    run_sync,
+)
+from gates import Workspace, open_store, run_gate
+from tests.conftest import RunCli, tree
+from tests.helpers import ACTOR, captured
+
+AGENTS = Path(__file__).parent.parent / "data" / "agents"
+AGENT = "refund-agent"
+TRIGGER = "cracked carafe"  # only the captured incident's input says this
+SANDBOXED = choose_sandbox("auto") != "none"
+needs_sandbox = pytest.mark.skipif(not SANDBOXED, reason="no Landlock or bubblewrap here")
+
+
+def _sandbox(name: str) -> Any:
+    """``name`` as a parameter, skipped where this machine does not have it."""
+    try:
+        choose_sandbox(name)  # type: ignore[arg-type]
+    except SandboxUnavailable as exc:
+        return pytest.param(name, marks=pytest.mark.skip(reason=str(exc)))
+    return name
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line holds ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _wait_until_gone(marker: str, seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _processes_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
+
+
+def _case() -> EvalCase:
+    return EvalCase.model_validate({
+        "id": "refund-a1", "agent": "support", "tags": ["refund_request"],
+        "input": {"messages": [{"role": "user", "content": "Please refund order A-1."}]},
+        "tools": [{"tool": "lookup_order", "when": {"order_id": "A-1"},
+                   "result": {"order_id": "A-1", "total": 40.0}},
+                  {"tool": "issue_refund", "result": {"refund_id": "R-1"}}],
+        "expect": [{"kind": "output_contains", "text": "Refunded"}],
+    })
+
+
+def _trial(adapter: dict[str, Any], folder: Path, isolation: Isolation | None = None,
+           ) -> TrialResult:
+    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0",
+                                     "adapter": adapter})
+    engine = Engine(build_adapter(spec, folder / "agent.yaml", isolation=isolation),
+                    RunSettings(retries=0, timeout_s=60))
+
+    async def once() -> TrialResult:
+        try:
+            return await engine.trial(_case(), 1)
+        finally:
+            await engine.adapter.aclose()
+    return run_sync(once())
+
+
+def _use_adapter(ws: Workspace, adapter: dict[str, Any]) -> None:
+    path = ws.agent_dir(AGENT) / "agent.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["adapter"] = adapter
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _wrap_agent(ws: Workspace, body: str) -> None:
+    """Wrap the example agent's ``respond`` with ``body`` (which may use ``_real``)."""
+    source = ws.agent_dir(AGENT) / "refund_agent.py"
+    indented = textwrap.indent(textwrap.dedent(body).strip(), "    ")
+    source.write_text(source.read_text() + f"\n\n_real = respond\n\n\ndef respond(session):\n"
+                      f"    import os\n{indented}\n")
+
+
+def _configure(ws: Workspace, section: str) -> None:
+    config = ws.root / "reinstate.toml"
+    config.write_text(config.read_text() + f"\n[agent]\n{section}\n")
+
+
+FORGER = '''
+"""Serves the agent after leaving a detached process behind that forges a pass verdict."""
+import json, os, sqlite3, sys, time
+
+db, workspace, done = sys.argv[1:4]
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:  # detached: another session, its parent gone
+        deadline = time.monotonic() + 120
+        while not os.path.exists(done) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        try:
+            with open(os.path.join(workspace, "FORGED"), "w") as handle:
+                handle.write("pass")
+        except OSError:
+            pass
+        try:
+            with sqlite3.connect(db, timeout=5) as conn:
+                agent, created, body = conn.execute(
+                    "SELECT agent, created_at, body FROM verdicts ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+                verdict = json.loads(body)
+                verdict["outcome"] = "pass"
+                for check in verdict.get("checks", []):
+                    check["outcome"] = "pass"
+                conn.execute("INSERT INTO verdicts (agent, created_at, outcome, body) "
+                             "VALUES (?, ?, 'pass', ?)", (agent, created, json.dumps(verdict)))
+        except Exception:
+            pass
+        os._exit(0)
+    os._exit(0)
+os.wait()
+os.execv(sys.executable, [sys.executable, "serve_jsonl.py"])
+'''
+
+
+@needs_sandbox
+def test_a_detached_child_of_a_subprocess_agent_cannot_forge_the_verdict(
+        example: Workspace, cli: RunCli, tmp_path: Path) -> None:
+    """A detached grandchild waiting for the fail verdict is ended with the run, and even
+    when it is let go it cannot write a pass or any file."""
+    captured(example)
+    folder = example.agent_dir(AGENT)
+    (folder / "forge_agent.py").write_text(FORGER)
+    done = tmp_path / "gate-done"
+    _use_adapter(example, {"kind": "subprocess", "command": [
+        sys.executable, "forge_agent.py", str(example.state_path), str(example.root),
+        str(done)]})
+    gate = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert _wait_until_gone("forge_agent.py", 5) == []
+    done.touch()
+    assert not (example.root / "FORGED").exists()
+    latest = open_store(example).latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "fail"
+    check = cli("check", AGENT, cwd=example.root)
+    assert check.returncode == 1, check.stdout + check.stderr
+
+
+def test_a_python_agent_that_patches_the_gate_changes_only_its_own_process(
+        example: Workspace, cli: RunCli) -> None:
+    """An agent wrapping the gate's decision to say pass only patches its own child."""
+    captured(example)
+    _wrap_agent(example, """
+        import gates._pipeline as pipeline
+        real_decide = pipeline.decide
+        pipeline.decide = lambda inputs, checks: real_decide(inputs, checks).model_copy(
+            update={"outcome": "pass"})
+        return _real(session)
+    """)
+    gate = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    latest = open_store(example).latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "fail"
+
+
+def test_a_python_agent_ending_its_process_errors_the_trial_not_the_gate(
+        example: Workspace, cli: RunCli) -> None:
+    """os._exit(0) in the agent is that trial's error; the gate goes on and stores a verdict."""
+    captured(example)
+    _wrap_agent(example, f"""
+        if "{TRIGGER}" in session.messages[-1]["content"]:
+            os._exit(0)
+        return _real(session)
+    """)
+    gate = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert gate.returncode == 3, gate.stdout + gate.stderr
+    assert "exited with code 0 mid-conversation" in gate.stdout
+    latest = open_store(example).latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "error"
+
+
+def test_a_grandchild_holding_the_pipes_does_not_hold_the_eval(tmp_path: Path) -> None:
+    """An agent leaving `sleep` behind on its pipes: the eval ends in seconds, no sleep lives."""
+    shutil.copy(AGENTS / "support_jsonl.py", tmp_path / "support_jsonl.py")
+    (tmp_path / "lingering.py").write_text(textwrap.dedent("""
+        import os, subprocess, sys
+        subprocess.Popen(["sleep", "600.4242"])  # inherits stdin, stdout and stderr
+        os.execv(sys.executable, [sys.executable, "support_jsonl.py"])
+    """))
+    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0", "adapter": {
+        "kind": "subprocess", "command": [sys.executable, "lingering.py"]}})
+    engine = Engine(build_adapter(spec, tmp_path / "agent.yaml"),
+                    RunSettings(trials=2, concurrency=1, retries=0, timeout_s=30))
+    start = time.monotonic()
+    results = run_cases(engine, [_case()])
+    assert time.monotonic() - start < 20
+    assert [t.passed for t in results[0].trials] == [True, True]
+    left = _wait_until_gone("600.4242", 5)
+    for pid in left:  # the test's own leftovers, so a failure does not outlive it
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+@pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
+def test_a_detached_grandchild_dies_with_the_agent(sandbox: Any, tmp_path: Path) -> None:
+    """A grandchild in a session of its own (out of the agent's group) dies with the run."""
+    marker = {"landlock": "600.7371", "bubblewrap": "600.7372"}[sandbox]
+    shutil.copy(AGENTS / "support_jsonl.py", tmp_path / "support_jsonl.py")
+    (tmp_path / "detaching.py").write_text(textwrap.dedent(f"""
+        import os, subprocess, sys
+        subprocess.Popen(["sleep", "{marker}"], start_new_session=True,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+        os.execv(sys.executable, [sys.executable, "support_jsonl.py"])
+    """))
+    result = _trial({"kind": "subprocess", "command": [sys.executable, "detaching.py"]},
+                    tmp_path, Isolation(sandbox=sandbox))
+    assert result.passed, result.error
+    left = _wait_until_gone(marker, 5)
+    for pid in left:  # the test's own leftovers, so a failure does not outlive it
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+@pytest.mark.parametrize("kind", ["subprocess", "python"])
+def test_the_agent_sees_only_the_allowlisted_environment(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the basics, [agent] env names and agent.yaml values reach the agent; no secret."""
+    monkeypatch.setenv("CI_DEPLOY_TOKEN", "s3cret-token")
+    monkeypatch.setenv("REINSTATE_SIGNING_KEY", "signing-key-material")
+    monkeypatch.setenv("TEAM_MODEL_URL", "http://model.internal")
+    (tmp_path / "env_agent.py").write_text(textwrap.dedent("""
+        import json, os, sys
+
+        def respond(session):
+            return json.dumps(dict(os.environ))
+
+        if __name__ == "__main__":
+            for line in sys.stdin:
+                print(json.dumps({"type": "output", "content": respond(None)}), flush=True)
+    """))
+    adapter: dict[str, Any] = (
+        {"kind": "python", "target": "env_agent:respond"} if kind == "python" else
+        {"kind": "subprocess", "command": [sys.executable, "env_agent.py"]})
+    adapter["env"] = {"FROM_AGENT_YAML": "yes"}
+    result = _trial(adapter, tmp_path, Isolation(env=("TEAM_MODEL_URL", "NOT_SET_HERE")))
+    assert result.run is not None and result.error is None, result.error
+    answer = result.run.final_output()
+    assert answer is not None
+    seen = json.loads(answer)
+    assert set(seen) <= {"PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "TEAM_MODEL_URL",
+                         "FROM_AGENT_YAML", "LC_CTYPE"}  # LC_CTYPE: Python's own coercion
+    assert seen["TEAM_MODEL_URL"] == "http://model.internal"
+    assert seen["FROM_AGENT_YAML"] == "yes"
+    assert seen["HOME"] == seen["TMPDIR"] != os.environ.get("HOME")
+    assert "s3cret-token" not in answer and "signing-key-material" not in answer
+
+
+def test_the_signing_key_cannot_be_allowlisted(example: Workspace, cli: RunCli) -> None:
+    """Listing REINSTATE_SIGNING_KEY in [agent] env is one clean line, exit 2, nothing written."""
+    _configure(example, 'env = ["TEAM_MODEL_URL", "REINSTATE_SIGNING_KEY"]')
+    before = tree(example.root)
+    gate = cli("gate", AGENT, cwd=example.root)
+    assert gate.returncode == 2, gate.stdout + gate.stderr
+    assert gate.stderr.count("\n") == 1 and "Traceback" not in gate.stderr
+    assert "reinstate.toml: $.agent.env" in gate.stderr
+    assert "'REINSTATE_SIGNING_KEY' never reaches the agent" in gate.stderr
+    assert tree(example.root) == before
+
+
+def test_an_unavailable_sandbox_asked_for_is_an_error(example: Workspace, cli: RunCli) -> None:
+    """sandbox = "bubblewrap" without bwrap is exit 3 and one line; no agent runs, no verdict."""
+    _configure(example, 'sandbox = "bubblewrap"')
+    gate = cli("gate", AGENT, cwd=example.root,
+               env={"PATH": str(Path(sys.executable).parent)})  # a PATH without bwrap
+    assert gate.returncode == 3, gate.stdout + gate.stderr
+    assert gate.stderr.count("\n") == 1 and "Traceback" not in gate.stderr
+    assert ('reinstate.toml: $.agent.sandbox: "bubblewrap" is not available on this machine'
+            in gate.stderr)
+    assert not example.state_path.exists()
+
+
+PROBE = '''
+import json, os, sys
+
+def respond(session):
+    report = {"tmp": os.environ["TMPDIR"]}
+    for what, attempt in [
+        ("write_agent_folder", lambda: open("escaped.txt", "w").write("x")),
+        ("write_tmp", lambda: open(os.path.join(os.environ["TMPDIR"], "ok"), "w").write("x")),
+        ("read_gate_environ",
+         lambda: open(f"/proc/{os.environ['GATE_PID']}/environ", "rb").read()),
+    ]:
+        try:
+            attempt()
+            report[what] = "allowed"
+        except OSError as exc:
+            report[what] = f"denied ({exc.strerror})"
+    return json.dumps(report)
+
+if __name__ == "__main__":
+    for line in sys.stdin:
+        print(json.dumps({"type": "output", "content": respond(None)}), flush=True)
+'''
+
+
+@pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
+@pytest.mark.parametrize("kind", ["subprocess", "python"])
+def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str, sandbox: Any,
+                                                                 tmp_path: Path) -> None:
+    """Sandboxed, the agent cannot write its folder or read the gate's environment; its
+    private folder is writable and removed after the run."""
+    (tmp_path / "probe.py").write_text(PROBE)
+    adapter: dict[str, Any] = (
+        {"kind": "python", "target": "probe:respond"} if kind == "python" else
+        {"kind": "subprocess", "command": [sys.executable, "probe.py"]})
+    adapter["env"] = {"GATE_PID": str(os.getpid())}
+    result = _trial(adapter, tmp_path, Isolation(sandbox=sandbox))
+    assert result.run is not None and result.error is None, result.error
+    report = json.loads(result.run.final_output() or "{}")
+    assert report["write_tmp"] == "allowed"
+    assert report["write_agent_folder"].startswith("denied")
+    assert report["read_gate_environ"].startswith("denied")
+    assert not (tmp_path / "escaped.txt").exists()
+    assert not Path(report["tmp"]).exists()
+
+
+def _evals_check(ws: Workspace) -> Any:
+    verdict = run_gate(Workspace.find(ws.root), AGENT, actor=ACTOR, trials=1)
+    return next(c for c in verdict.checks if c.name == "evals")
+
+
+def test_the_verdict_says_loudly_when_no_sandbox_was_used(example: Workspace) -> None:
+    """With sandbox = "none" the evals check records it and warns in summary and findings."""
+    _configure(example, 'sandbox = "none"')
+    evals = _evals_check(example)
+    assert evals.data["isolation"]["sandbox"] == "none"
+    assert "WARNING: the agent ran WITHOUT A SANDBOX" in evals.summary
+    assert evals.findings[0].startswith("WARNING: the agent ran WITHOUT A SANDBOX")
+
+
+def test_the_verdict_says_loudly_when_the_agent_ran_in_process(example: Workspace) -> None:
+    """isolation: in-process is recorded, and the evals check warns that it was unisolated."""
+    path = example.agent_dir(AGENT) / "agent.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["adapter"]["isolation"] = "in-process"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    evals = _evals_check(example)
+    assert evals.data["isolation"]["process"].startswith("in-process")
+    assert "WARNING: the agent ran UNISOLATED" in evals.summary
+    assert evals.findings[0].startswith("WARNING: the agent ran UNISOLATED")
+
+
+@needs_sandbox
+def test_the_verdict_records_the_sandbox_used(example: Workspace) -> None:
+    """By default the evals check records the agent's own process group and the sandbox."""
+    evals = _evals_check(example)
+    isolation = evals.data["isolation"]
+    assert isolation["sandbox"] in ("landlock", "bubblewrap")
+    assert isolation["process"] == "own process group, killed whole when its case ends"
+    assert "WARNING" not in evals.summary
