@@ -21,6 +21,9 @@ class EvalsuiteError(ReinstateError):
     """Base error of the evalsuite package."""
 
 
+_CONTROL = {**{c: f"\\x{c:02x}" for c in (*range(32), 127)}, 9: "\\t", 10: "\\n", 13: "\\r"}
+
+
 class InvalidInput(EvalsuiteError):
     """A file or value a user gave is not what reinstate expected.
 
@@ -50,7 +53,8 @@ class InvalidInput(EvalsuiteError):
                 where += f":{self.line}"
             where += ": "
         place = f"{self.place}: " if self.place else ""
-        return f"{where}{place}{self.expected}"
+        # One line whatever a hostile file puts into a key or value the message quotes.
+        return f"{where}{place}{self.expected}".translate(_CONTROL)
 
 
 def display_path(path: Path) -> str:

@@ -293,6 +293,10 @@ def _spy_on_the_agent(workspace: Workspace, report: Path) -> None:
     text = spec.read_text().replace("  kind: python\n  target: refund_agent:respond\n  path: .\n",
                                     "  kind: subprocess\n  command: [python3, spy.py]\n", 1)
     spec.write_text(text)
+    # Unsandboxed, so the spy can write its report and read the gate's /proc: the key must
+    # stay hidden by the gate itself, on machines with no sandbox too.
+    config = workspace.root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[agent]\nsandbox = "none"\n')
 
 
 def _reports(report: Path) -> list[dict[str, object]]:
@@ -307,12 +311,13 @@ def test_run_gate_takes_the_key_out_of_the_environment(
     after the gate, and the verdict is signed."""
     report = tmp_path / "agent-env.jsonl"
     _spy_on_the_agent(example, report)
+    spied = Workspace.find(example.root)  # with the spy's configuration
     monkeypatch.setenv(SIGNING_KEY_ENV, key_pair[0])
-    verdict = run_gate(example, AGENT, actor="ci", trials=1)
+    verdict = run_gate(spied, AGENT, actor="ci", trials=1)
     assert SIGNING_KEY_ENV not in os.environ
     seen = _reports(report)
     assert seen and all(r["seen"] == [] and r["parent"] != "key" for r in seen)
-    assert attestation_path(example, verdict).is_file()
+    assert attestation_path(spied, verdict).is_file()
 
 
 @pytest.mark.attack

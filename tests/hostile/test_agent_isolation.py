@@ -155,6 +155,7 @@ os.execv(sys.executable, [sys.executable, "serve_jsonl.py"])
 '''
 
 
+@pytest.mark.attack
 @needs_sandbox
 def test_a_detached_child_of_a_subprocess_agent_cannot_forge_the_verdict(
         example: Workspace, cli: RunCli, tmp_path: Path) -> None:
@@ -178,6 +179,7 @@ def test_a_detached_child_of_a_subprocess_agent_cannot_forge_the_verdict(
     assert check.returncode == 1, check.stdout + check.stderr
 
 
+@pytest.mark.attack
 def test_a_python_agent_that_patches_the_gate_changes_only_its_own_process(
         example: Workspace, cli: RunCli) -> None:
     """An agent wrapping the gate's decision to say pass only patches its own child."""
@@ -195,6 +197,7 @@ def test_a_python_agent_that_patches_the_gate_changes_only_its_own_process(
     assert latest is not None and latest.outcome == "fail"
 
 
+@pytest.mark.attack
 def test_a_python_agent_ending_its_process_errors_the_trial_not_the_gate(
         example: Workspace, cli: RunCli) -> None:
     """os._exit(0) in the agent is that trial's error; the gate goes on and stores a verdict."""
@@ -211,6 +214,7 @@ def test_a_python_agent_ending_its_process_errors_the_trial_not_the_gate(
     assert latest is not None and latest.outcome == "error"
 
 
+@pytest.mark.attack
 def test_a_grandchild_holding_the_pipes_does_not_hold_the_eval(tmp_path: Path) -> None:
     """An agent leaving `sleep` behind on its pipes: the eval ends in seconds, no sleep lives."""
     shutil.copy(AGENTS / "support_jsonl.py", tmp_path / "support_jsonl.py")
@@ -233,6 +237,7 @@ def test_a_grandchild_holding_the_pipes_does_not_hold_the_eval(tmp_path: Path) -
     assert left == []
 
 
+@pytest.mark.attack
 @pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
 def test_a_detached_grandchild_dies_with_the_agent(sandbox: Any, tmp_path: Path) -> None:
     """A grandchild in a session of its own (out of the agent's group) dies with the run."""
@@ -254,6 +259,7 @@ def test_a_detached_grandchild_dies_with_the_agent(sandbox: Any, tmp_path: Path)
     assert left == []
 
 
+@pytest.mark.attack
 @pytest.mark.parametrize("kind", ["subprocess", "python"])
 def test_the_agent_sees_only_the_allowlisted_environment(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -288,6 +294,7 @@ def test_the_agent_sees_only_the_allowlisted_environment(
     assert "s3cret-token" not in answer and "signing-key-material" not in answer
 
 
+@pytest.mark.attack
 def test_the_signing_key_cannot_be_allowlisted(example: Workspace, cli: RunCli) -> None:
     """Listing REINSTATE_SIGNING_KEY in [agent] env is one clean line, exit 2, nothing written."""
     _configure(example, 'env = ["TEAM_MODEL_URL", "REINSTATE_SIGNING_KEY"]')
@@ -336,6 +343,7 @@ if __name__ == "__main__":
 '''
 
 
+@pytest.mark.attack
 @pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
 @pytest.mark.parametrize("kind", ["subprocess", "python"])
 def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str, sandbox: Any,
