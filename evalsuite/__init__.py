@@ -68,6 +68,10 @@ from evalsuite._errors import (
     display_path,
 )
 from evalsuite._expressions import (
+    MAX_COMPREHENSION_DEPTH,
+    MAX_EXPRESSION_CHARS,
+    MAX_LIST_ITEMS,
+    MAX_STRING_CHARS,
     ExpressionFailed,
     check_expression,
     evaluate,
@@ -98,6 +102,7 @@ from evalsuite._predicates import (
 )
 from evalsuite._python_adapter import PythonAdapter
 from evalsuite._record import Record
+from evalsuite._regex import Pattern, check_regex, user_regex
 from evalsuite._replay_adapter import ReplayAdapter
 from evalsuite._run import (
     Behaviour,
@@ -131,7 +136,7 @@ from evalsuite._runner import (
     run_suite,
     run_trial,
 )
-from evalsuite._schemas import check_json_schema, schema_violation
+from evalsuite._schemas import check_json_schema, schema_validator, schema_violation
 from evalsuite._session import (
     AgentSession,
     MissingFixture,
@@ -152,7 +157,11 @@ __all__ = [
     "CASE_ID",
     "LOG_FORMATS",
     "MAX_ALIAS_EXPANSION",
+    "MAX_COMPREHENSION_DEPTH",
+    "MAX_EXPRESSION_CHARS",
+    "MAX_LIST_ITEMS",
     "MAX_NUMBER_CHARS",
+    "MAX_STRING_CHARS",
     "MAX_USER_FILE_BYTES",
     "PREDICATE_PATH",
     "Adapter",
@@ -190,6 +199,7 @@ __all__ = [
     "OutputNotMatches",
     "OutputSchema",
     "PassesAcceptance",
+    "Pattern",
     "PolicyDecision",
     "Predicate",
     "PredicateCriterion",
@@ -235,6 +245,7 @@ __all__ = [
     "check_expression",
     "check_json_schema",
     "check_predicate_path",
+    "check_regex",
     "create_exclusive",
     "detect_format",
     "did_you_mean",
@@ -270,10 +281,12 @@ __all__ = [
     "run_suite",
     "run_sync",
     "run_trial",
+    "schema_validator",
     "schema_violation",
     "steps_as_data",
     "tools_named",
     "trials_needed",
+    "user_regex",
     "wilson",
     "write_atomic",
     "write_parts",

@@ -101,8 +101,9 @@ _UserFileLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 def parse_yaml(text: str, path: Path) -> Any:
     """Parse YAML safely: no tags that build Python objects, aliases and numbers bounded."""
-    loader = _UserFileLoader(text)
+    loader: _UserFileLoader | None = None
     try:
+        loader = _UserFileLoader(text)  # the reader refuses control characters right here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -118,7 +119,8 @@ def parse_yaml(text: str, path: Path) -> Any:
         raise InvalidInput(path, "", f"malformed YAML: nested too deeply (expected at most "
                                      f"{MAX_YAML_DEPTH} levels)", line=_deep_line(text)) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:

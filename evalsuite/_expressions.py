@@ -3,12 +3,27 @@
 CEL is what Kubernetes admission rules and cloud IAM conditions are written in: small,
 side-effect free, always terminating. Rules may only name the variables they are given;
 a typo is caught when the file is read, not when the rule is first needed.
+
+"Always terminating" is not "quick": the CEL package has no cost limit and holds the
+interpreter lock while it evaluates, so nothing can interrupt it. Expressions are bounded
+before they run instead. When the file is read: at most :data:`MAX_EXPRESSION_CHARS`
+characters (which bounds every literal list and string) and comprehensions (``all``,
+``exists``, ``exists_one``, ``filter``, ``map``) nested at most
+:data:`MAX_COMPREHENSION_DEPTH` deep, so the work is at most the product of two list
+sizes. While it runs: the extension functions that grow values (``lists.range``,
+``replace``, ``join``, ``split``, ``flatten`` …) refuse lists beyond :data:`MAX_LIST_ITEMS`
+and strings beyond :data:`MAX_STRING_CHARS`, and the expression fails, which counts as
+holding (fail closed). Not bounded: work that grows with the data a rule is given, such as
+two nested comprehensions over a run's ``history`` (quadratic in its length) or a
+comprehension whose body concatenates a long ``output``.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +32,23 @@ from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserIn
 
 # Names a comprehension binds, as in `history.exists(s, …)`: not free variables.
 _BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|filter|map)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_COMPREHENSION = re.compile(r"\.\s*(?:all|exists_one|exists|filter|map)\s*\(")
+
+MAX_EXPRESSION_CHARS = 2000
+"""The longest expression a control or case file may hold."""
+MAX_COMPREHENSION_DEPTH = 2
+"""How deeply comprehensions may nest: two lists of a thousand literals is a million
+steps (about a second); three would be a billion."""
+MAX_LIST_ITEMS = 1_000
+"""The most items a list an extension function returns may hold (``split``, ``flatten``,
+``lists.range``): two nested comprehensions over such lists are a million steps."""
+MAX_STRING_CHARS = 100_000
+"""The most characters a string an extension function returns may hold (``replace``,
+``join``): ``replace`` chained ten times would otherwise make ten billion."""
+
+# The CEL package reports a failing extension function on its logger before raising;
+# without a handler Python prints that to stderr, beside reinstate's own one-line error.
+logging.getLogger("cel").addHandler(logging.NullHandler())
 
 
 class ExpressionFailed(Exception):
@@ -39,7 +71,41 @@ def _stdlib() -> dict[str, Any]:
     # needs for commands that never read a rule (`reinstate mode`).
     from cel.stdlib import STDLIB_FUNCTIONS
 
-    return dict(STDLIB_FUNCTIONS)
+    return {name: _bounded(name, function) for name, function in STDLIB_FUNCTIONS.items()}
+
+
+def _too_big(name: str, size: int, limit: int, unit: str) -> ValueError:
+    return ValueError(f"{name} would make {size:,} {unit}; expressions may make at most "
+                      f"{limit:,}")
+
+
+def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """The extension function, refusing to make a list or string beyond the bounds.
+
+    Sizes that can be known first are checked before any work (a range, a join, a
+    replacement); other results are at most a small multiple of their inputs, checked after.
+    """
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        if name == "lists.range" and args and isinstance(args[0], int) and (
+                args[0] > MAX_LIST_ITEMS):
+            raise _too_big(name, args[0], MAX_LIST_ITEMS, "items")
+        if name == "join" and args and isinstance(args[0], list):
+            size = sum(len(i) for i in args[0] if isinstance(i, str))
+            if size > MAX_STRING_CHARS:
+                raise _too_big(name, size, MAX_STRING_CHARS, "characters")
+        if name == "replace" and len(args) >= 3 and all(isinstance(a, str) for a in args[:3]):
+            text, old, new = args[:3]
+            size = len(text) + (text.count(old) if old else len(text) + 1) * len(new)
+            if size > MAX_STRING_CHARS:
+                raise _too_big(name, size, MAX_STRING_CHARS, "characters")
+        result = function(*args)
+        if isinstance(result, list) and len(result) > MAX_LIST_ITEMS:
+            raise _too_big(name, len(result), MAX_LIST_ITEMS, "items")
+        if isinstance(result, str | bytes) and len(result) > MAX_STRING_CHARS:
+            raise _too_big(name, len(result), MAX_STRING_CHARS, "characters")
+        return result
+    return call
 
 
 def known_functions() -> frozenset[str]:
@@ -58,11 +124,19 @@ def _compile(source: str) -> tuple[Any, bool]:
 
 def check_expression(source: str, variables: Sequence[str]) -> str:
     """Raise ``ValueError`` when ``source`` is not CEL or names a variable it is not given."""
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"expression too long: {len(source):,} characters, expected at most "
+                         f"{MAX_EXPRESSION_CHARS:,}")
     try:
         program, _ = _compile(source)
     except (ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]
         raise ValueError(f"invalid CEL expression: {first}") from None
+    depth = comprehension_depth(source)
+    if depth > MAX_COMPREHENSION_DEPTH:
+        raise ValueError(f"comprehensions nested {depth} deep: expected at most "
+                         f"{MAX_COMPREHENSION_DEPTH} (each level multiplies the work by the "
+                         f"size of a list)")
     for name in program.functions():
         if name[0] not in "_@!" and name not in known_functions():
             raise ValueError(f"unknown function '{name}' in expression"
@@ -75,6 +149,48 @@ def check_expression(source: str, variables: Sequence[str]) -> str:
                 + did_you_mean(name, variables)
             )
     return source
+
+
+def comprehension_depth(source: str) -> int:
+    """How deeply comprehension macros nest in ``source`` (string literals and comments
+    are skipped): ``a.map(x, b.exists(y, …))`` is 2, ``a.map(x, …).exists(y, …)`` is 1."""
+    open_parens: list[bool] = []  # for each open bracket: does it start a comprehension?
+    depth = deepest = 0
+    index = 0
+    while index < len(source):
+        char = source[index]
+        if char in "'\"":
+            index = _after_string(source, index)
+            continue
+        if source.startswith("//", index):
+            end = source.find("\n", index)
+            index = len(source) if end < 0 else end
+            continue
+        macro = _COMPREHENSION.match(source, index) if char == "." else None
+        if macro is not None:
+            open_parens.append(True)
+            depth += 1
+            deepest = max(deepest, depth)
+            index = macro.end()
+            continue
+        if char in "([{":
+            open_parens.append(False)
+        elif char in ")]}" and open_parens and open_parens.pop():
+            depth -= 1
+        index += 1
+    return deepest
+
+
+def _after_string(source: str, start: int) -> int:
+    """The index just after the string literal that starts at ``start``."""
+    raw = start > 0 and source[start - 1] in "rR"
+    quote = source[start] * 3 if source.startswith(source[start] * 3, start) else source[start]
+    index = start + len(quote)
+    while index < len(source):
+        if source.startswith(quote, index):
+            return index + len(quote)
+        index += 2 if source[index] == "\\" and not raw else 1
+    return index
 
 
 def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
