@@ -58,6 +58,7 @@ from evalsuite._documents import (
     parse_model,
     parse_yaml,
     read_text,
+    refuse_link,
     write_atomic,
 )
 from evalsuite._errors import (
@@ -275,6 +276,7 @@ __all__ = [
     "read_run_file",
     "read_runs",
     "read_text",
+    "refuse_link",
     "register_adapter",
     "run_case",
     "run_cases",

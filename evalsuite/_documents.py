@@ -49,6 +49,18 @@ def json_path(loc: Sequence[int | str]) -> str:
     return out
 
 
+def refuse_link(path: Path) -> Path:
+    """``path``, unless it is a symbolic link, which is refused.
+
+    A link in the workspace could lead a read or a write outside it; every link is
+    refused, even one that stays inside, so no command has to decide where one leads.
+    """
+    if path.is_symlink():
+        raise InvalidInput(path, "", "expected a file or folder, got a symbolic link "
+                                     "(reinstate does not follow links in the workspace)")
+    return path
+
+
 def read_text(path: Path) -> str:
     """Read a user file, turning an unreadable or oversized one into a clear error."""
     try:
