@@ -34,8 +34,9 @@ a second, so this keeps any one file to seconds. Logs are read as streams and no
 MAX_ALIAS_EXPANSION = 100_000
 """How many nodes YAML aliases (``*name``) may add to a document when expanded. An alias is
 a reference, so a few lines can stand for billions of nodes ("billion laughs")."""
-MAX_YAML_DEPTH = 100
-"""How deeply a YAML file may nest lists and mappings."""
+MAX_YAML_DEPTH = 250
+"""How deeply a YAML file may nest lists and mappings: deeper than the 200 levels a log
+may nest (pydantic's JSON limit), so a case captured from any log reads back."""
 MAX_NUMBER_CHARS = 1000
 """The longest integer a YAML file may hold. Python refuses to print integers of more than
 4300 digits, and a hexadecimal one of a thousand characters already has 1200."""

@@ -54,6 +54,15 @@ def test_long_hexadecimal_integer_in_a_case(example: Workspace,
     assert "greeting.yaml:" in err and "number too long" in err
 
 
+def test_deeply_nested_case(example: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """A case file nesting lists 5,000 deep is refused naming the file and line, not a
+    RecursionError."""
+    _append(example.root / CASE, f"\nextra: {'[' * 5000}{']' * 5000}\n")
+    line = (example.root / CASE).read_text().count("\n")
+    err = refused(example, capsys, "gate", AGENT)
+    assert f"greeting.yaml:{line}: malformed YAML: nested too deeply" in err
+
+
 def test_long_integer_in_an_incident(example: Workspace,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     """A 5,000-digit integer in an incident file is refused naming the file and line."""
