@@ -70,6 +70,7 @@ from evalsuite._errors import (
 )
 from evalsuite._expressions import (
     MAX_COMPREHENSION_DEPTH,
+    MAX_DATA_READ,
     MAX_EXPRESSION_CHARS,
     MAX_LIST_ITEMS,
     MAX_STRING_CHARS,
@@ -159,6 +160,7 @@ __all__ = [
     "LOG_FORMATS",
     "MAX_ALIAS_EXPANSION",
     "MAX_COMPREHENSION_DEPTH",
+    "MAX_DATA_READ",
     "MAX_EXPRESSION_CHARS",
     "MAX_LIST_ITEMS",
     "MAX_NUMBER_CHARS",

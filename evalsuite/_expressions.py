@@ -6,16 +6,16 @@ a typo is caught when the file is read, not when the rule is first needed.
 
 "Always terminating" is not "quick": the CEL package has no cost limit and holds the
 interpreter lock while it evaluates, so nothing can interrupt it. Expressions are bounded
-before they run instead. When the file is read: at most :data:`MAX_EXPRESSION_CHARS`
-characters (which bounds every literal list and string) and comprehensions (``all``,
-``exists``, ``exists_one``, ``filter``, ``map``) nested at most
+in what they may say and what they may read instead. When the file is read: at most
+:data:`MAX_EXPRESSION_CHARS` characters (which bounds every literal list and string) and
+comprehensions (``all``, ``exists``, ``exists_one``, ``filter``, ``map``) nested at most
 :data:`MAX_COMPREHENSION_DEPTH` deep, so the work is at most the product of two list
 sizes. While it runs: the extension functions that grow values (``lists.range``,
 ``replace``, ``join``, ``split``, ``flatten`` …) refuse lists beyond :data:`MAX_LIST_ITEMS`
 and strings beyond :data:`MAX_STRING_CHARS`, and the expression fails, which counts as
-holding (fail closed). Not bounded: work that grows with the data a rule is given, such as
-two nested comprehensions over a run's ``history`` (quadratic in its length) or a
-comprehension whose body concatenates a long ``output``.
+holding (fail closed); and an expression that reads its variables over and over (``output``
+in a comprehension's body, ``history`` in a comprehension over ``history``) may read at most
+:data:`MAX_DATA_READ` items and characters beyond one read of each, and fails closed past it.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ steps (about a second); three would be a billion."""
 MAX_LIST_ITEMS = 1_000
 """The most items a list an extension function returns may hold (``split``, ``flatten``,
 ``lists.range``): two nested comprehensions over such lists are a million steps."""
+MAX_DATA_READ = 10_000_000
+"""How much data (items and characters) an expression may read beyond one read of each
+variable: ``history`` read inside a comprehension over ``history`` pays for every read."""
 MAX_STRING_CHARS = 100_000
 """The most characters a string an extension function returns may hold (``replace``,
 ``join``): ``replace`` chained ten times would otherwise make ten billion."""
@@ -194,17 +197,72 @@ def _after_string(source: str, start: int) -> int:
 
 
 def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
-    """Evaluate a checked expression; any failure is :class:`ExpressionFailed`."""
+    """Evaluate a checked expression; any failure, or reading more data than
+    :data:`MAX_DATA_READ`, is :class:`ExpressionFailed`."""
+    budget = _DataBudget(activation)
     try:
-        program, extended = _compile(source)
-        if extended:
-            import cel
+        import cel
 
-            return program.execute(cel.Context(variables=dict(activation),
-                                               functions=_stdlib()))
-        return program.execute(dict(activation))
+        program, extended = _compile(source)
+        context = cel.Context(variables=dict(activation),
+                              functions=_stdlib() if extended else None)
+        context.set_variable_resolver(budget.resolve)
+        value = program.execute(context)
     except Exception as exc:  # the CEL runtime raises several types; all mean "no answer"
-        raise ExpressionFailed(f"{type(exc).__name__}: {exc}") from None
+        raise ExpressionFailed(budget.reason or f"{type(exc).__name__}: {exc}") from None
+    if budget.reason:
+        raise ExpressionFailed(budget.reason)
+    return value
+
+
+class _DataBudget:
+    """Charges every read of a variable after its first with the variable's size.
+
+    CEL gives no way to stop an evaluation, but it asks a resolver before it reads each
+    variable (``None`` means "read it as given"). A rule that reads ``history`` once is
+    linear and never charged; one that reads it inside a comprehension pays for each
+    read, and once it has read more than :data:`MAX_DATA_READ` every variable reads as
+    ``0``, which leaves the rest of the evaluation nothing large to work on; the answer
+    is then thrown away and the rule fails closed.
+    """
+
+    def __init__(self, activation: Mapping[str, Any]) -> None:
+        self._activation = activation
+        self._read: set[str] = set()
+        self._sizes: dict[str, int] = {}
+        self._spent = 0
+        self.reason = ""
+
+    def resolve(self, name: str) -> Any:
+        """The resolver CEL calls before reading ``name``."""
+        if self.reason:
+            return 0
+        if name not in self._read:
+            self._read.add(name)
+            return None
+        if name not in self._sizes:
+            self._sizes[name] = _data_size(self._activation.get(name))
+        self._spent += self._sizes[name]
+        if self._spent > MAX_DATA_READ:
+            self.reason = (f"the expression read its variables over and over, more than "
+                           f"{MAX_DATA_READ:,} items and characters in all")
+            return 0
+        return None
+
+
+def _data_size(value: Any) -> int:
+    """Items and characters in a value: what reading it once can cost an expression."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        total += len(item) if isinstance(item, str | bytes | list | tuple | dict) else 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return total
 
 
 def evaluate_bool(source: str, activation: Mapping[str, Any]) -> bool:

@@ -6,6 +6,7 @@ linear time, or failing closed. Every command runs in a child process that is ki
 
 from __future__ import annotations
 
+import resource
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from tests.conftest import CLI, tree
 from tests.helpers import ACTOR, captured
 
 GUARD = 60
+MEMORY = 4 * 1024**3  # address space of each child: a bomb fails the test, not the machine
 AGENT = "refund-agent"
 CONTROLS = Path("agents/refund-agent")
 CASE = Path("regressions/refund-agent/INC-1-1.yaml")
@@ -56,11 +58,17 @@ def ws(captured_template: Path, tmp_path: Path) -> Path:
     return root
 
 
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
 def reinstate(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``reinstate ARGS`` in a child process, killed (and the test failed) after GUARD s."""
+    """``reinstate ARGS`` in a child process with at most MEMORY of address space, killed
+    (and the test failed) after GUARD seconds."""
     try:
         return subprocess.run([*CLI, "-C", str(root), "--actor", ACTOR, *args],
-                              capture_output=True, text=True, timeout=GUARD, check=False)
+                              capture_output=True, text=True, timeout=GUARD, check=False,
+                              preexec_fn=_limit_memory)
     except subprocess.TimeoutExpired:
         pytest.fail(f"reinstate {' '.join(args)} was still running after {GUARD} s")
 
@@ -125,6 +133,12 @@ def _memo_on_harmful_call(data: Any) -> None:
             step["arguments"]["memo"] = SLOW
 
 
+def _long_memo(data: Any) -> None:
+    for step in data["recorded"]["steps"]:
+        if step["kind"] == "tool_call" and step["tool"] == "issue_refund":
+            step["arguments"]["memo"] = "a" * 200_000
+
+
 def _slow_harmful_output(data: Any) -> None:
     for step in data["recorded"]["steps"]:
         if step["kind"] == "output":
@@ -150,6 +164,13 @@ def _review_pattern(data: Any) -> None:
     data["rules"].append({"id": "slow", "applies_to": "output", "output_matches": BACKTRACKS})
 
 
+def _rereads_long_argument(data: Any) -> None:
+    ones = ", ".join(["1"] * 300)
+    data["tools"]["issue_refund"]["deny_when"] = [{
+        "id": "rereads", "expression": f"[{ones}].map(x, [{ones}].map(y, "
+                                       f"args.memo + args.memo)).size() > 0"}]
+
+
 def _string_growth(data: Any) -> None:
     grow = "".join('.replace("a", "aaaaaaaaaa")' for _ in range(10))
     data["tools"]["issue_refund"]["deny_when"] = [{
@@ -159,14 +180,18 @@ def _string_growth(data: Any) -> None:
 @pytest.mark.parametrize(("control", "rule"), [
     ("permissions.yaml", _argument_pattern), ("permissions.yaml", _condition_pattern),
     ("acceptance.yaml", _criterion_pattern), ("review.yaml", _review_pattern),
-    ("permissions.yaml", _string_growth),
-], ids=["argument-schema", "condition-schema", "criterion", "review-rule", "cel-growth"])
+    ("permissions.yaml", _string_growth), ("permissions.yaml", _rereads_long_argument),
+], ids=["argument-schema", "condition-schema", "criterion", "review-rule", "cel-growth",
+        "cel-rereads"])
 def test_gate_finishes_on_a_rule_that_would_never_end(ws: Path, control: str,
                                                       rule: Callable[[Any], None]) -> None:
     """A backtracking pattern (in an argument schema, a condition's schema, a criterion or a
     review rule) meets a recorded call or output made to trip it, or a CEL rule grows a
-    string ten billion characters long: the gate still reaches a verdict, never a pass."""
+    string ten billion characters long or copies a long argument 90,000 times: the gate
+    still reaches a verdict, never a pass."""
     edit_yaml(ws / CASE, lambda d: (_memo_on_harmful_call(d), _slow_harmful_output(d)))
+    if rule is _rereads_long_argument:
+        edit_yaml(ws / CASE, _long_memo)
     edit_yaml(ws / CONTROLS / control, rule)
     done = reinstate(ws, "gate", AGENT)
     assert done.returncode in (1, 3, 4), done.stdout + done.stderr
