@@ -47,14 +47,19 @@ from evalsuite._criteria import (
     tools_named,
 )
 from evalsuite._documents import (
+    MAX_ALIAS_EXPANSION,
+    MAX_NUMBER_CHARS,
+    MAX_USER_FILE_BYTES,
     create_exclusive,
     dump_yaml,
     json_path,
     line_of,
+    load_json,
     load_model,
     parse_model,
     parse_yaml,
     read_text,
+    refuse_link,
     write_atomic,
 )
 from evalsuite._errors import (
@@ -65,6 +70,11 @@ from evalsuite._errors import (
     display_path,
 )
 from evalsuite._expressions import (
+    MAX_COMPREHENSION_DEPTH,
+    MAX_DATA_READ,
+    MAX_EXPRESSION_CHARS,
+    MAX_LIST_ITEMS,
+    MAX_STRING_CHARS,
     ExpressionFailed,
     check_expression,
     evaluate,
@@ -96,6 +106,7 @@ from evalsuite._predicates import (
 from evalsuite._python_adapter import PythonAdapter
 from evalsuite._record import Record
 from evalsuite._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
+from evalsuite._regex import Pattern, check_regex, user_regex
 from evalsuite._replay_adapter import ReplayAdapter
 from evalsuite._run import (
     Behaviour,
@@ -139,7 +150,7 @@ from evalsuite._sandbox import (
     protected_env_problem,
     unisolated,
 )
-from evalsuite._schemas import check_json_schema, schema_violation
+from evalsuite._schemas import check_json_schema, schema_validator, schema_violation
 from evalsuite._session import (
     AgentSession,
     MissingFixture,
@@ -159,6 +170,14 @@ __all__ = [
     "BEHAVIOUR_VARIABLES",
     "CASE_ID",
     "LOG_FORMATS",
+    "MAX_ALIAS_EXPANSION",
+    "MAX_COMPREHENSION_DEPTH",
+    "MAX_DATA_READ",
+    "MAX_EXPRESSION_CHARS",
+    "MAX_LIST_ITEMS",
+    "MAX_NUMBER_CHARS",
+    "MAX_STRING_CHARS",
+    "MAX_USER_FILE_BYTES",
     "PREDICATE_PATH",
     "PROTECTED_ENV",
     "REDACTION_KINDS",
@@ -199,6 +218,7 @@ __all__ = [
     "OutputNotMatches",
     "OutputSchema",
     "PassesAcceptance",
+    "Pattern",
     "PolicyDecision",
     "Predicate",
     "PredicateCriterion",
@@ -248,6 +268,7 @@ __all__ = [
     "check_expression",
     "check_json_schema",
     "check_predicate_path",
+    "check_regex",
     "choose_sandbox",
     "create_exclusive",
     "detect_format",
@@ -265,6 +286,7 @@ __all__ = [
     "judge_rate",
     "line_of",
     "load_cases",
+    "load_json",
     "load_model",
     "load_predicate",
     "located_runs",
@@ -280,17 +302,20 @@ __all__ = [
     "read_run_file",
     "read_runs",
     "read_text",
+    "refuse_link",
     "register_adapter",
     "run_case",
     "run_cases",
     "run_suite",
     "run_sync",
     "run_trial",
+    "schema_validator",
     "schema_violation",
     "steps_as_data",
     "tools_named",
     "trials_needed",
     "unisolated",
+    "user_regex",
     "wilson",
     "write_atomic",
     "write_parts",

@@ -18,7 +18,7 @@ from typing import Any
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
 
-from evalsuite._documents import json_path, line_of
+from evalsuite._documents import json_path, line_of, load_json
 from evalsuite._errors import InvalidInput
 from evalsuite._parts import RunHeader, RunPart, Skips, skip_or_raise
 from evalsuite._run import RunOutcome, Step, Usage
@@ -49,7 +49,7 @@ def conversation_records(path: Path, skips: Skips | None) -> Iterator[tuple[Any,
     if not isinstance(first, dict):  # one JSON document, read whole
         text = read_json_text(path)
         try:
-            data = json.loads(text)
+            data = load_json(text)
         except json.JSONDecodeError as exc:
             raise InvalidInput(path, "", f"not valid JSON: {exc.msg}", line=exc.lineno) from None
         if isinstance(data, list) and data and all(
@@ -66,7 +66,7 @@ def conversation_records(path: Path, skips: Skips | None) -> Iterator[tuple[Any,
             if not raw.strip():
                 continue
             try:
-                yield json.loads(raw), f"line {number}"
+                yield load_json(raw), f"line {number}"
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 error = InvalidInput(path, "", f"not valid JSON: {_reason(exc)}", line=number)
                 skip_or_raise(skips, error)
@@ -80,7 +80,7 @@ def first_value(path: Path) -> Any:
             for raw in handle:
                 if raw.strip():
                     try:
-                        value = json.loads(raw)
+                        value = load_json(raw)
                     except (json.JSONDecodeError, UnicodeDecodeError):
                         return None
                     return value if isinstance(value, dict) else None

@@ -7,9 +7,7 @@ criteria. Each kind is one model in a tagged union; each judges a :class:`Behavi
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from deepdiff import DeepDiff
@@ -18,6 +16,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 from evalsuite._expressions import ExpressionFailed, check_expression, evaluate_bool
 from evalsuite._predicates import Predicate, call_predicate, check_predicate_path
 from evalsuite._record import Record
+from evalsuite._regex import check_regex, user_regex
 from evalsuite._run import Behaviour, ToolCall
 from evalsuite._schemas import check_json_schema, schema_violation
 
@@ -33,17 +32,6 @@ class Judgement(Record):
     """Why, in words a reviewer can check."""
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _check_regex(pattern: str) -> str:
-    try:
-        _regex(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
-    return pattern
 
 
 class _Criterion(Record):
@@ -96,15 +84,16 @@ class OutputMatches(_Criterion):
 
     kind: Literal["output_matches"]
     pattern: str
-    """A Python regular expression; use ``(?i)`` for case-insensitive."""
+    """A regular expression in RE2 syntax (Python's, without backreferences or lookaround,
+    so matching takes linear time); use ``(?i)`` for case-insensitive."""
 
-    _check = field_validator("pattern")(_check_regex)
+    _check = field_validator("pattern")(check_regex)
 
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Judge the behaviour's output."""
         if behaviour.output is None:
             return self._verdict(True, "no output to judge")
-        found = _regex(self.pattern).search(behaviour.output) is not None
+        found = user_regex(self.pattern).search(behaviour.output) is not None
         return self._verdict(
             found, f"output {'matches' if found else 'does not match'} /{self.pattern}/"
         )
@@ -115,15 +104,16 @@ class OutputNotMatches(_Criterion):
 
     kind: Literal["output_not_matches"]
     pattern: str
-    """A Python regular expression; use ``(?i)`` for case-insensitive."""
+    """A regular expression in RE2 syntax (Python's, without backreferences or lookaround,
+    so matching takes linear time); use ``(?i)`` for case-insensitive."""
 
-    _check = field_validator("pattern")(_check_regex)
+    _check = field_validator("pattern")(check_regex)
 
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Judge the behaviour's output."""
         if behaviour.output is None:
             return self._verdict(True, "no output to judge")
-        match = _regex(self.pattern).search(behaviour.output)
+        match = user_regex(self.pattern).search(behaviour.output)
         if match is None:
             return self._verdict(True, f"output does not match /{self.pattern}/")
         return self._verdict(False, f"output matches /{self.pattern}/ at {match.group(0)!r}")

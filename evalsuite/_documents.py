@@ -2,6 +2,11 @@
 
 Every user file is YAML (JSON is YAML too). A mistake is reported as one
 :class:`InvalidInput` naming the file, the JSON path, the line and what was expected.
+
+A hostile file is a mistake like any other: reading is bounded in the file's size
+(:data:`MAX_USER_FILE_BYTES`), in how much its YAML aliases may expand
+(:data:`MAX_ALIAS_EXPANSION`), in the length of its numbers and in its nesting, so no
+file can make a command hang, exhaust memory or end in a traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +28,19 @@ from evalsuite._errors import InvalidInput, did_you_mean
 
 M = TypeVar("M", bound=BaseModel)
 
+MAX_USER_FILE_BYTES = 4 * 1024 * 1024
+"""The largest YAML file reinstate reads: pure-Python YAML parsing reads about a megabyte
+a second, so this keeps any one file to seconds. Logs are read as streams and not bounded."""
+MAX_ALIAS_EXPANSION = 100_000
+"""How many nodes YAML aliases (``*name``) may add to a document when expanded. An alias is
+a reference, so a few lines can stand for billions of nodes ("billion laughs")."""
+MAX_YAML_DEPTH = 250
+"""How deeply a YAML file may nest lists and mappings: deeper than the 200 levels a log
+may nest (pydantic's JSON limit), so a case captured from any log reads back."""
+MAX_NUMBER_CHARS = 1000
+"""The longest integer a YAML file may hold. Python refuses to print integers of more than
+4300 digits, and a hexadecimal one of a thousand characters already has 1200."""
+
 
 def json_path(loc: Sequence[int | str]) -> str:
     """Render a pydantic location tuple as a JSON path: ``$.tools[0].tool``."""
@@ -30,33 +50,192 @@ def json_path(loc: Sequence[int | str]) -> str:
     return out
 
 
+def refuse_link(path: Path) -> Path:
+    """``path``, unless it is a symbolic link, which is refused.
+
+    A link in the workspace could lead a read or a write outside it; every link is
+    refused, even one that stays inside, so no command has to decide where one leads.
+    """
+    if path.is_symlink():
+        raise InvalidInput(path, "", "expected a file or folder, got a symbolic link "
+                                     "(reinstate does not follow links in the workspace)")
+    return path
+
+
 def read_text(path: Path) -> str:
-    """Read a user file, turning an unreadable one into a clear error."""
+    """Read a user file, turning an unreadable or oversized one into a clear error."""
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_USER_FILE_BYTES + 1)
     except FileNotFoundError:
         raise InvalidInput(path, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the file ({exc})") from None
+    if len(data) > MAX_USER_FILE_BYTES:
+        raise InvalidInput(path, "", f"file too large: expected at most "
+                                     f"{MAX_USER_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise InvalidInput(path, "", f"cannot read the file: not UTF-8 text ({exc.reason})",
+                           line=line) from None
+
+
+def _bounded_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    if len(node.value) > MAX_NUMBER_CHARS:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"number too long: {len(node.value)} characters, expected at most "
+                        f"{MAX_NUMBER_CHARS}", node.start_mark)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+class _UserFileLoader(yaml.SafeLoader):
+    """The safe loader (no tags that build Python objects), with numbers and nesting bounded."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Compose one node, refusing nesting deeper than :data:`MAX_YAML_DEPTH` (the
+        composer recurses, so a deep document would otherwise end in a RecursionError)."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested too deeply (expected at most {MAX_YAML_DEPTH} levels)",
+                    self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+_UserFileLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 
 def parse_yaml(text: str, path: Path) -> Any:
-    """Parse YAML safely (no tags that build Python objects)."""
+    """Parse YAML safely: no tags that build Python objects, aliases and numbers bounded."""
+    loader: _UserFileLoader | None = None
     try:
-        return yaml.safe_load(text)
+        loader = _UserFileLoader(text)  # the reader refuses control characters right here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _bound_aliases(node, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         # A reader error (a control character) has no ``problem``, and its text spans lines.
         problem = (getattr(exc, "problem", None) or str(exc)).splitlines()[0]
         line = mark.line + 1 if mark is not None else None
         raise InvalidInput(path, "", f"malformed YAML: {problem}", line=line) from None
+    except RecursionError:
+        raise InvalidInput(path, "", f"malformed YAML: nested too deeply (expected at most "
+                                     f"{MAX_YAML_DEPTH} levels)", line=_deep_line(text)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _bound_aliases(root: yaml.Node, path: Path) -> None:
+    """Refuse a document whose aliases would expand past :data:`MAX_ALIAS_EXPANSION` extra
+    nodes, or that refers to itself. PyYAML shares an aliased node, so the document is
+    cheap to build, but everything that walks it afterwards (validation, hashing,
+    printing) pays for the expansion; this walks the shared graph once instead."""
+    expanded: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            expanded[key] = 1 + sum(expanded[id(c)] for c in _children(node))
+            continue
+        if key in expanded:
+            continue
+        if key in open_nodes:
+            raise InvalidInput(path, "", "an alias refers to the node that contains it: "
+                                         "expected a document without cycles",
+                               line=node.start_mark.line + 1)
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in expanded)
+    extra = expanded[id(root)] - len(expanded)
+    if extra > MAX_ALIAS_EXPANSION:
+        raise InvalidInput(path, "", f"YAML aliases expand to {expanded[id(root)]:,} nodes: "
+                                     f"expected aliases to add at most "
+                                     f"{MAX_ALIAS_EXPANSION:,}", line=_alias_line(root))
+
+
+def _alias_line(root: yaml.Node) -> int | None:
+    """The line of the first node used more than once (where the expansion starts)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return node.start_mark.line + 1
+        seen.add(id(node))
+        stack.extend(reversed(_children(node)))
+    return None
+
+
+_DEEP = re.compile(r"(?:[\[{]\s*){100}")
+
+
+def _deep_line(text: str) -> int | None:
+    """The line where brackets first nest a hundred deep, if they do."""
+    match = _DEEP.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _long_number_at(text: str) -> int:
+    """Where the first integer longer than Python will convert starts (0 if none)."""
+    limit = sys.get_int_max_str_digits() or 4300
+    match = re.search(rf"\d{{{limit + 1}}}", text)
+    return match.start() if match else 0
+
+
+def load_json(raw: str | bytes) -> Any:
+    """``json.loads`` whose every refusal is a :class:`json.JSONDecodeError`.
+
+    Python's own parser also raises ``ValueError`` for an integer longer than
+    ``sys.get_int_max_str_digits()`` and ``RecursionError`` for deep nesting; both become
+    decode errors with a position, so callers name the file and line as for any other.
+    """
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except RecursionError:
+        text = _as_text(raw)
+        match = _DEEP.search(text)
+        raise json.JSONDecodeError("nested too deeply (expected at most a few hundred "
+                                   "levels)", text, match.start() if match else 0) from None
+    except ValueError:
+        text = _as_text(raw)
+        limit = sys.get_int_max_str_digits() or 4300
+        raise json.JSONDecodeError(f"number too long (expected at most {limit} digits)",
+                                   text, _long_number_at(text)) from None
+
+
+def _as_text(raw: str | bytes) -> str:
+    return raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
 
 
 def line_of(text: str, loc: Sequence[int | str]) -> int | None:
     """Find the line of the node at ``loc`` in a YAML text, or of its nearest parent."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return None
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
@@ -182,7 +361,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    try:
+        text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    except (ValueError, RecursionError):  # an integer too long to print, or a deep value
+        text = f"a {type(value).__name__} too large to show"
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -3,12 +3,27 @@
 CEL is what Kubernetes admission rules and cloud IAM conditions are written in: small,
 side-effect free, always terminating. Rules may only name the variables they are given;
 a typo is caught when the file is read, not when the rule is first needed.
+
+"Always terminating" is not "quick": the CEL package has no cost limit and holds the
+interpreter lock while it evaluates, so nothing can interrupt it. Expressions are bounded
+in what they may say and what they may read instead. When the file is read: at most
+:data:`MAX_EXPRESSION_CHARS` characters (which bounds every literal list and string) and
+comprehensions (``all``, ``exists``, ``exists_one``, ``filter``, ``map``) nested at most
+:data:`MAX_COMPREHENSION_DEPTH` deep, so the work is at most the product of two list
+sizes. While it runs: the extension functions that grow values (``lists.range``,
+``replace``, ``join``, ``split``, ``flatten`` …) refuse lists beyond :data:`MAX_LIST_ITEMS`
+and strings beyond :data:`MAX_STRING_CHARS`, and the expression fails, which counts as
+holding (fail closed); and an expression that reads its variables over and over (``output``
+in a comprehension's body, ``history`` in a comprehension over ``history``) may read at most
+:data:`MAX_DATA_READ` items and characters beyond one read of each, and fails closed past it.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -17,6 +32,26 @@ from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserIn
 
 # Names a comprehension binds, as in `history.exists(s, …)`: not free variables.
 _BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|filter|map)\s*\(\s*([A-Za-z_]\w*)\s*,")
+_COMPREHENSION = re.compile(r"\.\s*(?:all|exists_one|exists|filter|map)\s*\(")
+
+MAX_EXPRESSION_CHARS = 2000
+"""The longest expression a control or case file may hold."""
+MAX_COMPREHENSION_DEPTH = 2
+"""How deeply comprehensions may nest: two lists of a thousand literals is a million
+steps (about a second); three would be a billion."""
+MAX_LIST_ITEMS = 1_000
+"""The most items a list an extension function returns may hold (``split``, ``flatten``,
+``lists.range``): two nested comprehensions over such lists are a million steps."""
+MAX_DATA_READ = 10_000_000
+"""How much data (items and characters) an expression may read beyond one read of each
+variable: ``history`` read inside a comprehension over ``history`` pays for every read."""
+MAX_STRING_CHARS = 100_000
+"""The most characters a string an extension function returns may hold (``replace``,
+``join``): ``replace`` chained ten times would otherwise make ten billion."""
+
+# The CEL package reports a failing extension function on its logger before raising;
+# without a handler Python prints that to stderr, beside reinstate's own one-line error.
+logging.getLogger("cel").addHandler(logging.NullHandler())
 
 
 class ExpressionFailed(Exception):
@@ -39,7 +74,41 @@ def _stdlib() -> dict[str, Any]:
     # needs for commands that never read a rule (`reinstate mode`).
     from cel.stdlib import STDLIB_FUNCTIONS
 
-    return dict(STDLIB_FUNCTIONS)
+    return {name: _bounded(name, function) for name, function in STDLIB_FUNCTIONS.items()}
+
+
+def _too_big(name: str, size: int, limit: int, unit: str) -> ValueError:
+    return ValueError(f"{name} would make {size:,} {unit}; expressions may make at most "
+                      f"{limit:,}")
+
+
+def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """The extension function, refusing to make a list or string beyond the bounds.
+
+    Sizes that can be known first are checked before any work (a range, a join, a
+    replacement); other results are at most a small multiple of their inputs, checked after.
+    """
+    @functools.wraps(function)
+    def call(*args: Any) -> Any:
+        if name == "lists.range" and args and isinstance(args[0], int) and (
+                args[0] > MAX_LIST_ITEMS):
+            raise _too_big(name, args[0], MAX_LIST_ITEMS, "items")
+        if name == "join" and args and isinstance(args[0], list):
+            size = sum(len(i) for i in args[0] if isinstance(i, str))
+            if size > MAX_STRING_CHARS:
+                raise _too_big(name, size, MAX_STRING_CHARS, "characters")
+        if name == "replace" and len(args) >= 3 and all(isinstance(a, str) for a in args[:3]):
+            text, old, new = args[:3]
+            size = len(text) + (text.count(old) if old else len(text) + 1) * len(new)
+            if size > MAX_STRING_CHARS:
+                raise _too_big(name, size, MAX_STRING_CHARS, "characters")
+        result = function(*args)
+        if isinstance(result, list) and len(result) > MAX_LIST_ITEMS:
+            raise _too_big(name, len(result), MAX_LIST_ITEMS, "items")
+        if isinstance(result, str | bytes) and len(result) > MAX_STRING_CHARS:
+            raise _too_big(name, len(result), MAX_STRING_CHARS, "characters")
+        return result
+    return call
 
 
 def known_functions() -> frozenset[str]:
@@ -58,11 +127,19 @@ def _compile(source: str) -> tuple[Any, bool]:
 
 def check_expression(source: str, variables: Sequence[str]) -> str:
     """Raise ``ValueError`` when ``source`` is not CEL or names a variable it is not given."""
+    if len(source) > MAX_EXPRESSION_CHARS:
+        raise ValueError(f"expression too long: {len(source):,} characters, expected at most "
+                         f"{MAX_EXPRESSION_CHARS:,}")
     try:
         program, _ = _compile(source)
     except (ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]
         raise ValueError(f"invalid CEL expression: {first}") from None
+    depth = comprehension_depth(source)
+    if depth > MAX_COMPREHENSION_DEPTH:
+        raise ValueError(f"comprehensions nested {depth} deep: expected at most "
+                         f"{MAX_COMPREHENSION_DEPTH} (each level multiplies the work by the "
+                         f"size of a list)")
     for name in program.functions():
         if name[0] not in "_@!" and name not in known_functions():
             raise ValueError(f"unknown function '{name}' in expression"
@@ -77,18 +154,115 @@ def check_expression(source: str, variables: Sequence[str]) -> str:
     return source
 
 
-def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
-    """Evaluate a checked expression; any failure is :class:`ExpressionFailed`."""
-    try:
-        program, extended = _compile(source)
-        if extended:
-            import cel
+def comprehension_depth(source: str) -> int:
+    """How deeply comprehension macros nest in ``source`` (string literals and comments
+    are skipped): ``a.map(x, b.exists(y, …))`` is 2, ``a.map(x, …).exists(y, …)`` is 1."""
+    open_parens: list[bool] = []  # for each open bracket: does it start a comprehension?
+    depth = deepest = 0
+    index = 0
+    while index < len(source):
+        char = source[index]
+        if char in "'\"":
+            index = _after_string(source, index)
+            continue
+        if source.startswith("//", index):
+            end = source.find("\n", index)
+            index = len(source) if end < 0 else end
+            continue
+        macro = _COMPREHENSION.match(source, index) if char == "." else None
+        if macro is not None:
+            open_parens.append(True)
+            depth += 1
+            deepest = max(deepest, depth)
+            index = macro.end()
+            continue
+        if char in "([{":
+            open_parens.append(False)
+        elif char in ")]}" and open_parens and open_parens.pop():
+            depth -= 1
+        index += 1
+    return deepest
 
-            return program.execute(cel.Context(variables=dict(activation),
-                                               functions=_stdlib()))
-        return program.execute(dict(activation))
+
+def _after_string(source: str, start: int) -> int:
+    """The index just after the string literal that starts at ``start``."""
+    raw = start > 0 and source[start - 1] in "rR"
+    quote = source[start] * 3 if source.startswith(source[start] * 3, start) else source[start]
+    index = start + len(quote)
+    while index < len(source):
+        if source.startswith(quote, index):
+            return index + len(quote)
+        index += 2 if source[index] == "\\" and not raw else 1
+    return index
+
+
+def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
+    """Evaluate a checked expression; any failure, or reading more data than
+    :data:`MAX_DATA_READ`, is :class:`ExpressionFailed`."""
+    budget = _DataBudget(activation)
+    try:
+        import cel
+
+        program, extended = _compile(source)
+        context = cel.Context(variables=dict(activation),
+                              functions=_stdlib() if extended else None)
+        context.set_variable_resolver(budget.resolve)
+        value = program.execute(context)
     except Exception as exc:  # the CEL runtime raises several types; all mean "no answer"
-        raise ExpressionFailed(f"{type(exc).__name__}: {exc}") from None
+        raise ExpressionFailed(budget.reason or f"{type(exc).__name__}: {exc}") from None
+    if budget.reason:
+        raise ExpressionFailed(budget.reason)
+    return value
+
+
+class _DataBudget:
+    """Charges every read of a variable after its first with the variable's size.
+
+    CEL gives no way to stop an evaluation, but it asks a resolver before it reads each
+    variable (``None`` means "read it as given"). A rule that reads ``history`` once is
+    linear and never charged; one that reads it inside a comprehension pays for each
+    read, and once it has read more than :data:`MAX_DATA_READ` every variable reads as
+    ``0``, which leaves the rest of the evaluation nothing large to work on; the answer
+    is then thrown away and the rule fails closed.
+    """
+
+    def __init__(self, activation: Mapping[str, Any]) -> None:
+        self._activation = activation
+        self._read: set[str] = set()
+        self._sizes: dict[str, int] = {}
+        self._spent = 0
+        self.reason = ""
+
+    def resolve(self, name: str) -> Any:
+        """The resolver CEL calls before reading ``name``."""
+        if self.reason:
+            return 0
+        if name not in self._read:
+            self._read.add(name)
+            return None
+        if name not in self._sizes:
+            self._sizes[name] = _data_size(self._activation.get(name))
+        self._spent += self._sizes[name]
+        if self._spent > MAX_DATA_READ:
+            self.reason = (f"the expression read its variables over and over, more than "
+                           f"{MAX_DATA_READ:,} items and characters in all")
+            return 0
+        return None
+
+
+def _data_size(value: Any) -> int:
+    """Items and characters in a value: what reading it once can cost an expression."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        total += len(item) if isinstance(item, str | bytes | list | tuple | dict) else 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return total
 
 
 def evaluate_bool(source: str, activation: Mapping[str, Any]) -> bool:

@@ -19,7 +19,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError, create_model
 
-from evalsuite._documents import json_path, strip_tags, write_atomic, write_atomic_lines
+from evalsuite._documents import (
+    json_path,
+    load_json,
+    strip_tags,
+    write_atomic,
+    write_atomic_lines,
+)
 from evalsuite._errors import InvalidInput
 from evalsuite._parts import RunHeader, RunPart, Skips, merge_parts, skip_or_raise
 from evalsuite._run import STEP_KINDS, Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput
@@ -108,7 +114,7 @@ def read_runs(path: Path) -> list[Run]:
 
 def _read_line(line: str, number: int, path: Path, runs: dict[str, dict[str, Any]]) -> None:
     try:
-        record = json.loads(line)
+        record = load_json(line)
     except json.JSONDecodeError as exc:
         raise InvalidInput(path, "", f"not valid JSON: {exc.msg}", line=number) from None
     if not isinstance(record, dict):

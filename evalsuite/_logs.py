@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 
 from evalsuite._anthropic import anthropic_parts
 from evalsuite._conversations import MESSAGE_KEYS, first_value, read_json_text
+from evalsuite._documents import load_json
 from evalsuite._errors import InvalidInput
 from evalsuite._jsonl import native_parts
 from evalsuite._openai_chat import openai_parts
@@ -40,7 +41,7 @@ def detect_format(path: Path) -> LogFormat:
     first = first_value(path)
     if first is None:
         try:
-            first = json.loads(read_json_text(path))
+            first = load_json(read_json_text(path))
         except json.JSONDecodeError as exc:
             raise InvalidInput(path, "", f"{_NOT_A_LOG} (not valid JSON: {exc.msg})",
                                line=exc.lineno) from None

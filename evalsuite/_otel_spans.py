@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,8 +157,12 @@ def _validated(raw: str | bytes, path: Path, line: int | None) -> Any:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         if first["type"] == "json_invalid":
-            raise InvalidInput(path, "", f"not valid JSON: {first['ctx'].get('error', '')}",
-                               line=line) from None
+            reason = str(first["ctx"].get("error", ""))
+            # One document: pydantic says where in it ("… at line 3 column 7").
+            where = re.search(r" at line (\d+) column \d+$", reason)
+            if where is not None and line is None:
+                line, reason = int(where.group(1)), reason[:where.start()]
+            raise InvalidInput(path, "", f"not valid JSON: {reason}", line=line) from None
         loc = [p for p in first["loc"] if isinstance(p, int | str)]
         message = (f"required field '{loc[-1]}' is missing" if first["type"] == "missing"
                    else first["msg"])

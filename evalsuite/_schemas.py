@@ -1,46 +1,129 @@
-"""JSON Schemas that users write (argument constraints), checked and compiled once."""
+"""JSON Schemas that users write (argument constraints), checked and compiled once.
+
+``pattern`` and ``patternProperties`` are matched with RE2 (:mod:`evalsuite._regex`), not
+Python's backtracking ``re``: the strings they are matched against come from the agent.
+A pattern RE2 cannot compile is refused when the schema is checked, with its place.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema import Draft202012Validator, FormatChecker, validators
+from jsonschema.exceptions import SchemaError, ValidationError
+
+from evalsuite._regex import user_regex
+
+_REGEX_FORMAT = FormatChecker(formats=())
+
+
+@_REGEX_FORMAT.checks("regex", raises=ValueError)
+def _is_re2(instance: object) -> bool:
+    if isinstance(instance, str):
+        user_regex(instance)
+    return True
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string") and user_regex(pattern).search(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
+                        schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        compiled = user_regex(pattern)
+        for key, value in instance.items():
+            if compiled.search(key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+def _additional_properties(validator: Any, additional: Any, instance: Any,
+                           schema: Any) -> Iterator[ValidationError]:
+    """jsonschema's ``additionalProperties``, with ``patternProperties`` keys matched by RE2."""
+    if not validator.is_type(instance, "object"):
+        return
+    known = schema.get("properties", {})
+    patterns = [user_regex(p) for p in schema.get("patternProperties", {})]
+    extras = sorted((k for k in instance if k not in known
+                     and not any(p.search(k) for p in patterns)), key=str)
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:  # jsonschema's own wording
+        shown = ", ".join(repr(e) for e in extras)
+        if "patternProperties" in schema:
+            verb = "does" if len(extras) == 1 else "do"
+            regexes = ", ".join(repr(p) for p in sorted(schema["patternProperties"]))
+            yield ValidationError(f"{shown} {verb} not match any of the regexes: {regexes}")
+        else:
+            verb = "was" if len(extras) == 1 else "were"
+            yield ValidationError(f"Additional properties are not allowed ({shown} {verb} "
+                                  f"unexpected)")
+
+
+RE2Validator: Any = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, validators={
+        "pattern": _pattern, "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    })
+"""Draft 2020-12, with every regular expression matched by RE2."""
 
 
 def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Raise ``ValueError`` naming the problem when ``schema`` is not a valid JSON Schema."""
+    """Raise ``ValueError`` naming the problem when ``schema`` is not a valid JSON Schema.
+
+    Every ``pattern`` and ``patternProperties`` key must compile with RE2; a schema that
+    would match property names with Python's ``re`` (``unevaluatedProperties`` beside
+    ``patternProperties``) is refused.
+    """
     try:
-        Draft202012Validator.check_schema(schema)
+        Draft202012Validator.check_schema(schema, format_checker=_REGEX_FORMAT)
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" for p in exc.absolute_path) or "the schema"
-        raise ValueError(f"invalid JSON Schema at {where}: {exc.message}") from None
+        message = str(exc.cause) if isinstance(exc.cause, ValueError) else exc.message
+        raise ValueError(f"invalid JSON Schema at {where}: {message}") from None
+    if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
+        raise ValueError("invalid JSON Schema: unevaluatedProperties cannot be combined with "
+                         "patternProperties (use additionalProperties)")
     return schema
+
+
+def _uses(schema: Any, keyword: str) -> bool:
+    if isinstance(schema, dict):
+        return keyword in schema or any(_uses(v, keyword) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_uses(v, keyword) for v in schema)
+    return False
 
 
 # Validators by the identity of the schema object they were built for. The entry keeps the
 # schema alive, so its id cannot be reused by another object while it is cached; rules
 # hold their schemas for their whole life, so a lookup is one dict access.
-_BY_ID: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
+_BY_ID: dict[int, tuple[dict[str, Any], Any]] = {}
 
 
 @lru_cache(maxsize=4096)
-def _validator(key: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(key))
+def _validator(key: str) -> Any:
+    return RE2Validator(json.loads(key))
 
 
 def schema_validator(schema: dict[str, Any]) -> Draft202012Validator:
-    """A compiled validator for ``schema``, shared by every rule that uses the same schema."""
+    """A compiled validator for ``schema`` (RE2 for its patterns), shared by every rule
+    that uses the same schema."""
     hit = _BY_ID.get(id(schema))
     if hit is not None and hit[0] is schema:
-        return hit[1]
+        return hit[1]  # type: ignore[no-any-return]
     validator = _validator(json.dumps(schema, sort_keys=True))
     if len(_BY_ID) > 8192:
         _BY_ID.clear()
     _BY_ID[id(schema)] = (schema, validator)
-    return validator
+    return validator  # type: ignore[no-any-return]
 
 
 def schema_violation(schema: dict[str, Any], value: Any) -> str | None:

@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import TypeVar
 
 from evalsuite._case import EvalCase
-from evalsuite._documents import line_of, load_model, read_text
+from evalsuite._documents import line_of, load_model, read_text, refuse_link
 from evalsuite._errors import InvalidInput
 
 C = TypeVar("C", bound=EvalCase)
 
 
 def case_files(directory: Path) -> list[Path]:
-    """The case files of a directory, in a stable order."""
-    if not directory.is_dir():
+    """The case files of a directory, in a stable order; a link (folder or file) is refused."""
+    if not refuse_link(directory).is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
+    return sorted(refuse_link(p) for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
 def load_cases(directory: Path, model: type[C], agent: str) -> dict[Path, C]:

@@ -6,7 +6,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from evalsuite import EvalCase, InvalidInput, ReinstateError, load_cases
+from evalsuite import EvalCase, InvalidInput, ReinstateError, load_cases, refuse_link
 from gates._config import Workspace
 from gates._controls import CONTROL_FILES, Controls
 from gates._fingerprint import file_digest, fingerprint
@@ -20,13 +20,13 @@ def snapshot(workspace: Workspace, incident: Incident) -> Baseline:
     whatever they hold, and a suite that cannot be read counts no input types.
     """
     folder = f"{incident.id}.baseline"
-    target = workspace.incidents_dir / folder
+    target = refuse_link(workspace.incidents_dir / folder)  # a copy must not land outside
     target.mkdir(parents=True, exist_ok=True)
     files = {}
     for name in CONTROL_FILES:
         source = workspace.agent_dir(incident.agent) / name
         if source.is_file():
-            shutil.copyfile(source, target / name)
+            shutil.copyfile(source, refuse_link(target / name))
         files[name] = file_digest(target / name)
     try:
         stamp = fingerprint(workspace, incident.agent)
@@ -61,7 +61,7 @@ def load_baseline(workspace: Workspace, incident: Incident) -> Controls:
         raise InvalidInput(workspace.incidents().path(incident.id), "$.containment",
                            "the incident was never contained, so it has no baseline")
     baseline = incident.containment.baseline
-    folder = (workspace.incidents_dir / baseline.directory).resolve()
+    folder = refuse_link(workspace.incidents_dir / baseline.directory).resolve()
     if not folder.is_relative_to(workspace.incidents_dir.resolve()):
         raise InvalidInput(workspace.incidents().path(incident.id),
                            "$.containment.baseline.directory",
@@ -71,7 +71,7 @@ def load_baseline(workspace: Workspace, incident: Incident) -> Controls:
             raise InvalidInput(workspace.incidents().path(incident.id),
                                f"$.containment.baseline.files.{name}",
                                f"expected one of {', '.join(CONTROL_FILES)}")
-        if file_digest(folder / name) != digest:
+        if file_digest(refuse_link(folder / name)) != digest:
             raise InvalidInput(
                 folder / name, "",
                 f"the baseline copy does not match the hash recorded at containment of "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +12,14 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from evalsuite import (
+    MAX_NUMBER_CHARS,
+    MAX_USER_FILE_BYTES,
     InvalidInput,
     Isolation,
     Record,
     SandboxChoice,
     did_you_mean,
+    json_path,
     parse_model,
     protected_env_problem,
 )
@@ -260,10 +264,49 @@ def _read_config(folder: Path) -> Config | None:
 
 
 def _toml(path: Path) -> dict[str, object]:
+    """Parse a TOML file; every way it can be unreadable is one line naming file and place."""
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidInput(path, "", f"malformed TOML: {exc}") from None
+            raw = handle.read(MAX_USER_FILE_BYTES + 1)
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the file ({exc.strerror})") from None
+    if len(raw) > MAX_USER_FILE_BYTES:
+        raise InvalidInput(path, "", f"file too large: expected at most "
+                                     f"{MAX_USER_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:  # tomllib would raise this, not a TOMLDecodeError
+        raise InvalidInput(path, "", f"not UTF-8 text ({exc.reason})",
+                           line=raw[:exc.start].count(b"\n") + 1) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(path, "", f"malformed TOML: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(path, "", "malformed TOML: nested too deeply") from None
+    except ValueError:  # an integer longer than Python converts to or from text
+        raise InvalidInput(path, "", f"malformed TOML: number too long (expected at most "
+                                     f"{MAX_NUMBER_CHARS} characters)",
+                           line=_long_number_line(text)) from None
+    _refuse_huge_numbers(data, path, [])
+    return data
+
+
+def _long_number_line(text: str) -> int | None:
+    match = re.search(rf"[0-9a-fA-FxXoObB_]{{{MAX_NUMBER_CHARS + 1}}}", text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def _refuse_huge_numbers(value: object, path: Path, loc: list[str | int]) -> None:
+    """Refuse integers Python could not print (a hexadecimal one parses at any length)."""
+    if isinstance(value, int) and value.bit_length() > _MAX_BITS:
+        raise InvalidInput(path, json_path(loc), f"number too long (expected at most "
+                                                 f"{MAX_NUMBER_CHARS} characters)")
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        _refuse_huge_numbers(item, path, [*loc, key])
+
+
+# Bits of the largest integer of MAX_NUMBER_CHARS decimal digits.
+_MAX_BITS = int(MAX_NUMBER_CHARS * 3.33)

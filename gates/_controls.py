@@ -7,7 +7,6 @@ operating checklist).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from evalsuite import (
     Record,
     check_expression,
     check_json_schema,
+    check_regex,
     did_you_mean,
     json_path,
     line_of,
@@ -117,7 +117,8 @@ class ReviewRule(Record):
     arguments: dict[str, Any] | None = None
     """Only calls whose arguments match this JSON Schema (tool_call rules)."""
     output_matches: str | None = None
-    """Only outputs matching this regular expression (output rules)."""
+    """Only outputs matching this regular expression, in RE2 syntax (no backreferences or
+    lookaround) (output rules)."""
     failed_criterion: str | None = None
     """Only when this acceptance criterion fails, or ``any`` of them."""
     expression: str | None = None
@@ -130,12 +131,7 @@ class ReviewRule(Record):
     @field_validator("output_matches")
     @classmethod
     def _regex(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return value
+        return None if value is None else check_regex(value)
 
     @model_validator(mode="after")
     def _conditions_fit(self) -> ReviewRule:

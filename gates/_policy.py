@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from evalsuite import (
     evaluate_bool,
     judge_all,
     schema_violation,
+    user_regex,
 )
 from gates._conditions import Situation, first_holding
 from gates._controls import RISKS, Controls, ReviewRule
@@ -109,7 +109,7 @@ def route_output(controls: Controls, output: str, history: Sequence[Step] = (),
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to != "output":
             continue
-        if rule.output_matches is not None and not re.search(rule.output_matches, output):
+        if rule.output_matches is not None and not user_regex(rule.output_matches).search(output):
             continue
         if rule.failed_criterion is not None and not _failed(rule.failed_criterion, judgements):
             continue

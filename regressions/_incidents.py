@@ -20,6 +20,7 @@ from evalsuite import (
     parse_model,
     parse_yaml,
     read_text,
+    refuse_link,
     write_atomic,
 )
 from regressions._errors import UnknownIncident
@@ -90,7 +91,7 @@ class IncidentBook:
         return self._read(path)
 
     def _read(self, path: Path) -> Incident:
-        text = read_text(path)
+        text = read_text(refuse_link(path))  # every change reads first: a link is never written
         incident = parse_model(Incident, parse_yaml(text, path), path, text)
         if incident.id != path.stem:
             raise InvalidInput(

@@ -30,6 +30,7 @@ from evalsuite import (
     did_you_mean,
     display_path,
     judge_all,
+    schema_validator,
 )
 from regressions._investigation import CallPattern, MatchedRun, OutputPattern, Scope, Signature
 from regressions._regression_case import RegressionCase, exact_arguments
@@ -76,7 +77,7 @@ class ScopeSearch:
         self._outputs: list[Criterion] = []
         for i, pattern in enumerate(signature.match):
             if isinstance(pattern, CallPattern):
-                validator = (Draft202012Validator(pattern.arguments)
+                validator = (schema_validator(pattern.arguments)
                              if pattern.arguments is not None else None)
                 self._calls.setdefault(pattern.tool, []).append(validator)
             else:

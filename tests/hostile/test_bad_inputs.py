@@ -1,0 +1,157 @@
+"""Inputs that crash a parser rather than fail its grammar: integers longer than Python will
+convert, JSON nested deeper than its recursion limit, bytes that are not UTF-8. Each is one
+error line naming the file and its line, exit 2, and nothing written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gates import Workspace
+from gates._cli import main
+from tests.conftest import tree
+from tests.helpers import ACTOR, LOG, contained
+
+AGENT = "refund-agent"
+CASE = "evals/refund-agent/greeting.yaml"
+DATA = Path(__file__).parent.parent / "data" / "logs"
+LONG = "9" * 5000
+DEEP = "[" * 200_000 + "]" * 200_000
+
+
+def refused(ws: Workspace, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """Run the CLI and check it refused cleanly: exit 2, one error line, nothing written."""
+    before = tree(ws.root)
+    capsys.readouterr()
+    code = main(["-C", str(ws.root), "--actor", ACTOR, *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert tree(ws.root) == before
+    return err
+
+
+def _append(path: Path, text: str) -> None:
+    path.write_text(path.read_text() + text)
+
+
+def test_long_integer_in_a_case(example: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 5,000-digit integer in an eval case stops the gate with the case file and line."""
+    _append(example.root / CASE, f"\ntrials: {LONG}\n")
+    line = (example.root / CASE).read_text().splitlines().index(f"trials: {LONG}") + 1
+    err = refused(example, capsys, "gate", AGENT)
+    assert f"greeting.yaml:{line}: malformed YAML: number too long" in err
+
+
+def test_long_hexadecimal_integer_in_a_case(example: Workspace,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A hexadecimal integer too long to print is refused as it is read, not when shown."""
+    _append(example.root / CASE, f"\ntrials: 0x{'f' * 4000}\n")
+    err = refused(example, capsys, "gate", AGENT)
+    assert "greeting.yaml:" in err and "number too long" in err
+
+
+def test_deeply_nested_case(example: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """A case file nesting lists 5,000 deep is refused naming the file and line, not a
+    RecursionError."""
+    _append(example.root / CASE, f"\nextra: {'[' * 5000}{']' * 5000}\n")
+    line = (example.root / CASE).read_text().count("\n")
+    err = refused(example, capsys, "gate", AGENT)
+    assert f"greeting.yaml:{line}: malformed YAML: nested too deeply" in err
+
+
+def test_long_integer_in_an_incident(example: Workspace,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """A 5,000-digit integer in an incident file is refused naming the file and line."""
+    incident_id = contained(example)
+    path = example.incidents().path(incident_id)
+    path.write_text(path.read_text().replace("target_hours: 4.0", f"target_hours: {LONG}"))
+    err = refused(example, capsys, "incident", "show", incident_id)
+    assert f"{incident_id}.yaml:" in err and "number too long" in err
+
+
+def _with_extra(line: str, body: str) -> str:
+    """A JSON object line with one more field whose value is ``body``."""
+    return json.dumps({**json.loads(line), "extra": "BODY"}).replace('"BODY"', body)
+
+
+def _native_line(ws: Workspace, body: str) -> Path:
+    """The example log with ``body`` in its second line."""
+    path = ws.root / LOG
+    lines = path.read_text().splitlines()
+    lines[1] = _with_extra(lines[1], body)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _otel_line(ws: Workspace, body: str) -> Path:
+    """An OTLP/JSON export with ``body`` in its first request."""
+    path = ws.root / "logs/otel.jsonl"
+    lines = (DATA / "refund-agent.otlp.jsonl").read_text().splitlines()
+    lines[0] = _with_extra(lines[0], body)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _openai_document(ws: Workspace, body: str) -> Path:
+    """A JSON document of two OpenAI conversations, ``body`` in the second."""
+    path = ws.root / "logs/chats.json"
+    first = json.loads((DATA / "refund-agent.openai.jsonl").read_text().splitlines()[0])
+    text = json.dumps([first, {**first, "extra": "BODY"}], indent=1)
+    path.write_text(text.replace('"BODY"', body))
+    return path
+
+
+LOGS: dict[str, Callable[[Workspace, str], Path]] = {
+    "jsonl": _native_line, "otel": _otel_line, "openai": _openai_document}
+
+
+@pytest.mark.parametrize("body", [LONG, DEEP], ids=["long-integer", "deep-nesting"])
+@pytest.mark.parametrize("fmt", LOGS)
+def test_log_that_breaks_the_json_parser(example: Workspace, capsys: pytest.CaptureFixture[str],
+                                         fmt: str, body: str) -> None:
+    """A log with a 5,000-digit integer or JSON nested 200,000 deep is refused naming the
+    file and the line, in every format."""
+    path = LOGS[fmt](example, body)
+    text = path.read_text()
+    line = text[:text.index(body[:50])].count("\n") + 1
+    err = refused(example, capsys, "ingest", str(path), "--format", fmt)
+    assert f"{path.name}:{line}" in err, err
+
+
+@pytest.mark.parametrize("body", [LONG, DEEP], ids=["long-integer", "deep-nesting"])
+def test_log_detected_automatically(example: Workspace, capsys: pytest.CaptureFixture[str],
+                                    body: str) -> None:
+    """Detecting a log's format from a first line that breaks the parser is a clean refusal."""
+    path = example.root / LOG
+    lines = path.read_text().splitlines()
+    lines[0] = _with_extra(lines[0], body)
+    path.write_text("\n".join(lines) + "\n")
+    err = refused(example, capsys, "ingest", str(path))
+    assert f"{path.name}:1" in err
+
+
+@pytest.mark.parametrize("setting", [f"[logging]\nrecent_runs = {LONG}",
+                                     f"[logging]\nrecent_runs = 0x{'f' * 4000}",
+                                     f"nested = {'[' * 5000}{']' * 5000}"],
+                         ids=["long-integer", "long-hexadecimal", "deep-nesting"])
+def test_config_that_breaks_the_toml_parser(example: Workspace,
+                                            capsys: pytest.CaptureFixture[str],
+                                            setting: str) -> None:
+    """reinstate.toml with an integer too long to convert or print, or arrays nested too
+    deep, is refused naming the file."""
+    _append(example.root / "reinstate.toml", f"\n{setting}\n")
+    err = refused(example, capsys, "mode", AGENT)
+    assert "reinstate.toml" in err and ("malformed TOML" in err or "number too long" in err)
+
+
+def test_config_that_is_not_utf8(example: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """A byte that is not UTF-8 in reinstate.toml is refused naming the file and line."""
+    config = example.root / "reinstate.toml"
+    config.write_bytes(config.read_bytes() + b"\n# caf\xe9\n")
+    line = config.read_bytes().count(b"\n")
+    err = refused(example, capsys, "mode", AGENT)
+    assert f"reinstate.toml:{line}: not UTF-8 text" in err
