@@ -23,8 +23,7 @@ from gates._attestation import (
     verify_attestation,
 )
 from gates._config import Workspace
-from gates._fingerprint import fingerprint
-from gates._restore import restore_blockers
+from gates._restore import restore_blockers, verdict_gaps
 from gates._state import open_store, read_mode, standing
 from gates._store import Mode, StateStore
 from gates._verdict import Outcome
@@ -161,15 +160,7 @@ def check_attested(workspace: Workspace, agent: str, envelope: Path,
     if attestation.agent != agent:
         reasons.append(f"the signed verdict ({stamp}) is for {attestation.agent}, not {agent}")
     else:
-        if not verdict:
-            failing = [c.name for c in verdict.checks if c.outcome != "pass"]
-            reasons.append(f"the signed verdict ({stamp}) is {verdict.outcome}: "
-                           f"{', '.join(failing)} did not pass")
-        changed = fingerprint(workspace, agent).changed_since(verdict.fingerprint)
-        if changed:
-            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-            reasons.append(f"the signed verdict ({stamp}) is stale: changed since: "
-                           f"{', '.join(changed[:5])}{more}")
+        reasons += verdict_gaps(workspace, agent, verdict, "the signed verdict")
         # The store's mode is not here to read; the incident files (reviewed in git) are,
         # and the signed verdict must have verified every one of them that is restored: a
         # verdict from before an incident was recorded proves nothing about it.

@@ -13,6 +13,7 @@ from gates._errors import Refused
 from gates._fingerprint import fingerprint
 from gates._state import RESTORED, open_store, standing
 from gates._store import ModeRecord, StateStore, verdict_digest
+from gates._verdict import Verdict
 from regressions import resolution_gaps, utc_now
 
 
@@ -54,15 +55,7 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     if key is not None and unsigned is not None:
         reasons.append(f"the latest verdict ({stamp}) is not signed by the configured key "
                        f"{key_id(key)}…: {unsigned}")
-    if not verdict:
-        failing = [c.name for c in verdict.checks if c.outcome != "pass"]
-        reasons.append(f"the latest verdict ({stamp}) is {verdict.outcome}: "
-                       f"{', '.join(failing)} did not pass")
-    changed = fingerprint(workspace, agent).changed_since(verdict.fingerprint)
-    if changed:
-        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5
-                                          else "")
-        reasons.append(f"the latest verdict ({stamp}) is stale: changed since: {shown}")
+    reasons += verdict_gaps(workspace, agent, verdict, "the latest verdict")
     verified = {(v.incident, v.change, v.layer) for v in verdict.verifications if v.verified}
     for incident in incidents:
         for change in incident.control_changes:
@@ -70,6 +63,22 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
                 reasons.append(f"{incident.id} {change.id} ({change.layer}) is not verified by "
                                f"the latest verdict")
     return reasons
+
+
+def verdict_gaps(workspace: Workspace, agent: str, verdict: Verdict, which: str) -> list[str]:
+    """Why ``verdict`` clears nothing today: it did not pass, or what it was computed on
+    changed since (named file by file). ``which`` names it in the sentences."""
+    stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    gaps = []
+    if not verdict:
+        failing = [c.name for c in verdict.checks if c.outcome != "pass"]
+        gaps.append(f"{which} ({stamp}) is {verdict.outcome}: {', '.join(failing)} did not "
+                    f"pass")
+    changed = fingerprint(workspace, agent).changed_since(verdict.fingerprint)
+    if changed:
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        gaps.append(f"{which} ({stamp}) is stale: changed since: {', '.join(changed[:5])}{more}")
+    return gaps
 
 
 @dataclass

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from gates import Workspace, run_gate
+from gates._cli import main
 from gates._demo import apply_fix, lay_out
-from tests.helpers import copied, resolved, restored
+from tests.helpers import ACTOR, copied, resolved, restored
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +46,17 @@ def gated_green_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def restorable(gated_green_template: Path, tmp_path: Path) -> Workspace:
     """A fresh copy of the restorable workspace: `reinstate restore` would succeed."""
     return copied(gated_green_template, tmp_path / "ws")
+
+
+@pytest.fixture
+def inline_cli(capsys: pytest.CaptureFixture[str],
+               monkeypatch: pytest.MonkeyPatch) -> Callable[..., tuple[int, str, str]]:
+    """``reinstate -C WS ARGS`` in this process: (exit code, stdout, stderr)."""
+    monkeypatch.setenv("COLUMNS", "200")
+
+    def run(workspace: Workspace, *args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["-C", str(workspace.root), "--actor", ACTOR, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run

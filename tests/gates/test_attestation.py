@@ -34,7 +34,6 @@ from gates import (
     sign_verdict,
     verdict_report,
 )
-from gates._cli import main
 from gates._demo import apply_fix, lay_out
 from gates._store import entry_hash, verdict_digest
 from regressions import utc_now
@@ -82,16 +81,9 @@ def signed(signed_template: Path, tmp_path: Path) -> Workspace:
 
 
 @pytest.fixture
-def reinstate(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """``reinstate -C WS ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(workspace: Workspace, *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["-C", str(workspace.root), "--actor", ACTOR, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
+def reinstate(inline_cli: Cli) -> Cli:
+    """``reinstate -C WS ARGS`` in this process (tests/gates/conftest.py)."""
+    return inline_cli
 
 
 def _envelope(workspace: Workspace) -> Path:

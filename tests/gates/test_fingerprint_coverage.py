@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from gates import Fingerprint, Workspace, fingerprint, run_gate
-from gates._cli import main
-from tests.helpers import ACTOR, copied
+from tests.helpers import copied
 
 AGENT = "refund-agent"
 Cli = Callable[..., tuple[int, str, str]]
@@ -55,16 +54,9 @@ def depending(depending_template: Path, tmp_path: Path) -> Workspace:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """``reinstate -C WS ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(workspace: Workspace, *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["-C", str(workspace.root), "--actor", ACTOR, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
+def cli(inline_cli: Cli) -> Cli:
+    """``reinstate -C WS ARGS`` in this process (tests/gates/conftest.py)."""
+    return inline_cli
 
 
 def _stale_naming(out: str, path: str) -> bool:

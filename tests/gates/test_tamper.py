@@ -21,7 +21,6 @@ from gates import (
     run_gate,
     schedule_review,
 )
-from gates._cli import main
 from gates._demo import apply_fix, lay_out
 from gates._store import entry_hash
 from tests.helpers import ACTOR, analysed, copied
@@ -56,16 +55,9 @@ def ws(restorable_template: Path, tmp_path: Path) -> Workspace:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """``reinstate -C WS ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setenv("COLUMNS", "200")
-
-    def run(workspace: Workspace, *args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["-C", str(workspace.root), "--actor", ACTOR, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return run
+def cli(inline_cli: Cli) -> Cli:
+    """``reinstate -C WS ARGS`` in this process (tests/gates/conftest.py)."""
+    return inline_cli
 
 
 def _sql(ws: Workspace, *statements: str) -> None:
