@@ -30,7 +30,7 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     held = standing(workspace, agent, store)
     reasons += [f"tampering: {forged}" for forged in held.forged.values()]
     incidents = held.open
-    known = {i.id for i in workspace.incidents().all(agent)}
+    known = {i.id for i in held.incidents}
     for entry in store.audit(agent):
         named = entry.detail.get("incident")
         if isinstance(named, str) and named not in known:
