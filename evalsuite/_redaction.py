@@ -57,8 +57,21 @@ _TOKENS = [re.compile(p) for p in (
     r"(?i)\b(?:api[_-]?key|access[_-]?token|auth[_-]?token|secret[_-]?key|client[_-]?secret"
     r"|password|passwd)[\"']?\s*[:=]\s*[\"']?(?P<secret>[^\s\"',;]{8,})",
 )]
+# Something every token format above starts with: one scan that rules all of them out.
+_TOKEN_HINT = re.compile(
+    r"-----BEGIN|eyJ|_live_|_test_|sk-|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|AKIA|ASIA"
+    r"|AIza|(?i:bearer|api[_-]?key|access[_-]?token|auth[_-]?token|secret[_-]?key"
+    r"|client[_-]?secret|passw)")
 _TOKEN_MARK = "REDACTED-TOKEN-"
 _EMAIL_MARK = "redacted-email-"
+# Cheap tests that rule a detector out before it runs (most strings are ids, names and
+# prose): the shortest text any detector finds (``a@b.c``), and the digits a card number
+# and a phone number need at least (libphonenumber's shortest valid numbers, with their
+# country code, have 6: +43 and a 4-digit national number).
+_SHORTEST = 5
+_CARD_DIGITS = 13
+_PHONE_DIGITS = 6
+_NO_DIGITS = str.maketrans("", "", "0123456789")
 # Phone and card placeholders keep the layout; their digits are zeros and the number.
 _NUMBER = re.compile(r"\+?\(?\d[\d ().-]*\d\)?")
 
@@ -126,6 +139,9 @@ class Redactor:
         Detectors run in order (tokens, addresses, cards, phones); a span one of them took
         is not looked at again. Placeholders are numbered in order of first appearance.
         """
+        if len(text) < _SHORTEST:
+            return text
+        digit_count = len(text) - len(text.translate(_NO_DIGITS))
         spans: list[tuple[int, int, RedactionKind, str, Callable[[int], str]]] = []
 
         def take(start: int, end: int, kind: RedactionKind, key: str,
@@ -133,22 +149,24 @@ class Redactor:
             if all(end <= s or start >= e for s, e, *_ in spans):
                 spans.append((start, end, kind, key, make))
 
-        for pattern in _TOKENS:
+        for pattern in (_TOKENS if _TOKEN_HINT.search(text) else ()):
             for match in pattern.finditer(text):
                 secret = match.group("secret")
                 if _TOKEN_MARK not in secret:
                     take(*match.span("secret"), "token", secret, _token)
-        for match in _EMAIL.finditer(text):
+        for match in (_EMAIL.finditer(text) if "@" in text else ()):
             local, domain = match.group("local"), match.group("domain").lower()
             if not local.startswith(_EMAIL_MARK):
                 take(*match.span(), "email", f"{local.lower()}@{domain}",
                      functools.partial(_email, domain))
-        for match in _CARD.finditer(text):
+        for match in (_CARD.finditer(text) if digit_count >= _CARD_DIGITS else ()):
             raw, digits = match.group(), _digits(match.group())
             if not digits.startswith("000") and luhn.is_valid(digits):
                 take(*match.span(), "card", digits, functools.partial(_card, raw))
-        for found in phonenumbers.PhoneNumberMatcher(text, self._region,
-                                                      leniency=phonenumbers.Leniency.VALID):
+        phones = (phonenumbers.PhoneNumberMatcher(text, self._region,
+                                                  leniency=phonenumbers.Leniency.VALID)
+                  if digit_count >= _PHONE_DIGITS else ())
+        for found in phones:
             raw = found.raw_string
             if not _is_number_placeholder(raw):
                 key = phonenumbers.format_number(found.number,
