@@ -110,6 +110,10 @@ def test_non_personal_numbers_are_left_alone() -> None:
     "ghp_" + "a1B2" * 9, "github_pat_" + "x" * 30, "xoxb-123456789012-abcdefghijkl",
     "AKIAIOSFODNN7EXAMPLE", "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
     "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    # Every format once, so the one-scan prefilter never hides one of them.
+    "sk-proj-" + "Ab3" * 10, "sk-ant-api03-" + "Zx9" * 10, "pk_test_" + "q1W2" * 6,
+    "gho_" + "Q7r8" * 9, "glpat-" + "m4N5" * 6, "ASIAIOSFODNN7EXAMPLE",
+    "AIza" + "S" * 35,
 ])
 def test_known_token_formats_are_replaced_whole(token: str) -> None:
     """A token of a well-known format loses its whole secret part, not just a prefix."""
@@ -117,6 +121,13 @@ def test_known_token_formats_are_replaced_whole(token: str) -> None:
     assert "REDACTED-TOKEN-1" in redacted
     secret_tail = token[-12:]
     assert secret_tail not in redacted
+
+
+def test_a_private_key_block_loses_its_body() -> None:
+    """A PEM private key keeps its BEGIN and END lines, never its body."""
+    redacted = Redactor().text("key: -----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAt0k3n"
+                               "\n-----END RSA PRIVATE KEY-----")
+    assert "MIIEowIBAAKCAQEAt0k3n" not in redacted and "REDACTED-TOKEN-1" in redacted
 
 
 def test_keyword_secrets_and_bearer_tokens_are_replaced() -> None:
