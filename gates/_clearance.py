@@ -75,9 +75,9 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
     the latest verdict must be signed with it.
     """
     store = store or open_store(workspace)
-    blockers = restore_blockers(workspace, agent, store, public_key=public_key)
-    reading = read_mode(workspace, agent, store)
-    held = standing(workspace, agent, store)
+    held = standing(workspace, agent, store)  # read once, for all three questions
+    blockers = restore_blockers(workspace, agent, store, public_key=public_key, held=held)
+    reading = read_mode(workspace, agent, store, held)
     reasons = list(blockers)
     notes = list(held.unknown.values())
     # Incidents a new store (a CI job's) never saw hold the agent at run time, but a deploy

@@ -11,23 +11,25 @@ from gates._audit import verify_audit
 from gates._config import Workspace
 from gates._errors import Refused
 from gates._fingerprint import fingerprint
-from gates._state import RESTORED, open_store, standing
+from gates._state import RESTORED, Standing, open_store, standing
 from gates._store import ModeRecord, StateStore, verdict_digest
 from gates._verdict import Verdict
 from regressions import resolution_gaps, utc_now
 
 
 def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
-                     public_key: Path | None = None) -> list[str]:
+                     public_key: Path | None = None,
+                     held: Standing | None = None) -> list[str]:
     """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore.
 
     With a public key (``public_key``, else ``[signing] public_key``), the latest verdict
     counts only when the gate's signed envelope of exactly that verdict verifies with it.
+    ``held`` is the agent's :func:`standing` when the caller read it already.
     """
     workspace.require_agent(agent)
     key = configured_public_key(workspace, public_key)
     reasons = [f"the audit log does not verify: {p}" for p in verify_audit(store, [agent])]
-    held = standing(workspace, agent, store)
+    held = held or standing(workspace, agent, store)
     reasons += [f"tampering: {forged}" for forged in held.forged.values()]
     incidents = held.open
     known = {i.id for i in held.incidents}
@@ -97,10 +99,10 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     # Read before deciding: the mode is set back to full only if nobody changed it since
     # (compare and set), so a containment that comes in meanwhile is never overwritten.
     current = store.mode(agent)
-    reasons = restore_blockers(workspace, agent, store)
+    held = standing(workspace, agent, store)
+    reasons = restore_blockers(workspace, agent, store, held=held)
     if reasons:
         raise Refused(f"Can't restore '{agent}'", reasons)
-    held = standing(workspace, agent, store)
     incidents = held.open
     book = workspace.incidents()
     for unwritten in held.unwritten:  # finish a restore that stopped after its mode write

@@ -122,9 +122,13 @@ class ModeReading(Record):
     incident it does not show as restored still holds the agent): the stricter mode wins."""
 
 
-def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None) -> ModeReading:
+def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None,
+              incidents: Standing | None = None) -> ModeReading:
     """The agent's mode: the strictest of the store's and every unrestored containment;
-    ``suspended`` with the reason when the store or the incidents cannot be read."""
+    ``suspended`` with the reason when the store or the incidents cannot be read.
+
+    ``incidents`` is the agent's :func:`standing` when the caller read it already.
+    """
     store = store or open_store(workspace)
     try:
         record = store.mode(agent)
@@ -132,7 +136,7 @@ def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None)
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
                            reason="state store unreadable: failing closed")
     try:
-        held = standing(workspace, agent, store).holding
+        held = (incidents or standing(workspace, agent, store)).holding
     except ReinstateError as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
                            reason="incident records or audit log unreadable: failing closed")
