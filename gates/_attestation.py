@@ -322,6 +322,31 @@ def read_envelope(path: Path) -> Envelope:
         raise InvalidInput(path, "$", f"{expected}: {_first_line(exc)}") from None
 
 
+def read_kept_verdict(path: Path) -> Verdict:
+    """A verdict kept outside the store, to anchor the audit log: ``gate --json`` output,
+    or the verdict inside a ``gate --attestation`` envelope (its signature is not checked:
+    an anchor is a claim the log must still bear out, not a clearance).
+
+    Raises:
+        InvalidInput: Neither a verdict nor an envelope holding one (exit 2).
+    """
+    try:
+        data: Any = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise InvalidInput(path, "", f"cannot read the verdict ({exc.strerror})") from None
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(path, "", f"expected a verdict or an attestation; not JSON: "
+                                     f"{_first_line(exc)}") from None
+    try:
+        if isinstance(data, dict) and "payloadType" in data:
+            statement = Statement.model_validate_json(read_envelope(path).payload)
+            return Verdict.model_validate(statement.predicate)
+        return Verdict.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(path, "", f"expected a verdict (`reinstate gate --json`) or a signed "
+                                     f"attestation of one: {_first_line(exc)}") from None
+
+
 def verify_attestation(envelope: Envelope, key: SSlibKey) -> Attestation:
     """The verdict in ``envelope`` once its signature verifies against ``key``.
 

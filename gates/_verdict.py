@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from evalsuite import InvalidInput, Record
+from evalsuite import Record
 from gates._fingerprint import Fingerprint
 
 Outcome = Literal["pass", "fail", "error", "inconclusive"]
@@ -106,20 +102,3 @@ def combine(outcomes: Iterable[Outcome]) -> Outcome:
         return "inconclusive"
     return next(o for o in _PRECEDENCE if o in seen)
 
-
-def read_verdict_file(path: Path) -> Verdict:
-    """A verdict kept outside the store: ``gate --json`` output, or the verdict inside a
-    DSSE envelope (``gate --attestation``; its signature is not checked here)."""
-    try:
-        data: Any = json.loads(path.read_bytes())
-        if isinstance(data, dict) and "payload" in data and "payloadType" in data:
-            data = json.loads(base64.b64decode(data["payload"], validate=True))
-            data = data.get("predicate", data) if isinstance(data, dict) else data
-            data = data.get("verdict", data) if isinstance(data, dict) else data
-        return Verdict.model_validate(data)
-    except OSError as exc:
-        raise InvalidInput(path, "", f"cannot read the file ({exc.strerror})") from None
-    except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
-        reason = str(exc).splitlines()[0][:200]
-        raise InvalidInput(path, "", f"expected a verdict (`reinstate gate --json`) or a signed "
-                                     f"attestation of one: {reason}") from None

@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from evalsuite import InvalidInput
+from gates._attestation import read_kept_verdict
 from gates._audit import verify_audit
 from gates._cli._common import ctx
 from gates._state import open_store
 from gates._store import verify_chain
-from gates._verdict import Verdict, read_verdict_file
+from gates._verdict import Verdict
 
 
 @click.group("audit", invoke_without_command=True)
@@ -45,7 +46,7 @@ def _anchor(text: str) -> tuple[int, str] | Verdict:
     if not path.is_file():
         raise InvalidInput(None, "--anchor", f"expected NUMBER:SHA256 as `audit verify` prints "
                                              f"it, or a verdict file, got {text!r}")
-    return read_verdict_file(path)
+    return read_kept_verdict(path)
 
 
 @command.command("verify")

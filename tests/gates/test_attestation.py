@@ -389,3 +389,19 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path: Path, cli: R
     load_signing_key(private.read_text())
     again = cli("keygen", "--out", "keys", cwd=tmp_path)
     assert again.returncode == 2 and "a key is never overwritten" in again.stderr
+
+
+@pytest.mark.attack
+def test_an_attestation_anchors_the_audit_log(signed: Workspace, reinstate: Cli) -> None:
+    """The envelope kept by the deploy job anchors the log: intact, it verifies; with the
+    verdict's entry removed from the end, `audit verify --anchor` names it."""
+    envelope = str(_envelope(signed))
+    assert reinstate(signed, "audit", "verify", "--anchor", envelope)[0] == 0
+    with sqlite3.connect(signed.state_path) as conn:
+        seq, prev = conn.execute("SELECT seq, prev_hash FROM audit WHERE action = 'verdict' "
+                                 "ORDER BY seq DESC LIMIT 1").fetchone()
+        conn.execute("DELETE FROM audit WHERE seq >= ?", (seq,))
+        conn.execute("DELETE FROM verdicts WHERE id = (SELECT MAX(id) FROM verdicts)")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{seq - 1}:{prev}",))
+    code, _, err = reinstate(signed, "audit", "verify", "--anchor", envelope)
+    assert code == 1 and f"entry {seq}: missing" in err
