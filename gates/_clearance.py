@@ -74,6 +74,7 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
     ever a clearance. With a public key (``public_key``, else ``[signing] public_key``)
     the latest verdict must be signed with it.
     """
+    workspace.require_agent(agent)  # a misspelt name touches nothing
     store = store or open_store(workspace)
     held = standing(workspace, agent, store)  # read once, for all three questions
     blockers = restore_blockers(workspace, agent, store, public_key=public_key, held=held)

@@ -95,6 +95,7 @@ class Restored:
 def restore(workspace: Workspace, agent: str, *, actor: str,
             store: StateStore | None = None) -> Restored:
     """Put ``agent`` back in full operation, or raise :class:`Refused` listing every reason."""
+    workspace.require_agent(agent)  # a misspelt name touches nothing
     store = store or open_store(workspace)
     # Read before deciding: the mode is set back to full only if nobody changed it since
     # (compare and set), so a containment that comes in meanwhile is never overwritten.
