@@ -15,7 +15,7 @@ from evalsuite import InvalidInput, ToolCall, load_cases
 from gates._baseline import load_baseline
 from gates._config import Workspace
 from gates._controls import Controls
-from gates._policy import decide_call, judge_acceptance, rejection, stop_or_route
+from gates._replay import replay
 from regressions import LAYERS, FixLocation, Incident, Layer, RegressionCase
 
 SUGGESTED_FIX: dict[Layer, FixLocation] = {
@@ -55,13 +55,14 @@ def analyse(incident: Incident, cases: list[RegressionCase], baseline: Controls,
     for case in cases:
         steps, context = case.recorded.steps, case.input.context
         for index, call in case.recorded.harmful_calls():
-            decision = decide_call(baseline, call, steps[:index], context)
+            decision = replay(call, "permissions", baseline, history=steps[:index],
+                              context=context)
             let_through = not decision.stopped
             permission.gap = bool(permission.gap) or let_through
             permission.facts.append(f"{call.describe()} was {decision.effect} "
                                     f"({decision.rule})")
             permission.evidence.append(f"{case.id} step {index}")
-        verdict = rejection(judge_acceptance(baseline, case.recorded.harmful_behaviour()))
+        verdict = replay(case.recorded.harmful_behaviour(), "acceptance", baseline)
         acceptance.gap = bool(acceptance.gap) or not verdict.stopped
         acceptance.facts.append(
             f"{case.id}: the harmful behaviour was "
@@ -70,7 +71,7 @@ def analyse(incident: Incident, cases: list[RegressionCase], baseline: Controls,
         acceptance.evidence.append(case.id)
         for index in case.recorded.harmful:
             step = steps[index]
-            routed = stop_or_route(baseline, step, steps[:index], context)
+            routed = replay(step, "stopped", baseline, history=steps[:index], context=context)
             what = step.describe() if isinstance(step, ToolCall) else "the answer"
             review.gap = bool(review.gap) or not routed.stopped
             review.facts.append(f"{what} " + ("went straight through" if not routed.stopped

@@ -10,64 +10,46 @@ the incident's regression cases.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
-
-from evalsuite import Output, ReinstateError, Step, ToolCall
+from evalsuite import Output, ReinstateError, ToolCall
 from gates._baseline import load_baseline, tag_counts
 from gates._checks import Evidence, register
 from gates._controls import Controls
 from gates._inputs import GateInputs
-from gates._policy import (
-    Decision,
-    decide_call,
-    judge_acceptance,
-    rejection,
-    route_call,
-    route_output,
-)
+from gates._policy import Decision
 from gates._rca import analyse, contradictions
+from gates._replay import ReplayLayer, replay
 from gates._verdict import ChangeVerification, CheckResult, Outcome, combine
 from regressions import ControlChange, Incident, RegressionCase, resolution_gaps
 
 Replay = list[tuple[str, Decision, Decision]]
-Decide = Callable[[Controls, ToolCall, Sequence[Step], dict[str, Any]], Decision]
 
 
-def _replay_calls(cases: list[RegressionCase], before: Controls, after: Controls,
-                  decide: Decide) -> Replay:
+def _replay_harm(cases: list[RegressionCase], before: Controls, after: Controls,
+                 layer: ReplayLayer, *, outputs: bool) -> Replay:
+    """Each recorded harmful call (and output, with ``outputs``) through ``layer`` of the
+    baseline and of today's controls."""
     out = []
     for case in cases:
-        context = case.input.context
-        for index, call in case.recorded.harmful_calls():
-            history = case.recorded.steps[:index]
-            out.append((f"{case.id} step {index}: {call.describe()}",
-                        decide(before, call, history, context),
-                        decide(after, call, history, context)))
+        steps, context = case.recorded.steps, case.input.context
+        for index in case.recorded.harmful:
+            step = steps[index]
+            if isinstance(step, ToolCall):
+                what = f"{case.id} step {index}: {step.describe()}"
+            elif outputs and isinstance(step, Output):
+                what = f"{case.id} step {index}: output"
+            else:
+                continue
+            out.append((what,
+                        replay(step, layer, before, history=steps[:index], context=context),
+                        replay(step, layer, after, history=steps[:index], context=context)))
     return out
 
 
 def _replay_acceptance(cases: list[RegressionCase], before: Controls, after: Controls) -> Replay:
-    out = []
-    for case in cases:
-        behaviour = case.recorded.harmful_behaviour()
-        out.append((f"{case.id} harmful behaviour",
-                    rejection(judge_acceptance(before, behaviour)),
-                    rejection(judge_acceptance(after, behaviour))))
-    return out
-
-
-def _replay_review(cases: list[RegressionCase], before: Controls, after: Controls) -> Replay:
-    out = _replay_calls(cases, before, after, route_call)
-    for case in cases:
-        for index in case.recorded.harmful:
-            step = case.recorded.steps[index]
-            if isinstance(step, Output):
-                history, context = case.recorded.steps[:index], case.input.context
-                out.append((f"{case.id} step {index}: output",
-                            route_output(before, step.content, history, context),
-                            route_output(after, step.content, history, context)))
-    return out
+    return [(f"{case.id} harmful behaviour",
+             replay(case.recorded.harmful_behaviour(), "acceptance", before),
+             replay(case.recorded.harmful_behaviour(), "acceptance", after))
+            for case in cases]
 
 
 def _judge_replay(change: ControlChange, incident: Incident, replay: Replay,
@@ -93,13 +75,15 @@ def verify_change(change: ControlChange, incident: Incident, cases: list[Regress
     """Whether one control change is proven against the incident's recorded harm."""
     today = inputs.controls
     if change.layer == "tool_permission_boundary":
-        return _judge_replay(change, incident, _replay_calls(cases, baseline, today, decide_call),
+        return _judge_replay(change, incident,
+                             _replay_harm(cases, baseline, today, "permissions", outputs=False),
                              "the regression cases record no harmful tool call to replay")
     if change.layer == "acceptance_criteria":
         return _judge_replay(change, incident, _replay_acceptance(cases, baseline, today),
                              "the incident has no regression case to replay")
     if change.layer == "review_gate":
-        return _judge_replay(change, incident, _replay_review(cases, baseline, today),
+        return _judge_replay(change, incident,
+                             _replay_harm(cases, baseline, today, "review", outputs=True),
                              "the regression cases record no harmful step to replay")
     if change.layer == "eval_coverage":
         return _verify_coverage(change, incident, cases, inputs, evidence)
