@@ -58,8 +58,8 @@ def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
 
 def captured_cases(incident: Incident) -> set[str]:
     """Case ids ``incident``'s history records as captured: each must still exist."""
-    return {event.detail.split(" from ", 1)[0] for event in incident.history
-            if event.action == "capture" and " from " in event.detail}
+    return {event.case for event in incident.history
+            if event.action == "capture" and event.case is not None}
 
 
 @dataclass(frozen=True)

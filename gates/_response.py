@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -143,23 +142,22 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
     if not tags:
         warnings.append("no --tag given: the case is 'unclassified', so eval coverage for "
                         "its input type cannot be verified")
-    make = functools.partial(
-        build_case, incident, run, harmful=harmful, source=run_file,
-        source_label=workspace.relative(run_file), tags=list(tags), actor=actor,
-        keep_raw=keep_raw,
-    )
+    # Built before the lock, so bad input stops here, before anything is written; the
+    # case gets its number when it is saved.
+    candidate = build_case(incident, run, f"{incident.id}-0", harmful=harmful,
+                           source=run_file, source_label=workspace.relative(run_file),
+                           tags=list(tags), actor=actor, keep_raw=keep_raw)
     # One writer of the agent's regression set at a time, from writing the case to recording
     # it: two processes capturing the same steps at once write one case and one history
     # entry, and a gate never reads the set half-changed.
-    candidate = make(f"{incident.id}-0")  # bad input stops here, before anything is written
     with regression_set_lock(workspace, incident.agent):
         path, case, created = save_case(workspace.regressions_dir(incident.agent),
-                                        incident.id, lambda _: candidate)
+                                        incident.id, candidate)
         # A capture killed between writing the case and recording it is recorded on retry.
-        recorded = any(e.action == "capture" and e.detail.startswith(f"{case.id} from ")
+        recorded = any(e.action == "capture" and e.case == case.id
                        for e in book.load(incident.id).history)
         if created or not recorded:
-            with book.change(incident.id, action="capture", actor=actor,
+            with book.change(incident.id, action="capture", actor=actor, case=case.id,
                              detail=f"{case.id} from {workspace.relative(run_file)}"):
                 pass
     if not created:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from evalsuite import (
@@ -155,16 +155,16 @@ def _fixtures(run: Run) -> list[ToolFixture]:
 
 
 def save_case(
-    directory: Path, incident_id: str, make: Callable[[str], RegressionCase]
+    directory: Path, incident_id: str, candidate: RegressionCase
 ) -> tuple[Path, RegressionCase, bool]:
     """Write a new case under the next free ``<INC>-<n>`` id, unless the same capture exists.
 
-    ``make`` builds the case for a given id. Returns the file, the case, and whether it
-    was newly written: capturing the same steps of the same log twice adds nothing. Ids
-    are unique under contention (each file is created exclusively); callers that must
-    not write the same capture twice at once hold a lock around it (``gates.capture``).
+    ``candidate`` is the case to write; its id is replaced by the free one. Returns the
+    file, the case, and whether it was newly written: capturing the same steps of the same
+    log twice adds nothing. Ids are unique under contention (each file is created
+    exclusively); callers that must not write the same capture twice at once hold a lock
+    around it (``gates.capture``).
     """
-    candidate = make(f"{incident_id}-0")
     for path in case_files(directory):
         if path.name.startswith(f"{incident_id}-"):
             existing = load_model(path, RegressionCase)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from evalsuite import Record
 from regressions._investigation import Investigation
@@ -50,8 +50,18 @@ class Event(Record):
     """What was done."""
     detail: str = ""
     """Why, or what it concerned."""
+    case: str | None = None
+    """The regression case a ``capture`` entry recorded."""
 
     _utc = field_validator("at")(_utc)
+
+    @model_validator(mode="after")
+    def _case_of_older_capture(self) -> Event:
+        # Captures recorded before entries named their case said it only in words
+        # ("INC-1-1 from logs/x.jsonl"); read them once, here, so no reader parses prose.
+        if self.action == "capture" and self.case is None and " from " in self.detail:
+            self.case = self.detail.split(" from ", 1)[0]
+        return self
 
 
 class Baseline(Record):

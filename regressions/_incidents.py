@@ -111,12 +111,14 @@ class IncidentBook:
 
     @contextmanager
     def change(
-        self, incident_id: str, *, action: str, actor: str, detail: str = ""
+        self, incident_id: str, *, action: str, actor: str, detail: str = "",
+        case: str | None = None,
     ) -> Iterator[Incident]:
         """Change an incident under its lock; it is written only if the block succeeds.
 
         ``action`` must be allowed in the incident's phase (see the lifecycle table), and
-        is appended to the incident's history with the actor and the time.
+        is appended to the incident's history with the actor and the time (and ``case``,
+        the regression case a capture recorded).
         """
         self.load(incident_id)  # a malformed or unknown id must not name a lock file
         self._lock_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +127,8 @@ class IncidentBook:
             next_phase(incident.id, action, incident.phase)
             working = incident.model_copy(deep=True)
             yield working
-            working.history.append(Event(at=utc_now(), actor=actor, action=action, detail=detail))
+            working.history.append(Event(at=utc_now(), actor=actor, action=action, detail=detail,
+                                         case=case))
             checked = Incident.model_validate(working.model_dump())
             problems = checked.reference_problems()
             if problems:

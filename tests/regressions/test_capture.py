@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -272,9 +272,8 @@ def test_no_user_input_before_the_harm_is_invalid(tmp_path: Path) -> None:
         _build(log, [0])
 
 
-def _maker(log: Path, harmful: Sequence[int]) -> Callable[[str], RegressionCase]:
-    run = _run(log)
-    return lambda case_id: _build(log, harmful, run=run, case_id=case_id)
+def _maker(log: Path, harmful: Sequence[int]) -> RegressionCase:
+    return _build(log, harmful, run=_run(log), case_id="INC-1-0")
 
 
 def test_save_case_numbers_new_captures(tmp_path: Path, log: Path) -> None:
@@ -307,11 +306,9 @@ def test_save_case_keeps_incidents_apart(tmp_path: Path, log: Path) -> None:
     directory = tmp_path / "regressions" / "refund-agent"
     save_case(directory, "INC-1", _maker(log, [REFUND]))
 
-    def for_inc_11(case_id: str) -> RegressionCase:
-        case = _maker(log, [REFUND])(case_id)
-        provenance = case.provenance.model_copy(update={"incident": "INC-11"})
-        return case.model_copy(update={"provenance": provenance})
-
+    case = _maker(log, [REFUND])
+    for_inc_11 = case.model_copy(update={
+        "provenance": case.provenance.model_copy(update={"incident": "INC-11"})})
     path, case, created = save_case(directory, "INC-11", for_inc_11)
     assert created is True
     assert (path.name, case.id) == ("INC-11-1.yaml", "INC-11-1")
