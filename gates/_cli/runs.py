@@ -9,7 +9,7 @@ from typing import Any, Literal
 import click
 from rich.console import Console
 
-from evalsuite import LogFormat, Output, Reasoning, Step, ToolCall, ToolResult, UserInput
+from evalsuite import LogFormat, Output, Reasoning, Step, ToolCall, ToolResult, UserInput, as_utc
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT
 from gates._runs import LocatedRun, find_run, list_runs
@@ -17,6 +17,8 @@ from regressions import short
 
 # Wide enough for a refund's arguments, short enough that a long conversation stays readable.
 WIDTH = 160
+# A log holds what users and tools sent: a terminal escape in it is shown, never obeyed.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160)) if c != 10}
 
 LOGS = click.option("--logs", "logs", multiple=True, type=click.Path(path_type=Path),
                     help="A log to read (repeatable; more may follow as arguments).")
@@ -46,7 +48,7 @@ def list_command(logs: tuple[Path, ...], more_logs: tuple[Path, ...],
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-        c.out.print(f"{line}  {row[4]}", markup=False, highlight=False)
+        c.out.print(f"{line}  {row[4]}".translate(_VISIBLE), markup=False, highlight=False)
     c.out.print(f"{len(runs)} run(s)", highlight=False)
     return 0
 
@@ -75,25 +77,27 @@ def show_command(run_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...
 
 def show_run(console: Console, found: LocatedRun, *, full: bool) -> None:
     """The run's header, then each step: its number, kind and place, and what it holds."""
+    def say(line: str) -> None:
+        console.print(line.translate(_VISIBLE), markup=False, highlight=False)
+
     run = found.run
     agent = " ".join(p for p in (run.agent, run.agent_version) if p) or "agent not named"
-    started = f" · started {run.started_at:%Y-%m-%d %H:%M:%S}" if run.started_at else ""
-    console.print(f"{run.run_id} · {agent}{started} · {len(run.steps)} step(s)",
-                  markup=False, highlight=False)
+    started = as_utc(run.started_at)
+    when = f" · started {started:%Y-%m-%d %H:%M:%S} UTC" if started else ""
+    say(f"{run.run_id} · {agent}{when} · {len(run.steps)} step(s)")
     if run.context:
-        console.print(f"  context: {_text(run.context)}", markup=False, highlight=False)
+        say(f"  context: {_text(run.context)}")
     if run.outcome is not None:
-        console.print(f"  outcome: {_text(run.outcome.model_dump(exclude_none=True))}",
-                      markup=False, highlight=False)
+        say(f"  outcome: {_text(run.outcome.model_dump(exclude_none=True))}")
     for index, step in enumerate(run.steps):
         where = found.places[index] if index < len(found.places) else ""
-        console.print(f"step {index}  {step.kind}  {where}", markup=False, highlight=False)
+        say(f"step {index}  {step.kind}  {where}")
         text = step_text(step)
         if full:
-            for line in text.splitlines() or [""]:
-                console.print(f"    {line}", markup=False, highlight=False)
+            for line in text.split("\n"):
+                say(f"    {line}")
         else:
-            console.print(f"    {short(text, WIDTH)}", markup=False, highlight=False)
+            say(f"    {short(text, WIDTH)}")
 
 
 def step_text(step: Step) -> str:

@@ -108,3 +108,15 @@ def test_unreadable_log_names_the_file_and_line(example: Workspace, cli: RunCli)
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
         assert "broken.jsonl:3" in result.stderr
+
+
+def test_a_terminal_escape_in_a_log_is_shown_not_obeyed(example: Workspace,
+                                                        cli: RunCli) -> None:
+    """An escape sequence a user typed into a logged turn is printed as text."""
+    log = example.root / LOG
+    log.write_text(log.read_text().replace("Where is my order A-1002?",
+                                           "Where is \\u001b[2Jmy order?"))
+    result = cli("runs", "show", "run-7f3a91", "--logs", LOG, cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "Where is \\x1b[2Jmy order?" in result.stdout
+    assert "\x1b" not in result.stdout
