@@ -7,11 +7,12 @@ over-blocking part is inconclusive, and a case the agent could not run is an err
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 import yaml
 from deepdiff import DeepDiff
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from evalsuite import Behaviour, Record
 from gates._baseline import load_baseline
@@ -24,7 +25,7 @@ from gates._policy import decide_call, judge_acceptance, rejection
 from gates._rca import analyse, contradictions
 from gates._verdict import ChangeVerification, Outcome
 from gates._verification import verify_change
-from regressions import Incident, resolution_gaps
+from regressions import Incident, resolution_gaps, utc_now
 
 
 class OverBlocking(Record):
@@ -55,6 +56,10 @@ class Verification(Record):
     """The agent the incident is about."""
     summary: str
     """The incident's summary."""
+    verified_at: AwareDatetime
+    """When verify ran, in UTC."""
+    run_file: str | None = None
+    """The eval run file holding every trial verify ran, relative to the workspace."""
     outcome: Outcome
     """pass only when every change is verified, the RCA is complete, good behaviour was
     replayed and none is blocked, and every case ran; fail when a change is not verified,
@@ -82,6 +87,8 @@ class IncidentVerification:
     gaps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     control_diffs: dict[str, str] = field(default_factory=dict)
+    run_file: str | None = None
+    verified_at: datetime = field(default_factory=utc_now)
 
     @property
     def outcome(self) -> Outcome:
@@ -106,7 +113,8 @@ class IncidentVerification:
         """The verification as the record ``verify --json`` writes."""
         return Verification(
             incident=self.incident.id, agent=self.incident.agent,
-            summary=self.incident.summary, outcome=self.outcome,
+            summary=self.incident.summary, verified_at=self.verified_at,
+            run_file=self.run_file, outcome=self.outcome,
             changes=self.verifications, gaps=self.gaps, errors=self.errors,
             overblocking=self.overblocking, control_diffs=self.control_diffs)
 
@@ -185,4 +193,5 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
                 if (finding := case_finding(r)) is not None],
         overblocking=overblocking(evidence, baseline, inputs.controls),
         control_diffs=control_diffs(baseline, inputs.controls),
+        run_file=workspace.relative(evidence.run_file) if evidence.run_file else None,
     )

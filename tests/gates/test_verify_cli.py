@@ -55,6 +55,23 @@ def test_no_good_behaviour_makes_over_blocking_inconclusive(example: Workspace, 
     assert written["overblocking"]["good_runs"] == 0
 
 
+def test_an_eval_suite_that_never_passes_replays_no_good_behaviour(
+        example: Workspace, fixed: Fix, cli: RunCli) -> None:
+    """When no eval-suite case passes, over-blocking is inconclusive and names the cases."""
+    incident_id = _one_permission_change(example, fixed)
+    cases = sorted((example.root / "evals" / "refund-agent").glob("*.yaml"))
+    for path in cases:
+        case = yaml.safe_load(path.read_text())
+        case["expect"].append({"kind": "output_contains", "text": "words no agent says"})
+        path.write_text(yaml.safe_dump(case, sort_keys=False))
+    result = cli("verify", incident_id, "--json", "verification.json", cwd=example.root)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert (f"over-blocking inconclusive: none of its {len(cases)} eval-suite case(s) passed, "
+            f"so no good behaviour was replayed → inconclusive") in result.stdout
+    over = json.loads((example.root / "verification.json").read_text())["overblocking"]
+    assert sorted(over["not_replayed"]) == sorted(p.stem for p in cases)
+
+
 def test_an_errored_regression_case_is_an_error(example: Workspace, fixed: Fix,
                                                 cli: RunCli) -> None:
     """A regression case the agent cannot run is shown as an error and exits 3."""
@@ -98,6 +115,7 @@ def test_json_holds_the_whole_verification(example: Workspace, fixed: Fix,
     assert sorted(written["control_diffs"]) == ["acceptance.yaml", "permissions.yaml",
                                                 "review.yaml"]
     assert written["gaps"] == [] and written["errors"] == []
+    assert (example.root / written["run_file"]).is_file()
 
 
 def test_json_into_a_folder_is_refused_before_anything_runs(example: Workspace, fixed: Fix,
