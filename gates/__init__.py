@@ -69,6 +69,7 @@ from gates._response import (
     schedule_review,
 )
 from gates._restore import Restored, restore, restore_blockers
+from gates._runs import LocatedRun, RunSummary, find_run, list_runs
 from gates._schemas import SCHEMAS, schema_text, write_schemas
 from gates._state import ModeReading, agent_mode, open_store, read_mode
 from gates._store import (
@@ -82,7 +83,7 @@ from gates._store import (
     verify_chain,
 )
 from gates._verdict import ChangeVerification, CheckResult, Outcome, Verdict, combine
-from gates._verify import IncidentVerification, verify_incident
+from gates._verify import IncidentVerification, OverBlocking, Verification, verify_incident
 
 __all__ = [
     "CHECKS",
@@ -114,12 +115,14 @@ __all__ = [
     "Ingested",
     "Investigated",
     "LayerAnalysis",
+    "LocatedRun",
     "Loosening",
     "MemoryStore",
     "Mode",
     "ModeReading",
     "ModeRecord",
     "Outcome",
+    "OverBlocking",
     "Permissions",
     "Postmortem",
     "RatchetApproval",
@@ -132,6 +135,7 @@ __all__ = [
     "ReviewRouting",
     "ReviewRule",
     "Risk",
+    "RunSummary",
     "SQLiteStore",
     "SignatureInvalid",
     "Situation",
@@ -140,6 +144,7 @@ __all__ = [
     "ToolPermission",
     "UnknownAgent",
     "Verdict",
+    "Verification",
     "Workspace",
     "agent_mode",
     "analyse_incident",
@@ -154,12 +159,14 @@ __all__ = [
     "contain",
     "decide",
     "decide_call",
+    "find_run",
     "fingerprint",
     "generate_key_pair",
     "ingest",
     "init_workspace",
     "investigate",
     "junit_xml",
+    "list_runs",
     "load_baseline",
     "load_controls",
     "load_inputs",

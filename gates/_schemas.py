@@ -16,6 +16,7 @@ from gates._config import Config
 from gates._controls import Acceptance, Checklist, Permissions, ReviewRouting
 from gates._ratchet_approvals import RatchetApprovals
 from gates._verdict import Verdict
+from gates._verify import Verification
 from regressions import Incident, RegressionCase
 
 SCHEMAS: dict[str, type[BaseModel]] = {
@@ -31,6 +32,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "incident": Incident,
     "run": Run,
     "verdict": Verdict,
+    "verification": Verification,
 }
 
 

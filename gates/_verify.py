@@ -1,24 +1,80 @@
-"""``reinstate verify INC``: prove one incident's control changes, without storing a verdict."""
+"""``reinstate verify INC``: prove one incident's control changes, without storing a verdict.
+
+What verify cannot judge is never reported as clean: with no good behaviour to replay the
+over-blocking part is inconclusive, and a case the agent could not run is an error.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
 
 import yaml
 from deepdiff import DeepDiff
+from pydantic import AwareDatetime, Field
 
-from evalsuite import Behaviour
+from evalsuite import Behaviour, Record
 from gates._baseline import load_baseline
-from gates._checks import Evidence
+from gates._checks import Evidence, case_finding
 from gates._config import Workspace
 from gates._controls import CONTROL_FILES, Controls
 from gates._evals import run_evals
 from gates._inputs import load_inputs
 from gates._policy import decide_call, judge_acceptance, rejection
 from gates._rca import analyse, contradictions
-from gates._verdict import ChangeVerification
+from gates._verdict import ChangeVerification, Outcome
 from gates._verification import verify_change
-from regressions import Incident, resolution_gaps
+from regressions import Incident, resolution_gaps, utc_now
+
+
+class OverBlocking(Record):
+    """Good behaviour the baseline let through that today's controls stop, and how much good
+    behaviour there was to judge that on."""
+
+    status: Literal["pass", "fail", "inconclusive"]
+    """fail: something good is now blocked; inconclusive: no good behaviour was replayed,
+    so nothing can be said; pass: good behaviour was replayed and none is blocked."""
+    summary: str
+    """One line saying what was replayed and what was found."""
+    good_runs: int = Field(ge=0)
+    """Passing trials of passing eval-suite cases replayed through the baseline and today."""
+    found: list[str] = Field(default_factory=list)
+    """Each good call or run today's controls newly stop, naming the case and the rule."""
+    not_replayed: list[str] = Field(default_factory=list)
+    """Eval-suite cases that gave no good behaviour to replay (they did not pass)."""
+
+
+class Verification(Record):
+    """What ``reinstate verify`` found for one incident: the file ``verify --json`` writes."""
+
+    schema_version: Literal[1] = 1
+    """Version of this record's format."""
+    incident: str
+    """The incident verified."""
+    agent: str
+    """The agent the incident is about."""
+    summary: str
+    """The incident's summary."""
+    verified_at: AwareDatetime
+    """When verify ran, in UTC."""
+    run_file: str | None = None
+    """The eval run file holding every trial verify ran, relative to the workspace."""
+    outcome: Outcome
+    """pass only when every change is verified, the RCA is complete, good behaviour was
+    replayed and none is blocked, and every case ran; fail when a change is not verified,
+    the RCA has a gap or something good is blocked; else error (a case could not run) or
+    inconclusive (no good behaviour to judge over-blocking on)."""
+    changes: list[ChangeVerification] = Field(default_factory=list)
+    """Each control change with its replays before (baseline) and after (today)."""
+    gaps: list[str] = Field(default_factory=list)
+    """What the incident's root-cause analysis and resolution still lack."""
+    errors: list[str] = Field(default_factory=list)
+    """Each eval or regression case the agent could not run while verify ran."""
+    overblocking: OverBlocking
+    """What today's controls newly stop of the agent's good behaviour."""
+    control_diffs: dict[str, str] = Field(default_factory=dict)
+    """What changed in each control file since containment, by file name."""
 
 
 @dataclass
@@ -27,19 +83,47 @@ class IncidentVerification:
 
     incident: Incident
     verifications: list[ChangeVerification]
+    overblocking: OverBlocking
     gaps: list[str] = field(default_factory=list)
-    overblocking: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     control_diffs: dict[str, str] = field(default_factory=dict)
+    run_file: str | None = None
+    verified_at: datetime = field(default_factory=utc_now)
+
+    @property
+    def outcome(self) -> Outcome:
+        """fail first (a change not verified is a definite answer an error elsewhere cannot
+        undo), then error, then inconclusive; pass only when all is proven."""
+        if (not self.verifications or not all(v.verified for v in self.verifications)
+                or self.gaps or self.overblocking.status == "fail"):
+            return "fail"
+        if self.errors:
+            return "error"
+        if self.overblocking.status == "inconclusive":
+            return "inconclusive"
+        return "pass"
 
     @property
     def ok(self) -> bool:
-        """Every change verified, nothing over-blocked, the RCA complete and consistent."""
-        return (bool(self.verifications) and all(v.verified for v in self.verifications)
-                and not self.gaps and not self.overblocking)
+        """Every change verified, good behaviour replayed and none blocked, every case run,
+        the RCA complete and consistent."""
+        return self.outcome == "pass"
+
+    def record(self) -> Verification:
+        """The verification as the record ``verify --json`` writes."""
+        return Verification(
+            incident=self.incident.id, agent=self.incident.agent,
+            summary=self.incident.summary, verified_at=self.verified_at,
+            run_file=self.run_file, outcome=self.outcome,
+            changes=self.verifications, gaps=self.gaps, errors=self.errors,
+            overblocking=self.overblocking, control_diffs=self.control_diffs)
 
 
-def overblocking(evidence: Evidence, baseline: Controls, today: Controls) -> list[str]:
-    """Good behaviour the baseline let through that today's controls stop."""
+def overblocking(evidence: Evidence, baseline: Controls, today: Controls) -> OverBlocking:
+    """Good behaviour the baseline let through that today's controls stop.
+
+    With no good run to replay the answer is inconclusive, never "nothing over-blocked".
+    """
     found = []
     # Today's policy was enforced while the eval suite ran; what it denied there that the
     # baseline would have let through is what the changes over-block.
@@ -49,14 +133,30 @@ def overblocking(evidence: Evidence, baseline: Controls, today: Controls) -> lis
         if after.effect == "deny" and before.effect != "deny":
             found.append(f"{case_id}: good call {call.describe()} is now denied by "
                          f"{after.rule}: {after.reason}")
-    for case_id, run in evidence.good_runs():
+    good = evidence.good_runs()
+    for case_id, run in good:
         behaviour = Behaviour.of_run(run)
         before_verdict = rejection(judge_acceptance(baseline, behaviour))
         after_verdict = rejection(judge_acceptance(today, behaviour))
         if after_verdict.stopped and not before_verdict.stopped:
             found.append(f"{case_id}: a good run is now rejected by {after_verdict.rule}: "
                          f"{after_verdict.reason}")
-    return sorted(set(found))
+    suite = [r for r in evidence.results if r.case_id not in evidence.regression_ids]
+    not_replayed = [r.case_id for r in suite if r.outcome != "pass"]
+    if found:
+        return OverBlocking(status="fail", good_runs=len(good), found=sorted(set(found)),
+                            not_replayed=not_replayed,
+                            summary=f"{len(set(found))} good behaviour(s) over-blocked")
+    if not good:
+        why = ("the agent has no eval-suite case" if not suite
+               else f"none of its {len(suite)} eval-suite case(s) passed")
+        return OverBlocking(status="inconclusive", good_runs=0, not_replayed=not_replayed,
+                            summary=f"over-blocking inconclusive: {why}, so no good behaviour "
+                                    f"was replayed")
+    left = f"; {len(not_replayed)} case(s) gave none" if not_replayed else ""
+    return OverBlocking(status="pass", good_runs=len(good), not_replayed=not_replayed,
+                        summary=f"0 good behaviours over-blocked ({len(good)} good run(s) "
+                                f"replayed{left})")
 
 
 def control_diffs(baseline: Controls, today: Controls) -> dict[str, str]:
@@ -89,6 +189,9 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
         verifications=[verify_change(change, incident, cases, baseline, inputs, evidence)
                        for change in incident.control_changes],
         gaps=gaps,
+        errors=[finding for r in evidence.results if r.outcome == "error"
+                if (finding := case_finding(r)) is not None],
         overblocking=overblocking(evidence, baseline, inputs.controls),
         control_diffs=control_diffs(baseline, inputs.controls),
+        run_file=workspace.relative(evidence.run_file) if evidence.run_file else None,
     )

@@ -31,6 +31,7 @@ from gates._cli import (
     rca,
     report,
     restore,
+    runs,
     timeline,
     verify,
 )
@@ -54,8 +55,9 @@ def reinstate(click_ctx: click.Context, workspace_dir: Path | None, actor: str) 
 
 for module in (init, incident, contain, mode, capture, rca, verify, gate, restore, audit, demo):
     reinstate.add_command(module.command)
-# The investigation: logs in, the timeline, the scope of impact, the operating metrics.
-for module in (ingest, investigate, timeline, metrics):
+# The investigation: logs in, the runs they hold, the timeline, the scope of impact, the
+# operating metrics.
+for module in (ingest, runs, investigate, timeline, metrics):
     reinstate.add_command(module.command)
 # The eval engine on its own: run the suite, compare two runs.
 for module in (eval, diff):

@@ -1,0 +1,118 @@
+"""``reinstate runs list|show --logs FILE…``: the recorded runs, before anything is captured."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import click
+from rich.console import Console
+
+from evalsuite import LogFormat, Output, Reasoning, Step, ToolCall, ToolResult, UserInput, as_utc
+from gates._cli._common import ctx
+from gates._cli.ingest import FORMAT
+from gates._runs import LocatedRun, find_run, list_runs
+from regressions import short
+
+# Wide enough for a refund's arguments, short enough that a long conversation stays readable.
+WIDTH = 160
+# A log holds what users and tools sent: a terminal escape in it is shown, never obeyed.
+_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160)) if c != 10}
+
+LOGS = click.option("--logs", "logs", multiple=True, type=click.Path(path_type=Path),
+                    help="A log to read (repeatable; more may follow as arguments).")
+MORE_LOGS = click.argument("more_logs", nargs=-1, type=click.Path(path_type=Path))
+
+
+@click.group("runs")
+def command() -> None:
+    """The runs recorded in logs of any format ingest reads, with the step numbers
+    `capture --step` and `investigate` use."""
+
+
+@command.command("list")
+@LOGS
+@MORE_LOGS
+@FORMAT
+def list_command(logs: tuple[Path, ...], more_logs: tuple[Path, ...],
+                 fmt: LogFormat | Literal["auto"]) -> int:
+    """One line per run: its id, agent, number of steps, first time and where it starts."""
+    c = ctx()
+    runs = list_runs([*logs, *more_logs], fmt)
+    # Plain aligned lines, not a table: an id or a file:line is never folded, so it can be
+    # copied and grepped.
+    rows = [("run id", "agent", "steps", "first (UTC)", "where")] + [
+        (r.run_id, r.agent or "—", str(r.steps),
+         f"{r.first_at:%Y-%m-%d %H:%M:%S}" if r.first_at else "—", r.where) for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        c.out.print(f"{line}  {row[4]}".translate(_VISIBLE), markup=False, highlight=False)
+    c.out.print(f"{len(runs)} run(s)", highlight=False)
+    return 0
+
+
+@command.command("show")
+@click.argument("run_id")
+@LOGS
+@MORE_LOGS
+@FORMAT
+@click.option("--full", is_flag=True, help="Show every step whole (by default long ones are "
+                                           f"cut to {WIDTH} characters).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run as JSON: the run record and where each step was read.")
+def show_command(run_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...],
+                 fmt: LogFormat | Literal["auto"], full: bool, as_json: bool) -> int:
+    """Every step of RUN_ID with its number, kind, tool, arguments or result, and the
+    file:line it came from: the numbers to pass to `capture --step`."""
+    c = ctx()
+    found = find_run([*logs, *more_logs], run_id, fmt)
+    if as_json:
+        click.echo(found.model_dump_json(indent=2, exclude_none=True))
+    else:
+        show_run(c.out, found, full=full)
+    return 0
+
+
+def show_run(console: Console, found: LocatedRun, *, full: bool) -> None:
+    """The run's header, then each step: its number, kind and place, and what it holds."""
+    def say(line: str) -> None:
+        console.print(line.translate(_VISIBLE), markup=False, highlight=False)
+
+    run = found.run
+    agent = " ".join(p for p in (run.agent, run.agent_version) if p) or "agent not named"
+    started = as_utc(run.started_at)
+    when = f" · started {started:%Y-%m-%d %H:%M:%S} UTC" if started else ""
+    say(f"{run.run_id} · {agent}{when} · {len(run.steps)} step(s)")
+    if run.context:
+        say(f"  context: {_text(run.context)}")
+    if run.outcome is not None:
+        say(f"  outcome: {_text(run.outcome.model_dump(exclude_none=True))}")
+    for index, step in enumerate(run.steps):
+        where = found.places[index] if index < len(found.places) else ""
+        say(f"step {index}  {step.kind}  {where}")
+        text = step_text(step)
+        if full:
+            for line in text.split("\n"):
+                say(f"    {line}")
+        else:
+            say(f"    {short(text, WIDTH)}")
+
+
+def step_text(step: Step) -> str:
+    """What a step holds, whole: the words, the call with its arguments, or the result."""
+    if isinstance(step, UserInput | Reasoning | Output):
+        return step.content
+    if isinstance(step, ToolCall):
+        return step.describe()
+    assert isinstance(step, ToolResult)
+    name = step.tool or "result"
+    blocked = " (blocked)" if step.blocked else ""
+    if step.error is not None:
+        return f"{name} → error{blocked}: {step.error}"
+    return f"{name} → {_text(step.result)}"
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)

@@ -1,0 +1,122 @@
+"""`reinstate runs list|show`: the recorded runs and their step numbers, before any capture."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from gates import Workspace
+from tests.conftest import RunCli
+from tests.helpers import LOG, contained
+
+DATA = Path(__file__).parent.parent / "data" / "logs"
+OPENAI = DATA / "refund-agent.openai.jsonl"
+
+
+def _steps(stdout: str) -> list[tuple[int, str, str]]:
+    """(number, kind, what) for each step `runs show` printed."""
+    lines = stdout.splitlines()
+    return [(int(m[1]), m[2], lines[i + 1].strip())
+            for i, line in enumerate(lines) if (m := re.match(r"step (\d+)  (\w+)  ", line))]
+
+
+def test_show_numbers_steps_as_capture_does(example: Workspace, cli: RunCli) -> None:
+    """The step numbers runs show prints pick out the same steps when passed to capture."""
+    shown = cli("runs", "show", "run-7f3a97", "--logs", LOG, cwd=example.root)
+    assert shown.returncode == 0, shown.stderr
+    assert f"step 4  tool_call  {LOG}:12" in shown.stdout
+    steps = _steps(shown.stdout)
+    assert [n for n, _, _ in steps] == list(range(9))
+    incident_id = contained(example)
+    captured = cli("capture", incident_id, "--run", LOG, "--run-id", "run-7f3a97",
+                   "--step", "4", "--step", "8", "--tag", "prompt_injection", cwd=example.root)
+    assert captured.returncode == 0, captured.stderr
+    case = next((example.root / "regressions" / "refund-agent").glob("*.yaml")).read_text()
+    assert "no-repeat-step-4" in case and "acceptable-output-step-8" in case
+    assert steps[4][1:] == ("tool_call", "issue_refund(order_id='A-1001', amount=1250.0, "
+                                         "currency='USD', refund_to='store_credit:C-7731', "
+                                         "reason='customer request')")
+    assert steps[8][1] == "output"
+
+
+def test_long_steps_are_cut_unless_full(example: Workspace, cli: RunCli) -> None:
+    """A long user turn is cut with an ellipsis by default and shown whole with --full."""
+    cut = cli("runs", "show", "run-7f3a97", "--logs", LOG, cwd=example.root)
+    whole = cli("runs", "show", "run-7f3a97", "--logs", LOG, "--full", cwd=example.root)
+    assert _steps(cut.stdout)[0][2].endswith("…")
+    assert "Thanks!" not in cut.stdout
+    assert _steps(whole.stdout)[0][2].endswith("Thanks!")
+
+
+def test_openai_log_shows_the_same_steps_once_ingested(tmp_path: Path, cli: RunCli) -> None:
+    """An OpenAI conversation shows, outside any workspace, the steps and numbers its native
+    copy (what capture reads) shows, each with the message it came from."""
+    native = tmp_path / "native.jsonl"
+    assert cli("ingest", str(OPENAI), "--out", str(native), cwd=tmp_path).returncode == 0
+    raw = cli("runs", "show", "chatcmpl-run-001", str(OPENAI), "--full", cwd=tmp_path)
+    copy = cli("runs", "show", "chatcmpl-run-001", "--logs", "native.jsonl", "--full",
+               cwd=tmp_path)
+    assert raw.returncode == 0, raw.stderr
+    assert _steps(raw.stdout) == _steps(copy.stdout)
+    assert len(_steps(raw.stdout)) >= 5
+    assert "refund-agent.openai.jsonl:1 $.messages[1]" in raw.stdout
+    assert "native.jsonl:2" in copy.stdout
+
+
+def test_show_json_prints_the_run_and_each_steps_place(example: Workspace,
+                                                       cli: RunCli) -> None:
+    """--json prints the run record with one file:line per step."""
+    result = cli("runs", "show", "run-7f3a97", "--logs", LOG, "--json", cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["run"]["run_id"] == "run-7f3a97"
+    assert shown["run"]["steps"][4]["tool"] == "issue_refund"
+    assert shown["places"] == [f"{LOG}:{line}" for line in range(8, 17)]
+
+
+def test_list_names_every_run_of_every_log(example: Workspace, cli: RunCli) -> None:
+    """runs list gives each run's id, agent, steps, first time and where it starts."""
+    result = cli("runs", "list", "--logs", LOG, "--logs", str(OPENAI), cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:-1]}
+    assert rows["run-7f3a97"] == ["run-7f3a97", "refund-agent", "9", "2026-11-25",
+                                  "21:09:11", f"{LOG}:7"]
+    assert rows["legacy-run-002"][1:3] == ["—", "5"]
+    assert rows["legacy-run-002"][-1].endswith("refund-agent.openai.jsonl:2")
+    assert result.stdout.splitlines()[-1] == f"{len(rows)} run(s)"
+
+
+def test_unknown_run_id_names_the_logs_and_the_nearest_ids(example: Workspace,
+                                                           cli: RunCli) -> None:
+    """A mistyped run id is one line, exit 2, naming the logs searched and the nearest ids."""
+    result = cli("runs", "show", "run-7f3a9", "--logs", LOG, cwd=example.root)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert f"no run 'run-7f3a9' in {LOG}; nearest: " in result.stderr
+    assert "run-7f3a97" in result.stderr
+
+
+def test_unreadable_log_names_the_file_and_line(example: Workspace, cli: RunCli) -> None:
+    """A log with a broken record is one line, exit 2, naming its file and line."""
+    good = (example.root / LOG).read_text().splitlines()[:2]
+    broken = '{"run_id": "run-7f3a91", "kind": "tool_call"'
+    (example.root / "broken.jsonl").write_text("\n".join([*good, broken]) + "\n")
+    for args in (["show", "run-7f3a91"], ["list"]):
+        result = cli("runs", *args, "--logs", "broken.jsonl", cwd=example.root)
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert "broken.jsonl:3" in result.stderr
+
+
+def test_a_terminal_escape_in_a_log_is_shown_not_obeyed(example: Workspace,
+                                                        cli: RunCli) -> None:
+    """An escape sequence a user typed into a logged turn is printed as text."""
+    log = example.root / LOG
+    log.write_text(log.read_text().replace("Where is my order A-1002?",
+                                           "Where is \\u001b[2Jmy order?"))
+    result = cli("runs", "show", "run-7f3a91", "--logs", LOG, cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "Where is \\x1b[2Jmy order?" in result.stdout
+    assert "\x1b" not in result.stdout
