@@ -23,9 +23,9 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from evalsuite._errors import did_you_mean
 from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserInput
@@ -117,12 +117,19 @@ def known_functions() -> frozenset[str]:
 
 
 @lru_cache(maxsize=2048)
-def _compile(source: str) -> tuple[Any, bool]:
-    """The program, and whether it needs the extension functions (which cost a context)."""
+def _compile(source: str) -> tuple[Any, bool, tuple[str, ...]]:
+    """The program, whether it needs the extension functions (which cost a context), and
+    the names it reads (comprehension variables among them)."""
     import cel
 
     program = cel.compile(source)
-    return program, bool(set(program.functions()) & set(_stdlib()))
+    return (program, bool(set(program.functions()) & set(_stdlib())),
+            tuple(program.variables()))
+
+
+def variables_read(source: str) -> tuple[str, ...]:
+    """The names a checked expression reads: only these need a value to evaluate it."""
+    return _compile(source)[2]
 
 
 def check_expression(source: str, variables: Sequence[str]) -> str:
@@ -131,7 +138,7 @@ def check_expression(source: str, variables: Sequence[str]) -> str:
         raise ValueError(f"expression too long: {len(source):,} characters, expected at most "
                          f"{MAX_EXPRESSION_CHARS:,}")
     try:
-        program, _ = _compile(source)
+        program, _, _ = _compile(source)
     except (ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]
         raise ValueError(f"invalid CEL expression: {first}") from None
@@ -198,21 +205,339 @@ def _after_string(source: str, start: int) -> int:
 
 def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
     """Evaluate a checked expression; any failure, or reading more data than
-    :data:`MAX_DATA_READ`, is :class:`ExpressionFailed`."""
+    :data:`MAX_DATA_READ`, is :class:`ExpressionFailed`.
+
+    Only the variables the expression reads are taken from ``activation`` and handed to
+    CEL, which copies each into values of its own, so a :class:`Variables` makes only
+    those. The others are still looked at: when one holds something CEL cannot take (not
+    plain JSON data), every variable is handed over, as CEL always had them, and the
+    expression fails closed as it always did. A :class:`Variables` whose history is a
+    :class:`~evalsuite.History` hands CEL each step of it once per run (see
+    :class:`_Blocks`), not once per evaluation.
+    """
     budget = _DataBudget(activation)
     try:
         import cel
 
-        program, extended = _compile(source)
-        context = cel.Context(variables=dict(activation),
-                              functions=_stdlib() if extended else None)
-        context.set_variable_resolver(budget.resolve)
-        value = program.execute(context)
+        program, extended, names = _compile(source)
+        variables = {name: activation[name] for name in names if name in activation}
+        blocks = None
+        if len(variables) < len(activation) and not _rest_is_plain(activation, variables):
+            variables = dict(activation)  # CEL refuses some of it: let it say so, as ever
+        else:
+            blocks = _blocks_for(source, activation, variables, extended)
+        if blocks is not None:
+            value = blocks.execute(source, variables, budget)
+        else:
+            context = cel.Context(variables=variables,
+                                  functions=_stdlib() if extended else None)
+            context.set_variable_resolver(budget.resolve)
+            value = program.execute(context)
     except Exception as exc:  # the CEL runtime raises several types; all mean "no answer"
         raise ExpressionFailed(budget.reason or f"{type(exc).__name__}: {exc}") from None
     if budget.reason:
         raise ExpressionFailed(budget.reason)
     return value
+
+
+class _Steps(Protocol):
+    """What the block-wise conversion needs of a :class:`~evalsuite.History`."""
+
+    memo: dict[Any, Any]
+
+    def data(self) -> list[dict[str, Any]]: ...
+
+    def plain(self) -> bool: ...
+
+
+BLOCK = 16
+"""Steps per block of history handed to CEL once per run."""
+BLOCKS_PER_SPAN = 16
+"""Blocks per span: a finished span is handed over once more, as one variable, so that an
+expression names a few variables however long the run (two conversions per step)."""
+_SPAN = BLOCK * BLOCKS_PER_SPAN
+_TAIL = "__history_tail"
+
+
+def _blocks_for(source: str, activation: Mapping[str, Any], variables: dict[str, Any],
+                extended: bool) -> _Blocks | None:
+    """The run's blocks when the expression reads a long, plain :class:`History`."""
+    if not isinstance(activation, Variables) or "history" not in variables:
+        return None
+    steps = activation.steps
+    if steps is None or len(variables["history"]) < BLOCK or not steps.plain():
+        return None
+    if _variant(source, 0) is None:
+        return None
+    key = (_Blocks, tuple(activation), extended)
+    blocks = steps.memo.get(key)
+    if blocks is None:
+        blocks = steps.memo[key] = _Blocks(extended)
+    return blocks
+
+
+class _Blocks:
+    """A run's history in CEL's own values, handed over block by block, once per block.
+
+    CEL copies every variable it is given into values of its own, and for a list of maps
+    that copy costs far more than the expression (tens of microseconds a step). Handing
+    the history over whole for every evaluation makes a run of n steps cost n² copies.
+    Instead, one CEL context per run keeps the history in blocks of :data:`BLOCK` steps
+    (and finished spans of :data:`BLOCKS_PER_SPAN` blocks as one variable each), and the
+    expression is evaluated as written with ``history`` read as their concatenation
+    (:func:`_variant`), which CEL makes from values it already holds. Only the steps since
+    the last full block are handed over per evaluation. The data budget sees the same
+    reads: every read of ``history`` is a read of every block, whose sizes add up to the
+    history's.
+    """
+
+    def __init__(self, extended: bool) -> None:
+        import cel
+
+        self._context = cel.Context(functions=_stdlib() if extended else None)
+        self._spans = 0  # spans handed over
+        self._blocks = 0  # blocks of the current span handed over
+        self._filled = 0  # block variables holding steps (the rest hold [])
+        for index in range(BLOCKS_PER_SPAN):
+            self._context.add_variable(_block(index), [])
+
+    def execute(self, source: str, variables: dict[str, Any], budget: _DataBudget) -> Any:
+        """Evaluate ``source`` with ``variables``, its history read from the blocks."""
+        data = variables["history"]
+        self._catch_up(data)
+        variant = _variant(source, self._spans)
+        assert variant is not None
+        for name, value in variables.items():
+            if name != "history":
+                self._context.add_variable(name, value)
+        done = (len(data) // BLOCK) * BLOCK
+        self._context.add_variable(_TAIL, data[done:])
+        budget.chunks = _Chunks(data, self._spans)
+        self._context.set_variable_resolver(budget.resolve)
+        try:
+            return variant.execute(self._context)
+        finally:  # the context outlives this evaluation: let go of its budget
+            self._context.set_variable_resolver(_read_as_given)
+
+    def _catch_up(self, data: list[dict[str, Any]]) -> None:
+        full = len(data) // BLOCK
+        spans = full // BLOCKS_PER_SPAN
+        while self._spans < spans:
+            start = self._spans * _SPAN
+            self._context.add_variable(_span(self._spans), data[start:start + _SPAN])
+            self._spans += 1
+            self._blocks = 0
+        for index in range(full - spans * BLOCKS_PER_SPAN, self._filled):
+            self._context.add_variable(_block(index), [])  # its steps are in a span now
+        self._filled = min(self._filled, full - spans * BLOCKS_PER_SPAN)
+        while self._blocks < full - spans * BLOCKS_PER_SPAN:
+            start = spans * _SPAN + self._blocks * BLOCK
+            self._context.add_variable(_block(self._blocks), data[start:start + BLOCK])
+            self._blocks += 1
+        self._filled = max(self._filled, self._blocks)
+
+
+def _read_as_given(name: str) -> None:
+    """A resolver that reads every variable as it was given."""
+    return None
+
+
+def _span(index: int) -> str:
+    return f"__history_span{index}"
+
+
+def _block(index: int) -> str:
+    return f"__history_block{index}"
+
+
+class _Chunks:
+    """The history's pieces by variable name, for the data budget to size."""
+
+    def __init__(self, data: list[dict[str, Any]], spans: int) -> None:
+        self._data = data
+        self._spans = spans
+
+    def get(self, name: str) -> Any:
+        done = (len(self._data) // BLOCK) * BLOCK
+        if name == _TAIL:
+            return self._data[done:]
+        if name.startswith("__history_span"):
+            start = int(name.removeprefix("__history_span")) * _SPAN
+            return self._data[start:start + _SPAN]
+        start = self._spans * _SPAN + int(name.removeprefix("__history_block")) * BLOCK
+        return self._data[start:min(start + BLOCK, done)] if start < done else []
+
+
+def _concatenation(names: Sequence[str]) -> str:
+    """``names`` added together, balanced so CEL copies each item about log(n) times."""
+    if len(names) == 1:
+        return names[0]
+    middle = len(names) // 2
+    return f"({_concatenation(names[:middle])} + {_concatenation(names[middle:])})"
+
+
+@lru_cache(maxsize=4096)
+def _variant(source: str, spans: int) -> Any | None:
+    """``source`` compiled with every read of the variable ``history`` replaced by the
+    concatenation of the run's blocks, or None when that cannot be done for sure (the
+    source names ``history`` as a comprehension's variable, or already mentions a block,
+    or the replaced program does not read exactly the variables it should)."""
+    import cel
+
+    if "__history" in source or "history" in _BOUND.findall(source):
+        return None
+    names = [*(_span(i) for i in range(spans)), *(_block(i) for i in range(BLOCKS_PER_SPAN)),
+             _TAIL]
+    replaced = _replace_history(source, f"({_concatenation(names)})")
+    if replaced is None:
+        return None
+    try:
+        program = cel.compile(replaced)
+    except Exception:  # the replacement broke it: evaluate the history whole instead
+        return None
+    original = set(_compile(source)[2])
+    if set(program.variables()) != (original - {"history"}) | set(names):
+        return None
+    return program
+
+
+def _replace_history(source: str, replacement: str) -> str | None:
+    """``source`` with each identifier ``history`` that is not a field (``x.history``)
+    replaced; string literals and comments are left alone. None when there is none."""
+    out: list[str] = []
+    index = found = 0
+    while index < len(source):
+        char = source[index]
+        if char in "'\"":
+            end = _after_string(source, index)
+            out.append(source[index:end])
+            index = end
+            continue
+        if source.startswith("//", index):
+            end = source.find("\n", index)
+            end = len(source) if end < 0 else end
+            out.append(source[index:end])
+            index = end
+            continue
+        if char.isalpha() or char == "_":
+            end = index
+            while end < len(source) and (source[end].isalnum() or source[end] == "_"):
+                end += 1
+            word = source[index:end]
+            before = source[:index].rstrip()
+            if word == "history" and not before.endswith((".", ".?")):
+                out.append(replacement)
+                found += 1
+            else:
+                out.append(word)
+            index = end
+            continue
+        if char.isdigit():  # a number's letters (1e5, 0x1F, 2u) are not identifiers
+            end = index
+            while end < len(source) and (source[end].isalnum() or source[end] in "._"):
+                end += 1
+            out.append(source[index:end])
+            index = end
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out) if found else None
+
+
+class Variables(Mapping[str, Any]):
+    """Variables for expressions, each made on first read and kept.
+
+    ``makers`` give each variable's value; ``plain`` may say, for some of them, whether
+    the value is plain data without looking at all of it (a :class:`~evalsuite.History`
+    knows this of its steps). Iteration follows ``makers``' order.
+    """
+
+    __slots__ = ("_made", "_makers", "_plain", "steps")
+
+    def __init__(self, makers: Mapping[str, Callable[[], Any]],
+                 plain: Mapping[str, Callable[[], bool]] | None = None, *,
+                 steps: _Steps | None = None) -> None:
+        self._makers = makers
+        self._plain = plain or {}
+        self._made: dict[str, Any] = {}
+        self.steps = steps
+        """The :class:`~evalsuite.History` that ``history`` is the data of, if it is one:
+        its steps are then handed to CEL once per run."""
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._made[name]
+        except KeyError:
+            value = self._made[name] = self._makers[name]()
+            return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._makers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def is_plain(self, name: str) -> bool:
+        """Whether the variable is plain data CEL surely takes."""
+        known = self._plain.get(name)
+        return known() if known is not None else is_plain(self[name])
+
+
+def _rest_is_plain(activation: Mapping[str, Any], read: Mapping[str, Any]) -> bool:
+    """Whether every variable the expression does not read is plain data."""
+    for name in activation:
+        if name in read:
+            continue
+        plain = (activation.is_plain(name) if isinstance(activation, Variables)
+                 else is_plain(activation[name]))
+        if not plain:
+            return False
+    return True
+
+
+_INT_RANGE = range(-(2**63), 2**64)  # CEL's int and uint
+_PLAIN_DEPTH = 64
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is plain JSON data that CEL surely converts: None, bools, ints
+    that fit CEL's int or uint, floats, UTF-8 strings, lists, and maps with string keys,
+    nested at most 64 deep. False for anything else, which may or may not convert."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _utf8(item):
+                return False
+        elif item is None or kind is bool or kind is float:
+            continue
+        elif kind is int:
+            if item not in _INT_RANGE:
+                return False
+        elif depth >= _PLAIN_DEPTH:
+            return False
+        elif kind is dict:
+            for key, inner in item.items():
+                if type(key) is not str or not (key.isascii() or _utf8(key)):
+                    return False
+                stack.append((inner, depth + 1))
+        elif kind is list:
+            stack.extend((inner, depth + 1) for inner in item)
+        else:
+            return False
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from a log's "\ud800"
+        return False
+    return True
 
 
 class _DataBudget:
@@ -228,6 +553,7 @@ class _DataBudget:
 
     def __init__(self, activation: Mapping[str, Any]) -> None:
         self._activation = activation
+        self.chunks: _Chunks | None = None  # the history's blocks, when read block-wise
         self._read: set[str] = set()
         self._sizes: dict[str, int] = {}
         self._spent = 0
@@ -241,7 +567,9 @@ class _DataBudget:
             self._read.add(name)
             return None
         if name not in self._sizes:
-            self._sizes[name] = _data_size(self._activation.get(name))
+            value = (self.chunks.get(name) if self.chunks is not None
+                     and name.startswith("__history") else self._activation.get(name))
+            self._sizes[name] = _data_size(value)
         self._spent += self._sizes[name]
         if self._spent > MAX_DATA_READ:
             self.reason = (f"the expression read its variables over and over, more than "
@@ -280,19 +608,21 @@ def steps_as_data(steps: Sequence[Step]) -> list[dict[str, Any]]:
     so rules can say ``s.tool == "lookup_order"``.
     """
     tools: dict[str, str] = {}
-    data: list[dict[str, Any]] = []
-    for step in steps:
-        if isinstance(step, UserInput | Reasoning | Output):
-            data.append({"kind": step.kind, "content": step.content})
-        elif isinstance(step, ToolCall):
-            if step.call_id is not None:
-                tools[step.call_id] = step.tool
-            data.append({"kind": step.kind, "tool": step.tool, "arguments": step.arguments})
-        else:
-            assert isinstance(step, ToolResult)
-            name = step.tool or tools.get(step.call_id or "", "")
-            item: dict[str, Any] = {"kind": step.kind, "tool": name, "result": step.result}
-            if step.error is not None:
-                item["error"] = step.error
-            data.append(item)
-    return data
+    return [step_as_data(step, tools) for step in steps]
+
+
+def step_as_data(step: Step, tools: dict[str, str]) -> dict[str, Any]:
+    """One step as :func:`steps_as_data` shows it; ``tools`` maps the call ids seen so far
+    to their tools, and a call adds its own."""
+    if isinstance(step, UserInput | Reasoning | Output):
+        return {"kind": step.kind, "content": step.content}
+    if isinstance(step, ToolCall):
+        if step.call_id is not None:
+            tools[step.call_id] = step.tool
+        return {"kind": step.kind, "tool": step.tool, "arguments": step.arguments}
+    assert isinstance(step, ToolResult)
+    name = step.tool or tools.get(step.call_id or "", "")
+    item: dict[str, Any] = {"kind": step.kind, "tool": name, "result": step.result}
+    if step.error is not None:
+        item["error"] = step.error
+    return item

@@ -26,9 +26,8 @@ from evalsuite import Behaviour, Output, Step, ToolCall
 from gates._controls import Controls
 from gates._policy import (
     Decision,
+    acceptance_decision,
     decide_call,
-    judge_acceptance,
-    rejection,
     route_call,
     route_output,
     stop_or_route,
@@ -62,7 +61,7 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
         if behaviour is None:
             return Decision(effect="allow", rule="acceptance",
                             reason=f"a {_kind(step)} step is not judged")
-        return rejection(judge_acceptance(controls, behaviour))
+        return acceptance_decision(controls, behaviour)
     if isinstance(step, Behaviour):
         raise ValueError(f"the {layer} layer replays one step, not a whole behaviour")
     if layer == "permissions":
@@ -82,10 +81,11 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
 
 
 def _behaviour_of(step: Step) -> Behaviour | None:
+    # The step is a validated record: no need to validate it again.
     if isinstance(step, ToolCall):
-        return Behaviour(tool_calls=[step])
+        return Behaviour.model_construct(tool_calls=[step])
     if isinstance(step, Output):
-        return Behaviour(output=step.content)
+        return Behaviour.model_construct(output=step.content)
     return None
 
 
