@@ -125,8 +125,7 @@ def route_call(controls: Controls, call: ToolCall, history: Sequence[Step] = (),
                context: dict[str, Any] | None = None) -> Decision:
     """Whether a tool call reaches a human first: review.yaml rules, then permission conditions."""
     situation = Situation(history=history, context=context or {}, call=call)
-    # A validated call needs no validating again; judged only if a rule asks.
-    judgements = _Judgements(controls, Behaviour.model_construct(tool_calls=[call]))
+    judgements = _Judgements(controls, Behaviour(tool_calls=[call]))  # judged if a rule asks
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to == "tool_call" and _call_matches(controls, rule, call, judgements,
                                                             situation):

@@ -81,11 +81,10 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
 
 
 def _behaviour_of(step: Step) -> Behaviour | None:
-    # The step is a validated record: no need to validate it again.
     if isinstance(step, ToolCall):
-        return Behaviour.model_construct(tool_calls=[step])
+        return Behaviour(tool_calls=[step])
     if isinstance(step, Output):
-        return Behaviour.model_construct(output=step.content)
+        return Behaviour(output=step.content)
     return None
 
 
