@@ -76,11 +76,14 @@ from evalsuite._expressions import (
     MAX_LIST_ITEMS,
     MAX_STRING_CHARS,
     ExpressionFailed,
+    Variables,
     check_expression,
     evaluate,
     evaluate_bool,
+    is_plain,
     steps_as_data,
 )
+from evalsuite._history import History
 
 # Importing each adapter module registers its kind.
 from evalsuite._http_adapter import HttpAdapter
@@ -200,6 +203,7 @@ __all__ = [
     "ExpressionCriterion",
     "ExpressionFailed",
     "FieldBounds",
+    "History",
     "HttpAdapter",
     "HttpAdapterSpec",
     "InvalidInput",
@@ -260,6 +264,7 @@ __all__ = [
     "TrialResult",
     "Usage",
     "UserInput",
+    "Variables",
     "as_utc",
     "behaviour_data",
     "build_adapter",
@@ -280,6 +285,7 @@ __all__ = [
     "evaluate",
     "evaluate_bool",
     "every_trial",
+    "is_plain",
     "isolation_of",
     "json_path",
     "judge_all",

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -117,12 +117,19 @@ def known_functions() -> frozenset[str]:
 
 
 @lru_cache(maxsize=2048)
-def _compile(source: str) -> tuple[Any, bool]:
-    """The program, and whether it needs the extension functions (which cost a context)."""
+def _compile(source: str) -> tuple[Any, bool, tuple[str, ...]]:
+    """The program, whether it needs the extension functions (which cost a context), and
+    the names it reads (comprehension variables among them)."""
     import cel
 
     program = cel.compile(source)
-    return program, bool(set(program.functions()) & set(_stdlib()))
+    return (program, bool(set(program.functions()) & set(_stdlib())),
+            tuple(program.variables()))
+
+
+def variables_read(source: str) -> tuple[str, ...]:
+    """The names a checked expression reads: only these need a value to evaluate it."""
+    return _compile(source)[2]
 
 
 def check_expression(source: str, variables: Sequence[str]) -> str:
@@ -131,7 +138,7 @@ def check_expression(source: str, variables: Sequence[str]) -> str:
         raise ValueError(f"expression too long: {len(source):,} characters, expected at most "
                          f"{MAX_EXPRESSION_CHARS:,}")
     try:
-        program, _ = _compile(source)
+        program, _, _ = _compile(source)
     except (ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]
         raise ValueError(f"invalid CEL expression: {first}") from None
@@ -198,14 +205,23 @@ def _after_string(source: str, start: int) -> int:
 
 def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
     """Evaluate a checked expression; any failure, or reading more data than
-    :data:`MAX_DATA_READ`, is :class:`ExpressionFailed`."""
+    :data:`MAX_DATA_READ`, is :class:`ExpressionFailed`.
+
+    Only the variables the expression reads are taken from ``activation`` and handed to
+    CEL, which copies each into values of its own, so a :class:`Variables` makes only
+    those. The others are still looked at: when one holds something CEL cannot take (not
+    plain JSON data), every variable is handed over, as CEL always had them, and the
+    expression fails closed as it always did.
+    """
     budget = _DataBudget(activation)
     try:
         import cel
 
-        program, extended = _compile(source)
-        context = cel.Context(variables=dict(activation),
-                              functions=_stdlib() if extended else None)
+        program, extended, names = _compile(source)
+        variables = {name: activation[name] for name in names if name in activation}
+        if len(variables) < len(activation) and not _rest_is_plain(activation, variables):
+            variables = dict(activation)  # CEL refuses some of it: let it say so, as ever
+        context = cel.Context(variables=variables, functions=_stdlib() if extended else None)
         context.set_variable_resolver(budget.resolve)
         value = program.execute(context)
     except Exception as exc:  # the CEL runtime raises several types; all mean "no answer"
@@ -213,6 +229,98 @@ def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
     if budget.reason:
         raise ExpressionFailed(budget.reason)
     return value
+
+
+class Variables(Mapping[str, Any]):
+    """Variables for expressions, each made on first read and kept.
+
+    ``makers`` give each variable's value; ``plain`` may say, for some of them, whether
+    the value is plain data without looking at all of it (a :class:`~evalsuite.History`
+    knows this of its steps). Iteration follows ``makers``' order.
+    """
+
+    __slots__ = ("_made", "_makers", "_plain")
+
+    def __init__(self, makers: Mapping[str, Callable[[], Any]],
+                 plain: Mapping[str, Callable[[], bool]] | None = None) -> None:
+        self._makers = makers
+        self._plain = plain or {}
+        self._made: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._made[name]
+        except KeyError:
+            value = self._made[name] = self._makers[name]()
+            return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._makers
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+    def is_plain(self, name: str) -> bool:
+        """Whether the variable is plain data CEL surely takes."""
+        known = self._plain.get(name)
+        return known() if known is not None else is_plain(self[name])
+
+
+def _rest_is_plain(activation: Mapping[str, Any], read: Mapping[str, Any]) -> bool:
+    """Whether every variable the expression does not read is plain data."""
+    for name in activation:
+        if name in read:
+            continue
+        plain = (activation.is_plain(name) if isinstance(activation, Variables)
+                 else is_plain(activation[name]))
+        if not plain:
+            return False
+    return True
+
+
+_INT_RANGE = range(-(2**63), 2**64)  # CEL's int and uint
+_PLAIN_DEPTH = 64
+
+
+def is_plain(value: Any) -> bool:
+    """Whether ``value`` is plain JSON data that CEL surely converts: None, bools, ints
+    that fit CEL's int or uint, floats, UTF-8 strings, lists, and maps with string keys,
+    nested at most 64 deep. False for anything else, which may or may not convert."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is str:
+            if not item.isascii() and not _utf8(item):
+                return False
+        elif item is None or kind is bool or kind is float:
+            continue
+        elif kind is int:
+            if item not in _INT_RANGE:
+                return False
+        elif depth >= _PLAIN_DEPTH:
+            return False
+        elif kind is dict:
+            for key, inner in item.items():
+                if type(key) is not str or not (key.isascii() or _utf8(key)):
+                    return False
+                stack.append((inner, depth + 1))
+        elif kind is list:
+            stack.extend((inner, depth + 1) for inner in item)
+        else:
+            return False
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, from a log's "\ud800"
+        return False
+    return True
 
 
 class _DataBudget:
@@ -280,19 +388,21 @@ def steps_as_data(steps: Sequence[Step]) -> list[dict[str, Any]]:
     so rules can say ``s.tool == "lookup_order"``.
     """
     tools: dict[str, str] = {}
-    data: list[dict[str, Any]] = []
-    for step in steps:
-        if isinstance(step, UserInput | Reasoning | Output):
-            data.append({"kind": step.kind, "content": step.content})
-        elif isinstance(step, ToolCall):
-            if step.call_id is not None:
-                tools[step.call_id] = step.tool
-            data.append({"kind": step.kind, "tool": step.tool, "arguments": step.arguments})
-        else:
-            assert isinstance(step, ToolResult)
-            name = step.tool or tools.get(step.call_id or "", "")
-            item: dict[str, Any] = {"kind": step.kind, "tool": name, "result": step.result}
-            if step.error is not None:
-                item["error"] = step.error
-            data.append(item)
-    return data
+    return [step_as_data(step, tools) for step in steps]
+
+
+def step_as_data(step: Step, tools: dict[str, str]) -> dict[str, Any]:
+    """One step as :func:`steps_as_data` shows it; ``tools`` maps the call ids seen so far
+    to their tools, and a call adds its own."""
+    if isinstance(step, UserInput | Reasoning | Output):
+        return {"kind": step.kind, "content": step.content}
+    if isinstance(step, ToolCall):
+        if step.call_id is not None:
+            tools[step.call_id] = step.tool
+        return {"kind": step.kind, "tool": step.tool, "arguments": step.arguments}
+    assert isinstance(step, ToolResult)
+    name = step.tool or tools.get(step.call_id or "", "")
+    item: dict[str, Any] = {"kind": step.kind, "tool": name, "result": step.result}
+    if step.error is not None:
+        item["error"] = step.error
+    return item

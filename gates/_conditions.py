@@ -7,26 +7,26 @@ be evaluated counts as holding, so a broken rule stops the call instead of wavin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import copy
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from evalsuite import (
     ExpressionFailed,
+    History,
     Predicate,
     Record,
     Step,
     ToolCall,
-    UserInput,
+    Variables,
     call_predicate,
     check_expression,
     check_json_schema,
     check_predicate_path,
     evaluate_bool,
     schema_violation,
-    steps_as_data,
 )
 
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -34,30 +34,73 @@ CALL_VARIABLES = ("tool", "args", "history", "context", "user_inputs")
 OUTPUT_VARIABLES = ("output", "history", "context", "user_inputs")
 
 
-@dataclass
 class Situation:
-    """What a condition may look at: the call or output, and the run before it."""
+    """What a condition may look at: the call or output, and the run before it.
 
-    history: Sequence[Step] = ()
-    context: dict[str, Any] = field(default_factory=dict)
-    call: ToolCall | None = None
-    output: str | None = None
-    _data: dict[str, Any] | None = None
+    Its variables are made when a condition first reads them, and only those a condition
+    reads: an expression over ``args`` never converts the history. Give a
+    :class:`~evalsuite.History` to reuse the run's data made once per step.
+    """
+
+    __slots__ = ("_variables", "call", "context", "history", "output")
+
+    def __init__(self, history: Sequence[Step] = (), context: dict[str, Any] | None = None,
+                 call: ToolCall | None = None, output: str | None = None) -> None:
+        self.history = history
+        self.context = context if context is not None else {}
+        self.call = call
+        self.output = output
+        self._variables: Variables | None = None
+
+    def variables(self) -> Variables:
+        """The variables expressions see, each made on first read and kept."""
+        if self._variables is None:
+            past = _Past(self.history)
+            makers: dict[str, Callable[[], Any]] = {
+                "history": past.data, "context": lambda: self.context,
+                "user_inputs": past.user_inputs,
+            }
+            call, output = self.call, self.output
+            if call is not None:
+                makers |= {"tool": lambda: call.tool, "args": lambda: call.arguments}
+            if output is not None:
+                makers["output"] = lambda: output
+            self._variables = Variables(
+                makers, {"history": past.plain, "user_inputs": past.plain})
+        return self._variables
 
     def data(self) -> dict[str, Any]:
-        """The variables expressions and predicates see (built once, on first use)."""
-        if self._data is None:
-            data: dict[str, Any] = {
-                "history": steps_as_data(self.history),
-                "context": self.context,
-                "user_inputs": [s.content for s in self.history if isinstance(s, UserInput)],
-            }
-            if self.call is not None:
-                data |= {"tool": self.call.tool, "args": self.call.arguments}
-            if self.output is not None:
-                data["output"] = self.output
-            self._data = data
-        return self._data
+        """Every variable, as a predicate is given them: a copy of its own, so a predicate
+        that changes what it was given changes nothing another condition reads."""
+        variables = self.variables()
+        return copy.deepcopy({name: variables[name] for name in variables})
+
+
+class _Past:
+    """The run before the situation, converted to data at most once, on first need."""
+
+    __slots__ = ("_history", "_plain", "_steps")
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self._steps = steps
+        self._history: History | None = steps if isinstance(steps, History) else None
+        self._plain: bool | None = None
+
+    def _of(self) -> History:
+        if self._history is None:
+            self._history = History(self._steps)
+        return self._history
+
+    def data(self) -> list[dict[str, Any]]:
+        return self._of().data()
+
+    def user_inputs(self) -> list[str]:
+        return self._of().user_inputs()
+
+    def plain(self) -> bool:
+        if self._plain is None:
+            self._plain = self._of().plain()
+        return self._plain
 
 
 class Condition(Record):
@@ -110,7 +153,7 @@ class Condition(Record):
             call = situation.call
             return call is not None and schema_violation(self.arguments, call.arguments) is None
         if self.expression is not None:
-            return evaluate_bool(self.expression, situation.data())
+            return evaluate_bool(self.expression, situation.variables())
         assert self.predicate is not None
         return call_predicate(self._function, self.predicate, situation.data())
 

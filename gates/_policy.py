@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, overload
 
 from evalsuite import (
     Behaviour,
@@ -76,7 +76,42 @@ def judge_acceptance(controls: Controls, behaviour: Behaviour) -> list[Judgement
     return judge_all(controls.acceptance.criteria, behaviour)
 
 
-def rejection(judgements: list[Judgement]) -> Decision:
+def acceptance_decision(controls: Controls, behaviour: Behaviour) -> Decision:
+    """``rejection(judge_acceptance(controls, behaviour))``, judging criteria only up to
+    the first that fails."""
+    return rejection(_Judgements(controls, behaviour))
+
+
+class _Judgements(Sequence[Judgement]):
+    """The acceptance criteria's judgements on a behaviour, each made when first asked for:
+    a rule that only needs to know whether one failed stops judging at the first that did."""
+
+    def __init__(self, controls: Controls, behaviour: Behaviour) -> None:
+        self._criteria = controls.acceptance.criteria
+        self._behaviour = behaviour
+        self._made: list[Judgement] = []
+
+    def __iter__(self) -> Iterator[Judgement]:
+        yield from self._made
+        while len(self._made) < len(self._criteria):
+            criterion = self._criteria[len(self._made)]
+            self._made.append(criterion.judge(self._behaviour))
+            yield self._made[-1]
+
+    def __len__(self) -> int:
+        return len(self._criteria)
+
+    @overload
+    def __getitem__(self, index: int) -> Judgement: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Judgement]: ...
+
+    def __getitem__(self, index: int | slice) -> Judgement | Sequence[Judgement]:
+        return list(self)[index]
+
+
+def rejection(judgements: Iterable[Judgement]) -> Decision:
     """Acceptance as a decision: deny on the first failed criterion."""
     for judgement in judgements:
         if not judgement.passed:
@@ -90,7 +125,7 @@ def route_call(controls: Controls, call: ToolCall, history: Sequence[Step] = (),
                context: dict[str, Any] | None = None) -> Decision:
     """Whether a tool call reaches a human first: review.yaml rules, then permission conditions."""
     situation = Situation(history=history, context=context or {}, call=call)
-    judgements = judge_acceptance(controls, Behaviour(tool_calls=[call]))
+    judgements = _Judgements(controls, Behaviour(tool_calls=[call]))  # judged if a rule asks
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to == "tool_call" and _call_matches(controls, rule, call, judgements,
                                                             situation):
@@ -105,7 +140,7 @@ def route_output(controls: Controls, output: str, history: Sequence[Step] = (),
                  context: dict[str, Any] | None = None) -> Decision:
     """Whether an output reaches a human before the user sees it."""
     situation = Situation(history=history, context=context or {}, output=output)
-    judgements = judge_acceptance(controls, Behaviour(output=output))
+    judgements = _Judgements(controls, Behaviour(output=output))
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to != "output":
             continue
@@ -132,7 +167,7 @@ def stop_or_route(controls: Controls, step: Step, history: Sequence[Step] = (),
 
 
 def _call_matches(controls: Controls, rule: ReviewRule, call: ToolCall,
-                  judgements: list[Judgement], situation: Situation) -> bool:
+                  judgements: Iterable[Judgement], situation: Situation) -> bool:
     if rule.tool is not None and rule.tool != call.tool:
         return False
     if rule.min_risk is not None:
@@ -149,12 +184,12 @@ def _call_matches(controls: Controls, rule: ReviewRule, call: ToolCall,
 def _expression_holds(rule: ReviewRule, situation: Situation) -> bool:
     assert rule.expression is not None
     try:
-        return evaluate_bool(rule.expression, situation.data())
+        return evaluate_bool(rule.expression, situation.variables())
     except ExpressionFailed:
         return True  # a rule that cannot be evaluated sends the behaviour to a person
 
 
-def _failed(name: str, judgements: list[Judgement]) -> bool:
+def _failed(name: str, judgements: Iterable[Judgement]) -> bool:
     return any(not j.passed and (name == "any" or j.criterion == name) for j in judgements)
 
 

@@ -26,9 +26,8 @@ from evalsuite import Behaviour, Output, Step, ToolCall
 from gates._controls import Controls
 from gates._policy import (
     Decision,
+    acceptance_decision,
     decide_call,
-    judge_acceptance,
-    rejection,
     route_call,
     route_output,
     stop_or_route,
@@ -62,7 +61,7 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
         if behaviour is None:
             return Decision(effect="allow", rule="acceptance",
                             reason=f"a {_kind(step)} step is not judged")
-        return rejection(judge_acceptance(controls, behaviour))
+        return acceptance_decision(controls, behaviour)
     if isinstance(step, Behaviour):
         raise ValueError(f"the {layer} layer replays one step, not a whole behaviour")
     if layer == "permissions":
