@@ -8,6 +8,7 @@ import base64
 import json
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,17 @@ def test_a_gate_verdict_is_typed_and_matches_the_schema(example: Workspace) -> N
     assert isinstance(verdict.checks[5], ControlChangesResult)
     jsonschema.validate(json.loads(verdict.model_dump_json()), SCHEMA)
     assert SQLiteStore(example.state_path).latest_verdict(AGENT) == verdict
+
+
+def test_check_reads_a_v1_signed_verdict_file(
+        example: Workspace, v1_store: SQLiteStore,
+        inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """`reinstate check --verdict` reads a version 1 envelope: its signature verifies."""
+    code, out, _ = inline_cli(example, "check", AGENT, "--json", "--verdict",
+                              str(V1 / "verdict-v1.intoto.json"), "--public-key",
+                              str(V1 / "signing.pub"))
+    answer = json.loads(out)
+    assert answer["signed"] is True and answer["verdict_outcome"] == "pass"
+    assert answer["verdict_sha256"] == _v1_digest(v1_store)
+    # Signed, but on the incident's fixed files, not this untouched example: not cleared.
+    assert code == 1 and any("stale" in r for r in answer["reasons"])
