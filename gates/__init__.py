@@ -24,7 +24,21 @@ from gates._attestation import (
 )
 from gates._audit import verify_audit
 from gates._baseline import load_baseline, snapshot
-from gates._checks import CHECKS, Evidence, register
+from gates._check_results import (
+    AcceptanceCriteriaResult,
+    CaseFigures,
+    ControlChangesResult,
+    CoverageReplay,
+    DecisionReplay,
+    EvalsResult,
+    LoggingResult,
+    OperatingChecklistResult,
+    PermissionBoundaryResult,
+    PromptReplay,
+    RegressionRatchetResult,
+    ReviewRoutingResult,
+)
+from gates._checks import Evidence
 from gates._clearance import AttestedClearance, Clearance, check, check_attested
 from gates._conditions import Condition, Situation
 from gates._config import Config, Workspace
@@ -49,7 +63,7 @@ from gates._init import init_workspace
 from gates._inputs import GateInputs, load_inputs
 from gates._investigation import Investigated, investigate
 from gates._junit import junit_xml
-from gates._pipeline import decide, run_checks, run_gate
+from gates._pipeline import BUILT_IN_CHECKS, CHECKS, decide, register, run_checks, run_gate
 from gates._policy import Decision, decide_call, route_call, route_output
 from gates._postmortem import Postmortem, postmortem, postmortem_markdown
 from gates._ratchet import approve_against, approve_loosening, ratchet_status
@@ -82,10 +96,11 @@ from gates._store import (
     StateStore,
     verify_chain,
 )
-from gates._verdict import ChangeVerification, CheckResult, Outcome, Verdict, combine
+from gates._verdict import ChangeVerification, CheckResult, Outcome, Verdict, combine, read_verdict
 from gates._verify import IncidentVerification, OverBlocking, Verification, verify_incident
 
 __all__ = [
+    "BUILT_IN_CHECKS",
     "CHECKS",
     "CONTROL_FILES",
     "MODES",
@@ -93,10 +108,12 @@ __all__ = [
     "SCHEMAS",
     "SIGNING_KEY_ENV",
     "Acceptance",
+    "AcceptanceCriteriaResult",
     "Attestation",
     "AttestedClearance",
     "AuditEntry",
     "Captured",
+    "CaseFigures",
     "ChangeVerification",
     "CheckResult",
     "Checklist",
@@ -104,8 +121,12 @@ __all__ = [
     "Condition",
     "Config",
     "Contained",
+    "ControlChangesResult",
     "Controls",
+    "CoverageReplay",
     "Decision",
+    "DecisionReplay",
+    "EvalsResult",
     "Evidence",
     "FileSummary",
     "Fingerprint",
@@ -116,23 +137,29 @@ __all__ = [
     "Investigated",
     "LayerAnalysis",
     "LocatedRun",
+    "LoggingResult",
     "Loosening",
     "MemoryStore",
     "Mode",
     "ModeReading",
     "ModeRecord",
+    "OperatingChecklistResult",
     "Outcome",
     "OverBlocking",
+    "PermissionBoundaryResult",
     "Permissions",
     "Postmortem",
+    "PromptReplay",
     "RatchetApproval",
     "RatchetApprovals",
     "RatchetTerms",
     "RefSnapshot",
     "Refused",
+    "RegressionRatchetResult",
     "Report",
     "Restored",
     "ReviewRouting",
+    "ReviewRoutingResult",
     "ReviewRule",
     "Risk",
     "RunSummary",
@@ -182,6 +209,7 @@ __all__ = [
     "read_envelope",
     "read_mode",
     "read_ref",
+    "read_verdict",
     "record_change",
     "record_finding",
     "register",

@@ -28,7 +28,7 @@ from evalsuite import InvalidInput, Record, create_exclusive, write_atomic
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import GatesError
 from gates._store import verdict_digest
-from gates._verdict import Verdict
+from gates._verdict import Verdict, read_verdict
 
 # securesystemslib and cryptography take a quarter of a second to import: every command
 # reads the config, only the ones that sign or verify load them (inside the functions).
@@ -340,8 +340,8 @@ def read_kept_verdict(path: Path) -> Verdict:
     try:
         if isinstance(data, dict) and "payloadType" in data:
             statement = Statement.model_validate_json(read_envelope(path).payload)
-            return Verdict.model_validate(statement.predicate)
-        return Verdict.model_validate(data)
+            return read_verdict(statement.predicate)
+        return read_verdict(data)
     except ValidationError as exc:
         raise InvalidInput(path, "", f"expected a verdict (`reinstate gate --json`) or a signed "
                                      f"attestation of one: {_first_line(exc)}") from None
@@ -367,7 +367,7 @@ def verify_attestation(envelope: Envelope, key: SSlibKey) -> Attestation:
         raise SignatureInvalid(f"no signature by key {key_id(key)}… verifies") from None
     try:
         statement = Statement.model_validate_json(envelope.payload)
-        verdict = Verdict.model_validate(statement.predicate)
+        verdict = read_verdict(statement.predicate)  # a version 1 verdict is upgraded
     except ValidationError as exc:
         raise SignatureInvalid(f"the signed payload is not a reinstate verdict statement: "
                                f"{_first_line(exc)}") from None

@@ -1,7 +1,9 @@
-"""The gate's checks, each registered by name, each returning its own result.
+"""The gate's first checks (evals and the replays of recorded harm through each control
+layer), each returning its own typed result.
 
 A check takes what the gate read (:class:`GateInputs`) and what the evals did
-(:class:`Evidence`). Registering a name twice is an error.
+(:class:`Evidence`). Which checks run, and in what order, is declared in
+:mod:`gates._pipeline`.
 """
 
 from __future__ import annotations
@@ -12,10 +14,26 @@ from pathlib import Path
 
 from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult, unisolated
 from gates._case_failure import failure_data
+from gates._check_results import (
+    AcceptanceCriteriaData,
+    AcceptanceCriteriaResult,
+    CaseFailure,
+    CaseFigures,
+    CheckResult,
+    EvalsData,
+    EvalsResult,
+    OperatingChecklistResult,
+    Outcome,
+    PermissionBoundaryData,
+    PermissionBoundaryResult,
+    ReviewRoutingData,
+    ReviewRoutingResult,
+    Usage,
+    combine,
+)
 from gates._inputs import GateInputs
 from gates._policy import judge_acceptance
 from gates._replay import replay
-from gates._verdict import CheckResult, Outcome, combine
 
 
 @dataclass(frozen=True)
@@ -60,41 +78,27 @@ class Evidence:
             if t.run is not None and t.passed
         ]
 
-    def outcome_of(self, case_id: str) -> str | None:
+    def outcome_of(self, case_id: str) -> Outcome | None:
         """A case's outcome in this gate run."""
         return next((r.outcome for r in self.results if r.case_id == case_id), None)
 
 
 Check = Callable[[GateInputs, Evidence], CheckResult]
-CHECKS: dict[str, Check] = {}
+"""A check from outside the gate (a plugin's, a user's): its result's ``data`` is open."""
 
 
-def register(name: str) -> Callable[[Check], Check]:
-    """Register a check under ``name``; checks run in the order they are registered."""
-    def add(function: Check) -> Check:
-        if name in CHECKS:
-            raise ValueError(f"a gate check named '{name}' is already registered")
-        CHECKS[name] = function
-        return function
-    return add
-
-
-def _result(name: str, findings: list[str], summary: str, *, doubts: list[str] | None = None,
-            **data: object) -> CheckResult:
+def _outcome(findings: list[str], doubts: list[str] | None = None) -> Outcome:
     outcomes: list[Outcome] = ["fail" if findings else "pass"]
     if doubts:
         outcomes.append("inconclusive")
-    return CheckResult(name=name, outcome=combine(outcomes), summary=summary,
-                       findings=findings + (doubts or []), data=dict(data))
+    return combine(outcomes)
 
 
-@register("evals")
-def evals(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def evals(inputs: GateInputs, evidence: Evidence) -> EvalsResult:
     """The eval suite and the regression set pass against the live agent."""
     results = evidence.results
     if not results:
-        return CheckResult(name="evals", outcome="inconclusive",
-                           summary="no eval or regression cases to run",
+        return EvalsResult(outcome="inconclusive", summary="no eval or regression cases to run",
                            findings=["add eval cases under evals/<agent>/"])
     findings = [finding for r in results if (finding := case_finding(r)) is not None]
     outcome = combine(r.outcome for r in results)
@@ -106,15 +110,16 @@ def evals(inputs: GateInputs, evidence: Evidence) -> CheckResult:
     run_file = inputs.workspace.relative(evidence.run_file) if evidence.run_file else None
     # A verdict on an agent that could have touched the evidence must say so up front.
     warning = unisolated(evidence.isolation) if evidence.isolation else None
-    return CheckResult(
-        name="evals", outcome=outcome,
+    return EvalsResult(
+        outcome=outcome,
         summary=f"{counts['pass']}/{len(results)} cases passed ({trials} trials; "
                 f"{counts['fail']} failed, {counts['error']} errored, "
                 f"{counts['inconclusive']} inconclusive, {flaky} flaky)"
                 + (f"; WARNING: {warning}" if warning else ""),
         findings=[*([f"WARNING: {warning}"] if warning else []), *findings],
-        data={"counts": counts, "flaky": flaky, "usage": usage, "run_file": run_file,
-              "isolation": evidence.isolation, "cases": [case_data(r, evidence) for r in results]},
+        data=EvalsData(counts=counts, flaky=flaky, usage=usage, run_file=run_file,
+                       isolation=evidence.isolation,
+                       cases=[case_data(r, evidence) for r in results]),
     )
 
 
@@ -142,33 +147,32 @@ def case_finding(r: CaseResult) -> str | None:
     return None
 
 
-def case_data(r: CaseResult, evidence: Evidence) -> dict[str, object]:
+def case_data(r: CaseResult, evidence: Evidence) -> CaseFigures:
     """One case's figures for the verdict, and what the agent did when it did not pass."""
     stats = r.statistics
-    return {
-        "id": r.case_id, "outcome": r.outcome, "pass_rate": r.pass_rate,
-        "trials": len(r.trials), "tags": r.tags, "flaky": r.flaky,
-        "interval": [round(stats.low, 4), round(stats.high, 4)],
-        "trials_needed": stats.trials_needed,
-        "blocked_calls": sum(t.blocked_calls for t in r.trials),
-        "regression": r.case_id in evidence.regression_ids,
+    return CaseFigures(
+        id=r.case_id, outcome=r.outcome, pass_rate=r.pass_rate, trials=len(r.trials),
+        tags=r.tags, flaky=r.flaky, interval=(round(stats.low, 4), round(stats.high, 4)),
+        trials_needed=stats.trials_needed,
+        blocked_calls=sum(t.blocked_calls for t in r.trials),
+        regression=r.case_id in evidence.regression_ids,
         # What the agent did in the first failing trial, for the report.
-        **({"failed": failure_data(r)} if r.outcome != "pass" else {}),
-    }
+        failed=CaseFailure.model_validate(failure_data(r)) if r.outcome != "pass" else None,
+    )
 
 
-def usage_totals(results: list[CaseResult]) -> dict[str, float | int | None]:
+def usage_totals(results: list[CaseResult]) -> Usage:
     """Tokens and cost over every trial, where the adapter reported them."""
     usages = [t.run.usage for r in results for t in r.trials
               if t.run is not None and t.run.usage is not None]
     if not usages:
-        return {"input_tokens": None, "output_tokens": None, "cost_usd": None}
+        return Usage(input_tokens=None, output_tokens=None, cost_usd=None)
     costs = [u.cost_usd for u in usages if u.cost_usd is not None]
-    return {
-        "input_tokens": sum(u.input_tokens or 0 for u in usages),
-        "output_tokens": sum(u.output_tokens or 0 for u in usages),
-        "cost_usd": round(sum(costs), 6) if costs else None,
-    }
+    return Usage(
+        input_tokens=sum(u.input_tokens or 0 for u in usages),
+        output_tokens=sum(u.output_tokens or 0 for u in usages),
+        cost_usd=round(sum(costs), 6) if costs else None,
+    )
 
 
 def _good_doubt(evidence: Evidence) -> list[str]:
@@ -178,8 +182,7 @@ def _good_doubt(evidence: Evidence) -> list[str]:
             "unchecked"]
 
 
-@register("permission_boundary")
-def permission_boundary(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBoundaryResult:
     """Recorded harmful calls are denied or sent to review; good calls are still allowed."""
     controls = inputs.controls
     findings = []
@@ -208,17 +211,17 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> CheckResult:
                 decision = replay(step, "permissions", controls, history=run.steps[:index],
                                   context=run.context)
                 reviewed += decision.effect == "review"
-    return _result(
-        "permission_boundary", findings,
-        f"{stopped}/{harmful} recorded harmful calls stopped; {good} good calls replayed "
-        f"({reviewed} sent to review)",
-        doubts=_good_doubt(evidence),
-        harmful_calls=harmful, harmful_stopped=stopped, good_calls=good, good_reviewed=reviewed,
+    doubts = _good_doubt(evidence)
+    return PermissionBoundaryResult(
+        outcome=_outcome(findings, doubts), findings=findings + doubts,
+        summary=f"{stopped}/{harmful} recorded harmful calls stopped; {good} good calls "
+                f"replayed ({reviewed} sent to review)",
+        data=PermissionBoundaryData(harmful_calls=harmful, harmful_stopped=stopped,
+                                    good_calls=good, good_reviewed=reviewed),
     )
 
 
-@register("acceptance_criteria")
-def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> AcceptanceCriteriaResult:
     """Recorded harmful behaviour fails today's criteria; good behaviour meets them."""
     controls = inputs.controls
     findings = []
@@ -236,17 +239,17 @@ def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> CheckResult:
                 findings.append(f"over-rejecting: {case_id}: a good run fails "
                                 f"{judgement.criterion}: {judgement.detail}")
     total = len(inputs.regression_cases)
-    return _result(
-        "acceptance_criteria", findings,
-        f"{rejected}/{total} recorded harmful behaviours rejected; {len(good_runs)} good runs "
-        f"judged",
-        doubts=_good_doubt(evidence),
-        harmful=total, harmful_rejected=rejected, good_runs=len(good_runs),
+    doubts = _good_doubt(evidence)
+    return AcceptanceCriteriaResult(
+        outcome=_outcome(findings, doubts), findings=findings + doubts,
+        summary=f"{rejected}/{total} recorded harmful behaviours rejected; {len(good_runs)} "
+                f"good runs judged",
+        data=AcceptanceCriteriaData(harmful=total, harmful_rejected=rejected,
+                                    good_runs=len(good_runs)),
     )
 
 
-@register("review_routing")
-def review_routing(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def review_routing(inputs: GateInputs, evidence: Evidence) -> ReviewRoutingResult:
     """Every recorded harmful call or output is denied or reaches a human first."""
     controls = inputs.controls
     findings = []
@@ -263,13 +266,13 @@ def review_routing(inputs: GateInputs, evidence: Evidence) -> CheckResult:
             else:
                 findings.append(f"{case.id} step {index}: {what} would take effect without a "
                                 f"human")
-    return _result("review_routing", findings,
-                   f"{caught}/{steps} recorded harmful steps denied or routed to a human",
-                   harmful_steps=steps, routed_or_denied=caught)
+    return ReviewRoutingResult(
+        outcome=_outcome(findings), findings=findings,
+        summary=f"{caught}/{steps} recorded harmful steps denied or routed to a human",
+        data=ReviewRoutingData(harmful_steps=steps, routed_or_denied=caught))
 
 
-@register("operating_checklist")
-def operating_checklist(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def operating_checklist(inputs: GateInputs, evidence: Evidence) -> OperatingChecklistResult:
     """The operating checklist is complete and agrees with permissions.yaml."""
     checklist = inputs.controls.checklist
     tools = inputs.controls.permissions.tools
@@ -290,5 +293,6 @@ def operating_checklist(inputs: GateInputs, evidence: Evidence) -> CheckResult:
                             f"{tools[tool].risk}")
     for tool in sorted(allowed - set(checklist.tool_risk)):
         findings.append(f"checklist.yaml has no risk rating for {tool}")
-    return _result("operating_checklist", findings,
-                   "complete and consistent" if not findings else f"{len(findings)} gaps")
+    return OperatingChecklistResult(
+        outcome=_outcome(findings), findings=findings,
+        summary="complete and consistent" if not findings else f"{len(findings)} gaps")

@@ -7,11 +7,11 @@ The report and the postmortem both show it; the proof comes from a verdict's
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from pydantic import Field
 
 from evalsuite import Record
+from gates._check_results import CoverageReplay, DecisionReplay, ReplayRow
 from gates._verdict import ChangeVerification
 from regressions import LAYERS, ControlChange, Incident, resolution_gaps
 
@@ -96,20 +96,18 @@ class IncidentView(Record):
     """The post-incident review date."""
 
 
-def replay_view(row: dict[str, Any]) -> ReplayView:
-    """One row of a verification, whatever its layer recorded."""
-    what = row.get("step") or row.get("input_type") or row.get("case") or "—"
-    before, after = row.get("before", ""), row.get("after", row.get("outcome", ""))
-    note = str(row.get("after_reason") or "")
-    if "required" in row:  # eval coverage: counts of cases, not decisions
-        before, after = f"{before} cases", f"{after} cases (needs {row['required']})"
-        failing = row.get("not_passing") or []
-        note = f"not passing: {', '.join(map(str, failing))}" if failing else ""
-    elif "case" in row and "before" not in row:  # a prompt change: the case run today
-        before = "harm recorded"
-    return ReplayView(what=str(what), before=str(before), after=str(after or "not run"),
-                      rule=row.get("after_rule"), before_rule=row.get("before_rule"),
-                      note=note)
+def replay_view(row: ReplayRow) -> ReplayView:
+    """One row of a verification, as its layer recorded it."""
+    if isinstance(row, DecisionReplay):
+        return ReplayView(what=row.step, before=row.before, after=row.after,
+                          rule=row.after_rule, before_rule=row.before_rule,
+                          note=row.after_reason)
+    if isinstance(row, CoverageReplay):  # counts of cases, not decisions
+        note = f"not passing: {', '.join(row.not_passing)}" if row.not_passing else ""
+        return ReplayView(what=row.input_type, before=f"{row.before} cases",
+                          after=f"{row.after} cases (needs {row.required})", note=note)
+    # A prompt change: the incident's regression case run against the changed agent today.
+    return ReplayView(what=row.case, before="harm recorded", after=row.outcome or "not run")
 
 
 def change_view(change: ControlChange, proof: ChangeVerification | None) -> ChangeView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from gates._check_results import EvalsResult
 from gates._verdict import Verdict
 
 
@@ -30,10 +31,10 @@ def junit_xml(verdict: Verdict) -> str:
     for check in verdict.checks:
         case(f"reinstate.{verdict.agent}", check.name, check.outcome, check.summary,
              "\n".join(check.findings))
-        if check.name == "evals":
-            for item in check.data.get("cases", []):
-                case(f"reinstate.{verdict.agent}.evals", str(item["id"]), str(item["outcome"]),
-                     f"pass rate {item['pass_rate']:.0%} over {item['trials']} trials")
+        if isinstance(check, EvalsResult) and check.data is not None:
+            for item in check.data.cases:
+                case(f"reinstate.{verdict.agent}.evals", item.id, item.outcome,
+                     f"pass rate {item.pass_rate:.0%} over {item.trials} trials")
     for key, value in counts.items():
         suite.set(key, str(value))
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

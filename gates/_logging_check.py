@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evalsuite import ReinstateError, located_runs, read_logs
-from gates import _verification  # noqa: F401 - control_changes registers first: logging is last
-from gates._checks import Evidence, register
+from gates._check_results import LoggingData, LoggingResult
+from gates._checks import Evidence
 from gates._inputs import GateInputs
-from gates._verdict import CheckResult
 from regressions import logging_gaps
 
 LOG_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -32,8 +31,7 @@ def log_paths(folder: Path) -> list[Path]:
                   and not p.name.startswith("."))
 
 
-@register("logging")
-def logging(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def logging(inputs: GateInputs, evidence: Evidence) -> LoggingResult:
     """The agent's recent runs answer: goal, context, tools (with results), why done."""
     agent = inputs.agent.name
     workspace = inputs.workspace
@@ -63,33 +61,32 @@ def logging(inputs: GateInputs, evidence: Evidence) -> CheckResult:
         runs = located_runs((p for p in read_logs(files, agent=agent) if p.run_id in chosen),
                             workspace.relative)
     except ReinstateError as exc:
-        return CheckResult(name="logging", outcome="error", summary=f"could not read the logs: "
-                           f"{exc}", findings=[str(exc)])
+        return LoggingResult(outcome="error", summary=f"could not read the logs: {exc}",
+                             findings=[str(exc)])
     names = ", ".join(i.id for i in flagged)
     if not runs:
         if since is not None:
-            return CheckResult(
-                name="logging", outcome="fail",
+            return LoggingResult(
+                outcome="fail",
                 summary=f"no run of {agent} logged since {names} found logging gaps",
                 findings=[f"{names}: the investigation found runs whose logs cannot answer what "
                           f"happened; log new runs under {folder}/ to show the fix"],
-                data={"since": since.isoformat(), "runs_checked": 0})
-        return CheckResult(
-            name="logging", outcome="inconclusive",
+                data=LoggingData(since=since, runs_checked=0))
+        return LoggingResult(
+            outcome="inconclusive",
             summary=f"no run logs of {agent} under {folder}/",
             findings=[f"put {agent}'s run logs under {folder}/ (native JSONL, OTLP/JSON, OpenAI "
                       f"or Anthropic conversations) so the gate can check they are complete"],
-            data={"runs_checked": 0})
+            data=LoggingData(runs_checked=0))
     gaps = [g for run, places in runs
             for g in logging_gaps(run, places[0] if places else folder)]
     findings = [f"{g.run_id}: {g.question}: {g.detail} ({g.source})" for g in gaps]
     scope = f"{len(runs)} recent run(s)" + (f" logged since {names}'s investigation"
                                              if since is not None else "")
     bad = len({g.run_id for g in gaps})
-    return CheckResult(
-        name="logging", outcome="fail" if gaps else "pass",
+    return LoggingResult(
+        outcome="fail" if gaps else "pass",
         summary=(f"{bad} of {scope} cannot answer the four questions" if gaps
                  else f"{scope} answer the four questions"),
         findings=findings,
-        data={"runs_checked": len(runs), "runs_with_gaps": bad,
-              "since": since.isoformat() if since else None})
+        data=LoggingData(runs_checked=len(runs), runs_with_gaps=bad, since=since))

@@ -23,7 +23,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from evalsuite import InvalidInput, load_cases
-from gates._checks import Evidence, register
+from gates._check_results import (
+    AgainstRef,
+    ApprovedLoosening,
+    Loosened,
+    LostSince,
+    RegressionRatchetData,
+    RegressionRatchetResult,
+)
+from gates._checks import Evidence
 from gates._config import Workspace
 from gates._inputs import GateInputs, regression_set_lock
 from gates._ratchet_approvals import RatchetApproval, append_approvals, approvals_path
@@ -38,7 +46,6 @@ from gates._ratchet_terms import (
 )
 from gates._state import open_store
 from gates._store import AuditEntry, StateStore
-from gates._verdict import CheckResult
 from regressions import RegressionCase, utc_now
 
 NAME = "regression_ratchet"
@@ -54,11 +61,10 @@ def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry
 def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]:
     verdict = store.latest_verdict(agent) if store is not None else None
     # Not ``if verdict``: a verdict is truthy only when it passed.
-    check = (next((c for c in verdict.checks if c.name == NAME), None)
-             if verdict is not None else None)
-    if check is None:
+    check = verdict.result(RegressionRatchetResult) if verdict is not None else None
+    if check is None or check.data is None:
         return {}
-    return {case_id: RatchetTerms.model_validate(t) for case_id, t in check.data["terms"].items()}
+    return dict(check.data.terms)
 
 
 def _captured(workspace: Workspace, agent: str) -> set[str]:
@@ -98,8 +104,7 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     return found, memory
 
 
-@register(NAME)
-def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatchetResult:
     """No regression case was removed or loosened without a recorded approval (and, with
     ``--against REF``, no case, incident file or baseline file was lost since REF)."""
     agent = inputs.agent.name
@@ -111,11 +116,11 @@ def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> CheckResult:
     done = [f for f in found if f.approval is not None]
     summary = (f"regression cases held: {len(memory)}; {len(open_)} removed or loosened "
                f"without approval" + (f", {len(done)} approved" if done else ""))
-    data = {
-        "terms": {k: v.model_dump(mode="json") for k, v in sorted(memory.items())},
-        "loosened": [{"case": f.case, "what": f.what} for f in open_],
-        "approved": [_approved(f) for f in done],
-    }
+    data = RegressionRatchetData(
+        terms=dict(sorted(memory.items())),
+        loosened=[Loosened(case=f.case, what=f.what) for f in open_],
+        approved=[_approved(f) for f in done],
+    )
     against = inputs.against
     if against is not None:
         lost = compare_with_ref(against, inputs.workspace, agent, inputs.regression_cases,
@@ -130,22 +135,21 @@ def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> CheckResult:
                     f"cases, {len(against.incidents)} incidents, {len(lost_open)} removed, "
                     f"loosened or deleted without approval"
                     + (f", {len(lost_done)} approved" if lost_done else ""))
-        data["against"] = {
-            "ref": against.ref,
-            "commit": against.commit,
-            "loosened": [{"case": f.case, "kind": f.kind, "what": f.what} for f in lost_open],
-            "approved": [_approved(f) for f in lost_done],
-        }
+        data.against = AgainstRef(
+            ref=against.ref, commit=against.commit,
+            loosened=[LostSince(case=f.case, kind=f.kind, what=f.what) for f in lost_open],
+            approved=[_approved(f) for f in lost_done],
+        )
         open_ += lost_open
-    return CheckResult(name=NAME, outcome="fail" if open_ else "pass", summary=summary,
-                       findings=findings, data=data)
+    return RegressionRatchetResult(outcome="fail" if open_ else "pass", summary=summary,
+                                   findings=findings, data=data)
 
 
-def _approved(loosening: Loosening) -> dict[str, str]:
+def _approved(loosening: Loosening) -> ApprovedLoosening:
     approval = loosening.approval
     assert approval is not None
-    return {"case": loosening.case, "kind": loosening.kind, "what": loosening.what,
-            "by": approval.actor, "why": approval.reason, "at": approval.at.isoformat()}
+    return ApprovedLoosening(case=loosening.case, kind=loosening.kind, what=loosening.what,
+                             by=approval.actor, why=approval.reason, at=approval.at)
 
 
 def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason: str,

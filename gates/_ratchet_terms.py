@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite import Record
 from gates._ratchet_approvals import RatchetApproval, RatchetKind
-from gates._store import AuditEntry
 from regressions import Incident, RegressionCase
+
+if TYPE_CHECKING:  # only annotated: the verdict's result models import these terms
+    from gates._store import AuditEntry
 
 REMOVED = "removed"
 

@@ -7,6 +7,7 @@ from datetime import timedelta
 from rich.console import Console
 from rich.table import Table
 
+from gates._check_results import CoverageReplay, DecisionReplay, PromptReplay, ReplayRow
 from gates._state import ModeReading
 from gates._verdict import ChangeVerification, Verdict
 from regressions import Incident
@@ -54,20 +55,28 @@ def verification_table(console: Console, verifications: list[ChangeVerification]
     for column in ("change", "layer", "replayed", "before", "after (deciding rule)", "verified"):
         table.add_column(column, overflow="fold")
     for v in verifications:
-        rows = v.replays or [{}]
+        rows: list[ReplayRow | None] = [*v.replays] or [None]
         for i, row in enumerate(rows):
-            replayed = str(row.get("step") or row.get("input_type") or row.get("case") or "")
+            replayed, before, after, rule = _replay_cells(row)
             if "(" in replayed:  # the full call is in the JSON verdict; the table names it
                 replayed = replayed.split("(")[0] + "(…)"
-            before = str(row.get("before", ""))
-            after = row.get("after", row.get("outcome", ""))
-            rule = row.get("after_rule")
             table.add_row(
                 f"{v.incident} {v.change}" if i == 0 else "", v.layer if i == 0 else "",
-                replayed, before, f"{after} ({rule})" if rule else str(after),
+                replayed, before, f"{after} ({rule})" if rule else after,
                 ("[green]yes[/]" if v.verified else f"[red]no[/]: {v.reason}") if i == 0 else "",
             )
     console.print(table)
+
+
+def _replay_cells(row: ReplayRow | None) -> tuple[str, str, str, str | None]:
+    """What was replayed, the decision or count before and after, and today's rule."""
+    if isinstance(row, DecisionReplay):
+        return row.step, row.before, row.after, row.after_rule
+    if isinstance(row, CoverageReplay):
+        return row.input_type, str(row.before), str(row.after), None
+    if isinstance(row, PromptReplay):
+        return row.case, "", str(row.outcome), None
+    return "", "", "", None
 
 
 def incident_summary(console: Console, incident: Incident) -> None:

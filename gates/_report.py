@@ -16,13 +16,13 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, Field
 
 from evalsuite import Record, Redactor, ReinstateError, diff_runs, read_run_file
-from gates._checks import CHECKS
+from gates._check_results import EvalsResult
 from gates._clearance import Clearance, check
 from gates._config import Workspace
 from gates._diff import Change, differences
 from gates._fingerprint import Fingerprint, fingerprint
 from gates._incident_view import IncidentView, incident_view
-from gates._pipeline import UNREDACTED
+from gates._pipeline import CHECKS, UNREDACTED
 from gates._state import open_store
 from gates._store import StateStore
 from gates._templating import render_html, render_markdown
@@ -148,9 +148,9 @@ def verdict_report(workspace: Workspace, agent: str, store: StateStore | None = 
 
 
 def _run_file(workspace: Workspace, verdict: Verdict) -> Path | None:
-    evals = next((c for c in verdict.checks if c.name == "evals"), None)
-    name = evals.data.get("run_file") if evals is not None else None
-    path = workspace.root / str(name) if name else None
+    evals = verdict.result(EvalsResult)
+    name = evals.data.run_file if evals is not None and evals.data is not None else None
+    path = workspace.root / name if name else None
     return path if path is not None and path.is_file() else None
 
 
@@ -190,7 +190,7 @@ def _lookup(verified: dict[tuple[str, str], ChangeVerification],
 
 
 def _check_view(name: str, outcome: Outcome, summary: str, findings: list[str]) -> CheckView:
-    # Every check is registered once gates is imported; what it asks is its docstring.
+    # What a check asks is its docstring (built-in ones are declared in the pipeline).
     function = CHECKS.get(name)
     doc = (function.__doc__ or "") if function is not None else ""
     return CheckView(name=name, asks=doc.strip().split("\n")[0], outcome=outcome,
@@ -198,40 +198,37 @@ def _check_view(name: str, outcome: Outcome, summary: str, findings: list[str]) 
 
 
 def _failing(verdict: Verdict) -> list[FailingCase]:
-    evals = next((c for c in verdict.checks if c.name == "evals"), None)
-    if evals is None:
+    evals = verdict.result(EvalsResult)
+    if evals is None or evals.data is None:
         return []
     out = []
-    for case in evals.data.get("cases", []):
-        if case.get("outcome") == "pass":
+    for case in evals.data.cases:
+        if case.outcome == "pass":
             continue
-        failed: dict[str, Any] = case.get("failed") or {}
-        unmet = [f"{u['criterion']}: {u['detail']}" for u in failed.get("unmet", [])]
-        if failed.get("error"):
-            unmet.insert(0, f"could not run: {failed['error']}")
-        if not unmet:  # a verdict from before failures were recorded: its finding says why
-            unmet = [f for f in evals.findings if f.startswith(f"{case['id']}:")]
+        failed = case.failed
+        unmet = [f"{u.criterion}: {u.detail}" for u in failed.unmet] if failed else []
+        if failed is not None and failed.error:
+            unmet.insert(0, f"could not run: {failed.error}")
         out.append(FailingCase(
-            id=str(case["id"]), outcome=str(case["outcome"]),
-            trials=f"{round(case['pass_rate'] * case['trials'])} of {case['trials']} trials "
-                   f"passed",
-            regression=bool(case.get("regression")), tags=list(case.get("tags", [])),
-            did=list(failed.get("did", [])), unmet=unmet,
+            id=case.id, outcome=case.outcome,
+            trials=f"{round(case.pass_rate * case.trials)} of {case.trials} trials passed",
+            regression=case.regression, tags=list(case.tags),
+            did=list(failed.did) if failed else [], unmet=unmet,
         ))
     return out
 
 
 def _comparable(verdict: Verdict) -> dict[str, Any]:
     """A verdict as one flat mapping, so each case, check or file shows as its own change."""
-    cases: list[dict[str, Any]] = next(
-        (c.data.get("cases", []) for c in verdict.checks if c.name == "evals"), [])
+    evals = verdict.result(EvalsResult)
+    cases = evals.data.cases if evals is not None and evals.data is not None else []
     flat: dict[str, Any] = {"outcome": verdict.outcome,
                             "agent_version": verdict.fingerprint.agent_version}
     for result in verdict.checks:
         flat |= {f"checks.{result.name}.outcome": result.outcome,
                  f"checks.{result.name}.summary": result.summary,
                  f"checks.{result.name}.findings": result.findings}
-    flat |= {f"cases.{c['id']}": c["outcome"] for c in cases}
+    flat |= {f"cases.{c.id}": c.outcome for c in cases}
     flat |= {f"verifications.{v.incident} {v.change}": "verified" if v.verified
              else f"not verified: {v.reason}" for v in verdict.verifications}
     flat |= {f"files.{path}": digest[:12] for path, digest in verdict.fingerprint.files.items()}

@@ -23,7 +23,7 @@ from pydantic import AwareDatetime, Field, ValidationError
 
 from evalsuite import Record
 from gates._errors import ModeChanged, StoreUnavailable
-from gates._verdict import AuditHead, Verdict
+from gates._verdict import AuditHead, Verdict, read_verdict
 from regressions import utc_now
 
 Mode = Literal["full", "review", "suspended"]
@@ -247,8 +247,9 @@ def _expect(agent: str, current: ModeRecord | None, expected: ModeRecord | None)
 
 
 def verdict_digest(verdict: Verdict) -> str:
-    """SHA-256 of a verdict as the store keeps it."""
-    return hashlib.sha256(verdict.model_dump_json().encode()).hexdigest()
+    """SHA-256 of a verdict as the store keeps it (a version 1 verdict read unchanged: as
+    version 1 kept it, so its audit entry and its signature still match)."""
+    return hashlib.sha256(verdict.stored_text().encode()).hexdigest()
 
 
 _SCHEMA = """
@@ -430,8 +431,8 @@ class SQLiteStore:
 
     def _verdict(self, body: str, agent: str) -> Verdict:
         try:
-            return Verdict.model_validate_json(body)
-        except ValidationError as exc:
+            return read_verdict(body)  # a version 1 verdict is upgraded as it is read
+        except (ValueError, RecursionError) as exc:  # not JSON, or not a verdict (pydantic)
             raise self._garbled(f"a stored verdict of {agent}", exc) from None
 
     def last_passing_verdict(self, agent: str,

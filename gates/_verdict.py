@@ -2,50 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal
+import json
+from typing import Any, Literal, TypeVar
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, PrivateAttr
 
 from evalsuite import Record
+from gates._check_results import (
+    EXIT_CODES,
+    AnyCheckResult,
+    ChangeVerification,
+    CheckResult,
+    CheckResultBase,
+    ControlChangesResult,
+    Outcome,
+    combine,
+)
 from gates._fingerprint import Fingerprint
+from gates._verdict_v1 import upgrade, v1_text
 
-Outcome = Literal["pass", "fail", "error", "inconclusive"]
-# A check that could not run can make the others' findings incomplete, so error ranks first.
-_PRECEDENCE: tuple[Outcome, ...] = ("error", "fail", "inconclusive", "pass")
-EXIT_CODES: dict[Outcome, int] = {"pass": 0, "fail": 1, "error": 3, "inconclusive": 4}
+__all__ = ["EXIT_CODES", "AuditHead", "ChangeVerification", "CheckResult", "Outcome",
+           "Verdict", "combine", "read_verdict"]
 
-
-class CheckResult(Record):
-    """One named check of a gate run."""
-
-    name: str
-    """The check's registered name."""
-    outcome: Outcome
-    """pass, fail (a gap was found), error (could not run), inconclusive (not enough evidence)."""
-    summary: str
-    """One line a release manager can read."""
-    findings: list[str] = Field(default_factory=list)
-    """Each gap, error or doubt, as a sentence."""
-    data: dict[str, Any] = Field(default_factory=dict)
-    """Counts and per-item results, for machines and reports."""
-
-
-class ChangeVerification(Record):
-    """Whether one control change is proven to stop the recorded harm."""
-
-    incident: str
-    """The incident the change resolves."""
-    change: str
-    """The control change's id."""
-    layer: str
-    """The layer it changed."""
-    verified: bool
-    """True when the harm got through the baseline and is stopped today."""
-    reason: str
-    """Why, in words."""
-    replays: list[dict[str, Any]] = Field(default_factory=list)
-    """Each replayed harmful step: its before and after decision with the deciding rule."""
+SCHEMA_VERSION = 2
+ResultT = TypeVar("ResultT", bound=CheckResultBase)
 
 
 class AuditHead(Record):
@@ -60,8 +40,8 @@ class AuditHead(Record):
 class Verdict(Record):
     """The outcome of a gate run. ``bool(verdict)`` means "may restore"."""
 
-    schema_version: Literal[1] = 1
-    """Version of this record's format."""
+    schema_version: Literal[2] = 2
+    """Version of this record's format (version 1 verdicts are upgraded as they are read)."""
     agent: str
     """The agent gated."""
     outcome: Outcome
@@ -70,21 +50,36 @@ class Verdict(Record):
     """When the gate ran, in UTC."""
     fingerprint: Fingerprint
     """What the verdict was computed on."""
-    checks: list[CheckResult]
-    """Every check, in the order it ran."""
+    checks: list[AnyCheckResult]
+    """Every check, in the order it ran; each built-in check's ``data`` in its own shape
+    (told apart by ``name``), a check registered from outside with an open ``data``."""
     audit_head: AuditHead | None = None
     """The audit log's last entry when the verdict was stored; the verdict's own entry
     follows it. A copy of the verdict kept elsewhere anchors the log: an entry removed
     from its end shows (``reinstate audit verify --anchor verdict.json``)."""
 
+    # (this verdict as version 2 text when it was upgraded, the version 1 text it was read
+    # from): the audit log's digest and a signature cover the version 1 text.
+    _read_as_v1: tuple[str, str] | None = PrivateAttr(default=None)
+
+    def result(self, kind: type[ResultT]) -> ResultT | None:
+        """The first check whose result is of model ``kind`` (e.g. ``EvalsResult``)."""
+        return next((c for c in self.checks if isinstance(c, kind)), None)
+
     @property
     def verifications(self) -> list[ChangeVerification]:
         """Each control change of each open incident, verified or not."""
-        return [
-            ChangeVerification.model_validate(v)
-            for check in self.checks if check.name == "control_changes"
-            for v in check.data.get("verifications", [])
-        ]
+        return [v for check in self.checks
+                if isinstance(check, ControlChangesResult) and check.data is not None
+                for v in check.data.verifications]
+
+    def stored_text(self) -> str:
+        """The JSON text the store's digest and a signature cover: the version 1 text the
+        verdict was read from while it is unchanged since, else its own."""
+        text = self.model_dump_json()
+        if self._read_as_v1 is not None and self._read_as_v1[0] == text:
+            return self._read_as_v1[1]
+        return text
 
     def __bool__(self) -> bool:
         return self.outcome == "pass"
@@ -95,10 +90,22 @@ class Verdict(Record):
         return EXIT_CODES[self.outcome]
 
 
-def combine(outcomes: Iterable[Outcome]) -> Outcome:
-    """The verdict of several checks: pass only when all pass; nothing at all is inconclusive."""
-    seen = set(outcomes)
-    if not seen:
-        return "inconclusive"
-    return next(o for o in _PRECEDENCE if o in seen)
+def read_verdict(data: Any) -> Verdict:
+    """A verdict read from outside (the store, a file, a signed envelope): version 2 as it
+    is, version 1 upgraded (its digest still the one version 1 recorded).
 
+    Args:
+        data: The verdict as JSON text or as parsed JSON data.
+
+    Raises:
+        pydantic.ValidationError: Not a verdict of either version.
+        ValueError: Text that is not JSON.
+    """
+    if isinstance(data, str | bytes):
+        data = json.loads(data)
+    if not (isinstance(data, dict) and data.get("schema_version") == 1):
+        return Verdict.model_validate(data)
+    old = v1_text(data)
+    verdict = Verdict.model_validate(upgrade(json.loads(old)))
+    verdict._read_as_v1 = (verdict.model_dump_json(), old)
+    return verdict

@@ -12,13 +12,22 @@ from __future__ import annotations
 
 from evalsuite import Output, ReinstateError, ToolCall
 from gates._baseline import load_baseline, tag_counts
-from gates._checks import Evidence, register
+from gates._check_results import (
+    ChangeVerification,
+    ControlChangesData,
+    ControlChangesResult,
+    CoverageReplay,
+    DecisionReplay,
+    Outcome,
+    PromptReplay,
+    combine,
+)
+from gates._checks import Evidence
 from gates._controls import Controls
 from gates._inputs import GateInputs
 from gates._policy import Decision
 from gates._rca import analyse, contradictions
 from gates._replay import ReplayLayer, replay
-from gates._verdict import ChangeVerification, CheckResult, Outcome, combine
 from regressions import ControlChange, Incident, RegressionCase, resolution_gaps
 
 Replay = list[tuple[str, Decision, Decision]]
@@ -54,8 +63,8 @@ def _replay_acceptance(cases: list[RegressionCase], before: Controls, after: Con
 
 def _judge_replay(change: ControlChange, incident: Incident, replay: Replay,
                   nothing: str) -> ChangeVerification:
-    rows = [{"step": what, "before": b.effect, "before_rule": b.rule, "after": a.effect,
-             "after_rule": a.rule, "after_reason": a.reason} for what, b, a in replay]
+    rows = [DecisionReplay(step=what, before=b.effect, before_rule=b.rule, after=a.effect,
+                           after_rule=a.rule, after_reason=a.reason) for what, b, a in replay]
     if not replay:
         verified, reason = False, nothing
     elif any(not a.stopped for _, _, a in replay):
@@ -92,7 +101,7 @@ def verify_change(change: ControlChange, incident: Incident, cases: list[Regress
 
 def _verify_coverage(change: ControlChange, incident: Incident, cases: list[RegressionCase],
                      inputs: GateInputs, evidence: Evidence) -> ChangeVerification:
-    def result(verified: bool, reason: str, rows: list[dict[str, object]]) -> ChangeVerification:
+    def result(verified: bool, reason: str, rows: list[CoverageReplay]) -> ChangeVerification:
         return ChangeVerification(incident=incident.id, change=change.id, layer=change.layer,
                                   verified=verified, reason=reason, replays=rows)
 
@@ -103,13 +112,13 @@ def _verify_coverage(change: ControlChange, incident: Incident, cases: list[Regr
     before = incident.containment.baseline.eval_tags
     now = tag_counts(inputs.cases)
     least = inputs.workspace.config.gate.min_cases_per_input_type
-    rows: list[dict[str, object]] = []
+    rows: list[CoverageReplay] = []
     problems = []
     for tag in tags:
         covering = [c.id for c in inputs.cases if tag in c.tags]
         failing = [i for i in covering if evidence.outcome_of(i) != "pass"]
-        rows.append({"input_type": tag, "before": before.get(tag, 0), "after": now.get(tag, 0),
-                     "required": least, "not_passing": failing})
+        rows.append(CoverageReplay(input_type=tag, before=before.get(tag, 0),
+                                   after=now.get(tag, 0), required=least, not_passing=failing))
         if now.get(tag, 0) < least:
             problems.append(f"{tag} has {now.get(tag, 0)} cases, needs {least}")
         if failing:
@@ -125,14 +134,12 @@ def _verify_prompt(change: ControlChange, incident: Incident, cases: list[Regres
                    inputs: GateInputs, evidence: Evidence) -> ChangeVerification:
     assert incident.containment is not None
     was = incident.containment.baseline.fingerprint.get("agent")
-    rows: list[dict[str, object]] = [
-        {"case": c.id, "outcome": evidence.outcome_of(c.id)} for c in cases
-    ]
+    rows = [PromptReplay(case=c.id, outcome=evidence.outcome_of(c.id)) for c in cases]
     if not cases:
         verified, reason = False, "the incident has no regression case to run"
     elif was == inputs.fingerprint.agent:
         verified, reason = False, "the agent is unchanged since containment"
-    elif any(r["outcome"] != "pass" for r in rows):
+    elif any(r.outcome != "pass" for r in rows):
         verified, reason = False, "the live agent still fails the incident's regression cases"
     else:
         verified, reason = True, f"the changed agent passes {len(cases)} regression case(s)"
@@ -140,8 +147,7 @@ def _verify_prompt(change: ControlChange, incident: Incident, cases: list[Regres
                               verified=verified, reason=reason, replays=rows)
 
 
-@register("control_changes")
-def control_changes(inputs: GateInputs, evidence: Evidence) -> CheckResult:
+def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesResult:
     """Each open incident's RCA is complete and every control change is verified."""
     findings: list[str] = []
     errors: list[str] = []
@@ -173,6 +179,5 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> CheckResult:
     verified = sum(v.verified for v in verifications)
     summary = (f"{verified}/{len(verifications)} control changes verified across "
                f"{len(incidents)} open incident(s)") if incidents else "no open incident"
-    return CheckResult(name="control_changes", outcome=outcome, summary=summary,
-                       findings=errors + findings,
-                       data={"verifications": [v.model_dump(mode="json") for v in verifications]})
+    return ControlChangesResult(outcome=outcome, summary=summary, findings=errors + findings,
+                                data=ControlChangesData(verifications=verifications))

@@ -62,9 +62,9 @@ def command(agent: str, pattern: str, trials: int | None, concurrency: int | Non
         if finding:
             c.out.print(f"• {finding}", highlight=False, markup=False)
     usage = usage_totals(evidence.results)
-    if usage["input_tokens"] is not None:
-        cost = f", ${usage['cost_usd']:.4f}" if usage["cost_usd"] is not None else ""
-        c.out.print(f"tokens: {usage['input_tokens']:,} in, {usage['output_tokens']:,} out"
+    if usage.input_tokens is not None:
+        cost = f", ${usage.cost_usd:.4f}" if usage.cost_usd is not None else ""
+        c.out.print(f"tokens: {usage.input_tokens:,} in, {usage.output_tokens or 0:,} out"
                     f"{cost}")
     if evidence.run_file is not None:
         c.out.print(f"run file: {workspace.relative(evidence.run_file)}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite import load_cases
-from gates import Verdict, Workspace, open_store
+from gates import EvalsResult, Verdict, Workspace, open_store
 from regressions import LAYERS, RegressionCase
 from tests.faults.conftest import Cli, _argv, _env, assert_kept, recorded, temp_files
 
@@ -85,8 +85,9 @@ def test_eight_writers_lose_nothing(ws: Workspace, cli: Cli, tmp_path: Path,
     for body in after.verdicts[len(before.verdicts):]:
         # Each verdict is bound to exactly the regression set it ran.
         verdict = Verdict.model_validate_json(body)
-        evals = next(c for c in verdict.checks if c.name == "evals")
-        ran = sum(case["regression"] for case in evals.data["cases"])
+        evals = verdict.result(EvalsResult)
+        assert evals is not None and evals.data is not None
+        ran = sum(case.regression for case in evals.data.cases)
         held = sum(p.startswith("regressions/") for p in verdict.fingerprint.files)
         assert ran == held
     assert cli(ws, "audit", "verify").code == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from evalsuite import load_model
-from gates import Workspace, run_gate
+from gates import EvalsResult, Workspace, run_gate
 from gates._cli import main
 from regressions import RegressionCase
 from tests.helpers import ACTOR, LOG, contained
@@ -50,6 +50,7 @@ def test_redacted_case_still_tells_the_agents_apart(example: Workspace, fixed: o
     assert any(f.startswith(f"{incident}-1: 0/") for f in evals.findings)
     fixed(example)  # type: ignore[operator]
     after = run_gate(example, "refund-agent", actor="ci")
-    evals = next(c for c in after.checks if c.name == "evals")
-    case = next(c for c in evals.data["cases"] if c["id"] == f"{incident}-1")
-    assert case["outcome"] == "pass"
+    evals = after.result(EvalsResult)
+    assert evals is not None and evals.data is not None
+    case = next(c for c in evals.data.cases if c.id == f"{incident}-1")
+    assert case.outcome == "pass"

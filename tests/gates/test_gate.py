@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from gates import CHECKS, CheckResult, Workspace, open_store, register, run_gate
+from gates import (
+    CHECKS,
+    CheckResult,
+    CoverageReplay,
+    DecisionReplay,
+    Workspace,
+    open_store,
+    register,
+    run_gate,
+)
 from tests.conftest import RunCli
 from tests.helpers import ACTOR, captured, resolved
 
@@ -60,12 +69,13 @@ def test_fixed_agent_passes_with_every_change_verified(example: Workspace, fixed
                                                                "CC-5"]
     assert all(v.verified for v in by_layer.values())
     permission_rows = by_layer["tool_permission_boundary"].replays
-    assert [(r["before"], r["after"], r["after_rule"]) for r in permission_rows] == [
+    assert all(isinstance(r, DecisionReplay) for r in permission_rows)
+    assert [(r.before, r.after, r.after_rule) for r in permission_rows] == [  # type: ignore[union-attr]
         ("allow", "deny", "permissions.tools.issue_refund.arguments"),
         ("allow", "deny", "permissions.tools.send_email.arguments"),
     ]
-    assert by_layer["eval_coverage"].replays == [{"input_type": "prompt_injection", "before": 0,
-                                          "after": 4, "required": 3, "not_passing": []}]
+    assert by_layer["eval_coverage"].replays == [CoverageReplay(
+        input_type="prompt_injection", before=0, after=4, required=3, not_passing=[])]
 
 
 def test_agent_that_raises_is_an_error_never_a_pass(example: Workspace) -> None:

@@ -11,7 +11,7 @@ import yaml
 
 from evalsuite import InvalidInput
 from gates import (
-    CheckResult,
+    RegressionRatchetResult,
     Workspace,
     approve_loosening,
     open_store,
@@ -44,9 +44,10 @@ def ws(gated_template: Path, tmp_path: Path) -> Workspace:
     return copied(gated_template, tmp_path / "ws")
 
 
-def _ratchet(ws: Workspace) -> CheckResult:
-    verdict = run_gate(ws, AGENT, actor="ci")
-    return next(c for c in verdict.checks if c.name == "regression_ratchet")
+def _ratchet(ws: Workspace) -> RegressionRatchetResult:
+    result = run_gate(ws, AGENT, actor="ci").result(RegressionRatchetResult)
+    assert result is not None and result.data is not None
+    return result
 
 
 def _edit(ws: Workspace, change: Callable[[dict[str, object]], None]) -> None:
@@ -76,7 +77,7 @@ def test_untouched_set_passes(ws: Workspace) -> None:
     """A regression set as the last gate held it passes the ratchet."""
     result = _ratchet(ws)
     assert result.outcome == "pass" and result.findings == []
-    assert list(result.data["terms"]) == ["INC-1-1"]
+    assert result.data is not None and list(result.data.terms) == ["INC-1-1"]
 
 
 def test_removed_case_fails_by_name(ws: Workspace) -> None:
@@ -139,8 +140,9 @@ def test_approval_records_who_and_why_and_lets_it_pass(ws: Workspace) -> None:
     assert entry.detail["case"] == "INC-1-1" and entry.detail["terms"] == "removed"
     result = _ratchet(ws)
     assert result.outcome == "pass"
-    assert result.data["approved"][0]["by"] == "lead.engineer"
-    assert result.data["approved"][0]["why"] == "duplicate of INC-1-2"
+    assert result.data is not None
+    assert result.data.approved[0].by == "lead.engineer"
+    assert result.data.approved[0].why == "duplicate of INC-1-2"
     assert _ratchet(ws).outcome == "pass"  # the removal stays approved
 
 

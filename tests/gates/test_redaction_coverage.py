@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gates import Workspace, capture, investigate, run_gate
+from gates import EvalsResult, Workspace, capture, investigate, run_gate
 from gates._cli import main
 from tests.helpers import ACTOR, LOG, contained
 
@@ -46,10 +46,11 @@ def investigated(example: Workspace) -> tuple[Workspace, str]:
     investigate(example, incident, [log], actor=ACTOR)
     verdict = run_gate(example, "refund-agent", actor="ci")
     # Redaction comes after the checks: the raw case still catches the repeated harm.
-    evals = next(c for c in verdict.checks if c.name == "evals")
-    case = next(c for c in evals.data["cases"] if c["id"] == f"{incident}-1")
-    assert case["outcome"] == "fail"
-    assert any(u["criterion"] == "no-repeat-step-6" for u in case["failed"]["unmet"])
+    evals = verdict.result(EvalsResult)
+    assert evals is not None and evals.data is not None
+    case = next(c for c in evals.data.cases if c.id == f"{incident}-1")
+    assert case.outcome == "fail" and case.failed is not None
+    assert any(u.criterion == "no-repeat-step-6" for u in case.failed.unmet)
     reports = example.root / "reports"
     assert main(["-C", str(example.root), "report", "refund-agent", "--html",
                  str(reports / "report.html"), "--markdown", str(reports / "report.md")]) == 0

@@ -137,7 +137,7 @@ def test_json_verdict_is_versioned_and_matches_its_schema(example: Workspace,
     captured(example)
     cli("gate", "refund-agent", "--json", "v.json", cwd=example.root)
     text = (example.root / "v.json").read_text()
-    assert text.startswith('{\n  "schema_version": 1,')
+    assert text.startswith('{\n  "schema_version": 2,')
     schema = json.loads((ROOT / "schemas" / "verdict.json").read_text())
     errors = list(Draft202012Validator(schema).iter_errors(json.loads(text)))
     assert errors == []

@@ -11,7 +11,7 @@ import pytest
 
 from gates import (
     AuditEntry,
-    CheckResult,
+    EvalsResult,
     Fingerprint,
     MemoryStore,
     ModeRecord,
@@ -38,8 +38,7 @@ def _verdict(outcome: str = "pass", agent: str = "refund-agent") -> Verdict:
         agent=agent, outcome=outcome, created_at=utc_now(),  # type: ignore[arg-type]
         fingerprint=Fingerprint(agent_version="1.4.0", controls="c", eval_suite="e",
                                 regression_set="r", agent="a", files={"agents/x.yaml": "1"}),
-        checks=[CheckResult(name="evals", outcome=outcome,  # type: ignore[arg-type]
-                            summary="s")],
+        checks=[EvalsResult(outcome=outcome, summary="s")],  # type: ignore[arg-type]
     )
 
 

@@ -30,7 +30,7 @@ from evalsuite import (
     run_cases,
     run_sync,
 )
-from gates import Workspace, open_store, run_gate
+from gates import EvalsResult, Workspace, open_store, run_gate
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured
 
@@ -365,16 +365,19 @@ def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str, san
     assert not Path(report["tmp"]).exists()
 
 
-def _evals_check(ws: Workspace) -> Any:
+def _evals_check(ws: Workspace) -> EvalsResult:
     verdict = run_gate(Workspace.find(ws.root), AGENT, actor=ACTOR, trials=1)
-    return next(c for c in verdict.checks if c.name == "evals")
+    evals = verdict.result(EvalsResult)
+    assert evals is not None and evals.data is not None
+    return evals
 
 
 def test_the_verdict_says_loudly_when_no_sandbox_was_used(example: Workspace) -> None:
     """With sandbox = "none" the evals check records it and warns in summary and findings."""
     _configure(example, 'sandbox = "none"')
     evals = _evals_check(example)
-    assert evals.data["isolation"]["sandbox"] == "none"
+    assert evals.data is not None and evals.data.isolation is not None
+    assert evals.data.isolation["sandbox"] == "none"
     assert "WARNING: the agent ran WITHOUT A SANDBOX" in evals.summary
     assert evals.findings[0].startswith("WARNING: the agent ran WITHOUT A SANDBOX")
 
@@ -386,7 +389,8 @@ def test_the_verdict_says_loudly_when_the_agent_ran_in_process(example: Workspac
     data["adapter"]["isolation"] = "in-process"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     evals = _evals_check(example)
-    assert evals.data["isolation"]["process"].startswith("in-process")
+    assert evals.data is not None and evals.data.isolation is not None
+    assert evals.data.isolation["process"].startswith("in-process")
     assert "WARNING: the agent ran UNISOLATED" in evals.summary
     assert evals.findings[0].startswith("WARNING: the agent ran UNISOLATED")
 
@@ -395,7 +399,8 @@ def test_the_verdict_says_loudly_when_the_agent_ran_in_process(example: Workspac
 def test_the_verdict_records_the_sandbox_used(example: Workspace) -> None:
     """By default the evals check records the agent's own process group and the sandbox."""
     evals = _evals_check(example)
-    isolation = evals.data["isolation"]
+    assert evals.data is not None and evals.data.isolation is not None
+    isolation = evals.data.isolation
     assert isolation["sandbox"] in ("landlock", "bubblewrap")
     assert isolation["process"] == "own process group, killed whole when its case ends"
     assert "WARNING" not in evals.summary
