@@ -23,6 +23,9 @@ from gates._attestation import (
     verify_attestation,
 )
 from gates._audit import verify_audit
+from gates._backtest import backtest, backtest_runs
+from gates._backtest_labels import Label as BacktestLabel
+from gates._backtest_model import Backtest
 from gates._baseline import load_baseline, snapshot
 from gates._checks import CHECKS, Evidence, register
 from gates._clearance import AttestedClearance, Clearance, check, check_attested
@@ -95,6 +98,8 @@ __all__ = [
     "Attestation",
     "AttestedClearance",
     "AuditEntry",
+    "Backtest",
+    "BacktestLabel",
     "Captured",
     "ChangeVerification",
     "CheckResult",
@@ -147,6 +152,8 @@ __all__ = [
     "approve_against",
     "approve_loosening",
     "attestation_path",
+    "backtest",
+    "backtest_runs",
     "capture",
     "check",
     "check_attested",

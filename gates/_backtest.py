@@ -1,0 +1,282 @@
+"""The backtest: what every control would have done across the whole recorded history.
+
+:func:`backtest` reads an agent's logs (any format ``ingest`` reads), decides every
+recorded tool call and output through the permission, review and acceptance layers of
+the chosen controls (and of the controls compared with), and tallies the result.
+:func:`backtest_runs` does the same over runs already read, for callers that hold them
+(verification backtesting an incident's scope of impact).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, read_logs
+from gates._backtest_decide import Judge, decide_parts
+from gates._backtest_labels import Label, incident_labels, read_labels
+from gates._backtest_model import Backtest
+from gates._backtest_rule import OneRule, one_rule
+from gates._backtest_tally import Tally
+from gates._baseline import load_baseline
+from gates._config import Workspace
+from gates._controls import Controls
+
+TODAY = "today"
+BASELINE = "baseline:"
+SEMANTICS = ("a labelled harmful step counts as stopped when any layer denies it or sends it "
+             "to a person (a harmful run: any of its steps); a labelled good one counts as "
+             "blocked only when denied, and as reviewed when sent to a person")
+
+
+def resolve_controls(workspace: Workspace, agent: str, spec: str) -> Controls:
+    """The controls ``spec`` names: ``today``, ``baseline:INC-n`` or a folder of files.
+
+    Raises:
+        InvalidInput: an unknown incident, one of another agent or never contained, a
+            baseline copy that changed, or a folder without valid control files.
+    """
+    if spec == TODAY:
+        return workspace.controls(agent)
+    if spec.startswith(BASELINE):
+        incident = workspace.incidents().load(spec.removeprefix(BASELINE))
+        if incident.agent != agent:
+            raise InvalidInput(workspace.incidents().path(incident.id), "$.agent",
+                               f"expected an incident of {agent}, got one of {incident.agent}")
+        return load_baseline(workspace, incident)
+    folder = Path(spec)
+    if not folder.is_dir():
+        raise InvalidInput(folder, "--controls", "expected today, baseline:INC-n or a folder "
+                                                 "holding permissions.yaml, acceptance.yaml, "
+                                                 "review.yaml and checklist.yaml")
+    return workspace.controls(agent, folder)
+
+
+def latest_baseline(workspace: Workspace, agent: str) -> str:
+    """``baseline:INC-n`` of the agent's latest contained incident that is not closed.
+
+    Raises:
+        InvalidInput: the agent has no such incident (``--diff`` has nothing to compare).
+    """
+    open_ones = [i for i in workspace.incidents().all(agent)
+                 if i.phase != "closed" and i.containment is not None]
+    if not open_ones:
+        raise InvalidInput(None, "--diff", f"{agent} has no open, contained incident whose "
+                                           f"baseline to compare with: pass --compare "
+                                           f"baseline:INC-n or a folder instead")
+    return BASELINE + open_ones[-1].id
+
+
+@dataclass
+class Scan:
+    """What a first, light pass over the logs learns: each run's last part and length."""
+
+    last_part: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    kinds: dict[tuple[str, int], str] = field(default_factory=dict)
+    """The kind of each labelled step."""
+
+
+def scan(parts: Iterable[RunPart], labels: Sequence[Label] = ()) -> Scan:
+    """Each run's last part number and step count, so a run's state is dropped as soon as
+    it ends and a label can be checked before anything is decided."""
+    found = Scan()
+    wanted = {label.run_id for label in labels if label.step is not None}
+    for number, part in enumerate(parts):
+        run_id = part.run_id
+        found.last_part[run_id] = number
+        before = found.steps.get(run_id, 0)
+        found.steps[run_id] = before + len(part.steps)
+        if run_id in wanted:
+            for index, step in enumerate(part.steps):
+                found.kinds[(run_id, before + index)] = step.kind
+    return found
+
+
+def check_labels(labels: Sequence[Label], found: Scan) -> None:
+    """Every label names a run in the logs and, if it names a step, one the run has.
+
+    Raises:
+        InvalidInput: the first label that does not.
+    """
+    for label in labels:
+        steps = found.steps.get(label.run_id)
+        if steps is None:
+            raise InvalidInput(None, label.source, f"run '{label.run_id}' is in none of the "
+                                                   f"logs read")
+        if label.step is not None and label.step >= steps:
+            raise InvalidInput(None, label.source, f"run '{label.run_id}' has {steps} steps "
+                                                   f"(0 to {steps - 1}), not step {label.step}")
+        kind = found.kinds.get((label.run_id, label.step)) if label.step is not None else None
+        if kind is not None and kind not in ("tool_call", "output"):
+            raise InvalidInput(None, label.source, f"step {label.step} of '{label.run_id}' is "
+                                                   f"a {kind}: expected a tool call or an "
+                                                   f"output, the steps that take effect")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One process's share of a backtest from logs: everything it needs, picklable."""
+
+    root: Path
+    agent: str
+    logs: tuple[Path, ...]
+    fmt: str
+    controls: str
+    compare: str | None
+    rule: str | None
+    labels: tuple[Label, ...]
+    last_part: dict[str, int]
+    shard: tuple[int, int]
+
+
+def _judges(workspace: Workspace, job: _Job) -> tuple[Judge, Judge | None]:
+    controls = resolve_controls(workspace, job.agent, job.controls)
+    judge = Judge.of(controls, one_rule(controls, job.rule) if job.rule else None)
+    if job.compare is None:
+        return judge, None
+    compared = resolve_controls(workspace, job.agent, job.compare)
+    return judge, Judge.of(compared, one_rule(compared, job.rule) if job.rule else None)
+
+
+def _run_job(job: _Job) -> Tally:
+    """Decide one shard of the runs (in this process or a worker)."""
+    workspace = Workspace.find(job.root)
+    judge, against = _judges(workspace, job)
+    tally = Tally.for_labels(job.labels)
+    parts = read_logs(job.logs, job.fmt, agent=job.agent)  # type: ignore[arg-type]
+    decide_parts(parts, judge, against, tally, last_part=job.last_part, shard=job.shard,
+                 show=workspace.relative)
+    return tally
+
+
+def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
+             controls: str = TODAY, compare: str | None = None, diff: bool = False,
+             labels: Path | None = None, incident: str | None = None, rule: str | None = None,
+             jobs: int = 1, fmt: LogFormat | Literal["auto"] = "auto") -> Backtest:
+    """What ``controls`` would have done to every recorded step of ``agent`` in ``logs``.
+
+    Args:
+        workspace: the workspace.
+        agent: the agent whose runs are backtested (runs of other agents are left out).
+        logs: log files in any format ``ingest`` reads.
+        controls: ``today``, ``baseline:INC-n`` or a folder of control files.
+        compare: controls to compare with, named the same way.
+        diff: compare today's controls with the baseline of the agent's latest open
+            incident (``controls`` must be today's and ``compare`` unset).
+        labels: a labels file (JSONL, CSV or YAML).
+        incident: label the incident's captured harm and scope of impact harmful.
+        rule: only this rule decides; every other step is allowed.
+        jobs: processes to split the runs across (the result is the same for any number).
+        fmt: the logs' format, or ``auto``.
+
+    Returns:
+        The backtest; ``.passed`` is False when a labelled harmful step got through or a
+        labelled good step was blocked.
+
+    Raises:
+        InvalidInput: an unknown agent, rule path or incident, an unreadable log or labels
+            file, or a label naming no run (nothing is decided then).
+    """
+    agent = workspace.require_agent(agent)
+    if not logs:
+        raise InvalidInput(None, "--logs", "expected at least one log file")
+    if jobs < 1:
+        raise InvalidInput(None, "--jobs", f"expected at least 1, got {jobs}")
+    notes = []
+    if diff:
+        if compare is not None or controls != TODAY:
+            raise InvalidInput(None, "--diff", "is today against the baseline: leave out "
+                                               "--controls and --compare")
+        compare = latest_baseline(workspace, agent)
+        notes.append(f"--diff: today's controls against {compare}, the baseline of "
+                     f"{agent}'s latest open incident")
+    job = _Job(root=workspace.root, agent=agent, logs=tuple(logs), fmt=fmt, controls=controls,
+               compare=compare, rule=rule, labels=(), last_part={}, shard=(0, 1))
+    judge, _ = _judges(workspace, job)  # every bad control file or rule path fails here
+    chosen: list[Label] = []
+    if labels is not None:
+        chosen += read_labels(labels)
+    if incident is not None:
+        found = workspace.incidents().load(incident)
+        if found.agent != agent:
+            raise InvalidInput(workspace.incidents().path(found.id), "$.agent",
+                               f"expected an incident of {agent}, got one of {found.agent}")
+        chosen += _unlabelled(incident_labels(workspace, found, logs, fmt), chosen)
+    found_runs = scan(read_logs(logs, fmt, agent=agent), chosen)
+    check_labels(chosen, found_runs)
+    jobs = min(jobs, max(1, len(found_runs.last_part)))
+    shards = [_Job(**{**job.__dict__, "labels": tuple(chosen),
+                      "last_part": found_runs.last_part, "shard": (k, jobs)})
+              for k in range(jobs)]
+    if jobs == 1:
+        tallies = [_run_job(shards[0])]
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            tallies = list(pool.map(_run_job, shards))
+    tally = tallies[0]
+    for other in tallies[1:]:
+        tally.merge(other)
+    return _result(tally, agent=agent, controls=controls, compare=compare, rule=judge.one,
+                   logs=[workspace.relative(p) for p in logs], labelled=bool(chosen),
+                   notes=notes)
+
+
+def _unlabelled(extra: list[Label], given: list[Label]) -> list[Label]:
+    """The incident's labels the labels file does not already decide."""
+    taken = {(label.run_id, label.step) for label in given}
+    return [label for label in extra if (label.run_id, label.step) not in taken]
+
+
+def backtest_runs(controls: Controls, runs: Iterable[Run], *, compare: Controls | None = None,
+                  labels: Sequence[Label] = (), rule: str | None = None,
+                  agent: str | None = None, controls_name: str = "given",
+                  compare_name: str = "compared") -> Backtest:
+    """What ``controls`` would have done to every step of runs already read.
+
+    Steps are located as ``RUN_ID step N``. Every label must name one of the runs.
+
+    Raises:
+        InvalidInput: an unknown rule path, or a label naming no run or step.
+    """
+    held = list(runs)
+    found = scan(_parts(held), labels)
+    check_labels(labels, found)
+    one = one_rule(controls, rule) if rule else None
+    judge = Judge.of(controls, one)
+    against = None if compare is None else Judge.of(
+        compare, one_rule(compare, rule) if rule else None)
+    tally = Tally.for_labels(labels)
+    decide_parts(_parts(held), judge, against, tally, last_part=found.last_part, show=str)
+    return _result(tally, agent=agent or controls.permissions.agent, controls=controls_name,
+                   compare=compare_name if compare is not None else None, rule=one,
+                   logs=[], labelled=bool(labels), notes=[])
+
+
+def _parts(runs: Sequence[Run]) -> Iterator[RunPart]:
+    for run in runs:
+        yield RunPart(run_id=run.run_id, source=Path(run.run_id), place="",
+                      header=RunHeader(run_id=run.run_id, context=run.context),
+                      steps=list(run.steps), places=[f"step {i}" for i in range(len(run.steps))])
+
+
+def _result(tally: Tally, *, agent: str, controls: str, compare: str | None,
+            rule: OneRule | None, logs: list[str], labelled: bool,
+            notes: list[str]) -> Backtest:
+    if rule is not None:
+        notes.append(f"only {rule.rule} decides; every other step is allowed")
+    notes.append(SEMANTICS if labelled else "no labels: the exit code is 0 whatever was "
+                                            "decided; pass --labels or --incident to check")
+    return Backtest(
+        agent=agent, controls=controls, compare=compare,
+        rule=rule.rule if rule else None, logs=logs,
+        totals=tally.totals.model(), rules=tally.rule_tallies(),
+        review_load=tally.review_load(),
+        comparison=tally.comparison(compare) if compare is not None else None,
+        confusion=tally.confusion() if labelled else None, notes=notes)
+
