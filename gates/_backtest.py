@@ -20,7 +20,7 @@ from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, read_log
 from gates._backtest_decide import Judge, decide_parts
 from gates._backtest_labels import Label, incident_labels, read_labels
 from gates._backtest_model import Backtest
-from gates._backtest_rule import OneRule, one_rule
+from gates._backtest_rule import OneRule, one_rule, same_rule
 from gates._backtest_tally import Tally
 from gates._baseline import load_baseline
 from gates._config import Workspace
@@ -136,17 +136,26 @@ class _Job:
 
 def _judges(workspace: Workspace, job: _Job) -> tuple[Judge, Judge | None]:
     controls = resolve_controls(workspace, job.agent, job.controls)
-    judge = Judge.of(controls, one_rule(controls, job.rule) if job.rule else None)
-    if job.compare is None:
+    compared = None if job.compare is None else resolve_controls(workspace, job.agent,
+                                                                 job.compare)
+    return judges(controls, compared, job.rule)
+
+
+def judges(controls: Controls, compared: Controls | None,
+           rule: str | None) -> tuple[Judge, Judge | None]:
+    """The controls to replay and to compare with, both narrowed to ``rule`` if given (in
+    the compared controls, the rule of the same path; where they lack it, nothing stops)."""
+    one = one_rule(controls, rule) if rule else None
+    judge = Judge.of(controls, one)
+    if compared is None:
         return judge, None
-    compared = resolve_controls(workspace, job.agent, job.compare)
-    return judge, Judge.of(compared, one_rule(compared, job.rule) if job.rule else None)
+    return judge, Judge.of(compared, same_rule(compared, one.rule) if one else None)
 
 
-def _run_job(job: _Job) -> Tally:
+def _run_job(job: _Job, built: tuple[Judge, Judge | None] | None = None) -> Tally:
     """Decide one shard of the runs (in this process or a worker)."""
     workspace = Workspace.find(job.root)
-    judge, against = _judges(workspace, job)
+    judge, against = built or _judges(workspace, job)
     tally = Tally.for_labels(job.labels)
     parts = read_logs(job.logs, job.fmt, agent=job.agent)  # type: ignore[arg-type]
     decide_parts(parts, judge, against, tally, last_part=job.last_part, shard=job.shard,
@@ -197,7 +206,7 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
                      f"{agent}'s latest open incident")
     job = _Job(root=workspace.root, agent=agent, logs=tuple(logs), fmt=fmt, controls=controls,
                compare=compare, rule=rule, labels=(), last_part={}, shard=(0, 1))
-    judge, _ = _judges(workspace, job)  # every bad control file or rule path fails here
+    built = _judges(workspace, job)  # every bad control file or rule path fails here
     chosen: list[Label] = []
     if labels is not None:
         chosen += read_labels(labels)
@@ -214,7 +223,7 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
                       "last_part": found_runs.last_part, "shard": (k, jobs)})
               for k in range(jobs)]
     if jobs == 1:
-        tallies = [_run_job(shards[0])]
+        tallies = [_run_job(shards[0], built)]
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
@@ -222,7 +231,7 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
     tally = tallies[0]
     for other in tallies[1:]:
         tally.merge(other)
-    return _result(tally, agent=agent, controls=controls, compare=compare, rule=judge.one,
+    return _result(tally, agent=agent, controls=controls, compare=compare, rule=built[0].one,
                    logs=[workspace.relative(p) for p in logs], labelled=bool(chosen),
                    notes=notes)
 
@@ -247,14 +256,11 @@ def backtest_runs(controls: Controls, runs: Iterable[Run], *, compare: Controls 
     held = list(runs)
     found = scan(_parts(held), labels)
     check_labels(labels, found)
-    one = one_rule(controls, rule) if rule else None
-    judge = Judge.of(controls, one)
-    against = None if compare is None else Judge.of(
-        compare, one_rule(compare, rule) if rule else None)
+    judge, against = judges(controls, compare, rule)
     tally = Tally.for_labels(labels)
     decide_parts(_parts(held), judge, against, tally, last_part=found.last_part, show=str)
     return _result(tally, agent=agent or controls.permissions.agent, controls=controls_name,
-                   compare=compare_name if compare is not None else None, rule=one,
+                   compare=compare_name if compare is not None else None, rule=judge.one,
                    logs=[], labelled=bool(labels), notes=[])
 
 
@@ -272,11 +278,13 @@ def _result(tally: Tally, *, agent: str, controls: str, compare: str | None,
         notes.append(f"only {rule.rule} decides; every other step is allowed")
     notes.append(SEMANTICS if labelled else "no labels: the exit code is 0 whatever was "
                                             "decided; pass --labels or --incident to check")
+    confusion = tally.confusion() if labelled else None
     return Backtest(
         agent=agent, controls=controls, compare=compare,
         rule=rule.rule if rule else None, logs=logs,
         totals=tally.totals.model(), rules=tally.rule_tallies(),
         review_load=tally.review_load(),
         comparison=tally.comparison(compare) if compare is not None else None,
-        confusion=tally.confusion() if labelled else None, notes=notes)
+        confusion=confusion, passed=confusion is None or not (
+            confusion.harmful_allowed or confusion.good_blocked), notes=notes)
 

@@ -202,11 +202,8 @@ class Backtest(Record):
     """What changed against ``compare``."""
     confusion: Confusion | None = None
     """Labelled runs and steps against what was decided, when there are labels."""
+    passed: bool
+    """Every labelled harmful step stopped and no labelled good step denied (true without
+    labels: unlabelled runs never fail); the exit code is 0 exactly when this holds."""
     notes: list[str] = Field(default_factory=list)
     """What the reader should know about how this was computed."""
-
-    @property
-    def passed(self) -> bool:
-        """Every labelled harmful step stopped and no labelled good step blocked."""
-        confusion = self.confusion
-        return confusion is None or not (confusion.harmful_allowed or confusion.good_blocked)

@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from evalsuite import Criterion, InvalidInput, did_you_mean
-from gates._controls import Controls, ReviewRule
+from gates._controls import Controls, ReviewRule, ToolPermission
 from gates._policy import Decision
 
 
@@ -77,6 +77,26 @@ def _rules(controls: Controls) -> dict[str, tuple[list[str], _Where]]:
     return rules
 
 
+def _blank(controls: Controls) -> dict[str, ToolPermission]:
+    return {tool: permission.model_copy(update={
+        "allowed": True, "arguments": None, "deny_when": [], "review_when": []})
+        for tool, permission in controls.permissions.tools.items()}
+
+
+def same_rule(controls: Controls, rule: str) -> OneRule:
+    """``controls`` narrowed to the rule another set of controls calls ``rule`` (a path as
+    decisions give it); where these controls lack it, nothing decides: everything allows."""
+    if rule in rule_paths(controls):
+        return one_rule(controls, rule)
+    narrowed = dataclasses.replace(
+        controls,
+        permissions=controls.permissions.model_copy(update={"tools": _blank(controls)}),
+        review=controls.review.model_copy(update={"rules": []}),
+        acceptance=controls.acceptance.model_copy(update={"criteria": []}),
+    )
+    return OneRule(rule=rule, controls=narrowed, rename={})
+
+
 def one_rule(controls: Controls, path: str) -> OneRule:
     """``controls`` narrowed to the rule at ``path``.
 
@@ -91,9 +111,7 @@ def one_rule(controls: Controls, path: str) -> OneRule:
                            f"{controls.permissions.agent}" + did_you_mean(path, list(paths))
                            + f"; rules: {', '.join(sorted(rules))}")
     where = rules[canonical][1]
-    blank = {tool: permission.model_copy(update={
-        "allowed": True, "arguments": None, "deny_when": [], "review_when": []})
-        for tool, permission in controls.permissions.tools.items()}
+    blank = _blank(controls)
     review_rules: list[ReviewRule] = []
     criteria: list[Criterion] = []
     rename: dict[str, str] = {}

@@ -298,6 +298,19 @@ def test_diff_compares_today_with_the_latest_open_baseline(example: Workspace,
     assert result.comparison is not None and result.comparison.newly_denied == 3
 
 
+def test_diff_of_one_new_rule_shows_what_it_alone_adds(example: Workspace,
+                                                      fixed: Callable[..., Any]) -> None:
+    """--diff --rule with a rule the baseline lacks compares it with nothing stopping."""
+    contained(example)
+    fixed(example)
+    result = run(example, diff=True, rule="permissions.tools.issue_refund.deny_when[0]")
+    assert result.comparison is not None
+    assert (result.comparison.newly_denied, result.comparison.newly_allowed) == (1, 0)
+    (change,) = result.comparison.changes
+    assert change.rule == "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"
+    assert [(e.run_id, e.step) for e in change.examples] == [(HARMFUL_RUN, 4)]
+
+
 def many_runs(ws: Workspace, copies: int) -> Path:
     """The example's log with every run copied ``copies`` times, runs interleaved line by
     line so each run's history must be kept apart."""
