@@ -13,7 +13,15 @@ import pytest
 import yaml
 
 from evalsuite import InvalidInput, read_log_runs
-from gates import Backtest, BacktestLabel, Workspace, backtest, backtest_runs, investigate
+from gates import (
+    Backtest,
+    BacktestLabel,
+    UnknownAgent,
+    Workspace,
+    backtest,
+    backtest_runs,
+    investigate,
+)
 from tests.conftest import RunCli
 from tests.helpers import ACTOR, LOG, captured, contained
 
@@ -281,7 +289,7 @@ def test_a_missing_labels_file_or_unknown_agent_is_bad_input(example: Workspace,
     """A labels file that is not there, or an agent the workspace lacks, is bad input."""
     with pytest.raises(InvalidInput, match="file not found"):
         run(example, labels=tmp_path / "none.csv")
-    with pytest.raises(Exception, match="unknown agent 'refund-agnt'"):
+    with pytest.raises(UnknownAgent, match="unknown agent 'refund-agnt'"):
         backtest(example, "refund-agnt", [example.root / LOG])
 
 
@@ -331,12 +339,23 @@ def many_runs(ws: Workspace, copies: int) -> Path:
 
 def test_interleaved_runs_keep_their_own_history(example: Workspace,
                                                  fixed: Callable[..., Any]) -> None:
-    """Runs interleaved line by line are decided with their own history each."""
+    """Runs interleaved line by line are decided with their own history each: a refund
+    whose own run never looked the order up is denied though other runs did."""
     fixed(example)
     alone = run(example)
-    mixed = backtest(example, AGENT, [many_runs(example, 4)])
-    assert mixed.totals.runs == 4 * alone.totals.runs
-    assert {t.rule: t.calls * 4 for t in alone.rules} == {t.rule: t.calls for t in mixed.rules}
+    log = many_runs(example, 4)
+    lines = log.read_text().splitlines(keepends=True)
+    refund = {"run_id": "run-no-lookup", "kind": "tool_call", "tool": "issue_refund",
+              "arguments": {"order_id": "A-1004", "amount": 12.0,
+                            "refund_to": "original_payment_method"}}
+    lines.insert(len(lines) // 2, json.dumps(refund) + "\n")
+    log.write_text("".join(lines))
+    mixed = backtest(example, AGENT, [log])
+    assert mixed.totals.runs == 4 * alone.totals.runs + 1
+    expected = {t.rule: t.calls * 4 for t in alone.rules}
+    deny_when = "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"
+    expected[deny_when] = expected.get(deny_when, 0) + 1
+    assert {t.rule: t.calls for t in mixed.rules} == expected
 
 
 def test_jobs_2_gives_the_same_output_as_jobs_1(example: Workspace, cli: RunCli) -> None:
