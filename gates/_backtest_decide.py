@@ -8,6 +8,7 @@ Every decision is asked of :func:`gates._replay.replay`, the one replay function
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
         show: how a log file is named in ``file:line``.
     """
     mine, jobs = shard
+    show = functools.cache(show)  # a file is named once, not once per step
     states: dict[str, RunState] = {}
     number = -1
     for number, part in enumerate(parts):
