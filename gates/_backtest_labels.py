@@ -18,7 +18,16 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 
-from evalsuite import InvalidInput, LogFormat, json_path, line_of, parse_yaml, read_logs, read_text
+from evalsuite import (
+    InvalidInput,
+    LogFormat,
+    json_path,
+    line_of,
+    load_json,
+    parse_yaml,
+    read_logs,
+    read_text,
+)
 from gates._backtest_model import LabelKind
 from gates._config import Workspace
 from gates._investigation import acceptance_criteria, incident_cases
@@ -37,6 +46,8 @@ LABEL_SCHEMA: dict[str, Any] = {
 }
 _VALIDATOR = Draft202012Validator(LABEL_SCHEMA)
 CSV_COLUMNS = ("run_id", "step", "label", "note")
+# A record as read: its value, its line, and its place in the document (YAML).
+_Record = tuple[Any, int | None, list[str | int]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ def read_labels(path: Path) -> list[Label]:
         records = _yaml(text, path)
     else:
         raise InvalidInput(path, "", "expected a labels file ending in .jsonl, .csv or .yaml")
-    labels = [_label(record, path, line, place) for record, line, place in records]
+    labels = [_label(record, path, line, loc) for record, line, loc in records]
     seen: dict[tuple[str, int | None], Label] = {}
     for label in labels:
         key = (label.run_id, label.step)
@@ -82,11 +93,10 @@ def _named(label: Label) -> str:
     return label.run_id + (f" step {label.step}" if label.step is not None else "")
 
 
-def _label(record: Any, path: Path, line: int | None, place: str) -> Label:
+def _label(record: Any, path: Path, line: int | None, loc: list[str | int]) -> Label:
     error = next(iter(_VALIDATOR.iter_errors(record)), None)
     if error is not None:
-        where = json_path([place, *error.absolute_path]) if place else json_path(
-            list(error.absolute_path))
+        where = json_path([*loc, *error.absolute_path])
         raise InvalidInput(path, where, f"expected a label (run_id, optional step, "
                                         f"harmful|good, optional note): {error.message}",
                            line=line)
@@ -94,20 +104,27 @@ def _label(record: Any, path: Path, line: int | None, place: str) -> Label:
                  note=record.get("note", ""), source=f"{path.name}:{line}")
 
 
-def _jsonl(text: str, path: Path) -> Iterator[tuple[Any, int | None, str]]:
+def _jsonl(text: str, path: Path) -> Iterator[_Record]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidInput(path, "", f"expected one JSON object per line ({exc})",
+            record = load_json(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(path, "", f"expected one JSON object per line ({exc.msg})",
                                line=number) from None
-        yield record, number, ""
+        yield record, number, []
 
 
-def _csv(text: str, path: Path) -> Iterator[tuple[Any, int | None, str]]:
+def _csv(text: str, path: Path) -> Iterator[_Record]:
     reader = csv.DictReader(io.StringIO(text))
+    try:
+        yield from _rows(reader, path)
+    except csv.Error as exc:
+        raise InvalidInput(path, "", f"expected CSV ({exc})", line=reader.line_num) from None
+
+
+def _rows(reader: csv.DictReader[str], path: Path) -> Iterator[_Record]:
     columns = reader.fieldnames or []
     unknown = [c for c in columns if c not in CSV_COLUMNS]
     if unknown or "run_id" not in columns or "label" not in columns:
@@ -122,10 +139,10 @@ def _csv(text: str, path: Path) -> Iterator[tuple[Any, int | None, str]]:
         step = record.get("step")
         if step is not None:
             record["step"] = int(step) if step.strip().isdigit() else step
-        yield record, reader.line_num, ""
+        yield record, reader.line_num, []
 
 
-def _yaml(text: str, path: Path) -> Iterator[tuple[Any, int | None, str]]:
+def _yaml(text: str, path: Path) -> Iterator[_Record]:
     document = parse_yaml(text, path)
     prefix: list[str | int] = []
     if isinstance(document, dict) and set(document) == {"labels"}:
@@ -134,7 +151,7 @@ def _yaml(text: str, path: Path) -> Iterator[tuple[Any, int | None, str]]:
         raise InvalidInput(path, "$", "expected a list of labels (or labels: [...])", line=1)
     for index, record in enumerate(document):
         loc = [*prefix, index]
-        yield record, line_of(text, loc), json_path(loc).removeprefix("$")
+        yield record, line_of(text, loc), loc
 
 
 def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Path],

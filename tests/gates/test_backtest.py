@@ -253,22 +253,30 @@ def test_an_unknown_rule_path_is_bad_input_naming_the_paths(example: Workspace,
     assert not (example.root / "out.json").exists()
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('{"run_id": "run-7f3a97", "label": "harmful"}\n{"run_id": "x", "label": "bad"}\n',
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("labels.jsonl",
+     '{"run_id": "run-7f3a97", "label": "harmful"}\n{"run_id": "x", "label": "bad"}\n',
      "labels.jsonl:2: $.label: expected a label"),
-    ('{"run_id": "run-7f3a97", "label": "harmful"\n', "labels.jsonl:1: expected one JSON"),
-    ('{"run_id": "run-7f3a97", "step": 5, "label": "harmful"}\n',
+    ("labels.jsonl", '{"run_id": "run-7f3a97", "label": "harmful"\n',
+     "labels.jsonl:1: expected one JSON"),
+    ("labels.jsonl", "[" * 100_000 + "\n", "labels.jsonl:1: expected one JSON"),
+    ("labels.yaml", "- {run_id: run-7f3a97, label: good}\n- {run_id: r, label: good, step: x}\n",
+     "labels.yaml:2: $[1].step: expected a label"),
+    ("labels.csv", "run_id,label,verdict\nrun-7f3a97,good,ok\n",
+     "labels.csv:1: expected a header row of run_id, step, label, note"),
+    ("labels.txt", "run-7f3a97 harmful\n", "expected a labels file ending in .jsonl"),
+    ("labels.jsonl", '{"run_id": "run-7f3a97", "step": 5, "label": "harmful"}\n',
      "step 5 of 'run-7f3a97' is a tool_result"),
-    ('{"run_id": "run-7f3a97", "step": 40, "label": "harmful"}\n',
+    ("labels.jsonl", '{"run_id": "run-7f3a97", "step": 40, "label": "harmful"}\n',
      "run 'run-7f3a97' has 9 steps (0 to 8), not step 40"),
 ])
-def test_bad_labels_are_bad_input_naming_file_and_line(example: Workspace, text: str,
-                                                      expected: str) -> None:
+def test_bad_labels_are_bad_input_naming_file_and_line(example: Workspace, name: str,
+                                                      text: str, expected: str) -> None:
     """Unreadable labels, or a label naming no step that acts, are bad input naming the
     file and line."""
-    (example.root / "labels.jsonl").write_text(text)
+    (example.root / name).write_text(text)
     with pytest.raises(InvalidInput) as raised:
-        run(example, labels=example.root / "labels.jsonl")
+        run(example, labels=example.root / name)
     assert expected in str(raised.value)
 
 
