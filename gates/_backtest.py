@@ -9,6 +9,7 @@ the chosen controls (and of the controls compared with), and tallies the result.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -219,8 +220,8 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
     found_runs = scan(read_logs(logs, fmt, agent=agent), chosen)
     check_labels(chosen, found_runs)
     jobs = min(jobs, max(1, len(found_runs.last_part)))
-    shards = [_Job(**{**job.__dict__, "labels": tuple(chosen),
-                      "last_part": found_runs.last_part, "shard": (k, jobs)})
+    shards = [dataclasses.replace(job, labels=tuple(chosen), last_part=found_runs.last_part,
+                                  shard=(k, jobs))
               for k in range(jobs)]
     if jobs == 1:
         tallies = [_run_job(shards[0], built)]
