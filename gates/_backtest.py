@@ -13,110 +13,23 @@ import dataclasses
 import multiprocessing
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, read_logs
+from gates._backtest_controls import TODAY, judges, latest_baseline, resolve_controls
 from gates._backtest_decide import Judge, decide_parts
-from gates._backtest_labels import Label, incident_labels, read_labels
+from gates._backtest_labels import Label, check_labels, incident_labels, read_labels, scan
 from gates._backtest_model import Backtest
-from gates._backtest_rule import OneRule, one_rule, same_rule
+from gates._backtest_rule import OneRule
 from gates._backtest_tally import Tally
-from gates._baseline import load_baseline
 from gates._config import Workspace
 from gates._controls import Controls
 
-TODAY = "today"
-BASELINE = "baseline:"
 SEMANTICS = ("a labelled harmful step counts as stopped when any layer denies it or sends it "
              "to a person (a harmful run: any of its steps); a labelled good one counts as "
              "blocked only when denied, and as reviewed when sent to a person")
-
-
-def resolve_controls(workspace: Workspace, agent: str, spec: str) -> Controls:
-    """The controls ``spec`` names: ``today``, ``baseline:INC-n`` or a folder of files.
-
-    Raises:
-        InvalidInput: an unknown incident, one of another agent or never contained, a
-            baseline copy that changed, or a folder without valid control files.
-    """
-    if spec == TODAY:
-        return workspace.controls(agent)
-    if spec.startswith(BASELINE):
-        incident = workspace.incidents().load(spec.removeprefix(BASELINE))
-        if incident.agent != agent:
-            raise InvalidInput(workspace.incidents().path(incident.id), "$.agent",
-                               f"expected an incident of {agent}, got one of {incident.agent}")
-        return load_baseline(workspace, incident)
-    folder = Path(spec)
-    if not folder.is_dir():
-        raise InvalidInput(folder, "--controls", "expected today, baseline:INC-n or a folder "
-                                                 "holding permissions.yaml, acceptance.yaml, "
-                                                 "review.yaml and checklist.yaml")
-    return workspace.controls(agent, folder)
-
-
-def latest_baseline(workspace: Workspace, agent: str) -> str:
-    """``baseline:INC-n`` of the agent's latest contained incident that is not closed.
-
-    Raises:
-        InvalidInput: the agent has no such incident (``--diff`` has nothing to compare).
-    """
-    open_ones = [i for i in workspace.incidents().all(agent)
-                 if i.phase != "closed" and i.containment is not None]
-    if not open_ones:
-        raise InvalidInput(None, "--diff", f"{agent} has no open, contained incident whose "
-                                           f"baseline to compare with: pass --compare "
-                                           f"baseline:INC-n or a folder instead")
-    return BASELINE + open_ones[-1].id
-
-
-@dataclass
-class Scan:
-    """What a first, light pass over the logs learns: each run's last part and length."""
-
-    last_part: dict[str, int] = field(default_factory=dict)
-    steps: dict[str, int] = field(default_factory=dict)
-    kinds: dict[tuple[str, int], str] = field(default_factory=dict)
-    """The kind of each labelled step."""
-
-
-def scan(parts: Iterable[RunPart], labels: Sequence[Label] = ()) -> Scan:
-    """Each run's last part number and step count, so a run's state is dropped as soon as
-    it ends and a label can be checked before anything is decided."""
-    found = Scan()
-    wanted = {label.run_id for label in labels if label.step is not None}
-    for number, part in enumerate(parts):
-        run_id = part.run_id
-        found.last_part[run_id] = number
-        before = found.steps.get(run_id, 0)
-        found.steps[run_id] = before + len(part.steps)
-        if run_id in wanted:
-            for index, step in enumerate(part.steps):
-                found.kinds[(run_id, before + index)] = step.kind
-    return found
-
-
-def check_labels(labels: Sequence[Label], found: Scan) -> None:
-    """Every label names a run in the logs and, if it names a step, one the run has.
-
-    Raises:
-        InvalidInput: the first label that does not.
-    """
-    for label in labels:
-        steps = found.steps.get(label.run_id)
-        if steps is None:
-            raise InvalidInput(None, label.source, f"run '{label.run_id}' is in none of the "
-                                                   f"logs read")
-        if label.step is not None and label.step >= steps:
-            raise InvalidInput(None, label.source, f"run '{label.run_id}' has {steps} steps "
-                                                   f"(0 to {steps - 1}), not step {label.step}")
-        kind = found.kinds.get((label.run_id, label.step)) if label.step is not None else None
-        if kind is not None and kind not in ("tool_call", "output"):
-            raise InvalidInput(None, label.source, f"step {label.step} of '{label.run_id}' is "
-                                                   f"a {kind}: expected a tool call or an "
-                                                   f"output, the steps that take effect")
 
 
 @dataclass(frozen=True)
@@ -140,17 +53,6 @@ def _judges(workspace: Workspace, job: _Job) -> tuple[Judge, Judge | None]:
     compared = None if job.compare is None else resolve_controls(workspace, job.agent,
                                                                  job.compare)
     return judges(controls, compared, job.rule)
-
-
-def judges(controls: Controls, compared: Controls | None,
-           rule: str | None) -> tuple[Judge, Judge | None]:
-    """The controls to replay and to compare with, both narrowed to ``rule`` if given (in
-    the compared controls, the rule of the same path; where they lack it, nothing stops)."""
-    one = one_rule(controls, rule) if rule else None
-    judge = Judge.of(controls, one)
-    if compared is None:
-        return judge, None
-    return judge, Judge.of(compared, same_rule(compared, one.rule) if one else None)
 
 
 def _run_job(job: _Job, built: tuple[Judge, Judge | None] | None = None) -> Tally:

@@ -3,7 +3,8 @@
 Labels come from a file a person writes (JSONL, CSV or YAML: a run id, optionally a step,
 ``harmful`` or ``good``, a note), from an incident (its scope of impact is harmful), or
 both. Every record is checked against one JSON Schema, and a bad one names the file and
-its line.
+its line. A light first pass over the logs (:func:`scan`) then checks that each label names
+a run there, and a step of it that acts, before anything is decided.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ from jsonschema import Draft202012Validator
 from evalsuite import (
     InvalidInput,
     LogFormat,
+    RunPart,
     json_path,
     line_of,
     load_json,
@@ -182,3 +184,50 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
         raise InvalidInput(None, "--incident", f"{incident.id} records no harm to label: "
                                                f"capture its run or investigate it first")
     return labels
+
+
+@dataclass
+class Scan:
+    """What a first, light pass over the logs learns: each run's last part and length."""
+
+    last_part: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    kinds: dict[tuple[str, int], str] = field(default_factory=dict)
+    """The kind of each labelled step."""
+
+
+def scan(parts: Iterable[RunPart], labels: Sequence[Label] = ()) -> Scan:
+    """Each run's last part number and step count, so a run's state is dropped as soon as
+    it ends and a label can be checked before anything is decided."""
+    found = Scan()
+    wanted = {label.run_id for label in labels if label.step is not None}
+    for number, part in enumerate(parts):
+        run_id = part.run_id
+        found.last_part[run_id] = number
+        before = found.steps.get(run_id, 0)
+        found.steps[run_id] = before + len(part.steps)
+        if run_id in wanted:
+            for index, step in enumerate(part.steps):
+                found.kinds[(run_id, before + index)] = step.kind
+    return found
+
+
+def check_labels(labels: Sequence[Label], found: Scan) -> None:
+    """Every label names a run in the logs and, if it names a step, one the run has.
+
+    Raises:
+        InvalidInput: the first label that does not.
+    """
+    for label in labels:
+        steps = found.steps.get(label.run_id)
+        if steps is None:
+            raise InvalidInput(None, label.source, f"run '{label.run_id}' is in none of the "
+                                                   f"logs read")
+        if label.step is not None and label.step >= steps:
+            raise InvalidInput(None, label.source, f"run '{label.run_id}' has {steps} steps "
+                                                   f"(0 to {steps - 1}), not step {label.step}")
+        kind = found.kinds.get((label.run_id, label.step)) if label.step is not None else None
+        if kind is not None and kind not in ("tool_call", "output"):
+            raise InvalidInput(None, label.source, f"step {label.step} of '{label.run_id}' is "
+                                                   f"a {kind}: expected a tool call or an "
+                                                   f"output, the steps that take effect")
