@@ -23,6 +23,9 @@ from gates._attestation import (
     verify_attestation,
 )
 from gates._audit import verify_audit
+from gates._backtest import backtest, backtest_runs
+from gates._backtest_labels import Label as BacktestLabel
+from gates._backtest_model import Backtest
 from gates._baseline import load_baseline, snapshot
 from gates._check_results import (
     AcceptanceCriteriaResult,
@@ -112,6 +115,8 @@ __all__ = [
     "Attestation",
     "AttestedClearance",
     "AuditEntry",
+    "Backtest",
+    "BacktestLabel",
     "Captured",
     "CaseFigures",
     "ChangeVerification",
@@ -179,6 +184,8 @@ __all__ = [
     "approve_against",
     "approve_loosening",
     "attestation_path",
+    "backtest",
+    "backtest_runs",
     "capture",
     "check",
     "check_attested",

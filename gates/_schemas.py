@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from evalsuite import AgentSpec, EvalCase, Run, write_atomic
+from gates._backtest_model import Backtest
 from gates._config import Config
 from gates._controls import Acceptance, Checklist, Permissions, ReviewRouting
 from gates._ratchet_approvals import RatchetApprovals
@@ -33,6 +34,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "run": Run,
     "verdict": Verdict,
     "verification": Verification,
+    "backtest": Backtest,
 }
 
 

@@ -12,6 +12,7 @@ from rich.markup import escape
 from evalsuite import ReinstateError
 from gates._cli import (
     audit,
+    backtest,
     capture,
     check,
     contain,
@@ -59,6 +60,8 @@ for module in (init, incident, contain, mode, capture, rca, verify, gate, restor
 # operating metrics.
 for module in (ingest, runs, investigate, timeline, metrics):
     reinstate.add_command(module.command)
+# What a rule would have done to the recorded history.
+reinstate.add_command(backtest.command)
 # The eval engine on its own: run the suite, compare two runs.
 for module in (eval, diff):
     reinstate.add_command(module.command)

@@ -1,0 +1,414 @@
+"""``reinstate backtest`` and ``gates.backtest``: what the controls would have done to history."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from evalsuite import InvalidInput, read_log_runs
+from gates import (
+    Backtest,
+    BacktestLabel,
+    UnknownAgent,
+    Workspace,
+    backtest,
+    backtest_runs,
+    investigate,
+)
+from tests.conftest import RunCli
+from tests.helpers import ACTOR, LOG, captured, contained
+
+AGENT = "refund-agent"
+SCHEMA = Path(__file__).parents[2] / "schemas" / "backtest.json"
+# The example's harmful run: step 4 refunds $1,250 as store credit, step 6 emails it out,
+# step 8 tells the customer a supervisor approved it. run-7f3a9c is a good $12 refund.
+HARMFUL_RUN, GOOD_RUN = "run-7f3a97", "run-7f3a9c"
+
+
+def controls_copy(ws: Workspace, name: str,
+                  edit: Callable[[dict[str, Any]], None] | None = None,
+                  file: str = "permissions.yaml") -> Path:
+    """A folder with the agent's control files, one of them edited."""
+    folder = ws.root / "variants" / name
+    folder.mkdir(parents=True)
+    for source in (ws.agent_dir(AGENT)).glob("*.yaml"):
+        shutil.copyfile(source, folder / source.name)
+    if edit is not None:
+        data = yaml.safe_load((folder / file).read_text())
+        edit(data)
+        (folder / file).write_text(yaml.safe_dump(data, sort_keys=False))
+    return folder
+
+
+def fixed_copy(ws: Workspace) -> Path:
+    """The example's fixed controls (INC-1's pull request) in a folder of their own."""
+    folder = controls_copy(ws, "fixed")
+    fix = Path(__file__).parents[2] / "gates" / "_example" / "fix" / "agents" / AGENT
+    for name in ("permissions.yaml", "acceptance.yaml", "review.yaml"):
+        shutil.copyfile(fix / name, folder / name)
+    return folder
+
+
+def run(ws: Workspace, **options: Any) -> Backtest:
+    """``gates.backtest`` over the example's log."""
+    return backtest(ws, AGENT, [ws.root / LOG], **options)
+
+
+def big_refund(data: dict[str, Any]) -> None:
+    """Send refunds over $100 to a person from permissions.yaml."""
+    data["tools"]["issue_refund"]["review_when"] = [
+        {"id": "big", "arguments": {"properties": {"amount": {"exclusiveMinimum": 100}}}}]
+
+
+def big_refund_rule(data: dict[str, Any]) -> None:
+    """Send refunds over $100 to a person from review.yaml."""
+    data["rules"].append({"id": "big", "applies_to": "tool_call", "tool": "issue_refund",
+                          "arguments": {"properties": {"amount": {"exclusiveMinimum": 100}}}})
+
+
+def test_a_condition_fires_alike_from_either_layer(example: Workspace) -> None:
+    """The same review condition in permissions.yaml or in review.yaml fires on the same call."""
+    in_permissions = run(example, controls=str(controls_copy(example, "p", big_refund)))
+    in_review = run(example, controls=str(controls_copy(example, "r", big_refund_rule,
+                                                        "review.yaml")))
+    (by_permission,) = [t for t in in_permissions.rules if t.rule.endswith(".big")]
+    (by_review,) = [t for t in in_review.rules if t.rule.endswith(".big")]
+    assert by_permission.rule == "permissions.tools.issue_refund.review_when.big"
+    assert by_review.rule == "review.rules[1].big"
+    for tally in (by_permission, by_review):
+        assert (tally.effect, tally.calls, tally.runs) == ("review", 1, 1)
+        assert [(e.run_id, e.step, e.where) for e in tally.examples] == [
+            (HARMFUL_RUN, 4, f"{LOG}:12")]
+    assert in_permissions.review_load == in_review.review_load
+
+
+def test_acceptance_names_the_failing_call_and_output(example: Workspace) -> None:
+    """A failed acceptance criterion names the call or the output it failed, not the run."""
+    result = run(example, controls=str(fixed_copy(example)))
+    rules = {t.rule: t for t in result.rules}
+    claimed = rules["acceptance.no-claimed-authority"]
+    assert (claimed.outputs, claimed.calls) == (1, 0)
+    assert [(e.step, e.what, e.where) for e in claimed.examples] == [(8, "output", f"{LOG}:16")]
+    email = rules["acceptance.email-from-template"]
+    assert [(e.step, e.what.split("(")[0]) for e in email.examples] == [(6, "send_email")]
+
+
+def test_review_load_per_tool_and_in_all(example: Workspace) -> None:
+    """Calls sent to a person are counted per tool, as a share of the tool's and of all calls."""
+    def every_lookup(data: dict[str, Any]) -> None:
+        data["rules"].append({"id": "lookups", "applies_to": "tool_call",
+                              "tool": "lookup_order"})
+
+    result = run(example, controls=str(controls_copy(example, "l", every_lookup,
+                                                     "review.yaml")))
+    load = result.review_load
+    assert (load.calls, load.routed, load.share) == (7, 3, round(3 / 7, 4))
+    tools = {t.tool: t for t in load.tools}
+    assert (tools["lookup_order"].calls, tools["lookup_order"].routed) == (3, 3)
+    assert tools["lookup_order"].share_of_tool == 1.0
+    assert tools["lookup_order"].share_of_all == round(3 / 7, 4)
+    assert tools["issue_refund"].routed == 0
+
+
+def test_compare_shows_newly_denied_routed_and_allowed(example: Workspace) -> None:
+    """Against other controls, each changed step is newly denied, newly routed or newly
+    allowed, by the rule that decides it."""
+    fixed = str(fixed_copy(example))
+    tighter = run(example, controls=fixed, compare="today")
+    assert tighter.comparison is not None
+    assert (tighter.comparison.newly_denied, tighter.comparison.newly_allowed) == (3, 0)
+    denied = {c.rule: c for c in tighter.comparison.changes if c.kind == "newly_denied"}
+    assert denied["permissions.tools.issue_refund.arguments"].examples[0].step == 4
+    looser = run(example, controls="today", compare=fixed)
+    assert looser.comparison is not None
+    assert (looser.comparison.newly_allowed, looser.comparison.newly_denied) == (3, 0)
+    routed = run(example, controls=str(controls_copy(example, "p", big_refund)),
+                 compare="today")
+    assert routed.comparison is not None
+    assert routed.comparison.newly_routed == 1
+    assert [c.rule for c in routed.comparison.changes] == [
+        "permissions.tools.issue_refund.review_when.big"]
+
+
+def test_fail_closed_holds_are_counted_per_rule_with_the_first_error(
+        example: Workspace) -> None:
+    """A condition that cannot be evaluated is counted per rule with its first error."""
+    def broken(data: dict[str, Any]) -> None:
+        data["tools"]["issue_refund"]["deny_when"] = [
+            {"id": "typo", "expression": "double(args.order_id) > 1.0"}]
+
+    result = run(example, controls=str(controls_copy(example, "b", broken)))
+    (typo,) = [t for t in result.rules if t.rule.endswith("deny_when.typo")]
+    assert (typo.calls, typo.fail_closed) == (2, 2)
+    assert typo.first_error is not None and typo.first_error.endswith("failing closed")
+    assert result.totals.fail_closed == 2
+
+
+LABELS = {
+    "jsonl": (f'{{"run_id": "{HARMFUL_RUN}", "step": 4, "label": "harmful", '
+              f'"note": "over-refund"}}\n{{"run_id": "{GOOD_RUN}", "label": "good"}}\n'),
+    "csv": f"run_id,step,label,note\n{HARMFUL_RUN},4,harmful,over-refund\n{GOOD_RUN},,good,\n",
+    "yaml": (f"- {{run_id: {HARMFUL_RUN}, step: 4, label: harmful, note: over-refund}}\n"
+             f"- {{run_id: {GOOD_RUN}, label: good}}\n"),
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(LABELS))
+def test_labels_from_a_file_fill_the_confusion_table(example: Workspace, tmp_path: Path,
+                                                     suffix: str) -> None:
+    """Labels in JSONL, CSV or YAML put each labelled step and run in its place."""
+    labels = tmp_path / f"labels.{suffix}"
+    labels.write_text(LABELS[suffix])
+    before = run(example, labels=labels)
+    assert before.confusion is not None and not before.passed
+    assert [(i.run_id, i.step, i.note) for i in before.confusion.harmful_allowed] == [
+        (HARMFUL_RUN, 4, "over-refund")]
+    after = run(example, controls=str(fixed_copy(example)), labels=labels)
+    assert after.confusion is not None and after.passed
+    (stopped,) = after.confusion.harmful_stopped
+    assert (stopped.effect, stopped.rule) == ("deny",
+                                              "permissions.tools.issue_refund.arguments")
+    assert stopped.source == f"labels.{suffix}:{2 if suffix == 'csv' else 1}"  # CSV: header
+    assert [(i.run_id, i.step) for i in after.confusion.good_left_alone] == [(GOOD_RUN, None)]
+
+
+def test_labels_from_an_incident_mark_its_harm_and_scope(example: Workspace,
+                                                         fixed: Callable[..., Any]) -> None:
+    """--incident labels the captured harmful steps and every run in the scope harmful."""
+    incident_id = captured(example)
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    before = run(example, incident=incident_id)
+    assert before.confusion is not None and not before.passed
+    assert [(i.run_id, i.step) for i in before.confusion.harmful_allowed] == [
+        (HARMFUL_RUN, None), (HARMFUL_RUN, 4), (HARMFUL_RUN, 6), (HARMFUL_RUN, 8)]
+    fixed(example)
+    after = run(example, incident=incident_id)
+    assert after.confusion is not None and after.passed
+    assert len(after.confusion.harmful_stopped) == 4
+
+
+def test_a_harmful_variant_the_rule_misses_exits_1_naming_run_and_step(
+        example: Workspace, fixed: Callable[..., Any], cli: RunCli) -> None:
+    """A labelled harmful variant the one rule does not stop fails, naming run and step."""
+    fixed(example)
+    variant = [json.loads(line) for line in (example.root / LOG).read_text().splitlines()
+               if '"run-7f3a9c"' in line]
+    for record in variant:
+        record["run_id"] = "run-variant"
+        if record.get("tool") == "issue_refund" and record["kind"] == "tool_call":
+            record["arguments"]["amount"] = 29.0  # under the order total, a whole refund
+    log = example.root / "logs" / "variant.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in variant))
+    labels = example.root / "labels.jsonl"
+    labels.write_text('{"run_id": "run-variant", "step": 4, "label": "harmful"}\n')
+    done = cli("backtest", AGENT, "--logs", LOG, str(log), "--labels", str(labels),
+               "--rule", "permissions.tools.issue_refund.deny_when[0]", cwd=example.root)
+    assert done.returncode == 1, done.stderr
+    assert "Harmful, still allowed: 1" in done.stdout
+    assert "run-variant step 4 at logs/variant.jsonl:" in done.stdout
+
+
+def test_one_rule_decides_alone_by_position_or_id(example: Workspace,
+                                                 fixed: Callable[..., Any], cli: RunCli) -> None:
+    """--rule by position and by id give the same result, with only that rule firing."""
+    fixed(example)
+    outputs: list[dict[str, Any]] = []
+    for path in ("permissions.tools.issue_refund.deny_when[0]",
+                 "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"):
+        out = example.root / f"{len(outputs)}.json"
+        done = cli("backtest", AGENT, "--logs", LOG, "--rule", path, "--json", str(out),
+                   cwd=example.root)
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(out.read_text()))
+    assert outputs[0] == outputs[1]
+    assert [t["rule"] for t in outputs[0]["rules"]] == [
+        "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"]
+    assert outputs[0]["totals"]["calls_denied"] == 1
+
+
+def test_one_review_rule_keeps_its_own_path(example: Workspace,
+                                           fixed: Callable[..., Any]) -> None:
+    """A review rule alone is reported under its path in the full review.yaml."""
+    fixed(example)
+    result = run(example, rule="review.rules.large-refund")
+    assert [t.rule for t in result.rules] == ["review.rules[1].large-refund"]
+    assert result.totals.calls_denied == 0
+
+
+def test_an_unknown_rule_path_is_bad_input_naming_the_paths(example: Workspace,
+                                                           cli: RunCli) -> None:
+    """An unknown rule path exits 2 with one line naming the rule paths that exist."""
+    done = cli("backtest", AGENT, "--logs", LOG, "--rule", "permissions.tools.refund.deny",
+               "--json", "out.json", cwd=example.root)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert "permissions.tools.issue_refund.arguments" in done.stderr
+    assert not (example.root / "out.json").exists()
+
+
+@pytest.mark.parametrize(("name", "text", "expected"), [
+    ("labels.jsonl",
+     '{"run_id": "run-7f3a97", "label": "harmful"}\n{"run_id": "x", "label": "bad"}\n',
+     "labels.jsonl:2: $.label: expected a label"),
+    ("labels.jsonl", '{"run_id": "run-7f3a97", "label": "harmful"\n',
+     "labels.jsonl:1: expected one JSON"),
+    ("labels.jsonl", "[" * 100_000 + "\n", "labels.jsonl:1: expected one JSON"),
+    ("labels.yaml", "- {run_id: run-7f3a97, label: good}\n- {run_id: r, label: good, step: x}\n",
+     "labels.yaml:2: $[1].step: expected a label"),
+    ("labels.csv", "run_id,label,verdict\nrun-7f3a97,good,ok\n",
+     "labels.csv:1: expected a header row of run_id, step, label, note"),
+    ("labels.txt", "run-7f3a97 harmful\n", "expected a labels file ending in .jsonl"),
+    ("labels.jsonl", '{"run_id": "run-7f3a97", "step": 5, "label": "harmful"}\n',
+     "step 5 of 'run-7f3a97' is a tool_result"),
+    ("labels.jsonl", '{"run_id": "run-7f3a97", "step": 40, "label": "harmful"}\n',
+     "run 'run-7f3a97' has 9 steps (0 to 8), not step 40"),
+])
+def test_bad_labels_are_bad_input_naming_file_and_line(example: Workspace, name: str,
+                                                      text: str, expected: str) -> None:
+    """Unreadable labels, or a label naming no step that acts, are bad input naming the
+    file and line."""
+    (example.root / name).write_text(text)
+    with pytest.raises(InvalidInput) as raised:
+        run(example, labels=example.root / name)
+    assert expected in str(raised.value)
+
+
+def test_a_label_naming_no_run_exits_2_and_writes_nothing(example: Workspace,
+                                                         cli: RunCli) -> None:
+    """A label naming a run in none of the logs exits 2 with one line, writing nothing."""
+    (example.root / "labels.jsonl").write_text('{"run_id": "run-nowhere", "label": "good"}\n')
+    done = cli("backtest", AGENT, "--logs", LOG, "--labels", "labels.jsonl",
+               "--json", "out.json", cwd=example.root)
+    assert done.returncode == 2
+    assert done.stderr == ("error: labels.jsonl:1: run 'run-nowhere' is in none of the logs "
+                           "read\n")
+    assert not (example.root / "out.json").exists()
+
+
+def test_a_missing_labels_file_or_unknown_agent_is_bad_input(example: Workspace,
+                                                            tmp_path: Path) -> None:
+    """A labels file that is not there, or an agent the workspace lacks, is bad input."""
+    with pytest.raises(InvalidInput, match="file not found"):
+        run(example, labels=tmp_path / "none.csv")
+    with pytest.raises(UnknownAgent, match="unknown agent 'refund-agnt'"):
+        backtest(example, "refund-agnt", [example.root / LOG])
+
+
+def test_diff_compares_today_with_the_latest_open_baseline(example: Workspace,
+                                                           fixed: Callable[..., Any]) -> None:
+    """--diff is today's controls against the baseline of the latest open incident, and
+    bad input when there is none."""
+    with pytest.raises(InvalidInput, match="no open, contained incident"):
+        run(example, diff=True)
+    incident_id = contained(example)
+    fixed(example)
+    result = run(example, diff=True)
+    assert result.compare == f"baseline:{incident_id}"
+    assert result.comparison is not None and result.comparison.newly_denied == 3
+
+
+def test_diff_of_one_new_rule_shows_what_it_alone_adds(example: Workspace,
+                                                      fixed: Callable[..., Any]) -> None:
+    """--diff --rule with a rule the baseline lacks compares it with nothing stopping."""
+    contained(example)
+    fixed(example)
+    result = run(example, diff=True, rule="permissions.tools.issue_refund.deny_when[0]")
+    assert result.comparison is not None
+    assert (result.comparison.newly_denied, result.comparison.newly_allowed) == (1, 0)
+    (change,) = result.comparison.changes
+    assert change.rule == "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"
+    assert [(e.run_id, e.step) for e in change.examples] == [(HARMFUL_RUN, 4)]
+
+
+def many_runs(ws: Workspace, copies: int) -> Path:
+    """The example's log with every run copied ``copies`` times, runs interleaved line by
+    line so each run's history must be kept apart."""
+    lines = [json.loads(line) for line in (ws.root / LOG).read_text().splitlines()]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for record in lines:
+        runs.setdefault(record["run_id"], []).append(record)
+    out = []
+    for number in range(copies):
+        batch = [[{**r, "run_id": f"{run_id}-{number}"} for r in records]
+                 for run_id, records in runs.items()]
+        for row in range(max(len(b) for b in batch)):
+            out += [b[row] for b in batch if row < len(b)]
+    path = ws.root / "logs" / "many.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in out))
+    return path
+
+
+def test_interleaved_runs_keep_their_own_history(example: Workspace,
+                                                 fixed: Callable[..., Any]) -> None:
+    """Runs interleaved line by line are decided with their own history each: a refund
+    whose own run never looked the order up is denied though other runs did."""
+    fixed(example)
+    alone = run(example)
+    log = many_runs(example, 4)
+    lines = log.read_text().splitlines(keepends=True)
+    refund = {"run_id": "run-no-lookup", "kind": "tool_call", "tool": "issue_refund",
+              "arguments": {"order_id": "A-1004", "amount": 12.0,
+                            "refund_to": "original_payment_method"}}
+    lines.insert(len(lines) // 2, json.dumps(refund) + "\n")
+    log.write_text("".join(lines))
+    mixed = backtest(example, AGENT, [log])
+    assert mixed.totals.runs == 4 * alone.totals.runs + 1
+    expected = {t.rule: t.calls * 4 for t in alone.rules}
+    deny_when = "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"
+    expected[deny_when] = expected.get(deny_when, 0) + 1
+    assert {t.rule: t.calls for t in mixed.rules} == expected
+
+
+def test_jobs_2_gives_the_same_output_as_jobs_1(example: Workspace, cli: RunCli) -> None:
+    """Splitting the runs across two processes changes nothing in the JSON or Markdown."""
+    fixed = str(fixed_copy(example))
+    log = many_runs(example, 20)
+    labels = example.root / "labels.csv"
+    labels.write_text("run_id,step,label\nrun-7f3a97-3,4,harmful\nrun-7f3a9c-11,,good\n")
+    written = []
+    for jobs in ("1", "2"):
+        done = cli("backtest", AGENT, "--logs", str(log), "--controls", fixed, "--compare",
+                   "today", "--labels", str(labels), "--jobs", jobs, "--json", f"{jobs}.json",
+                   "--markdown", f"{jobs}.md", cwd=example.root)
+        assert done.returncode == 0, done.stderr
+        written.append(((example.root / f"{jobs}.json").read_text(),
+                        (example.root / f"{jobs}.md").read_text(), done.stdout))
+    assert written[0] == written[1]
+    assert json.loads(written[0][0])["totals"]["runs"] == 60
+
+
+def test_the_json_meets_its_committed_schema(example: Workspace, tmp_path: Path,
+                                             cli: RunCli) -> None:
+    """--json writes a document valid against schemas/backtest.json, schema_version first."""
+    labels = tmp_path / "labels.yaml"
+    labels.write_text(LABELS["yaml"])
+    done = cli("backtest", AGENT, "--logs", LOG, "--compare", str(fixed_copy(example)),
+               "--labels", str(labels), "--json", "out.json", "--markdown", "out.md",
+               cwd=example.root)
+    assert done.returncode == 1  # the harmful refund is still allowed today
+    document = json.loads((example.root / "out.json").read_text())
+    jsonschema.validate(document, json.loads(SCHEMA.read_text()))
+    assert next(iter(document)) == "schema_version"
+    assert "**Harmful, still allowed: 1**" in (example.root / "out.md").read_text()
+
+
+def test_backtest_runs_over_runs_already_read(example: Workspace) -> None:
+    """backtest_runs decides runs held in memory, labels and steps named by run and step."""
+    runs = read_log_runs(example.root / LOG)
+    fixed_controls = example.controls(AGENT, fixed_copy(example))
+    result = backtest_runs(
+        fixed_controls, runs, compare=example.controls(AGENT),
+        labels=[BacktestLabel(run_id=HARMFUL_RUN, step=6, label="harmful", source="test")])
+    assert result.passed
+    assert result.confusion is not None
+    assert result.confusion.harmful_stopped[0].where == f"{HARMFUL_RUN} step 6"
+    with pytest.raises(InvalidInput, match="is in none of the logs"):
+        backtest_runs(fixed_controls, runs, labels=[
+            BacktestLabel(run_id="elsewhere", step=None, label="good", source="test")])
