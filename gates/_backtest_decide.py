@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from evalsuite import Output, RunPart, Step, ToolCall, display_path
+from evalsuite import History, Output, RunPart, Step, ToolCall, display_path
 from gates._backtest_rule import OneRule
 from gates._controls import Controls
 from gates._policy import Decision
@@ -41,7 +41,7 @@ class Judge:
         """Replay ``controls``, or only ``one`` rule of them."""
         return cls(one.controls if one else controls, one)
 
-    def decide(self, step: Step, history: list[Step],
+    def decide(self, step: Step, history: History,
                context: Mapping[str, Any]) -> dict[str, Decision]:
         """Each layer's decision on a call or an output, by layer."""
         layers = CALL_LAYERS if isinstance(step, ToolCall) else OUTPUT_LAYERS
@@ -95,7 +95,8 @@ class RunState:
 
     where: str
     order: Order
-    history: list[Step] = field(default_factory=list)
+    history: History = field(default_factory=History)
+    """Each step converted once, as rules read it, and shared by every layer's decision."""
     context: dict[str, Any] = field(default_factory=dict)
 
 
