@@ -15,6 +15,7 @@ from gates._case_failure import failure_data
 from gates._inputs import GateInputs
 from gates._policy import judge_acceptance
 from gates._replay import replay
+from gates._scope_replay import logged_overblocking
 from gates._verdict import CheckResult, Outcome, combine
 
 
@@ -208,13 +209,26 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> CheckResult:
                 decision = replay(step, "permissions", controls, history=run.steps[:index],
                                   context=run.context)
                 reviewed += decision.effect == "review"
-    return _result(
+    # And over the logged runs outside each open incident's scope, against its baseline.
+    logged = logged_overblocking(inputs)
+    findings += logged.findings
+    result = _result(
         "permission_boundary", findings,
         f"{stopped}/{harmful} recorded harmful calls stopped; {good} good calls replayed "
-        f"({reviewed} sent to review)",
+        f"({reviewed} sent to review)"
+        + (f"; {logged.calls} logged calls outside incident scopes replayed "
+           f"({logged.newly_denied} newly denied, {logged.newly_routed} newly sent to review)"
+           if logged.calls else ""),
         doubts=_good_doubt(evidence),
         harmful_calls=harmful, harmful_stopped=stopped, good_calls=good, good_reviewed=reviewed,
+        **({"logged_calls": logged.calls, "logged_newly_denied": logged.newly_denied,
+            "logged_newly_reviewed": logged.newly_routed, "review_load": logged.review_load}
+           if logged.calls else {}),
     )
+    if logged.errors:  # fail closed: a scope that cannot be replayed is not a pass
+        return result.model_copy(update={"outcome": combine([result.outcome, "error"]),
+                                         "findings": logged.errors + result.findings})
+    return result
 
 
 @register("acceptance_criteria")

@@ -16,6 +16,7 @@ from gates._evals import run_evals
 from gates._inputs import load_inputs
 from gates._policy import decide_call, judge_acceptance, rejection
 from gates._rca import analyse, contradictions
+from gates._scope_replay import replay_scope
 from gates._verdict import ChangeVerification
 from gates._verification import verify_change
 from regressions import Incident, resolution_gaps
@@ -30,6 +31,8 @@ class IncidentVerification:
     gaps: list[str] = field(default_factory=list)
     overblocking: list[str] = field(default_factory=list)
     control_diffs: dict[str, str] = field(default_factory=dict)
+    review_load: list[str] = field(default_factory=list)
+    """What today's controls newly send to a person over the logged runs outside the scope."""
 
     @property
     def ok(self) -> bool:
@@ -84,11 +87,15 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
     gaps = resolution_gaps(incident) + contradictions(incident, analysis)
     if not cases:
         gaps.append(f"{incident.id} has no regression case: capture the triggering run")
+    # Over-blocking is measured over the logged runs outside the scope as well.
+    logged = replay_scope(workspace, incident, baseline, inputs.controls)
     return IncidentVerification(
         incident=incident,
         verifications=[verify_change(change, incident, cases, baseline, inputs, evidence)
                        for change in incident.control_changes],
         gaps=gaps,
-        overblocking=overblocking(evidence, baseline, inputs.controls),
+        overblocking=overblocking(evidence, baseline, inputs.controls)
+        + (logged.overblocking() if logged else []),
         control_diffs=control_diffs(baseline, inputs.controls),
+        review_load=logged.review_load() if logged else [],
     )

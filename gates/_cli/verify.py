@@ -31,6 +31,8 @@ def command(incident_id: str, trials: int | None) -> int:
             c.out.print(f"  {line}", highlight=False, markup=False)
     for problem in result.gaps + result.overblocking:
         c.out.print(f"[red]•[/] {problem}", highlight=False)
+    for line in result.review_load:
+        c.out.print(line, highlight=False, markup=False)
     verified = sum(v.verified for v in result.verifications)
     c.out.print(f"{incident_id}: {verified}/{len(result.verifications)} changes verified; "
                 f"{len(result.overblocking)} good behaviours over-blocked")
