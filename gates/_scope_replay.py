@@ -197,6 +197,11 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
     runs: dict[str, _Run] = {}
     for path, fmt in logs:
         skips = Skips() if investigation.skipped_records else None
+        shown = workspace.relative(path)  # once a file, not once a step
+
+        def show(_: Path, name: str = shown) -> str:
+            return name
+
         for part in read_logs([path], fmt, agent=incident.agent, skips=skips):
             run = runs.setdefault(part.run_id, _Run())
             if part.header is not None:
@@ -205,7 +210,7 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
                 # History grows as the run streams: each step sees the steps before it.
                 index = len(run.history)
                 if isinstance(step, ToolCall | Output):
-                    source = part.where(i, workspace.relative)
+                    source = part.where(i, show)
                     if search.matches(step):
                         _harm(harmful, run, part.run_id, index, source, step, baseline, today)
                     elif run.first_harm is None:
