@@ -229,3 +229,26 @@ def test_a_logged_good_refund_newly_sent_to_review_is_review_load(
     check = next(c for c in verdict.checks if c.name == "permission_boundary")
     assert check.data["logged_newly_reviewed"] == 1
     assert not any(GOOD in f for f in check.findings)
+
+
+def test_an_acceptance_change_must_reject_every_in_scope_run(example: Workspace,
+                                                             incident: str) -> None:
+    """A criterion rejecting only refunds to the captured account leaves the logged variant's
+    harmful behaviour accepted, so the acceptance change does not verify."""
+    criteria = example.agent_dir("refund-agent") / "acceptance.yaml"
+    data = yaml.safe_load(criteria.read_text())
+    data["criteria"].append({
+        "id": "not-to-c7731", "kind": "tool_arguments", "tool": "issue_refund",
+        "description": "no refunds to C-7731's store credit",
+        "arguments": {"type": "object", "properties": {
+            "refund_to": {"not": {"const": "store_credit:C-7731"}}}}})
+    criteria.write_text(yaml.safe_dump(data, sort_keys=False))
+    finding = record_finding(example, incident, layer="acceptance_criteria", gap=True,
+                             description="nothing judged where refunds go", actor=ACTOR)
+    record_change(example, incident, layer="acceptance_criteria", addresses=[finding.id],
+                  description="reject the refund to C-7731", actor=ACTOR)
+    verification = verify_incident(example, incident, trials=1)
+    change = next(v for v in verification.verifications if v.layer == "acceptance_criteria")
+    assert not change.verified
+    assert change.reason == (f"still gets through today: {VARIANT} step 4 ({VARIANT_REFUND}): "
+                             f"harmful behaviour")
