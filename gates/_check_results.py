@@ -160,6 +160,15 @@ class PermissionBoundaryData(Record):
     """Calls of passing eval-suite runs replayed."""
     good_reviewed: int
     """Of those, sent to review today."""
+    logged_calls: int | None = None
+    """Calls logged outside open incidents' scopes, replayed through each incident's
+    baseline and today's permissions (absent when no incident was investigated)."""
+    logged_newly_denied: int | None = None
+    """Of those, allowed at the baseline and denied today: over-blocking."""
+    logged_newly_reviewed: int | None = None
+    """Of those, allowed at the baseline and sent to a person today."""
+    review_load: list[str] = Field(default_factory=list)
+    """What today newly sends to a person over the logged runs, in words with examples."""
 
 
 class PermissionBoundaryResult(CheckResultBase):
@@ -237,6 +246,8 @@ class DecisionReplay(Record):
     """The rule that decides today."""
     after_reason: str
     """Why today's rule decided so."""
+    source: str | None = None
+    """Where the step was logged (``file:line``), for a step of the investigation's scope."""
 
 
 class CoverageReplay(Record):

@@ -34,6 +34,7 @@ from gates._check_results import (
 from gates._inputs import GateInputs
 from gates._policy import judge_acceptance
 from gates._replay import replay
+from gates._scope_replay import logged_overblocking
 
 
 @dataclass(frozen=True)
@@ -211,14 +212,29 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
                 decision = replay(step, "permissions", controls, history=run.steps[:index],
                                   context=run.context)
                 reviewed += decision.effect == "review"
+    # And over the logged runs outside each open incident's scope, against its baseline.
+    logged = logged_overblocking(inputs)
+    findings += logged.findings
     doubts = _good_doubt(evidence)
-    return PermissionBoundaryResult(
+    result = PermissionBoundaryResult(
         outcome=_outcome(findings, doubts), findings=findings + doubts,
         summary=f"{stopped}/{harmful} recorded harmful calls stopped; {good} good calls "
-                f"replayed ({reviewed} sent to review)",
-        data=PermissionBoundaryData(harmful_calls=harmful, harmful_stopped=stopped,
-                                    good_calls=good, good_reviewed=reviewed),
+                f"replayed ({reviewed} sent to review)"
+                + (f"; {logged.calls} logged calls outside incident scopes replayed "
+                   f"({logged.newly_denied} newly denied, {logged.newly_routed} newly sent "
+                   f"to review)" if logged.calls else ""),
+        data=PermissionBoundaryData(
+            harmful_calls=harmful, harmful_stopped=stopped, good_calls=good,
+            good_reviewed=reviewed,
+            logged_calls=logged.calls if logged.calls else None,
+            logged_newly_denied=logged.newly_denied if logged.calls else None,
+            logged_newly_reviewed=logged.newly_routed if logged.calls else None,
+            review_load=logged.review_load),
     )
+    if logged.errors:  # fail closed: a scope that cannot be replayed is not a pass
+        return result.model_copy(update={"outcome": combine([result.outcome, "error"]),
+                                         "findings": logged.errors + result.findings})
+    return result
 
 
 def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> AcceptanceCriteriaResult:

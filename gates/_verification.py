@@ -28,6 +28,7 @@ from gates._inputs import GateInputs
 from gates._policy import Decision
 from gates._rca import analyse, contradictions
 from gates._replay import ReplayLayer, replay
+from gates._scope_replay import ReplayedStep, scope_steps
 from regressions import ControlChange, Incident, RegressionCase, resolution_gaps
 
 Replay = list[tuple[str, Decision, Decision]]
@@ -62,9 +63,12 @@ def _replay_acceptance(cases: list[RegressionCase], before: Controls, after: Con
 
 
 def _judge_replay(change: ControlChange, incident: Incident, replay: Replay,
-                  nothing: str) -> ChangeVerification:
+                  nothing: str, scope: list[ReplayedStep] | None = None) -> ChangeVerification:
     rows = [DecisionReplay(step=what, before=b.effect, before_rule=b.rule, after=a.effect,
                            after_rule=a.rule, after_reason=a.reason) for what, b, a in replay]
+    # The investigation's whole logged scope counts as much as the captured cases.
+    rows += [s.row() for s in scope or []]
+    replay = replay + [(s.label, s.before, s.after) for s in scope or []]
     if not replay:
         verified, reason = False, nothing
     elif any(not a.stopped for _, _, a in replay):
@@ -83,17 +87,24 @@ def verify_change(change: ControlChange, incident: Incident, cases: list[Regress
                   baseline: Controls, inputs: GateInputs, evidence: Evidence) -> ChangeVerification:
     """Whether one control change is proven against the incident's recorded harm."""
     today = inputs.controls
+
+    def scope(layer: ReplayLayer) -> list[ReplayedStep]:
+        return scope_steps(inputs.workspace, incident, baseline, today, layer)
+
     if change.layer == "tool_permission_boundary":
         return _judge_replay(change, incident,
                              _replay_harm(cases, baseline, today, "permissions", outputs=False),
-                             "the regression cases record no harmful tool call to replay")
+                             "the regression cases record no harmful tool call to replay",
+                             scope("permissions"))
     if change.layer == "acceptance_criteria":
         return _judge_replay(change, incident, _replay_acceptance(cases, baseline, today),
-                             "the incident has no regression case to replay")
+                             "the incident has no regression case to replay",
+                             scope("acceptance"))
     if change.layer == "review_gate":
         return _judge_replay(change, incident,
                              _replay_harm(cases, baseline, today, "review", outputs=True),
-                             "the regression cases record no harmful step to replay")
+                             "the regression cases record no harmful step to replay",
+                             scope("review"))
     if change.layer == "eval_coverage":
         return _verify_coverage(change, incident, cases, inputs, evidence)
     return _verify_prompt(change, incident, cases, inputs, evidence)
@@ -168,7 +179,12 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesRes
         findings += contradictions(incident, analyse(
             incident, cases, baseline, inputs.workspace.config.gate.min_cases_per_input_type))
         for change in incident.control_changes:
-            verification = verify_change(change, incident, cases, baseline, inputs, evidence)
+            try:
+                verification = verify_change(change, incident, cases, baseline, inputs,
+                                             evidence)
+            except ReinstateError as exc:  # its logged scope cannot be replayed
+                errors.append(f"{incident.id} {change.id}: cannot be verified: {exc}")
+                continue
             verifications.append(verification)
             if not verification.verified:
                 findings.append(f"{incident.id} {change.id} ({change.layer}) is not verified: "

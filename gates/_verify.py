@@ -21,8 +21,9 @@ from gates._config import Workspace
 from gates._controls import CONTROL_FILES, Controls
 from gates._evals import run_evals
 from gates._inputs import load_inputs
-from gates._policy import decide_call, judge_acceptance, rejection
 from gates._rca import analyse, contradictions
+from gates._replay import replay
+from gates._scope_replay import ScopeReplay, replay_scope
 from gates._verdict import ChangeVerification, Outcome
 from gates._verification import verify_change
 from regressions import Incident, resolution_gaps, utc_now
@@ -39,6 +40,8 @@ class OverBlocking(Record):
     """One line saying what was replayed and what was found."""
     good_runs: int = Field(ge=0)
     """Passing trials of passing eval-suite cases replayed through the baseline and today."""
+    logged_steps: int = Field(default=0, ge=0)
+    """Calls and outputs logged outside the incident's scope, replayed through both."""
     found: list[str] = Field(default_factory=list)
     """Each good call or run today's controls newly stop, naming the case and the rule."""
     not_replayed: list[str] = Field(default_factory=list)
@@ -73,6 +76,9 @@ class Verification(Record):
     """Each eval or regression case the agent could not run while verify ran."""
     overblocking: OverBlocking
     """What today's controls newly stop of the agent's good behaviour."""
+    review_load: list[str] = Field(default_factory=list)
+    """What today's controls newly send to a person over the logged runs outside the
+    incident's scope, in words with examples."""
     control_diffs: dict[str, str] = Field(default_factory=dict)
     """What changed in each control file since containment, by file name."""
 
@@ -87,6 +93,8 @@ class IncidentVerification:
     gaps: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     control_diffs: dict[str, str] = field(default_factory=dict)
+    review_load: list[str] = field(default_factory=list)
+    """What today's controls newly send to a person over the logged runs outside the scope."""
     run_file: str | None = None
     verified_at: datetime = field(default_factory=utc_now)
 
@@ -116,47 +124,60 @@ class IncidentVerification:
             summary=self.incident.summary, verified_at=self.verified_at,
             run_file=self.run_file, outcome=self.outcome,
             changes=self.verifications, gaps=self.gaps, errors=self.errors,
-            overblocking=self.overblocking, control_diffs=self.control_diffs)
+            overblocking=self.overblocking, review_load=self.review_load,
+            control_diffs=self.control_diffs)
 
 
-def overblocking(evidence: Evidence, baseline: Controls, today: Controls) -> OverBlocking:
-    """Good behaviour the baseline let through that today's controls stop.
+def overblocking(evidence: Evidence, baseline: Controls, today: Controls,
+                 logged: ScopeReplay | None = None) -> OverBlocking:
+    """Good behaviour the baseline let through that today's controls stop: in the eval
+    suite, and in the logged runs outside the incident's scope when it was investigated.
 
-    With no good run to replay the answer is inconclusive, never "nothing over-blocked".
+    With no good behaviour to replay the answer is inconclusive, never "nothing
+    over-blocked".
     """
     found = []
     # Today's policy was enforced while the eval suite ran; what it denied there that the
     # baseline would have let through is what the changes over-block.
     for case_id, call, _, run, index in evidence.blocked_good_calls():
-        before = decide_call(baseline, call, run.steps[:index], run.context)
-        after = decide_call(today, call, run.steps[:index], run.context)
+        history = run.steps[:index]
+        before = replay(call, "permissions", baseline, history=history, context=run.context)
+        after = replay(call, "permissions", today, history=history, context=run.context)
         if after.effect == "deny" and before.effect != "deny":
             found.append(f"{case_id}: good call {call.describe()} is now denied by "
                          f"{after.rule}: {after.reason}")
     good = evidence.good_runs()
     for case_id, run in good:
         behaviour = Behaviour.of_run(run)
-        before_verdict = rejection(judge_acceptance(baseline, behaviour))
-        after_verdict = rejection(judge_acceptance(today, behaviour))
+        before_verdict = replay(behaviour, "acceptance", baseline)
+        after_verdict = replay(behaviour, "acceptance", today)
         if after_verdict.stopped and not before_verdict.stopped:
             found.append(f"{case_id}: a good run is now rejected by {after_verdict.rule}: "
                          f"{after_verdict.reason}")
+    logged_steps = logged.outside.calls + logged.outside.outputs if logged else 0
+    if logged is not None:
+        found += logged.overblocking()
     suite = [r for r in evidence.results if r.case_id not in evidence.regression_ids]
     not_replayed = [r.case_id for r in suite if r.outcome != "pass"]
+    replayed = f"{len(good)} good run(s)" + (
+        f" and {logged_steps} logged step(s) outside the scope" if logged_steps else "")
     if found:
         return OverBlocking(status="fail", good_runs=len(good), found=sorted(set(found)),
-                            not_replayed=not_replayed,
-                            summary=f"{len(set(found))} good behaviour(s) over-blocked")
-    if not good:
+                            not_replayed=not_replayed, logged_steps=logged_steps,
+                            summary=f"{len(set(found))} good behaviour(s) over-blocked "
+                                    f"({replayed} replayed)")
+    if not good and not logged_steps:
         why = ("the agent has no eval-suite case" if not suite
                else f"none of its {len(suite)} eval-suite case(s) passed")
+        if logged is not None:
+            why += " and no run was logged outside the incident's scope"
         return OverBlocking(status="inconclusive", good_runs=0, not_replayed=not_replayed,
                             summary=f"over-blocking inconclusive: {why}, so no good behaviour "
                                     f"was replayed")
     left = f"; {len(not_replayed)} case(s) gave none" if not_replayed else ""
     return OverBlocking(status="pass", good_runs=len(good), not_replayed=not_replayed,
-                        summary=f"0 good behaviours over-blocked ({len(good)} good run(s) "
-                                f"replayed{left})")
+                        logged_steps=logged_steps,
+                        summary=f"0 good behaviours over-blocked ({replayed} replayed{left})")
 
 
 def control_diffs(baseline: Controls, today: Controls) -> dict[str, str]:
@@ -184,6 +205,8 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
     gaps = resolution_gaps(incident) + contradictions(incident, analysis)
     if not cases:
         gaps.append(f"{incident.id} has no regression case: capture the triggering run")
+    # Over-blocking is measured over the logged runs outside the scope as well.
+    logged = replay_scope(workspace, incident, baseline, inputs.controls)
     return IncidentVerification(
         incident=incident,
         verifications=[verify_change(change, incident, cases, baseline, inputs, evidence)
@@ -191,7 +214,8 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
         gaps=gaps,
         errors=[finding for r in evidence.results if r.outcome == "error"
                 if (finding := case_finding(r)) is not None],
-        overblocking=overblocking(evidence, baseline, inputs.controls),
+        overblocking=overblocking(evidence, baseline, inputs.controls, logged),
         control_diffs=control_diffs(baseline, inputs.controls),
         run_file=workspace.relative(evidence.run_file) if evidence.run_file else None,
+        review_load=logged.review_load() if logged else [],
     )

@@ -25,6 +25,7 @@ from evalsuite import (
     Output,
     Redactor,
     RunPart,
+    Step,
     ToolCall,
     as_utc,
     did_you_mean,
@@ -103,20 +104,25 @@ class ScopeSearch:
         self._headers += part.header is not None
         self._steps += len(part.steps)
         for index, step in enumerate(part.steps):
-            if isinstance(step, ToolCall):
-                validators = self._calls.get(step.tool)
-                if validators is None or not any(
-                        v is None or v.is_valid(step.arguments) for v in validators):
-                    continue
-                self._calls_matched += 1
-            elif isinstance(step, Output) and self._outputs:
-                if all(j.passed for j in judge_all(self._outputs,
-                                                   Behaviour(output=step.content))):
-                    continue
-                self._outputs_matched += 1
-            else:
+            if not self.matches(step):
                 continue
+            if isinstance(step, ToolCall):
+                self._calls_matched += 1
+            else:
+                self._outputs_matched += 1
             self._matched(part, index, as_utc(step.at))
+
+    def matches(self, step: Step) -> bool:
+        """Whether one step matches the signature: a call one of its call patterns accepts,
+        or an output failing one of its criteria."""
+        if isinstance(step, ToolCall):
+            validators = self._calls.get(step.tool)
+            return validators is not None and any(
+                v is None or v.is_valid(step.arguments) for v in validators)
+        if isinstance(step, Output) and self._outputs:
+            return not all(j.passed for j in judge_all(self._outputs,
+                                                       Behaviour(output=step.content)))
+        return False
 
     def _matched(self, part: RunPart, index: int, at: datetime | None) -> None:
         run = self._runs.get(part.run_id)

@@ -46,6 +46,8 @@ def command(incident_id: str, trials: int | None, json_file: Path | None) -> int
         c.out.print(f"[red]•[/] {problem}", highlight=False)
     for error in result.errors:
         c.out.print(f"[red]• error:[/] {error}", highlight=False)
+    for line in result.review_load:
+        c.out.print(line, highlight=False, markup=False)
     over = result.overblocking
     if json_file is not None:
         write_atomic(json_file, result.record().model_dump_json(indent=2) + "\n")

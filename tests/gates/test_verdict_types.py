@@ -52,11 +52,15 @@ def v1_store(tmp_path: Path) -> SQLiteStore:
 
 
 def _as_v1(data: Any) -> Any:
-    """Version 2 data without what version 2 adds: replay rows' kind, and the empty
-    ``failed`` of a passing case and ``against`` of a ratchet that compared with no ref."""
+    """Version 2 data without what version 2 adds: replay rows' kind, the empty ``failed``
+    of a passing case and ``against`` of a ratchet that compared with no ref, and the empty
+    figures of a scope that was never replayed (a row's ``source``, the logged counts)."""
+    optional = ("failed", "against", "source", "logged_calls", "logged_newly_denied",
+                "logged_newly_reviewed")
     if isinstance(data, dict):
         return {k: _as_v1(v) for k, v in data.items()
-                if k != "kind" and not (k in ("failed", "against") and v is None)}
+                if k != "kind" and not (k in optional and v is None)
+                and not (k == "review_load" and v == [])}
     if isinstance(data, list):
         return [_as_v1(v) for v in data]
     return data
