@@ -189,6 +189,11 @@ class AcceptanceCriteriaData(Record):
     """Of those, rejected today."""
     good_runs: int
     """Passing eval-suite runs judged."""
+    logged_harmful: int | None = None
+    """Harmful behaviours of runs logged in open incidents' scopes (one per run; absent
+    when no incident was investigated)."""
+    logged_rejected: int | None = None
+    """Of those, rejected today."""
 
 
 class AcceptanceCriteriaResult(CheckResultBase):
@@ -206,6 +211,11 @@ class ReviewRoutingData(Record):
     harmful_steps: int
     """Harmful steps (calls and outputs) recorded in regression cases."""
     routed_or_denied: int
+    """Of those, denied or routed to a human today."""
+    logged_steps: int | None = None
+    """Harmful calls and outputs logged in open incidents' scopes (absent when no incident
+    was investigated)."""
+    logged_stopped: int | None = None
     """Of those, denied or routed to a human today."""
 
 

@@ -34,7 +34,7 @@ from gates._check_results import (
 from gates._inputs import GateInputs
 from gates._policy import judge_acceptance
 from gates._replay import replay
-from gates._scope_replay import logged_overblocking
+from gates._scope_replay import logged_harm, logged_overblocking
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,11 @@ def _outcome(findings: list[str], doubts: list[str] | None = None) -> Outcome:
     if doubts:
         outcomes.append("inconclusive")
     return combine(outcomes)
+
+
+def _logged_outcome(outcome: Outcome, errors: list[str]) -> Outcome:
+    # Fail closed: a logged scope that cannot be replayed is not a pass.
+    return combine([outcome, "error"]) if errors else outcome
 
 
 def evals(inputs: GateInputs, evidence: Evidence) -> EvalsResult:
@@ -254,14 +259,24 @@ def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> AcceptanceCri
             if not judgement.passed:
                 findings.append(f"over-rejecting: {case_id}: a good run fails "
                                 f"{judgement.criterion}: {judgement.detail}")
+    # And each harmful run logged in an open incident's scope, not only the captured ones.
+    logged = logged_harm(inputs)
+    logged_rejected = sum(s.after.stopped for s in logged.behaviours)
+    findings += [f"{s.run_id} ({s.source}): the logged harmful behaviour in scope meets every "
+                 f"acceptance criterion" for s in logged.behaviours if not s.after.stopped]
     total = len(inputs.regression_cases)
     doubts = _good_doubt(evidence)
     return AcceptanceCriteriaResult(
-        outcome=_outcome(findings, doubts), findings=findings + doubts,
-        summary=f"{rejected}/{total} recorded harmful behaviours rejected; {len(good_runs)} "
-                f"good runs judged",
-        data=AcceptanceCriteriaData(harmful=total, harmful_rejected=rejected,
-                                    good_runs=len(good_runs)),
+        outcome=_logged_outcome(_outcome(findings, doubts), logged.errors),
+        findings=logged.errors + findings + doubts,
+        summary=f"{rejected}/{total} recorded harmful behaviours rejected"
+                + (f"; {logged_rejected}/{len(logged.behaviours)} logged in scope rejected"
+                   if logged.behaviours else "")
+                + f"; {len(good_runs)} good runs judged",
+        data=AcceptanceCriteriaData(
+            harmful=total, harmful_rejected=rejected, good_runs=len(good_runs),
+            logged_harmful=len(logged.behaviours) if logged.behaviours else None,
+            logged_rejected=logged_rejected if logged.behaviours else None),
     )
 
 
@@ -282,10 +297,20 @@ def review_routing(inputs: GateInputs, evidence: Evidence) -> ReviewRoutingResul
             else:
                 findings.append(f"{case.id} step {index}: {what} would take effect without a "
                                 f"human")
+    logged = logged_harm(inputs)
+    logged_stopped = sum(stopped for _, stopped in logged.steps)
+    findings += [f"{s.label} would take effect without a human (logged in scope)"
+                 for s, stopped in logged.steps if not stopped]
     return ReviewRoutingResult(
-        outcome=_outcome(findings), findings=findings,
-        summary=f"{caught}/{steps} recorded harmful steps denied or routed to a human",
-        data=ReviewRoutingData(harmful_steps=steps, routed_or_denied=caught))
+        outcome=_logged_outcome(_outcome(findings), logged.errors),
+        findings=logged.errors + findings,
+        summary=f"{caught}/{steps} recorded harmful steps denied or routed to a human"
+                + (f"; {logged_stopped}/{len(logged.steps)} logged in scope"
+                   if logged.steps else ""),
+        data=ReviewRoutingData(
+            harmful_steps=steps, routed_or_denied=caught,
+            logged_steps=len(logged.steps) if logged.steps else None,
+            logged_stopped=logged_stopped if logged.steps else None))
 
 
 def operating_checklist(inputs: GateInputs, evidence: Evidence) -> OperatingChecklistResult:

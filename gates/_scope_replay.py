@@ -284,6 +284,42 @@ def logged_overblocking(inputs: GateInputs) -> LoggedOverblocking:
     return found
 
 
+@dataclass
+class LoggedHarm:
+    """Over every open, contained, investigated incident: its logged harmful steps and
+    behaviours as today's controls decide them."""
+
+    steps: list[tuple[ReplayedStep, bool]] = field(default_factory=list)
+    """Each in-scope harmful call or output (its review-layer replay), and whether today's
+    controls stop it: a call denied by the permissions or routed to a person, an output
+    routed to a person."""
+    behaviours: list[ReplayedStep] = field(default_factory=list)
+    """Each in-scope run's harmful behaviour through the acceptance criteria."""
+    errors: list[str] = field(default_factory=list)
+
+
+def logged_harm(inputs: GateInputs) -> LoggedHarm:
+    """The harm logged in each open incident's scope, decided by today's controls, for the
+    gate's acceptance and review checks."""
+    found = LoggedHarm()
+    for incident in inputs.incidents:
+        if (incident.phase == "closed" or incident.containment is None
+                or incident.investigation is None):
+            continue
+        try:
+            baseline = load_baseline(inputs.workspace, incident)
+            scope = replay_scope(inputs.workspace, incident, baseline, inputs.controls)
+        except ReinstateError as exc:
+            found.errors.append(f"{incident.id}: cannot replay its logged scope: {exc}")
+            continue
+        assert scope is not None  # the incident has an investigation
+        denied = {(s.run_id, s.step) for s in scope.harmful["permissions"] if s.after.stopped}
+        found.steps += [(s, s.after.stopped or (s.run_id, s.step) in denied)
+                        for s in scope.harmful["review"]]
+        found.behaviours += scope.harmful["acceptance"]
+    return found
+
+
 def _harm(harmful: dict[ReplayLayer, list[ReplayedStep]], run: _Run, run_id: str, index: int,
           source: str, step: ToolCall | Output, baseline: Controls, today: Controls) -> None:
     """Decide one in-scope harmful step on each layer that decides it."""

@@ -12,9 +12,11 @@ import yaml
 
 from evalsuite import InvalidInput
 from gates import (
+    AcceptanceCriteriaResult,
     ChangeVerification,
     DecisionReplay,
     PermissionBoundaryResult,
+    ReviewRoutingResult,
     Workspace,
     capture,
     contain,
@@ -258,3 +260,38 @@ def test_an_acceptance_change_must_reject_every_in_scope_run(example: Workspace,
     assert not change.verified
     assert change.reason == (f"still gets through today: {VARIANT} step 4 ({VARIANT_REFUND}): "
                              f"harmful behaviour")
+
+
+def test_the_gate_judges_the_logged_harm_in_scope_on_every_layer(example: Workspace,
+                                                                 incident: str) -> None:
+    """A rule against only the captured call leaves the logged variant through: the gate's
+    review_routing and acceptance_criteria checks each name it, not only control_changes."""
+    _set_refund_rules(example, deny_when=[{
+        "id": "captured-account", "description": "no refunds to store credit of C-7731",
+        "arguments": {"type": "object", "required": ["refund_to"],
+                      "properties": {"refund_to": {"const": "store_credit:C-7731"}}}}])
+    verdict = run_gate(example, "refund-agent", actor=ACTOR)
+    routing = verdict.result(ReviewRoutingResult)
+    assert routing is not None and routing.data is not None
+    assert routing.outcome == "fail"
+    assert any(f.startswith(f"{VARIANT} step 4 ({VARIANT_REFUND}): issue_refund(")
+               and "without a human" in f for f in routing.findings), routing.findings
+    assert routing.data.logged_steps is not None and routing.data.logged_stopped is not None
+    assert routing.data.logged_stopped < routing.data.logged_steps
+    acceptance = verdict.result(AcceptanceCriteriaResult)
+    assert acceptance is not None and acceptance.data is not None
+    assert acceptance.data.logged_harmful == 2
+    assert any(f.startswith(f"{VARIANT} ({VARIANT_REFUND}): the logged harmful behaviour")
+               for f in acceptance.findings), acceptance.findings
+
+
+def test_the_gate_passes_the_logged_harm_once_every_refund_elsewhere_is_stopped(
+        example: Workspace, incident: str) -> None:
+    """With refunds kept on the original payment method, both logged refunds in scope are
+    stopped, and review_routing names neither."""
+    _stop_refunds_elsewhere(example)
+    verdict = run_gate(example, "refund-agent", actor=ACTOR)
+    routing = verdict.result(ReviewRoutingResult)
+    assert routing is not None and routing.data is not None
+    assert routing.data.logged_stopped is not None and routing.data.logged_stopped >= 2
+    assert not any("logged in scope" in f and "issue_refund" in f for f in routing.findings)
