@@ -179,6 +179,16 @@ class Engine:
             judgements=judgements, attempts=attempts, seconds=time.perf_counter() - start,
             blocked_calls=session.blocked)
 
+    async def run_case(self, case: EvalCase) -> CaseResult:
+        """Run one case for its trials, one after another, and leave the adapter open.
+
+        For callers that run cases one at a time (the pytest plugin): the next case reuses
+        the agent's processes and connections. Close the adapter (``adapter.aclose()``)
+        when done; :func:`run_suite` does that itself.
+        """
+        trials = [await self.trial(case, n) for n in _trial_numbers(case, self.settings)]
+        return _case_result(case, trials, self.settings)
+
     def _run(self, case: EvalCase, number: int, session: AgentSession,
              answer: str | None) -> Run:
         asked = [UserInput(content=m.content) for m in case.input.messages if m.role == "user"]
@@ -275,22 +285,3 @@ def run_cases(engine: Engine, cases: Sequence[EvalCase], *, progress: Progress |
               record: Record_ | None = None) -> list[CaseResult]:
     """:func:`run_suite` for callers that are not async."""
     return run_sync(run_suite(engine, cases, progress=progress, record=record))
-
-
-def run_case(adapter: Adapter, case: EvalCase, trials: int,
-             acceptance: Sequence[Criterion] = ()) -> CaseResult:
-    """Run one case for its own number of trials, or ``trials`` when it sets none."""
-    engine = Engine(adapter, RunSettings(trials=trials, concurrency=1), acceptance)
-    return run_sync(_keep_open(engine, case))
-
-
-async def _keep_open(engine: Engine, case: EvalCase) -> CaseResult:
-    # One case at a time (the pytest plugin): the adapter stays open for the next one.
-    trials = [await engine.trial(case, n) for n in _trial_numbers(case, engine.settings)]
-    return _case_result(case, trials, engine.settings)
-
-
-def run_trial(adapter: Adapter, case: EvalCase, trial: int,
-              acceptance: Sequence[Criterion] = ()) -> TrialResult:
-    """Run and judge one trial."""
-    return run_sync(Engine(adapter, RunSettings(), acceptance).trial(case, trial))
