@@ -136,7 +136,9 @@ class AgentSuite:
         """The gate's engine for the agent: same policy, tools, timeout, retries, confidence."""
         if self._engine is None:
             # One case at a time, so one trial in flight, as the plugin has always run them.
-            self._engine = engine_for(self.inputs, trials=self.trials, concurrency=1)
+            engine = engine_for(self.inputs, trials=self.trials, concurrency=1)
+            run_sync(engine.warm_up(1))  # as the gate does: a slow start is no trial's timeout
+            self._engine = engine
         return self._engine
 
     def close(self) -> None:

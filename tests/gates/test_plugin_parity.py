@@ -73,6 +73,19 @@ def test_a_tool_not_allowed_fails_the_case_in_both(pytester: pytest.Pytester,
     assert plugin_outcomes(pytester) == from_eval
 
 
+def test_an_agent_in_its_own_process_has_the_same_outcomes(pytester: pytest.Pytester,
+                                                           example_ws: Workspace,
+                                                           cli: RunCli) -> None:
+    """Through the JSON-lines adapter (a process started once, kept between cases) both agree."""
+    agent_file = example_ws.root / f"agents/{AGENT}/agent.yaml"
+    agent_file.write_text(agent_file.read_text().replace(
+        "  kind: python\n  target: refund_agent:respond\n  path: .\n",
+        "  kind: subprocess\n  command: [python3, serve_jsonl.py]\n"))
+    from_eval = eval_outcomes(cli, example_ws.root)
+    assert len(from_eval) == 21 and from_eval["INC-1-1"] == "fail"
+    assert plugin_outcomes(pytester) == from_eval
+
+
 class ChatServer:
     """A local OpenAI-style chat-completions endpoint that answers every request in words."""
 
