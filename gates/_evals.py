@@ -1,7 +1,8 @@
 """The gate's first stage: the eval suite and the regression set against the live agent.
 
-Tools are sandboxed and today's permission policy is enforced at call time: a call it
-denies is blocked and the agent sees the denial. The agent's own code runs confined as
+The engine is ``engine_for``'s, the one the pytest plugin runs cases with too: tools are
+sandboxed and today's permission policy is enforced at call time (a call it denies is
+blocked and the agent sees the denial). The agent's own code runs confined as
 ``[agent]`` in the workspace says (own process group, allowlisted environment, a sandbox
 where the platform has one); what it got is part of the evidence, and the verdict says
 loudly when it ran unisolated. Every trial is written to a run file

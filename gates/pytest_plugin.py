@@ -150,8 +150,9 @@ class AgentSuite:
     def files(self) -> Iterator[tuple[Path, EvalCase]]:
         """(file, case) for each case the gate loaded, eval suite first.
 
-        The gate loads one case a file, in ``case_files`` order: pairing them again here
-        saves every xdist worker parsing each file twice (``strict``: never a wrong pair).
+        The gate loads one case a file, in ``case_files`` order (``load_cases``): pairing
+        them again here saves every xdist worker parsing each file twice; a count that
+        differs raises rather than mislabel an item.
         """
         ws, agent = self.inputs.workspace, self.inputs.agent.name
         yield from zip(case_files(ws.evals_dir(agent)), self.inputs.eval_cases, strict=True)
