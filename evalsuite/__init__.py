@@ -7,165 +7,173 @@ This module is the package's public API; the ``_modules`` behind it are private.
 
 from __future__ import annotations
 
-from evalsuite._agent import (
-    ADAPTERS,
-    AGENT_NAME,
-    Adapter,
-    AdapterSpec,
-    AgentCrashed,
-    AgentSpec,
-    HttpAdapterSpec,
-    PythonAdapterSpec,
-    ReplayAdapterSpec,
-    SubprocessAdapterSpec,
-    TransportError,
-    build_adapter,
-    isolation_of,
-    register_adapter,
-)
-from evalsuite._case import CASE_ID, CaseInput, EvalCase, Message, ToolFixture
-from evalsuite._criteria import (
-    BEHAVIOUR_VARIABLES,
-    Criterion,
-    Expected,
-    ExpressionCriterion,
-    FieldBounds,
-    Judgement,
-    OutputContains,
-    OutputMatches,
-    OutputNotContains,
-    OutputNotMatches,
-    OutputSchema,
-    PassesAcceptance,
-    PredicateCriterion,
-    ToolArguments,
-    ToolCalled,
-    ToolNotCalled,
-    behaviour_data,
-    judge_all,
-    predicates_named,
-    tools_named,
-)
-from evalsuite._documents import (
-    MAX_ALIAS_EXPANSION,
-    MAX_NUMBER_CHARS,
-    MAX_USER_FILE_BYTES,
-    create_exclusive,
-    dump_yaml,
-    json_path,
-    line_of,
-    load_json,
-    load_model,
-    parse_model,
-    parse_yaml,
-    read_text,
-    refuse_link,
-    write_atomic,
-)
-from evalsuite._errors import (
-    EvalsuiteError,
-    InvalidInput,
-    ReinstateError,
-    did_you_mean,
-    display_path,
-)
-from evalsuite._expressions import (
-    MAX_COMPREHENSION_DEPTH,
-    MAX_DATA_READ,
-    MAX_EXPRESSION_CHARS,
-    MAX_LIST_ITEMS,
-    MAX_STRING_CHARS,
-    ExpressionFailed,
-    Variables,
-    check_expression,
-    evaluate,
-    evaluate_bool,
-    is_plain,
-    steps_as_data,
-)
-from evalsuite._history import History
+import importlib
+from typing import TYPE_CHECKING, Any
 
-# Importing each adapter module registers its kind.
-from evalsuite._http_adapter import HttpAdapter
-from evalsuite._jsonl import dump_runs, read_runs, write_parts, write_runs
-from evalsuite._logs import (
-    LOG_FORMATS,
-    LogFormat,
-    detect_format,
-    read_log,
-    read_log_runs,
-    read_logs,
+# Importing each adapter module registers its kind, so that build_adapter knows them all.
+from evalsuite import (  # noqa: F401
+    _http_adapter,
+    _python_adapter,
+    _replay_adapter,
+    _subprocess_adapter,
 )
-from evalsuite._loop import run_sync
-from evalsuite._metrics import Metric, Metrics, MetricsCounter
-from evalsuite._parts import RunHeader, RunPart, Skips, as_utc, located_runs, merge_parts
-from evalsuite._predicates import (
-    PREDICATE_PATH,
-    Predicate,
-    call_predicate,
-    check_predicate_path,
-    load_predicate,
-)
-from evalsuite._python_adapter import PythonAdapter
-from evalsuite._record import Record
-from evalsuite._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
-from evalsuite._regex import Pattern, check_regex, user_regex
-from evalsuite._replay_adapter import ReplayAdapter
-from evalsuite._run import (
-    Behaviour,
-    Output,
-    Reasoning,
-    Run,
-    RunOutcome,
-    Step,
-    ToolCall,
-    ToolResult,
-    Usage,
-    UserInput,
-)
-from evalsuite._runfile import (
-    EvalRunHeader,
-    RunFileWriter,
-    TrialLine,
-    diff_runs,
-    read_run_file,
-)
-from evalsuite._runner import (
-    CaseOutcome,
-    CaseResult,
-    Engine,
-    Progress,
-    RunSettings,
-    TrialResult,
-    every_trial,
-    run_case,
-    run_cases,
-    run_suite,
-    run_trial,
-)
-from evalsuite._sandbox import (
-    PROTECTED_ENV,
-    SANDBOXES,
-    Isolation,
-    SandboxChoice,
-    SandboxUnavailable,
-    choose_sandbox,
-    protected_env_problem,
-    unisolated,
-)
-from evalsuite._schemas import check_json_schema, schema_validator, schema_violation
-from evalsuite._session import (
-    AgentSession,
-    MissingFixture,
-    PolicyDecision,
-    ToolDenied,
-    ToolFailed,
-    ToolPolicy,
-    ToolSpec,
-)
-from evalsuite._statistics import RateJudgement, judge_rate, trials_needed, wilson
-from evalsuite._subprocess_adapter import SubprocessAdapter
-from evalsuite._suite import case_files, load_cases
+
+if TYPE_CHECKING:
+    from evalsuite._agent import (
+        ADAPTERS,
+        AGENT_NAME,
+        Adapter,
+        AdapterSpec,
+        AgentCrashed,
+        AgentSpec,
+        HttpAdapterSpec,
+        PythonAdapterSpec,
+        ReplayAdapterSpec,
+        SubprocessAdapterSpec,
+        TransportError,
+        build_adapter,
+        isolation_of,
+        register_adapter,
+    )
+    from evalsuite._case import CASE_ID, CaseInput, EvalCase, Message, ToolFixture
+    from evalsuite._criteria import (
+        BEHAVIOUR_VARIABLES,
+        Criterion,
+        Expected,
+        ExpressionCriterion,
+        FieldBounds,
+        Judgement,
+        OutputContains,
+        OutputMatches,
+        OutputNotContains,
+        OutputNotMatches,
+        OutputSchema,
+        PassesAcceptance,
+        PredicateCriterion,
+        ToolArguments,
+        ToolCalled,
+        ToolNotCalled,
+        behaviour_data,
+        judge_all,
+        predicates_named,
+        tools_named,
+    )
+    from evalsuite._documents import (
+        MAX_ALIAS_EXPANSION,
+        MAX_NUMBER_CHARS,
+        MAX_USER_FILE_BYTES,
+        create_exclusive,
+        dump_yaml,
+        json_path,
+        line_of,
+        load_json,
+        load_model,
+        parse_model,
+        parse_yaml,
+        read_text,
+        refuse_link,
+        write_atomic,
+    )
+    from evalsuite._errors import (
+        EvalsuiteError,
+        InvalidInput,
+        ReinstateError,
+        did_you_mean,
+        display_path,
+    )
+    from evalsuite._expressions import (
+        MAX_COMPREHENSION_DEPTH,
+        MAX_DATA_READ,
+        MAX_EXPRESSION_CHARS,
+        MAX_LIST_ITEMS,
+        MAX_STRING_CHARS,
+        ExpressionFailed,
+        Variables,
+        check_expression,
+        evaluate,
+        evaluate_bool,
+        is_plain,
+        steps_as_data,
+    )
+    from evalsuite._history import History
+    from evalsuite._http_adapter import HttpAdapter
+    from evalsuite._jsonl import dump_runs, read_runs, write_parts, write_runs
+    from evalsuite._logs import (
+        LOG_FORMATS,
+        LogFormat,
+        detect_format,
+        read_log,
+        read_log_runs,
+        read_logs,
+    )
+    from evalsuite._loop import run_sync
+    from evalsuite._metrics import Metric, Metrics, MetricsCounter
+    from evalsuite._parts import RunHeader, RunPart, Skips, as_utc, located_runs, merge_parts
+    from evalsuite._predicates import (
+        PREDICATE_PATH,
+        Predicate,
+        call_predicate,
+        check_predicate_path,
+        load_predicate,
+    )
+    from evalsuite._python_adapter import PythonAdapter
+    from evalsuite._record import Record
+    from evalsuite._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
+    from evalsuite._regex import Pattern, check_regex, user_regex
+    from evalsuite._replay_adapter import ReplayAdapter
+    from evalsuite._run import (
+        Behaviour,
+        Output,
+        Reasoning,
+        Run,
+        RunOutcome,
+        Step,
+        ToolCall,
+        ToolResult,
+        Usage,
+        UserInput,
+    )
+    from evalsuite._runfile import (
+        EvalRunHeader,
+        RunFileWriter,
+        TrialLine,
+        diff_runs,
+        read_run_file,
+    )
+    from evalsuite._runner import (
+        CaseOutcome,
+        CaseResult,
+        Engine,
+        Progress,
+        RunSettings,
+        TrialResult,
+        every_trial,
+        run_cases,
+        run_suite,
+    )
+    from evalsuite._sandbox import (
+        PROTECTED_ENV,
+        SANDBOXES,
+        Isolation,
+        SandboxChoice,
+        SandboxUnavailable,
+        choose_sandbox,
+        protected_env_problem,
+        unisolated,
+    )
+    from evalsuite._schemas import check_json_schema, schema_validator, schema_violation
+    from evalsuite._session import (
+        AgentSession,
+        MissingFixture,
+        PolicyDecision,
+        ToolDenied,
+        ToolFailed,
+        ToolPolicy,
+        ToolSpec,
+    )
+    from evalsuite._statistics import RateJudgement, judge_rate, trials_needed, wilson
+    from evalsuite._subprocess_adapter import SubprocessAdapter
+    from evalsuite._suite import case_files, load_cases
 
 __all__ = [
     "ADAPTERS",
@@ -310,11 +318,9 @@ __all__ = [
     "read_text",
     "refuse_link",
     "register_adapter",
-    "run_case",
     "run_cases",
     "run_suite",
     "run_sync",
-    "run_trial",
     "schema_validator",
     "schema_violation",
     "steps_as_data",
@@ -327,3 +333,181 @@ __all__ = [
     "write_parts",
     "write_runs",
 ]
+
+# Each public name and the private module that defines it. A name is imported on first use
+# (PEP 562), so importing one module of the package does not import all of the others:
+# the pytest plugin loads in every xdist worker. A new public name is one line here, one
+# in the TYPE_CHECKING block above (what type checkers and IDEs read) and one in __all__.
+_EXPORTS: dict[str, str] = {
+    "ADAPTERS": "evalsuite._agent",
+    "AGENT_NAME": "evalsuite._agent",
+    "Adapter": "evalsuite._agent",
+    "AdapterSpec": "evalsuite._agent",
+    "AgentCrashed": "evalsuite._agent",
+    "AgentSpec": "evalsuite._agent",
+    "HttpAdapterSpec": "evalsuite._agent",
+    "PythonAdapterSpec": "evalsuite._agent",
+    "ReplayAdapterSpec": "evalsuite._agent",
+    "SubprocessAdapterSpec": "evalsuite._agent",
+    "TransportError": "evalsuite._agent",
+    "build_adapter": "evalsuite._agent",
+    "isolation_of": "evalsuite._agent",
+    "register_adapter": "evalsuite._agent",
+    "CASE_ID": "evalsuite._case",
+    "CaseInput": "evalsuite._case",
+    "EvalCase": "evalsuite._case",
+    "Message": "evalsuite._case",
+    "ToolFixture": "evalsuite._case",
+    "BEHAVIOUR_VARIABLES": "evalsuite._criteria",
+    "Criterion": "evalsuite._criteria",
+    "Expected": "evalsuite._criteria",
+    "ExpressionCriterion": "evalsuite._criteria",
+    "FieldBounds": "evalsuite._criteria",
+    "Judgement": "evalsuite._criteria",
+    "OutputContains": "evalsuite._criteria",
+    "OutputMatches": "evalsuite._criteria",
+    "OutputNotContains": "evalsuite._criteria",
+    "OutputNotMatches": "evalsuite._criteria",
+    "OutputSchema": "evalsuite._criteria",
+    "PassesAcceptance": "evalsuite._criteria",
+    "PredicateCriterion": "evalsuite._criteria",
+    "ToolArguments": "evalsuite._criteria",
+    "ToolCalled": "evalsuite._criteria",
+    "ToolNotCalled": "evalsuite._criteria",
+    "behaviour_data": "evalsuite._criteria",
+    "judge_all": "evalsuite._criteria",
+    "predicates_named": "evalsuite._criteria",
+    "tools_named": "evalsuite._criteria",
+    "MAX_ALIAS_EXPANSION": "evalsuite._documents",
+    "MAX_NUMBER_CHARS": "evalsuite._documents",
+    "MAX_USER_FILE_BYTES": "evalsuite._documents",
+    "create_exclusive": "evalsuite._documents",
+    "dump_yaml": "evalsuite._documents",
+    "json_path": "evalsuite._documents",
+    "line_of": "evalsuite._documents",
+    "load_json": "evalsuite._documents",
+    "load_model": "evalsuite._documents",
+    "parse_model": "evalsuite._documents",
+    "parse_yaml": "evalsuite._documents",
+    "read_text": "evalsuite._documents",
+    "refuse_link": "evalsuite._documents",
+    "write_atomic": "evalsuite._documents",
+    "EvalsuiteError": "evalsuite._errors",
+    "InvalidInput": "evalsuite._errors",
+    "ReinstateError": "evalsuite._errors",
+    "did_you_mean": "evalsuite._errors",
+    "display_path": "evalsuite._errors",
+    "MAX_COMPREHENSION_DEPTH": "evalsuite._expressions",
+    "MAX_DATA_READ": "evalsuite._expressions",
+    "MAX_EXPRESSION_CHARS": "evalsuite._expressions",
+    "MAX_LIST_ITEMS": "evalsuite._expressions",
+    "MAX_STRING_CHARS": "evalsuite._expressions",
+    "ExpressionFailed": "evalsuite._expressions",
+    "check_expression": "evalsuite._expressions",
+    "evaluate": "evalsuite._expressions",
+    "evaluate_bool": "evalsuite._expressions",
+    "Variables": "evalsuite._expressions",
+    "is_plain": "evalsuite._expressions",
+    "History": "evalsuite._history",
+    "steps_as_data": "evalsuite._expressions",
+    "HttpAdapter": "evalsuite._http_adapter",
+    "dump_runs": "evalsuite._jsonl",
+    "read_runs": "evalsuite._jsonl",
+    "write_parts": "evalsuite._jsonl",
+    "write_runs": "evalsuite._jsonl",
+    "LOG_FORMATS": "evalsuite._logs",
+    "LogFormat": "evalsuite._logs",
+    "detect_format": "evalsuite._logs",
+    "read_log": "evalsuite._logs",
+    "read_log_runs": "evalsuite._logs",
+    "read_logs": "evalsuite._logs",
+    "run_sync": "evalsuite._loop",
+    "Metric": "evalsuite._metrics",
+    "Metrics": "evalsuite._metrics",
+    "MetricsCounter": "evalsuite._metrics",
+    "RunHeader": "evalsuite._parts",
+    "RunPart": "evalsuite._parts",
+    "Skips": "evalsuite._parts",
+    "as_utc": "evalsuite._parts",
+    "located_runs": "evalsuite._parts",
+    "merge_parts": "evalsuite._parts",
+    "PREDICATE_PATH": "evalsuite._predicates",
+    "Predicate": "evalsuite._predicates",
+    "call_predicate": "evalsuite._predicates",
+    "check_predicate_path": "evalsuite._predicates",
+    "load_predicate": "evalsuite._predicates",
+    "PythonAdapter": "evalsuite._python_adapter",
+    "Record": "evalsuite._record",
+    "REDACTION_KINDS": "evalsuite._redaction",
+    "RedactionKind": "evalsuite._redaction",
+    "Redactor": "evalsuite._redaction",
+    "placeholder_pattern": "evalsuite._redaction",
+    "Pattern": "evalsuite._regex",
+    "check_regex": "evalsuite._regex",
+    "user_regex": "evalsuite._regex",
+    "ReplayAdapter": "evalsuite._replay_adapter",
+    "Behaviour": "evalsuite._run",
+    "Output": "evalsuite._run",
+    "Reasoning": "evalsuite._run",
+    "Run": "evalsuite._run",
+    "RunOutcome": "evalsuite._run",
+    "Step": "evalsuite._run",
+    "ToolCall": "evalsuite._run",
+    "ToolResult": "evalsuite._run",
+    "Usage": "evalsuite._run",
+    "UserInput": "evalsuite._run",
+    "EvalRunHeader": "evalsuite._runfile",
+    "RunFileWriter": "evalsuite._runfile",
+    "TrialLine": "evalsuite._runfile",
+    "diff_runs": "evalsuite._runfile",
+    "read_run_file": "evalsuite._runfile",
+    "CaseOutcome": "evalsuite._runner",
+    "CaseResult": "evalsuite._runner",
+    "Engine": "evalsuite._runner",
+    "Progress": "evalsuite._runner",
+    "RunSettings": "evalsuite._runner",
+    "TrialResult": "evalsuite._runner",
+    "every_trial": "evalsuite._runner",
+    "run_cases": "evalsuite._runner",
+    "run_suite": "evalsuite._runner",
+    "PROTECTED_ENV": "evalsuite._sandbox",
+    "SANDBOXES": "evalsuite._sandbox",
+    "Isolation": "evalsuite._sandbox",
+    "SandboxChoice": "evalsuite._sandbox",
+    "SandboxUnavailable": "evalsuite._sandbox",
+    "choose_sandbox": "evalsuite._sandbox",
+    "protected_env_problem": "evalsuite._sandbox",
+    "unisolated": "evalsuite._sandbox",
+    "check_json_schema": "evalsuite._schemas",
+    "schema_validator": "evalsuite._schemas",
+    "schema_violation": "evalsuite._schemas",
+    "AgentSession": "evalsuite._session",
+    "MissingFixture": "evalsuite._session",
+    "PolicyDecision": "evalsuite._session",
+    "ToolDenied": "evalsuite._session",
+    "ToolFailed": "evalsuite._session",
+    "ToolPolicy": "evalsuite._session",
+    "ToolSpec": "evalsuite._session",
+    "RateJudgement": "evalsuite._statistics",
+    "judge_rate": "evalsuite._statistics",
+    "trials_needed": "evalsuite._statistics",
+    "wilson": "evalsuite._statistics",
+    "SubprocessAdapter": "evalsuite._subprocess_adapter",
+    "case_files": "evalsuite._suite",
+    "load_cases": "evalsuite._suite",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name the first time it is used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later uses are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the public ones included before their first use."""
+    return sorted({*globals(), *__all__})

@@ -10,7 +10,6 @@ import json
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from deepdiff import DeepDiff
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from evalsuite._expressions import ExpressionFailed, check_expression, evaluate_bool
@@ -331,6 +330,9 @@ class Expected(_Criterion):
     """How far numbers may differ and still count as equal."""
 
     def _diff(self, actual: Any) -> str | None:
+        # Imported on use: deepdiff is slow to import, and most suites never compare values.
+        from deepdiff import DeepDiff
+
         diff = DeepDiff(
             self.value, actual,
             exclude_paths=[_deepdiff_path(p) for p in self.ignore_paths] or None,

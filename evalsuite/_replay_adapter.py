@@ -10,7 +10,6 @@ from pathlib import Path
 
 from evalsuite._agent import AgentCrashed, AgentSpec, ReplayAdapterSpec, register_adapter
 from evalsuite._case import EvalCase
-from evalsuite._jsonl import read_runs
 from evalsuite._run import Output, Reasoning, Run, ToolCall, UserInput
 from evalsuite._sandbox import Isolation
 from evalsuite._session import AgentSession, MissingFixture, ToolFailed
@@ -29,6 +28,10 @@ class ReplayAdapter:
 
     def _find(self, case: EvalCase) -> Run:
         if self._runs is None:
+            # Imported here: the JSONL reader builds its validators on import, and evalsuite
+            # imports every adapter (to register its kind) whether or not it is used.
+            from evalsuite._jsonl import read_runs
+
             self._runs = read_runs(self._log)
         if self._spec.match == "run_id":
             found = [r for r in self._runs if r.run_id == case.id]

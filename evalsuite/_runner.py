@@ -179,6 +179,26 @@ class Engine:
             judgements=judgements, attempts=attempts, seconds=time.perf_counter() - start,
             blocked_calls=session.blocked)
 
+    async def warm_up(self, slots: int) -> None:
+        """Start the agent's processes now, so their start is not within a trial's timeout.
+
+        Only adapters that start processes have anything to do; one that cannot start is
+        left for a trial to report.
+        """
+        start = getattr(self.adapter, "start", None)
+        if start is not None and slots > 0:
+            await start(slots)
+
+    async def run_case(self, case: EvalCase) -> CaseResult:
+        """Run one case for its trials, one after another, and leave the adapter open.
+
+        For callers that run cases one at a time (the pytest plugin): the next case reuses
+        the agent's processes and connections. Warm up first, as :func:`run_suite` does,
+        and close the adapter (``adapter.aclose()``) when done.
+        """
+        trials = [await self.trial(case, n) for n in _trial_numbers(case, self.settings)]
+        return _case_result(case, trials, self.settings)
+
     def _run(self, case: EvalCase, number: int, session: AgentSession,
              answer: str | None) -> Run:
         asked = [UserInput(content=m.content) for m in case.input.messages if m.role == "user"]
@@ -229,10 +249,7 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
                 progress(None, done, total)
 
     try:
-        warm_up = getattr(engine.adapter, "start", None)
-        if warm_up is not None and total:
-            # Adapters that start agent processes start them now: not within a trial's timeout.
-            await warm_up(min(settings.concurrency, total))
+        await engine.warm_up(min(settings.concurrency, total))
         with _fewer_collections():
             await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, total))))
     finally:
@@ -275,22 +292,3 @@ def run_cases(engine: Engine, cases: Sequence[EvalCase], *, progress: Progress |
               record: Record_ | None = None) -> list[CaseResult]:
     """:func:`run_suite` for callers that are not async."""
     return run_sync(run_suite(engine, cases, progress=progress, record=record))
-
-
-def run_case(adapter: Adapter, case: EvalCase, trials: int,
-             acceptance: Sequence[Criterion] = ()) -> CaseResult:
-    """Run one case for its own number of trials, or ``trials`` when it sets none."""
-    engine = Engine(adapter, RunSettings(trials=trials, concurrency=1), acceptance)
-    return run_sync(_keep_open(engine, case))
-
-
-async def _keep_open(engine: Engine, case: EvalCase) -> CaseResult:
-    # One case at a time (the pytest plugin): the adapter stays open for the next one.
-    trials = [await engine.trial(case, n) for n in _trial_numbers(case, engine.settings)]
-    return _case_result(case, trials, engine.settings)
-
-
-def run_trial(adapter: Adapter, case: EvalCase, trial: int,
-              acceptance: Sequence[Criterion] = ()) -> TrialResult:
-    """Run and judge one trial."""
-    return run_sync(Engine(adapter, RunSettings(), acceptance).trial(case, trial))

@@ -1,106 +1,120 @@
 """The controls, the gate and the way back to full operation.
 
 Everything the CLI does is callable from here: open and contain incidents, capture
-regression cases, run the gate, restore, read an agent's mode at run time, check a
-deploy's clearance, and write the verdict report and the postmortem.
-This module is the package's public API; the ``_modules`` behind it are private.
+regression cases, run the gate, backtest the controls over recorded history, restore,
+read an agent's mode at run time, check a deploy's clearance, and write the verdict
+report and the postmortem. This module is the package's public API; the ``_modules``
+behind it are private. Names are imported on first use, so a runtime that reads only
+``agent_mode`` does not pay for the report or the demo.
 """
 
 from __future__ import annotations
 
-from gates._attestation import (
-    PREDICATE_TYPE,
-    SIGNING_KEY_ENV,
-    Attestation,
-    SignatureInvalid,
-    attestation_path,
-    generate_key_pair,
-    load_public_key,
-    load_signing_key,
-    read_envelope,
-    sign_verdict,
-    take_signing_key,
-    verify_attestation,
-)
-from gates._audit import verify_audit
-from gates._backtest import backtest, backtest_runs
-from gates._backtest_labels import Label as BacktestLabel
-from gates._backtest_model import Backtest
-from gates._baseline import load_baseline, snapshot
-from gates._check_results import (
-    AcceptanceCriteriaResult,
-    CaseFigures,
-    ControlChangesResult,
-    CoverageReplay,
-    DecisionReplay,
-    EvalsResult,
-    LoggingResult,
-    OperatingChecklistResult,
-    PermissionBoundaryResult,
-    PromptReplay,
-    RegressionRatchetResult,
-    ReviewRoutingResult,
-)
-from gates._checks import Evidence
-from gates._clearance import AttestedClearance, Clearance, check, check_attested
-from gates._conditions import Condition, Situation
-from gates._config import Config, Workspace
-from gates._controls import (
-    CONTROL_FILES,
-    Acceptance,
-    Checklist,
-    Controls,
-    Permissions,
-    ReviewRouting,
-    ReviewRule,
-    Risk,
-    ToolPermission,
-    load_controls,
-)
-from gates._demo import run_demo
-from gates._errors import GatesError, Refused, StoreUnavailable, UnknownAgent
-from gates._evals import policy_of, run_evals, tool_specs
-from gates._fingerprint import Fingerprint, fingerprint
-from gates._ingest import FileSummary, Ingested, ingest
-from gates._init import init_workspace
-from gates._inputs import GateInputs, load_inputs
-from gates._investigation import Investigated, investigate
-from gates._junit import junit_xml
-from gates._pipeline import BUILT_IN_CHECKS, CHECKS, decide, register, run_checks, run_gate
-from gates._policy import Decision, decide_call, route_call, route_output
-from gates._postmortem import Postmortem, postmortem, postmortem_markdown
-from gates._ratchet import approve_against, approve_loosening, ratchet_status
-from gates._ratchet_approvals import RatchetApproval, RatchetApprovals, approvals_path
-from gates._ratchet_git import RefSnapshot, ratchet_against, read_ref
-from gates._ratchet_terms import Loosening, RatchetTerms
-from gates._rca import LayerAnalysis, analyse_incident
-from gates._report import Report, report_html, report_markdown, verdict_diff, verdict_report
-from gates._response import (
-    Captured,
-    Contained,
-    capture,
-    contain,
-    open_incident,
-    record_change,
-    record_finding,
-    schedule_review,
-)
-from gates._restore import Restored, restore, restore_blockers
-from gates._runs import LocatedRun, RunSummary, find_run, list_runs
-from gates._schemas import SCHEMAS, schema_text, write_schemas
-from gates._state import ModeReading, agent_mode, open_store, read_mode
-from gates._store import (
-    MODES,
-    AuditEntry,
-    MemoryStore,
-    Mode,
-    ModeRecord,
-    SQLiteStore,
-    StateStore,
-    verify_chain,
-)
-from gates._verdict import ChangeVerification, CheckResult, Outcome, Verdict, combine, read_verdict
-from gates._verify import IncidentVerification, OverBlocking, Verification, verify_incident
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gates._attestation import (
+        PREDICATE_TYPE,
+        SIGNING_KEY_ENV,
+        Attestation,
+        SignatureInvalid,
+        attestation_path,
+        generate_key_pair,
+        load_public_key,
+        load_signing_key,
+        read_envelope,
+        sign_verdict,
+        take_signing_key,
+        verify_attestation,
+    )
+    from gates._audit import verify_audit
+    from gates._backtest import backtest, backtest_runs
+    from gates._backtest_labels import BacktestLabel
+    from gates._backtest_model import Backtest
+    from gates._baseline import load_baseline, snapshot
+    from gates._check_results import (
+        AcceptanceCriteriaResult,
+        CaseFigures,
+        ControlChangesResult,
+        CoverageReplay,
+        DecisionReplay,
+        EvalsResult,
+        LoggingResult,
+        OperatingChecklistResult,
+        PermissionBoundaryResult,
+        PromptReplay,
+        RegressionRatchetResult,
+        ReviewRoutingResult,
+    )
+    from gates._checks import Evidence
+    from gates._clearance import AttestedClearance, Clearance, check, check_attested
+    from gates._conditions import Condition, Situation
+    from gates._config import Config, Workspace
+    from gates._controls import (
+        CONTROL_FILES,
+        Acceptance,
+        Checklist,
+        Controls,
+        Permissions,
+        ReviewRouting,
+        ReviewRule,
+        Risk,
+        ToolPermission,
+        load_controls,
+    )
+    from gates._demo import run_demo
+    from gates._engine import engine_for, policy_of, tool_specs
+    from gates._errors import GatesError, Refused, StoreUnavailable, UnknownAgent
+    from gates._evals import run_evals
+    from gates._fingerprint import Fingerprint, fingerprint
+    from gates._ingest import FileSummary, Ingested, ingest
+    from gates._init import init_workspace
+    from gates._inputs import GateInputs, load_inputs
+    from gates._investigation import Investigated, investigate
+    from gates._junit import junit_xml
+    from gates._pipeline import BUILT_IN_CHECKS, CHECKS, decide, register, run_checks, run_gate
+    from gates._policy import Decision, decide_call, route_call, route_output
+    from gates._postmortem import Postmortem, postmortem, postmortem_markdown
+    from gates._ratchet import approve_against, approve_loosening, ratchet_status
+    from gates._ratchet_approvals import RatchetApproval, RatchetApprovals, approvals_path
+    from gates._ratchet_git import RefSnapshot, ratchet_against, read_ref
+    from gates._ratchet_terms import Loosening, RatchetTerms
+    from gates._rca import LayerAnalysis, analyse_incident
+    from gates._report import Report, report_html, report_markdown, verdict_diff, verdict_report
+    from gates._response import (
+        Captured,
+        Contained,
+        capture,
+        contain,
+        open_incident,
+        record_change,
+        record_finding,
+        schedule_review,
+    )
+    from gates._restore import Restored, restore, restore_blockers
+    from gates._runs import LocatedRun, RunSummary, find_run, list_runs
+    from gates._schemas import SCHEMAS, schema_text, write_schemas
+    from gates._state import ModeReading, agent_mode, open_store, read_mode
+    from gates._store import (
+        MODES,
+        AuditEntry,
+        MemoryStore,
+        Mode,
+        ModeRecord,
+        SQLiteStore,
+        StateStore,
+        verify_chain,
+    )
+    from gates._verdict import (
+        ChangeVerification,
+        CheckResult,
+        Outcome,
+        Verdict,
+        combine,
+        read_verdict,
+    )
+    from gates._verify import IncidentVerification, OverBlocking, Verification, verify_incident
 
 __all__ = [
     "BUILT_IN_CHECKS",
@@ -193,6 +207,7 @@ __all__ = [
     "contain",
     "decide",
     "decide_call",
+    "engine_for",
     "find_run",
     "fingerprint",
     "generate_key_pair",
@@ -244,3 +259,163 @@ __all__ = [
     "verify_incident",
     "write_schemas",
 ]
+
+# Where each public name lives: one line per name.
+_EXPORTS: dict[str, str] = {
+    "BUILT_IN_CHECKS": "gates._pipeline",
+    "CHECKS": "gates._pipeline",
+    "CONTROL_FILES": "gates._controls",
+    "MODES": "gates._store",
+    "PREDICATE_TYPE": "gates._attestation",
+    "SCHEMAS": "gates._schemas",
+    "SIGNING_KEY_ENV": "gates._attestation",
+    "Acceptance": "gates._controls",
+    "AcceptanceCriteriaResult": "gates._check_results",
+    "Attestation": "gates._attestation",
+    "AttestedClearance": "gates._clearance",
+    "AuditEntry": "gates._store",
+    "Backtest": "gates._backtest_model",
+    "BacktestLabel": "gates._backtest_labels",
+    "Captured": "gates._response",
+    "CaseFigures": "gates._check_results",
+    "ChangeVerification": "gates._verdict",
+    "CheckResult": "gates._verdict",
+    "Checklist": "gates._controls",
+    "Clearance": "gates._clearance",
+    "Condition": "gates._conditions",
+    "Config": "gates._config",
+    "Contained": "gates._response",
+    "ControlChangesResult": "gates._check_results",
+    "Controls": "gates._controls",
+    "CoverageReplay": "gates._check_results",
+    "Decision": "gates._policy",
+    "DecisionReplay": "gates._check_results",
+    "EvalsResult": "gates._check_results",
+    "Evidence": "gates._checks",
+    "FileSummary": "gates._ingest",
+    "Fingerprint": "gates._fingerprint",
+    "GateInputs": "gates._inputs",
+    "GatesError": "gates._errors",
+    "IncidentVerification": "gates._verify",
+    "Ingested": "gates._ingest",
+    "Investigated": "gates._investigation",
+    "LayerAnalysis": "gates._rca",
+    "LocatedRun": "gates._runs",
+    "LoggingResult": "gates._check_results",
+    "Loosening": "gates._ratchet_terms",
+    "MemoryStore": "gates._store",
+    "Mode": "gates._store",
+    "ModeReading": "gates._state",
+    "ModeRecord": "gates._store",
+    "OperatingChecklistResult": "gates._check_results",
+    "Outcome": "gates._verdict",
+    "OverBlocking": "gates._verify",
+    "PermissionBoundaryResult": "gates._check_results",
+    "Permissions": "gates._controls",
+    "Postmortem": "gates._postmortem",
+    "PromptReplay": "gates._check_results",
+    "RatchetApproval": "gates._ratchet_approvals",
+    "RatchetApprovals": "gates._ratchet_approvals",
+    "RatchetTerms": "gates._ratchet_terms",
+    "RefSnapshot": "gates._ratchet_git",
+    "Refused": "gates._errors",
+    "RegressionRatchetResult": "gates._check_results",
+    "Report": "gates._report",
+    "Restored": "gates._restore",
+    "ReviewRouting": "gates._controls",
+    "ReviewRoutingResult": "gates._check_results",
+    "ReviewRule": "gates._controls",
+    "Risk": "gates._controls",
+    "RunSummary": "gates._runs",
+    "SQLiteStore": "gates._store",
+    "SignatureInvalid": "gates._attestation",
+    "Situation": "gates._conditions",
+    "StateStore": "gates._store",
+    "StoreUnavailable": "gates._errors",
+    "ToolPermission": "gates._controls",
+    "UnknownAgent": "gates._errors",
+    "Verdict": "gates._verdict",
+    "Verification": "gates._verify",
+    "Workspace": "gates._config",
+    "agent_mode": "gates._state",
+    "analyse_incident": "gates._rca",
+    "approvals_path": "gates._ratchet_approvals",
+    "approve_against": "gates._ratchet",
+    "approve_loosening": "gates._ratchet",
+    "attestation_path": "gates._attestation",
+    "backtest": "gates._backtest",
+    "backtest_runs": "gates._backtest",
+    "capture": "gates._response",
+    "check": "gates._clearance",
+    "check_attested": "gates._clearance",
+    "combine": "gates._verdict",
+    "contain": "gates._response",
+    "decide": "gates._pipeline",
+    "decide_call": "gates._policy",
+    "engine_for": "gates._engine",
+    "find_run": "gates._runs",
+    "fingerprint": "gates._fingerprint",
+    "generate_key_pair": "gates._attestation",
+    "ingest": "gates._ingest",
+    "init_workspace": "gates._init",
+    "investigate": "gates._investigation",
+    "junit_xml": "gates._junit",
+    "list_runs": "gates._runs",
+    "load_baseline": "gates._baseline",
+    "load_controls": "gates._controls",
+    "load_inputs": "gates._inputs",
+    "load_public_key": "gates._attestation",
+    "load_signing_key": "gates._attestation",
+    "open_incident": "gates._response",
+    "open_store": "gates._state",
+    "policy_of": "gates._engine",
+    "postmortem": "gates._postmortem",
+    "postmortem_markdown": "gates._postmortem",
+    "ratchet_against": "gates._ratchet_git",
+    "ratchet_status": "gates._ratchet",
+    "read_envelope": "gates._attestation",
+    "read_mode": "gates._state",
+    "read_ref": "gates._ratchet_git",
+    "read_verdict": "gates._verdict",
+    "record_change": "gates._response",
+    "record_finding": "gates._response",
+    "register": "gates._pipeline",
+    "report_html": "gates._report",
+    "report_markdown": "gates._report",
+    "restore": "gates._restore",
+    "restore_blockers": "gates._restore",
+    "route_call": "gates._policy",
+    "route_output": "gates._policy",
+    "run_checks": "gates._pipeline",
+    "run_demo": "gates._demo",
+    "run_evals": "gates._evals",
+    "run_gate": "gates._pipeline",
+    "schedule_review": "gates._response",
+    "schema_text": "gates._schemas",
+    "sign_verdict": "gates._attestation",
+    "snapshot": "gates._baseline",
+    "take_signing_key": "gates._attestation",
+    "tool_specs": "gates._engine",
+    "verdict_diff": "gates._report",
+    "verdict_report": "gates._report",
+    "verify_attestation": "gates._attestation",
+    "verify_audit": "gates._audit",
+    "verify_chain": "gates._store",
+    "verify_incident": "gates._verify",
+    "write_schemas": "gates._schemas",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name the first time it is used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later uses are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the public ones included before their first use."""
+    return sorted({*globals(), *__all__})

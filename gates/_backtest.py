@@ -20,7 +20,7 @@ from typing import Literal
 from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, read_logs
 from gates._backtest_controls import TODAY, judges, latest_baseline, resolve_controls
 from gates._backtest_decide import Judge, decide_parts
-from gates._backtest_labels import Label, check_labels, incident_labels, read_labels, scan
+from gates._backtest_labels import BacktestLabel, check_labels, incident_labels, read_labels, scan
 from gates._backtest_model import Backtest
 from gates._backtest_rule import OneRule
 from gates._backtest_tally import Tally
@@ -43,7 +43,7 @@ class _Job:
     controls: str
     compare: str | None
     rule: str | None
-    labels: tuple[Label, ...]
+    labels: tuple[BacktestLabel, ...]
     last_part: dict[str, int]
     shard: tuple[int, int]
 
@@ -110,7 +110,7 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
     job = _Job(root=workspace.root, agent=agent, logs=tuple(logs), fmt=fmt, controls=controls,
                compare=compare, rule=rule, labels=(), last_part={}, shard=(0, 1))
     built = _judges(workspace, job)  # every bad control file or rule path fails here
-    chosen: list[Label] = []
+    chosen: list[BacktestLabel] = []
     if labels is not None:
         chosen += read_labels(labels)
     if incident is not None:
@@ -139,14 +139,14 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
                    notes=notes)
 
 
-def _unlabelled(extra: list[Label], given: list[Label]) -> list[Label]:
+def _unlabelled(extra: list[BacktestLabel], given: list[BacktestLabel]) -> list[BacktestLabel]:
     """The incident's labels the labels file does not already decide."""
     taken = {(label.run_id, label.step) for label in given}
     return [label for label in extra if (label.run_id, label.step) not in taken]
 
 
 def backtest_runs(controls: Controls, runs: Iterable[Run], *, compare: Controls | None = None,
-                  labels: Sequence[Label] = (), rule: str | None = None,
+                  labels: Sequence[BacktestLabel] = (), rule: str | None = None,
                   agent: str | None = None, controls_name: str = "given",
                   compare_name: str = "compared") -> Backtest:
     """What ``controls`` would have done to every step of runs already read.

@@ -53,7 +53,7 @@ _Record = tuple[Any, int | None, list[str | int]]
 
 
 @dataclass(frozen=True)
-class Label:
+class BacktestLabel:
     """One labelled run, or one step of it."""
 
     run_id: str
@@ -63,7 +63,7 @@ class Label:
     note: str = ""
 
 
-def read_labels(path: Path) -> list[Label]:
+def read_labels(path: Path) -> list[BacktestLabel]:
     """Every label in a JSONL, CSV or YAML file (by its suffix), each record validated.
 
     Raises:
@@ -81,7 +81,7 @@ def read_labels(path: Path) -> list[Label]:
     else:
         raise InvalidInput(path, "", "expected a labels file ending in .jsonl, .csv or .yaml")
     labels = [_label(record, path, line, loc) for record, line, loc in records]
-    seen: dict[tuple[str, int | None], Label] = {}
+    seen: dict[tuple[str, int | None], BacktestLabel] = {}
     for label in labels:
         key = (label.run_id, label.step)
         other = seen.setdefault(key, label)
@@ -91,18 +91,18 @@ def read_labels(path: Path) -> list[Label]:
     return labels
 
 
-def _named(label: Label) -> str:
+def _named(label: BacktestLabel) -> str:
     return label.run_id + (f" step {label.step}" if label.step is not None else "")
 
 
-def _label(record: Any, path: Path, line: int | None, loc: list[str | int]) -> Label:
+def _label(record: Any, path: Path, line: int | None, loc: list[str | int]) -> BacktestLabel:
     error = next(iter(_VALIDATOR.iter_errors(record)), None)
     if error is not None:
         where = json_path([*loc, *error.absolute_path])
         raise InvalidInput(path, where, f"expected a label (run_id, optional step, "
                                         f"harmful|good, optional note): {error.message}",
                            line=line)
-    return Label(run_id=record["run_id"], step=record.get("step"), label=record["label"],
+    return BacktestLabel(run_id=record["run_id"], step=record.get("step"), label=record["label"],
                  note=record.get("note", ""), source=f"{path.name}:{line}")
 
 
@@ -157,7 +157,7 @@ def _yaml(text: str, path: Path) -> Iterator[_Record]:
 
 
 def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Path],
-                    fmt: LogFormat | Literal["auto"] = "auto") -> list[Label]:
+                    fmt: LogFormat | Literal["auto"] = "auto") -> list[BacktestLabel]:
     """The incident's harm as labels: each captured harmful step, and every run in its
     scope of impact.
 
@@ -165,7 +165,7 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
     rest are found again by matching the recorded signature against ``logs``.
     """
     source = incident.id
-    labels = [Label(run_id=case.provenance.run_id, step=index, label="harmful",
+    labels = [BacktestLabel(run_id=case.provenance.run_id, step=index, label="harmful",
                     source=source, note=f"captured in {case.id}")
               for case in incident_cases(workspace, incident) for index in case.recorded.harmful]
     investigation = incident.investigation
@@ -177,7 +177,7 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
             for part in read_logs(logs, fmt, agent=incident.agent):
                 search.feed(part)
             matched = search.matched_runs
-        labels += [Label(run_id=run_id, step=None, label="harmful", source=source,
+        labels += [BacktestLabel(run_id=run_id, step=None, label="harmful", source=source,
                          note=f"in the scope of impact of {incident.id}")
                    for run_id in dict.fromkeys([*investigation.runs, *matched])]
     if not labels:
@@ -196,7 +196,7 @@ class Scan:
     """The kind of each labelled step."""
 
 
-def scan(parts: Iterable[RunPart], labels: Sequence[Label] = ()) -> Scan:
+def scan(parts: Iterable[RunPart], labels: Sequence[BacktestLabel] = ()) -> Scan:
     """Each run's last part number and step count, so a run's state is dropped as soon as
     it ends and a label can be checked before anything is decided."""
     found = Scan()
@@ -212,7 +212,7 @@ def scan(parts: Iterable[RunPart], labels: Sequence[Label] = ()) -> Scan:
     return found
 
 
-def check_labels(labels: Sequence[Label], found: Scan) -> None:
+def check_labels(labels: Sequence[BacktestLabel], found: Scan) -> None:
     """Every label names a run in the logs and, if it names a step, one the run has.
 
     Raises:

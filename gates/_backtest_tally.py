@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from evalsuite import Step, ToolCall
 from gates._backtest_decide import Decided, Order, RunState, routed, strongest
-from gates._backtest_labels import Label
+from gates._backtest_labels import BacktestLabel
 from gates._backtest_model import (
     ChangeKind,
     ChangeTally,
@@ -83,7 +83,7 @@ class _Change:
 class _Run:
     """A labelled run, while it is read: its strongest decision so far."""
 
-    label: Label
+    label: BacktestLabel
     effect: str = "allow"
     rule: str = ""
     reason: str = "no step of the run was stopped"
@@ -94,7 +94,7 @@ class _Run:
 class Tally:
     """Everything counted so far; picklable, and mergeable in log order."""
 
-    labels: dict[tuple[str, int | None], Label] = field(default_factory=dict)
+    labels: dict[tuple[str, int | None], BacktestLabel] = field(default_factory=dict)
     totals: Counts = field(default_factory=Counts)
     rules: dict[str, _Rule] = field(default_factory=dict)
     changes: dict[tuple[str, str], _Change] = field(default_factory=dict)
@@ -105,7 +105,7 @@ class Tally:
     _runs: dict[str, _Run] = field(default_factory=dict)
 
     @classmethod
-    def for_labels(cls, labels: Iterable[Label]) -> Tally:
+    def for_labels(cls, labels: Iterable[BacktestLabel]) -> Tally:
         """An empty tally that watches ``labels`` (a step label wins over a run label)."""
         return cls(labels={(label.run_id, label.step): label for label in labels})
 

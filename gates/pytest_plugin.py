@@ -6,8 +6,11 @@ Every case in ``evals/<agent>/`` and ``regressions/<agent>/`` becomes one item, 
 its case id (and, for a regression case, its incident: ``INC-1-1[INC-1]``), marked with
 its input-type tags, so ``-k`` and ``-m prompt_injection`` select as usual; it works under
 pytest-xdist. A failing item shows what the agent did against what the case expected,
-not a traceback. The workspace is read and checked by the gate's own loader, and cases
-run through the gate's own runner: a test here and a gate check never disagree about a
+not a traceback; the case's outcome (pass, fail, error, inconclusive) is the item's user
+property ``reinstate_outcome``, so JUnit XML carries it. The workspace is read and checked
+by the gate's own loader, and each case runs through the engine the gate builds
+(``gates.engine_for``: today's permission policy, the allowed tools, the workspace's
+timeout, retries and confidence), so a test here and a gate check never disagree about a
 case. It is not a gate: no verdict is stored and nothing is restored.
 
 Loaded through the ``pytest11`` entry point ``reinstate`` (the small module
@@ -23,18 +26,9 @@ from typing import Any
 
 import pytest
 
-from evalsuite import (
-    Adapter,
-    CaseResult,
-    EvalCase,
-    ReinstateError,
-    build_adapter,
-    load_cases,
-    run_case,
-    run_sync,
-)
-from gates._case_failure import failure_text
+from evalsuite import CaseResult, Engine, EvalCase, ReinstateError, case_files, run_sync
 from gates._config import Workspace
+from gates._engine import engine_for
 from gates._inputs import GateInputs, load_inputs
 from regressions import RegressionCase
 
@@ -42,6 +36,7 @@ from regressions import RegressionCase
 _PYTEST_MARKERS = frozenset({"skip", "skipif", "xfail", "parametrize", "usefixtures",
                              "filterwarnings", "tryfirst", "trylast"})
 _PROPERTY = "reinstate_case"
+_OUTCOME = "reinstate_outcome"
 
 
 def activate(config: pytest.Config, agents: list[str]) -> None:
@@ -129,41 +124,44 @@ class CaseSession:
 
 
 class AgentSuite:
-    """One agent's inputs as the gate reads them, and its adapter, built once per process."""
+    """One agent's inputs as the gate reads them, and its engine, built once per process."""
 
     def __init__(self, inputs: GateInputs, trials: int | None) -> None:
         self.inputs = inputs
-        self.trials = trials or inputs.workspace.config.gate.trials
-        self._adapter: Adapter | None = None
+        self.trials = trials
+        self._engine: Engine | None = None
 
     @property
-    def adapter(self) -> Adapter:
-        """The agent's adapter, as agent.yaml asks."""
-        if self._adapter is None:
-            self._adapter = build_adapter(self.inputs.agent, self.inputs.agent_file,
-                                          isolation=self.inputs.workspace.config.agent
-                                          .isolation())
-        return self._adapter
+    def engine(self) -> Engine:
+        """The gate's engine for the agent: same policy, tools, timeout, retries, confidence."""
+        if self._engine is None:
+            # One case at a time, so one trial in flight, as the plugin has always run them.
+            engine = engine_for(self.inputs, trials=self.trials, concurrency=1)
+            run_sync(engine.warm_up(1))  # as the gate does: a slow start is no trial's timeout
+            self._engine = engine
+        return self._engine
 
     def close(self) -> None:
-        """Release the adapter, if one was built."""
-        if self._adapter is not None:
-            run_sync(self._adapter.aclose())
-            self._adapter = None
+        """Release the agent's processes and connections, if the engine was built."""
+        if self._engine is not None:
+            run_sync(self._engine.adapter.aclose())
+            self._engine = None
 
     def files(self) -> Iterator[tuple[Path, EvalCase]]:
-        """(file, case) for each case the gate loaded, eval suite first."""
+        """(file, case) for each case the gate loaded, eval suite first.
+
+        The gate loads one case a file, in ``case_files`` order (``load_cases``): pairing
+        them again here saves every xdist worker parsing each file twice; a count that
+        differs raises rather than mislabel an item.
+        """
         ws, agent = self.inputs.workspace, self.inputs.agent.name
-        paths = {c.id: p for p, c in [*load_cases(ws.evals_dir(agent), EvalCase, agent).items(),
-                                      *load_cases(ws.regressions_dir(agent), RegressionCase,
-                                                  agent).items()]}
-        for case in self.inputs.cases:
-            yield paths[case.id], case
+        yield from zip(case_files(ws.evals_dir(agent)), self.inputs.eval_cases, strict=True)
+        yield from zip(case_files(ws.regressions_dir(agent)), self.inputs.regression_cases,
+                       strict=True)
 
     def run(self, case: EvalCase) -> CaseResult:
-        """Run a case for its trials, judged with the agent's acceptance criteria."""
-        return run_case(self.adapter, case, self.trials,
-                        self.inputs.controls.acceptance.criteria)
+        """Run a case for its trials, exactly as the gate runs it; the agent stays up."""
+        return run_sync(self.engine.run_case(case))
 
 
 class CaseFile(pytest.File):
@@ -213,6 +211,7 @@ class CaseItem(pytest.Item):
         assert isinstance(self.parent, CaseFile)
         self.user_properties.append((_PROPERTY, self.case.id))
         result = self.parent.suite.run(self.case)
+        self.user_properties.append((_OUTCOME, result.outcome))
         if result.outcome != "pass":
             raise CaseFailed(result)
 
@@ -220,6 +219,9 @@ class CaseItem(pytest.Item):
                      style: Any = None) -> Any:
         """What the agent did against what was expected, instead of a traceback."""
         if isinstance(excinfo.value, CaseFailed):
+            # Only a failure pays for the diffing libraries the failure text uses.
+            from gates._case_failure import failure_text
+
             return failure_text(excinfo.value.result, self.case)
         return super().repr_failure(excinfo, style=style)
 

@@ -6,48 +6,52 @@ regression set every incident feeds. This module is the package's public API.
 
 from __future__ import annotations
 
-# Redaction lives in evalsuite (run files are written there); re-exported for callers here.
-from evalsuite import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
-from regressions._capture import build_case, default_harmful_steps, save_case
-from regressions._errors import IllegalTransition, RegressionsError, UnknownIncident
-from regressions._incident import (
-    INCIDENT_ID,
-    LAYERS,
-    LOGGING,
-    Baseline,
-    ChangeLayer,
-    Containment,
-    ContainmentMode,
-    ControlChange,
-    Event,
-    Finding,
-    FixLocation,
-    Incident,
-    Layer,
-    Severity,
-    utc_now,
-)
-from regressions._incidents import IncidentBook
-from regressions._investigation import (
-    QUESTIONS,
-    CallPattern,
-    Investigation,
-    LogFile,
-    LoggingGap,
-    MatchedRun,
-    OutputPattern,
-    Pattern,
-    Question,
-    Scope,
-    Signature,
-    TimelineEvent,
-)
-from regressions._lifecycle import PHASES, TRANSITIONS, Phase, next_phase
-from regressions._logging_gaps import ROOT_CAUSE, logging_gaps
-from regressions._regression_case import Provenance, Recorded, RegressionCase, exact_arguments
-from regressions._resolution import resolution_gaps
-from regressions._scope import LISTED_RUNS, ScopeSearch, derive_signature, scope_lines
-from regressions._timeline import build_timeline, incident_events, short, step_summary
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Redaction lives in evalsuite (run files are written there); re-exported for callers here.
+    from evalsuite import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
+    from regressions._capture import build_case, default_harmful_steps, save_case
+    from regressions._errors import IllegalTransition, RegressionsError, UnknownIncident
+    from regressions._incident import (
+        INCIDENT_ID,
+        LAYERS,
+        LOGGING,
+        Baseline,
+        ChangeLayer,
+        Containment,
+        ContainmentMode,
+        ControlChange,
+        Event,
+        Finding,
+        FixLocation,
+        Incident,
+        Layer,
+        Severity,
+        utc_now,
+    )
+    from regressions._incidents import IncidentBook
+    from regressions._investigation import (
+        QUESTIONS,
+        CallPattern,
+        Investigation,
+        LogFile,
+        LoggingGap,
+        MatchedRun,
+        OutputPattern,
+        Pattern,
+        Question,
+        Scope,
+        Signature,
+        TimelineEvent,
+    )
+    from regressions._lifecycle import PHASES, TRANSITIONS, Phase, next_phase
+    from regressions._logging_gaps import ROOT_CAUSE, logging_gaps
+    from regressions._regression_case import Provenance, Recorded, RegressionCase, exact_arguments
+    from regressions._resolution import resolution_gaps
+    from regressions._scope import LISTED_RUNS, ScopeSearch, derive_signature, scope_lines
+    from regressions._timeline import build_timeline, incident_events, short, step_summary
 
 __all__ = [
     "INCIDENT_ID",
@@ -108,3 +112,82 @@ __all__ = [
     "step_summary",
     "utc_now",
 ]
+
+# Each public name and the private module that defines it. A name is imported on first use
+# (PEP 562), so importing one module of the package does not import all of the others:
+# the pytest plugin loads in every xdist worker. A new public name is one line here, one
+# in the TYPE_CHECKING block above (what type checkers and IDEs read) and one in __all__.
+_EXPORTS: dict[str, str] = {
+    "REDACTION_KINDS": "evalsuite",  # re-exported from evalsuite, as above
+    "RedactionKind": "evalsuite",
+    "Redactor": "evalsuite",
+    "placeholder_pattern": "evalsuite",
+    "build_case": "regressions._capture",
+    "default_harmful_steps": "regressions._capture",
+    "save_case": "regressions._capture",
+    "IllegalTransition": "regressions._errors",
+    "RegressionsError": "regressions._errors",
+    "UnknownIncident": "regressions._errors",
+    "INCIDENT_ID": "regressions._incident",
+    "LAYERS": "regressions._incident",
+    "LOGGING": "regressions._incident",
+    "Baseline": "regressions._incident",
+    "ChangeLayer": "regressions._incident",
+    "Containment": "regressions._incident",
+    "ContainmentMode": "regressions._incident",
+    "ControlChange": "regressions._incident",
+    "Event": "regressions._incident",
+    "Finding": "regressions._incident",
+    "FixLocation": "regressions._incident",
+    "Incident": "regressions._incident",
+    "Layer": "regressions._incident",
+    "Severity": "regressions._incident",
+    "utc_now": "regressions._incident",
+    "IncidentBook": "regressions._incidents",
+    "QUESTIONS": "regressions._investigation",
+    "CallPattern": "regressions._investigation",
+    "Investigation": "regressions._investigation",
+    "LogFile": "regressions._investigation",
+    "LoggingGap": "regressions._investigation",
+    "MatchedRun": "regressions._investigation",
+    "OutputPattern": "regressions._investigation",
+    "Pattern": "regressions._investigation",
+    "Question": "regressions._investigation",
+    "Scope": "regressions._investigation",
+    "Signature": "regressions._investigation",
+    "TimelineEvent": "regressions._investigation",
+    "PHASES": "regressions._lifecycle",
+    "TRANSITIONS": "regressions._lifecycle",
+    "Phase": "regressions._lifecycle",
+    "next_phase": "regressions._lifecycle",
+    "ROOT_CAUSE": "regressions._logging_gaps",
+    "logging_gaps": "regressions._logging_gaps",
+    "Provenance": "regressions._regression_case",
+    "Recorded": "regressions._regression_case",
+    "RegressionCase": "regressions._regression_case",
+    "exact_arguments": "regressions._regression_case",
+    "resolution_gaps": "regressions._resolution",
+    "LISTED_RUNS": "regressions._scope",
+    "ScopeSearch": "regressions._scope",
+    "derive_signature": "regressions._scope",
+    "scope_lines": "regressions._scope",
+    "build_timeline": "regressions._timeline",
+    "incident_events": "regressions._timeline",
+    "short": "regressions._timeline",
+    "step_summary": "regressions._timeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name the first time it is used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later uses are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the public ones included before their first use."""
+    return sorted({*globals(), *__all__})

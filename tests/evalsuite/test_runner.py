@@ -15,16 +15,17 @@ from evalsuite import (
     Adapter,
     AgentSpec,
     CaseResult,
+    Engine,
     EvalCase,
     Output,
     PythonAdapter,
+    RunSettings,
     ToolCall,
     ToolResult,
     TrialResult,
     UserInput,
     build_adapter,
-    run_case,
-    run_trial,
+    run_sync,
 )
 
 
@@ -85,6 +86,16 @@ def _agent(root: Path, source: str, *, module: str = "agent",
         "adapter": {"kind": "python", "target": f"{module}:respond", "path": "."},
     })
     return build_adapter(spec, root / "agent.yaml")
+
+
+def run_case(adapter: Adapter, case: EvalCase, trials: int) -> CaseResult:
+    """One case for its trials through the engine alone: no policy, no tools."""
+    return run_sync(Engine(adapter, RunSettings(trials=trials, concurrency=1)).run_case(case))
+
+
+def run_trial(adapter: Adapter, case: EvalCase, trial: int) -> TrialResult:
+    """One trial through the engine alone."""
+    return run_sync(Engine(adapter, RunSettings()).trial(case, trial))
 
 
 PASSING = """
