@@ -42,7 +42,7 @@ class Situation:
     :class:`~evalsuite.History` to reuse the run's data made once per step.
     """
 
-    __slots__ = ("_variables", "call", "context", "history", "output")
+    __slots__ = ("_variables", "call", "context", "failures", "history", "output")
 
     def __init__(self, history: Sequence[Step] = (), context: dict[str, Any] | None = None,
                  call: ToolCall | None = None, output: str | None = None) -> None:
@@ -50,6 +50,8 @@ class Situation:
         self.context = context if context is not None else {}
         self.call = call
         self.output = output
+        self.failures: dict[str, str] = {}
+        """Why each rule that could not be evaluated here failed, by rule id."""
         self._variables: Variables | None = None
 
     def variables(self) -> Variables:

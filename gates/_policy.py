@@ -129,7 +129,7 @@ def route_call(controls: Controls, call: ToolCall, history: Sequence[Step] = (),
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to == "tool_call" and _call_matches(controls, rule, call, judgements,
                                                             situation):
-            return _routed(rule, index)
+            return _routed(rule, index, situation)
     permission = decide_call(controls, call, history, context)
     if permission.effect == "review":
         return permission
@@ -150,7 +150,7 @@ def route_output(controls: Controls, output: str, history: Sequence[Step] = (),
             continue
         if rule.expression is not None and not _expression_holds(rule, situation):
             continue
-        return _routed(rule, index)
+        return _routed(rule, index, situation)
     return Decision(effect="allow", rule="review", reason="no review rule matches")
 
 
@@ -185,16 +185,21 @@ def _expression_holds(rule: ReviewRule, situation: Situation) -> bool:
     assert rule.expression is not None
     try:
         return evaluate_bool(rule.expression, situation.variables())
-    except ExpressionFailed:
-        return True  # a rule that cannot be evaluated sends the behaviour to a person
+    except ExpressionFailed as exc:
+        # A rule that cannot be evaluated sends the behaviour to a person, and says why,
+        # so a backtest counts it as a fail-closed hold rather than a match.
+        situation.failures[rule.id] = str(exc)
+        return True
 
 
 def _failed(name: str, judgements: Iterable[Judgement]) -> bool:
     return any(not j.passed and (name == "any" or j.criterion == name) for j in judgements)
 
 
-def _routed(rule: ReviewRule, index: int) -> Decision:
+def _routed(rule: ReviewRule, index: int, situation: Situation) -> Decision:
+    failure = situation.failures.get(rule.id)
     return Decision(
         effect="review", rule=f"review.rules[{index}].{rule.id}",
-        reason=rule.description or f"matches review rule {rule.id}",
+        reason=(f"could not evaluate {rule.id} ({failure}); failing closed" if failure
+                else rule.description or f"matches review rule {rule.id}"),
     )

@@ -151,6 +151,20 @@ def test_fail_closed_holds_are_counted_per_rule_with_the_first_error(
     assert result.totals.fail_closed == 2
 
 
+def test_a_review_rule_that_cannot_be_evaluated_is_counted_as_failing_closed(
+        example: Workspace) -> None:
+    """A review.yaml rule whose expression fails routes the call to a person and is counted
+    as a fail-closed hold with its error, not as a rule that matched."""
+    def broken(data: dict[str, Any]) -> None:
+        data["rules"].append({"id": "typo", "applies_to": "tool_call", "tool": "issue_refund",
+                              "expression": "double(args.order_id) > 1.0"})
+
+    result = run(example, controls=str(controls_copy(example, "rb", broken, "review.yaml")))
+    (typo,) = [t for t in result.rules if t.rule.endswith(".typo")]
+    assert typo.calls == typo.fail_closed == 2
+    assert typo.first_error is not None and typo.first_error.startswith("could not evaluate typo")
+
+
 LABELS = {
     "jsonl": (f'{{"run_id": "{HARMFUL_RUN}", "step": 4, "label": "harmful", '
               f'"note": "over-refund"}}\n{{"run_id": "{GOOD_RUN}", "label": "good"}}\n'),
