@@ -223,12 +223,12 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
 
 
 Progress = Callable[[CaseResult | None, int, int], None]
-Record_ = Callable[[EvalCase, TrialResult], None]
+TrialRecorder = Callable[[EvalCase, TrialResult], None]
 
 
 async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
                     progress: Progress | None = None,
-                    record: Record_ | None = None) -> list[CaseResult]:
+                    record: TrialRecorder | None = None) -> list[CaseResult]:
     """Every case for its trials, at most ``concurrency`` trials in flight."""
     settings = engine.settings
     plan = [(case, n) for case in cases for n in _trial_numbers(case, settings)]
@@ -289,6 +289,6 @@ def _fewer_collections() -> Iterator[None]:
 
 
 def run_cases(engine: Engine, cases: Sequence[EvalCase], *, progress: Progress | None = None,
-              record: Record_ | None = None) -> list[CaseResult]:
+              record: TrialRecorder | None = None) -> list[CaseResult]:
     """:func:`run_suite` for callers that are not async."""
     return run_sync(run_suite(engine, cases, progress=progress, record=record))
