@@ -37,10 +37,16 @@ def _chromium(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite."""
+    """The test suite, in one pytest-xdist worker per core; ``-- -m "not slow"`` is the
+    quick tier, and ``-- -n 0`` runs it in one process.
+
+    ``loadgroup`` keeps a module marked ``xdist_group`` (one whose module fixture runs
+    gates or starts Chromium) in one worker, so that work is done once; the rest is
+    spread test by test. The tallies at the end count every worker's reports.
+    """
     _chromium(session)
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "auto", "--dist", "loadgroup", *session.posargs)
 
 
 @nox.session

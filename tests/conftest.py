@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
 
 from gates import Workspace
 from gates._demo import apply_fix, lay_out
@@ -28,6 +30,28 @@ def example(tmp_path: Path) -> Workspace:
 def fixed() -> Callable[[Workspace], list[str]]:
     """Applies the example's fix (controls, eval cases, agent 1.5.0) to a workspace."""
     return apply_fix
+
+
+def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object],
+               ) -> Path:
+    """The workspace ``build`` lays out at the path it is given, built once per test run.
+
+    Under pytest-xdist every worker has its own session, so a session fixture would build
+    it once per worker; the first worker to get here builds it in the run's shared temp
+    folder, under a file lock, and the others wait and use it. Tests copy it (its state
+    store holds no absolute path, so a copy works anywhere) and never change it.
+    """
+    base = factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = shared / "templates"
+    folder.mkdir(exist_ok=True)
+    root, done = folder / name, folder / f"{name}.built"
+    with FileLock(folder / f"{name}.lock"):
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed build left behind
+            build(root)
+            done.touch()
+    return root
 
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
@@ -52,20 +76,60 @@ def tree(root: Path) -> dict[str, bytes]:
             for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
 
 
-# Tests marked ``attack`` each try to clear an agent that must not be cleared, or to change
-# the evidence a verdict rests on; a passing one was refused.
+# The tallies printed at the end. Each test leaves what it tried on its report (its
+# ``attack`` keyword, or user properties: ``fault``, ``writers``, ``hostile inputs``), and
+# only reports are counted here, in the root conftest: under pytest-xdist the controller
+# sees every worker's reports but never runs the tests or loads the folders' conftests.
 _ATTACKS = {"tried": 0, "refused": 0}
+_FAULTS = {"injected": 0, "survived": 0, "writers": 0, "writes": 0, "writes_kept": 0}
+_HOSTILE: dict[str, int] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Tally the attacks of each finished test."""
-    if report.when == "call" and "attack" in report.keywords:
+    """Tally each finished test: attacks refused, faults survived, hostile inputs tried."""
+    if report.when == "teardown":
+        for key, value in report.user_properties:
+            if key == "hostile inputs":
+                _HOSTILE[report.nodeid] = _HOSTILE.get(report.nodeid, 0) + value
+        return
+    if report.when != "call":
+        return
+    # Tests marked ``attack`` each try to clear an agent that must not be cleared, or to
+    # change the evidence a verdict rests on; a passing one was refused.
+    if "attack" in report.keywords:
         _ATTACKS["tried"] += 1
         _ATTACKS["refused"] += report.passed
+    # A fault-injection test names each fault it injects; a passing one survived them.
+    injected = sum(1 for key, _ in report.user_properties if key == "fault")
+    _FAULTS["injected"] += injected
+    if report.passed:
+        _FAULTS["survived"] += injected
+    for key, value in report.user_properties:
+        if key == "writers":
+            writers, writes = value
+            _FAULTS["writers"] = max(_FAULTS["writers"], writers)
+            _FAULTS["writes"] += writes
+            _FAULTS["writes_kept"] += writes if report.passed else 0
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the tally, so the figure can be quoted."""
+    """Print the tallies, so the figures can be quoted."""
+    if _HOSTILE:
+        terminalreporter.write_sep("-", "hostile input")
+        terminalreporter.write_line(
+            f"hostile inputs tried: {sum(_HOSTILE.values())} across {len(_HOSTILE)} tests "
+            f"(each a clean error or a valid load; no traceback, nothing written)")
+    if _FAULTS["injected"] or _FAULTS["writers"]:
+        terminalreporter.write_sep("-", "fault injection")
+    if _FAULTS["injected"]:
+        terminalreporter.write_line(
+            f"faults injected: {_FAULTS['injected']}, survived: {_FAULTS['survived']} "
+            f"(never a pass, nothing recorded lost or corrupted)")
+    if _FAULTS["writers"]:
+        lost = _FAULTS["writes"] - _FAULTS["writes_kept"]
+        terminalreporter.write_line(
+            f"concurrent writers: {_FAULTS['writers']} processes, {_FAULTS['writes']} writes, "
+            f"lost or corrupted: {lost}")
     if _ATTACKS["tried"]:
         terminalreporter.write_sep("-", "attacks on the verdict")
         terminalreporter.write_line(f"attacks tried: {_ATTACKS['tried']}, refused: "

@@ -3,7 +3,8 @@ and a real SQLite store; what was recorded before is compared with what is there
 
 Every test names the faults it injects (``faults.inject``); a fault counts as survived
 when its test passes: the outcome was never ``pass``, nothing recorded before was lost or
-corrupted, and the message said what happened. The session ends with the tally.
+corrupted, and the message said what happened. The session ends with the tally (counted
+from the reports by the root conftest, so it holds under pytest-xdist too).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ import yaml
 from gates import AuditEntry, Workspace, run_gate, verify_chain
 from gates._cli import main
 from gates._demo import apply_fix, lay_out
+from tests.conftest import built_once
 from tests.helpers import captured, resolved
 
 CHILD = Path(__file__).parent / "_child.py"
-_TALLY = {"injected": 0, "survived": 0, "writers": 0, "writes": 0, "writes_kept": 0}
 
 
 class Faults:
@@ -51,38 +52,7 @@ def faults(request: pytest.FixtureRequest) -> Faults:
     return Faults(request.node)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Tally the faults of each finished test; a passing test survived them."""
-    if report.when != "call":
-        return
-    injected = sum(1 for key, _ in report.user_properties if key == "fault")
-    _TALLY["injected"] += injected
-    if report.passed:
-        _TALLY["survived"] += injected
-    for key, value in report.user_properties:
-        if key == "writers":
-            writers, writes = value
-            _TALLY["writers"] = max(_TALLY["writers"], writers)
-            _TALLY["writes"] += writes
-            _TALLY["writes_kept"] += writes if report.passed else 0
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print the tally, so the figure can be quoted."""
-    if _TALLY["injected"] or _TALLY["writers"]:
-        terminalreporter.write_sep("-", "fault injection")
-    if _TALLY["injected"]:
-        terminalreporter.write_line(
-            f"faults injected: {_TALLY['injected']}, survived: {_TALLY['survived']} "
-            f"(never a pass, nothing recorded lost or corrupted)")
-    if _TALLY["writers"]:
-        lost = _TALLY["writes"] - _TALLY["writes_kept"]
-        terminalreporter.write_line(
-            f"concurrent writers: {_TALLY['writers']} processes, {_TALLY['writes']} writes, "
-            f"lost or corrupted: {lost}")
-
-
-def _prepare(root: Path, story: Callable[[Workspace], object], gate: bool) -> Path:
+def _prepare(root: Path, story: Callable[[Workspace], object], gate: bool) -> None:
     lay_out(root)
     config = root / "reinstate.toml"  # one trial per case keeps each gate fast
     config.write_text(config.read_text().replace("trials = 3", "trials = 1"))
@@ -90,20 +60,21 @@ def _prepare(root: Path, story: Callable[[Workspace], object], gate: bool) -> Pa
     story(workspace)
     if gate:
         run_gate(workspace, "refund-agent", actor="ci")
-    return root
 
 
 @pytest.fixture(scope="session")
 def captured_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """INC-1 contained and captured as INC-1-1, and a failing verdict on record."""
-    return _prepare(tmp_path_factory.mktemp("faults") / "captured", captured, gate=True)
+    return built_once(tmp_path_factory, "faults-captured",
+                      lambda root: _prepare(root, captured, gate=True))
 
 
 @pytest.fixture(scope="session")
 def restorable_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """INC-1 resolved with the fix merged, and a passing verdict: restore would succeed."""
-    return _prepare(tmp_path_factory.mktemp("faults") / "restorable",
-                    lambda ws: resolved(ws, apply_fix), gate=True)
+    return built_once(tmp_path_factory, "faults-restorable",
+                      lambda root: _prepare(root, lambda ws: resolved(ws, apply_fix),
+                                            gate=True))
 
 
 @pytest.fixture

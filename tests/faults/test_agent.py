@@ -10,6 +10,8 @@ import pytest
 from gates import Workspace, open_store
 from tests.faults.conftest import Cli, Faults, assert_kept, recorded, reinstate
 
+pytestmark = pytest.mark.slow
+
 GATE = ("gate", "refund-agent")
 TRIGGER = "cracked carafe"  # only the captured incident's input says this
 

@@ -15,6 +15,8 @@ from gates import EvalsResult, Verdict, Workspace, open_store
 from regressions import LAYERS, RegressionCase
 from tests.faults.conftest import Cli, _argv, _env, assert_kept, recorded, temp_files
 
+pytestmark = pytest.mark.slow
+
 WRITERS = 8
 AGENT = "refund-agent"
 LOG = "logs/2026-11-25-refund-agent.jsonl"

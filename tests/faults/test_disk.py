@@ -12,6 +12,8 @@ import pytest
 from gates import Workspace
 from tests.faults.conftest import Cli, Faults, assert_kept, recorded, reinstate, temp_files
 
+pytestmark = pytest.mark.slow
+
 AGENT = "refund-agent"
 LOG = "logs/2026-11-25-refund-agent.jsonl"
 

@@ -11,6 +11,8 @@ import pytest
 from gates import Workspace
 from tests.faults.conftest import Cli, Faults, assert_kept, recorded, reinstate
 
+pytestmark = pytest.mark.slow
+
 FILES = {
     "case": "regressions/refund-agent/INC-1-1.yaml",
     "control": "agents/refund-agent/permissions.yaml",

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 from evalsuite import load_model
 from gates import Workspace, read_mode
 from regressions import RegressionCase
 from tests.faults.conftest import Cli, Faults, assert_kept, killed_at, recorded
+
+pytestmark = pytest.mark.slow
 
 AGENT = "refund-agent"
 CAPTURE = ["capture", "INC-1", "--run", "logs/2026-11-25-refund-agent.jsonl", "--run-id",

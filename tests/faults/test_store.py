@@ -13,6 +13,8 @@ import pytest
 from gates import Workspace
 from tests.faults.conftest import Cli, Faults, assert_kept, recorded, reinstate
 
+pytestmark = pytest.mark.slow
+
 AGENT = "refund-agent"
 
 

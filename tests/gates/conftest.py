@@ -10,6 +10,7 @@ import pytest
 from gates import Workspace, run_gate
 from gates._cli import main
 from gates._demo import apply_fix, lay_out
+from tests.conftest import built_once
 from tests.helpers import ACTOR, copied, resolved, restored
 
 
@@ -17,13 +18,14 @@ from tests.helpers import ACTOR, copied, resolved, restored
 def restored_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace gated green before the incident, then fixed, gated again and restored.
 
-    Built once a session (it runs the evals three times); tests get copies.
+    Built once a run, shared by the xdist workers (it runs the evals three times); tests
+    get copies.
     """
-    root = lay_out(tmp_path_factory.mktemp("restored") / "ws")
-    ws = Workspace.find(root)
-    assert run_gate(ws, "refund-agent", actor="ci")
-    restored(ws, apply_fix)
-    return root
+    def build(root: Path) -> None:
+        ws = Workspace.find(lay_out(root))
+        assert run_gate(ws, "refund-agent", actor="ci")
+        restored(ws, apply_fix)
+    return built_once(tmp_path_factory, "restored", build)
 
 
 @pytest.fixture
@@ -34,12 +36,13 @@ def back_in_full(restored_template: Path, tmp_path: Path) -> Workspace:
 
 @pytest.fixture(scope="session")
 def gated_green_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace whose incident is resolved and gated green, not yet restored."""
-    root = lay_out(tmp_path_factory.mktemp("restorable") / "ws")
-    ws = Workspace.find(root)
-    resolved(ws, apply_fix)
-    assert run_gate(ws, "refund-agent", actor="ci")
-    return root
+    """A workspace whose incident is resolved and gated green, not yet restored (built once
+    a run, shared by the xdist workers)."""
+    def build(root: Path) -> None:
+        ws = Workspace.find(lay_out(root))
+        resolved(ws, apply_fix)
+        assert run_gate(ws, "refund-agent", actor="ci")
+    return built_once(tmp_path_factory, "restorable", build)
 
 
 @pytest.fixture

@@ -40,6 +40,8 @@ from regressions import utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, copied, resolved
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("attestation")]
+
 AGENT = "refund-agent"
 PUBLIC = "keys/reinstate-signing.pub"
 Cli = Callable[..., tuple[int, str, str]]

@@ -40,6 +40,7 @@ def test_capture_redacts_unless_told_to_keep_raw(example: Workspace,
     assert raw.kept_raw and raw.redacted == [] and ADDRESS in raw.model_dump_json()
 
 
+@pytest.mark.slow
 def test_redacted_case_still_tells_the_agents_apart(example: Workspace, fixed: object) -> None:
     """Against the redacted case the unfixed agent still repeats the harm and the fixed one
     does not."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gates import Workspace, check, open_store, run_gate
 from gates._demo import apply_fix
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured, resolved
 
 
+@pytest.mark.slow
 def test_cleared_after_restore_and_nothing_written(back_in_full: Workspace,
                                                     cli: RunCli) -> None:
     """A restored agent on a current passing verdict is cleared (exit 0); check writes nothing."""
@@ -23,6 +26,7 @@ def test_cleared_after_restore_and_nothing_written(back_in_full: Workspace,
     assert len(store.audit()) == entries
 
 
+@pytest.mark.slow
 def test_stale_verdict_is_not_cleared(back_in_full: Workspace, cli: RunCli) -> None:
     """A control file edited after the verdict blocks the deploy, naming the file (exit 1)."""
     review = back_in_full.agent_dir("refund-agent") / "review.yaml"
@@ -46,6 +50,7 @@ def test_open_incident_with_a_failing_verdict_is_not_cleared(example: Workspace)
     assert clearance.reasons[-1].startswith("refund-agent is in review mode (since ")
 
 
+@pytest.mark.slow
 def test_restorable_but_not_restored_is_not_cleared(example: Workspace) -> None:
     """Every condition met but the agent still in review: not cleared, and told to restore."""
     resolved(example, apply_fix)
@@ -56,6 +61,7 @@ def test_restorable_but_not_restored_is_not_cleared(example: Workspace) -> None:
     assert clearance.reasons[0].endswith("run `reinstate restore refund-agent`")
 
 
+@pytest.mark.slow
 def test_never_gated_agent_is_not_cleared(example: Workspace, cli: RunCli) -> None:
     """An agent with a state store but no verdict is not cleared, in JSON too."""
     open_store(example).create()
@@ -67,6 +73,7 @@ def test_never_gated_agent_is_not_cleared(example: Workspace, cli: RunCli) -> No
                                  "`reinstate gate refund-agent`"]
 
 
+@pytest.mark.slow
 def test_unreadable_store_is_an_error_not_a_clearance(back_in_full: Workspace,
                                                       cli: RunCli) -> None:
     """A corrupt state store makes check exit 3 with one line, never 0."""
@@ -76,6 +83,7 @@ def test_unreadable_store_is_an_error_not_a_clearance(back_in_full: Workspace,
     assert "state store" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_unknown_agent_is_bad_input(example: Workspace, cli: RunCli) -> None:
     """A misspelt agent is exit 2 with a suggestion."""
     result = cli("check", "refund-agnet", cwd=example.root)

@@ -43,6 +43,7 @@ def test_a_risk_rating_that_disagrees_is_a_finding(example: Workspace) -> None:
     assert findings == ["issue_refund: checklist.yaml rates it medium, permissions.yaml high"]
 
 
+@pytest.mark.slow
 def test_missing_rollback_plan_blocks_full_mode(example: Workspace, fixed: Fix) -> None:
     """An incomplete checklist fails the gate, so restore to full operation is refused."""
     resolved(example, fixed)

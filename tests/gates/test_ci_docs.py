@@ -21,6 +21,8 @@ from gates import SIGNING_KEY_ENV, Workspace, generate_key_pair
 from gates._demo import apply_fix, lay_out
 from tests.helpers import captured, restored
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ci_docs")]
+
 ROOT = Path(__file__).parent.parent.parent
 DEPLOY = 'reinstate check "$AGENT" --verdict verdict.intoto.json --public-key reinstate-signing.pub'
 

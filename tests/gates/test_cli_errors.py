@@ -26,6 +26,7 @@ def _assert_one_clear_line(result: object, *needles: str) -> None:
         assert needle in stderr, stderr
 
 
+@pytest.mark.slow
 def test_malformed_yaml_names_file_and_line(example: Workspace, cli: RunCli) -> None:
     """A case file that is not YAML stops the gate before anything runs or is written."""
     case = example.evals_dir("refund-agent") / "greeting.yaml"
@@ -36,6 +37,7 @@ def test_malformed_yaml_names_file_and_line(example: Workspace, cli: RunCli) -> 
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_unknown_tool_in_case_is_named_with_suggestion(example: Workspace, cli: RunCli) -> None:
     """A case naming a tool the permissions do not know points at the field and suggests one."""
     case = example.evals_dir("refund-agent") / "refund-full-damaged.yaml"
@@ -48,6 +50,7 @@ def test_unknown_tool_in_case_is_named_with_suggestion(example: Workspace, cli: 
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_invalid_json_schema_in_permissions(example: Workspace, cli: RunCli) -> None:
     """An argument constraint that is not a valid JSON Schema is reported at its place."""
     permissions = example.agent_dir("refund-agent") / "permissions.yaml"
@@ -60,6 +63,7 @@ def test_invalid_json_schema_in_permissions(example: Workspace, cli: RunCli) -> 
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_unknown_incident_id(example: Workspace, cli: RunCli) -> None:
     """Containing an incident that does not exist changes no mode and writes nothing."""
     incident_id = contained(example)
@@ -70,6 +74,7 @@ def test_unknown_incident_id(example: Workspace, cli: RunCli) -> None:
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_illegal_phase_transition(example: Workspace, cli: RunCli) -> None:
     """A control change before any root-cause finding is refused with what is allowed."""
     incident_id = contained(example)
@@ -81,6 +86,7 @@ def test_illegal_phase_transition(example: Workspace, cli: RunCli) -> None:
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_second_containment_is_illegal(example: Workspace, cli: RunCli) -> None:
     """Containing twice is refused and leaves the first containment as it was."""
     incident_id = contained(example)
@@ -91,6 +97,7 @@ def test_second_containment_is_illegal(example: Workspace, cli: RunCli) -> None:
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_hand_edited_incident_is_validated_on_read(example: Workspace, cli: RunCli) -> None:
     """A mistake typed into an incident file is reported with its line and JSON path."""
     incident_id = contained(example)
@@ -102,18 +109,21 @@ def test_hand_edited_incident_is_validated_on_read(example: Workspace, cli: RunC
                            "'sev1', 'sev2', 'sev3' or 'sev4'")
 
 
+@pytest.mark.slow
 def test_unknown_agent_suggests_the_close_one(example: Workspace, cli: RunCli) -> None:
     """A misspelt agent name gets a suggestion."""
     result = cli("mode", "refund-agnt", cwd=example.root)
     _assert_one_clear_line(result, "unknown agent 'refund-agnt'", "did you mean 'refund-agent'")
 
 
+@pytest.mark.slow
 def test_no_workspace_says_how_to_make_one(tmp_path: Path, cli: RunCli) -> None:
     """Outside a workspace the CLI says so and how to start one."""
     result = cli("gate", "refund-agent", cwd=tmp_path)
     _assert_one_clear_line(result, "no reinstate workspace", "reinstate init")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", ["9", "0"])
 def test_capture_of_a_step_that_is_not_an_action(example: Workspace, cli: RunCli,
                                                   step: str) -> None:
@@ -126,6 +136,7 @@ def test_capture_of_a_step_that_is_not_an_action(example: Workspace, cli: RunCli
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_capture_from_a_truncated_log_names_the_line(example: Workspace, cli: RunCli) -> None:
     """A log cut off mid-line is reported with the line number."""
     incident_id = contained(example)

@@ -160,6 +160,7 @@ def test_review_rule_expression_on_outputs(example: Workspace) -> None:
     ("expression: >-\n          !history.exists(s,", "$.tools.issue_refund.deny_when[0]",
      "unknown variable 'histroy'"),
 ])
+@pytest.mark.slow
 def test_invalid_expressions_are_named_with_file_and_place(
         example: Workspace, cli: RunCli, edit: str, place: str, reason: str) -> None:
     """A broken or misspelt expression stops the gate with exit 2 before anything runs."""

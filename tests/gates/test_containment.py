@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from gates import (
     Workspace,
     agent_mode,
@@ -42,6 +44,7 @@ def test_containment_sets_the_mode_and_snapshots_the_controls(example: Workspace
     assert entry.detail == {"mode": "suspended", "incident": incident_id}
 
 
+@pytest.mark.slow
 def test_a_missed_target_is_recorded_and_shown(example: Workspace, cli: RunCli) -> None:
     """Containment 5 hours after detection misses the 4 hour target, and the CLI says so."""
     incident_id = _open(example, 5)
@@ -69,6 +72,7 @@ def test_skipped_notifications_are_flagged(example: Workspace) -> None:
     assert done.warnings == ["not notified: legal, compliance (required by reinstate.toml)"]
 
 
+@pytest.mark.slow
 def test_unreadable_store_answers_suspended(example: Workspace, cli: RunCli) -> None:
     """With the state store corrupted, the mode is suspended and the CLI exits 3."""
     example.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,6 +96,7 @@ def test_no_workspace_answers_suspended(tmp_path: Path) -> None:
     assert agent_mode("refund-agent", tmp_path) == "suspended"
 
 
+@pytest.mark.slow
 def test_never_contained_agent_is_full(example: Workspace, cli: RunCli) -> None:
     """An agent with a store but no containment operates in full."""
     open_store(example).create()
@@ -99,6 +104,7 @@ def test_never_contained_agent_is_full(example: Workspace, cli: RunCli) -> None:
     assert (result.returncode, result.stdout.strip()) == (0, "full")
 
 
+@pytest.mark.slow
 def test_detected_at_must_be_past_and_zoned(example: Workspace, cli: RunCli) -> None:
     """A detection time in the future or without a timezone is refused."""
     later = (utc_now() + timedelta(hours=1)).isoformat()
@@ -110,6 +116,7 @@ def test_detected_at_must_be_past_and_zoned(example: Workspace, cli: RunCli) -> 
     assert not example.incidents_dir.exists() or not list(example.incidents_dir.iterdir())
 
 
+@pytest.mark.slow
 def test_containment_on_a_dead_store_says_the_agent_is_not_contained(
         example: Workspace, cli: RunCli) -> None:
     """When the mode cannot be written, containment fails loudly (exit 3) and records nothing."""

@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from gates import Workspace
 from tests.conftest import RunCli
+
+pytestmark = pytest.mark.slow
 
 
 def _run_files(ws: Workspace) -> list[Path]:

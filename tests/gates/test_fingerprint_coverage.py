@@ -14,6 +14,8 @@ import yaml
 from gates import Fingerprint, Workspace, fingerprint, run_gate
 from tests.helpers import copied
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fingerprint_coverage")]
+
 AGENT = "refund-agent"
 Cli = Callable[..., tuple[int, str, str]]
 PREDICATES = "refund_rules.py"

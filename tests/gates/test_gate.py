@@ -59,6 +59,7 @@ def test_captured_incident_fails_every_layer(example: Workspace) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_fixed_agent_passes_with_every_change_verified(example: Workspace, fixed: Fix) -> None:
     """After the fix, every check passes and each change shows baseline allow → today stopped."""
     resolved(example, fixed)
@@ -140,6 +141,7 @@ def test_verdict_is_stored_and_audited(example: Workspace) -> None:
     assert (entry.action, entry.actor, entry.reason) == ("verdict", ACTOR, "gate pass")
 
 
+@pytest.mark.slow
 def test_cli_writes_json_and_junit(example: Workspace, cli: RunCli) -> None:
     """`reinstate gate --json --junit` writes both, and the exit code follows the outcome."""
     captured(example)
@@ -157,6 +159,7 @@ def test_cli_writes_json_and_junit(example: Workspace, cli: RunCli) -> None:
     assert "permission_boundary" in result.stdout and "FAIL" in result.stdout
 
 
+@pytest.mark.slow
 def test_demo_leaves_a_working_workspace(tmp_path: Path, cli: RunCli) -> None:
     """`reinstate demo --dir D` exits 0; in D the agent is full and the gate passes."""
     demo = cli("demo", "--dir", str(tmp_path / "d"), cwd=tmp_path)
@@ -170,6 +173,7 @@ def test_demo_leaves_a_working_workspace(tmp_path: Path, cli: RunCli) -> None:
     assert json.loads((tmp_path / "d" / "v.json").read_text())["outcome"] == "pass"
 
 
+@pytest.mark.slow
 def test_demo_refuses_a_folder_with_files(tmp_path: Path, cli: RunCli) -> None:
     """The demo never writes over an existing folder's files."""
     (tmp_path / "notes.txt").write_text("mine")
@@ -178,6 +182,7 @@ def test_demo_refuses_a_folder_with_files(tmp_path: Path, cli: RunCli) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_given_store_serves_the_ratchet_too(example: Workspace) -> None:
     """With a store passed in, the ratchet remembers there, not in the workspace's SQLite."""
     from gates import MemoryStore

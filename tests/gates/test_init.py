@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import RunCli, tree
+
+pytestmark = pytest.mark.slow
 
 
 def test_init_with_an_agent_gives_a_gateable_workspace(tmp_path: Path, cli: RunCli) -> None:

@@ -26,6 +26,8 @@ from regressions import utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured, contained, copied
 
+pytestmark = pytest.mark.slow
+
 AGENT = "refund-agent"
 
 

@@ -8,6 +8,7 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import yaml
 
 from evalsuite import read_runs
@@ -17,6 +18,8 @@ from gates._logging_check import logging as logging_check
 from regressions import ROOT_CAUSE, resolution_gaps, utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, LOG, captured
+
+pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).parent.parent / "data" / "logs"
 OTLP = DATA / "refund-agent.otlp.jsonl"

@@ -53,6 +53,7 @@ def test_failing_case_shows_what_the_agent_did_not_a_traceback(
                                  "INC-1-1"])
 
 
+@pytest.mark.slow
 def test_markers_by_input_type_and_keywords_select(pytester_ws: pytest.Pytester) -> None:
     """-m selects by input-type tag (under --strict-markers) and -k by case id."""
     only_injection = pytester_ws.runpytest(*AGENT, "--strict-markers", "-m", "prompt_injection")
@@ -63,6 +64,7 @@ def test_markers_by_input_type_and_keywords_select(pytester_ws: pytest.Pytester)
     by_name.assert_outcomes(passed=2, deselected=19)
 
 
+@pytest.mark.slow
 def test_runs_under_xdist(pytester_ws: pytest.Pytester) -> None:
     """With -n 2 the same items run in two workers and give the same outcomes."""
     result = pytester_ws.runpytest_subprocess(*AGENT, "-n", "2")
@@ -70,6 +72,7 @@ def test_runs_under_xdist(pytester_ws: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*2 workers*", "reinstate refund-agent: 20 of 21 cases passed*"])
 
 
+@pytest.mark.slow
 def test_configuration_in_the_ini_file(pytester_ws: pytest.Pytester) -> None:
     """reinstate_agents and reinstate_workspace in the ini file work without options."""
     pytester_ws.makeini("[pytest]\nreinstate_agents = refund-agent\nreinstate_workspace = ws\n"

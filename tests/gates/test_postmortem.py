@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from evalsuite import dump_yaml
 from gates import Workspace, contain, open_incident, postmortem, postmortem_markdown
 from regressions import Investigation, utc_now
@@ -91,6 +93,7 @@ def test_investigation_timeline_is_rendered_when_present(example: Workspace) -> 
     assert "investigate: reconstruct" not in _section(text, "Follow-up actions")
 
 
+@pytest.mark.slow
 def test_cli_writes_or_prints_the_postmortem(back_in_full: Workspace, cli: RunCli) -> None:
     """--markdown writes the file; without it the postmortem is printed."""
     written = cli("postmortem", "INC-1", "--markdown", "pm/INC-1.md", cwd=back_in_full.root)
@@ -100,6 +103,7 @@ def test_cli_writes_or_prints_the_postmortem(back_in_full: Workspace, cli: RunCl
     assert printed.returncode == 0 and "INC-1 postmortem" in printed.stdout
 
 
+@pytest.mark.slow
 def test_unknown_incident_writes_nothing(back_in_full: Workspace, cli: RunCli) -> None:
     """A wrong incident id is exit 2, one line, and no file."""
     before = tree(back_in_full.root)

@@ -22,6 +22,8 @@ from gates._cli import main
 from gates._demo import lay_out
 from tests.helpers import ACTOR, captured, copied
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ratchet")]
+
 AGENT = "refund-agent"
 CASE = "regressions/refund-agent/INC-1-1.yaml"
 

@@ -84,6 +84,7 @@ def gate(root: Path, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     return code, next(c for c in verdict["checks"] if c["name"] == "regression_ratchet")
 
 
+@pytest.mark.slow
 def test_untouched_pull_request_passes(repo: Path, tmp_path: Path) -> None:
     """A pull request that changes nothing in the regression set passes the gate."""
     code, ratchet = gate(repo, tmp_path)
@@ -92,6 +93,7 @@ def test_untouched_pull_request_passes(repo: Path, tmp_path: Path) -> None:
     assert ratchet["data"]["against"]["commit"] == git(repo, "rev-parse", "main")
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 def test_dropping_an_expectation_fails_from_a_fresh_store(repo: Path, tmp_path: Path) -> None:
     """A committed pull request that drops an expectation fails the gate, naming the case."""
@@ -106,6 +108,7 @@ def test_dropping_an_expectation_fails_from_a_fresh_store(repo: Path, tmp_path: 
                             "since main") for f in ratchet["findings"])
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 def test_deleting_an_incident_its_baseline_and_its_case_fails(repo: Path,
                                                               tmp_path: Path) -> None:
@@ -125,6 +128,7 @@ def test_deleting_an_incident_its_baseline_and_its_case_fails(repo: Path,
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 def test_changing_a_baseline_file_fails(repo: Path, tmp_path: Path) -> None:
     """A baseline copy replaced by today's controls, its hash updated to match, fails."""
@@ -149,6 +153,7 @@ def test_changing_a_baseline_file_fails(repo: Path, tmp_path: Path) -> None:
         (root / "reinstate.toml").read_text().replace("trials = 3", "trials = 1")),
      "trials lowered from 3 to 1"),
 ], ids=["threshold", "default-trials"])
+@pytest.mark.slow
 @pytest.mark.attack
 def test_lowering_the_bar_fails(repo: Path, tmp_path: Path, change: Callable[[Path], None],
                                 what: str) -> None:
@@ -160,6 +165,7 @@ def test_lowering_the_bar_fails(repo: Path, tmp_path: Path, change: Callable[[Pa
     assert [f["what"] for f in ratchet["data"]["against"]["loosened"]] == [what]
 
 
+@pytest.mark.slow
 def test_committed_approval_for_that_change_passes(repo: Path, tmp_path: Path) -> None:
     """An approval written by `ratchet approve --against` and committed lets the change pass."""
     edit_case(repo, lambda d: d.update(threshold=0.5))
@@ -180,6 +186,7 @@ def test_committed_approval_for_that_change_passes(repo: Path, tmp_path: Path) -
     assert ratchet["data"]["against"]["approved"][0]["why"] == "flaky at 1.0; see the postmortem"
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 def test_approval_bound_to_other_terms_does_not_count(repo: Path, tmp_path: Path) -> None:
     """An approval of threshold 0.5 does not cover a later threshold of 0.3."""
@@ -194,6 +201,7 @@ def test_approval_bound_to_other_terms_does_not_count(repo: Path, tmp_path: Path
         "threshold lowered from 1 to 0.3"]
 
 
+@pytest.mark.slow
 def test_deleted_incident_approved_in_the_repository_passes(repo: Path,
                                                             tmp_path: Path) -> None:
     """Approving INC-1 and INC-1-1 covers the incident file, its baseline and its case."""
@@ -264,6 +272,7 @@ def test_file_that_does_not_parse_at_the_ref_is_named(repo: Path, tmp_path: Path
     assert tree(repo) == before
 
 
+@pytest.mark.slow
 def test_workspace_in_a_repository_subfolder(restored_template: Path, tmp_path: Path) -> None:
     """A workspace below the repository's top is compared at its own path."""
     top = tmp_path / "monorepo"

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from gates import Workspace, record_finding, run_gate
 from tests.conftest import RunCli
 from tests.helpers import ACTOR, captured, resolved
+
+pytestmark = pytest.mark.slow
 
 Fix = Callable[[Workspace], list[str]]
 

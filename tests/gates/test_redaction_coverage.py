@@ -12,6 +12,8 @@ from gates import EvalsResult, Workspace, capture, investigate, run_gate
 from gates._cli import main
 from tests.helpers import ACTOR, LOG, contained
 
+pytestmark = pytest.mark.slow
+
 CARD = "4111 1111 1111 1111"  # Luhn-valid
 TOKEN = "sk-proj-Q2xhdWRlQ29kZVJlZGFjdGlvblRlc3Q0Mg"
 ADDRESS = "refunds-desk@quickmail.example"  # the attacker's address, already in the log

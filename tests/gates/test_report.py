@@ -22,6 +22,8 @@ from tests.browser import Browser
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("report")]
+
 ROOT = Path(__file__).parent.parent.parent
 # Screenshots are kept for a person to look at after the run; the folder is gitignored.
 ARTIFACTS = ROOT / "test-artifacts"

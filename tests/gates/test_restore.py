@@ -10,6 +10,8 @@ from gates import MemoryStore, Refused, Workspace, read_mode, restore, run_gate
 from regressions import utc_now
 from tests.helpers import ACTOR, analysed, resolved
 
+pytestmark = pytest.mark.slow
+
 Fix = Callable[[Workspace], list[str]]
 
 

@@ -25,6 +25,8 @@ from gates._demo import apply_fix, lay_out
 from gates._store import entry_hash
 from tests.helpers import ACTOR, analysed, copied
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tamper")]
+
 AGENT = "refund-agent"
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -155,6 +155,7 @@ os.execv(sys.executable, [sys.executable, "serve_jsonl.py"])
 '''
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 @needs_sandbox
 def test_a_detached_child_of_a_subprocess_agent_cannot_forge_the_verdict(
@@ -179,6 +180,7 @@ def test_a_detached_child_of_a_subprocess_agent_cannot_forge_the_verdict(
     assert check.returncode == 1, check.stdout + check.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 def test_a_python_agent_that_patches_the_gate_changes_only_its_own_process(
         example: Workspace, cli: RunCli) -> None:
@@ -197,6 +199,7 @@ def test_a_python_agent_that_patches_the_gate_changes_only_its_own_process(
     assert latest is not None and latest.outcome == "fail"
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 def test_a_python_agent_ending_its_process_errors_the_trial_not_the_gate(
         example: Workspace, cli: RunCli) -> None:
@@ -294,6 +297,7 @@ def test_the_agent_sees_only_the_allowlisted_environment(
     assert "s3cret-token" not in answer and "signing-key-material" not in answer
 
 
+@pytest.mark.slow
 @pytest.mark.attack
 def test_the_signing_key_cannot_be_allowlisted(example: Workspace, cli: RunCli) -> None:
     """Listing REINSTATE_SIGNING_KEY in [agent] env is one clean line, exit 2, nothing written."""
@@ -307,6 +311,7 @@ def test_the_signing_key_cannot_be_allowlisted(example: Workspace, cli: RunCli) 
     assert tree(example.root) == before
 
 
+@pytest.mark.slow
 def test_an_unavailable_sandbox_asked_for_is_an_error(example: Workspace, cli: RunCli) -> None:
     """sandbox = "bubblewrap" without bwrap is exit 3 and one line; no agent runs, no verdict."""
     _configure(example, 'sandbox = "bubblewrap"')

@@ -54,6 +54,7 @@ def test_long_hexadecimal_integer_in_a_case(example: Workspace,
     assert "greeting.yaml:" in err and "number too long" in err
 
 
+@pytest.mark.slow
 def test_deeply_nested_case(example: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     """A case file nesting lists 5,000 deep is refused naming the file and line, not a
     RecursionError."""

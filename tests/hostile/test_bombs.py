@@ -21,6 +21,8 @@ from gates._demo import lay_out
 from tests.conftest import CLI, tree
 from tests.helpers import ACTOR, captured
 
+pytestmark = pytest.mark.slow
+
 GUARD = 60
 MEMORY = 4 * 1024**3  # address space of each child: a bomb fails the test, not the machine
 AGENT = "refund-agent"

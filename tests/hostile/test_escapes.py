@@ -148,6 +148,7 @@ def test_expressions_are_not_python(example: Workspace,
     assert code == 2 and CASE in err and not marker.exists()
 
 
+@pytest.mark.slow
 def test_subprocess_agent_command_is_never_a_shell(example: Workspace,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """A subprocess agent's command is run as a program, so shell syntax in it runs nothing."""

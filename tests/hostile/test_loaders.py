@@ -124,6 +124,7 @@ YAML_LOADERS: dict[str, tuple[str, Callable[[Path, Workspace], object]]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", YAML_LOADERS)
 @settings(max_examples=60)
 @given(choices=st.data())
@@ -192,6 +193,7 @@ def test_log_importers_fail_cleanly(workspace: Workspace,
         _clean(lambda: read_runs(path))
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(choices=st.data())
 def test_capture_from_a_hostile_log_writes_nothing(workspace: Workspace, tmp_path: Path,
@@ -218,6 +220,7 @@ def test_capture_from_a_hostile_log_writes_nothing(workspace: Workspace, tmp_pat
         (workspace.root / "incidents/INC-1.yaml").write_bytes(before["incidents/INC-1.yaml"])
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(choices=st.data())
 def test_gate_on_a_hostile_case_writes_nothing(workspace: Workspace,

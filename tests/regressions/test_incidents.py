@@ -101,6 +101,7 @@ def test_open_continues_after_the_highest_id(tmp_path: Path) -> None:
     assert book.ids()[-3:] == ["INC-9", "INC-10", "INC-11"]
 
 
+@pytest.mark.slow
 def test_concurrent_openers_get_distinct_ids(tmp_path: Path) -> None:
     """Eight processes opening incidents at once get eight distinct ids and eight files."""
     ids = _in_parallel(_open_in_child, [(str(tmp_path),)] * WORKERS)
@@ -113,6 +114,7 @@ def test_concurrent_openers_get_distinct_ids(tmp_path: Path) -> None:
     assert all(book.load(i).summary == "opened concurrently" for i in expected)
 
 
+@pytest.mark.slow
 def test_concurrent_changes_lose_no_history(tmp_path: Path) -> None:
     """Six processes changing one incident at once each leave their history event."""
     _open(_book(tmp_path))
