@@ -2,7 +2,7 @@
 
 What a backtest does to months of logs: every recorded step, with the history its run had
 at that point, replayed through the fixed example's ``permissions``, ``review`` and
-``acceptance`` layers by ``gates._replay.replay`` (argument schemas, a CEL rule over the
+``acceptance`` layers by ``gates._controls.replay.replay`` (argument schemas, a CEL rule over the
 run history, review rules, acceptance criteria). The runs are made from the example's
 recorded runs (its log and the eval suite's runs: user turns, reasoning, tool calls with
 their results, outputs), strung together into conversations of varying length, some of
@@ -33,8 +33,8 @@ from jsonschema import Draft202012Validator
 
 from evalsuite import History, Output, Run, Step, ToolCall, UserInput, read_log_runs
 from gates import Workspace, load_inputs, run_evals
+from gates._controls.replay import ReplayLayer, replay
 from gates._demo import apply_fix, lay_out
-from gates._replay import ReplayLayer, replay
 
 LAYERS: tuple[ReplayLayer, ...] = ("permissions", "review", "acceptance")
 

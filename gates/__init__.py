@@ -14,7 +14,69 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gates._attestation import (
+    from gates._backtest.labels import BacktestLabel
+    from gates._backtest.model import Backtest
+    from gates._backtest.run import backtest, backtest_runs
+    from gates._config import Config, Workspace
+    from gates._controls.conditions import Condition, Situation
+    from gates._controls.files import (
+        CONTROL_FILES,
+        Acceptance,
+        Checklist,
+        Controls,
+        Permissions,
+        ReviewRouting,
+        ReviewRule,
+        Risk,
+        ToolPermission,
+        load_controls,
+    )
+    from gates._controls.policy import Decision, decide_call, route_call, route_output
+    from gates._demo import run_demo
+    from gates._errors import GatesError, Refused, StoreUnavailable, UnknownAgent
+    from gates._gate.baseline import load_baseline, snapshot
+    from gates._gate.checks import Evidence
+    from gates._gate.engine import engine_for, policy_of, tool_specs
+    from gates._gate.evals import run_evals
+    from gates._gate.inputs import GateInputs, load_inputs
+    from gates._gate.pipeline import BUILT_IN_CHECKS, CHECKS, decide, register, run_checks, run_gate
+    from gates._gate.ratchet import approve_against, approve_loosening, ratchet_status
+    from gates._gate.ratchet_git import RefSnapshot, ratchet_against, read_ref
+    from gates._gate.rca import LayerAnalysis, analyse_incident
+    from gates._init import init_workspace
+    from gates._reports.junit import junit_xml
+    from gates._reports.postmortem import Postmortem, postmortem, postmortem_markdown
+    from gates._reports.verdict_report import (
+        Report,
+        report_html,
+        report_markdown,
+        verdict_diff,
+        verdict_report,
+    )
+    from gates._response.actions import (
+        Captured,
+        Contained,
+        capture,
+        contain,
+        open_incident,
+        record_change,
+        record_finding,
+        schedule_review,
+    )
+    from gates._response.clearance import AttestedClearance, Clearance, check, check_attested
+    from gates._response.ingest import FileSummary, Ingested, ingest
+    from gates._response.investigation import Investigated, investigate
+    from gates._response.restore import Restored, restore, restore_blockers
+    from gates._response.runs import LocatedRun, RunSummary, find_run, list_runs
+    from gates._response.verify import (
+        IncidentVerification,
+        OverBlocking,
+        Verification,
+        verify_incident,
+    )
+    from gates._schemas import SCHEMAS, schema_text, write_schemas
+    from gates._store.access import ModeReading, agent_mode, open_store, read_mode
+    from gates._store.attestation import (
         PREDICATE_TYPE,
         SIGNING_KEY_ENV,
         Attestation,
@@ -28,12 +90,18 @@ if TYPE_CHECKING:
         take_signing_key,
         verify_attestation,
     )
-    from gates._audit import verify_audit
-    from gates._backtest import backtest, backtest_runs
-    from gates._backtest_labels import BacktestLabel
-    from gates._backtest_model import Backtest
-    from gates._baseline import load_baseline, snapshot
-    from gates._check_results import (
+    from gates._store.audit import verify_audit
+    from gates._store.backends import (
+        MODES,
+        AuditEntry,
+        MemoryStore,
+        Mode,
+        ModeRecord,
+        SQLiteStore,
+        StateStore,
+        verify_chain,
+    )
+    from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
         ControlChangesResult,
@@ -47,66 +115,10 @@ if TYPE_CHECKING:
         RegressionRatchetResult,
         ReviewRoutingResult,
     )
-    from gates._checks import Evidence
-    from gates._clearance import AttestedClearance, Clearance, check, check_attested
-    from gates._conditions import Condition, Situation
-    from gates._config import Config, Workspace
-    from gates._controls import (
-        CONTROL_FILES,
-        Acceptance,
-        Checklist,
-        Controls,
-        Permissions,
-        ReviewRouting,
-        ReviewRule,
-        Risk,
-        ToolPermission,
-        load_controls,
-    )
-    from gates._demo import run_demo
-    from gates._engine import engine_for, policy_of, tool_specs
-    from gates._errors import GatesError, Refused, StoreUnavailable, UnknownAgent
-    from gates._evals import run_evals
-    from gates._fingerprint import Fingerprint, fingerprint
-    from gates._ingest import FileSummary, Ingested, ingest
-    from gates._init import init_workspace
-    from gates._inputs import GateInputs, load_inputs
-    from gates._investigation import Investigated, investigate
-    from gates._junit import junit_xml
-    from gates._pipeline import BUILT_IN_CHECKS, CHECKS, decide, register, run_checks, run_gate
-    from gates._policy import Decision, decide_call, route_call, route_output
-    from gates._postmortem import Postmortem, postmortem, postmortem_markdown
-    from gates._ratchet import approve_against, approve_loosening, ratchet_status
-    from gates._ratchet_approvals import RatchetApproval, RatchetApprovals, approvals_path
-    from gates._ratchet_git import RefSnapshot, ratchet_against, read_ref
-    from gates._ratchet_terms import Loosening, RatchetTerms
-    from gates._rca import LayerAnalysis, analyse_incident
-    from gates._report import Report, report_html, report_markdown, verdict_diff, verdict_report
-    from gates._response import (
-        Captured,
-        Contained,
-        capture,
-        contain,
-        open_incident,
-        record_change,
-        record_finding,
-        schedule_review,
-    )
-    from gates._restore import Restored, restore, restore_blockers
-    from gates._runs import LocatedRun, RunSummary, find_run, list_runs
-    from gates._schemas import SCHEMAS, schema_text, write_schemas
-    from gates._state import ModeReading, agent_mode, open_store, read_mode
-    from gates._store import (
-        MODES,
-        AuditEntry,
-        MemoryStore,
-        Mode,
-        ModeRecord,
-        SQLiteStore,
-        StateStore,
-        verify_chain,
-    )
-    from gates._verdict import (
+    from gates._verdict.fingerprint import Fingerprint, fingerprint
+    from gates._verdict.ratchet_approvals import RatchetApproval, RatchetApprovals, approvals_path
+    from gates._verdict.ratchet_terms import Loosening, RatchetTerms
+    from gates._verdict.verdict import (
         ChangeVerification,
         CheckResult,
         Outcome,
@@ -114,7 +126,6 @@ if TYPE_CHECKING:
         combine,
         read_verdict,
     )
-    from gates._verify import IncidentVerification, OverBlocking, Verification, verify_incident
 
 __all__ = [
     "BUILT_IN_CHECKS",
@@ -262,146 +273,146 @@ __all__ = [
 
 # Where each public name lives: one line per name.
 _EXPORTS: dict[str, str] = {
-    "BUILT_IN_CHECKS": "gates._pipeline",
-    "CHECKS": "gates._pipeline",
-    "CONTROL_FILES": "gates._controls",
-    "MODES": "gates._store",
-    "PREDICATE_TYPE": "gates._attestation",
+    "BUILT_IN_CHECKS": "gates._gate.pipeline",
+    "CHECKS": "gates._gate.pipeline",
+    "CONTROL_FILES": "gates._controls.files",
+    "MODES": "gates._store.backends",
+    "PREDICATE_TYPE": "gates._store.attestation",
     "SCHEMAS": "gates._schemas",
-    "SIGNING_KEY_ENV": "gates._attestation",
-    "Acceptance": "gates._controls",
-    "AcceptanceCriteriaResult": "gates._check_results",
-    "Attestation": "gates._attestation",
-    "AttestedClearance": "gates._clearance",
-    "AuditEntry": "gates._store",
-    "Backtest": "gates._backtest_model",
-    "BacktestLabel": "gates._backtest_labels",
-    "Captured": "gates._response",
-    "CaseFigures": "gates._check_results",
-    "ChangeVerification": "gates._verdict",
-    "CheckResult": "gates._verdict",
-    "Checklist": "gates._controls",
-    "Clearance": "gates._clearance",
-    "Condition": "gates._conditions",
+    "SIGNING_KEY_ENV": "gates._store.attestation",
+    "Acceptance": "gates._controls.files",
+    "AcceptanceCriteriaResult": "gates._verdict.check_results",
+    "Attestation": "gates._store.attestation",
+    "AttestedClearance": "gates._response.clearance",
+    "AuditEntry": "gates._store.backends",
+    "Backtest": "gates._backtest.model",
+    "BacktestLabel": "gates._backtest.labels",
+    "Captured": "gates._response.actions",
+    "CaseFigures": "gates._verdict.check_results",
+    "ChangeVerification": "gates._verdict.verdict",
+    "CheckResult": "gates._verdict.verdict",
+    "Checklist": "gates._controls.files",
+    "Clearance": "gates._response.clearance",
+    "Condition": "gates._controls.conditions",
     "Config": "gates._config",
-    "Contained": "gates._response",
-    "ControlChangesResult": "gates._check_results",
-    "Controls": "gates._controls",
-    "CoverageReplay": "gates._check_results",
-    "Decision": "gates._policy",
-    "DecisionReplay": "gates._check_results",
-    "EvalsResult": "gates._check_results",
-    "Evidence": "gates._checks",
-    "FileSummary": "gates._ingest",
-    "Fingerprint": "gates._fingerprint",
-    "GateInputs": "gates._inputs",
+    "Contained": "gates._response.actions",
+    "ControlChangesResult": "gates._verdict.check_results",
+    "Controls": "gates._controls.files",
+    "CoverageReplay": "gates._verdict.check_results",
+    "Decision": "gates._controls.policy",
+    "DecisionReplay": "gates._verdict.check_results",
+    "EvalsResult": "gates._verdict.check_results",
+    "Evidence": "gates._gate.checks",
+    "FileSummary": "gates._response.ingest",
+    "Fingerprint": "gates._verdict.fingerprint",
+    "GateInputs": "gates._gate.inputs",
     "GatesError": "gates._errors",
-    "IncidentVerification": "gates._verify",
-    "Ingested": "gates._ingest",
-    "Investigated": "gates._investigation",
-    "LayerAnalysis": "gates._rca",
-    "LocatedRun": "gates._runs",
-    "LoggingResult": "gates._check_results",
-    "Loosening": "gates._ratchet_terms",
-    "MemoryStore": "gates._store",
-    "Mode": "gates._store",
-    "ModeReading": "gates._state",
-    "ModeRecord": "gates._store",
-    "OperatingChecklistResult": "gates._check_results",
-    "Outcome": "gates._verdict",
-    "OverBlocking": "gates._verify",
-    "PermissionBoundaryResult": "gates._check_results",
-    "Permissions": "gates._controls",
-    "Postmortem": "gates._postmortem",
-    "PromptReplay": "gates._check_results",
-    "RatchetApproval": "gates._ratchet_approvals",
-    "RatchetApprovals": "gates._ratchet_approvals",
-    "RatchetTerms": "gates._ratchet_terms",
-    "RefSnapshot": "gates._ratchet_git",
+    "IncidentVerification": "gates._response.verify",
+    "Ingested": "gates._response.ingest",
+    "Investigated": "gates._response.investigation",
+    "LayerAnalysis": "gates._gate.rca",
+    "LocatedRun": "gates._response.runs",
+    "LoggingResult": "gates._verdict.check_results",
+    "Loosening": "gates._verdict.ratchet_terms",
+    "MemoryStore": "gates._store.backends",
+    "Mode": "gates._store.backends",
+    "ModeReading": "gates._store.access",
+    "ModeRecord": "gates._store.backends",
+    "OperatingChecklistResult": "gates._verdict.check_results",
+    "Outcome": "gates._verdict.verdict",
+    "OverBlocking": "gates._response.verify",
+    "PermissionBoundaryResult": "gates._verdict.check_results",
+    "Permissions": "gates._controls.files",
+    "Postmortem": "gates._reports.postmortem",
+    "PromptReplay": "gates._verdict.check_results",
+    "RatchetApproval": "gates._verdict.ratchet_approvals",
+    "RatchetApprovals": "gates._verdict.ratchet_approvals",
+    "RatchetTerms": "gates._verdict.ratchet_terms",
+    "RefSnapshot": "gates._gate.ratchet_git",
     "Refused": "gates._errors",
-    "RegressionRatchetResult": "gates._check_results",
-    "Report": "gates._report",
-    "Restored": "gates._restore",
-    "ReviewRouting": "gates._controls",
-    "ReviewRoutingResult": "gates._check_results",
-    "ReviewRule": "gates._controls",
-    "Risk": "gates._controls",
-    "RunSummary": "gates._runs",
-    "SQLiteStore": "gates._store",
-    "SignatureInvalid": "gates._attestation",
-    "Situation": "gates._conditions",
-    "StateStore": "gates._store",
+    "RegressionRatchetResult": "gates._verdict.check_results",
+    "Report": "gates._reports.verdict_report",
+    "Restored": "gates._response.restore",
+    "ReviewRouting": "gates._controls.files",
+    "ReviewRoutingResult": "gates._verdict.check_results",
+    "ReviewRule": "gates._controls.files",
+    "Risk": "gates._controls.files",
+    "RunSummary": "gates._response.runs",
+    "SQLiteStore": "gates._store.backends",
+    "SignatureInvalid": "gates._store.attestation",
+    "Situation": "gates._controls.conditions",
+    "StateStore": "gates._store.backends",
     "StoreUnavailable": "gates._errors",
-    "ToolPermission": "gates._controls",
+    "ToolPermission": "gates._controls.files",
     "UnknownAgent": "gates._errors",
-    "Verdict": "gates._verdict",
-    "Verification": "gates._verify",
+    "Verdict": "gates._verdict.verdict",
+    "Verification": "gates._response.verify",
     "Workspace": "gates._config",
-    "agent_mode": "gates._state",
-    "analyse_incident": "gates._rca",
-    "approvals_path": "gates._ratchet_approvals",
-    "approve_against": "gates._ratchet",
-    "approve_loosening": "gates._ratchet",
-    "attestation_path": "gates._attestation",
-    "backtest": "gates._backtest",
-    "backtest_runs": "gates._backtest",
-    "capture": "gates._response",
-    "check": "gates._clearance",
-    "check_attested": "gates._clearance",
-    "combine": "gates._verdict",
-    "contain": "gates._response",
-    "decide": "gates._pipeline",
-    "decide_call": "gates._policy",
-    "engine_for": "gates._engine",
-    "find_run": "gates._runs",
-    "fingerprint": "gates._fingerprint",
-    "generate_key_pair": "gates._attestation",
-    "ingest": "gates._ingest",
+    "agent_mode": "gates._store.access",
+    "analyse_incident": "gates._gate.rca",
+    "approvals_path": "gates._verdict.ratchet_approvals",
+    "approve_against": "gates._gate.ratchet",
+    "approve_loosening": "gates._gate.ratchet",
+    "attestation_path": "gates._store.attestation",
+    "backtest": "gates._backtest.run",
+    "backtest_runs": "gates._backtest.run",
+    "capture": "gates._response.actions",
+    "check": "gates._response.clearance",
+    "check_attested": "gates._response.clearance",
+    "combine": "gates._verdict.verdict",
+    "contain": "gates._response.actions",
+    "decide": "gates._gate.pipeline",
+    "decide_call": "gates._controls.policy",
+    "engine_for": "gates._gate.engine",
+    "find_run": "gates._response.runs",
+    "fingerprint": "gates._verdict.fingerprint",
+    "generate_key_pair": "gates._store.attestation",
+    "ingest": "gates._response.ingest",
     "init_workspace": "gates._init",
-    "investigate": "gates._investigation",
-    "junit_xml": "gates._junit",
-    "list_runs": "gates._runs",
-    "load_baseline": "gates._baseline",
-    "load_controls": "gates._controls",
-    "load_inputs": "gates._inputs",
-    "load_public_key": "gates._attestation",
-    "load_signing_key": "gates._attestation",
-    "open_incident": "gates._response",
-    "open_store": "gates._state",
-    "policy_of": "gates._engine",
-    "postmortem": "gates._postmortem",
-    "postmortem_markdown": "gates._postmortem",
-    "ratchet_against": "gates._ratchet_git",
-    "ratchet_status": "gates._ratchet",
-    "read_envelope": "gates._attestation",
-    "read_mode": "gates._state",
-    "read_ref": "gates._ratchet_git",
-    "read_verdict": "gates._verdict",
-    "record_change": "gates._response",
-    "record_finding": "gates._response",
-    "register": "gates._pipeline",
-    "report_html": "gates._report",
-    "report_markdown": "gates._report",
-    "restore": "gates._restore",
-    "restore_blockers": "gates._restore",
-    "route_call": "gates._policy",
-    "route_output": "gates._policy",
-    "run_checks": "gates._pipeline",
+    "investigate": "gates._response.investigation",
+    "junit_xml": "gates._reports.junit",
+    "list_runs": "gates._response.runs",
+    "load_baseline": "gates._gate.baseline",
+    "load_controls": "gates._controls.files",
+    "load_inputs": "gates._gate.inputs",
+    "load_public_key": "gates._store.attestation",
+    "load_signing_key": "gates._store.attestation",
+    "open_incident": "gates._response.actions",
+    "open_store": "gates._store.access",
+    "policy_of": "gates._gate.engine",
+    "postmortem": "gates._reports.postmortem",
+    "postmortem_markdown": "gates._reports.postmortem",
+    "ratchet_against": "gates._gate.ratchet_git",
+    "ratchet_status": "gates._gate.ratchet",
+    "read_envelope": "gates._store.attestation",
+    "read_mode": "gates._store.access",
+    "read_ref": "gates._gate.ratchet_git",
+    "read_verdict": "gates._verdict.verdict",
+    "record_change": "gates._response.actions",
+    "record_finding": "gates._response.actions",
+    "register": "gates._gate.pipeline",
+    "report_html": "gates._reports.verdict_report",
+    "report_markdown": "gates._reports.verdict_report",
+    "restore": "gates._response.restore",
+    "restore_blockers": "gates._response.restore",
+    "route_call": "gates._controls.policy",
+    "route_output": "gates._controls.policy",
+    "run_checks": "gates._gate.pipeline",
     "run_demo": "gates._demo",
-    "run_evals": "gates._evals",
-    "run_gate": "gates._pipeline",
-    "schedule_review": "gates._response",
+    "run_evals": "gates._gate.evals",
+    "run_gate": "gates._gate.pipeline",
+    "schedule_review": "gates._response.actions",
     "schema_text": "gates._schemas",
-    "sign_verdict": "gates._attestation",
-    "snapshot": "gates._baseline",
-    "take_signing_key": "gates._attestation",
-    "tool_specs": "gates._engine",
-    "verdict_diff": "gates._report",
-    "verdict_report": "gates._report",
-    "verify_attestation": "gates._attestation",
-    "verify_audit": "gates._audit",
-    "verify_chain": "gates._store",
-    "verify_incident": "gates._verify",
+    "sign_verdict": "gates._store.attestation",
+    "snapshot": "gates._gate.baseline",
+    "take_signing_key": "gates._store.attestation",
+    "tool_specs": "gates._gate.engine",
+    "verdict_diff": "gates._reports.verdict_report",
+    "verdict_report": "gates._reports.verdict_report",
+    "verify_attestation": "gates._store.attestation",
+    "verify_audit": "gates._store.audit",
+    "verify_chain": "gates._store.backends",
+    "verify_incident": "gates._response.verify",
     "write_schemas": "gates._schemas",
 }
 

@@ -23,7 +23,7 @@ from evalsuite import (
     parse_model,
     protected_env_problem,
 )
-from gates._controls import Controls, load_controls
+from gates._controls.files import Controls, load_controls
 from gates._errors import UnknownAgent
 from regressions import IncidentBook
 

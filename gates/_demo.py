@@ -20,18 +20,16 @@ from rich.console import Console
 from rich.rule import Rule
 
 from evalsuite import ReinstateError, write_atomic
-from gates._clearance import check
 from gates._config import Workspace
 from gates._errors import GatesError, Refused
-from gates._evals import run_evals
-from gates._inputs import load_inputs
-from gates._investigation import investigate
-from gates._investigation_view import investigation_summary
-from gates._pipeline import run_gate
-from gates._postmortem import postmortem, postmortem_markdown
-from gates._render import incident_summary, mode_line, verdict_table, verification_table
-from gates._report import report_html, report_markdown, verdict_report
-from gates._response import (
+from gates._gate.evals import run_evals
+from gates._gate.inputs import load_inputs
+from gates._gate.pipeline import run_gate
+from gates._reports.investigation_view import investigation_summary
+from gates._reports.postmortem import postmortem, postmortem_markdown
+from gates._reports.terminal import incident_summary, mode_line, verdict_table, verification_table
+from gates._reports.verdict_report import report_html, report_markdown, verdict_report
+from gates._response.actions import (
     capture,
     contain,
     open_incident,
@@ -39,8 +37,10 @@ from gates._response import (
     record_finding,
     schedule_review,
 )
-from gates._restore import restore
-from gates._state import read_mode
+from gates._response.clearance import check
+from gates._response.investigation import investigate
+from gates._response.restore import restore
+from gates._store.access import read_mode
 from regressions import utc_now
 
 EXAMPLE = Path(__file__).parent / "_example"

@@ -8,7 +8,7 @@ from pathlib import Path
 from evalsuite import AGENT_NAME, InvalidInput, write_atomic
 from gates._config import CONFIG_FILE, Config, Workspace
 from gates._errors import GatesError
-from gates._state import open_store
+from gates._store.access import open_store
 
 _CONFIG = """\
 # reinstate workspace settings; every key is optional and shown with its default.

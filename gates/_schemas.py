@@ -12,12 +12,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from evalsuite import AgentSpec, EvalCase, Run, write_atomic
-from gates._backtest_model import Backtest
+from gates._backtest.model import Backtest
 from gates._config import Config
-from gates._controls import Acceptance, Checklist, Permissions, ReviewRouting
-from gates._ratchet_approvals import RatchetApprovals
-from gates._verdict import Verdict
-from gates._verify import Verification
+from gates._controls.files import Acceptance, Checklist, Permissions, ReviewRouting
+from gates._response.verify import Verification
+from gates._verdict.ratchet_approvals import RatchetApprovals
+from gates._verdict.verdict import Verdict
 from regressions import Incident, RegressionCase
 
 SCHEMAS: dict[str, type[BaseModel]] = {

@@ -28,8 +28,8 @@ import pytest
 
 from evalsuite import CaseResult, Engine, EvalCase, ReinstateError, case_files, run_sync
 from gates._config import Workspace
-from gates._engine import engine_for
-from gates._inputs import GateInputs, load_inputs
+from gates._gate.engine import engine_for
+from gates._gate.inputs import GateInputs, load_inputs
 from regressions import RegressionCase
 
 # Tags that would collide with pytest's own markers are kept as keywords only.
@@ -220,7 +220,7 @@ class CaseItem(pytest.Item):
         """What the agent did against what was expected, instead of a traceback."""
         if isinstance(excinfo.value, CaseFailed):
             # Only a failure pays for the diffing libraries the failure text uses.
-            from gates._case_failure import failure_text
+            from gates._gate.case_failure import failure_text
 
             return failure_text(excinfo.value.result, self.case)
         return super().repr_failure(excinfo, style=style)

@@ -13,8 +13,9 @@ import pytest
 ROOT = Path(__file__).parent.parent
 PACKAGES = ("evalsuite", "regressions", "gates")
 # What the plugin has no use for while it collects and runs cases.
-NOT_FOR_THE_PLUGIN = ("jinja2", "deepdiff", "rich", "click", "gates._demo", "gates._postmortem",
-                      "gates._report", "gates._cli", "gates._pipeline")
+NOT_FOR_THE_PLUGIN = ("jinja2", "deepdiff", "rich", "click", "gates._demo",
+                      "gates._reports.postmortem", "gates._reports.verdict_report", "gates._cli",
+                      "gates._gate.pipeline")
 
 
 def fresh_python(code: str) -> object:

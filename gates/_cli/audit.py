@@ -9,12 +9,12 @@ from pathlib import Path
 import click
 
 from evalsuite import InvalidInput
-from gates._attestation import read_kept_verdict
-from gates._audit import verify_audit
 from gates._cli._common import ctx
-from gates._state import open_store
-from gates._store import verify_chain
-from gates._verdict import Verdict
+from gates._store.access import open_store
+from gates._store.attestation import read_kept_verdict
+from gates._store.audit import verify_audit
+from gates._store.backends import verify_chain
+from gates._verdict.verdict import Verdict
 
 
 @click.group("audit", invoke_without_command=True)

@@ -8,8 +8,8 @@ from typing import Literal
 import click
 
 from evalsuite import LogFormat, write_atomic
-from gates._backtest import backtest
-from gates._backtest_render import markdown, show
+from gates._backtest.render import markdown, show
+from gates._backtest.run import backtest
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT
 

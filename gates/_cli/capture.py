@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gates._cli._common import ctx
-from gates._response import capture
+from gates._response.actions import capture
 
 
 @click.command("capture")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from gates._clearance import check, check_attested
 from gates._cli._common import ctx
+from gates._response.clearance import check, check_attested
 
 
 @click.command("check")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from gates._cli._common import ctx, split_list
-from gates._render import incident_summary
-from gates._response import contain
+from gates._reports.terminal import incident_summary
+from gates._response.actions import contain
 from regressions import ContainmentMode
 
 

@@ -8,13 +8,13 @@ import click
 from rich.table import Table
 
 from evalsuite import InvalidInput
-from gates._checks import case_finding, usage_totals
 from gates._cli._common import ctx
 from gates._cli._progress import progress
-from gates._evals import run_evals
-from gates._inputs import load_inputs
-from gates._render import outcome
-from gates._verdict import EXIT_CODES, combine
+from gates._gate.checks import case_finding, usage_totals
+from gates._gate.evals import run_evals
+from gates._gate.inputs import load_inputs
+from gates._reports.terminal import outcome
+from gates._verdict.verdict import EXIT_CODES, combine
 
 
 @click.command("eval")

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from evalsuite import write_atomic
-from gates._attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
 from gates._cli._common import ctx
-from gates._junit import junit_xml
-from gates._pipeline import run_gate, stored_by_this_run
-from gates._render import verdict_table, verification_table
-from gates._report import report_markdown, verdict_report
+from gates._gate.pipeline import run_gate, stored_by_this_run
+from gates._reports.junit import junit_xml
+from gates._reports.terminal import verdict_table, verification_table
+from gates._reports.verdict_report import report_markdown, verdict_report
+from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
 
 
 @click.command("gate")

@@ -9,8 +9,8 @@ from typing import get_args
 import click
 
 from gates._cli._common import ctx, split_list
-from gates._render import incident_summary
-from gates._response import open_incident, record_change, record_finding, schedule_review
+from gates._reports.terminal import incident_summary
+from gates._response.actions import open_incident, record_change, record_finding, schedule_review
 from regressions import ChangeLayer, FixLocation, Layer, Severity
 
 

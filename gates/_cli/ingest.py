@@ -9,8 +9,8 @@ import click
 
 from evalsuite import LOG_FORMATS, LogFormat
 from gates._cli._common import ctx
-from gates._ingest import ingest
-from gates._investigation_view import ingest_table, skipped_lines
+from gates._reports.investigation_view import ingest_table, skipped_lines
+from gates._response.ingest import ingest
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(["auto", *LOG_FORMATS]),
                       default="auto", show_default=True,

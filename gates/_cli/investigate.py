@@ -10,8 +10,8 @@ import click
 from evalsuite import LogFormat
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT, SKIP
-from gates._investigation import investigate
-from gates._investigation_view import investigation_summary, skipped_lines
+from gates._reports.investigation_view import investigation_summary, skipped_lines
+from gates._response.investigation import investigate
 
 
 @click.command("investigate")

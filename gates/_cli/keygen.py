@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from gates._attestation import SIGNING_KEY_ENV, generate_key_pair
 from gates._cli._common import ctx
+from gates._store.attestation import SIGNING_KEY_ENV, generate_key_pair
 
 
 @click.command("keygen")

@@ -10,7 +10,7 @@ import click
 from evalsuite import LogFormat, MetricsCounter, Skips, read_logs
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT, SKIP
-from gates._investigation_view import metrics_table, skipped_lines
+from gates._reports.investigation_view import metrics_table, skipped_lines
 
 
 @click.command("metrics")

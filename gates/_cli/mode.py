@@ -7,8 +7,8 @@ import json
 import click
 
 from gates._cli._common import ctx
-from gates._render import mode_line
-from gates._state import read_mode
+from gates._reports.terminal import mode_line
+from gates._store.access import read_mode
 
 
 @click.command("mode")

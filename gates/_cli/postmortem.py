@@ -9,7 +9,7 @@ from rich.markdown import Markdown
 
 from evalsuite import write_atomic
 from gates._cli._common import ctx
-from gates._postmortem import postmortem, postmortem_markdown
+from gates._reports.postmortem import postmortem, postmortem_markdown
 
 
 @click.command("postmortem")

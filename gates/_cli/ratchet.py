@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from gates._cli._common import ctx
-from gates._ratchet import approve_against, approve_loosening, ratchet_status
-from gates._ratchet_approvals import approvals_path
-from gates._ratchet_git import ratchet_against
+from gates._gate.ratchet import approve_against, approve_loosening, ratchet_status
+from gates._gate.ratchet_git import ratchet_against
+from gates._verdict.ratchet_approvals import approvals_path
 
 AGAINST_HELP = ("Compare with this git ref (origin/main, a merge base) instead of the state "
                 "store's last gate; approvals go to regressions/<agent>.ratchet-approvals.yaml.")

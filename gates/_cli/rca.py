@@ -7,8 +7,8 @@ from typing import get_args
 import click
 
 from gates._cli._common import ctx
-from gates._rca import SUGGESTED_FIX, analyse_incident, contradictions
-from gates._response import record_finding
+from gates._gate.rca import SUGGESTED_FIX, analyse_incident, contradictions
+from gates._response.actions import record_finding
 from regressions import LAYERS, FixLocation, resolution_gaps
 
 

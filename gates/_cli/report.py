@@ -9,7 +9,7 @@ from rich.markdown import Markdown
 
 from evalsuite import write_atomic
 from gates._cli._common import ctx
-from gates._report import report_html, report_markdown, verdict_report
+from gates._reports.verdict_report import report_html, report_markdown, verdict_report
 
 
 @click.command("report")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gates._cli._common import ctx
-from gates._restore import restore
+from gates._response.restore import restore
 
 
 @click.command("restore")

@@ -12,7 +12,7 @@ from rich.console import Console
 from evalsuite import LogFormat, Output, Reasoning, Step, ToolCall, ToolResult, UserInput, as_utc
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT
-from gates._runs import LocatedRun, find_run, list_runs
+from gates._response.runs import LocatedRun, find_run, list_runs
 from regressions import short
 
 # Wide enough for a refund's arguments, short enough that a long conversation stays readable.

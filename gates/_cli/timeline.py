@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gates._cli._common import ctx
-from gates._investigation_view import timeline_table
+from gates._reports.investigation_view import timeline_table
 
 
 @click.command("timeline")

@@ -8,9 +8,9 @@ import click
 
 from evalsuite import InvalidInput, write_atomic
 from gates._cli._common import ctx
-from gates._render import verification_table
-from gates._verdict import EXIT_CODES
-from gates._verify import verify_incident
+from gates._reports.terminal import verification_table
+from gates._response.verify import verify_incident
+from gates._verdict.verdict import EXIT_CODES
 
 COLOUR = {"pass": "green", "fail": "red", "error": "red", "inconclusive": "yellow"}
 

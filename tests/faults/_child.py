@@ -74,7 +74,7 @@ def arm(fault: str) -> None:
         import regressions._capture as capture
         _wrap(capture, "create_exclusive", before=False)
     elif fault == "kill-in-verdict-transaction":  # gate: rows inserted, not committed
-        from gates._store import SQLiteStore
+        from gates._store.backends import SQLiteStore
         _wrap(SQLiteStore, "_append", before=False)
     elif fault == "kill-after-mode-restored":  # restore: mode full, incidents not yet marked
         from regressions import IncidentBook

@@ -35,7 +35,7 @@ from gates import (
     verdict_report,
 )
 from gates._demo import apply_fix, lay_out
-from gates._store import entry_hash, verdict_digest
+from gates._store.backends import entry_hash, verdict_digest
 from regressions import utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, copied, resolved

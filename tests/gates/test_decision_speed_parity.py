@@ -22,8 +22,8 @@ from evalsuite import (
     steps_as_data,
 )
 from gates import Controls, Workspace, load_inputs, run_evals
+from gates._controls.replay import REPLAY_LAYERS, replay
 from gates._demo import apply_fix, lay_out
-from gates._replay import REPLAY_LAYERS, replay
 
 AGENT = "refund-agent"
 

@@ -13,8 +13,8 @@ import yaml
 
 from evalsuite import read_runs
 from gates import Evidence, Workspace, load_inputs
-from gates._investigation import investigate
-from gates._logging_check import logging as logging_check
+from gates._gate.logging_check import logging as logging_check
+from gates._response.investigation import investigate
 from regressions import ROOT_CAUSE, resolution_gaps, utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, LOG, captured

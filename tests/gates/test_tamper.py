@@ -22,7 +22,7 @@ from gates import (
     schedule_review,
 )
 from gates._demo import apply_fix, lay_out
-from gates._store import entry_hash
+from gates._store.backends import entry_hash
 from tests.helpers import ACTOR, analysed, copied
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tamper")]

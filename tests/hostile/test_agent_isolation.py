@@ -187,7 +187,7 @@ def test_a_python_agent_that_patches_the_gate_changes_only_its_own_process(
     """An agent wrapping the gate's decision to say pass only patches its own child."""
     captured(example)
     _wrap_agent(example, """
-        import gates._pipeline as pipeline
+        import gates._gate.pipeline as pipeline
         real_decide = pipeline.decide
         pipeline.decide = lambda inputs, checks: real_decide(inputs, checks).model_copy(
             update={"outcome": "pass"})

@@ -1,0 +1,1 @@
+"""The backtest: what every control would have done across recorded history."""

@@ -1,0 +1,233 @@
+"""Which recorded runs (or steps) were harmful and which were good: labels for a backtest.
+
+Labels come from a file a person writes (JSONL, CSV or YAML: a run id, optionally a step,
+``harmful`` or ``good``, a note), from an incident (its scope of impact is harmful), or
+both. Every record is checked against one JSON Schema, and a bad one names the file and
+its line. A light first pass over the logs (:func:`scan`) then checks that each label names
+a run there, and a step of it that acts, before anything is decided.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jsonschema import Draft202012Validator
+
+from evalsuite import (
+    InvalidInput,
+    LogFormat,
+    RunPart,
+    json_path,
+    line_of,
+    load_json,
+    parse_yaml,
+    read_logs,
+    read_text,
+)
+from gates._backtest.model import LabelKind
+from gates._config import Workspace
+from gates._response.investigation import acceptance_criteria, incident_cases
+from regressions import Incident, ScopeSearch
+
+LABEL_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["run_id", "label"],
+    "additionalProperties": False,
+    "properties": {
+        "run_id": {"type": "string", "minLength": 1},
+        "step": {"type": ["integer", "null"], "minimum": 0},
+        "label": {"enum": ["harmful", "good"]},
+        "note": {"type": "string"},
+    },
+}
+_VALIDATOR = Draft202012Validator(LABEL_SCHEMA)
+CSV_COLUMNS = ("run_id", "step", "label", "note")
+# A record as read: its value, its line, and its place in the document (YAML).
+_Record = tuple[Any, int | None, list[str | int]]
+
+
+@dataclass(frozen=True)
+class BacktestLabel:
+    """One labelled run, or one step of it."""
+
+    run_id: str
+    step: int | None
+    label: LabelKind
+    source: str
+    note: str = ""
+
+
+def read_labels(path: Path) -> list[BacktestLabel]:
+    """Every label in a JSONL, CSV or YAML file (by its suffix), each record validated.
+
+    Raises:
+        InvalidInput: the file cannot be read, or a record is not a label (the message
+            names the file, the line and what was expected).
+    """
+    text = read_text(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        records = _jsonl(text, path)
+    elif suffix == ".csv":
+        records = _csv(text, path)
+    elif suffix in (".yaml", ".yml"):
+        records = _yaml(text, path)
+    else:
+        raise InvalidInput(path, "", "expected a labels file ending in .jsonl, .csv or .yaml")
+    labels = [_label(record, path, line, loc) for record, line, loc in records]
+    seen: dict[tuple[str, int | None], BacktestLabel] = {}
+    for label in labels:
+        key = (label.run_id, label.step)
+        other = seen.setdefault(key, label)
+        if other.label != label.label:
+            raise InvalidInput(path, "", f"{label.source} labels {_named(label)} {label.label}, "
+                                         f"but {other.source} labels it {other.label}")
+    return labels
+
+
+def _named(label: BacktestLabel) -> str:
+    return label.run_id + (f" step {label.step}" if label.step is not None else "")
+
+
+def _label(record: Any, path: Path, line: int | None, loc: list[str | int]) -> BacktestLabel:
+    error = next(iter(_VALIDATOR.iter_errors(record)), None)
+    if error is not None:
+        where = json_path([*loc, *error.absolute_path])
+        raise InvalidInput(path, where, f"expected a label (run_id, optional step, "
+                                        f"harmful|good, optional note): {error.message}",
+                           line=line)
+    return BacktestLabel(run_id=record["run_id"], step=record.get("step"), label=record["label"],
+                 note=record.get("note", ""), source=f"{path.name}:{line}")
+
+
+def _jsonl(text: str, path: Path) -> Iterator[_Record]:
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = load_json(raw)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(path, "", f"expected one JSON object per line ({exc.msg})",
+                               line=number) from None
+        yield record, number, []
+
+
+def _csv(text: str, path: Path) -> Iterator[_Record]:
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        yield from _rows(reader, path)
+    except csv.Error as exc:
+        raise InvalidInput(path, "", f"expected CSV ({exc})", line=reader.line_num) from None
+
+
+def _rows(reader: csv.DictReader[str], path: Path) -> Iterator[_Record]:
+    columns = reader.fieldnames or []
+    unknown = [c for c in columns if c not in CSV_COLUMNS]
+    if unknown or "run_id" not in columns or "label" not in columns:
+        raise InvalidInput(path, "", f"expected a header row of {', '.join(CSV_COLUMNS)} "
+                                     f"(step and note optional), got {', '.join(columns)}",
+                           line=1)
+    for row in reader:
+        record: dict[str, Any] = {k: v for k, v in row.items() if k is not None and v}
+        if None in row:
+            raise InvalidInput(path, "", "expected no more cells than the header names",
+                               line=reader.line_num)
+        step = record.get("step")
+        if step is not None:
+            record["step"] = int(step) if step.strip().isdigit() else step
+        yield record, reader.line_num, []
+
+
+def _yaml(text: str, path: Path) -> Iterator[_Record]:
+    document = parse_yaml(text, path)
+    prefix: list[str | int] = []
+    if isinstance(document, dict) and set(document) == {"labels"}:
+        document, prefix = document["labels"], ["labels"]
+    if not isinstance(document, list):
+        raise InvalidInput(path, "$", "expected a list of labels (or labels: [...])", line=1)
+    for index, record in enumerate(document):
+        loc = [*prefix, index]
+        yield record, line_of(text, loc), loc
+
+
+def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Path],
+                    fmt: LogFormat | Literal["auto"] = "auto") -> list[BacktestLabel]:
+    """The incident's harm as labels: each captured harmful step, and every run in its
+    scope of impact.
+
+    The scope is what ``investigate`` recorded; when it lists only the first runs, the
+    rest are found again by matching the recorded signature against ``logs``.
+    """
+    source = incident.id
+    labels = [BacktestLabel(run_id=case.provenance.run_id, step=index, label="harmful",
+                    source=source, note=f"captured in {case.id}")
+              for case in incident_cases(workspace, incident) for index in case.recorded.harmful]
+    investigation = incident.investigation
+    if investigation is not None:
+        matched = [run.run_id for run in investigation.scope.runs]
+        if investigation.scope.runs_not_listed:
+            search = ScopeSearch(investigation.signature,
+                                 acceptance_criteria(workspace, incident.agent))
+            for part in read_logs(logs, fmt, agent=incident.agent):
+                search.feed(part)
+            matched = search.matched_runs
+        labels += [BacktestLabel(run_id=run_id, step=None, label="harmful", source=source,
+                         note=f"in the scope of impact of {incident.id}")
+                   for run_id in dict.fromkeys([*investigation.runs, *matched])]
+    if not labels:
+        raise InvalidInput(None, "--incident", f"{incident.id} records no harm to label: "
+                                               f"capture its run or investigate it first")
+    return labels
+
+
+@dataclass
+class Scan:
+    """What a first, light pass over the logs learns: each run's last part and length."""
+
+    last_part: dict[str, int] = field(default_factory=dict)
+    steps: dict[str, int] = field(default_factory=dict)
+    kinds: dict[tuple[str, int], str] = field(default_factory=dict)
+    """The kind of each labelled step."""
+
+
+def scan(parts: Iterable[RunPart], labels: Sequence[BacktestLabel] = ()) -> Scan:
+    """Each run's last part number and step count, so a run's state is dropped as soon as
+    it ends and a label can be checked before anything is decided."""
+    found = Scan()
+    wanted = {label.run_id for label in labels if label.step is not None}
+    for number, part in enumerate(parts):
+        run_id = part.run_id
+        found.last_part[run_id] = number
+        before = found.steps.get(run_id, 0)
+        found.steps[run_id] = before + len(part.steps)
+        if run_id in wanted:
+            for index, step in enumerate(part.steps):
+                found.kinds[(run_id, before + index)] = step.kind
+    return found
+
+
+def check_labels(labels: Sequence[BacktestLabel], found: Scan) -> None:
+    """Every label names a run in the logs and, if it names a step, one the run has.
+
+    Raises:
+        InvalidInput: the first label that does not.
+    """
+    for label in labels:
+        steps = found.steps.get(label.run_id)
+        if steps is None:
+            raise InvalidInput(None, label.source, f"run '{label.run_id}' is in none of the "
+                                                   f"logs read")
+        if label.step is not None and label.step >= steps:
+            raise InvalidInput(None, label.source, f"run '{label.run_id}' has {steps} steps "
+                                                   f"(0 to {steps - 1}), not step {label.step}")
+        kind = found.kinds.get((label.run_id, label.step)) if label.step is not None else None
+        if kind is not None and kind not in ("tool_call", "output"):
+            raise InvalidInput(None, label.source, f"step {label.step} of '{label.run_id}' is "
+                                                   f"a {kind}: expected a tool call or an "
+                                                   f"output, the steps that take effect")

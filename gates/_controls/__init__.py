@@ -1,0 +1,1 @@
+"""The controls: the files a team keeps, their conditions, and what they decide."""

@@ -1,0 +1,199 @@
+"""Proving each control change: the harm got through the baseline and is stopped today.
+
+Each change is replayed on its own layer: a permission change must turn the recorded
+harmful calls from allowed into denied or reviewed; an acceptance change must turn the
+harmful behaviour from accepted into rejected; a review change must route what went
+straight through before; an eval-coverage change must bring the incident's input type
+to the coverage the workspace asks for; a prompt change must make the live agent pass
+the incident's regression cases.
+"""
+
+from __future__ import annotations
+
+from evalsuite import Output, ReinstateError, ToolCall
+from gates._controls.files import Controls
+from gates._controls.policy import Decision
+from gates._controls.replay import ReplayLayer, replay
+from gates._gate.baseline import load_baseline, tag_counts
+from gates._gate.checks import Evidence
+from gates._gate.inputs import GateInputs
+from gates._gate.rca import analyse, contradictions
+from gates._gate.scope_replay import ReplayedStep, scope_steps
+from gates._verdict.check_results import (
+    ChangeVerification,
+    ControlChangesData,
+    ControlChangesResult,
+    CoverageReplay,
+    DecisionReplay,
+    Outcome,
+    PromptReplay,
+    combine,
+)
+from regressions import ControlChange, Incident, RegressionCase, resolution_gaps
+
+Replay = list[tuple[str, Decision, Decision]]
+
+
+def _replay_harm(cases: list[RegressionCase], before: Controls, after: Controls,
+                 layer: ReplayLayer, *, outputs: bool) -> Replay:
+    """Each recorded harmful call (and output, with ``outputs``) through ``layer`` of the
+    baseline and of today's controls."""
+    out = []
+    for case in cases:
+        steps, context = case.recorded.steps, case.input.context
+        for index in case.recorded.harmful:
+            step = steps[index]
+            if isinstance(step, ToolCall):
+                what = f"{case.id} step {index}: {step.describe()}"
+            elif outputs and isinstance(step, Output):
+                what = f"{case.id} step {index}: output"
+            else:
+                continue
+            out.append((what,
+                        replay(step, layer, before, history=steps[:index], context=context),
+                        replay(step, layer, after, history=steps[:index], context=context)))
+    return out
+
+
+def _replay_acceptance(cases: list[RegressionCase], before: Controls, after: Controls) -> Replay:
+    return [(f"{case.id} harmful behaviour",
+             replay(case.recorded.harmful_behaviour(), "acceptance", before),
+             replay(case.recorded.harmful_behaviour(), "acceptance", after))
+            for case in cases]
+
+
+def _judge_replay(change: ControlChange, incident: Incident, replay: Replay,
+                  nothing: str, scope: list[ReplayedStep] | None = None) -> ChangeVerification:
+    rows = [DecisionReplay(step=what, before=b.effect, before_rule=b.rule, after=a.effect,
+                           after_rule=a.rule, after_reason=a.reason) for what, b, a in replay]
+    # The investigation's whole logged scope counts as much as the captured cases.
+    rows += [s.row() for s in scope or []]
+    replay = replay + [(s.label, s.before, s.after) for s in scope or []]
+    if not replay:
+        verified, reason = False, nothing
+    elif any(not a.stopped for _, _, a in replay):
+        what = next(w for w, _, a in replay if not a.stopped)
+        verified, reason = False, f"still gets through today: {what}"
+    elif all(b.stopped for _, b, _ in replay):
+        verified, reason = False, ("the baseline already stopped every replayed step, so this "
+                                   "change is not what stops the harm")
+    else:
+        verified, reason = True, f"{len(replay)} harmful step(s) stopped today"
+    return ChangeVerification(incident=incident.id, change=change.id, layer=change.layer,
+                              verified=verified, reason=reason, replays=rows)
+
+
+def verify_change(change: ControlChange, incident: Incident, cases: list[RegressionCase],
+                  baseline: Controls, inputs: GateInputs, evidence: Evidence) -> ChangeVerification:
+    """Whether one control change is proven against the incident's recorded harm."""
+    today = inputs.controls
+
+    def scope(layer: ReplayLayer) -> list[ReplayedStep]:
+        return scope_steps(inputs.workspace, incident, baseline, today, layer)
+
+    if change.layer == "tool_permission_boundary":
+        return _judge_replay(change, incident,
+                             _replay_harm(cases, baseline, today, "permissions", outputs=False),
+                             "the regression cases record no harmful tool call to replay",
+                             scope("permissions"))
+    if change.layer == "acceptance_criteria":
+        return _judge_replay(change, incident, _replay_acceptance(cases, baseline, today),
+                             "the incident has no regression case to replay",
+                             scope("acceptance"))
+    if change.layer == "review_gate":
+        return _judge_replay(change, incident,
+                             _replay_harm(cases, baseline, today, "review", outputs=True),
+                             "the regression cases record no harmful step to replay",
+                             scope("review"))
+    if change.layer == "eval_coverage":
+        return _verify_coverage(change, incident, cases, inputs, evidence)
+    return _verify_prompt(change, incident, cases, inputs, evidence)
+
+
+def _verify_coverage(change: ControlChange, incident: Incident, cases: list[RegressionCase],
+                     inputs: GateInputs, evidence: Evidence) -> ChangeVerification:
+    def result(verified: bool, reason: str, rows: list[CoverageReplay]) -> ChangeVerification:
+        return ChangeVerification(incident=incident.id, change=change.id, layer=change.layer,
+                                  verified=verified, reason=reason, replays=rows)
+
+    tags = sorted({t for c in cases for t in c.tags} - {"unclassified"})
+    if not tags:
+        return result(False, "the incident's regression cases name no input type: tag them", [])
+    assert incident.containment is not None  # callers verify contained incidents only
+    before = incident.containment.baseline.eval_tags
+    now = tag_counts(inputs.cases)
+    least = inputs.workspace.config.gate.min_cases_per_input_type
+    rows: list[CoverageReplay] = []
+    problems = []
+    for tag in tags:
+        covering = [c.id for c in inputs.cases if tag in c.tags]
+        failing = [i for i in covering if evidence.outcome_of(i) != "pass"]
+        rows.append(CoverageReplay(input_type=tag, before=before.get(tag, 0),
+                                   after=now.get(tag, 0), required=least, not_passing=failing))
+        if now.get(tag, 0) < least:
+            problems.append(f"{tag} has {now.get(tag, 0)} cases, needs {least}")
+        if failing:
+            problems.append(f"{tag} cases not passing: {', '.join(failing)}")
+    if problems:
+        return result(False, "; ".join(problems), rows)
+    if all(now.get(t, 0) <= before.get(t, 0) for t in tags):
+        return result(False, "no case was added for the incident's input types", rows)
+    return result(True, f"{', '.join(tags)} covered by at least {least} passing cases", rows)
+
+
+def _verify_prompt(change: ControlChange, incident: Incident, cases: list[RegressionCase],
+                   inputs: GateInputs, evidence: Evidence) -> ChangeVerification:
+    assert incident.containment is not None
+    was = incident.containment.baseline.fingerprint.get("agent")
+    rows = [PromptReplay(case=c.id, outcome=evidence.outcome_of(c.id)) for c in cases]
+    if not cases:
+        verified, reason = False, "the incident has no regression case to run"
+    elif was == inputs.fingerprint.agent:
+        verified, reason = False, "the agent is unchanged since containment"
+    elif any(r.outcome != "pass" for r in rows):
+        verified, reason = False, "the live agent still fails the incident's regression cases"
+    else:
+        verified, reason = True, f"the changed agent passes {len(cases)} regression case(s)"
+    return ChangeVerification(incident=incident.id, change=change.id, layer=change.layer,
+                              verified=verified, reason=reason, replays=rows)
+
+
+def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesResult:
+    """Each open incident's RCA is complete and every control change is verified."""
+    findings: list[str] = []
+    errors: list[str] = []
+    verifications: list[ChangeVerification] = []
+    incidents = [i for i in inputs.incidents if i.phase != "closed"]
+    for incident in incidents:
+        findings += resolution_gaps(incident)
+        if incident.containment is None:
+            continue
+        cases = [c for c in inputs.regression_cases if c.provenance.incident == incident.id]
+        if not cases:
+            findings.append(f"{incident.id} has no regression case: capture the triggering run")
+        try:
+            baseline = load_baseline(inputs.workspace, incident)
+        except ReinstateError as exc:
+            errors.append(f"{incident.id}: cannot read its baseline: {exc}")
+            continue
+        findings += contradictions(incident, analyse(
+            incident, cases, baseline, inputs.workspace.config.gate.min_cases_per_input_type))
+        for change in incident.control_changes:
+            try:
+                verification = verify_change(change, incident, cases, baseline, inputs,
+                                             evidence)
+            except ReinstateError as exc:  # its logged scope cannot be replayed
+                errors.append(f"{incident.id} {change.id}: cannot be verified: {exc}")
+                continue
+            verifications.append(verification)
+            if not verification.verified:
+                findings.append(f"{incident.id} {change.id} ({change.layer}) is not verified: "
+                                f"{verification.reason}")
+    outcomes: list[Outcome] = ["error"] if errors else []
+    outcomes.append("fail" if findings else "pass")
+    outcome = combine(outcomes)
+    verified = sum(v.verified for v in verifications)
+    summary = (f"{verified}/{len(verifications)} control changes verified across "
+               f"{len(incidents)} open incident(s)") if incidents else "no open incident"
+    return ControlChangesResult(outcome=outcome, summary=summary, findings=errors + findings,
+                                data=ControlChangesData(verifications=verifications))

@@ -1,0 +1,70 @@
+"""The one place an eval engine is built for an agent of a workspace.
+
+The gate, ``reinstate eval``, ``verify`` and the pytest plugin all run cases through the
+engine built here, so they run them the same way: today's permission policy enforced at
+call time, the allowed tools as the agent's model is told about them, the acceptance
+criteria, and the workspace's trials, timeout, retries and confidence. A test and the gate
+cannot disagree about a case because neither can build its engine any other way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from evalsuite import (
+    Engine,
+    PolicyDecision,
+    RunSettings,
+    Step,
+    ToolCall,
+    ToolPolicy,
+    ToolSpec,
+    build_adapter,
+)
+from gates._controls.files import Controls
+from gates._controls.policy import decide_call
+from gates._gate.inputs import GateInputs
+
+
+def tool_specs(controls: Controls) -> list[ToolSpec]:
+    """The allowed tools as an agent's model is told about them."""
+    return [
+        ToolSpec(name=name, description=permission.description,
+                 parameters=permission.arguments or {"type": "object"})
+        for name, permission in controls.permissions.tools.items() if permission.allowed
+    ]
+
+
+def policy_of(controls: Controls) -> ToolPolicy:
+    """Today's permission boundary, as the sandbox asks it at call time."""
+    def decide(call: ToolCall, history: Sequence[Step], context: dict[str, Any]) -> PolicyDecision:
+        decision = decide_call(controls, call, history, context)
+        return PolicyDecision(decision.effect, decision.rule, decision.reason)
+    return decide
+
+
+def engine_for(inputs: GateInputs, *, trials: int | None = None, adapter: str | None = None,
+               concurrency: int | None = None) -> Engine:
+    """The engine that runs the cases of ``inputs``' agent, as the gate runs them.
+
+    Args:
+        inputs: The workspace's files for one agent, as the gate loaded them.
+        trials: Trials per case that sets none (default: ``[gate] trials``).
+        adapter: A named alternative adapter of ``agent.yaml`` (default: its ``adapter``).
+        concurrency: Trials in flight at once (default: ``[gate] concurrency``).
+
+    Returns:
+        An engine whose adapter is built but not started; whoever runs it closes it
+        (:func:`evalsuite.run_suite` does, one case at a time is closed by the caller).
+    """
+    config = inputs.workspace.config.gate
+    settings = RunSettings(trials=trials or config.trials,
+                           concurrency=concurrency or config.concurrency,
+                           timeout_s=config.timeout_s, retries=config.retries,
+                           confidence=config.confidence)
+    built = build_adapter(inputs.agent, inputs.agent_file, adapter,
+                          inputs.workspace.config.agent.isolation())
+    return Engine(adapter=built, settings=settings,
+                  acceptance=inputs.controls.acceptance.criteria,
+                  policy=policy_of(inputs.controls), tools=tool_specs(inputs.controls))

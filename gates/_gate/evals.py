@@ -1,0 +1,55 @@
+"""The gate's first stage: the eval suite and the regression set against the live agent.
+
+The engine is ``engine_for``'s, the one the pytest plugin runs cases with too: tools are
+sandboxed and today's permission policy is enforced at call time (a call it denies is
+blocked and the agent sees the denial). The agent's own code runs confined as
+``[agent]`` in the workspace says (own process group, allowlisted environment, a sandbox
+where the platform has one); what it got is part of the evidence, and the verdict says
+loudly when it ran unisolated. Every trial is written to a run file
+under ``.reinstate/runs/`` so a failure can be read without rerunning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from evalsuite import (
+    EvalCase,
+    EvalRunHeader,
+    Progress,
+    RunFileWriter,
+    isolation_of,
+    run_cases,
+)
+from gates._gate.checks import Evidence
+from gates._gate.engine import engine_for
+from gates._gate.inputs import GateInputs
+from regressions import utc_now
+
+
+def run_file_path(inputs: GateInputs) -> Path:
+    """Where this run's trials are written."""
+    stamp = utc_now().strftime("%Y%m%dT%H%M%S%fZ")
+    return inputs.workspace.state_path.parent / "runs" / f"{stamp}-{inputs.agent.name}.jsonl"
+
+
+def run_evals(inputs: GateInputs, trials: int | None = None, *,
+              cases: Sequence[EvalCase] | None = None, adapter: str | None = None,
+              concurrency: int | None = None, progress: Progress | None = None,
+              record: bool = True) -> Evidence:
+    """Run the cases (all of them by default) against the agent; return what happened."""
+    chosen = list(cases) if cases is not None else inputs.cases
+    engine = engine_for(inputs, trials=trials, adapter=adapter, concurrency=concurrency)
+    writer = None
+    if record:
+        kind = (inputs.agent.adapters[adapter] if adapter else inputs.agent.adapter).kind
+        writer = RunFileWriter(run_file_path(inputs), EvalRunHeader(
+            agent=inputs.agent.name, agent_version=inputs.agent.version, adapter=kind,
+            started_at=utc_now(), settings=vars(engine.settings)))
+    results = run_cases(engine, chosen, progress=progress,
+                        record=writer.trial if writer else None)
+    return Evidence(results=results,
+                    regression_ids=frozenset(c.id for c in inputs.regression_cases),
+                    run_file=writer.finish() if writer else None,
+                    isolation=isolation_of(engine.adapter))

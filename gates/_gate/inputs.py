@@ -1,0 +1,164 @@
+"""Everything a gate run reads, loaded and cross-checked before anything runs.
+
+Bad input stops the gate here with exit 2 and nothing written.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from filelock import FileLock
+
+from evalsuite import (
+    AgentSpec,
+    EvalCase,
+    InvalidInput,
+    did_you_mean,
+    json_path,
+    line_of,
+    load_cases,
+    load_model,
+    predicates_named,
+    read_text,
+    tools_named,
+)
+from gates._config import Workspace
+from gates._controls.files import Controls, PredicateBinder
+from gates._gate.ratchet_git import RefSnapshot, read_ref
+from gates._store.backends import StateStore
+from gates._verdict.fingerprint import Fingerprint, fingerprint
+from regressions import Incident, RegressionCase
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """The agent, its controls, its cases and its incidents, as read at the start of a gate."""
+
+    workspace: Workspace
+    agent: AgentSpec
+    agent_file: Path
+    controls: Controls
+    eval_cases: list[EvalCase]
+    regression_cases: list[RegressionCase]
+    incidents: list[Incident]
+    fingerprint: Fingerprint
+    store: StateStore | None = None
+    """The state store the gate was given, when not the workspace's own."""
+    against: RefSnapshot | None = None
+    """The regression set, incidents and baselines at the git ref the ratchet compares with
+    (``--against``), read before anything runs."""
+
+    @property
+    def cases(self) -> list[EvalCase]:
+        """The eval suite and the regression set together."""
+        return [*self.eval_cases, *self.regression_cases]
+
+
+# Reads of a workspace that another process keeps changing, before giving up.
+_READS = 3
+
+
+def regression_set_lock(workspace: Workspace, agent: str) -> FileLock:
+    """The lock a capture holds while it changes ``agent``'s regression set, and a gate
+    while it reads it."""
+    workspace.lock_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(_lock_path(workspace, agent), timeout=30)
+
+
+def _lock_path(workspace: Workspace, agent: str) -> Path:
+    return workspace.lock_dir / f"{agent}.regressions.lock"
+
+
+def _reading_lock(workspace: Workspace, agent: str) -> AbstractContextManager[object]:
+    """The regression-set lock for a reader, once a writer has made it; reading writes
+    nothing, and before any capture there is no writer to wait for (a capture that makes
+    the lock while the gate reads is caught by the fingerprint check, and the next read
+    waits for it)."""
+    path = _lock_path(workspace, agent)
+    return FileLock(path, timeout=30) if path.exists() else nullcontext()
+
+
+def load_inputs(workspace: Workspace, agent: str, *, against: str | None = None) -> GateInputs:
+    """Read and validate everything the gate needs for ``agent``.
+
+    The fingerprint is taken before and after reading: when another process changed a
+    file in between (a capture, a merge), the inputs are read again, so a verdict is
+    never bound to files it did not read. With ``against`` (a git ref), the regression
+    set, incidents and baselines at that ref are read too, for the ratchet.
+    """
+    workspace.require_agent(agent)
+    reference = read_ref(workspace, agent, against) if against is not None else None
+    for _ in range(_READS):
+        with _reading_lock(workspace, agent):
+            before = fingerprint(workspace, agent)
+            inputs = _load(workspace, agent)
+        if inputs.fingerprint == before:
+            return replace(inputs, against=reference)
+    changed = before.changed_since(inputs.fingerprint)
+    raise InvalidInput(None, "", f"the files of {agent} kept changing while the gate read them "
+                                 f"({', '.join(changed[:3]) or 'unknown'}); run it again")
+
+
+def _load(workspace: Workspace, agent: str) -> GateInputs:
+    workspace.require_agent(agent)
+    agent_file = workspace.agent_dir(agent) / "agent.yaml"
+    spec = load_model(agent_file, AgentSpec)
+    if spec.name != agent:
+        raise InvalidInput(agent_file, "$.name", f"expected '{agent}', got '{spec.name}'",
+                           line=line_of(read_text(agent_file), ["name"]))
+    controls = workspace.controls(agent)
+    evals = load_cases(workspace.evals_dir(agent), EvalCase, agent)
+    regressions = load_cases(workspace.regressions_dir(agent), RegressionCase, agent)
+    clash = {c.id for c in evals.values()} & {c.id for c in regressions.values()}
+    if clash:
+        case_id = sorted(clash)[0]
+        path = next(p for p, c in regressions.items() if c.id == case_id)
+        raise InvalidInput(path, "$.id", f"case id '{case_id}' is also used in the eval suite")
+    incidents = workspace.incidents().all(agent)
+    _check_incidents(workspace, regressions, {i.id for i in incidents})
+    bind = PredicateBinder(workspace.root, workspace.config.rules.predicate_modules)
+    for path, case in [*evals.items(), *regressions.items()]:
+        _check_tools(path, case, controls)
+        for index, criterion in predicates_named(case.expect):
+            bind(criterion, criterion.predicate, path, ["expect", index, "predicate"])
+    return GateInputs(
+        workspace=workspace,
+        agent=spec,
+        agent_file=agent_file,
+        controls=controls,
+        eval_cases=list(evals.values()),
+        regression_cases=list(regressions.values()),
+        incidents=incidents,
+        fingerprint=fingerprint(workspace, agent),
+    )
+
+
+def _check_incidents(workspace: Workspace, cases: dict[Path, RegressionCase],
+                     known: set[str]) -> None:
+    """Every regression case's incident is on file: without it, its RCA and changes would
+    silently stop counting."""
+    for path, case in cases.items():
+        incident = case.provenance.incident
+        if incident not in known:
+            where = workspace.relative(workspace.incidents().path(incident))
+            raise InvalidInput(path, "$.provenance.incident",
+                               f"incident {incident} has no record ({where} is missing or is "
+                               f"another agent's); restore it from version control")
+
+
+def _check_tools(path: Path, case: EvalCase, controls: Controls) -> None:
+    """A case may only name tools the permissions know: a typo there would never match."""
+    known = controls.permissions.tools
+    named: list[tuple[list[str | int], str]] = [
+        (["expect", i, "tool"], tool) for i, tool in tools_named(case.expect)
+    ]
+    named += [(["tools", i, "tool"], f.tool) for i, f in enumerate(case.tools)]
+    for loc, tool in named:
+        if tool not in known:
+            raise InvalidInput(
+                path, json_path(loc),
+                f"unknown tool '{tool}': not in permissions.yaml" + did_you_mean(tool, known),
+                line=line_of(read_text(path), loc),
+            )

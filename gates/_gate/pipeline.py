@@ -1,0 +1,253 @@
+"""The gate, declared: its stages in order, and its built-in checks in data-flow order.
+
+    load inputs ─▶ run evals ─▶ run checks ─▶ decide ─▶ record
+
+Each stage takes the gate run so far and returns it with its own artefact added (the
+inputs, the evidence, the check results, the verdict), as nox's workflow passes each
+task's return to the next. Bad input stops the gate in the first stage (exit 2, nothing
+written); a check that cannot run is an ``error`` result, never a pass.
+
+The built-in checks are :data:`BUILT_IN_CHECKS`, always all of them, in this order: evals
+first (every later check reads its evidence), then the recorded harm replayed through
+each control layer, then each control change verified, then the logs, then the ratchet
+that remembers the regression set. Checks from outside (plugins, users) are added with
+:func:`register` and run after them.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from evalsuite import Progress, Redactor, ReinstateError
+from gates._config import Workspace
+from gates._gate.checks import (
+    Check,
+    Evidence,
+    acceptance_criteria,
+    evals,
+    operating_checklist,
+    permission_boundary,
+    review_routing,
+)
+from gates._gate.control_changes import control_changes
+from gates._gate.evals import run_evals
+from gates._gate.inputs import GateInputs, load_inputs
+from gates._gate.logging_check import logging
+from gates._gate.ratchet import regression_ratchet
+from gates._store.access import open_store, require_store, standing
+from gates._store.attestation import gate_signer, write_attestation
+from gates._store.backends import StateStore, verdict_digest
+from gates._verdict.check_results import BUILT_IN, AnyCheckResult, CheckResult, could_not_run
+from gates._verdict.verdict import Verdict, combine
+from regressions import utc_now
+
+if TYPE_CHECKING:
+    from securesystemslib.signer import CryptoSigner
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One built-in check of the gate: its name and the function that runs it."""
+
+    name: str
+    run: Callable[[GateInputs, Evidence], AnyCheckResult]
+
+
+BUILT_IN_CHECKS: tuple[GateCheck, ...] = (
+    GateCheck("evals", evals),
+    GateCheck("permission_boundary", permission_boundary),
+    GateCheck("acceptance_criteria", acceptance_criteria),
+    GateCheck("review_routing", review_routing),
+    GateCheck("operating_checklist", operating_checklist),
+    GateCheck("control_changes", control_changes),
+    GateCheck("logging", logging),
+    GateCheck("regression_ratchet", regression_ratchet),
+)
+"""Every built-in check, in the order the gate runs them."""
+assert [c.name for c in BUILT_IN_CHECKS] == list(BUILT_IN), "each built-in has its model"
+
+CHECKS: dict[str, Callable[[GateInputs, Evidence], AnyCheckResult]] = {
+    c.name: c.run for c in BUILT_IN_CHECKS}
+"""Every check by name, in the order they run: the built-in ones, then registered ones."""
+
+
+def register(name: str) -> Callable[[Check], Check]:
+    """Add a check from outside the gate under ``name``; it runs after the built-in checks
+    and those registered before it.
+
+    Raises:
+        ValueError: ``name`` is a built-in check's or already registered.
+    """
+    def add(function: Check) -> Check:
+        if name in CHECKS or name in BUILT_IN:
+            raise ValueError(f"a gate check named '{name}' is already registered")
+        CHECKS[name] = function
+        return function
+    return add
+
+
+def run_checks(inputs: GateInputs, evidence: Evidence) -> list[AnyCheckResult]:
+    """Every built-in check, then every registered one; a check that raises is an error
+    result, and so is a registered check's result that is not its own."""
+    table = [(c.name, c.run) for c in BUILT_IN_CHECKS]
+    table += [(name, check) for name, check in CHECKS.items() if name not in BUILT_IN]
+    results: list[AnyCheckResult] = []
+    for name, check in table:
+        try:
+            result = check(inputs, evidence)
+        except Exception as exc:  # fail closed: a broken check must not read as a pass
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            results.append(could_not_run(name, f"could not run: {exc!r}", [
+                f"{name} raised {exc!r} at {where.filename}:{where.lineno}"]))
+            continue
+        if name not in BUILT_IN and not (isinstance(result, CheckResult)
+                                         and result.name == name):
+            results.append(could_not_run(name, "could not run: returned no CheckResult named "
+                                               f"'{name}'", [f"{name} returned {result!r:.200}"]))
+            continue
+        results.append(result)
+    return results
+
+
+# What a later gate or report compares byte for byte, or opens: never redacted.
+UNREDACTED = ("fingerprint", "terms", "run_file")
+
+
+def decide(inputs: GateInputs, checks: list[AnyCheckResult]) -> Verdict:
+    """The verdict: pass only when every check passed.
+
+    Findings may quote what the agent said or sent; the verdict is stored, written and
+    reported, so it is redacted here, after every check has decided on the raw behaviour.
+    """
+    return Redactor().record(Verdict(
+        agent=inputs.agent.name,
+        outcome=combine(c.outcome for c in checks),
+        created_at=utc_now(),
+        fingerprint=inputs.fingerprint,
+        checks=checks,
+    ), keep=UNREDACTED)
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """One gate run on its way through the stages: what was asked, and what each stage
+    made so far."""
+
+    workspace: Workspace
+    agent: str
+    actor: str
+    trials: int | None = None
+    store: StateStore | None = None
+    progress: Progress | None = None
+    against: str | None = None
+    new_store: bool = False
+    signer: CryptoSigner | None = None
+    attestation: Path | None = None
+    inputs: GateInputs | None = None
+    """Made by ``load inputs``."""
+    evidence: Evidence | None = None
+    """Made by ``run evals``."""
+    checks: list[AnyCheckResult] | None = None
+    """Made by ``run checks``."""
+    verdict: Verdict | None = None
+    """Made by ``decide``; stored (and signed) by ``record``."""
+
+
+def _made(artefact: T | None, stage: str) -> T:
+    if artefact is None:
+        raise RuntimeError(f"the gate's stages are out of order: {stage} has not run")
+    return artefact
+
+
+def _load_inputs(run: GateRun) -> GateRun:
+    signer = gate_signer(run.workspace, run.signer, run.attestation)
+    inputs = load_inputs(run.workspace, run.agent, against=run.against)  # bad input: exit 2
+    if run.store is None:
+        require_store(run.workspace, new_store=run.new_store)
+    # Incidents as the audit log vouches for them: one restored only by a hand edit is
+    # open, and its changes are verified again. A store given by the caller (a test, an
+    # embedding process) serves every check too.
+    vouched = standing(run.workspace, run.agent, run.store or open_store(run.workspace))
+    return replace(run, signer=signer,
+                   inputs=replace(inputs, store=run.store, incidents=vouched.incidents))
+
+
+def _run_evals(run: GateRun) -> GateRun:
+    inputs = _made(run.inputs, "load inputs")
+    return replace(run, evidence=run_evals(inputs, run.trials, progress=run.progress))
+
+
+def _run_checks(run: GateRun) -> GateRun:
+    inputs, evidence = _made(run.inputs, "load inputs"), _made(run.evidence, "run evals")
+    return replace(run, checks=run_checks(inputs, evidence))
+
+
+def _decide(run: GateRun) -> GateRun:
+    inputs, checks = _made(run.inputs, "load inputs"), _made(run.checks, "run checks")
+    return replace(run, verdict=decide(inputs, checks))
+
+
+def _record(run: GateRun) -> GateRun:
+    verdict = _made(run.verdict, "decide")
+    (run.store or open_store(run.workspace)).save_verdict(verdict, run.actor)
+    if run.signer is not None:  # signed once stored: the envelope names the stored verdict
+        write_attestation(run.workspace, verdict, run.signer, also=run.attestation)
+    return run
+
+
+STAGES: tuple[tuple[str, Callable[[GateRun], GateRun]], ...] = (
+    ("load inputs", _load_inputs),
+    ("run evals", _run_evals),
+    ("run checks", _run_checks),
+    ("decide", _decide),
+    ("record", _record),
+)
+"""The gate's stages, in order: each takes the run so far and returns it with its artefact."""
+
+
+def run_gate(
+    workspace: Workspace,
+    agent: str,
+    *,
+    actor: str,
+    trials: int | None = None,
+    store: StateStore | None = None,
+    progress: Progress | None = None,
+    against: str | None = None,
+    new_store: bool = False,
+    signer: CryptoSigner | None = None,
+    attestation: Path | None = None,
+) -> Verdict:
+    """Gate ``agent``: run every check, store the verdict with its fingerprint, return it.
+
+    With ``against`` (a git ref such as ``origin/main``), the regression ratchet also
+    compares the regression set, incidents and baselines with those at that ref. A missing
+    state store is started only when the workspace shows no history, or with ``new_store``
+    (a CI job that starts from an empty store by design). With a signing key (``signer``,
+    else ``$REINSTATE_SIGNING_KEY``, which leaves the environment before any agent starts)
+    the stored verdict is also signed: its envelope goes to
+    ``.reinstate/attestations/<agent>/`` and to ``attestation`` when given.
+    """
+    run = GateRun(workspace=workspace, agent=agent, actor=actor, trials=trials, store=store,
+                  progress=progress, against=against, new_store=new_store, signer=signer,
+                  attestation=attestation)
+    for _, stage in STAGES:
+        run = stage(run)
+    return _made(run.verdict, "decide")
+
+
+def stored_by_this_run(workspace: Workspace, verdict: Verdict,
+                       store: StateStore | None = None) -> bool:
+    """Whether the store's latest verdict for the agent is exactly ``verdict``: the gate
+    exits 0 only then, whatever the code it ran did to the objects in its memory."""
+    try:
+        latest = (store or open_store(workspace)).latest_verdict(verdict.agent)
+    except ReinstateError:
+        return False
+    return latest is not None and verdict_digest(latest) == verdict_digest(verdict)

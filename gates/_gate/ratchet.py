@@ -1,0 +1,205 @@
+"""The regression ratchet: an agent's regression set only ever tightens.
+
+Removing a regression case, or loosening one (a lower threshold, fewer trials, an
+expectation dropped or changed, its input, fixtures or recorded harm edited), fails the
+gate unless an approval (who, why) is on record for exactly that change.
+
+Where the ratchet remembers: every verdict's ``regression_ratchet`` check keeps the terms
+(threshold, trials, a digest of each expectation and of the rest of the case) of every
+case it held the set to, and the next gate compares today's set with the latest
+verdict's. An unapproved loosening keeps the old terms, so it fails every gate until it
+is undone or approved. The incident files (in git) add what survives a fresh state store:
+every case an incident's history says was captured must still exist. Approvals are
+``ratchet-approval`` entries of the audit log: appended, hash-chained, never edited, each
+bound to the case's terms as approved, so a later loosening needs its own.
+
+A CI job that starts from a fresh store has no such memory: there the gate runs with
+``--against REF`` and git is the memory (:mod:`gates._gate.ratchet_git`), with approvals in a
+file committed with the change (:mod:`gates._verdict.ratchet_approvals`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from evalsuite import InvalidInput, load_cases
+from gates._config import Workspace
+from gates._gate.checks import Evidence
+from gates._gate.inputs import GateInputs, regression_set_lock
+from gates._gate.ratchet_git import compare_with_ref, ratchet_against
+from gates._store.access import open_store
+from gates._store.backends import AuditEntry, StateStore
+from gates._verdict.check_results import (
+    AgainstRef,
+    ApprovedLoosening,
+    Loosened,
+    LostSince,
+    RegressionRatchetData,
+    RegressionRatchetResult,
+)
+from gates._verdict.ratchet_approvals import RatchetApproval, append_approvals, approvals_path
+from gates._verdict.ratchet_terms import (
+    REMOVED,
+    Loosening,
+    RatchetTerms,
+    captured_cases,
+    compare,
+    terms_of,
+)
+from regressions import RegressionCase, utc_now
+
+NAME = "regression_ratchet"
+APPROVAL = "ratchet-approval"
+
+
+def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry]:
+    """The latest approval for each (case, key) of ``agent``, from the audit log."""
+    return {(e.detail.get("case", ""), e.detail.get("terms", "")): e
+            for e in store.audit(agent) if e.action == APPROVAL}
+
+
+def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]:
+    verdict = store.latest_verdict(agent) if store is not None else None
+    # Not ``if verdict``: a verdict is truthy only when it passed.
+    check = verdict.result(RegressionRatchetResult) if verdict is not None else None
+    if check is None or check.data is None:
+        return {}
+    return dict(check.data.terms)
+
+
+def _captured(workspace: Workspace, agent: str) -> set[str]:
+    """Case ids the agent's incident histories record as captured."""
+    return {case for incident in workspace.incidents().all(agent)
+            for case in captured_cases(incident)}
+
+
+def _store(workspace: Workspace, store: StateStore | None) -> StateStore | None:
+    """The given store, else the workspace's; None while it was never written (no memory)."""
+    if store is not None:
+        return store
+    return open_store(workspace) if workspace.state_path.exists() else None
+
+
+def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase] | None = None,
+                   store: StateStore | None = None,
+                   ) -> tuple[list[Loosening], dict[str, RatchetTerms]]:
+    """Every removal and loosening since the ratchet last held ``agent``'s set, each with
+    its approval if one is recorded; and the terms the next verdict should remember."""
+    workspace.require_agent(agent)
+    if cases is None:
+        cases = list(load_cases(workspace.regressions_dir(agent), RegressionCase, agent).values())
+    default = workspace.config.gate.trials
+    today = {case.id: terms_of(case, default) for case in cases}
+    held = _store(workspace, store)
+    remembered = _remembered(held, agent)
+    approved = approvals(held, agent) if held is not None else {}
+    found = [replace(f, approval=approved.get((f.case, f.key)))
+             for f in compare(remembered, _captured(workspace, agent), today)]
+    memory = dict(today)
+    for loosening in found:
+        if loosening.approval is None and loosening.case in remembered:
+            memory[loosening.case] = remembered[loosening.case]  # hold the old terms
+        elif loosening.key == REMOVED:
+            memory.pop(loosening.case, None)
+    return found, memory
+
+
+def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatchetResult:
+    """No regression case was removed or loosened without a recorded approval (and, with
+    ``--against REF``, no case, incident file or baseline file was lost since REF)."""
+    agent = inputs.agent.name
+    found, memory = ratchet_status(inputs.workspace, agent, inputs.regression_cases,
+                                   inputs.store)
+    open_ = [f for f in found if f.approval is None]
+    findings = [f"{f.case}: {f.what}; undo it, or approve it with `reinstate ratchet approve "
+                f"{agent} {f.case} --reason …`" for f in open_]
+    done = [f for f in found if f.approval is not None]
+    summary = (f"regression cases held: {len(memory)}; {len(open_)} removed or loosened "
+               f"without approval" + (f", {len(done)} approved" if done else ""))
+    data = RegressionRatchetData(
+        terms=dict(sorted(memory.items())),
+        loosened=[Loosened(case=f.case, what=f.what) for f in open_],
+        approved=[_approved(f) for f in done],
+    )
+    against = inputs.against
+    if against is not None:
+        lost = compare_with_ref(against, inputs.workspace, agent, inputs.regression_cases,
+                                inputs.incidents)
+        lost_open = [f for f in lost if f.approval is None]
+        lost_done = [f for f in lost if f.approval is not None]
+        approvals = inputs.workspace.relative(approvals_path(inputs.workspace, agent))
+        findings += [f"{f.case}: {f.what} since {against.ref}; undo it, or approve it with "
+                     f"`reinstate ratchet approve {agent} {f.case} --against {against.ref} "
+                     f"--reason …` and commit {approvals}" for f in lost_open]
+        summary += (f"; against {against.ref} ({against.commit[:12]}): {len(against.terms)} "
+                    f"cases, {len(against.incidents)} incidents, {len(lost_open)} removed, "
+                    f"loosened or deleted without approval"
+                    + (f", {len(lost_done)} approved" if lost_done else ""))
+        data.against = AgainstRef(
+            ref=against.ref, commit=against.commit,
+            loosened=[LostSince(case=f.case, kind=f.kind, what=f.what) for f in lost_open],
+            approved=[_approved(f) for f in lost_done],
+        )
+        open_ += lost_open
+    return RegressionRatchetResult(outcome="fail" if open_ else "pass", summary=summary,
+                                   findings=findings, data=data)
+
+
+def _approved(loosening: Loosening) -> ApprovedLoosening:
+    approval = loosening.approval
+    assert approval is not None
+    return ApprovedLoosening(case=loosening.case, kind=loosening.kind, what=loosening.what,
+                             by=approval.actor, why=approval.reason, at=approval.at)
+
+
+def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason: str,
+                      actor: str, store: StateStore | None = None) -> AuditEntry:
+    """Record who approves removing or loosening ``case_id`` today, and why.
+
+    The approval is bound to the case as it is now: loosening it further needs another.
+    """
+    if not reason.strip():
+        raise InvalidInput(None, "--reason", "expected why the regression set may loosen")
+    store = store or open_store(workspace)
+    found, _ = ratchet_status(workspace, agent, store=store)
+    pending = {f.case: f for f in found}
+    loosening = pending.get(case_id)
+    if loosening is None:
+        listed = ", ".join(sorted(pending)) or "none"
+        raise InvalidInput(None, "CASE_ID", f"{case_id} was not removed or loosened since the "
+                                            f"last gate of {agent}: nothing to approve "
+                                            f"(removed or loosened: {listed})")
+    return store.append(actor=actor, action=APPROVAL, agent=agent, reason=reason.strip(),
+                        detail={"case": case_id, "terms": loosening.key,
+                                "change": loosening.what})
+
+
+def approve_against(workspace: Workspace, agent: str, case_id: str, *, reason: str,
+                    actor: str, ref: str) -> list[RatchetApproval]:
+    """Approve, in the repository, what ``case_id`` lost since git ``ref``.
+
+    Appends one entry per unapproved change of ``case_id`` (a case id, or an incident id
+    for its deleted file or changed baseline) to ``regressions/<agent>.ratchet-approvals
+    .yaml``, atomically; commit that file with the change so the pull request's reviewers
+    see it. Each entry is bound to the terms as they are now: a further loosening needs
+    another.
+
+    Raises:
+        InvalidInput: no reason, nothing of ``case_id`` to approve, or see
+            :func:`ratchet_against`.
+    """
+    if not reason.strip():
+        raise InvalidInput(None, "--reason", "expected why the regression set may loosen")
+    pending = [f for f in ratchet_against(workspace, agent, ref) if f.approval is None]
+    mine = [f for f in pending if f.case == case_id]
+    if not mine:
+        listed = ", ".join(sorted({f.case for f in pending})) or "none"
+        raise InvalidInput(None, "CASE_ID", f"{case_id} lost nothing since {ref} that is not "
+                                            f"approved: nothing to approve (not approved: "
+                                            f"{listed})")
+    at = utc_now().replace(microsecond=0)
+    entries = [RatchetApproval(case=f.case, kind=f.kind, terms=f.key, change=f.what,
+                               actor=actor, reason=reason.strip(), at=at) for f in mine]
+    with regression_set_lock(workspace, agent):
+        append_approvals(workspace, agent, entries)
+    return entries

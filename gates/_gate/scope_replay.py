@@ -1,0 +1,390 @@
+"""The incident's whole scope of impact, replayed through the baseline and today's controls.
+
+A control change is proven on more than the runs someone captured by hand: the
+investigation's logs are read again as a stream, every step its signature matches (the
+scope of impact) is decided by the controls as they were at containment and by today's,
+and so is every tool call and output of the runs the signature does not reach, to count
+what today's controls newly deny (over-blocking) and newly send to a person (review load).
+
+A log must be the very file the investigation read: one that is missing or whose SHA-256
+changed is an error naming it, because the scope can then no longer be checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalsuite import (
+    LOG_FORMATS,
+    Behaviour,
+    History,
+    InvalidInput,
+    LogFormat,
+    Output,
+    ReinstateError,
+    Skips,
+    ToolCall,
+    read_logs,
+)
+from gates._config import Workspace
+from gates._controls.files import Controls
+from gates._controls.policy import Decision
+from gates._controls.replay import ReplayLayer, replay
+from gates._gate.baseline import load_baseline
+from gates._gate.inputs import GateInputs
+from gates._verdict.check_results import DecisionReplay
+from regressions import Incident, ScopeSearch
+
+EXAMPLES = 10
+"""Steps listed per kind of change of decision; the counts are exact."""
+
+
+@dataclass(frozen=True)
+class ReplayedStep:
+    """One logged step (or an in-scope run's harmful behaviour) decided twice."""
+
+    run_id: str
+    step: int
+    """The step's position in its run (the first harmful step, for a behaviour)."""
+    source: str
+    """Where the log holds it: ``logs/x.jsonl:17``."""
+    what: str
+    """The step in words: ``issue_refund(order_id='A-1001', …)``, ``output``."""
+    before: Decision
+    """The baseline's decision (the controls at containment)."""
+    after: Decision
+    """Today's decision."""
+
+    @property
+    def label(self) -> str:
+        """``run-123 step 4 (logs/x.jsonl:17): issue_refund(…)``, as findings name it."""
+        return f"{self.run_id} step {self.step} ({self.source}): {self.what}"
+
+    def row(self) -> DecisionReplay:
+        """The replay row a verification stores, with where the step was logged."""
+        return DecisionReplay(step=self.label, before=self.before.effect,
+                              before_rule=self.before.rule, after=self.after.effect,
+                              after_rule=self.after.rule, after_reason=self.after.reason,
+                              source=self.source)
+
+
+@dataclass
+class Changed:
+    """How many logged steps one kind of change of decision hit, and the first of them."""
+
+    count: int = 0
+    examples: list[ReplayedStep] = field(default_factory=list)
+
+    def add(self, step: ReplayedStep) -> None:
+        """Count one step, keeping it as an example while there are few."""
+        self.count += 1
+        if len(self.examples) < EXAMPLES:
+            self.examples.append(step)
+
+    def merge(self, other: Changed) -> None:
+        """Add another tally to this one."""
+        self.count += other.count
+        self.examples += other.examples[:EXAMPLES - len(self.examples)]
+
+
+@dataclass
+class OutsideScope:
+    """The logged runs the signature does not reach, decided by the baseline and today."""
+
+    runs: int = 0
+    calls: int = 0
+    outputs: int = 0
+    newly_denied: Changed = field(default_factory=Changed)
+    """Calls today's permissions deny that the baseline did not."""
+    newly_routed: Changed = field(default_factory=Changed)
+    """Calls and outputs today sends to a person that the baseline let act alone."""
+    newly_rejected: Changed = field(default_factory=Changed)
+    """Calls and outputs failing an acceptance criterion today, not at the baseline."""
+
+    def merge(self, other: OutsideScope) -> None:
+        """Add one run's tally to this one."""
+        self.runs += other.runs
+        self.calls += other.calls
+        self.outputs += other.outputs
+        self.newly_denied.merge(other.newly_denied)
+        self.newly_routed.merge(other.newly_routed)
+        self.newly_rejected.merge(other.newly_rejected)
+
+
+@dataclass
+class ScopeReplay:
+    """The incident's logged scope of impact and the runs outside it, decided twice."""
+
+    incident: str
+    harmful: dict[ReplayLayer, list[ReplayedStep]]
+    """Per layer, every in-scope harmful step (``acceptance``: each run's harmful behaviour)."""
+    runs_in_scope: int
+    outside: OutsideScope
+
+    def overblocking(self, *, acceptance: bool = True) -> list[str]:
+        """Logged behaviour outside the scope that today's controls newly deny (and, with
+        ``acceptance``, newly reject), the first few of each with a count of the rest."""
+        out = self.outside
+        found = []
+        kinds = [("denied", out.newly_denied)]
+        if acceptance:
+            kinds.append(("rejected", out.newly_rejected))
+        for kind, tally in kinds:
+            found += [f"{s.label} is now {kind} by {s.after.rule}: {s.after.reason} (logged "
+                      f"outside {self.incident}'s scope; the baseline let it through)"
+                      for s in tally.examples]
+            if tally.count > len(tally.examples):
+                found.append(f"… and {tally.count - len(tally.examples)} more logged steps "
+                             f"outside {self.incident}'s scope newly {kind}")
+        return found
+
+    def review_load(self) -> list[str]:
+        """What today's controls newly send to a person, over the logged runs outside scope."""
+        out = self.outside
+        if not out.newly_routed.count:
+            return []
+        return [f"review load: {out.newly_routed.count} of {out.calls} logged calls and "
+                f"{out.outputs} "
+                f"outputs in {out.runs} runs outside {self.incident}'s scope now go to a "
+                f"person first", *[f"  e.g. {s.label} by {s.after.rule}"
+                                   for s in out.newly_routed.examples[:3]]]
+
+
+@dataclass
+class _Run:
+    """One run as the stream has shown it so far."""
+
+    history: History = field(default_factory=History)
+    context: dict[str, Any] = field(default_factory=dict)
+    harmful_calls: list[ToolCall] = field(default_factory=list)
+    harmful_output: str | None = None
+    first_harm: tuple[int, str] | None = None
+    outside: OutsideScope = field(default_factory=lambda: OutsideScope(runs=1))
+
+
+def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
+                 today: Controls) -> ScopeReplay | None:
+    """The incident's logged scope of impact and the runs outside it, decided twice.
+
+    Args:
+        workspace: the workspace the investigation's log paths are relative to.
+        incident: the incident; without an investigation there is nothing to replay.
+        baseline: the controls at containment.
+        today: today's controls.
+
+    Returns:
+        The replay, or None when the incident was not investigated.
+
+    Raises:
+        InvalidInput: a log the investigation read is missing or has changed since, or
+            cannot be read as it was then.
+    """
+    investigation = incident.investigation
+    if investigation is None:
+        return None
+    key = (incident, baseline, today)
+    for cached_key, cached in _CACHE:
+        if all(a is b for a, b in zip(cached_key, key, strict=True)):
+            return cached
+    logs = _checked_logs(workspace, incident)
+    criteria = {c.name: c for c in (*baseline.acceptance.criteria, *today.acceptance.criteria)}
+    search = ScopeSearch(investigation.signature, criteria)
+    harmful: dict[ReplayLayer, list[ReplayedStep]] = {"permissions": [], "review": [],
+                                                      "acceptance": []}
+    runs: dict[str, _Run] = {}
+    for path, fmt in logs:
+        skips = Skips() if investigation.skipped_records else None
+        shown = workspace.relative(path)  # once a file, not once a step
+
+        def show(_: Path, name: str = shown) -> str:
+            return name
+
+        for part in read_logs([path], fmt, agent=incident.agent, skips=skips):
+            run = runs.setdefault(part.run_id, _Run())
+            if part.header is not None:
+                run.context = {**run.context, **part.header.context}
+            for i, step in enumerate(part.steps):
+                # History grows as the run streams: each step sees the steps before it.
+                index = len(run.history)
+                if isinstance(step, ToolCall | Output):
+                    source = part.where(i, show)
+                    if search.matches(step):
+                        _harm(harmful, run, part.run_id, index, source, step, baseline, today)
+                    elif run.first_harm is None:
+                        _outside(run, part.run_id, index, source, step, baseline, today)
+                run.history.append(step)
+    outside = OutsideScope()
+    for run_id, run in runs.items():
+        if run.first_harm is None:
+            outside.merge(run.outside)
+            continue
+        behaviour = Behaviour(tool_calls=run.harmful_calls, output=run.harmful_output)
+        at, source = run.first_harm
+        harmful["acceptance"].append(ReplayedStep(
+            run_id, at, source, "harmful behaviour",
+            replay(behaviour, "acceptance", baseline), replay(behaviour, "acceptance", today)))
+    result = ScopeReplay(incident=incident.id, harmful=harmful,
+                         runs_in_scope=len(runs) - outside.runs, outside=outside)
+    _CACHE[:] = [*_CACHE[-3:], (key, result)]
+    return result
+
+
+# The last few replays, by the identity of what they were computed from: a gate run asks
+# the same incident's scope once per control change, and the logs are read once.
+_CACHE: list[tuple[tuple[object, ...], ScopeReplay]] = []
+
+
+def scope_steps(workspace: Workspace, incident: Incident, baseline: Controls, today: Controls,
+                layer: ReplayLayer) -> list[ReplayedStep]:
+    """The in-scope harmful steps ``layer`` decides; none when the incident has no
+    investigation."""
+    scope = replay_scope(workspace, incident, baseline, today)
+    return scope.harmful[layer] if scope is not None else []
+
+
+@dataclass
+class LoggedOverblocking:
+    """Over every open, contained, investigated incident: what today newly stops outside
+    its logged scope."""
+
+    findings: list[str] = field(default_factory=list)
+    review_load: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    calls: int = 0
+    newly_denied: int = 0
+    newly_routed: int = 0
+
+
+def logged_overblocking(inputs: GateInputs) -> LoggedOverblocking:
+    """Tool calls logged outside each open incident's scope that today's permissions newly
+    deny (findings) or newly send to a person (review load), against its baseline."""
+    found = LoggedOverblocking()
+    for incident in inputs.incidents:
+        if (incident.phase == "closed" or incident.containment is None
+                or incident.investigation is None):
+            continue
+        try:
+            baseline = load_baseline(inputs.workspace, incident)
+            scope = replay_scope(inputs.workspace, incident, baseline, inputs.controls)
+        except ReinstateError as exc:
+            found.errors.append(f"{incident.id}: cannot replay its logged scope: {exc}")
+            continue
+        assert scope is not None  # the incident has an investigation
+        out = scope.outside
+        found.calls += out.calls
+        found.newly_denied += out.newly_denied.count
+        found.newly_routed += out.newly_routed.count
+        found.findings += [f"over-blocking: {line}"
+                           for line in scope.overblocking(acceptance=False)]
+        found.review_load += scope.review_load()
+    return found
+
+
+@dataclass
+class LoggedHarm:
+    """Over every open, contained, investigated incident: its logged harmful steps and
+    behaviours as today's controls decide them."""
+
+    steps: list[tuple[ReplayedStep, bool]] = field(default_factory=list)
+    """Each in-scope harmful call or output (its review-layer replay), and whether today's
+    controls stop it: a call denied by the permissions or routed to a person, an output
+    routed to a person."""
+    behaviours: list[ReplayedStep] = field(default_factory=list)
+    """Each in-scope run's harmful behaviour through the acceptance criteria."""
+    errors: list[str] = field(default_factory=list)
+
+
+def logged_harm(inputs: GateInputs) -> LoggedHarm:
+    """The harm logged in each open incident's scope, decided by today's controls, for the
+    gate's acceptance and review checks."""
+    found = LoggedHarm()
+    for incident in inputs.incidents:
+        if (incident.phase == "closed" or incident.containment is None
+                or incident.investigation is None):
+            continue
+        try:
+            baseline = load_baseline(inputs.workspace, incident)
+            scope = replay_scope(inputs.workspace, incident, baseline, inputs.controls)
+        except ReinstateError as exc:
+            found.errors.append(f"{incident.id}: cannot replay its logged scope: {exc}")
+            continue
+        assert scope is not None  # the incident has an investigation
+        denied = {(s.run_id, s.step) for s in scope.harmful["permissions"] if s.after.stopped}
+        found.steps += [(s, s.after.stopped or (s.run_id, s.step) in denied)
+                        for s in scope.harmful["review"]]
+        found.behaviours += scope.harmful["acceptance"]
+    return found
+
+
+def _harm(harmful: dict[ReplayLayer, list[ReplayedStep]], run: _Run, run_id: str, index: int,
+          source: str, step: ToolCall | Output, baseline: Controls, today: Controls) -> None:
+    """Decide one in-scope harmful step on each layer that decides it."""
+    if run.first_harm is None:
+        run.first_harm = (index, source)
+    layers: Sequence[ReplayLayer]
+    if isinstance(step, ToolCall):
+        run.harmful_calls.append(step)
+        what, layers = step.describe(), ("permissions", "review")
+    else:
+        run.harmful_output = step.content
+        what, layers = "output", ("review",)
+    for layer in layers:
+        harmful[layer].append(ReplayedStep(
+            run_id, index, source, what,
+            replay(step, layer, baseline, history=run.history, context=run.context),
+            replay(step, layer, today, history=run.history, context=run.context)))
+
+
+def _outside(run: _Run, run_id: str, index: int, source: str, step: ToolCall | Output,
+             baseline: Controls, today: Controls) -> None:
+    """Decide one step of a run the signature has not reached (yet)."""
+    tally = run.outside
+    if isinstance(step, ToolCall):
+        tally.calls += 1
+        what = step.describe()
+    else:
+        tally.outputs += 1
+        what = "output"
+
+    def decided(layer: ReplayLayer) -> ReplayedStep:
+        return ReplayedStep(
+            run_id, index, source, what,
+            replay(step, layer, baseline, history=run.history, context=run.context),
+            replay(step, layer, today, history=run.history, context=run.context))
+
+    stopped = decided("stopped")
+    if stopped.after.effect == "deny" and stopped.before.effect != "deny":
+        tally.newly_denied.add(stopped)
+    elif stopped.after.effect == "review" and stopped.before.effect == "allow":
+        tally.newly_routed.add(stopped)
+    accepted = decided("acceptance")
+    if accepted.after.stopped and not accepted.before.stopped:
+        tally.newly_rejected.add(accepted)
+
+
+def _checked_logs(workspace: Workspace, incident: Incident) -> list[tuple[Path, LogFormat]]:
+    """The investigation's logs, each still the file it read."""
+    assert incident.investigation is not None
+    record = workspace.relative(workspace.incidents().path(incident.id))
+    out = []
+    for i, log in enumerate(incident.investigation.logs):
+        path = Path(log.path) if Path(log.path).is_absolute() else workspace.root / log.path
+        if log.format not in LOG_FORMATS:
+            raise InvalidInput(record, f"investigation.logs[{i}].format",
+                               f"expected one of {', '.join(LOG_FORMATS)}, got {log.format!r}")
+        if not path.is_file():
+            raise InvalidInput(path, "", f"missing: {incident.id}'s investigation read this "
+                                         f"log, so its scope of impact cannot be checked")
+        with path.open("rb") as handle:
+            now = hashlib.file_digest(handle, "sha256").hexdigest()
+        if now != log.sha256:
+            raise InvalidInput(path, "", f"changed since {incident.id} was investigated "
+                                         f"(sha256 {log.sha256[:12]}…, now {now[:12]}…), so its "
+                                         f"scope of impact cannot be checked: investigate "
+                                         f"{incident.id} again over this log")
+        out.append((path, log.format))
+    return out

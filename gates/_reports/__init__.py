@@ -1,0 +1,1 @@
+"""Reports: the terminal, the verdict page, JUnit and the postmortem."""

@@ -1,0 +1,115 @@
+"""How verdicts, incidents and modes look on a terminal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rich.console import Console
+from rich.table import Table
+
+from gates._store.access import ModeReading
+from gates._verdict.check_results import CoverageReplay, DecisionReplay, PromptReplay, ReplayRow
+from gates._verdict.verdict import ChangeVerification, Verdict
+from regressions import Incident
+
+STYLE = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
+
+
+def outcome(text: str) -> str:
+    """An outcome word, coloured."""
+    return f"[bold {STYLE.get(text, 'white')}]{text.upper()}[/]"
+
+
+def duration(delta: timedelta) -> str:
+    """``2h 35m``."""
+    minutes = int(delta.total_seconds() // 60)
+    return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def verdict_table(console: Console, verdict: Verdict, *, findings: int = 3) -> None:
+    """One row per check, then the verdict and what it allows."""
+    table = Table(title=f"gate {verdict.agent} (agent {verdict.fingerprint.agent_version})",
+                  title_justify="left", show_lines=False)
+    table.add_column("check")
+    table.add_column("outcome")
+    table.add_column("summary", overflow="fold")
+    for check in verdict.checks:
+        detail = check.summary
+        shown = check.findings[:findings]
+        if shown:
+            detail += "".join(f"\n  • {f}" for f in shown)
+        if len(check.findings) > findings:
+            detail += f"\n  … and {len(check.findings) - findings} more"
+        table.add_row(check.name, outcome(check.outcome), detail)
+    console.print(table)
+    allows = ("may be restored to full operation" if verdict
+              else "may NOT be restored to full operation")
+    console.print(f"verdict: {outcome(verdict.outcome)} — {verdict.agent} {allows}")
+
+
+def verification_table(console: Console, verifications: list[ChangeVerification]) -> None:
+    """Per control change: the harm's decision before (baseline) and after (today)."""
+    if not verifications:
+        return
+    table = Table(title="control changes: baseline → today", title_justify="left")
+    for column in ("change", "layer", "replayed", "before", "after (deciding rule)", "verified"):
+        table.add_column(column, overflow="fold")
+    for v in verifications:
+        rows: list[ReplayRow | None] = [*v.replays] or [None]
+        for i, row in enumerate(rows):
+            replayed, before, after, rule = _replay_cells(row)
+            if "(" in replayed:  # the full call is in the JSON verdict; the table names it
+                replayed = replayed.split("(")[0] + "(…)"
+            table.add_row(
+                f"{v.incident} {v.change}" if i == 0 else "", v.layer if i == 0 else "",
+                replayed, before, f"{after} ({rule})" if rule else after,
+                ("[green]yes[/]" if v.verified else f"[red]no[/]: {v.reason}") if i == 0 else "",
+            )
+    console.print(table)
+
+
+def _replay_cells(row: ReplayRow | None) -> tuple[str, str, str, str | None]:
+    """What was replayed, the decision or count before and after, and today's rule."""
+    if isinstance(row, DecisionReplay):
+        return row.step, row.before, row.after, row.after_rule
+    if isinstance(row, CoverageReplay):
+        return row.input_type, str(row.before), str(row.after), None
+    if isinstance(row, PromptReplay):
+        return row.case, "", str(row.outcome), None
+    return "", "", "", None
+
+
+def incident_summary(console: Console, incident: Incident) -> None:
+    """The incident's phase, clock and resolution at a glance."""
+    console.print(f"[bold]{incident.id}[/] {incident.agent} · {incident.severity} · "
+                  f"phase [bold]{incident.phase}[/]")
+    console.print(f"  {incident.summary}")
+    console.print(f"  detected {incident.detected_at:%Y-%m-%d %H:%M} UTC")
+    if incident.containment is not None:
+        c = incident.containment
+        taken = incident.time_to_contain
+        assert taken is not None
+        met = incident.containment_target_met
+        verdict = ("[green]within[/]" if met else "[bold red]MISSED[/]")
+        console.print(f"  contained {c.contained_at:%Y-%m-%d %H:%M} UTC in {duration(taken)}: "
+                      f"{verdict} the {c.target_hours:g}h target · mode {c.mode} · notified "
+                      f"{', '.join(c.notified)}")
+        console.print(f"  scope: {c.scope}")
+    for finding in incident.findings:
+        mark = "[red]gap[/]" if finding.gap else "[green]no gap[/]"
+        console.print(f"  {finding.id} {finding.layer}: {mark} — {finding.description}")
+    for change in incident.control_changes:
+        console.print(f"  {change.id} {change.layer} (addresses "
+                      f"{', '.join(change.addresses) or '—'}): {change.description}")
+    if incident.post_incident_review is not None:
+        console.print(f"  post-incident review: {incident.post_incident_review.isoformat()}")
+
+
+def mode_line(reading: ModeReading) -> str:
+    """``refund-agent: review (since …, by …: reason)``."""
+    text = f"{reading.agent}: [bold]{reading.mode}[/]"
+    if reading.since is not None:
+        text += f" since {reading.since:%Y-%m-%d %H:%M} UTC by {reading.actor} ({reading.reason})"
+    elif reading.degraded:
+        text += f" — {reading.degraded}; failing closed"
+    return text

@@ -1,0 +1,1 @@
+"""The response: contain, investigate, capture, verify and restore."""

@@ -1,0 +1,218 @@
+"""The on-call engineer's actions: open, contain, capture, record the RCA and the resolution."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from evalsuite import InvalidInput, Run, display_path, read_runs
+from gates._config import Workspace
+from gates._errors import StoreUnavailable
+from gates._gate.baseline import snapshot
+from gates._gate.inputs import regression_set_lock
+from gates._store.access import open_store
+from gates._store.backends import ModeRecord, StateStore
+from regressions import (
+    ChangeLayer,
+    Containment,
+    ContainmentMode,
+    ControlChange,
+    Finding,
+    FixLocation,
+    Incident,
+    Layer,
+    RegressionCase,
+    Severity,
+    build_case,
+    default_harmful_steps,
+    next_phase,
+    save_case,
+    utc_now,
+)
+
+
+def open_incident(workspace: Workspace, agent: str, *, summary: str, severity: Severity,
+                  actor: str, detected_at: datetime | None = None) -> Incident:
+    """Open an incident for ``agent``; it gets the next ``INC-<n>`` id."""
+    workspace.require_agent(agent)
+    now = utc_now()
+    detected = detected_at or now
+    if detected.tzinfo is None:
+        raise InvalidInput(None, "--detected-at",
+                           "expected a time with a timezone, e.g. 2026-11-26T02:10:00Z")
+    if detected > now:
+        raise InvalidInput(None, "--detected-at",
+                           f"expected a time in the past, got {detected.isoformat()}")
+    return workspace.incidents().open(agent=agent, summary=summary, severity=severity,
+                                      detected_at=detected, actor=actor)
+
+
+@dataclass
+class Contained:
+    """What containment did."""
+
+    incident: Incident
+    mode: str
+    warnings: list[str] = field(default_factory=list)
+
+
+def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
+            notify: Sequence[str], scope: str, actor: str,
+            store: StateStore | None = None) -> Contained:
+    """Put the incident's agent in ``mode`` at once, then record containment and the baseline.
+
+    The mode is set first, because containment must take effect before anything else can
+    fail. A mode already more restrictive than ``mode`` is kept.
+    """
+    book = workspace.incidents()
+    incident = book.load(incident_id)
+    next_phase(incident.id, "contain", incident.phase)
+    if not notify:
+        raise InvalidInput(None, "--notify", "expected who was notified, e.g. legal,compliance")
+    if not scope.strip():
+        raise InvalidInput(None, "--scope", "expected the scope of harm as known now")
+    warnings = []
+    store = store or open_store(workspace)
+    now = utc_now()
+    try:
+        # Read and written in one transaction: a stricter mode already in force (another
+        # containment, even one racing this) is kept, never loosened.
+        _, effective = store.tighten_mode(
+            ModeRecord(agent=incident.agent, mode=mode, since=now, actor=actor,
+                       reason=f"contain {incident.id}: {scope}"),
+            detail={"incident": incident.id},
+        )
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"{incident.agent} is NOT contained: {exc}; stop it by its "
+                               f"rollback plan now") from None
+    if effective != mode:
+        warnings.append(f"{incident.agent} is already {effective}; kept that, the more "
+                        f"restrictive mode")
+    missing = [n for n in workspace.config.containment.notify if n not in notify]
+    if missing:
+        warnings.append(f"not notified: {', '.join(missing)} (required by reinstate.toml)")
+    baseline = snapshot(workspace, incident)
+    with book.change(incident.id, action="contain", actor=actor,
+                     detail=f"mode {effective}; notified {', '.join(notify)}") as record:
+        record.containment = Containment(
+            mode=effective, contained_at=now, contained_by=actor, notified=list(notify),
+            scope=scope, target_hours=workspace.config.containment.target_hours,
+            baseline=baseline,
+        )
+    return Contained(incident=book.load(incident.id), mode=effective, warnings=warnings)
+
+
+@dataclass
+class Captured:
+    """What capture wrote."""
+
+    path: Path
+    case: RegressionCase
+    created: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: str,
+            steps: Sequence[int] = (), run_id: str | None = None,
+            tags: Sequence[str] = (), keep_raw: bool = False) -> Captured:
+    """Capture an incident's harmful run as a regression case under ``regressions/<agent>/``.
+
+    Without ``steps``, the harm is taken to be the calls to high- and critical-risk (or
+    unknown) tools after the last user input, and the final output. E-mail addresses,
+    phone and card numbers and tokens are replaced with placeholders unless ``keep_raw``.
+    """
+    book = workspace.incidents()
+    incident = book.load(incident_id)
+    next_phase(incident.id, "capture", incident.phase)
+    run = _pick_run(read_runs(run_file), run_file, run_id)
+    if run.agent is not None and run.agent != incident.agent:
+        raise InvalidInput(run_file, f"run {run.run_id}",
+                           f"expected a run of {incident.agent}, got one of {run.agent}")
+    warnings = []
+    harmful = list(steps)
+    if not harmful:
+        controls = workspace.controls(incident.agent)
+        risky = {s.tool for s in run.tool_calls()
+                 if controls.risk_of(s.tool) in (None, "high", "critical")}
+        harmful = default_harmful_steps(run, risky)
+        warnings.append(f"no --step given: captured steps {', '.join(map(str, harmful))} "
+                        f"(high-risk calls and the final output)")
+    if not tags:
+        warnings.append("no --tag given: the case is 'unclassified', so eval coverage for "
+                        "its input type cannot be verified")
+    # Built before the lock, so bad input stops here, before anything is written; the
+    # case gets its number when it is saved.
+    candidate = build_case(incident, run, f"{incident.id}-0", harmful=harmful,
+                           source=run_file, source_label=workspace.relative(run_file),
+                           tags=list(tags), actor=actor, keep_raw=keep_raw)
+    # One writer of the agent's regression set at a time, from writing the case to recording
+    # it: two processes capturing the same steps at once write one case and one history
+    # entry, and a gate never reads the set half-changed.
+    with regression_set_lock(workspace, incident.agent):
+        path, case, created = save_case(workspace.regressions_dir(incident.agent),
+                                        incident.id, candidate)
+        # A capture killed between writing the case and recording it is recorded on retry.
+        recorded = any(e.action == "capture" and e.case == case.id
+                       for e in book.load(incident.id).history)
+        if created or not recorded:
+            with book.change(incident.id, action="capture", actor=actor, case=case.id,
+                             detail=f"{case.id} from {workspace.relative(run_file)}"):
+                pass
+    if not created:
+        warnings.append(f"this capture already exists as {case.id}; nothing written"
+                        + ("" if recorded else " (its capture is now in the incident history)"))
+    if keep_raw:
+        warnings.append(f"{case.id} keeps the raw text: it may hold personal data and secrets")
+    return Captured(path=path, case=case, created=created, warnings=warnings)
+
+
+def _pick_run(runs: list[Run], path: Path, run_id: str | None) -> Run:
+    if run_id is None:
+        if len(runs) == 1:
+            return runs[0]
+        ids = ", ".join(r.run_id for r in runs[:10])
+        raise InvalidInput(path, "", f"the log holds {len(runs)} runs; choose one with --run-id "
+                                     f"({ids}{', …' if len(runs) > 10 else ''})")
+    for run in runs:
+        if run.run_id == run_id:
+            return run
+    raise InvalidInput(path, "", f"no run '{run_id}' in {display_path(path)}")
+
+
+def record_finding(workspace: Workspace, incident_id: str, *, layer: Layer, gap: bool,
+                   description: str, actor: str, evidence: Sequence[str] = (),
+                   fix_location: FixLocation | None = None) -> Finding:
+    """Record the root-cause finding for one control layer (replacing an earlier one)."""
+    book = workspace.incidents()
+    with book.change(incident_id, action="finding", actor=actor,
+                     detail=f"{layer}: {'gap' if gap else 'no gap'}") as incident:
+        existing = next((f for f in incident.findings if f.layer == layer), None)
+        finding = Finding(
+            id=existing.id if existing else incident.next_id("F"), layer=layer, gap=gap,
+            description=description, evidence=list(evidence), fix_location=fix_location,
+        )
+        incident.findings = [f for f in incident.findings if f.layer != layer] + [finding]
+    return finding
+
+
+def record_change(workspace: Workspace, incident_id: str, *, layer: ChangeLayer,
+                  addresses: Sequence[str], description: str, actor: str) -> ControlChange:
+    """Record a control change and the findings it addresses."""
+    book = workspace.incidents()
+    with book.change(incident_id, action="change", actor=actor,
+                     detail=f"{layer}: {description}") as incident:
+        change = ControlChange(id=incident.next_id("CC"), layer=layer,
+                               addresses=list(addresses), description=description)
+        incident.control_changes = [*incident.control_changes, change]
+    return change
+
+
+def schedule_review(workspace: Workspace, incident_id: str, *, on: date, actor: str) -> Incident:
+    """Schedule the post-incident review."""
+    book = workspace.incidents()
+    with book.change(incident_id, action="review", actor=actor,
+                     detail=f"post-incident review on {on.isoformat()}") as incident:
+        incident.post_incident_review = on
+    return book.load(incident_id)

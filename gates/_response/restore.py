@@ -1,0 +1,130 @@
+"""Restoration: back to full operation only on a current passing verdict, every change verified."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalsuite import ReinstateError
+from gates._config import Workspace
+from gates._errors import Refused
+from gates._store.access import RESTORED, Standing, open_store, standing
+from gates._store.attestation import configured_public_key, key_id, signature_problem
+from gates._store.audit import verify_audit
+from gates._store.backends import ModeRecord, StateStore, verdict_digest
+from gates._verdict.fingerprint import fingerprint
+from gates._verdict.verdict import Verdict
+from regressions import resolution_gaps, utc_now
+
+
+def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
+                     public_key: Path | None = None,
+                     held: Standing | None = None) -> list[str]:
+    """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore.
+
+    With a public key (``public_key``, else ``[signing] public_key``), the latest verdict
+    counts only when the gate's signed envelope of exactly that verdict verifies with it.
+    ``held`` is the agent's :func:`standing` when the caller read it already.
+    """
+    workspace.require_agent(agent)
+    key = configured_public_key(workspace, public_key)
+    reasons = [f"the audit log does not verify: {p}" for p in verify_audit(store, [agent])]
+    held = held or standing(workspace, agent, store)
+    reasons += [f"tampering: {forged}" for forged in held.forged.values()]
+    incidents = held.open
+    known = {i.id for i in held.incidents}
+    for entry in store.audit(agent):
+        named = entry.detail.get("incident")
+        if isinstance(named, str) and named not in known:
+            known.add(named)  # once per incident
+            reasons.append(f"{named} contained {agent} (audit entry {entry.seq}) but its "
+                           f"incident file is missing: restore it from version control")
+    try:  # a verdict on controls that no longer load vouches for nothing in force today
+        workspace.controls(agent)
+    except ReinstateError as exc:
+        reasons.append(f"the controls of {agent} no longer load with today's configuration: "
+                       f"{exc}")
+    for incident in incidents:
+        reasons += resolution_gaps(incident)
+        if incident.containment is not None and incident.post_incident_review is None:
+            reasons.append(f"{incident.id} has no post-incident review scheduled")
+    verdict = store.latest_verdict(agent)
+    if verdict is None:
+        reasons.append(f"no gate verdict for {agent}: run `reinstate gate {agent}`")
+        return reasons
+    stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    unsigned = signature_problem(workspace, verdict, key) if key is not None else None
+    if key is not None and unsigned is not None:
+        reasons.append(f"the latest verdict ({stamp}) is not signed by the configured key "
+                       f"{key_id(key)}…: {unsigned}")
+    reasons += verdict_gaps(workspace, agent, verdict, "the latest verdict")
+    verified = {(v.incident, v.change, v.layer) for v in verdict.verifications if v.verified}
+    for incident in incidents:
+        for change in incident.control_changes:
+            if (incident.id, change.id, change.layer) not in verified:
+                reasons.append(f"{incident.id} {change.id} ({change.layer}) is not verified by "
+                               f"the latest verdict")
+    return reasons
+
+
+def verdict_gaps(workspace: Workspace, agent: str, verdict: Verdict, which: str) -> list[str]:
+    """Why ``verdict`` clears nothing today: it did not pass, or what it was computed on
+    changed since (named file by file). ``which`` names it in the sentences."""
+    stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    gaps = []
+    if not verdict:
+        failing = [c.name for c in verdict.checks if c.outcome != "pass"]
+        gaps.append(f"{which} ({stamp}) is {verdict.outcome}: {', '.join(failing)} did not "
+                    f"pass")
+    changed = fingerprint(workspace, agent).changed_since(verdict.fingerprint)
+    if changed:
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        gaps.append(f"{which} ({stamp}) is stale: changed since: {', '.join(changed[:5])}{more}")
+    return gaps
+
+
+@dataclass
+class Restored:
+    """What restoration did."""
+
+    agent: str
+    incidents: list[str]
+    already_full: bool
+
+
+def restore(workspace: Workspace, agent: str, *, actor: str,
+            store: StateStore | None = None) -> Restored:
+    """Put ``agent`` back in full operation, or raise :class:`Refused` listing every reason."""
+    workspace.require_agent(agent)  # a misspelt name touches nothing
+    store = store or open_store(workspace)
+    # Read before deciding: the mode is set back to full only if nobody changed it since
+    # (compare and set), so a containment that comes in meanwhile is never overwritten.
+    current = store.mode(agent)
+    held = standing(workspace, agent, store)
+    reasons = restore_blockers(workspace, agent, store, held=held)
+    if reasons:
+        raise Refused(f"Can't restore '{agent}'", reasons)
+    incidents = held.open
+    book = workspace.incidents()
+    for unwritten in held.unwritten:  # finish a restore that stopped after its mode write
+        with book.change(unwritten, action="restore", actor=actor,
+                         detail="restored in the audit log; recording it here") as record:
+            record.restored_at = utc_now()
+    if (current is None or current.mode == "full") and not incidents:
+        return Restored(agent=agent, incidents=held.unwritten, already_full=not held.unwritten)
+    verdict = store.latest_verdict(agent)
+    assert verdict is not None  # restore_blockers refuses without one
+    store.replace_mode(
+        ModeRecord(agent=agent, mode="full", since=utc_now(), actor=actor,
+                   reason=f"restore after {', '.join(i.id for i in incidents) or 'review'}"),
+        expected=current,
+        detail={"verdict_created_at": verdict.created_at.isoformat(),
+                "verdict": verdict_digest(verdict), RESTORED: [i.id for i in incidents]},
+    )
+    for incident in incidents:
+        if book.load(incident.id).restored_at is not None:
+            continue  # restored before, through another store: the log now vouches for it
+        with book.change(incident.id, action="restore", actor=actor,
+                         detail=f"verdict of {verdict.created_at.isoformat()}") as record:
+            record.restored_at = utc_now()
+    return Restored(agent=agent, incidents=[i.id for i in incidents], already_full=False)

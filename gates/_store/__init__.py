@@ -1,0 +1,1 @@
+"""The state store: modes, verdicts, the audit log and signed verdicts."""

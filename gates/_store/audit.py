@@ -1,0 +1,132 @@
+"""Tamper evidence: the audit log's chain, its head, and the state it vouches for.
+
+The log is numbered and hash-chained, so an edited, removed or reordered entry breaks the
+chain at that entry. The store also keeps the log's head (number and hash of the last
+entry) apart from the log, so an entry removed from the end shows too. And every mode and
+verdict is written in one transaction with its entry, so a mode or a verdict that does
+not match the last entry about it was changed behind the log's back.
+
+A chain without a secret proves order and integrity, not authorship: whoever can write
+the database can rewrite the whole chain consistently. Anchoring (keeping an entry's
+number and hash somewhere else, and checking it with ``--anchor``) catches that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from gates._store.backends import AuditEntry, StateStore, verdict_digest, verify_chain
+from gates._verdict.verdict import Verdict
+
+
+def verify_audit(store: StateStore, agents: Iterable[str] = (),
+                 anchors: Sequence[tuple[int, str]] = (),
+                 verdicts: Sequence[Verdict] = ()) -> list[str]:
+    """Every sign of tampering, each naming the entry or the record concerned.
+
+    ``agents`` are checked for a mode or verdict that has no audit entry at all;
+    ``anchors`` are (number, hash) pairs recorded elsewhere that the log must still hold;
+    ``verdicts`` are copies of verdicts kept elsewhere (a CI artefact, a signed
+    attestation), each of which the log must still hold at the place it was stored.
+    """
+    entries = store.audit()
+    problems = verify_chain(entries)
+    problems += _head_problems(store, entries)
+    by_seq = {e.seq: e for e in entries}
+    for verdict in verdicts:
+        problems += verdict_anchor_problems(by_seq, verdict)
+    for seq, digest in anchors:
+        anchored = by_seq.get(seq)
+        if anchored is None:
+            problems.append(f"entry {seq}: missing, but it is anchored (hash {digest[:12]}…)")
+        elif anchored.hash != digest:
+            problems.append(f"entry {seq}: hash {anchored.hash[:12]}… differs from its anchor "
+                            f"{digest[:12]}…: the log was rewritten")
+    last_mode: dict[str, AuditEntry] = {}
+    last_verdict: dict[str, AuditEntry] = {}
+    for entry in entries:
+        if entry.agent is not None and entry.action == "mode":
+            last_mode[entry.agent] = entry
+        elif entry.agent is not None and entry.action == "verdict":
+            last_verdict[entry.agent] = entry
+    for agent in sorted(set(agents) | set(last_mode) | set(last_verdict)):
+        problems += _mode_problems(store, agent, last_mode.get(agent))
+        problems += _verdict_problems(store, agent, last_verdict.get(agent))
+    return problems
+
+
+def _head_problems(store: StateStore, entries: list[AuditEntry]) -> list[str]:
+    head = store.head()
+    last = entries[-1] if entries else None
+    if head is None:
+        if last is None:
+            return []
+        # Every write keeps the head with its entry: a log without one had it removed.
+        return [f"entry {last.seq}: the log has {len(entries)} entries but no recorded head: "
+                f"the head was removed, so entries may have been removed from the end"]
+    if last is not None and (last.seq, last.hash) == head:
+        return []
+    seq, digest = head
+    if last is None or last.seq < seq:
+        ends = f"ends at entry {last.seq}" if last is not None else "is empty"
+        return [f"entry {seq}: missing: the log {ends} but its head is entry {seq} "
+                f"(hash {digest[:12]}…): entries were removed from the end"]
+    return [f"entry {last.seq}: is not the recorded head (entry {seq}, hash {digest[:12]}…): "
+            f"entries were added or changed behind the store"]
+
+
+def _mode_problems(store: StateStore, agent: str, entry: AuditEntry | None) -> list[str]:
+    record = store.mode(agent)
+    if entry is None:
+        if record is None:
+            return []
+        return [f"modes: {agent} is {record.mode}, but no audit entry ever set a mode for it: "
+                f"the modes table was written behind the audit log"]
+    expected = entry.detail.get("mode")
+    if record is not None and record.mode == expected:
+        return []
+    now = record.mode if record is not None else "unset"
+    return [f"modes: {agent} is {now}, but the last mode entry (entry {entry.seq}) set "
+            f"{expected}: the modes table was changed behind the audit log"]
+
+
+def _verdict_problems(store: StateStore, agent: str, entry: AuditEntry | None) -> list[str]:
+    verdict = store.latest_verdict(agent)
+    if entry is None:
+        if verdict is None:
+            return []
+        return [f"verdicts: {agent} has a {verdict.outcome} verdict of "
+                f"{verdict.created_at.isoformat()}, but no audit entry records any verdict: it "
+                f"was written behind the audit log"]
+    stamp = {k: v for k, v in verdict.fingerprint.model_dump().items()
+             if k != "files"} if verdict is not None else None
+    digest = entry.detail.get("sha256")  # absent from entries written before it was kept
+    if (verdict is not None and verdict.outcome == entry.detail.get("outcome")
+            and stamp == entry.detail.get("fingerprint")
+            and digest in (None, verdict_digest(verdict))):
+        return []
+    what = (f"a {verdict.outcome} verdict of {verdict.created_at.isoformat()}"
+            if verdict is not None else "no verdict")
+    return [f"verdicts: the latest of {agent} is {what}, but the last verdict entry "
+            f"(entry {entry.seq}) recorded another ({entry.detail.get('outcome')}): the "
+            f"verdicts table was changed behind the audit log"]
+
+
+def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> list[str]:
+    """Whether the log still holds ``verdict`` where it was stored: the head it was stamped
+    with, then the verdict's own entry with the verdict's digest."""
+    head = verdict.audit_head
+    stamp = f"the {verdict.outcome} verdict of {verdict.agent} of {verdict.created_at.isoformat()}"
+    if head is None:
+        return [f"{stamp} carries no audit head (written before heads were kept): it "
+                f"cannot anchor the log"]
+    before = by_seq.get(head.seq)
+    if head.seq > 0 and (before is None or before.hash != head.hash):
+        return [f"entry {head.seq}: {'missing' if before is None else 'rewritten'}, but "
+                f"{stamp} was stored after it (hash {head.hash[:12]}…)"]
+    own = by_seq.get(head.seq + 1)
+    if (own is None or own.action != "verdict" or own.prev_hash != head.hash
+            or own.detail.get("sha256") != verdict_digest(verdict)):
+        return [f"entry {head.seq + 1}: {'missing' if own is None else 'not this verdict'}, "
+                f"but {stamp} was stored there: entries were removed or rewritten"]
+    return []

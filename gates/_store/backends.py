@@ -1,0 +1,523 @@
+"""Runtime state: agent modes, verdicts and the audit log, behind one small interface.
+
+Containment must take effect in seconds, so modes live in a database, not in git.
+SQLite is the default; :class:`MemoryStore` serves tests and embedding; both pass the
+same contract tests. Every mode change and verdict is an audit entry, numbered and
+hash-chained so an edited, removed or reordered entry shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import AwareDatetime, Field, ValidationError
+
+from evalsuite import Record
+from gates._errors import ModeChanged, StoreUnavailable
+from gates._verdict.verdict import AuditHead, Verdict, read_verdict
+from regressions import utc_now
+
+Mode = Literal["full", "review", "suspended"]
+MODES: tuple[Mode, ...] = ("suspended", "review", "full")  # most restrictive first
+GENESIS = "0" * 64
+# How long a write waits for another process's write transaction before giving up (s).
+LOCK_TIMEOUT_ENV = "REINSTATE_LOCK_TIMEOUT"
+
+
+def lock_timeout() -> float:
+    """Seconds a write waits for another writer: ``$REINSTATE_LOCK_TIMEOUT``, else 30."""
+    try:
+        return max(0.0, float(os.environ.get(LOCK_TIMEOUT_ENV, "30")))
+    except ValueError:
+        return 30.0
+
+
+class ModeRecord(Record):
+    """An agent's current mode and how it got there."""
+
+    agent: str
+    """The agent."""
+    mode: Mode
+    """full, review (every output to a human) or suspended."""
+    since: AwareDatetime
+    """When the mode was set, in UTC."""
+    actor: str
+    """Who set it."""
+    reason: str
+    """Why."""
+
+
+class AuditEntry(Record):
+    """One numbered, hash-chained entry of the audit log."""
+
+    seq: int
+    """Position in the log, from 1, with no gaps."""
+    at: AwareDatetime
+    """When, in UTC."""
+    actor: str
+    """Who."""
+    action: str
+    """What: ``mode``, ``verdict``, ``contain``, ``restore``, …"""
+    agent: str | None = None
+    """The agent concerned."""
+    reason: str = ""
+    """Why."""
+    detail: dict[str, Any] = Field(default_factory=dict)
+    """What else there is to know."""
+    prev_hash: str
+    """Hash of the entry before (zeros for the first)."""
+    hash: str
+    """SHA-256 over this entry's fields and ``prev_hash``."""
+
+
+def entry_hash(seq: int, at: datetime, actor: str, action: str, agent: str | None,
+               reason: str, detail: dict[str, Any], prev_hash: str) -> str:
+    """The chain hash of an audit entry."""
+    body = json.dumps(
+        [seq, at.isoformat(), actor, action, agent, reason, detail, prev_hash],
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _entry(seq: int, prev: str, actor: str, action: str, agent: str | None, reason: str,
+           detail: dict[str, Any]) -> AuditEntry:
+    at = utc_now()
+    digest = entry_hash(seq, at, actor, action, agent, reason, detail, prev)
+    return AuditEntry(seq=seq, at=at, actor=actor, action=action, agent=agent, reason=reason,
+                      detail=detail, prev_hash=prev, hash=digest)
+
+
+class StateStore(Protocol):
+    """What reinstate needs from a state store."""
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode, or None if it was never set (full operation)."""
+        ...
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and append the audit entry, in one transaction."""
+        ...
+
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set ``record.mode`` unless the current mode is stricter (then keep that), and
+        append the audit entry: read and written in one transaction, so two containments
+        racing end in the stricter mode. Returns the entry and the mode now in force."""
+        ...
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode only while the current record is still ``expected`` (compare and
+        set, in one transaction); otherwise raise :class:`ModeChanged`. Restore uses it, so
+        a containment made while it checked is never overwritten with ``full``."""
+        ...
+
+    def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
+        """Store a verdict and append the audit entry, in one transaction.
+
+        The store stamps ``verdict.audit_head`` with the log's last entry before the
+        verdict's own, so the verdict anchors the log wherever a copy of it is kept.
+        """
+        ...
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        """The agent's most recent verdict."""
+        ...
+
+    def last_passing_verdict(self, agent: str,
+                             before: datetime | None = None) -> Verdict | None:
+        """The agent's most recent passing verdict, created before ``before`` when given."""
+        ...
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry for something recorded elsewhere (an incident file)."""
+        ...
+
+    def audit(self, agent: str | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first, optionally for one agent."""
+        ...
+
+    def head(self) -> tuple[int, str] | None:
+        """Number and hash of the last entry, as recorded apart from the log itself (so an
+        entry removed from the end shows); None when the store never recorded one."""
+        ...
+
+
+class MemoryStore:
+    """A state store in memory, for tests and for embedding in another process."""
+
+    def __init__(self) -> None:
+        self._modes: dict[str, ModeRecord] = {}
+        self._verdicts: list[Verdict] = []
+        self._log: list[AuditEntry] = []
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode."""
+        return self._modes.get(agent)
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and log it."""
+        self._modes[record.agent] = record
+        return self.append(actor=record.actor, action="mode", agent=record.agent,
+                           reason=record.reason, detail={"mode": record.mode, **(detail or {})})
+
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set the mode unless the current one is stricter."""
+        mode = _stricter(self._modes.get(record.agent), record.mode)
+        return self.set_mode(record.model_copy(update={"mode": mode}), detail), mode
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode while the current record is still ``expected``."""
+        _expect(record.agent, self._modes.get(record.agent), expected)
+        return self.set_mode(record, detail)
+
+    def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
+        """Keep the verdict and log it."""
+        last = self._log[-1] if self._log else None
+        verdict.audit_head = AuditHead(seq=last.seq if last else 0,
+                                       hash=last.hash if last else GENESIS)
+        self._verdicts.append(verdict.model_copy(deep=True))
+        return self.append(actor=actor, action="verdict", agent=verdict.agent,
+                           reason=f"gate {verdict.outcome}", detail=_verdict_detail(verdict))
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        """The agent's most recent verdict."""
+        found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
+        return None if found is None else found.model_copy(deep=True)
+
+    def last_passing_verdict(self, agent: str,
+                             before: datetime | None = None) -> Verdict | None:
+        """The agent's most recent passing verdict, created before ``before`` when given."""
+        return next((v for v in reversed(self._verdicts)
+                     if v.agent == agent and v.outcome == "pass"
+                     and (before is None or v.created_at < before)), None)
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry."""
+        prev = self._log[-1].hash if self._log else GENESIS
+        entry = _entry(len(self._log) + 1, prev, actor, action, agent, reason, detail or {})
+        self._log.append(entry)
+        return entry
+
+    def audit(self, agent: str | None = None) -> list[AuditEntry]:
+        """The audit log."""
+        return [e for e in self._log if agent is None or e.agent == agent]
+
+    def head(self) -> tuple[int, str] | None:
+        """Number and hash of the last entry."""
+        return (self._log[-1].seq, self._log[-1].hash) if self._log else None
+
+
+def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
+    return {
+        "outcome": verdict.outcome,
+        "fingerprint": {
+            k: v for k, v in verdict.fingerprint.model_dump().items() if k != "files"
+        },
+        # The stored body's digest, so a verdict rewritten behind the log shows.
+        "sha256": verdict_digest(verdict),
+    }
+
+
+def _stricter(current: ModeRecord | None, wanted: Mode) -> Mode:
+    """``wanted``, unless the current mode is more restrictive."""
+    if current is not None and MODES.index(current.mode) < MODES.index(wanted):
+        return current.mode
+    return wanted
+
+
+def _expect(agent: str, current: ModeRecord | None, expected: ModeRecord | None) -> None:
+    if current != expected:
+        now = f"{current.mode} (set by {current.actor}: {current.reason})" if current else "unset"
+        raise ModeChanged(agent, now)
+
+
+def verdict_digest(verdict: Verdict) -> str:
+    """SHA-256 of a verdict as the store keeps it (a version 1 verdict read unchanged: as
+    version 1 kept it, so its audit entry and its signature still match)."""
+    return hashlib.sha256(verdict.stored_text().encode()).hexdigest()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS modes (
+    agent TEXT PRIMARY KEY, mode TEXT NOT NULL, since TEXT NOT NULL,
+    actor TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS verdicts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, agent TEXT NOT NULL, created_at TEXT NOT NULL,
+    outcome TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS verdicts_by_agent ON verdicts (agent, id);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    agent TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL);
+"""
+_VERSION = "1"
+
+
+class SQLiteStore:
+    """The default state store: one SQLite file, every write one transaction.
+
+    Reads never create the file; the first write does.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        if not self.path.exists():
+            raise StoreUnavailable(f"no state store at {self.path}")
+        self._refuse_empty()
+        try:
+            with closing(sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                         timeout=lock_timeout())) as conn:
+                self._check_version(conn)
+                yield conn
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read the state store {self.path}: {exc}") from None
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        try:
+            if not self.path.exists():
+                self._create()
+            else:
+                self._refuse_empty()
+            with closing(sqlite3.connect(self.path, timeout=lock_timeout(),
+                                         isolation_level=None)) as conn:
+                self._check_version(conn)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    # SQLite rolls back by itself on some errors (a full disk): a second
+                    # ROLLBACK would fail and hide what went wrong.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot write the state store {self.path}: {exc}") from None
+
+    def _refuse_empty(self) -> None:
+        """Never a fresh start: a store reinstate made is never empty, so an empty one was
+        truncated, and starting it again would lose its history (containments, verdicts)."""
+        if self.path.stat().st_size == 0:
+            raise StoreUnavailable(
+                f"the state store {self.path} is empty (0 bytes): it was truncated and its "
+                f"history is gone; restore it from a backup (delete it only to start a new "
+                f"store on purpose)")
+
+    def _create(self) -> None:
+        """Make the store whole beside it, then link it into place: no process ever sees
+        a half-made store at the path (an empty file there means a truncated store)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = self.path.with_name(f".{self.path.name}.{os.getpid()}.new")
+        fresh.unlink(missing_ok=True)
+        try:
+            with closing(sqlite3.connect(fresh, isolation_level=None)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (_VERSION,))
+            with contextlib.suppress(FileExistsError):  # another process made it first
+                os.link(fresh, self.path)
+        finally:
+            fresh.unlink(missing_ok=True)
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != _VERSION:
+            raise StoreUnavailable(
+                f"state store {self.path} has schema version {row[0] if row else 'none'}, "
+                f"expected {_VERSION}"
+            )
+
+    def create(self) -> None:
+        """Create the store if it does not exist yet."""
+        with self._writing():
+            pass
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode."""
+        with self._reading() as conn:
+            return self._mode(conn, agent)
+
+    def _mode(self, conn: sqlite3.Connection, agent: str) -> ModeRecord | None:
+        row = conn.execute(
+            "SELECT agent, mode, since, actor, reason FROM modes WHERE agent = ?", (agent,)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return ModeRecord(agent=row[0], mode=row[1], since=row[2], actor=row[3],
+                              reason=row[4])
+        except ValidationError as exc:
+            raise self._garbled(f"the modes row of {agent}", exc) from None
+
+    def _garbled(self, what: str, exc: Exception) -> StoreUnavailable:
+        """A row the store never writes: someone edited the database by hand."""
+        reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors()
+                  else str(exc))
+        return StoreUnavailable(f"state store {self.path}: {what} is not as reinstate writes "
+                                f"it ({reason[:200]}): the database was edited; restore it "
+                                f"from a backup")
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and log it, in one transaction."""
+        with self._writing() as conn:
+            return self._set_mode(conn, record, detail)
+
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set the mode unless the current one is stricter, in one transaction."""
+        with self._writing() as conn:
+            mode = _stricter(self._mode(conn, record.agent), record.mode)
+            entry = self._set_mode(conn, record.model_copy(update={"mode": mode}), detail)
+            return entry, mode
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode while the current record is still ``expected``, in one transaction."""
+        with self._writing() as conn:
+            _expect(record.agent, self._mode(conn, record.agent), expected)
+            return self._set_mode(conn, record, detail)
+
+    def _set_mode(self, conn: sqlite3.Connection, record: ModeRecord,
+                  detail: dict[str, Any] | None) -> AuditEntry:
+        conn.execute(
+            "INSERT INTO modes VALUES (?, ?, ?, ?, ?) ON CONFLICT(agent) DO UPDATE SET "
+            "mode = excluded.mode, since = excluded.since, actor = excluded.actor, "
+            "reason = excluded.reason",
+            (record.agent, record.mode, record.since.isoformat(), record.actor, record.reason),
+        )
+        return self._append(conn, actor=record.actor, action="mode", agent=record.agent,
+                            reason=record.reason, detail={"mode": record.mode, **(detail or {})})
+
+    def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
+        """Store the verdict, stamped with the log's head, and log it, in one transaction."""
+        with self._writing() as conn:
+            seq, prev = self._last(conn)
+            verdict.audit_head = AuditHead(seq=seq, hash=prev)
+            conn.execute(
+                "INSERT INTO verdicts (agent, created_at, outcome, body) VALUES (?, ?, ?, ?)",
+                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
+                 verdict.model_dump_json()),
+            )
+            return self._append(conn, actor=actor, action="verdict", agent=verdict.agent,
+                                reason=f"gate {verdict.outcome}", detail=_verdict_detail(verdict))
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        """The agent's most recent verdict."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
+            ).fetchone()
+        return None if row is None else self._verdict(row[0], agent)
+
+    def _verdict(self, body: str, agent: str) -> Verdict:
+        try:
+            return read_verdict(body)  # a version 1 verdict is upgraded as it is read
+        except (ValueError, RecursionError) as exc:  # not JSON, or not a verdict (pydantic)
+            raise self._garbled(f"a stored verdict of {agent}", exc) from None
+
+    def last_passing_verdict(self, agent: str,
+                             before: datetime | None = None) -> Verdict | None:
+        """The agent's most recent passing verdict, created before ``before`` when given."""
+        with self._reading() as conn:
+            # Newest first, compared as datetimes in Python: stored texts may carry any offset.
+            rows = conn.execute(
+                "SELECT body FROM verdicts WHERE agent = ? AND outcome = 'pass' ORDER BY id DESC",
+                (agent,),
+            )
+            for (body,) in rows:
+                verdict = self._verdict(body, agent)
+                if before is None or verdict.created_at < before:
+                    return verdict
+        return None
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry."""
+        with self._writing() as conn:
+            return self._append(conn, actor=actor, action=action, agent=agent, reason=reason,
+                                detail=detail or {})
+
+    def _append(self, conn: sqlite3.Connection, *, actor: str, action: str, agent: str | None,
+                reason: str, detail: dict[str, Any]) -> AuditEntry:
+        seq, prev = self._last(conn)
+        entry = _entry(seq + 1, prev, actor, action, agent, reason, detail)
+        conn.execute(
+            "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.seq, entry.at.isoformat(), entry.actor, entry.action, entry.agent,
+             entry.reason, json.dumps(entry.detail, sort_keys=True, default=str),
+             entry.prev_hash, entry.hash),
+        )
+        # The head, kept apart from the log in the same transaction: a removed last entry
+        # leaves the log shorter than its head.
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
+                     (f"{entry.seq}:{entry.hash}",))
+        return entry
+
+    @staticmethod
+    def _last(conn: sqlite3.Connection) -> tuple[int, str]:
+        """Number and hash of the log's last entry; 0 and zeros for an empty log."""
+        last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
+    def audit(self, agent: str | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first."""
+        columns = "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash FROM audit"
+        with self._reading() as conn:
+            rows = (conn.execute(f"{columns} ORDER BY seq") if agent is None else
+                    conn.execute(f"{columns} WHERE agent = ? ORDER BY seq", (agent,))).fetchall()
+        return [self._audit_entry(r) for r in rows]
+
+    def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
+        try:
+            return AuditEntry(seq=row[0], at=row[1], actor=row[2], action=row[3], agent=row[4],
+                              reason=row[5], detail=json.loads(row[6]), prev_hash=row[7],
+                              hash=row[8])
+        except (ValueError, TypeError, RecursionError) as exc:  # JSON and pydantic errors
+            raise self._garbled(f"audit entry {row[0]}", exc) from None
+
+    def head(self) -> tuple[int, str] | None:
+        """Number and hash of the last entry, from the store's metadata."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+        if row is None:
+            return None
+        seq, _, digest = str(row[0]).partition(":")
+        return (int(seq), digest) if seq.isdigit() and len(seq) < 19 else (-1, str(row[0]))
+
+
+def verify_chain(entries: list[AuditEntry]) -> list[str]:
+    """Problems with an audit log: gaps in numbering, broken links, edited entries."""
+    problems = []
+    prev = GENESIS
+    for expected_seq, entry in enumerate(entries, start=1):
+        if entry.seq != expected_seq:
+            problems.append(f"entry {entry.seq}: expected number {expected_seq} (removed or "
+                            f"reordered)")
+        if entry.prev_hash != prev:
+            problems.append(f"entry {entry.seq}: does not follow the entry before it")
+        digest = entry_hash(entry.seq, entry.at, entry.actor, entry.action, entry.agent,
+                            entry.reason, entry.detail, entry.prev_hash)
+        if digest != entry.hash:
+            problems.append(f"entry {entry.seq}: content was changed after it was written")
+        prev = entry.hash
+    return problems

@@ -1,0 +1,110 @@
+"""What a regression case holds an agent to, and how to tell that it was loosened.
+
+Both memories of the ratchet (the state store's latest verdict, and a git ref) compare
+through :func:`compare`, so a loosening means the same thing wherever it is found.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from evalsuite import Record
+from gates._verdict.ratchet_approvals import RatchetApproval, RatchetKind
+from regressions import Incident, RegressionCase
+
+if TYPE_CHECKING:  # only annotated: the verdict's result models import these terms
+    from gates._store.backends import AuditEntry
+
+REMOVED = "removed"
+
+
+class RatchetTerms(Record):
+    """What one regression case holds the agent to, as the ratchet remembers it."""
+
+    threshold: float
+    """Share of trials that must pass."""
+    trials: int
+    """Trials run (the case's own, else the workspace default then)."""
+    expect: dict[str, str]
+    """Digest of each expectation (its description aside) → its name."""
+    content: str
+    """Digest of the input, fixtures, recorded harm and provenance."""
+
+    @property
+    def digest(self) -> str:
+        """Digest of these terms, which an approval is bound to."""
+        return digest_of(self.model_dump(mode="json"))
+
+
+def digest_of(data: Any) -> str:
+    """SHA-256 of ``data`` as canonical JSON."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
+    """The terms ``case`` sets today."""
+    rest = case.model_dump(mode="json", exclude={"description", "tags", "expect", "threshold",
+                                                 "trials"})
+    return RatchetTerms(
+        threshold=case.threshold,
+        trials=case.trials or default_trials,
+        expect={digest_of(c.model_dump(mode="json", exclude={"description"})): c.name
+                for c in case.expect},
+        content=digest_of(rest),
+    )
+
+
+def captured_cases(incident: Incident) -> set[str]:
+    """Case ids ``incident``'s history records as captured: each must still exist."""
+    return {event.case for event in incident.history
+            if event.action == "capture" and event.case is not None}
+
+
+@dataclass(frozen=True)
+class Loosening:
+    """A regression case removed or loosened (or, against a git ref, an incident file or its
+    baseline deleted or changed) since the ratchet last held it."""
+
+    case: str
+    """The case id; the incident id for ``incident-deleted`` and ``baseline-changed``."""
+    what: str
+    """What changed, in words."""
+    key: str
+    """``removed`` (``deleted``), or the digest of the case's terms (the baseline's files)
+    today: what an approval is bound to."""
+    approval: AuditEntry | RatchetApproval | None = None
+    """The approval on record for exactly this change, if any."""
+    kind: RatchetKind = "loosened"
+    """``removed``, ``loosened``, ``incident-deleted`` or ``baseline-changed``."""
+
+
+def compare(remembered: dict[str, RatchetTerms], captured: set[str],
+            today: dict[str, RatchetTerms]) -> list[Loosening]:
+    """Every case in ``remembered`` or ``captured`` that is gone or looser ``today``."""
+    found = []
+    for case_id in sorted(set(remembered) | captured):
+        now = today.get(case_id)
+        if now is None:
+            found.append(Loosening(case_id, "removed from the regression set", REMOVED,
+                                   kind="removed"))
+            continue
+        then = remembered.get(case_id)
+        if then is None:
+            continue
+        what = []
+        if now.threshold < then.threshold:
+            what.append(f"threshold lowered from {then.threshold:g} to {now.threshold:g}")
+        if now.trials < then.trials:
+            what.append(f"trials lowered from {then.trials} to {now.trials}")
+        what += [f"expectation {name} removed or changed"
+                 for digest, name in sorted(then.expect.items(), key=lambda i: i[1])
+                 if digest not in now.expect]
+        if now.content != then.content:
+            what.append("input, tool fixtures or recorded harm changed")
+        if what:
+            found.append(Loosening(case_id, "; ".join(what), now.digest))
+    return found
