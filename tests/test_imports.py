@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test starts a fresh interpreter.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).parent.parent
 PACKAGES = ("evalsuite", "regressions", "gates")
 # What the plugin has no use for while it collects and runs cases.

@@ -208,6 +208,7 @@ def test_labels_from_an_incident_mark_its_harm_and_scope(example: Workspace,
     assert len(after.confusion.harmful_stopped) == 4
 
 
+@pytest.mark.slow
 def test_a_harmful_variant_the_rule_misses_exits_1_naming_run_and_step(
         example: Workspace, fixed: Callable[..., Any], cli: RunCli) -> None:
     """A labelled harmful variant the one rule does not stop fails, naming run and step."""
@@ -229,6 +230,7 @@ def test_a_harmful_variant_the_rule_misses_exits_1_naming_run_and_step(
     assert "run-variant step 4 at logs/variant.jsonl:" in done.stdout
 
 
+@pytest.mark.slow
 def test_one_rule_decides_alone_by_position_or_id(example: Workspace,
                                                  fixed: Callable[..., Any], cli: RunCli) -> None:
     """--rule by position and by id give the same result, with only that rule firing."""
@@ -256,6 +258,7 @@ def test_one_review_rule_keeps_its_own_path(example: Workspace,
     assert result.totals.calls_denied == 0
 
 
+@pytest.mark.slow
 def test_an_unknown_rule_path_is_bad_input_naming_the_paths(example: Workspace,
                                                            cli: RunCli) -> None:
     """An unknown rule path exits 2 with one line naming the rule paths that exist."""
@@ -294,6 +297,7 @@ def test_bad_labels_are_bad_input_naming_file_and_line(example: Workspace, name:
     assert expected in str(raised.value)
 
 
+@pytest.mark.slow
 def test_a_label_naming_no_run_exits_2_and_writes_nothing(example: Workspace,
                                                          cli: RunCli) -> None:
     """A label naming a run in none of the logs exits 2 with one line, writing nothing."""
@@ -380,6 +384,7 @@ def test_interleaved_runs_keep_their_own_history(example: Workspace,
     assert {t.rule: t.calls for t in mixed.rules} == expected
 
 
+@pytest.mark.slow
 def test_jobs_2_gives_the_same_output_as_jobs_1(example: Workspace, cli: RunCli) -> None:
     """Splitting the runs across two processes changes nothing in the JSON or Markdown."""
     fixed = str(fixed_copy(example))
@@ -398,6 +403,7 @@ def test_jobs_2_gives_the_same_output_as_jobs_1(example: Workspace, cli: RunCli)
     assert json.loads(written[0][0])["totals"]["runs"] == 60
 
 
+@pytest.mark.slow
 def test_the_json_meets_its_committed_schema(example: Workspace, tmp_path: Path,
                                              cli: RunCli) -> None:
     """--json writes a document valid against schemas/backtest.json, schema_version first."""

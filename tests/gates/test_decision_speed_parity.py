@@ -152,6 +152,7 @@ def test_every_recorded_step_decides_the_same_on_either_path(
     assert effects == {"allow", "review", "deny"}
 
 
+@pytest.mark.slow
 def test_long_run_with_rules_over_its_history_decides_the_same(
         recorded: list[Run], strict: Controls) -> None:
     """A 300-step run through rules over the history, the user inputs, the context, a

@@ -17,6 +17,9 @@ from gates._demo import lay_out
 from tests.conftest import RunCli
 from tests.helpers import captured
 
+# Each test runs pytest and the CLI in child processes.
+pytestmark = pytest.mark.slow
+
 pytest_plugins = ["pytester"]
 
 AGENT = "refund-agent"

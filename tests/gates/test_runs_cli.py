@@ -6,9 +6,14 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from gates import Workspace
 from tests.conftest import RunCli
 from tests.helpers import LOG, contained
+
+# Each test runs the CLI in a child process.
+pytestmark = pytest.mark.slow
 
 DATA = Path(__file__).parent.parent / "data" / "logs"
 OPENAI = DATA / "refund-agent.openai.jsonl"

@@ -30,6 +30,9 @@ from gates import (
 from tests.conftest import RunCli
 from tests.helpers import ACTOR, LOG
 
+# Each test investigates, verifies or gates the example workspace.
+pytestmark = pytest.mark.slow
+
 LATER = "logs/2026-11-26-refund-agent.jsonl"
 VARIANT, GOOD = "run-8c1001", "run-8c1002"
 # Where the later log holds each run's refund: the variant's first, the good run's after.

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
@@ -13,6 +14,9 @@ from gates import Workspace, record_change, record_finding
 from regressions import LAYERS
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured, resolved
+
+# Each test runs verify (the eval suite against the agent), most in a child process.
+pytestmark = pytest.mark.slow
 
 SCHEMA = Path(__file__).parent.parent.parent / "schemas" / "verification.json"
 
