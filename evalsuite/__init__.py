@@ -10,14 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Importing each adapter module registers its kind, so that build_adapter knows them all.
-from evalsuite import (  # noqa: F401
-    _http_adapter,
-    _python_adapter,
-    _replay_adapter,
-    _subprocess_adapter,
-)
-
 if TYPE_CHECKING:
     from evalsuite._agent import (
         ADAPTERS,
@@ -504,6 +496,8 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    if name == "ADAPTERS":  # the registry, with the built-in kinds registered
+        value = importlib.import_module(module)._built_ins()
     globals()[name] = value  # later uses are plain attribute reads
     return value
 

@@ -163,11 +163,26 @@ class Adapter(Protocol):
 # must confine it as the isolation says.
 AdapterFactory = Callable[[Any, Path, AgentSpec, Isolation], Adapter]
 ADAPTERS: dict[str, AdapterFactory] = {}
+# The built-in kinds register when their modules are imported: on the first adapter built
+# or registered, not when evalsuite is, so a command that runs no agent does not load them.
+_BUILT_IN = ("evalsuite._http_adapter", "evalsuite._python_adapter",
+             "evalsuite._replay_adapter", "evalsuite._subprocess_adapter")
+
+
+def _built_ins() -> dict[str, AdapterFactory]:
+    """Every adapter kind, the built-in ones imported (and so registered) first."""
+    import importlib
+
+    for module in _BUILT_IN:
+        importlib.import_module(module)
+    return ADAPTERS
 
 
 def register_adapter(kind: str) -> Callable[[AdapterFactory], AdapterFactory]:
     """Register the factory of an adapter kind; a kind registered twice is an error."""
     def add(factory: AdapterFactory) -> AdapterFactory:
+        if not factory.__module__.startswith("evalsuite."):
+            _built_ins()  # a kind from outside cannot take a built-in's name
         if kind in ADAPTERS:
             raise ValueError(f"an adapter kind '{kind}' is already registered")
         ADAPTERS[kind] = factory
@@ -199,7 +214,7 @@ def build_adapter(agent: AgentSpec, agent_file: Path, name: str | None = None,
                                f"no adapter named '{name}'" + did_you_mean(name, agent.adapters)
                                + f" (named adapters: {', '.join(agent.adapters) or 'none'})")
         spec = agent.adapters[name]
-    return ADAPTERS[spec.kind](spec, agent_file, agent, isolation or Isolation())
+    return _built_ins()[spec.kind](spec, agent_file, agent, isolation or Isolation())
 
 
 def isolation_of(adapter: Adapter) -> dict[str, str]:

@@ -51,6 +51,36 @@ def test_the_plugin_imports_no_report_demo_or_cli_modules() -> None:
     assert unwanted == []
 
 
+# What `reinstate mode` and `reinstate check` (a runtime, a deploy job) have no use for.
+NOT_FOR_A_MODE_READ = ("jinja2", "deepdiff", "gates._demo", "gates._reports.postmortem",
+                       "gates._reports.verdict_report", "gates._backtest", "gates._gate.pipeline",
+                       "gates._cli.gate", "gates._cli.demo", "evalsuite._http_adapter",
+                       "evalsuite._python_adapter", "evalsuite._subprocess_adapter")
+
+
+@pytest.mark.parametrize("command", ["mode", "check"])
+def test_a_mode_read_loads_only_its_own_command(example: object, command: str) -> None:
+    """`reinstate mode` and `check` import neither the other commands, the report, the
+    demo, the backtest nor the adapters that run an agent; they still answer."""
+    from gates import Workspace
+    assert isinstance(example, Workspace)
+    loaded = fresh_python(
+        "import contextlib, io, json, sys\n"
+        "from gates._cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        f"    code = main(['-C', {str(example.root)!r}, {command!r}, 'refund-agent'])\n"
+        "print(json.dumps([code, out.getvalue(), list(sys.modules)]))")
+    assert isinstance(loaded, list)
+    code, out, modules = loaded
+    # A fresh example has no state store yet: both answer "not cleared" (exit 3), not a
+    # usage error.
+    assert code == 3
+    assert command != "mode" or out.strip() == "suspended"
+    unwanted = sorted(m for m in modules
+                      if any(m == name or m.startswith(f"{name}.") for name in NOT_FOR_A_MODE_READ))
+    assert unwanted == []
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_every_public_name_resolves_to_what_type_checkers_see(package: str) -> None:
     """In a new interpreter, each name of __all__ is in dir() and is the object its module holds."""

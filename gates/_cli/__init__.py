@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -10,36 +11,46 @@ from rich.console import Console
 from rich.markup import escape
 
 from evalsuite import ReinstateError
-from gates._cli import (
-    audit,
-    backtest,
-    capture,
-    check,
-    contain,
-    demo,
-    diff,
-    eval,
-    gate,
-    incident,
-    ingest,
-    init,
-    investigate,
-    keygen,
-    metrics,
-    mode,
-    postmortem,
-    ratchet,
-    rca,
-    report,
-    restore,
-    runs,
-    timeline,
-    verify,
-)
 from gates._cli._common import Context, default_actor
 
+# Each command is the module of its name, imported only when it runs (or when --help lists
+# it): a deploy job's `reinstate check` or a runtime's `reinstate mode` loads neither the
+# demo, the report nor the backtest.
+COMMANDS = (
+    # The response, start to finish.
+    "init", "incident", "contain", "mode", "capture", "rca", "verify", "gate", "restore",
+    "audit", "demo",
+    # The investigation: logs in, the runs they hold, the timeline, the scope of impact, the
+    # operating metrics.
+    "ingest", "runs", "investigate", "timeline", "metrics",
+    # What a rule would have done to the recorded history.
+    "backtest",
+    # The eval engine on its own: run the suite, compare two runs.
+    "eval", "diff",
+    # Where CI and the release manager meet the gate.
+    "check", "report", "postmortem",
+    # Tamper evidence: the regression set only tightens unless a person approves; verdicts
+    # are signed with a key that `keygen` makes.
+    "ratchet", "keygen",
+)
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class Commands(click.Group):
+    """The ``reinstate`` group, whose commands load on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command's name, in alphabetical order (as click lists them)."""
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command, its module imported now; None for a name that is not one."""
+        if cmd_name not in COMMANDS:
+            return None
+        command: click.Command = importlib.import_module(f"gates._cli.{cmd_name}").command
+        return command
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-C", "--workspace", "workspace_dir", type=click.Path(path_type=Path),
               help="Workspace folder (default: found from the working directory upwards).")
 @click.option("--actor", default=default_actor, show_default="$REINSTATE_ACTOR or login",
@@ -52,26 +63,6 @@ def reinstate(click_ctx: click.Context, workspace_dir: Path | None, actor: str) 
     out, err = Console(), Console(stderr=True)
     out.soft_wrap, err.soft_wrap = not out.is_terminal, not err.is_terminal
     click_ctx.obj = Context(workspace_dir, actor, out, err)
-
-
-for module in (init, incident, contain, mode, capture, rca, verify, gate, restore, audit, demo):
-    reinstate.add_command(module.command)
-# The investigation: logs in, the runs they hold, the timeline, the scope of impact, the
-# operating metrics.
-for module in (ingest, runs, investigate, timeline, metrics):
-    reinstate.add_command(module.command)
-# What a rule would have done to the recorded history.
-reinstate.add_command(backtest.command)
-# The eval engine on its own: run the suite, compare two runs.
-for module in (eval, diff):
-    reinstate.add_command(module.command)
-# Where CI and the release manager meet the gate.
-for module in (check, report, postmortem):
-    reinstate.add_command(module.command)
-# Tamper evidence: the regression set only tightens unless a person approves; verdicts
-# are signed with a key that `keygen` makes.
-for module in (ratchet, keygen):
-    reinstate.add_command(module.command)
 
 
 def main(argv: list[str] | None = None) -> int:
