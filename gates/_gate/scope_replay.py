@@ -13,7 +13,7 @@ changed is an error naming it, because the scope can then no longer be checked.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,10 +259,9 @@ class LoggedOverblocking:
     newly_routed: int = 0
 
 
-def logged_overblocking(inputs: GateInputs) -> LoggedOverblocking:
-    """Tool calls logged outside each open incident's scope that today's permissions newly
-    deny (findings) or newly send to a person (review load), against its baseline."""
-    found = LoggedOverblocking()
+def _open_scopes(inputs: GateInputs) -> Iterator[tuple[Incident, ScopeReplay | str]]:
+    """Each open, contained, investigated incident with its logged scope replayed against
+    its baseline, or the reason it cannot be (fail closed: the caller reports an error)."""
     for incident in inputs.incidents:
         if (incident.phase == "closed" or incident.containment is None
                 or incident.investigation is None):
@@ -271,9 +270,20 @@ def logged_overblocking(inputs: GateInputs) -> LoggedOverblocking:
             baseline = load_baseline(inputs.workspace, incident)
             scope = replay_scope(inputs.workspace, incident, baseline, inputs.controls)
         except ReinstateError as exc:
-            found.errors.append(f"{incident.id}: cannot replay its logged scope: {exc}")
+            yield incident, f"{incident.id}: cannot replay its logged scope: {exc}"
             continue
         assert scope is not None  # the incident has an investigation
+        yield incident, scope
+
+
+def logged_overblocking(inputs: GateInputs) -> LoggedOverblocking:
+    """Tool calls logged outside each open incident's scope that today's permissions newly
+    deny (findings) or newly send to a person (review load), against its baseline."""
+    found = LoggedOverblocking()
+    for _, scope in _open_scopes(inputs):
+        if isinstance(scope, str):
+            found.errors.append(scope)
+            continue
         out = scope.outside
         found.calls += out.calls
         found.newly_denied += out.newly_denied.count
@@ -302,17 +312,10 @@ def logged_harm(inputs: GateInputs) -> LoggedHarm:
     """The harm logged in each open incident's scope, decided by today's controls, for the
     gate's acceptance and review checks."""
     found = LoggedHarm()
-    for incident in inputs.incidents:
-        if (incident.phase == "closed" or incident.containment is None
-                or incident.investigation is None):
+    for _, scope in _open_scopes(inputs):
+        if isinstance(scope, str):
+            found.errors.append(scope)
             continue
-        try:
-            baseline = load_baseline(inputs.workspace, incident)
-            scope = replay_scope(inputs.workspace, incident, baseline, inputs.controls)
-        except ReinstateError as exc:
-            found.errors.append(f"{incident.id}: cannot replay its logged scope: {exc}")
-            continue
-        assert scope is not None  # the incident has an investigation
         denied = {(s.run_id, s.step) for s in scope.harmful["permissions"] if s.after.stopped}
         found.steps += [(s, s.after.stopped or (s.run_id, s.step) in denied)
                         for s in scope.harmful["review"]]
