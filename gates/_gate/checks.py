@@ -221,8 +221,9 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
     logged = logged_overblocking(inputs)
     findings += logged.findings
     doubts = _good_doubt(evidence)
-    result = PermissionBoundaryResult(
-        outcome=_outcome(findings, doubts), findings=findings + doubts,
+    return PermissionBoundaryResult(
+        outcome=_logged_outcome(_outcome(findings, doubts), logged.errors),
+        findings=logged.errors + findings + doubts,
         summary=f"{stopped}/{harmful} recorded harmful calls stopped; {good} good calls "
                 f"replayed ({reviewed} sent to review)"
                 + (f"; {logged.calls} logged calls outside incident scopes replayed "
@@ -236,10 +237,6 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
             logged_newly_reviewed=logged.newly_routed if logged.calls else None,
             review_load=logged.review_load),
     )
-    if logged.errors:  # fail closed: a scope that cannot be replayed is not a pass
-        return result.model_copy(update={"outcome": combine([result.outcome, "error"]),
-                                         "findings": logged.errors + result.findings})
-    return result
 
 
 def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> AcceptanceCriteriaResult:
