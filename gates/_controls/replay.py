@@ -55,7 +55,8 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
     Returns:
         The layer's decision, with the deciding rule and the reason.
     """
-    ctx = dict(context) if context else {}
+    # Read, never changed (a predicate gets a copy of its own): no copy per decision.
+    ctx = context if isinstance(context, dict) else dict(context or {})
     if layer == "acceptance":
         behaviour = step if isinstance(step, Behaviour) else _behaviour_of(step)
         if behaviour is None:
