@@ -203,6 +203,11 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
             else:
                 findings.append(f"{case.id} step {index}: {call.describe()} is still allowed "
                                 f"({decision.rule})")
+    # And every harmful call logged in an open incident's scope, not only the captured ones.
+    harm = logged_harm(inputs)
+    logged_stopped = sum(s.after.stopped for s in harm.calls)
+    findings += [f"{s.label} is still allowed ({s.after.rule}; logged in scope)"
+                 for s in harm.calls if not s.after.stopped]
     # The policy was enforced while the eval suite ran: what it denied there was good
     # behaviour blocked. Passing runs are replayed to count what now goes to review.
     for case_id, call, denial, _, _ in evidence.blocked_good_calls():
@@ -221,17 +226,21 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
     logged = logged_overblocking(inputs)
     findings += logged.findings
     doubts = _good_doubt(evidence)
+    errors = list(dict.fromkeys(harm.errors + logged.errors))
     return PermissionBoundaryResult(
-        outcome=_logged_outcome(_outcome(findings, doubts), logged.errors),
-        findings=logged.errors + findings + doubts,
-        summary=f"{stopped}/{harmful} recorded harmful calls stopped; {good} good calls "
-                f"replayed ({reviewed} sent to review)"
+        outcome=_logged_outcome(_outcome(findings, doubts), errors),
+        findings=errors + findings + doubts,
+        summary=f"{stopped}/{harmful} recorded harmful calls stopped"
+                + (f"; {logged_stopped}/{len(harm.calls)} logged in scope" if harm.calls else "")
+                + f"; {good} good calls replayed ({reviewed} sent to review)"
                 + (f"; {logged.calls} logged calls outside incident scopes replayed "
                    f"({logged.newly_denied} newly denied, {logged.newly_routed} newly sent "
                    f"to review)" if logged.calls else ""),
         data=PermissionBoundaryData(
             harmful_calls=harmful, harmful_stopped=stopped, good_calls=good,
             good_reviewed=reviewed,
+            logged_harmful_calls=len(harm.calls) if harm.calls else None,
+            logged_harmful_stopped=logged_stopped if harm.calls else None,
             logged_calls=logged.calls if logged.calls else None,
             logged_newly_denied=logged.newly_denied if logged.calls else None,
             logged_newly_reviewed=logged.newly_routed if logged.calls else None,

@@ -186,9 +186,8 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
     investigation = incident.investigation
     if investigation is None:
         return None
-    key = (incident, baseline, today)
-    for cached_key, cached in _CACHE:
-        if all(a is b for a, b in zip(cached_key, key, strict=True)):
+    for (seen, controls, baseline_dir), cached in _CACHE:
+        if seen is incident and controls is today and baseline_dir == baseline.directory:
             return cached
     logs = _checked_logs(workspace, incident)
     criteria = {c.name: c for c in (*baseline.acceptance.criteria, *today.acceptance.criteria)}
@@ -229,13 +228,14 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
             replay(behaviour, "acceptance", baseline), replay(behaviour, "acceptance", today)))
     result = ScopeReplay(incident=incident.id, harmful=harmful,
                          runs_in_scope=len(runs) - outside.runs, outside=outside)
-    _CACHE[:] = [*_CACHE[-3:], (key, result)]
+    _CACHE[:] = [*_CACHE[-3:], ((incident, today, baseline.directory), result)]
     return result
 
 
-# The last few replays, by the identity of what they were computed from: a gate run asks
-# the same incident's scope once per control change, and the logs are read once.
-_CACHE: list[tuple[tuple[object, ...], ScopeReplay]] = []
+# The last few replays, by the incident and today's controls (the same objects through one
+# gate run) and the baseline's folder: every check and each control change ask for the
+# same scope, and the logs are read once.
+_CACHE: list[tuple[tuple[Incident, Controls, Path], ScopeReplay]] = []
 
 
 def scope_steps(workspace: Workspace, incident: Incident, baseline: Controls, today: Controls,
@@ -303,6 +303,8 @@ class LoggedHarm:
     """Each in-scope harmful call or output (its review-layer replay), and whether today's
     controls stop it: a call denied by the permissions or routed to a person, an output
     routed to a person."""
+    calls: list[ReplayedStep] = field(default_factory=list)
+    """Each in-scope harmful call through the permissions."""
     behaviours: list[ReplayedStep] = field(default_factory=list)
     """Each in-scope run's harmful behaviour through the acceptance criteria."""
     errors: list[str] = field(default_factory=list)
@@ -310,7 +312,7 @@ class LoggedHarm:
 
 def logged_harm(inputs: GateInputs) -> LoggedHarm:
     """The harm logged in each open incident's scope, decided by today's controls, for the
-    gate's acceptance and review checks."""
+    gate's permission, acceptance and review checks."""
     found = LoggedHarm()
     for _, scope in _open_scopes(inputs):
         if isinstance(scope, str):
@@ -319,6 +321,7 @@ def logged_harm(inputs: GateInputs) -> LoggedHarm:
         denied = {(s.run_id, s.step) for s in scope.harmful["permissions"] if s.after.stopped}
         found.steps += [(s, s.after.stopped or (s.run_id, s.step) in denied)
                         for s in scope.harmful["review"]]
+        found.calls += scope.harmful["permissions"]
         found.behaviours += scope.harmful["acceptance"]
     return found
 

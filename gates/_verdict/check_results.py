@@ -160,6 +160,11 @@ class PermissionBoundaryData(Record):
     """Calls of passing eval-suite runs replayed."""
     good_reviewed: int
     """Of those, sent to review today."""
+    logged_harmful_calls: int | None = None
+    """Harmful calls logged in open incidents' scopes (absent when no incident was
+    investigated)."""
+    logged_harmful_stopped: int | None = None
+    """Of those, denied or sent to review today."""
     logged_calls: int | None = None
     """Calls logged outside open incidents' scopes, replayed through each incident's
     baseline and today's permissions (absent when no incident was investigated)."""

@@ -268,7 +268,8 @@ def test_an_acceptance_change_must_reject_every_in_scope_run(example: Workspace,
 def test_the_gate_judges_the_logged_harm_in_scope_on_every_layer(example: Workspace,
                                                                  incident: str) -> None:
     """A rule against only the captured call leaves the logged variant through: the gate's
-    review_routing and acceptance_criteria checks each name it, not only control_changes."""
+    permission_boundary, review_routing and acceptance_criteria checks each name it, not
+    only control_changes."""
     _set_refund_rules(example, deny_when=[{
         "id": "captured-account", "description": "no refunds to store credit of C-7731",
         "arguments": {"type": "object", "required": ["refund_to"],
@@ -281,6 +282,12 @@ def test_the_gate_judges_the_logged_harm_in_scope_on_every_layer(example: Worksp
                and "without a human" in f for f in routing.findings), routing.findings
     assert routing.data.logged_steps is not None and routing.data.logged_stopped is not None
     assert routing.data.logged_stopped < routing.data.logged_steps
+    permissions = verdict.result(PermissionBoundaryResult)
+    assert permissions is not None and permissions.data is not None
+    assert any(f.startswith(f"{VARIANT} step 4 ({VARIANT_REFUND}): issue_refund(")
+               and f.endswith("logged in scope)") for f in permissions.findings)
+    assert (permissions.data.logged_harmful_calls, permissions.data.logged_harmful_stopped) \
+        == (2, 1)
     acceptance = verdict.result(AcceptanceCriteriaResult)
     assert acceptance is not None and acceptance.data is not None
     assert acceptance.data.logged_harmful == 2

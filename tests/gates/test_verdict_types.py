@@ -57,7 +57,7 @@ def _as_v1(data: Any) -> Any:
     figures of a scope that was never replayed (a row's ``source``, the logged counts)."""
     optional = ("failed", "against", "source", "logged_calls", "logged_newly_denied",
                 "logged_newly_reviewed", "logged_harmful", "logged_rejected", "logged_steps",
-                "logged_stopped")
+                "logged_stopped", "logged_harmful_calls", "logged_harmful_stopped")
     if isinstance(data, dict):
         return {k: _as_v1(v) for k, v in data.items()
                 if k != "kind" and not (k in optional and v is None)
