@@ -11,9 +11,7 @@ import json
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from evalsuite import (
     write_runs,
 )
 from evalsuite import Run as RunRecord
+from tests.chat_server import ChatServer
 
 AGENTS = Path(__file__).parent.parent / "data" / "agents"
 KINDS = ["python", "python-async", "python-in-process", "subprocess", "http", "replay"]
@@ -55,65 +54,31 @@ def case(*, with_refund_fixture: bool = True) -> EvalCase:
     })
 
 
-class ChatServer:
-    """A local OpenAI-compatible endpoint whose model is scripted by the conversation."""
+def scripted_refund(body: dict[str, Any]) -> dict[str, Any]:
+    """A model that looks the order up, refunds it, then says how it went."""
+    tool_messages = [m for m in body["messages"] if m["role"] == "tool"]
+    usage = {"prompt_tokens": 100, "completion_tokens": 20}
 
-    def __init__(self) -> None:
-        self.fail_first: list[int] = []  # status codes to answer with before working
-        self.requests: list[dict[str, Any]] = []
-        server = self
+    def call(name: str, arguments: dict[str, Any], n: int) -> dict[str, Any]:
+        function = {"name": name, "arguments": json.dumps(arguments)}
+        tool_call = {"id": f"call_{n}", "type": "function", "function": function}
+        message = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
+        return {"choices": [{"message": message}], "usage": usage}
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append(body)
-                if server.fail_first:
-                    self.send_response(server.fail_first.pop(0))
-                    self.end_headers()
-                    return
-                reply = json.dumps(server.complete(body)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @staticmethod
-    def complete(body: dict[str, Any]) -> dict[str, Any]:
-        tool_messages = [m for m in body["messages"] if m["role"] == "tool"]
-        usage = {"prompt_tokens": 100, "completion_tokens": 20}
-
-        def call(name: str, arguments: dict[str, Any], n: int) -> dict[str, Any]:
-            function = {"name": name, "arguments": json.dumps(arguments)}
-            tool_call = {"id": f"call_{n}", "type": "function", "function": function}
-            message = {"role": "assistant", "content": None, "tool_calls": [tool_call]}
-            return {"choices": [{"message": message}], "usage": usage}
-
-        if not tool_messages:
-            return call("lookup_order", {"order_id": "A-1"}, 0)
-        last = json.loads(tool_messages[-1]["content"])
-        if len(tool_messages) == 1:
-            return call("issue_refund", {"order_id": "A-1", "amount": last["total"]}, 1)
-        text = (f"Could not refund: {last['error']}" if isinstance(last, dict) and "error" in last
-                else "Refunded $40.00")
-        return {"choices": [{"message": {"role": "assistant", "content": text}}], "usage": usage}
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    if not tool_messages:
+        return call("lookup_order", {"order_id": "A-1"}, 0)
+    last = json.loads(tool_messages[-1]["content"])
+    if len(tool_messages) == 1:
+        return call("issue_refund", {"order_id": "A-1", "amount": last["total"]}, 1)
+    text = (f"Could not refund: {last['error']}" if isinstance(last, dict) and "error" in last
+            else "Refunded $40.00")
+    return {"choices": [{"message": {"role": "assistant", "content": text}}], "usage": usage}
 
 
 @pytest.fixture
 def server() -> Iterator[ChatServer]:
     """A real HTTP server on a free local port."""
-    running = ChatServer()
+    running = ChatServer(scripted_refund)
     yield running
     running.close()
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +11,7 @@ import pytest
 
 from gates import Workspace
 from gates._demo import lay_out
+from tests.chat_server import ChatServer
 from tests.conftest import RunCli
 from tests.helpers import captured
 
@@ -89,45 +87,25 @@ def test_an_agent_in_its_own_process_has_the_same_outcomes(pytester: pytest.Pyte
     assert plugin_outcomes(pytester) == from_eval
 
 
-class ChatServer:
-    """A local OpenAI-style chat-completions endpoint that answers every request in words."""
+def greeting(body: dict[str, Any]) -> dict[str, Any]:
+    """A model that answers every request in words, calling no tool."""
+    return {"choices": [{"message": {"role": "assistant",
+                                     "content": "Hello from Harbor Goods."}}]}
 
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        requests = self.requests
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                reply = json.dumps({"choices": [{"message": {
-                    "role": "assistant", "content": "Hello from Harbor Goods."}}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def tools_sent(self) -> list[Any]:
-        """The tool lists of the requests so far, and forget them."""
-        sent = [request.get("tools") for request in self.requests]
-        self.requests.clear()
-        return sent
+def tools_sent(server: ChatServer) -> list[Any]:
+    """The tool lists of the requests so far, and forget them."""
+    sent = [request.get("tools") for request in server.requests]
+    server.requests.clear()
+    return sent
 
 
 @pytest.fixture
 def chat_server() -> Iterator[ChatServer]:
     """A real HTTP server on a free local port."""
-    server = ChatServer()
+    server = ChatServer(greeting)
     yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+    server.close()
 
 
 def test_an_http_agent_is_sent_the_same_tools_by_both(pytester: pytest.Pytester,
@@ -138,9 +116,9 @@ def test_an_http_agent_is_sent_the_same_tools_by_both(pytester: pytest.Pytester,
     agent_file.write_text(f"schema_version: 1\nname: {AGENT}\nversion: 1.4.0\n"
                           f"adapter:\n  kind: http\n  url: {chat_server.url}\n  model: m\n")
     from_eval = eval_outcomes(cli, example_ws.root, "--cases", "greeting")
-    sent_by_eval = chat_server.tools_sent()
+    sent_by_eval = tools_sent(chat_server)
     from_plugin = plugin_outcomes(pytester, "-k", "greeting")
-    sent_by_plugin = chat_server.tools_sent()
+    sent_by_plugin = tools_sent(chat_server)
     assert from_plugin == from_eval and len(from_eval) == 1
     assert sent_by_plugin == sent_by_eval and len(sent_by_eval) == 1
     names = [tool["function"]["name"] for tool in sent_by_eval[0]]
