@@ -127,11 +127,6 @@ def _compile(source: str) -> tuple[Any, bool, tuple[str, ...]]:
             tuple(program.variables()))
 
 
-def variables_read(source: str) -> tuple[str, ...]:
-    """The names a checked expression reads: only these need a value to evaluate it."""
-    return _compile(source)[2]
-
-
 def check_expression(source: str, variables: Sequence[str]) -> str:
     """Raise ``ValueError`` when ``source`` is not CEL or names a variable it is not given."""
     if len(source) > MAX_EXPRESSION_CHARS:

@@ -86,7 +86,3 @@ class History(Sequence[Step]):
     def __repr__(self) -> str:
         return f"History({len(self._steps)} steps)"
 
-
-def history_of(steps: Sequence[Step]) -> History:
-    """``steps`` as a :class:`History`: the same object when it already is one."""
-    return steps if isinstance(steps, History) else History(steps)
