@@ -391,13 +391,15 @@ def dump_yaml(record: BaseModel) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
     """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half.
 
-    Temporary file in the same directory, fsync, rename, fsync of the directory.
+    Temporary file in the same directory, fsync, rename, fsync of the directory. The file
+    gets the mode a plain ``open()`` would give it (0666 less the umask), so a CI artifact
+    reader or a web server running as another user can read it; ``private`` keeps it 0600.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp(path, text)
+    tmp = _write_temp(path, text, private=private)
     try:
         tmp.replace(path)
     except BaseException:
@@ -417,6 +419,7 @@ def write_atomic_lines(path: Path, lines: Iterable[str]) -> int:
     tmp = Path(name)
     count = 0
     try:
+        os.fchmod(fd, _shared_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for line in lines:
                 handle.write(line)
@@ -431,14 +434,14 @@ def write_atomic_lines(path: Path, lines: Iterable[str]) -> int:
     return count
 
 
-def create_exclusive(path: Path, text: str) -> bool:
+def create_exclusive(path: Path, text: str, *, private: bool = False) -> bool:
     """Write a new file atomically, only if ``path`` does not exist yet.
 
     Returns False when another writer got there first; used to hand out unique ids
-    (``INC-7``) to concurrent writers without a lock.
+    (``INC-7``) to concurrent writers without a lock. Modes as :func:`write_atomic`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp(path, text)
+    tmp = _write_temp(path, text, private=private)
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -449,9 +452,13 @@ def create_exclusive(path: Path, text: str) -> bool:
     return True
 
 
-def _write_temp(path: Path, text: str) -> Path:
+def _write_temp(path: Path, text: str, *, private: bool = False) -> Path:
+    # mkstemp creates the file 0600 (so nothing is readable before it is whole); the final
+    # mode is set on the descriptor before the rename makes the file visible.
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if not private:
+            os.fchmod(fd, _shared_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -460,6 +467,19 @@ def _write_temp(path: Path, text: str) -> Path:
         Path(name).unlink(missing_ok=True)
         raise
     return Path(name)
+
+
+def _shared_mode() -> int:
+    """0666 less the process's umask: the mode ``open()`` gives a new file."""
+    try:  # Linux shows the umask without changing it (no race with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -448,8 +448,8 @@ def generate_key_pair(out: Path) -> tuple[Path, Path]:
     private = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
     public = key.public_key().public_bytes(
         Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-    # The temporary file is created 0600, so the private key is never readable by others.
-    if not create_exclusive(private_path, private):
+    # Written private (0600 from creation), so the key is never readable by others.
+    if not create_exclusive(private_path, private, private=True):
         raise InvalidInput(private_path, "", "expected no file here: written meanwhile")
     private_path.chmod(0o600)
     if not create_exclusive(public_path, public):
