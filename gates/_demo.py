@@ -10,7 +10,9 @@ had the outcome the story expects.
 
 from __future__ import annotations
 
+import shlex
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from datetime import timedelta
@@ -317,5 +319,26 @@ def run_demo(directory: Path | None, console: Console) -> tuple[Path, bool]:
                       + "; ".join(story.failures))
     else:
         console.print(f"[bold green]demo: all {story.number} steps went as expected.[/] "
-                      f"The workspace stays in {root}; try `reinstate -C {root} gate {AGENT}`.")
+                      f"The workspace stays in {root}; try "
+                      f"`{shlex.join([*reinstate_command(), '-C', str(root), 'gate', AGENT])}`.",
+                      soft_wrap=True)  # the command stays one line, to copy whole
     return root, not story.failures
+
+
+def reinstate_command() -> list[str]:
+    """How to run this reinstate from a fresh shell.
+
+    ``nox -s demo`` installs reinstate into the session's own virtual environment, whose
+    ``bin`` is on the demo's PATH but not on a new shell's: a bare ``reinstate`` would
+    there be "command not found", or another installation. Only an installation outside
+    any virtual environment is named bare; otherwise the script or the interpreter is
+    named by its full path.
+    """
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    in_venv = sys.prefix != sys.base_prefix
+    if script is not None and script.name == "reinstate" and script.is_file():
+        on_path = shutil.which("reinstate")
+        if not in_venv and on_path is not None and Path(on_path).resolve() == script:
+            return ["reinstate"]
+        return [str(script)]
+    return [sys.executable, "-m", "gates"]

@@ -19,15 +19,16 @@ from gates._verdict.verdict import EXIT_CODES, combine
 
 @click.command("eval")
 @click.argument("agent")
-@click.option("--cases", "pattern", default="*",
-              help="Only cases whose id matches this glob, e.g. 'refund-*' or 'INC-3-*'.")
+@click.option("--cases", "patterns", multiple=True,
+              help="Only cases whose id matches this glob, e.g. 'refund-*' or 'INC-3-*'; "
+                   "repeatable (a case matching any is run).")
 @click.option("--trials", type=click.IntRange(1, 1000),
               help="Trials per case when the case sets none (default: reinstate.toml).")
 @click.option("--concurrency", type=click.IntRange(1, 1024),
               help="Trials in flight at once (default: reinstate.toml).")
 @click.option("--adapter", "adapter_name",
               help="Reach the agent through a named adapter of agent.yaml instead.")
-def command(agent: str, pattern: str, trials: int | None, concurrency: int | None,
+def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurrency: int | None,
             adapter_name: str | None) -> int:
     """Run AGENT's eval and regression cases and report each case's pass rate.
 
@@ -38,9 +39,11 @@ def command(agent: str, pattern: str, trials: int | None, concurrency: int | Non
     c = ctx()
     workspace = c.workspace()
     inputs = load_inputs(workspace, agent)
-    chosen = [case for case in inputs.cases if fnmatch.fnmatchcase(case.id, pattern)]
-    if not chosen:
-        raise InvalidInput(None, "--cases", f"no case id matches {pattern!r}")
+    chosen = [case for case in inputs.cases
+              if not patterns or any(fnmatch.fnmatchcase(case.id, p) for p in patterns)]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(c.id, p) for c in chosen)]
+    if unmatched:  # a typo in one of several globs would otherwise go unnoticed
+        raise InvalidInput(None, "--cases", f"no case id matches {unmatched[0]!r}")
     with progress(c.err, f"eval {agent}") as callback:
         evidence = run_evals(inputs, trials, cases=chosen, adapter=adapter_name,
                              concurrency=concurrency, progress=callback)

@@ -42,6 +42,19 @@ def test_eval_of_no_case_is_a_usage_error(example: Workspace, cli: RunCli) -> No
     assert _run_files(example) == []
 
 
+def test_eval_cases_is_repeatable(example: Workspace, cli: RunCli) -> None:
+    """Several --cases globs run every case any matches; a glob matching nothing is named."""
+    result = cli("eval", "refund-agent", "--cases", "greeting", "--cases", "status-*",
+                 "--trials", "1", cwd=example.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for case in ("greeting", "status-shipped", "status-delivered", "status-no-order-id"):
+        assert case in result.stdout
+    assert "praise" not in result.stdout
+    typo = cli("eval", "refund-agent", "--cases", "greeting", "--cases", "stauts-*",
+               cwd=example.root)
+    assert typo.returncode == 2 and "no case id matches 'stauts-*'" in typo.stderr
+
+
 def test_eval_through_the_second_adapter_agrees(example: Workspace, cli: RunCli) -> None:
     """The JSON-lines process and the Python function behave the same: diff finds nothing."""
     assert cli("eval", "refund-agent", "--trials", "1", cwd=example.root).returncode == 0

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -161,8 +165,13 @@ def test_cli_writes_json_and_junit(example: Workspace, cli: RunCli) -> None:
 
 @pytest.mark.slow
 def test_demo_leaves_a_working_workspace(tmp_path: Path, cli: RunCli) -> None:
-    """`reinstate demo --dir D` exits 0; in D the agent is full and the gate passes."""
-    demo = cli("demo", "--dir", str(tmp_path / "d"), cwd=tmp_path)
+    """`reinstate demo --dir D` exits 0; in D the agent is full and the gate passes, also
+    through the command the demo's last line suggests, run from a fresh shell's PATH."""
+    # Through the installed script, as `nox -s demo` runs it (in its own environment).
+    script = Path(sys.executable).parent / "reinstate"
+    demo = subprocess.run([str(script), "demo", "--dir", str(tmp_path / "d")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "COLUMNS": "80", "REINSTATE_ACTOR": ACTOR})
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr
     assert "all 18 steps went as expected" in demo.stdout
     assert "Investigate: the timeline, the scope of impact, the logging gaps" in demo.stdout
@@ -171,6 +180,14 @@ def test_demo_leaves_a_working_workspace(tmp_path: Path, cli: RunCli) -> None:
     gate = cli("gate", "refund-agent", "--json", "v.json", cwd=tmp_path / "d")
     assert gate.returncode == 0, gate.stdout + gate.stderr
     assert json.loads((tmp_path / "d" / "v.json").read_text())["outcome"] == "pass"
+    # The last line's suggestion works as copied into a fresh shell, whose PATH does not
+    # have the environment the demo ran in.
+    suggested = shlex.split(demo.stdout.strip().splitlines()[-1].split("`")[1])
+    fresh = subprocess.run(suggested, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120, check=False,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert fresh.returncode == 0, " ".join(suggested) + fresh.stdout + fresh.stderr
+    assert "PASS" in fresh.stdout
 
 
 @pytest.mark.slow
