@@ -97,7 +97,7 @@ def _check_part(part: RunPart, index: int, sample: Path) -> None:
         raise ReaderContractError(f"{where}: expected source {sample}, got {part.source}")
     if part.header is not None:
         try:
-            RunHeader.model_validate(part.header.model_dump())
+            RunHeader.model_validate(part.header.model_dump(warnings=False))
         except ValidationError as exc:
             raise ReaderContractError(f"{where}: its header is not valid: {exc}") from None
     for number, (step, place) in enumerate(zip(part.steps, part.places, strict=True)):
@@ -105,14 +105,15 @@ def _check_part(part: RunPart, index: int, sample: Path) -> None:
             raise ReaderContractError(f"{where}, step {number}: expected its place (a line "
                                       f"or a JSON path), got {place!r}")
         try:
-            _STEP.validate_python(step.model_dump())
+            _STEP.validate_python(step.model_dump(warnings=False))
         except ValidationError as exc:
             raise ReaderContractError(f"{where}, step {number} ({place}): not a valid "
                                       f"{step.kind} step: {exc}") from None
 
 
 def _shape(parts: list[RunPart]) -> list[Any]:
-    return [(p.run_id, p.place, [s.model_dump() for s in p.steps], p.places) for p in parts]
+    return [(p.run_id, p.place, [s.model_dump(warnings=False) for s in p.steps], p.places)
+            for p in parts]
 
 
 def _check_invalid(reader: Reader, invalid: Path) -> int:
