@@ -94,13 +94,22 @@ if TYPE_CHECKING:
         LOG_FORMATS,
         LogFormat,
         detect_format,
+        is_log_format,
         read_log,
         read_log_runs,
         read_logs,
     )
     from evalsuite._loop import run_sync
     from evalsuite._metrics import Metric, Metrics, MetricsCounter
-    from evalsuite._parts import RunHeader, RunPart, Skips, as_utc, located_runs, merge_parts
+    from evalsuite._parts import (
+        RunHeader,
+        RunPart,
+        Skips,
+        as_utc,
+        located,
+        located_runs,
+        merge_parts,
+    )
     from evalsuite._predicates import (
         PREDICATE_PATH,
         Predicate,
@@ -109,6 +118,8 @@ if TYPE_CHECKING:
         load_predicate,
     )
     from evalsuite._python_adapter import PythonAdapter
+    from evalsuite._reader_check import ReaderCheck, ReaderContractError, check_reader
+    from evalsuite._readers import READER_GROUP, Reader, ReaderFailed
     from evalsuite._record import Record
     from evalsuite._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
     from evalsuite._regex import Pattern, check_regex, user_regex
@@ -183,6 +194,7 @@ __all__ = [
     "MAX_USER_FILE_BYTES",
     "PREDICATE_PATH",
     "PROTECTED_ENV",
+    "READER_GROUP",
     "REDACTION_KINDS",
     "SANDBOXES",
     "Adapter",
@@ -230,6 +242,10 @@ __all__ = [
     "PythonAdapter",
     "PythonAdapterSpec",
     "RateJudgement",
+    "Reader",
+    "ReaderCheck",
+    "ReaderContractError",
+    "ReaderFailed",
     "Reasoning",
     "Record",
     "RedactionKind",
@@ -273,6 +289,7 @@ __all__ = [
     "check_expression",
     "check_json_schema",
     "check_predicate_path",
+    "check_reader",
     "check_regex",
     "choose_sandbox",
     "create_exclusive",
@@ -285,6 +302,7 @@ __all__ = [
     "evaluate",
     "evaluate_bool",
     "every_trial",
+    "is_log_format",
     "is_plain",
     "isolation_of",
     "json_path",
@@ -295,6 +313,7 @@ __all__ = [
     "load_json",
     "load_model",
     "load_predicate",
+    "located",
     "located_runs",
     "merge_parts",
     "parse_model",
@@ -413,6 +432,13 @@ _EXPORTS: dict[str, str] = {
     "read_log": "evalsuite._logs",
     "read_log_runs": "evalsuite._logs",
     "read_logs": "evalsuite._logs",
+    "is_log_format": "evalsuite._logs",
+    "ReaderCheck": "evalsuite._reader_check",
+    "ReaderContractError": "evalsuite._reader_check",
+    "check_reader": "evalsuite._reader_check",
+    "READER_GROUP": "evalsuite._readers",
+    "Reader": "evalsuite._readers",
+    "ReaderFailed": "evalsuite._readers",
     "run_sync": "evalsuite._loop",
     "Metric": "evalsuite._metrics",
     "Metrics": "evalsuite._metrics",
@@ -421,6 +447,7 @@ _EXPORTS: dict[str, str] = {
     "RunPart": "evalsuite._parts",
     "Skips": "evalsuite._parts",
     "as_utc": "evalsuite._parts",
+    "located": "evalsuite._parts",
     "located_runs": "evalsuite._parts",
     "merge_parts": "evalsuite._parts",
     "PREDICATE_PATH": "evalsuite._predicates",

@@ -1,8 +1,10 @@
 """Run logs in any supported format: which format a file is, and its runs as a stream.
 
 Formats: ``jsonl`` (the native run format), ``otel`` (OTLP/JSON GenAI traces),
-``openai`` (Chat Completions conversations), ``anthropic`` (Messages conversations).
-``auto`` looks at the first record. Nothing here holds a whole log: commands read the
+``openai`` (Chat Completions conversations), ``anthropic`` (Messages conversations),
+``text-actions`` (agents that write their calls as text: ReAct, AutoGPT, R-Judge), and
+any plugin reader (:mod:`evalsuite._readers`). ``auto`` looks at the first record, then
+asks the installed plugins' detectors. Nothing here holds a whole log: commands read the
 parts they need and put together only the runs they must show.
 """
 
@@ -21,23 +23,42 @@ from evalsuite._jsonl import native_parts
 from evalsuite._openai_chat import openai_parts
 from evalsuite._otel import otel_parts
 from evalsuite._parts import RunPart, Skips, merge_parts
+from evalsuite._readers import detect_plugin, is_plugin_format, load_reader, plugin_parts
 from evalsuite._run import Run
+from evalsuite._text_actions import looks_like_text_actions, text_action_parts
 
-LogFormat = Literal["jsonl", "otel", "openai", "anthropic"]
+LogFormat = Literal["jsonl", "otel", "openai", "anthropic", "text-actions"]
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
-_READERS: dict[LogFormat, Callable[[Path, Skips | None], Iterator[RunPart]]] = {
+_READERS: dict[str, Callable[[Path, Skips | None], Iterator[RunPart]]] = {
     "jsonl": native_parts, "otel": otel_parts, "openai": openai_parts,
-    "anthropic": anthropic_parts,
+    "anthropic": anthropic_parts, "text-actions": text_action_parts,
 }
 _NOT_A_LOG = ("not a run log: expected native JSON Lines (kind, run_id), OTLP/JSON "
-              "(resourceSpans), or OpenAI or Anthropic conversations (messages)")
+              "(resourceSpans), OpenAI or Anthropic conversations (messages), text-action "
+              "turns (contents), or a format a reader plugin detects")
 
 
-def detect_format(path: Path) -> LogFormat:
-    """The format of a log file, from its first record."""
+def detect_format(path: Path) -> str:
+    """The format of a log file, from its first record; a file no bundled format
+    recognises is offered to the installed plugin readers' detectors."""
     if not path.is_file():
         raise InvalidInput(path, "", "file not found" if not path.exists() else
                            "expected a log file, got a folder")
+    try:
+        return _bundled_format(path)
+    except InvalidInput:
+        plugin = detect_plugin(path)
+        if plugin is None:
+            raise
+        return plugin
+
+
+def is_log_format(name: str) -> bool:
+    """Whether ``name`` names a format: a bundled one, or a plugin reader."""
+    return name in _READERS or is_plugin_format(name)
+
+
+def _bundled_format(path: Path) -> LogFormat:
     first = first_value(path)
     if first is None:
         try:
@@ -55,6 +76,8 @@ def detect_format(path: Path) -> LogFormat:
         return "otel"
     if "run_id" in first and "kind" in first:
         return "jsonl"
+    if looks_like_text_actions(first):
+        return "text-actions"
     messages = next((first[k] for k in MESSAGE_KEYS if isinstance(first.get(k), list)), None)
     if messages is None:
         raise InvalidInput(path, "", _NOT_A_LOG, line=1)
@@ -80,23 +103,25 @@ def _anthropic(record: dict[str, Any], messages: list[Any]) -> bool:
     return False
 
 
-def read_log(path: Path, fmt: LogFormat | Literal["auto"] = "auto", *,
+def read_log(path: Path, fmt: str = "auto", *,
              skips: Skips | None = None) -> Iterator[RunPart]:
     """The parts of every run in one log file, validated as they stream.
 
-    A bad record raises :class:`InvalidInput` naming file, line and place; with ``skips``
-    it is counted there instead and reading goes on.
+    ``fmt`` is ``auto``, a bundled format, an installed reader plugin's name or
+    ``module:callable``. A bad record raises :class:`InvalidInput` naming file, line and
+    place; with ``skips`` it is counted there instead and reading goes on.
     """
     chosen = detect_format(path) if fmt == "auto" else fmt
     if chosen not in _READERS:
-        raise InvalidInput(None, "--format", f"expected auto or one of "
-                                             f"{', '.join(LOG_FORMATS)}, got {fmt!r}")
+        load_reader(chosen)  # a name that names no reader fails now, not at the first part
     if not path.is_file():
         raise InvalidInput(path, "", "file not found")
-    return _READERS[chosen](path, skips)
+    if chosen in _READERS:
+        return _READERS[chosen](path, skips)
+    return plugin_parts(chosen, path, skips)
 
 
-def read_logs(paths: Iterable[Path], fmt: LogFormat | Literal["auto"] = "auto", *,
+def read_logs(paths: Iterable[Path], fmt: str = "auto", *,
               agent: str | None = None, skips: Skips | None = None) -> Iterator[RunPart]:
     """The parts of every run in several logs, optionally only one agent's.
 
@@ -126,7 +151,7 @@ def read_logs(paths: Iterable[Path], fmt: LogFormat | Literal["auto"] = "auto", 
             yield part
 
 
-def read_log_runs(path: Path, fmt: LogFormat | Literal["auto"] = "auto") -> list[Run]:
+def read_log_runs(path: Path, fmt: str = "auto") -> list[Run]:
     """Every run of one log, whole. For small logs: this holds them all in memory."""
     return merge_parts(read_log(path, fmt))
 

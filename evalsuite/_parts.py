@@ -49,6 +49,8 @@ class RunPart:
 
     ``places`` holds, for each step, where in ``source`` it was read: a line number,
     ``line 4 span 00f067aa0ba902b7`` or a JSON path such as ``$[3].traj[5]``.
+    ``unread`` holds the records of the part that were valid but that the reader could
+    not turn into steps, each as (place, why): they are reported, never silently dropped.
     """
 
     run_id: str
@@ -57,6 +59,7 @@ class RunPart:
     header: RunHeader | None = None
     steps: list[Step] = field(default_factory=list)
     places: list[str | int] = field(default_factory=list)
+    unread: list[tuple[str | int, str]] = field(default_factory=list)
 
     def where(self, index: int | None = None,
               show: Callable[[Path], str] = display_path) -> str:
@@ -139,7 +142,11 @@ def located_runs(parts: Iterable[RunPart], show: Callable[[Path], str] = display
 
 
 class Skips:
-    """What ``--skip-invalid`` left out: how many records, why, and where the first of each was."""
+    """Records left out of a read: how many, why, and where the first of each was.
+
+    ``--skip-invalid`` counts the invalid records here; the ingest summary counts, the same
+    way, the records a reader read but did not understand (:attr:`RunPart.unread`).
+    """
 
     def __init__(self) -> None:
         self.reasons: Counter[str] = Counter()
@@ -148,10 +155,13 @@ class Skips:
     def add(self, error: InvalidInput) -> None:
         """Count one skipped record."""
         reason = f"{error.place}: {error.expected}" if error.place else error.expected
+        where = display_path(error.path) if error.path is not None else ""
+        self.note(reason, f"{where}:{error.line}" if error.line is not None else where)
+
+    def note(self, reason: str, where: str) -> None:
+        """Count one record left out for ``reason``, found at ``where`` (``file:line``)."""
         self.reasons[reason] += 1
-        if reason not in self.first:
-            where = display_path(error.path) if error.path is not None else ""
-            self.first[reason] = f"{where}:{error.line}" if error.line is not None else where
+        self.first.setdefault(reason, where)
 
     @property
     def total(self) -> int:

@@ -60,7 +60,7 @@ def _run_job(job: _Job, built: tuple[Judge, Judge | None] | None = None) -> Tall
     workspace = Workspace.find(job.root)
     judge, against = built or _judges(workspace, job)
     tally = Tally.for_labels(job.labels)
-    parts = read_logs(job.logs, job.fmt, agent=job.agent)  # type: ignore[arg-type]
+    parts = read_logs(job.logs, job.fmt, agent=job.agent)
     decide_parts(parts, judge, against, tally, last_part=job.last_part, shard=job.shard,
                  show=workspace.relative)
     return tally

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import click
+from rich.markup import escape
 
-from evalsuite import LOG_FORMATS, LogFormat
 from gates._cli._common import ctx
 from gates._reports.investigation_view import ingest_table, skipped_lines
 from gates._response.ingest import ingest
 
-FORMAT = click.option("--format", "fmt", type=click.Choice(["auto", *LOG_FORMATS]),
-                      default="auto", show_default=True,
-                      help="The logs' format; auto looks at each file's first record.")
+# A plain string: besides the bundled formats, a reader plugin may be named (an entry point
+# of the reinstate.readers group, or module:callable); reading checks the name.
+FORMAT = click.option("--format", "fmt", default="auto", show_default=True, metavar="FORMAT",
+                      help="The logs' format: auto (looks at each file's first record), "
+                           "jsonl, otel, openai, anthropic, text-actions, a reader installed "
+                           "under the reinstate.readers entry points, or module:callable.")
 SKIP = click.option("--skip-invalid", is_flag=True,
                     help="Leave out invalid records (counted and reported) instead of "
                          "stopping at the first.")
+STRICT = click.option("--strict", is_flag=True,
+                      help="Refuse (exit 2) a log read only in part: no runs, runs with no "
+                           "steps, or records the reader did not understand.")
 
 
 @click.command("ingest")
@@ -26,18 +31,23 @@ SKIP = click.option("--skip-invalid", is_flag=True,
 @click.option("--agent", help="The agent the logs are of: runs naming no agent are taken as "
                               "its, runs of other agents are left out.")
 @SKIP
+@STRICT
 @click.option("--out", type=click.Path(path_type=Path),
               help="Also write the runs here in the native JSONL format (atomically).")
-def command(files: tuple[Path, ...], fmt: LogFormat | Literal["auto"], agent: str | None,
-            skip_invalid: bool, out: Path | None) -> int:
+def command(files: tuple[Path, ...], fmt: str, agent: str | None, skip_invalid: bool,
+            strict: bool, out: Path | None) -> int:
     """Read run logs (native JSONL, OTLP/JSON GenAI traces, OpenAI or Anthropic
-    conversations), validate every record and say what they hold."""
+    conversations, text actions, or a reader plugin's format), validate every record and
+    say what each file holds and what was not understood."""
     c = ctx()
-    done = ingest(list(files), fmt, agent=agent, skip_invalid=skip_invalid, out=out)
+    done = ingest(list(files), fmt, agent=agent, skip_invalid=skip_invalid, strict=strict,
+                  out=out)
     ingest_table(c.out, done)
+    for summary in done.files:
+        c.out.print(escape(summary.understood()), highlight=False)
     skipped_lines(c.err, done.skipped)
     for warning in done.warnings:
-        c.err.print(f"[yellow]warning:[/] {warning}")
+        c.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if done.written is not None:
         c.out.print(f"wrote {done.written} ({done.lines} lines, native JSONL)")
     return 0

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import click
+from rich.markup import escape
 
-from evalsuite import LogFormat
 from gates._cli._common import ctx
-from gates._cli.ingest import FORMAT, SKIP
+from gates._cli.ingest import FORMAT, SKIP, STRICT
 from gates._reports.investigation_view import investigation_summary, skipped_lines
+from gates._response.ingest import ingest
 from gates._response.investigation import investigate
 
 
@@ -21,8 +21,9 @@ from gates._response.investigation import investigate
 @click.argument("more_logs", nargs=-1, type=click.Path(path_type=Path))
 @FORMAT
 @SKIP
+@STRICT
 def command(incident_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...],
-            fmt: LogFormat | Literal["auto"], skip_invalid: bool) -> int:
+            fmt: str, skip_invalid: bool, strict: bool) -> int:
     """Attach the incident's runs from the logs, write its timeline, measure the scope of
     impact and find the logging gaps.
 
@@ -31,10 +32,20 @@ def command(incident_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...
     """
     c = ctx()
     workspace = c.workspace()
-    done = investigate(workspace, incident_id, [*logs, *more_logs], actor=c.actor, fmt=fmt,
+    files = [*logs, *more_logs]
+    if files:
+        # First say what the logs hold for this agent (one more pass over them), so a log
+        # read as nothing is a warning, or with --strict an error before anything is written.
+        agent = workspace.incidents().load(incident_id).agent
+        read = ingest(files, fmt, agent=agent, skip_invalid=skip_invalid, strict=strict)
+        for summary in read.files:
+            c.out.print(escape(summary.understood()), highlight=False)
+        for warning in read.warnings:
+            c.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    done = investigate(workspace, incident_id, files, actor=c.actor, fmt=fmt,
                        skip_invalid=skip_invalid)
     for warning in done.warnings:
-        c.err.print(f"[yellow]warning:[/] {warning}")
+        c.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     skipped_lines(c.err, done.skipped)
     investigation_summary(c.out, done.investigation)
     path = workspace.relative(workspace.incidents().path(incident_id))

@@ -23,11 +23,11 @@ from evalsuite import (
     Behaviour,
     History,
     InvalidInput,
-    LogFormat,
     Output,
     ReinstateError,
     Skips,
     ToolCall,
+    is_log_format,
     read_logs,
 )
 from gates._config import Workspace
@@ -372,16 +372,17 @@ def _outside(run: _Run, run_id: str, index: int, source: str, step: ToolCall | O
         tally.newly_rejected.add(accepted)
 
 
-def _checked_logs(workspace: Workspace, incident: Incident) -> list[tuple[Path, LogFormat]]:
+def _checked_logs(workspace: Workspace, incident: Incident) -> list[tuple[Path, str]]:
     """The investigation's logs, each still the file it read."""
     assert incident.investigation is not None
     record = workspace.relative(workspace.incidents().path(incident.id))
     out = []
     for i, log in enumerate(incident.investigation.logs):
         path = Path(log.path) if Path(log.path).is_absolute() else workspace.root / log.path
-        if log.format not in LOG_FORMATS:
+        if not is_log_format(log.format):  # a bundled format or a reader plugin's name
             raise InvalidInput(record, f"investigation.logs[{i}].format",
-                               f"expected one of {', '.join(LOG_FORMATS)}, got {log.format!r}")
+                               f"expected one of {', '.join(LOG_FORMATS)} or a reader plugin, "
+                               f"got {log.format!r}")
         if not path.is_file():
             raise InvalidInput(path, "", f"missing: {incident.id}'s investigation read this "
                                          f"log, so its scope of impact cannot be checked")

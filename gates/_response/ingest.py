@@ -1,34 +1,68 @@
 """Reading logs in: validate every record, say what each file holds, and optionally write
 the runs in the native format (``--out``), streaming, so any size of log fits.
 
+Every file is accounted for: what was understood (runs, steps by kind, calls with and
+without a result, content present or not), and a warning, with counts and the first
+place, for runs with no steps and records the reader did not understand, so a file read
+as nothing is never a silent all-clear; ``--strict`` makes such a warning an error.
+
 Ingested runs are not copied into a store: the logs stay the record, and every command
 that needs runs (investigate, metrics, the logging check) streams them from the files.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from evalsuite import (
     InvalidInput,
-    LogFormat,
     RunPart,
     Skips,
     ToolCall,
+    ToolResult,
     as_utc,
     detect_format,
+    display_path,
+    is_log_format,
+    located,
     read_logs,
     write_parts,
 )
 
+# How each kind of step is named when counted, and how its content is named.
+_KINDS = {"user_input": ("input", "inputs"), "reasoning": ("reasoning", "reasoning"),
+          "tool_call": ("call", "calls"), "tool_result": ("result", "results"),
+          "output": ("output", "outputs")}
+_STRICT = "--strict refuses a log that was read only in part"
+
+
+@dataclass
+class FileWarning:
+    """Something in one file that was not read as evidence: what, and where it starts."""
+
+    path: Path
+    place: str | int
+    message: str
+
+    def error(self) -> InvalidInput:
+        """The warning as the error ``--strict`` makes of it."""
+        if isinstance(self.place, int):
+            return InvalidInput(self.path, "", f"{self.message}; {_STRICT}", line=self.place)
+        where, line = self.place, None
+        if where.startswith("line "):
+            number, _, where = where[5:].partition(" ")
+            line = int(number) if number.isdigit() else None
+        return InvalidInput(self.path, where, f"{self.message}; {_STRICT}", line=line)
+
 
 @dataclass
 class FileSummary:
-    """What one log holds."""
+    """What one log holds, counted as it streams (only the runs' ids and their calls still
+    waiting for a result are kept)."""
 
     path: Path
     format: str
@@ -37,15 +71,43 @@ class FileSummary:
     tool_calls: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
+    kinds: Counter[str] = field(default_factory=Counter)
+    """Steps by kind."""
+    empty: Counter[str] = field(default_factory=Counter)
+    """Steps by kind that carry no content: no text, no arguments, no result."""
+    answered: int = 0
+    """Calls a result answers (paired within their run, by id, else by tool and order)."""
+    unread: Skips = field(default_factory=Skips)
+    """Records the reader read but did not understand, by reason."""
+    first_unread: str | int | None = None
+    """Where the first record not understood is."""
+    _where: dict[str, str | int] = field(default_factory=dict)  # run id → first place
+    _stepped: set[str] = field(default_factory=set)
+    _waiting: dict[str, list[ToolCall]] = field(default_factory=dict)
 
     def count(self, part: RunPart) -> None:
         """Count one part of a run."""
-        self.runs += part.header is not None
+        if part.run_id not in self._where:
+            self._where[part.run_id] = part.place
+            self.runs += 1
+        if part.steps:
+            self._stepped.add(part.run_id)
         self.steps += len(part.steps)
+        for place, why in part.unread:
+            self.unread.note(why, located(part.source, place))
+            if self.first_unread is None:
+                self.first_unread = place
         first, last = self.first_at, self.last_at
         for step in part.steps:
-            if type(step) is ToolCall or step.kind == "tool_call":
+            kind = step.kind
+            self.kinds[kind] += 1
+            if not _has_content(step):
+                self.empty[kind] += 1
+            if type(step) is ToolCall or kind == "tool_call":
                 self.tool_calls += 1
+                self._waiting.setdefault(part.run_id, []).append(step)  # type: ignore[arg-type]
+            elif kind == "tool_result":
+                self._answer(part.run_id, step)  # type: ignore[arg-type]
             at = step.at
             if at is None:
                 continue
@@ -56,6 +118,70 @@ class FileSummary:
             if last is None or at > last:  # type: ignore[operator]
                 last = at
         self.first_at, self.last_at = first, last
+
+    def _answer(self, run_id: str, result: ToolResult) -> None:
+        """Pair a result with the call it answers, as :meth:`Run.pairs` does, streaming."""
+        waiting = self._waiting.get(run_id)
+        if not waiting:
+            return
+        match = None
+        if result.call_id is not None:
+            match = next((c for c in waiting if c.call_id == result.call_id), None)
+        if match is None:
+            match = next((c for c in waiting if c.call_id is None
+                          and result.tool in (None, c.tool)), None)
+        if match is not None:
+            waiting.remove(match)
+            self.answered += 1
+            if not waiting:
+                del self._waiting[run_id]
+
+    def understood(self) -> str:
+        """One sentence: the runs, steps by kind, calls with and without a result, content."""
+        kinds = ", ".join(f"{self.kinds[k]} {_KINDS[k][self.kinds[k] != 1]}"
+                          for k in _KINDS if self.kinds[k])
+        text = (f"{display_path(self.path)} ({self.format}): {_n(self.runs, 'run')}, "
+                f"{_n(self.steps, 'step')}" + (f" ({kinds})" if kinds else ""))
+        if self.tool_calls:
+            text += (f"; calls: {self.answered} with a result, "
+                     f"{self.tool_calls - self.answered} without")
+        missing = [f"{self.empty[k]} of {self.kinds[k]} {_KINDS[k][1]}"
+                   for k in _KINDS if self.empty[k]]
+        if self.steps:
+            text += ("; content: missing from " + ", ".join(missing) if missing
+                     else "; content: present in every step")
+        return text
+
+    def warnings(self, agent: str | None = None) -> list[FileWarning]:
+        """What was not read as evidence: no runs, runs with no steps, records not understood."""
+        found = []
+        if not self.runs:
+            whose = f" of agent {agent}" if agent else ""
+            found.append(FileWarning(self.path, "", f"no runs{whose} were read"))
+        empty = [r for r in self._where if r not in self._stepped]
+        if empty:
+            found.append(FileWarning(self.path, self._where[empty[0]],
+                                     f"{len(empty)} of {_n(self.runs, 'run')} read with no "
+                                     f"steps (the first here: {empty[0]})"))
+        if self.unread.total and self.first_unread is not None:
+            reasons = "; ".join(f"{count} × {reason}"
+                                for reason, count in self.unread.reasons.most_common())
+            found.append(FileWarning(self.path, self.first_unread,
+                                     f"{_n(self.unread.total, 'record')} not understood, the "
+                                     f"first here: {reasons}"))
+        return found
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _has_content(step: object) -> bool:
+    if isinstance(step, ToolCall):
+        return step.arguments_logged is not False
+    if isinstance(step, ToolResult):
+        return step.result not in (None, "") or step.error is not None
+    return bool(str(getattr(step, "content", "")).strip())
 
 
 @dataclass
@@ -69,34 +195,43 @@ class Ingested:
     warnings: list[str] = field(default_factory=list)
 
 
-def ingest(paths: Sequence[Path], fmt: LogFormat | Literal["auto"] = "auto", *,
-           agent: str | None = None, skip_invalid: bool = False,
+def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None,
+           skip_invalid: bool = False, strict: bool = False,
            out: Path | None = None) -> Ingested:
     """Read every log, validating each record; with ``out``, write the runs there.
 
     Without ``skip_invalid`` the first bad record stops everything (and ``out`` is not
-    written); with it, bad records are counted and left out.
+    written); with it, bad records are counted and left out. A file read as no runs,
+    as runs with no steps, or with records the reader did not understand is a warning;
+    with ``strict`` it raises :class:`InvalidInput` instead, and ``out`` is not written.
+    ``fmt`` is ``auto``, a bundled format or a reader plugin (see ``read_log``).
     """
     if not paths:
         raise InvalidInput(None, "FILE", "expected at least one log file")
+    if fmt != "auto" and not is_log_format(fmt):
+        raise InvalidInput(None, "--format", f"no reader named {fmt!r}: expected auto, a "
+                                             f"bundled format, an installed reader plugin "
+                                             f"or module:callable")
     summaries = [FileSummary(path=p, format=detect_format(p) if fmt == "auto" else fmt)
                  for p in paths]
     if out is not None and any(out.resolve() == p.resolve() for p in paths):
         raise InvalidInput(out, "--out", "expected a new file, not one of the logs being read")
     skips = Skips() if skip_invalid else None
+    done = Ingested(files=summaries, skipped=skips, written=out)
 
     def parts() -> Iterator[RunPart]:
         for summary in summaries:
-            for part in read_logs([summary.path], fmt, agent=agent, skips=skips):
+            for part in read_logs([summary.path], summary.format, agent=agent, skips=skips):
                 summary.count(part)
                 yield part
+            found = summary.warnings(agent)
+            if found and strict:  # raised inside the stream: --out is left unwritten
+                raise found[0].error()
+            done.warnings += [f"{located(w.path, w.place)}: {w.message}" for w in found]
 
-    done = Ingested(files=summaries, skipped=skips, written=out)
     if out is not None:
         done.lines = write_parts(parts(), out)
     else:
         for _ in parts():
             pass
-    if not any(s.runs or s.steps for s in summaries):
-        done.warnings.append("no runs were read")
     return done

@@ -18,13 +18,11 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from evalsuite import (
     Behaviour,
     Criterion,
     InvalidInput,
-    LogFormat,
     Redactor,
     ReinstateError,
     Run,
@@ -74,8 +72,7 @@ class Investigated:
     warnings: list[str] = field(default_factory=list)
 
 
-def log_files(workspace: Workspace, paths: Sequence[Path],
-              fmt: LogFormat | Literal["auto"]) -> list[LogFile]:
+def log_files(workspace: Workspace, paths: Sequence[Path], fmt: str) -> list[LogFile]:
     """Each log with its hash and format; a missing or unreadable one is an error now."""
     if not paths:
         raise InvalidInput(None, "--logs", "expected at least one log file")
@@ -143,7 +140,7 @@ def redacted_timeline(runs: list[tuple[Run, list[str]]], events: list[TimelineEv
 
 
 def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *, actor: str,
-                fmt: LogFormat | Literal["auto"] = "auto", skip_invalid: bool = False,
+                fmt: str = "auto", skip_invalid: bool = False,
                 store: StateStore | None = None) -> Investigated:
     """Investigate an incident in ``logs`` and record what was found in the incident."""
     book = workspace.incidents()
