@@ -163,6 +163,11 @@ if TYPE_CHECKING:
         ToolPolicy,
         ToolSpec,
     )
+    from evalsuite._sessions import (
+        DEFAULT_SESSION_ATTRIBUTES,
+        session_attributes,
+        sessions_grouped_by,
+    )
     from evalsuite._statistics import RateJudgement, judge_rate, trials_needed, wilson
     from evalsuite._subprocess_adapter import SubprocessAdapter
     from evalsuite._suite import case_files, load_cases
@@ -172,6 +177,7 @@ __all__ = [
     "AGENT_NAME",
     "BEHAVIOUR_VARIABLES",
     "CASE_ID",
+    "DEFAULT_SESSION_ATTRIBUTES",
     "LOG_FORMATS",
     "MAX_ALIAS_EXPANSION",
     "MAX_COMPREHENSION_DEPTH",
@@ -315,6 +321,8 @@ __all__ = [
     "run_sync",
     "schema_validator",
     "schema_violation",
+    "session_attributes",
+    "sessions_grouped_by",
     "steps_as_data",
     "tools_named",
     "trials_needed",
@@ -413,6 +421,9 @@ _EXPORTS: dict[str, str] = {
     "read_log": "evalsuite._logs",
     "read_log_runs": "evalsuite._logs",
     "read_logs": "evalsuite._logs",
+    "DEFAULT_SESSION_ATTRIBUTES": "evalsuite._sessions",
+    "session_attributes": "evalsuite._sessions",
+    "sessions_grouped_by": "evalsuite._sessions",
     "run_sync": "evalsuite._loop",
     "Metric": "evalsuite._metrics",
     "Metrics": "evalsuite._metrics",

@@ -37,10 +37,13 @@ class FileSummary:
     tool_calls: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
+    run_ids: set[str] = field(default_factory=set, repr=False)
 
     def count(self, part: RunPart) -> None:
-        """Count one part of a run."""
-        self.runs += part.header is not None
+        """Count one part of a run (a run traced as many traces has a header in each)."""
+        if part.header is not None and part.run_id not in self.run_ids:
+            self.run_ids.add(part.run_id)
+            self.runs += 1
         self.steps += len(part.steps)
         first, last = self.first_at, self.last_at
         for step in part.steps:
