@@ -134,7 +134,7 @@ def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
             if number.isdigit():
                 message["contents"].setdefault(int(number), {})[
                     name.removeprefix("message_content.")] = value
-        else:
+        elif field not in ("tool_calls", "contents"):  # those two are ours, as dicts
             message[field] = value
     result = []
     for _, message in sorted(found.items()):
@@ -150,12 +150,18 @@ def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
 
 def _plain(message: dict[str, Any]) -> dict[str, Any]:
     """An OpenAI Chat Completions message (from ``input.value``) in the indexed shape."""
-    calls = []
-    for call in message.get("tool_calls") or []:
-        function = call.get("function", {}) if isinstance(call, dict) else {}
+    calls: list[dict[str, Any]] = []
+    calls_logged = message.get("tool_calls")
+    for call in calls_logged if isinstance(calls_logged, list) else []:
+        if not isinstance(call, dict):
+            continue
+        function: dict[str, Any] = call["function"] if isinstance(
+            call.get("function"), dict) else {}
         calls.append({"id": call.get("id"), "name": function.get("name", ""),
                       "arguments": function.get("arguments")})
-    return {"role": message.get("role"), "content": text_of(message.get("content")),
+    content = message.get("content")
+    return {"role": message.get("role"),
+            "content": text_of(content) if isinstance(content, str | list) else "",
             "tool_call_id": message.get("tool_call_id"), "tool_calls": calls, "parts": []}
 
 
@@ -269,8 +275,6 @@ def _part(trace: _Trace, spans: list[PlainSpan], models: list[PlainSpan],
         "provider": first("llm.provider", "llm.system"),
         "service": spans[0].resource.get("service.name"),
     }.items() if v is not None}
-    if trace.unreadable:
-        metadata["unreadable"] = trace.unreadable
     context: dict[str, Any] = {}
     if trace.system:
         context["system"] = "\n\n".join(dict.fromkeys(trace.system))
@@ -278,6 +282,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], models: list[PlainSpan],
              if k.startswith("llm.tools.") and k.endswith(".tool.json_schema")]
     if any(t is not None for t in tools):
         context["tool_definitions"] = [t for t in tools if t is not None]
+    if trace.unreadable:  # said, not guessed at
+        metadata["unreadable"] = trace.unreadable
     header: dict[str, Any] = {"run_id": trace_id, "metadata": metadata, "context": context,
                               "started_at": step_time(spans[0].start)}
     usage = _usage(models)
@@ -300,11 +306,11 @@ def _usage(models: list[PlainSpan]) -> Usage | None:
     if not models:
         return None
     totals: dict[str, Any] = {"model_calls": len(models)}
-    for field, key in (("input_tokens", "llm.token_count.prompt"),
-                       ("output_tokens", "llm.token_count.completion"),
-                       ("cost_usd", "llm.cost.total")):
+    for field, key, kinds in (("input_tokens", "llm.token_count.prompt", int),
+                              ("output_tokens", "llm.token_count.completion", int),
+                              ("cost_usd", "llm.cost.total", int | float)):
         values = [s.attributes[key] for s in models
-                  if isinstance(s.attributes.get(key), int | float)
+                  if isinstance(s.attributes.get(key), kinds)
                   and not isinstance(s.attributes.get(key), bool) and s.attributes[key] >= 0]
         if values:
             totals[field] = sum(values)

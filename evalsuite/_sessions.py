@@ -209,7 +209,8 @@ def tool_responses(span: PlainSpan) -> list[tuple[str, Any]]:
     found: list[tuple[str, Any]] = []
     messages, _ = json_value(span.attributes.get("gen_ai.input.messages"))
     for message in messages if isinstance(messages, list) else []:
-        for part in message.get("parts", []) if isinstance(message, dict) else []:
+        parts = message.get("parts") if isinstance(message, dict) else None
+        for part in parts if isinstance(parts, list) else []:
             if isinstance(part, dict) and part.get("type") == "tool_call_response" and (
                     part.get("id") is not None):
                 found.append((str(part["id"]), _parsed(part.get("response",
