@@ -174,6 +174,11 @@ if TYPE_CHECKING:
         ToolPolicy,
         ToolSpec,
     )
+    from evalsuite._sessions import (
+        DEFAULT_SESSION_ATTRIBUTES,
+        session_attributes,
+        sessions_grouped_by,
+    )
     from evalsuite._statistics import RateJudgement, judge_rate, trials_needed, wilson
     from evalsuite._subprocess_adapter import SubprocessAdapter
     from evalsuite._suite import case_files, load_cases
@@ -183,6 +188,7 @@ __all__ = [
     "AGENT_NAME",
     "BEHAVIOUR_VARIABLES",
     "CASE_ID",
+    "DEFAULT_SESSION_ATTRIBUTES",
     "LOG_FORMATS",
     "MAX_ALIAS_EXPANSION",
     "MAX_COMPREHENSION_DEPTH",
@@ -334,6 +340,8 @@ __all__ = [
     "run_sync",
     "schema_validator",
     "schema_violation",
+    "session_attributes",
+    "sessions_grouped_by",
     "steps_as_data",
     "tools_named",
     "trials_needed",
@@ -439,6 +447,9 @@ _EXPORTS: dict[str, str] = {
     "READER_GROUP": "evalsuite._readers",
     "Reader": "evalsuite._readers",
     "ReaderFailed": "evalsuite._readers",
+    "DEFAULT_SESSION_ATTRIBUTES": "evalsuite._sessions",
+    "session_attributes": "evalsuite._sessions",
+    "sessions_grouped_by": "evalsuite._sessions",
     "run_sync": "evalsuite._loop",
     "Metric": "evalsuite._metrics",
     "Metrics": "evalsuite._metrics",

@@ -23,12 +23,13 @@ reports rather than guesses at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
+from evalsuite._openinference import is_openinference, openinference_part
 from evalsuite._otel_spans import PlainSpan, export_requests, json_value, plain_spans
 from evalsuite._parts import RunHeader, RunPart, Skips
 from evalsuite._run import (
@@ -41,6 +42,7 @@ from evalsuite._run import (
     Usage,
     UserInput,
 )
+from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
@@ -52,6 +54,7 @@ _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "use
 def otel_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
     """Every trace in an OTLP/JSON file, as a part of its run."""
     waiting: dict[str, list[PlainSpan]] = {}
+    sessions = Sessions()  # traces of one session or conversation make one run
     for request, place, line in export_requests(path, skips):
         spans = list(plain_spans(request, path, place, line))
         done = []
@@ -60,9 +63,15 @@ def otel_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
             if not span.parent_id:
                 done.append(span.trace_id)
         for trace_id in dict.fromkeys(done):
-            yield trace_part(waiting.pop(trace_id), path)
+            trace = waiting.pop(trace_id)
+            yield sessions.continued(_convention(trace)(trace, path), trace)
     for spans in waiting.values():  # traces whose root never came (sampled, cut off)
-        yield trace_part(spans, path)
+        yield sessions.continued(_convention(spans)(spans, path), spans)
+
+
+def _convention(spans: list[PlainSpan]) -> Callable[[list[PlainSpan], Path], RunPart]:
+    """The reader of a trace's convention: OpenInference's, else the GenAI one."""
+    return openinference_part if is_openinference(spans) else trace_part
 
 
 def operation(span: PlainSpan) -> str:

@@ -7,11 +7,12 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from evalsuite import (
+    DEFAULT_SESSION_ATTRIBUTES,
     MAX_NUMBER_CHARS,
     MAX_USER_FILE_BYTES,
     InvalidInput,
@@ -88,6 +89,16 @@ class LoggingSettings(Record):
     """How many of an agent's newest runs must answer the four questions."""
 
 
+class IngestSettings(Record):
+    """How run logs are read, by every command that reads them."""
+
+    session_attributes: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: list(DEFAULT_SESSION_ATTRIBUTES))
+    """Span attributes that name the session or conversation a trace belongs to, first
+    found wins: traces with the same value are one run, in time order, each call's repeated
+    history read once. An empty list makes every trace a run of its own."""
+
+
 class SigningSettings(Record):
     """How verdicts are signed and checked (``reinstate keygen`` makes the key pair)."""
 
@@ -139,6 +150,8 @@ class Config(Record):
     """What the logging check reads."""
     rules: RuleSettings = Field(default_factory=RuleSettings)
     """What rules in control files may do."""
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    """How run logs are read: which span attributes tie traces into one run."""
     signing: SigningSettings = Field(default_factory=SigningSettings)
     """Signed verdicts: the public key they must verify against."""
     agent: AgentSettings = Field(default_factory=AgentSettings)

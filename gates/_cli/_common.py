@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from evalsuite import sessions_grouped_by
 from gates._config import Workspace
 
 
@@ -24,8 +25,12 @@ class Context:
     err: Console
 
     def workspace(self) -> Workspace:
-        """The workspace, found from ``-C`` or the working directory upwards."""
-        return Workspace.find(self.workspace_dir)
+        """The workspace, found from ``-C`` or the working directory upwards; the logs
+        the command reads are grouped into runs as its ``[ingest]`` settings say."""
+        found = Workspace.find(self.workspace_dir)
+        click.get_current_context().with_resource(
+            sessions_grouped_by(found.config.ingest.session_attributes))
+        return found
 
 
 def default_actor() -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from gates._cli._common import ctx
+from evalsuite import DEFAULT_SESSION_ATTRIBUTES, InvalidInput, sessions_grouped_by
+from gates._cli._common import Context, ctx
 from gates._reports.investigation_view import ingest_table, skipped_lines
 from gates._response.ingest import ingest
 
@@ -34,14 +35,20 @@ STRICT = click.option("--strict", is_flag=True,
 @STRICT
 @click.option("--out", type=click.Path(path_type=Path),
               help="Also write the runs here in the native JSONL format (atomically).")
+@click.option("--session-attribute", "session_attributes", multiple=True, metavar="NAME",
+              help="A span attribute naming the session a trace belongs to: traces sharing "
+                   "its value are one run (repeatable; replaces [ingest] "
+                   "session_attributes, default gen_ai.conversation.id, session.id, "
+                   "traceloop.association.properties.session_id).")
 def command(files: tuple[Path, ...], fmt: str, agent: str | None, skip_invalid: bool,
-            strict: bool, out: Path | None) -> int:
-    """Read run logs (native JSONL, OTLP/JSON GenAI traces, OpenAI or Anthropic
+            strict: bool, out: Path | None, session_attributes: tuple[str, ...]) -> int:
+    """Read run logs (native JSONL, OTLP/JSON GenAI or OpenInference traces, OpenAI or Anthropic
     conversations, text actions, or a reader plugin's format), validate every record and
     say what each file holds and what was not understood."""
     c = ctx()
-    done = ingest(list(files), fmt, agent=agent, skip_invalid=skip_invalid, strict=strict,
-                  out=out)
+    with sessions_grouped_by(session_attributes or _configured(c)):
+        done = ingest(list(files), fmt, agent=agent, skip_invalid=skip_invalid,
+                      strict=strict, out=out)
     ingest_table(c.out, done)
     for summary in done.files:
         c.out.print(escape(summary.understood()), highlight=False)
@@ -51,3 +58,14 @@ def command(files: tuple[Path, ...], fmt: str, agent: str | None, skip_invalid: 
     if done.written is not None:
         c.out.print(f"wrote {done.written} ({done.lines} lines, native JSONL)")
     return 0
+
+
+def _configured(c: Context) -> tuple[str, ...]:
+    """The workspace's ``[ingest] session_attributes``; the defaults outside a workspace
+    (ingest needs none), but a workspace whose configuration is broken is an error."""
+    try:
+        return tuple(c.workspace().config.ingest.session_attributes)
+    except InvalidInput as exc:
+        if exc.path is None:  # no workspace here
+            return DEFAULT_SESSION_ATTRIBUTES
+        raise

@@ -1,0 +1,236 @@
+"""One conversation traced as many traces, read back as one run.
+
+Instrumentations without an agent span (OpenInference or OpenLLMetry around a bare model
+client) write one trace per model call; what ties the calls of one conversation together
+is a session or conversation id on their spans. Each call's input repeats the dialogue so
+far, so a later trace holds again every user message of the earlier ones, and the result
+of a tool the model asked for in one trace arrives only in the next trace's input.
+
+:class:`Sessions` takes the traces of a file one at a time as they complete and, for each
+session, keeps only what it needs to continue it: the user messages already read and the
+tool calls still waiting for their result. So each part holds only what is new, and
+memory follows the sessions in the file, not its size.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from evalsuite._otel_spans import PlainSpan, json_value
+from evalsuite._parts import RunHeader, RunPart
+from evalsuite._run import Step, ToolCall, ToolResult, Usage, UserInput
+
+DEFAULT_SESSION_ATTRIBUTES: tuple[str, ...] = (
+    "gen_ai.conversation.id",                          # OpenTelemetry GenAI conventions
+    "session.id",                                      # OpenInference, and common use
+    "traceloop.association.properties.session_id",     # OpenLLMetry association property
+)
+"""Span attributes whose value names the session a trace belongs to, first found wins."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ATTRIBUTES: ContextVar[tuple[str, ...]] = ContextVar(
+    "session_attributes", default=DEFAULT_SESSION_ATTRIBUTES)
+
+
+@contextmanager
+def sessions_grouped_by(attributes: Sequence[str]) -> Iterator[None]:
+    """Read OpenTelemetry logs within the block grouping traces into runs by ``attributes``
+    (span attributes naming a session or conversation, first found wins); an empty list
+    makes each trace a run of its own.
+
+    Example:
+        >>> with sessions_grouped_by(["app.thread_id"]):
+        ...     runs = read_log_runs(Path("traces.jsonl"))  # doctest: +SKIP
+    """
+    token = _ATTRIBUTES.set(tuple(attributes))
+    try:
+        yield
+    finally:
+        _ATTRIBUTES.reset(token)
+
+
+def session_attributes() -> tuple[str, ...]:
+    """The span attributes traces are grouped into runs by, where this code runs."""
+    return _ATTRIBUTES.get()
+
+
+@dataclass(slots=True)
+class _Session:
+    """What a session's next trace needs from the earlier ones."""
+
+    users: list[int] = field(default_factory=list)
+    """Hashes of the user messages read so far, in order."""
+    waiting: dict[str, ToolCall] = field(default_factory=dict)
+    """Tool calls by id whose result no trace has logged yet."""
+    traces: int = 0
+    """Traces of the session read so far."""
+    first: RunHeader | None = None
+    """The header of its first trace: when the session started, its first trace id."""
+    usage: dict[str, float] = field(default_factory=dict)
+    """Tokens, model calls and cost summed over its traces so far."""
+
+
+def _running_header(header: RunHeader, session: _Session) -> RunHeader:
+    """The part's header with what the session holds so far: parts of a run are merged
+    with the later one's fields winning, so each carries the session's totals and start."""
+    session.traces += 1
+    if session.first is None:
+        session.first = header
+    if header.usage is not None:
+        for name, value in header.usage.model_dump(exclude_none=True).items():
+            session.usage[name] = session.usage.get(name, 0) + value
+    first = session.first
+    update: dict[str, Any] = {
+        "started_at": first.started_at or header.started_at,
+        "metadata": {**header.metadata, "traces": session.traces,
+                     **({"trace_id": first.metadata["trace_id"]}
+                        if "trace_id" in first.metadata else {})},
+    }
+    if session.usage:
+        update["usage"] = Usage.model_validate(session.usage)
+    return header.model_copy(update=update)
+
+
+class Sessions:
+    """The sessions of one file as its traces complete (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.attributes = session_attributes()
+        self.open: dict[str, _Session] = {}
+
+    def continued(self, part: RunPart, spans: Sequence[PlainSpan]) -> RunPart:
+        """``part`` (one trace's) as the continuation of its session: under the session's
+        run id, without the user messages that only repeat the history, and with the
+        results of earlier calls that this trace's model inputs carry."""
+        key = self._session_of(spans)
+        trace_id = part.header.metadata.get("trace_id") if part.header is not None else None
+        run_id = key or (str(trace_id) if trace_id else part.run_id)
+        if run_id != part.run_id:
+            part.run_id = run_id
+            if part.header is not None:
+                part.header = part.header.model_copy(update={"run_id": run_id})
+        if key is None:  # a run of its own: only its own calls can be answered in it
+            _add_late_results(part, _Session(), spans)
+            return part
+        session = self.open.setdefault(key, _Session())
+        _drop_repeated_history(part, session)
+        _add_late_results(part, session, spans)
+        if part.header is not None:
+            part.header = _running_header(part.header, session)
+        return part
+
+    def _session_of(self, spans: Sequence[PlainSpan]) -> str | None:
+        for name in self.attributes:
+            for span in spans:
+                value = span.attributes.get(name)
+                if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+                    return str(value)
+        return None
+
+
+def _drop_repeated_history(part: RunPart, session: _Session) -> None:
+    """Leave out the user messages at the start of the part that are the session's so far.
+
+    Only a whole repeat counts: a trace whose user messages begin with every earlier one,
+    in order, repeats the history. Anything else is kept, since a message said again
+    is evidence and a duplicate is safer than a loss.
+    """
+    indexes = [i for i, s in enumerate(part.steps) if isinstance(s, UserInput)]
+    hashes = [hash(part.steps[i].content) for i in indexes]  # type: ignore[union-attr]
+    known = len(session.users)
+    if known and hashes[:known] == session.users:
+        drop = set(indexes[:known])
+        part.steps = [s for i, s in enumerate(part.steps) if i not in drop]
+        part.places = [p for i, p in enumerate(part.places) if i not in drop]
+        hashes = hashes[known:]
+    session.users.extend(hashes)
+
+
+def _drop_executions(part: RunPart, session: _Session) -> None:
+    """A tool span traced apart from the model call that asked for it reads as a call of
+    its own; with the id of a call still waiting in the session, it is that call's run."""
+    if not session.waiting:
+        return
+    keep = [not (isinstance(s, ToolCall) and s.call_id is not None
+                 and str(s.call_id) in session.waiting) for s in part.steps]
+    part.steps = [s for s, kept in zip(part.steps, keep, strict=True) if kept]
+    part.places = [p for p, kept in zip(part.places, keep, strict=True) if kept]
+
+
+def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpan]) -> None:
+    """Results of calls still waiting (in an earlier trace or this one) that a later model
+    call's input carries as tool messages, placed when that call started."""
+    _drop_executions(part, session)
+    answered = {s.call_id for s in part.steps if isinstance(s, ToolResult) and s.call_id}
+    calls = [s for s in part.steps if isinstance(s, ToolCall) and s.call_id]
+    for call in calls:
+        if call.call_id not in answered:
+            session.waiting[str(call.call_id)] = call
+    for call_id in answered:
+        session.waiting.pop(str(call_id), None)
+    if not session.waiting:
+        return
+    for span in sorted(spans, key=lambda s: s.start):
+        for call_id, response in tool_responses(span):
+            asked = session.waiting.get(call_id)
+            if asked is None or (asked.at is not None and asked.at > step_time(span.start)):
+                continue  # a result comes after its call
+            del session.waiting[call_id]
+            result = ToolResult(tool=asked.tool, call_id=call_id, result=response)
+            _insert(part, result, span)
+
+
+def _insert(part: RunPart, step: Step, span: PlainSpan) -> None:
+    """Put ``step`` where its time falls among the part's steps (after equal times)."""
+    when = step_time(span.start)
+    step.__dict__["at"] = when  # made here, so valid: no need to validate the step again
+    step.__pydantic_fields_set__.add("at")
+    times = [s.at if s.at is not None else _EPOCH for s in part.steps]
+    at = bisect.bisect_right(times, when)
+    part.steps.insert(at, step)
+    part.places.insert(at, span.place)
+
+
+def step_time(ns: int) -> datetime:
+    """A span time (nanoseconds since the epoch) as a step's time."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def tool_responses(span: PlainSpan) -> list[tuple[str, Any]]:
+    """The tool results a model call's input carries, as (call id, result): GenAI
+    ``tool_call_response`` parts, ``role: tool`` messages of OpenLLMetry's indexed
+    ``gen_ai.prompt.N.*`` and OpenInference's ``llm.input_messages.N.message.*``."""
+    found: list[tuple[str, Any]] = []
+    messages, _ = json_value(span.attributes.get("gen_ai.input.messages"))
+    for message in messages if isinstance(messages, list) else []:
+        parts = message.get("parts") if isinstance(message, dict) else None
+        for part in parts if isinstance(parts, list) else []:
+            if isinstance(part, dict) and part.get("type") == "tool_call_response" and (
+                    part.get("id") is not None):
+                found.append((str(part["id"]), _parsed(part.get("response",
+                                                               part.get("result")))))
+    for prefix, id_key, content_key in (
+            ("gen_ai.prompt.", "tool_call_id", "content"),
+            ("llm.input_messages.", "message.tool_call_id", "message.content")):
+        role_suffix = ".role" if prefix == "gen_ai.prompt." else ".message.role"
+        for key, value in span.attributes.items():
+            if value != "tool" or not key.startswith(prefix) or not key.endswith(role_suffix):
+                continue
+            index = key[len(prefix):-len(role_suffix)]
+            call_id = span.attributes.get(f"{prefix}{index}.{id_key}")
+            if call_id is not None:
+                found.append((str(call_id), _parsed(
+                    span.attributes.get(f"{prefix}{index}.{content_key}"))))
+    return found
+
+
+def _parsed(value: Any) -> Any:
+    """A tool's answer as JSON when it is JSON text, else as it was logged."""
+    parsed, readable = json_value(value)
+    return parsed if readable else value
