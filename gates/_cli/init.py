@@ -12,9 +12,11 @@ from gates._init import init_workspace
 
 @click.command("init")
 @click.argument("directory", type=click.Path(path_type=Path), default=".")
-@click.option("--agent", help="Also lay out a first agent with empty control files to fill in.")
+@click.option("--agent", help="Lay out this agent too: a tool with a CEL rule, a criterion and "
+                                "an eval case that pass. In an existing workspace, adds the "
+                                "agent and changes nothing else.")
 def command(directory: Path, agent: str | None) -> int:
-    """Lay out a reinstate workspace in DIRECTORY (default: here)."""
+    """Lay out a reinstate workspace in DIRECTORY (default: here), or add --agent to it."""
     made = init_workspace(directory, agent)
     for path in made:
         ctx().out.print(f"created {path}")

@@ -47,6 +47,19 @@ def decide_call(controls: Controls, call: ToolCall, history: Sequence[Step] = ()
     Unknown tools are denied; then ``allowed``, the argument schema, ``deny_when`` and
     ``review_when`` decide, in that order.
     """
+    situation = Situation(history=history, context=context or {}, call=call)
+    denied = _denial(controls, call, situation)
+    if denied is not None:
+        return denied
+    routed = _review_when(controls, call, situation)
+    if routed is not None:
+        return routed
+    return Decision(effect="allow", rule=f"permissions.tools.{call.tool}",
+                    reason=f"{call.tool} is allowed")
+
+
+def _denial(controls: Controls, call: ToolCall, situation: Situation) -> Decision | None:
+    """The permission boundary's denial of a call, or None when it lets the call through."""
     permission = controls.permissions.tools.get(call.tool)
     if permission is None:
         return Decision(
@@ -60,15 +73,25 @@ def decide_call(controls: Controls, call: ToolCall, history: Sequence[Step] = ()
         problem = schema_violation(permission.arguments, call.arguments)
         if problem is not None:
             return Decision(effect="deny", rule=f"{base}.arguments", reason=problem)
-    situation = Situation(history=history, context=context or {}, call=call)
-    rules: tuple[tuple[Effect, str], ...] = (("deny", "deny_when"), ("review", "review_when"))
-    for effect, field in rules:
-        hit = first_holding(getattr(permission, field), situation)
-        if hit is not None:
-            condition, reason = hit
-            return Decision(effect=effect, rule=f"{base}.{field}.{condition.id}",
-                            reason=reason)
-    return Decision(effect="allow", rule=base, reason=f"{call.tool} is allowed")
+    hit = first_holding(permission.deny_when, situation)
+    if hit is not None:
+        condition, reason = hit
+        return Decision(effect="deny", rule=f"{base}.deny_when.{condition.id}", reason=reason)
+    return None
+
+
+def _review_when(controls: Controls, call: ToolCall, situation: Situation) -> Decision | None:
+    """The first of the tool's ``review_when`` conditions that holds, as a routing decision."""
+    permission = controls.permissions.tools.get(call.tool)
+    if permission is None:
+        return None
+    hit = first_holding(permission.review_when, situation)
+    if hit is None:
+        return None
+    condition, reason = hit
+    return Decision(effect="review",
+                    rule=f"permissions.tools.{call.tool}.review_when.{condition.id}",
+                    reason=reason)
 
 
 def judge_acceptance(controls: Controls, behaviour: Behaviour) -> list[Judgement]:
@@ -123,34 +146,55 @@ def rejection(judgements: Iterable[Judgement]) -> Decision:
 
 def route_call(controls: Controls, call: ToolCall, history: Sequence[Step] = (),
                context: dict[str, Any] | None = None) -> Decision:
-    """Whether a tool call reaches a human first: review.yaml rules, then permission conditions."""
+    """Whether a tool call reaches a human first: the one routing decision on calls.
+
+    ``review.yaml``'s tool-call rules are asked first, then the tool's ``review_when``
+    conditions; both are asked whatever the permission boundary would decide, so a
+    condition routes the same calls wherever it is written. A rule that cannot be
+    evaluated routes the call (fail closed).
+    """
     situation = Situation(history=history, context=context or {}, call=call)
+    return _route_call(controls, call, situation)
+
+
+def _route_call(controls: Controls, call: ToolCall, situation: Situation) -> Decision:
     judgements = _Judgements(controls, Behaviour(tool_calls=[call]))  # judged if a rule asks
     for index, rule in enumerate(controls.review.rules):
-        if rule.applies_to == "tool_call" and _call_matches(controls, rule, call, judgements,
-                                                            situation):
-            return _routed(rule, index, situation)
-    permission = decide_call(controls, call, history, context)
-    if permission.effect == "review":
-        return permission
+        if rule.applies_to != "tool_call":
+            continue
+        failed = _call_matches(controls, rule, call, judgements, situation)
+        if failed is not None:
+            return _routed(rule, index, situation, failed)
+    routed = _review_when(controls, call, situation)
+    if routed is not None:
+        return routed
     return Decision(effect="allow", rule="review", reason="no review rule matches")
 
 
 def route_output(controls: Controls, output: str, history: Sequence[Step] = (),
                  context: dict[str, Any] | None = None) -> Decision:
-    """Whether an output reaches a human before the user sees it."""
+    """Whether an output reaches a human before the user sees it.
+
+    A ``failed_criterion`` rule judges the output as the acceptance criteria judge a run:
+    with every tool call the run made before it, so ``failed_criterion: any`` routes an
+    answer whose run an acceptance replay rejects. A criterion that cannot be evaluated
+    fails, and routes the output (fail closed).
+    """
     situation = Situation(history=history, context=context or {}, output=output)
-    judgements = _Judgements(controls, Behaviour(output=output))
+    judgements = _Judgements(controls, _answered(history, output))
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to != "output":
             continue
         if rule.output_matches is not None and not user_regex(rule.output_matches).search(output):
             continue
-        if rule.failed_criterion is not None and not _failed(rule.failed_criterion, judgements):
-            continue
+        failed = None
+        if rule.failed_criterion is not None:
+            failed = _failed(rule.failed_criterion, judgements)
+            if failed is None:
+                continue
         if rule.expression is not None and not _expression_holds(rule, situation):
             continue
-        return _routed(rule, index, situation)
+        return _routed(rule, index, situation, failed)
     return Decision(effect="allow", rule="review", reason="no review rule matches")
 
 
@@ -159,26 +203,42 @@ def stop_or_route(controls: Controls, step: Step, history: Sequence[Step] = (),
     """Whether a harmful step is kept from acting alone: a call denied by the permissions
     or sent to a person, an output sent to a person. Anything else takes effect."""
     if isinstance(step, ToolCall):
-        decision = decide_call(controls, step, history, context)
-        return decision if decision.stopped else route_call(controls, step, history, context)
+        situation = Situation(history=history, context=context or {}, call=step)
+        denied = _denial(controls, step, situation)
+        return denied if denied is not None else _route_call(controls, step, situation)
     if isinstance(step, Output):
         return route_output(controls, step.content, history, context)
     return Decision(effect="allow", rule="review", reason=f"a {step.kind} step takes no effect")
 
 
+def _answered(history: Sequence[Step], output: str) -> Behaviour:
+    """The run up to an output, as acceptance criteria judge it: its calls, then the output."""
+    calls = [step for step in history if isinstance(step, ToolCall)]
+    # The steps are already validated models: no need to check them again.
+    return Behaviour.model_construct(tool_calls=calls, output=output)
+
+
+_MATCHED = Judgement.model_construct(criterion="", passed=True, detail="")
+"""What :func:`_call_matches` answers for a rule that matches without naming a criterion."""
+
+
 def _call_matches(controls: Controls, rule: ReviewRule, call: ToolCall,
-                  judgements: Iterable[Judgement], situation: Situation) -> bool:
+                  judgements: Iterable[Judgement], situation: Situation) -> Judgement | None:
+    """None when the rule does not match the call; else the failed criterion it asked
+    about (or a placeholder when it asked about none)."""
     if rule.tool is not None and rule.tool != call.tool:
-        return False
+        return None
     if rule.min_risk is not None:
         risk = controls.risk_of(call.tool)
         if risk is not None and RISKS.index(risk) < RISKS.index(rule.min_risk):
-            return False
+            return None
     if rule.arguments is not None and schema_violation(rule.arguments, call.arguments) is not None:
-        return False
+        return None
     if rule.expression is not None and not _expression_holds(rule, situation):
-        return False
-    return rule.failed_criterion is None or _failed(rule.failed_criterion, judgements)
+        return None
+    if rule.failed_criterion is None:
+        return _MATCHED
+    return _failed(rule.failed_criterion, judgements)
 
 
 def _expression_holds(rule: ReviewRule, situation: Situation) -> bool:
@@ -192,14 +252,23 @@ def _expression_holds(rule: ReviewRule, situation: Situation) -> bool:
         return True
 
 
-def _failed(name: str, judgements: Iterable[Judgement]) -> bool:
-    return any(not j.passed and (name == "any" or j.criterion == name) for j in judgements)
+def _failed(name: str, judgements: Iterable[Judgement]) -> Judgement | None:
+    """The first failed judgement of the criterion ``name`` (or of ``any``), or None."""
+    return next((j for j in judgements
+                 if not j.passed and (name == "any" or j.criterion == name)), None)
 
 
-def _routed(rule: ReviewRule, index: int, situation: Situation) -> Decision:
+def _routed(rule: ReviewRule, index: int, situation: Situation,
+            failed: Judgement | None = None) -> Decision:
     failure = situation.failures.get(rule.id)
-    return Decision(
-        effect="review", rule=f"review.rules[{index}].{rule.id}",
-        reason=(f"could not evaluate {rule.id} ({failure}); failing closed" if failure
-                else rule.description or f"matches review rule {rule.id}"),
-    )
+    if failure:
+        reason = f"could not evaluate {rule.id} ({failure}); failing closed"
+    elif failed is not None and failed.detail.startswith("could not evaluate"):
+        # The criterion the rule asks about could not be judged: held, and said so.
+        detail = failed.detail.removeprefix("could not evaluate").lstrip(": ")
+        reason = f"could not evaluate criterion {failed.criterion} ({detail}); failing closed"
+    else:
+        reason = rule.description or f"matches review rule {rule.id}"
+        if failed is not None and failed.criterion:
+            reason += f" (fails {failed.criterion})"
+    return Decision(effect="review", rule=f"review.rules[{index}].{rule.id}", reason=reason)

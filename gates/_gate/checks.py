@@ -196,18 +196,25 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
     for case in inputs.regression_cases:
         for index, call in case.recorded.harmful_calls():
             harmful += 1
-            decision = replay(call, "permissions", controls,
-                              history=case.recorded.steps[:index], context=case.input.context)
+            # Denied, or sent to a person by a review rule wherever it is written
+            # (review.yaml or the tool's review_when): the one routing decision.
+            history = case.recorded.steps[:index]
+            decision = replay(call, "stopped", controls, history=history,
+                              context=case.input.context)
             if decision.stopped:
                 stopped += 1
             else:
+                allowed = replay(call, "permissions", controls, history=history,
+                                 context=case.input.context)
                 findings.append(f"{case.id} step {index}: {call.describe()} is still allowed "
-                                f"({decision.rule})")
+                                f"({allowed.rule})")
     # And every harmful call logged in an open incident's scope, not only the captured ones.
     harm = logged_harm(inputs)
-    logged_stopped = sum(s.after.stopped for s in harm.calls)
+    routed = {(s.run_id, s.step) for s, stopped in harm.steps if stopped}
+    held = [s.after.stopped or (s.run_id, s.step) in routed for s in harm.calls]
+    logged_stopped = sum(held)
     findings += [f"{s.label} is still allowed ({s.after.rule}; logged in scope)"
-                 for s in harm.calls if not s.after.stopped]
+                 for s, stop in zip(harm.calls, held, strict=True) if not stop]
     # The policy was enforced while the eval suite ran: what it denied there was good
     # behaviour blocked. Passing runs are replayed to count what now goes to review.
     for case_id, call, denial, _, _ in evidence.blocked_good_calls():
@@ -219,7 +226,7 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
         for index, step in enumerate(run.steps):
             if isinstance(step, ToolCall):
                 good += 1
-                decision = replay(step, "permissions", controls, history=run.steps[:index],
+                decision = replay(step, "stopped", controls, history=run.steps[:index],
                                   context=run.context)
                 reviewed += decision.effect == "review"
     # And over the logged runs outside each open incident's scope, against its baseline.
