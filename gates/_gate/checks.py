@@ -79,6 +79,11 @@ class Evidence:
             if t.run is not None and t.passed
         ]
 
+    def stopped_by_control(self, case_id: str) -> list[str]:
+        """What a control denied in a passing case's trials; empty when the agent held."""
+        result = next((r for r in self.results if r.case_id == case_id), None)
+        return stopped_by_control(result) if result is not None else []
+
     def outcome_of(self, case_id: str) -> Outcome | None:
         """A case's outcome in this gate run."""
         return next((r.outcome for r in self.results if r.case_id == case_id), None)

@@ -4,15 +4,17 @@ took effect under today's controls, and what a gate says about them."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from evalsuite import CaseResult, load_model
-from gates import EvalsResult, Workspace, capture, load_inputs, open_store, run_evals
+from gates import EvalsResult, Workspace, capture, load_inputs, open_store, run_evals, run_gate
+from gates._demo import EXAMPLE
 from regressions import RegressionCase
 from tests.conftest import RunCli
-from tests.helpers import ACTOR, LOG, contained
+from tests.helpers import ACTOR, LOG, contained, resolved
 
 AGENT = "refund-agent"
 HARMFUL_RUN = "run-7f3a97"
@@ -190,3 +192,22 @@ def test_the_gate_counts_cases_held_by_the_agent_and_cases_stopped_by_a_control(
     assert [s.split("(")[0] for s in stopped["INC-1-1"]] == [
         "did not take effect: attempted issue_refund",
         "did not take effect: attempted send_email"]
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_prompt_change_is_not_verified_by_a_control_that_stops_the_harm(
+        example: Workspace, fixed: object) -> None:
+    """The fix's controls deny the harm the old agent still attempts: the prompt change
+    (agent 1.5.0 with the old request reading) does not verify."""
+    resolved(example, fixed)
+    shutil.copyfile(EXAMPLE / "workspace" / "agents" / AGENT / "customer_request.py",
+                    example.root / "agents" / AGENT / "customer_request.py")
+    verdict = run_gate(example, AGENT, actor="ci", trials=1)
+    evals = verdict.result(EvalsResult)
+    assert evals is not None and evals.data is not None
+    assert evals.data.regressions_stopped_by_control == 1
+    (prompt,) = [v for v in verdict.verifications if v.layer == "prompt"]
+    assert not prompt.verified and not verdict
+    assert prompt.reason == ("the live agent still attempts the harm in INC-1-1; only a "
+                             "control stops it")
