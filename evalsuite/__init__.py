@@ -27,7 +27,14 @@ if TYPE_CHECKING:
         isolation_of,
         register_adapter,
     )
-    from evalsuite._case import CASE_ID, CaseInput, EvalCase, Message, ToolFixture
+    from evalsuite._case import (
+        CASE_ID,
+        CaseInput,
+        EvalCase,
+        Message,
+        RunReference,
+        ToolFixture,
+    )
     from evalsuite._criteria import (
         BEHAVIOUR_VARIABLES,
         Criterion,
@@ -167,6 +174,7 @@ if TYPE_CHECKING:
     from evalsuite._schemas import check_json_schema, schema_validator, schema_violation
     from evalsuite._session import (
         AgentSession,
+        Denial,
         MissingFixture,
         PolicyDecision,
         ToolDenied,
@@ -213,6 +221,7 @@ __all__ = [
     "CaseOutcome",
     "CaseResult",
     "Criterion",
+    "Denial",
     "Engine",
     "EvalCase",
     "EvalRunHeader",
@@ -264,6 +273,7 @@ __all__ = [
     "RunHeader",
     "RunOutcome",
     "RunPart",
+    "RunReference",
     "RunSettings",
     "SandboxChoice",
     "SandboxUnavailable",
@@ -376,6 +386,7 @@ _EXPORTS: dict[str, str] = {
     "CaseInput": "evalsuite._case",
     "EvalCase": "evalsuite._case",
     "Message": "evalsuite._case",
+    "RunReference": "evalsuite._case",
     "ToolFixture": "evalsuite._case",
     "BEHAVIOUR_VARIABLES": "evalsuite._criteria",
     "Criterion": "evalsuite._criteria",
@@ -518,6 +529,7 @@ _EXPORTS: dict[str, str] = {
     "ToolFailed": "evalsuite._session",
     "ToolPolicy": "evalsuite._session",
     "ToolSpec": "evalsuite._session",
+    "Denial": "evalsuite._session",
     "RateJudgement": "evalsuite._statistics",
     "judge_rate": "evalsuite._statistics",
     "trials_needed": "evalsuite._statistics",

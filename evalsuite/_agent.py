@@ -91,9 +91,11 @@ class ReplayAdapterSpec(Record):
 
     kind: Literal["replay"]
     log: str
-    """A native JSONL run log, relative to ``agent.yaml``."""
+    """A run log in any format ``reinstate ingest`` reads, relative to ``agent.yaml``."""
     match: Literal["run_id", "input"] = "input"
-    """Find a case's run by the case id as run id, or by its last user message."""
+    """Find a case's run by the case id as run id, or by its last user message (more than
+    one run with that message is an error naming them). A regression case always replays
+    the run its provenance names, from the log file it was captured from."""
 
 
 AdapterSpec = Annotated[
@@ -150,8 +152,10 @@ class Adapter(Protocol):
     agent: AgentSpec
     """The agent it reaches."""
 
-    async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str:
-        """The agent's answer; its tool calls go through ``session``."""
+    async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str | None:
+        """The agent's answer; its tool calls go through ``session``. None only when there is
+        no answer to give (a recorded run that ended without one): the run then has no
+        output, and the criteria judge that."""
         ...
 
     async def aclose(self) -> None:

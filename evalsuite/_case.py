@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import Field
@@ -51,6 +52,25 @@ class ToolFixture(Record):
         )
 
 
+@dataclass(frozen=True)
+class RunReference:
+    """The recorded run a case was captured from, for the replay adapter to play back.
+
+    A case that names one is replayed from exactly that run, never from a run that merely
+    shares its input.
+    """
+
+    log: str
+    """The log file, relative to the workspace (any format ``read_log`` reads)."""
+    run_id: str
+    """The run's id within that file."""
+    calls: tuple[str, ...] = ()
+    """The tools the run called, in order, as the case recorded them; the run found must
+    begin with the same calls, so a reused run id cannot stand in for the recorded run."""
+    named_by: str = "the case"
+    """What names the run, for messages (``provenance of INC-1``)."""
+
+
 class EvalCase(Record):
     """One case of an agent's eval suite."""
 
@@ -79,6 +99,16 @@ class EvalCase(Record):
     """A safety case passes only when every trial passes (pass^k), whatever the threshold."""
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     """Seconds one trial may take; the workspace default when unset."""
+    strict: bool = True
+    """Judge what the agent attempted: a tool call today's permission boundary denies still
+    counts as made. True for eval-suite cases (they measure the agent); regression cases
+    default to false: they are judged on what took effect, so a harmful call the boundary
+    denies counts as stopped by that control ("attempted, denied by …"), and ``strict:
+    true`` requires the agent not to attempt it at all."""
+
+    def recorded_run(self) -> RunReference | None:
+        """The recorded run this case replays, when it names one (a regression case does)."""
+        return None
 
     def fixture_for(self, tool: str, arguments: dict[str, Any]) -> ToolFixture | None:
         """The first fixture with a ``when`` that matches, else the first without one."""

@@ -29,6 +29,9 @@ class Judgement(Record):
     """Whether the behaviour met the criterion."""
     detail: str = ""
     """Why, in words a reviewer can check."""
+    stopped_by: list[str] | None = None
+    """The control rules that denied the agent's attempt, when the criterion holds only
+    because they did (the case is judged on what took effect); none otherwise."""
 
 
 

@@ -1,18 +1,25 @@
 """The replay adapter: a recorded run answers as the agent did.
 
 Its tool calls go through today's sandbox again, so a logged production run can be
-judged by today's expectations and permission policy without the agent.
+judged by today's expectations and permission policy without the agent. Which run a case
+replays is never a guess: a case that names its recorded run (a regression case, by its
+provenance) replays exactly that run from the file it was captured from; any other case
+is found by its last user message, and two runs sharing that message is an error naming
+both, not a silent pick.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from evalsuite._agent import AgentCrashed, AgentSpec, ReplayAdapterSpec, register_adapter
-from evalsuite._case import EvalCase
+from evalsuite._case import EvalCase, RunReference
+from evalsuite._errors import InvalidInput
 from evalsuite._run import Output, Reasoning, Run, ToolCall, UserInput
 from evalsuite._sandbox import Isolation
 from evalsuite._session import AgentSession, MissingFixture, ToolFailed
+
+_NAMED = 5  # runs named in an ambiguity error before "and N more"
 
 
 class ReplayAdapter:
@@ -23,28 +30,84 @@ class ReplayAdapter:
         # No agent code runs here, so there is nothing to confine: isolation is unused.
         self._spec = spec
         self.agent = agent
+        self._folder = agent_file.parent.resolve()
         self._log = (agent_file.parent / spec.log).resolve()
-        self._runs: list[Run] | None = None
+        self._logs: dict[Path, dict[str, Run]] = {}
+
+    def _runs(self, path: Path) -> dict[str, Run]:
+        """The runs of one log by id, read once whatever its format."""
+        if path not in self._logs:
+            # Imported here: the readers build their validators on import, and evalsuite
+            # imports every adapter (to register its kind) whether or not it is used.
+            from evalsuite._logs import read_log_runs
+
+            try:
+                runs = read_log_runs(path)
+            except InvalidInput as exc:
+                raise AgentCrashed(f"cannot replay from {path.name}: {exc}") from None
+            if not runs:
+                raise AgentCrashed(f"{path.name} holds no recorded run to replay")
+            self._logs[path] = {r.run_id: r for r in runs}
+        return self._logs[path]
 
     def _find(self, case: EvalCase) -> Run:
-        if self._runs is None:
-            # Imported here: the JSONL reader builds its validators on import, and evalsuite
-            # imports every adapter (to register its kind) whether or not it is used.
-            from evalsuite._jsonl import read_runs
-
-            self._runs = read_runs(self._log)
+        reference = case.recorded_run()
+        if reference is not None:
+            return self._recorded(case, reference)
+        runs = self._runs(self._log)
         if self._spec.match == "run_id":
-            found = [r for r in self._runs if r.run_id == case.id]
-        else:
-            asked = next(m.content for m in reversed(case.input.messages) if m.role == "user")
-            found = [r for r in self._runs
-                     if any(isinstance(s, UserInput) and s.content == asked for s in r.steps)]
+            if case.id not in runs:
+                raise AgentCrashed(f"no recorded run in {self._log.name} for case {case.id}")
+            return runs[case.id]
+        asked = next((m.content for m in reversed(case.input.messages) if m.role == "user"),
+                     None)
+        if asked is None:
+            raise AgentCrashed(f"case {case.id} has no user message to find its recorded "
+                               f"run by; set match: run_id")
+        found = [r.run_id for r in runs.values()
+                 if any(isinstance(s, UserInput) and s.content == asked for s in r.steps)]
         if not found:
             raise AgentCrashed(f"no recorded run in {self._log.name} for case {case.id}")
-        return found[0]
+        if len(found) > 1:
+            named = ", ".join(found[:_NAMED]) + (
+                f" and {len(found) - _NAMED} more" if len(found) > _NAMED else "")
+            raise AgentCrashed(
+                f"case {case.id}: {len(found)} recorded runs in {self._log.name} share its "
+                f"last user message ({named}); replaying one of them would be a guess: "
+                f"set match: run_id and name the run by the case id")
+        return runs[found[0]]
 
-    async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str:
-        """Replay the recorded steps; the last output is the answer."""
+    def _recorded(self, case: EvalCase, reference: RunReference) -> Run:
+        """The run a case names, checked to begin with the calls the case recorded."""
+        path = self._locate(case, reference)
+        run = self._runs(path).get(reference.run_id)
+        if run is None:
+            raise AgentCrashed(f"case {case.id}: {reference.named_by} names run "
+                               f"{reference.run_id} in {reference.log}, which has no such run")
+        called = tuple(s.tool for s in run.steps if isinstance(s, ToolCall))
+        if called[:len(reference.calls)] != reference.calls:
+            raise AgentCrashed(
+                f"case {case.id}: run {reference.run_id} in {reference.log} is not the run "
+                f"the case recorded: it calls {', '.join(called) or 'no tool'}, the case "
+                f"recorded {', '.join(reference.calls)}")
+        return run
+
+    def _locate(self, case: EvalCase, reference: RunReference) -> Path:
+        """The log a case names, relative to the workspace: the nearest folder above
+        ``agent.yaml`` that holds it."""
+        relative = PurePosixPath(reference.log)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise AgentCrashed(f"case {case.id}: {reference.named_by} names the log "
+                               f"{reference.log!r}: expected a path inside the workspace")
+        for folder in (self._folder, *self._folder.parents):
+            candidate = folder.joinpath(*relative.parts)
+            if candidate.is_file():
+                return candidate
+        raise AgentCrashed(f"case {case.id}: {reference.named_by} names the log "
+                           f"{reference.log}, which is not in the workspace")
+
+    async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str | None:
+        """Replay the recorded steps; the last output is the answer, none if it gave none."""
         run = self._find(case)
         answer = None
         for step in run.steps:
@@ -62,8 +125,8 @@ class ReplayAdapter:
         if run.usage is not None:
             session.add_usage(run.usage.input_tokens or 0, run.usage.output_tokens or 0,
                               run.usage.cost_usd)
-        if answer is None:
-            raise AgentCrashed(f"the recorded run {run.run_id} has no output")
+        # A run that ended without an answer (cut off, or still waiting on a tool) replays
+        # up to its last step; the criteria judge the missing answer.
         return answer
 
     async def aclose(self) -> None:

@@ -27,10 +27,11 @@ from tenacity import (
 
 from evalsuite._agent import Adapter, TransportError
 from evalsuite._case import EvalCase
-from evalsuite._criteria import Criterion, Judgement, judge_all
+from evalsuite._criteria import Criterion, Judgement
+from evalsuite._effect import judge_trial
 from evalsuite._loop import run_sync
 from evalsuite._record import Record
-from evalsuite._run import Behaviour, Output, Run, Usage, UserInput
+from evalsuite._run import Output, Run, Usage, UserInput
 from evalsuite._session import AgentSession, ToolPolicy, ToolSpec
 from evalsuite._statistics import RateJudgement, judge_rate
 
@@ -134,7 +135,8 @@ class Engine:
     policy: ToolPolicy | None = None
     tools: Sequence[ToolSpec] = ()
 
-    async def _attempt(self, case: EvalCase, number: int, session: AgentSession) -> str:
+    async def _attempt(self, case: EvalCase, number: int,
+                       session: AgentSession) -> str | None:
         async with asyncio.timeout(case.timeout_s or self.settings.timeout_s):
             answer = await self.adapter.respond(case, number, session)
         if session.missing_fixture is not None:
@@ -173,7 +175,7 @@ class Engine:
                                seconds=time.perf_counter() - start,
                                blocked_calls=session.blocked)
         run = self._run(case, number, session, answer)
-        judgements = judge_all(case.expect, Behaviour.of_run(run), self.acceptance)
+        judgements = judge_trial(case, run, session.denials, self.acceptance)
         return TrialResult.model_construct(
             trial=number, passed=all(j.passed for j in judgements), error=None, run=run,
             judgements=judgements, attempts=attempts, seconds=time.perf_counter() - start,

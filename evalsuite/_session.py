@@ -50,6 +50,22 @@ class PolicyDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Denial:
+    """A call the permission policy denied: attempted by the agent, never made."""
+
+    call: ToolCall
+    """The call as the agent made it (the same object the trial's run holds)."""
+    rule: str
+    """The rule that denied it."""
+    reason: str
+    """Why, as the rule says."""
+
+    def describe(self) -> str:
+        """``attempted tool(…), denied by rule (reason)``."""
+        return f"attempted {self.call.describe()}, denied by {self.rule} ({self.reason})"
+
+
 # (call, the run before it, the run's context) → the decision; given by the gate.
 ToolPolicy = Callable[[ToolCall, Sequence[Step], dict[str, Any]], PolicyDecision]
 
@@ -84,6 +100,9 @@ class AgentSession:
         self.steps: list[Step] = []
         self.missing_fixture: MissingFixture | None = None
         self.blocked = 0
+        # Kept by the session, not read back from the steps: an agent cannot make a call
+        # count as denied by writing a blocked result into what it reports.
+        self.denials: list[Denial] = []
         self._tokens = [0, 0, 0]  # input, output, model calls
         self._cost: float | None = None
         self._ids = itertools.count(1)
@@ -102,6 +121,7 @@ class AgentSession:
             if decision.effect == "deny":
                 self.steps.append(call)
                 self.blocked += 1
+                self.denials.append(Denial(call, decision.rule, decision.reason))
                 denial = f"denied by {decision.rule}: {decision.reason}"
                 self.steps.append(ToolResult(tool=tool, call_id=call.call_id, error=denial,
                                              blocked=True))

@@ -12,6 +12,7 @@ from evalsuite import (
     Output,
     Record,
     RedactionKind,
+    RunReference,
     Step,
     ToolCall,
     placeholder_pattern,
@@ -76,6 +77,10 @@ class RegressionCase(EvalCase):
 
     safety: bool = True
     """Regression cases are pass^k by default: every trial must pass."""
+    strict: bool = False
+    """False (the default): judged on what took effect, so a harmful call today's permission
+    boundary denies counts as stopped by that control ("attempted, denied by …"). True: the
+    agent must not attempt the harm at all."""
     provenance: Provenance
     """Where the case came from."""
     recorded: Recorded
@@ -87,6 +92,13 @@ class RegressionCase(EvalCase):
     kept_raw: bool = False
     """True when the case was captured with ``--keep-raw``: it holds the text exactly as
     logged, personal data and secrets included."""
+
+    def recorded_run(self) -> RunReference:
+        """The run named in the provenance: the replay adapter plays back exactly this one."""
+        return RunReference(
+            log=self.provenance.source, run_id=self.provenance.run_id,
+            calls=tuple(s.tool for s in self.recorded.steps if isinstance(s, ToolCall)),
+            named_by=f"the provenance of {self.id}")
 
     def recorded_tools(self) -> set[str]:
         """Tools the recorded run called."""

@@ -10,7 +10,7 @@ from rich.table import Table
 from evalsuite import InvalidInput
 from gates._cli._common import ctx
 from gates._cli._progress import progress
-from gates._gate.checks import case_finding, usage_totals
+from gates._gate.checks import case_finding, stopped_by_control, usage_totals
 from gates._gate.evals import run_evals
 from gates._gate.inputs import load_inputs
 from gates._reports.terminal import outcome
@@ -55,7 +55,9 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
         notes = [n for n in ("flaky" if result.flaky else "",
                              f"{stats.trials_needed} trials would decide"
                              if result.outcome == "inconclusive" and stats.trials_needed else "",
-                             "pass^k" if result.every_trial else "") if n]
+                             "pass^k" if result.every_trial else "",
+                             "stopped by a control" if stopped_by_control(result) else "")
+                 if n]
         table.add_row(result.case_id, outcome(result.outcome),
                       f"{stats.passed}/{len(result.trials)}",
                       f"{stats.low:.0%}–{stats.high:.0%}", ", ".join(notes))

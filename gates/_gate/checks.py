@@ -79,6 +79,11 @@ class Evidence:
             if t.run is not None and t.passed
         ]
 
+    def stopped_by_control(self, case_id: str) -> list[str]:
+        """What a control denied in a passing case's trials; empty when the agent held."""
+        result = next((r for r in self.results if r.case_id == case_id), None)
+        return stopped_by_control(result) if result is not None else []
+
     def outcome_of(self, case_id: str) -> Outcome | None:
         """A case's outcome in this gate run."""
         return next((r.outcome for r in self.results if r.case_id == case_id), None)
@@ -116,17 +121,42 @@ def evals(inputs: GateInputs, evidence: Evidence) -> EvalsResult:
     run_file = inputs.workspace.relative(evidence.run_file) if evidence.run_file else None
     # A verdict on an agent that could have touched the evidence must say so up front.
     warning = unisolated(evidence.isolation) if evidence.isolation else None
+    held = stopped_figures(results, evidence)
     return EvalsResult(
         outcome=outcome,
         summary=f"{counts['pass']}/{len(results)} cases passed ({trials} trials; "
                 f"{counts['fail']} failed, {counts['error']} errored, "
                 f"{counts['inconclusive']} inconclusive, {flaky} flaky)"
+                + (f"; regression cases: {held[0]} held by the agent, {held[1]} stopped by "
+                   f"a control" if held else "")
                 + (f"; WARNING: {warning}" if warning else ""),
         findings=[*([f"WARNING: {warning}"] if warning else []), *findings],
         data=EvalsData(counts=counts, flaky=flaky, usage=usage, run_file=run_file,
                        isolation=evidence.isolation,
-                       cases=[case_data(r, evidence) for r in results]),
+                       cases=[case_data(r, evidence) for r in results],
+                       regressions_held_by_agent=held[0] if held else None,
+                       regressions_stopped_by_control=held[1] if held else None),
     )
+
+
+def stopped_by_control(r: CaseResult) -> list[str]:
+    """What a control denied in a passing case's trials, once each; empty when the agent
+    held by itself (or the case did not pass)."""
+    if r.outcome != "pass":
+        return []
+    return list(dict.fromkeys(j.detail for t in r.trials if t.passed
+                              for j in t.judgements if j.stopped_by))
+
+
+def stopped_figures(results: list[CaseResult], evidence: Evidence) -> tuple[int, int] | None:
+    """(held by the agent, stopped by a control) over the passing regression cases; None
+    when no regression case ran."""
+    regressions = [r for r in results if r.case_id in evidence.regression_ids]
+    if not regressions:
+        return None
+    passed = [r for r in regressions if r.outcome == "pass"]
+    by_control = sum(bool(stopped_by_control(r)) for r in passed)
+    return len(passed) - by_control, by_control
 
 
 def case_finding(r: CaseResult) -> str | None:
@@ -164,6 +194,7 @@ def case_data(r: CaseResult, evidence: Evidence) -> CaseFigures:
         regression=r.case_id in evidence.regression_ids,
         # What the agent did in the first failing trial, for the report.
         failed=CaseFailure.model_validate(failure_data(r)) if r.outcome != "pass" else None,
+        stopped_by_control=stopped_by_control(r),
     )
 
 

@@ -119,6 +119,9 @@ class CaseFigures(Record):
     """Whether it is a regression case captured from an incident."""
     failed: CaseFailure | None = None
     """What the agent did when the case did not pass; none when it passed."""
+    stopped_by_control: list[str] = Field(default_factory=list)
+    """When it passed only because a control denied what the agent attempted: each attempt,
+    "attempted tool(…), denied by rule (reason)"; empty when the agent itself held."""
 
 
 class EvalsData(Record):
@@ -136,6 +139,12 @@ class EvalsData(Record):
     """What confinement the agent's code got (process, sandbox, writable), when known."""
     cases: list[CaseFigures]
     """Each case's figures, in the order they ran."""
+    regressions_held_by_agent: int | None = None
+    """Passing regression cases in which the agent did not attempt the harm (absent when
+    no regression case ran)."""
+    regressions_stopped_by_control: int | None = None
+    """Passing regression cases in which the agent attempted the harm and a control denied
+    it (absent when no regression case ran)."""
 
 
 class EvalsResult(CheckResultBase):

@@ -49,6 +49,8 @@ def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
     """The terms ``case`` sets today."""
     rest = case.model_dump(mode="json", exclude={"description", "tags", "expect", "threshold",
                                                  "trials"})
+    if not case.strict:  # the default: cases from before the field keep their digest
+        rest.pop("strict", None)
     return RatchetTerms(
         threshold=case.threshold,
         trials=case.trials or default_trials,

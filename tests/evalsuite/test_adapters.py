@@ -30,6 +30,7 @@ from evalsuite import (
     TrialResult,
     UserInput,
     build_adapter,
+    read_log_runs,
     run_sync,
     write_runs,
 )
@@ -290,3 +291,105 @@ def test_a_python_agent_in_a_child_process_keeps_the_session_api(
     assert result.run.final_output() == "tools=lookup_order,issue_refund usage=10/5 denied=yes"
     assert [s.kind for s in result.run.steps].count("reasoning") == 1
     assert result.run.usage is not None and result.run.usage.input_tokens == 10
+
+
+# -- replay: which run, from which format, and a run that never answered ------------------
+
+# Real tau-bench trajectories (MIT, see its LICENSE), read where they are; a test copies the
+# few records it needs into its own folder.
+TAU = Path(__file__).parents[3] / "shared" / "datasets" / "tau-bench" / (
+    "gpt-4o-airline.subset.json")
+
+
+def tau_records(folder: Path, count: int, last_user: str | None = None) -> tuple[Path, list[str]]:
+    """The first ``count`` tau-bench records (ending on ``last_user``, if given), as a log."""
+    picked = []
+    for record in json.loads(TAU.read_text(encoding="utf-8")):
+        users = [m["content"] for m in record["traj"] if m["role"] == "user"]
+        if last_user is None or users[-1] == last_user:
+            picked.append(record)
+        if len(picked) == count:
+            break
+    path = folder / "tau.json"
+    path.write_text(json.dumps(picked), encoding="utf-8")
+    return path, [f"task-{r['task_id']}-trial-{r['trial']}" for r in picked]
+
+
+def replay_agent(folder: Path, log: Path, match: str = "input") -> tuple[AgentSpec, Path]:
+    """An agent.yaml replaying ``log``."""
+    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0", "adapter": {
+        "kind": "replay", "log": log.name, "match": match}})
+    return spec, folder / "agent.yaml"
+
+
+def test_replay_refuses_to_guess_between_runs_sharing_the_last_message(tmp_path: Path) -> None:
+    """Two tau-bench runs both ending on the user's stop token: an error naming both."""
+    log, run_ids = tau_records(tmp_path, 2, last_user="###STOP###")
+    stop = EvalCase.model_validate({
+        "id": "stop", "agent": "support", "tags": ["airline"],
+        "input": {"messages": [{"role": "user", "content": "###STOP###"}]},
+        "expect": [{"kind": "output_contains", "text": "anything"}]})
+    result = trial(*replay_agent(tmp_path, log), stop)
+    assert result.error is not None and not result.passed
+    assert "2 recorded runs in tau.json share its last user message" in result.error
+    assert all(run_id in result.error for run_id in run_ids)
+
+
+def test_replay_reads_an_openai_log_as_any_reader_does(tmp_path: Path) -> None:
+    """A tau-bench (OpenAI messages) run is replayed call by call through the sandbox."""
+    log, (run_id,) = tau_records(tmp_path, 1)
+    recorded = next(r for r in read_log_runs(log) if r.run_id == run_id)
+    tools = sorted({c.tool for c in recorded.tool_calls()})
+    the_case = EvalCase.model_validate({
+        "id": run_id, "agent": "support", "tags": ["airline"],
+        "input": {"messages": [{"role": "user", "content": "replayed by id"}]},
+        "tools": [{"tool": t, "result": {"ok": True}} for t in tools],
+        "expect": [{"kind": "tool_called", "tool": tools[0]}]})
+    result = trial(*replay_agent(tmp_path, log, match="run_id"), the_case)
+    assert result.error is None and result.passed, result.error
+    assert result.run is not None
+    assert [c.tool for c in result.run.tool_calls()] == [c.tool for c in recorded.tool_calls()]
+    assert result.run.final_output() == recorded.final_output()
+
+
+def test_a_recorded_run_without_a_final_answer_replays_up_to_its_last_step(
+        tmp_path: Path) -> None:
+    """A run cut off after a tool call replays its calls; it has no output, and no crash."""
+    write_runs([RunRecord(run_id="cut-off", steps=[
+        UserInput(content="Please refund order A-1."),
+        ToolCall(tool="lookup_order", arguments={"order_id": "A-1"}, call_id="c1"),
+        ToolResult(call_id="c1", result={"order_id": "A-1", "total": 40.0}),
+        ToolCall(tool="issue_refund", arguments={"order_id": "A-1", "amount": 40.0},
+                 call_id="c2"),
+    ])], tmp_path / "production.jsonl")
+    the_case = EvalCase.model_validate({
+        **case().model_dump(exclude={"expect"}),
+        "expect": [{"kind": "tool_called", "tool": "issue_refund"},
+                   {"kind": "output_contains", "text": "Refunded"}]})
+    result = trial(*replay_agent(tmp_path, tmp_path / "production.jsonl"), the_case)
+    assert result.error is None and result.passed, result.error
+    assert result.run is not None and result.run.final_output() is None
+    assert [s.kind for s in result.run.steps][-1] == "tool_result"
+    assert result.judgements[1].detail == "no output to judge"
+
+
+@pytest.mark.parametrize("strict", [None, False])
+def test_a_denied_attempt_fails_an_eval_case_unless_it_is_judged_on_effect(
+        strict: bool | None, reach: Callable[..., Any]) -> None:
+    """An eval case counts a denied call as made; with strict: false it passes as stopped."""
+    data = case().model_dump(exclude={"expect"})
+    data["expect"] = [{"kind": "tool_not_called", "tool": "issue_refund"}]
+    if strict is not None:
+        data["strict"] = strict
+    result = trial(*reach("python"), EvalCase.model_validate(data), deny="issue_refund")
+    (judgement,) = result.judgements
+    denial = "denied by permissions.tools.issue_refund.allowed"
+    if strict is None:  # eval-suite cases are strict by default: they measure the agent
+        assert not result.passed and judgement.stopped_by is None
+        assert judgement.detail.startswith("called issue_refund(")
+        assert f"(attempted, {denial}; the case is strict" in judgement.detail
+    else:
+        assert result.passed
+        assert judgement.stopped_by == ["permissions.tools.issue_refund.allowed"]
+        assert judgement.detail == ("did not take effect: attempted issue_refund(order_id='A-1', "
+                                    f"amount=40.0), {denial} (not allowed)")
