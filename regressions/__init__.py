@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         short,
         step_summary,
         trigger_steps,
+        trigger_summary,
     )
 
 __all__ = [
@@ -142,6 +143,7 @@ __all__ = [
     "step_candidates",
     "step_summary",
     "trigger_steps",
+    "trigger_summary",
     "utc_now",
 ]
 
@@ -213,6 +215,7 @@ _EXPORTS: dict[str, str] = {
     "scope_lines": "regressions._scope",
     "build_timeline": "regressions._timeline",
     "trigger_steps": "regressions._timeline",
+    "trigger_summary": "regressions._timeline",
     "incident_events": "regressions._timeline",
     "short": "regressions._timeline",
     "step_summary": "regressions._timeline",

@@ -55,6 +55,30 @@ def trigger_steps(cases: Iterable[RegressionCase]) -> dict[tuple[str, int], str]
     return found
 
 
+def trigger_summary(case: RegressionCase, width: int = 160) -> str | None:
+    """The case's trigger in one line: where it is, what delivered it, what it said.
+
+    ``step 2, result of lookup_order(order_id='A-1001'): {"note": "SYSTEM NOTE…"}``; a
+    trigger capture took by default says so. None for a case without a recorded trigger.
+    """
+    trigger = case.trigger
+    if trigger is None:
+        return None
+    if trigger.kind == "context":
+        value: Any = case.input.context
+        for key in trigger.source.split(".")[1:]:
+            value = value.get(key) if isinstance(value, dict) else None
+        return short(f"{trigger.source}: {_value(value)}", width)
+    step = case.recorded.steps[trigger.step or 0]
+    if isinstance(step, ToolResult):
+        said = f"error: {step.error}" if step.error is not None else _value(step.result)
+        text = f"step {trigger.step}, result of {trigger.source}: {said}"
+    else:
+        text = f"step {trigger.step}, user input: {step_summary(step)}"
+    how = "" if trigger.named else " (the last user input before the harm)"
+    return short(text, width - len(how)) + how
+
+
 def run_events(run: Run, sources: list[str], triggers: Triggers | None = None,
                ) -> list[TimelineEvent]:
     """Every step of a run as an event; the steps in ``triggers`` are marked as the trigger

@@ -10,7 +10,7 @@ import click
 from evalsuite import LOG_FORMATS, LogFormat
 from gates._cli._common import ctx
 from gates._response.actions import capture
-from regressions import TRIGGER_SYNTAX, parse_trigger
+from regressions import TRIGGER_SYNTAX, parse_trigger, trigger_summary
 
 
 @click.command("capture")
@@ -45,13 +45,9 @@ def command(incident_id: str, run_file: Path, fmt: LogFormat | Literal["auto"],
         c.err.print(f"[yellow]warning:[/] {warning}")
     verb = "wrote" if done.created else "kept"
     c.out.print(f"{verb} {workspace.relative(done.path)} ({done.case.id})")
-    found = done.case.trigger
-    if found is not None:
-        where = f"step {found.step}" if found.step is not None else found.source
-        how = "named" if found.named else "the last user input before the harm"
-        what = {"user_input": "user input", "tool_result": f"result of {found.source}",
-                "context": "context item"}[found.kind]
-        c.out.print(f"  trigger: {where}, {what} ({how})", highlight=False)
+    trigger = trigger_summary(done.case)
+    if trigger is not None:
+        c.out.print(f"  trigger: {trigger}", highlight=False)
     if done.case.redacted:
         c.out.print(f"  redacted: {', '.join(done.case.redacted)}", highlight=False)
     for criterion in done.case.expect:

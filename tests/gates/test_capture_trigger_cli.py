@@ -81,7 +81,7 @@ def test_openai_format_log_is_captured_with_a_later_user_turn_as_trigger(
     out = capsys.readouterr().out
     assert ("no --step given: took steps 9, 11: high-risk calls after the trigger at step 6, "
             "and the output that ended that turn (step 11)") in out
-    assert "trigger: step 6, user input (named)" in out
+    assert "trigger: step 6, user input: Thanks for the details. I realized" in out
     case = _case(example, f"{incident}-1")
     assert case.trigger is not None and (case.trigger.step, case.trigger.kind) == (6, "user_input")
     assert case.input.messages[-1].content == FALSE_CLAIM
@@ -155,7 +155,8 @@ def test_injected_tool_result_is_what_the_case_replays(example: Workspace, cli: 
     captured = cli("capture", incident, "--run", "logs/injection.jsonl", "--trigger", "2",
                    "--step", "3", "--tag", "prompt_injection", "--keep-raw", cwd=example.root)
     assert captured.returncode == 0, captured.stderr
-    assert "trigger: step 2, result of lookup_order(order_id='A-1001') (named)" in captured.stdout
+    assert ("trigger: step 2, result of lookup_order(order_id='A-1001'): {\"order_id\": "
+            "\"A-1001\"") in captured.stdout
     agent_dir = example.root / "agents" / "refund-agent"
     (agent_dir / "echo_agent.py").write_text(ECHO_AGENT)
     with (agent_dir / "agent.yaml").open("a") as handle:
