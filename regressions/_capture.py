@@ -92,7 +92,8 @@ def pick_harmful_steps(run: Run, risky: set[str], *, after: int | None = None) -
         if answer:
             why += f", and the output that ended that turn (step {answer[-1]})"
         return HarmfulSteps(steps=calls + answer[-1:], why=why, calls=len(calls))
-    outputs = [i for i, s in enumerate(steps) if isinstance(s, Output) and i > (after or -1)]
+    first = -1 if after is None else after
+    outputs = [i for i, s in enumerate(steps) if isinstance(s, Output) and i > first]
     if outputs:
         return HarmfulSteps(steps=outputs[-1:], why="the final output (no high-risk call in the "
                                                      "run)", calls=0)
@@ -218,6 +219,8 @@ def _trigger(run: Run, ref: int | str | None, first_harm: int,
     """The trigger, the last step whose message the case's input holds, and for a tool
     result the position of the call it answered."""
     where = f"run {run.run_id}"
+    if isinstance(ref, str):
+        ref = parse_trigger(ref)
     inputs = [i for i, s in enumerate(run.steps[:first_harm]) if isinstance(s, UserInput)]
     if ref is None or isinstance(ref, str):
         if not inputs:

@@ -37,6 +37,7 @@ from regressions import (
     Severity,
     build_case,
     next_phase,
+    parse_trigger,
     pick_harmful_steps,
     save_case,
     step_candidates,
@@ -143,6 +144,8 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
     refused with the steps ``--step`` can name. E-mail addresses, phone and card numbers
     and tokens are replaced with placeholders unless ``keep_raw``.
     """
+    if isinstance(trigger, str):
+        trigger = parse_trigger(trigger)
     book = workspace.incidents()
     incident = book.load(incident_id)
     next_phase(incident.id, "capture", incident.phase)

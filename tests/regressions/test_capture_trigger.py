@@ -213,3 +213,12 @@ def test_run_without_a_high_risk_call_takes_the_final_output() -> None:
     picked = pick_harmful_steps(_run(), set())
     assert (picked.steps, picked.calls) == ([ANSWER], 0)
     assert picked.why == "the final output (no high-risk call in the run)"
+
+
+def test_trigger_given_as_text_is_read_like_the_option(tmp_path: Path) -> None:
+    """From Python, ``"6"`` is step 6 and a bare word is refused, never taken as context."""
+    case = _build(tmp_path, _run(), [HARM], str(INJECTION))
+    assert case.trigger is not None and case.trigger.kind == "tool_result"
+    with pytest.raises(InvalidInput, match=r"or context\.KEY, got 'ticket_note'"):
+        _build(tmp_path, _run(ticket_note=INJECTED), [HARM], "ticket_note")
+
