@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     # Redaction lives in evalsuite (run files are written there); re-exported for callers here.
     from evalsuite import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
-    from regressions._capture import build_case, default_harmful_steps, save_case
+    from regressions._capture import (
+        MAX_GUESSED_CALLS,
+        TRIGGER_SYNTAX,
+        HarmfulSteps,
+        build_case,
+        default_harmful_steps,
+        parse_trigger,
+        pick_harmful_steps,
+        save_case,
+        step_candidates,
+    )
     from regressions._errors import IllegalTransition, RegressionsError, UnknownIncident
     from regressions._incident import (
         INCIDENT_ID,
@@ -48,21 +58,37 @@ if TYPE_CHECKING:
     )
     from regressions._lifecycle import PHASES, TRANSITIONS, Phase, next_phase
     from regressions._logging_gaps import ROOT_CAUSE, logging_gaps
-    from regressions._regression_case import Provenance, Recorded, RegressionCase, exact_arguments
+    from regressions._regression_case import (
+        Provenance,
+        Recorded,
+        RegressionCase,
+        Trigger,
+        TriggerKind,
+        exact_arguments,
+    )
     from regressions._resolution import resolution_gaps
     from regressions._scope import LISTED_RUNS, ScopeSearch, derive_signature, scope_lines
-    from regressions._timeline import build_timeline, incident_events, short, step_summary
+    from regressions._timeline import (
+        build_timeline,
+        incident_events,
+        short,
+        step_summary,
+        trigger_steps,
+        trigger_summary,
+    )
 
 __all__ = [
     "INCIDENT_ID",
     "LAYERS",
     "LISTED_RUNS",
     "LOGGING",
+    "MAX_GUESSED_CALLS",
     "PHASES",
     "QUESTIONS",
     "REDACTION_KINDS",
     "ROOT_CAUSE",
     "TRANSITIONS",
+    "TRIGGER_SYNTAX",
     "Baseline",
     "CallPattern",
     "ChangeLayer",
@@ -72,6 +98,7 @@ __all__ = [
     "Event",
     "Finding",
     "FixLocation",
+    "HarmfulSteps",
     "IllegalTransition",
     "Incident",
     "IncidentBook",
@@ -95,6 +122,8 @@ __all__ = [
     "Severity",
     "Signature",
     "TimelineEvent",
+    "Trigger",
+    "TriggerKind",
     "UnknownIncident",
     "build_case",
     "build_timeline",
@@ -104,12 +133,17 @@ __all__ = [
     "incident_events",
     "logging_gaps",
     "next_phase",
+    "parse_trigger",
+    "pick_harmful_steps",
     "placeholder_pattern",
     "resolution_gaps",
     "save_case",
     "scope_lines",
     "short",
+    "step_candidates",
     "step_summary",
+    "trigger_steps",
+    "trigger_summary",
     "utc_now",
 ]
 
@@ -123,6 +157,12 @@ _EXPORTS: dict[str, str] = {
     "Redactor": "evalsuite",
     "placeholder_pattern": "evalsuite",
     "build_case": "regressions._capture",
+    "HarmfulSteps": "regressions._capture",
+    "MAX_GUESSED_CALLS": "regressions._capture",
+    "TRIGGER_SYNTAX": "regressions._capture",
+    "parse_trigger": "regressions._capture",
+    "pick_harmful_steps": "regressions._capture",
+    "step_candidates": "regressions._capture",
     "default_harmful_steps": "regressions._capture",
     "save_case": "regressions._capture",
     "IllegalTransition": "regressions._errors",
@@ -165,6 +205,8 @@ _EXPORTS: dict[str, str] = {
     "Provenance": "regressions._regression_case",
     "Recorded": "regressions._regression_case",
     "RegressionCase": "regressions._regression_case",
+    "Trigger": "regressions._regression_case",
+    "TriggerKind": "regressions._regression_case",
     "exact_arguments": "regressions._regression_case",
     "resolution_gaps": "regressions._resolution",
     "LISTED_RUNS": "regressions._scope",
@@ -172,6 +214,8 @@ _EXPORTS: dict[str, str] = {
     "derive_signature": "regressions._scope",
     "scope_lines": "regressions._scope",
     "build_timeline": "regressions._timeline",
+    "trigger_steps": "regressions._timeline",
+    "trigger_summary": "regressions._timeline",
     "incident_events": "regressions._timeline",
     "short": "regressions._timeline",
     "step_summary": "regressions._timeline",

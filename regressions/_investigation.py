@@ -39,6 +39,8 @@ class TimelineEvent(Record):
     """The step's position in its run, from 0."""
     source: str
     """Where it was read: ``logs/a.jsonl:12``, ``incidents/INC-1.yaml``, ``audit log #3``."""
+    trigger: str | None = None
+    """The regression case whose trigger this step is (the input that caused the harm)."""
 
 
 class CallPattern(Record):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
 
@@ -72,6 +72,26 @@ class Recorded(Record):
         )
 
 
+TriggerKind = Literal["user_input", "tool_result", "context"]
+
+
+class Trigger(Record):
+    """The input that caused the harm: a user turn, a tool result, or an item of context."""
+
+    step: int | None = Field(default=None, ge=0)
+    """Position in ``recorded.steps`` of the triggering user input or tool result; none for
+    an item of context."""
+    kind: TriggerKind
+    """What delivered it: ``user_input``, ``tool_result`` (an instruction injected into what
+    a tool returned) or ``context`` (something the agent was given besides the messages)."""
+    source: str = Field(min_length=1)
+    """Where it came from, in words: ``user``, the call whose result it was
+    (``fetch_page(url='…')``), or the context key (``context.ticket_note``)."""
+    named: bool = False
+    """True when the engineer named it (``capture --trigger``); false when capture took the
+    last user input before the harm."""
+
+
 class RegressionCase(EvalCase):
     """An eval case captured from an incident, with the harm it must never repeat."""
 
@@ -92,6 +112,29 @@ class RegressionCase(EvalCase):
     kept_raw: bool = False
     """True when the case was captured with ``--keep-raw``: it holds the text exactly as
     logged, personal data and secrets included."""
+    trigger: Trigger | None = None
+    """The input that caused the harm; none in cases captured before triggers were
+    recorded."""
+
+    @model_validator(mode="after")
+    def _trigger_is_a_recorded_input(self) -> RegressionCase:
+        trigger = self.trigger
+        if trigger is None:
+            return self
+        if trigger.kind == "context":
+            if trigger.step is not None:
+                raise ValueError("a context trigger names no step")
+            return self
+        if trigger.step is None or trigger.step >= len(self.recorded.steps):
+            raise ValueError(f"trigger step {trigger.step} is outside the "
+                             f"{len(self.recorded.steps)} recorded steps")
+        found = self.recorded.steps[trigger.step].kind
+        if found != trigger.kind:
+            raise ValueError(f"trigger step {trigger.step} is a {found}, not a {trigger.kind}")
+        if trigger.step >= min(self.recorded.harmful):
+            raise ValueError(f"trigger step {trigger.step} is not before the first harmful "
+                             f"step {min(self.recorded.harmful)}")
+        return self
 
     def recorded_run(self) -> RunReference:
         """The run named in the provenance: the replay adapter plays back exactly this one."""

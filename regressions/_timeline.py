@@ -4,13 +4,17 @@ every mode change, each with where it was read."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from evalsuite import Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput, as_utc
 from regressions._incident import Incident
 from regressions._investigation import TimelineEvent
+from regressions._regression_case import RegressionCase
+
+# (run id, step) → the id of the regression case whose trigger that step is.
+Triggers = Mapping[tuple[str, int], str]
 
 WIDTH = 240
 
@@ -38,11 +42,52 @@ def step_summary(step: Step) -> str:
     return short(f"{name} → {_value(step.result)}")
 
 
-def run_events(run: Run, sources: list[str]) -> list[TimelineEvent]:
-    """Every step of a run as an event."""
+def trigger_steps(cases: Iterable[RegressionCase]) -> dict[tuple[str, int], str]:
+    """Where each captured case's trigger is in its run: (run id, step) → case id.
+
+    A case's recorded steps are its run's from the start, so a trigger's position in the
+    case is its position in the run. Context triggers name no step and are left out.
+    """
+    found: dict[tuple[str, int], str] = {}
+    for case in cases:
+        if case.trigger is not None and case.trigger.step is not None:
+            found.setdefault((case.provenance.run_id, case.trigger.step), case.id)
+    return found
+
+
+def trigger_summary(case: RegressionCase, width: int = 160) -> str | None:
+    """The case's trigger in one line: where it is, what delivered it, what it said.
+
+    ``step 2, result of lookup_order(order_id='A-1001'): {"note": "SYSTEM NOTE…"}``; a
+    trigger capture took by default says so. None for a case without a recorded trigger.
+    """
+    trigger = case.trigger
+    if trigger is None:
+        return None
+    if trigger.kind == "context":
+        value: Any = case.input.context
+        for key in trigger.source.split(".")[1:]:
+            value = value.get(key) if isinstance(value, dict) else None
+        return short(f"{trigger.source}: {_value(value)}", width)
+    step = case.recorded.steps[trigger.step or 0]
+    if isinstance(step, ToolResult):
+        said = f"error: {step.error}" if step.error is not None else _value(step.result)
+        text = f"step {trigger.step}, result of {trigger.source}: {said}"
+    else:
+        text = f"step {trigger.step}, user input: {step_summary(step)}"
+    how = "" if trigger.named else " (the last user input before the harm)"
+    return short(text, width - len(how)) + how
+
+
+def run_events(run: Run, sources: list[str], triggers: Triggers | None = None,
+               ) -> list[TimelineEvent]:
+    """Every step of a run as an event; the steps in ``triggers`` are marked as the trigger
+    of their case."""
+    marks = triggers or {}
     return [TimelineEvent(at=as_utc(step.at), kind=step.kind, summary=step_summary(step),
                           run_id=run.run_id, step=index,
-                          source=sources[index] if index < len(sources) else "")
+                          source=sources[index] if index < len(sources) else "",
+                          trigger=marks.get((run.run_id, index)))
             for index, step in enumerate(run.steps)]
 
 
@@ -60,14 +105,16 @@ def incident_events(incident: Incident, source: str) -> list[TimelineEvent]:
 
 
 def build_timeline(runs: Iterable[tuple[Run, list[str]]],
-                   events: Iterable[TimelineEvent]) -> list[TimelineEvent]:
+                   events: Iterable[TimelineEvent],
+                   triggers: Triggers | None = None) -> list[TimelineEvent]:
     """All events in time order. A step the log gives no time keeps its place in its run,
-    at the time of the step before it."""
+    at the time of the step before it. Steps in ``triggers`` (see :func:`trigger_steps`)
+    are marked as their case's trigger."""
     keyed: list[tuple[datetime | None, int, TimelineEvent]] = []
     order = 0
     for run, sources in runs:
         previous = as_utc(run.started_at)
-        for event in run_events(run, sources):
+        for event in run_events(run, sources, triggers):
             previous = event.at or previous
             keyed.append((previous, order, event))
             order += 1

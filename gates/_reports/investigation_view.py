@@ -76,7 +76,9 @@ def timeline_table(console: Console, incident: Incident) -> None:
     for event in inv.timeline:
         where = f"{event.run_id} · {event.step}" if event.run_id is not None else ""
         table.add_row(f"{event.at:%Y-%m-%d %H:%M:%S}" if event.at else "—",
-                      KIND[event.kind], escape(where), escape(event.summary),
+                      KIND[event.kind] + (f" · trigger of {escape(event.trigger)}"
+                                          if event.trigger else ""),
+                      escape(where), escape(event.summary),
                       escape(event.source))
     console.print(table)
     investigation_summary(console, inv)

@@ -22,7 +22,14 @@ from gates._reports.templating import render_markdown
 from gates._store.access import open_store
 from gates._store.backends import StateStore
 from gates._verdict.verdict import Outcome
-from regressions import Incident, RegressionCase, scope_lines, utc_now
+from regressions import (
+    Incident,
+    RegressionCase,
+    scope_lines,
+    trigger_steps,
+    trigger_summary,
+    utc_now,
+)
 
 
 class ClockEntry(Record):
@@ -49,6 +56,8 @@ class TimelineEntry(Record):
     """What happened."""
     who: str = ""
     """Who did it, or where it was read."""
+    trigger: str | None = None
+    """The regression case whose trigger this step is (the input that caused the harm)."""
 
 
 class CaseAdded(Record):
@@ -66,6 +75,9 @@ class CaseAdded(Record):
     """The input types it covers."""
     expects: list[str]
     """What it requires, in words."""
+    trigger: str | None = None
+    """The input that caused the harm, in a line; none in cases captured before triggers
+    were recorded."""
 
 
 class Postmortem(Record):
@@ -139,13 +151,20 @@ def _clock(incident: Incident) -> list[ClockEntry]:
     return entries
 
 
-def _investigation(incident: Incident) -> tuple[bool, list[TimelineEntry], list[str]]:
-    """The investigation's timeline, and its other findings as lines of facts."""
+def _investigation(incident: Incident, cases: list[RegressionCase],
+                   ) -> tuple[bool, list[TimelineEntry], list[str]]:
+    """The investigation's timeline, each case's trigger step marked (also for cases
+    captured after the investigation), and its other findings as lines of facts."""
     found = incident.investigation
     if found is None:
         return False, [], []
+    triggers = trigger_steps(cases)
     timeline = [TimelineEntry(at=e.at, what=f"{e.kind.replace('_', ' ')}: {e.summary}",
-                              who=e.source) for e in found.timeline]
+                              who=e.source,
+                              trigger=e.trigger or (triggers.get((e.run_id, e.step))
+                                                    if e.run_id is not None
+                                                    and e.step is not None else None))
+                for e in found.timeline]
     facts = [f"investigated {found.investigated_at:%Y-%m-%d %H:%M} UTC by "
              f"{found.investigated_by}, in {', '.join(log.path for log in found.logs)}"]
     facts += [f"scope of impact: {line.strip()}" for line in scope_lines(found.scope)]
@@ -200,7 +219,7 @@ def postmortem(workspace: Workspace, incident_id: str,
     cases = [c for c in load_cases(workspace.regressions_dir(incident.agent), RegressionCase,
                                    incident.agent).values()
              if c.provenance.incident == incident.id]
-    investigated, timeline, facts = _investigation(incident)
+    investigated, timeline, facts = _investigation(incident, cases)
     containment = incident.containment
     required = workspace.config.containment.notify
     pm = Postmortem(
@@ -218,7 +237,8 @@ def postmortem(workspace: Workspace, incident_id: str,
         cases=[CaseAdded(id=c.id, captured_at=c.provenance.captured_at,
                          captured_by=c.provenance.captured_by,
                          source=f"{c.provenance.source} (run {c.provenance.run_id})",
-                         tags=c.tags, expects=[e.description or e.name for e in c.expect])
+                         tags=c.tags, expects=[e.description or e.name for e in c.expect],
+                         trigger=trigger_summary(c))
                for c in cases],
         review=incident.post_incident_review,
     )

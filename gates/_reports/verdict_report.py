@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field
 
-from evalsuite import Record, Redactor, ReinstateError, diff_runs, read_run_file
+from evalsuite import Record, Redactor, ReinstateError, diff_runs, load_cases, read_run_file
 from gates._config import Workspace
 from gates._gate.pipeline import CHECKS, UNREDACTED
 from gates._reports.incident_view import IncidentView, incident_view
@@ -27,7 +27,7 @@ from gates._verdict.check_results import EvalsResult
 from gates._verdict.diff import Change, differences
 from gates._verdict.fingerprint import Fingerprint, fingerprint
 from gates._verdict.verdict import ChangeVerification, Outcome, Verdict
-from regressions import utc_now
+from regressions import RegressionCase, trigger_summary, utc_now
 
 Standing = Literal["cleared", "restorable", "blocked"]
 MODE_MEANS = {
@@ -69,6 +69,8 @@ class FailingCase(Record):
     """What the agent did in the first failing trial, step by step."""
     unmet: list[str] = Field(default_factory=list)
     """The expectations it missed, each with why; or why it could not run."""
+    trigger: str | None = None
+    """For a regression case, the input that caused the harm it recorded, in a line."""
 
 
 class Report(Record):
@@ -137,7 +139,8 @@ def verdict_report(workspace: Workspace, agent: str, store: StateStore | None = 
                 for c in (verdict.checks if verdict is not None else [])],
         incidents=[incident_view(i, _lookup(verified, i.id))
                    for i in workspace.incidents().all(agent) if i.phase != "closed"],
-        failing=_failing(verdict) if verdict is not None else [],
+        failing=(_failing(verdict, _triggers(workspace, agent))
+                 if verdict is not None else []),
         fingerprint=verdict.fingerprint if verdict is not None else None,
         previous=previous.created_at if previous is not None else None,
         diff=(verdict_diff(previous, verdict)
@@ -197,7 +200,17 @@ def _check_view(name: str, outcome: Outcome, summary: str, findings: list[str]) 
                      summary=summary, findings=findings)
 
 
-def _failing(verdict: Verdict) -> list[FailingCase]:
+def _triggers(workspace: Workspace, agent: str) -> dict[str, str]:
+    """Each regression case's trigger, in a line, by case id."""
+    try:
+        cases = load_cases(workspace.regressions_dir(agent), RegressionCase, agent)
+    except ReinstateError:  # a broken case file only costs the report the trigger lines
+        return {}
+    return {case.id: line for case in cases.values()
+            if (line := trigger_summary(case)) is not None}
+
+
+def _failing(verdict: Verdict, triggers: dict[str, str]) -> list[FailingCase]:
     evals = verdict.result(EvalsResult)
     if evals is None or evals.data is None:
         return []
@@ -214,6 +227,7 @@ def _failing(verdict: Verdict) -> list[FailingCase]:
             trials=f"{round(case.pass_rate * case.trials)} of {case.trials} trials passed",
             regression=case.regression, tags=list(case.tags),
             did=list(failed.did) if failed else [], unmet=unmet,
+            trigger=triggers.get(case.id) if case.regression else None,
         ))
     return out
 

@@ -6,8 +6,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import Literal
 
-from evalsuite import InvalidInput, Run, display_path, read_runs
+from evalsuite import (
+    InvalidInput,
+    LogFormat,
+    Run,
+    RunPart,
+    display_path,
+    merge_parts,
+    read_log,
+)
 from gates._config import Workspace
 from gates._errors import StoreUnavailable
 from gates._gate.baseline import snapshot
@@ -15,6 +24,7 @@ from gates._gate.inputs import regression_set_lock
 from gates._store.access import open_store
 from gates._store.backends import ModeRecord, StateStore
 from regressions import (
+    MAX_GUESSED_CALLS,
     ChangeLayer,
     Containment,
     ContainmentMode,
@@ -26,9 +36,11 @@ from regressions import (
     RegressionCase,
     Severity,
     build_case,
-    default_harmful_steps,
     next_phase,
+    parse_trigger,
+    pick_harmful_steps,
     save_case,
+    step_candidates,
     utc_now,
 )
 
@@ -106,39 +118,60 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
 
 @dataclass
 class Captured:
-    """What capture wrote."""
+    """What capture wrote, and how it chose the harm when no step was named."""
 
     path: Path
     case: RegressionCase
     created: bool
     warnings: list[str] = field(default_factory=list)
+    took: str | None = None
+    """Which steps capture took as the harm and why, when none was named."""
 
 
 def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: str,
             steps: Sequence[int] = (), run_id: str | None = None,
-            tags: Sequence[str] = (), keep_raw: bool = False) -> Captured:
+            tags: Sequence[str] = (), keep_raw: bool = False,
+            trigger: int | str | None = None,
+            fmt: LogFormat | Literal["auto"] = "auto") -> Captured:
     """Capture an incident's harmful run as a regression case under ``regressions/<agent>/``.
 
-    Without ``steps``, the harm is taken to be the calls to high- and critical-risk (or
-    unknown) tools after the last user input, and the final output. E-mail addresses,
-    phone and card numbers and tokens are replaced with placeholders unless ``keep_raw``.
+    The log may be in any format ``ingest`` reads (``fmt``, detected by default).
+    ``trigger`` names the input that caused the harm: a user input's or a tool result's
+    step, or ``context.KEY`` (the last user input before the harm by default). Without
+    ``steps``, the harm is taken to be the calls to high- and critical-risk (or unknown)
+    tools in the last turn that has any (after the trigger when one is named), and the
+    output that ended that turn; nothing, or more than :data:`MAX_GUESSED_CALLS` calls, is
+    refused with the steps ``--step`` can name. E-mail addresses, phone and card numbers
+    and tokens are replaced with placeholders unless ``keep_raw``.
     """
+    if isinstance(trigger, str):
+        trigger = parse_trigger(trigger)
     book = workspace.incidents()
     incident = book.load(incident_id)
     next_phase(incident.id, "capture", incident.phase)
-    run = _pick_run(read_runs(run_file), run_file, run_id)
+    run = _read_run(run_file, fmt, run_id)
     if run.agent is not None and run.agent != incident.agent:
         raise InvalidInput(run_file, f"run {run.run_id}",
                            f"expected a run of {incident.agent}, got one of {run.agent}")
     warnings = []
     harmful = list(steps)
+    took = None
     if not harmful:
         controls = workspace.controls(incident.agent)
         risky = {s.tool for s in run.tool_calls()
                  if controls.risk_of(s.tool) in (None, "high", "critical")}
-        harmful = default_harmful_steps(run, risky)
-        warnings.append(f"no --step given: captured steps {', '.join(map(str, harmful))} "
-                        f"(high-risk calls and the final output)")
+        picked = pick_harmful_steps(run, risky,
+                                    after=trigger if isinstance(trigger, int) else None)
+        if not picked.steps or picked.calls > MAX_GUESSED_CALLS:
+            problem = (f"found no harmful step ({picked.why})" if not picked.steps else
+                       f"found {picked.calls} {picked.why.split(',')[0]}, more than the "
+                       f"{MAX_GUESSED_CALLS} capture takes on a guess")
+            raise InvalidInput(run_file, f"run {run.run_id}",
+                               f"no --step given and capture {problem}: pass the harmful ones "
+                               f"with --step N, from: {'; '.join(step_candidates(run))}")
+        harmful = picked.steps
+        took = f"took step{'s' if len(harmful) > 1 else ''} " \
+               f"{', '.join(map(str, harmful))}: {picked.why}"
     if not tags:
         warnings.append("no --tag given: the case is 'unclassified', so eval coverage for "
                         "its input type cannot be verified")
@@ -146,7 +179,7 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
     # case gets its number when it is saved.
     candidate = build_case(incident, run, f"{incident.id}-0", harmful=harmful,
                            source=run_file, source_label=workspace.relative(run_file),
-                           tags=list(tags), actor=actor, keep_raw=keep_raw)
+                           tags=list(tags), actor=actor, keep_raw=keep_raw, trigger=trigger)
     # One writer of the agent's regression set at a time, from writing the case to recording
     # it: two processes capturing the same steps at once write one case and one history
     # entry, and a gate never reads the set half-changed.
@@ -165,20 +198,37 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
                         + ("" if recorded else " (its capture is now in the incident history)"))
     if keep_raw:
         warnings.append(f"{case.id} keeps the raw text: it may hold personal data and secrets")
-    return Captured(path=path, case=case, created=created, warnings=warnings)
+    return Captured(path=path, case=case, created=created, warnings=warnings, took=took)
 
 
-def _pick_run(runs: list[Run], path: Path, run_id: str | None) -> Run:
-    if run_id is None:
-        if len(runs) == 1:
-            return runs[0]
-        ids = ", ".join(r.run_id for r in runs[:10])
-        raise InvalidInput(path, "", f"the log holds {len(runs)} runs; choose one with --run-id "
-                                     f"({ids}{', …' if len(runs) > 10 else ''})")
-    for run in runs:
-        if run.run_id == run_id:
-            return run
-    raise InvalidInput(path, "", f"no run '{run_id}' in {display_path(path)}")
+def _read_run(path: Path, fmt: LogFormat | Literal["auto"], run_id: str | None) -> Run:
+    """The one run of the log to capture, put together from its parts as the log streams.
+
+    Only the chosen run's parts are kept; with no ``run_id``, a log of several runs is
+    refused with their ids.
+    """
+    kept: list[RunPart] = []
+    seen: dict[str, None] = {}
+    for part in read_log(path, fmt):
+        seen.setdefault(part.run_id)
+        if run_id is None:
+            if len(seen) == 1:
+                kept.append(part)
+        elif part.run_id == run_id:
+            kept.append(part)
+    ids = list(seen)
+    if not ids:
+        raise InvalidInput(path, "", "expected a run to capture; the log holds none")
+    if run_id is None and len(ids) > 1:
+        shown = ", ".join(ids[:10])
+        raise InvalidInput(path, "", f"the log holds {len(ids)} runs; choose one with "
+                                     f"--run-id ({shown}{', …' if len(ids) > 10 else ''})")
+    if run_id is not None and not kept:
+        shown = ", ".join(ids[:10])
+        raise InvalidInput(path, "", f"no run '{run_id}' in {display_path(path)} (it holds "
+                                     f"{shown}{', …' if len(ids) > 10 else ''})")
+    (run,) = merge_parts(kept)
+    return run
 
 
 def record_finding(workspace: Workspace, incident_id: str, *, layer: Layer, gap: bool,

@@ -55,6 +55,7 @@ from regressions import (
     logging_gaps,
     next_phase,
     short,
+    trigger_steps,
     utc_now,
 )
 
@@ -127,7 +128,8 @@ def mode_events(store: StateStore, agent: str) -> list[TimelineEvent]:
 
 
 def redacted_timeline(runs: list[tuple[Run, list[str]]], events: list[TimelineEvent],
-                      redactor: Redactor) -> list[TimelineEvent]:
+                      redactor: Redactor, cases: Sequence[RegressionCase] = (),
+                      ) -> list[TimelineEvent]:
     """The timeline of ``runs`` and ``events``, redacted.
 
     Steps are redacted before they are summarised, so a value cut short at the end of a
@@ -136,7 +138,7 @@ def redacted_timeline(runs: list[tuple[Run, list[str]]], events: list[TimelineEv
     shown = [(redactor.run(run), places) for run, places in runs]
     return [event if event.run_id is not None
             else event.model_copy(update={"summary": redactor.text(event.summary)})
-            for event in build_timeline(shown, events)]
+            for event in build_timeline(shown, events, trigger_steps(cases))]
 
 
 def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *, actor: str,
@@ -190,7 +192,7 @@ def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *,
     except ReinstateError as exc:
         warnings.append(f"mode changes left out of the timeline: {exc}")
     redactor = Redactor()  # one for the whole investigation: one value, one placeholder
-    timeline = redacted_timeline(attached, events, redactor)
+    timeline = redacted_timeline(attached, events, redactor, cases)
     record = Investigation(
         investigated_at=utc_now(), investigated_by=actor, logs=files,
         runs=[run.run_id for run, _ in attached], signature=signature, scope=search.scope(),

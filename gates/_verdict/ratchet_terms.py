@@ -49,8 +49,12 @@ def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
     """The terms ``case`` sets today."""
     rest = case.model_dump(mode="json", exclude={"description", "tags", "expect", "threshold",
                                                  "trials"})
-    if not case.strict:  # the default: cases from before the field keep their digest
+    # Fields added since the first cases were captured leave the digest alone at their
+    # defaults, so upgrading reinstate never makes an unchanged case look changed.
+    if not case.strict:
         rest.pop("strict", None)
+    if case.trigger is None:
+        rest.pop("trigger", None)
     return RatchetTerms(
         threshold=case.threshold,
         trials=case.trials or default_trials,
