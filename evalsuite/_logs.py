@@ -1,7 +1,8 @@
 """Run logs in any supported format: which format a file is, and its runs as a stream.
 
 Formats: ``jsonl`` (the native run format), ``otel`` (OTLP/JSON GenAI traces),
-``openai`` (Chat Completions conversations), ``anthropic`` (Messages conversations).
+``openai`` (Chat Completions conversations, calls, completions and chunks), ``anthropic``
+(Messages conversations, calls and messages), ``openai-responses`` (Responses API).
 ``auto`` looks at the first record. Nothing here holds a whole log: commands read the
 parts they need and put together only the runs they must show.
 """
@@ -14,23 +15,31 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from evalsuite._anthropic import anthropic_parts
-from evalsuite._conversations import MESSAGE_KEYS, first_value, read_json_text
+from evalsuite._conversations import (
+    MESSAGE_KEYS,
+    first_value,
+    model_api_format,
+    read_json_text,
+    request_and_response,
+)
 from evalsuite._documents import load_json
 from evalsuite._errors import InvalidInput
 from evalsuite._jsonl import native_parts
 from evalsuite._openai_chat import openai_parts
+from evalsuite._openai_responses import responses_parts
 from evalsuite._otel import otel_parts
 from evalsuite._parts import RunPart, Skips, merge_parts
 from evalsuite._run import Run
 
-LogFormat = Literal["jsonl", "otel", "openai", "anthropic"]
+LogFormat = Literal["jsonl", "otel", "openai", "anthropic", "openai-responses"]
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 _READERS: dict[LogFormat, Callable[[Path, Skips | None], Iterator[RunPart]]] = {
     "jsonl": native_parts, "otel": otel_parts, "openai": openai_parts,
-    "anthropic": anthropic_parts,
+    "anthropic": anthropic_parts, "openai-responses": responses_parts,
 }
 _NOT_A_LOG = ("not a run log: expected native JSON Lines (kind, run_id), OTLP/JSON "
-              "(resourceSpans), or OpenAI or Anthropic conversations (messages)")
+              "(resourceSpans), or OpenAI or Anthropic conversations (messages), "
+              "calls or responses")
 
 
 def detect_format(path: Path) -> LogFormat:
@@ -55,6 +64,9 @@ def detect_format(path: Path) -> LogFormat:
         return "otel"
     if "run_id" in first and "kind" in first:
         return "jsonl"
+    if (shape := model_api_format(first)) is not None:
+        return shape  # type: ignore[return-value]
+    first = request_and_response(first)[0]
     messages = next((first[k] for k in MESSAGE_KEYS if isinstance(first.get(k), list)), None)
     if messages is None:
         raise InvalidInput(path, "", _NOT_A_LOG, line=1)

@@ -37,10 +37,12 @@ class FileSummary:
     tool_calls: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
+    run_ids: set[str] = field(default_factory=set, repr=False)  # a run may come in parts
 
     def count(self, part: RunPart) -> None:
         """Count one part of a run."""
-        self.runs += part.header is not None
+        self.run_ids.add(part.run_id)
+        self.runs = len(self.run_ids)
         self.steps += len(part.steps)
         first, last = self.first_at, self.last_at
         for step in part.steps:
