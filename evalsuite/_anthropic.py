@@ -91,7 +91,8 @@ def convert(record: dict[str, Any], prefix: str) -> Call:
     if key is None and not isinstance(response, dict):
         raise BadRecord(request_loc, _NO_MESSAGES)
     messages = validated(MESSAGES, request[key], [*request_loc, key]) if key else []
-    sent = [_turn(m, at(prefix, *request_loc, key, i), [*request_loc, key, i])
+    base = at(prefix, *request_loc, key) if key else ""
+    sent = [_turn(m, f"{base}[{i}]", [*request_loc, key, i])
             for i, m in enumerate(messages)] if key else []
     if request.get("system"):
         sent.insert(0, Turn([], at(prefix, *request_loc, "system"),
@@ -187,7 +188,7 @@ def assemble_events(events: list[dict[str, Any]]) -> dict[str, Any]:
         kind = event.get("type")
         if kind == "message_start" and isinstance(event.get("message"), dict):
             message.update({k: v for k, v in event["message"].items() if k != "content"})
-            usage.update(event["message"].get("usage") or {})
+            usage.update(_mapping(event["message"].get("usage")))
         elif kind == "content_block_start" and isinstance(event.get("content_block"), dict):
             blocks[event.get("index", len(blocks))] = dict(event["content_block"])
         elif kind == "content_block_delta" and isinstance(event.get("delta"), dict):
@@ -202,10 +203,14 @@ def assemble_events(events: list[dict[str, Any]]) -> dict[str, Any]:
         elif kind == "message_delta":
             change: dict[str, Any] = event["delta"] if isinstance(event.get("delta"), dict) else {}
             message.update({k: v for k, v in change.items() if v is not None})
-            usage.update(event.get("usage") or {})
+            usage.update(_mapping(event.get("usage")))
     for index, pieces in partial.items():
         if "".join(pieces):
             blocks[index]["input"] = "".join(pieces)  # JSON text, parsed like any arguments
     message["content"] = [blocks[i] for i in sorted(blocks)]
     message["usage"] = usage or None
     return message
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

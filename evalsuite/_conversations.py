@@ -35,6 +35,7 @@ _SKIP_META = frozenset({*MESSAGE_KEYS, *REQUEST_KEYS, *RESPONSE_KEYS, "system", 
 
 # (record, its JSON path) -> the model call it logs; raises BadRecord
 Convert = Callable[[dict[str, Any], str], Call]
+_OUTCOME = TypeAdapter(RunOutcome)
 # what a record sent and where, and what came back and where
 Exchange = tuple[dict[str, Any], list[str | int], Any, list[str | int]]
 # records with their places -> the same, with records a format spreads over lines joined
@@ -286,7 +287,7 @@ def header_fields(record: dict[str, Any]) -> dict[str, Any]:
     if isinstance(reward, int | float) and not isinstance(reward, bool) and reward in (0, 1):
         fields["outcome"] = RunOutcome(success=reward == 1)
     if isinstance(record.get("outcome"), dict):
-        fields["outcome"] = RunOutcome.model_validate(record["outcome"])
+        fields["outcome"] = validated(_OUTCOME, record["outcome"], ["outcome"])
     return fields
 
 

@@ -22,14 +22,15 @@ copy a client sends back differ in form but not in meaning.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import to_json
+
 from evalsuite._parts import RunHeader, RunPart
-from evalsuite._run import Output, Step, ToolCall, ToolResult, UserInput
+from evalsuite._run import Reasoning, Step, ToolCall, ToolResult
 
 SESSION_KEYS = ("session_id", "conversation_id", "thread_id", "conversation")
 """Fields that name the conversation a model call belongs to (LiteLLM's and Langfuse's
@@ -50,20 +51,14 @@ class Turn:
     place: str
     system: str | None = None
 
-    def key(self) -> str:
-        """What the turn means, for telling a repeated turn from a new one; empty when it
-        means nothing a later call repeats (reasoning alone is often not sent back)."""
-        parts: list[Any] = [] if self.system is None else [("s", self.system)]
-        for step in self.steps:
-            if isinstance(step, UserInput):
-                parts.append(("u", step.content))
-            elif isinstance(step, Output):
-                parts.append(("o", step.content))
-            elif isinstance(step, ToolCall):
-                parts.append(("c", step.tool, step.call_id, step.arguments, step.raw_arguments))
-            elif isinstance(step, ToolResult):  # the name is often filled in from the call
-                parts.append(("r", step.call_id, step.result, step.error))
-        return json.dumps(parts, sort_keys=True, default=str) if parts else ""
+    def key(self) -> bytes:
+        """A digest of what the turn means, for telling a repeated turn from a new one; empty
+        when it means nothing a later call repeats (reasoning alone is often not sent back)."""
+        said = [s for s in self.steps if not isinstance(s, Reasoning)]
+        if not said and self.system is None:
+            return b""
+        return hashlib.blake2b(to_json([self.system, said], fallback=str),
+                               digest_size=16).digest()
 
 
 @dataclass(slots=True)
@@ -97,14 +92,14 @@ class Call:
 class _Run:
     run_id: str
     scope: str
-    keys: list[str] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)  # one digest per turn: memory stays small
     digest: bytes = b""
     names: dict[str, str] = field(default_factory=dict)
     waiting: bool = False
 
 
-def _chain(digest: bytes, key: str) -> bytes:
-    return hashlib.blake2b(digest + key.encode(), digest_size=16).digest()
+def _chain(digest: bytes, key: bytes) -> bytes:
+    return hashlib.blake2b(digest + key, digest_size=16).digest()
 
 
 def _bounded(table: OrderedDict[Any, _Run], key: Any, run: _Run) -> None:
@@ -127,7 +122,7 @@ class CallGrouper:
     def part(self, call: Call) -> RunPart:
         """The part of its run that ``call`` adds: the turns the run has not had yet."""
         keyed = [(i, k) for i, k in enumerate(t.key() for t in call.sent) if k]
-        digests = [_chain(call.scope.encode(), "")]
+        digests = [_chain(call.scope.encode(), b"")]
         for _, key in keyed:
             digests.append(_chain(digests[-1], key))
         run, chained = self._run_of(call, digests)

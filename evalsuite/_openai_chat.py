@@ -114,7 +114,8 @@ def convert(record: dict[str, Any], prefix: str) -> Call:
     if key is None and not isinstance(response, dict | list):
         raise BadRecord(request_loc, _NO_MESSAGES)
     messages = validated(MESSAGES, request[key], [*request_loc, key]) if key else []
-    sent = [_turn(m, at(prefix, *request_loc, key, i), [*request_loc, key, i])
+    base = at(prefix, *request_loc, key) if key else ""
+    sent = [_turn(m, f"{base}[{i}]", [*request_loc, key, i])
             for i, m in enumerate(messages)] if key else []
     fields = header_fields(record)
     if isinstance(response, list):  # the chunks of a stream

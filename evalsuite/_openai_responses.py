@@ -147,8 +147,9 @@ def convert(record: dict[str, Any], prefix: str) -> Call:
 
 def _instructions(value: Any) -> str:
     if isinstance(value, list):  # instructions as input items (a prompt template's)
-        return "\n\n".join(text_of(v.get("content")) for v in value if isinstance(v, dict))
-    return text_of(value)
+        return "\n\n".join(text_of(v.get("content")) for v in value
+                           if isinstance(v, dict) and isinstance(v.get("content"), str | list))
+    return text_of(value) if isinstance(value, str | list) else ""
 
 
 def _turn(item: dict[str, Any], place: str, loc: list[str | int]) -> Turn:

@@ -503,3 +503,54 @@ def test_ingest_reports_one_run_for_a_per_call_log(server: SdkServer, tmp_path: 
     (run,) = read_log_runs(out)
     _assert_refund_run(run)
     assert "openai" in capsys.readouterr().out
+
+
+def test_responses_calls_sending_the_whole_history_are_one_run(server: SdkServer,
+                                                                tmp_path: Path) -> None:
+    """Without previous_response_id the input repeats every earlier item: read once."""
+    log = tmp_path / "stateless.jsonl"
+    write = _writer(log)
+    client = _openai(server)
+    history: list[Any] = [{"role": "user", "content": ASK}]
+    while True:
+        request = {"model": "gpt-4.1", "instructions": SYSTEM, "input": list(history)}
+        response = client.responses.create(**request)
+        write({"request": request, "response": response.model_dump()})
+        history += [item.model_dump() for item in response.output]
+        calls = [i for i in response.output if i.type == "function_call"]
+        if not calls:
+            break
+        history += [{"type": "function_call_output", "call_id": c.call_id,
+                     "output": json.dumps(RESULTS[c.name])} for c in calls]
+    (run,) = read_log_runs(log)
+    run = run.model_copy(update={"steps": [s for s in run.steps if s.kind != "reasoning"]})
+    _assert_refund_run(run)
+
+
+def test_a_responses_stream_cut_off_before_its_end_is_still_a_run(tmp_path: Path) -> None:
+    """A stream with no completed event is read as the response it started, not dropped."""
+    log = tmp_path / "cut.jsonl"
+    created = {"id": "resp_7", "object": "response", "status": "in_progress", "output": [],
+               "model": "gpt-4.1", "instructions": SYSTEM}
+    log.write_text("\n".join(json.dumps(e) for e in (
+        {"type": "response.created", "sequence_number": 0, "response": created},
+        {"type": "response.output_text.delta", "sequence_number": 1, "delta": "Your"})) + "\n")
+    (run,) = read_log_runs(log)
+    assert run.run_id == "resp_7" and run.steps == []
+    assert run.outcome is not None and run.outcome.stop_reason == "in_progress"
+
+
+@pytest.mark.slow
+def test_a_bad_message_in_a_per_call_log_is_one_line_naming_its_place(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`reinstate ingest` refuses a request message with no known role: file, line, path."""
+    log = tmp_path / "calls.jsonl"
+    good = {"request": {"messages": [{"role": "user", "content": ASK}]},
+            "response": {"object": "chat.completion", "id": "chatcmpl-1", "choices": [
+                {"message": {"role": "assistant", "content": ANSWER}, "finish_reason": "stop"}]}}
+    bad = {"request": {"messages": [{"role": "robot", "content": ASK}]}, "response": None}
+    log.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    assert main(["ingest", str(log)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert "calls.jsonl:2" in error and "$.request.messages[0].role" in error
