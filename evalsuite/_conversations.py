@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from evalsuite._documents import json_path, line_of, load_json
 from evalsuite._errors import InvalidInput
-from evalsuite._model_calls import SCOPE_KEYS, SESSION_KEYS, Call, CallGrouper
+from evalsuite._model_calls import SCOPE_KEYS, SESSION_KEYS, Call, CallGrouper, Turn
 from evalsuite._parts import RunPart, Skips, skip_or_raise
 from evalsuite._run import RunOutcome, Usage
 
@@ -296,6 +297,19 @@ def stopped(fields: dict[str, Any], reason: Any) -> None:
     if isinstance(reason, str):
         outcome = fields.get("outcome") or RunOutcome()
         fields["outcome"] = outcome.model_copy(update={"stop_reason": reason})
+
+
+def answered_at(turns: list[Turn], created: Any) -> None:
+    """Time the answer's steps by the response's ``created`` (Unix seconds), if it has one."""
+    if not isinstance(created, int | float) or isinstance(created, bool) or created <= 0:
+        return
+    try:
+        when = datetime.fromtimestamp(created, UTC)
+    except (OverflowError, OSError, ValueError):
+        return
+    for turn in turns:
+        for step in turn.steps:
+            step.at = when
 
 
 def usage_of(raw: Any, input_key: str, output_key: str) -> Usage | None:

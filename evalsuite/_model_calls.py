@@ -39,6 +39,7 @@ SESSION_KEYS = ("session_id", "conversation_id", "thread_id", "conversation")
 SCOPE_KEYS = ("user", "user_id", "safety_identifier")
 """Fields that name the end user (OpenAI's ``user``, Anthropic's ``metadata.user_id``): not
 a conversation, so they only narrow which earlier calls a call may continue."""
+_UNTIMED = {1: {"__all__": {"at"}}}  # an answer has its time, the copy sent back has none
 _OPEN_RUNS = 10_000  # runs a later call may still continue; older ones are closed
 
 
@@ -57,8 +58,8 @@ class Turn:
         said = [s for s in self.steps if not isinstance(s, Reasoning)]
         if not said and self.system is None:
             return b""
-        return hashlib.blake2b(to_json([self.system, said], fallback=str),
-                               digest_size=16).digest()
+        meaning = to_json([self.system, said], fallback=str, exclude=_UNTIMED)
+        return hashlib.blake2b(meaning, digest_size=16).digest()
 
 
 @dataclass(slots=True)

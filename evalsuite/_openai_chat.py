@@ -31,6 +31,7 @@ from evalsuite._conversations import (
     MESSAGE_KEYS,
     BadRecord,
     answer_alone,
+    answered_at,
     at,
     conversation_parts,
     header_fields,
@@ -137,6 +138,7 @@ def convert(record: dict[str, Any], prefix: str) -> Call:
             raise BadRecord([*response_loc, "choices"], "expected a chat.completion with "
                                                         "choices")
         answer = [_turn(message, at(prefix, *loc), loc)]
+        answered_at(answer, response.get("created"))
         waiting = bool(message.get("tool_calls") or message.get("function_call")) or (
             reason in ("tool_calls", "function_call"))
         for name in ("model", "system_fingerprint"):

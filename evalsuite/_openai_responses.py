@@ -31,6 +31,7 @@ from typing_extensions import TypedDict
 from evalsuite._conversations import (
     BadRecord,
     answer_alone,
+    answered_at,
     at,
     conversation_parts,
     header_fields,
@@ -126,6 +127,7 @@ def convert(record: dict[str, Any], prefix: str) -> Call:
         loc = [*response_loc, "output"]
         items = validated(ITEMS, body["output"] or [], loc)
         answer = [_turn(item, at(prefix, *loc, i), [*loc, i]) for i, item in enumerate(items)]
+        answered_at(answer, body.get("created_at"))
     # a bare Response's own fields (temperature, status, …) are settings, not the run's
     fields = header_fields(record if record is not body else {})
     if isinstance(body.get("model"), str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +172,7 @@ def test_per_call_request_response_records_are_one_run(server: SdkServer,
     assert len(runs) == 1
     _assert_refund_run(runs[0])
     assert runs[0].run_id == ids[0]  # the first call's response
+    assert runs[0].steps[-1].at == datetime.fromtimestamp(1_764_000_000, UTC)  # `created`
     assert runs[0].usage is not None and runs[0].usage.input_tokens == 300
 
 
