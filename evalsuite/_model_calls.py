@@ -8,6 +8,7 @@ before it. A call here continues a run when
 - it names the run: a run id, or a session or conversation id (:data:`SESSION_KEYS`) on the
   record, its metadata, the request or the request's metadata; or it chains to an earlier
   response (the Responses API's ``previous_response_id``);
+- or, for a conversation logged whole without a response, its own ``id``;
 - or what it sends extends a run's dialogue so far (the earlier request and its answer),
   the only sign most per-call logs give; an end-user id (:data:`SCOPE_KEYS`) narrows where
   to look, since one user has many conversations;
@@ -171,11 +172,13 @@ class CallGrouper:
 
     def _run_of(self, call: Call, digests: list[bytes]) -> tuple[_Run, bool]:
         """The run the call continues (and whether its input is all new), or a new run."""
-        if call.named is not None:
-            found = self._by_name.get(call.named)
+        # A conversation logged whole (no response beside it) is named by its own id.
+        named = call.named if call.named is not None or call.answer else call.own_id
+        if named is not None:
+            found = self._by_name.get(named)
             if found is None:
-                found = _Run(call.named, call.scope)
-                _bounded(self._by_name, call.named, found)
+                found = _Run(named, call.scope)
+                _bounded(self._by_name, named, found)
             return found, call.previous_id is not None and call.previous_id in self._by_response
         if call.previous_id is not None and call.previous_id in self._by_response:
             return self._by_response[call.previous_id], True

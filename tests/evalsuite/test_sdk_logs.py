@@ -230,6 +230,17 @@ def test_interleaved_conversations_without_ids_are_told_apart_by_their_dialogue(
     assert len(runs[1].steps) == 6
 
 
+def test_conversations_logged_whole_keep_their_own_ids(tmp_path: Path) -> None:
+    """Two conversations with their own ids stay two runs though one starts as the other."""
+    log = tmp_path / "conversations.jsonl"
+    first = [{"role": "user", "content": ASK}, {"role": "assistant", "content": "Checking."}]
+    later = [*first, {"role": "user", "content": "Thanks"}]
+    log.write_text(json.dumps({"id": "conv-1", "messages": first}) + "\n"
+                   + json.dumps({"id": "conv-2", "messages": later}) + "\n")
+    one, two = read_log_runs(log)
+    assert (one.run_id, len(one.steps), two.run_id, len(two.steps)) == ("conv-1", 2, "conv-2", 3)
+
+
 def test_bare_chat_completion_dumps_are_one_run_until_the_answer(server: SdkServer,
                                                                 tmp_path: Path) -> None:
     """completion.model_dump_json() per call: the calls and the answer, in one run."""
