@@ -260,36 +260,46 @@ def test_bare_chat_completion_dumps_are_one_run_until_the_answer(server: SdkServ
 
 def test_streamed_chunks_make_one_output_and_whole_tool_calls(server: SdkServer,
                                                              tmp_path: Path) -> None:
-    """chunk.model_dump_json() per chunk: one call per tool call, one output, usage kept."""
-    log = tmp_path / "stream.jsonl"
+    """Chunks logged one a line, or a call's chunks beside its request: whole calls, one
+    output, usage kept."""
+    lines, calls_log = tmp_path / "stream.jsonl", tmp_path / "stream-calls.jsonl"
+    write = _writer(calls_log)
     client = _openai(server)
     messages: list[Any] = [{"role": "system", "content": SYSTEM},
                            {"role": "user", "content": ASK}]
-    with log.open("w") as handle:
+    with lines.open("w") as handle:
         while True:
             stream = client.chat.completions.create(
                 model="gpt-4o", messages=messages, tools=TOOLS,  # type: ignore[arg-type]
                 stream=True, stream_options={"include_usage": True})
-            text, calls = "", []
-            for chunk in stream:
-                handle.write(chunk.model_dump_json() + "\n")
-                for choice in chunk.choices:
-                    text += choice.delta.content or ""
-                    calls += [c for c in choice.delta.tool_calls or [] if c.id]
+            chunks = list(stream)
+            handle.writelines(chunk.model_dump_json() + "\n" for chunk in chunks)
+            write({"request": {"messages": list(messages)},
+                   "response": [chunk.model_dump() for chunk in chunks]})
+            text, calls = "", dict[int, dict[str, Any]]()
+            for choice in (c for chunk in chunks for c in chunk.choices):
+                text += choice.delta.content or ""
+                for piece in choice.delta.tool_calls or []:
+                    call = calls.setdefault(piece.index, {"id": piece.id, "type": "function",
+                                                          "function": {"name": "",
+                                                                       "arguments": ""}})
+                    assert piece.function is not None
+                    call["function"]["name"] += piece.function.name or ""
+                    call["function"]["arguments"] += piece.function.arguments or ""
             if not calls:
                 break
-            messages.append({"role": "assistant", "tool_calls": [
-                {"id": c.id, "type": "function", "function": {"name": c.function.name,
-                                                              "arguments": "{}"}}
-                for c in calls]})
-            messages += [{"role": "tool", "tool_call_id": c.id, "content": "{}"}
-                         for c in calls]
+            messages.append({"role": "assistant", "tool_calls": list(calls.values())})
+            messages += [{"role": "tool", "tool_call_id": c["id"],
+                          "content": json.dumps(RESULTS[c["function"]["name"]])}
+                         for c in calls.values()]
     assert text == ANSWER
-    (run,) = read_log_runs(log)
+    (run,) = read_log_runs(lines)
     assert [s.kind for s in run.steps] == ["tool_call", "tool_call", "output"]
     assert [c.arguments for c in run.tool_calls()] == [PLAN[0][1], PLAN[1][1]]
     assert run.final_output() == ANSWER
     assert run.usage is not None and run.usage.output_tokens == 30
+    (whole,) = read_log_runs(calls_log)
+    _assert_refund_run(whole)
 
 
 def _anthropic_reply(body: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
