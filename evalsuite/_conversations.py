@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
@@ -37,6 +37,7 @@ _SKIP_META = frozenset({*MESSAGE_KEYS, *REQUEST_KEYS, *RESPONSE_KEYS, "system", 
 # (record, its JSON path) -> the model call it logs; raises BadRecord
 Convert = Callable[[dict[str, Any], str], Call]
 _OUTCOME = TypeAdapter(RunOutcome)
+ApiFormat = Literal["openai", "anthropic", "openai-responses"]
 # what a record sent and where, and what came back and where
 Exchange = tuple[dict[str, Any], list[str | int], Any, list[str | int]]
 # records with their places -> the same, with records a format spreads over lines joined
@@ -253,7 +254,7 @@ def scope_of(record: dict[str, Any], request: dict[str, Any]) -> str:
     return ""
 
 
-def model_api_format(record: dict[str, Any]) -> str | None:
+def model_api_format(record: dict[str, Any]) -> ApiFormat | None:
     """The format a model API's own object says it is (a ``chat.completion``, a ``Response``,
     a ``Message``, a stream's chunk or event, alone or as a record's response, or a
     Responses request), or ``None`` when only its messages can tell."""

@@ -65,7 +65,7 @@ def detect_format(path: Path) -> LogFormat:
     if "run_id" in first and "kind" in first:
         return "jsonl"
     if (shape := model_api_format(first)) is not None:
-        return shape  # type: ignore[return-value]
+        return shape
     first = request_and_response(first)[0]
     messages = next((first[k] for k in MESSAGE_KEYS if isinstance(first.get(k), list)), None)
     if messages is None:

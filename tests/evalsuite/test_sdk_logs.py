@@ -25,6 +25,7 @@ from evalsuite import (
     detect_format,
     read_log_runs,
 )
+from gates import ingest
 from gates._cli import main
 from tests.sdk_servers import SdkServer
 
@@ -526,6 +527,8 @@ def test_ingest_reports_one_run_for_a_per_call_log(server: SdkServer, tmp_path: 
     (run,) = read_log_runs(out)
     _assert_refund_run(run)
     assert "openai" in capsys.readouterr().out
+    (summary,) = ingest([log]).files  # what the table shows: one run, though three parts
+    assert (summary.runs, summary.steps, summary.tool_calls) == (1, 6, 2)
 
 
 def test_responses_calls_sending_the_whole_history_are_one_run(server: SdkServer,
