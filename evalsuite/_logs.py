@@ -1,7 +1,8 @@
 """Run logs in any supported format: which format a file is, and its runs as a stream.
 
 Formats: ``jsonl`` (the native run format), ``otel`` (OTLP/JSON GenAI traces),
-``openai`` (Chat Completions conversations), ``anthropic`` (Messages conversations),
+``openai`` (Chat Completions conversations, calls, completions and chunks), ``anthropic``
+(Messages conversations, calls and messages), ``openai-responses`` (Responses API),
 ``text-actions`` (agents that write their calls as text: ReAct, AutoGPT, R-Judge), and
 any plugin reader (:mod:`evalsuite._readers`). ``auto`` looks at the first record, then
 asks the installed plugins' detectors. Nothing here holds a whole log: commands read the
@@ -16,26 +17,34 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from evalsuite._anthropic import anthropic_parts
-from evalsuite._conversations import MESSAGE_KEYS, first_value, read_json_text
+from evalsuite._conversations import (
+    MESSAGE_KEYS,
+    first_value,
+    model_api_format,
+    read_json_text,
+    request_and_response,
+)
 from evalsuite._documents import load_json
 from evalsuite._errors import InvalidInput
 from evalsuite._jsonl import native_parts
 from evalsuite._openai_chat import openai_parts
+from evalsuite._openai_responses import responses_parts
 from evalsuite._otel import otel_parts
 from evalsuite._parts import RunPart, Skips, merge_parts
 from evalsuite._readers import detect_plugin, is_plugin_format, load_reader, plugin_parts
 from evalsuite._run import Run
 from evalsuite._text_actions import looks_like_text_actions, text_action_parts
 
-LogFormat = Literal["jsonl", "otel", "openai", "anthropic", "text-actions"]
+LogFormat = Literal["jsonl", "otel", "openai", "anthropic", "openai-responses", "text-actions"]
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 _READERS: dict[str, Callable[[Path, Skips | None], Iterator[RunPart]]] = {
     "jsonl": native_parts, "otel": otel_parts, "openai": openai_parts,
-    "anthropic": anthropic_parts, "text-actions": text_action_parts,
+    "anthropic": anthropic_parts, "openai-responses": responses_parts,
+    "text-actions": text_action_parts,
 }
 _NOT_A_LOG = ("not a run log: expected native JSON Lines (kind, run_id), OTLP/JSON "
-              "(resourceSpans), OpenAI or Anthropic conversations (messages), text-action "
-              "turns (contents), or a format a reader plugin detects")
+              "(resourceSpans), OpenAI or Anthropic conversations (messages), calls or "
+              "responses, text-action turns (contents), or a format a reader plugin detects")
 
 
 def detect_format(path: Path) -> str:
@@ -78,6 +87,9 @@ def _bundled_format(path: Path) -> LogFormat:
         return "jsonl"
     if looks_like_text_actions(first):
         return "text-actions"
+    if (shape := model_api_format(first)) is not None:
+        return shape
+    first = request_and_response(first)[0]
     messages = next((first[k] for k in MESSAGE_KEYS if isinstance(first.get(k), list)), None)
     if messages is None:
         raise InvalidInput(path, "", _NOT_A_LOG, line=1)

@@ -1,16 +1,21 @@
-"""OpenAI Chat Completions conversations: ``messages`` with ``tool_calls`` and ``role: tool``.
+"""OpenAI Chat Completions logs: conversations, per-call request/response records, bare
+``chat.completion`` dumps and ``chat.completion.chunk`` streams.
 
-Each conversation becomes one run. ``system`` and ``developer`` messages are the run's
-context; ``user`` messages are inputs; an ``assistant`` message gives its reasoning
-(``reasoning_content``, as some compatible APIs log it), its text (an output) and its tool
-calls, in that order; ``tool`` messages (and the legacy ``function`` role) are results.
-Arguments arrive as JSON text or as objects; text that is not a JSON object is kept in
-``raw_arguments``. Results are kept as logged. Ids repeat in real logs (tau-bench reuses
-them within and across conversations), so results are paired by id and order within the
-one run (:meth:`Run.pairs`), never across runs.
+A record is read as one model call (:mod:`evalsuite._model_calls` groups the calls of one
+conversation into one run): its ``messages`` (or ``traj``, as the tau-bench trajectories
+have them), on the record or under ``request``/``request_body``, are what was sent, and its
+``response`` (a ``chat.completion`` as ``ChatCompletion.model_dump()`` gives it, or the
+chunks of a stream) is the answer, whose ``finish_reason`` is the stop reason. A record
+that is a ``chat.completion`` is an answer alone; consecutive lines that are chunks of one
+stream are one answer, their text and tool-call fragments joined.
 
-A conversation may carry ``response`` (a ``chat.completion`` object whose first choice
-ends the conversation and whose ``finish_reason`` is the stop reason) and ``usage``.
+``system`` and ``developer`` messages are the run's context; ``user`` messages are inputs;
+an ``assistant`` message gives its reasoning (``reasoning_content``, as some compatible APIs
+log it), its text (an output) and its tool calls, in that order; ``tool`` messages (and the
+legacy ``function`` role) are results. Arguments arrive as JSON text or as objects; text
+that is not a JSON object is kept in ``raw_arguments``. Results are kept as logged. Ids
+repeat in real logs (tau-bench reuses them within and across conversations), so results
+are paired by id and order within the one run (:meth:`Run.pairs`), never across runs.
 """
 
 from __future__ import annotations
@@ -23,16 +28,26 @@ from pydantic import TypeAdapter
 from typing_extensions import TypedDict
 
 from evalsuite._conversations import (
-    base_header,
+    MESSAGE_KEYS,
+    BadRecord,
+    answer_alone,
+    answered_at,
+    at,
     conversation_parts,
+    header_fields,
+    name_of,
     parse_arguments,
-    run_id_of,
+    request_and_response,
+    run_name,
+    scope_of,
+    stopped,
     text_of,
     usage_of,
+    validated,
 )
-from evalsuite._errors import InvalidInput
-from evalsuite._parts import RunHeader, RunPart, Skips
-from evalsuite._run import Output, Reasoning, RunOutcome, Step, ToolCall, ToolResult, UserInput
+from evalsuite._model_calls import Call, Turn
+from evalsuite._parts import RunPart, Skips
+from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserInput
 
 
 class Function(TypedDict):
@@ -42,12 +57,20 @@ class Function(TypedDict):
     arguments: NotRequired[str | dict[str, Any] | None]
 
 
+class Custom(TypedDict):
+    """A custom tool's call: its name and free-text input."""
+
+    name: str
+    input: NotRequired[str | None]
+
+
 class ToolCallBody(TypedDict):
     """One entry of an assistant message's ``tool_calls``."""
 
     id: NotRequired[str | None]
     type: NotRequired[str]
-    function: Function
+    function: NotRequired[Function]
+    custom: NotRequired[Custom]
 
 
 class Message(TypedDict):
@@ -63,59 +86,88 @@ class Message(TypedDict):
     refusal: NotRequired[str | None]
 
 
+class Choice(TypedDict):
+    """The first choice of a ``chat.completion``."""
+
+    message: Message
+    finish_reason: NotRequired[str | None]
+
+
 MESSAGES = TypeAdapter[list[Any]](list[Message])
+CHOICE = TypeAdapter[Any](Choice)
+MESSAGE = TypeAdapter[Any](Message)
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+_NO_MESSAGES = ("expected the conversation's messages under 'messages' (or a request with "
+                "them), or a chat.completion")
 
 
 def openai_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
-    """Every conversation in an OpenAI Chat Completions log, as one run each."""
-    return conversation_parts(path, skips, convert, MESSAGES)
+    """Every conversation in an OpenAI Chat Completions log, its calls grouped into runs."""
+    return conversation_parts(path, skips, convert, gather_chunks)
 
 
-def convert(record: dict[str, Any], messages: list[Any], path: Path, prefix: str,
-            place: str) -> tuple[RunHeader, list[Step], list[str]]:
-    """One conversation as a run header, its steps and where each step came from."""
-    run_id = run_id_of(record, path, place)
-    fields = base_header(record, run_id)
-    system: list[str] = []
-    steps: list[Step] = []
-    places: list[str] = []
-    names: dict[str, str] = {}
-    response = record.get("response")
-    choices = response.get("choices") if isinstance(response, dict) else None
-    final = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(
-        choices[0], dict) else None
-    all_messages = [*messages, *([final] if isinstance(final, dict) else [])]
-    for index, message in enumerate(all_messages):
-        place = f"{prefix}[{index}]" if index < len(messages) else "$.response.choices[0]"
-        role = message.get("role")
-        if role not in ROLES:
-            raise InvalidInput(path, f"{place}.role",
-                               f"expected one of {', '.join(sorted(ROLES))}, got {role!r}")
-        for step in _steps(message, system, names):
-            steps.append(step)
-            places.append(place)
-    if system:
-        fields["context"] = {**fields.get("context", {}), "system": "\n\n".join(system)}
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        reason = choices[0].get("finish_reason")
-        if isinstance(reason, str):
-            outcome = fields.get("outcome") or RunOutcome()
-            fields["outcome"] = outcome.model_copy(update={"stop_reason": reason})
-    usage = usage_of(record.get("usage") or (response or {}).get("usage"),
+def convert(record: dict[str, Any], prefix: str) -> Call:
+    """One record as the model call it logs."""
+    request, request_loc, response, response_loc = (
+        answer_alone(record, []) if record.get("object") == "chat.completion"
+        else request_and_response(record))
+    key = next((k for k in MESSAGE_KEYS if k in request), None)
+    if key is None and not isinstance(response, dict | list):
+        raise BadRecord(request_loc, _NO_MESSAGES)
+    messages = validated(MESSAGES, request[key], [*request_loc, key]) if key else []
+    base = at(prefix, *request_loc, key) if key else ""
+    sent = [_turn(m, f"{base}[{i}]", [*request_loc, key, i])
+            for i, m in enumerate(messages)] if key else []
+    fields = header_fields(record)
+    if isinstance(response, list):  # the chunks of a stream
+        response = assemble_chunks(response)
+    answer: list[Turn] = []
+    waiting = False
+    if isinstance(response, dict):
+        loc: list[str | int] = [*response_loc, "choices", 0]
+        choices = response.get("choices")
+        if isinstance(choices, list) and choices:
+            choice = validated(CHOICE, choices[0], loc)
+            message = choice["message"]
+            reason = choice.get("finish_reason")
+            stopped(fields, reason)
+        elif "role" in response:  # a message where the completion would be
+            loc = response_loc
+            message, reason = validated(MESSAGE, response, loc), None
+        else:
+            raise BadRecord([*response_loc, "choices"], "expected a chat.completion with "
+                                                        "choices")
+        answer = [_turn(message, at(prefix, *loc), loc)]
+        answered_at(answer, response.get("created"))
+        waiting = bool(message.get("tool_calls") or message.get("function_call")) or (
+            reason in ("tool_calls", "function_call"))
+        for name in ("model", "system_fingerprint"):
+            if isinstance(response.get(name), str):
+                fields["metadata"].setdefault(name, response[name])
+    response_body = response if isinstance(response, dict) else {}
+    usage = usage_of(record.get("usage") or response_body.get("usage"),
                      "prompt_tokens", "completion_tokens")
     if usage is not None:
         fields["usage"] = usage
-    return RunHeader.model_validate(fields), steps, places
+    return Call(sent, answer, fields, prefix, named=run_name(record, request),
+                scope=scope_of(record, request),
+                own_id=name_of(record.get("id")) or name_of(response_body.get("id")),
+                response_id=name_of(response_body.get("id")), waiting=waiting)
 
 
-def _steps(message: dict[str, Any], system: list[str], names: dict[str, str]) -> Iterator[Step]:
-    role = message["role"]
+def _turn(message: dict[str, Any], place: str, loc: list[str | int]) -> Turn:
+    role = message.get("role")
+    if role not in ROLES:
+        raise BadRecord([*loc, "role"],
+                        f"expected one of {', '.join(sorted(ROLES))}, got {role!r}")
     content = text_of(message.get("content"))
     if role in ("system", "developer"):
-        if content:
-            system.append(content)
-    elif role == "user":
+        return Turn([], place, system=content or None)
+    return Turn(list(_steps(role, message, content)), place)
+
+
+def _steps(role: str, message: dict[str, Any], content: str) -> Iterator[Step]:
+    if role == "user":
         yield UserInput(content=content)
     elif role == "assistant":
         if message.get("reasoning_content"):
@@ -125,16 +177,98 @@ def _steps(message: dict[str, Any], system: list[str], names: dict[str, str]) ->
         if message.get("refusal"):
             yield Output(content=message["refusal"])
         for call in message.get("tool_calls") or []:
-            arguments, raw = parse_arguments(call["function"].get("arguments"))
-            if call.get("id"):
-                names[call["id"]] = call["function"]["name"]
-            yield ToolCall(tool=call["function"]["name"], call_id=call.get("id"),
-                           arguments=arguments, raw_arguments=raw)
+            if "function" in call:
+                arguments, raw = parse_arguments(call["function"].get("arguments"))
+                name = call["function"]["name"]
+            elif "custom" in call:  # free text, not JSON: kept as logged
+                arguments, raw, name = {}, call["custom"].get("input"), call["custom"]["name"]
+            else:
+                continue
+            yield ToolCall(tool=name, call_id=call.get("id"), arguments=arguments,
+                           raw_arguments=raw)
         legacy = message.get("function_call")
         if legacy:
             arguments, raw = parse_arguments(legacy.get("arguments"))
             yield ToolCall(tool=legacy["name"], arguments=arguments, raw_arguments=raw)
-    else:  # tool, or the legacy function role
-        call_id = message.get("tool_call_id")
-        yield ToolResult(tool=message.get("name") or names.get(call_id or ""), call_id=call_id,
+    else:  # tool, or the legacy function role; the run names a result from its call's id
+        yield ToolResult(tool=message.get("name"), call_id=message.get("tool_call_id"),
                          result=content)
+
+
+def gather_chunks(records: Iterator[tuple[Any, str]]) -> Iterator[tuple[Any, str]]:
+    """The records, with the ``chat.completion.chunk`` lines of each stream joined into one
+    ``chat.completion`` at the place of its first chunk.
+
+    A stream ends when its finishing chunk (and the usage chunk after it, if any) is
+    followed by a line that is not one of its chunks; streams may interleave.
+    """
+    streams: dict[str, tuple[list[dict[str, Any]], str]] = {}
+    for record, place in records:
+        chunk = isinstance(record, dict) and record.get("object") == "chat.completion.chunk"
+        stream = str(record.get("id")) if chunk else None
+        for done in [k for k, (chunks, _) in streams.items()
+                     if k != stream and _finished(chunks)]:
+            chunks, first = streams.pop(done)
+            yield assemble_chunks(chunks), first
+        if stream is None:
+            yield record, place
+        else:
+            streams.setdefault(stream, ([], place))[0].append(record)
+    for chunks, first in streams.values():
+        yield assemble_chunks(chunks), first
+
+
+def _finished(chunks: list[dict[str, Any]]) -> bool:
+    return any(isinstance(c, dict) and c.get("finish_reason")
+               for chunk in chunks for c in chunk.get("choices") or [])
+
+
+def assemble_chunks(chunks: list[Any]) -> dict[str, Any]:
+    """The ``chat.completion`` a stream of chunks adds up to (its first choice)."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    refusal: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    finish: str | None = None
+    usage: Any = None
+    first = next((c for c in chunks if isinstance(c, dict)), {})
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            continue
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            finish = choice.get("finish_reason") or finish
+            delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
+            for into, name in ((text, "content"), (reasoning, "reasoning_content"),
+                               (refusal, "refusal")):
+                if isinstance(delta.get(name), str):
+                    into.append(delta[name])
+            for piece in delta.get("tool_calls") or []:
+                if isinstance(piece, dict):
+                    _add_call_piece(calls, piece)
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
+    if reasoning:
+        message["reasoning_content"] = "".join(reasoning)
+    if refusal:
+        message["refusal"] = "".join(refusal)
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return {"id": first.get("id"), "object": "chat.completion", "model": first.get("model"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage}
+
+
+def _add_call_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:
+    """A tool call's fragment: the first brings its id and name, the rest more arguments."""
+    index: int = piece["index"] if isinstance(piece.get("index"), int) else len(calls)
+    call = calls.setdefault(index, {"id": None, "type": "function",
+                                    "function": {"name": "", "arguments": ""}})
+    if piece.get("id"):
+        call["id"] = piece["id"]
+    function: dict[str, Any] = (piece["function"] if isinstance(piece.get("function"), dict)
+                                else {})
+    for name in ("name", "arguments"):
+        if isinstance(function.get(name), str):
+            call["function"][name] += function[name]

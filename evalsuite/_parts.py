@@ -123,11 +123,22 @@ def merge_parts(parts: Iterable[RunPart]) -> list[Run]:
                 value = getattr(part.header, name)
                 if isinstance(value, dict) and isinstance(run.get(name), dict):
                     run[name] = {**run[name], **value}
+                elif isinstance(value, Usage) and isinstance(run.get(name), Usage):
+                    run[name] = _summed(run[name], value)  # each part logs its own calls
                 else:
                     run[name] = value
         run["steps"].extend(clean_step(s) for s in part.steps)
         run.pop("kind", None)
     return [Run.model_construct(_fields_set=set(data), **data) for data in runs.values()]
+
+
+def _summed(first: Usage, second: Usage) -> Usage:
+    """Usage of two parts of one run (two model calls, two traces), added up."""
+    values: dict[str, Any] = {}
+    for name in Usage.model_fields:
+        a, b = getattr(first, name), getattr(second, name)
+        values[name] = b if a is None else a if b is None else a + b
+    return Usage.model_construct(**{k: v for k, v in values.items() if v is not None})
 
 
 def located_runs(parts: Iterable[RunPart], show: Callable[[Path], str] = display_path,

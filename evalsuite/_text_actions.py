@@ -49,9 +49,10 @@ from typing_extensions import TypedDict
 from evalsuite._conversations import (
     _error,
     _message,
-    base_header,
     conversation_records,
-    run_id_of,
+    header_fields,
+    name_of,
+    run_name,
     text_of,
 )
 from evalsuite._errors import InvalidInput
@@ -116,8 +117,7 @@ def _part(record: Any, place: str, path: Path) -> RunPart:
     dialogues = record[key] if record[key] and all(
         isinstance(d, list) for d in record[key]) else [record[key]]
     nested = dialogues is record[key]
-    run_id = run_id_of(record, path, place)
-    fields = base_header(record, run_id)
+    fields = {"run_id": _run_id(record, path, place), **header_fields(record)}
     system = [record["profile"]] if isinstance(record.get("profile"), str) and (
         record["profile"]) else []
     fields["metadata"].pop("profile", None)
@@ -150,7 +150,7 @@ def _part(record: Any, place: str, path: Path) -> RunPart:
                                for p in reading.places]
     unread: list[tuple[str | int, str]] = [
         (f"line {line} {p}" if line is not None else p, why) for p, why in reading.unread]
-    return RunPart(run_id=run_id, source=path, place=place,
+    return RunPart(run_id=fields["run_id"], source=path, place=place,
                    header=RunHeader.model_validate(fields), steps=reading.steps,
                    places=places, unread=unread)
 
@@ -413,3 +413,13 @@ def _plain(value: Any) -> Any:
             value, set | frozenset) else value)]
         return _NOTHING if any(i is _NOTHING for i in items) else items
     return _NOTHING
+
+
+def _run_id(record: dict[str, Any], path: Path, place: str) -> str:
+    """The dialogue's id: a run or session id, tau-bench's task and trial, its own ``id``
+    (R-Judge's), or else the file and place."""
+    named = run_name(record, {}) or name_of(record.get("id"))
+    if named is not None:
+        return named
+    number = place[5:] if place.startswith("line ") else place.strip("$[]") or "0"
+    return f"{path.stem}-{number}"

@@ -16,8 +16,9 @@ from gates._response.ingest import ingest
 # of the reinstate.readers group, or module:callable); reading checks the name.
 FORMAT = click.option("--format", "fmt", default="auto", show_default=True, metavar="FORMAT",
                       help="The logs' format: auto (looks at each file's first record), "
-                           "jsonl, otel, openai, anthropic, text-actions, a reader installed "
-                           "under the reinstate.readers entry points, or module:callable.")
+                           "jsonl, otel, openai, anthropic, openai-responses, text-actions, "
+                           "a reader installed under the reinstate.readers entry points, or "
+                           "module:callable.")
 SKIP = click.option("--skip-invalid", is_flag=True,
                     help="Leave out invalid records (counted and reported) instead of "
                          "stopping at the first.")

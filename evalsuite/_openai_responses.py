@@ -1,0 +1,206 @@
+"""OpenAI Responses API logs: ``Response`` objects, per-call request/response records and
+stream events.
+
+A record is read as one model call (:mod:`evalsuite._model_calls` groups the calls of one
+conversation into one run). ``client.responses.create`` returns a ``Response`` whose
+``output`` items are the answer: ``message`` (its ``output_text`` parts are outputs, a
+``refusal`` too), ``function_call`` and ``custom_tool_call`` (calls), ``reasoning`` (its
+summary, or its text), and built-in tools' ``…_call`` items (a call named after the tool,
+with its result when the item carries one). The request's ``input`` (a string, or items:
+messages with ``input_text`` parts, ``function_call_output`` results, earlier output items
+sent back) is what was sent, and ``instructions`` is the run's context. A ``Response``
+does not hold its input, so a log of bare ``Response`` dumps has the answers but not the
+user's words or the tools' results: teams that want them log the request too
+(``{"request": {...}, "response": Response.model_dump()}``).
+
+Calls are one run when they chain (``previous_response_id``), name one ``conversation``,
+or send a dialogue that extends an earlier call's. Of a stream's events, the one that ends
+it (``response.completed``, ``…incomplete``, ``…failed``) carries the whole ``Response``;
+the deltas before it add nothing to it and are passed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NotRequired
+
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
+
+from evalsuite._conversations import (
+    BadRecord,
+    answer_alone,
+    answered_at,
+    at,
+    conversation_parts,
+    header_fields,
+    name_of,
+    parse_arguments,
+    request_and_response,
+    run_name,
+    scope_of,
+    stopped,
+    text_of,
+    usage_of,
+    validated,
+)
+from evalsuite._model_calls import Call, Turn
+from evalsuite._parts import RunPart, Skips
+from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserInput
+
+
+class Item(TypedDict):
+    """An input or output item (unknown keys are ignored)."""
+
+    type: NotRequired[str]
+    role: NotRequired[str]
+    content: NotRequired[str | list[Any] | None]
+    call_id: NotRequired[str | None]
+    id: NotRequired[str | None]
+    name: NotRequired[str]
+    arguments: NotRequired[str | dict[str, Any] | None]
+    input: NotRequired[Any]
+    output: NotRequired[Any]
+    error: NotRequired[Any]
+    summary: NotRequired[list[Any] | None]
+    action: NotRequired[Any]
+
+
+ITEMS = TypeAdapter[list[Any]](list[Item])
+_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+_ROLES = frozenset({"user", "system", "developer", "assistant"})
+_NO_RESPONSE = ("expected a Response (object 'response'), a request with 'input', or a "
+                "stream event that ends a response")
+
+
+def responses_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
+    """Every model call in an OpenAI Responses API log, grouped into runs."""
+    return conversation_parts(path, skips, convert, gather_events)
+
+
+def gather_events(records: Iterator[tuple[Any, str]]) -> Iterator[tuple[Any, str]]:
+    """The records, without the stream events that come before a response's last one.
+
+    A stream cut off before its last event still counts: its first event's response (in
+    progress, perhaps with no output) is read at the end, so it is not silently lost.
+    """
+    started: dict[str, tuple[Any, str]] = {}
+    for record, place in records:
+        kind = record.get("type") if isinstance(record, dict) else None
+        if isinstance(kind, str) and kind.startswith("response."):
+            response = record.get("response")
+            key = name_of(response.get("id")) if isinstance(response, dict) else None
+            if kind not in _ENDS:
+                if kind == "response.created" and key is not None:
+                    started[key] = ({"type": "response.incomplete", "response": response}, place)
+                continue
+            started.pop(key or "", None)
+        yield record, place
+    yield from started.values()
+
+
+def convert(record: dict[str, Any], prefix: str) -> Call:
+    """One record as the model call it logs."""
+    request, request_loc, response, response_loc = (
+        answer_alone(record, []) if record.get("object") == "response"
+        else answer_alone(record.get("response"), ["response"]) if record.get("type") in _ENDS
+        else request_and_response(record))
+    body = response if isinstance(response, dict) else {}
+    if "input" not in request and "output" not in body:
+        raise BadRecord(request_loc, _NO_RESPONSE)
+    sent: list[Turn] = []
+    instructions = request.get("instructions") or body.get("instructions")
+    if instructions:
+        where = request_loc if request.get("instructions") else response_loc
+        sent.append(Turn([], at(prefix, *where, "instructions"),
+                         system=_instructions(instructions)))
+    raw_input = request.get("input")
+    if isinstance(raw_input, str):
+        sent.append(Turn([UserInput(content=raw_input)], at(prefix, *request_loc, "input")))
+    elif raw_input is not None:
+        loc = [*request_loc, "input"]
+        items = validated(ITEMS, raw_input, loc)
+        sent.extend(_turn(item, at(prefix, *loc, i), [*loc, i]) for i, item in enumerate(items))
+    answer: list[Turn] = []
+    if "output" in body:
+        loc = [*response_loc, "output"]
+        items = validated(ITEMS, body["output"] or [], loc)
+        answer = [_turn(item, at(prefix, *loc, i), [*loc, i]) for i, item in enumerate(items)]
+        answered_at(answer, body.get("created_at"))
+    # a bare Response's own fields (temperature, status, …) are settings, not the run's
+    fields = header_fields(record if record is not body else {})
+    if isinstance(body.get("model"), str):
+        fields["metadata"]["model"] = body["model"]
+    incomplete = body.get("incomplete_details")
+    stopped(fields, incomplete.get("reason") if isinstance(incomplete, dict) else
+            body.get("status"))
+    usage = usage_of(body.get("usage"), "input_tokens", "output_tokens")
+    if usage is not None:
+        fields["usage"] = usage
+    named = run_name(record, request) or name_of(body.get("conversation"))
+    previous = request.get("previous_response_id") or body.get("previous_response_id")
+    waiting = any(t.steps and isinstance(t.steps[-1], ToolCall) for t in answer)
+    return Call(sent, answer, fields, prefix, named=named, scope=scope_of(record, request),
+                own_id=name_of(record.get("id")) or name_of(body.get("id")),
+                response_id=name_of(body.get("id")), previous_id=name_of(previous),
+                waiting=waiting)
+
+
+def _instructions(value: Any) -> str:
+    if isinstance(value, list):  # instructions as input items (a prompt template's)
+        return "\n\n".join(text_of(v.get("content")) for v in value
+                           if isinstance(v, dict) and isinstance(v.get("content"), str | list))
+    return text_of(value) if isinstance(value, str | list) else ""
+
+
+def _turn(item: dict[str, Any], place: str, loc: list[str | int]) -> Turn:
+    kind = item.get("type", "message")
+    if kind == "message" or ("role" in item and "type" not in item):
+        role = item.get("role")
+        if role not in _ROLES:
+            raise BadRecord([*loc, "role"],
+                            f"expected one of {', '.join(sorted(_ROLES))}, got {role!r}")
+        content = item.get("content")
+        text = text_of(content if isinstance(content, str) else [
+            {"text": p["refusal"]} if isinstance(p, dict) and "refusal" in p else p
+            for p in content or []])
+        if role in ("system", "developer"):
+            return Turn([], place, system=text or None)
+        if role == "user":
+            return Turn([UserInput(content=text)], place)
+        return Turn([Output(content=text)] if text else [], place)
+    return Turn(list(_item_steps(kind, item)), place)
+
+
+def _item_steps(kind: str, item: dict[str, Any]) -> Iterator[Step]:
+    if kind == "function_call":
+        arguments, raw = parse_arguments(item.get("arguments"))
+        yield ToolCall(tool=item.get("name", ""), call_id=item.get("call_id"),
+                       arguments=arguments, raw_arguments=raw)
+    elif kind == "custom_tool_call":  # free text, not JSON: kept as logged
+        yield ToolCall(tool=item.get("name", ""), call_id=item.get("call_id"),
+                       raw_arguments=text_of(item.get("input")))
+    elif kind in ("function_call_output", "custom_tool_call_output"):
+        yield ToolResult(call_id=item.get("call_id"), result=text_of(item.get("output")))
+    elif kind == "reasoning":
+        parts = item.get("summary") or item.get("content") or []
+        text = text_of(parts) if isinstance(parts, list) else ""
+        yield Reasoning(content=text or "[reasoning not shown]")
+    elif kind == "mcp_call":
+        arguments, raw = parse_arguments(item.get("arguments"))
+        yield ToolCall(tool=item.get("name", ""), call_id=item.get("id"),
+                       arguments=arguments, raw_arguments=raw)
+        if item.get("error"):
+            yield ToolResult(tool=item.get("name"), call_id=item.get("id"),
+                             error=text_of(item["error"]))
+        elif item.get("output") is not None:
+            yield ToolResult(tool=item.get("name"), call_id=item.get("id"),
+                             result=text_of(item["output"]))
+    elif kind.endswith("_call"):  # a built-in tool (web_search, file_search, …)
+        action = item.get("action")
+        arguments = action if isinstance(action, dict) else {
+            k: v for k, v in item.items() if k in ("queries", "code", "arguments")}
+        yield ToolCall(tool=kind.removesuffix("_call"), call_id=item.get("id"),
+                       arguments=arguments)
+    # item references and other items carry no step
