@@ -113,6 +113,7 @@ if TYPE_CHECKING:
     from evalsuite._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
     from evalsuite._regex import Pattern, check_regex, user_regex
     from evalsuite._replay_adapter import ReplayAdapter
+    from evalsuite._rule_variables import RUN_VARIABLES, RunView
     from evalsuite._run import (
         Behaviour,
         Output,
@@ -124,6 +125,8 @@ if TYPE_CHECKING:
         ToolResult,
         Usage,
         UserInput,
+        json_container,
+        result_pairs,
     )
     from evalsuite._runfile import (
         EvalRunHeader,
@@ -184,6 +187,7 @@ __all__ = [
     "PREDICATE_PATH",
     "PROTECTED_ENV",
     "REDACTION_KINDS",
+    "RUN_VARIABLES",
     "SANDBOXES",
     "Adapter",
     "AdapterSpec",
@@ -243,6 +247,7 @@ __all__ = [
     "RunOutcome",
     "RunPart",
     "RunSettings",
+    "RunView",
     "SandboxChoice",
     "SandboxUnavailable",
     "Skips",
@@ -287,6 +292,7 @@ __all__ = [
     "every_trial",
     "is_plain",
     "isolation_of",
+    "json_container",
     "json_path",
     "judge_all",
     "judge_rate",
@@ -310,6 +316,7 @@ __all__ = [
     "read_text",
     "refuse_link",
     "register_adapter",
+    "result_pairs",
     "run_cases",
     "run_suite",
     "run_sync",
@@ -438,7 +445,11 @@ _EXPORTS: dict[str, str] = {
     "check_regex": "evalsuite._regex",
     "user_regex": "evalsuite._regex",
     "ReplayAdapter": "evalsuite._replay_adapter",
+    "RUN_VARIABLES": "evalsuite._rule_variables",
+    "RunView": "evalsuite._rule_variables",
     "Behaviour": "evalsuite._run",
+    "json_container": "evalsuite._run",
+    "result_pairs": "evalsuite._run",
     "Output": "evalsuite._run",
     "Reasoning": "evalsuite._run",
     "Run": "evalsuite._run",
