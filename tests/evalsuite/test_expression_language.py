@@ -61,7 +61,6 @@ def test_optional_values_check_and_evaluate(source: str, value: Any) -> None:
     ('sets.contains(["a", "b"], ["a"])', True),
     ('base64.encode(b"hi")', "aGk="),
     ('strings.quote("a")', '"a"'),
-    ('args.order_id.split("-")[1]', "1001"),
 ])
 def test_namespaced_extension_functions_check_and_evaluate(source: str, value: Any) -> None:
     """The runtime's extension functions are checked by their full name and run."""
@@ -83,15 +82,13 @@ def test_an_unknown_function_names_what_is_available() -> None:
 
 
 @pytest.mark.parametrize(("source", "expected"), [
-    ("greatest(args.amount, 1) > 0", "unknown function 'greatest'"),
     ("cel.bind(1, 2, 3) == 3", "cel.bind takes a name, a value and an expression"),
     ("cel.bind(x, 2) == 3", "cel.bind takes a name, a value and an expression"),
-    ("optional > 1", "unknown variable 'optional'"),
     ("args.?amount.orValue(0) > 1", "no optional field selection: write has(x.field)"),
 ])
 def test_what_the_runtime_cannot_do_is_refused_when_read(source: str, expected: str) -> None:
-    """A namespaced function called bare, a malformed ``cel.bind``, a namespace used as a value
-    and the ``.?`` syntax the runtime lacks are refused when checked, saying what to write."""
+    """A malformed ``cel.bind`` and the ``.?`` syntax the runtime lacks are refused when
+    checked, saying what to write."""
     with pytest.raises(ValueError, match=re.escape(expected)):
         check_expression(source, VARIABLES)
 

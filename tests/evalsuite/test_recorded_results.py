@@ -46,12 +46,13 @@ def _criterion(**data: Any) -> Criterion:
     return TypeAdapter(Criterion).validate_python(data)  # type: ignore[no-any-return]
 
 
-PAY_WITH_A_LOOKED_UP_METHOD = _criterion(
-    kind="expression", id="pay-with-a-looked-up-method",
-    description="Charge only a payment method the user lookup returned.",
-    expression='tool_calls.all(c, c.tool != "update_reservation_flights" || history.exists(s, '
-               's.kind == "tool_result" && s.tool == "get_user_details" '
-               "&& c.arguments.payment_id in s.result.payment_methods))")
+def _pay_with_a_looked_up_method() -> Criterion:
+    return _criterion(
+        kind="expression", id="pay-with-a-looked-up-method",
+        description="Charge only a payment method the user lookup returned.",
+        expression='tool_calls.all(c, c.tool != "update_reservation_flights" '
+                   '|| history.exists(s, s.kind == "tool_result" && s.tool == "get_user_details" '
+                   "&& c.arguments.payment_id in s.result.payment_methods))")
 
 
 def test_tau_bench_json_results_are_values_with_the_logged_text() -> None:
@@ -86,9 +87,9 @@ def test_parsed_results_survive_the_native_format(tmp_path: Path) -> None:
 def test_a_criterion_reads_the_history_of_a_real_run() -> None:
     """"Pay only with a method the user lookup returned" rejects the run that made up a card
     and passes the run that paid with a looked-up one."""
-    runs = _runs()
-    made_up = judge_all([PAY_WITH_A_LOOKED_UP_METHOD], Behaviour.of_run(runs[MADE_UP]))[0]
-    looked_up = judge_all([PAY_WITH_A_LOOKED_UP_METHOD], Behaviour.of_run(runs[LOOKED_UP]))[0]
+    runs, criterion = _runs(), _pay_with_a_looked_up_method()
+    made_up = judge_all([criterion], Behaviour.of_run(runs[MADE_UP]))[0]
+    looked_up = judge_all([criterion], Behaviour.of_run(runs[LOOKED_UP]))[0]
     assert (made_up.passed, made_up.detail) == (False, "expression is false")
     assert (looked_up.passed, looked_up.detail) == (True, "expression is true")
 
