@@ -137,6 +137,26 @@ def test_the_readme_rule_decides_on_an_openai_log(example: Workspace) -> None:
     assert over.reason == "Never more than the total looked up earlier in this run."
 
 
+def test_the_readme_cel_bind_rule_decides_on_tau_bench(example: Workspace) -> None:
+    """The README's ``cel.bind`` payment rule, as printed, denies the made-up card and allows
+    the looked-up ones in the real runs."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("A tool result logged as JSON text"):]
+    found = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert found is not None and "cel.bind(" in found.group(1)
+    path = example.agent_dir("refund-agent") / "permissions.yaml"
+    permissions = yaml.safe_load(path.read_text())
+    rule = yaml.safe_load(found.group(1))["update_reservation_flights"]
+    permissions["tools"].update(yaml.safe_load(AIRLINE_TOOLS.replace("{rule}", "true")))
+    permissions["tools"]["update_reservation_flights"].update(rule)
+    path.write_text(yaml.safe_dump(permissions))
+    controls = example.controls("refund-agent")
+    runs = _runs()
+    effects = [decide_call(controls, call, runs[run_id].steps[:at]).effect
+               for run_id in (MADE_UP, LOOKED_UP) for at, call in _payments(runs[run_id])]
+    assert effects == ["deny", "allow", "allow"]
+
+
 @pytest.mark.slow
 def test_a_captured_case_holds_results_as_values(example: Workspace, tmp_path: Path) -> None:
     """Capturing the made-up payment and the answer claiming it from the real run writes
