@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -239,14 +241,24 @@ def behaviour_variables(behaviour: Behaviour) -> Variables:
     ``error`` when the tool failed, once the behaviour's history holds the call's answer), and
     the run's ``history``, ``context`` and ``user_inputs``.
     """
+    last: tuple[weakref.ref[Behaviour], Variables] | None = getattr(_LAST, "made", None)
+    if last is not None and last[0]() is behaviour:
+        return last[1]  # the criteria of one judgement read the same data, made once
     output = behaviour.output
     view = RunView(behaviour.history, behaviour.context)
-    return view.variables({
+    made = view.variables({
         "output": lambda: output or "",
         "has_output": lambda: output is not None,
         "output_json": lambda: _as_json(output)[1] if output is not None else None,
         "tool_calls": lambda: _calls_as_data(behaviour.tool_calls, behaviour.history),
     })
+    _LAST.made = (weakref.ref(behaviour), made)
+    return made
+
+
+# The variables last made, per thread, for the behaviour being judged: judge_all asks for
+# them once per criterion. A behaviour is judged as built, never changed in between.
+_LAST = threading.local()
 
 
 def behaviour_data(behaviour: Behaviour) -> dict[str, Any]:
