@@ -6,11 +6,11 @@ numbered by their position in the run, starting at 0.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 from pydantic import Field, model_validator
 
 from evalsuite._record import Record
@@ -101,10 +101,6 @@ class ToolResult(Record):
         return data
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def json_container(text: str) -> dict[str, Any] | list[Any] | None:
     """The object or array a JSON text holds; ``None`` when it holds anything else (a bare
     string or number reads as text, as the tool meant it) or is not strict JSON."""
@@ -112,7 +108,7 @@ def json_container(text: str) -> dict[str, Any] | list[Any] | None:
     if start not in ("{", "["):
         return None
     try:
-        value = json.loads(text, parse_constant=_no_constant)
+        value = pydantic_core.from_json(text, allow_inf_nan=False)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict | list) else None

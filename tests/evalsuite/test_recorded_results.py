@@ -119,8 +119,12 @@ def test_criteria_read_the_run_under_the_conditions_names() -> None:
 
 
 def test_a_result_given_as_a_value_is_kept_as_given() -> None:
-    """A result already structured, or one whose text is given alongside, is not parsed again."""
+    """A result already structured, or one whose text is given alongside, is not parsed again;
+    text that is not strict JSON, or nested past the parser's limit, stays text."""
     given = ToolResult(result={"a": 1})
     assert (given.result, given.result_text) == ({"a": 1}, None)
     kept = ToolResult(result='{"a": 1}', result_text="as logged")
     assert (kept.result, kept.result_text) == ('{"a": 1}', "as logged")
+    for text in ('{"a": NaN}', "[1,", "[" * 5000 + "]" * 5000, '"quoted"', "42"):
+        assert (ToolResult(result=text).result, ToolResult(result=text).result_text) == (
+            text, None)
