@@ -72,7 +72,6 @@ NATIVE_FUNCTIONS = frozenset({
     "optional.of", "optional.none", "optional.ofNonZeroValue",
     "hasValue", "value", "orValue", "or",
 })
-STANDARD_FUNCTIONS = NATIVE_FUNCTIONS  # the name earlier versions exported
 MACROS = ("has", "all", "exists", "exists_one", "map", "filter", "cel.bind")
 """The macros an expression may use: the parser's, and ``cel.bind``."""
 
