@@ -131,6 +131,7 @@ if TYPE_CHECKING:
     from evalsuite._redaction import REDACTION_KINDS, RedactionKind, Redactor, placeholder_pattern
     from evalsuite._regex import Pattern, check_regex, user_regex
     from evalsuite._replay_adapter import ReplayAdapter
+    from evalsuite._rule_variables import RUN_VARIABLES, RunView
     from evalsuite._run import (
         Behaviour,
         Output,
@@ -142,6 +143,8 @@ if TYPE_CHECKING:
         ToolResult,
         Usage,
         UserInput,
+        json_container,
+        result_pairs,
     )
     from evalsuite._runfile import (
         EvalRunHeader,
@@ -210,6 +213,7 @@ __all__ = [
     "PROTECTED_ENV",
     "READER_GROUP",
     "REDACTION_KINDS",
+    "RUN_VARIABLES",
     "SANDBOXES",
     "Adapter",
     "AdapterSpec",
@@ -275,6 +279,7 @@ __all__ = [
     "RunPart",
     "RunReference",
     "RunSettings",
+    "RunView",
     "SandboxChoice",
     "SandboxUnavailable",
     "Skips",
@@ -321,6 +326,7 @@ __all__ = [
     "is_log_format",
     "is_plain",
     "isolation_of",
+    "json_container",
     "json_path",
     "judge_all",
     "judge_rate",
@@ -345,6 +351,7 @@ __all__ = [
     "read_text",
     "refuse_link",
     "register_adapter",
+    "result_pairs",
     "run_cases",
     "run_suite",
     "run_sync",
@@ -487,7 +494,11 @@ _EXPORTS: dict[str, str] = {
     "check_regex": "evalsuite._regex",
     "user_regex": "evalsuite._regex",
     "ReplayAdapter": "evalsuite._replay_adapter",
+    "RUN_VARIABLES": "evalsuite._rule_variables",
+    "RunView": "evalsuite._rule_variables",
     "Behaviour": "evalsuite._run",
+    "json_container": "evalsuite._run",
+    "result_pairs": "evalsuite._run",
     "Output": "evalsuite._run",
     "Reasoning": "evalsuite._run",
     "Run": "evalsuite._run",

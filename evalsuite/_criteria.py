@@ -6,17 +6,21 @@ criteria. Each kind is one model in a tagged union; each judges a :class:`Behavi
 
 from __future__ import annotations
 
+import copy
 import json
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from evalsuite._expressions import ExpressionFailed, check_expression, evaluate_bool
+from evalsuite._expressions import ExpressionFailed, Variables, check_expression, evaluate_bool
 from evalsuite._predicates import Predicate, call_predicate, check_predicate_path
 from evalsuite._record import Record
 from evalsuite._regex import check_regex, user_regex
-from evalsuite._run import Behaviour, ToolCall
+from evalsuite._rule_variables import RUN_VARIABLES, RunView
+from evalsuite._run import Behaviour, Step, ToolCall, ToolResult, result_pairs
 from evalsuite._schemas import check_json_schema, schema_violation
 
 
@@ -227,19 +231,61 @@ def _field(value: Any, path: str) -> tuple[bool, Any]:
     return True, value
 
 
-def behaviour_data(behaviour: Behaviour) -> dict[str, Any]:
-    """What expressions and predicates about a behaviour see."""
+BEHAVIOUR_VARIABLES = ("output", "has_output", "output_json", "tool_calls", *RUN_VARIABLES)
+"""What a criterion's expression may read: the behaviour's own variables, then the run's,
+under the same names permission conditions read them (:data:`~evalsuite.RUN_VARIABLES`)."""
+
+
+def behaviour_variables(behaviour: Behaviour) -> Variables:
+    """What expressions about a behaviour see, each variable made on first read.
+
+    ``output`` (text, empty when there is none), ``has_output``, ``output_json`` (the output
+    parsed as JSON, or null), ``tool_calls`` (``{tool, arguments}`` each, with ``result``, and
+    ``error`` when the tool failed, once the behaviour's history holds the call's answer), and
+    the run's ``history``, ``context`` and ``user_inputs``.
+    """
+    last: tuple[weakref.ref[Behaviour], Variables] | None = getattr(_LAST, "made", None)
+    if last is not None and last[0]() is behaviour:
+        return last[1]  # the criteria of one judgement read the same data, made once
     output = behaviour.output
-    parsed = _as_json(output)[1] if output is not None else None
-    return {
-        "output": output or "",
-        "has_output": output is not None,
-        "output_json": parsed,
-        "tool_calls": [{"tool": c.tool, "arguments": c.arguments} for c in behaviour.tool_calls],
-    }
+    view = RunView(behaviour.history, behaviour.context)
+    made = view.variables({
+        "output": lambda: output or "",
+        "has_output": lambda: output is not None,
+        "output_json": lambda: _as_json(output)[1] if output is not None else None,
+        "tool_calls": lambda: _calls_as_data(behaviour.tool_calls, behaviour.history),
+    })
+    _LAST.made = (weakref.ref(behaviour), made)
+    return made
 
 
-BEHAVIOUR_VARIABLES = ("output", "has_output", "output_json", "tool_calls")
+# The variables last made, per thread, for the behaviour being judged: judge_all asks for
+# them once per criterion. A behaviour is judged as built, never changed in between.
+_LAST = threading.local()
+
+
+def behaviour_data(behaviour: Behaviour) -> dict[str, Any]:
+    """Every variable of :func:`behaviour_variables`, as a predicate is given them: a copy
+    of its own, so a predicate that changes what it was given changes nothing else."""
+    variables = behaviour_variables(behaviour)
+    return copy.deepcopy({name: variables[name] for name in variables})
+
+
+def _calls_as_data(calls: Sequence[ToolCall], history: Sequence[Step]) -> list[dict[str, Any]]:
+    """Each call as ``{tool, arguments}``, with what it returned when ``history`` holds it."""
+    position = {id(step): at for at, step in enumerate(history)}
+    answers = result_pairs(history) if calls and history else {}
+    data: list[dict[str, Any]] = []
+    for call in calls:
+        item: dict[str, Any] = {"tool": call.tool, "arguments": call.arguments}
+        answered = answers.get(position.get(id(call), -1))
+        result = history[answered] if answered is not None else None
+        if isinstance(result, ToolResult):
+            item["result"] = result.result
+            if result.error is not None:
+                item["error"] = result.error
+        data.append(item)
+    return data
 
 
 class OutputSchema(_Criterion):
@@ -366,10 +412,12 @@ class Expected(_Criterion):
 
 
 class ExpressionCriterion(_Criterion):
-    """A CEL expression over the behaviour is true.
+    """A CEL expression over the behaviour and its run is true.
 
-    It sees ``output`` (text), ``has_output``, ``output_json`` (parsed, or null) and
-    ``tool_calls`` (a list of ``{tool, arguments}``).
+    It sees ``output`` (text), ``has_output``, ``output_json`` (parsed, or null),
+    ``tool_calls`` (a list of ``{tool, arguments}``, each with its ``result`` once the run
+    holds it), and the same run variables as permission conditions: ``history`` (every step,
+    tool results parsed from JSON text), ``context`` and ``user_inputs``.
     """
 
     kind: Literal["expression"]
@@ -384,7 +432,7 @@ class ExpressionCriterion(_Criterion):
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Evaluate the expression on the behaviour; an error fails the criterion."""
         try:
-            held = evaluate_bool(self.expression, behaviour_data(behaviour))
+            held = evaluate_bool(self.expression, behaviour_variables(behaviour))
         except ExpressionFailed as exc:
             return self._verdict(False, f"could not evaluate: {exc}")
         return self._verdict(held, f"expression is {'true' if held else 'false'}")

@@ -58,14 +58,22 @@ class ExpressionFailed(Exception):
     """An expression could not be evaluated on the data it was given."""
 
 
-# The functions of the CEL language definition; operators and macros are not listed
-# because the parser expands them. The string, list and math extensions come on top.
-STANDARD_FUNCTIONS = frozenset({
+# What the CEL runtime (the Rust ``cel`` crate under the ``cel`` package) implements
+# natively, as its ``cel.stdlib`` module documents it: the language definition's functions,
+# ``dyn`` and ``type``, and optional values. Its extension functions (strings, math, lists,
+# sets, base64) are ``cel.stdlib.STDLIB_FUNCTIONS``, read from the package itself. Operators
+# and the macros (``has``, ``all``, ``exists``, ``exists_one``, ``map``, ``filter``) are not
+# listed: the parser expands them; ``cel.bind`` is expanded here (see :func:`expand_bind`).
+NATIVE_FUNCTIONS = frozenset({
     "size", "contains", "startsWith", "endsWith", "matches", "int", "uint", "double",
-    "string", "bytes", "bool", "dyn", "type", "duration", "timestamp", "getDate",
+    "string", "bytes", "dyn", "type", "duration", "timestamp", "getDate",
     "getDayOfMonth", "getDayOfWeek", "getDayOfYear", "getFullYear", "getHours",
     "getMilliseconds", "getMinutes", "getMonth", "getSeconds",
+    "optional.of", "optional.none", "optional.ofNonZeroValue",
+    "hasValue", "value", "orValue", "or",
 })
+MACROS = ("has", "all", "exists", "exists_one", "map", "filter", "cel.bind")
+"""The macros an expression may use: the parser's, and ``cel.bind``."""
 
 
 @lru_cache(maxsize=1)
@@ -112,18 +120,30 @@ def _bounded(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def known_functions() -> frozenset[str]:
-    """Functions an expression may call: the language's and the extensions'."""
-    return STANDARD_FUNCTIONS | frozenset(_stdlib())
+    """Functions an expression may call: the runtime's own and its extensions', namespaced
+    ones by their full name (``math.greatest``, ``optional.of``)."""
+    return NATIVE_FUNCTIONS | frozenset(_stdlib())
+
+
+@lru_cache(maxsize=1)
+def _namespaces() -> frozenset[str]:
+    return frozenset(name.rsplit(".", 1)[0] for name in known_functions() if "." in name)
+
+
+@lru_cache(maxsize=1)
+def _extension_names() -> frozenset[str]:
+    """The extension functions as a compiled program lists them: the last part of the name."""
+    return frozenset(name.rsplit(".", 1)[-1] for name in _stdlib())
 
 
 @lru_cache(maxsize=2048)
 def _compile(source: str) -> tuple[Any, bool, tuple[str, ...]]:
-    """The program, whether it needs the extension functions (which cost a context), and
-    the names it reads (comprehension variables among them)."""
+    """The program (``cel.bind`` expanded), whether it needs the extension functions (which
+    cost a context), and the names it reads (comprehension variables among them)."""
     import cel
 
-    program = cel.compile(source)
-    return (program, bool(set(program.functions()) & set(_stdlib())),
+    program = cel.compile(expand_bind(source))
+    return (program, bool(set(program.functions()) & _extension_names()),
             tuple(program.variables()))
 
 
@@ -136,24 +156,123 @@ def check_expression(source: str, variables: Sequence[str]) -> str:
         program, _, _ = _compile(source)
     except (ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0]
-        raise ValueError(f"invalid CEL expression: {first}") from None
+        raise ValueError(f"invalid CEL expression: {first}{_syntax_hint(first)}") from None
     depth = comprehension_depth(source)
     if depth > MAX_COMPREHENSION_DEPTH:
         raise ValueError(f"comprehensions nested {depth} deep: expected at most "
                          f"{MAX_COMPREHENSION_DEPTH} (each level multiplies the work by the "
                          f"size of a list)")
+    qualified = _qualified_calls(source)
+    for name in sorted(qualified):
+        if name not in known_functions():
+            raise _unknown_function(name)
+    short = {name.rsplit(".", 1)[-1] for name in qualified}
     for name in program.functions():
-        if name[0] not in "_@!" and name not in known_functions():
-            raise ValueError(f"unknown function '{name}' in expression"
-                             + did_you_mean(name, known_functions()))
-    bound = set(_BOUND.findall(source))
+        if name[0] not in "_@!" and name not in known_functions() and name not in short:
+            raise _unknown_function(name)
+    bound = set(_BOUND.findall(_code_only(expand_bind(source))))
+    namespaces = {name.rsplit(".", 1)[0] for name in qualified}
     for name in program.variables():
-        if name not in variables and name not in bound:
+        if name not in variables and name not in bound and name not in namespaces:
             raise ValueError(
                 f"unknown variable '{name}' in expression (available: {', '.join(variables)})"
                 + did_you_mean(name, variables)
             )
     return source
+
+
+def _unknown_function(name: str) -> ValueError:
+    available = sorted(known_functions(), key=lambda n: (n.lower(), n))
+    return ValueError(f"unknown function '{name}' in expression"
+                      + did_you_mean(name, known_functions())
+                      + f"; available functions: {', '.join(available)}; "
+                        f"macros: {', '.join(MACROS)}")
+
+
+def _syntax_hint(message: str) -> str:
+    if "'.?'" in message or "'[?'" in message:
+        return (" (the CEL runtime has no optional field selection: write "
+                "has(x.field) ? x.field : default, or end a list with .first() or .last() "
+                "and .orValue(default))")
+    return ""
+
+
+def _qualified_calls(source: str) -> set[str]:
+    """Calls of namespaced functions (``math.greatest(``), outside strings and comments."""
+    code = _code_only(source)
+    return {f"{m.group(1)}.{m.group(2)}" for m in _NAMESPACED.finditer(code)
+            if m.group(1) in _namespaces()}
+
+
+_NAMESPACED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\s*\.\s*([A-Za-z_]\w*)\s*\(")
+_BIND = re.compile(r"(?<![\w.])cel\s*\.\s*bind\s*\(")
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+
+
+def expand_bind(source: str) -> str:
+    """``source`` with every ``cel.bind(name, value, body)`` written as
+    ``[value].map(name, body)[0]``, which the runtime evaluates the same way: ``value`` once,
+    then ``body`` with ``name`` bound to it. (The runtime's parser has no ``cel.bind``.)
+
+    Raises:
+        ValueError: a ``cel.bind`` that does not take a name, a value and an expression.
+    """
+    code = _code_only(source)
+    match = _BIND.search(code)
+    if match is None:
+        return source
+    arguments, end = _arguments(source, code, match.end())
+    if end < 0:
+        return source  # unclosed: the parser says where
+    if len(arguments) != 3 or not _IDENTIFIER.fullmatch(arguments[0].strip()):
+        raise ValueError("cel.bind takes a name, a value and an expression: "
+                         "cel.bind(name, value, expression)")
+    name, value, body = arguments
+    return (f"{source[:match.start()]}[{expand_bind(value)}].map({name.strip()}, "
+            f"{expand_bind(body)})[0]{expand_bind(source[end:])}")
+
+
+def _arguments(source: str, code: str, start: int) -> tuple[list[str], int]:
+    """The arguments of the call whose ``(`` ends just before ``start``, and the index just
+    after its ``)`` (-1 when it never closes); ``code`` is ``source`` with strings blanked."""
+    depth = 0
+    arguments: list[str] = []
+    begin = start
+    for index in range(start, len(code)):
+        char = code[index]
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            if depth == 0:
+                arguments.append(source[begin:index])
+                return arguments, index + 1
+            depth -= 1
+        elif char == "," and depth == 0:
+            arguments.append(source[begin:index])
+            begin = index + 1
+    return arguments, -1
+
+
+def _code_only(source: str) -> str:
+    """``source`` with the inside of string literals and comments blanked, same length, so
+    patterns over it find code only and its positions are the source's."""
+    parts: list[str] = []
+    index = 0
+    while index < len(source):
+        char = source[index]
+        if char in "'\"":
+            end = _after_string(source, index)
+            parts.append(char + " " * max(0, end - index - 2) + (char if end - index > 1 else ""))
+            index = end
+        elif source.startswith("//", index):
+            end = source.find("\n", index)
+            end = len(source) if end < 0 else end
+            parts.append(" " * (end - index))
+            index = end
+        else:
+            parts.append(char)
+            index += 1
+    return "".join(parts)
 
 
 def comprehension_depth(source: str) -> int:

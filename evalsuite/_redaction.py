@@ -216,7 +216,7 @@ class Redactor:
 
 
 # The parts of a step that hold what was said, read or sent, and so may hold personal data.
-_CONTENT = ("content", "arguments", "raw_arguments", "result", "error")
+_CONTENT = ("content", "arguments", "raw_arguments", "result", "result_text", "error")
 
 
 def _walk(value: Any, change: Callable[[str], str], keep: frozenset[str]) -> Any:

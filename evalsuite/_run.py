@@ -6,10 +6,12 @@ numbered by their position in the run, starting at 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+import pydantic_core
+from pydantic import Field, model_validator
 
 from evalsuite._record import Record
 
@@ -72,7 +74,9 @@ class ToolResult(Record):
     call_id: str | None = None
     """The id of the call this answers."""
     result: Any = None
-    """The result as JSON."""
+    """The result as JSON. A result logged as text that holds a JSON object or array (as
+    OpenAI and Anthropic messages carry every tool result) is that object or array, so rules,
+    criteria and fixtures read its fields; the text itself is kept in ``result_text``."""
     error: str | None = None
     """The error the tool raised instead of a result."""
     at: datetime | None = None
@@ -80,6 +84,34 @@ class ToolResult(Record):
     blocked: bool | None = None
     """True when a control (the permission boundary, a reviewer) stopped the call instead of
     the tool running, false when the tool ran; unset when the log does not say."""
+    result_text: str | None = None
+    """The result exactly as logged, when it was JSON text that ``result`` holds parsed;
+    unset when the result was logged as a value or as text that is not a JSON object or
+    array."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_json_text(cls, data: Any) -> Any:
+        # Once, here, for every reader, fixture and rule: a string is the value it spells.
+        if isinstance(data, dict) and data.get("result_text") is None:
+            text = data.get("result")
+            value = json_container(text) if isinstance(text, str) else None
+            if value is not None:
+                return {**data, "result": value, "result_text": text}
+        return data
+
+
+def json_container(text: str) -> dict[str, Any] | list[Any] | None:
+    """The object or array a JSON text holds; ``None`` when it holds anything else (a bare
+    string or number reads as text, as the tool meant it) or is not strict JSON."""
+    start = text.lstrip()[:1]
+    if start not in ("{", "["):
+        return None
+    try:
+        value = pydantic_core.from_json(text, allow_inf_nan=False)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict | list) else None
 
 
 class Output(Record):
@@ -167,35 +199,42 @@ class Run(Record):
         return result if isinstance(result, ToolResult) else None
 
     def pairs(self) -> dict[int, int]:
-        """Map each answered tool call's position to its result's position.
+        """Map each answered tool call's position to its result's position (see
+        :func:`result_pairs`)."""
+        return result_pairs(self.steps)
 
-        A result answers the earliest waiting call with its id; a result without an id
-        (or with an id no waiting call has) answers the earliest waiting call of its tool
-        without an id. Real logs repeat ids within a run, so ids alone cannot pair them.
-        """
-        waiting: list[int] = []
-        paired: dict[int, int] = {}
-        for position, step in enumerate(self.steps):
-            if isinstance(step, ToolCall):
-                waiting.append(position)
-            elif isinstance(step, ToolResult):
-                match = self._waiting_call(waiting, step)
-                if match is not None:
-                    waiting.remove(match)
-                    paired[match] = position
-        return paired
 
-    def _waiting_call(self, waiting: list[int], result: ToolResult) -> int | None:
-        calls = [(p, self.steps[p]) for p in waiting]
-        if result.call_id is not None:
-            for position, call in calls:
-                if isinstance(call, ToolCall) and call.call_id == result.call_id:
-                    return position
+def result_pairs(steps: Sequence[Step]) -> dict[int, int]:
+    """Map each answered tool call's position in ``steps`` to its result's position.
+
+    A result answers the earliest waiting call with its id; a result without an id
+    (or with an id no waiting call has) answers the earliest waiting call of its tool
+    without an id. Real logs repeat ids within a run, so ids alone cannot pair them.
+    """
+    waiting: list[int] = []
+    paired: dict[int, int] = {}
+    for position, step in enumerate(steps):
+        if isinstance(step, ToolCall):
+            waiting.append(position)
+        elif isinstance(step, ToolResult):
+            match = _waiting_call(steps, waiting, step)
+            if match is not None:
+                waiting.remove(match)
+                paired[match] = position
+    return paired
+
+
+def _waiting_call(steps: Sequence[Step], waiting: list[int], result: ToolResult) -> int | None:
+    calls = [(p, steps[p]) for p in waiting]
+    if result.call_id is not None:
         for position, call in calls:
-            if (isinstance(call, ToolCall) and call.call_id is None
-                    and result.tool in (None, call.tool)):
+            if isinstance(call, ToolCall) and call.call_id == result.call_id:
                 return position
-        return None
+    for position, call in calls:
+        if (isinstance(call, ToolCall) and call.call_id is None
+                and result.tool in (None, call.tool)):
+            return position
+    return None
 
 
 class Behaviour(Record):
@@ -205,9 +244,16 @@ class Behaviour(Record):
     """The tool calls being judged."""
     output: str | None = None
     """The output being judged, if any."""
+    history: Sequence[Step] = Field(default_factory=list)
+    """The run's steps as criteria see them in ``history``: the whole run for a run's
+    behaviour, the steps before it for one replayed step; a judged call's result is read
+    from here."""
+    context: dict[str, Any] = Field(default_factory=dict)
+    """The run's context (customer id, channel, …), as criteria see it in ``context``."""
 
     @classmethod
     def of_run(cls, run: Run) -> Behaviour:
-        """All the tool calls of a run and its final output."""
+        """All the tool calls of a run and its final output, with the run as history."""
         # The steps are already validated models: no need to check them again.
-        return cls.model_construct(tool_calls=run.tool_calls(), output=run.final_output())
+        return cls.model_construct(tool_calls=run.tool_calls(), output=run.final_output(),
+                                   history=run.steps, context=run.context)

@@ -68,7 +68,7 @@ class Recorded(Record):
         outputs = [s.content for i in self.harmful if isinstance(s := self.steps[i], Output)]
         return Behaviour(
             tool_calls=[c for _, c in self.harmful_calls()],
-            output=outputs[-1] if outputs else None,
+            output=outputs[-1] if outputs else None, history=self.steps,
         )
 
 

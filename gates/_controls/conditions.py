@@ -14,10 +14,11 @@ from typing import Any
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from evalsuite import (
+    RUN_VARIABLES,
     ExpressionFailed,
-    History,
     Predicate,
     Record,
+    RunView,
     Step,
     ToolCall,
     Variables,
@@ -30,8 +31,8 @@ from evalsuite import (
 )
 
 RULE_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-CALL_VARIABLES = ("tool", "args", "history", "context", "user_inputs")
-OUTPUT_VARIABLES = ("output", "history", "context", "user_inputs")
+CALL_VARIABLES = ("tool", "args", *RUN_VARIABLES)
+OUTPUT_VARIABLES = ("output", *RUN_VARIABLES)
 
 
 class Situation:
@@ -57,18 +58,13 @@ class Situation:
     def variables(self) -> Variables:
         """The variables expressions see, each made on first read and kept."""
         if self._variables is None:
-            past = _Past(self.history)
-            makers: dict[str, Callable[[], Any]] = {
-                "history": past.data, "context": lambda: self.context,
-                "user_inputs": past.user_inputs,
-            }
+            own: dict[str, Callable[[], Any]] = {}
             call, output = self.call, self.output
             if call is not None:
-                makers |= {"tool": lambda: call.tool, "args": lambda: call.arguments}
+                own |= {"tool": lambda: call.tool, "args": lambda: call.arguments}
             if output is not None:
-                makers["output"] = lambda: output
-            self._variables = Variables(
-                makers, {"history": past.plain, "user_inputs": past.plain})
+                own["output"] = lambda: output
+            self._variables = RunView(self.history, self.context).variables(own)
         return self._variables
 
     def data(self) -> dict[str, Any]:
@@ -76,33 +72,6 @@ class Situation:
         that changes what it was given changes nothing another condition reads."""
         variables = self.variables()
         return copy.deepcopy({name: variables[name] for name in variables})
-
-
-class _Past:
-    """The run before the situation, converted to data at most once, on first need."""
-
-    __slots__ = ("_history", "_plain", "_steps")
-
-    def __init__(self, steps: Sequence[Step]) -> None:
-        self._steps = steps
-        self._history: History | None = steps if isinstance(steps, History) else None
-        self._plain: bool | None = None
-
-    def _of(self) -> History:
-        if self._history is None:
-            self._history = History(self._steps)
-        return self._history
-
-    def data(self) -> list[dict[str, Any]]:
-        return self._of().data()
-
-    def user_inputs(self) -> list[str]:
-        return self._of().user_inputs()
-
-    def plain(self) -> bool:
-        if self._plain is None:
-            self._plain = self._of().plain()
-        return self._plain
 
 
 class Condition(Record):

@@ -58,7 +58,7 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
     # Read, never changed (a predicate gets a copy of its own): no copy per decision.
     ctx = context if isinstance(context, dict) else dict(context or {})
     if layer == "acceptance":
-        behaviour = step if isinstance(step, Behaviour) else _behaviour_of(step)
+        behaviour = step if isinstance(step, Behaviour) else _behaviour_of(step, history, ctx)
         if behaviour is None:
             return Decision(effect="allow", rule="acceptance",
                             reason=f"a {_kind(step)} step is not judged")
@@ -81,11 +81,14 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
                      f"{', '.join(REPLAY_LAYERS)}")
 
 
-def _behaviour_of(step: Step) -> Behaviour | None:
+def _behaviour_of(step: Step, history: Sequence[Step],
+                  context: dict[str, Any]) -> Behaviour | None:
+    # The criteria see the run before the step, as permission conditions do; built without
+    # revalidating the recorded steps, and a History keeps the data it made per step.
     if isinstance(step, ToolCall):
-        return Behaviour(tool_calls=[step])
+        return Behaviour.model_construct(tool_calls=[step], history=history, context=context)
     if isinstance(step, Output):
-        return Behaviour(output=step.content)
+        return Behaviour.model_construct(output=step.content, history=history, context=context)
     return None
 
 

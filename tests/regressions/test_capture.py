@@ -157,7 +157,8 @@ def test_recorded_steps_stop_at_the_last_harmful_step(log: Path) -> None:
     assert case.recorded.steps == run.steps[: FINAL + 1]
     assert case.recorded.harmful == [REFUND, FINAL]
     assert case.recorded.harmful_behaviour() == Behaviour(
-        tool_calls=[run.steps[REFUND]], output=run.steps[FINAL].content)  # type: ignore[union-attr]
+        tool_calls=[run.steps[REFUND]], output=run.steps[FINAL].content,  # type: ignore[union-attr]
+        history=case.recorded.steps)
 
 
 def test_fixtures_answer_recorded_calls_exactly_first(log: Path) -> None:
