@@ -181,7 +181,7 @@ def route_output(controls: Controls, output: str, history: Sequence[Step] = (),
     fails, and routes the output (fail closed).
     """
     situation = Situation(history=history, context=context or {}, output=output)
-    judgements = _Judgements(controls, _answered(history, output))
+    judgements = _Judgements(controls, _answered(history, output, context or {}))
     for index, rule in enumerate(controls.review.rules):
         if rule.applies_to != "output":
             continue
@@ -211,11 +211,13 @@ def stop_or_route(controls: Controls, step: Step, history: Sequence[Step] = (),
     return Decision(effect="allow", rule="review", reason=f"a {step.kind} step takes no effect")
 
 
-def _answered(history: Sequence[Step], output: str) -> Behaviour:
-    """The run up to an output, as acceptance criteria judge it: its calls, then the output."""
+def _answered(history: Sequence[Step], output: str, context: dict[str, Any]) -> Behaviour:
+    """The run up to an output, as acceptance criteria judge it: its calls, then the
+    output, with the run so far as ``history``."""
     calls = [step for step in history if isinstance(step, ToolCall)]
     # The steps are already validated models: no need to check them again.
-    return Behaviour.model_construct(tool_calls=calls, output=output)
+    return Behaviour.model_construct(tool_calls=calls, output=output, history=history,
+                                     context=context)
 
 
 _MATCHED = Judgement.model_construct(criterion="", passed=True, detail="")

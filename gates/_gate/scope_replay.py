@@ -221,7 +221,9 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
         if run.first_harm is None:
             outside.merge(run.outside)
             continue
-        behaviour = Behaviour(tool_calls=run.harmful_calls, output=run.harmful_output)
+        behaviour = Behaviour.model_construct(tool_calls=run.harmful_calls,
+                                              output=run.harmful_output,
+                                              history=run.history, context=run.context)
         at, source = run.first_harm
         harmful["acceptance"].append(ReplayedStep(
             run_id, at, source, "harmful behaviour",

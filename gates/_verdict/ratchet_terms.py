@@ -55,6 +55,11 @@ def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
         rest.pop("strict", None)
     if case.trigger is None:
         rest.pop("trigger", None)
+    for step in rest.get("recorded", {}).get("steps", []):
+        # A result logged as JSON text is digested as logged, not as the value it is read as.
+        text = step.pop("result_text", None) if step.get("kind") == "tool_result" else None
+        if text is not None:
+            step["result"] = text
     return RatchetTerms(
         threshold=case.threshold,
         trials=case.trials or default_trials,

@@ -187,3 +187,19 @@ def test_cli_show_and_approve(ws: Workspace, capsys: pytest.CaptureFixture[str])
     assert main(["-C", str(ws.root), "ratchet", "show", AGENT]) == 0
     assert "approved INC-1-1: threshold lowered from 1 to 0.5 — by lead" in (
         capsys.readouterr().out)
+
+
+def test_a_case_captured_by_an_earlier_version_keeps_its_terms() -> None:
+    """A regression case written before triggers, ``strict`` and parsed JSON results has
+    the same ratchet terms today as when it was captured, so upgrading reinstate does not
+    make an unchanged case look loosened (its lookup_order result was logged as JSON text)."""
+    from evalsuite import load_model
+    from gates import RatchetTerms
+    from gates._verdict.ratchet_terms import terms_of
+    from regressions import RegressionCase
+
+    folder = Path(__file__).parent.parent / "data" / "compat"
+    case = load_model(folder / "INC-1-1.yaml", RegressionCase)
+    assert isinstance(case.recorded.steps[3].result, dict)  # read as a value today
+    then = RatchetTerms.model_validate_json((folder / "INC-1-1.terms.json").read_text())
+    assert terms_of(case, 5) == then
