@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from evalsuite._case import EvalCase
 from evalsuite._errors import EvalsuiteError
-from evalsuite._run import Reasoning, Step, ToolCall, ToolResult, Usage
+from evalsuite._run import Reasoning, Step, ToolCall, ToolResult, Usage, json_container
 
 
 class MissingFixture(EvalsuiteError):
@@ -131,8 +131,13 @@ class AgentSession:
         if fixture is None:
             self.missing_fixture = MissingFixture(self._case.id, tool, arguments)
             raise self.missing_fixture
+        # The agent gets what the tool returned; the run records a JSON text result as the
+        # value it holds (text kept beside it), as every log reader does, so rules read it.
+        recorded, text = fixture.result, None
+        if isinstance(recorded, str) and (value := json_container(recorded)) is not None:
+            recorded, text = value, fixture.result
         self.steps.append(ToolResult.model_construct(
-            tool=tool, call_id=call.call_id, result=copy.deepcopy(fixture.result),
+            tool=tool, call_id=call.call_id, result=copy.deepcopy(recorded), result_text=text,
             error=fixture.error))
         if fixture.error is not None:
             raise ToolFailed(fixture.error)

@@ -128,3 +128,21 @@ def test_a_result_given_as_a_value_is_kept_as_given() -> None:
     for text in ('{"a": NaN}', "[1,", "[" * 5000 + "]" * 5000, '"quoted"', "42"):
         assert (ToolResult(result=text).result, ToolResult(result=text).result_text) == (
             text, None)
+
+
+def test_a_fixture_of_json_text_is_a_value_in_the_run_and_text_to_the_agent() -> None:
+    """A case whose fixture holds JSON text (as cases captured from OpenAI logs before
+    results were parsed do) hands the agent the text and records the value, so a rule over
+    ``history`` reads its fields."""
+    from evalsuite import AgentSession, load_model, steps_as_data
+    from regressions import RegressionCase
+
+    case = load_model(Path(__file__).parent.parent / "data" / "compat" / "INC-1-1.yaml",
+                      RegressionCase)
+    session = AgentSession(case)
+    answer = session.call_tool("lookup_order", {"order_id": "A-1001"})
+    assert isinstance(answer, str) and json.loads(answer)["total"] == 84.99
+    result = session.steps[-1]
+    assert isinstance(result, ToolResult)
+    assert result.result["total"] == 84.99 and result.result_text == answer
+    assert steps_as_data(session.steps)[-1]["result"]["total"] == 84.99
