@@ -24,7 +24,7 @@ from typing import Any
 
 from evalsuite._otel_spans import PlainSpan, json_value
 from evalsuite._parts import RunHeader, RunPart
-from evalsuite._run import Step, ToolCall, ToolResult, Usage, UserInput
+from evalsuite._run import Step, ToolCall, ToolResult, UserInput
 
 DEFAULT_SESSION_ATTRIBUTES: tuple[str, ...] = (
     "gen_ai.conversation.id",                          # OpenTelemetry GenAI conventions
@@ -72,19 +72,15 @@ class _Session:
     """Traces of the session read so far."""
     first: RunHeader | None = None
     """The header of its first trace: when the session started, its first trace id."""
-    usage: dict[str, float] = field(default_factory=dict)
-    """Tokens, model calls and cost summed over its traces so far."""
 
 
 def _running_header(header: RunHeader, session: _Session) -> RunHeader:
     """The part's header with what the session holds so far: parts of a run are merged
-    with the later one's fields winning, so each carries the session's totals and start."""
+    with the later one's fields winning, so each carries the session's start. Usage stays
+    the trace's own: merging adds up the usage of a run's parts."""
     session.traces += 1
     if session.first is None:
         session.first = header
-    if header.usage is not None:
-        for name, value in header.usage.model_dump(exclude_none=True).items():
-            session.usage[name] = session.usage.get(name, 0) + value
     first = session.first
     update: dict[str, Any] = {
         "started_at": first.started_at or header.started_at,
@@ -92,8 +88,6 @@ def _running_header(header: RunHeader, session: _Session) -> RunHeader:
                      **({"trace_id": first.metadata["trace_id"]}
                         if "trace_id" in first.metadata else {})},
     }
-    if session.usage:
-        update["usage"] = Usage.model_validate(session.usage)
     return header.model_copy(update=update)
 
 

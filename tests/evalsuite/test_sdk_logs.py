@@ -146,7 +146,9 @@ def _assert_refund_run(run: Run, *, calls: int = 3) -> None:
     assert lookup.arguments == {"order_id": "A-1001"}
     assert isinstance(refund, ToolCall) and refund.arguments == PLAN[1][1]
     assert isinstance(found, ToolResult) and found.tool == "lookup_order"
-    assert json.loads(found.result) == RESULTS["lookup_order"]  # kept as logged
+    assert found.result == RESULTS["lookup_order"]  # read as the value it is
+    assert found.result_text is not None
+    assert json.loads(found.result_text) == RESULTS["lookup_order"]  # the text kept as logged
     assert isinstance(refunded, ToolResult) and refunded.tool == "issue_refund"
     assert isinstance(answer, Output) and answer.content == ANSWER
     assert run.pairs() == {1: 2, 3: 4}
