@@ -85,11 +85,13 @@ def ingest(paths: Sequence[Path], fmt: LogFormat | Literal["auto"] = "auto", *,
         raise InvalidInput(out, "--out", "expected a new file, not one of the logs being read")
     skips = Skips() if skip_invalid else None
 
+    by_path = {s.path: s for s in summaries}
+
     def parts() -> Iterator[RunPart]:
-        for summary in summaries:
-            for part in read_logs([summary.path], fmt, agent=agent, skips=skips):
-                summary.count(part)
-                yield part
+        # All files at once: OTLP spans and logs files given together are paired.
+        for part in read_logs([s.path for s in summaries], fmt, agent=agent, skips=skips):
+            by_path.get(part.source, summaries[0]).count(part)
+            yield part
 
     done = Ingested(files=summaries, skipped=skips, written=out)
     if out is not None:
