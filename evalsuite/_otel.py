@@ -23,7 +23,7 @@ reports rather than guesses at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,8 +138,18 @@ class _Trace:
         return value
 
 
+SpanReader = Callable[[PlainSpan], None]
+"""Reads another convention's attributes of a span into the GenAI names, in place."""
+SPAN_READERS: list[SpanReader] = []
+"""Applied to every span of a trace, in order, before the trace is read: where a reader of
+another convention (OpenInference, OpenLLMetry, …) plugs in."""
+
+
 def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
-    """One trace's spans as a part of a run."""
+    """One trace's spans (their log events joined) as a part of a run."""
+    for read in SPAN_READERS:
+        for span in spans:
+            read(span)
     spans.sort(key=lambda s: (s.start, s.end))
     trace = _Trace()
     agents = [s for s in spans if operation(s) == "invoke_agent"]

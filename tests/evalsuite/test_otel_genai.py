@@ -9,6 +9,7 @@ local chat server for a refund, which asks for the ``issue_refund`` tool and the
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,9 @@ from evalsuite import (
     read_log_runs,
     read_logs,
 )
+from gates import Evidence, Workspace, load_inputs
 from gates._cli import main
+from gates._gate.logging_check import logging as logging_check
 from regressions import logging_gaps
 from tests.conftest import RunCli, built_once
 from tests.otel_producers import ANSWER, ARGUMENTS, CALL_ID, RESULT, SYSTEM, TOOL, USER, produce
@@ -42,6 +45,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "stream": {"mode": "span_only", "stream": True},
     "stream_legacy": {"mode": "legacy", "stream": True},
     "agent": {"mode": "event_only", "agent_span": True, "tool_span": True},
+    "agent_spans": {"mode": "span_only", "agent_span": True},
     "failed": {"mode": "span_only", "agent_span": True, "error": True},
 }
 FULL = ["user_input", "tool_call", "tool_result", "output"]
@@ -115,10 +119,11 @@ def test_a_file_of_spans_and_logs_lines_is_read_as_one(
     assert read_log_runs(mixed)[0].steps == _only_run(spans, logs).steps
 
 
+@pytest.mark.parametrize("scenario", ["agent", "agent_spans"])
 def test_invoke_agent_span_keeps_the_model_calls_system_message(
-        otel: dict[str, tuple[Path, Path]]) -> None:
-    """With agent and tool spans, the system message is still the run's context."""
-    run = _only_run(*otel["agent"])
+        otel: dict[str, tuple[Path, Path]], scenario: str) -> None:
+    """With an agent span (and a tool span), the system message is still the run's context."""
+    run = _only_run(*otel[scenario])
     _fully_logged(run)
     assert run.agent == "refund-agent"
 
@@ -151,9 +156,9 @@ def test_ingest_pairs_the_two_files_and_writes_the_runs_whole(
     _fully_logged(read_log_runs(out)[0])
 
 
-def test_investigate_cli_reads_otel_logs_without_false_gaps(
+def test_ingest_in_a_child_process_reads_legacy_events(
         otel: dict[str, tuple[Path, Path]], cli: RunCli, tmp_path: Path) -> None:
-    """`reinstate ingest` in a child process: one run, four steps, no warning."""
+    """`reinstate ingest SPANS LOGS` as a user runs it: exit 0, no warning, per file."""
     result = cli("ingest", *map(str, otel["legacy"]), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr and "Traceback" not in result.stderr
@@ -186,3 +191,17 @@ def test_a_bad_log_record_names_its_line_and_path(
     assert (caught.value.line, caught.value.place) == (
         1, "$.resourceLogs[0].scopeLogs[0].logRecords[1].timeUnixNano")
     assert "OTLP/JSON logs export" in caught.value.expected
+
+
+def test_the_gates_logging_check_passes_on_fully_logged_otel_runs(
+        otel: dict[str, tuple[Path, Path]], example: Workspace) -> None:
+    """The logging check reads the logs folder's spans and logs files together."""
+    shutil.rmtree(example.logs_dir)
+    example.logs_dir.mkdir()
+    spans, logs = otel["event_only"]
+    shutil.copy(spans, example.logs_dir / "spans.jsonl")
+    result = logging_check(load_inputs(example, "refund-agent"), Evidence([], frozenset()))
+    assert result.outcome == "fail" and "no user input logged" in " ".join(result.findings)
+    shutil.copy(logs, example.logs_dir / "logs.jsonl")
+    result = logging_check(load_inputs(example, "refund-agent"), Evidence([], frozenset()))
+    assert (result.outcome, result.findings) == ("pass", []), result.summary
