@@ -30,7 +30,13 @@ from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
-from evalsuite._otel_spans import PlainSpan, export_requests, json_value, plain_spans
+from evalsuite._otel_spans import (
+    PlainSpan,
+    export_requests,
+    json_value,
+    mentions_logs,
+    plain_spans,
+)
 from evalsuite._parts import RunHeader, RunPart, Skips
 from evalsuite._run import (
     Output,
@@ -65,14 +71,17 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None) -> Itera
     spans then stream as in one file. A trace with log events and no spans is a run too.
     """
     records: dict[str, list[PlainRecord]] = {}
+    with_logs = {path for path in paths if mentions_logs(path)}
     for path in paths:
-        for request, place, line in export_requests(path, skips, "logs"):
+        for request, place, line in (export_requests(path, skips, "logs")
+                                     if path in with_logs else ()):
             for record in plain_records(request, path, place, line):
                 records.setdefault(record.trace_id, []).append(record)
     waiting: dict[str, list[PlainSpan]] = {}
     sources: dict[str, Path] = {}
     for path in paths:
-        for request, place, line in export_requests(path, skips, "spans"):
+        for request, place, line in export_requests(path, skips,
+                                                    "spans" if path in with_logs else None):
             spans = list(plain_spans(request, path, place, line))
             done = []
             for span in spans:
@@ -300,6 +309,8 @@ def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int, *, users: bool = Tru
     """New user inputs in a model call's input (its history repeats the earlier ones);
     without ``users``, only its system message."""
     if not users:
+        if trace.system:  # one model call's system message is enough: reading more is slow
+            return 0
         for message in _messages(trace, span, "input"):
             if message.get("role") == "system":
                 _inputs(trace, span, message, 0)

@@ -117,6 +117,8 @@ def plain_records(request: Any, path: Path, place: str,
 def joined(spans: list[PlainSpan], records: list[PlainRecord]) -> list[PlainSpan]:
     """A trace's spans with its log events joined to them, and a span made up for each call
     whose events came without their span."""
+    if not records:
+        return spans
     by_id = {s.span_id: s for s in spans}
     made: dict[str, PlainSpan] = {}
     for record in sorted(records, key=lambda r: r.time):
@@ -126,15 +128,16 @@ def joined(spans: list[PlainSpan], records: list[PlainRecord]) -> list[PlainSpan
             if span is None:
                 span = made[record.span_id] = PlainSpan(
                     trace_id=record.trace_id, span_id=record.span_id or "no span id",
-                    parent_id="", name=DETAILS if record.name == DETAILS else "chat",
+                    parent_id="", name="chat",
                     start=record.time, end=record.time, attributes={"gen_ai.operation.name":
                                                                     "chat"},
                     events=[], error=None, resource=record.resource, place=record.place)
             span.start, span.end = min(span.start, record.time), max(span.end, record.time)
         if record.name == DETAILS:
             span.attributes = {**record.attributes, **span.attributes}
-            if "error.type" in record.attributes and span.error is None and span.span_id in made:
-                span.error = str(record.attributes["error.type"])
+            if record.span_id in made:  # named as the instrumentation names its span
+                span.name = " ".join(str(span.attributes[k]) for k in (
+                    "gen_ai.operation.name", "gen_ai.request.model") if k in span.attributes)
         else:
             # No body: the event was emitted without its content (capture off).
             body = (record.body if isinstance(record.body, dict) else

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import mmap
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -162,6 +163,17 @@ def export_requests(path: Path, skips: Skips | None, signal: Signal | None = Non
 
 
 Signal = Literal["spans", "logs"]
+
+
+def mentions_logs(path: Path) -> bool:
+    """Whether the file may hold a logs export: one fast search of its bytes, so a file of
+    spans only is read in one pass."""
+    with path.open("rb") as handle:
+        try:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(b'"resourceLogs"') >= 0
+        except ValueError:  # an empty file cannot be mapped
+            return False
 
 
 def _holds(raw: bytes, signal: Signal) -> bool:
