@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from evalsuite import (
     InvalidInput,
@@ -27,11 +28,12 @@ from evalsuite import (
     read_log_runs,
     read_logs,
 )
-from gates import Evidence, Workspace, load_inputs
+from gates import Evidence, Workspace, investigate, load_inputs
 from gates._cli import main
 from gates._gate.logging_check import logging as logging_check
 from regressions import logging_gaps
 from tests.conftest import RunCli, built_once
+from tests.helpers import ACTOR, LOG, captured
 from tests.otel_producers import ANSWER, ARGUMENTS, CALL_ID, RESULT, SYSTEM, TOOL, USER, produce
 
 pytestmark = pytest.mark.slow  # every scenario runs an instrumented client in a child process
@@ -205,3 +207,26 @@ def test_the_gates_logging_check_passes_on_fully_logged_otel_runs(
     shutil.copy(logs, example.logs_dir / "logs.jsonl")
     result = logging_check(load_inputs(example, "refund-agent"), Evidence([], frozenset()))
     assert (result.outcome, result.findings) == ("pass", []), result.summary
+
+
+def test_investigate_finds_a_call_whose_arguments_only_the_logs_file_holds(
+        otel: dict[str, tuple[Path, Path]], example: Workspace) -> None:
+    """The scope of impact matches arguments from log events; the run has no logging gap."""
+    incident_id = captured(example)
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    path = example.incidents().path(incident_id)
+    data = yaml.safe_load(path.read_text())
+    data["investigation"]["signature"]["match"] = [{
+        "kind": "tool_call", "tool": TOOL, "arguments": {
+            "type": "object", "required": ["refund_to"],
+            "properties": {"refund_to": {"const": ARGUMENTS["refund_to"]}}}}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    logs = []
+    for source in otel["event_only"]:
+        logs.append(example.logs_dir / source.name)
+        shutil.copy(source, logs[-1])
+    scope = investigate(example, incident_id, logs, actor=ACTOR).investigation.scope
+    assert (scope.runs_matched, scope.calls_matched) == (1, 1)
+    done = investigate(example, incident_id, [example.root / LOG, *logs], actor=ACTOR)
+    assert done.investigation.scope.runs_matched == 1
+    assert scope.runs[0].run_id not in done.investigation.gap_runs
