@@ -13,6 +13,15 @@ are read too: ``gen_ai.system`` (provider), ``gen_ai.usage.prompt_tokens`` and
 ``gen_ai.prompt.0.content``-style attributes, ``gen_ai.user.message``-style events with
 ``gen_ai.event.content``, and ``traceloop.*`` entity spans.
 
+Content logged as OTLP log events instead (``event_only``, ``span_and_event``, the older
+event mode) is joined to its spans by ``_otel_logs``: every OTLP/JSON file read together
+(``read_logs`` passes them all) pairs a trace's spans and events whichever file each is in.
+A call no tool span answered takes its result from a later model call's input
+(``tool_call_response`` parts, legacy tool messages) with its id; the text parts of one
+output message are one output (streaming logs them in pieces, and an empty one before a
+tool call); a failed model call or agent turn (``error.type``, an error status) is kept in
+the run's ``metadata.errors``.
+
 A trace is a run; traces sharing a ``gen_ai.conversation.id`` are parts of the same run.
 A trace is complete when its root span arrives (a parent ends after its children, so
 exporters write it last); until then its spans wait, so memory follows the traces in

@@ -185,7 +185,8 @@ def _validated(raw: str | bytes, path: Path, line: int | None) -> Any:
     try:
         request = _EXPORT.validate_json(raw)
     except ValidationError as exc:
-        raise invalid(exc, path, line, "trace") from None
+        logs = exc.errors(include_url=False)[0]["loc"][:1] == ("resourceLogs",)
+        raise invalid(exc, path, line, "logs" if logs else "trace") from None
     if "resourceSpans" not in request and "resourceLogs" not in request:
         raise InvalidInput(path, "$", "expected resourceSpans (an OTLP/JSON trace export) or "
                                       "resourceLogs (an OTLP/JSON logs export)", line=line)
