@@ -29,7 +29,7 @@ from evalsuite._errors import InvalidInput
 from evalsuite._jsonl import native_parts
 from evalsuite._openai_chat import openai_parts
 from evalsuite._openai_responses import responses_parts
-from evalsuite._otel import otel_parts
+from evalsuite._otel import otel_files_parts, otel_parts
 from evalsuite._parts import RunPart, Skips, merge_parts
 from evalsuite._readers import detect_plugin, is_plugin_format, load_reader, plugin_parts
 from evalsuite._run import Run
@@ -43,8 +43,9 @@ _READERS: dict[str, Callable[[Path, Skips | None], Iterator[RunPart]]] = {
     "text-actions": text_action_parts,
 }
 _NOT_A_LOG = ("not a run log: expected native JSON Lines (kind, run_id), OTLP/JSON "
-              "(resourceSpans), OpenAI or Anthropic conversations (messages), calls or "
-              "responses, text-action turns (contents), or a format a reader plugin detects")
+              "(resourceSpans or resourceLogs), OpenAI or Anthropic conversations (messages), "
+              "calls or responses, text-action turns (contents), or a format a reader plugin "
+              "detects")
 
 
 def detect_format(path: Path) -> str:
@@ -81,7 +82,7 @@ def _bundled_format(path: Path) -> LogFormat:
             first = {"messages": [first]}
     if not isinstance(first, dict):
         raise InvalidInput(path, "$", _NOT_A_LOG, line=1)
-    if "resourceSpans" in first:
+    if "resourceSpans" in first or "resourceLogs" in first:
         return "otel"
     if "run_id" in first and "kind" in first:
         return "jsonl"
@@ -147,11 +148,13 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *,
             raise InvalidInput(path, "", "file not found" if not path.exists()
                                else "expected a log file, got a folder")
     others: set[str] = set()
-    for path in files:
+    for group in _read_together(files, fmt):
+        parts = (read_log(group[0], fmt, skips=skips) if len(group) == 1
+                 else otel_files_parts(group, skips))
         if agent is None:
-            yield from read_log(path, fmt, skips=skips)
+            yield from parts
             continue
-        for part in read_log(path, fmt, skips=skips):
+        for part in parts:
             header = part.header
             if header is not None and header.agent not in (None, agent):
                 others.add(part.run_id)
@@ -161,6 +164,22 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *,
             if header is not None and header.agent is None:
                 part.header = header.model_copy(update={"agent": agent})
             yield part
+
+
+def _read_together(files: list[Path], fmt: str) -> list[list[Path]]:
+    """The files one by one, but the OTLP/JSON ones all together, where the first of them
+    is: a trace's spans and its log events (content, in event mode) may be in two files."""
+    groups: list[list[Path]] = []
+    otel: list[Path] | None = None
+    for path in files:
+        if (detect_format(path) if fmt == "auto" else fmt) != "otel":
+            groups.append([path])
+        elif otel is None:
+            otel = [path]
+            groups.append(otel)
+        else:
+            otel.append(path)
+    return groups
 
 
 def read_log_runs(path: Path, fmt: str = "auto") -> list[Run]:

@@ -13,6 +13,15 @@ a log that does not say how often a person corrected the agent says nothing abou
 - escalation rate: ``outcome.escalated`` true ÷ runs recording it; with escalation tools
   named, a call to one is an escalation and every run counts.
 - blocked tool calls: tool results with ``blocked`` true; unknown when none records it.
+
+What a run consumed and how it went, wherever the log records it (OpenTelemetry GenAI
+spans do: ``gen_ai.usage.*``, the model, the calls, ``error.type`` and error statuses):
+
+- model calls: the sum of ``usage.model_calls``, naming the models (``metadata.model``).
+- input and output tokens: the sums of ``usage.input_tokens`` and ``usage.output_tokens``.
+- tool calls: tool-call steps, saying how many had their arguments not logged.
+- errors: failed model calls and agent turns (``metadata.errors``) and tool results with
+  an ``error``.
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ class _Facts:
     turns: int = 0
     in_turn: bool = False
     called_escalation: bool = False
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 class MetricsCounter:
@@ -70,6 +81,11 @@ class MetricsCounter:
         self._runs: dict[str, _Facts] = {}
         self._blocked = 0
         self._blocked_recorded = 0
+        self._models: set[str] = set()
+        self._tool_calls = 0
+        self._not_logged = 0
+        self._failed_calls = 0
+        self._failed_tools = 0
 
     def feed(self, part: RunPart) -> None:
         """Count one part of a run."""
@@ -90,13 +106,27 @@ class MetricsCounter:
                     facts.cost = (facts.cost or 0.0) + u.cost_usd
                 if u.model_calls is not None:
                     facts.model_calls = (facts.model_calls or 0) + u.model_calls
+                if u.input_tokens is not None:
+                    facts.input_tokens = (facts.input_tokens or 0) + u.input_tokens
+                if u.output_tokens is not None:
+                    facts.output_tokens = (facts.output_tokens or 0) + u.output_tokens
+            model = header.metadata.get("model")
+            if isinstance(model, str):
+                self._models.add(model)
+            errors = header.metadata.get("errors")
+            if isinstance(errors, list):
+                self._failed_calls += len(errors)
         for step in part.steps:
             agent = isinstance(step, Reasoning | ToolCall | Output)
             if agent and not facts.in_turn:
                 facts.turns += 1
             facts.in_turn = agent  # an input or a result ends the agent's turn
-            if isinstance(step, ToolCall) and step.tool in self.escalation_tools:
-                facts.called_escalation = True
+            if isinstance(step, ToolCall):
+                self._tool_calls += 1
+                self._not_logged += step.arguments_logged is False
+                facts.called_escalation |= step.tool in self.escalation_tools
+            if isinstance(step, ToolResult) and step.error is not None:
+                self._failed_tools += 1
             if isinstance(step, ToolResult) and step.blocked is not None:
                 self._blocked_recorded += 1
                 self._blocked += step.blocked
@@ -150,7 +180,39 @@ class MetricsCounter:
         else:
             out.append(Metric(name="blocked tool calls", value=None, unit="count",
                               basis="unknown: no tool result records blocked"))
+        out += self._consumption(runs)
         return Metrics(runs=total, metrics=out)
+
+    def _consumption(self, runs: list[_Facts]) -> list[Metric]:
+        """Model calls, tokens, tool calls and errors, where the runs record them."""
+        out = []
+        models = f" ({', '.join(sorted(self._models))})" if self._models else ""
+        for name, values, field in (
+                ("model calls", [r.model_calls for r in runs], "usage.model_calls"),
+                ("input tokens", [r.input_tokens for r in runs], "usage.input_tokens"),
+                ("output tokens", [r.output_tokens for r in runs], "usage.output_tokens")):
+            known = [v for v in values if v is not None]
+            if not known:
+                out.append(Metric(name=name, value=None, unit="count",
+                                  basis=f"unknown: no run records {field}"))
+                continue
+            out.append(Metric(name=name, value=sum(known), unit="count",
+                              basis=f"{field} of {len(known)} of {len(runs)} runs"
+                                    + (models if name == "model calls" else "")))
+        if not runs:
+            unknown = "unknown: no runs were read"
+            out.append(Metric(name="tool calls", value=None, unit="count", basis=unknown))
+            out.append(Metric(name="errors", value=None, unit="count", basis=unknown))
+            return out
+        out.append(Metric(name="tool calls", value=self._tool_calls, unit="count",
+                          basis=f"tool-call steps of {len(runs)} runs ({self._not_logged} "
+                                f"with their arguments not logged)"))
+        out.append(Metric(name="errors", value=self._failed_calls + self._failed_tools,
+                          unit="count",
+                          basis=f"{self._failed_calls} failed model calls or agent turns "
+                                f"(metadata.errors), {self._failed_tools} tool results with "
+                                f"an error"))
+        return out
 
 
 def _rate(name: str, values: list[bool], total: int, field: str) -> Metric:

@@ -13,6 +13,15 @@ are read too: ``gen_ai.system`` (provider), ``gen_ai.usage.prompt_tokens`` and
 ``gen_ai.prompt.0.content``-style attributes, ``gen_ai.user.message``-style events with
 ``gen_ai.event.content``, and ``traceloop.*`` entity spans.
 
+Content logged as OTLP log events instead (``event_only``, ``span_and_event``, the older
+event mode) is joined to its spans by ``_otel_logs``: every OTLP/JSON file read together
+(``read_logs`` passes them all) pairs a trace's spans and events whichever file each is in.
+A call no tool span answered takes its result from a later model call's input
+(``tool_call_response`` parts, legacy tool messages) with its id; the text parts of one
+output message are one output (streaming logs them in pieces, and an empty one before a
+tool call); a failed model call or agent turn (``error.type``, an error status) is kept in
+the run's ``metadata.errors``.
+
 A trace is a run; traces sharing a ``gen_ai.conversation.id`` are parts of the same run.
 A trace is complete when its root span arrives (a parent ends after its children, so
 exporters write it last); until then its spans wait, so memory follows the traces in
@@ -23,14 +32,21 @@ reports rather than guesses at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
 from evalsuite._openinference import is_openinference, openinference_part
-from evalsuite._otel_spans import PlainSpan, export_requests, json_value, plain_spans
+from evalsuite._otel_logs import PlainRecord, joined, plain_records
+from evalsuite._otel_spans import (
+    PlainSpan,
+    export_requests,
+    json_value,
+    mentions_logs,
+    plain_spans,
+)
 from evalsuite._parts import RunHeader, RunPart, Skips
 from evalsuite._run import (
     Output,
@@ -45,6 +61,7 @@ from evalsuite._run import (
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EARLY = 1 << 40  # orders a step before every step of its time found before it
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -52,21 +69,47 @@ _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "use
 
 
 def otel_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
-    """Every trace in an OTLP/JSON file, as a part of its run."""
+    """Every trace in an OTLP/JSON file (spans, GenAI log events, or both), as a part of
+    its run."""
+    return otel_files_parts([path], skips)
+
+
+def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None) -> Iterator[RunPart]:
+    """Every trace in OTLP/JSON files read together, its log events joined to its spans
+    by trace and span id whichever file each is in.
+
+    The log events are read first and kept by trace until the trace's spans are done; the
+    spans then stream as in one file. A trace with log events and no spans is a run too.
+    """
+    records: dict[str, list[PlainRecord]] = {}
+    with_logs = {path for path in paths if mentions_logs(path)}
+    for path in paths:
+        for request, place, line in (export_requests(path, skips, "logs")
+                                     if path in with_logs else ()):
+            for record in plain_records(request, path, place, line):
+                records.setdefault(record.trace_id, []).append(record)
     waiting: dict[str, list[PlainSpan]] = {}
+    sources: dict[str, Path] = {}
     sessions = Sessions()  # traces of one session or conversation make one run
-    for request, place, line in export_requests(path, skips):
-        spans = list(plain_spans(request, path, place, line))
-        done = []
-        for span in spans:
-            waiting.setdefault(span.trace_id, []).append(span)
-            if not span.parent_id:
-                done.append(span.trace_id)
-        for trace_id in dict.fromkeys(done):
-            trace = waiting.pop(trace_id)
-            yield sessions.continued(_convention(trace)(trace, path), trace)
-    for spans in waiting.values():  # traces whose root never came (sampled, cut off)
-        yield sessions.continued(_convention(spans)(spans, path), spans)
+    for path in paths:
+        for request, place, line in export_requests(path, skips,
+                                                    "spans" if path in with_logs else None):
+            spans = list(plain_spans(request, path, place, line))
+            done = []
+            for span in spans:
+                waiting.setdefault(span.trace_id, []).append(span)
+                sources.setdefault(span.trace_id, path)
+                if not span.parent_id:
+                    done.append(span.trace_id)
+            for trace_id in dict.fromkeys(done):
+                trace = joined(waiting.pop(trace_id), records.pop(trace_id, []))
+                yield sessions.continued(_convention(trace)(trace, sources.pop(trace_id)), trace)
+    for trace_id, spans in waiting.items():  # traces whose root never came (sampled, cut off)
+        trace = joined(spans, records.pop(trace_id, []))
+        yield sessions.continued(_convention(trace)(trace, sources[trace_id]), trace)
+    for events in records.values():  # log events whose spans are in no file given
+        trace = joined([], events)
+        yield sessions.continued(_convention(trace)(trace, events[0].source), trace)
 
 
 def _convention(spans: list[PlainSpan]) -> Callable[[list[PlainSpan], Path], RunPart]:
@@ -106,9 +149,12 @@ class _Trace:
         self.unanswered: dict[str, ToolCall] = {}
         self.system: list[str] = []
         self.unreadable: list[str] = []
+        self.errors: list[str] = []
 
-    def add(self, ns: int, step: Step, place: str) -> None:
-        self.steps.append((ns, len(self.steps), step, place))
+    def add(self, ns: int, step: Step, place: str, *, early: bool = False) -> None:
+        """Note a step at ``ns``; ``early`` puts it before the steps found earlier at the
+        same time (a result read from a call whose log event has one time for all)."""
+        self.steps.append((ns, len(self.steps) - (_EARLY if early else 0), step, place))
 
     def json(self, span: PlainSpan, key: str) -> Any:
         if key not in span.attributes:
@@ -120,8 +166,18 @@ class _Trace:
         return value
 
 
+SpanReader = Callable[[PlainSpan], None]
+"""Reads another convention's attributes of a span into the GenAI names, in place."""
+SPAN_READERS: list[SpanReader] = []
+"""Applied to every span of a trace, in order, before the trace is read: where a reader of
+another convention (OpenInference, OpenLLMetry, …) plugs in."""
+
+
 def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
-    """One trace's spans as a part of a run."""
+    """One trace's spans (their log events joined) as a part of a run."""
+    for read in SPAN_READERS:
+        for span in spans:
+            read(span)
     spans.sort(key=lambda s: (s.start, s.end))
     trace = _Trace()
     agents = [s for s in spans if operation(s) == "invoke_agent"]
@@ -130,21 +186,29 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
     for span in agents:
         for message in _messages(trace, span, "input"):
             agent_inputs |= _inputs(trace, span, message, 0) > 0
+        _model_error(trace, span)
     users_seen = 0
     outputs = 0
     for span in spans:
         op = operation(span)
         if op in _MODEL_CALLS:
-            if not agent_inputs:
-                users_seen = _chat_inputs(trace, span, users_seen)
+            # With the agent's input logged, a model call's input still holds the system
+            # message (the context), but its user inputs are the agent's, already read.
+            users_seen = _chat_inputs(trace, span, users_seen, users=not agent_inputs)
             outputs += _chat_outputs(trace, span)
+            _model_error(trace, span)
         elif op == "execute_tool":
             _tool(trace, span)
     if not outputs:
         for span in agents:
             for message in _messages(trace, span, "output"):
                 _assistant(trace, span, message, span.end)
-    if trace.unanswered:  # results the tool spans did not log may be in later model inputs
+    # Calls no tool span answered (client spans only, or tool spans without their result):
+    # the model's later inputs carry the results as tool_call_response parts with their ids.
+    for call in trace.waiting:
+        if call.call_id is not None:
+            trace.unanswered.setdefault(call.call_id, call)
+    if trace.unanswered:
         for span in models:
             _late_results(trace, span)
     return _part(trace, spans, agents, models, path)
@@ -231,8 +295,9 @@ def _modern(message: dict[str, Any]) -> dict[str, Any]:
     content = text_of(message.get("content")) if not isinstance(
         message.get("content"), dict) else str(message["content"])
     if role == "tool":
+        response = {"response": content} if message.get("content") is not None else {}
         parts.append({"type": "tool_call_response", "id": message.get("tool_call_id"),
-                      "response": content})
+                      **response})  # no content: the result was not logged
     elif content:
         parts.append({"type": "text", "content": content})
     for call in message.get("tool_calls") or []:
@@ -243,27 +308,47 @@ def _modern(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _inputs(trace: _Trace, span: PlainSpan, message: dict[str, Any], skip: int) -> int:
-    """Steps for one input message; returns how many user inputs it held."""
+    """Steps for one input message; returns how many user inputs it held.
+
+    A user message without text (an event emitted with content capture off) counts, so
+    the history stays aligned, but is no input: nothing says what the user asked.
+    """
     role = message.get("role")
     texts = [p.get("content", "") for p in message.get("parts", [])
              if isinstance(p, dict) and p.get("type") == "text"]
     if role == "system":
         trace.system.extend(t for t in texts if isinstance(t, str))
         return 0
-    if role == "user" and skip <= 0:
+    if role == "user" and skip <= 0 and texts:
         trace.add(span.start, UserInput(content="\n".join(str(t) for t in texts)), span.place)
     return 1 if role == "user" else 0
 
 
-def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int) -> int:
-    """New user inputs in a model call's input (its history repeats the earlier ones)."""
-    users = 0
-    for message in _messages(trace, span, "input"):
-        users += _inputs(trace, span, message, seen - users)
+def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int, *, users: bool = True) -> int:
+    """New user inputs in a model call's input (its history repeats the earlier ones);
+    without ``users``, only its system message."""
+    if not users:
+        if trace.system:  # one model call's system message is enough: reading more is slow
+            return 0
+        for message in _messages(trace, span, "input"):
+            if message.get("role") == "system":
+                _inputs(trace, span, message, 0)
+        seen = 0
+    users_read = 0
+    for message in _messages(trace, span, "input") if users else ():
+        users_read += _inputs(trace, span, message, seen - users_read)
     instructions = trace.json(span, "gen_ai.system_instructions")
     if isinstance(instructions, list) and not trace.system:
         trace.system.extend(str(p.get("content", "")) for p in instructions if isinstance(p, dict))
-    return max(seen, users)
+    return max(seen, users_read)
+
+
+def _model_error(trace: _Trace, span: PlainSpan) -> None:
+    """A model call or agent turn that failed (``error.type``, or an error status) is noted
+    for the run."""
+    error = span.attributes.get("error.type") or span.error
+    if error is not None:
+        trace.errors.append(f"{span.name}: {error}")
 
 
 def _chat_outputs(trace: _Trace, span: PlainSpan) -> int:
@@ -273,22 +358,45 @@ def _chat_outputs(trace: _Trace, span: PlainSpan) -> int:
 
 
 def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int) -> int:
+    """Steps for one output message; returns how many outputs it held.
+
+    The text parts of one message are one output, joined: a streamed answer is logged in
+    the pieces it arrived in, and a streamed tool call with an empty text part before it.
+    """
     outputs = 0
+    text: list[str] = []
+
+    def answer() -> None:
+        nonlocal outputs
+        if text:
+            trace.add(ns, Output(content="".join(text)), span.place)
+            outputs += 1
+            text.clear()
+
     for part in message.get("parts", []):
         if not isinstance(part, dict):
             continue
         kind = part.get("type")
+        if kind == "text":
+            content = part.get("content")
+            if content is not None and content != "":
+                text.append(str(content))
+            continue
+        answer()
         if kind == "reasoning":
             trace.add(ns, Reasoning(content=str(part.get("content", ""))), span.place)
-        elif kind == "text":
-            trace.add(ns, Output(content=str(part.get("content", ""))), span.place)
-            outputs += 1
         elif kind == "tool_call":
-            arguments, raw = parse_arguments(part.get("arguments"))
-            call = ToolCall(tool=str(part.get("name", "")), call_id=part.get("id"),
-                            arguments=arguments, raw_arguments=raw)
+            raw_arguments = part.get("arguments")
+            if raw_arguments is None:  # content capture off: the call, not what it was given
+                call = ToolCall(tool=str(part.get("name", "")), call_id=part.get("id"),
+                                arguments_logged=False)
+            else:
+                arguments, raw = parse_arguments(raw_arguments)
+                call = ToolCall(tool=str(part.get("name", "")), call_id=part.get("id"),
+                                arguments=arguments, raw_arguments=raw)
             trace.add(ns, call, span.place)
             trace.waiting.append(call)
+    answer()
     return outputs
 
 
@@ -350,11 +458,13 @@ def _late_results(trace: _Trace, span: PlainSpan) -> None:
         for part in message.get("parts", []):
             if not isinstance(part, dict) or part.get("type") != "tool_call_response":
                 continue
+            if "response" not in part and "result" not in part:
+                continue  # the result was not logged
             call = trace.unanswered.pop(str(part.get("id")), None)
             if call is not None:
-                response = part.get("response", part.get("result"))
+                response, _ = json_value(part.get("response", part.get("result")))
                 trace.add(span.start, ToolResult(tool=call.tool, call_id=call.call_id,
-                                                 result=response), span.place)
+                                                 result=response), span.place, early=True)
 
 
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
@@ -380,6 +490,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     }.items() if v is not None}
     if trace.unreadable:
         metadata["unreadable"] = trace.unreadable
+    if trace.errors:
+        metadata["errors"] = trace.errors
     context: dict[str, Any] = {}
     instructions = None
     for span in [*agents, *models]:

@@ -2,7 +2,8 @@
 
 What the OpenTelemetry file exporter and the Collector's ``file`` exporter write: one
 ``ExportTraceServiceRequest`` a line (``{"resourceSpans": […]}``), or one such request as
-a JSON document. Ids are hex per the OTLP/JSON spec; base64 (protobuf's generic JSON
+a JSON document; lines of logs exports (``{"resourceLogs": […]}``) may be among them, and
+are read by ``_otel_logs``. Ids are hex per the OTLP/JSON spec; base64 (protobuf's generic JSON
 mapping, which some exporters use) is accepted too and turned into hex. 64-bit integers
 may arrive as strings, as proto3 JSON allows.
 """
@@ -11,11 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import mmap
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NotRequired
+from typing import Any, Literal, NotRequired
 
 import pydantic_core
 from pydantic import TypeAdapter, ValidationError
@@ -107,9 +109,10 @@ class ResourceSpans(TypedDict, total=False):
 
 
 class ExportRequest(TypedDict):
-    """One OTLP/JSON trace export."""
+    """One OTLP/JSON export: of traces, or of logs (validated by ``_otel_logs``), or both."""
 
-    resourceSpans: list[ResourceSpans]
+    resourceSpans: NotRequired[list[ResourceSpans]]
+    resourceLogs: NotRequired[list[Any]]
 
 
 _EXPORT = TypeAdapter[Any](ExportRequest)
@@ -132,10 +135,18 @@ class PlainSpan:
     place: str
 
 
-def export_requests(path: Path, skips: Skips | None) -> Iterator[tuple[Any, str, int | None]]:
-    """Each validated export request of the file, with its place and line."""
+def export_requests(path: Path, skips: Skips | None, signal: Signal | None = None,
+                    ) -> Iterator[tuple[Any, str, int | None]]:
+    """Each validated export request of the file, with its place and line.
+
+    With ``signal``, only the requests that may hold it: ``"logs"`` those that mention
+    ``resourceLogs``, ``"spans"`` all but those that mention only ``resourceLogs`` (a
+    look at the raw text, so a line is parsed in one of the two passes, not both).
+    """
     if first_value(path) is None:  # one JSON document over many lines
         text = read_json_text(path)
+        if signal is not None and not _holds(text.encode(), signal):
+            return
         try:
             yield _validated(text, path, None), "$", None
         except InvalidInput as exc:
@@ -143,7 +154,7 @@ def export_requests(path: Path, skips: Skips | None) -> Iterator[tuple[Any, str,
         return
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
+            if not raw.strip() or (signal is not None and not _holds(raw, signal)):
                 continue
             try:
                 yield _validated(raw, path, number), f"line {number}", number
@@ -151,28 +162,58 @@ def export_requests(path: Path, skips: Skips | None) -> Iterator[tuple[Any, str,
                 skip_or_raise(skips, exc)
 
 
+Signal = Literal["spans", "logs"]
+
+
+def mentions_logs(path: Path) -> bool:
+    """Whether the file may hold a logs export: one fast search of its bytes, so a file of
+    spans only is read in one pass."""
+    with path.open("rb") as handle:
+        try:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return data.find(b'"resourceLogs"') >= 0
+        except ValueError:  # an empty file cannot be mapped
+            return False
+
+
+def _holds(raw: bytes, signal: Signal) -> bool:
+    logs = b'"resourceLogs"' in raw
+    return logs if signal == "logs" else (not logs or b'"resourceSpans"' in raw)
+
+
 def _validated(raw: str | bytes, path: Path, line: int | None) -> Any:
     try:
-        return _EXPORT.validate_json(raw)
+        request = _EXPORT.validate_json(raw)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        if first["type"] == "json_invalid":
-            reason = str(first["ctx"].get("error", ""))
-            # One document: pydantic says where in it ("… at line 3 column 7").
-            where = re.search(r" at line (\d+) column \d+$", reason)
-            if where is not None and line is None:
-                line, reason = int(where.group(1)), reason[:where.start()]
-            raise InvalidInput(path, "", f"not valid JSON: {reason}", line=line) from None
-        loc = [p for p in first["loc"] if isinstance(p, int | str)]
-        message = (f"required field '{loc[-1]}' is missing" if first["type"] == "missing"
-                   else first["msg"])
-        raise InvalidInput(path, json_path(loc), f"{message} (in an OTLP/JSON trace export)",
-                           line=line) from None
+        logs = exc.errors(include_url=False)[0]["loc"][:1] == ("resourceLogs",)
+        raise invalid(exc, path, line, "logs" if logs else "trace") from None
+    if "resourceSpans" not in request and "resourceLogs" not in request:
+        raise InvalidInput(path, "$", "expected resourceSpans (an OTLP/JSON trace export) or "
+                                      "resourceLogs (an OTLP/JSON logs export)", line=line)
+    return request
+
+
+def invalid(exc: ValidationError, path: Path, line: int | None, kind: str,
+            prefix: tuple[str | int, ...] = ()) -> InvalidInput:
+    """The first of pydantic's errors as one line naming the place in the export."""
+    first = exc.errors(include_url=False)[0]
+    if first["type"] == "json_invalid":
+        reason = str(first["ctx"].get("error", ""))
+        # One document: pydantic says where in it ("… at line 3 column 7").
+        where = re.search(r" at line (\d+) column \d+$", reason)
+        if where is not None and line is None:
+            line, reason = int(where.group(1)), reason[:where.start()]
+        return InvalidInput(path, "", f"not valid JSON: {reason}", line=line)
+    loc = [*prefix, *(p for p in first["loc"] if isinstance(p, int | str))]
+    message = (f"required field '{loc[-1]}' is missing" if first["type"] == "missing"
+               else first["msg"])
+    return InvalidInput(path, json_path(loc), f"{message} (in an OTLP/JSON {kind} export)",
+                        line=line)
 
 
 def plain_spans(request: Any, path: Path, place: str, line: int | None) -> Iterator[PlainSpan]:
     """The spans of one export request."""
-    for r, resource_spans in enumerate(request["resourceSpans"]):
+    for r, resource_spans in enumerate(request.get("resourceSpans", ())):
         resource = attributes(resource_spans.get("resource", {}).get("attributes", []))
         for s, scope in enumerate(resource_spans.get("scopeSpans", [])):
             for n, span in enumerate(scope.get("spans", [])):

@@ -30,12 +30,25 @@ class ChatServer:
                     self.send_response(server.fail_first.pop(0))
                     self.end_headers()
                     return
-                reply = json.dumps(server.model(body)).encode()
+                completion = server.model(body)
+                if body.get("stream"):
+                    self._stream(completion)
+                    return
+                reply = json.dumps(completion).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)
+
+            def _stream(self, completion: dict[str, Any]) -> None:
+                """The completion as server-sent chunks, as the API streams it."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                for chunk in stream_chunks(completion):
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.write(b"data: [DONE]\n\n")
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -48,3 +61,33 @@ class ChatServer:
         """Stop serving and free the port."""
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def stream_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ``chat.completion`` as the ``chat.completion.chunk`` deltas a streaming call gets:
+    the role, the text in two pieces, each tool call's name then its arguments in two
+    pieces, the finish reason, and the usage last."""
+    base = {k: completion[k] for k in ("id", "created", "model") if k in completion}
+    base["object"] = "chat.completion.chunk"
+    choice = completion["choices"][0]
+    message = choice["message"]
+    deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+    text = message.get("content") or ""
+    if text:
+        half = len(text) // 2
+        deltas += [{"content": text[:half]}, {"content": text[half:]}]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        arguments = call["function"]["arguments"]
+        half = len(arguments) // 2
+        deltas.append({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                       "function": {"name": call["function"]["name"],
+                                                    "arguments": arguments[:half]}}]})
+        deltas.append({"tool_calls": [{"index": index,
+                                       "function": {"arguments": arguments[half:]}}]})
+    chunks = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+              for d in deltas]
+    chunks.append({**base, "choices": [{"index": 0, "delta": {},
+                                        "finish_reason": choice.get("finish_reason")}]})
+    if "usage" in completion:
+        chunks.append({**base, "choices": [], "usage": completion["usage"]})
+    return chunks

@@ -195,14 +195,21 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
     harmful: dict[ReplayLayer, list[ReplayedStep]] = {"permissions": [], "review": [],
                                                       "acceptance": []}
     runs: dict[str, _Run] = {}
-    for path, fmt in logs:
+    shown: dict[Path, str] = {}
+
+    def show(source: Path) -> str:
+        if source not in shown:  # once a file, not once a step
+            shown[source] = workspace.relative(source)
+        return shown[source]
+
+    # OTLP/JSON files are read together, as the investigation read them: a trace's spans
+    # and its log events (content in event mode) may be in two files.
+    otel = [path for path, fmt in logs if fmt == "otel"]
+    groups = [([path], fmt) for path, fmt in logs if fmt != "otel"]
+    groups += [(otel, "otel")] if otel else []
+    for paths, fmt in groups:
         skips = Skips() if investigation.skipped_records else None
-        shown = workspace.relative(path)  # once a file, not once a step
-
-        def show(_: Path, name: str = shown) -> str:
-            return name
-
-        for part in read_logs([path], fmt, agent=incident.agent, skips=skips):
+        for part in read_logs(paths, fmt, agent=incident.agent, skips=skips):
             run = runs.setdefault(part.run_id, _Run())
             if part.header is not None:
                 run.context = {**run.context, **part.header.context}

@@ -71,6 +71,9 @@ class FileSummary:
     tool_calls: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
+    paired: bool = False
+    """An OTLP/JSON file read with the others given whose runs all came out under those
+    files (a logs export whose events joined spans elsewhere): no runs of its own is right."""
     kinds: Counter[str] = field(default_factory=Counter)
     """Steps by kind."""
     empty: Counter[str] = field(default_factory=Counter)
@@ -138,6 +141,9 @@ class FileSummary:
 
     def understood(self) -> str:
         """One sentence: the runs, steps by kind, calls with and without a result, content."""
+        if self.paired:
+            return (f"{display_path(self.path)} ({self.format}): read with the other OTLP/JSON "
+                    f"files given, its log events joined to their spans (counted there)")
         kinds = ", ".join(f"{self.kinds[k]} {_KINDS[k][self.kinds[k] != 1]}"
                           for k in _KINDS if self.kinds[k])
         text = (f"{display_path(self.path)} ({self.format}): {_n(self.runs, 'run')}, "
@@ -155,7 +161,7 @@ class FileSummary:
     def warnings(self, agent: str | None = None) -> list[FileWarning]:
         """What was not read as evidence: no runs, runs with no steps, records not understood."""
         found = []
-        if not self.runs:
+        if not self.runs and not self.paired:
             whose = f" of agent {agent}" if agent else ""
             found.append(FileWarning(self.path, "", f"no runs{whose} were read"))
         empty = [r for r in self._where if r not in self._stepped]
@@ -219,11 +225,18 @@ def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None
     skips = Skips() if skip_invalid else None
     done = Ingested(files=summaries, skipped=skips, written=out)
 
+    by_path = {s.path: s for s in summaries}
+
     def parts() -> Iterator[RunPart]:
+        # All files at once: OTLP spans and logs files given together are paired, a trace's
+        # log events counted with the file its spans are in.
+        for part in read_logs([s.path for s in summaries], fmt, agent=agent, skips=skips):
+            by_path.get(part.source, summaries[0]).count(part)
+            yield part
+        otel = [s for s in summaries if s.format == "otel"]
         for summary in summaries:
-            for part in read_logs([summary.path], summary.format, agent=agent, skips=skips):
-                summary.count(part)
-                yield part
+            summary.paired = (summary in otel and not summary.runs
+                              and any(o.runs for o in otel))
             found = summary.warnings(agent)
             if found and strict:  # raised inside the stream: --out is left unwritten
                 raise found[0].error()

@@ -1,0 +1,232 @@
+"""Reading what the real OpenTelemetry SDK and GenAI instrumentation emit: spans, OTLP logs
+and both, in every content mode, streaming, with and without agent and tool spans.
+
+Each scenario is produced once per test run by ``tests/otel_producers.py``: a real
+``openai`` client, instrumented by ``opentelemetry-instrumentation-openai-v2``, asks the
+local chat server for a refund, which asks for the ``issue_refund`` tool and then answers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalsuite import (
+    InvalidInput,
+    Output,
+    Run,
+    ToolCall,
+    ToolResult,
+    UserInput,
+    detect_format,
+    merge_parts,
+    read_log_runs,
+    read_logs,
+)
+from gates import Evidence, Workspace, investigate, load_inputs
+from gates._cli import main
+from gates._gate.logging_check import logging as logging_check
+from regressions import logging_gaps
+from tests.conftest import RunCli, built_once
+from tests.helpers import ACTOR, LOG, captured
+from tests.otel_producers import ANSWER, ARGUMENTS, CALL_ID, RESULT, SYSTEM, TOOL, USER, produce
+
+pytestmark = pytest.mark.slow  # every scenario runs an instrumented client in a child process
+
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "span_only": {"mode": "span_only"},
+    "event_only": {"mode": "event_only"},
+    "span_and_event": {"mode": "span_and_event"},
+    "legacy": {"mode": "legacy"},
+    "none": {"mode": "none", "tool_span": True},
+    "stream": {"mode": "span_only", "stream": True},
+    "stream_legacy": {"mode": "legacy", "stream": True},
+    "agent": {"mode": "event_only", "agent_span": True, "tool_span": True},
+    "agent_spans": {"mode": "span_only", "agent_span": True},
+    "failed": {"mode": "span_only", "agent_span": True, "error": True},
+}
+FULL = ["user_input", "tool_call", "tool_result", "output"]
+
+
+@pytest.fixture(scope="session")
+def otel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Each scenario's spans file and logs file, produced once per test run."""
+    def build(root: Path) -> None:
+        for name, options in SCENARIOS.items():
+            produce(root / name, **options)
+
+    root = built_once(tmp_path_factory, "otel-genai", build)
+    return {name: (root / name / "spans.jsonl", root / name / "logs.jsonl")
+            for name in SCENARIOS}
+
+
+def _only_run(*paths: Path) -> Run:
+    """The one run of the files given (a logs file left empty, in span_only mode, is left out)."""
+    runs = merge_parts(read_logs([p for p in paths if p.stat().st_size]))
+    assert len(runs) == 1, [r.run_id for r in runs]
+    return runs[0]
+
+
+def _fully_logged(run: Run) -> None:
+    """The refund conversation, every step with what it carried, and nothing to report."""
+    assert [s.kind for s in run.steps] == FULL
+    user, call, result, output = run.steps
+    assert isinstance(user, UserInput) and user.content == USER
+    assert isinstance(call, ToolCall) and (call.tool, call.call_id) == (TOOL, CALL_ID)
+    assert call.arguments == ARGUMENTS and call.arguments_logged is None
+    assert isinstance(result, ToolResult) and (result.call_id, result.result) == (CALL_ID,
+                                                                                 RESULT)
+    assert isinstance(output, Output) and output.content == ANSWER
+    assert run.context == {"system": SYSTEM}
+    assert logging_gaps(run, "otel") == []
+
+
+def test_client_spans_only_take_each_result_from_the_next_model_call(
+        otel: dict[str, tuple[Path, Path]]) -> None:
+    """Without tool spans, a call's result is the next chat span's tool_call_response."""
+    _fully_logged(_only_run(otel["span_only"][0]))
+
+
+@pytest.mark.parametrize("scenario", ["event_only", "span_and_event", "legacy"])
+def test_log_events_given_with_their_spans_give_the_content(
+        otel: dict[str, tuple[Path, Path]], scenario: str) -> None:
+    """A spans file and a logs file given together pair by trace id: content, once."""
+    spans, logs = otel[scenario]
+    run = _only_run(spans, logs)
+    _fully_logged(run)
+    assert run.usage is not None and (run.usage.input_tokens, run.usage.model_calls) == (280, 2)
+    assert _only_run(logs, spans).steps == run.steps  # in either order
+
+
+@pytest.mark.parametrize("scenario", ["event_only", "span_and_event", "legacy"])
+def test_a_logs_file_alone_is_read_as_its_runs(otel: dict[str, tuple[Path, Path]],
+                                               scenario: str) -> None:
+    """An OTLP logs export is detected and read without its spans."""
+    logs = otel[scenario][1]
+    assert detect_format(logs) == "otel"
+    _fully_logged(_only_run(logs))
+
+
+def test_a_file_of_spans_and_logs_lines_is_read_as_one(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """One file holding both exports, as one file exporter for both signals writes it."""
+    spans, logs = otel["event_only"]
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(logs.read_text() + spans.read_text())
+    assert read_log_runs(mixed)[0].steps == _only_run(spans, logs).steps
+
+
+@pytest.mark.parametrize("scenario", ["agent", "agent_spans"])
+def test_invoke_agent_span_keeps_the_model_calls_system_message(
+        otel: dict[str, tuple[Path, Path]], scenario: str) -> None:
+    """With an agent span (and a tool span), the system message is still the run's context."""
+    run = _only_run(*otel[scenario])
+    _fully_logged(run)
+    assert run.agent == "refund-agent"
+
+
+@pytest.mark.parametrize("scenario", ["stream", "stream_legacy"])
+def test_streamed_calls_make_one_output_and_no_empty_step(
+        otel: dict[str, tuple[Path, Path]], scenario: str) -> None:
+    """A streamed tool call is no empty output; a streamed answer is one output."""
+    _fully_logged(_only_run(*otel[scenario]))
+
+
+def test_content_not_captured_is_reported_not_invented(
+        otel: dict[str, tuple[Path, Path]]) -> None:
+    """Events without content give no empty input, no empty arguments, no empty result."""
+    run = _only_run(*otel["none"])
+    assert [s.kind for s in run.steps] == ["tool_call"]
+    assert run.steps[0].arguments_logged is False  # type: ignore[union-attr]
+    assert {g.question for g in logging_gaps(run, "otel")} == {
+        "goal", "context", "tools", "completion"}
+
+
+def test_ingest_pairs_the_two_files_and_writes_the_runs_whole(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`reinstate ingest SPANS LOGS --out` writes one run with its arguments and results."""
+    spans, logs = otel["event_only"]
+    out = tmp_path / "runs.jsonl"
+    assert main(["ingest", str(spans), str(logs), "--out", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    _fully_logged(read_log_runs(out)[0])
+
+
+def test_ingest_in_a_child_process_reads_legacy_events(
+        otel: dict[str, tuple[Path, Path]], cli: RunCli, tmp_path: Path) -> None:
+    """`reinstate ingest SPANS LOGS` as a user runs it: exit 0, no warning, per file."""
+    result = cli("ingest", *map(str, otel["legacy"]), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr and "Traceback" not in result.stderr
+    assert "spans.jsonl" in result.stdout
+
+
+def test_metrics_of_otel_files_count_calls_tokens_and_errors(
+        otel: dict[str, tuple[Path, Path]], capsys: pytest.CaptureFixture[str]) -> None:
+    """`reinstate metrics` reads model calls, tokens, tool calls and errors from OTel."""
+    assert main(["metrics", str(otel["span_only"][0]), str(otel["failed"][0]), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    values = {m["name"]: m["value"] for m in metrics["metrics"]}
+    assert metrics["runs"] == 2
+    assert (values["model calls"], values["input tokens"], values["output tokens"]) == (
+        3, 280, 30)
+    assert (values["tool calls"], values["errors"]) == (1, 2)
+    basis = {m["name"]: m["basis"] for m in metrics["metrics"]}
+    assert "gpt-4o-mini" in basis["model calls"]
+
+
+def test_a_bad_log_record_names_its_line_and_path(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """A log record of the wrong shape is one error naming line and JSON path."""
+    request = json.loads(otel["event_only"][1].read_text().splitlines()[0])
+    request["resourceLogs"][0]["scopeLogs"][0]["logRecords"][1]["timeUnixNano"] = "soon"
+    bad = tmp_path / "logs.jsonl"
+    bad.write_text(json.dumps(request) + "\n")
+    with pytest.raises(InvalidInput) as caught:
+        read_log_runs(bad)
+    assert (caught.value.line, caught.value.place) == (
+        1, "$.resourceLogs[0].scopeLogs[0].logRecords[1].timeUnixNano")
+    assert "OTLP/JSON logs export" in caught.value.expected
+
+
+def test_the_gates_logging_check_passes_on_fully_logged_otel_runs(
+        otel: dict[str, tuple[Path, Path]], example: Workspace) -> None:
+    """The logging check reads the logs folder's spans and logs files together."""
+    shutil.rmtree(example.logs_dir)
+    example.logs_dir.mkdir()
+    spans, logs = otel["event_only"]
+    shutil.copy(spans, example.logs_dir / "spans.jsonl")
+    result = logging_check(load_inputs(example, "refund-agent"), Evidence([], frozenset()))
+    assert result.outcome == "fail" and "no user input logged" in " ".join(result.findings)
+    shutil.copy(logs, example.logs_dir / "logs.jsonl")
+    result = logging_check(load_inputs(example, "refund-agent"), Evidence([], frozenset()))
+    assert (result.outcome, result.findings) == ("pass", []), result.summary
+
+
+def test_investigate_finds_a_call_whose_arguments_only_the_logs_file_holds(
+        otel: dict[str, tuple[Path, Path]], example: Workspace) -> None:
+    """The scope of impact matches arguments from log events; the run has no logging gap."""
+    incident_id = captured(example)
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    path = example.incidents().path(incident_id)
+    data = yaml.safe_load(path.read_text())
+    data["investigation"]["signature"]["match"] = [{
+        "kind": "tool_call", "tool": TOOL, "arguments": {
+            "type": "object", "required": ["refund_to"],
+            "properties": {"refund_to": {"const": ARGUMENTS["refund_to"]}}}}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    logs = []
+    for source in otel["event_only"]:
+        logs.append(example.logs_dir / source.name)
+        shutil.copy(source, logs[-1])
+    scope = investigate(example, incident_id, logs, actor=ACTOR).investigation.scope
+    assert (scope.runs_matched, scope.calls_matched) == (1, 1)
+    done = investigate(example, incident_id, [example.root / LOG, *logs], actor=ACTOR)
+    assert done.investigation.scope.runs_matched == 1
+    assert scope.runs[0].run_id not in done.investigation.gap_runs

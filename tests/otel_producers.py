@@ -1,0 +1,224 @@
+"""Real OpenTelemetry GenAI spans and logs, as the Collector's file exporter writes them.
+
+A child process instruments a real ``openai.OpenAI`` client with the official GenAI
+instrumentation (``opentelemetry-instrumentation-openai-v2``) and the OpenTelemetry SDK,
+points it at the local chat server of ``tests/chat_server.py`` (scripted to ask for a
+refund tool, then to answer), and writes what the SDK exported as OTLP/JSON: one export
+request a line, trace and span ids in hex, enums as integers. A child process, because the
+instrumentation reads its content mode once per process.
+
+Modes: ``span_only``, ``event_only`` and ``span_and_event`` (latest experimental GenAI
+conventions), ``legacy`` (v1.30 conventions with content capture on: content as
+``gen_ai.user.message``-style log events) and ``none`` (no content captured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("span_only", "event_only", "span_and_event", "legacy", "none")
+SYSTEM = "You are the refund agent of Acme. Refunds go to the original payment method only."
+USER = "Refund order 42, please. Send it to my new card 4111."
+TOOL = "issue_refund"
+ARGUMENTS = {"order_id": "42", "refund_to": "card-4111"}
+RESULT = {"status": "refunded", "amount": 30}
+ANSWER = "Order 42 is refunded to card 4111."
+CALL_ID = "call_refund_1"
+MODEL = "gpt-4o-mini"
+USAGE = [(120, 18), (160, 12)]  # input and output tokens of the two model calls
+
+
+@dataclass(frozen=True)
+class Produced:
+    """The files one instrumented conversation was exported to."""
+
+    spans: Path
+    """OTLP/JSON trace export, one request a line."""
+    logs: Path
+    """OTLP/JSON logs export, one request a line (empty when nothing was logged)."""
+
+
+def produce(folder: Path, mode: str, *, stream: bool = False, agent_span: bool = False,
+            tool_span: bool = False, error: bool = False) -> Produced:
+    """Run the instrumented conversation in a child process and return its export files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if mode in ("span_only", "event_only", "span_and_event"):
+        env["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = mode
+    elif mode == "legacy":
+        env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true"
+    env["OTEL_SERVICE_NAME"] = "refund-service"
+    flags = [f for f, on in (("--stream", stream), ("--agent-span", agent_span),
+                             ("--tool-span", tool_span), ("--error", error)) if on]
+    subprocess.run([sys.executable, "-m", "tests.otel_producers", str(folder), *flags],
+                   cwd=ROOT, env=env, check=True, timeout=120)
+    return Produced(spans=folder / "spans.jsonl", logs=folder / "logs.jsonl")
+
+
+def _scripted(body: dict[str, Any]) -> dict[str, Any]:
+    """The model: a refund tool call first, the answer once the tool has answered."""
+    answered = body["messages"][-1]["role"] == "tool"
+    tokens = USAGE[1 if answered else 0]
+    message: dict[str, Any] = ({"role": "assistant", "content": ANSWER} if answered else {
+        "role": "assistant", "content": None,
+        "tool_calls": [{"id": CALL_ID, "type": "function",
+                        "function": {"name": TOOL, "arguments": json.dumps(ARGUMENTS)}}]})
+    return {"id": f"chatcmpl-{len(body['messages'])}", "object": "chat.completion",
+            "created": 1764000000, "model": MODEL,
+            "choices": [{"index": 0, "message": message,
+                         "finish_reason": "stop" if answered else "tool_calls"}],
+            "usage": {"prompt_tokens": tokens[0], "completion_tokens": tokens[1],
+                      "total_tokens": sum(tokens)}}
+
+
+def _hex_ids(value: Any) -> Any:
+    """OTLP/JSON (unlike protobuf's JSON mapping) writes trace and span ids in hex."""
+    if isinstance(value, list):
+        return [_hex_ids(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {k: (base64.b64decode(v).hex() if k in ("traceId", "spanId", "parentSpanId")
+                and isinstance(v, str) else _hex_ids(v)) for k, v in value.items()}
+
+
+def _otlp_json(request: Any) -> str:
+    from google.protobuf.json_format import MessageToDict
+
+    return json.dumps(_hex_ids(MessageToDict(request, use_integers_for_enums=True)))
+
+
+def _conversation(args: argparse.Namespace) -> None:
+    import openai
+    from opentelemetry import trace
+    from opentelemetry.trace import SpanKind
+
+    from tests.chat_server import ChatServer
+
+    server = ChatServer(_scripted)
+    if args.error:
+        server.fail_first = [400]
+    tracer = trace.get_tracer("refund-agent")
+    client = openai.OpenAI(base_url=server.url.removesuffix("/chat/completions"),
+                           api_key="test-key", max_retries=0)
+    tools = [{"type": "function", "function": {
+        "name": TOOL, "description": "Refund an order.",
+        "parameters": {"type": "object", "properties": {
+            "order_id": {"type": "string"}, "refund_to": {"type": "string"}}}}}]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": SYSTEM},
+                                      {"role": "user", "content": USER}]
+
+    def ask() -> dict[str, Any]:
+        if not args.stream:
+            reply = client.chat.completions.create(model=MODEL, messages=messages,  # type: ignore[arg-type]
+                                                   tools=tools)  # type: ignore[arg-type]
+            return reply.choices[0].message.model_dump(exclude_none=True)
+        text, calls = "", {}
+        for chunk in client.chat.completions.create(
+                model=MODEL, messages=messages, tools=tools, stream=True,  # type: ignore[arg-type]
+                stream_options={"include_usage": True}):
+            for choice in chunk.choices:
+                text += choice.delta.content or ""
+                for call in choice.delta.tool_calls or []:
+                    found = calls.setdefault(call.index, {"id": call.id, "type": "function",
+                                                          "function": {"name": "",
+                                                                       "arguments": ""}})
+                    if call.function and call.function.name:
+                        found["function"]["name"] = call.function.name
+                    if call.function and call.function.arguments:
+                        found["function"]["arguments"] += call.function.arguments
+        message: dict[str, Any] = {"role": "assistant", "content": text or None}
+        if calls:
+            message["tool_calls"] = [calls[i] for i in sorted(calls)]
+        return message
+
+    def turn() -> None:
+        try:
+            first = ask()
+        except openai.BadRequestError:
+            return
+        messages.append(first)
+        for call in first.get("tool_calls", []):
+            if args.tool_span:
+                with tracer.start_as_current_span(f"execute_tool {TOOL}", attributes={
+                        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": TOOL,
+                        "gen_ai.tool.call.id": call["id"]}):
+                    pass
+            messages.append({"role": "tool", "tool_call_id": call["id"],
+                             "content": json.dumps(RESULT)})
+        ask()
+
+    # The application's own span (a web framework's, say) holds the turn in one trace.
+    with tracer.start_as_current_span("POST /refund", kind=SpanKind.SERVER):
+        _agent(args, tracer, turn)
+    server.close()
+
+
+def _agent(args: argparse.Namespace, tracer: Any, turn: Any) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    if args.agent_span:
+        attributes = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "refund-agent",
+                      "gen_ai.provider.name": "openai",
+                      "gen_ai.input.messages": json.dumps(
+                          [{"role": "user", "parts": [{"type": "text", "content": USER}]}])}
+        with tracer.start_as_current_span("invoke_agent refund-agent",
+                                          attributes=attributes) as span:
+            turn()
+            if args.error:
+                span.set_status(Status(StatusCode.ERROR, "model refused the request"))
+    else:
+        turn()
+
+
+def main() -> None:
+    """The child: instrument, converse, export spans and logs as OTLP/JSON lines."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder", type=Path)
+    for flag in ("--stream", "--agent-span", "--tool-span", "--error"):
+        parser.add_argument(flag, action="store_true")
+    args = parser.parse_args()
+
+    from opentelemetry import _logs, trace
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(tracer_provider)
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    _logs.set_logger_provider(logger_provider)
+    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider,
+                                    logger_provider=logger_provider)
+    _conversation(args)
+    tracer_provider.force_flush()
+    logger_provider.force_flush()
+    # One export a line, in the order spans ended (a parent after its children), as a
+    # simple span processor feeding the Collector's file exporter would write them.
+    (args.folder / "spans.jsonl").write_text(
+        "".join(_otlp_json(encode_spans([s])) + "\n" for s in spans.get_finished_spans()))
+    records = logs.get_finished_logs()
+    (args.folder / "logs.jsonl").write_text(_otlp_json(encode_logs(records)) + "\n"
+                                            if records else "")
+
+
+if __name__ == "__main__":
+    main()
