@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import mmap
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -167,13 +166,16 @@ Signal = Literal["spans", "logs"]
 
 def mentions_logs(path: Path) -> bool:
     """Whether the file may hold a logs export: one fast search of its bytes, so a file of
-    spans only is read in one pass."""
+    spans only is read in one pass. Read in blocks, not mapped: a mapped file's pages
+    count as the process's memory, which would then grow with the log."""
+    needle = b'"resourceLogs"'
+    tail = b""
     with path.open("rb") as handle:
-        try:
-            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return data.find(b'"resourceLogs"') >= 0
-        except ValueError:  # an empty file cannot be mapped
-            return False
+        while block := handle.read(1 << 20):
+            if needle in tail + block[:len(needle)] or needle in block:
+                return True
+            tail = block[-len(needle):]
+    return False
 
 
 def _holds(raw: bytes, signal: Signal) -> bool:

@@ -15,6 +15,7 @@ memory follows the sessions in the file, not its size.
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,6 +35,8 @@ DEFAULT_SESSION_ATTRIBUTES: tuple[str, ...] = (
 """Span attributes whose value names the session a trace belongs to, first found wins."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_OPEN_SESSIONS = 10_000
+"""Sessions kept open for later traces to continue (the most recently continued)."""
 _ATTRIBUTES: ContextVar[tuple[str, ...]] = ContextVar(
     "session_attributes", default=DEFAULT_SESSION_ATTRIBUTES)
 
@@ -70,8 +73,10 @@ class _Session:
     """Tool calls by id whose result no trace has logged yet."""
     traces: int = 0
     """Traces of the session read so far."""
-    first: RunHeader | None = None
-    """The header of its first trace: when the session started, its first trace id."""
+    started_at: datetime | None = None
+    """When its first trace started."""
+    trace_id: Any = None
+    """Its first trace's id."""
 
 
 def _running_header(header: RunHeader, session: _Session) -> RunHeader:
@@ -79,14 +84,14 @@ def _running_header(header: RunHeader, session: _Session) -> RunHeader:
     with the later one's fields winning, so each carries the session's start. Usage stays
     the trace's own: merging adds up the usage of a run's parts."""
     session.traces += 1
-    if session.first is None:
-        session.first = header
-    first = session.first
+    if session.traces == 1:
+        session.started_at = header.started_at
+        session.trace_id = header.metadata.get("trace_id")
     update: dict[str, Any] = {
-        "started_at": first.started_at or header.started_at,
+        "started_at": session.started_at or header.started_at,
         "metadata": {**header.metadata, "traces": session.traces,
-                     **({"trace_id": first.metadata["trace_id"]}
-                        if "trace_id" in first.metadata else {})},
+                     **({"trace_id": session.trace_id} if session.trace_id is not None
+                        else {})},
     }
     return header.model_copy(update=update)
 
@@ -96,7 +101,10 @@ class Sessions:
 
     def __init__(self) -> None:
         self.attributes = session_attributes()
-        self.open: dict[str, _Session] = {}
+        # The most recently continued sessions, oldest first: a file of millions of
+        # conversations keeps memory flat. A trace of a session closed before it starts
+        # it again (its repeated history is then kept: a duplicate, never a loss).
+        self.open: OrderedDict[str, _Session] = OrderedDict()
 
     def continued(self, part: RunPart, spans: Sequence[PlainSpan]) -> RunPart:
         """``part`` (one trace's) as the continuation of its session: under the session's
@@ -112,7 +120,10 @@ class Sessions:
         if key is None:  # a run of its own: only its own calls can be answered in it
             _add_late_results(part, _Session(), spans)
             return part
-        session = self.open.setdefault(key, _Session())
+        session = self.open.pop(key, None) or _Session()
+        self.open[key] = session  # the most recent last
+        if len(self.open) > MAX_OPEN_SESSIONS:
+            self.open.popitem(last=False)
         _drop_repeated_history(part, session)
         _add_late_results(part, session, spans)
         if part.header is not None:
