@@ -86,31 +86,39 @@ class FileSummary:
     """Where the first record not understood is."""
     _where: dict[str, str | int] = field(default_factory=dict)  # run id → first place
     _stepped: set[str] = field(default_factory=set)
-    _waiting: dict[str, list[ToolCall]] = field(default_factory=dict)
+    # Calls waiting for a result, per run, as (call id, tool): small, since a log's calls
+    # without results stay here to the end.
+    _waiting: dict[str, list[tuple[str | None, str]]] = field(default_factory=dict)
 
     def count(self, part: RunPart) -> None:
-        """Count one part of a run."""
-        if part.run_id not in self._where:
-            self._where[part.run_id] = part.place
+        """Count one part of a run (once a step: this runs over every step ingested)."""
+        run_id, steps = part.run_id, part.steps
+        if run_id not in self._where:
+            self._where[run_id] = part.place
             self.runs += 1
-        if part.steps:
-            self._stepped.add(part.run_id)
-        self.steps += len(part.steps)
+        if steps:
+            self._stepped.add(run_id)
+        self.steps += len(steps)
         for place, why in part.unread:
             self.unread.note(why, located(part.source, place))
             if self.first_unread is None:
                 self.first_unread = place
+        kinds, empty = self.kinds, self.empty
         first, last = self.first_at, self.last_at
-        for step in part.steps:
+        for step in steps:
             kind = step.kind
-            self.kinds[kind] += 1
-            if not _has_content(step):
-                self.empty[kind] += 1
-            if type(step) is ToolCall or kind == "tool_call":
+            kinds[kind] += 1
+            if isinstance(step, ToolCall):
                 self.tool_calls += 1
-                self._waiting.setdefault(part.run_id, []).append(step)  # type: ignore[arg-type]
-            elif kind == "tool_result":
-                self._answer(part.run_id, step)  # type: ignore[arg-type]
+                if step.arguments_logged is False:
+                    empty[kind] += 1
+                self._waiting.setdefault(run_id, []).append((step.call_id, step.tool))
+            elif isinstance(step, ToolResult):
+                if step.result in (None, "") and step.error is None:
+                    empty[kind] += 1
+                self._answer(run_id, step)
+            elif not step.content.strip():
+                empty[kind] += 1
             at = step.at
             if at is None:
                 continue
@@ -129,10 +137,10 @@ class FileSummary:
             return
         match = None
         if result.call_id is not None:
-            match = next((c for c in waiting if c.call_id == result.call_id), None)
+            match = next((c for c in waiting if c[0] == result.call_id), None)
         if match is None:
-            match = next((c for c in waiting if c.call_id is None
-                          and result.tool in (None, c.tool)), None)
+            match = next((c for c in waiting if c[0] is None
+                          and result.tool in (None, c[1])), None)
         if match is not None:
             waiting.remove(match)
             self.answered += 1
@@ -180,14 +188,6 @@ class FileSummary:
 
 def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _has_content(step: object) -> bool:
-    if isinstance(step, ToolCall):
-        return step.arguments_logged is not False
-    if isinstance(step, ToolResult):
-        return step.result not in (None, "") or step.error is not None
-    return bool(str(getattr(step, "content", "")).strip())
 
 
 @dataclass
