@@ -64,7 +64,7 @@ if TYPE_CHECKING:
         schedule_review,
     )
     from gates._response.clearance import AttestedClearance, Clearance, check, check_attested
-    from gates._response.ingest import FileSummary, Ingested, ingest
+    from gates._response.ingest import FileSummary, Ingested, Tally, ingest
     from gates._response.investigation import Investigated, investigate
     from gates._response.restore import Restored, restore, restore_blockers
     from gates._response.runs import LocatedRun, RunSummary, find_run, list_runs
@@ -198,6 +198,7 @@ __all__ = [
     "Situation",
     "StateStore",
     "StoreUnavailable",
+    "Tally",
     "ToolPermission",
     "UnknownAgent",
     "Verdict",
@@ -304,6 +305,7 @@ _EXPORTS: dict[str, str] = {
     "EvalsResult": "gates._verdict.check_results",
     "Evidence": "gates._gate.checks",
     "FileSummary": "gates._response.ingest",
+    "Tally": "gates._response.ingest",
     "Fingerprint": "gates._verdict.fingerprint",
     "GateInputs": "gates._gate.inputs",
     "GatesError": "gates._errors",

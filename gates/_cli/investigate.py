@@ -10,7 +10,7 @@ from rich.markup import escape
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT, SKIP, STRICT
 from gates._reports.investigation_view import investigation_summary, skipped_lines
-from gates._response.ingest import ingest
+from gates._response.ingest import Tally
 from gates._response.investigation import investigate
 
 
@@ -33,17 +33,13 @@ def command(incident_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...
     c = ctx()
     workspace = c.workspace()
     files = [*logs, *more_logs]
-    if files:
-        # First say what the logs hold for this agent (one more pass over them), so a log
-        # read as nothing is a warning, or with --strict an error before anything is written.
-        agent = workspace.incidents().load(incident_id).agent
-        read = ingest(files, fmt, agent=agent, skip_invalid=skip_invalid, strict=strict)
-        for summary in read.files:
-            c.out.print(escape(summary.understood()), highlight=False)
-        for warning in read.warnings:
-            c.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    # What each log holds for this agent is counted in the investigation's own pass, so a
+    # log read as nothing is a warning, or with --strict an error before anything is written.
+    tally = Tally(files, fmt) if files else None
     done = investigate(workspace, incident_id, files, actor=c.actor, fmt=fmt,
-                       skip_invalid=skip_invalid)
+                       skip_invalid=skip_invalid, strict=strict, tally=tally)
+    for summary in tally.files if tally is not None else ():
+        c.out.print(escape(summary.understood()), highlight=False)
     for warning in done.warnings:
         c.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     skipped_lines(c.err, done.skipped)

@@ -201,6 +201,37 @@ class Ingested:
     warnings: list[str] = field(default_factory=list)
 
 
+class Tally:
+    """What each of the logs read together holds, counted as their parts stream by."""
+
+    def __init__(self, paths: Sequence[Path], fmt: str = "auto") -> None:
+        self.files = [FileSummary(path=p, format=detect_format(p) if fmt == "auto" else fmt)
+                      for p in paths]
+        self._by_path = {s.path: s for s in self.files}
+
+    def count(self, part: RunPart) -> None:
+        """Count one part in the file it came from (a trace's log events count with the
+        file its spans are in)."""
+        self._by_path.get(part.source, self.files[0]).count(part)
+
+    def finish(self, agent: str | None = None, *, strict: bool = False) -> list[str]:
+        """The warnings, one a line (``file:place: what``), once every part is counted.
+
+        Raises:
+            InvalidInput: with ``strict``, the first warning.
+        """
+        otel = [s for s in self.files if s.format == "otel"]
+        warnings = []
+        for summary in self.files:
+            summary.paired = (summary in otel and not summary.runs
+                              and any(o.runs for o in otel))
+            found = summary.warnings(agent)
+            if found and strict:
+                raise found[0].error()
+            warnings += [f"{located(w.path, w.place)}: {w.message}" for w in found]
+        return warnings
+
+
 def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None,
            skip_invalid: bool = False, strict: bool = False,
            out: Path | None = None) -> Ingested:
@@ -218,29 +249,19 @@ def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None
         raise InvalidInput(None, "--format", f"no reader named {fmt!r}: expected auto, a "
                                              f"bundled format, an installed reader plugin "
                                              f"or module:callable")
-    summaries = [FileSummary(path=p, format=detect_format(p) if fmt == "auto" else fmt)
-                 for p in paths]
+    tally = Tally(paths, fmt)
     if out is not None and any(out.resolve() == p.resolve() for p in paths):
         raise InvalidInput(out, "--out", "expected a new file, not one of the logs being read")
     skips = Skips() if skip_invalid else None
-    done = Ingested(files=summaries, skipped=skips, written=out)
-
-    by_path = {s.path: s for s in summaries}
+    done = Ingested(files=tally.files, skipped=skips, written=out)
 
     def parts() -> Iterator[RunPart]:
-        # All files at once: OTLP spans and logs files given together are paired, a trace's
-        # log events counted with the file its spans are in.
-        for part in read_logs([s.path for s in summaries], fmt, agent=agent, skips=skips):
-            by_path.get(part.source, summaries[0]).count(part)
+        # All files at once: OTLP spans and logs files given together are paired.
+        for part in read_logs(paths, fmt, agent=agent, skips=skips):
+            tally.count(part)
             yield part
-        otel = [s for s in summaries if s.format == "otel"]
-        for summary in summaries:
-            summary.paired = (summary in otel and not summary.runs
-                              and any(o.runs for o in otel))
-            found = summary.warnings(agent)
-            if found and strict:  # raised inside the stream: --out is left unwritten
-                raise found[0].error()
-            done.warnings += [f"{located(w.path, w.place)}: {w.message}" for w in found]
+        # Raised inside the stream with --strict: --out is left unwritten.
+        done.warnings += tally.finish(agent, strict=strict)
 
     if out is not None:
         done.lines = write_parts(parts(), out)

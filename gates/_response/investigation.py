@@ -34,6 +34,7 @@ from evalsuite import (
     read_logs,
 )
 from gates._config import Workspace
+from gates._response.ingest import Tally
 from gates._store.access import open_store
 from gates._store.backends import StateStore
 from regressions import (
@@ -142,9 +143,15 @@ def redacted_timeline(runs: list[tuple[Run, list[str]]], events: list[TimelineEv
 
 
 def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *, actor: str,
-                fmt: str = "auto", skip_invalid: bool = False,
+                fmt: str = "auto", skip_invalid: bool = False, strict: bool = False,
+                tally: Tally | None = None,
                 store: StateStore | None = None) -> Investigated:
-    """Investigate an incident in ``logs`` and record what was found in the incident."""
+    """Investigate an incident in ``logs`` and record what was found in the incident.
+
+    With ``tally``, what each log holds is counted in the same pass; a log read as
+    nothing, runs with no steps, or records not understood is a warning, or with
+    ``strict`` an :class:`InvalidInput` raised before anything is written.
+    """
     book = workspace.incidents()
     incident = book.load(incident_id)
     next_phase(incident.id, "investigate", incident.phase)
@@ -156,8 +163,10 @@ def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *,
     skips = Skips() if skip_invalid else None
     search = ScopeSearch(signature, criteria, keep=own, show=workspace.relative)
     for part in read_logs(logs, fmt, agent=incident.agent, skips=skips):
+        if tally is not None:
+            tally.count(part)
         search.feed(part)
-    warnings = []
+    warnings = tally.finish(incident.agent, strict=strict) if tally is not None else []
     attached = located_runs(search.kept, workspace.relative)
     missing = [r for r in own if r not in {run.run_id for run, _ in attached}]
     if missing:
