@@ -89,16 +89,19 @@ class ToolResult(Record):
     unset when the result was logged as a value or as text that is not a JSON object or
     array."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_json_text(cls, data: Any) -> Any:
+    @model_validator(mode="after")
+    def _parse_json_text(self) -> ToolResult:
         # Once, here, for every reader, fixture and rule: a string is the value it spells.
-        if isinstance(data, dict) and data.get("result_text") is None:
-            text = data.get("result")
-            value = json_container(text) if isinstance(text, str) else None
+        # After validation, so a log line is validated straight from its JSON (a "before"
+        # validator would have it built as a dict first); set in place, not re-validated.
+        text = self.result
+        if isinstance(text, str) and self.result_text is None:
+            value = json_container(text)
             if value is not None:
-                return {**data, "result": value, "result_text": text}
-        return data
+                self.__dict__["result"] = value
+                self.__dict__["result_text"] = text
+                self.__pydantic_fields_set__.update(("result", "result_text"))
+        return self
 
 
 def json_container(text: str) -> dict[str, Any] | list[Any] | None:
