@@ -103,32 +103,29 @@ class FileSummary:
             self.unread.note(why, located(part.source, place))
             if self.first_unread is None:
                 self.first_unread = place
-        kinds, empty = self.kinds, self.empty
-        first, last = self.first_at, self.last_at
+        empty = self.empty
+        self.kinds.update([step.kind for step in steps])
         for step in steps:
-            kind = step.kind
-            kinds[kind] += 1
             if isinstance(step, ToolCall):
                 self.tool_calls += 1
                 if step.arguments_logged is False:
-                    empty[kind] += 1
+                    empty["tool_call"] += 1
                 self._waiting.setdefault(run_id, []).append((step.call_id, step.tool))
             elif isinstance(step, ToolResult):
                 if step.result in (None, "") and step.error is None:
-                    empty[kind] += 1
+                    empty["tool_result"] += 1
                 self._answer(run_id, step)
             elif not step.content.strip():
-                empty[kind] += 1
-            at = step.at
-            if at is None:
-                continue
-            if at.tzinfo is None:
-                at = as_utc(at)
-            if first is None or at < first:  # type: ignore[operator]
-                first = at
-            if last is None or at > last:  # type: ignore[operator]
-                last = at
-        self.first_at, self.last_at = first, last
+                empty[step.kind] += 1
+        times = [at for step in steps if (at := step.at) is not None]
+        if times:
+            if any(at.tzinfo is None for at in times):
+                times = [as_utc(at) or at for at in times]
+            first, last = min(times), max(times)
+            if self.first_at is None or first < self.first_at:
+                self.first_at = first
+            if self.last_at is None or last > self.last_at:
+                self.last_at = last
 
     def _answer(self, run_id: str, result: ToolResult) -> None:
         """Pair a result with the call it answers, as :meth:`Run.pairs` does, streaming."""
