@@ -23,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
-from evalsuite._otel_spans import PlainSpan, json_value
+from evalsuite._otel_spans import PlainSpan, TraceSteps, json_value
 from evalsuite._parts import RunHeader, RunPart
 from evalsuite._run import (
     Output,
     Reasoning,
     RunOutcome,
-    Step,
     ToolCall,
     ToolResult,
     Usage,
@@ -45,28 +44,12 @@ def is_openinference(spans: Sequence[PlainSpan]) -> bool:
     return any(KIND in s.attributes for s in spans)
 
 
-class _Trace:
-    """The steps of one trace as they are found, with their times and places."""
+class _Trace(TraceSteps):
+    """The steps of one OpenInference trace, and the user messages it has read."""
 
     def __init__(self) -> None:
-        self.steps: list[tuple[int, int, Step, str]] = []
+        super().__init__()
         self.users: list[str] = []
-        self.system: list[str] = []
-        self.waiting: list[ToolCall] = []
-        self.unreadable: list[str] = []
-
-    def add(self, ns: int, step: Step, place: str) -> None:
-        self.steps.append((ns, len(self.steps), step, place))
-
-    def json(self, span: PlainSpan, key: str) -> Any:
-        """An attribute holding JSON text, parsed; unreadable ones are noted, not guessed."""
-        if key not in span.attributes:
-            return None
-        value, readable = json_value(span.attributes[key])
-        if not readable:
-            self.unreadable.append(f"span {span.span_id}: {key} is not valid JSON")
-            return None
-        return value
 
 
 def openinference_part(spans: list[PlainSpan], path: Path) -> RunPart:

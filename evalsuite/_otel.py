@@ -42,6 +42,7 @@ from evalsuite._openinference import is_openinference, openinference_part
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
 from evalsuite._otel_spans import (
     PlainSpan,
+    TraceSteps,
     export_requests,
     json_value,
     mentions_logs,
@@ -52,7 +53,6 @@ from evalsuite._run import (
     Output,
     Reasoning,
     RunOutcome,
-    Step,
     ToolCall,
     ToolResult,
     Usage,
@@ -61,7 +61,6 @@ from evalsuite._run import (
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EARLY = 1 << 40  # orders a step before every step of its time found before it
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -140,30 +139,13 @@ def _time(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-class _Trace:
-    """The steps of one trace as they are found, with their times and places."""
+class _Trace(TraceSteps):
+    """The steps of one GenAI trace, and the calls and errors it leaves open."""
 
     def __init__(self) -> None:
-        self.steps: list[tuple[int, int, Step, str]] = []
-        self.waiting: list[ToolCall] = []
+        super().__init__()
         self.unanswered: dict[str, ToolCall] = {}
-        self.system: list[str] = []
-        self.unreadable: list[str] = []
         self.errors: list[str] = []
-
-    def add(self, ns: int, step: Step, place: str, *, early: bool = False) -> None:
-        """Note a step at ``ns``; ``early`` puts it before the steps found earlier at the
-        same time (a result read from a call whose log event has one time for all)."""
-        self.steps.append((ns, len(self.steps) - (_EARLY if early else 0), step, place))
-
-    def json(self, span: PlainSpan, key: str) -> Any:
-        if key not in span.attributes:
-            return None
-        value, readable = json_value(span.attributes[key])
-        if not readable:
-            self.unreadable.append(f"span {span.span_id}: {key} is not valid JSON")
-            return None
-        return value
 
 
 SpanReader = Callable[[PlainSpan], None]

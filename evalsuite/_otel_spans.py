@@ -26,6 +26,7 @@ from evalsuite._conversations import first_value, read_json_text
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
 from evalsuite._parts import Skips, skip_or_raise
+from evalsuite._run import Step, ToolCall
 
 
 class AnyValue(TypedDict, total=False):
@@ -291,3 +292,32 @@ def json_value(raw: Any) -> tuple[Any, bool]:
         except ValueError:
             return raw, False
     return raw, True
+
+
+_EARLY = 1 << 40  # orders a step before every step of its time found before it
+
+
+class TraceSteps:
+    """The steps of one trace as a convention's reader finds them, with their times and
+    places, put in time order when the trace is done."""
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, int, Step, str]] = []
+        self.waiting: list[ToolCall] = []
+        self.system: list[str] = []
+        self.unreadable: list[str] = []
+
+    def add(self, ns: int, step: Step, place: str, *, early: bool = False) -> None:
+        """Note a step at ``ns``; ``early`` puts it before the steps found earlier at the
+        same time (a result read from a call whose log event has one time for all)."""
+        self.steps.append((ns, len(self.steps) - (_EARLY if early else 0), step, place))
+
+    def json(self, span: PlainSpan, key: str) -> Any:
+        """An attribute holding JSON text, parsed; unreadable ones are noted, not guessed."""
+        if key not in span.attributes:
+            return None
+        value, readable = json_value(span.attributes[key])
+        if not readable:
+            self.unreadable.append(f"span {span.span_id}: {key} is not valid JSON")
+            return None
+        return value
