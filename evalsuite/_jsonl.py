@@ -60,7 +60,7 @@ def native_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
     :class:`InvalidInput` naming its line, unless ``skips`` is given: then it is counted
     there and reading goes on.
     """
-    validate = _LINE.validate_json
+    validate = _LINE.validator.validate_json  # the validator itself: no wrapper a line
     part: RunPart | None = None
     try:
         with path.open("rb") as handle:
