@@ -49,9 +49,18 @@ def calls_log(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def plugin_on_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The plugin module importable in this process."""
+    """The plugin module importable in this process, and gone again after: the readers
+    found and loaded are cached for the process, so the caches are emptied both ways (a
+    later test in this worker must not meet a plugin it cannot import)."""
+    from evalsuite._readers import installed_readers, load_reader
+
     monkeypatch.syspath_prepend(str(PLUGIN))
+    installed_readers.cache_clear()
+    load_reader.cache_clear()
     yield
+    monkeypatch.undo()
+    installed_readers.cache_clear()
+    load_reader.cache_clear()
     sys.modules.pop("reinstate_calls_csv", None)
 
 
