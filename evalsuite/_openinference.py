@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
-from evalsuite._otel_spans import PlainSpan, TraceSteps, json_value
+from evalsuite._otel_spans import PlainSpan, TraceSteps, json_value, step_time
 from evalsuite._parts import RunHeader, RunPart
 from evalsuite._run import (
     Output,
@@ -34,7 +34,6 @@ from evalsuite._run import (
     Usage,
     UserInput,
 )
-from evalsuite._sessions import step_time
 
 KIND = "openinference.span.kind"
 

@@ -33,7 +33,7 @@ reports rather than guesses at.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from evalsuite._otel_spans import (
     json_value,
     mentions_logs,
     plain_spans,
+    step_time,
 )
 from evalsuite._parts import RunHeader, RunPart, Skips
 from evalsuite._run import (
@@ -133,10 +134,6 @@ def operation(span: PlainSpan) -> str:
         if span.name.startswith(prefix):
             return prefix
     return "other"
-
-
-def _time(ns: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 class _Trace(TraceSteps):
@@ -491,7 +488,7 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         context["data_source"] = first("gen_ai.data_source.id")
     header: dict[str, Any] = {
         "run_id": str(conversation or trace_id), "metadata": metadata, "context": context,
-        "started_at": _time(spans[0].start),
+        "started_at": step_time(spans[0].start),
     }
     if first("gen_ai.agent.name") is not None:
         header["agent"] = str(first("gen_ai.agent.name"))
@@ -508,7 +505,7 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     for (ns, _, step, _) in trace.steps:
         # A datetime made here needs no validation; assigning through pydantic would
         # validate every step again, a third of the cost of reading a trace.
-        step.__dict__["at"] = _time(ns)
+        step.__dict__["at"] = step_time(ns)
         step.__pydantic_fields_set__.add("at")
     return RunPart(run_id=header["run_id"], source=path, place=spans[0].place,
                    header=RunHeader.model_validate(header), steps=steps,

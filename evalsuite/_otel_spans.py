@@ -15,6 +15,7 @@ import binascii
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NotRequired
 
@@ -292,6 +293,14 @@ def json_value(raw: Any) -> tuple[Any, bool]:
         except ValueError:
             return raw, False
     return raw, True
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def step_time(ns: int) -> datetime:
+    """A span time (nanoseconds since the epoch) as a step's time."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 _EARLY = 1 << 40  # orders a step before every step of its time found before it

@@ -20,10 +20,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from evalsuite._otel_spans import PlainSpan, json_value
+from evalsuite._otel_spans import PlainSpan, json_value, step_time
 from evalsuite._parts import RunHeader, RunPart
 from evalsuite._run import Step, ToolCall, ToolResult, UserInput
 
@@ -200,11 +200,6 @@ def _insert(part: RunPart, step: Step, span: PlainSpan) -> None:
     at = bisect.bisect_right(times, when)
     part.steps.insert(at, step)
     part.places.insert(at, span.place)
-
-
-def step_time(ns: int) -> datetime:
-    """A span time (nanoseconds since the epoch) as a step's time."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def tool_responses(span: PlainSpan) -> list[tuple[str, Any]]:
