@@ -148,8 +148,8 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *,
             raise InvalidInput(path, "", "file not found" if not path.exists()
                                else "expected a log file, got a folder")
     others: set[str] = set()
-    for group in _read_together(files, fmt):
-        parts = (read_log(group[0], fmt, skips=skips) if len(group) == 1
+    for group, chosen in _read_together(files, fmt):
+        parts = (read_log(group[0], chosen, skips=skips) if len(group) == 1
                  else otel_files_parts(group, skips))
         if agent is None:
             yield from parts
@@ -166,17 +166,20 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *,
             yield part
 
 
-def _read_together(files: list[Path], fmt: str) -> list[list[Path]]:
-    """The files one by one, but the OTLP/JSON ones all together, where the first of them
-    is: a trace's spans and its log events (content, in event mode) may be in two files."""
-    groups: list[list[Path]] = []
+def _read_together(files: list[Path], fmt: str) -> list[tuple[list[Path], str]]:
+    """The files one by one with their formats, but the OTLP/JSON ones all together, where
+    the first of them is: a trace's spans and its log events (content, in event mode) may
+    be in two files. Each file's format is detected here once (a JSON document is parsed
+    whole to be detected), and the reader is given it."""
+    groups: list[tuple[list[Path], str]] = []
     otel: list[Path] | None = None
     for path in files:
-        if (detect_format(path) if fmt == "auto" else fmt) != "otel":
-            groups.append([path])
+        chosen = detect_format(path) if fmt == "auto" else fmt
+        if chosen != "otel":
+            groups.append(([path], chosen))
         elif otel is None:
             otel = [path]
-            groups.append(otel)
+            groups.append((otel, chosen))
         else:
             otel.append(path)
     return groups
