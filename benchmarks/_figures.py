@@ -1,0 +1,88 @@
+"""What every benchmark here prints the same way: a median with its spread, and the load.
+
+A single timing on a shared 2-core machine says little; a median of several rounds with
+the lowest and highest beside it says how far to trust it, and the load average at the
+time says whether the machine was quiet. Whole processes are measured with ``os.wait4``,
+which gives that one child's peak RSS (``RUSAGE_CHILDREN`` would keep the largest child
+seen so far).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Figure:
+    """Seconds (or any unit) over several rounds: median, lowest, highest."""
+
+    samples: tuple[float, ...]
+    peak_rss_mib: float = 0.0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def low(self) -> float:
+        return min(self.samples)
+
+    @property
+    def high(self) -> float:
+        return max(self.samples)
+
+    def ms(self, per: int = 1) -> str:
+        """``median ms [low–high]``, divided by ``per`` (e.g. per case)."""
+        scale = 1000 / per
+        return (f"{self.median * scale:8.2f} ms [{self.low * scale:.2f}–"
+                f"{self.high * scale:.2f}]")
+
+
+def machine() -> str:
+    """One line on where and under what load the figures were taken."""
+    one, five, _ = os.getloadavg()
+    return (f"machine: {os.cpu_count()} cores, load average {one:.2f} (1 min) "
+            f"{five:.2f} (5 min) when measured")
+
+
+def timed(function: Callable[[], object], rounds: int) -> Figure:
+    """Wall time of ``function`` over ``rounds`` calls in this process."""
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return Figure(tuple(samples))
+
+
+def process(command: Sequence[str], rounds: int, *, cwd: Path | None = None,
+            env: Mapping[str, str] | None = None, check: bool = True) -> Figure:
+    """Wall time and peak RSS of ``command`` as a fresh child process, ``rounds`` times.
+
+    Output is discarded; with ``check`` a non-zero exit other than the gate's verdict
+    codes 1 and 4 raises, so a broken command never passes for a fast one.
+    """
+    samples = []
+    peak = 0.0
+    environment = {**os.environ, **(env or {})}
+    for _ in range(rounds):
+        start = time.perf_counter()
+        child = subprocess.Popen(command, cwd=cwd, env=environment,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert child.stderr is not None
+        error = child.stderr.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        samples.append(time.perf_counter() - start)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        child.stderr.close()
+        if check and child.returncode not in (0, 1, 4):
+            raise RuntimeError(f"{' '.join(command)} exited {child.returncode}: "
+                               f"{error.decode(errors='replace')[-2000:]}")
+        peak = max(peak, usage.ru_maxrss / 1024)
+    return Figure(tuple(samples), peak)
