@@ -14,7 +14,8 @@ nox.options.sessions = ["tests", "lint", "types"]
 nox.options.reuse_venv = "yes"
 nox.options.default_venv_backend = "venv"
 
-PACKAGES = ["evalsuite", "regressions", "gates"]
+# reinstate/ holds only the integrations (reinstate.openfeature).
+PACKAGES = ["evalsuite", "regressions", "gates", "reinstate"]
 
 
 def _chromium(session: nox.Session) -> None:
@@ -60,7 +61,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict over the three packages."""
-    session.install("-e", ".", "mypy>=1.10", "types-PyYAML>=6.0.12",
+    session.install("-e", ".[openfeature]", "mypy>=1.10", "types-PyYAML>=6.0.12",
                     "types-jsonschema>=4.21",
                     "pytest>=8.0")  # gates/pytest_plugin.py is typed against pytest
     session.run("mypy", *PACKAGES, "reinstate_pytest.py")

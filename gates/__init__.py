@@ -75,7 +75,13 @@ if TYPE_CHECKING:
         verify_incident,
     )
     from gates._schemas import SCHEMAS, schema_text, write_schemas
-    from gates._store.access import ModeReading, agent_mode, open_store, read_mode
+    from gates._store.access import (
+        ModeReading,
+        agent_mode,
+        mode_reading,
+        open_store,
+        read_mode,
+    )
     from gates._store.attestation import (
         PREDICATE_TYPE,
         SIGNING_KEY_ENV,
@@ -233,6 +239,7 @@ __all__ = [
     "load_inputs",
     "load_public_key",
     "load_signing_key",
+    "mode_reading",
     "open_incident",
     "open_store",
     "policy_of",
@@ -379,6 +386,7 @@ _EXPORTS: dict[str, str] = {
     "load_inputs": "gates._gate.inputs",
     "load_public_key": "gates._store.attestation",
     "load_signing_key": "gates._store.attestation",
+    "mode_reading": "gates._store.access",
     "open_incident": "gates._response.actions",
     "open_store": "gates._store.access",
     "policy_of": "gates._gate.engine",

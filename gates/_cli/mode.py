@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from types import FrameType
 
 import click
 
-from gates._cli._common import ctx
+from gates._cli._common import Context, ctx
+from gates._config import Workspace
 from gates._reports.terminal import mode_line
-from gates._store.access import read_mode
+from gates._store.access import ModeReading, read_mode, watch_mode
 
 
 @click.command("mode")
 @click.argument("agent")
-@click.option("--json", "as_json", is_flag=True, help="Print the reading as JSON.")
-def command(agent: str, as_json: bool) -> int:
+@click.option("--json", "as_json", is_flag=True, help="Print the reading as JSON (with "
+              "--watch: one JSON object a line).")
+@click.option("--watch", is_flag=True,
+              help="Keep reading: print the mode, then a line for each change, until "
+                   "Ctrl-C or SIGTERM (exit 0).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="With --watch, seconds between two readings of the state store.")
+def command(agent: str, as_json: bool, watch: bool, interval: float) -> int:
     """Print the mode AGENT must operate in: full, review or suspended.
 
     When the state store cannot be read the answer is ``suspended`` and the exit code 3.
@@ -22,14 +32,44 @@ def command(agent: str, as_json: bool) -> int:
     c = ctx()
     workspace = c.workspace()
     workspace.require_agent(agent)
+    if watch:
+        return _watch(c, workspace, agent, interval, as_json)
     reading = read_mode(workspace, agent)
+    _show(c, reading, as_json)
+    if reading.degraded:
+        c.err.print(f"[yellow]warning:[/] {reading.degraded}; answering suspended")
+        return 3
+    return 0
+
+
+def _show(c: Context, reading: ModeReading, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(reading.model_dump(mode="json")))
     elif c.out.is_terminal:
         c.out.print(mode_line(reading))
     else:
         click.echo(reading.mode)
-    if reading.degraded:
-        c.err.print(f"[yellow]warning:[/] {reading.degraded}; answering suspended")
-        return 3
+
+
+def _watch(c: Context, workspace: Workspace, agent: str, interval: float,
+           as_json: bool) -> int:
+    """Print each change until Ctrl-C or SIGTERM; a service manager stopping the watcher is
+    a normal end, so it exits 0. A store that cannot be read is a line (``suspended``) and
+    a warning, and the watch goes on: it may come back."""
+    stop = threading.Event()
+
+    def stop_watching(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, stop_watching)
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for reading in watch_mode(workspace, agent, interval, stop):
+            _show(c, reading, as_json)
+            if reading.degraded:
+                c.err.print(f"[yellow]warning:[/] {reading.degraded}; answering "
+                            f"{reading.mode}")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

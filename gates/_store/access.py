@@ -8,6 +8,10 @@ hand does not lift containment.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,12 +19,21 @@ from pydantic import AwareDatetime
 
 from evalsuite import Record, ReinstateError
 from gates._config import Workspace
-from gates._errors import StoreUnavailable
+from gates._errors import StoreUnavailable, UnknownAgent
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore
 from regressions import Incident
 
 # The key under which restore lists the incidents it restored, in its mode entry.
 RESTORED = "incidents"
+
+# The reasons of a ``suspended`` that nobody set: something could not be read. A runtime
+# (the OpenFeature provider) reports these as errors, not as a mode.
+STORE_UNREADABLE = "state store unreadable: failing closed"
+RECORDS_UNREADABLE = "incident records or audit log unreadable: failing closed"
+WORKSPACE_UNREADABLE = "workspace unreadable: failing closed"
+UNKNOWN_AGENT = "no such agent in the workspace: failing closed"
+FAILED_CLOSED = frozenset({STORE_UNREADABLE, RECORDS_UNREADABLE, WORKSPACE_UNREADABLE,
+                           UNKNOWN_AGENT})
 
 
 def open_store(workspace: Workspace) -> SQLiteStore:
@@ -121,6 +134,17 @@ class ModeReading(Record):
     """Set when the answer is not the store's own (the store could not be read, or an
     incident it does not show as restored still holds the agent): the stricter mode wins."""
 
+    @property
+    def failed_closed(self) -> bool:
+        """Whether this is a ``suspended`` nobody set: the workspace, the agent, the store or
+        the records could not be read."""
+        return self.reason in FAILED_CLOSED
+
+    @property
+    def unknown_agent(self) -> bool:
+        """Whether this is a ``suspended`` for an agent the workspace does not define."""
+        return self.reason == UNKNOWN_AGENT
+
 
 def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None,
               incidents: Standing | None = None) -> ModeReading:
@@ -134,12 +158,12 @@ def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None,
         record = store.mode(agent)
     except ReinstateError as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
-                           reason="state store unreadable: failing closed")
+                           reason=STORE_UNREADABLE)
     try:
         held = (incidents or standing(workspace, agent, store)).holding
     except ReinstateError as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
-                           reason="incident records or audit log unreadable: failing closed")
+                           reason=RECORDS_UNREADABLE)
     held_mode = min((i.containment.mode for i in held if i.containment), key=MODES.index,
                     default=None)
     if held_mode is not None and (record is None
@@ -189,13 +213,97 @@ def require_store(workspace: Workspace, *, new_store: bool) -> None:
             f"--new-store where a CI job starts from an empty store by design")
 
 
-def agent_mode(agent: str, workspace: Path | str | None = None) -> Mode:
-    """For an agent's runtime: the mode to operate in right now.
+# (workspace as given, working directory, agent) → (when read, the reading): what
+# ``cache_s`` answers from. Only this process's memory; every entry expires by age.
+_READINGS: dict[tuple[str, str, str], tuple[float, ModeReading]] = {}
+_READINGS_LOCK = threading.Lock()
 
-    Never raises: a missing or broken workspace, store or record answers ``suspended``.
+
+def mode_reading(agent: str, workspace: Path | str | None = None, *,
+                 cache_s: float = 0.0) -> ModeReading:
+    """For an agent's runtime: the mode to operate in, with when, who and why.
+
+    Never raises: a missing or broken workspace, an agent the workspace does not define, an
+    unreadable store or record answers ``suspended`` (:attr:`ModeReading.failed_closed`).
+
+    Args:
+        agent: The agent's name, as in ``agents/<agent>/``.
+        workspace: The workspace folder (default: found from the working directory, or
+            ``REINSTATE_WORKSPACE``).
+        cache_s: Answer from this process's memory when the last reading is younger than
+            this many seconds; 0 reads the store every time. A reading older than that is
+            never served: the store is read again, and an unreadable store then answers
+            ``suspended`` whatever the cached answer was.
     """
+    # Without a folder the workspace is found from REINSTATE_WORKSPACE or the working
+    # directory, so those are part of what the reading was for.
+    found_from = "" if workspace is not None else (
+        f"{os.environ.get('REINSTATE_WORKSPACE', '')}|{Path.cwd()}")
+    key = (str(workspace) if workspace is not None else "", found_from, agent)
+    if cache_s > 0:
+        with _READINGS_LOCK:
+            cached = _READINGS.get(key)
+        if cached is not None and time.monotonic() - cached[0] < cache_s:
+            return cached[1]
+    now = time.monotonic()
+    reading = _read_now(agent, workspace)
+    if cache_s > 0:
+        with _READINGS_LOCK:
+            _READINGS[key] = (now, reading)
+    return reading
+
+
+def _read_now(agent: str, workspace: Path | str | None) -> ModeReading:
+    # Fail closed: whatever went wrong, the agent does not run in full.
     try:
         found = Workspace.find(Path(workspace) if workspace is not None else None)
-        return read_mode(found, agent).mode
-    except Exception:  # fail closed: whatever went wrong, the agent does not run in full
-        return "suspended"
+        found.require_agent(agent)  # a misspelt agent never reads as "never contained"
+    except UnknownAgent as exc:
+        return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
+                           reason=UNKNOWN_AGENT)
+    except Exception as exc:
+        return ModeReading(agent=agent, mode="suspended", degraded=str(exc) or repr(exc),
+                           reason=WORKSPACE_UNREADABLE)
+    return safe_read_mode(found, agent)
+
+
+def safe_read_mode(workspace: Workspace, agent: str) -> ModeReading:
+    """:func:`read_mode` that never raises: an error it does not answer for itself (a
+    file system gone, a driver's own exception) answers ``suspended`` too."""
+    try:
+        return read_mode(workspace, agent)
+    except Exception as exc:
+        return ModeReading(agent=agent, mode="suspended", degraded=str(exc) or repr(exc),
+                           reason=STORE_UNREADABLE)
+
+
+def watch_mode(workspace: Workspace, agent: str, interval_s: float,
+               stop: threading.Event) -> Iterator[ModeReading]:
+    """The agent's mode now, then each change of it, read every ``interval_s`` seconds
+    until ``stop`` is set. Polls through the store's own interface, whatever the store."""
+    last: tuple[object, ...] | None = None
+    while True:
+        reading = safe_read_mode(workspace, agent)
+        # Not the degraded text: a store failing the same way twice is not a change.
+        seen = (reading.mode, reading.since, reading.actor, reading.reason)
+        if seen != last:
+            last = seen
+            yield reading
+        if stop.wait(interval_s):
+            return
+
+
+def agent_mode(agent: str, workspace: Path | str | None = None, *,
+               cache_s: float = 0.0) -> Mode:
+    """For an agent's runtime: the mode to operate in right now.
+
+    Never raises: a missing or broken workspace, an agent the workspace does not define, a
+    broken store or record answers ``suspended``.
+
+    Args:
+        agent: The agent's name.
+        workspace: The workspace folder (default: found from the working directory).
+        cache_s: Answer from memory within this many seconds of the last reading, so a
+            runtime can ask before every action cheaply; see :func:`mode_reading`.
+    """
+    return mode_reading(agent, workspace, cache_s=cache_s).mode
