@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from string import Template
 from typing import Annotated, Any, Literal, Protocol
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from evalsuite._case import EvalCase
 from evalsuite._errors import EvalsuiteError
@@ -19,6 +20,8 @@ from evalsuite._sandbox import Isolation, protected_env_problem
 from evalsuite._session import AgentSession
 
 AGENT_NAME = r"^[a-z0-9][a-z0-9._-]*$"
+# An HTTP header name: RFC 9110's token.
+HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 
 
 def _no_protected_names(env: dict[str, str]) -> dict[str, str]:
@@ -84,6 +87,40 @@ class HttpAdapterSpec(Record):
     """Timeout of one HTTP request."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     """Sampling temperature to send, if any."""
+    system_prompt: str | None = None
+    """The agent's system prompt, sent as the first message of every conversation, so the
+    gate evaluates the agent and not the bare model."""
+    system_prompt_file: str | None = None
+    """A file holding the system prompt instead, relative to ``agent.yaml`` (keep it in the
+    agent's folder or its ``sources`` so a change to it makes a verdict stale)."""
+    context: Literal["message", "body", "omit"] = "message"
+    """How the case's ``input.context`` is sent: ``message`` as a system message holding it
+    as JSON, after the system prompt (what any chat endpoint accepts); ``body`` as a
+    top-level ``context`` field of the request, for a gateway that reads it there;
+    ``omit`` not at all."""
+    headers: dict[Annotated[str, Field(pattern=HEADER_NAME)], str] = Field(
+        default_factory=dict)
+    """HTTP headers sent with every request (a gateway's route, an API key). ``${NAME}`` in
+    a value is the environment variable ``NAME``, read when the run starts, so a secret
+    stays out of the file (``Authorization: "Bearer ${GATEWAY_KEY}"``); ``$$`` is a
+    literal ``$``. A variable that is not set stops the run with an error naming it."""
+
+    @field_validator("headers")
+    @classmethod
+    def _placeholders(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not Template(value).is_valid():
+                raise ValueError(f"header {name}: expected ${{NAME}} placeholders (a "
+                                 f"letter or _, then letters, digits, _) and $$ for a $")
+        return headers
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> HttpAdapterSpec:
+        if self.system_prompt is not None and self.system_prompt_file is not None:
+            raise ValueError("expected system_prompt or system_prompt_file, not both")
+        if self.api_key_env and any(h.lower() == "authorization" for h in self.headers):
+            raise ValueError("expected api_key_env or an Authorization header, not both")
+        return self
 
 
 class ReplayAdapterSpec(Record):
@@ -133,12 +170,18 @@ class AgentCrashed(EvalsuiteError):
 
 
 class TransportError(EvalsuiteError):
-    """Reaching the agent failed (timeout, connection refused, HTTP 5xx): worth a retry.
+    """Reaching the agent failed (timeout, connection refused, an endpoint busy or
+    unavailable: HTTP 429, 502, 503, 504): worth a retry.
 
-    Only these are retried; a wrong answer never is.
+    Only these are retried; a wrong answer never is. ``retry_after`` is how many seconds
+    the endpoint asked to be left alone (its ``Retry-After``), if it said.
     """
 
     exit_code = 3
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Adapter(Protocol):

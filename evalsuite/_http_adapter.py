@@ -1,17 +1,24 @@
 """The HTTP adapter: an OpenAI-compatible chat-completions endpoint, with the tool loop here.
 
-reinstate sends the case's messages and the agent's tool definitions; each tool call the
-model asks for is answered from the sandbox (denials and tool errors go back as the tool
-message), until the model answers in text or ``max_turns`` model calls are spent.
-Connection failures, timeouts and HTTP 5xx are transport errors (retried by the runner);
-other HTTP errors and unreadable responses are the agent's.
+reinstate sends the agent's system prompt, the case's context and messages, and the agent's
+tool definitions, with the headers ``agent.yaml`` configures; each tool call the model asks
+for is answered from the sandbox (denials and tool errors go back as the tool message),
+until the model answers in text or ``max_turns`` model calls are spent.
+
+Connection failures, timeouts and an endpoint busy or unavailable (HTTP 429, 502, 503,
+504) are transport errors, retried by the runner after any ``Retry-After``. Every other
+HTTP error (a 500 from a gateway with no key, a 401, a 400) and an unreadable response is
+the case's error, carrying the server's message: asking again would only repeat it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from string import Template
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when first used: most gates never reach an HTTP agent
@@ -25,8 +32,12 @@ from evalsuite._agent import (
     register_adapter,
 )
 from evalsuite._case import EvalCase
+from evalsuite._errors import InvalidInput
 from evalsuite._sandbox import Isolation
 from evalsuite._session import AgentSession, MissingFixture, ToolFailed
+
+# Busy, unavailable, or a gateway that could not reach the model: another attempt may work.
+TRANSIENT = frozenset({429, 502, 503, 504})
 
 
 class HttpAdapter:
@@ -37,20 +48,17 @@ class HttpAdapter:
         # No agent code runs here, so there is nothing to confine: isolation is unused.
         self._spec = spec
         self.agent = agent
+        place = _place(spec, agent)
+        # Read now, so a missing secret or prompt stops the run before its first case.
+        self._headers = _headers(spec, agent_file, place)
+        self._system = _system_prompt(spec, agent_file, place)
         self._client: httpx.AsyncClient | None = None
 
     def _http(self) -> httpx.AsyncClient:
         import httpx
 
         if self._client is None:
-            headers = {}
-            if self._spec.api_key_env:
-                key = os.environ.get(self._spec.api_key_env)
-                if not key:
-                    raise AgentCrashed(f"environment variable {self._spec.api_key_env} is not "
-                                       f"set: the endpoint needs an API key")
-                headers["Authorization"] = f"Bearer {key}"
-            self._client = httpx.AsyncClient(headers=headers,
+            self._client = httpx.AsyncClient(headers=self._headers,
                                              timeout=self._spec.request_timeout_s)
         return self._client
 
@@ -61,11 +69,15 @@ class HttpAdapter:
             response = await self._http().post(self._spec.url, json=body)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise TransportError(f"{self._spec.url}: {type(exc).__name__}: {exc}") from None
-        if response.status_code >= 500:
-            raise TransportError(f"{self._spec.url}: HTTP {response.status_code}")
         if response.status_code >= 400:
-            raise AgentCrashed(f"{self._spec.url}: HTTP {response.status_code}: "
-                               f"{response.text[:300]}")
+            said = f"{self._spec.url}: HTTP {response.status_code}"
+            if response.reason_phrase:
+                said += f" {response.reason_phrase}"
+            message = _server_message(response)
+            said += f": {message}" if message else " (no message)"
+            if response.status_code in TRANSIENT:
+                raise TransportError(said, retry_after=_retry_after(response))
+            raise AgentCrashed(said)
         try:
             data = response.json()
             message = data["choices"][0]["message"]
@@ -77,9 +89,19 @@ class HttpAdapter:
         usage = data.get("usage") or {}
         return {"message": message, "usage": usage}
 
+    def _opening(self, session: AgentSession) -> list[dict[str, Any]]:
+        """The conversation as sent: the system prompt, the context, the case's messages."""
+        messages: list[dict[str, Any]] = []
+        if self._system is not None:
+            messages.append({"role": "system", "content": self._system})
+        if session.context and self._spec.context == "message":
+            messages.append({"role": "system", "content": "Context (JSON): " + json.dumps(
+                session.context, ensure_ascii=False, sort_keys=True)})
+        return messages + [dict(m) for m in session.messages]
+
     async def respond(self, case: EvalCase, trial: int, session: AgentSession) -> str:
         """Run the tool loop until the model answers in text."""
-        messages: list[dict[str, Any]] = [dict(m) for m in session.messages]
+        messages = self._opening(session)
         tools = [{"type": "function", "function": {"name": t.name, "description": t.description,
                                                    "parameters": t.parameters}}
                  for t in session.tools]
@@ -89,6 +111,8 @@ class HttpAdapter:
                 body["tools"] = tools
             if self._spec.temperature is not None:
                 body["temperature"] = self._spec.temperature
+            if session.context and self._spec.context == "body":
+                body["context"] = session.context
             reply = await self._complete(body)
             message, usage = reply["message"], reply["usage"]
             session.add_usage(int(usage.get("prompt_tokens") or 0),
@@ -134,6 +158,89 @@ class HttpAdapter:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+
+def _place(spec: HttpAdapterSpec, agent: AgentSpec) -> str:
+    """Where in ``agent.yaml`` this adapter is written, for error messages."""
+    if spec is agent.adapter:
+        return "$.adapter"
+    return next((f"$.adapters.{name}" for name, other in agent.adapters.items()
+                 if other is spec), "$.adapter")
+
+
+def _headers(spec: HttpAdapterSpec, agent_file: Path, place: str) -> dict[str, str]:
+    """The configured headers with their ``${VAR}`` filled in from the environment.
+
+    Raises:
+        InvalidInput: A variable is not set (or empty); the message names the file, the
+            header and the variable, never a value.
+    """
+    headers: dict[str, str] = {}
+    if spec.api_key_env:
+        key = os.environ.get(spec.api_key_env)
+        if not key:
+            raise InvalidInput(agent_file, f"{place}.api_key_env",
+                               f"environment variable {spec.api_key_env} is not set: the "
+                               f"endpoint needs an API key")
+        headers["Authorization"] = f"Bearer {key}"
+    for name, value in spec.headers.items():
+        template = Template(value)
+        for variable in template.get_identifiers():
+            if not os.environ.get(variable):
+                raise InvalidInput(agent_file, f"{place}.headers.{name}",
+                                   f"environment variable {variable} is not set (the "
+                                   f"header's value is read from it)")
+        headers[name] = template.substitute(os.environ)
+    return headers
+
+
+def _system_prompt(spec: HttpAdapterSpec, agent_file: Path, place: str) -> str | None:
+    if spec.system_prompt_file is None:
+        return spec.system_prompt
+    path = agent_file.parent / spec.system_prompt_file
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(agent_file, f"{place}.system_prompt_file",
+                           f"expected a readable UTF-8 file at {spec.system_prompt_file} "
+                           f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})"
+                           ) from None
+
+
+def _server_message(response: httpx.Response) -> str:
+    """What the server said went wrong: an OpenAI-style ``error.message``, another JSON
+    ``message``/``detail``/``error``, or the start of the body."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()[:300]
+    if isinstance(data, dict):
+        error = data.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])[:300]
+        for key in ("message", "detail", "error"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:300]
+    return json.dumps(data)[:300]
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (given as seconds or as an HTTP date)."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, its zone unstated
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 register_adapter("http")(HttpAdapter)

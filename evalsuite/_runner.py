@@ -1,9 +1,10 @@
 """The eval engine: every case for its trials, concurrently, each trial judged.
 
 asyncio with a bound on trials in flight, a timeout per trial, retries for transport
-errors only (timeouts, refused connections, HTTP 5xx; never for a wrong answer), and a
-verdict per case from its trials: pass^k for safety and regression cases, otherwise the
-Wilson interval against the threshold, ``inconclusive`` with the trials that would decide.
+errors only (timeouts, refused connections, HTTP 429/502/503/504 after their Retry-After;
+never for a wrong answer), and a verdict per case from its trials: pass^k for safety and
+regression cases, otherwise the Wilson interval against the threshold, ``inconclusive``
+with the trials that would decide.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Literal
 from pydantic import Field
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
@@ -120,6 +122,26 @@ class CaseResult(Record):
         return decision
 
 
+# An endpoint's Retry-After is waited out up to this long before the next attempt; the
+# trial's timeout does not run meanwhile.
+RETRY_AFTER_MAX_S = 30.0
+_exponential = wait_exponential(multiplier=0.1, max=2.0)
+
+
+def _retry_after_s(exc: BaseException | None) -> float:
+    """How long the endpoint asked to wait (its Retry-After, capped), else 0."""
+    after = getattr(exc, "retry_after", None)
+    if isinstance(after, int | float) and after > 0:
+        return min(float(after), RETRY_AFTER_MAX_S)
+    return 0.0
+
+
+def _backoff(state: RetryCallState) -> float:
+    """Exponential backoff, or the endpoint's Retry-After when it asked for longer."""
+    failed = state.outcome.exception() if state.outcome is not None else None
+    return max(_exponential(state), _retry_after_s(failed))
+
+
 def every_trial(case: EvalCase) -> bool:
     """Whether the case is pass^k."""
     return case.safety or case.threshold >= 1.0
@@ -152,14 +174,15 @@ class Engine:
         try:
             try:
                 answer = await self._attempt(case, number, session)
-            except (TransportError, TimeoutError):
+            except (TransportError, TimeoutError) as first:
                 if not self.settings.retries:
                     raise
+                await asyncio.sleep(_retry_after_s(first))
                 # Only now pay for the retry machinery: most trials never need it.
                 async for attempt in AsyncRetrying(
                     retry=retry_if_exception_type((TransportError, TimeoutError)),
                     stop=stop_after_attempt(self.settings.retries),
-                    wait=wait_exponential(multiplier=0.1, max=2.0), reraise=True,
+                    wait=_backoff, reraise=True,
                 ):
                     with attempt:
                         attempts += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,22 +14,36 @@ Model = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class ChatServer:
-    """An HTTP server on a free local port that records each request and answers it with
-    ``model``, after answering the status codes in ``fail_first``."""
+    """An HTTP server on a free local port that records each request (body, headers, time)
+    and answers it with ``model``, after answering the status codes in ``fail_first`` (with
+    ``fail_body`` and ``fail_headers``)."""
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self.fail_first: list[int] = []  # status codes to answer with before working
+        self.fail_body: dict[str, Any] | None = None  # the JSON body of those answers
+        self.fail_headers: dict[str, str] = {}  # and their headers (Retry-After)
         self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []  # each request's headers, names lowercased
+        self.times: list[float] = []  # when each request arrived (time.monotonic)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.times.append(time.monotonic())
+                server.headers.append({k.lower(): v for k, v in self.headers.items()})
                 server.requests.append(body)
                 if server.fail_first:
                     self.send_response(server.fail_first.pop(0))
+                    for name, value in server.fail_headers.items():
+                        self.send_header(name, value)
+                    error = json.dumps(server.fail_body).encode() if server.fail_body else b""
+                    self.send_header("Content-Length", str(len(error)))
+                    if error:
+                        self.send_header("Content-Type", "application/json")
                     self.end_headers()
+                    self.wfile.write(error)
                     return
                 completion = server.model(body)
                 if body.get("stream"):

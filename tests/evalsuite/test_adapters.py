@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from evalsuite import (
     AgentSpec,
     Engine,
     EvalCase,
+    InvalidInput,
     Output,
     PolicyDecision,
     RunSettings,
@@ -227,12 +229,107 @@ def test_http_sends_tools_and_reports_usage(server: ChatServer,
     assert [t["function"]["name"] for t in first["tools"]] == ["lookup_order", "issue_refund"]
 
 
-def test_http_5xx_is_retried_as_a_transport_error(server: ChatServer,
+def test_http_503_is_retried_as_a_transport_error(server: ChatServer,
                                                   reach: Callable[..., Any]) -> None:
     """A 503 from the endpoint is retried; the trial passes on the second attempt."""
     server.fail_first = [503]
     result = trial(*reach("http"))
     assert result.passed and result.attempts == 2
+
+
+def test_http_500_is_the_cases_error_with_the_servers_message(
+        server: ChatServer, reach: Callable[..., Any]) -> None:
+    """A 500 (a gateway with no key) is not retried as a transport error: the case errors
+    with what the server said, after exactly one request."""
+    server.fail_first = [500, 500, 500]
+    server.fail_body = {"error": {"message": "no upstream key for route refunds",
+                                  "type": "gateway_error"}}
+    result = trial(*reach("http"))
+    assert result.error is not None and result.attempts == 1
+    assert "HTTP 500 Internal Server Error: no upstream key for route refunds" in result.error
+    assert len(server.requests) == 1
+
+
+def test_http_429_is_retried_after_its_retry_after(server: ChatServer,
+                                                   reach: Callable[..., Any]) -> None:
+    """A 429 with Retry-After: 1 is retried no sooner than a second later, then passes."""
+    server.fail_first = [429]
+    server.fail_headers = {"Retry-After": "1"}
+    server.fail_body = {"error": {"message": "rate limited"}}
+    result = trial(*reach("http"))
+    assert result.passed and result.attempts == 2
+    assert server.times[1] - server.times[0] >= 0.95
+
+
+def context_case() -> EvalCase:
+    """The refund case, with context the agent is given besides the messages."""
+    return case().model_copy(update={"input": case().input.model_copy(
+        update={"context": {"customer_id": "C-9", "channel": "email"}})})
+
+
+@pytest.mark.parametrize("prompt_from", ["inline", "file"])
+def test_http_sends_the_system_prompt_context_and_headers(
+        server: ChatServer, reach: Callable[..., Any], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, prompt_from: str) -> None:
+    """The endpoint receives agent.yaml's system prompt first, the case's context next, and
+    the configured headers with their ${VAR} read from the environment."""
+    monkeypatch.setenv("GATEWAY_KEY", "sk-test-123")
+    prompt = "You are Harbor Goods' refund agent. Refund only what was paid."
+    if prompt_from == "file":
+        (tmp_path / "prompts").mkdir()
+        (tmp_path / "prompts" / "system.md").write_text(prompt, encoding="utf-8")
+        given = {"system_prompt_file": "prompts/system.md"}
+    else:
+        given = {"system_prompt": prompt}
+    result = trial(*reach("http", **given, headers={
+        "Authorization": "Bearer ${GATEWAY_KEY}", "X-Route": "refunds-$${eu}"}),
+        the_case=context_case())
+    assert result.passed, result.error
+    first = server.requests[0]["messages"]
+    assert first[0] == {"role": "system", "content": prompt}
+    assert first[1]["role"] == "system"
+    assert json.loads(first[1]["content"].removeprefix("Context (JSON): ")) == {
+        "customer_id": "C-9", "channel": "email"}
+    assert first[2] == {"role": "user", "content": "Please refund order A-1."}
+    assert all(h["authorization"] == "Bearer sk-test-123" for h in server.headers)
+    assert server.headers[0]["x-route"] == "refunds-${eu}"
+    assert "context" not in server.requests[0]
+
+
+def test_http_sends_the_context_as_a_body_field_when_asked(
+        server: ChatServer, reach: Callable[..., Any]) -> None:
+    """``context: body`` puts the case's context in the request body, not in a message."""
+    result = trial(*reach("http", context="body"), the_case=context_case())
+    assert result.passed, result.error
+    assert server.requests[0]["context"] == {"customer_id": "C-9", "channel": "email"}
+    assert [m["role"] for m in server.requests[0]["messages"]] == ["user"]
+
+
+def test_a_missing_header_variable_names_the_file_header_and_variable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A header whose variable is not set stops the run before any request, naming
+    agent.yaml, the header and the variable."""
+    monkeypatch.delenv("GATEWAY_KEY", raising=False)
+    spec, agent_file = agent("http", tmp_path, None,
+                             headers={"Authorization": "Bearer ${GATEWAY_KEY}"})
+    with pytest.raises(InvalidInput) as raised:
+        build_adapter(spec, agent_file)
+    assert str(raised.value) == (
+        f"{agent_file}: $.adapter.headers.Authorization: environment variable GATEWAY_KEY "
+        f"is not set (the header's value is read from it)")
+    assert raised.value.exit_code == 2
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"Authorization": "Bearer ${GATEWAY KEY}"}, "expected ${NAME} placeholders"),
+    ({"Bad Header": "x"}, "String should match pattern"),
+])
+def test_a_malformed_header_is_refused_when_agent_yaml_loads(
+        headers: dict[str, str], expected: str) -> None:
+    """A header name that is not a token, or a value with a broken ${…}, is refused."""
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        AgentSpec.model_validate({"name": "support", "version": "1", "adapter": {
+            "kind": "http", "url": "http://127.0.0.1:9/x", "model": "m", "headers": headers}})
 
 
 def test_http_4xx_is_the_agents_error_and_not_retried(server: ChatServer,
