@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from openfeature import api
@@ -206,3 +208,20 @@ def test_the_provider_answers_from_memory_within_cache_s(example: Workspace) -> 
     assert cached.resolve_string_details(FLAG, "suspended").value == "full"
     fresh = ReinstateProvider(example.root, cache_s=0)
     assert fresh.resolve_string_details(FLAG, "suspended").value == "review"
+
+
+def test_the_readmes_three_line_setup_runs_as_printed(
+        example: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's OpenFeature snippet, run in the example workspace, answers full."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+                 if "ReinstateProvider" in block]
+    *setup, last = snippet.strip().splitlines()
+    open_store(example).create()
+    monkeypatch.chdir(example.root)
+    scope: dict[str, object] = {}
+    try:
+        exec("\n".join(setup), scope)
+        assert eval(last.split("#")[0], scope) == "full"
+    finally:
+        api.clear_providers()
