@@ -60,7 +60,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def types(session: nox.Session) -> None:
-    """mypy --strict over the three packages."""
+    """mypy --strict over the packages."""
     session.install("-e", ".[openfeature]", "mypy>=1.10", "types-PyYAML>=6.0.12",
                     "types-jsonschema>=4.21",
                     "pytest>=8.0")  # gates/pytest_plugin.py is typed against pytest
