@@ -63,9 +63,14 @@ def _watch(c: Context, workspace: Workspace, agent: str, interval: float,
 
     previous = {sig: signal.signal(sig, stop_watching)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    # A plain line is the mode alone, so a new reason for the same mode is no new line.
+    plain = not as_json and not c.out.is_terminal
+    shown: str | None = None
     try:
         for reading in watch_mode(workspace, agent, interval, stop):
-            _show(c, reading, as_json)
+            if not (plain and reading.mode == shown):
+                _show(c, reading, as_json)
+            shown = reading.mode
             if reading.degraded:
                 c.err.print(f"[yellow]warning:[/] {reading.degraded}; answering "
                             f"{reading.mode}")
