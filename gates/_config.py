@@ -91,6 +91,9 @@ class NotifySettings(Record):
     total_s: float = Field(default=10.0, gt=0, le=600)
     """Seconds a command waits for all its deliveries together; one still going then is
     recorded as failed, and the command goes on."""
+    on_failed_gate: bool = True
+    """Whether a gate that does not pass, run while an incident holds the agent contained,
+    tells that incident's audiences (every such run does, CI's included)."""
 
     def audiences(self) -> dict[str, list[str]]:
         """Each configured audience and its service URLs (unexpanded)."""

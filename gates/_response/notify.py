@@ -45,7 +45,9 @@ class Told:
     """The deliveries of one command, and what the person running it must hear of them."""
 
     notifications: list[Notification] = field(default_factory=list)
+    """Each delivery, in the order the audiences were named, as recorded."""
     warnings: list[str] = field(default_factory=list)
+    """Deliveries that did not go, and deliveries that could not be recorded."""
     configured: bool = True
     """False when ``[notify]`` names no audience at all: nothing was sent or recorded."""
 
@@ -275,10 +277,14 @@ def notify_failed_gate(workspace: Workspace, agent: str, verdict: Verdict, *, ac
                        store: StateStore | None = None) -> Told:
     """Tell the audiences of every incident holding ``agent`` contained that its gate did
     not pass; nothing when it passed or when no incident holds it."""
-    if verdict:
+    if verdict or not workspace.config.notify.on_failed_gate:
         return Told()
     told = Told()
-    for incident in standing(workspace, agent, store or open_store(workspace)).holding:
+    try:
+        holding = standing(workspace, agent, store or open_store(workspace)).holding
+    except ReinstateError as exc:  # the gate's own outcome stands; this only cannot tell
+        return Told(warnings=[f"nobody was told of the {verdict.outcome} gate: {exc}"])
+    for incident in holding:
         one = notify_incident(workspace, incident, "gate", gate_message(incident, verdict),
                               actor=actor, store=store)
         told.notifications += one.notifications

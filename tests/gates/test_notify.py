@@ -18,11 +18,19 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from gates import Workspace, contain, open_incident, open_store, read_mode
+from gates import (
+    Workspace,
+    contain,
+    notify_failed_gate,
+    open_incident,
+    open_store,
+    read_mode,
+)
 from regressions import utc_now
 from tests.helpers import ACTOR
 
 Cli = Callable[..., tuple[int, str, str]]
+RunCli = Callable[..., Any]
 SECRET = "hunter2-s3cr3t-token"
 
 
@@ -43,6 +51,8 @@ class Webhook:
     hold: threading.Event | None = None
     """When set, each request waits for this event before answering (a hanging service)."""
     arrived: threading.Event = field(default_factory=threading.Event)
+    answered: threading.Event = field(default_factory=threading.Event)
+    """Set once a request has been answered."""
     on_arrival: Callable[[], None] | None = None
 
     def url(self, path: str = "hook") -> str:
@@ -63,6 +73,7 @@ def _serve(hook: Webhook) -> ThreadingHTTPServer:
                 hook.hold.wait(60)
             self.send_response(200)
             self.end_headers()
+            hook.answered.set()
 
         def log_message(self, *args: object) -> None:
             pass
@@ -121,9 +132,10 @@ def mail_server() -> Iterator[MailServer]:
     controller.stop()
 
 
-def _configure(ws: Workspace, audiences: dict[str, list[str]], **settings: float) -> Workspace:
+def _configure(ws: Workspace, audiences: dict[str, list[str]],
+               **settings: float | bool) -> Workspace:
     lines = ["", "[notify]"]
-    lines += [f"{key} = {value}" for key, value in settings.items()]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
     lines += [f"{json.dumps(name)} = {json.dumps(urls)}" for name, urls in audiences.items()]
     config = ws.root / "reinstate.toml"
     config.write_text(config.read_text() + "\n".join(lines) + "\n")
@@ -175,20 +187,58 @@ def test_a_hanging_receiver_holds_containment_no_longer_than_its_bound(
         example: Workspace, webhook: Webhook) -> None:
     """A service that never answers leaves the agent contained first, lets containment
     return while it still hangs, and is recorded as a failed delivery."""
-    ws = _configure(example, {"eng-lead": [webhook.url()]}, timeout_s=0.5, total_s=1)
+    ws = _configure(example, {"eng-lead": [webhook.url()]}, timeout_s=1, total_s=30)
     webhook.hold = threading.Event()
     modes: list[str] = []
     webhook.on_arrival = lambda: modes.append(read_mode(ws, "refund-agent").mode)
     done = contain(ws, _open(ws), mode="suspended", notify=["eng-lead"], scope="one refund",
                    actor=ACTOR)
-    still_hanging = not webhook.hold.is_set()
+    still_hanging = webhook.arrived.is_set() and not webhook.answered.is_set()
     webhook.hold.set()
-    assert still_hanging and webhook.arrived.is_set()
+    assert still_hanging
     assert modes == ["suspended"]  # the mode was in force before any message went out
     (delivery,) = done.notifications
     assert delivery.status == "failed" and delivery.reason
     assert read_mode(ws, "refund-agent").mode == "suspended"
     assert any("eng-lead was not notified by json" in w for w in done.warnings)
+
+
+@pytest.mark.slow
+def test_deliveries_past_the_total_bound_are_given_up(example: Workspace,
+                                                      webhook: Webhook) -> None:
+    """With a service slower than ``total_s``, containment returns at the bound and records
+    the delivery as failed for want of an answer."""
+    ws = _configure(example, {"eng-lead": [webhook.url()]}, timeout_s=60, total_s=1)
+    webhook.hold = threading.Event()
+    done = contain(ws, _open(ws), mode="review", notify=["eng-lead"], scope="one refund",
+                   actor=ACTOR)
+    answered = webhook.answered.is_set()
+    webhook.hold.set()
+    assert not answered
+    (delivery,) = done.notifications
+    assert (delivery.status, delivery.reason) == ("failed",
+                                                  "no answer within 1 s ([notify] total_s)")
+    assert read_mode(ws, "refund-agent").mode == "review"
+
+
+@pytest.mark.slow
+def test_the_cli_process_exits_while_a_receiver_still_hangs(
+        example: Workspace, cli: RunCli, webhook: Webhook) -> None:
+    """`reinstate contain` in its own process exits 0 with the agent contained while the
+    receiver has not answered yet: no delivery thread keeps the process alive."""
+    # A total bound that leaves a busy machine time to start the delivery at all; the
+    # per-delivery timeout is what lets go of the receiver that hangs.
+    ws = _configure(example, {"eng-lead": [webhook.url()]}, timeout_s=1, total_s=30)
+    webhook.hold = threading.Event()
+    incident_id = _open(ws)
+    done = cli("contain", incident_id, "--mode", "review", "--notify", "eng-lead",
+               "--scope", "one refund", cwd=ws.root)
+    still_hanging = webhook.arrived.is_set() and not webhook.answered.is_set()
+    webhook.hold.set()
+    assert done.returncode == 0, done.stderr
+    assert still_hanging
+    assert "eng-lead was not notified by json" in done.stderr
+    assert read_mode(ws, "refund-agent").mode == "review"
 
 
 @pytest.mark.slow
@@ -335,6 +385,27 @@ def test_the_postmortem_shows_who_was_told_when(
     assert any("eng-lead" in r and "sent" in r for r in rows)
     assert any("legal" in r and "failed" in r and "Connection error" in r for r in rows)
     assert any("compliance" in r and "not configured" in r for r in rows)
+
+
+@pytest.mark.slow
+def test_failed_gate_messages_can_be_switched_off(restorable: Workspace,
+                                                  webhook: Webhook) -> None:
+    """A verdict that did not pass tells the contained agent's audiences, unless
+    ``on_failed_gate = false``; a passing one tells nobody."""
+    passing = open_store(restorable).latest_verdict("refund-agent")
+    assert passing is not None
+    failing = passing.model_copy(update={"outcome": "fail"})
+    on = _configure(restorable, {"legal": [webhook.url()]})
+    assert notify_failed_gate(on, "refund-agent", passing, actor=ACTOR).notifications == []
+    told = notify_failed_gate(on, "refund-agent", failing, actor=ACTOR)
+    assert [(n.event, n.audience, n.status) for n in told.notifications] == [
+        ("gate", "legal", "sent"), ("gate", "compliance", "not_configured"),
+        ("gate", "eng-lead", "not_configured")]
+    config = on.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("[notify]", "[notify]\non_failed_gate = false"))
+    off = Workspace.find(on.root)
+    assert notify_failed_gate(off, "refund-agent", failing, actor=ACTOR).notifications == []
+    assert len(webhook.received) == 1
 
 
 def test_notify_settings_do_not_make_a_verdict_stale(back_in_full: Workspace,
