@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
+import sys
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import apprise
 import pytest
 from aiosmtpd.controller import Controller
 
 from gates import (
+    Config,
     Workspace,
     contain,
     notify_failed_gate,
@@ -29,6 +35,7 @@ from gates import (
 from regressions import utc_now
 from tests.helpers import ACTOR
 
+ROOT = Path(__file__).resolve().parents[2]
 Cli = Callable[..., tuple[int, str, str]]
 RunCli = Callable[..., Any]
 SECRET = "hunter2-s3cr3t-token"
@@ -415,3 +422,31 @@ def test_notify_settings_do_not_make_a_verdict_stale(back_in_full: Workspace,
     ws = _configure(back_in_full, {"legal": ["json://127.0.0.1:9/hook"]})
     code, out, err = inline_cli(ws, "check", "refund-agent")
     assert code == 0, out + err
+
+
+def test_the_readme_notify_example_is_valid_and_apprise_reads_its_urls() -> None:
+    """The README's [notify] snippet validates as reinstate.toml says, and Apprise accepts
+    each of its URLs once the variables are filled in."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (snippet,) = re.findall(r"```toml\n(\[notify\]\n.*?)```", text, flags=re.DOTALL)
+    settings = Config.model_validate(tomllib.loads(snippet)).notify
+    assert set(settings.audiences()) == {"legal", "eng-lead"}
+    filled = {"SMTP_USER": "oncall", "SMTP_PASSWORD": "pw",
+              "SLACK_TOKEN": "xoxb-1234-1234-abc124"}
+    for urls in settings.audiences().values():
+        for url in urls:
+            assert apprise.Apprise().add(re.sub(r"\$\{(\w+)\}", lambda m: filled[m[1]], url))
+
+
+def test_without_apprise_installed_a_delivery_fails_with_the_install_hint(
+        example: Workspace, webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workspace with [notify] audiences but no Apprise installed contains the agent and
+    records each delivery as failed, naming the extra to install."""
+    monkeypatch.setitem(sys.modules, "apprise", None)  # `import apprise` raises ImportError
+    ws = _configure(example, {"eng-lead": [webhook.url()]})
+    done = contain(ws, _open(ws), mode="review", notify=["eng-lead"], scope="one refund",
+                   actor=ACTOR)
+    (delivery,) = done.notifications
+    assert (delivery.status, delivery.reason) == (
+        "failed", "Apprise is not installed: pip install 'reinstate[notify]'")
+    assert webhook.received == [] and read_mode(ws, "refund-agent").mode == "review"
