@@ -409,7 +409,8 @@ def test_failed_gate_messages_can_be_switched_off(restorable: Workspace,
         ("gate", "legal", "sent"), ("gate", "compliance", "not_configured"),
         ("gate", "eng-lead", "not_configured")]
     config = on.root / "reinstate.toml"
-    config.write_text(config.read_text().replace("[notify]", "[notify]\non_failed_gate = false"))
+    config.write_text(config.read_text().replace("\n[notify]\n",
+                                                 "\n[notify]\non_failed_gate = false\n"))
     off = Workspace.find(on.root)
     assert notify_failed_gate(off, "refund-agent", failing, actor=ACTOR).notifications == []
     assert len(webhook.received) == 1
