@@ -451,3 +451,15 @@ def test_without_apprise_installed_a_delivery_fails_with_the_install_hint(
     assert (delivery.status, delivery.reason) == (
         "failed", "Apprise is not installed: pip install 'reinstate[notify]'")
     assert webhook.received == [] and read_mode(ws, "refund-agent").mode == "review"
+
+
+def test_a_url_apprise_cannot_read_is_a_failure_naming_its_scheme(example: Workspace) -> None:
+    """A URL of a service Apprise does not know is a failed delivery naming the scheme, and
+    containment goes on."""
+    ws = _configure(example, {"legal": ["carrierpigeon://loft/legal"]})
+    done = contain(ws, _open(ws), mode="review", notify=["legal"], scope="one refund",
+                   actor=ACTOR)
+    (delivery,) = done.notifications
+    assert (delivery.service, delivery.status) == ("carrierpigeon", "failed")
+    assert "cannot send to this carrierpigeon:// URL" in delivery.reason
+    assert read_mode(ws, "refund-agent").mode == "review"
