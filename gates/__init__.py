@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from gates._backtest.labels import BacktestLabel
     from gates._backtest.model import Backtest
     from gates._backtest.run import backtest, backtest_runs
-    from gates._config import Config, Workspace
+    from gates._config import Config, NotifySettings, Workspace
     from gates._controls.conditions import Condition, Situation
     from gates._controls.files import (
         CONTROL_FILES,
@@ -66,6 +66,12 @@ if TYPE_CHECKING:
     from gates._response.clearance import AttestedClearance, Clearance, check, check_attested
     from gates._response.ingest import FileSummary, Ingested, Tally, ingest
     from gates._response.investigation import Investigated, investigate
+    from gates._response.notify import (
+        Told,
+        notify_containment,
+        notify_failed_gate,
+        notify_restore,
+    )
     from gates._response.restore import Restored, restore, restore_blockers
     from gates._response.runs import LocatedRun, RunSummary, find_run, list_runs
     from gates._response.verify import (
@@ -179,6 +185,7 @@ __all__ = [
     "Mode",
     "ModeReading",
     "ModeRecord",
+    "NotifySettings",
     "OperatingChecklistResult",
     "Outcome",
     "OverBlocking",
@@ -205,6 +212,7 @@ __all__ = [
     "StateStore",
     "StoreUnavailable",
     "Tally",
+    "Told",
     "ToolPermission",
     "UnknownAgent",
     "Verdict",
@@ -240,6 +248,9 @@ __all__ = [
     "load_public_key",
     "load_signing_key",
     "mode_reading",
+    "notify_containment",
+    "notify_failed_gate",
+    "notify_restore",
     "open_incident",
     "open_store",
     "policy_of",
@@ -327,6 +338,7 @@ _EXPORTS: dict[str, str] = {
     "Mode": "gates._store.backends",
     "ModeReading": "gates._store.access",
     "ModeRecord": "gates._store.backends",
+    "NotifySettings": "gates._config",
     "OperatingChecklistResult": "gates._verdict.check_results",
     "Outcome": "gates._verdict.verdict",
     "OverBlocking": "gates._response.verify",
@@ -352,6 +364,7 @@ _EXPORTS: dict[str, str] = {
     "Situation": "gates._controls.conditions",
     "StateStore": "gates._store.backends",
     "StoreUnavailable": "gates._errors",
+    "Told": "gates._response.notify",
     "ToolPermission": "gates._controls.files",
     "UnknownAgent": "gates._errors",
     "Verdict": "gates._verdict.verdict",
@@ -387,6 +400,9 @@ _EXPORTS: dict[str, str] = {
     "load_public_key": "gates._store.attestation",
     "load_signing_key": "gates._store.attestation",
     "mode_reading": "gates._store.access",
+    "notify_containment": "gates._response.notify",
+    "notify_failed_gate": "gates._response.notify",
+    "notify_restore": "gates._response.notify",
     "open_incident": "gates._response.actions",
     "open_store": "gates._store.access",
     "policy_of": "gates._gate.engine",

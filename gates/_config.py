@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from evalsuite import (
     DEFAULT_SESSION_ATTRIBUTES,
@@ -55,6 +55,49 @@ class ContainmentSettings(Record):
     """Detection to containment target."""
     notify: list[str] = Field(default_factory=lambda: ["legal", "compliance", "eng-lead"])
     """Who must be notified at containment; a containment that skips one is flagged."""
+
+
+_SERVICE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _service_url(value: str) -> str:
+    if not _SERVICE_URL.fullmatch(value):
+        raise ValueError(f"expected a service URL such as mailto://user@host or "
+                         f"json://host/hook, got '{value}'")
+    return value
+
+
+# A service URL as Apprise reads it (``mailto://…``, ``json://…``, ``slack://…``); ``${NAME}``
+# in it is an environment variable, expanded only when a message is sent.
+NotifyUrl = Annotated[str, AfterValidator(_service_url)]
+
+
+class NotifySettings(Record):
+    """Who hears of a containment, a failed gate of a contained agent and a restore.
+
+    Every key other than the settings below names an audience (``legal``, ``eng-lead``)
+    and lists the service URLs its messages go to, in Apprise's form (``mailto://…``,
+    ``json://host/hook``, ``slack://…``); ``${NAME}`` in a URL is read from the
+    environment at send time, so secrets stay out of the file.
+    """
+
+    # The audiences are the table's other keys, each a non-empty list of URLs.
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Annotated[list[NotifyUrl], Field(min_length=1)]] = Field(
+        init=False)
+
+    timeout_s: float = Field(default=5.0, gt=0, le=300)
+    """Seconds one delivery may take (connecting and waiting for the service's answer)."""
+    total_s: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a command waits for all its deliveries together; one still going then is
+    recorded as failed, and the command goes on."""
+    on_failed_gate: bool = True
+    """Whether a gate that does not pass, run while an incident holds the agent contained,
+    tells that incident's audiences (every such run does, CI's included)."""
+
+    def audiences(self) -> dict[str, list[str]]:
+        """Each configured audience and its service URLs (unexpanded)."""
+        return dict(self.model_extra or {})
 
 
 class GateSettings(Record):
@@ -156,6 +199,8 @@ class Config(Record):
     """Signed verdicts: the public key they must verify against."""
     agent: AgentSettings = Field(default_factory=AgentSettings)
     """How agent code run for evals is confined."""
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    """Notifications: each audience's service URLs, and how long deliveries may take."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,12 @@ notify = ["legal", "compliance", "eng-lead"]
 [gate]
 trials = 3
 min_cases_per_input_type = 3
+
+# Who hears of a containment, a failed gate of a contained agent and a restore
+# (pip install 'reinstate[notify]'; Apprise URLs, ${NAME} read from the environment):
+# [notify]
+# legal = ["mailtos://${SMTP_USER}:${SMTP_PASSWORD}@smtp.example.com?to=legal@example.com"]
+# eng-lead = ["slack://${SLACK_TOKEN}/#incidents"]
 """
 
 _AGENT = {

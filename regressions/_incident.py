@@ -98,6 +98,31 @@ class Containment(Record):
     _utc = field_validator("contained_at")(_utc)
 
 
+NotifyEvent = Literal["contain", "gate", "restore"]
+DeliveryStatus = Literal["sent", "failed", "not_configured"]
+
+
+class Notification(Record):
+    """One message to one audience through one service, and how its delivery went."""
+
+    event: NotifyEvent
+    """What it told of: the containment, a failed gate of the contained agent, the restore."""
+    audience: str
+    """Who it was for (``legal``, ``eng-lead``, …), as ``--notify`` named them."""
+    service: str | None = None
+    """The service's URL scheme (``mailto``, ``json``, ``slack``, …), never the URL, which
+    may hold secrets; none when the audience has no service configured."""
+    status: DeliveryStatus
+    """sent; failed (``reason`` says why); not_configured (no URL for this audience in
+    ``[notify]`` of reinstate.toml, so nobody was told through reinstate)."""
+    reason: str = ""
+    """Why it failed, with secrets masked."""
+    at: AwareDatetime
+    """When the delivery was sent or given up, in UTC."""
+
+    _utc = field_validator("at")(_utc)
+
+
 class Finding(Record):
     """What root-cause analysis found at one control layer."""
 
@@ -161,6 +186,8 @@ class Incident(Record):
     """When the agent went back to full operation."""
     closed_at: AwareDatetime | None = None
     """When the incident was closed after its review."""
+    notifications: list[Notification] = Field(default_factory=list)
+    """Every message reinstate sent (or could not) about this incident, oldest first."""
     history: list[Event] = Field(default_factory=list)
     """Every change to this record, oldest first; entries are only ever appended."""
 

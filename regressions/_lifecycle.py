@@ -40,6 +40,8 @@ TRANSITIONS: dict[str, dict[Phase, Phase]] = {
     "review": {p: p for p in (*_OPEN, "restored")},
     "restore": {"resolving": "restored"},
     "close": {"restored": "closed"},
+    # Deliveries are recorded whenever they happen; they never change the phase.
+    "notify": {p: p for p in (*_OPEN, "restored")},
 }
 # How each action reads in "Can't {verb} INC-3 when in {phase}".
 VERBS: dict[str, str] = {
@@ -51,6 +53,7 @@ VERBS: dict[str, str] = {
     "review": "schedule the review of",
     "restore": "restore",
     "close": "close",
+    "notify": "record a notification for",
 }
 
 

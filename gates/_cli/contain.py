@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from gates._cli._common import ctx, split_list
 from gates._reports.terminal import incident_summary
@@ -14,7 +15,9 @@ from regressions import ContainmentMode
 @click.argument("incident_id")
 @click.option("--mode", required=True, type=click.Choice(["review", "suspended"]),
               help="review: every output to a person first; suspended: the agent stops.")
-@click.option("--notify", required=True, help="Who was told, e.g. legal,compliance,eng-lead.")
+@click.option("--notify", required=True,
+              help="Who to tell, e.g. legal,compliance,eng-lead: each audience's services in "
+                   "[notify] of reinstate.toml get a message once the mode is set.")
 @click.option("--scope", required=True, help="The scope of harm as known now.")
 def command(incident_id: str, mode: ContainmentMode, notify: str, scope: str) -> int:
     """Contain the incident's agent at once and record it; the clock is shown against target."""
@@ -23,5 +26,8 @@ def command(incident_id: str, mode: ContainmentMode, notify: str, scope: str) ->
                    scope=scope, actor=c.actor)
     incident_summary(c.out, done.incident)
     for warning in done.warnings:
-        c.err.print(f"[yellow]warning:[/] {warning}")
+        c.err.print(f"[yellow]warning:[/] {escape(warning)}")
+    if not done.notify_configured:
+        c.err.print("note: [notify] in reinstate.toml names no audience, so reinstate told "
+                    "nobody; tell them yourself (see README, Notifications)", highlight=False)
     return 0

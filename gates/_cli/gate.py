@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from evalsuite import write_atomic
 from gates._cli._common import ctx
@@ -13,6 +14,7 @@ from gates._gate.pipeline import run_gate, stored_by_this_run
 from gates._reports.junit import junit_xml
 from gates._reports.terminal import verdict_table, verification_table
 from gates._reports.verdict_report import report_markdown, verdict_report
+from gates._response.notify import notify_failed_gate
 from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
 
 
@@ -75,6 +77,9 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
             # GitHub gives each step this file to append to; earlier steps' text stays.
             with Path(summary).open("a", encoding="utf-8") as handle:
                 handle.write(markdown + "\n")
+    # A contained agent's audiences hear of a gate that keeps it contained.
+    for warning in notify_failed_gate(workspace, agent, verdict, actor=c.actor).warnings:
+        c.err.print(f"[yellow]warning:[/] {escape(warning)}")
     if verdict and not stored_by_this_run(workspace, verdict):
         c.err.print(f"[bold red]error:[/] the state store does not hold this run's passing "
                     f"verdict for {agent}: not cleared", highlight=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from gates._cli._common import ctx
 from gates._response.restore import restore
@@ -23,4 +24,9 @@ def command(agent: str) -> int:
     else:
         c.out.print(f"{agent}: [bold green]full[/] operation restored "
                     f"({', '.join(done.incidents) or 'no open incident'})")
+    for n in done.notifications:
+        if n.status == "sent":
+            c.out.print(f"told {n.audience} by {n.service}", highlight=False)
+    for warning in done.warnings:
+        c.err.print(f"[yellow]warning:[/] {escape(warning)}")
     return 0

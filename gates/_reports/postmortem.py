@@ -24,6 +24,7 @@ from gates._store.backends import StateStore
 from gates._verdict.verdict import Outcome
 from regressions import (
     Incident,
+    Notification,
     RegressionCase,
     scope_lines,
     trigger_steps,
@@ -101,6 +102,8 @@ class Postmortem(Record):
     """Who the workspace requires to be notified and was not."""
     scope: str | None = None
     """The scope of harm as recorded at containment."""
+    notifications: list[Notification] = Field(default_factory=list)
+    """Every message reinstate sent or tried to send about the incident: who was told when."""
     investigated: bool = False
     """Whether an investigation is on record."""
     timeline: list[TimelineEntry] = Field(default_factory=list)
@@ -184,6 +187,11 @@ def _follow_ups(pm: Postmortem, incident: Incident) -> list[str]:
                        "logs (a missing log is itself a root cause)")
     for name in pm.not_notified:
         actions.append(f"notify {name}: reinstate.toml requires it at containment")
+    reached = {n.audience for n in pm.notifications if n.event == "contain" and n.status == "sent"}
+    for name in dict.fromkeys(n.audience for n in pm.notifications
+                              if n.event == "contain" and n.audience not in reached):
+        actions.append(f"make sure {name} knows of the containment: reinstate's message did "
+                       f"not reach them")
     contained = next((c for c in pm.clock if c.what == "contained"), None)
     if contained is not None and contained.met is False and contained.at is not None:
         actions.append(f"review why containment took {contained.elapsed} ({contained.target})")
@@ -229,6 +237,7 @@ def postmortem(workspace: Workspace, incident_id: str,
         notified=containment.notified if containment else [],
         not_notified=[n for n in required if containment and n not in containment.notified],
         scope=containment.scope if containment else None,
+        notifications=incident.notifications,
         investigated=investigated, timeline=timeline, investigation=facts,
         response=[TimelineEntry(at=e.at, what=f"{e.action}: {e.detail}" if e.detail
                                 else e.action, who=e.actor) for e in incident.history],

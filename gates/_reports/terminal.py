@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gates._store.access import ModeReading
@@ -95,6 +96,13 @@ def incident_summary(console: Console, incident: Incident) -> None:
                       f"{verdict} the {c.target_hours:g}h target · mode {c.mode} · notified "
                       f"{', '.join(c.notified)}")
         console.print(f"  scope: {c.scope}")
+    for n in incident.notifications:
+        how = f" by {n.service}" if n.service else ""
+        said = ("[green]sent[/]" if n.status == "sent"
+                else f"[bold red]{n.status.replace('_', ' ')}[/]")
+        console.print(f"  told {escape(n.audience)}{how} of the {n.event} at "
+                      f"{n.at:%H:%M:%S} UTC: {said}"
+                      + (f" ({escape(n.reason)})" if n.reason else ""), highlight=False)
     for finding in incident.findings:
         mark = "[red]gap[/]" if finding.gap else "[green]no gap[/]"
         console.print(f"  {finding.id} {finding.layer}: {mark} — {finding.description}")

@@ -21,6 +21,7 @@ from gates._config import Workspace
 from gates._errors import StoreUnavailable
 from gates._gate.baseline import snapshot
 from gates._gate.inputs import regression_set_lock
+from gates._response.notify import notify_containment
 from gates._store.access import open_store
 from gates._store.backends import ModeRecord, StateStore
 from regressions import (
@@ -33,6 +34,7 @@ from regressions import (
     FixLocation,
     Incident,
     Layer,
+    Notification,
     RegressionCase,
     Severity,
     build_case,
@@ -68,6 +70,10 @@ class Contained:
     incident: Incident
     mode: str
     warnings: list[str] = field(default_factory=list)
+    notifications: list[Notification] = field(default_factory=list)
+    """Each delivery to the audiences named, as recorded in the incident."""
+    notify_configured: bool = True
+    """False when ``[notify]`` names no audience, so reinstate told nobody."""
 
 
 def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
@@ -76,7 +82,10 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
     """Put the incident's agent in ``mode`` at once, then record containment and the baseline.
 
     The mode is set first, because containment must take effect before anything else can
-    fail. A mode already more restrictive than ``mode`` is kept.
+    fail. A mode already more restrictive than ``mode`` is kept. Then the audiences in
+    ``notify`` are told through the services ``[notify]`` configures for them, within
+    its time bounds; a delivery that fails is recorded and returned as a warning, never
+    an error.
     """
     book = workspace.incidents()
     incident = book.load(incident_id)
@@ -113,7 +122,12 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
             scope=scope, target_hours=workspace.config.containment.target_hours,
             baseline=baseline,
         )
-    return Contained(incident=book.load(incident.id), mode=effective, warnings=warnings)
+    # After the mode and the record are committed: a slow or failing service delays
+    # nothing that contains the agent.
+    told = notify_containment(workspace, incident.id, actor=actor, store=store)
+    return Contained(incident=book.load(incident.id), mode=effective,
+                     warnings=warnings + told.warnings, notifications=told.notifications,
+                     notify_configured=told.configured)
 
 
 @dataclass

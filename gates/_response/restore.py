@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from evalsuite import ReinstateError
 from gates._config import Workspace
 from gates._errors import Refused
+from gates._response.notify import notify_restore
 from gates._store.access import RESTORED, Standing, open_store, standing
 from gates._store.attestation import configured_public_key, key_id, signature_problem
 from gates._store.audit import verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
 from gates._verdict.fingerprint import fingerprint
 from gates._verdict.verdict import Verdict
-from regressions import resolution_gaps, utc_now
+from regressions import Notification, resolution_gaps, utc_now
 
 
 def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
@@ -90,11 +91,19 @@ class Restored:
     agent: str
     incidents: list[str]
     already_full: bool
+    notifications: list[Notification] = field(default_factory=list)
+    """Each delivery telling the incidents' audiences, as recorded in the incidents."""
+    warnings: list[str] = field(default_factory=list)
+    """Deliveries that did not go."""
 
 
 def restore(workspace: Workspace, agent: str, *, actor: str,
             store: StateStore | None = None) -> Restored:
-    """Put ``agent`` back in full operation, or raise :class:`Refused` listing every reason."""
+    """Put ``agent`` back in full operation, or raise :class:`Refused` listing every reason.
+
+    Once the mode is back to full, the audiences told at each incident's containment are
+    told of the restore (``[notify]``); a failed delivery is a warning, never an error.
+    """
     workspace.require_agent(agent)  # a misspelt name touches nothing
     store = store or open_store(workspace)
     # Read before deciding: the mode is set back to full only if nobody changed it since
@@ -127,4 +136,7 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
         with book.change(incident.id, action="restore", actor=actor,
                          detail=f"verdict of {verdict.created_at.isoformat()}") as record:
             record.restored_at = utc_now()
-    return Restored(agent=agent, incidents=[i.id for i in incidents], already_full=False)
+    ids = [i.id for i in incidents]
+    told = notify_restore(workspace, ids, actor=actor, store=store)
+    return Restored(agent=agent, incidents=ids, already_full=False,
+                    notifications=told.notifications, warnings=told.warnings)

@@ -310,8 +310,9 @@ def fingerprint(workspace: Workspace, agent: str) -> Fingerprint:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(agent_file, "", f"cannot read the file ({exc})") from None
     spec = parse_model(AgentSpec, parse_yaml(text, agent_file), agent_file, text)
+    # Who hears of an incident says nothing about the agent: [notify] never stales a verdict.
     config = {workspace.relative(config_file(workspace)):
-              content_digest(workspace.config.model_dump(mode="json"))}
+              content_digest(workspace.config.model_dump(mode="json", exclude={"notify"}))}
     predicates = {where: "missing" if path is None else file_digest(path)
                   for where, path in predicate_files(workspace).items()}
     controls = {workspace.relative(directory / name): control_digest(directory / name)

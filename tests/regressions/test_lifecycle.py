@@ -26,6 +26,7 @@ WORDING = {
     "review": "schedule the review of",
     "restore": "restore",
     "close": "close",
+    "notify": "record a notification for",
 }
 
 DETECTED = datetime(2026, 11, 26, 1, 52, tzinfo=UTC)
