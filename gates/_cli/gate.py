@@ -7,14 +7,13 @@ from pathlib import Path
 
 import click
 
-from evalsuite import ReinstateError, write_atomic
+from evalsuite import write_atomic
 from gates._cli._common import ctx
 from gates._gate.pipeline import run_gate, stored_by_this_run
 from gates._reports.junit import junit_xml
 from gates._reports.terminal import verdict_table, verification_table
 from gates._reports.verdict_report import report_markdown, verdict_report
-from gates._response.restore import restore_blockers
-from gates._store.access import open_store
+from gates._response.restore import restore_needs
 from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
 
 
@@ -55,13 +54,7 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
                        new_store=new_store, signer=signer, attestation=attestation_file)
     # A pass restores only when restore's own conditions hold too (a review scheduled, a
     # signature it accepts): the closing line says what it still needs, from the same check.
-    needs = None
-    if verdict:
-        try:
-            needs = restore_blockers(workspace, agent, open_store(workspace))
-        except ReinstateError as exc:  # fail closed: a pass restore cannot confirm is no promise
-            needs = [f"its conditions could not be read: {exc}"]
-    verdict_table(c.out, verdict, restore_needs=needs)
+    verdict_table(c.out, verdict, restore_needs=restore_needs(workspace, verdict))
     verification_table(c.out, verdict.verifications)
     if signer is not None:
         c.out.print(f"signed: {workspace.relative(attestation_path(workspace, verdict))}"
