@@ -22,7 +22,7 @@ def _single_valued() -> Iterator[tuple[list[str], click.Option]]:
                                                                        click.Option]]:
         for param in command.params:
             if (isinstance(param, click.Option) and not param.multiple
-                    and param.expose_value):
+                    and not param.count and param.expose_value):
                 yield path, param
         if isinstance(command, click.Group):
             context = click.Context(command)
