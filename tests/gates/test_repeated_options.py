@@ -88,6 +88,7 @@ def test_every_notify_applies(example: Workspace, inline_cli: Cli) -> None:
     assert containment.notified == ["legal", "compliance", "eng-lead"]
 
 
+@pytest.mark.slow
 def test_every_addresses_applies(example: Workspace, inline_cli: Cli) -> None:
     """`incident change --addresses` repeated ties the change to every finding named."""
     incident = contained(example)
