@@ -1,10 +1,13 @@
-"""Sessions: tests, lint and types by default (what CI runs); demo on request."""
+"""Sessions: tests, lint and types by default (what CI runs); demo, build and the rest on
+request."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 
 import nox
@@ -91,3 +94,43 @@ def schemas(session: nox.Session) -> None:
     session.install("-e", ".")
     session.run("python", "-c", "from pathlib import Path; from gates import write_schemas; "
                 "write_schemas(Path('schemas'))")
+
+
+# What `reinstate demo` and `reinstate init` read from the installed package besides code:
+# the example workspace with its fix, and the report templates.
+PACKAGE_DATA = ["gates/_example", "gates/_reports/templates"]
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build the sdist and the wheel into dist/ and check them, so publishing is one step.
+
+    ``twine check`` reads their metadata as an index would; the wheel must hold every file
+    of the example workspace and the report templates; installed alone into a fresh
+    virtual environment it must answer ``reinstate --version`` and run ``reinstate demo``
+    to the end.
+    """
+    session.install("build>=1.2", "twine>=5.1")
+    dist = Path("dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    session.run("python", "-m", "build", "--outdir", str(dist))
+    built = sorted(dist.iterdir())
+    session.run("twine", "check", "--strict", *map(str, built))
+    wheel = next(f for f in built if f.suffix == ".whl")
+    tracked = subprocess.run(["git", "ls-files", *PACKAGE_DATA], capture_output=True,
+                             text=True, check=True).stdout.split()
+    with zipfile.ZipFile(wheel) as archive:
+        missing = sorted(set(tracked) - set(archive.namelist()))
+    if not tracked or missing:
+        session.error(f"{wheel.name} lacks files the demo needs: "
+                      f"{', '.join(missing) or PACKAGE_DATA}")
+    scratch = Path(tempfile.mkdtemp(prefix="reinstate-wheel-"))
+    venv = scratch / "venv"
+    session.run("python", "-m", "venv", str(venv))
+    binary = venv / ("Scripts" if os.name == "nt" else "bin")
+    session.run(str(binary / "python"), "-m", "pip", "install", "--quiet", str(wheel),
+                external=True)
+    session.run(str(binary / "reinstate"), "--version", external=True)
+    session.run(str(binary / "reinstate"), "demo", "--dir", str(scratch / "demo"),
+                external=True)
+    session.log(f"built and checked: {', '.join(f.name for f in built)}")

@@ -41,7 +41,7 @@ from gates._response.actions import (
 )
 from gates._response.clearance import check
 from gates._response.investigation import investigate
-from gates._response.restore import restore
+from gates._response.restore import restore, restore_needs
 from gates._store.access import read_mode
 from regressions import utc_now
 
@@ -110,7 +110,7 @@ def run_demo(directory: Path | None, console: Console) -> tuple[Path, bool]:
         def action() -> bool:
             verdict = run_gate(workspace, AGENT, actor="ci")
             verdicts[expected] = verdict
-            verdict_table(console, verdict)
+            verdict_table(console, verdict, restore_needs=restore_needs(workspace, verdict))
             if verify:
                 verification_table(console, verdict.verifications)
             return verdict.outcome == expected

@@ -7,7 +7,9 @@ its case id (and, for a regression case, its incident: ``INC-1-1[INC-1]``), mark
 its input-type tags, so ``-k`` and ``-m prompt_injection`` select as usual; it works under
 pytest-xdist. A failing item shows what the agent did against what the case expected,
 not a traceback; the case's outcome (pass, fail, error, inconclusive) is the item's user
-property ``reinstate_outcome``, so JUnit XML carries it. The workspace is read and checked
+property ``reinstate_outcome``, so JUnit XML carries it (as the suite's property
+``reinstate_outcome.CASE`` under pytest's default xunit2 family, whose schema has no
+properties on a test case). The workspace is read and checked
 by the gate's own loader, and each case runs through the engine the gate builds
 (``gates.engine_for``: today's permission policy, the allowed tools, the workspace's
 timeout, retries and confidence), so a test here and a gate check never disagree about a
@@ -102,11 +104,43 @@ class CaseSession:
         for suite in self.suites.values():
             suite.close()
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Tally each case's outcome (on the controller too, under xdist)."""
-        case = dict(report.user_properties).get(_PROPERTY)
-        if case is not None and report.when == "call":
+        """Tally each case's outcome (on the controller too, under xdist), and keep the
+        case's properties where the JUnit family allows them.
+
+        pytest writes an item's user properties inside its ``<testcase>``, which the xunit2
+        schema (pytest's default family, and Jenkins' xUnit schema) forbids. Under xunit2
+        they are taken off the report before pytest's JUnit writer reads it, and each
+        case's outcome goes to the test suite's ``<properties>`` instead, as
+        ``reinstate_outcome.CASE``; under xunit1 and legacy they stay on the test case.
+        """
+        ours = {str(k): v for k, v in report.user_properties if k in (_PROPERTY, _OUTCOME)}
+        case = ours.get(_PROPERTY)
+        if case is None:
+            return
+        if report.when == "call":
             self.outcomes[str(case)] = report.outcome
+        writer = self._junit_writer()  # an xdist worker has none: its reports go on as they are
+        if writer is None or not self._properties_per_suite():
+            return
+        report.user_properties = [p for p in report.user_properties
+                                  if p[0] not in (_PROPERTY, _OUTCOME)]
+        if report.when == "call" and _OUTCOME in ours:
+            writer.add_global_property(f"{_OUTCOME}.{case}", str(ours[_OUTCOME]))
+
+    def _properties_per_suite(self) -> bool:
+        """Whether JUnit XML is written in a family without per-test-case properties."""
+        try:
+            family = str(self.config.getini("junit_family"))
+        except ValueError:  # pytest's junitxml plugin is switched off
+            return False
+        return family not in ("xunit1", "legacy")
+
+    def _junit_writer(self) -> Any:
+        """pytest's JUnit XML writer in this process (none on an xdist worker)."""
+        return next((plugin for plugin in self.config.pluginmanager.get_plugins()
+                     if hasattr(plugin, "add_global_property")), None)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """One line: how many of the agents' cases passed, and that it is not a verdict."""

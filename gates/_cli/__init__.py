@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from evalsuite import ReinstateError
 from gates._cli._common import Context, default_actor
+from gates._cli._repeats import refuse_repeats
 
 # Each command is the module of its name, imported only when it runs (or when --help lists
 # it): a deploy job's `reinstate check` or a runtime's `reinstate mode` loads neither the
@@ -37,6 +38,13 @@ COMMANDS = (
 
 class Commands(click.Group):
     """The ``reinstate`` group, whose commands load on first use."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse as click does, after refusing a single-valued option given twice anywhere
+        on the command line (:func:`refuse_repeats`)."""
+        if not ctx.resilient_parsing:  # shell completion parses half-typed lines
+            refuse_repeats(self, ctx.parent, ctx.info_name or "reinstate", args)
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Every command's name, in alphabetical order (as click lists them)."""

@@ -15,6 +15,7 @@ from gates._reports.junit import junit_xml
 from gates._reports.terminal import verdict_table, verification_table
 from gates._reports.verdict_report import report_markdown, verdict_report
 from gates._response.notify import notify_failed_gate
+from gates._response.restore import restore_needs
 from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
 
 
@@ -53,7 +54,9 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     workspace = c.workspace()
     verdict = run_gate(workspace, agent, actor=c.actor, trials=trials, against=against,
                        new_store=new_store, signer=signer, attestation=attestation_file)
-    verdict_table(c.out, verdict)
+    # A pass restores only when restore's own conditions hold too (a review scheduled, a
+    # signature it accepts): the closing line says what it still needs, from the same check.
+    verdict_table(c.out, verdict, restore_needs=restore_needs(workspace, verdict))
     verification_table(c.out, verdict.verifications)
     if signer is not None:
         c.out.print(f"signed: {workspace.relative(attestation_path(workspace, verdict))}"

@@ -90,13 +90,15 @@ def finding(incident_id: str, layer: Layer, gap: bool, description: str,
 @command.command("change")
 @click.argument("incident_id")
 @click.option("--layer", required=True, type=click.Choice(get_args(ChangeLayer)))
-@click.option("--addresses", default="", help="Finding ids it addresses, e.g. F-1,F-3.")
+@click.option("--addresses", multiple=True,
+              help="Finding ids it addresses, e.g. F-1,F-3 (repeatable: all apply).")
 @click.option("--description", required=True, help="What changed.")
-def change(incident_id: str, layer: ChangeLayer, addresses: str, description: str) -> int:
+def change(incident_id: str, layer: ChangeLayer, addresses: tuple[str, ...],
+           description: str) -> int:
     """Record a control change; the gate verifies it against the recorded harm."""
     c = ctx()
     recorded = record_change(c.workspace(), incident_id, layer=layer,
-                             addresses=split_list(addresses), description=description,
+                             addresses=split_list(",".join(addresses)), description=description,
                              actor=c.actor)
     c.out.print(f"{recorded.id} {layer}")
     return 0

@@ -195,6 +195,7 @@ def case_data(r: CaseResult, evidence: Evidence) -> CaseFigures:
         # What the agent did in the first failing trial, for the report.
         failed=CaseFailure.model_validate(failure_data(r)) if r.outcome != "pass" else None,
         stopped_by_control=stopped_by_control(r),
+        seconds=round(sum(t.seconds for t in r.trials), 3),
     )
 
 

@@ -8,14 +8,28 @@ from gates._verdict.check_results import EvalsResult
 from gates._verdict.verdict import Verdict
 
 
+def _seconds(value: float) -> str:
+    """``1.234``: the form the Jenkins xUnit schema's time pattern accepts."""
+    return f"{value:.3f}"
+
+
 def junit_xml(verdict: Verdict) -> str:
-    """One test suite; a test case per check, and per eval case under the evals check."""
+    """One test suite; a test case per check, and per eval case under the evals check.
+
+    An eval case's ``time`` is its trials' wall time added up; the evals check's is its
+    cases' and the suite's is the evals check's. The other checks replay recorded steps in
+    memory and are not timed, so their test cases carry no ``time`` (it is optional).
+    """
     suite = ET.Element("testsuite", name=f"reinstate gate {verdict.agent}",
                        timestamp=verdict.created_at.isoformat())
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    total = 0.0
 
-    def case(classname: str, name: str, outcome: str, message: str, text: str = "") -> None:
+    def case(classname: str, name: str, outcome: str, message: str, text: str = "",
+             seconds: float | None = None) -> None:
         element = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        if seconds is not None:
+            element.set("time", _seconds(seconds))
         counts["tests"] += 1
         if outcome == "fail":
             counts["failures"] += 1
@@ -29,12 +43,18 @@ def junit_xml(verdict: Verdict) -> str:
             ET.SubElement(element, "failure", message=f"inconclusive: {message}").text = text
 
     for check in verdict.checks:
+        cases = (check.data.cases if isinstance(check, EvalsResult) and check.data is not None
+                 else [])
+        timed = [c.seconds for c in cases if c.seconds is not None]
+        spent = sum(timed) if timed else None
         case(f"reinstate.{verdict.agent}", check.name, check.outcome, check.summary,
-             "\n".join(check.findings))
-        if isinstance(check, EvalsResult) and check.data is not None:
-            for item in check.data.cases:
-                case(f"reinstate.{verdict.agent}.evals", item.id, item.outcome,
-                     f"pass rate {item.pass_rate:.0%} over {item.trials} trials")
+             "\n".join(check.findings), spent)
+        total += spent or 0.0
+        for item in cases:
+            case(f"reinstate.{verdict.agent}.evals", item.id, item.outcome,
+                 f"pass rate {item.pass_rate:.0%} over {item.trials} trials",
+                 seconds=item.seconds)
     for key, value in counts.items():
         suite.set(key, str(value))
+    suite.set("time", _seconds(total))
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"

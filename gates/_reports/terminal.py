@@ -27,8 +27,14 @@ def duration(delta: timedelta) -> str:
     return f"{minutes // 60}h {minutes % 60:02d}m"
 
 
-def verdict_table(console: Console, verdict: Verdict, *, findings: int = 3) -> None:
-    """One row per check, then the verdict and what it allows."""
+def verdict_table(console: Console, verdict: Verdict, *, findings: int = 3,
+                  restore_needs: list[str] | None = None) -> None:
+    """One row per check, then the verdict and what it allows.
+
+    ``restore_needs`` is what ``restore`` would still refuse for (its own
+    :func:`restore_blockers`): a passing verdict does not restore while any is unmet, so the
+    closing line names them instead of promising a restore.
+    """
     table = Table(title=f"gate {verdict.agent} (agent {verdict.fingerprint.agent_version})",
                   title_justify="left", show_lines=False)
     table.add_column("check")
@@ -43,8 +49,13 @@ def verdict_table(console: Console, verdict: Verdict, *, findings: int = 3) -> N
             detail += f"\n  … and {len(check.findings) - findings} more"
         table.add_row(check.name, outcome(check.outcome), detail)
     console.print(table)
-    allows = ("may be restored to full operation" if verdict
-              else "may NOT be restored to full operation")
+    if not verdict:
+        allows = "may NOT be restored to full operation"
+    elif restore_needs:
+        allows = ("may NOT be restored yet: restore still needs: "
+                  + "; ".join(escape(need) for need in restore_needs))
+    else:
+        allows = "may be restored to full operation"
     console.print(f"verdict: {outcome(verdict.outcome)} — {verdict.agent} {allows}")
 
 

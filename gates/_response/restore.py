@@ -68,6 +68,22 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     return reasons
 
 
+def restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
+    """What ``restore`` still needs after the gate computed ``verdict``: its own
+    :func:`restore_blockers`, read from the workspace's store; None when the verdict did not
+    pass (then it restores nothing anyway).
+
+    A store that cannot be read is itself a need (fail closed): a pass that restore cannot
+    confirm promises nothing.
+    """
+    if not verdict:
+        return None
+    try:
+        return restore_blockers(workspace, verdict.agent, open_store(workspace))
+    except ReinstateError as exc:
+        return [f"its conditions could not be read: {exc}"]
+
+
 def verdict_gaps(workspace: Workspace, agent: str, verdict: Verdict, which: str) -> list[str]:
     """Why ``verdict`` clears nothing today: it did not pass, or what it was computed on
     changed since (named file by file). ``which`` names it in the sentences."""

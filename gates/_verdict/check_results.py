@@ -122,6 +122,10 @@ class CaseFigures(Record):
     stopped_by_control: list[str] = Field(default_factory=list)
     """When it passed only because a control denied what the agent attempted: each attempt,
     "attempted tool(…), denied by rule (reason)"; empty when the agent itself held."""
+    seconds: float | None = None
+    """The wall time of its trials added up, retries included (trials may run at the same
+    time, so cases can add up to more than the gate took); none in verdicts from before it
+    was recorded."""
 
 
 class EvalsData(Record):
