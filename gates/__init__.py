@@ -101,6 +101,7 @@ if TYPE_CHECKING:
         StateStore,
         verify_chain,
     )
+    from gates._store.postgres import PostgresStore
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
@@ -178,6 +179,7 @@ __all__ = [
     "OverBlocking",
     "PermissionBoundaryResult",
     "Permissions",
+    "PostgresStore",
     "Postmortem",
     "PromptReplay",
     "RatchetApproval",
@@ -341,6 +343,7 @@ _EXPORTS: dict[str, str] = {
     "Risk": "gates._controls.files",
     "RunSummary": "gates._response.runs",
     "SQLiteStore": "gates._store.backends",
+    "PostgresStore": "gates._store.postgres",
     "SignatureInvalid": "gates._store.attestation",
     "Situation": "gates._controls.conditions",
     "StateStore": "gates._store.backends",
