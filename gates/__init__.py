@@ -101,6 +101,7 @@ if TYPE_CHECKING:
         StateStore,
         verify_chain,
     )
+    from gates._store.migrate import Migrated, migrate_store
     from gates._store.postgres import PostgresStore
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
@@ -171,6 +172,7 @@ __all__ = [
     "LoggingResult",
     "Loosening",
     "MemoryStore",
+    "Migrated",
     "Mode",
     "ModeReading",
     "ModeRecord",
@@ -235,6 +237,7 @@ __all__ = [
     "load_inputs",
     "load_public_key",
     "load_signing_key",
+    "migrate_store",
     "open_incident",
     "open_store",
     "policy_of",
@@ -344,6 +347,8 @@ _EXPORTS: dict[str, str] = {
     "RunSummary": "gates._response.runs",
     "SQLiteStore": "gates._store.backends",
     "PostgresStore": "gates._store.postgres",
+    "Migrated": "gates._store.migrate",
+    "migrate_store": "gates._store.migrate",
     "SignatureInvalid": "gates._store.attestation",
     "Situation": "gates._controls.conditions",
     "StateStore": "gates._store.backends",

@@ -338,7 +338,7 @@ class PostgresStore:
             (entry.seq, entry.at.isoformat(), entry.actor, entry.action, entry.agent,
              entry.reason, json.dumps(entry.detail, sort_keys=True, default=str),
              entry.prev_hash, entry.hash))
-        _put_head(conn, entry.seq, entry.hash)
+        put_head(conn, entry.seq, entry.hash)
         return entry
 
     @staticmethod
@@ -412,7 +412,7 @@ class PostgresStore:
                                f"connection was closed")
 
 
-def _put_head(conn: psycopg.Connection[Any], seq: int, digest: str) -> None:
+def put_head(conn: psycopg.Connection[Any], seq: int, digest: str) -> None:
     """The head, kept apart from the log in the same transaction: a removed last entry
     leaves the log shorter than its head."""
     conn.execute("INSERT INTO reinstate.meta VALUES ('audit_head', %s) ON CONFLICT (key) DO "
