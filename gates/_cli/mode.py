@@ -14,7 +14,10 @@ from gates._store.access import read_mode
 @click.command("mode")
 @click.argument("agent")
 @click.option("--json", "as_json", is_flag=True, help="Print the reading as JSON.")
-def command(agent: str, as_json: bool) -> int:
+@click.option("--follow", is_flag=True,
+              help="Keep printing: a line for each mode change as it commits (PostgreSQL "
+                   "store, LISTEN/NOTIFY).")
+def command(agent: str, as_json: bool, follow: bool) -> int:
     """Print the mode AGENT must operate in: full, review or suspended.
 
     When the state store cannot be read the answer is ``suspended`` and the exit code 3.
@@ -22,6 +25,9 @@ def command(agent: str, as_json: bool) -> int:
     c = ctx()
     workspace = c.workspace()
     workspace.require_agent(agent)
+    if follow:
+        from gates._cli._follow import follow_mode
+        return follow_mode(c, workspace, agent, as_json)
     reading = read_mode(workspace, agent)
     if as_json:
         click.echo(json.dumps(reading.model_dump(mode="json")))
