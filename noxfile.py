@@ -96,7 +96,8 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark in benchmarks/, each reporting ratios against a same-run baseline."""
-    session.install(".")
+    _postgresql(session)  # bench_store.py follows mode changes on a throwaway PostgreSQL
+    session.install(".[postgres]")
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
 
