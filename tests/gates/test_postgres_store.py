@@ -24,9 +24,10 @@ from gates import (
     verify_chain,
 )
 from gates._cli import main
+from gates._demo import apply_fix
 from regressions import utc_now
 from tests.conftest import CLI, tree
-from tests.helpers import contained
+from tests.helpers import contained, restored
 from tests.postgres_server import PASSWORD, PASSWORD_ROLE, Cluster
 
 AGENT = "refund-agent"
@@ -211,3 +212,18 @@ def test_a_url_that_is_not_postgresql_is_refused(example: Workspace,
     assert "reinstate.toml" in err and "$.state.url" in err and "postgresql://" in err
     assert "pw" not in err
     assert "Traceback" not in err and tree(example.root) == before
+
+
+@pytest.mark.slow
+def test_the_example_story_runs_end_to_end_on_postgres(
+        example: Workspace, postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Contain, capture, resolve, gate, restore and check on a PostgreSQL store, with no
+    SQLite file ever written: the agent is back in full and the log verifies."""
+    ws = on_postgres(example, postgres_url)
+    restored(ws, apply_fix)  # the first write makes the store's tables
+    assert agent_mode(AGENT, ws.root) == "full"
+    assert main(["-C", str(ws.root), "check", AGENT]) == 0, capsys.readouterr()
+    assert main(["-C", str(ws.root), "audit", "verify"]) == 0, capsys.readouterr()
+    actions = [e.action for e in PostgresStore(postgres_url).audit(AGENT)]
+    assert actions.count("verdict") == 1 and actions[0] == "mode" and actions[-1] == "mode"
+    assert not ws.state_path.exists()
