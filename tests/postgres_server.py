@@ -86,7 +86,9 @@ def _run(argv: list[str]) -> None:
 @contextlib.contextmanager
 def cluster(binaries: Path) -> Iterator[Cluster]:
     """A cluster started for the block, stopped and deleted after it."""
-    folder = Path(tempfile.mkdtemp(prefix="reinstate-pg-"))
+    # As root the folder must be reachable by nobody: not under a private TMPDIR.
+    folder = Path(tempfile.mkdtemp(prefix="reinstate-pg-",
+                                   dir="/tmp" if os.geteuid() == 0 else None))
     data = folder / "data"
     if os.geteuid() == 0:
         shutil.chown(folder, "nobody", "nogroup")

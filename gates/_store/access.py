@@ -207,20 +207,18 @@ def require_store(workspace: Workspace, *, new_store: bool) -> None:
     the audit log) silently gone; a CI job that starts from an empty store by design says
     so with ``new_store``.
     """
-    if new_store or store_exists(open_store(workspace)):
+    store = open_store(workspace)
+    if new_store or store_exists(store):
         return
     evidence = history_evidence(workspace)
     if evidence:
+        where, moved = ((workspace.relative(store.path), "") if isinstance(store, SQLiteStore)
+                        else (store.display, " (or bring it there with `reinstate store "
+                                             "migrate`)"))
         raise StoreUnavailable(
-            f"no state store at {_where(workspace)}, but the workspace "
-            f"shows it had one ({'; '.join(evidence)}): restore it from a backup, or pass "
+            f"no state store at {where}, but the workspace shows it had one "
+            f"({'; '.join(evidence)}): restore it from a backup{moved}, or pass "
             f"--new-store where a CI job starts from an empty store by design")
-
-
-def _where(workspace: Workspace) -> str:
-    store = open_store(workspace)
-    return (workspace.relative(store.path) if isinstance(store, SQLiteStore)
-            else store.display)
 
 
 def agent_mode(agent: str, workspace: Path | str | None = None) -> Mode:

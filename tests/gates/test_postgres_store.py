@@ -227,3 +227,17 @@ def test_the_example_story_runs_end_to_end_on_postgres(
     actions = [e.action for e in PostgresStore(postgres_url).audit(AGENT)]
     assert actions.count("verdict") == 1 and actions[0] == "mode" and actions[-1] == "mode"
     assert not ws.state_path.exists()
+
+
+@pytest.mark.slow
+def test_an_empty_postgres_store_does_not_forget_a_containment(
+        example: Workspace, postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Pointed at an empty database after a containment, the gate refuses to start a new
+    store (exit 3, saying how to migrate) and the agent is not answered full."""
+    contained(example)
+    ws = on_postgres(example, postgres_url)
+    assert main(["-C", str(ws.root), "gate", AGENT]) == 3
+    err = capsys.readouterr().err
+    assert "INC-1 was contained" in err and "reinstate store migrate" in err, err
+    assert agent_mode(AGENT, ws.root) != "full"
+    assert PostgresStore(postgres_url).exists() is False
