@@ -144,6 +144,11 @@ def test_password_comes_from_the_environment_and_is_never_shown(
     with pytest.raises(StoreUnavailable, match="password authentication failed") as refused:
         store.mode(AGENT)
     assert "wrong-password" not in str(refused.value)
+    in_query = PostgresStore(f"postgresql://{PASSWORD_ROLE}@127.0.0.1:{postgres_cluster.port}"
+                             f"/postgres?password=query-password")
+    with pytest.raises(StoreUnavailable, match="password authentication failed") as refused:
+        in_query.mode(AGENT)
+    assert "query-password" not in str(refused.value) and "password=***" in str(refused.value)
     monkeypatch.setenv("REINSTATE_TEST_PW", PASSWORD)
     assert store.exists() is False  # connected: the database is reachable with it
 
