@@ -8,12 +8,13 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from gates import PostgresStore, Workspace
+from gates import PostgresStore, Workspace, verify_chain
 from tests.faults.conftest import (
     Cli,
     Faults,
@@ -116,3 +117,44 @@ def test_two_gates_and_a_containment_at_once(pg: tuple[Workspace, str], faults: 
     assert cli(ws, "audit", "verify").code == 0
     assert PostgresStore(url).head() == (after.audit[-1][0], after.audit[-1][8])
     request.node.user_properties.append(("writers", (3, 3)))
+
+
+_WRITER = """
+import sys
+from gates import ModeRecord, PostgresStore
+from regressions import utc_now
+store = PostgresStore(sys.argv[1])
+for n in range(int(sys.argv[3])):
+    mode = ("suspended", "review", "full")[n % 3]
+    record = ModeRecord(agent=sys.argv[2], mode=mode, since=utc_now(), actor=sys.argv[2],
+                        reason=str(n))
+    if n % 2:
+        store.tighten_mode(record)
+    else:
+        store.set_mode(record)
+    store.append(actor=sys.argv[2], action="note", agent=None, reason=str(n))
+"""
+
+
+def test_many_writers_keep_one_unbroken_chain(postgres_url: str, faults: Faults,
+                                              request: pytest.FixtureRequest) -> None:
+    """Six processes, each on its own connections, write 60 entries at once: every entry
+    lands once, numbered without gaps, on a chain that verifies up to the recorded head."""
+    faults.inject("six writers on one PostgreSQL store at once")
+    writers, rounds = 6, 5
+    PostgresStore(postgres_url).create()
+    started = [subprocess.Popen([sys.executable, "-c", _WRITER, postgres_url, f"agent-{n}",
+                                 str(rounds)], stderr=subprocess.PIPE, text=True)
+               for n in range(writers)]
+    for process in started:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+    store = PostgresStore(postgres_url)
+    entries = store.audit()
+    assert [e.seq for e in entries] == list(range(1, writers * rounds * 2 + 1))
+    assert verify_chain(entries) == []
+    assert store.head() == (entries[-1].seq, entries[-1].hash)
+    for n in range(writers):
+        mine = [e for e in entries if e.actor == f"agent-{n}"]
+        assert [e.reason for e in mine] == [str(r) for r in range(rounds) for _ in (1, 2)]
+    request.node.user_properties.append(("writers", (writers, writers * rounds * 2)))
