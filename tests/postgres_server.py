@@ -6,10 +6,11 @@ PostgreSQL refuses to run as root, so as root the cluster is made and run by ``n
 (``runuser``), which owns the folder. pytest-postgresql's process fixture was not used: it
 runs ``initdb`` as the current user, which as root (CI here) fails.
 
-Binaries are found on PATH, else in Debian's ``/usr/lib/postgresql/<version>/bin``, else
-in ``$REINSTATE_PG_BINDIR``. The superuser ``postgres`` connects without a password; the
-role ``reinstate_pw`` (password ``REINSTATE_PW_SECRET``) must give its password, so a test
-can show that a password from the environment is used (and never printed).
+Binaries are found in ``$REINSTATE_PG_BINDIR`` when it is set (there only), else on PATH,
+else in Debian's ``/usr/lib/postgresql/<version>/bin``. The superuser ``postgres``
+connects without a password; the role ``reinstate_pw`` (password ``PASSWORD``) must give
+its password, so a test can show that a password from the environment is used (and never
+printed).
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ PASSWORD = "s3cret/with@odd:chars"
 def bindir() -> Path | None:
     """The folder of ``initdb`` and ``pg_ctl``, or None when PostgreSQL is not installed."""
     given = os.environ.get("REINSTATE_PG_BINDIR")
-    if given:
-        return Path(given)
+    if given:  # that folder or nothing
+        return Path(given) if (Path(given) / "initdb").is_file() else None
     found = shutil.which("initdb")
     if found:
         return Path(found).resolve().parent

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote
 
@@ -246,3 +247,20 @@ def test_an_empty_postgres_store_does_not_forget_a_containment(
     assert "INC-1 was contained" in err and "reinstate store migrate" in err, err
     assert agent_mode(AGENT, ws.root) != "full"
     assert PostgresStore(postgres_url).exists() is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("true", "1 error")])
+def test_without_postgresql_tests_skip_only_outside_ci(ci: str, outcome: str) -> None:
+    """Where no PostgreSQL can be found a store test is skipped, but in CI it errors."""
+    env = {**os.environ, "REINSTATE_PG_BINDIR": "/nonexistent", "CI": ci}
+    if not ci:
+        env.pop("CI")
+    root = Path(__file__).parent.parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "tests/gates/test_store.py", "-k", "postgres and unset_until_written"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert outcome in done.stdout, done.stdout[-2000:]
+    if ci:
+        assert "PostgreSQL is not installed" in done.stdout
