@@ -58,11 +58,14 @@ def test_migration_keeps_the_chain_and_everything_the_store_holds(
 def test_migrating_again_copies_only_what_is_new(
         back_in_full: Workspace, postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """After the source grew, a second migration copies the new entries onto the same chain;
-    a third copies nothing."""
-    argv = ("store", "migrate", "--from", _source(back_in_full), "--to", postgres_url)
-    assert _run(capsys, back_in_full, *argv)[0] == 0
+    a third copies nothing. Without ``--to`` the target is the workspace's ``[state] url``."""
+    source = _source(back_in_full)
+    assert _run(capsys, back_in_full, "store", "migrate", "--from", source, "--to",
+                postgres_url)[0] == 0
     SQLiteStore(back_in_full.state_path).set_mode(ModeRecord(
         agent=AGENT, mode="review", since=utc_now(), actor="oncall", reason="again"))
+    argv = ("store", "migrate", "--from", source)
+    on_postgres(back_in_full, postgres_url)
     code, out = _run(capsys, back_in_full, *argv)
     assert code == 0 and "1 audit entries, 0 verdicts" in out, out
     code, out = _run(capsys, back_in_full, *argv)
