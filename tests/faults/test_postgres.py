@@ -138,11 +138,11 @@ for n in range(int(sys.argv[3])):
 
 def test_many_writers_keep_one_unbroken_chain(postgres_url: str, faults: Faults,
                                               request: pytest.FixtureRequest) -> None:
-    """Six processes, each on its own connections, write 60 entries at once: every entry
-    lands once, numbered without gaps, on a chain that verifies up to the recorded head."""
+    """Six processes, each on its own connections, make the store's tables and write 60
+    entries at once: every entry lands once, numbered without gaps, on a chain that
+    verifies up to the recorded head."""
     faults.inject("six writers on one PostgreSQL store at once")
     writers, rounds = 6, 5
-    PostgresStore(postgres_url).create()
     started = [subprocess.Popen([sys.executable, "-c", _WRITER, postgres_url, f"agent-{n}",
                                  str(rounds)], stderr=subprocess.PIPE, text=True)
                for n in range(writers)]
