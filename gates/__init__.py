@@ -113,6 +113,8 @@ if TYPE_CHECKING:
         StateStore,
         verify_chain,
     )
+    from gates._store.migrate import Migrated, migrate_store
+    from gates._store.postgres import PostgresStore
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
@@ -182,6 +184,7 @@ __all__ = [
     "LoggingResult",
     "Loosening",
     "MemoryStore",
+    "Migrated",
     "Mode",
     "ModeReading",
     "ModeRecord",
@@ -191,6 +194,7 @@ __all__ = [
     "OverBlocking",
     "PermissionBoundaryResult",
     "Permissions",
+    "PostgresStore",
     "Postmortem",
     "PromptReplay",
     "RatchetApproval",
@@ -251,6 +255,7 @@ __all__ = [
     "notify_containment",
     "notify_failed_gate",
     "notify_restore",
+    "migrate_store",
     "open_incident",
     "open_store",
     "policy_of",
@@ -360,6 +365,9 @@ _EXPORTS: dict[str, str] = {
     "Risk": "gates._controls.files",
     "RunSummary": "gates._response.runs",
     "SQLiteStore": "gates._store.backends",
+    "PostgresStore": "gates._store.postgres",
+    "Migrated": "gates._store.migrate",
+    "migrate_store": "gates._store.migrate",
     "SignatureInvalid": "gates._store.attestation",
     "Situation": "gates._controls.conditions",
     "StateStore": "gates._store.backends",

@@ -178,6 +178,24 @@ class AgentSettings(Record):
         return Isolation(env=tuple(self.env), sandbox=self.sandbox)
 
 
+class StateSettings(Record):
+    """Where the state store lives when it is not the SQLite file of ``[paths] state``."""
+
+    url: str | None = None
+    """A PostgreSQL server shared by CI runners, deploy jobs and agent runtimes:
+    ``postgresql://USER:${PGPASSWORD}@HOST:5432/DB``. ``${NAME}`` is filled from the
+    environment when the store is used, and libpq's own variables (``PGPASSWORD``,
+    ``PGSSLMODE``, ``PGPASSFILE``, …) apply, so no secret needs to be in this file. Unset:
+    the SQLite file of ``[paths] state``."""
+
+    @field_validator("url")
+    @classmethod
+    def _postgres(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"expected a postgresql:// URL, got '{url.split('@')[-1][:80]}'")
+        return url
+
+
 class Config(Record):
     """``reinstate.toml``, or ``[tool.reinstate]`` in ``pyproject.toml``."""
 
@@ -201,6 +219,8 @@ class Config(Record):
     """How agent code run for evals is confined."""
     notify: NotifySettings = Field(default_factory=NotifySettings)
     """Notifications: each audience's service URLs, and how long deliveries may take."""
+    state: StateSettings = Field(default_factory=StateSettings)
+    """A shared state store (PostgreSQL) instead of the SQLite file."""
 
 
 @dataclass(frozen=True)

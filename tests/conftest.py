@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from filelock import FileLock
 
 from gates import Workspace
 from gates._demo import apply_fix, lay_out
+from tests import postgres_server
 
 # The CLI runs in a child process exactly as a user or a CI job runs it.
 CLI = [sys.executable, "-m", "gates"]
@@ -52,6 +53,27 @@ def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path
             build(root)
             done.touch()
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[postgres_server.Cluster]:
+    """A throwaway PostgreSQL cluster for this test process, stopped at the end; skipped
+    only where PostgreSQL is not installed and ``CI`` is unset (in CI that fails)."""
+    binaries = postgres_server.bindir()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (no initdb): `nox -s tests` installs "
+                        "Debian's postgresql package, or set REINSTATE_PG_BINDIR")
+        pytest.skip("PostgreSQL is not installed (no initdb; Debian: apt-get install "
+                    "postgresql)")
+    with postgres_server.cluster(binaries) as running:
+        yield running
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: postgres_server.Cluster) -> str:
+    """The URL of a new, empty database on the test cluster."""
+    return postgres_cluster.new_database()
 
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]

@@ -33,6 +33,8 @@ COMMANDS = (
     # Tamper evidence: the regression set only tightens unless a person approves; verdicts
     # are signed with a key that `keygen` makes.
     "ratchet", "keygen",
+    # The state store itself: a team's history onto a shared server.
+    "store",
 )
 
 

@@ -18,13 +18,16 @@ from gates._store.access import ModeReading, read_mode, watch_mode
 @click.command("mode")
 @click.argument("agent")
 @click.option("--json", "as_json", is_flag=True, help="Print the reading as JSON (with "
-              "--watch: one JSON object a line).")
+              "--watch or --follow: one JSON object a line).")
 @click.option("--watch", is_flag=True,
               help="Keep reading: print the mode, then a line for each change, until "
                    "Ctrl-C or SIGTERM (exit 0).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
               help="With --watch, seconds between two readings of the state store.")
-def command(agent: str, as_json: bool, watch: bool, interval: float) -> int:
+@click.option("--follow", is_flag=True,
+              help="Keep printing: a line for each mode change as it commits (PostgreSQL "
+                   "store, LISTEN/NOTIFY).")
+def command(agent: str, as_json: bool, watch: bool, interval: float, follow: bool) -> int:
     """Print the mode AGENT must operate in: full, review or suspended.
 
     When the state store cannot be read the answer is ``suspended`` and the exit code 3.
@@ -32,6 +35,12 @@ def command(agent: str, as_json: bool, watch: bool, interval: float) -> int:
     c = ctx()
     workspace = c.workspace()
     workspace.require_agent(agent)
+    if watch and follow:
+        raise click.UsageError("give --watch (polling, any store) or --follow (PostgreSQL), "
+                               "not both")
+    if follow:
+        from gates._cli._follow import follow_mode
+        return follow_mode(c, workspace, agent, as_json)
     if watch:
         return _watch(c, workspace, agent, interval, as_json)
     reading = read_mode(workspace, agent)

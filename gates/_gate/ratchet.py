@@ -27,7 +27,7 @@ from gates._config import Workspace
 from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs, regression_set_lock
 from gates._gate.ratchet_git import compare_with_ref, ratchet_against
-from gates._store.access import open_store
+from gates._store.access import open_store, store_exists
 from gates._store.backends import AuditEntry, StateStore
 from gates._verdict.check_results import (
     AgainstRef,
@@ -77,7 +77,8 @@ def _store(workspace: Workspace, store: StateStore | None) -> StateStore | None:
     """The given store, else the workspace's; None while it was never written (no memory)."""
     if store is not None:
         return store
-    return open_store(workspace) if workspace.state_path.exists() else None
+    found = open_store(workspace)
+    return found if store_exists(found) else None
 
 
 def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase] | None = None,

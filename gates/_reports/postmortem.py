@@ -19,7 +19,7 @@ from evalsuite import Record, Redactor, load_cases
 from gates._config import Workspace
 from gates._reports.incident_view import IncidentView, incident_view
 from gates._reports.templating import render_markdown
-from gates._store.access import open_store
+from gates._store.access import open_store, store_exists
 from gates._store.backends import StateStore
 from gates._verdict.verdict import Outcome
 from regressions import (
@@ -218,7 +218,7 @@ def postmortem(workspace: Workspace, incident_id: str,
                store: StateStore | None = None) -> Postmortem:
     """Write up ``incident_id`` from its records and the agent's latest verdict."""
     incident = workspace.incidents().load(incident_id)
-    if store is None and not workspace.state_path.exists():
+    if store is None and not store_exists(open_store(workspace)):
         verdict = None  # nothing was ever contained or gated here: a write-up, not a decision
     else:
         verdict = (store or open_store(workspace)).latest_verdict(incident.agent)

@@ -14,14 +14,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AwareDatetime
 
 from evalsuite import Record, ReinstateError
-from gates._config import Workspace
+from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore
 from regressions import Incident
+
+if TYPE_CHECKING:
+    from gates._store.postgres import PostgresStore
 
 # The key under which restore lists the incidents it restored, in its mode entry.
 RESTORED = "incidents"
@@ -36,9 +40,33 @@ FAILED_CLOSED = frozenset({STORE_UNREADABLE, RECORDS_UNREADABLE, WORKSPACE_UNREA
                            UNKNOWN_AGENT})
 
 
-def open_store(workspace: Workspace) -> SQLiteStore:
-    """The workspace's state store."""
-    return SQLiteStore(workspace.state_path)
+def open_store(workspace: Workspace) -> SQLiteStore | PostgresStore:
+    """The workspace's state store: the PostgreSQL server of ``[state] url`` when set, else
+    the SQLite file of ``[paths] state``.
+
+    Raises:
+        StoreUnavailable: a PostgreSQL URL is set but psycopg is not installed.
+    """
+    url = workspace.config.state.url
+    if url is None:
+        return SQLiteStore(workspace.state_path)
+    where = (f"{CONFIG_FILE} $.state.url" if (workspace.root / CONFIG_FILE).is_file()
+             else "pyproject.toml $.tool.reinstate.state.url")
+    try:  # only a workspace on PostgreSQL pays for importing its driver
+        from gates._store.postgres import PostgresStore
+    except ImportError:
+        raise StoreUnavailable(f"{where}: a PostgreSQL state store needs psycopg: install "
+                               f"reinstate[postgres]") from None
+    return PostgresStore(url, where)
+
+
+def store_exists(store: StateStore) -> bool:
+    """Whether ``store`` was ever written (a file or tables made); a store of another kind
+    (in memory) always was."""
+    if isinstance(store, SQLiteStore):
+        return store.path.exists()
+    exists = getattr(store, "exists", None)
+    return bool(exists()) if callable(exists) else True
 
 
 @dataclass(frozen=True)
@@ -112,7 +140,7 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None) -> Stan
 def _log(store: StateStore | None, agent: str) -> list[AuditEntry]:
     if store is None:
         return []
-    if isinstance(store, SQLiteStore) and not store.path.exists():
+    if not store_exists(store):
         return []
     return store.audit(agent)
 
@@ -203,13 +231,17 @@ def require_store(workspace: Workspace, *, new_store: bool) -> None:
     the audit log) silently gone; a CI job that starts from an empty store by design says
     so with ``new_store``.
     """
-    if new_store or workspace.state_path.exists():
+    store = open_store(workspace)
+    if new_store or store_exists(store):
         return
     evidence = history_evidence(workspace)
     if evidence:
+        where, moved = ((workspace.relative(store.path), "") if isinstance(store, SQLiteStore)
+                        else (store.display, " (or bring it there with `reinstate store "
+                                             "migrate`)"))
         raise StoreUnavailable(
-            f"no state store at {workspace.relative(workspace.state_path)}, but the workspace "
-            f"shows it had one ({'; '.join(evidence)}): restore it from a backup, or pass "
+            f"no state store at {where}, but the workspace shows it had one "
+            f"({'; '.join(evidence)}): restore it from a backup{moved}, or pass "
             f"--new-store where a CI job starts from an empty store by design")
 
 

@@ -57,6 +57,24 @@ def _sqlite_full() -> None:
     sqlite3.connect = connect  # type: ignore[assignment]
 
 
+def _pg_connection_lost() -> None:
+    """The PostgreSQL server drops the connection of every audit write after its rows are
+    written and before they are committed."""
+    import psycopg
+
+    from gates._store.postgres import PostgresStore, expand
+
+    original = PostgresStore._append
+
+    def append(self: PostgresStore, conn: Any, **kwargs: Any) -> Any:
+        entry = original(self, conn, **kwargs)
+        with psycopg.connect(expand(self.url, self.where), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (conn.info.backend_pid,))
+        return entry
+
+    PostgresStore._append = append  # type: ignore[method-assign]
+
+
 def _start_gun() -> None:
     """Say ready, then wait for the test to release every process at once."""
     os.write(int(os.environ["FAULT_SIGNAL_FD"]), b"!")
@@ -86,6 +104,8 @@ def arm(fault: str) -> None:
         os.fsync = _disk_full
     elif fault == "sqlite-full":
         _sqlite_full()
+    elif fault == "pg-connection-lost":
+        _pg_connection_lost()
     else:
         raise SystemExit(f"unknown fault {fault!r}")
 

@@ -15,6 +15,8 @@ from gates import (
     Fingerprint,
     MemoryStore,
     ModeRecord,
+    PostgresStore,
+    Refused,
     SQLiteStore,
     StateStore,
     StoreUnavailable,
@@ -24,13 +26,15 @@ from gates import (
 from regressions import utc_now
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    """Each store implementation in turn."""
+    """Each store implementation in turn (PostgreSQL: a new database on the test cluster)."""
     if request.param == "memory":
         yield MemoryStore()
-    else:
+    elif request.param == "sqlite":
         yield SQLiteStore(tmp_path / ".reinstate" / "state.db")
+    else:
+        yield PostgresStore(request.getfixturevalue("postgres_url"))
 
 
 def _verdict(outcome: str = "pass", agent: str = "refund-agent") -> Verdict:
@@ -49,9 +53,53 @@ def _mode(mode: str, agent: str = "refund-agent") -> ModeRecord:
 
 def test_mode_is_unset_until_written(store: StateStore) -> None:
     """An agent never contained has no recorded mode."""
-    if isinstance(store, SQLiteStore):
+    if isinstance(store, SQLiteStore | PostgresStore):
         store.create()
     assert store.mode("refund-agent") is None
+
+
+def test_tighten_mode_keeps_the_stricter_mode(store: StateStore) -> None:
+    """A containment asking for review leaves a suspended agent suspended, and says so."""
+    store.set_mode(_mode("suspended"))
+    entry, mode = store.tighten_mode(_mode("review"), detail={"incident": "INC-2"})
+    assert mode == "suspended" and entry.detail == {"mode": "suspended", "incident": "INC-2"}
+    record = store.mode("refund-agent")
+    assert record is not None and record.mode == "suspended"
+
+
+def test_replace_mode_refuses_a_mode_changed_since_it_was_read(store: StateStore) -> None:
+    """Compare-and-set: a restore based on a stale reading is refused and writes nothing."""
+    store.set_mode(_mode("review"))
+    seen = store.mode("refund-agent")
+    store.set_mode(_mode("suspended"))
+    with pytest.raises(Refused, match="it is now suspended"):
+        store.replace_mode(_mode("full"), expected=seen)
+    record = store.mode("refund-agent")
+    assert record is not None and record.mode == "suspended"
+    assert len(store.audit()) == 2
+    current = store.mode("refund-agent")
+    store.replace_mode(_mode("full"), expected=current)
+    restored = store.mode("refund-agent")
+    assert restored is not None and restored.mode == "full"
+
+
+def test_head_follows_every_write(store: StateStore) -> None:
+    """The recorded head is the last entry's number and hash after each kind of write."""
+    for write in (lambda: store.set_mode(_mode("review")),
+                  lambda: store.save_verdict(_verdict(), actor="ci"),
+                  lambda: store.append(actor="oncall", action="note", agent=None, reason="x")):
+        entry = write()
+        assert store.head() == (entry.seq, entry.hash)
+
+
+def test_verdict_is_stamped_with_the_head_before_it(store: StateStore) -> None:
+    """A stored verdict carries the log's last entry before its own, and reads back equal."""
+    first = store.set_mode(_mode("review"))
+    verdict = _verdict()
+    store.save_verdict(verdict, actor="ci")
+    assert verdict.audit_head is not None
+    assert (verdict.audit_head.seq, verdict.audit_head.hash) == (first.seq, first.hash)
+    assert store.latest_verdict("refund-agent") == verdict
 
 
 def test_set_mode_is_read_back_and_audited(store: StateStore) -> None:

@@ -1,0 +1,419 @@
+"""The state store on a PostgreSQL server, for teams whose CI runners, deploy jobs and agent
+runtimes are different machines.
+
+It keeps what :class:`~gates._store.backends.SQLiteStore` keeps (modes, verdicts, the
+hash-chained audit log and its head), passes the same contract, and adds what a server can
+enforce: the audit log and the verdicts are append-only in the database (triggers refuse
+UPDATE, DELETE and TRUNCATE), an entry that does not follow the last one is refused, and
+every mode change sends a ``NOTIFY`` in its own transaction, so a follower hears of a
+containment the moment it commits.
+
+Every write is one transaction that first locks the audit table against other writers
+(readers are not blocked): numbering, compare-and-set and the head are read and written
+with no other writer in between, across any number of machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from pydantic import ValidationError
+
+from gates._errors import StoreUnavailable
+from gates._store.backends import (
+    GENESIS,
+    AuditEntry,
+    Mode,
+    ModeRecord,
+    _entry,
+    _expect,
+    _stricter,
+    _verdict_detail,
+    lock_timeout,
+)
+from gates._verdict.verdict import AuditHead, Verdict, read_verdict
+
+# The channel every mode change is announced on (``reinstate mode AGENT --follow``).
+MODE_CHANNEL = "reinstate_mode"
+SCHEMA = "reinstate"
+_VERSION = "1"
+# Seconds to wait for the server to answer a connection attempt.
+CONNECT_TIMEOUT_S = 10
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+_TABLES = """
+CREATE SCHEMA IF NOT EXISTS reinstate;
+CREATE TABLE reinstate.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE reinstate.modes (
+    agent TEXT PRIMARY KEY, mode TEXT NOT NULL, since TEXT NOT NULL,
+    actor TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE reinstate.verdicts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, agent TEXT NOT NULL,
+    created_at TEXT NOT NULL, outcome TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX verdicts_by_agent ON reinstate.verdicts (agent, id);
+-- Times and details are kept as the text the chain hash was computed over, so the log
+-- reads back exactly as it was written (and as a migrated SQLite log was written).
+CREATE TABLE reinstate.audit (
+    seq BIGINT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    agent TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL);
+CREATE INDEX audit_by_agent ON reinstate.audit (agent, seq);
+
+CREATE FUNCTION reinstate.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'reinstate.%: % refused: the table is append-only', TG_TABLE_NAME, TG_OP;
+END $$;
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON reinstate.audit
+    FOR EACH ROW EXECUTE FUNCTION reinstate.refuse_change();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON reinstate.audit
+    FOR EACH STATEMENT EXECUTE FUNCTION reinstate.refuse_change();
+CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON reinstate.verdicts
+    FOR EACH ROW EXECUTE FUNCTION reinstate.refuse_change();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON reinstate.verdicts
+    FOR EACH STATEMENT EXECUTE FUNCTION reinstate.refuse_change();
+
+-- An entry must take the next number and link to the last entry's hash.
+CREATE FUNCTION reinstate.audit_follows() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE last_seq BIGINT; last_hash TEXT;
+BEGIN
+    SELECT seq, hash INTO last_seq, last_hash FROM reinstate.audit ORDER BY seq DESC LIMIT 1;
+    IF NEW.seq <> COALESCE(last_seq, 0) + 1
+       OR NEW.prev_hash <> COALESCE(last_hash, repeat('0', 64)) THEN
+        RAISE EXCEPTION 'reinstate.audit: entry % does not follow entry % refused',
+            NEW.seq, COALESCE(last_seq, 0);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER chained BEFORE INSERT ON reinstate.audit
+    FOR EACH ROW EXECUTE FUNCTION reinstate.audit_follows();
+"""
+
+
+def masked(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for messages and output."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://…"
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def expand(url: str, where: str) -> str:
+    """``url`` with each ``${NAME}`` replaced by that environment variable, percent-encoded
+    (a password may hold ``@`` or ``/``). ``where`` names the setting in messages.
+
+    Raises:
+        StoreUnavailable: a variable is not set (the store cannot be used here).
+    """
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name)
+        if found is None:
+            raise StoreUnavailable(f"{where}: expected the environment variable {name} to be "
+                                   f"set (the state store URL uses ${{{name}}})")
+        return quote(found, safe="")
+    return _VARIABLE.sub(value, url)
+
+
+class PostgresStore:
+    """The state store on a PostgreSQL server: ``[state] url = "postgresql://…"``.
+
+    ``url`` may hold ``${NAME}`` placeholders, filled from the environment when the store
+    is used (so a password stays out of ``reinstate.toml``); libpq's own variables
+    (``PGPASSWORD``, ``PGSSLMODE``, …) apply too. Messages never show the password.
+    Reads never create the tables; the first write does.
+    """
+
+    def __init__(self, url: str, where: str = "[state] url") -> None:
+        self.url = url
+        self.where = where
+
+    @property
+    def display(self) -> str:
+        """The URL as messages show it: placeholders kept, any password masked."""
+        return masked(self.url)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(expand(self.url, self.where), autocommit=True,
+                               connect_timeout=CONNECT_TIMEOUT_S,
+                               application_name="reinstate")
+
+    def _problem(self, verb: str, exc: psycopg.Error) -> StoreUnavailable:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        password = urlsplit(expand(self.url, self.where)).password if "@" in self.url else None
+        if password:
+            text = text.replace(password, "***")
+        return StoreUnavailable(f"cannot {verb} the state store {self.display}: {text[:300]}")
+
+    @contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._connect() as conn:
+                if not self._exists(conn):
+                    raise StoreUnavailable(f"no state store at {self.display} (the database "
+                                           f"has no {SCHEMA} tables): run `reinstate init`, or "
+                                           f"`reinstate store migrate` to bring a store's "
+                                           f"history there")
+                self._check_version(conn)
+                yield conn
+        except psycopg.Error as exc:
+            raise self._problem("read", exc) from None
+
+    @contextmanager
+    def _writing(self) -> Iterator[psycopg.Connection[Any]]:
+        try:
+            with self._connect() as conn:
+                if not self._exists(conn):
+                    self._create(conn)
+                with conn.transaction():
+                    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{int(lock_timeout() * 1000)}ms")))
+                    # One writer at a time; plain reads (ACCESS SHARE) are not blocked.
+                    conn.execute("LOCK TABLE reinstate.audit IN SHARE ROW EXCLUSIVE MODE")
+                    self._check_version(conn)
+                    yield conn
+        except psycopg.Error as exc:
+            raise self._problem("write", exc) from None
+
+    @staticmethod
+    def _exists(conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT to_regclass('reinstate.meta') IS NOT NULL").fetchone()
+        return bool(row and row[0])
+
+    def _create(self, conn: psycopg.Connection[Any]) -> None:
+        """Make every table in one transaction, once even when processes race to it."""
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('reinstate.create'))")
+            if self._exists(conn):
+                return
+            conn.execute(_TABLES)
+            conn.execute("INSERT INTO reinstate.meta VALUES ('schema_version', %s)",
+                         (_VERSION,))
+
+    def _check_version(self, conn: psycopg.Connection[Any]) -> None:
+        row = conn.execute(
+            "SELECT value FROM reinstate.meta WHERE key = 'schema_version'").fetchone()
+        if row is None or row[0] != _VERSION:
+            raise StoreUnavailable(
+                f"state store {self.display} has schema version {row[0] if row else 'none'}, "
+                f"expected {_VERSION}")
+
+    def exists(self) -> bool:
+        """Whether the database holds a state store (its tables were made)."""
+        try:
+            with self._connect() as conn:
+                return self._exists(conn)
+        except psycopg.Error as exc:
+            raise self._problem("read", exc) from None
+
+    def create(self) -> None:
+        """Create the store's tables if they do not exist yet."""
+        with self._writing():
+            pass
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode."""
+        with self._reading() as conn:
+            return self._mode(conn, agent)
+
+    def _mode(self, conn: psycopg.Connection[Any], agent: str) -> ModeRecord | None:
+        row = conn.execute("SELECT agent, mode, since, actor, reason FROM reinstate.modes "
+                           "WHERE agent = %s", (agent,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return ModeRecord(agent=row[0], mode=row[1], since=row[2], actor=row[3],
+                              reason=row[4])
+        except ValidationError as exc:
+            raise self._garbled(f"the modes row of {agent}", exc) from None
+
+    def _garbled(self, what: str, exc: Exception) -> StoreUnavailable:
+        """A row the store never writes: someone edited the database by hand."""
+        reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors()
+                  else str(exc))
+        return StoreUnavailable(f"state store {self.display}: {what} is not as reinstate "
+                                f"writes it ({reason[:200]}): the database was edited; "
+                                f"restore it from a backup")
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and log it, in one transaction."""
+        with self._writing() as conn:
+            return self._set_mode(conn, record, detail)
+
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set the mode unless the current one is stricter, in one transaction."""
+        with self._writing() as conn:
+            mode = _stricter(self._mode(conn, record.agent), record.mode)
+            entry = self._set_mode(conn, record.model_copy(update={"mode": mode}), detail)
+            return entry, mode
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode while the current record is still ``expected``, in one transaction."""
+        with self._writing() as conn:
+            _expect(record.agent, self._mode(conn, record.agent), expected)
+            return self._set_mode(conn, record, detail)
+
+    def _set_mode(self, conn: psycopg.Connection[Any], record: ModeRecord,
+                  detail: dict[str, Any] | None) -> AuditEntry:
+        conn.execute(
+            "INSERT INTO reinstate.modes VALUES (%s, %s, %s, %s, %s) ON CONFLICT (agent) DO "
+            "UPDATE SET mode = excluded.mode, since = excluded.since, actor = excluded.actor, "
+            "reason = excluded.reason",
+            (record.agent, record.mode, record.since.isoformat(), record.actor, record.reason))
+        entry = self._append(conn, actor=record.actor, action="mode", agent=record.agent,
+                             reason=record.reason,
+                             detail={"mode": record.mode, **(detail or {})})
+        # Delivered to every listener when (and only if) this transaction commits.
+        conn.execute("SELECT pg_notify(%s, %s)", (MODE_CHANNEL, json.dumps(
+            {"agent": record.agent, "mode": record.mode, "seq": entry.seq})))
+        return entry
+
+    def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
+        """Store the verdict, stamped with the log's head, and log it, in one transaction."""
+        with self._writing() as conn:
+            seq, prev = self._last(conn)
+            verdict.audit_head = AuditHead(seq=seq, hash=prev)
+            conn.execute(
+                "INSERT INTO reinstate.verdicts (agent, created_at, outcome, body) "
+                "VALUES (%s, %s, %s, %s)",
+                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
+                 verdict.model_dump_json()))
+            return self._append(conn, actor=actor, action="verdict", agent=verdict.agent,
+                                reason=f"gate {verdict.outcome}",
+                                detail=_verdict_detail(verdict))
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        """The agent's most recent verdict."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT body FROM reinstate.verdicts WHERE agent = %s "
+                               "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
+        return None if row is None else self._verdict(row[0], agent)
+
+    def _verdict(self, body: str, agent: str) -> Verdict:
+        try:
+            return read_verdict(body)
+        except (ValueError, RecursionError) as exc:
+            raise self._garbled(f"a stored verdict of {agent}", exc) from None
+
+    def last_passing_verdict(self, agent: str,
+                             before: datetime | None = None) -> Verdict | None:
+        """The agent's most recent passing verdict, created before ``before`` when given."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT body FROM reinstate.verdicts WHERE agent = %s AND "
+                                "outcome = 'pass' ORDER BY id DESC", (agent,)).fetchall()
+        for (body,) in rows:
+            verdict = self._verdict(body, agent)
+            if before is None or verdict.created_at < before:
+                return verdict
+        return None
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry."""
+        with self._writing() as conn:
+            return self._append(conn, actor=actor, action=action, agent=agent, reason=reason,
+                                detail=detail or {})
+
+    def _append(self, conn: psycopg.Connection[Any], *, actor: str, action: str,
+                agent: str | None, reason: str, detail: dict[str, Any]) -> AuditEntry:
+        seq, prev = self._last(conn)
+        entry = _entry(seq + 1, prev, actor, action, agent, reason, detail)
+        conn.execute(
+            "INSERT INTO reinstate.audit VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (entry.seq, entry.at.isoformat(), entry.actor, entry.action, entry.agent,
+             entry.reason, json.dumps(entry.detail, sort_keys=True, default=str),
+             entry.prev_hash, entry.hash))
+        put_head(conn, entry.seq, entry.hash)
+        return entry
+
+    @staticmethod
+    def _last(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+        last = conn.execute(
+            "SELECT seq, hash FROM reinstate.audit ORDER BY seq DESC LIMIT 1").fetchone()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
+
+    def audit(self, agent: str | None = None) -> list[AuditEntry]:
+        """The audit log, oldest first."""
+        columns = ("SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
+                   "FROM reinstate.audit")
+        with self._reading() as conn:
+            rows = (conn.execute(f"{columns} ORDER BY seq") if agent is None else
+                    conn.execute(f"{columns} WHERE agent = %s ORDER BY seq", (agent,))
+                    ).fetchall()
+        return [self._audit_entry(r) for r in rows]
+
+    def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
+        try:
+            return AuditEntry(seq=row[0], at=row[1], actor=row[2], action=row[3], agent=row[4],
+                              reason=row[5], detail=json.loads(row[6]), prev_hash=row[7],
+                              hash=row[8])
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise self._garbled(f"audit entry {row[0]}", exc) from None
+
+    def head(self) -> tuple[int, str] | None:
+        """Number and hash of the last entry, from the store's metadata."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
+        if row is None:
+            return None
+        seq, _, digest = str(row[0]).partition(":")
+        return (int(seq), digest) if seq.isdigit() and len(seq) < 19 else (-1, str(row[0]))
+
+    @contextmanager
+    def listening(self) -> Iterator[Iterator[dict[str, Any]]]:
+        """Mode changes as they commit: ``{"agent", "mode", "seq"}`` each, from a connection
+        that listens from the moment this is entered (read the current mode after that, and
+        no change falls between the two).
+
+        Raises:
+            StoreUnavailable: the server cannot be reached, or the connection is lost.
+        """
+        try:
+            conn = self._connect()
+        except psycopg.Error as exc:
+            raise self._problem("read", exc) from None
+        try:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(MODE_CHANNEL)))
+            yield self._changes(conn)
+        except psycopg.Error as exc:
+            raise self._problem("follow", exc) from None
+        finally:
+            conn.close()
+
+    def _changes(self, conn: psycopg.Connection[Any]) -> Iterator[dict[str, Any]]:
+        try:
+            for note in conn.notifies():
+                try:
+                    change = json.loads(note.payload)
+                except ValueError:
+                    continue  # not one of ours: someone else NOTIFYs on the channel
+                if isinstance(change, dict):
+                    yield change
+        except psycopg.Error as exc:
+            raise self._problem("follow", exc) from None
+        # notifies() ends only when the connection is closed.
+        raise StoreUnavailable(f"cannot follow the state store {self.display}: the "
+                               f"connection was closed")
+
+
+def put_head(conn: psycopg.Connection[Any], seq: int, digest: str) -> None:
+    """The head, kept apart from the log in the same transaction: a removed last entry
+    leaves the log shorter than its head."""
+    conn.execute("INSERT INTO reinstate.meta VALUES ('audit_head', %s) ON CONFLICT (key) DO "
+                 "UPDATE SET value = excluded.value", (f"{seq}:{digest}",))

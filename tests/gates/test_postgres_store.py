@@ -1,0 +1,266 @@
+"""PostgresStore beyond the shared contract: what the database itself enforces, secrets from
+the environment, and a workspace whose ``[state] url`` points at a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+
+from gates import (
+    EvalsResult,
+    Fingerprint,
+    ModeRecord,
+    PostgresStore,
+    StoreUnavailable,
+    Verdict,
+    Workspace,
+    agent_mode,
+    open_store,
+    verify_chain,
+)
+from gates._cli import main
+from gates._demo import apply_fix
+from regressions import utc_now
+from tests.conftest import CLI, tree
+from tests.helpers import contained, restored
+from tests.postgres_server import PASSWORD, PASSWORD_ROLE, Cluster
+
+AGENT = "refund-agent"
+
+
+def _mode(mode: str) -> ModeRecord:
+    return ModeRecord(agent=AGENT, mode=mode, since=utc_now(),  # type: ignore[arg-type]
+                      actor="oncall", reason=f"to {mode}")
+
+
+def _sql(url: str, *statements: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in statements:
+            conn.execute(statement)  # type: ignore[arg-type]
+
+
+def on_postgres(ws: Workspace, url: str) -> Workspace:
+    """``ws`` with ``[state] url`` set to ``url``."""
+    config = ws.root / "reinstate.toml"
+    config.write_text(f'{config.read_text()}\n[state]\nurl = "{url}"\n')
+    return Workspace.find(ws.root)
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE reinstate.audit SET reason = 'routine' WHERE seq = 1",
+    "DELETE FROM reinstate.audit WHERE seq = 2",
+    "TRUNCATE reinstate.audit",
+    "DELETE FROM reinstate.verdicts",
+    "UPDATE reinstate.verdicts SET outcome = 'pass'",
+])
+def test_audit_log_is_append_only_in_the_database(postgres_url: str, statement: str) -> None:
+    """The database itself refuses to change or remove audit entries and verdicts."""
+    store = PostgresStore(postgres_url)
+    store.set_mode(_mode("suspended"))
+    store.save_verdict(Verdict(
+        agent=AGENT, outcome="fail", created_at=utc_now(),
+        fingerprint=Fingerprint(agent_version="1", controls="c", eval_suite="e",
+                                regression_set="r", agent="a", files={}),
+        checks=[EvalsResult(outcome="fail", summary="s")]), actor="ci")
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
+        _sql(postgres_url, statement)
+    assert [e.seq for e in store.audit()] == [1, 2]
+    latest = store.latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "fail"
+    assert verify_chain(store.audit()) == []
+
+
+def test_an_entry_that_does_not_follow_the_last_is_refused(postgres_url: str) -> None:
+    """An entry inserted behind the store with a gap or a wrong link is refused."""
+    store = PostgresStore(postgres_url)
+    last = store.set_mode(_mode("review"))
+    row = "'2026-11-30T00:00:00+00:00', 'x', 'mode', NULL, '', '{}'"
+    with pytest.raises(psycopg.errors.RaiseException, match="does not follow"):
+        _sql(postgres_url, f"INSERT INTO reinstate.audit VALUES (3, {row}, '{last.hash}', 'h')")
+    with pytest.raises(psycopg.errors.RaiseException, match="does not follow"):
+        _sql(postgres_url, f"INSERT INTO reinstate.audit VALUES (2, {row}, '{'0' * 64}', 'h')")
+    assert store.head() == (1, last.hash)
+
+
+def test_edit_with_the_triggers_disabled_is_detected(postgres_url: str) -> None:
+    """An owner who disables the triggers to rewrite an entry still breaks the chain."""
+    store = PostgresStore(postgres_url)
+    store.set_mode(_mode("suspended"))
+    store.set_mode(_mode("full"))
+    _sql(postgres_url, "ALTER TABLE reinstate.audit DISABLE TRIGGER USER",
+         "UPDATE reinstate.audit SET reason = 'routine' WHERE seq = 1")
+    assert verify_chain(store.audit()) == ["entry 1: content was changed after it was written"]
+
+
+def test_reading_a_database_without_a_store_creates_nothing(postgres_url: str) -> None:
+    """A read of a database with no store tables is an error and makes none."""
+    store = PostgresStore(postgres_url)
+    with pytest.raises(StoreUnavailable, match="no state store at"):
+        store.mode(AGENT)
+    assert store.exists() is False
+
+
+def test_store_of_another_schema_version_is_refused(postgres_url: str) -> None:
+    """A store written by a different format version is not silently read."""
+    store = PostgresStore(postgres_url)
+    store.create()
+    _sql(postgres_url, "UPDATE reinstate.meta SET value = '9' WHERE key = 'schema_version'")
+    with pytest.raises(StoreUnavailable, match="schema version 9"):
+        store.mode(AGENT)
+
+
+def test_failed_write_leaves_nothing_half_done(postgres_url: str) -> None:
+    """A mode change whose audit entry cannot be written is rolled back with it."""
+    store = PostgresStore(postgres_url)
+    store.set_mode(_mode("review"))
+    _sql(postgres_url,
+         "CREATE FUNCTION reinstate.full() RETURNS trigger LANGUAGE plpgsql AS "
+         "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$",
+         "CREATE TRIGGER no_audit BEFORE INSERT ON reinstate.audit "
+         "FOR EACH ROW EXECUTE FUNCTION reinstate.full()")
+    with pytest.raises(StoreUnavailable, match="disk full"):
+        store.set_mode(_mode("full"))
+    record = store.mode(AGENT)
+    assert record is not None and record.mode == "review"
+    assert len(store.audit()) == 1
+
+
+def test_password_comes_from_the_environment_and_is_never_shown(
+        postgres_cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``${NAME}`` in the URL is filled from the environment; a wrong one is an error that
+    does not print it, and a missing one names the variable."""
+    url = (f"postgresql://{PASSWORD_ROLE}:${{REINSTATE_TEST_PW}}@127.0.0.1:"
+           f"{postgres_cluster.port}/postgres")
+    store = PostgresStore(url)
+    monkeypatch.delenv("REINSTATE_TEST_PW", raising=False)
+    with pytest.raises(StoreUnavailable, match="REINSTATE_TEST_PW to be set"):
+        store.mode(AGENT)
+    monkeypatch.setenv("REINSTATE_TEST_PW", "wrong-password")
+    with pytest.raises(StoreUnavailable, match="password authentication failed") as refused:
+        store.mode(AGENT)
+    assert "wrong-password" not in str(refused.value)
+    in_query = PostgresStore(f"postgresql://{PASSWORD_ROLE}@127.0.0.1:{postgres_cluster.port}"
+                             f"/postgres?password=query-password")
+    with pytest.raises(StoreUnavailable, match="password authentication failed") as refused:
+        in_query.mode(AGENT)
+    assert "query-password" not in str(refused.value) and "password=***" in str(refused.value)
+    monkeypatch.setenv("REINSTATE_TEST_PW", PASSWORD)
+    assert store.exists() is False  # connected: the database is reachable with it
+
+
+def test_unreachable_server_answers_suspended(tmp_path: Path, example: Workspace,
+                                              postgres_cluster: Cluster) -> None:
+    """With the server down (nothing listens on the port), the runtime hears suspended."""
+    ws = on_postgres(example, f"postgresql://postgres@127.0.0.1:{_closed_port()}/x")
+    assert agent_mode(AGENT, ws.root) == "suspended"
+    with pytest.raises(StoreUnavailable, match="cannot read the state store"):
+        open_store(ws).mode(AGENT)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_containment_reaches_agent_mode_through_postgres(example: Workspace,
+                                                         postgres_url: str) -> None:
+    """A containment recorded in PostgreSQL is what ``agent_mode()`` answers, and nothing
+    is written to the SQLite file."""
+    ws = on_postgres(example, postgres_url)
+    assert agent_mode(AGENT, ws.root) == "suspended"  # no store yet: fail closed
+    open_store(ws).create()
+    assert agent_mode(AGENT, ws.root) == "full"
+    contained(ws)
+    assert agent_mode(AGENT, ws.root) == "review"
+    assert not ws.state_path.exists()
+    assert [e.action for e in PostgresStore(postgres_url).audit(AGENT)] == ["mode"]
+
+
+@pytest.mark.slow
+def test_mode_command_reads_postgres_with_the_password_from_env(
+        example: Workspace, postgres_cluster: Cluster) -> None:
+    """``reinstate mode`` in a real process reads a store whose password is in the
+    environment, and prints it nowhere."""
+    database = postgres_cluster.new_database()
+    ws = on_postgres(example, database.replace(
+        "postgres@", f"{PASSWORD_ROLE}:${{PGPASSWORD}}@"))
+    env = {**os.environ, "PGPASSWORD": PASSWORD, "REINSTATE_ACTOR": "oncall"}
+    env.pop("REINSTATE_WORKSPACE", None)
+    owner = database.replace("postgres@", f"{PASSWORD_ROLE}:{quote(PASSWORD, safe='')}@")
+    PostgresStore(owner).set_mode(_mode("suspended"))
+    done = subprocess.run([*CLI, "mode", AGENT], cwd=ws.root, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert (done.returncode, done.stdout.strip()) == (0, "suspended"), done.stderr
+    env["PGPASSWORD"] = "not-it"
+    done = subprocess.run([*CLI, "mode", AGENT], cwd=ws.root, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert (done.returncode, done.stdout.strip()) == (3, "suspended")
+    assert "password authentication failed" in done.stderr and "not-it" not in done.stderr
+
+
+def test_a_url_that_is_not_postgresql_is_refused(example: Workspace,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``[state] url`` of another kind is one line naming the file and place, exit 2."""
+    config = example.root / "reinstate.toml"
+    config.write_text(f'{config.read_text()}\n[state]\nurl = "mysql://root:pw@db/state"\n')
+    before = tree(example.root)
+    assert main(["-C", str(example.root), "mode", AGENT]) == 2
+    err = capsys.readouterr().err
+    assert "reinstate.toml" in err and "$.state.url" in err and "postgresql://" in err
+    assert "pw" not in err
+    assert "Traceback" not in err and tree(example.root) == before
+
+
+@pytest.mark.slow
+def test_the_example_story_runs_end_to_end_on_postgres(
+        example: Workspace, postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Contain, capture, resolve, gate, restore and check on a PostgreSQL store, with no
+    SQLite file ever written: the agent is back in full and the log verifies."""
+    ws = on_postgres(example, postgres_url)
+    restored(ws, apply_fix)  # the first write makes the store's tables
+    assert agent_mode(AGENT, ws.root) == "full"
+    assert main(["-C", str(ws.root), "check", AGENT]) == 0, capsys.readouterr()
+    assert main(["-C", str(ws.root), "audit", "verify"]) == 0, capsys.readouterr()
+    actions = [e.action for e in PostgresStore(postgres_url).audit(AGENT)]
+    assert actions.count("verdict") == 1 and actions[0] == "mode" and actions[-1] == "mode"
+    assert not ws.state_path.exists()
+
+
+@pytest.mark.slow
+def test_an_empty_postgres_store_does_not_forget_a_containment(
+        example: Workspace, postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Pointed at an empty database after a containment, the gate refuses to start a new
+    store (exit 3, saying how to migrate) and the agent is not answered full."""
+    contained(example)
+    ws = on_postgres(example, postgres_url)
+    assert main(["-C", str(ws.root), "gate", AGENT]) == 3
+    err = capsys.readouterr().err
+    assert "INC-1 was contained" in err and "reinstate store migrate" in err, err
+    assert agent_mode(AGENT, ws.root) != "full"
+    assert PostgresStore(postgres_url).exists() is False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("true", "1 error")])
+def test_without_postgresql_tests_skip_only_outside_ci(ci: str, outcome: str) -> None:
+    """Where no PostgreSQL can be found a store test is skipped, but in CI it errors."""
+    env = {**os.environ, "REINSTATE_PG_BINDIR": "/nonexistent", "CI": ci}
+    if not ci:
+        env.pop("CI")
+    root = Path(__file__).parent.parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "tests/gates/test_store.py", "-k", "postgres and unset_until_written"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert outcome in done.stdout, done.stdout[-2000:]
+    if ci:
+        assert "PostgreSQL is not installed" in done.stdout
