@@ -7,7 +7,6 @@ import json
 import click
 
 from gates._cli._common import ctx
-from gates._reports.terminal import mode_line
 from gates._store.access import read_mode
 
 
@@ -25,7 +24,9 @@ def command(agent: str, as_json: bool) -> int:
     reading = read_mode(workspace, agent)
     if as_json:
         click.echo(json.dumps(reading.model_dump(mode="json")))
-    elif c.out.is_terminal:
+    elif c.out_is_terminal():
+        from gates._reports.terminal import mode_line  # a person reading it: rich's table
+
         c.out.print(mode_line(reading))
     else:
         click.echo(reading.mode)
