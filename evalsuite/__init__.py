@@ -185,7 +185,7 @@ if TYPE_CHECKING:
         ToolPolicy,
         ToolSpec,
     )
-    from evalsuite._sessions import (
+    from evalsuite._session_attributes import (
         DEFAULT_SESSION_ATTRIBUTES,
         session_attributes,
         sessions_grouped_by,
@@ -465,9 +465,9 @@ _EXPORTS: dict[str, str] = {
     "READER_GROUP": "evalsuite._readers",
     "Reader": "evalsuite._readers",
     "ReaderFailed": "evalsuite._readers",
-    "DEFAULT_SESSION_ATTRIBUTES": "evalsuite._sessions",
-    "session_attributes": "evalsuite._sessions",
-    "sessions_grouped_by": "evalsuite._sessions",
+    "DEFAULT_SESSION_ATTRIBUTES": "evalsuite._session_attributes",
+    "session_attributes": "evalsuite._session_attributes",
+    "sessions_grouped_by": "evalsuite._session_attributes",
     "run_sync": "evalsuite._loop",
     "Metric": "evalsuite._metrics",
     "Metrics": "evalsuite._metrics",

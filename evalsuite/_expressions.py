@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from evalsuite._cel import cel_package
 from evalsuite._errors import did_you_mean
 from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserInput
 
@@ -80,9 +81,9 @@ MACROS = ("has", "all", "exists", "exists_one", "map", "filter", "cel.bind")
 def _stdlib() -> dict[str, Any]:
     # Imported on first use: the CEL package costs more at start-up than the whole CLI
     # needs for commands that never read a rule (`reinstate mode`).
-    from cel.stdlib import STDLIB_FUNCTIONS
+    functions = cel_package().stdlib.STDLIB_FUNCTIONS
 
-    return {name: _bounded(name, function) for name, function in STDLIB_FUNCTIONS.items()}
+    return {name: _bounded(name, function) for name, function in functions.items()}
 
 
 def _too_big(name: str, size: int, limit: int, unit: str) -> ValueError:
@@ -140,9 +141,7 @@ def _extension_names() -> frozenset[str]:
 def _compile(source: str) -> tuple[Any, bool, tuple[str, ...]]:
     """The program (``cel.bind`` expanded), whether it needs the extension functions (which
     cost a context), and the names it reads (comprehension variables among them)."""
-    import cel
-
-    program = cel.compile(expand_bind(source))
+    program = cel_package().compile(expand_bind(source))
     return (program, bool(set(program.functions()) & _extension_names()),
             tuple(program.variables()))
 
@@ -329,8 +328,7 @@ def evaluate(source: str, activation: Mapping[str, Any]) -> Any:
     """
     budget = _DataBudget(activation)
     try:
-        import cel
-
+        cel = cel_package()
         program, extended, names = _compile(source)
         variables = {name: activation[name] for name in names if name in activation}
         if len(variables) < len(activation) and not _rest_is_plain(activation, variables):

@@ -21,9 +21,7 @@ import re
 from collections.abc import Callable, Collection
 from typing import Any, Literal, TypeVar, get_args
 
-import phonenumbers
 from pydantic import BaseModel
-from stdnum import luhn
 
 from evalsuite._run import Run
 
@@ -109,6 +107,8 @@ def _phone(raw: str, number: int) -> str:
 def _card(raw: str, number: int) -> str:
     """The card placeholder: the same layout, zeros, the number and a Luhn check digit."""
     body = str(number).rjust(len(_digits(raw)) - 1, "0")
+    from stdnum import luhn
+
     return _relayout(raw, body + luhn.calc_check_digit(body))
 
 
@@ -159,6 +159,11 @@ class Redactor:
             if not local.startswith(_EMAIL_MARK):
                 take(*match.span(), "email", f"{local.lower()}@{domain}",
                      functools.partial(_email, domain))
+        # phonenumbers and python-stdnum load only for text with enough digits to hold a
+        # card or a phone number: a command that redacts nothing does not pay for them.
+        if digit_count >= min(_CARD_DIGITS, _PHONE_DIGITS):
+            import phonenumbers
+            from stdnum import luhn
         for match in (_CARD.finditer(text) if digit_count >= _CARD_DIGITS else ()):
             raw, digits = match.group(), _digits(match.group())
             if not digits.startswith("000") and luhn.is_valid(digits):

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from functools import lru_cache
-from typing import Any
-
-from jsonschema import Draft202012Validator, FormatChecker, validators
-from jsonschema.exceptions import SchemaError, ValidationError
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from evalsuite._regex import user_regex
 
-_REGEX_FORMAT = FormatChecker(formats=())
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator, FormatChecker
+    from jsonschema.exceptions import ValidationError
 
 
-@_REGEX_FORMAT.checks("regex", raises=ValueError)
 def _is_re2(instance: object) -> bool:
     if isinstance(instance, str):
         user_regex(instance)
@@ -28,6 +26,8 @@ def _is_re2(instance: object) -> bool:
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    from jsonschema.exceptions import ValidationError
+
     if validator.is_type(instance, "string") and user_regex(pattern).search(instance) is None:
         yield ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -46,6 +46,8 @@ def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
 def _additional_properties(validator: Any, additional: Any, instance: Any,
                            schema: Any) -> Iterator[ValidationError]:
     """jsonschema's ``additionalProperties``, with ``patternProperties`` keys matched by RE2."""
+    from jsonschema.exceptions import ValidationError
+
     if not validator.is_type(instance, "object"):
         return
     known = schema.get("properties", {})
@@ -67,12 +69,21 @@ def _additional_properties(validator: Any, additional: Any, instance: Any,
                                   f"unexpected)")
 
 
-RE2Validator: Any = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator, validators={
-        "pattern": _pattern, "patternProperties": _pattern_properties,
-        "additionalProperties": _additional_properties,
-    })
-"""Draft 2020-12, with every regular expression matched by RE2."""
+@cache
+def _jsonschema() -> tuple[Any, FormatChecker]:
+    """Draft 2020-12 with every regular expression matched by RE2, and the format checker
+    that checks a ``regex`` with RE2; built on first use, since importing jsonschema is a
+    large part of the start-up of a command that checks no schema (``reinstate mode``)."""
+    from jsonschema import Draft202012Validator, FormatChecker, validators
+
+    regex_format = FormatChecker(formats=())
+    regex_format.checks("regex", raises=ValueError)(_is_re2)
+    re2_validator = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, validators={
+            "pattern": _pattern, "patternProperties": _pattern_properties,
+            "additionalProperties": _additional_properties,
+        })
+    return re2_validator, regex_format
 
 
 def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -82,8 +93,11 @@ def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     would match property names with Python's ``re`` (``unevaluatedProperties`` beside
     ``patternProperties``) is refused.
     """
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
     try:
-        Draft202012Validator.check_schema(schema, format_checker=_REGEX_FORMAT)
+        Draft202012Validator.check_schema(schema, format_checker=_jsonschema()[1])
     except SchemaError as exc:
         where = "".join(f"[{p!r}]" for p in exc.absolute_path) or "the schema"
         message = str(exc.cause) if isinstance(exc.cause, ValueError) else exc.message
@@ -110,7 +124,7 @@ _BY_ID: dict[int, tuple[dict[str, Any], Any]] = {}
 
 @lru_cache(maxsize=4096)
 def _validator(key: str) -> Any:
-    return RE2Validator(json.loads(key))
+    return _jsonschema()[0](json.loads(key))
 
 
 def schema_validator(schema: dict[str, Any]) -> Draft202012Validator:

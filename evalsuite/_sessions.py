@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,41 +24,11 @@ from typing import Any
 from evalsuite._otel_spans import PlainSpan, json_value, step_time
 from evalsuite._parts import RunHeader, RunPart
 from evalsuite._run import Step, ToolCall, ToolResult, UserInput
-
-DEFAULT_SESSION_ATTRIBUTES: tuple[str, ...] = (
-    "gen_ai.conversation.id",                          # OpenTelemetry GenAI conventions
-    "session.id",                                      # OpenInference, and common use
-    "traceloop.association.properties.session_id",     # OpenLLMetry association property
-)
-"""Span attributes whose value names the session a trace belongs to, first found wins."""
+from evalsuite._session_attributes import session_attributes
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_OPEN_SESSIONS = 10_000
 """Sessions kept open for later traces to continue (the most recently continued)."""
-_ATTRIBUTES: ContextVar[tuple[str, ...]] = ContextVar(
-    "session_attributes", default=DEFAULT_SESSION_ATTRIBUTES)
-
-
-@contextmanager
-def sessions_grouped_by(attributes: Sequence[str]) -> Iterator[None]:
-    """Read OpenTelemetry logs within the block grouping traces into runs by ``attributes``
-    (span attributes naming a session or conversation, first found wins); an empty list
-    makes each trace a run of its own.
-
-    Example:
-        >>> with sessions_grouped_by(["app.thread_id"]):
-        ...     runs = read_log_runs(Path("traces.jsonl"))  # doctest: +SKIP
-    """
-    token = _ATTRIBUTES.set(tuple(attributes))
-    try:
-        yield
-    finally:
-        _ATTRIBUTES.reset(token)
-
-
-def session_attributes() -> tuple[str, ...]:
-    """The span attributes traces are grouped into runs by, where this code runs."""
-    return _ATTRIBUTES.get()
 
 
 @dataclass(slots=True)

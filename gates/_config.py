@@ -7,7 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
@@ -24,9 +24,11 @@ from evalsuite import (
     parse_model,
     protected_env_problem,
 )
-from gates._controls.files import Controls, load_controls
 from gates._errors import UnknownAgent
 from regressions import IncidentBook
+
+if TYPE_CHECKING:
+    from gates._controls.files import Controls
 
 CONFIG_FILE = "reinstate.toml"
 
@@ -317,6 +319,9 @@ class Workspace:
 
     def controls(self, agent: str, directory: Path | None = None) -> Controls:
         """The agent's control files (or a copy of them in ``directory``), predicates bound."""
+        # Imported here: `reinstate mode` and `agent_mode` read no control file.
+        from gates._controls.files import load_controls
+
         return load_controls(directory or self.agent_dir(agent), agent, root=self.root,
                              predicate_modules=self.config.rules.predicate_modules)
 

@@ -8,8 +8,6 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from filelock import FileLock
-
 from evalsuite import (
     InvalidInput,
     create_exclusive,
@@ -122,6 +120,8 @@ class IncidentBook:
         """
         self.load(incident_id)  # a malformed or unknown id must not name a lock file
         self._lock_dir.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock  # writers only: readers never lock
+
         with FileLock(self._lock_dir / f"{incident_id}.lock", timeout=30):
             incident = self.load(incident_id)
             next_phase(incident.id, action, incident.phase)

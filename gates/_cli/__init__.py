@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from evalsuite import ReinstateError
 from gates._cli._common import Context, default_actor
@@ -69,10 +67,17 @@ class Commands(click.Group):
 @click.pass_context
 def reinstate(click_ctx: click.Context, workspace_dir: Path | None, actor: str) -> None:
     """Contain an agent incident, prove the fix, and restore only what is proven."""
-    # Lines are not wrapped when they go to a file or a pipe, so logs stay greppable.
-    out, err = Console(), Console(stderr=True)
-    out.soft_wrap, err.soft_wrap = not out.is_terminal, not err.is_terminal
-    click_ctx.obj = Context(workspace_dir, actor, out, err)
+    click_ctx.obj = Context(workspace_dir, actor)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, ``error:`` in red, escaped (a message quoting "[Billing-team
+    note: …]" is not markup) and never wrapped: a line a script can grep."""
+    from rich.console import Console  # the error path only
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/] {escape(message)}", markup=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,16 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = reinstate.main(args=argv, prog_name="reinstate", standalone_mode=False)
     except ReinstateError as exc:
-        # Escaped (a message quoting "[Billing-team note: …]" is not markup) and never
-        # wrapped: one line a script can grep.
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+        _error(str(exc))
         return exc.exit_code
     except OSError as exc:  # the machine, not the user: a disk full, a file system gone
         where = f" ({exc.filename})" if exc.filename else ""
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[bold red]error:[/] {escape(exc.strerror or str(exc))}{escape(where)}; run the "
-            f"command again once that is fixed", markup=True)
+        _error(f"{exc.strerror or exc}{where}; run the command again once that is fixed")
         return 3
     except click.exceptions.Abort:
         return 130

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import getpass
 import os
+import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from evalsuite import sessions_grouped_by
-from gates._config import Workspace
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gates._config import Workspace
+
+
+def console(*, stderr: bool = False) -> Console:
+    """A rich console for stdout (or stderr) whose lines are not wrapped when they go to a
+    file or a pipe, so logs stay greppable."""
+    from rich.console import Console  # only commands that print through rich pay for it
+
+    made = Console(stderr=stderr)
+    made.soft_wrap = not made.is_terminal
+    return made
 
 
 @dataclass
@@ -21,12 +34,34 @@ class Context:
 
     workspace_dir: Path | None
     actor: str
-    out: Console
-    err: Console
+
+    @cached_property
+    def out(self) -> Console:
+        """The console for the command's output, made on first use."""
+        return console()
+
+    @cached_property
+    def err(self) -> Console:
+        """The console for warnings and progress, made on first use."""
+        return console(stderr=True)
+
+    def out_is_terminal(self) -> bool:
+        """Whether the output goes to a terminal, as rich decides it; rich is not imported
+        for output that surely does not (a pipe or a file, no ``FORCE_COLOR`` or
+        ``TTY_COMPATIBLE``), so a deploy job's ``reinstate mode`` never loads it."""
+        forced = "FORCE_COLOR" in os.environ or os.environ.get("TTY_COMPATIBLE", "") == "1"
+        try:
+            maybe = forced or sys.stdout.isatty()
+        except (AttributeError, ValueError):  # no stdout, or a closed one
+            maybe = forced
+        return maybe and self.out.is_terminal
 
     def workspace(self) -> Workspace:
         """The workspace, found from ``-C`` or the working directory upwards; the logs
         the command reads are grouped into runs as its ``[ingest]`` settings say."""
+        from evalsuite import sessions_grouped_by
+        from gates._config import Workspace
+
         found = Workspace.find(self.workspace_dir)
         click.get_current_context().with_resource(
             sessions_grouped_by(found.config.ingest.session_attributes))

@@ -54,15 +54,18 @@ def command(agent: str, as_json: bool, verdict_file: Path | None,
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return 0 if cleared else 1
+    # click, not rich: plain lines in a deploy job's log, colour on a terminal, and the
+    # command deploy jobs call most does not load rich.
     if cleared:
-        c.out.print(f"{agent}: [bold green]cleared[/] for full operation (verdict "
-                    f"{outcome} of {stamp}, on today's files)")
+        click.echo(f"{agent}: {click.style('cleared', fg='green', bold=True)} for full "
+                   f"operation (verdict {outcome} of {stamp}, on today's files)")
     else:
-        c.out.print(f"{agent}: [bold red]NOT cleared[/] for full operation:")
+        click.echo(f"{agent}: {click.style('NOT cleared', fg='red', bold=True)} for full "
+                   f"operation:")
         for reason in reasons:
-            c.out.print(f"  - {reason}", highlight=False, markup=False)
+            click.echo(f"  - {reason}")
     if signature:
-        c.out.print(f"signature: {signature}", highlight=False, markup=False)
+        click.echo(f"signature: {signature}")
     for note in notes:
-        c.out.print(f"note: {note}", highlight=False, markup=False)
+        click.echo(f"note: {note}")
     return 0 if cleared else 1

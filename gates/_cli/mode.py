@@ -11,7 +11,6 @@ import click
 
 from gates._cli._common import Context, ctx
 from gates._config import Workspace
-from gates._reports.terminal import mode_line
 from gates._store.access import ModeReading, read_mode, watch_mode
 
 
@@ -54,7 +53,9 @@ def command(agent: str, as_json: bool, watch: bool, interval: float, follow: boo
 def _show(c: Context, reading: ModeReading, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(reading.model_dump(mode="json")))
-    elif c.out.is_terminal:
+    elif c.out_is_terminal():
+        from gates._reports.terminal import mode_line  # a person reading it: rich's table
+
         c.out.print(mode_line(reading))
     else:
         click.echo(reading.mode)
@@ -73,7 +74,7 @@ def _watch(c: Context, workspace: Workspace, agent: str, interval: float,
     previous = {sig: signal.signal(sig, stop_watching)
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     # A plain line is the mode alone, so a new reason for the same mode is no new line.
-    plain = not as_json and not c.out.is_terminal
+    plain = not as_json and not c.out_is_terminal()
     shown: str | None = None
     try:
         for reading in watch_mode(workspace, agent, interval, stop):

@@ -17,14 +17,18 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import AwareDatetime, Field, ValidationError
 
 from evalsuite import Record
 from gates._errors import ModeChanged, StoreUnavailable
-from gates._verdict.verdict import AuditHead, Verdict, read_verdict
 from regressions import utc_now
+
+# The verdict models load when a verdict is stored or read: `reinstate mode` and
+# `agent_mode` read only the mode and the incidents, and skip building them.
+if TYPE_CHECKING:
+    from gates._verdict.verdict import Verdict
 
 Mode = Literal["full", "review", "suspended"]
 MODES: tuple[Mode, ...] = ("suspended", "review", "full")  # most restrictive first
@@ -186,6 +190,8 @@ class MemoryStore:
 
     def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
         """Keep the verdict and log it."""
+        from gates._verdict.verdict import AuditHead
+
         last = self._log[-1] if self._log else None
         verdict.audit_head = AuditHead(seq=last.seq if last else 0,
                                        hash=last.hash if last else GENESIS)
@@ -410,6 +416,8 @@ class SQLiteStore:
 
     def save_verdict(self, verdict: Verdict, actor: str) -> AuditEntry:
         """Store the verdict, stamped with the log's head, and log it, in one transaction."""
+        from gates._verdict.verdict import AuditHead
+
         with self._writing() as conn:
             seq, prev = self._last(conn)
             verdict.audit_head = AuditHead(seq=seq, hash=prev)
@@ -430,6 +438,8 @@ class SQLiteStore:
         return None if row is None else self._verdict(row[0], agent)
 
     def _verdict(self, body: str, agent: str) -> Verdict:
+        from gates._verdict.verdict import read_verdict
+
         try:
             return read_verdict(body)  # a version 1 verdict is upgraded as it is read
         except (ValueError, RecursionError) as exc:  # not JSON, or not a verdict (pydantic)

@@ -9,6 +9,7 @@ dict. CI reads these fields; ``schemas/verdict.json`` documents each of them.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Discriminator, Field, Tag, TypeAdapter
@@ -473,10 +474,16 @@ AnyCheckResult = Annotated[
     Discriminator(_kind),
 ]
 """A check's result: the built-in check's own model, or an open one for any other name."""
-_RESULT: TypeAdapter[AnyCheckResult] = TypeAdapter(AnyCheckResult)
+
+
+@cache
+def _result() -> TypeAdapter[AnyCheckResult]:
+    """The union's validator, built on first use (building it builds every result model,
+    which a command that reads no verdict should not pay for)."""
+    return TypeAdapter(AnyCheckResult)
 
 
 def could_not_run(name: str, summary: str, findings: list[str]) -> AnyCheckResult:
     """The ``error`` result of a check that raised, in that check's own model."""
-    return _RESULT.validate_python({"name": name, "outcome": "error", "summary": summary,
+    return _result().validate_python({"name": name, "outcome": "error", "summary": summary,
                                     "findings": findings})

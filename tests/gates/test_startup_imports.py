@@ -1,0 +1,120 @@
+"""What the commands deploy jobs and agent runtimes call most load, in a fresh interpreter.
+
+Structural, never timed: each test runs the real entry point in a new process, over a
+workspace that is back in full operation, and lists what it imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from gates import Workspace
+from tests.conftest import RunCli
+
+# Each test starts a fresh interpreter.
+pytestmark = pytest.mark.slow
+
+# Loaded by none of them: the reports and their renderers, the demo, the backtest, the
+# adapters that run an agent, the log readers, and the command line CEL ships with.
+NEVER = ("jinja2", "deepdiff", "typer", "prompt_toolkit", "pygments", "gates._demo",
+         "gates._reports", "gates._backtest", "gates._gate", "evalsuite._http_adapter",
+         "evalsuite._python_adapter", "evalsuite._subprocess_adapter", "evalsuite._otel_spans",
+         "evalsuite._logs", "phonenumbers", "stdnum")
+# Reading a mode needs no rule, no verdict and no rich table when nobody watches.
+NOT_FOR_A_MODE = (*NEVER, "rich", "cel", "filelock", "gates._controls", "gates._verdict",
+                  "gates._response")
+
+
+def run_entry(code: str, cwd: Path) -> tuple[dict[str, object], str]:
+    """Run ``code`` in a new interpreter, which stores what it found in ``found`` and
+    leaves ``sys.modules`` as the entry point left it; (what it found, its stdout)."""
+    dump = cwd / "loaded.json"
+    wrapped = (f"import json, sys\nfound = {{}}\n{code}\n"
+               f"found['modules'] = sorted(sys.modules)\n"
+               f"open({str(dump)!r}, 'w').write(json.dumps(found))\n")
+    env = {**os.environ, "REINSTATE_ACTOR": "test.engineer"}
+    for forcing in ("FORCE_COLOR", "TTY_COMPATIBLE", "REINSTATE_WORKSPACE"):
+        env.pop(forcing, None)
+    done = subprocess.run([sys.executable, "-c", wrapped], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(dump.read_text()), done.stdout
+
+
+def loaded(modules: object, names: tuple[str, ...]) -> list[str]:
+    """The modules in ``modules`` that are one of ``names`` or inside one."""
+    assert isinstance(modules, list)
+    return sorted(m for m in modules
+                  if any(m == name or m.startswith(f"{name}.") for name in names))
+
+
+def command_line(*args: str) -> str:
+    """Code that runs ``reinstate ARGS`` through the console script's own function."""
+    return (f"sys.argv = ['reinstate', *{list(args)!r}]\n"
+            "from gates.cli import main\n"
+            "try:\n    main()\nexcept SystemExit as exit:\n    found['code'] = exit.code\n")
+
+
+def test_mode_in_a_pipe_reads_the_mode_without_rules_verdicts_or_rich(
+        back_in_full: Workspace) -> None:
+    """`reinstate mode` into a pipe answers `full` having loaded no rich, CEL, control or
+    verdict model, report, adapter or log reader."""
+    found, out = run_entry(command_line("mode", "refund-agent"), back_in_full.root)
+    assert found["code"] == 0 and out == "full\n"
+    assert loaded(found["modules"], NOT_FOR_A_MODE) == []
+
+
+def test_check_answers_without_rich_reports_or_cels_command_line(
+        back_in_full: Workspace) -> None:
+    """`reinstate check` clears the restored agent having loaded neither rich, CEL's own
+    command line, the reports, the demo, the backtest, the adapters nor the log readers."""
+    found, out = run_entry(command_line("check", "refund-agent"), back_in_full.root)
+    assert found["code"] == 0 and out.startswith("refund-agent: cleared for full operation")
+    assert loaded(found["modules"], (*NEVER, "rich")) == []
+    assert "cel" in found["modules"]  # the controls' rules were compiled, as before
+
+
+def test_version_is_read_without_importing_the_command_line(tmp_path: Path) -> None:
+    """`reinstate --version` prints the installed version having imported neither click,
+    pydantic nor any reinstate package beyond gates itself."""
+    found, out = run_entry(command_line("--version"), tmp_path)
+    assert found["code"] == 0 and out == f"reinstate, version {version('reinstate')}\n"
+    assert loaded(found["modules"], ("click", "pydantic", "rich", "evalsuite", "regressions",
+                                     "gates._cli", "gates._config")) == []
+
+
+def test_both_ways_to_ask_for_the_version_print_the_same_line(cli: RunCli,
+                                                              tmp_path: Path) -> None:
+    """`reinstate --version` and click's own `reinstate -C DIR --version` agree."""
+    alone = cli("--version", cwd=tmp_path)
+    with_option = cli("-C", str(tmp_path), "--version", cwd=tmp_path)
+    assert alone.returncode == with_option.returncode == 0
+    assert alone.stdout == with_option.stdout and alone.stdout.startswith("reinstate, version")
+
+
+def test_agent_mode_reads_the_mode_without_rules_verdicts_or_the_cli(
+        back_in_full: Workspace) -> None:
+    """`from gates import agent_mode` answers `full` having loaded no click, rich, CEL,
+    control or verdict model, report or adapter."""
+    found, _ = run_entry("from gates import agent_mode\n"
+                         "found['mode'] = agent_mode('refund-agent')", back_in_full.root)
+    assert found["mode"] == "full"
+    assert loaded(found["modules"], (*NOT_FOR_A_MODE, "click", "gates._cli")) == []
+
+
+def test_cels_own_command_line_still_imports_after_reinstate_loads_cel(tmp_path: Path) -> None:
+    """Once a rule has been evaluated (CEL loaded without its CLI), `import cel.cli` still
+    loads CEL's real command line."""
+    found, _ = run_entry(
+        "from evalsuite import evaluate_bool\n"
+        "found['holds'] = evaluate_bool('size(x) == 2', {'x': [1, 2]})\n"
+        "import cel, cel.cli\n"
+        "found['cli'] = cel.cli.__file__\n", tmp_path)
+    assert found["holds"] is True
+    assert isinstance(found["cli"], str) and found["cli"].endswith("cli.py")
