@@ -16,6 +16,7 @@ from pydantic import AwareDatetime
 from evalsuite import Record, ReinstateError
 from gates._config import Workspace
 from gates._errors import StoreUnavailable
+from gates._store.audit import recorded
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore
 from regressions import Incident
 
@@ -101,7 +102,7 @@ def _log(store: StateStore | None, agent: str) -> list[AuditEntry]:
         return []
     if isinstance(store, SQLiteStore) and not store.path.exists():
         return []
-    return store.audit(agent)
+    return recorded(store, agent, ("mode",))
 
 
 class ModeReading(Record):
