@@ -134,7 +134,7 @@ def test_a_checkpoint_moved_past_a_row_written_behind_the_store_is_refused(
 @pytest.mark.attack
 def test_check_refuses_a_restore_forged_before_the_checkpoint(
         back_in_full: Workspace, inline_cli: Callable[..., tuple[int, str, str]]) -> None:
-    """`reinstate check` and `restore` refuse a containment entry rewritten by hand before
+    """`reinstate check` refuses a containment entry rewritten by hand before
     the checkpoint with the checkpoint refolded to match."""
     with sqlite3.connect(back_in_full.state_path) as conn:
         seq = conn.execute("SELECT min(seq) FROM audit WHERE action = 'mode'").fetchone()[0]
@@ -143,7 +143,7 @@ def test_check_refuses_a_restore_forged_before_the_checkpoint(
     _sql(back_in_full.state_path, "UPDATE audit SET reason = 'nothing happened' WHERE seq = ?",
          seq)
     _forge_checkpoint(back_in_full.state_path)
-    code, _, err = inline_cli(back_in_full, "check", AGENT)
+    code, out, err = inline_cli(back_in_full, "check", AGENT)
     assert code == 1
-    assert f"entry {seq}: content was changed after it was written" in err
+    assert f"entry {seq}: content was changed after it was written" in out + err
     assert read_mode(back_in_full, AGENT).mode == "full"  # the runtime reads, it does not verify
