@@ -82,6 +82,28 @@ def test_the_checkpoint_follows_every_write(tmp_path: Path) -> None:
     assert verify_audit(store, [AGENT], incremental=True) == []
 
 
+def test_a_store_without_a_checkpoint_gets_one_at_its_next_write(tmp_path: Path) -> None:
+    """A store written before checkpoints were kept is verified whole until its next write,
+    which verifies the log by content and sets the checkpoint at the head."""
+    store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
+    assert store.checkpoint() is None
+    store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
+    assert store.checkpoint() == store.head()
+
+
+def test_a_log_edited_behind_the_store_holds_the_checkpoint_back(tmp_path: Path) -> None:
+    """Entries after the checkpoint that do not verify keep it where it was, so every later
+    check verifies them again and names them."""
+    store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "UPDATE audit SET reason = 'edited' WHERE seq = 4")
+    _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
+    store.append(actor="ci", action="note", agent=None, reason="later")
+    assert store.checkpoint() is None
+    assert "entry 4: content was changed after it was written" in verify_audit(
+        store, [AGENT], incremental=True)
+
+
 def test_incremental_reads_skip_what_no_decision_needs(tmp_path: Path) -> None:
     """The store filters by action and position, so a reader of a few entries gets those."""
     store = _history(tmp_path / "state.db", notes=5)
