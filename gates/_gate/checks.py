@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult, unisolated
@@ -79,14 +80,24 @@ class Evidence:
             if t.run is not None and t.passed
         ]
 
+    @cached_property
+    def _by_case(self) -> dict[str, CaseResult]:
+        # Looked up once per case by the control-change checks: a search of the list each
+        # time made the gate quadratic in the number of cases.
+        by_case: dict[str, CaseResult] = {}
+        for result in self.results:
+            by_case.setdefault(result.case_id, result)  # the first, as the search found
+        return by_case
+
     def stopped_by_control(self, case_id: str) -> list[str]:
         """What a control denied in a passing case's trials; empty when the agent held."""
-        result = next((r for r in self.results if r.case_id == case_id), None)
+        result = self._by_case.get(case_id)
         return stopped_by_control(result) if result is not None else []
 
     def outcome_of(self, case_id: str) -> Outcome | None:
         """A case's outcome in this gate run."""
-        return next((r.outcome for r in self.results if r.case_id == case_id), None)
+        result = self._by_case.get(case_id)
+        return result.outcome if result is not None else None
 
 
 Check = Callable[[GateInputs, Evidence], CheckResult]

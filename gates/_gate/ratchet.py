@@ -28,6 +28,7 @@ from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs, regression_set_lock
 from gates._gate.ratchet_git import compare_with_ref, ratchet_against
 from gates._store.access import open_store, store_exists
+from gates._store.audit import recorded
 from gates._store.backends import AuditEntry, StateStore
 from gates._verdict.check_results import (
     AgainstRef,
@@ -55,7 +56,7 @@ APPROVAL = "ratchet-approval"
 def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry]:
     """The latest approval for each (case, key) of ``agent``, from the audit log."""
     return {(e.detail.get("case", ""), e.detail.get("terms", "")): e
-            for e in store.audit(agent) if e.action == APPROVAL}
+            for e in recorded(store, agent, (APPROVAL,))}
 
 
 def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]:

@@ -11,7 +11,7 @@ from gates._errors import Refused
 from gates._response.notify import notify_restore
 from gates._store.access import RESTORED, Standing, open_store, standing
 from gates._store.attestation import configured_public_key, key_id, signature_problem
-from gates._store.audit import verify_audit
+from gates._store.audit import recorded, verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
 from gates._verdict.fingerprint import fingerprint
 from gates._verdict.verdict import Verdict
@@ -29,12 +29,13 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     """
     workspace.require_agent(agent)
     key = configured_public_key(workspace, public_key)
-    reasons = [f"the audit log does not verify: {p}" for p in verify_audit(store, [agent])]
+    reasons = [f"the audit log does not verify: {p}"
+               for p in verify_audit(store, [agent], incremental=True)]
     held = held or standing(workspace, agent, store)
     reasons += [f"tampering: {forged}" for forged in held.forged.values()]
     incidents = held.open
     known = {i.id for i in held.incidents}
-    for entry in store.audit(agent):
+    for entry in recorded(store, agent, ("mode",)):  # containments name their incident
         named = entry.detail.get("incident")
         if isinstance(named, str) and named not in known:
             known.add(named)  # once per incident

@@ -21,6 +21,7 @@ from pydantic import AwareDatetime
 from evalsuite import Record, ReinstateError
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
+from gates._store.audit import recorded
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore
 from regressions import Incident
 
@@ -142,7 +143,7 @@ def _log(store: StateStore | None, agent: str) -> list[AuditEntry]:
         return []
     if not store_exists(store):
         return []
-    return store.audit(agent)
+    return recorded(store, agent, ("mode",))
 
 
 class ModeReading(Record):

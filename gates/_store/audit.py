@@ -13,22 +13,57 @@ number and hash somewhere else, and checking it with ``--anchor``) catches that.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
-from gates._store.backends import AuditEntry, StateStore, verdict_digest, verify_chain
+from gates._store.backends import (
+    AuditEntry,
+    StateStore,
+    entry_hash,
+    verdict_digest,
+    verify_chain,
+)
 from gates._verdict.verdict import Verdict
+
+# What a decision reads from the log (containments and restores, ratchet approvals): every
+# such entry is re-hashed at every check, wherever the checkpoint is.
+DECIDING = ("mode", "ratchet-approval")
+
+
+def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[AuditEntry]:
+    """``agent``'s entries of ``actions``, oldest first, read without reading the whole log.
+
+    Every entry after the store's checkpoint is read and parsed, so a garbled row there
+    raises :class:`StoreUnavailable` as a whole read would; when anything up to the
+    checkpoint changed (or there is none) the agent's whole log is read, as before.
+    """
+    point = store.checkpoint()
+    if point is None:
+        return [e for e in store.audit(agent) if e.action in actions]
+    seq = point[0]
+    early = [e for e in store.audit(agent, actions=actions) if e.seq <= seq]
+    late = [e for e in store.audit(after=seq) if e.agent == agent and e.action in actions]
+    return early + late
 
 
 def verify_audit(store: StateStore, agents: Iterable[str] = (),
                  anchors: Sequence[tuple[int, str]] = (),
-                 verdicts: Sequence[Verdict] = ()) -> list[str]:
+                 verdicts: Sequence[Verdict] = (), *, incremental: bool = False) -> list[str]:
     """Every sign of tampering, each naming the entry or the record concerned.
 
     ``agents`` are checked for a mode or verdict that has no audit entry at all;
     ``anchors`` are (number, hash) pairs recorded elsewhere that the log must still hold;
     ``verdicts`` are copies of verdicts kept elsewhere (a CI artefact, a signed
     attestation), each of which the log must still hold at the place it was stored.
+
+    ``incremental`` (what ``check`` and ``restore`` ask for) verifies from the store's
+    checkpoint when every stored row up to it is unchanged (:meth:`StateStore.checkpoint`):
+    entries after it by content, and the agents' mode and approval entries and last verdict
+    entry by content wherever they are; otherwise, and with anchors or kept verdicts, the
+    whole log as ``reinstate audit verify`` does.
     """
+    point = store.checkpoint() if incremental and not anchors and not verdicts else None
+    if point is not None:
+        return _verify_from(store, point, sorted(set(agents)))
     entries = store.audit()
     problems = verify_chain(entries)
     problems += _head_problems(store, entries)
@@ -90,8 +125,9 @@ def _mode_problems(store: StateStore, agent: str, entry: AuditEntry | None) -> l
             f"{expected}: the modes table was changed behind the audit log"]
 
 
-def _verdict_problems(store: StateStore, agent: str, entry: AuditEntry | None) -> list[str]:
-    verdict = store.latest_verdict(agent)
+def _verdict_problems(store: StateStore, agent: str, entry: AuditEntry | None,
+                      latest: tuple[Verdict | None] | None = None) -> list[str]:
+    verdict = store.latest_verdict(agent) if latest is None else latest[0]
     if entry is None:
         if verdict is None:
             return []
@@ -130,3 +166,45 @@ def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> 
         return [f"entry {head.seq + 1}: {'missing' if own is None else 'not this verdict'}, "
                 f"but {stamp} was stored there: entries were removed or rewritten"]
     return []
+
+
+def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str]) -> list[str]:
+    """:func:`verify_audit` from a checkpoint whose rows are unchanged since verified."""
+    seq, digest = point
+    after = store.audit(after=seq)
+    problems = verify_chain(after, after=point)
+    head = store.head()
+    last = (after[-1].seq, after[-1].hash) if after else (seq, digest)
+    if head != last:
+        problems += _head_problems(store, store.audit())  # names how, from the whole log
+    agents = sorted(set(agents) | {e.agent for e in after if e.agent is not None})
+    for agent in agents:
+        deciding = store.audit(agent, actions=DECIDING)
+        # A decision reads these wherever they are: each must still hash to itself.
+        problems += [f"entry {e.seq}: content was changed after it was written"
+                     for e in deciding if e.seq <= seq and not _intact(e)]
+        modes = [e for e in deciding if e.action == "mode"]
+        problems += _mode_problems(store, agent, modes[-1] if modes else None)
+        latest = store.latest_verdict(agent)
+        verdict = _last_verdict_entry(store, agent, latest)
+        if verdict is not None and verdict.seq <= seq and not _intact(verdict):
+            problems.append(f"entry {verdict.seq}: content was changed after it was written")
+        problems += _verdict_problems(store, agent, verdict, (latest,))
+    return problems
+
+
+def _intact(entry: AuditEntry) -> bool:
+    return entry.hash == entry_hash(entry.seq, entry.at, entry.actor, entry.action,
+                                    entry.agent, entry.reason, entry.detail, entry.prev_hash)
+
+
+def _last_verdict_entry(store: StateStore, agent: str,
+                        latest: Verdict | None) -> AuditEntry | None:
+    """The agent's last verdict entry: looked for after the head the latest stored verdict
+    was stamped with (its own entry follows it), else in all of the agent's verdict entries."""
+    if latest is not None and latest.audit_head is not None:
+        found = store.audit(agent, actions=("verdict",), after=latest.audit_head.seq)
+        if found:
+            return found[-1]
+    found = store.audit(agent, actions=("verdict",))
+    return found[-1] if found else None

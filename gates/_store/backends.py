@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -148,13 +148,23 @@ class StateStore(Protocol):
         """Append an audit entry for something recorded elsewhere (an incident file)."""
         ...
 
-    def audit(self, agent: str | None = None) -> list[AuditEntry]:
-        """The audit log, oldest first, optionally for one agent."""
+    def audit(self, agent: str | None = None, *, actions: Collection[str] | None = None,
+              after: int = 0) -> list[AuditEntry]:
+        """The audit log, oldest first, optionally only one agent's entries, only entries
+        of ``actions`` and only entries numbered above ``after`` (filtered by the store,
+        so a reader of a few entries does not read the whole log)."""
         ...
 
     def head(self) -> tuple[int, str] | None:
         """Number and hash of the last entry, as recorded apart from the log itself (so an
         entry removed from the end shows); None when the store never recorded one."""
+        ...
+
+    def checkpoint(self) -> tuple[int, str] | None:
+        """Number and hash of the checkpoint entry when every entry up to it is still,
+        byte for byte and link for link, what the store verified by content as it wrote
+        after it; None when there is no checkpoint or anything up to it changed since (a
+        reader then verifies the whole log). A store may always answer None."""
         ...
 
 
@@ -219,13 +229,19 @@ class MemoryStore:
         self._log.append(entry)
         return entry
 
-    def audit(self, agent: str | None = None) -> list[AuditEntry]:
-        """The audit log."""
-        return [e for e in self._log if agent is None or e.agent == agent]
+    def audit(self, agent: str | None = None, *, actions: Collection[str] | None = None,
+              after: int = 0) -> list[AuditEntry]:
+        """The audit log, filtered."""
+        return [e for e in self._log if (agent is None or e.agent == agent)
+                and (actions is None or e.action in actions) and e.seq > after]
 
     def head(self) -> tuple[int, str] | None:
         """Number and hash of the last entry."""
         return (self._log[-1].seq, self._log[-1].hash) if self._log else None
+
+    def checkpoint(self) -> tuple[int, str] | None:
+        """None: entries in memory are verified whole each time (there are few)."""
+        return None
 
 
 def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
@@ -273,6 +289,8 @@ CREATE TABLE IF NOT EXISTS audit (
     hash TEXT NOT NULL);
 """
 _VERSION = "1"
+_AUDIT_COLUMNS = ("SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
+                  "FROM audit")
 
 
 class SQLiteStore:
@@ -481,7 +499,62 @@ class SQLiteStore:
         # leaves the log shorter than its head.
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
                      (f"{entry.seq}:{entry.hash}",))
+        self._advance_checkpoint(conn)
         return entry
+
+    def _advance_checkpoint(self, conn: sqlite3.Connection) -> None:
+        """Verify by content every entry after the checkpoint (usually only the one just
+        written) and move the checkpoint to the last, folding their stored rows into its
+        digest. Entries that do not verify (written or changed behind the store) leave it
+        where it is, so every reader verifies them again; a write never fails for it (a
+        containment must always be recorded)."""
+        seq, digest, rows = self._stored_checkpoint(conn) or (0, GENESIS, GENESIS)
+        raw = conn.execute(f"{_AUDIT_COLUMNS} WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
+        try:
+            entries = [self._audit_entry(row) for row in raw]
+        except StoreUnavailable:
+            return
+        if not raw or verify_chain(entries, after=(seq, digest)):
+            return
+        for row in raw:
+            rows = _fold(rows, row)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_checkpoint', ?)",
+                     (json.dumps({"seq": entries[-1].seq, "hash": entries[-1].hash,
+                                  "rows": rows}),))
+
+    @staticmethod
+    def _stored_checkpoint(conn: sqlite3.Connection) -> tuple[int, str, str] | None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
+        try:
+            point = json.loads(row[0]) if row is not None else None
+            if point is None:
+                return None
+            seq, digest, rows = point["seq"], point["hash"], point["rows"]
+        except (ValueError, TypeError, KeyError, RecursionError):
+            return None  # an edited checkpoint vouches for nothing: verify in full
+        if not (isinstance(seq, int) and isinstance(digest, str) and isinstance(rows, str)):
+            return None
+        return seq, digest, rows
+
+    def checkpoint(self) -> tuple[int, str] | None:
+        """The checkpoint, if every stored row up to it is unchanged since it was verified:
+        one pass over the raw rows (numbering, links and a digest of their bytes), no entry
+        parsed or re-hashed."""
+        with self._reading() as conn:
+            point = self._stored_checkpoint(conn)
+            if point is None:
+                return None
+            seq, digest, rows = point
+            folded, prev, count = GENESIS, GENESIS, 0
+            for row in conn.execute(f"{_AUDIT_COLUMNS} WHERE seq <= ? ORDER BY seq", (seq,)):
+                count += 1
+                if row[0] != count or row[7] != prev:
+                    return None
+                prev = row[8]
+                folded = _fold(folded, row)
+        if count != seq or prev != digest or folded != rows:
+            return None
+        return seq, digest
 
     @staticmethod
     def _last(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -489,12 +562,21 @@ class SQLiteStore:
         last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
         return (int(last[0]), str(last[1])) if last else (0, GENESIS)
 
-    def audit(self, agent: str | None = None) -> list[AuditEntry]:
-        """The audit log, oldest first."""
-        columns = "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash FROM audit"
+    def audit(self, agent: str | None = None, *, actions: Collection[str] | None = None,
+              after: int = 0) -> list[AuditEntry]:
+        """The audit log, oldest first, filtered in SQL."""
+        where: list[str] = ["seq > ?"]
+        values: list[object] = [after]
+        if agent is not None:
+            where.append("agent = ?")
+            values.append(agent)
+        if actions is not None:
+            chosen = sorted(actions)
+            where.append(f"action IN ({', '.join('?' * len(chosen))})")
+            values += chosen
         with self._reading() as conn:
-            rows = (conn.execute(f"{columns} ORDER BY seq") if agent is None else
-                    conn.execute(f"{columns} WHERE agent = ? ORDER BY seq", (agent,))).fetchall()
+            rows = conn.execute(f"{_AUDIT_COLUMNS} WHERE {' AND '.join(where)} ORDER BY seq",
+                                values).fetchall()
         return [self._audit_entry(r) for r in rows]
 
     def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
@@ -515,11 +597,21 @@ class SQLiteStore:
         return (int(seq), digest) if seq.isdigit() and len(seq) < 19 else (-1, str(row[0]))
 
 
-def verify_chain(entries: list[AuditEntry]) -> list[str]:
-    """Problems with an audit log: gaps in numbering, broken links, edited entries."""
+def _fold(digest: str, row: tuple[Any, ...]) -> str:
+    """The checkpoint's digest of stored rows, extended by one row as it is stored."""
+    return hashlib.sha256(f"{digest}{row!r}".encode()).hexdigest()
+
+
+def verify_chain(entries: list[AuditEntry], *,
+                 after: tuple[int, str] = (0, GENESIS)) -> list[str]:
+    """Problems with an audit log: gaps in numbering, broken links, edited entries.
+
+    ``after`` is the number and hash of the entry the first of ``entries`` follows (a
+    checkpoint); by default the log's start.
+    """
     problems = []
-    prev = GENESIS
-    for expected_seq, entry in enumerate(entries, start=1):
+    start, prev = after
+    for expected_seq, entry in enumerate(entries, start=start + 1):
         if entry.seq != expected_seq:
             problems.append(f"entry {entry.seq}: expected number {expected_seq} (removed or "
                             f"reordered)")

@@ -43,6 +43,9 @@ _SUMMARIES = ("agent_version", "controls", "eval_suite", "regression_set", "agen
 # a control file must not stall the fingerprint (loading the file reports it).
 _CANONICAL_LIMIT = 200_000
 _SKIPPED_DIRS = frozenset({"__pycache__", ".git"})
+# Hex digits kept of each eval and regression case file's digest in ``files``: enough to
+# name the file that changed; the case set's full digest decides whether anything did.
+_CASE_DIGEST = 16
 # libyaml's safe loader when installed: the same documents, parsed several times faster.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -79,7 +82,9 @@ class Fingerprint(Record):
     """Digest of every predicate module ``[rules] predicate_modules`` lists; none on
     verdicts written before it was kept."""
     files: dict[str, str]
-    """Digest of each file, by workspace path, to say which one changed."""
+    """Digest of each file, by workspace path, to say which one changed: an eval or
+    regression case file's cut to its first 16 hex digits (its set's digest above is whole),
+    so a verdict over many cases stays small."""
 
     @model_serializer(mode="wrap")
     def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -99,11 +104,22 @@ class Fingerprint(Record):
         for two fingerprints that differ.
         """
         paths = sorted(set(self.files) | set(other.files))
-        changed = [p for p in paths if self.files.get(p) != other.files.get(p)]
+        changed = [p for p in paths if not _same(self.files.get(p), other.files.get(p))]
         if not changed:
             changed = [f"the {name} digest" for name in _SUMMARIES
                        if getattr(self, name) != getattr(other, name)]
         return changed
+
+
+def _same(one: str | None, other: str | None) -> bool:
+    """Whether two digests of a file agree: equal, or one the start of the other (a case
+    file's digest is cut short; verdicts stored before kept it whole)."""
+    if one is None or other is None:
+        return one is other
+    if len(one) == len(other):
+        return one == other
+    short, whole = sorted((one, other), key=len)
+    return len(short) == _CASE_DIGEST and whole.startswith(short)
 
 
 def file_digest(path: Path) -> str:
@@ -178,6 +194,12 @@ def _sha256(data: bytes) -> str:
 def _combine(digests: dict[str, str]) -> str:
     joined = "\n".join(f"{k} {v}" for k, v in sorted(digests.items()))
     return _sha256(joined.encode())
+
+
+def _cut(digests: dict[str, str]) -> dict[str, str]:
+    """Case files' digests cut short for ``files`` (markers such as ``missing`` kept)."""
+    return {path: digest[:_CASE_DIGEST] if len(digest) == 64 else digest
+            for path, digest in digests.items()}
 
 
 def config_file(workspace: Workspace) -> Path:
@@ -329,5 +351,6 @@ def fingerprint(workspace: Workspace, agent: str) -> Fingerprint:
         agent=_combine(source),
         config=_combine(config),
         predicates=_combine(predicates),
-        files={**config, **predicates, **controls, **evals, **regressions, **source},
+        files={**config, **predicates, **controls, **_cut(evals), **_cut(regressions),
+               **source},
     )

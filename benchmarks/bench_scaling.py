@@ -1,0 +1,153 @@
+"""Growth: what the gate, ``check`` and ``mode`` cost as a workspace and its history grow.
+
+1. The gate at 10, 100 and 1,000 regression cases (copies of the example's captured case,
+   each its own file), as a whole ``reinstate gate`` process: total wall time and the cost
+   per added case over the smallest size, which stays flat when the gate is linear.
+2. ``reinstate check`` and ``reinstate mode`` as whole processes after 1, 100 and 1,000
+   stored gates (history written through the public API: a current verdict saved again,
+   one audit entry each), against ``python -c pass`` in the same run: flat when neither
+   re-reads the whole history.
+3. The bytes one verdict adds to the state store at 1,000 and 10,000 regression cases
+   (the stored body; the gate at 10,000 runs with ``--trials 1``).
+
+    python benchmarks/bench_scaling.py [--rounds N] [--cases 10,100,1000]
+        [--history 1,100,1000] [--verdict-cases 1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks._figures import Figure, machine, process
+from gates import SQLiteStore, Workspace, check, read_mode, run_gate
+from gates._demo import apply_fix, lay_out
+from tests.helpers import restored
+
+AGENT = "refund-agent"
+CAPTURED = "INC-1-1"
+REINSTATE = [sys.executable, "-m", "gates"]
+ENV = {"REINSTATE_ACTOR": "bench", "COLUMNS": "120"}
+
+
+def restored_workspace(into: Path) -> Workspace:
+    """The example workspace walked to restoration: one incident, one captured case."""
+    workspace = Workspace.find(lay_out(into))
+    restored(workspace, apply_fix)
+    return workspace
+
+
+def with_cases(template: Path, into: Path, count: int) -> Workspace:
+    """A copy of ``template`` whose regression set holds ``count`` cases, each a copy of
+    the captured one under its own id and file."""
+    shutil.copytree(template, into)
+    folder = into / "regressions" / AGENT
+    text = (folder / f"{CAPTURED}.yaml").read_text()
+    for index in range(1, count):
+        case_id = f"BENCH-{index:05d}"
+        (folder / f"{case_id}.yaml").write_text(text.replace(f"id: {CAPTURED}\n",
+                                                             f"id: {case_id}\n", 1))
+    return Workspace.find(into)
+
+
+def gate_growth(template: Path, sizes: list[int], rounds: int, scratch: Path) -> None:
+    print(f"\n1. reinstate gate {AGENT} by regression cases ({rounds} round(s) each)")
+    figures: dict[int, Figure] = {}
+    for size in sizes:
+        ws = with_cases(template, scratch / f"gate-{size}", size)
+        figures[size] = process([*REINSTATE, "-C", str(ws.root), "gate", AGENT], rounds,
+                                env=ENV)
+        print(f"   {size:>6} cases: {figures[size].ms()} total, "
+              f"{figures[size].ms(per=size)} per case, peak RSS "
+              f"{figures[size].peak_rss_mib:.0f} MiB", flush=True)
+    base = sizes[0]
+    for size in sizes[1:]:
+        added = (figures[size].median - figures[base].median) / (size - base)
+        print(f"   per case added from {base} to {size}: {added * 1000:.2f} ms")
+
+
+def cpu(function: Callable[[], object], rounds: int) -> Figure:
+    """CPU seconds of ``function`` in this process (steadier than wall time on a busy
+    machine), ``rounds`` times."""
+    samples = []
+    for _ in range(rounds):
+        start = time.process_time()
+        function()
+        samples.append(time.process_time() - start)
+    return Figure(tuple(samples))
+
+
+def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path) -> None:
+    print(f"\n2. check and mode by stored gates ({rounds} rounds each)")
+    python = process([sys.executable, "-c", "pass"], rounds)
+    print(f"   python -c pass: {python.ms()}")
+    for size in sizes:
+        root = scratch / f"history-{size}"
+        shutil.copytree(template, root)
+        store = SQLiteStore(root / ".reinstate" / "state.db")
+        verdict = store.latest_verdict(AGENT)
+        assert verdict is not None
+        # The gate's own verdict again, so it stays current and check still clears.
+        for _ in range(size - 1):
+            store.save_verdict(verdict.model_copy(deep=True), "bench")
+        entries = len(store.audit())
+        ws = Workspace.find(root)
+        for name, call in (("check()", lambda ws=ws: check(ws, AGENT)),
+                           ("read_mode()", lambda ws=ws: read_mode(ws, AGENT))):
+            figure = cpu(call, max(rounds, 5))
+            print(f"   {size:>5} gates ({entries:>5} audit entries) {name:<11} in process: "
+                  f"{figure.ms()} CPU", flush=True)
+        for name, args in (("check", ["check", AGENT]), ("mode", ["mode", AGENT])):
+            figure = process([*REINSTATE, "-C", str(root), *args], rounds, env=ENV)
+            over = figure.median - python.median
+            print(f"   {size:>5} gates ({entries:>5} audit entries) {name:<11} process:    "
+                  f"{figure.ms()} "
+                  f"({over * 1000:.0f} ms over python -c pass)", flush=True)
+
+
+def verdict_bytes(template: Path, sizes: list[int], scratch: Path) -> None:
+    print("\n3. bytes one verdict adds to the state store")
+    for size in sizes:
+        ws = with_cases(template, scratch / f"verdict-{size}", size)
+        db = ws.state_path
+        trials = 3 if size <= 1000 else 1
+        run_gate(ws, AGENT, actor="bench", trials=trials)
+        with sqlite3.connect(db) as conn:
+            body = conn.execute("SELECT length(body) FROM verdicts ORDER BY id DESC "
+                                "LIMIT 1").fetchone()[0]
+        print(f"   {size:>6} cases (trials {trials}): {body / 1e6:.3f} MB stored, "
+              f"{body / size:.0f} bytes per case", flush=True)
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cases", type=_sizes, default=[10, 100, 1000])
+    parser.add_argument("--history", type=_sizes, default=[1, 100, 1000])
+    parser.add_argument("--verdict-cases", type=_sizes, default=[1000, 10000])
+    args = parser.parse_args()
+    print(machine())
+    with tempfile.TemporaryDirectory(prefix="reinstate-bench-") as tmp:
+        scratch = Path(tmp)
+        template = restored_workspace(scratch / "template").root
+        if args.history:
+            history_growth(template, args.history, args.rounds, scratch)
+        if args.verdict_cases:
+            verdict_bytes(template, args.verdict_cases, scratch)
+        if args.cases:
+            gate_growth(template, args.cases, args.rounds, scratch)
+    print(machine())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The audit checkpoint: check, restore and mode verify the log from it, and no hand edit of
+a row before it (nor a checkpoint forged to match one) lets a forged restore through."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from gates import ModeRecord, SQLiteStore, Workspace, read_mode, verify_audit
+from gates._store.backends import entry_hash
+from regressions import utc_now
+
+AGENT = "refund-agent"
+COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
+
+
+def _mode(mode: str, reason: str = "test") -> ModeRecord:
+    return ModeRecord(agent=AGENT, mode=mode, since=utc_now(), actor="oncall",  # type: ignore[arg-type]
+                      reason=reason)
+
+
+def _history(path: Path, notes: int = 20) -> SQLiteStore:
+    """A contained agent (entry 1 names INC-1), then many entries about nothing it decides."""
+    store = SQLiteStore(path)
+    store.set_mode(_mode("suspended", "INC-1"), detail={"incident": "INC-1"})
+    for index in range(notes):
+        store.append(actor="ci", action="note", agent=AGENT, reason=f"note {index}")
+    return store
+
+
+def _sql(path: Path, statement: str, *values: object) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute(statement, values)
+    conn.close()
+
+
+def _forge_checkpoint(path: Path) -> None:
+    """What an attacker who read the code does after an edit: fold the rows as they are now
+    into the checkpoint again, so its digest matches the edited rows."""
+    with sqlite3.connect(path) as conn:
+        point = json.loads(conn.execute(
+            "SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()[0])
+        folded = "0" * 64
+        rows = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq",
+                            (point["seq"],)).fetchall()
+        for row in rows:
+            folded = hashlib.sha256(f"{folded}{row!r}".encode()).hexdigest()
+        point.update(rows=folded, hash=rows[-1][8])
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
+                     (json.dumps(point),))
+    conn.close()
+
+
+def _restore_forged(path: Path, rehash: bool) -> None:
+    """Entry 1 rewritten to a restore of INC-1 (and the modes row to match), its hash
+    recomputed when ``rehash``."""
+    detail = {"mode": "full", "incidents": ["INC-1"]}
+    _sql(path, "UPDATE audit SET detail = ?, reason = 'restore' WHERE seq = 1",
+         json.dumps(detail, sort_keys=True))
+    _sql(path, "UPDATE modes SET mode = 'full'")
+    if rehash:
+        with sqlite3.connect(path) as conn:
+            row = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = 1").fetchone()
+            digest = entry_hash(1, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
+                                row[5], json.loads(row[6]), row[7])
+            conn.execute("UPDATE audit SET hash = ? WHERE seq = 1", (digest,))
+        conn.close()
+
+
+def test_the_checkpoint_follows_every_write(tmp_path: Path) -> None:
+    """After each write the checkpoint is the log's head, verified by content."""
+    store = _history(tmp_path / "state.db", notes=3)
+    assert store.checkpoint() == store.head() == (4, store.audit()[-1].hash)
+    store.set_mode(_mode("full"))
+    assert store.checkpoint() == store.head()
+    assert verify_audit(store, [AGENT], incremental=True) == []
+
+
+def test_a_store_without_a_checkpoint_gets_one_at_its_next_write(tmp_path: Path) -> None:
+    """A store written before checkpoints were kept is verified whole until its next write,
+    which verifies the log by content and sets the checkpoint at the head."""
+    store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
+    assert store.checkpoint() is None
+    store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
+    assert store.checkpoint() == store.head()
+
+
+def test_a_log_edited_behind_the_store_holds_the_checkpoint_back(tmp_path: Path) -> None:
+    """Entries after the checkpoint that do not verify keep it where it was, so every later
+    check verifies them again and names them."""
+    store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "UPDATE audit SET reason = 'edited' WHERE seq = 4")
+    _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
+    store.append(actor="ci", action="note", agent=None, reason="later")
+    assert store.checkpoint() is None
+    assert "entry 4: content was changed after it was written" in verify_audit(
+        store, [AGENT], incremental=True)
+
+
+def test_incremental_reads_skip_what_no_decision_needs(tmp_path: Path) -> None:
+    """The store filters by action and position, so a reader of a few entries gets those."""
+    store = _history(tmp_path / "state.db", notes=5)
+    assert [e.seq for e in store.audit(AGENT, actions=("mode",))] == [1]
+    assert [e.seq for e in store.audit(after=4)] == [5, 6]
+
+
+def test_an_edited_row_before_the_checkpoint_is_named(tmp_path: Path) -> None:
+    """A hand edit of any row before the checkpoint drops it: the whole log is verified and
+    the edited entry named, exactly as a full verification names it."""
+    store = _history(tmp_path / "state.db")
+    _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
+    assert store.checkpoint() is None
+    assert verify_audit(store, [AGENT], incremental=True) == [
+        "entry 3: content was changed after it was written"]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("rehash", [False, True], ids=["content", "content-and-hash"])
+def test_a_forged_restore_before_a_forged_checkpoint_is_caught(tmp_path: Path,
+                                                               rehash: bool) -> None:
+    """A containment rewritten into a restore, with the checkpoint refolded to match, still
+    fails verification: every mode entry is re-hashed, and its link to the next is checked."""
+    store = _history(tmp_path / "state.db")
+    _restore_forged(store.path, rehash)
+    _forge_checkpoint(store.path)
+    problems = verify_audit(store, [AGENT], incremental=True)
+    named = "entry 2: does not follow" if rehash else "entry 1: content was changed"
+    assert any(p.startswith(named) for p in problems), problems
+
+
+@pytest.mark.attack
+def test_a_checkpoint_moved_past_a_row_written_behind_the_store_is_refused(
+        tmp_path: Path) -> None:
+    """A mode entry inserted behind the store after the checkpoint, with the checkpoint
+    moved onto it, is caught: the checkpoint's digest no longer matches the rows."""
+    store = _history(tmp_path / "state.db", notes=2)
+    last = store.audit()[-1]
+    _sql(store.path, f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         last.seq + 1, utc_now().isoformat(), "intruder", "mode", AGENT, "restore",
+         json.dumps({"incidents": ["INC-1"], "mode": "full"}), last.hash, "f" * 64)
+    _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
+         json.dumps({"seq": last.seq + 1, "hash": "f" * 64, "rows": "0" * 64}))
+    assert store.checkpoint() is None
+    problems = verify_audit(store, [AGENT], incremental=True)
+    assert f"entry {last.seq + 1}: content was changed after it was written" in problems
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_check_refuses_a_restore_forged_before_the_checkpoint(
+        back_in_full: Workspace, inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """`reinstate check` refuses a containment entry rewritten by hand before
+    the checkpoint with the checkpoint refolded to match."""
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        seq = conn.execute("SELECT min(seq) FROM audit WHERE action = 'mode'").fetchone()[0]
+    conn.close()
+    assert inline_cli(back_in_full, "check", AGENT)[0] == 0
+    _sql(back_in_full.state_path, "UPDATE audit SET reason = 'nothing happened' WHERE seq = ?",
+         seq)
+    _forge_checkpoint(back_in_full.state_path)
+    code, out, err = inline_cli(back_in_full, "check", AGENT)
+    assert code == 1
+    assert f"entry {seq}: content was changed after it was written" in out + err
+    assert read_mode(back_in_full, AGENT).mode == "full"  # the runtime reads, it does not verify
