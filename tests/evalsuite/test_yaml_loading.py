@@ -47,13 +47,13 @@ def test_every_example_file_reads_as_pure_python_reads_it(path: Path) -> None:
     """Each YAML file the example workspace ships gives the same data as PyYAML's
     pure-Python safe loader."""
     text = path.read_text(encoding="utf-8")
-    assert parse_yaml(text, path) == yaml.load(text, Loader=yaml.SafeLoader)
+    assert parse_yaml(text, path) == yaml.safe_load(text)
 
 
 def test_anchors_merges_and_scalars_read_as_pure_python_reads_them() -> None:
     """Anchors, merge keys, timestamps, number forms, block scalars, escapes and a complex
     key give the same data as PyYAML's pure-Python safe loader."""
-    assert parse_yaml(TRICKY, Path("tricky.yaml")) == yaml.load(TRICKY, Loader=yaml.SafeLoader)
+    assert parse_yaml(TRICKY, Path("tricky.yaml")) == yaml.safe_load(TRICKY)
 
 
 @pytest.mark.parametrize("text, line", [
@@ -74,7 +74,7 @@ def test_an_alias_adds_no_depth() -> None:
     pure-Python composer accepts it (an alias is not composed again)."""
     text = ("shallow: &x " + "[" * 20 + "]" * 20 + "\ndeep: "
             + "[" * 240 + "*x" + "]" * 240 + "\n")
-    expected = yaml.load(text, Loader=yaml.SafeLoader)
+    expected = yaml.safe_load(text)
     assert parse_yaml(text, Path("alias.yaml")) == expected
 
 
