@@ -79,7 +79,7 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark in benchmarks/, each reporting ratios against a same-run baseline."""
-    session.install(".")
+    session.install(".", "pytest")  # bench_cli.py times pytest beside the CLI
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
 
