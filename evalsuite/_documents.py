@@ -12,6 +12,7 @@ file can make a command hang, exhaust memory or end in a traceback.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -112,8 +113,78 @@ class _UserFileLoader(yaml.SafeLoader):
 _UserFileLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 
+class _CUserFileLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """libyaml's safe loader with the same number bound; nesting is checked on its nodes."""
+
+
+_CUserFileLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
+
+
+@functools.cache
+def _libyaml_usable() -> bool:
+    """Whether PyYAML has libyaml's loader and that libyaml bounds nesting itself.
+
+    libyaml's composer recurses in C, where Python's recursion limit does not reach; since
+    0.2.5 libyaml refuses documents nested over a thousand levels, so the recursion stays
+    shallow. A libyaml without that bound is not used at all: every file takes the
+    pure-Python path, which counts its depth as it goes.
+    """
+    if not getattr(yaml, "__with_libyaml__", False):
+        return False
+    probe = _CUserFileLoader("[" * 2000 + "]" * 2000)
+    try:
+        probe.get_single_node()
+    except yaml.YAMLError:
+        return True
+    finally:
+        probe.dispose()
+    return False
+
+
 def parse_yaml(text: str, path: Path) -> Any:
-    """Parse YAML safely: no tags that build Python objects, aliases and numbers bounded."""
+    """Parse YAML safely: no tags that build Python objects, aliases and numbers bounded.
+
+    libyaml's C loader reads the file when PyYAML has it (several times faster); whenever
+    it refuses a file, or the file nests deeper than :data:`MAX_YAML_DEPTH` or is
+    refused afterwards, the pure-Python loader reads it again and decides, so every error
+    names the same line and says the same as it always has.
+    """
+    if _libyaml_usable():
+        loader = _CUserFileLoader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            if not _nested_deeper(node, MAX_YAML_DEPTH):
+                _bound_aliases(node, path)
+                return loader.construct_document(node)
+        except (yaml.YAMLError, InvalidInput, RecursionError):
+            pass  # the pure-Python loader below says what is wrong, and where
+        finally:
+            loader.dispose()
+    return _parse_yaml_python(text, path)
+
+
+def _nested_deeper(root: yaml.Node, limit: int) -> bool:
+    """Whether a composed document nests more than ``limit`` levels, counted as the
+    pure-Python composer counts them (each node once, where it is first written: an
+    alias adds no depth)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in reversed(_children(node)))
+    return False
+
+
+def _parse_yaml_python(text: str, path: Path) -> Any:
+    """:func:`parse_yaml` with PyYAML's pure-Python loader, which counts nesting as it
+    composes and knows every error's line."""
     loader: _UserFileLoader | None = None
     try:
         loader = _UserFileLoader(text)  # the reader refuses control characters right here

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TypeVar
 
 from evalsuite._case import EvalCase
-from evalsuite._documents import line_of, load_model, read_text, refuse_link
+from evalsuite._documents import line_of, parse_model, parse_yaml, read_text, refuse_link
 from evalsuite._errors import InvalidInput
 
 C = TypeVar("C", bound=EvalCase)
@@ -19,12 +20,20 @@ def case_files(directory: Path) -> list[Path]:
     return sorted(refuse_link(p) for p in directory.iterdir() if p.suffix in (".yaml", ".yml"))
 
 
-def load_cases(directory: Path, model: type[C], agent: str) -> dict[Path, C]:
-    """Every case in ``directory``, validated, for ``agent``; ids must be unique."""
+def load_cases(directory: Path, model: type[C], agent: str, *,
+               digests: dict[Path, str] | None = None) -> dict[Path, C]:
+    """Every case in ``directory``, validated, for ``agent``; ids must be unique.
+
+    With ``digests``, each file's SHA-256 (of the very bytes parsed) is added to it, so a
+    fingerprint of the cases need not read them again.
+    """
     cases: dict[Path, C] = {}
     seen: dict[str, Path] = {}
     for path in case_files(directory):
-        case = load_model(path, model)
+        text = read_text(path)
+        case = parse_model(model, parse_yaml(text, path), path, text)
+        if digests is not None:  # read_text decoded strict UTF-8: encoding gives the bytes
+            digests[path] = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if case.agent != agent:
             raise InvalidInput(
                 path, "$.agent", f"expected '{agent}' (the agent this folder is for), "

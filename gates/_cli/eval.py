@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
+from collections import Counter
+from collections.abc import Sequence
 
 import click
 from rich.table import Table
 
-from evalsuite import InvalidInput
+from evalsuite import CaseResult, InvalidInput
 from gates._cli._common import ctx
 from gates._cli._progress import progress
 from gates._gate.checks import case_finding, stopped_by_control, usage_totals
@@ -28,11 +30,15 @@ from gates._verdict.verdict import EXIT_CODES, combine
               help="Trials in flight at once (default: reinstate.toml).")
 @click.option("--adapter", "adapter_name",
               help="Reach the agent through a named adapter of agent.yaml instead.")
+@click.option("--all-cases", "every_case", is_flag=True,
+              help="List every case, passing ones too (by default only the cases that did "
+                   "not pass are listed, under a summary).")
 def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurrency: int | None,
-            adapter_name: str | None) -> int:
-    """Run AGENT's eval and regression cases and report each case's pass rate.
+            adapter_name: str | None, every_case: bool) -> int:
+    """Run AGENT's eval and regression cases and report their pass rates.
 
-    Every trial is written to a run file under .reinstate/runs/ (compare two with
+    Prints a summary and a row per case that did not pass (--all-cases: a row per
+    case). Every trial is written to a run file under .reinstate/runs/ (compare two with
     `reinstate diff`). Exit 0 when every case passed, 1 on a failure, 3 on an error,
     4 when a case is inconclusive.
     """
@@ -47,21 +53,19 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
     with progress(c.err, f"eval {agent}") as callback:
         evidence = run_evals(inputs, trials, cases=chosen, adapter=adapter_name,
                              concurrency=concurrency, progress=callback)
-    table = Table(title=f"eval {agent} (agent {inputs.agent.version})", title_justify="left")
-    for column in ("case", "outcome", "passed", "interval", "note"):
-        table.add_column(column, overflow="fold")
-    for result in evidence.results:
-        stats = result.statistics
-        notes = [n for n in ("flaky" if result.flaky else "",
-                             f"{stats.trials_needed} trials would decide"
-                             if result.outcome == "inconclusive" and stats.trials_needed else "",
-                             "pass^k" if result.every_trial else "",
-                             "stopped by a control" if stopped_by_control(result) else "")
-                 if n]
-        table.add_row(result.case_id, outcome(result.outcome),
-                      f"{stats.passed}/{len(result.trials)}",
-                      f"{stats.low:.0%}–{stats.high:.0%}", ", ".join(notes))
-    c.out.print(table)
+    results = evidence.results
+    c.out.print(f"eval {agent} (agent {inputs.agent.version}): {case_counts(results)}",
+                highlight=False)
+    # A row per case costs more than running an instant agent on it: at thousands of
+    # cases the passing ones are a count, and the run file holds every trial.
+    listed = results if every_case else [r for r in results if r.outcome != "pass"]
+    if listed:
+        c.out.print(_case_table(listed))
+    hidden = len(results) - len(listed)
+    if hidden:
+        c.out.print(f"{hidden:,} passing case{'s' if hidden != 1 else ''} not listed "
+                    f"(--all-cases lists them; the run file holds every trial)",
+                    highlight=False)
     for result in evidence.results:
         finding = case_finding(result)
         if finding:
@@ -76,3 +80,32 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
     overall = combine(r.outcome for r in evidence.results)
     c.out.print(f"eval: {outcome(overall)}")
     return EXIT_CODES[overall]
+
+
+def case_counts(results: Sequence[CaseResult]) -> str:
+    """``20 cases: 18 pass, 1 fail, 1 inconclusive (2 flaky)``: outcomes with cases only."""
+    counts = Counter(r.outcome for r in results)
+    parts = [f"{counts[o]:,} {o}" for o in ("pass", "fail", "error", "inconclusive")
+             if counts[o]]
+    flaky = sum(1 for r in results if r.flaky)
+    return (f"{len(results):,} case{'s' if len(results) != 1 else ''}: "
+            f"{', '.join(parts) or 'none ran'}" + (f" ({flaky:,} flaky)" if flaky else ""))
+
+
+def _case_table(results: Sequence[CaseResult]) -> Table:
+    """A row per case: outcome, trials passed, the pass rate's interval and notes."""
+    table = Table()
+    for column in ("case", "outcome", "passed", "interval", "note"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        stats = result.statistics
+        notes = [n for n in ("flaky" if result.flaky else "",
+                             f"{stats.trials_needed} trials would decide"
+                             if result.outcome == "inconclusive" and stats.trials_needed else "",
+                             "pass^k" if result.every_trial else "",
+                             "stopped by a control" if stopped_by_control(result) else "")
+                 if n]
+        table.add_row(result.case_id, outcome(result.outcome),
+                      f"{stats.passed}/{len(result.trials)}",
+                      f"{stats.low:.0%}–{stats.high:.0%}", ", ".join(notes))
+    return table

@@ -12,7 +12,7 @@ from evalsuite import write_atomic
 from gates._cli._common import ctx
 from gates._gate.pipeline import run_gate, stored_by_this_run
 from gates._reports.junit import junit_xml
-from gates._reports.terminal import verdict_table, verification_table
+from gates._reports.terminal import case_table, verdict_table, verification_table
 from gates._reports.verdict_report import report_markdown, verdict_report
 from gates._response.notify import notify_failed_gate
 from gates._response.restore import restore_needs
@@ -39,9 +39,12 @@ from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_sig
               help="Also write the signed verdict (an in-toto statement in a DSSE envelope) "
                    "here, for the deploy job's `check --verdict`; needs "
                    "$REINSTATE_SIGNING_KEY.")
+@click.option("--all-cases", "every_case", is_flag=True,
+              help="List every eval case, passing ones too (by default only the cases that "
+                   "did not pass are listed).")
 def command(agent: str, json_file: Path | None, junit_file: Path | None,
             markdown_file: Path | None, trials: int | None, against: str | None,
-            new_store: bool, attestation_file: Path | None) -> int:
+            new_store: bool, attestation_file: Path | None, every_case: bool) -> int:
     """Run every check for AGENT and store the verdict.
 
     Exit 0 pass, 1 fail, 2 invalid input, 3 error, 4 inconclusive. When
@@ -56,6 +59,7 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
                        new_store=new_store, signer=signer, attestation=attestation_file)
     # A pass restores only when restore's own conditions hold too (a review scheduled, a
     # signature it accepts): the closing line says what it still needs, from the same check.
+    case_table(c.out, verdict, every=every_case)
     verdict_table(c.out, verdict, restore_needs=restore_needs(workspace, verdict))
     verification_table(c.out, verdict.verifications)
     if signer is not None:

@@ -15,6 +15,7 @@ from evalsuite import (
     AgentSpec,
     EvalCase,
     InvalidInput,
+    case_files,
     did_you_mean,
     json_path,
     line_of,
@@ -92,16 +93,46 @@ def load_inputs(workspace: Workspace, agent: str, *, against: str | None = None)
     reference = read_ref(workspace, agent, against) if against is not None else None
     for _ in range(_READS):
         with _reading_lock(workspace, agent):
-            before = fingerprint(workspace, agent)
-            inputs = _load(workspace, agent)
-        if inputs.fingerprint == before:
+            # Case files are hashed once, from the bytes the loading parses: before the
+            # load they are only listed, so what changed in between is every other file's
+            # digest, or which case files there are.
+            listed = {p: _LISTED for d in (workspace.evals_dir(agent),
+                                           workspace.regressions_dir(agent))
+                      for p in case_files(d)}
+            before = fingerprint(workspace, agent, read=listed)
+            read: dict[Path, str] = {}
+            inputs = _load(workspace, agent, read)
+        changed = _changed(before, inputs.fingerprint, _read_names(workspace, agent, read))
+        if not changed:
             return replace(inputs, against=reference)
-    changed = before.changed_since(inputs.fingerprint)
     raise InvalidInput(None, "", f"the files of {agent} kept changing while the gate read them "
                                  f"({', '.join(changed[:3]) or 'unknown'}); run it again")
 
 
-def _load(workspace: Workspace, agent: str) -> GateInputs:
+# The digest a case file listed but not yet read stands in with, before the load.
+_LISTED = "listed, not read"
+
+
+def _read_names(workspace: Workspace, agent: str, read: dict[Path, str]) -> set[str]:
+    """The workspace paths of the case files the load read, named as fingerprints name
+    them (``case_digests``)."""
+    names: set[str] = set()
+    for folder in (workspace.evals_dir(agent), workspace.regressions_dir(agent)):
+        prefix = workspace.relative(folder)
+        names |= {f"{prefix}/{p.name}" for p in read if p.parent == folder}
+    return names
+
+
+def _changed(before: Fingerprint, after: Fingerprint, read: set[str]) -> list[str]:
+    """Workspace paths that differ between the fingerprint taken before the load (case
+    files listed only) and the one taken after (case files as parsed): a case file counts
+    as unchanged only when the load read it and both fingerprints list it."""
+    paths = sorted(set(before.files) | set(after.files))
+    return [p for p in paths if before.files.get(p) != after.files.get(p)
+            and not (before.files.get(p) == _LISTED and p in after.files and p in read)]
+
+
+def _load(workspace: Workspace, agent: str, read: dict[Path, str]) -> GateInputs:
     workspace.require_agent(agent)
     agent_file = workspace.agent_dir(agent) / "agent.yaml"
     spec = load_model(agent_file, AgentSpec)
@@ -109,8 +140,9 @@ def _load(workspace: Workspace, agent: str) -> GateInputs:
         raise InvalidInput(agent_file, "$.name", f"expected '{agent}', got '{spec.name}'",
                            line=line_of(read_text(agent_file), ["name"]))
     controls = workspace.controls(agent)
-    evals = load_cases(workspace.evals_dir(agent), EvalCase, agent)
-    regressions = load_cases(workspace.regressions_dir(agent), RegressionCase, agent)
+    evals = load_cases(workspace.evals_dir(agent), EvalCase, agent, digests=read)
+    regressions = load_cases(workspace.regressions_dir(agent), RegressionCase, agent,
+                             digests=read)
     clash = {c.id for c in evals.values()} & {c.id for c in regressions.values()}
     if clash:
         case_id = sorted(clash)[0]
@@ -131,7 +163,7 @@ def _load(workspace: Workspace, agent: str) -> GateInputs:
         eval_cases=list(evals.values()),
         regression_cases=list(regressions.values()),
         incidents=incidents,
-        fingerprint=fingerprint(workspace, agent),
+        fingerprint=fingerprint(workspace, agent, read=read),
     )
 
 

@@ -9,7 +9,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from gates._store.access import ModeReading
-from gates._verdict.check_results import CoverageReplay, DecisionReplay, PromptReplay, ReplayRow
+from gates._verdict.check_results import (
+    CoverageReplay,
+    DecisionReplay,
+    EvalsResult,
+    PromptReplay,
+    ReplayRow,
+)
 from gates._verdict.verdict import ChangeVerification, Verdict
 from regressions import Incident
 
@@ -57,6 +63,37 @@ def verdict_table(console: Console, verdict: Verdict, *, findings: int = 3,
     else:
         allows = "may be restored to full operation"
     console.print(f"verdict: {outcome(verdict.outcome)} — {verdict.agent} {allows}")
+
+
+def case_table(console: Console, verdict: Verdict, *, every: bool = False) -> None:
+    """The eval cases that did not pass, a row each (``every``: all cases), and how many
+    passing ones are not listed; nothing when the evals check has no cases."""
+    data = next((c.data for c in verdict.checks if isinstance(c, EvalsResult)), None)
+    if data is None or not data.cases:
+        return
+    listed = data.cases if every else [f for f in data.cases if f.outcome != "pass"]
+    if listed:
+        table = Table(title="eval cases" if every else "eval cases that did not pass",
+                      title_justify="left")
+        for column in ("case", "outcome", "passed", "interval", "note"):
+            table.add_column(column, overflow="fold")
+        for figures in listed:
+            notes = [n for n in (
+                "regression" if figures.regression else "",
+                "flaky" if figures.flaky else "",
+                f"{figures.trials_needed} trials would decide"
+                if figures.outcome == "inconclusive" and figures.trials_needed else "",
+                "stopped by a control" if figures.stopped_by_control else "") if n]
+            low, high = figures.interval
+            table.add_row(figures.id, outcome(figures.outcome),
+                          f"{round(figures.pass_rate * figures.trials)}/{figures.trials}",
+                          f"{low:.0%}–{high:.0%}", ", ".join(notes))
+        console.print(table)
+    hidden = len(data.cases) - len(listed)
+    if hidden:
+        console.print(f"{hidden:,} passing eval case{'s' if hidden != 1 else ''} not listed "
+                      f"(--all-cases lists them; the JSON verdict holds every case)",
+                      highlight=False)
 
 
 def verification_table(console: Console, verifications: list[ChangeVerification]) -> None:

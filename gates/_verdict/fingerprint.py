@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -317,8 +317,23 @@ def _inside(workspace: Workspace, agent_file: Path, place: str, path: Path) -> P
     return resolved
 
 
-def fingerprint(workspace: Workspace, agent: str) -> Fingerprint:
-    """Today's fingerprint of everything an agent's verdict depends on."""
+def case_digests(workspace: Workspace, directory: Path,
+                 read: Mapping[Path, str] | None = None) -> dict[str, str]:
+    """Each case file of ``directory`` by workspace path: its digest from ``read`` (files
+    already read, by path) or else from its bytes. The folder is resolved once: the case
+    files are no links (``case_files`` refuses them), so each is its folder's and its name."""
+    prefix = workspace.relative(directory)
+    known = read or {}
+    return {f"{prefix}/{p.name}": known.get(p) or file_digest(p) for p in case_files(directory)}
+
+
+def fingerprint(workspace: Workspace, agent: str, *,
+                read: Mapping[Path, str] | None = None) -> Fingerprint:
+    """Today's fingerprint of everything an agent's verdict depends on.
+
+    ``read`` gives case files' digests already taken (by path) as they were read, so
+    they are not read again; every other case file is read here.
+    """
     def digests(paths: Iterable[Path]) -> dict[str, str]:
         return {workspace.relative(p): file_digest(p) for p in paths}
 
@@ -339,8 +354,8 @@ def fingerprint(workspace: Workspace, agent: str) -> Fingerprint:
                   for where, path in predicate_files(workspace).items()}
     controls = {workspace.relative(directory / name): control_digest(directory / name)
                 for name in CONTROL_FILES}
-    evals = digests(case_files(workspace.evals_dir(agent)))
-    regressions = digests(case_files(workspace.regressions_dir(agent)))
+    evals = case_digests(workspace, workspace.evals_dir(agent), read)
+    regressions = case_digests(workspace, workspace.regressions_dir(agent), read)
     source = {workspace.relative(agent_file): _sha256(raw),
               **digests(p for p in agent_sources(workspace, agent, spec) if p != agent_file)}
     return Fingerprint(

@@ -45,7 +45,7 @@ def test_eval_of_no_case_is_a_usage_error(example: Workspace, cli: RunCli) -> No
 def test_eval_cases_is_repeatable(example: Workspace, cli: RunCli) -> None:
     """Several --cases globs run every case any matches; a glob matching nothing is named."""
     result = cli("eval", "refund-agent", "--cases", "greeting", "--cases", "status-*",
-                 "--trials", "1", cwd=example.root)
+                 "--trials", "1", "--all-cases", cwd=example.root)
     assert result.returncode == 0, result.stdout + result.stderr
     for case in ("greeting", "status-shipped", "status-delivered", "status-no-order-id"):
         assert case in result.stdout

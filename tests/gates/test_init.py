@@ -65,7 +65,7 @@ def test_a_new_agent_passes_its_evals_and_check_once_its_checklist_is_filled(
     the gate passes and `reinstate check` clears it."""
     assert cli("init", "team", "--agent", "help-agent", cwd=tmp_path).returncode == 0
     root = tmp_path / "team"
-    evals = cli("eval", "help-agent", cwd=root)
+    evals = cli("eval", "help-agent", "--all-cases", cwd=root)
     assert evals.returncode == 0, evals.stdout + evals.stderr
     assert "example-question" in evals.stdout and "PASS" in evals.stdout
     (root / "agents/help-agent/checklist.yaml").write_text(CHECKLIST.format(agent="help-agent"))
