@@ -2,9 +2,13 @@
 
 A single timing on a shared 2-core machine says little; a median of several rounds with
 the lowest and highest beside it says how far to trust it, and the load average at the
-time says whether the machine was quiet. Whole processes are measured with ``os.wait4``,
-which gives that one child's peak RSS (``RUSAGE_CHILDREN`` would keep the largest child
-seen so far).
+time says whether the machine was quiet.
+
+Whole processes are started by a small launcher (``python -S``, a few MiB), which forks,
+runs the command and reports its wall time and peak RSS from ``os.wait4``. On Linux a
+child's peak RSS starts from its parent's at the fork and survives ``exec``, so measured
+straight from a benchmark that has imported reinstate, every child would show at least the
+benchmark's own size.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +66,22 @@ def timed(function: Callable[[], object], rounds: int) -> Figure:
     return Figure(tuple(samples))
 
 
+_LAUNCHER = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def process(command: Sequence[str], rounds: int, *, cwd: Path | None = None,
             env: Mapping[str, str] | None = None, check: bool = True) -> Figure:
     """Wall time and peak RSS of ``command`` as a fresh child process, ``rounds`` times.
@@ -72,17 +93,15 @@ def process(command: Sequence[str], rounds: int, *, cwd: Path | None = None,
     peak = 0.0
     environment = {**os.environ, **(env or {})}
     for _ in range(rounds):
-        start = time.perf_counter()
-        child = subprocess.Popen(command, cwd=cwd, env=environment,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert child.stderr is not None
-        error = child.stderr.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        samples.append(time.perf_counter() - start)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        child.stderr.close()
-        if check and child.returncode not in (0, 1, 4):
-            raise RuntimeError(f"{' '.join(command)} exited {child.returncode}: "
-                               f"{error.decode(errors='replace')[-2000:]}")
-        peak = max(peak, usage.ru_maxrss / 1024)
+        launched = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *command], cwd=cwd,
+                                  env=environment, capture_output=True, text=True, check=False)
+        try:
+            seconds, rss_kib, code = launched.stdout.split()
+        except ValueError:
+            raise RuntimeError(f"could not time {' '.join(command)}: "
+                               f"{launched.stderr[-2000:]}") from None
+        if check and int(code) not in (0, 1, 4):
+            raise RuntimeError(f"{' '.join(command)} exited {code}: {launched.stderr[-2000:]}")
+        samples.append(float(seconds))
+        peak = max(peak, int(rss_kib) / 1024)
     return Figure(tuple(samples), peak)
