@@ -84,8 +84,11 @@ class FileSummary:
     """Records the reader read but did not understand, by reason."""
     first_unread: str | int | None = None
     """Where the first record not understood is."""
-    _where: dict[str, str | int] = field(default_factory=dict)  # run id → first place
-    _stepped: set[str] = field(default_factory=set)
+    # Every run id seen (to count runs that interleave), and where each run not yet seen
+    # with a step first was: a set of ids, not a place and a flag for every run, so the
+    # memory a run costs here is about its id alone.
+    _seen: set[str] = field(default_factory=set)
+    _stepless: dict[str, str | int] = field(default_factory=dict)
     # Calls waiting for a result, per run, as (call id, tool): small, since a log's calls
     # without results stay here to the end.
     _waiting: dict[str, list[tuple[str | None, str]]] = field(default_factory=dict)
@@ -93,14 +96,17 @@ class FileSummary:
     def count(self, part: RunPart) -> None:
         """Count one part of a run (once a step: this runs over every step ingested)."""
         run_id, steps = part.run_id, part.steps
-        if run_id not in self._where:
-            self._where[run_id] = part.place
+        if run_id not in self._seen:
+            self._seen.add(run_id)
             self.runs += 1
+            if not steps:
+                self._stepless[run_id] = part.place
+        elif steps and self._stepless:
+            self._stepless.pop(run_id, None)
         if part.unread:
             self._count_unread(part)
         if not steps:
             return
-        self._stepped.add(run_id)
         self.steps += len(steps)
         # One pass over the steps, dispatching on ``kind`` once a step, with what it touches
         # held in locals and no list, generator or Counter.update made per part: this loop
@@ -195,9 +201,9 @@ class FileSummary:
         if not self.runs and not self.paired:
             whose = f" of agent {agent}" if agent else ""
             found.append(FileWarning(self.path, "", f"no runs{whose} were read"))
-        empty = [r for r in self._where if r not in self._stepped]
+        empty = list(self._stepless)
         if empty:
-            found.append(FileWarning(self.path, self._where[empty[0]],
+            found.append(FileWarning(self.path, self._stepless[empty[0]],
                                      f"{len(empty)} of {_n(self.runs, 'run')} read with no "
                                      f"steps (the first here: {empty[0]})"))
         if self.unread.total and self.first_unread is not None:
