@@ -11,10 +11,14 @@ measures, each in a fresh child process so peak memory is the measurement's own:
 - **scope query**: what ``reinstate investigate`` does on its first pass: the same, plus
   matching a signature (a tool and a JSON Schema on its arguments) against every step.
 
-It prints steps per second, the ratio of each to the baseline (the aim is at least 0.5),
-and peak RSS for both log sizes (the aim is memory that stays flat as the log grows).
+Each is taken ``--rounds`` times (3 by default), baseline, ingest and scope query one
+after the other in every round. It prints steps per second, the ratio of each to the
+baseline (the aim is at least 0.5) as the median with the lowest and highest over the
+rounds, by CPU time (``time.process_time`` in the child: comparable on a busy machine)
+and by wall time, the peak RSS for both log sizes (the aim is memory that stays flat as
+the log grows), and the machine's load when measured.
 
-    python benchmarks/bench_ingest.py [--steps N]
+    python benchmarks/bench_ingest.py [--steps N] [--rounds N] [--logs both|native|otlp]
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _figures import Figure, machine
 
 STEPS_PER_RUN = 7  # user input, reasoning, 2 × (tool call, tool result), output
 SIGNATURE = {"match": [{"kind": "tool_call", "tool": "issue_refund", "arguments": {
@@ -155,10 +161,11 @@ def write_otlp(path: Path, steps: int) -> int:
 
 
 def measure(kind: str, path: Path) -> dict[str, float]:
-    """Run one measurement in this process; returns seconds, steps and peak RSS (MiB).
+    """Run one measurement in this process: wall and CPU seconds, steps, peak RSS (MiB).
 
-    Imports happen here, in the child, and before the clock starts: the parent only
-    generates logs, and every figure is reading alone.
+    Imports happen here, in the child, and before the clocks start: the parent only
+    generates logs, and every figure is reading alone. CPU time (``time.process_time``)
+    is this process's own, so it stays comparable when other work shares the machine.
     """
     import pydantic_core
 
@@ -167,7 +174,7 @@ def measure(kind: str, path: Path) -> dict[str, float]:
     from regressions import ScopeSearch, Signature
 
     steps = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if kind == "baseline":
         with path.open("rb") as handle:
             for line in handle:
@@ -181,9 +188,9 @@ def measure(kind: str, path: Path) -> dict[str, float]:
         for part in read_logs([path]):
             search.feed(part)
         steps = search.scope().steps_searched
-    seconds = time.perf_counter() - start
+    cpu, seconds = time.process_time() - cpu, time.perf_counter() - start
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "steps": steps, "rss_mib": rss}
+    return {"seconds": seconds, "cpu": cpu, "steps": steps, "rss_mib": rss}
 
 
 def child(kind: str, path: Path) -> dict[str, float]:
@@ -193,39 +200,73 @@ def child(kind: str, path: Path) -> dict[str, float]:
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 
+KINDS = ("baseline", "ingest", "scope")
+
+
+def rounds_of(path: Path, rounds: int) -> dict[str, list[dict[str, float]]]:
+    """``rounds`` rounds of baseline, ingest and scope query, one after the other in each
+    round, so each ratio compares figures taken under the same load."""
+    taken: dict[str, list[dict[str, float]]] = {kind: [] for kind in KINDS}
+    for _ in range(rounds):
+        for kind in KINDS:
+            taken[kind].append(child(kind, path))
+    return taken
+
+
+def ratio(taken: dict[str, list[dict[str, float]]], kind: str, clock: str) -> Figure:
+    """Baseline time ÷ ``kind``'s time, round by round (1.0 = as fast as parsing alone)."""
+    return Figure(tuple(b[clock] / k[clock] for b, k in zip(taken["baseline"], taken[kind],
+                                                            strict=True)))
+
+
+def spread(figure: Figure) -> str:
+    """``median [low–high]`` of a ratio."""
+    return f"{figure.median:.2f} [{figure.low:.2f}–{figure.high:.2f}]"
+
+
 def main() -> None:
     """Generate the logs, measure, print the table."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--logs", choices=("both", "native", "otlp"), default="both")
     parser.add_argument("--measure", nargs=2, metavar=("KIND", "PATH"))
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure[0], Path(args.measure[1]))))
         return
+    logs = [(label, writer) for label, writer in (("native JSONL", write_native),
+                                                  ("OTLP/JSON", write_otlp))
+            if args.logs in ("both", label.split()[0].split("/")[0].lower())]
     with tempfile.TemporaryDirectory(prefix="reinstate-bench-") as folder:
         rows = []
-        for label, writer in (("native JSONL", write_native), ("OTLP/JSON", write_otlp)):
+        for label, writer in logs:
             for size in (args.steps // 4, args.steps):
                 path = Path(folder) / f"{label.split()[0].split('/')[0].lower()}-{size}.jsonl"
                 steps = writer(path, size)
                 megabytes = path.stat().st_size / 1e6
-                base = child("baseline", path)
-                results = {kind: child(kind, path) for kind in ("ingest", "scope")}
-                rows.append((label, steps, megabytes, base, results))
+                rows.append((label, steps, megabytes, rounds_of(path, args.rounds)))
                 path.unlink()
-        print(f"{'log':<13} {'steps':>9} {'MB':>6} {'baseline steps/s':>17} "
-              f"{'ingest steps/s':>15} {'ratio':>6} {'scope steps/s':>14} {'ratio':>6} "
-              f"{'peak RSS MiB (base/ingest/scope)':>34}")
-        for label, steps, megabytes, base, results in rows:
-            ingest, scope = results["ingest"], results["scope"]
-            assert ingest["steps"] == steps and scope["steps"] == steps, (label, steps)
-            rate = steps / base["seconds"]
-            ratio = base["seconds"] / ingest["seconds"]
-            print(f"{label:<13} {steps:>9} {megabytes:>6.0f} {rate:>17,.0f} "
-                  f"{steps / ingest['seconds']:>15,.0f} {ratio:>6.2f} "
-                  f"{steps / scope['seconds']:>14,.0f} {base['seconds'] / scope['seconds']:>6.2f} "
-                  f"{base['rss_mib']:>12.0f} / {ingest['rss_mib']:.0f} / {scope['rss_mib']:.0f}")
-        print("ratio = baseline seconds ÷ seconds (1.0 = as fast as parsing alone; aim ≥ 0.5)")
+        print(f"{args.rounds} rounds each; ratio = baseline time ÷ time, median [lowest–highest] "
+              f"over the rounds (1.0 = as fast as parsing alone; aim ≥ 0.5)")
+        print(f"{'log':<13} {'steps':>9} {'MB':>5} {'baseline steps/s':>17} "
+              f"{'ingest steps/s':>15} {'ingest ratio CPU':>17} {'(wall)':>17} "
+              f"{'scope ratio CPU':>17} {'(wall)':>17} {'peak RSS MiB base/ingest/scope':>31}")
+        for label, steps, megabytes, taken in rows:
+            for kind in ("ingest", "scope"):
+                counted = {int(r["steps"]) for r in taken[kind]}
+                assert counted == {steps}, (label, kind, steps, counted)
+            base = Figure(tuple(r["cpu"] for r in taken["baseline"]))
+            ingested = Figure(tuple(r["cpu"] for r in taken["ingest"]))
+            rss = [max(r["rss_mib"] for r in taken[kind]) for kind in KINDS]
+            print(f"{label:<13} {steps:>9} {megabytes:>5.0f} {steps / base.median:>17,.0f} "
+                  f"{steps / ingested.median:>15,.0f} "
+                  f"{spread(ratio(taken, 'ingest', 'cpu')):>17} "
+                  f"{spread(ratio(taken, 'ingest', 'seconds')):>17} "
+                  f"{spread(ratio(taken, 'scope', 'cpu')):>17} "
+                  f"{spread(ratio(taken, 'scope', 'seconds')):>17} "
+                  f"{rss[0]:>13.0f} / {rss[1]:.0f} / {rss[2]:.0f}")
+        print("steps/s from median CPU time; " + machine())
 
 
 if __name__ == "__main__":

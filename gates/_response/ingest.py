@@ -84,8 +84,11 @@ class FileSummary:
     """Records the reader read but did not understand, by reason."""
     first_unread: str | int | None = None
     """Where the first record not understood is."""
-    _where: dict[str, str | int] = field(default_factory=dict)  # run id → first place
-    _stepped: set[str] = field(default_factory=set)
+    # Every run id seen (to count runs that interleave), and where each run not yet seen
+    # with a step first was: a set of ids, not a place and a flag for every run, so the
+    # memory a run costs here is about its id alone.
+    _seen: set[str] = field(default_factory=set)
+    _stepless: dict[str, str | int] = field(default_factory=dict)
     # Calls waiting for a result, per run, as (call id, tool): small, since a log's calls
     # without results stay here to the end.
     _waiting: dict[str, list[tuple[str | None, str]]] = field(default_factory=dict)
@@ -93,56 +96,85 @@ class FileSummary:
     def count(self, part: RunPart) -> None:
         """Count one part of a run (once a step: this runs over every step ingested)."""
         run_id, steps = part.run_id, part.steps
-        if run_id not in self._where:
-            self._where[run_id] = part.place
+        if run_id not in self._seen:
+            self._seen.add(run_id)
             self.runs += 1
-        if steps:
-            self._stepped.add(run_id)
+            if not steps:
+                self._stepless[run_id] = part.place
+        elif steps and self._stepless:
+            self._stepless.pop(run_id, None)
+        if part.unread:
+            self._count_unread(part)
+        if not steps:
+            return
         self.steps += len(steps)
+        # One pass over the steps, dispatching on ``kind`` once a step, with what it touches
+        # held in locals and no list, generator or Counter.update made per part: this loop
+        # runs once a step ingested and was as costly as validating the step.
+        kinds, empty = self.kinds, self.empty
+        waiting = self._waiting.get(run_id)
+        times: list[datetime] = []
+        for step in steps:
+            kind = step.kind
+            kinds[kind] += 1
+            if isinstance(step, ToolCall):
+                self.tool_calls += 1
+                if step.arguments_logged is False:
+                    empty[kind] += 1
+                if waiting is None:
+                    waiting = self._waiting[run_id] = []
+                waiting.append((step.call_id, step.tool))
+            elif isinstance(step, ToolResult):
+                if step.result in (None, "") and step.error is None:
+                    empty[kind] += 1
+                if waiting:
+                    self._answer(waiting, step)
+            elif not step.content.strip():
+                empty[kind] += 1
+            at = step.at
+            if at is not None:
+                times.append(at)
+        if waiting is not None and not waiting:
+            del self._waiting[run_id]
+        if times:
+            self._span(times)
+
+    def _count_unread(self, part: RunPart) -> None:
         for place, why in part.unread:
             self.unread.note(why, located(part.source, place))
             if self.first_unread is None:
                 self.first_unread = place
-        empty = self.empty
-        self.kinds.update([step.kind for step in steps])
-        for step in steps:
-            if isinstance(step, ToolCall):
-                self.tool_calls += 1
-                if step.arguments_logged is False:
-                    empty["tool_call"] += 1
-                self._waiting.setdefault(run_id, []).append((step.call_id, step.tool))
-            elif isinstance(step, ToolResult):
-                if step.result in (None, "") and step.error is None:
-                    empty["tool_result"] += 1
-                self._answer(run_id, step)
-            elif not step.content.strip():
-                empty[step.kind] += 1
-        times = [at for step in steps if (at := step.at) is not None]
-        if times:
-            if any(at.tzinfo is None for at in times):
-                times = [as_utc(at) or at for at in times]
-            first, last = min(times), max(times)
-            if self.first_at is None or first < self.first_at:
-                self.first_at = first
-            if self.last_at is None or last > self.last_at:
-                self.last_at = last
 
-    def _answer(self, run_id: str, result: ToolResult) -> None:
+    def _span(self, times: list[datetime]) -> None:
+        """Widen the file's first and last times to a part's step times."""
+        try:  # times all with a zone (or all without) compare as they are: no copies
+            first, last = min(times), max(times)
+            mixed = first.tzinfo is None or last.tzinfo is None
+        except TypeError:  # with a zone and without: compare all as UTC
+            mixed = True
+        if mixed:
+            utc = [as_utc(at) or at for at in times]
+            first, last = min(utc), max(utc)
+        if self.first_at is None or first < self.first_at:
+            self.first_at = first
+        if self.last_at is None or last > self.last_at:
+            self.last_at = last
+
+    def _answer(self, waiting: list[tuple[str | None, str]], result: ToolResult) -> None:
         """Pair a result with the call it answers, as :meth:`Run.pairs` does, streaming."""
-        waiting = self._waiting.get(run_id)
-        if not waiting:
-            return
-        match = None
-        if result.call_id is not None:
-            match = next((c for c in waiting if c[0] == result.call_id), None)
-        if match is None:
-            match = next((c for c in waiting if c[0] is None
-                          and result.tool in (None, c[1])), None)
-        if match is not None:
-            waiting.remove(match)
-            self.answered += 1
-            if not waiting:
-                del self._waiting[run_id]
+        call_id = result.call_id
+        if call_id is not None:
+            for index, call in enumerate(waiting):
+                if call[0] == call_id:
+                    del waiting[index]
+                    self.answered += 1
+                    return
+        tool = result.tool
+        for index, (waiting_id, waiting_tool) in enumerate(waiting):
+            if waiting_id is None and tool in (None, waiting_tool):
+                del waiting[index]
+                self.answered += 1
+                return
 
     def understood(self) -> str:
         """One sentence: the runs, steps by kind, calls with and without a result, content."""
@@ -169,9 +201,9 @@ class FileSummary:
         if not self.runs and not self.paired:
             whose = f" of agent {agent}" if agent else ""
             found.append(FileWarning(self.path, "", f"no runs{whose} were read"))
-        empty = [r for r in self._where if r not in self._stepped]
+        empty = list(self._stepless)
         if empty:
-            found.append(FileWarning(self.path, self._where[empty[0]],
+            found.append(FileWarning(self.path, self._stepless[empty[0]],
                                      f"{len(empty)} of {_n(self.runs, 'run')} read with no "
                                      f"steps (the first here: {empty[0]})"))
         if self.unread.total and self.first_unread is not None:

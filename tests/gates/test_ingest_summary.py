@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gates import Workspace
+from gates import Workspace, ingest
 from tests.conftest import tree
 from tests.helpers import LOG, captured
 
@@ -112,3 +113,31 @@ def test_investigate_says_what_it_read_and_strict_changes_nothing(
     assert code == 0, err
     assert f"{LOG} (jsonl): 3 runs, 23 steps" in out and "1 of 6 runs matched" in out
     assert "warning: logs/headers.jsonl:1: 3 of 3 runs read with no steps" in err
+
+
+def test_summary_pairs_results_across_interleaved_runs_and_mixed_time_zones(
+        tmp_path: Path) -> None:
+    """Results pair by id, else by tool, across a run's interleaved parts, and times with
+    and without a zone widen the file's first and last time as UTC."""
+    lines = [
+        {"schema_version": 1, "kind": "run", "run_id": "a"},
+        {"run_id": "a", "kind": "user_input", "content": "refund A-1", "at":
+         "2026-11-25T21:00:00"},
+        {"run_id": "a", "kind": "tool_call", "tool": "issue_refund", "call_id": "c1",
+         "at": "2026-11-25T20:00:00+02:00"},
+        {"run_id": "b", "kind": "tool_call", "tool": "issue_refund", "call_id": "c1"},
+        {"run_id": "a", "kind": "tool_call", "tool": "lookup_order"},
+        {"run_id": "a", "kind": "tool_result", "tool": "lookup_order", "result": {"ok": 1}},
+        {"run_id": "a", "kind": "tool_result", "call_id": "c1", "result": {"ok": 1}},
+        {"run_id": "a", "kind": "tool_result", "tool": "other", "call_id": "zz",
+         "result": "done"},
+        {"run_id": "a", "kind": "output", "content": "  "},
+    ]
+    log = tmp_path / "mixed.jsonl"
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    summary = ingest([log]).files[0]
+    assert summary.understood().endswith(
+        "(jsonl): 2 runs, 8 steps (1 input, 3 calls, 3 results, 1 output); calls: 2 with a "
+        "result, 1 without; content: missing from 1 of 1 outputs")
+    assert (summary.first_at, summary.last_at) == (
+        datetime(2026, 11, 25, 18, tzinfo=UTC), datetime(2026, 11, 25, 21, tzinfo=UTC))
