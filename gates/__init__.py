@@ -64,6 +64,7 @@ if TYPE_CHECKING:
         schedule_review,
     )
     from gates._response.clearance import AttestedClearance, Clearance, check, check_attested
+    from gates._response.guard import Guard, GuardDecision, GuardedRun
     from gates._response.ingest import FileSummary, Ingested, Tally, ingest
     from gates._response.investigation import Investigated, investigate
     from gates._response.notify import (
@@ -176,6 +177,9 @@ __all__ = [
     "Fingerprint",
     "GateInputs",
     "GatesError",
+    "Guard",
+    "GuardDecision",
+    "GuardedRun",
     "IncidentVerification",
     "Ingested",
     "Investigated",
@@ -332,6 +336,9 @@ _EXPORTS: dict[str, str] = {
     "Fingerprint": "gates._verdict.fingerprint",
     "GateInputs": "gates._gate.inputs",
     "GatesError": "gates._errors",
+    "Guard": "gates._response.guard",
+    "GuardDecision": "gates._response.guard",
+    "GuardedRun": "gates._response.guard",
     "IncidentVerification": "gates._response.verify",
     "Ingested": "gates._response.ingest",
     "Investigated": "gates._response.investigation",

@@ -1,0 +1,362 @@
+"""The runtime guard: the controls the gate verified, enforced on a live run.
+
+A :class:`Guard` decides each tool call and each output of a running agent with the one
+replay the gate, verify and the backtest use (:func:`~gates._controls.replay.replay`): the
+permission boundary and review routing (the ``stopped`` layer), then the acceptance
+criteria, over the run's history that the guard keeps itself. The agent's mode comes on
+top: ``suspended`` denies everything, ``review`` sends everything that would be allowed to
+a person. Whatever cannot be read (the controls, the state store, the incident records)
+denies, with the reason.
+
+Today's controls and mode are read once and read again only when their files change: each
+decision stats the control files, the SQLite store (and its WAL) and the incidents folder,
+and reads again when a stamp moved, or when a file changed too recently for its stamp to be
+trusted (the "racy" case of git's index: a write within the file system's timestamp tick of
+the last read leaves mtime and size alone). A store that is not a file (PostgreSQL) is read
+at every decision.
+
+The guard writes the run log as it goes, in the native JSONL format ``reinstate ingest`` and
+``investigate`` read: a header with the context, the goal as the user input, every call
+with its result (a denied call gets a blocked result naming the rule), every output, the
+decision of each step (in the run's metadata, ``guard.step.<n>``) and why the run ended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import Field
+
+from evalsuite import History, Output, Step, ToolCall, ToolResult, UserInput
+from gates._config import Workspace
+from gates._controls.files import CONTROL_FILES, Controls
+from gates._controls.policy import Decision
+from gates._controls.replay import replay
+from gates._errors import GatesError
+from gates._store.access import ModeReading, safe_read_mode
+
+# How long after a file's last change its stamp is trusted: a write within one timestamp
+# tick of the last read would leave mtime and size as they were (coarse clocks tick in ms).
+_SETTLE_NS = 100_000_000
+
+_Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+class GuardDecision(Decision):
+    """The guard's decision on one step of a live run."""
+
+    step: int = Field(ge=0)
+    """The step's position in the run's log (0 is the goal)."""
+    call_id: str | None = None
+    """For a tool call, the id to give :meth:`GuardedRun.result` with the tool's answer."""
+
+
+class Guard:
+    """Today's controls and mode of one agent, enforced on its live runs.
+
+    Use::
+
+        guard = gates.Guard("path/to/workspace", "refund-agent")
+        with guard.run("run-42", goal=user_message, context={"customer_id": "C-1"}):
+            decision = guard.call("issue_refund", {"order_id": "A-1001", "amount": 20})
+
+    A guard may be shared by threads; a run belongs to the thread that opened it.
+    """
+
+    def __init__(self, workspace: Workspace | Path | str | None, agent: str, *,
+                 log: Path | None = None) -> None:
+        """Find the workspace and the agent, and read today's controls and mode.
+
+        Args:
+            workspace: The workspace (or its folder; default: found from the working
+                directory or ``REINSTATE_WORKSPACE``).
+            agent: The agent's name, as in ``agents/<agent>/``.
+            log: The run log to append to (default:
+                ``<logs>/<date>-<agent>-guard.jsonl``, where the logging check reads).
+
+        Raises:
+            InvalidInput: no workspace there.
+            UnknownAgent: the workspace defines no such agent.
+        """
+        self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.find(
+            Path(workspace) if workspace is not None else None)
+        self.agent = self.workspace.require_agent(agent)
+        self._log = log
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        folder = self.workspace.agent_dir(agent)
+        self._control_paths = tuple(folder / name for name in CONTROL_FILES)
+        state = self.workspace.state_path
+        self._file_store = self.workspace.config.state.url is None
+        self._mode_paths = (state, state.with_name(state.name + "-wal"),
+                            self.workspace.incidents_dir)
+        self._controls: Controls | None = None
+        self._controls_problem = ""
+        self._controls_digest = ""
+        self._controls_stamp: _Stamp | None = None
+        self._reading: ModeReading | None = None
+        self._mode_stamp: _Stamp | None = None
+        self.reloads = 0
+        """How many times the controls were read (1 after construction)."""
+        self.refresh()
+
+    # -- what the guard knows ----------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the controls and the mode again where their files changed."""
+        with self._lock:
+            self._refresh_controls()
+            self._refresh_mode()
+
+    def _refresh_controls(self) -> None:
+        stamp = _stamp(self._control_paths)
+        if stamp == self._controls_stamp:
+            return
+        try:
+            digest = _digest(self._control_paths)
+        except OSError as exc:
+            self._fail_controls(f"cannot read {exc.filename}: {exc.strerror}", stamp)
+            return
+        if digest == self._controls_digest and self._controls is not None:
+            self._controls_stamp = _trusted(stamp)  # touched, not changed
+            return
+        try:
+            controls = self.workspace.controls(self.agent)
+        except Exception as exc:  # fail closed on anything, not only the errors we name
+            self._fail_controls(str(exc) or repr(exc), stamp)
+            return
+        self._controls, self._controls_problem = controls, ""
+        self._controls_digest, self._controls_stamp = digest, _trusted(stamp)
+        self.reloads += 1
+
+    def _fail_controls(self, problem: str, stamp: _Stamp) -> None:
+        self._controls, self._controls_digest = None, ""
+        self._controls_problem = f"controls unreadable: {problem}; failing closed"
+        self._controls_stamp = _trusted(stamp)
+
+    def _refresh_mode(self) -> None:
+        stamp = _stamp(self._mode_paths) if self._file_store else None
+        if stamp is not None and stamp == self._mode_stamp:
+            return
+        self._reading = safe_read_mode(self.workspace, self.agent)
+        self._mode_stamp = _trusted(stamp) if stamp is not None else None
+
+    @property
+    def mode(self) -> ModeReading:
+        """The agent's mode as the guard last read it."""
+        self.refresh()
+        assert self._reading is not None
+        return self._reading
+
+    def decide(self, step: Step, history: History | None = None,
+               context: Mapping[str, Any] | None = None) -> Decision:
+        """What today's controls and mode decide on ``step``, after ``history``.
+
+        The same replay the gate verifies, layer by layer: the permission boundary and
+        review routing, then the acceptance criteria; then the mode. Nothing is logged.
+        """
+        self.refresh()
+        reading, controls = self._reading, self._controls
+        assert reading is not None
+        if reading.mode == "suspended":
+            why = reading.reason + (f" ({reading.degraded})" if reading.degraded else "")
+            return Decision(effect="deny", rule="mode.suspended",
+                            reason=f"{self.agent} is suspended: {why}")
+        if controls is None:
+            return Decision(effect="deny", rule="guard.controls", reason=self._controls_problem)
+        past = history if history is not None else ()
+        try:
+            decision = replay(step, "stopped", controls, history=past, context=context)
+            if not decision.stopped:
+                judged = replay(step, "acceptance", controls, history=past, context=context)
+                decision = judged if judged.stopped else decision
+        except Exception as exc:  # a predicate that raised: nobody checked the step
+            return Decision(effect="deny", rule="guard.error",
+                            reason=f"the controls could not decide ({exc!r}); failing closed")
+        if reading.mode == "review" and not decision.stopped:
+            return Decision(effect="review", rule="mode.review",
+                            reason=f"{self.agent} is in review mode ({reading.reason}): "
+                                   f"every call and output goes to a person first")
+        return decision
+
+    # -- live runs --------------------------------------------------------------------
+
+    @contextmanager
+    def run(self, run_id: str, *, goal: str, context: Mapping[str, Any] | None = None,
+            ) -> Iterator[GuardedRun]:
+        """Open a run: its goal and context are logged, and :meth:`call`, :meth:`result`
+        and :meth:`output` of this guard act on it until the block ends.
+
+        The run's log ends with why it stopped: ``done`` (or what :meth:`GuardedRun.finish`
+        was given), or the exception that ended the block.
+        """
+        opened = GuardedRun(self, run_id, goal=goal, context=dict(context or {}),
+                            log=self._log_path())
+        stack: list[GuardedRun] = self._local.__dict__.setdefault("runs", [])
+        stack.append(opened)
+        try:
+            yield opened
+        except BaseException as exc:
+            opened.finish(f"error: {type(exc).__name__}: {exc}")
+            raise
+        finally:
+            stack.remove(opened)
+            opened.finish("done")
+
+    def _current(self) -> GuardedRun:
+        stack: list[GuardedRun] = self._local.__dict__.get("runs", [])
+        if not stack:
+            raise GatesError("no run is open on this guard in this thread: "
+                             "use `with guard.run(run_id, goal=...)` first")
+        return stack[-1]
+
+    def call(self, tool: str, args: Mapping[str, Any] | None = None, *,
+             call_id: str | None = None) -> GuardDecision:
+        """Decide a tool call of the open run (see :meth:`GuardedRun.call`)."""
+        return self._current().call(tool, args, call_id=call_id)
+
+    def result(self, call_id: str, value: Any = None, *, error: str | None = None,
+               blocked: bool = False) -> None:
+        """Log a tool's answer in the open run (see :meth:`GuardedRun.result`)."""
+        self._current().result(call_id, value, error=error, blocked=blocked)
+
+    def output(self, text: str) -> GuardDecision:
+        """Decide an output of the open run (see :meth:`GuardedRun.output`)."""
+        return self._current().output(text)
+
+    def _log_path(self) -> Path:
+        if self._log is not None:
+            return self._log
+        day = datetime.now(UTC).date().isoformat()
+        return self.workspace.logs_dir / f"{day}-{self.agent}-guard.jsonl"
+
+
+class GuardedRun:
+    """One live run behind a :class:`Guard`: its history, its decisions, its log."""
+
+    def __init__(self, guard: Guard, run_id: str, *, goal: str, context: dict[str, Any],
+                 log: Path) -> None:
+        self.guard = guard
+        self.run_id = run_id
+        self.context = context
+        self.history = History()
+        """Every step of the run so far, as the controls read it."""
+        self.log = log
+        """The native JSONL file the run is written to."""
+        self._ids = itertools.count(1)
+        self._tools: dict[str, str] = {}
+        self._finished = False
+        log.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[str] = log.open("a", encoding="utf-8")
+        self._write({"schema_version": 1, "kind": "run", "run_id": run_id,
+                     "agent": guard.agent, "started_at": _now().isoformat(),
+                     "context": context})
+        self._append(UserInput(content=goal, at=_now()))
+
+    def call(self, tool: str, args: Mapping[str, Any] | None = None, *,
+             call_id: str | None = None) -> GuardDecision:
+        """Decide a tool call before the tool runs, and log it.
+
+        Allowed: run the tool, then give its answer to :meth:`result`. Review: hold the
+        call for a person, then log what happened with :meth:`result`. Denied: do not run
+        it; the guard has logged a blocked result naming the rule.
+        """
+        call_id = call_id or f"{self.run_id}-call-{next(self._ids)}"
+        step = ToolCall(tool=tool, arguments=dict(args or {}), call_id=call_id, at=_now())
+        decision = self.guard.decide(step, self.history, self.context)
+        index = self._append(step, decision)
+        self._tools[call_id] = tool
+        if decision.effect == "deny":
+            self._append(ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
+                                    error=f"denied by {decision.rule}: {decision.reason}"))
+        return GuardDecision(effect=decision.effect, rule=decision.rule,
+                             reason=decision.reason, step=index, call_id=call_id)
+
+    def result(self, call_id: str, value: Any = None, *, error: str | None = None,
+               blocked: bool = False) -> None:
+        """Log what a call returned (``value``), or the error it raised, or (``blocked``)
+        that a person stopped it; later decisions read it in the history."""
+        tool = self._tools.get(call_id)
+        if tool is None:
+            raise GatesError(f"run {self.run_id}: no tool call {call_id!r} to answer")
+        self._append(ToolResult(tool=tool, call_id=call_id, result=value, error=error,
+                                blocked=blocked, at=_now()))
+
+    def output(self, text: str) -> GuardDecision:
+        """Decide an answer before the user sees it, and log it: show it only when allowed."""
+        step = Output(content=text, at=_now())
+        decision = self.guard.decide(step, self.history, self.context)
+        index = self._append(step, decision)
+        return GuardDecision(effect=decision.effect, rule=decision.rule,
+                             reason=decision.reason, step=index)
+
+    def finish(self, stop_reason: str) -> None:
+        """Log why the run ended and close its log; later calls change nothing."""
+        if self._finished:
+            return
+        self._finished = True
+        self._write({"schema_version": 1, "kind": "run", "run_id": self.run_id,
+                     "outcome": {"stop_reason": stop_reason}})
+        self._handle.close()
+
+    def _append(self, step: Step, decision: Decision | None = None) -> int:
+        if self._finished:
+            raise GatesError(f"run {self.run_id} has ended")
+        index = len(self.history)
+        self.history.append(step)
+        line = {"run_id": self.run_id,
+                **step.model_dump(mode="json", exclude_none=True)}
+        self._write(line)
+        if decision is not None:
+            self._write({"kind": "run", "run_id": self.run_id, "metadata": {
+                f"guard.step.{index}": decision.model_dump(mode="json")}})
+        return index
+
+    def _write(self, record: dict[str, Any]) -> None:
+        # One write per line on a file opened for appending: lines of runs logged at
+        # once by several threads or processes do not interleave.
+        self._handle.write(json.dumps(record) + "\n")
+        self._handle.flush()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(paths: tuple[Path, ...]) -> _Stamp:
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            found = path.stat()
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((found.st_mtime_ns, found.st_size, found.st_ino))
+    return tuple(stamps)
+
+
+def _trusted(stamp: _Stamp) -> _Stamp | None:
+    """The stamp to compare against next time, or None (read again) when a file changed
+    too recently for a later write to be sure to move its stamp."""
+    newest = max((s[0] for s in stamp if s is not None), default=0)
+    return stamp if time.time_ns() - newest > _SETTLE_NS else None
+
+
+def _digest(paths: tuple[Path, ...]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        try:
+            digest.update(path.read_bytes())
+        except FileNotFoundError:
+            digest.update(b"\0missing")
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,166 @@
+"""The runtime guard: the controls the gate verified, the mode and the run log, live."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalsuite import Run, ToolCall, ToolResult, read_log_runs
+from gates import Guard, GuardDecision, ModeRecord, Workspace, capture, investigate, open_store
+from regressions import utc_now
+from tests.helpers import ACTOR, LOG, contained
+
+AGENT = "refund-agent"
+CLI = [sys.executable, "-m", "gates"]
+
+
+def _incident_run(ws: Workspace) -> Run:
+    return next(r for r in read_log_runs(ws.root / LOG) if r.run_id == "run-7f3a97")
+
+
+def _replay_until_refund(guard: Guard, run: Run) -> GuardDecision:
+    """Feed the recorded incident run to the guard up to its harmful refund (step 4)."""
+    pending: dict[str, str] = {}
+    for step in run.steps[1:4]:
+        if isinstance(step, ToolCall):
+            decision = guard.call(step.tool, step.arguments)
+            assert decision.effect != "deny", decision
+            assert step.call_id is not None and decision.call_id is not None
+            pending[step.call_id] = decision.call_id
+        elif isinstance(step, ToolResult):
+            assert step.call_id is not None
+            guard.result(pending[step.call_id], step.result)
+    refund = run.steps[4]
+    assert isinstance(refund, ToolCall) and refund.tool == "issue_refund"
+    return guard.call(refund.tool, refund.arguments)
+
+
+def _cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REINSTATE_ACTOR": ACTOR}
+    env.pop("REINSTATE_WORKSPACE", None)
+    return subprocess.run([*CLI, "-C", str(ws.root), *args], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@pytest.mark.slow
+def test_incident_refund_is_denied_live_by_the_rule_verify_proved(back_in_full: Workspace,
+                                                                   tmp_path: Path) -> None:
+    """The incident's harmful refund is denied live by the rule the gate's verification recorded."""
+    verdict = open_store(back_in_full).latest_verdict(AGENT)
+    assert verdict is not None and verdict.outcome == "pass"
+    proved = {row.after_rule for v in verdict.verifications
+              if v.layer == "tool_permission_boundary" and v.verified
+              for row in v.replays if row.kind == "decision" and "issue_refund" in row.step}
+    assert proved, verdict.verifications
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    run = _incident_run(back_in_full)
+    with guard.run("live-1", goal=run.steps[0].content,  # type: ignore[union-attr]
+                   context=run.context):
+        decision = _replay_until_refund(guard, run)
+    assert decision.effect == "deny"
+    assert decision.rule in proved
+
+
+@pytest.mark.slow
+def test_containment_in_another_process_flips_the_next_call(back_in_full: Workspace,
+                                                            tmp_path: Path) -> None:
+    """A `reinstate contain` run in another process denies the very next call."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("live-2", goal="where is my order A-1001?", context={"customer_id": "C-1001"}):
+        assert guard.call("lookup_order", {"order_id": "A-1001"}).effect == "allow"
+        opened = _cli(back_in_full, "incident", "open", AGENT, "--severity", "sev2",
+                      "--summary", "refunds to the wrong account again")
+        assert opened.returncode == 0, opened.stderr
+        done = _cli(back_in_full, "contain", "INC-2", "--mode", "suspended", "--notify",
+                    "legal", "--scope", "unknown")
+        assert done.returncode == 0, done.stderr
+        decision = guard.call("lookup_order", {"order_id": "A-1002"})
+    assert (decision.effect, decision.rule) == ("deny", "mode.suspended")
+    assert "INC-2" in decision.reason
+
+
+def test_unreadable_store_denies_with_the_reason(back_in_full: Workspace, tmp_path: Path) -> None:
+    """A state store that cannot be read denies every call, and says why."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("live-3", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        assert guard.call("lookup_order", {"order_id": "A-1001"}).effect == "allow"
+        back_in_full.state_path.write_bytes(b"this is not a database, it is a note")
+        decision = guard.call("lookup_order", {"order_id": "A-1001"})
+        answer = guard.output("Your order is on its way.")
+    assert (decision.effect, decision.rule) == ("deny", "mode.suspended")
+    assert "state store unreadable" in decision.reason
+    assert answer.effect == "deny"
+
+
+def test_broken_controls_deny_and_a_fix_is_picked_up(back_in_full: Workspace,
+                                                     tmp_path: Path) -> None:
+    """Control files that no longer load deny with the file's error; fixed, they load again."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    good = permissions.read_text()
+    with guard.run("live-4", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        permissions.write_text(good.replace("allowed: true", "allowed: maybe", 1))
+        broken = guard.call("lookup_order", {"order_id": "A-1001"})
+        permissions.write_text(good)
+        again = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (broken.effect, broken.rule) == ("deny", "guard.controls")
+    assert "permissions.yaml" in broken.reason
+    assert again.effect == "allow"
+    assert guard.reloads == 2  # the first read and the fix; the broken file loaded nothing
+
+
+def test_touched_controls_are_not_read_again(back_in_full: Workspace, tmp_path: Path) -> None:
+    """Control files whose stamps move but whose content does not are not parsed again."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    for path in back_in_full.agent_dir(AGENT).glob("*.yaml"):
+        path.touch()
+    guard.refresh()
+    assert guard.reloads == 1
+
+
+def test_review_mode_routes_what_the_controls_allow(back_in_full: Workspace,
+                                                    tmp_path: Path) -> None:
+    """In review mode an allowed call and an allowed answer go to a person; a denial stays."""
+    store = open_store(back_in_full)
+    store.set_mode(ModeRecord(agent=AGENT, mode="review", since=utc_now(), actor=ACTOR,
+                              reason="drill"))
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("live-5", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        call = guard.call("lookup_order", {"order_id": "A-1001"})
+        unknown = guard.call("wire_money", {"to": "anyone"})
+        answer = guard.output("It shipped yesterday.")
+    assert (call.effect, call.rule) == ("review", "mode.review")
+    assert (unknown.effect, unknown.rule) == ("deny", "permissions.unknown_tool")
+    assert (answer.effect, answer.rule) == ("review", "mode.review")
+
+
+@pytest.mark.slow
+def test_investigate_reads_the_guard_log(example: Workspace) -> None:
+    """`investigate` reads the run the guard logged, with no logging gap and the decisions kept."""
+    incident_id = contained(example)
+    guard = Guard(example.root, AGENT)
+    run = _incident_run(example)
+    with guard.run("live-6", goal=run.steps[0].content,  # type: ignore[union-attr]
+                   context=run.context):
+        refund = _replay_until_refund(guard, run)
+        assert refund.effect == "review"  # contained in review mode; the old controls allow it
+        assert refund.call_id is not None
+        guard.result(refund.call_id, error="rejected by a reviewer", blocked=True)
+        answer = guard.output("A person will look at your refund.")
+    log = next(example.logs_dir.glob("*-guard.jsonl"))
+    logged = next(r for r in read_log_runs(log) if r.run_id == "live-6")
+    assert logged.metadata[f"guard.step.{refund.step}"]["rule"] == refund.rule
+    assert logged.metadata[f"guard.step.{answer.step}"]["effect"] == answer.effect
+    assert logged.outcome is not None and logged.outcome.stop_reason == "done"
+    capture(example, incident_id, log, actor=ACTOR, run_id="live-6", steps=[refund.step])
+    done = investigate(example, incident_id, [log], actor=ACTOR)
+    assert done.investigation.runs == ["live-6"]
+    assert done.investigation.runs_checked >= 1
+    assert not done.investigation.logging_gaps
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert lines[0]["kind"] == "run" and lines[0]["context"] == run.context
