@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,3 +165,20 @@ def test_investigate_reads_the_guard_log(example: Workspace) -> None:
     assert not done.investigation.logging_gaps
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines[0]["kind"] == "run" and lines[0]["context"] == run.context
+
+
+def test_the_readmes_guard_snippet_runs_as_printed(example: Workspace,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's runtime guard snippet, run in the example workspace, allows the lookup."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+                 if "gates.Guard(" in block]
+    open_store(example).create()
+    monkeypatch.chdir(example.root)
+    scope: dict[str, object] = {}
+    exec(snippet, scope)
+    decision = scope["decision"]
+    assert isinstance(decision, GuardDecision)
+    assert decision.effect == "allow", decision
+    scope["guard"].close()  # type: ignore[attr-defined]
+    assert list(example.logs_dir.glob("*-refund-agent-guard.jsonl"))
