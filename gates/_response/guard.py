@@ -75,7 +75,7 @@ class Guard:
     """
 
     def __init__(self, workspace: Workspace | Path | str | None, agent: str, *,
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, recheck_s: float = 0.0) -> None:
         """Find the workspace and the agent, and read today's controls and mode.
 
         Args:
@@ -84,6 +84,9 @@ class Guard:
             agent: The agent's name, as in ``agents/<agent>/``.
             log: The run log to append to (default:
                 ``<logs>/<date>-<agent>-guard.jsonl``, where the logging check reads).
+            recheck_s: Look at the files again only when this many seconds passed since
+                the last look; 0 (the default) looks before every decision, so a
+                containment takes effect on the very next call.
 
         Raises:
             InvalidInput: no workspace there.
@@ -93,6 +96,8 @@ class Guard:
             Path(workspace) if workspace is not None else None)
         self.agent = self.workspace.require_agent(agent)
         self._log = log
+        self._recheck_ns = int(recheck_s * 1e9)
+        self._checked_ns = 0
         self._lock = threading.Lock()
         self._logs: dict[Path, IO[str]] = {}  # one handle a log file, kept open between runs
         self._logs_lock = threading.Lock()
@@ -122,6 +127,12 @@ class Guard:
         with self._lock:
             self._refresh_controls()
             self._refresh_mode()
+            self._checked_ns = time.monotonic_ns()
+
+    def _maybe_refresh(self) -> None:
+        if self._recheck_ns and time.monotonic_ns() - self._checked_ns < self._recheck_ns:
+            return
+        self.refresh()
 
     def _refresh_controls(self) -> None:
         stamp = _stamp(self._control_stat)
@@ -170,7 +181,7 @@ class Guard:
         The same replay the gate verifies, layer by layer: the permission boundary and
         review routing, then the acceptance criteria; then the mode. Nothing is logged.
         """
-        self.refresh()
+        self._maybe_refresh()
         reading, controls = self._reading, self._controls
         assert reading is not None
         if reading.mode == "suspended":

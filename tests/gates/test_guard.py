@@ -182,3 +182,16 @@ def test_the_readmes_guard_snippet_runs_as_printed(example: Workspace,
     assert decision.effect == "allow", decision
     scope["guard"].close()  # type: ignore[attr-defined]
     assert list(example.logs_dir.glob("*-refund-agent-guard.jsonl"))
+
+
+def test_recheck_interval_defers_the_look_at_the_files(back_in_full: Workspace,
+                                                       tmp_path: Path) -> None:
+    """With ``recheck_s`` the store is looked at again only after the interval or refresh()."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl", recheck_s=3600)
+    with guard.run("live-7", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        back_in_full.state_path.write_bytes(b"not a database")
+        before = guard.call("lookup_order", {"order_id": "A-1001"})
+        guard.refresh()
+        after = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert before.effect == "allow"
+    assert (after.effect, after.rule) == ("deny", "mode.suspended")
