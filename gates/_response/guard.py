@@ -295,9 +295,10 @@ class GuardedRun:
         self._tools: dict[str, str] = {}
         self._finished = False
         self._quoted_id = json.dumps(run_id)
-        self._append(UserInput(content=goal, at=_now()), header={
+        started = _now()
+        self._append(UserInput(content=goal, at=started), header={
             "schema_version": 1, "kind": "run", "run_id": run_id, "agent": guard.agent,
-            "started_at": _now().isoformat(), "context": context})
+            "started_at": started.isoformat(), "context": context})
 
     def call(self, tool: str, args: Mapping[str, Any] | None = None, *,
              call_id: str | None = None) -> GuardDecision:
