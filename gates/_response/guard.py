@@ -99,7 +99,7 @@ class Guard:
         self._recheck_ns = int(recheck_s * 1e9)
         self._checked_ns = 0
         self._lock = threading.Lock()
-        self._logs: dict[Path, IO[str]] = {}  # one handle a log file, kept open between runs
+        self._logs: dict[Path, IO[bytes]] = {}  # one handle a log file, kept open between runs
         self._logs_lock = threading.Lock()
         # Closed when the guard is dropped or the interpreter exits, if close() was not called.
         weakref.finalize(self, _close_logs, self._logs, self._logs_lock)
@@ -268,9 +268,9 @@ class Guard:
             handle = self._logs.get(log)
             if handle is None:
                 log.parent.mkdir(parents=True, exist_ok=True)
-                handle = self._logs[log] = log.open("a", encoding="utf-8")
-            handle.write(text)
-            handle.flush()
+                # Unbuffered: each write is one system call, on disk for readers at once.
+                handle = self._logs[log] = log.open("ab", buffering=0)
+            handle.write(text.encode("utf-8"))
 
     def _log_path(self) -> Path:
         if self._log is not None:
@@ -368,7 +368,7 @@ def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision
                          step=step, call_id=call_id)
 
 
-def _close_logs(logs: dict[Path, IO[str]], lock: threading.Lock) -> None:
+def _close_logs(logs: dict[Path, IO[bytes]], lock: threading.Lock) -> None:
     with lock:
         for handle in logs.values():
             handle.close()
