@@ -123,7 +123,9 @@ class CaseFigures(Record):
     stopped_by_control: list[str] = Field(default_factory=list)
     """When it passed only because a control denied what the agent attempted: each attempt,
     "attempted tool(…), denied by rule (reason)"; empty when the agent itself held."""
-    seconds: float | None = None
+    # Left out when unknown, so a verdict stored before it existed serialises to the very
+    # text its audit entry and signature cover.
+    seconds: float | None = Field(default=None, exclude_if=lambda value: value is None)
     """The wall time of its trials added up, retries included (trials may run at the same
     time, so cases can add up to more than the gate took); none in verdicts from before it
     was recorded."""

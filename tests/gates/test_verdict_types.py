@@ -91,6 +91,16 @@ def test_v1_verdict_in_the_store_reads_as_v2_with_every_field(v1_store: SQLiteSt
         DecisionReplay, CoverageReplay, DecisionReplay, PromptReplay]
 
 
+def test_v2_verdict_from_before_case_seconds_keeps_its_text(v1_store: SQLiteStore) -> None:
+    """A version 2 verdict stored before cases recorded their seconds reads back to the same
+    text, so the digest its audit entry and signature cover still matches."""
+    verdict = v1_store.latest_verdict(AGENT)
+    assert verdict is not None
+    text = verdict.model_dump_json()
+    assert '"seconds"' not in text
+    assert read_verdict(text).stored_text() == text
+
+
 def test_v1_verdict_still_verifies_against_the_audit_log(v1_store: SQLiteStore) -> None:
     """The audit log's digest of a version 1 verdict still matches it, and it anchors the log."""
     verdict = v1_store.latest_verdict(AGENT)
