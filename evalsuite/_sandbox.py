@@ -23,7 +23,6 @@ import functools
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -105,6 +104,8 @@ def landlock_problem() -> str | None:
 @functools.cache
 def bubblewrap_problem() -> str | None:
     """Why bubblewrap cannot be used here, or None when it can (tried once per process)."""
+    import subprocess  # only here: reading a workspace's config (`reinstate mode`) runs nothing
+
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         return "bwrap is not on PATH"

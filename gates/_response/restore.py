@@ -8,7 +8,6 @@ from pathlib import Path
 from evalsuite import ReinstateError
 from gates._config import Workspace
 from gates._errors import Refused
-from gates._response.notify import notify_restore
 from gates._store.access import RESTORED, Standing, open_store, standing
 from gates._store.attestation import configured_public_key, key_id, signature_problem
 from gates._store.audit import recorded, verify_audit
@@ -154,6 +153,10 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
                          detail=f"verdict of {verdict.created_at.isoformat()}") as record:
             record.restored_at = utc_now()
     ids = [i.id for i in incidents]
+    # Imported here: `check` shares this module and sends nothing, so it need not load
+    # the notification senders.
+    from gates._response.notify import notify_restore
+
     told = notify_restore(workspace, ids, actor=actor, store=store)
     return Restored(agent=agent, incidents=ids, already_full=False,
                     notifications=told.notifications, warnings=told.warnings)

@@ -14,6 +14,7 @@ number and hash somewhere else, and checking it with ``--anchor``) catches that.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from gates._store.backends import (
     AuditEntry,
@@ -22,7 +23,9 @@ from gates._store.backends import (
     verdict_digest,
     verify_chain,
 )
-from gates._verdict.verdict import Verdict
+
+if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict models
+    from gates._verdict.verdict import Verdict
 
 # What a decision reads from the log (containments and restores, ratchet approvals): every
 # such entry is re-hashed at every check, wherever the checkpoint is.

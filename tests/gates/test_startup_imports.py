@@ -80,6 +80,36 @@ def test_check_answers_without_rich_reports_or_cels_command_line(
     assert "cel" in found["modules"]  # the controls' rules were compiled, as before
 
 
+def test_check_sends_nothing_so_loads_no_notification_sender(
+        back_in_full: Workspace) -> None:
+    """`reinstate check` clears the restored agent without importing the notification
+    module that `restore` sends through."""
+    found, out = run_entry(command_line("check", "refund-agent"), back_in_full.root)
+    assert found["code"] == 0 and out.startswith("refund-agent: cleared for full operation")
+    assert loaded(found["modules"], ("gates._response.notify", "apprise")) == []
+
+
+def test_mode_reads_the_store_without_the_verdict_models(back_in_full: Workspace) -> None:
+    """`reinstate mode --json` reads the store's audit log without building the verdict,
+    check-result or ratchet models the audit module only names in its annotations."""
+    found, out = run_entry(command_line("mode", "refund-agent", "--json"), back_in_full.root)
+    assert found["code"] == 0 and json.loads(out)["mode"] == "full"
+    assert "gates._store.audit" in found["modules"]
+    assert loaded(found["modules"], ("gates._verdict",)) == []
+
+
+def test_reading_a_mode_starts_no_process_module(back_in_full: Workspace) -> None:
+    """`reinstate mode` and `agent_mode` answer `full` without importing `subprocess`: the
+    sandbox settings they validate run nothing until an agent is started."""
+    found, out = run_entry(command_line("mode", "refund-agent"), back_in_full.root)
+    assert found["code"] == 0 and out == "full\n"
+    assert "evalsuite._sandbox" in found["modules"]  # the config's sandbox settings were read
+    assert "subprocess" not in found["modules"]
+    found, _ = run_entry("from gates import agent_mode\n"
+                         "found['mode'] = agent_mode('refund-agent')", back_in_full.root)
+    assert found["mode"] == "full" and "subprocess" not in found["modules"]
+
+
 def test_version_is_read_without_importing_the_command_line(tmp_path: Path) -> None:
     """`reinstate --version` prints the installed version having imported neither click,
     pydantic nor any reinstate package beyond gates itself."""
