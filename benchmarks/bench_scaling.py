@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sqlite3
 import sys
@@ -119,10 +120,22 @@ def verdict_bytes(template: Path, sizes: list[int], scratch: Path) -> None:
         trials = 3 if size <= 1000 else 1
         run_gate(ws, AGENT, actor="bench", trials=trials)
         with sqlite3.connect(db) as conn:
-            body = conn.execute("SELECT length(body) FROM verdicts ORDER BY id DESC "
+            text = conn.execute("SELECT body FROM verdicts ORDER BY id DESC "
                                 "LIMIT 1").fetchone()[0]
+        body = len(text.encode() if isinstance(text, str) else text)
         print(f"   {size:>6} cases (trials {trials}): {body / 1e6:.3f} MB stored, "
-              f"{body / size:.0f} bytes per case", flush=True)
+              f"{body / size:.0f} bytes per case ({_parts(text)})", flush=True)
+
+
+def _parts(body: str | bytes) -> str:
+    """The megabytes of a stored verdict's largest parts: the fingerprint and each check."""
+    verdict = json.loads(body)
+    parts = {"fingerprint": verdict["fingerprint"],
+             **{check["name"]: check for check in verdict["checks"]}}
+    sizes = {name: len(json.dumps(part, separators=(",", ":")).encode())
+             for name, part in parts.items()}
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:4]
+    return ", ".join(f"{name} {size / 1e6:.3f}" for name, size in largest)
 
 
 def _sizes(text: str) -> list[int]:

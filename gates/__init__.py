@@ -119,6 +119,7 @@ if TYPE_CHECKING:
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
+        CasesReplay,
         ControlChangesResult,
         CoverageReplay,
         DecisionReplay,
@@ -159,6 +160,7 @@ __all__ = [
     "BacktestLabel",
     "Captured",
     "CaseFigures",
+    "CasesReplay",
     "ChangeVerification",
     "CheckResult",
     "Checklist",
@@ -328,6 +330,7 @@ _EXPORTS: dict[str, str] = {
     "Controls": "gates._controls.files",
     "CoverageReplay": "gates._verdict.check_results",
     "Decision": "gates._controls.policy",
+    "CasesReplay": "gates._verdict.check_results",
     "DecisionReplay": "gates._verdict.check_results",
     "EvalsResult": "gates._verdict.check_results",
     "Evidence": "gates._gate.checks",

@@ -117,6 +117,11 @@ class GateSettings(Record):
     """Retries of a trial after a transport error (never after a wrong answer)."""
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     """Confidence of the Wilson interval a case's pass rate is judged with."""
+    full_case_digests: bool = False
+    """Keep each eval and regression case file's whole SHA-256 in a verdict's fingerprint
+    (for an audit that matches files to a verdict by digest); by default each is cut to 16
+    hex digits, enough to name a changed file, and the case sets' digests are whole
+    either way. Changing it never stales a verdict."""
 
 
 class RuleSettings(Record):

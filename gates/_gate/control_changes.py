@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from evalsuite import Output, ReinstateError, ToolCall
 from gates._controls.files import Controls
-from gates._controls.policy import Decision
+from gates._controls.policy import Decision, Effect
 from gates._controls.replay import ReplayLayer, replay
 from gates._gate.baseline import load_baseline, tag_counts
 from gates._gate.checks import Evidence
@@ -20,18 +20,20 @@ from gates._gate.inputs import GateInputs
 from gates._gate.rca import analyse, contradictions
 from gates._gate.scope_replay import ReplayedStep, scope_steps
 from gates._verdict.check_results import (
+    CasesReplay,
     ChangeVerification,
     ControlChangesData,
     ControlChangesResult,
     CoverageReplay,
-    DecisionReplay,
     Outcome,
     PromptReplay,
+    ReplayRow,
     combine,
 )
 from regressions import ControlChange, Incident, RegressionCase, resolution_gaps
 
-Replay = list[tuple[str, Decision, Decision]]
+# What was replayed, as (case, step within the case, baseline's decision, today's decision).
+Replay = list[tuple[str, str, Decision, Decision]]
 
 
 def _replay_harm(cases: list[RegressionCase], before: Controls, after: Controls,
@@ -44,41 +46,53 @@ def _replay_harm(cases: list[RegressionCase], before: Controls, after: Controls,
         for index in case.recorded.harmful:
             step = steps[index]
             if isinstance(step, ToolCall):
-                what = f"{case.id} step {index}: {step.describe()}"
+                what = f"step {index}: {step.describe()}"
             elif outputs and isinstance(step, Output):
-                what = f"{case.id} step {index}: output"
+                what = f"step {index}: output"
             else:
                 continue
-            out.append((what,
+            out.append((case.id, what,
                         replay(step, layer, before, history=steps[:index], context=context),
                         replay(step, layer, after, history=steps[:index], context=context)))
     return out
 
 
 def _replay_acceptance(cases: list[RegressionCase], before: Controls, after: Controls) -> Replay:
-    return [(f"{case.id} harmful behaviour",
+    return [(case.id, "harmful behaviour",
              replay(case.recorded.harmful_behaviour(), "acceptance", before),
              replay(case.recorded.harmful_behaviour(), "acceptance", after))
             for case in cases]
 
 
+def _grouped(replay: Replay) -> list[CasesReplay]:
+    """One row per step and pair of decisions, naming every case that replayed it so: a
+    verdict grows by a case id per case, not by the step's decisions and rules again."""
+    rows: dict[tuple[str, Effect, str, Effect, str, str], list[str]] = {}
+    for case, step, b, a in replay:
+        key = (step, b.effect, b.rule, a.effect, a.rule, a.reason)
+        rows.setdefault(key, []).append(case)
+    return [CasesReplay(step=step, cases=cases, before=before, before_rule=before_rule,
+                        after=after, after_rule=after_rule, after_reason=reason)
+            for (step, before, before_rule, after, after_rule, reason), cases in rows.items()]
+
+
 def _judge_replay(change: ControlChange, incident: Incident, replay: Replay,
                   nothing: str, scope: list[ReplayedStep] | None = None) -> ChangeVerification:
-    rows = [DecisionReplay(step=what, before=b.effect, before_rule=b.rule, after=a.effect,
-                           after_rule=a.rule, after_reason=a.reason) for what, b, a in replay]
+    rows: list[ReplayRow] = [*_grouped(replay)]
     # The investigation's whole logged scope counts as much as the captured cases.
     rows += [s.row() for s in scope or []]
-    replay = replay + [(s.label, s.before, s.after) for s in scope or []]
-    if not replay:
+    replayed = ([(f"{case} {step}", b, a) for case, step, b, a in replay]
+                + [(s.label, s.before, s.after) for s in scope or []])
+    if not replayed:
         verified, reason = False, nothing
-    elif any(not a.stopped for _, _, a in replay):
-        what = next(w for w, _, a in replay if not a.stopped)
+    elif any(not a.stopped for _, _, a in replayed):
+        what = next(w for w, _, a in replayed if not a.stopped)
         verified, reason = False, f"still gets through today: {what}"
-    elif all(b.stopped for _, b, _ in replay):
+    elif all(b.stopped for _, b, _ in replayed):
         verified, reason = False, ("the baseline already stopped every replayed step, so this "
                                    "change is not what stops the harm")
     else:
-        verified, reason = True, f"{len(replay)} harmful step(s) stopped today"
+        verified, reason = True, f"{len(replayed)} harmful step(s) stopped today"
     return ChangeVerification(incident=incident.id, change=change.id, layer=change.layer,
                               verified=verified, reason=reason, replays=rows)
 

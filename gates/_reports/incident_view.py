@@ -11,7 +11,12 @@ from datetime import date
 from pydantic import Field
 
 from evalsuite import Record
-from gates._verdict.check_results import CoverageReplay, DecisionReplay, ReplayRow
+from gates._verdict.check_results import (
+    CasesReplay,
+    CoverageReplay,
+    DecisionReplay,
+    ReplayRow,
+)
 from gates._verdict.verdict import ChangeVerification
 from regressions import LAYERS, ControlChange, Incident, resolution_gaps
 
@@ -98,6 +103,10 @@ class IncidentView(Record):
 
 def replay_view(row: ReplayRow) -> ReplayView:
     """One row of a verification, as its layer recorded it."""
+    if isinstance(row, CasesReplay):
+        return ReplayView(what=row.what(), before=row.before, after=row.after,
+                          rule=row.after_rule, before_rule=row.before_rule,
+                          note=row.after_reason)
     if isinstance(row, DecisionReplay):
         return ReplayView(what=row.step, before=row.before, after=row.after,
                           rule=row.after_rule, before_rule=row.before_rule,

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from gates._store.access import ModeReading
 from gates._verdict.check_results import (
+    CasesReplay,
     CoverageReplay,
     DecisionReplay,
     EvalsResult,
@@ -107,8 +108,6 @@ def verification_table(console: Console, verifications: list[ChangeVerification]
         rows: list[ReplayRow | None] = [*v.replays] or [None]
         for i, row in enumerate(rows):
             replayed, before, after, rule = _replay_cells(row)
-            if "(" in replayed:  # the full call is in the JSON verdict; the table names it
-                replayed = replayed.split("(")[0] + "(…)"
             table.add_row(
                 f"{v.incident} {v.change}" if i == 0 else "", v.layer if i == 0 else "",
                 replayed, before, f"{after} ({rule})" if rule else after,
@@ -117,10 +116,19 @@ def verification_table(console: Console, verifications: list[ChangeVerification]
     console.print(table)
 
 
+def _named_call(step: str) -> str:
+    """A replayed step with its call's arguments cut: the full call is in the JSON verdict;
+    the table names it."""
+    return step.split("(")[0] + "(…)" if "(" in step else step
+
+
 def _replay_cells(row: ReplayRow | None) -> tuple[str, str, str, str | None]:
     """What was replayed, the decision or count before and after, and today's rule."""
+    if isinstance(row, CasesReplay):
+        named = row.model_copy(update={"step": _named_call(row.step)})
+        return named.what(), row.before, row.after, row.after_rule
     if isinstance(row, DecisionReplay):
-        return row.step, row.before, row.after, row.after_rule
+        return _named_call(row.step), row.before, row.after, row.after_rule
     if isinstance(row, CoverageReplay):
         return row.input_type, str(row.before), str(row.after), None
     if isinstance(row, PromptReplay):

@@ -261,7 +261,9 @@ class OperatingChecklistResult(CheckResultBase):
 # -- control changes ---------------------------------------------------------------------
 
 class DecisionReplay(Record):
-    """A recorded harmful step through one layer of the baseline and of today's controls."""
+    """A recorded harmful step through one layer of the baseline and of today's controls:
+    a logged step of the investigation's scope (a regression case's step too, in verdicts
+    from before a case's steps were grouped as :class:`CasesReplay`)."""
 
     kind: Literal["decision"] = "decision"
     """Always ``decision``."""
@@ -279,6 +281,38 @@ class DecisionReplay(Record):
     """Why today's rule decided so."""
     source: str | None = None
     """Where the step was logged (``file:line``), for a step of the investigation's scope."""
+
+
+class CasesReplay(Record):
+    """One harmful step replayed through a layer, with the same decisions in every case
+    listed: the regression cases of an incident often repeat one harm, so the decisions
+    and rules are stored once, not once per case."""
+
+    kind: Literal["cases"] = "cases"
+    """Always ``cases``."""
+    step: str
+    """The step replayed, without its case: ``step <n>: <call>``, ``step <n>: output``, or
+    ``harmful behaviour``."""
+    cases: list[str] = Field(min_length=1)
+    """The regression cases where this step was replayed with these decisions, in order."""
+    before: Effect
+    """The baseline's decision: allow, review or deny."""
+    before_rule: str
+    """The rule that decided at the baseline."""
+    after: Effect
+    """Today's decision."""
+    after_rule: str
+    """The rule that decides today."""
+    after_reason: str
+    """Why today's rule decided so."""
+
+    def what(self, shown: int = 3) -> str:
+        """What was replayed, for people: ``<case> <step>`` for one case (as a per-case row
+        read), else the step and the first ``shown`` cases with how many there are."""
+        if len(self.cases) == 1:
+            return f"{self.cases[0]} {self.step}"
+        named = ", ".join(self.cases[:shown]) + (", …" if len(self.cases) > shown else "")
+        return f"{self.step} in {len(self.cases):,} cases ({named})"
 
 
 class CoverageReplay(Record):
@@ -309,7 +343,7 @@ class PromptReplay(Record):
     """Its outcome in this gate run; none when it did not run."""
 
 
-ReplayRow = Annotated[DecisionReplay | CoverageReplay | PromptReplay,
+ReplayRow = Annotated[DecisionReplay | CasesReplay | CoverageReplay | PromptReplay,
                       Field(discriminator="kind")]
 
 
@@ -327,7 +361,9 @@ class ChangeVerification(Record):
     reason: str
     """Why, in words."""
     replays: list[ReplayRow] = Field(default_factory=list)
-    """What was replayed: harmful steps (decision), input types (coverage) or regression
+    """What was replayed: a regression case's harmful step with the cases that replayed it
+    alike (cases), a logged step of the investigation's scope or, in verdicts from before
+    steps were grouped, one case's step (decision), input types (coverage) or regression
     cases run (prompt)."""
 
 

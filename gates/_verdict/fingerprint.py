@@ -84,7 +84,8 @@ class Fingerprint(Record):
     files: dict[str, str]
     """Digest of each file, by workspace path, to say which one changed: an eval or
     regression case file's cut to its first 16 hex digits (its set's digest above is whole),
-    so a verdict over many cases stays small."""
+    so a verdict over many cases stays small, unless ``[gate] full_case_digests`` keeps it
+    whole."""
 
     @model_serializer(mode="wrap")
     def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -196,8 +197,11 @@ def _combine(digests: dict[str, str]) -> str:
     return _sha256(joined.encode())
 
 
-def _cut(digests: dict[str, str]) -> dict[str, str]:
-    """Case files' digests cut short for ``files`` (markers such as ``missing`` kept)."""
+def _cut(digests: dict[str, str], whole: bool) -> dict[str, str]:
+    """Case files' digests cut short for ``files`` (markers such as ``missing`` kept), or
+    kept ``whole``."""
+    if whole:
+        return digests
     return {path: digest[:_CASE_DIGEST] if len(digest) == 64 else digest
             for path, digest in digests.items()}
 
@@ -347,15 +351,18 @@ def fingerprint(workspace: Workspace, agent: str, *,
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(agent_file, "", f"cannot read the file ({exc})") from None
     spec = parse_model(AgentSpec, parse_yaml(text, agent_file), agent_file, text)
-    # Who hears of an incident says nothing about the agent: [notify] never stales a verdict.
-    config = {workspace.relative(config_file(workspace)):
-              content_digest(workspace.config.model_dump(mode="json", exclude={"notify"}))}
+    # Who hears of an incident says nothing about the agent, nor how long a verdict's case
+    # digests are: [notify] and full_case_digests never stale a verdict.
+    settings = workspace.config.model_dump(
+        mode="json", exclude={"notify": True, "gate": {"full_case_digests"}})
+    config = {workspace.relative(config_file(workspace)): content_digest(settings)}
     predicates = {where: "missing" if path is None else file_digest(path)
                   for where, path in predicate_files(workspace).items()}
     controls = {workspace.relative(directory / name): control_digest(directory / name)
                 for name in CONTROL_FILES}
     evals = case_digests(workspace, workspace.evals_dir(agent), read)
     regressions = case_digests(workspace, workspace.regressions_dir(agent), read)
+    whole = workspace.config.gate.full_case_digests
     source = {workspace.relative(agent_file): _sha256(raw),
               **digests(p for p in agent_sources(workspace, agent, spec) if p != agent_file)}
     return Fingerprint(
@@ -366,6 +373,6 @@ def fingerprint(workspace: Workspace, agent: str, *,
         agent=_combine(source),
         config=_combine(config),
         predicates=_combine(predicates),
-        files={**config, **predicates, **controls, **_cut(evals), **_cut(regressions),
-               **source},
+        files={**config, **predicates, **controls, **_cut(evals, whole),
+               **_cut(regressions, whole), **source},
     )

@@ -15,9 +15,9 @@ import pytest
 
 from gates import (
     CHECKS,
+    CasesReplay,
     CheckResult,
     CoverageReplay,
-    DecisionReplay,
     Workspace,
     open_store,
     register,
@@ -74,10 +74,11 @@ def test_fixed_agent_passes_with_every_change_verified(example: Workspace, fixed
                                                                "CC-5"]
     assert all(v.verified for v in by_layer.values())
     permission_rows = by_layer["tool_permission_boundary"].replays
-    assert all(isinstance(r, DecisionReplay) for r in permission_rows)
-    assert [(r.before, r.after, r.after_rule) for r in permission_rows] == [  # type: ignore[union-attr]
-        ("allow", "deny", "permissions.tools.issue_refund.arguments"),
-        ("allow", "deny", "permissions.tools.send_email.arguments"),
+    assert all(isinstance(r, CasesReplay) for r in permission_rows)
+    assert [(r.cases, r.before, r.after, r.after_rule)  # type: ignore[union-attr]
+            for r in permission_rows] == [
+        (["INC-1-1"], "allow", "deny", "permissions.tools.issue_refund.arguments"),
+        (["INC-1-1"], "allow", "deny", "permissions.tools.send_email.arguments"),
     ]
     assert by_layer["eval_coverage"].replays == [CoverageReplay(
         input_type="prompt_injection", before=0, after=4, required=3, not_passing=[])]

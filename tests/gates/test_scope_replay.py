@@ -13,6 +13,7 @@ import yaml
 from evalsuite import InvalidInput
 from gates import (
     AcceptanceCriteriaResult,
+    CasesReplay,
     ChangeVerification,
     DecisionReplay,
     PermissionBoundaryResult,
@@ -154,8 +155,7 @@ def test_a_rule_against_only_the_captured_call_does_not_verify(example: Workspac
     assert change.reason.startswith(
         f"still gets through today: {VARIANT} step 4 ({VARIANT_REFUND}): issue_refund(")
     assert "refund_to='store_credit:C-8820'" in change.reason
-    captured_row = next(r for r in change.replays
-                        if isinstance(r, DecisionReplay) and r.source is None)
+    captured_row = next(r for r in change.replays if isinstance(r, CasesReplay))
     assert captured_row.after_rule == "permissions.tools.issue_refund.deny_when.captured-account"
 
 

@@ -59,3 +59,25 @@ def test_a_short_digest_that_matches_by_chance_still_leaves_the_set_digest(
     today = fingerprint(example, AGENT)
     other = today.model_copy(update={"eval_suite": "0" * 64})
     assert today.changed_since(other) == ["the eval_suite digest"]
+
+
+def test_case_digests_are_kept_whole_when_the_workspace_asks(example: Workspace) -> None:
+    """``[gate] full_case_digests = true`` keeps each case file's whole SHA-256 in ``files``;
+    by default each is cut to 16 hex digits."""
+    short = fingerprint(example, AGENT).files[CASE]
+    config = example.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("[gate]\n", "[gate]\nfull_case_digests = true\n"))
+    whole = fingerprint(Workspace.find(example.root), AGENT).files[CASE]
+    assert len(short) == 16 and len(whole) == 64 and whole.startswith(short)
+    assert whole == hashlib.sha256((example.root / CASE).read_bytes()).hexdigest()
+
+
+def test_asking_for_whole_case_digests_does_not_stale_a_verdict(example: Workspace) -> None:
+    """Turning ``full_case_digests`` on changes only what a verdict records, not what it was
+    computed on: a fingerprint taken before matches today's."""
+    before = fingerprint(example, AGENT)
+    config = example.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("[gate]\n", "[gate]\nfull_case_digests = true\n"))
+    after = fingerprint(Workspace.find(example.root), AGENT)
+    assert after.config == before.config
+    assert after.changed_since(before) == []
