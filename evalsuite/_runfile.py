@@ -71,12 +71,23 @@ class RunFileWriter:
         self._handle: IO[str] = self._partial.open("w", encoding="utf-8")
         self._handle.write(header.model_dump_json() + "\n")
         self._redactors: dict[str, Redactor] = {}
+        # Trials still to come per case: a case's redactor is let go after its last one,
+        # so a run of thousands of cases does not hold every case's redactor to the end.
+        self._default_trials = header.settings.get("trials")
+        self._left: dict[str, int] = {}
 
     def trial(self, case: EvalCase, result: TrialResult) -> None:
         """Record one trial, redacted."""
         line = TrialLine(case_id=case.id, tags=case.tags,
                          result=redact_trial(result, self._redactor(case)))
         self._handle.write(line.model_dump_json(exclude_none=True) + "\n")
+        expected = case.trials or self._default_trials
+        if isinstance(expected, int):
+            left = self._left.pop(case.id, expected) - 1
+            if left > 0:
+                self._left[case.id] = left
+            else:
+                del self._redactors[case.id]
 
     def _redactor(self, case: EvalCase) -> Redactor:
         """The case's redactor; the case's own values are numbered first, in a fixed order."""

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import pickle
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -33,7 +35,7 @@ from evalsuite._criteria import Criterion, Judgement
 from evalsuite._effect import judge_trial
 from evalsuite._loop import run_sync
 from evalsuite._record import Record
-from evalsuite._run import Output, Run, Usage, UserInput
+from evalsuite._run import Output, Run, ToolResult, Usage, UserInput
 from evalsuite._session import AgentSession, ToolPolicy, ToolSpec
 from evalsuite._statistics import RateJudgement, judge_rate
 
@@ -70,6 +72,55 @@ class TrialResult(Record):
     """Wall time of the trial, retries included."""
     blocked_calls: int = 0
     """Tool calls the permission policy denied during the trial."""
+
+    # The run and judgements of a parked trial (see ``parked``), pickled and compressed.
+    _parked: bytes | None = PrivateAttr(default=None)
+    _parked_usage: Usage | None = PrivateAttr(default=None)
+
+    def parked(self) -> TrialResult:
+        """This trial with its run and judgements packed into bytes, for holding many.
+
+        A finished trial's models cost kilobytes each; packed they cost a few hundred
+        bytes, so a suite of thousands of passing cases need not hold every run as
+        models until it ends. ``run`` and ``judgements`` of the copy are empty: read them
+        with :attr:`recorded_run` and :attr:`recorded_judgements`, which unpack them.
+        """
+        copy = TrialResult.model_construct(
+            trial=self.trial, passed=self.passed, error=self.error, run=None, judgements=[],
+            attempts=self.attempts, seconds=self.seconds, blocked_calls=self.blocked_calls)
+        copy._parked = zlib.compress(
+            pickle.dumps((self.run, self.judgements), pickle.HIGHEST_PROTOCOL), 1)
+        copy._parked_usage = self.run.usage if self.run is not None else None
+        return copy
+
+    def _unpacked(self) -> tuple[Run | None, list[Judgement]]:
+        if self._parked is None:
+            return self.run, self.judgements
+        # Bytes this process packed itself (never read from a file), so unpickling is safe.
+        run, judgements = pickle.loads(zlib.decompress(self._parked))
+        return run, judgements
+
+    @property
+    def recorded_run(self) -> Run | None:
+        """What the agent did, parked or not (a parked run is unpacked on each read)."""
+        return self._unpacked()[0]
+
+    @property
+    def has_run(self) -> bool:
+        """Whether a run was recorded, parked or not (without unpacking it)."""
+        return self._parked is not None or self.run is not None
+
+    @property
+    def recorded_judgements(self) -> list[Judgement]:
+        """Each expectation's outcome, parked or not."""
+        return self._unpacked()[1]
+
+    @property
+    def usage(self) -> Usage | None:
+        """Tokens and cost the adapter reported for the trial, parked or not."""
+        if self._parked is not None:
+            return self._parked_usage
+        return self.run.usage if self.run is not None else None
 
 
 class CaseResult(Record):
@@ -253,8 +304,23 @@ TrialRecorder = Callable[[EvalCase, TrialResult], None]
 
 async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
                     progress: Progress | None = None,
-                    record: TrialRecorder | None = None) -> list[CaseResult]:
-    """Every case for its trials, at most ``concurrency`` trials in flight."""
+                    record: TrialRecorder | None = None,
+                    park_passing: bool = False) -> list[CaseResult]:
+    """Every case for its trials, at most ``concurrency`` trials in flight.
+
+    Args:
+        engine: What every trial shares.
+        cases: The cases, each run for its trials.
+        progress: Called after each trial with the trials done and in all.
+        record: Called with each trial as it finishes (the run file's writer).
+        park_passing: Once every trial of a case has finished and the case passed, keep
+            its trials :meth:`~TrialResult.parked` (their runs released as models, read
+            back with ``recorded_run``) unless a trial has a blocked tool call. For
+            callers holding thousands of cases that read the runs of passing ones rarely.
+
+    Returns:
+        A result per case, in the order of ``cases``.
+    """
     settings = engine.settings
     plan = [(case, n) for case in cases for n in _trial_numbers(case, settings)]
     total, done = len(plan), 0
@@ -266,9 +332,13 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
         nonlocal done
         for case, number in pending:
             result = await engine.trial(case, number)
-            by_case[case.id].append(result)
+            trials = by_case[case.id]
+            trials.append(result)
             if record is not None:
                 record(case, result)
+            del result  # held by the case's list alone, so parking it releases its run
+            if park_passing and len(trials) == len(_trial_numbers(case, settings)):
+                _park_if_passed(case, trials, settings)
             done += 1
             if progress is not None:
                 progress(None, done, total)
@@ -280,6 +350,21 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
     finally:
         await engine.adapter.aclose()
     return [_case_result(c, by_case[c.id], settings) for c in cases]
+
+
+def _park_if_passed(case: EvalCase, trials: list[TrialResult], settings: RunSettings) -> None:
+    """Park a finished case's trials in place when it passed.
+
+    Only passing cases: a case that did not pass is read whole (what the agent did, a
+    passing trial beside the failing one). A trial with a blocked call keeps its run, as
+    the over-blocking checks read those.
+    """
+    if _case_result(case, trials, settings).outcome != "pass":
+        return
+    for index, trial in enumerate(trials):
+        if trial.run is not None and not any(
+                isinstance(s, ToolResult) and s.blocked for s in trial.run.steps):
+            trials[index] = trial.parked()
 
 
 def _trial_numbers(case: EvalCase, settings: RunSettings) -> range:
@@ -314,6 +399,8 @@ def _fewer_collections() -> Iterator[None]:
 
 
 def run_cases(engine: Engine, cases: Sequence[EvalCase], *, progress: Progress | None = None,
-              record: TrialRecorder | None = None) -> list[CaseResult]:
+              record: TrialRecorder | None = None,
+              park_passing: bool = False) -> list[CaseResult]:
     """:func:`run_suite` for callers that are not async."""
-    return run_sync(run_suite(engine, cases, progress=progress, record=record))
+    return run_sync(run_suite(engine, cases, progress=progress, record=record,
+                              park_passing=park_passing))

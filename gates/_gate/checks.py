@@ -8,7 +8,7 @@ A check takes what the gate read (:class:`GateInputs`) and what the evals did
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -70,15 +70,9 @@ class Evidence:
                                       trial.run, call_at))
         return found
 
-    def good_runs(self) -> list[tuple[str, Run]]:
+    def good_runs(self) -> GoodRuns:
         """(case id, run) for every passing trial of a passing eval-suite case."""
-        return [
-            (r.case_id, t.run)
-            for r in self.results
-            if r.case_id not in self.regression_ids and r.outcome == "pass"
-            for t in r.trials
-            if t.run is not None and t.passed
-        ]
+        return GoodRuns(self)
 
     @cached_property
     def _by_case(self) -> dict[str, CaseResult]:
@@ -98,6 +92,36 @@ class Evidence:
         """A case's outcome in this gate run."""
         result = self._by_case.get(case_id)
         return result.outcome if result is not None else None
+
+
+class GoodRuns:
+    """The good runs of an :class:`Evidence`, unpacked one at a time as they are read.
+
+    A passing case's trials are held parked (see ``evalsuite.TrialResult.parked``):
+    unpacking every good run at once would hold them all as models again.
+    """
+
+    def __init__(self, evidence: Evidence) -> None:
+        self._evidence = evidence
+        self._count: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, Run]]:
+        evidence = self._evidence
+        for r in evidence.results:
+            if r.case_id in evidence.regression_ids or r.outcome != "pass":
+                continue
+            for t in r.trials:
+                if t.passed and (run := t.recorded_run) is not None:
+                    yield r.case_id, run
+
+    def __len__(self) -> int:
+        if self._count is None:
+            evidence = self._evidence
+            self._count = sum(
+                1 for r in evidence.results
+                if r.case_id not in evidence.regression_ids and r.outcome == "pass"
+                for t in r.trials if t.passed and t.has_run)
+        return self._count
 
 
 Check = Callable[[GateInputs, Evidence], CheckResult]
@@ -156,7 +180,7 @@ def stopped_by_control(r: CaseResult) -> list[str]:
     if r.outcome != "pass":
         return []
     return list(dict.fromkeys(j.detail for t in r.trials if t.passed
-                              for j in t.judgements if j.stopped_by))
+                              for j in t.recorded_judgements if j.stopped_by))
 
 
 def stopped_figures(results: list[CaseResult], evidence: Evidence) -> tuple[int, int] | None:
@@ -212,8 +236,7 @@ def case_data(r: CaseResult, evidence: Evidence) -> CaseFigures:
 
 def usage_totals(results: list[CaseResult]) -> Usage:
     """Tokens and cost over every trial, where the adapter reported them."""
-    usages = [t.run.usage for r in results for t in r.trials
-              if t.run is not None and t.run.usage is not None]
+    usages = [t.usage for r in results for t in r.trials if t.usage is not None]
     if not usages:
         return Usage(input_tokens=None, output_tokens=None, cost_usd=None)
     costs = [u.cost_usd for u in usages if u.cost_usd is not None]

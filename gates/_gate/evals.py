@@ -47,8 +47,10 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
         writer = RunFileWriter(run_file_path(inputs), EvalRunHeader(
             agent=inputs.agent.name, agent_version=inputs.agent.version, adapter=kind,
             started_at=utc_now(), settings=vars(engine.settings)))
+    # Passing cases are held parked: at thousands of cases their runs as models were
+    # most of the process's memory, and only the good-behaviour replays read them.
     results = run_cases(engine, chosen, progress=progress,
-                        record=writer.trial if writer else None)
+                        record=writer.trial if writer else None, park_passing=True)
     return Evidence(results=results,
                     regression_ids=frozenset(c.id for c in inputs.regression_cases),
                     run_file=writer.finish() if writer else None,
