@@ -56,10 +56,14 @@ class EngineUnavailable(GatesError):
 
 
 def check_engine(engine: str, workers: int | None) -> EngineName:
-    """``engine`` as a known engine name, or one clean error naming the option.
+    """``engine`` as a known engine name, ready to run, or one clean error.
+
+    For ``ray`` the cluster is reached (or a local one started) here, before anything is
+    read or written, so a missing Ray leaves nothing half done.
 
     Raises:
         InvalidInput: an unknown engine, or ``--workers`` with the local engine.
+        EngineUnavailable: Ray is not installed or no cluster could be reached.
     """
     if engine not in ENGINES:
         raise InvalidInput(None, "--engine", f"expected one of {', '.join(ENGINES)}, "
@@ -68,6 +72,8 @@ def check_engine(engine: str, workers: int | None) -> EngineName:
         raise InvalidInput(None, "--workers", "applies only with --engine ray")
     if workers is not None and workers < 1:
         raise InvalidInput(None, "--workers", f"expected at least 1, got {workers}")
+    if engine == "ray":
+        connect()
     return engine
 
 
