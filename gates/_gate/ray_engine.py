@@ -31,9 +31,9 @@ from evalsuite import (
     Progress,
     ReinstateError,
     TrialResult,
+    every_trial,
     run_sync,
 )
-from evalsuite._runner import _case_result  # the local engine's own fold of trials
 from gates._errors import GatesError
 from gates._gate.engine import engine_for
 from gates._gate.inputs import GateInputs
@@ -228,4 +228,8 @@ def run_cases_on_ray(inputs: GateInputs, cases: Sequence[EvalCase], *, workers: 
                 progress(None, finished, len(plan))
 
     map_bounded(run_chunk, chunks, workers, arrived)
-    return [_case_result(case, by_case[case.id], settings) for case in cases]
+    # Folded as the local engine folds them: trials in order, pass^k where the case says.
+    return [CaseResult.model_construct(
+        case_id=case.id, tags=case.tags, threshold=case.threshold,
+        trials=sorted(by_case[case.id], key=lambda t: t.trial), every_trial=every_trial(case),
+        confidence=settings.confidence) for case in cases]
