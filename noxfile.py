@@ -101,7 +101,8 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every benchmark in benchmarks/, each reporting ratios against a same-run baseline."""
     _postgresql(session)  # bench_store.py follows mode changes on a throwaway PostgreSQL
-    session.install(".[postgres]", "pytest")  # bench_cli.py times pytest beside the CLI
+    # bench_cli.py times pytest beside the CLI; bench_ray.py starts a local Ray cluster.
+    session.install(".[postgres,ray]", "pytest")
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
 

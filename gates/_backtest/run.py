@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, read_logs
 from gates._backtest.controls import TODAY, judges, latest_baseline, resolve_controls
@@ -26,6 +26,9 @@ from gates._backtest.rule import OneRule
 from gates._backtest.tally import Tally
 from gates._config import Workspace
 from gates._controls.files import Controls
+
+if TYPE_CHECKING:
+    from gates._gate.ray_engine import EngineName
 
 SEMANTICS = ("a labelled harmful step counts as stopped when any layer denies it or sends it "
              "to a person (a harmful run: any of its steps); a labelled good one counts as "
@@ -69,7 +72,8 @@ def _run_job(job: _Job, built: tuple[Judge, Judge | None] | None = None) -> Tall
 def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
              controls: str = TODAY, compare: str | None = None, diff: bool = False,
              labels: Path | None = None, incident: str | None = None, rule: str | None = None,
-             jobs: int = 1, fmt: LogFormat | Literal["auto"] = "auto") -> Backtest:
+             jobs: int = 1, fmt: LogFormat | Literal["auto"] = "auto",
+             engine: EngineName = "local", workers: int | None = None) -> Backtest:
     """What ``controls`` would have done to every recorded step of ``agent`` in ``logs``.
 
     Args:
@@ -85,6 +89,9 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
         rule: only this rule decides; every other step is allowed.
         jobs: processes to split the runs across (the result is the same for any number).
         fmt: the logs' format, or ``auto``.
+        engine: ``ray`` decides the shards as Ray tasks (the result is the same).
+        workers: with ``ray``: shards, one Ray task each (default: the cluster's CPUs);
+            ``jobs`` is then not used.
 
     Returns:
         The backtest; ``.passed`` is False when a labelled harmful step got through or a
@@ -119,13 +126,18 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
             raise InvalidInput(workspace.incidents().path(found.id), "$.agent",
                                f"expected an incident of {agent}, got one of {found.agent}")
         chosen += _unlabelled(incident_labels(workspace, found, logs, fmt), chosen)
+    if engine == "ray":
+        from gates._gate.ray_engine import connect, map_bounded  # only when asked for
+        jobs = workers or max(1, int(connect().cluster_resources().get("CPU", 1)))
     found_runs = scan(read_logs(logs, fmt, agent=agent), chosen)
     check_labels(chosen, found_runs)
     jobs = min(jobs, max(1, len(found_runs.last_part)))
     shards = [dataclasses.replace(job, labels=tuple(chosen), last_part=found_runs.last_part,
                                   shard=(k, jobs))
               for k in range(jobs)]
-    if jobs == 1:
+    if engine == "ray":
+        tallies = map_bounded(_run_job, shards, jobs)
+    elif jobs == 1:
         tallies = [_run_job(shards[0], built)]
     else:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent

@@ -5,10 +5,11 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -86,3 +87,19 @@ def ctx() -> Context:
 def split_list(value: str) -> list[str]:
     """``legal, compliance`` → ``["legal", "compliance"]``."""
     return [part.strip() for part in value.split(",") if part.strip()]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def engine_options(command: F) -> F:
+    """``--engine local|ray`` and ``--workers N``, for the commands that run work."""
+    command = click.option(
+        "--workers", type=int,
+        help="With --engine ray: Ray tasks in flight at once (default: the cluster's "
+             "CPUs).")(command)
+    return click.option(
+        "--engine", default="local", show_default=True,
+        help="Where the work runs: local (this machine's processes) or ray (Ray tasks on "
+             "$RAY_ADDRESS's cluster, or a local one; needs reinstate[ray]). The results "
+             "are the same.")(command)

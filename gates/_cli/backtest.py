@@ -10,8 +10,9 @@ import click
 from evalsuite import LogFormat, write_atomic
 from gates._backtest.render import markdown, show
 from gates._backtest.run import backtest
-from gates._cli._common import ctx
+from gates._cli._common import ctx, engine_options
 from gates._cli.ingest import FORMAT
+from gates._gate.ray_engine import check_engine
 
 CONTROLS = "today, baseline:INC-n (the controls at that incident's containment) or a folder"
 
@@ -38,11 +39,12 @@ CONTROLS = "today, baseline:INC-n (the controls at that incident's containment) 
               help="Also write a Markdown section, e.g. to $GITHUB_STEP_SUMMARY.")
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes to split the runs across; the result is the same.")
+@engine_options
 @FORMAT
 def command(agent: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...], controls: str,
             compare: str | None, diff: bool, labels: Path | None, incident: str | None,
             rule: str | None, json_out: Path | None, markdown_out: Path | None, jobs: int,
-            fmt: LogFormat | Literal["auto"]) -> int:
+            fmt: LogFormat | Literal["auto"], engine: str, workers: int | None) -> int:
     """What the controls would have done to every recorded call and output of AGENT.
 
     Every tool call goes through the permissions and the review routing, every call and
@@ -51,10 +53,11 @@ def command(agent: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...], con
     changed. Exit 0 when every labelled harmful step is stopped and no labelled good step
     is denied, 1 otherwise (unlabelled runs never fail), 2 on bad input.
     """
+    engine_name = check_engine(engine, workers)
     c = ctx()
     result = backtest(c.workspace(), agent, [*logs, *more_logs], controls=controls,
                       compare=compare, diff=diff, labels=labels, incident=incident, rule=rule,
-                      jobs=jobs, fmt=fmt)
+                      jobs=jobs, fmt=fmt, engine=engine_name, workers=workers)
     show(c.out, result)
     if json_out is not None:
         write_atomic(json_out, result.model_dump_json(indent=2) + "\n")

@@ -10,11 +10,12 @@ import click
 from rich.table import Table
 
 from evalsuite import CaseResult, InvalidInput
-from gates._cli._common import ctx
+from gates._cli._common import ctx, engine_options
 from gates._cli._progress import progress
 from gates._gate.checks import case_finding, stopped_by_control, usage_totals
 from gates._gate.evals import run_evals
 from gates._gate.inputs import load_inputs
+from gates._gate.ray_engine import check_engine
 from gates._reports.terminal import outcome
 from gates._verdict.verdict import EXIT_CODES, combine
 
@@ -33,8 +34,10 @@ from gates._verdict.verdict import EXIT_CODES, combine
 @click.option("--all-cases", "every_case", is_flag=True,
               help="List every case, passing ones too (by default only the cases that did "
                    "not pass are listed, under a summary).")
+@engine_options
 def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurrency: int | None,
-            adapter_name: str | None, every_case: bool) -> int:
+            adapter_name: str | None, every_case: bool, engine: str,
+            workers: int | None) -> int:
     """Run AGENT's eval and regression cases and report their pass rates.
 
     Prints a summary and a row per case that did not pass (--all-cases: a row per
@@ -42,6 +45,7 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
     `reinstate diff`). Exit 0 when every case passed, 1 on a failure, 3 on an error,
     4 when a case is inconclusive.
     """
+    engine_name = check_engine(engine, workers)
     c = ctx()
     workspace = c.workspace()
     inputs = load_inputs(workspace, agent)
@@ -52,7 +56,8 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
         raise InvalidInput(None, "--cases", f"no case id matches {unmatched[0]!r}")
     with progress(c.err, f"eval {agent}") as callback:
         evidence = run_evals(inputs, trials, cases=chosen, adapter=adapter_name,
-                             concurrency=concurrency, progress=callback)
+                             concurrency=concurrency, progress=callback,
+                             engine_name=engine_name, workers=workers)
     results = evidence.results
     c.out.print(f"eval {agent} (agent {inputs.agent.version}): {case_counts(results)}",
                 highlight=False)

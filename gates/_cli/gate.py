@@ -9,8 +9,9 @@ import click
 from rich.markup import escape
 
 from evalsuite import write_atomic
-from gates._cli._common import ctx
+from gates._cli._common import ctx, engine_options
 from gates._gate.pipeline import run_gate, stored_by_this_run
+from gates._gate.ray_engine import check_engine
 from gates._reports.junit import junit_xml
 from gates._reports.terminal import case_table, verdict_table, verification_table
 from gates._reports.verdict_report import report_markdown, verdict_report
@@ -42,9 +43,11 @@ from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_sig
 @click.option("--all-cases", "every_case", is_flag=True,
               help="List every eval case, passing ones too (by default only the cases that "
                    "did not pass are listed).")
+@engine_options
 def command(agent: str, json_file: Path | None, junit_file: Path | None,
             markdown_file: Path | None, trials: int | None, against: str | None,
-            new_store: bool, attestation_file: Path | None, every_case: bool) -> int:
+            new_store: bool, attestation_file: Path | None, every_case: bool, engine: str,
+            workers: int | None) -> int:
     """Run every check for AGENT and store the verdict.
 
     Exit 0 pass, 1 fail, 2 invalid input, 3 error, 4 inconclusive. When
@@ -53,10 +56,12 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     environment before anything else happens.
     """
     signer = take_signing_key()  # first of all: nothing started later may inherit it
+    engine_name = check_engine(engine, workers)
     c = ctx()
     workspace = c.workspace()
     verdict = run_gate(workspace, agent, actor=c.actor, trials=trials, against=against,
-                       new_store=new_store, signer=signer, attestation=attestation_file)
+                       new_store=new_store, signer=signer, attestation=attestation_file,
+                       engine=engine_name, workers=workers)
     # A pass restores only when restore's own conditions hold too (a review scheduled, a
     # signature it accepts): the closing line says what it still needs, from the same check.
     case_table(c.out, verdict, every=every_case)

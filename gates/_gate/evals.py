@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsuite import (
     EvalCase,
@@ -27,6 +28,9 @@ from gates._gate.engine import engine_for
 from gates._gate.inputs import GateInputs
 from regressions import utc_now
 
+if TYPE_CHECKING:
+    from gates._gate.ray_engine import EngineName
+
 
 def run_file_path(inputs: GateInputs) -> Path:
     """Where this run's trials are written."""
@@ -37,8 +41,13 @@ def run_file_path(inputs: GateInputs) -> Path:
 def run_evals(inputs: GateInputs, trials: int | None = None, *,
               cases: Sequence[EvalCase] | None = None, adapter: str | None = None,
               concurrency: int | None = None, progress: Progress | None = None,
-              record: bool = True) -> Evidence:
-    """Run the cases (all of them by default) against the agent; return what happened."""
+              record: bool = True, engine_name: EngineName = "local",
+              workers: int | None = None) -> Evidence:
+    """Run the cases (all of them by default) against the agent; return what happened.
+
+    With ``engine_name="ray"`` the trials run as Ray tasks, at most ``workers`` at once
+    (default: the cluster's CPUs); the results and the run file are the local engine's.
+    """
     chosen = list(cases) if cases is not None else inputs.cases
     engine = engine_for(inputs, trials=trials, adapter=adapter, concurrency=concurrency)
     writer = None
@@ -47,10 +56,17 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
         writer = RunFileWriter(run_file_path(inputs), EvalRunHeader(
             agent=inputs.agent.name, agent_version=inputs.agent.version, adapter=kind,
             started_at=utc_now(), settings=vars(engine.settings)))
-    # Passing cases are held parked: at thousands of cases their runs as models were
-    # most of the process's memory, and only the good-behaviour replays read them.
-    results = run_cases(engine, chosen, progress=progress,
-                        record=writer.trial if writer else None, park_passing=True)
+    if engine_name == "ray":
+        from gates._gate.ray_engine import connect, run_cases_on_ray  # only when asked for
+        slots = workers or max(1, int(connect().cluster_resources().get("CPU", 1)))
+        results = run_cases_on_ray(inputs, chosen, workers=slots, trials=trials,
+                                   adapter=adapter, concurrency=concurrency,
+                                   progress=progress, record=writer.trial if writer else None)
+    else:
+        # Passing cases are held parked: at thousands of cases their runs as models were
+        # most of the process's memory, and only the good-behaviour replays read them.
+        results = run_cases(engine, chosen, progress=progress,
+                            record=writer.trial if writer else None, park_passing=True)
     return Evidence(results=results,
                     regression_ids=frozenset(c.id for c in inputs.regression_cases),
                     run_file=writer.finish() if writer else None,

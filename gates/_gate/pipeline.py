@@ -48,6 +48,8 @@ from regressions import utc_now
 if TYPE_CHECKING:
     from securesystemslib.signer import CryptoSigner
 
+    from gates._gate.ray_engine import EngineName
+
 T = TypeVar("T")
 
 
@@ -149,6 +151,10 @@ class GateRun:
     new_store: bool = False
     signer: CryptoSigner | None = None
     attestation: Path | None = None
+    engine: EngineName = "local"
+    """Where the evals run: this process, or Ray tasks."""
+    workers: int | None = None
+    """Ray tasks in flight at once (default: the cluster's CPUs)."""
     inputs: GateInputs | None = None
     """Made by ``load inputs``."""
     evidence: Evidence | None = None
@@ -180,7 +186,8 @@ def _load_inputs(run: GateRun) -> GateRun:
 
 def _run_evals(run: GateRun) -> GateRun:
     inputs = _made(run.inputs, "load inputs")
-    return replace(run, evidence=run_evals(inputs, run.trials, progress=run.progress))
+    return replace(run, evidence=run_evals(inputs, run.trials, progress=run.progress,
+                                           engine_name=run.engine, workers=run.workers))
 
 
 def _run_checks(run: GateRun) -> GateRun:
@@ -223,6 +230,8 @@ def run_gate(
     new_store: bool = False,
     signer: CryptoSigner | None = None,
     attestation: Path | None = None,
+    engine: EngineName = "local",
+    workers: int | None = None,
 ) -> Verdict:
     """Gate ``agent``: run every check, store the verdict with its fingerprint, return it.
 
@@ -232,11 +241,13 @@ def run_gate(
     (a CI job that starts from an empty store by design). With a signing key (``signer``,
     else ``$REINSTATE_SIGNING_KEY``, which leaves the environment before any agent starts)
     the stored verdict is also signed: its envelope goes to
-    ``.reinstate/attestations/<agent>/`` and to ``attestation`` when given.
+    ``.reinstate/attestations/<agent>/`` and to ``attestation`` when given. With
+    ``engine="ray"`` the evals run as Ray tasks (at most ``workers`` at once); the verdict
+    is the one the local engine gives.
     """
     run = GateRun(workspace=workspace, agent=agent, actor=actor, trials=trials, store=store,
                   progress=progress, against=against, new_store=new_store, signer=signer,
-                  attestation=attestation)
+                  attestation=attestation, engine=engine, workers=workers)
     for _, stage in STAGES:
         run = stage(run)
     return _made(run.verdict, "decide")

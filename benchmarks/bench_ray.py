@@ -1,0 +1,89 @@
+"""Backtest throughput on Ray at 1 and 2 workers, against the single-process engine.
+
+The example's log is copied (run ids renamed) until it holds ``--steps`` recorded steps,
+and ``gates.backtest`` decides every call and output of it with the fixed example's
+controls against the baseline's: once in this process (the local engine, ``jobs=1``),
+then with ``engine="ray"`` at 1 and 2 workers on a local Ray cluster this benchmark
+starts (its start is timed once and reported apart: a deploy job pays it, a long-lived
+cluster does not). Each Ray worker reads the whole log and decides only its shard of the
+runs, as ``--jobs`` does, so the reading is repeated per worker and only the deciding is
+split; figures are steps decided per second, medians with their spread, the ratio against
+the local engine measured in the same run.
+
+    python benchmarks/bench_ray.py [--steps N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _figures import Figure, machine, timed
+
+from gates import Workspace, backtest
+from gates._demo import apply_fix, lay_out
+
+LOG = "logs/2026-11-25-refund-agent.jsonl"
+
+
+def big_log(ws: Workspace, steps: int) -> tuple[Path, int]:
+    """The example's log copied until it holds ``steps`` steps; the steps written."""
+    records = [json.loads(line) for line in (ws.root / LOG).read_text().splitlines()]
+    per_copy = sum(1 for r in records if r.get("kind") != "run")
+    copies = -(-steps // per_copy)
+    path = ws.root / "logs" / "big.jsonl"
+    with path.open("w") as out:
+        for number in range(copies):
+            for record in records:
+                out.write(json.dumps({**record, "run_id": f"{record['run_id']}-{number}"}))
+                out.write("\n")
+    return path, copies * per_copy
+
+
+def main() -> None:
+    """Print the throughput figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    import ray
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace.find(lay_out(Path(tmp) / "ws"))
+        baseline = shutil.copytree(ws.root / "agents" / "refund-agent", ws.root / "baseline")
+        apply_fix(ws)
+        log, steps = big_log(ws, args.steps)
+
+        def run(**engine: object) -> object:
+            return backtest(ws, "refund-agent", [log], compare=str(baseline),
+                            **engine)  # type: ignore[arg-type]
+
+        start = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False)
+        started = time.perf_counter() - start
+        run(engine="ray", workers=2)  # the workers' first import of gates is not timed
+        figures: dict[str, Figure] = {
+            "local, 1 process": timed(run, args.rounds),
+            "ray, 1 worker": timed(lambda: run(engine="ray", workers=1), args.rounds),
+            "ray, 2 workers": timed(lambda: run(engine="ray", workers=2), args.rounds),
+        }
+        ray.shutdown()
+    local = figures["local, 1 process"].median
+    print(f"backtest of {steps:,} steps, {args.rounds} rounds each")
+    for name, figure in figures.items():
+        print(f"  {name:18} {steps / figure.median:9,.0f} steps/s "
+              f"[{steps / figure.high:,.0f}–{steps / figure.low:,.0f}]  "
+              f"x{local / figure.median:.2f} of local")
+    print(f"  local Ray cluster start (2 CPUs): {started:.1f} s, once")
+    print(machine())
+
+
+if __name__ == "__main__":
+    main()
