@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Collection, Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -293,7 +293,99 @@ _AUDIT_COLUMNS = ("SELECT seq, at, actor, action, agent, reason, detail, prev_ha
                   "FROM audit")
 
 
-class SQLiteStore:
+class _SQLStore:
+    """What the SQLite and the PostgreSQL store share: every operation one transaction on
+    the subclass's connection, every row read back checked. Only their SQL differs, so a
+    subclass gives ``display``, ``_reading``/``_writing`` (a connection in a transaction)
+    and ``_mode``/``_set_mode``/``_append`` (the statements)."""
+
+    @property
+    def display(self) -> str:
+        """Where the store is, as messages show it."""
+        raise NotImplementedError
+
+    def _reading(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _writing(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError
+
+    def _mode(self, conn: Any, agent: str) -> ModeRecord | None:
+        raise NotImplementedError
+
+    def _set_mode(self, conn: Any, record: ModeRecord,
+                  detail: dict[str, Any] | None) -> AuditEntry:
+        raise NotImplementedError
+
+    def _append(self, conn: Any, *, actor: str, action: str, agent: str | None,
+                reason: str, detail: dict[str, Any]) -> AuditEntry:
+        raise NotImplementedError
+
+    def mode(self, agent: str) -> ModeRecord | None:
+        """The agent's recorded mode."""
+        with self._reading() as conn:
+            return self._mode(conn, agent)
+
+    def _garbled(self, what: str, exc: Exception) -> StoreUnavailable:
+        """A row the store never writes: someone edited the database by hand."""
+        reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors()
+                  else str(exc))
+        return StoreUnavailable(f"state store {self.display}: {what} is not as reinstate "
+                                f"writes it ({reason[:200]}): the database was edited; "
+                                f"restore it from a backup")
+
+    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode and log it, in one transaction."""
+        with self._writing() as conn:
+            return self._set_mode(conn, record, detail)
+
+    def tighten_mode(self, record: ModeRecord,
+                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
+        """Set the mode unless the current one is stricter, in one transaction."""
+        with self._writing() as conn:
+            mode = _stricter(self._mode(conn, record.agent), record.mode)
+            entry = self._set_mode(conn, record.model_copy(update={"mode": mode}), detail)
+            return entry, mode
+
+    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
+                     detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Set the mode while the current record is still ``expected``, in one transaction."""
+        with self._writing() as conn:
+            _expect(record.agent, self._mode(conn, record.agent), expected)
+            return self._set_mode(conn, record, detail)
+
+    def _verdict(self, body: str, agent: str) -> Verdict:
+        from gates._verdict.verdict import read_verdict
+
+        try:
+            return read_verdict(body)  # a version 1 verdict is upgraded as it is read
+        except (ValueError, RecursionError) as exc:  # not JSON, or not a verdict (pydantic)
+            raise self._garbled(f"a stored verdict of {agent}", exc) from None
+
+    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
+               detail: dict[str, Any] | None = None) -> AuditEntry:
+        """Append an audit entry."""
+        with self._writing() as conn:
+            return self._append(conn, actor=actor, action=action, agent=agent, reason=reason,
+                                detail=detail or {})
+
+    def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
+        try:
+            return AuditEntry(seq=row[0], at=row[1], actor=row[2], action=row[3], agent=row[4],
+                              reason=row[5], detail=json.loads(row[6]), prev_hash=row[7],
+                              hash=row[8])
+        except (ValueError, TypeError, RecursionError) as exc:  # JSON and pydantic errors
+            raise self._garbled(f"audit entry {row[0]}", exc) from None
+
+    @staticmethod
+    def _head(value: object) -> tuple[int, str]:
+        """The stored head ``seq:hash``; one that does not parse as a number is -1, so it
+        never matches the log."""
+        seq, _, digest = str(value).partition(":")
+        return (int(seq), digest) if seq.isdigit() and len(seq) < 19 else (-1, str(value))
+
+
+class SQLiteStore(_SQLStore):
     """The default state store: one SQLite file, every write one transaction.
 
     Reads never create the file; the first write does.
@@ -301,6 +393,11 @@ class SQLiteStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+
+    @property
+    def display(self) -> str:
+        """The file's path."""
+        return str(self.path)
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -376,11 +473,6 @@ class SQLiteStore:
         with self._writing():
             pass
 
-    def mode(self, agent: str) -> ModeRecord | None:
-        """The agent's recorded mode."""
-        with self._reading() as conn:
-            return self._mode(conn, agent)
-
     def _mode(self, conn: sqlite3.Connection, agent: str) -> ModeRecord | None:
         row = conn.execute(
             "SELECT agent, mode, since, actor, reason FROM modes WHERE agent = ?", (agent,)
@@ -392,34 +484,6 @@ class SQLiteStore:
                               reason=row[4])
         except ValidationError as exc:
             raise self._garbled(f"the modes row of {agent}", exc) from None
-
-    def _garbled(self, what: str, exc: Exception) -> StoreUnavailable:
-        """A row the store never writes: someone edited the database by hand."""
-        reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors()
-                  else str(exc))
-        return StoreUnavailable(f"state store {self.path}: {what} is not as reinstate writes "
-                                f"it ({reason[:200]}): the database was edited; restore it "
-                                f"from a backup")
-
-    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
-        """Set the mode and log it, in one transaction."""
-        with self._writing() as conn:
-            return self._set_mode(conn, record, detail)
-
-    def tighten_mode(self, record: ModeRecord,
-                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
-        """Set the mode unless the current one is stricter, in one transaction."""
-        with self._writing() as conn:
-            mode = _stricter(self._mode(conn, record.agent), record.mode)
-            entry = self._set_mode(conn, record.model_copy(update={"mode": mode}), detail)
-            return entry, mode
-
-    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
-                     detail: dict[str, Any] | None = None) -> AuditEntry:
-        """Set the mode while the current record is still ``expected``, in one transaction."""
-        with self._writing() as conn:
-            _expect(record.agent, self._mode(conn, record.agent), expected)
-            return self._set_mode(conn, record, detail)
 
     def _set_mode(self, conn: sqlite3.Connection, record: ModeRecord,
                   detail: dict[str, Any] | None) -> AuditEntry:
@@ -455,14 +519,6 @@ class SQLiteStore:
             ).fetchone()
         return None if row is None else self._verdict(row[0], agent)
 
-    def _verdict(self, body: str, agent: str) -> Verdict:
-        from gates._verdict.verdict import read_verdict
-
-        try:
-            return read_verdict(body)  # a version 1 verdict is upgraded as it is read
-        except (ValueError, RecursionError) as exc:  # not JSON, or not a verdict (pydantic)
-            raise self._garbled(f"a stored verdict of {agent}", exc) from None
-
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""
@@ -477,13 +533,6 @@ class SQLiteStore:
                 if before is None or verdict.created_at < before:
                     return verdict
         return None
-
-    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
-               detail: dict[str, Any] | None = None) -> AuditEntry:
-        """Append an audit entry."""
-        with self._writing() as conn:
-            return self._append(conn, actor=actor, action=action, agent=agent, reason=reason,
-                                detail=detail or {})
 
     def _append(self, conn: sqlite3.Connection, *, actor: str, action: str, agent: str | None,
                 reason: str, detail: dict[str, Any]) -> AuditEntry:
@@ -579,22 +628,11 @@ class SQLiteStore:
                                 values).fetchall()
         return [self._audit_entry(r) for r in rows]
 
-    def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
-        try:
-            return AuditEntry(seq=row[0], at=row[1], actor=row[2], action=row[3], agent=row[4],
-                              reason=row[5], detail=json.loads(row[6]), prev_hash=row[7],
-                              hash=row[8])
-        except (ValueError, TypeError, RecursionError) as exc:  # JSON and pydantic errors
-            raise self._garbled(f"audit entry {row[0]}", exc) from None
-
     def head(self) -> tuple[int, str] | None:
         """Number and hash of the last entry, from the store's metadata."""
         with self._reading() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
-        if row is None:
-            return None
-        seq, _, digest = str(row[0]).partition(":")
-        return (int(seq), digest) if seq.isdigit() and len(seq) < 19 else (-1, str(row[0]))
+        return None if row is None else self._head(row[0])
 
 
 def _fold(digest: str, row: tuple[Any, ...]) -> str:

@@ -32,15 +32,13 @@ from gates._errors import StoreUnavailable
 from gates._store.backends import (
     GENESIS,
     AuditEntry,
-    Mode,
     ModeRecord,
     _entry,
-    _expect,
-    _stricter,
+    _SQLStore,
     _verdict_detail,
     lock_timeout,
 )
-from gates._verdict.verdict import AuditHead, Verdict, read_verdict
+from gates._verdict.verdict import AuditHead, Verdict
 
 # The channel every mode change is announced on (``reinstate mode AGENT --follow``).
 MODE_CHANNEL = "reinstate_mode"
@@ -128,7 +126,7 @@ def expand(url: str, where: str) -> str:
     return _VARIABLE.sub(value, url)
 
 
-class PostgresStore:
+class PostgresStore(_SQLStore):
     """The state store on a PostgreSQL server: ``[state] url = "postgresql://…"``.
 
     ``url`` may hold ``${NAME}`` placeholders, filled from the environment when the store
@@ -224,11 +222,6 @@ class PostgresStore:
         with self._writing():
             pass
 
-    def mode(self, agent: str) -> ModeRecord | None:
-        """The agent's recorded mode."""
-        with self._reading() as conn:
-            return self._mode(conn, agent)
-
     def _mode(self, conn: psycopg.Connection[Any], agent: str) -> ModeRecord | None:
         row = conn.execute("SELECT agent, mode, since, actor, reason FROM reinstate.modes "
                            "WHERE agent = %s", (agent,)).fetchone()
@@ -239,34 +232,6 @@ class PostgresStore:
                               reason=row[4])
         except ValidationError as exc:
             raise self._garbled(f"the modes row of {agent}", exc) from None
-
-    def _garbled(self, what: str, exc: Exception) -> StoreUnavailable:
-        """A row the store never writes: someone edited the database by hand."""
-        reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError) and exc.errors()
-                  else str(exc))
-        return StoreUnavailable(f"state store {self.display}: {what} is not as reinstate "
-                                f"writes it ({reason[:200]}): the database was edited; "
-                                f"restore it from a backup")
-
-    def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
-        """Set the mode and log it, in one transaction."""
-        with self._writing() as conn:
-            return self._set_mode(conn, record, detail)
-
-    def tighten_mode(self, record: ModeRecord,
-                     detail: dict[str, Any] | None = None) -> tuple[AuditEntry, Mode]:
-        """Set the mode unless the current one is stricter, in one transaction."""
-        with self._writing() as conn:
-            mode = _stricter(self._mode(conn, record.agent), record.mode)
-            entry = self._set_mode(conn, record.model_copy(update={"mode": mode}), detail)
-            return entry, mode
-
-    def replace_mode(self, record: ModeRecord, expected: ModeRecord | None,
-                     detail: dict[str, Any] | None = None) -> AuditEntry:
-        """Set the mode while the current record is still ``expected``, in one transaction."""
-        with self._writing() as conn:
-            _expect(record.agent, self._mode(conn, record.agent), expected)
-            return self._set_mode(conn, record, detail)
 
     def _set_mode(self, conn: psycopg.Connection[Any], record: ModeRecord,
                   detail: dict[str, Any] | None) -> AuditEntry:
@@ -304,12 +269,6 @@ class PostgresStore:
                                "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
         return None if row is None else self._verdict(row[0], agent)
 
-    def _verdict(self, body: str, agent: str) -> Verdict:
-        try:
-            return read_verdict(body)
-        except (ValueError, RecursionError) as exc:
-            raise self._garbled(f"a stored verdict of {agent}", exc) from None
-
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""
@@ -321,13 +280,6 @@ class PostgresStore:
             if before is None or verdict.created_at < before:
                 return verdict
         return None
-
-    def append(self, *, actor: str, action: str, agent: str | None, reason: str,
-               detail: dict[str, Any] | None = None) -> AuditEntry:
-        """Append an audit entry."""
-        with self._writing() as conn:
-            return self._append(conn, actor=actor, action=action, agent=agent, reason=reason,
-                                detail=detail or {})
 
     def _append(self, conn: psycopg.Connection[Any], *, actor: str, action: str,
                 agent: str | None, reason: str, detail: dict[str, Any]) -> AuditEntry:
@@ -364,23 +316,12 @@ class PostgresStore:
             rows = conn.execute(query, values).fetchall()
         return [self._audit_entry(r) for r in rows]
 
-    def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
-        try:
-            return AuditEntry(seq=row[0], at=row[1], actor=row[2], action=row[3], agent=row[4],
-                              reason=row[5], detail=json.loads(row[6]), prev_hash=row[7],
-                              hash=row[8])
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise self._garbled(f"audit entry {row[0]}", exc) from None
-
     def head(self) -> tuple[int, str] | None:
         """Number and hash of the last entry, from the store's metadata."""
         with self._reading() as conn:
             row = conn.execute(
                 "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
-        if row is None:
-            return None
-        seq, _, digest = str(row[0]).partition(":")
-        return (int(seq), digest) if seq.isdigit() and len(seq) < 19 else (-1, str(row[0]))
+        return None if row is None else self._head(row[0])
 
     def checkpoint(self) -> tuple[int, str] | None:
         """None: readers verify the whole log. The database already refuses to update or
