@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from _figures import Figure, machine
 from jsonschema import Draft202012Validator
 
 from evalsuite import History, Output, Run, Step, ToolCall, UserInput, read_log_runs
@@ -46,7 +47,8 @@ def recorded_turns(workspace: Workspace) -> list[tuple[list[Step], dict[str, Any
     for log in sorted((workspace.root / "logs").glob("*.jsonl")):
         runs.extend(read_log_runs(log))
     evidence = run_evals(load_inputs(workspace, "refund-agent"), trials=1, record=False)
-    runs.extend(t.run for r in evidence.results for t in r.trials if t.run is not None)
+    runs.extend(run for r in evidence.results for t in r.trials
+                if (run := t.recorded_run) is not None)
     turns: list[tuple[list[Step], dict[str, Any]]] = []
     for run in runs:
         turn: list[Step] = []
@@ -131,14 +133,24 @@ def main() -> None:
     rss_start = peak_rss_mib()
     total = calls = outputs = runs = longest = 0
     rss_at_tenth = 0.0
+    # The stream is cut into five parts by steps, each timed on its own: the spread of
+    # the five says how steady the figure is without holding or replaying the runs twice.
+    parts = [dict.fromkeys(timed, 0.0) for _ in range(5)]
+    part_steps = [0] * 5
     for run, context in conversations(turns, args.steps, args.seed):
+        part = min(4, total * 5 // args.steps)
         start = time.perf_counter()
         calls += baseline(run)
-        timed["baseline"] += time.perf_counter() - start
+        spent = time.perf_counter() - start
+        timed["baseline"] += spent
+        parts[part]["baseline"] += spent
         for name, decide in deciders.items():
             start = time.perf_counter()
             stopped[name] += decide(run, context)
-            timed[name] += time.perf_counter() - start
+            spent = time.perf_counter() - start
+            timed[name] += spent
+            parts[part][name] += spent
+        part_steps[part] += len(run)
         runs += 1
         total += len(run)
         outputs += sum(isinstance(s, Output) for s in run)
@@ -146,14 +158,17 @@ def main() -> None:
         if not rss_at_tenth and total >= args.steps // 10:
             rss_at_tenth = peak_rss_mib()
 
+    print(machine())
     print(f"backtest decisions: {total:,} recorded steps in {runs:,} runs (longest "
           f"{longest:,} steps; {calls:,} tool calls, {outputs:,} outputs), history built "
           f"incrementally per run")
     base = timed["baseline"]
     print(f"  baseline, jsonschema on every call's arguments: {total / base:12,.0f} steps/s")
     for name in LAYERS:
+        spread = Figure(tuple(p["baseline"] / p[name] for p in parts if p[name]))
         print(f"  replay {name + ':':<42} {total / timed[name]:12,.0f} steps/s  "
-              f"ratio {base / timed[name]:.2f}  ({stopped[name]:,} stopped)")
+              f"ratio {base / timed[name]:.2f} (five parts: median {spread.median:.2f} "
+              f"[{spread.low:.2f}–{spread.high:.2f}])  ({stopped[name]:,} stopped)")
     every = sum(timed[n] for n in LAYERS)
     print(f"  all three layers per step:{'':23}{total / every:12,.0f} steps/s  "
           f"ratio {base / every:.2f}")

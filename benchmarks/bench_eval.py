@@ -26,6 +26,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from _figures import Figure, machine
+
 from evalsuite import (
     AgentSession,
     AgentSpec,
@@ -124,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--isolated-cases", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="reinstate-bench-eval-"))
     (folder / "bench_agent.py").write_text(AGENT)
@@ -131,19 +134,28 @@ def main() -> None:
     hand_loop(suite[:500], folder)  # warm imports and caches for both
     engine_run(suite[:500], folder, "instant_async", 1, 64, "warm")
 
-    hand = min(hand_loop(suite, folder) for _ in range(2))
-    runs = {target: min(engine_run(suite, folder, target, 1, 64, target)
-                        for _ in range(2)) for target in ("instant_async", "instant")}
-    print(f"per-case overhead: {args.cases:,} cases, instant agent, run file written")
-    print(f"  hand-written loop:            {hand / args.cases * 1e6:8.1f} µs/case")
+    hands: list[float] = []
+    engines: dict[str, list[float]] = {"instant_async": [], "instant": []}
+    for _ in range(args.rounds):  # taking turns, so a busy moment hits each alike
+        hands.append(hand_loop(suite, folder))
+        for target, seconds in engines.items():
+            elapsed, passed = engine_run(suite, folder, target, 1, 64, target)
+            assert passed == args.cases, f"{target}: only {passed} trials passed"
+            seconds.append(elapsed)
+    hand = Figure(tuple(hands))
+    print(f"per-case overhead: {args.cases:,} cases, instant agent, run file written; "
+          f"median [lowest–highest] of {args.rounds} rounds")
+    print(machine())
+    print(f"  hand-written loop:            {hand.median / args.cases * 1e6:8.1f} µs/case")
     for target, label in (("instant_async", "engine, async agent:"),
                           ("instant", "engine, sync agent (thread):")):
-        elapsed, passed = runs[target]
-        assert passed == args.cases, f"{target}: only {passed} trials passed"
-        per_case = elapsed / args.cases
-        print(f"  {label:<29} {per_case * 1e6:8.1f} µs/case   ratio to the loop "
-              f"{elapsed / hand:.2f}   {1.3e-3 / per_case:5.0f}x below 1.3 ms, "
-              f"{4e-3 / per_case:5.0f}x below 4 ms")
+        figure = Figure(tuple(engines[target]))
+        ratios = Figure(tuple(e / h for e, h in zip(engines[target], hands, strict=True)))
+        per_case = figure.median / args.cases
+        print(f"  {label:<29} {per_case * 1e6:8.1f} µs/case "
+              f"[{figure.low / args.cases * 1e6:.1f}–{figure.high / args.cases * 1e6:.1f}]   "
+              f"ratio to the loop {ratios.median:.2f} [{ratios.low:.2f}–{ratios.high:.2f}]   "
+              f"{1.3e-3 / per_case:5.0f}x below 1.3 ms, {4e-3 / per_case:5.0f}x below 4 ms")
 
     slow_cases = cases(1000)
     elapsed, passed = engine_run(slow_cases, folder, "slow", 3, 64, "slow")

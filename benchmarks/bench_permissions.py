@@ -6,7 +6,7 @@ conditions), with the history each call had. The baseline, in the same run, vali
 the same arguments against the same tools' argument schemas with jsonschema and does
 nothing else.
 
-    python benchmarks/bench_permissions.py [--calls N]
+    python benchmarks/bench_permissions.py [--calls N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _figures import Figure, machine
 from jsonschema import Draft202012Validator
 
 from evalsuite import ToolCall
@@ -39,6 +40,7 @@ def replayed_calls(workspace: Workspace) -> list[tuple[ToolCall, list[Any], dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50_000)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     root = lay_out(Path(tempfile.mkdtemp(prefix="reinstate-bench-")) / "ws")
     workspace = Workspace.find(root)
@@ -64,15 +66,23 @@ def main() -> None:
 
     baseline()
     decisions()  # warm both: compiled schemas and expressions are cached on first use
-    base = min(baseline() for _ in range(3))
-    ours = min(decisions() for _ in range(3))
+    base_s, ours_s = [], []
+    for _ in range(args.rounds):  # taking turns, so a busy moment hits both alike
+        base_s.append(baseline())
+        ours_s.append(decisions())
+    base, ours = Figure(tuple(base_s)), Figure(tuple(ours_s))
+    ratios = Figure(tuple(b / o for b, o in zip(base_s, ours_s, strict=True)))
     with_history = sum(1 for c, _, _ in work if controls.permissions.tools[c.tool].deny_when)
     print(f"permission decisions: {len(work):,} replayed calls ({len(sample)} distinct, "
-          f"{with_history:,} through a CEL rule over the run history)")
-    print(f"  baseline, jsonschema only: {len(work) / base:12,.0f} calls/s")
-    print(f"  reinstate decide_call:     {len(work) / ours:12,.0f} calls/s")
-    print(f"  ratio (reinstate / baseline throughput): {base / ours:.2f}")
-
+          f"{with_history:,} through a CEL rule over the run history); median "
+          f"[lowest–highest] of {args.rounds} rounds")
+    print(machine())
+    print(f"  baseline, jsonschema only: {len(work) / base.median:12,.0f} calls/s "
+          f"[{len(work) / base.high:,.0f}–{len(work) / base.low:,.0f}]")
+    print(f"  reinstate decide_call:     {len(work) / ours.median:12,.0f} calls/s "
+          f"[{len(work) / ours.high:,.0f}–{len(work) / ours.low:,.0f}]")
+    print(f"  ratio (reinstate / baseline throughput): {ratios.median:.2f} "
+          f"[{ratios.low:.2f}–{ratios.high:.2f}]")
 
 if __name__ == "__main__":
     main()
