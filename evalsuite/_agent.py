@@ -230,7 +230,11 @@ def register_adapter(kind: str) -> Callable[[AdapterFactory], AdapterFactory]:
     def add(factory: AdapterFactory) -> AdapterFactory:
         if not factory.__module__.startswith("evalsuite."):
             _built_ins()  # a kind from outside cannot take a built-in's name
-        if kind in ADAPTERS:
+        known = ADAPTERS.get(kind)
+        # The same module imported again (pytest's in-process runs drop the modules a run
+        # imported) registers the same factory again; any other module is refused the name.
+        if known is not None and (known.__module__, known.__qualname__) != (
+                factory.__module__, factory.__qualname__):
             raise ValueError(f"an adapter kind '{kind}' is already registered")
         ADAPTERS[kind] = factory
         return factory

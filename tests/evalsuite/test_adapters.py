@@ -33,6 +33,7 @@ from evalsuite import (
     UserInput,
     build_adapter,
     read_log_runs,
+    register_adapter,
     run_sync,
     write_runs,
 )
@@ -490,3 +491,19 @@ def test_a_denied_attempt_fails_an_eval_case_unless_it_is_judged_on_effect(
         assert judgement.stopped_by == ["permissions.tools.issue_refund.allowed"]
         assert judgement.detail == ("did not take effect: attempted issue_refund(order_id='A-1', "
                                     f"amount=40.0), {denial} (not allowed)")
+
+
+def test_a_built_in_adapter_kind_cannot_be_taken_but_its_module_may_load_again() -> None:
+    """Another factory under a built-in kind is refused; the built-in module imported again
+    (as pytest's in-process runs do after dropping it) registers without an error."""
+    import importlib
+
+    import evalsuite._http_adapter as http_adapter
+
+    with pytest.raises(ValueError, match="adapter kind 'http' is already registered"):
+        register_adapter("http")(lambda *args: None)  # type: ignore[arg-type, return-value]
+    sys.modules.pop("evalsuite._http_adapter")
+    try:
+        importlib.import_module("evalsuite._http_adapter")
+    finally:
+        sys.modules["evalsuite._http_adapter"] = http_adapter
