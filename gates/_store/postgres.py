@@ -188,18 +188,29 @@ class PostgresStore(_SQLStore):
 
     @staticmethod
     def _exists(conn: psycopg.Connection[Any]) -> bool:
-        row = conn.execute("SELECT to_regclass('reinstate.meta') IS NOT NULL").fetchone()
+        # The catalog read as a query, with the statement's own snapshot: to_regclass looks
+        # in the session's catalog cache, which can still miss tables another process made
+        # and committed while this one waited for the creation lock.
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = 'reinstate' AND c.relname = 'meta')"
+        ).fetchone()
         return bool(row and row[0])
 
     def _create(self, conn: psycopg.Connection[Any]) -> None:
         """Make every table in one transaction, once even when processes race to it."""
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('reinstate.create'))")
-            if self._exists(conn):
-                return
-            conn.execute(_TABLES)
-            conn.execute("INSERT INTO reinstate.meta VALUES ('schema_version', %s)",
-                         (_VERSION,))
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext('reinstate.create'))")
+                if self._exists(conn):
+                    return
+                conn.execute(_TABLES)
+                conn.execute("INSERT INTO reinstate.meta VALUES ('schema_version', %s)",
+                             (_VERSION,))
+        except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject,
+                psycopg.errors.UniqueViolation):
+            if not self._exists(conn):  # another process made them first: use those
+                raise
 
     def _check_version(self, conn: psycopg.Connection[Any]) -> None:
         row = conn.execute(

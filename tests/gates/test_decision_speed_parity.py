@@ -80,7 +80,8 @@ def recorded(fixed: Workspace) -> list[Run]:
     runs = [r for log in sorted((fixed.root / "logs").glob("*.jsonl"))
             for r in read_log_runs(log)]
     evidence = run_evals(load_inputs(fixed, AGENT), trials=1, record=False)
-    runs.extend(t.run for r in evidence.results for t in r.trials if t.run is not None)
+    runs.extend(run for r in evidence.results for t in r.trials
+                if (run := t.recorded_run) is not None)
     assert len(runs) > 20 and any(isinstance(s, ToolCall) for r in runs for s in r.steps)
     return runs
 

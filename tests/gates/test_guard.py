@@ -56,7 +56,8 @@ def test_incident_refund_is_denied_live_by_the_rule_verify_proved(back_in_full: 
     assert verdict is not None and verdict.outcome == "pass"
     proved = {row.after_rule for v in verdict.verifications
               if v.layer == "tool_permission_boundary" and v.verified
-              for row in v.replays if row.kind == "decision" and "issue_refund" in row.step}
+              for row in v.replays
+              if row.kind in ("decision", "cases") and "issue_refund" in row.step}
     assert proved, verdict.verifications
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
     run = _incident_run(back_in_full)

@@ -39,7 +39,7 @@ def plugin_outcomes(pytester: pytest.Pytester, *args: str) -> dict[str, str]:
 
 def eval_outcomes(cli: RunCli, root: Path, *args: str) -> dict[str, str]:
     """Each case's outcome as `reinstate eval` prints it, run as a user runs it."""
-    done = cli("eval", AGENT, "--trials", "1", *args, cwd=root)
+    done = cli("eval", AGENT, "--trials", "1", "--all-cases", *args, cwd=root)
     assert done.returncode in (0, 1, 3, 4), done.stderr
     rows = [line.split("│") for line in done.stdout.splitlines() if line.startswith("│")]
     return {row[1].strip(): row[2].strip().lower() for row in rows}
