@@ -23,10 +23,9 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks._figures import Figure, machine, process
+from benchmarks._figures import Figure, machine, process, timed
 from gates import SQLiteStore, Workspace, check, read_mode, run_gate
 from gates._demo import apply_fix, lay_out
 from tests.helpers import restored
@@ -73,17 +72,6 @@ def gate_growth(template: Path, sizes: list[int], rounds: int, scratch: Path) ->
         print(f"   per case added from {base} to {size}: {added * 1000:.2f} ms")
 
 
-def cpu(function: Callable[[], object], rounds: int) -> Figure:
-    """CPU seconds of ``function`` in this process (steadier than wall time on a busy
-    machine), ``rounds`` times."""
-    samples = []
-    for _ in range(rounds):
-        start = time.process_time()
-        function()
-        samples.append(time.process_time() - start)
-    return Figure(tuple(samples))
-
-
 def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path) -> None:
     print(f"\n2. check and mode by stored gates ({rounds} rounds each)")
     python = process([sys.executable, "-c", "pass"], rounds)
@@ -101,7 +89,7 @@ def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path)
         ws = Workspace.find(root)
         for name, call in (("check()", lambda ws=ws: check(ws, AGENT)),
                            ("read_mode()", lambda ws=ws: read_mode(ws, AGENT))):
-            figure = cpu(call, max(rounds, 5))
+            figure = timed(call, max(rounds, 5), clock=time.process_time)
             print(f"   {size:>5} gates ({entries:>5} audit entries) {name:<11} in process: "
                   f"{figure.ms()} CPU", flush=True)
         for name, args in (("check", ["check", AGENT]), ("mode", ["mode", AGENT])):
