@@ -22,7 +22,7 @@ from evalsuite import Record, ReinstateError
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
 from gates._store.audit import recorded
-from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore
+from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore, _SQLStore
 from regressions import Incident
 
 if TYPE_CHECKING:
@@ -64,10 +64,7 @@ def open_store(workspace: Workspace) -> SQLiteStore | PostgresStore:
 def store_exists(store: StateStore) -> bool:
     """Whether ``store`` was ever written (a file or tables made); a store of another kind
     (in memory) always was."""
-    if isinstance(store, SQLiteStore):
-        return store.path.exists()
-    exists = getattr(store, "exists", None)
-    return bool(exists()) if callable(exists) else True
+    return store.exists() if isinstance(store, _SQLStore) else True
 
 
 @dataclass(frozen=True)

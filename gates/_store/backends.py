@@ -304,6 +304,10 @@ class _SQLStore:
         """Where the store is, as messages show it."""
         raise NotImplementedError
 
+    def exists(self) -> bool:
+        """Whether the store was ever written (reads never create it)."""
+        raise NotImplementedError
+
     def _reading(self) -> AbstractContextManager[Any]:
         raise NotImplementedError
 
@@ -398,6 +402,10 @@ class SQLiteStore(_SQLStore):
     def display(self) -> str:
         """The file's path."""
         return str(self.path)
+
+    def exists(self) -> bool:
+        """Whether the file was made (by a first write)."""
+        return self.path.exists()
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
