@@ -17,6 +17,9 @@ from gates._init import init_workspace
                                 "agent and changes nothing else.")
 def command(directory: Path, agent: str | None) -> int:
     """Lay out a reinstate workspace in DIRECTORY (default: here), or add --agent to it."""
+    base = ctx().workspace_dir
+    if base is not None and not directory.is_absolute():
+        directory = base / directory  # like git -C: DIRECTORY is taken from inside -C's folder
     made = init_workspace(directory, agent)
     for path in made:
         ctx().out.print(f"created {path}")

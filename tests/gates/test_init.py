@@ -163,3 +163,18 @@ def test_config_path_outside_the_workspace_is_refused(tmp_path: Path, cli: RunCl
     (tmp_path / "reinstate.toml").write_text('schema_version = 1\n[paths]\nincidents = "../x"\n')
     result = cli("incident", "list", cwd=tmp_path)
     assert result.returncode == 2 and "$.paths.incidents" in result.stderr
+
+
+def test_init_lays_out_the_workspace_in_the_folder_named_by_dash_c(tmp_path: Path,
+                                                                   cli: RunCli) -> None:
+    """`reinstate -C DIR init` writes into DIR, not into the working directory."""
+    (tmp_path / "team").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    result = cli("-C", str(tmp_path / "team"), "init", "--agent", "billing-agent",
+                 cwd=tmp_path / "elsewhere")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "team" / "reinstate.toml").is_file()
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    nested = cli("-C", str(tmp_path / "team"), "init", "sub", cwd=tmp_path / "elsewhere")
+    assert nested.returncode == 0, nested.stderr
+    assert (tmp_path / "team" / "sub" / "reinstate.toml").is_file()
