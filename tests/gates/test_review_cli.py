@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -218,3 +219,32 @@ def test_a_rejected_call_is_logged_blocked_and_never_runs(
     [logged] = read_log_runs(tmp_path / "guard.jsonl")
     [blocked] = [s for s in logged.steps if isinstance(s, ToolResult)]
     assert blocked.blocked and "rejected in review R-1 by alice" in (blocked.error or "")
+
+
+@pytest.mark.slow
+def test_the_readmes_review_snippet_runs_as_printed(example: Workspace,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Guard + ReviewQueue snippet holds the closure until it is approved."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    [guard_snippet] = [b for b in blocks if "gates.Guard(" in b]
+    [review_snippet] = [b for b in blocks if "gates.hold_for_review(" in b]
+    open_store(example).create()  # type: ignore[union-attr]
+    monkeypatch.chdir(example.root)
+    closed: list[str] = []
+    scope: dict[str, Any] = {"message": "close my account",
+                             "close_account": lambda customer_id: closed.append(customer_id)}
+    exec(guard_snippet, scope)
+    queue = ReviewQueue(example)
+
+    def reviewer() -> None:
+        while not queue.items():
+            time.sleep(0.05)
+        queue.approve(queue.items()[0].id, actor="alice", reason="confirmed")
+
+    deciding = threading.Thread(target=reviewer)
+    deciding.start()
+    exec(review_snippet, scope)
+    deciding.join(30)
+    scope["guard"].close()
+    assert scope["item"].released and closed == ["C-1001"]
