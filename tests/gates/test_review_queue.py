@@ -24,6 +24,7 @@ from gates import (
     SQLiteStore,
     StateStore,
     UnknownReview,
+    migrate_store,
 )
 
 AGENT = "refund-agent"
@@ -220,3 +221,21 @@ def test_two_processes_deciding_at_once_exactly_one_wins(kind: str, tmp_path: Pa
     assert final.decided_by == f"{winner}-process"
     decisions = [e for e in store.audit() if e.action in ("review.approve", "review.reject")]
     assert len(decisions) == 1 and decisions[0].actor == f"{winner}-process"
+
+
+@pytest.mark.slow
+def test_store_migrate_carries_the_queue_to_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """`store migrate` copies pending and decided items; run again, it brings a pending copy
+    up to the source's decision, and the queue on PostgreSQL goes on numbering after them."""
+    source = SQLiteStore(tmp_path / "state.db")
+    queue = ReviewQueue(store=source)
+    first, second = _call(queue, 600), _call(queue, 700)
+    queue.reject(first.id, actor="alice", reason="no")
+    done = migrate_store(source, PostgresStore(postgres_url))
+    assert done.copied_reviews == 2
+    target = ReviewQueue(store=PostgresStore(postgres_url))
+    assert target.items(status=None) == queue.items(status=None)
+    queue.approve(second.id, actor="bob", reason="fine")
+    again = migrate_store(source, PostgresStore(postgres_url))
+    assert again.copied_reviews == 1 and target.get(second.id) == queue.get(second.id)
+    assert _call(target).id == "R-3"
