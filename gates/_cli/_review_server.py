@@ -7,14 +7,16 @@ server, so it is guarded like a local tool that acts for them:
 - it listens on 127.0.0.1 unless told otherwise;
 - every form carries a random token made when the server starts, and a POST without it
   is refused (another site's page cannot decide through the reviewer's browser);
-- a request naming another host (a DNS name rebound to this address) is refused, and the
-  page may not be framed.
+- a request addressed by a name that is not this machine's (a DNS name rebound to this
+  address) is refused, and the page may not be framed.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -52,10 +54,11 @@ class ReviewServer(ThreadingHTTPServer):
         self.queue = queue
         self.actor = actor
         self.token = secrets.token_urlsafe(32)
-        bound = self.server_address[1]
-        names = {host, "127.0.0.1", "localhost", "[::1]"} if host in (
-            "127.0.0.1", "localhost", "::1") else {host}
-        self.hosts = {f"{name}:{bound}" for name in names}
+        # The names a request may address the page by: the address it was started on,
+        # this machine's own names and IP literals. A DNS name rebound to this address
+        # (another site's page reaching the reviewer's local server) is none of them.
+        self.names = {host.strip("[]").lower(), "localhost", socket.gethostname().lower(),
+                      socket.getfqdn().lower()}
 
     @property
     def url(self) -> str:
@@ -155,8 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
         return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
     def _host_ok(self) -> bool:
-        """Only requests addressed to this server by the name it listens on."""
-        if self.headers.get("Host", "") in self.server.hosts:
+        """Only requests addressed to this server by its own name or an IP address."""
+        name = urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
+        if name in self.server.names or _ip_literal(name):
             return True
         self._send(HTTPStatus.MISDIRECTED_REQUEST, "refused: this page answers only at "
                    f"{self.server.url}", "text/plain")
@@ -180,6 +184,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+
+
+def _ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class UnknownAction(ReinstateError):

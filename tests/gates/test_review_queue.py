@@ -161,17 +161,29 @@ def test_wait_returns_the_decision_made_elsewhere(store: StateStore) -> None:
     assert done.status == "approved" and done.released and done.decided_by == "alice"
 
 
-def test_an_older_sqlite_store_gets_the_queue_on_first_submit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_an_older_store_gets_the_queue_on_first_submit(kind: str, tmp_path: Path,
+                                                       request: pytest.FixtureRequest) -> None:
     """A store made before the queue lists nothing, then gains the table on a submission."""
-    store = SQLiteStore(tmp_path / "state.db")
-    store.append(actor="oncall", action="note", agent=None, reason="made before the queue")
-    with sqlite3.connect(store.path) as conn:
-        conn.execute("DROP TABLE reviews")  # as stores made before the queue are
+    if kind == "sqlite":
+        store: StateStore = SQLiteStore(tmp_path / "state.db")
+        store.append(actor="oncall", action="note", agent=None, reason="made before the queue")
+        with sqlite3.connect(tmp_path / "state.db") as conn:
+            conn.execute("DROP TABLE reviews")  # as stores made before the queue are
+    else:
+        url = request.getfixturevalue("postgres_url")
+        store = PostgresStore(url)
+        store.append(actor="oncall", action="note", agent=None, reason="made before the queue")
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute("DROP TABLE reinstate.reviews")
+            pg.execute("DROP FUNCTION reinstate.review_decided_once()")
     queue = ReviewQueue(store=store)
     assert queue.items(status=None) == []
     with pytest.raises(UnknownReview):
         queue.get("R-1")
     assert _call(queue).id == "R-1" and [i.id for i in queue.items()] == ["R-1"]
+    queue.approve("R-1", actor="alice", reason="ok")
+    assert queue.get("R-1").released
 
 
 def test_postgres_refuses_changing_a_decided_item(postgres_url: str) -> None:
