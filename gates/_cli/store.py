@@ -23,7 +23,8 @@ def command() -> None:
 def migrate(source: str, target: str | None) -> int:
     """Copy every mode, verdict, review item and audit entry, hashes and head included, into
     PostgreSQL, in one transaction, then verify the copy: `reinstate audit verify` there
-    prints the same head. Refuses a target that holds anything but the start of this same history."""
+    prints the same head. Refuses a target that holds anything but the start of this same
+    history."""
     c = ctx()
     if target is None:
         url = c.workspace().config.state.url
