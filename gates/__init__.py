@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     )
     from gates._controls.policy import Decision, decide_call, route_call, route_output
     from gates._demo import run_demo
-    from gates._errors import GatesError, Refused, StoreUnavailable, UnknownAgent
+    from gates._errors import (
+        GatesError,
+        Refused,
+        ReviewDecided,
+        StoreUnavailable,
+        UnknownAgent,
+        UnknownReview,
+    )
     from gates._gate.baseline import load_baseline, snapshot
     from gates._gate.checks import Evidence
     from gates._gate.engine import engine_for, policy_of, tool_specs
@@ -74,6 +81,8 @@ if TYPE_CHECKING:
         notify_restore,
     )
     from gates._response.restore import Restored, restore, restore_blockers
+    from gates._response.review_hold import hold_for_review, submit_guarded
+    from gates._response.review_metrics import review_metrics
     from gates._response.runs import LocatedRun, RunSummary, find_run, list_runs
     from gates._response.verify import (
         IncidentVerification,
@@ -116,6 +125,8 @@ if TYPE_CHECKING:
     )
     from gates._store.migrate import Migrated, migrate_store
     from gates._store.postgres import PostgresStore
+    from gates._store.review_queue import ReviewQueue
+    from gates._store.reviews import ReviewItem
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
@@ -211,6 +222,9 @@ __all__ = [
     "RegressionRatchetResult",
     "Report",
     "Restored",
+    "ReviewDecided",
+    "ReviewItem",
+    "ReviewQueue",
     "ReviewRouting",
     "ReviewRoutingResult",
     "ReviewRule",
@@ -225,6 +239,7 @@ __all__ = [
     "Told",
     "ToolPermission",
     "UnknownAgent",
+    "UnknownReview",
     "Verdict",
     "Verification",
     "Workspace",
@@ -247,6 +262,7 @@ __all__ = [
     "find_run",
     "fingerprint",
     "generate_key_pair",
+    "hold_for_review",
     "ingest",
     "init_workspace",
     "investigate",
@@ -280,6 +296,7 @@ __all__ = [
     "report_markdown",
     "restore",
     "restore_blockers",
+    "review_metrics",
     "route_call",
     "route_output",
     "run_checks",
@@ -290,6 +307,7 @@ __all__ = [
     "schema_text",
     "sign_verdict",
     "snapshot",
+    "submit_guarded",
     "take_signing_key",
     "tool_specs",
     "verdict_diff",
@@ -369,6 +387,9 @@ _EXPORTS: dict[str, str] = {
     "RegressionRatchetResult": "gates._verdict.check_results",
     "Report": "gates._reports.verdict_report",
     "Restored": "gates._response.restore",
+    "ReviewDecided": "gates._errors",
+    "ReviewItem": "gates._store.reviews",
+    "ReviewQueue": "gates._store.review_queue",
     "ReviewRouting": "gates._controls.files",
     "ReviewRoutingResult": "gates._verdict.check_results",
     "ReviewRule": "gates._controls.files",
@@ -385,6 +406,7 @@ _EXPORTS: dict[str, str] = {
     "Told": "gates._response.notify",
     "ToolPermission": "gates._controls.files",
     "UnknownAgent": "gates._errors",
+    "UnknownReview": "gates._errors",
     "Verdict": "gates._verdict.verdict",
     "Verification": "gates._response.verify",
     "Workspace": "gates._config",
@@ -407,6 +429,7 @@ _EXPORTS: dict[str, str] = {
     "find_run": "gates._response.runs",
     "fingerprint": "gates._verdict.fingerprint",
     "generate_key_pair": "gates._store.attestation",
+    "hold_for_review": "gates._response.review_hold",
     "ingest": "gates._response.ingest",
     "init_workspace": "gates._init",
     "investigate": "gates._response.investigation",
@@ -439,6 +462,7 @@ _EXPORTS: dict[str, str] = {
     "report_markdown": "gates._reports.verdict_report",
     "restore": "gates._response.restore",
     "restore_blockers": "gates._response.restore",
+    "review_metrics": "gates._response.review_metrics",
     "route_call": "gates._controls.policy",
     "route_output": "gates._controls.policy",
     "run_checks": "gates._gate.pipeline",
@@ -449,6 +473,7 @@ _EXPORTS: dict[str, str] = {
     "schema_text": "gates._schemas",
     "sign_verdict": "gates._store.attestation",
     "snapshot": "gates._gate.baseline",
+    "submit_guarded": "gates._response.review_hold",
     "take_signing_key": "gates._store.attestation",
     "tool_specs": "gates._gate.engine",
     "verdict_diff": "gates._reports.verdict_report",

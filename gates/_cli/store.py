@@ -21,9 +21,10 @@ def command() -> None:
               help="The PostgreSQL database to copy it into; ${NAME} is filled from the "
                    "environment. Default: the workspace's [state] url.")
 def migrate(source: str, target: str | None) -> int:
-    """Copy every mode, verdict and audit entry, hashes and head included, into PostgreSQL,
-    in one transaction, then verify the copy: `reinstate audit verify` there prints the
-    same head. Refuses a target that holds anything but the start of this same history."""
+    """Copy every mode, verdict, review item and audit entry, hashes and head included, into
+    PostgreSQL, in one transaction, then verify the copy: `reinstate audit verify` there
+    prints the same head. Refuses a target that holds anything but the start of this same
+    history."""
     c = ctx()
     if target is None:
         url = c.workspace().config.state.url
@@ -43,7 +44,8 @@ def migrate(source: str, target: str | None) -> int:
     store = PostgresStore(target, "--to")
     done = migrate_store(sqlite_source(source), store)
     c.out.print(f"migrated {source} to {store.display}: {done.copied_audit} audit entries, "
-                f"{done.copied_verdicts} verdicts, {done.modes} modes copied; {done.entries} "
+                f"{done.copied_verdicts} verdicts, {done.modes} modes, {done.copied_reviews} "
+                f"review items copied; {done.entries} "
                 f"entries verified on the target, head {done.head or 'none'} (as on the "
                 f"source)", highlight=False)
     return 0

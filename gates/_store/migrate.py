@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ class History:
     """seq, at, actor, action, agent, reason, detail, prev_hash, hash; by number."""
     head: str | None
     """The head as kept apart from the log (``SEQ:HASH``)."""
+    reviews: list[Row] = field(default_factory=list)
+    """num, agent, status, submitted_at, body: the review queue, by number (none in a store
+    made before the queue)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Migrated:
     """Audit entries the target holds in all."""
     head: str | None
     """``SEQ:HASH`` of the last entry, on both stores."""
+    copied_reviews: int = 0
+    """Review items copied, or brought up to the source's decision."""
 
 
 def read_sqlite_history(store: SQLiteStore) -> History:
@@ -68,9 +73,12 @@ def read_sqlite_history(store: SQLiteStore) -> History:
             audit = conn.execute("SELECT seq, at, actor, action, agent, reason, detail, "
                                  "prev_hash, hash FROM audit ORDER BY seq").fetchall()
             head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
+            reviews = (conn.execute("SELECT num, agent, status, submitted_at, body FROM "
+                                    "reviews ORDER BY num").fetchall()
+                       if store._has_reviews(conn) else [])
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"cannot read the state store {store.path}: {exc}") from None
-    return History(modes, verdicts, audit, str(head[0]) if head else None)
+    return History(modes, verdicts, audit, str(head[0]) if head else None, reviews)
 
 
 def _differs(kind: str, ours: list[Row], theirs: list[Row]) -> list[str]:
@@ -125,6 +133,7 @@ def migrate_store(source: SQLiteStore, target: PostgresStore) -> Migrated:
         if history.head is not None:
             seq, _, digest = history.head.partition(":")
             put_head(conn, int(seq), digest)
+        reviews = _copy_reviews(target, conn, history.reviews)
     problems = verify_audit(target, [])
     entries = target.audit()
     head = f"{entries[-1].seq}:{entries[-1].hash}" if entries else None
@@ -133,7 +142,39 @@ def migrate_store(source: SQLiteStore, target: PostgresStore) -> Migrated:
     if problems:
         raise Refused(f"The copy in {target.display} does not verify", problems)
     return Migrated(copied_audit=len(new_audit), copied_verdicts=len(new_verdicts),
-                    modes=len(history.modes), entries=len(entries), head=head)
+                    modes=len(history.modes), entries=len(entries), head=head,
+                    copied_reviews=reviews)
+
+
+def _copy_reviews(target: PostgresStore, conn: Any, rows: list[Row]) -> int:
+    """Put the source's review items in the target (inside the migration's transaction):
+    new ones added, ones the target holds pending brought up to the source's decision.
+
+    Raises:
+        Refused: the target decided an item otherwise (it holds another history).
+    """
+    if not rows:
+        return 0
+    if not target._has_reviews(conn):
+        target._add_reviews(conn)
+    held = {row[0]: tuple(row) for row in conn.execute(
+        "SELECT num, agent, status, submitted_at, body FROM reinstate.reviews").fetchall()}
+    copied = 0
+    for row in rows:
+        mine = held.get(row[0])
+        if mine == tuple(row):
+            continue
+        if mine is None:
+            conn.execute("INSERT INTO reinstate.reviews VALUES (%s, %s, %s, %s, %s)", row)
+        elif mine[2] == "pending" and mine[1] == row[1] and mine[3] == row[3]:
+            conn.execute("UPDATE reinstate.reviews SET status = %s, body = %s WHERE num = %s",
+                         (row[2], row[4], row[0]))
+        else:
+            raise Refused(f"Can't migrate into {target.display}: its review queue holds "
+                          f"another history", [f"review item R-{row[0]} of the target is "
+                                               f"{mine[2]}, the source's {row[2]}"])
+        copied += 1
+    return copied
 
 
 def sqlite_source(text: str) -> SQLiteStore:
