@@ -22,7 +22,9 @@ files are parsed from the very bytes their digest was taken of. A store that is 
 The guard writes the run log as it goes, in the native JSONL format ``reinstate ingest`` and
 ``investigate`` read: a header with the context, the goal as the user input, every call
 with its result (a denied call gets a blocked result naming the rule), every output, the
-decision of each step (in the run's metadata, ``guard.step.<n>``) and why the run ended.
+decision of each step (in the run's metadata, ``guard.step.<n>``) and why the run ended;
+and, when the OpenTelemetry SDK is configured, the same run as GenAI spans
+(:mod:`gates._response.guard_spans`).
 Each step is one unbuffered write of whole lines as it happens: a crash of the agent's
 process loses no decided step and no tool's answer (a write costs a few microseconds, about
 1% of a decision), and runs logged at once by threads or processes do not interleave.
@@ -59,6 +61,7 @@ from gates._controls.files import CONTROL_FILES, Controls, load_controls
 from gates._controls.policy import Decision
 from gates._controls.replay import replay
 from gates._errors import GatesError
+from gates._response.guard_spans import RunSpans, TracerCache
 from gates._store.access import ModeReading, safe_read_mode
 
 # How long after a file's last change its stamp is trusted: a write within one timestamp
@@ -127,6 +130,7 @@ class Guard:
         # Closed when the guard is dropped or the interpreter exits, if close() was not called.
         weakref.finalize(self, _close_logs, self._logs, self._logs_lock)
         self._local = threading.local()
+        self._tracers = TracerCache()
         folder = self.workspace.agent_dir(agent)
         self._control_paths = tuple(folder / name for name in CONTROL_FILES)
         self._control_stat = tuple(str(p) for p in self._control_paths)
@@ -262,7 +266,7 @@ class Guard:
         try:
             yield opened
         except BaseException as exc:
-            opened.finish(f"error: {type(exc).__name__}: {exc}")
+            opened.finish(f"error: {type(exc).__name__}: {exc}", failure=exc)
             raise
         finally:
             stack.remove(opened)
@@ -335,9 +339,14 @@ class GuardedRun:
         self._finished = False
         self._quoted_id = json.dumps(run_id)
         started = _now()
+        self._spans: RunSpans | None = None
         self._append(UserInput(content=goal, at=started), header={
             "schema_version": 1, "kind": "run", "run_id": run_id, "agent": guard.agent,
             "started_at": started.isoformat(), "context": context})
+        tracer = guard._tracers.tracer()
+        if tracer is not None:
+            self._spans = RunSpans(tracer, run_id=run_id, agent=guard.agent, goal=goal,
+                                   context=context, started=started)
 
     def call(self, tool: str, args: Mapping[str, Any] | None = None, *,
              call_id: str | None = None) -> GuardDecision:
@@ -352,8 +361,10 @@ class GuardedRun:
         decision = self.guard.decide(step, self.history, self.context)
         index = self._append(step, decision)
         self._tools[call_id] = tool
+        if self._spans is not None:
+            self._spans.call(step, decision, index)
         if decision.effect == "deny":
-            self._append(ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
+            self._answer(ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
                                     error=f"denied by {decision.rule}: {decision.reason}"))
         return _ruling(decision, index, call_id)
 
@@ -364,24 +375,34 @@ class GuardedRun:
         tool = self._tools.get(call_id)
         if tool is None:
             raise GatesError(f"run {self.run_id}: no tool call {call_id!r} to answer")
-        self._append(ToolResult(tool=tool, call_id=call_id, result=value, error=error,
+        self._answer(ToolResult(tool=tool, call_id=call_id, result=value, error=error,
                                 blocked=blocked, at=_now()))
+
+    def _answer(self, step: ToolResult) -> None:
+        self._append(step)
+        if self._spans is not None:
+            self._spans.result(step)
 
     def output(self, text: str) -> GuardDecision:
         """Decide an answer before the user sees it, and log it: show it only when allowed."""
         step = Output(content=text, at=_now())
         decision = self.guard.decide(step, self.history, self.context)
         index = self._append(step, decision)
+        if self._spans is not None:
+            self._spans.output(step, decision, index)
         return _ruling(decision, index, None)
 
-    def finish(self, stop_reason: str) -> None:
-        """Log why the run ended and close its log; later calls change nothing."""
+    def finish(self, stop_reason: str, *, failure: BaseException | None = None) -> None:
+        """Log why the run ended (and the exception that ended it, if one did) and close
+        its log and spans; later calls change nothing."""
         if self._finished:
             return
         self._finished = True
         self.guard._emit(self.log, [json.dumps({
             "schema_version": 1, "kind": "run", "run_id": self.run_id,
             "outcome": {"stop_reason": stop_reason}})])
+        if self._spans is not None:
+            self._spans.finish(stop_reason, failure)
 
     def _append(self, step: Step, decision: Decision | None = None, *,
                 header: dict[str, Any] | None = None) -> int:
