@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SCOPE = "reinstate.guard"
+_RUN_KEY = "reinstate.guard.run"  # in the context while a guarded run is open
 
 
 class TracerCache:
@@ -87,9 +88,16 @@ class RunSpans:
         if context:
             attributes["reinstate.context"] = _json(context)
         self._tracer = tracer
-        self._agent = tracer.start_span(f"invoke_agent {agent}", kind=trace.SpanKind.INTERNAL,
-                                        attributes=attributes, start_time=_ns(started))
-        self._parent = trace.set_span_in_context(self._agent)
+        # Inside the agent's own spans (a request, a workflow) the run is their child; inside
+        # another guarded run, a trace of its own: a trace is read back as one run.
+        outer = otel_context.get_current()
+        if otel_context.get_value(_RUN_KEY, outer) is not None:
+            outer = otel_context.Context()
+        self._agent = tracer.start_span(f"invoke_agent {agent}", context=outer,
+                                        kind=trace.SpanKind.INTERNAL, attributes=attributes,
+                                        start_time=_ns(started))
+        self._parent = otel_context.set_value(
+            _RUN_KEY, run_id, trace.set_span_in_context(self._agent))
         # Spans the agent starts during the run (its model calls, its tools) nest under it.
         self._token: object = otel_context.attach(self._parent)
         self._calls: dict[str, Span] = {}

@@ -136,6 +136,24 @@ def test_a_run_ended_by_an_exception_says_so_in_both_logs(back_in_full: Workspac
     assert agent.attributes["error.type"] == "TimeoutError"
 
 
+def test_a_run_opened_inside_another_is_a_trace_of_its_own(back_in_full: Workspace,
+                                                           tmp_path: Path, exported: Any) -> None:
+    """Two runs nested in one thread export two traces, each read back as its own run."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("outer", goal="status of A-1001"):
+        guard.call("lookup_order", {"order_id": "A-1001"})
+        with guard.run("inner", goal="status of A-1002"):
+            guard.call("lookup_order", {"order_id": "A-1002"})
+        guard.output("A-1001 has shipped.")
+    guard.close()
+    spans = exported.get_finished_spans()
+    assert len({span.context.trace_id for span in spans}) == 2
+    traced = read_log_runs(_as_collector_writes(spans, tmp_path / "spans.jsonl"), "otel")
+    assert sorted((r.run_id, [s.kind for s in r.steps]) for r in traced) == [
+        ("inner", ["user_input", "tool_call"]),
+        ("outer", ["user_input", "tool_call", "output"])]
+
+
 @pytest.mark.slow
 def test_without_a_configured_sdk_the_guard_loads_no_opentelemetry(
         back_in_full: Workspace, tmp_path: Path) -> None:
