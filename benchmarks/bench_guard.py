@@ -1,13 +1,16 @@
 """The runtime guard's cost per decision, against the bare replay decision, and its reload cost.
 
 Replays every tool call, tool result and output of the example's logged runs through the
-fixed controls twice in the same process: bare, with the layers the guard asks
+fixed controls in the same process: bare, with the layers the guard asks
 (``replay(step, "stopped")`` then ``replay(step, "acceptance")``) over a ``History`` kept
-by hand; and through a :class:`gates.Guard`, which on top stats the control files and the
-state store before each decision, keeps the history and writes the run log line by line.
-Then the reload: what ``refresh()`` costs when nothing changed (the stat check every
-decision pays), when a control file was touched but not changed (a digest), and when it
-changed (a full parse of the four control files).
+by hand; and through a :class:`gates.Guard`, which on top stats the state store and the
+incidents folder before each decision (the control files every ``controls_recheck_s``, and
+also before each decision in the ``controls_recheck_s=0`` row: how the guard looked before),
+keeps the history and writes the run log line by line. Then, when the OpenTelemetry SDK is
+installed, the guard with a ``TracerProvider`` set (spans built and handed to an exporter
+that drops them), against the bare replay again. Then the reload: what ``refresh()`` costs
+when nothing changed (the stat check), when a control file was touched but not changed (a
+digest), and when it changed (a full parse of the four control files, read once).
 
     python benchmarks/bench_guard.py [--runs N] [--rounds R]
 
@@ -61,8 +64,12 @@ def main() -> None:
     logged = [r for r in read_log_runs(root / LOG) if r.steps]
     work = [logged[i % len(logged)] for i in range(args.runs)]
     decisions = sum(isinstance(s, ToolCall | Output) for r in work for s in r.steps)
-    controls = workspace.controls(AGENT)
     guard = Guard(workspace, AGENT, log=root / "bench-guard.jsonl")
+    # The bare replay decides on the guard's own Controls object, not on a second load of
+    # the same files: the same controls, and the same warm caches of their compiled rules.
+    controls = guard._controls
+    assert controls is not None, guard._controls_problem
+    eager = Guard(workspace, AGENT, log=root / "bench-guard-eager.jsonl", controls_recheck_s=0)
     lazy = Guard(workspace, AGENT, log=root / "bench-guard-lazy.jsonl", recheck_s=0.1)
 
     def bare() -> None:
@@ -89,25 +96,31 @@ def main() -> None:
         for number, run in enumerate(work):
             _through_guard(guard, run, f"bench-{number}")
 
+    def guarded_eager() -> None:
+        for number, run in enumerate(work):
+            _through_guard(eager, run, f"bench-{number}")
+
     def guarded_lazy() -> None:
         for number, run in enumerate(work):
             _through_guard(lazy, run, f"bench-{number}")
 
     print(f"{len(work)} runs, {decisions} decisions a round (calls and outputs), "
           f"{args.rounds} rounds")
-    bare_figure, decide_figure, guard_figure, lazy_figure = interleaved(
-        [bare, decided, guarded, guarded_lazy], args.rounds)
+    bare_figure, decide_figure, guard_figure, eager_figure, lazy_figure = interleaved(
+        [bare, decided, guarded, guarded_eager, guarded_lazy], args.rounds)
     print(f"  bare replay       {bare_figure.ms(per=decisions)} per decision")
     print(f"  guard.decide      {decide_figure.ms(per=decisions)} per decision (stat check, "
           f"mode, no log)")
     print(f"  through the guard {guard_figure.ms(per=decisions)} per decision "
           f"(log: {(root / 'bench-guard.jsonl').stat().st_size / 2**20:.1f} MiB)")
-    print(f"  recheck_s=0.1     {lazy_figure.ms(per=decisions)} per decision (files looked "
+    print(f"  controls_recheck_s=0 {eager_figure.ms(per=decisions)} per decision (control "
+          f"files stat'ed before every decision too, as before)")
+    print(f"  recheck_s=0.1     {lazy_figure.ms(per=decisions)} per decision (mode looked "
           f"at every 0.1 s, not every decision)")
-    print(f"  ratio guard / bare: {guard_figure.median / bare_figure.median:.2f}x, with "
-          f"recheck_s=0.1 {lazy_figure.median / bare_figure.median:.2f}x "
-          f"(aim <= 1.2x); decide alone / bare: "
-          f"{decide_figure.median / bare_figure.median:.2f}x")
+    print(f"  ratio guard / bare: {guard_figure.median / bare_figure.median:.2f}x (aim <= "
+          f"1.2x); controls_recheck_s=0 {eager_figure.median / bare_figure.median:.2f}x; "
+          f"recheck_s=0.1 {lazy_figure.median / bare_figure.median:.2f}x; decide alone / "
+          f"bare: {decide_figure.median / bare_figure.median:.2f}x")
 
     permissions = workspace.agent_dir(AGENT) / "permissions.yaml"
     text = permissions.read_text()
@@ -137,8 +150,47 @@ def main() -> None:
     print(f"  touched, same content (digest) {same.ms()}")
     print(f"  changed (parse the controls) {edited.ms()}")
     guard.close()
+    eager.close()
     lazy.close()
+    _with_spans(workspace, root, work, bare, decisions, args.rounds)
     print(machine())
+
+
+def _with_spans(workspace: Workspace, root: Path, work: list[Run],
+                bare: Callable[[], object], decisions: int, rounds: int) -> None:
+    """The guard with the OpenTelemetry SDK configured, against the bare replay; last, as
+    a tracer provider once set stays set for every guard of the process."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            SimpleSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError:
+        print("with spans: skipped (opentelemetry-sdk is not installed)")
+        return
+
+    class Dropped(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(Dropped()))
+    trace.set_tracer_provider(provider)
+    traced = Guard(workspace, AGENT, log=root / "bench-guard-spans.jsonl")
+
+    def guarded_traced() -> None:
+        for number, run in enumerate(work):
+            _through_guard(traced, run, f"bench-{number}")
+
+    bare_figure, traced_figure = interleaved([bare, guarded_traced], rounds)
+    print(f"with spans (SDK configured, spans dropped by the exporter), {rounds} rounds:")
+    print(f"  bare replay       {bare_figure.ms(per=decisions)} per decision")
+    print(f"  through the guard {traced_figure.ms(per=decisions)} per decision, "
+          f"{traced_figure.median / bare_figure.median:.2f}x bare")
+    traced.close()
 
 
 def _through_guard(guard: Guard, run: Run, run_id: str) -> None:

@@ -396,15 +396,19 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
             call = ToolCall(tool=str(name), call_id=call_id, arguments=arguments,
                             raw_arguments=raw)
         trace.add(span.start, call, span.place)
+    # reinstate's guard says whether a call was blocked (denied, or stopped by a person).
+    blocked = attrs.get("reinstate.tool.call.blocked")
+    blocked = blocked if isinstance(blocked, bool) else None
     if "gen_ai.tool.call.result" in attrs or "traceloop.entity.output" in attrs:
         result, _ = json_value(attrs.get("gen_ai.tool.call.result",
                                          attrs.get("traceloop.entity.output")))
-        trace.add(span.end, ToolResult(tool=str(name), call_id=call_id, result=result),
-                  span.place)
+        trace.add(span.end, ToolResult(tool=str(name), call_id=call_id, result=result,
+                                       blocked=blocked), span.place)
     elif span.error is not None or "error.type" in attrs:
         message = span.error if span.error not in (None, "error") else attrs.get("error.type")
         trace.add(span.end, ToolResult(tool=str(name), call_id=call_id,
-                                       error=str(message or "error")), span.place)
+                                       error=str(message or "error"), blocked=blocked),
+                  span.place)
     elif call_id:
         trace.unanswered[call_id] = call
 
@@ -486,6 +490,13 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         context["tool_definitions"] = definitions
     if first("gen_ai.data_source.id") is not None:
         context["data_source"] = first("gen_ai.data_source.id")
+    own = first("reinstate.context")  # the run's context as reinstate's guard logged it
+    if own is not None:
+        value, readable = json_value(own)
+        if readable and isinstance(value, dict):
+            context.update(value)
+        else:
+            trace.unreadable.append("reinstate.context is not a JSON object")
     header: dict[str, Any] = {
         "run_id": str(conversation or trace_id), "metadata": metadata, "context": context,
         "started_at": step_time(spans[0].start),
@@ -497,7 +508,7 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     usage = _usage(models or agents)
     if usage is not None:
         header["usage"] = usage
-    stop = _stop_reason(trace, models)
+    stop = _stop_reason(trace, models, agents)
     if stop is not None:
         header["outcome"] = RunOutcome(stop_reason=stop)
     trace.steps.sort(key=lambda s: (s[0], s[1]))
@@ -530,8 +541,13 @@ def _usage(spans: list[PlainSpan]) -> Usage | None:
     return Usage(model_calls=calls or None, **(tokens if seen else {}))
 
 
-def _stop_reason(trace: _Trace, models: list[PlainSpan]) -> str | None:
-    if not models:
+def _stop_reason(trace: _Trace, models: list[PlainSpan],
+                 agents: list[PlainSpan]) -> str | None:
+    if not models:  # an agent span that says why the turn ended (reinstate's guard does)
+        for span in agents:
+            reasons = span.attributes.get("gen_ai.response.finish_reasons")
+            if isinstance(reasons, list) and reasons:
+                return str(reasons[0])
         return None
     last = models[-1]
     reasons = last.attributes.get("gen_ai.response.finish_reasons")

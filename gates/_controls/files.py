@@ -7,7 +7,7 @@ operating checklist).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -26,6 +26,8 @@ from evalsuite import (
     line_of,
     load_model,
     load_predicate,
+    parse_model,
+    parse_yaml,
     predicates_named,
     read_text,
     tools_named,
@@ -200,16 +202,19 @@ class Controls:
 
 
 def load_controls(directory: Path, agent: str, *, root: Path | None = None,
-                  predicate_modules: Sequence[str] = ()) -> Controls:
+                  predicate_modules: Sequence[str] = (),
+                  texts: Mapping[str, str] | None = None) -> Controls:
     """Read and cross-check the four control files in ``directory``.
 
     Python predicates are loaded from the workspace ``root``, only from the modules
-    ``predicate_modules`` allows.
+    ``predicate_modules`` allows. ``texts`` holds files the caller already read (by name,
+    as in :data:`CONTROL_FILES`), so a file is parsed as it was read, not read twice.
     """
-    permissions = _load(directory / "permissions.yaml", Permissions, agent)
-    acceptance = _load(directory / "acceptance.yaml", Acceptance, agent)
-    review = _load(directory / "review.yaml", ReviewRouting, agent)
-    checklist = _load(directory / "checklist.yaml", Checklist, agent)
+    given = texts or {}
+    permissions = _load(directory / "permissions.yaml", Permissions, agent, given)
+    acceptance = _load(directory / "acceptance.yaml", Acceptance, agent, given)
+    review = _load(directory / "review.yaml", ReviewRouting, agent, given)
+    checklist = _load(directory / "checklist.yaml", Checklist, agent, given)
     tools = permissions.tools
     for index, tool in tools_named(acceptance.criteria):
         _known_tool(directory / "acceptance.yaml", ["criteria", index, "tool"], tool, tools)
@@ -260,8 +265,11 @@ class PredicateBinder:
 _ControlFile = TypeVar("_ControlFile", Permissions, Acceptance, ReviewRouting, Checklist)
 
 
-def _load(path: Path, model: type[_ControlFile], agent: str) -> _ControlFile:
-    record = load_model(path, model)
+def _load(path: Path, model: type[_ControlFile], agent: str,
+          texts: Mapping[str, str]) -> _ControlFile:
+    text = texts.get(path.name)
+    record = (load_model(path, model) if text is None
+              else parse_model(model, parse_yaml(text, path), path, text))
     if record.agent != agent:
         raise InvalidInput(
             path, "$.agent", f"expected '{agent}', got '{record.agent}'",

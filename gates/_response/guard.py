@@ -8,17 +8,26 @@ top: ``suspended`` denies everything, ``review`` sends everything that would be 
 a person. Whatever cannot be read (the controls, the state store, the incident records)
 denies, with the reason.
 
-Today's controls and mode are read once and read again only when their files change: each
-decision stats the control files, the SQLite store (and its WAL) and the incidents folder,
-and reads again when a stamp moved, or when a file changed too recently for its stamp to be
-trusted (the "racy" case of git's index: a write within the file system's timestamp tick of
-the last read leaves mtime and size alone). A store that is not a file (PostgreSQL) is read
-at every decision.
+Today's controls and mode are read once and read again only when their files change. Each
+decision stats the SQLite store (and its WAL) and the incidents folder, so a containment,
+a restore or a new incident written by any process reaches the very next call; the four
+control files are stat'ed at most every ``controls_recheck_s`` (1 s by default), as a
+control change is a reviewed deploy, not an emergency, and the stats are most of what the
+guard adds to a decision. A file is read again when its stamp moved, or when it changed too
+recently for its stamp to be trusted (the "racy" case of git's index: a write within the
+file system's timestamp tick of the last read leaves mtime and size alone); changed control
+files are parsed from the very bytes their digest was taken of. A store that is not a file
+(PostgreSQL) is read at every decision.
 
 The guard writes the run log as it goes, in the native JSONL format ``reinstate ingest`` and
 ``investigate`` read: a header with the context, the goal as the user input, every call
 with its result (a denied call gets a blocked result naming the rule), every output, the
-decision of each step (in the run's metadata, ``guard.step.<n>``) and why the run ended.
+decision of each step (in the run's metadata, ``guard.step.<n>``) and why the run ended;
+and, when the OpenTelemetry SDK is configured, the same run as GenAI spans
+(:mod:`gates._response.guard_spans`).
+Each step is one unbuffered write of whole lines as it happens: a crash of the agent's
+process loses no decided step and no tool's answer (a write costs a few microseconds, about
+1% of a decision), and runs logged at once by threads or processes do not interleave.
 """
 
 from __future__ import annotations
@@ -31,19 +40,28 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 from pydantic import Field
 
-from evalsuite import History, Output, Step, ToolCall, ToolResult, UserInput
+from evalsuite import (
+    MAX_USER_FILE_BYTES,
+    History,
+    Output,
+    Step,
+    ToolCall,
+    ToolResult,
+    UserInput,
+)
 from gates._config import Workspace
-from gates._controls.files import CONTROL_FILES, Controls
+from gates._controls.files import CONTROL_FILES, Controls, load_controls
 from gates._controls.policy import Decision
 from gates._controls.replay import replay
 from gates._errors import GatesError
+from gates._response.guard_spans import RunSpans, TracerCache
 from gates._store.access import ModeReading, safe_read_mode
 
 # How long after a file's last change its stamp is trusted: a write within one timestamp
@@ -75,7 +93,8 @@ class Guard:
     """
 
     def __init__(self, workspace: Workspace | Path | str | None, agent: str, *,
-                 log: Path | None = None, recheck_s: float = 0.0) -> None:
+                 log: Path | None = None, recheck_s: float = 0.0,
+                 controls_recheck_s: float = 1.0) -> None:
         """Find the workspace and the agent, and read today's controls and mode.
 
         Args:
@@ -84,9 +103,14 @@ class Guard:
             agent: The agent's name, as in ``agents/<agent>/``.
             log: The run log to append to (default:
                 ``<logs>/<date>-<agent>-guard.jsonl``, where the logging check reads).
-            recheck_s: Look at the files again only when this many seconds passed since
+            recheck_s: Look at the mode again only when this many seconds passed since
                 the last look; 0 (the default) looks before every decision, so a
                 containment takes effect on the very next call.
+            controls_recheck_s: Look at the control files again only when this many
+                seconds passed since the last look (default 1: an edit of the controls
+                is enforced within a second; 0 looks before every decision). A control
+                change is a reviewed deploy, a mode change is an emergency: only the
+                mode is looked at on every call.
 
         Raises:
             InvalidInput: no workspace there.
@@ -97,13 +121,16 @@ class Guard:
         self.agent = self.workspace.require_agent(agent)
         self._log = log
         self._recheck_ns = int(recheck_s * 1e9)
+        self._controls_recheck_ns = int(controls_recheck_s * 1e9)
         self._checked_ns = 0
+        self._controls_checked_ns = 0
         self._lock = threading.Lock()
         self._logs: dict[Path, IO[bytes]] = {}  # one handle a log file, kept open between runs
         self._logs_lock = threading.Lock()
         # Closed when the guard is dropped or the interpreter exits, if close() was not called.
         weakref.finalize(self, _close_logs, self._logs, self._logs_lock)
         self._local = threading.local()
+        self._tracers = TracerCache()
         folder = self.workspace.agent_dir(agent)
         self._control_paths = tuple(folder / name for name in CONTROL_FILES)
         self._control_stat = tuple(str(p) for p in self._control_paths)
@@ -125,21 +152,33 @@ class Guard:
     def refresh(self) -> None:
         """Read the controls and the mode again where their files changed."""
         with self._lock:
+            now = time.monotonic_ns()
             self._refresh_controls()
             self._refresh_mode()
-            self._checked_ns = time.monotonic_ns()
+            self._checked_ns = self._controls_checked_ns = now
 
     def _maybe_refresh(self) -> None:
-        if self._recheck_ns and time.monotonic_ns() - self._checked_ns < self._recheck_ns:
+        # The mode's three stamps on every decision (unless recheck_s), the four control
+        # files' only every controls_recheck_s: the stats are most of the guard's own cost.
+        now = time.monotonic_ns()
+        controls = now - self._controls_checked_ns >= self._controls_recheck_ns
+        mode = now - self._checked_ns >= self._recheck_ns
+        if not (controls or mode):
             return
-        self.refresh()
+        with self._lock:
+            if controls:
+                self._refresh_controls()
+                self._controls_checked_ns = now
+            if mode:
+                self._refresh_mode()
+                self._checked_ns = now
 
     def _refresh_controls(self) -> None:
         stamp = _stamp(self._control_stat)
         if stamp == self._controls_stamp:
             return
         try:
-            digest = _digest(self._control_paths)
+            texts, digest = _read(self._control_paths)
         except OSError as exc:
             self._fail_controls(f"cannot read {exc.filename}: {exc.strerror}", stamp)
             return
@@ -147,7 +186,11 @@ class Guard:
             self._controls_stamp = _trusted(stamp)  # touched, not changed
             return
         try:
-            controls = self.workspace.controls(self.agent)
+            # Parsed from the bytes just digested: one read, and the digest is of what
+            # was loaded even when a file changes in between.
+            controls = load_controls(
+                self._control_paths[0].parent, self.agent, root=self.workspace.root,
+                predicate_modules=self.workspace.config.rules.predicate_modules, texts=texts)
         except Exception as exc:  # fail closed on anything, not only the errors we name
             self._fail_controls(str(exc) or repr(exc), stamp)
             return
@@ -223,7 +266,7 @@ class Guard:
         try:
             yield opened
         except BaseException as exc:
-            opened.finish(f"error: {type(exc).__name__}: {exc}")
+            opened.finish(f"error: {type(exc).__name__}: {exc}", failure=exc)
             raise
         finally:
             stack.remove(opened)
@@ -296,9 +339,14 @@ class GuardedRun:
         self._finished = False
         self._quoted_id = json.dumps(run_id)
         started = _now()
+        self._spans: RunSpans | None = None
         self._append(UserInput(content=goal, at=started), header={
             "schema_version": 1, "kind": "run", "run_id": run_id, "agent": guard.agent,
             "started_at": started.isoformat(), "context": context})
+        tracer = guard._tracers.tracer()
+        if tracer is not None:
+            self._spans = RunSpans(tracer, run_id=run_id, agent=guard.agent, goal=goal,
+                                   context=context, started=started)
 
     def call(self, tool: str, args: Mapping[str, Any] | None = None, *,
              call_id: str | None = None) -> GuardDecision:
@@ -313,8 +361,10 @@ class GuardedRun:
         decision = self.guard.decide(step, self.history, self.context)
         index = self._append(step, decision)
         self._tools[call_id] = tool
+        if self._spans is not None:
+            self._spans.call(step, decision, index)
         if decision.effect == "deny":
-            self._append(ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
+            self._answer(ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
                                     error=f"denied by {decision.rule}: {decision.reason}"))
         return _ruling(decision, index, call_id)
 
@@ -325,24 +375,34 @@ class GuardedRun:
         tool = self._tools.get(call_id)
         if tool is None:
             raise GatesError(f"run {self.run_id}: no tool call {call_id!r} to answer")
-        self._append(ToolResult(tool=tool, call_id=call_id, result=value, error=error,
+        self._answer(ToolResult(tool=tool, call_id=call_id, result=value, error=error,
                                 blocked=blocked, at=_now()))
+
+    def _answer(self, step: ToolResult) -> None:
+        self._append(step)
+        if self._spans is not None:
+            self._spans.result(step)
 
     def output(self, text: str) -> GuardDecision:
         """Decide an answer before the user sees it, and log it: show it only when allowed."""
         step = Output(content=text, at=_now())
         decision = self.guard.decide(step, self.history, self.context)
         index = self._append(step, decision)
+        if self._spans is not None:
+            self._spans.output(step, decision, index)
         return _ruling(decision, index, None)
 
-    def finish(self, stop_reason: str) -> None:
-        """Log why the run ended and close its log; later calls change nothing."""
+    def finish(self, stop_reason: str, *, failure: BaseException | None = None) -> None:
+        """Log why the run ended (and the exception that ended it, if one did) and close
+        its log and spans; later calls change nothing."""
         if self._finished:
             return
         self._finished = True
         self.guard._emit(self.log, [json.dumps({
             "schema_version": 1, "kind": "run", "run_id": self.run_id,
             "outcome": {"stop_reason": stop_reason}})])
+        if self._spans is not None:
+            self._spans.finish(stop_reason, failure)
 
     def _append(self, step: Step, decision: Decision | None = None, *,
                 header: dict[str, Any] | None = None) -> int:
@@ -399,12 +459,20 @@ def _trusted(stamp: _Stamp) -> _Stamp | None:
     return stamp if time.time_ns() - newest > _SETTLE_NS else None
 
 
-def _digest(paths: tuple[Path, ...]) -> str:
+def _read(paths: tuple[Path, ...]) -> tuple[dict[str, str], str]:
+    """The control files' texts by name and the digest of their bytes. A file missing,
+    too large or not UTF-8 is left to the loader, which names the problem."""
     digest = hashlib.sha256()
+    texts: dict[str, str] = {}
     for path in paths:
         try:
-            digest.update(path.read_bytes())
+            data = path.read_bytes()
         except FileNotFoundError:
-            digest.update(b"\0missing")
+            digest.update(b"\0missing\0")
+            continue
+        digest.update(data)
         digest.update(b"\0")
-    return digest.hexdigest()
+        if len(data) <= MAX_USER_FILE_BYTES:
+            with suppress(UnicodeDecodeError):
+                texts[path.name] = data.decode("utf-8")
+    return texts, digest.hexdigest()

@@ -102,7 +102,7 @@ def test_unreadable_store_denies_with_the_reason(back_in_full: Workspace, tmp_pa
 def test_broken_controls_deny_and_a_fix_is_picked_up(back_in_full: Workspace,
                                                      tmp_path: Path) -> None:
     """Control files that no longer load deny with the file's error; fixed, they load again."""
-    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
     permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
     good = permissions.read_text()
     with guard.run("live-4", goal="status of A-1001", context={"customer_id": "C-1001"}):
@@ -196,3 +196,26 @@ def test_recheck_interval_defers_the_look_at_the_files(back_in_full: Workspace,
         after = guard.call("lookup_order", {"order_id": "A-1001"})
     assert before.effect == "allow"
     assert (after.effect, after.rule) == ("deny", "mode.suspended")
+
+
+def test_a_control_edit_waits_for_its_interval_but_a_containment_does_not(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """Control files are looked at every ``controls_recheck_s``, the mode on every call."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl",
+                  controls_recheck_s=3600)
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    store = open_store(back_in_full)
+    with guard.run("live-8", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        permissions.write_text(permissions.read_text().replace("allowed: true",
+                                                               "allowed: maybe", 1))
+        unseen = guard.call("lookup_order", {"order_id": "A-1001"})
+        store.set_mode(ModeRecord(agent=AGENT, mode="suspended", since=utc_now(),
+                                  actor=ACTOR, reason="drill"))
+        contained_now = guard.call("lookup_order", {"order_id": "A-1001"})
+        store.set_mode(ModeRecord(agent=AGENT, mode="full", since=utc_now(), actor=ACTOR,
+                                  reason="drill over"))
+        guard.refresh()
+        seen = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert unseen.effect == "allow"
+    assert (contained_now.effect, contained_now.rule) == ("deny", "mode.suspended")
+    assert (seen.effect, seen.rule) == ("deny", "guard.controls")
