@@ -33,6 +33,8 @@ COMMANDS = (
     "ratchet", "keygen",
     # The state store itself: a team's history onto a shared server.
     "store",
+    # The verified controls in production: an MCP server's tools behind the guard.
+    "mcp-gateway",
 )
 
 
@@ -54,7 +56,8 @@ class Commands(click.Group):
         """The command, its module imported now; None for a name that is not one."""
         if cmd_name not in COMMANDS:
             return None
-        command: click.Command = importlib.import_module(f"gates._cli.{cmd_name}").command
+        module = cmd_name.replace("-", "_")  # mcp-gateway lives in mcp_gateway.py
+        command: click.Command = importlib.import_module(f"gates._cli.{module}").command
         return command
 
 
