@@ -33,7 +33,14 @@ if TYPE_CHECKING:
     )
     from gates._controls.policy import Decision, decide_call, route_call, route_output
     from gates._demo import run_demo
-    from gates._errors import GatesError, Refused, StoreUnavailable, UnknownAgent
+    from gates._errors import (
+        GatesError,
+        Refused,
+        ReviewDecided,
+        StoreUnavailable,
+        UnknownAgent,
+        UnknownReview,
+    )
     from gates._gate.baseline import load_baseline, snapshot
     from gates._gate.checks import Evidence
     from gates._gate.engine import engine_for, policy_of, tool_specs
@@ -116,6 +123,8 @@ if TYPE_CHECKING:
     )
     from gates._store.migrate import Migrated, migrate_store
     from gates._store.postgres import PostgresStore
+    from gates._store.review_queue import ReviewQueue
+    from gates._store.reviews import ReviewItem
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
@@ -211,6 +220,9 @@ __all__ = [
     "RegressionRatchetResult",
     "Report",
     "Restored",
+    "ReviewDecided",
+    "ReviewItem",
+    "ReviewQueue",
     "ReviewRouting",
     "ReviewRoutingResult",
     "ReviewRule",
@@ -225,6 +237,7 @@ __all__ = [
     "Told",
     "ToolPermission",
     "UnknownAgent",
+    "UnknownReview",
     "Verdict",
     "Verification",
     "Workspace",
@@ -369,6 +382,9 @@ _EXPORTS: dict[str, str] = {
     "RegressionRatchetResult": "gates._verdict.check_results",
     "Report": "gates._reports.verdict_report",
     "Restored": "gates._response.restore",
+    "ReviewDecided": "gates._errors",
+    "ReviewItem": "gates._store.reviews",
+    "ReviewQueue": "gates._store.review_queue",
     "ReviewRouting": "gates._controls.files",
     "ReviewRoutingResult": "gates._verdict.check_results",
     "ReviewRule": "gates._controls.files",
@@ -385,6 +401,7 @@ _EXPORTS: dict[str, str] = {
     "Told": "gates._response.notify",
     "ToolPermission": "gates._controls.files",
     "UnknownAgent": "gates._errors",
+    "UnknownReview": "gates._errors",
     "Verdict": "gates._verdict.verdict",
     "Verification": "gates._response.verify",
     "Workspace": "gates._config",

@@ -43,3 +43,26 @@ class ModeChanged(Refused):
         super().__init__(f"Can't restore '{agent}'",
                          [f"its mode changed while restore was checking: it is now {now}; "
                           f"run `reinstate restore {agent}` again to see why"])
+
+
+class UnknownReview(GatesError):
+    """No item of the review queue has that id."""
+
+    def __init__(self, review: str, where: str) -> None:
+        self.review = review
+        super().__init__(f"review {review!r}: no such item in the review queue of {where} "
+                         f"(expected an id that `reinstate review list --all` shows, e.g. R-1)")
+
+
+class ReviewDecided(GatesError):
+    """A review item was decided already: only a pending item can be decided."""
+
+    exit_code = 1
+
+    def __init__(self, review: str, status: str, by: str | None, reason: str | None) -> None:
+        self.review = review
+        self.status = status
+        who = f" by {by}" if by else ""
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"review {review} was already decided: {status}{who}{why}; "
+                         f"nothing changed")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
 from datetime import datetime
@@ -22,7 +23,19 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import AwareDatetime, Field, ValidationError
 
 from evalsuite import Record
-from gates._errors import ModeChanged, StoreUnavailable
+from gates._errors import ModeChanged, ReviewDecided, StoreUnavailable, UnknownReview
+from gates._store.reviews import (
+    DECISION_ACTIONS,
+    SUBMIT_ACTION,
+    ReviewItem,
+    ReviewStatus,
+    ReviewSubmission,
+    decided,
+    decision_detail,
+    new_item,
+    review_number,
+    submit_detail,
+)
 from regressions import utc_now
 
 # The verdict models load when a verdict is stored or read: `reinstate mode` and
@@ -167,6 +180,34 @@ class StateStore(Protocol):
         reader then verifies the whole log). A store may always answer None."""
         ...
 
+    def add_review(self, submission: ReviewSubmission) -> ReviewItem:
+        """Put a call or output in the review queue, pending, numbered by the store, with
+        its ``review.submit`` audit entry, in one transaction."""
+        ...
+
+    def review(self, review: str) -> ReviewItem | None:
+        """The review item of that id (``R-17``), or None."""
+        ...
+
+    def reviews(self, agent: str | None = None,
+                status: ReviewStatus | None = "pending") -> list[ReviewItem]:
+        """Review items oldest first, only ``agent``'s and only of ``status`` when given
+        (None: every status)."""
+        ...
+
+    def decide_review(self, review: str, *, status: ReviewStatus, actor: str, reason: str,
+                      edited_args: dict[str, Any] | None = None,
+                      edited_text: str | None = None) -> ReviewItem:
+        """Decide a pending item (compare and set) and append the decision's audit entry
+        (``review.approve``, ``review.reject``, ``review.edit``, ``review.expire``), in one
+        transaction.
+
+        Raises:
+            UnknownReview: no item has that id.
+            ReviewDecided: the item is not pending any more; nothing was written.
+        """
+        ...
+
 
 class MemoryStore:
     """A state store in memory, for tests and for embedding in another process."""
@@ -175,10 +216,52 @@ class MemoryStore:
         self._modes: dict[str, ModeRecord] = {}
         self._verdicts: list[Verdict] = []
         self._log: list[AuditEntry] = []
+        self._reviews: dict[int, ReviewItem] = {}
+        # A runtime waits on an item in one thread while a reviewer decides it in another.
+        self._reviews_lock = threading.Lock()
 
     def mode(self, agent: str) -> ModeRecord | None:
         """The agent's recorded mode."""
         return self._modes.get(agent)
+
+    def add_review(self, submission: ReviewSubmission) -> ReviewItem:
+        """Queue the item and log it."""
+        with self._reviews_lock:
+            item = new_item(len(self._reviews) + 1, submission, utc_now())
+            self._reviews[len(self._reviews) + 1] = item
+            self.append(actor=item.source, action=SUBMIT_ACTION, agent=item.agent,
+                        reason=item.reason, detail=submit_detail(item))
+        return item
+
+    def review(self, review: str) -> ReviewItem | None:
+        """The item of that id."""
+        number = review_number(review)
+        with self._reviews_lock:
+            return None if number is None else self._reviews.get(number)
+
+    def reviews(self, agent: str | None = None,
+                status: ReviewStatus | None = "pending") -> list[ReviewItem]:
+        """Items oldest first, filtered."""
+        with self._reviews_lock:
+            return [i for _, i in sorted(self._reviews.items())
+                    if (agent is None or i.agent == agent)
+                    and (status is None or i.status == status)]
+
+    def decide_review(self, review: str, *, status: ReviewStatus, actor: str, reason: str,
+                      edited_args: dict[str, Any] | None = None,
+                      edited_text: str | None = None) -> ReviewItem:
+        """Decide a pending item and log it."""
+        number = review_number(review)
+        with self._reviews_lock:
+            item = None if number is None else self._reviews.get(number)
+            if item is None or number is None:
+                raise UnknownReview(review, "the in-memory store")
+            done = _decide(item, status=status, actor=actor, reason=reason,
+                           edited_args=edited_args, edited_text=edited_text)
+            self._reviews[number] = done
+            self.append(actor=actor, action=DECISION_ACTIONS[status], agent=done.agent,
+                        reason=reason, detail=decision_detail(done))
+        return done
 
     def set_mode(self, record: ModeRecord, detail: dict[str, Any] | None = None) -> AuditEntry:
         """Set the mode and log it."""
@@ -268,6 +351,17 @@ def _expect(agent: str, current: ModeRecord | None, expected: ModeRecord | None)
         raise ModeChanged(agent, now)
 
 
+def _decide(item: ReviewItem, *, status: ReviewStatus, actor: str, reason: str,
+            edited_args: dict[str, Any] | None, edited_text: str | None) -> ReviewItem:
+    """``item`` decided, if it is still pending (the compare of compare-and-set)."""
+    if item.status != "pending":
+        raise ReviewDecided(item.id, item.status, item.decided_by, item.decision_reason)
+    if status == "pending":
+        raise ValueError("a decision cannot leave an item pending")
+    return decided(item, status=status, actor=actor, reason=reason, at=utc_now(),
+                   edited_args=edited_args, edited_text=edited_text)
+
+
 def verdict_digest(verdict: Verdict) -> str:
     """SHA-256 of a verdict as the store keeps it (a version 1 verdict read unchanged: as
     version 1 kept it, so its audit entry and its signature still match)."""
@@ -288,6 +382,13 @@ CREATE TABLE IF NOT EXISTS audit (
     agent TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL);
 """
+# The review queue: added to stores made before it, by the first write that queues an item
+# (an additive table: the schema version, which older readers check, stays as it was).
+_REVIEWS = (
+    "CREATE TABLE IF NOT EXISTS reviews (num INTEGER PRIMARY KEY, agent TEXT NOT NULL, "
+    "status TEXT NOT NULL, submitted_at TEXT NOT NULL, body TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS reviews_by_status ON reviews (status, agent, num)",
+)
 _VERSION = "1"
 _AUDIT_COLUMNS = ("SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
                   "FROM audit")
@@ -297,7 +398,14 @@ class _SQLStore:
     """What the SQLite and the PostgreSQL store share: every operation one transaction on
     the subclass's connection, every row read back checked. Only their SQL differs, so a
     subclass gives ``display``, ``_reading``/``_writing`` (a connection in a transaction)
-    and ``_mode``/``_set_mode``/``_append`` (the statements)."""
+    and ``_mode``/``_set_mode``/``_append`` (the statements).
+
+    The review queue's SQL is shared outright: only the placeholder (``_P``), the tables'
+    schema (``_T``) and how a store without the reviews table gets one
+    (``_has_reviews``/``_add_reviews``) differ."""
+
+    _P = "?"
+    _T = ""
 
     @property
     def display(self) -> str:
@@ -329,6 +437,93 @@ class _SQLStore:
         """The agent's recorded mode."""
         with self._reading() as conn:
             return self._mode(conn, agent)
+
+    def _has_reviews(self, conn: Any) -> bool:
+        raise NotImplementedError
+
+    def _add_reviews(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def add_review(self, submission: ReviewSubmission) -> ReviewItem:
+        """Queue the item and log it, in one transaction (writers take turns, so the
+        number read is the one written)."""
+        p, t = self._P, self._T
+        with self._writing() as conn:
+            if not self._has_reviews(conn):
+                self._add_reviews(conn)
+            row = conn.execute(f"SELECT COALESCE(MAX(num), 0) FROM {t}reviews").fetchone()
+            item = new_item(int(row[0]) + 1, submission, utc_now())
+            conn.execute(f"INSERT INTO {t}reviews (num, agent, status, submitted_at, body) "
+                         f"VALUES ({p}, {p}, {p}, {p}, {p})",
+                         (int(row[0]) + 1, item.agent, item.status,
+                          item.submitted_at.isoformat(), item.model_dump_json()))
+            self._append(conn, actor=item.source, action=SUBMIT_ACTION, agent=item.agent,
+                         reason=item.reason, detail=submit_detail(item))
+        return item
+
+    def review(self, review: str) -> ReviewItem | None:
+        """The item of that id."""
+        number = review_number(review)
+        if number is None:
+            return None
+        with self._reading() as conn:
+            if not self._has_reviews(conn):
+                return None
+            row = conn.execute(f"SELECT num, body FROM {self._T}reviews WHERE num = {self._P}",
+                               (number,)).fetchone()
+        return None if row is None else self._review(row)
+
+    def reviews(self, agent: str | None = None,
+                status: ReviewStatus | None = "pending") -> list[ReviewItem]:
+        """Items oldest first, filtered in SQL."""
+        where, values = ["1 = 1"], []
+        if agent is not None:
+            where.append(f"agent = {self._P}")
+            values.append(agent)
+        if status is not None:
+            where.append(f"status = {self._P}")
+            values.append(status)
+        with self._reading() as conn:
+            if not self._has_reviews(conn):
+                return []  # a store made before the queue: nothing was ever queued
+            rows = conn.execute(f"SELECT num, body FROM {self._T}reviews WHERE "
+                                f"{' AND '.join(where)} ORDER BY num", values).fetchall()
+        return [self._review(row) for row in rows]
+
+    def decide_review(self, review: str, *, status: ReviewStatus, actor: str, reason: str,
+                      edited_args: dict[str, Any] | None = None,
+                      edited_text: str | None = None) -> ReviewItem:
+        """Decide a pending item and log it, in one transaction: the row is updated only
+        while it is still pending, so of two deciders exactly one wins."""
+        p, t = self._P, self._T
+        number = review_number(review)
+        with self._writing() as conn:
+            row = None
+            if number is not None and self._has_reviews(conn):
+                row = conn.execute(f"SELECT num, body FROM {t}reviews WHERE num = {p}",
+                                   (number,)).fetchone()
+            if row is None:
+                raise UnknownReview(review, self.display)
+            done = _decide(self._review(row), status=status, actor=actor, reason=reason,
+                           edited_args=edited_args, edited_text=edited_text)
+            changed = conn.execute(
+                f"UPDATE {t}reviews SET status = {p}, body = {p} WHERE num = {p} AND "
+                f"status = 'pending'", (done.status, done.model_dump_json(), number))
+            if changed.rowcount != 1:  # decided in between: never two decisions of one item
+                raise ReviewDecided(done.id, "decided", None, None)
+            self._append(conn, actor=actor, action=DECISION_ACTIONS[status], agent=done.agent,
+                         reason=reason, detail=decision_detail(done))
+        return done
+
+    def _review(self, row: tuple[Any, ...]) -> ReviewItem:
+        try:
+            item = ReviewItem.model_validate_json(row[1])
+        except ValueError as exc:  # not JSON, or not an item (pydantic)
+            raise self._garbled(f"review item {row[0]}", exc) from None
+        if review_number(item.id) != row[0]:
+            raise self._garbled(f"review item {row[0]}",
+                                ValueError(f"its body names {item.id}"))
+        return item
 
     def _garbled(self, what: str, exc: Exception) -> StoreUnavailable:
         """A row the store never writes: someone edited the database by hand."""
@@ -462,6 +657,8 @@ class SQLiteStore(_SQLStore):
             with closing(sqlite3.connect(fresh, isolation_level=None)) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                for statement in _REVIEWS:
+                    conn.execute(statement)
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (_VERSION,))
             with contextlib.suppress(FileExistsError):  # another process made it first
                 os.link(fresh, self.path)
@@ -480,6 +677,15 @@ class SQLiteStore(_SQLStore):
         """Create the store if it does not exist yet."""
         with self._writing():
             pass
+
+    def _has_reviews(self, conn: sqlite3.Connection) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                            "name = 'reviews'").fetchone() is not None
+
+    def _add_reviews(self, conn: sqlite3.Connection) -> None:
+        # One statement at a time: executescript would commit the open transaction.
+        for statement in _REVIEWS:
+            conn.execute(statement)
 
     def _mode(self, conn: sqlite3.Connection, agent: str) -> ModeRecord | None:
         row = conn.execute(

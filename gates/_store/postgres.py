@@ -95,6 +95,32 @@ CREATE TRIGGER chained BEFORE INSERT ON reinstate.audit
     FOR EACH ROW EXECUTE FUNCTION reinstate.audit_follows();
 """
 
+# The review queue (made with the other tables, or by the first write that queues an item
+# in a store made before it). The server enforces compare-and-set too: a decided item is
+# never changed again, and no item is removed.
+_REVIEWS = """
+CREATE TABLE reinstate.reviews (
+    num BIGINT PRIMARY KEY, agent TEXT NOT NULL, status TEXT NOT NULL,
+    submitted_at TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX reviews_by_status ON reinstate.reviews (status, agent, num);
+CREATE FUNCTION reinstate.review_decided_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'reinstate.reviews: DELETE refused: review items are kept';
+    END IF;
+    IF OLD.status <> 'pending' OR NEW.num <> OLD.num OR NEW.agent <> OLD.agent
+       OR NEW.submitted_at <> OLD.submitted_at THEN
+        RAISE EXCEPTION 'reinstate.reviews: item % was decided (%) or renumbered: refused',
+            OLD.num, OLD.status;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER decided_once BEFORE UPDATE OR DELETE ON reinstate.reviews
+    FOR EACH ROW EXECUTE FUNCTION reinstate.review_decided_once();
+CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON reinstate.reviews
+    FOR EACH STATEMENT EXECUTE FUNCTION reinstate.refuse_change();
+"""
+
 
 def masked(url: str) -> str:
     """``url`` with its password (if any) replaced by ``***``, for messages and output."""
@@ -134,6 +160,9 @@ class PostgresStore(_SQLStore):
     (``PGPASSWORD``, ``PGSSLMODE``, …) apply too. Messages never show the password.
     Reads never create the tables; the first write does.
     """
+
+    _P = "%s"
+    _T = "reinstate."
 
     def __init__(self, url: str, where: str = "[state] url") -> None:
         self.url = url
@@ -205,12 +234,26 @@ class PostgresStore(_SQLStore):
                 if self._exists(conn):
                     return
                 conn.execute(_TABLES)
+                conn.execute(_REVIEWS)
                 conn.execute("INSERT INTO reinstate.meta VALUES ('schema_version', %s)",
                              (_VERSION,))
         except (psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject,
                 psycopg.errors.UniqueViolation):
             if not self._exists(conn):  # another process made them first: use those
                 raise
+
+    @staticmethod
+    def _has_reviews(conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE n.nspname = 'reinstate' AND c.relname = "
+            "'reviews')").fetchone()
+        return bool(row and row[0])
+
+    @staticmethod
+    def _add_reviews(conn: psycopg.Connection[Any]) -> None:
+        # Inside a write: the audit lock it holds makes this the only writer adding it.
+        conn.execute(_REVIEWS)
 
     def _check_version(self, conn: psycopg.Connection[Any]) -> None:
         row = conn.execute(

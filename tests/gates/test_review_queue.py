@@ -1,0 +1,222 @@
+"""The human review queue: the store contract every store passes, compare-and-set across
+processes, waiting and expiry, and a store made before the queue existed."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from evalsuite import InvalidInput
+from gates import (
+    GatesError,
+    MemoryStore,
+    PostgresStore,
+    ReviewDecided,
+    ReviewItem,
+    ReviewQueue,
+    SQLiteStore,
+    StateStore,
+    UnknownReview,
+)
+
+AGENT = "refund-agent"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """Each store implementation in turn (PostgreSQL: a new database on the test cluster)."""
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "sqlite":
+        yield SQLiteStore(tmp_path / ".reinstate" / "state.db")
+    else:
+        yield PostgresStore(request.getfixturevalue("postgres_url"))
+
+
+def _call(queue: ReviewQueue, amount: int = 900, agent: str = AGENT) -> ReviewItem:
+    return queue.submit(agent, kind="call", tool="issue_refund",
+                        args={"order_id": "A-1001", "amount": amount},
+                        rule="review.rules[0]", reason="refunds over 500 go to a person",
+                        run_id="run-7", source="guard")
+
+
+def test_submit_queues_a_pending_item_with_its_audit_entry(store: StateStore) -> None:
+    """A submitted call is pending under a store-given id, listed, read back and audited."""
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    assert (item.id, item.status, item.released, item.decided_at) == ("R-1", "pending",
+                                                                       False, None)
+    assert queue.get("R-1") == item and queue.items() == [item]
+    entry = store.audit()[-1]
+    assert (entry.action, entry.agent, entry.actor) == ("review.submit", AGENT, "guard")
+    assert entry.detail["review"] == "R-1" and entry.detail["tool"] == "issue_refund"
+
+
+def test_items_are_oldest_first_and_filtered(store: StateStore) -> None:
+    """Listing filters by agent and status (None: every status), oldest first."""
+    queue = ReviewQueue(store=store)
+    first, second = _call(queue, 600), _call(queue, 700)
+    other = _call(queue, agent="billing-agent")
+    out = queue.submit(AGENT, kind="output", text="Refund sent.", reason="review mode")
+    queue.reject(second.id, actor="alice", reason="not the customer's order")
+    assert [i.id for i in queue.items()] == [first.id, other.id, out.id]
+    assert [i.id for i in queue.items(AGENT)] == [first.id, out.id]
+    assert [i.id for i in queue.items(AGENT, status=None)] == [first.id, second.id, out.id]
+    assert [i.id for i in queue.items(status="rejected")] == [second.id]
+
+
+def test_approve_releases_the_call_as_submitted(store: StateStore) -> None:
+    """An approved call is released with its own arguments, decided by the actor, audited."""
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    done = queue.approve(item.id, actor="alice", reason="customer confirmed by phone")
+    assert done.released and done.status == "approved" and done.decided_by == "alice"
+    assert done.final_args == {"order_id": "A-1001", "amount": 900}
+    assert queue.get(item.id) == done and queue.items() == []
+    entry = store.audit()[-1]
+    assert (entry.action, entry.actor, entry.reason) == ("review.approve", "alice",
+                                                         "customer confirmed by phone")
+
+
+def test_a_second_decision_is_refused_and_changes_nothing(store: StateStore) -> None:
+    """Compare-and-set: deciding a decided item raises ReviewDecided and writes nothing."""
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    done = queue.reject(item.id, actor="alice", reason="wrong order")
+    entries = len(store.audit())
+    with pytest.raises(ReviewDecided, match=r"R-1 was already decided: rejected by alice"):
+        queue.approve(item.id, actor="bob", reason="looks fine")
+    assert ReviewDecided.exit_code == 1
+    assert queue.get(item.id) == done and len(store.audit()) == entries
+
+
+def test_edit_releases_the_reviewers_change(store: StateStore) -> None:
+    """An edited call runs with the reviewer's arguments, an edited output shows their text."""
+    queue = ReviewQueue(store=store)
+    call = _call(queue)
+    out = queue.submit(AGENT, kind="output", text="Refunded 900.", reason="review mode",
+                       rule="mode.review")
+    edited = queue.edit(call.id, actor="alice", reason="cap at 500",
+                        args={"order_id": "A-1001", "amount": 500})
+    assert edited.released and edited.final_args == {"order_id": "A-1001", "amount": 500}
+    assert edited.args == {"order_id": "A-1001", "amount": 900}
+    said = queue.edit(out.id, actor="alice", reason="tone", text="Refunded 500.")
+    assert said.final_text == "Refunded 500." and said.text == "Refunded 900."
+    entry = store.audit()[-1]
+    assert entry.action == "review.edit" and entry.detail["edited_text"] == "Refunded 500."
+
+
+def test_an_edit_that_does_not_fit_the_item_is_refused(store: StateStore) -> None:
+    """Text for a call (or no change at all) is bad input, and the item stays pending."""
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    with pytest.raises(InvalidInput, match="new arguments"):
+        queue.edit(item.id, actor="alice", reason="x", text="hello")
+    with pytest.raises(InvalidInput, match="a reason"):
+        queue.approve(item.id, actor="alice", reason="  ")
+    assert queue.get(item.id).status == "pending"
+
+
+def test_an_unknown_id_is_a_gates_error(store: StateStore) -> None:
+    """An id the store never gave is UnknownReview (exit 2), for reading and deciding."""
+    queue = ReviewQueue(store=store)
+    _call(queue)
+    for act in (lambda: queue.get("R-99"), lambda: queue.get("banana"),
+                lambda: queue.approve("R-2", actor="alice", reason="ok")):
+        with pytest.raises(UnknownReview, match="no such item") as caught:
+            act()
+        assert isinstance(caught.value, GatesError) and caught.value.exit_code == 2
+
+
+def test_wait_expires_an_undecided_item_at_the_timeout(store: StateStore) -> None:
+    """Nobody decides: at the timeout the item is expired by reinstate, and not released."""
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    done = queue.wait(item.id, timeout_s=0.3, poll_s=0.05)
+    assert done.status == "expired" and not done.released
+    assert done.decided_by == "reinstate" and "0.3 s" in (done.decision_reason or "")
+    assert store.audit()[-1].action == "review.expire"
+    with pytest.raises(ReviewDecided):
+        queue.approve(item.id, actor="alice", reason="too late")
+
+
+def test_wait_returns_the_decision_made_elsewhere(store: StateStore) -> None:
+    """A runtime waiting in one thread gets the approval a reviewer makes in another."""
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    timer = threading.Timer(0.3, lambda: queue.approve(item.id, actor="alice", reason="ok"))
+    timer.start()
+    try:
+        done = queue.wait(item.id, timeout_s=30, poll_s=0.05)
+    finally:
+        timer.join()
+    assert done.status == "approved" and done.released and done.decided_by == "alice"
+
+
+def test_an_older_sqlite_store_gets_the_queue_on_first_submit(tmp_path: Path) -> None:
+    """A store made before the queue lists nothing, then gains the table on a submission."""
+    store = SQLiteStore(tmp_path / "state.db")
+    store.append(actor="oncall", action="note", agent=None, reason="made before the queue")
+    with sqlite3.connect(store.path) as conn:
+        conn.execute("DROP TABLE reviews")  # as stores made before the queue are
+    queue = ReviewQueue(store=store)
+    assert queue.items(status=None) == []
+    with pytest.raises(UnknownReview):
+        queue.get("R-1")
+    assert _call(queue).id == "R-1" and [i.id for i in queue.items()] == ["R-1"]
+
+
+def test_postgres_refuses_changing_a_decided_item(postgres_url: str) -> None:
+    """The server itself keeps a decision: a decided row cannot be updated or deleted."""
+    queue = ReviewQueue(store=PostgresStore(postgres_url))
+    item = _call(queue)
+    queue.reject(item.id, actor="alice", reason="no")
+    for statement in ("UPDATE reinstate.reviews SET status = 'approved'",
+                      "DELETE FROM reinstate.reviews", "TRUNCATE reinstate.reviews"):
+        with psycopg.connect(postgres_url, autocommit=True) as conn, \
+                pytest.raises(psycopg.errors.RaiseException):
+            conn.execute(statement)  # type: ignore[arg-type]
+    assert queue.get(item.id).status == "rejected"
+
+
+def _decide_at_once(where: str, kind: str, verb: str, start: float) -> str:
+    """One process's decision, taken at ``start`` (a shared wall-clock instant)."""
+    store: StateStore = SQLiteStore(Path(where)) if kind == "sqlite" else PostgresStore(where)
+    queue = ReviewQueue(store=store)
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        getattr(queue, verb)("R-1", actor=f"{verb}-process", reason=f"{verb} at once")
+    except ReviewDecided:
+        return "lost"
+    return "won"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_two_processes_deciding_at_once_exactly_one_wins(kind: str, tmp_path: Path,
+                                                         request: pytest.FixtureRequest,
+                                                         ) -> None:
+    """Two processes approving and rejecting one item at the same instant: one decision."""
+    where = (str(tmp_path / "state.db") if kind == "sqlite"
+             else request.getfixturevalue("postgres_url"))
+    store: StateStore = SQLiteStore(Path(where)) if kind == "sqlite" else PostgresStore(where)
+    queue = ReviewQueue(store=store)
+    _call(queue)
+    start = time.time() + 3.0  # both spawned processes are up and waiting by then
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(2) as pool:
+        results = pool.starmap(_decide_at_once, [(where, kind, "approve", start),
+                                                 (where, kind, "reject", start)])
+    assert sorted(results) == ["lost", "won"]
+    final = queue.get("R-1")
+    winner = "approve" if results[0] == "won" else "reject"
+    assert final.decided_by == f"{winner}-process"
+    decisions = [e for e in store.audit() if e.action in ("review.approve", "review.reject")]
+    assert len(decisions) == 1 and decisions[0].actor == f"{winner}-process"
