@@ -37,6 +37,7 @@ from gates._controls.policy import Decision
 from gates._errors import GatesError
 from gates._response.guard import Guard, GuardedRun
 from gates._store.access import open_store
+from gates._store.review_queue import ReviewQueue
 
 Transport = Literal["stdio", "http"]
 
@@ -194,20 +195,23 @@ class McpGateway:
 
         Returns whether it was released, the arguments to forward, and why not."""
         try:
-            from gates import ReviewQueue
-        except ImportError:
+            queue = ReviewQueue(self.guard.workspace)
+            item = queue.submit(self.agent, kind="call", reason=decision.reason, tool=name,
+                                args=arguments, rule=decision.rule, run_id=run.run_id,
+                                source="gateway")
+        except Exception as exc:  # a queue that cannot hold it: nobody will decide, deny
             return False, arguments, (f"routed to review by {decision.rule} "
-                                      f"({decision.reason}), but the review queue is not "
-                                      f"available; failing closed")
-        queue = ReviewQueue(self.guard.workspace)
-        item = queue.submit(self.agent, kind="call", reason=decision.reason, tool=name,
-                            args=arguments, rule=decision.rule, run_id=run.run_id,
-                            source="gateway")
+                                      f"({decision.reason}), but the review queue cannot "
+                                      f"take it ({exc}); failing closed")
         self.say(f"held {name} for review as {item.id} ({decision.rule}): "
                  f"`reinstate review approve {item.id} --reason …` releases it")
-        decided = await anyio.to_thread.run_sync(
-            lambda: queue.wait(item.id, timeout_s=self.review_timeout_s),
-            abandon_on_cancel=True)
+        try:
+            decided = await anyio.to_thread.run_sync(
+                lambda: queue.wait(item.id, timeout_s=self.review_timeout_s),
+                abandon_on_cancel=True)
+        except Exception as exc:
+            return False, arguments, (f"review {item.id} could not be read ({exc}); "
+                                      f"failing closed")
         if decided.released:
             return True, dict(decided.final_args or {}), ""
         return False, arguments, (f"review {decided.id} {decided.status} by "

@@ -24,7 +24,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from evalsuite import read_log_runs
-from gates import Workspace, open_store
+from gates import ReviewQueue, Workspace, open_store
 from tests.helpers import ACTOR
 
 AGENT = "refund-agent"
@@ -158,16 +158,87 @@ def test_containment_during_a_session_denies_the_next_call(back_in_full: Workspa
     assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
 
 
-def test_review_routed_call_fails_closed_without_a_queue(back_in_full: Workspace,
-                                                         tmp_path: Path) -> None:
-    """A call the controls route to review is refused, not forwarded, when no queue holds it."""
+# A refund over $150 after its order's lookup: the fixed controls route it to a person.
+LARGE_REFUND = {"order_id": "A-1002", "amount": 200, "refund_to": "original_payment_method"}
+DECIDE = """
+import sys
+import gates
+queue = gates.ReviewQueue(sys.argv[1])
+[item] = queue.items("refund-agent")
+if sys.argv[2] == "edit":
+    queue.edit(item.id, actor="rita.reviewer", reason=sys.argv[3],
+               args={**item.args, "amount": 150})
+else:
+    getattr(queue, sys.argv[2])(item.id, actor="rita.reviewer", reason=sys.argv[3])
+"""
+
+
+def _held_refund(ws: Workspace, tmp_path: Path, decision: str | None,
+                 *options: str) -> tuple[types.CallToolResult, list[dict[str, Any]]]:
+    """Send the large refund; once it waits in the queue, decide it from another process
+    (``decision`` None: nobody decides). Returns the result and the queue's items."""
     async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
         await session.call_tool("lookup_order", {"order_id": "A-1002"})
-        return await session.call_tool("issue_refund", {
-            "order_id": "A-1002", "amount": 200, "refund_to": "original_payment_method"})
+        result: list[types.CallToolResult] = []
 
-    refund, _ = _run(back_in_full, tmp_path, body)
-    assert refund.isError and "large-refund" in _text(refund)
+        async def call() -> None:
+            result.append(await session.call_tool("issue_refund", LARGE_REFUND))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            if decision is not None:
+                while not ReviewQueue(ws.root).items(AGENT):
+                    await anyio.sleep(0.2)
+                done = await anyio.to_thread.run_sync(lambda: subprocess.run(
+                    [sys.executable, "-c", DECIDE, str(ws.root), decision,
+                     f"{decision} by the test"], env=_env(), capture_output=True,
+                    text=True, timeout=120, check=False))
+                assert done.returncode == 0, done.stderr
+        return result[0]
+
+    refund, _ = _run(ws, tmp_path, body, *options)
+    items = [item.model_dump(mode="json")
+             for item in ReviewQueue(ws.root).items(AGENT, status=None)]
+    return refund, items
+
+
+def test_review_routed_call_waits_and_proceeds_after_approve(back_in_full: Workspace,
+                                                             tmp_path: Path) -> None:
+    """A review-routed call waits in the queue and reaches the upstream once approved."""
+    refund, items = _held_refund(back_in_full, tmp_path, "approve")
+    assert not refund.isError, _text(refund)
+    [item] = items
+    assert (item["status"], item["source"]) == ("approved", "gateway")
+    assert item["rule"].endswith("large-refund")  # the review rule that routed it
+    assert item["args"] == LARGE_REFUND
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order", "issue_refund"]
+
+
+def test_review_routed_call_is_refused_after_reject(back_in_full: Workspace,
+                                                    tmp_path: Path) -> None:
+    """A rejected call is a tool error with the reviewer's reason, never forwarded."""
+    refund, items = _held_refund(back_in_full, tmp_path, "reject")
+    assert refund.isError
+    assert "rejected by rita.reviewer: reject by the test" in _text(refund)
+    assert [item["status"] for item in items] == ["rejected"]
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+
+
+def test_an_edited_call_goes_up_with_the_reviewers_arguments(back_in_full: Workspace,
+                                                             tmp_path: Path) -> None:
+    """A call a reviewer edits reaches the upstream with the edited arguments."""
+    refund, _ = _held_refund(back_in_full, tmp_path, "edit")
+    assert not refund.isError, _text(refund)
+    sent = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert sent[-1]["tool"] == "issue_refund" and sent[-1]["arguments"]["amount"] == 150
+
+
+def test_a_review_nobody_decides_expires_and_denies(back_in_full: Workspace,
+                                                    tmp_path: Path) -> None:
+    """At --review-timeout an undecided call expires and is a tool error, never forwarded."""
+    refund, items = _held_refund(back_in_full, tmp_path, None, "--review-timeout", "1")
+    assert refund.isError and "expired" in _text(refund)
+    assert [item["status"] for item in items] == ["expired"]
     assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
 
 
