@@ -338,6 +338,30 @@ def test_an_upstream_that_dies_is_a_tool_error_then_exit_3(back_in_full: Workspa
     assert re.search(r"error: .*upstream MCP server .* stopped", err), err
 
 
+def test_the_readmes_client_config_launches_the_gateway(back_in_full: Workspace,
+                                                        tmp_path: Path) -> None:
+    """The README's MCP client config, pointed at the example, serves the guarded tools."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [snippet] = [block for block in re.findall(r"```json\n(.*?)```", readme, re.DOTALL)
+                 if "mcp-gateway" in block]
+    [server] = json.loads(snippet)["mcpServers"].values()
+    args = list(server["args"])
+    args[args.index("-C") + 1] = str(back_in_full.root)
+    args[args.index("--") + 1:] = [sys.executable, str(UPSTREAM), str(tmp_path / "calls")]
+    command = Path(sys.executable).with_name(server["command"])  # this venv's `reinstate`
+
+    async def main() -> list[str]:
+        params = StdioServerParameters(command=str(command), args=args, env=_env())
+        with (tmp_path / "gateway.err").open("w") as err:
+            async with stdio_client(params, errlog=err) as (read, write), \
+                    ClientSession(read, write) as session:
+                await session.initialize()
+                return [tool.name for tool in (await session.list_tools()).tools]
+
+    names = anyio.run(main)
+    assert "lookup_order" in names and "wire_money" not in names
+
+
 @pytest.mark.parametrize(("args", "code", "says"), [
     (["mcp-gateway", "no-such-agent", "--", sys.executable, str(UPSTREAM), "x"], 2,
      "unknown agent 'no-such-agent'"),
