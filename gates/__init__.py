@@ -81,6 +81,8 @@ if TYPE_CHECKING:
         notify_restore,
     )
     from gates._response.restore import Restored, restore, restore_blockers
+    from gates._response.review_hold import hold_for_review, submit_guarded
+    from gates._response.review_metrics import review_metrics
     from gates._response.runs import LocatedRun, RunSummary, find_run, list_runs
     from gates._response.verify import (
         IncidentVerification,
@@ -260,6 +262,7 @@ __all__ = [
     "find_run",
     "fingerprint",
     "generate_key_pair",
+    "hold_for_review",
     "ingest",
     "init_workspace",
     "investigate",
@@ -293,6 +296,7 @@ __all__ = [
     "report_markdown",
     "restore",
     "restore_blockers",
+    "review_metrics",
     "route_call",
     "route_output",
     "run_checks",
@@ -303,6 +307,7 @@ __all__ = [
     "schema_text",
     "sign_verdict",
     "snapshot",
+    "submit_guarded",
     "take_signing_key",
     "tool_specs",
     "verdict_diff",
@@ -424,6 +429,7 @@ _EXPORTS: dict[str, str] = {
     "find_run": "gates._response.runs",
     "fingerprint": "gates._verdict.fingerprint",
     "generate_key_pair": "gates._store.attestation",
+    "hold_for_review": "gates._response.review_hold",
     "ingest": "gates._response.ingest",
     "init_workspace": "gates._init",
     "investigate": "gates._response.investigation",
@@ -456,6 +462,7 @@ _EXPORTS: dict[str, str] = {
     "report_markdown": "gates._reports.verdict_report",
     "restore": "gates._response.restore",
     "restore_blockers": "gates._response.restore",
+    "review_metrics": "gates._response.review_metrics",
     "route_call": "gates._controls.policy",
     "route_output": "gates._controls.policy",
     "run_checks": "gates._gate.pipeline",
@@ -466,6 +473,7 @@ _EXPORTS: dict[str, str] = {
     "schema_text": "gates._schemas",
     "sign_verdict": "gates._store.attestation",
     "snapshot": "gates._gate.baseline",
+    "submit_guarded": "gates._response.review_hold",
     "take_signing_key": "gates._store.attestation",
     "tool_specs": "gates._gate.engine",
     "verdict_diff": "gates._reports.verdict_report",

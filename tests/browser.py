@@ -91,14 +91,27 @@ class Browser:
         parsed: dict[str, Any] = json.loads(message)
         return parsed
 
-    def open(self, path: Path) -> None:
-        """Load a file and wait until it has loaded."""
+    def open(self, path: Path | str) -> None:
+        """Load a file (or a URL) and wait until it has loaded."""
         self._events.clear()
-        self.send("Page.navigate", session=True, url=path.resolve().as_uri())
+        url = path if isinstance(path, str) else path.resolve().as_uri()
+        self.send("Page.navigate", session=True, url=url)
+        self.wait_for_load(url)
+
+    def wait_for_load(self, what: str = "the page") -> None:
+        """Wait for the next page load (after a navigation, or a form the page submitted);
+        clear the events first to wait for a load still to come."""
         deadline = time.monotonic() + TIMEOUT
         while not any(e.get("method") == "Page.loadEventFired" for e in self._events):
-            assert time.monotonic() < deadline, f"{path} did not finish loading"
+            assert time.monotonic() < deadline, f"{what} did not finish loading"
             self._events.append(self._receive())
+
+    def act(self, expression: str) -> None:
+        """Run JavaScript that makes the page navigate (a click on a form's button), and
+        wait until the new page has loaded."""
+        self._events.clear()
+        self.evaluate(expression)
+        self.wait_for_load("the page after the action")
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page."""

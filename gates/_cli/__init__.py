@@ -33,6 +33,8 @@ COMMANDS = (
     "ratchet", "keygen",
     # The state store itself: a team's history onto a shared server.
     "store",
+    # The human review queue: calls and outputs held for a person, and their decisions.
+    "review",
     # The verified controls in production: an MCP server's tools behind the guard.
     "mcp-gateway",
 )

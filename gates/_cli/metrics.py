@@ -1,4 +1,4 @@
-"""``reinstate metrics --logs FILE…``."""
+"""``reinstate metrics [--logs FILE…]``."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Literal
 
 import click
 
-from evalsuite import LogFormat, MetricsCounter, Skips, read_logs
+from evalsuite import InvalidInput, LogFormat, MetricsCounter, Skips, read_logs
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT, SKIP
+from gates._config import Workspace
 from gates._reports.investigation_view import metrics_table, skipped_lines
+from gates._response.review_metrics import GuardDecisions, queue_items, queue_metrics
 
 
 @click.command("metrics")
@@ -27,19 +29,37 @@ def command(logs: tuple[Path, ...], more_logs: tuple[Path, ...], agent: str | No
             escalation_tools: tuple[str, ...], fmt: LogFormat | Literal["auto"],
             skip_invalid: bool, as_json: bool) -> int:
     """Task success, human correction, iterations, cost, escalation and blocked calls,
-    from the runs in the logs; "unknown" where the logs do not record them."""
+    from the runs in the logs; then human correction and blocked calls from the review
+    queue and the escalation rate from the guard's decisions in the logs. "unknown" where
+    there is nothing to count."""
     c = ctx()
     paths = [*logs, *more_logs]
-    if not paths:
-        raise click.UsageError("expected at least one log: --logs FILE")
+    workspace, problem = _workspace()
+    if not paths and workspace is None:
+        raise click.UsageError(f"expected at least one log (--logs FILE) or a workspace "
+                               f"with a review queue ({problem})")
     skips = Skips() if skip_invalid else None
     counter = MetricsCounter(escalation_tools)
+    guard = GuardDecisions()
     for part in read_logs(paths, fmt, agent=agent, skips=skips):
         counter.feed(part)
+        guard.feed(part)
     metrics = counter.metrics()
+    # Next to the log-derived figures, each named by its source.
+    metrics.metrics = [*metrics.metrics,
+                       *queue_metrics(queue_items(workspace, agent, problem), guard)]
     skipped_lines(c.err, skips)
     if as_json:
         click.echo(metrics.model_dump_json(indent=2))
     else:
         metrics_table(c.out, metrics)
     return 0
+
+
+def _workspace() -> tuple[Workspace | None, str]:
+    """The workspace whose state store holds the review queue, or why there is none (the
+    log metrics need no workspace)."""
+    try:
+        return ctx().workspace(), ""
+    except InvalidInput as exc:
+        return None, f"no workspace, so no review queue: {exc}"

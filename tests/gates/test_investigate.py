@@ -203,5 +203,6 @@ def test_metrics_say_unknown_where_the_logs_are_silent(example: Workspace, cli: 
     assert values["escalation rate"] == 27 / 80
     assert values["cost per successful run"] is None and values["human correction rate"] is None
     table = cli("metrics", "--logs", LOG, cwd=example.root)
-    # The six outcome metrics, model calls and both token counts: that log records none.
-    assert table.returncode == 0 and table.stdout.count("unknown:") == 9
+    # The six outcome metrics, model calls and both token counts: that log records none;
+    # and the three the review queue and the guard's decisions give: there are none yet.
+    assert table.returncode == 0 and table.stdout.count("unknown:") == 9 + 3

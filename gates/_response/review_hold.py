@@ -1,0 +1,59 @@
+"""A guarded run's review-routed step, held in the review queue until a person decides.
+
+The guard decides; this puts its ``review`` decision in front of a person: the call (tool
+and arguments, as the run's history holds them) or the output goes to the queue with the
+deciding rule, the caller waits, and a call that is not released is logged as blocked in
+the run, so the run log says what happened to it.
+"""
+
+from __future__ import annotations
+
+from evalsuite import Output, ToolCall
+from gates._errors import GatesError
+from gates._response.guard import GuardDecision, GuardedRun
+from gates._store.review_queue import ReviewQueue
+from gates._store.reviews import ReviewItem
+
+
+def submit_guarded(queue: ReviewQueue, run: GuardedRun,
+                   decision: GuardDecision) -> ReviewItem:
+    """Queue the step a guard routed to review (source ``guard``), without waiting.
+
+    Raises:
+        GatesError: ``decision`` is not a review decision of a step of ``run``.
+    """
+    if decision.effect != "review":
+        raise GatesError(f"run {run.run_id}: step {decision.step} was decided "
+                         f"{decision.effect}, not review: only review decisions are queued")
+    step = run.history[decision.step] if decision.step < len(run.history) else None
+    if isinstance(step, ToolCall):
+        return queue.submit(run.guard.agent, kind="call", tool=step.tool,
+                            args=dict(step.arguments), rule=decision.rule,
+                            reason=decision.reason, run_id=run.run_id, source="guard")
+    if isinstance(step, Output):
+        return queue.submit(run.guard.agent, kind="output", text=step.content,
+                            rule=decision.rule, reason=decision.reason, run_id=run.run_id,
+                            source="guard")
+    raise GatesError(f"run {run.run_id}: step {decision.step} is not a tool call or an "
+                     f"output of this run")
+
+
+def hold_for_review(queue: ReviewQueue, run: GuardedRun, decision: GuardDecision, *,
+                    timeout_s: float, poll_s: float = 0.2) -> ReviewItem:
+    """Queue a review-routed step and wait for a person (at most ``timeout_s``).
+
+    Proceed only when the returned item is :attr:`~gates.ReviewItem.released`, with its
+    :attr:`~gates.ReviewItem.final_args` (or ``final_text``). A call that is not released
+    (rejected, or expired at the timeout) is logged in the run as blocked, naming why.
+
+    Raises:
+        GatesError: ``decision`` is not a review decision of a step of ``run``.
+        StoreUnavailable: the queue cannot be written or read (deny the step).
+    """
+    item = queue.wait(submit_guarded(queue, run, decision).id, timeout_s=timeout_s,
+                      poll_s=poll_s)
+    if item.kind == "call" and not item.released and decision.call_id is not None:
+        run.result(decision.call_id, blocked=True,
+                   error=f"{item.status} in review {item.id} by {item.decided_by}: "
+                         f"{item.decision_reason}")
+    return item

@@ -1,0 +1,122 @@
+"""`reinstate review serve`: the reviewers' page, used in headless Chromium as a person would,
+and refusing what does not come from its own forms."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gates import ReviewQueue, Workspace, open_store
+from tests.browser import Browser
+from tests.conftest import CLI
+from tests.helpers import ACTOR
+
+AGENT = "refund-agent"
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the test."""
+    chromium = Browser(width=1280, height=900)
+    yield chromium
+    chromium.close()
+
+
+@pytest.fixture
+def served(example: Workspace) -> Iterator[str]:
+    """`reinstate review serve --port 0` running on the example; its page's address."""
+    env = {**os.environ, "REINSTATE_ACTOR": ACTOR}
+    env.pop("REINSTATE_WORKSPACE", None)
+    with subprocess.Popen([*CLI, "-C", str(example.root), "review", "serve", "--port", "0"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as server:
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            assert "review queue: http://127.0.0.1:" in line, line
+            yield line.split()[2]
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)
+
+
+def _post(url: str, body: bytes, host: str | None = None) -> int:
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/x-www-form-urlencoded", **({"Host": host} if host else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.slow
+def test_a_reviewer_approves_through_the_page(example: Workspace, served: str,
+                                              browser: Browser, tmp_path: Path) -> None:
+    """The page lists the pending call; its approve form decides it in the store and the log."""
+    queue = ReviewQueue(example)
+    held = queue.submit(AGENT, kind="call", tool="close_account",
+                        args={"customer_id": "C-1001"}, rule="permissions.close_account",
+                        reason="<b>every</b> closure is confirmed", source="guard")
+    browser.open(served)
+    assert browser.evaluate("document.title").startswith("1 pending")
+    card = f"document.getElementById('{held.id}')"
+    assert "close_account" in browser.evaluate(f"{card}.innerText")
+    # Stored text is shown as text, never as markup.
+    assert browser.evaluate(f"{card}.querySelectorAll('b').length") == 0
+    assert "<b>every</b> closure" in browser.evaluate(f"{card}.innerText")
+    browser.evaluate(f"{card}.querySelector('form.decide input[name=reason]').value = "
+                     f"'customer confirmed by phone'")
+    browser.act(f"{card}.querySelector('form.decide button.approve').click()")
+    assert "R-1 approved by test.engineer" in browser.evaluate("document.body.innerText")
+    assert browser.evaluate("document.getElementById('nothing-pending') !== null")
+    browser.screenshot(tmp_path / "review-page.png")
+    done = queue.get(held.id)
+    assert (done.status, done.decided_by, done.decision_reason) == (
+        "approved", ACTOR, "customer confirmed by phone")
+    entry = open_store(example).audit()[-1]
+    assert (entry.action, entry.actor, entry.detail["review"]) == ("review.approve", ACTOR,
+                                                                   held.id)
+
+
+@pytest.mark.slow
+def test_a_reviewer_edits_an_output_through_the_page(example: Workspace, served: str,
+                                                     browser: Browser) -> None:
+    """The edit form releases the reviewer's text instead of the agent's."""
+    queue = ReviewQueue(example)
+    held = queue.submit(AGENT, kind="output", text="Refunded $900 to account 4417.",
+                        reason="review mode")
+    browser.open(served)
+    card = f"document.getElementById('{held.id}')"
+    browser.evaluate(f"{card}.querySelector('form.edit textarea').value = 'Refunded $900.'")
+    browser.evaluate(f"{card}.querySelector('form.edit input[name=reason]').value = "
+                     f"'no account numbers'")
+    browser.act(f"{card}.querySelector('form.edit button').click()")
+    done = queue.get(held.id)
+    assert done.status == "edited" and done.final_text == "Refunded $900."
+
+
+@pytest.mark.slow
+def test_decisions_without_the_pages_token_are_refused(example: Workspace,
+                                                       served: str) -> None:
+    """A POST with no token, a wrong one, or addressed to another host decides nothing."""
+    queue = ReviewQueue(example)
+    held = queue.submit(AGENT, kind="call", tool="close_account", args={}, reason="closure")
+    form = f"id={held.id}&action=approve&reason=sneaky".encode()
+    assert _post(f"{served}decide", form) == 403
+    assert _post(f"{served}decide", form + b"&csrf=not-the-token") == 403
+    with urllib.request.urlopen(served, timeout=30) as page:
+        html = page.read().decode()
+    token = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    assert _post(f"{served}decide", form + f"&csrf={token}".encode(), host="evil.example") == 421
+    assert queue.get(held.id).status == "pending"
+    assert [e.action for e in open_store(example).audit()] == ["review.submit"]
+    # The same form with the page's own token, at the page's own address, decides.
+    assert _post(f"{served}decide", form + f"&csrf={token}".encode()) in (200, 303)
+    assert queue.get(held.id).status == "approved"
