@@ -160,23 +160,10 @@ def test_containment_during_a_session_denies_the_next_call(back_in_full: Workspa
 
 # A refund over $150 after its order's lookup: the fixed controls route it to a person.
 LARGE_REFUND = {"order_id": "A-1002", "amount": 200, "refund_to": "original_payment_method"}
-DECIDE = """
-import sys
-import gates
-queue = gates.ReviewQueue(sys.argv[1])
-[item] = queue.items("refund-agent")
-if sys.argv[2] == "edit":
-    queue.edit(item.id, actor="rita.reviewer", reason=sys.argv[3],
-               args={**item.args, "amount": 150})
-else:
-    getattr(queue, sys.argv[2])(item.id, actor="rita.reviewer", reason=sys.argv[3])
-"""
-
-
 def _held_refund(ws: Workspace, tmp_path: Path, decision: str | None,
                  *options: str) -> tuple[types.CallToolResult, list[dict[str, Any]]]:
-    """Send the large refund; once it waits in the queue, decide it from another process
-    (``decision`` None: nobody decides). Returns the result and the queue's items."""
+    """Send the large refund; once it waits in the queue, decide it with `reinstate review
+    DECISION` in another process (None: nobody decides). Returns the result and the items."""
     async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
         await session.call_tool("lookup_order", {"order_id": "A-1002"})
         result: list[types.CallToolResult] = []
@@ -187,12 +174,13 @@ def _held_refund(ws: Workspace, tmp_path: Path, decision: str | None,
         async with anyio.create_task_group() as group:
             group.start_soon(call)
             if decision is not None:
-                while not ReviewQueue(ws.root).items(AGENT):
+                while not (pending := ReviewQueue(ws.root).items(AGENT)):
                     await anyio.sleep(0.2)
-                done = await anyio.to_thread.run_sync(lambda: subprocess.run(
-                    [sys.executable, "-c", DECIDE, str(ws.root), decision,
-                     f"{decision} by the test"], env=_env(), capture_output=True,
-                    text=True, timeout=120, check=False))
+                edit = ["--args", json.dumps({**LARGE_REFUND, "amount": 150})]
+                done = await anyio.to_thread.run_sync(lambda: _cli(
+                    ws, "--actor", "rita.reviewer", "review", decision, pending[0].id,
+                    "--reason", f"{decision} by the test",
+                    *(edit if decision == "edit" else [])))
                 assert done.returncode == 0, done.stderr
         return result[0]
 
