@@ -233,7 +233,13 @@ class McpGateway:
             with gateway.guard.run(run_id, goal=goal, context={
                     "gateway": "mcp", "transport": transport,
                     "upstream": shlex.join(gateway.upstream_command)}) as run:
-                yield _Session(run)
+                try:
+                    yield _Session(run)
+                except anyio.get_cancelled_exc_class():
+                    # The gateway stopping (SIGTERM, its upstream gone) ends open sessions
+                    # by cancelling them: a normal end of the run, not an error of it.
+                    run.finish("the gateway stopped")
+                    raise
 
         server: Server[_Session, Any] = Server(f"reinstate-gateway-{self.agent}",
                                                lifespan=one_session)

@@ -284,6 +284,12 @@ def test_the_gateway_serves_streamable_http(back_in_full: Workspace, tmp_path: P
         gateway.terminate()
         gateway.communicate(timeout=30)
     assert "wire_money" not in names and "lookup_order" in names
+    [log] = back_in_full.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    assert run.context["transport"] == "http"
+    assert len(run.steps) == 5
+    # The client's DELETE on leaving ends the session, and with it the guarded run.
+    assert run.outcome is not None and run.outcome.stop_reason == "done"
     assert not lookup.isError
     assert refund.isError and "denied by" in _text(refund)
     assert _forwarded(calls) == ["lookup_order"]
@@ -324,6 +330,10 @@ def test_an_upstream_that_dies_is_a_tool_error_then_exit_3(back_in_full: Workspa
     assert code == 3, err
     assert "Traceback" not in err
     assert re.search(r"error: .*upstream MCP server .* stopped", err), err
+    [log] = back_in_full.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    assert run.steps[-1].error is not None and "stopped" in run.steps[-1].error  # type: ignore[union-attr]
+    assert run.outcome is not None and run.outcome.stop_reason == "the gateway stopped"
 
 
 def test_the_readmes_client_config_launches_the_gateway(back_in_full: Workspace,
