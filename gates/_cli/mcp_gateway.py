@@ -45,7 +45,9 @@ def command(agent: str, upstream: tuple[str, ...], use_http: bool, host: str, po
     c = ctx()
     workspace = c.workspace()
     workspace.require_agent(agent)
-    if (host != "127.0.0.1" or port != 8790) and not use_http:
+    given = click.get_current_context().get_parameter_source
+    if not use_http and any(given(name) is click.core.ParameterSource.COMMANDLINE
+                            for name in ("host", "port")):
         raise click.UsageError("--host and --port apply to --http only")
     gateway = McpGateway(Guard(workspace, agent), list(upstream),
                          review_timeout_s=review_timeout, actor=c.actor, say=say_on_stderr)

@@ -266,9 +266,20 @@ class McpGateway:
             # The SDK's task groups wrap what the gateway raised inside them: the user gets
             # the gateway's own error, one line, not the group's traceback.
             ours = group.subgroup(lambda exc: isinstance(exc, ReinstateError))
-            if ours is None:
+            if ours is not None:
+                raise _first_leaf(ours) from None
+            broken = group.subgroup(lambda exc: isinstance(
+                exc, anyio.BrokenResourceError | anyio.ClosedResourceError | OSError))
+            if broken is None:
                 raise
-            raise _first_leaf(ours) from None
+            command = shlex.join(self.upstream_command)
+            if self._upstream is None:  # nothing served yet: the upstream's pipe it was
+                raise UpstreamUnavailable(
+                    f"the upstream `{command}` did not answer as an MCP server (it closed "
+                    f"its stdin): is it an MCP server speaking stdio?") from None
+            raise UpstreamUnavailable(
+                self._gone or f"an MCP pipe broke ({_first_leaf(broken)!r}); the gateway "
+                              f"stopped") from None
         if self._gone is not None:
             raise UpstreamUnavailable(self._gone)
 

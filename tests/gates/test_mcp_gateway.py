@@ -368,6 +368,8 @@ def test_the_readmes_client_config_launches_the_gateway(back_in_full: Workspace,
      "cannot start the upstream MCP server"),
     (["mcp-gateway", AGENT, "--", sys.executable, "-c", "print('hello')"], 3,
      "did not answer as an MCP server"),
+    (["mcp-gateway", AGENT, "--", sys.executable, "-c", "pass"], 3,
+     "did not answer as an MCP server"),
 ])
 def test_bad_arguments_are_one_line(back_in_full: Workspace, args: list[str], code: int,
                                     says: str) -> None:
