@@ -415,9 +415,7 @@ def _result_value(result: types.CallToolResult) -> Any:
     """What the run log keeps of a tool's answer, as the controls read it later in the run
     (``s.result.total``): the structured content, else the text (as JSON when it is)."""
     if result.structuredContent is not None:
-        structured: Any = result.structuredContent
-        # FastMCP wraps a non-object return value as {"result": …}.
-        return structured
+        return result.structuredContent
     texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
     if len(texts) == 1:
         try:
