@@ -35,6 +35,8 @@ COMMANDS = (
     "store",
     # The human review queue: calls and outputs held for a person, and their decisions.
     "review",
+    # The verified controls in production: an MCP server's tools behind the guard.
+    "mcp-gateway",
 )
 
 
@@ -56,7 +58,8 @@ class Commands(click.Group):
         """The command, its module imported now; None for a name that is not one."""
         if cmd_name not in COMMANDS:
             return None
-        command: click.Command = importlib.import_module(f"gates._cli.{cmd_name}").command
+        module = cmd_name.replace("-", "_")  # mcp-gateway lives in mcp_gateway.py
+        command: click.Command = importlib.import_module(f"gates._cli.{module}").command
         return command
 
 

@@ -1,0 +1,430 @@
+"""The MCP gateway: an agent's MCP tools, behind the controls the gate verified.
+
+The gateway is an MCP server (stdio, or streamable HTTP) in front of one upstream MCP server
+that it starts as a subprocess over stdio. It lists the upstream's tools minus those the
+agent's permissions do not know (deny by default), and decides each ``tools/call`` with a
+:class:`~gates._response.guard.Guard`, one guarded run per MCP session (so the run log is
+the guard's, which ``investigate`` and ``ingest`` read): an allowed call goes to the
+upstream and its result is logged; a denied one is a tool error naming the rule, the
+upstream never called; a review-routed one waits in the review queue until a person
+decides (or the timeout denies it). The mode is the guard's, read at every call, so a
+``reinstate contain`` flips the very next call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shlex
+import socket
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import anyio
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import McpError
+
+from evalsuite import ReinstateError
+from gates._controls.policy import Decision
+from gates._errors import GatesError
+from gates._response.guard import Guard, GuardedRun
+from gates._store.access import open_store
+from gates._store.review_queue import ReviewQueue
+
+Transport = Literal["stdio", "http"]
+
+# How long the upstream has to start and answer `initialize` before the gateway gives up.
+STARTUP_TIMEOUT_S = 30.0
+
+
+class UpstreamUnavailable(GatesError):
+    """The upstream MCP server could not be started, is not an MCP server, or stopped."""
+
+    exit_code = 3
+
+
+@dataclass
+class _Session:
+    """What the gateway keeps for one MCP session: its guarded run."""
+
+    run: GuardedRun
+
+
+class McpGateway:
+    """One agent's guard in front of one upstream MCP server."""
+
+    def __init__(self, guard: Guard, upstream: list[str], *, review_timeout_s: float,
+                 actor: str, say: Callable[[str], None]) -> None:
+        """Hold the guard and the upstream's command line (started by :meth:`serve`).
+
+        Args:
+            guard: The agent's guard; every call is decided by it.
+            upstream: The upstream MCP server's command and its arguments.
+            review_timeout_s: How long a review-routed call waits for a person.
+            actor: Who runs the gateway, for the audit entries it writes.
+            say: Where the gateway's one-line notices go (stderr for the CLI).
+        """
+        if not upstream:
+            raise GatesError("no upstream command: give the MCP server to guard after `--`, "
+                             "e.g. `reinstate mcp-gateway refund-agent -- python server.py`")
+        self.guard = guard
+        self.upstream_command = list(upstream)
+        self.review_timeout_s = review_timeout_s
+        self.actor = actor
+        self.say = say
+        self._upstream: ClientSession | None = None
+        self._gone: str | None = None
+        self._gone_event: anyio.Event | None = None
+        self._hidden_reported: set[str] = set()
+        self._sessions = itertools.count(1)
+        self._started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+
+    @property
+    def agent(self) -> str:
+        """The agent the gateway guards."""
+        return self.guard.agent
+
+    # -- the upstream ------------------------------------------------------------------
+
+    async def _connect(self, stack: AsyncExitStack) -> ClientSession:
+        command = shlex.join(self.upstream_command)
+        # The upstream gets this process's environment (the SDK's default keeps only a
+        # few variables, which loses a virtualenv's PATH and the user's settings).
+        params = StdioServerParameters(command=self.upstream_command[0],
+                                       args=self.upstream_command[1:], env=dict(os.environ))
+        try:
+            read, write = await stack.enter_async_context(stdio_client(params))
+            session = await stack.enter_async_context(ClientSession(read, write))
+            with anyio.fail_after(STARTUP_TIMEOUT_S):
+                await session.initialize()
+        except OSError as exc:
+            raise UpstreamUnavailable(
+                f"cannot start the upstream MCP server `{command}`: "
+                f"{exc.strerror or exc}") from None
+        except TimeoutError:
+            raise UpstreamUnavailable(
+                f"the upstream `{command}` did not answer MCP's initialize within "
+                f"{STARTUP_TIMEOUT_S:g} s: is it an MCP server speaking stdio?") from None
+        except McpError as exc:
+            raise UpstreamUnavailable(
+                f"the upstream `{command}` did not answer as an MCP server "
+                f"({exc.error.message}): is it an MCP server speaking stdio?") from None
+        return session
+
+    def _upstream_stopped(self, why: str) -> None:
+        if self._gone is None:
+            self._gone = why
+            if self._gone_event is not None:
+                self._gone_event.set()
+
+    # -- tools/list --------------------------------------------------------------------
+
+    async def list_tools(self) -> list[types.Tool]:
+        """The upstream's tools that the agent's permissions know; the others are hidden
+        and reported once (a line and an audit entry), not at every request."""
+        assert self._upstream is not None
+        listed = (await self._upstream.list_tools()).tools
+        try:
+            known = set(self.guard.workspace.controls(self.agent).permissions.tools)
+        except Exception as exc:  # controls that do not load: hide everything, say why
+            known = set()
+            self.say(f"the permissions of {self.agent} cannot be read ({exc}); "
+                     f"hiding every tool")
+        shown = [tool for tool in listed if tool.name in known]
+        hidden = sorted(tool.name for tool in listed
+                        if tool.name not in known and tool.name not in self._hidden_reported)
+        if hidden:
+            self._hidden_reported.update(hidden)
+            names = ", ".join(hidden)
+            reason = (f"MCP gateway hides tools the permissions of {self.agent} do not list "
+                      f"(deny by default): {names}")
+            self.say(f"hidden: {names} (not in agents/{self.agent}/permissions.yaml)")
+            open_store(self.guard.workspace).append(
+                actor=self.actor, action="mcp_gateway.hidden_tools", agent=self.agent,
+                reason=reason, detail={"tools": hidden,
+                                       "upstream": shlex.join(self.upstream_command)})
+        return shown
+
+    # -- tools/call --------------------------------------------------------------------
+
+    async def call_tool(self, session: _Session, name: str,
+                        arguments: dict[str, Any]) -> types.CallToolResult:
+        """Decide one call with the guard, and forward it, refuse it or hold it."""
+        run = session.run
+        decision = run.call(name, arguments)
+        call_id = decision.call_id
+        assert call_id is not None
+        if decision.effect == "deny":
+            return _tool_error(f"denied by {decision.rule}: {decision.reason}")
+        if decision.effect == "review":
+            released, final_args, why = await self._hold(run, name, arguments, decision)
+            if not released:
+                run.result(call_id, error=why, blocked=True)
+                return _tool_error(why)
+            arguments = final_args
+        if self._gone is not None:
+            run.result(call_id, error=self._gone)
+            return _tool_error(self._gone)
+        assert self._upstream is not None
+        try:
+            result = await self._upstream.call_tool(name, arguments)
+        except McpError as exc:
+            why = f"the upstream MCP server failed on {name}: {exc.error.message}"
+            if exc.error.code == types.CONNECTION_CLOSED:
+                why = (f"the upstream MCP server `{shlex.join(self.upstream_command)}` "
+                       f"stopped; the gateway is shutting down")
+                self._upstream_stopped(why)
+            run.result(call_id, error=why)
+            return _tool_error(why)
+        value = _result_value(result)
+        run.result(call_id, None if result.isError else value,
+                   error=json.dumps(value) if result.isError else None)
+        return result
+
+    async def _hold(self, run: GuardedRun, name: str, arguments: dict[str, Any],
+                    decision: Decision) -> tuple[bool, dict[str, Any], str]:
+        """Submit a review-routed call to the queue and wait for a person (or the timeout).
+
+        Returns whether it was released, the arguments to forward, and why not."""
+        try:
+            queue = ReviewQueue(self.guard.workspace)
+            item = queue.submit(self.agent, kind="call", reason=decision.reason, tool=name,
+                                args=arguments, rule=decision.rule, run_id=run.run_id,
+                                source="gateway")
+        except Exception as exc:  # a queue that cannot hold it: nobody will decide, deny
+            return False, arguments, (f"routed to review by {decision.rule} "
+                                      f"({decision.reason}), but the review queue cannot "
+                                      f"take it ({exc}); failing closed")
+        self.say(f"held {name} for review as {item.id} ({decision.rule}): "
+                 f"`reinstate review approve {item.id} --reason …` releases it")
+        try:
+            decided = await anyio.to_thread.run_sync(
+                lambda: queue.wait(item.id, timeout_s=self.review_timeout_s),
+                abandon_on_cancel=True)
+        except Exception as exc:
+            return False, arguments, (f"review {item.id} could not be read ({exc}); "
+                                      f"failing closed")
+        if decided.released:
+            return True, dict(decided.final_args or {}), ""
+        return False, arguments, (f"review {decided.id} {decided.status} by "
+                                  f"{decided.decided_by}: {decided.decision_reason}")
+
+    # -- the MCP server ----------------------------------------------------------------
+
+    def server(self, transport: Transport) -> Server[_Session, Any]:
+        """The gateway's MCP server: one guarded run per session, opened by its lifespan."""
+        gateway = self
+
+        @asynccontextmanager
+        async def one_session(_: Server[_Session, Any]) -> AsyncIterator[_Session]:
+            number = next(gateway._sessions)
+            run_id = f"mcp-{gateway._started}-{os.getpid()}-{number}"
+            goal = (f"tool calls of an MCP client to "
+                    f"`{shlex.join(gateway.upstream_command)}` through reinstate "
+                    f"mcp-gateway ({transport})")
+            with gateway.guard.run(run_id, goal=goal, context={
+                    "gateway": "mcp", "transport": transport,
+                    "upstream": shlex.join(gateway.upstream_command)}) as run:
+                try:
+                    yield _Session(run)
+                except anyio.get_cancelled_exc_class():
+                    # The gateway stopping (SIGTERM, its upstream gone) ends open sessions
+                    # by cancelling them: a normal end of the run, not an error of it.
+                    run.finish("the gateway stopped")
+                    raise
+
+        server: Server[_Session, Any] = Server(f"reinstate-gateway-{self.agent}",
+                                               lifespan=one_session)
+
+        @server.list_tools()  # type: ignore[no-untyped-call,untyped-decorator]
+        async def list_tools() -> list[types.Tool]:
+            return await gateway.list_tools()
+
+        # The upstream validates its own arguments; the guard decides on what was sent.
+        @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
+        async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+            return await gateway.call_tool(server.request_context.lifespan_context, name,
+                                           arguments)
+
+        return server
+
+    async def serve(self, transport: Transport, *, host: str = "127.0.0.1",
+                    port: int = 0) -> None:
+        """Start the upstream, then serve MCP until the client leaves (stdio), the process
+        is stopped (HTTP), or the upstream stops (raises :class:`UpstreamUnavailable`)."""
+        try:
+            await self._serve(transport, host, port)
+        except BaseExceptionGroup as group:
+            # The SDK's task groups wrap what the gateway raised inside them: the user gets
+            # the gateway's own error, one line, not the group's traceback.
+            ours = group.subgroup(lambda exc: isinstance(exc, ReinstateError))
+            if ours is not None:
+                raise _first_leaf(ours) from None
+            broken = group.subgroup(lambda exc: isinstance(
+                exc, anyio.BrokenResourceError | anyio.ClosedResourceError | OSError))
+            if broken is None:
+                raise
+            command = shlex.join(self.upstream_command)
+            if self._upstream is None:  # nothing served yet: the upstream's pipe it was
+                raise UpstreamUnavailable(
+                    f"the upstream `{command}` did not answer as an MCP server (it closed "
+                    f"its stdin): is it an MCP server speaking stdio?") from None
+            raise UpstreamUnavailable(
+                self._gone or f"an MCP pipe broke ({_first_leaf(broken)!r}); the gateway "
+                              f"stopped") from None
+        if self._gone is not None:
+            raise UpstreamUnavailable(self._gone)
+
+    async def _serve(self, transport: Transport, host: str, port: int) -> None:
+        self._gone_event = anyio.Event()
+        async with AsyncExitStack() as stack:
+            self._upstream = await self._connect(stack)
+            await self.list_tools()  # the hidden tools are reported at start-up
+            server = self.server(transport)
+            async with anyio.create_task_group() as group:
+                stop: Callable[[], None] = group.cancel_scope.cancel
+
+                async def watch_upstream() -> None:
+                    assert self._gone_event is not None
+                    await self._gone_event.wait()
+                    await anyio.sleep(0.5)  # the tool error of the failed call goes out first
+                    stop()
+
+                group.start_soon(watch_upstream)
+                if transport == "stdio":
+                    await _serve_stdio(server)
+                else:
+                    await _serve_http(server, host, port, self.say)
+                group.cancel_scope.cancel()
+
+
+def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def _serve_stdio(server: Server[_Session, Any]) -> None:
+    from mcp.server.stdio import stdio_server
+
+    fd = sys.stdin.fileno()
+    mode = os.fstat(fd).st_mode
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):  # a file or a terminal: as the SDK
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+        return
+    lines = _PipeLines(fd)
+    try:
+        async with stdio_server(stdin=cast("anyio.AsyncFile[str]", lines)) as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+    finally:
+        lines.close()
+
+
+class _PipeLines:
+    """The lines of a pipe read without a thread: the SDK reads stdin in a worker thread,
+    which nothing can stop, so a gateway whose upstream stopped would wait for its client's
+    next line before it could exit; this one is cancelled like any other wait."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._was_blocking = os.get_blocking(fd)
+        os.set_blocking(fd, False)
+        self._buffer = b""
+
+    def __aiter__(self) -> _PipeLines:
+        return self
+
+    async def __anext__(self) -> str:
+        while b"\n" not in self._buffer:
+            await anyio.wait_readable(self._fd)
+            try:
+                chunk = os.read(self._fd, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                if not self._buffer:
+                    raise StopAsyncIteration
+                line, self._buffer = self._buffer, b""
+                return line.decode("utf-8", errors="replace")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line.decode("utf-8", errors="replace") + "\n"
+
+    def close(self) -> None:
+        """Leave the pipe as it was found (its other readers may expect blocking reads)."""
+        os.set_blocking(self._fd, self._was_blocking)
+
+
+async def _serve_http(server: Server[_Session, Any], host: str, port: int,
+                      say: Callable[[str], None]) -> None:
+    import uvicorn
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from mcp.server.transport_security import TransportSecuritySettings
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+    from starlette.types import Receive, Scope, Send
+
+    security = None
+    if host in ("127.0.0.1", "localhost", "::1"):  # as the SDK's own servers: no rebinding
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
+    manager = StreamableHTTPSessionManager(app=server, security_settings=security)
+
+    async def handle(scope: Scope, receive: Receive, send: Send) -> None:
+        await manager.handle_request(scope, receive, send)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    app = Starlette(routes=[Mount("/mcp", app=handle)], lifespan=lifespan)
+    # The socket is bound here, so port 0 (any free port) can be printed before serving.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise GatesError(f"--host {host} --port {port}: cannot listen there "
+                         f"({exc.strerror or exc})") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    say(f"serving MCP (streamable HTTP) at http://{shown}:{bound}/mcp")
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    await uvicorn.Server(config).serve(sockets=[sock])
+
+
+def _tool_error(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                isError=True)
+
+
+def _result_value(result: types.CallToolResult) -> Any:
+    """What the run log keeps of a tool's answer, as the controls read it later in the run
+    (``s.result.total``): the structured content, else the text (as JSON when it is)."""
+    if result.structuredContent is not None:
+        return result.structuredContent
+    texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
+    if len(texts) == 1:
+        try:
+            return json.loads(texts[0])
+        except ValueError:
+            return texts[0]
+    return texts or [block.model_dump(mode="json") for block in result.content]
+
+
+def say_on_stderr(line: str) -> None:
+    """One notice line on stderr (stdout is the MCP channel in stdio mode)."""
+    print(f"reinstate mcp-gateway: {line}", file=sys.stderr, flush=True)

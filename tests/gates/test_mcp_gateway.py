@@ -1,0 +1,383 @@
+"""`reinstate mcp-gateway`: an upstream MCP server's tools behind the verified controls.
+
+Each test starts the gateway as a real `reinstate` subprocess in front of a real upstream
+MCP server (tests/mcp_upstream.py, FastMCP over stdio) and talks to it with the MCP SDK's
+own client, over stdio or streamable HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters, types
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from evalsuite import read_log_runs
+from gates import ReviewQueue, Workspace, open_store
+from tests.helpers import ACTOR
+
+AGENT = "refund-agent"
+UPSTREAM = Path(__file__).parents[1] / "mcp_upstream.py"
+CLI = [sys.executable, "-m", "gates"]
+# The incident's harmful refund (logs/2026-11-25-refund-agent.jsonl, run-7f3a97, step 4).
+HARMFUL_REFUND = {"order_id": "A-1001", "amount": 1250.0, "currency": "USD",
+                  "refund_to": "store_credit:C-7731", "reason": "customer request"}
+T = TypeVar("T")
+
+pytestmark = pytest.mark.slow  # every test starts the gateway and its upstream
+
+
+def _env() -> dict[str, str]:
+    env = {**os.environ, "REINSTATE_ACTOR": ACTOR}
+    env.pop("REINSTATE_WORKSPACE", None)
+    return env
+
+
+def _gateway_args(ws: Workspace, calls: Path, *options: str) -> list[str]:
+    return ["-C", str(ws.root), "mcp-gateway", AGENT, *options, "--",
+            sys.executable, str(UPSTREAM), str(calls)]
+
+
+def _cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, "-C", str(ws.root), *args], env=_env(), capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+@asynccontextmanager
+async def _stdio_gateway(ws: Workspace, calls: Path, errlog: Path,
+                         *options: str) -> AsyncIterator[ClientSession]:
+    params = StdioServerParameters(command=CLI[0], args=[*CLI[1:],
+                                   *_gateway_args(ws, calls, *options)], env=_env())
+    with errlog.open("w", encoding="utf-8") as err:
+        async with stdio_client(params, errlog=err) as (read, write), \
+                ClientSession(read, write) as session:
+            await session.initialize()
+            yield session
+
+
+def _run(ws: Workspace, tmp_path: Path,
+         body: Callable[[ClientSession, Path], Awaitable[T]], *options: str) -> tuple[T, str]:
+    """Run ``body`` in a stdio session with the gateway; returns its value and the
+    gateway's stderr."""
+    calls, errlog = tmp_path / "calls.jsonl", tmp_path / "gateway.err"
+
+    async def main() -> T:
+        async with _stdio_gateway(ws, calls, errlog, *options) as session:
+            return await body(session, calls)
+
+    value = anyio.run(main)
+    return value, errlog.read_text(encoding="utf-8")
+
+
+def _text(result: types.CallToolResult) -> str:
+    return " ".join(b.text for b in result.content if isinstance(b, types.TextContent))
+
+
+def _forwarded(calls: Path) -> list[str]:
+    if not calls.exists():
+        return []
+    return [json.loads(line)["tool"] for line in calls.read_text().splitlines()]
+
+
+def test_harmful_refund_is_denied_by_the_rule_verify_proved(back_in_full: Workspace,
+                                                             tmp_path: Path) -> None:
+    """The incident's refund is a tool error naming the rule verify proved, never forwarded."""
+    verdict = open_store(back_in_full).latest_verdict(AGENT)
+    assert verdict is not None and verdict.outcome == "pass"
+    proved = {row.after_rule for v in verdict.verifications
+              if v.layer == "tool_permission_boundary" and v.verified
+              for row in v.replays
+              if row.kind in ("decision", "cases") and "issue_refund" in row.step}
+    assert proved
+
+    async def body(session: ClientSession,
+                   calls: Path) -> tuple[types.CallToolResult, types.CallToolResult, list[str]]:
+        lookup = await session.call_tool("lookup_order", {"order_id": "A-1001"})
+        refund = await session.call_tool("issue_refund", HARMFUL_REFUND)
+        return lookup, refund, _forwarded(calls)
+
+    (lookup, refund, forwarded), _ = _run(back_in_full, tmp_path, body)
+    assert not lookup.isError and lookup.structuredContent is not None
+    assert lookup.structuredContent["total"] == 84.99
+    assert refund.isError
+    [rule] = re.findall(r"denied by (\S+):", _text(refund))
+    assert rule in proved
+    assert forwarded == ["lookup_order"]
+
+
+def test_tools_the_permissions_do_not_know_are_hidden_and_reported_once(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A tool the permissions do not list is left out of every list, reported once, and refused."""
+    async def body(session: ClientSession, calls: Path) -> tuple[list[str], list[str],
+                                                                 types.CallToolResult]:
+        first = [tool.name for tool in (await session.list_tools()).tools]
+        second = [tool.name for tool in (await session.list_tools()).tools]
+        wired = await session.call_tool("wire_money", {"to": "anyone", "amount": 5})
+        return first, second, wired
+
+    (first, second, wired), err = _run(back_in_full, tmp_path, body)
+    assert sorted(first) == sorted(second) == ["close_account", "create_ticket",
+                                              "issue_refund", "lookup_order", "send_email"]
+    assert err.count("hidden: wire_money") == 1, err
+    entries = open_store(back_in_full).audit(AGENT, actions=["mcp_gateway.hidden_tools"])
+    assert [e.detail["tools"] for e in entries] == [["wire_money"]]  # type: ignore[index]
+    assert wired.isError and "permissions.unknown_tool" in _text(wired)
+    assert _forwarded(tmp_path / "calls.jsonl") == []
+
+
+def test_containment_during_a_session_denies_the_next_call(back_in_full: Workspace,
+                                                           tmp_path: Path) -> None:
+    """A `reinstate contain` run while the gateway serves denies the very next call."""
+    async def body(session: ClientSession,
+                   calls: Path) -> tuple[types.CallToolResult, types.CallToolResult]:
+        before = await session.call_tool("lookup_order", {"order_id": "A-1001"})
+        opened = _cli(back_in_full, "incident", "open", AGENT, "--severity", "sev2",
+                      "--summary", "refunds to the wrong account again")
+        assert opened.returncode == 0, opened.stderr
+        done = _cli(back_in_full, "contain", "INC-2", "--mode", "suspended", "--notify",
+                    "legal", "--scope", "unknown")
+        assert done.returncode == 0, done.stderr
+        after = await session.call_tool("lookup_order", {"order_id": "A-1001"})
+        return before, after
+
+    (before, after), _ = _run(back_in_full, tmp_path, body)
+    assert not before.isError
+    assert after.isError and "denied by mode.suspended" in _text(after)
+    assert "INC-2" in _text(after)
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+
+
+# A refund over $150 after its order's lookup: the fixed controls route it to a person.
+LARGE_REFUND = {"order_id": "A-1002", "amount": 200, "refund_to": "original_payment_method"}
+def _held_refund(ws: Workspace, tmp_path: Path, decision: str | None,
+                 *options: str) -> tuple[types.CallToolResult, list[dict[str, Any]]]:
+    """Send the large refund; once it waits in the queue, decide it with `reinstate review
+    DECISION` in another process (None: nobody decides). Returns the result and the items."""
+    async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
+        await session.call_tool("lookup_order", {"order_id": "A-1002"})
+        result: list[types.CallToolResult] = []
+
+        async def call() -> None:
+            result.append(await session.call_tool("issue_refund", LARGE_REFUND))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            if decision is not None:
+                while not (pending := ReviewQueue(ws.root).items(AGENT)):
+                    await anyio.sleep(0.2)
+                edit = ["--args", json.dumps({**LARGE_REFUND, "amount": 150})]
+                done = await anyio.to_thread.run_sync(lambda: _cli(
+                    ws, "--actor", "rita.reviewer", "review", decision, pending[0].id,
+                    "--reason", f"{decision} by the test",
+                    *(edit if decision == "edit" else [])))
+                assert done.returncode == 0, done.stderr
+        return result[0]
+
+    refund, _ = _run(ws, tmp_path, body, *options)
+    items = [item.model_dump(mode="json")
+             for item in ReviewQueue(ws.root).items(AGENT, status=None)]
+    return refund, items
+
+
+def test_review_routed_call_waits_and_proceeds_after_approve(back_in_full: Workspace,
+                                                             tmp_path: Path) -> None:
+    """A review-routed call waits in the queue and reaches the upstream once approved."""
+    refund, items = _held_refund(back_in_full, tmp_path, "approve")
+    assert not refund.isError, _text(refund)
+    [item] = items
+    assert (item["status"], item["source"]) == ("approved", "gateway")
+    assert item["rule"].endswith("large-refund")  # the review rule that routed it
+    assert item["args"] == LARGE_REFUND
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order", "issue_refund"]
+
+
+def test_review_routed_call_is_refused_after_reject(back_in_full: Workspace,
+                                                    tmp_path: Path) -> None:
+    """A rejected call is a tool error with the reviewer's reason, never forwarded."""
+    refund, items = _held_refund(back_in_full, tmp_path, "reject")
+    assert refund.isError
+    assert "rejected by rita.reviewer: reject by the test" in _text(refund)
+    assert [item["status"] for item in items] == ["rejected"]
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+
+
+def test_an_edited_call_goes_up_with_the_reviewers_arguments(back_in_full: Workspace,
+                                                             tmp_path: Path) -> None:
+    """A call a reviewer edits reaches the upstream with the edited arguments."""
+    refund, _ = _held_refund(back_in_full, tmp_path, "edit")
+    assert not refund.isError, _text(refund)
+    sent = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert sent[-1]["tool"] == "issue_refund" and sent[-1]["arguments"]["amount"] == 150
+
+
+def test_a_review_nobody_decides_expires_and_denies(back_in_full: Workspace,
+                                                    tmp_path: Path) -> None:
+    """At --review-timeout an undecided call expires and is a tool error, never forwarded."""
+    refund, items = _held_refund(back_in_full, tmp_path, None, "--review-timeout", "1")
+    assert refund.isError and "expired" in _text(refund)
+    assert [item["status"] for item in items] == ["expired"]
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+
+
+def test_the_sessions_run_log_is_read_by_ingest(back_in_full: Workspace,
+                                                tmp_path: Path) -> None:
+    """The guard's log of a gateway session holds every call, result and decision, and ingests."""
+    async def body(session: ClientSession, calls: Path) -> None:
+        await session.call_tool("lookup_order", {"order_id": "A-1001"})
+        await session.call_tool("issue_refund", HARMFUL_REFUND)
+
+    _run(back_in_full, tmp_path, body)
+    [log] = back_in_full.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    kinds = [(s.kind, getattr(s, "tool", None)) for s in run.steps]
+    assert kinds == [("user_input", None), ("tool_call", "lookup_order"),
+                     ("tool_result", "lookup_order"), ("tool_call", "issue_refund"),
+                     ("tool_result", "issue_refund")]
+    assert run.steps[2].result["total"] == 84.99  # type: ignore[union-attr]
+    assert run.metadata["guard.step.3"]["effect"] == "deny"
+    assert run.outcome is not None and run.outcome.stop_reason == "done"
+    ingested = _cli(back_in_full, "ingest", str(log), "--agent", AGENT)
+    assert ingested.returncode == 0, ingested.stderr
+    assert "1 run, 5 steps (1 input, 2 calls, 2 results)" in ingested.stdout
+    assert "calls: 2 with a result, 0 without" in ingested.stdout
+
+
+def test_the_gateway_serves_streamable_http(back_in_full: Workspace, tmp_path: Path) -> None:
+    """Over --http the SDK's streamable HTTP client lists the tools and gets calls decided."""
+    calls = tmp_path / "calls.jsonl"
+    gateway = subprocess.Popen([*CLI, *_gateway_args(back_in_full, calls, "--http", "--port",
+                                                     "0")],
+                               env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert gateway.stderr is not None
+        url = ""
+        for line in gateway.stderr:
+            found = re.search(r"serving MCP \(streamable HTTP\) at (\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "the gateway never said where it serves"
+
+        async def main() -> tuple[list[str], types.CallToolResult, types.CallToolResult]:
+            async with streamable_http_client(url) as (read, write, _), \
+                    ClientSession(read, write) as session:
+                await session.initialize()
+                names = [tool.name for tool in (await session.list_tools()).tools]
+                lookup = await session.call_tool("lookup_order", {"order_id": "A-1001"})
+                refund = await session.call_tool("issue_refund", HARMFUL_REFUND)
+                return names, lookup, refund
+
+        names, lookup, refund = anyio.run(main)
+    finally:
+        gateway.terminate()
+        gateway.communicate(timeout=30)
+    assert "wire_money" not in names and "lookup_order" in names
+    [log] = back_in_full.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    assert run.context["transport"] == "http"
+    assert len(run.steps) == 5
+    # The client's DELETE on leaving ends the session, and with it the guarded run.
+    assert run.outcome is not None and run.outcome.stop_reason == "done"
+    assert not lookup.isError
+    assert refund.isError and "denied by" in _text(refund)
+    assert _forwarded(calls) == ["lookup_order"]
+
+
+def test_an_upstream_that_dies_is_a_tool_error_then_exit_3(back_in_full: Workspace,
+                                                           tmp_path: Path) -> None:
+    """An upstream that stops mid-call makes that call a tool error, then the gateway exit 3."""
+    calls = tmp_path / "calls.jsonl"
+    gateway = subprocess.Popen([*CLI, *_gateway_args(back_in_full, calls)], env=_env(),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert gateway.stdin is not None and gateway.stdout is not None
+
+    def ask(number: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert gateway.stdin is not None and gateway.stdout is not None
+        gateway.stdin.write(json.dumps({"jsonrpc": "2.0", "id": number, "method": method,
+                                        "params": params}) + "\n")
+        gateway.stdin.flush()
+        answer: dict[str, Any] = json.loads(gateway.stdout.readline())
+        return answer
+
+    try:
+        ask(1, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                              "clientInfo": {"name": "test", "version": "1"}})
+        gateway.stdin.write(json.dumps({"jsonrpc": "2.0",
+                                        "method": "notifications/initialized"}) + "\n")
+        gateway.stdin.flush()
+        crashed = ask(2, "tools/call", {"name": "create_ticket",
+                                        "arguments": {"summary": "crash"}})
+        code = gateway.wait(timeout=60)  # stdin still open: the gateway ends by itself
+    finally:
+        if gateway.poll() is None:
+            gateway.kill()
+        _, err = gateway.communicate(timeout=30)
+    assert crashed["result"]["isError"] is True
+    assert "stopped" in crashed["result"]["content"][0]["text"]
+    assert code == 3, err
+    assert "Traceback" not in err
+    assert re.search(r"error: .*upstream MCP server .* stopped", err), err
+    [log] = back_in_full.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    assert run.steps[-1].error is not None and "stopped" in run.steps[-1].error  # type: ignore[union-attr]
+    assert run.outcome is not None and run.outcome.stop_reason == "the gateway stopped"
+
+
+def test_the_readmes_client_config_launches_the_gateway(back_in_full: Workspace,
+                                                        tmp_path: Path) -> None:
+    """The README's MCP client config, pointed at the example, serves the guarded tools."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    [snippet] = [block for block in re.findall(r"```json\n(.*?)```", readme, re.DOTALL)
+                 if "mcp-gateway" in block]
+    [server] = json.loads(snippet)["mcpServers"].values()
+    args = list(server["args"])
+    args[args.index("-C") + 1] = str(back_in_full.root)
+    args[args.index("--") + 1:] = [sys.executable, str(UPSTREAM), str(tmp_path / "calls")]
+    command = Path(sys.executable).with_name(server["command"])  # this venv's `reinstate`
+
+    async def main() -> list[str]:
+        params = StdioServerParameters(command=str(command), args=args, env=_env())
+        with (tmp_path / "gateway.err").open("w") as err:
+            async with stdio_client(params, errlog=err) as (read, write), \
+                    ClientSession(read, write) as session:
+                await session.initialize()
+                return [tool.name for tool in (await session.list_tools()).tools]
+
+    names = anyio.run(main)
+    assert "lookup_order" in names and "wire_money" not in names
+
+
+@pytest.mark.parametrize(("args", "code", "says"), [
+    (["mcp-gateway", "no-such-agent", "--", sys.executable, str(UPSTREAM), "x"], 2,
+     "unknown agent 'no-such-agent'"),
+    (["mcp-gateway", AGENT], 2, "no upstream command"),
+    (["mcp-gateway", AGENT, "--", "/nonexistent/mcp-server"], 3,
+     "cannot start the upstream MCP server"),
+    (["mcp-gateway", AGENT, "--", sys.executable, "-c", "print('hello')"], 3,
+     "did not answer as an MCP server"),
+    (["mcp-gateway", AGENT, "--", sys.executable, "-c", "pass"], 3,
+     "did not answer as an MCP server"),
+])
+def test_bad_arguments_are_one_line(back_in_full: Workspace, args: list[str], code: int,
+                                    says: str) -> None:
+    """An unknown agent, no upstream, or an upstream that is not an MCP server is one clean line."""
+    done = subprocess.run([*CLI, "-C", str(back_in_full.root), *args], env=_env(),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == code, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and says in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
