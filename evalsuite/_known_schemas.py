@@ -64,9 +64,21 @@ def _salt() -> bytes:
     return digest.digest()
 
 
+def _string_keys(value: Any) -> bool:
+    """Whether every mapping in ``value`` has only string keys (``json.dumps`` would turn
+    ``1`` or ``True`` into the key of another schema's spelling)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _string_keys(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_string_keys(v) for v in value)
+    return True
+
+
 def _key(schema: Any) -> str | None:
     """The marker's name for ``schema``; None for a value JSON cannot spell exactly (a date
     from YAML, a non-string key, NaN), which is always checked in full."""
+    if not _string_keys(schema):
+        return None
     try:
         canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"),
                                ensure_ascii=False, allow_nan=False)

@@ -86,3 +86,15 @@ def test_a_cache_folder_others_can_write_gets_no_marker(
     (cache / "valid-json-schemas").chmod(0o700)
     assert check_json_schema(VALID) is VALID
     assert len(markers(cache)) == 1
+
+
+def test_a_schema_json_cannot_spell_exactly_is_checked_but_not_remembered(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schema with a non-string key (YAML's `1:`) is checked in full and leaves no
+    marker, while its string-keyed twin does."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REINSTATE_CACHE_DIR", str(cache))
+    check_json_schema({"type": "object", "properties": {1: {"type": "string"}}})
+    assert markers(cache) == []
+    check_json_schema({"type": "object", "properties": {"1": {"type": "string"}}})
+    assert len(markers(cache)) == 1
