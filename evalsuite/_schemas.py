@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from evalsuite._known_schemas import known_valid, remember_valid
 from evalsuite._regex import user_regex
 
 if TYPE_CHECKING:
@@ -93,6 +94,8 @@ def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     would match property names with Python's ``re`` (``unevaluatedProperties`` beside
     ``patternProperties``) is refused.
     """
+    if known_valid(schema):  # passed this very check before: no jsonschema to import
+        return schema
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
@@ -105,6 +108,7 @@ def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
         raise ValueError("invalid JSON Schema: unevaluatedProperties cannot be combined with "
                          "patternProperties (use additionalProperties)")
+    remember_valid(schema)
     return schema
 
 

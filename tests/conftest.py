@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,18 @@ def example(tmp_path: Path) -> Workspace:
 def fixed() -> Callable[[Workspace], list[str]]:
     """Applies the example's fix (controls, eval cases, agent 1.5.0) to a workspace."""
     return apply_fix
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """JSON Schemas found valid are remembered in a folder of this test run (test modules
+    check schemas as they are collected, and children started by the tests inherit it),
+    not in the user's own cache."""
+    os.environ["REINSTATE_CACHE_DIR"] = tempfile.mkdtemp(prefix="reinstate-test-cache-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this run's schema cache."""
+    shutil.rmtree(os.environ.pop("REINSTATE_CACHE_DIR", ""), ignore_errors=True)
 
 
 def built_once(factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object],

@@ -40,6 +40,56 @@ COMMANDS = (
 )
 
 
+# What `reinstate --help` lists beside each command: the first paragraph of its docstring,
+# kept here so that the list loads none of the command modules (they bring pydantic, the
+# controls, the reports); click shortens it exactly as it shortens the real docstring.
+# tests/gates/test_startup_imports.py fails when a line here and the docstring differ.
+SUMMARIES = {
+    "init": "Lay out a reinstate workspace in DIRECTORY (default: here), or add --agent to it.",
+    "incident": "Open incidents and record their root cause and resolution.",
+    "contain": "Contain the incident's agent at once and record it; the clock is shown against "
+               "target.",
+    "mode": "Print the mode AGENT must operate in: full, review or suspended.",
+    "capture": "Capture the incident's harmful run as a regression case.",
+    "rca": "Walk the four control layers of INC: what the replay shows, then record each "
+           "finding.",
+    "verify": "Prove each control change of INC: the harm got through the baseline, today it "
+              "is stopped.",
+    "gate": "Run every check for AGENT and store the verdict.",
+    "restore": "Return AGENT to full operation, only on a current passing verdict.",
+    "audit": "Print the audit log and check its hash chain (exit 1 if it was tampered with).",
+    "demo": "Walk the whole response on the bundled refund agent, step by step.",
+    "ingest": "Read run logs (native JSONL, OTLP/JSON GenAI or OpenInference traces, OpenAI "
+              "or Anthropic conversations, text actions, or a reader plugin's format), "
+              "validate every record and say what each file holds and what was not "
+              "understood.",
+    "runs": "The runs recorded in logs of any format ingest reads, with the step numbers "
+            "`capture --step` and `investigate` use.",
+    "investigate": "Attach the incident's runs from the logs, write its timeline, measure "
+                   "the scope of impact and find the logging gaps.",
+    "timeline": "Show the incident's timeline, scope of impact and logging gaps.",
+    "metrics": "Task success, human correction, iterations, cost, escalation and blocked "
+               "calls, from the runs in the logs; \"unknown\" where the logs do not record "
+               "them.",
+    "backtest": "What the controls would have done to every recorded call and output of "
+                "AGENT.",
+    "eval": "Run AGENT's eval and regression cases and report their pass rates.",
+    "diff": "Show, case by case, how behaviour changed between two run files.",
+    "check": "Exit 0 only if AGENT is cleared for full operation at today's fingerprint.",
+    "report": "Report whether AGENT may go back to full operation, and why, for a release "
+              "manager.",
+    "postmortem": "Write up INCIDENT_ID for the post-incident review and for compliance.",
+    "ratchet": "See and approve removals and loosenings of the regression set.",
+    "keygen": "Make an Ed25519 key pair for signed verdicts.",
+    "store": "The state store itself: move it to a shared server.",
+}
+
+
+def summary(command: click.Command) -> str:
+    """The first paragraph of ``command``'s help on one line: what :data:`SUMMARIES` holds."""
+    return " ".join((command.help or "").partition("\n\n")[0].split())
+
+
 class Commands(click.Group):
     """The ``reinstate`` group, whose commands load on first use."""
 
@@ -53,6 +103,17 @@ class Commands(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         """Every command's name, in alphabetical order (as click lists them)."""
         return sorted(COMMANDS)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the commands as click does, each with its line from :data:`SUMMARIES`, so
+        ``--help`` imports no command module (one missing from the table is imported)."""
+        listed = click.Group()
+        for name in self.list_commands(ctx):
+            command = (click.Command(name, help=SUMMARIES[name]) if name in SUMMARIES
+                       else self.get_command(ctx, name))
+            if command is not None:
+                listed.add_command(command, name)
+        listed.format_commands(ctx, formatter)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """The command, its module imported now; None for a name that is not one."""

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from evalsuite import Record
 from gates._verdict.ratchet_approvals import RatchetApproval, RatchetKind
-from regressions import Incident, RegressionCase
 
-if TYPE_CHECKING:  # only annotated: the verdict's result models import these terms
+if TYPE_CHECKING:  # only annotated: the verdict's result models import these terms (and a
+    # deploy job's `check`, which reads verdicts, parses no regression case)
     from gates._store.backends import AuditEntry
+    from regressions import Incident, RegressionCase
 
 REMOVED = "removed"
 

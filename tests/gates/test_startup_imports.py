@@ -6,6 +6,7 @@ workspace that is back in full operation, and lists what it imported.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -13,9 +14,11 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import click
 import pytest
 
 from gates import Workspace
+from gates._cli import COMMANDS, SUMMARIES, main, summary
 from tests.conftest import RunCli
 
 # Each test starts a fresh interpreter.
@@ -148,3 +151,78 @@ def test_cels_own_command_line_still_imports_after_reinstate_loads_cel(tmp_path:
         "found['cli'] = cel.cli.__file__\n", tmp_path)
     assert found["holds"] is True
     assert isinstance(found["cli"], str) and found["cli"].endswith("cli.py")
+
+
+
+@pytest.fixture
+def investigated(example: Workspace, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """The example with INC-1 opened, contained (review), its run captured and investigated:
+    the incident file holds the harmful calls' argument schemas, which reading a mode
+    checks."""
+    root = str(example.root)
+    log = str(example.root / "logs" / "2026-11-25-refund-agent.jsonl")
+    monkeypatch.setenv("REINSTATE_ACTOR", "test.engineer")
+    for args in (["incident", "open", "refund-agent", "--severity", "sev2", "--summary",
+                  "refunded to another account"],
+                 ["contain", "INC-1", "--mode", "review", "--notify", "legal",
+                  "--scope", "one refund"],
+                 ["capture", "INC-1", "--run", log, "--run-id", "run-7f3a97", "--step", "4",
+                  "--step", "6"],
+                 ["investigate", "INC-1", "--logs", log]):
+        assert main(["-C", root, *args]) == 0
+    return example
+
+
+def test_mode_and_check_skip_jsonschema_for_schemas_checked_before(
+        investigated: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a process has checked the incident's and the controls' argument schemas, a
+    fresh `reinstate mode` or `check` finds them remembered and imports no jsonschema."""
+    monkeypatch.setenv("REINSTATE_CACHE_DIR", str(tmp_path / "cache"))
+    first, out = run_entry(command_line("mode", "refund-agent"), investigated.root)
+    assert first["code"] == 0 and out == "review\n"
+    assert "jsonschema" in first["modules"]  # nothing remembered yet: checked in full
+    found, out = run_entry(command_line("mode", "refund-agent"), investigated.root)
+    assert found["code"] == 0 and out == "review\n"
+    assert loaded(found["modules"], ("jsonschema",)) == []
+    run_entry(command_line("check", "refund-agent"), investigated.root)  # controls' schemas
+    found, out = run_entry(command_line("check", "refund-agent"), investigated.root)
+    assert found["code"] == 1 and "NOT cleared" in out
+    assert loaded(found["modules"], ("jsonschema",)) == []
+
+
+def test_a_schema_cache_others_can_write_is_not_trusted(
+        investigated: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache folder that other users can write is ignored: `reinstate mode` checks every
+    schema with jsonschema again."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REINSTATE_CACHE_DIR", str(cache))
+    run_entry(command_line("mode", "refund-agent"), investigated.root)
+    (folder,) = cache.iterdir()
+    assert list(folder.iterdir())
+    folder.chmod(0o777)
+    found, out = run_entry(command_line("mode", "refund-agent"), investigated.root)
+    assert found["code"] == 0 and out == "review\n"
+    assert "jsonschema" in found["modules"]
+
+
+def test_the_help_table_holds_each_commands_own_first_paragraph() -> None:
+    """Every command has a line in the `--help` table, and it is the first paragraph of
+    the command's own docstring."""
+    assert sorted(SUMMARIES) == sorted(COMMANDS)
+    for name in COMMANDS:
+        command = importlib.import_module(f"gates._cli.{name}").command
+        assert SUMMARIES[name] == summary(command), name
+
+
+def test_help_lists_every_command_without_importing_them(tmp_path: Path) -> None:
+    """`reinstate --help` prints the list click makes from the real commands having
+    imported no command module and no pydantic."""
+    found, out = run_entry(command_line("--help"), tmp_path)
+    assert found["code"] == 0
+    assert loaded(found["modules"], tuple(f"gates._cli.{name}" for name in COMMANDS)) == []
+    assert loaded(found["modules"], ("pydantic", "gates._config", "rich")) == []
+    real = click.Group(commands=[importlib.import_module(f"gates._cli.{name}").command
+                                 for name in COMMANDS])
+    formatter = click.HelpFormatter()  # 80 columns at most, as in the child's pipe
+    real.format_commands(click.Context(real), formatter)
+    assert formatter.getvalue() in out
