@@ -69,8 +69,9 @@ SUMMARIES = {
                    "the scope of impact and find the logging gaps.",
     "timeline": "Show the incident's timeline, scope of impact and logging gaps.",
     "metrics": "Task success, human correction, iterations, cost, escalation and blocked "
-               "calls, from the runs in the logs; \"unknown\" where the logs do not record "
-               "them.",
+               "calls, from the runs in the logs; then human correction and blocked calls "
+               "from the review queue and the escalation rate from the guard's decisions in "
+               "the logs. \"unknown\" where there is nothing to count.",
     "backtest": "What the controls would have done to every recorded call and output of "
                 "AGENT.",
     "eval": "Run AGENT's eval and regression cases and report their pass rates.",
@@ -82,7 +83,17 @@ SUMMARIES = {
     "ratchet": "See and approve removals and loosenings of the regression set.",
     "keygen": "Make an Ed25519 key pair for signed verdicts.",
     "store": "The state store itself: move it to a shared server.",
+    "review": "The human review queue: calls and outputs held for a person by the guard, the "
+              "MCP gateway or the review mode, and the decisions on them (each an audit "
+              "entry).",
+    "mcp-gateway": "Serve AGENT's MCP tools through its controls: start UPSTREAM_COMMAND (an "
+                   "MCP server on stdio) and answer as an MCP server in front of it.",
 }
+
+
+def module_of(name: str) -> str:
+    """The module that defines command ``name`` (``mcp-gateway`` is in ``mcp_gateway.py``)."""
+    return f"gates._cli.{name.replace('-', '_')}"
 
 
 def summary(command: click.Command) -> str:
@@ -119,8 +130,7 @@ class Commands(click.Group):
         """The command, its module imported now; None for a name that is not one."""
         if cmd_name not in COMMANDS:
             return None
-        module = cmd_name.replace("-", "_")  # mcp-gateway lives in mcp_gateway.py
-        command: click.Command = importlib.import_module(f"gates._cli.{module}").command
+        command: click.Command = importlib.import_module(module_of(cmd_name)).command
         return command
 
 

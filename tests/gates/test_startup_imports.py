@@ -18,7 +18,7 @@ import click
 import pytest
 
 from gates import Workspace
-from gates._cli import COMMANDS, SUMMARIES, main, summary
+from gates._cli import COMMANDS, SUMMARIES, main, module_of, summary
 from tests.conftest import RunCli
 
 # Each test starts a fresh interpreter.
@@ -210,7 +210,7 @@ def test_the_help_table_holds_each_commands_own_first_paragraph() -> None:
     the command's own docstring."""
     assert sorted(SUMMARIES) == sorted(COMMANDS)
     for name in COMMANDS:
-        command = importlib.import_module(f"gates._cli.{name}").command
+        command = importlib.import_module(module_of(name)).command
         assert SUMMARIES[name] == summary(command), name
 
 
@@ -219,9 +219,9 @@ def test_help_lists_every_command_without_importing_them(tmp_path: Path) -> None
     imported no command module and no pydantic."""
     found, out = run_entry(command_line("--help"), tmp_path)
     assert found["code"] == 0
-    assert loaded(found["modules"], tuple(f"gates._cli.{name}" for name in COMMANDS)) == []
+    assert loaded(found["modules"], tuple(module_of(name) for name in COMMANDS)) == []
     assert loaded(found["modules"], ("pydantic", "gates._config", "rich")) == []
-    real = click.Group(commands=[importlib.import_module(f"gates._cli.{name}").command
+    real = click.Group(commands=[importlib.import_module(module_of(name)).command
                                  for name in COMMANDS])
     formatter = click.HelpFormatter()  # 80 columns at most, as in the child's pipe
     real.format_commands(click.Context(real), formatter)
