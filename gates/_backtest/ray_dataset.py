@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import pickle
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -287,6 +288,12 @@ def backtest_dataset(job: DatasetJob, logs: Sequence[Path], formats: Sequence[Da
         EngineUnavailable: Ray failed.
     """
     ray = connect()
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the backtest's output is the result alone
+    # Ray Data logs a task's error with its traceback; the user gets it as one line here.
+    quiet = logging.getLogger("ray.data")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         datasets = [ray.data.read_datasource(NativeRecords(log_location(log), number,
                                                            job.sources[number], kind))
@@ -303,6 +310,8 @@ def backtest_dataset(job: DatasetJob, logs: Sequence[Path], formats: Sequence[Da
             raise cause from None
         raise EngineUnavailable(f"--engine ray: reading the logs as a Ray Dataset failed: "
                                 f"{_first_line(exc)}") from None
+    finally:
+        quiet.setLevel(level)
     tally = Tally.for_labels(job.labels)
     found = Scan()
     for blob in blobs:
