@@ -144,8 +144,8 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
                            rule=built[0].one, logs=[workspace.relative(p) for p in logs],
                            labelled=bool(chosen), notes=[*notes, note])
         notes.append(f"--engine ray: not all the logs are native JSONL or Parquet, which a "
-                     f"Ray Dataset reads, so each of {jobs} Ray tasks read the whole logs "
-                     f"and decided its shard of the runs")
+                     f"Ray Dataset reads, so the runs were split into {jobs} shards, each a "
+                     f"Ray task reading the whole logs")
     else:
         parquet = next((p for p in logs if p.suffix.lower() == ".parquet"), None)
         if parquet is not None:

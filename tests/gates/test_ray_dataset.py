@@ -159,3 +159,25 @@ def test_parquet_without_ray_is_refused_in_one_line(example: Workspace,
     assert err.startswith("error: ") and err.count("\n") == 1
     assert err.strip().endswith("runs.parquet: a Parquet log is read only as a Ray "
                                 "Dataset: add --engine ray")
+
+
+@pytest.mark.slow
+def test_a_log_that_is_not_a_dataset_keeps_the_shard_tasks(
+        cluster: None, example: Workspace, inline_cli: Cli) -> None:
+    """OpenAI conversations on Ray are decided by shard tasks, with the local result, and
+    the note says so."""
+    log = Path(__file__).parent.parent / "data" / "logs" / "refund-agent.openai.jsonl"
+    code, _, err = inline_cli(example, "backtest", AGENT, str(log),
+                              "--json", str(example.root / "local.json"))
+    assert code == 0, err
+    code, _, err = inline_cli(example, "backtest", AGENT, str(log), "--engine", "ray",
+                              "--workers", "1", "--json", str(example.root / "ray.json"))
+    assert code == 0, err
+    local = json.loads((example.root / "local.json").read_text())
+    on_ray = json.loads((example.root / "ray.json").read_text())
+    assert local["totals"]["calls"] > 0
+    assert [n for n in on_ray["notes"] if n.startswith("--engine")] == [
+        "--engine ray: not all the logs are native JSONL or Parquet, which a Ray Dataset "
+        "reads, so the runs were split into 1 shards, each a Ray task reading the whole logs"]
+    diff = DeepDiff(local, _without_note(on_ray))
+    assert not diff, diff
