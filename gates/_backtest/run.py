@@ -176,7 +176,19 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
 def _on_dataset(workspace: Workspace, job: _Job, labels: list[BacktestLabel],
                 workers: int) -> tuple[Tally, Scan, str] | None:
     """The backtest read as a Ray Dataset, when every log is native JSONL or Parquet."""
-    from gates._backtest.ray_dataset import DatasetJob, backtest_dataset, dataset_formats, sources
+    try:
+        from gates._backtest.ray_dataset import (
+            DatasetJob,
+            backtest_dataset,
+            dataset_formats,
+            sources,
+        )
+    except ImportError as exc:  # Ray without its [data] extra (pyarrow, pandas)
+        from gates._gate.ray_engine import EngineUnavailable
+
+        raise EngineUnavailable(f"--engine ray reads logs as a Ray Dataset, which needs Ray "
+                                f"Data ({exc.name} is missing): pip install 'reinstate[ray]'"
+                                ) from None
 
     formats = dataset_formats(job.logs, job.fmt)
     if formats is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,16 @@ def test_a_log_that_is_not_a_dataset_keeps_the_shard_tasks(
         "reads, so the runs were split into 1 shards, each a Ray task reading the whole logs"]
     diff = DeepDiff(local, _without_note(on_ray))
     assert not diff, diff
+
+
+def test_ray_without_its_data_extra_is_one_line_and_exit_3(
+        cluster: None, example: Workspace, inline_cli: Cli,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray installed without Ray Data: the dataset backtest says how to install it, exit 3."""
+    monkeypatch.delitem(sys.modules, "gates._backtest.ray_dataset", raising=False)
+    monkeypatch.setitem(sys.modules, "ray.data.datasource", None)  # its import fails
+    code, out, err = inline_cli(example, "backtest", AGENT, str(example.root / LOG),
+                                "--engine", "ray")
+    assert (code, out) == (3, "")
+    assert err.strip() == ("error: --engine ray reads logs as a Ray Dataset, which needs Ray "
+                           "Data (ray.data.datasource is missing): pip install 'reinstate[ray]'")
