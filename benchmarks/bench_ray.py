@@ -5,10 +5,13 @@ and ``gates.backtest`` decides every call and output of it with the fixed exampl
 controls against the baseline's: once in this process (the local engine, ``jobs=1``),
 then with ``engine="ray"`` at 1 and 2 workers on a local Ray cluster this benchmark
 starts (its start is timed once and reported apart: a deploy job pays it, a long-lived
-cluster does not). Each Ray worker reads the whole log and decides only its shard of the
-runs, as ``--jobs`` does, so the reading is repeated per worker and only the deciding is
-split; figures are steps decided per second, medians with their spread, the ratio against
-the local engine measured in the same run.
+cluster does not). Two Ray paths are measured: the Ray Dataset (what ``--engine ray`` takes
+for native JSONL and Parquet: the log read in blocks across the cluster, rows grouped by
+run, each run decided in ``map_groups``) and the shard tasks (what it takes for the other
+formats: each task reads the whole log and decides its shard of the runs, as ``--jobs``
+does, so the reading is repeated per worker and only the deciding is split). Figures are
+steps decided per second, medians with their spread, the ratio against the local engine
+measured in the same run, and what the 1 → 2 worker scaling measured here extrapolates to.
 
     python benchmarks/bench_ray.py [--steps N] [--rounds R]
 """
@@ -22,12 +25,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _figures import Figure, machine, timed
 
 from gates import Workspace, backtest
+from gates._backtest import run as run_module
 from gates._demo import apply_fix, lay_out
 
 LOG = "logs/2026-11-25-refund-agent.jsonl"
@@ -65,14 +70,22 @@ def main() -> None:
             return backtest(ws, "refund-agent", [log], compare=str(baseline),
                             **engine)  # type: ignore[arg-type]
 
+        def shards(workers: int) -> object:
+            # The shard tasks on the same log: the path other formats take.
+            with mock.patch.object(run_module, "_on_dataset", return_value=None):
+                return run(engine="ray", workers=workers)
+
         start = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False)
         started = time.perf_counter() - start
         run(engine="ray", workers=2)  # the workers' first import of gates is not timed
+        shards(2)
         figures: dict[str, Figure] = {
             "local, 1 process": timed(run, args.rounds),
-            "ray, 1 worker": timed(lambda: run(engine="ray", workers=1), args.rounds),
-            "ray, 2 workers": timed(lambda: run(engine="ray", workers=2), args.rounds),
+            "dataset, 1 worker": timed(lambda: run(engine="ray", workers=1), args.rounds),
+            "dataset, 2 workers": timed(lambda: run(engine="ray", workers=2), args.rounds),
+            "shards, 1 worker": timed(lambda: shards(1), args.rounds),
+            "shards, 2 workers": timed(lambda: shards(2), args.rounds),
         }
         ray.shutdown()
     local = figures["local, 1 process"].median
@@ -82,6 +95,11 @@ def main() -> None:
               f"[{steps / figure.high:,.0f}–{steps / figure.low:,.0f}]  "
               f"x{local / figure.median:.2f} of local")
     print(f"  local Ray cluster start (2 CPUs): {started:.1f} s, once")
+    one, two = (steps / figures[f"dataset, {n}"].median for n in ("1 worker", "2 workers"))
+    efficiency = two / one / 2
+    print(f"  dataset scaling 1 -> 2 workers: x{two / one:.2f} ({efficiency:.0%} of linear); "
+          f"if that holds, N workers decide about {one:,.0f} x N x {efficiency:.2f} steps/s "
+          f"(e.g. 32 workers: {one * 32 * efficiency:,.0f}/s)")
     print(machine())
 
 

@@ -108,6 +108,11 @@ if TYPE_CHECKING:
     )
     from evalsuite._loop import run_sync
     from evalsuite._metrics import Metric, Metrics, MetricsCounter
+    from evalsuite._native_records import (
+        PARQUET_COLUMNS,
+        native_record_parts,
+        write_parquet_parts,
+    )
     from evalsuite._parts import (
         RunHeader,
         RunPart,
@@ -209,6 +214,7 @@ __all__ = [
     "MAX_NUMBER_CHARS",
     "MAX_STRING_CHARS",
     "MAX_USER_FILE_BYTES",
+    "PARQUET_COLUMNS",
     "PREDICATE_PATH",
     "PROTECTED_ENV",
     "READER_GROUP",
@@ -338,6 +344,7 @@ __all__ = [
     "located",
     "located_runs",
     "merge_parts",
+    "native_record_parts",
     "parse_model",
     "parse_yaml",
     "placeholder_pattern",
@@ -366,6 +373,7 @@ __all__ = [
     "user_regex",
     "wilson",
     "write_atomic",
+    "write_parquet_parts",
     "write_parts",
     "write_runs",
 ]
@@ -451,6 +459,9 @@ _EXPORTS: dict[str, str] = {
     "dump_runs": "evalsuite._jsonl",
     "read_runs": "evalsuite._jsonl",
     "write_parts": "evalsuite._jsonl",
+    "PARQUET_COLUMNS": "evalsuite._native_records",
+    "native_record_parts": "evalsuite._native_records",
+    "write_parquet_parts": "evalsuite._native_records",
     "write_runs": "evalsuite._jsonl",
     "LOG_FORMATS": "evalsuite._logs",
     "LogFormat": "evalsuite._logs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 class ReinstateError(Exception):
@@ -45,6 +46,11 @@ class InvalidInput(EvalsuiteError):
         self.line = line
         super().__init__(self._render())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its parts where it is unpickled (a Ray task's error on the driver),
+        # so the message names the file as the process that reports it sees it.
+        return _rebuild, (type(self), self.path, self.place, self.expected, self.line)
+
     def _render(self) -> str:
         where = ""
         if self.path is not None:
@@ -55,6 +61,11 @@ class InvalidInput(EvalsuiteError):
         place = f"{self.place}: " if self.place else ""
         # One line whatever a hostile file puts into a key or value the message quotes.
         return f"{where}{place}{self.expected}".translate(_CONTROL)
+
+
+def _rebuild(kind: type[InvalidInput], path: Path | None, place: str, expected: str,
+             line: int | None) -> InvalidInput:
+    return kind(path, place, expected, line=line)
 
 
 def display_path(path: Path) -> str:

@@ -120,7 +120,8 @@ def shard_of(run_id: str, jobs: int) -> int:
 
 def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, sink: Sink, *,
                  last_part: Mapping[str, int] | None = None, shard: tuple[int, int] = (0, 1),
-                 show: Callable[[Path], str] = display_path) -> None:
+                 show: Callable[[Path], str] = display_path,
+                 numbers: Iterable[int] | None = None) -> None:
     """Decide every call and output of the runs in ``parts`` that fall in ``shard``.
 
     Args:
@@ -131,12 +132,15 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
         last_part: each run's last part number, so its state is dropped right after.
         shard: (this process, of how many): only runs that :func:`shard_of` gives it.
         show: how a log file is named in ``file:line``.
+        numbers: each part's number in the whole history, when ``parts`` are only some
+            of it (one run of a Ray Dataset): steps then sort, and merge, in log order.
     """
     mine, jobs = shard
     show = functools.cache(show)  # a file is named once, not once per step
     states: dict[str, RunState] = {}
     number = -1
-    for number, part in enumerate(parts):
+    numbered = enumerate(parts) if numbers is None else zip(numbers, parts, strict=True)
+    for number, part in numbered:
         run_id = part.run_id
         if jobs > 1 and shard_of(run_id, jobs) != mine:
             continue

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Literal
 from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, read_logs
 from gates._backtest.controls import TODAY, judges, latest_baseline, resolve_controls
 from gates._backtest.decide import Judge, decide_parts
-from gates._backtest.labels import BacktestLabel, check_labels, incident_labels, read_labels, scan
+from gates._backtest.labels import (
+    BacktestLabel,
+    Scan,
+    check_labels,
+    incident_labels,
+    read_labels,
+    scan,
+)
 from gates._backtest.model import Backtest
 from gates._backtest.rule import OneRule
 from gates._backtest.tally import Tally
@@ -129,6 +136,21 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
     if engine == "ray":
         from gates._gate.ray_engine import connect, map_bounded  # only when asked for
         jobs = workers or max(1, int(connect().cluster_resources().get("CPU", 1)))
+        dataset = _on_dataset(workspace, job, chosen, jobs)
+        if dataset is not None:
+            tally, found_runs, note = dataset
+            check_labels(chosen, found_runs)
+            return _result(tally, agent=agent, controls=controls, compare=compare,
+                           rule=built[0].one, logs=[workspace.relative(p) for p in logs],
+                           labelled=bool(chosen), notes=[*notes, note])
+        notes.append(f"--engine ray: not all the logs are native JSONL or Parquet, which a "
+                     f"Ray Dataset reads, so the runs were split into {jobs} shards, each a "
+                     f"Ray task reading the whole logs")
+    else:
+        parquet = next((p for p in logs if p.suffix.lower() == ".parquet"), None)
+        if parquet is not None:
+            raise InvalidInput(parquet, "", "a Parquet log is read only as a Ray Dataset: "
+                                            "add --engine ray")
     found_runs = scan(read_logs(logs, fmt, agent=agent), chosen)
     check_labels(chosen, found_runs)
     jobs = min(jobs, max(1, len(found_runs.last_part)))
@@ -149,6 +171,35 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
     return _result(tally, agent=agent, controls=controls, compare=compare, rule=built[0].one,
                    logs=[workspace.relative(p) for p in logs], labelled=bool(chosen),
                    notes=notes)
+
+
+def _on_dataset(workspace: Workspace, job: _Job, labels: list[BacktestLabel],
+                workers: int) -> tuple[Tally, Scan, str] | None:
+    """The backtest read as a Ray Dataset, when every log is native JSONL or Parquet."""
+    try:
+        from gates._backtest.ray_dataset import (
+            DatasetJob,
+            backtest_dataset,
+            dataset_formats,
+            sources,
+        )
+    except ImportError as exc:  # Ray without its [data] extra (pyarrow, pandas)
+        from gates._gate.ray_engine import EngineUnavailable
+
+        raise EngineUnavailable(f"--engine ray reads logs as a Ray Dataset, which needs Ray "
+                                f"Data ({exc.name} is missing): pip install 'reinstate[ray]'"
+                                ) from None
+
+    formats = dataset_formats(job.logs, job.fmt)
+    if formats is None:
+        return None
+    tally, found = backtest_dataset(
+        DatasetJob(root=workspace.root, agent=job.agent, controls=job.controls,
+                   compare=job.compare, rule=job.rule, labels=tuple(labels),
+                   sources=sources(job.logs)), job.logs, formats, workers)
+    return tally, found, (f"--engine ray: the logs were read as a Ray Dataset "
+                          f"({', '.join(sorted(set(formats)))}) and each run decided in "
+                          f"map_groups, {workers} at a time")
 
 
 def _unlabelled(extra: list[BacktestLabel], given: list[BacktestLabel]) -> list[BacktestLabel]:

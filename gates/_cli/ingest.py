@@ -35,7 +35,8 @@ STRICT = click.option("--strict", is_flag=True,
 @SKIP
 @STRICT
 @click.option("--out", type=click.Path(path_type=Path),
-              help="Also write the runs here in the native JSONL format (atomically).")
+              help="Also write the runs here in the native JSONL format (atomically); a "
+                   "name ending in .parquet: as native Parquet, for backtests on Ray.")
 @click.option("--session-attribute", "session_attributes", multiple=True, metavar="NAME",
               help="A span attribute naming the session a trace belongs to: traces sharing "
                    "its value are one run (repeatable; replaces [ingest] "
@@ -57,7 +58,9 @@ def command(files: tuple[Path, ...], fmt: str, agent: str | None, skip_invalid: 
     for warning in done.warnings:
         c.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if done.written is not None:
-        c.out.print(f"wrote {done.written} ({done.lines} lines, native JSONL)")
+        parquet = done.written.suffix.lower() == ".parquet"
+        c.out.print(f"wrote {done.written} ({done.lines} "
+                    f"{'rows, native Parquet' if parquet else 'lines, native JSONL'})")
     return 0
 
 

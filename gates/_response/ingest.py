@@ -30,6 +30,7 @@ from evalsuite import (
     is_log_format,
     located,
     read_logs,
+    write_parquet_parts,
     write_parts,
 )
 
@@ -293,7 +294,8 @@ def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None
         done.warnings += tally.finish(agent, strict=strict)
 
     if out is not None:
-        done.lines = write_parts(parts(), out)
+        done.lines = (write_parquet_parts if out.suffix.lower() == ".parquet"
+                      else write_parts)(parts(), out)
     else:
         for _ in parts():
             pass
