@@ -27,7 +27,8 @@ from evalsuite._documents import (
     write_atomic_lines,
 )
 from evalsuite._errors import InvalidInput
-from evalsuite._parts import RunHeader, RunPart, Skips, merge_parts, skip_or_raise
+from evalsuite._jsonl_fast import FAST_DECODER, FAST_ERRORS, LONG_FRACTION
+from evalsuite._parts import Pending, RunHeader, RunPart, Skips, merge_parts, skip_or_raise
 from evalsuite._run import STEP_KINDS, Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput
 
 _STEP = TypeAdapter[Step](Step)
@@ -59,35 +60,55 @@ def native_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
     log, written run after run, costs one part a run. A bad line raises
     :class:`InvalidInput` naming its line, unless ``skips`` is given: then it is counted
     there and reading goes on.
+
+    Each line is checked by the fast path (:mod:`evalsuite._jsonl_fast`) and its models
+    are built only when the part's steps or header are read; a line the fast path cannot
+    decide is validated here by the pydantic models, as it always was.
     """
     validate = _LINE.validator.validate_json  # the validator itself: no wrapper a line
+    # The fast path inlined, and the current part's lists held in locals: this loop runs
+    # once a line, and a call or attribute look-up a line cost as much as the decoding.
+    decode, long_fraction = FAST_DECODER.decode, LONG_FRACTION.search
     part: RunPart | None = None
+    run_id: str | None = None
+    records: list[Any] = []
+    lines: list[bytes | None] = []
+    places: list[str | int] = []
     try:
         with path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 try:
-                    record = validate(raw)
-                except ValidationError:
-                    if not raw.strip():
-                        continue
+                    record: Any = decode(raw)
+                    line: bytes | None = raw if long_fraction(raw) is None else None
+                except FAST_ERRORS:
+                    line = None
+                if line is None:  # not decided by the fast path: the models decide
                     try:
-                        _explain(raw, number, path)
-                    except InvalidInput as exc:
-                        skip_or_raise(skips, exc)
-                    continue
-                if type(record) is _HeaderLine:
+                        record = validate(raw)
+                    except ValidationError:
+                        if not raw.strip():
+                            continue
+                        try:
+                            _explain(raw, number, path)
+                        except InvalidInput as exc:
+                            skip_or_raise(skips, exc)
+                        continue
+                if record.kind == "run" or run_id != record.run_id or part is None:
                     if part is not None:
                         yield part
-                    part = RunPart(run_id=record.run_id, source=path, place=number,
-                                   header=record, steps=[], places=[])
-                elif part is not None and part.run_id == record.run_id:
-                    part.steps.append(record)
-                    part.places.append(number)
-                else:
-                    if part is not None:
-                        yield part
-                    part = RunPart(run_id=record.run_id, source=path, place=number,
-                                   steps=[record], places=[number])
+                    run_id = record.run_id
+                    pending = Pending(validate)
+                    records, lines, places = pending.records, pending.lines, pending.places
+                    part = RunPart.deferred(record.run_id, path, number, pending)
+                    if record.kind == "run":
+                        if line is None:
+                            part.header = record
+                        else:
+                            pending.header_line = line
+                        continue
+                records.append(record)
+                lines.append(line)
+                places.append(number)
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the run log ({exc.strerror})") from None
     if part is not None:
