@@ -144,7 +144,8 @@ class RunPart:
         """When the part's run started, or its earliest step, if the log says."""
         if self.header is not None and self.header.started_at is not None:
             return as_utc(self.header.started_at)
-        return min((as_utc(s.at) for s in self.steps if s.at is not None),  # type: ignore[type-var]
+        # The records, not the steps: the same times, without building deferred models.
+        return min((as_utc(s.at) for s in self.records if s.at is not None),  # type: ignore[type-var]
                    default=None)
 
 

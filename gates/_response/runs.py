@@ -42,7 +42,7 @@ class RunSummary:
 
     def add(self, part: RunPart) -> None:
         """Count a later part of the same run."""
-        self.steps += len(part.steps)
+        self.steps += len(part.records)  # counted without building the step models
         if self.agent is None and part.header is not None:
             self.agent = part.header.agent
         first = part.first_time()
