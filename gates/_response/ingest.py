@@ -286,7 +286,8 @@ def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None
 
     def parts() -> Iterator[RunPart]:
         # All files at once: OTLP spans and logs files given together are paired.
-        for part in read_logs(paths, fmt, agent=agent, skips=skips):
+        # Without --out the steps are only counted: their models are not built.
+        for part in read_logs(paths, fmt, agent=agent, skips=skips, defer_steps=out is None):
             tally.count(part)
             yield part
         # Raised inside the stream with --strict: --out is left unwritten.

@@ -42,10 +42,13 @@ def _same(record: Any, step: Any) -> None:
 
 
 def test_native_steps_are_counted_before_any_model_is_built(tmp_path: Path) -> None:
-    """A native part hands its steps' records to a counter and builds the models only when
-    its steps are read, with the same values."""
+    """With deferred steps a native part hands its steps' records to a counter and builds
+    the models only when its steps are read, with the same values; without, they are built
+    as they are read."""
     path = _log(tmp_path / "run.jsonl", HEADER, CALL, RESULT)
-    [part] = read_log(path)
+    [eager] = read_log(path)
+    assert all(isinstance(r, BaseModel) for r in eager.records)
+    [part] = read_log(path, defer_steps=True)
     records = list(part.records)
     assert [r.kind for r in records] == ["tool_call", "tool_result"]
     assert not any(isinstance(r, BaseModel) for r in records)
@@ -56,6 +59,7 @@ def test_native_steps_are_counted_before_any_model_is_built(tmp_path: Path) -> N
         _same(record, step)
     assert steps[1].result == {"refund_id": "R-1"}  # type: ignore[union-attr]
     assert list(part.records) == steps  # once built, the counter reads the models
+    assert part == eager
 
 
 def test_lax_lines_are_read_as_the_models_read_them(tmp_path: Path) -> None:
@@ -117,7 +121,7 @@ def test_any_step_line_is_decided_as_the_models_decide(
     counted with the values of the model built from it."""
     path = _log(tmp_path / "any.jsonl", {"run_id": "r-1", "kind": kind, **fields})
     try:
-        [part] = read_log(path)
+        [part] = read_log(path, defer_steps=True)
         records = list(part.records)
     except InvalidInput:  # only the models refuse a line: the fast path hands it over
         return
