@@ -5,12 +5,13 @@ its run (``{"run_id": …, "kind": "tool_call", …}``). A file may hold many ru
 their lines may interleave; runs come back in the order they first appear.
 
 Reading streams: :func:`native_parts` yields one part per run (per stretch of one run's
-lines), so a log of millions of steps is read in constant memory. Each line is decoded and
-checked in one pass by the fast path (:mod:`evalsuite._jsonl_fast`: msgspec structs under
-the step models' rules), and its pydantic model is built only when a caller reads the
-part's steps; a line the fast path cannot decide is validated by pydantic against a line
-model derived from the run record's own step models, and only a line that fails that is
-parsed again, slowly, to say exactly what is wrong.
+lines), so a log of millions of steps is read in constant memory. Each line is parsed and
+validated in one pass by pydantic's JSON parser against a line model derived from the run
+record's own step models; only a line that fails is parsed again, slowly, to say exactly
+what is wrong. For a caller that only counts steps (``defer``), each line is first checked
+by the fast path (:mod:`evalsuite._jsonl_fast`: msgspec structs under the step models'
+rules) and its model is built only if the part's steps are read; a line the fast path
+cannot decide goes to the pydantic path.
 """
 
 from __future__ import annotations

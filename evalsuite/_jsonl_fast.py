@@ -125,12 +125,3 @@ FAST_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 # Spelled out: faster than \d{7}.
 LONG_FRACTION = re.compile(rb"\.\d\d\d\d\d\d\d")
 
-
-def decode_line(raw: bytes) -> _Line | None:
-    """The line as a struct, or ``None`` when the fast path cannot decide it (the pydantic
-    path then accepts it or says exactly what is wrong)."""
-    try:
-        record: _Line = FAST_DECODER.decode(raw)
-    except FAST_ERRORS:
-        return None
-    return None if LONG_FRACTION.search(raw) is not None else record
