@@ -4,10 +4,14 @@ A line is either a run header (``{"kind": "run", "run_id": …}``) or a step tha
 its run (``{"run_id": …, "kind": "tool_call", …}``). A file may hold many runs, and
 their lines may interleave; runs come back in the order they first appear.
 
-Reading streams: :func:`native_parts` yields one part per line, so a log of millions of
-steps is read in constant memory. Each line is parsed and validated in one pass by
-pydantic's JSON parser against a line model derived from the run record's own step
-models; only a line that fails is parsed again, slowly, to say exactly what is wrong.
+Reading streams: :func:`native_parts` yields one part per run (per stretch of one run's
+lines), so a log of millions of steps is read in constant memory. Each line is parsed and
+validated in one pass by pydantic's JSON parser against a line model derived from the run
+record's own step models; only a line that fails is parsed again, slowly, to say exactly
+what is wrong. For a caller that only counts steps (``defer``), each line is first checked
+by the fast path (:mod:`evalsuite._jsonl_fast`: msgspec structs under the step models'
+rules) and its model is built only if the part's steps are read; a line the fast path
+cannot decide goes to the pydantic path.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from evalsuite._documents import (
     write_atomic_lines,
 )
 from evalsuite._errors import InvalidInput
-from evalsuite._parts import RunHeader, RunPart, Skips, merge_parts, skip_or_raise
+from evalsuite._jsonl_fast import FAST_DECODER, FAST_ERRORS, LONG_FRACTION
+from evalsuite._parts import Pending, RunHeader, RunPart, Skips, merge_parts, skip_or_raise
 from evalsuite._run import STEP_KINDS, Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput
 
 _STEP = TypeAdapter[Step](Step)
@@ -52,14 +57,82 @@ _LINE_TYPE: Any = Annotated[
 _LINE = TypeAdapter[Any](_LINE_TYPE)
 
 
-def native_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
+def native_parts(path: Path, skips: Skips | None = None, *,
+                 defer: bool = False) -> Iterator[RunPart]:
     """The lines of a native JSONL file as parts of their runs, validated as they are read.
 
     Consecutive lines of one run make one part (a header starts a new one), so the usual
     log, written run after run, costs one part a run. A bad line raises
     :class:`InvalidInput` naming its line, unless ``skips`` is given: then it is counted
     there and reading goes on.
+
+    With ``defer``, for a caller that counts more steps than it reads (``ingest``, ``runs``),
+    each line is checked without building its model, and the models are built only when a
+    part's ``steps`` or ``header`` is read (``RunPart.records`` reads the fields without
+    building them): about twice as fast when the steps are only counted, a little slower
+    when every step is read. Acceptance and errors are the same either way.
     """
+    return _deferred_parts(path, skips) if defer else _validated_parts(path, skips)
+
+
+def _deferred_parts(path: Path, skips: Skips | None) -> Iterator[RunPart]:
+    """:func:`native_parts` with ``defer``: each line is checked by the fast path
+    (:mod:`evalsuite._jsonl_fast`) and its models are built only when the part's steps or
+    header are read; a line the fast path cannot decide is validated here by the pydantic
+    models, as :func:`_validated_parts` validates every line."""
+    validate = _LINE.validator.validate_json  # the validator itself: no wrapper a line
+    # The fast path inlined, and the current part's lists held in locals: this loop runs
+    # once a line, and a call or attribute look-up a line cost as much as the decoding.
+    decode, long_fraction = FAST_DECODER.decode, LONG_FRACTION.search
+    part: RunPart | None = None
+    run_id: str | None = None
+    records: list[Any] = []
+    lines: list[bytes | None] = []
+    places: list[str | int] = []
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    record: Any = decode(raw)
+                    line: bytes | None = raw if long_fraction(raw) is None else None
+                except FAST_ERRORS:
+                    line = None
+                if line is None:  # not decided by the fast path: the models decide
+                    try:
+                        record = validate(raw)
+                    except ValidationError:
+                        if not raw.strip():
+                            continue
+                        try:
+                            _explain(raw, number, path)
+                        except InvalidInput as exc:
+                            skip_or_raise(skips, exc)
+                        continue
+                if record.kind == "run" or run_id != record.run_id or part is None:
+                    if part is not None:
+                        yield part
+                    run_id = record.run_id
+                    pending = Pending(validate)
+                    records, lines, places = pending.records, pending.lines, pending.places
+                    part = RunPart.deferred(record.run_id, path, number, pending)
+                    if record.kind == "run":
+                        if line is None:
+                            part.header = record
+                        else:
+                            pending.header_line = line
+                        continue
+                records.append(record)
+                lines.append(line)
+                places.append(number)
+    except OSError as exc:
+        raise InvalidInput(path, "", f"cannot read the run log ({exc.strerror})") from None
+    if part is not None:
+        yield part
+
+
+def _validated_parts(path: Path, skips: Skips | None) -> Iterator[RunPart]:
+    """:func:`native_parts` building every line's model as it is read (one pass of
+    pydantic's JSON parser and validator)."""
     validate = _LINE.validator.validate_json  # the validator itself: no wrapper a line
     part: RunPart | None = None
     try:

@@ -116,31 +116,37 @@ def _anthropic(record: dict[str, Any], messages: list[Any]) -> bool:
     return False
 
 
-def read_log(path: Path, fmt: str = "auto", *,
-             skips: Skips | None = None) -> Iterator[RunPart]:
+def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
+             defer_steps: bool = False) -> Iterator[RunPart]:
     """The parts of every run in one log file, validated as they stream.
 
     ``fmt`` is ``auto``, a bundled format, an installed reader plugin's name or
     ``module:callable``. A bad record raises :class:`InvalidInput` naming file, line and
-    place; with ``skips`` it is counted there instead and reading goes on.
+    place; with ``skips`` it is counted there instead and reading goes on. With
+    ``defer_steps``, a reader that can (the native format) checks each record without
+    building its step model, built when the part's ``steps`` are read: for a caller that
+    counts steps (``RunPart.records``) more than it reads them.
     """
     chosen = detect_format(path) if fmt == "auto" else fmt
     if chosen not in _READERS:
         load_reader(chosen)  # a name that names no reader fails now, not at the first part
     if not path.is_file():
         raise InvalidInput(path, "", "file not found")
+    if chosen == "jsonl" and defer_steps:
+        return native_parts(path, skips, defer=True)
     if chosen in _READERS:
         return _READERS[chosen](path, skips)
     return plugin_parts(chosen, path, skips)
 
 
-def read_logs(paths: Iterable[Path], fmt: str = "auto", *,
-              agent: str | None = None, skips: Skips | None = None) -> Iterator[RunPart]:
+def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = None,
+              skips: Skips | None = None, defer_steps: bool = False) -> Iterator[RunPart]:
     """The parts of every run in several logs, optionally only one agent's.
 
     With ``agent``, runs that name no agent are taken as that agent's (and stamped so),
     and runs of another agent are left out. Every file is checked to exist before any
-    is read, so a typo fails before work is done.
+    is read, so a typo fails before work is done. ``defer_steps`` is as in
+    :func:`read_log`.
     """
     files = list(paths)
     for path in files:
@@ -149,7 +155,8 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *,
                                else "expected a log file, got a folder")
     others: set[str] = set()
     for group, chosen in _read_together(files, fmt):
-        parts = (read_log(group[0], chosen, skips=skips) if len(group) == 1
+        parts = (read_log(group[0], chosen, skips=skips, defer_steps=defer_steps)
+                 if len(group) == 1
                  else otel_files_parts(group, skips))
         if agent is None:
             yield from parts

@@ -9,8 +9,7 @@ puts them together for the few runs a command needs whole, so nothing holds a wh
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ class RunHeader(Record):
     """What the source log says about the run that has no field here."""
 
 
-@dataclass(slots=True)
 class RunPart:
     """Part of one run as read from a log: maybe its header, some steps, and where they were.
 
@@ -51,15 +49,89 @@ class RunPart:
     ``line 4 span 00f067aa0ba902b7`` or a JSON path such as ``$[3].traj[5]``.
     ``unread`` holds the records of the part that were valid but that the reader could
     not turn into steps, each as (place, why): they are reported, never silently dropped.
+
+    A reader may hand over steps already checked but not yet built as models
+    (:meth:`deferred`): ``steps`` and ``header`` build them the first time they are read,
+    and :attr:`records` lets a caller that only counts (``reinstate ingest``) read the
+    steps' fields without building them.
     """
 
-    run_id: str
-    source: Path
-    place: str | int
-    header: RunHeader | None = None
-    steps: list[Step] = field(default_factory=list)
-    places: list[str | int] = field(default_factory=list)
-    unread: list[tuple[str | int, str]] = field(default_factory=list)
+    __slots__ = ("_header", "_pending", "_steps", "place", "places", "run_id", "source",
+                 "unread")
+
+    def __init__(self, run_id: str, source: Path, place: str | int,
+                 header: RunHeader | None = None, steps: list[Step] | None = None,
+                 places: list[str | int] | None = None,
+                 unread: list[tuple[str | int, str]] | None = None) -> None:
+        self.run_id = run_id
+        self.source = source
+        self.place = place
+        self._header = header
+        self._steps: list[Step] | None = [] if steps is None else steps
+        self.places: list[str | int] = [] if places is None else places
+        self.unread: list[tuple[str | int, str]] = [] if unread is None else unread
+        self._pending: Pending | None = None
+
+    @classmethod
+    def deferred(cls, run_id: str, source: Path, place: str | int,
+                 pending: Pending) -> RunPart:
+        """A part whose header and steps ``pending`` builds when they are first read."""
+        part = cls(run_id, source, place, places=pending.places)
+        part._steps = None
+        part._pending = pending
+        return part
+
+    @property
+    def steps(self) -> list[Step]:
+        """The steps, in the order they were read (built now if they were deferred)."""
+        if self._steps is None:
+            assert self._pending is not None
+            self._steps = self._pending.steps()
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: list[Step]) -> None:
+        self._steps = steps
+
+    @property
+    def header(self) -> RunHeader | None:
+        """The run's header, when this part carries one."""
+        pending = self._pending
+        if pending is not None and pending.header_line is not None:
+            self._header = pending.header()
+            pending.header_line = None
+        return self._header
+
+    @header.setter
+    def header(self, header: RunHeader | None) -> None:
+        if self._pending is not None:
+            self._pending.header_line = None
+        self._header = header
+
+    @property
+    def records(self) -> Sequence[Any]:
+        """The steps as read, for a caller that only counts or summarises them: each has
+        the step's fields (``kind``, ``tool``, ``call_id``, ``at``, …) and is the step
+        model itself, or, while the steps are deferred, a lighter record of the same
+        fields (a tool result's ``result`` then as logged, JSON text not yet parsed)."""
+        if self._steps is None:
+            assert self._pending is not None
+            return self._pending.records
+        return self._steps
+
+    def __repr__(self) -> str:
+        return (f"RunPart(run_id={self.run_id!r}, source={self.source!r}, "
+                f"place={self.place!r}, header={self.header!r}, steps={self.steps!r}, "
+                f"places={self.places!r}, unread={self.unread!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunPart):
+            return NotImplemented
+        return ((self.run_id, self.source, self.place, self.header, self.steps, self.places,
+                 self.unread) == (other.run_id, other.source, other.place, other.header,
+                                  other.steps, other.places, other.unread))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
 
     def where(self, index: int | None = None,
               show: Callable[[Path], str] = display_path) -> str:
@@ -72,8 +144,42 @@ class RunPart:
         """When the part's run started, or its earliest step, if the log says."""
         if self.header is not None and self.header.started_at is not None:
             return as_utc(self.header.started_at)
-        return min((as_utc(s.at) for s in self.steps if s.at is not None),  # type: ignore[type-var]
+        # The records, not the steps: the same times, without building deferred models.
+        return min((as_utc(s.at) for s in self.records if s.at is not None),  # type: ignore[type-var]
                    default=None)
+
+
+class Pending:
+    """Steps (and perhaps a header) a reader checked but has not built as models yet: each
+    step as its light record and the raw record it was read from, built by ``build``."""
+
+    __slots__ = ("build", "header_line", "lines", "places", "records")
+
+    def __init__(self, build: Callable[[bytes], Any]) -> None:
+        self.build = build
+        self.header_line: bytes | None = None
+        self.records: list[Any] = []
+        self.lines: list[bytes | None] = []
+        self.places: list[str | int] = []
+
+    def add(self, record: Any, line: bytes | None, place: str | int) -> None:
+        """One step: its light record and raw line, or (``line`` None) a built model."""
+        self.records.append(record)
+        self.lines.append(line)
+        self.places.append(place)
+
+    def steps(self) -> list[Step]:
+        """The step models, built from their raw records."""
+        build = self.build
+        return [record if line is None else build(line)
+                for record, line in zip(self.records, self.lines, strict=True)]
+
+    def header(self) -> RunHeader:
+        """The header model, built from its raw record."""
+        assert self.header_line is not None
+        header: RunHeader = self.build(self.header_line)
+        return header
+
 
 
 def located(source: Path, place: str | int,

@@ -22,8 +22,6 @@ from evalsuite import (
     InvalidInput,
     RunPart,
     Skips,
-    ToolCall,
-    ToolResult,
     as_utc,
     detect_format,
     display_path,
@@ -96,7 +94,9 @@ class FileSummary:
 
     def count(self, part: RunPart) -> None:
         """Count one part of a run (once a step: this runs over every step ingested)."""
-        run_id, steps = part.run_id, part.steps
+        # The steps' records, not their models: a reader that defers building the models
+        # (the native format) is counted without building them.
+        run_id, steps = part.run_id, part.records
         if run_id not in self._seen:
             self._seen.add(run_id)
             self.runs += 1
@@ -118,18 +118,18 @@ class FileSummary:
         for step in steps:
             kind = step.kind
             kinds[kind] += 1
-            if isinstance(step, ToolCall):
+            if kind == "tool_call":
                 self.tool_calls += 1
                 if step.arguments_logged is False:
                     empty[kind] += 1
                 if waiting is None:
                     waiting = self._waiting[run_id] = []
                 waiting.append((step.call_id, step.tool))
-            elif isinstance(step, ToolResult):
+            elif kind == "tool_result":
                 if step.result in (None, "") and step.error is None:
                     empty[kind] += 1
                 if waiting:
-                    self._answer(waiting, step)
+                    self._answer(waiting, step.call_id, step.tool)
             elif not step.content.strip():
                 empty[kind] += 1
             at = step.at
@@ -161,16 +161,16 @@ class FileSummary:
         if self.last_at is None or last > self.last_at:
             self.last_at = last
 
-    def _answer(self, waiting: list[tuple[str | None, str]], result: ToolResult) -> None:
-        """Pair a result with the call it answers, as :meth:`Run.pairs` does, streaming."""
-        call_id = result.call_id
+    def _answer(self, waiting: list[tuple[str | None, str]], call_id: str | None,
+                tool: str | None) -> None:
+        """Pair a result (its call id and tool) with the call it answers, as
+        :meth:`Run.pairs` does, streaming."""
         if call_id is not None:
             for index, call in enumerate(waiting):
                 if call[0] == call_id:
                     del waiting[index]
                     self.answered += 1
                     return
-        tool = result.tool
         for index, (waiting_id, waiting_tool) in enumerate(waiting):
             if waiting_id is None and tool in (None, waiting_tool):
                 del waiting[index]
@@ -287,7 +287,8 @@ def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None
 
     def parts() -> Iterator[RunPart]:
         # All files at once: OTLP spans and logs files given together are paired.
-        for part in read_logs(paths, fmt, agent=agent, skips=skips):
+        # Without --out the steps are only counted: their models are not built.
+        for part in read_logs(paths, fmt, agent=agent, skips=skips, defer_steps=out is None):
             tally.count(part)
             yield part
         # Raised inside the stream with --strict: --out is left unwritten.

@@ -42,7 +42,7 @@ class RunSummary:
 
     def add(self, part: RunPart) -> None:
         """Count a later part of the same run."""
-        self.steps += len(part.steps)
+        self.steps += len(part.records)  # counted without building the step models
         if self.agent is None and part.header is not None:
             self.agent = part.header.agent
         first = part.first_time()
@@ -72,7 +72,7 @@ def list_runs(logs: Sequence[Path], fmt: LogFormat | Literal["auto"] = "auto",
     """Every run of ``logs`` in the order it first appears: id, agent, steps, first time and
     the ``file:line`` it starts at. A bad record stops the read with its file and line."""
     found: dict[str, RunSummary] = {}
-    for part in read_logs(_checked(logs), fmt):
+    for part in read_logs(_checked(logs), fmt, defer_steps=True):  # counted, not read
         summary = found.get(part.run_id)
         if summary is None:
             found[part.run_id] = summary = RunSummary(
@@ -92,7 +92,7 @@ def find_run(logs: Sequence[Path], run_id: str,
     files = _checked(logs)
     kept: list[RunPart] = []
     seen: dict[str, None] = {}
-    for part in read_logs(files, fmt):
+    for part in read_logs(files, fmt, defer_steps=True):  # only the run asked for is built
         if part.run_id == run_id:
             kept.append(part)
         elif len(seen) < 100_000:  # enough to suggest from, without holding a huge log's ids
