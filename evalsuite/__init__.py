@@ -113,6 +113,7 @@ if TYPE_CHECKING:
         native_record_parts,
         write_parquet_parts,
     )
+    from evalsuite._packed import CaseKey, PackedCases, case_keys
     from evalsuite._parts import (
         RunHeader,
         RunPart,
@@ -197,7 +198,7 @@ if TYPE_CHECKING:
     )
     from evalsuite._statistics import RateJudgement, judge_rate, trials_needed, wilson
     from evalsuite._subprocess_adapter import SubprocessAdapter
-    from evalsuite._suite import case_files, load_cases
+    from evalsuite._suite import case_files, load_cases, read_cases
 
 __all__ = [
     "ADAPTERS",
@@ -228,6 +229,7 @@ __all__ = [
     "AgentSpec",
     "Behaviour",
     "CaseInput",
+    "CaseKey",
     "CaseOutcome",
     "CaseResult",
     "Criterion",
@@ -258,6 +260,7 @@ __all__ = [
     "OutputNotContains",
     "OutputNotMatches",
     "OutputSchema",
+    "PackedCases",
     "PassesAcceptance",
     "Pattern",
     "PolicyDecision",
@@ -313,6 +316,7 @@ __all__ = [
     "build_adapter",
     "call_predicate",
     "case_files",
+    "case_keys",
     "check_expression",
     "check_json_schema",
     "check_predicate_path",
@@ -350,6 +354,7 @@ __all__ = [
     "placeholder_pattern",
     "predicates_named",
     "protected_env_problem",
+    "read_cases",
     "read_log",
     "read_log_runs",
     "read_logs",
@@ -559,6 +564,10 @@ _EXPORTS: dict[str, str] = {
     "SubprocessAdapter": "evalsuite._subprocess_adapter",
     "case_files": "evalsuite._suite",
     "load_cases": "evalsuite._suite",
+    "read_cases": "evalsuite._suite",
+    "CaseKey": "evalsuite._packed",
+    "PackedCases": "evalsuite._packed",
+    "case_keys": "evalsuite._packed",
 }
 
 

@@ -34,6 +34,7 @@ from evalsuite._case import EvalCase
 from evalsuite._criteria import Criterion, Judgement
 from evalsuite._effect import judge_trial
 from evalsuite._loop import run_sync
+from evalsuite._packed import case_keys
 from evalsuite._record import Record
 from evalsuite._run import Output, Run, ToolResult, Usage, UserInput
 from evalsuite._session import AgentSession, ToolPolicy, ToolSpec
@@ -322,23 +323,32 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
         A result per case, in the order of ``cases``.
     """
     settings = engine.settings
-    plan = [(case, n) for case in cases for n in _trial_numbers(case, settings)]
-    total, done = len(plan), 0
-    by_case: dict[str, list[TrialResult]] = {c.id: [] for c in cases}
-    pending = iter(plan)
+    # Cases are read one at a time, in order, as the workers reach them, and each case's
+    # result is made once its last trial is in: a case's model (unpacked from
+    # PackedCases, which holds thousands packed) lives only while its trials run.
+    keys = case_keys(cases)
+    total = sum(k.trials or settings.trials for k in keys)
+    done = 0
+    results: list[CaseResult | None] = [None] * len(keys)
+    running: dict[int, list[TrialResult]] = {}
+    pending = ((index, case, n) for index, case in enumerate(cases)
+               for n in _trial_numbers(case, settings))
 
     async def worker() -> None:
         # A fixed set of workers sharing one plan: no task or semaphore per trial.
         nonlocal done
-        for case, number in pending:
+        for index, case, number in pending:
             result = await engine.trial(case, number)
-            trials = by_case[case.id]
+            trials = running.setdefault(index, [])
             trials.append(result)
             if record is not None:
                 record(case, result)
             del result  # held by the case's list alone, so parking it releases its run
-            if park_passing and len(trials) == len(_trial_numbers(case, settings)):
-                _park_if_passed(case, trials, settings)
+            if len(trials) == len(_trial_numbers(case, settings)):
+                if park_passing:
+                    _park_if_passed(case, trials, settings)
+                results[index] = _case_result(case, running.pop(index), settings)
+            del case  # the next trial's case is the generator's to hold
             done += 1
             if progress is not None:
                 progress(None, done, total)
@@ -349,7 +359,10 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
             await asyncio.gather(*(worker() for _ in range(min(settings.concurrency, total))))
     finally:
         await engine.adapter.aclose()
-    return [_case_result(c, by_case[c.id], settings) for c in cases]
+    finished = [r for r in results if r is not None]
+    if len(finished) != len(results):  # never a case silently left out
+        raise RuntimeError(f"{len(results) - len(finished)} cases did not finish")
+    return finished
 
 
 def _park_if_passed(case: EvalCase, trials: list[TrialResult], settings: RunSettings) -> None:

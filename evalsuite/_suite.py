@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,7 +28,16 @@ def load_cases(directory: Path, model: type[C], agent: str, *,
     With ``digests``, each file's SHA-256 (of the very bytes parsed) is added to it, so a
     fingerprint of the cases need not read them again.
     """
-    cases: dict[Path, C] = {}
+    return dict(read_cases(directory, model, agent, digests=digests))
+
+
+def read_cases(directory: Path, model: type[C], agent: str, *,
+               digests: dict[Path, str] | None = None) -> Iterator[tuple[Path, C]]:
+    """:func:`load_cases` one case at a time, in the same order with the same checks.
+
+    For a caller that keeps each case in another form (e.g. :class:`PackedCases`): the
+    models need not all be alive at once.
+    """
     seen: dict[str, Path] = {}
     for path in case_files(directory):
         text = read_text(path)
@@ -45,5 +55,4 @@ def load_cases(directory: Path, model: type[C], agent: str, *,
                 line=line_of(read_text(path), ["id"]),
             )
         seen[case.id] = path
-        cases[path] = case
-    return cases
+        yield path, case

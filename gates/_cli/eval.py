@@ -49,9 +49,10 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
     c = ctx()
     workspace = c.workspace()
     inputs = load_inputs(workspace, agent)
-    chosen = [case for case in inputs.cases
-              if not patterns or any(fnmatch.fnmatchcase(case.id, p) for p in patterns)]
-    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(c.id, p) for c in chosen)]
+    chosen = inputs.cases.select(
+        lambda key: not patterns or any(fnmatch.fnmatchcase(key.id, p) for p in patterns))
+    unmatched = [p for p in patterns
+                 if not any(fnmatch.fnmatchcase(i, p) for i in chosen.ids)]
     if unmatched:  # a typo in one of several globs would otherwise go unnoticed
         raise InvalidInput(None, "--cases", f"no case id matches {unmatched[0]!r}")
     with progress(c.err, f"eval {agent}") as callback:

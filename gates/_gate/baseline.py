@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
-from evalsuite import EvalCase, InvalidInput, ReinstateError, load_cases, refuse_link
+from evalsuite import (
+    EvalCase,
+    InvalidInput,
+    ReinstateError,
+    case_keys,
+    load_cases,
+    refuse_link,
+)
 from gates._config import Workspace
 from gates._controls.files import CONTROL_FILES, Controls
 from gates._verdict.fingerprint import file_digest, fingerprint
@@ -39,9 +47,9 @@ def snapshot(workspace: Workspace, incident: Incident) -> Baseline:
     )
 
 
-def tag_counts(cases: list[EvalCase]) -> dict[str, int]:
-    """How many cases cover each input type."""
-    return dict(Counter(tag for case in cases for tag in case.tags))
+def tag_counts(cases: Sequence[EvalCase]) -> dict[str, int]:
+    """How many cases cover each input type (read from packed cases without unpacking)."""
+    return dict(Counter(tag for key in case_keys(cases) for tag in key.tags))
 
 
 def _tag_counts(workspace: Workspace, agent: str) -> dict[str, int]:

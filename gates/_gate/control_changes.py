@@ -10,7 +10,7 @@ the incident's regression cases.
 
 from __future__ import annotations
 
-from evalsuite import Output, ReinstateError, ToolCall
+from evalsuite import Output, ReinstateError, ToolCall, case_keys
 from gates._controls.files import Controls
 from gates._controls.policy import Decision, Effect
 from gates._controls.replay import ReplayLayer, replay
@@ -135,12 +135,13 @@ def _verify_coverage(change: ControlChange, incident: Incident, cases: list[Regr
         return result(False, "the incident's regression cases name no input type: tag them", [])
     assert incident.containment is not None  # callers verify contained incidents only
     before = incident.containment.baseline.eval_tags
-    now = tag_counts(inputs.cases)
+    everything = inputs.cases
+    now = tag_counts(everything)
     least = inputs.workspace.config.gate.min_cases_per_input_type
     rows: list[CoverageReplay] = []
     problems = []
     for tag in tags:
-        covering = [c.id for c in inputs.cases if tag in c.tags]
+        covering = [k.id for k in case_keys(everything) if tag in k.tags]
         failing = [i for i in covering if evidence.outcome_of(i) != "pass"]
         rows.append(CoverageReplay(input_type=tag, before=before.get(tag, 0),
                                    after=now.get(tag, 0), required=least, not_passing=failing))

@@ -48,7 +48,8 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
     With ``engine_name="ray"`` the trials run as Ray tasks, at most ``workers`` at once
     (default: the cluster's CPUs); the results and the run file are the local engine's.
     """
-    chosen = list(cases) if cases is not None else inputs.cases
+    # Packed cases stay packed: the engine unpacks each as its trials start.
+    chosen = cases if cases is not None else inputs.cases
     engine = engine_for(inputs, trials=trials, adapter=adapter, concurrency=concurrency)
     writer = None
     if record:

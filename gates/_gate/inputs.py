@@ -15,6 +15,7 @@ from evalsuite import (
     AgentSpec,
     EvalCase,
     InvalidInput,
+    PackedCases,
     case_files,
     did_you_mean,
     json_path,
@@ -22,6 +23,7 @@ from evalsuite import (
     load_cases,
     load_model,
     predicates_named,
+    read_cases,
     read_text,
     tools_named,
 )
@@ -41,7 +43,9 @@ class GateInputs:
     agent: AgentSpec
     agent_file: Path
     controls: Controls
-    eval_cases: list[EvalCase]
+    eval_cases: PackedCases[EvalCase]
+    """The eval suite, held packed: read a case by iterating or indexing (each read
+    unpacks a fresh model), its id and tags through ``keys``."""
     regression_cases: list[RegressionCase]
     incidents: list[Incident]
     fingerprint: Fingerprint
@@ -52,9 +56,10 @@ class GateInputs:
     (``--against``), read before anything runs."""
 
     @property
-    def cases(self) -> list[EvalCase]:
-        """The eval suite and the regression set together."""
-        return [*self.eval_cases, *self.regression_cases]
+    def cases(self) -> PackedCases[EvalCase]:
+        """The eval suite and the regression set together (the regression cases are added
+        packed too, so iterating unpacks one case at a time)."""
+        return self.eval_cases + self.regression_cases
 
 
 # Reads of a workspace that another process keeps changing, before giving up.
@@ -140,27 +145,39 @@ def _load(workspace: Workspace, agent: str, read: dict[Path, str]) -> GateInputs
         raise InvalidInput(agent_file, "$.name", f"expected '{agent}', got '{spec.name}'",
                            line=line_of(read_text(agent_file), ["name"]))
     controls = workspace.controls(agent)
-    evals = load_cases(workspace.evals_dir(agent), EvalCase, agent, digests=read)
+    bind = PredicateBinder(workspace.root, workspace.config.rules.predicate_modules)
+    # Each eval case is checked while it is a model, then packed: at thousands of case
+    # files their models held at once were a third of the gate's memory.
+    # A case's tools and predicates are still reported after every file's parse errors,
+    # the clash of ids and the incidents, as when the cases were checked after loading.
+    evals: PackedCases[EvalCase] = PackedCases()
+    unchecked: InvalidInput | None = None
+    for path, case in read_cases(workspace.evals_dir(agent), EvalCase, agent, digests=read):
+        if unchecked is None:
+            try:
+                _check_case(path, case, controls, bind)
+            except InvalidInput as exc:
+                unchecked = exc
+        evals.append(case)
     regressions = load_cases(workspace.regressions_dir(agent), RegressionCase, agent,
                              digests=read)
-    clash = {c.id for c in evals.values()} & {c.id for c in regressions.values()}
+    clash = set(evals.ids) & {c.id for c in regressions.values()}
     if clash:
         case_id = sorted(clash)[0]
         path = next(p for p, c in regressions.items() if c.id == case_id)
         raise InvalidInput(path, "$.id", f"case id '{case_id}' is also used in the eval suite")
     incidents = workspace.incidents().all(agent)
     _check_incidents(workspace, regressions, {i.id for i in incidents})
-    bind = PredicateBinder(workspace.root, workspace.config.rules.predicate_modules)
-    for path, case in [*evals.items(), *regressions.items()]:
-        _check_tools(path, case, controls)
-        for index, criterion in predicates_named(case.expect):
-            bind(criterion, criterion.predicate, path, ["expect", index, "predicate"])
+    if unchecked is not None:
+        raise unchecked
+    for path, case in regressions.items():
+        _check_case(path, case, controls, bind)
     return GateInputs(
         workspace=workspace,
         agent=spec,
         agent_file=agent_file,
         controls=controls,
-        eval_cases=list(evals.values()),
+        eval_cases=evals,
         regression_cases=list(regressions.values()),
         incidents=incidents,
         fingerprint=fingerprint(workspace, agent, read=read),
@@ -178,6 +195,13 @@ def _check_incidents(workspace: Workspace, cases: dict[Path, RegressionCase],
             raise InvalidInput(path, "$.provenance.incident",
                                f"incident {incident} has no record ({where} is missing or is "
                                f"another agent's); restore it from version control")
+
+
+def _check_case(path: Path, case: EvalCase, controls: Controls, bind: PredicateBinder) -> None:
+    """The tools a case names are known; its predicates are bound to their functions."""
+    _check_tools(path, case, controls)
+    for index, criterion in predicates_named(case.expect):
+        bind(criterion, criterion.predicate, path, ["expect", index, "predicate"])
 
 
 def _check_tools(path: Path, case: EvalCase, controls: Controls) -> None:

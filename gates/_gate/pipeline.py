@@ -158,9 +158,9 @@ class GateRun:
     inputs: GateInputs | None = None
     """Made by ``load inputs``."""
     evidence: Evidence | None = None
-    """Made by ``run evals``."""
+    """Made by ``run evals``; let go by ``run checks`` once every check has read it."""
     checks: list[AnyCheckResult] | None = None
-    """Made by ``run checks``."""
+    """Made by ``run checks``; let go by ``decide``, whose verdict holds them redacted."""
     verdict: Verdict | None = None
     """Made by ``decide``; stored (and signed) by ``record``."""
 
@@ -192,12 +192,15 @@ def _run_evals(run: GateRun) -> GateRun:
 
 def _run_checks(run: GateRun) -> GateRun:
     inputs, evidence = _made(run.inputs, "load inputs"), _made(run.evidence, "run evals")
-    return replace(run, checks=run_checks(inputs, evidence))
+    # Every check has read the evidence now: at thousands of cases its results are more
+    # than the verdict, so they are let go before the verdict is made.
+    return replace(run, checks=run_checks(inputs, evidence), evidence=None)
 
 
 def _decide(run: GateRun) -> GateRun:
     inputs, checks = _made(run.inputs, "load inputs"), _made(run.checks, "run checks")
-    return replace(run, verdict=decide(inputs, checks))
+    # The verdict holds the checks' results redacted; the raw ones are let go.
+    return replace(run, verdict=decide(inputs, checks), checks=None)
 
 
 def _record(run: GateRun) -> GateRun:
