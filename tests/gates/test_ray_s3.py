@@ -99,7 +99,7 @@ def test_a_log_in_s3_backtests_as_the_same_log_on_disk(
     code, _, err = inline_cli(example, *common, "--logs", str(example.root / LOG),
                               "--json", str(example.root / "local.json"))
     assert code == 0, err
-    code, out, err = inline_cli(example, *common, "--logs", uri, "--engine", "ray",
+    code, _, err = inline_cli(example, *common, "--logs", uri, "--engine", "ray",
                                 "--workers", "2", "--json", str(example.root / "ray.json"))
     assert code == 0, err
     local = json.loads((example.root / "local.json").read_text())
