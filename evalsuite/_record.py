@@ -6,7 +6,8 @@ import ast
 import inspect
 import itertools
 import textwrap
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -64,6 +65,10 @@ def _document_fields(schema: dict[str, Any], cls: type[BaseModel]) -> None:
         prop["description"] = doc
 
 
+# Each model's fields whose default comes from a factory taking no argument, by class.
+_FACTORIES: dict[type[BaseModel], tuple[tuple[str, Callable[[], Any]], ...]] = {}
+
+
 class Record(BaseModel):
     """A strict model: unknown fields are mistakes, and field docstrings document the schema."""
 
@@ -73,3 +78,30 @@ class Record(BaseModel):
         defer_build=True,
         json_schema_extra=_document_fields,
     )
+
+    @classmethod
+    def model_construct(  # type: ignore[override]  # the pydantic plugin types each model's own
+            cls, _fields_set: set[str] | None = None, **values: Any) -> Self:
+        """Pydantic's ``model_construct``, calling default factories itself.
+
+        Pydantic (2.11 and later) asks ``inspect.signature`` of a default factory each time
+        ``model_construct`` calls it, to see whether it takes the validated data: that
+        costs fifty times the rest of building the model, on paths (replaying a step,
+        running a trial) that build models by the thousand. The answer never changes for a
+        class, so it is found once here; the fields set are those given, as pydantic has it.
+        """
+        factories = _FACTORIES.get(cls)
+        if factories is None:
+            factories = _FACTORIES[cls] = tuple(
+                (name, field.default_factory)  # type: ignore[misc]
+                for name, field in cls.__pydantic_fields__.items()
+                if field.default_factory is not None and field.alias is None
+                and not field.default_factory_takes_validated_data)
+        missing = [(name, factory) for name, factory in factories if name not in values]
+        if missing:
+            if _fields_set is None:
+                _fields_set = {name for name, field in cls.__pydantic_fields__.items()
+                               if name in values or (field.alias and field.alias in values)}
+            for name, factory in missing:
+                values[name] = factory()
+        return super().model_construct(_fields_set, **values)

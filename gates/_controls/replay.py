@@ -85,10 +85,14 @@ def _behaviour_of(step: Step, history: Sequence[Step],
                   context: dict[str, Any]) -> Behaviour | None:
     # The criteria see the run before the step, as permission conditions do; built without
     # revalidating the recorded steps, and a History keeps the data it made per step.
+    # Every field given: pydantic (2.11+) inspects a default factory's signature each time
+    # model_construct calls it, which costs more than the rest of building the behaviour.
     if isinstance(step, ToolCall):
-        return Behaviour.model_construct(tool_calls=[step], history=history, context=context)
+        return Behaviour.model_construct(tool_calls=[step], output=None, history=history,
+                                         context=context)
     if isinstance(step, Output):
-        return Behaviour.model_construct(output=step.content, history=history, context=context)
+        return Behaviour.model_construct(tool_calls=[], output=step.content, history=history,
+                                         context=context)
     return None
 
 
