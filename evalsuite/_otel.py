@@ -39,6 +39,7 @@ from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
 from evalsuite._openinference import is_openinference, openinference_part
+from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
 from evalsuite._otel_spans import (
     PlainSpan,
@@ -93,7 +94,8 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None) -> Itera
     sessions = Sessions()  # traces of one session or conversation make one run
     for path in paths:
         for request, place, line in export_requests(path, skips,
-                                                    "spans" if path in with_logs else None):
+                                                    "spans" if path in with_logs else None,
+                                                    fast_spans):
             spans = list(plain_spans(request, path, place, line))
             done = []
             for span in spans:
