@@ -4,6 +4,8 @@ Checking an export line with pydantic and then copying its dicts into plain span
 than half of reading a GenAI trace. Here msgspec decodes the line straight into small
 structs that carry the fields :mod:`evalsuite._otel_spans` reads under the same rules, and
 one walk over them builds the plain spans, with no dict of the whole line made on the way.
+The structs hold no cycles, so they are left out of the garbage collector's tracking
+(``gc=False``): a line is thousands of them, and tracking them costs a collection pass.
 
 The structs accept a *subset* of what the pydantic check accepts. msgspec is stricter about
 types (no ``"1.5"`` for a double, no ``1`` for a bool, no ``3.0`` for an integer), and a
@@ -28,7 +30,7 @@ from evalsuite._errors import InvalidInput
 from evalsuite._otel_spans import PlainSpan, hex_id
 
 
-class AnyValueLine(msgspec.Struct):
+class AnyValueLine(msgspec.Struct, gc=False):
     """An OTLP attribute value (:class:`evalsuite._otel_spans.AnyValue`)."""
 
     stringValue: str | UnsetType = UNSET
@@ -40,26 +42,26 @@ class AnyValueLine(msgspec.Struct):
     bytesValue: str | UnsetType = UNSET
 
 
-class ArrayValueLine(msgspec.Struct):
+class ArrayValueLine(msgspec.Struct, gc=False):
     """An array attribute value."""
 
     values: list[AnyValueLine] = []
 
 
-class KeyValueLine(msgspec.Struct):
+class KeyValueLine(msgspec.Struct, gc=False):
     """One attribute."""
 
     key: str
     value: AnyValueLine | UnsetType = UNSET
 
 
-class KeyValueListLine(msgspec.Struct):
+class KeyValueListLine(msgspec.Struct, gc=False):
     """A map attribute value."""
 
     values: list[KeyValueLine] = []
 
 
-class SpanEventLine(msgspec.Struct):
+class SpanEventLine(msgspec.Struct, gc=False):
     """An event recorded on a span."""
 
     name: str
@@ -67,14 +69,14 @@ class SpanEventLine(msgspec.Struct):
     attributes: list[KeyValueLine] = []
 
 
-class StatusLine(msgspec.Struct):
+class StatusLine(msgspec.Struct, gc=False):
     """A span's status."""
 
     code: int | str | UnsetType = UNSET
     message: str | UnsetType = UNSET
 
 
-class SpanLine(msgspec.Struct):
+class SpanLine(msgspec.Struct, gc=False):
     """One span (fields reinstate does not read are ignored, as in the pydantic check)."""
 
     traceId: str
@@ -88,26 +90,26 @@ class SpanLine(msgspec.Struct):
     status: StatusLine | UnsetType = UNSET
 
 
-class ResourceLine(msgspec.Struct):
+class ResourceLine(msgspec.Struct, gc=False):
     """What emitted the spans."""
 
     attributes: list[KeyValueLine] = []
 
 
-class ScopeSpansLine(msgspec.Struct):
+class ScopeSpansLine(msgspec.Struct, gc=False):
     """Spans of one instrumentation scope."""
 
     spans: list[SpanLine] = []
 
 
-class ResourceSpansLine(msgspec.Struct):
+class ResourceSpansLine(msgspec.Struct, gc=False):
     """Spans of one resource."""
 
     resource: ResourceLine | UnsetType = UNSET
     scopeSpans: list[ScopeSpansLine] = []
 
 
-class ExportLine(msgspec.Struct):
+class ExportLine(msgspec.Struct, gc=False):
     """One export line: its spans, and its logs (checked to be a list, read elsewhere)."""
 
     resourceSpans: list[ResourceSpansLine] | UnsetType = UNSET
@@ -182,27 +184,41 @@ def fast_spans(raw: bytes, place: str) -> list[PlainSpan] | None:
 
 def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
     spans: list[PlainSpan] = []
+    # A line's spans share their trace id and mostly their parent: each id is checked once.
+    traces: dict[str, str] = {}
+    ids: dict[str, str] = {}
     for resource_spans in resources:
         resource = (_attributes(resource_spans.resource.attributes)
                     if resource_spans.resource is not UNSET else {})
         for scope in resource_spans.scopeSpans:
             for span in scope.spans:
-                span_id = hex_id(span.spanId, 8, _NOWHERE, "", None)
+                span_id = ids.get(span.spanId) or ids.setdefault(
+                    span.spanId, hex_id(span.spanId, 8, _NOWHERE, "", None))
                 parent = span.parentSpanId
-                parent = (hex_id(parent, 8, _NOWHERE, "", None)
-                          if parent is not UNSET and parent else "")
-                start = _int(span.startTimeUnixNano)
+                if parent is UNSET or not parent:
+                    parent = ""
+                else:
+                    parent = ids.get(parent) or ids.setdefault(
+                        parent, hex_id(parent, 8, _NOWHERE, "", None))
+                trace = traces.get(span.traceId) or traces.setdefault(
+                    span.traceId, hex_id(span.traceId, 16, _NOWHERE, "", None))
+                start = span.startTimeUnixNano
+                if type(start) is not int:
+                    start = _int(start)
                 end = span.endTimeUnixNano
+                if end is UNSET:
+                    end = start
+                elif type(end) is not int:
+                    end = _int(end)
                 status = span.status
                 error = None
                 if status is not UNSET and str(status.code) in ("2", "STATUS_CODE_ERROR"):
                     error = status.message or "error"
                 spans.append(PlainSpan(
-                    trace_id=hex_id(span.traceId, 16, _NOWHERE, "", None),
-                    span_id=span_id, parent_id=parent, name=span.name, start=start,
-                    end=start if end is UNSET else _int(end),
-                    attributes=_attributes(span.attributes),
+                    trace_id=trace, span_id=span_id, parent_id=parent, name=span.name,
+                    start=start, end=end, attributes=_attributes(span.attributes),
                     events=[(e.name, start if e.timeUnixNano is UNSET else _int(e.timeUnixNano),
-                             _attributes(e.attributes)) for e in span.events],
+                             _attributes(e.attributes)) for e in span.events]
+                    if span.events else [],
                     error=error, resource=resource, place=f"{place} span {span_id}"))
     return spans
