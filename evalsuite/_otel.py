@@ -39,6 +39,7 @@ from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
 from evalsuite._openinference import is_openinference, openinference_part
+from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
 from evalsuite._otel_spans import (
     PlainSpan,
@@ -93,7 +94,8 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None) -> Itera
     sessions = Sessions()  # traces of one session or conversation make one run
     for path in paths:
         for request, place, line in export_requests(path, skips,
-                                                    "spans" if path in with_logs else None):
+                                                    "spans" if path in with_logs else None,
+                                                    fast_spans):
             spans = list(plain_spans(request, path, place, line))
             done = []
             for span in spans:
@@ -159,8 +161,9 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
             read(span)
     spans.sort(key=lambda s: (s.start, s.end))
     trace = _Trace()
-    agents = [s for s in spans if operation(s) == "invoke_agent"]
-    models = [s for s in spans if operation(s) in _MODEL_CALLS]
+    ops = [operation(s) for s in spans]  # once a span: it looks at several attributes
+    agents = [s for s, op in zip(spans, ops, strict=True) if op == "invoke_agent"]
+    models = [s for s, op in zip(spans, ops, strict=True) if op in _MODEL_CALLS]
     agent_inputs = False
     for span in agents:
         for message in _messages(trace, span, "input"):
@@ -168,8 +171,7 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
         _model_error(trace, span)
     users_seen = 0
     outputs = 0
-    for span in spans:
-        op = operation(span)
+    for span, op in zip(spans, ops, strict=True):
         if op in _MODEL_CALLS:
             # With the agent's input logged, a model call's input still holds the system
             # message (the context), but its user inputs are the agent's, already read.
@@ -505,7 +507,7 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         header["agent"] = str(first("gen_ai.agent.name"))
     if first("gen_ai.agent.version") is not None:
         header["agent_version"] = str(first("gen_ai.agent.version"))
-    usage = _usage(models or agents)
+    usage = _usage(models or agents, len(models))
     if usage is not None:
         header["usage"] = usage
     stop = _stop_reason(trace, models, agents)
@@ -523,19 +525,21 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
                    places=[p for _, _, _, p in trace.steps])
 
 
-def _usage(spans: list[PlainSpan]) -> Usage | None:
+_TOKENS = (("input_tokens", "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
+           ("output_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"))
+
+
+def _usage(spans: list[PlainSpan], calls: int) -> Usage | None:
+    """Tokens of ``spans`` (today's name, else the older one), and ``calls`` model calls."""
     tokens = {"input_tokens": 0, "output_tokens": 0}
     seen = False
     for span in spans:
-        for field, keys in (("input_tokens", ("gen_ai.usage.input_tokens",
-                                              "gen_ai.usage.prompt_tokens")),
-                            ("output_tokens", ("gen_ai.usage.output_tokens",
-                                               "gen_ai.usage.completion_tokens"))):
-            value = next((span.attributes[k] for k in keys if k in span.attributes), None)
+        attrs = span.attributes
+        for field, key, older in _TOKENS:
+            value = attrs[key] if key in attrs else attrs.get(older)
             if isinstance(value, int) and value >= 0:
                 tokens[field] += value
                 seen = True
-    calls = sum(operation(s) in _MODEL_CALLS for s in spans)
     if not seen and not calls:
         return None
     return Usage(model_calls=calls or None, **(tokens if seen else {}))

@@ -1,0 +1,224 @@
+"""The OTLP/JSON trace export's fast path: a line decoded and walked into plain spans at once.
+
+Checking an export line with pydantic and then copying its dicts into plain spans cost more
+than half of reading a GenAI trace. Here msgspec decodes the line straight into small
+structs that carry the fields :mod:`evalsuite._otel_spans` reads under the same rules, and
+one walk over them builds the plain spans, with no dict of the whole line made on the way.
+The structs hold no cycles, so they are left out of the garbage collector's tracking
+(``gc=False``): a line is thousands of them, and tracking them costs a collection pass.
+
+The structs accept a *subset* of what the pydantic check accepts. msgspec is stricter about
+types (no ``"1.5"`` for a double, no ``1`` for a bool, no ``3.0`` for an integer), and a
+64-bit integer written as a string (as proto3 JSON allows) is taken here only when it is
+plain digits with an optional minus: pydantic also reads ``" 7 "``, ``"+5"`` and ``"1_000"``
+and refuses ``"1e3"``, where msgspec's own string reading would differ. An id that is not
+plain hex of the right length (base64, or an error to report) is left to the pydantic path
+too. Whatever this path refuses (:func:`fast_spans` returns ``None``) is read by the pydantic
+path, which accepts it or raises the precise error it always did: a log is accepted or
+refused exactly as before, and the error messages are that path's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from evalsuite._errors import InvalidInput
+from evalsuite._otel_spans import PlainSpan, hex_id
+
+
+class AnyValueLine(msgspec.Struct, gc=False):
+    """An OTLP attribute value (:class:`evalsuite._otel_spans.AnyValue`)."""
+
+    stringValue: str | UnsetType = UNSET
+    boolValue: bool | UnsetType = UNSET
+    intValue: int | str | UnsetType = UNSET
+    doubleValue: float | UnsetType = UNSET
+    arrayValue: ArrayValueLine | UnsetType = UNSET
+    kvlistValue: KeyValueListLine | UnsetType = UNSET
+    bytesValue: str | UnsetType = UNSET
+
+
+class ArrayValueLine(msgspec.Struct, gc=False):
+    """An array attribute value."""
+
+    values: list[AnyValueLine] = []
+
+
+class KeyValueLine(msgspec.Struct, gc=False):
+    """One attribute."""
+
+    key: str
+    value: AnyValueLine | UnsetType = UNSET
+
+
+class KeyValueListLine(msgspec.Struct, gc=False):
+    """A map attribute value."""
+
+    values: list[KeyValueLine] = []
+
+
+class SpanEventLine(msgspec.Struct, gc=False):
+    """An event recorded on a span."""
+
+    name: str
+    timeUnixNano: int | str | UnsetType = UNSET
+    attributes: list[KeyValueLine] = []
+
+
+class StatusLine(msgspec.Struct, gc=False):
+    """A span's status."""
+
+    code: int | str | UnsetType = UNSET
+    message: str | UnsetType = UNSET
+
+
+class SpanLine(msgspec.Struct, gc=False):
+    """One span (fields reinstate does not read are ignored, as in the pydantic check)."""
+
+    traceId: str
+    spanId: str
+    name: str
+    startTimeUnixNano: int | str
+    parentSpanId: str | UnsetType = UNSET
+    endTimeUnixNano: int | str | UnsetType = UNSET
+    attributes: list[KeyValueLine] = []
+    events: list[SpanEventLine] = []
+    status: StatusLine | UnsetType = UNSET
+
+
+class ResourceLine(msgspec.Struct, gc=False):
+    """What emitted the spans."""
+
+    attributes: list[KeyValueLine] = []
+
+
+class ScopeSpansLine(msgspec.Struct, gc=False):
+    """Spans of one instrumentation scope."""
+
+    spans: list[SpanLine] = []
+
+
+class ResourceSpansLine(msgspec.Struct, gc=False):
+    """Spans of one resource."""
+
+    resource: ResourceLine | UnsetType = UNSET
+    scopeSpans: list[ScopeSpansLine] = []
+
+
+class ExportLine(msgspec.Struct, gc=False):
+    """One export line: its spans, and its logs (checked to be a list, read elsewhere)."""
+
+    resourceSpans: list[ResourceSpansLine] | UnsetType = UNSET
+    resourceLogs: list[Any] | UnsetType = UNSET
+
+
+_DECODER = msgspec.json.Decoder(ExportLine)
+_NOWHERE = Path()  # ids are checked here only to refuse: the pydantic path reports
+
+
+class _Refused(Exception):
+    """A value the fast path leaves to the pydantic check."""
+
+
+def _int(value: int | str) -> int:
+    """A 64-bit integer as OTLP/JSON writes it: a number, or a string of plain digits."""
+    if type(value) is int:
+        return value
+    digits = value[1:] if value[:1] == "-" else value  # type: ignore[index]
+    if digits.isascii() and digits.isdigit():  # type: ignore[union-attr]
+        return int(value)
+    raise _Refused
+
+
+def _value(value: AnyValueLine | UnsetType) -> Any:
+    """One OTLP value as a plain value, as :func:`evalsuite._otel_spans.value_of` reads it."""
+    if value is UNSET:
+        return None
+    if value.stringValue is not UNSET:
+        return value.stringValue
+    if value.intValue is not UNSET:
+        return _int(value.intValue)
+    if value.doubleValue is not UNSET:
+        return value.doubleValue
+    if value.boolValue is not UNSET:
+        return value.boolValue
+    if value.arrayValue is not UNSET:
+        return [_value(v) for v in value.arrayValue.values]
+    if value.kvlistValue is not UNSET:
+        return _attributes(value.kvlistValue.values)
+    if value.bytesValue is not UNSET:
+        return value.bytesValue
+    return None
+
+
+def _attributes(pairs: list[KeyValueLine]) -> dict[str, Any]:
+    """OTLP key-value pairs as a dict of plain values (a string, the usual case, read inline)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        value = pair.value
+        if value is not UNSET and value.stringValue is not UNSET:
+            out[pair.key] = value.stringValue
+        else:
+            out[pair.key] = _value(value)
+    return out
+
+
+def fast_spans(raw: bytes, place: str) -> list[PlainSpan] | None:
+    """The spans of one export line (``place`` is ``line N``), or ``None`` when the line is
+    not one this path decides: the pydantic path then reads it."""
+    try:
+        request = _DECODER.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if request.resourceSpans is UNSET:
+        return None  # a logs-only line, or neither: the pydantic path says which
+    try:
+        return _walk(request.resourceSpans, place)
+    except (_Refused, InvalidInput):
+        return None
+
+
+def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
+    spans: list[PlainSpan] = []
+    # A line's spans share their trace id and mostly their parent: each id is checked once.
+    traces: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for resource_spans in resources:
+        resource = (_attributes(resource_spans.resource.attributes)
+                    if resource_spans.resource is not UNSET else {})
+        for scope in resource_spans.scopeSpans:
+            for span in scope.spans:
+                span_id = ids.get(span.spanId) or ids.setdefault(
+                    span.spanId, hex_id(span.spanId, 8, _NOWHERE, "", None))
+                parent = span.parentSpanId
+                if parent is UNSET or not parent:
+                    parent = ""
+                else:
+                    parent = ids.get(parent) or ids.setdefault(
+                        parent, hex_id(parent, 8, _NOWHERE, "", None))
+                trace = traces.get(span.traceId) or traces.setdefault(
+                    span.traceId, hex_id(span.traceId, 16, _NOWHERE, "", None))
+                start = span.startTimeUnixNano
+                if type(start) is not int:
+                    start = _int(start)
+                end = span.endTimeUnixNano
+                if end is UNSET:
+                    end = start
+                elif type(end) is not int:
+                    end = _int(end)
+                status = span.status
+                error = None
+                if status is not UNSET and str(status.code) in ("2", "STATUS_CODE_ERROR"):
+                    error = status.message or "error"
+                spans.append(PlainSpan(
+                    trace_id=trace, span_id=span_id, parent_id=parent, name=span.name,
+                    start=start, end=end, attributes=_attributes(span.attributes),
+                    events=[(e.name, start if e.timeUnixNano is UNSET else _int(e.timeUnixNano),
+                             _attributes(e.attributes)) for e in span.events]
+                    if span.events else [],
+                    error=error, resource=resource, place=f"{place} span {span_id}"))
+    return spans
