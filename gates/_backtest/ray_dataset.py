@@ -420,8 +420,8 @@ def backtest_dataset(job: DatasetJob, logs: Sequence[Path], formats: Sequence[Da
         result, how = _decide_all(ray, job, logs, formats, workers, by_chunk=True)
         if not _once_each(result.ids):
             result, how = _decide_all(ray, job, logs, formats, workers, by_chunk=False)
-            how += (" (a run's records were too far apart to decide it in one chunk, so "
-                    "every run was put together first)")
+            how = (f"a run's records were too far apart (or in two logs) to decide it in "
+                   f"one chunk, so every run was put together first: {how}")
     except Exception as exc:
         cause = _reinstate_error(exc)
         if cause is not None:
@@ -460,11 +460,12 @@ def _decide_all(ray: Any, job: DatasetJob, logs: Sequence[Path],
         for file, _, run_id, places, texts in sorted(found, key=lambda row: row[:2]):
             by_run.setdefault(run_id, []).extend(_row_records(file, places, texts))
         result.merge(decide_runs(by_run.items(), job))
-        return result, f"{how}; {len(by_run):,} crossing chunks put together on the driver"
+        return result, f"{how}; {len(by_run):,} runs crossing chunks put together on the driver"
     grouped = rows.groupby("run_id", num_partitions=workers).map_groups(
         decide_group, fn_args=(job,), concurrency=workers, batch_format="pyarrow")
     result.merge(_merged(grouped, job))
-    return result, f"{how}; {crossing:,} rows of runs crossing chunks grouped by run"
+    return result, (f"{how}; {crossing:,} rows of runs crossing chunks grouped by run in "
+                    f"map_groups")
 
 
 def _merged(results: Any, job: DatasetJob) -> Outcome:
