@@ -238,8 +238,9 @@ def test_runs_inside_one_chunk_are_decided_there_and_crossing_runs_on_the_driver
 def test_interleaved_runs_crossing_chunks_are_grouped_by_run_with_the_local_result(
         cluster: None, example: Workspace, inline_cli: Cli,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Interleaved runs read 4 records a chunk cross every chunk: their rows are grouped by
-    run in map_groups (too many for the driver here) and give the local result."""
+    """Interleaved runs read 4 records a chunk cross every chunk: their rows are put
+    together in groups of runs in map_groups (too many for the driver here) and give the
+    local result."""
     from gates._backtest import ray_dataset
 
     monkeypatch.setattr(ray_dataset, "BLOCK_ROWS", 4)
@@ -249,8 +250,8 @@ def test_interleaved_runs_crossing_chunks_are_grouped_by_run_with_the_local_resu
     diff = DeepDiff(local, on_ray)
     assert not diff, diff
     assert note.endswith(": 0 runs decided in the chunk of 4 records they were read in, "
-                         "2 at a time; 18 rows of runs crossing chunks grouped by run in "
-                         "map_groups")
+                         "2 at a time; 18 rows of runs crossing chunks put together in 8 "
+                         "groups of runs (map_groups)")
 
 
 @pytest.mark.slow
