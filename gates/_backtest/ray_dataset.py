@@ -54,13 +54,13 @@ DatasetFormat = Literal["jsonl", "parquet"]
 # runs crossing them (about one a boundary in a log written run after run); smaller ones
 # spread a single log's deciding over more workers sooner.
 BLOCK_ROWS = 5_000
-# Rows of crossing runs put together on the driver rather than in a shuffle, whose
-# start-up (Ray Data's hash-shuffle actors) costs seconds.
+# Records of crossing runs decided on the driver (seconds of deciding) rather than after
+# a shuffle, whose start-up costs seconds too.
 ON_DRIVER = 20_000
 # Crossing runs are grouped in buckets by a hash of their id: at least this many a worker
-# (so the work spreads), and at most this many rows a bucket (so a group stays small).
+# (so the work spreads), and about this many records a bucket (so a group stays small).
 GROUPS_PER_WORKER = 4
-GROUP_ROWS = 5_000
+GROUP_RECORDS = 20_000
 # Runs' tallies merged into one before they reach the driver.
 MERGE_BATCH = 1_000
 # A step's place in the whole history: file number * FILE_STRIDE + its line (or row).
@@ -288,7 +288,7 @@ class Outcome:
     chunked: int = 0
     """Runs decided in the chunk they were read in."""
     crossing: int = 0
-    """Rows of runs that crossed chunks, left to be put together by run."""
+    """Records of runs that crossed chunks, left to be put together by run."""
 
     def merge(self, other: Outcome) -> None:
         """Add another batch's runs (none of them decided here too, which
@@ -361,7 +361,7 @@ def decide_chunk(batch: Any, job: DatasetJob) -> Any:
                      for n in ("file", "run_id", "places", "records")), strict=True))
     result = decide_runs(runs, job)
     result.chunked = decided_rows.num_rows
-    result.crossing = crossing.num_rows
+    result.crossing = pc.sum(pc.list_value_length(crossing.column("places"))).as_py() or 0
     row = pa.table({field.name: pa.nulls(1, field.type) for field in batch.schema})
     return pa.concat_tables([
         crossing.append_column("result", pa.nulls(crossing.num_rows, pa.binary())),
@@ -475,7 +475,7 @@ def _decide_all(ray: Any, job: DatasetJob, logs: Sequence[Path],
         return result, how
     # Runs go to buckets by a hash of their id, so a group holds whole runs, and many of
     # them: map_groups then costs a call per bucket, not a call (and a tally) per run.
-    buckets = max(GROUPS_PER_WORKER * workers, -(-crossing // GROUP_ROWS))
+    buckets = max(GROUPS_PER_WORKER * workers, -(-crossing // GROUP_RECORDS))
     rows = decided.map_batches(_crossing_rows, fn_args=(buckets,), batch_format="pyarrow")
     if crossing <= ON_DRIVER:
         by_run = _runs_of(rows.iter_batches(batch_format="pyarrow", batch_size=None))
@@ -484,7 +484,7 @@ def _decide_all(ray: Any, job: DatasetJob, logs: Sequence[Path],
     grouped = rows.groupby("bucket", num_partitions=workers).map_groups(
         decide_group, fn_args=(job,), concurrency=workers, batch_format="pyarrow")
     result.merge(_merged(grouped, job))
-    return result, (f"{how}; {crossing:,} rows of runs crossing chunks put together in "
+    return result, (f"{how}; {crossing:,} records of runs crossing chunks put together in "
                     f"{buckets:,} groups of runs (map_groups)")
 
 

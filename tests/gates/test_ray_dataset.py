@@ -250,7 +250,7 @@ def test_interleaved_runs_crossing_chunks_are_grouped_by_run_with_the_local_resu
     diff = DeepDiff(local, on_ray)
     assert not diff, diff
     assert note.endswith(": 0 runs decided in the chunk of 4 records they were read in, "
-                         "2 at a time; 18 rows of runs crossing chunks put together in 8 "
+                         "2 at a time; 32 records of runs crossing chunks put together in 8 "
                          "groups of runs (map_groups)")
 
 
