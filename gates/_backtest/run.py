@@ -193,13 +193,12 @@ def _on_dataset(workspace: Workspace, job: _Job, labels: list[BacktestLabel],
     formats = dataset_formats(job.logs, job.fmt)
     if formats is None:
         return None
-    tally, found = backtest_dataset(
+    tally, found, how = backtest_dataset(
         DatasetJob(root=workspace.root, agent=job.agent, controls=job.controls,
                    compare=job.compare, rule=job.rule, labels=tuple(labels),
                    sources=sources(job.logs)), job.logs, formats, workers)
     return tally, found, (f"--engine ray: the logs were read as a Ray Dataset "
-                          f"({', '.join(sorted(set(formats)))}) and each run decided in "
-                          f"map_groups, {workers} at a time")
+                          f"({', '.join(sorted(set(formats)))}): {how}")
 
 
 def _unlabelled(extra: list[BacktestLabel], given: list[BacktestLabel]) -> list[BacktestLabel]:

@@ -195,3 +195,77 @@ def test_ray_without_its_data_extra_is_one_line_and_exit_3(
     assert (code, out) == (3, "")
     assert err.strip() == ("error: --engine ray reads logs as a Ray Dataset, which needs Ray "
                            "Data (ray.data.datasource is missing): pip install 'reinstate[ray]'")
+
+
+def _local_and_ray(ws: Workspace, cli: Cli, logs: list[Path], *,
+                   workers: str = "2") -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The labelled backtest of ``logs`` locally and on Ray: both JSON results and the note
+    naming the path Ray took."""
+    common = ("backtest", AGENT, *map(str, logs), "--labels", str(_labels(ws)))
+    local_code, _, err = cli(ws, *common, "--json", str(ws.root / "local.json"))
+    assert local_code in (0, 1), err  # 1: a labelled harmful run got through
+    code, _, err = cli(ws, *common, "--json", str(ws.root / "ray.json"), "--engine", "ray",
+                       "--workers", workers)
+    assert code == local_code, err
+    on_ray = json.loads((ws.root / "ray.json").read_text())
+    note = next(n for n in on_ray["notes"] if n.startswith(DATASET_NOTE))
+    return json.loads((ws.root / "local.json").read_text()), _without_note(on_ray), note
+
+
+@pytest.mark.slow
+def test_runs_inside_one_chunk_are_decided_there_and_crossing_runs_on_the_driver(
+        cluster: None, example: Workspace, inline_cli: Cli,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log written run after run, read 16 records a chunk: runs inside a chunk are decided
+    where it was read, the few crossing chunks are put together on the driver, and the
+    result is the local one."""
+    from gates._backtest import ray_dataset
+
+    monkeypatch.setattr(ray_dataset, "BLOCK_ROWS", 16)
+    records = [json.loads(line) for line in (example.root / LOG).read_text().splitlines()]
+    log = example.root / "logs" / "copies.jsonl"
+    log.write_text("".join(json.dumps({**r, "run_id": r["run_id"] + suffix}) + "\n"
+                           for suffix in ("", "-1", "-2", "-3") for r in records))
+    local, on_ray, note = _local_and_ray(example, inline_cli, [log])
+    assert local["totals"]["runs"] == 12 and any(local["confusion"].values())
+    diff = DeepDiff(local, on_ray)
+    assert not diff, diff
+    assert note.endswith(": 8 runs decided in the chunk of 16 records they were read in, "
+                         "2 at a time; 4 runs crossing chunks put together on the driver")
+
+
+@pytest.mark.slow
+def test_interleaved_runs_crossing_chunks_are_grouped_by_run_with_the_local_result(
+        cluster: None, example: Workspace, inline_cli: Cli,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interleaved runs read 4 records a chunk cross every chunk: their rows are put
+    together in groups of runs in map_groups (too many for the driver here) and give the
+    local result."""
+    from gates._backtest import ray_dataset
+
+    monkeypatch.setattr(ray_dataset, "BLOCK_ROWS", 4)
+    monkeypatch.setattr(ray_dataset, "ON_DRIVER", 0)
+    local, on_ray, note = _local_and_ray(example, inline_cli, list(_interleaved(example)))
+    assert local["totals"]["runs"] == 3
+    diff = DeepDiff(local, on_ray)
+    assert not diff, diff
+    assert note.endswith(": 0 runs decided in the chunk of 4 records they were read in, "
+                         "2 at a time; 32 records of runs crossing chunks put together in 8 "
+                         "groups of runs (map_groups)")
+
+
+@pytest.mark.slow
+def test_a_run_split_over_two_logs_is_put_together_before_it_is_decided(
+        cluster: None, example: Workspace, inline_cli: Cli) -> None:
+    """A run whose first records end one log and the rest start another looks whole in
+    each; it is caught as decided twice and the backtest redone by run: the local result."""
+    lines = (example.root / LOG).read_text().splitlines(keepends=True)
+    first, second = example.root / "logs" / "a.jsonl", example.root / "logs" / "b.jsonl"
+    first.write_text("".join(lines[6:16] + lines[:3]))  # run-7f3a97, then run-7f3a91 begins
+    second.write_text("".join(lines[3:6] + lines[16:]))
+    local, on_ray, note = _local_and_ray(example, inline_cli, [first, second], workers="1")
+    assert local["totals"]["runs"] == 3 and any(local["confusion"].values())
+    diff = DeepDiff(local, on_ray)
+    assert not diff, diff
+    assert "a run's records were too far apart (or in two logs) to decide it in one " \
+           "chunk, so every run was put together first" in note
