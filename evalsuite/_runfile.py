@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from deepdiff import DeepDiff
 from pydantic import ValidationError
 
 from evalsuite._case import EvalCase
@@ -182,6 +181,10 @@ def diff_runs(a: list[TrialLine], b: list[TrialLine]) -> dict[str, list[str]]:
         elif case_id not in before:
             changes[case_id] = ["only in the second run"]
         else:
+            # Imported on use: deepdiff imports pandas (and numpy, pyarrow) whenever it is
+            # installed, which would weigh on every eval and gate that never compares.
+            from deepdiff import DeepDiff
+
             diff = DeepDiff(_behaviour(before[case_id]), _behaviour(after[case_id]),
                             exclude_regex_paths=[_VOLATILE], verbose_level=2)
             if diff:

@@ -11,7 +11,6 @@ from datetime import datetime
 from typing import Literal
 
 import yaml
-from deepdiff import DeepDiff
 from pydantic import AwareDatetime, Field
 
 from evalsuite import Behaviour, Record
@@ -186,6 +185,10 @@ def control_diffs(baseline: Controls, today: Controls) -> dict[str, str]:
     for name in CONTROL_FILES:
         before = yaml.safe_load((baseline.directory / name).read_text(encoding="utf-8"))
         after = yaml.safe_load((today.directory / name).read_text(encoding="utf-8"))
+        # Imported on use: deepdiff imports pandas (and numpy, pyarrow) whenever it is
+        # installed, which would weigh on every eval and gate that never compares.
+        from deepdiff import DeepDiff
+
         diff = DeepDiff(before, after, verbose_level=2)
         if diff:
             out[name] = diff.pretty()

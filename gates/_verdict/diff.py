@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from deepdiff import DeepDiff
-
 from evalsuite import Record
 
 ChangeKind = Literal["changed", "added", "removed"]
@@ -49,6 +47,10 @@ class Change(Record):
 
 def differences(before: Any, after: Any, *, ignore_order: bool = False) -> list[Change]:
     """Every difference from ``before`` to ``after``, in a stable order."""
+    # Imported on use: deepdiff imports pandas (and numpy, pyarrow) whenever it is
+    # installed, which would weigh on every eval and gate that never compares.
+    from deepdiff import DeepDiff
+
     tree = DeepDiff(before, after, view="tree", ignore_order=ignore_order)
     changes = []
     for report, levels in tree.items():

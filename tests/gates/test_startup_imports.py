@@ -226,3 +226,14 @@ def test_help_lists_every_command_without_importing_them(tmp_path: Path) -> None
     formatter = click.HelpFormatter()  # 80 columns at most, as in the child's pipe
     real.format_commands(click.Context(real), formatter)
     assert formatter.getvalue() in out
+
+
+@pytest.mark.slow
+def test_eval_and_gate_that_compare_nothing_import_no_deepdiff(example: Workspace) -> None:
+    """`reinstate eval` and `gate` on the example load no deepdiff: it imports pandas,
+    numpy and pyarrow whenever they are installed, tens of MiB for a gate that diffs
+    nothing."""
+    for command in (("eval", "refund-agent"), ("gate", "refund-agent")):
+        found, _ = run_entry(command_line(*command), example.root)
+        assert found["code"] in (0, 1), command
+        assert loaded(found["modules"], ("deepdiff", "pandas", "numpy")) == [], command
