@@ -101,12 +101,7 @@ def _deferred_parts(path: Path, skips: Skips | None) -> Iterator[RunPart]:
                     try:
                         record = validate(raw)
                     except ValidationError:
-                        if not raw.strip():
-                            continue
-                        try:
-                            _explain(raw, number, path)
-                        except InvalidInput as exc:
-                            skip_or_raise(skips, exc)
+                        _refuse(raw, number, path, skips)
                         continue
                 if record.kind == "run" or run_id != record.run_id or part is None:
                     if part is not None:
@@ -141,12 +136,7 @@ def _validated_parts(path: Path, skips: Skips | None) -> Iterator[RunPart]:
                 try:
                     record = validate(raw)
                 except ValidationError:
-                    if not raw.strip():
-                        continue
-                    try:
-                        _explain(raw, number, path)
-                    except InvalidInput as exc:
-                        skip_or_raise(skips, exc)
+                    _refuse(raw, number, path, skips)
                     continue
                 if type(record) is _HeaderLine:
                     if part is not None:
@@ -165,6 +155,17 @@ def _validated_parts(path: Path, skips: Skips | None) -> Iterator[RunPart]:
         raise InvalidInput(path, "", f"cannot read the run log ({exc.strerror})") from None
     if part is not None:
         yield part
+
+
+def _refuse(raw: bytes, number: int, path: Path, skips: Skips | None) -> None:
+    """A line the models refused: a blank line is passed over; any other is explained
+    (file, line, JSON path) and skipped when ``skips`` collects, else raised."""
+    if not raw.strip():
+        return
+    try:
+        _explain(raw, number, path)
+    except InvalidInput as exc:
+        skip_or_raise(skips, exc)
 
 
 def _explain(raw: bytes, number: int, path: Path) -> None:
