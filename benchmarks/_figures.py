@@ -9,6 +9,11 @@ runs the command and reports its wall time and peak RSS from ``os.wait4``. On Li
 child's peak RSS starts from its parent's at the fork and survives ``exec``, so measured
 straight from a benchmark that has imported reinstate, every child would show at least the
 benchmark's own size.
+
+Children run with Python's bytecode cache on, as an installed package runs (pip compiles
+it at install), even where the benchmark's own environment sets ``PYTHONDONTWRITEBYTECODE``:
+otherwise every child would compile reinstate's modules from source and the figures would
+time the compiler, not the product. A caller may still set it in ``env``.
 """
 
 from __future__ import annotations
@@ -93,7 +98,8 @@ def process(command: Sequence[str], rounds: int, *, cwd: Path | None = None,
     """
     samples = []
     peak = 0.0
-    environment = {**os.environ, **(env or {})}
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    environment.update(env or {})
     for _ in range(rounds):
         launched = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *command], cwd=cwd,
                                   env=environment, capture_output=True, text=True, check=False)
