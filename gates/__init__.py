@@ -126,7 +126,7 @@ if TYPE_CHECKING:
     from gates._store.migrate import Migrated, migrate_store
     from gates._store.postgres import PostgresStore
     from gates._store.review_queue import ReviewQueue
-    from gates._store.reviews import ReviewItem
+    from gates._store.reviews import ReviewItem, ReviewSubmission
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
@@ -228,6 +228,7 @@ __all__ = [
     "ReviewRouting",
     "ReviewRoutingResult",
     "ReviewRule",
+    "ReviewSubmission",
     "Risk",
     "RunSummary",
     "SQLiteStore",
@@ -389,6 +390,7 @@ _EXPORTS: dict[str, str] = {
     "Restored": "gates._response.restore",
     "ReviewDecided": "gates._errors",
     "ReviewItem": "gates._store.reviews",
+    "ReviewSubmission": "gates._store.reviews",
     "ReviewQueue": "gates._store.review_queue",
     "ReviewRouting": "gates._controls.files",
     "ReviewRoutingResult": "gates._verdict.check_results",
