@@ -190,11 +190,12 @@ def _text(facts: dict[str, Any], key: str) -> str:
 
 
 def _inputs(path: Path) -> dict[str, dict[str, Any]]:
-    """The remembered inputs, when the file is plain, this version's and under today's
-    :func:`salt`."""
+    """The remembered inputs, when the file is plain, nobody but its owner and group may
+    write it, and it is this version's and under today's :func:`salt`."""
     held = os.lstat(path)
-    if not stat.S_ISREG(held.st_mode) or held.st_size > MAX_INPUTS_BYTES:
-        raise NotSure(f"{path}: not a plain file")
+    if (not stat.S_ISREG(held.st_mode) or held.st_mode & stat.S_IWOTH
+            or held.st_size > MAX_INPUTS_BYTES):
+        raise NotSure(f"{path}: not a plain file only its owners may write")
     data = json.loads(path.read_bytes())
     if (not isinstance(data, dict) or data.get("schema_version") != INPUTS_VERSION
             or data.get("salt") != salt() or not isinstance(data.get("configs"), dict)

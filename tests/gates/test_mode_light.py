@@ -270,14 +270,17 @@ def test_an_alias_bomb_and_a_huge_incident_file_are_not_read_light(ws: Workspace
 @pytest.mark.attack
 def test_a_garbled_audit_entry_or_a_forged_inputs_file_is_not_trusted(
         ws: Workspace) -> None:
-    """A garbled entry of the agent, an inputs file edited by hand, or one written under
-    another version of the code: the light read defers each time."""
+    """A garbled entry of the agent, an inputs file anyone may write, one edited by hand,
+    or one written under another version of the code: the light read defers each time."""
     learned(ws.root)
     run_sql(ws, "UPDATE audit SET detail = '[1]' WHERE seq = 1")
     assert light_reading(AGENT, ws.root) is None
     run_sql(ws, "UPDATE audit SET detail = '{}' WHERE seq = 1")
     assert light_reading(AGENT, ws.root) is not None  # hash-broken, but as the full read
     inputs = inputs_path(ws.state_path)
+    inputs.chmod(0o666)
+    assert light_reading(AGENT, ws.root) is None  # anyone may write it: not trusted
+    inputs.chmod(0o644)
     data = json.loads(inputs.read_text())
     inputs.write_text(json.dumps({**data, "salt": "0" * 64}))
     assert light_reading(AGENT, ws.root) is None
@@ -290,6 +293,13 @@ def test_a_postgres_url_or_a_missing_store_is_not_read_light(ws: Workspace) -> N
     """A workspace whose store moved to PostgreSQL, or whose store file is gone, is left
     to the full read."""
     learned(ws.root)
+    config = ws.root / "reinstate.toml"
+    plain = config.read_text()
+    config.write_text(f"{plain}\n[state]\nurl = \"postgresql://nobody@127.0.0.1:9/none\"\n")
+    learned(ws.root)  # not remembered: the light read never answers for a server store
+    assert light_reading(AGENT, ws.root) is None
+    config.write_text(plain)
+    assert light_reading(AGENT, ws.root) is not None
     ws.state_path.unlink()
     assert light_reading(AGENT, ws.root) is None
     assert mode_reading(AGENT, ws.root).mode == "suspended"
