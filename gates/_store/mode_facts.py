@@ -11,6 +11,7 @@ atomically; it holds only files present now, and a write that fails costs only s
 from __future__ import annotations
 
 import json
+import os
 from contextlib import suppress
 from typing import Any
 
@@ -38,6 +39,8 @@ def _remember(workspace: Workspace) -> None:
     state_path = workspace.state_path
     if config.state.url is not None or not state_path.is_file():
         return  # the light read answers only over an SQLite store that exists
+    if not os.access(state_path.parent, os.W_OK):
+        return  # a read-only deployment: checking files again would only cost time
     path = inputs_path(state_path)
     try:
         before: Any = json.loads(read_file(path)) if path.exists() else {}

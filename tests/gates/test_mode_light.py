@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -419,7 +419,7 @@ def build(ws: Workspace, template: dict[str, Any], history: dict[str, Any]) -> N
 
 
 @pytest.mark.slow
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=100, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(history=histories())
 def test_the_light_read_defers_or_gives_the_full_reads_answer(
@@ -435,3 +435,16 @@ def test_the_light_read_defers_or_gives_the_full_reads_answer(
         for agent in (AGENT, OTHER):
             light = assert_parity(root, agent)
             event(f"{agent}: {'deferred' if light is None else 'answered ' + light['mode']}")
+
+
+def test_a_whole_second_and_a_fraction_read_alike(ws: Workspace) -> None:
+    """A mode set at a whole second (no fraction in the stored text) and one set with a
+    fraction both read light as the full read prints them."""
+    store = open_store(ws)
+    for since in (datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+                  datetime(2026, 1, 2, 3, 4, 5, 120000, tzinfo=UTC)):
+        store.set_mode(ModeRecord(agent=OTHER, mode="suspended", since=since, actor="t",
+                                  reason="by hand"))
+        learned(ws.root)
+        light = assert_parity(ws.root, OTHER)
+        assert light is not None and light["since"].startswith("2026-01-02T03:04:05")
