@@ -93,7 +93,6 @@ if TYPE_CHECKING:
     from gates._schemas import SCHEMAS, schema_text, write_schemas
     from gates._store.access import (
         ModeReading,
-        agent_mode,
         mode_reading,
         open_store,
         read_mode,
@@ -127,6 +126,7 @@ if TYPE_CHECKING:
     from gates._store.postgres import PostgresStore
     from gates._store.review_queue import ReviewQueue
     from gates._store.reviews import ReviewItem, ReviewSubmission
+    from gates._store.runtime_mode import agent_mode
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
@@ -412,7 +412,7 @@ _EXPORTS: dict[str, str] = {
     "Verdict": "gates._verdict.verdict",
     "Verification": "gates._response.verify",
     "Workspace": "gates._config",
-    "agent_mode": "gates._store.access",
+    "agent_mode": "gates._store.runtime_mode",
     "analyse_incident": "gates._gate.rca",
     "approvals_path": "gates._verdict.ratchet_approvals",
     "approve_against": "gates._gate.ratchet",
