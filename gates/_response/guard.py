@@ -9,8 +9,12 @@ a person. Whatever cannot be read (the controls, the state store, the incident r
 denies, with the reason.
 
 Today's controls and mode are read once and read again only when their files change. Each
-decision stats the SQLite store (and its WAL) and the incidents folder, so a containment,
-a restore or a new incident written by any process reaches the very next call; the four
+decision stats the SQLite store (and its WAL), the incidents folder and the file of each
+open incident of the agent, so a containment, a restore or a new incident written by any
+process, and a hand edit in place of an open incident's file, reach the very next call.
+Every other incident file (a restored incident, another agent's) can change the mode only
+by a hand edit (a broken file fails closed; an incident moved to this agent holds it):
+those are stat'ed with the control files. The four
 control files are stat'ed at most every ``controls_recheck_s`` (1 s by default), as a
 control change is a reviewed deploy, not an emergency, and the stats are most of what the
 guard adds to a decision. A file is read again when its stamp moved, or when it changed too
@@ -62,7 +66,14 @@ from gates._controls.policy import Decision
 from gates._controls.replay import replay
 from gates._errors import GatesError
 from gates._response.guard_spans import RunSpans, TracerCache
-from gates._store.access import ModeReading, safe_read_mode
+from gates._store.access import (
+    ModeReading,
+    Standing,
+    open_store,
+    read_mode,
+    safe_read_mode,
+    standing,
+)
 
 # How long after a file's last change its stamp is trusted: a write within one timestamp
 # tick of the last read would leave mtime and size as they were (coarse clocks tick in ms).
@@ -110,7 +121,9 @@ class Guard:
                 seconds passed since the last look (default 1: an edit of the controls
                 is enforced within a second; 0 looks before every decision). A control
                 change is a reviewed deploy, a mode change is an emergency: only the
-                mode is looked at on every call.
+                mode is looked at on every call. Incident files that cannot hold the
+                agent unless edited by hand (restored incidents, other agents') are
+                looked at on this interval too.
 
         Raises:
             InvalidInput: no workspace there.
@@ -124,6 +137,7 @@ class Guard:
         self._controls_recheck_ns = int(controls_recheck_s * 1e9)
         self._checked_ns = 0
         self._controls_checked_ns = 0
+        self._records_checked_ns = 0
         self._lock = threading.Lock()
         self._logs: dict[Path, IO[bytes]] = {}  # one handle a log file, kept open between runs
         self._logs_lock = threading.Lock()
@@ -136,7 +150,13 @@ class Guard:
         self._control_stat = tuple(str(p) for p in self._control_paths)
         state = self.workspace.state_path
         self._file_store = self.workspace.config.state.url is None
-        self._mode_stat = (str(state), f"{state}-wal", str(self.workspace.incidents_dir))
+        self._store_stat = (str(state), f"{state}-wal", str(self.workspace.incidents_dir))
+        # Set at each read of the mode: the files stat'ed before every decision (the store,
+        # its WAL, the incidents folder and the files of the agent's open incidents) and
+        # every incident file, stat'ed with the control files (see _refresh_mode).
+        self._mode_stat: tuple[str, ...] = self._store_stat
+        self._records_stat: tuple[str, ...] = ()
+        self._records_stamp: _Stamp | None = None
         self._controls: Controls | None = None
         self._controls_problem = ""
         self._controls_digest = ""
@@ -154,8 +174,8 @@ class Guard:
         with self._lock:
             now = time.monotonic_ns()
             self._refresh_controls()
-            self._refresh_mode()
-            self._checked_ns = self._controls_checked_ns = now
+            self._refresh_mode(records=True)
+            self._checked_ns = self._controls_checked_ns = self._records_checked_ns = now
 
     def _maybe_refresh(self) -> None:
         # The mode's three stamps on every decision (unless recheck_s), the four control
@@ -170,8 +190,12 @@ class Guard:
                 self._refresh_controls()
                 self._controls_checked_ns = now
             if mode:
-                self._refresh_mode()
+                # Every incident file too, at most every controls_recheck_s.
+                records = now - self._records_checked_ns >= self._controls_recheck_ns
+                self._refresh_mode(records=records)
                 self._checked_ns = now
+                if records:
+                    self._records_checked_ns = now
 
     def _refresh_controls(self) -> None:
         stamp = _stamp(self._control_stat)
@@ -203,12 +227,43 @@ class Guard:
         self._controls_problem = f"controls unreadable: {problem}; failing closed"
         self._controls_stamp = _trusted(stamp)
 
-    def _refresh_mode(self) -> None:
-        stamp = _stamp(self._mode_stat) if self._file_store else None
-        if stamp is not None and stamp == self._mode_stamp:
+    def _refresh_mode(self, *, records: bool = False) -> None:
+        # Before every decision: the store, its WAL, the incidents folder (an incident
+        # opened, replaced or removed) and the file of each open incident of the agent,
+        # so a hand edit of one in place (tightening its containment, or breaking it) is
+        # seen at the next call too. With ``records`` (every controls_recheck_s): every
+        # incident file, as an edit of any can change the mode (a broken file fails
+        # closed; an incident moved to this agent holds it).
+        if self._file_store and _stamp(self._mode_stat) == self._mode_stamp and not (
+                records and _stamp(self._records_stat) != self._records_stamp):
             return
-        self._reading = safe_read_mode(self.workspace, self.agent)
-        self._mode_stamp = _trusted(stamp) if stamp is not None else None
+        self._read_mode()
+
+    def _read_mode(self) -> None:
+        workspace, agent = self.workspace, self.agent
+        if not self._file_store:
+            self._reading = safe_read_mode(workspace, agent)
+            return
+        book = workspace.incidents()
+        try:
+            files = tuple(str(book.path(i)) for i in book.ids())
+        except OSError:
+            files = ()
+        # Stamps taken before the reading: a change made while reading moves a stamp
+        # past what was read, so the next call reads again; nothing is lost.
+        before, records = _stamp(self._store_stat), _stamp(files)
+        try:
+            store = open_store(workspace)
+            held: Standing | None = standing(workspace, agent, store)
+            reading = read_mode(workspace, agent, store, held)
+        except Exception:  # the plain reading names the problem, failing closed
+            held, reading = None, safe_read_mode(workspace, agent)
+        self._reading = reading
+        by_path = dict(zip(files, records, strict=True))
+        watched = tuple(str(book.path(i.id)) for i in held.open) if held is not None else ()
+        self._mode_stat = self._store_stat + watched
+        self._mode_stamp = _trusted(before + tuple(by_path.get(w) for w in watched))
+        self._records_stat, self._records_stamp = files, _trusted(records)
 
     @property
     def mode(self) -> ModeReading:

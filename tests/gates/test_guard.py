@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,54 @@ def test_a_control_edit_waits_for_its_interval_but_a_containment_does_not(
     assert unseen.effect == "allow"
     assert (contained_now.effect, contained_now.rule) == ("deny", "mode.suspended")
     assert (seen.effect, seen.rule) == ("deny", "guard.controls")
+
+
+def _settled(guard: Guard) -> GuardDecision:
+    """A call made once the files the guard read are older than its settle time, so it
+    trusts their stamps and reads nothing again unless one moves."""
+    time.sleep(0.25)
+    guard.call("lookup_order", {"order_id": "A-1001"})
+    return guard.call("lookup_order", {"order_id": "A-1001"})
+
+
+def test_an_open_incident_edited_in_place_reaches_the_next_call(back_in_full: Workspace,
+                                                                tmp_path: Path) -> None:
+    """A hand edit in place tightening an open incident's containment denies the next call."""
+    incident_id = contained(back_in_full)  # review, through the store
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl",
+                  controls_recheck_s=3600)
+    path = back_in_full.incidents().path(incident_id)
+    with guard.run("live-9", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        before = _settled(guard)
+        inode = path.stat().st_ino
+        text = path.read_text()
+        assert text.count("mode: review") == 1, text
+        with path.open("r+", encoding="utf-8") as handle:  # in place: same file, same folder
+            handle.write(text.replace("mode: review", "mode: suspended"))
+            handle.truncate()
+        assert path.stat().st_ino == inode
+        after = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (before.effect, before.rule) == ("review", "mode.review")
+    assert (after.effect, after.rule) == ("deny", "mode.suspended")
+    assert incident_id in after.reason
+
+
+def test_any_incident_file_broken_in_place_fails_closed_within_the_recheck(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A restored incident's file broken in place denies after ``controls_recheck_s``."""
+    restored = back_in_full.incidents().path("INC-1")
+    waiting = Guard(back_in_full.root, AGENT, log=tmp_path / "waiting.jsonl",
+                    controls_recheck_s=3600)
+    eager = Guard(back_in_full.root, AGENT, log=tmp_path / "eager.jsonl",
+                  controls_recheck_s=0)
+    with waiting.run("live-10", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        assert _settled(waiting).effect == "allow"
+        with eager.run("live-11", goal="status of A-1001", context={"customer_id": "C-1001"}):
+            assert _settled(eager).effect == "allow"
+            with restored.open("a", encoding="utf-8") as handle:
+                handle.write("summary: [this is not\n")
+            broken = eager.call("lookup_order", {"order_id": "A-1001"})
+        unseen = waiting.call("lookup_order", {"order_id": "A-1001"})
+    assert (broken.effect, broken.rule) == ("deny", "mode.suspended")
+    assert "incident records or audit log unreadable" in broken.reason
+    assert unseen.effect == "allow"
