@@ -133,6 +133,7 @@ class Guard:
             Path(workspace) if workspace is not None else None)
         self.agent = self.workspace.require_agent(agent)
         self._log = log
+        self._logs_dir = self.workspace.logs_dir  # resolved once, not at every run
         self._recheck_ns = int(recheck_s * 1e9)
         self._controls_recheck_ns = int(controls_recheck_s * 1e9)
         self._checked_ns = 0
@@ -358,23 +359,23 @@ class Guard:
         """Close the run logs the guard holds open (a later run opens them again)."""
         _close_logs(self._logs, self._logs_lock)
 
-    def _emit(self, log: Path, lines: list[str]) -> None:
-        # One write for a step and its decision, on a file opened for appending: lines of
-        # runs logged at once by several threads or processes do not interleave.
-        text = "\n".join(lines) + "\n"
+    def _emit(self, log: Path, text: bytes) -> None:
+        # One write for a step and its decision (whole lines, ending in a newline), on a
+        # file opened for appending: lines of runs logged at once by several threads or
+        # processes do not interleave.
         with self._logs_lock:
             handle = self._logs.get(log)
             if handle is None:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 # Unbuffered: each write is one system call, on disk for readers at once.
                 handle = self._logs[log] = log.open("ab", buffering=0)
-            handle.write(text.encode("utf-8"))
+            handle.write(text)
 
     def _log_path(self) -> Path:
         if self._log is not None:
             return self._log
         day = datetime.now(UTC).date().isoformat()
-        return self.workspace.logs_dir / f"{day}-{self.agent}-guard.jsonl"
+        return self._logs_dir / f"{day}-{self.agent}-guard.jsonl"
 
 
 class GuardedRun:
@@ -393,6 +394,9 @@ class GuardedRun:
         self._tools: dict[str, str] = {}
         self._finished = False
         self._quoted_id = json.dumps(run_id)
+        self._step_prefix = f'{{"run_id": {self._quoted_id}, '.encode()
+        self._metadata_prefix = (f'{{"kind": "run", "run_id": {self._quoted_id}, '
+                                 f'"metadata": ').encode()
         started = _now()
         self._spans: RunSpans | None = None
         self._append(UserInput(content=goal, at=started), header={
@@ -453,9 +457,11 @@ class GuardedRun:
         if self._finished:
             return
         self._finished = True
-        self.guard._emit(self.log, [json.dumps({
-            "schema_version": 1, "kind": "run", "run_id": self.run_id,
-            "outcome": {"stop_reason": stop_reason}})])
+        # The bytes json.dumps gives of {"schema_version": 1, "kind": "run", "run_id": ...,
+        # "outcome": {"stop_reason": ...}}, without building and walking the dict.
+        self.guard._emit(self.log, (
+            f'{{"schema_version": 1, "kind": "run", "run_id": {self._quoted_id}, '
+            f'"outcome": {{"stop_reason": {json.dumps(stop_reason)}}}}}\n').encode())
         if self._spans is not None:
             self._spans.finish(stop_reason, failure)
 
@@ -465,17 +471,37 @@ class GuardedRun:
             raise GatesError(f"run {self.run_id} has ended")
         index = len(self.history)
         self.history.append(step)
-        lines = [json.dumps(header)] if header is not None else []
-        # pydantic's own JSON of the step, with the run id put first: the native step line
-        # (several times faster than json.dumps of a dumped dict, on every step).
-        lines.append(f'{{"run_id": {self._quoted_id}, '
-                     f'{step.model_dump_json(exclude_none=True)[1:]}')
+        # pydantic's own JSON of the step (its serializer called directly: model_dump_json
+        # adds a Python layer that costs as much as the serializing), with the run id put
+        # first: the native step line.
+        text = b"".join((
+            json.dumps(header).encode() + b"\n" if header is not None else b"",
+            self._step_prefix, step.__pydantic_serializer__.to_json(step, exclude_none=True)[1:],
+            b"\n"))
         if decision is not None:
             # A header line adds to the run's metadata (readers merge a run's headers).
-            lines.append(f'{{"kind": "run", "run_id": {self._quoted_id}, "metadata": '
-                         f'{{"guard.step.{index}": {decision.model_dump_json()}}}}}')
-        self.guard._emit(self.log, lines)
+            text += (self._metadata_prefix + f'{{"guard.step.{index}": '.encode()
+                     + _decision_json(decision) + b"}}\n")
+        self.guard._emit(self.log, text)
         return index
+
+
+# A decision's JSON (pydantic's own) by (effect, rule, reason): a guard decides the same
+# few ways over and over, and dumping a model costs more than the rest of logging a step.
+_DECISIONS: dict[tuple[str, str, str], bytes] = {}
+_DECISIONS_KEPT = 4096
+
+
+def _decision_json(decision: Decision) -> bytes:
+    key = (decision.effect, decision.rule, decision.reason)
+    found = _DECISIONS.get(key)
+    if found is None:
+        if type(decision) is not Decision:  # a subclass may have more fields: not cached
+            return decision.__pydantic_serializer__.to_json(decision)
+        if len(_DECISIONS) >= _DECISIONS_KEPT:
+            _DECISIONS.clear()
+        found = _DECISIONS[key] = decision.__pydantic_serializer__.to_json(decision)
+    return found
 
 
 def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision:

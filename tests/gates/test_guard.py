@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from evalsuite import Run, ToolCall, ToolResult, read_log_runs
-from gates import Guard, GuardDecision, ModeRecord, Workspace, capture, investigate, open_store
+from gates import (
+    Decision,
+    Guard,
+    GuardDecision,
+    ModeRecord,
+    Workspace,
+    capture,
+    investigate,
+    open_store,
+)
 from regressions import utc_now
 from tests.helpers import ACTOR, LOG, contained
 
@@ -271,3 +280,73 @@ def test_any_incident_file_broken_in_place_fails_closed_within_the_recheck(
     assert (broken.effect, broken.rule) == ("deny", "mode.suspended")
     assert "incident records or audit log unreadable" in broken.reason
     assert unseen.effect == "allow"
+
+
+def test_the_log_lines_are_pydantics_own_json_and_read_back(back_in_full: Workspace,
+                                                            tmp_path: Path) -> None:
+    """Each logged line is byte for byte pydantic's JSON of its step and decision, read back."""
+    log = tmp_path / "guard.jsonl"
+    guard = Guard(back_in_full.root, AGENT, log=log)
+    odd = {"order_id": "A-1001", "amount": 1e-7, "big": 1e20, "nested": {"é": [1, 2.5, None]},
+           "text": "tab\there \"quoted\" \u2028 \x1f ✓"}
+    with guard.run("live-12 ✓", goal="where is my ordér?", context={"customer_id": "C-1001"}
+                   ) as run:
+        decisions = [guard.call("lookup_order", {"order_id": "A-1001"}),
+                     guard.call("lookup_order", odd), guard.call("wire_money", {"to": "x"})]
+        guard.result(decisions[0].call_id or "", {"status": "shipped", "eta": 2.0})
+        guard.result(decisions[1].call_id or "", error="timeout after 1e+20 s")
+        decisions.append(guard.output("It shipped: ✓ \"soon\"\n"))
+        steps = list(run.history)
+    guard.close()
+    quoted = json.dumps("live-12 ✓")
+    decided = {d.step: Decision(effect=d.effect, rule=d.rule, reason=d.reason)
+               for d in decisions}
+    expected = [json.dumps({"schema_version": 1, "kind": "run", "run_id": "live-12 ✓",
+                            "agent": AGENT, "started_at": steps[0].at.isoformat(),  # type: ignore[union-attr]
+                            "context": {"customer_id": "C-1001"}})]
+    for index, step in enumerate(steps):
+        expected.append(f'{{"run_id": {quoted}, {step.model_dump_json(exclude_none=True)[1:]}')
+        if index in decided:
+            expected.append(f'{{"kind": "run", "run_id": {quoted}, "metadata": '
+                            f'{{"guard.step.{index}": {decided[index].model_dump_json()}}}}}')
+    expected.append(json.dumps({"schema_version": 1, "kind": "run", "run_id": "live-12 ✓",
+                                "outcome": {"stop_reason": "done"}}))
+    assert log.read_bytes() == ("\n".join(expected) + "\n").encode("utf-8")
+    [back] = read_log_runs(log)
+    assert back.steps == steps
+    assert back.metadata[f"guard.step.{decisions[1].step}"]["rule"] == decisions[1].rule
+    assert back.outcome is not None and back.outcome.stop_reason == "done"
+
+
+_KILLED_MID_RUN = """
+import os, signal, sys
+from pathlib import Path
+import gates
+guard = gates.Guard(sys.argv[1], "refund-agent", log=Path(sys.argv[2]))
+with guard.run("live-13", goal="status of A-1001", context={"customer_id": "C-1001"}):
+    decision = guard.call("lookup_order", {"order_id": "A-1001"})
+    guard.result(decision.call_id, {"status": "shipped"})
+    denied = guard.call("wire_money", {"to": "anyone"})
+    print(decision.step, denied.step, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush, no finally
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_run_loses_no_decided_step(back_in_full: Workspace,
+                                                         tmp_path: Path) -> None:
+    """A guarded process killed after a decision leaves the step, decision and answer logged."""
+    log = tmp_path / "guard.jsonl"
+    done = subprocess.run([sys.executable, "-c", _KILLED_MID_RUN, str(back_in_full.root),
+                           str(log)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == -9, done.stderr
+    allowed, denied = (int(n) for n in done.stdout.split())
+    [run] = read_log_runs(log)
+    assert [type(s).__name__ for s in run.steps] == [
+        "UserInput", "ToolCall", "ToolResult", "ToolCall", "ToolResult"]
+    assert run.steps[2].result == {"status": "shipped"}  # type: ignore[union-attr]
+    assert run.steps[4].blocked  # type: ignore[union-attr]
+    assert run.metadata[f"guard.step.{allowed}"]["effect"] == "allow"
+    assert run.metadata[f"guard.step.{denied}"]["rule"] == "permissions.unknown_tool"
+    assert run.outcome is None
