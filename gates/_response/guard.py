@@ -66,6 +66,7 @@ from gates._controls.policy import Decision
 from gates._controls.replay import replay
 from gates._errors import GatesError
 from gates._response.guard_spans import RunSpans, TracerCache
+from gates._response.guard_watch import ChangeWatch, open_watch
 from gates._store.access import (
     ModeReading,
     Standing,
@@ -158,6 +159,8 @@ class Guard:
         self._mode_stat: tuple[str, ...] = self._store_stat
         self._records_stat: tuple[str, ...] = ()
         self._records_stamp: _Stamp | None = None
+        self._watch: list[ChangeWatch] = []  # the kernel's watch, when it gives one
+        weakref.finalize(self, _close_watch, self._watch)
         self._controls: Controls | None = None
         self._controls_problem = ""
         self._controls_digest = ""
@@ -235,8 +238,15 @@ class Guard:
         # seen at the next call too. With ``records`` (every controls_recheck_s): every
         # incident file, as an edit of any can change the mode (a broken file fails
         # closed; an incident moved to this agent holds it).
-        if self._file_store and _stamp(self._mode_stat) == self._mode_stamp and not (
-                records and _stamp(self._records_stat) != self._records_stamp):
+        # Where the kernel watches the two folders (guard_watch), one read asks it
+        # instead, and it also reports every incident file edited in place.
+        if not self._file_store:
+            self._read_mode()
+            return
+        watch = self._watch[0] if self._watch else None
+        quiet = (not watch.changed() if watch is not None and not watch.broken
+                 else _stamp(self._mode_stat) == self._mode_stamp)
+        if quiet and not (records and _stamp(self._records_stat) != self._records_stamp):
             return
         self._read_mode()
 
@@ -245,6 +255,7 @@ class Guard:
         if not self._file_store:
             self._reading = safe_read_mode(workspace, agent)
             return
+        self._rewatch()
         book = workspace.incidents()
         try:
             files = tuple(str(book.path(i)) for i in book.ids())
@@ -265,6 +276,18 @@ class Guard:
         self._mode_stat = self._store_stat + watched
         self._mode_stamp = _trusted(before + tuple(by_path.get(w) for w in watched))
         self._records_stat, self._records_stamp = files, _trusted(records)
+
+    def _rewatch(self) -> None:
+        # Before a reading: events so far are consumed (what they announced is about to be
+        # read); a watch that broke, or was never had (a folder missing), is tried anew.
+        watch = self._watch[0] if self._watch else None
+        if watch is not None and not watch.broken:
+            watch.changed()
+            return
+        _close_watch(self._watch)
+        fresh = open_watch(self.workspace.state_path, self.workspace.incidents_dir)
+        if fresh is not None:
+            self._watch.append(fresh)
 
     @property
     def mode(self) -> ModeReading:
@@ -358,6 +381,8 @@ class Guard:
     def close(self) -> None:
         """Close the run logs the guard holds open (a later run opens them again)."""
         _close_logs(self._logs, self._logs_lock)
+        with self._lock:
+            _close_watch(self._watch)
 
     def _emit(self, log: Path, text: bytes) -> None:
         # One write for a step and its decision (whole lines, ending in a newline), on a
@@ -514,6 +539,12 @@ def _close_logs(logs: dict[Path, IO[bytes]], lock: threading.Lock) -> None:
         for handle in logs.values():
             handle.close()
         logs.clear()
+
+
+def _close_watch(holder: list[ChangeWatch]) -> None:
+    for watch in holder:
+        watch.close()
+    holder.clear()
 
 
 def _now() -> datetime:

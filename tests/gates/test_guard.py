@@ -58,6 +58,17 @@ def _cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, check=False)
 
 
+@pytest.fixture(params=["kernel watch", "stat fallback"])
+def watching(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each guard of the test watches its files with inotify, or (where the kernel gives
+    no watch) stats them."""
+    if request.param == "stat fallback":
+        monkeypatch.setattr("gates._response.guard.open_watch", lambda *_: None)
+    elif not sys.platform.startswith("linux"):
+        pytest.skip("inotify is Linux's")
+    return str(request.param)
+
+
 @pytest.mark.slow
 def test_incident_refund_is_denied_live_by_the_rule_verify_proved(back_in_full: Workspace,
                                                                    tmp_path: Path) -> None:
@@ -80,7 +91,8 @@ def test_incident_refund_is_denied_live_by_the_rule_verify_proved(back_in_full: 
 
 @pytest.mark.slow
 def test_containment_in_another_process_flips_the_next_call(back_in_full: Workspace,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path,
+                                                            watching: str) -> None:
     """A `reinstate contain` run in another process denies the very next call."""
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
     with guard.run("live-2", goal="where is my order A-1001?", context={"customer_id": "C-1001"}):
@@ -96,7 +108,8 @@ def test_containment_in_another_process_flips_the_next_call(back_in_full: Worksp
     assert "INC-2" in decision.reason
 
 
-def test_unreadable_store_denies_with_the_reason(back_in_full: Workspace, tmp_path: Path) -> None:
+def test_unreadable_store_denies_with_the_reason(back_in_full: Workspace, tmp_path: Path,
+                                                 watching: str) -> None:
     """A state store that cannot be read denies every call, and says why."""
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
     with guard.run("live-3", goal="status of A-1001", context={"customer_id": "C-1001"}):
@@ -239,8 +252,8 @@ def _settled(guard: Guard) -> GuardDecision:
     return guard.call("lookup_order", {"order_id": "A-1001"})
 
 
-def test_an_open_incident_edited_in_place_reaches_the_next_call(back_in_full: Workspace,
-                                                                tmp_path: Path) -> None:
+def test_an_open_incident_edited_in_place_reaches_the_next_call(
+        back_in_full: Workspace, tmp_path: Path, watching: str) -> None:
     """A hand edit in place tightening an open incident's containment denies the next call."""
     incident_id = contained(back_in_full)  # review, through the store
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl",
@@ -261,10 +274,31 @@ def test_an_open_incident_edited_in_place_reaches_the_next_call(back_in_full: Wo
     assert incident_id in after.reason
 
 
-def test_any_incident_file_broken_in_place_fails_closed_within_the_recheck(
+def _break_in_place(path: Path) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("summary: [this is not\n")
+
+
+def test_any_incident_file_broken_in_place_fails_closed_at_the_next_call(
         back_in_full: Workspace, tmp_path: Path) -> None:
-    """A restored incident's file broken in place denies after ``controls_recheck_s``."""
-    restored = back_in_full.incidents().path("INC-1")
+    """With the kernel's watch, a restored incident's file broken in place denies the next call."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("inotify is Linux's")
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl",
+                  controls_recheck_s=3600)
+    with guard.run("live-10", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        assert _settled(guard).effect == "allow"
+        _break_in_place(back_in_full.incidents().path("INC-1"))
+        broken = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (broken.effect, broken.rule) == ("deny", "mode.suspended")
+    assert "incident records or audit log unreadable" in broken.reason
+
+
+def test_without_a_watch_a_broken_incident_file_is_seen_within_the_recheck(
+        back_in_full: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel gives no watch, a restored incident's file broken in place denies
+    after ``controls_recheck_s``."""
+    monkeypatch.setattr("gates._response.guard.open_watch", lambda *_: None)
     waiting = Guard(back_in_full.root, AGENT, log=tmp_path / "waiting.jsonl",
                     controls_recheck_s=3600)
     eager = Guard(back_in_full.root, AGENT, log=tmp_path / "eager.jsonl",
@@ -273,8 +307,7 @@ def test_any_incident_file_broken_in_place_fails_closed_within_the_recheck(
         assert _settled(waiting).effect == "allow"
         with eager.run("live-11", goal="status of A-1001", context={"customer_id": "C-1001"}):
             assert _settled(eager).effect == "allow"
-            with restored.open("a", encoding="utf-8") as handle:
-                handle.write("summary: [this is not\n")
+            _break_in_place(back_in_full.incidents().path("INC-1"))
             broken = eager.call("lookup_order", {"order_id": "A-1001"})
         unseen = waiting.call("lookup_order", {"order_id": "A-1001"})
     assert (broken.effect, broken.rule) == ("deny", "mode.suspended")
