@@ -8,20 +8,22 @@ top: ``suspended`` denies everything, ``review`` sends everything that would be 
 a person. Whatever cannot be read (the controls, the state store, the incident records)
 denies, with the reason.
 
-Today's controls and mode are read once and read again only when their files change. Each
-decision stats the SQLite store (and its WAL), the incidents folder and the file of each
-open incident of the agent, so a containment, a restore or a new incident written by any
-process, and a hand edit in place of an open incident's file, reach the very next call.
-Every other incident file (a restored incident, another agent's) can change the mode only
-by a hand edit (a broken file fails closed; an incident moved to this agent holds it):
-those are stat'ed with the control files. The four
+Today's controls and mode are read once and read again only when their files change. The
+mode is looked at before every decision, so a containment, a restore, a new incident or a
+hand edit of any incident file, made by any process, reaches the very next call: on Linux
+the kernel watches the store's folder and the incidents folder
+(:mod:`gates._response.guard_watch`, one ``read`` a quiet decision); elsewhere, or when no
+watch can be had, each decision stats the SQLite store, its WAL, the incidents folder and
+the file of each open incident of the agent. Every incident file is also stat'ed with the
+control files (an edit of a restored incident's or another agent's file can change the mode
+too: a broken file fails closed, an incident moved to this agent holds it), which bounds
+what a watch cannot see (a network file system edited from another machine). The four
 control files are stat'ed at most every ``controls_recheck_s`` (1 s by default), as a
-control change is a reviewed deploy, not an emergency, and the stats are most of what the
-guard adds to a decision. A file is read again when its stamp moved, or when it changed too
-recently for its stamp to be trusted (the "racy" case of git's index: a write within the
-file system's timestamp tick of the last read leaves mtime and size alone); changed control
-files are parsed from the very bytes their digest was taken of. A store that is not a file
-(PostgreSQL) is read at every decision.
+control change is a reviewed deploy, not an emergency. A file is read again when its stamp
+moved, or when it changed too recently for its stamp to be trusted (the "racy" case of
+git's index: a write within the file system's timestamp tick of the last read leaves mtime
+and size alone); changed control files are parsed from the very bytes their digest was
+taken of. A store that is not a file (PostgreSQL) is read at every decision.
 
 The guard writes the run log as it goes, in the native JSONL format ``reinstate ingest`` and
 ``investigate`` read: a header with the context, the goal as the user input, every call
@@ -30,8 +32,9 @@ decision of each step (in the run's metadata, ``guard.step.<n>``) and why the ru
 and, when the OpenTelemetry SDK is configured, the same run as GenAI spans
 (:mod:`gates._response.guard_spans`).
 Each step is one unbuffered write of whole lines as it happens: a crash of the agent's
-process loses no decided step and no tool's answer (a write costs a few microseconds, about
-1% of a decision), and runs logged at once by threads or processes do not interleave.
+process loses no decided step and no tool's answer, and runs logged at once by threads or
+processes do not interleave. The lines are pydantic's own JSON of the step and decision,
+its serializer called directly and a decision's JSON kept by what it says.
 """
 
 from __future__ import annotations
