@@ -33,6 +33,7 @@ import ctypes
 import os
 import struct
 import sys
+import weakref
 from pathlib import Path
 
 # From <sys/inotify.h>.
@@ -72,7 +73,9 @@ class ChangeWatch:
         self._wal = self._store + b"-wal"
         self.broken = False
         """Set when the watch can no longer vouch for anything (a folder removed or
-        moved, the queue overflowed): the guard goes back to stat'ing files."""
+        moved, the queue overflowed, this is a forked child): the guard reads the mode
+        and opens a watch anew."""
+        _WATCHES.add(self)
 
     def changed(self) -> bool:
         """Whether anything the mode is read from changed since the last call (every
@@ -124,6 +127,20 @@ class ChangeWatch:
         if fd >= 0:
             os.close(fd)
         self.broken = True
+
+
+# A forked child shares its parent's watch: a read by one would take the other's events,
+# so the child never reads it and opens its own (no cost on a decision: no pid asked).
+_WATCHES: weakref.WeakSet[ChangeWatch] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    for watch in list(_WATCHES):
+        watch.broken = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _events(data: bytes) -> list[tuple[int, int, bytes]]:

@@ -383,3 +383,30 @@ def test_a_process_killed_mid_run_loses_no_decided_step(back_in_full: Workspace,
     assert run.metadata[f"guard.step.{allowed}"]["effect"] == "allow"
     assert run.metadata[f"guard.step.{denied}"]["rule"] == "permissions.unknown_tool"
     assert run.outcome is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_take_its_parents_news_of_a_containment(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """After a fork, a containment reaches the next call of both the child and the parent."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    time.sleep(0.25)  # the files read are older than the settle time
+    lookup = ToolCall(tool="lookup_order", arguments={"order_id": "A-1001"})
+    assert guard.decide(lookup).effect == "allow"
+    ready, go = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's verdict is its exit code
+        code = 1
+        try:
+            os.read(ready, 1)
+            decision = guard.decide(lookup)
+            code = 0 if decision.effect == "deny" else 2
+        finally:
+            os._exit(code)
+    open_store(back_in_full).set_mode(ModeRecord(agent=AGENT, mode="suspended",
+                                                 since=utc_now(), actor=ACTOR, reason="drill"))
+    os.write(go, b"x")
+    _, status = os.waitpid(child, 0)
+    parent = guard.decide(lookup)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (parent.effect, parent.rule) == ("deny", "mode.suspended")
