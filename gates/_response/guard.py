@@ -235,19 +235,20 @@ class Guard:
         self._controls_stamp = _trusted(stamp)
 
     def _refresh_mode(self, *, records: bool = False) -> None:
-        # Before every decision: the store, its WAL, the incidents folder (an incident
-        # opened, replaced or removed) and the file of each open incident of the agent,
-        # so a hand edit of one in place (tightening its containment, or breaking it) is
-        # seen at the next call too. With ``records`` (every controls_recheck_s): every
-        # incident file, as an edit of any can change the mode (a broken file fails
-        # closed; an incident moved to this agent holds it).
-        # Where the kernel watches the two folders (guard_watch), one read asks it
-        # instead, and it also reports every incident file edited in place.
+        # Before every decision: one read of the kernel's watch on the store's and the
+        # incidents' folders (guard_watch), which reports any incident file edited in
+        # place too; without a watch, stats of the store, its WAL, the incidents folder
+        # (an incident opened, replaced or removed) and each open incident's file of the
+        # agent (a hand edit tightening its containment, or breaking it). With
+        # ``records`` (every controls_recheck_s): every incident file, as an edit of any
+        # can change the mode (a broken file fails closed; an incident moved to this
+        # agent holds it), and a watch misses edits from other machines.
         if not self._file_store:
             self._read_mode()
             return
         watch = self._watch[0] if self._watch else None
-        quiet = (not watch.changed() if watch is not None and not watch.broken
+        # A broken watch answers "changed": the reading then opens a new one.
+        quiet = (not watch.changed() if watch is not None
                  else _stamp(self._mode_stat) == self._mode_stamp)
         if quiet and not (records and _stamp(self._records_stat) != self._records_stamp):
             return
@@ -521,11 +522,11 @@ _DECISIONS_KEPT = 4096
 
 
 def _decision_json(decision: Decision) -> bytes:
+    if type(decision) is not Decision:  # a subclass may have more fields: not cached
+        return decision.__pydantic_serializer__.to_json(decision)
     key = (decision.effect, decision.rule, decision.reason)
     found = _DECISIONS.get(key)
     if found is None:
-        if type(decision) is not Decision:  # a subclass may have more fields: not cached
-            return decision.__pydantic_serializer__.to_json(decision)
         if len(_DECISIONS) >= _DECISIONS_KEPT:
             _DECISIONS.clear()
         found = _DECISIONS[key] = decision.__pydantic_serializer__.to_json(decision)
