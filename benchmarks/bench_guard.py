@@ -3,8 +3,9 @@
 Replays every tool call, tool result and output of the example's logged runs through the
 fixed controls in the same process: bare, with the layers the guard asks
 (``replay(step, "stopped")`` then ``replay(step, "acceptance")``) over a ``History`` kept
-by hand; and through a :class:`gates.Guard`, which on top stats the state store and the
-incidents folder before each decision (the control files every ``controls_recheck_s``, and
+by hand; and through a :class:`gates.Guard`, which on top asks whether the mode's files
+changed before each decision (one read of the kernel's watch on Linux, else stats of the
+store, its WAL and the incidents folder; the control files every ``controls_recheck_s``, and
 also before each decision in the ``controls_recheck_s=0`` row: how the guard looked before),
 keeps the history and writes the run log line by line. Then, when the OpenTelemetry SDK is
 installed, the guard with a ``TracerProvider`` set (spans built and handed to an exporter

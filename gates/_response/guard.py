@@ -8,16 +8,22 @@ top: ``suspended`` denies everything, ``review`` sends everything that would be 
 a person. Whatever cannot be read (the controls, the state store, the incident records)
 denies, with the reason.
 
-Today's controls and mode are read once and read again only when their files change. Each
-decision stats the SQLite store (and its WAL) and the incidents folder, so a containment,
-a restore or a new incident written by any process reaches the very next call; the four
+Today's controls and mode are read once and read again only when their files change. The
+mode is looked at before every decision, so a containment, a restore, a new incident or a
+hand edit of any incident file, made by any process, reaches the very next call: on Linux
+the kernel watches the store's folder and the incidents folder
+(:mod:`gates._response.guard_watch`, one ``read`` a quiet decision); elsewhere, or when no
+watch can be had, each decision stats the SQLite store, its WAL, the incidents folder and
+the file of each open incident of the agent. Every incident file is also stat'ed with the
+control files (an edit of a restored incident's or another agent's file can change the mode
+too: a broken file fails closed, an incident moved to this agent holds it), which bounds
+what a watch cannot see (a network file system edited from another machine). The four
 control files are stat'ed at most every ``controls_recheck_s`` (1 s by default), as a
-control change is a reviewed deploy, not an emergency, and the stats are most of what the
-guard adds to a decision. A file is read again when its stamp moved, or when it changed too
-recently for its stamp to be trusted (the "racy" case of git's index: a write within the
-file system's timestamp tick of the last read leaves mtime and size alone); changed control
-files are parsed from the very bytes their digest was taken of. A store that is not a file
-(PostgreSQL) is read at every decision.
+control change is a reviewed deploy, not an emergency. A file is read again when its stamp
+moved, or when it changed too recently for its stamp to be trusted (the "racy" case of
+git's index: a write within the file system's timestamp tick of the last read leaves mtime
+and size alone); changed control files are parsed from the very bytes their digest was
+taken of. A store that is not a file (PostgreSQL) is read at every decision.
 
 The guard writes the run log as it goes, in the native JSONL format ``reinstate ingest`` and
 ``investigate`` read: a header with the context, the goal as the user input, every call
@@ -26,8 +32,9 @@ decision of each step (in the run's metadata, ``guard.step.<n>``) and why the ru
 and, when the OpenTelemetry SDK is configured, the same run as GenAI spans
 (:mod:`gates._response.guard_spans`).
 Each step is one unbuffered write of whole lines as it happens: a crash of the agent's
-process loses no decided step and no tool's answer (a write costs a few microseconds, about
-1% of a decision), and runs logged at once by threads or processes do not interleave.
+process loses no decided step and no tool's answer, and runs logged at once by threads or
+processes do not interleave. The lines are pydantic's own JSON of the step and decision,
+its serializer called directly and a decision's JSON kept by what it says.
 """
 
 from __future__ import annotations
@@ -62,7 +69,15 @@ from gates._controls.policy import Decision
 from gates._controls.replay import replay
 from gates._errors import GatesError
 from gates._response.guard_spans import RunSpans, TracerCache
-from gates._store.access import ModeReading, safe_read_mode
+from gates._response.guard_watch import ChangeWatch, open_watch
+from gates._store.access import (
+    ModeReading,
+    Standing,
+    open_store,
+    read_mode,
+    safe_read_mode,
+    standing,
+)
 
 # How long after a file's last change its stamp is trusted: a write within one timestamp
 # tick of the last read would leave mtime and size as they were (coarse clocks tick in ms).
@@ -110,7 +125,9 @@ class Guard:
                 seconds passed since the last look (default 1: an edit of the controls
                 is enforced within a second; 0 looks before every decision). A control
                 change is a reviewed deploy, a mode change is an emergency: only the
-                mode is looked at on every call.
+                mode is looked at on every call. Incident files that cannot hold the
+                agent unless edited by hand (restored incidents, other agents') are
+                looked at on this interval too.
 
         Raises:
             InvalidInput: no workspace there.
@@ -120,10 +137,12 @@ class Guard:
             Path(workspace) if workspace is not None else None)
         self.agent = self.workspace.require_agent(agent)
         self._log = log
+        self._logs_dir = self.workspace.logs_dir  # resolved once, not at every run
         self._recheck_ns = int(recheck_s * 1e9)
         self._controls_recheck_ns = int(controls_recheck_s * 1e9)
         self._checked_ns = 0
         self._controls_checked_ns = 0
+        self._records_checked_ns = 0
         self._lock = threading.Lock()
         self._logs: dict[Path, IO[bytes]] = {}  # one handle a log file, kept open between runs
         self._logs_lock = threading.Lock()
@@ -136,7 +155,15 @@ class Guard:
         self._control_stat = tuple(str(p) for p in self._control_paths)
         state = self.workspace.state_path
         self._file_store = self.workspace.config.state.url is None
-        self._mode_stat = (str(state), f"{state}-wal", str(self.workspace.incidents_dir))
+        self._store_stat = (str(state), f"{state}-wal", str(self.workspace.incidents_dir))
+        # Set at each read of the mode: the files stat'ed before every decision (the store,
+        # its WAL, the incidents folder and the files of the agent's open incidents) and
+        # every incident file, stat'ed with the control files (see _refresh_mode).
+        self._mode_stat: tuple[str, ...] = self._store_stat
+        self._records_stat: tuple[str, ...] = ()
+        self._records_stamp: _Stamp | None = None
+        self._watch: list[ChangeWatch] = []  # the kernel's watch, when it gives one
+        weakref.finalize(self, _close_watch, self._watch)
         self._controls: Controls | None = None
         self._controls_problem = ""
         self._controls_digest = ""
@@ -154,8 +181,8 @@ class Guard:
         with self._lock:
             now = time.monotonic_ns()
             self._refresh_controls()
-            self._refresh_mode()
-            self._checked_ns = self._controls_checked_ns = now
+            self._refresh_mode(records=True)
+            self._checked_ns = self._controls_checked_ns = self._records_checked_ns = now
 
     def _maybe_refresh(self) -> None:
         # The mode's three stamps on every decision (unless recheck_s), the four control
@@ -170,8 +197,12 @@ class Guard:
                 self._refresh_controls()
                 self._controls_checked_ns = now
             if mode:
-                self._refresh_mode()
+                # Every incident file too, at most every controls_recheck_s.
+                records = now - self._records_checked_ns >= self._controls_recheck_ns
+                self._refresh_mode(records=records)
                 self._checked_ns = now
+                if records:
+                    self._records_checked_ns = now
 
     def _refresh_controls(self) -> None:
         stamp = _stamp(self._control_stat)
@@ -203,12 +234,64 @@ class Guard:
         self._controls_problem = f"controls unreadable: {problem}; failing closed"
         self._controls_stamp = _trusted(stamp)
 
-    def _refresh_mode(self) -> None:
-        stamp = _stamp(self._mode_stat) if self._file_store else None
-        if stamp is not None and stamp == self._mode_stamp:
+    def _refresh_mode(self, *, records: bool = False) -> None:
+        # Before every decision: one read of the kernel's watch on the store's and the
+        # incidents' folders (guard_watch), which reports any incident file edited in
+        # place too; without a watch, stats of the store, its WAL, the incidents folder
+        # (an incident opened, replaced or removed) and each open incident's file of the
+        # agent (a hand edit tightening its containment, or breaking it). With
+        # ``records`` (every controls_recheck_s): every incident file, as an edit of any
+        # can change the mode (a broken file fails closed; an incident moved to this
+        # agent holds it), and a watch misses edits from other machines.
+        if not self._file_store:
+            self._read_mode()
             return
-        self._reading = safe_read_mode(self.workspace, self.agent)
-        self._mode_stamp = _trusted(stamp) if stamp is not None else None
+        watch = self._watch[0] if self._watch else None
+        # A broken watch answers "changed": the reading then opens a new one.
+        quiet = (not watch.changed() if watch is not None
+                 else _stamp(self._mode_stat) == self._mode_stamp)
+        if quiet and not (records and _stamp(self._records_stat) != self._records_stamp):
+            return
+        self._read_mode()
+
+    def _read_mode(self) -> None:
+        workspace, agent = self.workspace, self.agent
+        if not self._file_store:
+            self._reading = safe_read_mode(workspace, agent)
+            return
+        self._rewatch()
+        book = workspace.incidents()
+        try:
+            files = tuple(str(book.path(i)) for i in book.ids())
+        except OSError:
+            files = ()
+        # Stamps taken before the reading: a change made while reading moves a stamp
+        # past what was read, so the next call reads again; nothing is lost.
+        before, records = _stamp(self._store_stat), _stamp(files)
+        try:
+            store = open_store(workspace)
+            held: Standing | None = standing(workspace, agent, store)
+            reading = read_mode(workspace, agent, store, held)
+        except Exception:  # the plain reading names the problem, failing closed
+            held, reading = None, safe_read_mode(workspace, agent)
+        self._reading = reading
+        by_path = dict(zip(files, records, strict=True))
+        watched = tuple(str(book.path(i.id)) for i in held.open) if held is not None else ()
+        self._mode_stat = self._store_stat + watched
+        self._mode_stamp = _trusted(before + tuple(by_path.get(w) for w in watched))
+        self._records_stat, self._records_stamp = files, _trusted(records)
+
+    def _rewatch(self) -> None:
+        # Before a reading: events so far are consumed (what they announced is about to be
+        # read); a watch that broke, or was never had (a folder missing), is tried anew.
+        watch = self._watch[0] if self._watch else None
+        if watch is not None and not watch.broken:
+            watch.changed()
+            return
+        _close_watch(self._watch)
+        fresh = open_watch(self.workspace.state_path, self.workspace.incidents_dir)
+        if fresh is not None:
+            self._watch.append(fresh)
 
     @property
     def mode(self) -> ModeReading:
@@ -302,24 +385,26 @@ class Guard:
     def close(self) -> None:
         """Close the run logs the guard holds open (a later run opens them again)."""
         _close_logs(self._logs, self._logs_lock)
+        with self._lock:
+            _close_watch(self._watch)
 
-    def _emit(self, log: Path, lines: list[str]) -> None:
-        # One write for a step and its decision, on a file opened for appending: lines of
-        # runs logged at once by several threads or processes do not interleave.
-        text = "\n".join(lines) + "\n"
+    def _emit(self, log: Path, text: bytes) -> None:
+        # One write for a step and its decision (whole lines, ending in a newline), on a
+        # file opened for appending: lines of runs logged at once by several threads or
+        # processes do not interleave.
         with self._logs_lock:
             handle = self._logs.get(log)
             if handle is None:
                 log.parent.mkdir(parents=True, exist_ok=True)
                 # Unbuffered: each write is one system call, on disk for readers at once.
                 handle = self._logs[log] = log.open("ab", buffering=0)
-            handle.write(text.encode("utf-8"))
+            handle.write(text)
 
     def _log_path(self) -> Path:
         if self._log is not None:
             return self._log
         day = datetime.now(UTC).date().isoformat()
-        return self.workspace.logs_dir / f"{day}-{self.agent}-guard.jsonl"
+        return self._logs_dir / f"{day}-{self.agent}-guard.jsonl"
 
 
 class GuardedRun:
@@ -338,6 +423,9 @@ class GuardedRun:
         self._tools: dict[str, str] = {}
         self._finished = False
         self._quoted_id = json.dumps(run_id)
+        self._step_prefix = f'{{"run_id": {self._quoted_id}, '.encode()
+        self._metadata_prefix = (f'{{"kind": "run", "run_id": {self._quoted_id}, '
+                                 f'"metadata": ').encode()
         started = _now()
         self._spans: RunSpans | None = None
         self._append(UserInput(content=goal, at=started), header={
@@ -398,9 +486,11 @@ class GuardedRun:
         if self._finished:
             return
         self._finished = True
-        self.guard._emit(self.log, [json.dumps({
-            "schema_version": 1, "kind": "run", "run_id": self.run_id,
-            "outcome": {"stop_reason": stop_reason}})])
+        # The bytes json.dumps gives of {"schema_version": 1, "kind": "run", "run_id": ...,
+        # "outcome": {"stop_reason": ...}}, without building and walking the dict.
+        self.guard._emit(self.log, (
+            f'{{"schema_version": 1, "kind": "run", "run_id": {self._quoted_id}, '
+            f'"outcome": {{"stop_reason": {json.dumps(stop_reason)}}}}}\n').encode())
         if self._spans is not None:
             self._spans.finish(stop_reason, failure)
 
@@ -410,17 +500,37 @@ class GuardedRun:
             raise GatesError(f"run {self.run_id} has ended")
         index = len(self.history)
         self.history.append(step)
-        lines = [json.dumps(header)] if header is not None else []
-        # pydantic's own JSON of the step, with the run id put first: the native step line
-        # (several times faster than json.dumps of a dumped dict, on every step).
-        lines.append(f'{{"run_id": {self._quoted_id}, '
-                     f'{step.model_dump_json(exclude_none=True)[1:]}')
+        # pydantic's own JSON of the step (its serializer called directly: model_dump_json
+        # adds a Python layer that costs as much as the serializing), with the run id put
+        # first: the native step line.
+        text = b"".join((
+            json.dumps(header).encode() + b"\n" if header is not None else b"",
+            self._step_prefix, step.__pydantic_serializer__.to_json(step, exclude_none=True)[1:],
+            b"\n"))
         if decision is not None:
             # A header line adds to the run's metadata (readers merge a run's headers).
-            lines.append(f'{{"kind": "run", "run_id": {self._quoted_id}, "metadata": '
-                         f'{{"guard.step.{index}": {decision.model_dump_json()}}}}}')
-        self.guard._emit(self.log, lines)
+            text += (self._metadata_prefix + f'{{"guard.step.{index}": '.encode()
+                     + _decision_json(decision) + b"}}\n")
+        self.guard._emit(self.log, text)
         return index
+
+
+# A decision's JSON (pydantic's own) by (effect, rule, reason): a guard decides the same
+# few ways over and over, and dumping a model costs more than the rest of logging a step.
+_DECISIONS: dict[tuple[str, str, str], bytes] = {}
+_DECISIONS_KEPT = 4096
+
+
+def _decision_json(decision: Decision) -> bytes:
+    if type(decision) is not Decision:  # a subclass may have more fields: not cached
+        return decision.__pydantic_serializer__.to_json(decision)
+    key = (decision.effect, decision.rule, decision.reason)
+    found = _DECISIONS.get(key)
+    if found is None:
+        if len(_DECISIONS) >= _DECISIONS_KEPT:
+            _DECISIONS.clear()
+        found = _DECISIONS[key] = decision.__pydantic_serializer__.to_json(decision)
+    return found
 
 
 def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision:
@@ -433,6 +543,12 @@ def _close_logs(logs: dict[Path, IO[bytes]], lock: threading.Lock) -> None:
         for handle in logs.values():
             handle.close()
         logs.clear()
+
+
+def _close_watch(holder: list[ChangeWatch]) -> None:
+    for watch in holder:
+        watch.close()
+    holder.clear()
 
 
 def _now() -> datetime:

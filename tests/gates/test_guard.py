@@ -7,12 +7,22 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from evalsuite import Run, ToolCall, ToolResult, read_log_runs
-from gates import Guard, GuardDecision, ModeRecord, Workspace, capture, investigate, open_store
+from gates import (
+    Decision,
+    Guard,
+    GuardDecision,
+    ModeRecord,
+    Workspace,
+    capture,
+    investigate,
+    open_store,
+)
 from regressions import utc_now
 from tests.helpers import ACTOR, LOG, contained
 
@@ -48,6 +58,17 @@ def _cli(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120, check=False)
 
 
+@pytest.fixture(params=["kernel watch", "stat fallback"])
+def watching(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each guard of the test watches its files with inotify, or (where the kernel gives
+    no watch) stats them."""
+    if request.param == "stat fallback":
+        monkeypatch.setattr("gates._response.guard.open_watch", lambda *_: None)
+    elif not sys.platform.startswith("linux"):
+        pytest.skip("inotify is Linux's")
+    return str(request.param)
+
+
 @pytest.mark.slow
 def test_incident_refund_is_denied_live_by_the_rule_verify_proved(back_in_full: Workspace,
                                                                    tmp_path: Path) -> None:
@@ -70,7 +91,8 @@ def test_incident_refund_is_denied_live_by_the_rule_verify_proved(back_in_full: 
 
 @pytest.mark.slow
 def test_containment_in_another_process_flips_the_next_call(back_in_full: Workspace,
-                                                            tmp_path: Path) -> None:
+                                                            tmp_path: Path,
+                                                            watching: str) -> None:
     """A `reinstate contain` run in another process denies the very next call."""
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
     with guard.run("live-2", goal="where is my order A-1001?", context={"customer_id": "C-1001"}):
@@ -86,7 +108,8 @@ def test_containment_in_another_process_flips_the_next_call(back_in_full: Worksp
     assert "INC-2" in decision.reason
 
 
-def test_unreadable_store_denies_with_the_reason(back_in_full: Workspace, tmp_path: Path) -> None:
+def test_unreadable_store_denies_with_the_reason(back_in_full: Workspace, tmp_path: Path,
+                                                 watching: str) -> None:
     """A state store that cannot be read denies every call, and says why."""
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
     with guard.run("live-3", goal="status of A-1001", context={"customer_id": "C-1001"}):
@@ -219,3 +242,171 @@ def test_a_control_edit_waits_for_its_interval_but_a_containment_does_not(
     assert unseen.effect == "allow"
     assert (contained_now.effect, contained_now.rule) == ("deny", "mode.suspended")
     assert (seen.effect, seen.rule) == ("deny", "guard.controls")
+
+
+def _settled(guard: Guard) -> GuardDecision:
+    """A call made once the files the guard read are older than its settle time, so it
+    trusts their stamps and reads nothing again unless one moves."""
+    time.sleep(0.25)
+    guard.call("lookup_order", {"order_id": "A-1001"})
+    return guard.call("lookup_order", {"order_id": "A-1001"})
+
+
+def test_an_open_incident_edited_in_place_reaches_the_next_call(
+        back_in_full: Workspace, tmp_path: Path, watching: str) -> None:
+    """A hand edit in place tightening an open incident's containment denies the next call."""
+    incident_id = contained(back_in_full)  # review, through the store
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl",
+                  controls_recheck_s=3600)
+    path = back_in_full.incidents().path(incident_id)
+    with guard.run("live-9", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        before = _settled(guard)
+        inode = path.stat().st_ino
+        text = path.read_text()
+        assert text.count("mode: review") == 1, text
+        with path.open("r+", encoding="utf-8") as handle:  # in place: same file, same folder
+            handle.write(text.replace("mode: review", "mode: suspended"))
+            handle.truncate()
+        assert path.stat().st_ino == inode
+        after = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (before.effect, before.rule) == ("review", "mode.review")
+    assert (after.effect, after.rule) == ("deny", "mode.suspended")
+    assert incident_id in after.reason
+
+
+def _break_in_place(path: Path) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("summary: [this is not\n")
+
+
+def test_any_incident_file_broken_in_place_fails_closed_at_the_next_call(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """With the kernel's watch, a restored incident's file broken in place denies the next call."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("inotify is Linux's")
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl",
+                  controls_recheck_s=3600)
+    with guard.run("live-10", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        assert _settled(guard).effect == "allow"
+        _break_in_place(back_in_full.incidents().path("INC-1"))
+        broken = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (broken.effect, broken.rule) == ("deny", "mode.suspended")
+    assert "incident records or audit log unreadable" in broken.reason
+
+
+def test_without_a_watch_a_broken_incident_file_is_seen_within_the_recheck(
+        back_in_full: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel gives no watch, a restored incident's file broken in place denies
+    after ``controls_recheck_s``."""
+    monkeypatch.setattr("gates._response.guard.open_watch", lambda *_: None)
+    waiting = Guard(back_in_full.root, AGENT, log=tmp_path / "waiting.jsonl",
+                    controls_recheck_s=3600)
+    eager = Guard(back_in_full.root, AGENT, log=tmp_path / "eager.jsonl",
+                  controls_recheck_s=0)
+    with waiting.run("live-10", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        assert _settled(waiting).effect == "allow"
+        with eager.run("live-11", goal="status of A-1001", context={"customer_id": "C-1001"}):
+            assert _settled(eager).effect == "allow"
+            _break_in_place(back_in_full.incidents().path("INC-1"))
+            broken = eager.call("lookup_order", {"order_id": "A-1001"})
+        unseen = waiting.call("lookup_order", {"order_id": "A-1001"})
+    assert (broken.effect, broken.rule) == ("deny", "mode.suspended")
+    assert "incident records or audit log unreadable" in broken.reason
+    assert unseen.effect == "allow"
+
+
+def test_the_log_lines_are_pydantics_own_json_and_read_back(back_in_full: Workspace,
+                                                            tmp_path: Path) -> None:
+    """Each logged line is byte for byte pydantic's JSON of its step and decision, read back."""
+    log = tmp_path / "guard.jsonl"
+    guard = Guard(back_in_full.root, AGENT, log=log)
+    odd = {"order_id": "A-1001", "amount": 1e-7, "big": 1e20, "nested": {"é": [1, 2.5, None]},
+           "text": "tab\there \"quoted\" \u2028 \x1f ✓"}
+    with guard.run("live-12 ✓", goal="where is my ordér?", context={"customer_id": "C-1001"}
+                   ) as run:
+        decisions = [guard.call("lookup_order", {"order_id": "A-1001"}),
+                     guard.call("lookup_order", odd), guard.call("wire_money", {"to": "x"})]
+        guard.result(decisions[0].call_id or "", {"status": "shipped", "eta": 2.0})
+        guard.result(decisions[1].call_id or "", error="timeout after 1e+20 s")
+        decisions.append(guard.output("It shipped: ✓ \"soon\"\n"))
+        steps = list(run.history)
+    guard.close()
+    quoted = json.dumps("live-12 ✓")
+    decided = {d.step: Decision(effect=d.effect, rule=d.rule, reason=d.reason)
+               for d in decisions}
+    expected = [json.dumps({"schema_version": 1, "kind": "run", "run_id": "live-12 ✓",
+                            "agent": AGENT, "started_at": steps[0].at.isoformat(),  # type: ignore[union-attr]
+                            "context": {"customer_id": "C-1001"}})]
+    for index, step in enumerate(steps):
+        expected.append(f'{{"run_id": {quoted}, {step.model_dump_json(exclude_none=True)[1:]}')
+        if index in decided:
+            expected.append(f'{{"kind": "run", "run_id": {quoted}, "metadata": '
+                            f'{{"guard.step.{index}": {decided[index].model_dump_json()}}}}}')
+    expected.append(json.dumps({"schema_version": 1, "kind": "run", "run_id": "live-12 ✓",
+                                "outcome": {"stop_reason": "done"}}))
+    assert log.read_bytes() == ("\n".join(expected) + "\n").encode("utf-8")
+    [back] = read_log_runs(log)
+    assert back.steps == steps
+    assert back.metadata[f"guard.step.{decisions[1].step}"]["rule"] == decisions[1].rule
+    assert back.outcome is not None and back.outcome.stop_reason == "done"
+
+
+_KILLED_MID_RUN = """
+import os, signal, sys
+from pathlib import Path
+import gates
+guard = gates.Guard(sys.argv[1], "refund-agent", log=Path(sys.argv[2]))
+with guard.run("live-13", goal="status of A-1001", context={"customer_id": "C-1001"}):
+    decision = guard.call("lookup_order", {"order_id": "A-1001"})
+    guard.result(decision.call_id, {"status": "shipped"})
+    denied = guard.call("wire_money", {"to": "anyone"})
+    print(decision.step, denied.step, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush, no finally
+"""
+
+
+@pytest.mark.slow
+def test_a_process_killed_mid_run_loses_no_decided_step(back_in_full: Workspace,
+                                                         tmp_path: Path) -> None:
+    """A guarded process killed after a decision leaves the step, decision and answer logged."""
+    log = tmp_path / "guard.jsonl"
+    done = subprocess.run([sys.executable, "-c", _KILLED_MID_RUN, str(back_in_full.root),
+                           str(log)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == -9, done.stderr
+    allowed, denied = (int(n) for n in done.stdout.split())
+    [run] = read_log_runs(log)
+    assert [type(s).__name__ for s in run.steps] == [
+        "UserInput", "ToolCall", "ToolResult", "ToolCall", "ToolResult"]
+    assert run.steps[2].result == {"status": "shipped"}  # type: ignore[union-attr]
+    assert run.steps[4].blocked  # type: ignore[union-attr]
+    assert run.metadata[f"guard.step.{allowed}"]["effect"] == "allow"
+    assert run.metadata[f"guard.step.{denied}"]["rule"] == "permissions.unknown_tool"
+    assert run.outcome is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_take_its_parents_news_of_a_containment(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """After a fork, a containment reaches the next call of both the child and the parent."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    time.sleep(0.25)  # the files read are older than the settle time
+    lookup = ToolCall(tool="lookup_order", arguments={"order_id": "A-1001"})
+    assert guard.decide(lookup).effect == "allow"
+    ready, go = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's verdict is its exit code
+        code = 1
+        try:
+            os.read(ready, 1)
+            decision = guard.decide(lookup)
+            code = 0 if decision.effect == "deny" else 2
+        finally:
+            os._exit(code)
+    open_store(back_in_full).set_mode(ModeRecord(agent=AGENT, mode="suspended",
+                                                 since=utc_now(), actor=ACTOR, reason="drill"))
+    os.write(go, b"x")
+    _, status = os.waitpid(child, 0)
+    parent = guard.decide(lookup)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (parent.effect, parent.rule) == ("deny", "mode.suspended")
