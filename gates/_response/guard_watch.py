@@ -29,14 +29,16 @@ before every decision instead.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import struct
-import sys
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-# From <sys/inotify.h>.
+if TYPE_CHECKING:
+    from inotify_simple import INotify
+
+# From <sys/inotify.h>, as inotify_simple.flags names them; kept here so a guard on a
+# system without inotify never imports it.
 _IN_MODIFY = 0x00000002
 _IN_ATTRIB = 0x00000004
 _IN_CLOSE_WRITE = 0x00000008
@@ -50,27 +52,24 @@ _IN_UNMOUNT = 0x00002000
 _IN_Q_OVERFLOW = 0x00004000
 _IN_IGNORED = 0x00008000
 _IN_ONLYDIR = 0x01000000
-_IN_NONBLOCK = os.O_NONBLOCK
-_IN_CLOEXEC = os.O_CLOEXEC
 
 _WRITTEN = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_ATTRIB
 _REPLACED = _IN_CREATE | _IN_DELETE | _IN_MOVED_FROM | _IN_MOVED_TO
 _WATCHED = _WRITTEN | _REPLACED | _IN_DELETE_SELF | _IN_MOVE_SELF
 _LOST = _IN_Q_OVERFLOW | _IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT
-_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
 
 
 class ChangeWatch:
     """A kernel watch on the store's folder and the incidents folder."""
 
-    def __init__(self, fd: int, store_wd: int, store: Path, incidents_wd: int,
-                 awaited: bytes | None = None) -> None:
-        self._fd = fd
+    def __init__(self, inotify: INotify, store_wd: int, store: Path, incidents_wd: int,
+                 awaited: str | None = None) -> None:
+        self._inotify = inotify
         self._store_wd = store_wd
         self._incidents_wd = incidents_wd
         self._awaited = awaited  # the incidents folder's name, while only its parent is
-        self._store = os.fsencode(store.name)
-        self._wal = self._store + b"-wal"
+        self._store = store.name
+        self._wal = self._store + "-wal"
         self.broken = False
         """Set when the watch can no longer vouch for anything (a folder removed or
         moved, the queue overflowed, this is a forked child): the guard reads the mode
@@ -82,28 +81,20 @@ class ChangeWatch:
         queued event is consumed). True, and :attr:`broken`, when it cannot tell."""
         if self.broken:
             return True
-        chunks: list[bytes] = []
-        while True:
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                break  # nothing (more) happened: a quiet decision's one system call
-            except OSError:
+        try:  # nothing queued: a quiet decision's one system call
+            events = self._inotify.read(timeout=0)
+        except (OSError, ValueError):  # ValueError: closed, or a torn event
+            self.broken = True
+            return True
+        changed = False
+        for event in events:
+            if event.wd < 0 or event.mask & _LOST:
                 self.broken = True
                 return True
-            if not data:
-                break
-            chunks.append(data)
-        changed = False
-        for data in chunks:
-            for wd, mask, name in _events(data):
-                if wd < 0 or mask & _LOST:
-                    self.broken = True
-                    return True
-                changed = changed or self._counts(wd, mask, name)
+            changed = changed or self._counts(event.wd, event.mask, event.name)
         return changed
 
-    def _counts(self, wd: int, mask: int, name: bytes) -> bool:
+    def _counts(self, wd: int, mask: int, name: str) -> bool:
         if wd == self._incidents_wd:
             if self._awaited is None:
                 return True
@@ -123,9 +114,7 @@ class ChangeWatch:
 
     def close(self) -> None:
         """Stop watching."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
+        self._inotify.close()
         self.broken = True
 
 
@@ -143,49 +132,27 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _events(data: bytes) -> list[tuple[int, int, bytes]]:
-    """The (watch, mask, name) of each event in one read; a torn event reads as lost."""
-    found: list[tuple[int, int, bytes]] = []
-    at = 0
-    while at < len(data):
-        if at + _HEADER.size > len(data):
-            return [(-1, _IN_Q_OVERFLOW, b"")]
-        wd, mask, _cookie, length = _HEADER.unpack_from(data, at)
-        name = data[at + _HEADER.size:at + _HEADER.size + length].rstrip(b"\0")
-        found.append((wd, mask, name))
-        at += _HEADER.size + length
-    return found
-
-
-_LIBC: list[ctypes.CDLL | None] = []  # loaded once, on the first guard
-
-
-def _libc() -> ctypes.CDLL | None:
-    if not _LIBC:
-        try:  # the process's own symbols, libc's among them: no search for the library
-            _LIBC.append(ctypes.CDLL(None, use_errno=True)
-                         if sys.platform.startswith("linux") else None)
-        except OSError:
-            _LIBC.append(None)
-    return _LIBC[0]
-
-
 def open_watch(store: Path, incidents: Path) -> ChangeWatch | None:
     """A watch on ``store``'s folder and ``incidents``, or None where the kernel cannot
     give one (the caller then stats the files itself)."""
-    libc = _libc()
-    if libc is None or not hasattr(libc, "inotify_init1"):
+    try:
+        from inotify_simple import INotify  # Linux only: elsewhere the guard stats
+    except ImportError:
         return None
-    fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
-    if fd < 0:
+    try:
+        inotify = INotify(nonblocking=True)
+    except (OSError, AttributeError, TypeError):  # no libc or no inotify_init1 in it
         return None
     # No incidents folder yet (no incident ever opened): its parent, for the folder's
     # creation; the folder itself is watched from the next reading on.
-    awaited = None if incidents.is_dir() else os.fsencode(incidents.name)
+    awaited = None if incidents.is_dir() else incidents.name
     folders = (store.parent, incidents if awaited is None else incidents.parent)
-    wds = [libc.inotify_add_watch(fd, os.fsencode(folder), _WATCHED | _IN_ONLYDIR)
-           for folder in folders]
-    if min(wds) < 0 or wds[0] == wds[1]:  # a folder missing, the limit reached, one folder
-        os.close(fd)
+    try:
+        wds = [inotify.add_watch(folder, _WATCHED | _IN_ONLYDIR) for folder in folders]
+    except OSError:  # a folder missing, the watch limit reached
+        inotify.close()
         return None
-    return ChangeWatch(fd, wds[0], store, wds[1], awaited)
+    if wds[0] == wds[1]:  # one folder holds both: its events could not be told apart
+        inotify.close()
+        return None
+    return ChangeWatch(inotify, wds[0], store, wds[1], awaited)

@@ -66,6 +66,15 @@ def watching(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setattr("gates._response.guard.open_watch", lambda *_: None)
     elif not sys.platform.startswith("linux"):
         pytest.skip("inotify is Linux's")
+    else:  # the watch really opens: a guard silently on stats would pass for one on it
+        from gates._response import guard_watch
+
+        def opened(store: Path, incidents: Path) -> guard_watch.ChangeWatch:
+            watch = guard_watch.open_watch(store, incidents)
+            assert watch is not None, f"no kernel watch on {store.parent} and {incidents}"
+            return watch
+
+        monkeypatch.setattr("gates._response.guard.open_watch", opened)
     return str(request.param)
 
 
