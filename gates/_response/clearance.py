@@ -17,16 +17,15 @@ from evalsuite import InvalidInput, Record
 from gates._config import Workspace
 from gates._response.restore import restore_blockers, verdict_gaps
 from gates._store.access import open_store, read_mode, standing
-from gates._store.attestation import (
+from gates._store.backends import Mode, StateStore
+from gates._store.verdict_signature import (
     SignatureInvalid,
     configured_public_key,
     key_id,
-    read_envelope,
     signature_line,
-    verify_attestation,
 )
-from gates._store.backends import Mode, StateStore
-from gates._verdict.verdict import Outcome
+from gates._verdict.outcome import Outcome
+from gates._verdict.stored import latest_for_decision
 
 
 class Clearance(Record):
@@ -91,7 +90,7 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
         reasons.append(f"{agent} is in {reading.mode} mode (since {then}, by "
                        f"{reading.actor or 'containment'}: {reading.reason})"
                        + ("" if blockers else f": run `reinstate restore {agent}`"))
-    verdict = store.latest_verdict(agent)
+    verdict = latest_for_decision(store, agent)
     key = configured_public_key(workspace, public_key)
     signed, signature = signature_line(workspace, verdict, key)
     return Clearance(
@@ -141,6 +140,9 @@ def check_attested(workspace: Workspace, agent: str, envelope: Path,
     Raises:
         InvalidInput: No public key, a bad key, or a file that is not an envelope (exit 2).
     """
+    # The signed file's verdict is read whole: it has no audit entry to vouch for its text.
+    from gates._store.attestation import read_envelope, verify_attestation
+
     workspace.require_agent(agent)
     key = configured_public_key(workspace, public_key)
     if key is None:

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsuite import ReinstateError
 from gates._config import Workspace
 from gates._errors import Refused
 from gates._store.access import RESTORED, Standing, open_store, standing
-from gates._store.attestation import configured_public_key, key_id, signature_problem
 from gates._store.audit import recorded, verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
+from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
 from gates._verdict.fingerprint import fingerprint
-from gates._verdict.verdict import Verdict
+from gates._verdict.stored import latest_for_decision
 from regressions import Notification, resolution_gaps, utc_now
+
+# Annotations only: deciding reads the stored verdict without its whole model (see
+# gates._verdict.stored); restoring and the gate build it.
+if TYPE_CHECKING:
+    from gates._verdict.stored import DecidedVerdict
+    from gates._verdict.verdict import Verdict
 
 
 def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
@@ -28,8 +36,9 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     """
     workspace.require_agent(agent)
     key = configured_public_key(workspace, public_key)
+    latest = cache(lambda name: latest_for_decision(store, name))  # read once per agent
     reasons = [f"the audit log does not verify: {p}"
-               for p in verify_audit(store, [agent], incremental=True)]
+               for p in verify_audit(store, [agent], incremental=True, latest=latest)]
     held = held or standing(workspace, agent, store)
     reasons += [f"tampering: {forged}" for forged in held.forged.values()]
     incidents = held.open
@@ -49,7 +58,7 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
         reasons += resolution_gaps(incident)
         if incident.containment is not None and incident.post_incident_review is None:
             reasons.append(f"{incident.id} has no post-incident review scheduled")
-    verdict = store.latest_verdict(agent)
+    verdict = latest(agent)
     if verdict is None:
         reasons.append(f"no gate verdict for {agent}: run `reinstate gate {agent}`")
         return reasons
@@ -84,7 +93,8 @@ def restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
         return [f"its conditions could not be read: {exc}"]
 
 
-def verdict_gaps(workspace: Workspace, agent: str, verdict: Verdict, which: str) -> list[str]:
+def verdict_gaps(workspace: Workspace, agent: str, verdict: DecidedVerdict,
+                 which: str) -> list[str]:
     """Why ``verdict`` clears nothing today: it did not pass, or what it was computed on
     changed since (named file by file). ``which`` names it in the sentences."""
     stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
