@@ -21,22 +21,25 @@ from regressions import Notification, resolution_gaps, utc_now
 # Annotations only: deciding reads the stored verdict without its whole model (see
 # gates._verdict.stored); restoring and the gate build it.
 if TYPE_CHECKING:
+    from gates._store.audit import LatestVerdict
     from gates._verdict.stored import DecidedVerdict
     from gates._verdict.verdict import Verdict
 
 
 def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
                      public_key: Path | None = None,
-                     held: Standing | None = None) -> list[str]:
+                     held: Standing | None = None,
+                     latest: LatestVerdict | None = None) -> list[str]:
     """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore.
 
     With a public key (``public_key``, else ``[signing] public_key``), the latest verdict
     counts only when the gate's signed envelope of exactly that verdict verifies with it.
-    ``held`` is the agent's :func:`standing` when the caller read it already.
+    ``held`` is the agent's :func:`standing` when the caller read it already; ``latest``
+    reads an agent's latest verdict (default: :func:`decision_reader` of ``store``).
     """
     workspace.require_agent(agent)
     key = configured_public_key(workspace, public_key)
-    latest = cache(lambda name: latest_for_decision(store, name))  # read once per agent
+    latest = latest or decision_reader(store)
     reasons = [f"the audit log does not verify: {p}"
                for p in verify_audit(store, [agent], incremental=True, latest=latest)]
     held = held or standing(workspace, agent, store)
@@ -75,6 +78,11 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
                 reasons.append(f"{incident.id} {change.id} ({change.layer}) is not verified by "
                                f"the latest verdict")
     return reasons
+
+
+def decision_reader(store: StateStore) -> LatestVerdict:
+    """Reads each agent's latest verdict for a decision once (:func:`latest_for_decision`)."""
+    return cache(lambda agent: latest_for_decision(store, agent))
 
 
 def restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
