@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -15,7 +16,7 @@ from gates._store.audit import recorded, verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
 from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
 from gates._verdict.fingerprint import fingerprint
-from gates._verdict.stored import latest_for_decision
+from gates._verdict.stored import StoredVerdict, read_stored
 from regressions import Notification, resolution_gaps, utc_now
 
 # Annotations only: deciding reads the stored verdict without its whole model (see
@@ -78,6 +79,27 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
                 reasons.append(f"{incident.id} {change.id} ({change.layer}) is not verified by "
                                f"the latest verdict")
     return reasons
+
+
+def latest_for_decision(store: StateStore, agent: str) -> StoredVerdict | Verdict | None:
+    """The agent's latest verdict: the light read when the agent's last verdict entry
+    records exactly its text's digest, else the whole model (``store.latest_verdict``).
+
+    Raises:
+        StoreUnavailable: The store cannot be read, or holds a verdict that is not one.
+    """
+    text = store.latest_verdict_text(agent)
+    if text is None:
+        return None
+    read = read_stored(text)
+    if read is not None:
+        # The verdict's own entry follows the head it was stamped with; a later verdict
+        # entry (a row removed behind the log) names another digest and falls through.
+        entries = store.audit(agent, actions=("verdict",), after=read.audit_head.seq)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if entries and entries[-1].detail.get("sha256") == digest:
+            return read
+    return store.latest_verdict(agent)
 
 
 def decision_reader(store: StateStore) -> LatestVerdict:

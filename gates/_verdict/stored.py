@@ -1,5 +1,6 @@
 """The latest stored verdict, read for a decision (``check``, ``restore``) with only the
-fields the decision reads, when the audit log vouches for its exact text.
+fields the decision reads, when the audit log vouches for its exact text
+(:func:`gates._response.restore.latest_for_decision` decides which read to take).
 
 Building the whole :class:`~gates._verdict.verdict.Verdict` model (some hundred classes:
 every check's result and data) is most of what ``reinstate check`` spends on the verdict,
@@ -15,7 +16,6 @@ today's answers and errors.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -26,9 +26,6 @@ from gates._verdict.outcome import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from gates._store.backends import StateStore
-    from gates._verdict.verdict import Verdict
 
 
 class _Read(BaseModel):
@@ -140,24 +137,3 @@ def read_stored(text: str) -> StoredVerdict | None:
     read._text = text
     read._verifications = tuple(v for data in changes for v in data.verifications)
     return read
-
-
-def latest_for_decision(store: StateStore, agent: str) -> StoredVerdict | Verdict | None:
-    """The agent's latest verdict: the light read when the agent's last verdict entry
-    records exactly its text's digest, else the whole model (``store.latest_verdict``).
-
-    Raises:
-        StoreUnavailable: The store cannot be read, or holds a verdict that is not one.
-    """
-    text = store.latest_verdict_text(agent)
-    if text is None:
-        return None
-    read = read_stored(text)
-    if read is not None:
-        # The verdict's own entry follows the head it was stamped with; a later verdict
-        # entry (a row removed behind the log) names another digest and falls through.
-        entries = store.audit(agent, actions=("verdict",), after=read.audit_head.seq)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if entries and entries[-1].detail.get("sha256") == digest:
-            return read
-    return store.latest_verdict(agent)
