@@ -21,7 +21,6 @@ here extrapolates to, with the per-worker rate that assumes.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -36,23 +35,9 @@ from _figures import Figure, machine, timed
 
 from gates import Workspace, backtest
 from gates._backtest import run as run_module
-from gates._demo import apply_fix, lay_out
+from gates._demo import apply_fix, grow_example_log, lay_out
 
 LOG = "logs/2026-11-25-refund-agent.jsonl"
-
-
-def big_log(ws: Workspace, steps: int) -> tuple[Path, int]:
-    """The example's log copied until it holds ``steps`` steps; the steps written."""
-    records = [json.loads(line) for line in (ws.root / LOG).read_text().splitlines()]
-    per_copy = sum(1 for r in records if r.get("kind") != "run")
-    copies = -(-steps // per_copy)
-    path = ws.root / "logs" / f"big-{steps}.jsonl"
-    with path.open("w") as out:
-        for number in range(copies):
-            for record in records:
-                out.write(json.dumps({**record, "run_id": f"{record['run_id']}-{number}"}))
-                out.write("\n")
-    return path, copies * per_copy
 
 
 def main() -> None:
@@ -88,7 +73,7 @@ def main() -> None:
               f"fixed cost (the example's 26 records, 2 workers): {fixed.median:.2f} s "
               f"[{fixed.low:.2f}–{fixed.high:.2f}]")
         for wanted in args.steps:
-            log, steps = big_log(ws, wanted)
+            log, steps = grow_example_log(ws, wanted)
             figures: dict[str, Figure] = {
                 "local, 1 process": timed(partial(run, log), args.rounds),
                 "dataset, 1 worker": timed(partial(run, log, engine="ray", workers=1),

@@ -25,9 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks._figures import Figure, machine, process, timed
+from _figures import Figure, machine, process, timed
+
 from gates import SQLiteStore, Workspace, check, read_mode, run_gate
 from gates._demo import apply_fix, lay_out
+
+# The suite's walk to restoration is the workspace measured here; the checkout's root is
+# not on the path of a script run as `python benchmarks/…` under a non-editable install.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers import restored
 
 AGENT = "refund-agent"

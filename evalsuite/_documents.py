@@ -18,9 +18,9 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args, get_origin
+from typing import Annotated, Any, BinaryIO, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -462,21 +462,43 @@ def dump_yaml(record: BaseModel) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
 
 
-def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
-    """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half.
+@contextlib.contextmanager
+def atomic_output(path: Path, *, private: bool = False) -> Iterator[BinaryIO]:
+    """Write ``path`` through a binary handle so a reader sees the old file or the new,
+    never half of one.
 
-    Temporary file in the same directory, fsync, rename, fsync of the directory. The file
-    gets the mode a plain ``open()`` would give it (0666 less the umask), so a CI artifact
-    reader or a web server running as another user can read it; ``private`` keeps it 0600.
+    The handle writes a temporary file beside ``path``. When the block ends without an
+    error the file is flushed, fsynced and renamed over ``path``, and the folder is fsynced
+    so the rename itself survives a crash. When the block raises, the temporary file is
+    removed and ``path`` is left as it was. The file gets the mode a plain ``open()`` would
+    give it (0666 less the umask), so a CI artifact reader or a web server running as
+    another user can read it; ``private`` keeps it 0600.
+
+    Args:
+        path: The file to replace (its folder is created if missing).
+        private: Keep the file readable by this user only.
+
+    Yields:
+        The open binary handle of the temporary file; a writer may close it itself.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp(path, text, private=private)
+    with _temporary_beside(path, private=private) as (handle, tmp):
+        yield handle
     try:
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, text: str, *, private: bool = False) -> None:
+    """Replace ``path`` with ``text`` so a reader sees the old file or the new, never half.
+
+    The text is written as UTF-8 through :func:`atomic_output`, which says how.
+    """
+    with atomic_output(path, private=private) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 def write_atomic_lines(path: Path, lines: Iterable[str]) -> int:
@@ -485,23 +507,11 @@ def write_atomic_lines(path: Path, lines: Iterable[str]) -> int:
 
     Returns how many lines were written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
     count = 0
-    try:
-        os.fchmod(fd, _shared_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for line in lines:
-                handle.write(line)
-                count += 1
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_output(path) as handle:
+        for line in lines:
+            handle.write(line.encode("utf-8"))
+            count += 1
     return count
 
 
@@ -512,7 +522,8 @@ def create_exclusive(path: Path, text: str, *, private: bool = False) -> bool:
     (``INC-7``) to concurrent writers without a lock. Modes as :func:`write_atomic`.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _write_temp(path, text, private=private)
+    with _temporary_beside(path, private=private) as (handle, tmp):
+        handle.write(text.encode("utf-8"))
     try:
         os.link(tmp, path)
     except FileExistsError:
@@ -523,21 +534,27 @@ def create_exclusive(path: Path, text: str, *, private: bool = False) -> bool:
     return True
 
 
-def _write_temp(path: Path, text: str, *, private: bool = False) -> Path:
+@contextlib.contextmanager
+def _temporary_beside(path: Path, *, private: bool) -> Iterator[tuple[BinaryIO, Path]]:
+    """A temporary file in ``path``'s folder, open for writing, and its name; flushed and
+    fsynced when the block ends, removed when it raises."""
     # mkstemp creates the file 0600 (so nothing is readable before it is whole); the final
-    # mode is set on the descriptor before the rename makes the file visible.
+    # mode is set on the descriptor before the rename makes the file visible. The handle
+    # works on a copy of the descriptor, so the data can be fsynced even when the writer
+    # closed its handle (as some writers do when they finish).
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
         if not private:
             os.fchmod(fd, _shared_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with os.fdopen(os.dup(fd), "wb") as handle:
+            yield handle, tmp
+        os.fsync(fd)
     except BaseException:
-        Path(name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
-    return Path(name)
+    finally:
+        os.close(fd)
 
 
 def _shared_mode() -> int:

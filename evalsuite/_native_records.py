@@ -20,15 +20,13 @@ place is its 1-based row number in the file.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from evalsuite._documents import _shared_mode, load_json
+from evalsuite._documents import atomic_output, load_json
 from evalsuite._errors import InvalidInput
 from evalsuite._jsonl import _LINE, _explain, _HeaderLine, part_lines
 from evalsuite._parts import RunPart
@@ -89,29 +87,18 @@ def write_parquet_parts(parts: Iterable[RunPart], path: Path) -> int:
     """
     pa, pq = pyarrow_modules()
     schema = pa.schema([(name, pa.string()) for name in PARQUET_COLUMNS])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
     count = 0
-    try:
-        os.fchmod(fd, _shared_mode())
-        with os.fdopen(fd, "wb") as handle, pq.ParquetWriter(handle, schema) as writer:
-            batch: dict[str, list[str]] = {column: [] for column in PARQUET_COLUMNS}
-            for line in part_lines(parts):
-                record = load_json(line)
-                batch["run_id"].append(record["run_id"])
-                batch["kind"].append(record["kind"])
-                batch["record"].append(line.rstrip("\n"))
-                count += 1
-                if len(batch["record"]) >= ROWS_PER_GROUP:
-                    writer.write_table(pa.table(batch, schema=schema))
-                    batch = {column: [] for column in PARQUET_COLUMNS}
-            if batch["record"] or not count:
+    with atomic_output(path) as handle, pq.ParquetWriter(handle, schema) as writer:
+        batch: dict[str, list[str]] = {column: [] for column in PARQUET_COLUMNS}
+        for line in part_lines(parts):
+            record = load_json(line)
+            batch["run_id"].append(record["run_id"])
+            batch["kind"].append(record["kind"])
+            batch["record"].append(line.rstrip("\n"))
+            count += 1
+            if len(batch["record"]) >= ROWS_PER_GROUP:
                 writer.write_table(pa.table(batch, schema=schema))
-        with tmp.open("rb") as written:
-            os.fsync(written.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                batch = {column: [] for column in PARQUET_COLUMNS}
+        if batch["record"] or not count:
+            writer.write_table(pa.table(batch, schema=schema))
     return count

@@ -93,7 +93,6 @@ if TYPE_CHECKING:
     from gates._schemas import SCHEMAS, schema_text, write_schemas
     from gates._store.access import (
         ModeReading,
-        agent_mode,
         mode_reading,
         open_store,
         read_mode,
@@ -126,7 +125,8 @@ if TYPE_CHECKING:
     from gates._store.migrate import Migrated, migrate_store
     from gates._store.postgres import PostgresStore
     from gates._store.review_queue import ReviewQueue
-    from gates._store.reviews import ReviewItem
+    from gates._store.reviews import ReviewItem, ReviewSubmission
+    from gates._store.runtime_mode import agent_mode
     from gates._verdict.check_results import (
         AcceptanceCriteriaResult,
         CaseFigures,
@@ -228,6 +228,7 @@ __all__ = [
     "ReviewRouting",
     "ReviewRoutingResult",
     "ReviewRule",
+    "ReviewSubmission",
     "Risk",
     "RunSummary",
     "SQLiteStore",
@@ -389,6 +390,7 @@ _EXPORTS: dict[str, str] = {
     "Restored": "gates._response.restore",
     "ReviewDecided": "gates._errors",
     "ReviewItem": "gates._store.reviews",
+    "ReviewSubmission": "gates._store.reviews",
     "ReviewQueue": "gates._store.review_queue",
     "ReviewRouting": "gates._controls.files",
     "ReviewRoutingResult": "gates._verdict.check_results",
@@ -410,7 +412,7 @@ _EXPORTS: dict[str, str] = {
     "Verdict": "gates._verdict.verdict",
     "Verification": "gates._response.verify",
     "Workspace": "gates._config",
-    "agent_mode": "gates._store.access",
+    "agent_mode": "gates._store.runtime_mode",
     "analyse_incident": "gates._gate.rca",
     "approvals_path": "gates._verdict.ratchet_approvals",
     "approve_against": "gates._gate.ratchet",

@@ -341,23 +341,37 @@ class Workspace:
 def _read_config(folder: Path) -> Config | None:
     own = folder / CONFIG_FILE
     if own.is_file():
-        return parse_model(Config, _toml(own), own)
+        return parse_config(own, _raw(own))
     pyproject = folder / "pyproject.toml"
     if pyproject.is_file():
-        tool = _toml(pyproject).get("tool", {})
-        section = tool.get("reinstate") if isinstance(tool, dict) else None
-        if section is not None:
-            return parse_model(Config, section, pyproject)
+        return parse_config(pyproject, _raw(pyproject))
     return None
 
 
-def _toml(path: Path) -> dict[str, object]:
-    """Parse a TOML file; every way it can be unreadable is one line naming file and place."""
+def parse_config(path: Path, raw: bytes) -> Config | None:
+    """The configuration the bytes ``raw`` of ``path`` (``reinstate.toml`` or
+    ``pyproject.toml``) hold, checked as :meth:`Workspace.find` checks it; None for a
+    ``pyproject.toml`` without ``[tool.reinstate]``."""
+    data = _toml(path, raw)
+    if path.name == CONFIG_FILE:
+        return parse_model(Config, data, path)
+    tool = data.get("tool", {})
+    section = tool.get("reinstate") if isinstance(tool, dict) else None
+    return None if section is None else parse_model(Config, section, path)
+
+
+def _raw(path: Path) -> bytes:
+    """A configuration file's bytes (one more than the most it may hold, to tell)."""
     try:
         with path.open("rb") as handle:
-            raw = handle.read(MAX_USER_FILE_BYTES + 1)
+            return handle.read(MAX_USER_FILE_BYTES + 1)
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the file ({exc.strerror})") from None
+
+
+def _toml(path: Path, raw: bytes) -> dict[str, object]:
+    """Parse a TOML file's bytes; every way they can be unreadable is one line naming file
+    and place."""
     if len(raw) > MAX_USER_FILE_BYTES:
         raise InvalidInput(path, "", f"file too large: expected at most "
                                      f"{MAX_USER_FILE_BYTES // (1024 * 1024)} MiB")

@@ -10,6 +10,7 @@ had the outcome the story expects.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import sys
@@ -71,6 +72,32 @@ def apply_fix(workspace: Workspace) -> list[str]:
             shutil.copyfile(source, target)
             changed.append(relative.as_posix())
     return changed
+
+
+def grow_example_log(workspace: Workspace, at_least: int,
+                     path: Path | None = None) -> tuple[Path, int]:
+    """The example's log copied, run ids renamed (``run-7f3a97-0``, ``-1``, …), until it
+    holds ``at_least`` steps: a large native log whose every run decides as the example's
+    does, for the backtest tests and benchmarks (the Ray engine's among them).
+
+    Args:
+        workspace: A workspace laid out from the example (its log is read).
+        at_least: The fewest steps the log must hold; whole copies are written.
+        path: Where to write it (default ``logs/big-<at_least>.jsonl`` in the workspace).
+
+    Returns:
+        The log's path and the number of steps written.
+    """
+    records = [json.loads(line) for line in (workspace.root / LOG).read_text().splitlines()]
+    per_copy = sum(1 for record in records if record.get("kind") != "run")
+    copies = -(-at_least // per_copy)
+    path = path or workspace.root / "logs" / f"big-{at_least}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for number in range(copies):
+            for record in records:
+                out.write(json.dumps({**record, "run_id": f"{record['run_id']}-{number}"}))
+                out.write("\n")
+    return path, copies * per_copy
 
 
 class Story:

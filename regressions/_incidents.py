@@ -90,6 +90,11 @@ class IncidentBook:
 
     def _read(self, path: Path) -> Incident:
         text = read_text(refuse_link(path))  # every change reads first: a link is never written
+        return self.parse(path, text)
+
+    def parse(self, path: Path, text: str) -> Incident:
+        """The incident ``text`` holds, checked as every read checks it (``path`` names it:
+        its file name must be the incident's id)."""
         incident = parse_model(Incident, parse_yaml(text, path), path, text)
         if incident.id != path.stem:
             raise InvalidInput(

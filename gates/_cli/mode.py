@@ -6,12 +6,16 @@ import json
 import signal
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
 from gates._cli._common import Context, ctx
-from gates._config import Workspace
-from gates._store.access import ModeReading, read_mode, watch_mode
+from gates._store.mode_light import light_reading
+
+if TYPE_CHECKING:  # the full read loads them; a clean plain read never does
+    from gates._config import Workspace
+    from gates._store.access import ModeReading
 
 
 @click.command("mode")
@@ -32,6 +36,15 @@ def command(agent: str, as_json: bool, watch: bool, interval: float, follow: boo
     When the state store cannot be read the answer is ``suspended`` and the exit code 3.
     """
     c = ctx()
+    if not (watch or follow) and (as_json or not c.out_is_terminal()):
+        # The clean case, without pydantic: the full read's answer or None (not sure).
+        light = light_reading(agent, c.workspace_dir)
+        if light is not None:
+            click.echo(json.dumps(light) if as_json else light["mode"])
+            return 0
+    from gates._store.access import read_mode
+    from gates._store.mode_facts import remember_mode_inputs
+
     workspace = c.workspace()
     workspace.require_agent(agent)
     if watch and follow:
@@ -44,6 +57,7 @@ def command(agent: str, as_json: bool, watch: bool, interval: float, follow: boo
         return _watch(c, workspace, agent, interval, as_json)
     reading = read_mode(workspace, agent)
     _show(c, reading, as_json)
+    remember_mode_inputs(workspace)  # so the next read of these files is a light one
     if reading.degraded:
         c.err.print(f"[yellow]warning:[/] {reading.degraded}; answering suspended")
         return 3
@@ -66,6 +80,8 @@ def _watch(c: Context, workspace: Workspace, agent: str, interval: float,
     """Print each change until Ctrl-C or SIGTERM; a service manager stopping the watcher is
     a normal end, so it exits 0. A store that cannot be read is a line (``suspended``) and
     a warning, and the watch goes on: it may come back."""
+    from gates._store.access import watch_mode
+
     stop = threading.Event()
 
     def stop_watching(signum: int, frame: FrameType | None) -> None:

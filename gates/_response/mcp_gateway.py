@@ -7,8 +7,9 @@ agent's permissions do not know (deny by default), and decides each ``tools/call
 the guard's, which ``investigate`` and ``ingest`` read): an allowed call goes to the
 upstream and its result is logged; a denied one is a tool error naming the rule, the
 upstream never called; a review-routed one waits in the review queue until a person
-decides (or the timeout denies it). The mode is the guard's, read at every call, so a
-``reinstate contain`` flips the very next call.
+decides (or the timeout denies it), and a reviewer's edited arguments are decided again
+before they go up. The mode is the guard's, read at every call, so a ``reinstate contain``
+flips the very next call.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import McpError
 
 from evalsuite import ReinstateError
-from gates._controls.policy import Decision
 from gates._errors import GatesError
-from gates._response.guard import Guard, GuardedRun
+from gates._response.guard import Guard, GuardDecision, GuardedRun
+from gates._response.review_edits import EDIT_REFUSED_ACTION, decide_edited_call
 from gates._store.access import open_store
 from gates._store.review_queue import ReviewQueue
 
@@ -190,8 +191,11 @@ class McpGateway:
         return result
 
     async def _hold(self, run: GuardedRun, name: str, arguments: dict[str, Any],
-                    decision: Decision) -> tuple[bool, dict[str, Any], str]:
+                    decision: GuardDecision) -> tuple[bool, dict[str, Any], str]:
         """Submit a review-routed call to the queue and wait for a person (or the timeout).
+
+        A reviewer's edited arguments are decided again (:func:`decide_edited_call`): an
+        edit the controls stop is refused, with an audit entry, and never forwarded.
 
         Returns whether it was released, the arguments to forward, and why not."""
         try:
@@ -212,10 +216,26 @@ class McpGateway:
         except Exception as exc:
             return False, arguments, (f"review {item.id} could not be read ({exc}); "
                                       f"failing closed")
-        if decided.released:
-            return True, dict(decided.final_args or {}), ""
-        return False, arguments, (f"review {decided.id} {decided.status} by "
-                                  f"{decided.decided_by}: {decided.decision_reason}")
+        if not decided.released:
+            return False, arguments, (f"review {decided.id} {decided.status} by "
+                                      f"{decided.decided_by}: {decided.decision_reason}")
+        final = dict(decided.final_args or {})
+        if decided.status != "edited":
+            return True, final, ""
+        # The reviewer's arguments were never decided: decide them as the agent's call.
+        again = decide_edited_call(run, decision, name, final)
+        if not again.stopped:
+            return True, final, ""
+        why = f"review {decided.id} edited by {decided.decided_by}: {again.reason}"
+        try:
+            open_store(self.guard.workspace).append(
+                actor=self.actor, action=EDIT_REFUSED_ACTION, agent=self.agent, reason=why,
+                detail={"review": decided.id, "tool": name, "rule": again.rule,
+                        "edited_args": final, "run_id": run.run_id, "source": "gateway"})
+        except Exception as exc:  # refused either way; say the audit entry is missing
+            why += f" (the audit entry could not be written: {exc})"
+        self.say(f"refused the edit of {decided.id}: {again.rule}")
+        return False, arguments, why
 
     # -- the MCP server ----------------------------------------------------------------
 

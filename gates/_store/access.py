@@ -23,6 +23,7 @@ from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
 from gates._store.audit import recorded
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore, _SQLStore
+from gates._store.mode_facts import remember_mode_inputs
 from regressions import Incident
 
 if TYPE_CHECKING:
@@ -294,7 +295,9 @@ def _read_now(agent: str, workspace: Path | str | None) -> ModeReading:
     except Exception as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc) or repr(exc),
                            reason=WORKSPACE_UNREADABLE)
-    return safe_read_mode(found, agent)
+    reading = safe_read_mode(found, agent)
+    remember_mode_inputs(found)  # so the next read of these files is a light one
+    return reading
 
 
 def safe_read_mode(workspace: Workspace, agent: str) -> ModeReading:
@@ -321,19 +324,3 @@ def watch_mode(workspace: Workspace, agent: str, interval_s: float,
             yield reading
         if stop.wait(interval_s):
             return
-
-
-def agent_mode(agent: str, workspace: Path | str | None = None, *,
-               cache_s: float = 0.0) -> Mode:
-    """For an agent's runtime: the mode to operate in right now.
-
-    Never raises: a missing or broken workspace, an agent the workspace does not define, a
-    broken store or record answers ``suspended``.
-
-    Args:
-        agent: The agent's name.
-        workspace: The workspace folder (default: found from the working directory).
-        cache_s: Answer from memory within this many seconds of the last reading, so a
-            runtime can ask before every action cheaply; see :func:`mode_reading`.
-    """
-    return mode_reading(agent, workspace, cache_s=cache_s).mode

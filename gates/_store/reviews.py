@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, SerializerFunctionWrapHandler, model_serializer
 
 from evalsuite import Record
 
@@ -40,9 +40,9 @@ class ReviewSubmission(Record):
     tool: str | None = None
     """For a call, the tool."""
     args: dict[str, Any] | None = None
-    """For a call, its arguments."""
+    """For a call, its arguments (as submitted: a reviewer's edit is kept beside them)."""
     text: str | None = None
-    """For an output, its text."""
+    """For an output, its text (as submitted: a reviewer's edit is kept beside it)."""
     rule: str | None = None
     """The rule that routed it to review (``review.rules[0]``, ``mode.review``, …)."""
     reason: str
@@ -53,29 +53,12 @@ class ReviewSubmission(Record):
     """Who submitted it: ``guard``, ``gateway``, ``api``, …"""
 
 
-class ReviewItem(Record):
-    """One item of the human review queue, as the state store keeps it."""
+class ReviewItem(ReviewSubmission):
+    """One item of the human review queue, as the state store keeps it: the submission,
+    numbered, and what became of it."""
 
     id: str
     """The store's id for it (``R-17``), unique per store."""
-    agent: str
-    """The agent whose call or output it is."""
-    kind: ReviewKind
-    """``call`` or ``output``."""
-    tool: str | None = None
-    """For a call, the tool."""
-    args: dict[str, Any] | None = None
-    """For a call, its arguments as submitted."""
-    text: str | None = None
-    """For an output, its text as submitted."""
-    rule: str | None = None
-    """The rule that routed it to review."""
-    reason: str
-    """Why it was routed."""
-    run_id: str | None = None
-    """The live run it belongs to, when known."""
-    source: str
-    """Who submitted it: ``guard``, ``gateway``, ``api``, …"""
     status: ReviewStatus
     """``pending`` until decided: ``approved``, ``rejected``, ``edited`` (released with
     the reviewer's change) or ``expired`` (nobody decided in time: not released)."""
@@ -91,6 +74,14 @@ class ReviewItem(Record):
     """For an edited call, the arguments the reviewer released instead."""
     edited_text: str | None = None
     """For an edited output, the text the reviewer released instead."""
+
+    @model_serializer(mode="wrap")
+    def _id_first(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The item as a mapping led by its id, as it was before the submission's fields
+        were inherited (they come first in a subclass), so a reader of ``review list
+        --json`` or of a stored row sees which item it is before what it holds."""
+        data: dict[str, Any] = handler(self)
+        return {"id": data.pop("id"), **data} if "id" in data else data
 
     @property
     def released(self) -> bool:

@@ -161,9 +161,11 @@ def test_containment_during_a_session_denies_the_next_call(back_in_full: Workspa
 # A refund over $150 after its order's lookup: the fixed controls route it to a person.
 LARGE_REFUND = {"order_id": "A-1002", "amount": 200, "refund_to": "original_payment_method"}
 def _held_refund(ws: Workspace, tmp_path: Path, decision: str | None,
-                 *options: str) -> tuple[types.CallToolResult, list[dict[str, Any]]]:
+                 *options: str, edited: dict[str, Any] | None = None,
+                 ) -> tuple[types.CallToolResult, list[dict[str, Any]]]:
     """Send the large refund; once it waits in the queue, decide it with `reinstate review
-    DECISION` in another process (None: nobody decides). Returns the result and the items."""
+    DECISION` in another process (None: nobody decides; an edit releases ``edited``, by
+    default the refund at $150). Returns the result and the items."""
     async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
         await session.call_tool("lookup_order", {"order_id": "A-1002"})
         result: list[types.CallToolResult] = []
@@ -176,7 +178,7 @@ def _held_refund(ws: Workspace, tmp_path: Path, decision: str | None,
             if decision is not None:
                 while not (pending := ReviewQueue(ws.root).items(AGENT)):
                     await anyio.sleep(0.2)
-                edit = ["--args", json.dumps({**LARGE_REFUND, "amount": 150})]
+                edit = ["--args", json.dumps(edited or {**LARGE_REFUND, "amount": 150})]
                 done = await anyio.to_thread.run_sync(lambda: _cli(
                     ws, "--actor", "rita.reviewer", "review", decision, pending[0].id,
                     "--reason", f"{decision} by the test",
@@ -219,6 +221,58 @@ def test_an_edited_call_goes_up_with_the_reviewers_arguments(back_in_full: Works
     assert not refund.isError, _text(refund)
     sent = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert sent[-1]["tool"] == "issue_refund" and sent[-1]["arguments"]["amount"] == 150
+    assert _edits_refused(back_in_full) == []
+
+
+def _edits_refused(ws: Workspace) -> list[dict[str, Any]]:
+    return [e.detail for e in open_store(ws).audit(AGENT, actions=["review.edit_refused"])]
+
+
+def test_an_edit_past_the_limit_never_reaches_the_upstream(back_in_full: Workspace,
+                                                           tmp_path: Path) -> None:
+    """An edit the permissions deny is a tool error naming the rule, audited, never forwarded."""
+    over = {**LARGE_REFUND, "amount": 600}
+    refund, items = _held_refund(back_in_full, tmp_path, "edit", edited=over)
+    assert refund.isError
+    text = _text(refund)
+    assert "edited by rita.reviewer: the reviewer's edit was refused: denied by " \
+           "permissions.tools.issue_refund.arguments" in text, text
+    assert [item["status"] for item in items] == ["edited"]
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+    [entry] = _edits_refused(back_in_full)
+    assert entry["review"] == items[0]["id"] and entry["edited_args"] == over
+    assert entry["rule"] == "permissions.tools.issue_refund.arguments"
+
+
+def test_an_edit_routed_to_review_by_the_same_rule_is_the_reviewers_to_release(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """An edit still over $150 is decided by the review that held it, and goes up as edited."""
+    refund, _ = _held_refund(back_in_full, tmp_path, "edit",
+                             edited={**LARGE_REFUND, "amount": 180})
+    assert not refund.isError, _text(refund)
+    sent = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert sent[-1]["tool"] == "issue_refund" and sent[-1]["arguments"]["amount"] == 180
+    assert _edits_refused(back_in_full) == []
+
+
+def test_an_edit_another_rule_routes_to_review_is_refused_not_held_again(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """An edit a different review rule would hold is refused, saying it is not held twice."""
+    review = back_in_full.root / "agents" / AGENT / "review.yaml"
+    review.write_text(review.read_text() + """\
+  - id: manager-override
+    applies_to: tool_call
+    tool: issue_refund
+    arguments: {type: object, required: [reason], properties: {reason: {const: override}}}
+    description: A refund a reviewer marks as an override is confirmed by a manager.
+""")
+    refund, _ = _held_refund(back_in_full, tmp_path, "edit",
+                             edited={**LARGE_REFUND, "amount": 100, "reason": "override"})
+    assert refund.isError
+    assert "routed to review again, by review.rules[" in _text(refund), _text(refund)
+    assert "not held twice" in _text(refund)
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+    assert len(_edits_refused(back_in_full)) == 1
 
 
 def test_a_review_nobody_decides_expires_and_denies(back_in_full: Workspace,

@@ -13,6 +13,7 @@ import pytest
 from deepdiff import DeepDiff
 
 from gates import Workspace, run_gate
+from gates._demo import grow_example_log
 from tests.helpers import LOG
 
 ray = pytest.importorskip("ray")  # the `test` extra installs it; reinstate[ray] for users
@@ -77,20 +78,6 @@ def test_gate_on_ray_stores_the_local_verdict(cluster: None, example: Workspace,
     assert not diff, diff
 
 
-def _steps_log(ws: Workspace, at_least: int) -> tuple[Path, int]:
-    """The example's log copied, run ids renamed, until it holds ``at_least`` steps."""
-    records = [json.loads(line) for line in (ws.root / LOG).read_text().splitlines()]
-    per_copy = sum(1 for r in records if r.get("kind") != "run")
-    copies = -(-at_least // per_copy)
-    path = ws.root / "logs" / "big.jsonl"
-    with path.open("w") as out:
-        for number in range(copies):
-            for record in records:
-                out.write(json.dumps({**record, "run_id": f"{record['run_id']}-{number}"}))
-                out.write("\n")
-    return path, copies * per_copy
-
-
 @pytest.mark.slow
 def test_backtest_on_ray_of_100000_steps_gives_the_local_result(
         cluster: None, example: Workspace, inline_cli: Cli,
@@ -99,7 +86,7 @@ def test_backtest_on_ray_of_100000_steps_gives_the_local_result(
     output; only the note saying so differs."""
     baseline = shutil.copytree(example.root / "agents" / AGENT, example.root / "baseline")
     fixed(example)
-    log, steps = _steps_log(example, 100_000)
+    log, steps = grow_example_log(example, 100_000)
     assert steps >= 100_000
     common = ("backtest", AGENT, "--logs", str(log), "--compare", str(baseline))
     code, local_out, err = inline_cli(example, *common, "--json", str(example.root / "local.json"))

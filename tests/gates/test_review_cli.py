@@ -20,6 +20,7 @@ from gates import (
     GuardedRun,
     ReviewItem,
     ReviewQueue,
+    ReviewSubmission,
     Workspace,
     hold_for_review,
     open_store,
@@ -248,3 +249,18 @@ def test_the_readmes_review_snippet_runs_as_printed(example: Workspace,
     deciding.join(30)
     scope["guard"].close()
     assert scope["item"].released and closed == ["C-1001"]
+
+
+def test_an_item_is_its_submission_and_its_json_leads_with_the_id(
+        example: Workspace, inline_cli: InlineCli) -> None:
+    """An item carries its submission's fields, and `show --json` gives id, then them, then
+    the decision."""
+    assert issubclass(ReviewItem, ReviewSubmission)
+    call, _ = _queued(example)
+    code, out, _ = inline_cli(example, "review", "show", call.id, "--json")
+    assert code == 0
+    keys = list(json.loads(out))
+    assert keys == ["id", *ReviewSubmission.model_fields, "status", "submitted_at", "decided_at",
+                    "decided_by", "decision_reason", "edited_args", "edited_text"]
+    code, out, _ = inline_cli(example, "review", "list", "--json")
+    assert code == 0 and [next(iter(item)) for item in json.loads(out)] == ["id", "id"]

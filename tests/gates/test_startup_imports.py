@@ -19,6 +19,7 @@ import pytest
 
 from gates import Workspace
 from gates._cli import COMMANDS, SUMMARIES, main, module_of, summary
+from gates._store.mode_light import inputs_path
 from tests.conftest import RunCli
 
 # Each test starts a fresh interpreter.
@@ -214,6 +215,9 @@ def test_a_schema_cache_others_can_write_is_not_trusted(
     (folder,) = cache.iterdir()
     assert list(folder.iterdir())
     folder.chmod(0o777)
+    # Forget what the first read remembered beside the store, so the mode is read in full
+    # (an unchanged workspace is otherwise read light, with no schema to check).
+    inputs_path(investigated.state_path).unlink()
     found, out = run_entry(command_line("mode", "refund-agent"), investigated.root)
     assert found["code"] == 0 and out == "review\n"
     assert "jsonschema" in found["modules"]

@@ -1,0 +1,318 @@
+"""An agent's mode read without pydantic: the common case of ``reinstate mode`` and
+``agent_mode``, answered only when it is sure to be the full read's answer.
+
+The full read (:func:`gates._store.access.read_mode`) validates the configuration and every
+incident file with their models, which costs more start-up than a runtime's question is
+worth. This reader computes the same answer from the same trust roots (the configuration,
+the SQLite store, the incident files), but it trusts a configuration or an incident file
+only when the very same bytes were accepted by the full models before: the full path
+remembers, beside the state store, the digest of each file it accepted and the few facts
+a mode reads from it (the *mode inputs*, :mod:`gates._store.mode_facts`). The store's mode
+row and audit entries are read with :mod:`sqlite3` and checked field by field, more
+strictly than the models check them.
+
+It answers only in the clean case. Anything else (a file not seen before or changed, a
+link, a PostgreSQL store, a missing or garbled store, a row or an entry of an odd shape, an
+incident holding the agent stricter than the store says) is :data:`None`, "not sure", and
+the caller reads in full, with the full read's errors, warnings and exit codes. It never
+writes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import stat
+import tomllib
+from contextlib import closing
+from datetime import datetime
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+MODES = ("suspended", "review", "full")  # most restrictive first, as the store has them
+CONFIG_FILE = "reinstate.toml"
+# What a user file may hold at most (evalsuite's MAX_USER_FILE_BYTES; a test keeps them
+# equal): a larger one is refused by the full read, so this reader is not sure of it.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# The most the mode-inputs file may hold before it is ignored.
+MAX_INPUTS_BYTES = 16 * 1024 * 1024
+INPUTS_VERSION = 1
+INCIDENT_ID = re.compile(r"INC-[1-9][0-9]*")
+# The only time stamp the store writes (``datetime.isoformat`` of a UTC time): anything
+# else is left to the full read.
+_STAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{6})?"
+                    r"\+00:00")
+_SCHEMA_VERSION = "1"  # the SQLite store's schema version (gates._store.backends._VERSION)
+# The code that decides whether a file is accepted: when any of it changes (an upgrade),
+# every remembered file is read in full again.
+_DECIDERS = ("regressions/_incident.py", "regressions/_incidents.py", "gates/_config.py",
+             "gates/_store/mode_light.py", "gates/_store/mode_facts.py",
+             "evalsuite/_documents.py", "evalsuite/_record.py")
+
+
+class NotSure(Exception):
+    """The light read cannot vouch for its answer: read in full."""
+
+
+@cache
+def salt() -> str:
+    """A digest of the code that decides what is accepted, and of the installed pydantic
+    (found without importing it): remembered inputs count only under the same."""
+    digest = hashlib.sha256(f"v{INPUTS_VERSION}".encode())
+    root = Path(__file__).resolve().parents[2]
+    for name in _DECIDERS:
+        digest.update((root / name).read_bytes())
+    spec = find_spec("pydantic")
+    if spec is not None and spec.origin is not None:
+        held = Path(spec.origin).with_name("version.py").stat()
+        digest.update(f"{spec.origin}|{held.st_size}|{held.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def file_key(name: str, raw: bytes) -> str:
+    """The key a file is remembered under: its name (an incident's id is its file name)
+    and its bytes, under :func:`salt`."""
+    return hashlib.sha256(f"{salt()}\0{name}\0".encode() + raw).hexdigest()
+
+
+def inputs_path(state_path: Path) -> Path:
+    """The mode-inputs file beside the SQLite store ``state_path`` (so whoever may change
+    it may already change the store)."""
+    return state_path.with_name(f".{state_path.name}.mode-inputs.json")
+
+
+def read_file(path: Path) -> bytes:
+    """A user file's bytes, read as the full read reads it; a link, a folder or a file
+    too large is not sure."""
+    if path.is_symlink() or not path.is_file():
+        raise NotSure(f"{path}: not a plain file")
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise NotSure(f"{path}: too large")
+    return raw
+
+
+def light_reading(agent: str, workspace: Path | str | None = None) -> dict[str, Any] | None:
+    """``agent``'s mode as :meth:`ModeReading.model_dump` (``mode="json"``) would give it
+    from the full read, or None when not sure (the caller then reads in full).
+
+    Args:
+        agent: The agent's name.
+        workspace: The workspace folder (``-C``); by default found as
+            :meth:`Workspace.find` finds it.
+    """
+    try:
+        return _reading(agent, Path(workspace) if workspace is not None else None)
+    except Exception:  # anything unexpected: not sure, and the full read says
+        return None
+
+
+def _reading(agent: str, start: Path | None) -> dict[str, Any] | None:
+    root, name, raw = _config_file(start)
+    state = _state_setting(name, raw)
+    state_path = _inside(root, state)
+    inputs = _inputs(inputs_path(state_path))
+    config = inputs["configs"].get(file_key(name, raw))
+    if not isinstance(config, dict) or config.get("state") != state:
+        return None  # a configuration the full read has not accepted
+    agents_dir = _inside(root, _text(config, "agents"))
+    if not agents_dir.is_dir() or agent not in {
+            p.parent.name for p in agents_dir.glob("*/agent.yaml")}:
+        return None  # the full read names the agent it does not know
+    record, entries = _store(state_path, agent)
+    incidents = _incidents(_inside(root, _text(config, "incidents")), inputs["incidents"],
+                           agent)
+    held = _held_mode(incidents, entries)
+    if held is not None and (record is None or MODES.index(held) < MODES.index(record[0])):
+        return None  # degraded: the full read words the warning
+    if record is None:
+        return {"agent": agent, "mode": "full", "since": None, "actor": None,
+                "reason": "never contained", "degraded": None}
+    mode, since, actor, reason = record
+    return {"agent": agent, "mode": mode, "since": _json_stamp(since), "actor": actor,
+            "reason": reason, "degraded": None}
+
+
+def _config_file(start: Path | None) -> tuple[Path, str, bytes]:
+    """The workspace root and its configuration file's name and bytes, found as
+    :meth:`Workspace.find` finds them; a ``pyproject.toml`` passed over is not sure (the
+    full read checks it)."""
+    env = os.environ.get("REINSTATE_WORKSPACE")
+    here = Path(env) if env and start is None else (start or Path.cwd())
+    here = here.resolve()
+    for folder in (here, *here.parents):
+        own = folder / CONFIG_FILE
+        if own.is_file():
+            return folder, CONFIG_FILE, read_file(own)
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            raw = read_file(pyproject)
+            tool = tomllib.loads(raw.decode("utf-8")).get("tool")
+            if isinstance(tool, dict) and isinstance(tool.get("reinstate"), dict):
+                return folder, "pyproject.toml", raw
+            raise NotSure(f"{pyproject}: passed over")
+        if start is not None or env:
+            break
+    raise NotSure("no workspace")
+
+
+def _state_setting(name: str, raw: bytes) -> str:
+    """``[paths] state`` as the file says it, to find the mode inputs beside the store
+    (the remembered facts must then agree)."""
+    data: Any = tomllib.loads(raw.decode("utf-8"))
+    if name != CONFIG_FILE:
+        data = data["tool"]["reinstate"]
+    paths = data.get("paths", {})
+    state = paths.get("state", ".reinstate/state.db") if isinstance(paths, dict) else None
+    if not isinstance(state, str):
+        raise NotSure("paths.state")
+    return state
+
+
+def _inside(root: Path, relative: str) -> Path:
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise NotSure(f"{relative}: outside the workspace")
+    return path
+
+
+def _text(facts: dict[str, Any], key: str) -> str:
+    value = facts.get(key)
+    if not isinstance(value, str):
+        raise NotSure(key)
+    return value
+
+
+def _inputs(path: Path) -> dict[str, dict[str, Any]]:
+    """The remembered inputs, when the file is plain, nobody but its owner and group may
+    write it, and it is this version's and under today's :func:`salt`."""
+    held = os.lstat(path)
+    if (not stat.S_ISREG(held.st_mode) or held.st_mode & stat.S_IWOTH
+            or held.st_size > MAX_INPUTS_BYTES):
+        raise NotSure(f"{path}: not a plain file only its owners may write")
+    data = json.loads(path.read_bytes())
+    if (not isinstance(data, dict) or data.get("schema_version") != INPUTS_VERSION
+            or data.get("salt") != salt() or not isinstance(data.get("configs"), dict)
+            or not isinstance(data.get("incidents"), dict)):
+        raise NotSure(f"{path}: not this version's")
+    return data
+
+
+def _store(path: Path, agent: str) -> tuple[tuple[str, str, str, str] | None,
+                                               list[dict[str, Any]]]:
+    """The agent's modes row (mode, since, actor, reason) and the details of its ``mode``
+    entries, oldest first. Every entry the full read would parse is parsed here, more
+    strictly: the agent's own, and every entry after the stored checkpoint."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise NotSure("no store, or an empty one")
+    with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
+        conn.execute("BEGIN")  # one snapshot for every read below
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is None or version[0] != _SCHEMA_VERSION:
+            raise NotSure("schema version")
+        row = conn.execute("SELECT agent, mode, since, actor, reason FROM modes WHERE "
+                           "agent = ?", (agent,)).fetchone()
+        record = None if row is None else _mode_row(row, agent)
+        after = _checkpoint_seq(conn)
+        rows = conn.execute(
+            "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash FROM audit "
+            "WHERE agent = ? OR seq > ? ORDER BY seq", (agent, after)).fetchall()
+    details = [_entry_detail(r) for r in rows]
+    return record, [d for r, d in zip(rows, details, strict=True)
+                    if r[4] == agent and r[3] == "mode"]
+
+
+def _mode_row(row: tuple[Any, ...], agent: str) -> tuple[str, str, str, str]:
+    name, mode, since, actor, reason = row
+    if not (name == agent and mode in MODES and _is_stamp(since) and isinstance(actor, str)
+            and isinstance(reason, str)):
+        raise NotSure("modes row")
+    return mode, since, actor, reason
+
+
+def _checkpoint_seq(conn: sqlite3.Connection) -> int:
+    """The stored checkpoint's number, read as the store reads it; 0 (every entry) when
+    there is none or it does not parse."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
+    try:
+        point = json.loads(row[0]) if row is not None else None
+        seq = point["seq"] if point is not None else 0
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return 0
+    return seq if type(seq) is int and seq >= 0 else 0
+
+
+def _entry_detail(row: tuple[Any, ...]) -> dict[str, Any]:
+    seq, at, actor, action, agent, reason, detail, prev_hash, digest = row
+    if not (type(seq) is int and _is_stamp(at) and isinstance(actor, str)
+            and isinstance(action, str) and (agent is None or isinstance(agent, str))
+            and isinstance(reason, str) and isinstance(detail, str)
+            and isinstance(prev_hash, str) and isinstance(digest, str)):
+        raise NotSure(f"audit entry {seq}")
+    parsed = json.loads(detail)
+    if not isinstance(parsed, dict):
+        raise NotSure(f"audit entry {seq}")
+    return parsed
+
+
+def _is_stamp(value: object) -> bool:
+    if not isinstance(value, str) or not _STAMP.fullmatch(value):
+        return False
+    datetime.fromisoformat(value)  # a 31st of February raises: not sure
+    return True
+
+
+def _json_stamp(stamp: str) -> str:
+    """A stored UTC time stamp as pydantic prints it in JSON."""
+    return f"{stamp.removesuffix('+00:00')}Z"
+
+
+def _incidents(folder: Path, remembered: dict[str, Any], agent: str) -> list[dict[str, Any]]:
+    """The facts of the agent's incidents; every incident file of the workspace must be
+    one the full read accepted, byte for byte (it reads them all)."""
+    if not folder.is_dir():
+        return []
+    found: list[dict[str, Any]] = []
+    for path in folder.glob("INC-*.yaml"):
+        if not INCIDENT_ID.fullmatch(path.stem):
+            continue
+        facts = remembered.get(file_key(path.name, read_file(path)))
+        if not isinstance(facts, dict) or facts.get("id") != path.stem:
+            raise NotSure(f"{path}: not accepted before")
+        if facts.get("agent") == agent:
+            found.append(facts)
+    return found
+
+
+def _held_mode(incidents: list[dict[str, Any]], entries: list[dict[str, Any]]) -> str | None:
+    """The strictest containment of the agent's incidents that are not restored as far as
+    the audit log vouches (as :func:`gates._store.access.standing` decides it)."""
+    restored: set[str] = set()
+    for detail in entries:
+        if not (detail.get("incident") is None or isinstance(detail.get("incident"), str)):
+            raise NotSure("an entry's incident")
+        listed = detail.get("incidents")
+        if detail.get("mode") == "full" and isinstance(listed, list):
+            if not all(isinstance(i, str) for i in listed):
+                raise NotSure("an entry's incidents")
+            restored.update(listed)
+    held: list[str] = []
+    for facts in incidents:
+        says_restored, closed, contained = (facts.get("restored"), facts.get("closed"),
+                                            facts.get("containment"))
+        if not (isinstance(says_restored, bool) and isinstance(closed, bool)
+                and contained in (None, "review", "suspended")):
+            raise NotSure("incident facts")
+        if says_restored and facts["id"] not in restored:
+            is_open = True  # forged or unknown: the full read reopens it
+        else:
+            is_open = not says_restored and not closed and facts["id"] not in restored
+        if is_open and contained is not None:
+            held.append(contained)
+    return min(held, key=MODES.index, default=None)
