@@ -15,18 +15,16 @@ from pydantic import AwareDatetime, Field
 
 from evalsuite import InvalidInput, Record
 from gates._config import Workspace
-from gates._response.restore import restore_blockers, verdict_gaps
+from gates._response.restore import decision_reader, restore_blockers, verdict_gaps
 from gates._store.access import open_store, read_mode, standing
-from gates._store.attestation import (
+from gates._store.backends import Mode, StateStore
+from gates._store.verdict_signature import (
     SignatureInvalid,
     configured_public_key,
     key_id,
-    read_envelope,
     signature_line,
-    verify_attestation,
 )
-from gates._store.backends import Mode, StateStore
-from gates._verdict.verdict import Outcome
+from gates._verdict.outcome import Outcome
 
 
 class Clearance(Record):
@@ -77,7 +75,9 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
     workspace.require_agent(agent)  # a misspelt name touches nothing
     store = store or open_store(workspace)
     held = standing(workspace, agent, store)  # read once, for all three questions
-    blockers = restore_blockers(workspace, agent, store, public_key=public_key, held=held)
+    latest = decision_reader(store)  # the verdict is read once, for restore's and check's own
+    blockers = restore_blockers(workspace, agent, store, public_key=public_key, held=held,
+                                latest=latest)
     reading = read_mode(workspace, agent, store, held)
     reasons = list(blockers)
     notes = list(held.unknown.values())
@@ -91,7 +91,7 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
         reasons.append(f"{agent} is in {reading.mode} mode (since {then}, by "
                        f"{reading.actor or 'containment'}: {reading.reason})"
                        + ("" if blockers else f": run `reinstate restore {agent}`"))
-    verdict = store.latest_verdict(agent)
+    verdict = latest(agent)
     key = configured_public_key(workspace, public_key)
     signed, signature = signature_line(workspace, verdict, key)
     return Clearance(
@@ -141,6 +141,9 @@ def check_attested(workspace: Workspace, agent: str, envelope: Path,
     Raises:
         InvalidInput: No public key, a bad key, or a file that is not an envelope (exit 2).
     """
+    # The signed file's verdict is read whole: it has no audit entry to vouch for its text.
+    from gates._store.attestation import read_envelope, verify_attestation
+
     workspace.require_agent(agent)
     key = configured_public_key(workspace, public_key)
     if key is None:

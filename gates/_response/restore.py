@@ -2,34 +2,47 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsuite import ReinstateError
 from gates._config import Workspace
 from gates._errors import Refused
 from gates._store.access import RESTORED, Standing, open_store, standing
-from gates._store.attestation import configured_public_key, key_id, signature_problem
 from gates._store.audit import recorded, verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
+from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
 from gates._verdict.fingerprint import fingerprint
-from gates._verdict.verdict import Verdict
+from gates._verdict.stored import StoredVerdict, read_stored
 from regressions import Notification, resolution_gaps, utc_now
+
+# Annotations only: deciding reads the stored verdict without its whole model (see
+# gates._verdict.stored); restoring and the gate build it.
+if TYPE_CHECKING:
+    from gates._store.audit import LatestVerdict
+    from gates._verdict.stored import DecidedVerdict
+    from gates._verdict.verdict import Verdict
 
 
 def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
                      public_key: Path | None = None,
-                     held: Standing | None = None) -> list[str]:
+                     held: Standing | None = None,
+                     latest: LatestVerdict | None = None) -> list[str]:
     """Every unmet condition for restoring ``agent``, as sentences; empty means it may restore.
 
     With a public key (``public_key``, else ``[signing] public_key``), the latest verdict
     counts only when the gate's signed envelope of exactly that verdict verifies with it.
-    ``held`` is the agent's :func:`standing` when the caller read it already.
+    ``held`` is the agent's :func:`standing` when the caller read it already; ``latest``
+    reads an agent's latest verdict (default: :func:`decision_reader` of ``store``).
     """
     workspace.require_agent(agent)
     key = configured_public_key(workspace, public_key)
+    latest = latest or decision_reader(store)
     reasons = [f"the audit log does not verify: {p}"
-               for p in verify_audit(store, [agent], incremental=True)]
+               for p in verify_audit(store, [agent], incremental=True, latest=latest)]
     held = held or standing(workspace, agent, store)
     reasons += [f"tampering: {forged}" for forged in held.forged.values()]
     incidents = held.open
@@ -49,7 +62,7 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
         reasons += resolution_gaps(incident)
         if incident.containment is not None and incident.post_incident_review is None:
             reasons.append(f"{incident.id} has no post-incident review scheduled")
-    verdict = store.latest_verdict(agent)
+    verdict = latest(agent)
     if verdict is None:
         reasons.append(f"no gate verdict for {agent}: run `reinstate gate {agent}`")
         return reasons
@@ -68,6 +81,32 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     return reasons
 
 
+def latest_for_decision(store: StateStore, agent: str) -> StoredVerdict | Verdict | None:
+    """The agent's latest verdict: the light read when the agent's last verdict entry
+    records exactly its text's digest, else the whole model (``store.latest_verdict``).
+
+    Raises:
+        StoreUnavailable: The store cannot be read, or holds a verdict that is not one.
+    """
+    text = store.latest_verdict_text(agent)
+    if text is None:
+        return None
+    read = read_stored(text)
+    if read is not None:
+        # The verdict's own entry follows the head it was stamped with; a later verdict
+        # entry (a row removed behind the log) names another digest and falls through.
+        entries = store.audit(agent, actions=("verdict",), after=read.audit_head.seq)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if entries and entries[-1].detail.get("sha256") == digest:
+            return read
+    return store.latest_verdict(agent)
+
+
+def decision_reader(store: StateStore) -> LatestVerdict:
+    """Reads each agent's latest verdict for a decision once (:func:`latest_for_decision`)."""
+    return cache(lambda agent: latest_for_decision(store, agent))
+
+
 def restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
     """What ``restore`` still needs after the gate computed ``verdict``: its own
     :func:`restore_blockers`, read from the workspace's store; None when the verdict did not
@@ -84,7 +123,8 @@ def restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
         return [f"its conditions could not be read: {exc}"]
 
 
-def verdict_gaps(workspace: Workspace, agent: str, verdict: Verdict, which: str) -> list[str]:
+def verdict_gaps(workspace: Workspace, agent: str, verdict: DecidedVerdict,
+                 which: str) -> list[str]:
     """Why ``verdict`` clears nothing today: it did not pass, or what it was computed on
     changed since (named file by file). ``which`` names it in the sentences."""
     stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")

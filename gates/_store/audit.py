@@ -13,7 +13,7 @@ number and hash somewhere else, and checking it with ``--anchor``) catches that.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from gates._store.backends import (
@@ -25,7 +25,10 @@ from gates._store.backends import (
 )
 
 if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict models
+    from gates._verdict.stored import DecidedVerdict
     from gates._verdict.verdict import Verdict
+
+    LatestVerdict = Callable[[str], DecidedVerdict | None]
 
 # What a decision reads from the log (containments and restores, ratchet approvals): every
 # such entry is re-hashed at every check, wherever the checkpoint is.
@@ -50,7 +53,8 @@ def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[Au
 
 def verify_audit(store: StateStore, agents: Iterable[str] = (),
                  anchors: Sequence[tuple[int, str]] = (),
-                 verdicts: Sequence[Verdict] = (), *, incremental: bool = False) -> list[str]:
+                 verdicts: Sequence[Verdict] = (), *, incremental: bool = False,
+                 latest: LatestVerdict | None = None) -> list[str]:
     """Every sign of tampering, each naming the entry or the record concerned.
 
     ``agents`` are checked for a mode or verdict that has no audit entry at all;
@@ -63,10 +67,13 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
     entries after it by content, and the agents' mode and approval entries and last verdict
     entry by content wherever they are; otherwise, and with anchors or kept verdicts, the
     whole log as ``reinstate audit verify`` does.
+
+    ``latest`` reads an agent's latest stored verdict (default ``store.latest_verdict``):
+    ``check`` and ``restore`` pass the read that skips building the whole model.
     """
     point = store.checkpoint() if incremental and not anchors and not verdicts else None
     if point is not None:
-        return _verify_from(store, point, sorted(set(agents)))
+        return _verify_from(store, point, sorted(set(agents)), latest)
     entries = store.audit()
     problems = verify_chain(entries)
     problems += _head_problems(store, entries)
@@ -89,7 +96,8 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
             last_verdict[entry.agent] = entry
     for agent in sorted(set(agents) | set(last_mode) | set(last_verdict)):
         problems += _mode_problems(store, agent, last_mode.get(agent))
-        problems += _verdict_problems(store, agent, last_verdict.get(agent))
+        problems += _verdict_problems(store, agent, last_verdict.get(agent),
+                                      None if latest is None else (latest(agent),))
     return problems
 
 
@@ -129,7 +137,7 @@ def _mode_problems(store: StateStore, agent: str, entry: AuditEntry | None) -> l
 
 
 def _verdict_problems(store: StateStore, agent: str, entry: AuditEntry | None,
-                      latest: tuple[Verdict | None] | None = None) -> list[str]:
+                      latest: tuple[DecidedVerdict | None] | None = None) -> list[str]:
     verdict = store.latest_verdict(agent) if latest is None else latest[0]
     if entry is None:
         if verdict is None:
@@ -171,7 +179,8 @@ def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> 
     return []
 
 
-def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str]) -> list[str]:
+def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
+                 read: LatestVerdict | None = None) -> list[str]:
     """:func:`verify_audit` from a checkpoint whose rows are unchanged since verified."""
     seq, digest = point
     after = store.audit(after=seq)
@@ -188,7 +197,7 @@ def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str]) -
                      for e in deciding if e.seq <= seq and not _intact(e)]
         modes = [e for e in deciding if e.action == "mode"]
         problems += _mode_problems(store, agent, modes[-1] if modes else None)
-        latest = store.latest_verdict(agent)
+        latest = store.latest_verdict(agent) if read is None else read(agent)
         verdict = _last_verdict_entry(store, agent, latest)
         if verdict is not None and verdict.seq <= seq and not _intact(verdict):
             problems.append(f"entry {verdict.seq}: content was changed after it was written")
@@ -202,7 +211,7 @@ def _intact(entry: AuditEntry) -> bool:
 
 
 def _last_verdict_entry(store: StateStore, agent: str,
-                        latest: Verdict | None) -> AuditEntry | None:
+                        latest: DecidedVerdict | None) -> AuditEntry | None:
     """The agent's last verdict entry: looked for after the head the latest stored verdict
     was stamped with (its own entry follows it), else in all of the agent's verdict entries."""
     if latest is not None and latest.audit_head is not None:

@@ -43,6 +43,13 @@ from regressions import utc_now
 if TYPE_CHECKING:
     from gates._verdict.verdict import Verdict
 
+
+class StoredText(Protocol):
+    """A verdict read from the store in any form: it gives back the text the store keeps."""
+
+    def stored_text(self) -> str: ...
+
+
 Mode = Literal["full", "review", "suspended"]
 MODES: tuple[Mode, ...] = ("suspended", "review", "full")  # most restrictive first
 GENESIS = "0" * 64
@@ -149,6 +156,11 @@ class StateStore(Protocol):
 
     def latest_verdict(self, agent: str) -> Verdict | None:
         """The agent's most recent verdict."""
+        ...
+
+    def latest_verdict_text(self, agent: str) -> str | None:
+        """The agent's most recent verdict as the store keeps it (its JSON text), without
+        building the verdict model: ``check`` reads a few fields of it."""
         ...
 
     def last_passing_verdict(self, agent: str,
@@ -297,6 +309,11 @@ class MemoryStore:
         found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
         return None if found is None else found.model_copy(deep=True)
 
+    def latest_verdict_text(self, agent: str) -> str | None:
+        """The agent's most recent verdict as JSON text."""
+        found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
+        return None if found is None else found.stored_text()
+
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""
@@ -362,7 +379,7 @@ def _decide(item: ReviewItem, *, status: ReviewStatus, actor: str, reason: str,
                    edited_args=edited_args, edited_text=edited_text)
 
 
-def verdict_digest(verdict: Verdict) -> str:
+def verdict_digest(verdict: Verdict | StoredText) -> str:
     """SHA-256 of a verdict as the store keeps it (a version 1 verdict read unchanged: as
     version 1 kept it, so its audit entry and its signature still match)."""
     return hashlib.sha256(verdict.stored_text().encode()).hexdigest()
@@ -732,6 +749,14 @@ class SQLiteStore(_SQLStore):
                 "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
             ).fetchone()
         return None if row is None else self._verdict(row[0], agent)
+
+    def latest_verdict_text(self, agent: str) -> str | None:
+        """The agent's most recent verdict as the store keeps it."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:

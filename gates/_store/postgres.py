@@ -323,6 +323,13 @@ class PostgresStore(_SQLStore):
                                "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
         return None if row is None else self._verdict(row[0], agent)
 
+    def latest_verdict_text(self, agent: str) -> str | None:
+        """The agent's most recent verdict as the store keeps it."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT body FROM reinstate.verdicts WHERE agent = %s "
+                               "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
+        return None if row is None else str(row[0])
+
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""

@@ -16,9 +16,9 @@ from pydantic import AwareDatetime, Discriminator, Field, Tag, TypeAdapter
 
 from evalsuite import Record
 from gates._controls.policy import Effect
+from gates._verdict.outcome import Outcome as Outcome  # re-exported: its old home
 from gates._verdict.ratchet_terms import RatchetTerms
 
-Outcome = Literal["pass", "fail", "error", "inconclusive"]
 # A check that could not run can make the others' findings incomplete, so error ranks first.
 _PRECEDENCE: tuple[Outcome, ...] = ("error", "fail", "inconclusive", "pass")
 EXIT_CODES: dict[Outcome, int] = {"pass": 0, "fail": 1, "error": 3, "inconclusive": 4}

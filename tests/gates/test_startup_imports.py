@@ -84,6 +84,20 @@ def test_check_answers_without_rich_reports_or_cels_command_line(
     assert "cel" in found["modules"]  # the controls' rules were compiled, as before
 
 
+def test_check_reads_the_stored_verdict_without_the_verdict_models(
+        back_in_full: Workspace) -> None:
+    """`reinstate check` clears the restored agent having built neither the whole verdict
+    model, its check results, the signing module nor the replay policy: it reads the few
+    verdict fields it decides on, vouched for by the audit log."""
+    found, out = run_entry(command_line("check", "refund-agent"), back_in_full.root)
+    assert found["code"] == 0 and out.startswith("refund-agent: cleared for full operation")
+    assert loaded(found["modules"], (
+        "gates._verdict.verdict", "gates._verdict.check_results", "gates._verdict.version_1",
+        "gates._store.attestation", "gates._controls.policy", "securesystemslib",
+        "cryptography")) == []
+    assert "gates._verdict.stored" in found["modules"]
+
+
 def test_check_sends_nothing_so_loads_no_notification_sender(
         back_in_full: Workspace) -> None:
     """`reinstate check` clears the restored agent without importing the notification
