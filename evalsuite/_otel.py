@@ -454,15 +454,25 @@ def _late_results(trace: _Trace, span: PlainSpan) -> None:
 
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
           models: list[PlainSpan], path: Path) -> RunPart:
-    ordered = [*agents, *spans]  # the agent's own spans first, then in time order
+    # Each header attribute's first value, the agent's own spans first, then in time order:
+    # found in one walk over the spans, not one for each attribute asked for.
+    found: dict[str, tuple[int, Any]] = {}
+    for index, span in enumerate([*agents, *spans]):
+        attrs = span.attributes
+        for key in _HEADER_KEYS.intersection(attrs):
+            value = attrs[key]
+            if key not in found and value is not None and value != "":
+                found[key] = (index, value)
 
     def first(*keys: str) -> Any:
-        for span in ordered:
-            for key in keys:
-                value = span.attributes.get(key)
-                if value is not None and value != "":
-                    return value
-        return None
+        """The value of the earliest span that has any of ``keys`` (the first key in order
+        when one span has several)."""
+        best: tuple[int, Any] | None = None
+        for key in keys:
+            hit = found.get(key)
+            if hit is not None and (best is None or hit[0] < best[0]):
+                best = hit
+        return None if best is None else best[1]
 
     trace_id = spans[0].trace_id
     conversation = first("gen_ai.conversation.id", "session.id")
@@ -524,6 +534,12 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
 
 
+_HEADER_KEYS = frozenset({
+    "gen_ai.conversation.id", "session.id", "gen_ai.agent.id", "gen_ai.response.model",
+    "gen_ai.request.model", "gen_ai.provider.name", "gen_ai.system", "gen_ai.agent.name",
+    "gen_ai.agent.version", "gen_ai.tool.definitions", "gen_ai.data_source.id",
+    "reinstate.context"})
+"""The attributes a run's header is read from (``first`` in :func:`_part`)."""
 _TOKENS = (("input_tokens", "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
            ("output_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"))
 

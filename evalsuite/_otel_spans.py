@@ -340,7 +340,7 @@ def in_range(ns: int) -> bool:
 
 def step_time(ns: int) -> datetime:
     """A span time (nanoseconds since the epoch) as a step's time."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    return _EPOCH + timedelta(0, 0, ns // 1000)  # positional: faster, once a step
 
 
 _EARLY = 1 << 40  # orders a step before every step of its time found before it
