@@ -123,7 +123,7 @@ def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
     ``fmt`` is ``auto``, a bundled format, an installed reader plugin's name or
     ``module:callable``. A bad record raises :class:`InvalidInput` naming file, line and
     place; with ``skips`` it is counted there instead and reading goes on. With
-    ``defer_steps``, a reader that can (the native format) checks each record without
+    ``defer_steps``, a reader that can (native, OTLP/JSON) checks each record without
     building its step model, built when the part's ``steps`` are read: for a caller that
     counts steps (``RunPart.records``) more than it reads them.
     """
@@ -134,6 +134,8 @@ def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
         raise InvalidInput(path, "", "file not found")
     if chosen == "jsonl" and defer_steps:
         return native_parts(path, skips, defer=True)
+    if chosen == "otel" and defer_steps:
+        return otel_parts(path, skips, defer=True)
     if chosen in _READERS:
         return _READERS[chosen](path, skips)
     return plugin_parts(chosen, path, skips)
@@ -157,7 +159,7 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
     for group, chosen in _read_together(files, fmt):
         parts = (read_log(group[0], chosen, skips=skips, defer_steps=defer_steps)
                  if len(group) == 1
-                 else otel_files_parts(group, skips))
+                 else otel_files_parts(group, skips, defer=defer_steps))
         if agent is None:
             yield from parts
             continue

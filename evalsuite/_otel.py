@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalsuite._conversations import parse_arguments, text_of
+from evalsuite._conversations import text_of
 from evalsuite._openinference import is_openinference, openinference_part
 from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
@@ -50,16 +50,16 @@ from evalsuite._otel_spans import (
     plain_spans,
     step_time,
 )
-from evalsuite._parts import RunHeader, RunPart, Skips
-from evalsuite._run import (
-    Output,
-    Reasoning,
-    RunOutcome,
-    ToolCall,
-    ToolResult,
-    Usage,
-    UserInput,
+from evalsuite._otel_steps import (
+    LightPending,
+    OutputStep,
+    ReasoningStep,
+    ToolCallStep,
+    ToolResultStep,
+    UserInputStep,
+    tool_call,
 )
+from evalsuite._parts import RunPart, Skips
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,19 +69,25 @@ _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "use
                   "gen_ai.choice": "choice"}
 
 
-def otel_parts(path: Path, skips: Skips | None = None) -> Iterator[RunPart]:
+def otel_parts(path: Path, skips: Skips | None = None, *,
+               defer: bool = False) -> Iterator[RunPart]:
     """Every trace in an OTLP/JSON file (spans, GenAI log events, or both), as a part of
-    its run."""
-    return otel_files_parts([path], skips)
+    its run; ``defer`` as in :func:`otel_files_parts`."""
+    return otel_files_parts([path], skips, defer=defer)
 
 
-def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None) -> Iterator[RunPart]:
+def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
+                     defer: bool = False) -> Iterator[RunPart]:
     """Every trace in OTLP/JSON files read together, its log events joined to its spans
     by trace and span id whichever file each is in.
 
     The log events are read first and kept by trace until the trace's spans are done; the
     spans then stream as in one file. A trace with log events and no spans is a run too.
+    With ``defer``, a GenAI trace's steps and header are handed over as light records
+    (``RunPart.records``), their models built when the part's ``steps`` or ``header``
+    are first read: for a caller that counts steps more than it reads them.
     """
+    built = _deferred if defer else _built
     records: dict[str, list[PlainRecord]] = {}
     with_logs = {path for path in paths if mentions_logs(path)}
     for path in paths:
@@ -105,13 +111,25 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None) -> Itera
                     done.append(span.trace_id)
             for trace_id in dict.fromkeys(done):
                 trace = joined(waiting.pop(trace_id), records.pop(trace_id, []))
-                yield sessions.continued(_convention(trace)(trace, sources.pop(trace_id)), trace)
+                yield built(sessions.continued(_convention(trace)(trace,
+                                                                  sources.pop(trace_id)), trace))
     for trace_id, spans in waiting.items():  # traces whose root never came (sampled, cut off)
         trace = joined(spans, records.pop(trace_id, []))
-        yield sessions.continued(_convention(trace)(trace, sources[trace_id]), trace)
+        yield built(sessions.continued(_convention(trace)(trace, sources[trace_id]), trace))
     for events in records.values():  # log events whose spans are in no file given
         trace = joined([], events)
-        yield sessions.continued(_convention(trace)(trace, events[0].source), trace)
+        yield built(sessions.continued(_convention(trace)(trace, events[0].source), trace))
+
+
+def _built(part: RunPart) -> RunPart:
+    """The part with its step and header models built now, as a reader hands them over."""
+    part.steps  # noqa: B018  # read to build
+    part.header  # noqa: B018
+    return part
+
+
+def _deferred(part: RunPart) -> RunPart:
+    return part
 
 
 def _convention(spans: list[PlainSpan]) -> Callable[[list[PlainSpan], Path], RunPart]:
@@ -143,7 +161,7 @@ class _Trace(TraceSteps):
 
     def __init__(self) -> None:
         super().__init__()
-        self.unanswered: dict[str, ToolCall] = {}
+        self.unanswered: dict[str, ToolCallStep] = {}
         self.errors: list[str] = []
 
 
@@ -301,7 +319,8 @@ def _inputs(trace: _Trace, span: PlainSpan, message: dict[str, Any], skip: int) 
         trace.system.extend(t for t in texts if isinstance(t, str))
         return 0
     if role == "user" and skip <= 0 and texts:
-        trace.add(span.start, UserInput(content="\n".join(str(t) for t in texts)), span.place)
+        trace.add(span.start, UserInputStep(content="\n".join(str(t) for t in texts)),
+                  span.place)
     return 1 if role == "user" else 0
 
 
@@ -350,7 +369,7 @@ def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int)
     def answer() -> None:
         nonlocal outputs
         if text:
-            trace.add(ns, Output(content="".join(text)), span.place)
+            trace.add(ns, OutputStep(content="".join(text)), span.place)
             outputs += 1
             text.clear()
 
@@ -365,16 +384,10 @@ def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int)
             continue
         answer()
         if kind == "reasoning":
-            trace.add(ns, Reasoning(content=str(part.get("content", ""))), span.place)
+            trace.add(ns, ReasoningStep(content=str(part.get("content", ""))), span.place)
         elif kind == "tool_call":
-            raw_arguments = part.get("arguments")
-            if raw_arguments is None:  # content capture off: the call, not what it was given
-                call = ToolCall(tool=str(part.get("name", "")), call_id=part.get("id"),
-                                arguments_logged=False)
-            else:
-                arguments, raw = parse_arguments(raw_arguments)
-                call = ToolCall(tool=str(part.get("name", "")), call_id=part.get("id"),
-                                arguments=arguments, raw_arguments=raw)
+            # No arguments: content capture was off, the call is logged, not what it was given.
+            call = tool_call(str(part.get("name", "")), part.get("id"), part.get("arguments"))
             trace.add(ns, call, span.place)
             trace.waiting.append(call)
     answer()
@@ -391,12 +404,7 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
     call_id = call_id or (call.call_id if call is not None else None)
     raw_args = attrs.get("gen_ai.tool.call.arguments", attrs.get("traceloop.entity.input"))
     if call is None:
-        if raw_args is None:
-            call = ToolCall(tool=str(name), call_id=call_id, arguments_logged=False)
-        else:
-            arguments, raw = parse_arguments(_kwargs(raw_args))
-            call = ToolCall(tool=str(name), call_id=call_id, arguments=arguments,
-                            raw_arguments=raw)
+        call = tool_call(str(name), call_id, raw_args, unwrap=True)
         trace.add(span.start, call, span.place)
     # reinstate's guard says whether a call was blocked (denied, or stopped by a person).
     blocked = attrs.get("reinstate.tool.call.blocked")
@@ -404,38 +412,30 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
     if "gen_ai.tool.call.result" in attrs or "traceloop.entity.output" in attrs:
         result, _ = json_value(attrs.get("gen_ai.tool.call.result",
                                          attrs.get("traceloop.entity.output")))
-        trace.add(span.end, ToolResult(tool=str(name), call_id=call_id, result=result,
-                                       blocked=blocked), span.place)
+        trace.add(span.end, ToolResultStep(tool=str(name), call_id=call_id, result=result,
+                                           blocked=blocked), span.place)
     elif span.error is not None or "error.type" in attrs:
         message = span.error if span.error not in (None, "error") else attrs.get("error.type")
-        trace.add(span.end, ToolResult(tool=str(name), call_id=call_id,
-                                       error=str(message or "error"), blocked=blocked),
+        trace.add(span.end, ToolResultStep(tool=str(name), call_id=call_id,
+                                           error=str(message or "error"), blocked=blocked),
                   span.place)
     elif call_id:
         trace.unanswered[call_id] = call
 
 
-def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCall | None:
+def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCallStep | None:
     """The model's request this tool span carries out: by id, else the earliest of its tool."""
-    for call in trace.waiting:
+    waiting: list[ToolCallStep] = trace.waiting
+    for call in waiting:
         if call_id is not None and call.call_id == call_id:
-            trace.waiting.remove(call)
+            waiting.remove(call)
             return call
     if call_id is None:
-        for call in trace.waiting:
+        for call in waiting:
             if call.tool == name:
-                trace.waiting.remove(call)
+                waiting.remove(call)
                 return call
     return None
-
-
-def _kwargs(raw: Any) -> Any:
-    """OpenLLMetry logs a tool's input as ``{"args": […], "kwargs": {…}}``; take the kwargs."""
-    value, readable = json_value(raw)
-    if readable and isinstance(value, dict) and set(value) <= {"args", "kwargs"} and isinstance(
-            value.get("kwargs"), dict):
-        return value["kwargs"]
-    return raw
 
 
 def _late_results(trace: _Trace, span: PlainSpan) -> None:
@@ -448,21 +448,31 @@ def _late_results(trace: _Trace, span: PlainSpan) -> None:
             call = trace.unanswered.pop(str(part.get("id")), None)
             if call is not None:
                 response, _ = json_value(part.get("response", part.get("result")))
-                trace.add(span.start, ToolResult(tool=call.tool, call_id=call.call_id,
-                                                 result=response), span.place, early=True)
+                trace.add(span.start, ToolResultStep(tool=call.tool, call_id=call.call_id,
+                                                     result=response), span.place, early=True)
 
 
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
           models: list[PlainSpan], path: Path) -> RunPart:
-    ordered = [*agents, *spans]  # the agent's own spans first, then in time order
+    # Each header attribute's first value, the agent's own spans first, then in time order:
+    # found in one walk over the spans, not one for each attribute asked for.
+    found: dict[str, tuple[int, Any]] = {}
+    for index, span in enumerate([*agents, *spans]):
+        attrs = span.attributes
+        for key in _HEADER_KEYS.intersection(attrs):
+            value = attrs[key]
+            if key not in found and value is not None and value != "":
+                found[key] = (index, value)
 
     def first(*keys: str) -> Any:
-        for span in ordered:
-            for key in keys:
-                value = span.attributes.get(key)
-                if value is not None and value != "":
-                    return value
-        return None
+        """The value of the earliest span that has any of ``keys`` (the first key in order
+        when one span has several)."""
+        best: tuple[int, Any] | None = None
+        for key in keys:
+            hit = found.get(key)
+            if hit is not None and (best is None or hit[0] < best[0]):
+                best = hit
+        return None if best is None else best[1]
 
     trace_id = spans[0].trace_id
     conversation = first("gen_ai.conversation.id", "session.id")
@@ -512,25 +522,31 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         header["usage"] = usage
     stop = _stop_reason(trace, models, agents)
     if stop is not None:
-        header["outcome"] = RunOutcome(stop_reason=stop)
+        header["outcome"] = {"stop_reason": stop}
     trace.steps.sort(key=lambda s: (s[0], s[1]))
-    steps = [s for _, _, s, _ in trace.steps]
-    for (ns, _, step, _) in trace.steps:
-        # A datetime made here needs no validation; assigning through pydantic would
-        # validate every step again, a third of the cost of reading a trace.
-        step.__dict__["at"] = step_time(ns)
-        step.__pydantic_fields_set__.add("at")
-    return RunPart(run_id=header["run_id"], source=path, place=spans[0].place,
-                   header=RunHeader.model_validate(header), steps=steps,
-                   places=[p for _, _, _, p in trace.steps])
+    # The header's fields and the steps' light records: their models are built when read.
+    pending = LightPending(header)
+    records, places = pending.records, pending.places
+    for ns, _, step, place in trace.steps:
+        step.ns = ns
+        records.append(step)
+        places.append(place)
+    return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
 
 
+_HEADER_KEYS = frozenset({
+    "gen_ai.conversation.id", "session.id", "gen_ai.agent.id", "gen_ai.response.model",
+    "gen_ai.request.model", "gen_ai.provider.name", "gen_ai.system", "gen_ai.agent.name",
+    "gen_ai.agent.version", "gen_ai.tool.definitions", "gen_ai.data_source.id",
+    "reinstate.context"})
+"""The attributes a run's header is read from (``first`` in :func:`_part`)."""
 _TOKENS = (("input_tokens", "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
            ("output_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"))
 
 
-def _usage(spans: list[PlainSpan], calls: int) -> Usage | None:
-    """Tokens of ``spans`` (today's name, else the older one), and ``calls`` model calls."""
+def _usage(spans: list[PlainSpan], calls: int) -> dict[str, int | None] | None:
+    """Tokens of ``spans`` (today's name, else the older one), and ``calls`` model calls:
+    the fields of the run's usage."""
     tokens = {"input_tokens": 0, "output_tokens": 0}
     seen = False
     for span in spans:
@@ -542,7 +558,7 @@ def _usage(spans: list[PlainSpan], calls: int) -> Usage | None:
                 seen = True
     if not seen and not calls:
         return None
-    return Usage(model_calls=calls or None, **(tokens if seen else {}))
+    return {"model_calls": calls or None, **(tokens if seen else {})}
 
 
 def _stop_reason(trace: _Trace, models: list[PlainSpan],

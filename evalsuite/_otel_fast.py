@@ -27,7 +27,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from evalsuite._errors import InvalidInput
-from evalsuite._otel_spans import PlainSpan, hex_id
+from evalsuite._otel_spans import PlainSpan, hex_id, in_range
 
 
 class AnyValueLine(msgspec.Struct, gc=False):
@@ -134,6 +134,18 @@ def _int(value: int | str) -> int:
     raise _Refused
 
 
+def _time(value: int | str) -> int:
+    """A span or event time: plain digits (as the SDK writes them), else as :func:`_int`
+    reads it, and one a step's time can hold (else the pydantic path refuses it)."""
+    if type(value) is str and value.isdigit() and value.isascii():
+        number = int(value)
+    else:
+        number = _int(value)
+    if not in_range(number):
+        raise _Refused
+    return number
+
+
 def _value(value: AnyValueLine | UnsetType) -> Any:
     """One OTLP value as a plain value, as :func:`evalsuite._otel_spans.value_of` reads it."""
     if value is UNSET:
@@ -202,14 +214,9 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
                         parent, hex_id(parent, 8, _NOWHERE, "", None))
                 trace = traces.get(span.traceId) or traces.setdefault(
                     span.traceId, hex_id(span.traceId, 16, _NOWHERE, "", None))
-                start = span.startTimeUnixNano
-                if type(start) is not int:
-                    start = _int(start)
+                start = _time(span.startTimeUnixNano)
                 end = span.endTimeUnixNano
-                if end is UNSET:
-                    end = start
-                elif type(end) is not int:
-                    end = _int(end)
+                end = start if end is UNSET else _time(end)
                 status = span.status
                 error = None
                 if status is not UNSET and str(status.code) in ("2", "STATUS_CODE_ERROR"):
@@ -217,7 +224,7 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
                 spans.append(PlainSpan(
                     trace_id=trace, span_id=span_id, parent_id=parent, name=span.name,
                     start=start, end=end, attributes=_attributes(span.attributes),
-                    events=[(e.name, start if e.timeUnixNano is UNSET else _int(e.timeUnixNano),
+                    events=[(e.name, start if e.timeUnixNano is UNSET else _time(e.timeUnixNano),
                              _attributes(e.attributes)) for e in span.events]
                     if span.events else [],
                     error=error, resource=resource, place=f"{place} span {span_id}"))

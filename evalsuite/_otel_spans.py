@@ -28,7 +28,6 @@ from evalsuite._conversations import first_value, read_json_text
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
 from evalsuite._parts import Skips, skip_or_raise
-from evalsuite._run import Step, ToolCall
 
 
 class AnyValue(TypedDict, total=False):
@@ -242,6 +241,13 @@ def plain_spans(request: Any, path: Path, place: str, line: int | None) -> Itera
                 span_id = hex_id(span["spanId"], 8, path, f"{loc}.spanId", line)
                 parent = span.get("parentSpanId") or ""
                 parent = hex_id(parent, 8, path, f"{loc}.parentSpanId", line) if parent else ""
+                for name, ns in (("startTimeUnixNano", span["startTimeUnixNano"]),
+                                 ("endTimeUnixNano", span.get("endTimeUnixNano", 0)),
+                                 *((f"events[{e}].timeUnixNano", event.get("timeUnixNano", 0))
+                                   for e, event in enumerate(span.get("events", [])))):
+                    if not in_range(ns):
+                        raise InvalidInput(path, f"{loc}.{name}", f"expected a time in "
+                                           f"nanoseconds below 2^64, got {ns}", line=line)
                 status = span.get("status", {})
                 error = None
                 if str(status.get("code", "")) in ("2", "STATUS_CODE_ERROR"):
@@ -326,9 +332,15 @@ _decode_json = msgspec.json.Decoder().decode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def in_range(ns: int) -> bool:
+    """Whether a span time is one OTLP can write (a 64-bit count of nanoseconds): larger
+    ones are past what a step's time holds."""
+    return -(1 << 63) <= ns < (1 << 64)
+
+
 def step_time(ns: int) -> datetime:
     """A span time (nanoseconds since the epoch) as a step's time."""
-    return _EPOCH + timedelta(microseconds=ns // 1000)
+    return _EPOCH + timedelta(0, 0, ns // 1000)  # positional: faster, once a step
 
 
 _EARLY = 1 << 40  # orders a step before every step of its time found before it
@@ -339,12 +351,13 @@ class TraceSteps:
     places, put in time order when the trace is done."""
 
     def __init__(self) -> None:
-        self.steps: list[tuple[int, int, Step, str]] = []
-        self.waiting: list[ToolCall] = []
+        # Step models, or a reader's light records of them (:mod:`evalsuite._otel_steps`).
+        self.steps: list[tuple[int, int, Any, str]] = []
+        self.waiting: list[Any] = []
         self.system: list[str] = []
         self.unreadable: list[str] = []
 
-    def add(self, ns: int, step: Step, place: str, *, early: bool = False) -> None:
+    def add(self, ns: int, step: Any, place: str, *, early: bool = False) -> None:
         """Note a step at ``ns``; ``early`` puts it before the steps found earlier at the
         same time (a result read from a call whose log event has one time for all)."""
         self.steps.append((ns, len(self.steps) - (_EARLY if early else 0), step, place))

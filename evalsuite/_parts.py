@@ -109,6 +109,31 @@ class RunPart:
         self._header = header
 
     @property
+    def steps_deferred(self) -> bool:
+        """Whether the steps are still the reader's records, their models not built."""
+        return self._steps is None
+
+    @property
+    def raw_header(self) -> dict[str, Any] | None:
+        """The header's fields while its model is not built yet (a reader that defers it
+        hands them over as a dict), for a reader that still adjusts them; else ``None``."""
+        pending = self._pending
+        header = pending.header_line if pending is not None else None
+        return header if isinstance(header, dict) else None
+
+    def restep(self, records: list[Any], places: list[str | int]) -> None:
+        """Replace the part's steps and their places: the records while the steps are
+        deferred by a reader whose records build themselves, else the step models."""
+        if self._steps is None:
+            pending = self._pending
+            assert pending is not None and pending.self_building, "records without their lines"
+            pending.records = records
+            pending.places = places
+        else:
+            self._steps = records
+        self.places = places
+
+    @property
     def records(self) -> Sequence[Any]:
         """The steps as read, for a caller that only counts or summarises them: each has
         the step's fields (``kind``, ``tool``, ``call_id``, ``at``, …) and is the step
@@ -155,9 +180,13 @@ class Pending:
 
     __slots__ = ("build", "header_line", "lines", "places", "records")
 
-    def __init__(self, build: Callable[[bytes], Any]) -> None:
+    self_building = False
+    """Whether each record builds its own model (a subclass's ``steps``; ``lines`` unused)."""
+
+    def __init__(self, build: Callable[[Any], Any]) -> None:
         self.build = build
-        self.header_line: bytes | None = None
+        # The raw header record: a line, or (a reader whose records build themselves) a dict.
+        self.header_line: Any = None
         self.records: list[Any] = []
         self.lines: list[bytes | None] = []
         self.places: list[str | int] = []

@@ -10,6 +10,11 @@ of a tool the model asked for in one trace arrives only in the next trace's inpu
 session, keeps only what it needs to continue it: the user messages already read and the
 tool calls still waiting for their result. So each part holds only what is new, and
 memory follows the sessions in the file, not its size.
+
+A part's steps are step models or, from a reader that defers building them, light records
+of the same fields (:mod:`evalsuite._otel_steps`), and its header a model or the dict of
+its fields (``RunPart.raw_header``): both are read and adjusted here the same way, so
+nothing is built for a caller that only counts.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evalsuite._otel_spans import PlainSpan, json_value, step_time
-from evalsuite._parts import RunHeader, RunPart
-from evalsuite._run import Step, ToolCall, ToolResult, UserInput
+from evalsuite._otel_steps import ToolResultStep
+from evalsuite._parts import RunPart
+from evalsuite._run import ToolResult
 from evalsuite._session_attributes import session_attributes
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,7 +43,7 @@ class _Session:
 
     users: list[int] = field(default_factory=list)
     """Hashes of the user messages read so far, in order."""
-    waiting: dict[str, ToolCall] = field(default_factory=dict)
+    waiting: dict[str, Any] = field(default_factory=dict)
     """Tool calls by id whose result no trace has logged yet."""
     traces: int = 0
     """Traces of the session read so far."""
@@ -47,21 +53,47 @@ class _Session:
     """Its first trace's id."""
 
 
-def _running_header(header: RunHeader, session: _Session) -> RunHeader:
-    """The part's header with what the session holds so far: parts of a run are merged
+def _running_header(part: RunPart, session: _Session) -> None:
+    """Give the part's header what the session holds so far: parts of a run are merged
     with the later one's fields winning, so each carries the session's start. Usage stays
     the trace's own: merging adds up the usage of a run's parts."""
+    raw = part.raw_header
+    header = part.header if raw is None else None
+    if raw is None and header is None:
+        return
+    started_at = raw.get("started_at") if raw is not None else header.started_at  # type: ignore[union-attr]
+    metadata = raw.get("metadata", {}) if raw is not None else header.metadata  # type: ignore[union-attr]
     session.traces += 1
     if session.traces == 1:
-        session.started_at = header.started_at
-        session.trace_id = header.metadata.get("trace_id")
+        session.started_at = started_at
+        session.trace_id = metadata.get("trace_id")
     update: dict[str, Any] = {
-        "started_at": session.started_at or header.started_at,
-        "metadata": {**header.metadata, "traces": session.traces,
+        "started_at": session.started_at or started_at,
+        "metadata": {**metadata, "traces": session.traces,
                      **({"trace_id": session.trace_id} if session.trace_id is not None
                         else {})},
     }
-    return header.model_copy(update=update)
+    if raw is not None:
+        raw.update(update)
+    else:
+        part.header = header.model_copy(update=update)  # type: ignore[union-attr]
+
+
+def _trace_id(part: RunPart) -> Any:
+    raw = part.raw_header
+    if raw is not None:
+        return raw.get("metadata", {}).get("trace_id")
+    return part.header.metadata.get("trace_id") if part.header is not None else None
+
+
+def _rename(part: RunPart, run_id: str) -> None:
+    """Put the part, and its header, under ``run_id``."""
+    part.run_id = run_id
+    raw = part.raw_header
+    if raw is not None:
+        raw["run_id"] = run_id
+    elif part.header is not None:
+        part.header = part.header.model_copy(update={"run_id": run_id})
 
 
 class Sessions:
@@ -79,12 +111,10 @@ class Sessions:
         run id, without the user messages that only repeat the history, and with the
         results of earlier calls that this trace's model inputs carry."""
         key = self._session_of(spans)
-        trace_id = part.header.metadata.get("trace_id") if part.header is not None else None
+        trace_id = _trace_id(part)
         run_id = key or (str(trace_id) if trace_id else part.run_id)
         if run_id != part.run_id:
-            part.run_id = run_id
-            if part.header is not None:
-                part.header = part.header.model_copy(update={"run_id": run_id})
+            _rename(part, run_id)
         if key is None:  # a run of its own: only its own calls can be answered in it
             _add_late_results(part, _Session(), spans)
             return part
@@ -94,8 +124,7 @@ class Sessions:
             self.open.popitem(last=False)
         _drop_repeated_history(part, session)
         _add_late_results(part, session, spans)
-        if part.header is not None:
-            part.header = _running_header(part.header, session)
+        _running_header(part, session)
         return part
 
     def _session_of(self, spans: Sequence[PlainSpan]) -> str | None:
@@ -114,13 +143,14 @@ def _drop_repeated_history(part: RunPart, session: _Session) -> None:
     in order, repeats the history. Anything else is kept, since a message said again
     is evidence and a duplicate is safer than a loss.
     """
-    indexes = [i for i, s in enumerate(part.steps) if isinstance(s, UserInput)]
-    hashes = [hash(part.steps[i].content) for i in indexes]  # type: ignore[union-attr]
+    steps = part.records
+    indexes = [i for i, s in enumerate(steps) if s.kind == "user_input"]
+    hashes = [hash(steps[i].content) for i in indexes]
     known = len(session.users)
     if known and hashes[:known] == session.users:
         drop = set(indexes[:known])
-        part.steps = [s for i, s in enumerate(part.steps) if i not in drop]
-        part.places = [p for i, p in enumerate(part.places) if i not in drop]
+        part.restep([s for i, s in enumerate(steps) if i not in drop],
+                    [p for i, p in enumerate(part.places) if i not in drop])
         hashes = hashes[known:]
     session.users.extend(hashes)
 
@@ -130,18 +160,22 @@ def _drop_executions(part: RunPart, session: _Session) -> None:
     its own; with the id of a call still waiting in the session, it is that call's run."""
     if not session.waiting:
         return
-    keep = [not (isinstance(s, ToolCall) and s.call_id is not None
-                 and str(s.call_id) in session.waiting) for s in part.steps]
-    part.steps = [s for s, kept in zip(part.steps, keep, strict=True) if kept]
-    part.places = [p for p, kept in zip(part.places, keep, strict=True) if kept]
+    steps = part.records
+    keep = [not (s.kind == "tool_call" and s.call_id is not None
+                 and str(s.call_id) in session.waiting) for s in steps]
+    if all(keep):
+        return
+    part.restep([s for s, kept in zip(steps, keep, strict=True) if kept],
+                [p for p, kept in zip(part.places, keep, strict=True) if kept])
 
 
 def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpan]) -> None:
     """Results of calls still waiting (in an earlier trace or this one) that a later model
     call's input carries as tool messages, placed when that call started."""
     _drop_executions(part, session)
-    answered = {s.call_id for s in part.steps if isinstance(s, ToolResult) and s.call_id}
-    calls = [s for s in part.steps if isinstance(s, ToolCall) and s.call_id]
+    steps = part.records
+    answered = {s.call_id for s in steps if s.kind == "tool_result" and s.call_id}
+    calls = [s for s in steps if s.kind == "tool_call" and s.call_id]
     for call in calls:
         if call.call_id not in answered:
             session.waiting[str(call.call_id)] = call
@@ -155,19 +189,28 @@ def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpa
             if asked is None or (asked.at is not None and asked.at > step_time(span.start)):
                 continue  # a result comes after its call
             del session.waiting[call_id]
-            result = ToolResult(tool=asked.tool, call_id=call_id, result=response)
-            _insert(part, result, span)
+            _insert_result(part, asked.tool, call_id, response, span)
 
 
-def _insert(part: RunPart, step: Step, span: PlainSpan) -> None:
-    """Put ``step`` where its time falls among the part's steps (after equal times)."""
+def _insert_result(part: RunPart, tool: str, call_id: str, response: Any,
+                   span: PlainSpan) -> None:
+    """Put the result where its time falls among the part's steps (after equal times): a
+    light record among light records, a step model among models."""
     when = step_time(span.start)
-    step.__dict__["at"] = when  # made here, so valid: no need to validate the step again
-    step.__pydantic_fields_set__.add("at")
-    times = [s.at if s.at is not None else _EPOCH for s in part.steps]
+    steps = list(part.records)
+    step: Any
+    if part.steps_deferred:
+        step = ToolResultStep(tool=tool, call_id=call_id, result=response, ns=span.start)
+    else:
+        step = ToolResult(tool=tool, call_id=call_id, result=response)
+        step.__dict__["at"] = when  # made here, so valid: no need to validate the step again
+        step.__pydantic_fields_set__.add("at")
+    times = [s.at if s.at is not None else _EPOCH for s in steps]
     at = bisect.bisect_right(times, when)
-    part.steps.insert(at, step)
-    part.places.insert(at, span.place)
+    steps.insert(at, step)
+    places = list(part.places)
+    places.insert(at, span.place)
+    part.restep(steps, places)
 
 
 def tool_responses(span: PlainSpan) -> list[tuple[str, Any]]:
