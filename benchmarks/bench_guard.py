@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks._figures import Figure, machine
+from _figures import Figure, machine
+
 from evalsuite import History, Output, Run, Step, ToolCall, ToolResult, UserInput, read_log_runs
 from gates import Guard, SQLiteStore, Workspace
 from gates._controls.replay import replay
