@@ -36,7 +36,7 @@ from mcp.shared.exceptions import McpError
 from evalsuite import ReinstateError
 from gates._errors import GatesError
 from gates._response.guard import Guard, GuardDecision, GuardedRun
-from gates._response.review_edits import EDIT_REFUSED_ACTION, decide_edited_call
+from gates._response.review_edits import decide_edited_call, refuse_edit
 from gates._store.access import open_store
 from gates._store.review_queue import ReviewQueue
 
@@ -226,14 +226,8 @@ class McpGateway:
         again = decide_edited_call(run, decision, name, final)
         if not again.stopped:
             return True, final, ""
-        why = f"review {decided.id} edited by {decided.decided_by}: {again.reason}"
-        try:
-            open_store(self.guard.workspace).append(
-                actor=self.actor, action=EDIT_REFUSED_ACTION, agent=self.agent, reason=why,
-                detail={"review": decided.id, "tool": name, "rule": again.rule,
-                        "edited_args": final, "run_id": run.run_id, "source": "gateway"})
-        except Exception as exc:  # refused either way; say the audit entry is missing
-            why += f" (the audit entry could not be written: {exc})"
+        why = refuse_edit(self.guard.workspace, decided, again, actor=self.actor, tool=name,
+                          run_id=run.run_id, source="gateway")
         self.say(f"refused the edit of {decided.id}: {again.rule}")
         return False, arguments, why
 

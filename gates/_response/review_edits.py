@@ -19,8 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evalsuite import History, ToolCall
+from gates._config import Workspace
 from gates._controls.policy import Decision
 from gates._response.guard import GuardDecision, GuardedRun
+from gates._store.access import open_store
+from gates._store.reviews import ReviewItem
 
 # The audit action of a reviewer's edit the re-decision refused.
 EDIT_REFUSED_ACTION = "review.edit_refused"
@@ -60,3 +63,22 @@ def decide_edited_call(run: GuardedRun, routed: GuardDecision, tool: str,
     return Decision(effect="deny", rule=decision.rule,
                     reason=f"the reviewer's edit was refused: denied by {decision.rule}: "
                            f"{decision.reason}")
+
+
+def refuse_edit(workspace: Workspace, item: ReviewItem, refusal: Decision, *, actor: str,
+                tool: str, run_id: str, source: str) -> str:
+    """Record in the audit log that ``item``'s edit was refused by ``refusal``.
+
+    Returns:
+        Why the edited call does not run, as one sentence; it says so when the audit entry
+        could not be written (the edit is refused either way).
+    """
+    why = f"review {item.id} edited by {item.decided_by}: {refusal.reason}"
+    try:
+        open_store(workspace).append(
+            actor=actor, action=EDIT_REFUSED_ACTION, agent=item.agent, reason=why,
+            detail={"review": item.id, "tool": tool, "rule": refusal.rule,
+                    "edited_args": item.final_args, "run_id": run_id, "source": source})
+    except Exception as exc:  # refused either way; say the audit entry is missing
+        why += f" (the audit entry could not be written: {exc})"
+    return why

@@ -11,8 +11,12 @@ from __future__ import annotations
 from evalsuite import Output, ToolCall
 from gates._errors import GatesError
 from gates._response.guard import GuardDecision, GuardedRun
+from gates._response.review_edits import decide_edited_call, refuse_edit
 from gates._store.review_queue import ReviewQueue
 from gates._store.reviews import ReviewItem
+
+# Who refuses a reviewer's edit in the audit log: the guard's decision, not a person.
+GUARD_ACTOR = "reinstate-guard"
 
 
 def submit_guarded(queue: ReviewQueue, run: GuardedRun,
@@ -46,12 +50,23 @@ def hold_for_review(queue: ReviewQueue, run: GuardedRun, decision: GuardDecision
     :attr:`~gates.ReviewItem.final_args` (or ``final_text``). A call that is not released
     (rejected, or expired at the timeout) is logged in the run as blocked, naming why.
 
+    A reviewer's edited arguments are decided again by the guard, in the call's place: an
+    edit the controls stop (a refund edited past the limit) is audited as
+    ``review.edit_refused`` and comes back as ``rejected``, with the refusal as its
+    reason, so it never runs (the queue keeps the reviewer's edit as made).
+
     Raises:
         GatesError: ``decision`` is not a review decision of a step of ``run``.
         StoreUnavailable: the queue cannot be written or read (deny the step).
     """
     item = queue.wait(submit_guarded(queue, run, decision).id, timeout_s=timeout_s,
                       poll_s=poll_s)
+    if item.kind == "call" and item.status == "edited" and item.tool is not None:
+        again = decide_edited_call(run, decision, item.tool, item.final_args or {})
+        if again.stopped:
+            why = refuse_edit(run.guard.workspace, item, again, actor=GUARD_ACTOR,
+                              tool=item.tool, run_id=run.run_id, source="guard")
+            item = item.model_copy(update={"status": "rejected", "decision_reason": why})
     if item.kind == "call" and not item.released and decision.call_id is not None:
         run.result(decision.call_id, blocked=True,
                    error=f"{item.status} in review {item.id} by {item.decided_by}: "

@@ -264,3 +264,43 @@ def test_an_item_is_its_submission_and_its_json_leads_with_the_id(
                     "decided_by", "decision_reason", "edited_args", "edited_text"]
     code, out, _ = inline_cli(example, "review", "list", "--json")
     assert code == 0 and [next(iter(item)) for item in json.loads(out)] == ["id", "id"]
+
+
+@pytest.mark.slow
+def test_an_edit_past_the_limit_comes_back_rejected_and_never_runs(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A reviewer's edit the permissions deny is refused by the guard, audited, logged blocked."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    queue = ReviewQueue(back_in_full)
+    over = {"order_id": "A-1002", "amount": 600, "refund_to": "original_payment_method"}
+
+    def reviewer() -> None:
+        while not queue.items():
+            time.sleep(0.05)
+        queue.edit(queue.items()[0].id, actor="rita", reason="customer asked for more",
+                   args=over)
+
+    deciding = threading.Thread(target=reviewer)
+    deciding.start()
+    with guard.run("live-edit", goal="refund order A-1002",
+                   context={"customer_id": "C-1002"}) as run:
+        looked = run.call("lookup_order", {"order_id": "A-1002"})
+        assert looked.call_id is not None
+        run.result(looked.call_id, {"order_id": "A-1002", "customer_id": "C-1002",
+                                    "total": 240.0, "currency": "USD", "status": "shipped"})
+        decision = run.call("issue_refund", {"order_id": "A-1002", "amount": 200,
+                                             "refund_to": "original_payment_method"})
+        assert decision.effect == "review", decision
+        item = hold_for_review(queue, run, decision, timeout_s=60, poll_s=0.05)
+    deciding.join(30)
+    guard.close()
+    assert not item.released and item.status == "rejected"
+    assert "edited by rita: the reviewer's edit was refused: denied by " \
+           "permissions.tools.issue_refund.arguments" in (item.decision_reason or "")
+    assert queue.get(item.id).status == "edited"  # the queue keeps the edit as made
+    [entry] = open_store(back_in_full).audit(AGENT, actions=["review.edit_refused"])
+    assert entry.actor == "reinstate-guard" and entry.detail["edited_args"] == over
+    [logged] = read_log_runs(tmp_path / "guard.jsonl")
+    [blocked] = [s for s in logged.steps
+                 if isinstance(s, ToolResult) and s.tool == "issue_refund"]
+    assert blocked.blocked and "the reviewer's edit was refused" in (blocked.error or "")
