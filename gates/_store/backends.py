@@ -151,6 +151,14 @@ class StateStore(Protocol):
         """The agent's most recent verdict."""
         ...
 
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 (hex) of the agent's most recent verdict's text as stored, else None.
+
+        For a verdict this version stored it is :func:`verdict_digest` of
+        :meth:`latest_verdict`, without reading megabytes of JSON back into a model.
+        """
+        ...
+
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""
@@ -296,6 +304,11 @@ class MemoryStore:
         """The agent's most recent verdict."""
         found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
         return None if found is None else found.model_copy(deep=True)
+
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 of the agent's most recent verdict as kept."""
+        found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
+        return None if found is None else verdict_digest(found)
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
@@ -732,6 +745,15 @@ class SQLiteStore(_SQLStore):
                 "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
             ).fetchone()
         return None if row is None else self._verdict(row[0], agent)
+
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 of the agent's most recent stored verdict text (SQLite has no SHA-256
+        of its own: the text is hashed here, never parsed)."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
+            ).fetchone()
+        return None if row is None else hashlib.sha256(row[0].encode()).hexdigest()
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:

@@ -323,6 +323,15 @@ class PostgresStore(_SQLStore):
                                "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
         return None if row is None else self._verdict(row[0], agent)
 
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 of the agent's most recent stored verdict text, computed by the server:
+        the verdict (megabytes at thousands of cases) never crosses the connection."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT encode(sha256(convert_to(body, 'UTF8')), 'hex') "
+                               "FROM reinstate.verdicts WHERE agent = %s "
+                               "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
+        return None if row is None else str(row[0])
+
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""
