@@ -340,14 +340,20 @@ class MemoryStore:
         return None
 
 
-def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
+def _verdict_detail(verdict: Verdict, body: str | None = None) -> dict[str, Any]:
+    """The audit entry's detail for a verdict; ``body`` is its JSON as just stored, which
+    spares serialising a verdict of thousands of cases a second time for its digest."""
+    read = verdict._read_as_v1
+    digest = (hashlib.sha256(body.encode()).hexdigest()
+              if body is not None and (read is None or read[0] != body)
+              else verdict_digest(verdict))
     return {
         "outcome": verdict.outcome,
         "fingerprint": {
             k: v for k, v in verdict.fingerprint.model_dump().items() if k != "files"
         },
         # The stored body's digest, so a verdict rewritten behind the log shows.
-        "sha256": verdict_digest(verdict),
+        "sha256": digest,
     }
 
 
@@ -730,13 +736,14 @@ class SQLiteStore(_SQLStore):
         with self._writing() as conn:
             seq, prev = self._last(conn)
             verdict.audit_head = AuditHead(seq=seq, hash=prev)
+            body = verdict.model_dump_json()
             conn.execute(
                 "INSERT INTO verdicts (agent, created_at, outcome, body) VALUES (?, ?, ?, ?)",
-                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
-                 verdict.model_dump_json()),
+                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome, body),
             )
             return self._append(conn, actor=actor, action="verdict", agent=verdict.agent,
-                                reason=f"gate {verdict.outcome}", detail=_verdict_detail(verdict))
+                                reason=f"gate {verdict.outcome}",
+                                detail=_verdict_detail(verdict, body))
 
     def latest_verdict(self, agent: str) -> Verdict | None:
         """The agent's most recent verdict."""

@@ -307,14 +307,14 @@ class PostgresStore(_SQLStore):
         with self._writing() as conn:
             seq, prev = self._last(conn)
             verdict.audit_head = AuditHead(seq=seq, hash=prev)
+            body = verdict.model_dump_json()
             conn.execute(
                 "INSERT INTO reinstate.verdicts (agent, created_at, outcome, body) "
                 "VALUES (%s, %s, %s, %s)",
-                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
-                 verdict.model_dump_json()))
+                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome, body))
             return self._append(conn, actor=actor, action="verdict", agent=verdict.agent,
                                 reason=f"gate {verdict.outcome}",
-                                detail=_verdict_detail(verdict))
+                                detail=_verdict_detail(verdict, body))
 
     def latest_verdict(self, agent: str) -> Verdict | None:
         """The agent's most recent verdict."""

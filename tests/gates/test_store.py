@@ -124,7 +124,8 @@ def test_latest_verdict_is_per_agent(store: StateStore) -> None:
 
 
 def test_latest_verdict_sha256_is_the_digest_of_the_stored_text(store: StateStore) -> None:
-    """The latest verdict's digest is the SHA-256 of its stored text, per agent, unread."""
+    """The latest verdict's digest, read without the verdict, is its stored text's SHA-256
+    and the one its audit entry records."""
     store.save_verdict(_verdict("fail"), actor="ci")
     store.save_verdict(_verdict("pass", agent="billing-agent"), actor="ci")
     verdict = _verdict("pass")
@@ -135,6 +136,7 @@ def test_latest_verdict_sha256_is_the_digest_of_the_stored_text(store: StateStor
     assert digest == hashlib.sha256(latest.stored_text().encode()).hexdigest()
     assert digest == hashlib.sha256(verdict.model_dump_json().encode()).hexdigest()
     assert digest != store.latest_verdict_sha256("billing-agent")
+    assert store.audit("refund-agent", actions={"verdict"})[-1].detail["sha256"] == digest
     assert store.latest_verdict_sha256("nobody") is None
 
 
