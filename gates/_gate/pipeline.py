@@ -260,8 +260,10 @@ def stored_by_this_run(workspace: Workspace, verdict: Verdict,
                        store: StateStore | None = None) -> bool:
     """Whether the store's latest verdict for the agent is exactly ``verdict``: the gate
     exits 0 only then, whatever the code it ran did to the objects in its memory."""
+    # The stored text's digest, not the stored verdict read back: at thousands of cases a
+    # second verdict as models would be the gate's largest object at its end.
     try:
-        latest = (store or open_store(workspace)).latest_verdict(verdict.agent)
+        stored = (store or open_store(workspace)).latest_verdict_sha256(verdict.agent)
     except ReinstateError:
         return False
-    return latest is not None and verdict_digest(latest) == verdict_digest(verdict)
+    return stored is not None and stored == verdict_digest(verdict)

@@ -163,6 +163,14 @@ class StateStore(Protocol):
         building the verdict model: ``check`` reads a few fields of it."""
         ...
 
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 (hex) of the agent's most recent verdict's text as stored, else None.
+
+        For a verdict this version stored it is :func:`verdict_digest` of
+        :meth:`latest_verdict`, without reading megabytes of JSON back into a model.
+        """
+        ...
+
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""
@@ -314,6 +322,11 @@ class MemoryStore:
         found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
         return None if found is None else found.stored_text()
 
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 of the agent's most recent verdict as kept."""
+        found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
+        return None if found is None else verdict_digest(found)
+
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""
@@ -344,14 +357,20 @@ class MemoryStore:
         return None
 
 
-def _verdict_detail(verdict: Verdict) -> dict[str, Any]:
+def _verdict_detail(verdict: Verdict, body: str | None = None) -> dict[str, Any]:
+    """The audit entry's detail for a verdict; ``body`` is its JSON as just stored, which
+    spares serialising a verdict of thousands of cases a second time for its digest."""
+    read = verdict._read_as_v1
+    digest = (hashlib.sha256(body.encode()).hexdigest()
+              if body is not None and (read is None or read[0] != body)
+              else verdict_digest(verdict))
     return {
         "outcome": verdict.outcome,
         "fingerprint": {
             k: v for k, v in verdict.fingerprint.model_dump().items() if k != "files"
         },
         # The stored body's digest, so a verdict rewritten behind the log shows.
-        "sha256": verdict_digest(verdict),
+        "sha256": digest,
     }
 
 
@@ -734,13 +753,14 @@ class SQLiteStore(_SQLStore):
         with self._writing() as conn:
             seq, prev = self._last(conn)
             verdict.audit_head = AuditHead(seq=seq, hash=prev)
+            body = verdict.model_dump_json()
             conn.execute(
                 "INSERT INTO verdicts (agent, created_at, outcome, body) VALUES (?, ?, ?, ?)",
-                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
-                 verdict.model_dump_json()),
+                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome, body),
             )
             return self._append(conn, actor=actor, action="verdict", agent=verdict.agent,
-                                reason=f"gate {verdict.outcome}", detail=_verdict_detail(verdict))
+                                reason=f"gate {verdict.outcome}",
+                                detail=_verdict_detail(verdict, body))
 
     def latest_verdict(self, agent: str) -> Verdict | None:
         """The agent's most recent verdict."""
@@ -757,6 +777,12 @@ class SQLiteStore(_SQLStore):
                 "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 of the agent's most recent stored verdict text (SQLite has no SHA-256
+        of its own: the text is hashed here, never parsed)."""
+        text = self.latest_verdict_text(agent)
+        return None if text is None else hashlib.sha256(text.encode()).hexdigest()
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:

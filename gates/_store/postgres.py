@@ -307,14 +307,14 @@ class PostgresStore(_SQLStore):
         with self._writing() as conn:
             seq, prev = self._last(conn)
             verdict.audit_head = AuditHead(seq=seq, hash=prev)
+            body = verdict.model_dump_json()
             conn.execute(
                 "INSERT INTO reinstate.verdicts (agent, created_at, outcome, body) "
                 "VALUES (%s, %s, %s, %s)",
-                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome,
-                 verdict.model_dump_json()))
+                (verdict.agent, verdict.created_at.isoformat(), verdict.outcome, body))
             return self._append(conn, actor=actor, action="verdict", agent=verdict.agent,
                                 reason=f"gate {verdict.outcome}",
-                                detail=_verdict_detail(verdict))
+                                detail=_verdict_detail(verdict, body))
 
     def latest_verdict(self, agent: str) -> Verdict | None:
         """The agent's most recent verdict."""
@@ -327,6 +327,15 @@ class PostgresStore(_SQLStore):
         """The agent's most recent verdict as the store keeps it."""
         with self._reading() as conn:
             row = conn.execute("SELECT body FROM reinstate.verdicts WHERE agent = %s "
+                               "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def latest_verdict_sha256(self, agent: str) -> str | None:
+        """SHA-256 of the agent's most recent stored verdict text, computed by the server:
+        the verdict (megabytes at thousands of cases) never crosses the connection."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT encode(sha256(convert_to(body, 'UTF8')), 'hex') "
+                               "FROM reinstate.verdicts WHERE agent = %s "
                                "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
         return None if row is None else str(row[0])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
@@ -120,6 +121,23 @@ def test_latest_verdict_is_per_agent(store: StateStore) -> None:
     latest = store.latest_verdict("refund-agent")
     assert latest is not None and latest.outcome == "pass" and latest.agent == "refund-agent"
     assert store.latest_verdict("nobody") is None
+
+
+def test_latest_verdict_sha256_is_the_digest_of_the_stored_text(store: StateStore) -> None:
+    """The latest verdict's digest, read without the verdict, is its stored text's SHA-256
+    and the one its audit entry records."""
+    store.save_verdict(_verdict("fail"), actor="ci")
+    store.save_verdict(_verdict("pass", agent="billing-agent"), actor="ci")
+    verdict = _verdict("pass")
+    store.save_verdict(verdict, actor="ci")
+    latest = store.latest_verdict("refund-agent")
+    assert latest is not None
+    digest = store.latest_verdict_sha256("refund-agent")
+    assert digest == hashlib.sha256(latest.stored_text().encode()).hexdigest()
+    assert digest == hashlib.sha256(verdict.model_dump_json().encode()).hexdigest()
+    assert digest != store.latest_verdict_sha256("billing-agent")
+    assert store.audit("refund-agent", actions={"verdict"})[-1].detail["sha256"] == digest
+    assert store.latest_verdict_sha256("nobody") is None
 
 
 def test_last_passing_verdict_skips_failures_and_other_agents(store: StateStore) -> None:
