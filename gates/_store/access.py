@@ -8,9 +8,7 @@ hand does not lift containment.
 
 from __future__ import annotations
 
-import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from gates._errors import StoreUnavailable, UnknownAgent
 from gates._store.audit import recorded
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore, _SQLStore
 from gates._store.mode_facts import remember_mode_inputs
+from gates._store.recent import RecentReadings
 from regressions import Incident
 
 if TYPE_CHECKING:
@@ -246,8 +245,7 @@ def require_store(workspace: Workspace, *, new_store: bool) -> None:
 
 # (workspace as given, working directory, agent) → (when read, the reading): what
 # ``cache_s`` answers from. Only this process's memory; every entry expires by age.
-_READINGS: dict[tuple[str, str, str], tuple[float, ModeReading]] = {}
-_READINGS_LOCK = threading.Lock()
+_READINGS: RecentReadings[ModeReading] = RecentReadings()
 
 
 def mode_reading(agent: str, workspace: Path | str | None = None, *,
@@ -266,22 +264,7 @@ def mode_reading(agent: str, workspace: Path | str | None = None, *,
             never served: the store is read again, and an unreadable store then answers
             ``suspended`` whatever the cached answer was.
     """
-    # Without a folder the workspace is found from REINSTATE_WORKSPACE or the working
-    # directory, so those are part of what the reading was for.
-    found_from = "" if workspace is not None else (
-        f"{os.environ.get('REINSTATE_WORKSPACE', '')}|{Path.cwd()}")
-    key = (str(workspace) if workspace is not None else "", found_from, agent)
-    if cache_s > 0:
-        with _READINGS_LOCK:
-            cached = _READINGS.get(key)
-        if cached is not None and time.monotonic() - cached[0] < cache_s:
-            return cached[1]
-    now = time.monotonic()
-    reading = _read_now(agent, workspace)
-    if cache_s > 0:
-        with _READINGS_LOCK:
-            _READINGS[key] = (now, reading)
-    return reading
+    return _READINGS.read(agent, workspace, cache_s, lambda: _read_now(agent, workspace))
 
 
 def _read_now(agent: str, workspace: Path | str | None) -> ModeReading:
