@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from gates import Workspace, run_gate
+from gates import MemoryStore, PostgresStore, SQLiteStore, StateStore, Workspace, run_gate
 from gates._cli import main
 from gates._demo import apply_fix, lay_out
 from tests.conftest import built_once
@@ -63,3 +63,14 @@ def inline_cli(capsys: pytest.CaptureFixture[str],
         out, err = capsys.readouterr()
         return code, out, err
     return run
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
+    """Each store implementation in turn (PostgreSQL: a new database on the test cluster)."""
+    if request.param == "memory":
+        yield MemoryStore()
+    elif request.param == "sqlite":
+        yield SQLiteStore(tmp_path / ".reinstate" / "state.db")
+    else:
+        yield PostgresStore(request.getfixturevalue("postgres_url"))

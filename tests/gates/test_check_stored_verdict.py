@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +14,6 @@ import pytest
 from gates import (
     EvalsResult,
     Fingerprint,
-    MemoryStore,
-    PostgresStore,
-    SQLiteStore,
     StateStore,
     Verdict,
     Workspace,
@@ -33,17 +28,6 @@ from tests.conftest import RunCli
 from tests.helpers import ACTOR, captured, resolved
 
 AGENT = "refund-agent"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    """Each store implementation in turn (PostgreSQL: a new database on the test cluster)."""
-    if request.param == "memory":
-        yield MemoryStore()
-    elif request.param == "sqlite":
-        yield SQLiteStore(tmp_path / ".reinstate" / "state.db")
-    else:
-        yield PostgresStore(request.getfixturevalue("postgres_url"))
 
 
 def _stored(ws: Workspace) -> tuple[int, str]:

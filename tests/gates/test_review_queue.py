@@ -7,7 +7,6 @@ import multiprocessing
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -16,7 +15,6 @@ import pytest
 from evalsuite import InvalidInput
 from gates import (
     GatesError,
-    MemoryStore,
     PostgresStore,
     ReviewDecided,
     ReviewItem,
@@ -28,17 +26,6 @@ from gates import (
 )
 
 AGENT = "refund-agent"
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    """Each store implementation in turn (PostgreSQL: a new database on the test cluster)."""
-    if request.param == "memory":
-        yield MemoryStore()
-    elif request.param == "sqlite":
-        yield SQLiteStore(tmp_path / ".reinstate" / "state.db")
-    else:
-        yield PostgresStore(request.getfixturevalue("postgres_url"))
 
 
 def _call(queue: ReviewQueue, amount: int = 900, agent: str = AGENT) -> ReviewItem:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,17 +24,6 @@ from gates import (
     verify_chain,
 )
 from regressions import utc_now
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore]:
-    """Each store implementation in turn (PostgreSQL: a new database on the test cluster)."""
-    if request.param == "memory":
-        yield MemoryStore()
-    elif request.param == "sqlite":
-        yield SQLiteStore(tmp_path / ".reinstate" / "state.db")
-    else:
-        yield PostgresStore(request.getfixturevalue("postgres_url"))
 
 
 def _verdict(outcome: str = "pass", agent: str = "refund-agent") -> Verdict:
