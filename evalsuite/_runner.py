@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import pickle
 import time
 import traceback
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal
 
 from pydantic import Field, PrivateAttr
@@ -35,6 +34,7 @@ from evalsuite._criteria import Criterion, Judgement
 from evalsuite._effect import judge_trial
 from evalsuite._loop import run_sync
 from evalsuite._packed import case_keys
+from evalsuite._pickled import Packer
 from evalsuite._record import Record
 from evalsuite._run import Output, Run, ToolResult, Usage, UserInput
 from evalsuite._session import AgentSession, ToolPolicy, ToolSpec
@@ -52,6 +52,22 @@ class RunSettings:
     timeout_s: float = 120.0
     retries: int = 2
     confidence: float = 0.95
+
+
+# Every parked trial's run and judgements, deflated against the first one's.
+_PARKED = Packer()
+
+
+@cache
+def _every_field(model: type[Record]) -> set[str]:
+    """One set of ``model``'s field names, shared by every instance that a
+    ``model_construct`` giving every field builds.
+
+    Pydantic gives each instance its own set of the fields it was given, a few hundred
+    bytes; at 10,000 held results that was 7 MB of the same names. Sharing it is safe
+    because the set already holds every field: an assignment only adds a name it has.
+    """
+    return set(model.model_fields)
 
 
 class TrialResult(Record):
@@ -74,7 +90,7 @@ class TrialResult(Record):
     blocked_calls: int = 0
     """Tool calls the permission policy denied during the trial."""
 
-    # The run and judgements of a parked trial (see ``parked``), pickled and compressed.
+    # The run and judgements of a parked trial (see ``parked``), packed by ``_PARKED``.
     _parked: bytes | None = PrivateAttr(default=None)
     _parked_usage: Usage | None = PrivateAttr(default=None)
 
@@ -87,10 +103,10 @@ class TrialResult(Record):
         with :attr:`recorded_run` and :attr:`recorded_judgements`, which unpack them.
         """
         copy = TrialResult.model_construct(
+            _every_field(TrialResult),
             trial=self.trial, passed=self.passed, error=self.error, run=None, judgements=[],
             attempts=self.attempts, seconds=self.seconds, blocked_calls=self.blocked_calls)
-        copy._parked = zlib.compress(
-            pickle.dumps((self.run, self.judgements), pickle.HIGHEST_PROTOCOL), 1)
+        copy._parked = _PARKED.pack((self.run, self.judgements))
         copy._parked_usage = self.run.usage if self.run is not None else None
         return copy
 
@@ -98,7 +114,7 @@ class TrialResult(Record):
         if self._parked is None:
             return self.run, self.judgements
         # Bytes this process packed itself (never read from a file), so unpickling is safe.
-        run, judgements = pickle.loads(zlib.decompress(self._parked))
+        run, judgements = _PARKED.unpack(self._parked)
         return run, judgements
 
     @property
@@ -389,6 +405,7 @@ def _case_result(case: EvalCase, trials: list[TrialResult],
     # Built from the engine's own, already validated values: validating them again
     # would cost more than running an instant agent.
     return CaseResult.model_construct(
+        _every_field(CaseResult),
         case_id=case.id, tags=case.tags, threshold=case.threshold,
         trials=sorted(trials, key=lambda t: t.trial), every_trial=every_trial(case),
         confidence=settings.confidence)

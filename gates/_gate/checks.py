@@ -18,7 +18,6 @@ from gates._controls.policy import judge_acceptance
 from gates._controls.replay import replay
 from gates._gate.case_failure import failure_data
 from gates._gate.inputs import GateInputs
-from gates._gate.scope_replay import logged_harm, logged_overblocking
 from gates._verdict.check_results import (
     AcceptanceCriteriaData,
     AcceptanceCriteriaResult,
@@ -275,6 +274,10 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
                 findings.append(f"{case.id} step {index}: {call.describe()} is still allowed "
                                 f"({allowed.rule})")
     # And every harmful call logged in an open incident's scope, not only the captured ones.
+    # Imported here: the log readers and the scope search cost `reinstate eval`, which
+    # uses this module for its case rows only, megabytes of memory it never reads with.
+    from gates._gate.scope_replay import logged_harm, logged_overblocking
+
     harm = logged_harm(inputs)
     routed = {(s.run_id, s.step) for s, stopped in harm.steps if stopped}
     held = [s.after.stopped or (s.run_id, s.step) in routed for s in harm.calls]
@@ -339,6 +342,8 @@ def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> AcceptanceCri
                 findings.append(f"over-rejecting: {case_id}: a good run fails "
                                 f"{judgement.criterion}: {judgement.detail}")
     # And each harmful run logged in an open incident's scope, not only the captured ones.
+    from gates._gate.scope_replay import logged_harm  # see permission_boundary
+
     logged = logged_harm(inputs)
     logged_rejected = sum(s.after.stopped for s in logged.behaviours)
     findings += [f"{s.run_id} ({s.source}): the logged harmful behaviour in scope meets every "
@@ -376,6 +381,8 @@ def review_routing(inputs: GateInputs, evidence: Evidence) -> ReviewRoutingResul
             else:
                 findings.append(f"{case.id} step {index}: {what} would take effect without a "
                                 f"human")
+    from gates._gate.scope_replay import logged_harm  # see permission_boundary
+
     logged = logged_harm(inputs)
     logged_stopped = sum(stopped for _, stopped in logged.steps)
     findings += [f"{s.label} would take effect without a human (logged in scope)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from evalsuite import (
     line_of,
     load_model,
     parse_model,
+    read_text,
     write_atomic,
 )
 
@@ -248,3 +250,32 @@ def test_create_exclusive_refuses_an_existing_file(tmp_path: Path) -> None:
     assert create_exclusive(path, "id: INC-1\nsummary: intruder\n") is False
     assert path.read_text(encoding="utf-8") == "id: INC-1\nsummary: original\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["INC-1.yaml"]
+
+
+def test_reading_a_small_file_allocates_about_its_size(tmp_path: Path) -> None:
+    """Reading a case file of a few hundred bytes allocates kilobytes, not the 4 MiB limit
+    (a suite reads thousands of them)."""
+    path = tmp_path / "case.yaml"
+    path.write_text(CASE)
+    tracemalloc.start()
+    try:
+        text = read_text(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text == CASE
+    assert peak < 64 * 1024
+
+
+def test_a_file_whose_size_is_not_known_ahead_is_read_whole_and_bounded(
+        tmp_path: Path) -> None:
+    """A file the system reports as empty (a /proc file) is read to its end, and a file
+    over the limit is refused with the same line as ever."""
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("no /proc here")
+    assert status.stat().st_size == 0 and "VmRSS" in read_text(status)
+    large = tmp_path / "large.yaml"
+    large.write_bytes(b"x" * (4 * 1024 * 1024 + 1))
+    with pytest.raises(InvalidInput, match="file too large: expected at most 4 MiB"):
+        read_text(large)

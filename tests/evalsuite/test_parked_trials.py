@@ -71,3 +71,19 @@ def test_a_case_that_did_not_pass_keeps_its_runs_whole(tmp_path: Path) -> None:
     trial = results[0].trials[0]
     assert trial.run is not None and trial.judgements
     assert trial.recorded_run is trial.run
+
+
+def test_held_results_of_passing_cases_share_one_set_of_field_names(tmp_path: Path) -> None:
+    """Every held result of a passing case, and every parked trial, lists each of its
+    fields as set through one shared set, which a field assigned on one leaves as it was."""
+    cases = [_case(id=f"refund-{n}") for n in range(3)]
+    results, _, _ = _recording(cases, tmp_path, PASSING, park_passing=True)
+    trials = [t for r in results for t in r.trials]
+    assert all(r.model_fields_set is results[0].model_fields_set for r in results)
+    assert all(t.model_fields_set is trials[0].model_fields_set for t in trials)
+    assert results[0].model_fields_set == set(type(results[0]).model_fields)
+    assert trials[0].model_fields_set == set(type(trials[0]).model_fields)
+    results[0].confidence = 0.9
+    assert results[0].model_fields_set == set(type(results[0]).model_fields)
+    assert [r.confidence for r in results] == [0.9, 0.95, 0.95]
+    assert results[1].model_dump(exclude_unset=True) == results[1].model_dump()
