@@ -168,15 +168,11 @@ def _value(value: AnyValueLine | UnsetType) -> Any:
 
 
 def _attributes(pairs: list[KeyValueLine]) -> dict[str, Any]:
-    """OTLP key-value pairs as a dict of plain values (a string, the usual case, read inline)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        value = pair.value
-        if value is not UNSET and value.stringValue is not UNSET:
-            out[pair.key] = value.stringValue
-        else:
-            out[pair.key] = _value(value)
-    return out
+    """OTLP key-value pairs as a dict of plain values (a string, the usual case, read inline:
+    one comprehension, no call a pair)."""
+    return {pair.key: value.stringValue
+            if (value := pair.value) is not UNSET and value.stringValue is not UNSET
+            else _value(value) for pair in pairs}
 
 
 def fast_spans(raw: bytes, place: str) -> list[PlainSpan] | None:
@@ -214,9 +210,20 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
                         parent, hex_id(parent, 8, _NOWHERE, "", None))
                 trace = traces.get(span.traceId) or traces.setdefault(
                     span.traceId, hex_id(span.traceId, 16, _NOWHERE, "", None))
-                start = _time(span.startTimeUnixNano)
+                # Times as the SDK writes them (a string of at most 19 plain digits: in
+                # range) are read inline, not by a call a span; the rest as _time reads them.
+                start = span.startTimeUnixNano
+                if type(start) is str and len(start) < 20 and start.isdigit() and start.isascii():
+                    start = int(start)
+                else:
+                    start = _time(start)
                 end = span.endTimeUnixNano
-                end = start if end is UNSET else _time(end)
+                if end is UNSET:
+                    end = start
+                elif type(end) is str and len(end) < 20 and end.isdigit() and end.isascii():
+                    end = int(end)
+                else:
+                    end = _time(end)
                 status = span.status
                 error = None
                 if status is not UNSET and str(status.code) in ("2", "STATUS_CODE_ERROR"):
