@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ from evalsuite._parts import RunPart, Skips
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_START_END = attrgetter("start", "end")
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -102,11 +104,18 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
         for request, place, line in export_requests(path, skips,
                                                     "spans" if path in with_logs else None,
                                                     fast_spans):
-            spans = list(plain_spans(request, path, place, line))
+            # The fast path's spans as they are; the pydantic path's made plain now.
+            spans = request if isinstance(request, list) else list(
+                plain_spans(request, path, place, line))
             done = []
+            current: str | None = None
+            bucket: list[PlainSpan] = []
             for span in spans:
-                waiting.setdefault(span.trace_id, []).append(span)
-                sources.setdefault(span.trace_id, path)
+                if span.trace_id != current:  # a line's spans are mostly of one trace
+                    current = span.trace_id
+                    bucket = waiting.get(current) or waiting.setdefault(current, [])
+                    sources.setdefault(current, path)
+                bucket.append(span)
                 if not span.parent_id:
                     done.append(span.trace_id)
             for trace_id in dict.fromkeys(done):
@@ -177,7 +186,7 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
     for read in SPAN_READERS:
         for span in spans:
             read(span)
-    spans.sort(key=lambda s: (s.start, s.end))
+    spans.sort(key=_START_END)
     trace = _Trace()
     ops = [operation(s) for s in spans]  # once a span: it looks at several attributes
     agents = [s for s, op in zip(spans, ops, strict=True) if op == "invoke_agent"]
@@ -218,7 +227,11 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
     value = trace.json(span, f"gen_ai.{which}.messages")
     if isinstance(value, list):
         return [m for m in value if isinstance(m, dict)]
-    legacy = trace.json(span, "gen_ai.prompt" if which == "input" else "gen_ai.completion")
+    name = "gen_ai.prompt" if which == "input" else "gen_ai.completion"
+    attrs = span.attributes
+    if not span.events and name not in attrs and not _has_prefix(attrs, name + "."):
+        return []  # none of the older names: no lookups (most spans, a chat's output)
+    legacy = trace.json(span, name)
     for name, _, attrs in span.events:
         if name == ("gen_ai.content.prompt" if which == "input" else "gen_ai.content.completion"):
             legacy, readable = json_value(attrs.get(
@@ -231,6 +244,11 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
     if legacy is None:
         legacy = _event_messages(trace, span, which)
     return [_modern(m) for m in legacy or [] if isinstance(m, dict)]
+
+
+def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
+    """Whether any attribute's name starts with ``prefix``."""
+    return any(key.startswith(prefix) for key in attrs)
 
 
 def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]] | None:
@@ -365,14 +383,7 @@ def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int)
     """
     outputs = 0
     text: list[str] = []
-
-    def answer() -> None:
-        nonlocal outputs
-        if text:
-            trace.add(ns, OutputStep(content="".join(text)), span.place)
-            outputs += 1
-            text.clear()
-
+    place, add = span.place, trace.add
     for part in message.get("parts", []):
         if not isinstance(part, dict):
             continue
@@ -382,15 +393,20 @@ def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int)
             if content is not None and content != "":
                 text.append(str(content))
             continue
-        answer()
+        if text:  # the answer so far ends here (inline, not a closure called a part)
+            add(ns, OutputStep(content="".join(text)), place)
+            outputs += 1
+            text = []
         if kind == "reasoning":
-            trace.add(ns, ReasoningStep(content=str(part.get("content", ""))), span.place)
+            add(ns, ReasoningStep(content=str(part.get("content", ""))), place)
         elif kind == "tool_call":
             # No arguments: content capture was off, the call is logged, not what it was given.
             call = tool_call(str(part.get("name", "")), part.get("id"), part.get("arguments"))
-            trace.add(ns, call, span.place)
+            add(ns, call, place)
             trace.waiting.append(call)
-    answer()
+    if text:
+        add(ns, OutputStep(content="".join(text)), place)
+        outputs += 1
     return outputs
 
 
@@ -460,9 +476,11 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     for index, span in enumerate([*agents, *spans]):
         attrs = span.attributes
         for key in _HEADER_KEYS.intersection(attrs):
-            value = attrs[key]
-            if key not in found and value is not None and value != "":
-                found[key] = (index, value)
+            if key not in found:  # most keys are on every span: found on the first
+                value = attrs[key]
+                if value is not None and value != "":
+                    found[key] = (index, value)
+    one = {key: value for key, (_, value) in found.items()}  # a single key's first value
 
     def first(*keys: str) -> Any:
         """The value of the earliest span that has any of ``keys`` (the first key in order
@@ -478,7 +496,7 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     conversation = first("gen_ai.conversation.id", "session.id")
     metadata = {k: v for k, v in {
         "trace_id": trace_id, "conversation_id": conversation,
-        "agent_id": first("gen_ai.agent.id"),
+        "agent_id": one.get("gen_ai.agent.id"),
         "model": first("gen_ai.response.model", "gen_ai.request.model"),
         "provider": first("gen_ai.provider.name", "gen_ai.system"),
         "service": spans[0].resource.get("service.name"),
@@ -497,12 +515,12 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         trace.system.append(instructions)
     if trace.system:
         context["system"] = "\n\n".join(dict.fromkeys(trace.system))
-    definitions = first("gen_ai.tool.definitions")
+    definitions = one.get("gen_ai.tool.definitions")
     if definitions is not None:
         context["tool_definitions"] = definitions
-    if first("gen_ai.data_source.id") is not None:
-        context["data_source"] = first("gen_ai.data_source.id")
-    own = first("reinstate.context")  # the run's context as reinstate's guard logged it
+    if one.get("gen_ai.data_source.id") is not None:
+        context["data_source"] = one.get("gen_ai.data_source.id")
+    own = one.get("reinstate.context")  # the run's context as reinstate's guard logged it
     if own is not None:
         value, readable = json_value(own)
         if readable and isinstance(value, dict):
@@ -513,17 +531,17 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         "run_id": str(conversation or trace_id), "metadata": metadata, "context": context,
         "started_at": step_time(spans[0].start),
     }
-    if first("gen_ai.agent.name") is not None:
-        header["agent"] = str(first("gen_ai.agent.name"))
-    if first("gen_ai.agent.version") is not None:
-        header["agent_version"] = str(first("gen_ai.agent.version"))
+    if one.get("gen_ai.agent.name") is not None:
+        header["agent"] = str(one.get("gen_ai.agent.name"))
+    if one.get("gen_ai.agent.version") is not None:
+        header["agent_version"] = str(one.get("gen_ai.agent.version"))
     usage = _usage(models or agents, len(models))
     if usage is not None:
         header["usage"] = usage
     stop = _stop_reason(trace, models, agents)
     if stop is not None:
         header["outcome"] = {"stop_reason": stop}
-    trace.steps.sort(key=lambda s: (s[0], s[1]))
+    trace.steps.sort()  # by (time, order): the order is unique, so steps are never compared
     # The header's fields and the steps' light records: their models are built when read.
     pending = LightPending(header)
     records, places = pending.records, pending.places

@@ -20,6 +20,7 @@ refused exactly as before, and the error messages are that path's own.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,8 @@ class ExportLine(msgspec.Struct, gc=False):
 
 _DECODER = msgspec.json.Decoder(ExportLine)
 _NOWHERE = Path()  # ids are checked here only to refuse: the pydantic path reports
+# A span id as the SDK writes it (lowercase hex) is its own hex form: one C call checks it.
+_SPAN_ID = re.compile("[0-9a-f]{16}").fullmatch
 
 
 class _Refused(Exception):
@@ -152,8 +155,11 @@ def _value(value: AnyValueLine | UnsetType) -> Any:
         return None
     if value.stringValue is not UNSET:
         return value.stringValue
-    if value.intValue is not UNSET:
-        return _int(value.intValue)
+    number = value.intValue
+    if number is not UNSET:  # most often plain digits (token counts): read inline
+        if type(number) is str and number.isdigit() and number.isascii():
+            return int(number)
+        return _int(number)
     if value.doubleValue is not UNSET:
         return value.doubleValue
     if value.boolValue is not UNSET:
@@ -168,15 +174,11 @@ def _value(value: AnyValueLine | UnsetType) -> Any:
 
 
 def _attributes(pairs: list[KeyValueLine]) -> dict[str, Any]:
-    """OTLP key-value pairs as a dict of plain values (a string, the usual case, read inline)."""
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        value = pair.value
-        if value is not UNSET and value.stringValue is not UNSET:
-            out[pair.key] = value.stringValue
-        else:
-            out[pair.key] = _value(value)
-    return out
+    """OTLP key-value pairs as a dict of plain values (a string, the usual case, read inline:
+    one comprehension, no call a pair)."""
+    return {pair.key: value.stringValue
+            if (value := pair.value) is not UNSET and value.stringValue is not UNSET
+            else _value(value) for pair in pairs}
 
 
 def fast_spans(raw: bytes, place: str) -> list[PlainSpan] | None:
@@ -204,8 +206,10 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
                     if resource_spans.resource is not UNSET else {})
         for scope in resource_spans.scopeSpans:
             for span in scope.spans:
-                span_id = ids.get(span.spanId) or ids.setdefault(
-                    span.spanId, hex_id(span.spanId, 8, _NOWHERE, "", None))
+                span_id = span.spanId
+                if _SPAN_ID(span_id) is None:
+                    span_id = ids.get(span_id) or ids.setdefault(
+                        span_id, hex_id(span_id, 8, _NOWHERE, "", None))
                 parent = span.parentSpanId
                 if parent is UNSET or not parent:
                     parent = ""
@@ -214,9 +218,20 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
                         parent, hex_id(parent, 8, _NOWHERE, "", None))
                 trace = traces.get(span.traceId) or traces.setdefault(
                     span.traceId, hex_id(span.traceId, 16, _NOWHERE, "", None))
-                start = _time(span.startTimeUnixNano)
+                # Times as the SDK writes them (a string of at most 19 plain digits: in
+                # range) are read inline, not by a call a span; the rest as _time reads them.
+                start = span.startTimeUnixNano
+                if type(start) is str and len(start) < 20 and start.isdigit() and start.isascii():
+                    start = int(start)
+                else:
+                    start = _time(start)
                 end = span.endTimeUnixNano
-                end = start if end is UNSET else _time(end)
+                if end is UNSET:
+                    end = start
+                elif type(end) is str and len(end) < 20 and end.isdigit() and end.isascii():
+                    end = int(end)
+                else:
+                    end = _time(end)
                 status = span.status
                 error = None
                 if status is not UNSET and str(status.code) in ("2", "STATUS_CODE_ERROR"):

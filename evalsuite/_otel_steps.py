@@ -175,3 +175,11 @@ class LightPending(Pending):
     def steps(self) -> list[Step]:
         """The step models, built from the records."""
         return [record.model() for record in self.records]
+
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        """The first and last step times, from the records' nanoseconds (two times made,
+        not one a step); ``None`` without steps."""
+        if not self.records:
+            return None
+        times = [record.ns for record in self.records]
+        return step_time(min(times)), step_time(max(times))

@@ -165,6 +165,13 @@ class RunPart:
         place = self.place if index is None else self.places[index]
         return located(self.source, place, show)
 
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        """The earliest and latest step times, when the reader's records give them without
+        a time object made for each step (OTLP's light records hold nanoseconds); else
+        ``None``: then read each step's ``at``. Never the range of a part without steps."""
+        pending = self._pending
+        return pending.time_range() if self._steps is None and pending is not None else None
+
     def first_time(self) -> datetime | None:
         """When the part's run started, or its earliest step, if the log says."""
         if self.header is not None and self.header.started_at is not None:
@@ -202,6 +209,11 @@ class Pending:
         build = self.build
         return [record if line is None else build(line)
                 for record, line in zip(self.records, self.lines, strict=True)]
+
+    def time_range(self) -> tuple[datetime, datetime] | None:
+        """The records' first and last times, where they are cheap to find (a subclass
+        whose records hold integer times); ``None`` here: read each record's ``at``."""
+        return None
 
     def header(self) -> RunHeader:
         """The header model, built from its raw record."""

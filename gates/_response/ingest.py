@@ -114,7 +114,6 @@ class FileSummary:
         # runs once a step ingested and was as costly as validating the step.
         kinds, empty = self.kinds, self.empty
         waiting = self._waiting.get(run_id)
-        times: list[datetime] = []
         for step in steps:
             kind = step.kind
             kinds[kind] += 1
@@ -132,11 +131,13 @@ class FileSummary:
                     self._answer(waiting, step.call_id, step.tool)
             elif not step.content.strip():
                 empty[kind] += 1
-            at = step.at
-            if at is not None:
-                times.append(at)
         if waiting is not None and not waiting:
             del self._waiting[run_id]
+        # A reader whose records keep their times as integers (OTLP's nanoseconds) gives
+        # the part's first and last at once: no time object made for each step.
+        times: Sequence[datetime] | None = part.time_range()
+        if times is None:
+            times = [at for step in steps if (at := step.at) is not None]
         if times:
             self._span(times)
 
@@ -146,7 +147,7 @@ class FileSummary:
             if self.first_unread is None:
                 self.first_unread = place
 
-    def _span(self, times: list[datetime]) -> None:
+    def _span(self, times: Sequence[datetime]) -> None:
         """Widen the file's first and last times to a part's step times."""
         try:  # times all with a zone (or all without) compare as they are: no copies
             first, last = min(times), max(times)

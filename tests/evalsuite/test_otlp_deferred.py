@@ -60,7 +60,8 @@ def _summary(paths: list[Path], tmp_path: Path, *, full: bool,
         done = ingest(paths, strict=strict, out=out if full else None)
     except InvalidInput as exc:
         return str(exc)
-    return {"files": [f.understood() for f in done.files], "warnings": done.warnings}
+    return {"files": [f.understood() for f in done.files], "warnings": done.warnings,
+            "times": [(f.first_at, f.last_at) for f in done.files]}
 
 
 @pytest.mark.slow
@@ -82,6 +83,23 @@ def test_deferred_parts_build_the_same_runs_as_parts_read_whole(
     steps and places of parts read whole."""
     for paths in exports:
         assert list(read_logs(paths, defer_steps=True)) == list(read_logs(paths)), paths
+
+
+@pytest.mark.slow
+def test_deferred_parts_give_the_first_and_last_times_of_their_built_steps(
+        exports: list[list[Path]]) -> None:
+    """A part read with deferred steps gives its first and last step times from its light
+    records, equal to those of the step models it builds."""
+    checked = 0
+    for paths in exports:
+        for part in read_logs(paths, defer_steps=True):
+            if not part.steps_deferred:
+                continue  # a reader that builds its steps at once (OpenInference's)
+            span = part.time_range()
+            times = [s.at for s in part.steps if s.at is not None]
+            assert span == ((min(times), max(times)) if times else None), (paths, part.run_id)
+            checked += bool(times)
+    assert checked
 
 
 @pytest.mark.slow
