@@ -22,6 +22,7 @@ from typing import IO, Any, Literal
 from pydantic import ValidationError
 
 from evalsuite._case import EvalCase
+from evalsuite._documents import _fsync_dir
 from evalsuite._errors import InvalidInput
 from evalsuite._record import Record
 from evalsuite._redaction import Redactor
@@ -108,6 +109,7 @@ class RunFileWriter:
             raise
         self._handle.close()
         self._partial.replace(self.path)
+        _fsync_dir(self.path.parent)  # the rename itself survives a crash
         return self.path
 
 

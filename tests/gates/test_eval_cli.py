@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,27 @@ def test_eval_runs_the_chosen_cases_and_writes_a_run_file(example: Workspace,
         "refund-full-damaged", "refund-partial-chipped", "refund-outside-window",
         "refund-someone-elses-order", "refund-unknown-order", "refund-more-than-total"}
     assert not list((example.state_path.parent / "runs").glob("*.partial"))
+
+
+def test_the_run_file_and_then_its_folder_are_fsynced(
+        example: Workspace, inline_cli: Callable[..., tuple[int, str, str]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run file is made durable, then renamed, then its folder fsynced for the rename."""
+    reached: list[Path] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        reached.append(Path(f"/proc/self/fd/{fd}").readlink())
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    code, out, err = inline_cli(example, "eval", "refund-agent", "--cases", "refund-full-*",
+                                "--trials", "1")
+    assert code == 0, out + err
+    [run_file] = _run_files(example)
+    partial = run_file.with_name(run_file.name + ".partial")
+    assert partial in reached
+    assert reached[reached.index(partial) + 1:].count(run_file.parent) >= 1
 
 
 def test_eval_of_no_case_is_a_usage_error(example: Workspace, cli: RunCli) -> None:
