@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from gates import (
     Workspace,
@@ -76,3 +79,16 @@ def copied(template: Path, into: Path) -> Workspace:
     """A copy of a workspace prepared once per module, state store included."""
     shutil.copytree(template, into)
     return Workspace.find(into)
+
+
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """What every ``os.fsync`` from now on reaches (a file or a folder), in order."""
+    reached: list[Path] = []
+    real = os.fsync
+
+    def record(fd: int) -> None:
+        reached.append(Path(f"/proc/self/fd/{fd}").readlink())
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    return reached

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 
 from evalsuite import RunPart, atomic_output, read_log, write_parquet_parts, write_parts
 from gates import Workspace
-from tests.helpers import LOG
+from tests.helpers import LOG, fsynced
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -18,19 +17,6 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 class Boom(Exception):
     """A failure in the middle of a write."""
-
-
-def _fsynced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """What every ``os.fsync`` from now on reaches (a file or a folder), in order."""
-    reached: list[Path] = []
-    real = os.fsync
-
-    def record(fd: int) -> None:
-        reached.append(Path(f"/proc/self/fd/{fd}").readlink())
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
-    return reached
 
 
 def _only(folder: Path) -> list[str]:
@@ -70,11 +56,11 @@ def test_a_failure_before_any_file_existed_leaves_nothing(tmp_path: Path) -> Non
     assert _only(tmp_path) == []
 
 
-def test_the_file_and_then_its_folder_are_fsynced(tmp_path: Path,
+def test_the_file_and_then_its_folder_arefsynced(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The data is fsynced before the rename and the folder after it, so both survive."""
     path = tmp_path / "verdict.json"
-    reached = _fsynced(monkeypatch)
+    reached = fsynced(monkeypatch)
     with atomic_output(path) as handle:
         handle.write(b"{}\n")
     assert len(reached) == 2
@@ -87,7 +73,7 @@ def test_a_writer_that_closes_its_handle_still_gets_a_durable_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A writer may close the handle it is given; the data is still fsynced and renamed."""
     path = tmp_path / "closed.bin"
-    reached = _fsynced(monkeypatch)
+    reached = fsynced(monkeypatch)
     with atomic_output(path) as handle:
         handle.write(b"written, then closed")
         handle.close()
@@ -108,7 +94,7 @@ def test_parquet_parts_fsync_the_folder_after_the_rename(
     """write_parquet_parts fsyncs the Parquet file and then the folder it was renamed in."""
     path = tmp_path / "logs" / "runs.parquet"
     parts = list(read_log(example.root / LOG))
-    reached = _fsynced(monkeypatch)
+    reached = fsynced(monkeypatch)
     rows = write_parquet_parts(parts, path)
     assert rows == pq.read_table(path).num_rows > 0
     assert reached[-1] == path.parent
@@ -137,7 +123,7 @@ def test_streamed_native_lines_fsync_the_folder_and_fail_without_leftovers(
     """write_parts streams native lines durably, and a failing stream leaves the old file."""
     path = tmp_path / "out" / "runs.jsonl"
     parts = list(read_log(example.root / LOG))
-    reached = _fsynced(monkeypatch)
+    reached = fsynced(monkeypatch)
     lines = write_parts(parts, path)
     before = path.read_bytes()
     assert before.count(b"\n") == lines > 0

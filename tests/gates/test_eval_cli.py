@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from gates import Workspace
 from tests.conftest import RunCli
+from tests.helpers import fsynced
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +41,7 @@ def test_the_run_file_and_then_its_folder_are_fsynced(
         example: Workspace, inline_cli: Callable[..., tuple[int, str, str]],
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The run file is made durable, then renamed, then its folder fsynced for the rename."""
-    reached: list[Path] = []
-    real = os.fsync
-
-    def record(fd: int) -> None:
-        reached.append(Path(f"/proc/self/fd/{fd}").readlink())
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
+    reached = fsynced(monkeypatch)
     code, out, err = inline_cli(example, "eval", "refund-agent", "--cases", "refund-full-*",
                                 "--trials", "1")
     assert code == 0, out + err
