@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from gates._cli._common import ctx
-from gates._response.clearance import check, check_attested
+from gates._response.check_light import light_clearance
 
 
 @click.command("check")
@@ -31,6 +33,19 @@ def command(agent: str, as_json: bool, verdict_file: Path | None,
     is then required: an unsigned file proves nothing).
     """
     c = ctx()
+    light = (light_clearance(agent, c.workspace_dir)
+             if verdict_file is None and public_key is None else None)
+    if light is not None:  # an unchanged workspace, cleared: what the full check answers
+        cleared, reasons, answer = light["cleared"], light["reasons"], light
+        signature, notes, outcome = light["signature"], light["notes"], light["verdict_outcome"]
+        created = datetime.fromisoformat(light["verdict_created_at"])
+        stamp = f"{created:%Y-%m-%d %H:%M} UTC"
+        return _show(agent, as_json, cleared, reasons, answer, signature, notes, stamp,
+                     outcome)
+    # Imported here: the light check above loads no model.
+    from gates._response.check_facts import remember_check_inputs
+    from gates._response.clearance import check, check_attested
+
     workspace = c.workspace()
     if verdict_file is not None:
         attested = check_attested(workspace, agent, verdict_file, public_key)
@@ -51,6 +66,14 @@ def command(agent: str, as_json: bool, verdict_file: Path | None,
         stamp = (f"{clearance.verdict_created_at:%Y-%m-%d %H:%M} UTC"
                  if clearance.verdict_created_at else "")
         outcome = clearance.verdict_outcome
+        if public_key is None:  # so the next check of these files is a light one
+            remember_check_inputs(workspace, agent)
+    return _show(agent, as_json, cleared, reasons, answer, signature, notes, stamp, outcome)
+
+
+def _show(agent: str, as_json: bool, cleared: bool, reasons: list[str], answer: dict[str, Any],
+          signature: str, notes: list[str], stamp: str, outcome: str | None) -> int:
+    """Print the answer (plain lines, or JSON); the exit code."""
     if as_json:
         click.echo(json.dumps(answer, indent=2))
         return 0 if cleared else 1
