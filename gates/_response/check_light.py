@@ -86,8 +86,10 @@ GENESIS = "0" * 64  # the hash the first audit entry follows (gates._store.backe
 # The one line ``signature_line`` gives when no public key is configured.
 UNSIGNED = ("unsigned: no public key is configured ([signing] public_key in reinstate.toml, "
             "or --public-key), so only the state store vouches for this verdict")
-# A verdict's creation time as pydantic writes it in JSON (UTC, ``Z``).
-_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
+# A verdict's creation time exactly as pydantic writes it in JSON (UTC, ``Z``; six digits
+# of a fraction, none when it is zero), so the answer prints it as the full check does.
+_CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                      r"(\.(?!000000)[0-9]{6})?Z")
 _OUTCOMES = ("pass", "fail", "error", "inconclusive")
 _DECIDING = ("mode", "ratchet-approval")  # gates._store.audit.DECIDING
 
