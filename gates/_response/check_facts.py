@@ -66,6 +66,17 @@ def _reinstate_modules() -> list[str]:
     return sorted(found)
 
 
+def _unchanged_code(code: object, stamp: object) -> bool:
+    """Whether the modules a facts file lists are, by size and time, those it was written
+    under."""
+    if not (isinstance(code, list) and all(isinstance(p, str) for p in code)):
+        return False
+    try:
+        return code_stamp(code) == stamp
+    except OSError:  # a module gone
+        return False
+
+
 def _remember(workspace: Workspace, agent: str) -> None:
     from gates._controls.files import CONTROL_FILES, load_controls
     from gates._verdict.fingerprint import config_digest, config_file, control_bytes_digest
@@ -82,11 +93,9 @@ def _remember(workspace: Workspace, agent: str) -> None:
         before: Any = json.loads(read_file(path)) if path.exists() else {}
     except (NotSure, ValueError, RecursionError):
         before = {}
-    code = _reinstate_modules()
-    stamp = code_stamp(code)
     fresh = (isinstance(before, dict) and before.get("salt") == check_salt()
-             and before.get("code_stamp") == stamp
-             and before.get("control_files") == list(CONTROL_FILES))
+             and before.get("control_files") == list(CONTROL_FILES)
+             and _unchanged_code(before.get("code"), before.get("code_stamp")))
     old = {s: (before.get(s) if fresh and isinstance(before.get(s), dict) else {})
            for s in ("workspaces", "agents", "controls", "loaded")}
     new: dict[str, dict[str, Any]] = {s: {} for s in old}
@@ -142,8 +151,12 @@ def _remember(workspace: Workspace, agent: str) -> None:
             return  # they do not load: nothing to remember
         new["loaded"][key] = True
 
-    if not any(new.values()):
+    # Taken after the load: every module that decided a fact is loaded by now. Facts kept
+    # from before were decided by the modules listed then, unchanged since.
+    code = sorted({*(before["code"] if fresh else ()), *_reinstate_modules()})
+    if not any(new.values()) and code == before.get("code"):
         return  # nothing new: no write
+    stamp = code_stamp(code)
     merged = {s: dict(list({**old[s], **new[s]}.items())[-_KEEP:]) for s in old}
     write_atomic(path, json.dumps({"schema_version": INPUTS_VERSION, "salt": check_salt(),
                                    "code_stamp": stamp, "code": code,
