@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from evalsuite import ReinstateError
-from gates import Workspace, check
+from gates import Workspace, check, run_gate
 from gates._response import check_light
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import inputs_path, light_clearance
@@ -346,3 +346,25 @@ def test_light_and_full_checks_agree_over_changed_workspaces(
         CHANGES[step](ws)
         event(step)
         assert_parity(ws.root)
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_files_a_sources_glob_matches_are_fingerprinted_light_as_in_full(
+        back_in_full: Workspace) -> None:
+    """An agent whose ``sources:`` glob reaches a shared folder is cleared light after a
+    gate, and a matched file edited afterwards makes the light check defer and the full
+    check refuse (the same file walk serves both)."""
+    shared = back_in_full.root / "shared"
+    shared.mkdir()
+    (shared / "helpers.py").write_text("LIMIT = 150\n")
+    agent_file = back_in_full.agent_dir(AGENT) / "agent.yaml"
+    agent_file.write_text(agent_file.read_text() + "sources: ['../../shared/*.py']\n")
+    assert run_gate(back_in_full, AGENT, actor="ci")
+    learned(back_in_full.root)
+    light = assert_parity(back_in_full.root)
+    assert light is not None
+    (shared / "helpers.py").write_text("LIMIT = 15000\n")
+    assert light_clearance(AGENT, back_in_full.root) is None
+    full = full_answer(back_in_full.root)
+    assert full is not None and "shared/helpers.py" in " ".join(full["reasons"])
