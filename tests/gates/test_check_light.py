@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from evalsuite import ReinstateError
 from gates import Workspace, check, run_gate
+from gates._cli import main
 from gates._response import check_light
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import inputs_path, light_clearance
@@ -368,3 +369,19 @@ def test_files_a_sources_glob_matches_are_fingerprinted_light_as_in_full(
     assert light_clearance(AGENT, back_in_full.root) is None
     full = full_answer(back_in_full.root)
     assert full is not None and "shared/helpers.py" in " ".join(full["reasons"])
+
+
+@pytest.mark.attack
+def test_a_public_key_given_is_always_checked_in_full(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """`check --public-key` never takes the light read: an unsigned verdict is refused
+    against a key, however clean the workspace."""
+    learned(back_in_full.root)
+    assert light_clearance(AGENT, back_in_full.root) is not None
+    assert main(["-C", str(back_in_full.root), "keygen", "--out",
+                 str(back_in_full.root / "keys")]) == 0
+    public = next((back_in_full.root / "keys").glob("*.pub*"))
+    capsys.readouterr()
+    code = main(["-C", str(back_in_full.root), "check", AGENT, "--public-key", str(public)])
+    assert code == 1
+    assert "not signed by the configured key" in capsys.readouterr().out
