@@ -21,8 +21,9 @@ What it trusts, and why that is sound:
   those exact bytes (control files and configuration) for that agent in that workspace.
   With identical bytes a load can still fail only if the code or the libraries that load
   them changed, or the load reads something else. So :func:`check_salt` covers the Python
-  version, the installed pydantic, pydantic-core, PyYAML, jsonschema, CEL, RE2 and msgspec
-  (size and modification time of each package's entry file, found without importing it)
+  version, the installed pydantic, pydantic-core, PyYAML, jsonschema, CEL, RE2, msgspec and
+  their own dependencies (size and modification time of each package's entry file, found
+  without importing it)
   and every reinstate module the full check had loaded (size and modification time, the
   test Python itself applies to its bytecode cache). The load reads nothing else: no
   environment variable, no other file; except the predicate modules a workspace allows,
@@ -77,9 +78,11 @@ from gates._verdict.fingerprint_files import (
 )
 
 INPUTS_VERSION = 1
-# The libraries a control load, a configuration or an incident check runs on: a change to
-# any of them (an upgrade) may turn a load that passed into one that fails.
-LIBRARIES = ("pydantic", "pydantic_core", "yaml", "jsonschema", "cel", "re2", "msgspec")
+# The libraries a control load, a configuration or an incident check runs on, and theirs:
+# a change to any of them (an upgrade) may turn a load that passed into one that fails.
+LIBRARIES = ("pydantic", "pydantic_core", "yaml", "jsonschema", "cel", "re2", "msgspec",
+             "annotated_types", "typing_extensions", "typing_inspection", "referencing",
+             "rpds", "jsonschema_specifications", "attrs")
 # Reinstate's own packages: each of their modules the full check loaded is in the salt.
 PACKAGES = ("evalsuite", "regressions", "gates", "reinstate")
 GENESIS = "0" * 64  # the hash the first audit entry follows (gates._store.backends)
