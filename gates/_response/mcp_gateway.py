@@ -8,8 +8,8 @@ the guard's, which ``investigate`` and ``ingest`` read): an allowed call goes to
 upstream and its result is logged; a denied one is a tool error naming the rule, the
 upstream never called; a review-routed one waits in the review queue until a person
 decides (or the timeout denies it), and a reviewer's edited arguments are decided again
-before they go up. The mode is the guard's, read at every call, so a ``reinstate contain``
-flips the very next call.
+before they go up (and are what the session's later calls are decided after). The mode
+is the guard's, read at every call, so a ``reinstate contain`` flips the very next call.
 """
 
 from __future__ import annotations
@@ -225,6 +225,9 @@ class McpGateway:
         # The reviewer's arguments were never decided: decide them as the agent's call.
         again = decide_edited_call(run, decision, name, final)
         if not again.stopped:
+            # What goes up is what later decisions of the session read in its history.
+            assert decision.call_id is not None
+            run.revise(decision.call_id, final, by=decided.decided_by or "", review=decided.id)
             return True, final, ""
         why = refuse_edit(self.guard.workspace, decided, again, actor=self.actor, tool=name,
                           run_id=run.run_id, source="gateway")
