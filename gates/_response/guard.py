@@ -448,13 +448,21 @@ class GuardedRun:
         call_id = call_id or f"{self.run_id}-call-{next(self._ids)}"
         step = ToolCall(tool=tool, arguments=dict(args or {}), call_id=call_id, at=_now())
         decision = self.guard.decide(step, self.history, self.context)
-        index = self._append(step, decision)
+        index = len(self.history)
+        text = self._lines(step, decision)
         self._tools[call_id] = tool
+        blocked = None
+        if decision.effect == "deny":
+            # The call, its decision and its blocked result in one write: one system call,
+            # and no log that holds a denied call without its answer.
+            blocked = ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
+                                 error=f"denied by {decision.rule}: {decision.reason}")
+            text += self._lines(blocked)
+        self.guard._emit(self.log, text)
         if self._spans is not None:
             self._spans.call(step, decision, index)
-        if decision.effect == "deny":
-            self._answer(ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
-                                    error=f"denied by {decision.rule}: {decision.reason}"))
+            if blocked is not None:
+                self._spans.result(blocked)
         return _ruling(decision, index, call_id)
 
     def result(self, call_id: str, value: Any = None, *, error: str | None = None,
@@ -536,6 +544,13 @@ class GuardedRun:
 
     def _append(self, step: Step, decision: Decision | None = None, *,
                 header: dict[str, Any] | None = None) -> int:
+        index = len(self.history)
+        self.guard._emit(self.log, self._lines(step, decision, header=header))
+        return index
+
+    def _lines(self, step: Step, decision: Decision | None = None, *,
+               header: dict[str, Any] | None = None) -> bytes:
+        """Add ``step`` to the history; its log lines (and its decision's), to write."""
         if self._finished:
             raise GatesError(f"run {self.run_id} has ended")
         index = len(self.history)
@@ -551,8 +566,7 @@ class GuardedRun:
             # A header line adds to the run's metadata (readers merge a run's headers).
             text += (self._metadata_prefix + f'{{"guard.step.{index}": '.encode()
                      + _decision_json(decision) + b"}}\n")
-        self.guard._emit(self.log, text)
-        return index
+        return text
 
 
 # A decision's JSON (pydantic's own) by (effect, rule, reason): a guard decides the same
