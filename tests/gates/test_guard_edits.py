@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite import ToolCall, read_log_runs
-from gates import Guard, ReviewQueue, Workspace, hold_for_review
+from gates import GatesError, Guard, ReviewQueue, Workspace, hold_for_review
 
 AGENT = "refund-agent"
 
@@ -78,3 +78,19 @@ def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
     [logged] = read_log_runs(tmp_path / "guard.jsonl")
     assert logged.metadata[f"guard.edited.{held.step}"] == {
         "arguments": EDITED, "by": "rita", "review": item.id}
+
+
+def test_revising_a_call_the_run_never_made_is_refused(back_in_full: Workspace,
+                                                       tmp_path: Path) -> None:
+    """An edit for a call id the run does not hold raises and leaves the history alone."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("live-edit-2", goal="refund order A-1002") as run:
+        looked = run.call("lookup_order", {"order_id": "A-1002"})
+        with pytest.raises(GatesError, match="no tool call 'nope' to revise"):
+            run.revise("nope", EDITED, by="rita")
+        assert [s.arguments for s in run.history if isinstance(s, ToolCall)] == [
+            {"order_id": "A-1002"}]
+        assert looked.effect == "allow"
+    guard.close()
+    [logged] = read_log_runs(tmp_path / "guard.jsonl")
+    assert not any(key.startswith("guard.edited.") for key in logged.metadata)
