@@ -3,7 +3,8 @@
 Run as ``python tests/mcp_upstream.py CALLS_FILE`` (FastMCP, stdio). Every call that
 reaches it is appended to CALLS_FILE as one JSON line, so a test can tell which calls the
 gateway forwarded. ``wire_money`` is a tool the agent's permissions do not list; a ticket
-whose summary is "crash" ends the process mid-call, as an upstream that dies.
+whose summary is "crash" ends the process mid-call, as an upstream that dies; one whose
+summary is "more tools" adds two tools mid-session and sends ``tools/list_changed``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp import Context, FastMCP
 
 CALLS = Path(sys.argv[1])
 ORDERS = {
@@ -70,12 +71,29 @@ def wire_money(to: str, amount: float) -> dict[str, Any]:
     return {"status": "wired"}
 
 
+def track_parcel(order_id: str) -> dict[str, Any]:
+    """Where an order's parcel is (a tool the server adds mid-session)."""
+    _record("track_parcel", {"order_id": order_id})
+    return {"order_id": order_id, "at": "Rotterdam hub"}
+
+
+def export_customers() -> dict[str, Any]:
+    """Every customer's record (added mid-session; the refund agent was never given it)."""
+    _record("export_customers", {})
+    return {"customers": []}
+
+
 @server.tool()
-def create_ticket(summary: str) -> dict[str, Any]:
-    """Open a ticket for the support team (the summary "crash" ends the server mid-call)."""
+async def create_ticket(summary: str, ctx: Context) -> dict[str, Any]:  # type: ignore[type-arg]
+    """Open a ticket for the support team (the summary "crash" ends the server mid-call;
+    "more tools" adds track_parcel and export_customers and says the tools changed)."""
     _record("create_ticket", {"summary": summary})
     if summary == "crash":
         os._exit(1)
+    if summary == "more tools":
+        server.add_tool(track_parcel)
+        server.add_tool(export_customers)
+        await ctx.session.send_tool_list_changed()
     return {"ticket_id": "T-90001"}
 
 

@@ -52,6 +52,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import pydantic_core
 from pydantic import Field
 
 from evalsuite import (
@@ -447,13 +448,21 @@ class GuardedRun:
         call_id = call_id or f"{self.run_id}-call-{next(self._ids)}"
         step = ToolCall(tool=tool, arguments=dict(args or {}), call_id=call_id, at=_now())
         decision = self.guard.decide(step, self.history, self.context)
-        index = self._append(step, decision)
+        index = len(self.history)
+        text = self._lines(step, decision)
         self._tools[call_id] = tool
+        blocked = None
+        if decision.effect == "deny":
+            # The call, its decision and its blocked result in one write: one system call,
+            # and no log that holds a denied call without its answer.
+            blocked = ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
+                                 error=f"denied by {decision.rule}: {decision.reason}")
+            text += self._lines(blocked)
+        self.guard._emit(self.log, text)
         if self._spans is not None:
             self._spans.call(step, decision, index)
-        if decision.effect == "deny":
-            self._answer(ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
-                                    error=f"denied by {decision.rule}: {decision.reason}"))
+            if blocked is not None:
+                self._spans.result(blocked)
         return _ruling(decision, index, call_id)
 
     def result(self, call_id: str, value: Any = None, *, error: str | None = None,
@@ -470,6 +479,45 @@ class GuardedRun:
         self._append(step)
         if self._spans is not None:
             self._spans.result(step)
+
+    def revise(self, call_id: str, arguments: Mapping[str, Any], *, by: str,
+               review: str | None = None) -> None:
+        """Record that a held call runs with a reviewer's ``arguments``, not the agent's.
+
+        What ran is what later decisions must read: the call's step in :attr:`history` is
+        replaced by the edited call (same tool, id and time), so rules over the run's
+        history (a total of refunds, "after X never Y" on arguments) count the refund that
+        was issued, not the one that was asked for. The log keeps both: the agent's call
+        as it was decided, and the edit in the run's metadata
+        (``guard.edited.<n>``: the arguments, who edited them, the review); the
+        call's span carries the arguments that ran (the agent's as
+        ``reinstate.tool.call.requested_arguments``). Decide the edit first
+        (:func:`~gates.hold_for_review` and the MCP gateway do).
+
+        Raises:
+            GatesError: the run has no call ``call_id``, or has ended.
+        """
+        if self._finished:
+            raise GatesError(f"run {self.run_id} has ended")
+        steps = list(self.history)
+        calls = [(i, s) for i, s in enumerate(steps)
+                 if isinstance(s, ToolCall) and s.call_id == call_id]
+        if not calls:
+            raise GatesError(f"run {self.run_id}: no tool call {call_id!r} to revise")
+        index, asked = calls[-1]
+        ran = ToolCall(tool=asked.tool, arguments=dict(arguments), call_id=call_id,
+                       at=asked.at)
+        steps[index] = ran
+        # A history's steps are records, never changed in place: a new one, made once per
+        # edit (a person's decision, so rare), holds the data of the call that ran.
+        self.history = History(steps)
+        edit: dict[str, Any] = {"arguments": ran.arguments, "by": by}
+        if review is not None:
+            edit["review"] = review
+        self.guard._emit(self.log, self._metadata_prefix + _json_bytes(
+            {f"guard.edited.{index}": edit}) + b"}\n")
+        if self._spans is not None:
+            self._spans.revise(ran, asked.arguments, review)
 
     def output(self, text: str) -> GuardDecision:
         """Decide an answer before the user sees it, and log it: show it only when allowed."""
@@ -496,6 +544,13 @@ class GuardedRun:
 
     def _append(self, step: Step, decision: Decision | None = None, *,
                 header: dict[str, Any] | None = None) -> int:
+        index = len(self.history)
+        self.guard._emit(self.log, self._lines(step, decision, header=header))
+        return index
+
+    def _lines(self, step: Step, decision: Decision | None = None, *,
+               header: dict[str, Any] | None = None) -> bytes:
+        """Add ``step`` to the history; its log lines (and its decision's), to write."""
         if self._finished:
             raise GatesError(f"run {self.run_id} has ended")
         index = len(self.history)
@@ -511,8 +566,7 @@ class GuardedRun:
             # A header line adds to the run's metadata (readers merge a run's headers).
             text += (self._metadata_prefix + f'{{"guard.step.{index}": '.encode()
                      + _decision_json(decision) + b"}}\n")
-        self.guard._emit(self.log, text)
-        return index
+        return text
 
 
 # A decision's JSON (pydantic's own) by (effect, rule, reason): a guard decides the same
@@ -531,6 +585,11 @@ def _decision_json(decision: Decision) -> bytes:
             _DECISIONS.clear()
         found = _DECISIONS[key] = decision.__pydantic_serializer__.to_json(decision)
     return found
+
+
+def _json_bytes(value: Any) -> bytes:
+    # pydantic's serializer, as the step lines': the same values, written the same way.
+    return pydantic_core.to_json(value)
 
 
 def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision:

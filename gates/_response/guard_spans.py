@@ -16,7 +16,9 @@ child span a tool call.
   attributes ``gen_ai.tool.call.arguments`` and ``gen_ai.tool.call.result`` (JSON), and the
   guard's decision as ``reinstate.decision.effect``, ``.rule`` and ``.reason``. A tool that
   failed ends with an error status carrying its message; ``reinstate.tool.call.blocked``
-  says whether the call was denied or stopped by a person. The span starts when the call
+  says whether the call was denied or stopped by a person. A call a reviewer edited
+  carries the arguments that ran, the agent's as ``reinstate.tool.call.requested_arguments``
+  and the review as ``reinstate.review.id``. The span starts when the call
   is decided and ends with its result (or with the run, if none came).
 
 Content attributes are opt-in in the conventions; the guard writes them because its log
@@ -120,6 +122,16 @@ class RunSpans:
                                        kind=trace.SpanKind.INTERNAL, attributes=attributes,
                                        start_time=_ns(step.at))
         self._calls[step.call_id or ""] = span
+
+    def revise(self, ran: ToolCall, asked: dict[str, Any], review: str | None) -> None:
+        """Put the arguments a reviewer released on the call's span (the agent's too)."""
+        span = self._calls.get(ran.call_id or "")
+        if span is None:
+            return
+        span.set_attribute("gen_ai.tool.call.arguments", _json(ran.arguments))
+        span.set_attribute("reinstate.tool.call.requested_arguments", _json(asked))
+        if review is not None:
+            span.set_attribute("reinstate.review.id", review)
 
     def result(self, step: ToolResult) -> None:
         """Close the call's span with what it returned, the error it raised, or its block."""

@@ -56,6 +56,7 @@ _IN_ONLYDIR = 0x01000000
 _WRITTEN = _IN_MODIFY | _IN_CLOSE_WRITE | _IN_ATTRIB
 _REPLACED = _IN_CREATE | _IN_DELETE | _IN_MOVED_FROM | _IN_MOVED_TO
 _WATCHED = _WRITTEN | _REPLACED | _IN_DELETE_SELF | _IN_MOVE_SELF
+_AWAITED = _IN_CREATE | _IN_MOVED_TO | _IN_DELETE_SELF | _IN_MOVE_SELF
 _LOST = _IN_Q_OVERFLOW | _IN_IGNORED | _IN_DELETE_SELF | _IN_MOVE_SELF | _IN_UNMOUNT
 
 
@@ -146,9 +147,13 @@ def open_watch(store: Path, incidents: Path) -> ChangeWatch | None:
     # No incidents folder yet (no incident ever opened): its parent, for the folder's
     # creation; the folder itself is watched from the next reading on.
     awaited = None if incidents.is_dir() else incidents.name
-    folders = (store.parent, incidents if awaited is None else incidents.parent)
+    # Awaiting the folder, its parent (often the workspace's root, where a run log may be
+    # written at every step) is asked only for entries made or moved in: its files'
+    # writes would be an event to read and parse at every decision, and none can matter.
+    folders = ((store.parent, _WATCHED), (incidents, _WATCHED) if awaited is None
+               else (incidents.parent, _AWAITED))
     try:
-        wds = [inotify.add_watch(folder, _WATCHED | _IN_ONLYDIR) for folder in folders]
+        wds = [inotify.add_watch(folder, mask | _IN_ONLYDIR) for folder, mask in folders]
     except OSError:  # a folder missing, the watch limit reached
         inotify.close()
         return None

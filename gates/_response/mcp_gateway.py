@@ -8,8 +8,15 @@ the guard's, which ``investigate`` and ``ingest`` read): an allowed call goes to
 upstream and its result is logged; a denied one is a tool error naming the rule, the
 upstream never called; a review-routed one waits in the review queue until a person
 decides (or the timeout denies it), and a reviewer's edited arguments are decided again
-before they go up. The mode is the guard's, read at every call, so a ``reinstate contain``
-flips the very next call.
+before they go up (and are what the session's later calls are decided after). The mode
+is the guard's, read at every call, so a ``reinstate contain`` flips the very next call.
+
+When the upstream says its tools changed (``notifications/tools/list_changed``), the gateway
+reads its tool list again, filters it by the permissions as at every listing (a new tool
+they do not know is hidden and reported), and, when what its clients are shown changed,
+passes the notification on to every session that has spoken to it (a session that never
+sent a request has no list to refresh). The gateway says it sends such notifications
+(``tools.listChanged`` in its capabilities).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import socket
 import stat
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -30,8 +37,11 @@ from typing import Any, Literal, cast
 import anyio
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
-from mcp.server.lowlevel import Server
+from mcp.server.lowlevel import NotificationOptions, Server
+from mcp.server.models import InitializationOptions
+from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
+from mcp.shared.session import RequestResponder
 
 from evalsuite import ReinstateError
 from gates._errors import GatesError
@@ -52,11 +62,26 @@ class UpstreamUnavailable(GatesError):
     exit_code = 3
 
 
-@dataclass
+@dataclass(eq=False)
 class _Session:
-    """What the gateway keeps for one MCP session: its guarded run."""
+    """What the gateway keeps for one MCP session: its guarded run, and the SDK's session
+    to send it notifications (known from its first request)."""
 
     run: GuardedRun
+    client: ServerSession | None = None
+
+
+class _GatewayServer(Server[_Session, Any]):
+    """The SDK's low-level server, saying in every transport's handshake that it sends
+    ``notifications/tools/list_changed`` (the HTTP session manager asks with no options)."""
+
+    def create_initialization_options(
+            self, notification_options: NotificationOptions | None = None,
+            experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities)
 
 
 class McpGateway:
@@ -85,6 +110,9 @@ class McpGateway:
         self._gone: str | None = None
         self._gone_event: anyio.Event | None = None
         self._hidden_reported: set[str] = set()
+        self._live: set[_Session] = set()  # the sessions open now
+        self._shown: list[dict[str, Any]] = []  # the tools clients were last told of
+        self._changes, self._changed = anyio.create_memory_object_stream[None](1)
         self._sessions = itertools.count(1)
         self._started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
 
@@ -103,7 +131,8 @@ class McpGateway:
                                        args=self.upstream_command[1:], env=dict(os.environ))
         try:
             read, write = await stack.enter_async_context(stdio_client(params))
-            session = await stack.enter_async_context(ClientSession(read, write))
+            session = await stack.enter_async_context(
+                ClientSession(read, write, message_handler=self._upstream_message))
             with anyio.fail_after(STARTUP_TIMEOUT_S):
                 await session.initialize()
         except OSError as exc:
@@ -125,6 +154,43 @@ class McpGateway:
             self._gone = why
             if self._gone_event is not None:
                 self._gone_event.set()
+
+    async def _upstream_message(
+            self, message: RequestResponder[types.ServerRequest, types.ClientResult]
+            | types.ServerNotification | Exception) -> None:
+        """The upstream's own messages: a change of its tools is noted for
+        :meth:`_follow_tool_changes` (listing here, in the SDK's receiving loop, would wait
+        for an answer that loop has to read)."""
+        if isinstance(message, types.ServerNotification) and isinstance(
+                message.root, types.ToolListChangedNotification):
+            with suppress(anyio.WouldBlock):  # one pending already covers this change
+                self._changes.send_nowait(None)
+
+    async def _follow_tool_changes(self) -> None:
+        """Read the upstream's tools again after each change it announces, and tell the
+        open sessions when what they are shown changed."""
+        async with self._changed:
+            async for _ in self._changed:
+                try:
+                    shown = await self.list_tools()
+                except McpError as exc:
+                    self.say(f"the upstream's new tool list could not be read "
+                             f"({exc.error.message}); clients keep the last one")
+                    continue
+                now = [tool.model_dump(mode="json") for tool in shown]
+                if now == self._shown:
+                    continue  # only hidden tools came or went: nothing a client sees
+                self._shown = now
+                told = 0
+                for session in list(self._live):
+                    if session.client is None:
+                        continue
+                    with suppress(Exception):  # a client that just left: nothing to tell
+                        await session.client.send_tool_list_changed()
+                        told += 1
+                self.say(f"the upstream's tools changed: {len(now)} shown "
+                         f"({', '.join(t['name'] for t in now) or 'none'}); told {told} "
+                         f"session(s)")
 
     # -- tools/list --------------------------------------------------------------------
 
@@ -225,6 +291,9 @@ class McpGateway:
         # The reviewer's arguments were never decided: decide them as the agent's call.
         again = decide_edited_call(run, decision, name, final)
         if not again.stopped:
+            # What goes up is what later decisions of the session read in its history.
+            assert decision.call_id is not None
+            run.revise(decision.call_id, final, by=decided.decided_by or "", review=decided.id)
             return True, final, ""
         why = refuse_edit(self.guard.workspace, decided, again, actor=self.actor, tool=name,
                           run_id=run.run_id, source="gateway")
@@ -247,26 +316,35 @@ class McpGateway:
             with gateway.guard.run(run_id, goal=goal, context={
                     "gateway": "mcp", "transport": transport,
                     "upstream": shlex.join(gateway.upstream_command)}) as run:
+                session = _Session(run)
+                gateway._live.add(session)
                 try:
-                    yield _Session(run)
+                    yield session
                 except anyio.get_cancelled_exc_class():
                     # The gateway stopping (SIGTERM, its upstream gone) ends open sessions
                     # by cancelling them: a normal end of the run, not an error of it.
                     run.finish("the gateway stopped")
                     raise
+                finally:
+                    gateway._live.discard(session)
 
-        server: Server[_Session, Any] = Server(f"reinstate-gateway-{self.agent}",
-                                               lifespan=one_session)
+        server = _GatewayServer(f"reinstate-gateway-{self.agent}", lifespan=one_session)
+
+        def session_of_request() -> _Session:
+            # The SDK's session is known to a handler only: kept for notifications.
+            context = server.request_context
+            context.lifespan_context.client = context.session
+            return context.lifespan_context
 
         @server.list_tools()  # type: ignore[no-untyped-call,untyped-decorator]
         async def list_tools() -> list[types.Tool]:
+            session_of_request()
             return await gateway.list_tools()
 
         # The upstream validates its own arguments; the guard decides on what was sent.
         @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
         async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
-            return await gateway.call_tool(server.request_context.lifespan_context, name,
-                                           arguments)
+            return await gateway.call_tool(session_of_request(), name, arguments)
 
         return server
 
@@ -301,7 +379,9 @@ class McpGateway:
         self._gone_event = anyio.Event()
         async with AsyncExitStack() as stack:
             self._upstream = await self._connect(stack)
-            await self.list_tools()  # the hidden tools are reported at start-up
+            # The hidden tools are reported at start-up; what is shown is the base a
+            # change of the upstream's tools is compared with.
+            self._shown = [tool.model_dump(mode="json") for tool in await self.list_tools()]
             server = self.server(transport)
             async with anyio.create_task_group() as group:
                 stop: Callable[[], None] = group.cancel_scope.cancel
@@ -313,6 +393,7 @@ class McpGateway:
                     stop()
 
                 group.start_soon(watch_upstream)
+                group.start_soon(self._follow_tool_changes)
                 if transport == "stdio":
                     await _serve_stdio(server)
                 else:

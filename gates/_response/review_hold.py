@@ -53,7 +53,9 @@ def hold_for_review(queue: ReviewQueue, run: GuardedRun, decision: GuardDecision
     A reviewer's edited arguments are decided again by the guard, in the call's place: an
     edit the controls stop (a refund edited past the limit) is audited as
     ``review.edit_refused`` and comes back as ``rejected``, with the refusal as its
-    reason, so it never runs (the queue keeps the reviewer's edit as made).
+    reason, so it never runs (the queue keeps the reviewer's edit as made). An edit that
+    runs replaces the call in the run's history (:meth:`GuardedRun.revise`): later
+    decisions read the arguments that ran.
 
     Raises:
         GatesError: ``decision`` is not a review decision of a step of ``run``.
@@ -67,6 +69,9 @@ def hold_for_review(queue: ReviewQueue, run: GuardedRun, decision: GuardDecision
             why = refuse_edit(run.guard.workspace, item, again, actor=GUARD_ACTOR,
                               tool=item.tool, run_id=run.run_id, source="guard")
             item = item.model_copy(update={"status": "rejected", "decision_reason": why})
+        elif decision.call_id is not None:  # the edit runs: later rules read it, not the ask
+            run.revise(decision.call_id, item.final_args or {}, by=item.decided_by or "",
+                       review=item.id)
     if item.kind == "call" and not item.released and decision.call_id is not None:
         run.result(decision.call_id, blocked=True,
                    error=f"{item.status} in review {item.id} by {item.decided_by}: "

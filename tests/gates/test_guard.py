@@ -117,6 +117,48 @@ def test_containment_in_another_process_flips_the_next_call(back_in_full: Worksp
     assert "INC-2" in decision.reason
 
 
+def test_the_first_incident_of_a_workspace_flips_the_next_call(example: Workspace,
+                                                              watching: str) -> None:
+    """With no incidents folder yet, the first incident's containment denies the next call,
+    while the guard's log is written in the workspace's root."""
+    open_store(example).create()  # type: ignore[union-attr]
+    assert not example.incidents_dir.exists()
+    guard = Guard(example.root, AGENT, log=example.root / "guard.jsonl")
+    with guard.run("live-first", goal="where is my order A-1001?"):
+        assert guard.call("lookup_order", {"order_id": "A-1001"}).effect == "allow"
+        opened = _cli(example, "incident", "open", AGENT, "--severity", "sev2",
+                      "--summary", "refunds to the wrong account")
+        assert opened.returncode == 0, opened.stderr
+        done = _cli(example, "contain", "INC-1", "--mode", "suspended", "--notify", "legal",
+                    "--scope", "unknown")
+        assert done.returncode == 0, done.stderr
+        decision = guard.call("lookup_order", {"order_id": "A-1002"})
+    guard.close()
+    assert (decision.effect, decision.rule) == ("deny", "mode.suspended")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_watch_awaiting_the_incidents_folder_hears_nothing_of_other_files(
+        example: Workspace) -> None:
+    """A file written beside the awaited incidents folder (a run log in the workspace's root)
+    queues no event for the guard to read at each decision; the folder's creation does."""
+    from gates._response.guard_watch import open_watch
+
+    example.state_path.parent.mkdir(parents=True, exist_ok=True)
+    (example.root / "guard.jsonl").touch()
+    watch = open_watch(example.state_path, example.incidents_dir)
+    assert watch is not None
+    try:
+        with (example.root / "guard.jsonl").open("ab", buffering=0) as log:
+            for _ in range(3):
+                log.write(b"{}\n")
+        assert watch._inotify.read(timeout=0) == []
+        example.incidents_dir.mkdir()
+        assert watch.changed() and watch.broken  # a watch on the folder itself is next
+    finally:
+        watch.close()
+
+
 def test_unreadable_store_denies_with_the_reason(back_in_full: Workspace, tmp_path: Path,
                                                  watching: str) -> None:
     """A state store that cannot be read denies every call, and says why."""

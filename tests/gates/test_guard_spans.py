@@ -114,6 +114,24 @@ def test_spans_carry_the_decisions_as_the_native_log_does(back_in_full: Workspac
     assert json.loads(str(agent.attributes["reinstate.context"])) == CONTEXT
 
 
+def test_a_call_a_reviewer_edited_carries_the_arguments_that_ran(
+        back_in_full: Workspace, tmp_path: Path, exported: Any) -> None:
+    """The span of an edited call holds the edited arguments, the agent's beside them."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    asked = {"customer_id": "C-1001", "reason": "moving abroad"}
+    with guard.run("live-spans-edit", goal="close my account", context=CONTEXT) as run:
+        held = run.call("close_account", asked)
+        assert held.effect == "review" and held.call_id is not None
+        run.revise(held.call_id, {"customer_id": "C-1001"}, by="rita", review="R-7")
+        run.result(held.call_id, {"status": "closed"})
+    guard.close()
+    [tool] = [s for s in exported.get_finished_spans() if s.name == "execute_tool close_account"]
+    attributes = dict(tool.attributes)
+    assert json.loads(attributes["gen_ai.tool.call.arguments"]) == {"customer_id": "C-1001"}
+    assert json.loads(attributes["reinstate.tool.call.requested_arguments"]) == asked
+    assert attributes["reinstate.review.id"] == "R-7"
+
+
 def test_a_run_ended_by_an_exception_says_so_in_both_logs(back_in_full: Workspace,
                                                          tmp_path: Path, exported: Any) -> None:
     """A run that raised ends with the error as its stop reason and an error status."""

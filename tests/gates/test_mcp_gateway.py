@@ -435,3 +435,92 @@ def test_bad_arguments_are_one_line(back_in_full: Workspace, args: list[str], co
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and says in lines[0], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
+                                                       tmp_path: Path) -> None:
+    """After a $200 refund edited to $100 went up, a $130 refund fits the order's $240 total."""
+    from tests.gates.test_guard_edits import EDITED, with_refunds_within_total
+
+    with_refunds_within_total(back_in_full)
+
+    async def body(session: ClientSession, calls: Path) -> list[types.CallToolResult]:
+        await session.call_tool("lookup_order", {"order_id": "A-1002"})
+        held: list[types.CallToolResult] = []
+
+        async def call() -> None:
+            held.append(await session.call_tool("issue_refund", LARGE_REFUND))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            while not (pending := ReviewQueue(back_in_full.root).items(AGENT)):
+                await anyio.sleep(0.2)
+            done = await anyio.to_thread.run_sync(lambda: _cli(
+                back_in_full, "--actor", "rita.reviewer", "review", "edit", pending[0].id,
+                "--reason", "half now", "--args", json.dumps(EDITED)))
+            assert done.returncode == 0, done.stderr
+        second = await session.call_tool("issue_refund", {**LARGE_REFUND, "amount": 130})
+        third = await session.call_tool("issue_refund", {**LARGE_REFUND, "amount": 150})
+        return [*held, second, third]
+
+    (edited, second, third), _ = _run(back_in_full, tmp_path, body)
+    assert not edited.isError and not second.isError, (_text(edited), _text(second))
+    assert third.isError and "refunds-past-order-total" in _text(third), _text(third)
+    refunds = [json.loads(line)["arguments"]["amount"]
+               for line in (tmp_path / "calls.jsonl").read_text().splitlines()
+               if json.loads(line)["tool"] == "issue_refund"]
+    assert refunds == [100, 130]
+    [log] = back_in_full.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    assert run.metadata["guard.edited.3"]["arguments"] == EDITED
+
+
+def test_a_change_of_the_upstreams_tools_reaches_the_client_filtered(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """The upstream's tools/list_changed reaches the client, whose new list holds only the
+    added tool the permissions list."""
+    permissions = back_in_full.root / "agents" / AGENT / "permissions.yaml"
+    permissions.write_text(permissions.read_text().replace("tools:\n", """\
+tools:
+  track_parcel:
+    allowed: true
+    risk: low
+    description: Where an order's parcel is.
+""", 1))
+    calls, errlog = tmp_path / "calls.jsonl", tmp_path / "gateway.err"
+    params = StdioServerParameters(command=CLI[0], args=[*CLI[1:],
+                                   *_gateway_args(back_in_full, calls)], env=_env())
+
+    async def main() -> tuple[bool, list[str], list[str], types.CallToolResult]:
+        changed = anyio.Event()
+
+        async def heard(message: Any) -> None:
+            if isinstance(message, types.ServerNotification) and isinstance(
+                    message.root, types.ToolListChangedNotification):
+                changed.set()
+
+        with errlog.open("w", encoding="utf-8") as err:
+            async with stdio_client(params, errlog=err) as (read, write), \
+                    ClientSession(read, write, message_handler=heard) as session:
+                started = await session.initialize()
+                announced = bool(started.capabilities.tools
+                                 and started.capabilities.tools.listChanged)
+                before = [tool.name for tool in (await session.list_tools()).tools]
+                await session.call_tool("create_ticket", {"summary": "more tools"})
+                with anyio.fail_after(30):
+                    await changed.wait()
+                after = [tool.name for tool in (await session.list_tools()).tools]
+                tracked = await session.call_tool("track_parcel", {"order_id": "A-1001"})
+                return announced, before, after, tracked
+
+    announced, before, after, tracked = anyio.run(main)
+    err = errlog.read_text(encoding="utf-8")
+    assert announced
+    assert "track_parcel" not in before
+    assert sorted(after) == sorted([*before, "track_parcel"])
+    assert not tracked.isError, _text(tracked)
+    assert _forwarded(calls) == ["create_ticket", "track_parcel"]
+    assert "hidden: export_customers" in err, err
+    entries = open_store(back_in_full).audit(AGENT, actions=["mcp_gateway.hidden_tools"])
+    assert [e.detail["tools"] for e in entries] == [  # type: ignore[index]
+        ["wire_money"], ["export_customers"]]
