@@ -5,9 +5,10 @@ so selecting cases by id would otherwise validate every file of the suite, and a
 cases that costs nearly as much as running them all. The index reads each file's bytes
 (the fingerprint digests them anyway) and looks its SHA-256 up in a small per-folder
 cache of ``digest -> id``; only a file not seen before is scanned, through libyaml's
-parser events, for its top-level ``id`` (without building the document). The cache lives in the user's cache
-folder (``REINSTATE_CACHE_DIR``, as :mod:`evalsuite._known_schemas`), used only when it
-belongs to this user and nobody else can write it; set empty, every new file is parsed.
+parser events, for its top-level ``id`` (without building the document). The cache lives
+in the user's cache folder (``REINSTATE_CACHE_DIR``, as :mod:`evalsuite._known_schemas`),
+used only when it belongs to this user and nobody else can write it; set empty, every
+file is scanned.
 
 An id only chooses which files are read: every chosen file is then read and validated in
 full, so a wrong cache entry can never let an invalid case run. A file whose id cannot be
