@@ -9,9 +9,14 @@
    re-reads the whole history.
 3. The bytes one verdict adds to the state store at 1,000 and 10,000 regression cases
    (the stored body; the gate at 10,000 runs with ``--trials 1``).
+4. ``reinstate eval --cases ONE`` at 10,000 eval case files (``bench_cli.py``'s workspace:
+   instant agent, one trial), as whole processes beside ``reinstate eval`` of every case
+   in the same run: with the case-id cache cold (``REINSTATE_CACHE_DIR`` empty: every
+   file's id parsed) and warm (ids found by each file's digest). Flat when choosing one
+   case costs far less than running all.
 
     python benchmarks/bench_scaling.py [--rounds N] [--cases 10,100,1000]
-        [--history 1,100,1000] [--verdict-cases 1000,10000]
+        [--history 1,100,1000] [--verdict-cases 1000,10000] [--select-cases 10000]
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import time
 from pathlib import Path
 
 from _figures import Figure, machine, process, timed
+from bench_cli import workspace as eval_workspace
 
 from gates import SQLiteStore, Workspace, check, read_mode, run_gate
 from gates._demo import apply_fix, lay_out
@@ -120,6 +126,26 @@ def verdict_bytes(template: Path, sizes: list[int], scratch: Path) -> None:
               f"{body / size:.0f} bytes per case ({_parts(text)})", flush=True)
 
 
+def eval_selection(sizes: list[int], rounds: int, scratch: Path) -> None:
+    print(f"\n4. reinstate eval {AGENT} --cases ONE by eval case files ({rounds} rounds each)")
+    for size in sizes:
+        root = eval_workspace(scratch / f"select-{size}", size)
+        one = f"bench-{size // 2:05d}"
+        cache = scratch / f"select-{size}-cache"
+        every = process([*REINSTATE, "-C", str(root), "eval", AGENT], rounds,
+                        env={**ENV, "REINSTATE_CACHE_DIR": str(cache)})
+        selected = [*REINSTATE, "-C", str(root), "eval", AGENT, "--cases", one]
+        cold = process(selected, rounds, env={**ENV, "REINSTATE_CACHE_DIR": ""})  # ids parsed
+        cached = {**ENV, "REINSTATE_CACHE_DIR": str(cache)}
+        process(selected, 1, env=cached)  # fills the cache (the run the cold row times)
+        warm = process(selected, rounds, env=cached)
+        for name, figure in (("every case", every), ("--cases ONE, ids cold", cold),
+                             ("--cases ONE, ids cached", warm)):
+            print(f"   {size:>6} cases, {name:<24} {figure.ms()} "
+                  f"({figure.median / every.median:.3f}x every case), peak RSS "
+                  f"{figure.peak_rss_mib:.0f} MiB", flush=True)
+
+
 def _parts(body: str | bytes) -> str:
     """The megabytes of a stored verdict's largest parts: the fingerprint and each check."""
     verdict = json.loads(body)
@@ -141,6 +167,7 @@ def main() -> None:
     parser.add_argument("--cases", type=_sizes, default=[10, 100, 1000])
     parser.add_argument("--history", type=_sizes, default=[1, 100, 1000])
     parser.add_argument("--verdict-cases", type=_sizes, default=[1000, 10000])
+    parser.add_argument("--select-cases", type=_sizes, default=[10000])
     args = parser.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory(prefix="reinstate-bench-") as tmp:
@@ -152,6 +179,8 @@ def main() -> None:
             verdict_bytes(template, args.verdict_cases, scratch)
         if args.cases:
             gate_growth(template, args.cases, args.rounds, scratch)
+        if args.select_cases:
+            eval_selection(args.select_cases, args.rounds, scratch)
     print(machine())
 
 

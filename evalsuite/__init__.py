@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         RunReference,
         ToolFixture,
     )
+    from evalsuite._case_index import CaseFile, case_index
     from evalsuite._criteria import (
         BEHAVIOUR_VARIABLES,
         Criterion,
@@ -229,6 +230,7 @@ __all__ = [
     "AgentSession",
     "AgentSpec",
     "Behaviour",
+    "CaseFile",
     "CaseInput",
     "CaseKey",
     "CaseOutcome",
@@ -318,6 +320,7 @@ __all__ = [
     "build_adapter",
     "call_predicate",
     "case_files",
+    "case_index",
     "case_keys",
     "check_expression",
     "check_json_schema",
@@ -566,6 +569,8 @@ _EXPORTS: dict[str, str] = {
     "wilson": "evalsuite._statistics",
     "SubprocessAdapter": "evalsuite._subprocess_adapter",
     "case_files": "evalsuite._suite",
+    "case_index": "evalsuite._case_index",
+    "CaseFile": "evalsuite._case_index",
     "load_cases": "evalsuite._suite",
     "read_cases": "evalsuite._suite",
     "CaseKey": "evalsuite._packed",

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import fnmatch
 from collections import Counter
 from collections.abc import Sequence
 
 import click
 from rich.table import Table
 
-from evalsuite import CaseResult, InvalidInput
+from evalsuite import CaseResult
 from gates._cli._common import ctx, engine_options
 from gates._cli._progress import progress
 from gates._gate.checks import case_finding, stopped_by_control, usage_totals
 from gates._gate.evals import run_evals
 from gates._gate.inputs import load_inputs
 from gates._gate.ray_engine import check_engine
+from gates._gate.selected_inputs import load_selected
 from gates._reports.terminal import outcome
 from gates._verdict.verdict import EXIT_CODES, combine
 
@@ -48,13 +48,12 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
     engine_name = check_engine(engine, workers)
     c = ctx()
     workspace = c.workspace()
-    inputs = load_inputs(workspace, agent)
-    chosen = inputs.cases.select(
-        lambda key: not patterns or any(fnmatch.fnmatchcase(key.id, p) for p in patterns))
-    unmatched = [p for p in patterns
-                 if not any(fnmatch.fnmatchcase(i, p) for i in chosen.ids)]
-    if unmatched:  # a typo in one of several globs would otherwise go unnoticed
-        raise InvalidInput(None, "--cases", f"no case id matches {unmatched[0]!r}")
+    if patterns:  # only the chosen cases' files are parsed (the gate reads every one)
+        selected = load_selected(workspace, agent, patterns)
+        inputs, chosen = selected.inputs, selected.chosen
+    else:
+        inputs = load_inputs(workspace, agent)
+        chosen = inputs.cases
     with progress(c.err, f"eval {agent}") as callback:
         evidence = run_evals(inputs, trials, cases=chosen, adapter=adapter_name,
                              concurrency=concurrency, progress=callback,
