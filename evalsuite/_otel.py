@@ -172,6 +172,9 @@ class _Trace(TraceSteps):
         super().__init__()
         self.unanswered: dict[str, ToolCallStep] = {}
         self.errors: list[str] = []
+        # The last model call's output messages, when they were read without a note: the
+        # run's stop reason reads them again (notes, when any, are made again).
+        self.last_output: tuple[PlainSpan, list[dict[str, Any]]] | None = None
 
 
 SpanReader = Callable[[PlainSpan], None]
@@ -247,8 +250,14 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
 
 
 def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
-    """Whether any attribute's name starts with ``prefix``."""
-    return any(key.startswith(prefix) for key in attrs)
+    """Whether any attribute's name starts with ``prefix`` (or, rarely, holds NUL then it).
+
+    One search of the names joined (in C), not a call a name: this is asked of every model
+    call without an input, for each of its attributes. A name holding ``"\\0" + prefix``
+    answers yes wrongly; the caller then finds no message under the older names, as it
+    would have without looking.
+    """
+    return ("\0" + "\0".join(attrs)).find("\0" + prefix) >= 0
 
 
 def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]] | None:
@@ -371,7 +380,9 @@ def _model_error(trace: _Trace, span: PlainSpan) -> None:
 
 def _chat_outputs(trace: _Trace, span: PlainSpan) -> int:
     """Reasoning, outputs and tool calls of the first choice; returns the outputs."""
+    notes = len(trace.unreadable)
     messages = _messages(trace, span, "output")
+    trace.last_output = (span, messages) if len(trace.unreadable) == notes else None
     return _assistant(trace, span, messages[0], span.end) if messages else 0
 
 
@@ -472,14 +483,18 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
           models: list[PlainSpan], path: Path) -> RunPart:
     # Each header attribute's first value, the agent's own spans first, then in time order:
     # found in one walk over the spans, not one for each attribute asked for.
+    # Only the keys not found yet are looked for: most are on every span, found on the first.
     found: dict[str, tuple[int, Any]] = {}
+    missing = set(_HEADER_KEYS)
     for index, span in enumerate([*agents, *spans]):
         attrs = span.attributes
-        for key in _HEADER_KEYS.intersection(attrs):
-            if key not in found:  # most keys are on every span: found on the first
-                value = attrs[key]
-                if value is not None and value != "":
-                    found[key] = (index, value)
+        for key in missing.intersection(attrs):
+            value = attrs[key]
+            if value is not None and value != "":
+                found[key] = (index, value)
+                missing.discard(key)
+        if not missing:
+            break
     one = {key: value for key, (_, value) in found.items()}  # a single key's first value
 
     def first(*keys: str) -> Any:
@@ -591,7 +606,10 @@ def _stop_reason(trace: _Trace, models: list[PlainSpan],
     reasons = last.attributes.get("gen_ai.response.finish_reasons")
     if isinstance(reasons, list) and reasons:
         return str(reasons[0])
-    for message in _messages(trace, last, "output")[:1]:
+    read = trace.last_output
+    messages = read[1] if read is not None and read[0] is last else _messages(
+        trace, last, "output")
+    for message in messages[:1]:
         if message.get("finish_reason"):
             return str(message["finish_reason"])
     return None

@@ -236,11 +236,15 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
                 error = None
                 if status is not UNSET and str(status.code) in ("2", "STATUS_CODE_ERROR"):
                     error = status.message or "error"
+                # The span's attributes as _attributes reads them, inline: one call fewer a
+                # span. Positional arguments, in PlainSpan's field order: a faster call.
                 spans.append(PlainSpan(
-                    trace_id=trace, span_id=span_id, parent_id=parent, name=span.name,
-                    start=start, end=end, attributes=_attributes(span.attributes),
-                    events=[(e.name, start if e.timeUnixNano is UNSET else _time(e.timeUnixNano),
-                             _attributes(e.attributes)) for e in span.events]
+                    trace, span_id, parent, span.name, start, end,
+                    {pair.key: value.stringValue
+                     if (value := pair.value) is not UNSET and value.stringValue is not UNSET
+                     else _value(value) for pair in span.attributes},
+                    [(e.name, start if e.timeUnixNano is UNSET else _time(e.timeUnixNano),
+                      _attributes(e.attributes)) for e in span.events]
                     if span.events else [],
-                    error=error, resource=resource, place=f"{place} span {span_id}"))
+                    error, resource, f"{place} span {span_id}"))
     return spans
