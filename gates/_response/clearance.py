@@ -17,6 +17,7 @@ from evalsuite import InvalidInput, Record
 from gates._config import Workspace
 from gates._response.restore import decision_reader, restore_blockers, verdict_gaps
 from gates._store.access import open_store, read_mode, standing
+from gates._store.audit import one_decision
 from gates._store.backends import Mode, StateStore
 from gates._store.verdict_signature import (
     SignatureInvalid,
@@ -74,6 +75,12 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
     """
     workspace.require_agent(agent)  # a misspelt name touches nothing
     store = store or open_store(workspace)
+    with one_decision():
+        return _check(workspace, agent, store, public_key)
+
+
+def _check(workspace: Workspace, agent: str, store: StateStore,
+           public_key: Path | None) -> Clearance:
     held = standing(workspace, agent, store)  # read once, for all three questions
     latest = decision_reader(store)  # the verdict is read once, for restore's and check's own
     blockers = restore_blockers(workspace, agent, store, public_key=public_key, held=held,

@@ -12,7 +12,7 @@ from evalsuite import ReinstateError
 from gates._config import Workspace
 from gates._errors import Refused
 from gates._store.access import RESTORED, Standing, open_store, standing
-from gates._store.audit import recorded, verify_audit
+from gates._store.audit import one_decision, recorded, verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
 from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
 from gates._verdict.fingerprint import fingerprint
@@ -39,6 +39,12 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     reads an agent's latest verdict (default: :func:`decision_reader` of ``store``).
     """
     workspace.require_agent(agent)
+    with one_decision():
+        return _blockers(workspace, agent, store, public_key, held, latest)
+
+
+def _blockers(workspace: Workspace, agent: str, store: StateStore, public_key: Path | None,
+              held: Standing | None, latest: LatestVerdict | None) -> list[str]:
     key = configured_public_key(workspace, public_key)
     latest = latest or decision_reader(store)
     reasons = [f"the audit log does not verify: {p}"
@@ -165,8 +171,9 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     # Read before deciding: the mode is set back to full only if nobody changed it since
     # (compare and set), so a containment that comes in meanwhile is never overwritten.
     current = store.mode(agent)
-    held = standing(workspace, agent, store)
-    reasons = restore_blockers(workspace, agent, store, held=held)
+    with one_decision():
+        held = standing(workspace, agent, store)
+        reasons = restore_blockers(workspace, agent, store, held=held)
     if reasons:
         raise Refused(f"Can't restore '{agent}'", reasons)
     incidents = held.open

@@ -13,7 +13,9 @@ number and hash somewhere else, and checking it with ``--anchor``) catches that.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from gates._store.backends import (
@@ -34,6 +36,39 @@ if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict
 # such entry is re-hashed at every check, wherever the checkpoint is.
 DECIDING = ("mode", "ratchet-approval")
 
+# Each store's checkpoint as first tested within the current decision (see one_decision),
+# keyed by the store's id with the store kept alive so that id is not reused meanwhile.
+_TESTED: ContextVar[dict[int, tuple[StateStore, tuple[int, str] | None]] | None] = (
+    ContextVar("reinstate_tested_checkpoints", default=None))
+
+
+@contextmanager
+def one_decision() -> Iterator[None]:
+    """Within it, each store's checkpoint is tested once (:meth:`StateStore.checkpoint`).
+
+    Testing it reads every stored row up to the checkpoint, so a decision that asks the
+    log three questions (``check``: the chain, the containments, the restores) would pay
+    for the whole history three times; its answers are those of one slightly earlier
+    read, and the entries after the checkpoint are still read afresh by each question.
+    """
+    if _TESTED.get() is not None:  # nested: the outer decision's reading stands
+        yield
+        return
+    token = _TESTED.set({})
+    try:
+        yield
+    finally:
+        _TESTED.reset(token)
+
+
+def _checkpoint(store: StateStore) -> tuple[int, str] | None:
+    tested = _TESTED.get()
+    if tested is None:
+        return store.checkpoint()
+    if id(store) not in tested:
+        tested[id(store)] = (store, store.checkpoint())
+    return tested[id(store)][1]
+
 
 def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[AuditEntry]:
     """``agent``'s entries of ``actions``, oldest first, read without reading the whole log.
@@ -42,7 +77,7 @@ def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[Au
     raises :class:`StoreUnavailable` as a whole read would; when anything up to the
     checkpoint changed (or there is none) the agent's whole log is read, as before.
     """
-    point = store.checkpoint()
+    point = _checkpoint(store)
     if point is None:
         return [e for e in store.audit(agent) if e.action in actions]
     seq = point[0]
@@ -71,7 +106,7 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
     ``latest`` reads an agent's latest stored verdict (default ``store.latest_verdict``):
     ``check`` and ``restore`` pass the read that skips building the whole model.
     """
-    point = store.checkpoint() if incremental and not anchors and not verdicts else None
+    point = _checkpoint(store) if incremental and not anchors and not verdicts else None
     if point is not None:
         return _verify_from(store, point, sorted(set(agents)), latest)
     entries = store.audit()

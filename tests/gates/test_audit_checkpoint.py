@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from gates import ModeRecord, SQLiteStore, Workspace, read_mode, verify_audit
+from gates import (
+    ModeRecord,
+    SQLiteStore,
+    Workspace,
+    check,
+    read_mode,
+    restore_blockers,
+    verify_audit,
+)
 from gates._store.backends import entry_hash
 from regressions import utc_now
 
@@ -169,3 +177,43 @@ def test_check_refuses_a_restore_forged_before_the_checkpoint(
     assert code == 1
     assert f"entry {seq}: content was changed after it was written" in out + err
     assert read_mode(back_in_full, AGENT).mode == "full"  # the runtime reads, it does not verify
+
+
+class _CountingStore(SQLiteStore):
+    """The workspace's store, counting how often its checkpoint is tested."""
+
+    tested = 0
+
+    def checkpoint(self) -> tuple[int, str] | None:
+        self.tested += 1
+        return super().checkpoint()
+
+
+@pytest.mark.slow
+def test_one_check_reads_the_history_before_the_checkpoint_once(
+        back_in_full: Workspace) -> None:
+    """A check tests the checkpoint (a pass over every row up to it) once, not once per
+    question it asks the log, so its cost per stored entry does not triple."""
+    store = _CountingStore(back_in_full.state_path)
+    assert check(back_in_full, AGENT, store=store).cleared
+    assert store.tested == 1
+    assert restore_blockers(back_in_full, AGENT, store) == []
+    assert store.tested == 2
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_row_edited_between_two_checks_is_caught_by_the_second(
+        back_in_full: Workspace) -> None:
+    """The checkpoint's test is shared within one decision only: a row edited before the
+    checkpoint after one check is named by the next check on the same store object."""
+    store = SQLiteStore(back_in_full.state_path)
+    assert check(back_in_full, AGENT, store=store).cleared
+    with sqlite3.connect(store.path) as conn:
+        seq = conn.execute("SELECT min(seq) FROM audit WHERE action = 'mode'").fetchone()[0]
+    conn.close()
+    _sql(store.path, "UPDATE audit SET reason = 'nothing happened' WHERE seq = ?", seq)
+    clearance = check(back_in_full, AGENT, store=store)
+    assert not clearance.cleared
+    assert any(f"entry {seq}: content was changed after it was written" in r
+               for r in clearance.reasons), clearance.reasons
