@@ -17,10 +17,10 @@ that remembers the regression set. Checks from outside (plugins, users) are adde
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from evalsuite import Progress, Redactor, ReinstateError
 from gates._config import Workspace
@@ -97,24 +97,27 @@ def register(name: str) -> Callable[[Check], Check]:
 def run_checks(inputs: GateInputs, evidence: Evidence) -> list[AnyCheckResult]:
     """Every built-in check, then every registered one; a check that raises is an error
     result, and so is a registered check's result that is not its own."""
+    return list(_each_check(inputs, evidence))
+
+
+def _each_check(inputs: GateInputs, evidence: Evidence) -> Iterator[AnyCheckResult]:
+    """:func:`run_checks`' results, each as soon as its check has run."""
     table = [(c.name, c.run) for c in BUILT_IN_CHECKS]
     table += [(name, check) for name, check in CHECKS.items() if name not in BUILT_IN]
-    results: list[AnyCheckResult] = []
     for name, check in table:
         try:
             result = check(inputs, evidence)
         except Exception as exc:  # fail closed: a broken check must not read as a pass
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            results.append(could_not_run(name, f"could not run: {exc!r}", [
-                f"{name} raised {exc!r} at {where.filename}:{where.lineno}"]))
+            yield could_not_run(name, f"could not run: {exc!r}", [
+                f"{name} raised {exc!r} at {where.filename}:{where.lineno}"])
             continue
         if name not in BUILT_IN and not (isinstance(result, CheckResult)
                                          and result.name == name):
-            results.append(could_not_run(name, "could not run: returned no CheckResult named "
-                                               f"'{name}'", [f"{name} returned {result!r:.200}"]))
+            yield could_not_run(name, "could not run: returned no CheckResult named "
+                                      f"'{name}'", [f"{name} returned {result!r:.200}"])
             continue
-        results.append(result)
-    return results
+        yield result
 
 
 # What a later gate or report compares byte for byte, or opens: never redacted.
@@ -127,13 +130,27 @@ def decide(inputs: GateInputs, checks: list[AnyCheckResult]) -> Verdict:
     Findings may quote what the agent said or sent; the verdict is stored, written and
     reported, so it is redacted here, after every check has decided on the raw behaviour.
     """
-    return Redactor().record(Verdict(
+    return _decided(inputs, [check.model_dump(mode="json") for check in checks])
+
+
+def _decided(inputs: GateInputs, checks: list[dict[str, Any]]) -> Verdict:
+    """:func:`decide` on the checks' results as JSON data (each result's ``model_dump``).
+
+    The gate hands its results over as data, each dumped as its check finished: at
+    thousands of cases the results as models, their dump and the redacted verdict side by
+    side were the gate's peak. The dump is this function's own: redacted in place, in the
+    order a dump of the whole verdict walks (so placeholders are numbered the same), then
+    validated once as the verdict.
+    """
+    data = Verdict(
         agent=inputs.agent.name,
-        outcome=combine(c.outcome for c in checks),
+        outcome=combine(c["outcome"] for c in checks),
         created_at=utc_now(),
         fingerprint=inputs.fingerprint,
-        checks=checks,
-    ), keep=UNREDACTED)
+        checks=[],
+    ).model_dump(mode="json")
+    data["checks"] = checks  # in its own place among the fields, as the dump put it
+    return Verdict.model_validate(Redactor().value_in_place(data, keep=UNREDACTED))
 
 
 @dataclass(frozen=True)
@@ -159,8 +176,9 @@ class GateRun:
     """Made by ``load inputs``."""
     evidence: Evidence | None = None
     """Made by ``run evals``; let go by ``run checks`` once every check has read it."""
-    checks: list[AnyCheckResult] | None = None
-    """Made by ``run checks``; let go by ``decide``, whose verdict holds them redacted."""
+    checks: list[dict[str, Any]] | None = None
+    """Made by ``run checks``: each result as JSON data, dumped as its check finished; let
+    go by ``decide``, whose verdict holds them redacted."""
     verdict: Verdict | None = None
     """Made by ``decide``; stored (and signed) by ``record``."""
 
@@ -192,15 +210,17 @@ def _run_evals(run: GateRun) -> GateRun:
 
 def _run_checks(run: GateRun) -> GateRun:
     inputs, evidence = _made(run.inputs, "load inputs"), _made(run.evidence, "run evals")
-    # Every check has read the evidence now: at thousands of cases its results are more
-    # than the verdict, so they are let go before the verdict is made.
-    return replace(run, checks=run_checks(inputs, evidence), evidence=None)
+    # Each result is kept as data once its check has run (the model goes), and the
+    # evidence is let go once every check has read it: at thousands of cases both are
+    # more than the verdict.
+    checks = [result.model_dump(mode="json") for result in _each_check(inputs, evidence)]
+    return replace(run, checks=checks, evidence=None)
 
 
 def _decide(run: GateRun) -> GateRun:
     inputs, checks = _made(run.inputs, "load inputs"), _made(run.checks, "run checks")
     # The verdict holds the checks' results redacted; the raw ones are let go.
-    return replace(run, verdict=decide(inputs, checks), checks=None)
+    return replace(run, verdict=_decided(inputs, checks), checks=None)
 
 
 def _record(run: GateRun) -> GateRun:
