@@ -196,6 +196,15 @@ class Redactor:
         """
         return _walk(value, self.text, frozenset(keep))
 
+    def value_in_place(self, value: Any, keep: Collection[str] = ()) -> Any:
+        """:meth:`value`, changing ``value``'s own mappings and lists instead of copying
+        them: for a caller whose data is its own (a dump made to be redacted).
+
+        Returns:
+            ``value`` itself (a string: its redacted copy).
+        """
+        return _walk_in_place(value, self.text, frozenset(keep))
+
     def record(self, record: ModelT, keep: Collection[str] = ()) -> ModelT:
         """A copy of a pydantic record with every string in it redacted.
 

@@ -93,6 +93,7 @@ class TrialResult(Record):
     # The run and judgements of a parked trial (see ``parked``), packed by ``_PARKED``.
     _parked: bytes | None = PrivateAttr(default=None)
     _parked_usage: Usage | None = PrivateAttr(default=None)
+    _parked_stopped: tuple[str, ...] = PrivateAttr(default=())
 
     def parked(self) -> TrialResult:
         """This trial with its run and judgements packed into bytes, for holding many.
@@ -108,6 +109,7 @@ class TrialResult(Record):
             attempts=self.attempts, seconds=self.seconds, blocked_calls=self.blocked_calls)
         copy._parked = _PARKED.pack((self.run, self.judgements))
         copy._parked_usage = self.run.usage if self.run is not None else None
+        copy._parked_stopped = self.stopped_details
         return copy
 
     def _unpacked(self) -> tuple[Run | None, list[Judgement]]:
@@ -131,6 +133,14 @@ class TrialResult(Record):
     def recorded_judgements(self) -> list[Judgement]:
         """Each expectation's outcome, parked or not."""
         return self._unpacked()[1]
+
+    @property
+    def stopped_details(self) -> tuple[str, ...]:
+        """What each judgement that a control stopped says, parked or not (a parked trial
+        answers without unpacking: the gate asks it of every passing case)."""
+        if self._parked is not None:
+            return self._parked_stopped
+        return tuple(j.detail for j in self.judgements if j.stopped_by)
 
     @property
     def usage(self) -> Usage | None:

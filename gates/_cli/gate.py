@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
 
-from evalsuite import write_atomic
+from evalsuite import ReinstateError, write_atomic
 from gates._cli._common import ctx, engine_options
 from gates._gate.pipeline import run_gate, stored_by_this_run
 from gates._gate.ray_engine import check_engine
@@ -16,8 +18,38 @@ from gates._reports.junit import junit_xml
 from gates._reports.terminal import case_table, verdict_table, verification_table
 from gates._reports.verdict_report import report_markdown, verdict_report
 from gates._response.notify import notify_failed_gate
-from gates._response.restore import restore_needs
+from gates._response.restore import latest_for_decision, restore_blockers
+from gates._store.access import open_store
 from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
+from gates._store.backends import verdict_digest
+
+if TYPE_CHECKING:
+    from gates._config import Workspace
+    from gates._verdict.stored import DecidedVerdict
+    from gates._verdict.verdict import Verdict
+
+
+def _restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
+    """``restore_needs`` of the verdict this run computed, which restore would read back.
+
+    When the store's latest verdict is exactly this one (its text's digest), restore's
+    conditions read it from memory: at thousands of cases, reading the stored text into
+    another copy beside this one was the gate's peak. Any other latest verdict is read
+    from the store, as restore reads it.
+    """
+    if not verdict:
+        return None
+    try:
+        store = open_store(workspace)
+        ours = verdict_digest(verdict)
+
+        def latest(agent: str) -> DecidedVerdict | None:
+            if agent == verdict.agent and store.latest_verdict_sha256(agent) == ours:
+                return verdict
+            return latest_for_decision(store, agent)
+        return restore_blockers(workspace, verdict.agent, store, latest=cache(latest))
+    except ReinstateError as exc:  # fail closed: a pass restore cannot confirm promises nothing
+        return [f"its conditions could not be read: {exc}"]
 
 
 @click.command("gate")
@@ -65,7 +97,7 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     # A pass restores only when restore's own conditions hold too (a review scheduled, a
     # signature it accepts): the closing line says what it still needs, from the same check.
     case_table(c.out, verdict, every=every_case)
-    verdict_table(c.out, verdict, restore_needs=restore_needs(workspace, verdict))
+    verdict_table(c.out, verdict, restore_needs=_restore_needs(workspace, verdict))
     verification_table(c.out, verdict.verifications)
     if signer is not None:
         c.out.print(f"signed: {workspace.relative(attestation_path(workspace, verdict))}"

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult, unisolated
 from gates._controls.policy import judge_acceptance
@@ -141,6 +142,23 @@ def _logged_outcome(outcome: Outcome, errors: list[str]) -> Outcome:
 
 def evals(inputs: GateInputs, evidence: Evidence) -> EvalsResult:
     """The eval suite and the regression set pass against the live agent."""
+    return _evals(inputs, evidence, [case_data(r, evidence) for r in evidence.results])
+
+
+def evals_as_data(inputs: GateInputs, evidence: Evidence) -> dict[str, Any]:
+    """:func:`evals`' result as JSON data (its ``model_dump(mode="json")``).
+
+    Each case's row is dumped as soon as it is built: at 10,000 cases every row as a model
+    beside the dump of them all was the largest step of the gate's memory.
+    """
+    rows = [case_data(r, evidence).model_dump(mode="json") for r in evidence.results]
+    data = _evals(inputs, evidence, []).model_dump(mode="json")
+    if data["data"] is not None:
+        data["data"]["cases"] = rows  # in its own place among the fields, as a dump puts it
+    return data
+
+
+def _evals(inputs: GateInputs, evidence: Evidence, cases: list[CaseFigures]) -> EvalsResult:
     results = evidence.results
     if not results:
         return EvalsResult(outcome="inconclusive", summary="no eval or regression cases to run",
@@ -167,7 +185,7 @@ def evals(inputs: GateInputs, evidence: Evidence) -> EvalsResult:
         findings=[*([f"WARNING: {warning}"] if warning else []), *findings],
         data=EvalsData(counts=counts, flaky=flaky, usage=usage, run_file=run_file,
                        isolation=evidence.isolation,
-                       cases=[case_data(r, evidence) for r in results],
+                       cases=cases,
                        regressions_held_by_agent=held[0] if held else None,
                        regressions_stopped_by_control=held[1] if held else None),
     )
@@ -178,8 +196,8 @@ def stopped_by_control(r: CaseResult) -> list[str]:
     held by itself (or the case did not pass)."""
     if r.outcome != "pass":
         return []
-    return list(dict.fromkeys(j.detail for t in r.trials if t.passed
-                              for j in t.recorded_judgements if j.stopped_by))
+    return list(dict.fromkeys(detail for t in r.trials if t.passed
+                              for detail in t.stopped_details))
 
 
 def stopped_figures(results: list[CaseResult], evidence: Evidence) -> tuple[int, int] | None:

@@ -17,10 +17,10 @@ that remembers the regression set. Checks from outside (plugins, users) are adde
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from evalsuite import Progress, Redactor, ReinstateError
 from gates._config import Workspace
@@ -29,6 +29,7 @@ from gates._gate.checks import (
     Evidence,
     acceptance_criteria,
     evals,
+    evals_as_data,
     operating_checklist,
     permission_boundary,
     review_routing,
@@ -41,7 +42,14 @@ from gates._gate.ratchet import regression_ratchet
 from gates._store.access import open_store, require_store, standing
 from gates._store.attestation import gate_signer, write_attestation
 from gates._store.backends import StateStore, verdict_digest
-from gates._verdict.check_results import BUILT_IN, AnyCheckResult, CheckResult, could_not_run
+from gates._verdict.check_results import (
+    BUILT_IN,
+    AnyCheckResult,
+    CaseFigures,
+    CheckResult,
+    EvalsResult,
+    could_not_run,
+)
 from gates._verdict.verdict import Verdict, combine
 from regressions import utc_now
 
@@ -59,10 +67,13 @@ class GateCheck:
 
     name: str
     run: Callable[[GateInputs, Evidence], AnyCheckResult]
+    as_data: Callable[[GateInputs, Evidence], dict[str, Any]] | None = None
+    """The same result as JSON data, built without holding it whole as models (for the
+    checks whose result grows with the cases); default: ``run``'s result dumped."""
 
 
 BUILT_IN_CHECKS: tuple[GateCheck, ...] = (
-    GateCheck("evals", evals),
+    GateCheck("evals", evals, evals_as_data),
     GateCheck("permission_boundary", permission_boundary),
     GateCheck("acceptance_criteria", acceptance_criteria),
     GateCheck("review_routing", review_routing),
@@ -97,24 +108,43 @@ def register(name: str) -> Callable[[Check], Check]:
 def run_checks(inputs: GateInputs, evidence: Evidence) -> list[AnyCheckResult]:
     """Every built-in check, then every registered one; a check that raises is an error
     result, and so is a registered check's result that is not its own."""
-    table = [(c.name, c.run) for c in BUILT_IN_CHECKS]
-    table += [(name, check) for name, check in CHECKS.items() if name not in BUILT_IN]
-    results: list[AnyCheckResult] = []
+    return list(_each_check(inputs, evidence, [(c.name, c.run) for c in BUILT_IN_CHECKS]))
+
+
+def _checks_as_data(inputs: GateInputs, evidence: Evidence) -> list[dict[str, Any]]:
+    """:func:`run_checks`' results as JSON data, each dumped as its check finished (the
+    model goes at once; a built-in check with ``as_data`` builds its data itself)."""
+    built_in: list[tuple[str, Callable[[GateInputs, Evidence],
+                                       AnyCheckResult | dict[str, Any]]]]
+    built_in = [(c.name, c.as_data or c.run) for c in BUILT_IN_CHECKS]
+    return [result if isinstance(result, dict) else result.model_dump(mode="json")
+            for result in _each_check(inputs, evidence, built_in)]
+
+
+R = TypeVar("R")
+
+
+def _each_check(inputs: GateInputs, evidence: Evidence,
+                built_in: list[tuple[str, Callable[[GateInputs, Evidence], R]]]
+                ) -> Iterator[R | AnyCheckResult]:
+    """The built-in checks' results, then every registered one's, each as soon as its
+    check has run."""
+    table: list[tuple[str, Callable[[GateInputs, Evidence], R | AnyCheckResult]]] = [
+        *built_in, *((name, check) for name, check in CHECKS.items() if name not in BUILT_IN)]
     for name, check in table:
         try:
             result = check(inputs, evidence)
         except Exception as exc:  # fail closed: a broken check must not read as a pass
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            results.append(could_not_run(name, f"could not run: {exc!r}", [
-                f"{name} raised {exc!r} at {where.filename}:{where.lineno}"]))
+            yield could_not_run(name, f"could not run: {exc!r}", [
+                f"{name} raised {exc!r} at {where.filename}:{where.lineno}"])
             continue
         if name not in BUILT_IN and not (isinstance(result, CheckResult)
                                          and result.name == name):
-            results.append(could_not_run(name, "could not run: returned no CheckResult named "
-                                               f"'{name}'", [f"{name} returned {result!r:.200}"]))
+            yield could_not_run(name, "could not run: returned no CheckResult named "
+                                      f"'{name}'", [f"{name} returned {result!r:.200}"])
             continue
-        results.append(result)
-    return results
+        yield result
 
 
 # What a later gate or report compares byte for byte, or opens: never redacted.
@@ -127,13 +157,46 @@ def decide(inputs: GateInputs, checks: list[AnyCheckResult]) -> Verdict:
     Findings may quote what the agent said or sent; the verdict is stored, written and
     reported, so it is redacted here, after every check has decided on the raw behaviour.
     """
-    return Redactor().record(Verdict(
+    return _decided(inputs, [check.model_dump(mode="json") for check in checks])
+
+
+def _decided(inputs: GateInputs, checks: list[dict[str, Any]]) -> Verdict:
+    """:func:`decide` on the checks' results as JSON data (each result's ``model_dump``).
+
+    The gate hands its results over as data, each dumped as its check finished: at
+    thousands of cases the results as models, their dump and the redacted verdict side by
+    side were the gate's peak. The dump is this function's own: redacted in place, in the
+    order a dump of the whole verdict walks (so placeholders are numbered the same), then
+    validated once as the verdict.
+    """
+    data = Verdict(
         agent=inputs.agent.name,
-        outcome=combine(c.outcome for c in checks),
+        outcome=combine(c["outcome"] for c in checks),
         created_at=utc_now(),
         fingerprint=inputs.fingerprint,
-        checks=checks,
-    ), keep=UNREDACTED)
+        checks=[],
+    ).model_dump(mode="json")
+    data["checks"] = checks  # in its own place among the fields, as the dump put it
+    return _share_field_sets(Verdict.model_validate(Redactor().value_in_place(data,
+                                                                          keep=UNREDACTED)))
+
+
+def _share_field_sets(verdict: Verdict) -> Verdict:
+    """``verdict`` with one set of field names shared by every case row that has them all.
+
+    Pydantic gives each validated instance its own set of the fields it was given: at
+    10,000 case rows that was 7 MB of the same thirteen names, some 40% of the verdict the
+    gate holds to its end. Sharing is safe for a set that already holds every field: an
+    assignment only adds a name it has.
+    """
+    evals = verdict.result(EvalsResult)
+    if evals is None or evals.data is None:
+        return verdict
+    every = set(CaseFigures.model_fields)
+    for case in evals.data.cases:
+        if case.__pydantic_fields_set__ == every:
+            case.__pydantic_fields_set__ = every
+    return verdict
 
 
 @dataclass(frozen=True)
@@ -159,8 +222,9 @@ class GateRun:
     """Made by ``load inputs``."""
     evidence: Evidence | None = None
     """Made by ``run evals``; let go by ``run checks`` once every check has read it."""
-    checks: list[AnyCheckResult] | None = None
-    """Made by ``run checks``; let go by ``decide``, whose verdict holds them redacted."""
+    checks: list[dict[str, Any]] | None = None
+    """Made by ``run checks``: each result as JSON data, dumped as its check finished; let
+    go by ``decide``, whose verdict holds them redacted."""
     verdict: Verdict | None = None
     """Made by ``decide``; stored (and signed) by ``record``."""
 
@@ -192,15 +256,16 @@ def _run_evals(run: GateRun) -> GateRun:
 
 def _run_checks(run: GateRun) -> GateRun:
     inputs, evidence = _made(run.inputs, "load inputs"), _made(run.evidence, "run evals")
-    # Every check has read the evidence now: at thousands of cases its results are more
-    # than the verdict, so they are let go before the verdict is made.
-    return replace(run, checks=run_checks(inputs, evidence), evidence=None)
+    # Each result is kept as data once its check has run (the model goes), and the
+    # evidence is let go once every check has read it: at thousands of cases both are
+    # more than the verdict.
+    return replace(run, checks=_checks_as_data(inputs, evidence), evidence=None)
 
 
 def _decide(run: GateRun) -> GateRun:
     inputs, checks = _made(run.inputs, "load inputs"), _made(run.checks, "run checks")
     # The verdict holds the checks' results redacted; the raw ones are let go.
-    return replace(run, verdict=decide(inputs, checks), checks=None)
+    return replace(run, verdict=_decided(inputs, checks), checks=None)
 
 
 def _record(run: GateRun) -> GateRun:
