@@ -16,6 +16,7 @@ that remembers the regression set. Checks from outside (plugins, users) are adde
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -177,8 +178,12 @@ def _decided(inputs: GateInputs, checks: list[dict[str, Any]]) -> Verdict:
         checks=[],
     ).model_dump(mode="json")
     data["checks"] = checks  # in its own place among the fields, as the dump put it
-    return _share_field_sets(Verdict.model_validate(Redactor().value_in_place(data,
-                                                                          keep=UNREDACTED)))
+    text = json.dumps(Redactor().value_in_place(data, keep=UNREDACTED))
+    # The results as dicts go before the verdict's models are built, so the two are never
+    # held side by side (the caller's list is emptied: the text holds it all now).
+    checks.clear()
+    del data
+    return _share_field_sets(Verdict.model_validate_json(text))
 
 
 def _share_field_sets(verdict: Verdict) -> Verdict:

@@ -20,6 +20,7 @@ file committed with the change (:mod:`gates._verdict.ratchet_approvals`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 from evalsuite import InvalidInput, load_cases
@@ -47,6 +48,7 @@ from gates._verdict.ratchet_terms import (
     compare,
     terms_of,
 )
+from gates._verdict.stored import read_ratchet_terms
 from regressions import RegressionCase, utc_now
 
 NAME = "regression_ratchet"
@@ -60,7 +62,22 @@ def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry
 
 
 def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]:
-    verdict = store.latest_verdict(agent) if store is not None else None
+    if store is None:
+        return {}
+    text = store.latest_verdict_text(agent)
+    if text is None:
+        return {}
+    read = read_ratchet_terms(text)
+    if read is not None:
+        # The light read counts only for the very text the agent's last verdict entry
+        # names (as for check's): its entry follows the head the verdict was stamped with.
+        head, terms = read
+        entries = store.audit(agent, actions=("verdict",), after=head)
+        if entries and entries[-1].detail.get("sha256") == hashlib.sha256(
+                text.encode()).hexdigest():
+            return terms
+    del text
+    verdict = store.latest_verdict(agent)
     # Not ``if verdict``: a verdict is truthy only when it passed.
     check = verdict.result(RegressionRatchetResult) if verdict is not None else None
     if check is None or check.data is None:

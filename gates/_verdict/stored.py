@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import msgspec
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from gates._verdict.fingerprint import Fingerprint
@@ -26,6 +27,8 @@ from gates._verdict.outcome import Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from gates._verdict.ratchet_terms import RatchetTerms
 
 
 class _Read(BaseModel):
@@ -137,3 +140,43 @@ def read_stored(text: str) -> StoredVerdict | None:
     read._text = text
     read._verifications = tuple(v for data in changes for v in data.verifications)
     return read
+
+
+class _RawCheck(msgspec.Struct):
+    name: str
+    data: msgspec.Raw = msgspec.Raw(b"null")  # kept as its bytes, unparsed
+
+
+class _RawHead(msgspec.Struct):
+    seq: int
+
+
+class _RawVerdict(msgspec.Struct):
+    schema_version: int
+    checks: list[_RawCheck]
+    audit_head: _RawHead
+
+
+def read_ratchet_terms(text: str) -> tuple[int, dict[str, RatchetTerms]] | None:
+    """The regression ratchet's remembered terms in a stored verdict's text, with the audit
+    head it was stamped with; None when the text is not of that shape.
+
+    Only that check's data is read into models (as strictly as the whole verdict reads
+    it); every other check's is skipped unparsed, so a gate at 10,000 cases does not
+    build the last verdict's 10,000 case rows to learn the terms. Like :func:`read_stored`,
+    the caller takes it only when the audit log records exactly this text's digest.
+    """
+    # Imported here: check and restore read this module and need no check's result models.
+    from gates._verdict.check_results import RegressionRatchetData
+
+    try:
+        raw = msgspec.json.decode(text, type=_RawVerdict)
+        if raw.schema_version != 2:
+            return None
+        found = [c.data for c in raw.checks if c.name == "regression_ratchet"]
+        if len(found) != 1:
+            return None
+        data = RegressionRatchetData.model_validate_json(bytes(found[0]))
+    except (msgspec.DecodeError, ValidationError, ValueError, RecursionError):
+        return None
+    return raw.audit_head.seq, dict(data.terms)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import yaml
 from evalsuite import InvalidInput
 from gates import (
     RegressionRatchetResult,
+    SQLiteStore,
+    Verdict,
     Workspace,
     approve_loosening,
     open_store,
@@ -203,3 +207,42 @@ def test_a_case_captured_by_an_earlier_version_keeps_its_terms() -> None:
     assert isinstance(case.recorded.steps[3].result, dict)  # read as a value today
     then = RatchetTerms.model_validate_json((folder / "INC-1-1.terms.json").read_text())
     assert terms_of(case, 5) == then
+
+
+class _ReadsCounted(SQLiteStore):
+    """The workspace's store, counting whole-verdict reads."""
+
+    whole_reads = 0
+
+    def latest_verdict(self, agent: str) -> Verdict | None:
+        self.whole_reads += 1
+        return super().latest_verdict(agent)
+
+
+def test_the_terms_are_read_without_building_the_last_verdict(ws: Workspace) -> None:
+    """The ratchet reads the remembered terms from the last verdict's text alone when the
+    audit log vouches for that text: at thousands of cases the whole verdict was the
+    gate's peak."""
+    store = _ReadsCounted(ws.state_path)
+    _edit(ws, LOOSENINGS["threshold"][0])
+    found, memory = ratchet_status(ws, AGENT, store=store)
+    assert [f.what for f in found] == ["threshold lowered from 1 to 0.5"]
+    assert memory["INC-1-1"].threshold == 1.0  # the remembered floor holds
+    assert store.whole_reads == 0
+
+
+@pytest.mark.attack
+def test_a_verdict_edited_behind_the_log_is_read_whole(ws: Workspace) -> None:
+    """A stored verdict whose text the audit log does not vouch for (its terms loosened by
+    hand) is read as the whole model, as before; the light read never trusts it."""
+    with sqlite3.connect(ws.state_path) as conn:
+        (seq, body), = conn.execute("SELECT id, body FROM verdicts ORDER BY id DESC LIMIT 1")
+        data = json.loads(body)
+        ratchet = next(c for c in data["checks"] if c["name"] == "regression_ratchet")
+        ratchet["data"]["terms"]["INC-1-1"]["threshold"] = 0.5
+        conn.execute("UPDATE verdicts SET body = ? WHERE id = ?",
+                     (json.dumps(data, separators=(",", ":")), seq))
+    conn.close()
+    store = _ReadsCounted(ws.state_path)
+    ratchet_status(ws, AGENT, store=store)
+    assert store.whole_reads == 1
