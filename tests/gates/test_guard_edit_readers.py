@@ -1,0 +1,153 @@
+"""The readers of a guard's log see a reviewer's edited call as the call that ran: whole
+runs hold the executed arguments (the agent's kept as ``requested``), and the backtest
+decides later calls after the edited call, as the guard did live."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from evalsuite import InvalidInput, ToolCall, merge_parts, read_log, read_log_runs
+from gates import Guard, GuardDecision, ReviewQueue, Workspace, backtest, hold_for_review
+from tests.gates.test_guard_edits import (
+    AGENT,
+    ASKED,
+    EDITED,
+    ORDER,
+    with_refunds_within_total,
+)
+
+RULE = "refunds-past-order-total"
+
+
+def edited_run(ws: Workspace, log: Path) -> dict[str, GuardDecision]:
+    """A guarded run whose $200 refund a reviewer edits to $100, then two more refunds
+    ($130, $150); the guard's live decisions by name."""
+    with_refunds_within_total(ws)
+    guard = Guard(ws.root, AGENT, log=log)
+    queue = ReviewQueue(ws)
+
+    def reviewer() -> None:
+        while not queue.items():
+            time.sleep(0.05)
+        queue.edit(queue.items()[0].id, actor="rita", reason="half now", args=EDITED)
+
+    deciding = threading.Thread(target=reviewer)
+    deciding.start()
+    with guard.run("live-edit", goal="refund order A-1002",
+                   context={"customer_id": "C-1002"}) as run:
+        looked = run.call("lookup_order", {"order_id": "A-1002"})
+        assert looked.call_id is not None
+        run.result(looked.call_id, ORDER)
+        held = run.call("issue_refund", ASKED)
+        assert held.effect == "review" and held.call_id is not None, held
+        item = hold_for_review(queue, run, held, timeout_s=60, poll_s=0.05)
+        assert item.released
+        run.result(held.call_id, {"refund_id": "R-1", "amount": 100})
+        second = run.call("issue_refund", {**ASKED, "amount": 130})
+        third = run.call("issue_refund", {**ASKED, "amount": 150})
+    deciding.join(30)
+    guard.close()
+    return {"held": held, "second": second, "third": third}
+
+
+@pytest.mark.slow
+def test_whole_runs_hold_the_arguments_that_ran(back_in_full: Workspace,
+                                               tmp_path: Path) -> None:
+    """A run read from the guard's log holds the edited refund, the agent's kept as asked."""
+    log = tmp_path / "guard.jsonl"
+    held = edited_run(back_in_full, log)["held"]
+    [run] = read_log_runs(log)
+    step = run.steps[held.step]
+    assert isinstance(step, ToolCall) and step.arguments == EDITED
+    assert step.call_id == held.call_id
+    assert run.metadata[f"guard.edited.{held.step}"]["requested"] == ASKED
+    assert run.metadata[f"guard.edited.{held.step}"]["by"] == "rita"
+
+
+@pytest.mark.slow
+def test_fast_and_model_paths_read_the_same_edited_run(back_in_full: Workspace,
+                                                       tmp_path: Path) -> None:
+    """The native log's fast path and its model path give the same run after an edit."""
+    log = tmp_path / "guard.jsonl"
+    held = edited_run(back_in_full, log)["held"]
+    fast = merge_parts(read_log(log, "jsonl", defer_steps=True))
+    slow = merge_parts(read_log(log, "jsonl"))
+    assert fast == slow
+    step = fast[0].steps[held.step]
+    assert isinstance(step, ToolCall) and step.arguments == EDITED
+
+
+@pytest.mark.slow
+def test_backtest_decides_later_calls_as_the_guard_did(back_in_full: Workspace,
+                                                      tmp_path: Path) -> None:
+    """The backtest of the guard's log denies the $150 refund and lets the $130 one by, as
+    the guard did live after the edit (the asked $200 would have denied both)."""
+    log = tmp_path / "guard.jsonl"
+    live = edited_run(back_in_full, log)
+    assert live["second"].effect == "allow", live["second"]
+    assert live["third"].effect == "deny" and live["third"].rule.endswith(RULE)
+    result = backtest(back_in_full, AGENT, [log])
+    [tally] = [r for r in result.rules if r.rule.endswith(RULE)]
+    assert [e.step for e in tally.examples] == [live["third"].step]
+    assert tally.calls == 1
+
+
+def guard_log(tmp_path: Path, edit: object, key: str = "guard.edited.1") -> Path:
+    """A native log of one run (goal, one call) followed by a ``guard.edited`` line."""
+    log = tmp_path / "forged.jsonl"
+    lines = [
+        {"schema_version": 1, "kind": "run", "run_id": "r1", "agent": AGENT},
+        {"run_id": "r1", "kind": "user_input", "content": "refund order A-1002"},
+        {"run_id": "r1", "kind": "tool_call", "tool": "issue_refund", "arguments": ASKED,
+         "call_id": "c1"},
+        {"kind": "run", "run_id": "r1", "metadata": {key: edit}},
+    ]
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return log
+
+
+FORGED: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "not a call": (lambda p: guard_log(p, {"arguments": EDITED, "by": "x"}, "guard.edited.0"),
+                   "step 0 of run 'r1' to be a tool call, got user_input"),
+    "out of range": (lambda p: guard_log(p, {"arguments": EDITED, "by": "x"}, "guard.edited.7"),
+                     "a step of run 'r1' logged before this line (it has 2 so far)"),
+    "not an object": (lambda p: guard_log(p, {"arguments": "amount=100", "by": "x"}),
+                      "valid dictionary"),
+    "no index": (lambda p: guard_log(p, {"arguments": EDITED, "by": "x"}, "guard.edited.-1"),
+                 "expected guard.edited.<n>"),
+    "no editor": (lambda p: guard_log(p, {"arguments": EDITED}), "Field required"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORGED))
+def test_an_odd_edit_is_refused_with_its_line(case: str, tmp_path: Path) -> None:
+    """An edit naming a step that is no call, a step not yet logged, or holding arguments
+    that are not an object, is refused naming the file, line 4 and the entry."""
+    make, expected = FORGED[case]
+    log = make(tmp_path)
+    with pytest.raises(InvalidInput) as raised:
+        read_log_runs(log)
+    message = str(raised.value)
+    assert "forged.jsonl:4" in message and "guard.edited." in message
+    assert expected in message
+
+
+@pytest.mark.slow
+def test_backtest_refuses_an_odd_edit_in_one_line(
+        back_in_full: Workspace, tmp_path: Path,
+        inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """``reinstate backtest`` over a log whose edit names a user input exits 2 with one
+    line naming the file and line, and writes nothing."""
+    log = guard_log(tmp_path, {"arguments": EDITED, "by": "x"}, "guard.edited.0")
+    out = tmp_path / "bt.json"
+    code, _, err = inline_cli(back_in_full, "backtest", AGENT, str(log), "--json", str(out))
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "forged.jsonl:4" in lines[0] and "tool call" in lines[0]
+    assert not out.exists()
