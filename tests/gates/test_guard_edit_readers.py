@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite import InvalidInput, ToolCall, merge_parts, read_log, read_log_runs
+from evalsuite import InvalidInput, ToolCall, merge_parts, read_log, read_log_runs, write_runs
 from gates import Guard, GuardDecision, ReviewQueue, Workspace, backtest, hold_for_review
 from tests.gates.test_guard_edits import (
     AGENT,
@@ -151,3 +151,25 @@ def test_backtest_refuses_an_odd_edit_in_one_line(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "forged.jsonl:4" in lines[0] and "tool call" in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_an_edited_run_reads_the_same_after_ingest_and_after_a_whole_write(
+        back_in_full: Workspace, tmp_path: Path,
+        inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """``reinstate ingest --out`` and a run written back whole both read as the guard's log
+    reads: the edited arguments in the step, the asked ones once, under ``requested``."""
+    log = tmp_path / "guard.jsonl"
+    held = edited_run(back_in_full, log)["held"]
+    [read] = read_log_runs(log)
+    ingested = tmp_path / "ingested.jsonl"
+    code, _, err = inline_cli(back_in_full, "ingest", str(log), "--out", str(ingested))
+    assert code == 0, err
+    assert read_log_runs(ingested) == [read]
+    whole = tmp_path / "whole.jsonl"
+    write_runs([read], whole)
+    [again] = read_log_runs(whole)
+    assert again == read
+    step = again.steps[held.step]
+    assert isinstance(step, ToolCall) and step.arguments == EDITED
+    assert again.metadata[f"guard.edited.{held.step}"]["requested"] == ASKED
