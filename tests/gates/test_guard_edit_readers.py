@@ -173,3 +173,31 @@ def test_an_edited_run_reads_the_same_after_ingest_and_after_a_whole_write(
     step = again.steps[held.step]
     assert isinstance(step, ToolCall) and step.arguments == EDITED
     assert again.metadata[f"guard.edited.{held.step}"]["requested"] == ASKED
+
+
+@pytest.mark.slow
+def test_ray_dataset_backtest_of_an_edited_run_gives_the_local_result(
+        back_in_full: Workspace, tmp_path: Path,
+        inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """``backtest --engine ray`` reads the edit from its own record, as the local engine
+    does: the same result, the $150 refund alone denied by the history rule."""
+    ray = pytest.importorskip("ray")  # the `test` extra installs it
+    log = tmp_path / "guard.jsonl"
+    third = edited_run(back_in_full, log)["third"]
+    local, dataset = tmp_path / "local.json", tmp_path / "ray.json"
+    code, _, err = inline_cli(back_in_full, "backtest", AGENT, str(log), "--json", str(local))
+    assert code == 0, err
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        code, _, err = inline_cli(back_in_full, "backtest", AGENT, str(log), "--json",
+                                  str(dataset), "--engine", "ray", "--workers", "1")
+    finally:
+        ray.shutdown()
+    assert code == 0, err
+    by_ray = json.loads(dataset.read_text())
+    assert any(n.startswith("--engine ray: the logs were read as a Ray Dataset")
+               for n in by_ray["notes"])
+    by_ray["notes"] = [n for n in by_ray["notes"] if not n.startswith("--engine")]
+    assert by_ray == json.loads(local.read_text())
+    [tally] = [r for r in by_ray["rules"] if r["rule"].endswith(RULE)]
+    assert [e["step"] for e in tally["examples"]] == [third.step]
