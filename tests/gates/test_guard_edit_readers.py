@@ -71,6 +71,26 @@ def test_whole_runs_hold_the_arguments_that_ran(back_in_full: Workspace,
 
 
 @pytest.mark.slow
+def test_runs_show_prints_the_refund_that_ran(
+        back_in_full: Workspace, tmp_path: Path,
+        inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """``reinstate runs show`` prints the edited $100 refund at the held step, not the $200
+    the agent asked for, and ``--json`` keeps the asked arguments in the run's metadata."""
+    log = tmp_path / "guard.jsonl"
+    held = edited_run(back_in_full, log)["held"]
+    code, out, err = inline_cli(back_in_full, "runs", "show", "live-edit", str(log))
+    assert code == 0, err
+    lines = out.splitlines()
+    at = lines.index(next(line for line in lines if line.startswith(f"step {held.step} ")))
+    assert "issue_refund(order_id='A-1002', amount=100," in lines[at + 1]
+    code, out, err = inline_cli(back_in_full, "runs", "show", "live-edit", str(log), "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["run"]["steps"][held.step]["arguments"] == EDITED
+    assert shown["run"]["metadata"][f"guard.edited.{held.step}"]["requested"] == ASKED
+
+
+@pytest.mark.slow
 def test_fast_and_model_paths_read_the_same_edited_run(back_in_full: Workspace,
                                                        tmp_path: Path) -> None:
     """The native log's fast path and its model path give the same run after an edit."""
