@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
 from evalsuite._record import Record
-from evalsuite._run import Step, ToolCall
+from evalsuite._run import Run, Step, ToolCall
 
 if TYPE_CHECKING:  # merge_parts (in _parts) applies the edits: imported there at run time
     from evalsuite._history import History
@@ -148,6 +148,32 @@ def apply_to_merged(run: dict[str, Any], part: RunPart) -> None:
         steps[edit.index] = ran
         metadata[edit.key] = {**metadata[edit.key], "requested": asked.arguments}
     run["metadata"] = metadata
+
+
+def as_asked(run: Run) -> tuple[list[Step], dict[int, dict[str, Any]]]:
+    """A whole run's steps as the agent asked for them, and the edits that made them the
+    calls that ran, by step index, as the guard logged them (without ``requested``).
+
+    For a caller that replays a run read whole (its edits applied) the way the guard's log
+    is replayed: each edited call decided as asked, then the edit put in the history.
+    Entries that were never applied (no ``requested``) are left out: their steps hold the
+    arguments as logged.
+    """
+    steps = list(run.steps)
+    edits: dict[int, dict[str, Any]] = {}
+    for key, value in run.metadata.items():
+        if not key.startswith(EDITED) or not isinstance(value, dict):
+            continue
+        number, requested = key[len(EDITED):], value.get("requested")
+        if not (number.isascii() and number.isdigit()) or not isinstance(requested, dict):
+            continue
+        index = int(number)
+        ran = steps[index] if index < len(steps) else None
+        if not isinstance(ran, ToolCall):
+            continue
+        steps[index] = ran.model_copy(update={"arguments": dict(requested)})
+        edits[index] = {k: v for k, v in value.items() if k != "requested"}
+    return steps, edits
 
 
 def _refused(part: RunPart, key: str, loc: tuple[int | str, ...],

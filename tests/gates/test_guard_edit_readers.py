@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from evalsuite import InvalidInput, ToolCall, merge_parts, read_log, read_log_runs, write_runs
-from gates import Guard, GuardDecision, ReviewQueue, Workspace, backtest, hold_for_review
+from gates import (
+    Backtest,
+    Guard,
+    GuardDecision,
+    ReviewQueue,
+    Workspace,
+    backtest,
+    backtest_runs,
+    hold_for_review,
+)
 from tests.gates.test_guard_edits import (
     AGENT,
     ASKED,
@@ -116,6 +125,26 @@ def test_backtest_decides_later_calls_as_the_guard_did(back_in_full: Workspace,
     [tally] = [r for r in result.rules if r.rule.endswith(RULE)]
     assert [e.step for e in tally.examples] == [live["third"].step]
     assert tally.calls == 1
+
+
+@pytest.mark.slow
+def test_backtest_of_runs_read_whole_decides_as_the_backtest_of_the_log(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """``backtest_runs`` over the edited run read whole decides the held refund as asked
+    (routed to a person) and later refunds after the edit, as the log's backtest does."""
+    log = tmp_path / "guard.jsonl"
+    live = edited_run(back_in_full, log)
+    from_log = backtest(back_in_full, AGENT, [log])
+    whole = backtest_runs(back_in_full.controls(AGENT), read_log_runs(log), agent=AGENT)
+
+    def decided(result: Backtest) -> list[tuple[str, str, int, list[int]]]:
+        return [(r.rule, r.effect, r.calls, [e.step for e in r.examples]) for r in result.rules]
+
+    assert decided(whole) == decided(from_log)
+    assert whole.totals == from_log.totals and whole.review_load == from_log.review_load
+    assert whole.totals.calls_routed >= 1
+    [tally] = [r for r in whole.rules if r.rule.endswith(RULE)]
+    assert [e.step for e in tally.examples] == [live["third"].step]
 
 
 def guard_log(tmp_path: Path, edit: object, key: str = "guard.edited.1") -> Path:
