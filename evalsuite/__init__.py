@@ -96,6 +96,7 @@ if TYPE_CHECKING:
         is_plain,
         steps_as_data,
     )
+    from evalsuite._guard_edits import apply_guard_edits, as_asked
     from evalsuite._history import History
     from evalsuite._http_adapter import HttpAdapter
     from evalsuite._jsonl import dump_runs, read_runs, write_parts, write_runs
@@ -314,6 +315,8 @@ __all__ = [
     "Usage",
     "UserInput",
     "Variables",
+    "apply_guard_edits",
+    "as_asked",
     "as_utc",
     "atomic_output",
     "behaviour_data",
@@ -467,6 +470,8 @@ _EXPORTS: dict[str, str] = {
     "History": "evalsuite._history",
     "steps_as_data": "evalsuite._expressions",
     "HttpAdapter": "evalsuite._http_adapter",
+    "apply_guard_edits": "evalsuite._guard_edits",
+    "as_asked": "evalsuite._guard_edits",
     "dump_runs": "evalsuite._jsonl",
     "read_runs": "evalsuite._jsonl",
     "write_parts": "evalsuite._jsonl",

@@ -47,6 +47,14 @@ class History(Sequence[Step]):
         for step in steps:
             self.append(step)
 
+    def replace(self, index: int, step: Step) -> None:
+        """Put ``step`` at ``index`` instead of the step there: a call a reviewer edited
+        before it ran is, from then on, the call that ran (its data made anew)."""
+        self._data[index] = step_as_data(step, self._tools)
+        self._steps[index] = step
+        if self._plain_upto is not None:
+            self._plain_upto = min(self._plain_upto, index)
+
     def data(self) -> list[dict[str, Any]]:
         """The steps as expressions see them (:func:`steps_as_data`); shared, not a copy:
         read it, never change it."""

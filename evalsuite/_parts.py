@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from evalsuite._errors import InvalidInput, display_path
+from evalsuite._guard_edits import apply_to_merged
 from evalsuite._record import Record
 from evalsuite._run import Run, RunOutcome, Step, Usage
 
@@ -275,6 +276,8 @@ def merge_parts(parts: Iterable[RunPart]) -> list[Run]:
                 else:
                     run[name] = value
         run["steps"].extend(clean_step(s) for s in part.steps)
+        if part.header is not None and part.header.metadata:
+            apply_to_merged(run, part)  # a reviewer's edit: the step is the call that ran
         run.pop("kind", None)
     return [Run.model_construct(_fields_set=set(data), **data) for data in runs.values()]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from evalsuite import History, Output, RunPart, Step, ToolCall, display_path
+from evalsuite import History, Output, RunPart, Step, ToolCall, apply_guard_edits, display_path
 from gates._backtest.rule import OneRule
 from gates._controls.files import Controls
 from gates._controls.policy import Decision
@@ -149,6 +149,10 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
             state = states[run_id] = RunState(where=part.where(None, show), order=(number, -1))
         if part.header is not None:
             state.context.update(part.header.context)
+            # A reviewer's edit in a guard's log: later steps are decided after the call
+            # that ran, as the guard decided them live (the edited call itself was decided
+            # above as the agent asked for it).
+            apply_guard_edits(part, state.history)
         for index, step in enumerate(part.steps):
             position = len(state.history)
             if isinstance(step, (ToolCall, Output)):
@@ -165,3 +169,4 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
             sink.run_done(run_id, states.pop(run_id))
     for run_id, state in states.items():
         sink.run_done(run_id, state)
+

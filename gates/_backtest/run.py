@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, read_logs
+from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, as_asked, read_logs
 from gates._backtest.controls import TODAY, judges, latest_baseline, resolve_controls
 from gates._backtest.decide import Judge, decide_parts
 from gates._backtest.labels import (
@@ -230,10 +230,26 @@ def backtest_runs(controls: Controls, runs: Iterable[Run], *, compare: Controls 
 
 
 def _parts(runs: Sequence[Run]) -> Iterator[RunPart]:
+    """Each run as the parts of a log: a call a reviewer edited (a guard's log read whole)
+    as the agent asked for it, then the edit, so it is decided as the guard decided it and
+    later steps after the call that ran, as a backtest of the guard's log decides them."""
     for run in runs:
-        yield RunPart(run_id=run.run_id, source=Path(run.run_id), place="",
-                      header=RunHeader(run_id=run.run_id, context=run.context),
-                      steps=list(run.steps), places=[f"step {i}" for i in range(len(run.steps))])
+        steps, edits = as_asked(run)
+        source = Path(run.run_id)
+        header: RunHeader | None = RunHeader(run_id=run.run_id, context=run.context)
+        start = 0
+        for end in sorted(edits):
+            yield RunPart(run_id=run.run_id, source=source, place="", header=header,
+                          steps=steps[start:end + 1],
+                          places=[f"step {i}" for i in range(start, end + 1)])
+            yield RunPart(run_id=run.run_id, source=source, place=f"step {end}",
+                          header=RunHeader(run_id=run.run_id,
+                                           metadata={f"guard.edited.{end}": edits[end]}))
+            header, start = None, end + 1
+        if header is not None or start < len(steps):
+            yield RunPart(run_id=run.run_id, source=source, place="", header=header,
+                          steps=steps[start:],
+                          places=[f"step {i}" for i in range(start, len(steps))])
 
 
 def _result(tally: Tally, *, agent: str, controls: str, compare: str | None,

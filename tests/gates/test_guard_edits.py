@@ -77,7 +77,7 @@ def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
     assert isinstance(step, ToolCall) and step.arguments == EDITED
     [logged] = read_log_runs(tmp_path / "guard.jsonl")
     assert logged.metadata[f"guard.edited.{held.step}"] == {
-        "arguments": EDITED, "by": "rita", "review": item.id}
+        "arguments": EDITED, "by": "rita", "review": item.id, "requested": ASKED}
 
 
 def test_revising_a_call_the_run_never_made_is_refused(back_in_full: Workspace,
