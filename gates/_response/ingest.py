@@ -31,6 +31,7 @@ from evalsuite import (
     write_parquet_parts,
     write_parts,
 )
+from gates._response.seen_runs import SeenRuns
 
 # How each kind of step is named when counted, and how its content is named.
 _KINDS = {"user_input": ("input", "inputs"), "reasoning": ("reasoning", "reasoning"),
@@ -60,8 +61,8 @@ class FileWarning:
 
 @dataclass
 class FileSummary:
-    """What one log holds, counted as it streams (only the runs' ids and their calls still
-    waiting for a result are kept)."""
+    """What one log holds, counted as it streams (only the runs' ids, as hashes, and their
+    calls still waiting for a result are kept)."""
 
     path: Path
     format: str
@@ -83,10 +84,10 @@ class FileSummary:
     """Records the reader read but did not understand, by reason."""
     first_unread: str | int | None = None
     """Where the first record not understood is."""
-    # Every run id seen (to count runs that interleave), and where each run not yet seen
-    # with a step first was: a set of ids, not a place and a flag for every run, so the
-    # memory a run costs here is about its id alone.
-    _seen: set[str] = field(default_factory=set)
+    # Every run id seen (to count runs that interleave), as its hash in about 8 bytes (a
+    # set of the ids was ingest's one growth with the log's size), and where each run not
+    # yet seen with a step first was.
+    _seen: SeenRuns = field(default_factory=SeenRuns)
     _stepless: dict[str, str | int] = field(default_factory=dict)
     # Calls waiting for a result, per run, as (call id, tool): small, since a log's calls
     # without results stay here to the end.
@@ -97,8 +98,7 @@ class FileSummary:
         # The steps' records, not their models: a reader that defers building the models
         # (the native format) is counted without building them.
         run_id, steps = part.run_id, part.records
-        if run_id not in self._seen:
-            self._seen.add(run_id)
+        if self._seen.add(run_id):
             self.runs += 1
             if not steps:
                 self._stepless[run_id] = part.place
