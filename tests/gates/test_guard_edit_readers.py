@@ -5,8 +5,6 @@ decides later calls after the edited call, as the guard did live."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,54 +13,18 @@ import pytest
 from evalsuite import InvalidInput, ToolCall, merge_parts, read_log, read_log_runs, write_runs
 from gates import (
     Backtest,
-    Guard,
-    GuardDecision,
-    ReviewQueue,
     Workspace,
     backtest,
     backtest_runs,
-    hold_for_review,
 )
 from tests.gates.test_guard_edits import (
     AGENT,
     ASKED,
     EDITED,
-    ORDER,
-    with_refunds_within_total,
+    edited_run,
 )
 
 RULE = "refunds-past-order-total"
-
-
-def edited_run(ws: Workspace, log: Path) -> dict[str, GuardDecision]:
-    """A guarded run whose $200 refund a reviewer edits to $100, then two more refunds
-    ($130, $150); the guard's live decisions by name."""
-    with_refunds_within_total(ws)
-    guard = Guard(ws.root, AGENT, log=log)
-    queue = ReviewQueue(ws)
-
-    def reviewer() -> None:
-        while not queue.items():
-            time.sleep(0.05)
-        queue.edit(queue.items()[0].id, actor="rita", reason="half now", args=EDITED)
-
-    deciding = threading.Thread(target=reviewer)
-    deciding.start()
-    with guard.run("live-edit", goal="refund order A-1002",
-                   context={"customer_id": "C-1002"}) as run:
-        looked = run.call("lookup_order", {"order_id": "A-1002"})
-        assert looked.call_id is not None
-        run.result(looked.call_id, ORDER)
-        held = run.call("issue_refund", ASKED)
-        assert held.effect == "review" and held.call_id is not None, held
-        item = hold_for_review(queue, run, held, timeout_s=60, poll_s=0.05)
-        assert item.released
-        run.result(held.call_id, {"refund_id": "R-1", "amount": 100})
-        second = run.call("issue_refund", {**ASKED, "amount": 130})
-        third = run.call("issue_refund", {**ASKED, "amount": 150})
-    deciding.join(30)
-    guard.close()
-    return {"held": held, "second": second, "third": third}
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,13 +43,13 @@ def with_refunds_within_total(ws: Workspace) -> None:
     permissions.write_text(text.replace("    deny_when:\n", REFUNDS_WITHIN_TOTAL))
 
 
-@pytest.mark.slow
-def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
-                                                       tmp_path: Path) -> None:
-    """After a $200 refund edited to $100 ran, a $130 refund fits the order's $240 total."""
-    with_refunds_within_total(back_in_full)
-    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
-    queue = ReviewQueue(back_in_full)
+def edited_run(ws: Workspace, log: Path) -> dict[str, Any]:
+    """A guarded run whose $200 refund a reviewer edits to $100, then two more refunds
+    ($130, $150): the guard's live decisions by name (``held``, ``second``, ``third``),
+    the review item (``item``) and the held call's step in the history (``step``)."""
+    with_refunds_within_total(ws)
+    guard = Guard(ws.root, AGENT, log=log)
+    queue = ReviewQueue(ws)
 
     def reviewer() -> None:
         while not queue.items():
@@ -72,12 +73,21 @@ def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
         step = run.history[held.step]
     deciding.join(30)
     guard.close()
+    return {"held": held, "second": second, "third": third, "item": item, "step": step}
+
+
+@pytest.mark.slow
+def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
+                                                       tmp_path: Path) -> None:
+    """After a $200 refund edited to $100 ran, a $130 refund fits the order's $240 total."""
+    live = edited_run(back_in_full, tmp_path / "guard.jsonl")
+    second, third, held = live["second"], live["third"], live["held"]
     assert second.effect == "allow", second
     assert third.effect == "deny" and third.rule.endswith("refunds-past-order-total"), third
-    assert isinstance(step, ToolCall) and step.arguments == EDITED
+    assert isinstance(live["step"], ToolCall) and live["step"].arguments == EDITED
     [logged] = read_log_runs(tmp_path / "guard.jsonl")
     assert logged.metadata[f"guard.edited.{held.step}"] == {
-        "arguments": EDITED, "by": "rita", "review": item.id, "requested": ASKED}
+        "arguments": EDITED, "by": "rita", "review": live["item"].id, "requested": ASKED}
 
 
 def test_revising_a_call_the_run_never_made_is_refused(back_in_full: Workspace,
