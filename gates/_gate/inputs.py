@@ -137,13 +137,19 @@ def _changed(before: Fingerprint, after: Fingerprint, read: set[str]) -> list[st
             and not (before.files.get(p) == _LISTED and p in after.files and p in read)]
 
 
-def _load(workspace: Workspace, agent: str, read: dict[Path, str]) -> GateInputs:
-    workspace.require_agent(agent)
+def _agent_spec(workspace: Workspace, agent: str) -> tuple[Path, AgentSpec]:
+    """The agent's agent.yaml and its spec, which must name that agent."""
     agent_file = workspace.agent_dir(agent) / "agent.yaml"
     spec = load_model(agent_file, AgentSpec)
     if spec.name != agent:
         raise InvalidInput(agent_file, "$.name", f"expected '{agent}', got '{spec.name}'",
                            line=line_of(read_text(agent_file), ["name"]))
+    return agent_file, spec
+
+
+def _load(workspace: Workspace, agent: str, read: dict[Path, str]) -> GateInputs:
+    workspace.require_agent(agent)
+    agent_file, spec = _agent_spec(workspace, agent)
     controls = workspace.controls(agent)
     bind = PredicateBinder(workspace.root, workspace.config.rules.predicate_modules)
     # Each eval case is checked while it is a model, then packed: at thousands of case

@@ -20,16 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalsuite import (
-    AgentSpec,
     EvalCase,
     InvalidInput,
     PackedCases,
     case_files,
     case_index,
-    line_of,
-    load_model,
     read_cases,
-    read_text,
 )
 from gates._config import Workspace
 from gates._controls.files import PredicateBinder
@@ -37,6 +33,7 @@ from gates._gate.inputs import (
     _LISTED,
     _READS,
     GateInputs,
+    _agent_spec,
     _changed,
     _check_case,
     _check_incidents,
@@ -98,11 +95,7 @@ def _load(workspace: Workspace, agent: str, read: dict[Path, str], only: set[Pat
           patterns: Sequence[str]) -> SelectedInputs:
     """The full load's checks, made of the files in ``only``; ``read`` holds every case
     file's digest and takes the parsed bytes' digest of each file read here."""
-    agent_file = workspace.agent_dir(agent) / "agent.yaml"
-    spec = load_model(agent_file, AgentSpec)
-    if spec.name != agent:
-        raise InvalidInput(agent_file, "$.name", f"expected '{agent}', got '{spec.name}'",
-                           line=line_of(read_text(agent_file), ["name"]))
+    agent_file, spec = _agent_spec(workspace, agent)
     controls = workspace.controls(agent)
     bind = PredicateBinder(workspace.root, workspace.config.rules.predicate_modules)
     evals: PackedCases[EvalCase] = PackedCases()
