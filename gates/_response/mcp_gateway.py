@@ -490,6 +490,10 @@ async def _serve_http(server: Server[_Session, Any], host: str, port: int,
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening before the address is printed: a client that connects as soon as it
+        # reads it waits in the backlog, where a socket only bound would refuse it while
+        # the server is still starting.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise GatesError(f"--host {host} --port {port}: cannot listen there "

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -305,6 +307,35 @@ def test_the_sessions_run_log_is_read_by_ingest(back_in_full: Workspace,
     assert ingested.returncode == 0, ingested.stderr
     assert "1 run, 5 steps (1 input, 2 calls, 2 results)" in ingested.stdout
     assert "calls: 2 with a result, 0 without" in ingested.stdout
+
+
+def test_the_printed_address_takes_connections_at_once(back_in_full: Workspace,
+                                                     tmp_path: Path) -> None:
+    """The address --http prints already accepts connections, even while the gateway is
+    not yet serving (here: stopped right after printing it), so a client that connects as
+    soon as it reads the address is never refused."""
+    gateway = subprocess.Popen([*CLI, *_gateway_args(back_in_full, tmp_path / "calls.jsonl",
+                                                     "--http", "--port", "0")],
+                               env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert gateway.stderr is not None
+        found = None
+        for line in gateway.stderr:
+            found = re.search(r"serving MCP \(streamable HTTP\) at http://([\d.]+):(\d+)/",
+                              line)
+            if found:
+                break
+        assert found, "the gateway never said where it serves"
+        gateway.send_signal(signal.SIGSTOP)
+        try:
+            with socket.create_connection((found.group(1), int(found.group(2))), timeout=10):
+                pass  # accepted into the backlog: refused when the socket only was bound
+        finally:
+            gateway.send_signal(signal.SIGCONT)
+    finally:
+        gateway.terminate()
+        gateway.communicate(timeout=30)
 
 
 def test_the_gateway_serves_streamable_http(back_in_full: Workspace, tmp_path: Path) -> None:
