@@ -5,6 +5,7 @@ Bad input stops the gate here with exit 2 and nothing written.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -147,6 +148,16 @@ def _agent_spec(workspace: Workspace, agent: str) -> tuple[Path, AgentSpec]:
     return agent_file, spec
 
 
+def _refuse_shared_ids(eval_ids: Iterable[str],
+                       regressions: dict[Path, RegressionCase]) -> None:
+    """A regression case may not share its id with an eval case (the first one named)."""
+    clash = set(eval_ids) & {c.id for c in regressions.values()}
+    if clash:
+        case_id = sorted(clash)[0]
+        path = next(p for p, c in regressions.items() if c.id == case_id)
+        raise InvalidInput(path, "$.id", f"case id '{case_id}' is also used in the eval suite")
+
+
 def _load(workspace: Workspace, agent: str, read: dict[Path, str]) -> GateInputs:
     workspace.require_agent(agent)
     agent_file, spec = _agent_spec(workspace, agent)
@@ -167,11 +178,7 @@ def _load(workspace: Workspace, agent: str, read: dict[Path, str]) -> GateInputs
         evals.append(case)
     regressions = load_cases(workspace.regressions_dir(agent), RegressionCase, agent,
                              digests=read)
-    clash = set(evals.ids) & {c.id for c in regressions.values()}
-    if clash:
-        case_id = sorted(clash)[0]
-        path = next(p for p, c in regressions.items() if c.id == case_id)
-        raise InvalidInput(path, "$.id", f"case id '{case_id}' is also used in the eval suite")
+    _refuse_shared_ids(evals.ids, regressions)
     incidents = workspace.incidents().all(agent)
     _check_incidents(workspace, regressions, {i.id for i in incidents})
     if unchecked is not None:

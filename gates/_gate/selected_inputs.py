@@ -39,6 +39,7 @@ from gates._gate.inputs import (
     _check_incidents,
     _read_names,
     _reading_lock,
+    _refuse_shared_ids,
 )
 from gates._verdict.fingerprint import fingerprint
 from regressions import RegressionCase
@@ -105,11 +106,7 @@ def _load(workspace: Workspace, agent: str, read: dict[Path, str], only: set[Pat
         evals.append(case)
     regressions = dict(read_cases(workspace.regressions_dir(agent), RegressionCase, agent,
                                   digests=read, only=only))
-    clash = set(evals.ids) & {c.id for c in regressions.values()}
-    if clash:
-        case_id = sorted(clash)[0]
-        path = next(p for p, c in regressions.items() if c.id == case_id)
-        raise InvalidInput(path, "$.id", f"case id '{case_id}' is also used in the eval suite")
+    _refuse_shared_ids(evals.ids, regressions)
     incidents = workspace.incidents().all(agent)
     _check_incidents(workspace, regressions, {i.id for i in incidents})
     for path, case in regressions.items():

@@ -39,7 +39,7 @@ from gates._response.check_light import (
     inputs_path,
 )
 from gates._store.mode_facts import remember_mode_inputs
-from gates._store.mode_light import NotSure, read_file
+from gates._store.mode_light import read_file, read_previous
 
 # Facts kept per section at most: older ones go first (a workspace whose files change
 # often must not grow the file without end).
@@ -89,10 +89,7 @@ def _remember(workspace: Workspace, agent: str) -> None:
     if not os.access(state_path.parent, os.W_OK):
         return  # a read-only deployment: checking files again would only cost time
     path = inputs_path(state_path)
-    try:
-        before: Any = json.loads(read_file(path)) if path.exists() else {}
-    except (NotSure, ValueError, RecursionError):
-        before = {}
+    before = read_previous(path)
     fresh = (isinstance(before, dict) and before.get("salt") == check_salt()
              and before.get("control_files") == list(CONTROL_FILES)
              and _unchanged_code(before.get("code"), before.get("code_stamp")))

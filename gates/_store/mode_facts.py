@@ -23,6 +23,7 @@ from gates._store.mode_light import (
     file_key,
     inputs_path,
     read_file,
+    read_previous,
     salt,
 )
 
@@ -42,10 +43,7 @@ def _remember(workspace: Workspace) -> None:
     if not os.access(state_path.parent, os.W_OK):
         return  # a read-only deployment: checking files again would only cost time
     path = inputs_path(state_path)
-    try:
-        before: Any = json.loads(read_file(path)) if path.exists() else {}
-    except (NotSure, ValueError, RecursionError):
-        before = {}
+    before = read_previous(path)
     fresh = isinstance(before, dict) and before.get("salt") == salt()
     old_configs = before.get("configs", {}) if fresh else {}
     old_incidents = before.get("incidents", {}) if fresh else {}

@@ -98,6 +98,15 @@ def read_file(path: Path) -> bytes:
     return raw
 
 
+def read_previous(path: Path) -> Any:
+    """A facts file as last written, for its writer to compare against; an empty object
+    when it is missing, not a plain file, too large or not JSON (it is then written afresh)."""
+    try:
+        return json.loads(read_file(path)) if path.exists() else {}
+    except (NotSure, ValueError, RecursionError):
+        return {}
+
+
 def light_reading(agent: str, workspace: Path | str | None = None) -> dict[str, Any] | None:
     """``agent``'s mode as :meth:`ModeReading.model_dump` (``mode="json"``) would give it
     from the full read, or None when not sure (the caller then reads in full).
