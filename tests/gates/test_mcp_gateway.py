@@ -555,3 +555,75 @@ tools:
     entries = open_store(back_in_full).audit(AGENT, actions=["mcp_gateway.hidden_tools"])
     assert [e.detail["tools"] for e in entries] == [  # type: ignore[index]
         ["wire_money"], ["export_customers"]]
+
+
+def test_a_change_of_the_upstreams_tools_reaches_an_http_client_filtered(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """Over --http the upstream's tools/list_changed reaches every SDK streamable HTTP
+    client connected, and the new list holds only the added tool the permissions list."""
+    permissions = back_in_full.root / "agents" / AGENT / "permissions.yaml"
+    permissions.write_text(permissions.read_text().replace("tools:\n", """\
+tools:
+  track_parcel:
+    allowed: true
+    risk: low
+    description: Where an order's parcel is.
+""", 1))
+    calls = tmp_path / "calls.jsonl"
+    gateway = subprocess.Popen([*CLI, *_gateway_args(back_in_full, calls, "--http", "--port",
+                                                     "0")],
+                               env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        assert gateway.stderr is not None
+        url = ""
+        for line in gateway.stderr:
+            found = re.search(r"serving MCP \(streamable HTTP\) at (\S+)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "the gateway never said where it serves"
+
+        async def main() -> tuple[bool, list[str], list[str], types.CallToolResult, bool]:
+            changed, other_changed = anyio.Event(), anyio.Event()
+
+            def listener(event: anyio.Event) -> Callable[[Any], Awaitable[None]]:
+                async def heard(message: Any) -> None:
+                    if isinstance(message, types.ServerNotification) and isinstance(
+                            message.root, types.ToolListChangedNotification):
+                        event.set()
+                return heard
+
+            # A second client, connected the whole time, is told too: each HTTP session
+            # has its own stream for what the server says unasked.
+            async with streamable_http_client(url) as (read, write, _), \
+                    ClientSession(read, write, message_handler=listener(changed)) as session, \
+                    streamable_http_client(url) as (other_read, other_write, _), \
+                    ClientSession(other_read, other_write,
+                                  message_handler=listener(other_changed)) as other:
+                started = await session.initialize()
+                await other.initialize()
+                await other.list_tools()
+                announced = bool(started.capabilities.tools
+                                 and started.capabilities.tools.listChanged)
+                before = [tool.name for tool in (await session.list_tools()).tools]
+                await session.call_tool("create_ticket", {"summary": "more tools"})
+                with anyio.fail_after(30):
+                    await changed.wait()
+                    await other_changed.wait()
+                after = [tool.name for tool in (await session.list_tools()).tools]
+                tracked = await session.call_tool("track_parcel", {"order_id": "A-1001"})
+                return announced, before, after, tracked, other_changed.is_set()
+
+        announced, before, after, tracked, other_told = anyio.run(main)
+    finally:
+        gateway.terminate()
+        _, rest = gateway.communicate(timeout=30)
+    assert announced
+    assert "track_parcel" not in before
+    assert sorted(after) == sorted([*before, "track_parcel"])
+    assert not tracked.isError, _text(tracked)
+    assert _forwarded(calls) == ["create_ticket", "track_parcel"]
+    assert "hidden: export_customers" in rest, rest
+    assert other_told
+    assert "told 2 session(s)" in rest, rest
