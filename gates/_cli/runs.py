@@ -91,13 +91,41 @@ def show_run(console: Console, found: LocatedRun, *, full: bool) -> None:
         say(f"  outcome: {_text(run.outcome.model_dump(exclude_none=True))}")
     for index, step in enumerate(run.steps):
         where = found.places[index] if index < len(found.places) else ""
-        say(f"step {index}  {step.kind}  {where}")
-        text = step_text(step)
-        if full:
-            for line in text.split("\n"):
-                say(f"    {line}")
+        edit = _edit_of(run.metadata, index, step)
+        if edit is None:
+            say(f"step {index}  {step.kind}  {where}")
+            texts = [step_text(step)]
         else:
-            say(f"    {short(text, WIDTH)}")
+            # A reviewer's edit: the step holds the call that ran; the agent's arguments
+            # are kept in the edit's entry. Both are shown, what ran first.
+            by, asked = edit
+            say(f"step {index}  {step.kind}  {where}  · edited by {by}")
+            assert isinstance(step, ToolCall)
+            texts = ["ran: " + step.describe(),
+                     "asked: " + step.model_copy(update={"arguments": asked}).describe()]
+        for text in texts:
+            if full:
+                for line in text.split("\n"):
+                    say(f"    {line}")
+            else:
+                say(f"    {short(text, WIDTH)}")
+
+
+def _edit_of(metadata: dict[str, Any], index: int,
+             step: Step) -> tuple[str, dict[str, Any]] | None:
+    """Who edited call ``index`` (and in which review) and the arguments the agent asked
+    for, when a reviewer released it with other arguments (``guard.edited.<n>``, applied
+    by the reader: the step holds what ran, the entry what was asked)."""
+    entry = metadata.get(f"guard.edited.{index}")
+    if not isinstance(step, ToolCall) or not isinstance(entry, dict):
+        return None
+    asked = entry.get("requested")
+    if not isinstance(asked, dict):
+        return None
+    by = str(entry.get("by", "a reviewer"))
+    if entry.get("review"):
+        by += f" in review {entry['review']}"
+    return by, asked
 
 
 def step_text(step: Step) -> str:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from evalsuite import read_log_runs
 from gates import Workspace
 from tests.conftest import RunCli
+from tests.gates.test_guard_edits import ASKED, EDITED, edited_run
 from tests.helpers import LOG, contained
 
 # Each test runs the CLI in a child process.
@@ -125,3 +127,30 @@ def test_a_terminal_escape_in_a_log_is_shown_not_obeyed(example: Workspace,
     assert result.returncode == 0, result.stderr
     assert "Where is \\x1b[2Jmy order?" in result.stdout
     assert "\x1b" not in result.stdout
+
+
+def test_show_marks_a_call_a_reviewer_edited(back_in_full: Workspace, cli: RunCli,
+                                             tmp_path: Path) -> None:
+    """A call released with a reviewer's arguments shows as edited, by whom, with the
+    arguments that ran and those asked; --json carries both."""
+    log = tmp_path / "guard.jsonl"
+    live = edited_run(back_in_full, log)
+    held, item = live["held"], live["item"]
+    shown = cli("runs", "show", "live-edit", str(log), cwd=back_in_full.root)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"step {held.step} "))
+    assert lines[at].endswith(f"  · edited by rita in review {item.id}"), lines[at]
+    assert lines[at + 1].strip() == "ran: issue_refund(" + ", ".join(
+        f"{k}={v!r}" for k, v in EDITED.items()) + ")"
+    assert lines[at + 2].strip() == "asked: issue_refund(" + ", ".join(
+        f"{k}={v!r}" for k, v in ASKED.items()) + ")"
+    # Only the edited call is marked; the step numbers stay those capture takes.
+    assert sum("edited by" in line for line in lines) == 1
+    [run] = read_log_runs(log)
+    assert [n for n, _, _ in _steps(shown.stdout)] == list(range(len(run.steps)))
+    as_json = cli("runs", "show", "live-edit", str(log), "--json", cwd=back_in_full.root)
+    assert as_json.returncode == 0, as_json.stderr
+    whole = json.loads(as_json.stdout)["run"]
+    assert whole["steps"][held.step]["arguments"] == EDITED
+    assert whole["metadata"][f"guard.edited.{held.step}"]["requested"] == ASKED
