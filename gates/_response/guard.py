@@ -31,17 +31,10 @@ with its result (a denied call gets a blocked result naming the rule), every out
 decision of each step (in the run's metadata, ``guard.step.<n>``) and why the run ended;
 and, when the OpenTelemetry SDK is configured, the same run as GenAI spans
 (:mod:`gates._response.guard_spans`).
-Every decision is on disk before the caller has it: the decided step (with a denied call's
-blocked result) is one unbuffered write of whole lines, made before :meth:`GuardedRun.call`
-or :meth:`GuardedRun.output` returns, so a crash of the agent's process, even SIGKILL, loses
-no step the agent acted on, and runs logged at once by threads or processes do not
-interleave. What no one acts on rides with the run's next write: the run's header and goal,
-and a tool's plain answer, go out with the next decision or the run's end (a blocked result,
-a person's stop, is written at once). The guard's ``close``, and the interpreter's exit, write
-what is still held; only a kill between a tool's answer and the run's next step loses that
-answer, and then the log shows a call with no answer in a run with no end. The lines are
-pydantic's own JSON of the step and decision, its serializer called directly and a
-decision's JSON kept by what it says.
+Each step is one unbuffered write of whole lines as it happens: a crash of the agent's
+process loses no decided step and no tool's answer, and runs logged at once by threads or
+processes do not interleave. The lines are pydantic's own JSON of the step and decision,
+its serializer called directly and a decision's JSON kept by what it says.
 """
 
 from __future__ import annotations
@@ -154,12 +147,8 @@ class Guard:
         self._lock = threading.Lock()
         self._logs: dict[Path, IO[bytes]] = {}  # one handle a log file, kept open between runs
         self._logs_lock = threading.Lock()
-        # Lines of open runs not written yet (a header, a tool's answer), by run: written
-        # in front of the run's next write, or at close.
-        self._held: dict[int, tuple[Path, bytes]] = {}
-        # Written and closed when the guard is dropped or the interpreter exits, if close()
-        # was not called.
-        weakref.finalize(self, _close_logs, self._logs, self._held, self._logs_lock)
+        # Closed when the guard is dropped or the interpreter exits, if close() was not called.
+        weakref.finalize(self, _close_logs, self._logs, self._logs_lock)
         self._local = threading.local()
         self._tracers = TracerCache()
         folder = self.workspace.agent_dir(agent)
@@ -396,25 +385,21 @@ class Guard:
 
     def close(self) -> None:
         """Close the run logs the guard holds open (a later run opens them again)."""
-        _close_logs(self._logs, self._held, self._logs_lock)
+        _close_logs(self._logs, self._logs_lock)
         with self._lock:
             _close_watch(self._watch)
 
-    def _emit(self, log: Path, text: bytes, run: int | None = None, *,
-              hold: bool = False) -> None:
-        # One write for a step and its decision (whole lines, ending in a newline), with
-        # what run ``run`` held before it, on a file opened for appending: lines of runs
-        # logged at once by several threads or processes do not interleave. ``hold`` keeps
-        # the lines for the run's next write instead (nothing anyone acts on).
+    def _emit(self, log: Path, text: bytes) -> None:
+        # One write for a step and its decision (whole lines, ending in a newline), on a
+        # file opened for appending: lines of runs logged at once by several threads or
+        # processes do not interleave.
         with self._logs_lock:
-            if run is not None:
-                held = self._held.pop(run, None)
-                if held is not None:
-                    text = held[1] + text
-                if hold:
-                    self._held[run] = (log, text)
-                    return
-            _write(self._logs, log, text)
+            handle = self._logs.get(log)
+            if handle is None:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                # Unbuffered: each write is one system call, on disk for readers at once.
+                handle = self._logs[log] = log.open("ab", buffering=0)
+            handle.write(text)
 
     def _log_path(self) -> Path:
         if self._log is not None:
@@ -436,7 +421,6 @@ class GuardedRun:
         self.log = log
         """The native JSONL file the run is written to."""
         self._ids = itertools.count(1)
-        self._key = next(_RUN_KEYS)  # this run's lines held by the guard, see Guard._emit
         self._tools: dict[str, str] = {}
         self._finished = False
         self._quoted_id = json.dumps(run_id)
@@ -445,10 +429,9 @@ class GuardedRun:
                                  f'"metadata": ').encode()
         started = _now()
         self._spans: RunSpans | None = None
-        # Held for the first decision: a run that decided nothing did nothing.
         self._append(UserInput(content=goal, at=started), header={
             "schema_version": 1, "kind": "run", "run_id": run_id, "agent": guard.agent,
-            "started_at": started.isoformat(), "context": context}, hold=True)
+            "started_at": started.isoformat(), "context": context})
         tracer = guard._tracers.tracer()
         if tracer is not None:
             self._spans = RunSpans(tracer, run_id=run_id, agent=guard.agent, goal=goal,
@@ -475,7 +458,7 @@ class GuardedRun:
             blocked = ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
                                  error=f"denied by {decision.rule}: {decision.reason}")
             text += self._lines(blocked)
-        self.guard._emit(self.log, text, self._key)
+        self.guard._emit(self.log, text)
         if self._spans is not None:
             self._spans.call(step, decision, index)
             if blocked is not None:
@@ -493,9 +476,7 @@ class GuardedRun:
                                 blocked=blocked, at=_now()))
 
     def _answer(self, step: ToolResult) -> None:
-        # A tool's answer waits for the run's next write; a blocked result (a person or a
-        # control stopped the call) is evidence of a stop, written at once.
-        self._append(step, hold=not step.blocked)
+        self._append(step)
         if self._spans is not None:
             self._spans.result(step)
 
@@ -534,7 +515,7 @@ class GuardedRun:
         if review is not None:
             edit["review"] = review
         self.guard._emit(self.log, self._metadata_prefix + _json_bytes(
-            {f"guard.edited.{index}": edit}) + b"}\n", self._key)
+            {f"guard.edited.{index}": edit}) + b"}\n")
         if self._spans is not None:
             self._spans.revise(ran, asked.arguments, review)
 
@@ -557,15 +538,14 @@ class GuardedRun:
         # "outcome": {"stop_reason": ...}}, without building and walking the dict.
         self.guard._emit(self.log, (
             f'{{"schema_version": 1, "kind": "run", "run_id": {self._quoted_id}, '
-            f'"outcome": {{"stop_reason": {json.dumps(stop_reason)}}}}}\n').encode(), self._key)
+            f'"outcome": {{"stop_reason": {json.dumps(stop_reason)}}}}}\n').encode())
         if self._spans is not None:
             self._spans.finish(stop_reason, failure)
 
     def _append(self, step: Step, decision: Decision | None = None, *,
-                header: dict[str, Any] | None = None, hold: bool = False) -> int:
+                header: dict[str, Any] | None = None) -> int:
         index = len(self.history)
-        self.guard._emit(self.log, self._lines(step, decision, header=header), self._key,
-                         hold=hold)
+        self.guard._emit(self.log, self._lines(step, decision, header=header))
         return index
 
     def _lines(self, step: Step, decision: Decision | None = None, *,
@@ -617,24 +597,8 @@ def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision
                          step=step, call_id=call_id)
 
 
-_RUN_KEYS = itertools.count()
-
-
-def _write(logs: dict[Path, IO[bytes]], log: Path, text: bytes) -> None:
-    handle = logs.get(log)
-    if handle is None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        # Unbuffered: each write is one system call, on disk for readers at once.
-        handle = logs[log] = log.open("ab", buffering=0)
-    handle.write(text)
-
-
-def _close_logs(logs: dict[Path, IO[bytes]], held: dict[int, tuple[Path, bytes]],
-                lock: threading.Lock) -> None:
+def _close_logs(logs: dict[Path, IO[bytes]], lock: threading.Lock) -> None:
     with lock:
-        while held:  # runs still open: what they hold is evidence, written first
-            _, (log, text) = held.popitem()
-            _write(logs, log, text)
         for handle in logs.values():
             handle.close()
         logs.clear()

@@ -1,5 +1,5 @@
-"""When the guard's run log is on disk: every decision before the caller has it, the rest
-with the run's next write, at its end, or at the interpreter's exit."""
+"""When the guard's run log is on disk: every step before the guard returns, so a killed
+agent leaves every call it was allowed, every stop and every answer logged."""
 
 from __future__ import annotations
 
@@ -59,17 +59,18 @@ def test_a_blocked_result_is_on_disk_at_once(back_in_full: Workspace, tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_kill_after_an_answer_leaves_the_call_unanswered_and_the_run_unended(
-        back_in_full: Workspace, tmp_path: Path) -> None:
-    """A tool's plain answer rides with the run's next write: a kill before it shows a call
-    with no answer in a run with no end, never a run that looks complete."""
+def test_a_tools_answer_is_on_disk_before_the_agent_goes_on(back_in_full: Workspace,
+                                                            tmp_path: Path) -> None:
+    """A tool's answer is logged when the agent is killed right after giving it, in a run
+    with no end."""
     log = tmp_path / "guard.jsonl"
     done = _agent(back_in_full, log, (
         'call = guard.call("lookup_order", {"order_id": "A-1001"})\n'
         'guard.result(call.call_id, {"status": "shipped"})\n' + _KILL))
     assert done.returncode == -9, done.stderr
     [run] = read_log_runs(log)
-    assert isinstance(run.steps[-1], ToolCall)
+    assert isinstance(run.steps[-1], ToolResult)
+    assert run.steps[-1].result == {"status": "shipped"}
     assert run.outcome is None
 
 
