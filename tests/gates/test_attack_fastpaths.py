@@ -1,0 +1,430 @@
+"""Attacks on the fast paths that could clear an agent or hide evidence: the light `check`,
+the light `mode`, the ratchet's light read of the last verdict and the case-id cache of
+`eval --cases`.
+
+Each test is one attack, made on a real restored workspace (real files, a real SQLite
+store written by the store itself, then edited by hand, or re-sealed as a tampered store
+would be). A fast path may always say "not sure" and leave the answer to the full path;
+what no attack may do is make it answer otherwise than the full path, above all "cleared"
+or "full" where the full path refuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalsuite import ReinstateError
+from gates import Workspace, check
+from gates._cli import main
+from gates._response.check_facts import remember_check_inputs
+from gates._response.check_light import fact_key, light_clearance
+from gates._response.check_light import inputs_path as check_inputs_path
+from gates._store.mode_light import inputs_path as mode_inputs_path
+from tests.helpers import copied
+
+AGENT = "refund-agent"
+GENESIS = "0" * 64
+STRANGER = 4242  # a user id that is not this test's
+
+
+@pytest.fixture
+def not_restored(gated_green_template: Path, tmp_path: Path) -> Workspace:
+    """A copy of the workspace gated green but not restored: its agent is contained."""
+    return copied(gated_green_template, tmp_path / "not-restored")
+
+
+# --- what the full paths answer, and what the CLI (light first) answers ------------------
+
+
+def full_answer(root: Path) -> dict[str, Any] | None:
+    """The full check's answer; None for an error (never a clearance)."""
+    try:
+        dumped: dict[str, Any] = check(Workspace.find(root), AGENT).model_dump(mode="json")
+    except ReinstateError:
+        return None
+    return dumped
+
+
+def learned(root: Path) -> None:
+    """A full check, which remembers what it accepted (the CLI does it after each one)."""
+    remember_check_inputs(Workspace.find(root), AGENT)
+
+
+def cli_check(root: Path, capsys: pytest.CaptureFixture[str]) -> int:
+    """`reinstate -C ROOT check AGENT --json` in this process: its exit code."""
+    capsys.readouterr()
+    code = main(["-C", str(root), "check", AGENT, "--json"])
+    capsys.readouterr()
+    return code
+
+
+def assert_never_cleared_wrongly(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The light check defers or gives the full check's answer, and `reinstate check`
+    exits 0 only when the full check clears."""
+    light = light_clearance(AGENT, root)
+    full = full_answer(root)
+    if light is not None:
+        assert full is not None and full["cleared"], "cleared light, refused in full"
+        assert light == full
+    code = cli_check(root, capsys)
+    assert (code == 0) == bool(full is not None and full["cleared"])
+
+
+# --- a tampered store: rows edited, then the hash chain and checkpoint made whole again ---
+
+
+def _entry_hash(row: tuple[Any, ...]) -> str:
+    seq, at, actor, action, agent, reason, detail, prev = row[:8]
+    body = json.dumps([seq, at, actor, action, agent, reason, json.loads(detail), prev],
+                      sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def reseal(ws: Workspace) -> None:
+    """Re-link and re-hash every audit entry, and write the head and a checkpoint over
+    them, as someone who can write the store can (the chain has no secret)."""
+    columns = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
+    with sqlite3.connect(ws.state_path) as conn:
+        rows = conn.execute(f"SELECT {columns} FROM audit ORDER BY seq").fetchall()
+        prev, folded = GENESIS, GENESIS
+        for row in rows:
+            fixed = (*row[:7], prev)
+            digest = _entry_hash(fixed)
+            conn.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
+                         (prev, digest, row[0]))
+            prev = digest
+            folded = hashlib.sha256(f"{folded}{(*fixed, digest)!r}".encode()).hexdigest()
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
+                     (f"{rows[-1][0]}:{prev}",))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_checkpoint', ?)",
+                     (json.dumps({"seq": rows[-1][0], "hash": prev, "rows": folded}),))
+
+
+def store_verdict_text(ws: Workspace, text: str) -> None:
+    """Replace the agent's latest stored verdict with ``text`` and make its audit entry
+    record that text's digest, then re-seal the log: a verdict forged inside the store."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    with sqlite3.connect(ws.state_path) as conn:
+        (last,) = conn.execute("SELECT max(id) FROM verdicts WHERE agent = ?",
+                               (AGENT,)).fetchone()
+        conn.execute("UPDATE verdicts SET body = ? WHERE id = ?", (text, last))
+        seq, detail = conn.execute("SELECT seq, detail FROM audit WHERE agent = ? AND "
+                                   "action = 'verdict' ORDER BY seq DESC LIMIT 1",
+                                   (AGENT,)).fetchone()
+        changed = {**json.loads(detail), "sha256": digest}
+        conn.execute("UPDATE audit SET detail = ? WHERE seq = ?",
+                     (json.dumps(changed, sort_keys=True), seq))
+    reseal(ws)
+
+
+def verdict_text(ws: Workspace) -> str:
+    """The agent's latest stored verdict, as stored."""
+    with sqlite3.connect(ws.state_path) as conn:
+        (text,) = conn.execute("SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC "
+                               "LIMIT 1", (AGENT,)).fetchone()
+    return str(text)
+
+
+def loosen_review(ws: Workspace) -> tuple[bytes, bytes]:
+    """Raise the amount that routes a refund to a person: review.yaml's bytes before and
+    after."""
+    review = ws.agent_dir(AGENT) / "review.yaml"
+    before = review.read_bytes()
+    review.write_bytes(before.replace(b"exclusiveMinimum: 150", b"exclusiveMinimum: 1500"))
+    return before, review.read_bytes()
+
+
+def forge_loosened_facts(ws: Workspace) -> dict[str, Any]:
+    """Check inputs that vouch for a loosened review.yaml as if it were the gated one (its
+    parsed digest the old one's, its load done): what an attacker writes beside the store."""
+    facts: dict[str, Any] = json.loads(check_inputs_path(ws.state_path).read_text())
+    before, after = loosen_review(ws)
+    old = fact_key("control", "review.yaml", before)
+    facts["controls"][fact_key("control", "review.yaml", after)] = facts["controls"][old]
+    directory = ws.agent_dir(AGENT)
+    config = ws.root / "reinstate.toml"
+    raw = [after if n == "review.yaml" else (directory / n).read_bytes()
+           for n in facts["control_files"]]
+    facts["loaded"][fact_key("loaded", AGENT, str(directory), str(ws.root), config.name,
+                             config.read_bytes(), *raw)] = True
+    return facts
+
+
+# --- the light check ----------------------------------------------------------------------
+
+
+@pytest.mark.attack
+def test_forged_facts_that_still_clear_prove_the_forgery_works(
+        back_in_full: Workspace) -> None:
+    """The forged facts the next attacks plant do clear a loosened control light when the
+    store's owner writes them: the attacks below fail only for where they are put."""
+    learned(back_in_full.root)
+    facts = forge_loosened_facts(back_in_full)
+    check_inputs_path(back_in_full.state_path).write_text(json.dumps(facts))
+    assert light_clearance(AGENT, back_in_full.root) is not None
+    full = full_answer(back_in_full.root)
+    assert full is not None and not full["cleared"]
+
+
+@pytest.mark.attack
+def test_facts_another_user_planted_do_not_clear(back_in_full: Workspace,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: another user, who may write the store's folder but not the store, plants
+    check inputs vouching for a loosened control; they are not the store owner's, so the
+    check is made in full (and refuses)."""
+    learned(back_in_full.root)
+    facts = forge_loosened_facts(back_in_full)
+    path = check_inputs_path(back_in_full.state_path)
+    path.unlink()
+    path.write_text(json.dumps(facts))
+    os.chown(path, STRANGER, STRANGER)
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("folder", ["writable by anyone", "another user's"])
+def test_facts_in_a_folder_others_may_write_do_not_clear(
+        back_in_full: Workspace, folder: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the store's folder is writable by anyone, or is another user's, so someone
+    else may have renamed forged check inputs over the owner's; they are not trusted, and
+    the check is made in full."""
+    learned(back_in_full.root)
+    facts = forge_loosened_facts(back_in_full)
+    check_inputs_path(back_in_full.state_path).write_text(json.dumps(facts))
+    if folder == "writable by anyone":
+        back_in_full.state_path.parent.chmod(0o777)
+    else:
+        os.chown(back_in_full.state_path.parent, STRANGER, STRANGER)
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_facts_linked_to_an_attackers_file_do_not_clear(
+        back_in_full: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the check inputs are a symbolic link to a file the attacker writes (holding
+    forged facts); a link is never read."""
+    learned(back_in_full.root)
+    facts = forge_loosened_facts(back_in_full)
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text(json.dumps(facts))
+    path = check_inputs_path(back_in_full.state_path)
+    path.unlink()
+    path.symlink_to(theirs)
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_facts_learned_in_another_workspace_do_not_clear_this_one(
+        back_in_full: Workspace, restored_template: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the facts of a cleared copy of the workspace (elsewhere) are copied beside
+    this one's store, whose control was loosened; they are keyed by place, so nothing
+    here is vouched for."""
+    other = copied(restored_template, tmp_path / "other")
+    learned(other.root)
+    loosen_review(back_in_full)
+    for path_of in (check_inputs_path, mode_inputs_path):
+        shutil.copy(path_of(other.state_path), path_of(back_in_full.state_path))
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_store_swapped_for_one_never_restored_is_not_cleared(
+        back_in_full: Workspace, not_restored: Workspace,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the store is replaced by a copy from before the restore (a passing verdict,
+    the agent still contained); the incident files say restored, the log does not."""
+    learned(back_in_full.root)
+    shutil.copy(not_restored.state_path, back_in_full.state_path)
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_config_pointing_the_store_elsewhere_is_checked_in_full(
+        back_in_full: Workspace, not_restored: Workspace,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: reinstate.toml is changed so the store is another file (a copy of a store
+    whose agent is still contained, with its own learned facts beside it)."""
+    learned(back_in_full.root)
+    elsewhere = back_in_full.root / "elsewhere" / "state.db"
+    elsewhere.parent.mkdir()
+    shutil.copy(not_restored.state_path, elsewhere)
+    shutil.copy(check_inputs_path(back_in_full.state_path), check_inputs_path(elsewhere))
+    shutil.copy(mode_inputs_path(back_in_full.state_path), mode_inputs_path(elsewhere))
+    config = back_in_full.root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[paths]\nstate = "elsewhere/state.db"\n'
+                      if "[paths]" not in config.read_text() else
+                      config.read_text().replace("[paths]",
+                                                 '[paths]\nstate = "elsewhere/state.db"'))
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_the_workspace_variable_is_followed_as_the_full_check_follows_it(
+        back_in_full: Workspace, not_restored: Workspace, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: REINSTATE_WORKSPACE names a workspace whose agent is contained while the
+    working folder is a learned, cleared one; `reinstate check` answers for the one the
+    full check reads (the variable's), and refuses."""
+    learned(back_in_full.root)
+    learned(not_restored.root)
+    monkeypatch.chdir(back_in_full.root)
+    monkeypatch.setenv("REINSTATE_WORKSPACE", str(not_restored.root))
+    capsys.readouterr()
+    assert main(["check", AGENT, "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["cleared"] is False
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("name", ["agent.yaml", "refund_agent.py", "review.yaml"])
+def test_a_file_edited_keeping_its_size_and_time_is_not_cleared(
+        back_in_full: Workspace, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: a workspace file (agent.yaml, the agent's code, a control file) is changed
+    to bytes of the same size and its modification time put back: workspace files are
+    hashed, never trusted by size and time."""
+    learned(back_in_full.root)
+    path = back_in_full.agent_dir(AGENT) / name
+    if not path.exists():
+        path = next(p for p in sorted(back_in_full.agent_dir(AGENT).rglob("*.py")))
+    held = path.stat()
+    raw = path.read_bytes()
+    edited = (raw.replace(b"150", b"999", 1) if b"150" in raw
+              else raw[:-2] + (b"#\n" if raw[-2:] != b"#\n" else b"!\n"))
+    assert len(edited) == len(raw) and edited != raw
+    path.write_bytes(edited)
+    os.utime(path, ns=(held.st_atime_ns, held.st_mtime_ns))
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_file_added_in_a_new_folder_of_the_agent_is_not_cleared(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: a control-like file is added in a new sub-folder of the agent's folder,
+    which no remembered fact lists; the walk finds it and the verdict is stale."""
+    learned(back_in_full.root)
+    extra = back_in_full.agent_dir(AGENT) / "more" / "permissions.yaml"
+    extra.parent.mkdir()
+    extra.write_text("tools: {}\n")
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_control_file_deleted_is_not_cleared(back_in_full: Workspace,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: a control file is deleted after learning (the acceptance criteria gone)."""
+    learned(back_in_full.root)
+    (back_in_full.agent_dir(AGENT) / "acceptance.yaml").unlink()
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_public_key_configured_after_learning_is_checked_in_full(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack on the deploy job's trust: [signing] public_key added to reinstate.toml
+    after learning; the unsigned verdict must be refused against it, never cleared light."""
+    learned(back_in_full.root)
+    assert main(["-C", str(back_in_full.root), "keygen", "--out",
+                 str(back_in_full.root / "keys")]) == 0
+    public = next((back_in_full.root / "keys").glob("*.pub*"))
+    config = back_in_full.root / "reinstate.toml"
+    config.write_text(config.read_text() + f'\n[signing]\npublic_key = "keys/{public.name}"\n')
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+    assert cli_check(back_in_full.root, capsys) == 1
+
+
+@pytest.mark.attack
+def test_an_audit_log_cut_back_to_an_old_checkpoint_clears_as_the_full_check_says(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: after a containment, the log is cut back to the checkpoint before it (its
+    head and checkpoint put back, the mode row too): the incident file of the
+    containment still holds the agent, so nothing is cleared."""
+    learned(back_in_full.root)
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        saved = conn.execute("SELECT key, value FROM meta WHERE key IN ('audit_head', "
+                             "'audit_checkpoint')").fetchall()
+        (last,) = conn.execute("SELECT max(seq) FROM audit").fetchone()
+        mode_row = conn.execute("SELECT * FROM modes WHERE agent = ?", (AGENT,)).fetchone()
+    old = next(iter(sorted(back_in_full.incidents_dir.glob("INC-*.yaml"))))
+    data = yaml.safe_load(old.read_text())
+    assert main(["-C", str(back_in_full.root), "--actor", "oncall", "incident", "open",
+                 AGENT, "--summary", "again", "--severity", data["severity"]]) == 0
+    new = max(back_in_full.incidents_dir.glob("INC-*.yaml"), key=lambda p: int(p.stem[4:]))
+    assert main(["-C", str(back_in_full.root), "--actor", "oncall", "contain", new.stem,
+                 "--mode", "suspended", "--notify", "eng-lead", "--scope", "one refund"]) == 0
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        conn.execute("DELETE FROM audit WHERE seq > ?", (last,))
+        conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", saved)
+        conn.execute("DELETE FROM modes WHERE agent = ?", (AGENT,))
+        conn.execute(f"INSERT INTO modes VALUES ({', '.join('?' * len(mode_row))})", mode_row)
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+    learned(back_in_full.root)
+    assert light_clearance(AGENT, back_in_full.root) is None
+
+
+# --- the stored verdict, forged inside the store (its digest recorded, the log re-sealed) ---
+
+
+@pytest.mark.attack
+def test_a_resealed_store_alone_still_clears_light(back_in_full: Workspace) -> None:
+    """Re-sealing the log over an unchanged verdict keeps it cleared light: the forgeries
+    below are refused for what they forge, not for the re-sealing."""
+    learned(back_in_full.root)
+    store_verdict_text(back_in_full, verdict_text(back_in_full))
+    assert light_clearance(AGENT, back_in_full.root) is not None
+
+
+@pytest.mark.attack
+def test_a_verdict_with_a_duplicated_outcome_is_read_as_the_full_check_reads_it(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the stored verdict says ``"outcome":"fail"`` and again ``"outcome":"pass"``
+    (two keys of one name): the light check takes the value the full read takes."""
+    learned(back_in_full.root)
+    text = verdict_text(back_in_full)
+    store_verdict_text(back_in_full, '{"outcome":"fail",' + text[1:])
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+    store_verdict_text(back_in_full, text[:-1] + ',"outcome":"fail"}')
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_verdict_with_a_lone_surrogate_is_not_cleared_light(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the stored verdict holds a lone UTF-16 surrogate escape (``\\ud800``), which
+    Python's json accepts and the full read refuses: the light check must not clear it."""
+    learned(back_in_full.root)
+    text = verdict_text(back_in_full)
+    store_verdict_text(back_in_full, text[:-1] + ',"note":"\\ud800"}')
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_verdict_of_another_agent_is_not_cleared_light(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the agent's row holds a verdict whose text names another agent."""
+    learned(back_in_full.root)
+    text = verdict_text(back_in_full)
+    store_verdict_text(back_in_full, text.replace(f'"agent":"{AGENT}"', '"agent":"other"', 1))
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
