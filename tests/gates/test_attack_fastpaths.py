@@ -23,11 +23,13 @@ import pytest
 import yaml
 
 from evalsuite import ReinstateError
-from gates import Workspace, check
+from gates import RegressionRatchetResult, Workspace, check, open_store, ratchet_status, read_mode
 from gates._cli import main
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import fact_key, light_clearance
 from gates._response.check_light import inputs_path as check_inputs_path
+from gates._store.mode_facts import remember_mode_inputs
+from gates._store.mode_light import file_key, light_reading
 from gates._store.mode_light import inputs_path as mode_inputs_path
 from tests.helpers import copied
 
@@ -428,3 +430,204 @@ def test_a_verdict_of_another_agent_is_not_cleared_light(
     store_verdict_text(back_in_full, text.replace(f'"agent":"{AGENT}"', '"agent":"other"', 1))
     assert light_clearance(AGENT, back_in_full.root) is None
     assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_verdict_nested_deeper_than_the_full_read_allows_is_not_cleared_light(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the stored verdict nests a field 250 levels deep, which Python's json reads
+    and pydantic's parser refuses: the light check must not clear what the full one cannot
+    read."""
+    learned(back_in_full.root)
+    text = verdict_text(back_in_full)
+    store_verdict_text(back_in_full, text[:-1] + ',"note":' + "[" * 250 + "]" * 250 + "}")
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
+def test_a_verdict_of_another_agent_is_not_cleared(back_in_full: Workspace,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the agent's row holds a verdict whose text names another agent (a store
+    edited behind the log, its digest recorded): neither check clears on it."""
+    learned(back_in_full.root)
+    text = verdict_text(back_in_full)
+    store_verdict_text(back_in_full, text.replace(f'"agent":"{AGENT}"', '"agent":"other"', 1))
+    assert light_clearance(AGENT, back_in_full.root) is None
+    full = full_answer(back_in_full.root)
+    assert full is not None and not full["cleared"]
+    assert any("other" in reason for reason in full["reasons"])
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+# --- the light mode -----------------------------------------------------------------------
+
+
+def full_mode(root: Path) -> str:
+    """The mode the full read answers (a degraded reading answers its stricter mode)."""
+    workspace = Workspace.find(root)
+    return read_mode(workspace, AGENT).mode
+
+
+def cli_mode(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """`reinstate -C ROOT mode AGENT` (plain, light first): exit code and mode printed."""
+    capsys.readouterr()
+    code = main(["-C", str(root), "mode", AGENT])
+    return code, capsys.readouterr().out.strip()
+
+
+def open_incident_behind_the_store(ws: Workspace) -> Path:
+    """An incident file that contains the agent (suspended), which the store never saw."""
+    old = next(iter(sorted(ws.incidents_dir.glob("INC-*.yaml"))))
+    data = yaml.safe_load(old.read_text())
+    data.update(id="INC-99", restored_at=None, closed_at=None)
+    data["containment"]["mode"] = "suspended"
+    path = ws.incidents_dir / "INC-99.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.attack
+def test_mode_inputs_another_user_planted_never_answer_full(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: mode inputs saying an open containment belongs to some other agent, written
+    by another user beside the store, would make `mode` answer full; they are not the
+    store owner's, so the mode is read in full (suspended)."""
+    remember_mode_inputs(back_in_full)
+    incident = open_incident_behind_the_store(back_in_full)
+    path = mode_inputs_path(back_in_full.state_path)
+    facts = json.loads(path.read_text())
+    facts["incidents"][file_key(incident.name, incident.read_bytes())] = {
+        "id": "INC-99", "agent": "someone-else", "containment": "suspended",
+        "restored": False, "closed": False}
+    path.write_text(json.dumps(facts))
+    assert full_mode(back_in_full.root) == "suspended"
+    light = light_reading(AGENT, back_in_full.root)
+    assert light is not None and light["mode"] == "full"  # the store's owner is trusted
+    path.unlink()
+    path.write_text(json.dumps(facts))
+    os.chown(path, STRANGER, STRANGER)
+    assert light_reading(AGENT, back_in_full.root) is None
+    assert cli_mode(back_in_full.root, capsys) == (3, "suspended")
+
+
+@pytest.mark.attack
+def test_a_mode_row_set_to_full_behind_the_log_never_answers_full(
+        not_restored: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the modes row of a contained agent is set to full by hand; its incident
+    still holds it, so `mode` never answers full, light or not."""
+    remember_mode_inputs(not_restored)
+    with sqlite3.connect(not_restored.state_path) as conn:
+        conn.execute("UPDATE modes SET mode = 'full' WHERE agent = ?", (AGENT,))
+    assert light_reading(AGENT, not_restored.root) is None
+    code, printed = cli_mode(not_restored.root, capsys)
+    assert printed == full_mode(not_restored.root) != "full" and code == 3
+
+
+@pytest.mark.attack
+def test_an_incident_edited_keeping_its_size_and_time_is_read_in_full(
+        not_restored: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the containing incident's file is edited to contain less strictly, with the
+    same size and modification time: incident files are hashed, so `mode` reads it in
+    full and answers as the full read does."""
+    remember_mode_inputs(not_restored)
+    assert light_reading(AGENT, not_restored.root) is not None
+    path = next(iter(sorted(not_restored.incidents_dir.glob("INC-*.yaml"))))
+    held = path.stat()
+    raw = path.read_bytes()
+    edited = raw.replace(b"mode: review", b"mode: revie ", 1)
+    assert edited != raw and len(edited) == len(raw)
+    path.write_bytes(edited)
+    os.utime(path, ns=(held.st_atime_ns, held.st_mtime_ns))
+    assert light_reading(AGENT, not_restored.root) is None
+    remember_mode_inputs(not_restored)
+    assert light_reading(AGENT, not_restored.root) is None  # refused in full: never learned
+
+
+# --- the ratchet's light read of the last verdict -----------------------------------------
+
+
+def ratchet_check(text: str) -> dict[str, Any]:
+    """The regression ratchet's check in a verdict text."""
+    return next(c for c in json.loads(text)["checks"] if c["name"] == "regression_ratchet")
+
+
+def stricter(data: dict[str, Any]) -> dict[str, Any]:
+    """The ratchet check's data with every case held to 99 trials."""
+    return {**data, "terms": {case: {**held, "trials": 99}
+                              for case, held in data["terms"].items()}}
+
+
+def dumped(value: Any) -> str:
+    """JSON as the store writes it (no spaces)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def with_checks(text: str, *parts: str) -> str:
+    """The verdict ``text`` with its ``checks`` replaced by ``parts`` (``"key":value``
+    texts, a key given more than once standing for a tampered store's duplicates)."""
+    rest = {k: v for k, v in json.loads(text).items() if k != "checks"}
+    return "{" + ",".join([dumped(rest)[1:-1], *parts]) + "}"
+
+
+def full_read_terms(ws: Workspace) -> dict[str, Any]:
+    """The ratchet's terms as the whole verdict model reads the stored text."""
+    verdict = open_store(ws).latest_verdict(AGENT)
+    assert verdict is not None
+    found = verdict.result(RegressionRatchetResult)
+    assert found is not None and found.data is not None
+    return {case: terms.model_dump(mode="json") for case, terms in found.data.terms.items()}
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("key", ['"checks"', '"\\u0063hecks"'])
+@pytest.mark.parametrize("strict_last", [True, False])
+def test_a_duplicated_checks_key_is_read_by_the_ratchet_as_the_full_read_reads_it(
+        back_in_full: Workspace, key: str, strict_last: bool) -> None:
+    """Attack: the stored verdict holds ``checks`` twice (the second spelt plainly or with
+    a unicode escape), one with the ratchet's real terms and one stricter: the light read
+    takes the list the whole model takes, so the ratchet holds the set to the same terms."""
+    text = verdict_text(back_in_full)
+    checks = json.loads(text)["checks"]
+    strict = [{**c, "data": stricter(c["data"])} if c["name"] == "regression_ratchet" else c
+              for c in checks]
+    first, last = (checks, strict) if strict_last else (strict, checks)
+    store_verdict_text(back_in_full, with_checks(text, f'"checks":{dumped(first)}',
+                                                 f"{key}:{dumped(last)}"))
+    trials = {t["trials"] for t in full_read_terms(back_in_full).values()}
+    assert (trials == {99}) is strict_last
+    found, _ = ratchet_status(back_in_full, AGENT)
+    assert bool(found) is strict_last  # fewer trials today than remembered: loosened
+
+
+@pytest.mark.attack
+def test_a_duplicated_ratchet_name_and_data_are_read_as_the_full_read_reads_them(
+        back_in_full: Workspace) -> None:
+    """Attack: the ratchet check says ``name`` twice (another check's name first) and
+    ``data`` twice (the real terms first, stricter ones last): the light read takes the
+    check and the terms the whole model takes."""
+    text = verdict_text(back_in_full)
+    checks = json.loads(text)["checks"]
+    real = ratchet_check(text)
+    forged = ('{"name":"evals",' + dumped(real)[1:-1] + ',"data":'
+              + dumped(stricter(real["data"])) + "}")
+    listed = ",".join(forged if c["name"] == "regression_ratchet" else dumped(c)
+                      for c in checks)
+    store_verdict_text(back_in_full, with_checks(text, f'"checks":[{listed}]'))
+    assert {t["trials"] for t in full_read_terms(back_in_full).values()} == {99}
+    found, _ = ratchet_status(back_in_full, AGENT)
+    assert found
+
+
+@pytest.mark.attack
+def test_ratchet_terms_nested_deeper_than_the_full_read_allows_are_not_read_light(
+        back_in_full: Workspace) -> None:
+    """Attack: the stored verdict nests another field 250 levels deep, which msgspec reads
+    and the whole model refuses: the ratchet does not take its terms from it, and fails as
+    the full read fails."""
+    text = verdict_text(back_in_full)
+    store_verdict_text(back_in_full, text[:-1] + ',"note":' + "[" * 250 + "]" * 250 + "}")
+    with pytest.raises(ReinstateError):
+        open_store(back_in_full).latest_verdict(AGENT)
+    with pytest.raises(ReinstateError):
+        ratchet_status(back_in_full, AGENT)
