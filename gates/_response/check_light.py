@@ -41,9 +41,11 @@ What it trusts, and why that is sound:
 It answers only "cleared" (exit 0): an agent with an open incident, a failing, stale or
 missing verdict, a public key to check a signature against, notes, a PostgreSQL store,
 anything not seen before, and any oddity is :data:`None`, "not sure", and the caller runs
-the full check, with its reasons, errors and exit codes. Someone who can write the facts
-files beside the store can write the store itself, which the full check trusts. It never
-writes anything.
+the full check, with its reasons, errors and exit codes. The facts files count only when
+whoever may write the store wrote them (:func:`mode_light.read_inputs`: the store owner's,
+in a folder nobody else may write), since the full check trusts the store; a verdict text
+Python's json reads otherwise than pydantic's parser (:mod:`gates._verdict.plain_json`) is
+not sure. It never writes anything.
 """
 
 from __future__ import annotations

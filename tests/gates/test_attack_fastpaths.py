@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from evalsuite import ReinstateError
+from evalsuite import ReinstateError, case_index, parse_yaml
 from gates import RegressionRatchetResult, Workspace, check, open_store, ratchet_status, read_mode
 from gates._cli import main
 from gates._response.check_facts import remember_check_inputs
@@ -460,6 +460,20 @@ def test_a_verdict_of_another_agent_is_not_cleared(back_in_full: Workspace,
     assert_never_cleared_wrongly(back_in_full.root, capsys)
 
 
+@pytest.mark.attack
+def test_a_verdict_dated_in_the_future_is_answered_as_the_full_check_answers(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: clock skew, or a verdict's time moved forward by hand (its digest recorded):
+    the light check answers only as the full check does, time included."""
+    learned(back_in_full.root)
+    text = verdict_text(back_in_full)
+    created = json.loads(text)["created_at"]
+    store_verdict_text(back_in_full, text.replace(created, "2099" + created[4:], 1))
+    light = light_clearance(AGENT, back_in_full.root)
+    assert light is None or light["verdict_created_at"].startswith("2099")
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
 # --- the light mode -----------------------------------------------------------------------
 
 
@@ -542,6 +556,21 @@ def test_an_incident_edited_keeping_its_size_and_time_is_read_in_full(
     assert light_reading(AGENT, not_restored.root) is None
     remember_mode_inputs(not_restored)
     assert light_reading(AGENT, not_restored.root) is None  # refused in full: never learned
+
+
+@pytest.mark.attack
+def test_the_workspace_variable_is_followed_by_mode_as_by_the_full_read(
+        back_in_full: Workspace, not_restored: Workspace, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: REINSTATE_WORKSPACE names a workspace whose agent is contained while the
+    working folder is a learned one in full operation; `mode` answers for the variable's."""
+    remember_mode_inputs(back_in_full)
+    remember_mode_inputs(not_restored)
+    monkeypatch.chdir(back_in_full.root)
+    monkeypatch.setenv("REINSTATE_WORKSPACE", str(not_restored.root))
+    capsys.readouterr()
+    assert main(["mode", AGENT]) == 0
+    assert capsys.readouterr().out.strip() == full_mode(not_restored.root) != "full"
 
 
 # --- the ratchet's light read of the last verdict -----------------------------------------
@@ -631,3 +660,104 @@ def test_ratchet_terms_nested_deeper_than_the_full_read_allows_are_not_read_ligh
         open_store(back_in_full).latest_verdict(AGENT)
     with pytest.raises(ReinstateError):
         ratchet_status(back_in_full, AGENT)
+
+
+# --- the case-id cache of `eval --cases` --------------------------------------------------
+
+SHAPES = {
+    "a duplicate id key": "id: a\nid: b\n",
+    "an anchored id": "id: &x a\nother: *x\n",
+    "an aliased id": "base: &x a\nid: *x\n",
+    "a merge key before the id": "<<: {id: z}\nid: a\n",
+    "a merge key after the id": "id: a\n<<: {id: z}\n",
+    "a quoted merge key": 'id: a\n"<<": {id: z}\n',
+    "a byte order mark": "\ufeffid: a\n",
+    "a second document": "id: a\n---\nid: b\n",
+    "a tagged id": "id: !!str 12\n",
+    "a tagged key": "!!str id: a\n",
+    "an escaped key": '"\\x69d": a\n',
+    "a flow mapping": "{id: a, id: b}\n",
+    "a complex key": "? id\n: a\n",
+    "a nested id only": "x:\n  id: q\n",
+    "a boolean id": "id: yes\n",
+    "a date id": "id: 2020-01-01\n",
+    "a sexagesimal id": "id: 1:20\n",
+    "a folded id": "id: >\n  a\n  b\n",
+    "a directive": "%YAML 1.1\n---\nid: a\n",
+    "a document end and more": "id: a\n...\n---\nid: b\n",
+}
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_a_case_id_read_from_parser_events_is_the_loaded_id_or_none(
+        shape: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a case file whose id the index reads from libyaml's events could differ
+    from the id its full load constructs (anchors, tags, merge keys, duplicate keys, a
+    BOM, a second document); the index names the loaded id, or none (then it is loaded)."""
+    monkeypatch.setenv("REINSTATE_CACHE_DIR", "")  # every file scanned
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    path = folder / "case.yaml"
+    path.write_text(SHAPES[shape], encoding="utf-8")
+    (entry,) = case_index([folder])
+    try:
+        document = parse_yaml(path.read_text(encoding="utf-8"), path)
+    except ReinstateError:
+        assert entry.id is None  # the load refuses it: chosen, so its error is reported
+        return
+    loaded = document.get("id") if isinstance(document, dict) else None
+    assert entry.id is None or entry.id == loaded
+
+
+def poison(folder: Path, lies: dict[str, str], cache: Path) -> None:
+    """Rewrite the case-id cache of ``folder`` so each file named in ``lies`` (by file
+    name) is said to hold another id."""
+    (written,) = (cache / "case-ids").glob("*.json")
+    data = json.loads(written.read_text())
+    for name, said in lies.items():
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        data["ids"][digest] = said
+    written.write_text(json.dumps(data))
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_poisoned_case_id_cache_never_runs_a_case_whose_id_does_not_match(
+        back_in_full: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: the cache says status-shipped.yaml holds the case greeting (and greeting's
+    file some other id); `eval --cases greeting` reads the file the cache names, finds
+    its real id does not match, and runs nothing it was not asked for."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REINSTATE_CACHE_DIR", str(cache))
+    folder = back_in_full.evals_dir(AGENT)
+    case_index([folder])
+    poison(folder, {"status-shipped.yaml": "greeting", "greeting.yaml": "zz-hidden"}, cache)
+    assert {e.path.name: e.id for e in case_index([folder])}["status-shipped.yaml"] == \
+        "greeting"
+    capsys.readouterr()
+    code = main(["-C", str(back_in_full.root), "eval", AGENT, "--cases", "greeting",
+                 "--all-cases"])
+    out, err = capsys.readouterr()
+    assert code != 0 and "status-shipped" not in out
+    assert "no case id matches 'greeting'" in out + err
+
+
+@pytest.mark.attack
+def test_a_poisoned_case_id_cache_hides_no_case_file_from_the_gate(
+        back_in_full: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: an invalid case file is added and the cache says it holds an id no glob
+    asks for; the gate never selects by the cache, reads every file and refuses it."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("REINSTATE_CACHE_DIR", str(cache))
+    folder = back_in_full.evals_dir(AGENT)
+    bad = folder / "zz-broken.yaml"
+    bad.write_text("schema_version: 1\nid: zz-broken\nagent: refund-agent\n")
+    case_index([folder])
+    poison(folder, {"zz-broken.yaml": "never-asked-for"}, cache)
+    capsys.readouterr()
+    code = main(["-C", str(back_in_full.root), "gate", AGENT])
+    out, err = capsys.readouterr()
+    assert code == 2 and "zz-broken.yaml" in out + err
