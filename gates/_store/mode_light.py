@@ -200,10 +200,10 @@ def _text(facts: dict[str, Any], key: str) -> str:
 
 def read_inputs(path: Path, state_path: Path) -> bytes:
     """A facts file's bytes beside the store ``state_path``, when only whoever may write
-    the store can have written them: a plain file (never a link) of the store's owner that
-    nobody else may write, in a folder of the store's owner (or root) that nobody else may
-    write (else anyone could have renamed another file over it), its checks made on the
-    very descriptor it is read from (so it cannot be swapped between check and read)."""
+    the store can have written them: a plain file (never a link) of the store's owner (or
+    root) that nobody else may write, in a folder of the store's owner (or root) that
+    nobody else may write (else anyone could have renamed another file over it), its
+    checks made on the very descriptor it is read from (never swapped between the two)."""
     owner = state_path.stat().st_uid
     folder = path.parent.stat()
     if folder.st_mode & stat.S_IWOTH or folder.st_uid not in (owner, 0):
@@ -212,7 +212,7 @@ def read_inputs(path: Path, state_path: Path) -> bytes:
     with os.fdopen(handle, "rb") as opened:
         held = os.fstat(opened.fileno())
         if (not stat.S_ISREG(held.st_mode) or held.st_mode & stat.S_IWOTH
-                or held.st_uid != owner or held.st_size > MAX_INPUTS_BYTES):
+                or held.st_uid not in (owner, 0) or held.st_size > MAX_INPUTS_BYTES):
             raise NotSure(f"{path}: not a plain file only the store's owners may write")
         raw = opened.read(MAX_INPUTS_BYTES + 1)
     if len(raw) > MAX_INPUTS_BYTES:

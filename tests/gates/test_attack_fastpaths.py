@@ -23,7 +23,15 @@ import pytest
 import yaml
 
 from evalsuite import ReinstateError, case_index, parse_yaml
-from gates import RegressionRatchetResult, Workspace, check, open_store, ratchet_status, read_mode
+from gates import (
+    RegressionRatchetResult,
+    Workspace,
+    check,
+    open_store,
+    ratchet_status,
+    read_mode,
+    run_gate,
+)
 from gates._cli import main
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import fact_key, light_clearance
@@ -474,6 +482,27 @@ def test_a_verdict_dated_in_the_future_is_answered_as_the_full_check_answers(
     assert_never_cleared_wrongly(back_in_full.root, capsys)
 
 
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_failing_verdict_removed_behind_the_log_is_not_cleared(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: after a gate fails on broken agent code, the code is put back and the
+    failing verdict's row deleted, so the latest row is the old passing verdict again,
+    current on today's files; the log's last verdict entry still names the failing one."""
+    learned(back_in_full.root)
+    code = back_in_full.agent_dir(AGENT) / "refund_agent.py"
+    before = code.read_bytes()
+    code.write_bytes(before + b"\nraise RuntimeError('broken')\n")
+    assert not run_gate(back_in_full, AGENT, actor="ci")
+    code.write_bytes(before)
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        conn.execute("DELETE FROM verdicts WHERE id = (SELECT max(id) FROM verdicts)")
+    assert light_clearance(AGENT, back_in_full.root) is None
+    full = full_answer(back_in_full.root)
+    assert full is None or not full["cleared"]
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
 # --- the light mode -----------------------------------------------------------------------
 
 
@@ -646,6 +675,29 @@ def test_a_duplicated_ratchet_name_and_data_are_read_as_the_full_read_reads_them
     assert {t["trials"] for t in full_read_terms(back_in_full).values()} == {99}
     found, _ = ratchet_status(back_in_full, AGENT)
     assert found
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+@pytest.mark.xfail(strict=True, reason=(
+    "broken, not in this slice: the ratchet (gates/_gate/ratchet.py, _remembered) falls "
+    "back to the whole verdict model when the audit entry's digest does not match, and "
+    "takes the edited terms; the gate runs no audit check of its own"))
+def test_ratchet_terms_edited_in_the_stored_verdict_fail_the_next_gate(
+        back_in_full: Workspace) -> None:
+    """Attack: the last verdict's ratchet terms are edited in the store (the regression
+    case forgotten, so it could be loosened unseen) while the rest stays; the audit entry's
+    digest no longer matches, so the ratchet must not hold the set to the edited terms."""
+    text = verdict_text(back_in_full)
+    real = ratchet_check(text)
+    forged = dumped({**real, "data": {**real["data"], "terms": {}}})
+    edited = text.replace(dumped(real), forged, 1)
+    assert edited != text
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        conn.execute("UPDATE verdicts SET body = ? WHERE id = (SELECT max(id) FROM verdicts)",
+                     (edited,))
+    verdict = run_gate(back_in_full, AGENT, actor="ci")
+    assert [c.outcome for c in verdict.checks if c.name == "regression_ratchet"] != ["pass"]
 
 
 @pytest.mark.attack
