@@ -98,12 +98,13 @@ def read_file(path: Path) -> bytes:
     return raw
 
 
-def read_previous(path: Path) -> Any:
-    """A facts file as last written, for its writer to compare against; an empty object
-    when it is missing, not a plain file, too large or not JSON (it is then written afresh)."""
+def read_previous(path: Path, state_path: Path) -> Any:
+    """A facts file as last written, for its writer to build on; an empty object when it
+    is missing, not JSON, or not one the readers would trust (:func:`read_inputs`): facts
+    someone else planted are dropped, never carried into a file the store's owner writes."""
     try:
-        return json.loads(read_file(path)) if path.exists() else {}
-    except (NotSure, ValueError, RecursionError):
+        return json.loads(read_inputs(path, state_path)) if path.exists() else {}
+    except (NotSure, OSError, ValueError, RecursionError):
         return {}
 
 

@@ -220,6 +220,26 @@ def test_facts_in_a_folder_others_may_write_do_not_clear(
 
 
 @pytest.mark.attack
+def test_facts_another_user_planted_are_not_carried_into_the_next_facts(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Attack: forged check inputs planted by another user are left for the next full
+    check to merge into the facts it writes (then the owner's); the writer reads earlier
+    facts only from a file it would trust, so the forgery is dropped, not laundered."""
+    learned(back_in_full.root)
+    facts = forge_loosened_facts(back_in_full)
+    path = check_inputs_path(back_in_full.state_path)
+    path.unlink()
+    path.write_text(json.dumps(facts))
+    os.chown(path, STRANGER, STRANGER)
+    checklist = back_in_full.agent_dir(AGENT) / "checklist.yaml"
+    checklist.write_text("# read again\n" + checklist.read_text())  # something new to learn
+    learned(back_in_full.root)  # a full check (refusing the loosened control) writes facts
+    assert path.stat().st_uid == os.getuid()
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
 def test_facts_linked_to_an_attackers_file_do_not_clear(
         back_in_full: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Attack: the check inputs are a symbolic link to a file the attacker writes (holding
