@@ -355,6 +355,8 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
     expected = modes[-1]["detail"].get("mode") if modes else None
     if (mode_row[0] if mode_row is not None else None) != expected:
         return None  # the modes table and the log disagree: the full check names it
+    if expected not in (None, "full"):
+        return None  # held in this snapshot (the mode read before may be of another)
     if not entries or not _intact(entries[-1]):
         return None
     own = entries[-1]["detail"]

@@ -36,9 +36,12 @@ from gates._cli import main
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import fact_key, light_clearance
 from gates._response.check_light import inputs_path as check_inputs_path
+from gates._store import mode_light
+from gates._store.backends import ModeRecord
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import file_key, light_reading
 from gates._store.mode_light import inputs_path as mode_inputs_path
+from regressions import utc_now
 from tests.helpers import copied
 
 AGENT = "refund-agent"
@@ -409,6 +412,23 @@ def test_an_audit_log_cut_back_to_an_old_checkpoint_clears_as_the_full_check_say
     assert_never_cleared_wrongly(back_in_full.root, capsys)
     learned(back_in_full.root)
     assert light_clearance(AGENT, back_in_full.root) is None
+
+
+@pytest.mark.attack
+def test_a_store_swapped_between_the_mode_read_and_the_verdict_read_is_not_cleared(
+        back_in_full: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack: a race swaps the store after the light check read the mode (full) for one
+    whose log puts the agent in review by hand (no incident, the log consistent, the same
+    passing verdict); the verdict read must not clear an agent its own store holds."""
+    learned(back_in_full.root)
+    before = light_reading(AGENT, back_in_full.root)
+    assert before is not None and before["mode"] == "full"
+    open_store(back_in_full).set_mode(ModeRecord(agent=AGENT, mode="review", since=utc_now(),
+                                                 actor="oncall", reason="watching it"))
+    monkeypatch.setattr(mode_light, "light_reading", lambda *args: before)  # read earlier
+    assert light_clearance(AGENT, back_in_full.root) is None
+    full = full_answer(back_in_full.root)
+    assert full is not None and not full["cleared"]
 
 
 # --- the stored verdict, forged inside the store (its digest recorded, the log re-sealed) ---
