@@ -470,17 +470,6 @@ def test_a_verdict_with_a_lone_surrogate_is_not_cleared_light(
 
 
 @pytest.mark.attack
-def test_a_verdict_of_another_agent_is_not_cleared_light(
-        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
-    """Attack: the agent's row holds a verdict whose text names another agent."""
-    learned(back_in_full.root)
-    text = verdict_text(back_in_full)
-    store_verdict_text(back_in_full, text.replace(f'"agent":"{AGENT}"', '"agent":"other"', 1))
-    assert light_clearance(AGENT, back_in_full.root) is None
-    assert_never_cleared_wrongly(back_in_full.root, capsys)
-
-
-@pytest.mark.attack
 def test_a_verdict_nested_deeper_than_the_full_read_allows_is_not_cleared_light(
         back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     """Attack: the stored verdict nests a field 250 levels deep, which Python's json reads
@@ -813,7 +802,6 @@ def poison(folder: Path, lies: dict[str, str], cache: Path) -> None:
     written.write_text(json.dumps(data))
 
 
-@pytest.mark.slow
 @pytest.mark.attack
 def test_a_poisoned_case_id_cache_never_runs_a_case_whose_id_does_not_match(
         back_in_full: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
