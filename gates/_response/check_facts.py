@@ -89,7 +89,7 @@ def _remember(workspace: Workspace, agent: str) -> None:
     if not os.access(state_path.parent, os.W_OK):
         return  # a read-only deployment: checking files again would only cost time
     path = inputs_path(state_path)
-    before = read_previous(path)
+    before = read_previous(path, state_path)
     fresh = (isinstance(before, dict) and before.get("salt") == check_salt()
              and before.get("control_files") == list(CONTROL_FILES)
              and _unchanged_code(before.get("code"), before.get("code_stamp")))

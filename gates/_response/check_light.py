@@ -41,19 +41,19 @@ What it trusts, and why that is sound:
 It answers only "cleared" (exit 0): an agent with an open incident, a failing, stale or
 missing verdict, a public key to check a signature against, notes, a PostgreSQL store,
 anything not seen before, and any oddity is :data:`None`, "not sure", and the caller runs
-the full check, with its reasons, errors and exit codes. Someone who can write the facts
-files beside the store can write the store itself, which the full check trusts. It never
-writes anything.
+the full check, with its reasons, errors and exit codes. The facts files count only when
+whoever may write the store wrote them (:func:`mode_light.read_inputs`: the store owner's,
+in a folder nobody else may write), since the full check trusts the store; a verdict text
+Python's json reads otherwise than pydantic's parser (:mod:`gates._verdict.plain_json`) is
+not sure. It never writes anything.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sqlite3
-import stat
 import sys
 from collections.abc import Iterable
 from contextlib import closing
@@ -76,6 +76,7 @@ from gates._verdict.fingerprint_files import (
     same,
     sha256,
 )
+from gates._verdict.plain_json import plain_json
 
 INPUTS_VERSION = 1
 # The libraries a control load, a configuration or an incident check runs on, and theirs:
@@ -181,8 +182,8 @@ def _clearance(agent: str, start: Path | None) -> dict[str, Any] | None:
     root, name, raw = mode_light._config_file(start)
     state = mode_light._state_setting(name, raw)
     state_path = mode_light._inside(root, state)
-    mode_inputs = mode_light._inputs(mode_light.inputs_path(state_path))
-    facts = _inputs(inputs_path(state_path))
+    mode_inputs = mode_light._inputs(mode_light.inputs_path(state_path), state_path)
+    facts = _inputs(inputs_path(state_path), state_path)
     config_key = mode_light.file_key(name, raw)
     if not isinstance(mode_inputs["configs"].get(config_key), dict):
         return None  # a configuration the full read has not accepted
@@ -223,14 +224,11 @@ def _clearance(agent: str, start: Path | None) -> dict[str, Any] | None:
             "signature": UNSIGNED}
 
 
-def _inputs(path: Path) -> dict[str, Any]:
-    """The remembered check inputs, when the file is plain, nobody but its owner and group
-    may write it, and it is this version's, under today's salt and code."""
-    held = os.lstat(path)
-    if (not stat.S_ISREG(held.st_mode) or held.st_mode & stat.S_IWOTH
-            or held.st_size > mode_light.MAX_INPUTS_BYTES):
-        raise NotSure(f"{path}: not a plain file only its owners may write")
-    data = json.loads(path.read_bytes())
+def _inputs(path: Path, state_path: Path) -> dict[str, Any]:
+    """The remembered check inputs, when only the store's owners may have written them
+    (:func:`mode_light.read_inputs`) and they are this version's, under today's salt and
+    code."""
+    data = json.loads(mode_light.read_inputs(path, state_path))
     if (not isinstance(data, dict) or data.get("schema_version") != INPUTS_VERSION
             or data.get("salt") != check_salt()):
         raise NotSure(f"{path}: not this version's")
@@ -357,6 +355,8 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
     expected = modes[-1]["detail"].get("mode") if modes else None
     if (mode_row[0] if mode_row is not None else None) != expected:
         return None  # the modes table and the log disagree: the full check names it
+    if expected not in (None, "full"):
+        return None  # held in this snapshot (the mode read before may be of another)
     if not entries or not _intact(entries[-1]):
         return None
     own = entries[-1]["detail"]
@@ -439,7 +439,10 @@ def _incidents_restored(agent: str, modes: list[dict[str, Any]], mode_inputs: di
 
 def _verdict(text: str, agent: str) -> dict[str, Any]:
     """The deciding fields of a stored verdict, checked as strictly as
-    :class:`~gates._verdict.stored.StoredVerdict` checks them; odd ones are not sure."""
+    :class:`~gates._verdict.stored.StoredVerdict` checks them; odd ones are not sure (a
+    text :mod:`json` reads otherwise than pydantic's parser too)."""
+    if not plain_json(text):
+        raise NotSure("verdict text")
     data = json.loads(text)
     if not isinstance(data, dict) or data.get("schema_version") != 2 or (
             type(data.get("schema_version")) is not int):

@@ -135,6 +135,8 @@ def verdict_gaps(workspace: Workspace, agent: str, verdict: DecidedVerdict,
     changed since (named file by file). ``which`` names it in the sentences."""
     stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
     gaps = []
+    if verdict.agent != agent:  # a store edited behind the log: it vouches for another
+        gaps.append(f"{which} ({stamp}) is a verdict of {verdict.agent}, not of {agent}")
     if not verdict:
         failing = [c.name for c in verdict.checks if c.outcome != "pass"]
         gaps.append(f"{which} ({stamp}) is {verdict.outcome}: {', '.join(failing)} did not "

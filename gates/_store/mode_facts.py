@@ -43,7 +43,7 @@ def _remember(workspace: Workspace) -> None:
     if not os.access(state_path.parent, os.W_OK):
         return  # a read-only deployment: checking files again would only cost time
     path = inputs_path(state_path)
-    before = read_previous(path)
+    before = read_previous(path, state_path)
     fresh = isinstance(before, dict) and before.get("salt") == salt()
     old_configs = before.get("configs", {}) if fresh else {}
     old_incidents = before.get("incidents", {}) if fresh else {}

@@ -98,12 +98,13 @@ def read_file(path: Path) -> bytes:
     return raw
 
 
-def read_previous(path: Path) -> Any:
-    """A facts file as last written, for its writer to compare against; an empty object
-    when it is missing, not a plain file, too large or not JSON (it is then written afresh)."""
+def read_previous(path: Path, state_path: Path) -> Any:
+    """A facts file as last written, for its writer to build on; an empty object when it
+    is missing, not JSON, or not one the readers would trust (:func:`read_inputs`): facts
+    someone else planted are dropped, never carried into a file the store's owner writes."""
     try:
-        return json.loads(read_file(path)) if path.exists() else {}
-    except (NotSure, ValueError, RecursionError):
+        return json.loads(read_inputs(path, state_path)) if path.exists() else {}
+    except (NotSure, OSError, ValueError, RecursionError):
         return {}
 
 
@@ -126,7 +127,7 @@ def _reading(agent: str, start: Path | None) -> dict[str, Any] | None:
     root, name, raw = _config_file(start)
     state = _state_setting(name, raw)
     state_path = _inside(root, state)
-    inputs = _inputs(inputs_path(state_path))
+    inputs = _inputs(inputs_path(state_path), state_path)
     config = inputs["configs"].get(file_key(name, raw))
     if not isinstance(config, dict) or config.get("state") != state:
         return None  # a configuration the full read has not accepted
@@ -198,14 +199,32 @@ def _text(facts: dict[str, Any], key: str) -> str:
     return value
 
 
-def _inputs(path: Path) -> dict[str, dict[str, Any]]:
-    """The remembered inputs, when the file is plain, nobody but its owner and group may
-    write it, and it is this version's and under today's :func:`salt`."""
-    held = os.lstat(path)
-    if (not stat.S_ISREG(held.st_mode) or held.st_mode & stat.S_IWOTH
-            or held.st_size > MAX_INPUTS_BYTES):
-        raise NotSure(f"{path}: not a plain file only its owners may write")
-    data = json.loads(path.read_bytes())
+def read_inputs(path: Path, state_path: Path) -> bytes:
+    """A facts file's bytes beside the store ``state_path``, when only whoever may write
+    the store can have written them: a plain file (never a link) of the store's owner (or
+    root) that nobody else may write, in a folder of the store's owner (or root) that
+    nobody else may write (else anyone could have renamed another file over it), its
+    checks made on the very descriptor it is read from (never swapped between the two)."""
+    owner = state_path.stat().st_uid
+    folder = path.parent.stat()
+    if folder.st_mode & stat.S_IWOTH or folder.st_uid not in (owner, 0):
+        raise NotSure(f"{path.parent}: a folder others may write")
+    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(handle, "rb") as opened:
+        held = os.fstat(opened.fileno())
+        if (not stat.S_ISREG(held.st_mode) or held.st_mode & stat.S_IWOTH
+                or held.st_uid not in (owner, 0) or held.st_size > MAX_INPUTS_BYTES):
+            raise NotSure(f"{path}: not a plain file only the store's owners may write")
+        raw = opened.read(MAX_INPUTS_BYTES + 1)
+    if len(raw) > MAX_INPUTS_BYTES:
+        raise NotSure(f"{path}: too large")
+    return raw
+
+
+def _inputs(path: Path, state_path: Path) -> dict[str, dict[str, Any]]:
+    """The remembered inputs, when only the store's owners may have written them
+    (:func:`read_inputs`) and they are this version's, under today's :func:`salt`."""
+    data = json.loads(read_inputs(path, state_path))
     if (not isinstance(data, dict) or data.get("schema_version") != INPUTS_VERSION
             or data.get("salt") != salt() or not isinstance(data.get("configs"), dict)
             or not isinstance(data.get("incidents"), dict)):

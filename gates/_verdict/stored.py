@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr, V
 
 from gates._verdict.fingerprint import Fingerprint
 from gates._verdict.outcome import Outcome
+from gates._verdict.plain_json import plain_json
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -169,6 +170,8 @@ def read_ratchet_terms(text: str) -> tuple[int, dict[str, RatchetTerms]] | None:
     # Imported here: check and restore read this module and need no check's result models.
     from gates._verdict.check_results import RegressionRatchetData
 
+    if not plain_json(text):
+        return None  # msgspec would read what the whole model refuses
     try:
         raw = msgspec.json.decode(text, type=_RawVerdict)
         if raw.schema_version != 2:
