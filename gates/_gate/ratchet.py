@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from evalsuite import InvalidInput, load_cases
 from gates._config import Workspace
+from gates._errors import StoreUnavailable
 from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs, regression_set_lock
 from gates._gate.ratchet_git import compare_with_ref, ratchet_against
@@ -62,21 +63,34 @@ def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry
 
 
 def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]:
+    """The terms the agent's last stored verdict held its regression set to.
+
+    The text must be the one the audit log's last verdict entry of the agent records (its
+    SHA-256): terms edited in the stored verdict behind the log would let a case be
+    forgotten or loosened unseen, so a mismatch is an error, never a smaller memory.
+    """
     if store is None:
         return {}
     text = store.latest_verdict_text(agent)
     if text is None:
         return {}
+    digest = hashlib.sha256(text.encode()).hexdigest()
     read = read_ratchet_terms(text)
+    # The verdict's own entry follows the head it was stamped with; without a readable
+    # head every verdict entry of the agent is read to find the last.
+    entries = store.audit(agent, actions=("verdict",), after=read[0] if read else 0)
+    recorded = entries[-1].detail.get("sha256") if entries else None
+    if (read is not None and not entries) or (recorded is not None and recorded != digest):
+        raise StoreUnavailable(
+            f"the last stored verdict of {agent} (sha256 {digest[:12]}…) is not the one "
+            f"the audit log's last verdict entry records"
+            + (f" (sha256 {str(recorded)[:12]}…)" if recorded is not None else "")
+            + ": the verdicts table was changed behind the log, so the regression set's "
+              "remembered terms cannot be trusted; run `reinstate audit` to see what changed")
     if read is not None:
-        # The light read counts only for the very text the agent's last verdict entry
-        # names (as for check's): its entry follows the head the verdict was stamped with.
-        head, terms = read
-        entries = store.audit(agent, actions=("verdict",), after=head)
-        if entries and entries[-1].detail.get("sha256") == hashlib.sha256(
-                text.encode()).hexdigest():
-            return terms
+        return read[1]
     del text
+    # A verdict stored before entries recorded digests: read whole, as it was written.
     verdict = store.latest_verdict(agent)
     # Not ``if verdict``: a verdict is truthy only when it passed.
     check = verdict.result(RegressionRatchetResult) if verdict is not None else None

@@ -708,10 +708,6 @@ def test_a_duplicated_ratchet_name_and_data_are_read_as_the_full_read_reads_them
 
 @pytest.mark.slow
 @pytest.mark.attack
-@pytest.mark.xfail(strict=True, reason=(
-    "broken, not in this slice: the ratchet (gates/_gate/ratchet.py, _remembered) falls "
-    "back to the whole verdict model when the audit entry's digest does not match, and "
-    "takes the edited terms; the gate runs no audit check of its own"))
 def test_ratchet_terms_edited_in_the_stored_verdict_fail_the_next_gate(
         back_in_full: Workspace) -> None:
     """Attack: the last verdict's ratchet terms are edited in the store (the regression
@@ -726,7 +722,10 @@ def test_ratchet_terms_edited_in_the_stored_verdict_fail_the_next_gate(
         conn.execute("UPDATE verdicts SET body = ? WHERE id = (SELECT max(id) FROM verdicts)",
                      (edited,))
     verdict = run_gate(back_in_full, AGENT, actor="ci")
-    assert [c.outcome for c in verdict.checks if c.name == "regression_ratchet"] != ["pass"]
+    ratchet = [c for c in verdict.checks if c.name == "regression_ratchet"]
+    assert [c.outcome for c in ratchet] == ["error"]
+    assert "changed behind the log" in ratchet[0].summary
+    assert verdict.outcome == "error"
 
 
 @pytest.mark.attack

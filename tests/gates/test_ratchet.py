@@ -15,6 +15,7 @@ from evalsuite import InvalidInput
 from gates import (
     RegressionRatchetResult,
     SQLiteStore,
+    StoreUnavailable,
     Verdict,
     Workspace,
     approve_loosening,
@@ -232,9 +233,9 @@ def test_the_terms_are_read_without_building_the_last_verdict(ws: Workspace) -> 
 
 
 @pytest.mark.attack
-def test_a_verdict_edited_behind_the_log_is_read_whole(ws: Workspace) -> None:
+def test_a_verdict_edited_behind_the_log_is_refused(ws: Workspace) -> None:
     """A stored verdict whose text the audit log does not vouch for (its terms loosened by
-    hand) is read as the whole model, as before; the light read never trusts it."""
+    hand) is refused as a store changed behind the log, neither read light nor whole."""
     with sqlite3.connect(ws.state_path) as conn:
         (seq, body), = conn.execute("SELECT id, body FROM verdicts ORDER BY id DESC LIMIT 1")
         data = json.loads(body)
@@ -244,5 +245,6 @@ def test_a_verdict_edited_behind_the_log_is_read_whole(ws: Workspace) -> None:
                      (json.dumps(data, separators=(",", ":")), seq))
     conn.close()
     store = _ReadsCounted(ws.state_path)
-    ratchet_status(ws, AGENT, store=store)
-    assert store.whole_reads == 1
+    with pytest.raises(StoreUnavailable, match="changed behind the log"):
+        ratchet_status(ws, AGENT, store=store)
+    assert store.whole_reads == 0
