@@ -34,6 +34,14 @@ class Figure:
 
     samples: tuple[float, ...]
     peak_rss_mib: float = 0.0
+    cpu_samples: tuple[float, ...] = ()
+    """A whole process's own CPU time (user + system) in each round, beside its wall time:
+    what a busy machine's other work does not inflate."""
+
+    @property
+    def cpu(self) -> Figure:
+        """The rounds' CPU times as a figure of their own."""
+        return Figure(self.cpu_samples)
 
     @property
     def median(self) -> float:
@@ -85,18 +93,20 @@ if pid == 0:
     finally:
         os._exit(127)
 _, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status),
+      usage.ru_utime + usage.ru_stime)
 """
 
 
 def process(command: Sequence[str], rounds: int, *, cwd: Path | None = None,
             env: Mapping[str, str] | None = None, check: bool = True) -> Figure:
-    """Wall time and peak RSS of ``command`` as a fresh child process, ``rounds`` times.
+    """Wall time, CPU time and peak RSS of ``command`` as a fresh child process, ``rounds``
+    times.
 
     Output is discarded; with ``check`` a non-zero exit other than the gate's verdict
     codes 1 and 4 raises, so a broken command never passes for a fast one.
     """
-    samples = []
+    samples, cpu = [], []
     peak = 0.0
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     environment.update(env or {})
@@ -104,12 +114,13 @@ def process(command: Sequence[str], rounds: int, *, cwd: Path | None = None,
         launched = subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, *command], cwd=cwd,
                                   env=environment, capture_output=True, text=True, check=False)
         try:
-            seconds, rss_kib, code = launched.stdout.split()
+            seconds, rss_kib, code, cpu_seconds = launched.stdout.split()
         except ValueError:
             raise RuntimeError(f"could not time {' '.join(command)}: "
                                f"{launched.stderr[-2000:]}") from None
         if check and int(code) not in (0, 1, 4):
             raise RuntimeError(f"{' '.join(command)} exited {code}: {launched.stderr[-2000:]}")
         samples.append(float(seconds))
+        cpu.append(float(cpu_seconds))
         peak = max(peak, int(rss_kib) / 1024)
-    return Figure(tuple(samples), peak)
+    return Figure(tuple(samples), peak, tuple(cpu))

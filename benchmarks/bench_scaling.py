@@ -1,12 +1,16 @@
 """Growth: what the gate, ``check`` and ``mode`` cost as a workspace and its history grow.
 
 1. The gate at 10, 100 and 1,000 regression cases (copies of the example's captured case,
-   each its own file), as a whole ``reinstate gate`` process: total wall time and the cost
-   per added case over the smallest size, which stays flat when the gate is linear.
-2. ``reinstate check`` and ``reinstate mode`` as whole processes after 1, 100 and 1,000
+   each its own file), as a whole ``reinstate gate`` process: total wall and CPU time and
+   the cost per added case over the smallest size, which stays flat when the gate is
+   linear; and each stage of the gate (``pipeline.STAGES``) in process, by CPU time. On a
+   shared machine wall time per case grows with the load during the longer runs; CPU time
+   is the figure to read for linearity.
+2. ``reinstate check``, ``reinstate mode`` and ``reinstate gate`` after 1, 100 and 1,000
    stored gates (history written through the public API: a current verdict saved again,
-   one audit entry each), against ``python -c pass`` in the same run: flat when neither
-   re-reads the whole history.
+   one audit entry each), as whole processes against ``python -c pass`` in the same run
+   and in process (CPU time): flat when none re-reads the whole history. The gate's cost
+   at each history over its cost at the first is printed with its spread.
 3. The bytes one verdict adds to the state store at 1,000 and 10,000 regression cases
    (the stored body; the gate at 10,000 runs with ``--trials 1``).
 4. ``reinstate eval --cases ONE`` at 10,000 eval case files (``bench_cli.py``'s workspace:
@@ -35,6 +39,7 @@ from bench_cli import workspace as eval_workspace
 
 from gates import SQLiteStore, Workspace, check, read_mode, run_gate
 from gates._demo import apply_fix, lay_out
+from gates._gate.pipeline import STAGES, GateRun
 
 # The suite's walk to restoration is the workspace measured here; the checkout's root is
 # not on the path of a script run as `python benchmarks/…` under a non-editable install.
@@ -70,23 +75,54 @@ def with_cases(template: Path, into: Path, count: int) -> Workspace:
 def gate_growth(template: Path, sizes: list[int], rounds: int, scratch: Path) -> None:
     print(f"\n1. reinstate gate {AGENT} by regression cases ({rounds} round(s) each)")
     figures: dict[int, Figure] = {}
+    stages: dict[int, dict[str, Figure]] = {}
     for size in sizes:
         ws = with_cases(template, scratch / f"gate-{size}", size)
         figures[size] = process([*REINSTATE, "-C", str(ws.root), "gate", AGENT], rounds,
                                 env=ENV)
-        print(f"   {size:>6} cases: {figures[size].ms()} total, "
-              f"{figures[size].ms(per=size)} per case, peak RSS "
+        print(f"   {size:>6} cases: {figures[size].ms()} wall, {figures[size].cpu.ms()} CPU, "
+              f"{figures[size].cpu.ms(per=size)} CPU per case, peak RSS "
               f"{figures[size].peak_rss_mib:.0f} MiB", flush=True)
+        stages[size] = stage_times(ws, rounds)
     base = sizes[0]
+    print(f"   per case added over {base} cases (linear when it stays the same as cases grow):")
     for size in sizes[1:]:
-        added = (figures[size].median - figures[base].median) / (size - base)
-        print(f"   per case added from {base} to {size}: {added * 1000:.2f} ms")
+        wall = _added(figures[size], figures[base], size - base)
+        cpu = _added(figures[size].cpu, figures[base].cpu, size - base)
+        print(f"     to {size:>6}: {wall} wall, {cpu} CPU")
+    print(f"   in process, CPU per case added over {base} cases, by stage of the gate:")
+    for name in stages[base]:
+        added = ", ".join(f"to {size}: " + _added(stages[size][name], stages[base][name],
+                                                   size - base)
+                          for size in sizes[1:])
+        print(f"     {name:<12} {added}")
+
+
+def stage_times(workspace: Workspace, rounds: int) -> dict[str, Figure]:
+    """CPU time of each of the gate's stages (``pipeline.STAGES``), run in this process."""
+    samples: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+    for _ in range(rounds):
+        run = GateRun(workspace=workspace, agent=AGENT, actor="bench")
+        for name, stage in STAGES:
+            start = time.process_time()
+            run = stage(run)
+            samples[name].append(time.process_time() - start)
+    return {name: Figure(tuple(times)) for name, times in samples.items()}
+
+
+def _added(larger: Figure, smaller: Figure, cases: int) -> str:
+    """What each case added costs: the medians' difference over the cases added, with
+    the spread from the rounds' extremes (smallest difference to largest)."""
+    per = 1000 / cases
+    return (f"{(larger.median - smaller.median) * per:.2f} ms "
+            f"[{(larger.low - smaller.high) * per:.2f}–{(larger.high - smaller.low) * per:.2f}]")
 
 
 def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path) -> None:
-    print(f"\n2. check and mode by stored gates ({rounds} rounds each)")
+    print(f"\n2. check, mode and the gate by stored gates ({rounds} rounds each)")
     python = process([sys.executable, "-c", "pass"], rounds)
     print(f"   python -c pass: {python.ms()}")
+    gates: dict[int, tuple[Figure, Figure]] = {}
     for size in sizes:
         root = scratch / f"history-{size}"
         shutil.copytree(template, root)
@@ -109,6 +145,22 @@ def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path)
             print(f"   {size:>5} gates ({entries:>5} audit entries) {name:<11} process:    "
                   f"{figure.ms()} "
                   f"({over * 1000:.0f} ms over python -c pass)", flush=True)
+        # Last: each gate stores one more verdict (a handful over the rounds).
+        in_process = timed(lambda ws=ws: run_gate(ws, AGENT, actor="bench"), max(rounds, 5),
+                           clock=time.process_time)
+        whole = process([*REINSTATE, "-C", str(root), "gate", AGENT], rounds, env=ENV)
+        gates[size] = (in_process, whole.cpu)
+        print(f"   {size:>5} gates ({entries:>5} audit entries) run_gate()  in process: "
+              f"{in_process.ms()} CPU; gate process: {whole.ms()} wall, {whole.cpu.ms()} CPU",
+              flush=True)
+    first = sizes[0]
+    for size in sizes[1:]:
+        print(f"   one gate at {size} stored gates over one at {first}: "
+              + ", ".join(f"{name} {gates[size][i].median / gates[first][i].median:.2f}x "
+                          f"[{gates[size][i].low / gates[first][i].high:.2f}–"
+                          f"{gates[size][i].high / gates[first][i].low:.2f}]"
+                          for i, name in enumerate(("in process", "process CPU")))
+              + " (flat: 1x)")
 
 
 def verdict_bytes(template: Path, sizes: list[int], scratch: Path) -> None:

@@ -42,6 +42,7 @@ from gates._gate.logging_check import logging
 from gates._gate.ratchet import regression_ratchet
 from gates._store.access import open_store, require_store, standing
 from gates._store.attestation import gate_signer, write_attestation
+from gates._store.audit import one_decision
 from gates._store.backends import StateStore, verdict_digest
 from gates._verdict.check_results import (
     BUILT_IN,
@@ -321,8 +322,9 @@ def run_gate(
     run = GateRun(workspace=workspace, agent=agent, actor=actor, trials=trials, store=store,
                   progress=progress, against=against, new_store=new_store, signer=signer,
                   attestation=attestation, engine=engine, workers=workers)
-    for _, stage in STAGES:
-        run = stage(run)
+    with one_decision():  # the audit log's checkpoint tested once a gate, not once a reader
+        for _, stage in STAGES:
+            run = stage(run)
     return _made(run.verdict, "decide")
 
 

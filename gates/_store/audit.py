@@ -13,13 +13,14 @@ number and hash somewhere else, and checking it with ``--anchor``) catches that.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 from gates._store.backends import (
     AuditEntry,
+    SQLiteStore,
     StateStore,
     entry_hash,
     verdict_digest,
@@ -37,8 +38,9 @@ if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict
 DECIDING = ("mode", "ratchet-approval")
 
 # Each store's checkpoint as first tested within the current decision (see one_decision),
-# keyed by the store's id with the store kept alive so that id is not reused meanwhile.
-_TESTED: ContextVar[dict[int, tuple[StateStore, tuple[int, str] | None]] | None] = (
+# keyed by the log the store reads (_log_key), with the store kept alive so that an id
+# used as a key is not reused meanwhile.
+_TESTED: ContextVar[dict[Hashable, tuple[StateStore, tuple[int, str] | None]] | None] = (
     ContextVar("reinstate_tested_checkpoints", default=None))
 
 
@@ -65,9 +67,23 @@ def _checkpoint(store: StateStore) -> tuple[int, str] | None:
     tested = _TESTED.get()
     if tested is None:
         return store.checkpoint()
-    if id(store) not in tested:
-        tested[id(store)] = (store, store.checkpoint())
-    return tested[id(store)][1]
+    key = _log_key(store)
+    if key not in tested:
+        tested[key] = (store, store.checkpoint())
+    return tested[key][1]
+
+
+def _log_key(store: StateStore) -> Hashable:
+    """Which stored log ``store`` reads: the SQLite file or the PostgreSQL URL, else the
+    object itself. The gate opens the workspace's store afresh in more than one stage (the
+    incidents' standing, the ratchet's approvals); as one decision they test the file's
+    checkpoint once, since a checkpoint vouches for the rows, not for the object."""
+    if isinstance(store, SQLiteStore):
+        return ("sqlite", store.path.absolute())
+    url = getattr(store, "url", None)  # a PostgresStore, without importing its driver
+    if isinstance(url, str):
+        return ("postgresql", url)
+    return id(store)
 
 
 def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[AuditEntry]:
