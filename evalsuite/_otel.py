@@ -246,7 +246,8 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
                           else "gen_ai.completion")
     if legacy is None:
         legacy = _event_messages(trace, span, which)
-    return [_modern(m) for m in legacy or [] if isinstance(m, dict)]
+    # Only a list holds messages (a number or a map under an older name holds none).
+    return [_modern(m) for m in legacy if isinstance(m, dict)] if isinstance(legacy, list) else []
 
 
 def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
@@ -318,8 +319,10 @@ def _modern(message: dict[str, Any]) -> dict[str, Any]:
         return message
     parts: list[dict[str, Any]] = []
     role = message.get("role", "assistant")
-    content = text_of(message.get("content")) if not isinstance(
-        message.get("content"), dict) else str(message["content"])
+    raw = message.get("content")
+    # Text or a list of parts; anything else (a number in an indexed attribute, a map) as
+    # written, not a crash on the way.
+    content = text_of(raw) if raw is None or isinstance(raw, str | list) else str(raw)
     if role == "tool":
         response = {"response": content} if message.get("content") is not None else {}
         parts.append({"type": "tool_call_response", "id": message.get("tool_call_id"),

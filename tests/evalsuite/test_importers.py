@@ -281,3 +281,24 @@ def test_user_input_of_otel_comes_once_per_turn() -> None:
     """A model call's history repeats the user's message; the run holds it once."""
     run = read_log_runs(OTLP)[0]
     assert sum(isinstance(s, UserInput) for s in run.steps) == 1
+
+
+@pytest.mark.parametrize("old, new", [
+    ('"gen_ai.prompt.1.content", "value": {"stringValue": "Could you refund $12 for one of '
+     'the candles in A-1004? It arrived snapped in half."}',
+     '"gen_ai.prompt.1.content", "value": {"doubleValue": 1.5}'),
+    ('"key": "gen_ai.prompt.0.role"',
+     '"key": "gen_ai.completion", "value": {"intValue": "40"}}, {"key": "gen_ai.prompt.0.role"'),
+])
+def test_otel_older_content_attribute_holding_a_number_is_no_crash(
+        tmp_path: Path, old: str, new: str) -> None:
+    """An older-named content attribute holding a number (hand-made exporters write them)
+    is read as what it is, not a traceback: the run and its tool call are still there."""
+    text = OTLP.read_text()
+    assert old in text
+    bad = tmp_path / "numbers.otlp.jsonl"
+    bad.write_text(text.replace(old, new, 1))
+    run = read_log_runs(bad)[1]
+    assert run.run_id == "0af7651916cd43dd8448eb211c80319c"
+    call = next(s for s in run.steps if isinstance(s, ToolCall))
+    assert call.tool == "issue_refund" and call.arguments["order_id"] == "A-1004"
