@@ -14,9 +14,7 @@ from evalsuite import ReinstateError, write_atomic
 from gates._cli._common import ctx, engine_options
 from gates._gate.pipeline import run_gate_recorded, stored_by_this_run
 from gates._gate.ray_engine import check_engine
-from gates._reports.junit import junit_xml
 from gates._reports.terminal import case_table, verdict_table, verification_table
-from gates._reports.verdict_report import report_markdown, verdict_report
 from gates._response.notify import notify_failed_gate
 from gates._response.restore import latest_for_decision, restore_blockers
 from gates._store.access import open_store
@@ -112,9 +110,14 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     if json_file is not None:
         write_atomic(json_file, verdict.model_dump_json(indent=2) + "\n")
     if junit_file is not None:
+        from gates._reports.junit import junit_xml  # only when asked: XML parsers stay out
+
         write_atomic(junit_file, junit_xml(verdict))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if markdown_file is not None or summary:
+        # Only when asked: the report's Jinja2 templates stay out of a plain gate's memory.
+        from gates._reports.verdict_report import report_markdown, verdict_report
+
         markdown = report_markdown(verdict_report(workspace, agent, verdict=verdict))
         if markdown_file is not None:
             write_atomic(markdown_file, markdown)
