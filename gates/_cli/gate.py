@@ -12,16 +12,13 @@ from rich.markup import escape
 
 from evalsuite import ReinstateError, write_atomic
 from gates._cli._common import ctx, engine_options
-from gates._gate.pipeline import run_gate, stored_by_this_run
+from gates._gate.pipeline import run_gate_recorded, stored_by_this_run
 from gates._gate.ray_engine import check_engine
-from gates._reports.junit import junit_xml
 from gates._reports.terminal import case_table, verdict_table, verification_table
-from gates._reports.verdict_report import report_markdown, verdict_report
 from gates._response.notify import notify_failed_gate
 from gates._response.restore import latest_for_decision, restore_blockers
 from gates._store.access import open_store
 from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
-from gates._store.backends import verdict_digest
 
 if TYPE_CHECKING:
     from gates._config import Workspace
@@ -29,10 +26,12 @@ if TYPE_CHECKING:
     from gates._verdict.verdict import Verdict
 
 
-def _restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
+def _restore_needs(workspace: Workspace, verdict: Verdict,
+                   ours: str) -> list[str] | None:
     """``restore_needs`` of the verdict this run computed, which restore would read back.
 
-    When the store's latest verdict is exactly this one (its text's digest), restore's
+    When the store's latest verdict is exactly this one (``ours``: its stored text's
+    digest, as its audit entry recorded it), restore's
     conditions read it from memory: at thousands of cases, reading the stored text into
     another copy beside this one was the gate's peak. Any other latest verdict is read
     from the store, as restore reads it.
@@ -41,7 +40,6 @@ def _restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
         return None
     try:
         store = open_store(workspace)
-        ours = verdict_digest(verdict)
 
         def latest(agent: str) -> DecidedVerdict | None:
             if agent == verdict.agent and store.latest_verdict_sha256(agent) == ours:
@@ -91,13 +89,14 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     engine_name = check_engine(engine, workers)
     c = ctx()
     workspace = c.workspace()
-    verdict = run_gate(workspace, agent, actor=c.actor, trials=trials, against=against,
-                       new_store=new_store, signer=signer, attestation=attestation_file,
-                       engine=engine_name, workers=workers)
+    verdict, entry = run_gate_recorded(
+        workspace, agent, actor=c.actor, trials=trials, against=against, new_store=new_store,
+        signer=signer, attestation=attestation_file, engine=engine_name, workers=workers)
     # A pass restores only when restore's own conditions hold too (a review scheduled, a
     # signature it accepts): the closing line says what it still needs, from the same check.
     case_table(c.out, verdict, every=every_case)
-    verdict_table(c.out, verdict, restore_needs=_restore_needs(workspace, verdict))
+    verdict_table(c.out, verdict, restore_needs=_restore_needs(
+        workspace, verdict, str(entry.detail.get("sha256"))))
     verification_table(c.out, verdict.verifications)
     if signer is not None:
         c.out.print(f"signed: {workspace.relative(attestation_path(workspace, verdict))}"
@@ -111,9 +110,14 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     if json_file is not None:
         write_atomic(json_file, verdict.model_dump_json(indent=2) + "\n")
     if junit_file is not None:
+        from gates._reports.junit import junit_xml  # only when asked: XML parsers stay out
+
         write_atomic(junit_file, junit_xml(verdict))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if markdown_file is not None or summary:
+        # Only when asked: the report's Jinja2 templates stay out of a plain gate's memory.
+        from gates._reports.verdict_report import report_markdown, verdict_report
+
         markdown = report_markdown(verdict_report(workspace, agent, verdict=verdict))
         if markdown_file is not None:
             write_atomic(markdown_file, markdown)
@@ -124,7 +128,7 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     # A contained agent's audiences hear of a gate that keeps it contained.
     for warning in notify_failed_gate(workspace, agent, verdict, actor=c.actor).warnings:
         c.err.print(f"[yellow]warning:[/] {escape(warning)}")
-    if verdict and not stored_by_this_run(workspace, verdict):
+    if verdict and not stored_by_this_run(workspace, verdict, entry):
         c.err.print(f"[bold red]error:[/] the state store does not hold this run's passing "
                     f"verdict for {agent}: not cleared", highlight=False)
         return 3

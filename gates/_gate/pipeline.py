@@ -16,7 +16,6 @@ that remembers the regression set. Checks from outside (plugins, users) are adde
 
 from __future__ import annotations
 
-import json
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -43,13 +42,12 @@ from gates._gate.ratchet import regression_ratchet
 from gates._store.access import open_store, require_store, standing
 from gates._store.attestation import gate_signer, write_attestation
 from gates._store.audit import one_decision
-from gates._store.backends import StateStore, verdict_digest
+from gates._store.backends import AuditEntry, StateStore
 from gates._verdict.check_results import (
     BUILT_IN,
     AnyCheckResult,
     CaseFigures,
     CheckResult,
-    EvalsResult,
     could_not_run,
 )
 from gates._verdict.verdict import Verdict, combine
@@ -169,7 +167,9 @@ def _decided(inputs: GateInputs, checks: list[dict[str, Any]]) -> Verdict:
     thousands of cases the results as models, their dump and the redacted verdict side by
     side were the gate's peak. The dump is this function's own: redacted in place, in the
     order a dump of the whole verdict walks (so placeholders are numbered the same), then
-    validated once as the verdict.
+    validated as the verdict, the eval case rows one at a time, each row's data let go as
+    its model is made (no text of the whole verdict and no parse of it beside the models:
+    that pair was the gate's peak).
     """
     data = Verdict(
         agent=inputs.agent.name,
@@ -179,30 +179,34 @@ def _decided(inputs: GateInputs, checks: list[dict[str, Any]]) -> Verdict:
         checks=[],
     ).model_dump(mode="json")
     data["checks"] = checks  # in its own place among the fields, as the dump put it
-    text = json.dumps(Redactor().value_in_place(data, keep=UNREDACTED))
-    # The results as dicts go before the verdict's models are built, so the two are never
-    # held side by side (the caller's list is emptied: the text holds it all now).
+    Redactor().value_in_place(data, keep=UNREDACTED)
+    _case_rows_as_models(checks)
+    verdict = Verdict.model_validate(data)  # the rows already made are taken as they are
+    # The caller's list is emptied: the verdict holds it all now.
     checks.clear()
-    del data
-    return _share_field_sets(Verdict.model_validate_json(text))
+    return verdict
 
 
-def _share_field_sets(verdict: Verdict) -> Verdict:
-    """``verdict`` with one set of field names shared by every case row that has them all.
+def _case_rows_as_models(checks: list[dict[str, Any]]) -> None:
+    """Replace each eval case row (as data) in the ``evals`` result with its model, in
+    place, each row's data let go as its model is made.
 
     Pydantic gives each validated instance its own set of the fields it was given: at
-    10,000 case rows that was 7 MB of the same thirteen names, some 40% of the verdict the
-    gate holds to its end. Sharing is safe for a set that already holds every field: an
-    assignment only adds a name it has.
+    10,000 case rows that was 7 MB of the same thirteen names. Every row that has them all
+    shares one set; that is safe for a set that already holds every field: an assignment
+    only adds a name it has.
     """
-    evals = verdict.result(EvalsResult)
-    if evals is None or evals.data is None:
-        return verdict
+    evals = next((c for c in checks if c.get("name") == "evals"), None)
+    data = None if evals is None else evals.get("data")
+    rows = data.get("cases") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        return
     every = set(CaseFigures.model_fields)
-    for case in evals.data.cases:
+    for index, row in enumerate(rows):
+        case = CaseFigures.model_validate(row)
         if case.__pydantic_fields_set__ == every:
             case.__pydantic_fields_set__ = every
-    return verdict
+        rows[index] = case
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,9 @@ class GateRun:
     go by ``decide``, whose verdict holds them redacted."""
     verdict: Verdict | None = None
     """Made by ``decide``; stored (and signed) by ``record``."""
+    entry: AuditEntry | None = None
+    """Made by ``record``: the verdict's audit entry, whose ``detail["sha256"]`` is the
+    stored text's digest (what ``check`` and ``restore`` compare the store against)."""
 
 
 def _made(artefact: T | None, stage: str) -> T:
@@ -276,10 +283,10 @@ def _decide(run: GateRun) -> GateRun:
 
 def _record(run: GateRun) -> GateRun:
     verdict = _made(run.verdict, "decide")
-    (run.store or open_store(run.workspace)).save_verdict(verdict, run.actor)
+    entry = (run.store or open_store(run.workspace)).save_verdict(verdict, run.actor)
     if run.signer is not None:  # signed once stored: the envelope names the stored verdict
         write_attestation(run.workspace, verdict, run.signer, also=run.attestation)
-    return run
+    return replace(run, entry=entry)
 
 
 STAGES: tuple[tuple[str, Callable[[GateRun], GateRun]], ...] = (
@@ -319,23 +326,55 @@ def run_gate(
     ``engine="ray"`` the evals run as Ray tasks (at most ``workers`` at once); the verdict
     is the one the local engine gives.
     """
+    return run_gate_recorded(
+        workspace, agent, actor=actor, trials=trials, store=store, progress=progress,
+        against=against, new_store=new_store, signer=signer, attestation=attestation,
+        engine=engine, workers=workers)[0]
+
+
+def run_gate_recorded(
+    workspace: Workspace,
+    agent: str,
+    *,
+    actor: str,
+    trials: int | None = None,
+    store: StateStore | None = None,
+    progress: Progress | None = None,
+    against: str | None = None,
+    new_store: bool = False,
+    signer: CryptoSigner | None = None,
+    attestation: Path | None = None,
+    engine: EngineName = "local",
+    workers: int | None = None,
+) -> tuple[Verdict, AuditEntry]:
+    """:func:`run_gate`, also returning the verdict's audit entry as the store wrote it.
+
+    The entry's ``detail["sha256"]`` is the stored text's digest: the gate's closing line
+    and exit code compare the store against it instead of serialising a verdict of
+    thousands of cases again.
+    """
     run = GateRun(workspace=workspace, agent=agent, actor=actor, trials=trials, store=store,
                   progress=progress, against=against, new_store=new_store, signer=signer,
                   attestation=attestation, engine=engine, workers=workers)
     with one_decision():  # the audit log's checkpoint tested once a gate, not once a reader
         for _, stage in STAGES:
             run = stage(run)
-    return _made(run.verdict, "decide")
+    return _made(run.verdict, "decide"), _made(run.entry, "record")
 
 
-def stored_by_this_run(workspace: Workspace, verdict: Verdict,
+def stored_by_this_run(workspace: Workspace, verdict: Verdict, entry: AuditEntry,
                        store: StateStore | None = None) -> bool:
-    """Whether the store's latest verdict for the agent is exactly ``verdict``: the gate
-    exits 0 only then, whatever the code it ran did to the objects in its memory."""
-    # The stored text's digest, not the stored verdict read back: at thousands of cases a
-    # second verdict as models would be the gate's largest object at its end.
+    """Whether the store's latest verdict for the agent is exactly the one this run stored
+    (``entry``, its audit entry) and says what ``verdict`` says: the gate exits 0 only then.
+
+    The stored text's digest as the save recorded it, not the verdict serialised again:
+    at thousands of cases that was megabytes of text made twice more at the gate's end.
+    """
+    recorded = entry.detail.get("sha256")
+    if not isinstance(recorded, str) or entry.detail.get("outcome") != verdict.outcome:
+        return False
     try:
         stored = (store or open_store(workspace)).latest_verdict_sha256(verdict.agent)
     except ReinstateError:
         return False
-    return stored is not None and stored == verdict_digest(verdict)
+    return stored == recorded

@@ -754,6 +754,10 @@ class SQLiteStore(_SQLStore):
             seq, prev = self._last(conn)
             verdict.audit_head = AuditHead(seq=seq, hash=prev)
             body = verdict.model_dump_json()
+            # A verdict of thousands of cases is megabytes of overflow pages: a small page
+            # cache spills them to the log as they are written instead of holding 2 MB of
+            # them beside the text and SQLite's copy of it (this connection only).
+            conn.execute("PRAGMA cache_size = -256")
             conn.execute(
                 "INSERT INTO verdicts (agent, created_at, outcome, body) VALUES (?, ?, ?, ?)",
                 (verdict.agent, verdict.created_at.isoformat(), verdict.outcome, body),
@@ -780,9 +784,24 @@ class SQLiteStore(_SQLStore):
 
     def latest_verdict_sha256(self, agent: str) -> str | None:
         """SHA-256 of the agent's most recent stored verdict text (SQLite has no SHA-256
-        of its own: the text is hashed here, never parsed)."""
-        text = self.latest_verdict_text(agent)
-        return None if text is None else hashlib.sha256(text.encode()).hexdigest()
+        of its own: the text is hashed here, never parsed).
+
+        The text's UTF-8 bytes (the store's encoding) are read through SQLite's blob
+        handle a slice at a time, with a small page cache: the gate asks this at its end,
+        and megabytes of text read whole beside its verdict were its peak.
+        """
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT id FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("PRAGMA cache_size = -256")
+            digest = hashlib.sha256()
+            with conn.blobopen("verdicts", "body", row[0], readonly=True) as blob:
+                while chunk := blob.read(1 << 16):
+                    digest.update(chunk)
+            return digest.hexdigest()
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:

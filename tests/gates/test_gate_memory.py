@@ -4,6 +4,8 @@ names, and a parked trial answers what a control stopped without being unpacked.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from gates import (
     Verdict,
     Workspace,
     load_inputs,
+    open_store,
     run_checks,
     run_evals,
     run_gate,
@@ -25,6 +28,7 @@ from gates._demo import lay_out
 from regressions import utc_now
 
 AGENT = "refund-agent"
+Cli = Callable[..., tuple[int, str, str]]
 
 # Cases that fail with personal data in their findings, so that the verdict's redaction
 # numbers several placeholders across the checks.
@@ -120,3 +124,47 @@ def test_a_parked_trial_says_what_a_control_stopped() -> None:
     assert trial.stopped_details == ("refund was denied",)
     assert trial.parked().stopped_details == ("refund was denied",)
     assert trial.parked().judgements == []
+
+
+@pytest.mark.slow
+def test_a_passing_gate_serialises_its_verdict_once_and_parses_no_text_of_it(
+        restorable: Workspace, inline_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A passing `reinstate gate` checks what the store holds by the digest the save's audit
+    entry recorded, serialising its verdict only for the store and restore's audit check,
+    and never parses a text of the whole verdict."""
+    calls: list[str] = []
+    dump, parse = Verdict.model_dump_json, Verdict.model_validate_json
+
+    def counted_dump(self: Verdict, **kwargs: Any) -> str:
+        calls.append("dump")
+        return dump(self, **kwargs)
+
+    def counted_parse(cls: type[Verdict], *args: Any, **kwargs: Any) -> Verdict:
+        calls.append("parse")
+        return parse(*args, **kwargs)
+
+    monkeypatch.setattr(Verdict, "model_dump_json", counted_dump)
+    monkeypatch.setattr(Verdict, "model_validate_json", classmethod(counted_parse))
+    code, out, _ = inline_cli(restorable, "gate", "refund-agent")
+    assert code == 0, out
+    # Once for the store, once for the audit check restore's conditions make of the latest
+    # verdict; the digest for the exit code and the closing line comes from the save.
+    assert calls == ["dump", "dump"]
+    store = open_store(restorable)
+    text = store.latest_verdict_text(AGENT)
+    assert text is not None
+    entry = list(store.audit(AGENT, actions={"verdict"}))[-1]
+    assert entry.detail["sha256"] == hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.slow
+def test_the_stored_text_is_the_verdict_read_back_byte_for_byte(failing: Workspace) -> None:
+    """The verdict the gate built row by row is the one its stored text validates to, and
+    that text is what serialising either gives, byte for byte."""
+    verdict = run_gate(failing, AGENT, actor="test")
+    text = open_store(failing).latest_verdict_text(AGENT)
+    assert text is not None and verdict.outcome == "fail"
+    read = Verdict.model_validate_json(text)
+    assert read == verdict
+    assert read.model_dump_json() == text == verdict.model_dump_json()
+    assert verdict.model_dump_json(indent=2) == read.model_dump_json(indent=2)

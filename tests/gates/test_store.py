@@ -128,6 +128,20 @@ def test_latest_verdict_sha256_is_the_digest_of_the_stored_text(store: StateStor
     assert store.latest_verdict_sha256("nobody") is None
 
 
+def test_latest_verdict_sha256_covers_a_long_text_beyond_ascii(store: StateStore) -> None:
+    """The digest of a stored verdict of many kilobytes, written in more than ASCII, is its
+    whole text's UTF-8 SHA-256, as its audit entry records."""
+    verdict = _verdict("fail")
+    verdict.checks = [EvalsResult(outcome="fail", summary="café ✓ 日本 " * 20_000)]
+    store.save_verdict(verdict, actor="ci")
+    text = store.latest_verdict_text("refund-agent")
+    assert text is not None and len(text.encode()) > 300_000
+    digest = store.latest_verdict_sha256("refund-agent")
+    assert digest == hashlib.sha256(text.encode()).hexdigest()
+    assert digest == hashlib.sha256(verdict.model_dump_json().encode()).hexdigest()
+    assert store.audit("refund-agent", actions={"verdict"})[-1].detail["sha256"] == digest
+
+
 def test_last_passing_verdict_skips_failures_and_other_agents(store: StateStore) -> None:
     """The last passing verdict is the newest pass of that agent, before a time when given."""
     first = _verdict("pass")
