@@ -19,6 +19,7 @@ from gates._response.notify import notify_failed_gate
 from gates._response.restore import latest_for_decision, restore_blockers
 from gates._store.access import open_store
 from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
+from gates._store.audit import one_decision
 
 if TYPE_CHECKING:
     from gates._config import Workspace
@@ -89,14 +90,20 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     engine_name = check_engine(engine, workers)
     c = ctx()
     workspace = c.workspace()
-    verdict, entry = run_gate_recorded(
-        workspace, agent, actor=c.actor, trials=trials, against=against, new_store=new_store,
-        signer=signer, attestation=attestation_file, engine=engine_name, workers=workers)
-    # A pass restores only when restore's own conditions hold too (a review scheduled, a
-    # signature it accepts): the closing line says what it still needs, from the same check.
+    # One decision: the rows before the log's checkpoint are passed over once, for the gate
+    # and for restore's conditions its closing line prints (the entries after the
+    # checkpoint, this gate's verdict among them, are still read afresh).
+    with one_decision():
+        verdict, entry = run_gate_recorded(
+            workspace, agent, actor=c.actor, trials=trials, against=against,
+            new_store=new_store, signer=signer, attestation=attestation_file,
+            engine=engine_name, workers=workers)
+        # A pass restores only when restore's own conditions hold too (a review scheduled,
+        # a signature it accepts): the closing line says what it still needs, from the
+        # same check.
+        needs = _restore_needs(workspace, verdict, str(entry.detail.get("sha256")))
     case_table(c.out, verdict, every=every_case)
-    verdict_table(c.out, verdict, restore_needs=_restore_needs(
-        workspace, verdict, str(entry.detail.get("sha256"))))
+    verdict_table(c.out, verdict, restore_needs=needs)
     verification_table(c.out, verdict.verifications)
     if signer is not None:
         c.out.print(f"signed: {workspace.relative(attestation_path(workspace, verdict))}"

@@ -62,6 +62,11 @@ def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry
             for e in recorded(store, agent, (APPROVAL,))}
 
 
+_READS = 5
+"""How often the ratchet reads the last verdict again while other gates keep storing theirs
+between its two reads (then it errs: never a memory the log does not vouch for)."""
+
+
 def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]:
     """The terms the agent's last stored verdict held its regression set to.
 
@@ -71,16 +76,23 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
     """
     if store is None:
         return {}
-    text = store.latest_verdict_text(agent)
-    if text is None:
-        return {}
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    read = read_ratchet_terms(text)
-    # The verdict's own entry follows the head it was stamped with; without a readable
-    # head every verdict entry of the agent is read to find the last.
-    entries = store.audit(agent, actions=("verdict",), after=read[0] if read else 0)
-    recorded = entries[-1].detail.get("sha256") if entries else None
-    if (read is not None and not entries) or (recorded is not None and recorded != digest):
+    # The text and the log are two reads: another gate may store its verdict between
+    # them, so a log that moved past the text is asked again with the newer text. A text
+    # that stays the same while the log records another is the store changed behind it.
+    for _ in range(_READS):
+        text = store.latest_verdict_text(agent)
+        if text is None:
+            return {}
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        read = read_ratchet_terms(text)
+        # The verdict's own entry follows the head it was stamped with; without a readable
+        # head every verdict entry of the agent is read to find the last.
+        entries = store.audit(agent, actions=("verdict",), after=read[0] if read else 0)
+        recorded = entries[-1].detail.get("sha256") if entries else None
+        vouched = not (read is not None and not entries) and recorded in (None, digest)
+        if vouched or store.latest_verdict_sha256(agent) == digest:
+            break
+    if not vouched:
         raise StoreUnavailable(
             f"the last stored verdict of {agent} (sha256 {digest[:12]}…) is not the one "
             f"the audit log's last verdict entry records"

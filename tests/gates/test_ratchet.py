@@ -13,6 +13,7 @@ import yaml
 
 from evalsuite import InvalidInput
 from gates import (
+    AuditEntry,
     RegressionRatchetResult,
     SQLiteStore,
     StoreUnavailable,
@@ -248,3 +249,35 @@ def test_a_verdict_edited_behind_the_log_is_refused(ws: Workspace) -> None:
     with pytest.raises(StoreUnavailable, match="changed behind the log"):
         ratchet_status(ws, AGENT, store=store)
     assert store.whole_reads == 0
+
+
+class _GateBetweenReads(SQLiteStore):
+    """The workspace's store, where another gate stores its verdict (terms of its own)
+    after the ratchet has read the last verdict's text and before it reads the log."""
+
+    stored = False
+
+    def audit(self, *args: object, **kwargs: object) -> list[AuditEntry]:
+        if not self.stored and kwargs.get("actions") == ("verdict",):
+            self.stored = True
+            verdict = super().latest_verdict(AGENT)
+            assert verdict is not None
+            ratchet = verdict.result(RegressionRatchetResult)
+            assert ratchet is not None and ratchet.data is not None
+            ratchet.data.terms["INC-1-1"] = ratchet.data.terms["INC-1-1"].model_copy(
+                update={"trials": 4})
+            SQLiteStore(self.path).save_verdict(verdict, "ci")
+        return super().audit(*args, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.attack
+def test_a_verdict_stored_between_the_ratchets_reads_is_read_not_refused(
+        ws: Workspace) -> None:
+    """Two gates at once: the verdict another gate stores between the ratchet's read of the
+    last verdict and its read of the log is no store changed behind the log; the ratchet
+    remembers that newer verdict's terms (which the log vouches for)."""
+    store = _GateBetweenReads(ws.state_path)
+    found, memory = ratchet_status(ws, AGENT, store=store)
+    assert store.stored
+    assert [f.what for f in found] == ["trials lowered from 4 to 1"]
+    assert memory["INC-1-1"].trials == 4
