@@ -229,7 +229,7 @@ class GateRun:
     workers: int | None = None
     """Ray tasks in flight at once (default: the cluster's CPUs)."""
     inputs: GateInputs | None = None
-    """Made by ``load inputs``."""
+    """Made by ``load inputs``; let go by ``decide``."""
     evidence: Evidence | None = None
     """Made by ``run evals``; let go by ``run checks`` once every check has read it."""
     checks: list[dict[str, Any]] | None = None
@@ -277,8 +277,10 @@ def _run_checks(run: GateRun) -> GateRun:
 
 def _decide(run: GateRun) -> GateRun:
     inputs, checks = _made(run.inputs, "load inputs"), _made(run.checks, "run checks")
-    # The verdict holds the checks' results redacted; the raw ones are let go.
-    return replace(run, verdict=_decided(inputs, checks), checks=None)
+    # The verdict holds the checks' results redacted; the raw ones are let go, and so are
+    # the inputs (at thousands of cases, their files' paths, digests and packed cases
+    # were some 15 MiB beside the verdict while it was stored).
+    return replace(run, verdict=_decided(inputs, checks), checks=None, inputs=None)
 
 
 def _record(run: GateRun) -> GateRun:

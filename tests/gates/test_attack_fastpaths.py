@@ -483,6 +483,22 @@ def test_a_verdict_nested_deeper_than_the_full_read_allows_is_not_cleared_light(
 
 
 @pytest.mark.attack
+def test_quotes_and_brackets_inside_a_verdicts_strings_are_read_as_text(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stored verdict whose strings hold thousands of escaped quotes and brackets is
+    plain JSON, read light as the full check reads it; the same text with a quote that
+    opens no closed string (not JSON) is never taken light."""
+    learned(back_in_full.root)
+    text = verdict_text(back_in_full)
+    store_verdict_text(back_in_full, text[:-1] + ',"note":"' + '\\"[{' * 20_000 + '"}')
+    assert light_clearance(AGENT, back_in_full.root) is not None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+    store_verdict_text(back_in_full, text[:-1] + ',"note":"' + '\\"[{' * 20_000 + '}')
+    assert light_clearance(AGENT, back_in_full.root) is None
+    assert_never_cleared_wrongly(back_in_full.root, capsys)
+
+
+@pytest.mark.attack
 def test_a_verdict_of_another_agent_is_not_cleared(back_in_full: Workspace,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """Attack: the agent's row holds a verdict whose text names another agent (a store
