@@ -21,38 +21,49 @@ nox.options.default_venv_backend = "venv"
 PACKAGES = ["evalsuite", "regressions", "gates", "reinstate"]
 
 
-def _chromium(session: nox.Session) -> None:
-    """The report is tested in headless Chromium: install Debian's package when it is missing.
+def _debian_package(session: nox.Session, package: str, *, present: bool, missing: str) -> None:
+    """Install a Debian package the tests use for real when it is missing.
 
     A fresh machine of this project's kind (Debian, as root) needs nothing by hand; anywhere
-    else the tests say what to install.
+    else the session says what is missing (``missing``) and the tests say what to install.
     """
-    if shutil.which("chromium") or shutil.which("chromium-browser") or os.environ.get(
-            "REINSTATE_CHROMIUM"):
+    if present:
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        session.warn("Chromium is missing: install it (Debian: apt-get install chromium) or "
-                     "set REINSTATE_CHROMIUM; the report tests will fail without it")
+        session.warn(missing)
         return
     environment = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-qq", external=True, env=environment)
-    session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=environment)
+    session.run("apt-get", "install", "-y", "-qq", package, external=True, env=environment)
 
 
 def _postgresql(session: nox.Session) -> None:
-    """PostgresStore is tested against a real server the tests start: install Debian's
-    package when ``initdb`` is missing (Debian keeps it in /usr/lib/postgresql/*/bin)."""
-    if (shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-            or os.environ.get("REINSTATE_PG_BINDIR")):
-        return
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
-        session.warn("PostgreSQL is missing: install it (Debian: apt-get install postgresql) "
-                     "or set REINSTATE_PG_BINDIR; the PostgreSQL store tests will fail in CI "
-                     "and be skipped elsewhere")
-        return
-    environment = {"DEBIAN_FRONTEND": "noninteractive"}
-    session.run("apt-get", "update", "-qq", external=True, env=environment)
-    session.run("apt-get", "install", "-y", "-qq", "postgresql", external=True, env=environment)
+    """PostgreSQL, for the store's tests and benchmark against a real server (Debian keeps
+    ``initdb`` in /usr/lib/postgresql/*/bin)."""
+    _debian_package(
+        session, "postgresql",
+        present=bool(shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob(
+            "*/bin/initdb")) or os.environ.get("REINSTATE_PG_BINDIR")),
+        missing="PostgreSQL is missing: install it (Debian: apt-get install postgresql) or "
+                "set REINSTATE_PG_BINDIR; the PostgreSQL store tests will fail in CI and be "
+                "skipped elsewhere")
+
+
+def _system_packages(session: nox.Session) -> None:
+    """Chromium (the report is tested in it, headless), PostgreSQL (PostgresStore is tested
+    against a real server the tests start) and bubblewrap (the agent sandbox is tested in
+    it)."""
+    _debian_package(
+        session, "chromium",
+        present=bool(shutil.which("chromium") or shutil.which("chromium-browser")
+                     or os.environ.get("REINSTATE_CHROMIUM")),
+        missing="Chromium is missing: install it (Debian: apt-get install chromium) or set "
+                "REINSTATE_CHROMIUM; the report tests will fail without it")
+    _postgresql(session)
+    _debian_package(
+        session, "bubblewrap", present=bool(shutil.which("bwrap")),
+        missing="bubblewrap is missing: install it (Debian: apt-get install bubblewrap); "
+                "the bubblewrap sandbox tests are skipped without it")
 
 
 @nox.session
@@ -64,8 +75,7 @@ def tests(session: nox.Session) -> None:
     gates or starts Chromium) in one worker, so that work is done once; the rest is
     spread test by test. The tallies at the end count every worker's reports.
     """
-    _chromium(session)
-    _postgresql(session)
+    _system_packages(session)
     session.install("-e", ".[test]")
     session.run("pytest", "-n", "auto", "--dist", "loadgroup", *session.posargs)
 
