@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from evalsuite import ReinstateError, write_atomic
 from gates._cli._common import ctx, engine_options
-from gates._gate.pipeline import run_gate_recorded, stored_by_this_run
+from gates._gate.pipeline import GateRun, recorded_run, stored_by_this_run
 from gates._gate.ray_engine import check_engine
 from gates._reports.terminal import case_table, verdict_table, verification_table
 from gates._response.notify import notify_failed_gate
@@ -94,10 +94,10 @@ def command(agent: str, json_file: Path | None, junit_file: Path | None,
     # and for restore's conditions its closing line prints (the entries after the
     # checkpoint, this gate's verdict among them, are still read afresh).
     with one_decision():
-        verdict, entry = run_gate_recorded(
-            workspace, agent, actor=c.actor, trials=trials, against=against,
+        verdict, entry = recorded_run(GateRun(
+            workspace=workspace, agent=agent, actor=c.actor, trials=trials, against=against,
             new_store=new_store, signer=signer, attestation=attestation_file,
-            engine=engine_name, workers=workers)
+            engine=engine_name, workers=workers))
         # A pass restores only when restore's own conditions hold too (a review scheduled,
         # a signature it accepts): the closing line says what it still needs, from the
         # same check.

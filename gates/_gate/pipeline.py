@@ -328,36 +328,20 @@ def run_gate(
     ``engine="ray"`` the evals run as Ray tasks (at most ``workers`` at once); the verdict
     is the one the local engine gives.
     """
-    return run_gate_recorded(
-        workspace, agent, actor=actor, trials=trials, store=store, progress=progress,
-        against=against, new_store=new_store, signer=signer, attestation=attestation,
-        engine=engine, workers=workers)[0]
+    return recorded_run(GateRun(
+        workspace=workspace, agent=agent, actor=actor, trials=trials, store=store,
+        progress=progress, against=against, new_store=new_store, signer=signer,
+        attestation=attestation, engine=engine, workers=workers))[0]
 
 
-def run_gate_recorded(
-    workspace: Workspace,
-    agent: str,
-    *,
-    actor: str,
-    trials: int | None = None,
-    store: StateStore | None = None,
-    progress: Progress | None = None,
-    against: str | None = None,
-    new_store: bool = False,
-    signer: CryptoSigner | None = None,
-    attestation: Path | None = None,
-    engine: EngineName = "local",
-    workers: int | None = None,
-) -> tuple[Verdict, AuditEntry]:
-    """:func:`run_gate`, also returning the verdict's audit entry as the store wrote it.
+def recorded_run(run: GateRun) -> tuple[Verdict, AuditEntry]:
+    """Run the gate's stages on ``run`` (its options: see :func:`run_gate`), returning the
+    verdict and its audit entry as the store wrote it.
 
     The entry's ``detail["sha256"]`` is the stored text's digest: the gate's closing line
     and exit code compare the store against it instead of serialising a verdict of
     thousands of cases again.
     """
-    run = GateRun(workspace=workspace, agent=agent, actor=actor, trials=trials, store=store,
-                  progress=progress, against=against, new_store=new_store, signer=signer,
-                  attestation=attestation, engine=engine, workers=workers)
     with one_decision():  # the audit log's checkpoint tested once a gate, not once a reader
         for _, stage in STAGES:
             run = stage(run)
