@@ -21,49 +21,50 @@ nox.options.default_venv_backend = "venv"
 PACKAGES = ["evalsuite", "regressions", "gates", "reinstate"]
 
 
-def _debian_package(session: nox.Session, package: str, *, present: bool, missing: str) -> None:
-    """Install a Debian package the tests use for real when it is missing.
+def _debian_packages(session: nox.Session, missing: dict[str, str]) -> None:
+    """Install the Debian packages the tests use for real that are missing (each with what
+    fails without it), in one apt run.
 
     A fresh machine of this project's kind (Debian, as root) needs nothing by hand; anywhere
-    else the session says what is missing (``missing``) and the tests say what to install.
+    else the session says what is missing and the tests say what to install.
     """
-    if present:
+    if not missing:
         return
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        session.warn(missing)
+        for note in missing.values():
+            session.warn(note)
         return
     environment = {"DEBIAN_FRONTEND": "noninteractive"}
     session.run("apt-get", "update", "-qq", external=True, env=environment)
-    session.run("apt-get", "install", "-y", "-qq", package, external=True, env=environment)
+    session.run("apt-get", "install", "-y", "-qq", *missing, external=True, env=environment)
 
 
-def _postgresql(session: nox.Session) -> None:
+def _missing_postgresql() -> dict[str, str]:
     """PostgreSQL, for the store's tests and benchmark against a real server (Debian keeps
-    ``initdb`` in /usr/lib/postgresql/*/bin)."""
-    _debian_package(
-        session, "postgresql",
-        present=bool(shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob(
-            "*/bin/initdb")) or os.environ.get("REINSTATE_PG_BINDIR")),
-        missing="PostgreSQL is missing: install it (Debian: apt-get install postgresql) or "
-                "set REINSTATE_PG_BINDIR; the PostgreSQL store tests will fail in CI and be "
-                "skipped elsewhere")
+    ``initdb`` in /usr/lib/postgresql/*/bin), when it is missing."""
+    if (shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+            or os.environ.get("REINSTATE_PG_BINDIR")):
+        return {}
+    return {"postgresql": "PostgreSQL is missing: install it (Debian: apt-get install "
+                          "postgresql) or set REINSTATE_PG_BINDIR; the PostgreSQL store "
+                          "tests will fail in CI and be skipped elsewhere"}
 
 
 def _system_packages(session: nox.Session) -> None:
     """Chromium (the report is tested in it, headless), PostgreSQL (PostgresStore is tested
     against a real server the tests start) and bubblewrap (the agent sandbox is tested in
-    it)."""
-    _debian_package(
-        session, "chromium",
-        present=bool(shutil.which("chromium") or shutil.which("chromium-browser")
-                     or os.environ.get("REINSTATE_CHROMIUM")),
-        missing="Chromium is missing: install it (Debian: apt-get install chromium) or set "
-                "REINSTATE_CHROMIUM; the report tests will fail without it")
-    _postgresql(session)
-    _debian_package(
-        session, "bubblewrap", present=bool(shutil.which("bwrap")),
-        missing="bubblewrap is missing: install it (Debian: apt-get install bubblewrap); "
-                "the bubblewrap sandbox tests are skipped without it")
+    it), the missing ones installed together."""
+    missing = _missing_postgresql()
+    if not (shutil.which("chromium") or shutil.which("chromium-browser")
+            or os.environ.get("REINSTATE_CHROMIUM")):
+        missing["chromium"] = ("Chromium is missing: install it (Debian: apt-get install "
+                               "chromium) or set REINSTATE_CHROMIUM; the report tests will "
+                               "fail without it")
+    if not shutil.which("bwrap"):
+        missing["bubblewrap"] = ("bubblewrap is missing: install it (Debian: apt-get install "
+                                 "bubblewrap); the bubblewrap sandbox tests are skipped "
+                                 "without it")
+    _debian_packages(session, missing)
 
 
 @nox.session
@@ -110,7 +111,8 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Every benchmark in benchmarks/, each reporting ratios against a same-run baseline."""
-    _postgresql(session)  # bench_store.py follows mode changes on a throwaway PostgreSQL
+    # bench_store.py follows mode changes on a throwaway PostgreSQL.
+    _debian_packages(session, _missing_postgresql())
     # bench_cli.py times pytest beside the CLI; bench_ray.py starts a local Ray cluster.
     session.install(".[postgres,ray]", "pytest")
     for script in sorted(Path("benchmarks").glob("bench_*.py")):
