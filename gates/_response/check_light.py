@@ -66,6 +66,7 @@ from typing import Any
 
 from evalsuite import ReinstateError
 from gates._store import mode_light
+from gates._store.chain_sql import verified_checkpoint
 from gates._store.mode_light import NotSure, read_file
 from gates._verdict.fingerprint_files import (
     SUMMARIES,
@@ -86,7 +87,6 @@ LIBRARIES = ("pydantic", "pydantic_core", "yaml", "jsonschema", "cel", "re2", "m
              "rpds", "jsonschema_specifications", "attrs")
 # Reinstate's own packages: each of their modules the full check loaded is in the salt.
 PACKAGES = ("evalsuite", "regressions", "gates", "reinstate")
-GENESIS = "0" * 64  # the hash the first audit entry follows (gates._store.backends)
 # The one line ``signature_line`` gives when no public key is configured.
 UNSIGNED = ("unsigned: no public key is configured ([signing] public_key in reinstate.toml, "
             "or --public-key), so only the state store vouches for this verdict")
@@ -333,7 +333,7 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if version is None or version[0] != mode_light._SCHEMA_VERSION:
             raise NotSure("schema version")
-        point = _checkpoint(conn)
+        point = verified_checkpoint(conn)
         head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
         if point is None or head is None or head[0] != f"{point[0]}:{point[1]}":
             return None  # entries after the checkpoint, or none: the full check verifies
@@ -367,29 +367,6 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
     if not _incidents_restored(agent, modes, mode_inputs, incidents_dir):
         return None
     return verdict if verdict["outcome"] == "pass" else None
-
-
-def _checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
-    """The store's checkpoint when every row up to it is unchanged since it was verified
-    (:meth:`SQLiteStore.checkpoint`'s own test, over the same raw rows)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
-    point = json.loads(row[0]) if row is not None else None
-    if not isinstance(point, dict):
-        return None
-    seq, digest, rows = point.get("seq"), point.get("hash"), point.get("rows")
-    if not (type(seq) is int and isinstance(digest, str) and isinstance(rows, str)):
-        return None
-    folded, prev, count = GENESIS, GENESIS, 0
-    for raw in conn.execute("SELECT seq, at, actor, action, agent, reason, detail, prev_hash, "
-                            "hash FROM audit WHERE seq <= ? ORDER BY seq", (seq,)):
-        count += 1
-        if raw[0] != count or raw[7] != prev:
-            return None
-        prev = raw[8]
-        folded = hashlib.sha256(f"{folded}{raw!r}".encode()).hexdigest()
-    if count != seq or prev != digest or folded != rows:
-        return None
-    return seq, digest
 
 
 def _entries(conn: sqlite3.Connection, where: str,

@@ -38,8 +38,8 @@ if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict
 DECIDING = ("mode", "ratchet-approval")
 
 # Each store's checkpoint as first tested within the current decision (see one_decision),
-# keyed by the log the store reads (_log_key), with the store kept alive so that an id
-# used as a key is not reused meanwhile.
+# keyed by the log the store reads (_log_key) and the test (verified or linked), with the
+# store kept alive so that an id used as a key is not reused meanwhile.
 _TESTED: ContextVar[dict[Hashable, tuple[StateStore, tuple[int, str] | None]] | None] = (
     ContextVar("reinstate_tested_checkpoints", default=None))
 
@@ -63,13 +63,16 @@ def one_decision() -> Iterator[None]:
         _TESTED.reset(token)
 
 
-def _checkpoint(store: StateStore) -> tuple[int, str] | None:
+def _checkpoint(store: StateStore, *, linked: bool = False) -> tuple[int, str] | None:
+    """``store.checkpoint()``, or ``store.linked_checkpoint()`` when ``linked``, tested once
+    within one decision."""
+    test = store.linked_checkpoint if linked else store.checkpoint
     tested = _TESTED.get()
     if tested is None:
-        return store.checkpoint()
-    key = _log_key(store)
+        return test()
+    key = (_log_key(store), linked)
     if key not in tested:
-        tested[key] = (store, store.checkpoint())
+        tested[key] = (store, test())
     return tested[key][1]
 
 
@@ -90,10 +93,11 @@ def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[Au
     """``agent``'s entries of ``actions``, oldest first, read without reading the whole log.
 
     Every entry after the store's checkpoint is read and parsed, so a garbled row there
-    raises :class:`StoreUnavailable` as a whole read would; when anything up to the
-    checkpoint changed (or there is none) the agent's whole log is read, as before.
+    raises :class:`StoreUnavailable` as a whole read would; when the log's structure up to
+    the checkpoint is broken (or there is none) the agent's whole log is read. This reads;
+    it verifies nothing (:func:`verify_audit` does, from the checkpoint's stricter test).
     """
-    point = _checkpoint(store)
+    point = _checkpoint(store, linked=True)
     if point is None:
         return [e for e in store.audit(agent) if e.action in actions]
     seq = point[0]

@@ -24,6 +24,8 @@ from pydantic import AwareDatetime, Field, ValidationError
 
 from evalsuite import Record
 from gates._errors import ModeChanged, ReviewDecided, StoreUnavailable, UnknownReview
+from gates._store import chain_sql
+from gates._store.chain_sql import GENESIS, INDEXES, fold, stored_checkpoint
 from gates._store.reviews import (
     DECISION_ACTIONS,
     SUBMIT_ACTION,
@@ -52,7 +54,6 @@ class StoredText(Protocol):
 
 Mode = Literal["full", "review", "suspended"]
 MODES: tuple[Mode, ...] = ("suspended", "review", "full")  # most restrictive first
-GENESIS = "0" * 64
 # How long a write waits for another process's write transaction before giving up (s).
 LOCK_TIMEOUT_ENV = "REINSTATE_LOCK_TIMEOUT"
 
@@ -198,6 +199,13 @@ class StateStore(Protocol):
         byte for byte and link for link, what the store verified by content as it wrote
         after it; None when there is no checkpoint or anything up to it changed since (a
         reader then verifies the whole log). A store may always answer None."""
+        ...
+
+    def linked_checkpoint(self) -> tuple[int, str] | None:
+        """Number and hash of the checkpoint entry when the log's numbers and links up to
+        it are whole, its text unread: where a reader that verifies nothing (the mode) may
+        start reading every entry, having read the agent's own before it. A store may
+        always answer None."""
         ...
 
     def add_review(self, submission: ReviewSubmission) -> ReviewItem:
@@ -354,6 +362,10 @@ class MemoryStore:
 
     def checkpoint(self) -> tuple[int, str] | None:
         """None: entries in memory are verified whole each time (there are few)."""
+        return None
+
+    def linked_checkpoint(self) -> tuple[int, str] | None:
+        """None: entries in memory are read whole each time."""
         return None
 
 
@@ -841,7 +853,9 @@ class SQLiteStore(_SQLStore):
         digest. Entries that do not verify (written or changed behind the store) leave it
         where it is, so every reader verifies them again; a write never fails for it (a
         containment must always be recorded)."""
-        seq, digest, rows = self._stored_checkpoint(conn) or (0, GENESIS, GENESIS)
+        for statement in INDEXES:  # stores made before the indexes get them here, once
+            conn.execute(statement)
+        seq, digest, rows = stored_checkpoint(conn) or (0, GENESIS, GENESIS)
         raw = conn.execute(f"{_AUDIT_COLUMNS} WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
         try:
             entries = [self._audit_entry(row) for row in raw]
@@ -850,44 +864,23 @@ class SQLiteStore(_SQLStore):
         if not raw or verify_chain(entries, after=(seq, digest)):
             return
         for row in raw:
-            rows = _fold(rows, row)
+            rows = fold(rows, row)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_checkpoint', ?)",
                      (json.dumps({"seq": entries[-1].seq, "hash": entries[-1].hash,
                                   "rows": rows}),))
-
-    @staticmethod
-    def _stored_checkpoint(conn: sqlite3.Connection) -> tuple[int, str, str] | None:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
-        try:
-            point = json.loads(row[0]) if row is not None else None
-            if point is None:
-                return None
-            seq, digest, rows = point["seq"], point["hash"], point["rows"]
-        except (ValueError, TypeError, KeyError, RecursionError):
-            return None  # an edited checkpoint vouches for nothing: verify in full
-        if not (isinstance(seq, int) and isinstance(digest, str) and isinstance(rows, str)):
-            return None
-        return seq, digest, rows
 
     def checkpoint(self) -> tuple[int, str] | None:
         """The checkpoint, if every stored row up to it is unchanged since it was verified:
         one pass over the raw rows (numbering, links and a digest of their bytes), no entry
         parsed or re-hashed."""
         with self._reading() as conn:
-            point = self._stored_checkpoint(conn)
-            if point is None:
-                return None
-            seq, digest, rows = point
-            folded, prev, count = GENESIS, GENESIS, 0
-            for row in conn.execute(f"{_AUDIT_COLUMNS} WHERE seq <= ? ORDER BY seq", (seq,)):
-                count += 1
-                if row[0] != count or row[7] != prev:
-                    return None
-                prev = row[8]
-                folded = _fold(folded, row)
-        if count != seq or prev != digest or folded != rows:
-            return None
-        return seq, digest
+            return chain_sql.verified_checkpoint(conn)
+
+    def linked_checkpoint(self) -> tuple[int, str] | None:
+        """The checkpoint, if the log's numbers and links up to it are whole, tested over
+        an index without reading any entry's text."""
+        with self._reading() as conn:
+            return chain_sql.linked_checkpoint(conn)
 
     @staticmethod
     def _last(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -917,11 +910,6 @@ class SQLiteStore(_SQLStore):
         with self._reading() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
         return None if row is None else self._head(row[0])
-
-
-def _fold(digest: str, row: tuple[Any, ...]) -> str:
-    """The checkpoint's digest of stored rows, extended by one row as it is stored."""
-    return hashlib.sha256(f"{digest}{row!r}".encode()).hexdigest()
 
 
 def verify_chain(entries: list[AuditEntry], *,

@@ -34,6 +34,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from gates._store.chain_sql import linked_checkpoint
+
 MODES = ("suspended", "review", "full")  # most restrictive first, as the store has them
 CONFIG_FILE = "reinstate.toml"
 # What a user file may hold at most (evalsuite's MAX_USER_FILE_BYTES; a test keeps them
@@ -236,7 +238,8 @@ def _store(path: Path, agent: str) -> tuple[tuple[str, str, str, str] | None,
                                                list[dict[str, Any]]]:
     """The agent's modes row (mode, since, actor, reason) and the details of its ``mode``
     entries, oldest first. Every entry the full read would parse is parsed here, more
-    strictly: the agent's own, and every entry after the stored checkpoint."""
+    strictly: the agent's mode entries before a whole checkpoint (all of the agent's
+    entries without one), and every entry after it."""
     if not path.is_file() or path.stat().st_size == 0:
         raise NotSure("no store, or an empty one")
     with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
@@ -247,10 +250,12 @@ def _store(path: Path, agent: str) -> tuple[tuple[str, str, str, str] | None,
         row = conn.execute("SELECT agent, mode, since, actor, reason FROM modes WHERE "
                            "agent = ?", (agent,)).fetchone()
         record = None if row is None else _mode_row(row, agent)
-        after = _checkpoint_seq(conn)
+        point = linked_checkpoint(conn)
+        own = "agent = ? AND action = 'mode'" if point is not None else "agent = ?"
         rows = conn.execute(
             "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash FROM audit "
-            "WHERE agent = ? OR seq > ? ORDER BY seq", (agent, after)).fetchall()
+            f"WHERE ({own}) OR seq > ? ORDER BY seq",
+            (agent, point[0] if point is not None else 0)).fetchall()
     details = [_entry_detail(r) for r in rows]
     return record, [d for r, d in zip(rows, details, strict=True)
                     if r[4] == agent and r[3] == "mode"]
@@ -262,18 +267,6 @@ def _mode_row(row: tuple[Any, ...], agent: str) -> tuple[str, str, str, str]:
             and isinstance(reason, str)):
         raise NotSure("modes row")
     return mode, since, actor, reason
-
-
-def _checkpoint_seq(conn: sqlite3.Connection) -> int:
-    """The stored checkpoint's number, read as the store reads it; 0 (every entry) when
-    there is none or it does not parse."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
-    try:
-        point = json.loads(row[0]) if row is not None else None
-        seq = point["seq"] if point is not None else 0
-    except (ValueError, TypeError, KeyError, RecursionError):
-        return 0
-    return seq if type(seq) is int and seq >= 0 else 0
 
 
 def _entry_detail(row: tuple[Any, ...]) -> dict[str, Any]:

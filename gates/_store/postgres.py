@@ -30,7 +30,6 @@ from pydantic import ValidationError
 
 from gates._errors import StoreUnavailable
 from gates._store.backends import (
-    GENESIS,
     AuditEntry,
     ModeRecord,
     _entry,
@@ -38,6 +37,7 @@ from gates._store.backends import (
     _verdict_detail,
     lock_timeout,
 )
+from gates._store.chain_sql import GENESIS
 from gates._verdict.verdict import AuditHead, Verdict
 
 # The channel every mode change is announced on (``reinstate mode AGENT --follow``).
@@ -398,6 +398,10 @@ class PostgresStore(_SQLStore):
         delete entries, but a superuser can switch that off, and a checkpoint here would
         need its own tamper evidence; a team store is read by few gates, so the full walk
         is what it costs."""
+        return None
+
+    def linked_checkpoint(self) -> tuple[int, str] | None:
+        """None, as :meth:`checkpoint`."""
         return None
 
     @contextmanager

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,8 @@ from gates import (
     verify_audit,
 )
 from gates._store.backends import entry_hash
+from gates._store.mode_facts import remember_mode_inputs
+from gates._store.mode_light import light_reading
 from regressions import utc_now
 
 AGENT = "refund-agent"
@@ -217,3 +221,101 @@ def test_a_row_edited_between_two_checks_is_caught_by_the_second(
     assert not clearance.cleared
     assert any(f"entry {seq}: content was changed after it was written" in r
                for r in clearance.reasons), clearance.reasons
+
+
+# --- the structure's test: what the mode reads from ---------------------------------------
+
+@pytest.mark.attack
+@pytest.mark.parametrize("edit", [
+    "DELETE FROM audit WHERE seq = 5",
+    "UPDATE audit SET seq = 100 WHERE seq = 5",
+    "UPDATE audit SET prev_hash = 'x' WHERE seq = 1",
+    "UPDATE audit SET prev_hash = 'x' WHERE seq = 12",
+    "UPDATE audit SET hash = 'x' WHERE seq = 21",
+], ids=["removed", "renumbered", "first-unlinked", "unlinked", "checkpoint-rehashed"])
+def test_a_broken_structure_before_the_checkpoint_drops_it_for_every_reader(
+        tmp_path: Path, edit: str) -> None:
+    """A removed, renumbered or unlinked entry up to the checkpoint, or the checkpoint's
+    entry holding another hash: neither test of the checkpoint vouches for it."""
+    store = _history(tmp_path / "state.db")
+    assert store.linked_checkpoint() == store.checkpoint() == (21, store.audit()[-1].hash)
+    _sql(store.path, edit)
+    assert store.linked_checkpoint() is None
+    assert store.checkpoint() is None
+
+
+@pytest.mark.attack
+def test_a_rewritten_and_rehashed_entry_breaks_the_structure(tmp_path: Path) -> None:
+    """An entry no decision reads, rewritten with its hash recomputed: its link to the next
+    entry breaks, so the structure's test does not vouch for the checkpoint either."""
+    store = _history(tmp_path / "state.db")
+    _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
+    with sqlite3.connect(store.path) as conn:
+        row = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = 3").fetchone()
+        digest = entry_hash(3, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
+                            row[5], json.loads(row[6]), row[7])
+        conn.execute("UPDATE audit SET hash = ? WHERE seq = 3", (digest,))
+    conn.close()
+    assert store.linked_checkpoint() is None
+    assert verify_audit(store, [AGENT], incremental=True) == [
+        "entry 4: does not follow the entry before it"]
+
+
+def test_a_store_made_before_the_indexes_gets_them_at_its_next_write(tmp_path: Path) -> None:
+    """Without its indexes a store's checkpoint tests the same, reading the table; the next
+    write adds them."""
+    store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "DROP INDEX audit_chain")
+    _sql(store.path, "DROP INDEX audit_by_agent")
+    assert store.linked_checkpoint() == store.head()
+    store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
+    with sqlite3.connect(store.path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE "
+                                            "type = 'index' AND tbl_name = 'audit'")}
+    conn.close()
+    assert names == {"audit_chain", "audit_by_agent"}
+    assert store.linked_checkpoint() == store.head()
+
+
+@pytest.mark.attack
+def test_an_index_of_the_chain_indexs_name_over_other_columns_is_not_relied_on(
+        tmp_path: Path) -> None:
+    """An index named as the store names its own but over other columns is not named in the
+    test's query (SQLite would refuse it): the test reads the table and still sees a
+    broken link."""
+    store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "DROP INDEX audit_chain")
+    _sql(store.path, "CREATE INDEX audit_chain ON audit (agent)")
+    assert store.linked_checkpoint() == store.head()
+    _sql(store.path, "UPDATE audit SET prev_hash = 'x' WHERE seq = 3")
+    assert store.linked_checkpoint() is None
+
+
+@pytest.mark.slow
+def test_the_mode_never_passes_over_the_rows_before_the_checkpoint(
+        back_in_full: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Neither the mode's full read nor its light one reads the text of the entries before
+    the checkpoint beyond the agent's mode entries: after more gates, the statements they
+    run read no more rows."""
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    store = SQLiteStore(back_in_full.state_path)
+    verdict = store.latest_verdict(AGENT)
+    assert verdict is not None
+    for _ in range(5):
+        store.save_verdict(verdict.model_copy(deep=True), "ci")
+    remember_mode_inputs(back_in_full)
+    statements.clear()
+    assert read_mode(back_in_full, AGENT).mode == "full"
+    light = light_reading(AGENT, back_in_full.root)
+    assert light is not None and light["mode"] == "full"
+    fold_pass = re.compile(r"FROM audit WHERE seq <= \d+ ORDER BY seq")
+    every_own_entry = re.compile(rf"WHERE \(?agent = '{AGENT}'\)? OR seq >")
+    assert statements
+    assert not [s for s in statements if fold_pass.search(s) or every_own_entry.search(s)]

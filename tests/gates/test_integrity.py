@@ -215,12 +215,18 @@ def test_a_zero_byte_store_is_never_started_again(held: Workspace, cli: RunCli) 
     assert (mode.returncode, mode.stdout.strip()) == (3, "suspended")
 
 
+_FIRST_MODE = "(SELECT min(seq) FROM audit WHERE action = 'mode')"
+
+
 @pytest.mark.parametrize(("what", "statement", "runtime"), [
     ("mode", "UPDATE modes SET mode = 'bogus'", "suspended"),
     ("since", "UPDATE modes SET since = 'yesterday'", "suspended"),
-    ("detail", "UPDATE audit SET detail = 'x' WHERE seq = 1", "suspended"),
-    ("huge", "UPDATE audit SET detail = '{\"n\": " + "9" * 5000 + "}' WHERE seq = 1",
-     "suspended"),
+    ("detail", f"UPDATE audit SET detail = 'x' WHERE seq = {_FIRST_MODE}", "suspended"),
+    ("huge", "UPDATE audit SET detail = '{\"n\": " + "9" * 5000 + "}' WHERE seq = "
+     f"{_FIRST_MODE}", "suspended"),
+    # Entry 1 is the first gate's verdict: the runtime reads the agent's mode entries before
+    # the checkpoint, not its verdict entries (one a gate), so it stays as flat as the log.
+    ("other entry", "UPDATE audit SET detail = 'x' WHERE seq = 1", "full"),
     # The mode row and the log the runtime reads are intact; the verdict is not its input.
     ("verdict", "UPDATE verdicts SET body = '{'", "full"),
 ])
