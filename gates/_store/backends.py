@@ -705,7 +705,7 @@ class SQLiteStore(_SQLStore):
             with closing(sqlite3.connect(fresh, isolation_level=None)) as conn:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
-                for statement in _REVIEWS:
+                for statement in (*_REVIEWS, *INDEXES):
                     conn.execute(statement)
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (_VERSION,))
             with contextlib.suppress(FileExistsError):  # another process made it first

@@ -261,19 +261,27 @@ def test_a_rewritten_and_rehashed_entry_breaks_the_structure(tmp_path: Path) -> 
         "entry 4: does not follow the entry before it"]
 
 
+def _audit_indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE "
+                                            "type = 'index' AND tbl_name = 'audit'")}
+    conn.close()
+    return names
+
+
 def test_a_store_made_before_the_indexes_gets_them_at_its_next_write(tmp_path: Path) -> None:
-    """Without its indexes a store's checkpoint tests the same, reading the table; the next
-    write adds them."""
+    """A new store has its indexes; without them (a store made before) its checkpoint tests
+    the same, reading the table, and the next write adds them."""
+    fresh = SQLiteStore(tmp_path / "fresh.db")
+    fresh.create()
+    assert _audit_indexes(fresh.path) == {"audit_chain", "audit_by_agent"}
     store = _history(tmp_path / "state.db", notes=3)
     _sql(store.path, "DROP INDEX audit_chain")
     _sql(store.path, "DROP INDEX audit_by_agent")
     assert store.linked_checkpoint() == store.head()
+    assert _audit_indexes(store.path) == set()
     store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
-    with sqlite3.connect(store.path) as conn:
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE "
-                                            "type = 'index' AND tbl_name = 'audit'")}
-    conn.close()
-    assert names == {"audit_chain", "audit_by_agent"}
+    assert _audit_indexes(store.path) == {"audit_chain", "audit_by_agent"}
     assert store.linked_checkpoint() == store.head()
 
 
