@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +76,18 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StateStore
         yield SQLiteStore(tmp_path / ".reinstate" / "state.db")
     else:
         yield PostgresStore(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def sql_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement this process runs on SQLite from now on, values filled in, as
+    the connections' trace shows them."""
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    return statements

@@ -10,7 +10,6 @@ import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -301,18 +300,11 @@ def test_an_index_of_the_chain_indexs_name_over_other_columns_is_not_relied_on(
 
 @pytest.mark.slow
 def test_the_mode_never_passes_over_the_rows_before_the_checkpoint(
-        back_in_full: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+        back_in_full: Workspace, sql_statements: list[str]) -> None:
     """Neither the mode's full read nor its light one reads the text of the entries before
     the checkpoint beyond the agent's mode entries: after more gates, the statements they
     run read no more rows."""
-    statements: list[str] = []
-    connect = sqlite3.connect
-
-    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = connect(*args, **kwargs)
-        conn.set_trace_callback(statements.append)
-        return conn
-    monkeypatch.setattr(sqlite3, "connect", traced)
+    statements = sql_statements
     store = SQLiteStore(back_in_full.state_path)
     verdict = store.latest_verdict(AGENT)
     assert verdict is not None

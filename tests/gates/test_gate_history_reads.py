@@ -4,9 +4,7 @@ over once a gate, however many of the gate's stages ask the log a question."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
@@ -55,20 +53,13 @@ def test_a_gate_tests_the_checkpoint_once(back_in_full: Workspace) -> None:
 
 @pytest.mark.slow
 def test_the_gate_command_passes_over_the_history_once(
-        back_in_full: Workspace, monkeypatch: pytest.MonkeyPatch,
+        back_in_full: Workspace, sql_statements: list[str],
         inline_cli: Callable[..., tuple[int, str, str]]) -> None:
     """``reinstate gate``, whose stages each open the workspace's store, runs the
-    checkpoint's pass over the stored rows once, for the gate and for restore's conditions
-    it prints (read after its own verdict moved the checkpoint), gate after gate."""
+    checkpoint's pass over the stored rows once, for restore's conditions it prints (read
+    after its own verdict moved the checkpoint), gate after gate."""
     _longer_history(back_in_full, 30)
-    statements: list[str] = []
-    connect = sqlite3.connect
-
-    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        conn = connect(*args, **kwargs)
-        conn.set_trace_callback(statements.append)
-        return conn
-    monkeypatch.setattr(sqlite3, "connect", traced)
+    statements = sql_statements
     for _ in range(2):
         statements.clear()
         code, out, err = inline_cli(back_in_full, "gate", AGENT)
