@@ -448,3 +448,51 @@ def test_a_whole_second_and_a_fraction_read_alike(ws: Workspace) -> None:
         learned(ws.root)
         light = assert_parity(ws.root, OTHER)
         assert light is not None and light["since"].startswith("2026-01-02T03:04:05")
+
+
+# --- hand edits of the audit log, before and after the checkpoint ------------------------
+
+LOG_EDITS = {
+    "detail garbled": "UPDATE audit SET detail = 'x' WHERE seq = {seq}",
+    "detail a list": "UPDATE audit SET detail = '[1]' WHERE seq = {seq}",
+    "reason edited": "UPDATE audit SET reason = 'edited' WHERE seq = {seq}",
+    "stamp garbled": "UPDATE audit SET at = 'yesterday' WHERE seq = {seq}",
+    "unlinked": "UPDATE audit SET prev_hash = 'x' WHERE seq = {seq}",
+    "hash changed": "UPDATE audit SET hash = 'x' WHERE seq = {seq}",
+    "removed": "DELETE FROM audit WHERE seq = {seq}",
+    "made a restore": "UPDATE audit SET action = 'mode', detail = '{{\"mode\": \"full\"}}' "
+                      "WHERE seq = {seq}",
+    "given to the agent": f"UPDATE audit SET agent = '{AGENT}' WHERE seq = {{seq}}",
+    "given to nobody": "UPDATE audit SET agent = NULL WHERE seq = {seq}",
+    "checkpoint moved": "UPDATE meta SET value = json_set(value, '$.seq', {seq}) "
+                        "WHERE key = 'audit_checkpoint'",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.sampled_from(list(LOG_EDITS)), st.integers(1, 14)),
+                      min_size=1, max_size=3),
+       learn_after=st.booleans())
+def test_an_audit_log_edited_by_hand_is_read_light_only_as_the_full_read_reads_it(
+        contained_template: Path, edits: list[tuple[str, int]], learn_after: bool) -> None:
+    """Rows of the log edited, unlinked or removed anywhere (before the checkpoint, where
+    the light read takes only the agent's mode entries, or after it), and the checkpoint
+    moved: the light read of either agent is None or exactly the full read's answer."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder) / "ws"
+        shutil.copytree(contained_template, root)
+        ws = Workspace.find(root)
+        store = open_store(ws)
+        for index in range(8):  # entries no mode decision reads, before the checkpoint
+            store.append(actor="ci", action="note", agent=(AGENT, OTHER, None)[index % 3],
+                         reason=f"note {index}")
+        learned(root)
+        run_sql(ws, *(LOG_EDITS[kind].format(seq=seq) for kind, seq in edits))
+        if learn_after:
+            learned(root)
+        for agent in (AGENT, OTHER):
+            light = assert_parity(root, agent)
+            event(f"{agent}: {'deferred' if light is None else 'answered ' + light['mode']}")
