@@ -123,6 +123,7 @@ def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path)
     python = process([sys.executable, "-c", "pass"], rounds)
     print(f"   python -c pass: {python.ms()}")
     gates: dict[int, tuple[Figure, Figure]] = {}
+    reads: dict[str, dict[int, Figure]] = {}
     for size in sizes:
         root = scratch / f"history-{size}"
         shutil.copytree(template, root)
@@ -137,10 +138,12 @@ def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path)
         for name, call in (("check()", lambda ws=ws: check(ws, AGENT)),
                            ("read_mode()", lambda ws=ws: read_mode(ws, AGENT))):
             figure = timed(call, max(rounds, 5), clock=time.process_time)
+            reads.setdefault(name, {})[size] = figure
             print(f"   {size:>5} gates ({entries:>5} audit entries) {name:<11} in process: "
                   f"{figure.ms()} CPU", flush=True)
         for name, args in (("check", ["check", AGENT]), ("mode", ["mode", AGENT])):
             figure = process([*REINSTATE, "-C", str(root), *args], rounds, env=ENV)
+            reads.setdefault(f"{name} process CPU", {})[size] = figure.cpu
             over = figure.median - python.median
             print(f"   {size:>5} gates ({entries:>5} audit entries) {name:<11} process:    "
                   f"{figure.ms()} "
@@ -155,12 +158,22 @@ def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path)
               flush=True)
     first = sizes[0]
     for size in sizes[1:]:
+        # check() makes one pass over every stored row's bytes (so that no edited row
+        # clears an agent): it grows a little with the log; the mode reads do not.
+        print(f"   at {size} stored gates over at {first}: "
+              + ", ".join(f"{name} {_ratio(figures[size], figures[first])}"
+                          for name, figures in reads.items())
+              + " (flat: 1x)")
         print(f"   one gate at {size} stored gates over one at {first}: "
-              + ", ".join(f"{name} {gates[size][i].median / gates[first][i].median:.2f}x "
-                          f"[{gates[size][i].low / gates[first][i].high:.2f}–"
-                          f"{gates[size][i].high / gates[first][i].low:.2f}]"
+              + ", ".join(f"{name} {_ratio(gates[size][i], gates[first][i])}"
                           for i, name in enumerate(("in process", "process CPU")))
               + " (flat: 1x)")
+
+
+def _ratio(larger: Figure, smaller: Figure) -> str:
+    """``median x [lowest–highest]`` of one figure over another."""
+    return (f"{larger.median / smaller.median:.2f}x "
+            f"[{larger.low / smaller.high:.2f}–{larger.high / smaller.low:.2f}]")
 
 
 def verdict_bytes(template: Path, sizes: list[int], scratch: Path) -> None:
