@@ -19,7 +19,7 @@ from pydantic import AwareDatetime
 from evalsuite import Record, ReinstateError
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
-from gates._store.audit import recorded
+from gates._store.audit import one_decision, recorded
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore, _SQLStore
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.recent import RecentReadings
@@ -179,6 +179,12 @@ def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None,
 
     ``incidents`` is the agent's :func:`standing` when the caller read it already.
     """
+    with one_decision():  # the mode row and the log, over one connection on a server
+        return _read_mode(workspace, agent, store, incidents)
+
+
+def _read_mode(workspace: Workspace, agent: str, store: StateStore | None,
+               incidents: Standing | None) -> ModeReading:
     store = store or open_store(workspace)
     try:
         record = store.mode(agent)

@@ -26,6 +26,7 @@ from gates._store.backends import (
     verdict_digest,
     verify_chain,
 )
+from gates._store.shared_reads import sharing
 
 if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict models
     from gates._verdict.stored import DecidedVerdict
@@ -58,7 +59,8 @@ def one_decision() -> Iterator[None]:
         return
     token = _TESTED.set({})
     try:
-        yield
+        with sharing():  # and a store on a server reads over one connection
+            yield
     finally:
         _TESTED.reset(token)
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -38,7 +40,25 @@ from gates._store.backends import (
     lock_timeout,
 )
 from gates._store.chain_sql import GENESIS
+from gates._store.shared_reads import drop, keep, shared
 from gates._verdict.verdict import AuditHead, Verdict
+
+# A decision's read connection idle longer than this is not used again: a gate's reads
+# before and after its evals are minutes apart, and a server or a network in between may
+# end an idle connection; a check's reads are milliseconds apart.
+SHARED_IDLE_S = 5.0
+
+
+@dataclass
+class _Kept:
+    """A decision's read connection and when it was last used."""
+
+    conn: psycopg.Connection[Any]
+    used: float = field(default_factory=time.monotonic)
+
+    def close(self) -> None:
+        self.conn.close()
+
 
 # The channel every mode change is announced on (``reinstate mode AGENT --follow``).
 MODE_CHANNEL = "reinstate_mode"
@@ -187,17 +207,51 @@ class PostgresStore(_SQLStore):
 
     @contextmanager
     def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection to read with: the one the current decision shares
+        (:mod:`gates._store.shared_reads`), else one of its own, closed after."""
+        key = ("postgresql", self.url)
         try:
-            with self._connect() as conn:
-                if not self._exists(conn):
-                    raise StoreUnavailable(f"no state store at {self.display} (the database "
-                                           f"has no {SCHEMA} tables): run `reinstate init`, or "
-                                           f"`reinstate store migrate` to bring a store's "
-                                           f"history there")
-                self._check_version(conn)
-                yield conn
+            kept = self._kept(key)
+            if kept is None:
+                conn = self._connect()
+                try:
+                    self._readable(conn)
+                except BaseException:
+                    conn.close()
+                    raise
+                kept = _Kept(conn)
+                if not keep(key, kept):
+                    with conn:
+                        yield conn
+                    return
+            try:
+                yield kept.conn
+            finally:
+                kept.used = time.monotonic()
         except psycopg.Error as exc:
+            self._kept(key)  # one the error broke is dropped: the next read connects again
             raise self._problem("read", exc) from None
+
+    @staticmethod
+    def _kept(key: tuple[str, str]) -> _Kept | None:
+        """The decision's connection to this store, while it is open and was used lately;
+        else None (and one that broke or idled is closed)."""
+        kept = shared(key)
+        if kept is None:
+            return None
+        assert isinstance(kept, _Kept)
+        if (kept.conn.closed or kept.conn.broken
+                or time.monotonic() - kept.used > SHARED_IDLE_S):
+            drop(key)
+            return None
+        return kept
+
+    def _readable(self, conn: psycopg.Connection[Any]) -> None:
+        if not self._exists(conn):
+            raise StoreUnavailable(f"no state store at {self.display} (the database has no "
+                                   f"{SCHEMA} tables): run `reinstate init`, or `reinstate "
+                                   f"store migrate` to bring a store's history there")
+        self._check_version(conn)
 
     @contextmanager
     def _writing(self) -> Iterator[psycopg.Connection[Any]]:
@@ -264,12 +318,29 @@ class PostgresStore(_SQLStore):
                 f"expected {_VERSION}")
 
     def exists(self) -> bool:
-        """Whether the database holds a state store (its tables were made)."""
+        """Whether the database holds a state store (its tables were made). Within a
+        decision, the connection that found one is the one its reads share."""
+        key = ("postgresql", self.url)
+        if self._kept(key) is not None:
+            return True  # kept only once it was found to hold one
         try:
-            with self._connect() as conn:
-                return self._exists(conn)
+            conn = self._connect()
         except psycopg.Error as exc:
             raise self._problem("read", exc) from None
+        kept = False
+        try:
+            found = self._exists(conn)
+            if found:
+                self._check_version(conn)
+                kept = keep(key, _Kept(conn))
+        except StoreUnavailable:
+            pass  # another version: it exists, and its reads say what is wrong with it
+        except psycopg.Error as exc:
+            raise self._problem("read", exc) from None
+        finally:
+            if not kept:
+                conn.close()
+        return found
 
     def create(self) -> None:
         """Create the store's tables if they do not exist yet."""

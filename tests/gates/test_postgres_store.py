@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -21,11 +22,14 @@ from gates import (
     Verdict,
     Workspace,
     agent_mode,
+    check,
     open_store,
+    read_mode,
     verify_chain,
 )
 from gates._cli import main
 from gates._demo import apply_fix
+from gates._store.audit import one_decision
 from regressions import utc_now
 from tests.conftest import CLI, tree
 from tests.helpers import contained, restored
@@ -264,3 +268,99 @@ def test_without_postgresql_tests_skip_only_outside_ci(ci: str, outcome: str) ->
     assert outcome in done.stdout, done.stdout[-2000:]
     if ci:
         assert "PostgreSQL is not installed" in done.stdout
+
+
+# --- one connection a decision ------------------------------------------------------------
+
+def _reinstate_backends(url: str) -> int:
+    """Connections reinstate holds open to the test's database now."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                           "'reinstate' AND datname = current_database()").fetchone()
+    return int(row[0]) if row else -1
+
+
+@pytest.mark.slow
+def test_a_check_and_a_mode_read_connect_once(
+        example: Workspace, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check asks the store about ten questions and the mode three: each decision opens
+    one connection for all of them, and closes it when it is done."""
+    ws = on_postgres(example, postgres_url)
+    restored(ws, apply_fix)
+    opened: list[str] = []
+    connect = psycopg.connect
+
+    def counted(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+        opened.append(kwargs.get("application_name", ""))
+        return connect(*args, **kwargs)
+    monkeypatch.setattr(psycopg, "connect", counted)
+    assert check(ws, AGENT).cleared
+    assert opened == ["reinstate"]
+    opened.clear()
+    assert read_mode(ws, AGENT).mode == "full"
+    assert opened == ["reinstate"]
+    monkeypatch.undo()
+    assert _reinstate_backends(postgres_url) == 0
+
+
+def test_a_shared_connection_sees_what_is_written_meanwhile(postgres_url: str) -> None:
+    """Reads within one decision see a write made between them (each statement reads what
+    is committed, as a connection of its own would)."""
+    store = PostgresStore(postgres_url)
+    store.set_mode(_mode("review"))
+    with one_decision():
+        assert store.mode(AGENT).mode == "review"  # type: ignore[union-attr]
+        PostgresStore(postgres_url).set_mode(_mode("suspended"))
+        assert store.mode(AGENT).mode == "suspended"  # type: ignore[union-attr]
+        assert _reinstate_backends(postgres_url) == 1
+    assert _reinstate_backends(postgres_url) == 0
+
+
+@pytest.mark.attack
+def test_a_shared_connection_that_broke_is_not_served_again(postgres_url: str) -> None:
+    """The server ends the decision's connection: the read on it is an error (never an
+    answer), and the next read of the same decision connects again."""
+    store = PostgresStore(postgres_url)
+    store.set_mode(_mode("review"))
+    with one_decision():
+        assert store.mode(AGENT).mode == "review"  # type: ignore[union-attr]
+        _sql(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                           "application_name = 'reinstate'")
+        with pytest.raises(StoreUnavailable, match="cannot read the state store"):
+            store.mode(AGENT)
+        assert store.mode(AGENT).mode == "review"  # type: ignore[union-attr]
+
+
+def test_a_database_without_a_store_shares_no_connection(postgres_url: str) -> None:
+    """A connection that found no store tables is not kept: a read in the same decision
+    after the tables are made still checks them afresh, and finds them."""
+    store = PostgresStore(postgres_url)
+    with one_decision():
+        assert store.exists() is False
+        assert _reinstate_backends(postgres_url) == 0
+        store.create()
+        assert store.exists() is True
+        assert store.mode(AGENT) is None
+
+
+def test_a_shared_connection_idle_too_long_is_not_used_again(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read after the decision's connection sat idle past the limit (a gate's evals
+    between its first reads and its last) connects again, and closes the idle one."""
+    store = PostgresStore(postgres_url)
+    store.set_mode(_mode("review"))
+    opened: list[str] = []
+    connect = psycopg.connect
+
+    def counted(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+        opened.append(kwargs.get("application_name", ""))
+        return connect(*args, **kwargs)
+    monkeypatch.setattr(psycopg, "connect", counted)
+    with one_decision():
+        store.mode(AGENT)
+        store.mode(AGENT)
+        assert len(opened) == 1
+        monkeypatch.setattr("gates._store.postgres.SHARED_IDLE_S", -1.0)
+        assert store.mode(AGENT).mode == "review"  # type: ignore[union-attr]
+        assert len(opened) == 2
+        assert _reinstate_backends(postgres_url) == 1
