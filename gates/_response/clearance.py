@@ -19,6 +19,7 @@ from gates._response.restore import decision_reader, restore_blockers, verdict_g
 from gates._store.access import open_store, read_mode, standing
 from gates._store.audit import one_decision
 from gates._store.backends import Mode, StateStore
+from gates._store.shared_reads import sharing
 from gates._store.verdict_signature import (
     SignatureInvalid,
     configured_public_key,
@@ -75,7 +76,7 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
     """
     workspace.require_agent(agent)  # a misspelt name touches nothing
     store = store or open_store(workspace)
-    with one_decision():
+    with one_decision(), sharing():
         return _check(workspace, agent, store, public_key)
 
 

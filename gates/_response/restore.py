@@ -14,6 +14,7 @@ from gates._errors import Refused
 from gates._store.access import RESTORED, Standing, open_store, standing
 from gates._store.audit import one_decision, recorded, verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
+from gates._store.shared_reads import sharing
 from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
 from gates._verdict.fingerprint import fingerprint
 from gates._verdict.stored import StoredVerdict, read_stored
@@ -39,7 +40,7 @@ def restore_blockers(workspace: Workspace, agent: str, store: StateStore, *,
     reads an agent's latest verdict (default: :func:`decision_reader` of ``store``).
     """
     workspace.require_agent(agent)
-    with one_decision():
+    with one_decision(), sharing():
         return _blockers(workspace, agent, store, public_key, held, latest)
 
 
@@ -173,7 +174,7 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     # Read before deciding: the mode is set back to full only if nobody changed it since
     # (compare and set), so a containment that comes in meanwhile is never overwritten.
     current = store.mode(agent)
-    with one_decision():
+    with one_decision(), sharing():
         held = standing(workspace, agent, store)
         reasons = restore_blockers(workspace, agent, store, held=held)
     if reasons:

@@ -19,10 +19,11 @@ from pydantic import AwareDatetime
 from evalsuite import Record, ReinstateError
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
-from gates._store.audit import one_decision, recorded
+from gates._store.audit import recorded
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore, _SQLStore
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.recent import RecentReadings
+from gates._store.shared_reads import sharing
 from regressions import Incident
 
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ def read_mode(workspace: Workspace, agent: str, store: StateStore | None = None,
 
     ``incidents`` is the agent's :func:`standing` when the caller read it already.
     """
-    with one_decision():  # the mode row and the log, over one connection on a server
+    with sharing():  # the mode row and the log, over one connection on a server
         return _read_mode(workspace, agent, store, incidents)
 
 

@@ -26,7 +26,6 @@ from gates._store.backends import (
     verdict_digest,
     verify_chain,
 )
-from gates._store.shared_reads import sharing
 
 if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict models
     from gates._verdict.stored import DecidedVerdict
@@ -59,8 +58,7 @@ def one_decision() -> Iterator[None]:
         return
     token = _TESTED.set({})
     try:
-        with sharing():  # and a store on a server reads over one connection
-            yield
+        yield
     finally:
         _TESTED.reset(token)
 

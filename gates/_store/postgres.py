@@ -43,9 +43,9 @@ from gates._store.chain_sql import GENESIS
 from gates._store.shared_reads import drop, keep, shared
 from gates._verdict.verdict import AuditHead, Verdict
 
-# A decision's read connection idle longer than this is not used again: a gate's reads
-# before and after its evals are minutes apart, and a server or a network in between may
-# end an idle connection; a check's reads are milliseconds apart.
+# A decision's read connection idle longer than this is not used again: a server or a
+# network in between may end an idle connection, and a decision's reads are milliseconds
+# apart (one that waits longer, on a lock or a slow file, connects again).
 SHARED_IDLE_S = 5.0
 
 

@@ -2,15 +2,20 @@
 
 A store on a server opens a connection for each read: a ``check`` asks the store about
 ten questions, the mode three, and each connection costs a round trip or several (more
-with TLS to a remote server). Within :func:`sharing` (which ``one_decision`` and the mode's
-read enter), a store keeps the first read connection it opens and serves every later read
-of the same decision from it; the connection is closed when the decision ends. A
-connection that broke is never served again: the next read opens a new one.
+with TLS to a remote server). Within :func:`sharing`, a store keeps the first read
+connection it opens and serves every later read of the same decision from it; the
+connection is closed when the decision ends. A connection that broke is never served
+again: the next read opens a new one.
+
+Only decisions that run no agent code share (``check``, ``restore`` and its conditions,
+the mode's read). The gate does not: its evals run the agent, untrusted, in processes
+that could inherit an open connection to the team's store.
 
 Only reads are shared, each statement in its own transaction (autocommit), so a shared
 connection sees what others commit as a new one would. Writes keep their own connection
 and transaction. Each thread and task has its own decision (a context variable), so a
-connection is never used by two at once.
+connection is never used by two at once (an asyncio task started within one would share
+it: start none there).
 """
 
 from __future__ import annotations

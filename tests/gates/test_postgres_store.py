@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -29,7 +30,8 @@ from gates import (
 )
 from gates._cli import main
 from gates._demo import apply_fix
-from gates._store.audit import one_decision
+from gates._gate import pipeline
+from gates._store.shared_reads import sharing
 from regressions import utc_now
 from tests.conftest import CLI, tree
 from tests.helpers import contained, restored
@@ -272,12 +274,18 @@ def test_without_postgresql_tests_skip_only_outside_ci(ci: str, outcome: str) ->
 
 # --- one connection a decision ------------------------------------------------------------
 
-def _reinstate_backends(url: str) -> int:
-    """Connections reinstate holds open to the test's database now."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-                           "'reinstate' AND datname = current_database()").fetchone()
-    return int(row[0]) if row else -1
+def _reinstate_backends(url: str, settled: int) -> int:
+    """Connections reinstate holds open to the test's database, once they number
+    ``settled`` or after 10 s: a server process ends a moment after its client closed."""
+    for _ in range(200):
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name "
+                               "= 'reinstate' AND datname = current_database()").fetchone()
+        count = int(row[0]) if row else -1
+        if count == settled:
+            break
+        time.sleep(0.05)
+    return count
 
 
 @pytest.mark.slow
@@ -300,7 +308,7 @@ def test_a_check_and_a_mode_read_connect_once(
     assert read_mode(ws, AGENT).mode == "full"
     assert opened == ["reinstate"]
     monkeypatch.undo()
-    assert _reinstate_backends(postgres_url) == 0
+    assert _reinstate_backends(postgres_url, 0) == 0
 
 
 def test_a_shared_connection_sees_what_is_written_meanwhile(postgres_url: str) -> None:
@@ -308,12 +316,12 @@ def test_a_shared_connection_sees_what_is_written_meanwhile(postgres_url: str) -
     is committed, as a connection of its own would)."""
     store = PostgresStore(postgres_url)
     store.set_mode(_mode("review"))
-    with one_decision():
+    with sharing():
         assert store.mode(AGENT).mode == "review"  # type: ignore[union-attr]
         PostgresStore(postgres_url).set_mode(_mode("suspended"))
         assert store.mode(AGENT).mode == "suspended"  # type: ignore[union-attr]
-        assert _reinstate_backends(postgres_url) == 1
-    assert _reinstate_backends(postgres_url) == 0
+        assert _reinstate_backends(postgres_url, 1) == 1
+    assert _reinstate_backends(postgres_url, 0) == 0
 
 
 @pytest.mark.attack
@@ -322,7 +330,7 @@ def test_a_shared_connection_that_broke_is_not_served_again(postgres_url: str) -
     answer), and the next read of the same decision connects again."""
     store = PostgresStore(postgres_url)
     store.set_mode(_mode("review"))
-    with one_decision():
+    with sharing():
         assert store.mode(AGENT).mode == "review"  # type: ignore[union-attr]
         _sql(postgres_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
                            "application_name = 'reinstate'")
@@ -335,9 +343,9 @@ def test_a_database_without_a_store_shares_no_connection(postgres_url: str) -> N
     """A connection that found no store tables is not kept: a read in the same decision
     after the tables are made still checks them afresh, and finds them."""
     store = PostgresStore(postgres_url)
-    with one_decision():
+    with sharing():
         assert store.exists() is False
-        assert _reinstate_backends(postgres_url) == 0
+        assert _reinstate_backends(postgres_url, 0) == 0
         store.create()
         assert store.exists() is True
         assert store.mode(AGENT) is None
@@ -345,8 +353,8 @@ def test_a_database_without_a_store_shares_no_connection(postgres_url: str) -> N
 
 def test_a_shared_connection_idle_too_long_is_not_used_again(
         postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A read after the decision's connection sat idle past the limit (a gate's evals
-    between its first reads and its last) connects again, and closes the idle one."""
+    """A read after the decision's connection sat idle past the limit (which a server or a
+    network may end) connects again, and closes the idle one."""
     store = PostgresStore(postgres_url)
     store.set_mode(_mode("review"))
     opened: list[str] = []
@@ -356,11 +364,30 @@ def test_a_shared_connection_idle_too_long_is_not_used_again(
         opened.append(kwargs.get("application_name", ""))
         return connect(*args, **kwargs)
     monkeypatch.setattr(psycopg, "connect", counted)
-    with one_decision():
+    with sharing():
         store.mode(AGENT)
         store.mode(AGENT)
         assert len(opened) == 1
         monkeypatch.setattr("gates._store.postgres.SHARED_IDLE_S", -1.0)
         assert store.mode(AGENT).mode == "review"  # type: ignore[union-attr]
         assert len(opened) == 2
-        assert _reinstate_backends(postgres_url) == 1
+        assert _reinstate_backends(postgres_url, 1) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_no_connection_to_the_store_is_open_while_the_agent_runs(
+        example: Workspace, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate shares no read connection: while its evals run the agent (untrusted, in
+    processes that inherit what is open), no connection to the team's store is open."""
+    ws = on_postgres(example, postgres_url)
+    restored(ws, apply_fix)
+    seen: list[int] = []
+    run_evals = pipeline.run_evals
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(_reinstate_backends(postgres_url, 0))
+        return run_evals(*args, **kwargs)
+    monkeypatch.setattr(pipeline, "run_evals", watched)
+    assert main(["-C", str(ws.root), "gate", AGENT]) == 0
+    assert seen == [0]
