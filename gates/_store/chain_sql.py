@@ -4,13 +4,15 @@ A checkpoint (``meta`` key ``audit_checkpoint``: the number and hash of an entry
 digest of the stored rows up to it) says that every entry up to it was verified by content
 when the store wrote it. Two tests, for two kinds of reader:
 
-- :func:`verified_checkpoint`, for what clears an agent (``check``, ``restore``, the
-  gate): every row up to the checkpoint unchanged since it was verified, one pass over
-  their bytes (numbering, links and the digest; nothing parsed or re-hashed). Any hand
-  edit of any row drops the checkpoint, and the whole log is verified.
-- :func:`linked_checkpoint`, for what only reads the mode (``mode``, the runtime, the
-  guard), which verifies nothing and uses the checkpoint only to read the agent's mode
-  entries before it and every entry after it: the log's structure up to it whole
+- :func:`verified_checkpoint`, for what verifies the log before an agent clears
+  (``check``, ``restore`` and the restore conditions a gate prints): every row up to the
+  checkpoint unchanged since it was verified, one pass over their bytes (numbering, links
+  and the digest; nothing parsed or re-hashed). Any hand edit of any row drops the
+  checkpoint, and the whole log is verified.
+- :func:`linked_checkpoint`, for what only reads entries (the mode, the runtime, the
+  guard, a gate's containments and approvals), which verifies nothing and uses the
+  checkpoint only to read the agent's entries of an action before it and every entry
+  after it: the log's structure up to it whole
   (numbered from 1 without a gap, every entry linked to the one before, the checkpoint's
   entry still holding its hash), tested by SQLite over an index of the numbers and hashes,
   so its cost does not grow with the text of the history.
