@@ -288,26 +288,32 @@ def _reinstate_backends(url: str, settled: int) -> int:
     return count
 
 
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The application name of every connection opened from now on."""
+    names: list[str] = []
+    connect = psycopg.connect
+
+    def counted(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
+        names.append(kwargs.get("application_name", ""))
+        return connect(*args, **kwargs)
+    monkeypatch.setattr(psycopg, "connect", counted)
+    return names
+
+
 @pytest.mark.slow
-def test_a_check_and_a_mode_read_connect_once(
-        example: Workspace, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_check_and_a_mode_read_connect_once(example: Workspace, postgres_url: str,
+                                              opened: list[str]) -> None:
     """A check asks the store about ten questions and the mode three: each decision opens
     one connection for all of them, and closes it when it is done."""
     ws = on_postgres(example, postgres_url)
     restored(ws, apply_fix)
-    opened: list[str] = []
-    connect = psycopg.connect
-
-    def counted(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
-        opened.append(kwargs.get("application_name", ""))
-        return connect(*args, **kwargs)
-    monkeypatch.setattr(psycopg, "connect", counted)
+    opened.clear()
     assert check(ws, AGENT).cleared
     assert opened == ["reinstate"]
     opened.clear()
     assert read_mode(ws, AGENT).mode == "full"
     assert opened == ["reinstate"]
-    monkeypatch.undo()
     assert _reinstate_backends(postgres_url, 0) == 0
 
 
@@ -352,18 +358,12 @@ def test_a_database_without_a_store_shares_no_connection(postgres_url: str) -> N
 
 
 def test_a_shared_connection_idle_too_long_is_not_used_again(
-        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch, opened: list[str]) -> None:
     """A read after the decision's connection sat idle past the limit (which a server or a
     network may end) connects again, and closes the idle one."""
     store = PostgresStore(postgres_url)
     store.set_mode(_mode("review"))
-    opened: list[str] = []
-    connect = psycopg.connect
-
-    def counted(*args: Any, **kwargs: Any) -> psycopg.Connection[Any]:
-        opened.append(kwargs.get("application_name", ""))
-        return connect(*args, **kwargs)
-    monkeypatch.setattr(psycopg, "connect", counted)
+    opened.clear()
     with sharing():
         store.mode(AGENT)
         store.mode(AGENT)
