@@ -472,8 +472,29 @@ class PostgresStore(_SQLStore):
         return None
 
     def linked_checkpoint(self) -> tuple[int, str] | None:
-        """None, as :meth:`checkpoint`."""
-        return None
+        """The log's head, when its numbers and links up to it are whole: tested by the
+        server, no entry's text sent. The server refuses an entry that does not follow the
+        last, and any change or removal, unless a superuser switches that off; this is
+        what a reader that verifies nothing (the mode) starts from."""
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
+            if row is None:
+                return None
+            seq, digest = self._head(row[0])
+            if seq < 1:
+                return None
+            whole = conn.execute(
+                "SELECT (SELECT count(*) FROM reinstate.audit WHERE seq <= %(seq)s) = %(seq)s"
+                " AND (SELECT min(seq) FROM reinstate.audit) = 1"
+                " AND (SELECT prev_hash FROM reinstate.audit WHERE seq = 1) = %(genesis)s"
+                " AND (SELECT hash FROM reinstate.audit WHERE seq = %(seq)s) = %(digest)s"
+                " AND NOT EXISTS (SELECT 1 FROM reinstate.audit AS later"
+                " JOIN reinstate.audit AS earlier ON earlier.seq = later.seq - 1"
+                " WHERE later.seq BETWEEN 2 AND %(seq)s"
+                " AND later.prev_hash IS DISTINCT FROM earlier.hash)",
+                {"seq": seq, "genesis": GENESIS, "digest": digest}).fetchone()
+        return (seq, digest) if whole is not None and whole[0] is True else None
 
     @contextmanager
     def listening(self) -> Iterator[Iterator[dict[str, Any]]]:

@@ -31,6 +31,7 @@ from gates import (
 from gates._cli import main
 from gates._demo import apply_fix
 from gates._gate import pipeline
+from gates._store.audit import recorded
 from gates._store.shared_reads import sharing
 from regressions import utc_now
 from tests.conftest import CLI, tree
@@ -391,3 +392,49 @@ def test_no_connection_to_the_store_is_open_while_the_agent_runs(
     monkeypatch.setattr(pipeline, "run_evals", watched)
     assert main(["-C", str(ws.root), "gate", AGENT]) == 0
     assert seen == [0]
+
+
+# --- the structure's test: where the mode starts reading ----------------------------------
+
+def _history(store: PostgresStore, notes: int) -> None:
+    store.set_mode(_mode("suspended"))
+    for index in range(notes):
+        store.append(actor="ci", action="note", agent=AGENT, reason=f"note {index}")
+
+
+def test_a_whole_log_vouches_for_its_head_as_where_the_mode_starts(postgres_url: str) -> None:
+    """The server finds the log numbered and linked up to its head: the mode reads the
+    agent's mode entries before it (not its other entries, one a gate) and what follows."""
+    store = PostgresStore(postgres_url)
+    _history(store, 30)
+    assert store.linked_checkpoint() == store.head() == (31, store.audit()[-1].hash)
+    assert store.checkpoint() is None  # what verifies still walks the whole log
+    with sharing():
+        assert [e.seq for e in recorded(store, AGENT, ("mode",))] == [1]
+        store.set_mode(_mode("review"))  # after the head it was read at: still read
+        assert [e.seq for e in recorded(store, AGENT, ("mode",))] == [1, 32]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("edit", [
+    "DELETE FROM reinstate.audit WHERE seq = 5",
+    "UPDATE reinstate.audit SET seq = 100 WHERE seq = 5",
+    "UPDATE reinstate.audit SET prev_hash = 'x' WHERE seq = 1",
+    "UPDATE reinstate.audit SET prev_hash = 'x' WHERE seq = 12",
+    "UPDATE reinstate.audit SET hash = 'x' WHERE seq = 31",
+    "UPDATE reinstate.meta SET value = '31:x' WHERE key = 'audit_head'",
+    "UPDATE reinstate.meta SET value = 'x' WHERE key = 'audit_head'",
+    "DELETE FROM reinstate.meta WHERE key = 'audit_head'",
+], ids=["removed", "renumbered", "first-unlinked", "unlinked", "head-rehashed",
+        "head-edited", "head-garbled", "head-removed"])
+def test_a_broken_log_vouches_for_no_head(postgres_url: str, edit: str) -> None:
+    """With the triggers switched off by the owner: a removed, renumbered or unlinked
+    entry, or a head that is not the last entry's, and the mode reads the agent's whole
+    log (a garbled entry of its own there is an error, as before)."""
+    store = PostgresStore(postgres_url)
+    _history(store, 30)
+    _sql(postgres_url, "ALTER TABLE reinstate.audit DISABLE TRIGGER USER", edit,
+         "UPDATE reinstate.audit SET detail = 'x' WHERE seq = 20")
+    assert store.linked_checkpoint() is None
+    with pytest.raises(StoreUnavailable, match="audit entry 20"):
+        recorded(store, AGENT, ("mode",))
