@@ -12,8 +12,12 @@ the new mode. It prints, as medians with the lowest and highest:
   is under one second);
 - **baseline**: one ``reinstate mode AGENT`` process against the same store, measured in
   the same run: what a runtime that polls pays for each look, before its polling interval.
+- **mode read as the log grows**: ``read_mode`` in process (wall time: the server's work
+  counts) on the store as the followers left it, and again after ``--history`` more audit
+  entries of the agent (default 1,000, as many gates store): flat when the read does not
+  grow with the agent's history.
 
-    python benchmarks/bench_store.py [--changes N] [--followers N]
+    python benchmarks/bench_store.py [--changes N] [--followers N] [--history N]
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from _figures import Figure, machine, process
+from _figures import Figure, machine, process, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the tests' throwaway cluster
@@ -61,6 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--followers", type=int, default=3)
+    parser.add_argument("--history", type=int, default=1000)
     args, _ = parser.parse_known_args()  # `nox -s bench -- --steps N` is for other benches
 
     from tests.postgres_server import bindir, cluster
@@ -69,7 +74,7 @@ def main() -> int:
     if binaries is None:
         print("bench_store: skipped, PostgreSQL is not installed (no initdb)")
         return 0
-    from gates import ModeRecord, PostgresStore
+    from gates import ModeRecord, PostgresStore, Workspace, read_mode
     from gates._demo import lay_out
     from regressions import utc_now
 
@@ -101,6 +106,13 @@ def main() -> int:
                 follower.process.kill()
                 follower.process.wait()
         baseline = process([sys.executable, "-m", "gates", "mode", AGENT], 5, cwd=root, env=env)
+        workspace = Workspace.find(root)
+        before = timed(lambda: read_mode(workspace, AGENT), 11)
+        entries = len(store.audit(AGENT))
+        for _ in range(args.history):  # what a gate adds: one verdict entry of the agent
+            store.append(actor="bench", action="verdict", agent=AGENT, reason="gate pass",
+                         detail={"outcome": "pass", "sha256": "0" * 64})
+        after = timed(lambda: read_mode(workspace, AGENT), 11)
 
     write, to_all = Figure(tuple(writes)), Figure(tuple(reached))
     print(f"containment to {args.followers} followers (LISTEN/NOTIFY), {args.changes} mode "
@@ -110,6 +122,9 @@ def main() -> int:
           f"{'under' if to_all.high < 1 else 'NOT under'} one second at the worst")
     print(f"  baseline: one `reinstate mode` process {baseline.ms()}  "
           f"(follow/poll-once ratio {to_all.median / baseline.median:.3f})")
+    print(f"  mode read in process, {entries} entries of the agent: {before.ms()}; after "
+          f"{args.history} more: {after.ms()} ({after.median / before.median:.2f}x "
+          f"[{after.low / before.high:.2f}–{after.high / before.low:.2f}]; flat: 1x)")
     print(machine())
     return 0
 
