@@ -13,11 +13,11 @@ the new mode. It prints, as medians with the lowest and highest:
 - **baseline**: one ``reinstate mode AGENT`` process against the same store, measured in
   the same run: what a runtime that polls pays for each look, before its polling interval.
 - **mode read as the log grows**: ``read_mode`` in process (wall time: the server's work
-  counts) on the store as the followers left it, and again after ``--history`` more audit
+  counts) on the store as the followers left it, and again after ``--entries`` more audit
   entries of the agent (default 1,000, as many gates store): flat when the read does not
   grow with the agent's history.
 
-    python benchmarks/bench_store.py [--changes N] [--followers N] [--history N]
+    python benchmarks/bench_store.py [--changes N] [--followers N] [--entries N]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--followers", type=int, default=3)
-    parser.add_argument("--history", type=int, default=1000)
+    parser.add_argument("--entries", type=int, default=1000)
     args, _ = parser.parse_known_args()  # `nox -s bench -- --steps N` is for other benches
 
     from tests.postgres_server import bindir, cluster
@@ -109,7 +109,7 @@ def main() -> int:
         workspace = Workspace.find(root)
         before = timed(lambda: read_mode(workspace, AGENT), 11)
         entries = len(store.audit(AGENT))
-        for _ in range(args.history):  # what a gate adds: one verdict entry of the agent
+        for _ in range(args.entries):  # what a gate adds: one verdict entry of the agent
             store.append(actor="bench", action="verdict", agent=AGENT, reason="gate pass",
                          detail={"outcome": "pass", "sha256": "0" * 64})
         after = timed(lambda: read_mode(workspace, AGENT), 11)
@@ -123,7 +123,7 @@ def main() -> int:
     print(f"  baseline: one `reinstate mode` process {baseline.ms()}  "
           f"(follow/poll-once ratio {to_all.median / baseline.median:.3f})")
     print(f"  mode read in process, {entries} entries of the agent: {before.ms()}; after "
-          f"{args.history} more: {after.ms()} ({after.median / before.median:.2f}x "
+          f"{args.entries} more: {after.ms()} ({after.median / before.median:.2f}x "
           f"[{after.low / before.high:.2f}–{after.high / before.low:.2f}]; flat: 1x)")
     print(machine())
     return 0
