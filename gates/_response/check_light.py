@@ -66,7 +66,7 @@ from typing import Any
 
 from evalsuite import ReinstateError
 from gates._store import mode_light
-from gates._store.chain_sql import verified_checkpoint
+from gates._store.chain_sql import AUDIT_COLUMNS, verified_checkpoint
 from gates._store.mode_light import NotSure, read_file
 from gates._verdict.fingerprint_files import (
     SUMMARIES,
@@ -371,8 +371,8 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
 
 def _entries(conn: sqlite3.Connection, where: str,
              values: tuple[object, ...]) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
-                        f"FROM audit WHERE {where} ORDER BY seq", values).fetchall()
+    rows = conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {where} ORDER BY seq",
+                        values).fetchall()
     found = []
     for row in rows:
         detail = mode_light._entry_detail(row)  # every field of the type the model wants

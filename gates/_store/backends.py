@@ -25,7 +25,7 @@ from pydantic import AwareDatetime, Field, ValidationError
 from evalsuite import Record
 from gates._errors import ModeChanged, ReviewDecided, StoreUnavailable, UnknownReview
 from gates._store import chain_sql
-from gates._store.chain_sql import GENESIS, INDEXES, fold, stored_checkpoint
+from gates._store.chain_sql import AUDIT_COLUMNS, GENESIS, INDEXES, fold, stored_checkpoint
 from gates._store.reviews import (
     DECISION_ACTIONS,
     SUBMIT_ACTION,
@@ -438,8 +438,7 @@ _REVIEWS = (
     "CREATE INDEX IF NOT EXISTS reviews_by_status ON reviews (status, agent, num)",
 )
 _VERSION = "1"
-_AUDIT_COLUMNS = ("SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
-                  "FROM audit")
+_AUDIT_COLUMNS = f"SELECT {AUDIT_COLUMNS} FROM audit"
 
 
 class _SQLStore:

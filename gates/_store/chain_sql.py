@@ -29,7 +29,8 @@ import sqlite3
 from typing import Any
 
 GENESIS = "0" * 64  # the hash the first audit entry follows
-COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
+# An audit row as every reader selects it (the chain hash is over these, in this order).
+AUDIT_COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
 
 # What keeps the structural test off the entries' text, and an agent's entries of one
 # action one index range away (added to stores made before them by their next write).
@@ -71,7 +72,7 @@ def verified_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
         return None
     seq, digest, rows = point
     folded, prev, count = GENESIS, GENESIS, 0
-    for row in conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq",
+    for row in conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq",
                             (seq,)):
         count += 1
         if row[0] != count or row[7] != prev:

@@ -34,7 +34,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from gates._store.chain_sql import linked_checkpoint
+from gates._store.chain_sql import AUDIT_COLUMNS, linked_checkpoint
 
 MODES = ("suspended", "review", "full")  # most restrictive first, as the store has them
 CONFIG_FILE = "reinstate.toml"
@@ -253,8 +253,7 @@ def _store(path: Path, agent: str) -> tuple[tuple[str, str, str, str] | None,
         point = linked_checkpoint(conn)
         own = "agent = ? AND action = 'mode'" if point is not None else "agent = ?"
         rows = conn.execute(
-            "SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash FROM audit "
-            f"WHERE ({own}) OR seq > ? ORDER BY seq",
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE ({own}) OR seq > ? ORDER BY seq",
             (agent, point[0] if point is not None else 0)).fetchall()
     details = [_entry_detail(r) for r in rows]
     return record, [d for r, d in zip(rows, details, strict=True)

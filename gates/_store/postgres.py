@@ -39,7 +39,7 @@ from gates._store.backends import (
     _verdict_detail,
     lock_timeout,
 )
-from gates._store.chain_sql import GENESIS
+from gates._store.chain_sql import AUDIT_COLUMNS, GENESIS
 from gates._store.shared_reads import drop, keep, shared
 from gates._verdict.verdict import AuditHead, Verdict
 
@@ -451,8 +451,8 @@ class PostgresStore(_SQLStore):
         if actions is not None:
             where.append("action = ANY(%s)")
             values.append(list(actions))
-        query = ("SELECT seq, at, actor, action, agent, reason, detail, prev_hash, hash "
-                 f"FROM reinstate.audit WHERE {' AND '.join(where)} ORDER BY seq")
+        query = (f"SELECT {AUDIT_COLUMNS} FROM reinstate.audit "
+                 f"WHERE {' AND '.join(where)} ORDER BY seq")
         with self._reading() as conn:
             rows = conn.execute(query, values).fetchall()
         return [self._audit_entry(r) for r in rows]
@@ -460,8 +460,11 @@ class PostgresStore(_SQLStore):
     def head(self) -> tuple[int, str] | None:
         """Number and hash of the last entry, from the store's metadata."""
         with self._reading() as conn:
-            row = conn.execute(
-                "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
+            return self._stored_head(conn)
+
+    def _stored_head(self, conn: psycopg.Connection[Any]) -> tuple[int, str] | None:
+        row = conn.execute(
+            "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
         return None if row is None else self._head(row[0])
 
     def checkpoint(self) -> tuple[int, str] | None:
@@ -477,13 +480,10 @@ class PostgresStore(_SQLStore):
         last, and any change or removal, unless a superuser switches that off; this is
         what a reader that verifies nothing (the mode) starts from."""
         with self._reading() as conn:
-            row = conn.execute(
-                "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
-            if row is None:
+            head = self._stored_head(conn)
+            if head is None or head[0] < 1:
                 return None
-            seq, digest = self._head(row[0])
-            if seq < 1:
-                return None
+            seq, digest = head
             whole = conn.execute(
                 "SELECT (SELECT count(*) FROM reinstate.audit WHERE seq <= %(seq)s) = %(seq)s"
                 " AND (SELECT min(seq) FROM reinstate.audit) = 1"
