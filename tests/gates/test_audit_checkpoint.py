@@ -76,12 +76,17 @@ def _restore_forged(path: Path, rehash: bool) -> None:
          json.dumps(detail, sort_keys=True))
     _sql(path, "UPDATE modes SET mode = 'full'")
     if rehash:
-        with sqlite3.connect(path) as conn:
-            row = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = 1").fetchone()
-            digest = entry_hash(1, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
-                                row[5], json.loads(row[6]), row[7])
-            conn.execute("UPDATE audit SET hash = ? WHERE seq = 1", (digest,))
-        conn.close()
+        _rehash(path, 1)
+
+
+def _rehash(path: Path, seq: int) -> None:
+    """Entry ``seq``'s hash recomputed from its content as it is now."""
+    with sqlite3.connect(path) as conn:
+        row = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = ?", (seq,)).fetchone()
+        digest = entry_hash(seq, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
+                            row[5], json.loads(row[6]), row[7])
+        conn.execute("UPDATE audit SET hash = ? WHERE seq = ?", (digest, seq))
+    conn.close()
 
 
 def test_the_checkpoint_follows_every_write(tmp_path: Path) -> None:
@@ -249,12 +254,7 @@ def test_a_rewritten_and_rehashed_entry_breaks_the_structure(tmp_path: Path) -> 
     entry breaks, so the structure's test does not vouch for the checkpoint either."""
     store = _history(tmp_path / "state.db")
     _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
-    with sqlite3.connect(store.path) as conn:
-        row = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = 3").fetchone()
-        digest = entry_hash(3, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
-                            row[5], json.loads(row[6]), row[7])
-        conn.execute("UPDATE audit SET hash = ? WHERE seq = 3", (digest,))
-    conn.close()
+    _rehash(store.path, 3)
     assert store.linked_checkpoint() is None
     assert verify_audit(store, [AGENT], incremental=True) == [
         "entry 4: does not follow the entry before it"]
