@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite._expressions import ExpressionFailed
+from evalsuite._source_only import SourceOnlyLoader
 
 PREDICATE_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 Predicate = Callable[[dict[str, Any]], Any]
@@ -55,8 +56,10 @@ def _load(file: Path) -> Any:
     key = (file.resolve(), digest)
     if key not in _MODULES:
         # A private name per file and content, so two workspaces never share a module.
-        spec = importlib.util.spec_from_file_location(f"_reinstate_predicate_{digest[:16]}",
-                                                      file)
+        name = f"_reinstate_predicate_{digest[:16]}"
+        # From the source just digested, never from a __pycache__ file beside it.
+        spec = importlib.util.spec_from_file_location(name, file,
+                                                      loader=SourceOnlyLoader(name, str(file)))
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         try:

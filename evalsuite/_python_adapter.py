@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import importlib
-import importlib.util
 import inspect
 import queue
 import sys
@@ -30,6 +29,7 @@ from evalsuite._agent import (
 from evalsuite._case import EvalCase
 from evalsuite._sandbox import IN_PROCESS, Isolation
 from evalsuite._session import AgentSession
+from evalsuite._source_only import import_from_source
 from evalsuite._subprocess_adapter import ProcessPool
 
 # The engine bounds the trials in flight; the pool needs no bound of its own.
@@ -54,7 +54,7 @@ class PythonAdapter:
             self._inner = ProcessPool(agent, [sys.executable, str(WORKER), str(root),
                                               spec.target],
                                       root, spec.processes or _UNBOUNDED, spec.env,
-                                      isolation, self_confining=True, announces_ready=True)
+                                      isolation, announces_ready=True)
         self.isolation_used = self._inner.isolation_used
         """What confinement the agent got, for the verdict."""
 
@@ -208,10 +208,6 @@ def _import_fresh(module_name: str, root: Path) -> Any:
             continue
         if (name == module_name and root in stale) or any(_lies_in(module, r) for r in stale):
             del sys.modules[name]
-            # A rewrite within the same second can leave a bytecode cache that looks fresh.
-            source = getattr(module, "__file__", None)
-            if source:
-                Path(importlib.util.cache_from_source(source)).unlink(missing_ok=True)
     for old in stale:
         _ROOTS.pop(old, None)
         while str(old) in sys.path:
@@ -219,6 +215,7 @@ def _import_fresh(module_name: str, root: Path) -> Any:
     if str(root) in sys.path:
         sys.path.remove(str(root))
     sys.path.insert(0, str(root))
+    import_from_source(root)  # never a __pycache__ file in place of the source
     importlib.invalidate_caches()
     try:
         module = importlib.import_module(module_name)

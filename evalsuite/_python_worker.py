@@ -1,9 +1,9 @@
-"""A Python agent in a process of its own: ``… _python_worker.py [--landlock DIR] ROOT
-module:function``.
+"""A Python agent in a process of its own: ``… _python_worker.py ROOT module:function``.
 
-Run by path by the python adapter (inside the sandbox), it imports the agent's module
-from ``ROOT`` and serves conversations with the subprocess adapter's JSON-lines protocol:
-each ``start`` calls the function with a session that has the API of
+Run by path by the python adapter (inside the sandbox, which its launcher applied before
+this file was read), it imports the agent's module from ``ROOT`` and serves conversations
+with the subprocess adapter's JSON-lines protocol: each ``start`` calls the function with
+a session that has the API of
 :class:`evalsuite.AgentSession` (``messages``, ``context``, ``tools``, ``call_tool``,
 ``think``, ``add_usage``, ``usage``), whose tool calls go to the gate's real session
 through the pipe. Whatever the agent does to this process (patching the gate's code,
@@ -18,6 +18,7 @@ import importlib
 import json
 import os
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 from typing import IO, Any
 
@@ -161,15 +162,7 @@ async def _awaited(answer: Any) -> Any:
 
 def main() -> None:
     """Import the agent, then answer conversations until the gate closes the pipe."""
-    arguments = sys.argv[1:]
-    if arguments[:1] == ["--landlock"]:
-        # Confine this process before any agent code is imported: as safe as the launcher,
-        # without a second interpreter start. The launcher sits beside this file.
-        from _sandbox_launch import apply_landlock  # type: ignore[import-not-found]
-
-        apply_landlock(arguments[1], [])
-        arguments = arguments[2:]
-    root, target = arguments[0], arguments[1]
+    root, target = sys.argv[1], sys.argv[2]
     # The protocol keeps private copies of stdin and stdout; the agent's prints go to
     # stderr and its reads of stdin see nothing.
     pipe = _Pipe(os.fdopen(os.dup(0), "r", encoding="utf-8"),
@@ -179,6 +172,12 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     sys.stdout = sys.stderr
+    # The agent's modules run from their source, never from a __pycache__ file (in no
+    # fingerprint) beside it. Beside this file, like the worker: imported while this
+    # file's folder still leads the path, which the agent's folder then takes.
+    from _source_only import import_from_source  # type: ignore[import-not-found]
+
+    import_from_source(Path(root))
     # This file's folder is not the agent's: its modules must not shadow the agent's.
     sys.path[0] = root
     module_name, function_name = target.split(":")

@@ -14,12 +14,21 @@ subprocess adapters start gets:
   executes the agent, so every descendant inherits the rules; or bubblewrap when Landlock
   is unavailable. Under Landlock the agent can read every top-level folder except
   ``/proc`` (so it cannot read the gate's environment or memory).
+
+Nothing the workspace sets runs before the sandbox holds. The launcher is started in
+Python's isolated mode (``-I``: no ``PYTHONPATH``, no ``sitecustomize`` from the agent's
+folder, no script folder on the path) with an environment of reinstate's own: the agent's
+(which may set ``PYTHONPATH`` or ``LD_PRELOAD``) travels inside it as one inert value and
+becomes the agent's environment only in the ``execve`` after the rules apply. Under
+bubblewrap the same launcher runs inside the sandbox, so ``bwrap`` itself never starts
+with the agent's environment either.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import shutil
 import signal
@@ -43,6 +52,10 @@ PROTECTED_ENV = frozenset({"REINSTATE_SIGNING_KEY"})
 
 LAUNCHER = Path(__file__).with_name("_sandbox_launch.py")
 """Run by path, not with ``-m``: importing the evalsuite package would slow every start."""
+
+AGENT_ENV = "REINSTATE_AGENT_ENV"
+"""Where the launcher finds the agent's environment (JSON), to hand it over only in the
+``execve`` that starts the agent, after the sandbox applies."""
 
 
 class SandboxUnavailable(EvalsuiteError):
@@ -178,26 +191,29 @@ class Confinement:
             raise
         self._read_only = isolation.read_only
 
-    def command(self, argv: Sequence[str], cwd: Path, *, landlock_flag: bool = False,
-                ) -> list[str]:
-        """``argv`` wrapped in the sandbox, ready to start in ``cwd``.
-
-        ``landlock_flag``: ``argv`` is reinstate's own worker, which applies Landlock to
-        itself when given ``--landlock DIR`` as its first arguments (one start, not two).
-        """
-        if self.sandbox == "landlock" and landlock_flag and not self._read_only:
-            return [argv[0], argv[1], "--landlock", str(self.home), *argv[2:]]
+    def command(self, argv: Sequence[str], cwd: Path) -> list[str]:
+        """``argv`` wrapped in the sandbox, ready to start in ``cwd`` with :attr:`start_env`."""
+        launcher = [sys.executable, "-I", str(LAUNCHER)]
         if self.sandbox == "landlock":
             reads = [arg for path in self._read_only for arg in ("--read", str(path))]
-            return [sys.executable, str(LAUNCHER), "--writable", str(self.home), *reads,
-                    "--", *argv]
+            return [*launcher, "--writable", str(self.home), *reads, "--", *argv]
         if self.sandbox == "bubblewrap":
             bwrap = shutil.which("bwrap") or "bwrap"
             return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                     "--unshare-pid", "--die-with-parent", "--new-session",
                     "--bind", str(self.home), str(self.home), "--chdir", str(cwd), "--",
-                    *argv]
+                    *launcher, "--", *argv]
         return list(argv)
+
+    @property
+    def start_env(self) -> dict[str, str]:
+        """The environment the command starts with: the agent's own without a sandbox;
+        else reinstate's, carrying the agent's for the launcher to hand over once the
+        sandbox holds (``TMPDIR`` kept, so :meth:`kill_leftovers` finds the launcher too)."""
+        if self.sandbox == "none":
+            return dict(self.env)
+        return {"HOME": str(self.home), "TMPDIR": str(self.home),
+                AGENT_ENV: json.dumps(self.env)}
 
     def kill_leftovers(self) -> int:
         """SIGKILL every process still started with this private folder as its TMPDIR.

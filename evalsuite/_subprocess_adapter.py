@@ -138,12 +138,10 @@ class ProcessPool:
 
     def __init__(self, agent: AgentSpec, command: Sequence[str], cwd: Path, processes: int,
                  env: Mapping[str, str], isolation: Isolation | None, *,
-                 self_confining: bool = False, announces_ready: bool = False) -> None:
+                 announces_ready: bool = False) -> None:
         self.agent = agent
         # reinstate's own worker writes {"type": "ready"} once the agent is imported.
         self._announces_ready = announces_ready
-        # reinstate's own Python worker applies Landlock itself (see Confinement.command).
-        self._self_confining = self_confining
         self._command = list(command)
         self._cwd = cwd
         self._env = dict(env)
@@ -164,11 +162,10 @@ class ProcessPool:
             raise AgentCrashed(f"cannot start {self._command[0]}: {exc}") from None
         try:
             process = await asyncio.create_subprocess_exec(
-                *confinement.command(self._command, self._cwd,
-                                     landlock_flag=self._self_confining),
+                *confinement.command(self._command, self._cwd),
                 cwd=self._cwd, limit=_LIMIT,
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=confinement.env, start_new_session=True,
+                stderr=asyncio.subprocess.PIPE, env=confinement.start_env, start_new_session=True,
             )
         except OSError as exc:
             confinement.remove()

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -409,3 +410,120 @@ def test_the_verdict_records_the_sandbox_used(example: Workspace) -> None:
     assert isolation["sandbox"] in ("landlock", "bubblewrap")
     assert isolation["process"] == "own process group, killed whole when its case ends"
     assert "WARNING" not in evals.summary
+
+
+SITECUSTOMIZE = '''
+import os, sys
+# Imported by Python's start-up wherever PYTHONPATH reaches: it tries to leave a mark
+# outside the agent's private folder, as code running before the sandbox could.
+try:
+    with open(os.environ["ESCAPE_MARK"], "a") as mark:
+        mark.write(f"{os.getpid()} {sys.argv[:2]}\\n")
+except (KeyError, OSError):
+    pass
+'''
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
+@pytest.mark.parametrize("kind", ["subprocess", "python"])
+def test_nothing_the_workspace_sets_runs_before_the_sandbox(kind: str, sandbox: Any,
+                                                             tmp_path: Path) -> None:
+    """agent.yaml's env may set PYTHONPATH (a src layout needs it), but a sitecustomize.py
+    it reaches runs only inside the sandbox: never in the launcher or worker before the
+    rules apply, where it could write the workspace or the store."""
+    (tmp_path / "probe.py").write_text(PROBE)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    mark = tmp_path / "ran-unconfined.txt"
+    adapter: dict[str, Any] = (
+        {"kind": "python", "target": "probe:respond"} if kind == "python" else
+        {"kind": "subprocess", "command": [sys.executable, "probe.py"]})
+    adapter["env"] = {"PYTHONPATH": str(hooks), "ESCAPE_MARK": str(mark),
+                      "GATE_PID": str(os.getpid())}
+    result = _trial(adapter, tmp_path, Isolation(sandbox=sandbox))
+    assert result.run is not None and result.error is None, result.error
+    assert not mark.exists(), mark.read_text()
+    report = json.loads(result.run.final_output() or "{}")
+    assert report["write_agent_folder"].startswith("denied")
+
+
+def test_the_launcher_never_starts_the_agent_without_its_handed_over_environment(
+        tmp_path: Path) -> None:
+    """Started without the agent's environment (or with a garbled one), the launcher
+    exits 126 and the command never runs: the agent never inherits the launcher's."""
+    from evalsuite._sandbox import LAUNCHER
+
+    mark = tmp_path / "ran.txt"
+    command = [sys.executable, "-I", str(LAUNCHER), "--", sys.executable, "-c",
+               f"open({str(mark)!r}, 'w')"]
+    for env in ({"HOME": str(tmp_path)}, {"REINSTATE_AGENT_ENV": "[1, 2]"},
+                {"REINSTATE_AGENT_ENV": '{"A": 1}'}, {"REINSTATE_AGENT_ENV": "{"}):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 126, (env, done.stderr)
+        assert "REINSTATE_AGENT_ENV: expected the agent's environment" in done.stderr
+        assert not mark.exists()
+    handed = {"REINSTATE_AGENT_ENV": json.dumps({"PATH": os.environ.get("PATH", "")})}
+    done = subprocess.run(command, env=handed, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert mark.exists()
+
+
+PLANTED = '''
+def respond(session):
+    return "planted bytecode ran"
+'''
+
+
+def _plant_bytecode(folder: Path, module: str, source: str) -> None:
+    """Compile ``source`` into ``module``'s cache file beside its real source, as an
+    unchecked-hash file (Python runs those whatever the source now says)."""
+    import importlib.util
+    import py_compile
+
+    planted = folder / "planted" / f"{module}.py"
+    planted.parent.mkdir()
+    planted.write_text(source)
+    cache = importlib.util.cache_from_source(str(folder / f"{module}.py"))
+    py_compile.compile(str(planted), cfile=cache, dfile=f"{module}.py", doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    shutil.rmtree(planted.parent)
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("isolation", ["process", "in-process"])
+def test_a_planted_bytecode_file_never_runs_in_place_of_the_agents_source(
+        isolation: str, tmp_path: Path) -> None:
+    """A __pycache__ file is in no fingerprint, so the agent that runs is its source: a
+    cache file planted beside it (here, one Python would run whatever the source says)
+    changes nothing, in the python adapter's worker process or in the gate's own."""
+    (tmp_path / "honest.py").write_text(
+        'def respond(session):\n    return "Refunded A-1 from the source"\n')
+    (tmp_path / "helper.py").write_text('WORD = "source"\n')
+    _plant_bytecode(tmp_path, "honest", PLANTED)
+    _plant_bytecode(tmp_path, "helper", 'WORD = "planted"\n')
+    result = _trial({"kind": "python", "target": "honest:respond", "isolation": isolation},
+                    tmp_path, Isolation(sandbox="none"))
+    assert result.run is not None and result.error is None, result.error
+    assert result.run.final_output() == "Refunded A-1 from the source"
+    # A module the agent imports itself, from its folder, is read from source as well.
+    (tmp_path / "honest.py").write_text('import helper\n\n\ndef respond(session):\n'
+                                        '    return f"Refunded A-1 from the {helper.WORD}"\n')
+    result = _trial({"kind": "python", "target": "honest:respond", "isolation": isolation},
+                    tmp_path, Isolation(sandbox="none"))
+    assert result.run is not None and result.run.final_output() == "Refunded A-1 from the source"
+
+
+@pytest.mark.attack
+def test_a_planted_bytecode_file_never_runs_in_place_of_a_predicate_module(
+        tmp_path: Path) -> None:
+    """A predicate module is run from the source its digest was taken of, never from a
+    cache file planted beside it."""
+    from evalsuite import load_predicate
+
+    (tmp_path / "rules.py").write_text("def small(call):\n    return call['amount'] < 100\n")
+    _plant_bytecode(tmp_path, "rules", "def small(call):\n    return True\n")
+    small = load_predicate("rules:small", tmp_path, ["rules"])
+    assert small({"amount": 5000}) is False
+    assert len(list(tmp_path.rglob("*.pyc"))) == 1  # the planted one; nothing written
