@@ -174,9 +174,12 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     # Read before deciding: the mode is set back to full only if nobody changed it since
     # (compare and set), so a containment that comes in meanwhile is never overwritten.
     current = store.mode(agent)
+    # The verdict the decision is made on is the one the restore entry names, even when a
+    # gate stores another before the mode is written.
+    latest = decision_reader(store)
     with one_decision(), sharing():
         held = standing(workspace, agent, store)
-        reasons = restore_blockers(workspace, agent, store, held=held)
+        reasons = restore_blockers(workspace, agent, store, held=held, latest=latest)
     if reasons:
         raise Refused(f"Can't restore '{agent}'", reasons)
     incidents = held.open
@@ -187,7 +190,7 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
             record.restored_at = utc_now()
     if (current is None or current.mode == "full") and not incidents:
         return Restored(agent=agent, incidents=held.unwritten, already_full=not held.unwritten)
-    verdict = store.latest_verdict(agent)
+    verdict = latest(agent)
     assert verdict is not None  # restore_blockers refuses without one
     store.replace_mode(
         ModeRecord(agent=agent, mode="full", since=utc_now(), actor=actor,

@@ -108,3 +108,31 @@ def _stamp(ws: Workspace) -> str:
     verdict = open_store(ws).latest_verdict("refund-agent")
     assert verdict is not None and verdict.created_at <= utc_now()
     return verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+@pytest.mark.attack
+def test_the_restore_entry_names_the_verdict_the_restore_was_decided_on(
+        restorable: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gate that stores a failing verdict between restore's decision and its mode write
+    does not become the verdict the restore entry says it restored on."""
+    import gates._response.restore as restore_module
+    from gates import open_store
+    from gates._store.backends import verdict_digest
+
+    store = open_store(restorable)
+    passing = store.latest_verdict("refund-agent")
+    assert passing is not None and passing.outcome == "pass"
+    decided = restore_module.restore_blockers
+
+    def then_a_gate_fails(*args: object, **kwargs: object) -> list[str]:
+        reasons = decided(*args, **kwargs)  # type: ignore[arg-type]
+        later = passing.model_copy(update={"outcome": "fail", "created_at": utc_now()})
+        store.save_verdict(later, "ci")
+        return reasons
+
+    monkeypatch.setattr(restore_module, "restore_blockers", then_a_gate_fails)
+    restore(restorable, "refund-agent", actor=ACTOR, store=store)
+    entry = store.audit("refund-agent", actions=("mode",))[-1]
+    assert entry.detail["mode"] == "full"
+    assert entry.detail["verdict"] == verdict_digest(passing)
+    assert entry.detail["verdict_created_at"] == passing.created_at.isoformat()
