@@ -86,6 +86,9 @@ def main() -> None:
     except OSError as exc:
         print(f"cannot start {command[0]}: {exc.strerror}", file=sys.stderr)
         sys.exit(127)
+    except ValueError as exc:  # a NUL byte in the command or the environment
+        print(f"cannot start {command[0]}: {exc}", file=sys.stderr)
+        sys.exit(127)
 
 
 if __name__ == "__main__":

@@ -464,6 +464,10 @@ def test_the_launcher_never_starts_the_agent_without_its_handed_over_environment
         assert done.returncode == 126, (env, done.stderr)
         assert "REINSTATE_AGENT_ENV: expected the agent's environment" in done.stderr
         assert not mark.exists()
+    garbled = {"REINSTATE_AGENT_ENV": json.dumps({"NAME": "a\0b"})}  # no process has it
+    done = subprocess.run(command, env=garbled, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 127 and "Traceback" not in done.stderr, done.stderr
+    assert not mark.exists()
     handed = {"REINSTATE_AGENT_ENV": json.dumps({"PATH": os.environ.get("PATH", "")})}
     done = subprocess.run(command, env=handed, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
