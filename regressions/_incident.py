@@ -196,6 +196,18 @@ class Incident(Record):
     )
 
     @property
+    def last_recorded_at(self) -> datetime:
+        """The latest time the record holds of its own course: detection, containment,
+        restore, closing, each notification and each history entry (not the times of the
+        logged runs its investigation quotes)."""
+        times = [self.detected_at, *(e.at for e in self.history),
+                 *(n.at for n in self.notifications)]
+        times += [t for t in (self.restored_at, self.closed_at) if t is not None]
+        if self.containment is not None:
+            times.append(self.containment.contained_at)
+        return max(times)
+
+    @property
     def phase(self) -> Phase:
         """Where the incident stands, derived from what it records."""
         if self.closed_at is not None:

@@ -16,10 +16,10 @@ from gates._gate.pipeline import GateRun, recorded_run, stored_by_this_run
 from gates._gate.ray_engine import check_engine
 from gates._reports.terminal import case_table, verdict_table, verification_table
 from gates._response.notify import notify_failed_gate
-from gates._response.restore import latest_for_decision, restore_blockers
+from gates._response.restore import restore_blockers
 from gates._store.access import open_store
 from gates._store.attestation import SIGNING_KEY_ENV, attestation_path, take_signing_key
-from gates._store.audit import one_decision
+from gates._store.audit import latest_for_decision, one_decision
 
 if TYPE_CHECKING:
     from gates._config import Workspace

@@ -68,6 +68,7 @@ from evalsuite import ReinstateError
 from gates._store import mode_light
 from gates._store.chain_sql import AUDIT_COLUMNS, verified_checkpoint
 from gates._store.mode_light import NotSure, read_file
+from gates._verdict import coverage
 from gates._verdict.fingerprint_files import (
     SUMMARIES,
     agent_files,
@@ -364,7 +365,7 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
     if (own.get("sha256") != hashlib.sha256(text.encode()).hexdigest()
             or own.get("outcome") != verdict["outcome"] or own.get("fingerprint") != stamp):
         return None
-    if not _incidents_restored(agent, modes, mode_inputs, incidents_dir):
+    if not _incidents_restored(agent, modes, mode_inputs, incidents_dir, verdict):
         return None
     return verdict if verdict["outcome"] == "pass" else None
 
@@ -393,9 +394,10 @@ def _intact(entry: dict[str, Any]) -> bool:
 
 
 def _incidents_restored(agent: str, modes: list[dict[str, Any]], mode_inputs: dict[str, Any],
-                        incidents_dir: Path) -> bool:
-    """Whether every incident of the agent says restored and the log holds its restore
-    (none open, forged or unknown), and every containment names an incident file."""
+                        incidents_dir: Path, verdict: dict[str, Any]) -> bool:
+    """Whether every incident of the agent says restored, the log holds its restore (none
+    open, forged or unknown) and ``verdict`` covers it (:func:`coverage.covers`, the full
+    check's rule), and every containment names an incident file."""
     incidents = mode_light._incidents(incidents_dir, mode_inputs["incidents"], agent)
     restored: set[str] = set()
     for entry in modes:
@@ -404,14 +406,54 @@ def _incidents_restored(agent: str, modes: list[dict[str, Any]], mode_inputs: di
         if detail.get("mode") == "full" and isinstance(listed, list):
             restored.update(i for i in listed if isinstance(i, str))
     known = {facts.get("id") for facts in incidents}
+    verified = coverage.verified_changes(
+        _Verification(v["incident"], v["change"], v["layer"], v["verified"])
+        for check in verdict["checks"]
+        if check["name"] == "control_changes" and check.get("data") is not None
+        for v in check["data"].get("verifications", []))
+    made = datetime.fromisoformat(verdict["created_at"])
     for facts in incidents:
         if facts.get("restored") is not True or facts.get("id") not in restored:
+            return False
+        if not coverage.covers(verified, made, facts["id"], _changes_of(facts),
+                               closed=facts.get("closed") is True,
+                               last_recorded=_stamp_of(facts.get("last_recorded"))):
             return False
     for entry in modes:
         named = entry["detail"].get("incident")
         if isinstance(named, str) and named not in known:
             return False
     return True
+
+
+@dataclass(frozen=True)
+class _Verification:
+    """A verification as the light verdict read checked it (:func:`_changes`)."""
+
+    incident: str
+    change: str
+    layer: str
+    verified: bool
+
+
+def _changes_of(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """An incident's control changes as its remembered facts list them."""
+    listed = facts.get("changes")
+    if not (isinstance(listed, list) and all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(p, str) for p in c)
+            for c in listed)):
+        raise NotSure("incident facts: changes")
+    return [(c[0], c[1]) for c in listed]
+
+
+def _stamp_of(value: object) -> datetime:
+    """A remembered time (``datetime.isoformat`` of an aware time)."""
+    if not isinstance(value, str):
+        raise NotSure("incident facts: last_recorded")
+    stamp = datetime.fromisoformat(value)
+    if stamp.tzinfo is None:
+        raise NotSure("incident facts: last_recorded")
+    return stamp
 
 
 def _verdict(text: str, agent: str) -> dict[str, Any]:

@@ -15,9 +15,9 @@ from pydantic import AwareDatetime, Field
 
 from evalsuite import InvalidInput, Record
 from gates._config import Workspace
-from gates._response.restore import decision_reader, restore_blockers, verdict_gaps
+from gates._response.restore import restore_blockers, verdict_gaps
 from gates._store.access import open_store, read_mode, standing
-from gates._store.audit import one_decision
+from gates._store.audit import decision_reader, one_decision
 from gates._store.backends import Mode, StateStore
 from gates._store.shared_reads import sharing
 from gates._store.verdict_signature import (
@@ -26,6 +26,7 @@ from gates._store.verdict_signature import (
     key_id,
     signature_line,
 )
+from gates._verdict.coverage import coverage_gap
 from gates._verdict.outcome import Outcome
 
 
@@ -82,8 +83,9 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
 
 def _check(workspace: Workspace, agent: str, store: StateStore,
            public_key: Path | None) -> Clearance:
-    held = standing(workspace, agent, store)  # read once, for all three questions
     latest = decision_reader(store)  # the verdict is read once, for restore's and check's own
+    # Read once, for all three questions.
+    held = standing(workspace, agent, store, public_key=public_key, latest=latest)
     blockers = restore_blockers(workspace, agent, store, public_key=public_key, held=held,
                                 latest=latest)
     reading = read_mode(workspace, agent, store, held)
@@ -174,17 +176,16 @@ def check_attested(workspace: Workspace, agent: str, envelope: Path,
     else:
         reasons += verdict_gaps(workspace, agent, verdict, "the signed verdict")
         # The store's mode is not here to read; the incident files (reviewed in git) are,
-        # and the signed verdict must have verified every one of them that is restored: a
-        # verdict from before an incident was recorded proves nothing about it.
-        covered = {v.incident for v in verdict.verifications}
+        # and the signed verdict must cover every one of them that says restored or closed
+        # (gates._verdict.coverage): a verdict from before an incident was recorded proves
+        # nothing about it, whatever phase its file claims.
         for incident in workspace.incidents().all(agent):
             if incident.phase not in ("restored", "closed"):
                 reasons.append(f"{incident.id} is {incident.phase}, not restored: the agent "
                                f"stays out of full operation until `reinstate restore "
                                f"{agent}` succeeds")
-            elif incident.phase == "restored" and incident.id not in covered:
-                reasons.append(f"{incident.id} is not covered by the signed verdict ({stamp}): "
-                               f"it was computed without that incident; gate again")
+            elif (gap := coverage_gap(verdict, incident, "the signed verdict")) is not None:
+                reasons.append(gap)
     return AttestedClearance(
         agent=agent, cleared=not reasons, reasons=reasons, envelope=shown, keyid=key.keyid,
         signed=True, verdict_outcome=verdict.outcome, verdict_created_at=verdict.created_at,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,12 +10,12 @@ from evalsuite import ReinstateError
 from gates._config import Workspace
 from gates._errors import Refused
 from gates._store.access import RESTORED, Standing, open_store, standing
-from gates._store.audit import one_decision, recorded, verify_audit
+from gates._store.audit import decision_reader, one_decision, recorded, verify_audit
 from gates._store.backends import ModeRecord, StateStore, verdict_digest
 from gates._store.shared_reads import sharing
 from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
+from gates._verdict.coverage import coverage_gap
 from gates._verdict.fingerprint import fingerprint
-from gates._verdict.stored import StoredVerdict, read_stored
 from regressions import Notification, resolution_gaps, utc_now
 
 # Annotations only: deciding reads the stored verdict without its whole model (see
@@ -50,8 +48,9 @@ def _blockers(workspace: Workspace, agent: str, store: StateStore, public_key: P
     latest = latest or decision_reader(store)
     reasons = [f"the audit log does not verify: {p}"
                for p in verify_audit(store, [agent], incremental=True, latest=latest)]
-    held = held or standing(workspace, agent, store)
+    held = held or standing(workspace, agent, store, public_key=public_key, latest=latest)
     reasons += [f"tampering: {forged}" for forged in held.forged.values()]
+    reasons += list(held.unbacked.values())
     incidents = held.open
     known = {i.id for i in held.incidents}
     for entry in recorded(store, agent, ("mode",)):  # containments name their incident
@@ -85,33 +84,13 @@ def _blockers(workspace: Workspace, agent: str, store: StateStore, public_key: P
             if (incident.id, change.id, change.layer) not in verified:
                 reasons.append(f"{incident.id} {change.id} ({change.layer}) is not verified by "
                                f"the latest verdict")
+    # Every incident that counts as restored or closed must be covered by the verdict that
+    # clears too, as `check --verdict` requires: with a public key that verdict is signed,
+    # so what the store (or a file) says of an incident never clears it on its own.
+    still_open = {i.id for i in incidents}
+    reasons += [gap for incident in held.incidents if incident.id not in still_open
+                if (gap := coverage_gap(verdict, incident, "the latest verdict")) is not None]
     return reasons
-
-
-def latest_for_decision(store: StateStore, agent: str) -> StoredVerdict | Verdict | None:
-    """The agent's latest verdict: the light read when the agent's last verdict entry
-    records exactly its text's digest, else the whole model (``store.latest_verdict``).
-
-    Raises:
-        StoreUnavailable: The store cannot be read, or holds a verdict that is not one.
-    """
-    text = store.latest_verdict_text(agent)
-    if text is None:
-        return None
-    read = read_stored(text)
-    if read is not None:
-        # The verdict's own entry follows the head it was stamped with; a later verdict
-        # entry (a row removed behind the log) names another digest and falls through.
-        entries = store.audit(agent, actions=("verdict",), after=read.audit_head.seq)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if entries and entries[-1].detail.get("sha256") == digest:
-            return read
-    return store.latest_verdict(agent)
-
-
-def decision_reader(store: StateStore) -> LatestVerdict:
-    """Reads each agent's latest verdict for a decision once (:func:`latest_for_decision`)."""
-    return cache(lambda agent: latest_for_decision(store, agent))
 
 
 def restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:

@@ -3,7 +3,9 @@
 The mode an agent gets is the strictest of the store's mode and the containment of every
 incident that is not restored. An incident counts as restored only when the audit log
 holds its restore: a ``restored_at`` (or ``closed_at``) written into the incident file by
-hand does not lift containment.
+hand does not lift containment. Nor does a restore written into the store alone: one the
+incident file does not record counts only when the latest verdict backs it (passing,
+covering the incident, and signed where a public key is configured).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import AwareDatetime
 from evalsuite import Record, ReinstateError
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
-from gates._store.audit import recorded
+from gates._store.audit import decision_reader, recorded
 from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore, _SQLStore
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.recent import RecentReadings
@@ -27,6 +29,7 @@ from gates._store.shared_reads import sharing
 from regressions import Incident
 
 if TYPE_CHECKING:
+    from gates._store.audit import LatestVerdict
     from gates._store.postgres import PostgresStore
 
 # The key under which restore lists the incidents it restored, in its mode entry.
@@ -83,7 +86,13 @@ class Standing:
     replaced store): they count as open until restored through this store. Id → why."""
     unwritten: list[str] = field(default_factory=list)
     """Incidents the log shows restored whose file does not say so yet (a restore was
-    stopped between the two writes): restored; the next restore writes the file."""
+    stopped between the two writes): restored; the next restore writes the file. Only
+    where the latest verdict backs that restore (see ``unbacked``)."""
+    unbacked: dict[str, str] = field(default_factory=dict)
+    """Incidents the log shows restored, whose file does not say so, and for which the
+    latest verdict does not back a restore (it did not pass, does not cover the incident,
+    or is not signed with the configured key): a store edit, not an interrupted restore.
+    They count as open. Id → why."""
 
     @property
     def open(self) -> list[Incident]:
@@ -97,26 +106,43 @@ class Standing:
         return [i for i in self.open if i.containment is not None]
 
 
-def standing(workspace: Workspace, agent: str, store: StateStore | None) -> Standing:
+def standing(workspace: Workspace, agent: str, store: StateStore | None, *,
+             public_key: Path | None = None,
+             latest: LatestVerdict | None = None) -> Standing:
     """The agent's incidents, each restored or closed only as far as the audit log says.
 
-    A missing store vouches for nothing. An unreadable one raises :class:`StoreUnavailable`.
+    A restore the log holds but the incident file does not record counts only when the
+    latest verdict backs it (:func:`_restore_backing`); ``public_key`` (else ``[signing]
+    public_key``) is the key that verdict must then be signed with, and ``latest`` reads it
+    (default: :func:`decision_reader` of ``store``). A missing store vouches for nothing.
+    An unreadable one raises :class:`StoreUnavailable`.
     """
     incidents = workspace.incidents().all(agent)
     log = _log(store, agent)
     contained = {e.detail.get("incident"): e.seq for e in log if e.action == "mode"}
-    restored = {i: e.at for e in log if e.action == "mode" and e.detail.get("mode") == "full"
+    restored = {i: e for e in log if e.action == "mode" and e.detail.get("mode") == "full"
                 and isinstance(e.detail.get(RESTORED), list) for i in e.detail[RESTORED]}
     vouched: list[Incident] = []
     forged: dict[str, str] = {}
     unknown: dict[str, str] = {}
     unwritten: list[str] = []
+    unbacked: dict[str, str] = {}
     for incident in incidents:
         if incident.restored_at is None and incident.id in restored:
+            entry = restored[incident.id]
+            assert store is not None  # a log was read from it
+            why = _restore_backing(workspace, agent, store, incident, public_key, latest)
+            if why is not None:  # written into the store, not by a restore
+                unbacked[incident.id] = (
+                    f"{incident.id}: the audit log holds a restore of it (entry {entry.seq}) "
+                    f"that its file does not record, and {why}; it counts as open until "
+                    f"`reinstate restore` restores it")
+                vouched.append(incident)
+                continue
             # The log holds the restore; the file was not written yet (a restore killed
             # in between): restored, and the next restore writes the file.
             unwritten.append(incident.id)
-            vouched.append(incident.model_copy(update={"restored_at": restored[incident.id]}))
+            vouched.append(incident.model_copy(update={"restored_at": entry.at}))
             continue
         if incident.restored_at is None or incident.id in restored:
             vouched.append(incident)  # closing follows a restore, and changes no mode
@@ -133,7 +159,39 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None) -> Stan
                 f"never saw it (a new or replaced store): it counts as open until "
                 f"`reinstate restore` records it here")
         vouched.append(incident.model_copy(update={"restored_at": None, "closed_at": None}))
-    return Standing(incidents=vouched, forged=forged, unknown=unknown, unwritten=unwritten)
+    return Standing(incidents=vouched, forged=forged, unknown=unknown, unwritten=unwritten,
+                    unbacked=unbacked)
+
+
+def _restore_backing(workspace: Workspace, agent: str, store: StateStore, incident: Incident,
+                     public_key: Path | None, latest: LatestVerdict | None) -> str | None:
+    """Why the latest verdict does not back a restore of ``incident`` that the log holds
+    and its file does not record; None when it does: it is the agent's, it passed, it
+    covers the incident (:mod:`gates._verdict.coverage`), and with a public key
+    configured it is signed with that key. A restore always restores on such a verdict;
+    whoever can only write the store cannot make one, where verdicts are signed."""
+    # Imported here: only this rare case (a restore stopped between its two writes, or a
+    # store edit) reads a verdict or a key while reading a mode.
+    from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
+    from gates._verdict.coverage import uncovered
+
+    verdict = (latest or decision_reader(store))(agent)
+    if verdict is None:
+        return f"the store holds no verdict of {agent} to back it"
+    stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    if verdict.agent != agent:
+        return f"the latest verdict ({stamp}) is a verdict of {verdict.agent}, not of {agent}"
+    if not verdict:
+        return f"the latest verdict ({stamp}) is {verdict.outcome}, not a pass"
+    gap = uncovered(verdict, incident, "the latest verdict")
+    if gap is not None:
+        return f"no verdict backs it: {gap}"
+    key = configured_public_key(workspace, public_key)
+    problem = signature_problem(workspace, verdict, key) if key is not None else None
+    if key is not None and problem is not None:
+        return (f"the latest verdict ({stamp}) is not signed by the configured key "
+                f"{key_id(key)}…: {problem}")
+    return None
 
 
 def _log(store: StateStore | None, agent: str) -> list[AuditEntry]:
@@ -193,10 +251,11 @@ def _read_mode(workspace: Workspace, agent: str, store: StateStore | None,
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
                            reason=STORE_UNREADABLE)
     try:
-        held = (incidents or standing(workspace, agent, store)).holding
+        vouched = incidents or standing(workspace, agent, store)
     except ReinstateError as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
                            reason=RECORDS_UNREADABLE)
+    held = vouched.holding
     held_mode = min((i.containment.mode for i in held if i.containment), key=MODES.index,
                     default=None)
     if held_mode is not None and (record is None
@@ -207,7 +266,10 @@ def _read_mode(workspace: Workspace, agent: str, store: StateStore | None,
             agent=agent, mode=held_mode, reason=f"contained by {ids}",
             since=min(i.containment.contained_at for i in held if i.containment),
             degraded=f"the state store {said}, but {ids} contained it and the audit log "
-                     f"holds no restore of it: answering {held_mode}")
+                     f"holds no restore of it"
+                     + ("".join(f"; {vouched.unbacked[i.id]}" for i in held
+                                if i.id in vouched.unbacked))
+                     + f": answering {held_mode}")
     if record is None:
         return ModeReading(agent=agent, mode="full", reason="never contained")
     return ModeReading(agent=agent, mode=record.mode, since=record.since, actor=record.actor,

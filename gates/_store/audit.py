@@ -13,9 +13,11 @@ number and hash somewhere else, and checking it with ``--anchor``) catches that.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 from typing import TYPE_CHECKING
 
 from gates._store.backends import (
@@ -28,7 +30,7 @@ from gates._store.backends import (
 )
 
 if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict models
-    from gates._verdict.stored import DecidedVerdict
+    from gates._verdict.stored import DecidedVerdict, StoredVerdict
     from gates._verdict.verdict import Verdict
 
     LatestVerdict = Callable[[str], DecidedVerdict | None]
@@ -87,6 +89,35 @@ def _log_key(store: StateStore) -> Hashable:
     if isinstance(url, str):
         return ("postgresql", url)
     return id(store)
+
+
+def latest_for_decision(store: StateStore, agent: str) -> StoredVerdict | Verdict | None:
+    """The agent's latest verdict: the light read when the agent's last verdict entry
+    records exactly its text's digest, else the whole model (``store.latest_verdict``).
+
+    Raises:
+        StoreUnavailable: The store cannot be read, or holds a verdict that is not one.
+    """
+    # Imported here: reading a mode (which imports this module) builds no verdict model.
+    from gates._verdict.stored import read_stored
+
+    text = store.latest_verdict_text(agent)
+    if text is None:
+        return None
+    read = read_stored(text)
+    if read is not None:
+        # The verdict's own entry follows the head it was stamped with; a later verdict
+        # entry (a row removed behind the log) names another digest and falls through.
+        entries = store.audit(agent, actions=("verdict",), after=read.audit_head.seq)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if entries and entries[-1].detail.get("sha256") == digest:
+            return read
+    return store.latest_verdict(agent)
+
+
+def decision_reader(store: StateStore) -> LatestVerdict:
+    """Reads each agent's latest verdict for a decision once (:func:`latest_for_decision`)."""
+    return cache(lambda agent: latest_for_decision(store, agent))
 
 
 def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[AuditEntry]:

@@ -79,7 +79,11 @@ def _remember(workspace: Workspace) -> None:
                      "containment": (incident.containment.mode if incident.containment
                                      else None),
                      "restored": incident.restored_at is not None,
-                     "closed": incident.closed_at is not None}
+                     "closed": incident.closed_at is not None,
+                     # What the light check needs to tell whether a verdict covers it
+                     # (gates._verdict.coverage).
+                     "changes": [[c.id, c.layer] for c in incident.control_changes],
+                     "last_recorded": incident.last_recorded_at.isoformat()}
         incidents[key] = known
     if fresh and before == {"schema_version": INPUTS_VERSION, "salt": salt(),
                             "configs": configs, "incidents": incidents}:

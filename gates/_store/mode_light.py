@@ -43,7 +43,7 @@ CONFIG_FILE = "reinstate.toml"
 MAX_FILE_BYTES = 4 * 1024 * 1024
 # The most the mode-inputs file may hold before it is ignored.
 MAX_INPUTS_BYTES = 16 * 1024 * 1024
-INPUTS_VERSION = 1
+INPUTS_VERSION = 2  # 2: each incident's control changes and last recorded time
 INCIDENT_ID = re.compile(r"INC-[1-9][0-9]*")
 # The only time stamp the store writes (``datetime.isoformat`` of a UTC time): anything
 # else is left to the full read.
@@ -331,8 +331,12 @@ def _held_mode(incidents: list[dict[str, Any]], entries: list[dict[str, Any]]) -
             raise NotSure("incident facts")
         if says_restored and facts["id"] not in restored:
             is_open = True  # forged or unknown: the full read reopens it
+        elif not says_restored and facts["id"] in restored:
+            # A restore the file does not record: an interrupted restore or a store edit;
+            # only the latest verdict tells them apart, and the full read reads it.
+            raise NotSure(f"{facts['id']}: a restore its file does not record")
         else:
-            is_open = not says_restored and not closed and facts["id"] not in restored
+            is_open = not says_restored and not closed
         if is_open and contained is not None:
             held.append(contained)
     return min(held, key=MODES.index, default=None)

@@ -1,6 +1,6 @@
 """The latest stored verdict, read for a decision (``check``, ``restore``) with only the
 fields the decision reads, when the audit log vouches for its exact text
-(:func:`gates._response.restore.latest_for_decision` decides which read to take).
+(:func:`gates._store.audit.latest_for_decision` decides which read to take).
 
 Building the whole :class:`~gates._verdict.verdict.Verdict` model (some hundred classes:
 every check's result and data) is most of what ``reinstate check`` spends on the verdict,

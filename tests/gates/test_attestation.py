@@ -18,25 +18,33 @@ import pytest
 
 from gates import (
     SIGNING_KEY_ENV,
+    ModeRecord,
     Refused,
     Verdict,
     Workspace,
+    agent_mode,
     attestation_path,
     check,
+    contain,
     fingerprint,
     generate_key_pair,
     load_signing_key,
+    open_incident,
     open_store,
+    read_mode,
+    record_change,
+    record_finding,
     report_html,
     report_markdown,
     restore,
     run_gate,
+    schedule_review,
     sign_verdict,
     verdict_report,
 )
 from gates._demo import apply_fix, lay_out
 from gates._store.backends import entry_hash, verdict_digest
-from regressions import utc_now
+from regressions import LAYERS, utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, copied, resolved
 
@@ -407,3 +415,137 @@ def test_an_attestation_anchors_the_audit_log(signed: Workspace, reinstate: Cli)
         conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"{seq - 1}:{prev}",))
     code, _, err = reinstate(signed, "audit", "verify", "--anchor", envelope)
     assert code == 1 and f"entry {seq}: missing" in err
+
+
+# --- coverage: a signed verdict clears only incidents it covers --------------------------
+
+
+def _second_incident(workspace: Workspace, *, on_paper: bool = False) -> str:
+    """INC-2, opened and contained (suspended) after the signed verdict; ``on_paper``
+    records its RCA, control changes and review too, but never gates them."""
+    incident = open_incident(workspace, AGENT, summary="leaked data", severity="sev1",
+                             actor=ACTOR)
+    contain(workspace, incident.id, mode="suspended", notify=["eng-lead"], scope="unknown",
+            actor=ACTOR)
+    if on_paper:
+        for number, layer in enumerate(LAYERS, start=1):
+            record_finding(workspace, incident.id, layer=layer, gap=True,
+                           description=f"{layer} gap", actor=ACTOR)
+            record_change(workspace, incident.id, layer=layer, addresses=[f"F-{number}"],
+                          description=f"fix {layer}", actor=ACTOR)
+        schedule_review(workspace, incident.id, on=utc_now().date(), actor=ACTOR)
+    return incident.id
+
+
+def _store_restore(workspace: Workspace, incident: str) -> None:
+    """What a process that can write the store but has no signing key does: append a
+    restore's mode entry naming ``incident`` through the store's own interface, so the hash
+    chain stays whole."""
+    store = open_store(workspace)
+    store.replace_mode(ModeRecord(agent=AGENT, mode="full", since=utc_now(), actor="mallory",
+                                  reason=f"restore after {incident}"),
+                       expected=store.mode(AGENT), detail={"incidents": [incident]})
+
+
+def _type_into(workspace: Workspace, incident: str, **stamps: str) -> None:
+    """Type fields into an incident file by hand."""
+    path = workspace.incidents().path(incident)
+    path.write_text(path.read_text() + "".join(f"{k}: '{v}'\n" for k, v in stamps.items()))
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("on_paper", [False, True], ids=["bare", "resolved-on-paper"])
+def test_a_restore_written_into_the_store_does_not_lift_a_containment(
+        signed: Workspace, reinstate: Cli, on_paper: bool) -> None:
+    """A restore entry for a contained incident, appended by a store writer (no key), with
+    the incident file untouched: check refuses naming the incident, the mode stays
+    suspended (read in full, then light), and restore refuses; the chain still verifies."""
+    incident = _second_incident(signed, on_paper=on_paper)
+    _store_restore(signed, incident)
+    assert signed.incidents().load(incident).restored_at is None
+    code, _, err = reinstate(signed, "audit", "verify")
+    assert code == 0, err  # a consistent chain: only the verdict can tell
+    code, out, _ = reinstate(signed, "check", AGENT)
+    assert code == 1
+    assert (f"{incident}: the audit log holds a restore of it (entry " in out
+            and "that its file does not record, and no verdict backs it" in out)
+    for _ in range(2):  # the full read, then the light one over the files it remembered
+        code, out, err = reinstate(signed, "mode", AGENT)
+        assert (code, out) == (3, "suspended\n"), err
+        assert f"{incident} contained it" in err
+    assert agent_mode(AGENT, signed.root) == "suspended"
+    with pytest.raises(Refused) as refused:
+        restore(signed, AGENT, actor=ACTOR)
+    assert any(r.startswith(f"{incident}: the audit log holds a restore")
+               for r in refused.value.reasons)
+
+
+@pytest.mark.attack
+def test_a_restore_in_the_store_and_the_file_still_needs_the_signed_verdict(
+        signed: Workspace, reinstate: Cli) -> None:
+    """Store writer and file author together (a restore entry and a typed restored_at)
+    still do not clear: the signed verdict, made before INC-2, covers none of its changes."""
+    incident = _second_incident(signed, on_paper=True)
+    _store_restore(signed, incident)
+    _type_into(signed, incident, restored_at=utc_now().isoformat())
+    code, out, _ = reinstate(signed, "check", AGENT)
+    assert code == 1
+    assert (f"{incident} is restored, but the latest verdict (" in out
+            and "did not verify its control changes: that verdict does not cover it" in out)
+    assert not check(signed, AGENT).restorable
+
+
+def test_a_restore_stopped_between_its_writes_still_counts_where_verdicts_are_signed(
+        signed: Workspace, reinstate: Cli) -> None:
+    """The mode entry of INC-1's restore written, its file not yet: the signed verdict that
+    covers INC-1 backs the restore, so the agent stays in full and is cleared."""
+    path = signed.incidents().path("INC-1")
+    path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
+                            if not line.startswith("restored_at:")))
+    assert signed.incidents().load("INC-1").restored_at is None
+    assert read_mode(signed, AGENT).mode == "full" and not read_mode(signed, AGENT).degraded
+    code, out, err = reinstate(signed, "check", AGENT)
+    assert code == 0, out + err
+    assert restore(signed, AGENT, actor=ACTOR).incidents == ["INC-1"]
+    assert signed.incidents().load("INC-1").phase == "restored"
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_new_incident_typed_closed_does_not_clear_a_deploy(signed: Workspace,
+                                                             reinstate: Cli,
+                                                             when: str) -> None:
+    """`check --verdict` (no store): INC-2, opened after the signed verdict, typed restored
+    and closed by hand (stamps after the verdict, or back-dated before it) is not covered by
+    that verdict, whatever phase its file claims."""
+    envelope = _envelope(signed)
+    made = json.loads(base64.b64decode(json.loads(envelope.read_text())["payload"]))[
+        "predicate"]["created_at"]
+    incident = _second_incident(signed)
+    stamp = "2030-01-01T00:00:00Z" if when == "after" else "2020-01-01T00:00:00Z"
+    _type_into(signed, incident, restored_at=stamp, closed_at=stamp)
+    assert signed.incidents().load(incident).phase == "closed"
+    code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(envelope))
+    assert code == 1
+    assert f"{incident} is closed, but the signed verdict ({made[:10]}" in out
+    assert "did not verify any control change of it (its file records none) and was not " \
+           "made after its file's last record" in out
+
+
+def test_closing_a_covered_incident_keeps_the_deploy_cleared(signed: Workspace,
+                                                            reinstate: Cli,
+                                                            key_pair: tuple[str, Path]) -> None:
+    """INC-1, restored on the signed verdict, closed by hand after it: the verdict verified
+    its changes, so it still covers it; a verdict made after the closing covers it too,
+    though the gate no longer verifies a closed incident."""
+    before = _envelope(signed)
+    _type_into(signed, "INC-1", closed_at=utc_now().isoformat())
+    code, out, err = reinstate(signed, "check", AGENT, "--verdict", str(before))
+    assert code == 0, out + err
+    verdict = run_gate(signed, AGENT, actor="ci", signer=load_signing_key(key_pair[0]))
+    assert verdict and not [v for v in verdict.verifications if v.incident == "INC-1"]
+    after = _envelope(signed)
+    assert after != before
+    for args in (("--verdict", str(after)), ()):
+        code, out, err = reinstate(signed, "check", AGENT, *args)
+        assert code == 0, out + err

@@ -25,13 +25,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from evalsuite import ReinstateError
-from gates import Workspace, check, run_gate
+from gates import ModeRecord, Workspace, check, contain, open_incident, open_store, run_gate
 from gates._cli import main
 from gates._response import check_light
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import inputs_path, light_clearance
+from regressions import utc_now
 from tests.conftest import RunCli
-from tests.helpers import copied
+from tests.helpers import ACTOR, copied
 
 AGENT = "refund-agent"
 
@@ -208,6 +209,31 @@ def _predicate_module_named(ws: Workspace) -> None:
     (ws.root / "rules.py").write_text("def anything(call):\n    return False\n")
 
 
+def _contained_incident(ws: Workspace) -> str:
+    incident = open_incident(ws, AGENT, summary="leaked data", severity="sev1", actor=ACTOR)
+    contain(ws, incident.id, mode="suspended", notify=["eng-lead"], scope="unknown",
+            actor=ACTOR)
+    return incident.id
+
+
+def _store_restore(ws: Workspace, incident: str) -> None:
+    store = open_store(ws)
+    store.replace_mode(ModeRecord(agent=AGENT, mode="full", since=utc_now(), actor="mallory",
+                                  reason=f"restore after {incident}"),
+                       expected=store.mode(AGENT), detail={"incidents": [incident]})
+
+
+def _restore_written_into_the_store(ws: Workspace) -> None:
+    _store_restore(ws, _contained_incident(ws))
+
+
+def _restored_in_the_store_and_the_file(ws: Workspace) -> None:
+    incident = _contained_incident(ws)
+    _store_restore(ws, incident)
+    path = ws.incidents().path(incident)
+    path.write_text(path.read_text() + f"restored_at: '{utc_now().isoformat()}'\n")
+
+
 ATTACKS: dict[str, Callable[[Workspace], None]] = {
     "a control file loosened after the gate": _loosen_control,
     "an audit entry edited": _edit_audit,
@@ -219,6 +245,9 @@ ATTACKS: dict[str, Callable[[Workspace], None]] = {
     "a regression case added": _new_regression_case,
     "the agent's code changed": _agent_code_changed,
     "a predicate module allowed": _predicate_module_named,
+    "a restore of a new containment written into the store": _restore_written_into_the_store,
+    "a new incident restored in the store and its file, never gated":
+        _restored_in_the_store_and_the_file,
 }
 
 

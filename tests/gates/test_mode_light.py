@@ -198,6 +198,23 @@ def test_a_hand_written_restore_does_not_read_full(ws: Workspace) -> None:
 
 
 @pytest.mark.attack
+@pytest.mark.attack
+def test_a_restore_the_incident_file_does_not_record_defers(ws: Workspace) -> None:
+    """A restore's mode entry for the contained incident, appended through the store's own
+    interface with no verdict behind it: the light read defers, and the full read answers
+    the containment (degraded), never full."""
+    store = open_store(ws)
+    store.replace_mode(ModeRecord(agent=AGENT, mode="full", since=utc_now(), actor="mallory",
+                                  reason="restore after INC-1"),
+                       expected=store.mode(AGENT), detail={"incidents": ["INC-1"]})
+    learned(ws.root)
+    assert light_reading(AGENT, ws.root) is None
+    reading = read_mode(ws, AGENT)
+    assert reading.mode == "review" and reading.degraded is not None
+    assert "INC-1: the audit log holds a restore of it" in reading.degraded
+    assert agent_mode(AGENT, ws.root) == "review"
+
+
 def test_a_store_row_saying_full_while_an_incident_holds_defers(ws: Workspace) -> None:
     """A modes row changed to full behind the log while the incident holds: the light read
     leaves the degraded answer (review, exit 3) to the full read."""
