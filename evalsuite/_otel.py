@@ -104,7 +104,7 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     sessions = Sessions()  # traces of one session or conversation make one run
     # The spans of the traces read last, by id: an exporter that retries writes a line
     # twice, and a span seen again as it was is the same span (bounded: memory stays flat).
-    recent: OrderedDict[str, tuple[frozenset[str], list[PlainSpan]]] = OrderedDict()
+    recent: OrderedDict[str, tuple[set[str], list[PlainSpan]]] = OrderedDict()
     conflicts: dict[str, list[tuple[str | int, str]]] = {}
     for path in paths:
         for request, place, line in export_requests(path, skips,
@@ -116,7 +116,7 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
             done = []
             current: str | None = None
             bucket: list[PlainSpan] = []
-            finished: tuple[frozenset[str], list[PlainSpan]] | None = None
+            finished: tuple[set[str], list[PlainSpan]] | None = None
             for span in spans:
                 if span.trace_id != current:  # a line's spans are mostly of one trace
                     current = span.trace_id
@@ -134,13 +134,10 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
             for trace_id in dict.fromkeys(done):
                 if trace_id not in waiting:
                     continue
-                unique = _unique(waiting.pop(trace_id), conflicts)
+                unique, ids = _unique(waiting.pop(trace_id), conflicts)
                 earlier = recent.pop(trace_id, None)
-                if earlier is not None:  # a part of the trace came after its root
-                    unique_ids = earlier[0].union(s.span_id for s in unique)
-                    recent[trace_id] = (unique_ids, [*earlier[1], *unique])
-                else:
-                    recent[trace_id] = (frozenset([s.span_id for s in unique]), unique)
+                recent[trace_id] = (ids, unique) if earlier is None else (
+                    earlier[0] | ids, [*earlier[1], *unique])  # a part came after its root
                 if len(recent) > _RECENT_TRACES:
                     recent.popitem(last=False)
                 yield _noted(built(sessions.continued(_convention(trace := joined(
@@ -149,7 +146,7 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     for trace_id, spans in waiting.items():  # traces whose root never came (sampled, cut off)
         if not spans:
             continue  # only spans read again
-        unique = _unique(spans, conflicts)
+        unique, _ = _unique(spans, conflicts)
         trace = joined(unique, records.pop(trace_id, []))
         yield _noted(built(sessions.continued(_convention(trace)(trace, sources[trace_id]),
                                               trace)), conflicts.pop(trace_id, None))
@@ -177,12 +174,13 @@ def _conflict(first: PlainSpan, again: PlainSpan) -> tuple[str | int, str]:
 
 
 def _unique(spans: list[PlainSpan], conflicts: dict[str, list[tuple[str | int, str]]]
-            ) -> list[PlainSpan]:
+            ) -> tuple[list[PlainSpan], set[str]]:
     """A trace's spans, each span read twice with the same content once (an exporter's
     retry writes a line again); two different spans under one id are both kept, and noted
-    in ``conflicts``."""
-    if len({span.span_id for span in spans}) == len(spans):
-        return spans
+    in ``conflicts``. Also their ids."""
+    ids = {span.span_id for span in spans}
+    if len(ids) == len(spans):
+        return spans, ids
     kept: dict[str, PlainSpan] = {}
     unique = []
     for span in spans:
@@ -194,7 +192,7 @@ def _unique(spans: list[PlainSpan], conflicts: dict[str, list[tuple[str | int, s
         else:
             conflicts.setdefault(span.trace_id, []).append(_conflict(first, span))
         unique.append(span)
-    return unique
+    return unique, ids
 
 
 def _noted(part: RunPart, conflicts: list[tuple[str | int, str]] | None) -> RunPart:
