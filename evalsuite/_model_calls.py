@@ -88,6 +88,9 @@ class Call:
     """The response this call chains to (``previous_response_id``); its input is all new."""
     waiting: bool = False
     """The answer stopped to call tools, so the agent's turn goes on."""
+    choices: bool = False
+    """The answer's turns are choices (``n``), one of which the agent went on with, not
+    turns one after the other."""
 
 
 @dataclass(slots=True)
@@ -98,6 +101,7 @@ class _Run:
     digest: bytes = b""
     names: dict[str, str] = field(default_factory=dict)
     waiting: bool = False
+    choices: frozenset[bytes] = frozenset()  # the last answer's choices, any one may follow
 
 
 def _chain(digest: bytes, key: bytes) -> bytes:
@@ -135,6 +139,9 @@ class CallGrouper:
                 if key != known:
                     break
                 common += 1
+            if (common == len(run.keys) and common < len(keyed)
+                    and keyed[common][1] in run.choices):
+                common += 1  # the choice the agent took, read already with the others
             start = keyed[common - 1][0] + 1 if common else 0
         answer_keys = [k for k in (t.key() for t in call.answer) if k]
         sent_keys = [k for _, k in keyed]
@@ -148,11 +155,17 @@ class CallGrouper:
                 digest = _chain(digest, key)
         else:
             keys, digest = sent_keys, digests[-1]
-        for key in answer_keys:
-            digest = _chain(digest, key)
         self._by_dialogue.pop(run.digest, None)
-        run.keys, run.digest, run.waiting = [*keys, *answer_keys], digest, call.waiting
-        _bounded(self._by_dialogue, digest, run)
+        if call.choices:  # the dialogue goes on with whichever choice the next call sends
+            run.keys, run.digest, run.choices = keys, digest, frozenset(answer_keys)
+            for key in answer_keys:
+                _bounded(self._by_dialogue, _chain(digest, key), run)
+        else:
+            for key in answer_keys:
+                digest = _chain(digest, key)
+            run.keys, run.digest, run.choices = [*keys, *answer_keys], digest, frozenset()
+        run.waiting = call.waiting
+        _bounded(self._by_dialogue, run.digest, run)
         if call.response_id:
             _bounded(self._by_response, call.response_id, run)
         self._last = run

@@ -123,24 +123,31 @@ def convert(record: dict[str, Any], prefix: str) -> Call:
         response = assemble_chunks(response)
     answer: list[Turn] = []
     waiting = False
+    several = False
     if isinstance(response, dict):
-        loc: list[str | int] = [*response_loc, "choices", 0]
         choices = response.get("choices")
         if isinstance(choices, list) and choices:
-            choice = validated(CHOICE, choices[0], loc)
-            message = choice["message"]
-            reason = choice.get("finish_reason")
-            stopped(fields, reason)
+            read = [(validated(CHOICE, c, [*response_loc, "choices", i]),
+                     [*response_loc, "choices", i]) for i, c in enumerate(choices)]
+            stopped(fields, read[0][0].get("finish_reason"))
         elif "role" in response:  # a message where the completion would be
-            loc = response_loc
-            message, reason = validated(MESSAGE, response, loc), None
+            read = [({"message": validated(MESSAGE, response, response_loc)}, response_loc)]
         else:
             raise BadRecord([*response_loc, "choices"], "expected a chat.completion with "
                                                         "choices")
-        answer = [_turn(message, at(prefix, *loc), loc)]
+        # Several choices (``n``): the agent went on with one, which this record does not
+        # say; every one is read, and the run says so (a call of any may have run).
+        several = len(read) > 1
+        if several:
+            fields["metadata"].setdefault("choices", []).append(
+                f"a model call with {len(read)} choices, and the record does not show which "
+                "one the agent took: the steps of every choice are kept")
+        for choice, loc in read:
+            message, reason = choice["message"], choice.get("finish_reason")
+            answer.append(_turn(message, at(prefix, *loc), loc))
+            waiting = waiting or bool(message.get("tool_calls") or message.get(
+                "function_call")) or reason in ("tool_calls", "function_call")
         answered_at(answer, response.get("created"))
-        waiting = bool(message.get("tool_calls") or message.get("function_call")) or (
-            reason in ("tool_calls", "function_call"))
         for name in ("model", "system_fingerprint"):
             if isinstance(response.get(name), str):
                 fields["metadata"].setdefault(name, response[name])
@@ -152,7 +159,8 @@ def convert(record: dict[str, Any], prefix: str) -> Call:
     return Call(sent, answer, fields, prefix, named=run_name(record, request),
                 scope=scope_of(record, request),
                 own_id=name_of(record.get("id")) or name_of(response_body.get("id")),
-                response_id=name_of(response_body.get("id")), waiting=waiting)
+                response_id=name_of(response_body.get("id")), waiting=waiting,
+                choices=several)
 
 
 def _turn(message: dict[str, Any], place: str, loc: list[str | int]) -> Turn:

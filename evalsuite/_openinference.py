@@ -54,6 +54,8 @@ class _Trace(TraceSteps):
     def __init__(self) -> None:
         super().__init__()
         self.users: list[str] = []
+        self.errors: list[str] = []
+        self.choices: list[str] = []
 
 
 def openinference_part(spans: list[PlainSpan], path: Path) -> RunPart:
@@ -62,11 +64,18 @@ def openinference_part(spans: list[PlainSpan], path: Path) -> RunPart:
     trace = _Trace()
     models = [s for s in spans if s.attributes.get(KIND) == "LLM"]
     outputs = 0
+    later = 0
     for span in spans:
         kind = span.attributes.get(KIND)
         if kind == "LLM":
             _model_inputs(trace, span)
-            outputs += _model_outputs(trace, span)
+            later += 1
+            outputs += _model_outputs(trace, span,
+                                      models[later] if later < len(models) else None)
+            if span.error is not None:  # a failed model call, as the GenAI reader keeps it
+                trace.errors.append(f"{span.name}: {span.error}")
+        elif kind in ("AGENT", "CHAIN") and span.error is not None:
+            trace.errors.append(f"{span.name}: {span.error}")
         elif kind == "TOOL":
             _tool(trace, span)
     agents = [s for s in spans if s.attributes.get(KIND) in ("AGENT", "CHAIN")]
@@ -91,7 +100,7 @@ def messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]]
     if which == "input" and isinstance(body, dict) and isinstance(body.get("messages"), list):
         return [_plain(m) for m in body["messages"] if isinstance(m, dict)]
     if which == "output" and isinstance(body, dict) and isinstance(body.get("choices"), list):
-        return [_plain(c["message"]) for c in body["choices"][:1]
+        return [_plain(c["message"]) for c in body["choices"]
                 if isinstance(c, dict) and isinstance(c.get("message"), dict)]
     return []
 
@@ -178,12 +187,51 @@ def _model_inputs(trace: _Trace, span: PlainSpan) -> None:
     trace.users.extend(new)
 
 
-def _model_outputs(trace: _Trace, span: PlainSpan) -> int:
-    """Reasoning, answer and tool calls of the first choice; returns the answers found."""
+def _model_outputs(trace: _Trace, span: PlainSpan, following: PlainSpan | None) -> int:
+    """Reasoning, answers and tool calls of the call's output; returns the answers found.
+
+    The output messages are the items of one answer (the Responses API logs one a
+    reasoning item, a function call, a message), or, when the call asked for several
+    choices (``n`` in ``llm.invocation_parameters``), one a choice: then the one the next
+    call's input holds as an assistant message is read, else every one, and the run's
+    ``metadata.choices`` says so.
+    """
     found = messages(trace, span, "output")
-    if not found:
-        return 0
-    message = found[0]
+    if len(found) > 1 and _choices(span) > 1:
+        taken = _taken(trace, found, following)
+        if taken is not None:
+            return _message_steps(trace, span, taken)
+        trace.choices.append(f"span {span.span_id}: {len(found)} choices and no later call "
+                             "shows which one the agent took: the steps of every choice are kept")
+    return sum(_message_steps(trace, span, message) for message in found)
+
+
+def _choices(span: PlainSpan) -> int:
+    """How many choices the call asked for (``n``), 1 when it does not say."""
+    parameters, _ = json_value(span.attributes.get("llm.invocation_parameters"))
+    n = parameters.get("n") if isinstance(parameters, dict) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) else 1
+
+
+def _taken(trace: _Trace, choices: list[dict[str, Any]],
+           following: PlainSpan | None) -> dict[str, Any] | None:
+    """The one choice the next model call's input holds as an assistant message, if one."""
+    if following is None:
+        return None
+    sent = {_said(m) for m in messages(trace, following, "input")
+            if m.get("role") == "assistant"}
+    hits = [choice for choice in choices if _said(choice) in sent]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _said(message: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """An assistant message's text and its tool calls' ids and names."""
+    return (_text(message), tuple((str(c.get("id")), str(c.get("name")))
+                                  for c in message.get("tool_calls", [])))
+
+
+def _message_steps(trace: _Trace, span: PlainSpan, message: dict[str, Any]) -> int:
+    """Reasoning, answer and tool calls of one output message; returns the answers."""
     reasoning = _text(message, "reasoning")
     if reasoning:
         trace.add(span.end, Reasoning(content=reasoning), span.place)
@@ -271,6 +319,10 @@ def _part(trace: _Trace, spans: list[PlainSpan], models: list[PlainSpan],
         context["tool_definitions"] = [t for t in tools if t is not None]
     if trace.unreadable:  # said, not guessed at
         metadata["unreadable"] = trace.unreadable
+    if trace.errors:
+        metadata["errors"] = trace.errors
+    if trace.choices:
+        metadata["choices"] = trace.choices
     header: dict[str, Any] = {"run_id": trace_id, "metadata": metadata, "context": context,
                               "started_at": step_time(spans[0].start)}
     usage = _usage(models)

@@ -32,6 +32,7 @@ reports rather than guesses at.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -48,6 +49,7 @@ from evalsuite._otel_spans import (
     export_requests,
     json_value,
     mentions_logs,
+    new_messages,
     plain_spans,
     step_time,
 )
@@ -100,6 +102,10 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     waiting: dict[str, list[PlainSpan]] = {}
     sources: dict[str, Path] = {}
     sessions = Sessions()  # traces of one session or conversation make one run
+    # The spans of the traces read last, by id: an exporter that retries writes a line
+    # twice, and a span seen again as it was is the same span (bounded: memory stays flat).
+    recent: OrderedDict[str, tuple[set[str], list[PlainSpan]]] = OrderedDict()
+    conflicts: dict[str, list[tuple[str | int, str]]] = {}
     for path in paths:
         for request, place, line in export_requests(path, skips,
                                                     "spans" if path in with_logs else None,
@@ -110,24 +116,91 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
             done = []
             current: str | None = None
             bucket: list[PlainSpan] = []
+            finished: tuple[set[str], list[PlainSpan]] | None = None
             for span in spans:
                 if span.trace_id != current:  # a line's spans are mostly of one trace
                     current = span.trace_id
                     bucket = waiting.get(current) or waiting.setdefault(current, [])
                     sources.setdefault(current, path)
+                    finished = recent.get(current)
+                if finished is not None and span.span_id in finished[0]:
+                    first = next(s for s in finished[1] if s.span_id == span.span_id)
+                    if _same(first, span):
+                        continue  # a line written again
+                    conflicts.setdefault(span.trace_id, []).append(_conflict(first, span))
                 bucket.append(span)
                 if not span.parent_id:
                     done.append(span.trace_id)
             for trace_id in dict.fromkeys(done):
-                trace = joined(waiting.pop(trace_id), records.pop(trace_id, []))
-                yield built(sessions.continued(_convention(trace)(trace,
-                                                                  sources.pop(trace_id)), trace))
+                if trace_id not in waiting:
+                    continue
+                unique, ids = _unique(waiting.pop(trace_id), conflicts)
+                earlier = recent.pop(trace_id, None)
+                recent[trace_id] = (ids, unique) if earlier is None else (
+                    earlier[0] | ids, [*earlier[1], *unique])  # a part came after its root
+                if len(recent) > _RECENT_TRACES:
+                    recent.popitem(last=False)
+                yield _noted(built(sessions.continued(_convention(trace := joined(
+                    unique, records.pop(trace_id, [])))(trace, sources.pop(trace_id)), trace)),
+                    conflicts.pop(trace_id, None))
     for trace_id, spans in waiting.items():  # traces whose root never came (sampled, cut off)
-        trace = joined(spans, records.pop(trace_id, []))
-        yield built(sessions.continued(_convention(trace)(trace, sources[trace_id]), trace))
+        if not spans:
+            continue  # only spans read again
+        unique, _ = _unique(spans, conflicts)
+        trace = joined(unique, records.pop(trace_id, []))
+        yield _noted(built(sessions.continued(_convention(trace)(trace, sources[trace_id]),
+                                              trace)), conflicts.pop(trace_id, None))
     for events in records.values():  # log events whose spans are in no file given
         trace = joined([], events)
         yield built(sessions.continued(_convention(trace)(trace, events[0].source), trace))
+
+
+_RECENT_TRACES = 16
+"""Finished traces whose spans are kept to tell a line written again from a new span."""
+
+
+def _same(one: PlainSpan, other: PlainSpan) -> bool:
+    """Whether two spans with the same ids say the same (wherever each was read)."""
+    return (one.name, one.parent_id, one.start, one.end, one.error, one.attributes,
+            one.events, one.resource) == (other.name, other.parent_id, other.start, other.end,
+                                          other.error, other.attributes, other.events,
+                                          other.resource)
+
+
+def _conflict(first: PlainSpan, again: PlainSpan) -> tuple[str | int, str]:
+    return (again.place, f"span {again.span_id} of trace {again.trace_id} is logged twice "
+                         f"with different content ({first.place} and {again.place}): both "
+                         "are read")
+
+
+def _unique(spans: list[PlainSpan], conflicts: dict[str, list[tuple[str | int, str]]]
+            ) -> tuple[list[PlainSpan], set[str]]:
+    """A trace's spans, each span read twice with the same content once (an exporter's
+    retry writes a line again); two different spans under one id are both kept, and noted
+    in ``conflicts``. Also their ids."""
+    ids = {span.span_id for span in spans}
+    if len(ids) == len(spans):
+        return spans, ids
+    kept: dict[str, PlainSpan] = {}
+    unique = []
+    for span in spans:
+        first = kept.get(span.span_id)
+        if first is None:
+            kept[span.span_id] = span
+        elif _same(first, span):
+            continue
+        else:
+            conflicts.setdefault(span.trace_id, []).append(_conflict(first, span))
+        unique.append(span)
+    return unique, ids
+
+
+def _noted(part: RunPart, conflicts: list[tuple[str | int, str]] | None) -> RunPart:
+    """The part, with the spans logged twice with different content among what it read
+    but could not take as one (``unread``: the summary warns of them)."""
+    if conflicts:
+        part.unread.extend(conflicts)
+    return part
 
 
 def _built(part: RunPart) -> RunPart:
@@ -170,8 +243,11 @@ class _Trace(TraceSteps):
 
     def __init__(self) -> None:
         super().__init__()
-        self.unanswered: dict[str, ToolCallStep] = {}
+        # Calls by id still without a result, earliest first: ids repeat (some servers
+        # answer ``call_0`` every time), so an id names a queue, not one call.
+        self.unanswered: dict[str, list[ToolCallStep]] = {}
         self.errors: list[str] = []
+        self.choices: list[str] = []  # model calls of several choices, none shown taken
         # The last model call's output messages, when they were read without a note: the
         # run's stop reason reads them again (notes, when any, are made again).
         self.last_output: tuple[PlainSpan, list[dict[str, Any]]] | None = None
@@ -201,12 +277,14 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
         _model_error(trace, span)
     users_seen = 0
     outputs = 0
+    calls = 0
     for span, op in zip(spans, ops, strict=True):
         if op in _MODEL_CALLS:
             # With the agent's input logged, a model call's input still holds the system
             # message (the context), but its user inputs are the agent's, already read.
             users_seen = _chat_inputs(trace, span, users_seen, users=not agent_inputs)
-            outputs += _chat_outputs(trace, span)
+            calls += 1
+            outputs += _chat_outputs(trace, span, models[calls] if calls < len(models) else None)
             _model_error(trace, span)
         elif op == "execute_tool":
             _tool(trace, span)
@@ -218,10 +296,13 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
     # the model's later inputs carry the results as tool_call_response parts with their ids.
     for call in trace.waiting:
         if call.call_id is not None:
-            trace.unanswered.setdefault(call.call_id, call)
+            trace.unanswered.setdefault(call.call_id, []).append(call)
     if trace.unanswered:
+        when = {id(step): ns for ns, _, step, _ in trace.steps}  # a call's time
+        for queue in trace.unanswered.values():
+            queue.sort(key=lambda call: when[id(call)])
         for span in models:
-            _late_results(trace, span)
+            _late_results(trace, span, when)
     return _part(trace, spans, agents, models, path)
 
 
@@ -381,12 +462,48 @@ def _model_error(trace: _Trace, span: PlainSpan) -> None:
         trace.errors.append(f"{span.name}: {error}")
 
 
-def _chat_outputs(trace: _Trace, span: PlainSpan) -> int:
-    """Reasoning, outputs and tool calls of the first choice; returns the outputs."""
+def _chat_outputs(trace: _Trace, span: PlainSpan, following: PlainSpan | None) -> int:
+    """Reasoning, outputs and tool calls of the choice the agent went on with; returns the
+    outputs.
+
+    A call asked for several choices (``n``) has one output message each. The agent goes
+    on with one of them, and the next model call's input (``following``) holds it as an
+    assistant message: that one is read. When no later call shows which (the last call, a
+    history without content), every choice's steps are kept and the run says so in its
+    ``metadata.choices``: a tool call of any of them may have run, so none is dropped.
+    """
     notes = len(trace.unreadable)
     messages = _messages(trace, span, "output")
     trace.last_output = (span, messages) if len(trace.unreadable) == notes else None
+    if len(messages) > 1:
+        taken = _taken(trace, messages, following)
+        if taken is not None:
+            return _assistant(trace, span, taken, span.end)
+        trace.choices.append(f"span {span.span_id}: {len(messages)} choices and no later call "
+                             "shows which one the agent took: the steps of every choice are kept")
+        return sum(_assistant(trace, span, message, span.end) for message in messages)
     return _assistant(trace, span, messages[0], span.end) if messages else 0
+
+
+def _taken(trace: _Trace, choices: list[dict[str, Any]],
+           following: PlainSpan | None) -> dict[str, Any] | None:
+    """The one choice the next model call's input holds as an assistant message, if one."""
+    if following is None:
+        return None
+    sent = {_said(m) for m in _messages(trace, following, "input")
+            if m.get("role") == "assistant"}
+    found = [choice for choice in choices if _said(choice) in sent]
+    return found[0] if len(found) == 1 else None
+
+
+def _said(message: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """What an assistant message says, as its copy in a later input says it too: its text
+    and its tool calls' ids and names (arguments may be re-encoded)."""
+    parts = [p for p in message.get("parts", []) if isinstance(p, dict)]
+    return ("".join(str(p.get("content")) for p in parts
+                    if p.get("type") == "text" and p.get("content")),
+            tuple((str(p.get("id")), str(p.get("name"))) for p in parts
+                  if p.get("type") == "tool_call"))
 
 
 def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int) -> int:
@@ -450,7 +567,7 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
                                            error=str(message or "error"), blocked=blocked),
                   span.place)
     elif call_id:
-        trace.unanswered[call_id] = call
+        trace.unanswered.setdefault(call_id, []).append(call)
 
 
 def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCallStep | None:
@@ -468,15 +585,23 @@ def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCallStep | 
     return None
 
 
-def _late_results(trace: _Trace, span: PlainSpan) -> None:
-    for message in _messages(trace, span, "input"):
+def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
+    """Results of calls no tool span answered, from this model call's input.
+
+    Only the results after the input's last assistant message are new: the ones before it
+    are history, answered already (and ids repeat, so one there may name a later call). Each
+    answers the earliest call with its id still unanswered that was made before this call.
+    """
+    for message in new_messages(_messages(trace, span, "input")):
         for part in message.get("parts", []):
             if not isinstance(part, dict) or part.get("type") != "tool_call_response":
                 continue
             if "response" not in part and "result" not in part:
                 continue  # the result was not logged
-            call = trace.unanswered.pop(str(part.get("id")), None)
+            queue = trace.unanswered.get(str(part.get("id")))
+            call = next((c for c in queue if when[id(c)] <= span.start), None) if queue else None
             if call is not None:
+                queue.remove(call)  # type: ignore[union-attr]
                 response, _ = json_value(part.get("response", part.get("result")))
                 trace.add(span.start, ToolResultStep(tool=call.tool, call_id=call.call_id,
                                                      result=response), span.place, early=True)
@@ -523,6 +648,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         metadata["unreadable"] = trace.unreadable
     if trace.errors:
         metadata["errors"] = trace.errors
+    if trace.choices:
+        metadata["choices"] = trace.choices
     context: dict[str, Any] = {}
     instructions = None
     for span in [*agents, *models]:

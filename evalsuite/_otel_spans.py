@@ -343,6 +343,15 @@ def step_time(ns: int) -> datetime:
     return _EPOCH + timedelta(0, 0, ns // 1000)  # positional: faster, once a step
 
 
+def new_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages of a model call's input after its last assistant message (all of them
+    when it has none): what the call adds to the history the earlier calls sent."""
+    for index in range(len(messages) - 1, -1, -1):
+        if messages[index].get("role") == "assistant":
+            return messages[index + 1:]
+    return messages
+
+
 _EARLY = 1 << 40  # orders a step before every step of its time found before it
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from evalsuite._otel_spans import PlainSpan, json_value, step_time
+from evalsuite._otel_spans import PlainSpan, json_value, new_messages, step_time
 from evalsuite._otel_steps import ToolResultStep
 from evalsuite._parts import RunPart
 from evalsuite._run import ToolResult
@@ -43,8 +43,8 @@ class _Session:
 
     users: list[int] = field(default_factory=list)
     """Hashes of the user messages read so far, in order."""
-    waiting: dict[str, Any] = field(default_factory=dict)
-    """Tool calls by id whose result no trace has logged yet."""
+    waiting: dict[str, list[Any]] = field(default_factory=dict)
+    """Tool calls by id whose result no trace has logged yet, earliest first (ids repeat)."""
     traces: int = 0
     """Traces of the session read so far."""
     started_at: datetime | None = None
@@ -162,7 +162,7 @@ def _drop_executions(part: RunPart, session: _Session) -> None:
         return
     steps = part.records
     keep = [not (s.kind == "tool_call" and s.call_id is not None
-                 and str(s.call_id) in session.waiting) for s in steps]
+                 and bool(session.waiting.get(str(s.call_id)))) for s in steps]
     if all(keep):
         return
     part.restep([s for s, kept in zip(steps, keep, strict=True) if kept],
@@ -171,24 +171,43 @@ def _drop_executions(part: RunPart, session: _Session) -> None:
 
 def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpan]) -> None:
     """Results of calls still waiting (in an earlier trace or this one) that a later model
-    call's input carries as tool messages, placed when that call started."""
+    call's input carries as tool messages, placed when that call started.
+
+    Ids repeat (within a conversation and across its turns), so they are paired by id and
+    order: a result the part holds answers its own calls first, the earliest with its id,
+    then the session's earliest waiting one; a result in a model call's input is new only
+    after the input's last assistant message (the rest is history, answered already) and
+    answers the earliest waiting call with its id made before that model call.
+    """
     _drop_executions(part, session)
-    steps = part.records
-    answered = {s.call_id for s in steps if s.kind == "tool_result" and s.call_id}
-    calls = [s for s in steps if s.kind == "tool_call" and s.call_id]
-    for call in calls:
-        if call.call_id not in answered:
-            session.waiting[str(call.call_id)] = call
-    for call_id in answered:
-        session.waiting.pop(str(call_id), None)
-    if not session.waiting:
+    own: dict[str, list[Any]] = {}
+    waiting = session.waiting
+    for step in part.records:
+        if step.kind == "tool_call" and step.call_id:
+            own.setdefault(str(step.call_id), []).append(step)
+        elif step.kind == "tool_result" and step.call_id:
+            call_id = str(step.call_id)
+            queue = own.get(call_id) or waiting.get(call_id)
+            if queue:
+                queue.pop(0)
+                if not waiting.get(call_id, True):
+                    del waiting[call_id]
+    for call_id, calls in own.items():
+        if calls:
+            waiting.setdefault(call_id, []).extend(calls)
+    if not waiting:
         return
     for span in sorted(spans, key=lambda s: s.start):
         for call_id, response in tool_responses(span):
-            asked = session.waiting.get(call_id)
-            if asked is None or (asked.at is not None and asked.at > step_time(span.start)):
-                continue  # a result comes after its call
-            del session.waiting[call_id]
+            queue = waiting.get(call_id)
+            when = step_time(span.start)  # a result comes after its call
+            asked = next((c for c in queue if c.at is None or c.at <= when),
+                         None) if queue else None
+            if asked is None:
+                continue
+            queue.remove(asked)  # type: ignore[union-attr]
+            if not queue:
+                del waiting[call_id]
             _insert_result(part, asked.tool, call_id, response, span)
 
 
@@ -214,11 +233,14 @@ def _insert_result(part: RunPart, tool: str, call_id: str, response: Any,
 
 
 def tool_responses(span: PlainSpan) -> list[tuple[str, Any]]:
-    """The tool results a model call's input carries, as (call id, result): GenAI
+    """The tool results a model call's input adds, as (call id, result): GenAI
     ``tool_call_response`` parts, ``role: tool`` messages of OpenLLMetry's indexed
-    ``gen_ai.prompt.N.*`` and OpenInference's ``llm.input_messages.N.message.*``."""
+    ``gen_ai.prompt.N.*`` and OpenInference's ``llm.input_messages.N.message.*``. Only those
+    after the input's last assistant message: the ones before it are history."""
     found: list[tuple[str, Any]] = []
     messages, _ = json_value(span.attributes.get("gen_ai.input.messages"))
+    if isinstance(messages, list):
+        messages = new_messages([m if isinstance(m, dict) else {} for m in messages])
     for message in messages if isinstance(messages, list) else []:
         parts = message.get("parts") if isinstance(message, dict) else None
         for part in parts if isinstance(parts, list) else []:
@@ -230,12 +252,22 @@ def tool_responses(span: PlainSpan) -> list[tuple[str, Any]]:
             ("gen_ai.prompt.", "tool_call_id", "content"),
             ("llm.input_messages.", "message.tool_call_id", "message.content")):
         role_suffix = ".role" if prefix == "gen_ai.prompt." else ".message.role"
+        tools: list[tuple[int, str]] = []
+        last_assistant = -1
         for key, value in span.attributes.items():
-            if value != "tool" or not key.startswith(prefix) or not key.endswith(role_suffix):
+            if value not in ("tool", "assistant") or not key.startswith(prefix) or (
+                    not key.endswith(role_suffix)):
                 continue
             index = key[len(prefix):-len(role_suffix)]
+            if not index.isdigit():
+                continue
+            if value == "assistant":
+                last_assistant = max(last_assistant, int(index))
+            else:
+                tools.append((int(index), index))
+        for number, index in sorted(tools):
             call_id = span.attributes.get(f"{prefix}{index}.{id_key}")
-            if call_id is not None:
+            if call_id is not None and number > last_assistant:
                 found.append((str(call_id), _parsed(
                     span.attributes.get(f"{prefix}{index}.{content_key}"))))
     return found

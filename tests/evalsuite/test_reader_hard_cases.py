@@ -1,0 +1,170 @@
+"""The log readers on what real instrumentations and SDKs write in the harder cases: several
+choices, Responses API items, repeated tool-call ids, export lines written twice, failed
+model calls. The logs come from the real libraries (tests/scenario_producers.py,
+tests/sdk_servers.py); what comes out is read through ``read_logs`` and ``reinstate ingest``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from evalsuite import Run, merge_parts, read_logs
+from tests.conftest import RunCli
+from tests.scenario_producers import ANSWER, HARM, LOOKUP, REFUSAL, RESULTS, produce
+from tests.sdk_servers import SdkServer
+
+PRODUCERS = [("v2", "span_only"), ("v2", "event_only"), ("oi", None), ("ll", None)]
+
+
+def _runs(folder: Path) -> list[Run]:
+    files = [f for f in (folder / "spans.jsonl", folder / "logs.jsonl") if f.stat().st_size]
+    return merge_parts(read_logs(files))
+
+
+def _calls(run: Run) -> list[tuple[str, str | None, dict[str, Any]]]:
+    return [(s.tool, s.call_id, s.arguments) for s in run.steps if s.kind == "tool_call"]
+
+
+def _results(run: Run) -> list[tuple[str | None, Any]]:
+    return [(s.call_id, s.result) for s in run.steps if s.kind == "tool_result"]
+
+
+@pytest.mark.parametrize(("instrumentation", "mode"), PRODUCERS)
+def test_the_choice_the_agent_took_is_read(tmp_path: Path, instrumentation: str,
+                                           mode: str | None) -> None:
+    """n=2: the agent ran the refund call of choice 1; the next call's history shows it, so
+    that choice is read (the call with its result), and the refusal it did not take is not."""
+    (run,) = _runs(produce(instrumentation, "n2", tmp_path, mode))
+    assert _calls(run) == [("issue_refund", "call_n1", HARM)]
+    assert _results(run) == [("call_n1", RESULTS["issue_refund"])]
+    assert [s.content for s in run.steps if s.kind == "output"] == [ANSWER]
+    assert "choices" not in run.metadata
+
+
+def test_choices_no_later_call_shows_are_all_kept_and_said(tmp_path: Path,
+                                                           cli: RunCli) -> None:
+    """SDK dumps of a call with two choices: nothing in the record says which the agent took,
+    so both are read and the run says so; the next call continues the same run, without the
+    choice it sends back read twice."""
+    def model(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        first = body["messages"][-1]["role"] != "tool"
+        choices = [{"index": 0, "message": {"role": "assistant", "content": REFUSAL},
+                    "finish_reason": "stop"},
+                   {"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "call_n1", "type": "function", "function": {
+                           "name": "issue_refund", "arguments": json.dumps(HARM)}}]},
+                    "finish_reason": "tool_calls"}] if first else [
+            {"index": 0, "message": {"role": "assistant", "content": ANSWER},
+             "finish_reason": "stop"}]
+        return {"id": f"chatcmpl-{len(body['messages'])}", "object": "chat.completion",
+                "created": 1_764_000_000, "model": "gpt-4o", "choices": choices}
+
+    server = SdkServer(model)
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+    server.clients.append(client)
+    per_call, bare = tmp_path / "per_call.jsonl", tmp_path / "bare.jsonl"
+    messages: list[Any] = [{"role": "system", "content": "You refund."},
+                           {"role": "user", "content": "Refund order A-1001."}]
+    options: dict[str, Any] = {"n": 2}
+    while True:
+        sent = list(messages)
+        reply = client.chat.completions.create(model="gpt-4o", messages=messages, **options)
+        with per_call.open("a") as out:
+            out.write(json.dumps({"request": {"messages": sent}, "response": reply.model_dump()})
+                      + "\n")
+        with bare.open("a") as out:
+            out.write(reply.model_dump_json() + "\n")
+        options = {}
+        chosen = reply.choices[-1].message
+        messages.append(chosen.model_dump(exclude_none=True))
+        if not chosen.tool_calls:
+            break
+        messages.append({"role": "tool", "tool_call_id": "call_n1",
+                         "content": json.dumps(RESULTS["issue_refund"])})
+    server.close()
+    for log in (per_call, bare):
+        (run,) = merge_parts(read_logs([log]))
+        assert _calls(run) == [("issue_refund", "call_n1", HARM)], log.name
+        assert [s.content for s in run.steps if s.kind == "output"] == [REFUSAL, ANSWER]
+        assert "2 choices" in run.metadata["choices"][0]
+    (run,) = merge_parts(read_logs([per_call]))
+    assert _results(run) == [("call_n1", RESULTS["issue_refund"])]
+    assert [s.kind for s in run.steps].count("user_input") == 1
+    result = cli("ingest", str(per_call), cwd=tmp_path)
+    assert "1 run, 5 steps" in result.stdout
+
+
+@pytest.mark.parametrize("instrumentation", ["oi"])
+def test_every_output_item_of_a_response_is_read(tmp_path: Path, instrumentation: str) -> None:
+    """OpenInference logs one output message per Responses item: the reasoning and both
+    parallel function calls are read, each with its result."""
+    (run,) = _runs(produce(instrumentation, "responses", tmp_path, None))
+    assert [s.kind for s in run.steps] == ["user_input", "reasoning", "tool_call", "tool_call",
+                                           "tool_result", "tool_result", "output"]
+    assert _calls(run) == [("lookup_order", "call_look", LOOKUP),
+                           ("issue_refund", "call_refund", HARM)]
+    assert _results(run) == [("call_look", RESULTS["lookup_order"]),
+                             ("call_refund", RESULTS["issue_refund"])]
+
+
+@pytest.mark.parametrize(("instrumentation", "mode"), PRODUCERS)
+def test_repeated_ids_pair_each_result_with_its_own_call(tmp_path: Path, instrumentation: str,
+                                                         mode: str | None) -> None:
+    """Both calls are ``call_0``: each gets its own result, in order, not the first one's
+    result again from the history."""
+    (run,) = _runs(produce(instrumentation, "dupids", tmp_path, mode))
+    assert _calls(run) == [("lookup_order", "call_0", LOOKUP), ("issue_refund", "call_0", HARM)]
+    assert [(s.kind, getattr(s, "tool", None)) for s in run.steps
+            if s.kind in ("tool_call", "tool_result")] == [
+        ("tool_call", "lookup_order"), ("tool_result", "lookup_order"),
+        ("tool_call", "issue_refund"), ("tool_result", "issue_refund")]
+    assert _results(run) == [("call_0", RESULTS["lookup_order"]),
+                             ("call_0", RESULTS["issue_refund"])]
+
+
+@pytest.mark.parametrize(("instrumentation", "mode"), [("v2", "span_only"), ("ll", None)])
+def test_ids_repeated_across_turns_of_a_conversation(tmp_path: Path, instrumentation: str,
+                                                     mode: str | None) -> None:
+    """Two turns joined by ``gen_ai.conversation.id``, the refund call ``call_1`` in both:
+    the second turn's call gets its own result, never a copy of the first turn's."""
+    (run,) = _runs(produce(instrumentation, "turns", tmp_path, mode))
+    calls = _calls(run)
+    assert [(c[1], c[2]["order_id"]) for c in calls] == [("call_1", "A-1"), ("call_1", "A-2")]
+    assert [s.kind for s in run.steps] == ["user_input", "tool_call", "tool_result", "output"] * 2
+    assert _results(run) == [("call_1", RESULTS["issue_refund"])] * 2
+    first, second = [i for i, s in enumerate(run.steps) if s.kind == "tool_result"]
+    assert run.steps[first].at >= run.steps[1].at and run.steps[second].at >= run.steps[5].at
+
+
+def test_an_export_line_written_twice_is_read_once(tmp_path: Path, cli: RunCli) -> None:
+    """An exporter's retry writes lines again: each span is one span; a span logged twice
+    with different content is kept twice and the summary says so."""
+    folder = produce("v2", "dupids", tmp_path / "src", "span_only")
+    lines = (folder / "spans.jsonl").read_text().splitlines()
+    doubled = tmp_path / "doubled.jsonl"
+    doubled.write_text("\n".join([lines[0], *lines, *lines[-2:]]) + "\n")
+    (once,) = _runs(folder)
+    (again,) = merge_parts(read_logs([doubled]))
+    assert [s.model_dump() for s in again.steps] == [s.model_dump() for s in once.steps]
+    assert "1 run, 6 steps" in cli("ingest", str(doubled), cwd=tmp_path).stdout
+    changed = tmp_path / "changed.jsonl"
+    other = lines[0].replace("call_0", "call_9")
+    assert other != lines[0]
+    changed.write_text("\n".join([lines[0], other, *lines[1:]]) + "\n")
+    result = cli("ingest", "--strict", str(changed), cwd=tmp_path)
+    assert result.returncode == 2 and "different content" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("instrumentation", "mode"), [("v2", "span_only"), ("oi", None),
+                                                       ("ll", None)])
+def test_a_failed_model_call_is_kept_in_the_errors(tmp_path: Path, instrumentation: str,
+                                                   mode: str | None) -> None:
+    """The first model call fails with HTTP 500 and is retried: every reader keeps it."""
+    (run,) = _runs(produce(instrumentation, "err500", tmp_path, mode))
+    errors = run.metadata.get("errors")
+    assert errors is not None and len(errors) == 1, errors
+    assert _calls(run) == [("issue_refund", "call_1", HARM)]
