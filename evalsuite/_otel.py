@@ -32,7 +32,6 @@ reports rather than guesses at.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -102,10 +101,19 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     waiting: dict[str, list[PlainSpan]] = {}
     sources: dict[str, Path] = {}
     sessions = Sessions()  # traces of one session or conversation make one run
-    # The spans of the traces read last, by id: an exporter that retries writes a line
-    # twice, and a span seen again as it was is the same span (bounded: memory stays flat).
-    recent: OrderedDict[str, tuple[set[str], list[PlainSpan]]] = OrderedDict()
-    conflicts: dict[str, list[tuple[str | int, str]]] = {}
+    # Traces whose root has come, by the export line it came in, oldest first. Each is read
+    # only once _HELD_LINES more lines are read: a span that ends after its root (a stream
+    # consumed after the handler returned) comes in a later export, and an exporter that
+    # retries writes a line again; both still join their trace. Memory stays flat.
+    finished: dict[str, int] = {}
+    lines = 0
+
+    def part(trace_id: str) -> RunPart:
+        conflicts: list[tuple[str | int, str]] = []
+        trace = joined(_unique(waiting.pop(trace_id), conflicts), records.pop(trace_id, []))
+        return _noted(built(sessions.continued(_convention(trace)(trace, sources.pop(trace_id)),
+                                               trace)), conflicts)
+
     for path in paths:
         for request, place, line in export_requests(path, skips,
                                                     "spans" if path in with_logs else None,
@@ -113,50 +121,34 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
             # The fast path's spans as they are; the pydantic path's made plain now.
             spans = request if isinstance(request, list) else list(
                 plain_spans(request, path, place, line))
-            done = []
+            lines += 1
             current: str | None = None
             bucket: list[PlainSpan] = []
-            finished: tuple[set[str], list[PlainSpan]] | None = None
             for span in spans:
                 if span.trace_id != current:  # a line's spans are mostly of one trace
                     current = span.trace_id
                     bucket = waiting.get(current) or waiting.setdefault(current, [])
                     sources.setdefault(current, path)
-                    finished = recent.get(current)
-                if finished is not None and span.span_id in finished[0]:
-                    first = next(s for s in finished[1] if s.span_id == span.span_id)
-                    if _same(first, span):
-                        continue  # a line written again
-                    conflicts.setdefault(span.trace_id, []).append(_conflict(first, span))
                 bucket.append(span)
                 if not span.parent_id:
-                    done.append(span.trace_id)
-            for trace_id in dict.fromkeys(done):
-                if trace_id not in waiting:
-                    continue
-                unique, ids = _unique(waiting.pop(trace_id), conflicts)
-                earlier = recent.pop(trace_id, None)
-                recent[trace_id] = (ids, unique) if earlier is None else (
-                    earlier[0] | ids, [*earlier[1], *unique])  # a part came after its root
-                if len(recent) > _RECENT_TRACES:
-                    recent.popitem(last=False)
-                yield _noted(built(sessions.continued(_convention(trace := joined(
-                    unique, records.pop(trace_id, [])))(trace, sources.pop(trace_id)), trace)),
-                    conflicts.pop(trace_id, None))
-    for trace_id, spans in waiting.items():  # traces whose root never came (sampled, cut off)
-        if not spans:
-            continue  # only spans read again
-        unique, _ = _unique(spans, conflicts)
-        trace = joined(unique, records.pop(trace_id, []))
-        yield _noted(built(sessions.continued(_convention(trace)(trace, sources[trace_id]),
-                                              trace)), conflicts.pop(trace_id, None))
+                    finished.setdefault(span.trace_id, lines)
+            while finished:
+                oldest, at = next(iter(finished.items()))
+                if at > lines - _HELD_LINES:
+                    break
+                del finished[oldest]
+                yield part(oldest)
+    for trace_id in list(finished):  # the traces still held
+        yield part(trace_id)
+    for trace_id in list(waiting):  # traces whose root never came (sampled, cut off)
+        yield part(trace_id)
     for events in records.values():  # log events whose spans are in no file given
         trace = joined([], events)
         yield built(sessions.continued(_convention(trace)(trace, events[0].source), trace))
 
 
-_RECENT_TRACES = 16
-"""Finished traces whose spans are kept to tell a line written again from a new span."""
+_HELD_LINES = 8
+"""Export lines read after a trace's root before the trace is read (see otel_files_parts)."""
 
 
 def _same(one: PlainSpan, other: PlainSpan) -> bool:
@@ -173,14 +165,13 @@ def _conflict(first: PlainSpan, again: PlainSpan) -> tuple[str | int, str]:
                          "are read")
 
 
-def _unique(spans: list[PlainSpan], conflicts: dict[str, list[tuple[str | int, str]]]
-            ) -> tuple[list[PlainSpan], set[str]]:
+def _unique(spans: list[PlainSpan], conflicts: list[tuple[str | int, str]]
+            ) -> list[PlainSpan]:
     """A trace's spans, each span read twice with the same content once (an exporter's
     retry writes a line again); two different spans under one id are both kept, and noted
-    in ``conflicts``. Also their ids."""
-    ids = {span.span_id for span in spans}
-    if len(ids) == len(spans):
-        return spans, ids
+    in ``conflicts``."""
+    if len({span.span_id for span in spans}) == len(spans):
+        return spans
     kept: dict[str, PlainSpan] = {}
     unique = []
     for span in spans:
@@ -190,12 +181,12 @@ def _unique(spans: list[PlainSpan], conflicts: dict[str, list[tuple[str | int, s
         elif _same(first, span):
             continue
         else:
-            conflicts.setdefault(span.trace_id, []).append(_conflict(first, span))
+            conflicts.append(_conflict(first, span))
         unique.append(span)
-    return unique, ids
+    return unique
 
 
-def _noted(part: RunPart, conflicts: list[tuple[str | int, str]] | None) -> RunPart:
+def _noted(part: RunPart, conflicts: list[tuple[str | int, str]]) -> RunPart:
     """The part, with the spans logged twice with different content among what it read
     but could not take as one (``unread``: the summary warns of them)."""
     if conflicts:
