@@ -54,6 +54,12 @@ class UnknownReview(GatesError):
                          f"(expected an id that `reinstate review list --all` shows, e.g. R-1)")
 
 
+class UnvouchedReview(GatesError):
+    """A review decision the audit log does not vouch for: released nothing."""
+
+    exit_code = 1
+
+
 class ReviewDecided(GatesError):
     """A review item was decided already: only a pending item can be decided."""
 

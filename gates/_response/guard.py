@@ -444,8 +444,22 @@ class GuardedRun:
         Allowed: run the tool, then give its answer to :meth:`result`. Review: hold the
         call for a person, then log what happened with :meth:`result`. Denied: do not run
         it; the guard has logged a blocked result naming the rule.
+
+        Raises:
+            GatesError: ``call_id`` was already used in this run (answers are logged by
+                id, so each call needs its own); nothing is decided or logged.
         """
-        call_id = call_id or f"{self.run_id}-call-{next(self._ids)}"
+        if call_id is None:
+            call_id = f"{self.run_id}-call-{next(self._ids)}"
+            while call_id in self._tools:  # a caller's own id took this one
+                call_id = f"{self.run_id}-call-{next(self._ids)}"
+        elif call_id in self._tools:
+            # Answers are logged by id: a second call under one id would have the first
+            # call's answer attributed to the second tool (and read so by later rules).
+            raise GatesError(
+                f"run {self.run_id}: call id {call_id!r} was already used by a "
+                f"{self._tools[call_id]} call in this run; give each call its own id "
+                f"(or none: the guard numbers them); nothing was decided or logged")
         step = ToolCall(tool=tool, arguments=dict(args or {}), call_id=call_id, at=_now())
         decision = self.guard.decide(step, self.history, self.context)
         index = len(self.history)

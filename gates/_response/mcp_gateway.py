@@ -46,9 +46,10 @@ from mcp.shared.session import RequestResponder
 from evalsuite import ReinstateError
 from gates._errors import GatesError
 from gates._response.guard import Guard, GuardDecision, GuardedRun
-from gates._response.review_edits import decide_edited_call, refuse_edit
+from gates._response.review_edits import release_held, vouched_item
 from gates._store.access import open_store
 from gates._store.review_queue import ReviewQueue
+from gates._store.reviews import ReviewItem
 
 Transport = Literal["stdio", "http"]
 
@@ -260,45 +261,44 @@ class McpGateway:
                     decision: GuardDecision) -> tuple[bool, dict[str, Any], str]:
         """Submit a review-routed call to the queue and wait for a person (or the timeout).
 
-        A reviewer's edited arguments are decided again (:func:`decide_edited_call`): an
-        edit the controls stop is refused, with an audit entry, and never forwarded.
+        What a person decided is read from the audit log for the call as held here
+        (:func:`vouched_item`): an approval releases exactly ``arguments``, never the
+        store's copy. What is released is decided again (:func:`release_held`) with
+        today's mode and controls after the session's whole history: a release the
+        controls stop is refused, with an audit entry, and never forwarded.
 
         Returns whether it was released, the arguments to forward, and why not."""
         try:
             queue = ReviewQueue(self.guard.workspace)
-            item = queue.submit(self.agent, kind="call", reason=decision.reason, tool=name,
-                                args=arguments, rule=decision.rule, run_id=run.run_id,
-                                source="gateway")
+            submitted = queue.submit(self.agent, kind="call", reason=decision.reason,
+                                     tool=name, args=arguments, rule=decision.rule,
+                                     run_id=run.run_id, source="gateway")
         except Exception as exc:  # a queue that cannot hold it: nobody will decide, deny
             return False, arguments, (f"routed to review by {decision.rule} "
                                       f"({decision.reason}), but the review queue cannot "
                                       f"take it ({exc}); failing closed")
-        self.say(f"held {name} for review as {item.id} ({decision.rule}): "
-                 f"`reinstate review approve {item.id} --reason …` releases it")
+        self.say(f"held {name} for review as {submitted.id} ({decision.rule}): "
+                 f"`reinstate review approve {submitted.id} --reason …` releases it")
         try:
-            decided = await anyio.to_thread.run_sync(
-                lambda: queue.wait(item.id, timeout_s=self.review_timeout_s),
-                abandon_on_cancel=True)
+            # The store's row only says that a decision was made; what it is, the log says.
+            item = await anyio.to_thread.run_sync(
+                lambda: self._vouched(queue, submitted), abandon_on_cancel=True)
         except Exception as exc:
-            return False, arguments, (f"review {item.id} could not be read ({exc}); "
+            return False, arguments, (f"review {submitted.id} could not be read ({exc}); "
                                       f"failing closed")
-        if not decided.released:
-            return False, arguments, (f"review {decided.id} {decided.status} by "
-                                      f"{decided.decided_by}: {decided.decision_reason}")
-        final = dict(decided.final_args or {})
-        if decided.status != "edited":
-            return True, final, ""
-        # The reviewer's arguments were never decided: decide them as the agent's call.
-        again = decide_edited_call(run, decision, name, final)
-        if not again.stopped:
-            # What goes up is what later decisions of the session read in its history.
-            assert decision.call_id is not None
-            run.revise(decision.call_id, final, by=decided.decided_by or "", review=decided.id)
-            return True, final, ""
-        why = refuse_edit(self.guard.workspace, decided, again, actor=self.actor, tool=name,
-                          run_id=run.run_id, source="gateway")
-        self.say(f"refused the edit of {decided.id}: {again.rule}")
-        return False, arguments, why
+        # Decided here, in the session's own thread: its history is the one calls append to.
+        decided = item
+        item = release_held(run, decision, decided, actor=self.actor, source="gateway")
+        if not item.released:
+            if decided.released or decided.decided_by == self.actor:  # refused here
+                self.say(f"refused the release of {item.id}: {item.decision_reason}")
+            return False, arguments, (f"review {item.id} {item.status} by "
+                                      f"{item.decided_by}: {item.decision_reason}")
+        return True, dict(item.final_args or {}), ""
+
+    def _vouched(self, queue: ReviewQueue, submitted: ReviewItem) -> ReviewItem:
+        queue.wait(submitted.id, timeout_s=self.review_timeout_s)
+        return vouched_item(queue, submitted, actor=self.actor, source="gateway")
 
     # -- the MCP server ----------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from evalsuite import Output, ToolCall
 from gates._errors import GatesError
 from gates._response.guard import GuardDecision, GuardedRun
-from gates._response.review_edits import decide_edited_call, refuse_edit
+from gates._response.review_edits import release_held, vouched_item
 from gates._store.review_queue import ReviewQueue
 from gates._store.reviews import ReviewItem
 
@@ -50,28 +50,30 @@ def hold_for_review(queue: ReviewQueue, run: GuardedRun, decision: GuardDecision
     :attr:`~gates.ReviewItem.final_args` (or ``final_text``). A call that is not released
     (rejected, or expired at the timeout) is logged in the run as blocked, naming why.
 
-    A reviewer's edited arguments are decided again by the guard, in the call's place: an
-    edit the controls stop (a refund edited past the limit) is audited as
-    ``review.edit_refused`` and comes back as ``rejected``, with the refusal as its
-    reason, so it never runs (the queue keeps the reviewer's edit as made). An edit that
-    runs replaces the call in the run's history (:meth:`GuardedRun.revise`): later
-    decisions read the arguments that ran.
+    What comes back is what the hash-chained audit log records for the step as the run
+    held it (:meth:`~gates.ReviewQueue.vouched`), not the store's review row: an approval
+    releases exactly the held arguments, an edit the reviewer's as the ``review.edit``
+    entry records them, and a decision the log does not vouch for comes back ``rejected``
+    (audited as ``review.release_refused``).
+
+    Whatever a person released is decided again by the guard, in the held step's place,
+    with today's mode and controls after the run's whole history as it is now: a release
+    the guard stops (the agent suspended meanwhile, a refund edited past the limit, a
+    refund that with those made meanwhile adds up past the order's total) is audited
+    (``review.edit_refused`` for an edit, ``review.release_refused`` for an approval) and
+    comes back as ``rejected``, with the refusal as its reason, so it never runs (the
+    queue keeps the decision as made). An edit that runs replaces the call in the run's
+    history (:meth:`GuardedRun.revise`): later decisions read the arguments that ran.
 
     Raises:
         GatesError: ``decision`` is not a review decision of a step of ``run``.
         StoreUnavailable: the queue cannot be written or read (deny the step).
     """
-    item = queue.wait(submit_guarded(queue, run, decision).id, timeout_s=timeout_s,
-                      poll_s=poll_s)
-    if item.kind == "call" and item.status == "edited" and item.tool is not None:
-        again = decide_edited_call(run, decision, item.tool, item.final_args or {})
-        if again.stopped:
-            why = refuse_edit(run.guard.workspace, item, again, actor=GUARD_ACTOR,
-                              tool=item.tool, run_id=run.run_id, source="guard")
-            item = item.model_copy(update={"status": "rejected", "decision_reason": why})
-        elif decision.call_id is not None:  # the edit runs: later rules read it, not the ask
-            run.revise(decision.call_id, item.final_args or {}, by=item.decided_by or "",
-                       review=item.id)
+    submitted = submit_guarded(queue, run, decision)
+    # The store's row only says that a decision was made; what it is, the log says.
+    queue.wait(submitted.id, timeout_s=timeout_s, poll_s=poll_s)
+    item = vouched_item(queue, submitted, actor=GUARD_ACTOR, source="guard")
+    item = release_held(run, decision, item, actor=GUARD_ACTOR, source="guard")
     if item.kind == "call" and not item.released and decision.call_id is not None:
         run.result(decision.call_id, blocked=True,
                    error=f"{item.status} in review {item.id} by {item.decided_by}: "

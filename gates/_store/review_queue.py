@@ -14,16 +14,26 @@ from typing import Any
 
 from evalsuite import InvalidInput
 from gates._config import Workspace
-from gates._errors import ReviewDecided, UnknownReview
+from gates._errors import ReviewDecided, UnknownReview, UnvouchedReview
 from gates._store.access import open_store, require_store, store_exists
-from gates._store.backends import StateStore
+from gates._store.audit import verify_audit
+from gates._store.backends import AuditEntry, StateStore, entry_hash
 from gates._store.reviews import (
+    DECISION_ACTIONS,
+    REVIEW_ACTIONS,
     REVIEW_STATUSES,
+    SUBMIT_ACTION,
     ReviewItem,
     ReviewKind,
     ReviewStatus,
     ReviewSubmission,
+    held_digest,
+    held_key,
 )
+
+# An audit action → the status it decides.
+_DECIDED_BY_ACTION: dict[str, ReviewStatus] = {
+    action: status for status, action in DECISION_ACTIONS.items()}  # type: ignore[misc]
 
 # Who decides an item that nobody decided in time.
 EXPIRY_ACTOR = "reinstate"
@@ -35,11 +45,16 @@ class ReviewQueue:
     Use::
 
         queue = gates.ReviewQueue("path/to/workspace")
-        item = queue.submit("refund-agent", kind="call", tool="issue_refund",
-                            args={"order_id": "A-1", "amount": 900}, reason="over 500")
-        item = queue.wait(item.id, timeout_s=300)
+        submitted = queue.submit("refund-agent", kind="call", tool="issue_refund",
+                                 args={"order_id": "A-1", "amount": 900}, reason="over 500")
+        queue.wait(submitted.id, timeout_s=300)
+        item = queue.vouched(submitted)  # what the audit log records, never the row
         if item.released:
             run_tool(item.tool, item.final_args)
+
+    The store's review rows say *that* an item was decided, so a waiting runtime wakes up;
+    *what* was decided is read from the hash-chained audit log (:meth:`vouched`), for the
+    item as the runtime submitted it: a row edited behind the log releases nothing.
     """
 
     def __init__(self, workspace: Workspace | Path | str | None = None, *,
@@ -189,6 +204,84 @@ class ReviewQueue:
         except ReviewDecided:
             return self.get(review)
 
+    def vouched(self, submitted: ReviewItem) -> ReviewItem:
+        """The decision the audit log records on ``submitted``, the item as this process
+        submitted it (what :meth:`submit` returned, never a copy read back from the store).
+
+        The item comes back with what it held as submitted (a call's arguments, an
+        output's text) and the decision of its audit entry: status, who, when, why and,
+        for an edit, the reviewer's arguments or text as the entry records them. The
+        store's row is not read: it may have been written behind the log. A decision is
+        vouched for only when the log verifies (from its checkpoint, as ``check`` does),
+        the item's last ``review.submit`` entry is of this agent, run, tool and kind and
+        records the digest of exactly what was submitted, and the one decision entry
+        after it (``review.approve``, ``review.edit``, ``review.reject``,
+        ``review.expire``) records that same digest. No decision entry yet: ``pending``.
+
+        Raises:
+            UnvouchedReview: the log does not verify, has no submit entry matching the
+                item (or one written before the digest was kept), holds two decisions of
+                it, or a decision for other arguments or text than were submitted.
+            StoreUnavailable: the store cannot be read.
+        """
+        problems = verify_audit(self.store, (submitted.agent,), incremental=True)
+        if problems:
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            raise UnvouchedReview(f"the audit log does not verify ({problems[0]}{more})")
+        entries = [e for e in self.store.audit(submitted.agent, actions=REVIEW_ACTIONS)
+                   if e.detail.get("review") == submitted.id]
+        submits = [i for i, e in enumerate(entries) if e.action == SUBMIT_ACTION]
+        if not submits:
+            raise UnvouchedReview(f"the audit log records no submission of {submitted.id}")
+        key, digest = held_key(submitted.kind), held_digest(submitted)
+        submit = entries[submits[-1]]
+        decisions = entries[submits[-1] + 1:]
+        _require_intact(submit, *decisions)
+        if key not in submit.detail:
+            raise UnvouchedReview(
+                f"the submission of {submitted.id} (audit entry {submit.seq}) records no "
+                f"digest of what was held (written by an older reinstate): nothing vouches "
+                f"for what a reviewer decided; submit it again")
+        expected = {"kind": submitted.kind, "tool": submitted.tool,
+                    "run_id": submitted.run_id, key: digest}
+        if ({k: submit.detail.get(k) for k in expected} != expected
+                or submit.agent != submitted.agent):
+            raise UnvouchedReview(
+                f"the submission of {submitted.id} in the audit log (entry {submit.seq}) is "
+                f"not the item this runtime held (another agent, run, tool or arguments)")
+        if not decisions:
+            return submitted
+        if len(decisions) > 1:
+            raise UnvouchedReview(
+                f"the audit log records {len(decisions)} decisions of {submitted.id} "
+                f"(entries {', '.join(str(e.seq) for e in decisions)}); an item is "
+                f"decided once")
+        entry = decisions[0]
+        status = _DECIDED_BY_ACTION[entry.action]
+        if status in ("approved", "edited") and entry.detail.get(key) != digest:
+            raise UnvouchedReview(
+                f"the {entry.action} entry of {submitted.id} (entry {entry.seq}) decided "
+                f"other {'arguments' if submitted.kind == 'call' else 'text'} than were "
+                f"held, or records none: nothing released")
+        edited_args = entry.detail.get("edited_args") if status == "edited" else None
+        edited_text = entry.detail.get("edited_text") if status == "edited" else None
+        if status == "edited" and not (
+                isinstance(edited_args, dict) if submitted.kind == "call"
+                else isinstance(edited_text, str)):
+            raise UnvouchedReview(f"the review.edit entry of {submitted.id} (entry "
+                                  f"{entry.seq}) records no edit of the held "
+                                  f"{submitted.kind}")
+        if status == "edited" and submitted.kind == "call":
+            # The entry's JSON has its keys sorted; the row's copy, when it is the same
+            # object, keeps the order the reviewer wrote them in (content from the log).
+            row = self.store.review(submitted.id)
+            if row is not None and row.edited_args == edited_args:
+                edited_args = row.edited_args
+        return submitted.model_copy(update={
+            "status": status, "decided_at": entry.at, "decided_by": entry.actor,
+            "decision_reason": entry.reason, "edited_args": edited_args,
+            "edited_text": edited_text})
+
     def _decide(self, review: str, status: ReviewStatus, actor: str, reason: str,
                 args: dict[str, Any] | None = None, text: str | None = None) -> ReviewItem:
         if not reason.strip():
@@ -201,3 +294,12 @@ class ReviewQueue:
     def _where(self) -> str:
         display = getattr(self.store, "display", None)
         return str(display) if display is not None else "the in-memory store"
+
+
+def _require_intact(*entries: AuditEntry) -> None:
+    for entry in entries:
+        if entry.hash != entry_hash(entry.seq, entry.at, entry.actor, entry.action,
+                                    entry.agent, entry.reason, entry.detail,
+                                    entry.prev_hash):
+            raise UnvouchedReview(f"audit entry {entry.seq} was changed after it was "
+                                  f"written")

@@ -9,6 +9,8 @@ pending item can be decided, so two reviewers (or a reviewer and a timeout) neve
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -131,18 +133,36 @@ def decided(item: ReviewItem, *, status: ReviewStatus, actor: str, reason: str, 
         "edited_args": edited_args, "edited_text": edited_text})
 
 
+def held_key(kind: str) -> str:
+    """The audit detail's key for the digest of what was held: ``args_sha256`` for a
+    call, ``text_sha256`` for an output."""
+    return "args_sha256" if kind == "call" else "text_sha256"
+
+
+def held_digest(item: ReviewSubmission) -> str:
+    """SHA-256 (hex) of what was held for a person: a call's arguments or an output's text,
+    as canonical JSON (sorted keys, no spaces)."""
+    value = item.args if item.kind == "call" else item.text
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def submit_detail(item: ReviewItem) -> dict[str, Any]:
-    """The audit entry's detail for a submission: what it is and where it came from (the
-    arguments and text stay in the queue; the entry names the item)."""
+    """The audit entry's detail for a submission: what it is, where it came from, and the
+    digest of the arguments or text held (they stay in the queue; the entry names the item
+    and chains what it holds, so a row changed behind the log is seen at release)."""
     return {"review": item.id, "kind": item.kind, "tool": item.tool, "rule": item.rule,
-            "source": item.source, "run_id": item.run_id}
+            "source": item.source, "run_id": item.run_id,
+            held_key(item.kind): held_digest(item)}
 
 
 def decision_detail(item: ReviewItem) -> dict[str, Any]:
-    """The audit entry's detail for a decision: the item, its new status and, for an edit,
-    what the reviewer released instead."""
+    """The audit entry's detail for a decision: the item, its new status, the digest of
+    the arguments or text the reviewer decided on and, for an edit, what the reviewer
+    released instead."""
     detail: dict[str, Any] = {"review": item.id, "status": item.status, "kind": item.kind,
-                              "tool": item.tool}
+                              "tool": item.tool, held_key(item.kind): held_digest(item)}
     if item.edited_args is not None:
         detail["edited_args"] = item.edited_args
     if item.edited_text is not None:

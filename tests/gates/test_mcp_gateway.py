@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from evalsuite import read_log_runs
 from gates import ReviewQueue, Workspace, open_store
+from tests.gates.test_guard_edits import with_refunds_within_total
 from tests.helpers import ACTOR
 
 AGENT = "refund-agent"
@@ -275,6 +277,112 @@ def test_an_edit_another_rule_routes_to_review_is_refused_not_held_again(
     assert "not held twice" in _text(refund)
     assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
     assert len(_edits_refused(back_in_full)) == 1
+
+
+# A refund the permissions deny outright: over the $500 limit, to another account.
+FORGED_REFUND = {"order_id": "A-1002", "amount": 5000, "refund_to": "store_credit:C-7731"}
+
+
+async def _while_held(ws: Workspace, session: ClientSession,
+                      meanwhile: Callable[[str], Awaitable[None]],
+                      ) -> types.CallToolResult:
+    """Send the large refund; once it waits in the queue, run ``meanwhile(review id)``."""
+    await session.call_tool("lookup_order", {"order_id": "A-1002"})
+    result: list[types.CallToolResult] = []
+
+    async def call() -> None:
+        result.append(await session.call_tool("issue_refund", LARGE_REFUND))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(call)
+        while not (pending := ReviewQueue(ws.root).items(AGENT)):
+            await anyio.sleep(0.2)
+        await meanwhile(pending[0].id)
+    return result[0]
+
+
+@pytest.mark.attack
+def test_a_review_row_approved_behind_the_audit_log_releases_nothing(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A write to the store's review row (approved, other arguments; no person, no audit
+    entry) forwards nothing: the gateway releases what the audit log vouches for, and the
+    refusal is audited."""
+    async def forge(review: str) -> None:
+        with sqlite3.connect(back_in_full.state_path) as conn:
+            [body] = conn.execute("SELECT body FROM reviews WHERE num = ?",
+                                  (int(review.removeprefix("R-")),)).fetchone()
+            item = {**json.loads(body), "args": FORGED_REFUND, "status": "approved",
+                    "decided_by": "rita.reviewer", "decision_reason": "ok"}
+            item["decided_at"] = item["submitted_at"]
+            conn.execute("UPDATE reviews SET status = 'approved', body = ? WHERE num = ?",
+                         (json.dumps(item), int(review.removeprefix("R-"))))
+
+    async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
+        return await _while_held(back_in_full, session, forge)
+
+    refund, _ = _run(back_in_full, tmp_path, body, "--review-timeout", "60")
+    assert refund.isError
+    assert "the audit log records no decision of R-1" in _text(refund), _text(refund)
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+    [entry] = open_store(back_in_full).audit(AGENT, actions=["review.release_refused"])
+    assert entry.detail["review"] == "R-1"
+
+
+@pytest.mark.attack
+def test_an_approval_after_the_agent_was_suspended_is_not_forwarded(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A held call approved after a containment suspended the agent is decided again at
+    release, as an edit is: mode.suspended denies it, audited, nothing goes up."""
+    async def suspend_then_decide(review: str) -> None:
+        for args in (("incident", "open", AGENT, "--severity", "sev1", "--summary",
+                      "fraud ring"),
+                     ("contain", "INC-2", "--mode", "suspended", "--notify", "legal",
+                      "--scope", "all refunds")):
+            done = await anyio.to_thread.run_sync(_cli, back_in_full, *args)
+            assert done.returncode == 0, done.stderr
+        done = await anyio.to_thread.run_sync(lambda: _cli(
+            back_in_full, "--actor", "rita.reviewer", "review", "approve", review,
+            "--reason", "looks fine"))
+        assert done.returncode == 0, done.stderr
+
+    async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
+        return await _while_held(back_in_full, session, suspend_then_decide)
+
+    refund, _ = _run(back_in_full, tmp_path, body, "--review-timeout", "120")
+    assert refund.isError
+    assert "denied by mode.suspended" in _text(refund), _text(refund)
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+    [entry] = open_store(back_in_full).audit(AGENT, actions=["review.release_refused"])
+    assert entry.detail["rule"] == "mode.suspended"
+
+
+@pytest.mark.attack
+def test_an_edit_is_decided_after_the_calls_made_while_it_waited(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A $200 refund waits; a $40 refund of the same $240 order goes up meanwhile; the
+    reviewer's edit to $230 is decided after it and refused, never forwarded."""
+    with_refunds_within_total(back_in_full)
+    sent: dict[str, types.CallToolResult] = {}
+
+    async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
+        async def small_then_edit(review: str) -> None:
+            sent["small"] = await session.call_tool("issue_refund",
+                                                    {**LARGE_REFUND, "amount": 40})
+            done = await anyio.to_thread.run_sync(lambda: _cli(
+                back_in_full, "--actor", "rita.reviewer", "review", "edit", review,
+                "--reason", "partial", "--args", json.dumps({**LARGE_REFUND, "amount": 230})))
+            assert done.returncode == 0, done.stderr
+
+        return await _while_held(back_in_full, session, small_then_edit)
+
+    refund, _ = _run(back_in_full, tmp_path, body, "--review-timeout", "60")
+    assert not sent["small"].isError, _text(sent["small"])
+    assert refund.isError
+    assert "refunds-past-order-total" in _text(refund), _text(refund)
+    amounts = [json.loads(line)["arguments"]["amount"]
+               for line in (tmp_path / "calls.jsonl").read_text().splitlines()
+               if json.loads(line)["tool"] == "issue_refund"]
+    assert amounts == [40]
 
 
 def test_a_review_nobody_decides_expires_and_denies(back_in_full: Workspace,

@@ -12,9 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from evalsuite import InvalidInput
+from evalsuite import InvalidInput, ToolCall
 from gates import (
     GatesError,
+    Guard,
     PostgresStore,
     ReviewDecided,
     ReviewItem,
@@ -22,6 +23,8 @@ from gates import (
     SQLiteStore,
     StateStore,
     UnknownReview,
+    Workspace,
+    hold_for_review,
     migrate_store,
 )
 
@@ -238,3 +241,99 @@ def test_store_migrate_carries_the_queue_to_postgres(tmp_path: Path, postgres_ur
     again = migrate_store(source, PostgresStore(postgres_url))
     assert again.copied_reviews == 1 and target.get(second.id) == queue.get(second.id)
     assert _call(target).id == "R-3"
+
+
+@pytest.mark.attack
+def test_an_approval_of_arguments_swapped_in_the_row_releases_nothing(tmp_path: Path) -> None:
+    """Arguments swapped in a pending row before a person approves: the approval's audit
+    entry chains the digest of what the person saw, which is not what the runtime held, so
+    the log vouches for no release of the held call; an honest approval is vouched for with
+    the held arguments, never the row's."""
+    store = SQLiteStore(tmp_path / "state.db")
+    queue = ReviewQueue(store=store)
+    held = _call(queue, 600)
+    honest = _call(queue, 700)
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        for item in (held, honest):
+            swapped = item.model_copy(update={"args": {"order_id": "A-1001", "amount": 5000}})
+            conn.execute("UPDATE reviews SET body = ? WHERE num = ?",
+                         (swapped.model_dump_json(), int(item.id.removeprefix("R-"))))
+    queue.approve(held.id, actor="alice", reason="ok")
+    with pytest.raises(GatesError, match="decided other arguments than were held"):
+        queue.vouched(held)
+    # The row still says approved, with the swapped arguments: only the log is trusted.
+    assert queue.get(held.id).final_args == {"order_id": "A-1001", "amount": 5000}
+    assert queue.vouched(honest).status == "pending"
+    with sqlite3.connect(tmp_path / "state.db") as conn:  # put back before the person looks
+        conn.execute("UPDATE reviews SET body = ? WHERE num = ?",
+                     (honest.model_dump_json(), int(honest.id.removeprefix("R-"))))
+    queue.approve(honest.id, actor="bob", reason="fine")
+    vouched = queue.vouched(honest)
+    assert vouched.released and vouched.final_args == {"order_id": "A-1001", "amount": 700}
+    assert (vouched.decided_by, vouched.decision_reason) == ("bob", "fine")
+
+
+def test_an_item_whose_submission_records_no_digest_is_not_vouched_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An item queued by a reinstate that did not chain the held arguments' digest (a store
+    of before) reads as before, but its decision releases nothing, saying why."""
+    from gates._store import backends
+    old = backends.submit_detail
+    monkeypatch.setattr(backends, "submit_detail", lambda item: {
+        k: v for k, v in old(item).items() if k != "args_sha256"})
+    store = SQLiteStore(tmp_path / "state.db")
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    monkeypatch.undo()
+    queue.approve(item.id, actor="alice", reason="ok")
+    assert queue.get(item.id).released  # the queue reads it as ever
+    with pytest.raises(GatesError, match=r"records no digest of what was held \(written by an "
+                                         r"older reinstate\).*submit it again"):
+        queue.vouched(item)
+
+
+@pytest.mark.attack
+@pytest.mark.slow
+def test_a_postgres_row_approved_behind_the_log_releases_nothing(
+        back_in_full: Workspace, postgres_url: str) -> None:
+    """With every trigger in place, a pending row of reinstate.reviews updated to approved
+    with arguments the permissions deny (no person, no audit entry) releases nothing
+    through the guard: the held call comes back rejected and is logged blocked."""
+    migrate_store(SQLiteStore(back_in_full.state_path), PostgresStore(postgres_url))
+    config = back_in_full.root / "reinstate.toml"
+    config.write_text(f'{config.read_text()}\n[state]\nurl = "{postgres_url}"\n')
+    ws = Workspace.find(back_in_full.root)
+    forged = {"order_id": "A-1002", "amount": 5000, "refund_to": "store_credit:C-7731"}
+    queue = ReviewQueue(ws)
+
+    def forger() -> None:
+        while not (pending := queue.items()):
+            time.sleep(0.05)
+        item = pending[0].model_copy(update={
+            "args": forged, "status": "approved", "decided_by": "rita",
+            "decided_at": pending[0].submitted_at, "decision_reason": "ok"})
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute("UPDATE reinstate.reviews SET status = 'approved', body = %s "
+                         "WHERE num = %s", (item.model_dump_json(), 1))
+
+    forging = threading.Thread(target=forger)
+    forging.start()
+    guard = Guard(ws.root, AGENT, log=ws.root / "guard.jsonl")
+    with guard.run("forged", goal="refund order A-1002") as run:
+        looked = run.call("lookup_order", {"order_id": "A-1002"})
+        assert looked.call_id is not None
+        run.result(looked.call_id, {"order_id": "A-1002", "customer_id": "C-1002",
+                                    "total": 240.0, "currency": "USD", "status": "shipped"})
+        held = run.call("issue_refund", {"order_id": "A-1002", "amount": 200,
+                                         "refund_to": "original_payment_method"})
+        assert held.effect == "review", held
+        assert run.guard.decide(ToolCall(tool="issue_refund", arguments=forged),
+                                run.history, run.context).effect == "deny"
+        item = hold_for_review(queue, run, held, timeout_s=60, poll_s=0.05)
+    forging.join(30)
+    guard.close()
+    assert not item.released and item.status == "rejected"
+    assert "the audit log records no decision of R-1" in (item.decision_reason or "")
+    assert item.final_args != forged
+    [entry] = PostgresStore(postgres_url).audit(AGENT, actions=["review.release_refused"])
+    assert entry.detail["review"] == "R-1"
