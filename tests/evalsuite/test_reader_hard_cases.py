@@ -168,3 +168,25 @@ def test_a_failed_model_call_is_kept_in_the_errors(tmp_path: Path, instrumentati
     errors = run.metadata.get("errors")
     assert errors is not None and len(errors) == 1, errors
     assert _calls(run) == [("issue_refund", "call_1", HARM)]
+
+
+@pytest.mark.parametrize(("instrumentation", "mode"), [("v2", "span_only"), ("oi", None)])
+def test_spans_exported_after_their_root_join_their_trace(tmp_path: Path, instrumentation: str,
+                                                          mode: str | None) -> None:
+    """A span that ends after its root (a stream consumed after the handler returned) is
+    exported after it; a trace split over two files may be given second file first. Either
+    way the trace reads as it does in order: no user input twice, no result lost."""
+    folder = produce(instrumentation, "dupids", tmp_path / "src", mode)
+    lines = (folder / "spans.jsonl").read_text().splitlines()
+    (ordered,) = _runs(folder)
+    expected = [s.model_dump() for s in ordered.steps]
+    assert len(lines) > 2 and [s.kind for s in ordered.steps].count("tool_result") == 2
+    root_first = tmp_path / "root-first.jsonl"  # the root line, then every other line
+    root_first.write_text("\n".join([lines[-1], *lines[:-1]]) + "\n")
+    (late,) = merge_parts(read_logs([root_first]))
+    assert [s.model_dump() for s in late.steps] == expected
+    first, second = tmp_path / "part-1.jsonl", tmp_path / "part-2.jsonl"
+    first.write_text("\n".join(lines[:2]) + "\n")
+    second.write_text("\n".join(lines[2:]) + "\n")
+    (split,) = merge_parts(read_logs([second, first]))
+    assert [s.model_dump() for s in split.steps] == expected
