@@ -421,7 +421,8 @@ class GuardedRun:
         self.log = log
         """The native JSONL file the run is written to."""
         self._ids = itertools.count(1)
-        self._tools: dict[str, str] = {}
+        self._tools: dict[str, str] = {}  # the tool each call id last named
+        self._unanswered: set[str] = set()
         self._finished = False
         self._quoted_id = json.dumps(run_id)
         self._step_prefix = f'{{"run_id": {self._quoted_id}, '.encode()
@@ -446,27 +447,31 @@ class GuardedRun:
         it; the guard has logged a blocked result naming the rule.
 
         Raises:
-            GatesError: ``call_id`` was already used in this run (answers are logged by
-                id, so each call needs its own); nothing is decided or logged.
+            GatesError: ``call_id`` names a call of this run still waiting for its answer
+                (answers are logged by id); nothing is decided or logged. An id whose
+                call was answered may be used again, as models that number every turn's
+                calls from ``call_0`` do.
         """
         if call_id is None:
             call_id = f"{self.run_id}-call-{next(self._ids)}"
             while call_id in self._tools:  # a caller's own id took this one
                 call_id = f"{self.run_id}-call-{next(self._ids)}"
-        elif call_id in self._tools:
-            # Answers are logged by id: a second call under one id would have the first
-            # call's answer attributed to the second tool (and read so by later rules).
+        elif call_id in self._unanswered:
+            # A second call under the id would have the first call's answer attributed to
+            # the second tool (and read so by later rules).
             raise GatesError(
-                f"run {self.run_id}: call id {call_id!r} was already used by a "
-                f"{self._tools[call_id]} call in this run; give each call its own id "
-                f"(or none: the guard numbers them); nothing was decided or logged")
+                f"run {self.run_id}: call id {call_id!r} names a {self._tools[call_id]} "
+                f"call of this run still waiting for its answer; give each call its own "
+                f"id (or none: the guard numbers them); nothing was decided or logged")
         step = ToolCall(tool=tool, arguments=dict(args or {}), call_id=call_id, at=_now())
         decision = self.guard.decide(step, self.history, self.context)
         index = len(self.history)
         text = self._lines(step, decision)
         self._tools[call_id] = tool
         blocked = None
-        if decision.effect == "deny":
+        if decision.effect != "deny":
+            self._unanswered.add(call_id)
+        else:
             # The call, its decision and its blocked result in one write: one system call,
             # and no log that holds a denied call without its answer.
             blocked = ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
@@ -486,6 +491,7 @@ class GuardedRun:
         tool = self._tools.get(call_id)
         if tool is None:
             raise GatesError(f"run {self.run_id}: no tool call {call_id!r} to answer")
+        self._unanswered.discard(call_id)
         self._answer(ToolResult(tool=tool, call_id=call_id, result=value, error=error,
                                 blocked=blocked, at=_now()))
 

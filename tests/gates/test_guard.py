@@ -469,7 +469,8 @@ def test_a_call_id_used_twice_in_a_run_is_refused(back_in_full: Workspace,
                                                   tmp_path: Path) -> None:
     """Two calls under one id would have the first tool's answer logged (and read by later
     rules) as the second's: a ticket's echoed "total" passing for the order's. The second
-    call is refused, nothing of it logged, and the refund past the real total is denied."""
+    call is refused while the first waits for its answer, nothing of it logged, and the
+    refund past the real total is denied. Once answered, the id may name a new call."""
     refund = {"order_id": "A-1001", "amount": 149, "refund_to": "original_payment_method"}
     log = tmp_path / "guard.jsonl"
     guard = Guard(back_in_full.root, AGENT, log=log)
@@ -477,12 +478,12 @@ def test_a_call_id_used_twice_in_a_run_is_refused(back_in_full: Workspace,
         ticket = run.call("create_ticket", {"order_id": "A-1001", "total": 10000,
                                             "summary": "x"}, call_id="call_1")
         assert ticket.call_id == "call_1"
-        with pytest.raises(GatesError, match="call id 'call_1' was already used by a "
-                                             "create_ticket call in this run"):
+        with pytest.raises(GatesError, match="call id 'call_1' names a create_ticket call "
+                                             "of this run still waiting for its answer"):
             run.call("lookup_order", {"order_id": "A-1001"}, call_id="call_1")
         run.result("call_1", {"ticket_id": "T-9", "order_id": "A-1001", "total": 10000})
-        looked = run.call("lookup_order", {"order_id": "A-1001"}, call_id="call_2")
-        run.result("call_2", {"order_id": "A-1001", "total": 84.99})
+        looked = run.call("lookup_order", {"order_id": "A-1001"}, call_id="call_1")
+        run.result("call_1", {"order_id": "A-1001", "total": 84.99})
         assert looked.effect == "allow"
         # A number the guard gives is never one a caller took.
         own = run.call("lookup_order", {"order_id": "A-1001"}, call_id="reused-call-1")
@@ -490,5 +491,8 @@ def test_a_call_id_used_twice_in_a_run_is_refused(back_in_full: Workspace,
         assert run.call("issue_refund", refund).effect == "deny"
     guard.close()
     [logged] = read_log_runs(log)
-    answered = {(s.call_id, s.tool) for s in logged.steps if isinstance(s, ToolResult)}
-    assert ("call_1", "create_ticket") in answered and ("call_1", "lookup_order") not in answered
+    answered = [(s.call_id, s.tool, s.result) for s in logged.steps
+                if isinstance(s, ToolResult) and s.call_id == "call_1"]
+    assert answered == [
+        ("call_1", "create_ticket", {"ticket_id": "T-9", "order_id": "A-1001", "total": 10000}),
+        ("call_1", "lookup_order", {"order_id": "A-1001", "total": 84.99})]
