@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite._expressions import ExpressionFailed
+from evalsuite._files import read_regular
 
 PREDICATE_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 Predicate = Callable[[dict[str, Any]], Any]
@@ -51,7 +52,7 @@ _MODULES: dict[tuple[Path, str], Any] = {}
 
 
 def _load(file: Path) -> Any:
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    digest = hashlib.sha256(read_regular(file)).hexdigest()
     key = (file.resolve(), digest)
     if key not in _MODULES:
         # A private name per file and content, so two workspaces never share a module.
