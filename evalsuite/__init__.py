@@ -96,6 +96,7 @@ if TYPE_CHECKING:
         is_plain,
         steps_as_data,
     )
+    from evalsuite._files import NotARegularFile, open_regular, read_regular, require_regular
     from evalsuite._guard_edits import apply_guard_edits, as_asked
     from evalsuite._history import History
     from evalsuite._http_adapter import HttpAdapter
@@ -258,6 +259,7 @@ __all__ = [
     "Metrics",
     "MetricsCounter",
     "MissingFixture",
+    "NotARegularFile",
     "Output",
     "OutputContains",
     "OutputMatches",
@@ -357,6 +359,7 @@ __all__ = [
     "located_runs",
     "merge_parts",
     "native_record_parts",
+    "open_regular",
     "parse_model",
     "parse_yaml",
     "placeholder_pattern",
@@ -366,11 +369,13 @@ __all__ = [
     "read_log",
     "read_log_runs",
     "read_logs",
+    "read_regular",
     "read_run_file",
     "read_runs",
     "read_text",
     "refuse_link",
     "register_adapter",
+    "require_regular",
     "result_pairs",
     "run_cases",
     "run_suite",
@@ -456,6 +461,10 @@ _EXPORTS: dict[str, str] = {
     "ReinstateError": "evalsuite._errors",
     "did_you_mean": "evalsuite._errors",
     "display_path": "evalsuite._errors",
+    "NotARegularFile": "evalsuite._files",
+    "open_regular": "evalsuite._files",
+    "read_regular": "evalsuite._files",
+    "require_regular": "evalsuite._files",
     "MAX_COMPREHENSION_DEPTH": "evalsuite._expressions",
     "MAX_DATA_READ": "evalsuite._expressions",
     "MAX_EXPRESSION_CHARS": "evalsuite._expressions",

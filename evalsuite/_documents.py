@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from evalsuite._errors import InvalidInput, did_you_mean
+from evalsuite._files import read_regular
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -64,16 +65,10 @@ def refuse_link(path: Path) -> Path:
 
 
 def read_text(path: Path) -> str:
-    """Read a user file, turning an unreadable or oversized one into a clear error."""
+    """Read a user file, turning an unreadable, oversized or not regular one (a named pipe,
+    a folder: :func:`read_regular`) into a clear error."""
     try:
-        with path.open("rb") as handle:
-            # Read what the file holds, not the limit: a read of the limit allocates (and
-            # maps) 4 MiB for every case file of a suite, however small.
-            limit = MAX_USER_FILE_BYTES + 1
-            size = os.fstat(handle.fileno()).st_size
-            data = handle.read(min(size + 1, limit))
-            if size < len(data) < limit:  # grown since, or a size not known: read on
-                data += handle.read(limit - len(data))
+        data = read_regular(path, MAX_USER_FILE_BYTES)
     except FileNotFoundError:
         raise InvalidInput(path, "", "file not found") from None
     except OSError as exc:

@@ -33,6 +33,7 @@ from evalsuite._agent import (
 )
 from evalsuite._case import EvalCase
 from evalsuite._errors import InvalidInput
+from evalsuite._files import read_regular
 from evalsuite._sandbox import Isolation
 from evalsuite._session import AgentSession, MissingFixture, ToolFailed
 
@@ -200,8 +201,8 @@ def _system_prompt(spec: HttpAdapterSpec, agent_file: Path, place: str) -> str |
         return spec.system_prompt
     path = agent_file.parent / spec.system_prompt_file
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        return read_regular(path).decode("utf-8")
+    except (OSError, UnicodeDecodeError, InvalidInput) as exc:
         raise InvalidInput(agent_file, f"{place}.system_prompt_file",
                            f"expected a readable UTF-8 file at {spec.system_prompt_file} "
                            f"({type(exc).__name__}: {getattr(exc, 'strerror', None) or exc})"

@@ -26,6 +26,7 @@ from evalsuite._conversations import (
 )
 from evalsuite._documents import load_json
 from evalsuite._errors import InvalidInput
+from evalsuite._files import require_regular
 from evalsuite._jsonl import native_parts
 from evalsuite._openai_chat import openai_parts
 from evalsuite._openai_responses import responses_parts
@@ -51,9 +52,7 @@ _NOT_A_LOG = ("not a run log: expected native JSON Lines (kind, run_id), OTLP/JS
 def detect_format(path: Path) -> str:
     """The format of a log file, from its first record; a file no bundled format
     recognises is offered to the installed plugin readers' detectors."""
-    if not path.is_file():
-        raise InvalidInput(path, "", "file not found" if not path.exists() else
-                           "expected a log file, got a folder")
+    require_regular(path)
     try:
         return _bundled_format(path)
     except InvalidInput:
@@ -130,8 +129,7 @@ def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
     chosen = detect_format(path) if fmt == "auto" else fmt
     if chosen not in _READERS:
         load_reader(chosen)  # a name that names no reader fails now, not at the first part
-    if not path.is_file():
-        raise InvalidInput(path, "", "file not found")
+    require_regular(path)
     if chosen == "jsonl" and defer_steps:
         return native_parts(path, skips, defer=True)
     if chosen == "otel" and defer_steps:
@@ -152,9 +150,7 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
     """
     files = list(paths)
     for path in files:
-        if not path.is_file():
-            raise InvalidInput(path, "", "file not found" if not path.exists()
-                               else "expected a log file, got a folder")
+        require_regular(path)
     others: set[str] = set()
     for group, chosen in _read_together(files, fmt):
         parts = (read_log(group[0], chosen, skips=skips, defer_steps=defer_steps)

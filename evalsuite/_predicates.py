@@ -8,14 +8,14 @@ file alone can never make reinstate run code.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from evalsuite._expressions import ExpressionFailed
-from evalsuite._source_only import SourceOnlyLoader
+from evalsuite._files import read_regular
 
 PREDICATE_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 Predicate = Callable[[dict[str, Any]], Any]
@@ -52,18 +52,17 @@ _MODULES: dict[tuple[Path, str], Any] = {}
 
 
 def _load(file: Path) -> Any:
-    digest = hashlib.sha256(file.read_bytes()).hexdigest()
+    source = read_regular(file)
+    digest = hashlib.sha256(source).hexdigest()
     key = (file.resolve(), digest)
     if key not in _MODULES:
-        # A private name per file and content, so two workspaces never share a module.
-        name = f"_reinstate_predicate_{digest[:16]}"
-        # From the source just digested, never from a __pycache__ file beside it.
-        spec = importlib.util.spec_from_file_location(name, file,
-                                                      loader=SourceOnlyLoader(name, str(file)))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
+        # A private name per file and content, so two workspaces never share a module; run
+        # from the very bytes digested (never a __pycache__ file, which no fingerprint
+        # covers, nor a file changed since).
+        module = types.ModuleType(f"_reinstate_predicate_{digest[:16]}")
+        module.__file__ = str(file)
         try:
-            spec.loader.exec_module(module)
+            exec(compile(source, str(file), "exec"), module.__dict__)
         except Exception as exc:
             raise ValueError(f"cannot import {file.name}: {exc!r}") from None
         _MODULES[key] = module

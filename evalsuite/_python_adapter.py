@@ -27,6 +27,7 @@ from evalsuite._agent import (
     register_adapter,
 )
 from evalsuite._case import EvalCase
+from evalsuite._files import read_regular
 from evalsuite._sandbox import IN_PROCESS, Isolation
 from evalsuite._session import AgentSession
 from evalsuite._source_only import import_from_source
@@ -239,5 +240,5 @@ def _tree_digest(root: Path) -> str:
     for path in sorted(root.rglob("*.py")):
         if "__pycache__" not in path.parts:
             digest.update(path.as_posix().encode())
-            digest.update(path.read_bytes())
+            digest.update(read_regular(path))
     return digest.hexdigest()

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from evalsuite._case import EvalCase
 from evalsuite._documents import _fsync_dir
 from evalsuite._errors import InvalidInput
+from evalsuite._files import read_regular
 from evalsuite._record import Record
 from evalsuite._redaction import Redactor
 from evalsuite._runner import TrialResult
@@ -126,7 +127,7 @@ def redact_trial(result: TrialResult, redactor: Redactor) -> TrialResult:
 def read_run_file(path: Path) -> tuple[EvalRunHeader, list[TrialLine]]:
     """Read a run file, naming the line of any mistake."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_regular(path).decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(path, "", f"cannot read the run file ({exc})") from None
     if not lines:

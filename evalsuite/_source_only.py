@@ -4,10 +4,11 @@ Python runs a ``__pycache__`` file in place of its source when the file's record
 and time match the source's (or always, for an unchecked-hash file). No fingerprint
 covers ``__pycache__`` (Python writes it as it likes), so a file planted there after a
 gate would change what an in-process agent or a predicate module does without making the
-verdict stale. So the Python reinstate runs workspace code in (the gate's own process for
-an in-process agent and for predicate modules, the python adapter's worker) compiles the
-source it reads, and writes no cache into the workspace either. Standard library only:
-the worker imports it by path.
+verdict stale. So the Python reinstate runs agent code in (the gate's own process for an
+in-process agent, the python adapter's worker) compiles the source it reads, and writes no
+cache into the workspace either. (Predicate modules run from the very bytes their digest
+was taken of: :mod:`evalsuite._predicates`.) Standard library only: the worker imports it
+by path.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from evalsuite import (
     json_path,
     parse_model,
     protected_env_problem,
+    read_regular,
 )
 from gates._errors import UnknownAgent
 from regressions import IncidentBook
@@ -339,11 +340,13 @@ class Workspace:
 
 
 def _read_config(folder: Path) -> Config | None:
+    # exists, not is_file: a named pipe or a folder in the configuration's place is
+    # refused (``_raw``), never passed over for another workspace's configuration.
     own = folder / CONFIG_FILE
-    if own.is_file():
+    if own.exists():
         return parse_config(own, _raw(own))
     pyproject = folder / "pyproject.toml"
-    if pyproject.is_file():
+    if pyproject.exists():
         return parse_config(pyproject, _raw(pyproject))
     return None
 
@@ -363,8 +366,7 @@ def parse_config(path: Path, raw: bytes) -> Config | None:
 def _raw(path: Path) -> bytes:
     """A configuration file's bytes (one more than the most it may hold, to tell)."""
     try:
-        with path.open("rb") as handle:
-            return handle.read(MAX_USER_FILE_BYTES + 1)
+        return read_regular(path, MAX_USER_FILE_BYTES)
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the file ({exc.strerror})") from None
 

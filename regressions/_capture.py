@@ -26,6 +26,7 @@ from evalsuite import (
     create_exclusive,
     dump_yaml,
     load_model,
+    read_regular,
 )
 from regressions._incident import Incident, utc_now
 from regressions._regression_case import (
@@ -201,7 +202,7 @@ def build_case(
         provenance=Provenance(
             incident=incident.id,
             source=source_label,
-            source_sha256=hashlib.sha256(source.read_bytes()).hexdigest(),
+            source_sha256=hashlib.sha256(read_regular(source)).hexdigest(),
             run_id=run.run_id,
             captured_at=utc_now(),
             captured_by=actor,

@@ -28,6 +28,7 @@ from evalsuite import (
     Skips,
     ToolCall,
     is_log_format,
+    open_regular,
     read_logs,
 )
 from gates._config import Workspace
@@ -395,7 +396,7 @@ def _checked_logs(workspace: Workspace, incident: Incident) -> list[tuple[Path, 
         if not path.is_file():
             raise InvalidInput(path, "", f"missing: {incident.id}'s investigation read this "
                                          f"log, so its scope of impact cannot be checked")
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             now = hashlib.file_digest(handle, "sha256").hexdigest()
         if now != log.sha256:
             raise InvalidInput(path, "", f"changed since {incident.id} was investigated "

@@ -12,6 +12,12 @@ were accepted by the full models before, under the same code.
 
 What it trusts, and why that is sound:
 
+- **Whether it may answer at all**: today's configuration file alone, read with
+  :mod:`tomllib` (:func:`today_settings`): a ``[signing]`` table (a public key the full
+  check verifies the verdict's signature against), a ``[state]`` table (a PostgreSQL
+  store), ``[rules]`` (predicate modules), a table it does not know: not sure, whatever a
+  facts file says. Its places (``[paths]``) and ``full_case_digests`` come from the same
+  read; remembered ones must agree. A facts file can only make it defer or save work.
 - **Configuration and incident files**: the mode inputs (``mode_facts``), as ``mode`` does.
 - **agent.yaml, the control files' parsed digests, the configuration's digest and places**:
   the *check inputs* (:mod:`gates._response.check_facts`), remembered after a full check
@@ -55,6 +61,7 @@ import json
 import re
 import sqlite3
 import sys
+import tomllib
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass
@@ -96,6 +103,12 @@ UNSIGNED = ("unsigned: no public key is configured ([signing] public_key in rein
 _CREATED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
                       r"(\.(?!000000)[0-9]{6})?Z")
 _OUTCOMES = ("pass", "fail", "error", "inconclusive")
+# The configuration's tables (gates._config.Config's fields) and its places with their
+# defaults (gates._config.Paths); a test keeps both equal to the models'.
+CONFIG_TABLES = frozenset({"schema_version", "paths", "containment", "gate", "logging",
+                           "rules", "ingest", "signing", "agent", "notify", "state"})
+PLACES = {"agents": "agents", "evals": "evals", "regressions": "regressions",
+          "incidents": "incidents", "state": ".reinstate/state.db", "logs": "logs"}
 _DECIDING = ("mode", "ratchet-approval")  # gates._store.audit.DECIDING
 
 
@@ -181,20 +194,21 @@ def light_clearance(agent: str, workspace: Path | str | None = None) -> dict[str
 
 def _clearance(agent: str, start: Path | None) -> dict[str, Any] | None:
     root, name, raw = mode_light._config_file(start)
-    state = mode_light._state_setting(name, raw)
-    state_path = mode_light._inside(root, state)
+    # Whether to answer at all is decided from today's configuration, never a facts file.
+    settings = today_settings(name, raw)
+    state_path = mode_light._inside(root, settings["state"])
     mode_inputs = mode_light._inputs(mode_light.inputs_path(state_path), state_path)
     facts = _inputs(inputs_path(state_path), state_path)
     config_key = mode_light.file_key(name, raw)
     if not isinstance(mode_inputs["configs"].get(config_key), dict):
         return None  # a configuration the full read has not accepted
     place = _fact(facts, "workspaces", fact_key("workspace", str(root), name, raw))
-    places = LightPlaces(root=root, state_path=mode_light._inside(root, _text(place, "state")),
-                         incidents_dir=mode_light._inside(root, _text(place, "incidents")),
-                         logs_dir=mode_light._inside(root, _text(place, "logs")))
-    if places.state_path != state_path:
-        raise NotSure("state")
-    agents_dir = mode_light._inside(root, _text(place, "agents"))
+    if any(place.get(key) != value for key, value in settings.items()):
+        raise NotSure("remembered places that are not the configuration's")
+    places = LightPlaces(root=root, state_path=state_path,
+                         incidents_dir=mode_light._inside(root, settings["incidents"]),
+                         logs_dir=mode_light._inside(root, settings["logs"]))
+    agents_dir = mode_light._inside(root, settings["agents"])
     if not agents_dir.is_dir() or agent not in {
             p.parent.name for p in agents_dir.glob("*/agent.yaml")}:
         return None  # the full check names the agent it does not know
@@ -215,7 +229,7 @@ def _clearance(agent: str, start: Path | None) -> dict[str, Any] | None:
     if facts["loaded"].get(loaded) is not True:
         return None  # these controls were never loaded under this code
     today = _fingerprint(places, agent, directory, agent_raw, spec, controls, names,
-                         place, config_file=root / name)
+                         {**place, **settings}, config_file=root / name)
     verdict = _store_verdict(state_path, agent, mode_inputs, places.incidents_dir)
     if verdict is None or not _unchanged(today, verdict["fingerprint"]):
         return None
@@ -223,6 +237,40 @@ def _clearance(agent: str, start: Path | None) -> dict[str, Any] | None:
             "notes": [], "verdict_outcome": verdict["outcome"],
             "verdict_created_at": verdict["created_at"], "signed": False,
             "signature": UNSIGNED}
+
+
+def today_settings(name: str, raw: bytes) -> dict[str, Any]:
+    """What the light check needs of the configuration file, from its bytes today (read
+    with :mod:`tomllib`, no model): each of ``[paths]`` (its default unless set) and
+    ``[gate] full_case_digests``.
+
+    Not sure (:class:`NotSure`) whenever the full check would do what this one does not: a
+    ``[signing]`` table (a public key the verdict's signature is checked against), a
+    ``[state]`` table (a PostgreSQL store), ``[rules] predicate_modules`` (modules the
+    control load imports, digests the fingerprint holds), or a table or a value of a kind
+    the full read may refuse. A facts file is only asked afterwards, and can only agree.
+    """
+    data: Any = tomllib.loads(raw.decode("utf-8"))
+    if name != mode_light.CONFIG_FILE:
+        data = data["tool"]["reinstate"]
+    if not isinstance(data, dict) or not set(data) <= CONFIG_TABLES:
+        raise NotSure("a configuration table the light check does not know")
+    tables = {t: data.get(t, {}) for t in ("paths", "gate", "signing", "state", "rules")}
+    if not all(isinstance(table, dict) for table in tables.values()):
+        raise NotSure("a configuration table that is no table")
+    if tables["signing"]:
+        raise NotSure("[signing]: the full check verifies the verdict's signature")
+    if tables["state"]:
+        raise NotSure("[state]: the store is not the SQLite file")
+    if tables["rules"]:  # predicate_modules, even an empty list: the full read decides
+        raise NotSure("[rules]: predicate modules")
+    paths = tables["paths"]
+    found: dict[str, Any] = {key: paths.get(key, default) for key, default in PLACES.items()}
+    found["full_case_digests"] = tables["gate"].get("full_case_digests", False)
+    if not (set(paths) <= set(PLACES) and all(isinstance(found[k], str) for k in PLACES)
+            and isinstance(found["full_case_digests"], bool)):
+        raise NotSure("[paths] or [gate]")
+    return found
 
 
 def _inputs(path: Path, state_path: Path) -> dict[str, Any]:

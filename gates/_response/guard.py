@@ -63,6 +63,7 @@ from evalsuite import (
     ToolCall,
     ToolResult,
     UserInput,
+    read_regular,
 )
 from gates._config import Workspace
 from gates._controls.files import CONTROL_FILES, Controls, load_controls
@@ -661,7 +662,7 @@ def _read(paths: tuple[Path, ...]) -> tuple[dict[str, str], str]:
     texts: dict[str, str] = {}
     for path in paths:
         try:
-            data = path.read_bytes()
+            data = read_regular(path)
         except FileNotFoundError:
             digest.update(b"\0missing\0")
             continue

@@ -31,6 +31,7 @@ from evalsuite import (
     judge_all,
     load_cases,
     located_runs,
+    open_regular,
     read_logs,
 )
 from gates._config import Workspace
@@ -82,7 +83,7 @@ def log_files(workspace: Workspace, paths: Sequence[Path], fmt: str) -> list[Log
     for path in paths:
         chosen = detect_format(path) if fmt == "auto" else fmt
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
+        with open_regular(path) as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
         files.append(LogFile(path=workspace.relative(path), sha256=digest.hexdigest(),

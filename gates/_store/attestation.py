@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from evalsuite import InvalidInput, Record, create_exclusive, write_atomic
+from evalsuite import InvalidInput, Record, create_exclusive, read_regular, write_atomic
 from gates._config import Workspace
 from gates._errors import GatesError
 from gates._store.backends import verdict_digest
@@ -258,7 +258,7 @@ def read_envelope(path: Path) -> Envelope:
     expected = ("expected a DSSE envelope (payload, payloadType, signatures) as "
                 "`reinstate gate --attestation` writes it")
     try:
-        data = json.loads(path.read_bytes())
+        data = json.loads(read_regular(path))
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the verdict ({exc.strerror})") from None
     except (ValueError, RecursionError) as exc:
@@ -282,7 +282,7 @@ def read_kept_verdict(path: Path) -> Verdict:
         InvalidInput: Neither a verdict nor an envelope holding one (exit 2).
     """
     try:
-        data: Any = json.loads(path.read_bytes())
+        data: Any = json.loads(read_regular(path))
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the verdict ({exc.strerror})") from None
     except (ValueError, RecursionError) as exc:

@@ -34,6 +34,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from evalsuite import InvalidInput, read_regular
 from gates._store.chain_sql import AUDIT_COLUMNS, linked_checkpoint
 
 MODES = ("suspended", "review", "full")  # most restrictive first, as the store has them
@@ -91,10 +92,12 @@ def inputs_path(state_path: Path) -> Path:
 def read_file(path: Path) -> bytes:
     """A user file's bytes, read as the full read reads it; a link, a folder or a file
     too large is not sure."""
-    if path.is_symlink() or not path.is_file():
+    if path.is_symlink():
         raise NotSure(f"{path}: not a plain file")
-    with path.open("rb") as handle:
-        raw = handle.read(MAX_FILE_BYTES + 1)
+    try:
+        raw = read_regular(path, MAX_FILE_BYTES)  # a named pipe is refused, never waited on
+    except (InvalidInput, OSError):  # missing, unreadable, or not a regular file
+        raise NotSure(f"{path}: not a plain file") from None
     if len(raw) > MAX_FILE_BYTES:
         raise NotSure(f"{path}: too large")
     return raw
@@ -160,10 +163,10 @@ def _config_file(start: Path | None) -> tuple[Path, str, bytes]:
     here = here.resolve()
     for folder in (here, *here.parents):
         own = folder / CONFIG_FILE
-        if own.is_file():
+        if own.exists():  # as the full read: one that is no plain file is not sure
             return folder, CONFIG_FILE, read_file(own)
         pyproject = folder / "pyproject.toml"
-        if pyproject.is_file():
+        if pyproject.exists():
             raw = read_file(pyproject)
             tool = tomllib.loads(raw.decode("utf-8")).get("tool")
             if isinstance(tool, dict) and isinstance(tool.get("reinstate"), dict):

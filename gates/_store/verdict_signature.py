@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evalsuite import InvalidInput
+from evalsuite import InvalidInput, read_regular
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import GatesError
 from gates._store.backends import verdict_digest
@@ -47,7 +47,7 @@ def load_public_key(path: Path) -> SSlibKey:
 
     expected = "expected the PEM text of an Ed25519 public key (`reinstate keygen` writes one)"
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except OSError as exc:
         raise InvalidInput(path, "", f"cannot read the public key ({exc.strerror})") from None
     try:

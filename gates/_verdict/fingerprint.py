@@ -28,6 +28,7 @@ from evalsuite import (
     load_model,
     parse_model,
     parse_yaml,
+    read_regular,
 )
 from gates._config import CONFIG_FILE, Config, Workspace
 from gates._controls.files import CONTROL_FILES
@@ -118,7 +119,7 @@ def control_digest(path: Path) -> str:
     A comment-only edit keeps the digest; any change to what the file says changes it.
     """
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)
     except FileNotFoundError:
         return "missing"
     except OSError:
@@ -223,7 +224,7 @@ def fingerprint(workspace: Workspace, agent: str, *,
     directory = workspace.agent_dir(agent)
     agent_file = directory / "agent.yaml"
     try:
-        raw = agent_file.read_bytes()
+        raw = read_regular(agent_file)
         text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InvalidInput(agent_file, "", "file not found") from None

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from evalsuite import InvalidInput
+from evalsuite import InvalidInput, read_regular
 
 # Parsed content with more values than this is hashed by its bytes instead: an alias bomb in
 # a control file must not stall the fingerprint (loading the file reports it).
@@ -60,9 +60,13 @@ def same(one: str | None, other: str | None) -> bool:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes, or a marker for a missing or unreadable file."""
+    """SHA-256 of a file's bytes, or a marker for a missing or unreadable file.
+
+    Raises:
+        NotARegularFile: A named pipe, socket, device or folder (exit 2): never read.
+    """
     try:
-        return sha256(path.read_bytes())
+        return sha256(read_regular(path))
     except FileNotFoundError:
         return "missing"
     except OSError:  # unreadable: never equal to a digest, so never current

@@ -27,9 +27,11 @@ from hypothesis import strategies as st
 from evalsuite import ReinstateError
 from gates import ModeRecord, Workspace, check, contain, open_incident, open_store, run_gate
 from gates._cli import main
+from gates._config import Config, Paths
 from gates._response import check_light
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import inputs_path, light_clearance
+from gates._store import mode_light
 from regressions import utc_now
 from tests.conftest import RunCli
 from tests.helpers import ACTOR, copied
@@ -414,3 +416,79 @@ def test_a_public_key_given_is_always_checked_in_full(
     code = main(["-C", str(back_in_full.root), "check", AGENT, "--public-key", str(public)])
     assert code == 1
     assert "not signed by the configured key" in capsys.readouterr().out
+
+
+# --- whether to answer at all comes from today's configuration, never a facts file ---------
+
+
+def planted_for(ws: Workspace, config: bytes) -> None:
+    """Write ``config`` as reinstate.toml and plant facts files that vouch for it, as
+    whoever may write the store can: the facts the full check remembered for the old
+    bytes, keyed to the new ones."""
+    path = ws.root / "reinstate.toml"
+    old = path.read_bytes()
+    path.write_bytes(config)
+    mode_path = mode_light.inputs_path(ws.state_path)
+    mode = json.loads(mode_path.read_text())
+    mode["configs"][mode_light.file_key(path.name, config)] = mode["configs"][
+        mode_light.file_key(path.name, old)]
+    mode_path.write_text(json.dumps(mode))
+    facts_path = inputs_path(ws.state_path)
+    facts = json.loads(facts_path.read_text())
+    root, directory = str(ws.root.resolve()), str(ws.agent_dir(AGENT))
+    facts["workspaces"][check_light.fact_key("workspace", root, path.name, config)] = {
+        **facts["workspaces"][check_light.fact_key("workspace", root, path.name, old)]}
+    controls = [(ws.agent_dir(AGENT) / n).read_bytes() for n in facts["control_files"]]
+    facts["loaded"][check_light.fact_key("loaded", AGENT, directory, root, path.name, config,
+                                         *controls)] = True
+    facts_path.write_text(json.dumps(facts))
+
+
+@pytest.mark.attack
+def test_a_configured_public_key_is_checked_in_full_whatever_the_facts_file_says(
+        back_in_full: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """With ``[signing] public_key`` in reinstate.toml, facts planted beside the store for
+    that configuration (signed workspaces never get any) never clear light: the full check
+    runs and refuses the unsigned verdict."""
+    learned(back_in_full.root)
+    assert light_clearance(AGENT, back_in_full.root) is not None
+    assert main(["-C", str(back_in_full.root), "keygen", "--out",
+                 str(back_in_full.root / "keys")]) == 0
+    public = next((back_in_full.root / "keys").glob("*.pub*"))
+    config = (back_in_full.root / "reinstate.toml").read_bytes()
+    planted_for(back_in_full, config + f'\n[signing]\npublic_key = "keys/{public.name}"\n'
+                .encode())
+    assert light_clearance(AGENT, back_in_full.root) is None
+    capsys.readouterr()
+    assert main(["-C", str(back_in_full.root), "check", AGENT]) == 1
+    assert "not signed by the configured key" in capsys.readouterr().out
+
+
+CONFIGURED = {
+    "a PostgreSQL store": '[state]\nurl = "postgresql://reinstate@127.0.0.1:9/nowhere"\n',
+    "predicate modules": '[rules]\npredicate_modules = ["rules"]\n',
+    "a table the light check does not know": "[surprise]\nanything = 1\n",
+}
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("setting", list(CONFIGURED))
+def test_settings_the_light_check_does_not_model_defer_whatever_the_facts_file_says(
+        back_in_full: Workspace, setting: str) -> None:
+    """A store on a server, predicate modules to import or a table the full read refuses:
+    facts planted for that configuration never clear light, and the full check does not
+    clear either."""
+    learned(back_in_full.root)
+    (back_in_full.root / "rules.py").write_text("def anything(call):\n    return False\n")
+    config = (back_in_full.root / "reinstate.toml").read_bytes()
+    planted_for(back_in_full, config + b"\n" + CONFIGURED[setting].encode())
+    assert light_clearance(AGENT, back_in_full.root) is None
+    full = full_answer(back_in_full.root)
+    assert full is None or not full["cleared"]
+
+
+def test_the_light_checks_tables_and_places_are_the_configurations() -> None:
+    """The tables and default places the light check reads a configuration with are the
+    models' (a new setting must be decided there too)."""
+    assert set(Config.model_fields) == check_light.CONFIG_TABLES
+    assert Paths().model_dump() == check_light.PLACES
