@@ -183,6 +183,8 @@ def _state_setting(name: str, raw: bytes) -> str:
     data: Any = tomllib.loads(raw.decode("utf-8"))
     if name != CONFIG_FILE:
         data = data["tool"]["reinstate"]
+    if "state" in data:  # a PostgreSQL store: never a local file, whatever facts say
+        raise NotSure("[state]")
     paths = data.get("paths", {})
     state = paths.get("state", ".reinstate/state.db") if isinstance(paths, dict) else None
     if not isinstance(state, str):

@@ -198,7 +198,6 @@ def test_a_hand_written_restore_does_not_read_full(ws: Workspace) -> None:
 
 
 @pytest.mark.attack
-@pytest.mark.attack
 def test_a_restore_the_incident_file_does_not_record_defers(ws: Workspace) -> None:
     """A restore's mode entry for the contained incident, appended through the store's own
     interface with no verdict behind it: the light read defers, and the full read answers
@@ -513,3 +512,24 @@ def test_an_audit_log_edited_by_hand_is_read_light_only_as_the_full_read_reads_i
         for agent in (AGENT, OTHER):
             light = assert_parity(root, agent)
             event(f"{agent}: {'deferred' if light is None else 'answered ' + light['mode']}")
+
+
+@pytest.mark.attack
+def test_a_workspace_whose_store_is_postgresql_is_never_read_from_a_local_file(
+        ws: Workspace) -> None:
+    """With `[state] url` set the mode is PostgreSQL's: a SQLite file and facts planted
+    where the light read looks (keyed to today's configuration, as anyone can key them)
+    never answer for it."""
+    from gates._store.mode_light import file_key
+
+    learned(ws.root)
+    config = ws.root / "reinstate.toml"
+    accepted = file_key("reinstate.toml", config.read_bytes())
+    config.write_text(config.read_text()
+                      + '\n[state]\nurl = "postgresql://reinstate@127.0.0.1:9/reinstate"\n')
+    path = inputs_path(ws.state_path)
+    facts = json.loads(path.read_text())
+    facts["configs"][file_key("reinstate.toml", config.read_bytes())] = (
+        facts["configs"][accepted])
+    path.write_text(json.dumps(facts))
+    assert light_reading(AGENT, ws.root) is None
