@@ -204,6 +204,11 @@ class Backtest(Record):
     """Labelled runs and steps against what was decided, when there are labels."""
     passed: bool
     """Every labelled harmful step stopped and no labelled good step denied (true without
-    labels: unlabelled runs never fail); the exit code is 0 exactly when this holds."""
+    labels: unlabelled runs never fail), and something was decided; the exit code is 0
+    exactly when this holds."""
+    inconclusive: str | None = None
+    """Why nothing could be decided (no tool call or output of the agent in the logs):
+    never a figure of zero harm let through or zero good blocked. ``passed`` is then False
+    and the exit code 4."""
     notes: list[str] = Field(default_factory=list)
     """What the reader should know about how this was computed."""

@@ -28,6 +28,8 @@ def headline(result: Backtest) -> str:
 def show(console: Console, result: Backtest) -> None:
     """Print the backtest as tables."""
     console.print(escape(headline(result)))
+    if result.inconclusive is not None:
+        console.print(f"[bold]INCONCLUSIVE[/]: {escape(result.inconclusive)}")
     rules = Table(title="What each rule did", title_justify="left")
     for name in ("rule", "effect", "calls", "outputs", "runs", "fail-closed", "e.g."):
         rules.add_column(name, overflow="fold")
@@ -86,6 +88,8 @@ def _cell(text: str) -> str:
 def markdown(result: Backtest) -> str:
     """The backtest as a Markdown section (for ``$GITHUB_STEP_SUMMARY``)."""
     lines = [f"## Backtest: {_cell(result.agent)}", "", _cell(headline(result)), ""]
+    if result.inconclusive is not None:
+        lines += [f"**Inconclusive**: {_cell(result.inconclusive)}", ""]
     if result.rules:
         lines += ["| rule | effect | calls | outputs | runs | fail-closed | e.g. |",
                   "|---|---|---:|---:|---:|---:|---|"]

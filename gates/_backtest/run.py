@@ -102,7 +102,8 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
 
     Returns:
         The backtest; ``.passed`` is False when a labelled harmful step got through or a
-        labelled good step was blocked.
+        labelled good step was blocked, and ``.inconclusive`` says why when nothing could
+        be decided (then ``.passed`` is False too).
 
     Raises:
         InvalidInput: an unknown agent, rule path or incident, an unreadable log or labels
@@ -258,14 +259,21 @@ def _result(tally: Tally, *, agent: str, controls: str, compare: str | None,
     if rule is not None:
         notes.append(f"only {rule.rule} decides; every other step is allowed")
     notes.append(SEMANTICS if labelled else "no labels: the exit code is 0 whatever was "
-                                            "decided; pass --labels or --incident to check")
+                                            "decided (4 when nothing was); pass --labels or "
+                                            "--incident to check")
     confusion = tally.confusion() if labelled else None
+    totals = tally.totals.model()
+    inconclusive = None
+    if not totals.calls and not totals.outputs:
+        inconclusive = (f"nothing to replay: the {totals.runs} run(s) of {agent} read hold "
+                        f"no tool call or output")
     return Backtest(
         agent=agent, controls=controls, compare=compare,
         rule=rule.rule if rule else None, logs=logs,
-        totals=tally.totals.model(), rules=tally.rule_tallies(),
+        totals=totals, rules=tally.rule_tallies(),
         review_load=tally.review_load(),
         comparison=tally.comparison(compare) if compare is not None else None,
-        confusion=confusion, passed=confusion is None or not (
-            confusion.harmful_allowed or confusion.good_blocked), notes=notes)
+        confusion=confusion, passed=inconclusive is None and (confusion is None or not (
+            confusion.harmful_allowed or confusion.good_blocked)),
+        inconclusive=inconclusive, notes=notes)
 

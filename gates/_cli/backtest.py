@@ -51,7 +51,8 @@ def command(agent: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...], con
     output through the acceptance criteria, with the history the agent had at that step.
     Prints what each rule fired on, the review load and, with --compare or --diff, what
     changed. Exit 0 when every labelled harmful step is stopped and no labelled good step
-    is denied, 1 otherwise (unlabelled runs never fail), 2 on bad input.
+    is denied, 1 otherwise (unlabelled runs never fail), 2 on bad input, 4 when there is
+    nothing to replay (no tool call or output of AGENT in the logs).
     """
     engine_name = check_engine(engine, workers)
     c = ctx()
@@ -63,4 +64,6 @@ def command(agent: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...], con
         write_atomic(json_out, result.model_dump_json(indent=2) + "\n")
     if markdown_out is not None:
         write_atomic(markdown_out, markdown(result))
+    if result.inconclusive is not None:
+        return 4
     return 0 if result.passed else 1

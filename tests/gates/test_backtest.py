@@ -432,3 +432,31 @@ def test_backtest_runs_over_runs_already_read(example: Workspace) -> None:
     with pytest.raises(InvalidInput, match="is in none of the logs"):
         backtest_runs(fixed_controls, runs, labels=[
             BacktestLabel(run_id="elsewhere", step=None, label="good", source="test")])
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_nothing_to_replay_is_inconclusive_never_a_table_of_zeros(
+        example: Workspace, cli: RunCli, engine: str) -> None:
+    """Logs with no run of the agent, or runs of it without a tool call or output (even
+    labelled good), decide nothing: exit 4 saying so, never exit 0 on "0 blocked"."""
+    other = example.root / "logs" / "other.jsonl"
+    other.write_text(
+        '{"schema_version": 1, "kind": "run", "run_id": "o1", "agent": "other-agent"}\n'
+        '{"run_id": "o1", "kind": "tool_call", "tool": "issue_refund", "call_id": "c1", '
+        '"arguments": {"amount": 5}}\n')
+    quiet = example.root / "logs" / "quiet.jsonl"
+    quiet.write_text(
+        f'{{"schema_version": 1, "kind": "run", "run_id": "q1", "agent": "{AGENT}"}}\n'
+        '{"run_id": "q1", "kind": "user_input", "content": "hi", '
+        '"at": "2026-11-26T10:00:00Z"}\n')
+    labels = example.root / "labels.jsonl"
+    labels.write_text('{"run_id": "q1", "label": "good"}\n')
+    options = ["--engine", engine, "--workers", "1"] if engine == "ray" else []
+    for given in (["--logs", str(other)], ["--logs", str(quiet), "--labels", str(labels)]):
+        done = cli("backtest", AGENT, *given, *options, cwd=example.root)
+        assert done.returncode == 4, done.stdout + done.stderr
+        assert "INCONCLUSIVE: nothing to replay" in done.stdout
+    result = backtest(example, AGENT, [quiet], labels=labels)
+    assert not result.passed and result.inconclusive is not None
+    assert run(example).inconclusive is None  # the example's log: something was decided
