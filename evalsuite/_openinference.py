@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite._conversations import parse_arguments, text_of
-from evalsuite._otel_spans import PlainSpan, TraceSteps, json_value, step_time
+from evalsuite._otel_spans import PlainSpan, TraceSteps, json_value, step_time, taken_choice
 from evalsuite._parts import RunHeader, RunPart
 from evalsuite._run import (
     Output,
@@ -218,10 +218,7 @@ def _taken(trace: _Trace, choices: list[dict[str, Any]],
     """The one choice the next model call's input holds as an assistant message, if one."""
     if following is None:
         return None
-    sent = {_said(m) for m in messages(trace, following, "input")
-            if m.get("role") == "assistant"}
-    hits = [choice for choice in choices if _said(choice) in sent]
-    return hits[0] if len(hits) == 1 else None
+    return taken_choice(choices, messages(trace, following, "input"), _said)
 
 
 def _said(message: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -51,6 +51,7 @@ from evalsuite._otel_spans import (
     new_messages,
     plain_spans,
     step_time,
+    taken_choice,
 )
 from evalsuite._otel_steps import (
     LightPending,
@@ -481,10 +482,7 @@ def _taken(trace: _Trace, choices: list[dict[str, Any]],
     """The one choice the next model call's input holds as an assistant message, if one."""
     if following is None:
         return None
-    sent = {_said(m) for m in _messages(trace, following, "input")
-            if m.get("role") == "assistant"}
-    found = [choice for choice in choices if _said(choice) in sent]
-    return found[0] if len(found) == 1 else None
+    return taken_choice(choices, _messages(trace, following, "input"), _said)
 
 
 def _said(message: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:

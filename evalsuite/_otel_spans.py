@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -331,6 +331,16 @@ _decode_json = msgspec.json.Decoder().decode
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def taken_choice(choices: list[dict[str, Any]], later_input: list[dict[str, Any]],
+                 said: Callable[[dict[str, Any]], Hashable]) -> dict[str, Any] | None:
+    """Of a model call's several choices, the one a later call's input holds as an
+    assistant message (compared by ``said``: what a message says as its copy says it
+    too), when exactly one is; else None."""
+    sent = {said(m) for m in later_input if m.get("role") == "assistant"}
+    found = [choice for choice in choices if said(choice) in sent]
+    return found[0] if len(found) == 1 else None
 
 
 def in_range(ns: int) -> bool:
