@@ -1,17 +1,19 @@
 """The regression ratchet: an agent's regression set only ever tightens.
 
 Removing a regression case, or loosening one (a lower threshold, fewer trials, an
-expectation dropped or changed, its input, fixtures or recorded harm edited), fails the
-gate unless an approval (who, why) is on record for exactly that change.
+expectation dropped or changed, a predicate's code changed, its input, fixtures or
+recorded harm edited), fails the gate unless an approval (who, why) is on record for
+exactly that change. The trials are those the case runs with in the gate (its own, else
+``--trials``, else ``[gate] trials``), counted as the engine counts them.
 
 Where the ratchet remembers: every verdict's ``regression_ratchet`` check keeps the terms
-(threshold, trials, a digest of each expectation and of the rest of the case) of every
-case it held the set to, and the next gate compares today's set with the latest
-verdict's. An unapproved loosening keeps the old terms, so it fails every gate until it
-is undone or approved. The incident files (in git) add what survives a fresh state store:
-every case an incident's history says was captured must still exist. Approvals are
-``ratchet-approval`` entries of the audit log: appended, hash-chained, never edited, each
-bound to the case's terms as approved, so a later loosening needs its own.
+(threshold, trials, a digest of each expectation, of each predicate's module and of the
+rest of the case) of every case it held the set to, and the next gate compares today's
+set with the latest verdict's. An unapproved loosening keeps the old terms, so it fails
+every gate until it is undone or approved. The incident files (in git) add what survives
+a fresh state store: every case an incident's history says was captured must still exist.
+Approvals are ``ratchet-approval`` entries of the audit log: appended, hash-chained, never
+edited, each bound to the case's terms as approved, so a later loosening needs its own.
 
 A CI job that starts from a fresh store has no such memory: there the gate runs with
 ``--against REF`` and git is the memory (:mod:`gates._gate.ratchet_git`), with approvals in a
