@@ -203,7 +203,8 @@ def _code_at_ref(git: _Reader, cases: list[RegressionCase]) -> dict[str, str]:
     path from the workspace root; ``missing`` when the ref has none), read at once."""
     wanted = {predicate_module_file(c.predicate) for case in cases
               for _, c in predicates_named(case.expect)}
-    where = {posixpath.join(git.prefix, module): module for module in sorted(wanted)}
+    where = {posixpath.normpath(posixpath.join(git.prefix, module)): module
+             for module in sorted(wanted)}
     blobs = [b for path in where for b in git.repo.files(git.commit, path) if b.path == path]
     contents = git.repo.read(blobs)
     return {module: hashlib.sha256(contents[path]).hexdigest() if path in contents
@@ -211,8 +212,15 @@ def _code_at_ref(git: _Reader, cases: list[RegressionCase]) -> dict[str, str]:
 
 
 def workspace_code(workspace: Workspace) -> Callable[[str], str]:
-    """A predicate module file (from the workspace root) → SHA-256 of its source today."""
-    return lambda module: file_digest(workspace.root / module)
+    """A predicate module file (from the workspace root) → SHA-256 of its source today,
+    each file read once however many cases call into it."""
+    read: dict[str, str] = {}
+
+    def digest(module: str) -> str:
+        if module not in read:
+            read[module] = file_digest(workspace.root / module)
+        return read[module]
+    return digest
 
 
 def today_terms(workspace: Workspace, cases: list[RegressionCase],
