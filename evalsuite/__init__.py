@@ -133,6 +133,7 @@ if TYPE_CHECKING:
         call_predicate,
         check_predicate_path,
         load_predicate,
+        predicate_module_file,
     )
     from evalsuite._python_adapter import PythonAdapter
     from evalsuite._reader_check import ReaderCheck, ReaderContractError, check_reader
@@ -173,6 +174,7 @@ if TYPE_CHECKING:
         every_trial,
         run_cases,
         run_suite,
+        trials_of,
     )
     from evalsuite._sandbox import (
         PROTECTED_ENV,
@@ -363,6 +365,7 @@ __all__ = [
     "parse_model",
     "parse_yaml",
     "placeholder_pattern",
+    "predicate_module_file",
     "predicates_named",
     "protected_env_problem",
     "read_cases",
@@ -387,6 +390,7 @@ __all__ = [
     "steps_as_data",
     "tools_named",
     "trials_needed",
+    "trials_of",
     "unisolated",
     "user_regex",
     "wilson",
@@ -520,6 +524,7 @@ _EXPORTS: dict[str, str] = {
     "call_predicate": "evalsuite._predicates",
     "check_predicate_path": "evalsuite._predicates",
     "load_predicate": "evalsuite._predicates",
+    "predicate_module_file": "evalsuite._predicates",
     "PythonAdapter": "evalsuite._python_adapter",
     "Record": "evalsuite._record",
     "REDACTION_KINDS": "evalsuite._redaction",
@@ -556,6 +561,7 @@ _EXPORTS: dict[str, str] = {
     "RunSettings": "evalsuite._runner",
     "TrialResult": "evalsuite._runner",
     "every_trial": "evalsuite._runner",
+    "trials_of": "evalsuite._runner",
     "run_cases": "evalsuite._runner",
     "run_suite": "evalsuite._runner",
     "PROTECTED_ENV": "evalsuite._sandbox",

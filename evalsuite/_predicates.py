@@ -28,6 +28,13 @@ def check_predicate_path(value: str) -> str:
     return value
 
 
+def predicate_module_file(predicate: str) -> str:
+    """The file ``module.sub:function`` is loaded from, from the workspace root, as a
+    POSIX path (``module/sub.py``): what :func:`load_predicate` runs, and what the
+    regression ratchet digests as the code of an expectation that calls it."""
+    return "/".join(predicate.split(":")[0].split(".")) + ".py"
+
+
 def load_predicate(path: str, root: Path, allowed: Sequence[str]) -> Predicate:
     """Load ``module:function`` from ``root``; refuse modules the configuration does not allow.
 
@@ -38,7 +45,7 @@ def load_predicate(path: str, root: Path, allowed: Sequence[str]) -> Predicate:
         listed = ", ".join(allowed) or "none"
         raise ValueError(f"module '{module_name}' is not in predicate_modules of "
                          f"reinstate.toml (allowed: {listed})")
-    file = root.joinpath(*module_name.split(".")).with_suffix(".py")
+    file = root / predicate_module_file(path)
     if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
         raise ValueError(f"no module '{module_name}' in the workspace (looked for {file.name})")
     module = _load(file)

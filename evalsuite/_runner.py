@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field, PrivateAttr
 from tenacity import (
@@ -220,6 +220,18 @@ def _backoff(state: RetryCallState) -> float:
     return max(_exponential(state), _retry_after_s(failed))
 
 
+class _SetsTrials(Protocol):
+    @property
+    def trials(self) -> int | None: ...
+
+
+def trials_of(case: _SetsTrials, default: int) -> int:
+    """The trials ``case`` runs for: its own, else ``default`` (the run's: ``--trials``,
+    else ``[gate] trials``). The engine counts with it, and so does the regression ratchet,
+    so the terms a verdict remembers are the trials that ran."""
+    return case.trials or default
+
+
 def every_trial(case: EvalCase) -> bool:
     """Whether the case is pass^k."""
     return case.safety or case.threshold >= 1.0
@@ -353,7 +365,7 @@ async def run_suite(engine: Engine, cases: Sequence[EvalCase], *,
     # result is made once its last trial is in: a case's model (unpacked from
     # PackedCases, which holds thousands packed) lives only while its trials run.
     keys = case_keys(cases)
-    total = sum(k.trials or settings.trials for k in keys)
+    total = sum(trials_of(k, settings.trials) for k in keys)
     done = 0
     results: list[CaseResult | None] = [None] * len(keys)
     running: dict[int, list[TrialResult]] = {}
@@ -407,7 +419,7 @@ def _park_if_passed(case: EvalCase, trials: list[TrialResult], settings: RunSett
 
 
 def _trial_numbers(case: EvalCase, settings: RunSettings) -> range:
-    return range(1, (case.trials or settings.trials) + 1)
+    return range(1, trials_of(case, settings.trials) + 1)
 
 
 def _case_result(case: EvalCase, trials: list[TrialResult],

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gates import (
     Workspace,
@@ -92,3 +93,30 @@ def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
     monkeypatch.setattr(os, "fsync", record)
     return reached
+
+
+GUARD = "guards/refunds.py"
+"""The predicate module :func:`with_predicate_expectation` adds, from the workspace root."""
+STRICT_GUARD = '''def no_outside_refund(data):
+    return all(not (c["tool"] == "issue_refund"
+                    and c["arguments"].get("refund_to") != "original_payment_method")
+               for c in data["tool_calls"])
+'''
+GUTTED_GUARD = "def no_outside_refund(data):\n    return True\n"
+
+
+def with_predicate_expectation(root: Path) -> None:
+    """Give INC-1-1 an expectation that calls ``guards.refunds:no_outside_refund`` (a
+    tightening: the refund must go to the original payment method), allowed in the
+    workspace's configuration."""
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["guards"]\n')
+    (root / "guards").mkdir()
+    (root / "guards/__init__.py").write_text("")
+    (root / GUARD).write_text(STRICT_GUARD)
+    case = root / "regressions/refund-agent/INC-1-1.yaml"
+    data = yaml.safe_load(case.read_text())
+    data["expect"].append({"id": "no-outside-refund", "kind": "predicate",
+                           "predicate": "guards.refunds:no_outside_refund",
+                           "description": "never refund but to the original payment method"})
+    case.write_text(yaml.safe_dump(data, sort_keys=False))

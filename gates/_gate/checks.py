@@ -47,6 +47,9 @@ class Evidence:
     run_file: Path | None = None
     isolation: dict[str, str] | None = None
     """What confinement the agent's code got (process, sandbox, writable), when known."""
+    trials: int | None = None
+    """Trials per case that sets none, as the engine ran them (``--trials``, else ``[gate]
+    trials``); None when not run by the gate's engine (then ``[gate] trials``)."""
 
     def blocked_good_calls(self) -> list[tuple[str, ToolCall, str, Run, int]]:
         """(case id, call, denial, run, position) for each call the policy denied while an

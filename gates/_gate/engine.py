@@ -10,7 +10,7 @@ cannot disagree about a case because neither can build its engine any other way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalsuite import (
     Engine,
@@ -22,9 +22,13 @@ from evalsuite import (
     ToolSpec,
     build_adapter,
 )
+from gates._config import Workspace
 from gates._controls.files import Controls
 from gates._controls.policy import decide_call
-from gates._gate.inputs import GateInputs
+
+if TYPE_CHECKING:  # annotated only: the inputs read the git ref through the ratchet, which
+    # counts trials with default_trials below
+    from gates._gate.inputs import GateInputs
 
 
 def tool_specs(controls: Controls) -> list[ToolSpec]:
@@ -44,6 +48,13 @@ def policy_of(controls: Controls) -> ToolPolicy:
     return decide
 
 
+def default_trials(workspace: Workspace, trials: int | None = None) -> int:
+    """Trials per case that sets none of its own: ``trials`` (``gate --trials``), else
+    ``[gate] trials``. The engine runs with it and the regression ratchet counts with it,
+    so the trials a verdict remembers are the trials that ran."""
+    return trials or workspace.config.gate.trials
+
+
 def engine_for(inputs: GateInputs, *, trials: int | None = None, adapter: str | None = None,
                concurrency: int | None = None) -> Engine:
     """The engine that runs the cases of ``inputs``' agent, as the gate runs them.
@@ -59,7 +70,7 @@ def engine_for(inputs: GateInputs, *, trials: int | None = None, adapter: str | 
         (:func:`evalsuite.run_suite` does, one case at a time is closed by the caller).
     """
     config = inputs.workspace.config.gate
-    settings = RunSettings(trials=trials or config.trials,
+    settings = RunSettings(trials=default_trials(inputs.workspace, trials),
                            concurrency=concurrency or config.concurrency,
                            timeout_s=config.timeout_s, retries=config.retries,
                            confidence=config.confidence)

@@ -71,4 +71,4 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
     return Evidence(results=results,
                     regression_ids=frozenset(c.id for c in inputs.regression_cases),
                     run_file=writer.finish() if writer else None,
-                    isolation=isolation_of(engine.adapter))
+                    isolation=isolation_of(engine.adapter), trials=engine.settings.trials)

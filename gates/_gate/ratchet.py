@@ -1,17 +1,19 @@
 """The regression ratchet: an agent's regression set only ever tightens.
 
 Removing a regression case, or loosening one (a lower threshold, fewer trials, an
-expectation dropped or changed, its input, fixtures or recorded harm edited), fails the
-gate unless an approval (who, why) is on record for exactly that change.
+expectation dropped or changed, a predicate's code changed, its input, fixtures or
+recorded harm edited), fails the gate unless an approval (who, why) is on record for
+exactly that change. The trials are those the case runs with in the gate (its own, else
+``--trials``, else ``[gate] trials``), counted as the engine counts them.
 
 Where the ratchet remembers: every verdict's ``regression_ratchet`` check keeps the terms
-(threshold, trials, a digest of each expectation and of the rest of the case) of every
-case it held the set to, and the next gate compares today's set with the latest
-verdict's. An unapproved loosening keeps the old terms, so it fails every gate until it
-is undone or approved. The incident files (in git) add what survives a fresh state store:
-every case an incident's history says was captured must still exist. Approvals are
-``ratchet-approval`` entries of the audit log: appended, hash-chained, never edited, each
-bound to the case's terms as approved, so a later loosening needs its own.
+(threshold, trials, a digest of each expectation, of each predicate's module and of the
+rest of the case) of every case it held the set to, and the next gate compares today's
+set with the latest verdict's. An unapproved loosening keeps the old terms, so it fails
+every gate until it is undone or approved. The incident files (in git) add what survives
+a fresh state store: every case an incident's history says was captured must still exist.
+Approvals are ``ratchet-approval`` entries of the audit log: appended, hash-chained, never
+edited, each bound to the case's terms as approved, so a later loosening needs its own.
 
 A CI job that starts from a fresh store has no such memory: there the gate runs with
 ``--against REF`` and git is the memory (:mod:`gates._gate.ratchet_git`), with approvals in a
@@ -28,7 +30,7 @@ from gates._config import Workspace
 from gates._errors import StoreUnavailable
 from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs, regression_set_lock
-from gates._gate.ratchet_git import compare_with_ref, ratchet_against
+from gates._gate.ratchet_git import compare_with_ref, ratchet_against, today_terms
 from gates._store.access import open_store, store_exists
 from gates._store.audit import recorded
 from gates._store.backends import AuditEntry, StateStore
@@ -47,7 +49,6 @@ from gates._verdict.ratchet_terms import (
     RatchetTerms,
     captured_cases,
     compare,
-    terms_of,
 )
 from gates._verdict.stored import read_ratchet_terms
 from regressions import RegressionCase, utc_now
@@ -126,15 +127,19 @@ def _store(workspace: Workspace, store: StateStore | None) -> StateStore | None:
 
 
 def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase] | None = None,
-                   store: StateStore | None = None,
+                   store: StateStore | None = None, trials: int | None = None,
                    ) -> tuple[list[Loosening], dict[str, RatchetTerms]]:
     """Every removal and loosening since the ratchet last held ``agent``'s set, each with
-    its approval if one is recorded; and the terms the next verdict should remember."""
+    its approval if one is recorded; and the terms the next verdict should remember.
+
+    The cases are taken as a gate run with ``trials`` (``--trials``; default ``[gate]
+    trials``) runs them: a case that sets no trials of its own is held to the trials it
+    runs for, and each predicate expectation to its module's source today.
+    """
     workspace.require_agent(agent)
     if cases is None:
         cases = list(load_cases(workspace.regressions_dir(agent), RegressionCase, agent).values())
-    default = workspace.config.gate.trials
-    today = {case.id: terms_of(case, default) for case in cases}
+    today = today_terms(workspace, cases, trials)
     held = _store(workspace, store)
     remembered = _remembered(held, agent)
     approved = approvals(held, agent) if held is not None else {}
@@ -153,11 +158,16 @@ def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatc
     """No regression case was removed or loosened without a recorded approval (and, with
     ``--against REF``, no case, incident file or baseline file was lost since REF)."""
     agent = inputs.agent.name
+    # The trials each case ran for in this gate (``--trials`` included), never a default
+    # the engine did not use.
+    trials = evidence.trials
     found, memory = ratchet_status(inputs.workspace, agent, inputs.regression_cases,
-                                   inputs.store)
+                                   inputs.store, trials)
     open_ = [f for f in found if f.approval is None]
+    given = ("" if trials is None or trials == inputs.workspace.config.gate.trials
+             else f" --trials {trials}")
     findings = [f"{f.case}: {f.what}; undo it, or approve it with `reinstate ratchet approve "
-                f"{agent} {f.case} --reason …`" for f in open_]
+                f"{agent} {f.case}{given} --reason …`" for f in open_]
     done = [f for f in found if f.approval is not None]
     summary = (f"regression cases held: {len(memory)}; {len(open_)} removed or loosened "
                f"without approval" + (f", {len(done)} approved" if done else ""))
@@ -169,13 +179,13 @@ def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatc
     against = inputs.against
     if against is not None:
         lost = compare_with_ref(against, inputs.workspace, agent, inputs.regression_cases,
-                                inputs.incidents)
+                                inputs.incidents, trials)
         lost_open = [f for f in lost if f.approval is None]
         lost_done = [f for f in lost if f.approval is not None]
         approvals = inputs.workspace.relative(approvals_path(inputs.workspace, agent))
         findings += [f"{f.case}: {f.what} since {against.ref}; undo it, or approve it with "
-                     f"`reinstate ratchet approve {agent} {f.case} --against {against.ref} "
-                     f"--reason …` and commit {approvals}" for f in lost_open]
+                     f"`reinstate ratchet approve {agent} {f.case} --against {against.ref}"
+                     f"{given} --reason …` and commit {approvals}" for f in lost_open]
         summary += (f"; against {against.ref} ({against.commit[:12]}): {len(against.terms)} "
                     f"cases, {len(against.incidents)} incidents, {len(lost_open)} removed, "
                     f"loosened or deleted without approval"
@@ -198,15 +208,18 @@ def _approved(loosening: Loosening) -> ApprovedLoosening:
 
 
 def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason: str,
-                      actor: str, store: StateStore | None = None) -> AuditEntry:
+                      actor: str, store: StateStore | None = None,
+                      trials: int | None = None) -> AuditEntry:
     """Record who approves removing or loosening ``case_id`` today, and why.
 
-    The approval is bound to the case as it is now: loosening it further needs another.
+    The approval is bound to the case as it is now, run with ``trials`` per case that sets
+    none (a gate's ``--trials``; default ``[gate] trials``): loosening it further needs
+    another.
     """
     if not reason.strip():
         raise InvalidInput(None, "--reason", "expected why the regression set may loosen")
     store = store or open_store(workspace)
-    found, _ = ratchet_status(workspace, agent, store=store)
+    found, _ = ratchet_status(workspace, agent, store=store, trials=trials)
     pending = {f.case: f for f in found}
     loosening = pending.get(case_id)
     if loosening is None:
@@ -220,14 +233,14 @@ def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason:
 
 
 def approve_against(workspace: Workspace, agent: str, case_id: str, *, reason: str,
-                    actor: str, ref: str) -> list[RatchetApproval]:
+                    actor: str, ref: str, trials: int | None = None) -> list[RatchetApproval]:
     """Approve, in the repository, what ``case_id`` lost since git ``ref``.
 
     Appends one entry per unapproved change of ``case_id`` (a case id, or an incident id
     for its deleted file or changed baseline) to ``regressions/<agent>.ratchet-approvals
     .yaml``, atomically; commit that file with the change so the pull request's reviewers
-    see it. Each entry is bound to the terms as they are now: a further loosening needs
-    another.
+    see it. Each entry is bound to the terms as they are now (run with ``trials`` per case
+    that sets none, as :func:`approve_loosening`): a further loosening needs another.
 
     Raises:
         InvalidInput: no reason, nothing of ``case_id`` to approve, or see
@@ -235,7 +248,8 @@ def approve_against(workspace: Workspace, agent: str, case_id: str, *, reason: s
     """
     if not reason.strip():
         raise InvalidInput(None, "--reason", "expected why the regression set may loosen")
-    pending = [f for f in ratchet_against(workspace, agent, ref) if f.approval is None]
+    pending = [f for f in ratchet_against(workspace, agent, ref, trials)
+               if f.approval is None]
     mine = [f for f in pending if f.case == case_id]
     if not mine:
         listed = ", ".join(sorted({f.case for f in pending})) or "none"

@@ -15,14 +15,23 @@ import hashlib
 import posixpath
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from evalsuite import InvalidInput, load_cases, parse_model, parse_yaml
+from evalsuite import (
+    InvalidInput,
+    load_cases,
+    parse_model,
+    parse_yaml,
+    predicate_module_file,
+    predicates_named,
+)
 from gates._config import CONFIG_FILE, Config, Workspace
+from gates._gate.engine import default_trials
 from gates._gate.git import Blob, GitRepo
 from gates._verdict.fingerprint import file_digest
 from gates._verdict.ratchet_approvals import RatchetApprovals, load_approvals, matching
@@ -164,10 +173,12 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
                       and b.path.endswith(".yaml")]
     texts = git.read([*case_blobs, *incident_blobs])
 
-    terms = {}
-    for blob in case_blobs:
-        case = _model_at_ref(RegressionCase, git.label(blob.path), yaml_text=texts[blob.path])
-        terms[case.id] = terms_of(case, config.gate.trials)
+    cases = [_model_at_ref(RegressionCase, git.label(blob.path), yaml_text=texts[blob.path])
+             for blob in case_blobs]
+    # A gate at the ref runs each case for its own trials, else [gate] trials as set there;
+    # its predicates' code is the modules' source at the ref.
+    code = _code_at_ref(git, cases)
+    terms = {case.id: terms_of(case, config.gate.trials, code.__getitem__) for case in cases}
 
     incidents: dict[str, str] = {}
     folders: dict[str, str] = {}
@@ -185,6 +196,39 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
                        incidents=incidents,
                        baselines=_baselines(git, listed, incidents_dir, folders),
                        baseline_folders=folders, approvals=load_approvals(workspace, agent))
+
+
+def _code_at_ref(git: _Reader, cases: list[RegressionCase]) -> dict[str, str]:
+    """SHA-256 of each module file the cases' predicate expectations call, at the ref (by
+    path from the workspace root; ``missing`` when the ref has none), read at once."""
+    wanted = {predicate_module_file(c.predicate) for case in cases
+              for _, c in predicates_named(case.expect)}
+    where = {posixpath.normpath(posixpath.join(git.prefix, module)): module
+             for module in sorted(wanted)}
+    blobs = [b for path in where for b in git.repo.files(git.commit, path) if b.path == path]
+    contents = git.repo.read(blobs)
+    return {module: hashlib.sha256(contents[path]).hexdigest() if path in contents
+            else "missing" for path, module in where.items()}
+
+
+def workspace_code(workspace: Workspace) -> Callable[[str], str]:
+    """A predicate module file (from the workspace root) → SHA-256 of its source today,
+    each file read once however many cases call into it."""
+    read: dict[str, str] = {}
+
+    def digest(module: str) -> str:
+        if module not in read:
+            read[module] = file_digest(workspace.root / module)
+        return read[module]
+    return digest
+
+
+def today_terms(workspace: Workspace, cases: list[RegressionCase],
+                trials: int | None = None) -> dict[str, RatchetTerms]:
+    """Each case's terms as a gate run with ``trials`` (``--trials``; default ``[gate]
+    trials``) runs it today: the trials the engine gives it, its predicates' code now."""
+    default, code = default_trials(workspace, trials), workspace_code(workspace)
+    return {case.id: terms_of(case, default, code) for case in cases}
 
 
 def _baseline_folder(incident: Incident, label: str) -> str:
@@ -211,10 +255,12 @@ def _baselines(git: _Reader, listed: list[Blob], incidents_dir: str,
 
 
 def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
-                     cases: list[RegressionCase], incidents: list[Incident]) -> list[Loosening]:
+                     cases: list[RegressionCase], incidents: list[Incident],
+                     trials: int | None = None) -> list[Loosening]:
     """Every case removed or loosened, incident file deleted and baseline file deleted or
-    changed since ``snapshot``'s ref, each with its approval from the approvals file."""
-    today = {case.id: terms_of(case, workspace.config.gate.trials) for case in cases}
+    changed since ``snapshot``'s ref, each with its approval from the approvals file; the
+    cases as run with ``trials`` per case that sets none (default ``[gate] trials``)."""
+    today = today_terms(workspace, cases, trials)
     found = compare(snapshot.terms, snapshot.captured, today)
     present = {incident.id for incident in incidents}
     for incident_id in sorted(snapshot.incidents, key=lambda i: int(i.split("-")[1])):
@@ -239,7 +285,8 @@ def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
     return [replace(f, approval=approved.get((f.case, f.kind, f.key))) for f in found]
 
 
-def ratchet_against(workspace: Workspace, agent: str, ref: str) -> list[Loosening]:
+def ratchet_against(workspace: Workspace, agent: str, ref: str,
+                    trials: int | None = None) -> list[Loosening]:
     """What ``agent``'s regression set, incidents and baselines lost since git ``ref``.
 
     Each removal, loosening or deletion comes with its approval from
@@ -250,6 +297,8 @@ def ratchet_against(workspace: Workspace, agent: str, ref: str) -> list[Loosenin
         workspace: The workspace, anywhere inside a git work tree.
         agent: The agent whose files to compare.
         ref: What to compare with: ``origin/main``, a merge base, a commit.
+        trials: Trials per case that sets none, as a ``gate --trials`` would run them
+            (default: ``[gate] trials``).
 
     Raises:
         InvalidInput: see :func:`read_ref`; or a file of today's workspace is invalid.
@@ -257,4 +306,5 @@ def ratchet_against(workspace: Workspace, agent: str, ref: str) -> list[Loosenin
     workspace.require_agent(agent)
     snapshot = read_ref(workspace, agent, ref)
     cases = list(load_cases(workspace.regressions_dir(agent), RegressionCase, agent).values())
-    return compare_with_ref(snapshot, workspace, agent, cases, workspace.incidents().all(agent))
+    return compare_with_ref(snapshot, workspace, agent, cases, workspace.incidents().all(agent),
+                            trials)

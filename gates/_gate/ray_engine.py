@@ -33,6 +33,7 @@ from evalsuite import (
     TrialResult,
     every_trial,
     run_sync,
+    trials_of,
 )
 from gates._errors import GatesError
 from gates._gate.engine import engine_for
@@ -208,7 +209,7 @@ def run_cases_on_ray(inputs: GateInputs, cases: Sequence[EvalCase], *, workers: 
     settings = engine_for(inputs, trials=trials, adapter=adapter,
                           concurrency=concurrency).settings
     plan = [(case, n) for case in cases
-            for n in range(1, (case.trials or settings.trials) + 1)]
+            for n in range(1, trials_of(case, settings.trials) + 1)]
     by_id = {case.id: case for case in cases}
     by_case: dict[str, list[TrialResult]] = {case.id: [] for case in cases}
     size = max(1, math.ceil(len(plan) / (workers * CHUNKS_PER_WORKER)))

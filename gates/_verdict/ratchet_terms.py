@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalsuite import Record
+from pydantic import SerializerFunctionWrapHandler, model_serializer
+
+from evalsuite import Record, predicate_module_file, predicates_named, trials_of
 from gates._verdict.ratchet_approvals import RatchetApproval, RatchetKind
 
 if TYPE_CHECKING:  # only annotated: the verdict's result models import these terms (and a
@@ -28,11 +31,24 @@ class RatchetTerms(Record):
     threshold: float
     """Share of trials that must pass."""
     trials: int
-    """Trials run (the case's own, else the workspace default then)."""
+    """Trials run: the case's own, else the gate's (``--trials``, else ``[gate] trials``)."""
     expect: dict[str, str]
     """Digest of each expectation (its description aside) → its name."""
     content: str
     """Digest of the input, fixtures, recorded harm and provenance."""
+    predicates: dict[str, str] | None = None
+    """SHA-256 of the module source each ``predicate`` expectation runs, by predicate
+    (``module:function``); none when the case calls no predicate, and on terms stored
+    before the code was kept (compared on what they recorded; the next gate keeps it)."""
+
+    @model_serializer(mode="wrap")
+    def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Terms without predicates dump as they did before the field existed: the same
+        # digest, so approvals bound to them and stored verdicts' digests still match.
+        data: dict[str, Any] = handler(self)
+        if data.get("predicates", "") is None:
+            del data["predicates"]
+        return data
 
     @property
     def digest(self) -> str:
@@ -46,8 +62,12 @@ def digest_of(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
-    """The terms ``case`` sets today."""
+def terms_of(case: RegressionCase, default_trials: int,
+             source: Callable[[str], str]) -> RatchetTerms:
+    """The terms ``case`` sets today when run with ``default_trials`` per case that sets
+    none (:func:`evalsuite.trials_of`, as the engine counts), its predicates' code read
+    through ``source`` (a module file from the workspace root → its SHA-256, ``missing``
+    when there is none)."""
     rest = case.model_dump(mode="json", exclude={"description", "tags", "expect", "threshold",
                                                  "trials"})
     # Fields added since the first cases were captured leave the digest alone at their
@@ -61,12 +81,14 @@ def terms_of(case: RegressionCase, default_trials: int) -> RatchetTerms:
         text = step.pop("result_text", None) if step.get("kind") == "tool_result" else None
         if text is not None:
             step["result"] = text
+    called = sorted({c.predicate for _, c in predicates_named(case.expect)})
     return RatchetTerms(
         threshold=case.threshold,
-        trials=case.trials or default_trials,
+        trials=trials_of(case, default_trials),
         expect={digest_of(c.model_dump(mode="json", exclude={"description"})): c.name
                 for c in case.expect},
         content=digest_of(rest),
+        predicates={p: source(predicate_module_file(p)) for p in called} or None,
     )
 
 
@@ -117,6 +139,14 @@ def compare(remembered: dict[str, RatchetTerms], captured: set[str],
                  if digest not in now.expect]
         if now.content != then.content:
             what.append("input, tool fixtures or recorded harm changed")
+        # Code cannot be told tighter from looser: any change to what a remembered
+        # predicate runs is a change of the case's terms. Terms stored before the code
+        # was kept (None) are compared on what they recorded.
+        code = now.predicates or {}
+        what += [f"code of predicate {name} changed ({predicate_module_file(name)}; code is "
+                 f"not told tighter from looser, so any change needs an approval)"
+                 for name, digest in sorted((then.predicates or {}).items())
+                 if name in code and code[name] != digest]
         if what:
             found.append(Loosening(case_id, "; ".join(what), now.digest))
     return found

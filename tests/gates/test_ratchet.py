@@ -26,7 +26,14 @@ from gates import (
 )
 from gates._cli import main
 from gates._demo import lay_out
-from tests.helpers import ACTOR, captured, copied
+from tests.helpers import (
+    ACTOR,
+    GUARD,
+    GUTTED_GUARD,
+    captured,
+    copied,
+    with_predicate_expectation,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ratchet")]
 
@@ -208,7 +215,9 @@ def test_a_case_captured_by_an_earlier_version_keeps_its_terms() -> None:
     case = load_model(folder / "INC-1-1.yaml", RegressionCase)
     assert isinstance(case.recorded.steps[3].result, dict)  # read as a value today
     then = RatchetTerms.model_validate_json((folder / "INC-1-1.terms.json").read_text())
-    assert terms_of(case, 5) == then
+    today = terms_of(case, 5, lambda module: pytest.fail(f"{module} is no predicate's"))
+    assert today == then
+    assert today.digest == then.digest  # approvals bound to the terms still match
 
 
 class _ReadsCounted(SQLiteStore):
@@ -281,3 +290,108 @@ def test_a_verdict_stored_between_the_ratchets_reads_is_read_not_refused(
     assert store.stored
     assert [f.what for f in found] == ["trials lowered from 4 to 1"]
     assert memory["INC-1-1"].trials == 4
+
+
+def _gate_cli(ws: Workspace, *args: str) -> tuple[int, dict[str, object]]:
+    """``reinstate gate refund-agent ARGS --json …``: the exit code and the ratchet check."""
+    out = ws.root / "verdict.json"
+    code = main(["-C", str(ws.root), "--actor", "ci", "gate", AGENT, "--json", str(out), *args])
+    checks = json.loads(out.read_text())["checks"]
+    return code, {c["name"]: c for c in checks}
+
+
+@pytest.mark.attack
+def test_gate_trials_below_the_terms_fail_and_the_verdict_records_what_ran(
+        ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """`gate --trials 1` lowers the trials of a regression case that sets none as surely as
+    reinstate.toml does: the ratchet fails naming it, the verdict's terms are the trials
+    that ran, and only an approval taken for that run (`--trials 1`) lets it pass."""
+    config = ws.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("trials = 1", "trials = 2"))
+    _, checks = _gate_cli(ws)  # raised in reinstate.toml: a tightening, remembered
+    assert checks["regression_ratchet"]["outcome"] == "pass"
+    code, checks = _gate_cli(ws, "--trials", "1")
+    ratchet, evals = checks["regression_ratchet"], checks["evals"]
+    assert code == 1 and ratchet["outcome"] == "fail"
+    assert ratchet["data"]["loosened"] == [{"case": "INC-1-1",
+                                            "what": "trials lowered from 2 to 1"}]
+    assert ratchet["findings"][0].endswith(
+        "approve it with `reinstate ratchet approve refund-agent INC-1-1 --trials 1 "
+        "--reason …`")
+    ran = {c["id"]: c["trials"] for c in evals["data"]["cases"]}  # type: ignore[index]
+    assert ran["INC-1-1"] == 1
+    assert ratchet["data"]["terms"]["INC-1-1"]["trials"] == 2  # the old terms held
+
+    assert main(["-C", str(ws.root), "ratchet", "show", AGENT]) == 0  # as reinstate.toml runs
+    assert main(["-C", str(ws.root), "ratchet", "show", AGENT, "--trials", "1"]) == 1
+    assert "not approved INC-1-1: trials lowered from 2 to 1" in capsys.readouterr().out
+    assert main(["-C", str(ws.root), "--actor", "lead", "ratchet", "approve", AGENT,
+                 "INC-1-1", "--trials", "1", "--reason", "a smoke run"]) == 0
+    _, checks = _gate_cli(ws, "--trials", "1")
+    ratchet = checks["regression_ratchet"]
+    assert ratchet["outcome"] == "pass"
+    assert ratchet["data"]["terms"]["INC-1-1"]["trials"] == 1
+
+
+@pytest.mark.attack
+def test_gate_trials_above_the_terms_are_remembered(ws: Workspace) -> None:
+    """A gate run with more trials than reinstate.toml's holds the case to what it ran:
+    the next gate with fewer fails like any loosening."""
+    _, checks = _gate_cli(ws, "--trials", "2")
+    assert checks["regression_ratchet"]["outcome"] == "pass"
+    assert checks["regression_ratchet"]["data"]["terms"]["INC-1-1"]["trials"] == 2
+    _, checks = _gate_cli(ws)
+    assert checks["regression_ratchet"]["outcome"] == "fail"
+    assert checks["regression_ratchet"]["data"]["loosened"] == [
+        {"case": "INC-1-1", "what": "trials lowered from 2 to 1"}]
+
+
+PREDICATE_CHANGED = ("code of predicate guards.refunds:no_outside_refund changed "
+                     "(guards/refunds.py; code is not told tighter from looser, so any "
+                     "change needs an approval)")
+
+
+@pytest.mark.attack
+def test_a_predicate_gutted_behind_its_expectation_fails(ws: Workspace) -> None:
+    """An expectation's predicate edited to answer True loosens the case as surely as
+    dropping the expectation: the ratchet fails until the change is approved, and the
+    approval covers only the code approved."""
+    with_predicate_expectation(ws.root)
+    ws = Workspace.find(ws.root)  # its configuration now allows the module
+    assert _ratchet(ws).outcome == "pass"  # a new expectation tightens
+    (ws.root / GUARD).write_text(GUTTED_GUARD)
+    result = _ratchet(ws)
+    assert result.outcome == "fail"
+    assert result.findings == [f"INC-1-1: {PREDICATE_CHANGED}; undo it, or approve it with "
+                               f"`reinstate ratchet approve refund-agent INC-1-1 --reason …`"]
+    assert _ratchet(ws).outcome == "fail"  # the old code's terms are held
+    approve_loosening(ws, AGENT, "INC-1-1", reason="rewritten; reviewed in #42", actor="lead")
+    assert _ratchet(ws).outcome == "pass"
+    (ws.root / GUARD).write_text(GUTTED_GUARD + "# and again\n")
+    assert _ratchet(ws).outcome == "fail"
+
+
+@pytest.mark.attack
+def test_terms_stored_before_predicates_were_kept_are_compared_on_what_they_hold(
+        ws: Workspace) -> None:
+    """A verdict stored before the ratchet kept predicates' code (no ``predicates`` in its
+    terms) is no loosening of an unchanged case; the next gate records the code, and a
+    change to it after that fails."""
+    with_predicate_expectation(ws.root)
+    ws = Workspace.find(ws.root)  # its configuration now allows the module
+    verdict = run_gate(ws, AGENT, actor="ci")
+    ratchet = verdict.result(RegressionRatchetResult)
+    assert ratchet is not None and ratchet.data is not None
+    ratchet.data.terms["INC-1-1"] = ratchet.data.terms["INC-1-1"].model_copy(
+        update={"predicates": None})
+    open_store(ws).save_verdict(verdict, "ci")  # as an earlier reinstate stored it
+    stored = open_store(ws).latest_verdict_text(AGENT)
+    assert stored is not None
+    held = next(c for c in json.loads(stored)["checks"] if c["name"] == "regression_ratchet")
+    assert "predicates" not in held["data"]["terms"]["INC-1-1"]
+    result = _ratchet(ws)
+    assert result.outcome == "pass"
+    assert result.data is not None and result.data.terms["INC-1-1"].predicates
+    (ws.root / GUARD).write_text(GUTTED_GUARD)
+    result = _ratchet(ws)
+    assert result.outcome == "fail" and PREDICATE_CHANGED in result.findings[0]

@@ -19,6 +19,7 @@ from evalsuite import InvalidInput
 from gates import Workspace, approvals_path, approve_against, ratchet_against, run_gate
 from gates._cli import main
 from tests.conftest import tree
+from tests.helpers import GUARD, GUTTED_GUARD, with_predicate_expectation
 
 AGENT = "refund-agent"
 CASE = "regressions/refund-agent/INC-1-1.yaml"
@@ -163,6 +164,47 @@ def test_lowering_the_bar_fails(repo: Path, tmp_path: Path, change: Callable[[Pa
     code, ratchet = gate(repo, tmp_path)
     assert code == 1
     assert [f["what"] for f in ratchet["data"]["against"]["loosened"]] == [what]
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_gate_trials_below_the_refs_fail(repo: Path, tmp_path: Path) -> None:
+    """`gate --trials 1` runs a case that sets no trials for 1, below the 3 that
+    reinstate.toml at the ref runs: a loosening, however it was asked for."""
+    code, ratchet = gate(repo, tmp_path, "--trials", "1")
+    assert code == 1
+    assert ratchet["data"]["against"]["loosened"] == [
+        {"case": "INC-1-1", "kind": "loosened", "what": "trials lowered from 3 to 1"}]
+    assert ratchet["data"]["terms"]["INC-1-1"]["trials"] == 1  # a new store: what ran
+    assert main(["-C", str(repo), "ratchet", "show", AGENT, "--against", "main"]) == 0
+    assert main(["-C", str(repo), "--actor", "lead", "ratchet", "approve", AGENT, "INC-1-1",
+                 "--against", "main", "--trials", "1", "--reason", "a smoke run"]) == 0
+    assert gate(repo, tmp_path, "--trials", "1")[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_predicate_gutted_since_the_ref_fails(repo: Path, tmp_path: Path) -> None:
+    """A pull request that edits the predicate a regression expectation calls (to answer
+    True) changes the case's terms: its code at the ref is what is compared, and only a
+    committed approval of that code lets it pass."""
+    with_predicate_expectation(repo)
+    commit_all(repo, "INC-1-1: refunds go to the original payment method")
+    git(repo, "branch", "-f", "main")  # merged: the ref holds the predicate
+    assert gate(repo, tmp_path)[0] == 0
+    shutil.rmtree(repo / ".reinstate")  # the pull request's CI job starts with no store
+    (repo / GUARD).write_text(GUTTED_GUARD)
+    commit_all(repo, "simplify the refund guard")
+    code, ratchet = gate(repo, tmp_path)
+    what = ("code of predicate guards.refunds:no_outside_refund changed (guards/refunds.py; "
+            "code is not told tighter from looser, so any change needs an approval)")
+    assert code == 1
+    assert ratchet["data"]["against"]["loosened"] == [
+        {"case": "INC-1-1", "kind": "loosened", "what": what}]
+    assert main(["-C", str(repo), "ratchet", "show", AGENT, "--against", "main"]) == 1
+    assert main(["-C", str(repo), "--actor", "lead", "ratchet", "approve", AGENT, "INC-1-1",
+                 "--against", "main", "--reason", "rewritten; reviewed in #42"]) == 0
+    assert gate(repo, tmp_path)[0] == 0
 
 
 @pytest.mark.slow
