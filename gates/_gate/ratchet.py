@@ -132,20 +132,25 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     """Every removal and loosening since the ratchet last held ``agent``'s set, each with
     its approval if one is recorded; and the terms the next verdict should remember.
 
-    The cases are taken as a gate run with ``trials`` (``--trials``; default ``[gate]
-    trials``) runs them: a case that sets no trials of its own is held to the trials it
-    runs for, and each predicate expectation to its module's source today.
+    The cases are compared as a gate run with ``trials`` (``--trials``; default ``[gate]
+    trials``) runs them, so fewer trials by any route is a loosening; each predicate
+    expectation is held to its module's source today. What is remembered is never more
+    trials than the workspace gives a case: one gate run with more does not raise what
+    every later gate is held to.
     """
     workspace.require_agent(agent)
     if cases is None:
         cases = list(load_cases(workspace.regressions_dir(agent), RegressionCase, agent).values())
     today = today_terms(workspace, cases, trials)
+    configured = workspace.config.gate.trials
+    kept = (today if trials is None or trials <= configured
+            else today_terms(workspace, cases, configured))
     held = _store(workspace, store)
     remembered = _remembered(held, agent)
     approved = approvals(held, agent) if held is not None else {}
     found = [replace(f, approval=approved.get((f.case, f.key)))
              for f in compare(remembered, _captured(workspace, agent), today)]
-    memory = dict(today)
+    memory = dict(kept)
     for loosening in found:
         if loosening.approval is None and loosening.case in remembered:
             memory[loosening.case] = remembered[loosening.case]  # hold the old terms
