@@ -42,7 +42,7 @@ from evalsuite import (
     TrialResult,
     UserInput,
     build_adapter,
-    judge_all,
+    judge_expectations,
     run_cases,
 )
 from regressions import utc_now
@@ -101,7 +101,7 @@ def hand_loop(all_cases: list[EvalCase], folder: Path) -> float:
             started_at=None, context=case.input.context, outcome=None, usage=None,
             metadata={}, steps=[UserInput(content=case.input.messages[-1].content),
                                 *session.steps, Output(content=answer)])
-        judgements = judge_all(case.expect, Behaviour.of_run(run))
+        judgements = judge_expectations(case.expect, Behaviour.of_run(run))
         writer.trial(case, TrialResult(trial=1, passed=all(j.passed for j in judgements),
                                        run=run, judgements=judgements))
     writer.finish()

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         ToolNotCalled,
         behaviour_data,
         judge_all,
+        judge_expectations,
         predicates_named,
         tools_named,
     )
@@ -351,6 +352,7 @@ __all__ = [
     "json_container",
     "json_path",
     "judge_all",
+    "judge_expectations",
     "judge_rate",
     "line_of",
     "load_cases",
@@ -443,6 +445,7 @@ _EXPORTS: dict[str, str] = {
     "ToolNotCalled": "evalsuite._criteria",
     "behaviour_data": "evalsuite._criteria",
     "judge_all": "evalsuite._criteria",
+    "judge_expectations": "evalsuite._criteria",
     "predicates_named": "evalsuite._criteria",
     "tools_named": "evalsuite._criteria",
     "MAX_ALIAS_EXPANSION": "evalsuite._documents",

@@ -2,6 +2,15 @@
 
 The same criteria serve as an eval case's expectations and as an agent's acceptance
 criteria. Each kind is one model in a tagged union; each judges a :class:`Behaviour`.
+
+The two roles differ on a behaviour without an answer. An acceptance criterion constrains
+the answers a behaviour holds: a tool call judged before any answer, a recorded harmful
+call, a good run that ended in tool calls give it no answer to judge, and it holds
+(:meth:`judge`, :func:`judge_all`). An expectation is about what one finished run should
+have done: a run that ended without an answer does not meet ``output_contains``,
+``output_matches``, ``output_schema``, ``expected`` or ``field_bounds`` on the answer
+(:func:`judge_expectations`). The ``*_not_*`` kinds hold either way: nothing said,
+nothing forbidden said.
 """
 
 from __future__ import annotations
@@ -54,6 +63,13 @@ class _Criterion(Record):
     def _verdict(self, passed: bool, detail: str) -> Judgement:
         return Judgement.model_construct(criterion=self.name, passed=passed, detail=detail)
 
+    def needs_answer(self) -> bool:
+        """Whether the criterion asks something of the answer itself (it must say, match
+        or be something), so that a finished run without an answer cannot meet it as an
+        expectation. False for the kinds an absent answer satisfies (``*_not_*``) and the
+        kinds about tool calls."""
+        return False
+
 
 class OutputContains(_Criterion):
     """The output contains a text (case-insensitive)."""
@@ -61,6 +77,10 @@ class OutputContains(_Criterion):
     kind: Literal["output_contains"]
     text: str
     """The text that must appear."""
+
+    def needs_answer(self) -> bool:
+        """An answer that must contain the text: no answer does not."""
+        return True
 
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Judge the behaviour's output."""
@@ -94,6 +114,10 @@ class OutputMatches(_Criterion):
     so matching takes linear time); use ``(?i)`` for case-insensitive."""
 
     _check = field_validator("pattern")(check_regex)
+
+    def needs_answer(self) -> bool:
+        """An answer that must match: no answer does not."""
+        return True
 
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Judge the behaviour's output."""
@@ -297,6 +321,10 @@ class OutputSchema(_Criterion):
 
     _check = field_validator("json_schema")(check_json_schema)
 
+    def needs_answer(self) -> bool:
+        """An answer that must be JSON of the schema: no answer is not."""
+        return True
+
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Judge the behaviour's output as JSON."""
         if behaviour.output is None:
@@ -335,6 +363,11 @@ class FieldBounds(_Criterion):
         if self.maximum is not None and value > self.maximum:
             return f"{where}: {self.field} = {value} is above {self.maximum:g}"
         return None
+
+    def needs_answer(self) -> bool:
+        """On the JSON answer (no ``tool``), a field that must lie within bounds: no answer
+        holds no field."""
+        return self.tool is None
 
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Judge the field in each call to the tool, or in the output."""
@@ -388,6 +421,11 @@ class Expected(_Criterion):
             math_epsilon=self.tolerance, ignore_numeric_type_changes=True,
         )
         return diff.pretty().replace("\n", "; ") if diff else None
+
+    def needs_answer(self) -> bool:
+        """On the answer (no ``tool``), an answer that must equal ``value``: no answer does
+        not."""
+        return self.tool is None
 
     def judge(self, behaviour: Behaviour, acceptance: Sequence[Criterion] = ()) -> Judgement:
         """Compare each call's arguments, or the output, with the expected value."""
@@ -486,8 +524,35 @@ Criterion = Annotated[
 def judge_all(
     criteria: Sequence[Criterion], behaviour: Behaviour, acceptance: Sequence[Criterion] = ()
 ) -> list[Judgement]:
-    """Judge a behaviour on every criterion, in order."""
+    """Judge a behaviour on every criterion, in order, as acceptance criteria judge it: a
+    behaviour without an answer gives the answer's criteria nothing to judge, and they hold
+    ("no output to judge")."""
     return [c.judge(behaviour, acceptance) for c in criteria]
+
+
+def judge_expectations(
+    criteria: Sequence[Criterion], behaviour: Behaviour, acceptance: Sequence[Criterion] = ()
+) -> list[Judgement]:
+    """Judge a finished run's behaviour on a case's expectations, in order.
+
+    As :func:`judge_all`, except that an expectation on the answer itself
+    (:meth:`~_Criterion.needs_answer`: ``output_contains``, ``output_matches``,
+    ``output_schema``, ``expected`` or ``field_bounds`` without a ``tool``) is not met when
+    the run ended without an answer: an expectation that the answer says something is not
+    met by no answer. ``passes_acceptance`` judges the acceptance criteria as the gate
+    judges a run (:func:`judge_all`).
+    """
+    if behaviour.output is not None:
+        return judge_all(criteria, behaviour, acceptance)
+    return [_unanswered(c) if c.needs_answer() else c.judge(behaviour, acceptance)
+            for c in criteria]
+
+
+def _unanswered(criterion: _Criterion) -> Judgement:
+    return Judgement.model_construct(
+        criterion=criterion.name, passed=False,
+        detail=f"no output: the run ended without an answer, so the expected answer "
+               f"({getattr(criterion, 'kind')}) is missing")  # noqa: B009 - every kind has one
 
 
 def tools_named(criteria: Sequence[Criterion]) -> list[tuple[int, str]]:

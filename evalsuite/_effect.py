@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from evalsuite._case import EvalCase
-from evalsuite._criteria import Criterion, Judgement, judge_all
+from evalsuite._criteria import Criterion, Judgement, judge_expectations
 from evalsuite._run import Behaviour, Run
 from evalsuite._session import Denial
 
@@ -31,11 +31,13 @@ def judge_trial(case: EvalCase, run: Run, denials: Sequence[Denial],
         acceptance: The agent's acceptance criteria, for ``passes_acceptance``.
 
     Returns:
-        One judgement per expectation, in order. A criterion that fails on what was
-        attempted but holds on what took effect passes with ``stopped_by`` set.
+        One judgement per expectation, in order (:func:`~evalsuite.judge_expectations`: an
+        expectation on the answer is not met by a run that ended without one). A criterion
+        that fails on what was attempted but holds on what took effect passes with
+        ``stopped_by`` set.
     """
     attempted = Behaviour.of_run(run)
-    on_attempt = judge_all(case.expect, attempted, acceptance)
+    on_attempt = judge_expectations(case.expect, attempted, acceptance)
     if not denials:
         return on_attempt
     if case.strict:
@@ -45,7 +47,7 @@ def judge_trial(case: EvalCase, run: Run, denials: Sequence[Denial],
     effective = Behaviour.model_construct(
         tool_calls=[c for c in attempted.tool_calls if id(c) not in denied],
         output=attempted.output)
-    on_effect = judge_all(case.expect, effective, acceptance)
+    on_effect = judge_expectations(case.expect, effective, acceptance)
     judged = []
     for criterion, now, tried in zip(case.expect, on_effect, on_attempt, strict=True):
         if now.passed and not tried.passed:

@@ -452,7 +452,8 @@ def test_replay_reads_an_openai_log_as_any_reader_does(tmp_path: Path) -> None:
 
 def test_a_recorded_run_without_a_final_answer_replays_up_to_its_last_step(
         tmp_path: Path) -> None:
-    """A run cut off after a tool call replays its calls; it has no output, and no crash."""
+    """A run cut off after a tool call replays its calls; it has no output, and no crash;
+    the expectation on the answer is not met by no answer."""
     write_runs([RunRecord(run_id="cut-off", steps=[
         UserInput(content="Please refund order A-1."),
         ToolCall(tool="lookup_order", arguments={"order_id": "A-1"}, call_id="c1"),
@@ -465,10 +466,12 @@ def test_a_recorded_run_without_a_final_answer_replays_up_to_its_last_step(
         "expect": [{"kind": "tool_called", "tool": "issue_refund"},
                    {"kind": "output_contains", "text": "Refunded"}]})
     result = trial(*replay_agent(tmp_path, tmp_path / "production.jsonl"), the_case)
-    assert result.error is None and result.passed, result.error
+    assert result.error is None and not result.passed, result.error
     assert result.run is not None and result.run.final_output() is None
     assert [s.kind for s in result.run.steps][-1] == "tool_result"
-    assert result.judgements[1].detail == "no output to judge"
+    assert result.judgements[0].passed
+    assert not result.judgements[1].passed
+    assert result.judgements[1].detail.startswith("no output: the run ended without an answer")
 
 
 @pytest.mark.parametrize("strict", [None, False])

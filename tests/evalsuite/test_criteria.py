@@ -26,6 +26,7 @@ from evalsuite import (
     ToolResult,
     UserInput,
     judge_all,
+    judge_expectations,
     load_model,
     tools_named,
 )
@@ -142,6 +143,32 @@ def test_output_criteria_have_nothing_to_judge_without_output(data: dict[str, An
     judgement = _criterion(**data).judge(SILENT)
     assert judgement.passed
     assert judgement.detail == "no output to judge"
+
+
+@pytest.mark.parametrize(("data", "met"), [
+    ({"kind": "output_contains", "text": "refund"}, False),
+    ({"kind": "output_matches", "pattern": "refund"}, False),
+    ({"kind": "output_schema", "json_schema": {"type": "object"}}, False),
+    ({"kind": "expected", "value": "Refunded."}, False),
+    ({"kind": "field_bounds", "field": "amount", "maximum": 500}, False),
+    ({"kind": "output_not_contains", "text": "refund"}, True),
+    ({"kind": "output_not_matches", "pattern": "refund"}, True),
+    ({"kind": "expected", "tool": "issue_refund", "value": _refund(84.99).arguments}, True),
+    ({"kind": "field_bounds", "tool": "issue_refund", "field": "amount", "maximum": 500},
+     True),
+])
+def test_an_expectation_on_the_answer_is_not_met_by_no_answer(data: dict[str, Any],
+                                                              met: bool) -> None:
+    """As a case's expectation, a criterion on the answer fails a run that gave none; the
+    forbidding kinds and the kinds on tool calls judge as acceptance criteria do."""
+    criterion = _criterion(**data)
+    [expectation] = judge_expectations([criterion], SILENT)
+    assert expectation.passed is met
+    if not met:
+        assert expectation.detail.startswith("no output: the run ended without an answer")
+        assert judge_all([criterion], SILENT)[0].passed  # as acceptance: nothing to judge
+    [answered] = judge_expectations([criterion], GOOD)
+    assert answered == judge_all([criterion], GOOD)[0]
 
 
 def test_tool_called_by_name() -> None:
