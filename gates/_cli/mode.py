@@ -59,7 +59,11 @@ def command(agent: str, as_json: bool, watch: bool, interval: float, follow: boo
     _show(c, reading, as_json)
     remember_mode_inputs(workspace)  # so the next read of these files is a light one
     if reading.degraded:
-        c.err.print(f"[yellow]warning:[/] {reading.degraded}; answering suspended")
+        from rich.markup import escape  # only here: a clean read prints no markup
+
+        said = f"answering {reading.mode}"  # what it answers, said once
+        tail = "" if reading.degraded.endswith(said) else f"; {said}"
+        c.err.print(f"[yellow]warning:[/] {escape(reading.degraded)}{tail}")
         return 3
     return 0
 

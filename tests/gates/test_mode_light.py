@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 
 from evalsuite import MAX_USER_FILE_BYTES, ReinstateError
 from gates import Workspace, agent_mode, mode_reading, open_store, read_mode
-from gates._cli import main
 from gates._demo import lay_out
 from gates._store.backends import ModeRecord
 from gates._store.mode_facts import remember_mode_inputs
@@ -220,7 +219,9 @@ def test_a_store_row_saying_full_while_an_incident_holds_defers(ws: Workspace) -
     learned(ws.root)
     run_sql(ws, "UPDATE modes SET mode = 'full'")
     assert assert_parity(ws.root) is None
-    assert main(["-C", str(ws.root), "mode", AGENT]) == 3
+    code, out, err = _cli(ws.root, "mode", AGENT)
+    assert code == 3 and out.strip() == "review"
+    assert err.count("answering") == 1 and err.rstrip().endswith("answering review"), err
 
 
 @pytest.mark.attack
