@@ -20,6 +20,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,42 @@ def _otlp_json(request: Any) -> str:
     from google.protobuf.json_format import MessageToDict
 
     return json.dumps(_hex_ids(MessageToDict(request, use_integers_for_enums=True)))
+
+
+@contextmanager
+def exported_to(folder: Path, resource: dict[str, str] | None = None) -> Iterator[Any]:
+    """In a child: span and log providers exporting to memory, set as the global ones;
+    yields them (tracer provider, logger provider), then writes what they recorded to
+    ``folder/spans.jsonl`` (one export a line, in the order spans ended: a parent after
+    its children, as a simple span processor feeding the Collector's file exporter writes
+    them) and ``folder/logs.jsonl``."""
+    from opentelemetry import _logs, trace
+    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    spans = InMemorySpanExporter()
+    tracer_provider = (TracerProvider(resource=Resource.create(resource)) if resource
+                       else TracerProvider())
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(tracer_provider)
+    logs = InMemoryLogRecordExporter()
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    _logs.set_logger_provider(logger_provider)
+    yield tracer_provider, logger_provider
+    tracer_provider.force_flush()
+    logger_provider.force_flush()
+    (folder / "spans.jsonl").write_text(
+        "".join(_otlp_json(encode_spans([s])) + "\n" for s in spans.get_finished_spans()))
+    records = logs.get_finished_logs()
+    (folder / "logs.jsonl").write_text(_otlp_json(encode_logs(records)) + "\n"
+                                       if records else "")
 
 
 def _conversation(args: argparse.Namespace) -> None:
@@ -188,36 +226,12 @@ def main() -> None:
         parser.add_argument(flag, action="store_true")
     args = parser.parse_args()
 
-    from opentelemetry import _logs, trace
-    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    spans = InMemorySpanExporter()
-    tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-    trace.set_tracer_provider(tracer_provider)
-    logs = InMemoryLogRecordExporter()
-    logger_provider = LoggerProvider()
-    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
-    _logs.set_logger_provider(logger_provider)
-    OpenAIInstrumentor().instrument(tracer_provider=tracer_provider,
-                                    logger_provider=logger_provider)
-    _conversation(args)
-    tracer_provider.force_flush()
-    logger_provider.force_flush()
-    # One export a line, in the order spans ended (a parent after its children), as a
-    # simple span processor feeding the Collector's file exporter would write them.
-    (args.folder / "spans.jsonl").write_text(
-        "".join(_otlp_json(encode_spans([s])) + "\n" for s in spans.get_finished_spans()))
-    records = logs.get_finished_logs()
-    (args.folder / "logs.jsonl").write_text(_otlp_json(encode_logs(records)) + "\n"
-                                            if records else "")
+    with exported_to(args.folder) as (tracer_provider, logger_provider):
+        OpenAIInstrumentor().instrument(tracer_provider=tracer_provider,
+                                        logger_provider=logger_provider)
+        _conversation(args)
 
 
 if __name__ == "__main__":

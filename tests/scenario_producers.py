@@ -174,65 +174,41 @@ def _responses_agent(client: Any, tracer: Any) -> None:
 def main() -> None:
     """The child: instrument, run the scenario, export spans and logs as OTLP/JSON lines."""
     instrumentation, scenario, folder = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    from opentelemetry import _logs, trace
-    from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-    from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import (
-        InMemoryLogRecordExporter,
-        SimpleLogRecordProcessor,
-    )
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry import trace
 
     from tests.chat_server import ChatServer
-    from tests.otel_producers import _otlp_json
+    from tests.otel_producers import exported_to
     from tests.sdk_servers import SdkServer
 
-    spans = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "refund-agent"}))
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    trace.set_tracer_provider(provider)
-    logs = InMemoryLogRecordExporter()
-    logger_provider = LoggerProvider()
-    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
-    _logs.set_logger_provider(logger_provider)
-    if instrumentation == "v2":
-        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-        OpenAIInstrumentor().instrument(tracer_provider=provider, logger_provider=logger_provider)
-    elif instrumentation == "oi":
-        from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInference
-        OpenInference().instrument(tracer_provider=provider)
-    else:
-        os.environ["TRACELOOP_TRACE_CONTENT"] = "true"
-        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetry
-        OpenLLMetry().instrument(tracer_provider=provider)
-    import openai
+    with exported_to(folder, {"service.name": "refund-agent"}) as (provider, logger_provider):
+        if instrumentation == "v2":
+            from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+            OpenAIInstrumentor().instrument(tracer_provider=provider,
+                                            logger_provider=logger_provider)
+        elif instrumentation == "oi":
+            from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInference
+            OpenInference().instrument(tracer_provider=provider)
+        else:
+            os.environ["TRACELOOP_TRACE_CONTENT"] = "true"
+            from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetry
+            OpenLLMetry().instrument(tracer_provider=provider)
+        import openai
 
-    tracer = trace.get_tracer("refund-agent")
-    if scenario == "responses":
-        sdk = SdkServer(_responses)
-        client = openai.OpenAI(base_url=sdk.base_url + "/v1", api_key="k", max_retries=0)
-        sdk.clients.append(client)
-        _responses_agent(client, tracer)
-        sdk.close()
-    else:
-        chat = ChatServer(_model(scenario))
-        if scenario == "err500":
-            chat.fail_first = [500]
-        client = openai.OpenAI(base_url=chat.url.removesuffix("/chat/completions"),
-                               api_key="k", max_retries=0)
-        _chat(client, scenario, tracer)
-        chat.close()
-    provider.force_flush()
-    logger_provider.force_flush()
-    (folder / "spans.jsonl").write_text(
-        "".join(_otlp_json(encode_spans([s])) + "\n" for s in spans.get_finished_spans()))
-    records = logs.get_finished_logs()
-    (folder / "logs.jsonl").write_text(_otlp_json(encode_logs(records)) + "\n"
-                                       if records else "")
+        tracer = trace.get_tracer("refund-agent")
+        if scenario == "responses":
+            sdk = SdkServer(_responses)
+            client = openai.OpenAI(base_url=sdk.base_url + "/v1", api_key="k", max_retries=0)
+            sdk.clients.append(client)
+            _responses_agent(client, tracer)
+            sdk.close()
+        else:
+            chat = ChatServer(_model(scenario))
+            if scenario == "err500":
+                chat.fail_first = [500]
+            client = openai.OpenAI(base_url=chat.url.removesuffix("/chat/completions"),
+                                   api_key="k", max_retries=0)
+            _chat(client, scenario, tracer)
+            chat.close()
 
 
 if __name__ == "__main__":
