@@ -81,6 +81,18 @@ def replay(step: Step | Behaviour, layer: ReplayLayer, controls: Controls, *,
                      f"{', '.join(REPLAY_LAYERS)}")
 
 
+def replay_harm(steps: Sequence[Step], harmful: Sequence[int], controls: Controls, *,
+                context: Mapping[str, Any] | None = None) -> Decision:
+    """A recorded harm through the acceptance criteria as the runtime meets it: each harmful
+    call and output judged when it happens, with the run before it (as the guard and the
+    backtest judge them), never all of them at once. The first decision that stops one,
+    else the last one's: a criterion that fires only on the harmful steps together never
+    fires at run time, so it stops nothing here either."""
+    decisions = [replay(steps[i], "acceptance", controls, history=steps[:i], context=context)
+                 for i in harmful]
+    return next((d for d in decisions if d.stopped), decisions[-1])
+
+
 def _behaviour_of(step: Step, history: Sequence[Step],
                   context: dict[str, Any]) -> Behaviour | None:
     # The criteria see the run before the step, as permission conditions do; built without

@@ -16,7 +16,7 @@ from typing import Any
 
 from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult, unisolated
 from gates._controls.policy import judge_acceptance
-from gates._controls.replay import replay
+from gates._controls.replay import replay, replay_harm
 from gates._gate.case_failure import failure_data
 from gates._gate.inputs import GateInputs
 from gates._verdict.check_results import (
@@ -351,7 +351,8 @@ def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> AcceptanceCri
     findings = []
     rejected = 0
     for case in inputs.regression_cases:
-        if replay(case.recorded.harmful_behaviour(), "acceptance", controls).stopped:
+        if replay_harm(case.recorded.steps, case.recorded.harmful, controls,
+                       context=case.input.context).stopped:
             rejected += 1
         else:
             findings.append(f"{case.id}: the recorded harmful behaviour meets every acceptance "

@@ -13,7 +13,7 @@ from __future__ import annotations
 from evalsuite import Output, ReinstateError, ToolCall, case_keys
 from gates._controls.files import Controls
 from gates._controls.policy import Decision, Effect
-from gates._controls.replay import ReplayLayer, replay
+from gates._controls.replay import ReplayLayer, replay, replay_harm
 from gates._gate.baseline import load_baseline, tag_counts
 from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs
@@ -59,8 +59,10 @@ def _replay_harm(cases: list[RegressionCase], before: Controls, after: Controls,
 
 def _replay_acceptance(cases: list[RegressionCase], before: Controls, after: Controls) -> Replay:
     return [(case.id, "harmful behaviour",
-             replay(case.recorded.harmful_behaviour(), "acceptance", before),
-             replay(case.recorded.harmful_behaviour(), "acceptance", after))
+             replay_harm(case.recorded.steps, case.recorded.harmful, before,
+                         context=case.input.context),
+             replay_harm(case.recorded.steps, case.recorded.harmful, after,
+                         context=case.input.context))
             for case in cases]
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from evalsuite import InvalidInput, ToolCall, load_cases
 from gates._config import Workspace
 from gates._controls.files import Controls
-from gates._controls.replay import replay
+from gates._controls.replay import replay, replay_harm
 from gates._gate.baseline import load_baseline
 from regressions import LAYERS, FixLocation, Incident, Layer, RegressionCase
 
@@ -62,7 +62,7 @@ def analyse(incident: Incident, cases: list[RegressionCase], baseline: Controls,
             permission.facts.append(f"{call.describe()} was {decision.effect} "
                                     f"({decision.rule})")
             permission.evidence.append(f"{case.id} step {index}")
-        verdict = replay(case.recorded.harmful_behaviour(), "acceptance", baseline)
+        verdict = replay_harm(steps, case.recorded.harmful, baseline, context=context)
         acceptance.gap = bool(acceptance.gap) or not verdict.stopped
         acceptance.facts.append(
             f"{case.id}: the harmful behaviour was "

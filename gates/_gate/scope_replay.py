@@ -20,7 +20,6 @@ from typing import Any
 
 from evalsuite import (
     LOG_FORMATS,
-    Behaviour,
     History,
     InvalidInput,
     Output,
@@ -161,8 +160,9 @@ class _Run:
 
     history: History = field(default_factory=History)
     context: dict[str, Any] = field(default_factory=dict)
-    harmful_calls: list[ToolCall] = field(default_factory=list)
-    harmful_output: str | None = None
+    # The harm through the acceptance criteria as the runtime meets it (each harmful step
+    # with the run before it): the first decision that stops one, at the baseline and today.
+    accepted: tuple[Decision, Decision] | None = None
     first_harm: tuple[int, str] | None = None
     outside: OutsideScope = field(default_factory=lambda: OutsideScope(runs=1))
 
@@ -229,13 +229,10 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
         if run.first_harm is None:
             outside.merge(run.outside)
             continue
-        behaviour = Behaviour.model_construct(tool_calls=run.harmful_calls,
-                                              output=run.harmful_output,
-                                              history=run.history, context=run.context)
         at, source = run.first_harm
-        harmful["acceptance"].append(ReplayedStep(
-            run_id, at, source, "harmful behaviour",
-            replay(behaviour, "acceptance", baseline), replay(behaviour, "acceptance", today)))
+        assert run.accepted is not None  # with the first harm
+        harmful["acceptance"].append(ReplayedStep(run_id, at, source, "harmful behaviour",
+                                                  *run.accepted))
     result = ScopeReplay(incident=incident.id, harmful=harmful,
                          runs_in_scope=len(runs) - outside.runs, outside=outside)
     _CACHE[:] = [*_CACHE[-3:], ((incident, today, baseline.directory), result)]
@@ -343,11 +340,15 @@ def _harm(harmful: dict[ReplayLayer, list[ReplayedStep]], run: _Run, run_id: str
         run.first_harm = (index, source)
     layers: Sequence[ReplayLayer]
     if isinstance(step, ToolCall):
-        run.harmful_calls.append(step)
         what, layers = step.describe(), ("permissions", "review")
     else:
-        run.harmful_output = step.content
         what, layers = "output", ("review",)
+    # As replay_harm judges a captured harm: each step when it happens, the first stop kept.
+    before, after = (replay(step, "acceptance", controls, history=run.history,
+                            context=run.context) for controls in (baseline, today))
+    kept = run.accepted
+    run.accepted = (before, after) if kept is None else (
+        kept[0] if kept[0].stopped else before, kept[1] if kept[1].stopped else after)
     for layer in layers:
         harmful[layer].append(ReplayedStep(
             run_id, index, source, what,

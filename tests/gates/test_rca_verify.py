@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from gates import Workspace, record_finding, run_gate
+from gates import Workspace, investigate, record_finding, run_gate
 from tests.conftest import RunCli
-from tests.helpers import ACTOR, captured, resolved
+from tests.helpers import ACTOR, LOG, captured, resolved
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +93,35 @@ def test_verify_of_an_unfixed_incident_fails(example: Workspace, cli: RunCli) ->
     result = cli("verify", incident_id, cwd=example.root)
     assert result.returncode == 1
     assert f"{incident_id} has no control change to verify" in result.stdout
+
+
+@pytest.mark.attack
+def test_an_acceptance_change_is_verified_as_the_runtime_applies_it(
+        example: Workspace, fixed: Fix, cli: RunCli) -> None:
+    """A criterion that rejects only the harmful calls together (a refund *and* a free-text
+    email in one behaviour) never fires at run time, where the guard judges each call with
+    the run before it: the gate does not count it as stopping the harm either, and the
+    backtest over the incident's own log agrees."""
+    import yaml
+
+    incident_id = resolved(example, fixed)
+    agent = example.agent_dir("refund-agent")
+    baseline = example.incidents_dir / f"{incident_id}.baseline" / "acceptance.yaml"
+    acceptance = yaml.safe_load(baseline.read_text())
+    acceptance["criteria"].append({
+        "id": "no-refund-plus-free-email", "kind": "expression",
+        "description": "INC-1: a refund confirmed by a free-text email",
+        "expression": '!(tool_calls.exists(c, c.tool == "issue_refund") && '
+                      'tool_calls.exists(c, c.tool == "send_email" && has(c.arguments.body)))'})
+    (agent / "acceptance.yaml").write_text(yaml.safe_dump(acceptance, sort_keys=False))
+    # The logged scope (the investigation's runs) is judged the same way as the captured case.
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    result = cli("verify", incident_id, cwd=example.root, env={"COLUMNS": "250"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "still gets through today: INC-1-1 harmful behaviour" in result.stdout
+    assert "run-7f3a97 step 4" in result.stdout  # the logged run is replayed ...
+    assert "(acceptance.no-refund-plus-free-email)" not in result.stdout  # ... and not stopped
+    backtest = cli("backtest", "refund-agent", "--logs", "logs/2026-11-25-refund-agent.jsonl",
+                   "--incident", incident_id, "--rule", "acceptance.no-refund-plus-free-email",
+                   cwd=example.root)
+    assert backtest.returncode == 1 and "no rule fired" in backtest.stdout
