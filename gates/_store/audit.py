@@ -184,6 +184,51 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
         problems += _mode_problems(store, agent, last_mode.get(agent))
         problems += _verdict_problems(store, agent, last_verdict.get(agent),
                                       None if latest is None else (latest(agent),))
+    if not incremental:  # `reinstate audit verify`: the review queue against its entries
+        problems += review_problems(store, entries)
+    return problems
+
+
+def review_problems(store: StateStore, entries: Sequence[AuditEntry]) -> list[str]:
+    """Every review item whose row says other than the audit log: no submission entry,
+    other arguments or text than the submission chained, or a decision the log does not
+    record (or records otherwise). The runtime releases only what the log vouches for;
+    this names the rows changed behind it."""
+    from gates._store.reviews import (  # only here: a mode read needs no review models
+        DECISION_ACTIONS,
+        REVIEW_ACTIONS,
+        SUBMIT_ACTION,
+        held_digest,
+        held_key,
+    )
+
+    logged: dict[str, list[AuditEntry]] = {}
+    for entry in entries:
+        if entry.action in REVIEW_ACTIONS and isinstance(entry.detail.get("review"), str):
+            logged.setdefault(entry.detail["review"], []).append(entry)
+    problems = []
+    for item in store.reviews(status=None):  # every status
+        mine = logged.get(item.id, [])
+        submits = [i for i, e in enumerate(mine) if e.action == SUBMIT_ACTION]
+        if not submits:
+            problems.append(f"reviews: {item.id} has no review.submit entry: it was written "
+                            f"behind the audit log")
+            continue
+        submit, decisions = mine[submits[-1]], mine[submits[-1] + 1:]
+        key = held_key(item.kind)
+        recorded = submit.detail.get(key)  # absent from entries written before it was kept
+        if recorded is not None and recorded != held_digest(item):
+            what = "arguments" if item.kind == "call" else "text"
+            problems.append(f"reviews: {item.id} holds other {what} than its submission "
+                            f"(entry {submit.seq}) recorded: the reviews table was changed "
+                            f"behind the audit log")
+        decided = [e.action for e in decisions]
+        expected = [] if item.status == "pending" else [DECISION_ACTIONS[item.status]]
+        if decided != expected:
+            said = ", ".join(decided) or "no decision"
+            problems.append(f"reviews: {item.id} is {item.status}, but the audit log records "
+                            f"{said} after its submission (entry {submit.seq}): the reviews "
+                            f"table was changed behind the audit log")
     return problems
 
 

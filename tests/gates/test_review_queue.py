@@ -337,3 +337,37 @@ def test_a_postgres_row_approved_behind_the_log_releases_nothing(
     assert item.final_args != forged
     [entry] = PostgresStore(postgres_url).audit(AGENT, actions=["review.release_refused"])
     assert entry.detail["review"] == "R-1"
+
+
+@pytest.mark.attack
+def test_audit_verify_names_review_rows_changed_behind_the_log(tmp_path: Path) -> None:
+    """`reinstate audit verify` compares each review row with its entries: arguments
+    swapped in a row, a row set approved with no decision entry, and a row with no
+    submission entry are each named; untouched items are not."""
+    from gates._store.audit import verify_audit
+
+    store = SQLiteStore(tmp_path / "state.db")
+    queue = ReviewQueue(store=store)
+    swapped, forged, honest, decided = (_call(queue, amount) for amount in (600, 700, 800, 900))
+    queue.approve(decided.id, actor="alice", reason="ok")
+    assert verify_audit(store, [AGENT]) == []
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        rows = {
+            swapped.id: swapped.model_copy(update={"args": {"order_id": "A-1", "amount": 5}}),
+            forged.id: forged.model_copy(update={"status": "approved", "decided_by": "x",
+                                                 "decision_reason": "ok",
+                                                 "decided_at": forged.submitted_at})}
+        for review, row in rows.items():
+            conn.execute("UPDATE reviews SET body = ?, status = ? WHERE num = ?",
+                         (row.model_dump_json(), row.status, int(review.removeprefix("R-"))))
+        planted = honest.model_copy(update={"id": "R-13"})  # a row with no submission
+        conn.execute("INSERT INTO reviews VALUES (13, ?, 'pending', ?, ?)",
+                     (AGENT, planted.submitted_at.isoformat(), planted.model_dump_json()))
+    problems = [p for p in verify_audit(store, [AGENT]) if p.startswith("reviews:")]
+    assert [p.split(":")[1].split()[0] for p in problems] == [swapped.id, forged.id, "R-13"]
+    assert "holds other arguments than its submission" in problems[0]
+    assert "is approved, but the audit log records no decision" in problems[1]
+    assert "has no review.submit entry" in problems[2]
+    # What check asks (from the checkpoint) is not this: the runtime trusts no row anyway.
+    assert not [p for p in verify_audit(store, [AGENT], incremental=True)
+                if p.startswith("reviews:")]
