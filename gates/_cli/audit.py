@@ -56,7 +56,8 @@ def _anchor(text: str) -> tuple[int, str] | Verdict:
                    "must still hold it. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def verify(anchors: tuple[str, ...], as_json: bool) -> int:
-    """Check the audit log: its chain, its head, and the modes and verdicts it vouches for.
+    """Check the audit log: its chain, its head, and the modes, verdicts and review rows it
+    vouches for.
 
     Names every edited, removed or reordered entry and every mode or verdict changed
     behind the log, and exits 1; exit 0 prints the head to anchor next time.
@@ -78,6 +79,6 @@ def verify(anchors: tuple[str, ...], as_json: bool) -> int:
             c.err.print(f"[bold red]tampered:[/] {problem}", highlight=False)
     else:
         c.out.print(f"audit log intact: {len(entries)} entries, chain and head verified, "
-                    f"modes and verdicts match their entries; head {head or 'none'}",
+                    f"modes, verdicts and review rows match their entries; head {head or 'none'}",
                     highlight=False)
     return 1 if problems else 0
