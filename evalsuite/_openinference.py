@@ -198,7 +198,8 @@ def _model_outputs(trace: _Trace, span: PlainSpan, following: PlainSpan | None) 
     """
     found = messages(trace, span, "output")
     if len(found) > 1 and _choices(span) > 1:
-        taken = _taken(trace, found, following)
+        later = messages(trace, following, "input") if following is not None else []
+        taken = taken_choice(found, later, _said)
         if taken is not None:
             return _message_steps(trace, span, taken)
         trace.choices.append(f"span {span.span_id}: {len(found)} choices and no later call "
@@ -211,14 +212,6 @@ def _choices(span: PlainSpan) -> int:
     parameters, _ = json_value(span.attributes.get("llm.invocation_parameters"))
     n = parameters.get("n") if isinstance(parameters, dict) else None
     return n if isinstance(n, int) and not isinstance(n, bool) else 1
-
-
-def _taken(trace: _Trace, choices: list[dict[str, Any]],
-           following: PlainSpan | None) -> dict[str, Any] | None:
-    """The one choice the next model call's input holds as an assistant message, if one."""
-    if following is None:
-        return None
-    return taken_choice(choices, messages(trace, following, "input"), _said)
 
 
 def _said(message: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:

@@ -468,21 +468,14 @@ def _chat_outputs(trace: _Trace, span: PlainSpan, following: PlainSpan | None) -
     messages = _messages(trace, span, "output")
     trace.last_output = (span, messages) if len(trace.unreadable) == notes else None
     if len(messages) > 1:
-        taken = _taken(trace, messages, following)
+        later = _messages(trace, following, "input") if following is not None else []
+        taken = taken_choice(messages, later, _said)
         if taken is not None:
             return _assistant(trace, span, taken, span.end)
         trace.choices.append(f"span {span.span_id}: {len(messages)} choices and no later call "
                              "shows which one the agent took: the steps of every choice are kept")
         return sum(_assistant(trace, span, message, span.end) for message in messages)
     return _assistant(trace, span, messages[0], span.end) if messages else 0
-
-
-def _taken(trace: _Trace, choices: list[dict[str, Any]],
-           following: PlainSpan | None) -> dict[str, Any] | None:
-    """The one choice the next model call's input holds as an assistant message, if one."""
-    if following is None:
-        return None
-    return taken_choice(choices, _messages(trace, following, "input"), _said)
 
 
 def _said(message: dict[str, Any]) -> tuple[str, tuple[tuple[str, str], ...]]:
