@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from gates import (
+    GuardDecision,
+    GuardedRun,
     Workspace,
     capture,
     contain,
@@ -120,3 +122,16 @@ def with_predicate_expectation(root: Path) -> None:
                            "predicate": "guards.refunds:no_outside_refund",
                            "description": "never refund but to the original payment method"})
     case.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def held_refund(run: GuardedRun) -> GuardDecision:
+    """In a guard run of the example agent: order A-1002 ($240) looked up and answered,
+    then a $200 refund of it, which the example's review rules hold for a person."""
+    looked = run.call("lookup_order", {"order_id": "A-1002"})
+    assert looked.call_id is not None
+    run.result(looked.call_id, {"order_id": "A-1002", "customer_id": "C-1002",
+                                "total": 240.0, "currency": "USD", "status": "shipped"})
+    held = run.call("issue_refund", {"order_id": "A-1002", "amount": 200,
+                                     "refund_to": "original_payment_method"})
+    assert held.effect == "review", held
+    return held

@@ -27,7 +27,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from evalsuite import read_log_runs
-from gates import ReviewQueue, Workspace, open_store
+from gates import AuditEntry, ReviewQueue, Workspace, open_store
 from tests.gates.test_guard_edits import with_refunds_within_total
 from tests.helpers import ACTOR
 
@@ -301,6 +301,22 @@ async def _while_held(ws: Workspace, session: ClientSession,
     return result[0]
 
 
+def _release_refused(ws: Workspace, tmp_path: Path,
+                     meanwhile: Callable[[str], Awaitable[None]],
+                     timeout: str) -> tuple[str, AuditEntry]:
+    """The gateway while a refund is held and ``meanwhile`` acts on its review: the refund
+    comes back an error, nothing but the lookup goes up, and one refusal is audited; the
+    error's text and that entry."""
+    async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
+        return await _while_held(ws, session, meanwhile)
+
+    refund, _ = _run(ws, tmp_path, body, "--review-timeout", timeout)
+    assert refund.isError
+    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
+    [entry] = open_store(ws).audit(AGENT, actions=["review.release_refused"])
+    return _text(refund), entry
+
+
 @pytest.mark.attack
 def test_a_review_row_approved_behind_the_audit_log_releases_nothing(
         back_in_full: Workspace, tmp_path: Path) -> None:
@@ -317,14 +333,8 @@ def test_a_review_row_approved_behind_the_audit_log_releases_nothing(
             conn.execute("UPDATE reviews SET status = 'approved', body = ? WHERE num = ?",
                          (json.dumps(item), int(review.removeprefix("R-"))))
 
-    async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
-        return await _while_held(back_in_full, session, forge)
-
-    refund, _ = _run(back_in_full, tmp_path, body, "--review-timeout", "60")
-    assert refund.isError
-    assert "the audit log records no decision of R-1" in _text(refund), _text(refund)
-    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
-    [entry] = open_store(back_in_full).audit(AGENT, actions=["review.release_refused"])
+    text, entry = _release_refused(back_in_full, tmp_path, forge, "60")
+    assert "the audit log records no decision of R-1" in text, text
     assert entry.detail["review"] == "R-1"
 
 
@@ -345,14 +355,8 @@ def test_an_approval_after_the_agent_was_suspended_is_not_forwarded(
             "--reason", "looks fine"))
         assert done.returncode == 0, done.stderr
 
-    async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
-        return await _while_held(back_in_full, session, suspend_then_decide)
-
-    refund, _ = _run(back_in_full, tmp_path, body, "--review-timeout", "120")
-    assert refund.isError
-    assert "denied by mode.suspended" in _text(refund), _text(refund)
-    assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
-    [entry] = open_store(back_in_full).audit(AGENT, actions=["review.release_refused"])
+    text, entry = _release_refused(back_in_full, tmp_path, suspend_then_decide, "120")
+    assert "denied by mode.suspended" in text, text
     assert entry.detail["rule"] == "mode.suspended"
 
 

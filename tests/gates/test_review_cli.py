@@ -26,7 +26,7 @@ from gates import (
     open_store,
 )
 from tests.conftest import RunCli
-from tests.helpers import ACTOR
+from tests.helpers import ACTOR, held_refund
 
 AGENT = "refund-agent"
 InlineCli = Callable[..., tuple[int, str, str]]
@@ -284,13 +284,7 @@ def test_an_edit_past_the_limit_comes_back_rejected_and_never_runs(
     deciding.start()
     with guard.run("live-edit", goal="refund order A-1002",
                    context={"customer_id": "C-1002"}) as run:
-        looked = run.call("lookup_order", {"order_id": "A-1002"})
-        assert looked.call_id is not None
-        run.result(looked.call_id, {"order_id": "A-1002", "customer_id": "C-1002",
-                                    "total": 240.0, "currency": "USD", "status": "shipped"})
-        decision = run.call("issue_refund", {"order_id": "A-1002", "amount": 200,
-                                             "refund_to": "original_payment_method"})
-        assert decision.effect == "review", decision
+        decision = held_refund(run)
         item = hold_for_review(queue, run, decision, timeout_s=60, poll_s=0.05)
     deciding.join(30)
     guard.close()

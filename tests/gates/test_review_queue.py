@@ -27,6 +27,7 @@ from gates import (
     hold_for_review,
     migrate_store,
 )
+from tests.helpers import held_refund
 
 AGENT = "refund-agent"
 
@@ -320,13 +321,7 @@ def test_a_postgres_row_approved_behind_the_log_releases_nothing(
     forging.start()
     guard = Guard(ws.root, AGENT, log=ws.root / "guard.jsonl")
     with guard.run("forged", goal="refund order A-1002") as run:
-        looked = run.call("lookup_order", {"order_id": "A-1002"})
-        assert looked.call_id is not None
-        run.result(looked.call_id, {"order_id": "A-1002", "customer_id": "C-1002",
-                                    "total": 240.0, "currency": "USD", "status": "shipped"})
-        held = run.call("issue_refund", {"order_id": "A-1002", "amount": 200,
-                                         "refund_to": "original_payment_method"})
-        assert held.effect == "review", held
+        held = held_refund(run)
         assert run.guard.decide(ToolCall(tool="issue_refund", arguments=forged),
                                 run.history, run.context).effect == "deny"
         item = hold_for_review(queue, run, held, timeout_s=60, poll_s=0.05)
