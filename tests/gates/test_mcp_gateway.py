@@ -164,31 +164,25 @@ def test_containment_during_a_session_denies_the_next_call(back_in_full: Workspa
 
 # A refund over $150 after its order's lookup: the fixed controls route it to a person.
 LARGE_REFUND = {"order_id": "A-1002", "amount": 200, "refund_to": "original_payment_method"}
+
+
 def _held_refund(ws: Workspace, tmp_path: Path, decision: str | None,
                  *options: str, edited: dict[str, Any] | None = None,
                  ) -> tuple[types.CallToolResult, list[dict[str, Any]]]:
     """Send the large refund; once it waits in the queue, decide it with `reinstate review
     DECISION` in another process (None: nobody decides; an edit releases ``edited``, by
     default the refund at $150). Returns the result and the items."""
+    async def decide(review: str) -> None:
+        if decision is None:
+            return
+        edit = ["--args", json.dumps(edited or {**LARGE_REFUND, "amount": 150})]
+        done = await anyio.to_thread.run_sync(lambda: _cli(
+            ws, "--actor", "rita.reviewer", "review", decision, review,
+            "--reason", f"{decision} by the test", *(edit if decision == "edit" else [])))
+        assert done.returncode == 0, done.stderr
+
     async def body(session: ClientSession, calls: Path) -> types.CallToolResult:
-        await session.call_tool("lookup_order", {"order_id": "A-1002"})
-        result: list[types.CallToolResult] = []
-
-        async def call() -> None:
-            result.append(await session.call_tool("issue_refund", LARGE_REFUND))
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(call)
-            if decision is not None:
-                while not (pending := ReviewQueue(ws.root).items(AGENT)):
-                    await anyio.sleep(0.2)
-                edit = ["--args", json.dumps(edited or {**LARGE_REFUND, "amount": 150})]
-                done = await anyio.to_thread.run_sync(lambda: _cli(
-                    ws, "--actor", "rita.reviewer", "review", decision, pending[0].id,
-                    "--reason", f"{decision} by the test",
-                    *(edit if decision == "edit" else [])))
-                assert done.returncode == 0, done.stderr
-        return result[0]
+        return await _while_held(ws, session, decide)
 
     refund, _ = _run(ws, tmp_path, body, *options)
     items = [item.model_dump(mode="json")
@@ -587,24 +581,17 @@ def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
 
     with_refunds_within_total(back_in_full)
 
+    async def edit(review: str) -> None:
+        done = await anyio.to_thread.run_sync(lambda: _cli(
+            back_in_full, "--actor", "rita.reviewer", "review", "edit", review,
+            "--reason", "half now", "--args", json.dumps(EDITED)))
+        assert done.returncode == 0, done.stderr
+
     async def body(session: ClientSession, calls: Path) -> list[types.CallToolResult]:
-        await session.call_tool("lookup_order", {"order_id": "A-1002"})
-        held: list[types.CallToolResult] = []
-
-        async def call() -> None:
-            held.append(await session.call_tool("issue_refund", LARGE_REFUND))
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(call)
-            while not (pending := ReviewQueue(back_in_full.root).items(AGENT)):
-                await anyio.sleep(0.2)
-            done = await anyio.to_thread.run_sync(lambda: _cli(
-                back_in_full, "--actor", "rita.reviewer", "review", "edit", pending[0].id,
-                "--reason", "half now", "--args", json.dumps(EDITED)))
-            assert done.returncode == 0, done.stderr
+        held = await _while_held(back_in_full, session, edit)
         second = await session.call_tool("issue_refund", {**LARGE_REFUND, "amount": 130})
         third = await session.call_tool("issue_refund", {**LARGE_REFUND, "amount": 150})
-        return [*held, second, third]
+        return [held, second, third]
 
     (edited, second, third), _ = _run(back_in_full, tmp_path, body)
     assert not edited.isError and not second.isError, (_text(edited), _text(second))
