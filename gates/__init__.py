@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         StoreUnavailable,
         UnknownAgent,
         UnknownReview,
+        UnvouchedReview,
     )
     from gates._gate.baseline import load_baseline, snapshot
     from gates._gate.checks import Evidence
@@ -241,6 +242,7 @@ __all__ = [
     "ToolPermission",
     "UnknownAgent",
     "UnknownReview",
+    "UnvouchedReview",
     "Verdict",
     "Verification",
     "Workspace",
@@ -409,6 +411,7 @@ _EXPORTS: dict[str, str] = {
     "ToolPermission": "gates._controls.files",
     "UnknownAgent": "gates._errors",
     "UnknownReview": "gates._errors",
+    "UnvouchedReview": "gates._errors",
     "Verdict": "gates._verdict.verdict",
     "Verification": "gates._response.verify",
     "Workspace": "gates._config",

@@ -168,11 +168,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self, status: HTTPStatus, message: str, *, problem: bool = False) -> None:
         queue = self.server.queue
+        pending = queue.items(status="pending")
         html = review_page_html(
-            queue.items(status="pending"),
-            [i for i in queue.items(status=None) if i.status != "pending"],
+            pending, [i for i in queue.items(status=None) if i.status != "pending"],
             token=self.server.token, actor=self.server.actor, where=self.server.where(),
-            message=message, problem=problem)
+            message=message, problem=problem, unlike=queue.unlike_submitted(pending))
         self._send(status, html, "text/html; charset=utf-8")
 
     def _send(self, status: HTTPStatus, body: str, kind: str) -> None:

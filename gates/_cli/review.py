@@ -55,11 +55,15 @@ def list_command(agent: str | None, every: bool, as_json: bool) -> int:
     if agent is not None and queue.workspace is not None:
         agent = queue.workspace.require_agent(agent)
     items = queue.items(agent, status=None if every else "pending")
+    unlike = queue.unlike_submitted(items)
+    _warn(unlike)
     if as_json:
         click.echo(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
         return 0
     rows = [("id", "agent", "status", "submitted (UTC)", "held")] + [
-        (i.id, i.agent, i.status, f"{i.submitted_at:%Y-%m-%d %H:%M:%S}", _what(i))
+        (i.id, i.agent, i.status, f"{i.submitted_at:%Y-%m-%d %H:%M:%S}",
+         f"NOT AS SUBMITTED (reinstate review show {i.id}): {_what(i)}" if i.id in unlike
+         else _what(i))
         for i in items]
     widths = [max(len(row[n]) for row in rows) for n in range(4)]
     for row in rows:
@@ -75,13 +79,23 @@ def list_command(agent: str | None, every: bool, as_json: bool) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print the item as JSON.")
 def show_command(review_id: str, as_json: bool) -> int:
     """Everything about one item: what is held, why, and its decision if any."""
-    item = _queue().get(review_id)
+    queue = _queue()
+    item = queue.get(review_id)
+    _warn(queue.unlike_submitted([item]))
     if as_json:
         click.echo(json.dumps(item.model_dump(mode="json"), indent=2))
         return 0
     for label, value in _fields(item):
         _say(f"{label + ':':<16}{value}")
     return 0
+
+
+def _warn(unlike: dict[str, str]) -> None:
+    """Say on stderr which items are not what their runtime submitted (stdout keeps the
+    items as the store holds them, so ``--json`` stays an item's JSON)."""
+    for review, problem in unlike.items():
+        click.echo(f"warning: {review} is NOT AS SUBMITTED: {problem}. Do not decide on what "
+                   f"it shows; only rejecting it is possible.", err=True)
 
 
 def _fields(item: ReviewItem) -> list[tuple[str, str]]:

@@ -22,10 +22,14 @@ def held(item: ReviewItem, width: int = 120) -> str:
 
 
 def review_page_html(pending: list[ReviewItem], decided: list[ReviewItem], *, token: str,
-                     actor: str, where: str, message: str = "", problem: bool = False) -> str:
+                     actor: str, where: str, message: str = "", problem: bool = False,
+                     unlike: dict[str, str] | None = None) -> str:
     """The page: ``pending`` oldest first with approve / reject / edit forms carrying
-    ``token``, then the last :data:`DECIDED_SHOWN` of ``decided``, newest first."""
+    ``token``, then the last :data:`DECIDED_SHOWN` of ``decided``, newest first. An item
+    in ``unlike`` (its row is not what was submitted, and why) is flagged and can only be
+    rejected."""
     latest = sorted(decided, key=lambda i: i.decided_at or i.submitted_at,
                     reverse=True)[:DECIDED_SHOWN]
     return render_html("review.html.j2", pending=pending, decided=latest, token=token,
-                       actor=actor, where=where, message=message, problem=problem, what=held)
+                       actor=actor, where=where, message=message, problem=problem, what=held,
+                       unlike=unlike or {})

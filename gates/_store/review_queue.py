@@ -282,18 +282,66 @@ class ReviewQueue:
             "decision_reason": entry.reason, "edited_args": edited_args,
             "edited_text": edited_text})
 
+    def unlike_submitted(self, items: list[ReviewItem]) -> dict[str, str]:
+        """Items whose row in the store is not what their runtime submitted, by id, with why.
+
+        What a reviewer reads (``review show``, ``review list``, the review page) comes from
+        the store's row, which can be written behind the audit log. Each row is compared
+        with its item's last ``review.submit`` entry: agent, kind, tool, run and the digest
+        of the held arguments or text, the entry itself unchanged since it was written.
+        Release never trusts the row either (:meth:`vouched`); this is so that a person is
+        never shown, and never approves, a call other than the one that waits.
+        """
+        submits: dict[str, dict[str, AuditEntry]] = {}
+        problems: dict[str, str] = {}
+        for item in items:
+            if item.agent not in submits:
+                submits[item.agent] = {
+                    str(e.detail.get("review")): e
+                    for e in self.store.audit(item.agent, actions=(SUBMIT_ACTION,))}
+            problem = _unlike(item, submits[item.agent].get(item.id))
+            if problem is not None:
+                problems[item.id] = problem
+        return problems
+
     def _decide(self, review: str, status: ReviewStatus, actor: str, reason: str,
                 args: dict[str, Any] | None = None, text: str | None = None) -> ReviewItem:
         if not reason.strip():
             raise InvalidInput(None, f"review {review}", "a reason for the decision")
         if not store_exists(self.store):
             raise UnknownReview(review, self._where())
+        if status != "rejected":  # refusing is always safe; releasing needs the real item
+            item = self.get(review)
+            if (problem := self.unlike_submitted([item]).get(item.id)) is not None:
+                raise UnvouchedReview(f"{item.id} was not {status}: {problem}; reject it, "
+                                      f"and let its runtime submit it again")
         return self.store.decide_review(review, status=status, actor=actor, reason=reason,
                                         edited_args=args, edited_text=text)
 
     def _where(self) -> str:
         display = getattr(self.store, "display", None)
         return str(display) if display is not None else "the in-memory store"
+
+
+def _unlike(item: ReviewItem, submit: AuditEntry | None) -> str | None:
+    """Why ``item``'s row differs from its ``review.submit`` entry ``submit``; None if not."""
+    if submit is None:
+        return f"the audit log records no submission of {item.id} by {item.agent}"
+    if submit.hash != entry_hash(submit.seq, submit.at, submit.actor, submit.action,
+                                 submit.agent, submit.reason, submit.detail, submit.prev_hash):
+        return f"its submission's audit entry {submit.seq} was changed after it was written"
+    key = held_key(item.kind)
+    if key not in submit.detail:
+        return (f"its submission (audit entry {submit.seq}) records no digest of what was "
+                f"held (written by an older reinstate)")
+    shown = {"kind": item.kind, "tool": item.tool, "run_id": item.run_id,
+             key: held_digest(item)}
+    differ = [name if name != key else ("arguments" if item.kind == "call" else "text")
+              for name, value in shown.items() if submit.detail.get(name) != value]
+    if not differ:
+        return None
+    return (f"the store's row shows other {', '.join(differ)} than its runtime submitted "
+            f"(audit entry {submit.seq}): the row was changed behind the audit log")
 
 
 def _require_intact(*entries: AuditEntry) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -230,7 +231,7 @@ def test_the_readmes_review_snippet_runs_as_printed(example: Workspace,
     blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
     [guard_snippet] = [b for b in blocks if "gates.Guard(" in b]
     [review_snippet] = [b for b in blocks if "gates.hold_for_review(" in b]
-    open_store(example).create()  # type: ignore[union-attr]
+    open_store(example).create()
     monkeypatch.chdir(example.root)
     closed: list[str] = []
     scope: dict[str, Any] = {"message": "close my account",
@@ -298,3 +299,29 @@ def test_an_edit_past_the_limit_comes_back_rejected_and_never_runs(
     [blocked] = [s for s in logged.steps
                  if isinstance(s, ToolResult) and s.tool == "issue_refund"]
     assert blocked.blocked and "the reviewer's edit was refused" in (blocked.error or "")
+
+
+@pytest.mark.attack
+def test_a_row_swapped_behind_the_log_is_named_and_cannot_be_approved(
+        example: Workspace, inline_cli: InlineCli) -> None:
+    """A pending call whose row was rewritten behind the audit log: `list` and `show` say so
+    on stderr (and `list` marks the line), `approve` and `edit` refuse it, `reject` works."""
+    call, _ = _queued(example)
+    store = open_store(example)
+    with sqlite3.connect(store.path) as conn:  # type: ignore[union-attr]
+        swapped = call.model_copy(update={"args": {"order_id": "A-1001", "amount": 9}})
+        conn.execute("UPDATE reviews SET body = ? WHERE num = 1", (swapped.model_dump_json(),))
+    code, out, err = inline_cli(example, "review", "list")
+    assert code == 0 and f"NOT AS SUBMITTED (reinstate review show {call.id})" in out
+    assert f"warning: {call.id} is NOT AS SUBMITTED: the store's row shows other arguments" \
+        in err and "R-2" not in err
+    code, out, err = inline_cli(example, "review", "show", call.id)
+    assert code == 0 and '"amount": 9' in out and "only rejecting it is possible" in err
+    code, _, err = inline_cli(example, "review", "approve", call.id, "--reason", "small")
+    assert code == 1 and f"{call.id} was not approved" in err
+    code, _, err = inline_cli(example, "review", "edit", call.id, "--reason", "smaller",
+                              "--args", '{"order_id": "A-1001", "amount": 5}')
+    assert code == 1 and f"{call.id} was not edited" in err
+    assert [e.action for e in store.audit()] == ["review.submit", "review.submit"]
+    code, _, _ = inline_cli(example, "review", "reject", call.id, "--reason", "not as held")
+    assert code == 0 and ReviewQueue(example).get(call.id).status == "rejected"

@@ -4,6 +4,7 @@ and refusing what does not come from its own forms."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import urllib.error
 import urllib.request
@@ -120,3 +121,31 @@ def test_decisions_without_the_pages_token_are_refused(example: Workspace,
     # The same form with the page's own token, at the page's own address, decides.
     assert _post(f"{served}decide", form + f"&csrf={token}".encode()) in (200, 303)
     assert queue.get(held.id).status == "approved"
+
+
+@pytest.mark.attack
+def test_a_row_swapped_behind_the_log_is_flagged_and_only_rejected_on_the_page(
+        example: Workspace, served: str) -> None:
+    """The page reads the store's rows; one rewritten behind the audit log is flagged, has no
+    approve or edit form, and an approval posted for it anyway decides nothing."""
+    queue = ReviewQueue(example)
+    swapped = queue.submit(AGENT, kind="call", tool="issue_refund",
+                           args={"order_id": "A-1001", "amount": 900}, reason="over 500")
+    honest = queue.submit(AGENT, kind="call", tool="issue_refund",
+                          args={"order_id": "A-1002", "amount": 800}, reason="over 500")
+    with sqlite3.connect(example.root / ".reinstate" / "state.db") as conn:
+        changed = swapped.model_copy(update={"args": {"order_id": "A-1001", "amount": 9}})
+        conn.execute("UPDATE reviews SET body = ? WHERE num = 1", (changed.model_dump_json(),))
+    with urllib.request.urlopen(served, timeout=30) as page:
+        html = page.read().decode()
+    first, second = (html.split(f'<article class="item" id="{i.id}">', 1)[1]
+                     .split("</article>", 1)[0] for i in (swapped, honest))
+    assert "Not as submitted: the store&#39;s row shows other arguments" in first
+    assert 'value="approve"' not in first and 'value="edit"' not in first
+    assert 'value="reject"' in first
+    assert "Not as submitted" not in second and 'value="approve"' in second
+    token = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = f"id={swapped.id}&action=approve&reason=small&csrf={token}".encode()
+    assert _post(f"{served}decide", form) not in (200, 303)
+    assert queue.get(swapped.id).status == "pending"
+    assert [e.action for e in open_store(example).audit()] == ["review.submit"] * 2

@@ -23,6 +23,7 @@ from gates import (
     SQLiteStore,
     StateStore,
     UnknownReview,
+    UnvouchedReview,
     Workspace,
     hold_for_review,
     migrate_store,
@@ -244,30 +245,45 @@ def test_store_migrate_carries_the_queue_to_postgres(tmp_path: Path, postgres_ur
     assert _call(target).id == "R-3"
 
 
+def _swap(database: Path, item: ReviewItem, args: dict[str, object]) -> None:
+    """Write ``args`` into ``item``'s row behind the queue and its audit log."""
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE reviews SET body = ? WHERE num = ?",
+                     (item.model_copy(update={"args": args}).model_dump_json(),
+                      int(item.id.removeprefix("R-"))))
+
+
 @pytest.mark.attack
-def test_an_approval_of_arguments_swapped_in_the_row_releases_nothing(tmp_path: Path) -> None:
-    """Arguments swapped in a pending row before a person approves: the approval's audit
-    entry chains the digest of what the person saw, which is not what the runtime held, so
-    the log vouches for no release of the held call; an honest approval is vouched for with
-    the held arguments, never the row's."""
-    store = SQLiteStore(tmp_path / "state.db")
+def test_arguments_swapped_in_the_row_are_flagged_and_cannot_be_approved(
+        tmp_path: Path) -> None:
+    """Arguments swapped in a pending row before a person looks: the queue names the row as
+    not what was submitted and refuses approving or editing it (rejecting stays possible);
+    a decision written past the queue, straight to the store, releases nothing either: the
+    approval's audit entry chains the digest of the row, not of what the runtime held."""
+    database = tmp_path / "state.db"
+    store = SQLiteStore(database)
     queue = ReviewQueue(store=store)
-    held = _call(queue, 600)
-    honest = _call(queue, 700)
-    with sqlite3.connect(tmp_path / "state.db") as conn:
-        for item in (held, honest):
-            swapped = item.model_copy(update={"args": {"order_id": "A-1001", "amount": 5000}})
-            conn.execute("UPDATE reviews SET body = ? WHERE num = ?",
-                         (swapped.model_dump_json(), int(item.id.removeprefix("R-"))))
-    queue.approve(held.id, actor="alice", reason="ok")
+    held, honest, other = _call(queue, 600), _call(queue, 700), _call(queue, 800)
+    large = {"order_id": "A-1001", "amount": 5000}
+    for item in (held, honest, other):
+        _swap(database, item, large)
+    _swap(database, honest, dict(honest.args or {}))  # put back before the person looks
+    unlike = queue.unlike_submitted(queue.items())
+    assert sorted(unlike) == [held.id, other.id]
+    assert "other arguments than its runtime submitted (audit entry 1)" in unlike[held.id]
+    with pytest.raises(UnvouchedReview, match=f"{held.id} was not approved: the store's row "
+                                              f"shows other arguments"):
+        queue.approve(held.id, actor="alice", reason="ok")
+    with pytest.raises(UnvouchedReview, match=f"{held.id} was not edited"):
+        queue.edit(held.id, actor="alice", reason="less", args={"amount": 1})
+    assert queue.get(held.id).status == "pending"
+    assert queue.reject(other.id, actor="alice", reason="not what was held").status == \
+        "rejected"
+    store.decide_review(held.id, status="approved", actor="alice", reason="ok")
     with pytest.raises(GatesError, match="decided other arguments than were held"):
         queue.vouched(held)
     # The row still says approved, with the swapped arguments: only the log is trusted.
-    assert queue.get(held.id).final_args == {"order_id": "A-1001", "amount": 5000}
-    assert queue.vouched(honest).status == "pending"
-    with sqlite3.connect(tmp_path / "state.db") as conn:  # put back before the person looks
-        conn.execute("UPDATE reviews SET body = ? WHERE num = ?",
-                     (honest.model_dump_json(), int(honest.id.removeprefix("R-"))))
+    assert queue.get(held.id).final_args == large
     queue.approve(honest.id, actor="bob", reason="fine")
     vouched = queue.vouched(honest)
     assert vouched.released and vouched.final_args == {"order_id": "A-1001", "amount": 700}
@@ -277,7 +293,8 @@ def test_an_approval_of_arguments_swapped_in_the_row_releases_nothing(tmp_path: 
 def test_an_item_whose_submission_records_no_digest_is_not_vouched_for(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An item queued by a reinstate that did not chain the held arguments' digest (a store
-    of before) reads as before, but its decision releases nothing, saying why."""
+    of before) reads as before, but approving it is refused and a decision written
+    straight to the store releases nothing, saying why."""
     from gates._store import backends
     old = backends.submit_detail
     monkeypatch.setattr(backends, "submit_detail", lambda item: {
@@ -286,7 +303,9 @@ def test_an_item_whose_submission_records_no_digest_is_not_vouched_for(
     queue = ReviewQueue(store=store)
     item = _call(queue)
     monkeypatch.undo()
-    queue.approve(item.id, actor="alice", reason="ok")
+    with pytest.raises(UnvouchedReview, match=r"records no digest of what was held"):
+        queue.approve(item.id, actor="alice", reason="ok")
+    store.decide_review(item.id, status="approved", actor="alice", reason="ok")
     assert queue.get(item.id).released  # the queue reads it as ever
     with pytest.raises(GatesError, match=r"records no digest of what was held \(written by an "
                                          r"older reinstate\).*submit it again"):
