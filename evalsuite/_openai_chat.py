@@ -227,17 +227,53 @@ def gather_chunks(records: Iterator[tuple[Any, str]]) -> Iterator[tuple[Any, str
 
 
 def _finished(chunks: list[dict[str, Any]]) -> bool:
-    return any(isinstance(c, dict) and c.get("finish_reason")
-               for chunk in chunks for c in chunk.get("choices") or [])
+    """Whether every choice the stream has shown has its finishing chunk (with ``n`` > 1 the
+    choices finish one by one, their chunks interleaved)."""
+    finished: dict[Any, bool] = {}
+    for chunk in chunks:
+        for c in chunk.get("choices") or []:
+            if isinstance(c, dict):
+                index = c.get("index", 0)
+                finished[index] = finished.get(index, False) or bool(c.get("finish_reason"))
+    return bool(finished) and all(finished.values())
+
+
+class _Choice:
+    """One choice of a stream, added up from its deltas."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.refusal: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.finish: str | None = None
+
+    def add(self, choice: dict[str, Any]) -> None:
+        self.finish = choice.get("finish_reason") or self.finish
+        delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
+        for into, name in ((self.text, "content"), (self.reasoning, "reasoning_content"),
+                           (self.refusal, "refusal")):
+            if isinstance(delta.get(name), str):
+                into.append(delta[name])
+        for piece in delta.get("tool_calls") or []:
+            if isinstance(piece, dict):
+                _add_call_piece(self.calls, piece)
+
+    def whole(self, index: int) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None}
+        if self.reasoning:
+            message["reasoning_content"] = "".join(self.reasoning)
+        if self.refusal:
+            message["refusal"] = "".join(self.refusal)
+        if self.calls:
+            message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
+        return {"index": index, "message": message, "finish_reason": self.finish}
 
 
 def assemble_chunks(chunks: list[Any]) -> dict[str, Any]:
-    """The ``chat.completion`` a stream of chunks adds up to (its first choice)."""
-    text: list[str] = []
-    reasoning: list[str] = []
-    refusal: list[str] = []
-    calls: dict[int, dict[str, Any]] = {}
-    finish: str | None = None
+    """The ``chat.completion`` a stream of chunks adds up to: every choice it streamed (a
+    call with ``n`` > 1 streams several, by ``index``), each joined from its own deltas."""
+    choices: dict[int, _Choice] = {}
     usage: Any = None
     first = next((c for c in chunks if isinstance(c, dict)), {})
     for chunk in chunks:
@@ -245,27 +281,13 @@ def assemble_chunks(chunks: list[Any]) -> dict[str, Any]:
             continue
         usage = chunk.get("usage") or usage
         for choice in chunk.get("choices") or []:
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            finish = choice.get("finish_reason") or finish
-            delta: dict[str, Any] = choice["delta"] if isinstance(choice.get("delta"), dict) else {}
-            for into, name in ((text, "content"), (reasoning, "reasoning_content"),
-                               (refusal, "refusal")):
-                if isinstance(delta.get(name), str):
-                    into.append(delta[name])
-            for piece in delta.get("tool_calls") or []:
-                if isinstance(piece, dict):
-                    _add_call_piece(calls, piece)
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(text) or None}
-    if reasoning:
-        message["reasoning_content"] = "".join(reasoning)
-    if refusal:
-        message["refusal"] = "".join(refusal)
-    if calls:
-        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+            if isinstance(choice, dict):
+                index = choice.get("index", 0)
+                choices.setdefault(index if isinstance(index, int) else 0, _Choice()).add(choice)
+    if not choices:
+        choices[0] = _Choice()  # a stream of usage alone still reads as one (empty) answer
     return {"id": first.get("id"), "object": "chat.completion", "model": first.get("model"),
-            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": usage}
+            "choices": [choices[i].whole(i) for i in sorted(choices)], "usage": usage}
 
 
 def _add_call_piece(calls: dict[int, dict[str, Any]], piece: dict[str, Any]) -> None:

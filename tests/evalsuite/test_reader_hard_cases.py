@@ -98,6 +98,83 @@ def test_choices_no_later_call_shows_are_all_kept_and_said(tmp_path: Path,
     assert "1 run, 5 steps" in result.stdout
 
 
+def _interleaved_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """A completion of several choices as a stream sends it: each choice's deltas by its
+    index, the choices' chunks taking turns, each finishing on its own."""
+    base = {k: completion[k] for k in ("id", "created", "model")} | {
+        "object": "chat.completion.chunk"}
+    per_choice = []
+    for choice in completion["choices"]:
+        message, deltas = choice["message"], [{"role": "assistant", "content": ""}]
+        if message.get("content"):
+            deltas += [{"content": message["content"][:5]}, {"content": message["content"][5:]}]
+        for n, call in enumerate(message.get("tool_calls") or []):
+            arguments = call["function"]["arguments"]
+            deltas += [{"tool_calls": [{"index": n, "id": call["id"], "type": "function",
+                                        "function": {"name": call["function"]["name"],
+                                                     "arguments": arguments[:9]}}]},
+                       {"tool_calls": [{"index": n, "function": {"arguments": arguments[9:]}}]}]
+        chunks = [{"index": choice["index"], "delta": d, "finish_reason": None} for d in deltas]
+        chunks.append({"index": choice["index"], "delta": {},
+                       "finish_reason": choice["finish_reason"]})
+        per_choice.append(chunks)
+    turns = max(len(c) for c in per_choice)
+    return [base | {"choices": [chunks[t]]} for t in range(turns)
+            for chunks in per_choice if t < len(chunks)]
+
+
+def test_streamed_choices_are_each_read(tmp_path: Path) -> None:
+    """n=2 streamed: the chunk lines of a stream whose two choices take turns are two
+    answers (the refusal, the refund call), not choice 0 alone with choice 1 dropped; both
+    are read and the run says so, as for the same call not streamed."""
+    def model(path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        first = body["messages"][-1]["role"] != "tool"
+        choices = [{"index": 0, "message": {"role": "assistant", "content": REFUSAL},
+                    "finish_reason": "stop"},
+                   {"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "call_n1", "type": "function", "function": {
+                           "name": "issue_refund", "arguments": json.dumps(HARM)}}]},
+                    "finish_reason": "tool_calls"}] if first else [
+            {"index": 0, "message": {"role": "assistant", "content": ANSWER},
+             "finish_reason": "stop"}]
+        return _interleaved_chunks({"id": f"chatcmpl-{len(body['messages'])}",
+                                    "created": 1_764_000_000, "model": "gpt-4o",
+                                    "choices": choices})
+
+    server = SdkServer(model)
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+    server.clients.append(client)
+    per_call, bare = tmp_path / "per_call.jsonl", tmp_path / "bare.jsonl"
+    messages: list[Any] = [{"role": "system", "content": "You refund."},
+                           {"role": "user", "content": "Refund order A-1001."}]
+    options: dict[str, Any] = {"n": 2}
+    while True:
+        sent = list(messages)
+        chunks = list(client.chat.completions.create(model="gpt-4o", messages=messages,
+                                                     stream=True, **options))
+        with per_call.open("a") as out:
+            out.write(json.dumps({"request": {"messages": sent},
+                                  "response": [c.model_dump() for c in chunks]}) + "\n")
+        with bare.open("a") as out:
+            out.writelines(c.model_dump_json() + "\n" for c in chunks)
+        options = {}
+        if sent[-1]["role"] == "tool":
+            break
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_n1", "type": "function",
+             "function": {"name": "issue_refund", "arguments": json.dumps(HARM)}}]})
+        messages.append({"role": "tool", "tool_call_id": "call_n1",
+                         "content": json.dumps(RESULTS["issue_refund"])})
+    server.close()
+    for log in (per_call, bare):
+        (run,) = merge_parts(read_logs([log]))
+        assert _calls(run) == [("issue_refund", "call_n1", HARM)], log.name
+        assert [s.content for s in run.steps if s.kind == "output"] == [REFUSAL, ANSWER]
+        assert "2 choices" in run.metadata["choices"][0], log.name
+    (run,) = merge_parts(read_logs([per_call]))
+    assert _results(run) == [("call_n1", RESULTS["issue_refund"])]
+
+
 @pytest.mark.parametrize("instrumentation", ["oi"])
 def test_every_output_item_of_a_response_is_read(tmp_path: Path, instrumentation: str) -> None:
     """OpenInference logs one output message per Responses item: the reasoning and both
