@@ -12,7 +12,12 @@ before it. A call here continues a run when
 - or what it sends extends a run's dialogue so far (the earlier request and its answer),
   the only sign most per-call logs give; an end-user id (:data:`SCOPE_KEYS`) narrows where
   to look, since one user has many conversations;
-- or it sends nothing (a bare response) and the call before it stopped to call tools.
+- or it sends nothing (a bare response) and the call before it stopped to call tools;
+- or its whole dialogue (what it sent and its answer) is already part of a run's, and its
+  answer is older than that run's latest: an earlier call of that run, logged late (log
+  lines shipped out of order). It adds no steps (its usage still counts). With no time on
+  the answers, or the same second, it is read as a run of its own: two identical runs must
+  not be read as one.
 
 Only the turns the run has not had yet become steps, so each input appears once and the
 final answer is counted once. Messages are compared by the steps they give, not by their
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,7 @@ SCOPE_KEYS = ("user", "user_id", "safety_identifier")
 a conversation, so they only narrow which earlier calls a call may continue."""
 _UNTIMED = {1: {"__all__": {"at"}}}  # an answer has its time, the copy sent back has none
 _OPEN_RUNS = 10_000  # runs a later call may still continue; older ones are closed
+_KNOWN_PREFIXES = 50_000  # dialogues so far a late call may be found in; older ones forgotten
 
 
 @dataclass(slots=True)
@@ -102,17 +109,25 @@ class _Run:
     names: dict[str, str] = field(default_factory=dict)
     waiting: bool = False
     choices: frozenset[bytes] = frozenset()  # the last answer's choices, any one may follow
+    answered_at: datetime | None = None  # the latest answer's time, when answers have one
 
 
 def _chain(digest: bytes, key: bytes) -> bytes:
     return hashlib.blake2b(digest + key, digest_size=16).digest()
 
 
-def _bounded(table: OrderedDict[Any, _Run], key: Any, run: _Run) -> None:
+def _bounded(table: OrderedDict[Any, _Run], key: Any, run: _Run,
+             limit: int = _OPEN_RUNS) -> None:
     table[key] = run
     table.move_to_end(key)
-    while len(table) > _OPEN_RUNS:
+    while len(table) > limit:
         table.popitem(last=False)
+
+
+def _answered_at(turns: list[Turn]) -> datetime | None:
+    """The latest time on the answer's steps, if they have one."""
+    times = [step.at for turn in turns for step in turn.steps if step.at is not None]
+    return max(times) if times else None
 
 
 class CallGrouper:
@@ -123,6 +138,7 @@ class CallGrouper:
         self._by_dialogue: OrderedDict[bytes, _Run] = OrderedDict()
         self._by_name: OrderedDict[str, _Run] = OrderedDict()
         self._by_response: OrderedDict[str, _Run] = OrderedDict()
+        self._prefixes: OrderedDict[bytes, _Run] = OrderedDict()
         self._last: _Run | None = None
 
     def part(self, call: Call) -> RunPart:
@@ -132,6 +148,12 @@ class CallGrouper:
         for _, key in keyed:
             digests.append(_chain(digests[-1], key))
         run, chained = self._run_of(call, digests)
+        late = (self._late(call, digests)
+                if call.named is None and not chained and not run.keys else None)
+        if late is not None:
+            header = RunHeader.model_validate({**call.header, "run_id": late.run_id})
+            return RunPart(run_id=late.run_id, source=self.path, place=call.place,
+                           header=header, steps=[], places=[])
         start = 0
         if not chained and run.keys:
             common = 0
@@ -166,6 +188,7 @@ class CallGrouper:
             run.keys, run.digest, run.choices = [*keys, *answer_keys], digest, frozenset()
         run.waiting = call.waiting
         _bounded(self._by_dialogue, run.digest, run)
+        self._remember_prefixes(run, digests[1:] if not chained else [], answer_keys, call)
         if call.response_id:
             _bounded(self._by_response, call.response_id, run)
         self._last = run
@@ -182,6 +205,42 @@ class CallGrouper:
         header = RunHeader.model_validate({**fields, "run_id": run.run_id})
         return RunPart(run_id=run.run_id, source=self.path, place=call.place, header=header,
                        steps=steps, places=places)
+
+    def _late(self, call: Call, digests: list[bytes]) -> _Run | None:
+        """The run whose dialogue already holds this call's whole dialogue, answered after
+        it (so the call is an earlier one of that run, logged late); None otherwise."""
+        at = _answered_at(call.answer)
+        if at is None or not call.answer:
+            return None
+        keys = [k for k in (t.key() for t in call.answer) if k]
+        if not keys:
+            return None
+        if call.choices:  # any one of them may be the one the run went on with
+            ends = [_chain(digests[-1], key) for key in keys]
+        else:
+            end = digests[-1]
+            for key in keys:
+                end = _chain(end, key)
+            ends = [end]
+        for end in ends:
+            found = self._prefixes.get(end)
+            if found is not None and found.answered_at is not None and at < found.answered_at:
+                return found
+        return None
+
+    def _remember_prefixes(self, run: _Run, sent: list[bytes], answer_keys: list[bytes],
+                           call: Call) -> None:
+        """Remember the dialogue's prefixes this call showed, and when it was answered."""
+        for digest in sent:
+            _bounded(self._prefixes, digest, run, _KNOWN_PREFIXES)
+        if call.choices:
+            for key in answer_keys:
+                _bounded(self._prefixes, _chain(run.digest, key), run, _KNOWN_PREFIXES)
+        else:
+            _bounded(self._prefixes, run.digest, run, _KNOWN_PREFIXES)
+        at = _answered_at(call.answer)
+        if at is not None and (run.answered_at is None or at > run.answered_at):
+            run.answered_at = at
 
     def _run_of(self, call: Call, digests: list[bytes]) -> tuple[_Run, bool]:
         """The run the call continues (and whether its input is all new), or a new run."""

@@ -267,3 +267,65 @@ def test_spans_exported_after_their_root_join_their_trace(tmp_path: Path, instru
     second.write_text("\n".join(lines[2:]) + "\n")
     (split,) = merge_parts(read_logs([second, first]))
     assert [s.model_dump() for s in split.steps] == expected
+
+
+def _per_call_lines(created: list[int]) -> list[str]:
+    """One refund conversation through the real ``openai`` client, logged per call as
+    teams do (request messages beside ``response.model_dump()``); the server answers each
+    call at the next of ``created`` (Unix seconds)."""
+    answers = iter(created)
+
+    def model(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        first = body["messages"][-1]["role"] != "tool"
+        message: dict[str, Any] = {"role": "assistant", "content": ANSWER} if not first else {
+            "role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_r1", "type": "function",
+                "function": {"name": "issue_refund", "arguments": json.dumps(HARM)}}]}
+        return {"id": f"chatcmpl-{len(body['messages'])}", "object": "chat.completion",
+                "created": next(answers), "model": "gpt-4o",
+                "choices": [{"index": 0, "message": message,
+                             "finish_reason": "stop" if not first else "tool_calls"}],
+                "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}}
+
+    server = SdkServer(model)
+    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
+    server.clients.append(client)
+    messages: list[Any] = [{"role": "system", "content": "You refund."},
+                           {"role": "user", "content": "Refund order A-1001."}]
+    lines = []
+    while True:
+        sent = list(messages)
+        reply = client.chat.completions.create(model="gpt-4o", messages=messages)
+        lines.append(json.dumps({"request": {"messages": sent},
+                                 "response": reply.model_dump()}) + "\n")
+        chosen = reply.choices[0].message
+        if not chosen.tool_calls:
+            break
+        messages.append(chosen.model_dump(exclude_none=True))
+        messages.append({"role": "tool", "tool_call_id": "call_r1",
+                         "content": json.dumps(RESULTS["issue_refund"])})
+    server.close()
+    return lines
+
+
+def test_a_call_logged_after_a_later_one_of_its_run_adds_nothing(tmp_path: Path,
+                                                                cli: RunCli) -> None:
+    """Per-call lines shipped out of order (the second call's line first): the first call's
+    line, answered earlier and wholly inside the run's dialogue, is that run's, not a second
+    run repeating the input and the refund call; its usage still counts. The same
+    conversation run again later, or answered in the same second, stays a run of its own."""
+    first, second = _per_call_lines([1_764_000_000, 1_764_000_005])
+    log = tmp_path / "shuffled.jsonl"
+    log.write_text(second + first)
+    (run,) = merge_parts(read_logs([log]))
+    assert [s.kind for s in run.steps] == [
+        "user_input", "tool_call", "tool_result", "output"]
+    assert _calls(run) == [("issue_refund", "call_r1", HARM)]
+    assert run.usage is not None and run.usage.output_tokens == 20
+    assert "1 run, 4 steps" in cli("ingest", str(log), cwd=tmp_path).stdout
+    again = _per_call_lines([1_764_000_100, 1_764_000_105])
+    log.write_text(second + first + "".join(again))
+    assert [len(r.steps) for r in merge_parts(read_logs([log]))] == [4, 4]
+    tied = _per_call_lines([1_764_000_000, 1_764_000_000])
+    log.write_text(tied[1] + tied[0])
+    assert [len(r.steps) for r in merge_parts(read_logs([log]))] == [4, 2]
