@@ -17,7 +17,8 @@ subprocess adapters start gets:
   process ends): Landlock, applied by a tiny launcher that restricts itself and then
   executes the agent, so every descendant inherits the rules; or bubblewrap when Landlock
   is unavailable. Under Landlock the agent can read every top-level folder except
-  ``/proc`` (so it cannot read the gate's environment or memory).
+  ``/proc`` (so it cannot read the gate's environment or memory), and, from Landlock ABI
+  6, cannot signal processes outside its sandbox.
 
 :func:`describe` says which of these the agent got, for the verdict.
 
@@ -105,6 +106,16 @@ class Isolation:
         if self.sandbox not in SANDBOXES:
             raise ValueError(f"sandbox must be one of {', '.join(SANDBOXES)}, "
                              f"got {self.sandbox!r}")
+
+
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 without Landlock."""
+    try:
+        import landlock
+
+        return int(landlock.landlock_abi_version())
+    except Exception:  # an old kernel, a kernel without it, a missing package
+        return 0
 
 
 def landlock_problem() -> str | None:
@@ -306,6 +317,10 @@ def describe(sandbox: Literal["landlock", "bubblewrap", "none"]) -> dict[str, st
     environment could outlive it (no user namespaces here, or no sandbox).
     """
     contained = pid_namespace(sandbox)
+    scoped = sandbox == "landlock" and landlock_abi() >= 6
+    signals = ("its own processes only" + (" (PID namespace)" if contained else
+                                           " (Landlock scope)")
+               if contained or scoped else "any process of the gate's user")
     writable = {
         "landlock": "only a private temporary folder per agent process, removed after it",
         "bubblewrap": "only a private temporary folder per agent process, removed after it",
@@ -320,6 +335,7 @@ def describe(sandbox: Literal["landlock", "bubblewrap", "none"]) -> dict[str, st
         "writable": writable,
         "proc": "unreadable" if sandbox == "landlock" else
                 "own processes only" if sandbox == "bubblewrap" else "readable",
+        "signals": signals,
     }
 
 

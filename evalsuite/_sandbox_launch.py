@@ -3,8 +3,10 @@
 Run by path with the gate's Python in isolated mode (``-I``), never imported by the gate.
 Landlock rules are inherited by every descendant and survive ``execve``, so the agent and
 anything it starts, detached or not, can write only to ``DIR`` and read every top-level
-folder except ``/proc`` (or only the ``--read`` folders given). Without ``--writable`` it
-only hands the environment over (inside bubblewrap, which confines it already).
+folder except ``/proc`` (or only the ``--read`` folders given); where the kernel's Landlock
+can scope signals (ABI 6), they cannot signal any process outside the sandbox either.
+Without ``--writable`` it only hands the environment over (inside bubblewrap, which
+confines it already).
 
 With ``--pid-namespace`` it first moves into a new user namespace (mapping only the gate's
 own uid and gid, so the agent sees itself as the same user), applies the rules, and forks
@@ -41,12 +43,14 @@ from typing import NoReturn
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
+LANDLOCK_SCOPE_SIGNAL = 1 << 1
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Signals this launcher passes on to the agent in its PID namespace."""
 
 
 def apply_landlock(writable: str, readable: list[Path]) -> None:
-    """Restrict this process (and all it starts) to writing ``writable`` only."""
+    """Restrict this process (and all it starts) to writing ``writable`` only, and to
+    signalling only processes inside the sandbox where the kernel can scope signals."""
     from landlock import FSAccess, Ruleset, landlock_abi_version
 
     read = FSAccess.EXECUTE | FSAccess.READ_FILE | FSAccess.READ_DIR
@@ -70,6 +74,34 @@ def apply_landlock(writable: str, readable: list[Path]) -> None:
             ruleset.allow(path, rules=read_file)
     ruleset.allow(writable)
     ruleset.apply()
+    if landlock_abi_version() >= 6:
+        scope_signals()
+
+
+def scope_signals() -> None:
+    """Stack a Landlock layer that only scopes signals (ABI 6): this process and all it
+    starts can signal each other, never a process outside (the gate, another agent).
+
+    The ``landlock`` package's ruleset knows file rights only, so this layer's
+    ``landlock_ruleset_attr`` (file rights, network rights, scopes) is built here and
+    passed through the package's own syscall wrappers; ``no_new_privs`` is already set.
+    """
+    import ctypes
+
+    from landlock.plumbing import RulesetAttr, get_create_ruleset, get_restrict_self
+
+    class ScopedRulesetAttr(ctypes.Structure):
+        _fields_ = [("handled_access_fs", ctypes.c_uint64),
+                    ("handled_access_net", ctypes.c_uint64),
+                    ("scoped", ctypes.c_uint64)]
+
+    attr = ScopedRulesetAttr(0, 0, LANDLOCK_SCOPE_SIGNAL)
+    ruleset = get_create_ruleset()(ctypes.cast(ctypes.pointer(attr), ctypes.POINTER(RulesetAttr)),
+                                   ctypes.sizeof(attr), 0)
+    try:
+        get_restrict_self()(ruleset, 0)
+    finally:
+        os.close(ruleset)
 
 
 def enter_namespaces() -> None:

@@ -1,7 +1,8 @@
 """Every process an agent starts ends with its case: under Landlock the launcher puts the
 agent in user and PID namespaces of its own (where the kernel allows them), so a daemon
 that left the agent's process group and re-executed itself with an empty environment
-(which the TMPDIR sweep cannot find) dies when the agent's process does."""
+(which the TMPDIR sweep cannot find) dies when the agent's process does. Signals to
+processes outside the agent's sandbox are refused where Landlock can scope them."""
 
 from __future__ import annotations
 
@@ -173,7 +174,8 @@ def test_a_daemon_with_an_empty_environment_dies_with_its_case(kind: str,
 def test_without_namespaces_the_agent_still_runs_and_the_verdict_says_so(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where user namespaces are refused, the agent runs as before (process group and
-    TMPDIR sweep), and the isolation recorded says its processes were not contained."""
+    TMPDIR sweep), the isolation recorded says its processes were not contained, and it
+    still cannot signal the gate when Landlock scopes signals (ABI 6)."""
     monkeypatch.setattr(_sandbox, "pid_namespace_problem", lambda: "refused for the test")
     assert describe("landlock")["processes"] == "process-group+sweep"
     marker = f"600.{os.getpid()}{len(kind)}3"
@@ -183,17 +185,35 @@ def test_without_namespaces_the_agent_still_runs_and_the_verdict_says_so(
         os.kill(pid, signal.SIGKILL)
     assert report["daemon"] == "started"
     assert report["pid"] > 2
+    if _sandbox.landlock_abi() >= 6:
+        assert report["signal_gate"].startswith("denied"), report
+
+
+@pytest.mark.attack
+@needs_landlock
+def test_the_agent_cannot_signal_the_gate(tmp_path: Path) -> None:
+    """Signal 0 to the gate's pid (harmless, but checked like any signal) is refused."""
+    report = _daemon_trial("subprocess", tmp_path, f"600.{os.getpid()}5", keep_pipes=False)
+    _left_after(f"600.{os.getpid()}5", 0)
+    assert report["signal_gate"].startswith("denied"), report
 
 
 def test_the_isolation_recorded_says_whether_processes_were_contained(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """`processes` in the verdict's isolation: a PID namespace, or the group and sweep."""
+    """`processes` in the verdict's isolation: a PID namespace, or the group and sweep;
+    `signals`: whom the agent can signal."""
     assert describe("bubblewrap")["processes"] == "pid-namespace"
     assert describe("none")["processes"] == "process-group+sweep"
+    assert describe("none")["signals"] == "any process of the gate's user"
+    monkeypatch.setattr(_sandbox, "landlock_abi", lambda: 6)
     monkeypatch.setattr(_sandbox, "pid_namespace_problem", lambda: "refused for the test")
     assert describe("landlock")["processes"] == "process-group+sweep"
+    assert describe("landlock")["signals"] == "its own processes only (Landlock scope)"
+    monkeypatch.setattr(_sandbox, "landlock_abi", lambda: 5)
+    assert describe("landlock")["signals"] == "any process of the gate's user"
     monkeypatch.setattr(_sandbox, "pid_namespace_problem", lambda: None)
     assert describe("landlock")["processes"] == "pid-namespace"
+    assert describe("landlock")["signals"] == "its own processes only (PID namespace)"
 
 
 def _launch(args: list[str], command: list[str], env: dict[str, str] | None,
