@@ -136,11 +136,13 @@ def run_in_namespaces(become_agent: Callable[[], NoReturn]) -> NoReturn:
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, RELAYED)  # until each can pass them on
     alive, alive_keeper = os.pipe()  # EOF on `alive`: this process is gone
     report, reporter = os.pipe()  # the agent's wait status, from the namespace's first
-    init = os.fork()
+    init = _fork()
     if init == 0:
         os.close(alive_keeper)
         os.close(report)
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL,
+                                                   0, 0, 0) != 0:
+            os._exit(126)
         os.set_blocking(alive, False)
         try:
             if os.read(alive, 1) == b"":  # the launcher died before the prctl held
@@ -148,7 +150,7 @@ def run_in_namespaces(become_agent: Callable[[], NoReturn]) -> NoReturn:
         except BlockingIOError:
             pass  # alive: from now on its death kills this process, and so the namespace
         os.close(alive)
-        agent = os.fork()
+        agent = _fork()
         if agent == 0:
             os.close(reporter)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -161,6 +163,16 @@ def run_in_namespaces(become_agent: Callable[[], NoReturn]) -> NoReturn:
     status = _wait_relaying(init, orphans=False)
     said = os.read(report, 32)
     _exit_as(int(said) if said else status)
+
+
+def _fork() -> int:
+    """``os.fork()``; exit 126 with one line when the system refuses."""
+    try:
+        return os.fork()
+    except OSError as exc:
+        print(f"reinstate sandbox: cannot start the agent's PID namespace: {exc}",
+              file=sys.stderr)
+        sys.exit(126)
 
 
 def _wait_relaying(child: int, *, orphans: bool) -> int:

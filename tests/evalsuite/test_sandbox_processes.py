@@ -318,3 +318,32 @@ def test_a_sigterm_to_the_launcher_ends_the_agent_as_sigterm(tmp_path: Path) -> 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)
         launcher.wait(timeout=30)
+
+
+@needs_namespaces
+def test_the_namespace_dies_with_the_launcher_alone(tmp_path: Path) -> None:
+    """SIGKILL to the launcher only (not its group) still ends the agent and its daemon."""
+    marker = f"600.{os.getpid()}9"
+    (tmp_path / "agent.py").write_text(LEAVE_DAEMON + textwrap.dedent(f"""
+        leave_daemon({SLEEP!r}, {marker!r}, keep_pipes=False)
+        print("ready", flush=True)
+        sys.stdin.readline()
+    """))
+    launcher = subprocess.Popen(
+        [sys.executable, "-I", str(LAUNCHER), "--writable", str(tmp_path), "--pid-namespace",
+         "--", sys.executable, str(tmp_path / "agent.py")],
+        env={"REINSTATE_AGENT_ENV": "{}"}, start_new_session=True, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert launcher.stdin is not None and launcher.stdout is not None
+    try:
+        assert launcher.stdout.readline() == "ready\n"
+        assert _live_with(marker)
+        launcher.kill()
+        launcher.wait(timeout=30)
+        assert _left_after(marker) == []
+        assert launcher.stdout.read() == ""  # the agent is gone: its pipe is closed
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.stdin.close()
+        launcher.stdout.close()
