@@ -36,9 +36,12 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+
+TYPE_CHECKING = False  # not `typing`'s: importing it costs more than the namespaces
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import NoReturn
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
