@@ -4,7 +4,11 @@ The agent under evaluation is untrusted code. Every agent process the python and
 subprocess adapters start gets:
 
 - its own session and process group, killed whole (SIGKILL) when its case ends, times out
-  or the adapter closes;
+  or the adapter closes; under Landlock, where the kernel allows unprivileged user
+  namespaces, also a PID namespace of its own, so that every process it starts, even one
+  that left the group and re-executed itself with another environment, dies with it
+  (bubblewrap gives one too); elsewhere a sweep for processes still carrying its private
+  ``TMPDIR`` after the group kill, which such a process escapes;
 - an environment built from an allowlist: ``PATH``, ``LANG``, ``LC_ALL`` and ``TZ`` from
   the gate's environment, ``HOME`` and ``TMPDIR`` pointing at a private temporary folder,
   the names listed in ``[agent] env`` of ``reinstate.toml``, and the values ``agent.yaml``
@@ -13,7 +17,10 @@ subprocess adapters start gets:
   process ends): Landlock, applied by a tiny launcher that restricts itself and then
   executes the agent, so every descendant inherits the rules; or bubblewrap when Landlock
   is unavailable. Under Landlock the agent can read every top-level folder except
-  ``/proc`` (so it cannot read the gate's environment or memory).
+  ``/proc`` (so it cannot read the gate's environment or memory), and, from Landlock ABI
+  6, cannot signal processes outside its sandbox.
+
+:func:`describe` says which of these the agent got, for the verdict.
 
 Nothing the workspace sets runs before the sandbox holds. The launcher is started in
 Python's isolated mode (``-I``: no ``PYTHONPATH``, no ``sitecustomize`` from the agent's
@@ -101,6 +108,16 @@ class Isolation:
                              f"got {self.sandbox!r}")
 
 
+def landlock_abi() -> int:
+    """The kernel's Landlock ABI version; 0 without Landlock."""
+    try:
+        import landlock
+
+        return int(landlock.landlock_abi_version())
+    except Exception:  # an old kernel, a kernel without it, a missing package
+        return 0
+
+
 def landlock_problem() -> str | None:
     """Why Landlock cannot be used here, or None when it can."""
     if not sys.platform.startswith("linux"):
@@ -129,6 +146,37 @@ def bubblewrap_problem() -> str | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bwrap cannot create a sandbox here ({exc})"
     return None
+
+
+@functools.cache
+def pid_namespace_problem() -> str | None:
+    """Why the Landlock launcher cannot put agents in user and PID namespaces of their own
+    here, or None when it can (tried once per process, by starting it so)."""
+    import subprocess
+
+    if not sys.platform.startswith("linux"):
+        return "PID namespaces are a Linux feature"
+    second = "import os, sys; sys.exit(os.getpid() != 2)"  # the agent, after the init
+    try:
+        done = subprocess.run([sys.executable, "-I", str(LAUNCHER), "--pid-namespace", "--",
+                               sys.executable, "-I", "-S", "-c", second],
+                              env={AGENT_ENV: "{}"}, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"the launcher could not be tried ({exc})"
+    if done.returncode != 0:
+        said = done.stderr.strip().splitlines()
+        return (said[-1] if said else f"exit {done.returncode}").removeprefix(
+            "reinstate sandbox: ")
+    return None
+
+
+def pid_namespace(sandbox: Literal["landlock", "bubblewrap", "none"]) -> bool:
+    """Whether every process an agent starts ends with it: bubblewrap's PID namespace, or
+    the one the Landlock launcher makes where the kernel allows it."""
+    if sandbox == "bubblewrap":
+        return True
+    return sandbox == "landlock" and pid_namespace_problem() is None
 
 
 def choose_sandbox(choice: SandboxChoice) -> Literal["landlock", "bubblewrap", "none"]:
@@ -182,6 +230,8 @@ class Confinement:
     def __init__(self, isolation: Isolation, sandbox: Literal["landlock", "bubblewrap", "none"],
                  values: Mapping[str, str]) -> None:
         self.sandbox = sandbox
+        self.pid_namespace = pid_namespace(sandbox)
+        """Every process the agent starts dies with it; no sweep is needed."""
         self.home = Path(tempfile.mkdtemp(prefix="reinstate-agent-"))
         _LIVE_HOMES.add(self.home)
         try:
@@ -196,7 +246,8 @@ class Confinement:
         launcher = [sys.executable, "-I", str(LAUNCHER)]
         if self.sandbox == "landlock":
             reads = [arg for path in self._read_only for arg in ("--read", str(path))]
-            return [*launcher, "--writable", str(self.home), *reads, "--", *argv]
+            namespace = ["--pid-namespace"] if self.pid_namespace else []
+            return [*launcher, "--writable", str(self.home), *namespace, *reads, "--", *argv]
         if self.sandbox == "bubblewrap":
             bwrap = shutil.which("bwrap") or "bwrap"
             return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
@@ -220,8 +271,10 @@ class Confinement:
 
         A grandchild that left the agent's process group (``setsid``, a double fork)
         escapes the group kill; under Landlock it can write nothing, and this sweep ends
-        it too unless it rewrote its own environment block. Linux only (reads ``/proc``);
-        returns how many processes were killed.
+        it too unless it rewrote its environment (an ``execve`` with another one is
+        enough), which is why a PID namespace is used wherever the kernel allows it, and
+        then this sweep is not needed. Linux only (reads ``/proc``); returns how many
+        processes were killed.
         """
         marker = f"\0TMPDIR={self.home}\0".encode()
         killed = 0
@@ -257,7 +310,17 @@ def _remove_leftover_homes() -> None:
 
 
 def describe(sandbox: Literal["landlock", "bubblewrap", "none"]) -> dict[str, str]:
-    """What isolation agent processes get, as the verdict records it."""
+    """What isolation agent processes get, as the verdict records it.
+
+    ``processes`` is ``pid-namespace`` when every process an agent starts ends with its
+    case, ``process-group+sweep`` when one that left the group and changed its
+    environment could outlive it (no user namespaces here, or no sandbox).
+    """
+    contained = pid_namespace(sandbox)
+    scoped = sandbox == "landlock" and landlock_abi() >= 6
+    signals = ("its own processes only" + (" (PID namespace)" if contained else
+                                           " (Landlock scope)")
+               if contained or scoped else "any process of the gate's user")
     writable = {
         "landlock": "only a private temporary folder per agent process, removed after it",
         "bubblewrap": "only a private temporary folder per agent process, removed after it",
@@ -265,12 +328,14 @@ def describe(sandbox: Literal["landlock", "bubblewrap", "none"]) -> dict[str, st
     }[sandbox]
     return {
         "process": "own process group, killed whole when its case ends",
+        "processes": "pid-namespace" if contained else "process-group+sweep",
         "sandbox": sandbox,
         "environment": f"allowlist: {', '.join(BASIC_ENV)}, HOME and TMPDIR (private), "
                        f"[agent] env, agent.yaml env",
         "writable": writable,
         "proc": "unreadable" if sandbox == "landlock" else
                 "own processes only" if sandbox == "bubblewrap" else "readable",
+        "signals": signals,
     }
 
 

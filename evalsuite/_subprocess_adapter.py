@@ -13,7 +13,8 @@ reported with what it wrote and the end of its stderr, and replaced for the next
 
 Each process runs confined (see :mod:`evalsuite._sandbox`): its own session and process
 group, killed whole with SIGKILL when it is stopped, so a grandchild holding the pipes
-cannot hold the gate; an allowlisted environment; a sandbox when one is available.
+cannot hold the gate; a PID namespace of its own where the platform allows, so nothing it
+started outlives it; an allowlisted environment; a sandbox when one is available.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class _Worker:
             transport = getattr(self.process, "_transport", None)
             if transport is not None:
                 transport.close()
-            if self.confinement.sandbox != "bubblewrap":  # bubblewrap's pid namespace did it
+            if not self.confinement.pid_namespace:  # else its end ended all it started
                 await asyncio.to_thread(self.confinement.kill_leftovers)
             self.confinement.remove()
 

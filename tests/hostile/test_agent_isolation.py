@@ -403,12 +403,17 @@ def test_the_verdict_says_loudly_when_the_agent_ran_in_process(example: Workspac
 
 @needs_sandbox
 def test_the_verdict_records_the_sandbox_used(example: Workspace) -> None:
-    """By default the evals check records the agent's own process group and the sandbox."""
+    """By default the evals check records the agent's own process group, the sandbox and
+    whether every process it started ended with its case."""
+    from evalsuite._sandbox import pid_namespace
+
     evals = _evals_check(example)
     assert evals.data is not None and evals.data.isolation is not None
     isolation = evals.data.isolation
     assert isolation["sandbox"] in ("landlock", "bubblewrap")
     assert isolation["process"] == "own process group, killed whole when its case ends"
+    assert isolation["processes"] == ("pid-namespace" if pid_namespace(isolation["sandbox"])
+                                      else "process-group+sweep")
     assert "WARNING" not in evals.summary
 
 
