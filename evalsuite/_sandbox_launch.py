@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 PR_SET_PDEATHSIG = 1
+LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
 LANDLOCK_SCOPE_SIGNAL = 1 << 1
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Signals this launcher passes on to the agent in its PID namespace."""
@@ -78,12 +79,13 @@ def apply_landlock(writable: str, readable: list[Path]) -> None:
     ruleset.allow(writable)
     ruleset.apply()
     if landlock_abi_version() >= 6:
-        scope_signals()
+        scope_outside()
 
 
-def scope_signals() -> None:
-    """Stack a Landlock layer that only scopes signals (ABI 6): this process and all it
-    starts can signal each other, never a process outside (the gate, another agent).
+def scope_outside() -> None:
+    """Stack a Landlock layer that only scopes (ABI 6): this process and all it starts can
+    signal each other, never a process outside (the gate, another agent), and connect to no
+    abstract unix socket made outside (a session bus, another program's control socket).
 
     The ``landlock`` package's ruleset knows file rights only, so this layer's
     ``landlock_ruleset_attr`` (file rights, network rights, scopes) is built here and
@@ -98,7 +100,7 @@ def scope_signals() -> None:
                     ("handled_access_net", ctypes.c_uint64),
                     ("scoped", ctypes.c_uint64)]
 
-    attr = ScopedRulesetAttr(0, 0, LANDLOCK_SCOPE_SIGNAL)
+    attr = ScopedRulesetAttr(0, 0, LANDLOCK_SCOPE_SIGNAL | LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET)
     ruleset = get_create_ruleset()(ctypes.cast(ctypes.pointer(attr), ctypes.POINTER(RulesetAttr)),
                                    ctypes.sizeof(attr), 0)
     try:

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -347,3 +348,30 @@ def test_the_namespace_dies_with_the_launcher_alone(tmp_path: Path) -> None:
             os.killpg(launcher.pid, signal.SIGKILL)
         launcher.stdin.close()
         launcher.stdout.close()
+
+
+@needs_landlock
+@pytest.mark.skipif(_sandbox.landlock_abi() < 6, reason="Landlock scopes need ABI 6")
+def test_the_agent_cannot_reach_an_abstract_unix_socket_made_outside(tmp_path: Path) -> None:
+    """An abstract unix socket the gate's side listens on (as a session bus or a program's
+    control socket would) cannot be connected to from inside; one the agent makes itself can."""
+    name = f"\0reinstate-test-{os.getpid()}-{time.monotonic_ns()}"
+    code = textwrap.dedent(f"""
+        import socket, sys
+        mine = socket.socket(socket.AF_UNIX)
+        mine.bind({name!r} + "-inside")
+        mine.listen()
+        socket.socket(socket.AF_UNIX).connect({name!r} + "-inside")
+        try:
+            socket.socket(socket.AF_UNIX).connect({name!r})
+        except PermissionError:
+            sys.exit(5)
+        sys.exit(0)
+    """)
+    with contextlib.closing(socket.socket(socket.AF_UNIX)) as outside:
+        outside.bind(name)
+        outside.listen()
+        for namespaces in ([], ["--pid-namespace"] if pid_namespace_problem() is None else []):
+            done = _launch(["--writable", str(tmp_path), *namespaces],
+                           [sys.executable, "-c", code], None)
+            assert done.returncode == 5, done.stderr
