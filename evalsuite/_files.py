@@ -68,10 +68,10 @@ def _open(path: Path | str) -> tuple[int, os.stat_result]:
     return fd, held
 
 
-def open_regular(path: Path | str, buffering: int = -1) -> io.BufferedReader:
-    """``path`` open for reading bytes (as ``open(path, "rb", buffering)``), only if it is a
-    regular file: a stream's readers (run logs) use it. A reader of long lines gives a
-    ``buffering`` of many of them (:data:`LINE_BUFFER`): the default (the file system's
+def open_regular(path: Path | str, buffer_size: int | None = None) -> io.BufferedReader:
+    """``path`` open for reading bytes (as ``open(path, "rb")``), only if it is a regular
+    file: a stream's readers (run logs) use it. A reader of long lines gives a
+    ``buffer_size`` of many of them (:data:`LINE_BUFFER`): the default (the file system's
     block, often 4 kB) makes reading lines of several kB several times as costly.
 
     Raises:
@@ -80,7 +80,9 @@ def open_regular(path: Path | str, buffering: int = -1) -> io.BufferedReader:
     """
     fd, _ = _open(path)
     try:
-        return os.fdopen(fd, "rb", buffering)
+        if buffer_size is None:
+            return os.fdopen(fd, "rb")
+        return io.BufferedReader(io.FileIO(fd, "rb"), buffer_size)
     except BaseException:
         os.close(fd)
         raise
