@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -259,9 +260,20 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
             read(span)
     spans.sort(key=_START_END)
     trace = _Trace()
-    ops = [operation(s) for s in spans]  # once a span: it looks at several attributes
-    agents = [s for s, op in zip(spans, ops, strict=True) if op == "invoke_agent"]
-    models = [s for s, op in zip(spans, ops, strict=True) if op in _MODEL_CALLS]
+    # What each span did, once a span (today's attribute read here, the older ones by
+    # operation), and the agent turns and model calls among them: one pass.
+    ops = []
+    agents = []
+    models = []
+    for span in spans:
+        op = span.attributes.get("gen_ai.operation.name")
+        if not isinstance(op, str):
+            op = operation(span)
+        ops.append(op)
+        if op == "invoke_agent":
+            agents.append(span)
+        elif op in _MODEL_CALLS:
+            models.append(span)
     agent_inputs = False
     for span in agents:
         for message in _messages(trace, span, "input"):
@@ -270,14 +282,18 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
     users_seen = 0
     outputs = 0
     calls = 0
+    following = len(models)
     for span, op in zip(spans, ops, strict=True):
         if op in _MODEL_CALLS:
             # With the agent's input logged, a model call's input still holds the system
             # message (the context), but its user inputs are the agent's, already read.
-            users_seen = _chat_inputs(trace, span, users_seen, users=not agent_inputs)
+            users_seen = _chat_inputs(trace, span, users_seen, not agent_inputs)
             calls += 1
-            outputs += _chat_outputs(trace, span, models[calls] if calls < len(models) else None)
-            _model_error(trace, span)
+            outputs += _chat_outputs(trace, span, models[calls] if calls < following else None)
+            # A failed model call (as _model_error notes it, inline: once a model call).
+            error = span.attributes.get("error.type") or span.error
+            if error is not None:
+                trace.errors.append(f"{span.name}: {error}")
         elif op == "execute_tool":
             _tool(trace, span)
     if not outputs:
@@ -300,11 +316,13 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
 
 def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]]:
     """A span's input or output messages in today's shape, from whichever names it used."""
-    value = trace.json(span, f"gen_ai.{which}.messages")
-    if isinstance(value, list):
-        return [m for m in value if isinstance(m, dict)]
-    name = "gen_ai.prompt" if which == "input" else "gen_ai.completion"
     attrs = span.attributes
+    key = _MESSAGE_KEYS[which]
+    if key in attrs:
+        value = trace.json(span, key)
+        if isinstance(value, list):
+            return [m for m in value if isinstance(m, dict)]
+    name = "gen_ai.prompt" if which == "input" else "gen_ai.completion"
     if not span.events and name not in attrs and not _has_prefix(attrs, name + "."):
         return []  # none of the older names: no lookups (most spans, a chat's output)
     legacy = trace.json(span, name)
@@ -321,6 +339,9 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
         legacy = _event_messages(trace, span, which)
     # Only a list holds messages (a number or a map under an older name holds none).
     return [_modern(m) for m in legacy if isinstance(m, dict)] if isinstance(legacy, list) else []
+
+
+_MESSAGE_KEYS = {"input": "gen_ai.input.messages", "output": "gen_ai.output.messages"}
 
 
 def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
@@ -422,12 +443,11 @@ def _inputs(trace: _Trace, span: PlainSpan, message: dict[str, Any], skip: int) 
         trace.system.extend(t for t in texts if isinstance(t, str))
         return 0
     if role == "user" and skip <= 0 and texts:
-        trace.add(span.start, UserInputStep(content="\n".join(str(t) for t in texts)),
-                  span.place)
+        trace.add(span.start, UserInputStep(content="\n".join(map(str, texts))), span.place)
     return 1 if role == "user" else 0
 
 
-def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int, *, users: bool = True) -> int:
+def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int, users: bool) -> int:
     """New user inputs in a model call's input (its history repeats the earlier ones);
     without ``users``, only its system message."""
     if not users:
@@ -591,6 +611,40 @@ def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
 
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
           models: list[PlainSpan], path: Path) -> RunPart:
+    # The header's fields a session reads and adjusts (the run id, the start, the trace id)
+    # now; the rest (:func:`_header`) when the header is built: a caller that only counts
+    # steps (ingest) never reads it, and finding it cost as much as reading the steps.
+    trace_id = spans[0].trace_id
+    conversation = None
+    for span in [*agents, *spans]:  # as _header's ``first`` finds it: the earliest span
+        attrs = span.attributes
+        value = attrs.get("gen_ai.conversation.id")
+        if value is None or value == "":
+            value = attrs.get("session.id")
+        if value is not None and value != "":
+            conversation = value
+            break
+    metadata = {"trace_id": trace_id}
+    if conversation is not None:
+        metadata["conversation_id"] = conversation
+    header: dict[str, Any] = {"run_id": str(conversation or trace_id), "metadata": metadata,
+                              "started_at": step_time(spans[0].start)}
+    trace.steps.sort()  # by (time, order): the order is unique, so steps are never compared
+    # The header's fields and the steps' light records: their models are built when read.
+    pending = LightPending(header, partial(_header, trace, spans, agents, models))
+    records, places = pending.records, pending.places
+    for ns, _, step, place in trace.steps:
+        step.ns = ns
+        records.append(step)
+        places.append(place)
+    return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
+
+
+def _header(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
+            models: list[PlainSpan], header: dict[str, Any]) -> None:
+    """Complete the header :func:`_part` began (and a session may have adjusted since) with
+    the fields only the header's model needs: its metadata, context, agent, usage and
+    outcome. The trace and its spans are as they were when the part was made."""
     # Each header attribute's first value, the agent's own spans first, then in time order:
     # found in one walk over the spans, not one for each attribute asked for.
     # Only the keys not found yet are looked for: most are on every span, found on the first.
@@ -598,6 +652,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     missing = set(_HEADER_KEYS)
     for index, span in enumerate([*agents, *spans]):
         attrs = span.attributes
+        if missing.isdisjoint(attrs):  # most spans: no set made for them
+            continue
         for key in missing.intersection(attrs):
             value = attrs[key]
             if value is not None and value != "":
@@ -617,10 +673,9 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
                 best = hit
         return None if best is None else best[1]
 
-    trace_id = spans[0].trace_id
-    conversation = first("gen_ai.conversation.id", "session.id")
     metadata = {k: v for k, v in {
-        "trace_id": trace_id, "conversation_id": conversation,
+        "trace_id": spans[0].trace_id, "conversation_id": first("gen_ai.conversation.id",
+                                                                "session.id"),
         "agent_id": one.get("gen_ai.agent.id"),
         "model": first("gen_ai.response.model", "gen_ai.request.model"),
         "provider": first("gen_ai.provider.name", "gen_ai.system"),
@@ -632,6 +687,9 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         metadata["errors"] = trace.errors
     if trace.choices:
         metadata["choices"] = trace.choices
+    # What a session set (its first trace's id, the traces read) wins, and what it added
+    # comes after, as when it adjusted the whole header.
+    metadata.update(header["metadata"])
     context: dict[str, Any] = {}
     instructions = None
     for span in [*agents, *models]:
@@ -654,10 +712,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
             context.update(value)
         else:
             trace.unreadable.append("reinstate.context is not a JSON object")
-    header: dict[str, Any] = {
-        "run_id": str(conversation or trace_id), "metadata": metadata, "context": context,
-        "started_at": step_time(spans[0].start),
-    }
+    header["metadata"] = metadata
+    header["context"] = context
     if one.get("gen_ai.agent.name") is not None:
         header["agent"] = str(one.get("gen_ai.agent.name"))
     if one.get("gen_ai.agent.version") is not None:
@@ -668,15 +724,6 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     stop = _stop_reason(trace, models, agents)
     if stop is not None:
         header["outcome"] = {"stop_reason": stop}
-    trace.steps.sort()  # by (time, order): the order is unique, so steps are never compared
-    # The header's fields and the steps' light records: their models are built when read.
-    pending = LightPending(header)
-    records, places = pending.records, pending.places
-    for ns, _, step, place in trace.steps:
-        step.ns = ns
-        records.append(step)
-        places.append(place)
-    return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
 
 
 _HEADER_KEYS = frozenset({

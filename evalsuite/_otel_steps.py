@@ -17,6 +17,7 @@ so they are left out of the garbage collector's tracking (``gc=False``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -163,14 +164,25 @@ def unwrapped(raw: Any) -> Any:
 
 
 class LightPending(Pending):
-    """A trace's light records and its header's fields, built as models when first read."""
+    """A trace's light records and its header's fields, built as models when first read;
+    ``complete``, when given, completes the header's fields (in place) before its model is
+    built: the fields a caller that only counts never reads are found only then."""
 
-    __slots__ = ()
+    __slots__ = ("complete",)
     self_building = True
 
-    def __init__(self, header: dict[str, Any]) -> None:
+    def __init__(self, header: dict[str, Any],
+                 complete: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__(RunHeader.model_validate)
         self.header_line = header
+        self.complete = complete
+
+    def header(self) -> RunHeader:
+        """The header model, its fields completed first."""
+        if self.complete is not None:
+            self.complete(self.header_line)
+            self.complete = None  # and what it held (a trace's spans) let go
+        return super().header()
 
     def steps(self) -> list[Step]:
         """The step models, built from the records."""
