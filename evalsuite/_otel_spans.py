@@ -14,7 +14,6 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Hashable, Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NotRequired
 
@@ -27,7 +26,7 @@ from evalsuite._conversations import first_value, read_json_text
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
 from evalsuite._files import LINE_BUFFER, open_regular
-from evalsuite._parts import Skips, skip_or_raise
+from evalsuite._parts import Skips, ns_time, skip_or_raise
 
 
 class AnyValue(TypedDict, total=False):
@@ -332,9 +331,6 @@ _decode_json = msgspec.json.Decoder().decode
 _ABSENT = object()
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
 def taken_choice(choices: list[dict[str, Any]], later_input: list[dict[str, Any]],
                  said: Callable[[dict[str, Any]], Hashable]) -> dict[str, Any] | None:
     """Of a model call's several choices, the one a later call's input holds as an
@@ -351,9 +347,8 @@ def in_range(ns: int) -> bool:
     return -(1 << 63) <= ns < (1 << 64)
 
 
-def step_time(ns: int) -> datetime:
-    """A span time (nanoseconds since the epoch) as a step's time."""
-    return _EPOCH + timedelta(0, 0, ns // 1000)  # positional: faster, once a step
+step_time = ns_time
+"""A span time (nanoseconds since the epoch) as a step's time."""
 
 
 def new_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
