@@ -39,13 +39,17 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from evalsuite._conversations import text_of
 from evalsuite._openinference import is_openinference, openinference_part
 from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
 from evalsuite._otel_spans import (
+    _ABSENT,
     PlainSpan,
     TraceSteps,
+    _decode_json,
     export_requests,
     json_value,
     mentions_logs,
@@ -68,6 +72,7 @@ from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _START_END = attrgetter("start", "end")
+_SPAN_ID = attrgetter("span_id")
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -112,7 +117,9 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
 
     def part(trace_id: str) -> RunPart:
         conflicts: list[tuple[str | int, str]] = []
-        trace = joined(_unique(waiting.pop(trace_id), conflicts), records.pop(trace_id, []))
+        trace = _unique(waiting.pop(trace_id), conflicts)
+        if records:  # log events were read: join this trace's to its spans
+            trace = joined(trace, records.pop(trace_id, []))
         return _noted(built(sessions.continued(_convention(trace)(trace, sources.pop(trace_id)),
                                                trace)), conflicts)
 
@@ -172,7 +179,7 @@ def _unique(spans: list[PlainSpan], conflicts: list[tuple[str | int, str]]
     """A trace's spans, each span read twice with the same content once (an exporter's
     retry writes a line again); two different spans under one id are both kept, and noted
     in ``conflicts``."""
-    if len({span.span_id for span in spans}) == len(spans):
+    if len(set(map(_SPAN_ID, spans))) == len(spans):  # the ids in C: once a trace
         return spans
     kept: dict[str, PlainSpan] = {}
     unique = []
@@ -318,12 +325,24 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
     """A span's input or output messages in today's shape, from whichever names it used."""
     attrs = span.attributes
     key = _MESSAGE_KEYS[which]
-    if key in attrs:
-        value = trace.json(span, key)
+    raw = attrs.get(key, _ABSENT)
+    if raw is not _ABSENT:
+        if type(raw) is str:  # JSON text (the usual case): parsed here, as trace.json does
+            try:
+                value = _decode_json(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                value = trace.json(span, key)  # pydantic-core's parser decides, or a note
+            else:
+                # Made just now, so held by nothing else: passed on as it is when it holds
+                # messages only (a copy made of it is the same list).
+                if type(value) is list and all(map(_IS_DICT, value)):
+                    return value
+        else:
+            value = trace.json(span, key)
         if isinstance(value, list):
             return [m for m in value if isinstance(m, dict)]
-    name = "gen_ai.prompt" if which == "input" else "gen_ai.completion"
-    if not span.events and name not in attrs and not _has_prefix(attrs, name + "."):
+    name, prefix = _LEGACY_MESSAGES[which]
+    if not span.events and name not in attrs and not _has_prefix(attrs, prefix):
         return []  # none of the older names: no lookups (most spans, a chat's output)
     legacy = trace.json(span, name)
     for name, _, attrs in span.events:
@@ -342,6 +361,9 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
 
 
 _MESSAGE_KEYS = {"input": "gen_ai.input.messages", "output": "gen_ai.output.messages"}
+_LEGACY_MESSAGES = {"input": ("gen_ai.prompt", "gen_ai.prompt."),
+                    "output": ("gen_ai.completion", "gen_ai.completion.")}
+_IS_DICT = dict.__instancecheck__  # isinstance(m, dict), called in C by map
 
 
 def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
@@ -352,7 +374,8 @@ def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
     answers yes wrongly; the caller then finds no message under the older names, as it
     would have without looking.
     """
-    return ("\0" + "\0".join(attrs)).find("\0" + prefix) >= 0
+    names = "\0".join(attrs)
+    return names.startswith(prefix) or names.find("\0" + prefix) >= 0
 
 
 def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]] | None:
