@@ -277,11 +277,18 @@ class Tally:
         self.files = [FileSummary(path=p, format=detect_format(p) if fmt == "auto" else fmt)
                       for p in paths]
         self._by_path = {s.path: s for s in self.files}
+        self._last: tuple[Path, FileSummary] | None = None
 
     def count(self, part: RunPart) -> None:
         """Count one part in the file it came from (a trace's log events count with the
         file its spans are in)."""
-        self._by_path.get(part.source, self.files[0]).count(part)
+        last = self._last
+        if last is not None and part.source is last[0]:  # a file's parts come together:
+            summary = last[1]  # its path is looked up (hashed: a Python call) once
+        else:
+            summary = self._by_path.get(part.source, self.files[0])
+            self._last = (part.source, summary)
+        summary.count(part)
 
     def finish(self, agent: str | None = None, *, strict: bool = False) -> list[str]:
         """The warnings, one a line (``file:place: what``), once every part is counted.
