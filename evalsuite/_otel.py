@@ -72,7 +72,6 @@ from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _START_END = attrgetter("start", "end")
-_SPAN_ID = attrgetter("span_id")
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -179,7 +178,7 @@ def _unique(spans: list[PlainSpan], conflicts: list[tuple[str | int, str]]
     """A trace's spans, each span read twice with the same content once (an exporter's
     retry writes a line again); two different spans under one id are both kept, and noted
     in ``conflicts``."""
-    if len(set(map(_SPAN_ID, spans))) == len(spans):  # the ids in C: once a trace
+    if len({span.span_id for span in spans}) == len(spans):
         return spans
     kept: dict[str, PlainSpan] = {}
     unique = []
@@ -335,8 +334,12 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
             else:
                 # Made just now, so held by nothing else: passed on as it is when it holds
                 # messages only (a copy made of it is the same list).
-                if type(value) is list and all(map(_IS_DICT, value)):
-                    return value
+                if type(value) is list:
+                    for message in value:
+                        if type(message) is not dict:
+                            break
+                    else:
+                        return value
         else:
             value = trace.json(span, key)
         if isinstance(value, list):
@@ -363,7 +366,6 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
 _MESSAGE_KEYS = {"input": "gen_ai.input.messages", "output": "gen_ai.output.messages"}
 _LEGACY_MESSAGES = {"input": ("gen_ai.prompt", "gen_ai.prompt."),
                     "output": ("gen_ai.completion", "gen_ai.completion.")}
-_IS_DICT = dict.__instancecheck__  # isinstance(m, dict), called in C by map
 
 
 def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
