@@ -71,7 +71,7 @@ from evalsuite._parts import RunPart, Skips
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_START_END = attrgetter("start", "end")
+_START, _END = attrgetter("start"), attrgetter("end")
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -264,7 +264,8 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
     for read in SPAN_READERS:
         for span in spans:
             read(span)
-    spans.sort(key=_START_END)
+    spans.sort(key=_END)  # then by start: stable, so in (start, end) order (int keys
+    spans.sort(key=_START)  # compare faster than tuples; once a trace)
     trace = _Trace()
     # What each span did, once a span (today's attribute read here, the older ones by
     # operation), and the agent turns and model calls among them: one pass.
