@@ -127,6 +127,7 @@ if TYPE_CHECKING:
         located,
         located_runs,
         merge_parts,
+        ns_time,
     )
     from evalsuite._predicates import (
         PREDICATE_PATH,
@@ -363,6 +364,7 @@ __all__ = [
     "located_runs",
     "merge_parts",
     "native_record_parts",
+    "ns_time",
     "open_regular",
     "parse_model",
     "parse_yaml",
@@ -522,6 +524,7 @@ _EXPORTS: dict[str, str] = {
     "located": "evalsuite._parts",
     "located_runs": "evalsuite._parts",
     "merge_parts": "evalsuite._parts",
+    "ns_time": "evalsuite._parts",
     "PREDICATE_PATH": "evalsuite._predicates",
     "Predicate": "evalsuite._predicates",
     "call_predicate": "evalsuite._predicates",

@@ -25,6 +25,8 @@ from evalsuite._errors import InvalidInput
 # (Reads of a regular file never block, so it changes nothing for the files read.)
 _FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _BLOCK = 1 << 16
+LINE_BUFFER = 1 << 16
+"""The read buffer of a reader of long lines (OTLP/JSON export lines are kB each)."""
 
 
 class NotARegularFile(InvalidInput):
@@ -66,9 +68,11 @@ def _open(path: Path | str) -> tuple[int, os.stat_result]:
     return fd, held
 
 
-def open_regular(path: Path | str) -> io.BufferedReader:
+def open_regular(path: Path | str, buffer_size: int | None = None) -> io.BufferedReader:
     """``path`` open for reading bytes (as ``open(path, "rb")``), only if it is a regular
-    file: a stream's readers (run logs) use it.
+    file: a stream's readers (run logs) use it. A reader of long lines gives a
+    ``buffer_size`` of many of them (:data:`LINE_BUFFER`): the default (the file system's
+    block, often 4 kB) makes reading lines of several kB several times as costly.
 
     Raises:
         NotARegularFile: A named pipe, socket, device or folder (exit 2).
@@ -76,7 +80,9 @@ def open_regular(path: Path | str) -> io.BufferedReader:
     """
     fd, _ = _open(path)
     try:
-        return os.fdopen(fd, "rb")
+        if buffer_size is None:
+            return os.fdopen(fd, "rb")
+        return io.BufferedReader(io.FileIO(fd, "rb"), buffer_size)
     except BaseException:
         os.close(fd)
         raise

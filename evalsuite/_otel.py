@@ -34,17 +34,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from evalsuite._conversations import text_of
 from evalsuite._openinference import is_openinference, openinference_part
 from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
 from evalsuite._otel_spans import (
+    _ABSENT,
     PlainSpan,
     TraceSteps,
+    _decode_json,
     export_requests,
     json_value,
     mentions_logs,
@@ -66,7 +71,7 @@ from evalsuite._parts import RunPart, Skips
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_START_END = attrgetter("start", "end")
+_START, _END = attrgetter("start"), attrgetter("end")
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -111,7 +116,9 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
 
     def part(trace_id: str) -> RunPart:
         conflicts: list[tuple[str | int, str]] = []
-        trace = joined(_unique(waiting.pop(trace_id), conflicts), records.pop(trace_id, []))
+        trace = _unique(waiting.pop(trace_id), conflicts)
+        if records:  # log events were read: join this trace's to its spans
+            trace = joined(trace, records.pop(trace_id, []))
         return _noted(built(sessions.continued(_convention(trace)(trace, sources.pop(trace_id)),
                                                trace)), conflicts)
 
@@ -257,11 +264,23 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
     for read in SPAN_READERS:
         for span in spans:
             read(span)
-    spans.sort(key=_START_END)
+    spans.sort(key=_END)  # then by start: stable, so in (start, end) order (int keys
+    spans.sort(key=_START)  # compare faster than tuples; once a trace)
     trace = _Trace()
-    ops = [operation(s) for s in spans]  # once a span: it looks at several attributes
-    agents = [s for s, op in zip(spans, ops, strict=True) if op == "invoke_agent"]
-    models = [s for s, op in zip(spans, ops, strict=True) if op in _MODEL_CALLS]
+    # What each span did, once a span (today's attribute read here, the older ones by
+    # operation), and the agent turns and model calls among them: one pass.
+    ops = []
+    agents = []
+    models = []
+    for span in spans:
+        op = span.attributes.get("gen_ai.operation.name")
+        if not isinstance(op, str):
+            op = operation(span)
+        ops.append(op)
+        if op == "invoke_agent":
+            agents.append(span)
+        elif op in _MODEL_CALLS:
+            models.append(span)
     agent_inputs = False
     for span in agents:
         for message in _messages(trace, span, "input"):
@@ -270,14 +289,18 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
     users_seen = 0
     outputs = 0
     calls = 0
+    following = len(models)
     for span, op in zip(spans, ops, strict=True):
         if op in _MODEL_CALLS:
             # With the agent's input logged, a model call's input still holds the system
             # message (the context), but its user inputs are the agent's, already read.
-            users_seen = _chat_inputs(trace, span, users_seen, users=not agent_inputs)
+            users_seen = _chat_inputs(trace, span, users_seen, not agent_inputs)
             calls += 1
-            outputs += _chat_outputs(trace, span, models[calls] if calls < len(models) else None)
-            _model_error(trace, span)
+            outputs += _chat_outputs(trace, span, models[calls] if calls < following else None)
+            # A failed model call (as _model_error notes it, inline: once a model call).
+            error = span.attributes.get("error.type") or span.error
+            if error is not None:
+                trace.errors.append(f"{span.name}: {error}")
         elif op == "execute_tool":
             _tool(trace, span)
     if not outputs:
@@ -300,12 +323,30 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
 
 def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]]:
     """A span's input or output messages in today's shape, from whichever names it used."""
-    value = trace.json(span, f"gen_ai.{which}.messages")
-    if isinstance(value, list):
-        return [m for m in value if isinstance(m, dict)]
-    name = "gen_ai.prompt" if which == "input" else "gen_ai.completion"
     attrs = span.attributes
-    if not span.events and name not in attrs and not _has_prefix(attrs, name + "."):
+    key = _MESSAGE_KEYS[which]
+    raw = attrs.get(key, _ABSENT)
+    if raw is not _ABSENT:
+        if type(raw) is str:  # JSON text (the usual case): parsed here, as trace.json does
+            try:
+                value = _decode_json(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                value = trace.json(span, key)  # pydantic-core's parser decides, or a note
+            else:
+                # Made just now, so held by nothing else: passed on as it is when it holds
+                # messages only (a copy made of it is the same list).
+                if type(value) is list:
+                    for message in value:
+                        if type(message) is not dict:
+                            break
+                    else:
+                        return value
+        else:
+            value = trace.json(span, key)
+        if isinstance(value, list):
+            return [m for m in value if isinstance(m, dict)]
+    name, prefix = _LEGACY_MESSAGES[which]
+    if not span.events and name not in attrs and not _has_prefix(attrs, prefix):
         return []  # none of the older names: no lookups (most spans, a chat's output)
     legacy = trace.json(span, name)
     for name, _, attrs in span.events:
@@ -323,6 +364,11 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
     return [_modern(m) for m in legacy if isinstance(m, dict)] if isinstance(legacy, list) else []
 
 
+_MESSAGE_KEYS = {"input": "gen_ai.input.messages", "output": "gen_ai.output.messages"}
+_LEGACY_MESSAGES = {"input": ("gen_ai.prompt", "gen_ai.prompt."),
+                    "output": ("gen_ai.completion", "gen_ai.completion.")}
+
+
 def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
     """Whether any attribute's name starts with ``prefix`` (or, rarely, holds NUL then it).
 
@@ -331,7 +377,8 @@ def _has_prefix(attrs: dict[str, Any], prefix: str) -> bool:
     answers yes wrongly; the caller then finds no message under the older names, as it
     would have without looking.
     """
-    return ("\0" + "\0".join(attrs)).find("\0" + prefix) >= 0
+    names = "\0".join(attrs)
+    return names.startswith(prefix) or names.find("\0" + prefix) >= 0
 
 
 def _indexed(attrs: dict[str, Any], prefix: str) -> list[dict[str, Any]] | None:
@@ -422,12 +469,11 @@ def _inputs(trace: _Trace, span: PlainSpan, message: dict[str, Any], skip: int) 
         trace.system.extend(t for t in texts if isinstance(t, str))
         return 0
     if role == "user" and skip <= 0 and texts:
-        trace.add(span.start, UserInputStep(content="\n".join(str(t) for t in texts)),
-                  span.place)
+        trace.add(span.start, UserInputStep(content="\n".join(map(str, texts))), span.place)
     return 1 if role == "user" else 0
 
 
-def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int, *, users: bool = True) -> int:
+def _chat_inputs(trace: _Trace, span: PlainSpan, seen: int, users: bool) -> int:
     """New user inputs in a model call's input (its history repeats the earlier ones);
     without ``users``, only its system message."""
     if not users:
@@ -591,6 +637,40 @@ def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
 
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
           models: list[PlainSpan], path: Path) -> RunPart:
+    # The header's fields a session reads and adjusts (the run id, the start, the trace id)
+    # now; the rest (:func:`_header`) when the header is built: a caller that only counts
+    # steps (ingest) never reads it, and finding it cost as much as reading the steps.
+    trace_id = spans[0].trace_id
+    conversation = None
+    for span in [*agents, *spans]:  # as _header's ``first`` finds it: the earliest span
+        attrs = span.attributes
+        value = attrs.get("gen_ai.conversation.id")
+        if value is None or value == "":
+            value = attrs.get("session.id")
+        if value is not None and value != "":
+            conversation = value
+            break
+    metadata = {"trace_id": trace_id}
+    if conversation is not None:
+        metadata["conversation_id"] = conversation
+    header: dict[str, Any] = {"run_id": str(conversation or trace_id), "metadata": metadata,
+                              "started_at": step_time(spans[0].start)}
+    trace.steps.sort()  # by (time, order): the order is unique, so steps are never compared
+    # The header's fields and the steps' light records: their models are built when read.
+    pending = LightPending(header, partial(_header, trace, spans, agents, models))
+    records, places = pending.records, pending.places
+    for ns, _, step, place in trace.steps:
+        step.ns = ns
+        records.append(step)
+        places.append(place)
+    return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
+
+
+def _header(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
+            models: list[PlainSpan], header: dict[str, Any]) -> None:
+    """Complete the header :func:`_part` began (and a session may have adjusted since) with
+    the fields only the header's model needs: its metadata, context, agent, usage and
+    outcome. The trace and its spans are as they were when the part was made."""
     # Each header attribute's first value, the agent's own spans first, then in time order:
     # found in one walk over the spans, not one for each attribute asked for.
     # Only the keys not found yet are looked for: most are on every span, found on the first.
@@ -598,6 +678,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     missing = set(_HEADER_KEYS)
     for index, span in enumerate([*agents, *spans]):
         attrs = span.attributes
+        if missing.isdisjoint(attrs):  # most spans: no set made for them
+            continue
         for key in missing.intersection(attrs):
             value = attrs[key]
             if value is not None and value != "":
@@ -617,10 +699,9 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
                 best = hit
         return None if best is None else best[1]
 
-    trace_id = spans[0].trace_id
-    conversation = first("gen_ai.conversation.id", "session.id")
     metadata = {k: v for k, v in {
-        "trace_id": trace_id, "conversation_id": conversation,
+        "trace_id": spans[0].trace_id, "conversation_id": first("gen_ai.conversation.id",
+                                                                "session.id"),
         "agent_id": one.get("gen_ai.agent.id"),
         "model": first("gen_ai.response.model", "gen_ai.request.model"),
         "provider": first("gen_ai.provider.name", "gen_ai.system"),
@@ -632,6 +713,9 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         metadata["errors"] = trace.errors
     if trace.choices:
         metadata["choices"] = trace.choices
+    # What a session set (its first trace's id, the traces read) wins, and what it added
+    # comes after, as when it adjusted the whole header.
+    metadata.update(header["metadata"])
     context: dict[str, Any] = {}
     instructions = None
     for span in [*agents, *models]:
@@ -654,10 +738,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
             context.update(value)
         else:
             trace.unreadable.append("reinstate.context is not a JSON object")
-    header: dict[str, Any] = {
-        "run_id": str(conversation or trace_id), "metadata": metadata, "context": context,
-        "started_at": step_time(spans[0].start),
-    }
+    header["metadata"] = metadata
+    header["context"] = context
     if one.get("gen_ai.agent.name") is not None:
         header["agent"] = str(one.get("gen_ai.agent.name"))
     if one.get("gen_ai.agent.version") is not None:
@@ -668,15 +750,6 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     stop = _stop_reason(trace, models, agents)
     if stop is not None:
         header["outcome"] = {"stop_reason": stop}
-    trace.steps.sort()  # by (time, order): the order is unique, so steps are never compared
-    # The header's fields and the steps' light records: their models are built when read.
-    pending = LightPending(header)
-    records, places = pending.records, pending.places
-    for ns, _, step, place in trace.steps:
-        step.ns = ns
-        records.append(step)
-        places.append(place)
-    return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
 
 
 _HEADER_KEYS = frozenset({

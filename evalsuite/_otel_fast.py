@@ -201,6 +201,7 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
     # A line's spans share their trace id and mostly their parent: each id is checked once.
     traces: dict[str, str] = {}
     ids: dict[str, str] = {}
+    where = f"{place} span "  # each span's place: this and its id
     for resource_spans in resources:
         resource = (_attributes(resource_spans.resource.attributes)
                     if resource_spans.resource is not UNSET else {})
@@ -240,11 +241,11 @@ def _walk(resources: list[ResourceSpansLine], place: str) -> list[PlainSpan]:
                 # span. Positional arguments, in PlainSpan's field order: a faster call.
                 spans.append(PlainSpan(
                     trace, span_id, parent, span.name, start, end,
-                    {pair.key: value.stringValue
-                     if (value := pair.value) is not UNSET and value.stringValue is not UNSET
-                     else _value(value) for pair in span.attributes},
+                    {pair.key: text
+                     if (value := pair.value) is not UNSET and (text := value.stringValue)
+                     is not UNSET else _value(value) for pair in span.attributes},
                     [(e.name, start if e.timeUnixNano is UNSET else _time(e.timeUnixNano),
                       _attributes(e.attributes)) for e in span.events]
                     if span.events else [],
-                    error, resource, f"{place} span {span_id}"))
+                    error, resource, where + span_id))
     return spans

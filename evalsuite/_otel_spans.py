@@ -14,8 +14,6 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, NotRequired
 
@@ -27,8 +25,8 @@ from typing_extensions import TypedDict
 from evalsuite._conversations import first_value, read_json_text
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
-from evalsuite._files import open_regular
-from evalsuite._parts import Skips, skip_or_raise
+from evalsuite._files import LINE_BUFFER, open_regular
+from evalsuite._parts import Skips, ns_time, skip_or_raise
 
 
 class AnyValue(TypedDict, total=False):
@@ -120,9 +118,11 @@ class ExportRequest(TypedDict):
 _EXPORT = TypeAdapter[Any](ExportRequest)
 
 
-@dataclass(slots=True)
-class PlainSpan:
-    """A span with its ids in hex, its times in nanoseconds and its attributes as a dict."""
+class PlainSpan(msgspec.Struct):
+    """A span with its ids in hex, its times in nanoseconds and its attributes as a dict.
+
+    A struct, not a dataclass: every span read is made here, and its constructor runs in C.
+    """
 
     trace_id: str
     span_id: str
@@ -158,7 +158,7 @@ def export_requests(path: Path, skips: Skips | None, signal: Signal | None = Non
         except InvalidInput as exc:
             skip_or_raise(skips, exc)
         return
-    with open_regular(path) as handle:
+    with open_regular(path, LINE_BUFFER) as handle:
         for number, raw in enumerate(handle, start=1):
             # isspace, not strip: the same test without a copy of a line of many kB
             if not raw or raw.isspace() or (signal is not None and not _holds(raw, signal)):
@@ -328,9 +328,7 @@ def json_value(raw: Any) -> tuple[Any, bool]:
 
 
 _decode_json = msgspec.json.Decoder().decode
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ABSENT = object()
 
 
 def taken_choice(choices: list[dict[str, Any]], later_input: list[dict[str, Any]],
@@ -349,9 +347,8 @@ def in_range(ns: int) -> bool:
     return -(1 << 63) <= ns < (1 << 64)
 
 
-def step_time(ns: int) -> datetime:
-    """A span time (nanoseconds since the epoch) as a step's time."""
-    return _EPOCH + timedelta(0, 0, ns // 1000)  # positional: faster, once a step
+step_time = ns_time
+"""A span time (nanoseconds since the epoch) as a step's time."""
 
 
 def new_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -384,9 +381,15 @@ class TraceSteps:
 
     def json(self, span: PlainSpan, key: str) -> Any:
         """An attribute holding JSON text, parsed; unreadable ones are noted, not guessed."""
-        if key not in span.attributes:
+        raw = span.attributes.get(key, _ABSENT)
+        if raw is _ABSENT:
             return None
-        value, readable = json_value(span.attributes[key])
+        if type(raw) is str:  # the usual case, as json_value reads it first: one call fewer
+            try:
+                return _decode_json(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+        value, readable = json_value(raw)
         if not readable:
             self.unreadable.append(f"span {span.span_id}: {key} is not valid JSON")
             return None

@@ -17,6 +17,7 @@ so they are left out of the garbage collector's tracking (``gc=False``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -91,13 +92,15 @@ class ToolCallStep(LightStep):
     tool: str
     call_id: str | None = None
     given: Any = None
-    logged: bool = True
+    arguments_logged: bool | None = None
+    """False when the call was logged without its arguments, else unset (a field, not worked
+    out when read: ingest reads it of every call it counts)."""
     unwrap: bool = False
 
     @property
-    def arguments_logged(self) -> bool | None:
-        """False when the call was logged without its arguments, else unset."""
-        return None if self.logged else False
+    def logged(self) -> bool:
+        """Whether the call was logged with its arguments."""
+        return self.arguments_logged is None
 
     def _parsed(self) -> tuple[dict[str, Any], str | None]:
         return parse_arguments(unwrapped(self.given) if self.unwrap else self.given)
@@ -149,8 +152,8 @@ def tool_call(tool: str, call_id: Any, given: Any, *, unwrap: bool = False) -> T
     """
     if call_id is not None and type(call_id) is not str:
         ToolCall(tool=tool, call_id=call_id)  # raises the model's own error
-    return ToolCallStep(tool=tool, call_id=call_id, given=given, logged=given is not None,
-                        unwrap=unwrap)
+    return ToolCallStep(tool=tool, call_id=call_id, given=given,
+                        arguments_logged=None if given is not None else False, unwrap=unwrap)
 
 
 def unwrapped(raw: Any) -> Any:
@@ -163,14 +166,25 @@ def unwrapped(raw: Any) -> Any:
 
 
 class LightPending(Pending):
-    """A trace's light records and its header's fields, built as models when first read."""
+    """A trace's light records and its header's fields, built as models when first read;
+    ``complete``, when given, completes the header's fields (in place) before its model is
+    built: the fields a caller that only counts never reads are found only then."""
 
-    __slots__ = ()
+    __slots__ = ("complete",)
     self_building = True
 
-    def __init__(self, header: dict[str, Any]) -> None:
+    def __init__(self, header: dict[str, Any],
+                 complete: Callable[[dict[str, Any]], None] | None = None) -> None:
         super().__init__(RunHeader.model_validate)
         self.header_line = header
+        self.complete = complete
+
+    def header(self) -> RunHeader:
+        """The header model, its fields completed first."""
+        if self.complete is not None:
+            self.complete(self.header_line)
+            self.complete = None  # and what it held (a trace's spans) let go
+        return super().header()
 
     def steps(self) -> list[Step]:
         """The step models, built from the records."""
@@ -179,7 +193,12 @@ class LightPending(Pending):
     def time_range(self) -> tuple[datetime, datetime] | None:
         """The first and last step times, from the records' nanoseconds (two times made,
         not one a step); ``None`` without steps."""
+        ns = self.ns_range()
+        return None if ns is None else (step_time(ns[0]), step_time(ns[1]))
+
+    def ns_range(self) -> tuple[int, int] | None:
+        """The first and last step times in nanoseconds; ``None`` without steps."""
         if not self.records:
             return None
         times = [record.ns for record in self.records]
-        return step_time(min(times)), step_time(max(times))
+        return min(times), max(times)

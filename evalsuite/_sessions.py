@@ -22,9 +22,10 @@ from __future__ import annotations
 import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 from evalsuite._otel_spans import PlainSpan, json_value, new_messages, step_time
 from evalsuite._otel_steps import ToolResultStep
@@ -37,13 +38,13 @@ MAX_OPEN_SESSIONS = 10_000
 """Sessions kept open for later traces to continue (the most recently continued)."""
 
 
-@dataclass(slots=True)
-class _Session:
-    """What a session's next trace needs from the earlier ones."""
+class _Session(msgspec.Struct):
+    """What a session's next trace needs from the earlier ones (a struct: one is made for
+    each session, its constructor in C)."""
 
-    users: list[int] = field(default_factory=list)
+    users: list[int] = msgspec.field(default_factory=list)
     """Hashes of the user messages read so far, in order."""
-    waiting: dict[str, list[Any]] = field(default_factory=dict)
+    waiting: dict[str, list[Any]] = msgspec.field(default_factory=dict)
     """Tool calls by id whose result no trace has logged yet, earliest first (ids repeat)."""
     traces: int = 0
     """Traces of the session read so far."""
@@ -111,13 +112,15 @@ class Sessions:
         run id, without the user messages that only repeat the history, and with the
         results of earlier calls that this trace's model inputs carry."""
         key = self._session_of(spans)
-        trace_id = _trace_id(part)
-        run_id = key or (str(trace_id) if trace_id else part.run_id)
-        if run_id != part.run_id:
-            _rename(part, run_id)
         if key is None:  # a run of its own: only its own calls can be answered in it
+            trace_id = _trace_id(part)
+            run_id = str(trace_id) if trace_id else part.run_id
+            if run_id != part.run_id:
+                _rename(part, run_id)
             _add_late_results(part, _Session(), spans)
             return part
+        if key != part.run_id:
+            _rename(part, key)
         session = self.open.pop(key, None) or _Session()
         self.open[key] = session  # the most recent last
         if len(self.open) > MAX_OPEN_SESSIONS:
@@ -131,7 +134,8 @@ class Sessions:
         for name in self.attributes:
             for span in spans:
                 value = span.attributes.get(name)
-                if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+                # (str, int), not str | int: the tuple is checked faster, once a trace
+                if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
                     return str(value)
         return None
 
@@ -144,10 +148,13 @@ def _drop_repeated_history(part: RunPart, session: _Session) -> None:
     is evidence and a duplicate is safer than a loss.
     """
     steps = part.records
+    known = len(session.users)
+    if not known:  # a session's first trace (most often): nothing to drop
+        session.users.extend([hash(s.content) for s in steps if s.kind == "user_input"])
+        return
     indexes = [i for i, s in enumerate(steps) if s.kind == "user_input"]
     hashes = [hash(steps[i].content) for i in indexes]
-    known = len(session.users)
-    if known and hashes[:known] == session.users:
+    if hashes[:known] == session.users:
         drop = set(indexes[:known])
         part.restep([s for i, s in enumerate(steps) if i not in drop],
                     [p for i, p in enumerate(part.places) if i not in drop])
@@ -179,13 +186,15 @@ def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpa
     after the input's last assistant message (the rest is history, answered already) and
     answers the earliest waiting call with its id made before that model call.
     """
-    _drop_executions(part, session)
-    own: dict[str, list[Any]] = {}
     waiting = session.waiting
+    if waiting:
+        _drop_executions(part, session)
+    own: dict[str, list[Any]] = {}
     for step in part.records:
-        if step.kind == "tool_call" and step.call_id:
+        kind = step.kind
+        if kind == "tool_call" and step.call_id:
             own.setdefault(str(step.call_id), []).append(step)
-        elif step.kind == "tool_result" and step.call_id:
+        elif kind == "tool_result" and step.call_id:
             call_id = str(step.call_id)
             queue = own.get(call_id) or waiting.get(call_id)
             if queue:

@@ -27,6 +27,7 @@ from evalsuite import (
     display_path,
     is_log_format,
     located,
+    ns_time,
     read_logs,
     write_parquet_parts,
     write_parts,
@@ -69,8 +70,6 @@ class FileSummary:
     runs: int = 0
     steps: int = 0
     tool_calls: int = 0
-    first_at: datetime | None = None
-    last_at: datetime | None = None
     paired: bool = False
     """An OTLP/JSON file read with the others given whose runs all came out under those
     files (a logs export whose events joined spans elsewhere): no runs of its own is right."""
@@ -92,6 +91,32 @@ class FileSummary:
     # Calls waiting for a result, per run, as (call id, tool): small, since a log's calls
     # without results stay here to the end.
     _waiting: dict[str, list[tuple[str | None, str]]] = field(default_factory=dict)
+    # The first and last step times: of the parts that gave them as times, and of those
+    # that gave them in nanoseconds (OTLP's records), kept so: no time made for each part.
+    _first: datetime | None = field(default=None, repr=False)
+    _last: datetime | None = field(default=None, repr=False)
+    _first_ns: int | None = field(default=None, repr=False)
+    _last_ns: int | None = field(default=None, repr=False)
+
+    @property
+    def first_at(self) -> datetime | None:
+        """When the file's earliest step happened, if its steps say."""
+        first, ns = self._first, self._first_ns
+        if ns is not None:
+            at = ns_time(ns)
+            if first is None or at < first:
+                return at
+        return first
+
+    @property
+    def last_at(self) -> datetime | None:
+        """When the file's latest step happened, if its steps say."""
+        last, ns = self._last, self._last_ns
+        if ns is not None:
+            at = ns_time(ns)
+            if last is None or at > last:
+                return at
+        return last
 
     def count(self, part: RunPart) -> None:
         """Count one part of a run (once a step: this runs over every step ingested)."""
@@ -128,13 +153,26 @@ class FileSummary:
                 if step.result in (None, "") and step.error is None:
                     empty[kind] += 1
                 if waiting:
-                    self._answer(waiting, step.call_id, step.tool)
+                    call_id = step.call_id  # most often the earliest call waiting: inline
+                    if call_id is not None and waiting[0][0] == call_id:
+                        del waiting[0]
+                        self.answered += 1
+                    else:
+                        self._answer(waiting, call_id, step.tool)
             elif not step.content.strip():
                 empty[kind] += 1
         if waiting is not None and not waiting:
             del self._waiting[run_id]
         # A reader whose records keep their times as integers (OTLP's nanoseconds) gives
-        # the part's first and last at once: no time object made for each step.
+        # the part's first and last as such: compared so, no time object made for a part.
+        ns = part.ns_range()
+        if ns is not None:
+            first, last = ns
+            if self._first_ns is None or first < self._first_ns:
+                self._first_ns = first
+            if self._last_ns is None or last > self._last_ns:
+                self._last_ns = last
+            return
         times: Sequence[datetime] | None = part.time_range()
         if times is None:
             times = [at for step in steps if (at := step.at) is not None]
@@ -157,10 +195,10 @@ class FileSummary:
         if mixed:
             utc = [as_utc(at) or at for at in times]
             first, last = min(utc), max(utc)
-        if self.first_at is None or first < self.first_at:
-            self.first_at = first
-        if self.last_at is None or last > self.last_at:
-            self.last_at = last
+        if self._first is None or first < self._first:
+            self._first = first
+        if self._last is None or last > self._last:
+            self._last = last
 
     def _answer(self, waiting: list[tuple[str | None, str]], call_id: str | None,
                 tool: str | None) -> None:
@@ -239,11 +277,18 @@ class Tally:
         self.files = [FileSummary(path=p, format=detect_format(p) if fmt == "auto" else fmt)
                       for p in paths]
         self._by_path = {s.path: s for s in self.files}
+        self._last: tuple[Path, FileSummary] | None = None
 
     def count(self, part: RunPart) -> None:
         """Count one part in the file it came from (a trace's log events count with the
         file its spans are in)."""
-        self._by_path.get(part.source, self.files[0]).count(part)
+        last = self._last
+        if last is not None and part.source is last[0]:  # a file's parts come together:
+            summary = last[1]  # its path is looked up (hashed: a Python call) once
+        else:
+            summary = self._by_path.get(part.source, self.files[0])
+            self._last = (part.source, summary)
+        summary.count(part)
 
     def finish(self, agent: str | None = None, *, strict: bool = False) -> list[str]:
         """The warnings, one a line (``file:place: what``), once every part is counted.

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 import evalsuite._otel
 import evalsuite._otel_spans
-from evalsuite import InvalidInput, RunPart, read_log
+from evalsuite import InvalidInput, RunPart, read_log, read_logs
 from gates import ingest
 from tests.conftest import built_once
+from tests.evalsuite.test_otlp_deferred import DATA, _sdk_exports
 from tests.otel_producers import produce
 
 TRACE, ROOT, CHILD = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174", "eee19b7ec3c1b173"
@@ -61,6 +62,43 @@ def test_sdk_export_lines_are_read_without_the_pydantic_check(
     fast = _parts(sdk_spans, fast=True, monkeypatch=monkeypatch)
     assert isinstance(fast, list) and fast and fast == slow
     assert ingest([sdk_spans]).files[0].understood() == counted
+
+
+@pytest.fixture(scope="module")
+def instrumented(tmp_path_factory: pytest.TempPathFactory) -> list[list[Path]]:
+    """Every export the real SDK and instrumentations write (each content mode, streamed,
+    failed, with agent and tool spans; OpenInference and OpenLLMetry, with and without
+    tool spans), each as ingest is given it: a spans file with its logs file when content
+    went to log events; and the OTLP/JSON log kept under tests/data."""
+    root = built_once(tmp_path_factory, "otlp-deferred", _sdk_exports)
+    groups = [[DATA / "refund-agent.otlp.jsonl"]]
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        logs = folder / "logs.jsonl"
+        groups.append([folder / "spans.jsonl",
+                       *([logs] if logs.exists() and logs.stat().st_size else [])])
+    return groups + [[p] for p in sorted(root.glob("*.jsonl"))]
+
+
+@pytest.mark.slow
+def test_every_instrumentation_export_is_read_the_same_fast_or_checked(
+        instrumented: list[list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """For every export real instrumentations write, the fast path's parts (headers, steps,
+    places, notes), read whole or with deferred steps, and ingest's summary of them are
+    those of the pydantic path."""
+
+    def read(paths: list[Path], *, fast: bool) -> tuple[list[RunPart], list[RunPart], Any]:
+        with monkeypatch.context() as patch:
+            if not fast:
+                patch.setattr(evalsuite._otel, "fast_spans", lambda raw, place: None)
+            done = ingest(paths)
+            return (list(read_logs(paths)), list(read_logs(paths, defer_steps=True)),
+                    ([f.understood() for f in done.files], done.warnings,
+                     [(f.first_at, f.last_at) for f in done.files]))
+
+    for paths in instrumented:
+        whole, deferred, summary = read(paths, fast=True)
+        assert whole and (whole, deferred, summary) == read(paths, fast=False), paths
+        assert deferred == whole, paths
 
 
 def _line(path: Path, span: dict[str, Any], **request: Any) -> Path:
