@@ -52,6 +52,8 @@ class _Session(msgspec.Struct):
     """When its first trace started."""
     trace_id: Any = None
     """Its first trace's id."""
+    latest: int = 0
+    """When the latest-starting trace read so far started (Unix ns; 0: none timed)."""
 
 
 def _running_header(part: RunPart, session: _Session) -> None:
@@ -125,7 +127,7 @@ class Sessions:
         self.open[key] = session  # the most recent last
         if len(self.open) > MAX_OPEN_SESSIONS:
             self.open.popitem(last=False)
-        _drop_repeated_history(part, session)
+        _drop_repeated_history(part, session, min((s.start for s in spans), default=0))
         _add_late_results(part, session, spans)
         _running_header(part, session)
         return part
@@ -140,25 +142,36 @@ class Sessions:
         return None
 
 
-def _drop_repeated_history(part: RunPart, session: _Session) -> None:
+def _drop_repeated_history(part: RunPart, session: _Session, start: int) -> None:
     """Leave out the user messages at the start of the part that are the session's so far.
 
     Only a whole repeat counts: a trace whose user messages begin with every earlier one,
-    in order, repeats the history. Anything else is kept, since a message said again
-    is evidence and a duplicate is safer than a loss.
+    in order, repeats the history. So does a trace that started (``start``, Unix ns)
+    before one read already and whose user messages are the first of the session's: an
+    earlier turn exported late, whose inputs the later turn's history held (its calls,
+    results and answers are its own, and kept). Anything else is kept, since a message
+    said again is evidence and a duplicate is safer than a loss.
     """
     steps = part.records
     known = len(session.users)
+    late = 0 < start < session.latest
+    session.latest = max(session.latest, start)
     if not known:  # a session's first trace (most often): nothing to drop
         session.users.extend([hash(s.content) for s in steps if s.kind == "user_input"])
         return
     indexes = [i for i, s in enumerate(steps) if s.kind == "user_input"]
     hashes = [hash(steps[i].content) for i in indexes]
-    if hashes[:known] == session.users:
+    if late and hashes and hashes == session.users[:len(hashes)]:
+        drop = set(indexes)
+        hashes = []
+    elif hashes[:known] == session.users:
         drop = set(indexes[:known])
+        hashes = hashes[known:]
+    else:
+        drop = set()
+    if drop:
         part.restep([s for i, s in enumerate(steps) if i not in drop],
                     [p for i, p in enumerate(part.places) if i not in drop])
-        hashes = hashes[known:]
     session.users.extend(hashes)
 
 

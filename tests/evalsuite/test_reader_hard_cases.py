@@ -217,6 +217,24 @@ def test_ids_repeated_across_turns_of_a_conversation(tmp_path: Path, instrumenta
     assert run.steps[first].at >= run.steps[1].at and run.steps[second].at >= run.steps[5].at
 
 
+@pytest.mark.parametrize(("instrumentation", "mode"), PRODUCERS)
+def test_a_turn_exported_after_a_later_turn_repeats_no_input(tmp_path: Path, instrumentation: str,
+                                                             mode: str | None) -> None:
+    """The two turns' export lines in reverse (the second turn exported first): the second
+    turn's history holds the first user message, read with it; the first turn, read later,
+    adds its own call, result and answer but not that input again. Each input once, each
+    refund call once with its result (the steps follow the order the traces were read)."""
+    folder = produce(instrumentation, "turns", tmp_path, mode)
+    spans = folder / "spans.jsonl"
+    spans.write_text("".join(reversed(spans.read_text().splitlines(keepends=True))))
+    (run,) = _runs(folder)
+    assert [s.content for s in run.steps if s.kind == "user_input"] == [
+        "Refund my order 1.", "Refund my order 2."]
+    assert sorted(c[2]["order_id"] for c in _calls(run)) == ["A-1", "A-2"]
+    assert _results(run) == [("call_1", RESULTS["issue_refund"])] * 2
+    assert [s.kind for s in run.steps].count("output") == 2
+
+
 def test_an_export_line_written_twice_is_read_once(tmp_path: Path, cli: RunCli) -> None:
     """An exporter's retry writes lines again: each span is one span; a span logged twice
     with different content is kept twice and the summary says so."""
