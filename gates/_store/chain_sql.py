@@ -90,23 +90,21 @@ def linked_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
     if point is None:
         return None
     seq, digest, _ = point
-    # Numbers are the table's integer key: as many as the checkpoint's and none below 1
-    # means exactly 1 to the checkpoint.
-    count, low = conn.execute("SELECT count(*), min(seq) FROM audit WHERE seq <= ?",
-                              (seq,)).fetchone()
-    if count != seq or low != 1:
-        return None
+    low = conn.execute("SELECT min(seq) FROM audit").fetchone()[0]
     ends = {row[0]: row for row in conn.execute(
         "SELECT seq, prev_hash, hash FROM audit WHERE seq IN (1, ?)", (seq,))}
-    if ends[1][1] != GENESIS or ends[seq][2] != digest:
+    if low != 1 or seq not in ends or ends[1][1] != GENESIS or ends[seq][2] != digest:
         return None
-    # Named, or SQLite looks the earlier entry up in the table, reading every entry's text;
-    # only when it is the index the store made (another of that name may not serve).
+    # Every entry from 2 to the checkpoint follows one numbered just before it, holding the
+    # hash it names: with entry 1 and the checkpoint's present, numbers (the table's integer
+    # key) run from 1 to the checkpoint without a gap, with no count of them. Named, or
+    # SQLite looks the earlier entry up in the table, reading every entry's text; only when
+    # it is the index the store made (another of that name may not serve).
     made = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND "
                         "name = 'audit_chain'").fetchone()
     indexed = "INDEXED BY audit_chain" if made is not None and made[0] == _CHAIN_INDEX else ""
     broken = conn.execute(
-        f"SELECT 1 FROM audit AS later JOIN audit AS earlier {indexed} "
+        f"SELECT 1 FROM audit AS later {indexed} LEFT JOIN audit AS earlier {indexed} "
         "ON earlier.seq = later.seq - 1 WHERE later.seq BETWEEN 2 AND ? "
         "AND later.prev_hash IS NOT earlier.hash LIMIT 1", (seq,)).fetchone()
     return None if broken is not None else (seq, digest)

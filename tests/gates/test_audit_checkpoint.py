@@ -232,11 +232,15 @@ def test_a_row_edited_between_two_checks_is_caught_by_the_second(
 @pytest.mark.attack
 @pytest.mark.parametrize("edit", [
     "DELETE FROM audit WHERE seq = 5",
+    "DELETE FROM audit WHERE seq BETWEEN 5 AND 9",
+    "DELETE FROM audit WHERE seq = 20",
     "UPDATE audit SET seq = 100 WHERE seq = 5",
+    "UPDATE audit SET seq = 0 WHERE seq = 1",
     "UPDATE audit SET prev_hash = 'x' WHERE seq = 1",
     "UPDATE audit SET prev_hash = 'x' WHERE seq = 12",
     "UPDATE audit SET hash = 'x' WHERE seq = 21",
-], ids=["removed", "renumbered", "first-unlinked", "unlinked", "checkpoint-rehashed"])
+], ids=["removed", "run-removed", "last-but-one-removed", "renumbered", "renumbered-to-0",
+        "first-unlinked", "unlinked", "checkpoint-rehashed"])
 def test_a_broken_structure_before_the_checkpoint_drops_it_for_every_reader(
         tmp_path: Path, edit: str) -> None:
     """A removed, renumbered or unlinked entry up to the checkpoint, or the checkpoint's
