@@ -432,6 +432,7 @@ class PostgresStore(_SQLStore):
              entry.reason, json.dumps(entry.detail, sort_keys=True, default=str),
              entry.prev_hash, entry.hash))
         put_head(conn, entry.seq, entry.hash)
+        self._advance_checkpoint(conn)
         return entry
 
     @staticmethod
@@ -467,18 +468,13 @@ class PostgresStore(_SQLStore):
             "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
         return None if row is None else self._head(row[0])
 
-    def checkpoint(self) -> tuple[int, str] | None:
-        """None: readers verify the whole log. The database already refuses to update or
-        delete entries, but a superuser can switch that off, and a checkpoint here would
-        need its own tamper evidence; a team store is read by few gates, so the full walk
-        is what it costs."""
-        return None
-
     def linked_checkpoint(self) -> tuple[int, str] | None:
         """The log's head, when its numbers and links up to it are whole: tested by the
         server, no entry's text sent. The server refuses an entry that does not follow the
         last, and any change or removal, unless a superuser switches that off; this is
-        what a reader that verifies nothing (the mode) starts from."""
+        what a reader starts from. A decision (``check``) verifies from it only while it
+        is the checkpoint its writes keep (every write verifies what it adds by content
+        and counts it into its agent's tally, as on SQLite): else the whole log."""
         with self._reading() as conn:
             head = self._stored_head(conn)
             if head is None or head[0] < 1:
