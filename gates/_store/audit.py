@@ -178,6 +178,7 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
             return found
     entries = store.audit()
     problems = verify_chain(entries)
+    chained = not problems
     problems += _head_problems(store, entries)
     by_seq = {e.seq: e for e in entries}
     for verdict in verdicts:
@@ -200,7 +201,7 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
         problems += _mode_problems(store, agent, last_mode.get(agent))
         problems += _verdict_problems(store, agent, last_verdict.get(agent),
                                       None if latest is None else (latest(agent),))
-    problems += _tally_problems(store, entries, agents)
+    problems += _tally_problems(store, entries, agents, chained)
     if not incremental:  # `reinstate audit verify`: the review queue against its entries
         problems += review_problems(store, entries)
     return problems
@@ -249,22 +250,25 @@ def review_problems(store: StateStore, entries: Sequence[AuditEntry]) -> list[st
     return problems
 
 
-def _tally_problems(store: StateStore, entries: list[AuditEntry],
-                    agents: Iterable[str]) -> list[str]:
+def _tally_problems(store: StateStore, entries: list[AuditEntry], agents: Iterable[str],
+                    chained: bool) -> list[str]:
     """Every agent whose entries a decision reads, up to the checkpoint, are not those the
     store tallied as it wrote them (:meth:`StateStore.tally`): an entry hidden from its
     decisions (its agent or action edited), added, removed or rewritten, even where the
-    chain was made whole again after it. Nothing when the store keeps no tallies or its
-    checkpoint is not in the log (named entry by entry already)."""
+    chain was made whole again after it; and, in a log whose chain is whole (``chained``),
+    entries after the checkpoint (:func:`_behind_problems`). Nothing when the store keeps no
+    tallies or its checkpoint is not in the log (named entry by entry already)."""
     hashes = {e.seq: e.hash for e in entries}
     counted = {e.agent for e in entries if e.agent is not None
                and (e.action in DECIDING or e.action == chain_sql.VERDICT)}
     problems = []
+    checkpoint = None
     for agent in sorted(counted | set(agents)):
         recorded = store.tally(agent)
         if recorded is None or hashes.get(recorded[0][0]) != recorded[0][1]:
             continue  # no tallies, or a checkpoint the log does not hold (named already)
         (seq, _), tally = recorded
+        checkpoint = seq
         found = chain_sql.tally_of([(e.seq, e.action, e.hash) for e in entries
                                     if e.agent == agent and e.seq <= seq])
         if found.deciding[0] != tally.deciding[0]:
@@ -285,7 +289,21 @@ def _tally_problems(store: StateStore, entries: list[AuditEntry],
                    else f"is {said}, but the store counted {kept} as it wrote them: verdict "
                         f"entries were hidden, added or removed")
             problems.append(f"entry {seq}: the last verdict entry of {agent} up to it {how}")
+    if chained and checkpoint is not None:
+        problems += _behind_problems(entries, checkpoint)
     return problems
+
+
+def _behind_problems(entries: list[AuditEntry], checkpoint: int) -> list[str]:
+    """Entries after the checkpoint of a store that keeps tallies, every one verifying: the
+    store moves its checkpoint over each entry it writes, in the same transaction, so these
+    were written behind it (a restore appended by hand, hashed as the store hashes)."""
+    behind = [e.seq for e in entries if e.seq > checkpoint]
+    if not behind:
+        return []
+    more = f" (and {len(behind) - 1} after it)" if len(behind) > 1 else ""
+    return [f"entry {behind[0]}: written behind the store{more}: its checkpoint (entry "
+            f"{checkpoint}) was not moved over it, as every write of the store moves it"]
 
 
 def _head_problems(store: StateStore, entries: list[AuditEntry]) -> list[str]:
@@ -374,11 +392,13 @@ def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
     seq, digest = point
     after = store.audit(after=seq)
     problems = verify_chain(after, after=point)
+    chained = not problems
     head = store.head()
     last = (after[-1].seq, after[-1].hash) if after else (seq, digest)
     if head != last:
         problems += _head_problems(store, store.audit())  # names how, from the whole log
     agents = sorted(set(agents) | {e.agent for e in after if e.agent is not None})
+    checkpoint = None
     for agent in agents:
         recorded = store.tally(agent)
         # The tally is of the checkpoint as it is now: the one tested, or one a write
@@ -388,6 +408,7 @@ def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
                                 {(e.seq, e.hash) for e in after}):
             return None
         (counted, _), tally = recorded
+        checkpoint = counted
         deciding = store.audit(agent, actions=DECIDING)
         latest = store.latest_verdict(agent) if read is None else read(agent)
         verdict = _last_verdict_entry(store, agent, latest)
@@ -399,6 +420,8 @@ def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
         modes = [e for e in deciding if e.action == "mode"]
         problems += _mode_problems(store, agent, modes[-1] if modes else None)
         problems += _verdict_problems(store, agent, verdict, (latest,))
+    if chained and checkpoint is not None:
+        problems += _behind_problems(after, checkpoint)
     return problems
 
 

@@ -145,6 +145,7 @@ CONTAINMENT_ATTACKS: dict[str, Attack] = {
     "removed, later entries renumbered, chain made whole": _removed,
     "swapped with the restore before it, chain made whole": _reordered,
     "a restore inserted after it, later entries renumbered, chain made whole": _inserted,
+    "a restore appended behind the store": _appended(moved=False),
     "a restore appended, the checkpoint moved onto it": _appended(moved=True),
 }
 
