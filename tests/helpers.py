@@ -139,10 +139,12 @@ def held_refund(run: GuardedRun) -> GuardDecision:
     return held
 
 
-def relinked(conn: Any, seq: int, *, schema: str = "", mark: str = "?") -> None:
+def relinked(conn: Any, seq: int, *, schema: str = "", mark: str = "?",
+             checkpoint: bool = True) -> None:
     """Entry ``seq`` and every entry after it re-hashed, each linked to the one before, and
-    the head and the checkpoint moved onto the last (the agents' tallies left as they are):
-    the chain made whole again after an edit, as whoever can write the store can.
+    the head and (unless not ``checkpoint``) the checkpoint moved onto the last (the agents'
+    tallies left as they are): the chain made whole again after an edit, as whoever can
+    write the store can.
 
     ``conn`` is a sqlite3 or psycopg connection (``schema="reinstate."``, ``mark="%s"``)."""
     from gates._store.backends import entry_hash
@@ -163,5 +165,6 @@ def relinked(conn: Any, seq: int, *, schema: str = "", mark: str = "?") -> None:
         prev, last = digest, number
     conn.execute(f"UPDATE {schema}meta SET value = {mark} WHERE key = 'audit_head'",
                  (f"{last}:{prev}",))
-    conn.execute(f"UPDATE {schema}meta SET value = {mark} WHERE key = 'audit_checkpoint'",
-                 (dump_checkpoint(last, prev),))
+    if checkpoint:
+        conn.execute(f"UPDATE {schema}meta SET value = {mark} WHERE key = 'audit_checkpoint'",
+                     (dump_checkpoint(last, prev),))

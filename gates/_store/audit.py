@@ -252,23 +252,39 @@ def review_problems(store: StateStore, entries: Sequence[AuditEntry]) -> list[st
 
 def _tally_problems(store: StateStore, entries: list[AuditEntry], agents: Iterable[str],
                     chained: bool) -> list[str]:
-    """Every agent whose entries a decision reads, up to the checkpoint, are not those the
-    store tallied as it wrote them (:meth:`StateStore.tally`): an entry hidden from its
-    decisions (its agent or action edited), added, removed or rewritten, even where the
-    chain was made whole again after it; and, in a log whose chain is whole (``chained``),
-    entries after the checkpoint (:func:`_behind_problems`). Nothing when the store keeps no
-    tallies or its checkpoint is not in the log (named entry by entry already)."""
-    hashes = {e.seq: e.hash for e in entries}
-    counted = {e.agent for e in entries if e.agent is not None
-               and (e.action in DECIDING or e.action == chain_sql.VERDICT)}
+    """How the whole log differs from what the store recorded with its checkpoint
+    (:meth:`StateStore.tallies`): the checkpoint's entry not holding the hash recorded with
+    it (the log rewritten after it), tallies kept without a checkpoint (it was removed or
+    edited), an agent whose entries a decision reads, up to the checkpoint, not being those
+    tallied (an entry hidden from its decisions by an edited agent or action, added,
+    removed or rewritten, even with the chain made whole again after it); and, in a log
+    whose chain is whole (``chained``), entries after the checkpoint
+    (:func:`_behind_problems`). Nothing for a store that keeps no tallies."""
+    point, tallies = store.tallies()
+    if point is None:
+        if not tallies:
+            return []  # a store made before tallies (or one that keeps none)
+        return [f"meta: the store keeps the tallies of {len(tallies)} agent(s) but no "
+                f"checkpoint with them: it was removed or edited (or an older reinstate "
+                f"wrote it); the entries decisions read cannot be vouched for"]
+    seq, digest = point
     problems = []
-    checkpoint = None
-    for agent in sorted(counted | set(agents)):
-        recorded = store.tally(agent)
-        if recorded is None or hashes.get(recorded[0][0]) != recorded[0][1]:
-            continue  # no tallies, or a checkpoint the log does not hold (named already)
-        (seq, _), tally = recorded
-        checkpoint = seq
+    held = {e.seq: e.hash for e in entries}.get(seq)
+    if held is None:
+        problems.append(f"entry {seq}: missing, but the store's checkpoint is at it (hash "
+                        f"{digest[:12]}…)")
+    elif held != digest:
+        problems.append(f"entry {seq}: hash {held[:12]}… is not the one the store recorded "
+                        f"with its checkpoint ({digest[:12]}…): the log was rewritten after "
+                        f"it was written")
+    counted = {e.agent for e in entries if e.agent is not None and e.seq <= seq
+               and (e.action in DECIDING or e.action == chain_sql.VERDICT)}
+    for agent in sorted(counted | set(tallies) | set(agents)):
+        tally = tallies.get(agent, chain_sql.Tally())
+        if tally is None:
+            problems.append(f"meta: the tally of {agent} is not as the store writes it: it "
+                            f"was edited")
+            continue
         found = chain_sql.tally_of([(e.seq, e.action, e.hash) for e in entries
                                     if e.agent == agent and e.seq <= seq])
         if found.deciding[0] != tally.deciding[0]:
@@ -289,8 +305,8 @@ def _tally_problems(store: StateStore, entries: list[AuditEntry], agents: Iterab
                    else f"is {said}, but the store counted {kept} as it wrote them: verdict "
                         f"entries were hidden, added or removed")
             problems.append(f"entry {seq}: the last verdict entry of {agent} up to it {how}")
-    if chained and checkpoint is not None:
-        problems += _behind_problems(entries, checkpoint)
+    if chained and held == digest:
+        problems += _behind_problems(entries, seq)
     return problems
 
 

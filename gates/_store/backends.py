@@ -36,6 +36,7 @@ from gates._store.chain_sql import (
     dump_checkpoint,
     parse_checkpoint,
     parse_tally,
+    stored_tallies,
     tally_as_of,
     tally_key,
 )
@@ -223,6 +224,12 @@ class StateStore(Protocol):
         None (a decision then verifies the whole log)."""
         ...
 
+    def tallies(self) -> tuple[tuple[int, str] | None, dict[str, Tally | None]]:
+        """Number and hash of the checkpoint when it records tallies (else None), and every
+        agent's tally as stored (None for one that does not parse), read together: what
+        ``reinstate audit verify`` compares with the whole log."""
+        ...
+
     def add_review(self, submission: ReviewSubmission) -> ReviewItem:
         """Put a call or output in the review queue, pending, numbered by the store, with
         its ``review.submit`` audit entry, in one transaction."""
@@ -382,6 +389,10 @@ class MemoryStore:
     def tally(self, agent: str) -> tuple[tuple[int, str], Tally] | None:
         """None: entries in memory are verified whole each time."""
         return None
+
+    def tallies(self) -> tuple[tuple[int, str] | None, dict[str, Tally | None]]:
+        """None and none: entries in memory are verified whole each time."""
+        return None, {}
 
 
 def _verdict_detail(verdict: Verdict, body: str | None = None) -> dict[str, Any]:
@@ -701,6 +712,14 @@ class _SQLStore:
                 f"SELECT key, value FROM {self._T}meta WHERE key IN ('audit_checkpoint', "
                 f"{self._P})", (tally_key(agent),)).fetchall())
         return tally_as_of(rows.get("audit_checkpoint"), rows.get(tally_key(agent)))
+
+    def tallies(self) -> tuple[tuple[int, str] | None, dict[str, Tally | None]]:
+        """The checkpoint and every tally, read in one statement."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT key, value FROM {self._T}meta WHERE key = 'audit_checkpoint' OR "
+                f"substr(key, 1, {len(TALLY_PREFIX)}) = {self._P}", (TALLY_PREFIX,)).fetchall()
+        return stored_tallies([(str(k), str(v)) for k, v in rows])
 
     def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
         try:

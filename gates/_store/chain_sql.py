@@ -163,6 +163,21 @@ def tally_as_of(checkpoint: object,
     return None if found is None else ((stored[0], stored[1]), found)
 
 
+def stored_tallies(rows: list[tuple[str, str]]) -> tuple[tuple[int, str] | None,
+                                                         dict[str, Tally | None]]:
+    """From the ``meta`` rows of the checkpoint and of every tally: number and hash of the
+    checkpoint when it records tallies (else None), and each agent's tally (None for one
+    that does not parse)."""
+    checkpoint, tallies = None, {}
+    for key, value in rows:
+        if key == "audit_checkpoint":
+            stored = parse_checkpoint(value)
+            checkpoint = (stored[0], stored[1]) if stored is not None and stored[2] else None
+        elif key.startswith(TALLY_PREFIX):
+            tallies[key.removeprefix(TALLY_PREFIX)] = parse_tally(value)
+    return checkpoint, tallies
+
+
 def linked_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
     """The stored checkpoint, when the log's structure up to it is whole; else None."""
     point = stored_checkpoint(conn)

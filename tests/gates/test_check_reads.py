@@ -72,11 +72,14 @@ def _rewritten_to_full(conn: sqlite3.Connection, seq: int) -> None:
     conn.execute("UPDATE audit SET detail = ?, reason = 'restore' WHERE seq = ?", (FULL, seq))
 
 
-def _whole_again(attack: Attack) -> Attack:
-    """``attack``, then the chain made whole again from the entry it edited on."""
+def _whole_again(attack: Attack, checkpoint: str = "moved") -> Attack:
+    """``attack``, then the chain made whole again from the entry it edited on, and the
+    checkpoint ``moved`` onto the new last entry, ``left`` as it was, or ``removed``."""
     def whole(conn: sqlite3.Connection, seq: int) -> None:
         attack(conn, seq)
-        relinked(conn, seq)
+        relinked(conn, seq, checkpoint=checkpoint == "moved")
+        if checkpoint == "removed":
+            conn.execute("DELETE FROM meta WHERE key = 'audit_checkpoint'")
     return whole
 
 
@@ -140,6 +143,10 @@ CONTAINMENT_ATTACKS: dict[str, Attack] = {
     "hidden (agent edited)": _hidden("agent", "another-agent"),
     "hidden (action edited), chain made whole": _whole_again(_hidden("action", "note")),
     "hidden (agent edited), chain made whole": _whole_again(_hidden("agent", "another-agent")),
+    "hidden, chain made whole, the checkpoint left as it was":
+        _whole_again(_hidden("action", "note"), checkpoint="left"),
+    "hidden, chain made whole, the checkpoint removed":
+        _whole_again(_hidden("action", "note"), checkpoint="removed"),
     "rewritten to a restore": _rewritten_to_full,
     "rewritten to a restore, chain made whole": _whole_again(_rewritten_to_full),
     "removed, later entries renumbered, chain made whole": _removed,
@@ -184,12 +191,14 @@ def test_a_containment_taken_out_of_the_log_does_not_clear(
     _assert_refused(ws, inline_cli)
 
 
+@pytest.mark.parametrize("recounted", [True, False], ids=["recounted", "removed"])
 def test_a_log_rewritten_with_its_tallies_is_caught_by_an_anchor(
-        held_by_hand: tuple[Workspace, int]) -> None:
+        held_by_hand: tuple[Workspace, int], recounted: bool) -> None:
     """The boundary: whoever rewrites the chain after the containment and counts the
-    tallies again with the store's own code (the chain has no secret) clears the agent, as
-    before check was flat in the log; an anchor kept elsewhere (a verdict, a CI log) names
-    the rewrite."""
+    checkpoint and the tallies again with the store's own code (the chain has no secret),
+    or removes them (a store then looks made before tallies), clears the agent, as before
+    check was flat in the log; an anchor kept elsewhere (a verdict, a CI log) names the
+    rewrite."""
     ws, seq = held_by_hand
     store = SQLiteStore(ws.state_path)
     anchor = (seq, store.audit()[seq - 1].hash)
@@ -199,8 +208,9 @@ def test_a_log_rewritten_with_its_tallies_is_caught_by_an_anchor(
         conn.execute("DELETE FROM meta WHERE key = 'audit_checkpoint' OR "
                      "key LIKE 'audit_tally:%'")
     conn.close()
-    with store._writing() as conn:
-        store._advance_checkpoint(conn)
+    if recounted:
+        with store._writing() as conn:
+            store._advance_checkpoint(conn)
     assert check(ws, AGENT).cleared
     assert verify_audit(store, [AGENT]) == []
     problems = verify_audit(store, [AGENT], anchors=[anchor])
