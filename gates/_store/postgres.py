@@ -85,6 +85,7 @@ CREATE TABLE reinstate.audit (
     agent TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL);
 CREATE INDEX audit_by_agent ON reinstate.audit (agent, seq);
+CREATE INDEX audit_by_agent_action ON reinstate.audit (agent, action, seq);
 
 CREATE FUNCTION reinstate.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -140,6 +141,13 @@ CREATE TRIGGER decided_once BEFORE UPDATE OR DELETE ON reinstate.reviews
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON reinstate.reviews
     FOR EACH STATEMENT EXECUTE FUNCTION reinstate.refuse_change();
 """
+
+
+# An agent's entries of one action one index range away (a check reads its containments and
+# approvals before the checkpoint, not its verdict entries, one a gate): made with the other
+# tables, and by the next write of a store made before it.
+_BY_ACTION = ("CREATE INDEX IF NOT EXISTS audit_by_agent_action ON reinstate.audit "
+              "(agent, action, seq)")
 
 
 def masked(url: str) -> str:
@@ -434,6 +442,14 @@ class PostgresStore(_SQLStore):
         put_head(conn, entry.seq, entry.hash)
         self._advance_checkpoint(conn)
         return entry
+
+    def _advance_checkpoint(self, conn: Any) -> None:
+        """The shared advance, once a store made before the index of each agent's entries
+        by action has it."""
+        found = conn.execute("SELECT to_regclass('reinstate.audit_by_agent_action')").fetchone()
+        if found is None or found[0] is None:
+            conn.execute(_BY_ACTION)
+        super()._advance_checkpoint(conn)
 
     @staticmethod
     def _last(conn: psycopg.Connection[Any]) -> tuple[int, str]:

@@ -553,3 +553,31 @@ def test_check_on_postgres_reads_no_whole_log_and_refuses_a_hidden_containment(
     capsys.readouterr()
     assert main(["-C", str(ws.root), "check", AGENT]) == 1
     assert main(["-C", str(ws.root), "audit", "verify"]) == 1
+
+
+def _indexes(url: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE "
+                                           "schemaname = 'reinstate' AND tablename = 'audit'")}
+
+
+def test_an_agents_entries_of_an_action_are_one_index_range_away(postgres_url: str) -> None:
+    """A check reads the agent's containments and approvals, not its verdict entries (one a
+    gate): a new store has the index of each agent's entries by action, a store made before
+    gets it at its next write, and the server reads the agent's mode entries through it."""
+    store = PostgresStore(postgres_url)
+    store.create()
+    assert "audit_by_agent_action" in _indexes(postgres_url)
+    _sql(postgres_url, "DROP INDEX reinstate.audit_by_agent_action")
+    _history(store, 3)
+    assert "audit_by_agent_action" in _indexes(postgres_url)
+    with store._writing() as conn:  # entries of another action, as gates store them
+        for _ in range(500):
+            store._append(conn, actor="ci", action="verdict", agent=AGENT, reason="gate",
+                          detail={})
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ANALYZE reinstate.audit")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT seq FROM reinstate.audit WHERE seq > 0 AND agent = %s AND "
+            "action = ANY(%s) ORDER BY seq", (AGENT, ["mode"])).fetchall())
+    assert "audit_by_agent_action" in plan, plan
