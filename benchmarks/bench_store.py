@@ -16,8 +16,13 @@ the new mode. It prints, as medians with the lowest and highest:
   counts) on the store as the followers left it, and again after ``--entries`` more audit
   entries of the agent (default 1,000, as many gates store): flat when the read does not
   grow with the agent's history.
+- **check as the log grows**: ``check`` in process (CPU and wall time) on a restored
+  example workspace on its own database, after its one gate and after ``--gates`` more
+  stored gates (default 1,000 and 5,000, each the current verdict saved again): flat when
+  the check verifies only what it decides on, not the whole log.
 
     python benchmarks/bench_store.py [--changes N] [--followers N] [--entries N]
+        [--gates 1000,5000]
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=20)
     parser.add_argument("--followers", type=int, default=3)
     parser.add_argument("--entries", type=int, default=1000)
+    parser.add_argument("--gates", default="1000,5000",
+                        help="stored gates to check after (comma-separated; empty: none)")
     args, _ = parser.parse_known_args()  # `nox -s bench -- --steps N` is for other benches
 
     from tests.postgres_server import bindir, cluster
@@ -113,6 +120,8 @@ def main() -> int:
             store.append(actor="bench", action="verdict", agent=AGENT, reason="gate pass",
                          detail={"outcome": "pass", "sha256": "0" * 64})
         after = timed(lambda: read_mode(workspace, AGENT), 11)
+        checks = check_growth(running.new_database(), Path(folder) / "restored",
+                              [int(n) for n in args.gates.split(",") if n])
 
     write, to_all = Figure(tuple(writes)), Figure(tuple(reached))
     print(f"containment to {args.followers} followers (LISTEN/NOTIFY), {args.changes} mode "
@@ -125,8 +134,43 @@ def main() -> int:
     print(f"  mode read in process, {entries} entries of the agent: {before.ms()}; after "
           f"{args.entries} more: {after.ms()} ({after.median / before.median:.2f}x "
           f"[{after.low / before.high:.2f}–{after.high / before.low:.2f}]; flat: 1x)")
+    if checks:
+        first = checks[0][1]
+        for gates, cpu, wall in checks:
+            print(f"  check in process after {gates:>5} stored gates: {cpu.ms()} CPU, "
+                  f"{wall.ms()} wall ({cpu.median / first.median:.2f}x the CPU after 1; "
+                  f"flat: 1x)")
     print(machine())
     return 0
+
+
+def check_growth(url: str, into: Path,
+                 sizes: list[int]) -> list[tuple[int, Figure, Figure]]:
+    """``check`` in process (CPU, wall) on the restored example on ``url``, after its one
+    gate and after each of ``sizes`` stored gates."""
+    if not sizes:
+        return []
+    from gates import PostgresStore, Workspace, check
+    from gates._demo import apply_fix, lay_out
+    from tests.helpers import restored
+
+    root = lay_out(into)
+    config = root / "reinstate.toml"
+    config.write_text(f'{config.read_text()}\n[state]\nurl = "{url}"\n')
+    workspace = Workspace.find(root)
+    restored(workspace, apply_fix)
+    store = PostgresStore(url)
+    verdict = store.latest_verdict(AGENT)
+    assert verdict is not None
+    found, stored = [], 1
+    for size in [1, *sizes]:
+        for _ in range(size - stored):  # the gate's own verdict again: it stays current
+            store.save_verdict(verdict.model_copy(deep=True), "bench")
+        stored = max(stored, size)
+        assert check(workspace, AGENT).cleared
+        found.append((size, timed(lambda: check(workspace, AGENT), 11, clock=time.process_time),
+                      timed(lambda: check(workspace, AGENT), 11)))
+    return found
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -135,3 +137,34 @@ def held_refund(run: GuardedRun) -> GuardDecision:
                                      "refund_to": "original_payment_method"})
     assert held.effect == "review", held
     return held
+
+
+def relinked(conn: Any, seq: int, *, schema: str = "", mark: str = "?",
+             checkpoint: bool = True) -> None:
+    """Entry ``seq`` and every entry after it re-hashed, each linked to the one before, and
+    the head and (unless not ``checkpoint``) the checkpoint moved onto the last (the agents'
+    tallies left as they are): the chain made whole again after an edit, as whoever can
+    write the store can.
+
+    ``conn`` is a sqlite3 or psycopg connection (``schema="reinstate."``, ``mark="%s"``)."""
+    from gates._store.backends import entry_hash
+    from gates._store.chain_sql import AUDIT_COLUMNS, GENESIS, dump_checkpoint
+
+    before = conn.execute(f"SELECT hash FROM {schema}audit WHERE seq = {mark}",
+                          (seq - 1,)).fetchone()
+    prev = before[0] if before is not None else GENESIS
+    rows = conn.execute(f"SELECT {AUDIT_COLUMNS} FROM {schema}audit WHERE seq >= {mark} "
+                        f"ORDER BY seq", (seq,)).fetchall()
+    last = seq - 1
+    for row in rows:
+        number, at, actor, action, agent, reason, detail = row[:7]
+        digest = entry_hash(number, datetime.fromisoformat(at), actor, action, agent, reason,
+                            json.loads(detail), prev)
+        conn.execute(f"UPDATE {schema}audit SET prev_hash = {mark}, hash = {mark} "
+                     f"WHERE seq = {mark}", (prev, digest, number))
+        prev, last = digest, number
+    conn.execute(f"UPDATE {schema}meta SET value = {mark} WHERE key = 'audit_head'",
+                 (f"{last}:{prev}",))
+    if checkpoint:
+        conn.execute(f"UPDATE {schema}meta SET value = {mark} WHERE key = 'audit_checkpoint'",
+                     (dump_checkpoint(last, prev),))

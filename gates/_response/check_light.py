@@ -39,10 +39,11 @@ What it trusts, and why that is sound:
   (:mod:`gates._verdict.fingerprint_files`) from those facts: every case file, source
   file and adapter folder is read or walked again, as the full fingerprint does.
 - **The audit log and the verdict**: read with :mod:`sqlite3`, more strictly than the models
-  read them: a checkpoint whose rows are unchanged (the store's own test), no entry after
+  read them: a checkpoint whose structure is whole (the store's own test), no entry after
   it, the head at it, the agent's mode and approval entries and last verdict entry
-  re-hashed, the modes row as the last mode entry set it, the latest verdict's text hashing
-  to exactly the digest its entry records.
+  re-hashed and exactly those the store tallied with the checkpoint, the modes row as the
+  last mode entry set it, the latest verdict's text hashing to exactly the digest its entry
+  records.
 
 It answers only "cleared" (exit 0): an agent with an open incident, a failing, stale or
 missing verdict, a public key to check a signature against, notes, a PostgreSQL store,
@@ -73,7 +74,13 @@ from typing import Any
 
 from evalsuite import ReinstateError
 from gates._store import mode_light
-from gates._store.chain_sql import AUDIT_COLUMNS, verified_checkpoint
+from gates._store.chain_sql import (
+    AUDIT_COLUMNS,
+    DECIDING,
+    linked_checkpoint,
+    recorded_tally,
+    tally_of,
+)
 from gates._store.mode_light import NotSure, read_file
 from gates._verdict import coverage
 from gates._verdict.fingerprint_files import (
@@ -109,7 +116,6 @@ CONFIG_TABLES = frozenset({"schema_version", "paths", "containment", "gate", "lo
                            "rules", "ingest", "signing", "agent", "notify", "state"})
 PLACES = {"agents": "agents", "evals": "evals", "regressions": "regressions",
           "incidents": "incidents", "state": ".reinstate/state.db", "logs": "logs"}
-_DECIDING = ("mode", "ratchet-approval")  # gates._store.audit.DECIDING
 
 
 def inputs_path(state_path: Path) -> Path:
@@ -382,13 +388,17 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if version is None or version[0] != mode_light._SCHEMA_VERSION:
             raise NotSure("schema version")
-        point = verified_checkpoint(conn)
+        point = linked_checkpoint(conn)
         head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
         if point is None or head is None or head[0] != f"{point[0]}:{point[1]}":
             return None  # entries after the checkpoint, or none: the full check verifies
         if conn.execute("SELECT 1 FROM audit WHERE seq > ?", (point[0],)).fetchone():
             return None
-        deciding = _entries(conn, "agent = ? AND action IN (?, ?)", (agent, *_DECIDING))
+        recorded = recorded_tally(conn, agent)
+        if recorded is None or recorded[0] != point:
+            return None  # a store made before tallies, or an edited one
+        tally = recorded[1]
+        deciding = _entries(conn, "agent = ? AND action IN (?, ?)", (agent, *DECIDING))
         mode_row = conn.execute("SELECT mode FROM modes WHERE agent = ?", (agent,)).fetchone()
         text_row = conn.execute("SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC "
                                 "LIMIT 1", (agent,)).fetchone()
@@ -401,12 +411,16 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
     modes = [e for e in deciding if e["action"] == "mode"]
     if not all(_intact(e) for e in deciding):
         return None
+    if tally_of([(e["seq"], e["action"], e["hash"]) for e in deciding]).deciding != \
+            tally.deciding:
+        return None  # one hidden from the decision (its agent or action edited), or added
     expected = modes[-1]["detail"].get("mode") if modes else None
     if (mode_row[0] if mode_row is not None else None) != expected:
         return None  # the modes table and the log disagree: the full check names it
     if expected not in (None, "full"):
         return None  # held in this snapshot (the mode read before may be of another)
-    if not entries or not _intact(entries[-1]):
+    if (not entries or not _intact(entries[-1])
+            or (entries[-1]["seq"], entries[-1]["hash"]) != tally.verdict):
         return None
     own = entries[-1]["detail"]
     stamp = {k: v for k, v in verdict["fingerprint"].items() if k != "files"}

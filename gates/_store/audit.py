@@ -6,6 +6,14 @@ entry) apart from the log, so an entry removed from the end shows too. And every
 verdict is written in one transaction with its entry, so a mode or a verdict that does
 not match the last entry about it was changed behind the log's back.
 
+A decision (``check``, ``restore``, the review queue's release) verifies what it reads,
+so that its cost does not grow with the log: the log's numbers and links up to the store's
+checkpoint, tested in the database; every entry after the checkpoint, by content; and every
+entry the decision reads (the agent's mode and approval entries, its last verdict entry),
+by content, which must be exactly the entries the store tallied as it wrote them (one
+hidden from the decision by an edited agent or action is missing). ``reinstate audit
+verify`` re-hashes every entry, and names an edited entry no decision reads too.
+
 A chain without a secret proves order and integrity, not authorship: whoever can write
 the database can rewrite the whole chain consistently. Anchoring (keeping an entry's
 number and hash somewhere else, and checking it with ``--anchor``) catches that.
@@ -20,6 +28,7 @@ from contextvars import ContextVar
 from functools import cache
 from typing import TYPE_CHECKING
 
+from gates._store import chain_sql
 from gates._store.backends import (
     AuditEntry,
     SQLiteStore,
@@ -36,24 +45,27 @@ if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict
     LatestVerdict = Callable[[str], DecidedVerdict | None]
 
 # What a decision reads from the log (containments and restores, ratchet approvals): every
-# such entry is re-hashed at every check, wherever the checkpoint is.
-DECIDING = ("mode", "ratchet-approval")
+# such entry of the agent is re-hashed at every check, wherever the checkpoint is, and must
+# be exactly those the store tallied (chain_sql.Tally).
+DECIDING = chain_sql.DECIDING
 
 # Each store's checkpoint as first tested within the current decision (see one_decision),
-# keyed by the log the store reads (_log_key) and the test (verified or linked), with the
-# store kept alive so that an id used as a key is not reused meanwhile.
+# keyed by the log the store reads (_log_key), with the store kept alive so that an id
+# used as a key is not reused meanwhile.
 _TESTED: ContextVar[dict[Hashable, tuple[StateStore, tuple[int, str] | None]] | None] = (
     ContextVar("reinstate_tested_checkpoints", default=None))
 
 
 @contextmanager
 def one_decision() -> Iterator[None]:
-    """Within it, each store's checkpoint is tested once (:meth:`StateStore.checkpoint`).
+    """Within it, each store's checkpoint is tested once
+    (:meth:`StateStore.linked_checkpoint`).
 
-    Testing it reads every stored row up to the checkpoint, so a decision that asks the
-    log three questions (``check``: the chain, the containments, the restores) would pay
-    for the whole history three times; its answers are those of one slightly earlier
-    read, and the entries after the checkpoint are still read afresh by each question.
+    Testing it passes over the numbers and links of every stored entry up to the
+    checkpoint, so a decision that asks the log three questions (``check``: the chain, the
+    containments, the restores) would pay for that three times; its answers are those of
+    one slightly earlier test, and the entries after the checkpoint are still read afresh
+    by each question.
     """
     if _TESTED.get() is not None:  # nested: the outer decision's reading stands
         yield
@@ -65,16 +77,14 @@ def one_decision() -> Iterator[None]:
         _TESTED.reset(token)
 
 
-def _checkpoint(store: StateStore, *, linked: bool = False) -> tuple[int, str] | None:
-    """``store.checkpoint()``, or ``store.linked_checkpoint()`` when ``linked``, tested once
-    within one decision."""
-    test = store.linked_checkpoint if linked else store.checkpoint
+def _checkpoint(store: StateStore) -> tuple[int, str] | None:
+    """``store.linked_checkpoint()``, tested once within one decision."""
     tested = _TESTED.get()
     if tested is None:
-        return test()
-    key = (_log_key(store), linked)
+        return store.linked_checkpoint()
+    key = _log_key(store)
     if key not in tested:
-        tested[key] = (store, test())
+        tested[key] = (store, store.linked_checkpoint())
     return tested[key][1]
 
 
@@ -126,9 +136,9 @@ def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[Au
     Every entry after the store's checkpoint is read and parsed, so a garbled row there
     raises :class:`StoreUnavailable` as a whole read would; when the log's structure up to
     the checkpoint is broken (or there is none) the agent's whole log is read. This reads;
-    it verifies nothing (:func:`verify_audit` does, from the checkpoint's stricter test).
+    it verifies nothing (:func:`verify_audit` does, from the same checkpoint).
     """
-    point = _checkpoint(store, linked=True)
+    point = _checkpoint(store)
     if point is None:
         return [e for e in store.audit(agent) if e.action in actions]
     seq = point[0]
@@ -149,19 +159,26 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
     attestation), each of which the log must still hold at the place it was stored.
 
     ``incremental`` (what ``check`` and ``restore`` ask for) verifies from the store's
-    checkpoint when every stored row up to it is unchanged (:meth:`StateStore.checkpoint`):
-    entries after it by content, and the agents' mode and approval entries and last verdict
-    entry by content wherever they are; otherwise, and with anchors or kept verdicts, the
-    whole log as ``reinstate audit verify`` does.
+    checkpoint when the log's numbers and links up to it are whole
+    (:meth:`StateStore.linked_checkpoint`): every entry after it by content, and every entry
+    a decision about the agents reads (their mode and approval entries, their last verdict
+    entry) by content wherever it is, which must be exactly the entries the store tallied
+    with the checkpoint (:meth:`StateStore.tally`). Otherwise (no checkpoint, a broken
+    structure, an entry not as tallied), and with anchors or kept verdicts, it verifies the
+    whole log as ``reinstate audit verify`` does. An entry no decision reads, edited with its
+    hash left as it was, is named only by the whole log's verification.
 
     ``latest`` reads an agent's latest stored verdict (default ``store.latest_verdict``):
     ``check`` and ``restore`` pass the read that skips building the whole model.
     """
     point = _checkpoint(store) if incremental and not anchors and not verdicts else None
     if point is not None:
-        return _verify_from(store, point, sorted(set(agents)), latest)
+        found = _verify_from(store, point, sorted(set(agents)), latest)
+        if found is not None:
+            return found
     entries = store.audit()
     problems = verify_chain(entries)
+    chained = not problems
     problems += _head_problems(store, entries)
     by_seq = {e.seq: e for e in entries}
     for verdict in verdicts:
@@ -184,6 +201,7 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
         problems += _mode_problems(store, agent, last_mode.get(agent))
         problems += _verdict_problems(store, agent, last_verdict.get(agent),
                                       None if latest is None else (latest(agent),))
+    problems += _tally_problems(store, entries, agents, chained)
     if not incremental:  # `reinstate audit verify`: the review queue against its entries
         problems += review_problems(store, entries)
     return problems
@@ -230,6 +248,78 @@ def review_problems(store: StateStore, entries: Sequence[AuditEntry]) -> list[st
                             f"{said} after its submission (entry {submit.seq}): the reviews "
                             f"table was changed behind the audit log")
     return problems
+
+
+def _tally_problems(store: StateStore, entries: list[AuditEntry], agents: Iterable[str],
+                    chained: bool) -> list[str]:
+    """How the whole log differs from what the store recorded with its checkpoint
+    (:meth:`StateStore.tallies`): the checkpoint's entry not holding the hash recorded with
+    it (the log rewritten after it), tallies kept without a checkpoint (it was removed or
+    edited), an agent whose entries a decision reads, up to the checkpoint, not being those
+    tallied (an entry hidden from its decisions by an edited agent or action, added,
+    removed or rewritten, even with the chain made whole again after it); and, in a log
+    whose chain is whole (``chained``), entries after the checkpoint
+    (:func:`_behind_problems`). Nothing for a store that keeps no tallies."""
+    point, tallies = store.tallies()
+    if point is None:
+        if not tallies:
+            return []  # a store made before tallies (or one that keeps none)
+        return [f"meta: the store keeps the tallies of {len(tallies)} agent(s) but no "
+                f"checkpoint with them: it was removed or edited (or an older reinstate "
+                f"wrote it); the entries decisions read cannot be vouched for"]
+    seq, digest = point
+    problems = []
+    held = {e.seq: e.hash for e in entries}.get(seq)
+    if held is None:
+        problems.append(f"entry {seq}: missing, but the store's checkpoint is at it (hash "
+                        f"{digest[:12]}…)")
+    elif held != digest:
+        problems.append(f"entry {seq}: hash {held[:12]}… is not the one the store recorded "
+                        f"with its checkpoint ({digest[:12]}…): the log was rewritten after "
+                        f"it was written")
+    counted = {e.agent for e in entries if e.agent is not None and e.seq <= seq
+               and (e.action in DECIDING or e.action == chain_sql.VERDICT)}
+    for agent in sorted(counted | set(tallies) | set(agents)):
+        tally = tallies.get(agent, chain_sql.Tally())
+        if tally is None:
+            problems.append(f"meta: the tally of {agent} is not as the store writes it: it "
+                            f"was edited")
+            continue
+        found = chain_sql.tally_of([(e.seq, e.action, e.hash) for e in entries
+                                    if e.agent == agent and e.seq <= seq])
+        if found.deciding[0] != tally.deciding[0]:
+            problems.append(
+                f"entry {seq}: the log holds {found.deciding[0]} mode and approval entries "
+                f"of {agent} up to it, but the store counted {tally.deciding[0]} as it wrote "
+                f"them: one was hidden from {agent}'s decisions (its agent or action "
+                f"edited), added or removed")
+        elif found.deciding != tally.deciding:
+            problems.append(
+                f"entry {seq}: the mode and approval entries of {agent} up to it are not "
+                f"those the store counted as it wrote them: one was rewritten or moved, and "
+                f"the chain made whole again after it")
+        if found.verdict != tally.verdict:
+            said = f"entry {found.verdict[0]}" if found.verdict else "none"
+            kept = f"entry {tally.verdict[0]}" if tally.verdict else "none"
+            how = ("was rewritten, and the chain made whole again after it" if said == kept
+                   else f"is {said}, but the store counted {kept} as it wrote them: verdict "
+                        f"entries were hidden, added or removed")
+            problems.append(f"entry {seq}: the last verdict entry of {agent} up to it {how}")
+    if chained and held == digest:
+        problems += _behind_problems(entries, seq)
+    return problems
+
+
+def _behind_problems(entries: list[AuditEntry], checkpoint: int) -> list[str]:
+    """Entries after the checkpoint of a store that keeps tallies, every one verifying: the
+    store moves its checkpoint over each entry it writes, in the same transaction, so these
+    were written behind it (a restore appended by hand, hashed as the store hashes)."""
+    behind = [e.seq for e in entries if e.seq > checkpoint]
+    if not behind:
+        return []
+    more = f" (and {len(behind) - 1} after it)" if len(behind) > 1 else ""
+    return [f"entry {behind[0]}: written behind the store{more}: its checkpoint (entry "
+            f"{checkpoint}) was not moved over it, as every write of the store moves it"]
 
 
 def _head_problems(store: StateStore, entries: list[AuditEntry]) -> list[str]:
@@ -311,29 +401,61 @@ def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> 
 
 
 def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
-                 read: LatestVerdict | None = None) -> list[str]:
-    """:func:`verify_audit` from a checkpoint whose rows are unchanged since verified."""
+                 read: LatestVerdict | None = None) -> list[str] | None:
+    """:func:`verify_audit` from a checkpoint whose structure is whole; None when an entry
+    a decision reads is not as the store tallied it (the caller verifies the whole log,
+    which names what changed)."""
     seq, digest = point
     after = store.audit(after=seq)
     problems = verify_chain(after, after=point)
+    chained = not problems
     head = store.head()
     last = (after[-1].seq, after[-1].hash) if after else (seq, digest)
     if head != last:
         problems += _head_problems(store, store.audit())  # names how, from the whole log
     agents = sorted(set(agents) | {e.agent for e in after if e.agent is not None})
+    checkpoint = None
     for agent in agents:
+        recorded = store.tally(agent)
+        # The tally is of the checkpoint as it is now: the one tested, or one a write
+        # moved onto an entry verified above since (a gate's own verdict, before the
+        # restore conditions it prints).
+        if recorded is None or (recorded[0] != point and recorded[0] not in
+                                {(e.seq, e.hash) for e in after}):
+            return None
+        (counted, _), tally = recorded
+        checkpoint = counted
         deciding = store.audit(agent, actions=DECIDING)
-        # A decision reads these wherever they are: each must still hash to itself.
-        problems += [f"entry {e.seq}: content was changed after it was written"
-                     for e in deciding if e.seq <= seq and not _intact(e)]
-        modes = [e for e in deciding if e.action == "mode"]
-        problems += _mode_problems(store, agent, modes[-1] if modes else None)
         latest = store.latest_verdict(agent) if read is None else read(agent)
         verdict = _last_verdict_entry(store, agent, latest)
-        if verdict is not None and verdict.seq <= seq and not _intact(verdict):
-            problems.append(f"entry {verdict.seq}: content was changed after it was written")
+        # A decision reads these wherever they are: each must still hash to itself, and
+        # those up to the checkpoint be the ones tallied (none hidden by an edited agent
+        # or action, none added).
+        if not _as_tallied(tally, counted, deciding, verdict):
+            return None
+        modes = [e for e in deciding if e.action == "mode"]
+        problems += _mode_problems(store, agent, modes[-1] if modes else None)
         problems += _verdict_problems(store, agent, verdict, (latest,))
+    if chained and checkpoint is not None:
+        problems += _behind_problems(after, checkpoint)
     return problems
+
+
+def _as_tallied(tally: chain_sql.Tally, seq: int, deciding: list[AuditEntry],
+                verdict: AuditEntry | None) -> bool:
+    """Whether an agent's deciding entries up to the checkpoint ``seq`` and its last verdict
+    entry are those of ``tally``, each hashing to itself."""
+    early = [e for e in deciding if e.seq <= seq]
+    if not all(_intact(e) for e in early):
+        return False
+    if chain_sql.tally_of([(e.seq, e.action, e.hash) for e in early]).deciding != \
+            tally.deciding:
+        return False
+    if verdict is None:  # the agent has no verdict entry at all
+        return tally.verdict is None
+    if verdict.seq > seq:  # after the checkpoint: verified with every entry there
+        return True
+    return (verdict.seq, verdict.hash) == tally.verdict and _intact(verdict)
 
 
 def _intact(entry: AuditEntry) -> bool:

@@ -25,7 +25,21 @@ from pydantic import AwareDatetime, Field, ValidationError
 from evalsuite import Record
 from gates._errors import ModeChanged, ReviewDecided, StoreUnavailable, UnknownReview
 from gates._store import chain_sql
-from gates._store.chain_sql import AUDIT_COLUMNS, GENESIS, INDEXES, fold, stored_checkpoint
+from gates._store.chain_sql import (
+    AUDIT_COLUMNS,
+    DECIDING,
+    GENESIS,
+    INDEXES,
+    TALLY_PREFIX,
+    VERDICT,
+    Tally,
+    dump_checkpoint,
+    parse_checkpoint,
+    parse_tally,
+    stored_tallies,
+    tally_as_of,
+    tally_key,
+)
 from gates._store.reviews import (
     DECISION_ACTIONS,
     SUBMIT_ACTION,
@@ -194,18 +208,26 @@ class StateStore(Protocol):
         entry removed from the end shows); None when the store never recorded one."""
         ...
 
-    def checkpoint(self) -> tuple[int, str] | None:
-        """Number and hash of the checkpoint entry when every entry up to it is still,
-        byte for byte and link for link, what the store verified by content as it wrote
-        after it; None when there is no checkpoint or anything up to it changed since (a
-        reader then verifies the whole log). A store may always answer None."""
+    def linked_checkpoint(self) -> tuple[int, str] | None:
+        """Number and hash of the checkpoint entry (every entry up to it verified by
+        content as the store wrote) when the log's numbers and links up to it are whole,
+        its text unread: where a reader may start reading every entry, having read the
+        agent's own of an action before it. A store may always answer None (a reader then
+        reads, or verifies, the whole log)."""
         ...
 
-    def linked_checkpoint(self) -> tuple[int, str] | None:
-        """Number and hash of the checkpoint entry when the log's numbers and links up to
-        it are whole, its text unread: where a reader that verifies nothing (the mode) may
-        start reading every entry, having read the agent's own before it. A store may
-        always answer None."""
+    def tally(self, agent: str) -> tuple[tuple[int, str], Tally] | None:
+        """Number and hash of the checkpoint, and what the store recorded with it of
+        ``agent``'s entries a decision reads (:class:`~gates._store.chain_sql.Tally`), read
+        together: ``check`` finds those it reads to be exactly these, each hashing to
+        itself. None when the checkpoint records no tallies; a store may always answer
+        None (a decision then verifies the whole log)."""
+        ...
+
+    def tallies(self) -> tuple[tuple[int, str] | None, dict[str, Tally | None]]:
+        """Number and hash of the checkpoint when it records tallies (else None), and every
+        agent's tally as stored (None for one that does not parse), read together: what
+        ``reinstate audit verify`` compares with the whole log."""
         ...
 
     def add_review(self, submission: ReviewSubmission) -> ReviewItem:
@@ -360,13 +382,17 @@ class MemoryStore:
         """Number and hash of the last entry."""
         return (self._log[-1].seq, self._log[-1].hash) if self._log else None
 
-    def checkpoint(self) -> tuple[int, str] | None:
-        """None: entries in memory are verified whole each time (there are few)."""
+    def linked_checkpoint(self) -> tuple[int, str] | None:
+        """None: entries in memory are read whole each time (there are few)."""
         return None
 
-    def linked_checkpoint(self) -> tuple[int, str] | None:
-        """None: entries in memory are read whole each time."""
+    def tally(self, agent: str) -> tuple[tuple[int, str], Tally] | None:
+        """None: entries in memory are verified whole each time."""
         return None
+
+    def tallies(self) -> tuple[tuple[int, str] | None, dict[str, Tally | None]]:
+        """None and none: entries in memory are verified whole each time."""
+        return None, {}
 
 
 def _verdict_detail(verdict: Verdict, body: str | None = None) -> dict[str, Any]:
@@ -615,6 +641,86 @@ class _SQLStore:
             return self._append(conn, actor=actor, action=action, agent=agent, reason=reason,
                                 detail=detail or {})
 
+    def _advance_checkpoint(self, conn: Any) -> None:
+        """Verify by content every entry after the checkpoint (usually only the one just
+        written), count each into its agent's tally and move the checkpoint to the last,
+        in the write's transaction. A checkpoint that records no tallies (a store made
+        before them), or a tally that does not parse, is set again from the log's first
+        entry. Entries that do not verify (written or changed behind the store) leave the
+        checkpoint and the tallies where they are, so every reader verifies them again; a
+        write never fails for it (a containment must always be recorded)."""
+        p, t = self._P, self._T
+        row = conn.execute(f"SELECT value FROM {t}meta WHERE key = 'audit_checkpoint'"
+                           ).fetchone()
+        stored = None if row is None else parse_checkpoint(row[0])
+        entries: list[AuditEntry] | None = None
+        held: dict[str, Tally | None] = {}
+        if stored is not None and stored[2]:
+            entries = self._verified_after(conn, (stored[0], stored[1]))
+            if entries is None:
+                return
+            held = self._tallies(conn, _tallied_agents(entries))
+        if entries is None or None in held.values():
+            entries = self._verified_after(conn, (0, GENESIS))  # counted again, from 1
+            if entries is None:
+                return
+            conn.execute(f"DELETE FROM {t}meta WHERE substr(key, 1, {len(TALLY_PREFIX)}) "
+                         f"= {p}", (TALLY_PREFIX,))
+            held = {}
+        tallies = {agent: held.get(agent) or Tally() for agent in _tallied_agents(entries)}
+        for entry in entries:
+            if entry.agent in tallies:
+                tallies[entry.agent] = tallies[entry.agent].counted(entry.seq, entry.action,
+                                                                    entry.hash)
+        upsert = (f"INSERT INTO {t}meta VALUES ({p}, {p}) ON CONFLICT (key) DO UPDATE SET "
+                  f"value = excluded.value")
+        for agent, tally in tallies.items():
+            conn.execute(upsert, (tally_key(agent), tally.dumps()))
+        conn.execute(upsert, ("audit_checkpoint",
+                              dump_checkpoint(entries[-1].seq, entries[-1].hash)))
+
+    def _verified_after(self, conn: Any, point: tuple[int, str]) -> list[AuditEntry] | None:
+        """The entries after ``point``, when there are some and every one verifies by
+        content and follows the one before; else None."""
+        raw = conn.execute(f"SELECT {AUDIT_COLUMNS} FROM {self._T}audit WHERE seq > "
+                           f"{self._P} ORDER BY seq", (point[0],)).fetchall()
+        try:
+            entries = [self._audit_entry(r) for r in raw]
+        except StoreUnavailable:
+            return None
+        if not entries or verify_chain(entries, after=point):
+            return None
+        return entries
+
+    def _tallies(self, conn: Any, agents: list[str]) -> dict[str, Tally | None]:
+        """The stored tallies of ``agents`` (one never stored: an empty tally; one that does
+        not parse: None)."""
+        if not agents:
+            return {}
+        rows = dict(conn.execute(
+            f"SELECT key, value FROM {self._T}meta WHERE key IN "
+            f"({', '.join([self._P] * len(agents))})",
+            [tally_key(a) for a in agents]).fetchall())
+        return {a: Tally() if tally_key(a) not in rows else parse_tally(rows[tally_key(a)])
+                for a in agents}
+
+    def tally(self, agent: str) -> tuple[tuple[int, str], Tally] | None:
+        """The checkpoint and ``agent``'s tally, read in one statement
+        (:func:`~gates._store.chain_sql.tally_as_of`)."""
+        with self._reading() as conn:
+            rows = dict(conn.execute(
+                f"SELECT key, value FROM {self._T}meta WHERE key IN ('audit_checkpoint', "
+                f"{self._P})", (tally_key(agent),)).fetchall())
+        return tally_as_of(rows.get("audit_checkpoint"), rows.get(tally_key(agent)))
+
+    def tallies(self) -> tuple[tuple[int, str] | None, dict[str, Tally | None]]:
+        """The checkpoint and every tally, read in one statement."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT key, value FROM {self._T}meta WHERE key = 'audit_checkpoint' OR "
+                f"substr(key, 1, {len(TALLY_PREFIX)}) = {self._P}", (TALLY_PREFIX,)).fetchall()
+        return stored_tallies([(str(k), str(v)) for k, v in rows])
+
     def _audit_entry(self, row: tuple[Any, ...]) -> AuditEntry:
         try:
             return AuditEntry(seq=row[0], at=row[1], actor=row[2], action=row[3], agent=row[4],
@@ -846,34 +952,11 @@ class SQLiteStore(_SQLStore):
         self._advance_checkpoint(conn)
         return entry
 
-    def _advance_checkpoint(self, conn: sqlite3.Connection) -> None:
-        """Verify by content every entry after the checkpoint (usually only the one just
-        written) and move the checkpoint to the last, folding their stored rows into its
-        digest. Entries that do not verify (written or changed behind the store) leave it
-        where it is, so every reader verifies them again; a write never fails for it (a
-        containment must always be recorded)."""
+    def _advance_checkpoint(self, conn: Any) -> None:
+        """The shared advance, once stores made before the indexes have them."""
         for statement in INDEXES:  # stores made before the indexes get them here, once
             conn.execute(statement)
-        seq, digest, rows = stored_checkpoint(conn) or (0, GENESIS, GENESIS)
-        raw = conn.execute(f"{_AUDIT_COLUMNS} WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
-        try:
-            entries = [self._audit_entry(row) for row in raw]
-        except StoreUnavailable:
-            return
-        if not raw or verify_chain(entries, after=(seq, digest)):
-            return
-        for row in raw:
-            rows = fold(rows, row)
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_checkpoint', ?)",
-                     (json.dumps({"seq": entries[-1].seq, "hash": entries[-1].hash,
-                                  "rows": rows}),))
-
-    def checkpoint(self) -> tuple[int, str] | None:
-        """The checkpoint, if every stored row up to it is unchanged since it was verified:
-        one pass over the raw rows (numbering, links and a digest of their bytes), no entry
-        parsed or re-hashed."""
-        with self._reading() as conn:
-            return chain_sql.verified_checkpoint(conn)
+        super()._advance_checkpoint(conn)
 
     def linked_checkpoint(self) -> tuple[int, str] | None:
         """The checkpoint, if the log's numbers and links up to it are whole, tested over
@@ -909,6 +992,12 @@ class SQLiteStore(_SQLStore):
         with self._reading() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
         return None if row is None else self._head(row[0])
+
+
+def _tallied_agents(entries: list[AuditEntry]) -> list[str]:
+    """The agents whose tallies ``entries`` change."""
+    return sorted({e.agent for e in entries
+                   if e.agent is not None and (e.action in DECIDING or e.action == VERDICT)})
 
 
 def verify_chain(entries: list[AuditEntry], *,

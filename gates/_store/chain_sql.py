@@ -1,21 +1,25 @@
-"""The audit checkpoint of a SQLite store, as the store and its light readers test it.
+"""The audit checkpoint of a SQLite store, and the tallies recorded with it, as the store
+and its light readers test them.
 
-A checkpoint (``meta`` key ``audit_checkpoint``: the number and hash of an entry, and a
-digest of the stored rows up to it) says that every entry up to it was verified by content
-when the store wrote it. Two tests, for two kinds of reader:
+A checkpoint (``meta`` key ``audit_checkpoint``: the number and hash of an entry) says that
+every entry up to it was verified by content when the store wrote it. With it the store
+records, for each agent, a *tally* of the entries a decision about that agent reads (``meta``
+key ``audit_tally:<agent>``): the number and a digest of its ``mode`` and
+``ratchet-approval`` entries (numbers and hashes, in order), and the number and hash of its
+last ``verdict`` entry. Both are written in the transaction of every write.
 
-- :func:`verified_checkpoint`, for what verifies the log before an agent clears
-  (``check``, ``restore`` and the restore conditions a gate prints): every row up to the
-  checkpoint unchanged since it was verified, one pass over their bytes (numbering, links
-  and the digest; nothing parsed or re-hashed). Any hand edit of any row drops the
-  checkpoint, and the whole log is verified.
-- :func:`linked_checkpoint`, for what only reads entries (the mode, the runtime, the
-  guard, a gate's containments and approvals), which verifies nothing and uses the
-  checkpoint only to read the agent's entries of an action before it and every entry
-  after it: the log's structure up to it whole
-  (numbered from 1 without a gap, every entry linked to the one before, the checkpoint's
-  entry still holding its hash), tested by SQLite over an index of the numbers and hashes,
-  so its cost does not grow with the text of the history.
+Every reader starts from :func:`linked_checkpoint`: the log's structure up to the checkpoint
+whole (numbered from 1 without a gap, every entry linked to the one before, the checkpoint's
+entry still holding its hash), tested by SQLite over an index of the numbers and hashes
+without reading any entry's text (a fraction of a microsecond an entry).
+What only reads (the mode, the runtime, the guard, a gate's containments and approvals)
+then reads the agent's entries of an action before it and every entry after it. What
+verifies before an agent clears (``check``, ``restore``, the restore conditions a gate
+prints) also re-hashes every entry after it and every entry the decision reads, and finds
+those to be exactly the tallied ones (:func:`recorded_tally`): an entry hidden from the
+decision by an edited agent or action is missing from its tally, and an entry edited in
+place no longer hashes to itself. An edit of an entry no decision reads, its hash left as it
+was, is found by ``reinstate audit verify``, which re-hashes every entry.
 
 Standard library only: ``reinstate check`` and ``reinstate mode`` test it on their plain
 path without importing the store.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from typing import Any
+from typing import NamedTuple
 
 GENESIS = "0" * 64  # the hash the first audit entry follows
 # An audit row as every reader selects it (the chain hash is over these, in this order).
@@ -41,47 +45,137 @@ INDEXES = (
 )
 
 
-def stored_checkpoint(conn: sqlite3.Connection) -> tuple[int, str, str] | None:
-    """Number, hash and rows digest of the checkpoint as stored; None when there is none
-    or it does not parse (an edited checkpoint vouches for nothing: the whole log is
-    read)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
+# The checkpoint as stored from this version on: it records the agents' tallies. One of an
+# earlier version (without tallies) still serves the readers that verify nothing.
+CHECKPOINT_VERSION = 2
+# What a decision about an agent reads of the log, beside every entry after the checkpoint:
+# its containments and restores, and the ratchet's approvals (gates._store.audit.DECIDING).
+DECIDING = ("mode", "ratchet-approval")
+VERDICT = "verdict"
+TALLY_PREFIX = "audit_tally:"
+
+
+def tally_key(agent: str) -> str:
+    """The ``meta`` key of ``agent``'s tally."""
+    return f"{TALLY_PREFIX}{agent}"
+
+
+class Tally(NamedTuple):
+    """What the store recorded, as of its checkpoint, of an agent's entries that a decision
+    reads."""
+
+    deciding: tuple[int, str] = (0, GENESIS)
+    """How many ``mode`` and ``ratchet-approval`` entries, and :func:`fold_deciding` of
+    their numbers and hashes, oldest first."""
+    verdict: tuple[int, str] | None = None
+    """Number and hash of the last ``verdict`` entry; None when there is none."""
+
+    def counted(self, seq: int, action: str, digest: str) -> Tally:
+        """This tally with the entry ``seq`` (of ``action``, hashed ``digest``) counted."""
+        if action in DECIDING:
+            count, folded = self.deciding
+            return Tally((count + 1, fold_deciding(folded, seq, digest)), self.verdict)
+        if action == VERDICT:
+            return Tally(self.deciding, (seq, digest))
+        return self
+
+    def dumps(self) -> str:
+        """The tally as the store keeps it."""
+        return json.dumps({"deciding": list(self.deciding),
+                           "verdict": list(self.verdict) if self.verdict else None})
+
+
+def fold_deciding(digest: str, seq: int, entry_hash: str) -> str:
+    """A tally's digest of deciding entries, extended by one entry."""
+    return hashlib.sha256(f"{digest}|{seq}:{entry_hash}".encode()).hexdigest()
+
+
+def tally_of(entries: list[tuple[int, str, str]]) -> Tally:
+    """The tally of ``entries`` (number, action, hash), oldest first."""
+    tally = Tally()
+    for seq, action, digest in entries:
+        tally = tally.counted(seq, action, digest)
+    return tally
+
+
+def parse_tally(value: object) -> Tally | None:
+    """A stored tally; None when it does not parse (an edited tally vouches for nothing)."""
     try:
-        point = json.loads(row[0]) if row is not None else None
-        if point is None:
+        data = json.loads(str(value))
+        count, folded = data["deciding"]
+        verdict = data["verdict"]
+        if not (type(count) is int and count >= 0 and isinstance(folded, str)):
             return None
-        seq, digest, rows = point["seq"], point["hash"], point["rows"]
+        if verdict is None:
+            return Tally((count, folded))
+        seq, digest = verdict
+        if not (type(seq) is int and seq >= 1 and isinstance(digest, str)):
+            return None
+        return Tally((count, folded), (seq, digest))
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
-    if not (type(seq) is int and seq >= 1 and isinstance(digest, str)
-            and isinstance(rows, str)):
+
+
+def parse_checkpoint(value: object) -> tuple[int, str, bool] | None:
+    """Number and hash of a stored checkpoint, and whether it records the agents' tallies;
+    None when it does not parse (an edited checkpoint vouches for nothing: the whole log is
+    read)."""
+    try:
+        point = json.loads(str(value))
+        seq, digest = point["seq"], point["hash"]
+        tallied = point.get("version") == CHECKPOINT_VERSION
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         return None
-    return seq, digest, rows
-
-
-def fold(digest: str, row: tuple[Any, ...]) -> str:
-    """The checkpoint's digest of stored rows, extended by one row as it is stored."""
-    return hashlib.sha256(f"{digest}{row!r}".encode()).hexdigest()
-
-
-def verified_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
-    """The stored checkpoint, when every row up to it is unchanged since it was verified;
-    else None."""
-    point = stored_checkpoint(conn)
-    if point is None:
+    if not (type(seq) is int and seq >= 1 and isinstance(digest, str)):
         return None
-    seq, digest, rows = point
-    folded, prev, count = GENESIS, GENESIS, 0
-    for row in conn.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq",
-                            (seq,)):
-        count += 1
-        if row[0] != count or row[7] != prev:
-            return None
-        prev = row[8]
-        folded = fold(folded, row)
-    if count != seq or prev != digest or folded != rows:
+    return seq, digest, tallied
+
+
+def dump_checkpoint(seq: int, digest: str) -> str:
+    """A checkpoint as the store keeps it (it records the agents' tallies)."""
+    return json.dumps({"version": CHECKPOINT_VERSION, "seq": seq, "hash": digest})
+
+
+def stored_checkpoint(conn: sqlite3.Connection) -> tuple[int, str, bool] | None:
+    """The checkpoint as stored (:func:`parse_checkpoint`); None when there is none."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()
+    return None if row is None else parse_checkpoint(row[0])
+
+
+def recorded_tally(conn: sqlite3.Connection,
+                   agent: str) -> tuple[tuple[int, str], Tally] | None:
+    """The stored checkpoint and ``agent``'s tally recorded with it, read in one statement
+    (:func:`tally_as_of`)."""
+    rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                             "('audit_checkpoint', ?)", (tally_key(agent),)).fetchall())
+    return tally_as_of(rows.get("audit_checkpoint"), rows.get(tally_key(agent)))
+
+
+def tally_as_of(checkpoint: object,
+                tally: object) -> tuple[tuple[int, str], Tally] | None:
+    """Number and hash of the stored ``checkpoint`` and the stored ``tally`` recorded with
+    it (None: none stored, so none of the agent's entries up to it); None when the
+    checkpoint records no tallies (a store made before them) or either does not parse."""
+    stored = None if checkpoint is None else parse_checkpoint(checkpoint)
+    if stored is None or not stored[2]:
         return None
-    return seq, digest
+    found = Tally() if tally is None else parse_tally(tally)
+    return None if found is None else ((stored[0], stored[1]), found)
+
+
+def stored_tallies(rows: list[tuple[str, str]]) -> tuple[tuple[int, str] | None,
+                                                         dict[str, Tally | None]]:
+    """From the ``meta`` rows of the checkpoint and of every tally: number and hash of the
+    checkpoint when it records tallies (else None), and each agent's tally (None for one
+    that does not parse)."""
+    checkpoint, tallies = None, {}
+    for key, value in rows:
+        if key == "audit_checkpoint":
+            stored = parse_checkpoint(value)
+            checkpoint = (stored[0], stored[1]) if stored is not None and stored[2] else None
+        elif key.startswith(TALLY_PREFIX):
+            tallies[key.removeprefix(TALLY_PREFIX)] = parse_tally(value)
+    return checkpoint, tallies
 
 
 def linked_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
@@ -90,23 +184,21 @@ def linked_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
     if point is None:
         return None
     seq, digest, _ = point
-    # Numbers are the table's integer key: as many as the checkpoint's and none below 1
-    # means exactly 1 to the checkpoint.
-    count, low = conn.execute("SELECT count(*), min(seq) FROM audit WHERE seq <= ?",
-                              (seq,)).fetchone()
-    if count != seq or low != 1:
-        return None
+    low = conn.execute("SELECT min(seq) FROM audit").fetchone()[0]
     ends = {row[0]: row for row in conn.execute(
         "SELECT seq, prev_hash, hash FROM audit WHERE seq IN (1, ?)", (seq,))}
-    if ends[1][1] != GENESIS or ends[seq][2] != digest:
+    if low != 1 or seq not in ends or ends[1][1] != GENESIS or ends[seq][2] != digest:
         return None
-    # Named, or SQLite looks the earlier entry up in the table, reading every entry's text;
-    # only when it is the index the store made (another of that name may not serve).
+    # Every entry from 2 to the checkpoint follows one numbered just before it, holding the
+    # hash it names: with entry 1 and the checkpoint's present, numbers (the table's integer
+    # key) run from 1 to the checkpoint without a gap, with no count of them. Named, or
+    # SQLite looks the earlier entry up in the table, reading every entry's text; only when
+    # it is the index the store made (another of that name may not serve).
     made = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND "
                         "name = 'audit_chain'").fetchone()
     indexed = "INDEXED BY audit_chain" if made is not None and made[0] == _CHAIN_INDEX else ""
     broken = conn.execute(
-        f"SELECT 1 FROM audit AS later JOIN audit AS earlier {indexed} "
+        f"SELECT 1 FROM audit AS later {indexed} LEFT JOIN audit AS earlier {indexed} "
         "ON earlier.seq = later.seq - 1 WHERE later.seq BETWEEN 2 AND ? "
         "AND later.prev_hash IS NOT earlier.hash LIMIT 1", (seq,)).fetchone()
     return None if broken is not None else (seq, digest)

@@ -133,6 +133,9 @@ def migrate_store(source: SQLiteStore, target: PostgresStore) -> Migrated:
         if history.head is not None:
             seq, _, digest = history.head.partition(":")
             put_head(conn, int(seq), digest)
+        # The target's checkpoint and tallies, over the copied entries verified by content
+        # (as its own writes keep them): its decisions then verify from there.
+        target._advance_checkpoint(conn)
         reviews = _copy_reviews(target, conn, history.reviews)
     problems = verify_audit(target, [])
     entries = target.audit()

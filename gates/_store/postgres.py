@@ -85,6 +85,7 @@ CREATE TABLE reinstate.audit (
     agent TEXT, reason TEXT NOT NULL, detail TEXT NOT NULL, prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL);
 CREATE INDEX audit_by_agent ON reinstate.audit (agent, seq);
+CREATE INDEX audit_by_agent_action ON reinstate.audit (agent, action, seq);
 
 CREATE FUNCTION reinstate.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -140,6 +141,13 @@ CREATE TRIGGER decided_once BEFORE UPDATE OR DELETE ON reinstate.reviews
 CREATE TRIGGER append_only_truncate BEFORE TRUNCATE ON reinstate.reviews
     FOR EACH STATEMENT EXECUTE FUNCTION reinstate.refuse_change();
 """
+
+
+# An agent's entries of one action one index range away (a check reads its containments and
+# approvals before the checkpoint, not its verdict entries, one a gate): made with the other
+# tables, and by the next write of a store made before it.
+_BY_ACTION = ("CREATE INDEX IF NOT EXISTS audit_by_agent_action ON reinstate.audit "
+              "(agent, action, seq)")
 
 
 def masked(url: str) -> str:
@@ -432,7 +440,16 @@ class PostgresStore(_SQLStore):
              entry.reason, json.dumps(entry.detail, sort_keys=True, default=str),
              entry.prev_hash, entry.hash))
         put_head(conn, entry.seq, entry.hash)
+        self._advance_checkpoint(conn)
         return entry
+
+    def _advance_checkpoint(self, conn: Any) -> None:
+        """The shared advance, once a store made before the index of each agent's entries
+        by action has it."""
+        found = conn.execute("SELECT to_regclass('reinstate.audit_by_agent_action')").fetchone()
+        if found is None or found[0] is None:
+            conn.execute(_BY_ACTION)
+        super()._advance_checkpoint(conn)
 
     @staticmethod
     def _last(conn: psycopg.Connection[Any]) -> tuple[int, str]:
@@ -467,18 +484,13 @@ class PostgresStore(_SQLStore):
             "SELECT value FROM reinstate.meta WHERE key = 'audit_head'").fetchone()
         return None if row is None else self._head(row[0])
 
-    def checkpoint(self) -> tuple[int, str] | None:
-        """None: readers verify the whole log. The database already refuses to update or
-        delete entries, but a superuser can switch that off, and a checkpoint here would
-        need its own tamper evidence; a team store is read by few gates, so the full walk
-        is what it costs."""
-        return None
-
     def linked_checkpoint(self) -> tuple[int, str] | None:
         """The log's head, when its numbers and links up to it are whole: tested by the
         server, no entry's text sent. The server refuses an entry that does not follow the
         last, and any change or removal, unless a superuser switches that off; this is
-        what a reader that verifies nothing (the mode) starts from."""
+        what a reader starts from. A decision (``check``) verifies from it only while it
+        is the checkpoint its writes keep (every write verifies what it adds by content
+        and counts it into its agent's tally, as on SQLite): else the whole log."""
         with self._reading() as conn:
             head = self._stored_head(conn)
             if head is None or head[0] < 1:

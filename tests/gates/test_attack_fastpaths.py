@@ -37,7 +37,7 @@ from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import fact_key, light_clearance
 from gates._response.check_light import inputs_path as check_inputs_path
 from gates._store import mode_light
-from gates._store.backends import ModeRecord
+from gates._store.backends import ModeRecord, SQLiteStore
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import file_key, light_reading
 from gates._store.mode_light import inputs_path as mode_inputs_path
@@ -103,23 +103,26 @@ def _entry_hash(row: tuple[Any, ...]) -> str:
 
 
 def reseal(ws: Workspace) -> None:
-    """Re-link and re-hash every audit entry, and write the head and a checkpoint over
-    them, as someone who can write the store can (the chain has no secret)."""
+    """Re-link and re-hash every audit entry, and write the head, the checkpoint and the
+    agents' tallies over them (with the store's own code), as someone who can write the
+    store can (the chain has no secret)."""
     columns = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
     with sqlite3.connect(ws.state_path) as conn:
         rows = conn.execute(f"SELECT {columns} FROM audit ORDER BY seq").fetchall()
-        prev, folded = GENESIS, GENESIS
+        prev = GENESIS
         for row in rows:
-            fixed = (*row[:7], prev)
-            digest = _entry_hash(fixed)
+            digest = _entry_hash((*row[:7], prev))
             conn.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
                          (prev, digest, row[0]))
             prev = digest
-            folded = hashlib.sha256(f"{folded}{(*fixed, digest)!r}".encode()).hexdigest()
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
                      (f"{rows[-1][0]}:{prev}",))
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_checkpoint', ?)",
-                     (json.dumps({"seq": rows[-1][0], "hash": prev, "rows": folded}),))
+        conn.execute("DELETE FROM meta WHERE key = 'audit_checkpoint' OR key LIKE "
+                     "'audit_tally:%'")
+    conn.close()
+    store = SQLiteStore(ws.state_path)
+    with store._writing() as held:
+        store._advance_checkpoint(held)
 
 
 def store_verdict_text(ws: Workspace, text: str) -> None:

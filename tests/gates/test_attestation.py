@@ -20,6 +20,7 @@ from gates import (
     SIGNING_KEY_ENV,
     ModeRecord,
     Refused,
+    SQLiteStore,
     Verdict,
     Workspace,
     agent_mode,
@@ -103,9 +104,11 @@ def _envelope(workspace: Workspace) -> Path:
     return attestation_path(workspace, verdict)
 
 
-def _forge_pass(workspace: Workspace) -> None:
+def _forge_pass(workspace: Workspace, *, moved: bool = True) -> None:
     """What a process that can write the store does: append a pass verdict on today's files,
-    its correctly chained audit entry and the new head, straight into SQLite."""
+    its correctly chained audit entry and the new head, straight into SQLite; and, when
+    ``moved``, move the checkpoint over it and count it into the agent's tally with the
+    store's own code, as the store does with each write."""
     store = open_store(workspace)
     latest = store.latest_verdict(AGENT)
     assert latest is not None
@@ -128,6 +131,10 @@ def _forge_pass(workspace: Workspace) -> None:
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
                      (f"{last.seq + 1}:{digest}",))
     conn.close()
+    if moved:
+        sqlite = SQLiteStore(workspace.state_path)
+        with sqlite._writing() as held:
+            sqlite._advance_checkpoint(held)
 
 
 def _resign(envelope: Path, into: Path, pem: str, **changes: object) -> Path:
@@ -154,6 +161,20 @@ def test_forged_pass_row_is_refused_by_check_and_restore(signed: Workspace, rein
     assert len(clearance.reasons) == 1 and not clearance.signed  # nothing else blocks it
     with pytest.raises(Refused, match="is not signed by the configured key"):
         restore(signed, AGENT, actor=ACTOR)
+
+
+@pytest.mark.attack
+def test_a_forged_pass_row_left_behind_the_checkpoint_is_named(signed: Workspace,
+                                                               reinstate: Cli) -> None:
+    """The same forgery without the checkpoint moved over it: every write of the store moves
+    it in the same transaction, so `audit verify` and check name the entry as written
+    behind the store, and check refuses for it as well as for the signature."""
+    _forge_pass(signed, moved=False)
+    code, _, err = reinstate(signed, "audit", "verify")
+    assert code == 1 and "written behind the store" in err, err
+    clearance = check(signed, AGENT)
+    assert not clearance.cleared
+    assert any("written behind the store" in reason for reason in clearance.reasons)
 
 
 @pytest.mark.attack

@@ -1,9 +1,9 @@
-"""The audit checkpoint: check, restore and mode verify the log from it, and no hand edit of
-a row before it (nor a checkpoint forged to match one) lets a forged restore through."""
+"""The audit checkpoint and the tallies kept with it: check, restore and mode read the log
+from it, check and restore verify what they read, and no hand edit of a row a decision
+reads (nor a checkpoint or tally forged to match one) lets a forged restore through."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sqlite3
@@ -23,6 +23,7 @@ from gates import (
     verify_audit,
 )
 from gates._store.backends import entry_hash
+from gates._store.chain_sql import GENESIS, Tally, fold_deciding
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import light_reading
 from regressions import utc_now
@@ -51,21 +52,30 @@ def _sql(path: Path, statement: str, *values: object) -> None:
     conn.close()
 
 
-def _forge_checkpoint(path: Path) -> None:
-    """What an attacker who read the code does after an edit: fold the rows as they are now
-    into the checkpoint again, so its digest matches the edited rows."""
-    with sqlite3.connect(path) as conn:
-        point = json.loads(conn.execute(
-            "SELECT value FROM meta WHERE key = 'audit_checkpoint'").fetchone()[0])
-        folded = "0" * 64
-        rows = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq <= ? ORDER BY seq",
-                            (point["seq"],)).fetchall()
-        for row in rows:
-            folded = hashlib.sha256(f"{folded}{row!r}".encode()).hexdigest()
-        point.update(rows=folded, hash=rows[-1][8])
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
-                     (json.dumps(point),))
-    conn.close()
+def _forge_tallies(path: Path) -> None:
+    """What an attacker who read the code does after an edit: count the agents' tallies
+    and set the checkpoint again from the rows as they are now (with the store's own
+    code), so that they match the edited rows."""
+    _sql(path, "DELETE FROM meta WHERE key = 'audit_checkpoint' OR key LIKE 'audit_tally:%'")
+    store = SQLiteStore(path)
+    with store._writing() as conn:
+        store._advance_checkpoint(conn)
+
+
+def _tally(path: Path, agent: str = AGENT) -> Tally | None:
+    """The agent's tally as stored with the store's checkpoint."""
+    store = SQLiteStore(path)
+    point = store.linked_checkpoint()
+    recorded = store.tally(agent)
+    return None if recorded is None or recorded[0] != point else recorded[1]
+
+
+def _deciding(*entries: tuple[int, str]) -> tuple[int, str]:
+    """A tally's count and digest of these (number, hash) deciding entries."""
+    digest = GENESIS
+    for seq, entry in entries:
+        digest = fold_deciding(digest, seq, entry)
+    return len(entries), digest
 
 
 def _restore_forged(path: Path, rehash: bool) -> None:
@@ -90,12 +100,21 @@ def _rehash(path: Path, seq: int) -> None:
 
 
 def test_the_checkpoint_follows_every_write(tmp_path: Path) -> None:
-    """After each write the checkpoint is the log's head, verified by content."""
+    """After each write the checkpoint is the log's head, verified by content, and the
+    agent's tally counts its mode entries and its last verdict entry up to it."""
     store = _history(tmp_path / "state.db", notes=3)
-    assert store.checkpoint() == store.head() == (4, store.audit()[-1].hash)
-    store.set_mode(_mode("full"))
-    assert store.checkpoint() == store.head()
+    assert store.linked_checkpoint() == store.head() == (4, store.audit()[-1].hash)
+    first = store.audit()[0]
+    assert _tally(store.path) == Tally(_deciding((1, first.hash)), None)
+    restored = store.set_mode(_mode("full"))
+    assert store.linked_checkpoint() == store.head() == (5, restored.hash)
+    assert _tally(store.path) == Tally(_deciding((1, first.hash), (5, restored.hash)), None)
     assert verify_audit(store, [AGENT], incremental=True) == []
+    # (a verdict entry with no verdict behind it: only its place in the tally matters here)
+    gated = store.append(actor="ci", action="verdict", agent=AGENT, reason="gate pass")
+    assert _tally(store.path) == Tally(_deciding((1, first.hash), (5, restored.hash)),
+                                       (6, gated.hash))
+    assert _tally(store.path, "another-agent") == Tally()  # none of its entries
 
 
 def test_a_store_without_a_checkpoint_gets_one_at_its_next_write(tmp_path: Path) -> None:
@@ -103,9 +122,28 @@ def test_a_store_without_a_checkpoint_gets_one_at_its_next_write(tmp_path: Path)
     which verifies the log by content and sets the checkpoint at the head."""
     store = _history(tmp_path / "state.db", notes=3)
     _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
-    assert store.checkpoint() is None
+    assert store.linked_checkpoint() is None
     store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
-    assert store.checkpoint() == store.head()
+    assert store.linked_checkpoint() == store.head()
+    assert _tally(store.path) == Tally(_deciding((1, store.audit()[0].hash)), None)
+
+
+def test_a_checkpoint_without_tallies_is_read_from_but_not_verified_from(
+        tmp_path: Path) -> None:
+    """A checkpoint written before tallies were kept still serves what only reads (its
+    structure is tested); a decision verifies the whole log, and the next write counts
+    every tally from the log's first entry."""
+    store = _history(tmp_path / "state.db", notes=3)
+    head = store.head()
+    assert head is not None
+    _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
+         json.dumps({"seq": head[0], "hash": head[1], "rows": "0" * 64}))
+    _sql(store.path, "DELETE FROM meta WHERE key LIKE 'audit_tally:%'")
+    assert store.linked_checkpoint() == head
+    assert store.tally(AGENT) is None
+    assert verify_audit(store, [AGENT], incremental=True) == []
+    store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
+    assert _tally(store.path) == Tally(_deciding((1, store.audit()[0].hash)), None)
 
 
 def test_a_log_edited_behind_the_store_holds_the_checkpoint_back(tmp_path: Path) -> None:
@@ -115,7 +153,7 @@ def test_a_log_edited_behind_the_store_holds_the_checkpoint_back(tmp_path: Path)
     _sql(store.path, "UPDATE audit SET reason = 'edited' WHERE seq = 4")
     _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
     store.append(actor="ci", action="note", agent=None, reason="later")
-    assert store.checkpoint() is None
+    assert store.linked_checkpoint() is None
     assert "entry 4: content was changed after it was written" in verify_audit(
         store, [AGENT], incremental=True)
 
@@ -127,25 +165,31 @@ def test_incremental_reads_skip_what_no_decision_needs(tmp_path: Path) -> None:
     assert [e.seq for e in store.audit(after=4)] == [5, 6]
 
 
-def test_an_edited_row_before_the_checkpoint_is_named(tmp_path: Path) -> None:
-    """A hand edit of any row before the checkpoint drops it: the whole log is verified and
-    the edited entry named, exactly as a full verification names it."""
+def test_an_edited_row_no_decision_reads_is_named_by_the_whole_verification(
+        tmp_path: Path) -> None:
+    """A hand edit of a row no decision reads (a note before the checkpoint), its hash left
+    as it was: the structure stays whole, so what check and restore verify (what they
+    read) does not see it; `reinstate audit verify` (the whole log) names it.
+
+    Until check was made flat in the log this edit dropped the checkpoint and check named
+    it too: check then passed over every stored row's bytes."""
     store = _history(tmp_path / "state.db")
     _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
-    assert store.checkpoint() is None
-    assert verify_audit(store, [AGENT], incremental=True) == [
-        "entry 3: content was changed after it was written"]
+    assert store.linked_checkpoint() == store.head()
+    assert verify_audit(store, [AGENT], incremental=True) == []
+    assert verify_audit(store, [AGENT]) == ["entry 3: content was changed after it was written"]
 
 
 @pytest.mark.attack
 @pytest.mark.parametrize("rehash", [False, True], ids=["content", "content-and-hash"])
 def test_a_forged_restore_before_a_forged_checkpoint_is_caught(tmp_path: Path,
                                                                rehash: bool) -> None:
-    """A containment rewritten into a restore, with the checkpoint refolded to match, still
-    fails verification: every mode entry is re-hashed, and its link to the next is checked."""
+    """A containment rewritten into a restore, with the checkpoint and tallies counted
+    again to match, still fails verification: every mode entry is re-hashed, and its
+    link to the next is checked."""
     store = _history(tmp_path / "state.db")
     _restore_forged(store.path, rehash)
-    _forge_checkpoint(store.path)
+    _forge_tallies(store.path)
     problems = verify_audit(store, [AGENT], incremental=True)
     named = "entry 2: does not follow" if rehash else "entry 1: content was changed"
     assert any(p.startswith(named) for p in problems), problems
@@ -162,8 +206,11 @@ def test_a_checkpoint_moved_past_a_row_written_behind_the_store_is_refused(
          last.seq + 1, utc_now().isoformat(), "intruder", "mode", AGENT, "restore",
          json.dumps({"incidents": ["INC-1"], "mode": "full"}), last.hash, "f" * 64)
     _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
-         json.dumps({"seq": last.seq + 1, "hash": "f" * 64, "rows": "0" * 64}))
-    assert store.checkpoint() is None
+         json.dumps({"version": 2, "seq": last.seq + 1, "hash": "f" * 64}))
+    _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_head'",
+         f"{last.seq + 1}:{'f' * 64}")
+    # Its structure is whole: the entry follows the last and holds the hash it names.
+    assert store.linked_checkpoint() == (last.seq + 1, "f" * 64)
     problems = verify_audit(store, [AGENT], incremental=True)
     assert f"entry {last.seq + 1}: content was changed after it was written" in problems
 
@@ -173,14 +220,14 @@ def test_a_checkpoint_moved_past_a_row_written_behind_the_store_is_refused(
 def test_check_refuses_a_restore_forged_before_the_checkpoint(
         back_in_full: Workspace, inline_cli: Callable[..., tuple[int, str, str]]) -> None:
     """`reinstate check` refuses a containment entry rewritten by hand before
-    the checkpoint with the checkpoint refolded to match."""
+    the checkpoint with the checkpoint and tallies counted again to match."""
     with sqlite3.connect(back_in_full.state_path) as conn:
         seq = conn.execute("SELECT min(seq) FROM audit WHERE action = 'mode'").fetchone()[0]
     conn.close()
     assert inline_cli(back_in_full, "check", AGENT)[0] == 0
     _sql(back_in_full.state_path, "UPDATE audit SET reason = 'nothing happened' WHERE seq = ?",
          seq)
-    _forge_checkpoint(back_in_full.state_path)
+    _forge_tallies(back_in_full.state_path)
     code, out, err = inline_cli(back_in_full, "check", AGENT)
     assert code == 1
     assert f"entry {seq}: content was changed after it was written" in out + err
@@ -192,16 +239,16 @@ class _CountingStore(SQLiteStore):
 
     tested = 0
 
-    def checkpoint(self) -> tuple[int, str] | None:
+    def linked_checkpoint(self) -> tuple[int, str] | None:
         self.tested += 1
-        return super().checkpoint()
+        return super().linked_checkpoint()
 
 
 @pytest.mark.slow
 def test_one_check_reads_the_history_before_the_checkpoint_once(
         back_in_full: Workspace) -> None:
-    """A check tests the checkpoint (a pass over every row up to it) once, not once per
-    question it asks the log, so its cost per stored entry does not triple."""
+    """A check tests the checkpoint (a pass over the numbers and links up to it) once, not
+    once per question it asks the log, so its cost per stored entry does not triple."""
     store = _CountingStore(back_in_full.state_path)
     assert check(back_in_full, AGENT, store=store).cleared
     assert store.tested == 1
@@ -232,20 +279,24 @@ def test_a_row_edited_between_two_checks_is_caught_by_the_second(
 @pytest.mark.attack
 @pytest.mark.parametrize("edit", [
     "DELETE FROM audit WHERE seq = 5",
+    "DELETE FROM audit WHERE seq BETWEEN 5 AND 9",
+    "DELETE FROM audit WHERE seq = 20",
     "UPDATE audit SET seq = 100 WHERE seq = 5",
+    "UPDATE audit SET seq = 0 WHERE seq = 1",
     "UPDATE audit SET prev_hash = 'x' WHERE seq = 1",
     "UPDATE audit SET prev_hash = 'x' WHERE seq = 12",
     "UPDATE audit SET hash = 'x' WHERE seq = 21",
-], ids=["removed", "renumbered", "first-unlinked", "unlinked", "checkpoint-rehashed"])
+], ids=["removed", "run-removed", "last-but-one-removed", "renumbered", "renumbered-to-0",
+        "first-unlinked", "unlinked", "checkpoint-rehashed"])
 def test_a_broken_structure_before_the_checkpoint_drops_it_for_every_reader(
         tmp_path: Path, edit: str) -> None:
     """A removed, renumbered or unlinked entry up to the checkpoint, or the checkpoint's
     entry holding another hash: neither test of the checkpoint vouches for it."""
     store = _history(tmp_path / "state.db")
-    assert store.linked_checkpoint() == store.checkpoint() == (21, store.audit()[-1].hash)
+    assert store.linked_checkpoint() == (21, store.audit()[-1].hash)
     _sql(store.path, edit)
     assert store.linked_checkpoint() is None
-    assert store.checkpoint() is None
+    assert verify_audit(store, [AGENT], incremental=True)  # the whole log, which names it
 
 
 @pytest.mark.attack

@@ -155,8 +155,21 @@ def _loosen_control(ws: Workspace) -> None:
                                                  "exclusiveMinimum: 1500"))
 
 
+# Entry 1 (the first gate's verdict) was edited here until check was made flat in the log:
+# no decision reads it, so only `reinstate audit verify` names it now (test_integrity).
+_CONTAINMENT = "(SELECT min(seq) FROM audit WHERE action = 'mode')"
+
+
 def _edit_audit(ws: Workspace) -> None:
-    run_sql(ws, "UPDATE audit SET reason = 'nothing happened' WHERE seq = 1")
+    run_sql(ws, f"UPDATE audit SET reason = 'nothing happened' WHERE seq = {_CONTAINMENT}")
+
+
+def _hide_containment(ws: Workspace) -> None:
+    run_sql(ws, f"UPDATE audit SET action = 'note' WHERE seq = {_CONTAINMENT}")
+
+
+def _give_containment_away(ws: Workspace) -> None:
+    run_sql(ws, f"UPDATE audit SET agent = 'another-agent' WHERE seq = {_CONTAINMENT}")
 
 
 def _edit_verdict(ws: Workspace) -> None:
@@ -238,7 +251,9 @@ def _restored_in_the_store_and_the_file(ws: Workspace) -> None:
 
 ATTACKS: dict[str, Callable[[Workspace], None]] = {
     "a control file loosened after the gate": _loosen_control,
-    "an audit entry edited": _edit_audit,
+    "an audit entry a decision reads edited": _edit_audit,
+    "a containment hidden from the decisions (its action edited)": _hide_containment,
+    "a containment hidden from the decisions (its agent edited)": _give_containment_away,
     "the verdict edited": _edit_verdict,
     "the mode set behind the log": _mode_behind_the_log,
     "a new open incident": _new_incident,

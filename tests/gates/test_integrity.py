@@ -224,9 +224,7 @@ _FIRST_MODE = "(SELECT min(seq) FROM audit WHERE action = 'mode')"
     ("detail", f"UPDATE audit SET detail = 'x' WHERE seq = {_FIRST_MODE}", "suspended"),
     ("huge", "UPDATE audit SET detail = '{\"n\": " + "9" * 5000 + "}' WHERE seq = "
      f"{_FIRST_MODE}", "suspended"),
-    # Entry 1 is the first gate's verdict: the runtime reads the agent's mode entries before
-    # the checkpoint, not its verdict entries (one a gate), so it stays as flat as the log.
-    ("other entry", "UPDATE audit SET detail = 'x' WHERE seq = 1", "full"),
+    # (Entry 1, the first gate's verdict, garbled: test_a_garbled_row_no_decision_reads_...)
     # The mode row and the log the runtime reads are intact; the verdict is not its input.
     ("verdict", "UPDATE verdicts SET body = '{'", "full"),
 ])
@@ -245,6 +243,34 @@ def test_a_garbled_store_row_is_one_clean_error(back_in_full: Workspace, cli: Ru
     assert agent_mode(AGENT, back_in_full.root) == runtime
     mode = cli("mode", AGENT, cwd=back_in_full.root)
     assert mode.stdout.strip() == runtime and "Traceback" not in mode.stderr
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize(("statement", "code", "named"), [
+    ("UPDATE audit SET detail = 'x' WHERE seq = 1", 3, "audit entry 1 is not as reinstate "
+                                                       "writes it"),
+    ("UPDATE audit SET reason = 'nothing happened' WHERE seq = 1",
+     1, "entry 1: content was changed after it was written"),
+], ids=["garbled", "edited"])
+def test_a_row_no_decision_reads_is_named_by_audit_verify(back_in_full: Workspace,
+                                                          cli: RunCli, statement: str,
+                                                          code: int, named: str) -> None:
+    """Entry 1, the first gate's verdict, garbled or edited (its hash left as it was): no
+    decision reads it (the agent's latest verdict entry is a later one), so check, which
+    verifies what its decision reads and the log's structure, clears as before the edit,
+    and the runtime reads full; `reinstate audit verify`, which re-hashes every entry,
+    names it, and exits 3 for a row reinstate never writes, 1 for an edited one.
+
+    Until check was made flat in the log, check too passed over every stored row and
+    exited 3 (garbled) or 1 (edited) here."""
+    assert cli("check", AGENT, cwd=back_in_full.root).returncode == 0
+    _sql(back_in_full, statement)
+    assert cli("check", AGENT, cwd=back_in_full.root).returncode == 0
+    assert agent_mode(AGENT, back_in_full.root) == "full"
+    verify = cli("audit", "verify", cwd=back_in_full.root)
+    assert verify.returncode == code, verify.stderr
+    assert named in verify.stdout + verify.stderr
+    assert "Traceback" not in verify.stderr
 
 
 def test_a_verdict_file_that_is_not_one_is_a_clean_error(back_in_full: Workspace,

@@ -31,11 +31,12 @@ from gates import (
 from gates._cli import main
 from gates._demo import apply_fix
 from gates._gate import pipeline
-from gates._store.audit import recorded
+from gates._store.audit import recorded, verify_audit
+from gates._store.chain_sql import GENESIS, Tally, fold_deciding
 from gates._store.shared_reads import sharing
 from regressions import utc_now
 from tests.conftest import CLI, tree
-from tests.helpers import contained, restored
+from tests.helpers import contained, relinked, restored
 from tests.postgres_server import PASSWORD, PASSWORD_ROLE, Cluster
 
 AGENT = "refund-agent"
@@ -408,7 +409,10 @@ def test_a_whole_log_vouches_for_its_head_as_where_the_mode_starts(postgres_url:
     store = PostgresStore(postgres_url)
     _history(store, 30)
     assert store.linked_checkpoint() == store.head() == (31, store.audit()[-1].hash)
-    assert store.checkpoint() is None  # what verifies still walks the whole log
+    # Every write keeps the checkpoint at the head, and the agent's tally with it.
+    first = store.audit()[0]
+    assert store.tally(AGENT) == (store.head(), Tally((1, fold_deciding(GENESIS, 1,
+                                                                        first.hash))))
     with sharing():
         assert [e.seq for e in recorded(store, AGENT, ("mode",))] == [1]
         store.set_mode(_mode("review"))  # after the head it was read at: still read
@@ -438,3 +442,142 @@ def test_a_broken_log_vouches_for_no_head(postgres_url: str, edit: str) -> None:
     assert store.linked_checkpoint() is None
     with pytest.raises(StoreUnavailable, match="audit entry 20"):
         recorded(store, AGENT, ("mode",))
+
+
+# --- what a decision verifies: what it reads, as the store tallied it ---------------------
+
+class _Reads(PostgresStore):
+    """A PostgreSQL store that notes each read of the log: (agent, actions, after)."""
+
+    reads: list[tuple[str | None, tuple[str, ...] | None, int]]
+
+    def audit(self, agent: str | None = None, *, actions: Any = None,
+              after: int = 0) -> list[Any]:
+        self.reads.append((agent, tuple(sorted(actions)) if actions else None, after))
+        return super().audit(agent, actions=actions, after=after)
+
+
+def _whole_log_reads(store: _Reads) -> list[tuple[str | None, tuple[str, ...] | None, int]]:
+    """The reads of every entry, or of every entry of an agent, from the first."""
+    return [r for r in store.reads if r[1] is None and r[2] == 0]
+
+
+def test_a_decision_verifies_what_it_reads_without_the_whole_log(postgres_url: str) -> None:
+    """check's verification on PostgreSQL reads the agent's mode entries and its last
+    verdict entry (none here), and nothing of the log from its start: the server tests the
+    numbers and links, and the checkpoint kept by every write vouches for the rest."""
+    store = _Reads(postgres_url)
+    store.reads = []
+    _history(store, 30)
+    store.reads.clear()
+    with sharing():
+        assert verify_audit(store, [AGENT], incremental=True) == []
+    assert store.reads and not _whole_log_reads(store)
+
+
+def test_a_store_made_before_tallies_is_verified_whole_until_its_next_write(
+        postgres_url: str) -> None:
+    """A PostgreSQL store whose writes kept no checkpoint: a decision reads the whole log
+    (and finds it whole); the next write verifies every entry by content and counts the
+    tallies, and decisions are flat again."""
+    store = _Reads(postgres_url)
+    store.reads = []
+    _history(store, 5)
+    _sql(postgres_url, "DELETE FROM reinstate.meta WHERE key = 'audit_checkpoint' OR "
+                       "key LIKE 'audit_tally:%'")
+    assert store.tally(AGENT) is None
+    store.reads.clear()
+    assert verify_audit(store, [AGENT], incremental=True) == []
+    assert _whole_log_reads(store)
+    store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
+    assert store.tally(AGENT) is not None
+    store.reads.clear()
+    assert verify_audit(store, [AGENT], incremental=True) == []
+    assert not _whole_log_reads(store)
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("whole", [False, True], ids=["edited", "chain-made-whole"])
+@pytest.mark.parametrize("edit", [
+    "UPDATE reinstate.audit SET action = 'note' WHERE seq = 2",
+    "UPDATE reinstate.audit SET agent = 'another-agent' WHERE seq = 2",
+    "UPDATE reinstate.audit SET detail = '{\"mode\": \"full\"}' WHERE seq = 2",
+], ids=["hidden-action", "hidden-agent", "rewritten"])
+def test_a_containment_taken_out_of_the_log_does_not_verify(postgres_url: str, edit: str,
+                                                            whole: bool) -> None:
+    """With the triggers switched off by the owner, the agent's containment (entry 2, after
+    a mode entry that set full) hidden from its decisions or rewritten into a restore, and
+    the modes row set to full to match, with or without the chain made whole after it: a
+    decision's verification names it."""
+    store = PostgresStore(postgres_url)
+    store.set_mode(_mode("full"))
+    _history(store, 5)
+    assert verify_audit(store, [AGENT], incremental=True) == []
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE reinstate.audit DISABLE TRIGGER USER")
+        conn.execute(edit)  # type: ignore[arg-type]
+        conn.execute("UPDATE reinstate.modes SET mode = 'full'")
+        if whole:
+            relinked(conn, 2, schema="reinstate.", mark="%s")
+    problems = verify_audit(store, [AGENT], incremental=True)
+    assert problems
+    if whole:
+        assert any("the store counted" in p for p in problems), problems
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_check_on_postgres_reads_no_whole_log_and_refuses_a_hidden_containment(
+        example: Workspace, postgres_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A restored workspace on PostgreSQL clears without check reading the log from its
+    start; put in review by hand, its containment then hidden with the chain made whole and
+    the modes row set to full, it does not clear (in process and as a command)."""
+    ws = on_postgres(example, postgres_url)
+    restored(ws, apply_fix)
+    store = _Reads(postgres_url)
+    store.reads = []
+    assert check(ws, AGENT, store=store).cleared
+    assert store.reads and not _whole_log_reads(store)
+    held = store.set_mode(ModeRecord(agent=AGENT, mode="review", since=utc_now(),
+                                     actor="oncall", reason="watching it"))
+    store.append(actor="ci", action="note", agent=AGENT, reason="after it")
+    assert not check(ws, AGENT).cleared
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE reinstate.audit DISABLE TRIGGER USER")
+        conn.execute("UPDATE reinstate.audit SET action = 'note' WHERE seq = %s", (held.seq,))
+        conn.execute("UPDATE reinstate.modes SET mode = 'full'")
+        relinked(conn, held.seq, schema="reinstate.", mark="%s")
+    clearance = check(ws, AGENT)
+    assert not clearance.cleared
+    assert any(r.startswith("the audit log does not verify") for r in clearance.reasons)
+    capsys.readouterr()
+    assert main(["-C", str(ws.root), "check", AGENT]) == 1
+    assert main(["-C", str(ws.root), "audit", "verify"]) == 1
+
+
+def _indexes(url: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE "
+                                           "schemaname = 'reinstate' AND tablename = 'audit'")}
+
+
+def test_an_agents_entries_of_an_action_are_one_index_range_away(postgres_url: str) -> None:
+    """A check reads the agent's containments and approvals, not its verdict entries (one a
+    gate): a new store has the index of each agent's entries by action, a store made before
+    gets it at its next write, and the server reads the agent's mode entries through it."""
+    store = PostgresStore(postgres_url)
+    store.create()
+    assert "audit_by_agent_action" in _indexes(postgres_url)
+    _sql(postgres_url, "DROP INDEX reinstate.audit_by_agent_action")
+    _history(store, 3)
+    assert "audit_by_agent_action" in _indexes(postgres_url)
+    with store._writing() as conn:  # entries of another action, as gates store them
+        for _ in range(500):
+            store._append(conn, actor="ci", action="verdict", agent=AGENT, reason="gate",
+                          detail={})
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("ANALYZE reinstate.audit")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "EXPLAIN SELECT seq FROM reinstate.audit WHERE seq > 0 AND agent = %s AND "
+            "action = ANY(%s) ORDER BY seq", (AGENT, ["mode"])).fetchall())
+    assert "audit_by_agent_action" in plan, plan

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gates import (
+    SQLiteStore,
     Workspace,
     open_store,
     record_change,
@@ -140,8 +141,10 @@ def test_verdict_inserted_behind_the_log_is_named(ws: Workspace, cli: Cli) -> No
 
 
 def test_rewritten_chain_is_caught_by_an_anchor(ws: Workspace, cli: Cli) -> None:
-    """Rehashing the whole chain after an edit passes the chain check, but not an anchor
-    kept from before."""
+    """Rehashing the whole chain after an edit passes the chain check, but not the hash the
+    store recorded with its checkpoint; with that and the tallies written again too (with
+    the store's own code: the chain has no secret), only an anchor kept from before
+    catches it."""
     head = open_store(ws).audit()[-1]
     _sql(ws, "UPDATE audit SET actor = 'someone.else' WHERE seq = 1")
     prev = "0" * 64
@@ -155,6 +158,12 @@ def test_rewritten_chain_is_caught_by_an_anchor(ws: Workspace, cli: Cli) -> None
         conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'",
                      (f"{head.seq}:{prev}",))
     conn.close()
+    code, _, err = cli(ws, "audit", "verify")
+    assert code == 1 and "is not the one the store recorded with its checkpoint" in err
+    _sql(ws, "DELETE FROM meta WHERE key = 'audit_checkpoint' OR key LIKE 'audit_tally:%'")
+    store = SQLiteStore(ws.state_path)
+    with store._writing() as held:
+        store._advance_checkpoint(held)
     assert cli(ws, "audit", "verify")[0] == 0
     code, _, err = cli(ws, "audit", "verify", "--anchor", f"{head.seq}:{head.hash}")
     assert code == 1 and f"entry {head.seq}: hash" in err and "the log was rewritten" in err
