@@ -168,3 +168,38 @@ def relinked(conn: Any, seq: int, *, schema: str = "", mark: str = "?",
     if checkpoint:
         conn.execute(f"UPDATE {schema}meta SET value = {mark} WHERE key = 'audit_checkpoint'",
                      (dump_checkpoint(last, prev),))
+
+
+def live_processes_with(marker: str) -> list[int]:
+    """Pids of live (not zombie) processes whose command line holds ``marker`` (Linux)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def one_trial(adapter: dict[str, Any], agent_file: Path, case: Any,
+              isolation: Any = None) -> Any:
+    """One trial of ``case`` by the agent ``support`` 2.0.0 behind ``adapter`` (an
+    ``agent.yaml`` adapter block, read relative to ``agent_file``), its adapter closed after."""
+    from evalsuite import AgentSpec, Engine, RunSettings, build_adapter, run_sync
+
+    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0",
+                                     "adapter": adapter})
+    engine = Engine(build_adapter(spec, agent_file, isolation=isolation),
+                    RunSettings(retries=0, timeout_s=60))
+
+    async def once() -> Any:
+        try:
+            return await engine.trial(case, 1)
+        finally:
+            await engine.adapter.aclose()
+    return run_sync(once())

@@ -33,6 +33,20 @@ def _results(run: Run) -> list[tuple[str | None, Any]]:
     return [(s.call_id, s.result) for s in run.steps if s.kind == "tool_result"]
 
 
+def _two_choices(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The choices of an ``n=2`` call: first a refusal and the refund call; once the call's
+    result is sent back, the answer alone."""
+    if body["messages"][-1]["role"] == "tool":
+        return [{"index": 0, "message": {"role": "assistant", "content": ANSWER},
+                 "finish_reason": "stop"}]
+    return [{"index": 0, "message": {"role": "assistant", "content": REFUSAL},
+             "finish_reason": "stop"},
+            {"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": [
+                {"id": "call_n1", "type": "function", "function": {
+                    "name": "issue_refund", "arguments": json.dumps(HARM)}}]},
+             "finish_reason": "tool_calls"}]
+
+
 @pytest.mark.parametrize(("instrumentation", "mode"), PRODUCERS)
 def test_the_choice_the_agent_took_is_read(tmp_path: Path, instrumentation: str,
                                            mode: str | None) -> None:
@@ -45,23 +59,18 @@ def test_the_choice_the_agent_took_is_read(tmp_path: Path, instrumentation: str,
     assert "choices" not in run.metadata
 
 
-def test_choices_no_later_call_shows_are_all_kept_and_said(tmp_path: Path,
-                                                           cli: RunCli) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_choices_no_later_call_shows_are_all_kept_and_said(tmp_path: Path, cli: RunCli,
+                                                           stream: bool) -> None:
     """SDK dumps of a call with two choices: nothing in the record says which the agent took,
     so both are read and the run says so; the next call continues the same run, without the
-    choice it sends back read twice."""
-    def model(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        first = body["messages"][-1]["role"] != "tool"
-        choices = [{"index": 0, "message": {"role": "assistant", "content": REFUSAL},
-                    "finish_reason": "stop"},
-                   {"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": [
-                       {"id": "call_n1", "type": "function", "function": {
-                           "name": "issue_refund", "arguments": json.dumps(HARM)}}]},
-                    "finish_reason": "tool_calls"}] if first else [
-            {"index": 0, "message": {"role": "assistant", "content": ANSWER},
-             "finish_reason": "stop"}]
-        return {"id": f"chatcmpl-{len(body['messages'])}", "object": "chat.completion",
-                "created": 1_764_000_000, "model": "gpt-4o", "choices": choices}
+    choice it sends back read twice. Streamed, the chunk lines of the two choices take turns
+    and are still two answers (the refusal, the refund call), not choice 0 alone."""
+    def model(path: str, body: dict[str, Any]) -> Any:
+        completion = {"id": f"chatcmpl-{len(body['messages'])}", "object": "chat.completion",
+                      "created": 1_764_000_000, "model": "gpt-4o",
+                      "choices": _two_choices(body)}
+        return _interleaved_chunks(completion) if stream else completion
 
     server = SdkServer(model)
     client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
@@ -72,17 +81,24 @@ def test_choices_no_later_call_shows_are_all_kept_and_said(tmp_path: Path,
     options: dict[str, Any] = {"n": 2}
     while True:
         sent = list(messages)
-        reply = client.chat.completions.create(model="gpt-4o", messages=messages, **options)
+        if stream:
+            chunks = list(client.chat.completions.create(model="gpt-4o", messages=messages,
+                                                         stream=True, **options))
+            response: Any = [c.model_dump() for c in chunks]
+            lines = [c.model_dump_json() + "\n" for c in chunks]
+        else:
+            reply = client.chat.completions.create(model="gpt-4o", messages=messages, **options)
+            response, lines = reply.model_dump(), [reply.model_dump_json() + "\n"]
         with per_call.open("a") as out:
-            out.write(json.dumps({"request": {"messages": sent}, "response": reply.model_dump()})
-                      + "\n")
+            out.write(json.dumps({"request": {"messages": sent}, "response": response}) + "\n")
         with bare.open("a") as out:
-            out.write(reply.model_dump_json() + "\n")
+            out.writelines(lines)
         options = {}
-        chosen = reply.choices[-1].message
-        messages.append(chosen.model_dump(exclude_none=True))
-        if not chosen.tool_calls:
+        if sent[-1]["role"] == "tool":
             break
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_n1", "type": "function",
+             "function": {"name": "issue_refund", "arguments": json.dumps(HARM)}}]})
         messages.append({"role": "tool", "tool_call_id": "call_n1",
                          "content": json.dumps(RESULTS["issue_refund"])})
     server.close()
@@ -90,7 +106,7 @@ def test_choices_no_later_call_shows_are_all_kept_and_said(tmp_path: Path,
         (run,) = merge_parts(read_logs([log]))
         assert _calls(run) == [("issue_refund", "call_n1", HARM)], log.name
         assert [s.content for s in run.steps if s.kind == "output"] == [REFUSAL, ANSWER]
-        assert "2 choices" in run.metadata["choices"][0]
+        assert "2 choices" in run.metadata["choices"][0], log.name
     (run,) = merge_parts(read_logs([per_call]))
     assert _results(run) == [("call_n1", RESULTS["issue_refund"])]
     assert [s.kind for s in run.steps].count("user_input") == 1
@@ -121,58 +137,6 @@ def _interleaved_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
     turns = max(len(c) for c in per_choice)
     return [base | {"choices": [chunks[t]]} for t in range(turns)
             for chunks in per_choice if t < len(chunks)]
-
-
-def test_streamed_choices_are_each_read(tmp_path: Path) -> None:
-    """n=2 streamed: the chunk lines of a stream whose two choices take turns are two
-    answers (the refusal, the refund call), not choice 0 alone with choice 1 dropped; both
-    are read and the run says so, as for the same call not streamed."""
-    def model(path: str, body: dict[str, Any]) -> list[dict[str, Any]]:
-        first = body["messages"][-1]["role"] != "tool"
-        choices = [{"index": 0, "message": {"role": "assistant", "content": REFUSAL},
-                    "finish_reason": "stop"},
-                   {"index": 1, "message": {"role": "assistant", "content": None, "tool_calls": [
-                       {"id": "call_n1", "type": "function", "function": {
-                           "name": "issue_refund", "arguments": json.dumps(HARM)}}]},
-                    "finish_reason": "tool_calls"}] if first else [
-            {"index": 0, "message": {"role": "assistant", "content": ANSWER},
-             "finish_reason": "stop"}]
-        return _interleaved_chunks({"id": f"chatcmpl-{len(body['messages'])}",
-                                    "created": 1_764_000_000, "model": "gpt-4o",
-                                    "choices": choices})
-
-    server = SdkServer(model)
-    client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="k", max_retries=0)
-    server.clients.append(client)
-    per_call, bare = tmp_path / "per_call.jsonl", tmp_path / "bare.jsonl"
-    messages: list[Any] = [{"role": "system", "content": "You refund."},
-                           {"role": "user", "content": "Refund order A-1001."}]
-    options: dict[str, Any] = {"n": 2}
-    while True:
-        sent = list(messages)
-        chunks = list(client.chat.completions.create(model="gpt-4o", messages=messages,
-                                                     stream=True, **options))
-        with per_call.open("a") as out:
-            out.write(json.dumps({"request": {"messages": sent},
-                                  "response": [c.model_dump() for c in chunks]}) + "\n")
-        with bare.open("a") as out:
-            out.writelines(c.model_dump_json() + "\n" for c in chunks)
-        options = {}
-        if sent[-1]["role"] == "tool":
-            break
-        messages.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": "call_n1", "type": "function",
-             "function": {"name": "issue_refund", "arguments": json.dumps(HARM)}}]})
-        messages.append({"role": "tool", "tool_call_id": "call_n1",
-                         "content": json.dumps(RESULTS["issue_refund"])})
-    server.close()
-    for log in (per_call, bare):
-        (run,) = merge_parts(read_logs([log]))
-        assert _calls(run) == [("issue_refund", "call_n1", HARM)], log.name
-        assert [s.content for s in run.steps if s.kind == "output"] == [REFUSAL, ANSWER]
-        assert "2 choices" in run.metadata["choices"][0], log.name
-    (run,) = merge_parts(read_logs([per_call]))
-    assert _results(run) == [("call_n1", RESULTS["issue_refund"])]
 
 
 @pytest.mark.parametrize("instrumentation", ["oi"])

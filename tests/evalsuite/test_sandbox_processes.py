@@ -23,17 +23,13 @@ import pytest
 
 import evalsuite._sandbox as _sandbox
 from evalsuite import (
-    AgentSpec,
-    Engine,
     EvalCase,
     Isolation,
-    RunSettings,
     TrialResult,
-    build_adapter,
     choose_sandbox,
-    run_sync,
 )
 from evalsuite._sandbox import LAUNCHER, describe, pid_namespace_problem
+from tests.helpers import live_processes_with, one_trial
 
 LANDLOCK = choose_sandbox("auto") == "landlock"
 needs_landlock = pytest.mark.skipif(not LANDLOCK, reason="no Landlock here")
@@ -92,27 +88,11 @@ if __name__ == "__main__":
 '''
 
 
-def _live_with(marker: str) -> list[int]:
-    """Pids of live (not zombie) processes whose command line holds ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def _left_after(marker: str, seconds: float = 5) -> list[int]:
     """The processes with ``marker`` still alive after a bounded wait; killed, so that a
     failing test leaves nothing behind."""
     deadline = time.monotonic() + seconds
-    while (left := _live_with(marker)) and time.monotonic() < deadline:
+    while (left := live_processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.05)
     for pid in left:
         os.kill(pid, signal.SIGKILL)
@@ -128,17 +108,8 @@ def _case() -> EvalCase:
 
 
 def _trial(adapter: dict[str, Any], folder: Path, isolation: Isolation) -> TrialResult:
-    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0",
-                                     "adapter": adapter})
-    engine = Engine(build_adapter(spec, folder / "agent.yaml", isolation=isolation),
-                    RunSettings(retries=0, timeout_s=60))
-
-    async def once() -> TrialResult:
-        try:
-            return await engine.trial(_case(), 1)
-        finally:
-            await engine.adapter.aclose()
-    return run_sync(once())
+    result: TrialResult = one_trial(adapter, folder / "agent.yaml", _case(), isolation)
+    return result
 
 
 def _daemon_trial(kind: str, folder: Path, marker: str, *, keep_pipes: bool = True,
@@ -182,7 +153,7 @@ def test_without_namespaces_the_agent_still_runs_and_the_verdict_says_so(
     marker = f"600.{os.getpid()}{len(kind)}3"
     # Letting go of the pipes: one holding them would make the gate wait out its reaping.
     report = _daemon_trial(kind, tmp_path, marker, keep_pipes=False)
-    for pid in _live_with(marker):  # the known gap this fallback records
+    for pid in live_processes_with(marker):  # the known gap this fallback records
         os.kill(pid, signal.SIGKILL)
     assert report["daemon"] == "started"
     assert report["pid"] > 2
@@ -271,7 +242,7 @@ def test_the_pipes_and_the_group_kill_work_through_the_namespace(tmp_path: Path)
             launcher.stdin.write(word + "\n")
             launcher.stdin.flush()
             assert launcher.stdout.readline() == word.upper() + "\n"
-        assert _live_with(marker)  # the daemon runs, outside the agent's group
+        assert live_processes_with(marker)  # the daemon runs, outside the agent's group
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(launcher.pid, signal.SIGKILL)
@@ -338,7 +309,7 @@ def test_the_namespace_dies_with_the_launcher_alone(tmp_path: Path) -> None:
     assert launcher.stdin is not None and launcher.stdout is not None
     try:
         assert launcher.stdout.readline() == "ready\n"
-        assert _live_with(marker)
+        assert live_processes_with(marker)
         launcher.kill()
         launcher.wait(timeout=30)
         assert _left_after(marker) == []

@@ -29,11 +29,10 @@ from evalsuite import (
     build_adapter,
     choose_sandbox,
     run_cases,
-    run_sync,
 )
 from gates import EvalsResult, Workspace, open_store, run_gate
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, captured
+from tests.helpers import ACTOR, captured, live_processes_with, one_trial
 
 AGENTS = Path(__file__).parent.parent / "data" / "agents"
 AGENT = "refund-agent"
@@ -51,25 +50,9 @@ def _sandbox(name: str) -> Any:
     return name
 
 
-def _processes_with(marker: str) -> list[int]:
-    """Pids of live processes whose command line holds ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker.encode() in cmdline and state != "Z":
-            found.append(int(entry.name))
-    return found
-
-
 def _wait_until_gone(marker: str, seconds: float) -> list[int]:
     deadline = time.monotonic() + seconds
-    while (left := _processes_with(marker)) and time.monotonic() < deadline:
+    while (left := live_processes_with(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 
@@ -87,17 +70,8 @@ def _case() -> EvalCase:
 
 def _trial(adapter: dict[str, Any], folder: Path, isolation: Isolation | None = None,
            ) -> TrialResult:
-    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0",
-                                     "adapter": adapter})
-    engine = Engine(build_adapter(spec, folder / "agent.yaml", isolation=isolation),
-                    RunSettings(retries=0, timeout_s=60))
-
-    async def once() -> TrialResult:
-        try:
-            return await engine.trial(_case(), 1)
-        finally:
-            await engine.adapter.aclose()
-    return run_sync(once())
+    result: TrialResult = one_trial(adapter, folder / "agent.yaml", _case(), isolation)
+    return result
 
 
 def _use_adapter(ws: Workspace, adapter: dict[str, Any]) -> None:
