@@ -210,7 +210,7 @@ class CallGrouper:
         """The run whose dialogue already holds this call's whole dialogue, answered after
         it (so the call is an earlier one of that run, logged late); None otherwise."""
         at = _answered_at(call.answer)
-        if at is None or not call.answer:
+        if at is None:  # no answer, or one without a time
             return None
         keys = [k for k in (t.key() for t in call.answer) if k]
         if not keys:

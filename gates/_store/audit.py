@@ -446,7 +446,7 @@ def _as_tallied(tally: chain_sql.Tally, seq: int, deciding: list[AuditEntry],
     """Whether an agent's deciding entries up to the checkpoint ``seq`` and its last verdict
     entry are those of ``tally``, each hashing to itself."""
     early = [e for e in deciding if e.seq <= seq]
-    if not all(_intact(e) for e in early):
+    if not all(entry_intact(e) for e in early):
         return False
     if chain_sql.tally_of([(e.seq, e.action, e.hash) for e in early]).deciding != \
             tally.deciding:
@@ -455,10 +455,11 @@ def _as_tallied(tally: chain_sql.Tally, seq: int, deciding: list[AuditEntry],
         return tally.verdict is None
     if verdict.seq > seq:  # after the checkpoint: verified with every entry there
         return True
-    return (verdict.seq, verdict.hash) == tally.verdict and _intact(verdict)
+    return (verdict.seq, verdict.hash) == tally.verdict and entry_intact(verdict)
 
 
-def _intact(entry: AuditEntry) -> bool:
+def entry_intact(entry: AuditEntry) -> bool:
+    """Whether the entry still hashes to the hash it was written with."""
     return entry.hash == entry_hash(entry.seq, entry.at, entry.actor, entry.action,
                                     entry.agent, entry.reason, entry.detail, entry.prev_hash)
 

@@ -16,8 +16,8 @@ from evalsuite import InvalidInput
 from gates._config import Workspace
 from gates._errors import ReviewDecided, UnknownReview, UnvouchedReview
 from gates._store.access import open_store, require_store, store_exists
-from gates._store.audit import verify_audit
-from gates._store.backends import AuditEntry, StateStore, entry_hash
+from gates._store.audit import entry_intact, verify_audit
+from gates._store.backends import AuditEntry, StateStore
 from gates._store.reviews import (
     DECISION_ACTIONS,
     REVIEW_ACTIONS,
@@ -327,8 +327,7 @@ def _unlike(item: ReviewItem, submit: AuditEntry | None) -> str | None:
     """Why ``item``'s row differs from its ``review.submit`` entry ``submit``; None if not."""
     if submit is None:
         return f"the audit log records no submission of {item.id} by {item.agent}"
-    if submit.hash != entry_hash(submit.seq, submit.at, submit.actor, submit.action,
-                                 submit.agent, submit.reason, submit.detail, submit.prev_hash):
+    if not entry_intact(submit):
         return f"its submission's audit entry {submit.seq} was changed after it was written"
     key = held_key(item.kind)
     if key not in submit.detail:
@@ -346,8 +345,6 @@ def _unlike(item: ReviewItem, submit: AuditEntry | None) -> str | None:
 
 def _require_intact(*entries: AuditEntry) -> None:
     for entry in entries:
-        if entry.hash != entry_hash(entry.seq, entry.at, entry.actor, entry.action,
-                                    entry.agent, entry.reason, entry.detail,
-                                    entry.prev_hash):
+        if not entry_intact(entry):
             raise UnvouchedReview(f"audit entry {entry.seq} was changed after it was "
                                   f"written")
