@@ -77,7 +77,7 @@ from gates._store import mode_light
 from gates._store.chain_sql import (
     AUDIT_COLUMNS,
     DECIDING,
-    linked_checkpoint,
+    held_checkpoint,
     recorded_tally,
     tally_of,
 )
@@ -388,7 +388,7 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if version is None or version[0] != mode_light._SCHEMA_VERSION:
             raise NotSure("schema version")
-        point = linked_checkpoint(conn)
+        point = held_checkpoint(conn)
         head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
         if point is None or head is None or head[0] != f"{point[0]}:{point[1]}":
             return None  # entries after the checkpoint, or none: the full check verifies

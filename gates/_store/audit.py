@@ -59,13 +59,11 @@ _TESTED: ContextVar[dict[Hashable, tuple[StateStore, tuple[int, str] | None]] | 
 @contextmanager
 def one_decision() -> Iterator[None]:
     """Within it, each store's checkpoint is tested once
-    (:meth:`StateStore.linked_checkpoint`).
+    (:meth:`StateStore.held_checkpoint`).
 
-    Testing it passes over the numbers and links of every stored entry up to the
-    checkpoint, so a decision that asks the log three questions (``check``: the chain, the
-    containments, the restores) would pay for that three times; its answers are those of
-    one slightly earlier test, and the entries after the checkpoint are still read afresh
-    by each question.
+    A decision asks the log several questions (``check``: the chain, the containments, the
+    restores), each from the checkpoint; its answers are those of one slightly earlier
+    test, and the entries after the checkpoint are still read afresh by each question.
     """
     if _TESTED.get() is not None:  # nested: the outer decision's reading stands
         yield
@@ -78,13 +76,13 @@ def one_decision() -> Iterator[None]:
 
 
 def _checkpoint(store: StateStore) -> tuple[int, str] | None:
-    """``store.linked_checkpoint()``, tested once within one decision."""
+    """``store.held_checkpoint()``, tested once within one decision."""
     tested = _TESTED.get()
     if tested is None:
-        return store.linked_checkpoint()
+        return store.held_checkpoint()
     key = _log_key(store)
     if key not in tested:
-        tested[key] = (store, store.linked_checkpoint())
+        tested[key] = (store, store.held_checkpoint())
     return tested[key][1]
 
 
@@ -134,9 +132,9 @@ def recorded(store: StateStore, agent: str, actions: Collection[str]) -> list[Au
     """``agent``'s entries of ``actions``, oldest first, read without reading the whole log.
 
     Every entry after the store's checkpoint is read and parsed, so a garbled row there
-    raises :class:`StoreUnavailable` as a whole read would; when the log's structure up to
-    the checkpoint is broken (or there is none) the agent's whole log is read. This reads;
-    it verifies nothing (:func:`verify_audit` does, from the same checkpoint).
+    raises :class:`StoreUnavailable` as a whole read would; when the checkpoint no longer
+    holds (or there is none) the agent's whole log is read. This reads; it verifies nothing
+    (:func:`verify_audit` does, from the same checkpoint).
     """
     point = _checkpoint(store)
     if point is None:
@@ -159,14 +157,15 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
     attestation), each of which the log must still hold at the place it was stored.
 
     ``incremental`` (what ``check`` and ``restore`` ask for) verifies from the store's
-    checkpoint when the log's numbers and links up to it are whole
-    (:meth:`StateStore.linked_checkpoint`): every entry after it by content, and every entry
-    a decision about the agents reads (their mode and approval entries, their last verdict
-    entry) by content wherever it is, which must be exactly the entries the store tallied
-    with the checkpoint (:meth:`StateStore.tally`). Otherwise (no checkpoint, a broken
-    structure, an entry not as tallied), and with anchors or kept verdicts, it verifies the
-    whole log as ``reinstate audit verify`` does. An entry no decision reads, edited with its
-    hash left as it was, is named only by the whole log's verification.
+    checkpoint when it still holds (:meth:`StateStore.held_checkpoint`): every entry after
+    it by content, and every entry a decision about the agents reads (their mode and
+    approval entries, their last verdict entry) by content wherever it is, which must be
+    exactly the entries the store tallied with the checkpoint (:meth:`StateStore.tally`).
+    Otherwise (no checkpoint, a broken checkpoint, an entry not as tallied), and with
+    anchors or kept verdicts, it verifies the whole log as ``reinstate audit verify`` does.
+    What no decision reads (an unrelated entry edited, removed, or its links broken, before
+    the checkpoint) is named only by the whole log's verification: a decision costs the same
+    however long the log.
 
     ``latest`` reads an agent's latest stored verdict (default ``store.latest_verdict``):
     ``check`` and ``restore`` pass the read that skips building the whole model.
@@ -278,7 +277,7 @@ def _tally_problems(store: StateStore, entries: list[AuditEntry], agents: Iterab
                         f"with its checkpoint ({digest[:12]}…): the log was rewritten after "
                         f"it was written")
     counted = {e.agent for e in entries if e.agent is not None and e.seq <= seq
-               and (e.action in DECIDING or e.action == chain_sql.VERDICT)}
+               and e.action in chain_sql.TALLIED}
     for agent in sorted(counted | set(tallies) | set(agents)):
         tally = tallies.get(agent, chain_sql.Tally())
         if tally is None:
@@ -305,6 +304,15 @@ def _tally_problems(store: StateStore, entries: list[AuditEntry], agents: Iterab
                    else f"is {said}, but the store counted {kept} as it wrote them: verdict "
                         f"entries were hidden, added or removed")
             problems.append(f"entry {seq}: the last verdict entry of {agent} up to it {how}")
+        if found.reviews[0] != tally.reviews[0]:
+            problems.append(
+                f"entry {seq}: the log holds {found.reviews[0]} review decisions of {agent} "
+                f"up to it, but the store counted {tally.reviews[0]} as it wrote them: one "
+                f"was hidden (its agent or action edited), added or removed")
+        elif found.reviews != tally.reviews:
+            problems.append(
+                f"entry {seq}: the review decisions of {agent} up to it are not those the "
+                f"store counted as it wrote them: one was rewritten or moved")
     if chained and held == digest:
         problems += _behind_problems(entries, seq)
     return problems
@@ -402,7 +410,7 @@ def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> 
 
 def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
                  read: LatestVerdict | None = None) -> list[str] | None:
-    """:func:`verify_audit` from a checkpoint whose structure is whole; None when an entry
+    """:func:`verify_audit` from a checkpoint that holds; None when an entry
     a decision reads is not as the store tallied it (the caller verifies the whole log,
     which names what changed)."""
     seq, digest = point
@@ -456,6 +464,38 @@ def _as_tallied(tally: chain_sql.Tally, seq: int, deciding: list[AuditEntry],
     if verdict.seq > seq:  # after the checkpoint: verified with every entry there
         return True
     return (verdict.seq, verdict.hash) == tally.verdict and entry_intact(verdict)
+
+
+def review_decisions_problems(store: StateStore, agent: str) -> list[str]:
+    """Why ``agent``'s review decision entries cannot be trusted to release what they
+    decide: up to the checkpoint the store tallied them with, each must still hash to
+    itself and together be exactly those tallied (none added in place of an entry no
+    decision reads, none hidden, removed or rewritten); after it, each must follow the
+    checkpoint's entry by content. Nothing when they verify. A store that keeps no tallies
+    (one in memory, or one an earlier reinstate counted) has its whole log verified.
+    """
+    recorded = store.tally(agent)
+    if recorded is None:
+        return verify_audit(store, [agent])
+    (seq, digest), tally = recorded
+    # The tally's own checkpoint, not one read apart from it: a write between two reads
+    # moves the checkpoint, and an entry once written does not change.
+    held = store.audit(after=seq - 1)
+    if not held or (held[0].seq, held[0].hash) != (seq, digest):
+        return [f"entry {seq}: not the one the store's checkpoint records (hash "
+                f"{digest[:12]}…): the log was rewritten"]
+    problems = verify_chain(held[1:], after=(seq, digest))
+    decisions = store.audit(agent, actions=chain_sql.REVIEW_DECISIONS)
+    early = [e for e in decisions if e.seq <= seq]
+    changed = [e.seq for e in early if not entry_intact(e)]
+    if changed:
+        problems.append(f"entry {changed[0]}: content was changed after it was written")
+    elif chain_sql.tally_of([(e.seq, e.action, e.hash) for e in early]).reviews != \
+            tally.reviews:
+        problems.append(f"entry {seq}: the review decisions of {agent} up to it are not "
+                        f"those the store counted as it wrote them: one was added, hidden, "
+                        f"removed or rewritten")
+    return problems
 
 
 def entry_intact(entry: AuditEntry) -> bool:

@@ -27,11 +27,10 @@ from gates._errors import ModeChanged, ReviewDecided, StoreUnavailable, UnknownR
 from gates._store import chain_sql
 from gates._store.chain_sql import (
     AUDIT_COLUMNS,
-    DECIDING,
     GENESIS,
     INDEXES,
+    TALLIED,
     TALLY_PREFIX,
-    VERDICT,
     Tally,
     dump_checkpoint,
     parse_checkpoint,
@@ -208,12 +207,12 @@ class StateStore(Protocol):
         entry removed from the end shows); None when the store never recorded one."""
         ...
 
-    def linked_checkpoint(self) -> tuple[int, str] | None:
+    def held_checkpoint(self) -> tuple[int, str] | None:
         """Number and hash of the checkpoint entry (every entry up to it verified by
-        content as the store wrote) when the log's numbers and links up to it are whole,
-        its text unread: where a reader may start reading every entry, having read the
-        agent's own of an action before it. A store may always answer None (a reader then
-        reads, or verifies, the whole log)."""
+        content as the store wrote) when the log still starts at entry 1 and that entry
+        still holds its hash, without reading what lies between: where a reader may start
+        reading every entry, having read the agent's own of an action before it. A store
+        may always answer None (a reader then reads, or verifies, the whole log)."""
         ...
 
     def tally(self, agent: str) -> tuple[tuple[int, str], Tally] | None:
@@ -382,7 +381,7 @@ class MemoryStore:
         """Number and hash of the last entry."""
         return (self._log[-1].seq, self._log[-1].hash) if self._log else None
 
-    def linked_checkpoint(self) -> tuple[int, str] | None:
+    def held_checkpoint(self) -> tuple[int, str] | None:
         """None: entries in memory are read whole each time (there are few)."""
         return None
 
@@ -958,11 +957,11 @@ class SQLiteStore(_SQLStore):
             conn.execute(statement)
         super()._advance_checkpoint(conn)
 
-    def linked_checkpoint(self) -> tuple[int, str] | None:
-        """The checkpoint, if the log's numbers and links up to it are whole, tested over
-        an index without reading any entry's text."""
+    def held_checkpoint(self) -> tuple[int, str] | None:
+        """The checkpoint, if the log still starts at entry 1 and its entry still holds
+        its hash (:func:`chain_sql.held_checkpoint`)."""
         with self._reading() as conn:
-            return chain_sql.linked_checkpoint(conn)
+            return chain_sql.held_checkpoint(conn)
 
     @staticmethod
     def _last(conn: sqlite3.Connection) -> tuple[int, str]:
@@ -997,7 +996,7 @@ class SQLiteStore(_SQLStore):
 def _tallied_agents(entries: list[AuditEntry]) -> list[str]:
     """The agents whose tallies ``entries`` change."""
     return sorted({e.agent for e in entries
-                   if e.agent is not None and (e.action in DECIDING or e.action == VERDICT)})
+                   if e.agent is not None and e.action in TALLIED})
 
 
 def verify_chain(entries: list[AuditEntry], *,

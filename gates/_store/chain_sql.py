@@ -5,21 +5,22 @@ A checkpoint (``meta`` key ``audit_checkpoint``: the number and hash of an entry
 every entry up to it was verified by content when the store wrote it. With it the store
 records, for each agent, a *tally* of the entries a decision about that agent reads (``meta``
 key ``audit_tally:<agent>``): the number and a digest of its ``mode`` and
-``ratchet-approval`` entries (numbers and hashes, in order), and the number and hash of its
-last ``verdict`` entry. Both are written in the transaction of every write.
+``ratchet-approval`` entries (numbers and hashes, in order), the number and hash of its
+last ``verdict`` entry, and the number and a digest of its review decisions (what releases a
+held call or output). Both are written in the transaction of every write.
 
-Every reader starts from :func:`linked_checkpoint`: the log's structure up to the checkpoint
-whole (numbered from 1 without a gap, every entry linked to the one before, the checkpoint's
-entry still holding its hash), tested by SQLite over an index of the numbers and hashes
-without reading any entry's text (a fraction of a microsecond an entry).
-What only reads (the mode, the runtime, the guard, a gate's containments and approvals)
-then reads the agent's entries of an action before it and every entry after it. What
-verifies before an agent clears (``check``, ``restore``, the restore conditions a gate
-prints) also re-hashes every entry after it and every entry the decision reads, and finds
-those to be exactly the tallied ones (:func:`recorded_tally`): an entry hidden from the
-decision by an edited agent or action is missing from its tally, and an entry edited in
-place no longer hashes to itself. An edit of an entry no decision reads, its hash left as it
-was, is found by ``reinstate audit verify``, which re-hashes every entry.
+Every reader starts from :func:`held_checkpoint`: the log still starting at entry 1 and the
+checkpoint's entry still holding its hash, two lookups by number. What only reads (the mode,
+the runtime, the guard, a gate's containments and approvals) then reads the agent's entries
+of an action before it and every entry after it. What verifies before an agent clears
+(``check``, ``restore``, the restore conditions a gate prints) also re-hashes every entry
+after it and every entry the decision reads, and finds those to be exactly the tallied ones
+(:func:`recorded_tally`): an entry hidden from the decision by an edited agent or action is
+missing from its tally, one removed or added changes its count, and one edited in place no
+longer hashes to itself. So a decision costs the same after a thousand gates as after one.
+What no decision reads (an unrelated entry edited, removed, or its links broken) is found
+by ``reinstate audit verify``, which tests the whole log's numbers and links and re-hashes
+every entry.
 
 Standard library only: ``reinstate check`` and ``reinstate mode`` test it on their plain
 path without importing the store.
@@ -36,22 +37,22 @@ GENESIS = "0" * 64  # the hash the first audit entry follows
 # An audit row as every reader selects it (the chain hash is over these, in this order).
 AUDIT_COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
 
-# What keeps the structural test off the entries' text, and an agent's entries of one
-# action one index range away (added to stores made before them by their next write).
-_CHAIN_INDEX = "CREATE INDEX audit_chain ON audit (seq, prev_hash, hash)"  # as SQLite keeps it
-INDEXES = (
-    _CHAIN_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1),
-    "CREATE INDEX IF NOT EXISTS audit_by_agent ON audit (agent, action, seq)",
-)
+# An agent's entries of one action one index range away (added to stores made before it
+# by their next write).
+INDEXES = ("CREATE INDEX IF NOT EXISTS audit_by_agent ON audit (agent, action, seq)",)
 
 
-# The checkpoint as stored from this version on: it records the agents' tallies. One of an
-# earlier version (without tallies) still serves the readers that verify nothing.
-CHECKPOINT_VERSION = 2
+# The checkpoint as stored from this version on: it records the agents' tallies, review
+# decisions counted. One of an earlier version (tallies without review decisions, or none)
+# still serves the readers that verify nothing, and is counted again at the next write.
+CHECKPOINT_VERSION = 3
 # What a decision about an agent reads of the log, beside every entry after the checkpoint:
 # its containments and restores, and the ratchet's approvals (gates._store.audit.DECIDING).
 DECIDING = ("mode", "ratchet-approval")
 VERDICT = "verdict"
+# What a review release reads besides (gates._store.reviews.DECISION_ACTIONS).
+REVIEW_DECISIONS = ("review.approve", "review.edit", "review.reject", "review.expire")
+TALLIED = frozenset((*DECIDING, VERDICT, *REVIEW_DECISIONS))  # what a tally counts
 TALLY_PREFIX = "audit_tally:"
 
 
@@ -69,20 +70,27 @@ class Tally(NamedTuple):
     their numbers and hashes, oldest first."""
     verdict: tuple[int, str] | None = None
     """Number and hash of the last ``verdict`` entry; None when there is none."""
+    reviews: tuple[int, str] = (0, GENESIS)
+    """How many review decision entries, and :func:`fold_deciding` of their numbers and
+    hashes, oldest first."""
 
     def counted(self, seq: int, action: str, digest: str) -> Tally:
         """This tally with the entry ``seq`` (of ``action``, hashed ``digest``) counted."""
         if action in DECIDING:
             count, folded = self.deciding
-            return Tally((count + 1, fold_deciding(folded, seq, digest)), self.verdict)
+            return self._replace(deciding=(count + 1, fold_deciding(folded, seq, digest)))
         if action == VERDICT:
-            return Tally(self.deciding, (seq, digest))
+            return self._replace(verdict=(seq, digest))
+        if action in REVIEW_DECISIONS:
+            count, folded = self.reviews
+            return self._replace(reviews=(count + 1, fold_deciding(folded, seq, digest)))
         return self
 
     def dumps(self) -> str:
         """The tally as the store keeps it."""
         return json.dumps({"deciding": list(self.deciding),
-                           "verdict": list(self.verdict) if self.verdict else None})
+                           "verdict": list(self.verdict) if self.verdict else None,
+                           "reviews": list(self.reviews)})
 
 
 def fold_deciding(digest: str, seq: int, entry_hash: str) -> str:
@@ -103,15 +111,17 @@ def parse_tally(value: object) -> Tally | None:
     try:
         data = json.loads(str(value))
         count, folded = data["deciding"]
+        reviewed, reviews = data["reviews"]
         verdict = data["verdict"]
-        if not (type(count) is int and count >= 0 and isinstance(folded, str)):
+        if not (type(count) is int and count >= 0 and isinstance(folded, str)
+                and type(reviewed) is int and reviewed >= 0 and isinstance(reviews, str)):
             return None
         if verdict is None:
-            return Tally((count, folded))
+            return Tally((count, folded), None, (reviewed, reviews))
         seq, digest = verdict
         if not (type(seq) is int and seq >= 1 and isinstance(digest, str)):
             return None
-        return Tally((count, folded), (seq, digest))
+        return Tally((count, folded), (seq, digest), (reviewed, reviews))
     except (ValueError, TypeError, KeyError, RecursionError):
         return None
 
@@ -167,38 +177,32 @@ def stored_tallies(rows: list[tuple[str, str]]) -> tuple[tuple[int, str] | None,
                                                          dict[str, Tally | None]]:
     """From the ``meta`` rows of the checkpoint and of every tally: number and hash of the
     checkpoint when it records tallies (else None), and each agent's tally (None for one
-    that does not parse)."""
-    checkpoint, tallies = None, {}
+    that does not parse). A checkpoint of an earlier version comes with no tallies: what
+    an earlier reinstate counted vouches for nothing now, and this one counts again at its
+    next write."""
+    checkpoint, tallies, earlier = None, {}, False
     for key, value in rows:
         if key == "audit_checkpoint":
             stored = parse_checkpoint(value)
             checkpoint = (stored[0], stored[1]) if stored is not None and stored[2] else None
+            earlier = stored is not None and not stored[2]
         elif key.startswith(TALLY_PREFIX):
             tallies[key.removeprefix(TALLY_PREFIX)] = parse_tally(value)
-    return checkpoint, tallies
+    return checkpoint, {} if earlier else tallies
 
 
-def linked_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
-    """The stored checkpoint, when the log's structure up to it is whole; else None."""
+def held_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    """The stored checkpoint, when the log still starts at entry 1 (following the genesis
+    hash) and the checkpoint's entry still holds its hash; else None. Two lookups by number,
+    whatever the log's length: what lies between is not read here. A decision re-hashes
+    every entry it reads, and those up to the checkpoint must be the ones tallied; the
+    whole log's numbers and links are ``reinstate audit verify``'s to test."""
     point = stored_checkpoint(conn)
     if point is None:
         return None
     seq, digest, _ = point
-    low = conn.execute("SELECT min(seq) FROM audit").fetchone()[0]
     ends = {row[0]: row for row in conn.execute(
         "SELECT seq, prev_hash, hash FROM audit WHERE seq IN (1, ?)", (seq,))}
-    if low != 1 or seq not in ends or ends[1][1] != GENESIS or ends[seq][2] != digest:
+    if seq not in ends or 1 not in ends or ends[1][1] != GENESIS or ends[seq][2] != digest:
         return None
-    # Every entry from 2 to the checkpoint follows one numbered just before it, holding the
-    # hash it names: with entry 1 and the checkpoint's present, numbers (the table's integer
-    # key) run from 1 to the checkpoint without a gap, with no count of them. Named, or
-    # SQLite looks the earlier entry up in the table, reading every entry's text; only when
-    # it is the index the store made (another of that name may not serve).
-    made = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND "
-                        "name = 'audit_chain'").fetchone()
-    indexed = "INDEXED BY audit_chain" if made is not None and made[0] == _CHAIN_INDEX else ""
-    broken = conn.execute(
-        f"SELECT 1 FROM audit AS later {indexed} LEFT JOIN audit AS earlier {indexed} "
-        "ON earlier.seq = later.seq - 1 WHERE later.seq BETWEEN 2 AND ? "
-        "AND later.prev_hash IS NOT earlier.hash LIMIT 1", (seq,)).fetchone()
-    return None if broken is not None else (seq, digest)
+    return seq, digest

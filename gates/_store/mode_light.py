@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import InvalidInput, read_regular
-from gates._store.chain_sql import AUDIT_COLUMNS, linked_checkpoint
+from gates._store.chain_sql import AUDIT_COLUMNS, held_checkpoint
 
 MODES = ("suspended", "review", "full")  # most restrictive first, as the store has them
 CONFIG_FILE = "reinstate.toml"
@@ -255,11 +255,15 @@ def _store(path: Path, agent: str) -> tuple[tuple[str, str, str, str] | None,
         row = conn.execute("SELECT agent, mode, since, actor, reason FROM modes WHERE "
                            "agent = ?", (agent,)).fetchone()
         record = None if row is None else _mode_row(row, agent)
-        point = linked_checkpoint(conn)
+        point = held_checkpoint(conn)
+        # Two index searches joined, not one OR: SQLite answers an OR of these by reading
+        # every row of the table.
         own = "agent = ? AND action = 'mode'" if point is not None else "agent = ?"
+        after = point[0] if point is not None else 0
         rows = conn.execute(
-            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE ({own}) OR seq > ? ORDER BY seq",
-            (agent, point[0] if point is not None else 0)).fetchall()
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {own} AND seq <= ? UNION ALL "
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq",
+            (agent, after, after)).fetchall()
     details = [_entry_detail(r) for r in rows]
     return record, [d for r, d in zip(rows, details, strict=True)
                     if r[4] == agent and r[3] == "mode"]

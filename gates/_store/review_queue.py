@@ -16,7 +16,7 @@ from evalsuite import InvalidInput
 from gates._config import Workspace
 from gates._errors import ReviewDecided, UnknownReview, UnvouchedReview
 from gates._store.access import open_store, require_store, store_exists
-from gates._store.audit import entry_intact, verify_audit
+from gates._store.audit import entry_intact, review_decisions_problems, verify_audit
 from gates._store.backends import AuditEntry, StateStore
 from gates._store.reviews import (
     DECISION_ACTIONS,
@@ -216,7 +216,8 @@ class ReviewQueue:
         the item's last ``review.submit`` entry is of this agent, run, tool and kind and
         records the digest of exactly what was submitted, and the one decision entry
         after it (``review.approve``, ``review.edit``, ``review.reject``,
-        ``review.expire``) records that same digest. No decision entry yet: ``pending``.
+        ``review.expire``) records that same digest, the agent's decision entries being
+        those the store counted as it wrote them. No decision entry yet: ``pending``.
 
         Raises:
             UnvouchedReview: the log does not verify, has no submit entry matching the
@@ -251,6 +252,13 @@ class ReviewQueue:
                 f"not the item this runtime held (another agent, run, tool or arguments)")
         if not decisions:
             return submitted
+        # What releases the item is a decision entry: one written in place of an entry no
+        # decision reads would hash to itself, so the decisions must be the ones the
+        # store counted as it wrote them.
+        forged = review_decisions_problems(self.store, submitted.agent)
+        if forged:
+            raise UnvouchedReview(f"the audit log's review decisions of {submitted.agent} "
+                                  f"do not verify ({forged[0]})")
         if len(decisions) > 1:
             raise UnvouchedReview(
                 f"the audit log records {len(decisions)} decisions of {submitted.id} "

@@ -23,7 +23,7 @@ from gates import (
     verify_audit,
 )
 from gates._store.backends import entry_hash
-from gates._store.chain_sql import GENESIS, Tally, fold_deciding
+from gates._store.chain_sql import CHECKPOINT_VERSION, GENESIS, Tally, fold_deciding
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import light_reading
 from regressions import utc_now
@@ -65,7 +65,7 @@ def _forge_tallies(path: Path) -> None:
 def _tally(path: Path, agent: str = AGENT) -> Tally | None:
     """The agent's tally as stored with the store's checkpoint."""
     store = SQLiteStore(path)
-    point = store.linked_checkpoint()
+    point = store.held_checkpoint()
     recorded = store.tally(agent)
     return None if recorded is None or recorded[0] != point else recorded[1]
 
@@ -103,11 +103,11 @@ def test_the_checkpoint_follows_every_write(tmp_path: Path) -> None:
     """After each write the checkpoint is the log's head, verified by content, and the
     agent's tally counts its mode entries and its last verdict entry up to it."""
     store = _history(tmp_path / "state.db", notes=3)
-    assert store.linked_checkpoint() == store.head() == (4, store.audit()[-1].hash)
+    assert store.held_checkpoint() == store.head() == (4, store.audit()[-1].hash)
     first = store.audit()[0]
     assert _tally(store.path) == Tally(_deciding((1, first.hash)), None)
     restored = store.set_mode(_mode("full"))
-    assert store.linked_checkpoint() == store.head() == (5, restored.hash)
+    assert store.held_checkpoint() == store.head() == (5, restored.hash)
     assert _tally(store.path) == Tally(_deciding((1, first.hash), (5, restored.hash)), None)
     assert verify_audit(store, [AGENT], incremental=True) == []
     # (a verdict entry with no verdict behind it: only its place in the tally matters here)
@@ -122,28 +122,40 @@ def test_a_store_without_a_checkpoint_gets_one_at_its_next_write(tmp_path: Path)
     which verifies the log by content and sets the checkpoint at the head."""
     store = _history(tmp_path / "state.db", notes=3)
     _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
-    assert store.linked_checkpoint() is None
+    assert store.held_checkpoint() is None
     store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
-    assert store.linked_checkpoint() == store.head()
+    assert store.held_checkpoint() == store.head()
     assert _tally(store.path) == Tally(_deciding((1, store.audit()[0].hash)), None)
 
 
-def test_a_checkpoint_without_tallies_is_read_from_but_not_verified_from(
-        tmp_path: Path) -> None:
-    """A checkpoint written before tallies were kept still serves what only reads (its
-    structure is tested); a decision verifies the whole log, and the next write counts
-    every tally from the log's first entry."""
+@pytest.mark.parametrize("earlier", ["without-tallies", "tallies-without-reviews"])
+def test_a_checkpoint_an_earlier_reinstate_wrote_is_read_from_but_not_verified_from(
+        tmp_path: Path, earlier: str) -> None:
+    """A checkpoint written before tallies were kept, or with tallies that do not count
+    review decisions: it still serves what only reads; a decision verifies the whole log
+    (the earlier tallies are neither trusted nor taken for a removed checkpoint), and the
+    next write counts every tally from the log's first entry."""
     store = _history(tmp_path / "state.db", notes=3)
     head = store.head()
     assert head is not None
-    _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
-         json.dumps({"seq": head[0], "hash": head[1], "rows": "0" * 64}))
-    _sql(store.path, "DELETE FROM meta WHERE key LIKE 'audit_tally:%'")
-    assert store.linked_checkpoint() == head
+    first = store.audit()[0].hash
+    if earlier == "without-tallies":
+        _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
+             json.dumps({"seq": head[0], "hash": head[1], "rows": "0" * 64}))
+        _sql(store.path, "DELETE FROM meta WHERE key LIKE 'audit_tally:%'")
+    else:  # as reinstate wrote them before review decisions were counted
+        _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
+             json.dumps({"version": 2, "seq": head[0], "hash": head[1]}))
+        _sql(store.path, "UPDATE meta SET value = ? WHERE key = ?",
+             json.dumps({"deciding": list(_deciding((1, first))), "verdict": None}),
+             f"audit_tally:{AGENT}")
+    assert store.held_checkpoint() == head
     assert store.tally(AGENT) is None
     assert verify_audit(store, [AGENT], incremental=True) == []
+    assert verify_audit(store, [AGENT]) == []
     store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
-    assert _tally(store.path) == Tally(_deciding((1, store.audit()[0].hash)), None)
+    assert _tally(store.path) == Tally(_deciding((1, first)), None)
+    assert verify_audit(store, [AGENT], incremental=True) == []
 
 
 def test_a_log_edited_behind_the_store_holds_the_checkpoint_back(tmp_path: Path) -> None:
@@ -153,7 +165,7 @@ def test_a_log_edited_behind_the_store_holds_the_checkpoint_back(tmp_path: Path)
     _sql(store.path, "UPDATE audit SET reason = 'edited' WHERE seq = 4")
     _sql(store.path, "DELETE FROM meta WHERE key = 'audit_checkpoint'")
     store.append(actor="ci", action="note", agent=None, reason="later")
-    assert store.linked_checkpoint() is None
+    assert store.held_checkpoint() is None
     assert "entry 4: content was changed after it was written" in verify_audit(
         store, [AGENT], incremental=True)
 
@@ -175,7 +187,7 @@ def test_an_edited_row_no_decision_reads_is_named_by_the_whole_verification(
     it too: check then passed over every stored row's bytes."""
     store = _history(tmp_path / "state.db")
     _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
-    assert store.linked_checkpoint() == store.head()
+    assert store.held_checkpoint() == store.head()
     assert verify_audit(store, [AGENT], incremental=True) == []
     assert verify_audit(store, [AGENT]) == ["entry 3: content was changed after it was written"]
 
@@ -206,11 +218,11 @@ def test_a_checkpoint_moved_past_a_row_written_behind_the_store_is_refused(
          last.seq + 1, utc_now().isoformat(), "intruder", "mode", AGENT, "restore",
          json.dumps({"incidents": ["INC-1"], "mode": "full"}), last.hash, "f" * 64)
     _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
-         json.dumps({"version": 2, "seq": last.seq + 1, "hash": "f" * 64}))
+         json.dumps({"version": CHECKPOINT_VERSION, "seq": last.seq + 1, "hash": "f" * 64}))
     _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_head'",
          f"{last.seq + 1}:{'f' * 64}")
     # Its structure is whole: the entry follows the last and holds the hash it names.
-    assert store.linked_checkpoint() == (last.seq + 1, "f" * 64)
+    assert store.held_checkpoint() == (last.seq + 1, "f" * 64)
     problems = verify_audit(store, [AGENT], incremental=True)
     assert f"entry {last.seq + 1}: content was changed after it was written" in problems
 
@@ -239,9 +251,9 @@ class _CountingStore(SQLiteStore):
 
     tested = 0
 
-    def linked_checkpoint(self) -> tuple[int, str] | None:
+    def held_checkpoint(self) -> tuple[int, str] | None:
         self.tested += 1
-        return super().linked_checkpoint()
+        return super().held_checkpoint()
 
 
 @pytest.mark.slow
@@ -274,41 +286,87 @@ def test_a_row_edited_between_two_checks_is_caught_by_the_second(
                for r in clearance.reasons), clearance.reasons
 
 
-# --- the structure's test: what the mode reads from ---------------------------------------
+# --- the checkpoint's test: what every reader starts from --------------------------------
+
+@pytest.mark.attack
+@pytest.mark.parametrize("edit", [
+    "DELETE FROM audit WHERE seq = 1",
+    "UPDATE audit SET seq = 0 WHERE seq = 1",
+    "UPDATE audit SET prev_hash = 'x' WHERE seq = 1",
+    "UPDATE audit SET hash = 'x' WHERE seq = 21",
+    "DELETE FROM audit WHERE seq = 21",
+], ids=["first-removed", "renumbered-to-0", "first-unlinked", "checkpoint-rehashed",
+        "checkpoint-removed"])
+def test_a_log_not_starting_at_entry_1_or_not_holding_its_checkpoint_is_read_whole(
+        tmp_path: Path, edit: str) -> None:
+    """The log no longer starting at entry 1, or the checkpoint's entry gone or holding
+    another hash: the checkpoint vouches for nothing, and a decision verifies the whole
+    log, which names the edit."""
+    store = _history(tmp_path / "state.db")
+    assert store.held_checkpoint() == (21, store.audit()[-1].hash)
+    _sql(store.path, edit)
+    assert store.held_checkpoint() is None
+    assert verify_audit(store, [AGENT], incremental=True)
+
 
 @pytest.mark.attack
 @pytest.mark.parametrize("edit", [
     "DELETE FROM audit WHERE seq = 5",
     "DELETE FROM audit WHERE seq BETWEEN 5 AND 9",
     "DELETE FROM audit WHERE seq = 20",
-    "UPDATE audit SET seq = 100 WHERE seq = 5",
-    "UPDATE audit SET seq = 0 WHERE seq = 1",
-    "UPDATE audit SET prev_hash = 'x' WHERE seq = 1",
     "UPDATE audit SET prev_hash = 'x' WHERE seq = 12",
-    "UPDATE audit SET hash = 'x' WHERE seq = 21",
-], ids=["removed", "run-removed", "last-but-one-removed", "renumbered", "renumbered-to-0",
-        "first-unlinked", "unlinked", "checkpoint-rehashed"])
-def test_a_broken_structure_before_the_checkpoint_drops_it_for_every_reader(
+], ids=["removed", "run-removed", "last-but-one-removed", "unlinked"])
+def test_an_entry_no_decision_reads_removed_or_unlinked_is_named_by_audit_verify(
         tmp_path: Path, edit: str) -> None:
-    """A removed, renumbered or unlinked entry up to the checkpoint, or the checkpoint's
-    entry holding another hash: neither test of the checkpoint vouches for it."""
+    """An entry no decision reads, removed or unlinked before the checkpoint:
+    a decision, which reads only the agent's containment (entry 1, as tallied), stands
+    without passing over the rest of the log; verifying the whole log, as ``reinstate
+    audit verify`` does, names the edit."""
     store = _history(tmp_path / "state.db")
-    assert store.linked_checkpoint() == (21, store.audit()[-1].hash)
+    point = store.held_checkpoint()
     _sql(store.path, edit)
-    assert store.linked_checkpoint() is None
-    assert verify_audit(store, [AGENT], incremental=True)  # the whole log, which names it
+    assert store.held_checkpoint() == point
+    assert verify_audit(store, [AGENT], incremental=True) == []
+    assert verify_audit(store, [AGENT])
 
 
 @pytest.mark.attack
-def test_a_rewritten_and_rehashed_entry_breaks_the_structure(tmp_path: Path) -> None:
+def test_an_entry_renumbered_past_the_checkpoint_is_read_by_every_decision(
+        tmp_path: Path) -> None:
+    """An entry renumbered past the checkpoint is among those every decision reads and
+    verifies after it: it is named there."""
+    store = _history(tmp_path / "state.db")
+    _sql(store.path, "UPDATE audit SET seq = 100 WHERE seq = 5")
+    problems = verify_audit(store, [AGENT], incremental=True)
+    assert any(p.startswith("entry 100:") for p in problems), problems
+
+
+@pytest.mark.attack
+def test_a_rewritten_and_rehashed_entry_no_decision_reads_is_named_by_audit_verify(
+        tmp_path: Path) -> None:
     """An entry no decision reads, rewritten with its hash recomputed: its link to the next
-    entry breaks, so the structure's test does not vouch for the checkpoint either."""
+    entry breaks, which the whole log's verification names."""
     store = _history(tmp_path / "state.db")
     _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
     _rehash(store.path, 3)
-    assert store.linked_checkpoint() is None
-    assert verify_audit(store, [AGENT], incremental=True) == [
-        "entry 4: does not follow the entry before it"]
+    assert verify_audit(store, [AGENT], incremental=True) == []
+    assert verify_audit(store, [AGENT]) == ["entry 4: does not follow the entry before it"]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("seq", [1, 12])
+def test_a_containment_written_in_place_of_another_entry_is_not_as_tallied(
+        tmp_path: Path, seq: int) -> None:
+    """A restore written over the containment (entry 1), or in place of an entry no decision
+    reads (entry 12), each hashed as the store hashes: the agent's mode entries are no
+    longer those tallied, so the decision verifies the whole log and names it."""
+    store = _history(tmp_path / "state.db")
+    detail = json.dumps({"mode": "full", "incidents": ["INC-1"]}, sort_keys=True)
+    _sql(store.path, "UPDATE audit SET action = 'mode', detail = ?, reason = 'restore' "
+                     "WHERE seq = ?", detail, seq)
+    _rehash(store.path, seq)
+    problems = verify_audit(store, [AGENT], incremental=True)
+    assert any(f"mode and approval entries of {AGENT}" in p for p in problems), problems
 
 
 def _audit_indexes(path: Path) -> set[str]:
@@ -319,34 +377,19 @@ def _audit_indexes(path: Path) -> set[str]:
     return names
 
 
-def test_a_store_made_before_the_indexes_gets_them_at_its_next_write(tmp_path: Path) -> None:
-    """A new store has its indexes; without them (a store made before) its checkpoint tests
-    the same, reading the table, and the next write adds them."""
+def test_a_store_made_before_the_index_gets_it_at_its_next_write(tmp_path: Path) -> None:
+    """A new store has its index of an agent's entries by action; without it (a store made
+    before) its checkpoint holds the same, and the next write adds it."""
     fresh = SQLiteStore(tmp_path / "fresh.db")
     fresh.create()
-    assert _audit_indexes(fresh.path) == {"audit_chain", "audit_by_agent"}
+    assert _audit_indexes(fresh.path) == {"audit_by_agent"}
     store = _history(tmp_path / "state.db", notes=3)
-    _sql(store.path, "DROP INDEX audit_chain")
     _sql(store.path, "DROP INDEX audit_by_agent")
-    assert store.linked_checkpoint() == store.head()
+    assert store.held_checkpoint() == store.head()
     assert _audit_indexes(store.path) == set()
     store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
-    assert _audit_indexes(store.path) == {"audit_chain", "audit_by_agent"}
-    assert store.linked_checkpoint() == store.head()
-
-
-@pytest.mark.attack
-def test_an_index_of_the_chain_indexs_name_over_other_columns_is_not_relied_on(
-        tmp_path: Path) -> None:
-    """An index named as the store names its own but over other columns is not named in the
-    test's query (SQLite would refuse it): the test reads the table and still sees a
-    broken link."""
-    store = _history(tmp_path / "state.db", notes=3)
-    _sql(store.path, "DROP INDEX audit_chain")
-    _sql(store.path, "CREATE INDEX audit_chain ON audit (agent)")
-    assert store.linked_checkpoint() == store.head()
-    _sql(store.path, "UPDATE audit SET prev_hash = 'x' WHERE seq = 3")
-    assert store.linked_checkpoint() is None
+    assert _audit_indexes(store.path) == {"audit_by_agent"}
+    assert store.held_checkpoint() == store.head()
 
 
 @pytest.mark.slow
@@ -370,5 +413,12 @@ def test_the_mode_never_passes_over_the_rows_before_the_checkpoint(
     every_own_entry = re.compile(rf"WHERE \(?agent = '{AGENT}'\)? OR seq >")
     assert statements
     assert not [s for s in statements if fold_pass.search(s) or every_own_entry.search(s)]
-    # The links are tested over the index alone (SQLite would read the table without it).
-    assert any("INDEXED BY audit_chain" in s for s in statements)
+    # Nor does any pass over the numbers and links of the whole log, nor does SQLite read
+    # the table row by row for any of them (as it answers an OR of two index searches).
+    assert not [s for s in statements if "JOIN audit" in s]
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        scans = [s for s in statements if s.lstrip().upper().startswith("SELECT")
+                 and any("SCAN audit" in row[3]
+                         for row in conn.execute(f"EXPLAIN QUERY PLAN {s}"))]
+    conn.close()
+    assert not scans

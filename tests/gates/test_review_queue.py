@@ -385,3 +385,50 @@ def test_audit_verify_names_review_rows_changed_behind_the_log(tmp_path: Path) -
     # What check asks (from the checkpoint) is not this: the runtime trusts no row anyway.
     assert not [p for p in verify_audit(store, [AGENT], incremental=True)
                 if p.startswith("reviews:")]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("decision", ["approve", "edit"])
+def test_a_decision_written_in_place_of_an_unrelated_entry_releases_nothing(
+        tmp_path: Path, decision: str) -> None:
+    """An approval (or an edit) of a held call, copied from a store where a person made it
+    and written in place of an entry no decision reads, hashed as the store hashes: it
+    hashes to itself and names the digest of what was held, but it is not one of the
+    review decisions the store counted as it wrote them, so the runtime releases nothing;
+    ``reinstate audit verify`` names it too."""
+    import json
+    import shutil
+
+    from gates._store.audit import verify_audit
+    from gates._store.backends import entry_hash
+
+    database = tmp_path / "state.db"
+    store = SQLiteStore(database)
+    queue = ReviewQueue(store=store)
+    item = _call(queue)
+    for index in range(3):
+        store.append(actor="ci", action="note", agent=AGENT, reason=f"note {index}")
+    elsewhere = tmp_path / "elsewhere.db"
+    shutil.copy(database, elsewhere)
+    other = ReviewQueue(store=SQLiteStore(elsewhere))
+    if decision == "approve":
+        other.approve(item.id, actor="alice", reason="ok")
+    else:
+        other.edit(item.id, actor="alice", reason="less", args={"order_id": "A-1001",
+                                                                "amount": 9000})
+    made = SQLiteStore(elsewhere).audit(AGENT, actions=(f"review.{decision}",))[-1]
+    target = store.audit(AGENT, actions=("note",))[1]
+    detail = json.dumps(made.detail, sort_keys=True)
+    digest = entry_hash(target.seq, made.at, made.actor, made.action, made.agent, made.reason,
+                        made.detail, target.prev_hash)
+    with sqlite3.connect(database) as conn:
+        conn.execute("UPDATE audit SET at = ?, actor = ?, action = ?, reason = ?, detail = ?, "
+                     "hash = ? WHERE seq = ?", (made.at.isoformat(), made.actor, made.action,
+                                                made.reason, detail, digest, target.seq))
+    conn.close()
+    forged = store.audit(AGENT, actions=(f"review.{decision}",))
+    assert [e.seq for e in forged] == [target.seq] and forged[0].hash == digest
+    with pytest.raises(UnvouchedReview, match=r"review decisions of refund-agent .* not those "
+                                              r"the store counted"):
+        queue.vouched(item)
+    assert verify_audit(store, [AGENT])
