@@ -9,12 +9,11 @@
 2. ``reinstate check``, ``reinstate mode`` and ``reinstate gate`` after 1, 100 and 1,000
    stored gates (history written through the public API: a current verdict saved again,
    one audit entry each), as whole processes against ``python -c pass`` in the same run
-   and in process (CPU time): flat when none re-reads the whole history. The one part of
-   ``check`` and ``mode`` that still grows with the log is the test of its structure up to
-   the checkpoint (numbers and links, over an index inside SQLite: a fraction of a
-   microsecond an entry); ``check`` re-hashes only the entries its decision reads, as the
-   store tallied them, and ``reinstate audit verify`` keeps the pass over every row. The
-   gate's cost at each history over its cost at the first is printed with its spread.
+   and in process (CPU time): flat when none re-reads the whole history. ``check`` and
+   ``mode`` test the checkpoint by two lookups and re-hash only the entries the decision
+   reads, as the store tallied them; ``reinstate audit verify`` keeps the pass over every
+   row. The gate's cost at each history over its cost at the first is printed with its
+   spread.
 3. The bytes one verdict adds to the state store at 1,000 and 10,000 regression cases
    (the stored body; the gate at 10,000 runs with ``--trials 1``).
 4. ``reinstate eval --cases ONE`` at 10,000 eval case files (``bench_cli.py``'s workspace:
@@ -162,9 +161,8 @@ def history_growth(template: Path, sizes: list[int], rounds: int, scratch: Path)
               flush=True)
     first = sizes[0]
     for size in sizes[1:]:
-        # check() and the mode reads test the log's structure up to the checkpoint over an
-        # index in SQLite (~0.3 us an entry, the part of either that grows with the log);
-        # check() re-hashes only the entries it decides on, as the store tallied them.
+        # check() and the mode reads test the checkpoint by two lookups; check() re-hashes
+        # only the entries it decides on, as the store tallied them.
         print(f"   at {size} stored gates over at {first}: "
               + ", ".join(f"{name} {_ratio(figures[size], figures[first])}"
                           for name, figures in reads.items())
