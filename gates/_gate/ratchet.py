@@ -32,7 +32,7 @@ from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs, regression_set_lock
 from gates._gate.ratchet_git import compare_with_ref, ratchet_against, today_terms
 from gates._store.access import open_store, store_exists
-from gates._store.audit import recorded
+from gates._store.audit import last_verdict_problems, recorded
 from gates._store.backends import AuditEntry, StateStore
 from gates._verdict.check_results import (
     AgainstRef,
@@ -72,18 +72,32 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
     """The terms the agent's last stored verdict held its regression set to.
 
     The text must be the one the audit log's last verdict entry of the agent records (its
-    SHA-256): terms edited in the stored verdict behind the log would let a case be
-    forgotten or loosened unseen, so a mismatch is an error, never a smaller memory.
+    SHA-256), and that entry the one the store wrote last (:func:`last_verdict_problems`):
+    terms edited in the stored verdict behind the log, or a verdict entry written in place
+    of another to vouch for edited terms, would let a case be forgotten or loosened unseen,
+    so a mismatch is an error, never a smaller memory; so is a log that records a verdict
+    of the agent when none is stored (the verdicts removed).
     """
     if store is None:
         return {}
     # The text and the log are two reads: another gate may store its verdict between
     # them, so a log that moved past the text is asked again with the newer text. A text
     # that stays the same while the log records another is the store changed behind it.
+    problems: list[str] = []
+    vouched, digest, recorded = False, "", None  # as when every read raced another gate
     for _ in range(_READS):
         text = store.latest_verdict_text(agent)
         if text is None:
-            return {}
+            problems = last_verdict_problems(store, agent, None)
+            if not problems:
+                return {}
+            if store.latest_verdict_text(agent) is None:
+                raise StoreUnavailable(
+                    f"no verdict of {agent} is stored, but the audit log records one "
+                    f"({problems[0]}): the verdicts table was changed behind the log, so the "
+                    f"regression set's remembered terms cannot be trusted; run `reinstate "
+                    f"audit verify` to see what changed")
+            continue
         digest = hashlib.sha256(text.encode()).hexdigest()
         read = read_ratchet_terms(text)
         # The verdict's own entry follows the head it was stamped with; without a readable
@@ -91,7 +105,8 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
         entries = store.audit(agent, actions=("verdict",), after=read[0] if read else 0)
         recorded = entries[-1].detail.get("sha256") if entries else None
         vouched = not (read is not None and not entries) and recorded in (None, digest)
-        if vouched or store.latest_verdict_sha256(agent) == digest:
+        problems = last_verdict_problems(store, agent, entries[-1]) if entries else []
+        if (vouched and not problems) or store.latest_verdict_sha256(agent) == digest:
             break
     if not vouched:
         raise StoreUnavailable(
@@ -100,6 +115,12 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
             + (f" (sha256 {str(recorded)[:12]}…)" if recorded is not None else "")
             + ": the verdicts table was changed behind the log, so the regression set's "
               "remembered terms cannot be trusted; run `reinstate audit` to see what changed")
+    if problems:
+        raise StoreUnavailable(
+            f"the audit log's verdict entry that vouches for the last stored verdict of "
+            f"{agent} is not one the store wrote ({problems[0]}), so the regression set's "
+            f"remembered terms cannot be trusted; run `reinstate audit verify` to see what "
+            f"changed")
     if read is not None:
         return read[1]
     del text

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, 
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from gates._store import chain_sql
 from gates._store.backends import (
@@ -466,27 +466,48 @@ def _as_tallied(tally: chain_sql.Tally, seq: int, deciding: list[AuditEntry],
     return (verdict.seq, verdict.hash) == tally.verdict and entry_intact(verdict)
 
 
+class _Tallied(NamedTuple):
+    """An agent's tally as of the store's checkpoint, and the entries written after it."""
+
+    point: tuple[int, str]
+    tally: chain_sql.Tally
+    after: list[AuditEntry]
+    problems: list[str]
+    """Why the checkpoint's entry or the entries after it do not verify."""
+
+
+def _tallied(store: StateStore, agent: str) -> _Tallied | None:
+    """``agent``'s tally with its own checkpoint (not one read apart from it: a write
+    between two reads moves the checkpoint, and an entry once written does not change),
+    the entries after that checkpoint and why they do not verify; None when the store keeps
+    no tally (one in memory, or one an earlier reinstate counted)."""
+    recorded = store.tally(agent)
+    if recorded is None:
+        return None
+    (seq, digest), tally = recorded
+    held = store.audit(after=seq - 1)
+    if not held or (held[0].seq, held[0].hash) != (seq, digest):
+        return _Tallied((seq, digest), tally, [], [
+            f"entry {seq}: not the one the store's checkpoint records (hash {digest[:12]}…): "
+            f"the log was rewritten"])
+    return _Tallied((seq, digest), tally, held[1:],
+                    verify_chain(held[1:], after=(seq, digest)))
+
+
 def review_decisions_problems(store: StateStore, agent: str) -> list[str]:
     """Why ``agent``'s review decision entries cannot be trusted to release what they
     decide: up to the checkpoint the store tallied them with, each must still hash to
     itself and together be exactly those tallied (none added in place of an entry no
     decision reads, none hidden, removed or rewritten); after it, each must follow the
     checkpoint's entry by content. Nothing when they verify. A store that keeps no tallies
-    (one in memory, or one an earlier reinstate counted) has its whole log verified.
+    has its whole log verified.
     """
-    recorded = store.tally(agent)
-    if recorded is None:
+    found = _tallied(store, agent)
+    if found is None:
         return verify_audit(store, [agent])
-    (seq, digest), tally = recorded
-    # The tally's own checkpoint, not one read apart from it: a write between two reads
-    # moves the checkpoint, and an entry once written does not change.
-    held = store.audit(after=seq - 1)
-    if not held or (held[0].seq, held[0].hash) != (seq, digest):
-        return [f"entry {seq}: not the one the store's checkpoint records (hash "
-                f"{digest[:12]}…): the log was rewritten"]
-    problems = verify_chain(held[1:], after=(seq, digest))
-    decisions = store.audit(agent, actions=chain_sql.REVIEW_DECISIONS)
-    early = [e for e in decisions if e.seq <= seq]
+    (seq, _), tally, _, problems = found
+    early = [e for e in store.audit(agent, actions=chain_sql.REVIEW_DECISIONS)
+             if e.seq <= seq]
     changed = [e.seq for e in early if not entry_intact(e)]
     if changed:
         problems.append(f"entry {changed[0]}: content was changed after it was written")
@@ -495,6 +516,37 @@ def review_decisions_problems(store: StateStore, agent: str) -> list[str]:
         problems.append(f"entry {seq}: the review decisions of {agent} up to it are not "
                         f"those the store counted as it wrote them: one was added, hidden, "
                         f"removed or rewritten")
+    return problems
+
+
+def last_verdict_problems(store: StateStore, agent: str,
+                          entry: AuditEntry | None) -> list[str]:
+    """Why ``entry`` (None: none) is not ``agent``'s last verdict entry as the store wrote
+    it: up to the checkpoint it must be the one tallied and still hash to itself, after it
+    the last of the agent's there, each following the checkpoint by content. What reads a
+    stored verdict's terms as the log vouches for them (the ratchet's memory) asks this, so
+    that a verdict entry written in place of an entry no decision reads, or a verdict row
+    removed, is refused. A store that keeps no tallies has its whole chain verified and the
+    entry found the last of the agent's.
+    """
+    found = _tallied(store, agent)
+    if found is None:
+        log = store.audit()
+        problems = verify_chain(log)
+        mine = [e for e in log if e.agent == agent and e.action == chain_sql.VERDICT]
+        last = (mine[-1].seq, mine[-1].hash) if mine else None
+    else:
+        problems = found.problems
+        later = [e for e in found.after if e.agent == agent and e.action == chain_sql.VERDICT]
+        last = (later[-1].seq, later[-1].hash) if later else found.tally.verdict
+        if entry is not None and entry.seq <= found.point[0] and not entry_intact(entry):
+            problems.append(f"entry {entry.seq}: content was changed after it was written")
+    read = None if entry is None else (entry.seq, entry.hash)
+    if read != last:
+        said = f"entry {read[0]}" if read else "none"
+        kept = f"entry {last[0]}" if last else "none"
+        problems.append(f"the last verdict entry of {agent} read is {said}, but the store "
+                        f"wrote {kept}: one was written in its place, or removed")
     return problems
 
 

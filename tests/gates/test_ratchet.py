@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -26,6 +27,7 @@ from gates import (
 )
 from gates._cli import main
 from gates._demo import lay_out
+from gates._store.backends import entry_hash
 from tests.helpers import (
     ACTOR,
     GUARD,
@@ -39,6 +41,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ratchet")]
 
 AGENT = "refund-agent"
 CASE = "regressions/refund-agent/INC-1-1.yaml"
+NAME = "regression_ratchet"
 
 
 @pytest.fixture(scope="module")
@@ -258,6 +261,67 @@ def test_a_verdict_edited_behind_the_log_is_refused(ws: Workspace) -> None:
     with pytest.raises(StoreUnavailable, match="changed behind the log"):
         ratchet_status(ws, AGENT, store=store)
     assert store.whole_reads == 0
+
+
+def _loosened_text(ws: Workspace) -> tuple[int, str]:
+    """The id of the last stored verdict and its text with the remembered threshold of
+    INC-1-1 lowered to 0.5."""
+    with sqlite3.connect(ws.state_path) as conn:
+        (seq, body), = conn.execute("SELECT id, body FROM verdicts ORDER BY id DESC LIMIT 1")
+    conn.close()
+    data = json.loads(body)
+    ratchet = next(c for c in data["checks"] if c["name"] == "regression_ratchet")
+    ratchet["data"]["terms"]["INC-1-1"]["threshold"] = 0.5
+    return seq, json.dumps(data, separators=(",", ":"))
+
+
+@pytest.mark.attack
+def test_a_verdict_entry_written_in_place_of_another_to_vouch_for_edited_terms_is_refused(
+        ws: Workspace) -> None:
+    """The last verdict's terms loosened by hand, and a verdict entry recording the edited
+    text's digest written in place of a later entry no decision reads (a note), hashed as
+    the store hashes: the entry vouches for the text, but it is not the last verdict entry
+    the store wrote, so the ratchet refuses rather than remembering the loosened terms,
+    and the next gate errs."""
+    store = SQLiteStore(ws.state_path)
+    genuine = store.audit(AGENT, actions=("verdict",))[-1]
+    note = store.append(actor="ci", action="note", agent=AGENT, reason="rotated the key")
+    seq, text = _loosened_text(ws)
+    detail = {**genuine.detail, "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    digest = entry_hash(note.seq, note.at, genuine.actor, "verdict", AGENT, genuine.reason,
+                        detail, note.prev_hash)
+    with sqlite3.connect(ws.state_path) as conn:
+        conn.execute("UPDATE verdicts SET body = ? WHERE id = ?", (text, seq))
+        conn.execute("UPDATE audit SET actor = ?, action = 'verdict', reason = ?, detail = ?, "
+                     "hash = ? WHERE seq = ?", (genuine.actor, genuine.reason,
+                                                json.dumps(detail, sort_keys=True), digest,
+                                                note.seq))
+    conn.close()
+    assert store.audit(AGENT, actions=("verdict",))[-1].hash == digest
+    with pytest.raises(StoreUnavailable, match=r"verdict entry that vouches for the last "
+                                               r"stored verdict of refund-agent is not one "
+                                               r"the store wrote"):
+        ratchet_status(ws, AGENT, store=store)
+    verdict = run_gate(ws, AGENT, actor="ci")
+    assert verdict.outcome == "error"
+    assert [c.outcome for c in verdict.checks if c.name == NAME] == ["error"]
+
+
+@pytest.mark.attack
+def test_the_stored_verdicts_removed_behind_the_log_are_refused_not_forgotten(
+        ws: Workspace) -> None:
+    """Every stored verdict of the agent removed by hand (so the ratchet would remember no
+    terms, and a case could be loosened unseen): the log records a verdict the store no
+    longer holds, and the ratchet refuses."""
+    with sqlite3.connect(ws.state_path) as conn:
+        conn.execute("DELETE FROM verdicts")
+    conn.close()
+    with pytest.raises(StoreUnavailable, match="no verdict of refund-agent is stored, but "
+                                               "the audit log records one"):
+        ratchet_status(ws, AGENT)
+    _edit(ws, LOOSENINGS["threshold"][0])
+    verdict = run_gate(ws, AGENT, actor="ci")
+    assert [c.outcome for c in verdict.checks if c.name == NAME] == ["error"]
 
 
 class _GateBetweenReads(SQLiteStore):
