@@ -32,7 +32,7 @@ from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs, regression_set_lock
 from gates._gate.ratchet_git import compare_with_ref, ratchet_against, today_terms
 from gates._store.access import open_store, store_exists
-from gates._store.audit import last_verdict_problems, recorded
+from gates._store.audit import last_verdict_problems, recorded, verify_audit
 from gates._store.backends import AuditEntry, StateStore
 from gates._verdict.check_results import (
     AgainstRef,
@@ -171,6 +171,17 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     approved = approvals(held, agent) if held is not None else {}
     found = [replace(f, approval=approved.get((f.case, f.key)))
              for f in compare(remembered, _captured(workspace, agent), today)]
+    if held is not None and any(f.approval is not None for f in found):
+        # An approval lets a case be loosened: it counts only as the log vouches for it
+        # (one of the agent's approvals as the store tallied them, the log whole up to
+        # them), never one written in by hand.
+        problems = verify_audit(held, [agent], incremental=True)
+        if problems:
+            more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+            raise StoreUnavailable(
+                f"the audit log does not verify ({problems[0]}{more}), so the approvals "
+                f"that would let {agent}'s regression set loosen cannot be trusted; run "
+                f"`reinstate audit verify` to see what changed")
     memory = dict(kept)
     for loosening in found:
         if loosening.approval is None and loosening.case in remembered:

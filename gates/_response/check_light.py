@@ -78,6 +78,7 @@ from gates._store.chain_sql import (
     AUDIT_COLUMNS,
     DECIDING,
     held_checkpoint,
+    linked_to,
     recorded_tally,
     tally_of,
 )
@@ -392,6 +393,8 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
         head = conn.execute("SELECT value FROM meta WHERE key = 'audit_head'").fetchone()
         if point is None or head is None or head[0] != f"{point[0]}:{point[1]}":
             return None  # entries after the checkpoint, or none: the full check verifies
+        if not linked_to(conn, *point):
+            return None  # an entry removed or rewritten: the full check names it
         if conn.execute("SELECT 1 FROM audit WHERE seq > ?", (point[0],)).fetchone():
             return None
         recorded = recorded_tally(conn, agent)

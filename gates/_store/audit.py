@@ -49,11 +49,13 @@ if TYPE_CHECKING:  # only annotations: reading a mode must not build the verdict
 # be exactly those the store tallied (chain_sql.Tally).
 DECIDING = chain_sql.DECIDING
 
-# Each store's checkpoint as first tested within the current decision (see one_decision),
-# keyed by the log the store reads (_log_key), with the store kept alive so that an id
-# used as a key is not reused meanwhile.
+# Each store's checkpoint, and whether the log is linked up to it, as first tested within
+# the current decision (see one_decision), keyed by the log the store reads (_log_key), with
+# the store kept alive so that an id used as a key is not reused meanwhile.
 _TESTED: ContextVar[dict[Hashable, tuple[StateStore, tuple[int, str] | None]] | None] = (
     ContextVar("reinstate_tested_checkpoints", default=None))
+_LINKED: ContextVar[dict[Hashable, tuple[StateStore, bool]] | None] = (
+    ContextVar("reinstate_linked_checkpoints", default=None))
 
 
 @contextmanager
@@ -62,17 +64,20 @@ def one_decision() -> Iterator[None]:
     (:meth:`StateStore.held_checkpoint`).
 
     A decision asks the log several questions (``check``: the chain, the containments, the
-    restores), each from the checkpoint; its answers are those of one slightly earlier
-    test, and the entries after the checkpoint are still read afresh by each question.
+    restores), each from the checkpoint; the test of the log's links up to it passes over
+    the numbers and links of every stored entry, so it is made once too
+    (:meth:`StateStore.linked_to`). The answers are those of one slightly earlier test, and
+    the entries after the checkpoint are still read afresh by each question.
     """
     if _TESTED.get() is not None:  # nested: the outer decision's reading stands
         yield
         return
-    token = _TESTED.set({})
+    token, linked = _TESTED.set({}), _LINKED.set({})
     try:
         yield
     finally:
         _TESTED.reset(token)
+        _LINKED.reset(linked)
 
 
 def _checkpoint(store: StateStore) -> tuple[int, str] | None:
@@ -83,6 +88,17 @@ def _checkpoint(store: StateStore) -> tuple[int, str] | None:
     key = _log_key(store)
     if key not in tested:
         tested[key] = (store, store.held_checkpoint())
+    return tested[key][1]
+
+
+def _linked(store: StateStore, point: tuple[int, str]) -> bool:
+    """``store.linked_to(point)``, tested once for each point within one decision."""
+    tested = _LINKED.get()
+    if tested is None:
+        return store.linked_to(point)
+    key = (_log_key(store), point)
+    if key not in tested:
+        tested[key] = (store, store.linked_to(point))
     return tested[key][1]
 
 
@@ -157,15 +173,15 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
     attestation), each of which the log must still hold at the place it was stored.
 
     ``incremental`` (what ``check`` and ``restore`` ask for) verifies from the store's
-    checkpoint when it still holds (:meth:`StateStore.held_checkpoint`): every entry after
-    it by content, and every entry a decision about the agents reads (their mode and
-    approval entries, their last verdict entry) by content wherever it is, which must be
-    exactly the entries the store tallied with the checkpoint (:meth:`StateStore.tally`).
-    Otherwise (no checkpoint, a broken checkpoint, an entry not as tallied), and with
-    anchors or kept verdicts, it verifies the whole log as ``reinstate audit verify`` does.
-    What no decision reads (an unrelated entry edited, removed, or its links broken, before
-    the checkpoint) is named only by the whole log's verification: a decision costs the same
-    however long the log.
+    checkpoint when it still holds (:meth:`StateStore.held_checkpoint`) and the log's
+    numbers and links up to it are whole (:meth:`StateStore.linked_to`, tested in the
+    database): every entry after it by content, and every entry a decision about the agents
+    reads (their mode and approval entries, their last verdict entry) by content wherever it
+    is, which must be exactly the entries the store tallied with the checkpoint
+    (:meth:`StateStore.tally`). Otherwise (no checkpoint, a broken log, an entry not as
+    tallied), and with anchors or kept verdicts, it verifies the whole log as ``reinstate
+    audit verify`` does. An entry no decision reads, edited with its hash left as it was, is
+    named only by the whole log's verification.
 
     ``latest`` reads an agent's latest stored verdict (default ``store.latest_verdict``):
     ``check`` and ``restore`` pass the read that skips building the whole model.
@@ -306,12 +322,12 @@ def _tally_problems(store: StateStore, entries: list[AuditEntry], agents: Iterab
             problems.append(f"entry {seq}: the last verdict entry of {agent} up to it {how}")
         if found.reviews[0] != tally.reviews[0]:
             problems.append(
-                f"entry {seq}: the log holds {found.reviews[0]} review decisions of {agent} "
+                f"entry {seq}: the log holds {found.reviews[0]} review entries of {agent} "
                 f"up to it, but the store counted {tally.reviews[0]} as it wrote them: one "
                 f"was hidden (its agent or action edited), added or removed")
         elif found.reviews != tally.reviews:
             problems.append(
-                f"entry {seq}: the review decisions of {agent} up to it are not those the "
+                f"entry {seq}: the review entries of {agent} up to it are not those the "
                 f"store counted as it wrote them: one was rewritten or moved")
     if chained and held == digest:
         problems += _behind_problems(entries, seq)
@@ -410,9 +426,11 @@ def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> 
 
 def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
                  read: LatestVerdict | None = None) -> list[str] | None:
-    """:func:`verify_audit` from a checkpoint that holds; None when an entry
-    a decision reads is not as the store tallied it (the caller verifies the whole log,
-    which names what changed)."""
+    """:func:`verify_audit` from a checkpoint that holds; None when the log's numbers and
+    links up to it are not whole, or an entry a decision reads is not as the store tallied
+    it (the caller verifies the whole log, which names what changed)."""
+    if not _linked(store, point):
+        return None  # an entry removed or rewritten up to it: the whole log names it
     seq, digest = point
     after = store.audit(after=seq)
     problems = verify_chain(after, after=point)
@@ -480,9 +498,10 @@ def _tallied(store: StateStore, agent: str) -> _Tallied | None:
     """``agent``'s tally with its own checkpoint (not one read apart from it: a write
     between two reads moves the checkpoint, and an entry once written does not change),
     the entries after that checkpoint and why they do not verify; None when the store keeps
-    no tally (one in memory, or one an earlier reinstate counted)."""
+    no tally (one in memory, or one an earlier reinstate counted), or the log's numbers and
+    links up to that checkpoint are not whole (the caller verifies the whole log)."""
     recorded = store.tally(agent)
-    if recorded is None:
+    if recorded is None or not _linked(store, recorded[0]):
         return None
     (seq, digest), tally = recorded
     held = store.audit(after=seq - 1)
@@ -494,26 +513,26 @@ def _tallied(store: StateStore, agent: str) -> _Tallied | None:
                     verify_chain(held[1:], after=(seq, digest)))
 
 
-def review_decisions_problems(store: StateStore, agent: str) -> list[str]:
-    """Why ``agent``'s review decision entries cannot be trusted to release what they
-    decide: up to the checkpoint the store tallied them with, each must still hash to
-    itself and together be exactly those tallied (none added in place of an entry no
-    decision reads, none hidden, removed or rewritten); after it, each must follow the
-    checkpoint's entry by content. Nothing when they verify. A store that keeps no tallies
-    has its whole log verified.
+def review_entries_problems(store: StateStore, agent: str) -> list[str]:
+    """Why ``agent``'s review entries (submissions and decisions) cannot be trusted to
+    release what they decide: up to the checkpoint the store tallied them with, each must
+    still hash to itself and together be exactly those tallied (none hidden by an edited
+    agent or action, none added, removed or rewritten); after it, each must follow the
+    checkpoint's entry by content. Nothing when they verify. A store that keeps no tallies,
+    or whose log is not linked up to the checkpoint, has its whole log verified.
     """
     found = _tallied(store, agent)
     if found is None:
         return verify_audit(store, [agent])
     (seq, _), tally, _, problems = found
-    early = [e for e in store.audit(agent, actions=chain_sql.REVIEW_DECISIONS)
+    early = [e for e in store.audit(agent, actions=chain_sql.REVIEWED)
              if e.seq <= seq]
     changed = [e.seq for e in early if not entry_intact(e)]
     if changed:
         problems.append(f"entry {changed[0]}: content was changed after it was written")
     elif chain_sql.tally_of([(e.seq, e.action, e.hash) for e in early]).reviews != \
             tally.reviews:
-        problems.append(f"entry {seq}: the review decisions of {agent} up to it are not "
+        problems.append(f"entry {seq}: the review entries of {agent} up to it are not "
                         f"those the store counted as it wrote them: one was added, hidden, "
                         f"removed or rewritten")
     return problems
@@ -526,14 +545,13 @@ def last_verdict_problems(store: StateStore, agent: str,
     the last of the agent's there, each following the checkpoint by content. What reads a
     stored verdict's terms as the log vouches for them (the ratchet's memory) asks this, so
     that a verdict entry written in place of an entry no decision reads, or a verdict row
-    removed, is refused. A store that keeps no tallies has its whole chain verified and the
-    entry found the last of the agent's.
+    removed, is refused. A store that keeps no tallies, or whose log is not linked up to
+    its checkpoint, has its whole log verified and the entry found the last of the agent's.
     """
     found = _tallied(store, agent)
     if found is None:
-        log = store.audit()
-        problems = verify_chain(log)
-        mine = [e for e in log if e.agent == agent and e.action == chain_sql.VERDICT]
+        problems = verify_audit(store, [agent])
+        mine = store.audit(agent, actions=(chain_sql.VERDICT,))
         last = (mine[-1].seq, mine[-1].hash) if mine else None
     else:
         problems = found.problems

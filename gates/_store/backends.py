@@ -215,6 +215,13 @@ class StateStore(Protocol):
         may always answer None (a reader then reads, or verifies, the whole log)."""
         ...
 
+    def linked_to(self, point: tuple[int, str]) -> bool:
+        """Whether the log's numbers and links are whole from entry 1 to the entry
+        ``point`` names (number, hash), that entry holding its hash: tested where the log
+        is kept, no entry's text read. A store may always answer False (a decision then
+        verifies the whole log)."""
+        ...
+
     def tally(self, agent: str) -> tuple[tuple[int, str], Tally] | None:
         """Number and hash of the checkpoint, and what the store recorded with it of
         ``agent``'s entries a decision reads (:class:`~gates._store.chain_sql.Tally`), read
@@ -384,6 +391,10 @@ class MemoryStore:
     def held_checkpoint(self) -> tuple[int, str] | None:
         """None: entries in memory are read whole each time (there are few)."""
         return None
+
+    def linked_to(self, point: tuple[int, str]) -> bool:
+        """False: entries in memory are verified whole each time."""
+        return False
 
     def tally(self, agent: str) -> tuple[tuple[int, str], Tally] | None:
         """None: entries in memory are verified whole each time."""
@@ -962,6 +973,12 @@ class SQLiteStore(_SQLStore):
         its hash (:func:`chain_sql.held_checkpoint`)."""
         with self._reading() as conn:
             return chain_sql.held_checkpoint(conn)
+
+    def linked_to(self, point: tuple[int, str]) -> bool:
+        """Whether the log is numbered and linked from entry 1 to ``point``, tested over an
+        index without reading any entry's text (:func:`chain_sql.linked_to`)."""
+        with self._reading() as conn:
+            return chain_sql.linked_to(conn, *point)
 
     @staticmethod
     def _last(conn: sqlite3.Connection) -> tuple[int, str]:

@@ -6,21 +6,23 @@ every entry up to it was verified by content when the store wrote it. With it th
 records, for each agent, a *tally* of the entries a decision about that agent reads (``meta``
 key ``audit_tally:<agent>``): the number and a digest of its ``mode`` and
 ``ratchet-approval`` entries (numbers and hashes, in order), the number and hash of its
-last ``verdict`` entry, and the number and a digest of its review decisions (what releases a
-held call or output). Both are written in the transaction of every write.
+last ``verdict`` entry, and the number and a digest of its review entries (submissions and
+decisions: what releases a held call or output). Both are written in the transaction of every write.
 
 Every reader starts from :func:`held_checkpoint`: the log still starting at entry 1 and the
-checkpoint's entry still holding its hash, two lookups by number. What only reads (the mode,
-the runtime, the guard, a gate's containments and approvals) then reads the agent's entries
-of an action before it and every entry after it. What verifies before an agent clears
-(``check``, ``restore``, the restore conditions a gate prints) also re-hashes every entry
-after it and every entry the decision reads, and finds those to be exactly the tallied ones
-(:func:`recorded_tally`): an entry hidden from the decision by an edited agent or action is
-missing from its tally, one removed or added changes its count, and one edited in place no
-longer hashes to itself. So a decision costs the same after a thousand gates as after one.
-What no decision reads (an unrelated entry edited, removed, or its links broken) is found
-by ``reinstate audit verify``, which tests the whole log's numbers and links and re-hashes
-every entry.
+checkpoint's entry still holding its hash, two lookups by number. What only reads and
+verifies nothing (the mode, the runtime, the guard) then reads the agent's entries of an
+action before it and every entry after it: flat in the log. What verifies before an agent
+clears or a held call is released (``check``, ``restore``, the restore conditions a gate
+prints, the ratchet's memory and approvals, a review release) also tests the log's numbers
+and links up to the checkpoint inside the database (:func:`linked_to`: a fraction of a
+microsecond an entry, no entry's text read), re-hashes every entry after it and every entry
+the decision reads, and finds those to be exactly the tallied ones (:func:`recorded_tally`):
+an entry hidden from the decision by an edited agent or action is missing from its tally,
+one edited in place no longer hashes to itself, and one removed, or rewritten with its hash
+recomputed, breaks the numbers or links, however the tallies were counted again. An edit of
+an entry no decision reads that leaves its hash as it was is found by ``reinstate audit
+verify``, which re-hashes every entry.
 
 Standard library only: ``reinstate check`` and ``reinstate mode`` test it on their plain
 path without importing the store.
@@ -37,22 +39,26 @@ GENESIS = "0" * 64  # the hash the first audit entry follows
 # An audit row as every reader selects it (the chain hash is over these, in this order).
 AUDIT_COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
 
-# An agent's entries of one action one index range away (added to stores made before it
-# by their next write).
-INDEXES = ("CREATE INDEX IF NOT EXISTS audit_by_agent ON audit (agent, action, seq)",)
+# What keeps the test of the log's links off the entries' text, and an agent's entries of
+# one action one index range away (added to stores made before them by their next write).
+_CHAIN_INDEX = "CREATE INDEX audit_chain ON audit (seq, prev_hash, hash)"  # as SQLite keeps it
+INDEXES = (
+    _CHAIN_INDEX.replace("INDEX", "INDEX IF NOT EXISTS", 1),
+    "CREATE INDEX IF NOT EXISTS audit_by_agent ON audit (agent, action, seq)",
+)
 
 
 # The checkpoint as stored from this version on: it records the agents' tallies, review
-# decisions counted. One of an earlier version (tallies without review decisions, or none)
+# entries counted. One of an earlier version (tallies without review entries, or none)
 # still serves the readers that verify nothing, and is counted again at the next write.
 CHECKPOINT_VERSION = 3
 # What a decision about an agent reads of the log, beside every entry after the checkpoint:
 # its containments and restores, and the ratchet's approvals (gates._store.audit.DECIDING).
 DECIDING = ("mode", "ratchet-approval")
 VERDICT = "verdict"
-# What a review release reads besides (gates._store.reviews.DECISION_ACTIONS).
-REVIEW_DECISIONS = ("review.approve", "review.edit", "review.reject", "review.expire")
-TALLIED = frozenset((*DECIDING, VERDICT, *REVIEW_DECISIONS))  # what a tally counts
+# What a review release reads besides (gates._store.reviews.REVIEW_ACTIONS).
+REVIEWED = ("review.submit", "review.approve", "review.edit", "review.reject", "review.expire")
+TALLIED = frozenset((*DECIDING, VERDICT, *REVIEWED))  # what a tally counts
 TALLY_PREFIX = "audit_tally:"
 
 
@@ -71,8 +77,8 @@ class Tally(NamedTuple):
     verdict: tuple[int, str] | None = None
     """Number and hash of the last ``verdict`` entry; None when there is none."""
     reviews: tuple[int, str] = (0, GENESIS)
-    """How many review decision entries, and :func:`fold_deciding` of their numbers and
-    hashes, oldest first."""
+    """How many review entries (submissions and decisions), and :func:`fold_deciding` of
+    their numbers and hashes, oldest first."""
 
     def counted(self, seq: int, action: str, digest: str) -> Tally:
         """This tally with the entry ``seq`` (of ``action``, hashed ``digest``) counted."""
@@ -81,7 +87,7 @@ class Tally(NamedTuple):
             return self._replace(deciding=(count + 1, fold_deciding(folded, seq, digest)))
         if action == VERDICT:
             return self._replace(verdict=(seq, digest))
-        if action in REVIEW_DECISIONS:
+        if action in REVIEWED:
             count, folded = self.reviews
             return self._replace(reviews=(count + 1, fold_deciding(folded, seq, digest)))
         return self
@@ -206,3 +212,31 @@ def held_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
     if seq not in ends or 1 not in ends or ends[1][1] != GENESIS or ends[seq][2] != digest:
         return None
     return seq, digest
+
+
+def linked_to(conn: sqlite3.Connection, seq: int, digest: str) -> bool:
+    """Whether the log's numbers and links are whole from entry 1 to entry ``seq``, which
+    holds ``digest``: numbered from 1 without a gap, every entry linked to the one before.
+    Tested by SQLite over an index of the numbers and hashes, no entry's text read (a
+    fraction of a microsecond an entry): what a decision stands on besides the entries it
+    re-hashes, so that an entry removed, or rewritten with its hash recomputed, anywhere up
+    to the checkpoint refuses however the tallies were counted again."""
+    low = conn.execute("SELECT min(seq) FROM audit").fetchone()[0]
+    ends = {row[0]: row for row in conn.execute(
+        "SELECT seq, prev_hash, hash FROM audit WHERE seq IN (1, ?)", (seq,))}
+    if low != 1 or seq not in ends or 1 not in ends or ends[1][1] != GENESIS \
+            or ends[seq][2] != digest:
+        return False
+    # Every entry from 2 to ``seq`` follows one numbered just before it, holding the hash it
+    # names: with entry 1 and entry ``seq`` present, numbers (the table's integer key) run
+    # from 1 to it without a gap, with no count of them. Named, or SQLite looks the earlier
+    # entry up in the table, reading every entry's text; only when it is the index the
+    # store made (another of that name may not serve).
+    made = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND "
+                        "name = 'audit_chain'").fetchone()
+    indexed = "INDEXED BY audit_chain" if made is not None and made[0] == _CHAIN_INDEX else ""
+    broken = conn.execute(
+        f"SELECT 1 FROM audit AS later {indexed} LEFT JOIN audit AS earlier {indexed} "
+        "ON earlier.seq = later.seq - 1 WHERE later.seq BETWEEN 2 AND ? "
+        "AND later.prev_hash IS NOT earlier.hash LIMIT 1", (seq,)).fetchone()
+    return broken is None

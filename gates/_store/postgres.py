@@ -491,8 +491,8 @@ class PostgresStore(_SQLStore):
         superuser switches that off; this is what a reader starts from. A decision
         (``check``) verifies from it only while it is the checkpoint its writes keep (every
         write verifies what it adds by content and counts it into its agent's tally, as on
-        SQLite): else the whole log. The whole log's numbers and links are ``reinstate
-        audit verify``'s to test."""
+        SQLite) and the log's numbers and links up to it are whole (:meth:`linked_to`):
+        else the whole log."""
         with self._reading() as conn:
             head = self._stored_head(conn)
             if head is None or head[0] < 1:
@@ -504,6 +504,23 @@ class PostgresStore(_SQLStore):
                 " AND (SELECT hash FROM reinstate.audit WHERE seq = %(seq)s) = %(digest)s",
                 {"seq": seq, "genesis": GENESIS, "digest": digest}).fetchone()
         return (seq, digest) if held is not None and held[0] is True else None
+
+    def linked_to(self, point: tuple[int, str]) -> bool:
+        """Whether the log is numbered and linked from entry 1 to ``point``, that entry
+        holding its hash: tested by the server, no entry's text sent."""
+        seq, digest = point
+        with self._reading() as conn:
+            whole = conn.execute(
+                "SELECT (SELECT count(*) FROM reinstate.audit WHERE seq <= %(seq)s) = %(seq)s"
+                " AND (SELECT min(seq) FROM reinstate.audit) = 1"
+                " AND (SELECT prev_hash FROM reinstate.audit WHERE seq = 1) = %(genesis)s"
+                " AND (SELECT hash FROM reinstate.audit WHERE seq = %(seq)s) = %(digest)s"
+                " AND NOT EXISTS (SELECT 1 FROM reinstate.audit AS later"
+                " JOIN reinstate.audit AS earlier ON earlier.seq = later.seq - 1"
+                " WHERE later.seq BETWEEN 2 AND %(seq)s"
+                " AND later.prev_hash IS DISTINCT FROM earlier.hash)",
+                {"seq": seq, "genesis": GENESIS, "digest": digest}).fetchone()
+        return whole is not None and whole[0] is True
 
     @contextmanager
     def listening(self) -> Iterator[Iterator[dict[str, Any]]]:

@@ -16,7 +16,12 @@ from evalsuite import InvalidInput
 from gates._config import Workspace
 from gates._errors import ReviewDecided, UnknownReview, UnvouchedReview
 from gates._store.access import open_store, require_store, store_exists
-from gates._store.audit import entry_intact, review_decisions_problems, verify_audit
+from gates._store.audit import (
+    entry_intact,
+    one_decision,
+    review_entries_problems,
+    verify_audit,
+)
 from gates._store.backends import AuditEntry, StateStore
 from gates._store.reviews import (
     DECISION_ACTIONS,
@@ -216,7 +221,7 @@ class ReviewQueue:
         the item's last ``review.submit`` entry is of this agent, run, tool and kind and
         records the digest of exactly what was submitted, and the one decision entry
         after it (``review.approve``, ``review.edit``, ``review.reject``,
-        ``review.expire``) records that same digest, the agent's decision entries being
+        ``review.expire``) records that same digest, the agent's review entries being
         those the store counted as it wrote them. No decision entry yet: ``pending``.
 
         Raises:
@@ -225,6 +230,10 @@ class ReviewQueue:
                 it, or a decision for other arguments or text than were submitted.
             StoreUnavailable: the store cannot be read.
         """
+        with one_decision():  # the log's links are tested once for both questions
+            return self._vouched(submitted)
+
+    def _vouched(self, submitted: ReviewItem) -> ReviewItem:
         problems = verify_audit(self.store, (submitted.agent,), incremental=True)
         if problems:
             more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
@@ -252,12 +261,13 @@ class ReviewQueue:
                 f"not the item this runtime held (another agent, run, tool or arguments)")
         if not decisions:
             return submitted
-        # What releases the item is a decision entry: one written in place of an entry no
-        # decision reads would hash to itself, so the decisions must be the ones the
-        # store counted as it wrote them.
-        forged = review_decisions_problems(self.store, submitted.agent)
+        # What releases the item is its last submission and the decision after it: one
+        # hidden (its action or agent edited, its hash left) would let an earlier
+        # submission and its decision stand in, so the agent's review entries must be the
+        # ones the store counted as it wrote them.
+        forged = review_entries_problems(self.store, submitted.agent)
         if forged:
-            raise UnvouchedReview(f"the audit log's review decisions of {submitted.agent} "
+            raise UnvouchedReview(f"the audit log's review entries of {submitted.agent} "
                                   f"do not verify ({forged[0]})")
         if len(decisions) > 1:
             raise UnvouchedReview(

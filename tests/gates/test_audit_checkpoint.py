@@ -132,7 +132,7 @@ def test_a_store_without_a_checkpoint_gets_one_at_its_next_write(tmp_path: Path)
 def test_a_checkpoint_an_earlier_reinstate_wrote_is_read_from_but_not_verified_from(
         tmp_path: Path, earlier: str) -> None:
     """A checkpoint written before tallies were kept, or with tallies that do not count
-    review decisions: it still serves what only reads; a decision verifies the whole log
+    review entries: it still serves what only reads; a decision verifies the whole log
     (the earlier tallies are neither trusted nor taken for a removed checkpoint), and the
     next write counts every tally from the log's first entry."""
     store = _history(tmp_path / "state.db", notes=3)
@@ -143,7 +143,7 @@ def test_a_checkpoint_an_earlier_reinstate_wrote_is_read_from_but_not_verified_f
         _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
              json.dumps({"seq": head[0], "hash": head[1], "rows": "0" * 64}))
         _sql(store.path, "DELETE FROM meta WHERE key LIKE 'audit_tally:%'")
-    else:  # as reinstate wrote them before review decisions were counted
+    else:  # as reinstate wrote them before review entries were counted
         _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'audit_checkpoint'",
              json.dumps({"version": 2, "seq": head[0], "hash": head[1]}))
         _sql(store.path, "UPDATE meta SET value = ? WHERE key = ?",
@@ -316,18 +316,18 @@ def test_a_log_not_starting_at_entry_1_or_not_holding_its_checkpoint_is_read_who
     "DELETE FROM audit WHERE seq = 20",
     "UPDATE audit SET prev_hash = 'x' WHERE seq = 12",
 ], ids=["removed", "run-removed", "last-but-one-removed", "unlinked"])
-def test_an_entry_no_decision_reads_removed_or_unlinked_is_named_by_audit_verify(
+def test_an_entry_removed_or_unlinked_before_the_checkpoint_is_named_by_every_decision(
         tmp_path: Path, edit: str) -> None:
-    """An entry no decision reads, removed or unlinked before the checkpoint:
-    a decision, which reads only the agent's containment (entry 1, as tallied), stands
-    without passing over the rest of the log; verifying the whole log, as ``reinstate
-    audit verify`` does, names the edit."""
+    """An entry no decision reads, removed or unlinked before the checkpoint: the checkpoint
+    still holds for what only reads, but the log's numbers and links up to it are not whole,
+    so a decision verifies the whole log, which names the edit."""
     store = _history(tmp_path / "state.db")
     point = store.held_checkpoint()
+    assert point is not None and store.linked_to(point)
     _sql(store.path, edit)
     assert store.held_checkpoint() == point
-    assert verify_audit(store, [AGENT], incremental=True) == []
-    assert verify_audit(store, [AGENT])
+    assert not store.linked_to(point)
+    assert verify_audit(store, [AGENT], incremental=True)
 
 
 @pytest.mark.attack
@@ -342,15 +342,16 @@ def test_an_entry_renumbered_past_the_checkpoint_is_read_by_every_decision(
 
 
 @pytest.mark.attack
-def test_a_rewritten_and_rehashed_entry_no_decision_reads_is_named_by_audit_verify(
+def test_a_rewritten_and_rehashed_entry_no_decision_reads_is_named_by_every_decision(
         tmp_path: Path) -> None:
     """An entry no decision reads, rewritten with its hash recomputed: its link to the next
-    entry breaks, which the whole log's verification names."""
+    entry breaks, so the log is not linked up to the checkpoint and a decision verifies
+    the whole log, which names it."""
     store = _history(tmp_path / "state.db")
     _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
     _rehash(store.path, 3)
-    assert verify_audit(store, [AGENT], incremental=True) == []
-    assert verify_audit(store, [AGENT]) == ["entry 4: does not follow the entry before it"]
+    assert verify_audit(store, [AGENT], incremental=True) == [
+        "entry 4: does not follow the entry before it"]
 
 
 @pytest.mark.attack
@@ -377,19 +378,37 @@ def _audit_indexes(path: Path) -> set[str]:
     return names
 
 
-def test_a_store_made_before_the_index_gets_it_at_its_next_write(tmp_path: Path) -> None:
-    """A new store has its index of an agent's entries by action; without it (a store made
-    before) its checkpoint holds the same, and the next write adds it."""
+def test_a_store_made_before_the_indexes_gets_them_at_its_next_write(tmp_path: Path) -> None:
+    """A new store has its indexes; without them (a store made before) the test of its
+    links answers the same, reading the table, and the next write adds them."""
     fresh = SQLiteStore(tmp_path / "fresh.db")
     fresh.create()
-    assert _audit_indexes(fresh.path) == {"audit_by_agent"}
+    assert _audit_indexes(fresh.path) == {"audit_chain", "audit_by_agent"}
     store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "DROP INDEX audit_chain")
     _sql(store.path, "DROP INDEX audit_by_agent")
-    assert store.held_checkpoint() == store.head()
+    head = store.head()
+    assert head is not None and store.held_checkpoint() == head and store.linked_to(head)
     assert _audit_indexes(store.path) == set()
     store.append(actor="ci", action="note", agent=None, reason="after the upgrade")
-    assert _audit_indexes(store.path) == {"audit_by_agent"}
-    assert store.held_checkpoint() == store.head()
+    assert _audit_indexes(store.path) == {"audit_chain", "audit_by_agent"}
+    head = store.head()
+    assert head is not None and store.held_checkpoint() == head and store.linked_to(head)
+
+
+@pytest.mark.attack
+def test_an_index_of_the_chain_indexs_name_over_other_columns_is_not_relied_on(
+        tmp_path: Path) -> None:
+    """An index named as the store names its own but over other columns is not named in the
+    test's query (SQLite would refuse it): the test reads the table and still sees a
+    broken link."""
+    store = _history(tmp_path / "state.db", notes=3)
+    _sql(store.path, "DROP INDEX audit_chain")
+    _sql(store.path, "CREATE INDEX audit_chain ON audit (agent)")
+    head = store.head()
+    assert head is not None and store.linked_to(head)
+    _sql(store.path, "UPDATE audit SET prev_hash = 'x' WHERE seq = 3")
+    assert not store.linked_to(head)
 
 
 @pytest.mark.slow
@@ -413,8 +432,9 @@ def test_the_mode_never_passes_over_the_rows_before_the_checkpoint(
     every_own_entry = re.compile(rf"WHERE \(?agent = '{AGENT}'\)? OR seq >")
     assert statements
     assert not [s for s in statements if fold_pass.search(s) or every_own_entry.search(s)]
-    # Nor does any pass over the numbers and links of the whole log, nor does SQLite read
-    # the table row by row for any of them (as it answers an OR of two index searches).
+    # Nor does any pass over the numbers and links of the whole log (the mode verifies
+    # nothing), nor does SQLite read the table row by row for any of them (as it answers
+    # an OR of two index searches).
     assert not [s for s in statements if "JOIN audit" in s]
     with sqlite3.connect(back_in_full.state_path) as conn:
         scans = [s for s in statements if s.lstrip().upper().startswith("SELECT")

@@ -445,19 +445,19 @@ def test_a_log_not_holding_its_head_vouches_for_no_head(postgres_url: str, edit:
     "DELETE FROM reinstate.audit WHERE seq = 5",
     "UPDATE reinstate.audit SET prev_hash = 'x' WHERE seq = 12",
 ], ids=["removed", "unlinked"])
-def test_an_entry_no_decision_reads_removed_or_unlinked_is_named_by_audit_verify(
+def test_an_entry_removed_or_unlinked_before_the_head_is_named_by_every_decision(
         postgres_url: str, edit: str) -> None:
     """With the triggers switched off by the owner, an entry no decision reads removed or
-    unlinked: the head still holds, the agent's decision (its containment, as tallied)
-    stands without passing over the log, and the whole log's verification (``reinstate
-    audit verify``) names the edit."""
+    unlinked: the head still holds for what only reads, but the server finds the log not
+    linked up to it, so a decision verifies the whole log, which names the edit."""
     store = PostgresStore(postgres_url)
     _history(store, 30)
     head = store.head()
+    assert head is not None and store.linked_to(head)
     _sql(postgres_url, "ALTER TABLE reinstate.audit DISABLE TRIGGER USER", edit)
     assert store.held_checkpoint() == head
-    assert verify_audit(store, [AGENT], incremental=True) == []
-    assert verify_audit(store, [AGENT])
+    assert not store.linked_to(head)
+    assert verify_audit(store, [AGENT], incremental=True)
 
 
 # --- what a decision verifies: what it reads, as the store tallied it ---------------------
