@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -203,3 +204,19 @@ def one_trial(adapter: dict[str, Any], agent_file: Path, case: Any,
         finally:
             await engine.adapter.aclose()
     return run_sync(once())
+
+
+def rehashed(path: Path, seq: int) -> str:
+    """Audit entry ``seq`` of the SQLite store at ``path`` given the hash of its content as
+    it is now, as the store would hash it (the chain has no secret), its link to the next
+    entry left as it was; the new hash."""
+    from gates._store.backends import entry_hash
+
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT seq, at, actor, action, agent, reason, detail, prev_hash "
+                           "FROM audit WHERE seq = ?", (seq,)).fetchone()
+        digest = entry_hash(seq, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
+                            row[5], json.loads(row[6]), row[7])
+        conn.execute("UPDATE audit SET hash = ? WHERE seq = ?", (digest, seq))
+    conn.close()
+    return digest

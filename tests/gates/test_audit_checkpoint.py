@@ -8,7 +8,6 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -22,11 +21,11 @@ from gates import (
     restore_blockers,
     verify_audit,
 )
-from gates._store.backends import entry_hash
 from gates._store.chain_sql import CHECKPOINT_VERSION, GENESIS, Tally, fold_deciding
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import light_reading
 from regressions import utc_now
+from tests.helpers import rehashed
 
 AGENT = "refund-agent"
 COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
@@ -86,17 +85,7 @@ def _restore_forged(path: Path, rehash: bool) -> None:
          json.dumps(detail, sort_keys=True))
     _sql(path, "UPDATE modes SET mode = 'full'")
     if rehash:
-        _rehash(path, 1)
-
-
-def _rehash(path: Path, seq: int) -> None:
-    """Entry ``seq``'s hash recomputed from its content as it is now."""
-    with sqlite3.connect(path) as conn:
-        row = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = ?", (seq,)).fetchone()
-        digest = entry_hash(seq, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
-                            row[5], json.loads(row[6]), row[7])
-        conn.execute("UPDATE audit SET hash = ? WHERE seq = ?", (digest, seq))
-    conn.close()
+        rehashed(path, 1)
 
 
 def test_the_checkpoint_follows_every_write(tmp_path: Path) -> None:
@@ -349,7 +338,7 @@ def test_a_rewritten_and_rehashed_entry_no_decision_reads_is_named_by_every_deci
     the whole log, which names it."""
     store = _history(tmp_path / "state.db")
     _sql(store.path, "UPDATE audit SET reason = 'routine' WHERE seq = 3")
-    _rehash(store.path, 3)
+    rehashed(store.path, 3)
     assert verify_audit(store, [AGENT], incremental=True) == [
         "entry 4: does not follow the entry before it"]
 
@@ -365,7 +354,7 @@ def test_a_containment_written_in_place_of_another_entry_is_not_as_tallied(
     detail = json.dumps({"mode": "full", "incidents": ["INC-1"]}, sort_keys=True)
     _sql(store.path, "UPDATE audit SET action = 'mode', detail = ?, reason = 'restore' "
                      "WHERE seq = ?", detail, seq)
-    _rehash(store.path, seq)
+    rehashed(store.path, seq)
     problems = verify_audit(store, [AGENT], incremental=True)
     assert any(f"mode and approval entries of {AGENT}" in p for p in problems), problems
 

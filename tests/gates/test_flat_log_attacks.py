@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from gates import (
+    Loosening,
     ReviewItem,
     ReviewQueue,
     SQLiteStore,
@@ -35,7 +36,7 @@ from gates import (
 from gates._response.check_light import light_clearance
 from gates._store.backends import entry_hash
 from gates._store.chain_sql import tally_key, tally_of
-from tests.helpers import ACTOR
+from tests.helpers import ACTOR, rehashed
 
 AGENT = "refund-agent"
 COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
@@ -59,18 +60,6 @@ def _recount(path: Path, agent: str = AGENT) -> None:
         conn.execute("UPDATE meta SET value = ? WHERE key = ?",
                      (tally_of([(s, a, h) for s, a, h in rows]).dumps(), tally_key(agent)))
     conn.close()
-
-
-def _rehash(path: Path, seq: int) -> str:
-    """Entry ``seq``'s hash recomputed from its content as it is now (its link to the next
-    entry is left broken)."""
-    with sqlite3.connect(path) as conn:
-        row = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = ?", (seq,)).fetchone()
-        digest = entry_hash(seq, datetime.fromisoformat(row[1]), row[2], row[3], row[4],
-                            row[5], json.loads(row[6]), row[7])
-        conn.execute("UPDATE audit SET hash = ? WHERE seq = ?", (digest, seq))
-    conn.close()
-    return digest
 
 
 def _contained_again(ws: Workspace) -> tuple[str, int]:
@@ -107,7 +96,7 @@ def _containment_rewritten(ws: Workspace, incident: str, seq: int) -> None:
     assert before.detail["mode"] == "full"
     _sql(ws.state_path, "UPDATE audit SET actor = ?, reason = ?, detail = ? WHERE seq = ?",
          before.actor, before.reason, json.dumps(before.detail, sort_keys=True), seq)
-    _rehash(ws.state_path, seq)
+    rehashed(ws.state_path, seq)
     ws.incidents().path(incident).unlink()
     _sql(ws.state_path, "UPDATE modes SET mode = 'full' WHERE agent = ?", AGENT)
     _recount(ws.state_path)
@@ -176,7 +165,7 @@ def test_a_failing_verdict_hidden_before_the_checkpoint_does_not_clear(
                                   "verdicts)")
     _sql(back_in_full.state_path, "UPDATE audit SET action = 'note', reason = 'rotated', "
                                   "detail = '{}' WHERE seq = ?", failed.seq)
-    _rehash(back_in_full.state_path, failed.seq)
+    rehashed(back_in_full.state_path, failed.seq)
     if recount:
         _recount(back_in_full.state_path)
     assert verify_audit(store, [AGENT])
@@ -244,17 +233,24 @@ def _regression_case(ws: Workspace) -> Path:
     return sorted(ws.regressions_dir(AGENT).glob("*.yaml"))[0]
 
 
-def _forge_approval(ws: Workspace) -> tuple[int, tuple[object, ...]]:
-    """The first regression case's threshold lowered, and a ``ratchet-approval`` of exactly
-    that loosening written in place of an entry no decision reads (another agent's note,
-    before the checkpoint), hashed as the store hashes. The entry's number and its
-    original row (to put it back)."""
+def _loosened(ws: Workspace) -> list[Loosening]:
+    """The first regression case's threshold lowered: the one loosening the ratchet finds,
+    unapproved."""
     path = _regression_case(ws)
     data = yaml.safe_load(path.read_text())
     data["threshold"] = 0.5
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     found, _ = ratchet_status(ws, AGENT)
-    assert [f.approval for f in found] == [None] and found, found
+    assert [f.approval for f in found] == [None], found
+    return found
+
+
+def _forge_approval(ws: Workspace) -> tuple[int, tuple[object, ...]]:
+    """The first regression case's threshold lowered, and a ``ratchet-approval`` of exactly
+    that loosening written in place of an entry no decision reads (another agent's note,
+    before the checkpoint), hashed as the store hashes. The entry's number and its
+    original row (to put it back)."""
+    found = _loosened(ws)
     store = SQLiteStore(ws.state_path)
     note = store.append(actor="ci", action="note", agent="billing-agent", reason="rotated")
     store.append(actor="ci", action="note", agent="billing-agent", reason="later")
@@ -266,7 +262,7 @@ def _forge_approval(ws: Workspace) -> tuple[int, tuple[object, ...]]:
     _sql(ws.state_path, "UPDATE audit SET actor = 'lead.engineer', action = 'ratchet-approval', "
                         "agent = ?, reason = 'duplicate', detail = ? WHERE seq = ?",
          AGENT, json.dumps(detail, sort_keys=True), note.seq)
-    _rehash(ws.state_path, note.seq)
+    rehashed(ws.state_path, note.seq)
     return note.seq, tuple(original)
 
 
@@ -293,12 +289,7 @@ def test_an_approval_appended_behind_the_store_does_not_loosen_the_regression_se
     still verifies up to its head, and the last verdict's entry is untouched.
 
     Safe outcome: the ratchet errs, naming the entry as written behind the store."""
-    path = _regression_case(back_in_full)
-    data = yaml.safe_load(path.read_text())
-    data["threshold"] = 0.5
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    found, _ = ratchet_status(back_in_full, AGENT)
-    assert [f.approval for f in found] == [None]
+    found = _loosened(back_in_full)
     last = SQLiteStore(back_in_full.state_path).audit()[-1]
     seq, at = last.seq + 1, datetime.now(last.at.tzinfo)
     detail = {"case": found[0].case, "terms": found[0].key, "change": found[0].what}
