@@ -114,13 +114,15 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     finished: dict[str, int] = {}
     lines = 0
 
-    def part(trace_id: str) -> RunPart:
+    def parts(trace_id: str) -> Iterator[RunPart]:
+        """The trace read, and handed to the sessions; the parts they have ready."""
         conflicts: list[tuple[str | int, str]] = []
         trace = _unique(waiting.pop(trace_id), conflicts)
         if records:  # log events were read: join this trace's to its spans
             trace = joined(trace, records.pop(trace_id, []))
-        return _noted(built(sessions.continued(_convention(trace)(trace, sources.pop(trace_id)),
-                                               trace)), conflicts)
+        part = _noted(_convention(trace)(trace, sources.pop(trace_id)), conflicts)
+        for ready in sessions.add(part, trace):
+            yield built(ready)
 
     for path in paths:
         for request, place, line in export_requests(path, skips,
@@ -145,14 +147,17 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
                 if at > lines - _HELD_LINES:
                     break
                 del finished[oldest]
-                yield part(oldest)
+                yield from parts(oldest)
     for trace_id in list(finished):  # the traces still held
-        yield part(trace_id)
+        yield from parts(trace_id)
     for trace_id in list(waiting):  # traces whose root never came (sampled, cut off)
-        yield part(trace_id)
+        yield from parts(trace_id)
     for events in records.values():  # log events whose spans are in no file given
         trace = joined([], events)
-        yield built(sessions.continued(_convention(trace)(trace, events[0].source), trace))
+        for ready in sessions.add(_convention(trace)(trace, events[0].source), trace):
+            yield built(ready)
+    for ready in sessions.rest():  # a session's traces held for an earlier one to come
+        yield built(ready)
 
 
 _HELD_LINES = 8

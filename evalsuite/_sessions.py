@@ -11,6 +11,15 @@ session, keeps only what it needs to continue it: the user messages already read
 tool calls still waiting for their result. So each part holds only what is new, and
 memory follows the sessions in the file, not its size.
 
+Exporters do not always write a session's traces in the order they ran (two processes, a
+retried export), and an investigation's timeline needs a run's steps in time order. So a
+session's traces are held, each as read, until no earlier one is likely to come: the times
+in the file have moved :data:`LATE_EXPORT_NS` past the session's latest trace, or more than
+:data:`HELD_TRACES` traces are held, or the file ends. The session's held traces are then
+continued in the order they started, as if the file had them so. A trace of no session has
+nothing to wait for and is held only behind the ones before it, so runs keep the order of
+the file.
+
 A part's steps are step models or, from a reader that defers building them, light records
 of the same fields (:mod:`evalsuite._otel_steps`), and its header a model or the dict of
 its fields (``RunPart.raw_header``): both are read and adjusted here the same way, so
@@ -23,6 +32,7 @@ import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import msgspec
@@ -36,6 +46,15 @@ from evalsuite._session_attributes import session_attributes
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_OPEN_SESSIONS = 10_000
 """Sessions kept open for later traces to continue (the most recently continued)."""
+HELD_TRACES = 1_000
+"""Traces held at most while an earlier trace of their session may still come: the memory
+bound when the file's times move slowly against its traces (about 17 kB a trace of seven
+steps, so some 17 MB here)."""
+LATE_EXPORT_NS = 300 * 10**9
+"""How far (by the file's own times) past a session's latest trace an earlier trace of it
+may still come and be put in its place: five minutes, what the OpenTelemetry Collector
+retries a failed export for by default."""
+_START = itemgetter(0)
 
 
 class _Session(msgspec.Struct):
@@ -54,6 +73,17 @@ class _Session(msgspec.Struct):
     """Its first trace's id."""
     latest: int = 0
     """When the latest-starting trace read so far started (Unix ns; 0: none timed)."""
+
+
+class _Held(msgspec.Struct):
+    """A session's traces read but not yet continued."""
+
+    traces: list[tuple[int, RunPart, Sequence[PlainSpan]]]
+    """Each as (when it started, Unix ns, 0 if unknown; its part; its spans), as read."""
+    key: str | None
+    """The session, or None: a trace of no session."""
+    end: int = 0
+    """When the latest of them ended (Unix ns; 0: none timed)."""
 
 
 def _running_header(part: RunPart, session: _Session) -> None:
@@ -108,12 +138,78 @@ class Sessions:
         # conversations keeps memory flat. A trace of a session closed before it starts
         # it again (its repeated history is then kept: a duplicate, never a loss).
         self.open: OrderedDict[str, _Session] = OrderedDict()
+        # Traces waiting to be continued, by session (a trace of none under a number of
+        # its own), the least recently added first: the order they are let go in.
+        self.held: OrderedDict[str | int, _Held] = OrderedDict()
+        self.holding = 0  # traces in ``held``
+        self.own = 0  # numbers the traces of no session
+        self.latest = 0  # when the latest-ending trace read so far ended (Unix ns)
 
-    def continued(self, part: RunPart, spans: Sequence[PlainSpan]) -> RunPart:
-        """``part`` (one trace's) as the continuation of its session: under the session's
-        run id, without the user messages that only repeat the history, and with the
-        results of earlier calls that this trace's model inputs carry."""
+    def add(self, part: RunPart, spans: Sequence[PlainSpan]) -> list[RunPart]:
+        """Take one trace's part; return the parts now ready, each continued
+        (:meth:`continued`), in the order a caller hands them on."""
         key = self._session_of(spans)
+        if key is None and not self.held:  # nothing to wait for, nothing before it
+            return [self.continued(part, spans, None)]
+        start = min((s.start for s in spans), default=0)
+        end = max((s.end for s in spans), default=0)
+        if end > self.latest:
+            self.latest = end
+        slot: str | int
+        if key is None:
+            self.own += 1
+            slot = self.own
+        else:
+            slot = key
+        held = self.held.get(slot)
+        if held is None:
+            held = self.held[slot] = _Held([], key)
+        else:
+            self.held.move_to_end(slot)
+        held.traces.append((start, part, spans))
+        if end > held.end:
+            held.end = end
+        self.holding += 1
+        return self._ready()
+
+    def rest(self) -> list[RunPart]:
+        """The parts still held, continued, once the file has no more traces."""
+        ready: list[RunPart] = []
+        while self.held:
+            ready += self._released()
+        return ready
+
+    def _ready(self) -> list[RunPart]:
+        """The held sessions no earlier trace is expected for any more, from the first
+        held: one whose latest trace ended ``LATE_EXPORT_NS`` before the latest read, a
+        trace of no session, or the first ones while too many are held."""
+        ready: list[RunPart] = []
+        horizon = self.latest - LATE_EXPORT_NS
+        while self.held:
+            held = next(iter(self.held.values()))
+            if (self.holding <= HELD_TRACES and held.key is not None
+                    and not 0 < held.end <= horizon):
+                break
+            ready += self._released()
+        return ready
+
+    def _released(self) -> list[RunPart]:
+        """The first held session's traces, continued in the order they started (those
+        whose start is not known, and ties, where they were read)."""
+        _, held = self.held.popitem(last=False)
+        traces = held.traces
+        self.holding -= len(traces)
+        timed = [trace for trace in traces if trace[0]]
+        if len(timed) > 1:
+            by_start = iter(sorted(timed, key=_START))  # stable: ties stay in read order
+            traces = [next(by_start) if trace[0] else trace for trace in traces]
+        return [self.continued(part, spans, held.key) for _, part, spans in traces]
+
+    def continued(self, part: RunPart, spans: Sequence[PlainSpan],
+                  key: str | None) -> RunPart:
+        """``part`` (one trace's) as the continuation of session ``key``: under the
+        session's run id, without the user messages that only repeat the history, and with
+        the results of earlier calls that this trace's model inputs carry."""
         if key is None:  # a run of its own: only its own calls can be answered in it
             trace_id = _trace_id(part)
             run_id = str(trace_id) if trace_id else part.run_id
