@@ -309,10 +309,11 @@ def test_spans_exported_after_their_root_join_their_trace(tmp_path: Path, instru
     assert [s.model_dump() for s in split.steps] == expected
 
 
-def _per_call_lines(created: list[int]) -> list[str]:
+def _per_call_lines(created: list[int], session: str | None = None) -> list[str]:
     """One refund conversation through the real ``openai`` client, logged per call as
-    teams do (request messages beside ``response.model_dump()``); the server answers each
-    call at the next of ``created`` (Unix seconds)."""
+    teams do (request messages beside ``response.model_dump()``, with ``session``
+    LiteLLM-style in ``metadata.session_id``); the server answers each call at the next of
+    ``created`` (Unix seconds)."""
     answers = iter(created)
 
     def model(path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -336,8 +337,10 @@ def _per_call_lines(created: list[int]) -> list[str]:
     while True:
         sent = list(messages)
         reply = client.chat.completions.create(model="gpt-4o", messages=messages)
-        lines.append(json.dumps({"request": {"messages": sent},
-                                 "response": reply.model_dump()}) + "\n")
+        record: dict[str, Any] = {"request": {"messages": sent}, "response": reply.model_dump()}
+        if session is not None:
+            record["metadata"] = {"session_id": session}
+        lines.append(json.dumps(record) + "\n")
         chosen = reply.choices[0].message
         if not chosen.tool_calls:
             break
@@ -369,3 +372,28 @@ def test_a_call_logged_after_a_later_one_of_its_run_adds_nothing(tmp_path: Path,
     tied = _per_call_lines([1_764_000_000, 1_764_000_000])
     log.write_text(tied[1] + tied[0])
     assert [len(r.steps) for r in merge_parts(read_logs([log]))] == [4, 2]
+
+
+def test_a_call_of_a_named_session_logged_after_a_later_one_adds_nothing(
+        tmp_path: Path, cli: RunCli) -> None:
+    """Regression: per-call lines naming their session (``metadata.session_id``), the second
+    call's line first: the first call's refund call was appended again after the answer, at
+    its own earlier time. Its whole dialogue is already the run's and answered earlier, so
+    it adds no steps (its usage still counts) and the run is in time order. Answered in the
+    same second it still adds its answer again: a retried call is evidence too."""
+    first, second = _per_call_lines([1_764_000_000, 1_764_000_005], session="s-1")
+    log = tmp_path / "shuffled.jsonl"
+    log.write_text(second + first)
+    (run,) = merge_parts(read_logs([log]))
+    assert run.run_id == "s-1"
+    assert [(s.kind, getattr(s, "tool", None)) for s in run.steps] == [
+        ("user_input", None), ("tool_call", "issue_refund"), ("tool_result", "issue_refund"),
+        ("output", None)]
+    assert _calls(run) == [("issue_refund", "call_r1", HARM)]
+    assert run.usage is not None and run.usage.output_tokens == 20
+    assert "1 run, 4 steps" in cli("ingest", str(log), cwd=tmp_path).stdout
+    tied = _per_call_lines([1_764_000_000, 1_764_000_000], session="s-1")
+    log.write_text(tied[1] + tied[0])
+    (run,) = merge_parts(read_logs([log]))
+    assert [s.kind for s in run.steps] == [
+        "user_input", "tool_call", "tool_result", "output", "tool_call"]
