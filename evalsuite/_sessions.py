@@ -32,7 +32,7 @@ import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
@@ -55,6 +55,8 @@ LATE_EXPORT_NS = 300 * 10**9
 may still come and be put in its place: five minutes, what the OpenTelemetry Collector
 retries a failed export for by default."""
 _START = itemgetter(0)
+_NEVER = 1 << 80  # later than any time a span holds
+_SPAN_START, _SPAN_END = attrgetter("start"), attrgetter("end")
 
 
 class _Session(msgspec.Struct):
@@ -91,25 +93,32 @@ def _running_header(part: RunPart, session: _Session) -> None:
     with the later one's fields winning, so each carries the session's start. Usage stays
     the trace's own: merging adds up the usage of a run's parts."""
     raw = part.raw_header
-    header = part.header if raw is None else None
-    if raw is None and header is None:
+    if raw is not None:  # the reader's own dicts, held by nothing else: changed in place
+        metadata = raw.get("metadata")
+        if metadata is None:
+            metadata = {}
+        session.traces += 1
+        if session.traces == 1:
+            session.started_at = raw.get("started_at")
+            session.trace_id = metadata.get("trace_id")
+        raw["started_at"] = session.started_at or raw.get("started_at")
+        metadata["traces"] = session.traces
+        if session.trace_id is not None:
+            metadata["trace_id"] = session.trace_id
+        raw["metadata"] = metadata
         return
-    started_at = raw.get("started_at") if raw is not None else header.started_at  # type: ignore[union-attr]
-    metadata = raw.get("metadata", {}) if raw is not None else header.metadata  # type: ignore[union-attr]
+    header = part.header
+    if header is None:
+        return
     session.traces += 1
     if session.traces == 1:
-        session.started_at = started_at
-        session.trace_id = metadata.get("trace_id")
-    update: dict[str, Any] = {
-        "started_at": session.started_at or started_at,
-        "metadata": {**metadata, "traces": session.traces,
+        session.started_at = header.started_at
+        session.trace_id = header.metadata.get("trace_id")
+    part.header = header.model_copy(update={
+        "started_at": session.started_at or header.started_at,
+        "metadata": {**header.metadata, "traces": session.traces,
                      **({"trace_id": session.trace_id} if session.trace_id is not None
-                        else {})},
-    }
-    if raw is not None:
-        raw.update(update)
-    else:
-        part.header = header.model_copy(update=update)  # type: ignore[union-attr]
+                        else {})}})
 
 
 def _trace_id(part: RunPart) -> Any:
@@ -144,15 +153,17 @@ class Sessions:
         self.holding = 0  # traces in ``held``
         self.own = 0  # numbers the traces of no session
         self.latest = 0  # when the latest-ending trace read so far ended (Unix ns)
+        self.due = 0  # ``latest`` from which the first held may be let go (0: look now)
 
-    def add(self, part: RunPart, spans: Sequence[PlainSpan]) -> list[RunPart]:
+    def add(self, part: RunPart, spans: Sequence[PlainSpan]) -> Sequence[RunPart]:
         """Take one trace's part; return the parts now ready, each continued
         (:meth:`continued`), in the order a caller hands them on."""
         key = self._session_of(spans)
-        if key is None and not self.held:  # nothing to wait for, nothing before it
-            return [self.continued(part, spans, None)]
-        start = min((s.start for s in spans), default=0)
-        end = max((s.end for s in spans), default=0)
+        start = min(map(_SPAN_START, spans), default=0)
+        held = self.held
+        if key is None and not held:  # nothing to wait for, nothing before it
+            return (self.continued(part, spans, None, start),)
+        end = max(map(_SPAN_END, spans), default=0)
         if end > self.latest:
             self.latest = end
         slot: str | int
@@ -161,55 +172,65 @@ class Sessions:
             slot = self.own
         else:
             slot = key
-        held = self.held.get(slot)
-        if held is None:
-            held = self.held[slot] = _Held([], key)
+        entry = held.get(slot)
+        if entry is None:
+            held[slot] = _Held([(start, part, spans)], key, end)
         else:
-            self.held.move_to_end(slot)
-        held.traces.append((start, part, spans))
-        if end > held.end:
-            held.end = end
+            held.move_to_end(slot)
+            entry.traces.append((start, part, spans))
+            if end > entry.end:
+                entry.end = end
+            self.due = 0  # it may have been the first held: the first is looked at again
         self.holding += 1
+        if self.latest < self.due and self.holding <= HELD_TRACES:
+            return ()
         return self._ready()
 
     def rest(self) -> list[RunPart]:
         """The parts still held, continued, once the file has no more traces."""
         ready: list[RunPart] = []
-        while self.held:
-            ready += self._released()
+        held = self.held
+        while held:
+            ready += self._released(held.popitem(last=False)[1])
+        self.due = 0
         return ready
 
     def _ready(self) -> list[RunPart]:
         """The held sessions no earlier trace is expected for any more, from the first
         held: one whose latest trace ended ``LATE_EXPORT_NS`` before the latest read, a
-        trace of no session, or the first ones while too many are held."""
+        trace of no session, or the first ones while too many are held. Notes when the
+        first one left will be: no need to look before then."""
         ready: list[RunPart] = []
         horizon = self.latest - LATE_EXPORT_NS
-        while self.held:
-            held = next(iter(self.held.values()))
-            if (self.holding <= HELD_TRACES and held.key is not None
-                    and not 0 < held.end <= horizon):
-                break
-            ready += self._released()
+        held = self.held
+        while held:
+            first = held[next(iter(held))]
+            if (self.holding <= HELD_TRACES and first.key is not None
+                    and not 0 < first.end <= horizon):
+                self.due = first.end + LATE_EXPORT_NS if first.end else _NEVER
+                return ready
+            ready += self._released(held.popitem(last=False)[1])
+        self.due = 0
         return ready
 
-    def _released(self) -> list[RunPart]:
-        """The first held session's traces, continued in the order they started (those
-        whose start is not known, and ties, where they were read)."""
-        _, held = self.held.popitem(last=False)
-        traces = held.traces
+    def _released(self, held: _Held) -> list[RunPart]:
+        """A held session's traces, continued in the order they started (those whose start
+        is not known, and ties, where they were read)."""
+        traces, key = held.traces, held.key
         self.holding -= len(traces)
-        timed = [trace for trace in traces if trace[0]]
-        if len(timed) > 1:
-            by_start = iter(sorted(timed, key=_START))  # stable: ties stay in read order
-            traces = [next(by_start) if trace[0] else trace for trace in traces]
-        return [self.continued(part, spans, held.key) for _, part, spans in traces]
+        if len(traces) > 1:
+            timed = [trace for trace in traces if trace[0]]
+            if len(timed) > 1:
+                by_start = iter(sorted(timed, key=_START))  # stable: ties stay in read order
+                traces = [next(by_start) if trace[0] else trace for trace in traces]
+        return [self.continued(part, spans, key, start) for start, part, spans in traces]
 
-    def continued(self, part: RunPart, spans: Sequence[PlainSpan],
-                  key: str | None) -> RunPart:
-        """``part`` (one trace's) as the continuation of session ``key``: under the
-        session's run id, without the user messages that only repeat the history, and with
-        the results of earlier calls that this trace's model inputs carry."""
+    def continued(self, part: RunPart, spans: Sequence[PlainSpan], key: str | None,
+                  start: int) -> RunPart:
+        """``part`` (one trace's, started at ``start``, Unix ns) as the continuation of
+        session ``key``: under the session's run id, without the user messages that only
+        repeat the history, and with the results of earlier calls that this trace's model
+        inputs carry."""
         if key is None:  # a run of its own: only its own calls can be answered in it
             trace_id = _trace_id(part)
             run_id = str(trace_id) if trace_id else part.run_id
@@ -219,12 +240,18 @@ class Sessions:
             return part
         if key != part.run_id:
             _rename(part, key)
-        session = self.open.pop(key, None) or _Session()
-        self.open[key] = session  # the most recent last
-        if len(self.open) > MAX_OPEN_SESSIONS:
-            self.open.popitem(last=False)
-        _drop_repeated_history(part, session, min((s.start for s in spans), default=0))
-        _add_late_results(part, session, spans)
+        opened = self.open
+        session = opened.pop(key, None)
+        if session is None:
+            session = _Session()
+            if len(opened) >= MAX_OPEN_SESSIONS:
+                opened.popitem(last=False)
+            opened[key] = session  # the most recent last
+            _first_trace(part, session, spans, start)
+        else:
+            opened[key] = session
+            _drop_repeated_history(part, session, start)
+            _add_late_results(part, session, spans)
         _running_header(part, session)
         return part
 
@@ -271,6 +298,33 @@ def _drop_repeated_history(part: RunPart, session: _Session, start: int) -> None
     session.users.extend(hashes)
 
 
+def _first_trace(part: RunPart, session: _Session, spans: Sequence[PlainSpan],
+                 start: int) -> None:
+    """:func:`_drop_repeated_history` and :func:`_add_late_results` for a session's first
+    trace (most traces): nothing to drop and no call waiting yet, so one pass over the
+    steps notes its user messages and its calls that no result of its own answers."""
+    session.latest = max(0, start)
+    users = session.users
+    own: dict[str, list[Any]] = {}
+    for step in part.records:
+        kind = step.kind
+        if kind == "user_input":
+            users.append(hash(step.content))
+        elif kind == "tool_call":
+            if step.call_id:
+                own.setdefault(str(step.call_id), []).append(step)
+        elif kind == "tool_result" and step.call_id:
+            queue = own.get(str(step.call_id))
+            if queue:
+                queue.pop(0)
+    waiting = session.waiting
+    for call_id, calls in own.items():
+        if calls:
+            waiting[call_id] = calls
+    if waiting:
+        _answer_from_inputs(part, waiting, spans)
+
+
 def _drop_executions(part: RunPart, session: _Session) -> None:
     """A tool span traced apart from the model call that asked for it reads as a call of
     its own; with the id of a call still waiting in the session, it is that call's run."""
@@ -313,8 +367,14 @@ def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpa
     for call_id, calls in own.items():
         if calls:
             waiting.setdefault(call_id, []).extend(calls)
-    if not waiting:
-        return
+    if waiting:
+        _answer_from_inputs(part, waiting, spans)
+
+
+def _answer_from_inputs(part: RunPart, waiting: dict[str, list[Any]],
+                        spans: Sequence[PlainSpan]) -> None:
+    """The results of the ``waiting`` calls that the trace's model inputs carry, each
+    answering the earliest call with its id made before that model call."""
     for span in sorted(spans, key=lambda s: s.start):
         for call_id, response in tool_responses(span):
             queue = waiting.get(call_id)
