@@ -47,6 +47,7 @@ from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
 from evalsuite._otel_spans import (
     _ABSENT,
+    _EARLY,
     PlainSpan,
     TraceSteps,
     _decode_json,
@@ -71,7 +72,7 @@ from evalsuite._parts import RunPart, Skips
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_START, _END = attrgetter("start"), attrgetter("end")
+_START, _END, _NS = attrgetter("start"), attrgetter("end"), attrgetter("ns")
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
@@ -255,6 +256,35 @@ class _Trace(TraceSteps):
         # The last model call's output messages, when they were read without a note: the
         # run's stop reason reads them again (notes, when any, are made again).
         self.last_output: tuple[PlainSpan, list[dict[str, Any]]] | None = None
+        # The steps as light records with their times, and their places: in the order
+        # found, which is most often their time order already (then nothing is sorted).
+        self.records: list[Any] = []
+        self.places: list[str] = []
+        self.latest = -(1 << 64)  # the latest time found while found in order
+        self.early: dict[int, bool] | None = None  # once out of order: which are early
+
+    def add(self, ns: int, step: Any, place: str, *, early: bool = False) -> None:
+        """As :meth:`TraceSteps.add`, the step's time set on its record at once."""
+        step.ns = ns
+        if self.early is None:
+            if ns >= self.latest and not early:
+                self.latest = ns
+            else:
+                self.early = {}
+        if early and self.early is not None:
+            self.early[len(self.records)] = True
+        self.records.append(step)
+        self.places.append(place)
+
+    def in_order(self) -> tuple[list[Any], list[str]]:
+        """The records and their places in time order, those found earlier first at the
+        same time, except an early one (put before those found earlier at its time)."""
+        records, places, early = self.records, self.places, self.early
+        if early is None:
+            return records, places
+        order = sorted(range(len(records)), key=lambda i: (
+            records[i].ns, i - _EARLY if early.get(i) else i))
+        return [records[i] for i in order], [places[i] for i in order]
 
 
 SpanReader = Callable[[PlainSpan], None]
@@ -318,11 +348,10 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
         if call.call_id is not None:
             trace.unanswered.setdefault(call.call_id, []).append(call)
     if trace.unanswered:
-        when = {id(step): ns for ns, _, step, _ in trace.steps}  # a call's time
         for queue in trace.unanswered.values():
-            queue.sort(key=lambda call: when[id(call)])
+            queue.sort(key=_NS)  # by the time each call was made
         for span in models:
-            _late_results(trace, span, when)
+            _late_results(trace, span)
     return _part(trace, spans, agents, models, path)
 
 
@@ -618,7 +647,7 @@ def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCallStep | 
     return None
 
 
-def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
+def _late_results(trace: _Trace, span: PlainSpan) -> None:
     """Results of calls no tool span answered, from this model call's input.
 
     Only the results after the input's last assistant message are new: the ones before it
@@ -632,7 +661,7 @@ def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
             if "response" not in part and "result" not in part:
                 continue  # the result was not logged
             queue = trace.unanswered.get(str(part.get("id")))
-            call = next((c for c in queue if when[id(c)] <= span.start), None) if queue else None
+            call = next((c for c in queue if c.ns <= span.start), None) if queue else None
             if call is not None:
                 queue.remove(call)  # type: ignore[union-attr]
                 response, _ = json_value(part.get("response", part.get("result")))
@@ -660,14 +689,9 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         metadata["conversation_id"] = conversation
     header: dict[str, Any] = {"run_id": str(conversation or trace_id), "metadata": metadata,
                               "started_at": step_time(spans[0].start)}
-    trace.steps.sort()  # by (time, order): the order is unique, so steps are never compared
     # The header's fields and the steps' light records: their models are built when read.
     pending = LightPending(header, partial(_header, trace, spans, agents, models))
-    records, places = pending.records, pending.places
-    for ns, _, step, place in trace.steps:
-        step.ns = ns
-        records.append(step)
-        places.append(place)
+    pending.records, pending.places = trace.in_order()  # type: ignore[assignment]
     return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
 
 
