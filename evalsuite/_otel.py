@@ -79,15 +79,15 @@ _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "use
                   "gen_ai.choice": "choice"}
 
 
-def otel_parts(path: Path, skips: Skips | None = None, *,
-               defer: bool = False) -> Iterator[RunPart]:
+def otel_parts(path: Path, skips: Skips | None = None, *, defer: bool = False,
+               headers: bool = True) -> Iterator[RunPart]:
     """Every trace in an OTLP/JSON file (spans, GenAI log events, or both), as a part of
-    its run; ``defer`` as in :func:`otel_files_parts`."""
-    return otel_files_parts([path], skips, defer=defer)
+    its run; ``defer`` and ``headers`` as in :func:`otel_files_parts`."""
+    return otel_files_parts([path], skips, defer=defer, headers=headers)
 
 
 def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
-                     defer: bool = False) -> Iterator[RunPart]:
+                     defer: bool = False, headers: bool = True) -> Iterator[RunPart]:
     """Every trace in OTLP/JSON files read together, its log events joined to its spans
     by trace and span id whichever file each is in.
 
@@ -95,9 +95,13 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     spans then stream as in one file. A trace with log events and no spans is a run too.
     With ``defer``, a GenAI trace's steps and header are handed over as light records
     (``RunPart.records``), their models built when the part's ``steps`` or ``header``
-    are first read: for a caller that counts steps more than it reads them.
+    are first read: for a caller that counts steps more than it reads them. With
+    ``defer`` and not ``headers``, a GenAI trace's header is never completed: it holds the
+    run id, the start and the trace ids only, for a caller that never reads a part's
+    header, and the trace's spans are let go as soon as the part is made.
     """
     built = _deferred if defer else _built
+    headless = defer and not headers
     records: dict[str, list[PlainRecord]] = {}
     with_logs = {path for path in paths if mentions_logs(path)}
     for path in paths:
@@ -121,7 +125,7 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
         trace = _unique(waiting.pop(trace_id), conflicts)
         if records:  # log events were read: join this trace's to its spans
             trace = joined(trace, records.pop(trace_id, []))
-        part = _noted(_convention(trace)(trace, sources.pop(trace_id)), conflicts)
+        part = _noted(_convention(trace, headless)(trace, sources.pop(trace_id)), conflicts)
         for ready in sessions.add(part, trace):
             yield built(ready)
 
@@ -155,7 +159,8 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
         yield from parts(trace_id)
     for events in records.values():  # log events whose spans are in no file given
         trace = joined([], events)
-        for ready in sessions.add(_convention(trace)(trace, events[0].source), trace):
+        for ready in sessions.add(_convention(trace, headless)(trace, events[0].source),
+                                  trace):
             yield built(ready)
     for ready in sessions.rest():  # a session's traces held for an earlier one to come
         yield built(ready)
@@ -219,9 +224,13 @@ def _deferred(part: RunPart) -> RunPart:
     return part
 
 
-def _convention(spans: list[PlainSpan]) -> Callable[[list[PlainSpan], Path], RunPart]:
-    """The reader of a trace's convention: OpenInference's, else the GenAI one."""
-    return openinference_part if is_openinference(spans) else trace_part
+def _convention(spans: list[PlainSpan], headless: bool = False,
+                ) -> Callable[[list[PlainSpan], Path], RunPart]:
+    """The reader of a trace's convention: OpenInference's, else the GenAI one (its header
+    left as begun when ``headless``)."""
+    if is_openinference(spans):
+        return openinference_part
+    return _headless_part if headless else trace_part
 
 
 def operation(span: PlainSpan) -> str:
@@ -294,8 +303,9 @@ SPAN_READERS: list[SpanReader] = []
 another convention (OpenInference, OpenLLMetry, …) plugs in."""
 
 
-def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
-    """One trace's spans (their log events joined) as a part of a run."""
+def trace_part(spans: list[PlainSpan], path: Path, *, complete: bool = True) -> RunPart:
+    """One trace's spans (their log events joined) as a part of a run; without
+    ``complete``, its header is left as begun (see :func:`otel_files_parts`)."""
     for read in SPAN_READERS:
         for span in spans:
             read(span)
@@ -352,7 +362,10 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
             queue.sort(key=_NS)  # by the time each call was made
         for span in models:
             _late_results(trace, span)
-    return _part(trace, spans, agents, models, path)
+    return _part(trace, spans, agents, models, path, complete)
+
+
+_headless_part = partial(trace_part, complete=False)
 
 
 def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]]:
@@ -670,7 +683,7 @@ def _late_results(trace: _Trace, span: PlainSpan) -> None:
 
 
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
-          models: list[PlainSpan], path: Path) -> RunPart:
+          models: list[PlainSpan], path: Path, complete: bool = True) -> RunPart:
     # The header's fields a session reads and adjusts (the run id, the start, the trace id)
     # now; the rest (:func:`_header`) when the header is built: a caller that only counts
     # steps (ingest) never reads it, and finding it cost as much as reading the steps.
@@ -690,7 +703,8 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     header: dict[str, Any] = {"run_id": str(conversation or trace_id), "metadata": metadata,
                               "started_at": step_time(spans[0].start)}
     # The header's fields and the steps' light records: their models are built when read.
-    pending = LightPending(header, partial(_header, trace, spans, agents, models))
+    pending = LightPending(header, partial(_header, trace, spans, agents, models)
+                           if complete else None)
     pending.records, pending.places = trace.in_order()  # type: ignore[assignment]
     return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
 

@@ -48,12 +48,15 @@ MAX_OPEN_SESSIONS = 10_000
 """Sessions kept open for later traces to continue (the most recently continued)."""
 HELD_TRACES = 1_000
 """Traces held at most while an earlier trace of their session may still come: the memory
-bound when the file's times move slowly against its traces (about 17 kB a trace of seven
-steps, so some 17 MB here)."""
-LATE_EXPORT_NS = 300 * 10**9
+bound when many traces share a minute of the file's times (a trace of seven steps held
+is about 5 kB when only its steps are counted, 17 kB with the spans its header is found
+in, so 5 to 17 MB here)."""
+LATE_EXPORT_NS = 60 * 10**9
 """How far (by the file's own times) past a session's latest trace an earlier trace of it
-may still come and be put in its place: five minutes, what the OpenTelemetry Collector
-retries a failed export for by default."""
+may still come and be put in its place: a minute, well past an SDK batch processor's
+export delay (5 s by default) with room for a retried export. Not longer: a held trace is
+read again once it has left the processor's caches, and at five minutes that cost about a
+tenth of ingest's time on the benchmark's log (every trace a session of its own)."""
 _START = itemgetter(0)
 _NEVER = 1 << 80  # later than any time a span holds
 _SPAN_START, _SPAN_END = attrgetter("start"), attrgetter("end")
@@ -172,6 +175,10 @@ class Sessions:
             slot = self.own
         else:
             slot = key
+        # Held with only the spans a session may still need (their inputs may answer a
+        # call): a held trace's spans, read again or let go long after they were made, cost
+        # more than all its other work (they are out of the processor's caches by then).
+        spans = _answering(spans)
         entry = held.get(slot)
         if entry is None:
             held[slot] = _Held([(start, part, spans)], key, end)
@@ -369,6 +376,22 @@ def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpa
             waiting.setdefault(call_id, []).extend(calls)
     if waiting:
         _answer_from_inputs(part, waiting, spans)
+
+
+def _answering(spans: Sequence[PlainSpan]) -> list[PlainSpan]:
+    """The spans that may carry a tool's result in their input (:func:`tool_responses`
+    finds none in the others): messages as JSON text that names a ``tool_call_response``
+    (or has an escape, which could spell it), structured messages, or a ``tool`` role
+    among the older names' values."""
+    found = []
+    for span in spans:
+        attrs = span.attributes
+        messages = attrs.get("gen_ai.input.messages")
+        if (messages is not None and (type(messages) is not str
+                                      or "tool_call_response" in messages
+                                      or "\\u" in messages)) or "tool" in attrs.values():
+            found.append(span)
+    return found
 
 
 def _answer_from_inputs(part: RunPart, waiting: dict[str, list[Any]],

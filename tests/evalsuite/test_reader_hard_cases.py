@@ -240,8 +240,8 @@ def _later(lines: list[str], number: int) -> list[str]:
 
 def test_a_session_waits_for_late_traces_only_while_the_file_is_near_it(tmp_path: Path) -> None:
     """A session's traces wait for an earlier one exported late only until the file's times
-    are five minutes past them, so runs still stream: a day's log whose last line is cut
-    off gives its first conversation, whole and in order, before the error."""
+    are a minute past them, so runs still stream: a day's log whose last line is cut off
+    gives its first conversation, whole and in order, before the error."""
     folder = produce("v2", "turns", tmp_path, "span_only")
     lines = (folder / "spans.jsonl").read_text().splitlines(keepends=True)
     log = tmp_path / "day.jsonl"
