@@ -59,6 +59,7 @@ read again once it has left the processor's caches, and at five minutes that cos
 tenth of ingest's time on the benchmark's log (every trace a session of its own)."""
 _START = itemgetter(0)
 _NEVER = 1 << 80  # later than any time a span holds
+_SLIM_FROM = 64  # traces held with all their spans at most (about 13 kB each)
 _SPAN_START, _SPAN_END = attrgetter("start"), attrgetter("end")
 
 
@@ -175,10 +176,11 @@ class Sessions:
             slot = self.own
         else:
             slot = key
-        # Held with only the spans a session may still need (their inputs may answer a
-        # call): a held trace's spans, read again or let go long after they were made, cost
-        # more than all its other work (they are out of the processor's caches by then).
-        spans = _answering(spans)
+        # Once many are held, a trace is held with only the spans a session may still need
+        # (their inputs may answer a call): spans read again or let go long after they were
+        # made are out of the processor's caches by then, and cost more than the search.
+        if self.holding >= _SLIM_FROM:
+            spans = _answering(spans)
         entry = held.get(slot)
         if entry is None:
             held[slot] = _Held([(start, part, spans)], key, end)
