@@ -116,7 +116,7 @@ def _anthropic(record: dict[str, Any], messages: list[Any]) -> bool:
 
 
 def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
-             defer_steps: bool = False) -> Iterator[RunPart]:
+             defer_steps: bool = False, headers: bool = True) -> Iterator[RunPart]:
     """The parts of every run in one log file, validated as they stream.
 
     ``fmt`` is ``auto``, a bundled format, an installed reader plugin's name or
@@ -124,7 +124,10 @@ def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
     place; with ``skips`` it is counted there instead and reading goes on. With
     ``defer_steps``, a reader that can (native, OTLP/JSON) checks each record without
     building its step model, built when the part's ``steps`` are read: for a caller that
-    counts steps (``RunPart.records``) more than it reads them.
+    counts steps (``RunPart.records``) more than it reads them. With ``defer_steps`` and
+    not ``headers``, a caller that never reads a part's header says so: an OTLP/JSON
+    trace's header then holds only its run id, start and trace ids, and the trace's spans
+    are let go as soon as its part is made (they are what a header is found in).
     """
     chosen = detect_format(path) if fmt == "auto" else fmt
     if chosen not in _READERS:
@@ -133,29 +136,32 @@ def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
     if chosen == "jsonl" and defer_steps:
         return native_parts(path, skips, defer=True)
     if chosen == "otel" and defer_steps:
-        return otel_parts(path, skips, defer=True)
+        return otel_parts(path, skips, defer=True, headers=headers)
     if chosen in _READERS:
         return _READERS[chosen](path, skips)
     return plugin_parts(chosen, path, skips)
 
 
 def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = None,
-              skips: Skips | None = None, defer_steps: bool = False) -> Iterator[RunPart]:
+              skips: Skips | None = None, defer_steps: bool = False,
+              headers: bool = True) -> Iterator[RunPart]:
     """The parts of every run in several logs, optionally only one agent's.
 
     With ``agent``, runs that name no agent are taken as that agent's (and stamped so),
     and runs of another agent are left out. Every file is checked to exist before any
-    is read, so a typo fails before work is done. ``defer_steps`` is as in
-    :func:`read_log`.
+    is read, so a typo fails before work is done. ``defer_steps`` and ``headers`` are as
+    in :func:`read_log` (with ``agent``, headers are read: they say whose runs they are).
     """
     files = list(paths)
+    headers = headers or agent is not None
     for path in files:
         require_regular(path)
     others: set[str] = set()
     for group, chosen in _read_together(files, fmt):
-        parts = (read_log(group[0], chosen, skips=skips, defer_steps=defer_steps)
+        parts = (read_log(group[0], chosen, skips=skips, defer_steps=defer_steps,
+                          headers=headers)
                  if len(group) == 1
-                 else otel_files_parts(group, skips, defer=defer_steps))
+                 else otel_files_parts(group, skips, defer=defer_steps, headers=headers))
         if agent is None:
             yield from parts
             continue

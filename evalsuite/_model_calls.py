@@ -148,8 +148,14 @@ class CallGrouper:
         for _, key in keyed:
             digests.append(_chain(digests[-1], key))
         run, chained = self._run_of(call, digests)
-        late = (self._late(call, digests)
-                if call.named is None and not chained and not run.keys else None)
+        late = None
+        if not chained and call.named is None and not run.keys:
+            late = self._late(call, digests)
+        elif not chained and call.named is not None and run.keys and (
+                self._late(call, digests) is run):
+            # Its run is named, so found already; its turns would otherwise come again
+            # after the later call's, at their earlier times.
+            late = run
         if late is not None:
             header = RunHeader.model_validate({**call.header, "run_id": late.run_id})
             return RunPart(run_id=late.run_id, source=self.path, place=call.place,

@@ -47,6 +47,7 @@ from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
 from evalsuite._otel_spans import (
     _ABSENT,
+    _EARLY,
     PlainSpan,
     TraceSteps,
     _decode_json,
@@ -71,22 +72,22 @@ from evalsuite._parts import RunPart, Skips
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_START, _END = attrgetter("start"), attrgetter("end")
+_START, _END, _NS = attrgetter("start"), attrgetter("end"), attrgetter("ns")
 _MODEL_CALLS = frozenset({"chat", "text_completion", "generate_content"})
 _LEGACY_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "user",
                   "gen_ai.assistant.message": "assistant", "gen_ai.tool.message": "tool",
                   "gen_ai.choice": "choice"}
 
 
-def otel_parts(path: Path, skips: Skips | None = None, *,
-               defer: bool = False) -> Iterator[RunPart]:
+def otel_parts(path: Path, skips: Skips | None = None, *, defer: bool = False,
+               headers: bool = True) -> Iterator[RunPart]:
     """Every trace in an OTLP/JSON file (spans, GenAI log events, or both), as a part of
-    its run; ``defer`` as in :func:`otel_files_parts`."""
-    return otel_files_parts([path], skips, defer=defer)
+    its run; ``defer`` and ``headers`` as in :func:`otel_files_parts`."""
+    return otel_files_parts([path], skips, defer=defer, headers=headers)
 
 
 def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
-                     defer: bool = False) -> Iterator[RunPart]:
+                     defer: bool = False, headers: bool = True) -> Iterator[RunPart]:
     """Every trace in OTLP/JSON files read together, its log events joined to its spans
     by trace and span id whichever file each is in.
 
@@ -94,9 +95,13 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     spans then stream as in one file. A trace with log events and no spans is a run too.
     With ``defer``, a GenAI trace's steps and header are handed over as light records
     (``RunPart.records``), their models built when the part's ``steps`` or ``header``
-    are first read: for a caller that counts steps more than it reads them.
+    are first read: for a caller that counts steps more than it reads them. With
+    ``defer`` and not ``headers``, a GenAI trace's header is never completed: it holds the
+    run id, the start and the trace ids only, for a caller that never reads a part's
+    header, and the trace's spans are let go as soon as the part is made.
     """
     built = _deferred if defer else _built
+    headless = defer and not headers
     records: dict[str, list[PlainRecord]] = {}
     with_logs = {path for path in paths if mentions_logs(path)}
     for path in paths:
@@ -114,13 +119,15 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     finished: dict[str, int] = {}
     lines = 0
 
-    def part(trace_id: str) -> RunPart:
+    def parts(trace_id: str) -> Iterator[RunPart]:
+        """The trace read, and handed to the sessions; the parts they have ready."""
         conflicts: list[tuple[str | int, str]] = []
         trace = _unique(waiting.pop(trace_id), conflicts)
         if records:  # log events were read: join this trace's to its spans
             trace = joined(trace, records.pop(trace_id, []))
-        return _noted(built(sessions.continued(_convention(trace)(trace, sources.pop(trace_id)),
-                                               trace)), conflicts)
+        part = _noted(_convention(trace, headless)(trace, sources.pop(trace_id)), conflicts)
+        for ready in sessions.add(part, trace):
+            yield built(ready)
 
     for path in paths:
         for request, place, line in export_requests(path, skips,
@@ -145,14 +152,18 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
                 if at > lines - _HELD_LINES:
                     break
                 del finished[oldest]
-                yield part(oldest)
+                yield from parts(oldest)
     for trace_id in list(finished):  # the traces still held
-        yield part(trace_id)
+        yield from parts(trace_id)
     for trace_id in list(waiting):  # traces whose root never came (sampled, cut off)
-        yield part(trace_id)
+        yield from parts(trace_id)
     for events in records.values():  # log events whose spans are in no file given
         trace = joined([], events)
-        yield built(sessions.continued(_convention(trace)(trace, events[0].source), trace))
+        for ready in sessions.add(_convention(trace, headless)(trace, events[0].source),
+                                  trace):
+            yield built(ready)
+    for ready in sessions.rest():  # a session's traces held for an earlier one to come
+        yield built(ready)
 
 
 _HELD_LINES = 8
@@ -213,9 +224,13 @@ def _deferred(part: RunPart) -> RunPart:
     return part
 
 
-def _convention(spans: list[PlainSpan]) -> Callable[[list[PlainSpan], Path], RunPart]:
-    """The reader of a trace's convention: OpenInference's, else the GenAI one."""
-    return openinference_part if is_openinference(spans) else trace_part
+def _convention(spans: list[PlainSpan], headless: bool = False,
+                ) -> Callable[[list[PlainSpan], Path], RunPart]:
+    """The reader of a trace's convention: OpenInference's, else the GenAI one (its header
+    left as begun when ``headless``)."""
+    if is_openinference(spans):
+        return openinference_part
+    return _headless_part if headless else trace_part
 
 
 def operation(span: PlainSpan) -> str:
@@ -250,6 +265,35 @@ class _Trace(TraceSteps):
         # The last model call's output messages, when they were read without a note: the
         # run's stop reason reads them again (notes, when any, are made again).
         self.last_output: tuple[PlainSpan, list[dict[str, Any]]] | None = None
+        # The steps as light records with their times, and their places: in the order
+        # found, which is most often their time order already (then nothing is sorted).
+        self.records: list[Any] = []
+        self.places: list[str] = []
+        self.latest = -(1 << 64)  # the latest time found while found in order
+        self.early: dict[int, bool] | None = None  # once out of order: which are early
+
+    def add(self, ns: int, step: Any, place: str, *, early: bool = False) -> None:
+        """As :meth:`TraceSteps.add`, the step's time set on its record at once."""
+        step.ns = ns
+        if self.early is None:
+            if ns >= self.latest and not early:
+                self.latest = ns
+            else:
+                self.early = {}
+        if early and self.early is not None:
+            self.early[len(self.records)] = True
+        self.records.append(step)
+        self.places.append(place)
+
+    def in_order(self) -> tuple[list[Any], list[str]]:
+        """The records and their places in time order, those found earlier first at the
+        same time, except an early one (put before those found earlier at its time)."""
+        records, places, early = self.records, self.places, self.early
+        if early is None:
+            return records, places
+        order = sorted(range(len(records)), key=lambda i: (
+            records[i].ns, i - _EARLY if early.get(i) else i))
+        return [records[i] for i in order], [places[i] for i in order]
 
 
 SpanReader = Callable[[PlainSpan], None]
@@ -259,8 +303,9 @@ SPAN_READERS: list[SpanReader] = []
 another convention (OpenInference, OpenLLMetry, …) plugs in."""
 
 
-def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
-    """One trace's spans (their log events joined) as a part of a run."""
+def trace_part(spans: list[PlainSpan], path: Path, *, complete: bool = True) -> RunPart:
+    """One trace's spans (their log events joined) as a part of a run; without
+    ``complete``, its header is left as begun (see :func:`otel_files_parts`)."""
     for read in SPAN_READERS:
         for span in spans:
             read(span)
@@ -313,12 +358,14 @@ def trace_part(spans: list[PlainSpan], path: Path) -> RunPart:
         if call.call_id is not None:
             trace.unanswered.setdefault(call.call_id, []).append(call)
     if trace.unanswered:
-        when = {id(step): ns for ns, _, step, _ in trace.steps}  # a call's time
         for queue in trace.unanswered.values():
-            queue.sort(key=lambda call: when[id(call)])
+            queue.sort(key=_NS)  # by the time each call was made
         for span in models:
-            _late_results(trace, span, when)
-    return _part(trace, spans, agents, models, path)
+            _late_results(trace, span)
+    return _part(trace, spans, agents, models, path, complete)
+
+
+_headless_part = partial(trace_part, complete=False)
 
 
 def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]]:
@@ -613,7 +660,7 @@ def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCallStep | 
     return None
 
 
-def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
+def _late_results(trace: _Trace, span: PlainSpan) -> None:
     """Results of calls no tool span answered, from this model call's input.
 
     Only the results after the input's last assistant message are new: the ones before it
@@ -627,7 +674,7 @@ def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
             if "response" not in part and "result" not in part:
                 continue  # the result was not logged
             queue = trace.unanswered.get(str(part.get("id")))
-            call = next((c for c in queue if when[id(c)] <= span.start), None) if queue else None
+            call = next((c for c in queue if c.ns <= span.start), None) if queue else None
             if call is not None:
                 queue.remove(call)  # type: ignore[union-attr]
                 response, _ = json_value(part.get("response", part.get("result")))
@@ -636,7 +683,7 @@ def _late_results(trace: _Trace, span: PlainSpan, when: dict[int, int]) -> None:
 
 
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
-          models: list[PlainSpan], path: Path) -> RunPart:
+          models: list[PlainSpan], path: Path, complete: bool = True) -> RunPart:
     # The header's fields a session reads and adjusts (the run id, the start, the trace id)
     # now; the rest (:func:`_header`) when the header is built: a caller that only counts
     # steps (ingest) never reads it, and finding it cost as much as reading the steps.
@@ -655,14 +702,10 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
         metadata["conversation_id"] = conversation
     header: dict[str, Any] = {"run_id": str(conversation or trace_id), "metadata": metadata,
                               "started_at": step_time(spans[0].start)}
-    trace.steps.sort()  # by (time, order): the order is unique, so steps are never compared
     # The header's fields and the steps' light records: their models are built when read.
-    pending = LightPending(header, partial(_header, trace, spans, agents, models))
-    records, places = pending.records, pending.places
-    for ns, _, step, place in trace.steps:
-        step.ns = ns
-        records.append(step)
-        places.append(place)
+    pending = LightPending(header, partial(_header, trace, spans, agents, models)
+                           if complete else None)
+    pending.records, pending.places = trace.in_order()  # type: ignore[assignment]
     return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
 
 

@@ -31,16 +31,17 @@ from evalsuite._errors import InvalidInput
 from evalsuite._otel_spans import PlainSpan, hex_id, in_range
 
 
-class AnyValueLine(msgspec.Struct, gc=False):
-    """An OTLP attribute value (:class:`evalsuite._otel_spans.AnyValue`)."""
+class AnyValueLine(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """An OTLP attribute value (:class:`evalsuite._otel_spans.AnyValue`) of the kinds a
+    span's attributes have (the SDK's: text, numbers, booleans and arrays of them). A map or
+    bytes (or any other key) is left to the pydantic path: each field a value does not have
+    is filled in for every value decoded, and values are most of a line."""
 
     stringValue: str | UnsetType = UNSET
-    boolValue: bool | UnsetType = UNSET
     intValue: int | str | UnsetType = UNSET
     doubleValue: float | UnsetType = UNSET
+    boolValue: bool | UnsetType = UNSET
     arrayValue: ArrayValueLine | UnsetType = UNSET
-    kvlistValue: KeyValueListLine | UnsetType = UNSET
-    bytesValue: str | UnsetType = UNSET
 
 
 class ArrayValueLine(msgspec.Struct, gc=False):
@@ -54,12 +55,6 @@ class KeyValueLine(msgspec.Struct, gc=False):
 
     key: str
     value: AnyValueLine | UnsetType = UNSET
-
-
-class KeyValueListLine(msgspec.Struct, gc=False):
-    """A map attribute value."""
-
-    values: list[KeyValueLine] = []
 
 
 class SpanEventLine(msgspec.Struct, gc=False):
@@ -87,7 +82,9 @@ class SpanLine(msgspec.Struct, gc=False):
     parentSpanId: str | UnsetType = UNSET
     endTimeUnixNano: int | str | UnsetType = UNSET
     attributes: list[KeyValueLine] = []
-    events: list[SpanEventLine] = []
+    # Not a list by default: most spans have no events, and a default list is made anew
+    # for each span decoded.
+    events: list[SpanEventLine] | UnsetType = UNSET
     status: StatusLine | UnsetType = UNSET
 
 
@@ -166,10 +163,6 @@ def _value(value: AnyValueLine | UnsetType) -> Any:
         return value.boolValue
     if value.arrayValue is not UNSET:
         return [_value(v) for v in value.arrayValue.values]
-    if value.kvlistValue is not UNSET:
-        return _attributes(value.kvlistValue.values)
-    if value.bytesValue is not UNSET:
-        return value.bytesValue
     return None
 
 

@@ -11,6 +11,15 @@ session, keeps only what it needs to continue it: the user messages already read
 tool calls still waiting for their result. So each part holds only what is new, and
 memory follows the sessions in the file, not its size.
 
+Exporters do not always write a session's traces in the order they ran (two processes, a
+retried export), and an investigation's timeline needs a run's steps in time order. So a
+session's traces are held, each as read, until no earlier one is likely to come: the times
+in the file have moved :data:`LATE_EXPORT_NS` past the session's latest trace, or more than
+:data:`HELD_TRACES` traces are held, or the file ends. The session's held traces are then
+continued in the order they started, as if the file had them so. A trace of no session has
+nothing to wait for and is held only behind the ones before it, so runs keep the order of
+the file.
+
 A part's steps are step models or, from a reader that defers building them, light records
 of the same fields (:mod:`evalsuite._otel_steps`), and its header a model or the dict of
 its fields (``RunPart.raw_header``): both are read and adjusted here the same way, so
@@ -23,6 +32,7 @@ import bisect
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
@@ -36,6 +46,21 @@ from evalsuite._session_attributes import session_attributes
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_OPEN_SESSIONS = 10_000
 """Sessions kept open for later traces to continue (the most recently continued)."""
+HELD_TRACES = 1_000
+"""Traces held at most while an earlier trace of their session may still come: the memory
+bound when many traces share a minute of the file's times (a trace of seven steps held
+is about 5 kB when only its steps are counted, 17 kB with the spans its header is found
+in, so 5 to 17 MB here)."""
+LATE_EXPORT_NS = 60 * 10**9
+"""How far (by the file's own times) past a session's latest trace an earlier trace of it
+may still come and be put in its place: a minute, well past an SDK batch processor's
+export delay (5 s by default) with room for a retried export. Not longer: a held trace is
+read again once it has left the processor's caches, and at five minutes that cost about a
+tenth of ingest's time on the benchmark's log (every trace a session of its own)."""
+_START = itemgetter(0)
+_NEVER = 1 << 80  # later than any time a span holds
+_SLIM_FROM = 64  # traces held with all their spans at most (about 13 kB each)
+_SPAN_START, _SPAN_END = attrgetter("start"), attrgetter("end")
 
 
 class _Session(msgspec.Struct):
@@ -56,30 +81,48 @@ class _Session(msgspec.Struct):
     """When the latest-starting trace read so far started (Unix ns; 0: none timed)."""
 
 
+class _Held(msgspec.Struct):
+    """A session's traces read but not yet continued."""
+
+    traces: list[tuple[int, RunPart, Sequence[PlainSpan]]]
+    """Each as (when it started, Unix ns, 0 if unknown; its part; its spans), as read."""
+    key: str | None
+    """The session, or None: a trace of no session."""
+    end: int = 0
+    """When the latest of them ended (Unix ns; 0: none timed)."""
+
+
 def _running_header(part: RunPart, session: _Session) -> None:
     """Give the part's header what the session holds so far: parts of a run are merged
     with the later one's fields winning, so each carries the session's start. Usage stays
     the trace's own: merging adds up the usage of a run's parts."""
     raw = part.raw_header
-    header = part.header if raw is None else None
-    if raw is None and header is None:
+    if raw is not None:  # the reader's own dicts, held by nothing else: changed in place
+        metadata = raw.get("metadata")
+        if metadata is None:
+            metadata = {}
+        session.traces += 1
+        if session.traces == 1:
+            session.started_at = raw.get("started_at")
+            session.trace_id = metadata.get("trace_id")
+        raw["started_at"] = session.started_at or raw.get("started_at")
+        metadata["traces"] = session.traces
+        if session.trace_id is not None:
+            metadata["trace_id"] = session.trace_id
+        raw["metadata"] = metadata
         return
-    started_at = raw.get("started_at") if raw is not None else header.started_at  # type: ignore[union-attr]
-    metadata = raw.get("metadata", {}) if raw is not None else header.metadata  # type: ignore[union-attr]
+    header = part.header
+    if header is None:
+        return
     session.traces += 1
     if session.traces == 1:
-        session.started_at = started_at
-        session.trace_id = metadata.get("trace_id")
-    update: dict[str, Any] = {
-        "started_at": session.started_at or started_at,
-        "metadata": {**metadata, "traces": session.traces,
+        session.started_at = header.started_at
+        session.trace_id = header.metadata.get("trace_id")
+    part.header = header.model_copy(update={
+        "started_at": session.started_at or header.started_at,
+        "metadata": {**header.metadata, "traces": session.traces,
                      **({"trace_id": session.trace_id} if session.trace_id is not None
-                        else {})},
-    }
-    if raw is not None:
-        raw.update(update)
-    else:
-        part.header = header.model_copy(update=update)  # type: ignore[union-attr]
+                        else {})}})
 
 
 def _trace_id(part: RunPart) -> Any:
@@ -108,12 +151,95 @@ class Sessions:
         # conversations keeps memory flat. A trace of a session closed before it starts
         # it again (its repeated history is then kept: a duplicate, never a loss).
         self.open: OrderedDict[str, _Session] = OrderedDict()
+        # Traces waiting to be continued, by session (a trace of none under a number of
+        # its own), the least recently added first: the order they are let go in.
+        self.held: OrderedDict[str | int, _Held] = OrderedDict()
+        self.holding = 0  # traces in ``held``
+        self.own = 0  # numbers the traces of no session
+        self.latest = 0  # when the latest-ending trace read so far ended (Unix ns)
+        self.due = 0  # ``latest`` from which the first held may be let go (0: look now)
 
-    def continued(self, part: RunPart, spans: Sequence[PlainSpan]) -> RunPart:
-        """``part`` (one trace's) as the continuation of its session: under the session's
-        run id, without the user messages that only repeat the history, and with the
-        results of earlier calls that this trace's model inputs carry."""
+    def add(self, part: RunPart, spans: Sequence[PlainSpan]) -> Sequence[RunPart]:
+        """Take one trace's part; return the parts now ready, each continued
+        (:meth:`continued`), in the order a caller hands them on."""
         key = self._session_of(spans)
+        start = min(map(_SPAN_START, spans), default=0)
+        held = self.held
+        if key is None and not held:  # nothing to wait for, nothing before it
+            return (self.continued(part, spans, None, start),)
+        end = max(map(_SPAN_END, spans), default=0)
+        if end > self.latest:
+            self.latest = end
+        slot: str | int
+        if key is None:
+            self.own += 1
+            slot = self.own
+        else:
+            slot = key
+        # Once many are held, a trace is held with only the spans a session may still need
+        # (their inputs may answer a call): spans read again or let go long after they were
+        # made are out of the processor's caches by then, and cost more than the search.
+        if self.holding >= _SLIM_FROM:
+            spans = _answering(spans)
+        entry = held.get(slot)
+        if entry is None:
+            held[slot] = _Held([(start, part, spans)], key, end)
+        else:
+            held.move_to_end(slot)
+            entry.traces.append((start, part, spans))
+            if end > entry.end:
+                entry.end = end
+            self.due = 0  # it may have been the first held: the first is looked at again
+        self.holding += 1
+        if self.latest < self.due and self.holding <= HELD_TRACES:
+            return ()
+        return self._ready()
+
+    def rest(self) -> list[RunPart]:
+        """The parts still held, continued, once the file has no more traces."""
+        ready: list[RunPart] = []
+        held = self.held
+        while held:
+            ready += self._released(held.popitem(last=False)[1])
+        self.due = 0
+        return ready
+
+    def _ready(self) -> list[RunPart]:
+        """The held sessions no earlier trace is expected for any more, from the first
+        held: one whose latest trace ended ``LATE_EXPORT_NS`` before the latest read, a
+        trace of no session, or the first ones while too many are held. Notes when the
+        first one left will be: no need to look before then."""
+        ready: list[RunPart] = []
+        horizon = self.latest - LATE_EXPORT_NS
+        held = self.held
+        while held:
+            first = held[next(iter(held))]
+            if (self.holding <= HELD_TRACES and first.key is not None
+                    and not 0 < first.end <= horizon):
+                self.due = first.end + LATE_EXPORT_NS if first.end else _NEVER
+                return ready
+            ready += self._released(held.popitem(last=False)[1])
+        self.due = 0
+        return ready
+
+    def _released(self, held: _Held) -> list[RunPart]:
+        """A held session's traces, continued in the order they started (those whose start
+        is not known, and ties, where they were read)."""
+        traces, key = held.traces, held.key
+        self.holding -= len(traces)
+        if len(traces) > 1:
+            timed = [trace for trace in traces if trace[0]]
+            if len(timed) > 1:
+                by_start = iter(sorted(timed, key=_START))  # stable: ties stay in read order
+                traces = [next(by_start) if trace[0] else trace for trace in traces]
+        return [self.continued(part, spans, key, start) for start, part, spans in traces]
+
+    def continued(self, part: RunPart, spans: Sequence[PlainSpan], key: str | None,
+                  start: int) -> RunPart:
+        """``part`` (one trace's, started at ``start``, Unix ns) as the continuation of
+        session ``key``: under the session's run id, without the user messages that only
+        repeat the history, and with the results of earlier calls that this trace's model
+        inputs carry."""
         if key is None:  # a run of its own: only its own calls can be answered in it
             trace_id = _trace_id(part)
             run_id = str(trace_id) if trace_id else part.run_id
@@ -123,12 +249,18 @@ class Sessions:
             return part
         if key != part.run_id:
             _rename(part, key)
-        session = self.open.pop(key, None) or _Session()
-        self.open[key] = session  # the most recent last
-        if len(self.open) > MAX_OPEN_SESSIONS:
-            self.open.popitem(last=False)
-        _drop_repeated_history(part, session, min((s.start for s in spans), default=0))
-        _add_late_results(part, session, spans)
+        opened = self.open
+        session = opened.pop(key, None)
+        if session is None:
+            session = _Session()
+            if len(opened) >= MAX_OPEN_SESSIONS:
+                opened.popitem(last=False)
+            opened[key] = session  # the most recent last
+            _first_trace(part, session, spans, start)
+        else:
+            opened[key] = session
+            _drop_repeated_history(part, session, start)
+            _add_late_results(part, session, spans)
         _running_header(part, session)
         return part
 
@@ -175,6 +307,33 @@ def _drop_repeated_history(part: RunPart, session: _Session, start: int) -> None
     session.users.extend(hashes)
 
 
+def _first_trace(part: RunPart, session: _Session, spans: Sequence[PlainSpan],
+                 start: int) -> None:
+    """:func:`_drop_repeated_history` and :func:`_add_late_results` for a session's first
+    trace (most traces): nothing to drop and no call waiting yet, so one pass over the
+    steps notes its user messages and its calls that no result of its own answers."""
+    session.latest = max(0, start)
+    users = session.users
+    own: dict[str, list[Any]] = {}
+    for step in part.records:
+        kind = step.kind
+        if kind == "user_input":
+            users.append(hash(step.content))
+        elif kind == "tool_call":
+            if step.call_id:
+                own.setdefault(str(step.call_id), []).append(step)
+        elif kind == "tool_result" and step.call_id:
+            queue = own.get(str(step.call_id))
+            if queue:
+                queue.pop(0)
+    waiting = session.waiting
+    for call_id, calls in own.items():
+        if calls:
+            waiting[call_id] = calls
+    if waiting:
+        _answer_from_inputs(part, waiting, spans)
+
+
 def _drop_executions(part: RunPart, session: _Session) -> None:
     """A tool span traced apart from the model call that asked for it reads as a call of
     its own; with the id of a call still waiting in the session, it is that call's run."""
@@ -217,8 +376,30 @@ def _add_late_results(part: RunPart, session: _Session, spans: Sequence[PlainSpa
     for call_id, calls in own.items():
         if calls:
             waiting.setdefault(call_id, []).extend(calls)
-    if not waiting:
-        return
+    if waiting:
+        _answer_from_inputs(part, waiting, spans)
+
+
+def _answering(spans: Sequence[PlainSpan]) -> list[PlainSpan]:
+    """The spans that may carry a tool's result in their input (:func:`tool_responses`
+    finds none in the others): messages as JSON text that names a ``tool_call_response``
+    (or has an escape, which could spell it), structured messages, or a ``tool`` role
+    among the older names' values."""
+    found = []
+    for span in spans:
+        attrs = span.attributes
+        messages = attrs.get("gen_ai.input.messages")
+        if (messages is not None and (type(messages) is not str
+                                      or "tool_call_response" in messages
+                                      or "\\u" in messages)) or "tool" in attrs.values():
+            found.append(span)
+    return found
+
+
+def _answer_from_inputs(part: RunPart, waiting: dict[str, list[Any]],
+                        spans: Sequence[PlainSpan]) -> None:
+    """The results of the ``waiting`` calls that the trace's model inputs carry, each
+    answering the earliest call with its id made before that model call."""
     for span in sorted(spans, key=lambda s: s.start):
         for call_id, response in tool_responses(span):
             queue = waiting.get(call_id)

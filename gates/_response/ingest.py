@@ -333,8 +333,10 @@ def ingest(paths: Sequence[Path], fmt: str = "auto", *, agent: str | None = None
 
     def parts() -> Iterator[RunPart]:
         # All files at once: OTLP spans and logs files given together are paired.
-        # Without --out the steps are only counted: their models are not built.
-        for part in read_logs(paths, fmt, agent=agent, skips=skips, defer_steps=out is None):
+        # Without --out the steps are only counted: their models are not built, and no
+        # header is read.
+        for part in read_logs(paths, fmt, agent=agent, skips=skips, defer_steps=out is None,
+                              headers=out is not None):
             tally.count(part)
             yield part
         # Raised inside the stream with --strict: --out is left unwritten.

@@ -118,6 +118,19 @@ def test_deferred_otlp_steps_are_counted_without_building_step_models(
                                   for part in whole for s in part.steps]
 
 
+@pytest.mark.slow
+def test_counting_one_agents_runs_reads_the_headers_that_name_it(
+        exports: list[list[Path]]) -> None:
+    """Counting without --out completes no OTLP run header, except with --agent: a trace's
+    agent is in its header. The real export with an agent span is refund-agent's run, and
+    holds none of another agent's."""
+    (paths,) = [p for p in exports if p[0].parent.name == "agent-tool"]
+    assert ingest(paths, agent="refund-agent").files[0].runs == 1
+    other = ingest(paths, agent="billing-agent")
+    assert other.files[0].runs == 0
+    assert other.warnings == [f"{paths[0]}: no runs of agent billing-agent were read"]
+
+
 TRACE, ROOT = "5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174"
 IDS = st.one_of(st.sampled_from(["call_1", "call_2", ""]), st.none(), st.integers(0, 2))
 TEXT = st.sampled_from(["", " ", "Refund order 42", "null"])

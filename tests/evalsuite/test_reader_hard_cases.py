@@ -12,9 +12,9 @@ from typing import Any
 import openai
 import pytest
 
-from evalsuite import Run, merge_parts, read_logs
+from evalsuite import InvalidInput, Run, merge_parts, read_logs
 from tests.conftest import RunCli
-from tests.scenario_producers import ANSWER, HARM, LOOKUP, REFUSAL, RESULTS, produce
+from tests.scenario_producers import ANSWER, HARM, LOOKUP, REFUSAL, RESULTS, TURNS, produce
 from tests.sdk_servers import SdkServer
 
 PRODUCERS = [("v2", "span_only"), ("v2", "event_only"), ("oi", None), ("ll", None)]
@@ -181,22 +181,80 @@ def test_ids_repeated_across_turns_of_a_conversation(tmp_path: Path, instrumenta
     assert run.steps[first].at >= run.steps[1].at and run.steps[second].at >= run.steps[5].at
 
 
+def _by_trace(lines: list[str]) -> list[list[str]]:
+    """An OTLP export file's lines grouped by the trace their spans are of, in file order."""
+    traces: dict[str, list[str]] = {}
+    for line in lines:
+        (trace_id,) = {span["traceId"] for resource in json.loads(line)["resourceSpans"]
+                       for scope in resource["scopeSpans"] for span in scope["spans"]}
+        traces.setdefault(trace_id, []).append(line)
+    return list(traces.values())
+
+
 @pytest.mark.parametrize(("instrumentation", "mode"), PRODUCERS)
-def test_a_turn_exported_after_a_later_turn_repeats_no_input(tmp_path: Path, instrumentation: str,
-                                                             mode: str | None) -> None:
-    """The two turns' export lines in reverse (the second turn exported first): the second
-    turn's history holds the first user message, read with it; the first turn, read later,
-    adds its own call, result and answer but not that input again. Each input once, each
-    refund call once with its result (the steps follow the order the traces were read)."""
+def test_a_turn_exported_after_a_later_turn_reads_in_time_order(
+        tmp_path: Path, instrumentation: str, mode: str | None) -> None:
+    """Regression: the second turn's trace exported before the first's (each trace's lines
+    in order, or every line reversed) made the first turn's call, result and answer come
+    after the second turn's, and its user input carry the second turn's time. The run now
+    reads exactly as the file in order does: each turn's input, call, result and answer, in
+    time order."""
     folder = produce(instrumentation, "turns", tmp_path, mode)
     spans = folder / "spans.jsonl"
-    spans.write_text("".join(reversed(spans.read_text().splitlines(keepends=True))))
-    (run,) = _runs(folder)
-    assert [s.content for s in run.steps if s.kind == "user_input"] == [
-        "Refund my order 1.", "Refund my order 2."]
-    assert sorted(c[2]["order_id"] for c in _calls(run)) == ["A-1", "A-2"]
-    assert _results(run) == [("call_1", RESULTS["issue_refund"])] * 2
-    assert [s.kind for s in run.steps].count("output") == 2
+    lines = spans.read_text().splitlines(keepends=True)
+    (ordered,) = _runs(folder)
+    first, second = _by_trace(lines)
+    for shuffled in ([*second, *first], lines[::-1]):
+        spans.write_text("".join(shuffled))
+        (run,) = _runs(folder)
+        assert [(s.kind, getattr(s, "tool", None), getattr(s, "arguments", None),
+                 getattr(s, "content", None)) for s in run.steps] == [
+            step for number, text in enumerate(TURNS, 1) for step in (
+                ("user_input", None, None, text),
+                ("tool_call", "issue_refund", {**HARM, "order_id": f"A-{number}"}, None),
+                ("tool_result", "issue_refund", None, None),
+                ("output", None, None, ANSWER))]
+        assert _results(run) == [("call_1", RESULTS["issue_refund"])] * 2
+        assert run.model_dump() == ordered.model_dump()
+
+
+def _later(lines: list[str], number: int) -> list[str]:
+    """An export of a conversation made again: as ``conv-{number}``, ``number`` × 10
+    minutes later, under trace ids of its own."""
+    shift = number * 600 * 10**9
+    again = []
+    for line in lines:
+        request = json.loads(line)
+        for resource in request["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    span["traceId"] = f"{number:02x}{span['traceId'][2:]}"
+                    for key in ("startTimeUnixNano", "endTimeUnixNano"):
+                        span[key] = str(int(span[key]) + shift)
+                    for attribute in span["attributes"]:
+                        if attribute["key"] == "gen_ai.conversation.id":
+                            attribute["value"] = {"stringValue": f"conv-{number}"}
+        again.append(json.dumps(request) + "\n")
+    return again
+
+
+def test_a_session_waits_for_late_traces_only_while_the_file_is_near_it(tmp_path: Path) -> None:
+    """A session's traces wait for an earlier one exported late only until the file's times
+    are a minute past them, so runs still stream: a day's log whose last line is cut off
+    gives its first conversation, whole and in order, before the error."""
+    folder = produce("v2", "turns", tmp_path, "span_only")
+    lines = (folder / "spans.jsonl").read_text().splitlines(keepends=True)
+    log = tmp_path / "day.jsonl"
+    log.write_text("".join([*lines, *(line for number in (2, 3, 4)
+                                      for line in _later(lines, number)),
+                            '{"resourceSpans": [\n']))
+    parts = read_logs([log])
+    first = [next(parts), next(parts)]
+    assert [p.run_id for p in first] == ["conv-1", "conv-1"]
+    assert [[s.kind for s in p.steps] for p in first] == [
+        ["user_input", "tool_call", "tool_result", "output"]] * 2
+    with pytest.raises(InvalidInput, match=r"day\.jsonl"):
+        list(parts)
 
 
 def test_an_export_line_written_twice_is_read_once(tmp_path: Path, cli: RunCli) -> None:
@@ -251,10 +309,11 @@ def test_spans_exported_after_their_root_join_their_trace(tmp_path: Path, instru
     assert [s.model_dump() for s in split.steps] == expected
 
 
-def _per_call_lines(created: list[int]) -> list[str]:
+def _per_call_lines(created: list[int], session: str | None = None) -> list[str]:
     """One refund conversation through the real ``openai`` client, logged per call as
-    teams do (request messages beside ``response.model_dump()``); the server answers each
-    call at the next of ``created`` (Unix seconds)."""
+    teams do (request messages beside ``response.model_dump()``, with ``session``
+    LiteLLM-style in ``metadata.session_id``); the server answers each call at the next of
+    ``created`` (Unix seconds)."""
     answers = iter(created)
 
     def model(path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -278,8 +337,10 @@ def _per_call_lines(created: list[int]) -> list[str]:
     while True:
         sent = list(messages)
         reply = client.chat.completions.create(model="gpt-4o", messages=messages)
-        lines.append(json.dumps({"request": {"messages": sent},
-                                 "response": reply.model_dump()}) + "\n")
+        record: dict[str, Any] = {"request": {"messages": sent}, "response": reply.model_dump()}
+        if session is not None:
+            record["metadata"] = {"session_id": session}
+        lines.append(json.dumps(record) + "\n")
         chosen = reply.choices[0].message
         if not chosen.tool_calls:
             break
@@ -311,3 +372,28 @@ def test_a_call_logged_after_a_later_one_of_its_run_adds_nothing(tmp_path: Path,
     tied = _per_call_lines([1_764_000_000, 1_764_000_000])
     log.write_text(tied[1] + tied[0])
     assert [len(r.steps) for r in merge_parts(read_logs([log]))] == [4, 2]
+
+
+def test_a_call_of_a_named_session_logged_after_a_later_one_adds_nothing(
+        tmp_path: Path, cli: RunCli) -> None:
+    """Regression: per-call lines naming their session (``metadata.session_id``), the second
+    call's line first: the first call's refund call was appended again after the answer, at
+    its own earlier time. Its whole dialogue is already the run's and answered earlier, so
+    it adds no steps (its usage still counts) and the run is in time order. Answered in the
+    same second it still adds its answer again: a retried call is evidence too."""
+    first, second = _per_call_lines([1_764_000_000, 1_764_000_005], session="s-1")
+    log = tmp_path / "shuffled.jsonl"
+    log.write_text(second + first)
+    (run,) = merge_parts(read_logs([log]))
+    assert run.run_id == "s-1"
+    assert [(s.kind, getattr(s, "tool", None)) for s in run.steps] == [
+        ("user_input", None), ("tool_call", "issue_refund"), ("tool_result", "issue_refund"),
+        ("output", None)]
+    assert _calls(run) == [("issue_refund", "call_r1", HARM)]
+    assert run.usage is not None and run.usage.output_tokens == 20
+    assert "1 run, 4 steps" in cli("ingest", str(log), cwd=tmp_path).stdout
+    tied = _per_call_lines([1_764_000_000, 1_764_000_000], session="s-1")
+    log.write_text(tied[1] + tied[0])
+    (run,) = merge_parts(read_logs([log]))
+    assert [s.kind for s in run.steps] == [
+        "user_input", "tool_call", "tool_result", "output", "tool_call"]
