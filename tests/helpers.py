@@ -220,3 +220,25 @@ def rehashed(path: Path, seq: int) -> str:
         conn.execute("UPDATE audit SET hash = ? WHERE seq = ?", (digest, seq))
     conn.close()
     return digest
+
+
+def as_another_session(lines: list[str], number: int, key: str, value: str,
+                       shift_ns: int = 0) -> list[str]:
+    """OTLP/JSON export lines made again as another conversation: trace ids of their own
+    (their first four hex digits ``number``), the span attribute ``key`` set to ``value``,
+    every span's times moved by ``shift_ns``."""
+    again = []
+    for line in lines:
+        request = json.loads(line)
+        for resource in request["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    span["traceId"] = f"{number:04x}{span['traceId'][4:]}"
+                    if shift_ns:
+                        for time_key in ("startTimeUnixNano", "endTimeUnixNano"):
+                            span[time_key] = str(int(span[time_key]) + shift_ns)
+                    for attribute in span["attributes"]:
+                        if attribute["key"] == key:
+                            attribute["value"] = {"stringValue": value}
+        again.append(json.dumps(request) + "\n")
+    return again

@@ -21,7 +21,7 @@ from evalsuite import (
 )
 from gates import Workspace
 from tests.conftest import RunCli, tree
-from tests.helpers import captured
+from tests.helpers import as_another_session, captured
 from tests.openinference_producers import (
     ADDRESS,
     ANSWER,
@@ -113,23 +113,6 @@ def test_grouping_follows_the_session_attributes_given(openinference: Path,
         assert len(read_log_runs(openinference)) == 3
 
 
-def _as_session(lines: list[str], number: int) -> str:
-    """The export again as another conversation: session ``sess-{number}``, trace ids of its
-    own, the same times."""
-    again = []
-    for line in lines:
-        request = json.loads(line)
-        for resource in request["resourceSpans"]:
-            for scope in resource["scopeSpans"]:
-                for span in scope["spans"]:
-                    span["traceId"] = f"{number:04x}{span['traceId'][4:]}"
-                    for attribute in span["attributes"]:
-                        if attribute["key"] == "session.id":
-                            attribute["value"] = {"stringValue": f"sess-{number}"}
-        again.append(json.dumps(request) + "\n")
-    return "".join(again)
-
-
 def test_sessions_held_in_numbers_still_pair_each_result_with_its_call(
         tmp_path: Path, openinference: Path) -> None:
     """Seventy conversations traced in the same minute, so that most of their traces are
@@ -137,7 +120,8 @@ def test_sessions_held_in_numbers_still_pair_each_result_with_its_call(
     with its refund call, the result the next trace's input carries, and its answers."""
     lines = openinference.read_text().splitlines()
     many = tmp_path / "many.jsonl"
-    many.write_text("".join(_as_session(lines, number) for number in range(70)))
+    many.write_text("".join(line for number in range(70) for line in as_another_session(
+        lines, number, "session.id", f"sess-{number}")))
     runs = read_log_runs(many)
     assert sorted(run.run_id for run in runs) == sorted(f"sess-{n}" for n in range(70))
     for run in runs:

@@ -14,6 +14,7 @@ import pytest
 
 from evalsuite import InvalidInput, Run, merge_parts, read_logs
 from tests.conftest import RunCli
+from tests.helpers import as_another_session
 from tests.scenario_producers import ANSWER, HARM, LOOKUP, REFUSAL, RESULTS, TURNS, produce
 from tests.sdk_servers import SdkServer
 
@@ -218,26 +219,6 @@ def test_a_turn_exported_after_a_later_turn_reads_in_time_order(
         assert run.model_dump() == ordered.model_dump()
 
 
-def _later(lines: list[str], number: int) -> list[str]:
-    """An export of a conversation made again: as ``conv-{number}``, ``number`` × 10
-    minutes later, under trace ids of its own."""
-    shift = number * 600 * 10**9
-    again = []
-    for line in lines:
-        request = json.loads(line)
-        for resource in request["resourceSpans"]:
-            for scope in resource["scopeSpans"]:
-                for span in scope["spans"]:
-                    span["traceId"] = f"{number:02x}{span['traceId'][2:]}"
-                    for key in ("startTimeUnixNano", "endTimeUnixNano"):
-                        span[key] = str(int(span[key]) + shift)
-                    for attribute in span["attributes"]:
-                        if attribute["key"] == "gen_ai.conversation.id":
-                            attribute["value"] = {"stringValue": f"conv-{number}"}
-        again.append(json.dumps(request) + "\n")
-    return again
-
-
 def test_a_session_waits_for_late_traces_only_while_the_file_is_near_it(tmp_path: Path) -> None:
     """A session's traces wait for an earlier one exported late only until the file's times
     are a minute past them, so runs still stream: a day's log whose last line is cut off
@@ -245,9 +226,9 @@ def test_a_session_waits_for_late_traces_only_while_the_file_is_near_it(tmp_path
     folder = produce("v2", "turns", tmp_path, "span_only")
     lines = (folder / "spans.jsonl").read_text().splitlines(keepends=True)
     log = tmp_path / "day.jsonl"
-    log.write_text("".join([*lines, *(line for number in (2, 3, 4)
-                                      for line in _later(lines, number)),
-                            '{"resourceSpans": [\n']))
+    later = (line for number in (2, 3, 4) for line in as_another_session(
+        lines, number, "gen_ai.conversation.id", f"conv-{number}", number * 600 * 10**9))
+    log.write_text("".join([*lines, *later, '{"resourceSpans": [\n']))
     parts = read_logs([log])
     first = [next(parts), next(parts)]
     assert [p.run_id for p in first] == ["conv-1", "conv-1"]
