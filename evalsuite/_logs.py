@@ -31,6 +31,7 @@ from evalsuite._jsonl import native_parts
 from evalsuite._openai_chat import openai_parts
 from evalsuite._openai_responses import responses_parts
 from evalsuite._otel import otel_files_parts, otel_parts
+from evalsuite._otel_sdk_json import first_document, is_sdk_json
 from evalsuite._parts import RunPart, Skips, merge_parts
 from evalsuite._readers import detect_plugin, is_plugin_format, load_reader, plugin_parts
 from evalsuite._run import Run
@@ -69,6 +70,8 @@ def is_log_format(name: str) -> bool:
 
 def _bundled_format(path: Path) -> LogFormat:
     first = first_value(path)
+    if first is None and is_sdk_json(first_document(path)):
+        return "otel"  # spans and log records as the SDK's console exporters write them
     if first is None:
         try:
             first = load_json(read_json_text(path))
@@ -81,7 +84,7 @@ def _bundled_format(path: Path) -> LogFormat:
             first = {"messages": [first]}
     if not isinstance(first, dict):
         raise InvalidInput(path, "$", _NOT_A_LOG, line=1)
-    if "resourceSpans" in first or "resourceLogs" in first:
+    if "resourceSpans" in first or "resourceLogs" in first or is_sdk_json(first):
         return "otel"
     if "run_id" in first and "kind" in first:
         return "jsonl"

@@ -45,6 +45,13 @@ from evalsuite._conversations import text_of
 from evalsuite._openinference import is_openinference, openinference_part
 from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
+from evalsuite._otel_sdk_json import (
+    first_document,
+    is_sdk_json,
+    mentions_sdk_logs,
+    sdk_records,
+    sdk_spans,
+)
 from evalsuite._otel_spans import (
     _ABSENT,
     _EARLY,
@@ -103,12 +110,20 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     built = _deferred if defer else _built
     headless = defer and not headers
     records: dict[str, list[PlainRecord]] = {}
-    with_logs = {path for path in paths if mentions_logs(path)}
+    # Files the SDK's console exporters wrote: read by their own reader into the same
+    # plain spans and records.
+    console = {path for path in paths if is_sdk_json(first_document(path))}
+    with_logs = {path for path in paths
+                 if (mentions_sdk_logs(path) if path in console else mentions_logs(path))}
     for path in paths:
-        for request, place, line in (export_requests(path, skips, "logs")
-                                     if path in with_logs else ()):
-            for record in plain_records(request, path, place, line):
-                records.setdefault(record.trace_id, []).append(record)
+        if path in console:
+            found = sdk_records(path, skips) if path in with_logs else iter(())
+        else:
+            found = (record for request, place, line in (
+                export_requests(path, skips, "logs") if path in with_logs else ())
+                for record in plain_records(request, path, place, line))
+        for record in found:
+            records.setdefault(record.trace_id, []).append(record)
     waiting: dict[str, list[PlainSpan]] = {}
     sources: dict[str, Path] = {}
     sessions = Sessions()  # traces of one session or conversation make one run
@@ -130,9 +145,10 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
             yield built(ready)
 
     for path in paths:
-        for request, place, line in export_requests(path, skips,
-                                                    "spans" if path in with_logs else None,
-                                                    fast_spans):
+        for request, place, line in (sdk_spans(path, skips) if path in console else
+                                     export_requests(path, skips,
+                                                     "spans" if path in with_logs else None,
+                                                     fast_spans)):
             # The fast path's spans as they are; the pydantic path's made plain now.
             spans = request if isinstance(request, list) else list(
                 plain_spans(request, path, place, line))

@@ -47,6 +47,11 @@ class Produced:
     """OTLP/JSON trace export, one request a line."""
     logs: Path
     """OTLP/JSON logs export, one request a line (empty when nothing was logged)."""
+    console: Path
+    """The same spans and log records as the SDK's console exporters write them to one
+    stream (``to_json()``: indented objects, one after another)."""
+    console_lines: Path
+    """The same, with the exporters' formatter writing ``to_json(indent=None)``: a line each."""
 
 
 def produce(folder: Path, mode: str, *, stream: bool = False, agent_span: bool = False,
@@ -64,7 +69,8 @@ def produce(folder: Path, mode: str, *, stream: bool = False, agent_span: bool =
                              ("--tool-span", tool_span), ("--error", error)) if on]
     subprocess.run([sys.executable, "-m", "tests.otel_producers", str(folder), *flags],
                    cwd=ROOT, env=env, check=True, timeout=120)
-    return Produced(spans=folder / "spans.jsonl", logs=folder / "logs.jsonl")
+    return Produced(spans=folder / "spans.jsonl", logs=folder / "logs.jsonl",
+                    console=folder / "console.json", console_lines=folder / "console.jsonl")
 
 
 def _scripted(body: dict[str, Any]) -> dict[str, Any]:
@@ -105,29 +111,46 @@ def exported_to(folder: Path, resource: dict[str, str] | None = None) -> Iterato
     yields them (tracer provider, logger provider), then writes what they recorded to
     ``folder/spans.jsonl`` (one export a line, in the order spans ended: a parent after
     its children, as a simple span processor feeding the Collector's file exporter writes
-    them) and ``folder/logs.jsonl``."""
+    them) and ``folder/logs.jsonl``; the SDK's console exporters write the same spans and
+    records as they end to ``folder/console.json`` (their default format) and
+    ``folder/console.jsonl`` (one object a line)."""
     from opentelemetry import _logs, trace
     from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk._logs import LoggerProvider
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk._logs.export import (
+        ConsoleLogRecordExporter,
+        InMemoryLogRecordExporter,
+        SimpleLogRecordProcessor,
+    )
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     spans = InMemorySpanExporter()
     tracer_provider = (TracerProvider(resource=Resource.create(resource)) if resource
                        else TracerProvider())
     tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    console = (folder / "console.json").open("w", encoding="utf-8")
+    lines = (folder / "console.jsonl").open("w", encoding="utf-8")
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=console)))
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(
+        out=lines, formatter=lambda span: span.to_json(indent=None) + "\n")))
     trace.set_tracer_provider(tracer_provider)
     logs = InMemoryLogRecordExporter()
     logger_provider = LoggerProvider()
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(logs))
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(
+        ConsoleLogRecordExporter(out=console)))
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(ConsoleLogRecordExporter(
+        out=lines, formatter=lambda record: record.to_json(indent=None) + "\n")))
     _logs.set_logger_provider(logger_provider)
     yield tracer_provider, logger_provider
     tracer_provider.force_flush()
     logger_provider.force_flush()
+    console.close()
+    lines.close()
     (folder / "spans.jsonl").write_text(
         "".join(_otlp_json(encode_spans([s])) + "\n" for s in spans.get_finished_spans()))
     records = logs.get_finished_logs()

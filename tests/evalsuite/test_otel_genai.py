@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from evalsuite import (
     InvalidInput,
     Output,
     Run,
+    Skips,
     ToolCall,
     ToolResult,
     UserInput,
@@ -230,3 +232,132 @@ def test_investigate_finds_a_call_whose_arguments_only_the_logs_file_holds(
     done = investigate(example, incident_id, [example.root / LOG, *logs], actor=ACTOR)
     assert done.investigation.scope.runs_matched == 1
     assert scope.runs[0].run_id not in done.investigation.gap_runs
+
+
+def _as_read(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every run of the files, as JSON, each time to the microsecond and places left out:
+    the console exporters write times to the microsecond (rounded, where OTLP/JSON holds
+    nanoseconds), and a place names the line of its own file."""
+    runs = []
+    for run in merge_parts(read_logs([p for p in paths if p.stat().st_size])):
+        text = run.model_dump(mode="json")
+        for step in text["steps"]:
+            step.pop("place", None)
+        runs.append(text)
+    return runs
+
+
+def _within_a_microsecond(one: Any, other: Any) -> bool:
+    """The same JSON, ISO times allowed to differ by the console exporters' rounding."""
+    if isinstance(one, dict) and isinstance(other, dict):
+        return one.keys() == other.keys() and all(
+            _within_a_microsecond(one[k], other[k]) for k in one)
+    if isinstance(one, list) and isinstance(other, list):
+        return len(one) == len(other) and all(
+            _within_a_microsecond(a, b) for a, b in zip(one, other, strict=True))
+    if isinstance(one, str) and isinstance(other, str) and one != other:
+        try:
+            apart = datetime.fromisoformat(one) - datetime.fromisoformat(other)
+        except ValueError:
+            return False
+        return abs(apart) <= timedelta(microseconds=1)
+    return bool(one == other)
+
+
+@pytest.mark.parametrize("layout", ["console.json", "console.jsonl"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_the_sdk_console_exporters_output_reads_as_its_otlp_export(
+        otel: dict[str, tuple[Path, Path]], scenario: str, layout: str) -> None:
+    """Spans and log records as ConsoleSpanExporter and ConsoleLogRecordExporter write them
+    to one stream (indented, or one a line) read as the same runs as the OTLP files."""
+    spans, logs = otel[scenario]
+    console = spans.parent / layout
+    assert detect_format(console) == "otel"
+    expected = _as_read([spans, logs])
+    found = _as_read([console])
+    assert expected and [len(r["steps"]) for r in expected] != [0]
+    assert _within_a_microsecond(found, expected), (found, expected)
+
+
+def test_the_within_a_microsecond_comparison_tells_runs_apart(
+        otel: dict[str, tuple[Path, Path]]) -> None:
+    """The comparison above fails on other runs, and on times further apart."""
+    assert not _within_a_microsecond(_as_read([otel["legacy"][0].parent / "console.json"]),
+                                     _as_read(list(otel["span_only"])))
+    assert not _within_a_microsecond("2026-12-01T16:26:47.803428Z",
+                                     "2026-12-01T16:26:47.803430Z")
+
+
+def test_ingest_reads_console_output_as_a_user_runs_it(
+        otel: dict[str, tuple[Path, Path]], cli: RunCli, tmp_path: Path) -> None:
+    """`reinstate ingest console.json --out` in a child process: the refund run, whole."""
+    console = otel["event_only"][0].parent / "console.json"
+    out = tmp_path / "runs.jsonl"
+    result = cli("ingest", str(console), "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr and "console.json (otel): 1 run" in result.stdout
+    _fully_logged(read_log_runs(out)[0])
+
+
+def test_a_console_object_cut_off_names_its_line(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An object cut off mid-write (the process ended), then more: an error naming the
+    line it began on; with --skip-invalid the rest is read and the object counted."""
+    lines = (otel["span_only"][0].parent / "console.json").read_text().splitlines(True)
+    starts = [n for n, line in enumerate(lines) if line.startswith("{")]
+    cut = lines[:starts[1] + 3] + lines[starts[2]:]  # the second object loses its end
+    bad = tmp_path / "console.json"
+    bad.write_text("".join(cut))
+    with pytest.raises(InvalidInput) as caught:
+        read_log_runs(bad)
+    assert caught.value.line == starts[1] + 1 and caught.value.path == bad
+    assert "cut off" in caught.value.expected
+    assert main(["ingest", str(bad), "--skip-invalid"]) == 0
+    assert "1 invalid record" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_a_console_span_of_the_wrong_shape_names_its_line_and_field(tmp_path: Path) -> None:
+    """A span whose trace id is not hex: one error naming the file, line and field."""
+    span = {"name": "chat gpt-4o", "context": {"trace_id": "0xnothex", "span_id":
+                                               "0x" + "1" * 16},
+            "kind": "SpanKind.CLIENT", "parent_id": None,
+            "start_time": "2026-12-01T16:25:31.536716Z",
+            "end_time": "2026-12-01T16:25:31.736716Z", "status": {"status_code": "UNSET"},
+            "attributes": {"gen_ai.operation.name": "chat"}, "events": [], "links": [],
+            "resource": {"attributes": {}, "schema_url": ""}}
+    bad = tmp_path / "console.json"
+    bad.write_text(json.dumps(span, indent=4) + "\n" + json.dumps({**span, "start_time": 7},
+                                                                    indent=4) + "\n")
+    with pytest.raises(InvalidInput) as caught:
+        read_log_runs(bad)
+    assert (caught.value.line, caught.value.place) == (1, "$.context.trace_id")
+    span["context"]["trace_id"] = "0x" + "a" * 32  # type: ignore[index]
+    bad.write_text(json.dumps(span, indent=4) + "\n" + json.dumps({**span, "start_time": 7},
+                                                                    indent=4) + "\n")
+    with pytest.raises(InvalidInput) as caught:
+        read_log_runs(bad)
+    second = len(json.dumps(span, indent=4).splitlines()) + 1
+    assert (caught.value.line, caught.value.place) == (second, "$.start_time")
+    assert "console exporter" in caught.value.expected
+
+
+def test_other_output_between_console_objects_is_an_invalid_record(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """A program's own print between the exporter's objects: an error naming its line,
+    or, skipped, one invalid record and the run read whole."""
+    console = otel["span_only"][0].parent / "console.json"
+    lines = console.read_text().splitlines(True)
+    second = next(n for n, line in enumerate(lines) if n and line.startswith("{"))
+    mixed = tmp_path / "stdout.txt"
+    mixed.write_text("".join([*lines[:second], "refund issued\n", *lines[second:]]))
+    with pytest.raises(InvalidInput) as caught:
+        read_log_runs(mixed)
+    assert caught.value.line == second + 1 and "other text" in caught.value.expected
+    skips = Skips()
+    runs = merge_parts(read_logs([mixed], skips=skips))
+    assert skips.total == 1
+    assert _within_a_microsecond(
+        [r.model_dump(mode="json", exclude={"steps": {"__all__": {"place"}}}) for r in runs],
+        [r.model_dump(mode="json", exclude={"steps": {"__all__": {"place"}}})
+         for r in merge_parts(read_logs([console]))])
