@@ -97,7 +97,14 @@ if TYPE_CHECKING:
         is_plain,
         steps_as_data,
     )
-    from evalsuite._files import NotARegularFile, open_regular, read_regular, require_regular
+    from evalsuite._files import (
+        NotARegularFile,
+        is_gzip,
+        open_log,
+        open_regular,
+        read_regular,
+        require_regular,
+    )
     from evalsuite._guard_edits import apply_guard_edits, as_asked
     from evalsuite._history import History
     from evalsuite._http_adapter import HttpAdapter
@@ -347,6 +354,7 @@ __all__ = [
     "evaluate",
     "evaluate_bool",
     "every_trial",
+    "is_gzip",
     "is_log_format",
     "is_plain",
     "isolation_of",
@@ -365,6 +373,7 @@ __all__ = [
     "merge_parts",
     "native_record_parts",
     "ns_time",
+    "open_log",
     "open_regular",
     "parse_model",
     "parse_yaml",
@@ -471,6 +480,8 @@ _EXPORTS: dict[str, str] = {
     "did_you_mean": "evalsuite._errors",
     "display_path": "evalsuite._errors",
     "NotARegularFile": "evalsuite._files",
+    "is_gzip": "evalsuite._files",
+    "open_log": "evalsuite._files",
     "open_regular": "evalsuite._files",
     "read_regular": "evalsuite._files",
     "require_regular": "evalsuite._files",

@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from evalsuite._documents import json_path, line_of, load_json
 from evalsuite._errors import InvalidInput
-from evalsuite._files import open_regular, read_regular
+from evalsuite._files import open_log, read_log_bytes
 from evalsuite._model_calls import SCOPE_KEYS, SESSION_KEYS, Call, CallGrouper, Turn
 from evalsuite._parts import RunPart, Skips, skip_or_raise
 from evalsuite._run import RunOutcome, Usage
@@ -48,7 +48,7 @@ Gather = Callable[[Iterator[tuple[Any, str]]], Iterator[tuple[Any, str]]]
 def read_json_text(path: Path) -> str:
     """The file's text, or a clear error when it is not UTF-8 text."""
     try:
-        return read_regular(path).decode("utf-8")
+        return read_log_bytes(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(path, "", f"not UTF-8 text ({exc.reason}): not a run log") from None
     except OSError as exc:
@@ -73,7 +73,7 @@ def conversation_records(path: Path, skips: Skips | None) -> Iterator[tuple[Any,
         else:
             yield data, "$"
         return
-    with open_regular(path) as handle:
+    with open_log(path) as handle:
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
@@ -88,7 +88,7 @@ def first_value(path: Path) -> Any:
     """The first line parsed as JSON when it is a whole JSON object (so the file is JSON
     Lines), else ``None`` (the file is one JSON document spread over lines, or not JSON)."""
     try:
-        with open_regular(path) as handle:
+        with open_log(path) as handle:
             for raw in handle:
                 if raw.strip():
                     try:

@@ -31,7 +31,7 @@ from evalsuite._documents import (
     write_atomic_lines,
 )
 from evalsuite._errors import InvalidInput
-from evalsuite._files import open_regular
+from evalsuite._files import open_log
 from evalsuite._jsonl_fast import FAST_DECODER, FAST_ERRORS, LONG_FRACTION
 from evalsuite._parts import Pending, RunHeader, RunPart, Skips, merge_parts, skip_or_raise
 from evalsuite._run import STEP_KINDS, Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput
@@ -91,7 +91,7 @@ def _deferred_parts(path: Path, skips: Skips | None) -> Iterator[RunPart]:
     lines: list[bytes | None] = []
     places: list[str | int] = []
     try:
-        with open_regular(path) as handle:
+        with open_log(path) as handle:
             for number, raw in enumerate(handle, start=1):
                 try:
                     record: Any = decode(raw)
@@ -132,7 +132,7 @@ def _validated_parts(path: Path, skips: Skips | None) -> Iterator[RunPart]:
     validate = _LINE.validator.validate_json  # the validator itself: no wrapper a line
     part: RunPart | None = None
     try:
-        with open_regular(path) as handle:
+        with open_log(path) as handle:
             for number, raw in enumerate(handle, start=1):
                 try:
                     record = validate(raw)

@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
+from evalsuite._files import log_stem
 from evalsuite._parts import RunHeader, RunPart
 from evalsuite._run import Reasoning, Step, ToolCall, ToolResult
 
@@ -270,7 +271,7 @@ class CallGrouper:
             return last, False
         number = call.place[5:] if call.place.startswith("line ") else (
             call.place.strip("$[]") or "0")
-        run_id = call.own_id or (call.response_id or f"{self.path.stem}-{number}")
+        run_id = call.own_id or (call.response_id or f"{log_stem(self.path)}-{number}")
         return _Run(run_id, call.scope), False
 
     @staticmethod

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from evalsuite._errors import InvalidInput
-from evalsuite._files import LINE_BUFFER, open_regular
+from evalsuite._files import LINE_BUFFER, open_log
 from evalsuite._otel_logs import DETAILS, MESSAGE_EVENTS, PlainRecord
 from evalsuite._otel_spans import PlainSpan, hex_id
 from evalsuite._parts import Skips, skip_or_raise
@@ -103,7 +103,7 @@ def first_document(path: Path) -> Any:
     one a line, or indented as ``to_json()`` indents it (its first key, ``name`` of a
     span or ``body`` of a log record, on the line after the brace). ``None`` otherwise,
     found without reading on: a JSON document of another shape may be the whole file."""
-    with open_regular(path, LINE_BUFFER) as handle:
+    with open_log(path, LINE_BUFFER) as handle:
         first = next((raw for raw in handle if not raw.isspace()), b"")
         second = handle.readline()
     if first[:1] != b"{":
@@ -129,7 +129,7 @@ def documents(path: Path, skips: Skips | None) -> Generator[tuple[int, bytes, st
     a line of other text between objects (a program's own output to the same stream)."""
     lines: list[bytes] = []
     start = 0
-    with open_regular(path, LINE_BUFFER) as handle:
+    with open_log(path, LINE_BUFFER) as handle:
         for number, raw in enumerate(handle, start=1):
             if not lines:
                 if raw.isspace():
@@ -209,7 +209,7 @@ def mentions_sdk_logs(path: Path) -> bool:
     """Whether the file may hold a log record: one search of its bytes, in blocks."""
     needle = b'"observed_timestamp"'
     tail = b""
-    with open_regular(path) as handle:
+    with open_log(path) as handle:
         while block := handle.read(1 << 20):
             if needle in tail + block:
                 return True

@@ -25,7 +25,7 @@ from typing_extensions import TypedDict
 from evalsuite._conversations import first_value, read_json_text
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
-from evalsuite._files import LINE_BUFFER, open_regular
+from evalsuite._files import LINE_BUFFER, open_log
 from evalsuite._parts import Skips, ns_time, skip_or_raise
 
 
@@ -158,7 +158,7 @@ def export_requests(path: Path, skips: Skips | None, signal: Signal | None = Non
         except InvalidInput as exc:
             skip_or_raise(skips, exc)
         return
-    with open_regular(path, LINE_BUFFER) as handle:
+    with open_log(path, LINE_BUFFER) as handle:
         for number, raw in enumerate(handle, start=1):
             # isspace, not strip: the same test without a copy of a line of many kB
             if not raw or raw.isspace() or (signal is not None and not _holds(raw, signal)):
@@ -185,7 +185,7 @@ def mentions_logs(path: Path) -> bool:
     count as the process's memory, which would then grow with the log."""
     needle = b'"resourceLogs"'
     tail = b""
-    with open_regular(path) as handle:
+    with open_log(path) as handle:
         while block := handle.read(1 << 20):
             if needle in tail + block[:len(needle)] or needle in block:
                 return True

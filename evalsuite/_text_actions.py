@@ -56,6 +56,7 @@ from evalsuite._conversations import (
     text_of,
 )
 from evalsuite._errors import InvalidInput
+from evalsuite._files import log_stem
 from evalsuite._parts import RunHeader, RunPart, Skips, skip_or_raise
 from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserInput
 
@@ -422,4 +423,4 @@ def _run_id(record: dict[str, Any], path: Path, place: str) -> str:
     if named is not None:
         return named
     number = place[5:] if place.startswith("line ") else place.strip("$[]") or "0"
-    return f"{path.stem}-{number}"
+    return f"{log_stem(path)}-{number}"

@@ -269,3 +269,33 @@ def test_a_run_split_over_two_logs_is_put_together_before_it_is_decided(
     assert not diff, diff
     assert "a run's records were too far apart (or in two logs) to decide it in one " \
            "chunk, so every run was put together first" in note
+
+
+@pytest.mark.slow
+def test_gzip_logs_on_ray_give_the_local_result(
+        cluster: None, example: Workspace, inline_cli: Cli) -> None:
+    """A rotated log compressed as `.jsonl.gz` is read as a Ray Dataset (Ray decompresses
+    by the suffix); a gzip log not named `.gz` goes to shard tasks, which read it as
+    reinstate does. Both give the local result, which is that of the logs uncompressed."""
+    import gzip
+
+    first, second = _interleaved(example)
+    _, plain, _ = _local_and_ray(example, inline_cli, [first, second])
+    named = first.with_name(first.name + ".gz")
+    named.write_bytes(gzip.compress(first.read_bytes()))
+    unnamed = second.with_name("unnamed.jsonl")
+    unnamed.write_bytes(gzip.compress(second.read_bytes()))
+    for logs, dataset in (([named, second], True), ([named, unnamed], False)):
+        common = ("backtest", AGENT, *map(str, logs), "--labels", str(_labels(example)))
+        code, _, err = inline_cli(example, *common, "--json", str(example.root / "local.json"))
+        assert code in (0, 1), err
+        again, _, err = inline_cli(example, *common, "--engine", "ray", "--workers", "2",
+                                   "--json", str(example.root / "ray.json"))
+        assert again == code, err
+        local = json.loads((example.root / "local.json").read_text())
+        on_ray = json.loads((example.root / "ray.json").read_text())
+        assert any(n.startswith(DATASET_NOTE) for n in on_ray["notes"]) is dataset
+        diff = DeepDiff(local, _without_note(on_ray))
+        assert not diff, diff
+        renamed = DeepDiff(plain, local, exclude_regex_paths=[r"\['logs'\]", r"\['where'\]"])
+        assert local["totals"]["runs"] == 3 and not renamed, renamed
