@@ -46,6 +46,8 @@ def command(incident_id: str, trials: int | None, json_file: Path | None) -> int
         c.out.print(f"[red]•[/] {problem}", highlight=False)
     for error in result.errors:
         c.out.print(f"[red]• error:[/] {error}", highlight=False)
+    for warning in result.warnings:
+        c.out.print(f"[yellow]• WARNING:[/] {warning}", highlight=False)
     for line in result.review_load:
         c.out.print(line, highlight=False, markup=False)
     over = result.overblocking

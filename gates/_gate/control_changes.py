@@ -30,7 +30,14 @@ from gates._verdict.check_results import (
     ReplayRow,
     combine,
 )
-from regressions import ControlChange, Incident, RegressionCase, resolution_gaps
+from regressions import (
+    CallPattern,
+    ControlChange,
+    Incident,
+    RegressionCase,
+    derive_signature,
+    resolution_gaps,
+)
 
 # What was replayed, as (case, step within the case, baseline's decision, today's decision).
 Replay = list[tuple[str, str, Decision, Decision]]
@@ -179,10 +186,34 @@ def _verify_prompt(change: ControlChange, incident: Incident, cases: list[Regres
                               verified=verified, reason=reason, replays=rows)
 
 
+_CALL_LAYERS = ("tool_permission_boundary", "review_gate")
+
+
+def exact_scope(incident: Incident, cases: list[RegressionCase]) -> str | None:
+    """A warning when the incident's logged scope is its captured calls with their very
+    arguments, as ``investigate`` derives it: a permission or review change is then proven
+    against repeats of those calls only (one denying just those values verifies too)."""
+    if incident.investigation is None or not any(
+            c.layer in _CALL_LAYERS for c in incident.control_changes):
+        return None
+    calls = [p for p in incident.investigation.signature.match if isinstance(p, CallPattern)]
+    derived = derive_signature(cases, lambda _: [])
+    if not calls or derived is None:
+        return None
+    exact = [(p.tool, p.arguments) for p in derived.match if isinstance(p, CallPattern)]
+    if any((p.tool, p.arguments) not in exact for p in calls):
+        return None  # widened (or narrowed) by hand: the scope is what the team says it is
+    return (f"{incident.id}'s scope of impact (investigation.signature) is its captured calls "
+            f"with their exact arguments, as investigate derived it: a permission or review "
+            f"change is proven against repeats of those very calls only. Widen the signature "
+            f"to the harm (a JSON Schema on the arguments) and investigate again")
+
+
 def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesResult:
     """Each open incident's RCA is complete and every control change is verified."""
     findings: list[str] = []
     errors: list[str] = []
+    warnings: list[str] = []
     verifications: list[ChangeVerification] = []
     incidents = [i for i in inputs.incidents if i.phase != "closed"]
     for incident in incidents:
@@ -199,6 +230,8 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesRes
             continue
         findings += contradictions(incident, analyse(
             incident, cases, baseline, inputs.workspace.config.gate.min_cases_per_input_type))
+        if (warning := exact_scope(incident, cases)) is not None:
+            warnings.append(warning)
         for change in incident.control_changes:
             try:
                 verification = verify_change(change, incident, cases, baseline, inputs,
@@ -216,5 +249,8 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesRes
     verified = sum(v.verified for v in verifications)
     summary = (f"{verified}/{len(verifications)} control changes verified across "
                f"{len(incidents)} open incident(s)") if incidents else "no open incident"
-    return ControlChangesResult(outcome=outcome, summary=summary, findings=errors + findings,
+    if warnings:  # said, not failed: the proof is as wide as the scope the team set
+        summary += f"; WARNING: {len(warnings)} incident scope(s) are the captured calls only"
+    return ControlChangesResult(outcome=outcome, summary=summary,
+                                findings=errors + [f"WARNING: {w}" for w in warnings] + findings,
                                 data=ControlChangesData(verifications=verifications))

@@ -19,7 +19,7 @@ from gates._controls.files import CONTROL_FILES, Controls
 from gates._controls.replay import replay
 from gates._gate.baseline import load_baseline
 from gates._gate.checks import Evidence, case_finding
-from gates._gate.control_changes import verify_change
+from gates._gate.control_changes import exact_scope, verify_change
 from gates._gate.evals import run_evals
 from gates._gate.inputs import load_inputs
 from gates._gate.rca import analyse, contradictions
@@ -80,6 +80,9 @@ class Verification(Record):
     incident's scope, in words with examples."""
     control_diffs: dict[str, str] = Field(default_factory=dict)
     """What changed in each control file since containment, by file name."""
+    warnings: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
+    """What the proof does not cover, said without failing it: the scope of impact left
+    as the captured calls' exact arguments (see the gate's control_changes check)."""
 
 
 @dataclass
@@ -94,6 +97,8 @@ class IncidentVerification:
     control_diffs: dict[str, str] = field(default_factory=dict)
     review_load: list[str] = field(default_factory=list)
     """What today's controls newly send to a person over the logged runs outside the scope."""
+    warnings: list[str] = field(default_factory=list)
+    """What the proof does not cover, said without failing it."""
     run_file: str | None = None
     verified_at: datetime = field(default_factory=utc_now)
 
@@ -124,7 +129,7 @@ class IncidentVerification:
             run_file=self.run_file, outcome=self.outcome,
             changes=self.verifications, gaps=self.gaps, errors=self.errors,
             overblocking=self.overblocking, review_load=self.review_load,
-            control_diffs=self.control_diffs)
+            control_diffs=self.control_diffs, warnings=self.warnings)
 
 
 def overblocking(evidence: Evidence, baseline: Controls, today: Controls,
@@ -221,4 +226,5 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
         control_diffs=control_diffs(baseline, inputs.controls),
         run_file=workspace.relative(evidence.run_file) if evidence.run_file else None,
         review_load=logged.review_load() if logged else [],
+        warnings=[w for w in [exact_scope(incident, cases)] if w is not None],
     )

@@ -15,6 +15,7 @@ from gates import (
     AcceptanceCriteriaResult,
     CasesReplay,
     ChangeVerification,
+    ControlChangesResult,
     DecisionReplay,
     PermissionBoundaryResult,
     ReviewRoutingResult,
@@ -305,3 +306,60 @@ def test_the_gate_passes_the_logged_harm_once_every_refund_elsewhere_is_stopped(
     assert routing is not None and routing.data is not None
     assert routing.data.logged_stopped is not None and routing.data.logged_stopped >= 2
     assert not any("logged in scope" in f and "issue_refund" in f for f in routing.findings)
+
+
+def test_a_scope_left_as_derived_is_a_warning_on_the_gate(example: Workspace,
+                                                          cli: RunCli) -> None:
+    """Investigated with the signature investigate derives (the captured call, its exact
+    arguments), a rule against only that call verifies, since nothing in scope differs:
+    the gate says so as a WARNING on control_changes, and passes no less. Widened by hand,
+    the warning is gone and the same rule no longer verifies."""
+    _write_later_log(example)
+    incident = open_incident(example, "refund-agent", summary="refunds to other accounts",
+                             severity="sev2", actor=ACTOR)
+    contain(example, incident.id, mode="review", notify=["eng-lead"], scope="refunds",
+            actor=ACTOR)
+    capture(example, incident.id, example.root / LOG, actor=ACTOR, run_id="run-7f3a97",
+            steps=[4], tags=["prompt_injection"])
+    logs = [example.root / LOG, example.root / LATER]
+    investigate(example, incident.id, logs, actor=ACTOR)
+    finding = record_finding(example, incident.id, layer="tool_permission_boundary",
+                             gap=True, description="refunds could go anywhere", actor=ACTOR)
+    record_change(example, incident.id, layer="tool_permission_boundary",
+                  addresses=[finding.id], description="stop that refund", actor=ACTOR)
+    _set_refund_rules(example, deny_when=[{
+        "id": "captured-account", "description": "no refunds to store credit of C-7731",
+        "arguments": {"type": "object", "required": ["refund_to"],
+                      "properties": {"refund_to": {"const": "store_credit:C-7731"}}}}])
+    assert _permission_change(example, incident.id).verified
+
+    def changes() -> ControlChangesResult:
+        result = run_gate(example, "refund-agent", actor=ACTOR).result(ControlChangesResult)
+        assert result is not None
+        return result
+
+    derived = changes()
+    warned = [f for f in derived.findings if f.startswith("WARNING: ")]
+    assert warned == [f"WARNING: {incident.id}'s scope of impact (investigation.signature) is "
+                      "its captured calls with their exact arguments, as investigate derived "
+                      "it: a permission or review change is proven against repeats of those "
+                      "very calls only. Widen the signature to the harm (a JSON Schema on the "
+                      "arguments) and investigate again"]
+    assert "WARNING: 1 incident scope(s)" in derived.summary
+    assert verify_incident(example, incident.id, trials=1).record().warnings == [
+        warned[0].removeprefix("WARNING: ")]
+    printed = cli("verify", incident.id, "--trials", "1", cwd=example.root,
+                  env={"COLUMNS": "400"})
+    assert f"• WARNING: {incident.id}'s scope of impact" in printed.stdout, printed.stdout
+    assert not any("is not verified" in f for f in derived.findings)
+    path = example.incidents().path(incident.id)
+    data = yaml.safe_load(path.read_text())
+    data["investigation"]["signature"]["match"] = REFUND_ELSEWHERE
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    investigate(example, incident.id, logs, actor=ACTOR)
+    widened = changes()
+    assert not any(f.startswith("WARNING: ") for f in widened.findings)
+    assert "warnings" not in verify_incident(example, incident.id, trials=1).record(
+        ).model_dump(mode="json")
+    assert widened.outcome == "fail" and any(
+        "is not verified: still gets through today" in f for f in widened.findings)
