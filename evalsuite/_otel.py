@@ -786,8 +786,9 @@ def _header(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     if trace.system:
         context["system"] = "\n\n".join(dict.fromkeys(trace.system))
     definitions = one.get("gen_ai.tool.definitions")
-    if definitions is not None:
-        context["tool_definitions"] = definitions
+    if definitions is not None:  # JSON text as instrumentations write it: read as the list
+        value, readable = json_value(definitions)
+        context["tool_definitions"] = value if readable else definitions
     if one.get("gen_ai.data_source.id") is not None:
         context["data_source"] = one.get("gen_ai.data_source.id")
     own = one.get("reinstate.context")  # the run's context as reinstate's guard logged it

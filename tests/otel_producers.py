@@ -9,7 +9,9 @@ instrumentation reads its content mode once per process.
 
 Modes: ``span_only``, ``event_only`` and ``span_and_event`` (latest experimental GenAI
 conventions), ``legacy`` (v1.30 conventions with content capture on: content as
-``gen_ai.user.message``-style log events) and ``none`` (no content captured).
+``gen_ai.user.message``-style log events) and ``none`` (no content captured). With
+``--pydantic-ai VERSION`` the conversation is a Pydantic AI agent's instead, traced by
+Pydantic AI's own instrumentation in that data format.
 """
 
 from __future__ import annotations
@@ -241,13 +243,57 @@ def _agent(args: argparse.Namespace, tracer: Any, turn: Any) -> None:
         turn()
 
 
+def produce_pydantic_ai(folder: Path, version: int) -> Produced:
+    """The refund conversation as a Pydantic AI agent runs it (its own instrumentation, data
+    format ``version``), in a child process: the same files as :func:`produce`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    subprocess.run([sys.executable, "-m", "tests.otel_producers", str(folder),
+                    "--pydantic-ai", str(version)], cwd=ROOT, env=env, check=True, timeout=120)
+    return Produced(spans=folder / "spans.jsonl", logs=folder / "logs.jsonl",
+                    console=folder / "console.json", console_lines=folder / "console.jsonl")
+
+
+def _pydantic_ai(version: int, tracer_provider: Any) -> None:
+    """A Pydantic AI agent with the refund tool, on the local chat server's model."""
+    import warnings
+
+    from pydantic_ai import Agent
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    from tests.chat_server import ChatServer
+
+    server = ChatServer(_scripted)
+    with warnings.catch_warnings():  # formats before 5 are deprecated, still emitted
+        warnings.simplefilter("ignore")
+        Agent.instrument_all(InstrumentationSettings(tracer_provider=tracer_provider,
+                                                     version=version))
+    model = OpenAIChatModel(MODEL, provider=OpenAIProvider(
+        base_url=server.url.removesuffix("/chat/completions"), api_key="test-key"))
+    agent = Agent(model, system_prompt=SYSTEM, name="refund-agent")
+
+    @agent.tool_plain(name=TOOL)
+    def issue_refund(order_id: str, refund_to: str) -> dict[str, Any]:
+        return RESULT
+
+    agent.run_sync(USER)
+    server.close()
+
+
 def main() -> None:
     """The child: instrument, converse, export spans and logs as OTLP/JSON lines."""
     parser = argparse.ArgumentParser()
     parser.add_argument("folder", type=Path)
     for flag in ("--stream", "--agent-span", "--tool-span", "--error"):
         parser.add_argument(flag, action="store_true")
+    parser.add_argument("--pydantic-ai", type=int, metavar="VERSION")
     args = parser.parse_args()
+    if args.pydantic_ai is not None:
+        with exported_to(args.folder, {"service.name": "refund-service"}) as (provider, _):
+            _pydantic_ai(args.pydantic_ai, provider)
+        return
 
     from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 

@@ -36,7 +36,17 @@ from gates._gate.logging_check import logging as logging_check
 from regressions import logging_gaps
 from tests.conftest import RunCli, built_once
 from tests.helpers import ACTOR, LOG, captured
-from tests.otel_producers import ANSWER, ARGUMENTS, CALL_ID, RESULT, SYSTEM, TOOL, USER, produce
+from tests.otel_producers import (
+    ANSWER,
+    ARGUMENTS,
+    CALL_ID,
+    RESULT,
+    SYSTEM,
+    TOOL,
+    USER,
+    produce,
+    produce_pydantic_ai,
+)
 
 pytestmark = pytest.mark.slow  # every scenario runs an instrumented client in a child process
 
@@ -361,3 +371,41 @@ def test_other_output_between_console_objects_is_an_invalid_record(
         [r.model_dump(mode="json", exclude={"steps": {"__all__": {"place"}}}) for r in runs],
         [r.model_dump(mode="json", exclude={"steps": {"__all__": {"place"}}})
          for r in merge_parts(read_logs([console]))])
+
+
+@pytest.fixture(scope="session")
+def pydantic_ai(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """The refund conversation as a Pydantic AI agent ran it, traced by Pydantic AI's own
+    instrumentation in data formats 2, 3 and 5 (the default): each one's spans file."""
+    versions = (2, 3, 5)
+
+    def build(root: Path) -> None:
+        for version in versions:
+            produce_pydantic_ai(root / f"v{version}", version)
+
+    root = built_once(tmp_path_factory, "pydantic-ai", build)
+    return {version: root / f"v{version}" / "spans.jsonl" for version in versions}
+
+
+@pytest.mark.parametrize("version", [2, 3, 5])
+def test_a_pydantic_ai_agents_own_spans_read_as_its_conversation(
+        pydantic_ai: dict[int, Path], version: int) -> None:
+    """Its agent run span names the agent, its model request spans carry the messages:
+    the refund conversation with nothing to report, the tool definitions as a list, and
+    the console exporter's copy reads the same."""
+    spans = pydantic_ai[version]
+    run = _only_run(spans)
+    assert run.agent == "refund-agent"
+    assert [s.kind for s in run.steps] == FULL
+    user, call, result, output = run.steps
+    assert isinstance(user, UserInput) and user.content == USER
+    assert isinstance(call, ToolCall) and (call.tool, call.call_id) == (TOOL, CALL_ID)
+    assert call.arguments == ARGUMENTS
+    assert isinstance(result, ToolResult) and (result.call_id, result.result) == (CALL_ID,
+                                                                                 RESULT)
+    assert isinstance(output, Output) and output.content == ANSWER
+    assert run.context["system"] == SYSTEM
+    assert [t["name"] for t in run.context["tool_definitions"]] == [TOOL]
+    assert run.usage is not None and (run.usage.input_tokens, run.usage.model_calls) == (280, 2)
+    assert logging_gaps(run, "otel") == []
+    assert _within_a_microsecond(_as_read([spans.parent / "console.json"]), _as_read([spans]))
