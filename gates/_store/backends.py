@@ -534,12 +534,20 @@ class _SQLStore:
         with self._writing() as conn:
             if not self._has_reviews(conn):
                 self._add_reviews(conn)
+            # Numbered past every item ever queued: a row deleted behind the store does not
+            # give its id out again (the high-water mark is kept beside the rows).
             row = conn.execute(f"SELECT COALESCE(MAX(num), 0) FROM {t}reviews").fetchone()
-            item = new_item(int(row[0]) + 1, submission, utc_now())
+            issued = conn.execute(f"SELECT value FROM {t}meta WHERE key = 'reviews_issued'"
+                                  ).fetchone()
+            number = max(int(row[0]), int(issued[0]) if issued and issued[0].isdigit()
+                         else 0) + 1
+            item = new_item(number, submission, utc_now())
             conn.execute(f"INSERT INTO {t}reviews (num, agent, status, submitted_at, body) "
                          f"VALUES ({p}, {p}, {p}, {p}, {p})",
-                         (int(row[0]) + 1, item.agent, item.status,
+                         (number, item.agent, item.status,
                           item.submitted_at.isoformat(), item.model_dump_json()))
+            conn.execute(f"INSERT INTO {t}meta VALUES ('reviews_issued', {p}) ON CONFLICT "
+                         f"(key) DO UPDATE SET value = excluded.value", (str(number),))
             self._append(conn, actor=item.source, action=SUBMIT_ACTION, agent=item.agent,
                          reason=item.reason, detail=submit_detail(item))
         return item

@@ -190,8 +190,9 @@ def _call(queue: ReviewQueue) -> ReviewItem:
 ], ids=["removed", "action-edited", "agent-edited"])
 def test_a_new_submission_hidden_behind_an_earlier_approval_of_its_id_releases_nothing(
         tmp_path: Path, hide: str) -> None:
-    """A reviewer approved a refund (R-1). Its queue row is deleted by hand, so the store
-    gives the same id to the next item; the runtime then holds the same refund again
+    """A reviewer approved a refund (R-1). Its queue row is deleted by hand, and the
+    queue's record of the ids it gave out with it, so the store gives the same id to the
+    next item; the runtime then holds the same refund again
     (R-1 once more: a duplicate that needs its own decision). Its ``review.submit`` entry
     is hidden once later writes moved the checkpoint past it: removed (a gap in the
     numbers), or its action or agent edited with its hash left as it was (the links stay
@@ -205,6 +206,7 @@ def test_a_new_submission_hidden_behind_an_earlier_approval_of_its_id_releases_n
     first = _call(queue)
     queue.approve(first.id, actor="alice", reason="customer confirmed by phone")
     _sql(store.path, "DELETE FROM reviews WHERE num = 1")
+    _sql(store.path, "DELETE FROM meta WHERE key = 'reviews_issued'")
     second = _call(queue)
     assert second.id == first.id  # the same id, given again
     submit = store.audit(AGENT, actions=("review.submit",))[-1]

@@ -431,3 +431,31 @@ def test_a_decision_written_in_place_of_an_unrelated_entry_releases_nothing(
     with pytest.raises(UnvouchedReview, match=r"does not follow the entry before it"):
         queue.vouched(item)
     assert verify_audit(store, [AGENT])
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_an_id_is_never_given_out_again_after_its_row_is_deleted(
+        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The last item's row deleted behind the store: the next submission takes a new id,
+    so an earlier decision on the old id (in the log) can never stand for the new item."""
+    if kind == "sqlite":
+        database = tmp_path / "state.db"
+        store: StateStore = SQLiteStore(database)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        store = PostgresStore(url)
+    queue = ReviewQueue(store=store)
+    _call(queue)
+    second = _call(queue, 700)
+    queue.approve(second.id, actor="alice", reason="fine")
+    if kind == "sqlite":
+        with sqlite3.connect(database) as conn:
+            conn.execute("DELETE FROM reviews WHERE num = 2")
+    else:
+        with psycopg.connect(url, autocommit=True) as conn:  # its owner, past the trigger
+            conn.execute("ALTER TABLE reinstate.reviews DISABLE TRIGGER USER")
+            conn.execute("DELETE FROM reinstate.reviews WHERE num = 2")
+    again = _call(queue, 9000)
+    assert again.id == "R-3" and again.status == "pending" and not again.released
+    assert [i.id for i in queue.items(status=None)] == ["R-1", "R-3"]
