@@ -109,16 +109,22 @@ def first_document(path: Path) -> Any:
     if first[:1] != b"{":
         return None
     if first.strip() != b"{":
-        try:
-            return msgspec.json.decode(first)
-        except msgspec.DecodeError:
-            return None
+        return _decoded(first)
     if not second.startswith((b'    "name"', b'    "body"')):
         return None
     with closing(documents(path, None)) as found:
         for _, document, _ in found:
-            return msgspec.json.decode(document)
+            return _decoded(document)
     return None
+
+
+def _decoded(document: bytes) -> Any:
+    """The JSON value, or None when it is not one msgspec reads (invalid, or nested too
+    deep): the caller's other paths then say what is wrong with it."""
+    try:
+        return msgspec.json.decode(document)
+    except (msgspec.DecodeError, RecursionError):
+        return None
 
 
 def documents(path: Path, skips: Skips | None) -> Generator[tuple[int, bytes, str]]:
@@ -159,6 +165,8 @@ def _complete(document: bytes) -> bool:
         msgspec.json.decode(document)
     except msgspec.DecodeError:
         return False
+    except RecursionError:
+        return True  # whole, but too deep: refused when it is read
     return True
 
 
@@ -167,7 +175,10 @@ def _refuse(path: Path, document: bytes, start: int, skips: Skips | None) -> Non
         msgspec.json.decode(document)
         reason = "not a JSON object"
     except msgspec.DecodeError as exc:
-        reason = f"not valid JSON ({exc}); an object cut off?"
+        cut = "truncated" in str(exc)  # msgspec: "Input data was truncated"
+        reason = f"not valid JSON ({exc}){'; an object cut off?' if cut else ''}"
+    except RecursionError:
+        reason = "nested too deeply to read"
     skip_or_raise(skips, InvalidInput(path, "", f"a span or log record of the SDK's console "
                                                 f"exporter is {reason}", line=start))
 
@@ -183,6 +194,8 @@ def sdk_spans(path: Path, skips: Skips | None
             yield [_plain_span(_SPAN.decode(document), path, place, line)], place, line
         except msgspec.ValidationError as exc:
             skip_or_raise(skips, _invalid(path, line, "span", exc))
+        except RecursionError:
+            _refuse(path, document, line, skips)
         except InvalidInput as exc:
             skip_or_raise(skips, exc)
 
@@ -197,6 +210,9 @@ def sdk_records(path: Path, skips: Skips | None) -> Iterator[PlainRecord]:
             found = _plain_record(record, path, place, line)
         except msgspec.ValidationError as exc:
             skip_or_raise(skips, _invalid(path, line, "log record", exc))
+            continue
+        except RecursionError:
+            _refuse(path, document, line, skips)
             continue
         except InvalidInput as exc:
             skip_or_raise(skips, exc)

@@ -156,3 +156,33 @@ def test_config_that_is_not_utf8(example: Workspace, capsys: pytest.CaptureFixtu
     line = config.read_bytes().count(b"\n")
     err = refused(example, capsys, "mode", AGENT)
     assert f"reinstate.toml:{line}: not UTF-8 text" in err
+
+
+def _console_spans(ws: Workspace, body: str) -> tuple[Path, int]:
+    """Spans as the SDK's console exporter prints them, ``body`` in the second one's
+    attributes; and the line that span starts on."""
+    span = {"name": "chat gpt-4o", "context": {"trace_id": "0x" + "a" * 32,
+                                               "span_id": "0x" + "1" * 16},
+            "kind": "SpanKind.CLIENT", "parent_id": None,
+            "start_time": "2026-12-01T16:25:31.536716Z",
+            "end_time": "2026-12-01T16:25:31.736716Z", "status": {"status_code": "UNSET"},
+            "attributes": {"gen_ai.operation.name": "chat"}, "events": [], "links": [],
+            "resource": {"attributes": {}, "schema_url": ""}}
+    first = json.dumps(span, indent=4) + "\n"
+    second = json.dumps({**span, "attributes": {"extra": "BODY"}}, indent=4).replace(
+        '"BODY"', body) + "\n"
+    path = ws.root / "logs/console.json"
+    path.write_text(first + second)
+    return path, first.count("\n") + 1
+
+
+@pytest.mark.parametrize("body", [LONG, DEEP], ids=["long-integer", "deep-nesting"])
+@pytest.mark.parametrize("fmt", ["otel", "auto"])
+def test_console_spans_that_break_the_json_parser(example: Workspace,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  fmt: str, body: str) -> None:
+    """A console exporter's span holding a 5,000-digit integer or JSON nested 200,000
+    deep is refused naming the file and the line the span starts on."""
+    path, line = _console_spans(example, body)
+    err = refused(example, capsys, "ingest", str(path), "--format", fmt)
+    assert f"{path.name}:{line}" in err, err
