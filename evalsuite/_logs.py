@@ -129,8 +129,8 @@ def read_log(path: Path, fmt: str = "auto", *, skips: Skips | None = None,
     building its step model, built when the part's ``steps`` are read: for a caller that
     counts steps (``RunPart.records``) more than it reads them. With ``defer_steps`` and
     not ``headers``, a caller that never reads a part's header says so: an OTLP/JSON
-    trace's header then holds only its run id, start and trace ids, and the trace's spans
-    are let go as soon as its part is made (they are what a header is found in).
+    trace's header then holds only its run id, agent, start and trace ids, and the trace's
+    spans are let go as soon as its part is made (they are what a header is found in).
     """
     chosen = detect_format(path) if fmt == "auto" else fmt
     if chosen not in _READERS:
@@ -153,10 +153,10 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
     With ``agent``, runs that name no agent are taken as that agent's (and stamped so),
     and runs of another agent are left out. Every file is checked to exist before any
     is read, so a typo fails before work is done. ``defer_steps`` and ``headers`` are as
-    in :func:`read_log` (with ``agent``, headers are read: they say whose runs they are).
+    in :func:`read_log`: an OTLP/JSON trace's agent is found without its header, so
+    ``headers=False`` still filters by agent, and a header read later is stamped too.
     """
     files = list(paths)
-    headers = headers or agent is not None
     for path in files:
         require_regular(path)
     others: set[str] = set()
@@ -169,6 +169,18 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
             yield from parts
             continue
         for part in parts:
+            raw = part.raw_header
+            if raw is not None:  # the header's fields, its model not built: the agent is one
+                named = raw.get("agent")
+                if named is not None and named != agent:
+                    others.add(part.run_id)
+                    continue
+                if part.run_id in others:
+                    continue
+                if named is None:
+                    raw["agent"] = agent  # as stamped on the model when it is built
+                yield part
+                continue
             header = part.header
             if header is not None and header.agent not in (None, agent):
                 others.add(part.run_id)

@@ -104,8 +104,8 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
     (``RunPart.records``), their models built when the part's ``steps`` or ``header``
     are first read: for a caller that counts steps more than it reads them. With
     ``defer`` and not ``headers``, a GenAI trace's header is never completed: it holds the
-    run id, the start and the trace ids only, for a caller that never reads a part's
-    header, and the trace's spans are let go as soon as the part is made.
+    run id, the agent, the start and the trace ids only, for a caller that reads no more of
+    a part's header, and the trace's spans are let go as soon as the part is made.
     """
     built = _deferred if defer else _built
     headless = defer and not headers
@@ -701,23 +701,32 @@ def _late_results(trace: _Trace, span: PlainSpan) -> None:
 def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
           models: list[PlainSpan], path: Path, complete: bool = True) -> RunPart:
     # The header's fields a session reads and adjusts (the run id, the start, the trace id)
-    # now; the rest (:func:`_header`) when the header is built: a caller that only counts
-    # steps (ingest) never reads it, and finding it cost as much as reading the steps.
+    # and the agent (``read_logs(agent=…)`` filters runs by it) now; the rest
+    # (:func:`_header`) when the header is built: a caller that only counts steps (ingest)
+    # never reads it, and finding it cost as much as reading the steps.
     trace_id = spans[0].trace_id
-    conversation = None
-    for span in [*agents, *spans]:  # as _header's ``first`` finds it: the earliest span
+    conversation = agent = None
+    for span in [*agents, *spans]:  # as _header's ``first`` finds each: the earliest span
         attrs = span.attributes
-        value = attrs.get("gen_ai.conversation.id")
-        if value is None or value == "":
-            value = attrs.get("session.id")
-        if value is not None and value != "":
-            conversation = value
+        if conversation is None:
+            value = attrs.get("gen_ai.conversation.id")
+            if value is None or value == "":
+                value = attrs.get("session.id")
+            if value is not None and value != "":
+                conversation = value
+        if agent is None:
+            value = attrs.get("gen_ai.agent.name")
+            if value is not None and value != "":
+                agent = value
+        if conversation is not None and agent is not None:
             break
     metadata = {"trace_id": trace_id}
     if conversation is not None:
         metadata["conversation_id"] = conversation
     header: dict[str, Any] = {"run_id": str(conversation or trace_id), "metadata": metadata,
                               "started_at": step_time(spans[0].start)}
+    if agent is not None:
+        header["agent"] = str(agent)
     # The header's fields and the steps' light records: their models are built when read.
     pending = LightPending(header, partial(_header, trace, spans, agents, models)
                            if complete else None)
@@ -728,7 +737,7 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
 def _header(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
             models: list[PlainSpan], header: dict[str, Any]) -> None:
     """Complete the header :func:`_part` began (and a session may have adjusted since) with
-    the fields only the header's model needs: its metadata, context, agent, usage and
+    the fields only the header's model needs: its metadata, context, agent version, usage and
     outcome. The trace and its spans are as they were when the part was made."""
     # Each header attribute's first value, the agent's own spans first, then in time order:
     # found in one walk over the spans, not one for each attribute asked for.
@@ -800,8 +809,6 @@ def _header(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
             trace.unreadable.append("reinstate.context is not a JSON object")
     header["metadata"] = metadata
     header["context"] = context
-    if one.get("gen_ai.agent.name") is not None:
-        header["agent"] = str(one.get("gen_ai.agent.name"))
     if one.get("gen_ai.agent.version") is not None:
         header["agent_version"] = str(one.get("gen_ai.agent.version"))
     usage = _usage(models or agents, len(models))
@@ -814,9 +821,8 @@ def _header(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
 
 _HEADER_KEYS = frozenset({
     "gen_ai.conversation.id", "session.id", "gen_ai.agent.id", "gen_ai.response.model",
-    "gen_ai.request.model", "gen_ai.provider.name", "gen_ai.system", "gen_ai.agent.name",
-    "gen_ai.agent.version", "gen_ai.tool.definitions", "gen_ai.data_source.id",
-    "reinstate.context"})
+    "gen_ai.request.model", "gen_ai.provider.name", "gen_ai.system", "gen_ai.agent.version",
+    "gen_ai.tool.definitions", "gen_ai.data_source.id", "reinstate.context"})
 """The attributes a run's header is read from (``first`` in :func:`_part`)."""
 _TOKENS = (("input_tokens", "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens"),
            ("output_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens"))

@@ -117,7 +117,8 @@ class RunPart:
     @property
     def raw_header(self) -> dict[str, Any] | None:
         """The header's fields while its model is not built yet (a reader that defers it
-        hands them over as a dict), for a reader that still adjusts them; else ``None``."""
+        hands them over as a dict), for a reader that still adjusts them; else ``None``.
+        Its ``agent`` is there already when the run names one (``read_logs`` filters by it)."""
         pending = self._pending
         header = pending.header_line if pending is not None else None
         return header if isinstance(header, dict) else None

@@ -255,12 +255,9 @@ class Sessions:
             session = _Session()
             if len(opened) >= MAX_OPEN_SESSIONS:
                 opened.popitem(last=False)
-            opened[key] = session  # the most recent last
-            _first_trace(part, session, spans, start)
-        else:
-            opened[key] = session
-            _drop_repeated_history(part, session, start)
-            _add_late_results(part, session, spans)
+        opened[key] = session  # the most recent last
+        _drop_repeated_history(part, session, start)
+        _add_late_results(part, session, spans)
         _running_header(part, session)
         return part
 
@@ -305,33 +302,6 @@ def _drop_repeated_history(part: RunPart, session: _Session, start: int) -> None
         part.restep([s for i, s in enumerate(steps) if i not in drop],
                     [p for i, p in enumerate(part.places) if i not in drop])
     session.users.extend(hashes)
-
-
-def _first_trace(part: RunPart, session: _Session, spans: Sequence[PlainSpan],
-                 start: int) -> None:
-    """:func:`_drop_repeated_history` and :func:`_add_late_results` for a session's first
-    trace (most traces): nothing to drop and no call waiting yet, so one pass over the
-    steps notes its user messages and its calls that no result of its own answers."""
-    session.latest = max(0, start)
-    users = session.users
-    own: dict[str, list[Any]] = {}
-    for step in part.records:
-        kind = step.kind
-        if kind == "user_input":
-            users.append(hash(step.content))
-        elif kind == "tool_call":
-            if step.call_id:
-                own.setdefault(str(step.call_id), []).append(step)
-        elif kind == "tool_result" and step.call_id:
-            queue = own.get(str(step.call_id))
-            if queue:
-                queue.pop(0)
-    waiting = session.waiting
-    for call_id, calls in own.items():
-        if calls:
-            waiting[call_id] = calls
-    if waiting:
-        _answer_from_inputs(part, waiting, spans)
 
 
 def _drop_executions(part: RunPart, session: _Session) -> None:

@@ -55,7 +55,8 @@ def logging(inputs: GateInputs, evidence: Evidence) -> LoggingResult:
     order = 0
     limit = workspace.config.logging.recent_runs
     try:
-        for part in read_logs(files, agent=agent, defer_steps=True):
+        # Only each part's agent and start are read: an OTLP trace's header is not completed.
+        for part in read_logs(files, agent=agent, defer_steps=True, headers=False):
             if part.header is None or part.header.agent != agent:
                 continue
             at = part.first_time()
@@ -145,7 +146,7 @@ class _Untimed:
         """Read the wanted runs' parts and judge each run once it is whole."""
         wanted = self.wanted
         expected: Counter[str] = Counter(
-            p.run_id for p in read_logs(files, agent=agent, defer_steps=True)
+            p.run_id for p in read_logs(files, agent=agent, defer_steps=True, headers=False)
             if p.run_id in wanted)
         pending: dict[str, list[RunPart]] = {}
         for part in read_logs(files, agent=agent, defer_steps=True):

@@ -121,9 +121,9 @@ def test_deferred_otlp_steps_are_counted_without_building_step_models(
 @pytest.mark.slow
 def test_counting_one_agents_runs_reads_the_headers_that_name_it(
         exports: list[list[Path]]) -> None:
-    """Counting without --out completes no OTLP run header, except with --agent: a trace's
-    agent is in its header. The real export with an agent span is refund-agent's run, and
-    holds none of another agent's."""
+    """Counting one agent's runs (--agent without --out) finds a trace's agent as its
+    header would name it, without completing the header. The real export with an agent
+    span is refund-agent's run, and holds none of another agent's."""
     (paths,) = [p for p in exports if p[0].parent.name == "agent-tool"]
     assert ingest(paths, agent="refund-agent").files[0].runs == 1
     other = ingest(paths, agent="billing-agent")
@@ -217,3 +217,57 @@ def test_any_genai_trace_is_summarised_the_same_counted_or_built(
 
     counted, built = summary(False), summary(True)
     assert not DeepDiff(counted, built), (counted, built)
+
+
+AGENT_SPANS = st.lists(st.tuples(
+    st.sampled_from(["chat", "execute_tool", "invoke_agent", "other"]),
+    st.fixed_dictionaries({}, optional={
+        "gen_ai.agent.name": st.sampled_from(["refund-agent", "billing-agent", ""]),
+        "gen_ai.conversation.id": st.sampled_from(["conv-1", "conv-2"]),
+        "gen_ai.output.messages": st.sampled_from([
+            json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": "Done"}]}]),
+            json.dumps([{"role": "assistant", "parts": [
+                {"type": "tool_call", "id": "call_1", "name": "issue_refund",
+                 "arguments": {"order_id": "42"}}]}])])}),
+    st.integers(0, 5), st.integers(0, 5), st.just(False)), min_size=1, max_size=3)
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(traces=st.lists(AGENT_SPANS, min_size=1, max_size=4),
+       agent=st.sampled_from(["refund-agent", "billing-agent"]))
+def test_one_agents_runs_are_read_the_same_without_their_headers(
+        tmp_path: Path, traces: list[list[tuple[str, dict[str, Any], int, int, bool]]],
+        agent: str) -> None:
+    """Filtered by agent (traces naming it, another, an empty name or none, sessions
+    mixing them), OTLP parts read without headers are the runs, ids, steps and places of
+    parts read whole, their headers giving the same agent (stamped when none) and start;
+    read with deferred headers, they are the parts read whole, headers included."""
+    path = tmp_path / "spans.jsonl"
+    path.write_text("".join(_trace_line(spans, n + 1) + "\n" for n, spans in enumerate(traces)),
+                    encoding="utf-8")
+    whole = list(read_logs([path], agent=agent))
+    light = list(read_logs([path], agent=agent, defer_steps=True, headers=False))
+
+    def read(parts: list[Any]) -> list[Any]:
+        return [(p.run_id, p.places, [s.model_dump() for s in p.steps], p.header.agent,
+                 p.header.started_at) for p in parts]
+
+    assert read(light) == read(whole)
+    assert list(read_logs([path], agent=agent, defer_steps=True)) == whole
+
+    def named(spans: list[tuple[str, dict[str, Any], int, int, bool]]) -> str | None:
+        """A trace's agent: the first name on its agent spans, then on any, in time order."""
+        ordered = sorted(spans, key=lambda span: (span[2], span[2] + span[3]))
+        return next((span[1]["gen_ai.agent.name"]
+                     for span in [*(s for s in ordered if s[0] == "invoke_agent"), *ordered]
+                     if span[1].get("gen_ai.agent.name")), None)
+
+    expected, others = [], set()
+    for part in read_logs([path], defer_steps=True, headers=False):  # every run, unfiltered
+        name = named(traces[int(str(part.place).split()[1]) - 1])  # one trace a line
+        if name not in (None, agent):
+            others.add(part.run_id)
+        elif part.run_id not in others:
+            expected.append((part.run_id, name or agent))
+    assert [(p.run_id, p.header.agent) for p in light] == expected
