@@ -33,11 +33,12 @@ LOG_SUFFIXES = (".jsonl", ".ndjson", ".json")
 
 
 def log_paths(folder: Path) -> list[Path]:
-    """The log files under the logs folder."""
+    """The log files under the logs folder (rotated ones compressed too: ``x.jsonl.gz``)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in LOG_SUFFIXES
-                  and not p.name.startswith("."))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                  and (p.suffix in LOG_SUFFIXES or (p.suffix == ".gz"
+                       and p.with_suffix("").suffix in LOG_SUFFIXES)))
 
 
 def logging(inputs: GateInputs, evidence: Evidence) -> LoggingResult:

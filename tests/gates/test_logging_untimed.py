@@ -122,3 +122,26 @@ def test_an_untimed_run_split_over_files_is_judged_whole(example: Workspace) -> 
     outcome, summary, findings = _checked(example)
     assert (outcome, findings) == ("pass", []), summary
     assert "2 run(s) (1 recent run(s), 1 whose log gives no time)" in summary
+
+
+@pytest.mark.attack
+def test_runs_with_gaps_in_a_rotated_gzip_log_fail_the_check(example: Workspace) -> None:
+    """Logs rotated and compressed (`.jsonl.gz`) are logs of the folder too: untimed runs
+    with every gap, only in the compressed file, fail the check as they do uncompressed
+    (left out, the check would pass on the complete runs beside them)."""
+    import gzip
+
+    _gaps_on_record(example)
+    logs = _only_these_logs(example)
+    _write(logs / "today.jsonl", [r for i in range(5) for r in _complete(
+        f"run-ok-{i}", (utc_now() - timedelta(minutes=i)).isoformat())])
+    _write(logs / "plain.jsonl", [r for i in range(3) for r in _gappy(f"run-gap-{i}")])
+    plain = _checked(example)
+    assert plain[0] == "fail"
+    rotated = logs / "yesterday.jsonl.gz"
+    rotated.write_bytes(gzip.compress((logs / "plain.jsonl").read_bytes()))
+    (logs / "plain.jsonl").unlink()
+    (logs / "notes.txt.gz").write_bytes(gzip.compress(b"not a log\n"))  # not a log's name
+    outcome, summary, findings = _checked(example)
+    assert (outcome, summary) == plain[:2] and plain[2]
+    assert [f.replace("yesterday.jsonl.gz", "plain.jsonl") for f in findings] == plain[2]
