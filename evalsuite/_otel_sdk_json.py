@@ -186,10 +186,17 @@ def _refuse(path: Path, document: bytes, start: int, skips: Skips | None) -> Non
 def sdk_spans(path: Path, skips: Skips | None
               ) -> Iterator[tuple[list[PlainSpan], str, int]]:
     """Each span of the file as a plain span (log records are passed over), with its
-    place and line: one object at a time, as an export line's spans."""
+    place and line: one object at a time, as an export line's spans. An object that is
+    neither (a program's own JSON printed to the same stream) is an invalid record."""
     for line, document, place in documents(path, skips):
-        if b'"context"' not in document:
-            continue  # a log record: read by sdk_records
+        kind = _kind(document)
+        if kind == "record":
+            continue  # read by sdk_records
+        if kind is None:
+            skip_or_raise(skips, InvalidInput(
+                path, "", "expected a span or log record as the SDK's console exporter "
+                          "writes it, got a JSON object of other keys", line=line))
+            continue
         try:
             yield [_plain_span(_SPAN.decode(document), path, place, line)], place, line
         except msgspec.ValidationError as exc:
@@ -201,24 +208,46 @@ def sdk_spans(path: Path, skips: Skips | None
 
 
 def sdk_records(path: Path, skips: Skips | None) -> Iterator[PlainRecord]:
-    """The GenAI log events of the file, as plain records (other records are not a run's)."""
-    for line, document, place in documents(path, skips):
-        if b'"observed_timestamp"' not in document:
-            continue  # a span
+    """The GenAI log events of the file, as plain records (other records are not a run's).
+
+    Read before :func:`sdk_spans` reads the same objects: a log record that is invalid is
+    refused (or counted in ``skips``) here, and what is not an object of either kind
+    there, so each is counted once."""
+    for line, document, place in documents(path, None if skips is None else Skips()):
+        if _kind(document) != "record":
+            continue  # a span, or an object sdk_spans refuses
         try:
-            record = _RECORD.decode(document)
-            found = _plain_record(record, path, place, line)
-        except msgspec.ValidationError as exc:
-            skip_or_raise(skips, _invalid(path, line, "log record", exc))
-            continue
-        except RecursionError:
-            _refuse(path, document, line, skips)
-            continue
+            found = _read_record(path, document, place, line)
         except InvalidInput as exc:
             skip_or_raise(skips, exc)
             continue
         if found is not None:
             yield found
+
+
+def _read_record(path: Path, document: bytes, place: str, line: int) -> PlainRecord | None:
+    try:
+        record = _RECORD.decode(document)
+    except msgspec.ValidationError as exc:
+        raise _invalid(path, line, "log record", exc) from None
+    except RecursionError:
+        _refuse(path, document, line, None)  # raises: nested too deeply
+        raise
+    return _plain_record(record, path, place, line)
+
+
+def _kind(document: bytes) -> str | None:
+    """``span``, ``record`` or None (neither): by the first key, as ``to_json()`` writes
+    each (a span's ``name``, a record's ``body``), else by the keys it holds."""
+    head = document[:32].lstrip(b"{ \t\r\n")
+    if head.startswith(b'"name"'):
+        return "span"
+    if head.startswith(b'"body"'):
+        return "record"
+    value = _decoded(document)
+    if not is_sdk_json(value):
+        return None
+    return "record" if "observed_timestamp" in value else "span"
 
 
 def mentions_sdk_logs(path: Path) -> bool:

@@ -409,3 +409,68 @@ def test_a_pydantic_ai_agents_own_spans_read_as_its_conversation(
     assert run.usage is not None and (run.usage.input_tokens, run.usage.model_calls) == (280, 2)
     assert logging_gaps(run, "otel") == []
     assert _within_a_microsecond(_as_read([spans.parent / "console.json"]), _as_read([spans]))
+
+
+def test_a_programs_own_json_among_console_objects_is_an_invalid_record(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """A structured log line the program printed to the same stream (a JSON object, not a
+    span nor a log record) is refused naming its line, never passed over unread; skipped,
+    it is counted once, with a log record's bad field, and the run is read whole."""
+    console = otel["event_only"][0].parent / "console.json"
+    lines = console.read_text().splitlines(True)
+    starts = [n for n, line in enumerate(lines) if line.startswith("{")]
+    own = json.dumps({"level": "info", "msg": "refund issued", "order": "A-1"}) + "\n"
+    mixed = tmp_path / "stdout.json"
+    mixed.write_text("".join([*lines[:starts[1]], own, *lines[starts[1]:]]))
+    with pytest.raises(InvalidInput) as caught:
+        read_log_runs(mixed)
+    assert caught.value.line == starts[1] + 1 and "other keys" in caught.value.expected
+    skips = Skips()
+    runs = merge_parts(read_logs([mixed], skips=skips))
+    assert skips.total == 1 and len(runs) == 1
+    assert _within_a_microsecond(_as_read([console]), [
+        r.model_dump(mode="json", exclude={"steps": {"__all__": {"place"}}}) for r in runs])
+
+
+def test_a_log_record_holding_a_context_key_is_read_as_a_record(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """Objects are told apart by what the exporter writes first, not by a key found
+    anywhere: a GenAI event whose attributes hold a "context" key is still a record, and
+    a span whose attributes hold "observed_timestamp" still a span."""
+    console = otel["event_only"][0].parent / "console.jsonl"
+    edited = []
+    for line in console.read_text().splitlines():
+        value = json.loads(line)
+        if "body" in value:
+            value["attributes"] = {**(value["attributes"] or {}), "context": "checkout"}
+        else:
+            value["attributes"] = {**value["attributes"], "observed_timestamp": "x"}
+        edited.append(json.dumps(value) + "\n")
+    path = tmp_path / "console.jsonl"
+    path.write_text("".join(edited))
+    assert _within_a_microsecond(_as_read([path]), _as_read([console]))
+
+
+def test_a_bad_log_record_among_console_objects_is_counted_once(
+        otel: dict[str, tuple[Path, Path]], tmp_path: Path) -> None:
+    """A log record with a time that is no time: refused naming its line and field, or,
+    skipped, one invalid record; a line of other text, one more (each once, not once for
+    each pass over the file)."""
+    console = otel["event_only"][0].parent / "console.jsonl"
+    lines = console.read_text().splitlines(True)
+    at = next(n for n, line in enumerate(lines) if line.startswith('{"body"'))
+    record = json.loads(lines[at])
+    record["observed_timestamp"] = record["timestamp"] = "soon"
+    lines[at] = json.dumps(record) + "\n"
+    bad = tmp_path / "console.jsonl"
+    bad.write_text("".join(lines))
+    with pytest.raises(InvalidInput) as caught:
+        read_log_runs(bad)
+    assert (caught.value.line, caught.value.place) == (at + 1, "$.timestamp")
+    skips = Skips()
+    merge_parts(read_logs([bad], skips=skips))
+    assert skips.total == 1, skips.lines()
+    bad.write_text("".join([*lines, "refund issued\n"]))
+    skips = Skips()
+    merge_parts(read_logs([bad], skips=skips))
+    assert skips.total == 2, skips.lines()
