@@ -152,10 +152,15 @@ def documents(path: Path, skips: Skips | None) -> Generator[tuple[int, bytes, st
                 lines, start = [], number
             lines.append(raw)
             if raw[:1] not in (b" ", b"\t") and _CLOSES(raw):
+                # The object ends here, whole or not: decoded once, never again as lines
+                # are added (lines that close braces, each decoding all the lines before
+                # it, would take hours over a file of a few MB).
                 document = b"".join(lines)
+                lines = []
                 if _complete(document):
                     yield start, document, f"line {start}"
-                    lines = []
+                else:
+                    _refuse(path, document, start, skips)
     if lines:
         _refuse(path, b"".join(lines), start, skips)
 
@@ -251,14 +256,16 @@ def _kind(document: bytes) -> str | None:
 
 
 def mentions_sdk_logs(path: Path) -> bool:
-    """Whether the file may hold a log record: one search of its bytes, in blocks."""
-    needle = b'"observed_timestamp"'
+    """Whether the file may hold a log record: one search of its bytes, in blocks. An
+    object :func:`_kind` calls a record (its first key ``body``) is one too, whatever it
+    lacks: :func:`sdk_spans` passes it over, so unread here it would vanish unreported."""
+    needles = (b'"observed_timestamp"', b'"body"')
     tail = b""
     with open_log(path) as handle:
         while block := handle.read(1 << 20):
-            if needle in tail + block:
+            if any(needle in tail + block for needle in needles):
                 return True
-            tail = block[-len(needle):]
+            tail = block[-len(needles[0]):]
     return False
 
 
@@ -279,6 +286,11 @@ def _ns(text: str, path: Path, place: str, line: int) -> int:
                            line=line) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    try:  # a step's time is a UTC datetime: year 9999 at -01:00 is none
+        when.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(path, place, f"expected a time in years 1 to 9999 (UTC), got "
+                                        f"{text!r}", line=line) from None
     return (when - _EPOCH) // _MICROSECOND * 1000
 
 

@@ -5,6 +5,7 @@ error line naming the file and its line, exit 2, and nothing written."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,3 +187,38 @@ def test_console_spans_that_break_the_json_parser(example: Workspace,
     path, line = _console_spans(example, body)
     err = refused(example, capsys, "ingest", str(path), "--format", fmt)
     assert f"{path.name}:{line}" in err, err
+
+
+@pytest.mark.parametrize("fmt", ["otel", "auto"])
+def test_a_console_span_written_body_first_is_not_passed_over(
+        example: Workspace, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+    """A span whose first key is a log record's (``body``) in a file of spans only: refused
+    naming its line, never passed over as a record and then never read."""
+    path, line = _console_spans(example, '"x"')
+    head, tail = path.read_text().rsplit('{\n    "name"', 1)
+    path.write_text(head + '{\n    "body": null,\n    "name"' + tail)
+    err = refused(example, capsys, "ingest", str(path), "--format", fmt)
+    assert f"{path.name}:{line}" in err and "log record" in err, err
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_console_span_time_past_the_calendar_is_refused(
+        example: Workspace, capsys: pytest.CaptureFixture[str], when: str) -> None:
+    """A span time that is no UTC time (past year 9999 or before year 1 once its offset is
+    taken off): refused naming the file, line and field, never an OverflowError."""
+    path, line = _console_spans(example, '"x"')
+    head, tail = path.read_text().rsplit('"2026-12-01T16:25:31.536716Z"', 1)
+    path.write_text(head + json.dumps(when) + tail)
+    err = refused(example, capsys, "ingest", str(path))
+    assert f"{path.name}:{line}: $.start_time" in err, err
+
+
+def test_console_lines_closing_braces_are_read_once(
+        example: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """A 450 kB object whose lines close a brace unindented, one line in two, and is never
+    whole: refused at once, not decoded again from its start at each such line."""
+    path = example.root / "logs/console.json"
+    path.write_bytes(b'{\n    "name": "x", "a": [{\n' + b'}\n    ,{\n' * 50_000 + b'}]}\n')
+    started = time.monotonic()
+    err = refused(example, capsys, "ingest", str(path))
+    assert time.monotonic() - started < 10 and f"{path.name}:1" in err, err
