@@ -539,8 +539,11 @@ class _SQLStore:
             row = conn.execute(f"SELECT COALESCE(MAX(num), 0) FROM {t}reviews").fetchone()
             issued = conn.execute(f"SELECT value FROM {t}meta WHERE key = 'reviews_issued'"
                                   ).fetchone()
-            number = max(int(row[0]), int(issued[0]) if issued and issued[0].isdigit()
-                         else 0) + 1
+            mark = issued[0] if issued else ""
+            # Only a count as written here: a value edited into other text ("²" is a digit
+            # to isdigit, not to int) or past SQLite's integers is no mark, as a deleted one.
+            number = max(int(row[0]), int(mark) if isinstance(mark, str) and mark.isascii()
+                         and mark.isdigit() and len(mark) <= 18 else 0) + 1
             item = new_item(number, submission, utc_now())
             conn.execute(f"INSERT INTO {t}reviews (num, agent, status, submitted_at, body) "
                          f"VALUES ({p}, {p}, {p}, {p}, {p})",

@@ -329,3 +329,17 @@ def test_a_forged_approval_put_back_after_the_gate_leaves_no_loosened_set_cleare
     assert verify_audit(store, [AGENT]) == []  # nothing left to see
     ratchet = [c.outcome for c in verdict.checks if c.name == "regression_ratchet"]
     assert ratchet != ["pass"] or not check(back_in_full, AGENT).cleared, ratchet
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("mark", ["²", "9" * 5000, "9" * 20], ids=["superscript", "5000-digits",
+                                                                  "past-sqlite-integers"])
+def test_a_review_id_mark_edited_into_no_count_is_no_mark(tmp_path: Path, mark: str) -> None:
+    """The queue's record of the ids it gave out, edited into a value that is no count
+    (a digit int() does not read, more digits than int() reads, a number SQLite cannot
+    hold): the next item is numbered past the rows, as with no record, never a crash."""
+    store = SQLiteStore(tmp_path / "state.db")
+    queue = ReviewQueue(store=store)
+    first = _call(queue)
+    _sql(store.path, "UPDATE meta SET value = ? WHERE key = 'reviews_issued'", mark)
+    assert _call(queue).id != first.id
