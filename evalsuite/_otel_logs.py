@@ -97,7 +97,9 @@ def plain_records(request: Any, path: Path, place: str,
             for n, record in enumerate(scope.get("logRecords", [])):
                 attrs = attributes(record.get("attributes", []))
                 name = record.get("eventName") or attrs.get("event.name")
-                if name != DETAILS and name not in MESSAGE_EVENTS:
+                # A name that is no text (a list, an object) names no GenAI event: it is
+                # not looked up (unhashable), and not a run's, as any other name.
+                if not isinstance(name, str) or (name != DETAILS and name not in MESSAGE_EVENTS):
                     continue
                 loc = f"$.resourceLogs[{r}].scopeLogs[{s}].logRecords[{n}]"
                 trace_id = record.get("traceId") or ""

@@ -318,7 +318,8 @@ def _plain_record(record: SdkLogRecord, path: Path, place: str,
                   line: int) -> PlainRecord | None:
     attributes = record.attributes or {}
     name = record.event_name or attributes.get("event.name")
-    if name != DETAILS and name not in MESSAGE_EVENTS:
+    # A name that is no text names no GenAI event (nor can it be looked up: unhashable).
+    if not isinstance(name, str) or (name != DETAILS and name not in MESSAGE_EVENTS):
         return None
     trace = _id(record.trace_id, 16, path, "$.trace_id", line) if record.trace_id else ""
     span = _id(record.span_id, 8, path, "$.span_id", line) if record.span_id else ""

@@ -222,3 +222,33 @@ def test_console_lines_closing_braces_are_read_once(
     started = time.monotonic()
     err = refused(example, capsys, "ingest", str(path))
     assert time.monotonic() - started < 10 and f"{path.name}:1" in err, err
+
+
+
+_OTLP = Path(__file__).parents[1] / "data/logs/refund-agent.otlp.jsonl"
+
+
+@pytest.mark.parametrize("layout", ["otlp", "console"])
+def test_a_log_event_named_by_a_list_is_no_genai_event(example: Workspace,
+                                                       layout: str) -> None:
+    """A log record whose event.name is a list, not a name: no GenAI event (never looked
+    up among their names: a TypeError), so the runs read as they do without it."""
+    from evalsuite import read_log_runs
+
+    if layout == "otlp":
+        path = example.root / "logs/otlp.jsonl"
+        path.write_text(_OTLP.read_text())
+        named = {"key": "event.name", "value": {"arrayValue": {"values": [
+            {"stringValue": "gen_ai.user.message"}]}}}
+        record = {"timeUnixNano": "1", "traceId": "a" * 32, "spanId": "1" * 16,
+                  "body": {"stringValue": "hi"}, "attributes": [named]}
+        text = json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]})
+    else:
+        path, _ = _console_spans(example, '"x"')
+        text = json.dumps({"body": "hi", "severity_number": 9, "attributes": {
+            "event.name": ["gen_ai.user.message"]}, "timestamp": "2026-12-01T16:25:31Z",
+            "observed_timestamp": "2026-12-01T16:25:31Z", "trace_id": "0x" + "a" * 32,
+            "span_id": "0x" + "1" * 16}, indent=4)
+    before = read_log_runs(path)
+    path.write_text(path.read_text() + text + "\n")
+    assert read_log_runs(path) == before
