@@ -151,10 +151,11 @@ class ToolResultStep(LightStep, kw_only=True):
 def tool_call(tool: str, call_id: Any, given: Any, *, unwrap: bool = False) -> ToolCallStep:
     """A tool call as the model asked for it (``given`` ``None``: its arguments not logged).
 
-    An id that is not text is refused as the step model refuses it, at once.
+    An id that is not text (a number, a list) is read as its text, as a tool span's id is
+    and as a result's id is matched: the model's own error here was a traceback.
     """
     if call_id is not None and type(call_id) is not str:
-        ToolCall(tool=tool, call_id=call_id)  # raises the model's own error
+        call_id = str(call_id)
     return ToolCallStep(tool=tool, call_id=call_id, given=given,
                         arguments_logged=None if given is not None else False, unwrap=unwrap)
 

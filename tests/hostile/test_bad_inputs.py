@@ -252,3 +252,32 @@ def test_a_log_event_named_by_a_list_is_no_genai_event(example: Workspace,
     before = read_log_runs(path)
     path.write_text(path.read_text() + text + "\n")
     assert read_log_runs(path) == before
+
+
+@pytest.mark.parametrize("call_id", [7, ["c1"]], ids=["number", "list"])
+def test_an_answers_tool_call_id_that_is_no_text_is_read_as_text(
+        example: Workspace, call_id: object) -> None:
+    """A model's answer asks for a tool with an id that is a number or a list: the call is
+    read with the id as text (as a tool span's id is) and its result answers it, never a
+    pydantic ValidationError traceback."""
+    from evalsuite import ToolCall, ToolResult, read_log_runs
+
+    asked = [{"role": "assistant", "parts": [{"type": "tool_call", "id": call_id,
+                                              "name": "issue_refund", "arguments": {}}]}]
+    answered = [{"role": "tool", "parts": [{"type": "tool_call_response", "id": call_id,
+                                            "response": "refunded"}]}]
+
+    def span(span_id: str, start: int, messages: str, value: object) -> dict[str, object]:
+        return {"traceId": "a" * 32, "spanId": span_id * 16, "name": "chat gpt-4o",
+                "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + 1),
+                "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in [
+                    ("gen_ai.operation.name", "chat"), (messages, json.dumps(value))]]}
+
+    path = example.root / "logs/otlp.jsonl"
+    spans = [span("1", 1, "gen_ai.output.messages", asked),
+             span("2", 5, "gen_ai.input.messages", [*asked, *answered])]
+    path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}) + "\n")
+    steps = read_log_runs(path)[0].steps
+    call = next(s for s in steps if isinstance(s, ToolCall))
+    result = next(s for s in steps if isinstance(s, ToolResult))
+    assert call.call_id == result.call_id == str(call_id)
