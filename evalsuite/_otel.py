@@ -512,8 +512,13 @@ def _modern(message: dict[str, Any]) -> dict[str, Any]:
                       **response})  # no content: the result was not logged
     elif content:
         parts.append({"type": "text", "content": content})
-    for call in message.get("tool_calls") or []:
-        function = call.get("function", {}) if isinstance(call, dict) else {}
+    calls = message.get("tool_calls") or []
+    # A call that is no object (or calls that are no list) is still a call the model asked
+    # for: kept, its name and arguments not read, never a crash nor left out.
+    for call in calls if isinstance(calls, list) else [calls]:
+        call = call if isinstance(call, dict) else {}
+        function = call.get("function", {})
+        function = function if isinstance(function, dict) else {}
         parts.append({"type": "tool_call", "id": call.get("id"), "name": function.get("name", ""),
                       "arguments": function.get("arguments")})
     return {"role": role, "parts": parts, "finish_reason": message.get("finish_reason")}

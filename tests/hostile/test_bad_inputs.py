@@ -281,3 +281,24 @@ def test_an_answers_tool_call_id_that_is_no_text_is_read_as_text(
     call = next(s for s in steps if isinstance(s, ToolCall))
     result = next(s for s in steps if isinstance(s, ToolResult))
     assert call.call_id == result.call_id == str(call_id)
+
+
+@pytest.mark.parametrize("calls", [[None], 5, [{"id": "c1", "function": 5}]],
+                         ids=["a-call-that-is-null", "calls-that-are-a-number",
+                              "a-function-that-is-a-number"])
+def test_a_choice_events_tool_calls_of_the_wrong_shape_are_still_calls(
+        example: Workspace, calls: object) -> None:
+    """A gen_ai.choice log event whose tool_calls (or one of them, or its function) is no
+    object: the call the model asked for is still one step, its name not read; never an
+    AttributeError or TypeError traceback."""
+    from evalsuite import read_log_runs
+
+    path, _ = _console_spans(example, '"x"')
+    choice = {"body": {"index": 0, "finish_reason": "tool_calls",
+                       "message": {"tool_calls": calls}},
+              "severity_number": 9, "attributes": {"event.name": "gen_ai.choice"},
+              "timestamp": "2026-12-01T16:25:31.6Z",
+              "observed_timestamp": "2026-12-01T16:25:31.6Z",
+              "trace_id": "0x" + "a" * 32, "span_id": "0x" + "1" * 16}
+    path.write_text(path.read_text() + json.dumps(choice, indent=4) + "\n")
+    assert [s.kind for r in read_log_runs(path) for s in r.steps] == ["tool_call"]
