@@ -151,7 +151,8 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
     """The parts of every run in several logs, optionally only one agent's.
 
     With ``agent``, runs that name no agent are taken as that agent's (and stamped so),
-    and runs of another agent are left out. Every file is checked to exist before any
+    and runs of another agent are left out, but not a part naming the agent after one
+    naming another (a conversation handed over to it). Every file is checked to exist before any
     is read, so a typo fails before work is done. ``defer_steps`` and ``headers`` are as
     in :func:`read_log`: an OTLP/JSON trace's agent is found without its header, so
     ``headers=False`` still filters by agent, and a header read later is stamped too.
@@ -175,7 +176,7 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
                 if named is not None and named != agent:
                     others.add(part.run_id)
                     continue
-                if part.run_id in others:
+                if named is None and part.run_id in others:
                     continue
                 if named is None:
                     raw["agent"] = agent  # as stamped on the model when it is built
@@ -185,7 +186,10 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
             if header is not None and header.agent not in (None, agent):
                 others.add(part.run_id)
                 continue
-            if part.run_id in others:
+            # A part that names the agent is its own, whoever an earlier part of the run
+            # named (a conversation handed over between agents): only an unnamed part
+            # follows the run's earlier parts.
+            if (header is None or header.agent is None) and part.run_id in others:
                 continue
             if header is not None and header.agent is None:
                 part.header = header.model_copy(update={"agent": agent})

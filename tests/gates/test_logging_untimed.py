@@ -145,3 +145,22 @@ def test_runs_with_gaps_in_a_rotated_gzip_log_fail_the_check(example: Workspace)
     outcome, summary, findings = _checked(example)
     assert (outcome, summary) == plain[:2] and plain[2]
     assert [f.replace("yesterday.jsonl.gz", "plain.jsonl") for f in findings] == plain[2]
+
+
+@pytest.mark.attack
+def test_a_run_handed_over_from_another_agent_is_still_checked(example: Workspace) -> None:
+    """A conversation another agent began and handed over (its first part names
+    triage-agent, a later part of the same run id names this agent) with every gap in
+    this agent's part: the part is this agent's and fails the check (left out as the
+    other agent's, the check passed on the complete runs beside it)."""
+    logs = _only_these_logs(example)
+    _write(logs / "today.jsonl", [r for i in range(3) for r in _complete(
+        f"run-ok-{i}", (utc_now() - timedelta(minutes=i)).isoformat())])
+    assert _checked(example)[0] == "pass"
+    _write(logs / "handoff.jsonl", [
+        {"schema_version": 1, "kind": "run", "run_id": "conv-1", "agent": "triage-agent"},
+        {"run_id": "conv-1", "kind": "output", "content": "Handing you to refunds."},
+        *_gappy("conv-1")])
+    outcome, summary, findings = _checked(example)
+    assert outcome == "fail", summary
+    assert any(f.startswith("conv-1: tools") for f in findings), findings
