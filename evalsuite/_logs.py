@@ -152,8 +152,8 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
 
     With ``agent``, runs that name no agent are taken as that agent's (and stamped so),
     and runs of another agent are left out, but not a part naming the agent after one
-    naming another (a conversation handed over to it). Every file is checked to exist before any
-    is read, so a typo fails before work is done. ``defer_steps`` and ``headers`` are as
+    naming another (a conversation handed over to it). Every file is checked to exist
+    before any is read, so a typo fails before work is done. ``defer_steps`` and ``headers`` are as
     in :func:`read_log`: an OTLP/JSON trace's agent is found without its header, so
     ``headers=False`` still filters by agent, and a header read later is stamped too.
     """
