@@ -17,6 +17,7 @@ is read, keeping per run an id, a count of parts and the gaps found, never the r
 from __future__ import annotations
 
 import heapq
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,16 +30,17 @@ from gates._gate.inputs import GateInputs
 from gates._verdict.check_results import LoggingData, LoggingResult
 from regressions import LoggingGap, logging_gaps
 
-LOG_SUFFIXES = (".jsonl", ".ndjson", ".json")
+# A log's name as written and as rotated (logrotate numbers a file, or dates it with
+# dateext), compressed or not: x.jsonl, x.jsonl.1, x.jsonl-20261201, x.jsonl.2.gz.
+_LOG_NAME = re.compile(r"[^.].*\.(?:jsonl|ndjson|json)(?:\.\d+|-\d{8}(?:\d{2})?)?(?:\.gz)?",
+                       re.IGNORECASE)
 
 
 def log_paths(folder: Path) -> list[Path]:
-    """The log files under the logs folder (rotated ones compressed too: ``x.jsonl.gz``)."""
+    """The log files under the logs folder, rotated ones too (numbered, dated, gzipped)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
-                  and (p.suffix in LOG_SUFFIXES or (p.suffix == ".gz"
-                       and p.with_suffix("").suffix in LOG_SUFFIXES)))
+    return sorted(p for p in folder.rglob("*") if p.is_file() and _LOG_NAME.fullmatch(p.name))
 
 
 def logging(inputs: GateInputs, evidence: Evidence) -> LoggingResult:
