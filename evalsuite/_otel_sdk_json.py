@@ -27,7 +27,7 @@ import msgspec
 from evalsuite._errors import InvalidInput
 from evalsuite._files import LINE_BUFFER, open_log
 from evalsuite._otel_logs import DETAILS, MESSAGE_EVENTS, PlainRecord
-from evalsuite._otel_spans import PlainSpan, hex_id
+from evalsuite._otel_spans import PlainSpan, hex_id, mentions
 from evalsuite._parts import Skips, skip_or_raise
 
 
@@ -259,14 +259,7 @@ def mentions_sdk_logs(path: Path) -> bool:
     """Whether the file may hold a log record: one search of its bytes, in blocks. An
     object :func:`_kind` calls a record (its first key ``body``) is one too, whatever it
     lacks: :func:`sdk_spans` passes it over, so unread here it would vanish unreported."""
-    needles = (b'"observed_timestamp"', b'"body"')
-    tail = b""
-    with open_log(path) as handle:
-        while block := handle.read(1 << 20):
-            if any(needle in tail + block for needle in needles):
-                return True
-            tail = block[-len(needles[0]):]
-    return False
+    return mentions(path, (b'"observed_timestamp"', b'"body"'))
 
 
 def _invalid(path: Path, line: int, what: str, exc: msgspec.ValidationError) -> InvalidInput:

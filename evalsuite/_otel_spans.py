@@ -181,15 +181,22 @@ FastSpans = Callable[[bytes, str], "list[PlainSpan] | None"]
 
 def mentions_logs(path: Path) -> bool:
     """Whether the file may hold a logs export: one fast search of its bytes, so a file of
-    spans only is read in one pass. Read in blocks, not mapped: a mapped file's pages
-    count as the process's memory, which would then grow with the log."""
-    needle = b'"resourceLogs"'
+    spans only is read in one pass."""
+    return mentions(path, (b'"resourceLogs"',))
+
+
+def mentions(path: Path, needles: tuple[bytes, ...]) -> bool:
+    """Whether any of ``needles`` is in the file's bytes (as a log reads them: a gzip
+    file's text). Read in blocks, not mapped: a mapped file's pages count as the
+    process's memory, which would then grow with the log."""
+    longest = max(map(len, needles))
     tail = b""
     with open_log(path) as handle:
         while block := handle.read(1 << 20):
-            if needle in tail + block[:len(needle)] or needle in block:
+            joint = tail + block[:longest]  # a needle across two blocks
+            if any(needle in joint or needle in block for needle in needles):
                 return True
-            tail = block[-len(needle):]
+            tail = block[-longest:]
     return False
 
 

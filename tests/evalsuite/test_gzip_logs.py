@@ -90,3 +90,19 @@ def test_the_cli_refuses_a_corrupt_gzip_log_with_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "logs.jsonl.gz" in done.stderr and "gzip" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("offset", [-20, -7, -3, -1, 0, 3])
+def test_a_needle_across_two_read_blocks_is_found(tmp_path: Path, offset: int,
+                                                  packed: bool) -> None:
+    """The search that decides whether a file holds log records reads 1 MiB blocks: a
+    name split over two blocks (or in a gzip log) is found, and one absent is not."""
+    from evalsuite._otel_spans import mentions
+
+    needles = (b'"observed_timestamp"', b'"body"')
+    for needle, present in ((b'"body"', True), (b'"bodies"', False)):
+        data = b" " * ((1 << 20) + offset) + needle + b" " * 64
+        path = tmp_path / "spans.json"
+        path.write_bytes(gzip.compress(data) if packed else data)
+        assert mentions(path, needles) is present
