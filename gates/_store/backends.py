@@ -549,8 +549,7 @@ class _SQLStore:
                          f"VALUES ({p}, {p}, {p}, {p}, {p})",
                          (number, item.agent, item.status,
                           item.submitted_at.isoformat(), item.model_dump_json()))
-            conn.execute(f"INSERT INTO {t}meta VALUES ('reviews_issued', {p}) ON CONFLICT "
-                         f"(key) DO UPDATE SET value = excluded.value", (str(number),))
+            self._set_meta(conn, "reviews_issued", str(number))
             self._append(conn, actor=item.source, action=SUBMIT_ACTION, agent=item.agent,
                          reason=item.reason, detail=submit_detail(item))
         return item
@@ -693,12 +692,15 @@ class _SQLStore:
             if entry.agent in tallies:
                 tallies[entry.agent] = tallies[entry.agent].counted(entry.seq, entry.action,
                                                                     entry.hash)
-        upsert = (f"INSERT INTO {t}meta VALUES ({p}, {p}) ON CONFLICT (key) DO UPDATE SET "
-                  f"value = excluded.value")
         for agent, tally in tallies.items():
-            conn.execute(upsert, (tally_key(agent), tally.dumps()))
-        conn.execute(upsert, ("audit_checkpoint",
-                              dump_checkpoint(entries[-1].seq, entries[-1].hash)))
+            self._set_meta(conn, tally_key(agent), tally.dumps())
+        self._set_meta(conn, "audit_checkpoint",
+                       dump_checkpoint(entries[-1].seq, entries[-1].hash))
+
+    def _set_meta(self, conn: Any, key: str, value: str) -> None:
+        """Write one of the store's metadata values, in the caller's transaction."""
+        conn.execute(f"INSERT INTO {self._T}meta VALUES ({self._P}, {self._P}) ON CONFLICT "
+                     f"(key) DO UPDATE SET value = excluded.value", (key, value))
 
     def _verified_after(self, conn: Any, point: tuple[int, str]) -> list[AuditEntry] | None:
         """The entries after ``point``, when there are some and every one verifies by
