@@ -467,15 +467,25 @@ def _verify_from(store: StateStore, point: tuple[int, str], agents: list[str],
     return problems
 
 
+def _counted_as(entries: list[AuditEntry], seq: int, tally: chain_sql.Tally,
+                part: str) -> tuple[int | None, bool]:
+    """Of ``entries`` up to the checkpoint ``seq``: the first whose content changed after it
+    was written (None: none), and whether they are exactly those ``tally`` counted in its
+    ``part`` (``deciding`` or ``reviews``; not compared when one changed)."""
+    early = [e for e in entries if e.seq <= seq]
+    changed = next((e.seq for e in early if not entry_intact(e)), None)
+    if changed is not None:
+        return changed, False
+    found = chain_sql.tally_of([(e.seq, e.action, e.hash) for e in early])
+    return None, getattr(found, part) == getattr(tally, part)
+
+
 def _as_tallied(tally: chain_sql.Tally, seq: int, deciding: list[AuditEntry],
                 verdict: AuditEntry | None) -> bool:
     """Whether an agent's deciding entries up to the checkpoint ``seq`` and its last verdict
     entry are those of ``tally``, each hashing to itself."""
-    early = [e for e in deciding if e.seq <= seq]
-    if not all(entry_intact(e) for e in early):
-        return False
-    if chain_sql.tally_of([(e.seq, e.action, e.hash) for e in early]).deciding != \
-            tally.deciding:
+    changed, counted = _counted_as(deciding, seq, tally, "deciding")
+    if changed is not None or not counted:
         return False
     if verdict is None:  # the agent has no verdict entry at all
         return tally.verdict is None
@@ -525,13 +535,11 @@ def review_entries_problems(store: StateStore, agent: str) -> list[str]:
     if found is None:
         return verify_audit(store, [agent])
     (seq, _), tally, _, problems = found
-    early = [e for e in store.audit(agent, actions=chain_sql.REVIEWED)
-             if e.seq <= seq]
-    changed = [e.seq for e in early if not entry_intact(e)]
-    if changed:
-        problems.append(f"entry {changed[0]}: content was changed after it was written")
-    elif chain_sql.tally_of([(e.seq, e.action, e.hash) for e in early]).reviews != \
-            tally.reviews:
+    changed, counted = _counted_as(store.audit(agent, actions=chain_sql.REVIEWED), seq, tally,
+                                   "reviews")
+    if changed is not None:
+        problems.append(f"entry {changed}: content was changed after it was written")
+    elif not counted:
         problems.append(f"entry {seq}: the review entries of {agent} up to it are not "
                         f"those the store counted as it wrote them: one was added, hidden, "
                         f"removed or rewritten")
