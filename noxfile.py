@@ -92,7 +92,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def types(session: nox.Session) -> None:
     """mypy --strict over the packages, with every optional extra they import."""
-    session.install("-e", ".[openfeature,postgres,notify,ray,otel,mcp]", "mypy>=1.10",
+    session.install("-e", ".[openfeature,postgres,notify,ray,otel,mcp,zstd]", "mypy>=1.10",
                     "types-PyYAML>=6.0.12", "types-jsonschema>=4.21",
                     "pytest>=8.0")  # gates/pytest_plugin.py is typed against pytest
     session.run("mypy", *PACKAGES, "reinstate_pytest.py")

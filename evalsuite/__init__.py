@@ -99,8 +99,6 @@ if TYPE_CHECKING:
     )
     from evalsuite._files import (
         NotARegularFile,
-        is_gzip,
-        open_log,
         open_regular,
         read_regular,
         require_regular,
@@ -109,6 +107,7 @@ if TYPE_CHECKING:
     from evalsuite._history import History
     from evalsuite._http_adapter import HttpAdapter
     from evalsuite._jsonl import dump_runs, read_runs, write_parts, write_runs
+    from evalsuite._log_files import log_compression, open_log
     from evalsuite._logs import (
         LOG_FORMATS,
         LogFormat,
@@ -354,7 +353,6 @@ __all__ = [
     "evaluate",
     "evaluate_bool",
     "every_trial",
-    "is_gzip",
     "is_log_format",
     "is_plain",
     "isolation_of",
@@ -370,6 +368,7 @@ __all__ = [
     "load_predicate",
     "located",
     "located_runs",
+    "log_compression",
     "merge_parts",
     "native_record_parts",
     "ns_time",
@@ -480,8 +479,8 @@ _EXPORTS: dict[str, str] = {
     "did_you_mean": "evalsuite._errors",
     "display_path": "evalsuite._errors",
     "NotARegularFile": "evalsuite._files",
-    "is_gzip": "evalsuite._files",
-    "open_log": "evalsuite._files",
+    "log_compression": "evalsuite._log_files",
+    "open_log": "evalsuite._log_files",
     "open_regular": "evalsuite._files",
     "read_regular": "evalsuite._files",
     "require_regular": "evalsuite._files",

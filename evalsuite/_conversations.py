@@ -21,7 +21,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from evalsuite._documents import json_path, line_of, load_json
 from evalsuite._errors import InvalidInput
-from evalsuite._files import open_log, read_log_bytes
+from evalsuite._log_files import open_log, read_log_bytes
 from evalsuite._model_calls import SCOPE_KEYS, SESSION_KEYS, Call, CallGrouper, Turn
 from evalsuite._parts import RunPart, Skips, skip_or_raise
 from evalsuite._run import RunOutcome, Usage

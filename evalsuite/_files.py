@@ -18,7 +18,6 @@ import io
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 from evalsuite._errors import InvalidInput
 
@@ -139,82 +138,3 @@ def require_regular(path: Path) -> Path:
     if not stat.S_ISREG(mode):
         raise NotARegularFile(path, _kind(mode))
     return path
-
-
-_GZIP = b"\x1f\x8b"
-
-
-def open_log(path: Path | str, buffer_size: int | None = None) -> io.BufferedReader:
-    """A run log open for reading its records: as :func:`open_regular`, and a gzip file (a
-    rotated log) read as the text it holds, whatever its name. A gzip file cut off or
-    corrupt is refused when the read reaches the damage, naming the file.
-    """
-    handle = open_regular(path, buffer_size)
-    try:
-        if handle.peek(2)[:2] != _GZIP:
-            return handle
-        return io.BufferedReader(_Gunzip(Path(path), handle),
-                                 buffer_size or io.DEFAULT_BUFFER_SIZE)
-    except BaseException:
-        handle.close()
-        raise
-
-
-def log_stem(path: Path) -> str:
-    """A log's name without its suffix, nor ``.gz`` before it: a run a reader names after
-    its file (``x-2``) keeps its id when the log is compressed."""
-    return (path.with_suffix("") if path.suffix == ".gz" else path).stem
-
-
-def is_gzip(path: Path | str) -> bool:
-    """Whether the file is gzip-compressed (by its first bytes, not its name)."""
-    with open_regular(path) as handle:
-        return handle.read(2) == _GZIP
-
-
-def read_log_bytes(path: Path | str) -> bytes:
-    """A run log's bytes (as :func:`read_regular`), a gzip file's decompressed."""
-    data = read_regular(path)
-    if data[:2] != _GZIP:
-        return data
-    import gzip  # only for a compressed log: the light commands never import it
-    import zlib
-
-    try:
-        return gzip.decompress(data)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise _damaged(Path(path), exc) from None
-
-
-def _damaged(path: Path, exc: BaseException) -> InvalidInput:
-    return InvalidInput(path, "", f"not a whole gzip file ({exc or type(exc).__name__}): cut "
-                                  "off or corrupt")
-
-
-class _Gunzip(io.RawIOBase):
-    """A gzip log's text as a raw stream, its damage an error naming the file."""
-
-    def __init__(self, path: Path, handle: io.BufferedReader) -> None:
-        import gzip
-
-        super().__init__()
-        self._path = path
-        self._handle = handle
-        self._text = gzip.GzipFile(fileobj=handle, mode="rb")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        import zlib
-
-        try:
-            return self._text.readinto(buffer)
-        except (EOFError, OSError, zlib.error) as exc:  # BadGzipFile is an OSError
-            raise _damaged(self._path, exc) from None
-
-    def close(self) -> None:
-        if not self.closed:
-            self._text.close()
-            self._handle.close()
-        super().close()

@@ -31,8 +31,8 @@ from evalsuite._documents import (
     write_atomic_lines,
 )
 from evalsuite._errors import InvalidInput
-from evalsuite._files import open_log
 from evalsuite._jsonl_fast import FAST_DECODER, FAST_ERRORS, LONG_FRACTION
+from evalsuite._log_files import open_log
 from evalsuite._parts import Pending, RunHeader, RunPart, Skips, merge_parts, skip_or_raise
 from evalsuite._run import STEP_KINDS, Output, Reasoning, Run, Step, ToolCall, ToolResult, UserInput
 

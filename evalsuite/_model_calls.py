@@ -36,7 +36,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from evalsuite._files import log_stem
+from evalsuite._log_files import log_stem
 from evalsuite._parts import RunHeader, RunPart
 from evalsuite._run import Reasoning, Step, ToolCall, ToolResult
 

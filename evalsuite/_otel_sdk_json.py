@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 
 from evalsuite._errors import InvalidInput
-from evalsuite._files import LINE_BUFFER, open_log
+from evalsuite._log_files import LINE_BUFFER, open_log
 from evalsuite._otel_logs import DETAILS, MESSAGE_EVENTS, PlainRecord
 from evalsuite._otel_spans import PlainSpan, hex_id, mentions
 from evalsuite._parts import Skips, skip_or_raise

@@ -25,7 +25,7 @@ from typing_extensions import TypedDict
 from evalsuite._conversations import first_value, read_json_text
 from evalsuite._documents import json_path
 from evalsuite._errors import InvalidInput
-from evalsuite._files import LINE_BUFFER, open_log
+from evalsuite._log_files import LINE_BUFFER, open_log
 from evalsuite._parts import Skips, ns_time, skip_or_raise
 
 

@@ -56,7 +56,7 @@ from evalsuite._conversations import (
     text_of,
 )
 from evalsuite._errors import InvalidInput
-from evalsuite._files import log_stem
+from evalsuite._log_files import log_stem
 from evalsuite._parts import RunHeader, RunPart, Skips, skip_or_raise
 from evalsuite._run import Output, Reasoning, Step, ToolCall, ToolResult, UserInput
 

@@ -40,7 +40,7 @@ from evalsuite import (
     ReinstateError,
     RunPart,
     detect_format,
-    is_gzip,
+    log_compression,
     native_record_parts,
 )
 from gates._backtest.controls import judges, resolve_controls
@@ -103,10 +103,11 @@ def dataset_formats(logs: Sequence[Path], fmt: str) -> list[DatasetFormat] | Non
             raise InvalidInput(path, "", "file not found" if not path.exists()
                                else "expected a log file, got a folder")
         else:
-            # Ray decompresses by the name's suffix: a gzip log not named .gz is read here
-            # by reinstate's own reader, in shard tasks.
+            # Ray decompresses by the name's suffix: a gzip log not named .gz, and a zstd
+            # log, are read here by reinstate's own reader, in shard tasks.
             found.append("jsonl" if (detect_format(path) if fmt == "auto" else fmt) == "jsonl"
-                         and (is_gzip(path) == name.endswith(".gz")) else None)
+                         and log_compression(path) == ("gzip" if name.endswith(".gz")
+                                                       else None) else None)
     if all(kind is not None for kind in found):
         return [kind for kind in found if kind is not None]
     parquet = next((p for p, kind in zip(logs, found, strict=True) if kind == "parquet"), None)

@@ -31,13 +31,14 @@ from gates._verdict.check_results import LoggingData, LoggingResult
 from regressions import LoggingGap, logging_gaps
 
 # A log's name as written and as rotated (logrotate numbers a file, or dates it with
-# dateext), compressed or not: x.jsonl, x.jsonl.1, x.jsonl-20261201, x.jsonl.2.gz.
-_LOG_NAME = re.compile(r"[^.].*\.(?:jsonl|ndjson|json)(?:\.\d+|-\d{8}(?:\d{2})?)?(?:\.gz)?",
-                       re.IGNORECASE)
+# dateext), compressed or not (gzip, zstd): x.jsonl, x.jsonl.1, x.jsonl-20261201,
+# x.jsonl.2.gz, x.jsonl.zst.
+_LOG_NAME = re.compile(
+    r"[^.].*\.(?:jsonl|ndjson|json)(?:\.\d+|-\d{8}(?:\d{2})?)?(?:\.gz|\.zst)?", re.IGNORECASE)
 
 
 def log_paths(folder: Path) -> list[Path]:
-    """The log files under the logs folder, rotated ones too (numbered, dated, gzipped)."""
+    """The log files under the logs folder, rotated ones too (numbered, dated, compressed)."""
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.rglob("*") if p.is_file() and _LOG_NAME.fullmatch(p.name))

@@ -168,13 +168,16 @@ def test_a_run_handed_over_from_another_agent_is_still_checked(example: Workspac
 
 @pytest.mark.attack
 @pytest.mark.parametrize("name", ["app.jsonl.1", "app.jsonl-20261130", "app.jsonl.2.gz",
-                                  "app.jsonl-20261130.gz", "APP.JSONL"])
+                                  "app.jsonl-20261130.gz", "APP.JSONL", "app.jsonl.zst"])
 def test_runs_with_gaps_in_a_log_rotated_by_logrotate_fail_the_check(example: Workspace,
                                                                      name: str) -> None:
-    """logrotate's names (numbered, dated with dateext, compressed, or a name in capitals)
-    are logs of the folder: untimed runs with every gap in such a file fail the check,
-    which passes without them. Files that are no log by their name are not read."""
+    """logrotate's names (numbered, dated with dateext, compressed with gzip or zstd, or a
+    name in capitals) are logs of the folder: untimed runs with every gap in such a file
+    fail the check, which passes without them. Files that are no log by their name are not
+    read."""
     import gzip
+
+    from backports.zstd import compress as zstd_compress
 
     _gaps_on_record(example)
     logs = _only_these_logs(example)
@@ -185,6 +188,7 @@ def test_runs_with_gaps_in_a_log_rotated_by_logrotate_fail_the_check(example: Wo
     assert _checked(example)[0] == "pass"
     gappy = "".join(json.dumps(r) + "\n" for i in range(3) for r in _gappy(f"run-gap-{i}"))
     (logs / name).write_bytes(gzip.compress(gappy.encode()) if name.endswith(".gz")
+                              else zstd_compress(gappy.encode()) if name.endswith(".zst")
                               else gappy.encode())
     outcome, _, findings = _checked(example)
     assert outcome == "fail" and any(f.startswith("run-gap-0: ") and name in f

@@ -272,12 +272,15 @@ def test_a_run_split_over_two_logs_is_put_together_before_it_is_decided(
 
 
 @pytest.mark.slow
-def test_gzip_logs_on_ray_give_the_local_result(
+def test_compressed_logs_on_ray_give_the_local_result(
         cluster: None, example: Workspace, inline_cli: Cli) -> None:
     """A rotated log compressed as `.jsonl.gz` is read as a Ray Dataset (Ray decompresses
-    by the suffix); a gzip log not named `.gz` goes to shard tasks, which read it as
-    reinstate does. Both give the local result, which is that of the logs uncompressed."""
+    by the suffix); a gzip log not named `.gz`, and a zstd log, go to shard tasks, which
+    read them as reinstate does. All give the local result, which is that of the logs
+    uncompressed."""
     import gzip
+
+    from backports.zstd import compress as zstd_compress
 
     first, second = _interleaved(example)
     _, plain, _ = _local_and_ray(example, inline_cli, [first, second])
@@ -285,7 +288,10 @@ def test_gzip_logs_on_ray_give_the_local_result(
     named.write_bytes(gzip.compress(first.read_bytes()))
     unnamed = second.with_name("unnamed.jsonl")
     unnamed.write_bytes(gzip.compress(second.read_bytes()))
-    for logs, dataset in (([named, second], True), ([named, unnamed], False)):
+    zstd = second.with_name(second.name + ".zst")
+    zstd.write_bytes(zstd_compress(second.read_bytes()))
+    for logs, dataset in (([named, second], True), ([named, unnamed], False),
+                          ([named, zstd], False)):
         common = ("backtest", AGENT, *map(str, logs), "--labels", str(_labels(example)))
         code, _, err = inline_cli(example, *common, "--json", str(example.root / "local.json"))
         assert code in (0, 1), err
