@@ -24,17 +24,30 @@ def resolution_gaps(incident: Incident) -> list[str]:
                     f"logging finding is recorded")
     if not incident.control_changes:
         gaps.append(f"{name} has no control change recorded")
-    addressed = {ref for c in incident.control_changes for ref in c.addresses}
+    # A prompt is no control: a layer the RCA says failed is addressed only by a change to
+    # a control layer, or a prompt change beside real ones would "fix" a gap left open.
+    addressed = {ref for c in incident.control_changes if c.layer != "prompt"
+                 for ref in c.addresses}
+    by_prompt = {ref for c in incident.control_changes if c.layer == "prompt"
+                 for ref in c.addresses}
+    layers_changed = {c.layer for c in incident.control_changes}
+    prompt_only = layers_changed == {"prompt"}
     for finding in incident.findings:
         # A logging gap is proven fixed by the gate's logging check on recent logs, not by
         # a control change replayed against the harm.
-        if finding.gap and finding.layer != LOGGING and finding.id not in addressed:
+        if not finding.gap or finding.layer == LOGGING or finding.id in addressed:
+            continue
+        if finding.id not in by_prompt:
             gaps.append(
                 f"{name} finding {finding.id} ({finding.layer}) has a gap that no control "
                 f"change addresses"
             )
-    layers_changed = {c.layer for c in incident.control_changes}
-    if layers_changed == {"prompt"}:
+        elif not prompt_only:  # a prompt-only resolution is named once, below
+            gaps.append(
+                f"{name} finding {finding.id} ({finding.layer}) has a gap that only a prompt "
+                f"change addresses: a control-layer gap needs a control change"
+            )
+    if prompt_only:
         control_gaps = [f.id for f in incident.findings if f.gap and f.layer != LOGGING]
         if control_gaps:
             gaps.append(

@@ -136,3 +136,38 @@ def test_the_restore_entry_names_the_verdict_the_restore_was_decided_on(
     assert entry.detail["mode"] == "full"
     assert entry.detail["verdict"] == verdict_digest(passing)
     assert entry.detail["verdict_created_at"] == passing.created_at.isoformat()
+
+
+@pytest.mark.attack
+def test_a_control_layer_gap_addressed_only_by_a_prompt_change_does_not_clear(
+        example: Workspace, fixed: Fix) -> None:
+    """The RCA records a permission-boundary gap (F-1) and the resolution lets a prompt
+    change "address" it, beside real changes on the other layers: permissions.yaml is left
+    as it was at the incident (the review gate routes the harm, so every replay check
+    passes). A prompt is no control: the gate fails and restore refuses, naming F-1."""
+    from gates import record_change, record_finding, schedule_review
+    from regressions import LAYERS
+    from tests.helpers import captured
+
+    incident_id = captured(example)
+    for layer in LAYERS:
+        record_finding(example, incident_id, layer=layer, gap=True,
+                       description=f"{layer} gap", actor=ACTOR)
+    fixed(example)
+    permissions = example.agent_dir("refund-agent") / "permissions.yaml"
+    baseline = example.incidents_dir / f"{incident_id}.baseline" / "permissions.yaml"
+    permissions.write_bytes(baseline.read_bytes())  # the permission boundary is not fixed
+    for layer, finding in (("eval_coverage", "F-2"), ("acceptance_criteria", "F-3"),
+                           ("review_gate", "F-4")):
+        record_change(example, incident_id, layer=layer, addresses=[finding],
+                      description=f"fix {layer}", actor=ACTOR)
+    record_change(example, incident_id, layer="prompt", addresses=["F-1"],
+                  description="agent 1.5.0: told to refund only the original payment",
+                  actor=ACTOR)
+    schedule_review(example, incident_id, on=utc_now().date(), actor=ACTOR)
+    verdict = run_gate(example, "refund-agent", actor=ACTOR)
+    gap = (f"{incident_id} finding F-1 (tool_permission_boundary) has a gap that only a "
+           f"prompt change addresses: a control-layer gap needs a control change")
+    control_changes = next(c for c in verdict.checks if c.name == "control_changes")
+    assert verdict.outcome == "fail" and gap in control_changes.findings
+    assert gap in _refusal(example)

@@ -384,3 +384,12 @@ def test_prompt_change_alongside_control_changes_is_fine() -> None:
     """A prompt change next to control changes is not a prompt-only resolution."""
     prompt = {"id": "CC-5", "layer": "prompt", "addresses": [], "description": "v1.5"}
     assert resolution_gaps(_incident(findings=ALL_GAPS, control_changes=[*FIXES, prompt])) == []
+
+
+def test_a_control_gap_addressed_only_by_a_prompt_change_stays_open() -> None:
+    """A prompt change beside control changes does not address a control-layer gap: F-1's
+    permission-boundary gap, named only by the prompt change, is still a gap."""
+    prompt = {"id": "CC-5", "layer": "prompt", "addresses": ["F-1"], "description": "v1.5"}
+    gaps = resolution_gaps(_incident(findings=ALL_GAPS, control_changes=[*FIXES[1:], prompt]))
+    assert gaps == ["INC-4 finding F-1 (tool_permission_boundary) has a gap that only a prompt "
+                    "change addresses: a control-layer gap needs a control change"]
