@@ -136,20 +136,48 @@ def walk(folder: Path, workspace: Places) -> Iterator[Path]:
     verdict stale."""
     base = folder.resolve()
     state = workspace.state_path
-    owned = [d for d in (state.parent, workspace.lock_dir, workspace.incidents_dir,
-                         workspace.logs_dir) if d != base and d.is_relative_to(base)]
+    mine = [d for d in (state.parent, workspace.lock_dir, workspace.incidents_dir,
+                        workspace.logs_dir) if d != base]
+    owned = [d for d in mine if d.is_relative_to(base)]
     holds_state = state.parent.is_relative_to(base)
-    for path in folder.rglob("*"):
+    for path, linked in _files_under(folder, base):
         if not SKIPPED_DIRS.isdisjoint(path.parts) or not path.is_file():
             continue
-        if not owned and not holds_state:
+        if not linked and not owned and not holds_state:
             yield path  # the usual agent folder: nothing of reinstate's can be in it
             continue
         real = path.resolve()
         if real.parent == state.parent and real.name.startswith(state.name):
             continue  # the store and its journal files
-        if not any(real.is_relative_to(d) for d in owned):
+        # A linked folder may lead anywhere, into reinstate's own folders too.
+        if not any(real.is_relative_to(d) for d in (mine if linked else owned)):
             yield path
+
+
+def _files_under(folder: Path, real: Path) -> Iterator[tuple[Path, bool]]:
+    """Every entry under ``folder`` (``real``: where it resolves to), and whether it was
+    reached through a folder that is a symbolic link. Linked folders are entered: the agent
+    imports and reads through them like any folder, so their files are its own (``rglob``
+    passed over them, and they were in no fingerprint). Each is entered once, so a link
+    back up the tree ends."""
+    entered = {real}
+    linked = {Path(folder): False}
+    for top, folders, files in os.walk(folder, followlinks=True):
+        here = Path(top)
+        for name in list(folders):
+            child = here / name
+            link = child.is_symlink()
+            if link:
+                target = child.resolve()
+                if target in entered:
+                    folders.remove(name)
+                    continue
+                entered.add(target)
+            linked[child] = linked[here] or link
+        for name in folders:
+            yield here / name, linked[here / name]
+        for name in files:
+            yield here / name, linked[here]
 
 
 def matches(workspace: Places, agent_file: Path, index: int, pattern: str) -> list[Path]:

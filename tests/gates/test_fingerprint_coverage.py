@@ -192,3 +192,28 @@ def test_verdict_from_before_the_new_digests_is_stale(back_in_full: Workspace) -
     assert old.model_dump_json() == body
     assert today.changed_since(old) == ["reinstate.toml"]
     assert Fingerprint.model_validate({**stored, "files": today.files}).changed_since(today)
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("where", ["inside", "outside"])
+def test_a_file_under_a_linked_folder_of_the_agent_is_fingerprinted(
+        back_in_full: Workspace, cli: Cli, tmp_path: Path, where: str) -> None:
+    """A folder of the agent's that is a symbolic link (to a shared folder of the workspace,
+    or one outside it) holds code the agent can import (its Python adapter's ``path`` is
+    its folder). Its files are the agent's: a change to one after the gate is stale, in
+    the full check and in the light one that follows it. Before, the walk did not enter a
+    linked folder, so its files were in no fingerprint and `check` kept clearing."""
+    target = (back_in_full.root / "shared_lib" if where == "inside"
+              else tmp_path / "outside" / "lib")
+    target.mkdir(parents=True)
+    (target / "refund_limits.py").write_text("LIMIT = 500\n")
+    (back_in_full.agent_dir(AGENT) / "limits").symlink_to(target, target_is_directory=True)
+    assert run_gate(back_in_full, AGENT, actor="ci")
+    # Named as the workspace names a path: where it resolves to, inside the workspace.
+    assert any(name.endswith("refund_limits.py")
+               for name in fingerprint(back_in_full, AGENT).files)
+    assert cli(back_in_full, "check", AGENT)[0] == 0
+    (target / "refund_limits.py").write_text("LIMIT = 50_000  # after the gate\n")
+    for _ in range(2):  # the full check, then the light one it remembered facts for
+        code, out, _ = cli(back_in_full, "check", AGENT)
+        assert code == 1 and _stale_naming(out, "refund_limits.py"), out
