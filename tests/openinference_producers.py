@@ -3,6 +3,9 @@
 
 Each producer runs in its own child process (``python -m tests.openinference_producers``):
 the two OpenAI instrumentations patch the same client methods and cannot share a process.
+:func:`produce_agents_sdk` runs an agent framework instead: an OpenAI Agents SDK agent
+traced by ``openinference-instrumentation-openai-agents``, which turns the SDK's own trace
+into OpenInference spans (AGENT, LLM, TOOL).
 The spans go through the OpenTelemetry SDK and the OTLP protobuf encoder, then to JSON as
 the Collector's ``file`` exporter writes it: one ``ExportTraceServiceRequest`` a line,
 trace and span ids in hex.
@@ -74,6 +77,95 @@ def produce(instrumentation: str, out: Path, *, session: str = "sess-7731",
     return out
 
 
+# With two_refunds the model asks for a second refund in the same answer.
+SECOND_ARGS = {**REFUND_ARGS, "order_id": "A-1002", "amount": 40.0}
+SECOND_RESULT = {"refund_id": "R-88214", "status": "issued"}
+AGENT = "refund-agent"  # the example workspace's agent, so the gate checks its runs
+
+
+def two_refunds_model(body: dict[str, Any]) -> dict[str, Any]:
+    """:func:`scripted_model`, asking for both refunds (A-1001, then A-1002) in one answer."""
+    completion = scripted_model(body)
+    message = completion["choices"][0]["message"]
+    if message.get("tool_calls"):
+        message["tool_calls"].append({"id": "call_refund_2", "type": "function", "function": {
+            "name": "issue_refund", "arguments": json.dumps(SECOND_ARGS)}})
+    return completion
+
+
+def produce_agents_sdk(out: Path, *, session: str | None = "sess-7731",
+                       second_turn: bool = True, two_refunds: bool = False) -> Path:
+    """Run the refund conversation as an OpenAI Agents SDK agent (instructions, a
+    ``@function_tool`` refund tool, ``Runner.run_sync`` on the ask and, with
+    ``second_turn``, on the follow-up with the first turn's items) in a child process, its
+    chat-completions model pointed at a local chat server; the spans OpenInference's
+    processor makes of the SDK's trace land in ``out`` as OTLP/JSON lines. Each turn is a
+    trace of its own; ``session`` (``using_session``) stamps both with one ``session.id``.
+    ``two_refunds``: the model asks for two refunds at once, which the SDK runs together."""
+    server = ChatServer(two_refunds_model if two_refunds else scripted_model)
+    try:
+        base_url = server.url.removesuffix("/chat/completions")
+        args = [sys.executable, "-m", "tests.openinference_producers", "agents-sdk",
+                str(out), base_url, session or "", "two-turns" if second_turn else "one-turn"]
+        subprocess.run(args, check=True, cwd=Path(__file__).parent.parent, timeout=120,
+                       capture_output=True, text=True)
+    finally:
+        server.close()
+    return out
+
+
+def _agents_child(out: Path, base_url: str, session: str, second_turn: bool) -> None:
+    """The child process: an Agents SDK agent under the OpenInference processor."""
+    import os
+    from contextlib import nullcontext
+
+    # The SDK's trace must stay on: OpenInference makes its spans in a processor of that
+    # trace, so set_tracing_disabled(True) (or this variable) leaves the file empty. What
+    # keeps the trace from OpenAI is exclusive_processor: the instrumentor replaces the
+    # SDK's processors, its exporter to OpenAI among them, with its own.
+    os.environ.pop("OPENAI_AGENTS_DISABLE_TRACING", None)
+    from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool
+    from openai import AsyncOpenAI
+    from openinference.instrumentation import using_session
+    from openinference.instrumentation.openai_agents import OpenAIAgentsInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "refund-agent"}))
+    provider.add_span_processor(SimpleSpanProcessor(_file_exporter(out)))
+    OpenAIAgentsInstrumentor().instrument(tracer_provider=provider, exclusive_processor=True)
+
+    @function_tool
+    def issue_refund(order_id: str, amount: float, currency: str, refund_to: str,
+                     reason: str) -> dict[str, str]:
+        """Refund an order."""
+        return REFUND_RESULT if order_id == REFUND_ARGS["order_id"] else SECOND_RESULT
+
+    client = AsyncOpenAI(base_url=base_url, api_key="test-key", max_retries=0)
+    agent = Agent(name=AGENT, instructions=SYSTEM, tools=[issue_refund],
+                  model=OpenAIChatCompletionsModel(model="gpt-4o", openai_client=client))
+    with using_session(session) if session else nullcontext():
+        first = Runner.run_sync(agent, ASK)
+        if second_turn:
+            Runner.run_sync(agent, [*first.to_input_list(), {"role": "user", "content": THANKS}])
+    provider.shutdown()
+
+
+def _file_exporter(out: Path) -> Any:
+    """A span exporter appending each export to ``out`` as one OTLP/JSON line, as the
+    Collector's file exporter does."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class FileExporter(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            with out.open("a", encoding="utf-8") as handle:
+                handle.write(_otlp_json_lines(spans))
+            return SpanExportResult.SUCCESS
+
+    return FileExporter()
+
+
 def _otlp_json_lines(spans: Sequence[Any]) -> str:
     """Finished SDK spans as one OTLP/JSON export line, ids in hex as the spec says."""
     from google.protobuf.json_format import MessageToDict
@@ -102,17 +194,7 @@ def _child(instrumentation: str, out: Path, base_url: str, session: str,
     from opentelemetry import context, trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        SimpleSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
-
-    class FileExporter(SpanExporter):
-        def export(self, spans: Sequence[Any]) -> SpanExportResult:
-            with out.open("a", encoding="utf-8") as handle:
-                handle.write(_otlp_json_lines(spans))
-            return SpanExportResult.SUCCESS
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": "refund-agent"}))
     if instrumentation == "openllmetry":
@@ -127,7 +209,7 @@ def _child(instrumentation: str, out: Path, base_url: str, session: str,
                     span.set_attribute(f"traceloop.association.properties.{key}", value)
 
         provider.add_span_processor(Associations())
-    provider.add_span_processor(SimpleSpanProcessor(FileExporter()))
+    provider.add_span_processor(SimpleSpanProcessor(_file_exporter(out)))
     trace.set_tracer_provider(provider)
 
     if instrumentation == "openinference":
@@ -206,6 +288,8 @@ class _associated:
         context.detach(self.token)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1] == "agents-sdk":
+    _agents_child(Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] == "two-turns")
+elif __name__ == "__main__":
     _child(sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4],
            sys.argv[5] == "tool-spans")
