@@ -8,7 +8,7 @@ function.arguments``, ``….message.tool_call_id``, and likewise ``llm.output_me
 Beside them: ``input.value``/``output.value`` (with ``input.mime_type``), ``tool.name``,
 ``tool_call.id``, ``llm.model_name``, ``llm.provider``/``llm.system``,
 ``llm.token_count.prompt|completion``, ``llm.cost.total``, ``llm.tools.N.tool.json_schema``,
-``session.id`` and ``user.id``.
+``session.id``, ``user.id`` and, on agent spans, ``agent.name``.
 
 A trace becomes a part of a run: the user messages each model call adds (its input
 repeats the ones before), system messages as the run's context, tool calls with their
@@ -315,6 +315,13 @@ def _part(trace: _Trace, spans: list[PlainSpan], models: list[PlainSpan],
         metadata["choices"] = trace.choices
     header: dict[str, Any] = {"run_id": trace_id, "metadata": metadata, "context": context,
                               "started_at": step_time(spans[0].start)}
+    # The agent that ran: read_logs(agent=…), and so the gate, takes a run naming none as
+    # any agent's it is asked for. The first agent span naming one, as an agent framework's
+    # processor (OpenAI Agents SDK) marks it: after a handoff, the agent given the input.
+    agent = next((s.attributes["agent.name"] for s in spans
+                  if s.attributes.get(KIND) == "AGENT" and s.attributes.get("agent.name")), None)
+    if agent is not None:
+        header["agent"] = str(agent)
     usage = _usage(models)
     if usage is not None:
         header["usage"] = usage
