@@ -21,6 +21,7 @@ from evalsuite import (
     load_cases,
     load_model,
     read_log,
+    read_logs,
     read_runs,
 )
 from gates import Workspace, load_controls
@@ -247,3 +248,43 @@ def test_gate_on_a_hostile_case_writes_nothing(workspace: Workspace,
         assert after == before
     else:
         assert code in (1, 3, 4), err  # a still-valid case: judged, never a pass
+
+
+def _stored(text: bytes, storage: str) -> bytes:
+    """``text`` as a rotated log or the Collector's file exporter stores it."""
+    import gzip
+
+    from backports.zstd import compress as zstd_compress
+
+    lines = text.splitlines()
+    if storage == "gzip":
+        return gzip.compress(text)
+    if storage == "zstd":
+        return b"".join(zstd_compress(line + b"\n") for line in lines)
+    messages = [zstd_compress(line) if storage == "framed-zstd" else line for line in lines]
+    return b"".join(len(m).to_bytes(4, "big") + m for m in messages)
+
+
+@pytest.mark.parametrize("storage", ["gzip", "zstd", "framed", "framed-zstd"])
+@settings(max_examples=60)
+@given(choices=st.data())
+def test_a_damaged_stored_log_reads_or_fails_cleanly(
+        workspace: Workspace, tmp_path_factory: pytest.TempPathFactory, tried: Tried,
+        storage: str, choices: st.DataObject) -> None:
+    """A compressed or length-prefixed log with bytes flipped, cut off, or bytes inserted
+    (a length that lies, a frame that is no frame) reads or fails cleanly."""
+    data = bytearray(_stored((DATA / "refund-agent.otlp.jsonl").read_bytes(), storage))
+    for _ in range(choices.draw(st.integers(1, 3))):
+        at = choices.draw(st.integers(0, len(data)))
+        how = choices.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if how == "flip" and at < len(data):
+            data[at] ^= choices.draw(st.integers(1, 255))
+        elif how == "cut":
+            del data[at:]
+        else:
+            data[at:at] = choices.draw(st.binary(min_size=1, max_size=8))
+    path = tmp_path_factory.mktemp(storage) / "traces.jsonl"
+    path.write_bytes(bytes(data))
+    tried()
+    _clean(lambda: list(read_logs([path])))
+    _clean(lambda: list(read_log(path, "otel")))
