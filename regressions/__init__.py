@@ -68,7 +68,7 @@ if TYPE_CHECKING:
         TriggerKind,
         exact_arguments,
     )
-    from regressions._resolution import resolution_gaps
+    from regressions._resolution import other_layer_fixes, resolution_gaps
     from regressions._scope import LISTED_RUNS, ScopeSearch, derive_signature, scope_lines
     from regressions._timeline import (
         build_timeline,
@@ -137,6 +137,7 @@ __all__ = [
     "incident_events",
     "logging_gaps",
     "next_phase",
+    "other_layer_fixes",
     "parse_trigger",
     "pick_harmful_steps",
     "placeholder_pattern",
@@ -214,6 +215,7 @@ _EXPORTS: dict[str, str] = {
     "Trigger": "regressions._regression_case",
     "TriggerKind": "regressions._regression_case",
     "exact_arguments": "regressions._regression_case",
+    "other_layer_fixes": "regressions._resolution",
     "resolution_gaps": "regressions._resolution",
     "LISTED_RUNS": "regressions._scope",
     "ScopeSearch": "regressions._scope",

@@ -60,3 +60,24 @@ def resolution_gaps(incident: Incident) -> list[str]:
                 f"failed (no_control_gap_reason)"
             )
     return gaps
+
+
+def other_layer_fixes(incident: Incident) -> list[str]:
+    """Warnings for control-layer gaps that only changes on other layers address.
+
+    A compensating control can be the right fix (a review of every refund for a permission
+    too wide), and its replay proves it; but the layer the root cause names is left as it
+    was, and a reader of the verdict should see that rather than infer it.
+    """
+    warnings = []
+    for finding in incident.findings:
+        if not finding.gap or finding.layer == LOGGING:
+            continue
+        layers = {c.layer for c in incident.control_changes
+                  if c.layer != "prompt" and finding.id in c.addresses}
+        if layers and finding.layer not in layers:
+            warnings.append(
+                f"{incident.id} finding {finding.id} ({finding.layer}) is addressed only by "
+                f"a change on {', '.join(sorted(layers))}: the {finding.layer} layer the root "
+                f"cause names is left as it was")
+    return warnings

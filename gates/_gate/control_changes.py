@@ -36,6 +36,7 @@ from regressions import (
     Incident,
     RegressionCase,
     derive_signature,
+    other_layer_fixes,
     resolution_gaps,
 )
 
@@ -214,6 +215,7 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesRes
     findings: list[str] = []
     errors: list[str] = []
     warnings: list[str] = []
+    narrow = 0  # warnings of a scope that is the captured calls only
     verifications: list[ChangeVerification] = []
     incidents = [i for i in inputs.incidents if i.phase != "closed"]
     for incident in incidents:
@@ -232,6 +234,8 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesRes
             incident, cases, baseline, inputs.workspace.config.gate.min_cases_per_input_type))
         if (warning := exact_scope(incident, cases)) is not None:
             warnings.append(warning)
+            narrow += 1
+        warnings += other_layer_fixes(incident)
         for change in incident.control_changes:
             try:
                 verification = verify_change(change, incident, cases, baseline, inputs,
@@ -249,8 +253,13 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesRes
     verified = sum(v.verified for v in verifications)
     summary = (f"{verified}/{len(verifications)} control changes verified across "
                f"{len(incidents)} open incident(s)") if incidents else "no open incident"
-    if warnings:  # said, not failed: the proof is as wide as the scope the team set
-        summary += f"; WARNING: {len(warnings)} incident scope(s) are the captured calls only"
+    # Said, not failed: the proof is as wide as the scope the team set, and a compensating
+    # control on another layer is a choice the team may make.
+    if narrow:
+        summary += f"; WARNING: {narrow} incident scope(s) are the captured calls only"
+    if len(warnings) > narrow:
+        summary += (f"; WARNING: {len(warnings) - narrow} gap(s) addressed only on another "
+                    f"control layer")
     return ControlChangesResult(outcome=outcome, summary=summary,
                                 findings=errors + [f"WARNING: {w}" for w in warnings] + findings,
                                 data=ControlChangesData(verifications=verifications))

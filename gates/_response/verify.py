@@ -25,7 +25,7 @@ from gates._gate.inputs import load_inputs
 from gates._gate.rca import analyse, contradictions
 from gates._gate.scope_replay import ScopeReplay, replay_scope
 from gates._verdict.verdict import ChangeVerification, Outcome
-from regressions import Incident, resolution_gaps, utc_now
+from regressions import Incident, other_layer_fixes, resolution_gaps, utc_now
 
 
 class OverBlocking(Record):
@@ -82,7 +82,8 @@ class Verification(Record):
     """What changed in each control file since containment, by file name."""
     warnings: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
     """What the proof does not cover, said without failing it: the scope of impact left
-    as the captured calls' exact arguments (see the gate's control_changes check)."""
+    as the captured calls' exact arguments, or a gap addressed only by a change on another
+    control layer (see the gate's control_changes check)."""
 
 
 @dataclass
@@ -226,5 +227,6 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
         control_diffs=control_diffs(baseline, inputs.controls),
         run_file=workspace.relative(evidence.run_file) if evidence.run_file else None,
         review_load=logged.review_load() if logged else [],
-        warnings=[w for w in [exact_scope(incident, cases)] if w is not None],
+        warnings=[w for w in [exact_scope(incident, cases)] if w is not None]
+        + other_layer_fixes(incident),
     )

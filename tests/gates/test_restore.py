@@ -171,3 +171,36 @@ def test_a_control_layer_gap_addressed_only_by_a_prompt_change_does_not_clear(
     control_changes = next(c for c in verdict.checks if c.name == "control_changes")
     assert verdict.outcome == "fail" and gap in control_changes.findings
     assert gap in _refusal(example)
+
+
+def test_a_gap_addressed_only_on_another_layer_passes_with_a_warning(
+        example: Workspace, fixed: Fix) -> None:
+    """F-1's permission-boundary gap addressed by the review-gate change alone (the review
+    gate routes the harm, so its replay verifies): a compensating control the team may
+    choose. The gate passes, and its control_changes check says, as a WARNING, that the
+    permission boundary the root cause names was left as it was."""
+    from gates import record_change, record_finding, schedule_review
+    from regressions import LAYERS
+    from tests.helpers import captured
+
+    incident_id = captured(example)
+    for layer in LAYERS:
+        record_finding(example, incident_id, layer=layer, gap=True,
+                       description=f"{layer} gap", actor=ACTOR)
+    fixed(example)
+    permissions = example.agent_dir("refund-agent") / "permissions.yaml"
+    baseline = example.incidents_dir / f"{incident_id}.baseline" / "permissions.yaml"
+    permissions.write_bytes(baseline.read_bytes())  # the permission boundary is not fixed
+    for layer, findings in (("eval_coverage", ["F-2"]), ("acceptance_criteria", ["F-3"]),
+                            ("review_gate", ["F-4", "F-1"])):
+        record_change(example, incident_id, layer=layer, addresses=findings,
+                      description=f"fix {layer}", actor=ACTOR)
+    schedule_review(example, incident_id, on=utc_now().date(), actor=ACTOR)
+    verdict = run_gate(example, "refund-agent", actor=ACTOR)
+    control_changes = next(c for c in verdict.checks if c.name == "control_changes")
+    assert verdict.outcome == "pass", [c.findings for c in verdict.checks]
+    assert "WARNING: 1 gap(s) addressed only on another control layer" in \
+        control_changes.summary
+    assert (f"WARNING: {incident_id} finding F-1 (tool_permission_boundary) is addressed only "
+            f"by a change on review_gate: the tool_permission_boundary layer the root cause "
+            f"names is left as it was") in control_changes.findings

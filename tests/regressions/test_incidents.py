@@ -20,6 +20,7 @@ from regressions import (
     Incident,
     IncidentBook,
     UnknownIncident,
+    other_layer_fixes,
     resolution_gaps,
     utc_now,
 )
@@ -393,3 +394,19 @@ def test_a_control_gap_addressed_only_by_a_prompt_change_stays_open() -> None:
     gaps = resolution_gaps(_incident(findings=ALL_GAPS, control_changes=[*FIXES[1:], prompt]))
     assert gaps == ["INC-4 finding F-1 (tool_permission_boundary) has a gap that only a prompt "
                     "change addresses: a control-layer gap needs a control change"]
+
+
+def test_a_gap_addressed_only_on_another_layer_is_a_warning_not_a_gap() -> None:
+    """F-1's permission-boundary gap addressed by a review-gate change (a compensating
+    control) is addressed: no gap, but a warning naming the layer left as it was. Once a
+    permission change addresses it too, or for a change on its own layer, no warning."""
+    review = {"id": "CC-1", "layer": "review_gate", "addresses": ["F-1"],
+              "description": "every refund to a person"}
+    elsewhere = _incident(findings=ALL_GAPS, control_changes=[review, *FIXES[1:]])
+    assert resolution_gaps(elsewhere) == []
+    assert other_layer_fixes(elsewhere) == [
+        "INC-4 finding F-1 (tool_permission_boundary) is addressed only by a change on "
+        "review_gate: the tool_permission_boundary layer the root cause names is left as it was"]
+    both = _incident(findings=ALL_GAPS, control_changes=[review, *FIXES])
+    assert other_layer_fixes(both) == []
+    assert other_layer_fixes(_incident(findings=ALL_GAPS, control_changes=FIXES)) == []
