@@ -247,9 +247,8 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
     name = str(attrs.get("tool.name") or span.name)
     call_id = attrs.get("tool_call.id")
     call_id = str(call_id) if call_id is not None else None
-    call = next((c for c in trace.waiting if call_id is not None and c.call_id == call_id),
-                None) or next((c for c in trace.waiting if call_id is None and c.tool == name),
-                              None)
+    call = (next((c for c in trace.waiting if c.call_id == call_id), None)
+            if call_id is not None else _asked(trace.waiting, name, attrs.get("input.value")))
     if call is not None:
         trace.waiting.remove(call)
         call_id = call.call_id
@@ -269,6 +268,19 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
         trace.add(span.end, ToolResult(tool=name, call_id=call_id,
                                        result=result if readable else attrs["output.value"]),
                   span.place)
+
+
+def _asked(waiting: list[ToolCall], name: str, raw_arguments: Any) -> ToolCall | None:
+    """The model's request a tool span without a call id carries out: of the calls of its
+    tool still waiting, the one asked with the arguments the span ran with, else the
+    earliest. Tools the model asked for together run together, and may start in any order."""
+    asked = [c for c in waiting if c.tool == name]
+    if len(asked) > 1 and raw_arguments is not None:
+        arguments, _ = parse_arguments(raw_arguments)
+        same = next((c for c in asked if c.arguments == arguments), None)
+        if same is not None:
+            return same
+    return asked[0] if asked else None
 
 
 def _text_value(value: Any) -> str:

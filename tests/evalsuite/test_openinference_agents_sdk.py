@@ -111,6 +111,36 @@ def test_two_calls_of_one_tool_get_each_its_own_result(tmp_path: Path) -> None:
         "call_refund_2": (SECOND_ARGS, SECOND_RESULT)}
 
 
+def _tool_spans_swapped(path: Path) -> None:
+    """The export with its two TOOL spans' times swapped: the second call's tool started
+    first, as tools the SDK runs together may."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    spans = [span for line in lines for resource in line["resourceSpans"]
+             for scope in resource["scopeSpans"] for span in scope["spans"]
+             if {"key": "openinference.span.kind", "value": {"stringValue": "TOOL"}}
+             in span["attributes"]]
+    assert len(spans) == 2
+    first, second = spans
+    for key in ("startTimeUnixNano", "endTimeUnixNano"):
+        first[key], second[key] = second[key], first[key]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def test_tools_run_together_are_paired_by_their_arguments(tmp_path: Path) -> None:
+    """The two refunds' TOOL spans name no call id and the second one started first: each
+    is still paired with the call asked with the arguments it ran with, not with the
+    earliest call of its tool."""
+    export = produce_agents_sdk(tmp_path / "two.jsonl", second_turn=False, two_refunds=True)
+    _tool_spans_swapped(export)
+    run, = read_log_runs(export)
+    calls = {i: s for i, s in enumerate(run.steps) if isinstance(s, ToolCall)}
+    results = {i: s for i, s in enumerate(run.steps) if isinstance(s, ToolResult)}
+    assert {calls[c].call_id: (calls[c].arguments, results[r].result)
+            for c, r in run.pairs().items()} == {
+        "call_refund_1": (REFUND_ARGS, REFUND_RESULT),
+        "call_refund_2": (SECOND_ARGS, SECOND_RESULT)}
+
+
 def test_ingest_and_the_gates_logging_check_read_the_agents_runs(
         two_turns: Path, example: Workspace, cli: RunCli) -> None:
     """`reinstate ingest` writes the one run with its agent, context and steps; the gate's
