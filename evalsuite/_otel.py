@@ -643,9 +643,9 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
         span.name.removeprefix("execute_tool").strip() or span.name)
     call_id = attrs.get("gen_ai.tool.call.id")
     call_id = str(call_id) if call_id is not None else None
-    call = _requested(trace, str(name), call_id)
-    call_id = call_id or (call.call_id if call is not None else None)
     raw_args = attrs.get("gen_ai.tool.call.arguments", attrs.get("traceloop.entity.input"))
+    call = _requested(trace, str(name), call_id, raw_args)
+    call_id = call_id or (call.call_id if call is not None else None)
     if call is None:
         call = tool_call(str(name), call_id, raw_args, unwrap=True)
         trace.add(span.start, call, span.place)
@@ -666,19 +666,24 @@ def _tool(trace: _Trace, span: PlainSpan) -> None:
         trace.unanswered.setdefault(call_id, []).append(call)
 
 
-def _requested(trace: _Trace, name: str, call_id: str | None) -> ToolCallStep | None:
-    """The model's request this tool span carries out: by id, else the earliest of its tool."""
+def _requested(trace: _Trace, name: str, call_id: str | None,
+               raw_args: Any) -> ToolCallStep | None:
+    """The model's request this tool span carries out: by id, else, of its tool's calls,
+    the one asked with the arguments the span ran with (tools asked for together run
+    together, and may start in any order), else the earliest."""
     waiting: list[ToolCallStep] = trace.waiting
-    for call in waiting:
-        if call_id is not None and call.call_id == call_id:
-            waiting.remove(call)
-            return call
-    if call_id is None:
-        for call in waiting:
-            if call.tool == name:
-                waiting.remove(call)
-                return call
-    return None
+    found = None
+    if call_id is not None:
+        found = next((call for call in waiting if call.call_id == call_id), None)
+    else:
+        asked = [call for call in waiting if call.tool == name]
+        if len(asked) > 1 and raw_args is not None:
+            ran = tool_call(name, None, raw_args, unwrap=True).arguments
+            found = next((call for call in asked if call.arguments == ran), None)
+        found = found or (asked[0] if asked else None)
+    if found is not None:
+        waiting.remove(found)
+    return found
 
 
 def _late_results(trace: _Trace, span: PlainSpan) -> None:

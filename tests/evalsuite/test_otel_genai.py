@@ -474,3 +474,43 @@ def test_a_bad_log_record_among_console_objects_is_counted_once(
     skips = Skips()
     merge_parts(read_logs([bad], skips=skips))
     assert skips.total == 2, skips.lines()
+
+
+def test_tool_spans_without_ids_answer_the_call_asked_with_their_arguments(
+        tmp_path: Path) -> None:
+    """Two refunds asked for at once, their tool spans without `gen_ai.tool.call.id` and
+    the second one started first: each result answers the call asked with the arguments
+    the tool ran with, not the earliest call of the tool."""
+    def attributes(values: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"key": k, "value": {"stringValue": v}} for k, v in values.items()]
+
+    refunds = [{"order_id": "A-1", "refund_to": "store_credit:C-7731"},
+               {"order_id": "A-2", "refund_to": "original_payment_method"}]
+    calls = [{"type": "tool_call", "id": f"call_{n}", "name": "issue_refund",
+              "arguments": args} for n, args in enumerate(refunds)]
+    t0 = 1_795_000_000_000_000_000
+
+    def span(number: int, name: str, start: int, end: int,
+             values: dict[str, Any]) -> dict[str, Any]:
+        return {"traceId": "ab" * 16, "spanId": f"{number:016x}", "name": name,
+                "startTimeUnixNano": str(t0 + start), "endTimeUnixNano": str(t0 + end),
+                "attributes": attributes(values)}
+
+    spans = [
+        span(1, "chat gpt-4o", 0, 10, {"gen_ai.operation.name": "chat",
+                                       "gen_ai.output.messages": json.dumps([{
+                                           "role": "assistant", "parts": calls}])}),
+        *[span(2 + n, "execute_tool issue_refund", start, start + 5, {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "issue_refund",
+            "gen_ai.tool.call.arguments": json.dumps(refunds[n]),
+            "gen_ai.tool.call.result": json.dumps({"refund": refunds[n]["order_id"]})})
+          for n, start in ((1, 20), (0, 30))],  # the second call's tool started first
+    ]
+    log = tmp_path / "traces.jsonl"
+    log.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}) + "\n")
+    run, = read_log_runs(log)
+    steps = run.steps
+    paired = {steps[c].call_id: (steps[c].arguments, steps[r].result)
+              for c, r in run.pairs().items()}
+    assert paired == {"call_0": (refunds[0], {"refund": "A-1"}),
+                      "call_1": (refunds[1], {"refund": "A-2"})}
