@@ -18,9 +18,12 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.chat_server import ChatServer
+
+if TYPE_CHECKING:  # the producers' child processes import no reader
+    from evalsuite import Run
 
 SYSTEM = "You are Harbor Goods' support agent. Refunds over 500 USD need a human."
 ASK = "Order A-1001 arrived damaged. Refund it to my store credit, please."
@@ -36,6 +39,31 @@ TOOLS = [{"type": "function", "function": {
     "parameters": {"type": "object", "properties": {
         "order_id": {"type": "string"}, "amount": {"type": "number"},
         "refund_to": {"type": "string"}}, "required": ["order_id", "amount"]}}}]
+
+
+STEPS = ["user_input", "tool_call", "tool_result", "output", "user_input", "output"]
+
+
+def assert_the_conversation(run: Run) -> None:
+    """``run`` is the refund conversation every producer here traces, step by step: the
+    ask, the refund with its exact arguments and its result, the answer, the follow-up and
+    its answer, in time order, with the system message as context."""
+    from evalsuite import Output, ToolCall, ToolResult, UserInput
+
+    assert [s.kind for s in run.steps] == STEPS
+    ask, call, result, answer, thanks, address = run.steps
+    assert isinstance(ask, UserInput) and ask.content == ASK
+    assert isinstance(call, ToolCall) and (call.tool, call.call_id) == (
+        "issue_refund", "call_refund_1")
+    assert call.arguments == REFUND_ARGS and call.arguments_logged is not False
+    assert isinstance(result, ToolResult) and result.result == REFUND_RESULT
+    assert result.call_id == "call_refund_1" and run.pairs() == {1: 2}
+    assert isinstance(answer, Output) and answer.content == ANSWER
+    assert isinstance(thanks, UserInput) and thanks.content == THANKS
+    assert isinstance(address, Output) and address.content == ADDRESS
+    times = [s.at for s in run.steps]
+    assert None not in times and times == sorted(times)  # type: ignore[type-var]
+    assert run.context["system"] == SYSTEM
 
 
 def scripted_model(body: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,6 @@ from pathlib import Path
 import pytest
 
 from evalsuite import (
-    Output,
-    Run,
-    ToolCall,
     ToolResult,
     UserInput,
     read_log,
@@ -23,19 +20,14 @@ from gates import Workspace
 from tests.conftest import RunCli, tree
 from tests.helpers import as_another_session, captured
 from tests.openinference_producers import (
-    ADDRESS,
-    ANSWER,
     ASK,
-    REFUND_ARGS,
-    REFUND_RESULT,
-    SYSTEM,
     THANKS,
+    assert_the_conversation,
     produce,
 )
 
 pytestmark = pytest.mark.slow  # each file is made by a child process running the client
 
-STEPS = ["user_input", "tool_call", "tool_result", "output", "user_input", "output"]
 
 
 @pytest.fixture(scope="module")
@@ -50,30 +42,13 @@ def openllmetry(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return produce("openllmetry", tmp_path_factory.mktemp("ol") / "ol.otlp.jsonl")
 
 
-def _the_conversation(run: Run) -> None:
-    assert [s.kind for s in run.steps] == STEPS
-    ask, call, result, answer, thanks, address = run.steps
-    assert isinstance(ask, UserInput) and ask.content == ASK
-    assert isinstance(call, ToolCall) and (call.tool, call.call_id) == (
-        "issue_refund", "call_refund_1")
-    assert call.arguments == REFUND_ARGS
-    assert isinstance(result, ToolResult) and result.result == REFUND_RESULT
-    assert result.call_id == "call_refund_1" and run.pairs() == {1: 2}
-    assert isinstance(answer, Output) and answer.content == ANSWER
-    assert isinstance(thanks, UserInput) and thanks.content == THANKS
-    assert isinstance(address, Output) and address.content == ADDRESS
-    times = [s.at for s in run.steps]
-    assert None not in times and times == sorted(times)  # type: ignore[type-var]
-    assert run.context["system"] == SYSTEM
-
-
 def test_openinference_session_is_one_run_with_every_step(openinference: Path) -> None:
     """Three OpenInference traces of one session.id read as one run: each user message once,
     the call with its arguments, the result from the next call's tool message, the answers."""
     runs = read_log_runs(openinference)
     assert len(runs) == 1 and runs[0].run_id == "sess-7731"
     run = runs[0]
-    _the_conversation(run)
+    assert_the_conversation(run)
     assert run.context["tool_definitions"][0]["function"]["name"] == "issue_refund"
     assert run.usage is not None and run.usage.model_calls == 3
     assert (run.usage.input_tokens, run.usage.output_tokens) == (120 + 140 + 160, 60)
@@ -86,7 +61,7 @@ def test_openinference_tool_span_gives_the_result_once(tmp_path: Path) -> None:
     """A TOOL span the app traced answers the model's call; the next call's tool message
     that repeats it adds no second result."""
     run, = read_log_runs(produce("openinference", tmp_path / "tools.jsonl", tool_spans=True))
-    _the_conversation(run)
+    assert_the_conversation(run)
     assert sum(isinstance(s, ToolResult) for s in run.steps) == 1
 
 
@@ -95,7 +70,7 @@ def test_openllmetry_association_session_is_one_run(openllmetry: Path) -> None:
     one run, history read once, the tool's result taken from the next call's input."""
     runs = read_log_runs(openllmetry)
     assert len(runs) == 1 and runs[0].run_id == "sess-7731"
-    _the_conversation(runs[0])
+    assert_the_conversation(runs[0])
     assert runs[0].usage is not None and runs[0].usage.model_calls == 3
 
 
@@ -125,7 +100,7 @@ def test_sessions_held_in_numbers_still_pair_each_result_with_its_call(
     runs = read_log_runs(many)
     assert sorted(run.run_id for run in runs) == sorted(f"sess-{n}" for n in range(70))
     for run in runs:
-        _the_conversation(run)
+        assert_the_conversation(run)
 
 
 def test_a_session_streams_one_part_per_trace(openinference: Path) -> None:

@@ -13,28 +13,26 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite import Output, ToolCall, ToolResult, UserInput, read_log_runs, read_logs
+from evalsuite import Output, Run, ToolCall, ToolResult, read_log_runs, read_logs
 from gates import Evidence, Workspace, load_inputs
 from gates._gate.logging_check import logging as logging_check
 from regressions import logging_gaps
 from tests.conftest import RunCli
 from tests.openinference_producers import (
-    ADDRESS,
     AGENT,
     ANSWER,
-    ASK,
     REFUND_ARGS,
     REFUND_RESULT,
     SECOND_ARGS,
     SECOND_RESULT,
+    STEPS,
     SYSTEM,
-    THANKS,
+    assert_the_conversation,
     produce_agents_sdk,
 )
 
 pytestmark = pytest.mark.slow  # each file is made by a child process running the agent
 
-STEPS = ["user_input", "tool_call", "tool_result", "output", "user_input", "output"]
 # What the spans cannot say: the SDK's generation span of a chat-completions model keeps
 # the answer but not its finish_reason, so nothing shows the answer was not cut off.
 NO_STOP_REASON = ("completion", "no reasoning and no stop reason logged")
@@ -55,19 +53,7 @@ def test_an_agents_sdk_session_is_one_run_with_every_step(two_turns: Path) -> No
     run = runs[0]
     assert run.agent == AGENT
     assert run.context == {"system": SYSTEM}
-    assert [s.kind for s in run.steps] == STEPS
-    ask, call, result, answer, thanks, address = run.steps
-    assert isinstance(ask, UserInput) and ask.content == ASK
-    assert isinstance(call, ToolCall) and (call.tool, call.call_id) == (
-        "issue_refund", "call_refund_1")
-    assert call.arguments == REFUND_ARGS and call.arguments_logged is not False
-    assert isinstance(result, ToolResult) and result.result == REFUND_RESULT
-    assert result.call_id == "call_refund_1" and run.pairs() == {1: 2}
-    assert isinstance(answer, Output) and answer.content == ANSWER
-    assert isinstance(thanks, UserInput) and thanks.content == THANKS
-    assert isinstance(address, Output) and address.content == ADDRESS
-    times = [s.at for s in run.steps]
-    assert None not in times and times == sorted(times)  # type: ignore[type-var]
+    assert_the_conversation(run)
     assert run.usage is not None and run.usage.model_calls == 3
     assert (run.usage.input_tokens, run.usage.output_tokens) == (120 + 140 + 160, 60)
     assert run.metadata["model"] == "gpt-4o" and run.metadata["provider"] == "openai"
@@ -103,12 +89,16 @@ def test_two_calls_of_one_tool_get_each_its_own_result(tmp_path: Path) -> None:
                                             two_refunds=True))
     assert [s.kind for s in run.steps] == [
         "user_input", "tool_call", "tool_call", "tool_result", "tool_result", "output"]
+    assert _paired(run) == {"call_refund_1": (REFUND_ARGS, REFUND_RESULT),
+                            "call_refund_2": (SECOND_ARGS, SECOND_RESULT)}
+
+
+def _paired(run: Run) -> dict[str | None, tuple[object, object]]:
+    """Each call's id with its arguments and the result paired with it."""
     calls = {i: s for i, s in enumerate(run.steps) if isinstance(s, ToolCall)}
     results = {i: s for i, s in enumerate(run.steps) if isinstance(s, ToolResult)}
-    assert {calls[c].call_id: (calls[c].arguments, results[r].result)
-            for c, r in run.pairs().items()} == {
-        "call_refund_1": (REFUND_ARGS, REFUND_RESULT),
-        "call_refund_2": (SECOND_ARGS, SECOND_RESULT)}
+    return {calls[c].call_id: (calls[c].arguments, results[r].result)
+            for c, r in run.pairs().items()}
 
 
 def _tool_spans_swapped(path: Path) -> None:
@@ -133,12 +123,8 @@ def test_tools_run_together_are_paired_by_their_arguments(tmp_path: Path) -> Non
     export = produce_agents_sdk(tmp_path / "two.jsonl", second_turn=False, two_refunds=True)
     _tool_spans_swapped(export)
     run, = read_log_runs(export)
-    calls = {i: s for i, s in enumerate(run.steps) if isinstance(s, ToolCall)}
-    results = {i: s for i, s in enumerate(run.steps) if isinstance(s, ToolResult)}
-    assert {calls[c].call_id: (calls[c].arguments, results[r].result)
-            for c, r in run.pairs().items()} == {
-        "call_refund_1": (REFUND_ARGS, REFUND_RESULT),
-        "call_refund_2": (SECOND_ARGS, SECOND_RESULT)}
+    assert _paired(run) == {"call_refund_1": (REFUND_ARGS, REFUND_RESULT),
+                            "call_refund_2": (SECOND_ARGS, SECOND_RESULT)}
 
 
 def test_ingest_and_the_gates_logging_check_read_the_agents_runs(

@@ -138,14 +138,10 @@ def test_the_restore_entry_names_the_verdict_the_restore_was_decided_on(
     assert entry.detail["verdict_created_at"] == passing.created_at.isoformat()
 
 
-@pytest.mark.attack
-def test_a_control_layer_gap_addressed_only_by_a_prompt_change_does_not_clear(
-        example: Workspace, fixed: Fix) -> None:
-    """The RCA records a permission-boundary gap (F-1) and the resolution lets a prompt
-    change "address" it, beside real changes on the other layers: permissions.yaml is left
-    as it was at the incident (the review gate routes the harm, so every replay check
-    passes). A prompt is no control: the gate fails and restore refuses, naming F-1."""
-    from gates import record_change, record_finding, schedule_review
+def _every_layer_failed_and_permissions_unfixed(example: Workspace, fixed: Fix) -> str:
+    """A captured incident with a gap found on every layer, the example fix merged but
+    permissions.yaml put back as it was at the incident; its id."""
+    from gates import record_finding
     from regressions import LAYERS
     from tests.helpers import captured
 
@@ -157,6 +153,19 @@ def test_a_control_layer_gap_addressed_only_by_a_prompt_change_does_not_clear(
     permissions = example.agent_dir("refund-agent") / "permissions.yaml"
     baseline = example.incidents_dir / f"{incident_id}.baseline" / "permissions.yaml"
     permissions.write_bytes(baseline.read_bytes())  # the permission boundary is not fixed
+    return incident_id
+
+
+@pytest.mark.attack
+def test_a_control_layer_gap_addressed_only_by_a_prompt_change_does_not_clear(
+        example: Workspace, fixed: Fix) -> None:
+    """The RCA records a permission-boundary gap (F-1) and the resolution lets a prompt
+    change "address" it, beside real changes on the other layers: permissions.yaml is left
+    as it was at the incident (the review gate routes the harm, so every replay check
+    passes). A prompt is no control: the gate fails and restore refuses, naming F-1."""
+    from gates import record_change, schedule_review
+
+    incident_id = _every_layer_failed_and_permissions_unfixed(example, fixed)
     for layer, finding in (("eval_coverage", "F-2"), ("acceptance_criteria", "F-3"),
                            ("review_gate", "F-4")):
         record_change(example, incident_id, layer=layer, addresses=[finding],
@@ -179,18 +188,9 @@ def test_a_gap_addressed_only_on_another_layer_passes_with_a_warning(
     gate routes the harm, so its replay verifies): a compensating control the team may
     choose. The gate passes, and its control_changes check says, as a WARNING, that the
     permission boundary the root cause names was left as it was."""
-    from gates import record_change, record_finding, schedule_review
-    from regressions import LAYERS
-    from tests.helpers import captured
+    from gates import record_change, schedule_review
 
-    incident_id = captured(example)
-    for layer in LAYERS:
-        record_finding(example, incident_id, layer=layer, gap=True,
-                       description=f"{layer} gap", actor=ACTOR)
-    fixed(example)
-    permissions = example.agent_dir("refund-agent") / "permissions.yaml"
-    baseline = example.incidents_dir / f"{incident_id}.baseline" / "permissions.yaml"
-    permissions.write_bytes(baseline.read_bytes())  # the permission boundary is not fixed
+    incident_id = _every_layer_failed_and_permissions_unfixed(example, fixed)
     for layer, findings in (("eval_coverage", ["F-2"]), ("acceptance_criteria", ["F-3"]),
                             ("review_gate", ["F-4", "F-1"])):
         record_change(example, incident_id, layer=layer, addresses=findings,
