@@ -107,7 +107,7 @@ if TYPE_CHECKING:
     from evalsuite._history import History
     from evalsuite._http_adapter import HttpAdapter
     from evalsuite._jsonl import dump_runs, read_runs, write_parts, write_runs
-    from evalsuite._log_files import log_compression, open_log
+    from evalsuite._log_files import log_storage, open_log
     from evalsuite._logs import (
         LOG_FORMATS,
         LogFormat,
@@ -368,7 +368,7 @@ __all__ = [
     "load_predicate",
     "located",
     "located_runs",
-    "log_compression",
+    "log_storage",
     "merge_parts",
     "native_record_parts",
     "ns_time",
@@ -479,7 +479,7 @@ _EXPORTS: dict[str, str] = {
     "did_you_mean": "evalsuite._errors",
     "display_path": "evalsuite._errors",
     "NotARegularFile": "evalsuite._files",
-    "log_compression": "evalsuite._log_files",
+    "log_storage": "evalsuite._log_files",
     "open_log": "evalsuite._log_files",
     "open_regular": "evalsuite._files",
     "read_regular": "evalsuite._files",

@@ -26,7 +26,7 @@ from typing import Any
 from evalsuite._errors import InvalidInput
 from evalsuite._files import LINE_BUFFER, open_regular, read_regular
 
-__all__ = ["LINE_BUFFER", "log_compression", "log_stem", "open_log", "read_log_bytes"]
+__all__ = ["LINE_BUFFER", "log_stem", "log_storage", "open_log", "read_log_bytes"]
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 _FRAMED = "length-prefixed"
@@ -69,7 +69,7 @@ def log_stem(path: Path) -> str:
     return (path.with_suffix("") if path.suffix in (".gz", ".zst") else path).stem
 
 
-def log_compression(path: Path | str) -> str | None:
+def log_storage(path: Path | str) -> str | None:
     """How the file is stored, by its first bytes (not its name): ``gzip``, ``zstd``,
     ``length-prefixed`` (the Collector's messages), or ``None`` (as written)."""
     with open_regular(path) as handle:

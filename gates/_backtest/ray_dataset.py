@@ -40,7 +40,7 @@ from evalsuite import (
     ReinstateError,
     RunPart,
     detect_format,
-    log_compression,
+    log_storage,
     native_record_parts,
 )
 from gates._backtest.controls import judges, resolve_controls
@@ -106,7 +106,7 @@ def dataset_formats(logs: Sequence[Path], fmt: str) -> list[DatasetFormat] | Non
             # Ray decompresses by the name's suffix: a gzip log not named .gz, and a zstd
             # log, are read here by reinstate's own reader, in shard tasks.
             found.append("jsonl" if (detect_format(path) if fmt == "auto" else fmt) == "jsonl"
-                         and log_compression(path) == ("gzip" if name.endswith(".gz")
+                         and log_storage(path) == ("gzip" if name.endswith(".gz")
                                                        else None) else None)
     if all(kind is not None for kind in found):
         return [kind for kind in found if kind is not None]

@@ -19,7 +19,7 @@ import pytest
 from backports.zstd import CompressionParameter
 from backports.zstd import compress as zstd_compress
 
-from evalsuite import InvalidInput, detect_format, log_compression, merge_parts, read_logs
+from evalsuite import InvalidInput, detect_format, log_storage, merge_parts, read_logs
 from gates import FileSummary, ingest
 
 DATA = Path(__file__).parent.parent / "data" / "logs"
@@ -69,7 +69,7 @@ def test_a_compressed_log_reads_as_its_text(codec: str, name: str, named: bool,
     """Detected as the format it holds and read into the same runs, named .gz/.zst or not."""
     source = LOGS[name]
     packed = _packed(source, tmp_path / (source.name + (SUFFIX[codec] if named else "")), codec)
-    assert log_compression(packed) == codec and log_compression(source) is None
+    assert log_storage(packed) == codec and log_storage(source) is None
     assert detect_format(packed) == detect_format(source)
     expected = _runs(source)
     assert expected and _runs(packed) == expected
@@ -169,7 +169,7 @@ def test_the_collectors_length_prefixed_messages_read_as_its_json_lines(
     source = LOGS["otel"]
     framed = tmp_path / "traces.json"
     framed.write_bytes(_framed(source.read_bytes().splitlines(), zstd=zstd))
-    assert log_compression(framed) == "length-prefixed"
+    assert log_storage(framed) == "length-prefixed"
     assert detect_format(framed) == "otel"
     expected = _runs(source)
     assert expected and _runs(framed) == expected
