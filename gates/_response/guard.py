@@ -18,8 +18,10 @@ the file of each open incident of the agent. Every incident file is also stat'ed
 control files (an edit of a restored incident's or another agent's file can change the mode
 too: a broken file fails closed, an incident moved to this agent holds it), which bounds
 what a watch cannot see (a network file system edited from another machine). The four
-control files are stat'ed at most every ``controls_recheck_s`` (1 s by default), as a
-control change is a reviewed deploy, not an emergency. A file is read again when its stamp
+control files, and every file of the predicate modules the configuration allows (a
+predicate's code is a control: the verdict's fingerprint digests it), are stat'ed at most
+every ``controls_recheck_s`` (1 s by default), as a control change is a reviewed deploy,
+not an emergency. A file is read again when its stamp
 moved, or when it changed too recently for its stamp to be trusted (the "racy" case of
 git's index: a write within the file system's timestamp tick of the last read leaves mtime
 and size alone); changed control files are parsed from the very bytes their digest was
@@ -80,6 +82,7 @@ from gates._store.access import (
     safe_read_mode,
     standing,
 )
+from gates._verdict.fingerprint import predicate_files
 
 # How long after a file's last change its stamp is trusted: a write within one timestamp
 # tick of the last read would leave mtime and size as they were (coarse clocks tick in ms).
@@ -155,6 +158,11 @@ class Guard:
         folder = self.workspace.agent_dir(agent)
         self._control_paths = tuple(folder / name for name in CONTROL_FILES)
         self._control_stat = tuple(str(p) for p in self._control_paths)
+        # The predicate modules' files are controls too (the verdict's fingerprint digests
+        # them): an edit of one alone must reach the guard as an edit of a control file.
+        self._predicate_paths: tuple[Path, ...] = ()
+        self._predicate_stat: tuple[str, ...] = ()
+        self._find_predicates()
         state = self.workspace.state_path
         self._file_store = self.workspace.config.state.url is None
         self._store_stat = (str(state), f"{state}-wal", str(self.workspace.incidents_dir))
@@ -207,11 +215,13 @@ class Guard:
                     self._records_checked_ns = now
 
     def _refresh_controls(self) -> None:
-        stamp = _stamp(self._control_stat)
+        stamp = _stamp(self._control_stat + self._predicate_stat)
         if stamp == self._controls_stamp:
             return
+        if self._find_predicates():  # a module's files came or went: stamp them all
+            stamp = _stamp(self._control_stat + self._predicate_stat)
         try:
-            texts, digest = _read(self._control_paths)
+            texts, digest = _read(self._control_paths, self._predicate_paths)
         except OSError as exc:
             self._fail_controls(f"cannot read {exc.filename}: {exc.strerror}", stamp)
             return
@@ -230,6 +240,22 @@ class Guard:
         self._controls, self._controls_problem = controls, ""
         self._controls_digest, self._controls_stamp = digest, _trusted(stamp)
         self.reloads += 1
+
+    def _find_predicates(self) -> bool:
+        """List the files of every predicate module the configuration allows (where a
+        missing one would be, too); whether the list changed."""
+        try:
+            found = predicate_files(self.workspace)
+        except OSError:
+            found = {}
+        root = self.workspace.root
+        paths = tuple(path if path is not None else root / where
+                      for where, path in found.items()
+                      if path is not None or not where.startswith("predicate module "))
+        if paths == self._predicate_paths:
+            return False
+        self._predicate_paths, self._predicate_stat = paths, tuple(str(p) for p in paths)
+        return True
 
     def _fail_controls(self, problem: str, stamp: _Stamp) -> None:
         self._controls, self._controls_digest = None, ""
@@ -655,11 +681,18 @@ def _trusted(stamp: _Stamp) -> _Stamp | None:
     return stamp if time.time_ns() - newest > _SETTLE_NS else None
 
 
-def _read(paths: tuple[Path, ...]) -> tuple[dict[str, str], str]:
-    """The control files' texts by name and the digest of their bytes. A file missing,
-    too large or not UTF-8 is left to the loader, which names the problem."""
+def _read(paths: tuple[Path, ...], code: tuple[Path, ...] = ()) -> tuple[dict[str, str], str]:
+    """The control files' texts by name and the digest of their bytes and of the predicate
+    modules' files (``code``: the loader runs them itself). A file missing, too large or
+    not UTF-8 is left to the loader, which names the problem."""
     digest = hashlib.sha256()
     texts: dict[str, str] = {}
+    for path in code:
+        try:
+            digest.update(read_regular(path))
+        except FileNotFoundError:
+            digest.update(b"\0missing")
+        digest.update(b"\0")
     for path in paths:
         try:
             data = read_regular(path)

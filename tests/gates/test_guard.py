@@ -191,6 +191,37 @@ def test_broken_controls_deny_and_a_fix_is_picked_up(back_in_full: Workspace,
     assert guard.reloads == 2  # the first read and the fix; the broken file loaded nothing
 
 
+@pytest.mark.attack
+def test_an_edit_of_a_predicate_module_alone_reaches_the_next_call(back_in_full: Workspace,
+                                                                  tmp_path: Path) -> None:
+    """A ``deny_when`` predicate's module is a control (the verdict fingerprints it): a fix
+    that changes only its code is enforced after ``controls_recheck_s``, never the code the
+    guard loaded first, and a touch that changes nothing reads nothing again."""
+    root = back_in_full.root
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["guards"]\n')
+    (root / "guards").mkdir()
+    (root / "guards/__init__.py").write_text("")
+    module = root / "guards/tickets.py"
+    module.write_text("def leaks(data):\n    return False\n")
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    permissions.write_text(permissions.read_text().replace(
+        "    description: Open a ticket for the support team.\n",
+        "    description: Open a ticket for the support team.\n"
+        "    deny_when:\n      - id: leaks\n        predicate: guards.tickets:leaks\n", 1))
+    guard = Guard(root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
+    with guard.run("live-pred", goal="open a ticket", context={"customer_id": "C-1001"}):
+        before = guard.call("create_ticket", {"summary": "card 4242 4242 4242 4242"})
+        module.write_text("def leaks(data):\n    return '4242' in str(data['args'])\n")
+        after = guard.call("create_ticket", {"summary": "card 4242 4242 4242 4242"})
+        module.touch()
+        guard.refresh()
+    assert before.effect == "allow", before
+    assert (after.effect, after.rule) == (
+        "deny", "permissions.tools.create_ticket.deny_when.leaks"), after
+    assert guard.reloads == 2
+
+
 def test_touched_controls_are_not_read_again(back_in_full: Workspace, tmp_path: Path) -> None:
     """Control files whose stamps move but whose content does not are not parsed again."""
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
