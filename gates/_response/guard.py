@@ -60,6 +60,7 @@ from pydantic import Field
 from evalsuite import (
     MAX_USER_FILE_BYTES,
     History,
+    InvalidInput,
     Output,
     Step,
     ToolCall,
@@ -224,6 +225,9 @@ class Guard:
             texts, digest = _read(self._control_paths, self._predicate_paths)
         except OSError as exc:
             self._fail_controls(f"cannot read {exc.filename}: {exc.strerror}", stamp)
+            return
+        except InvalidInput as exc:  # a folder or a named pipe in a file's place: a deny,
+            self._fail_controls(str(exc), stamp)  # never an exception out of a decision
             return
         if digest == self._controls_digest and self._controls is not None:
             self._controls_stamp = _trusted(stamp)  # touched, not changed

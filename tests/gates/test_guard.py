@@ -222,6 +222,28 @@ def test_an_edit_of_a_predicate_module_alone_reaches_the_next_call(back_in_full:
     assert guard.reloads == 2
 
 
+@pytest.mark.attack
+@pytest.mark.parametrize("kind", ["folder", "named pipe"])
+def test_a_control_file_that_is_no_file_denies_and_does_not_raise(
+        back_in_full: Workspace, tmp_path: Path, kind: str) -> None:
+    """A control file replaced by a folder or a named pipe mid-run is controls that cannot
+    be read: the call is denied with the reason, not an exception the runtime may pass over
+    (with nothing logged)."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
+    review = back_in_full.agent_dir(AGENT) / "review.yaml"
+    with guard.run("live-nofile", goal="status of A-1001", context={"customer_id": "C-1001"}):
+        review.unlink()
+        if kind == "folder":
+            review.mkdir()
+        else:
+            os.mkfifo(review)
+        decision = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (decision.effect, decision.rule) == ("deny", "guard.controls"), decision
+    assert "review.yaml" in decision.reason and "not a regular file" in decision.reason
+    logged = (tmp_path / "guard.jsonl").read_text()
+    assert '"blocked":true' in logged and "guard.controls" in logged
+
+
 def test_touched_controls_are_not_read_again(back_in_full: Workspace, tmp_path: Path) -> None:
     """Control files whose stamps move but whose content does not are not parsed again."""
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
