@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, overload
 
@@ -69,6 +70,13 @@ def _denial(controls: Controls, call: ToolCall, situation: Situation) -> Decisio
     base = f"permissions.tools.{call.tool}"
     if not permission.allowed:
         return Decision(effect="deny", rule=f"{base}.allowed", reason=f"{call.tool} is not allowed")
+    unbounded = _non_finite(call.arguments)
+    if unbounded is not None:
+        # NaN meets every bound of a JSON Schema (no comparison with it is true) and JSON
+        # cannot carry it: `maximum: 500` must not wave on an amount that is no number.
+        return Decision(effect="deny", rule=f"{base}.arguments",
+                        reason=f"{unbounded}: not a finite number (JSON has no NaN or "
+                               f"Infinity), so no bound on it can be checked")
     if permission.arguments is not None:
         problem = schema_violation(permission.arguments, call.arguments)
         if problem is not None:
@@ -77,6 +85,26 @@ def _denial(controls: Controls, call: ToolCall, situation: Situation) -> Decisio
     if hit is not None:
         condition, reason = hit
         return Decision(effect="deny", rule=f"{base}.deny_when.{condition.id}", reason=reason)
+    return None
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """Where in ``value`` (a call's arguments) a float is NaN or infinite (``amount``,
+    ``items[2].price``; ``value`` for the whole), or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where or "value"
+    if isinstance(value, dict):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        place = f"{where}[{key}]" if not isinstance(key, str) else (
+            f"{where}.{key}" if where else key)
+        found = _non_finite(item, place)
+        if found is not None:
+            return found
     return None
 
 

@@ -244,6 +244,30 @@ def test_a_control_file_that_is_no_file_denies_and_does_not_raise(
     assert '"blocked":true' in logged and "guard.controls" in logged
 
 
+@pytest.mark.attack
+@pytest.mark.parametrize("credit", ["NaN", "Infinity", "[1, NaN]"])
+def test_a_number_that_is_no_number_does_not_pass_the_argument_bounds(
+        back_in_full: Workspace, tmp_path: Path, credit: str) -> None:
+    """Arguments as a runtime parses a model's JSON (``json.loads`` reads ``NaN``): NaN
+    meets every bound of a JSON Schema, as no comparison with it is true, so a goodwill
+    credit of at most $50 would be waved on at NaN. A non-finite number is denied by the
+    permission boundary, wherever it sits in the arguments."""
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    permissions.write_text(permissions.read_text().replace(
+        "    description: Open a ticket for the support team.\n",
+        "    description: Open a ticket for the support team.\n"
+        "    arguments:\n      type: object\n      properties:\n"
+        "        credit:\n          anyOf:\n            - {type: number, maximum: 50}\n"
+        "            - {type: array, items: {type: number, maximum: 50}}\n", 1))
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("live-nan", goal="open a ticket", context={"customer_id": "C-1001"}):
+        fair = guard.call("create_ticket", json.loads('{"credit": 20}'))
+        odd = guard.call("create_ticket", json.loads(f'{{"credit": {credit}}}'))
+    assert fair.effect == "allow", fair
+    assert (odd.effect, odd.rule) == ("deny", "permissions.tools.create_ticket.arguments"), odd
+    assert "not a finite number" in odd.reason and "credit" in odd.reason
+
+
 def test_touched_controls_are_not_read_again(back_in_full: Workspace, tmp_path: Path) -> None:
     """Control files whose stamps move but whose content does not are not parsed again."""
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
