@@ -672,15 +672,17 @@ def _requested(trace: _Trace, name: str, call_id: str | None,
     the one asked with the arguments the span ran with (tools asked for together run
     together, and may start in any order), else the earliest."""
     waiting: list[ToolCallStep] = trace.waiting
-    found = None
-    if call_id is not None:
-        found = next((call for call in waiting if call.call_id == call_id), None)
-    else:
-        asked = [call for call in waiting if call.tool == name]
-        if len(asked) > 1 and raw_args is not None:
-            ran = tool_call(name, None, raw_args, unwrap=True).arguments
-            found = next((call for call in asked if call.arguments == ran), None)
-        found = found or (asked[0] if asked else None)
+    if call_id is not None:  # the usual case, once a tool span: a loop, no generator
+        for call in waiting:
+            if call.call_id == call_id:
+                waiting.remove(call)
+                return call
+        return None
+    asked = [call for call in waiting if call.tool == name]
+    found = asked[0] if asked else None
+    if len(asked) > 1 and raw_args is not None:
+        ran = tool_call(name, None, raw_args, unwrap=True).arguments
+        found = next((call for call in asked if call.arguments == ran), found)
     if found is not None:
         waiting.remove(found)
     return found
