@@ -4,7 +4,10 @@ Labels come from a file a person writes (JSONL, CSV or YAML: a run id, optionall
 ``harmful`` or ``good``, a note), from an incident (its scope of impact is harmful), or
 both. Every record is checked against one JSON Schema, and a bad one names the file and
 its line. A light first pass over the logs (:func:`scan`) then checks that each label names
-a run there, and a step of it that acts, before anything is decided.
+a run there, and a step of it that acts, before anything is decided. An incident's label
+names a step by its place in the run as captured, so it also says what step that is: a
+run read with a part in another log (or another run with its id) numbers its steps
+otherwise, and the label must not land on a different call.
 """
 
 from __future__ import annotations
@@ -22,18 +25,23 @@ from jsonschema import Draft202012Validator
 from evalsuite import (
     InvalidInput,
     LogFormat,
+    Output,
+    Redactor,
     RunPart,
+    Step,
+    ToolCall,
     json_path,
     line_of,
     load_json,
     parse_yaml,
     read_logs,
     read_text,
+    schema_validator,
 )
 from gates._backtest.model import LabelKind
 from gates._config import Workspace
 from gates._response.investigation import acceptance_criteria, incident_cases
-from regressions import Incident, ScopeSearch
+from regressions import Incident, RegressionCase, ScopeSearch, exact_arguments
 
 LABEL_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -61,6 +69,37 @@ class BacktestLabel:
     label: LabelKind
     source: str
     note: str = ""
+    expect: str | None = None
+    """What the labelled step must be, as a JSON Schema (JSON text: a label stays hashable)
+    over its :func:`step_facts`; set for a step a regression case recorded."""
+    expected: str = ""
+    """That step in words, for the error when the step read is another."""
+
+
+def step_facts(step: Step) -> dict[str, Any]:
+    """What a label's ``expect`` is checked against: a call's tool and arguments, an
+    output's text."""
+    if isinstance(step, ToolCall):
+        return {"kind": step.kind, "tool": step.tool, "arguments": step.arguments}
+    if isinstance(step, Output):
+        return {"kind": step.kind, "content": step.content}
+    return {"kind": step.kind}
+
+
+def _described(step: Step) -> str:
+    return step.describe() if isinstance(step, ToolCall) else f"a {step.kind}"
+
+
+def _captured(case: RegressionCase, index: int, source: str) -> BacktestLabel:
+    """A captured harmful step as a label that knows the step it names: its tool and
+    arguments, or its text, each placeholder of a redacted case matching any value of
+    its kind (the logs hold the raw values)."""
+    step = case.recorded.steps[index]
+    facts = Redactor().value(step_facts(step))
+    return BacktestLabel(run_id=case.provenance.run_id, step=index, label="harmful",
+                         source=source, note=f"captured in {case.id}",
+                         expect=json.dumps(exact_arguments(facts)),
+                         expected=_described(step))
 
 
 def read_labels(path: Path) -> list[BacktestLabel]:
@@ -165,8 +204,7 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
     rest are found again by matching the recorded signature against ``logs``.
     """
     source = incident.id
-    labels = [BacktestLabel(run_id=case.provenance.run_id, step=index, label="harmful",
-                    source=source, note=f"captured in {case.id}")
+    labels = [_captured(case, index, source)
               for case in incident_cases(workspace, incident) for index in case.recorded.harmful]
     investigation = incident.investigation
     if investigation is not None:
@@ -192,15 +230,17 @@ class Scan:
 
     last_part: dict[str, int] = field(default_factory=dict)
     steps: dict[str, int] = field(default_factory=dict)
-    kinds: dict[tuple[str, int], str] = field(default_factory=dict)
-    """The kind of each labelled step."""
+    labelled: dict[tuple[str, int], tuple[dict[str, Any], str]] = field(default_factory=dict)
+    """Each labelled step as read: its :func:`step_facts` and the step in words (plain
+    data: a Ray task sends it back pickled, and a reader's light step is not picklable)."""
 
 
 def scan(parts: Iterable[RunPart], labels: Sequence[BacktestLabel] = ()) -> Scan:
     """Each run's last part number and step count, so a run's state is dropped as soon as
     it ends and a label can be checked before anything is decided."""
     found = Scan()
-    wanted = {label.run_id for label in labels if label.step is not None}
+    places = {(label.run_id, label.step) for label in labels if label.step is not None}
+    wanted = {run_id for run_id, _ in places}
     for number, part in enumerate(parts):
         run_id = part.run_id
         found.last_part[run_id] = number
@@ -208,7 +248,9 @@ def scan(parts: Iterable[RunPart], labels: Sequence[BacktestLabel] = ()) -> Scan
         found.steps[run_id] = before + len(part.steps)
         if run_id in wanted:
             for index, step in enumerate(part.steps):
-                found.kinds[(run_id, before + index)] = step.kind
+                if (run_id, before + index) in places:
+                    found.labelled[(run_id, before + index)] = (step_facts(step),
+                                                                _described(step))
     return found
 
 
@@ -226,8 +268,19 @@ def check_labels(labels: Sequence[BacktestLabel], found: Scan) -> None:
         if label.step is not None and label.step >= steps:
             raise InvalidInput(None, label.source, f"run '{label.run_id}' has {steps} steps "
                                                    f"(0 to {steps - 1}), not step {label.step}")
-        kind = found.kinds.get((label.run_id, label.step)) if label.step is not None else None
-        if kind is not None and kind not in ("tool_call", "output"):
+        seen = found.labelled.get((label.run_id, label.step)) \
+            if label.step is not None else None
+        if seen is None:
+            continue
+        facts, read = seen
+        if facts["kind"] not in ("tool_call", "output"):
             raise InvalidInput(None, label.source, f"step {label.step} of '{label.run_id}' is "
-                                                   f"a {kind}: expected a tool call or an "
-                                                   f"output, the steps that take effect")
+                                                   f"a {facts['kind']}: expected a tool call "
+                                                   f"or an output, the steps that take effect")
+        if label.expect is not None and not schema_validator(
+                json.loads(label.expect)).is_valid(facts):
+            raise InvalidInput(None, label.source, (
+                f"step {label.step} of '{label.run_id}' in the logs read is {read}, not the "
+                f"step {label.note} ({label.expected}): the run is numbered otherwise there "
+                f"(a part of it in another log, or another run with its id), so the label "
+                f"would judge another step; backtest the log it was captured from"))

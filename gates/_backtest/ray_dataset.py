@@ -286,7 +286,8 @@ class Outcome:
 
     tally: Tally
     found: Scan | None
-    """Step counts and kinds of the labelled runs among them (for :func:`check_labels`)."""
+    """Step counts of the labelled runs among them and their labelled steps (for
+    :func:`check_labels`)."""
     ids: bytes
     """A 64-bit hash of each run's id, once per place it was decided in."""
     chunked: int = 0
@@ -302,7 +303,7 @@ class Outcome:
             if self.found is None:
                 self.found = Scan()
             self.found.steps.update(other.found.steps)
-            self.found.kinds.update(other.found.kinds)
+            self.found.labelled.update(other.found.labelled)
         self.ids += other.ids
         self.chunked += other.chunked
         self.crossing += other.crossing

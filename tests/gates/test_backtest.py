@@ -460,3 +460,29 @@ def test_nothing_to_replay_is_inconclusive_never_a_table_of_zeros(
     result = backtest(example, AGENT, [quiet], labels=labels)
     assert not result.passed and result.inconclusive is not None
     assert run(example).inconclusive is None  # the example's log: something was decided
+
+
+@pytest.mark.attack
+def test_an_incident_label_never_lands_on_another_run_with_its_id(example: Workspace,
+                                                                 cli: RunCli) -> None:
+    """An older log holds a part of a run with the captured run's id, whose steps 4, 6 and
+    8 are calls today's permissions deny: read first, it renumbers the run, and the labels
+    INC-1-1 recorded (the refund, the email, the answer, all still allowed today) landed
+    on those calls, "Harmful, stopped: 3", exit 0. The labels know their steps now: the
+    mismatch is bad input naming the step, nothing is decided."""
+    incident_id = captured(example)
+    older = [{"schema_version": 1, "kind": "run", "run_id": HARMFUL_RUN, "agent": AGENT}]
+    older += [{"run_id": HARMFUL_RUN, "kind": "tool_call", "tool": "wipe_cache",
+               "arguments": {}, "call_id": f"c-{i}"} if i in (4, 6, 8)
+              else {"run_id": HARMFUL_RUN, "kind": "reasoning", "content": "…"}
+              for i in range(9)]
+    log = example.root / "logs" / "2026-11-24-refund-agent.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in older))
+    alone = cli("backtest", AGENT, "--logs", LOG, "--incident", incident_id, cwd=example.root)
+    assert alone.returncode == 1 and "Harmful, still allowed: 3" in alone.stdout
+    done = cli("backtest", AGENT, "--logs", str(log), LOG, "--incident", incident_id,
+               cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Harmful, stopped" not in done.stdout
+    assert (f"step 4 of '{HARMFUL_RUN}' in the logs read is wipe_cache(), not the step "
+            f"captured in INC-1-1 (issue_refund(") in done.stderr
