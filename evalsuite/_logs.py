@@ -152,7 +152,8 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
 
     With ``agent``, runs that name no agent are taken as that agent's (and stamped so),
     and runs of another agent are left out, but not a part naming the agent after one
-    naming another (a conversation handed over to it). Every file is checked to exist
+    naming another (a conversation handed over to it); a part naming no agent follows the
+    last part of its run that named one. Every file is checked to exist
     before any is read, so a typo fails before work is done. ``defer_steps`` and ``headers`` are as
     in :func:`read_log`: an OTLP/JSON trace's agent is found without its header, so
     ``headers=False`` still filters by agent, and a header read later is stamped too.
@@ -180,6 +181,8 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
                     continue
                 if named is None:
                     raw["agent"] = agent  # as stamped on the model when it is built
+                else:
+                    others.discard(part.run_id)  # handed (back) over to the agent
                 yield part
                 continue
             header = part.header
@@ -193,6 +196,10 @@ def read_logs(paths: Iterable[Path], fmt: str = "auto", *, agent: str | None = N
                 continue
             if header is not None and header.agent is None:
                 part.header = header.model_copy(update={"agent": agent})
+            elif header is not None:
+                # Handed (back) over to the agent: its later unnamed parts are its own (a
+                # record of another run between two of its steps starts such a part).
+                others.discard(part.run_id)
             yield part
 
 

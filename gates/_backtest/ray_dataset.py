@@ -336,10 +336,12 @@ def _run_parts(run_id: str, records: RunRecords,
             if part.run_id != run_id:
                 raise InvalidInput(source, "$.run_id", f"expected {run_id!r}, the row's "
                                                        f"run_id column", line=place)
-            # Runs of another agent are left out, as read_logs(agent=…) leaves them out.
+            # Runs of another agent are left out, as read_logs(agent=…) leaves them out:
+            # a part naming no agent follows the last part that named one, so a run handed
+            # over to the agent is its own from there.
             header = part.header
-            if header is not None and header.agent not in (None, job.agent):
-                other_agent = True
+            if header is not None and header.agent is not None:
+                other_agent = header.agent != job.agent
             if other_agent:
                 continue
             if header is not None and header.agent is None:

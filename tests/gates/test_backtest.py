@@ -486,3 +486,46 @@ def test_an_incident_label_never_lands_on_another_run_with_its_id(example: Works
     assert "Harmful, stopped" not in done.stdout
     assert (f"step 4 of '{HARMFUL_RUN}' in the logs read is wipe_cache(), not the step "
             f"captured in INC-1-1 (issue_refund(") in done.stderr
+
+
+def handed_over(ws: Workspace) -> Path:
+    """A conversation triage-agent began and handed over to this agent, with a record of
+    another run between two of this agent's steps (as concurrent runs write a log): after
+    the lookup, a refund to store credit that the fixed permissions deny."""
+    run_id = "conv-1"
+    records = [
+        {"schema_version": 1, "kind": "run", "run_id": run_id, "agent": "triage-agent"},
+        {"run_id": run_id, "kind": "user_input", "content": "Refund A-1004 as credit"},
+        {"run_id": run_id, "kind": "output", "content": "Handing you to refunds."},
+        {"schema_version": 1, "kind": "run", "run_id": run_id, "agent": AGENT},
+        {"run_id": run_id, "kind": "tool_call", "tool": "lookup_order", "call_id": "c-1",
+         "arguments": {"order_id": "A-1004"}},
+        {"schema_version": 1, "kind": "run", "run_id": "run-beside", "agent": AGENT},
+        {"run_id": run_id, "kind": "tool_result", "tool": "lookup_order", "call_id": "c-1",
+         "result": {"order_id": "A-1004", "total": 30.0}},
+        {"run_id": run_id, "kind": "tool_call", "tool": "issue_refund", "call_id": "c-2",
+         "arguments": {"order_id": "A-1004", "amount": 12.0, "refund_to": "store_credit"}},
+        {"run_id": run_id, "kind": "output", "content": "Refunded $12 as store credit."}]
+    log = ws.root / "logs" / "handover.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return log
+
+
+@pytest.mark.attack
+def test_a_handed_over_run_is_decided_past_a_record_of_another_run(
+        example: Workspace, fixed: Callable[..., Any], cli: RunCli) -> None:
+    """After the handover, a record of another run split this agent's steps into a part
+    naming no agent, which was left out as triage-agent's: the refund today's permissions
+    deny in a run labelled good was never decided ("Good, blocked: 0", exit 0)."""
+    fixed(example)
+    log = handed_over(example)
+    labels = example.root / "labels.jsonl"
+    labels.write_text('{"run_id": "conv-1", "label": "good"}\n')
+    result = backtest(example, AGENT, [log], labels=labels)
+    assert (result.totals.runs, result.totals.calls, result.totals.outputs) == (2, 2, 1)
+    assert result.confusion is not None and not result.passed
+    (blocked,) = result.confusion.good_blocked
+    assert (blocked.run_id, blocked.stopped_at) == ("conv-1", 2)  # the refund
+    done = cli("backtest", AGENT, "--logs", str(log), "--labels", str(labels),
+               cwd=example.root)
+    assert done.returncode == 1 and "Good, blocked: 1" in done.stdout, done.stdout

@@ -305,3 +305,19 @@ def test_compressed_logs_on_ray_give_the_local_result(
         assert not diff, diff
         renamed = DeepDiff(plain, local, exclude_regex_paths=[r"\['logs'\]", r"\['where'\]"])
         assert local["totals"]["runs"] == 3 and not renamed, renamed
+
+
+@pytest.mark.slow
+def test_a_run_handed_over_to_the_agent_is_decided_on_ray_as_locally(
+        cluster: None, example: Workspace, inline_cli: Cli) -> None:
+    """A conversation triage-agent began and handed over to this agent: on Ray, its run
+    was left out whole from the first part naming triage-agent on (local decided this
+    agent's part), so Ray counted a run, two calls and an output fewer."""
+    from tests.gates.test_backtest import handed_over
+
+    log = handed_over(example)
+    local, on_ray, _ = _local_and_ray(example, inline_cli, [example.root / LOG, log],
+                                      workers="1")
+    assert (local["totals"]["runs"], local["totals"]["calls"]) == (5, 9)
+    diff = DeepDiff(local, on_ray)
+    assert not diff, diff
