@@ -67,6 +67,9 @@ class RunReference:
     calls: tuple[str, ...] = ()
     """The tools the run called, in order, as the case recorded them; the run found must
     begin with the same calls, so a reused run id cannot stand in for the recorded run."""
+    arguments: tuple[str, ...] = ()
+    """For each of ``calls``, a JSON Schema (JSON text) its arguments must meet: the run
+    found must have made the very calls recorded, not ones edited in the log since."""
     named_by: str = "the case"
     """What names the run, for messages (``provenance of INC-1``)."""
 

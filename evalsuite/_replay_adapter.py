@@ -10,6 +10,7 @@ both, not a silent pick.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 
 from evalsuite._agent import AgentCrashed, AgentSpec, ReplayAdapterSpec, register_adapter
@@ -17,6 +18,7 @@ from evalsuite._case import EvalCase, RunReference
 from evalsuite._errors import InvalidInput
 from evalsuite._run import Output, Reasoning, Run, ToolCall, UserInput
 from evalsuite._sandbox import Isolation
+from evalsuite._schemas import schema_validator
 from evalsuite._session import AgentSession, MissingFixture, ToolFailed
 
 _NAMED = 5  # runs named in an ambiguity error before "and N more"
@@ -84,12 +86,19 @@ class ReplayAdapter:
         if run is None:
             raise AgentCrashed(f"case {case.id}: {reference.named_by} names run "
                                f"{reference.run_id} in {reference.log}, which has no such run")
-        called = tuple(s.tool for s in run.steps if isinstance(s, ToolCall))
+        calls = [s for s in run.steps if isinstance(s, ToolCall)]
+        called = tuple(s.tool for s in calls)
         if called[:len(reference.calls)] != reference.calls:
             raise AgentCrashed(
                 f"case {case.id}: run {reference.run_id} in {reference.log} is not the run "
                 f"the case recorded: it calls {', '.join(called) or 'no tool'}, the case "
                 f"recorded {', '.join(reference.calls)}")
+        for call, schema in zip(calls, reference.arguments, strict=False):
+            if not schema_validator(json.loads(schema)).is_valid(call.arguments):
+                raise AgentCrashed(
+                    f"case {case.id}: run {reference.run_id} in {reference.log} is not the "
+                    f"run the case recorded: it calls {call.describe()}, with other arguments "
+                    f"than the case recorded (the log changed since the capture?)")
         return run
 
     def _locate(self, case: EvalCase, reference: RunReference) -> Path:

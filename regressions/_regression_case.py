@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, Field, model_validator
@@ -12,6 +13,7 @@ from evalsuite import (
     Output,
     Record,
     RedactionKind,
+    Redactor,
     RunReference,
     Step,
     ToolCall,
@@ -138,9 +140,15 @@ class RegressionCase(EvalCase):
 
     def recorded_run(self) -> RunReference:
         """The run named in the provenance: the replay adapter plays back exactly this one."""
+        calls = [s for s in self.recorded.steps if isinstance(s, ToolCall)]
+        # As the derived signature matches them: a placeholder of a redacted case matches
+        # any value of its kind, since the log holds the raw value.
+        redactor = Redactor()
         return RunReference(
             log=self.provenance.source, run_id=self.provenance.run_id,
-            calls=tuple(s.tool for s in self.recorded.steps if isinstance(s, ToolCall)),
+            calls=tuple(s.tool for s in calls),
+            arguments=tuple(json.dumps(exact_arguments(redactor.value(s.arguments)))
+                            for s in calls),
             named_by=f"the provenance of {self.id}")
 
     def recorded_tools(self) -> set[str]:
