@@ -18,7 +18,7 @@ from gates._gate.baseline import load_baseline, tag_counts
 from gates._gate.checks import Evidence
 from gates._gate.inputs import GateInputs
 from gates._gate.rca import analyse, contradictions
-from gates._gate.scope_replay import ReplayedStep, scope_steps
+from gates._gate.scope_replay import ReplayedStep, replay_scope, scope_steps
 from gates._verdict.check_results import (
     CasesReplay,
     ChangeVerification,
@@ -210,6 +210,23 @@ def exact_scope(incident: Incident, cases: list[RegressionCase]) -> str | None:
             f"to the harm (a JSON Schema on the arguments) and investigate again")
 
 
+def _scope_misses_own_runs(inputs: GateInputs, incident: Incident,
+                           baseline: Controls) -> list[str]:
+    """A finding when the incident's signature matches no step of a run its cases were
+    captured from: every change would verify over a scope that leaves out the harm it comes
+    from (a log that cannot be replayed is each change's error, reported there)."""
+    try:
+        replayed = replay_scope(inputs.workspace, incident, baseline, inputs.controls)
+    except ReinstateError:
+        return []
+    if replayed is None or not replayed.own_outside:
+        return []
+    return [f"{incident.id}'s scope of impact (investigation.signature) matches no step of "
+            f"{', '.join(replayed.own_outside)}, the run(s) its cases were captured from: "
+            f"it leaves out the harm it comes from, so no change can be proven against it. "
+            f"Fix the signature and investigate again"]
+
+
 def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesResult:
     """Each open incident's RCA is complete and every control change is verified."""
     findings: list[str] = []
@@ -235,6 +252,7 @@ def control_changes(inputs: GateInputs, evidence: Evidence) -> ControlChangesRes
         if (warning := exact_scope(incident, cases)) is not None:
             warnings.append(warning)
             narrow += 1
+        findings += _scope_misses_own_runs(inputs, incident, baseline)
         warnings += other_layer_fixes(incident)
         for change in incident.control_changes:
             try:

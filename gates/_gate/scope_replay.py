@@ -124,6 +124,9 @@ class ScopeReplay:
     """Per layer, every in-scope harmful step (``acceptance``: each run's harmful behaviour)."""
     runs_in_scope: int
     outside: OutsideScope
+    own_outside: list[str] = field(default_factory=list)
+    """The incident's own runs (those its cases were captured from) read in the logs with
+    no step in scope: a signature that leaves out the very harm it comes from."""
 
     def overblocking(self, *, acceptance: bool = True) -> list[str]:
         """Logged behaviour outside the scope that today's controls newly deny (and, with
@@ -233,8 +236,11 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
         assert run.accepted is not None  # with the first harm
         harmful["acceptance"].append(ReplayedStep(run_id, at, source, "harmful behaviour",
                                                   *run.accepted))
+    own_outside = [run_id for run_id in investigation.runs
+                   if run_id in runs and runs[run_id].first_harm is None]
     result = ScopeReplay(incident=incident.id, harmful=harmful,
-                         runs_in_scope=len(runs) - outside.runs, outside=outside)
+                         runs_in_scope=len(runs) - outside.runs, outside=outside,
+                         own_outside=own_outside)
     _CACHE[:] = [*_CACHE[-3:], ((incident, today, baseline.directory), result)]
     return result
 

@@ -174,6 +174,12 @@ def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *,
         warnings.append(f"the logs do not hold {', '.join(missing)}, the run(s) the "
                         f"incident's cases were captured from")
     matched = search.matched_runs
+    found = set(matched)
+    outside = [run.run_id for run, _ in attached if run.run_id not in found]
+    if outside:  # the gate fails such a scope: said now, where the signature is edited
+        warnings.append(f"the signature matches no step of {', '.join(outside)}, the run(s) "
+                        f"the incident's cases were captured from: the scope leaves out the "
+                        f"harm it comes from, and the gate fails it; fix the signature")
     checked = matched[:GAP_CHECK_LIMIT]
     whole = {run.run_id: (run, places) for run, places in attached}
     wanted = set(checked) - set(whole)

@@ -363,3 +363,41 @@ def test_a_scope_left_as_derived_is_a_warning_on_the_gate(example: Workspace,
         ).model_dump(mode="json")
     assert widened.outcome == "fail" and any(
         "is not verified: still gets through today" in f for f in widened.findings)
+
+
+@pytest.mark.attack
+def test_a_signature_that_misses_the_incidents_own_run_fails_the_gate(
+        example: Workspace) -> None:
+    """A signature edited by hand to match nothing (the amount as text, where the logs hold
+    a number) leaves the scope empty: every change would verify vacuously. investigate says
+    so, and the gate's control_changes fails naming the run the cases came from."""
+    _write_later_log(example)
+    incident = open_incident(example, "refund-agent", summary="refunds to other accounts",
+                             severity="sev2", actor=ACTOR)
+    contain(example, incident.id, mode="review", notify=["eng-lead"], scope="refunds",
+            actor=ACTOR)
+    capture(example, incident.id, example.root / LOG, actor=ACTOR, run_id="run-7f3a97",
+            steps=[4], tags=["prompt_injection"])
+    logs = [example.root / LOG, example.root / LATER]
+    investigate(example, incident.id, logs, actor=ACTOR)
+    path = example.incidents().path(incident.id)
+    data = yaml.safe_load(path.read_text())
+    data["investigation"]["signature"]["match"] = [{
+        "kind": "tool_call", "tool": "issue_refund", "arguments": {
+            "type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": "string"}}}}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    done = investigate(example, incident.id, logs, actor=ACTOR)
+    assert done.investigation.scope.runs_matched == 0
+    assert any("matches no step of run-7f3a97" in w for w in done.warnings), done.warnings
+    finding = record_finding(example, incident.id, layer="tool_permission_boundary",
+                             gap=True, description="refunds could go anywhere", actor=ACTOR)
+    record_change(example, incident.id, layer="tool_permission_boundary",
+                  addresses=[finding.id], description="stop refunds elsewhere", actor=ACTOR)
+    _stop_refunds_elsewhere(example)
+    result = run_gate(example, "refund-agent", actor=ACTOR).result(ControlChangesResult)
+    assert result is not None and result.outcome == "fail"
+    assert (f"{incident.id}'s scope of impact (investigation.signature) matches no step of "
+            f"run-7f3a97, the run(s) its cases were captured from: it leaves out the harm it "
+            f"comes from, so no change can be proven against it. Fix the signature and "
+            f"investigate again") in result.findings
