@@ -96,7 +96,7 @@ class Scope(Record):
     """How far the harm reaches in the logs searched."""
 
     runs_searched: int
-    """Runs read from the logs (parts of one run across files count once per file)."""
+    """Runs read from the logs, each once however many parts or files it is in."""
     steps_searched: int
     """Steps read from the logs."""
     runs_matched: int

@@ -90,7 +90,9 @@ class ScopeSearch:
         self.keep = set(keep)
         self.kept: list[RunPart] = []
         self._runs: dict[str, MatchedRun] = {}
-        self._headers: set[str] = set()  # a run traced as many traces has many headers
+        # Every run id read (a run in many parts, or traced as many traces, counts once;
+        # a log without run headers still has runs).
+        self._seen: set[str] = set()
         self._steps = 0
         self._calls_matched = 0
         self._outputs_matched = 0
@@ -101,8 +103,7 @@ class ScopeSearch:
         """Look at one part of a run."""
         if part.run_id in self.keep:
             self.kept.append(part)
-        if part.header is not None:
-            self._headers.add(part.run_id)
+        self._seen.add(part.run_id)
         self._steps += len(part.steps)
         for index, step in enumerate(part.steps):
             if not self.matches(step):
@@ -142,10 +143,10 @@ class ScopeSearch:
         return list(self._runs)
 
     def scope(self) -> Scope:
-        """The scope found so far; runs searched are the run headers read."""
+        """The scope found so far; runs searched are the run ids read."""
         listed = list(self._runs.values())[:LISTED_RUNS]
         return Scope(
-            runs_searched=len(self._headers), steps_searched=self._steps,
+            runs_searched=len(self._seen), steps_searched=self._steps,
             runs_matched=len(self._runs), calls_matched=self._calls_matched,
             outputs_matched=self._outputs_matched, first_at=self._first, last_at=self._last,
             runs=listed, runs_not_listed=len(self._runs) - len(listed),

@@ -92,6 +92,20 @@ def test_an_edited_signature_widens_the_scope() -> None:
     assert search.matched_runs == ["run-7f3a97", "run-7f3a9c"]
 
 
+def test_runs_searched_count_runs_of_a_log_without_run_headers(tmp_path: Path) -> None:
+    """A native log whose runs have no header line still has runs: they are searched and
+    counted, never "1 of 0 runs matched"."""
+    log = tmp_path / "headless.jsonl"
+    log.write_text("".join(line for line in LOG.read_text().splitlines(keepends=True)
+                           if '"kind": "run"' not in line))
+    search = ScopeSearch(Signature.model_validate(
+        {"match": [{"kind": "tool_call", "tool": "issue_refund"}]}), {})
+    for part in read_log(log):
+        search.feed(part)
+    scope = search.scope()
+    assert (scope.runs_searched, scope.runs_matched) == (3, 2)
+
+
 def test_an_unknown_criterion_in_a_signature_is_named() -> None:
     """An output pattern naming no acceptance criterion is refused with a suggestion."""
     criteria = {"no-card-numbers": OutputNotContains(kind="output_not_contains",
