@@ -203,8 +203,17 @@ def _on_dataset(workspace: Workspace, job: _Job, labels: list[BacktestLabel],
 
 
 def _unlabelled(extra: list[BacktestLabel], given: list[BacktestLabel]) -> list[BacktestLabel]:
-    """The incident's labels the labels file does not already decide."""
-    taken = {(label.run_id, label.step) for label in given}
+    """The incident's labels the labels file does not already decide. A step its cases
+    captured as harmful is recorded harm, not a judgement a file may reverse: labelled good
+    there, it is bad input (a match of the scope of impact may be judged good)."""
+    taken = {(label.run_id, label.step): label for label in given}
+    for label in extra:
+        other = taken.get((label.run_id, label.step))
+        if other is not None and label.expect is not None and other.label != label.label:
+            raise InvalidInput(None, other.source, f"labels {label.run_id} step {label.step} "
+                                                   f"{other.label}, but it is the harm "
+                                                   f"{label.note} ({label.expected}): drop the "
+                                                   f"label, or the step from the case")
     return [label for label in extra if (label.run_id, label.step) not in taken]
 
 

@@ -488,6 +488,27 @@ def test_an_incident_label_never_lands_on_another_run_with_its_id(example: Works
             f"captured in INC-1-1 (issue_refund(") in done.stderr
 
 
+@pytest.mark.attack
+def test_a_labels_file_cannot_call_a_captured_harmful_step_good(example: Workspace,
+                                                                cli: RunCli) -> None:
+    """The refund INC-1-1 captured as harmful, labelled good in a labels file beside
+    --incident: the file decided that step, so the unfixed controls, which allow it, were
+    "good, left alone". Recorded harm is not a judgement to reverse: bad input naming the
+    file's line and the case; a label agreeing with the case is fine."""
+    incident_id = captured(example)
+    labels = example.root / "labels.jsonl"
+    labels.write_text(json.dumps({"run_id": HARMFUL_RUN, "step": 4, "label": "good"}) + "\n")
+    done = cli("backtest", AGENT, "--logs", LOG, "--incident", incident_id, "--labels",
+               str(labels), cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (f"labels.jsonl:1: labels {HARMFUL_RUN} step 4 good, but it is the harm captured "
+            f"in INC-1-1 (issue_refund(") in done.stderr
+    labels.write_text(json.dumps({"run_id": HARMFUL_RUN, "step": 4, "label": "harmful"}) + "\n")
+    agreed = cli("backtest", AGENT, "--logs", LOG, "--incident", incident_id, "--labels",
+                 str(labels), cwd=example.root)
+    assert agreed.returncode == 1 and "Harmful, still allowed: 3" in agreed.stdout
+
+
 def handed_over(ws: Workspace) -> Path:
     """A conversation triage-agent began and handed over to this agent, with a record of
     another run between two of this agent's steps (as concurrent runs write a log): after
