@@ -23,7 +23,7 @@ from pydantic import Field, PrivateAttr
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     wait_exponential,
 )
@@ -36,7 +36,7 @@ from evalsuite._loop import run_sync
 from evalsuite._packed import case_keys
 from evalsuite._pickled import Packer
 from evalsuite._record import Record
-from evalsuite._run import Output, Run, ToolResult, Usage, UserInput
+from evalsuite._run import Output, Run, ToolCall, ToolResult, Usage, UserInput
 from evalsuite._session import AgentSession, ToolPolicy, ToolSpec
 from evalsuite._statistics import RateJudgement, judge_rate
 
@@ -265,12 +265,15 @@ class Engine:
             try:
                 answer = await self._attempt(case, number, session)
             except (TransportError, TimeoutError) as first:
-                if not self.settings.retries:
+                if not self.settings.retries or _acted(session):
                     raise
                 await asyncio.sleep(_retry_after_s(first))
-                # Only now pay for the retry machinery: most trials never need it.
+                # Only now pay for the retry machinery: most trials never need it. The
+                # predicate reads `session` when an attempt fails, so it reads that
+                # attempt's own (late binding is the point here).
                 async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type((TransportError, TimeoutError)),
+                    retry=retry_if_exception(
+                        lambda exc: _retryable(exc) and not _acted(session)),  # noqa: B023
                     stop=stop_after_attempt(self.settings.retries),
                     wait=_backoff, reraise=True,
                 ):
@@ -283,7 +286,8 @@ class Engine:
         except BaseException as exc:
             # What the agent did before it failed is kept: it is how the failure is read.
             return TrialResult(trial=number, passed=False,
-                               error=_describe(exc, case.timeout_s or self.settings.timeout_s),
+                               error=_describe(exc, case.timeout_s or self.settings.timeout_s,
+                                               self.settings.retries > 0 and _acted(session)),
                                run=self._run(case, number, session, None), attempts=attempts,
                                seconds=time.perf_counter() - start,
                                blocked_calls=session.blocked)
@@ -327,7 +331,27 @@ class Engine:
         )
 
 
-def _describe(exc: BaseException, timeout_s: float) -> str:
+def _retryable(exc: BaseException) -> bool:
+    """A transport error or a timeout: worth another attempt, unless the agent acted."""
+    return isinstance(exc, TransportError | TimeoutError)
+
+
+def _acted(session: AgentSession) -> bool:
+    """Whether the attempt made a tool call. A retry starts a new session, so retrying
+    would judge a run without the calls this attempt made: an agent could make a harmful
+    call, then time out (or report a retryable error) and be judged on a clean retry."""
+    return any(isinstance(step, ToolCall) for step in session.steps)
+
+
+_NOT_RETRIED = " (not retried: the attempt had made tool calls, which a retry would drop)"
+
+
+def _describe(exc: BaseException, timeout_s: float, acted: bool = False) -> str:
+    said = _said(exc, timeout_s)
+    return said + _NOT_RETRIED if acted and _retryable(exc) else said
+
+
+def _said(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout_s:g} s"
     if isinstance(exc, SystemExit):
