@@ -28,7 +28,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from evalsuite._agent import Adapter, TransportError
+from evalsuite._agent import Adapter, AgentCrashed, TransportError
 from evalsuite._case import EvalCase
 from evalsuite._criteria import Criterion, Judgement
 from evalsuite._effect import judge_trial
@@ -37,7 +37,7 @@ from evalsuite._packed import case_keys
 from evalsuite._pickled import Packer
 from evalsuite._record import Record
 from evalsuite._run import Output, Run, ToolCall, ToolResult, Usage, UserInput
-from evalsuite._session import AgentSession, ToolPolicy, ToolSpec
+from evalsuite._session import AgentSession, ToolPolicy, ToolSpec, refuse_invalid_unicode
 from evalsuite._statistics import RateJudgement, judge_rate
 
 CaseOutcome = Literal["pass", "fail", "error", "inconclusive"]
@@ -251,6 +251,10 @@ class Engine:
                        session: AgentSession) -> str | None:
         async with asyncio.timeout(case.timeout_s or self.settings.timeout_s):
             answer = await self.adapter.respond(case, number, session)
+        try:
+            refuse_invalid_unicode("the answer", answer)
+        except ValueError as exc:
+            raise AgentCrashed(str(exc)) from None
         if session.missing_fixture is not None:
             # The agent may have swallowed the exception; the case is still broken.
             raise session.missing_fixture

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +41,36 @@ class ToolFailed(Exception):
 
 class ToolDenied(ToolFailed):
     """Raised to the agent when the permission policy denies the call."""
+
+
+def refuse_invalid_unicode(what: str, value: Any) -> None:
+    """Raise ValueError when ``value`` holds text that is not valid Unicode: a lone
+    surrogate, which a JSON line or response can carry as ``\\ud800``.
+
+    Such text cannot be written as UTF-8, so an agent that sent it made the run file's
+    writer raise after the trial, ending the eval or the gate with a traceback and no
+    verdict (the last one, perhaps a pass, stood). Refused where it enters the session,
+    it is that trial's error and is never recorded.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} holds text that is not valid Unicode (a lone surrogate); "
+                         f"expected UTF-8 text") from None
+    except (TypeError, ValueError, RecursionError):
+        return  # not JSON at all: not this check's to refuse
+
+
+def _usage_problem(input_tokens: Any, output_tokens: Any, cost_usd: Any) -> str | None:
+    """Why these usage figures cannot be counted, or None when they can."""
+    for name, count in (("input_tokens", input_tokens), ("output_tokens", output_tokens)):
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return f"expected {name} as a whole number >= 0, got {count!r}"
+    if cost_usd is not None and (not isinstance(cost_usd, int | float)
+                                 or isinstance(cost_usd, bool)
+                                 or not math.isfinite(cost_usd) or cost_usd < 0):
+        return f"expected cost_usd as a finite number >= 0, got {cost_usd!r}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -113,6 +145,7 @@ class AgentSession:
         if not isinstance(tool, str) or not isinstance(arguments, dict):
             raise TypeError(f"call_tool needs a tool name and an arguments dict, got "
                             f"{tool!r}, {type(arguments).__name__}")
+        refuse_invalid_unicode("call_tool: the tool's name or arguments", [tool, arguments])
         # Built without revalidation: the name and arguments were just checked.
         call = ToolCall.model_construct(tool=tool, arguments=arguments,
                                         call_id=f"call-{next(self._ids)}")
@@ -145,11 +178,21 @@ class AgentSession:
 
     def think(self, text: str) -> None:
         """Record a step of reasoning, as a model's thinking would appear in a log."""
+        refuse_invalid_unicode("think: the reasoning", text)
         self.steps.append(Reasoning(content=text))
 
     def add_usage(self, input_tokens: int = 0, output_tokens: int = 0,
                   cost_usd: float | None = None) -> None:
-        """Count what one model call consumed (adapters that see usage report it here)."""
+        """Count what one model call consumed (adapters that see usage report it here).
+
+        Raises:
+            ValueError: a count that is not a whole number >= 0, or a cost that is not a
+                finite number >= 0 (a NaN or a negative cost made the trial's record
+                unwritable, ending the gate with a traceback and no verdict).
+        """
+        problem = _usage_problem(input_tokens, output_tokens, cost_usd)
+        if problem is not None:
+            raise ValueError(f"add_usage: {problem}")
         self._tokens[0] += input_tokens
         self._tokens[1] += output_tokens
         self._tokens[2] += 1

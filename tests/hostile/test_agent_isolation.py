@@ -603,3 +603,53 @@ def test_a_timeout_after_a_tool_call_is_not_retried(tmp_path: Path) -> None:
     assert trial.error is not None and trial.error.startswith("timed out after 0.5 s (not retried")
     assert trial.run is not None
     assert [s.tool for s in trial.run.steps if isinstance(s, ToolCall)] == ["issue_refund"]
+
+
+# Serves the example agent; once SWITCH exists (a file outside the workspace: the agent's
+# files, and so the verdict's fingerprint, stay the same), it first writes SWITCH's lines,
+# and answers with the last of them when that is an output line.
+SWITCHED = '''
+import json, os, sys
+from serve_jsonl import Session, send
+from refund_agent import respond
+
+switch = sys.argv[1]
+for line in sys.stdin:
+    start = json.loads(line)
+    extra = open(switch).read().splitlines() if os.path.exists(switch) else []
+    for raw in extra:
+        sys.stdout.write(raw + "\\n")
+    sys.stdout.flush()
+    if not extra or json.loads(extra[-1])["type"] != "output":
+        send({"type": "output", "content": respond(Session(start))})
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+@pytest.mark.parametrize("lines", [
+    ['{"type": "output", "content": "Refunded \\ud800"}'],
+    ['{"type": "reasoning", "content": "\\udc80"}'],
+    ['{"type": "usage", "input_tokens": 1, "output_tokens": 1, "cost_usd": NaN}'],
+    ['{"type": "usage", "input_tokens": -5, "output_tokens": 1}'],
+], ids=["lone-surrogate-answer", "lone-surrogate-reasoning", "nan-cost", "negative-tokens"])
+def test_an_agent_cannot_end_the_gate_before_it_records_a_verdict(
+        lines: list[str], example: Workspace, cli: RunCli, tmp_path: Path) -> None:
+    """Text no UTF-8 file can hold, or usage no total can count, is that trial's error:
+    the gate records its verdict. Before, the run file's writer raised after the trial and
+    the gate ended with a traceback (exit 1) and no verdict, so the last passing verdict,
+    on the same files, still cleared the agent."""
+    switch = tmp_path / "misbehave"
+    (example.agent_dir(AGENT) / "switched_agent.py").write_text(SWITCHED)
+    _use_adapter(example, {"kind": "subprocess",
+                           "command": [sys.executable, "switched_agent.py", str(switch)]})
+    first = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    switch.write_text("\n".join(lines) + "\n")
+    second = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert "Traceback" not in second.stderr
+    latest = open_store(example).latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "error"
+    check = cli("check", AGENT, cwd=example.root)
+    assert check.returncode != 0, check.stdout + check.stderr
