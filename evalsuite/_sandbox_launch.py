@@ -41,7 +41,7 @@ from pathlib import Path
 TYPE_CHECKING = False  # not `typing`'s: importing it costs more than the namespaces
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
@@ -60,7 +60,7 @@ def apply_landlock(writable: str, readable: list[Path]) -> None:
     read = FSAccess.EXECUTE | FSAccess.READ_FILE | FSAccess.READ_DIR
     read_file = FSAccess.EXECUTE | FSAccess.READ_FILE
     # Writing /dev/null and the terminal is harmless; creating files there is not allowed.
-    device = read | FSAccess.WRITE_FILE
+    device = read_file | FSAccess.WRITE_FILE
     if landlock_abi_version() >= 5:
         device |= FSAccess.IOCTL_DEV
     ruleset = Ruleset()
@@ -73,13 +73,35 @@ def apply_landlock(writable: str, readable: list[Path]) -> None:
         except OSError:
             continue  # a dangling link or a vanished mount grants nothing
         if stat.S_ISDIR(mode):
-            ruleset.allow(path, rules=device if path == Path("/dev") else read)
+            ruleset.allow(path, rules=read)
+            if path == Path("/dev"):
+                _allow_devices(ruleset, path, device)
         elif stat.S_ISREG(mode):
             ruleset.allow(path, rules=read_file)
     ruleset.allow(writable)
     ruleset.apply()
     if landlock_abi_version() >= 6:
         scope_outside()
+
+
+def _allow_devices(ruleset: Any, dev: Path, device: Any) -> None:
+    """Writing ``dev``'s devices (``null``, the terminals under ``pts``), entry by entry: a
+    right given on ``/dev`` itself would reach the files under ``/dev/shm`` and
+    ``/dev/mqueue``, which other programs of the gate's user keep there."""
+    for entry in sorted(dev.iterdir()):
+        try:
+            mode = entry.lstat().st_mode
+        except OSError:
+            continue
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            ruleset.allow(entry, rules=device)
+        elif stat.S_ISDIR(mode) and entry.name == "pts":
+            for terminal in entry.iterdir():
+                try:
+                    if stat.S_ISCHR(terminal.lstat().st_mode):
+                        ruleset.allow(terminal, rules=device)
+                except OSError:
+                    continue
 
 
 def scope_outside() -> None:

@@ -310,6 +310,9 @@ def respond(session):
         ("write_tmp", lambda: open(os.path.join(os.environ["TMPDIR"], "ok"), "w").write("x")),
         ("read_gate_environ",
          lambda: open(f"/proc/{os.environ['GATE_PID']}/environ", "rb").read()),
+        ("write_dev_null", lambda: open("/dev/null", "w").write("x")),
+        # r+: written in place, no truncation (which Landlock refuses on its own)
+        ("write_dev_shm", lambda: open(os.environ["SHARED_FILE"], "r+").write("agent")),
     ]:
         try:
             attempt()
@@ -329,17 +332,25 @@ if __name__ == "__main__":
 @pytest.mark.parametrize("kind", ["subprocess", "python"])
 def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str, sandbox: Any,
                                                                  tmp_path: Path) -> None:
-    """Sandboxed, the agent cannot write its folder or read the gate's environment; its
-    private folder is writable and removed after the run."""
+    """Sandboxed, the agent cannot write its folder, read the gate's environment or write
+    a file another program of the gate's user keeps in /dev/shm; /dev/null stays writable,
+    and its private folder is writable and removed after the run."""
     (tmp_path / "probe.py").write_text(PROBE)
+    shared = Path("/dev/shm") / f"reinstate-test-{os.getpid()}-{kind}-{sandbox}"
+    shared.write_text("the user's")
     adapter: dict[str, Any] = (
         {"kind": "python", "target": "probe:respond"} if kind == "python" else
         {"kind": "subprocess", "command": [sys.executable, "probe.py"]})
-    adapter["env"] = {"GATE_PID": str(os.getpid())}
-    result = _trial(adapter, tmp_path, Isolation(sandbox=sandbox))
+    adapter["env"] = {"GATE_PID": str(os.getpid()), "SHARED_FILE": str(shared)}
+    try:
+        result = _trial(adapter, tmp_path, Isolation(sandbox=sandbox))
+        assert shared.read_text() == "the user's"
+    finally:
+        shared.unlink()
     assert result.run is not None and result.error is None, result.error
     report = json.loads(result.run.final_output() or "{}")
     assert report["write_tmp"] == "allowed"
+    assert report["write_dev_null"] == "allowed"
     assert report["write_agent_folder"].startswith("denied")
     assert report["read_gate_environ"].startswith("denied")
     assert not (tmp_path / "escaped.txt").exists()
