@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from gates import (
     run_gate,
     verify_incident,
 )
+from regressions import Incident
 from tests.conftest import RunCli
 from tests.helpers import ACTOR, LOG
 
@@ -97,9 +99,9 @@ def _set_refund_rules(ws: Workspace, **rules: Any) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def _investigated_with_variant(ws: Workspace) -> str:
-    """Contain, capture the original refund, and investigate over both logs with a signature
-    widened to every refund that does not go back to the original payment method."""
+def _investigated(ws: Workspace) -> tuple[Incident, list[Path]]:
+    """The refund to store credit as an incident: contained, its call captured, and
+    investigated over the example's log and a later one, with the derived signature."""
     _write_later_log(ws)
     incident = open_incident(ws, "refund-agent", summary="refunds to other accounts",
                              severity="sev2", actor=ACTOR)
@@ -109,6 +111,13 @@ def _investigated_with_variant(ws: Workspace) -> str:
             tags=["prompt_injection"])
     logs = [ws.root / LOG, ws.root / LATER]
     investigate(ws, incident.id, logs, actor=ACTOR)
+    return incident, logs
+
+
+def _investigated_with_variant(ws: Workspace) -> str:
+    """Contain, capture the original refund, and investigate over both logs with a signature
+    widened to every refund that does not go back to the original payment method."""
+    incident, logs = _investigated(ws)
     path = ws.incidents().path(incident.id)
     data = yaml.safe_load(path.read_text())
     data["investigation"]["signature"]["match"] = REFUND_ELSEWHERE
@@ -314,15 +323,7 @@ def test_a_scope_left_as_derived_is_a_warning_on_the_gate(example: Workspace,
     arguments), a rule against only that call verifies, since nothing in scope differs:
     the gate says so as a WARNING on control_changes, and passes no less. Widened by hand,
     the warning is gone and the same rule no longer verifies."""
-    _write_later_log(example)
-    incident = open_incident(example, "refund-agent", summary="refunds to other accounts",
-                             severity="sev2", actor=ACTOR)
-    contain(example, incident.id, mode="review", notify=["eng-lead"], scope="refunds",
-            actor=ACTOR)
-    capture(example, incident.id, example.root / LOG, actor=ACTOR, run_id="run-7f3a97",
-            steps=[4], tags=["prompt_injection"])
-    logs = [example.root / LOG, example.root / LATER]
-    investigate(example, incident.id, logs, actor=ACTOR)
+    incident, logs = _investigated(example)
     finding = record_finding(example, incident.id, layer="tool_permission_boundary",
                              gap=True, description="refunds could go anywhere", actor=ACTOR)
     record_change(example, incident.id, layer="tool_permission_boundary",
@@ -371,15 +372,7 @@ def test_a_signature_that_misses_the_incidents_own_run_fails_the_gate(
     """A signature edited by hand to match nothing (the amount as text, where the logs hold
     a number) leaves the scope empty: every change would verify vacuously. investigate says
     so, and the gate's control_changes fails naming the run the cases came from."""
-    _write_later_log(example)
-    incident = open_incident(example, "refund-agent", summary="refunds to other accounts",
-                             severity="sev2", actor=ACTOR)
-    contain(example, incident.id, mode="review", notify=["eng-lead"], scope="refunds",
-            actor=ACTOR)
-    capture(example, incident.id, example.root / LOG, actor=ACTOR, run_id="run-7f3a97",
-            steps=[4], tags=["prompt_injection"])
-    logs = [example.root / LOG, example.root / LATER]
-    investigate(example, incident.id, logs, actor=ACTOR)
+    incident, logs = _investigated(example)
     path = example.incidents().path(incident.id)
     data = yaml.safe_load(path.read_text())
     data["investigation"]["signature"]["match"] = [{
