@@ -43,7 +43,7 @@ What it trusts, and why that is sound:
   it, the head at it, the agent's mode and approval entries and last verdict entry
   re-hashed and exactly those the store tallied with the checkpoint, the modes row as the
   last mode entry set it, the latest verdict's text hashing to exactly the digest its entry
-  records.
+  records, and that entry right after the head the verdict was stamped with.
 
 It answers only "cleared" (exit 0): an agent with an open incident, a failing, stale or
 missing verdict, a public key to check a signature against, notes, a PostgreSQL store,
@@ -425,6 +425,9 @@ def _store_verdict(path: Path, agent: str, mode_inputs: dict[str, Any],
     if (not entries or not _intact(entries[-1])
             or (entries[-1]["seq"], entries[-1]["hash"]) != tally.verdict):
         return None
+    if (entries[-1]["seq"], entries[-1]["prev_hash"]) != (
+            verdict["audit_head"]["seq"] + 1, verdict["audit_head"]["hash"]):
+        return None  # not where the store wrote it (an older verdict stored again)
     own = entries[-1]["detail"]
     stamp = {k: v for k, v in verdict["fingerprint"].items() if k != "files"}
     if (own.get("sha256") != hashlib.sha256(text.encode()).hexdigest()

@@ -396,12 +396,29 @@ def _verdict_problems(store: StateStore, agent: str, entry: AuditEntry | None,
     if (verdict is not None and verdict.outcome == entry.detail.get("outcome")
             and stamp == entry.detail.get("fingerprint")
             and digest in (None, verdict_digest(verdict))):
-        return []
+        return _verdict_place_problems(agent, entry, verdict)
     what = (f"a {verdict.outcome} verdict of {verdict.created_at.isoformat()}"
             if verdict is not None else "no verdict")
     return [f"verdicts: the latest of {agent} is {what}, but the last verdict entry "
             f"(entry {entry.seq}) recorded another ({entry.detail.get('outcome')}): the "
             f"verdicts table was changed behind the audit log"]
+
+
+def _verdict_place_problems(agent: str, entry: AuditEntry,
+                            verdict: DecidedVerdict) -> list[str]:
+    """Whether the latest verdict's entry is where the store wrote it: right after the head
+    the verdict was stamped with (``save_verdict`` stamps and appends in one transaction).
+
+    The head is inside the verdict, so inside its signature: an older verdict (signed, its
+    envelope still on file) appended again by a store writer, with a new entry chained to
+    the head, matches its entry's digest but not its place, and never becomes the latest.
+    """
+    head = verdict.audit_head
+    if head is None or (entry.seq == head.seq + 1 and entry.prev_hash == head.hash):
+        return []  # in place, or stored before heads were kept
+    return [f"verdicts: the latest of {agent} (a {verdict.outcome} verdict of "
+            f"{verdict.created_at.isoformat()}) was stored after entry {head.seq}, but its "
+            f"entry is entry {entry.seq}: an older verdict was stored again behind the store"]
 
 
 def verdict_anchor_problems(by_seq: dict[int, AuditEntry], verdict: Verdict) -> list[str]:

@@ -44,7 +44,10 @@ from gates import (
     verdict_report,
 )
 from gates._demo import apply_fix, lay_out
+from gates._store.attestation import write_attestation
 from gates._store.backends import entry_hash, verdict_digest
+from gates._store.verdict_signature import configured_public_key, signature_problem
+from gates._verdict.verdict import AuditHead
 from regressions import LAYERS, utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, copied, resolved
@@ -104,22 +107,27 @@ def _envelope(workspace: Workspace) -> Path:
     return attestation_path(workspace, verdict)
 
 
-def _forge_pass(workspace: Workspace, *, moved: bool = True) -> None:
-    """What a process that can write the store does: append a pass verdict on today's files,
-    its correctly chained audit entry and the new head, straight into SQLite; and, when
-    ``moved``, move the checkpoint over it and count it into the agent's tally with the
-    store's own code, as the store does with each write."""
+def _forge_pass(workspace: Workspace, *, moved: bool = True,
+                again: Verdict | None = None) -> None:
+    """What a process that can write the store does: append a pass verdict on today's files
+    (or, ``again``, an earlier verdict exactly as stored), its correctly chained audit entry
+    and the new head, straight into SQLite; and, when ``moved``, move the checkpoint over it
+    and count it into the agent's tally with the store's own code, as the store does with
+    each write."""
     store = open_store(workspace)
     latest = store.latest_verdict(AGENT)
     assert latest is not None
-    forged = latest.model_copy(update={"outcome": "pass", "created_at": utc_now(),
-                                       "fingerprint": fingerprint(workspace, AGENT)})
+    last = store.audit()[-1]
+    # A new forgery is stamped with the head, as the store stamps each verdict; a verdict
+    # stored again keeps the head it was signed with.
+    forged = again or latest.model_copy(update={
+        "outcome": "pass", "created_at": utc_now(), "fingerprint": fingerprint(workspace, AGENT),
+        "audit_head": AuditHead(seq=last.seq, hash=last.hash)})
     body = forged.model_dump_json()
     detail = {"outcome": "pass",
               "fingerprint": {k: v for k, v in forged.fingerprint.model_dump().items()
                               if k != "files"},
               "sha256": verdict_digest(forged)}
-    last = store.audit()[-1]
     at = utc_now()
     digest = entry_hash(last.seq + 1, at, "ci", "verdict", AGENT, "gate pass", detail, last.hash)
     with sqlite3.connect(workspace.state_path) as conn:
@@ -188,6 +196,34 @@ def test_stored_verdict_with_another_verdicts_envelope_is_refused(signed: Worksp
     code, out, _ = reinstate(signed, "check", AGENT)
     assert code == 1
     assert "signs another verdict" in out
+
+
+@pytest.mark.attack
+def test_an_older_signed_pass_stored_again_after_a_signed_fail_is_refused(
+        signed: Workspace, reinstate: Cli, key_pair: tuple[str, Path]) -> None:
+    """The gate fails later on the very same files (a flaky case, an HTTP agent's model
+    changed) and signs that fail. A store writer appends the earlier signed pass again, as
+    it was stored, with a chained entry, the head and the checkpoint moved: its digest is
+    its envelope's, but not its place (the head it was stamped with, which its signature
+    covers), so `audit verify`, check and restore refuse it as stored again."""
+    store = open_store(signed)
+    earlier = store.latest_verdict(AGENT)
+    assert earlier is not None and earlier
+    failed = earlier.model_copy(update={"outcome": "fail", "created_at": utc_now()}, deep=True)
+    failed.checks[0].outcome = "fail"
+    store.save_verdict(failed, "ci")
+    write_attestation(signed, failed, load_signing_key(key_pair[0]))
+    assert not check(signed, AGENT).cleared
+    _forge_pass(signed, again=earlier)
+    assert open_store(signed).latest_verdict_text(AGENT) == earlier.model_dump_json()
+    assert signature_problem(signed, earlier, configured_public_key(signed)) is None
+    code, _, err = reinstate(signed, "audit", "verify")
+    assert code == 1
+    assert "was stored after entry 1, but its entry is entry 5: an older verdict" in err, err
+    code, out, _ = reinstate(signed, "check", AGENT)
+    assert code == 1 and "an older verdict was stored again behind the store" in out, out
+    with pytest.raises(Refused, match="an older verdict was stored again"):
+        restore(signed, AGENT, actor=ACTOR)
 
 
 def test_signed_pass_clears_with_the_store(signed: Workspace, reinstate: Cli) -> None:

@@ -25,13 +25,23 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from evalsuite import ReinstateError
-from gates import ModeRecord, Workspace, check, contain, open_incident, open_store, run_gate
+from gates import (
+    ModeRecord,
+    SQLiteStore,
+    Workspace,
+    check,
+    contain,
+    open_incident,
+    open_store,
+    run_gate,
+)
 from gates._cli import main
 from gates._config import Config, Paths
 from gates._response import check_light
 from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import inputs_path, light_clearance
 from gates._store import mode_light
+from gates._store.backends import entry_hash
 from regressions import utc_now
 from tests.conftest import RunCli
 from tests.helpers import ACTOR, copied
@@ -249,7 +259,33 @@ def _restored_in_the_store_and_the_file(ws: Workspace) -> None:
     path.write_text(path.read_text() + f"restored_at: '{utc_now().isoformat()}'\n")
 
 
+def _verdict_stored_again(ws: Workspace) -> None:
+    """The latest verdict's text appended again by a store writer, with a chained entry
+    (its digest the verdict's), the head and the checkpoint moved, as the store moves them:
+    the verdict is not where the store wrote it (after the head it was stamped with)."""
+    store = open_store(ws)
+    entry = store.audit(AGENT, actions=("verdict",))[-1]
+    last = store.audit()[-1]
+    at = utc_now()
+    digest = entry_hash(last.seq + 1, at, "ci", "verdict", AGENT, entry.reason, entry.detail,
+                        last.hash)
+    run_sql(ws, "INSERT INTO verdicts (agent, created_at, outcome, body) SELECT agent, "
+                "created_at, outcome, body FROM verdicts WHERE id = (SELECT max(id) FROM "
+                "verdicts)")
+    with sqlite3.connect(ws.state_path) as conn:
+        conn.execute("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (last.seq + 1, at.isoformat(), "ci", "verdict", AGENT, entry.reason,
+                      json.dumps(entry.detail, sort_keys=True), last.hash, digest))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('audit_head', ?)",
+                     (f"{last.seq + 1}:{digest}",))
+    conn.close()
+    sqlite = SQLiteStore(ws.state_path)
+    with sqlite._writing() as held:
+        sqlite._advance_checkpoint(held)
+
+
 ATTACKS: dict[str, Callable[[Workspace], None]] = {
+    "an earlier verdict stored again behind the store": _verdict_stored_again,
     "a control file loosened after the gate": _loosen_control,
     "an audit entry a decision reads edited": _edit_audit,
     "a containment hidden from the decisions (its action edited)": _hide_containment,

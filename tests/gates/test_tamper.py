@@ -23,7 +23,8 @@ from gates import (
     schedule_review,
 )
 from gates._demo import apply_fix, lay_out
-from gates._store.backends import entry_hash
+from gates._store.backends import entry_hash, verdict_digest
+from gates._verdict.verdict import AuditHead, Verdict
 from tests.helpers import ACTOR, analysed, copied
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tamper")]
@@ -142,16 +143,31 @@ def test_verdict_inserted_behind_the_log_is_named(ws: Workspace, cli: Cli) -> No
 
 def test_rewritten_chain_is_caught_by_an_anchor(ws: Workspace, cli: Cli) -> None:
     """Rehashing the whole chain after an edit passes the chain check, but not the hash the
-    store recorded with its checkpoint; with that and the tallies written again too (with
-    the store's own code: the chain has no secret), only an anchor kept from before
-    catches it."""
+    store recorded with its checkpoint; with that, each verdict's stamped head (and so its
+    entry's digest of it) and the tallies written again too (with the store's own code: the
+    chain has no secret), only an anchor kept from before catches it."""
     head = open_store(ws).audit()[-1]
     _sql(ws, "UPDATE audit SET actor = 'someone.else' WHERE seq = 1")
     prev = "0" * 64
     with sqlite3.connect(ws.state_path) as conn:
+        # Each agent's verdict rows, in the order of its verdict entries.
+        bodies: dict[str, list[tuple[int, str]]] = {}
+        for row_id, name, body in conn.execute(
+                "SELECT id, agent, body FROM verdicts ORDER BY id").fetchall():
+            bodies.setdefault(name, []).append((row_id, body))
         for row in conn.execute("SELECT * FROM audit ORDER BY seq").fetchall():
+            detail = json.loads(row[6])
+            if row[3] == "verdict":  # stamped with the rewritten head, as the store stamps
+                row_id, body = bodies[row[4]].pop(0)
+                verdict = Verdict.model_validate_json(body)
+                verdict.audit_head = AuditHead(seq=row[0] - 1, hash=prev)
+                conn.execute("UPDATE verdicts SET body = ? WHERE id = ?",
+                             (verdict.model_dump_json(), row_id))
+                detail["sha256"] = verdict_digest(verdict)
+                conn.execute("UPDATE audit SET detail = ? WHERE seq = ?",
+                             (json.dumps(detail, sort_keys=True), row[0]))
             digest = entry_hash(row[0], datetime.fromisoformat(row[1]), row[2], row[3], row[4],
-                                row[5], json.loads(row[6]), prev)
+                                row[5], detail, prev)
             conn.execute("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
                          (prev, digest, row[0]))
             prev = digest
