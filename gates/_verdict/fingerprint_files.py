@@ -211,6 +211,22 @@ def inside(workspace: Places, agent_file: Path, place: str, path: Path) -> Path:
     return resolved
 
 
+def _refuse_own_places_inside(workspace: Places, directory: Path) -> None:
+    """Refuse reinstate's own folders (the store's, incidents, logs) inside an agent's
+    folder: the fingerprint walks past them, so the agent's files kept there (a prompt in
+    ``agents/a/data`` with ``[paths] logs = "agents/a/data"``) would never make a verdict
+    stale."""
+    base = directory.resolve()
+    for field, place in (("state", workspace.state_path.parent),
+                         ("incidents", workspace.incidents_dir), ("logs", workspace.logs_dir)):
+        if place.is_relative_to(base):
+            raise InvalidInput(None, f"[paths] {field}",
+                               f"expected a place outside the agent's folder "
+                               f"{workspace.relative(directory)}, got "
+                               f"{workspace.relative(place)}: the agent's own files there "
+                               f"would be left out of its fingerprint")
+
+
 def agent_files(workspace: Places, agent_file: Path, adapters: Sequence[tuple[str, str]],
                 patterns: Sequence[str], controls: Collection[str]) -> list[Path]:
     """Every file the agent is made of, agent.yaml first; its ``controls`` files excepted.
@@ -225,6 +241,7 @@ def agent_files(workspace: Places, agent_file: Path, adapters: Sequence[tuple[st
         InvalidInput: A path or pattern reaches outside the workspace.
     """
     directory = agent_file.parent
+    _refuse_own_places_inside(workspace, directory)
     sources = {agent_file, *walk(directory, workspace)}
     for kind, relative in adapters:
         found = inside(workspace, agent_file, "$.adapter", directory / relative)

@@ -217,3 +217,25 @@ def test_a_file_under_a_linked_folder_of_the_agent_is_fingerprinted(
     for _ in range(2):  # the full check, then the light one it remembered facts for
         code, out, _ = cli(back_in_full, "check", AGENT)
         assert code == 1 and _stale_naming(out, "refund_limits.py"), out
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("command", ["check", "gate"])
+def test_reinstates_own_folder_inside_the_agents_folder_is_refused(
+        back_in_full: Workspace, cli: Cli, command: str) -> None:
+    """``[paths] logs`` set to a folder of the agent's: the fingerprint walks past the
+    logs, so a prompt kept there could change and the verdict stay current. One clean
+    error naming the setting, exit 2; the gate stores nothing."""
+    data = back_in_full.agent_dir(AGENT) / "data"
+    data.mkdir()
+    (data / "prompt.txt").write_text("Refunds over 500 USD need a human.\n")
+    config = back_in_full.root / "reinstate.toml"
+    config.write_text(config.read_text().replace(
+        'state = ".reinstate/state.db"\n',
+        f'state = ".reinstate/state.db"\nlogs = "agents/{AGENT}/data"\n'))
+    before = back_in_full.state_path.read_bytes()
+    code, out, err = cli(back_in_full, command, AGENT)
+    assert code == 2, out + err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in out + err
+    assert "[paths] logs" in err and f"agents/{AGENT}/data" in err and "fingerprint" in err
+    assert back_in_full.state_path.read_bytes() == before
