@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import threading
 import weakref
 from collections.abc import Sequence
@@ -237,10 +238,19 @@ class PassesAcceptance(_Criterion):
 
 
 def _as_json(output: str) -> tuple[bool, Any]:
+    """The answer parsed as JSON, refusing ``NaN`` and ``Infinity`` as JSON does.
+
+    Python's parser takes them, and a NaN meets every bound (``NaN > 500`` is false), so an
+    answer ``{"amount": NaN}`` passed ``output_schema`` and ``field_bounds`` with a maximum.
+    """
     try:
-        return True, json.loads(output)
+        return True, json.loads(output, parse_constant=_not_json)
     except ValueError:
         return False, None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _field(value: Any, path: str) -> tuple[bool, Any]:
@@ -356,7 +366,9 @@ class FieldBounds(_Criterion):
         return self
 
     def _within(self, value: Any, where: str) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            # NaN (an in-process agent's float, or a JSON line's) is no number: it would
+            # compare false with both bounds and so lie "within" any of them.
             return f"{where}: {self.field} is {value!r}, not a number"
         if self.minimum is not None and value < self.minimum:
             return f"{where}: {self.field} = {value} is below {self.minimum:g}"
