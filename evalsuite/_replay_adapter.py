@@ -77,7 +77,7 @@ class ReplayAdapter:
                 f"case {case.id}: {len(found)} recorded runs in {self._log.name} share its "
                 f"last user message ({named}); replaying one of them would be a guess: "
                 f"set match: run_id and name the run by the case id")
-        return runs[found[0]]
+        return _through_answer(runs[found[0]], asked, case)
 
     def _recorded(self, case: EvalCase, reference: RunReference) -> Run:
         """The run a case names, checked to begin with the calls the case recorded."""
@@ -140,6 +140,24 @@ class ReplayAdapter:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+def _through_answer(run: Run, asked: str, case: EvalCase) -> Run:
+    """The run found by the case's last user message, up to its answer to that message.
+
+    The steps from the next user message on answer messages the case does not hold: a
+    live agent given the case never sees them. Replayed, the answer judged was the run's
+    last (a "You're welcome!" to a later "thanks"), never the answer to the case's
+    message, so an answer that broke the case passed whenever the conversation went on.
+    """
+    turns = [i for i, s in enumerate(run.steps) if isinstance(s, UserInput) and s.content == asked]
+    if len(turns) > 1:
+        raise AgentCrashed(
+            f"case {case.id}: run {run.run_id} asks its last user message {len(turns)} times; "
+            f"replaying the answer to one of them would be a guess: set match: run_id")
+    end = next((i for i in range(turns[0] + 1, len(run.steps))
+                if isinstance(run.steps[i], UserInput)), len(run.steps))
+    return run.model_copy(update={"steps": run.steps[:end]})
 
 
 register_adapter("replay")(ReplayAdapter)

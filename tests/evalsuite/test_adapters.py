@@ -477,6 +477,44 @@ def test_a_recorded_run_without_a_final_answer_replays_up_to_its_last_step(
     assert result.judgements[1].detail.startswith("no output: the run ended without an answer")
 
 
+@pytest.mark.attack
+def test_replay_judges_the_answer_to_the_cases_message_not_a_later_one(
+        tmp_path: Path) -> None:
+    """The run went on after the answer the case asks about ("thanks", "You're welcome!"):
+    the answer judged is the refund's, not the last of the run, which passed the case."""
+    write_runs([RunRecord(run_id="went-on", steps=[
+        UserInput(content="Please refund order A-1."),
+        ToolCall(tool="lookup_order", arguments={"order_id": "A-1"}, call_id="c1"),
+        ToolResult(call_id="c1", result={"order_id": "A-1", "total": 40.0}),
+        Output(content="Refunded $4,000.00 to your store credit."),
+        UserInput(content="Great, thanks."),
+        ToolCall(tool="issue_refund", arguments={"order_id": "A-1", "amount": 40.0},
+                 call_id="c2"),
+        Output(content="You're welcome!"),
+    ])], tmp_path / "production.jsonl")
+    the_case = EvalCase.model_validate({
+        **case().model_dump(exclude={"expect"}),
+        "expect": [{"kind": "output_not_contains", "text": "4,000"}]})
+    result = trial(*replay_agent(tmp_path, tmp_path / "production.jsonl"), the_case)
+    assert result.error is None and not result.passed, result.error
+    assert result.run is not None
+    assert result.run.final_output() == "Refunded $4,000.00 to your store credit."
+    # The call made after the next user message answered a message the case never sent.
+    assert [c.tool for c in result.run.tool_calls()] == ["lookup_order"]
+
+
+def test_replay_refuses_to_guess_between_turns_asking_the_same_message(
+        tmp_path: Path) -> None:
+    """The case's message asked twice in the found run: which answer is a guess, an error."""
+    write_runs([RunRecord(run_id="asked-twice", steps=[
+        UserInput(content="Please refund order A-1."), Output(content="Refunded $40.00"),
+        UserInput(content="Please refund order A-1."), Output(content="Already done."),
+    ])], tmp_path / "production.jsonl")
+    result = trial(*replay_agent(tmp_path, tmp_path / "production.jsonl"), case())
+    assert result.error is not None and not result.passed
+    assert "run asked-twice asks its last user message 2 times" in result.error
+
+
 @pytest.mark.parametrize("strict", [None, False])
 def test_a_denied_attempt_fails_an_eval_case_unless_it_is_judged_on_effect(
         strict: bool | None, reach: Callable[..., Any]) -> None:
