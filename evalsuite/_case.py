@@ -72,6 +72,10 @@ class RunReference:
     found must have made the very calls recorded, not ones edited in the log since."""
     named_by: str = "the case"
     """What names the run, for messages (``provenance of INC-1``)."""
+    through: int | None = None
+    """The position of the last step the case recorded: the replay ends with the turn
+    holding it (before the next user message), so the answer judged is that turn's, not
+    the answer to a later message; none replays the whole run."""
 
 
 class EvalCase(Record):

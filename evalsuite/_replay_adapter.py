@@ -99,7 +99,9 @@ class ReplayAdapter:
                     f"case {case.id}: run {reference.run_id} in {reference.log} is not the "
                     f"run the case recorded: it calls {call.describe()}, with other arguments "
                     f"than the case recorded (the log changed since the capture?)")
-        return run
+        if reference.through is None:
+            return run
+        return _through_turn(run, reference.through)
 
     def _locate(self, case: EvalCase, reference: RunReference) -> Path:
         """The log a case names, relative to the workspace: the nearest folder above
@@ -155,7 +157,13 @@ def _through_answer(run: Run, asked: str, case: EvalCase) -> Run:
         raise AgentCrashed(
             f"case {case.id}: run {run.run_id} asks its last user message {len(turns)} times; "
             f"replaying the answer to one of them would be a guess: set match: run_id")
-    end = next((i for i in range(turns[0] + 1, len(run.steps))
+    return _through_turn(run, turns[0])
+
+
+def _through_turn(run: Run, position: int) -> Run:
+    """The run up to the end of the turn holding the step at ``position``: before the next
+    user message after it."""
+    end = next((i for i in range(position + 1, len(run.steps))
                 if isinstance(run.steps[i], UserInput)), len(run.steps))
     return run.model_copy(update={"steps": run.steps[:end]})
 

@@ -149,7 +149,7 @@ class RegressionCase(EvalCase):
             calls=tuple(s.tool for s in calls),
             arguments=tuple(json.dumps(exact_arguments(redactor.value(s.arguments)))
                             for s in calls),
-            named_by=f"the provenance of {self.id}")
+            named_by=f"the provenance of {self.id}", through=len(self.recorded.steps) - 1)
 
     def recorded_tools(self) -> set[str]:
         """Tools the recorded run called."""
