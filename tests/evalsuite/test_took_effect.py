@@ -85,8 +85,7 @@ def test_the_denied_call_is_stopped_by_its_rule(tmp_path: Path) -> None:
     criterion on them holds, naming the rule that stopped the call."""
     result = _run(tmp_path, _case({
         "kind": "expression", "id": "never-tries-unknown-tools",
-        "expression": '!history.exists(s, s.kind == "tool_call" && s.tool == "no_such_tool")'
-                      ' && !history.exists(s, s.kind == "tool_result" && has(s.blocked))'}))
+        "expression": '!history.exists(s, has(s.tool) && s.tool == "no_such_tool")'}))
     (judgement,) = result.trials[0].judgements
     assert result.outcome == "pass"
     assert judgement.stopped_by == ["permissions.tools.no_such_tool"]
