@@ -357,10 +357,11 @@ def test_an_agent_that_hangs_times_out(kind: str, overrides: dict[str, Any],
                                        reach: Callable[..., Any]) -> None:
     """A trial past its timeout is an error saying so; never a pass. These agents looked
     an order up before hanging, so the timeout is not retried: a retry would be judged
-    without that call."""
-    the_case = case().model_copy(update={"timeout_s": 0.3})
+    without that call. (2 s: long enough for a loaded machine to start the agent and see
+    its call before the timeout, which would otherwise be retried.)"""
+    the_case = case().model_copy(update={"timeout_s": 2.0})
     result = trial(*reach(kind, **overrides), the_case)
-    assert result.error == ("timed out after 0.3 s (not retried: the attempt had made tool "
+    assert result.error == ("timed out after 2 s (not retried: the attempt had made tool "
                             "calls, which a retry would drop)")
     assert result.attempts == 1 and not result.passed
 
