@@ -80,6 +80,15 @@ def _blockers(workspace: Workspace, agent: str, store: StateStore, public_key: P
     reasons += verdict_gaps(workspace, agent, verdict, "the latest verdict")
     verified = {(v.incident, v.change, v.layer) for v in verdict.verifications if v.verified}
     for incident in incidents:
+        # Changes are recorded after containment and verified by a later gate: a verdict
+        # made before this incident was contained verified another incident of its id (one
+        # whose file was deleted and whose id was opened again), never these changes.
+        contained = incident.containment.contained_at if incident.containment else None
+        if contained is not None and verdict.created_at < contained:
+            reasons.append(f"{incident.id} was contained after the latest verdict ({stamp}) "
+                           f"was made, so that verdict verified none of its changes: run "
+                           f"`reinstate gate {agent}`")
+            continue
         for change in incident.control_changes:
             if (incident.id, change.id, change.layer) not in verified:
                 reasons.append(f"{incident.id} {change.id} ({change.layer}) is not verified by "

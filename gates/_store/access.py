@@ -120,8 +120,14 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None, *,
     incidents = workspace.incidents().all(agent)
     log = _log(store, agent)
     contained = {e.detail.get("incident"): e.seq for e in log if e.action == "mode"}
-    restored = {i: e for e in log if e.action == "mode" and e.detail.get("mode") == "full"
+    restores = {i: e for e in log if e.action == "mode" and e.detail.get("mode") == "full"
                 and isinstance(e.detail.get(RESTORED), list) for i in e.detail[RESTORED]}
+    # A restore is of the incident only when it follows that incident's containment: an id
+    # opened again after its file was deleted (ids are the next free number) must not
+    # inherit the restore of the incident that held it before.
+    restored = {incident.id: restores[incident.id] for incident in incidents
+                if incident.containment is not None and incident.id in restores
+                and restores[incident.id].seq > contained.get(incident.id, 0)}
     vouched: list[Incident] = []
     forged: dict[str, str] = {}
     unknown: dict[str, str] = {}

@@ -204,3 +204,72 @@ def test_a_gap_addressed_only_on_another_layer_passes_with_a_warning(
     assert (f"WARNING: {incident_id} finding F-1 (tool_permission_boundary) is addressed only "
             f"by a change on review_gate: the tool_permission_boundary layer the root cause "
             f"names is left as it was") in control_changes.findings
+
+
+def _same_id_opened_again(ws: Workspace) -> str:
+    """The restored incident's file and baseline deleted, and a new incident opened and
+    contained: ids are the next free number, so it gets the deleted incident's id."""
+    import shutil
+    from datetime import timedelta
+
+    from gates import contain, open_incident
+
+    (old,) = ws.incidents().ids()
+    (ws.incidents_dir / f"{old}.yaml").unlink()
+    shutil.rmtree(ws.incidents_dir / f"{old}.baseline")
+    new = open_incident(ws, "refund-agent", summary="a second harm", severity="sev1",
+                        actor=ACTOR, detected_at=utc_now() - timedelta(minutes=5))
+    assert new.id == old
+    contain(ws, new.id, mode="suspended", notify=["legal"], scope="unknown", actor=ACTOR)
+    return new.id
+
+
+@pytest.mark.attack
+def test_an_incident_id_opened_again_does_not_inherit_the_old_restore(
+        back_in_full: Workspace, inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """An incident restored, its file deleted, a new one opened with the same id and
+    contained, its first change recorded as CC-1 on the permission boundary like the old
+    one's: the audit log's restore of the old incident (on a verdict that verified an INC-1
+    CC-1) is not the new one's, so the new incident stays open, restore refuses (three
+    layers without a finding, no review) and the agent stays suspended."""
+    from gates import record_change, record_finding
+
+    incident_id = _same_id_opened_again(back_in_full)
+    record_finding(back_in_full, incident_id, layer="tool_permission_boundary", gap=True,
+                   description="any amount refunded", actor=ACTOR)
+    record_change(back_in_full, incident_id, layer="tool_permission_boundary",
+                  addresses=["F-1"], description="cap refunds", actor=ACTOR)
+    code, out, err = inline_cli(back_in_full, "restore", "refund-agent")
+    assert code == 1, out + err
+    assert f"{incident_id} has no post-incident review scheduled" in out + err
+    assert read_mode(back_in_full, "refund-agent").mode == "suspended"
+    assert back_in_full.incidents().load(incident_id).phase == "resolving"
+
+
+@pytest.mark.attack
+def test_a_verdict_made_before_a_containment_verifies_none_of_its_changes(
+        back_in_full: Workspace, inline_cli: Callable[..., tuple[int, str, str]]) -> None:
+    """The new incident of a reused id records the same findings and changes (CC-1 …) as
+    the deleted one: the verdict the old incident was restored on verified an INC-1 CC-1,
+    but was made before this incident was contained, so it verified none of this one's
+    changes; restore refuses until a gate runs again."""
+    from datetime import timedelta
+
+    from gates import record_change, record_finding, schedule_review
+    from regressions import LAYERS
+
+    incident_id = _same_id_opened_again(back_in_full)
+    for layer in LAYERS:
+        record_finding(back_in_full, incident_id, layer=layer, gap=True,
+                       description=f"{layer} gap", actor=ACTOR)
+    for layer, finding in (("tool_permission_boundary", "F-1"), ("eval_coverage", "F-2"),
+                           ("acceptance_criteria", "F-3"), ("review_gate", "F-4")):
+        record_change(back_in_full, incident_id, layer=layer,  # type: ignore[arg-type]
+                      addresses=[finding], description=f"fix {layer}", actor=ACTOR)
+    schedule_review(back_in_full, incident_id, on=(utc_now() + timedelta(days=7)).date(),
+                    actor=ACTOR)
+    code, out, err = inline_cli(back_in_full, "restore", "refund-agent")
+    assert code == 1, out + err
+    assert f"{incident_id} was contained after the latest verdict" in " ".join(
+        (out + err).split())
+    assert read_mode(back_in_full, "refund-agent").mode == "suspended"
