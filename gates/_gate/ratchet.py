@@ -47,6 +47,7 @@ from gates._verdict.ratchet_terms import (
     REMOVED,
     Loosening,
     RatchetTerms,
+    approves_removal,
     captured_cases,
     compare,
 )
@@ -61,6 +62,17 @@ def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry
     """The latest approval for each (case, key) of ``agent``, from the audit log."""
     return {(e.detail.get("case", ""), e.detail.get("terms", "")): e
             for e in recorded(store, agent, (APPROVAL,))}
+
+
+def _approval(approved: dict[tuple[str, str], AuditEntry],
+              loosening: Loosening) -> AuditEntry | None:
+    """The approval of exactly ``loosening``; for a case removed before (the memory holds
+    no terms of it), the approval of its removal (:func:`approves_removal`)."""
+    exact = approved.get((loosening.case, loosening.key))
+    if exact is not None or loosening.key != REMOVED:
+        return exact
+    return next((entry for (case, terms), entry in reversed(approved.items())
+                 if case == loosening.case and approves_removal(terms, REMOVED)), None)
 
 
 _READS = 5
@@ -169,7 +181,7 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     held = _store(workspace, store)
     remembered = _remembered(held, agent)
     approved = approvals(held, agent) if held is not None else {}
-    found = [replace(f, approval=approved.get((f.case, f.key)))
+    found = [replace(f, approval=_approval(approved, f))
              for f in compare(remembered, _captured(workspace, agent), today)]
     if held is not None and any(f.approval is not None for f in found):
         # An approval lets a case be loosened: it counts only as the log vouches for it
@@ -186,7 +198,7 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     for loosening in found:
         if loosening.approval is None and loosening.case in remembered:
             memory[loosening.case] = remembered[loosening.case]  # hold the old terms
-        elif loosening.key == REMOVED:
+        elif loosening.kind == "removed":
             memory.pop(loosening.case, None)
     return found, memory
 

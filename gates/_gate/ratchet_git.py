@@ -34,10 +34,17 @@ from gates._config import CONFIG_FILE, Config, Workspace
 from gates._gate.engine import default_trials
 from gates._gate.git import Blob, GitRepo
 from gates._verdict.fingerprint import file_digest
-from gates._verdict.ratchet_approvals import RatchetApprovals, load_approvals, matching
+from gates._verdict.ratchet_approvals import (
+    RatchetApproval,
+    RatchetApprovals,
+    load_approvals,
+    matching,
+)
 from gates._verdict.ratchet_terms import (
+    REMOVED,
     Loosening,
     RatchetTerms,
+    approves_removal,
     captured_cases,
     compare,
     digest_of,
@@ -68,6 +75,8 @@ class RefSnapshot:
     """Each incident's baseline at the ref: file (from the incidents folder) → SHA-256."""
     baseline_folders: dict[str, str]
     """Each incident's baseline folder, from the incidents folder."""
+    incident_sha256: dict[str, str]
+    """SHA-256 of each incident's file at the ref: what approving its deletion is bound to."""
     approvals: RatchetApprovals
     """The approvals file of the working tree: the pull request's own approvals."""
 
@@ -181,6 +190,7 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
     terms = {case.id: terms_of(case, config.gate.trials, code.__getitem__) for case in cases}
 
     incidents: dict[str, str] = {}
+    digests: dict[str, str] = {}
     folders: dict[str, str] = {}
     captured: set[str] = set()
     for blob in incident_blobs:
@@ -189,13 +199,15 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
         if incident.agent != agent:
             continue
         incidents[incident.id] = workspace.relative(workspace.incidents().path(incident.id))
+        digests[incident.id] = hashlib.sha256(texts[blob.path].encode()).hexdigest()
         captured |= captured_cases(incident)
         if incident.containment is not None:
             folders[incident.id] = _baseline_folder(incident, label)
     return RefSnapshot(ref=ref, commit=git.commit, terms=terms, captured=captured,
                        incidents=incidents,
                        baselines=_baselines(git, listed, incidents_dir, folders),
-                       baseline_folders=folders, approvals=load_approvals(workspace, agent))
+                       baseline_folders=folders, incident_sha256=digests,
+                       approvals=load_approvals(workspace, agent))
 
 
 def _code_at_ref(git: _Reader, cases: list[RegressionCase]) -> dict[str, str]:
@@ -267,7 +279,8 @@ def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
         if incident_id not in present:
             found.append(Loosening(
                 incident_id, f"incident file {snapshot.incidents[incident_id]} deleted (or it "
-                             f"no longer names {agent})", DELETED, kind="incident-deleted"))
+                             f"no longer names {agent})",
+                f"{DELETED}:{snapshot.incident_sha256[incident_id]}", kind="incident-deleted"))
         now, changes = {}, []
         for name, digest in sorted(snapshot.baselines.get(incident_id, {}).items()):
             path = workspace.incidents_dir / name
@@ -279,10 +292,26 @@ def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
             folder = workspace.incidents_dir / snapshot.baseline_folders[incident_id]
             changes = [f"folder {workspace.relative(folder)}/ deleted"]
         if changes:
-            found.append(Loosening(incident_id, "baseline " + "; ".join(changes), digest_of(now),
+            # Bound to the baseline at the ref as well as today's: an incident id opened
+            # again after deletion has a baseline of the same file names, deleted alike.
+            then = snapshot.baselines[incident_id]
+            found.append(Loosening(incident_id, "baseline " + "; ".join(changes),
+                                   digest_of({"at_ref": then, "now": now}),
                                    kind="baseline-changed"))
     approved = matching(snapshot.approvals)
-    return [replace(f, approval=approved.get((f.case, f.kind, f.key))) for f in found]
+    return [replace(f, approval=_approval(approved, f)) for f in found]
+
+
+def _approval(approved: dict[tuple[str, str, str], RatchetApproval],
+              loosening: Loosening) -> RatchetApproval | None:
+    """The approval of exactly ``loosening``; for a case the ref no longer holds (only an
+    incident's history names it), the approval of its removal (:func:`approves_removal`)."""
+    exact = approved.get((loosening.case, loosening.kind, loosening.key))
+    if exact is not None or loosening.key != REMOVED:
+        return exact
+    return next((a for (case, kind, terms), a in reversed(approved.items())
+                 if case == loosening.case and kind == "removed"
+                 and approves_removal(terms, REMOVED)), None)
 
 
 def ratchet_against(workspace: Workspace, agent: str, ref: str,

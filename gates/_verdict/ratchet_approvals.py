@@ -30,9 +30,12 @@ class RatchetApproval(Record):
     (``incident-deleted``), or a file of its baseline folder deleted or changed
     (``baseline-changed``)."""
     terms: str = Field(min_length=1)
-    """What the approval is bound to: ``removed`` or ``deleted``, else the digest of the
-    case's terms (or of the baseline's files) as approved. A further change does not match
-    and needs its own approval."""
+    """What the approval is bound to: ``removed:<digest>`` (the terms of the case removed)
+    or ``deleted:<SHA-256>`` (the incident file deleted, as at the ref), else the digest of
+    the case's terms (or of the baseline's files, at the ref and now) as approved. A further
+    change, or the same change to another case or incident given the same id later, does
+    not match and needs its own approval; ``removed`` alone approves a case that only an
+    incident's history still names."""
     change: str = ""
     """What changed, in words, as the ratchet described it."""
     actor: str = Field(min_length=1)

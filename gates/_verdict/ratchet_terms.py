@@ -92,6 +92,21 @@ def terms_of(case: RegressionCase, default_trials: int,
     )
 
 
+def removal_key(then: RatchetTerms | None) -> str:
+    """What approving a case's removal is bound to: the terms removed, so an approval never
+    covers removing another case given the same id later (an incident id opened again after
+    its file was deleted captures ``INC-1-1`` anew). ``removed`` alone where the memory
+    holds no terms (a case only an incident's history names, or removed before)."""
+    return REMOVED if then is None else f"{REMOVED}:{then.digest}"
+
+
+def approves_removal(terms: str, key: str) -> bool:
+    """Whether an approval bound to ``terms`` approves a removal found with ``key``: the
+    very terms; and once removed (``removed`` alone: the memory holds no terms any more),
+    any approved removal of the case, as the approval that let it go."""
+    return terms == key or (key == REMOVED and terms.startswith(REMOVED))
+
+
 def captured_cases(incident: Incident) -> set[str]:
     """Case ids ``incident``'s history records as captured: each must still exist."""
     return {event.case for event in incident.history
@@ -108,8 +123,9 @@ class Loosening:
     what: str
     """What changed, in words."""
     key: str
-    """``removed`` (``deleted``), or the digest of the case's terms (the baseline's files)
-    today: what an approval is bound to."""
+    """``removed:<digest>`` (``deleted:<SHA-256>``), or the digest of the case's terms (the
+    baseline's files) today: what an approval is bound to; ``removed`` alone for a case
+    the memory holds no terms of (:func:`removal_key`)."""
     approval: AuditEntry | RatchetApproval | None = None
     """The approval on record for exactly this change, if any."""
     kind: RatchetKind = "loosened"
@@ -121,12 +137,11 @@ def compare(remembered: dict[str, RatchetTerms], captured: set[str],
     """Every case in ``remembered`` or ``captured`` that is gone or looser ``today``."""
     found = []
     for case_id in sorted(set(remembered) | captured):
-        now = today.get(case_id)
+        now, then = today.get(case_id), remembered.get(case_id)
         if now is None:
-            found.append(Loosening(case_id, "removed from the regression set", REMOVED,
-                                   kind="removed"))
+            found.append(Loosening(case_id, "removed from the regression set",
+                                   removal_key(then), kind="removed"))
             continue
-        then = remembered.get(case_id)
         if then is None:
             continue
         what = []

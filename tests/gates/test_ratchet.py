@@ -155,7 +155,7 @@ def test_approval_records_who_and_why_and_lets_it_pass(ws: Workspace) -> None:
                               actor="lead.engineer")
     assert (entry.action, entry.actor, entry.reason) == (
         "ratchet-approval", "lead.engineer", "duplicate of INC-1-2")
-    assert entry.detail["case"] == "INC-1-1" and entry.detail["terms"] == "removed"
+    assert entry.detail["case"] == "INC-1-1" and entry.detail["terms"].startswith("removed:")
     result = _ratchet(ws)
     assert result.outcome == "pass"
     assert result.data is not None
@@ -172,6 +172,25 @@ def test_approval_covers_only_the_change_approved(ws: Workspace) -> None:
     _edit(ws, lambda d: d.update(threshold=0.3))
     result = _ratchet(ws)
     assert result.outcome == "fail" and "threshold lowered from 0.5 to 0.3" in result.findings[0]
+
+
+@pytest.mark.attack
+def test_a_removal_approval_does_not_cover_another_case_of_that_id(ws: Workspace) -> None:
+    """INC-1-1 removed with an approval, then a case of the same id added again (an
+    incident id opened again after deletion captures INC-1-1 anew) and held by a gate:
+    removing that case is another removal, which the old approval does not cover."""
+    kept = (ws.root / CASE).read_text()
+    (ws.root / CASE).unlink()
+    approve_loosening(ws, AGENT, "INC-1-1", reason="opened by mistake", actor="lead.engineer")
+    assert _ratchet(ws).outcome == "pass"
+    assert _ratchet(ws).outcome == "pass"  # the removal stays approved
+    (ws.root / CASE).write_text(kept)
+    _edit(ws, lambda d: d.update(trials=2))  # not the case that was removed: other terms
+    assert _ratchet(ws).outcome == "pass"  # held again, at its new terms
+    (ws.root / CASE).unlink()
+    result = _ratchet(ws)
+    assert result.outcome == "fail"
+    assert "INC-1-1: removed from the regression set" in result.findings[0]
 
 
 def test_nothing_to_approve_is_bad_input(ws: Workspace) -> None:

@@ -363,3 +363,42 @@ def test_git_missing_is_exit_2(repo: Path, monkeypatch: pytest.MonkeyPatch,
     assert main(["-C", str(repo), "ratchet", "show", AGENT, "--against", "main"]) == 2
     assert "expected the git command on PATH" in capsys.readouterr().err
     assert tree(repo) == before
+
+
+def _deleted_with_approval_then_opened_again(repo: Path) -> None:
+    """INC-1, its baseline and its case deleted with approvals, merged into main; then a
+    new incident opened, contained and captured (ids are the next free number: INC-1 and
+    INC-1-1 again), merged into main too."""
+    from tests.helpers import captured
+
+    (repo / CASE).unlink()
+    (repo / "incidents/INC-1.yaml").unlink()
+    shutil.rmtree(repo / "incidents/INC-1.baseline")
+    for subject in ("INC-1", "INC-1-1"):
+        assert main(["-C", str(repo), "ratchet", "approve", AGENT, subject, "--against", "main",
+                     "--reason", "opened by mistake"]) == 0
+    commit_all(repo, "drop INC-1, approved")
+    git(repo, "branch", "-f", "main", "HEAD")
+    assert captured(Workspace.find(repo)) == "INC-1"
+    assert (repo / CASE).exists()
+    commit_all(repo, "INC-1: a new harm")
+    git(repo, "branch", "-f", "main", "HEAD")
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_an_approval_does_not_cover_the_same_change_to_a_reused_id(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The approvals of deleting INC-1, its baseline and INC-1-1 stay in the approvals file
+    after the merge. The new incident that got the same ids is deleted the same way in a
+    later pull request: the old approvals were given for other files, so `ratchet show
+    --against main` lists all three as not approved (exit 1)."""
+    _deleted_with_approval_then_opened_again(repo)
+    (repo / CASE).unlink()
+    (repo / "incidents/INC-1.yaml").unlink()
+    shutil.rmtree(repo / "incidents/INC-1.baseline")
+    capsys.readouterr()
+    assert main(["-C", str(repo), "ratchet", "show", AGENT, "--against", "main"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("not approved") == 3, out
+    assert "approved INC-1" not in out.replace("not approved", "")
