@@ -148,10 +148,26 @@ def _clock(incident: Incident) -> list[ClockEntry]:
         elapsed=_elapsed(restored - incident.detected_at) if restored else "",
         target="no restore target is set" if restored else "not restored yet"))
     if incident.closed_at is not None:
+        early = _closed_early(incident)
         entries.append(ClockEntry(what="closed", at=incident.closed_at,
                                   elapsed=_elapsed(incident.closed_at - incident.detected_at),
-                                  target="after the post-incident review"))
+                                  target=early or "after the post-incident review",
+                                  met=False if early else None))
     return entries
+
+
+def _closed_early(incident: Incident) -> str | None:
+    """Why the incident's closing came before its post-incident review, in words; None when
+    it came on or after the review's date. Closing is typed into the file by hand: the record
+    must not say a review was held that is still to come (or was never scheduled)."""
+    review, closed = incident.post_incident_review, incident.closed_at
+    if closed is None:
+        return None
+    if review is None:
+        return "with no post-incident review scheduled"
+    if closed.date() < review:
+        return f"BEFORE the post-incident review of {review.isoformat()}"
+    return None
 
 
 def _investigation(incident: Incident, cases: list[RegressionCase],
@@ -211,6 +227,10 @@ def _follow_ups(pm: Postmortem, incident: Incident) -> list[str]:
     elif incident.closed_at is None:
         actions.append(f"hold the post-incident review on "
                        f"{incident.post_incident_review.isoformat()}, then close {incident.id}")
+    elif _closed_early(incident):
+        actions.append(f"hold the post-incident review on "
+                       f"{incident.post_incident_review.isoformat()}: {incident.id} was closed "
+                       f"before it")
     return actions
 
 

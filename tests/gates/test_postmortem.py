@@ -122,3 +122,25 @@ def test_incident_never_contained_is_written_up_without_a_store(example: Workspa
     assert "| contained | — | — | ❌ not contained |" in text
     assert "never been gated, so no change is verified" in text
     assert "INC-1 was never contained: contain it first" in text
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_closing_before_the_review_is_not_written_up_as_after_it(back_in_full: Workspace,
+                                                                 cli: RunCli) -> None:
+    """INC-1, restored with its review a week away, closed by hand today: the postmortem
+    must not say it closed after the post-incident review. The clock marks the closing
+    before the review, and holding the review stays a follow-up."""
+    path = back_in_full.incidents_dir / "INC-1.yaml"
+    path.write_text(path.read_text() + f"closed_at: '{utc_now().isoformat()}'\n")
+    incident = back_in_full.incidents().load("INC-1")
+    assert incident.phase == "closed" and incident.post_incident_review is not None
+    review = incident.post_incident_review.isoformat()
+    printed = cli("postmortem", "INC-1", cwd=back_in_full.root)
+    assert printed.returncode == 0, printed.stderr
+    clock = _section(printed.stdout, "The clock")
+    closed = next(line for line in clock.splitlines() if line.startswith("| closed |"))
+    assert "after the post-incident review" not in closed
+    assert f"❌ BEFORE the post-incident review of {review}" in closed
+    assert (f"- [ ] hold the post-incident review on {review}: INC-1 was closed before it"
+            in _section(printed.stdout, "Follow-up actions"))
