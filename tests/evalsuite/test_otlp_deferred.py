@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from deepdiff import DeepDiff
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
@@ -236,6 +236,11 @@ AGENT_SPANS = st.lists(st.tuples(
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(traces=st.lists(AGENT_SPANS, min_size=1, max_size=4),
        agent=st.sampled_from(["refund-agent", "billing-agent"]))
+# Handed over from another agent, then a trace naming none: the agent's own.
+@example(traces=[[("chat", {"gen_ai.agent.name": name, "gen_ai.conversation.id": "conv-2"},
+                   0, 0, False)] for name in ("refund-agent", "billing-agent")]
+         + [[("chat", {"gen_ai.conversation.id": "conv-2"}, 0, 0, False)]],
+         agent="billing-agent")
 def test_one_agents_runs_are_read_the_same_without_their_headers(
         tmp_path: Path, traces: list[list[tuple[str, dict[str, Any], int, int, bool]]],
         agent: str) -> None:
@@ -263,11 +268,13 @@ def test_one_agents_runs_are_read_the_same_without_their_headers(
                      for span in [*(s for s in ordered if s[0] == "invoke_agent"), *ordered]
                      if span[1].get("gen_ai.agent.name")), None)
 
-    expected, others = [], set()
+    # A part naming an agent is that agent's; one naming none follows the last part of its
+    # run that named one (the agent's own when none did): a run handed over and back.
+    expected, owner = [], {}
     for part in read_logs([path], defer_steps=True, headers=False):  # every run, unfiltered
         name = named(traces[int(str(part.place).split()[1]) - 1])  # one trace a line
-        if name not in (None, agent):
-            others.add(part.run_id)
-        elif name == agent or part.run_id not in others:  # its own, even handed over
+        if name is not None:
+            owner[part.run_id] = name
+        if owner.get(part.run_id, agent) == agent:
             expected.append((part.run_id, name or agent))
     assert [(p.run_id, p.header.agent) for p in light] == expected

@@ -165,7 +165,10 @@ def test_v1_store_feeds_the_report_and_the_ratchet(example: Workspace,
     case = next(c for c in report.failing if c.id == "INC-1-1")
     assert case.did and any(u.startswith("no-repeat-step-4: ") for u in case.unmet)
     found, _ = ratchet_status(example, AGENT, cases=[], store=v1_store)
-    assert [(f.case, f.key) for f in found] == [("INC-1-1", "removed")]
+    # A removal is bound to the terms removed: "removed:" and their digest.
+    assert [(f.case, f.kind, f.key.partition(":")[0]) for f in found] == [
+        ("INC-1-1", "removed", "removed")]
+    assert len(found[0].key.partition(":")[2]) == 64
 
 
 def test_v1_case_from_before_failures_were_recorded_keeps_its_finding() -> None:
