@@ -44,10 +44,9 @@ from gates._verdict.check_results import (
 )
 from gates._verdict.ratchet_approvals import RatchetApproval, append_approvals, approvals_path
 from gates._verdict.ratchet_terms import (
-    REMOVED,
     Loosening,
     RatchetTerms,
-    approves_removal,
+    approval_of,
     captured_cases,
     compare,
 )
@@ -66,13 +65,9 @@ def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry
 
 def _approval(approved: dict[tuple[str, str], AuditEntry],
               loosening: Loosening) -> AuditEntry | None:
-    """The approval of exactly ``loosening``; for a case removed before (the memory holds
-    no terms of it), the approval of its removal (:func:`approves_removal`)."""
-    exact = approved.get((loosening.case, loosening.key))
-    if exact is not None or loosening.key != REMOVED:
-        return exact
-    return next((entry for (case, terms), entry in reversed(approved.items())
-                 if case == loosening.case and approves_removal(terms, REMOVED)), None)
+    """The approval of ``loosening`` in the audit log (:func:`approval_of`)."""
+    return approval_of(loosening, approved.get((loosening.case, loosening.key)),
+                       ((case, terms, entry) for (case, terms), entry in approved.items()))
 
 
 _READS = 5

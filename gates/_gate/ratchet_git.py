@@ -41,10 +41,9 @@ from gates._verdict.ratchet_approvals import (
     matching,
 )
 from gates._verdict.ratchet_terms import (
-    REMOVED,
     Loosening,
     RatchetTerms,
-    approves_removal,
+    approval_of,
     captured_cases,
     compare,
     digest_of,
@@ -304,14 +303,10 @@ def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
 
 def _approval(approved: dict[tuple[str, str, str], RatchetApproval],
               loosening: Loosening) -> RatchetApproval | None:
-    """The approval of exactly ``loosening``; for a case the ref no longer holds (only an
-    incident's history names it), the approval of its removal (:func:`approves_removal`)."""
-    exact = approved.get((loosening.case, loosening.kind, loosening.key))
-    if exact is not None or loosening.key != REMOVED:
-        return exact
-    return next((a for (case, kind, terms), a in reversed(approved.items())
-                 if case == loosening.case and kind == "removed"
-                 and approves_removal(terms, REMOVED)), None)
+    """The approval of ``loosening`` in the approvals file (:func:`approval_of`)."""
+    return approval_of(loosening, approved.get((loosening.case, loosening.kind, loosening.key)),
+                       ((case, terms, approval) for (case, kind, terms), approval
+                        in approved.items() if kind == "removed"))
 
 
 def ratchet_against(workspace: Workspace, agent: str, ref: str,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import SerializerFunctionWrapHandler, model_serializer
 
@@ -100,11 +100,19 @@ def removal_key(then: RatchetTerms | None) -> str:
     return REMOVED if then is None else f"{REMOVED}:{then.digest}"
 
 
-def approves_removal(terms: str, key: str) -> bool:
-    """Whether an approval bound to ``terms`` approves a removal found with ``key``: the
-    very terms; and once removed (``removed`` alone: the memory holds no terms any more),
-    any approved removal of the case, as the approval that let it go."""
-    return terms == key or (key == REMOVED and terms.startswith(REMOVED))
+A = TypeVar("A")  # an approval: an audit entry, or an approvals file's record
+
+
+def approval_of(loosening: Loosening, exact: A | None,
+                approved: Iterable[tuple[str, str, A]]) -> A | None:
+    """The approval of ``loosening``: ``exact`` (the one bound to its very key); for a case
+    the memory holds no terms of any more (``removed`` alone), the latest approved removal
+    of the case among ``approved`` (case, terms, approval), as the approval that let it
+    go."""
+    if exact is not None or loosening.key != REMOVED:
+        return exact
+    return next((approval for case, terms, approval in reversed(list(approved))
+                 if case == loosening.case and terms.startswith(REMOVED)), None)
 
 
 def captured_cases(incident: Incident) -> set[str]:
