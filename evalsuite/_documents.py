@@ -158,6 +158,7 @@ def parse_yaml(text: str, path: Path) -> Any:
                 return None
             if not _nested_deeper(node, MAX_YAML_DEPTH):
                 _bound_aliases(node, path)
+                _refuse_repeated_keys(loader, node, path)
                 return loader.construct_document(node)
         except (yaml.YAMLError, InvalidInput, RecursionError):
             pass  # the pure-Python loader below says what is wrong, and where
@@ -193,6 +194,7 @@ def _parse_yaml_python(text: str, path: Path) -> Any:
         if node is None:
             return None
         _bound_aliases(node, path)
+        _refuse_repeated_keys(loader, node, path)
         return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -245,6 +247,39 @@ def _bound_aliases(root: yaml.Node, path: Path) -> None:
         raise InvalidInput(path, "", f"YAML aliases expand to {expanded[id(root)]:,} nodes: "
                                      f"expected aliases to add at most "
                                      f"{MAX_ALIAS_EXPANSION:,}", line=_alias_line(root))
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _refuse_repeated_keys(loader: Any, root: yaml.Node, path: Path) -> None:
+    """Refuse a mapping that sets one key twice. YAML keeps the last silently, so a
+    reviewer reading a file's first ``issue_refund:`` (a deny) would not see the one
+    further down (an allow) that the tool obeys. Keys are compared as loaded (``yes`` and
+    ``true`` are one key); a merge (``<<``) may still override what it merges."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key, _ in node.value:
+                if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE:
+                    continue
+                name = loader.construct_object(key)
+                line = key.start_mark.line + 1
+                earlier = first.get(name)  # a scalar loads as a hashable value
+                if earlier is None:
+                    first[name] = line
+                else:
+                    raise InvalidInput(
+                        path, "", f"key {name!r} is set twice in one mapping (first at line "
+                                  f"{earlier}): expected each key once (YAML would keep the "
+                                  f"last without a word)", line=line)
+        stack.extend(_children(node))
 
 
 def _alias_line(root: yaml.Node) -> int | None:

@@ -98,3 +98,44 @@ def test_hostile_nesting_is_one_clean_line(example: Workspace, body: str,
     assert "greeting.yaml:" in err and "malformed YAML" in err
     assert "nested too deeply" in err or "not allowed" in err
     assert tree(example.root) == before
+
+
+@pytest.mark.parametrize("text, line, key", [
+    ("tools:\n  issue_refund: {allowed: false}\n  lookup_order: {allowed: true}\n"
+     "  issue_refund: {allowed: true}\n", 4, "'issue_refund'"),
+    ("{a: 1, b: 2, a: 3}\n", 1, "'a'"),
+    ("flags:\n  true: on\n  yes: off\n", 3, "True"),
+], ids=["block", "flow", "same-when-loaded"])
+def test_a_key_set_twice_in_one_mapping_is_refused(text: str, line: int, key: str) -> None:
+    """YAML keeps the last of two equal keys without a word, so a reader of the first would
+    not see the second that reinstate obeys: refused, naming both lines, in either loader."""
+    with pytest.raises(InvalidInput) as info:
+        parse_yaml(text, Path("permissions.yaml"))
+    assert str(info.value).startswith(
+        f"permissions.yaml:{line}: key {key} is set twice in one mapping (first at line")
+
+
+def test_a_merge_may_override_what_it_merges() -> None:
+    """A merge key (``<<``) and a key set beside it are not a key set twice."""
+    text = "base: &b {risk: low, allowed: true}\ntool:\n  <<: *b\n  risk: high\n"
+    assert parse_yaml(text, Path("merge.yaml")) == yaml.safe_load(text)
+
+
+def test_a_control_file_granting_a_tool_twice_stops_the_gate(
+        example: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """permissions.yaml denies issue_refund where a reviewer reads it, and grants it again
+    further down: the gate stops with exit 2 naming the second line, and writes nothing."""
+    permissions = example.root / "agents" / "refund-agent" / "permissions.yaml"
+    text = permissions.read_text()
+    text = text.replace("  issue_refund:\n    allowed: true",
+                        "  issue_refund:\n    allowed: false")
+    permissions.write_text(text + "  issue_refund:\n    allowed: true\n    risk: high\n")
+    line = text.count("\n") + 1
+    before = tree(example.root)
+    capsys.readouterr()
+    code = main(["-C", str(example.root), "--actor", ACTOR, "gate", "refund-agent"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert (f"agents/refund-agent/permissions.yaml:{line}: key 'issue_refund' is set twice"
+            in err), err
+    assert tree(example.root) == before
