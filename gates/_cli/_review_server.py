@@ -5,8 +5,12 @@ edit forms, and the latest decisions. The page decides as the person who started
 server, so it is guarded like a local tool that acts for them:
 
 - it listens on 127.0.0.1 unless told otherwise;
-- every form carries a random token made when the server starts, and a POST without it
-  is refused (another site's page cannot decide through the reviewer's browser);
+- a random token made when the server starts is in the address it prints, and the page
+  is shown only to a request that carries it: any process on the machine can connect to
+  the port (the agent under review among them), and one that could read the page would
+  read its forms' token and decide as the reviewer;
+- every form carries that token, and a POST without it is refused (another site's page
+  cannot decide through the reviewer's browser);
 - a request addressed by a name that is not this machine's (a DNS name rebound to this
   address) is refused, and the page may not be framed.
 """
@@ -23,7 +27,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from evalsuite import ReinstateError
 from gates._cli.review import parse_args_json
@@ -62,9 +66,14 @@ class ReviewServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        """Where a reviewer opens the page."""
+        """The server's address, without the token (what a refusal names)."""
         host = str(self.server_address[0])
         return f"http://{f'[{host}]' if ':' in host else host}:{self.server_address[1]}/"
+
+    @property
+    def page_url(self) -> str:
+        """Where a reviewer opens the page: the address with the token that shows it."""
+        return f"{self.url}?{urlencode({'token': self.token})}"
 
     def where(self) -> str:
         """The store the queue is in, as the page names it."""
@@ -86,7 +95,14 @@ class _Handler(BaseHTTPRequestHandler):
         if path != "/":
             self._send(HTTPStatus.NOT_FOUND, "not found", "text/plain")
             return
-        done = parse_qs(urlsplit(self.path).query).get("done", [""])[0]
+        query = parse_qs(urlsplit(self.path).query)
+        if not _same(query.get("token", [""])[0], self.server.token):
+            # The page holds the forms' token: shown to whoever connects, it would let any
+            # local process (the agent under review) approve as the reviewer.
+            self._send(HTTPStatus.FORBIDDEN, "refused: open the address `reinstate review "
+                       "serve` printed (it carries the page's token)", "text/plain")
+            return
+        done = query.get("done", [""])[0]
         message = ""
         if done:
             try:
@@ -107,8 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         form = self._form()
         if form is None:
             return
-        token = form.get("csrf", "")
-        if not hmac.compare_digest(token.encode(), self.server.token.encode()):
+        if not _same(form.get("csrf", ""), self.server.token):
             self._send(HTTPStatus.FORBIDDEN, "refused: the form's token is missing or not "
                        "this server's (reload the page)", "text/plain")
             return
@@ -124,7 +139,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         # After a POST, a redirect: reloading the page never sends the decision again.
         self.send_response(HTTPStatus.SEE_OTHER)
-        self.send_header("Location", f"/?done={item.id}")
+        self.send_header("Location",
+                         f"/?{urlencode({'token': self.server.token, 'done': item.id})}")
         self.send_header("Content-Length", "0")
         for name, value in _SECURITY_HEADERS.items():
             self.send_header(name, value)
@@ -186,6 +202,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def _same(given: str, token: str) -> bool:
+    """Whether ``given`` is the server's token (compared in constant time)."""
+    return hmac.compare_digest(given.encode(), token.encode())
+
+
 def _ip_literal(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -205,7 +226,7 @@ def serve(queue: ReviewQueue, *, host: str, port: int, actor: str,
           say: Callable[[str], None], stop: threading.Event | None = None) -> int:
     """Serve the page until Ctrl-C (or ``stop``); prints its address first."""
     server = ReviewServer(queue, host=host, port=port, actor=actor)
-    say(f"review queue: {server.url} (deciding as {actor}; Ctrl-C stops)")
+    say(f"review queue: {server.page_url} (deciding as {actor}; Ctrl-C stops)")
     sys.stdout.flush()  # a script (or a test) reads the address before the first request
     if stop is not None:
         def stop_when_told() -> None:

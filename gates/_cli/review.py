@@ -172,7 +172,8 @@ def parse_args_json(text: str, where: str) -> dict[str, Any]:
               help="Port to listen on (0: any free one; the address is printed).")
 def serve_command(host: str, port: int) -> int:
     """A local web page for reviewers: the pending items, each with approve, reject and
-    edit forms (decided as the actor of this command). Ctrl-C stops it."""
+    edit forms (decided as the actor of this command). Open the address it prints: its
+    token shows the page, and a request without it is refused. Ctrl-C stops it."""
     from gates._cli._review_server import serve  # the page's code, only for this command
 
     c = ctx()

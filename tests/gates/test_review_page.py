@@ -31,7 +31,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def served(example: Workspace) -> Iterator[str]:
-    """`reinstate review serve --port 0` running on the example; its page's address."""
+    """`reinstate review serve --port 0` running on the example; its page's address, as
+    printed (with the token that shows the page)."""
     env = {**os.environ, "REINSTATE_ACTOR": ACTOR}
     env.pop("REINSTATE_WORKSPACE", None)
     with subprocess.Popen([*CLI, "-C", str(example.root), "review", "serve", "--port", "0"],
@@ -40,11 +41,24 @@ def served(example: Workspace) -> Iterator[str]:
         try:
             assert server.stdout is not None
             line = server.stdout.readline()
-            assert "review queue: http://127.0.0.1:" in line, line
+            assert "review queue: http://127.0.0.1:" in line and "/?token=" in line, line
             yield line.split()[2]
         finally:
             server.terminate()
             server.communicate(timeout=30)
+
+
+def _base(page: str) -> str:
+    """The server's address without the page's token (``http://127.0.0.1:PORT/``)."""
+    return page.split("?", 1)[0]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return int(answer.status), answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def _post(url: str, body: bytes, host: str | None = None) -> int:
@@ -110,17 +124,45 @@ def test_decisions_without_the_pages_token_are_refused(example: Workspace,
     queue = ReviewQueue(example)
     held = queue.submit(AGENT, kind="call", tool="close_account", args={}, reason="closure")
     form = f"id={held.id}&action=approve&reason=sneaky".encode()
-    assert _post(f"{served}decide", form) == 403
-    assert _post(f"{served}decide", form + b"&csrf=not-the-token") == 403
+    assert _post(f"{_base(served)}decide", form) == 403
+    assert _post(f"{_base(served)}decide", form + b"&csrf=not-the-token") == 403
     with urllib.request.urlopen(served, timeout=30) as page:
         html = page.read().decode()
     token = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
-    assert _post(f"{served}decide", form + f"&csrf={token}".encode(), host="evil.example") == 421
+    assert _post(f"{_base(served)}decide", form + f"&csrf={token}".encode(),
+                 host="evil.example") == 421
     assert queue.get(held.id).status == "pending"
     assert [e.action for e in open_store(example).audit()] == ["review.submit"]
     # The same form with the page's own token, at the page's own address, decides.
-    assert _post(f"{served}decide", form + f"&csrf={token}".encode()) in (200, 303)
+    assert _post(f"{_base(served)}decide", form + f"&csrf={token}".encode()) in (200, 303)
     assert queue.get(held.id).status == "approved"
+
+
+@pytest.mark.attack
+def test_a_local_process_without_the_printed_address_does_not_approve(
+        example: Workspace, served: str) -> None:
+    """Any process on the machine can connect to the page's port, the agent under review
+    among them: without the token in the address the server printed it is shown neither the
+    page nor the forms' token in it, so it cannot approve its own call as the reviewer."""
+    queue = ReviewQueue(example)
+    held = queue.submit(AGENT, kind="call", tool="issue_refund",
+                        args={"order_id": "A-1001", "amount": 900}, reason="over 500")
+    base = _base(served)
+    for url in (base, f"{base}?done={held.id}", f"{base}?token=guessed"):
+        status, body = _get(url)
+        assert status == 403 and 'name="csrf"' not in body, (url, status)
+        assert "open the address `reinstate review serve` printed" in body
+    assert [e.action for e in open_store(example).audit()] == ["review.submit"]
+    assert queue.get(held.id).status == "pending"
+    # The printed address shows the page, and the redirect after a decision keeps it shown.
+    status, html = _get(served)
+    assert status == 200 and f'id="{held.id}"' in html
+    token = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    form = f"id={held.id}&action=reject&reason=not+this+one&csrf={token}".encode()
+    request = urllib.request.Request(f"{base}decide", data=form, method="POST", headers={
+        "Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(request, timeout=30) as answer:  # follows the 303
+        assert answer.status == 200 and f"{held.id} rejected by" in answer.read().decode()
 
 
 @pytest.mark.attack
@@ -146,6 +188,6 @@ def test_a_row_swapped_behind_the_log_is_flagged_and_only_rejected_on_the_page(
     assert "Not as submitted" not in second and 'value="approve"' in second
     token = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     form = f"id={swapped.id}&action=approve&reason=small&csrf={token}".encode()
-    assert _post(f"{served}decide", form) not in (200, 303)
+    assert _post(f"{_base(served)}decide", form) not in (200, 303)
     assert queue.get(swapped.id).status == "pending"
     assert [e.action for e in open_store(example).audit()] == ["review.submit"] * 2
