@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from evalsuite import ReinstateError
 from gates._cli.review import parse_args_json
-from gates._errors import ReviewDecided, UnknownReview
+from gates._errors import ReviewDecided, StoreUnavailable, UnknownReview
 from gates._reports.review_page import review_page_html
 from gates._store.review_queue import ReviewQueue
 
@@ -134,6 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.CONFLICT
             self._page(status, str(exc), problem=True)
             return
+        except StoreUnavailable as exc:
+            self._unreadable(exc)
+            return
         except ReinstateError as exc:
             self._page(HTTPStatus.BAD_REQUEST, str(exc), problem=True)
             return
@@ -184,12 +187,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _page(self, status: HTTPStatus, message: str, *, problem: bool = False) -> None:
         queue = self.server.queue
-        pending = queue.items(status="pending")
-        html = review_page_html(
-            pending, [i for i in queue.items(status=None) if i.status != "pending"],
-            token=self.server.token, actor=self.server.actor, where=self.server.where(),
-            message=message, problem=problem, unlike=queue.unlike_submitted(pending))
+        try:
+            pending = queue.items(status="pending")
+            html = review_page_html(
+                pending, [i for i in queue.items(status=None) if i.status != "pending"],
+                token=self.server.token, actor=self.server.actor, where=self.server.where(),
+                message=message, problem=problem, unlike=queue.unlike_submitted(pending))
+        except StoreUnavailable as exc:
+            self._unreadable(exc, message if problem else "")
+            return
         self._send(status, html, "text/html; charset=utf-8")
+
+    def _unreadable(self, exc: StoreUnavailable, before: str = "") -> None:
+        """The store cannot be read or written: say so, and show no form (nothing can be
+        decided on a queue that cannot be read; what waits stays held)."""
+        said = f"{before}\n" if before and before != str(exc) else ""
+        self._send(HTTPStatus.SERVICE_UNAVAILABLE,
+                   f"{said}error: {exc}\nNothing was decided here; what waits stays held.",
+                   "text/plain; charset=utf-8")
 
     def _send(self, status: HTTPStatus, body: str, kind: str) -> None:
         data = body.encode("utf-8")

@@ -165,6 +165,33 @@ def test_a_local_process_without_the_printed_address_does_not_approve(
         assert answer.status == 200 and f"{held.id} rejected by" in answer.read().decode()
 
 
+def test_an_unreadable_store_is_a_clear_error_page_and_releases_nothing(
+        example: Workspace, served: str) -> None:
+    """A queue row edited into garbage: the page answers 503 naming the store and the row
+    (before: a traceback on the server's stderr and a dropped connection), an approval
+    posted then decides nothing, and the page comes back when the row does."""
+    queue = ReviewQueue(example)
+    held = queue.submit(AGENT, kind="call", tool="issue_refund",
+                        args={"order_id": "A-1001", "amount": 900}, reason="over 500")
+    status, html = _get(served)
+    token = html.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    db = example.root / ".reinstate" / "state.db"
+    with sqlite3.connect(db) as conn:
+        body = conn.execute("SELECT body FROM reviews WHERE num = 1").fetchone()[0]
+        conn.execute("UPDATE reviews SET body = 'garbage' WHERE num = 1")
+    status, text = _get(served)
+    assert status == 503 and f"state store {db}: review item 1 is not as" in text
+    assert 'name="csrf"' not in text and "what waits stays held" in text
+    form = f"id={held.id}&action=approve&reason=ok&csrf={token}".encode()
+    assert _post(f"{_base(served)}decide", form) == 503
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE reviews SET body = ? WHERE num = 1", (body,))
+    assert queue.get(held.id).status == "pending"
+    assert [e.action for e in open_store(example).audit()] == ["review.submit"]
+    status, html = _get(served)
+    assert status == 200 and f'id="{held.id}"' in html
+
+
 @pytest.mark.attack
 def test_a_row_swapped_behind_the_log_is_flagged_and_only_rejected_on_the_page(
         example: Workspace, served: str) -> None:
