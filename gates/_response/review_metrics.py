@@ -19,6 +19,9 @@ from typing import Literal
 
 from evalsuite import LogFormat, Metric, Metrics, ReinstateError, RunPart, read_logs
 from gates._config import Workspace
+from gates._store.access import store_exists
+from gates._store.audit import review_problems
+from gates._store.backends import verify_chain
 from gates._store.review_queue import ReviewQueue
 from gates._store.reviews import ReviewItem
 
@@ -105,9 +108,19 @@ def queue_items(workspace: Workspace | None, agent: str | None,
     if workspace is None:
         return problem or "no workspace, so no review queue"
     try:
-        return ReviewQueue(workspace).items(agent, status=None)
+        queue = ReviewQueue(workspace)
+        items = queue.items(agent, status=None)
+        # The rows are what is counted, and a row is a plain table row: one set approved,
+        # or deleted, behind the audit log would move the figures without a trace.
+        entries = queue.store.audit() if store_exists(queue.store) else []
+        behind = verify_chain(entries) + review_problems(queue.store, entries, agent)
     except ReinstateError as exc:
         return f"the review queue cannot be read ({exc})"
+    if behind:
+        more = f" and {len(behind) - 1} more" if len(behind) > 1 else ""
+        return (f"the review queue is not what its audit log records ({behind[0]}{more}); "
+                f"`reinstate audit verify` names every difference")
+    return items
 
 
 def review_metrics(workspace: Workspace | Path | str | None = None, *,

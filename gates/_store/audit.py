@@ -222,11 +222,13 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
     return problems
 
 
-def review_problems(store: StateStore, entries: Sequence[AuditEntry]) -> list[str]:
-    """Every review item whose row says other than the audit log: no submission entry,
-    other arguments or text than the submission chained, or a decision the log does not
-    record (or records otherwise). The runtime releases only what the log vouches for;
-    this names the rows changed behind it."""
+def review_problems(store: StateStore, entries: Sequence[AuditEntry],
+                    agent: str | None = None) -> list[str]:
+    """Every review item (``agent``'s only, when given) whose row says other than the
+    audit log: no submission entry, other arguments or text than the submission chained, a
+    decision the log does not record (or records otherwise), or no row at all for a
+    submission the log records (deleted). The runtime releases only what the log vouches
+    for; this names the rows changed behind it, which the queue's figures would count."""
     from gates._store.reviews import (  # only here: a mode read needs no review models
         DECISION_ACTIONS,
         REVIEW_ACTIONS,
@@ -240,7 +242,15 @@ def review_problems(store: StateStore, entries: Sequence[AuditEntry]) -> list[st
         if entry.action in REVIEW_ACTIONS and isinstance(entry.detail.get("review"), str):
             logged.setdefault(entry.detail["review"], []).append(entry)
     problems = []
-    for item in store.reviews(status=None):  # every status
+    items = store.reviews(agent, status=None)  # every status
+    rows = {item.id for item in items}
+    for review, mine in logged.items():
+        submit = next((e for e in reversed(mine) if e.action == SUBMIT_ACTION), None)
+        if (submit is not None and review not in rows
+                and (agent is None or submit.agent == agent)):
+            problems.append(f"reviews: {review} was submitted (entry {submit.seq}) but has "
+                            f"no row: it was deleted behind the audit log")
+    for item in items:
         mine = logged.get(item.id, [])
         submits = [i for i, e in enumerate(mine) if e.action == SUBMIT_ACTION]
         if not submits:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from gates import Guard, ReviewQueue, Workspace, open_store, review_metrics
 
@@ -81,3 +84,35 @@ def test_metrics_command_shows_them_next_to_the_log_metrics(example: Workspace,
     assert rows["escalation rate (guard decisions)"]["value"] == 1 / 3
     code, out, _ = inline_cli(example, "metrics")  # no logs: the queue alone
     assert code == 0 and "75.0%" in out and "review queue: 1 edited + 2 rejected" in out
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("edit", ["rejection set approved", "rejection deleted"])
+def test_a_queue_row_changed_behind_the_log_does_not_count(example: Workspace,
+                                                           edit: str) -> None:
+    """The figures count the queue's rows: a rejected call's row set approved, or deleted,
+    by hand in SQLite would lower the correction rate and the blocked calls with no trace.
+    They are unknown instead, naming the row, and `reinstate audit verify` names it too."""
+    from gates._store.audit import verify_audit
+
+    _decided_queue(example)
+    assert review_metrics(example).metrics[0].value == 3 / 4
+    rejected = next(i for i in ReviewQueue(example).items(status="rejected")
+                    if i.kind == "call")
+    number = int(rejected.id.removeprefix("R-"))
+    with sqlite3.connect(example.root / ".reinstate" / "state.db") as conn:
+        if edit == "rejection deleted":
+            conn.execute("DELETE FROM reviews WHERE num = ?", (number,))
+        else:
+            approved = rejected.model_copy(update={"status": "approved"})
+            conn.execute("UPDATE reviews SET status = 'approved', body = ? WHERE num = ?",
+                         (approved.model_dump_json(), number))
+    conn.close()
+    metrics = {m.name: m for m in review_metrics(example, agent=AGENT).metrics}
+    for name in ("human correction rate (review queue)", "blocked tool calls (review queue)"):
+        assert metrics[name].value is None, (name, metrics[name])
+        assert metrics[name].basis.startswith(
+            f"unknown: the review queue is not what its audit log records (reviews: "
+            f"{rejected.id} "), metrics[name].basis
+    assert any(p.startswith(f"reviews: {rejected.id} ")
+               for p in verify_audit(open_store(example), [AGENT]))
