@@ -59,6 +59,23 @@ def test_list_and_show_print_the_pending_items(example: Workspace,
     assert code == 0 and "routed because: review mode" in out and "source:         gateway" in out
 
 
+
+@pytest.mark.attack
+def test_hidden_characters_in_held_arguments_are_shown_not_obeyed(
+        example: Workspace, inline_cli: InlineCli) -> None:
+    r"""A bidi override makes a terminal show ``ACC-\u202e1234`` as ``ACC-4321``, and a
+    zero-width space or a Unicode tag shows as nothing: `review list` and `review show`
+    print each as its escape, so the reviewer reads the arguments that would run."""
+    sneaky = {"to_account": "ACC-\u202e1234\u202c", "memo": "ok\u200b\U000e0041"}
+    ReviewQueue(example).submit(AGENT, kind="call", tool="wire_money", args=sneaky,
+                                reason="every wire", source="guard")
+    for command in (("list",), ("show", "R-1")):
+        code, out, _ = inline_cli(example, "review", *command)
+        assert code == 0
+        assert not any(c in out for c in "\u202e\u202c\u200b\U000e0041"), ascii(out)
+        assert "ACC-\\u202e1234\\u202c" in out and "ok\\u200b\\U000e0041" in out, out
+
+
 def test_decisions_are_recorded_once_with_their_exit_codes(example: Workspace,
                                                            inline_cli: InlineCli) -> None:
     """approve, reject and edit decide once (exit 0); again exits 1, an unknown id 2."""
