@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from evalsuite import ReinstateError
+from evalsuite import InvalidInput, ReinstateError
 from gates._cli.review import parse_args_json
 from gates._errors import ReviewDecided, StoreUnavailable, UnknownReview
 from gates._reports.review_page import review_page_html
@@ -240,7 +240,12 @@ class UnknownAction(ReinstateError):
 def serve(queue: ReviewQueue, *, host: str, port: int, actor: str,
           say: Callable[[str], None], stop: threading.Event | None = None) -> int:
     """Serve the page until Ctrl-C (or ``stop``); prints its address first."""
-    server = ReviewServer(queue, host=host, port=port, actor=actor)
+    try:
+        server = ReviewServer(queue, host=host, port=port, actor=actor)
+    except OSError as exc:  # taken, not this machine's, or no such name: say which
+        raise InvalidInput(None, "--host/--port", f"an address this machine can listen on, "
+                                                  f"not {host}:{port} "
+                                                  f"({exc.strerror or exc})") from None
     say(f"review queue: {server.page_url} (deciding as {actor}; Ctrl-C stops)")
     sys.stdout.flush()  # a script (or a test) reads the address before the first request
     if stop is not None:

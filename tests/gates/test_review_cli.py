@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -75,6 +76,19 @@ def test_hidden_characters_in_held_arguments_are_shown_not_obeyed(
         assert not any(c in out for c in "\u202e\u202c\u200b\U000e0041"), ascii(out)
         assert "ACC-\\u202e1234\\u202c" in out and "ok\\u200b\\U000e0041" in out, out
 
+
+def test_serve_on_an_address_in_use_names_it(example: Workspace,
+                                             inline_cli: InlineCli) -> None:
+    """`review serve --port N` with N taken: one line naming the address, exit 2 (before:
+    "Address already in use" naming no address, exit 3)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out, err = inline_cli(example, "review", "serve", "--port", str(port))
+    assert code == 2 and "review queue:" not in out
+    assert f"not 127.0.0.1:{port} (Address already in use)" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 def test_decisions_are_recorded_once_with_their_exit_codes(example: Workspace,
                                                            inline_cli: InlineCli) -> None:
