@@ -49,6 +49,15 @@ class IncidentBook:
                  if re.fullmatch(INCIDENT_ID, p.stem)]
         return sorted(found, key=lambda i: int(i.split("-")[1]))
 
+    def numbers_used(self) -> list[int]:
+        """Every incident number the folder still shows: its incident files, and the
+        baseline folders (``INC-<n>.baseline``) left by incidents whose file is gone."""
+        if not self.directory.is_dir():
+            return []
+        names = [p.name.removesuffix(".baseline") for p in self.directory.glob("INC-*.baseline")]
+        return [int(n.split("-")[1]) for n in [*self.ids(), *names]
+                if re.fullmatch(INCIDENT_ID, n)]
+
     def open(
         self,
         *,
@@ -57,10 +66,18 @@ class IncidentBook:
         severity: Severity,
         detected_at: datetime,
         actor: str,
+        past: int = 0,
     ) -> Incident:
-        """Open a new incident with the next free id; safe against concurrent openers."""
+        """Open a new incident with the next free id; safe against concurrent openers.
+
+        The number is past every one the folder shows (:meth:`numbers_used`) and past
+        ``past``, the highest one named elsewhere (regression cases, the audit log): an id
+        is never given out again, so nothing recorded of a deleted incident (its cases,
+        its containment and restore entries, a verdict's verifications of its changes)
+        attaches to a new one.
+        """
         now = utc_now()
-        number = max((int(i.split("-")[1]) for i in self.ids()), default=0) + 1
+        number = max([past, *self.numbers_used()]) + 1
         while True:
             incident = Incident(
                 id=f"INC-{number}",

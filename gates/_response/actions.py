@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -22,7 +23,7 @@ from gates._errors import StoreUnavailable
 from gates._gate.baseline import snapshot
 from gates._gate.inputs import regression_set_lock
 from gates._response.notify import notify_containment
-from gates._store.access import open_store
+from gates._store.access import RESTORED, open_store, store_exists
 from gates._store.backends import ModeRecord, StateStore
 from regressions import (
     MAX_GUESSED_CALLS,
@@ -60,7 +61,40 @@ def open_incident(workspace: Workspace, agent: str, *, summary: str, severity: S
         raise InvalidInput(None, "--detected-at",
                            f"expected a time in the past, got {detected.isoformat()}")
     return workspace.incidents().open(agent=agent, summary=summary, severity=severity,
-                                      detected_at=detected, actor=actor)
+                                      detected_at=detected, actor=actor,
+                                      past=max(_numbers_named(workspace), default=0))
+
+
+# A regression case's file is named ``INC-<n>-<m>.yaml`` after the incident it was captured for.
+_CASE_OF = re.compile(r"^INC-([1-9][0-9]*)-[1-9][0-9]*$")
+_INCIDENT = re.compile(r"^INC-([1-9][0-9]*)$")
+
+
+def _numbers_named(workspace: Workspace) -> list[int]:
+    """Every incident number the workspace's regression cases and the audit log name,
+    whether or not its incident file is still there: a new incident is numbered past them.
+
+    An unreadable store raises :class:`StoreUnavailable`: the ids it names cannot be
+    known, and guessing could give a new incident an old one's id.
+    """
+    found = [int(m.group(1)) for agent in workspace.agents()
+             for path in workspace.regressions_dir(agent).glob("INC-*.yaml")
+             if (m := _CASE_OF.match(path.stem))]
+    store = open_store(workspace)
+    try:
+        entries = store.audit(actions=("mode", "notify")) if store_exists(store) else []
+    except StoreUnavailable as exc:
+        raise StoreUnavailable(f"no incident opened: the incident ids the audit log names "
+                               f"cannot be read ({exc}), so a new id could repeat an old "
+                               f"one's; repair the store, and meanwhile stop the agent by "
+                               f"its rollback plan") from None
+    for entry in entries:
+        named = entry.detail.get("incident")
+        restored = entry.detail.get(RESTORED)
+        for name in [named, *(restored if isinstance(restored, list) else [])]:
+            if isinstance(name, str) and (m := _INCIDENT.match(name)):
+                found.append(int(m.group(1)))
+    return found
 
 
 @dataclass

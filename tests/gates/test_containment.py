@@ -18,7 +18,7 @@ from gates import (
 )
 from regressions import utc_now
 from tests.conftest import RunCli
-from tests.helpers import ACTOR
+from tests.helpers import ACTOR, captured
 
 
 def _open(ws: Workspace, hours_ago: float) -> str:
@@ -129,3 +129,28 @@ def test_containment_on_a_dead_store_says_the_agent_is_not_contained(
     assert result.returncode == 3
     assert "refund-agent is NOT contained" in result.stderr
     assert example.incidents().path(incident_id).read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_deleted_incidents_id_still_named_is_not_given_out_so_its_case_does_not_clear(
+        example: Workspace, cli: RunCli) -> None:
+    """INC-1 captured and contained, then its file and baseline deleted: a new incident is
+    INC-2, so INC-1's regression case (still in the set) does not become the new incident's
+    "triggering run" and the gate keeps saying INC-1 has no record. With the cases deleted
+    too, the audit log's containment of INC-1 still keeps the id from coming back (INC-2,
+    never contained nor captured, names nothing and may be opened again)."""
+    import shutil
+
+    first = captured(example)
+    example.incidents().path(first).unlink()
+    shutil.rmtree(example.incidents_dir / f"{first}.baseline")
+    result = cli("incident", "open", "refund-agent", "--summary", "another harm",
+                 "--severity", "sev3", cwd=example.root)
+    assert (result.returncode, result.stdout.strip()) == (0, "INC-2"), result.stderr
+    example.incidents().path("INC-2").unlink()
+    for case in example.regressions_dir("refund-agent").glob("INC-*.yaml"):
+        case.unlink()
+    result = cli("incident", "open", "refund-agent", "--summary", "a third harm",
+                 "--severity", "sev3", cwd=example.root)
+    assert (result.returncode, result.stdout.strip()) == (0, "INC-2"), result.stderr

@@ -102,6 +102,19 @@ def test_open_continues_after_the_highest_id(tmp_path: Path) -> None:
     assert book.ids()[-3:] == ["INC-9", "INC-10", "INC-11"]
 
 
+def test_open_never_gives_out_an_id_again(tmp_path: Path) -> None:
+    """The last incident's file deleted, its baseline folder left: the id is not given out
+    again, nor one that ``past`` (what the regression cases and the audit log name) covers."""
+    book = _book(tmp_path)
+    _open(book), _open(book)
+    (book.directory / "INC-2.baseline").mkdir()
+    (book.directory / "INC-2.yaml").unlink()
+    assert _open(book).id == "INC-3"
+    (book.directory / "INC-3.yaml").unlink()
+    assert book.open(agent="refund-agent", summary="x", severity="sev2", detected_at=DETECTED,
+                     actor="oncall", past=7).id == "INC-8"
+
+
 @pytest.mark.slow
 def test_concurrent_openers_get_distinct_ids(tmp_path: Path) -> None:
     """Eight processes opening incidents at once get eight distinct ids and eight files."""
