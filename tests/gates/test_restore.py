@@ -207,8 +207,9 @@ def test_a_gap_addressed_only_on_another_layer_passes_with_a_warning(
 
 
 def _same_id_opened_again(ws: Workspace) -> str:
-    """The restored incident's file and baseline deleted, and a new incident opened and
-    contained: ids are the next free number, so it gets the deleted incident's id."""
+    """The restored incident's file and baseline deleted, and a new incident opened, given
+    the deleted incident's id by hand (`incident open` numbers past every id still named)
+    and contained."""
     import shutil
     from datetime import timedelta
 
@@ -219,9 +220,13 @@ def _same_id_opened_again(ws: Workspace) -> str:
     shutil.rmtree(ws.incidents_dir / f"{old}.baseline")
     new = open_incident(ws, "refund-agent", summary="a second harm", severity="sev1",
                         actor=ACTOR, detected_at=utc_now() - timedelta(minutes=5))
-    assert new.id == old
-    contain(ws, new.id, mode="suspended", notify=["legal"], scope="unknown", actor=ACTOR)
-    return new.id
+    assert new.id != old
+    moved = ws.incidents().path(new.id)
+    ws.incidents().path(old).write_text(
+        moved.read_text().replace(f"id: {new.id}\n", f"id: {old}\n"))
+    moved.unlink()
+    contain(ws, old, mode="suspended", notify=["legal"], scope="unknown", actor=ACTOR)
+    return old
 
 
 @pytest.mark.attack
