@@ -7,11 +7,12 @@ by commands mean the same thing. Every change appends an entry to ``history``.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
-from evalsuite import Record
+from evalsuite import Record, json_path
 from regressions._investigation import Investigation
 from regressions._lifecycle import Phase
 
@@ -274,6 +275,31 @@ class Incident(Record):
             problems.append((["restored_at"], "an incident is restored only after containment"))
         if self.closed_at is not None and self.restored_at is None:
             problems.append((["closed_at"], "an incident is closed only after restoration"))
+        return problems + self._clock_problems()
+
+    def _clock_problems(self) -> list[tuple[list[str | int], str]]:
+        """Times out of the order they happen in: detection comes before the incident is
+        opened and before containment, containment before the restore, the restore before
+        the closing. A detection moved past containment makes the clock run backwards, and
+        a negative time to contain reads as within any target."""
+        problems: list[tuple[list[str | int], str]] = []
+        opened = next((e.at for e in self.history if e.action == "open"), None)
+        if opened is not None and self.detected_at > opened:
+            problems.append((["detected_at"], f"expected a detection no later than the "
+                             f"incident's opening ({opened.isoformat()}), got "
+                             f"{self.detected_at.isoformat()}"))
+        order: list[tuple[list[str | int], datetime | None]] = [
+            (["detected_at"], self.detected_at),
+            (["containment", "contained_at"],
+             self.containment.contained_at if self.containment else None),
+            (["restored_at"], self.restored_at),
+            (["closed_at"], self.closed_at),
+        ]
+        known = [(loc, at) for loc, at in order if at is not None]
+        for (before, earlier), (loc, at) in pairwise(known):
+            if at < earlier:
+                problems.append((loc, f"expected a time no earlier than {json_path(before)} "
+                                      f"({earlier.isoformat()}), got {at.isoformat()}"))
         return problems
 
     def next_id(self, prefix: str) -> str:

@@ -574,13 +574,20 @@ def test_a_new_incident_typed_closed_does_not_clear_a_deploy(signed: Workspace,
                                                              when: str) -> None:
     """`check --verdict` (no store): INC-2, opened after the signed verdict, typed restored
     and closed by hand (stamps after the verdict, or back-dated before it) is not covered by
-    that verdict, whatever phase its file claims."""
+    that verdict, whatever phase its file claims; back-dated before its own containment, the
+    file is refused as out of order (exit 2)."""
     envelope = _envelope(signed)
     made = json.loads(base64.b64decode(json.loads(envelope.read_text())["payload"]))[
         "predicate"]["created_at"]
     incident = _second_incident(signed)
     stamp = "2030-01-01T00:00:00Z" if when == "after" else "2020-01-01T00:00:00Z"
     _type_into(signed, incident, restored_at=stamp, closed_at=stamp)
+    if when == "before":
+        code, out, err = reinstate(signed, "check", AGENT, "--verdict", str(envelope))
+        assert code == 2, out + err
+        assert f"incidents/{incident}.yaml" in err and "$.restored_at: expected a time no " \
+            "earlier than $.containment.contained_at" in err
+        return
     assert signed.incidents().load(incident).phase == "closed"
     code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(envelope))
     assert code == 1

@@ -154,3 +154,34 @@ def test_a_deleted_incidents_id_still_named_is_not_given_out_so_its_case_does_no
     result = cli("incident", "open", "refund-agent", "--summary", "a third harm",
                  "--severity", "sev3", cwd=example.root)
     assert (result.returncode, result.stdout.strip()) == (0, "INC-2"), result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_detection_moved_past_containment_does_not_read_as_on_time(
+        example: Workspace, cli: RunCli) -> None:
+    """Contained 5 hours after detection (target missed), then ``detected_at`` typed in
+    after the containment, or after the incident's opening: the clock would run backwards
+    and read "within the 4h target". Each edit is refused, naming the file, place and line;
+    ``show`` and ``postmortem`` print no clock at all."""
+    incident_id = _open(example, 5)
+    contain(example, incident_id, mode="review", notify=["legal", "compliance", "eng-lead"],
+            scope="one refund", actor=ACTOR)
+    path = example.incidents().path(incident_id)
+    text = path.read_text(encoding="utf-8")
+    record = example.incidents().load(incident_id)
+    assert record.containment is not None and record.containment_target_met is False
+    opened = record.history[0].at
+    line = text.splitlines().index(next(x for x in text.splitlines()
+                                        if x.startswith("detected_at:"))) + 1
+    for moved, expected in (
+            (record.containment.contained_at + timedelta(minutes=1), "the incident's opening"),
+            (opened + timedelta(seconds=1), "the incident's opening")):
+        path.write_text("\n".join(f"detected_at: '{moved.isoformat()}'"
+                                  if x.startswith("detected_at:") else x
+                                  for x in text.splitlines()) + "\n", encoding="utf-8")
+        for args in (("incident", "show", incident_id), ("postmortem", incident_id)):
+            result = cli(*args, cwd=example.root)
+            assert result.returncode == 2, result.stdout
+            assert f"incidents/{incident_id}.yaml:{line}: $.detected_at" in result.stderr
+            assert expected in result.stderr and "within" not in result.stdout

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from evalsuite import InvalidInput
+from evalsuite import InvalidInput, json_path
 from regressions import (
     LAYERS,
     Containment,
@@ -423,3 +423,17 @@ def test_a_gap_addressed_only_on_another_layer_is_a_warning_not_a_gap() -> None:
     both = _incident(findings=ALL_GAPS, control_changes=[review, *FIXES])
     assert other_layer_fixes(both) == []
     assert other_layer_fixes(_incident(findings=ALL_GAPS, control_changes=FIXES)) == []
+
+
+@pytest.mark.parametrize(("fields", "place"), [
+    ({"detected_at": DETECTED + timedelta(hours=2)}, "$.containment.contained_at"),
+    ({"restored_at": DETECTED + timedelta(minutes=30)}, "$.restored_at"),
+    ({"restored_at": DETECTED + timedelta(hours=3), "closed_at": DETECTED + timedelta(hours=2)},
+     "$.closed_at"),
+])
+def test_times_out_of_order_are_refused(fields: dict[str, Any], place: str) -> None:
+    """Detection after containment (a negative time to contain, read as within any
+    target), a restore before containment and a closing before the restore are named."""
+    problems = _incident(**fields).reference_problems()
+    assert [(json_path(loc), "expected a time no earlier than" in why)
+            for loc, why in problems] == [(place, True)]
