@@ -30,6 +30,6 @@ def command(incident_id: str, mode: ContainmentMode, notify: tuple[str, ...],
     for warning in done.warnings:
         c.err.print(f"[yellow]warning:[/] {escape(warning)}")
     if not done.notify_configured:
-        c.err.print("note: [notify] in reinstate.toml names no audience, so reinstate told "
+        c.err.print("note: \\[notify] in reinstate.toml names no audience, so reinstate told "
                     "nobody; tell them yourself (see README, Notifications)", highlight=False)
     return 0
