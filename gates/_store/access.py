@@ -22,7 +22,15 @@ from evalsuite import Record, ReinstateError
 from gates._config import CONFIG_FILE, Workspace
 from gates._errors import StoreUnavailable, UnknownAgent
 from gates._store.audit import decision_reader, recorded
-from gates._store.backends import MODES, AuditEntry, Mode, SQLiteStore, StateStore, _SQLStore
+from gates._store.backends import (
+    MODES,
+    AuditEntry,
+    Mode,
+    ModeRecord,
+    SQLiteStore,
+    StateStore,
+    _SQLStore,
+)
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.recent import RecentReadings
 from gates._store.shared_reads import sharing
@@ -93,6 +101,14 @@ class Standing:
     latest verdict does not back a restore (it did not pass, does not cover the incident,
     or is not signed with the configured key): a store edit, not an interrupted restore.
     They count as open. Id → why."""
+    logged: AuditEntry | None = None
+    """The agent's last mode entry (None: the log holds none): the modes row must say the
+    mode it set, or the row was changed behind the log."""
+    missing: dict[str, AuditEntry] = field(default_factory=dict)
+    """Incidents the log shows containing the agent, with no restore of them after, that
+    no incident file of the agent records (deleted, or moved to another agent by hand):
+    they hold the agent, as restore refuses while their file is missing. Id → its last
+    containment entry."""
 
     @property
     def open(self) -> list[Incident]:
@@ -118,9 +134,9 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None, *,
     An unreadable one raises :class:`StoreUnavailable`.
     """
     incidents = workspace.incidents().all(agent)
-    log = _log(store, agent)
-    contained = {e.detail.get("incident"): e.seq for e in log if e.action == "mode"}
-    restores = {i: e for e in log if e.action == "mode" and e.detail.get("mode") == "full"
+    log = [e for e in _log(store, agent) if e.action == "mode"]
+    contained = {e.detail.get("incident"): e.seq for e in log}
+    restores = {i: e for e in log if e.detail.get("mode") == "full"
                 and isinstance(e.detail.get(RESTORED), list) for i in e.detail[RESTORED]}
     # A restore is of the incident only when it follows that incident's containment: an id
     # opened again after its file was deleted (ids are the next free number) must not
@@ -165,8 +181,20 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None, *,
                 f"never saw it (a new or replaced store): it counts as open until "
                 f"`reinstate restore` records it here")
         vouched.append(incident.model_copy(update={"restored_at": None, "closed_at": None}))
+    # A containment whose incident file is gone (or names another agent now) still holds:
+    # deleting the file must not take the incident out of the reading.
+    files = {i.id for i in incidents}
+    missing = {named: e for e in log
+               if isinstance(named := e.detail.get("incident"), str) and named not in files
+               and not (named in restores and restores[named].seq > e.seq)}
     return Standing(incidents=vouched, forged=forged, unknown=unknown, unwritten=unwritten,
-                    unbacked=unbacked)
+                    unbacked=unbacked, logged=log[-1] if log else None, missing=missing)
+
+
+def logged_mode(entry: AuditEntry) -> Mode:
+    """The mode a mode entry set; one that names no mode reads as suspended."""
+    mode = entry.detail.get("mode")
+    return mode if mode in MODES else "suspended"
 
 
 def _restore_backing(workspace: Workspace, agent: str, store: StateStore, incident: Incident,
@@ -258,6 +286,13 @@ def _read_mode(workspace: Workspace, agent: str, store: StateStore | None,
                            reason=STORE_UNREADABLE)
     try:
         vouched = incidents or standing(workspace, agent, store)
+        for _ in range(2):
+            if _row_as_logged(record, vouched):
+                break
+            # A mode set between the two reads (each write sets the row and its entry in
+            # one transaction): read the log again, and the row after it.
+            vouched = standing(workspace, agent, store)
+            record = store.mode(agent)
     except ReinstateError as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),
                            reason=RECORDS_UNREADABLE)
@@ -268,7 +303,7 @@ def _read_mode(workspace: Workspace, agent: str, store: StateStore | None,
                                   or MODES.index(held_mode) < MODES.index(record.mode)):
         ids = ", ".join(i.id for i in held)
         said = f"says {record.mode}" if record is not None else f"has no mode for {agent}"
-        return ModeReading(
+        reading = ModeReading(
             agent=agent, mode=held_mode, reason=f"contained by {ids}",
             since=min(i.containment.contained_at for i in held if i.containment),
             degraded=f"the state store {said}, but {ids} contained it and the audit log "
@@ -276,10 +311,48 @@ def _read_mode(workspace: Workspace, agent: str, store: StateStore | None,
                      + ("".join(f"; {vouched.unbacked[i.id]}" for i in held
                                 if i.id in vouched.unbacked))
                      + f": answering {held_mode}")
-    if record is None:
-        return ModeReading(agent=agent, mode="full", reason="never contained")
-    return ModeReading(agent=agent, mode=record.mode, since=record.since, actor=record.actor,
-                       reason=record.reason)
+    elif record is None:
+        reading = ModeReading(agent=agent, mode="full", reason="never contained")
+    else:
+        reading = ModeReading(agent=agent, mode=record.mode, since=record.since,
+                              actor=record.actor, reason=record.reason)
+    return _as_logged(reading, record, vouched)
+
+
+def _row_as_logged(record: ModeRecord | None, vouched: Standing) -> bool:
+    """Whether the modes row says what the agent's last mode entry set."""
+    last = vouched.logged
+    return (record.mode if record is not None else None) == (
+        logged_mode(last) if last is not None else None)
+
+
+def _as_logged(reading: ModeReading, record: ModeRecord | None,
+               vouched: Standing) -> ModeReading:
+    """``reading``, or a stricter one where the audit log holds a stricter mode than the
+    modes row shows: a containment whose incident file is gone, or the row changed behind
+    the log's last mode entry (``audit verify`` names both; a runtime must not run in full
+    on them meanwhile)."""
+    agent, stricter = reading.agent, MODES.index(reading.mode)
+    found: list[tuple[AuditEntry, str]] = [
+        (entry, f"{named} contained {agent} (audit entry {entry.seq}) and the log holds no "
+                f"restore of it, but its incident file is missing")
+        for named, entry in vouched.missing.items()]
+    last = vouched.logged
+    if last is not None and not _row_as_logged(record, vouched):
+        now = record.mode if record is not None else "unset"
+        found.append((last, f"the state store says {now}, but the last mode entry of "
+                            f"{agent} (entry {last.seq}) set {logged_mode(last)}: the modes "
+                            f"table was changed behind the audit log"))
+    found = [(e, why) for e, why in found if MODES.index(logged_mode(e)) < stricter]
+    if not found:
+        return reading
+    entry = min(found, key=lambda f: (MODES.index(logged_mode(f[0])), f[0].seq))[0]
+    mode = logged_mode(entry)
+    return ModeReading(agent=agent, mode=mode, since=entry.at, actor=entry.actor,
+                       reason=entry.reason,
+                       degraded="; ".join([*([reading.degraded] if reading.degraded else []),
+                                           *(why for _, why in found)])
+                                + f": answering {mode}")
 
 
 def history_evidence(workspace: Workspace) -> list[str]:

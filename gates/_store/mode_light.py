@@ -143,6 +143,8 @@ def _reading(agent: str, start: Path | None) -> dict[str, Any] | None:
     record, entries = _store(state_path, agent)
     incidents = _incidents(_inside(root, _text(config, "incidents")), inputs["incidents"],
                            agent)
+    if _behind_the_log(record, entries, {facts.get("id") for facts in incidents}):
+        return None  # the log holds a stricter story than the row: the full read says it
     held = _held_mode(incidents, entries)
     if held is not None and (record is None or MODES.index(held) < MODES.index(record[0])):
         return None  # degraded: the full read words the warning
@@ -317,6 +319,26 @@ def _incidents(folder: Path, remembered: dict[str, Any], agent: str) -> list[dic
         if facts.get("agent") == agent:
             found.append(facts)
     return found
+
+
+def _behind_the_log(record: tuple[str, str, str, str] | None, entries: list[dict[str, Any]],
+                    files: set[Any]) -> bool:
+    """Whether the modes row is not the mode the agent's last mode entry set, or an entry
+    contains the agent for an incident none of its files records, with no restore of it
+    after (as :func:`gates._store.access.standing` finds them)."""
+    last = entries[-1].get("mode") if entries else None
+    if (record[0] if record is not None else None) != last:
+        return True
+    open_without_file: set[str] = set()
+    for detail in entries:
+        named, listed = detail.get("incident"), detail.get("incidents")
+        if isinstance(named, str) and named not in files:
+            open_without_file.add(named)
+        elif named is not None and not isinstance(named, str):
+            raise NotSure("an entry's incident")
+        if detail.get("mode") == "full" and isinstance(listed, list):
+            open_without_file.difference_update(i for i in listed if isinstance(i, str))
+    return bool(open_without_file)
 
 
 def _held_mode(incidents: list[dict[str, Any]], entries: list[dict[str, Any]]) -> str | None:

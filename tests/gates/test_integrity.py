@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gates import (
+    Guard,
     Refused,
     StateStore,
     Workspace,
@@ -95,6 +97,46 @@ def test_a_mode_row_edited_to_full_does_not_lift_containment(held: Workspace,
     assert mode.stdout.strip() == "review"
     assert "INC-1 contained it and the audit log holds no restore" in mode.stderr
     assert cli("check", AGENT, cwd=held.root).returncode == 1
+
+
+@pytest.mark.attack
+def test_a_mode_row_edited_to_full_with_the_incident_file_deleted_does_not_clear(
+        held: Workspace, cli: RunCli) -> None:
+    """INC-1's file deleted and the modes row set to full by hand: the log still holds
+    INC-1's containment and no restore, so every runtime read (the light and the full
+    `mode`, `agent_mode`, the guard the MCP gateway decides with) answers review."""
+    assert cli("mode", AGENT, cwd=held.root).stdout.strip() == "review"  # learns the files
+    held.incidents().path("INC-1").unlink()
+    _sql(held, "UPDATE modes SET mode = 'full' WHERE agent = ?", AGENT)
+    mode = cli("mode", AGENT, cwd=held.root)
+    assert (mode.returncode, mode.stdout.strip()) == (3, "review")
+    assert "INC-1 contained refund-agent (audit entry 1)" in mode.stderr
+    assert "its incident file is missing" in mode.stderr
+    assert agent_mode(AGENT, held.root) == "review"
+    with Guard(held, AGENT) as guard, guard.run("run-1", goal="look up an order"):
+        decision = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (decision.effect, decision.rule) == ("review", "mode.review")
+
+
+@pytest.mark.attack
+def test_a_mode_row_edited_to_full_behind_the_log_does_not_clear(held: Workspace,
+                                                                 cli: RunCli) -> None:
+    """The containment taken out of INC-1's file and the modes row set to full by hand: no
+    incident holds the agent, but the last mode entry of the log set review, so the row
+    was changed behind it and every runtime read answers review."""
+    path = held.incidents().path("INC-1")
+    record = yaml.safe_load(path.read_text())
+    del record["containment"]
+    path.write_text(yaml.safe_dump(record))
+    _sql(held, "UPDATE modes SET mode = 'full' WHERE agent = ?", AGENT)
+    for _ in range(2):  # the full read, then the light one over the files it learned
+        mode = cli("mode", AGENT, cwd=held.root)
+        assert (mode.returncode, mode.stdout.strip()) == (3, "review")
+        assert "the modes table was changed behind the audit log" in mode.stderr
+    assert agent_mode(AGENT, held.root) == "review"
+    with Guard(held, AGENT) as guard, guard.run("run-1", goal="look up an order"):
+        decision = guard.call("lookup_order", {"order_id": "A-1001"})
+    assert (decision.effect, decision.rule) == ("review", "mode.review")
 
 
 @pytest.mark.attack

@@ -290,10 +290,17 @@ def test_a_garbled_audit_entry_or_a_forged_inputs_file_is_not_trusted(
     """A garbled entry of the agent, an inputs file anyone may write, one edited by hand,
     or one written under another version of the code: the light read defers each time."""
     learned(ws.root)
+    with sqlite3.connect(ws.state_path) as conn:
+        [(detail,)] = conn.execute("SELECT detail FROM audit WHERE seq = 1").fetchall()
     run_sql(ws, "UPDATE audit SET detail = '[1]' WHERE seq = 1")
     assert light_reading(AGENT, ws.root) is None
+    # A mode entry that names no mode cannot vouch for the modes row: the full read fails
+    # closed, and the light read leaves it to it.
     run_sql(ws, "UPDATE audit SET detail = '{}' WHERE seq = 1")
-    assert light_reading(AGENT, ws.root) is not None  # hash-broken, but as the full read
+    assert light_reading(AGENT, ws.root) is None
+    assert read_mode(ws, AGENT).mode == "suspended"
+    run_sql(ws, f"UPDATE audit SET detail = '{detail}' WHERE seq = 1")
+    assert light_reading(AGENT, ws.root) is not None
     inputs = inputs_path(ws.state_path)
     inputs.chmod(0o666)
     assert light_reading(AGENT, ws.root) is None  # anyone may write it: not trusted
