@@ -3,7 +3,8 @@
 Run as ``python tests/mcp_upstream.py CALLS_FILE`` (FastMCP, stdio). Every call that
 reaches it is appended to CALLS_FILE as one JSON line, so a test can tell which calls the
 gateway forwarded. ``wire_money`` is a tool the agent's permissions do not list; a ticket
-whose summary is "crash" ends the process mid-call, as an upstream that dies; one whose
+whose summary is "crash" ends the process mid-call, as an upstream that dies; "slow" answers
+after 3 s (time for a client to cancel the call); one whose
 summary is "more tools" adds two tools mid-session and sends ``tools/list_changed``.
 """
 
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.server.fastmcp import Context, FastMCP
 
 CALLS = Path(sys.argv[1])
@@ -86,10 +88,13 @@ def export_customers() -> dict[str, Any]:
 @server.tool()
 async def create_ticket(summary: str, ctx: Context) -> dict[str, Any]:  # type: ignore[type-arg]
     """Open a ticket for the support team (the summary "crash" ends the server mid-call;
-    "more tools" adds track_parcel and export_customers and says the tools changed)."""
+    "slow" answers after 3 s; "more tools" adds track_parcel and export_customers and
+    says the tools changed)."""
     _record("create_ticket", {"summary": summary})
     if summary == "crash":
         os._exit(1)
+    if summary == "slow":
+        await anyio.sleep(3)
     if summary == "more tools":
         server.add_tool(track_parcel)
         server.add_tool(export_customers)

@@ -233,7 +233,13 @@ class McpGateway:
         if decision.effect == "deny":
             return _tool_error(f"denied by {decision.rule}: {decision.reason}")
         if decision.effect == "review":
-            released, final_args, why = await self._hold(run, name, arguments, decision)
+            try:
+                released, final_args, why = await self._hold(run, name, arguments, decision)
+            except anyio.get_cancelled_exc_class():
+                with suppress(GatesError):  # the run already ended: nothing more to log
+                    run.result(call_id, error="cancelled while held for review: never "
+                                              "forwarded", blocked=True)
+                raise
             if not released:
                 run.result(call_id, error=why, blocked=True)
                 return _tool_error(why)
@@ -252,6 +258,14 @@ class McpGateway:
                 self._upstream_stopped(why)
             run.result(call_id, error=why)
             return _tool_error(why)
+        except anyio.get_cancelled_exc_class():
+            # The client cancelled the call (or left) after it went up: nothing tells the
+            # upstream to stop, so it may well take effect; the log says so, never leaving
+            # a forwarded call without an answer.
+            with suppress(GatesError):  # the run already ended: nothing more to log
+                run.result(call_id, error=f"cancelled after it was forwarded to the "
+                                          f"upstream: whether {name} took effect is unknown")
+            raise
         value = _result_value(result)
         run.result(call_id, None if result.isError else value,
                    error=json.dumps(value) if result.isError else None)

@@ -25,8 +25,9 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import McpError
 
-from evalsuite import read_log_runs
+from evalsuite import ToolResult, read_log_runs
 from gates import AuditEntry, ReviewQueue, Workspace, open_store
 from tests.gates.test_guard_edits import with_refunds_within_total
 from tests.helpers import ACTOR
@@ -413,6 +414,52 @@ def test_the_sessions_run_log_is_read_by_ingest(back_in_full: Workspace,
     assert ingested.returncode == 0, ingested.stderr
     assert "1 run, 5 steps (1 input, 2 calls, 2 results)" in ingested.stdout
     assert "calls: 2 with a result, 0 without" in ingested.stdout
+
+
+@pytest.mark.parametrize(("tool", "arguments", "said"), [
+    ("create_ticket", {"summary": "slow"}, "cancelled after it was forwarded to the upstream"),
+    ("issue_refund", LARGE_REFUND, "cancelled while held for review: never forwarded"),
+], ids=["forwarded", "held"])
+def test_a_call_the_client_cancels_is_answered_in_the_log(
+        back_in_full: Workspace, tmp_path: Path, tool: str, arguments: dict[str, Any],
+        said: str) -> None:
+    """A client that cancels a call once the upstream has it (the upstream runs it all the
+    same: nothing tells it to stop), or while it waits for review, leaves no call of the
+    run log without an answer: the log says what became of it."""
+    async def body(session: ClientSession, calls: Path) -> str:
+        await session.call_tool("lookup_order", {"order_id": "A-1002"})
+        request = session._request_id  # the id the next request is sent with
+        refused: list[str] = []
+
+        async def call() -> None:
+            try:
+                await session.call_tool(tool, arguments)
+            except McpError as exc:
+                refused.append(exc.error.message)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(call)
+            with anyio.fail_after(30):  # until the upstream runs it, or it is held
+                while _forwarded(calls)[1:] != [tool] and not ReviewQueue(ws.root).items(
+                        AGENT):
+                    await anyio.sleep(0.05)
+            await session.send_notification(types.ClientNotification(
+                types.CancelledNotification(params=types.CancelledNotificationParams(
+                    requestId=request, reason="the user stopped it"))))
+        return refused[0]
+
+    ws = back_in_full
+    refused, _ = _run(ws, tmp_path, body)
+    assert refused == "Request cancelled"
+    [log] = ws.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    assert [(s.kind, getattr(s, "tool", None)) for s in run.steps][3:] == [
+        ("tool_call", tool), ("tool_result", tool)]
+    answer = run.steps[4]
+    assert isinstance(answer, ToolResult) and answer.error is not None
+    assert said in answer.error
+    ingested = _cli(ws, "ingest", str(log), "--agent", AGENT)
+    assert "calls: 2 with a result, 0 without" in ingested.stdout, ingested.stdout
 
 
 def test_the_printed_address_takes_connections_at_once(back_in_full: Workspace,
