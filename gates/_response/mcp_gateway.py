@@ -43,7 +43,7 @@ from mcp.server.session import ServerSession
 from mcp.shared.exceptions import McpError
 from mcp.shared.session import RequestResponder
 
-from evalsuite import ReinstateError
+from evalsuite import ReinstateError, check_json_schema, schema_violation
 from gates._errors import GatesError
 from gates._response.guard import Guard, GuardDecision, GuardedRun
 from gates._response.review_edits import release_held, vouched_item
@@ -113,6 +113,7 @@ class McpGateway:
         self._hidden_reported: set[str] = set()
         self._live: set[_Session] = set()  # the sessions open now
         self._shown: list[dict[str, Any]] = []  # the tools clients were last told of
+        self._schemas: dict[str, dict[str, Any]] = {}  # the upstream's input schemas
         self._changes, self._changed = anyio.create_memory_object_stream[None](1)
         self._sessions = itertools.count(1)
         self._started = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -200,6 +201,7 @@ class McpGateway:
         and reported once (a line and an audit entry), not at every request."""
         assert self._upstream is not None
         listed = (await self._upstream.list_tools()).tools
+        self._schemas = {tool.name: tool.inputSchema for tool in listed}
         try:
             known = set(self.guard.workspace.controls(self.agent).permissions.tools)
         except Exception as exc:  # controls that do not load: hide everything, say why
@@ -247,6 +249,10 @@ class McpGateway:
         if self._gone is not None:
             run.result(call_id, error=self._gone)
             return _tool_error(self._gone)
+        refused = await self._refused_upstream(name, arguments)
+        if refused is not None:
+            run.result(call_id, error=refused, blocked=True)
+            return _tool_error(refused)
         assert self._upstream is not None
         try:
             result = await self._upstream.call_tool(name, arguments)
@@ -270,6 +276,30 @@ class McpGateway:
         run.result(call_id, None if result.isError else value,
                    error=json.dumps(value) if result.isError else None)
         return result
+
+    async def _refused_upstream(self, name: str, arguments: dict[str, Any]) -> str | None:
+        """Why a call the controls allowed is not forwarded: its arguments break the
+        upstream's own input schema, or that schema cannot be read. The controls decided on
+        the arguments as sent; an upstream that coerces them (a FastMCP tool reads
+        ``"200"`` as 200.0) would run a call the controls never decided (a refund a
+        typeless ``exclusiveMinimum: 150`` review rule did not hold), so only arguments
+        its schema takes as they are go up."""
+        if name not in self._schemas:
+            await self.list_tools()  # a client that calls without listing first
+        schema = self._schemas.get(name)
+        if schema is None:
+            return f"the upstream lists no tool {name}: not forwarded"
+        try:
+            check_json_schema(schema)
+        except ValueError as exc:
+            return (f"the upstream's input schema of {name} cannot be checked ({exc}): "
+                    f"not forwarded")
+        problem = schema_violation(schema, arguments)
+        if problem is None:
+            return None
+        return (f"not forwarded: the arguments break the upstream's own input schema of "
+                f"{name} ({problem}), so it could run another call than the controls "
+                f"decided")
 
     async def _hold(self, run: GuardedRun, name: str, arguments: dict[str, Any],
                     decision: GuardDecision) -> tuple[bool, dict[str, Any], str]:

@@ -773,3 +773,44 @@ tools:
     assert "hidden: export_customers" in rest, rest
     assert other_told
     assert "told 2 session(s)" in rest, rest
+
+
+@pytest.mark.attack
+def test_arguments_the_upstream_would_coerce_are_not_forwarded(back_in_full: Workspace,
+                                                               tmp_path: Path) -> None:
+    """A team bounds a refund's amount in its permissions and acceptance criteria without
+    saying it is a number, and holds refunds of a number over $150 for review. An amount
+    sent as the text "200" passes every bound (a bound on numbers says nothing about text)
+    and is no number to the review rules, and the FastMCP upstream would read it as 200.0:
+    a $200 refund no person confirmed. The upstream's own schema says a number, so the
+    call is refused and logged as blocked, never forwarded."""
+    agent_dir = back_in_full.root / "agents" / AGENT
+    for name, before, after in [
+            ("permissions.yaml", "amount: {type: number, exclusiveMinimum: 0, maximum: 500}",
+             "amount: {exclusiveMinimum: 0, maximum: 500}"),
+            ("acceptance.yaml", "amount: {type: number, exclusiveMinimum: 0}",
+             "amount: {exclusiveMinimum: 0}"),
+            ("permissions.yaml", "amount: {exclusiveMinimum: 150}",
+             "amount: {type: number, exclusiveMinimum: 150}"),
+            ("review.yaml", "amount: {exclusiveMinimum: 150}",
+             "amount: {type: number, exclusiveMinimum: 150}")]:
+        text = (agent_dir / name).read_text()
+        assert before in text
+        (agent_dir / name).write_text(text.replace(before, after))
+    as_text = {"order_id": "A-1002", "amount": "200", "currency": "USD",
+               "refund_to": "original_payment_method", "reason": "damaged"}
+
+    async def body(session: ClientSession,
+                   calls: Path) -> tuple[types.CallToolResult, list[str]]:
+        await session.call_tool("lookup_order", {"order_id": "A-1002"})
+        refund = await session.call_tool("issue_refund", as_text)
+        return refund, _forwarded(calls)
+
+    (refund, forwarded), _ = _run(back_in_full, tmp_path, body, "--review-timeout", "1")
+    assert refund.isError and "the upstream's own input schema of issue_refund" in \
+        _text(refund), _text(refund)
+    assert forwarded == ["lookup_order"]
+    [log] = back_in_full.logs_dir.glob(f"*-{AGENT}-guard.jsonl")
+    [run] = [r for r in read_log_runs(log) if r.run_id.startswith("mcp-")]
+    [result] = [s for s in run.steps if isinstance(s, ToolResult) and s.tool == "issue_refund"]
+    assert result.blocked and "not forwarded" in (result.error or "")
