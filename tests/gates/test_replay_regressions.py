@@ -104,7 +104,9 @@ def test_a_strict_case_fails_when_the_harm_is_attempted_at_all(
     """strict: true counts the denied attempt as the harm: the same replay fails."""
     ws, case_file = captured
     fixed(ws)  # type: ignore[operator]
-    _edit_case(case_file, "strict: true\n")
+    text = case_file.read_text("utf-8")
+    assert "\nstrict: false\n" in text  # as capture writes a regression case
+    case_file.write_text(text.replace("\nstrict: false\n", "\nstrict: true\n"), "utf-8")
     result = _replayed(ws, case_file)
     assert result.outcome == "fail"
     refund = result.trials[0].judgements[0]
