@@ -483,7 +483,10 @@ def _incidents_restored(agent: str, modes: list[dict[str, Any]], mode_inputs: di
     for facts in incidents:
         if facts.get("restored") is not True or facts.get("id") not in restored:
             return False
+        contained = facts.get("contained_at", "")  # none remembered: not sure
         if not coverage.covers(verified, made, facts["id"], _changes_of(facts),
+                               contained=(None if contained is None
+                                          else _stamp_of(contained, "contained_at")),
                                closed=facts.get("closed") is True,
                                last_recorded=_stamp_of(facts.get("last_recorded"))):
             return False
@@ -514,13 +517,16 @@ def _changes_of(facts: dict[str, Any]) -> list[tuple[str, str]]:
     return [(c[0], c[1]) for c in listed]
 
 
-def _stamp_of(value: object) -> datetime:
+def _stamp_of(value: object, name: str = "last_recorded") -> datetime:
     """A remembered time (``datetime.isoformat`` of an aware time)."""
     if not isinstance(value, str):
-        raise NotSure("incident facts: last_recorded")
-    stamp = datetime.fromisoformat(value)
+        raise NotSure(f"incident facts: {name}")
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        raise NotSure(f"incident facts: {name}") from None
     if stamp.tzinfo is None:
-        raise NotSure("incident facts: last_recorded")
+        raise NotSure(f"incident facts: {name}")
     return stamp
 
 

@@ -83,7 +83,9 @@ def _remember(workspace: Workspace) -> None:
                      # What the light check needs to tell whether a verdict covers it
                      # (gates._verdict.coverage).
                      "changes": [[c.id, c.layer] for c in incident.control_changes],
-                     "last_recorded": incident.last_recorded_at.isoformat()}
+                     "last_recorded": incident.last_recorded_at.isoformat(),
+                     "contained_at": (incident.containment.contained_at.isoformat()
+                                      if incident.containment else None)}
         incidents[key] = known
     if fresh and before == {"schema_version": INPUTS_VERSION, "salt": salt(),
                             "configs": configs, "incidents": incidents}:

@@ -44,7 +44,7 @@ CONFIG_FILE = "reinstate.toml"
 MAX_FILE_BYTES = 4 * 1024 * 1024
 # The most the mode-inputs file may hold before it is ignored.
 MAX_INPUTS_BYTES = 16 * 1024 * 1024
-INPUTS_VERSION = 2  # 2: each incident's control changes and last recorded time
+INPUTS_VERSION = 3  # 2: each incident's control changes and last recorded time; 3: when contained
 INCIDENT_ID = re.compile(r"INC-[1-9][0-9]*")
 # The only time stamp the store writes (``datetime.isoformat`` of a UTC time): anything
 # else is left to the full read.

@@ -2,9 +2,11 @@
 ``restore`` and the mode read apply before an incident counts as restored or closed.
 
 A verdict covers an incident when it verified every control change the incident records
-(the gate verifies the changes of every incident that is not closed, restored ones too),
-or when the incident was closed, and everything its file records happened, before the
-verdict was made (the gate no longer looks at a closed incident). Nothing else covers it:
+(the gate verifies the changes of every incident that is not closed, restored ones too)
+and was made after the incident was contained (a verdict from before verified another
+incident of its id, one whose file was deleted and whose id was opened again), or when
+the incident was closed, and everything its file records happened, before the verdict was
+made (the gate no longer looks at a closed incident). Nothing else covers it:
 a verdict made before an incident was recorded proves nothing about it, whatever the
 incident file or the state store says of it. With a public key configured the verdict
 that clears is signed, so neither a store edit nor a hand-edited phase can clear on its own.
@@ -28,12 +30,16 @@ Verified = Collection[tuple[str, str, str]]
 
 
 def covers(verified: Verified, made: datetime, incident: str,
-           changes: Sequence[tuple[str, str]], *, closed: bool,
+           changes: Sequence[tuple[str, str]], *, contained: datetime | None, closed: bool,
            last_recorded: datetime) -> bool:
     """Whether a verdict made at ``made`` that verified ``verified`` vouches for
-    ``incident`` (its control changes as (id, layer); whether it is closed; the latest time
-    its file records) being restored or closed."""
-    if changes and all((incident, change, layer) in verified for change, layer in changes):
+    ``incident`` (its control changes as (id, layer); when it was contained; whether it is
+    closed; the latest time its file records) being restored or closed."""
+    # Changes are recorded after containment: a verdict made before it verified changes of
+    # the same ids of another incident of this id, never these.
+    current = contained is None or contained <= made
+    if changes and current and all((incident, change, layer) in verified
+                                   for change, layer in changes):
         return True
     return closed and last_recorded <= made
 
@@ -57,15 +63,21 @@ def uncovered(verdict: DecidedVerdict, incident: Incident, which: str) -> str | 
     changes = [(c.id, c.layer) for c in incident.control_changes]
     closed = incident.closed_at is not None
     last = incident.last_recorded_at
-    if covers(verified, verdict.created_at, incident.id, changes, closed=closed,
-              last_recorded=last):
+    contained = incident.containment.contained_at if incident.containment else None
+    if covers(verified, verdict.created_at, incident.id, changes, contained=contained,
+              closed=closed, last_recorded=last):
         return None
     missing = [f"{change} ({layer})" for change, layer in changes
                if (incident.id, change, layer) not in verified]
-    what = ("any control change of it (its file records none)" if not changes
-            else "its control changes" if len(missing) == len(changes)
-            else ", ".join(missing))
     stamp = verdict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    if changes and not missing and contained is not None:  # contained after the verdict
+        what = (f"any control change of it (it was contained after, at "
+                f"{contained.strftime('%Y-%m-%d %H:%M UTC')}; the changes of its id it "
+                f"verified were another incident's)")
+    else:
+        what = ("any control change of it (its file records none)" if not changes
+                else "its control changes" if len(missing) == len(changes)
+                else ", ".join(missing))
     gap = f"{incident.id} is {incident.phase}, but {which} ({stamp}) did not verify {what}"
     if closed:
         gap += (f" and was not made after its file's last record "

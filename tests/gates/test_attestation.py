@@ -613,3 +613,36 @@ def test_closing_a_covered_incident_keeps_the_deploy_cleared(signed: Workspace,
     for args in (("--verdict", str(after)), ()):
         code, out, err = reinstate(signed, "check", AGENT, *args)
         assert code == 0, out + err
+
+
+@pytest.mark.attack
+def test_an_incident_id_opened_again_is_not_covered_by_the_old_signed_verdict(
+        signed: Workspace, reinstate: Cli) -> None:
+    """`check --verdict` (no store): INC-1 restored on the signed verdict, its file and
+    baseline deleted, a new INC-1 opened and contained after that verdict, given the old
+    one's findings and changes (CC-1 … on the same layers) and typed restored by hand: the
+    verdict verified the old INC-1's changes, not this one's, so it does not cover it."""
+    envelope = _envelope(signed)
+    (signed.incidents_dir / "INC-1.yaml").unlink()
+    shutil.rmtree(signed.incidents_dir / "INC-1.baseline")
+    incident = open_incident(signed, AGENT, summary="a second harm", severity="sev1",
+                             actor=ACTOR)
+    assert incident.id == "INC-1"
+    contain(signed, incident.id, mode="suspended", notify=["legal"], scope="unknown",
+            actor=ACTOR)
+    for layer in LAYERS:
+        record_finding(signed, incident.id, layer=layer, gap=True,
+                       description=f"{layer} gap", actor=ACTOR)
+    for number, layer in enumerate(("tool_permission_boundary", "eval_coverage",
+                                    "acceptance_criteria", "review_gate"), start=1):
+        record_change(signed, incident.id, layer=layer,  # type: ignore[arg-type]
+                      addresses=[f"F-{number}"], description=f"fix {layer}", actor=ACTOR)
+    record_change(signed, incident.id, layer="prompt", addresses=[], description="agent",
+                  actor=ACTOR)
+    schedule_review(signed, incident.id, on=utc_now().date(), actor=ACTOR)
+    _type_into(signed, incident.id, restored_at=utc_now().isoformat())
+    assert signed.incidents().load(incident.id).phase == "restored"
+    code, out, _ = reinstate(signed, "check", AGENT, "--verdict", str(envelope))
+    assert code == 1, out
+    assert "INC-1 is restored, but the signed verdict (" in out
+    assert "did not verify any control change of it (it was contained after, at " in out
