@@ -8,7 +8,7 @@ import click
 
 from evalsuite import InvalidInput, write_atomic
 from gates._cli._common import ctx
-from gates._reports.terminal import verification_table
+from gates._reports.terminal import plain, verification_table
 from gates._response.verify import verify_incident
 from gates._verdict.verdict import EXIT_CODES
 
@@ -43,11 +43,11 @@ def command(incident_id: str, trials: int | None, json_file: Path | None) -> int
         for line in diff.splitlines():
             c.out.print(f"  {line}", highlight=False, markup=False)
     for problem in result.gaps + result.overblocking.found:
-        c.out.print(f"[red]•[/] {problem}", highlight=False)
+        c.out.print(f"[red]•[/] {plain(problem)}", highlight=False)
     for error in result.errors:
-        c.out.print(f"[red]• error:[/] {error}", highlight=False)
+        c.out.print(f"[red]• error:[/] {plain(error)}", highlight=False)
     for warning in result.warnings:
-        c.out.print(f"[yellow]• WARNING:[/] {warning}", highlight=False)
+        c.out.print(f"[yellow]• WARNING:[/] {plain(warning)}", highlight=False)
     for line in result.review_load:
         c.out.print(line, highlight=False, markup=False)
     over = result.overblocking

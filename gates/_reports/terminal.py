@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from rich.console import Console
@@ -21,6 +22,17 @@ from gates._verdict.verdict import ChangeVerification, Verdict
 from regressions import Incident
 
 STYLE = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
+# Every control character but the tab: rich passes ESC through to the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def plain(text: object) -> str:
+    """Text a verdict or an incident quotes (an agent's answer, a logged call, a file's
+    words) as rich markup that shows it literally: its brackets escaped (``[/x]`` in an
+    answer crashed the table, ``[green]`` restyled it) and each control character written
+    out (``\\x1b``, ``\\n``), so quoted text can neither move the cursor nor start a line
+    of its own that reads like the tool's."""
+    return escape(_CONTROL.sub(lambda m: repr(m.group(0))[1:-1], str(text)))
 
 
 def outcome(text: str) -> str:
@@ -42,28 +54,29 @@ def verdict_table(console: Console, verdict: Verdict, *, findings: int = 3,
     :func:`restore_blockers`): a passing verdict does not restore while any is unmet, so the
     closing line names them instead of promising a restore.
     """
-    table = Table(title=f"gate {verdict.agent} (agent {verdict.fingerprint.agent_version})",
+    table = Table(title=f"gate {plain(verdict.agent)} (agent "
+                        f"{plain(verdict.fingerprint.agent_version)})",
                   title_justify="left", show_lines=False)
     table.add_column("check")
     table.add_column("outcome")
     table.add_column("summary", overflow="fold")
     for check in verdict.checks:
-        detail = check.summary
+        detail = plain(check.summary)
         shown = check.findings[:findings]
         if shown:
-            detail += "".join(f"\n  • {f}" for f in shown)
+            detail += "".join(f"\n  • {plain(f)}" for f in shown)
         if len(check.findings) > findings:
             detail += f"\n  … and {len(check.findings) - findings} more"
-        table.add_row(check.name, outcome(check.outcome), detail)
+        table.add_row(plain(check.name), outcome(check.outcome), detail)
     console.print(table)
     if not verdict:
         allows = "may NOT be restored to full operation"
     elif restore_needs:
         allows = ("may NOT be restored yet: restore still needs: "
-                  + "; ".join(escape(need) for need in restore_needs))
+                  + "; ".join(plain(need) for need in restore_needs))
     else:
         allows = "may be restored to full operation"
-    console.print(f"verdict: {outcome(verdict.outcome)} — {verdict.agent} {allows}")
+    console.print(f"verdict: {outcome(verdict.outcome)} — {plain(verdict.agent)} {allows}")
 
 
 def case_table(console: Console, verdict: Verdict, *, every: bool = False) -> None:
@@ -86,7 +99,7 @@ def case_table(console: Console, verdict: Verdict, *, every: bool = False) -> No
                 if figures.outcome == "inconclusive" and figures.trials_needed else "",
                 "stopped by a control" if figures.stopped_by_control else "") if n]
             low, high = figures.interval
-            table.add_row(figures.id, outcome(figures.outcome),
+            table.add_row(plain(figures.id), outcome(figures.outcome),
                           f"{round(figures.pass_rate * figures.trials)}/{figures.trials}",
                           f"{low:.0%}–{high:.0%}", ", ".join(notes))
         console.print(table)
@@ -108,10 +121,12 @@ def verification_table(console: Console, verifications: list[ChangeVerification]
         rows: list[ReplayRow | None] = [*v.replays] or [None]
         for i, row in enumerate(rows):
             replayed, before, after, rule = _replay_cells(row)
+            after = plain(after) + (f" ({plain(rule)})" if rule else "")
             table.add_row(
-                f"{v.incident} {v.change}" if i == 0 else "", v.layer if i == 0 else "",
-                replayed, before, f"{after} ({rule})" if rule else after,
-                ("[green]yes[/]" if v.verified else f"[red]no[/]: {v.reason}") if i == 0 else "",
+                plain(f"{v.incident} {v.change}") if i == 0 else "",
+                plain(v.layer) if i == 0 else "", plain(replayed), plain(before), after,
+                ("[green]yes[/]" if v.verified else f"[red]no[/]: {plain(v.reason)}")
+                if i == 0 else "",
             )
     console.print(table)
 
@@ -138,9 +153,9 @@ def _replay_cells(row: ReplayRow | None) -> tuple[str, str, str, str | None]:
 
 def incident_summary(console: Console, incident: Incident) -> None:
     """The incident's phase, clock and resolution at a glance."""
-    console.print(f"[bold]{incident.id}[/] {incident.agent} · {incident.severity} · "
-                  f"phase [bold]{incident.phase}[/]")
-    console.print(f"  {incident.summary}")
+    console.print(f"[bold]{plain(incident.id)}[/] {plain(incident.agent)} · "
+                  f"{plain(incident.severity)} · phase [bold]{incident.phase}[/]")
+    console.print(f"  {plain(incident.summary)}")
     console.print(f"  detected {incident.detected_at:%Y-%m-%d %H:%M} UTC")
     if incident.containment is not None:
         c = incident.containment
@@ -150,30 +165,33 @@ def incident_summary(console: Console, incident: Incident) -> None:
         verdict = ("[green]within[/]" if met else "[bold red]MISSED[/]")
         console.print(f"  contained {c.contained_at:%Y-%m-%d %H:%M} UTC in {duration(taken)}: "
                       f"{verdict} the {c.target_hours:g}h target · mode {c.mode} · notified "
-                      f"{', '.join(c.notified)}")
-        console.print(f"  scope: {c.scope}")
+                      f"{plain(', '.join(c.notified))}")
+        console.print(f"  scope: {plain(c.scope)}")
     for n in incident.notifications:
         how = f" by {n.service}" if n.service else ""
         said = ("[green]sent[/]" if n.status == "sent"
                 else f"[bold red]{n.status.replace('_', ' ')}[/]")
-        console.print(f"  told {escape(n.audience)}{how} of the {n.event} at "
+        console.print(f"  told {plain(n.audience)}{plain(how)} of the {n.event} at "
                       f"{n.at:%H:%M:%S} UTC: {said}"
-                      + (f" ({escape(n.reason)})" if n.reason else ""), highlight=False)
+                      + (f" ({plain(n.reason)})" if n.reason else ""), highlight=False)
     for finding in incident.findings:
         mark = "[red]gap[/]" if finding.gap else "[green]no gap[/]"
-        console.print(f"  {finding.id} {finding.layer}: {mark} — {finding.description}")
+        console.print(f"  {plain(finding.id)} {finding.layer}: {mark} — "
+                      f"{plain(finding.description)}")
     for change in incident.control_changes:
-        console.print(f"  {change.id} {change.layer} (addresses "
-                      f"{', '.join(change.addresses) or '—'}): {change.description}")
+        console.print(f"  {plain(change.id)} {change.layer} (addresses "
+                      f"{plain(', '.join(change.addresses) or '—')}): "
+                      f"{plain(change.description)}")
     if incident.post_incident_review is not None:
         console.print(f"  post-incident review: {incident.post_incident_review.isoformat()}")
 
 
 def mode_line(reading: ModeReading) -> str:
     """``refund-agent: review (since …, by …: reason)``."""
-    text = f"{reading.agent}: [bold]{reading.mode}[/]"
+    text = f"{plain(reading.agent)}: [bold]{reading.mode}[/]"
     if reading.since is not None:
-        text += f" since {reading.since:%Y-%m-%d %H:%M} UTC by {reading.actor} ({reading.reason})"
+        text += (f" since {reading.since:%Y-%m-%d %H:%M} UTC by {plain(reading.actor)} "
+                 f"({plain(reading.reason)})")
     elif reading.degraded:
-        text += f" — {reading.degraded}; failing closed"
+        text += f" — {plain(reading.degraded)}; failing closed"
     return text

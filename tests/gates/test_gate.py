@@ -100,6 +100,44 @@ def test_agent_that_raises_is_an_error_never_a_pass(example: Workspace) -> None:
     assert "model provider unreachable" in evals.findings[0]
 
 
+@pytest.mark.slow
+def test_an_agent_quoting_markup_is_shown_as_text_and_the_gate_exits_with_its_verdict(
+        example: Workspace, cli: RunCli) -> None:
+    """An agent whose error quotes rich markup (``[/x]`` closes no tag; ``[green]`` would
+    restyle the table): the gate's table shows it literally, the command exits with the
+    verdict's code (3, error) rather than a traceback, and writes the JSON and JUnit files
+    asked for."""
+    agent = example.agent_dir("refund-agent") / "refund_agent.py"
+    agent.write_text(agent.read_text().replace(
+        '    """Answer the customer\'s latest message."""\n',
+        '    """Answer the customer\'s latest message."""\n'
+        '    raise RuntimeError("[/x] [green]PASS[/green]")\n',
+    ))
+    result = cli("gate", "refund-agent", "--json", "v.json", "--junit", "j.xml",
+                 cwd=example.root, env={"COLUMNS": "400"})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "[/x] [green]PASS[/green]" in result.stdout
+    assert json.loads((example.root / "v.json").read_text())["outcome"] == "error"
+    assert ET.parse(example.root / "j.xml").getroot().get("errors") != "0"
+
+
+def test_control_characters_quoted_on_a_terminal_are_written_out(example: Workspace,
+                                                                   cli: RunCli) -> None:
+    """A summary quoting a customer's message with terminal escapes (erase the line, go up
+    one) and a line of its own: `incident show` writes each control character out, so the
+    quoted text can neither rewrite what is above it nor print a line that reads as ours."""
+    forged = "refund\x1b[2K\x1b[1A\nrefund-agent: full operation restored"
+    opened = cli("incident", "open", "refund-agent", "--severity", "sev2", "--summary", forged,
+                 cwd=example.root)
+    assert opened.returncode == 0, opened.stderr
+    shown = cli("incident", "show", opened.stdout.strip(), cwd=example.root)
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout
+    assert "refund\\x1b[2K\\x1b[1A\\nrefund-agent: full operation restored" in shown.stdout
+    assert not any(line.startswith("refund-agent: full") for line in shown.stdout.splitlines())
+
+
 def test_agent_swallowing_a_missing_fixture_still_errors(example: Workspace) -> None:
     """A tool call no fixture answers is an error of the case, even if the agent hides it."""
     case = example.evals_dir("refund-agent") / "refund-full-damaged.yaml"
