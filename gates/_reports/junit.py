@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from gates._verdict.check_results import EvalsResult
 from gates._verdict.verdict import Verdict
+
+# What XML 1.0 cannot hold at all, even escaped: control characters but tab and newlines,
+# lone surrogates, U+FFFE and U+FFFF. ElementTree writes them as they are, and the file
+# no longer parses.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` with each character XML cannot hold written out (``\\x1b``): a finding
+    quoting an agent's answer must not leave CI a report it cannot read."""
+    return _NOT_XML.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 def _seconds(value: float) -> str:
@@ -20,17 +32,19 @@ def junit_xml(verdict: Verdict) -> str:
     cases' and the suite's is the evals check's. The other checks replay recorded steps in
     memory and are not timed, so their test cases carry no ``time`` (it is optional).
     """
-    suite = ET.Element("testsuite", name=f"reinstate gate {verdict.agent}",
+    suite = ET.Element("testsuite", name=_xml_text(f"reinstate gate {verdict.agent}"),
                        timestamp=verdict.created_at.isoformat())
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     total = 0.0
 
     def case(classname: str, name: str, outcome: str, message: str, text: str = "",
              seconds: float | None = None) -> None:
-        element = ET.SubElement(suite, "testcase", classname=classname, name=name)
+        element = ET.SubElement(suite, "testcase", classname=_xml_text(classname),
+                                name=_xml_text(name))
         if seconds is not None:
             element.set("time", _seconds(seconds))
         counts["tests"] += 1
+        message, text = _xml_text(message), _xml_text(text)
         if outcome == "fail":
             counts["failures"] += 1
             ET.SubElement(element, "failure", message=message).text = text

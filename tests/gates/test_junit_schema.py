@@ -5,13 +5,13 @@ case took."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import xmlschema
 
-from gates import Workspace
+from gates import CHECKS, CheckResult, Workspace, register
 from gates._demo import lay_out
 from tests.helpers import captured
 
@@ -58,6 +58,34 @@ def test_failing_gate_junit_passes_the_schema(example: Workspace, inline_cli: Cl
     assert inline_cli(example, "gate", "refund-agent", "--junit", str(report))[0] == 1
     schema.validate(str(report))
     assert int(schema.to_dict(str(report))["@failures"]) > 0
+
+
+@pytest.fixture
+def quoting_check() -> Iterator[None]:
+    """A check registered for one test that fails quoting an answer with characters XML
+    cannot hold (terminal escapes, a form feed, a NUL)."""
+    @register("quotes_the_answer")
+    def quotes_the_answer(inputs: object, evidence: object) -> CheckResult:
+        return CheckResult(name="quotes_the_answer", outcome="fail",
+                           summary="answer: \x1b[32mPASS\x1b[0m\x0c",
+                           findings=["the agent said \x00\x1b[2K all clear"])
+    yield
+    del CHECKS["quotes_the_answer"]
+
+
+def test_junit_quoting_characters_xml_cannot_hold_still_parses(
+        example: Workspace, inline_cli: Cli, schema: xmlschema.XMLSchema, tmp_path: Path,
+        quoting_check: None) -> None:
+    """A finding quoting control characters is written out in the JUnit XML (``\\x1b``),
+    so CI can still read the report and its failure: it parses, validates and counts it."""
+    report = tmp_path / "gate.xml"
+    assert inline_cli(example, "gate", "refund-agent", "--junit", str(report))[0] == 1
+    schema.validate(str(report))
+    failure = next(c for c in ET.parse(report).getroot().iter("testcase")
+                   if c.get("name") == "quotes_the_answer").find("failure")
+    assert failure is not None
+    assert failure.get("message") == "answer: \\x1b[32mPASS\\x1b[0m\\x0c"
+    assert failure.text == "the agent said \\x00\\x1b[2K all clear"
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
