@@ -15,7 +15,7 @@ from pydantic import AwareDatetime, Field
 
 from evalsuite import InvalidInput, Record
 from gates._config import Workspace
-from gates._response.restore import restore_blockers, verdict_gaps
+from gates._response.restore import controls_gap, restore_blockers, verdict_gaps
 from gates._store.access import open_store, read_mode, standing
 from gates._store.audit import decision_reader, one_decision
 from gates._store.backends import Mode, StateStore
@@ -120,7 +120,8 @@ class AttestedClearance(Record):
     """The agent asked about."""
     cleared: bool
     """True only when the signature verifies, the verdict is this agent's, it passed, it
-    was computed on today's files, and no incident in the workspace awaits restoration."""
+    was computed on today's files, the controls load, and no incident in the workspace
+    awaits restoration."""
     reasons: list[str]
     """Everything that keeps the agent from being cleared."""
     envelope: str
@@ -174,6 +175,8 @@ def check_attested(workspace: Workspace, agent: str, envelope: Path,
     if attestation.agent != agent:
         reasons.append(f"the signed verdict ({stamp}) is for {attestation.agent}, not {agent}")
     else:
+        if (unloaded := controls_gap(workspace, agent)) is not None:
+            reasons.append(unloaded)  # as restore refuses: the deploy runs these controls
         reasons += verdict_gaps(workspace, agent, verdict, "the signed verdict")
         # The store's mode is not here to read; the incident files (reviewed in git) are,
         # and the signed verdict must cover every one of them that says restored or closed

@@ -59,11 +59,8 @@ def _blockers(workspace: Workspace, agent: str, store: StateStore, public_key: P
             known.add(named)  # once per incident
             reasons.append(f"{named} contained {agent} (audit entry {entry.seq}) but its "
                            f"incident file is missing: restore it from version control")
-    try:  # a verdict on controls that no longer load vouches for nothing in force today
-        workspace.controls(agent)
-    except ReinstateError as exc:
-        reasons.append(f"the controls of {agent} no longer load with today's configuration: "
-                       f"{exc}")
+    if (unloaded := controls_gap(workspace, agent)) is not None:
+        reasons.append(unloaded)
     for incident in incidents:
         reasons += resolution_gaps(incident)
         if incident.containment is not None and incident.post_incident_review is None:
@@ -116,6 +113,18 @@ def restore_needs(workspace: Workspace, verdict: Verdict) -> list[str] | None:
         return restore_blockers(workspace, verdict.agent, open_store(workspace))
     except ReinstateError as exc:
         return [f"its conditions could not be read: {exc}"]
+
+
+def controls_gap(workspace: Workspace, agent: str) -> str | None:
+    """Why ``agent``'s controls do not load today, as a reason; None when they do. A verdict
+    on controls that no longer load vouches for nothing in force today (the runtime guard,
+    loading them, denies everything), however current its fingerprint: a predicate module
+    may import what this machine lacks."""
+    try:
+        workspace.controls(agent)
+    except ReinstateError as exc:
+        return f"the controls of {agent} no longer load with today's configuration: {exc}"
+    return None
 
 
 def verdict_gaps(workspace: Workspace, agent: str, verdict: DecidedVerdict,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gates import (
     SIGNING_KEY_ENV,
@@ -646,3 +647,37 @@ def test_an_incident_id_opened_again_is_not_covered_by_the_old_signed_verdict(
     assert code == 1, out
     assert "INC-1 is restored, but the signed verdict (" in out
     assert "did not verify any control change of it (it was contained after, at " in out
+
+
+@pytest.mark.attack
+def test_a_signed_verdict_on_controls_that_no_longer_load_does_not_clear_a_deploy(
+        signed: Workspace, key_pair: tuple[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, cli: RunCli) -> None:
+    """A predicate module that imports a package the gate's environment has and the deploy
+    job's lacks: the signed verdict is current (no workspace file changed), but the
+    controls no longer load there, so `check --verdict` refuses as `check` and `restore`
+    do, naming why."""
+    vendor = tmp_path / "vendor"
+    vendor.mkdir()
+    (vendor / "refund_tables.py").write_text("WEEKEND = 'weekend-chat'\n")
+    monkeypatch.syspath_prepend(str(vendor))
+    root = signed.root
+    (root / "refund_rules.py").write_text(
+        "import refund_tables\n\n\n"
+        "def weekend_refund(data):\n"
+        "    return (data.get('context') or {}).get('channel') == refund_tables.WEEKEND\n")
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["refund_rules"]\n')
+    permissions = signed.agent_dir(AGENT) / "permissions.yaml"
+    data = yaml.safe_load(permissions.read_text())
+    data["tools"]["issue_refund"]["review_when"].append(
+        {"id": "weekend-chat", "predicate": "refund_rules:weekend_refund"})
+    permissions.write_text(yaml.safe_dump(data, sort_keys=False))
+    workspace = Workspace.find(root)
+    assert run_gate(workspace, AGENT, actor="ci", signer=load_signing_key(key_pair[0]))
+    envelope = _envelope(workspace)
+    result = cli("check", AGENT, "--verdict", str(envelope), cwd=root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "the controls of refund-agent no longer load with today's configuration" in \
+        result.stdout
+    assert "refund_tables" in result.stdout
