@@ -25,6 +25,9 @@ _INLINE = re.compile(r"([\\`*\[\]<>|~])")
 _EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 # What makes a heading, list item or quote when it starts a line ("1." before a space).
 _LINE_START = re.compile(r"^(#{1,6}|[+\-]|>|(?P<number>\d{1,9})[.)])(?=\s|$)|^>")
+# Control characters (whitespace among them is joined into spaces first): a terminal
+# showing the Markdown (`reinstate report`, a CI log) would act on an escape sequence.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Raw(str):
@@ -37,7 +40,7 @@ def markdown_escape(value: Any) -> str:
         return ""
     if isinstance(value, Raw):
         return value
-    text = " ".join(_text(value).split())
+    text = _one_line(value)
     text = _EDGE_UNDERSCORE.sub(r"\\_", _INLINE.sub(r"\\\1", text))
     return _LINE_START.sub(_escape_start, text)
 
@@ -51,7 +54,7 @@ def _escape_start(match: re.Match[str]) -> str:
 
 def code(value: Any) -> Raw:
     """A Markdown code span holding ``value`` literally, whatever backticks it contains."""
-    text = " ".join(_text(value).split())
+    text = _one_line(value)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
@@ -64,6 +67,13 @@ def _text(value: Any) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def _one_line(value: Any) -> str:
+    """A value's text on one line: whitespace runs joined into a space, and every other
+    control character written out (``\\x1b``)."""
+    text = " ".join(_text(value).split())
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 def stamp(value: datetime | None) -> str:

@@ -10,9 +10,12 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from gates import (
+    CHECKS,
+    CheckResult,
     Workspace,
     open_incident,
     open_store,
+    register,
     report_html,
     report_markdown,
     run_gate,
@@ -159,6 +162,31 @@ def test_report_command_writes_both_files(back_in_full: Workspace, cli: RunCli) 
     assert (back_in_full.root / "r/report.md").read_text().startswith("## ✅ refund-agent may")
     printed = cli("report", "refund-agent", cwd=back_in_full.root)
     assert printed.stdout.startswith("## ✅ refund-agent may run in full operation\n")
+
+
+@pytest.fixture
+def escaping_check() -> Iterator[None]:
+    """A check registered for one test that fails quoting an answer with terminal escapes:
+    conceal the rest of the line, go up one line and erase it."""
+    @register("quotes_the_answer")
+    def quotes_the_answer(inputs: object, evidence: object) -> CheckResult:
+        return CheckResult(name="quotes_the_answer", outcome="fail",
+                           summary="answer: \x1b[8mhidden",
+                           findings=["the agent said \x1b[1A\x1b[2K## ✅ cleared"])
+    yield
+    del CHECKS["quotes_the_answer"]
+
+
+def test_report_printed_writes_out_the_escapes_a_verdict_quotes(
+        example: Workspace, cli: RunCli, escaping_check: None) -> None:
+    """`reinstate report` printed to a CI log (piped) writes each control character a
+    finding quotes out (``\\x1b``): a terminal showing it acts on none of them."""
+    assert run_gate(example, "refund-agent", actor="ci").outcome == "fail"
+    printed = cli("report", "refund-agent", cwd=example.root)
+    assert printed.returncode == 0, printed.stderr
+    assert "\x1b" not in printed.stdout
+    assert "the agent said \\\\x1b\\[1A\\\\x1b\\[2K## ✅ cleared" in printed.stdout
+    assert printed.stdout.startswith("## ⛔ refund-agent may NOT go back")
 
 
 def test_report_without_a_verdict_says_so(example: Workspace) -> None:
