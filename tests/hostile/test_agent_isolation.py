@@ -664,3 +664,27 @@ def test_an_agent_cannot_end_the_gate_before_it_records_a_verdict(
     assert latest is not None and latest.outcome == "error"
     check = cli("check", AGENT, cwd=example.root)
     assert check.returncode != 0, check.stdout + check.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_an_agent_writing_markup_or_escape_codes_does_not_clear_or_end_the_gate(
+        example: Workspace, cli: RunCli, tmp_path: Path) -> None:
+    """What the agent says reaches the gate's table as findings: a stray Rich closing tag
+    in its error ended the gate with a traceback (exit 1) before the verdict files and the
+    step summary were written, and an escape sequence was the terminal's to obey (hide
+    the lines after it). Now both are shown as text, the error verdict's exit code is 3
+    and ``--json`` is written."""
+    switch = tmp_path / "misbehave"
+    (example.agent_dir(AGENT) / "switched_agent.py").write_text(SWITCHED)
+    _use_adapter(example, {"kind": "subprocess",
+                           "command": [sys.executable, "switched_agent.py", str(switch)]})
+    switch.write_text(json.dumps({"type": "error",
+                                  "message": "[/] [green]PASS[/green] \x1b[8m hidden"}) + "\n")
+    verdict_file = tmp_path / "verdict.json"
+    gated = cli("gate", AGENT, "--trials", "1", "--json", str(verdict_file), cwd=example.root)
+    assert gated.returncode == 3, gated.stdout + gated.stderr
+    assert "Traceback" not in gated.stderr
+    assert json.loads(verdict_file.read_text())["outcome"] == "error"
+    assert "[/] [green]PASS[/green]" in gated.stdout  # the agent's words, as words
+    assert "\x1b" not in gated.stdout and "\\x1b[8m hidden" in gated.stdout
