@@ -204,6 +204,7 @@ if TYPE_CHECKING:
         ToolFailed,
         ToolPolicy,
         ToolSpec,
+        TrialOverrun,
     )
     from evalsuite._session_attributes import (
         DEFAULT_SESSION_ATTRIBUTES,
@@ -323,6 +324,7 @@ __all__ = [
     "ToolSpec",
     "TransportError",
     "TrialLine",
+    "TrialOverrun",
     "TrialResult",
     "Usage",
     "UserInput",
@@ -596,6 +598,7 @@ _EXPORTS: dict[str, str] = {
     "PolicyDecision": "evalsuite._session",
     "ToolDenied": "evalsuite._session",
     "ToolFailed": "evalsuite._session",
+    "TrialOverrun": "evalsuite._session",
     "ToolPolicy": "evalsuite._session",
     "ToolSpec": "evalsuite._session",
     "Denial": "evalsuite._session",

@@ -37,7 +37,15 @@ from evalsuite._packed import case_keys
 from evalsuite._pickled import Packer
 from evalsuite._record import Record
 from evalsuite._run import Output, Run, ToolCall, ToolResult, Usage, UserInput
-from evalsuite._session import AgentSession, ToolPolicy, ToolSpec, refuse_invalid_unicode
+from evalsuite._session import (
+    MAX_STEPS,
+    MAX_TEXT,
+    AgentSession,
+    ToolPolicy,
+    ToolSpec,
+    TrialOverrun,
+    refuse_invalid_unicode,
+)
 from evalsuite._statistics import RateJudgement, judge_rate
 
 CaseOutcome = Literal["pass", "fail", "error", "inconclusive"]
@@ -52,6 +60,10 @@ class RunSettings:
     timeout_s: float = 120.0
     retries: int = 2
     confidence: float = 0.95
+    max_steps: int = MAX_STEPS
+    """Steps (tool calls and reasoning) one trial may record; more is the trial's error."""
+    max_text: int = MAX_TEXT
+    """Bytes of tool arguments, reasoning and answer (as JSON) one trial may record."""
 
 
 # Every parked trial's run and judgements, deflated against the first one's.
@@ -252,9 +264,10 @@ class Engine:
         async with asyncio.timeout(case.timeout_s or self.settings.timeout_s):
             answer = await self.adapter.respond(case, number, session)
         try:
-            refuse_invalid_unicode("the answer", answer)
+            size = refuse_invalid_unicode("the answer", answer)
         except ValueError as exc:
             raise AgentCrashed(str(exc)) from None
+        session.spend(0, size)  # and an overrun the agent swallowed is still its error
         if session.missing_fixture is not None:
             # The agent may have swallowed the exception; the case is still broken.
             raise session.missing_fixture
@@ -264,7 +277,7 @@ class Engine:
         """Run and judge one trial; the agent's failure is the trial's result, not ours."""
         start = time.perf_counter()
         attempts = 1
-        session = AgentSession(case, policy=self.policy, tools=self.tools)
+        session = self._session(case)
         try:
             try:
                 answer = await self._attempt(case, number, session)
@@ -283,7 +296,7 @@ class Engine:
                 ):
                     with attempt:
                         attempts += 1
-                        session = AgentSession(case, policy=self.policy, tools=self.tools)
+                        session = self._session(case)
                         answer = await self._attempt(case, number, session)
         except asyncio.CancelledError:
             raise
@@ -301,6 +314,10 @@ class Engine:
             trial=number, passed=all(j.passed for j in judgements), error=None, run=run,
             judgements=judgements, attempts=attempts, seconds=time.perf_counter() - start,
             blocked_calls=session.blocked)
+
+    def _session(self, case: EvalCase) -> AgentSession:
+        return AgentSession(case, policy=self.policy, tools=self.tools,
+                            max_steps=self.settings.max_steps, max_text=self.settings.max_text)
 
     async def warm_up(self, slots: int) -> None:
         """Start the agent's processes now, so their start is not within a trial's timeout.
@@ -358,6 +375,8 @@ def _describe(exc: BaseException, timeout_s: float, acted: bool = False) -> str:
 def _said(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout_s:g} s"
+    if isinstance(exc, TrialOverrun):
+        return str(exc)
     if isinstance(exc, SystemExit):
         return f"the agent tried to end the process (SystemExit({exc.code!r}))"
     frame = traceback.extract_tb(exc.__traceback__)[-1:]

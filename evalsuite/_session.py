@@ -35,6 +35,25 @@ class MissingFixture(EvalsuiteError):
         )
 
 
+MAX_STEPS = 10_000
+"""Steps (tool calls and reasoning) one trial may record by default."""
+
+MAX_TEXT = 16 * 1024 * 1024
+"""Bytes of text (tool arguments as JSON, reasoning, the answer) one trial may record:
+what one agent writes is held in the gate's memory until its verdict is made."""
+
+
+class TrialOverrun(EvalsuiteError):
+    """The agent recorded more in one trial than a trial may hold: an error of the trial.
+
+    An agent that loops on tool calls or writes reasoning without end would otherwise grow
+    the gate's memory until the system killed it, leaving no verdict (and the last one
+    standing); measured, one looping trial held 4.6 GB after 120 s.
+    """
+
+    exit_code = 3
+
+
 class ToolFailed(Exception):
     """Raised to the agent when a fixture answers with an error, as a real tool would."""
 
@@ -43,9 +62,10 @@ class ToolDenied(ToolFailed):
     """Raised to the agent when the permission policy denies the call."""
 
 
-def refuse_invalid_unicode(what: str, value: Any) -> None:
+def refuse_invalid_unicode(what: str, value: Any) -> int:
     """Raise ValueError when ``value`` holds text that is not valid Unicode: a lone
-    surrogate, which a JSON line or response can carry as ``\\ud800``.
+    surrogate, which a JSON line or response can carry as ``\\ud800``. Returns the size of
+    ``value`` as JSON text (0 when it is not JSON), which the trial's budget counts.
 
     Such text cannot be written as UTF-8, so an agent that sent it made the run file's
     writer raise after the trial, ending the eval or the gate with a traceback and no
@@ -53,12 +73,12 @@ def refuse_invalid_unicode(what: str, value: Any) -> None:
     it is that trial's error and is never recorded.
     """
     try:
-        json.dumps(value, ensure_ascii=False).encode()
+        return len(json.dumps(value, ensure_ascii=False).encode())
     except UnicodeEncodeError:
         raise ValueError(f"{what} holds text that is not valid Unicode (a lone surrogate); "
                          f"expected UTF-8 text") from None
     except (TypeError, ValueError, RecursionError):
-        return  # not JSON at all: not this check's to refuse
+        return 0  # not JSON at all: not this check's to refuse
 
 
 def _usage_problem(input_tokens: Any, output_tokens: Any, cost_usd: Any) -> str | None:
@@ -122,7 +142,8 @@ class AgentSession:
     """
 
     def __init__(self, case: EvalCase, *, policy: ToolPolicy | None = None,
-                 tools: Sequence[ToolSpec] = ()) -> None:
+                 tools: Sequence[ToolSpec] = (), max_steps: int = MAX_STEPS,
+                 max_text: int = MAX_TEXT) -> None:
         self._case = case
         self._policy = policy
         self.tools = list(tools)
@@ -138,6 +159,32 @@ class AgentSession:
         self._tokens = [0, 0, 0]  # input, output, model calls
         self._cost: float | None = None
         self._ids = itertools.count(1)
+        # What the trial may still record; once spent, the overrun is the trial's error
+        # (kept, as a missing fixture is: an agent may swallow the exception).
+        self._steps_left = max_steps
+        self._text_left = max_text
+        self._limits = (max_steps, max_text)
+        self.overrun: TrialOverrun | None = None
+
+    def spend(self, steps: int, text: int) -> None:
+        """Count ``steps`` steps and ``text`` bytes against the trial's budget.
+
+        Raises:
+            TrialOverrun: the trial has recorded all it may (nothing more is recorded).
+        """
+        if self.overrun is None:
+            self._steps_left -= steps
+            self._text_left -= text
+            if self._steps_left < 0 or self._text_left < 0:
+                steps_cap, text_cap = self._limits
+                what = (f"{steps_cap:,} steps (tool calls and reasoning; [gate] max_steps "
+                        f"raises it)" if self._steps_left < 0
+                        else f"{text_cap:,} bytes of tool arguments, reasoning and answer")
+                self.overrun = TrialOverrun(
+                    f"case {self._case.id}: the agent recorded more than {what} in one "
+                    f"trial; the rest was not kept")
+        if self.overrun is not None:
+            raise self.overrun
 
     def call_tool(self, tool: str, arguments: dict[str, Any] | None = None) -> Any:
         """Call a tool; the answer comes from the case's fixtures, and the call is recorded."""
@@ -145,7 +192,8 @@ class AgentSession:
         if not isinstance(tool, str) or not isinstance(arguments, dict):
             raise TypeError(f"call_tool needs a tool name and an arguments dict, got "
                             f"{tool!r}, {type(arguments).__name__}")
-        refuse_invalid_unicode("call_tool: the tool's name or arguments", [tool, arguments])
+        self.spend(1, refuse_invalid_unicode("call_tool: the tool's name or arguments",
+                                             [tool, arguments]))
         # Built without revalidation: the name and arguments were just checked.
         call = ToolCall.model_construct(tool=tool, arguments=arguments,
                                         call_id=f"call-{next(self._ids)}")
@@ -178,7 +226,7 @@ class AgentSession:
 
     def think(self, text: str) -> None:
         """Record a step of reasoning, as a model's thinking would appear in a log."""
-        refuse_invalid_unicode("think: the reasoning", text)
+        self.spend(1, refuse_invalid_unicode("think: the reasoning", text))
         self.steps.append(Reasoning(content=text))
 
     def add_usage(self, input_tokens: int = 0, output_tokens: int = 0,

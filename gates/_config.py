@@ -118,6 +118,9 @@ class GateSettings(Record):
     """Retries of a trial after a transport error (never after a wrong answer)."""
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     """Confidence of the Wilson interval a case's pass rate is judged with."""
+    max_steps: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Steps (tool calls and reasoning) one trial may record; an agent that makes more
+    errs that trial, rather than growing the gate's memory without end."""
     full_case_digests: bool = False
     """Keep each eval and regression case file's whole SHA-256 in a verdict's fingerprint
     (for an audit that matches files to a verdict by digest); by default each is cut to 16

@@ -73,7 +73,7 @@ def engine_for(inputs: GateInputs, *, trials: int | None = None, adapter: str | 
     settings = RunSettings(trials=default_trials(inputs.workspace, trials),
                            concurrency=concurrency or config.concurrency,
                            timeout_s=config.timeout_s, retries=config.retries,
-                           confidence=config.confidence)
+                           confidence=config.confidence, max_steps=config.max_steps)
     built = build_adapter(inputs.agent, inputs.agent_file, adapter,
                           inputs.workspace.config.agent.isolation())
     return Engine(adapter=built, settings=settings,

@@ -25,6 +25,7 @@ from evalsuite import (
     TrialResult,
     UserInput,
     build_adapter,
+    run_suite,
     run_sync,
 )
 
@@ -229,6 +230,62 @@ def test_swallowed_missing_fixture_is_still_an_error(tmp_path: Path) -> None:
     assert result.outcome == "error"
     assert all(t.error is not None and "MissingFixture" in t.error for t in result.trials)
     assert not any(t.passed for t in result.trials)
+
+
+LOOPING = """
+    def respond(session):
+        while True:  # past its budget, and swallowing what says so
+            try:
+                session.call_tool("lookup_order", {"order_id": "A-1001"})
+            except Exception:
+                pass
+            try:
+                session.think("again")
+            except Exception:
+                return "I've issued a refund."
+"""
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("isolation", ["in-process", "process"])
+def test_an_agent_that_never_stops_calling_tools_does_not_clear(tmp_path: Path,
+                                                                 isolation: str) -> None:
+    """An agent looping on tool calls grew the gate's memory without end (4.6 GB after one
+    120 s trial) until the system killed the gate, with no verdict. A trial now records at
+    most ``max_steps`` steps: the rest is the trial's error, even when the agent swallows
+    it and answers well."""
+    root = tmp_path / "agent"
+    root.mkdir()
+    (root / "agent.py").write_text(textwrap.dedent(LOOPING), encoding="utf-8")
+    spec = AgentSpec.model_validate({
+        "name": "refund-agent", "version": "1.4.0",
+        "adapter": {"kind": "python", "target": "agent:respond", "path": ".",
+                    "isolation": isolation}})
+    engine = Engine(build_adapter(spec, root / "agent.yaml"),
+                    RunSettings(trials=1, concurrency=1, retries=0, timeout_s=60, max_steps=50))
+    [result] = run_sync(run_suite(engine, [_case()]))
+    assert result.outcome == "error"
+    [trial] = result.trials
+    assert trial.error is not None
+    assert "recorded more than 50 steps (tool calls and reasoning" in trial.error, trial.error
+    assert trial.run is not None and len(trial.run.steps) <= 1 + 2 * 50
+
+
+@pytest.mark.attack
+def test_an_agent_that_writes_reasoning_without_end_does_not_clear(tmp_path: Path) -> None:
+    """Steps are few but each is big: the text a trial records is bounded too."""
+    adapter = _agent(tmp_path, """
+        def respond(session):
+            session.call_tool("lookup_order", {"order_id": "A-1001"})
+            for _ in range(100):
+                session.think("x" * 100_000)
+            return "I've issued a refund."
+    """)
+    engine = Engine(adapter, RunSettings(trials=1, concurrency=1, max_text=1_000_000))
+    [result] = run_sync(run_suite(engine, [_case()]))
+    assert result.outcome == "error"
+    error = result.trials[0].error
+    assert error is not None and "more than 1,000,000 bytes" in error, error
 
 
 def test_failing_fixture_raises_to_the_agent(tmp_path: Path) -> None:

@@ -688,3 +688,27 @@ def test_an_agent_writing_markup_or_escape_codes_does_not_clear_or_end_the_gate(
     assert json.loads(verdict_file.read_text())["outcome"] == "error"
     assert "[/] [green]PASS[/green]" in gated.stdout  # the agent's words, as words
     assert "\x1b" not in gated.stdout and "\\x1b[8m hidden" in gated.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_an_agent_flooding_the_gate_with_steps_does_not_clear(
+        example: Workspace, cli: RunCli, tmp_path: Path) -> None:
+    """Each trial records at most ``[gate] max_steps`` steps: an agent that writes more
+    (here reasoning lines before its good answer) errs its trial, and the gate records an
+    error verdict instead of growing until the system kills it."""
+    switch = tmp_path / "misbehave"
+    (example.agent_dir(AGENT) / "switched_agent.py").write_text(SWITCHED)
+    _use_adapter(example, {"kind": "subprocess",
+                           "command": [sys.executable, "switched_agent.py", str(switch)]})
+    config = example.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("[gate]\n", "[gate]\nmax_steps = 8\n"))
+    assert cli("gate", AGENT, "--trials", "1", cwd=example.root).returncode == 0
+    switch.write_text("\n".join([json.dumps({"type": "reasoning", "content": "again"})] * 9)
+                      + "\n")
+    gated = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert gated.returncode == 3, gated.stdout + gated.stderr
+    assert "Traceback" not in gated.stderr
+    assert "recorded more than 8 steps" in gated.stdout
+    latest = open_store(example).latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "error"
