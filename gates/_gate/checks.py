@@ -50,6 +50,9 @@ class Evidence:
     trials: int | None = None
     """Trials per case that sets none, as the engine ran them (``--trials``, else ``[gate]
     trials``); None when not run by the gate's engine (then ``[gate] trials``)."""
+    changed: tuple[str, ...] = ()
+    """The agent's files that changed while its cases ran (its processes read them after
+    the inputs' fingerprint was taken): the verdict would name code that did not run."""
 
     def blocked_good_calls(self) -> list[tuple[str, ToolCall, str, Run, int]]:
         """(case id, call, denial, run, position) for each call the policy denied while an
@@ -177,6 +180,11 @@ def _evals(inputs: GateInputs, evidence: Evidence, cases: list[CaseFigures]) -> 
     # A verdict on an agent that could have touched the evidence must say so up front.
     warning = unisolated(evidence.isolation) if evidence.isolation else None
     held = stopped_figures(results, evidence)
+    if evidence.changed:  # fail closed: what ran is not what the fingerprint names
+        outcome = combine([outcome, "error"])
+        findings.insert(0, f"the agent's files changed while its cases ran, so the "
+                           f"verdict's fingerprint does not name the code that ran: "
+                           f"{', '.join(evidence.changed[:5])}; run the gate again")
     return EvalsResult(
         outcome=outcome,
         summary=f"{counts['pass']}/{len(results)} cases passed ({trials} trials; "
@@ -184,7 +192,9 @@ def _evals(inputs: GateInputs, evidence: Evidence, cases: list[CaseFigures]) -> 
                 f"{counts['inconclusive']} inconclusive, {flaky} flaky)"
                 + (f"; regression cases: {held[0]} held by the agent, {held[1]} stopped by "
                    f"a control" if held else "")
-                + (f"; WARNING: {warning}" if warning else ""),
+                + (f"; WARNING: {warning}" if warning else "")
+                + ("; the agent's files changed while its cases ran" if evidence.changed
+                   else ""),
         findings=[*([f"WARNING: {warning}"] if warning else []), *findings],
         data=EvalsData(counts=counts, flaky=flaky, usage=usage, run_file=run_file,
                        isolation=evidence.isolation,

@@ -26,6 +26,7 @@ from evalsuite import (
 from gates._gate.checks import Evidence
 from gates._gate.engine import engine_for
 from gates._gate.inputs import GateInputs
+from gates._verdict.fingerprint import agent_changed
 from regressions import utc_now
 
 if TYPE_CHECKING:
@@ -71,4 +72,10 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
     return Evidence(results=results,
                     regression_ids=frozenset(c.id for c in inputs.regression_cases),
                     run_file=writer.finish() if writer else None,
-                    isolation=isolation_of(engine.adapter), trials=engine.settings.trials)
+                    isolation=isolation_of(engine.adapter), trials=engine.settings.trials,
+                    # The agent's processes read its files only now, after the inputs'
+                    # fingerprint: taken again, so a verdict never names code that did
+                    # not run (an edit or a checkout while the gate ran, an unconfined
+                    # agent writing its own folder).
+                    changed=tuple(agent_changed(inputs.workspace, inputs.agent.name,
+                                                inputs.fingerprint)))

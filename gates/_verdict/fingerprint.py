@@ -10,7 +10,7 @@ bytes. Each file is read once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from evalsuite import (
     InvalidInput,
     PythonAdapterSpec,
     Record,
+    ReinstateError,
     ReplayAdapterSpec,
     SubprocessAdapterSpec,
     case_files,
@@ -211,6 +212,33 @@ def case_digests(workspace: Workspace, directory: Path,
     return {f"{prefix}/{p.name}": known.get(p) or file_digest(p) for p in case_files(directory)}
 
 
+def _source_digests(workspace: Workspace, agent: str, raw: bytes,
+                    spec: AgentSpec) -> dict[str, str]:
+    """Each file the agent is made of by workspace path, agent.yaml (``raw``) first."""
+    agent_file = workspace.agent_dir(agent) / "agent.yaml"
+    return {workspace.relative(agent_file): sha256(raw),
+            **{workspace.relative(p): file_digest(p)
+               for p in agent_sources(workspace, agent, spec) if p != agent_file}}
+
+
+def agent_changed(workspace: Workspace, agent: str, taken: Fingerprint) -> list[str]:
+    """The agent's files whose content differs from fingerprint ``taken``: its processes
+    read them after the fingerprint was taken (a module imported late, a data file), so a
+    verdict bound to ``taken`` would name code that did not run. Empty when none did."""
+    agent_file = workspace.agent_dir(agent) / "agent.yaml"
+    try:
+        raw = read_regular(agent_file)
+        text = raw.decode("utf-8")
+        spec = parse_model(AgentSpec, parse_yaml(text, agent_file), agent_file, text)
+        now = _source_digests(workspace, agent, raw, spec)
+    except (OSError, UnicodeDecodeError, ReinstateError) as exc:
+        return [f"{workspace.relative(agent_file)} ({exc})"]
+    if combine(now) == taken.agent:
+        return []
+    return [p for p, digest in now.items() if taken.files.get(p) != digest] or [
+        "a file of the agent was removed"]
+
+
 def fingerprint(workspace: Workspace, agent: str, *,
                 read: Mapping[Path, str] | None = None) -> Fingerprint:
     """Today's fingerprint of everything an agent's verdict depends on.
@@ -218,9 +246,6 @@ def fingerprint(workspace: Workspace, agent: str, *,
     ``read`` gives case files' digests already taken (by path) as they were read, so
     they are not read again; every other case file is read here.
     """
-    def digests(paths: Iterable[Path]) -> dict[str, str]:
-        return {workspace.relative(p): file_digest(p) for p in paths}
-
     directory = workspace.agent_dir(agent)
     agent_file = directory / "agent.yaml"
     try:
@@ -239,8 +264,7 @@ def fingerprint(workspace: Workspace, agent: str, *,
     evals = case_digests(workspace, workspace.evals_dir(agent), read)
     regressions = case_digests(workspace, workspace.regressions_dir(agent), read)
     whole = workspace.config.gate.full_case_digests
-    source = {workspace.relative(agent_file): sha256(raw),
-              **digests(p for p in agent_sources(workspace, agent, spec) if p != agent_file)}
+    source = _source_digests(workspace, agent, raw, spec)
     return Fingerprint(
         agent_version=spec.version,
         controls=combine(controls),

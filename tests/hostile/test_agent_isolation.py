@@ -712,3 +712,29 @@ def test_an_agent_flooding_the_gate_with_steps_does_not_clear(
     assert "recorded more than 8 steps" in gated.stdout
     latest = open_store(example).latest_verdict(AGENT)
     assert latest is not None and latest.outcome == "error"
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_verdict_never_names_agent_files_that_changed_while_it_ran_does_not_clear(
+        example: Workspace, cli: RunCli) -> None:
+    """The agent's processes read its files after the gate fingerprinted them. An agent
+    folder that changes meanwhile (here an unconfined agent writing into it; an edit or a
+    checkout while the gate runs does the same) made a passing verdict bound to files that
+    were not the ones that ran. The fingerprint is taken again after the cases ran, and a
+    difference is an error naming the file."""
+    _configure(example, 'sandbox = "none"')
+    (example.agent_dir(AGENT) / "touching_agent.py").write_text(textwrap.dedent("""
+        import os, sys
+        with open("notes.txt", "a") as handle:
+            handle.write("ran\\n")
+        os.execv(sys.executable, [sys.executable, "serve_jsonl.py"])
+    """))
+    _use_adapter(example, {"kind": "subprocess", "command": [sys.executable,
+                                                             "touching_agent.py"]})
+    gated = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert gated.returncode == 3, gated.stdout + gated.stderr
+    assert "changed while its cases ran" in gated.stdout
+    assert "agents/refund-agent/notes.txt" in gated.stdout
+    latest = open_store(example).latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "error"
