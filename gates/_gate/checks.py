@@ -179,6 +179,14 @@ def _evals(inputs: GateInputs, evidence: Evidence, cases: list[CaseFigures]) -> 
     run_file = inputs.workspace.relative(evidence.run_file) if evidence.run_file else None
     # A verdict on an agent that could have touched the evidence must say so up front.
     warning = unisolated(evidence.isolation) if evidence.isolation else None
+    # Fewer trials than the workspace asks for (``--trials``) are weaker evidence than the
+    # configuration the verdict's fingerprint names: said up front, never left to be
+    # worked out from each case's trial count.
+    configured = inputs.workspace.config.gate.trials
+    if evidence.trials is not None and evidence.trials < configured:
+        fewer = (f"ran with --trials {evidence.trials}, fewer than [gate] trials "
+                 f"({configured}) for every case that sets none")
+        warning = f"{warning}; {fewer}" if warning else fewer
     held = stopped_figures(results, evidence)
     if evidence.changed:  # fail closed: what ran is not what the fingerprint names
         outcome = combine([outcome, "error"])

@@ -417,6 +417,26 @@ def test_gate_trials_below_the_terms_fail_until_that_run_is_approved(
 
 
 @pytest.mark.attack
+def test_a_gate_with_fewer_trials_than_the_workspace_says_so_in_its_verdict(
+        ws: Workspace) -> None:
+    """`gate --trials 1` on a workspace that asks for 2 may still pass (the ratchet holds
+    regression cases to their terms; an eval-suite safety case passes on one trial), but
+    the verdict says up front that it ran on fewer trials than the configuration its
+    fingerprint names. Before, only each case's trial count in the JSON told."""
+    config = ws.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("trials = 1", "trials = 2"))
+    _, checks = _gate_cli(ws)
+    evals = checks["evals"]
+    assert "--trials" not in evals["summary"]  # type: ignore[index]
+    _, checks = _gate_cli(ws, "--trials", "1")
+    evals = checks["evals"]
+    said = ("WARNING: ran with --trials 1, fewer than [gate] trials (2) for every case "
+            "that sets none")
+    assert said in evals["summary"]  # type: ignore[index]
+    assert evals["findings"][0] == said  # type: ignore[index]
+
+
+@pytest.mark.attack
 def test_gate_trials_above_the_terms_hold_later_gates_to_the_workspaces(
         ws: Workspace) -> None:
     """A gate run with more trials than reinstate.toml's passes and leaves the case held to
