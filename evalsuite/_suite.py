@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from evalsuite._case import EvalCase
 from evalsuite._documents import line_of, parse_model, parse_yaml, read_text, refuse_link
-from evalsuite._errors import InvalidInput
+from evalsuite._errors import InvalidInput, display_path
 
 C = TypeVar("C", bound=EvalCase)
 
@@ -26,12 +26,35 @@ def case_files(directory: Path) -> list[Path]:
     names: list[str] = []
     with os.scandir(directory) as entries:
         for entry in entries:
-            if _suffix(entry.name) in (".yaml", ".yml"):
+            suffix = _suffix(entry.name)
+            if suffix in _CASE_SUFFIXES:
                 if entry.is_symlink():
                     refuse_link(directory / entry.name)
                 names.append(entry.name)
+            elif suffix.lower() in _CASE_SUFFIXES:
+                raise InvalidInput(directory / entry.name, "", _NEVER_READ.format(
+                    why="its suffix is not .yaml or .yml in lower case",
+                    folder=display_path(directory)))
+            elif entry.is_dir(follow_symlinks=False) and (nested := _yaml_under(entry.path)):
+                raise InvalidInput(Path(nested), "", _NEVER_READ.format(
+                    why="it is in a subfolder", folder=display_path(directory)))
     names.sort()
     return [directory / name for name in names]
+
+
+_CASE_SUFFIXES = (".yaml", ".yml")
+# A case file put where it is never read would be a case the gate silently never runs.
+_NEVER_READ = ("a case file that is never read: {why}; case files are the .yaml and .yml "
+               "files directly in {folder}/, so move or rename it")
+
+
+def _yaml_under(folder: str) -> str | None:
+    """The first YAML file anywhere under ``folder``, or None."""
+    for root, _, files in os.walk(folder):
+        for name in sorted(files):
+            if _suffix(name).lower() in _CASE_SUFFIXES:
+                return str(Path(root) / name)
+    return None
 
 
 def _suffix(name: str) -> str:

@@ -10,7 +10,8 @@ import textwrap
 
 import pytest
 
-from gates import Workspace, fingerprint, load_inputs
+from gates import Workspace, fingerprint, load_inputs, open_store
+from tests.conftest import RunCli
 
 AGENT = "refund-agent"
 
@@ -68,3 +69,24 @@ def test_the_loaded_fingerprint_is_todays_fingerprint(example: Workspace) -> Non
     """The fingerprint the gate binds its verdict to equals the one check and restore
     compute from the files on disk."""
     assert load_inputs(example, AGENT).fingerprint == fingerprint(example, AGENT)
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("where", ["more/greeting-again.yaml", "greeting-again.YAML",
+                                   "deeper/still/greeting-again.yml"])
+def test_a_case_file_the_gate_would_never_read_does_not_clear(
+        where: str, example: Workspace, cli: RunCli) -> None:
+    """A case file in a subfolder of the suite, or named ``.YAML``, was passed over in
+    silence: the gate passed without running it, and no fingerprint named it. Now the gate
+    (and anything reading the suite) stops with exit 2 naming the file, and stores
+    nothing."""
+    suite = example.evals_dir(AGENT)
+    target = suite / where
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text((suite / "greeting.yaml").read_text()
+                      .replace("id: greeting", "id: greeting-again"))
+    gated = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert gated.returncode == 2, gated.stdout + gated.stderr
+    assert f"evals/refund-agent/{where}" in gated.stderr
+    assert "a case file that is never read" in gated.stderr
+    assert not example.state_path.exists() or open_store(example).latest_verdict(AGENT) is None
