@@ -50,6 +50,19 @@ class Paths(Record):
     logs: str = "logs"
     """The agents' run logs (any supported format), which the gate's logging check reads."""
 
+    @field_validator("*")
+    @classmethod
+    def _nameable(cls, value: str) -> str:
+        return _nameable_path(value)
+
+
+def _nameable_path(value: str) -> str:
+    # No file name holds a NUL: every file call on it would raise (a traceback, and
+    # `reinstate mode` with no answer), so it is refused where it is written.
+    if "\x00" in value:
+        raise ValueError(f"expected a path without NUL characters, got {value!r}")
+    return value
+
 
 class ContainmentSettings(Record):
     """How fast containment must happen, and who must hear of it."""
@@ -161,6 +174,11 @@ class SigningSettings(Record):
     When set, ``check`` and ``restore`` accept only a verdict signed with its private key,
     which the gate reads from ``$REINSTATE_SIGNING_KEY`` (a CI secret); when unset,
     verdicts are unsigned and ``check`` says so."""
+
+    @field_validator("public_key")
+    @classmethod
+    def _nameable(cls, value: str | None) -> str | None:
+        return value if value is None else _nameable_path(value)
 
 
 class AgentSettings(Record):

@@ -92,6 +92,29 @@ def test_config_paths_stay_in_the_workspace(example: Workspace, setting: str,
     assert code == 2 and "expected a path inside the workspace" in err
 
 
+@pytest.mark.parametrize(("table", "setting"), [("paths", "state"), ("paths", "agents"),
+                                              ("paths", "logs"), ("signing", "public_key")])
+@pytest.mark.parametrize("command", ["mode", "check", "gate", "restore"])
+def test_config_path_with_a_nul_is_one_clear_error(example: Workspace, table: str,
+                                                   setting: str, command: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A configured path holding a NUL (which no file name can) is refused where it is
+    written, exit 2, by every command: never a traceback, nor a `mode` with no answer."""
+    config = example.root / "reinstate.toml"
+    nul = f'{setting} = "a\\u0000b"'  # TOML's escape: the file itself holds no NUL
+    lines = [line for line in config.read_text().splitlines()
+             if not line.startswith(f"{setting} = ")]
+    if table == "paths":
+        lines.insert(lines.index("[paths]") + 1, nul)
+    else:
+        lines += [f"[{table}]", nul]
+    config.write_text("\n".join(lines) + "\n")
+    code, err = _cli(example, capsys, command, AGENT)
+    assert code == 2
+    assert (f"reinstate.toml: $.{table}.{setting}: expected a path without NUL characters"
+            in err)
+
+
 def test_agent_source_folder_stays_in_the_workspace(example: Workspace,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """agent.yaml cannot point the adapter at code outside the workspace."""
