@@ -242,7 +242,9 @@ class Incident(Record):
         taken = self.time_to_contain
         if taken is None or self.containment is None:
             return None
-        return taken <= timedelta(hours=self.containment.target_hours)
+        # In seconds: a timedelta of the target overflows at a few billion hours (and at
+        # `inf`), and a report must not crash on a target the file allows.
+        return taken.total_seconds() <= self.containment.target_hours * 3600
 
     def reference_problems(self) -> list[tuple[list[str | int], str]]:
         """Cross-field mistakes a schema cannot see: (location, what was expected)."""

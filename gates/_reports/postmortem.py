@@ -138,7 +138,7 @@ def _clock(incident: Incident) -> list[ClockEntry]:
         entries.append(ClockEntry(what="contained", at=None, target="not contained", met=False))
     else:
         taken = containment.contained_at - incident.detected_at
-        met = taken <= timedelta(hours=containment.target_hours)
+        met = incident.containment_target_met is True
         entries.append(ClockEntry(
             what="contained", at=containment.contained_at, elapsed=_elapsed(taken), met=met,
             target=f"{'within' if met else 'MISSED'} the {containment.target_hours:g}h target"))

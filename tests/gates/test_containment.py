@@ -55,6 +55,26 @@ def test_a_missed_target_is_recorded_and_shown(example: Workspace, cli: RunCli) 
     assert example.incidents().load(incident_id).containment_target_met is False
 
 
+@pytest.mark.parametrize("target", ["inf", "1e12"])
+def test_a_target_beyond_any_time_span_is_shown_not_a_crash(example: Workspace, cli: RunCli,
+                                                            target: str) -> None:
+    """A containment target longer than Python's time spans (`inf`, a trillion hours), as
+    reinstate.toml allows it: contain records and shows it, and the incident and its
+    postmortem read it, each without a traceback."""
+    config = example.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("target_hours = 4", f"target_hours = {target}"))
+    incident_id = _open(example, 1)
+    result = cli("contain", incident_id, "--mode", "review", "--notify",
+                 "legal,compliance,eng-lead", "--scope", "x", cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "h target" in result.stdout and "Traceback" not in result.stderr
+    assert read_mode(example, "refund-agent").mode == "review"
+    for command in (("incident", "show", incident_id), ("postmortem", incident_id)):
+        shown = cli(*command, cwd=example.root)
+        assert shown.returncode == 0, shown.stderr
+        assert "within the" in shown.stdout and "Traceback" not in shown.stderr
+
+
 def test_containment_never_loosens_a_stricter_mode(example: Workspace) -> None:
     """A second incident asking for review keeps an agent that is already suspended."""
     first, second = _open(example, 1), _open(example, 1)
