@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from evalsuite import (
     DEFAULT_SESSION_ATTRIBUTES,
@@ -187,7 +195,8 @@ class AgentSettings(Record):
     env: list[str] = Field(default_factory=list)
     """Names of environment variables the agent may see besides PATH, LANG, LC_ALL and TZ
     (HOME and TMPDIR always point at a private temporary folder); nothing else passes.
-    ``REINSTATE_SIGNING_KEY`` is refused."""
+    ``REINSTATE_SIGNING_KEY`` is refused, and so, with a PostgreSQL ``[state] url``, are
+    ``PGPASSWORD`` and the variables the URL is filled from."""
     sandbox: SandboxChoice = "auto"
     """``auto``: Landlock, else bubblewrap, else none (and the verdict says so);
     ``landlock`` or ``bubblewrap``: that one, an error when unavailable; ``none``: no
@@ -250,6 +259,30 @@ class Config(Record):
     """Notifications: each audience's service URLs, and how long deliveries may take."""
     state: StateSettings = Field(default_factory=StateSettings)
     """A shared state store (PostgreSQL) instead of the SQLite file."""
+
+    @model_validator(mode="after")
+    def _store_credentials_stay_out_of_the_agent(self) -> Config:
+        # The agent under evaluation must not be able to write the store (a verdict, an
+        # approval, its own mode): the variables the store's URL is filled from, and the
+        # password libpq takes from the environment, never reach it.
+        if self.state.url is None:
+            return self
+        credentials = {*_URL_VARIABLE.findall(self.state.url), "PGPASSWORD"}
+        for index, name in enumerate(self.agent.env):
+            if name in credentials:
+                # Raised as the error of the list item, so the message names its place.
+                raise ValidationError.from_exception_data(type(self).__name__, [
+                    InitErrorDetails(type=PydanticCustomError("value_error", (
+                        "'{name}' holds the state store's credentials ([state] url), which "
+                        "the agent under evaluation must never get: it could write "
+                        "verdicts, approvals and modes; give the agent a variable of its "
+                        "own"), {"name": name}),
+                        loc=("agent", "env", index), input=name)])
+        return self
+
+
+# ``${NAME}`` in a URL, as the PostgreSQL store fills it from the environment.
+_URL_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)

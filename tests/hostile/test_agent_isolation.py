@@ -287,6 +287,28 @@ def test_the_signing_key_cannot_be_allowlisted(example: Workspace, cli: RunCli) 
     assert tree(example.root) == before
 
 
+@pytest.mark.attack
+@pytest.mark.parametrize(("url", "name"), [
+    ("postgresql://reinstate@db.internal/reinstate", "PGPASSWORD"),
+    ("postgresql://reinstate:${STORE_PW}@db.internal/reinstate", "STORE_PW"),
+])
+def test_the_stores_credentials_cannot_be_allowlisted(example: Workspace, cli: RunCli,
+                                                      url: str, name: str) -> None:
+    """With a PostgreSQL store, listing in [agent] env the variable its URL is filled from
+    (or libpq's PGPASSWORD) would let the agent under evaluation write verdicts, approvals
+    and modes: one clean line naming the place, exit 2, nothing written, no store reached."""
+    _configure(example, f'env = ["TEAM_MODEL_URL", "{name}"]')
+    config = example.root / "reinstate.toml"
+    config.write_text(config.read_text() + f'\n[state]\nurl = "{url}"\n')
+    before = tree(example.root)
+    gate = cli("gate", AGENT, cwd=example.root, env={name: "store-password"})
+    assert gate.returncode == 2, gate.stdout + gate.stderr
+    assert gate.stderr.count("\n") == 1 and "Traceback" not in gate.stderr
+    assert (f"reinstate.toml: $.agent.env[1]: '{name}' holds the state store's credentials"
+            in gate.stderr)
+    assert tree(example.root) == before
+
+
 @pytest.mark.slow
 def test_an_unavailable_sandbox_asked_for_is_an_error(example: Workspace, cli: RunCli) -> None:
     """sandbox = "bubblewrap" without bwrap is exit 3 and one line; no agent runs, no verdict."""
