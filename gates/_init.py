@@ -175,8 +175,12 @@ def init_workspace(directory: Path, agent: str | None = None) -> list[Path]:
     workspace = Workspace(directory, config)
     if agent is not None:
         made += _add_agent(workspace, agent)
+    # A store left from before (its configuration lost) is kept as it is, history and all,
+    # and not listed as made.
+    kept = workspace.state_path.exists()
     open_store(workspace).create()
-    made.append(workspace.state_path)
+    if not kept:
+        made.append(workspace.state_path)
     return made
 
 

@@ -141,6 +141,18 @@ def test_init_refuses_an_existing_workspace(tmp_path: Path, cli: RunCli) -> None
     assert tree(tmp_path) == before
 
 
+def test_init_over_a_store_left_without_its_configuration_keeps_it(
+        restorable: Workspace, cli: RunCli) -> None:
+    """`init` in a folder whose reinstate.toml is gone but whose state store is not writes
+    the configuration, keeps the store's history, and does not claim to have made it."""
+    (restorable.root / "reinstate.toml").unlink()
+    result = cli("init", cwd=restorable.root)
+    assert result.returncode == 0, result.stderr
+    assert "reinstate.toml" in result.stdout and "state.db" not in result.stdout
+    audit = cli("audit", cwd=restorable.root)
+    assert "gate pass" in audit.stdout, audit.stdout + audit.stderr  # the history kept
+
+
 def test_init_refuses_an_agent_name_that_is_a_path(tmp_path: Path, cli: RunCli) -> None:
     """An agent name cannot point outside the workspace."""
     result = cli("init", "ws", "--agent", "../escape", cwd=tmp_path)
