@@ -202,6 +202,21 @@ def test_cli_writes_json_and_junit(example: Workspace, cli: RunCli) -> None:
     assert "permission_boundary" in result.stdout and "FAIL" in result.stdout
 
 
+def test_findings_that_look_like_markup_are_printed_as_text(example: Workspace,
+                                                            cli: RunCli) -> None:
+    """A finding quoting text that reads as terminal markup (a case's expected text here; a
+    tool call's arguments, which the agent chooses, take the same path) is printed as it is:
+    the gate exits with its verdict's code and writes its JSON, never a traceback between
+    storing the verdict and writing it."""
+    case = example.root / "evals/refund-agent/greeting.yaml"
+    case.write_text(case.read_text().replace("text: I can help", 'text: "[/x] I can help"'))
+    result = cli("gate", "refund-agent", "--json", "v.json", cwd=example.root)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "output lacks '[/x] I can help'" in " ".join(result.stdout.split())
+    assert json.loads((example.root / "v.json").read_text())["outcome"] == "fail"
+
+
 @pytest.mark.slow
 def test_demo_leaves_a_working_workspace(tmp_path: Path, cli: RunCli) -> None:
     """`reinstate demo --dir D` exits 0; in D the agent is full and the gate passes, also
