@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     )
     from regressions._incidents import IncidentBook
     from regressions._investigation import (
+        LISTED_RUNS,
         QUESTIONS,
         CallPattern,
         Investigation,
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
         exact_arguments,
     )
     from regressions._resolution import other_layer_fixes, resolution_gaps
-    from regressions._scope import LISTED_RUNS, ScopeSearch, derive_signature, scope_lines
+    from regressions._scope import ScopeSearch, derive_signature, scope_lines
     from regressions._timeline import (
         build_timeline,
         incident_events,
@@ -217,7 +218,7 @@ _EXPORTS: dict[str, str] = {
     "exact_arguments": "regressions._regression_case",
     "other_layer_fixes": "regressions._resolution",
     "resolution_gaps": "regressions._resolution",
-    "LISTED_RUNS": "regressions._scope",
+    "LISTED_RUNS": "regressions._investigation",
     "ScopeSearch": "regressions._scope",
     "derive_signature": "regressions._scope",
     "scope_lines": "regressions._scope",

@@ -277,6 +277,9 @@ class Incident(Record):
             problems.append((["restored_at"], "an incident is restored only after containment"))
         if self.closed_at is not None and self.restored_at is None:
             problems.append((["closed_at"], "an incident is closed only after restoration"))
+        if self.investigation is not None:
+            problems += [(["investigation", "scope", *loc], message)
+                         for loc, message in self.investigation.scope.problems()]
         return problems + self._clock_problems()
 
     def _clock_problems(self) -> list[tuple[list[str | int], str]]:

@@ -16,6 +16,8 @@ from evalsuite import Record, check_json_schema
 EventKind = Literal["detection", "user_input", "reasoning", "tool_call", "tool_result", "output",
                     "containment", "mode_change"]
 Question = Literal["goal", "context", "tools", "completion"]
+LISTED_RUNS = 100
+"""Matched runs a scope lists by name; the rest are counted in ``runs_not_listed``."""
 QUESTIONS: dict[Question, str] = {
     "goal": "what goal the agent attempted",
     "context": "what context it used",
@@ -113,6 +115,55 @@ class Scope(Record):
     """The matched runs, in the order found, up to the listing limit."""
     runs_not_listed: int = 0
     """Matched runs beyond the listing limit (counted above, not listed)."""
+
+    def problems(self) -> list[tuple[list[str | int], str]]:
+        """Figures that cannot all be true of one search: (location, what was expected).
+
+        The backtest labels the listed runs harmful and the reports print the counts, so a
+        run deleted from the list by hand (or a count lowered) must not read as a smaller
+        scope of impact.
+        """
+        problems: list[tuple[list[str | int], str]] = []
+        listed = min(self.runs_matched, LISTED_RUNS)
+        if len(self.runs) != listed:
+            problems.append((["runs"], f"expected the first {listed} of the {self.runs_matched} "
+                                       f"runs_matched listed, got {len(self.runs)}"))
+        if self.runs_not_listed != self.runs_matched - len(self.runs):
+            problems.append((["runs_not_listed"],
+                             f"expected runs_matched ({self.runs_matched}) less the runs "
+                             f"listed ({len(self.runs)}), got {self.runs_not_listed}"))
+        seen: set[str] = set()
+        for i, run in enumerate(self.runs):
+            if run.run_id in seen:
+                problems.append((["runs", i, "run_id"], f"duplicate run '{run.run_id}'"))
+            seen.add(run.run_id)
+            if run.matches < 1:
+                problems.append((["runs", i, "matches"],
+                                 f"expected at least 1 matching step, got {run.matches}"))
+        steps = self.calls_matched + self.outputs_matched
+        if self.runs_matched > self.runs_searched:
+            problems.append((["runs_matched"], f"expected at most the {self.runs_searched} "
+                                              f"runs_searched, got {self.runs_matched}"))
+        if steps > self.steps_searched:
+            problems.append((["calls_matched"],
+                             f"expected calls_matched and outputs_matched ({steps}) to be at "
+                             f"most the {self.steps_searched} steps_searched"))
+        if steps < self.runs_matched:
+            problems.append((["runs_matched"],
+                             f"expected at most calls_matched and outputs_matched ({steps}) "
+                             f"runs, each with a matching step, got {self.runs_matched}"))
+        counted = sum(run.matches for run in self.runs)
+        if counted > steps or (counted != steps and not self.runs_not_listed):
+            problems.append((["calls_matched"],
+                             f"expected calls_matched and outputs_matched ({steps}) to "
+                             f"{'be' if not self.runs_not_listed else 'be at least'} the "
+                             f"matching steps of the runs listed ({counted})"))
+        if (self.first_at is not None and self.last_at is not None
+                and self.last_at < self.first_at):
+            problems.append((["last_at"], f"expected a time no earlier than first_at "
+                                          f"({self.first_at.isoformat()}), got "
+                                          f"{self.last_at.isoformat()}"))
+        return problems
 
 
 class LoggingGap(Record):

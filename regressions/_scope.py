@@ -33,10 +33,15 @@ from evalsuite import (
     judge_all,
     schema_validator,
 )
-from regressions._investigation import CallPattern, MatchedRun, OutputPattern, Scope, Signature
+from regressions._investigation import (
+    LISTED_RUNS,
+    CallPattern,
+    MatchedRun,
+    OutputPattern,
+    Scope,
+    Signature,
+)
 from regressions._regression_case import RegressionCase, exact_arguments
-
-LISTED_RUNS = 100
 
 
 def derive_signature(cases: Iterable[RegressionCase],

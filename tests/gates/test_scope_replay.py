@@ -394,3 +394,33 @@ def test_a_signature_that_misses_the_incidents_own_run_fails_the_gate(
             f"run-7f3a97, the run(s) its cases were captured from: it leaves out the harm it "
             f"comes from, so no change can be proven against it. Fix the signature and "
             f"investigate again") in result.findings
+
+
+def _edit_investigation(ws: Workspace, incident_id: str, edit: Callable[[dict[str, Any]], None],
+                        ) -> None:
+    """Change the incident file's investigation by hand, as a text editor would."""
+    path = ws.incidents().path(incident_id)
+    data = yaml.safe_load(path.read_text())
+    edit(data["investigation"])
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _drop_the_variant(investigation: dict[str, Any]) -> None:
+    """The scope told as if the variant had never matched: every figure agreeing."""
+    scope = investigation["scope"]
+    scope["runs"] = [r for r in scope["runs"] if r["run_id"] != VARIANT]
+    scope["runs_matched"], scope["calls_matched"] = 1, scope["calls_matched"] - 1
+
+
+@pytest.mark.attack
+def test_a_scope_listed_short_of_its_count_is_invalid(example: Workspace, incident: str,
+                                                      cli: RunCli) -> None:
+    """The variant deleted from investigation.scope.runs, runs_matched left at 2: the figures
+    disagree, so the incident file is bad input naming the place (the backtest labelled only
+    the listed runs harmful)."""
+    _edit_investigation(example, incident, lambda i: i["scope"]["runs"].pop())
+    done = cli("timeline", incident, cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "investigation.scope.runs" in done.stderr and "runs_matched" in done.stderr
+    assert "Traceback" not in done.stderr
+

@@ -198,3 +198,40 @@ def test_resolution_needs_a_logging_finding_only_when_logs_had_gaps() -> None:
     recorded = _incident(investigation={**INVESTIGATION, "logging_gaps": [GAP]},
                          findings=[*_incident().model_dump()["findings"], finding])
     assert resolution_gaps(recorded) == []  # the gate's logging check proves the fix
+
+
+def _listed(n: int) -> list[dict[str, Any]]:
+    return [{"run_id": f"r{i}", "first_match": f"logs/a.jsonl:{i}", "matches": 1}
+            for i in range(n)]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize(("scope", "where"), [
+    # 150 runs matched, the first 100 listed, the rest no longer said to exist: the backtest
+    # would have trusted the list and labelled 50 harmful runs as nothing.
+    ({"runs_matched": 150, "calls_matched": 150, "runs": _listed(100)}, ["runs_not_listed"]),
+    ({"runs_matched": 2, "calls_matched": 2,
+      "runs": [*_listed(1), *_listed(1)]}, ["runs", 1, "run_id"]),
+    ({"runs_matched": 3, "calls_matched": 3, "runs": _listed(2)}, ["runs"]),
+    ({"runs_searched": 1, "runs_matched": 2, "calls_matched": 2, "runs": _listed(2)},
+     ["runs_matched"]),
+    ({"runs_matched": 1, "calls_matched": 0, "outputs_matched": 0, "runs": _listed(1)},
+     ["runs_matched"]),
+    ({"runs_matched": 1, "calls_matched": 1,
+      "runs": [{**_listed(1)[0], "matches": 0}]}, ["runs", 0, "matches"]),
+    ({"runs_matched": 1, "calls_matched": 1, "runs": _listed(1),
+      "first_at": T0, "last_at": T0 - timedelta(hours=1)}, ["last_at"]),
+])
+def test_scope_figures_that_disagree_make_the_incident_invalid(
+        scope: dict[str, Any], where: list[str | int]) -> None:
+    """Figures no one search could produce (a run deleted from the list, the unlisted count
+    zeroed, a count above what was searched) are named where they are, never read as a
+    smaller scope of impact."""
+    figures = {"runs_searched": 500, "steps_searched": 5000, "outputs_matched": 0, **scope}
+    incident = _incident(investigation={**INVESTIGATION, "scope": figures})
+    problems = incident.reference_problems()
+    assert problems and problems[0][0] == ["investigation", "scope", *where], problems
+    whole = {**figures, "runs_not_listed": max(0, figures["runs_matched"] - 100)}
+    if where[0] == "runs_not_listed":
+        assert _incident(investigation={**INVESTIGATION, "scope": whole}
+                         ).reference_problems() == []
