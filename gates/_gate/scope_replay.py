@@ -13,6 +13,7 @@ changed is an error naming it, because the scope can then no longer be checked.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -211,6 +212,7 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
     otel = [path for path, fmt in logs if fmt == "otel"]
     groups = [([path], fmt) for path, fmt in logs if fmt != "otel"]
     groups += [(otel, "otel")] if otel else []
+    matched = Counter[str]()  # steps in scope, by kind: held to what the record says
     for paths, fmt in groups:
         skips = Skips() if investigation.skipped_records else None
         for part in read_logs(paths, fmt, agent=incident.agent, skips=skips):
@@ -223,6 +225,7 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
                 if isinstance(step, ToolCall | Output):
                     source = part.where(i, show)
                     if search.matches(step):
+                        matched[step.kind] += 1
                         _harm(harmful, run, part.run_id, index, source, step, baseline, today)
                     elif run.first_harm is None:
                         _outside(run, part.run_id, index, source, step, baseline, today)
@@ -236,6 +239,7 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
         assert run.accepted is not None  # with the first harm
         harmful["acceptance"].append(ReplayedStep(run_id, at, source, "harmful behaviour",
                                                   *run.accepted))
+    _check_recorded_scope(workspace, incident, runs, matched)
     own_outside = [run_id for run_id in investigation.runs
                    if run_id in runs and runs[run_id].first_harm is None]
     result = ScopeReplay(incident=incident.id, harmful=harmful,
@@ -387,6 +391,38 @@ def _outside(run: _Run, run_id: str, index: int, source: str, step: ToolCall | O
     accepted = decided("acceptance")
     if accepted.after.stopped and not accepted.before.stopped:
         tally.newly_rejected.add(accepted)
+
+
+def _check_recorded_scope(workspace: Workspace, incident: Incident, runs: dict[str, _Run],
+                          matched: Counter[str]) -> None:
+    """The scope replayed is no narrower than the scope of impact on record.
+
+    The logs are the very files investigated, so the signature finds what it found then;
+    less means the signature (or a criterion an output pattern names) changed since, and
+    the controls would be proven over less harm than the incident records. More is a
+    wider proof, never a narrower one: a criterion made stricter, say.
+    """
+    assert incident.investigation is not None
+    recorded = incident.investigation.scope
+    in_scope = {run_id for run_id, run in runs.items() if run.first_harm is not None}
+    steps = sum(len(run.history) for run in runs.values())
+    found = (f"{matched['tool_call']} call(s) and {matched['output']} output(s) in "
+             f"{len(in_scope)} of {len(runs)} runs ({steps} steps)")
+    on_record = (f"{recorded.calls_matched} call(s) and {recorded.outputs_matched} output(s) "
+                 f"in {recorded.runs_matched} of {recorded.runs_searched} runs "
+                 f"({recorded.steps_searched} steps)")
+    missing = [r.run_id for r in recorded.runs if r.run_id not in in_scope]
+    if ((len(runs), steps) != (recorded.runs_searched, recorded.steps_searched)
+            or matched["tool_call"] < recorded.calls_matched
+            or matched["output"] < recorded.outputs_matched
+            or len(in_scope) < recorded.runs_matched or missing):
+        left_out = f" (not {', '.join(missing[:3])})" if missing else ""
+        raise InvalidInput(
+            workspace.relative(workspace.incidents().path(incident.id)), "investigation.scope",
+            f"its logs hold {found} matching investigation.signature{left_out}, not the "
+            f"{on_record} on record: the signature or the scope was edited since "
+            f"{incident.id} was investigated, and the controls would be proven over other "
+            f"harm than the incident records; investigate {incident.id} again")
 
 
 def _checked_logs(workspace: Workspace, incident: Incident) -> list[tuple[Path, str]]:

@@ -424,3 +424,29 @@ def test_a_scope_listed_short_of_its_count_is_invalid(example: Workspace, incide
     assert "investigation.scope.runs" in done.stderr and "runs_matched" in done.stderr
     assert "Traceback" not in done.stderr
 
+
+@pytest.mark.attack
+def test_a_scope_narrowed_by_hand_does_not_clear_the_gate(example: Workspace,
+                                                          incident: str) -> None:
+    """The signature narrowed by hand to the captured account (no investigate after it): the
+    gate replayed the narrow scope, so a rule against that account alone verified while the
+    incident still recorded the variant in scope. The scope replayed is now held to the one
+    recorded: narrower is an error, investigate again."""
+    _set_refund_rules(example, deny_when=[{
+        "id": "captured-account", "description": "no refunds to store credit of C-7731",
+        "arguments": {"type": "object", "required": ["refund_to"],
+                      "properties": {"refund_to": {"const": "store_credit:C-7731"}}}}])
+
+    def narrow(investigation: dict[str, Any]) -> None:
+        investigation["signature"]["match"] = [{
+            "kind": "tool_call", "tool": "issue_refund", "arguments": {
+                "type": "object", "required": ["refund_to"],
+                "properties": {"refund_to": {"const": "store_credit:C-7731"}}}}]
+
+    _edit_investigation(example, incident, narrow)
+    with pytest.raises(InvalidInput, match=r"investigation\.scope.*investigate INC-\d+ again"):
+        verify_incident(example, incident, trials=1)
+    result = run_gate(example, "refund-agent", actor=ACTOR).result(ControlChangesResult)
+    assert result is not None and result.outcome == "error"
+    assert any("investigation.scope" in e for e in result.findings), result.findings
+
