@@ -200,21 +200,20 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
     """The incident's harm as labels: each captured harmful step, and every run in its
     scope of impact.
 
-    The scope is what ``investigate`` recorded; when it lists only the first runs, the
-    rest are found again by matching the recorded signature against ``logs``.
+    The scope is the runs ``investigate`` listed and every run the recorded signature
+    matches in ``logs``: found again, not taken from the list alone, which lists only the
+    first runs and is a hand edit away from leaving one out.
     """
     source = incident.id
     labels = [_captured(case, index, source)
               for case in incident_cases(workspace, incident) for index in case.recorded.harmful]
     investigation = incident.investigation
     if investigation is not None:
-        matched = [run.run_id for run in investigation.scope.runs]
-        if investigation.scope.runs_not_listed:
-            search = ScopeSearch(investigation.signature,
-                                 acceptance_criteria(workspace, incident.agent))
-            for part in read_logs(logs, fmt, agent=incident.agent):
-                search.feed(part)
-            matched = search.matched_runs
+        search = ScopeSearch(investigation.signature,
+                             acceptance_criteria(workspace, incident.agent))
+        for part in read_logs(logs, fmt, agent=incident.agent):
+            search.feed(part)
+        matched = [*(run.run_id for run in investigation.scope.runs), *search.matched_runs]
         labels += [BacktestLabel(run_id=run_id, step=None, label="harmful", source=source,
                          note=f"in the scope of impact of {incident.id}")
                    for run_id in dict.fromkeys([*investigation.runs, *matched])]

@@ -450,3 +450,19 @@ def test_a_scope_narrowed_by_hand_does_not_clear_the_gate(example: Workspace,
     assert result is not None and result.outcome == "error"
     assert any("investigation.scope" in e for e in result.findings), result.findings
 
+
+@pytest.mark.attack
+def test_a_scope_shrunk_by_hand_does_not_clear_the_backtest(example: Workspace, incident: str,
+                                                            cli: RunCli) -> None:
+    """The variant taken out of the recorded scope with every figure made to agree: the
+    backtest labelled only the runs still listed harmful, so a rule against the captured
+    account alone passed it (exit 0). The scope is matched again over the logs read."""
+    _set_refund_rules(example, deny_when=[{
+        "id": "captured-account", "description": "no refunds to store credit of C-7731",
+        "arguments": {"type": "object", "required": ["refund_to"],
+                      "properties": {"refund_to": {"const": "store_credit:C-7731"}}}}])
+    _edit_investigation(example, incident, _drop_the_variant)
+    done = cli("backtest", "refund-agent", "--logs", LOG, LATER, "--incident", incident,
+               cwd=example.root)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Harmful, still allowed" in done.stdout
