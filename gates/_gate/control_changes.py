@@ -219,10 +219,17 @@ def _scope_misses_own_runs(inputs: GateInputs, incident: Incident,
         replayed = replay_scope(inputs.workspace, incident, baseline, inputs.controls)
     except ReinstateError:
         return []
-    if replayed is None or not replayed.own_outside:
+    if replayed is None or incident.investigation is None:
+        return []
+    # The cases say which runs they came from; investigation.runs is a hand edit away from
+    # leaving one out.
+    own = [*incident.investigation.runs, *(c.provenance.run_id for c in inputs.regression_cases
+                                           if c.provenance.incident == incident.id)]
+    outside = replayed.own_outside(own)
+    if not outside:
         return []
     return [f"{incident.id}'s scope of impact (investigation.signature) matches no step of "
-            f"{', '.join(replayed.own_outside)}, the run(s) its cases were captured from: "
+            f"{', '.join(outside)}, the run(s) its cases were captured from: "
             f"it leaves out the harm it comes from, so no change can be proven against it. "
             f"Fix the signature and investigate again"]
 

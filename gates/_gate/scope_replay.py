@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,9 +125,14 @@ class ScopeReplay:
     """Per layer, every in-scope harmful step (``acceptance``: each run's harmful behaviour)."""
     runs_in_scope: int
     outside: OutsideScope
-    own_outside: list[str] = field(default_factory=list)
-    """The incident's own runs (those its cases were captured from) read in the logs with
-    no step in scope: a signature that leaves out the very harm it comes from."""
+    unharmed: frozenset[str] = frozenset()
+    """The runs read in the logs with no step in scope."""
+
+    def own_outside(self, own: Iterable[str]) -> list[str]:
+        """Of ``own``, the incident's own runs (those its cases were captured from), the ones
+        read in the logs with no step in scope: a signature that leaves out the very harm
+        it comes from."""
+        return [run_id for run_id in dict.fromkeys(own) if run_id in self.unharmed]
 
     def overblocking(self, *, acceptance: bool = True) -> list[str]:
         """Logged behaviour outside the scope that today's controls newly deny (and, with
@@ -240,11 +245,9 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
         harmful["acceptance"].append(ReplayedStep(run_id, at, source, "harmful behaviour",
                                                   *run.accepted))
     _check_recorded_scope(workspace, incident, runs, matched)
-    own_outside = [run_id for run_id in investigation.runs
-                   if run_id in runs and runs[run_id].first_harm is None]
     result = ScopeReplay(incident=incident.id, harmful=harmful,
                          runs_in_scope=len(runs) - outside.runs, outside=outside,
-                         own_outside=own_outside)
+                         unharmed=frozenset(r for r, run in runs.items() if run.first_harm is None))
     _CACHE[:] = [*_CACHE[-3:], ((incident, today, baseline.directory), result)]
     return result
 

@@ -466,3 +466,26 @@ def test_a_scope_shrunk_by_hand_does_not_clear_the_backtest(example: Workspace, 
                cwd=example.root)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Harmful, still allowed" in done.stdout
+
+
+@pytest.mark.attack
+def test_an_own_run_struck_from_the_investigation_does_not_clear_the_gate(
+        example: Workspace) -> None:
+    """A signature that misses the captured run, investigated again, and the run then struck
+    from investigation.runs by hand: the gate asked only that list which runs the cases came
+    from, so the scope that leaves out the harm it comes from passed. The cases say it."""
+    incident, logs = _investigated(example)
+    _edit_investigation(example, incident.id, lambda i: i["signature"].update(match=[{
+        "kind": "tool_call", "tool": "issue_refund", "arguments": {
+            "type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": "string"}}}}]))
+    investigate(example, incident.id, logs, actor=ACTOR)
+    _edit_investigation(example, incident.id, lambda i: i.update(runs=[]))
+    finding = record_finding(example, incident.id, layer="tool_permission_boundary",
+                             gap=True, description="refunds could go anywhere", actor=ACTOR)
+    record_change(example, incident.id, layer="tool_permission_boundary",
+                  addresses=[finding.id], description="stop refunds elsewhere", actor=ACTOR)
+    _stop_refunds_elsewhere(example)
+    result = run_gate(example, "refund-agent", actor=ACTOR).result(ControlChangesResult)
+    assert result is not None and result.outcome == "fail", result.findings
+    assert any("matches no step of run-7f3a97" in f for f in result.findings), result.findings
