@@ -60,6 +60,11 @@ _TOKEN_HINT = re.compile(
     r"-----BEGIN|eyJ|_live_|_test_|sk-|gh[pousr]_|github_pat_|glpat-|xox[abposr]-|AKIA|ASIA"
     r"|AIza|(?i:bearer|api[_-]?key|access[_-]?token|auth[_-]?token|secret[_-]?key"
     r"|client[_-]?secret|passw)")
+# A field named for a secret: its value is one whatever it looks like (a password has no
+# shape to find), so the whole string is a token placeholder.
+_SECRET_KEY = re.compile(
+    r"(?i)api[_-]?key|access[_-]?token|auth[_-]?token|refresh[_-]?token|secret[_-]?key"
+    r"|client[_-]?secret|private[_-]?key|passw(?:or)?d|authorization|^(?:secret|token)$")
 _TOKEN_MARK = "REDACTED-TOKEN-"
 _EMAIL_MARK = "redacted-email-"
 # Cheap tests that rule a detector out before it runs (most strings are ids, names and
@@ -183,6 +188,14 @@ class Redactor:
             text = text[:start] + replacement + text[end:]
         return text
 
+    def _keyed(self, key: str, text: str) -> str:
+        """``text`` redacted; wholly a token placeholder when ``key`` names a secret and
+        nothing in it was already found to be one."""
+        text = self.text(text)
+        if text and _SECRET_KEY.search(key) and _TOKEN_MARK not in text:
+            return _token(self._number("token", text))
+        return text
+
     def value(self, value: Any, keep: Collection[str] = ()) -> Any:
         """A JSON value with every string in it redacted.
 
@@ -194,7 +207,7 @@ class Redactor:
         Returns:
             A copy with every string redacted; mapping keys themselves are kept.
         """
-        return _walk(value, self.text, frozenset(keep))
+        return _walk(value, self._keyed, frozenset(keep))
 
     def value_in_place(self, value: Any, keep: Collection[str] = ()) -> Any:
         """:meth:`value`, changing ``value``'s own mappings and lists instead of copying
@@ -203,7 +216,7 @@ class Redactor:
         Returns:
             ``value`` itself (a string: its redacted copy).
         """
-        return _walk_in_place(value, self.text, frozenset(keep))
+        return _walk_in_place(value, self._keyed, frozenset(keep))
 
     def record(self, record: ModelT, keep: Collection[str] = ()) -> ModelT:
         """A copy of a pydantic record with every string in it redacted.
@@ -219,7 +232,7 @@ class Redactor:
         # The dump is this call's own, so it is redacted in place: a copy of it beside the
         # dump was the largest thing a gate at thousands of cases held.
         return type(record).model_validate(
-            _walk_in_place(record.model_dump(mode="json"), self.text, frozenset(keep)))
+            _walk_in_place(record.model_dump(mode="json"), self._keyed, frozenset(keep)))
 
     def run(self, run: Run) -> Run:
         """The run with its context and what every step said, read or sent redacted."""
@@ -236,29 +249,33 @@ class Redactor:
 _CONTENT = ("content", "arguments", "raw_arguments", "result", "result_text", "error")
 
 
-def _walk_in_place(value: Any, change: Callable[[str], str], keep: frozenset[str]) -> Any:
+def _walk_in_place(value: Any, change: Callable[[str, str], str], keep: frozenset[str],
+                   key: str = "") -> Any:
     """:func:`_walk`, changing ``value``'s own mappings and lists (in the same order, so
     placeholders are numbered the same)."""
     if isinstance(value, str):
-        return change(value)
+        return change(key, value)
     if isinstance(value, dict):
-        for key, item in value.items():
-            if key not in keep:
-                value[key] = _walk_in_place(item, change, keep)
+        for name, item in value.items():
+            if name not in keep:
+                value[name] = _walk_in_place(item, change, keep, str(name))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            value[index] = _walk_in_place(item, change, keep)
+            value[index] = _walk_in_place(item, change, keep, key)
     return value
 
 
-def _walk(value: Any, change: Callable[[str], str], keep: frozenset[str]) -> Any:
+def _walk(value: Any, change: Callable[[str, str], str], keep: frozenset[str],
+          key: str = "") -> Any:
+    """``value`` with each string changed, told the mapping key it is under (a list's
+    items are under the list's key)."""
     if isinstance(value, str):
-        return change(value)
+        return change(key, value)
     if isinstance(value, dict):
-        return {key: item if key in keep else _walk(item, change, keep)
-                for key, item in value.items()}
+        return {name: item if name in keep else _walk(item, change, keep, str(name))
+                for name, item in value.items()}
     if isinstance(value, list):
-        return [_walk(item, change, keep) for item in value]
+        return [_walk(item, change, keep, key) for item in value]
     return value
 
 

@@ -55,3 +55,38 @@ def test_redacted_case_still_tells_the_agents_apart(example: Workspace, fixed: o
     assert evals is not None and evals.data is not None
     case = next(c for c in evals.data.cases if c.id == f"{incident}-1")
     assert case.outcome == "pass"
+
+
+@pytest.mark.attack
+def test_a_secret_under_a_secret_key_is_redacted(example: Workspace, tmp_path: object) -> None:
+    """A password or key logged as the value of a field named for it (`Password`, `API_KEY`,
+    nested in arguments or a tool result) has no shape of its own to find, so it was
+    written to the case raw. The key says what it is: it is a token placeholder, and the
+    derived scope still finds the run it came from."""
+    import json
+
+    from gates import capture, investigate
+
+    password, key = "Tr0ub4dor3xyzQ", "abcd1234efgh5678ijkl"
+    lines = []
+    for line in (example.root / LOG).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record.get("run_id") == "run-7f3a97" and record.get("tool") == "issue_refund" \
+                and record.get("kind") == "tool_call":
+            record["arguments"]["auth"] = {"Password": password}
+        if record.get("run_id") == "run-7f3a97" and record.get("kind") == "tool_result" \
+                and record.get("tool") == "lookup_order":
+            record["result"]["API_KEY"] = key
+        lines.append(json.dumps(record))
+    log = example.root / "logs" / "keyed.jsonl"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    incident = contained(example)
+    capture(example, incident, log, actor=ACTOR, run_id="run-7f3a97", steps=[4],
+            tags=["prompt_injection"])
+    text = (example.regressions_dir("refund-agent") / f"{incident}-1.yaml").read_text()
+    assert password not in text and key not in text, text
+    assert "REDACTED-TOKEN-" in text
+    done = investigate(example, incident, [log], actor=ACTOR)
+    assert password not in example.incidents().path(incident).read_text()
+    assert done.investigation.scope.runs_matched == 1, done.warnings
+    assert not done.warnings, done.warnings
