@@ -228,6 +228,12 @@ def read_actions(text: str) -> list[Step]:
 
     Text in no dialect is one output. See the module's docstring for the dialects.
     """
+    # An AutoGPT object is read as one before any label is looked for: its thoughts, in
+    # strings with raw newlines, may hold a line "Final Answer: …" quoted from a user, and
+    # read as ReAct the command it gives would be lost.
+    whole = _autogpt_object(text)
+    if whole is not None:
+        return whole
     if _LABEL.search(text):
         return _react(text)
     command = _autogpt(text)
@@ -285,20 +291,29 @@ def _react(text: str) -> list[Step]:
     return steps
 
 
-def _autogpt(text: str) -> list[Step] | None:
+def _autogpt_object(text: str) -> list[Step] | None:
+    """The steps of a text that is an AutoGPT object (``{"thoughts": …, "command": …}``)."""
     stripped = text.strip()
     whole = _value(stripped) if stripped.startswith("{") else _NOTHING
     if isinstance(whole, dict) and isinstance(whole.get("command"), dict):
-        command, thoughts = whole["command"], whole.get("thoughts")
-    else:
-        found = _COMMAND.search(text)
-        if found is None:
-            return None
-        try:
-            command, _ = _DECODER.raw_decode(text, found.end())
-        except (ValueError, RecursionError):
-            return None
-        thoughts = None
+        return _command(whole["command"], whole.get("thoughts"))
+    return None
+
+
+def _autogpt(text: str) -> list[Step] | None:
+    """The steps of a text that holds only an AutoGPT ``"command": {…}`` (a whole AutoGPT
+    object is read before: :func:`_autogpt_object`)."""
+    found = _COMMAND.search(text)
+    if found is None:
+        return None
+    try:
+        command, _ = _DECODER.raw_decode(text, found.end())
+    except (ValueError, RecursionError):
+        return None
+    return _command(command, None)
+
+
+def _command(command: Any, thoughts: Any) -> list[Step] | None:
     if not isinstance(command, dict) or not isinstance(command.get("name"), str):
         return None
     steps: list[Step] = []
