@@ -216,6 +216,7 @@ _FINAL = re.compile(r"\s*final answer\s*:", re.IGNORECASE)
 _COMMAND = re.compile(r'"command"\s*:\s*(?=\{)')
 _FENCE = re.compile(r"```[ \t]*(?:bash|sh|shell|console|zsh|terminal)[ \t]*\n(.*?)```",
                     re.IGNORECASE | re.DOTALL)
+_OPENS_OBJECT = re.compile(rf"\s*(?:{_NAME}\s*:?\s*)?(?=\{{)")
 _BRACE = re.compile(rf"\s*({_NAME})(\s*:)?\s*(\{{.*)", re.DOTALL)
 _PAREN = re.compile(rf"\s*({_NAME})\s*\((.*)\)\s*", re.DOTALL)
 # Not strict: agents write raw newlines inside JSON strings ("body": "Dear Jason,⏎…").
@@ -247,8 +248,36 @@ def read_actions(text: str) -> list[Step]:
     return [Output(content=text.strip())]
 
 
+def _labels(text: str) -> list[re.Match[str]]:
+    """The ReAct labels of a text, but not those inside an action's JSON arguments: an
+    email body the agent writes may quote a line ``Observation: …``, which would cut the
+    arguments there and make the rest a tool result."""
+    labels = []
+    inside = 0  # where the last action's JSON arguments end
+    for label in _LABEL.finditer(text):
+        if label.start() < inside:
+            continue
+        labels.append(label)
+        if label.group(1).lower() in ("action", "action input"):
+            inside = _arguments_end(text, label.end())
+    return labels
+
+
+def _arguments_end(text: str, start: int) -> int:
+    """Where the JSON object an action label's text opens with (``{…}``, ``Name{…}`` or
+    ``Name: {…}``) ends; ``start`` when it opens with none."""
+    brace = _OPENS_OBJECT.match(text, start)
+    if brace is None:
+        return start
+    try:
+        value, end = _DECODER.raw_decode(text, brace.end())
+    except (ValueError, RecursionError):
+        return start
+    return end if isinstance(value, dict) else start
+
+
 def _react(text: str) -> list[Step]:
-    labels = list(_LABEL.finditer(text))
+    labels = _labels(text)
     steps: list[Step] = []
     pending: str | None = None
     prelude = text[:labels[0].start()].strip()
