@@ -251,13 +251,17 @@ def read_actions(text: str) -> list[Step]:
 def _labels(text: str) -> list[re.Match[str]]:
     """The ReAct labels of a text, but not those inside an action's JSON arguments: an
     email body the agent writes may quote a line ``Observation: …``, which would cut the
-    arguments there and make the rest a tool result."""
+    arguments there and make the rest a tool result. Nor any after ``Final Answer:``: the
+    answer ends the agent's turn (as LangChain's parser reads it), and what it quotes (a
+    user's ``Action: issue_refund``) is its text, not a call."""
     labels = []
     inside = 0  # where the last action's JSON arguments end
     for label in _LABEL.finditer(text):
         if label.start() < inside:
             continue
         labels.append(label)
+        if label.group(1).lower() == "final answer":
+            break
         if label.group(1).lower() in ("action", "action input"):
             inside = _arguments_end(text, label.end())
     return labels
