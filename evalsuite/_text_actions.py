@@ -214,8 +214,10 @@ _LABEL = re.compile(r"^[ \t]*(thought|action input|action|observation|final answ
                     re.IGNORECASE | re.MULTILINE)
 _FINAL = re.compile(r"\s*final answer\s*:", re.IGNORECASE)
 _COMMAND = re.compile(r'"command"\s*:\s*(?=\{)')
-_FENCE = re.compile(r"```[ \t]*(?:bash|sh|shell|console|zsh|terminal)[ \t]*\n(.*?)```",
-                    re.IGNORECASE | re.DOTALL)
+# A fence opens a line (perhaps indented, in a list): one after a quote mark ("> ```bash")
+# is in a quoted email or message, shown, not run.
+_FENCE = re.compile(r"^[ \t]*```[ \t]*(?:bash|sh|shell|console|zsh|terminal)[ \t]*\n(.*?)```",
+                    re.IGNORECASE | re.DOTALL | re.MULTILINE)
 _OPENS_OBJECT = re.compile(rf"\s*(?:{_NAME}\s*:?\s*)?(?=\{{)")
 _BRACE = re.compile(rf"\s*({_NAME})(\s*:)?\s*(\{{.*)", re.DOTALL)
 _PAREN = re.compile(rf"\s*({_NAME})\s*\((.*)\)\s*", re.DOTALL)
