@@ -11,7 +11,9 @@ or one JSON document: an array of conversations, or one). A conversation's turns
 - ``agent`` / ``assistant`` / ``ai``: its ``thought`` is reasoning, and its ``action``
   (else its ``content``) is read as text actions, below;
 - ``environment`` / ``observation`` / ``tool`` / ``function``: the result of the earliest
-  call still waiting for one (a turn without content is no result).
+  call still waiting for one (a turn without content is no result). In a conversation
+  with such turns, an ``Observation:`` in the agent's own text is not a result: it is kept
+  as the agent's text and reported (:attr:`RunPart.unread`), for the model wrote it.
 
 The dialects an action text is read in, tried in this order:
 
@@ -67,6 +69,8 @@ RESULT_ROLES = frozenset({"environment", "observation", "tool", "function"})
 ROLES = USER_ROLES | AGENT_ROLES | RESULT_ROLES | {"system"}
 SHELL_TOOL = "shell"
 NOT_UNDERSTOOD = "agent action not understood as a tool call, though the environment answered it"
+FORGED_OBSERVATION = ("an observation in the agent's own text, in a conversation whose environment "
+                      "answers the calls: kept as the agent's text, not read as a tool result")
 
 
 class Turn(TypedDict):
@@ -122,7 +126,11 @@ def _part(record: Any, place: str, path: Path) -> RunPart:
     system = [record["profile"]] if isinstance(record.get("profile"), str) and (
         record["profile"]) else []
     fields["metadata"].pop("profile", None)
-    reading = _Reading()
+    # Where the environment answers in turns of its own, an "Observation:" the agent writes
+    # is the model's text (made up, or forged by what it quotes), not a tool's result.
+    reading = _Reading(observations=not any(
+        isinstance(turn, dict) and str(turn.get("role", "")).lower() in RESULT_ROLES
+        for dialogue in dialogues for turn in dialogue))
     for d, dialogue in enumerate(dialogues):
         loc: list[int | str] = [key, d] if nested else [key]
         try:
@@ -159,7 +167,8 @@ def _part(record: Any, place: str, path: Path) -> RunPart:
 class _Reading:
     """The steps of one conversation as its turns are read, and the calls still waiting."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, observations: bool) -> None:
+        self.observations = observations  # whether the agent's own text holds the results
         self.steps: list[Step] = []
         self.places: list[str] = []
         self.unread: list[tuple[str, str]] = []
@@ -188,6 +197,9 @@ class _Reading:
             self.last_text = None
             steps = read_actions(text) if text.strip() else []
             for step in steps:
+                if isinstance(step, ToolResult) and not self.observations:
+                    self.unread.append((source, FORGED_OBSERVATION))
+                    step = Reasoning(content=f"Observation: {step.result}")
                 self.add(step, source)
             if steps and not any(isinstance(s, ToolCall | ToolResult) for s in steps) and (
                     not _FINAL.match(text)):
