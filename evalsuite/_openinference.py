@@ -347,7 +347,7 @@ def _part(trace: _Trace, spans: list[PlainSpan], models: list[PlainSpan],
     return RunPart(run_id=trace_id, source=path, place=spans[0].place,
                    header=RunHeader.model_validate(header),
                    steps=[s for _, _, s, _ in trace.steps],
-                   places=[p for _, _, _, p in trace.steps])
+                   places=[p for _, _, _, p in trace.steps], unread=list(trace.unread))
 
 
 def _usage(models: list[PlainSpan]) -> Usage | None:

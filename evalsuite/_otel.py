@@ -417,7 +417,7 @@ def _messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str, Any]
             legacy, readable = json_value(attrs.get(
                 "gen_ai.prompt" if which == "input" else "gen_ai.completion"))
             if not readable:
-                trace.unreadable.append(f"span {span.span_id}: event {name} is not valid JSON")
+                trace.note(span, f"event {name} is not valid JSON")
     if legacy is None:
         legacy = _indexed(span.attributes, "gen_ai.prompt" if which == "input"
                           else "gen_ai.completion")
@@ -482,7 +482,7 @@ def _event_messages(trace: _Trace, span: PlainSpan, which: str) -> list[dict[str
             continue
         body, readable = json_value(attrs.get("gen_ai.event.content", "{}"))
         if not readable or not isinstance(body, dict):
-            trace.unreadable.append(f"span {span.span_id}: event {name} has no readable content")
+            trace.note(span, f"event {name} has no readable content")
             continue
         if role == "choice":
             message: dict[str, Any] = (body["message"] if isinstance(body.get("message"), dict)
@@ -613,6 +613,7 @@ def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int)
     place, add = span.place, trace.add
     for part in message.get("parts", []):
         if not isinstance(part, dict):
+            trace.note(span, "an output message part that is not an object is not read")
             continue
         kind = part.get("type")
         if kind == "text":
@@ -631,6 +632,8 @@ def _assistant(trace: _Trace, span: PlainSpan, message: dict[str, Any], ns: int)
             call = tool_call(str(part.get("name", "")), part.get("id"), part.get("arguments"))
             add(ns, call, place)
             trace.waiting.append(call)
+        else:  # a call or content under a type not read here: said, never dropped unsaid
+            trace.note(span, f"an output message part of type {kind!r} is not read as a step")
     if text:
         add(ns, OutputStep(content="".join(text)), place)
         outputs += 1
@@ -743,7 +746,9 @@ def _part(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],
     pending = LightPending(header, partial(_header, trace, spans, agents, models)
                            if complete else None)
     pending.records, pending.places = trace.in_order()  # type: ignore[assignment]
-    return RunPart.deferred(header["run_id"], path, spans[0].place, pending)
+    part = RunPart.deferred(header["run_id"], path, spans[0].place, pending)
+    part.unread.extend(trace.unread)
+    return part
 
 
 def _header(trace: _Trace, spans: list[PlainSpan], agents: list[PlainSpan],

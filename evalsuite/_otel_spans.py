@@ -380,6 +380,15 @@ class TraceSteps:
         self.waiting: list[Any] = []
         self.system: list[str] = []
         self.unreadable: list[str] = []
+        # The same, each as (span's place, why): the part's ``unread``, which ingest warns
+        # of and ``--strict`` refuses; the metadata alone left a dropped message unsaid.
+        self.unread: list[tuple[str | int, str]] = []
+
+    def note(self, span: PlainSpan, why: str) -> None:
+        """Content of ``span`` that could not be read as steps: kept in the run's
+        ``metadata.unreadable`` and reported as unread."""
+        self.unreadable.append(f"span {span.span_id}: {why}")
+        self.unread.append((span.place, why))
 
     def add(self, ns: int, step: Any, place: str, *, early: bool = False) -> None:
         """Note a step at ``ns``; ``early`` puts it before the steps found earlier at the
@@ -398,6 +407,6 @@ class TraceSteps:
                 pass
         value, readable = json_value(raw)
         if not readable:
-            self.unreadable.append(f"span {span.span_id}: {key} is not valid JSON")
+            self.note(span, f"{key} is not valid JSON")
             return None
         return value

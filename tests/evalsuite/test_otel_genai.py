@@ -514,3 +514,27 @@ def test_tool_spans_without_ids_answer_the_call_asked_with_their_arguments(
               for c, r in run.pairs().items()}
     assert paired == {"call_0": (refunds[0], {"refund": "A-1"}),
                       "call_1": (refunds[1], {"refund": "A-2"})}
+
+
+@pytest.mark.attack
+def test_message_content_the_reader_cannot_read_is_warned_of_not_dropped(
+        otel: dict[str, tuple[Path, Path]], cli: RunCli, tmp_path: Path) -> None:
+    """The real export, with the refund call's part typed ``function_call`` (as other
+    instrumentations write it) and the answer's messages cut off: the call and the answer
+    were dropped without a word, and ``ingest --strict`` passed a log read only in part."""
+    text = otel["span_only"][0].read_text()
+    assert text.count('\\"type\\":\\"tool_call\\"') == 2  # the call, and its copy sent back
+    edited = text.replace('\\"type\\":\\"tool_call\\"', '\\"type\\":\\"function_call\\"')
+    answer = '\\"finish_reason\\":\\"stop\\"}]'
+    assert edited.count(answer) == 1
+    edited = edited.replace(answer, '\\"finish_reason\\":\\"stop\\"}')  # not JSON any more
+    log = tmp_path / "spans.jsonl"
+    log.write_text(edited)
+    run = _only_run(log)
+    assert [s.kind for s in run.steps] == ["user_input"]  # neither read as a step
+    warned = cli("ingest", str(log), cwd=tmp_path)
+    assert warned.returncode == 0, warned.stderr
+    assert "function_call" in warned.stderr and "not valid JSON" in warned.stderr
+    strict = cli("ingest", str(log), "--strict", cwd=tmp_path)
+    assert strict.returncode == 2, strict.stderr
+    assert "--strict refuses a log that was read only in part" in strict.stderr
