@@ -42,6 +42,7 @@ from typing import Any
 import msgspec
 
 from evalsuite._conversations import text_of
+from evalsuite._errors import InvalidInput
 from evalsuite._openinference import is_openinference, openinference_part
 from evalsuite._otel_fast import fast_spans
 from evalsuite._otel_logs import PlainRecord, joined, plain_records
@@ -75,7 +76,7 @@ from evalsuite._otel_steps import (
     UserInputStep,
     tool_call,
 )
-from evalsuite._parts import RunPart, Skips
+from evalsuite._parts import RunPart, Skips, skip_or_raise
 from evalsuite._sessions import Sessions
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,7 +122,7 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
         else:
             found = (record for request, place, line in (
                 export_requests(path, skips, "logs") if path in with_logs else ())
-                for record in plain_records(request, path, place, line))
+                for record in _records(request, path, place, line, skips))
         for record in found:
             records.setdefault(record.trace_id, []).append(record)
     waiting: dict[str, list[PlainSpan]] = {}
@@ -180,6 +181,17 @@ def otel_files_parts(paths: Sequence[Path], skips: Skips | None = None, *,
             yield built(ready)
     for ready in sessions.rest():  # a session's traces held for an earlier one to come
         yield built(ready)
+
+
+def _records(request: Any, path: Path, place: str, line: int | None,
+             skips: Skips | None) -> list[PlainRecord]:
+    """The GenAI events of one logs export; a bad one (an id, a time) makes the export an
+    invalid record, skipped with ``skips`` as a bad export line is."""
+    try:
+        return plain_records(request, path, place, line)
+    except InvalidInput as exc:
+        skip_or_raise(skips, exc)
+        return []
 
 
 _HELD_LINES = 8

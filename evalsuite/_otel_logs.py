@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict
 
+from evalsuite._errors import InvalidInput
 from evalsuite._otel_spans import (
     AnyValue,
     KeyValue,
@@ -30,6 +31,7 @@ from evalsuite._otel_spans import (
     Resource,
     attributes,
     hex_id,
+    in_range,
     invalid,
     value_of,
 )
@@ -102,6 +104,11 @@ def plain_records(request: Any, path: Path, place: str,
                 if not isinstance(name, str) or (name != DETAILS and name not in MESSAGE_EVENTS):
                     continue
                 loc = f"$.resourceLogs[{r}].scopeLogs[{s}].logRecords[{n}]"
+                for field in ("timeUnixNano", "observedTimeUnixNano"):
+                    ns = record.get(field)
+                    if ns is not None and not in_range(ns):  # as a span's time is refused
+                        raise InvalidInput(path, f"{loc}.{field}", f"expected a time in "
+                                           f"nanoseconds below 2^64, got {ns}", line=line)
                 trace_id = record.get("traceId") or ""
                 span_id = record.get("spanId") or ""
                 trace_id = hex_id(trace_id, 16, path, f"{loc}.traceId", line) if trace_id else ""

@@ -538,3 +538,20 @@ def test_message_content_the_reader_cannot_read_is_warned_of_not_dropped(
     strict = cli("ingest", str(log), "--strict", cwd=tmp_path)
     assert strict.returncode == 2, strict.stderr
     assert "--strict refuses a log that was read only in part" in strict.stderr
+
+
+def test_a_log_record_time_past_what_otlp_writes_names_its_place(
+        otel: dict[str, tuple[Path, Path]], cli: RunCli, tmp_path: Path) -> None:
+    """A log event's time beyond 2^64 ns (a span's is refused so) crashed ``ingest`` with
+    an OverflowError traceback; it is an invalid record naming its line and field."""
+    text = otel["event_only"][1].read_text()
+    stamp = text.split('"observedTimeUnixNano": "', 1)[1].split('"', 1)[0]
+    log = tmp_path / "logs.jsonl"
+    log.write_text(text.replace(stamp, str(10**24), 1))
+    result = cli("ingest", str(log), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "logs.jsonl:1: $.resourceLogs[0].scopeLogs[0].logRecords[" in result.stderr
+    assert "observedTimeUnixNano: expected a time in nanoseconds below 2^64" in result.stderr
+    skips = Skips()
+    assert merge_parts(read_logs([log], skips=skips)) == [] and skips.total == 1
