@@ -319,7 +319,7 @@ def load_json(raw: str | bytes) -> Any:
     decode errors with a position, so callers name the file and line as for any other.
     """
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise
     except RecursionError:
@@ -332,6 +332,28 @@ def load_json(raw: str | bytes) -> Any:
         limit = sys.get_int_max_str_digits() or 4300
         raise json.JSONDecodeError(f"number too long (expected at most {limit} digits)",
                                    text, _long_number_at(text)) from None
+    # Only an escape spells a surrogate (UTF-8 bytes cannot): looked for only where one is.
+    if (_SURROGATE if isinstance(raw, str) else _SURROGATE_BYTES).search(raw):  # type: ignore[arg-type]
+        _refuse_lone_surrogate(value, _as_text(raw))
+    return value
+
+
+# A \uD800–\uDFFF escape: half of a pair, or a lone surrogate, which is no character.
+_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_lone_surrogate(value: Any, text: str) -> None:
+    """Refuse a value holding a lone surrogate, as the native and OTLP readers' parsers
+    refuse its escape: it cannot be written as UTF-8 (a run holding one could be neither
+    ingested with ``--out`` nor stored), and would crash whatever serialises it."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        match = _SURROGATE.search(text)
+        raise json.JSONDecodeError("a lone surrogate escape (\\uD800–\\uDFFF without its "
+                                   "pair) is no Unicode character", text,
+                                   match.start() if match else 0) from None
 
 
 def _as_text(raw: str | bytes) -> str:

@@ -28,6 +28,7 @@ from evalsuite import (
     read_runs,
     write_parts,
 )
+from tests.conftest import RunCli
 
 DATA = Path(__file__).parent.parent / "data" / "logs"
 OTLP = DATA / "refund-agent.otlp.jsonl"
@@ -302,3 +303,28 @@ def test_otel_older_content_attribute_holding_a_number_is_no_crash(
     assert run.run_id == "0af7651916cd43dd8448eb211c80319c"
     call = next(s for s in run.steps if isinstance(s, ToolCall))
     assert call.tool == "issue_refund" and call.arguments["order_id"] == "A-1004"
+
+
+@pytest.mark.parametrize("fmt", ["openai", "anthropic", "text-actions"])
+def test_a_lone_surrogate_in_a_message_is_an_invalid_record_not_a_crash(
+        tmp_path: Path, cli: RunCli, fmt: str) -> None:
+    """A user's message holding ``\\ud800`` (a lone surrogate: no character, which the native
+    and OTLP readers refuse as JSON) crashed ``ingest`` of a conversation log with a
+    serialization traceback; it is now an invalid record naming its line, and
+    ``--skip-invalid`` reads the others."""
+    other = {"id": "c2", "messages": [{"role": "user", "content": "hello"},
+                                      {"role": "assistant", "content": "hi"}]}
+    if fmt == "text-actions":
+        other["messages"][1] = {"role": "agent", "action": "Final Answer: hi"}
+    bad = json.dumps({**other, "id": "c1"}).replace('"hello"', '"hello \\ud800 there"')
+    log = tmp_path / "chat.jsonl"
+    log.write_text(json.dumps(other) + "\n" + bad + "\n")
+    refused = cli("ingest", str(log), "--format", fmt, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "chat.jsonl:2" in refused.stderr and "surrogate" in refused.stderr
+    out = tmp_path / "runs.jsonl"
+    kept = cli("ingest", str(log), "--format", fmt, "--skip-invalid", "--out", str(out),
+               cwd=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    assert [r.run_id for r in read_log_runs(out)] == ["c2"]
