@@ -107,18 +107,23 @@ def _parsed_id(text: str, path: Path) -> str | None:
 
 
 def _top_level_id(events: yaml.SafeLoader) -> str | None:
-    """The last top-level ``id`` of a single-document mapping, read from parser events."""
+    """The top-level ``id`` of a single-document mapping, read from parser events."""
     for expected in (yaml.StreamStartEvent, yaml.DocumentStartEvent, yaml.MappingStartEvent):
         event = events.get_event()  # type: ignore[no-untyped-call]
         if not isinstance(event, expected) or getattr(event, "tag", None) is not None:
             return None
     found: str | None = None
+    keys: set[str] = set()
     while True:
         key = events.get_event()  # type: ignore[no-untyped-call]
         if isinstance(key, yaml.MappingEndEvent):
             break
         if isinstance(key, yaml.AliasEvent) or getattr(key, "tag", None) is not None:
             return None  # an aliased or tagged key could construct to 'id' or '<<'
+        if isinstance(key, yaml.ScalarEvent):
+            if key.value in keys:
+                return None  # a key set twice: the load refuses the file, and says so
+            keys.add(key.value)
         is_id = isinstance(key, yaml.ScalarEvent) and key.value == "id"
         if isinstance(key, yaml.ScalarEvent) and key.value == "<<":
             return None  # a merge key may bring an id of its own

@@ -81,6 +81,24 @@ def restored(ws: Workspace, apply_fix: object) -> str:
     return incident_id
 
 
+def opened_again(ws: Workspace) -> str:
+    """The restored incident's file and baseline deleted, and a new incident opened, given
+    the deleted incident's id by hand (`incident open` numbers past every id still named)
+    and contained: a reused id, as a hand-edited workspace can make one."""
+    (old,) = ws.incidents().ids()
+    (ws.incidents_dir / f"{old}.yaml").unlink()
+    shutil.rmtree(ws.incidents_dir / f"{old}.baseline")
+    new = open_incident(ws, "refund-agent", summary="a second harm", severity="sev1",
+                        actor=ACTOR, detected_at=utc_now() - timedelta(minutes=5))
+    assert new.id != old
+    moved = ws.incidents().path(new.id)
+    ws.incidents().path(old).write_text(
+        moved.read_text().replace(f"id: {new.id}\n", f"id: {old}\n"))
+    moved.unlink()
+    contain(ws, old, mode="suspended", notify=["legal"], scope="unknown", actor=ACTOR)
+    return old
+
+
 def copied(template: Path, into: Path) -> Workspace:
     """A copy of a workspace prepared once per module, state store included."""
     shutil.copytree(template, into)

@@ -51,7 +51,7 @@ from gates._store.verdict_signature import configured_public_key, signature_prob
 from gates._verdict.verdict import AuditHead
 from regressions import LAYERS, utc_now
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, copied, resolved
+from tests.helpers import ACTOR, copied, opened_again, resolved
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("attestation")]
 
@@ -620,17 +620,13 @@ def test_closing_a_covered_incident_keeps_the_deploy_cleared(signed: Workspace,
 def test_an_incident_id_opened_again_is_not_covered_by_the_old_signed_verdict(
         signed: Workspace, reinstate: Cli) -> None:
     """`check --verdict` (no store): INC-1 restored on the signed verdict, its file and
-    baseline deleted, a new INC-1 opened and contained after that verdict, given the old
-    one's findings and changes (CC-1 … on the same layers) and typed restored by hand: the
-    verdict verified the old INC-1's changes, not this one's, so it does not cover it."""
+    baseline deleted, a new incident given the id INC-1 by hand and contained after that
+    verdict, given the old one's findings and changes (CC-1 … on the same layers) and typed
+    restored by hand: the verdict verified the old INC-1's changes, not this one's, so it
+    does not cover it."""
     envelope = _envelope(signed)
-    (signed.incidents_dir / "INC-1.yaml").unlink()
-    shutil.rmtree(signed.incidents_dir / "INC-1.baseline")
-    incident = open_incident(signed, AGENT, summary="a second harm", severity="sev1",
-                             actor=ACTOR)
+    incident = signed.incidents().load(opened_again(signed))
     assert incident.id == "INC-1"
-    contain(signed, incident.id, mode="suspended", notify=["legal"], scope="unknown",
-            actor=ACTOR)
     for layer in LAYERS:
         record_finding(signed, incident.id, layer=layer, gap=True,
                        description=f"{layer} gap", actor=ACTOR)

@@ -8,7 +8,7 @@ import pytest
 
 from gates import MemoryStore, Refused, Workspace, read_mode, restore, run_gate
 from regressions import utc_now
-from tests.helpers import ACTOR, analysed, resolved
+from tests.helpers import ACTOR, analysed, opened_again, resolved
 
 pytestmark = pytest.mark.slow
 
@@ -206,29 +206,6 @@ def test_a_gap_addressed_only_on_another_layer_passes_with_a_warning(
             f"names is left as it was") in control_changes.findings
 
 
-def _same_id_opened_again(ws: Workspace) -> str:
-    """The restored incident's file and baseline deleted, and a new incident opened, given
-    the deleted incident's id by hand (`incident open` numbers past every id still named)
-    and contained."""
-    import shutil
-    from datetime import timedelta
-
-    from gates import contain, open_incident
-
-    (old,) = ws.incidents().ids()
-    (ws.incidents_dir / f"{old}.yaml").unlink()
-    shutil.rmtree(ws.incidents_dir / f"{old}.baseline")
-    new = open_incident(ws, "refund-agent", summary="a second harm", severity="sev1",
-                        actor=ACTOR, detected_at=utc_now() - timedelta(minutes=5))
-    assert new.id != old
-    moved = ws.incidents().path(new.id)
-    ws.incidents().path(old).write_text(
-        moved.read_text().replace(f"id: {new.id}\n", f"id: {old}\n"))
-    moved.unlink()
-    contain(ws, old, mode="suspended", notify=["legal"], scope="unknown", actor=ACTOR)
-    return old
-
-
 @pytest.mark.attack
 def test_an_incident_id_opened_again_does_not_inherit_the_old_restore(
         back_in_full: Workspace, inline_cli: Callable[..., tuple[int, str, str]]) -> None:
@@ -239,7 +216,7 @@ def test_an_incident_id_opened_again_does_not_inherit_the_old_restore(
     layers without a finding, no review) and the agent stays suspended."""
     from gates import record_change, record_finding
 
-    incident_id = _same_id_opened_again(back_in_full)
+    incident_id = opened_again(back_in_full)
     record_finding(back_in_full, incident_id, layer="tool_permission_boundary", gap=True,
                    description="any amount refunded", actor=ACTOR)
     record_change(back_in_full, incident_id, layer="tool_permission_boundary",
@@ -263,7 +240,7 @@ def test_a_verdict_made_before_a_containment_verifies_none_of_its_changes(
     from gates import record_change, record_finding, schedule_review
     from regressions import LAYERS
 
-    incident_id = _same_id_opened_again(back_in_full)
+    incident_id = opened_again(back_in_full)
     for layer in LAYERS:
         record_finding(back_in_full, incident_id, layer=layer, gap=True,
                        description=f"{layer} gap", actor=ACTOR)
