@@ -197,10 +197,7 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
     book = workspace.incidents()
     incident = book.load(incident_id)
     next_phase(incident.id, "capture", incident.phase)
-    run = _read_run(run_file, fmt, run_id)
-    if run.agent is not None and run.agent != incident.agent:
-        raise InvalidInput(run_file, f"run {run.run_id}",
-                           f"expected a run of {incident.agent}, got one of {run.agent}")
+    run = _read_run(run_file, fmt, run_id, incident.agent)
     warnings = []
     harmful = list(steps)
     took = None
@@ -249,21 +246,32 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
     return Captured(path=path, case=case, created=created, warnings=warnings, took=took)
 
 
-def _read_run(path: Path, fmt: LogFormat | Literal["auto"], run_id: str | None) -> Run:
-    """The one run of the log to capture, put together from its parts as the log streams.
+def _read_run(path: Path, fmt: LogFormat | Literal["auto"], run_id: str | None,
+              agent: str) -> Run:
+    """The one run of ``agent`` in the log to capture, put together from its parts as the
+    log streams.
 
     Only the chosen run's parts are kept; with no ``run_id``, a log of several runs is
-    refused with their ids.
+    refused with their ids. A part of the run that names another agent is refused: the
+    parts are numbered and replayed as one run, so a step of another agent's run that
+    shares the id (or a conversation handed over between agents) would be captured, and
+    replayed, as this agent's harm. The merged run names only its last header's agent, so
+    each part is checked as it is read.
     """
     kept: list[RunPart] = []
     seen: dict[str, None] = {}
+    other: tuple[str, str] | None = None  # the first part naming another agent, and where
     for part in read_log(path, fmt):
         seen.setdefault(part.run_id)
         if run_id is None:
-            if len(seen) == 1:
-                kept.append(part)
-        elif part.run_id == run_id:
-            kept.append(part)
+            if len(seen) > 1:
+                continue
+        elif part.run_id != run_id:
+            continue
+        named = part.header.agent if part.header is not None else None
+        if named is not None and named != agent and other is None:
+            other = (named, part.where())
+        kept.append(part)
     ids = list(seen)
     if not ids:
         raise InvalidInput(path, "", "expected a run to capture; the log holds none")
@@ -275,6 +283,11 @@ def _read_run(path: Path, fmt: LogFormat | Literal["auto"], run_id: str | None) 
         shown = ", ".join(ids[:10])
         raise InvalidInput(path, "", f"no run '{run_id}' in {display_path(path)} (it holds "
                                      f"{shown}{', …' if len(ids) > 10 else ''})")
+    if other is not None:
+        raise InvalidInput(path, f"run {kept[0].run_id}",
+                           f"expected a run of {agent}, got a part of one of {other[0]} "
+                           f"(at {other[1]}); capture takes a run none of whose parts names "
+                           f"another agent")
     (run,) = merge_parts(kept)
     return run
 

@@ -172,3 +172,27 @@ def test_injected_tool_result_is_what_the_case_replays(example: Workspace, cli: 
     assert steps[0].content == "Is there a note on my order A-1001?"  # type: ignore[union-attr]
     assert steps[2].result["note"] == INJECTED  # type: ignore[union-attr]
     assert steps[3].content == f"The note on A-1001 says: {INJECTED}"  # type: ignore[union-attr]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("other_first", [True, False])
+def test_a_run_id_shared_with_another_agents_run_does_not_capture_its_steps(
+        example: Workspace, capsys: pytest.CaptureFixture[str], other_first: bool) -> None:
+    """Two agents that number their runs alike write the same run id into one log: capture
+    puts the parts of one id together, so a step of billing-agent's run (its harmful refund)
+    became refund-agent's harm. Only the last header's agent was checked, so the log read in
+    one order passed. Refused in both orders, naming the other agent's line; nothing written."""
+    incident = contained(example)
+    ours = [{**r, "run_id": "run-1"} for r in INJECTION_RUN]
+    theirs = [{**ours[0], "agent": "billing-agent"}, *ours[1:]]
+    first, second = (theirs, ours) if other_first else (ours, theirs)
+    path = example.root / "logs" / "shared-id.jsonl"
+    path.write_text("".join(json.dumps(r if r["kind"] == "run" else {"run_id": "run-1", **r})
+                            + "\n" for r in [*first, *second]))
+    before = tree(example.root)
+    assert _capture(example, incident, "--run", str(path), "--run-id", "run-1", "--step",
+                    "3" if other_first else "10", "--tag", "prompt_injection") == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "expected a run of refund-agent, got a part of one of billing-agent" in err
+    assert f"shared-id.jsonl:{1 if other_first else 8}" in err
+    assert tree(example.root) == before
