@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from evalsuite import LogFormat, Output, Reasoning, Step, ToolCall, ToolResult, UserInput, as_utc
 from gates._cli._common import ctx
@@ -68,6 +69,14 @@ def show_command(run_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...
     file:line it came from: the numbers to pass to `capture --step`."""
     c = ctx()
     found = find_run([*logs, *more_logs], run_id, fmt)
+    if found.split:
+        # The numbers below count from the first log; capture reads the one log it is
+        # given and counts from 0 there, so a number read here would take another step.
+        said = escape(f"{run_id} is read from several logs ({'; '.join(found.split)}): the "
+                      f"step numbers below count across them, but capture --run reads one log "
+                      f"and counts its steps from 0 in it; show the run in that log alone for "
+                      f"the numbers to capture")
+        c.err.print(f"[yellow]warning:[/] {said}".translate(_VISIBLE), highlight=False)
     if as_json:
         click.echo(found.model_dump_json(indent=2, exclude_none=True))
     else:

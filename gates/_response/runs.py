@@ -59,6 +59,11 @@ class LocatedRun(Record):
     """The run, its steps numbered from 0 as ``capture --step`` and ``investigate`` count them."""
     places: list[str] = Field(default_factory=list)
     """Where step N was read (``file:line`` or ``file $.json.path``), at index N."""
+    split: list[str] = Field(default_factory=list)
+    """When the run's steps were read from more than one log (a rotated log and the live
+    one): each log with the steps numbered here that it holds (``logs/a.jsonl: steps
+    5–13``); empty when one log holds them all. ``capture --run`` reads one log and counts
+    its steps from 0 in it, so these numbers are not the ones to pass it."""
 
 
 def _checked(logs: Sequence[Path]) -> list[Path]:
@@ -104,4 +109,23 @@ def find_run(logs: Sequence[Path], run_id: str,
         searched = ", ".join(display_path(p) for p in files)
         raise InvalidInput(None, "run id", f"no run '{run_id}' in {searched}{hint}")
     run, places = located_runs(kept)[0]
-    return LocatedRun(run=run, places=places)
+    return LocatedRun(run=run, places=places, split=_split(kept))
+
+
+def _split(parts: list[RunPart]) -> list[str]:
+    """Each log that holds steps of the run, with the steps it holds, when more than one
+    does: ``logs/a.jsonl.1.gz: steps 0–4``."""
+    ranges: list[tuple[Path, int, int]] = []
+    start = 0
+    for part in parts:
+        count = len(part.records)
+        if count:
+            if ranges and ranges[-1][0] == part.source and ranges[-1][2] == start - 1:
+                ranges[-1] = (part.source, ranges[-1][1], start + count - 1)
+            else:
+                ranges.append((part.source, start, start + count - 1))
+        start += count
+    if len({source for source, _, _ in ranges}) < 2:
+        return []
+    return [f"{display_path(source)}: step{'s' if last > first else ''} {first}"
+            + (f"–{last}" if last > first else "") for source, first, last in ranges]

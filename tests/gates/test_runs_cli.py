@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from pathlib import Path
@@ -154,3 +155,35 @@ def test_show_marks_a_call_a_reviewer_edited(back_in_full: Workspace, cli: RunCl
     whole = json.loads(as_json.stdout)["run"]
     assert whole["steps"][held.step]["arguments"] == EDITED
     assert whole["metadata"][f"guard.edited.{held.step}"]["requested"] == ASKED
+
+
+def test_a_run_split_over_a_rotated_log_says_its_numbers_are_not_captures(
+        example: Workspace, cli: RunCli) -> None:
+    """A conversation's first turn went to the rotated, gzipped log and the harmful turn to
+    the live one. runs show numbers the steps across both logs, capture across the one log
+    it reads: step 6 (the refund, shown) was send_email in the live log, so a capture with
+    the numbers shown dropped the refund without a word. runs show says so, with the steps
+    each log holds, and shown on the live log alone its numbers take the refund."""
+    records = [json.loads(line) for line in (example.root / LOG).read_text().splitlines()]
+    header, *harm = [r for r in records if r.get("run_id") == "run-7f3a97"]
+    earlier = [{"run_id": "run-7f3a97", "kind": "user_input", "content": "Hello?"},
+               {"run_id": "run-7f3a97", "kind": "output", "content": "Hi, how can I help?"}]
+    (example.root / "logs" / "app.jsonl.1.gz").write_bytes(gzip.compress(
+        "".join(json.dumps(r) + "\n" for r in [header, *earlier]).encode()))
+    (example.root / "logs" / "app.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in harm))
+    both = cli("runs", "show", "run-7f3a97", "--logs", "logs/app.jsonl.1.gz", "logs/app.jsonl",
+               cwd=example.root)
+    assert both.returncode == 0, both.stderr
+    assert _steps(both.stdout)[6][2].startswith("issue_refund(")
+    warning = " ".join(both.stderr.split())
+    assert ("run-7f3a97 is read from several logs (logs/app.jsonl.1.gz: steps 0–1; "
+            "logs/app.jsonl: steps 2–10)") in warning
+    assert "capture --run reads one log and counts its steps from 0 in it" in warning
+    as_json = cli("runs", "show", "run-7f3a97", "--json", "--logs", "logs/app.jsonl.1.gz",
+                  "logs/app.jsonl", cwd=example.root)
+    assert json.loads(as_json.stdout)["split"] == ["logs/app.jsonl.1.gz: steps 0–1",
+                                                   "logs/app.jsonl: steps 2–10"]
+    live = cli("runs", "show", "run-7f3a97", "--logs", "logs/app.jsonl", cwd=example.root)
+    assert live.returncode == 0 and live.stderr == ""
+    assert _steps(live.stdout)[4][2].startswith("issue_refund(")
