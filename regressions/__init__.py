@@ -76,6 +76,7 @@ if TYPE_CHECKING:
         incident_events,
         short,
         step_summary,
+        trigger_marks,
         trigger_steps,
         trigger_summary,
     )
@@ -148,6 +149,7 @@ __all__ = [
     "short",
     "step_candidates",
     "step_summary",
+    "trigger_marks",
     "trigger_steps",
     "trigger_summary",
     "utc_now",
@@ -223,6 +225,7 @@ _EXPORTS: dict[str, str] = {
     "derive_signature": "regressions._scope",
     "scope_lines": "regressions._scope",
     "build_timeline": "regressions._timeline",
+    "trigger_marks": "regressions._timeline",
     "trigger_steps": "regressions._timeline",
     "trigger_summary": "regressions._timeline",
     "incident_events": "regressions._timeline",

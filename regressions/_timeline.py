@@ -4,7 +4,7 @@ every mode change, each with where it was read."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,8 +13,9 @@ from regressions._incident import Incident
 from regressions._investigation import TimelineEvent
 from regressions._regression_case import RegressionCase
 
-# (run id, step) → the id of the regression case whose trigger that step is.
-Triggers = Mapping[tuple[str, int], str]
+# (run id, log, step) → the id of the regression case whose trigger that step is: the
+# step counted among the run's steps in that log alone, as capture counts it.
+Triggers = Mapping[tuple[str, str, int], str]
 
 WIDTH = 240
 
@@ -42,17 +43,58 @@ def step_summary(step: Step) -> str:
     return short(f"{name} → {_value(step.result)}")
 
 
-def trigger_steps(cases: Iterable[RegressionCase]) -> dict[tuple[str, int], str]:
-    """Where each captured case's trigger is in its run: (run id, step) → case id.
+def trigger_steps(cases: Iterable[RegressionCase]) -> dict[tuple[str, str, int], str]:
+    """Where each captured case's trigger is: (run id, log, step) → case id.
 
-    A case's recorded steps are its run's from the start, so a trigger's position in the
-    case is its position in the run. Context triggers name no step and are left out.
+    A case's recorded steps are its run's in the log it was captured from, from the start,
+    so a trigger's position in the case is its position among the run's steps in that log
+    (not in a run put together from several logs: a rotated log read first shifts it).
+    Context triggers name no step and are left out.
     """
-    found: dict[tuple[str, int], str] = {}
+    found: dict[tuple[str, str, int], str] = {}
     for case in cases:
         if case.trigger is not None and case.trigger.step is not None:
-            found.setdefault((case.provenance.run_id, case.trigger.step), case.id)
+            found.setdefault((case.provenance.run_id, case.provenance.source,
+                              case.trigger.step), case.id)
     return found
+
+
+def _read_from(source: str, log: str) -> bool:
+    """Whether ``source`` (``logs/a.jsonl:12``, ``logs/a.json $[3]``) is a place in ``log``."""
+    return source == log or source.startswith((f"{log}:", f"{log} "))
+
+
+def trigger_marks(events: Sequence[TimelineEvent], triggers: Triggers) -> list[str | None]:
+    """For each event, the case whose trigger it is, or None.
+
+    A step is a case's trigger when it was read from the case's log and is at the
+    trigger's position counted as capture counted it: among the run's steps in that log
+    alone, whatever other logs the timeline put the run together from. Where the run's
+    steps come from other logs too and the timeline does not hold all of them (edited by
+    hand), that position cannot be told, and nothing is marked.
+    """
+    marks: list[str | None] = [None] * len(events)
+    wanted: dict[str, dict[str, dict[int, str]]] = {}  # run id → log → step → case id
+    for (run_id, log, step), case_id in triggers.items():
+        wanted.setdefault(run_id, {}).setdefault(log, {})[step] = case_id
+    runs: dict[str, list[int]] = {}  # run id → its steps' events, in step order
+    for i, event in enumerate(events):
+        if event.run_id in wanted and event.step is not None:
+            runs.setdefault(event.run_id, []).append(i)
+    for run_id, found in runs.items():
+        found.sort(key=lambda i: events[i].step or 0)
+        complete = [events[i].step for i in found] == list(range(len(found)))
+        for log, steps in wanted[run_id].items():
+            elsewhere = 0  # steps of the run read from another log, before this one
+            for i in found:
+                event = events[i]
+                if not _read_from(event.source, log):
+                    elsewhere += 1
+                    continue
+                if elsewhere and not complete:
+                    break
+                marks[i] = marks[i] or steps.get((event.step or 0) - elsewhere)
+    return marks
 
 
 def trigger_summary(case: RegressionCase, width: int = 160) -> str | None:
@@ -82,13 +124,14 @@ def trigger_summary(case: RegressionCase, width: int = 160) -> str | None:
 def run_events(run: Run, sources: list[str], triggers: Triggers | None = None,
                ) -> list[TimelineEvent]:
     """Every step of a run as an event; the steps in ``triggers`` are marked as the trigger
-    of their case."""
-    marks = triggers or {}
-    return [TimelineEvent(at=as_utc(step.at), kind=step.kind, summary=step_summary(step),
-                          run_id=run.run_id, step=index,
-                          source=sources[index] if index < len(sources) else "",
-                          trigger=marks.get((run.run_id, index)))
-            for index, step in enumerate(run.steps)]
+    of their case (see :func:`trigger_marks`)."""
+    events = [TimelineEvent(at=as_utc(step.at), kind=step.kind, summary=step_summary(step),
+                            run_id=run.run_id, step=index,
+                            source=sources[index] if index < len(sources) else "")
+              for index, step in enumerate(run.steps)]
+    marks = trigger_marks(events, triggers or {})
+    return [e if m is None else e.model_copy(update={"trigger": m})
+            for e, m in zip(events, marks, strict=True)]
 
 
 def incident_events(incident: Incident, source: str) -> list[TimelineEvent]:

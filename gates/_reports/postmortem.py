@@ -27,6 +27,7 @@ from regressions import (
     Notification,
     RegressionCase,
     scope_lines,
+    trigger_marks,
     trigger_steps,
     trigger_summary,
     utc_now,
@@ -177,13 +178,10 @@ def _investigation(incident: Incident, cases: list[RegressionCase],
     found = incident.investigation
     if found is None:
         return False, [], []
-    triggers = trigger_steps(cases)
+    marks = trigger_marks(found.timeline, trigger_steps(cases))
     timeline = [TimelineEntry(at=e.at, what=f"{e.kind.replace('_', ' ')}: {e.summary}",
-                              who=e.source,
-                              trigger=e.trigger or (triggers.get((e.run_id, e.step))
-                                                    if e.run_id is not None
-                                                    and e.step is not None else None))
-                for e in found.timeline]
+                              who=e.source, trigger=e.trigger or mark)
+                for e, mark in zip(found.timeline, marks, strict=True)]
     facts = [f"investigated {found.investigated_at:%Y-%m-%d %H:%M} UTC by "
              f"{found.investigated_by}, in {', '.join(log.path for log in found.logs)}"]
     facts += [f"scope of impact: {line.strip()}" for line in scope_lines(found.scope)]

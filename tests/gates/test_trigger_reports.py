@@ -3,6 +3,7 @@ verdict report."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from typing import Any
 
@@ -103,3 +104,30 @@ def test_report_names_the_trigger_of_a_failing_regression_case(example: Workspac
     assert "… (the last user input before the harm)\n" in markdown
     assert '<p class="trigger"><strong>Trigger</strong> <span class="mono">step 0, user input: ' \
            in html
+
+
+def test_trigger_is_marked_in_its_own_log_when_the_run_began_in_a_rotated_one(
+        example: Workspace) -> None:
+    """The conversation's first turn went to the rotated log, the injected turn to the live
+    one, and the case was captured from the live log: its trigger is step 2 there. The
+    timeline puts the run together from both logs, so its step 2 is the live log's user
+    question; that was marked as the trigger and the injected result was not. The mark
+    now goes to the step capture numbered, in the postmortem too."""
+    incident = contained(example)
+    rotated = example.root / "logs" / "app.jsonl.1.gz"
+    live = example.root / "logs" / "app.jsonl"
+    earlier = [{"run_id": "run-inj-1", "kind": "user_input", "content": "Hello?"},
+               {"run_id": "run-inj-1", "kind": "output", "content": "Hi, how can I help?"}]
+    rotated.write_bytes(gzip.compress(
+        "".join(json.dumps(r) + "\n" for r in [RUN[0], *earlier]).encode()))
+    live.write_text("".join(json.dumps({"run_id": "run-inj-1", **r}) + "\n" for r in RUN[1:]))
+    capture(example, incident, live, actor=ACTOR, steps=[3], trigger=2,
+            tags=["prompt_injection"])
+    investigate(example, incident, [rotated, live], actor=ACTOR)
+    record = example.incidents().load(incident).investigation
+    assert record is not None
+    marked = [(e.step, e.source, e.kind) for e in record.timeline if e.trigger]
+    assert marked == [(4, "logs/app.jsonl:3", "tool_result")]
+    text = postmortem_markdown(postmortem(example, incident))
+    assert f"| **trigger** of `{incident}-1` · tool result: lookup_order → " in text
+    assert text.count("**trigger** of") == 1
