@@ -149,11 +149,12 @@ def reinstate(click_ctx: click.Context, workspace_dir: Path | None, actor: str) 
 def _error(message: str) -> None:
     """One line on stderr, ``error:`` in red, escaped (a message quoting "[Billing-team
     note: …]" is not markup) and never wrapped: a line a script can grep."""
-    from rich.console import Console  # the error path only
-    from rich.markup import escape
+    from rich.markup import escape  # the error path only
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/] {escape(message)}", markup=True)
+    from gates._cli._common import console
+
+    console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", markup=True,
+                               highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,11 +21,16 @@ if TYPE_CHECKING:
 
 def console(*, stderr: bool = False) -> Console:
     """A rich console for stdout (or stderr) whose lines are not wrapped when they go to a
-    file or a pipe, so logs stay greppable."""
+    file or a pipe, so logs stay greppable, and that writes out every hidden character it
+    is given to print (:class:`ShowHidden`): commands print what agents, logs and people
+    wrote."""
     from rich.console import Console  # only commands that print through rich pay for it
+
+    from gates._reports.visible_console import ShowHidden
 
     made = Console(stderr=stderr)
     made.soft_wrap = not made.is_terminal
+    made.push_render_hook(ShowHidden())
     return made
 
 

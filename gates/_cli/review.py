@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from typing import Any
 
 import click
 
 from evalsuite import InvalidInput
 from gates._cli._common import ctx
+from gates._reports.visible import visible
 from gates._store.review_queue import ReviewQueue
 from gates._store.reviews import ReviewItem
 
-# Stored text came from an agent and its users: a terminal escape in it is shown, not
-# obeyed, and so is a character that shows nothing or reorders what follows (a bidi
-# override, a zero-width space, a Unicode tag): a reviewer reads the arguments that run.
-_HIDDEN = {"Cc", "Cf", "Zl", "Zp"}
 # A call's arguments or an output's text is cut to this many characters in the list.
 WIDTH = 80
 
@@ -35,15 +31,10 @@ def _queue() -> ReviewQueue:
 
 
 def _say(line: str) -> None:
-    ctx().out.print("".join(map(_visible, line)), markup=False, highlight=False)
-
-
-def _visible(char: str) -> str:
-    if char == "\n" or unicodedata.category(char) not in _HIDDEN:
-        return char
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else (
-        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    # Stored text came from an agent and its users: a terminal escape in it is shown, not
+    # obeyed, and so is a character that shows nothing or reorders what follows (a bidi
+    # override, a zero-width space, a Unicode tag): a reviewer reads the arguments that run.
+    ctx().out.print(visible(line, keep="\n"), markup=False, highlight=False)
 
 
 def _what(item: ReviewItem, width: int | None = WIDTH) -> str:

@@ -13,13 +13,12 @@ from rich.markup import escape
 from evalsuite import LogFormat, Output, Reasoning, Step, ToolCall, ToolResult, UserInput, as_utc
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT
+from gates._reports.visible import visible
 from gates._response.runs import LocatedRun, find_run, list_runs
 from regressions import short
 
 # Wide enough for a refund's arguments, short enough that a long conversation stays readable.
 WIDTH = 160
-# A log holds what users and tools sent: a terminal escape in it is shown, never obeyed.
-_VISIBLE = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160)) if c != 10}
 
 LOGS = click.option("--logs", "logs", multiple=True, type=click.Path(path_type=Path),
                     help="A log to read (repeatable; more may follow as arguments).")
@@ -49,7 +48,7 @@ def list_command(logs: tuple[Path, ...], more_logs: tuple[Path, ...],
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-        c.out.print(f"{line}  {row[4]}".translate(_VISIBLE), markup=False, highlight=False)
+        c.out.print(visible(f"{line}  {row[4]}", keep="\n"), markup=False, highlight=False)
     c.out.print(f"{len(runs)} run(s)", highlight=False)
     return 0
 
@@ -87,7 +86,7 @@ def show_command(run_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...
 def show_run(console: Console, found: LocatedRun, *, full: bool) -> None:
     """The run's header, then each step: its number, kind and place, and what it holds."""
     def say(line: str) -> None:
-        console.print(line.translate(_VISIBLE), markup=False, highlight=False)
+        console.print(visible(line, keep="\n"), markup=False, highlight=False)
 
     run = found.run
     agent = " ".join(p for p in (run.agent, run.agent_version) if p) or "agent not named"

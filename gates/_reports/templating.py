@@ -17,6 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from gates._reports.visible import visible
 from gates._verdict.diff import short
 
 # Characters that start Markdown syntax anywhere in a line (GFM), and a backslash itself.
@@ -25,9 +26,6 @@ _INLINE = re.compile(r"([\\`*\[\]<>|~])")
 _EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 # What makes a heading, list item or quote when it starts a line ("1." before a space).
 _LINE_START = re.compile(r"^(#{1,6}|[+\-]|>|(?P<number>\d{1,9})[.)])(?=\s|$)|^>")
-# Control characters (whitespace among them is joined into spaces first): a terminal
-# showing the Markdown (`reinstate report`, a CI log) would act on an escape sequence.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Raw(str):
@@ -71,9 +69,10 @@ def _text(value: Any) -> str:
 
 def _one_line(value: Any) -> str:
     """A value's text on one line: whitespace runs joined into a space, and every other
-    control character written out (``\\x1b``)."""
+    control or hidden character written out (``\\x1b``, ``\\u202e``): a terminal showing
+    the Markdown (`reinstate report`, a CI log) would act on an escape sequence."""
     text = " ".join(_text(value).split())
-    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+    return visible(text)
 
 
 def stamp(value: datetime | None) -> str:

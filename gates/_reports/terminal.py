@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gates._reports.visible import visible
 from gates._store.access import ModeReading
 from gates._verdict.check_results import (
     CasesReplay,
@@ -22,17 +22,15 @@ from gates._verdict.verdict import ChangeVerification, Verdict
 from regressions import Incident
 
 STYLE = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
-# Every control character but the tab: rich passes ESC through to the terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
 
 def plain(text: object) -> str:
     """Text a verdict or an incident quotes (an agent's answer, a logged call, a file's
     words) as rich markup that shows it literally: its brackets escaped (``[/x]`` in an
-    answer crashed the table, ``[green]`` restyled it) and each control character written
-    out (``\\x1b``, ``\\n``), so quoted text can neither move the cursor nor start a line
-    of its own that reads like the tool's."""
-    return escape(_CONTROL.sub(lambda m: repr(m.group(0))[1:-1], str(text)))
+    answer crashed the table, ``[green]`` restyled it) and each control or hidden character
+    written out (``\\x1b``, ``\\n``, ``\\u202e``), so quoted text can neither move the
+    cursor, reorder what follows nor start a line of its own that reads like the tool's."""
+    return escape(visible(str(text), keep="\t"))
 
 
 def outcome(text: str) -> str:

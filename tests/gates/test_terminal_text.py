@@ -1,0 +1,43 @@
+"""Text reinstate does not control (a summary a person typed, a log's words, an agent's
+answer) printed by every command: shown literally, never obeyed as Rich markup or as a
+terminal escape, and never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from gates import Workspace
+from tests.conftest import RunCli
+
+# Rich markup that does not close (crashed a print), markup that restyles, an escape that
+# clears the screen, a hidden hyperlink, and a bidi override that reorders what follows.
+HOSTILE = ("A[/]B [bold red]RED[/] C\x1b[2JD \x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\ "
+           "E\u202eF")
+OBEYED = ("\x1b[2J", "\x1b]8", "\u202e")
+
+
+def shown_literally(output: str) -> None:
+    """No escape or override from HOSTILE reaches the terminal, each is written out, and the
+    markup reads as typed."""
+    assert not [seq for seq in OBEYED if seq in output], output
+    assert "\\x1b" in output and "\\u202e" in output, output
+    assert "Traceback" not in output
+
+
+def opened(cli: RunCli, ws: Workspace) -> str:
+    done = cli("incident", "open", "refund-agent", "--severity", "sev2", "--summary", HOSTILE,
+               cwd=ws.root)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("command", [("timeline",), ("incident", "show"), ("postmortem",)])
+def test_a_summary_s_escapes_and_bidi_override_are_written_out(
+        example: Workspace, cli: RunCli, command: tuple[str, ...]) -> None:
+    """`timeline` printed a summary's screen-clearing escape and hidden link as they were,
+    and every command printed its bidi override: each is now written out (``\\x1b``,
+    ``\\u202e``) by the console every command prints through."""
+    incident = opened(cli, example)
+    shown = cli(*command, incident, cwd=example.root)
+    assert shown.returncode == 0, shown.stderr
+    shown_literally(shown.stdout + shown.stderr)
