@@ -10,6 +10,7 @@ import click
 
 from gates._cli._common import ctx, split_list
 from gates._reports.terminal import incident_summary
+from gates._reports.visible import visible
 from gates._response.actions import open_incident, record_change, record_finding, schedule_review
 from regressions import ChangeLayer, FixLocation, Layer, Severity
 
@@ -64,8 +65,10 @@ def list_(agent: str | None) -> int:
     """List incidents with their phase."""
     c = ctx()
     for incident in c.workspace().incidents().all(agent):
+        # One incident a line, its summary as typed: never markup (an unclosed "[/]" crashed
+        # the list), its line breaks and tabs written out so it cannot add a row.
         c.out.print(f"{incident.id}\t{incident.agent}\t{incident.severity}\t{incident.phase}\t"
-                    f"{incident.summary}", highlight=False)
+                    f"{visible(incident.summary)}", highlight=False, markup=False)
     return 0
 
 

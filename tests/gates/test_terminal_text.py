@@ -41,3 +41,17 @@ def test_a_summary_s_escapes_and_bidi_override_are_written_out(
     shown = cli(*command, incident, cwd=example.root)
     assert shown.returncode == 0, shown.stderr
     shown_literally(shown.stdout + shown.stderr)
+
+
+def test_incident_list_shows_a_summary_with_markup_as_typed(example: Workspace,
+                                                           cli: RunCli) -> None:
+    """A summary with an unclosed ``[/]`` crashed `incident list` with a MarkupError
+    traceback; ``[bold red]`` restyled it. Now the line shows it as typed, one incident a
+    line."""
+    incident = opened(cli, example)
+    listed = cli("incident", "list", cwd=example.root)
+    assert listed.returncode == 0, listed.stderr
+    shown_literally(listed.stdout + listed.stderr)
+    line, = listed.stdout.splitlines()
+    assert line.split()[:5] == [incident, "refund-agent", "sev2", "detected", "A[/]B"]
+    assert "A[/]B [bold red]RED[/] C" in line
