@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from evalsuite import InvalidInput
 from gates._cli._common import ctx
+from gates._reports.visible import visible
 from gates._store.access import open_store
 from gates._store.attestation import read_kept_verdict
 from gates._store.audit import verify_audit
@@ -28,12 +30,15 @@ def command(click_ctx: click.Context, agent: str | None) -> int | None:
     entries = open_store(c.workspace()).audit()
     for entry in entries:
         if agent is None or entry.agent == agent:
-            c.out.print(f"{entry.seq:>5} {entry.at:%Y-%m-%d %H:%M:%S} {entry.actor:<16} "
-                        f"{entry.action:<8} {entry.agent or '-':<16} {entry.reason}",
-                        highlight=False)
+            # A reason or an actor is what a person typed: never markup (an unclosed "[/]"
+            # crashed the log), its line breaks written out so it cannot forge an entry.
+            c.out.print(visible(f"{entry.seq:>5} {entry.at:%Y-%m-%d %H:%M:%S} "
+                                f"{entry.actor:<16} {entry.action:<8} "
+                                f"{entry.agent or '-':<16} {entry.reason}"),
+                        highlight=False, markup=False)
     problems = verify_chain(entries)
     for problem in problems:
-        c.err.print(f"[bold red]tampered:[/] {problem}")
+        c.err.print(f"[bold red]tampered:[/] {escape(problem)}", highlight=False)
     return 1 if problems else 0
 
 
@@ -76,7 +81,7 @@ def verify(anchors: tuple[str, ...], as_json: bool) -> int:
                                "problems": problems}))
     elif problems:
         for problem in problems:
-            c.err.print(f"[bold red]tampered:[/] {problem}", highlight=False)
+            c.err.print(f"[bold red]tampered:[/] {escape(problem)}", highlight=False)
     else:
         c.out.print(f"audit log intact: {len(entries)} entries, chain and head verified, "
                     f"modes, verdicts and review rows match their entries; head {head or 'none'}",

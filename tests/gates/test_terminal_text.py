@@ -55,3 +55,16 @@ def test_incident_list_shows_a_summary_with_markup_as_typed(example: Workspace,
     line, = listed.stdout.splitlines()
     assert line.split()[:5] == [incident, "refund-agent", "sev2", "detected", "A[/]B"]
     assert "A[/]B [bold red]RED[/] C" in line
+
+
+def test_audit_shows_a_reason_with_markup_as_typed(example: Workspace, cli: RunCli) -> None:
+    """A containment reason (its scope) with an unclosed ``[/]`` crashed `audit` with a
+    MarkupError traceback; now the entry shows it as typed and the chain is checked."""
+    incident = opened(cli, example)
+    done = cli("contain", incident, "--mode", "review", "--notify", "legal,compliance,eng-lead",
+               "--scope", HOSTILE, cwd=example.root)
+    assert done.returncode == 0, done.stderr
+    audit = cli("audit", cwd=example.root)
+    assert audit.returncode == 0, audit.stderr
+    shown_literally(audit.stdout + audit.stderr)
+    assert "A[/]B [bold red]RED[/] C" in audit.stdout
