@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import get_args
 
 import click
+from rich.markup import escape
 
 from gates._cli._common import ctx
 from gates._gate.rca import SUGGESTED_FIX, analyse_incident, contradictions
@@ -33,11 +34,11 @@ def command(incident_id: str, no_input: bool) -> int:
         shown = {True: "[red]gap[/]", False: "[green]no gap[/]", None: "[yellow]unknown[/]"}
         c.out.print(f"[bold]{layer}[/]: replay says {shown[found.gap]}")
         for fact in found.facts:
-            c.out.print(f"  · {fact}", highlight=False)
+            c.out.print(f"  · {fact}", highlight=False, markup=False)  # quotes the run
         finding = recorded.get(layer)
         if finding is not None:
             c.out.print(f"  recorded {finding.id}: {'gap' if finding.gap else 'no gap'} — "
-                        f"{finding.description}", highlight=False)
+                        f"{finding.description}", highlight=False, markup=False)
         elif not no_input:
             gap = click.confirm("  Did this layer have a gap?", default=found.gap is not False)
             description = click.prompt("  What did it do or fail to do",
@@ -57,7 +58,7 @@ def command(incident_id: str, no_input: bool) -> int:
     problems = [g for g in resolution_gaps(incident) if "root-cause finding" in g]
     problems += contradictions(incident, analysis)
     for problem in problems:
-        c.err.print(f"[yellow]•[/] {problem}", highlight=False)
+        c.err.print(f"[yellow]•[/] {escape(problem)}", highlight=False)
     if not problems:
         c.out.print(f"{incident_id}: a finding for every layer, consistent with the replay")
     return 1 if problems else 0

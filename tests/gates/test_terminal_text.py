@@ -8,6 +8,7 @@ import pytest
 
 from gates import Workspace
 from tests.conftest import RunCli
+from tests.helpers import LOG
 
 # Rich markup that does not close (crashed a print), markup that restyles, an escape that
 # clears the screen, a hidden hyperlink, and a bidi override that reorders what follows.
@@ -68,3 +69,26 @@ def test_audit_shows_a_reason_with_markup_as_typed(example: Workspace, cli: RunC
     assert audit.returncode == 0, audit.stderr
     shown_literally(audit.stdout + audit.stderr)
     assert "A[/]B [bold red]RED[/] C" in audit.stdout
+
+
+def contained(cli: RunCli, ws: Workspace) -> str:
+    incident = opened(cli, ws)
+    done = cli("contain", incident, "--mode", "review", "--notify", "legal,compliance,eng-lead",
+               "--scope", "one refund", cwd=ws.root)
+    assert done.returncode == 0, done.stderr
+    return incident
+
+
+def test_rca_shows_a_recorded_finding_with_markup_as_typed(example: Workspace,
+                                                           cli: RunCli) -> None:
+    """A finding's description with an unclosed ``[/]`` crashed `rca` with a MarkupError
+    traceback; now it is shown as typed and rca says what is missing (exit 1)."""
+    incident = contained(cli, example)
+    done = cli("incident", "finding", incident, "--layer", "review_gate", "--gap",
+               "--description", HOSTILE, cwd=example.root)
+    assert done.returncode == 0, done.stderr
+    rca = cli("rca", incident, "--no-input", cwd=example.root)
+    assert rca.returncode == 1, rca.stderr
+    shown_literally(rca.stdout + rca.stderr)
+    assert "— A[/]B [bold red]RED[/] C" in rca.stdout
+
