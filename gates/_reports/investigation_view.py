@@ -30,7 +30,7 @@ def ingest_table(console: Console, done: Ingested) -> None:
     for column in ("file", "format", "runs", "steps", "tool calls", "from", "to"):
         table.add_column(column, overflow="fold")
     for f in done.files:
-        table.add_row(str(f.path), f.format, str(f.runs), str(f.steps), str(f.tool_calls),
+        table.add_row(escape(str(f.path)), f.format, str(f.runs), str(f.steps), str(f.tool_calls),
                       f"{f.first_at:%Y-%m-%d %H:%M:%S}" if f.first_at else "—",
                       f"{f.last_at:%Y-%m-%d %H:%M:%S}" if f.last_at else "—")
     console.print(table)
@@ -39,7 +39,7 @@ def ingest_table(console: Console, done: Ingested) -> None:
 def investigation_summary(console: Console, investigation: Investigation) -> None:
     """Attached runs, scope of impact and logging gaps."""
     inv = investigation
-    console.print(f"runs attached: {', '.join(inv.runs) or 'none'}")
+    console.print(f"runs attached: {', '.join(inv.runs) or 'none'}", markup=False)
     console.print("[bold]scope of impact[/] (signature: "
                   f"{len(inv.signature.match)} pattern(s)):")
     for pattern in inv.signature.match:
@@ -62,14 +62,15 @@ def investigation_summary(console: Console, investigation: Investigation) -> Non
 def timeline_table(console: Console, incident: Incident) -> None:
     """The incident's timeline, then its scope and logging gaps."""
     inv = incident.investigation
-    console.print(f"[bold]{incident.id}[/] {incident.agent} · phase [bold]{incident.phase}[/]"
-                  f" · {escape(incident.summary)}")
+    console.print(f"[bold]{incident.id}[/] {escape(incident.agent)} · phase "
+                  f"[bold]{incident.phase}[/] · {escape(incident.summary)}")
     if inv is None:
         console.print(f"not investigated yet: run `reinstate investigate {incident.id} --logs "
                       f"FILE…`")
         return
     console.print(f"investigated {inv.investigated_at:%Y-%m-%d %H:%M} UTC by "
-                  f"{inv.investigated_by} in {', '.join(f.path for f in inv.logs)}")
+                  f"{inv.investigated_by} in {', '.join(f.path for f in inv.logs)}",
+                  markup=False)
     table = Table(title="timeline (UTC)", title_justify="left")
     for column in ("when", "event", "run · step", "what", "source"):
         table.add_column(column, overflow="fold")

@@ -92,3 +92,18 @@ def test_rca_shows_a_recorded_finding_with_markup_as_typed(example: Workspace,
     shown_literally(rca.stdout + rca.stderr)
     assert "— A[/]B [bold red]RED[/] C" in rca.stdout
 
+
+def test_timeline_shows_the_investigator_with_markup_as_typed(example: Workspace,
+                                                              cli: RunCli) -> None:
+    """An actor name (``--actor``, ``$REINSTATE_ACTOR``) with an unclosed ``[/]`` crashed
+    `timeline` after `investigate` recorded it; now it is shown as typed."""
+    incident = contained(cli, example)
+    done = cli("capture", incident, "--run", LOG, "--run-id", "run-7f3a97", "--step", "4",
+               cwd=example.root)
+    assert done.returncode == 0, done.stderr
+    done = cli("--actor", HOSTILE, "investigate", incident, "--logs", LOG, cwd=example.root)
+    assert done.returncode == 0, done.stderr
+    shown = cli("timeline", incident, cwd=example.root)
+    assert shown.returncode == 0, shown.stderr
+    shown_literally(shown.stdout + shown.stderr)
+    assert "by A[/]B [bold red]RED[/] C" in shown.stdout
