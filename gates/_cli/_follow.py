@@ -11,7 +11,7 @@ from evalsuite import InvalidInput
 from gates._cli._common import Context
 from gates._config import Workspace
 from gates._errors import StoreUnavailable
-from gates._reports.terminal import mode_line
+from gates._reports.terminal import mode_line, plain
 from gates._store.access import ModeReading, open_store, read_mode
 from gates._store.backends import SQLiteStore
 
@@ -24,7 +24,7 @@ def _emit(c: Context, reading: ModeReading, as_json: bool) -> None:
     else:
         click.echo(reading.mode)  # flushed at once: a runtime reads it line by line
     if reading.degraded:
-        c.err.print(f"[yellow]warning:[/] {reading.degraded}")
+        c.err.print(f"[yellow]warning:[/] {plain(reading.degraded)}")
 
 
 def follow_mode(c: Context, workspace: Workspace, agent: str, as_json: bool) -> int:

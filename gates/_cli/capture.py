@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import click
+from rich.markup import escape
 
 from evalsuite import LOG_FORMATS, LogFormat
 from gates._cli._common import ctx
@@ -40,16 +41,17 @@ def command(incident_id: str, run_file: Path, fmt: LogFormat | Literal["auto"],
     done = capture(workspace, incident_id, run_file, actor=c.actor, steps=steps,
                    run_id=run_id, tags=tags, keep_raw=keep_raw, trigger=trigger, fmt=fmt)
     if done.took is not None:
-        c.out.print(f"no --step given: {done.took}", highlight=False)
+        c.out.print(f"no --step given: {done.took}", highlight=False, markup=False)
     for warning in done.warnings:
-        c.err.print(f"[yellow]warning:[/] {warning}")
+        c.err.print(f"[yellow]warning:[/] {escape(warning)}")
     verb = "wrote" if done.created else "kept"
-    c.out.print(f"{verb} {workspace.relative(done.path)} ({done.case.id})")
+    c.out.print(f"{verb} {workspace.relative(done.path)} ({done.case.id})", markup=False)
     trigger = trigger_summary(done.case)
     if trigger is not None:
-        c.out.print(f"  trigger: {trigger}", highlight=False)
+        c.out.print(f"  trigger: {trigger}", highlight=False, markup=False)
     if done.case.redacted:
-        c.out.print(f"  redacted: {', '.join(done.case.redacted)}", highlight=False)
+        c.out.print(f"  redacted: {', '.join(done.case.redacted)}", highlight=False,
+                    markup=False)
     for criterion in done.case.expect:
-        c.out.print(f"  expects: {criterion.description}", highlight=False)
+        c.out.print(f"  expects: {criterion.description}", highlight=False, markup=False)
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from evalsuite import diff_runs, read_run_file
 from gates._cli._common import ctx
@@ -24,10 +25,10 @@ def command(first: Path, second: Path) -> int:
     header_b, trials_b = read_run_file(second)
     c.out.print(f"{first.name}: {header_a.agent} {header_a.agent_version} "
                 f"({len(trials_a)} trials) → {second.name}: {header_b.agent} "
-                f"{header_b.agent_version} ({len(trials_b)} trials)", highlight=False)
+                f"{header_b.agent_version} ({len(trials_b)} trials)", highlight=False, markup=False)
     changes = diff_runs(trials_a, trials_b)
     for case_id, lines in changes.items():
-        c.out.print(f"[bold]{case_id}[/]")
+        c.out.print(f"[bold]{escape(case_id)}[/]")
         for line in lines:
             c.out.print(f"  {line}", highlight=False, markup=False)
     cases = len({t.case_id for t in trials_a} | {t.case_id for t in trials_b})

@@ -60,7 +60,8 @@ def command(files: tuple[Path, ...], fmt: str, agent: str | None, skip_invalid: 
     if done.written is not None:
         parquet = done.written.suffix.lower() == ".parquet"
         c.out.print(f"wrote {done.written} ({done.lines} "
-                    f"{'rows, native Parquet' if parquet else 'lines, native JSONL'})")
+                    f"{'rows, native Parquet' if parquet else 'lines, native JSONL'})",
+                    markup=False)
     return 0
 
 

@@ -102,7 +102,9 @@ def _watch(c: Context, workspace: Workspace, agent: str, interval: float,
                 _show(c, reading, as_json)
             shown = reading.mode
             if reading.degraded:
-                c.err.print(f"[yellow]warning:[/] {reading.degraded}; answering "
+                from rich.markup import escape  # a degraded read only
+
+                c.err.print(f"[yellow]warning:[/] {escape(reading.degraded)}; answering "
                             f"{reading.mode}")
     finally:
         for sig, handler in previous.items():

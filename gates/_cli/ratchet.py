@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 
 from gates._cli._common import ctx
 from gates._gate.ratchet import approve_against, approve_loosening, ratchet_status
@@ -39,12 +40,14 @@ def show(agent: str, against: str | None, trials: int | None) -> int:
         c.out.print(f"{agent}: regression cases held: {len(memory)}", highlight=False)
     for loosening in found:
         if loosening.approval is None:
-            c.out.print(f"  [red]not approved[/] {loosening.case}: {loosening.what}",
+            c.out.print(f"  [red]not approved[/] {escape(loosening.case)}: "
+                        f"{escape(loosening.what)}",
                         highlight=False)
         else:
             entry = loosening.approval
             c.out.print(f"  approved {loosening.case}: {loosening.what} — by {entry.actor} on "
-                        f"{entry.at:%Y-%m-%d %H:%M} UTC: {entry.reason}", highlight=False)
+                        f"{entry.at:%Y-%m-%d %H:%M} UTC: {entry.reason}", highlight=False,
+                        markup=False)
     return 1 if any(f.approval is None for f in found) else 0
 
 

@@ -39,5 +39,5 @@ def command(agent: str, html_file: Path | None, markdown_file: Path | None) -> i
     elif not outputs:  # piped: the Markdown itself, to keep or to grep
         click.echo(report_markdown(report), nl=False)
     else:
-        c.out.print(f"{agent}: {report.headline}", highlight=False)
+        c.out.print(f"{agent}: {report.headline}", highlight=False, markup=False)
     return 0

@@ -23,10 +23,10 @@ def command(agent: str) -> int:
         c.out.print(f"{agent} is already in full operation; nothing to restore")
     else:
         c.out.print(f"{agent}: [bold green]full[/] operation restored "
-                    f"({', '.join(done.incidents) or 'no open incident'})")
+                    f"({escape(', '.join(done.incidents) or 'no open incident')})")
     for n in done.notifications:
         if n.status == "sent":
-            c.out.print(f"told {n.audience} by {n.service}", highlight=False)
+            c.out.print(f"told {n.audience} by {n.service}", highlight=False, markup=False)
     for warning in done.warnings:
         c.err.print(f"[yellow]warning:[/] {escape(warning)}")
     return 0

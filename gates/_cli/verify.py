@@ -39,7 +39,7 @@ def command(incident_id: str, trials: int | None, json_file: Path | None) -> int
     if not result.verifications:
         c.out.print(f"{incident_id} has no control change to verify")
     for name, diff in result.control_diffs.items():
-        c.out.print(f"[bold]{name}[/] since containment:")
+        c.out.print(f"[bold]{plain(name)}[/] since containment:")
         for line in diff.splitlines():
             c.out.print(f"  {line}", highlight=False, markup=False)
     for problem in result.gaps + result.overblocking.found:

@@ -107,3 +107,13 @@ def test_timeline_shows_the_investigator_with_markup_as_typed(example: Workspace
     assert shown.returncode == 0, shown.stderr
     shown_literally(shown.stdout + shown.stderr)
     assert "by A[/]B [bold red]RED[/] C" in shown.stdout
+
+
+def test_ingest_names_an_output_file_with_brackets_as_typed(example: Workspace,
+                                                            cli: RunCli) -> None:
+    """`ingest --out` into a file whose name holds ``[/]`` wrote it, then crashed naming it
+    with a MarkupError traceback; now the name is shown as typed."""
+    done = cli("ingest", LOG, "--out", "out[/]put.jsonl", cwd=example.root)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "wrote out[/]put.jsonl (" in done.stdout
