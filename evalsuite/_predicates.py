@@ -2,20 +2,19 @@
 
 A predicate is named ``module.sub:function`` and loaded from a file inside the workspace
 (``module/sub.py``), only when the workspace configuration allows the module: a data
-file alone can never make reinstate run code.
+file alone can never make reinstate run code. What a predicate module may import of the
+workspace (only other listed modules): :mod:`evalsuite._predicate_imports`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from evalsuite._expressions import ExpressionFailed
-from evalsuite._files import read_regular
+from evalsuite._predicate_imports import load_module
 
 PREDICATE_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 Predicate = Callable[[dict[str, Any]], Any]
@@ -48,32 +47,11 @@ def load_predicate(path: str, root: Path, allowed: Sequence[str]) -> Predicate:
     file = root / predicate_module_file(path)
     if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
         raise ValueError(f"no module '{module_name}' in the workspace (looked for {file.name})")
-    module = _load(file)
+    module = load_module(module_name, root, allowed)
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ValueError(f"module '{module_name}' has no function '{function_name}'")
     return function  # type: ignore[no-any-return]
-
-
-_MODULES: dict[tuple[Path, str], Any] = {}
-
-
-def _load(file: Path) -> Any:
-    source = read_regular(file)
-    digest = hashlib.sha256(source).hexdigest()
-    key = (file.resolve(), digest)
-    if key not in _MODULES:
-        # A private name per file and content, so two workspaces never share a module; run
-        # from the very bytes digested (never a __pycache__ file, which no fingerprint
-        # covers, nor a file changed since).
-        module = types.ModuleType(f"_reinstate_predicate_{digest[:16]}")
-        module.__file__ = str(file)
-        try:
-            exec(compile(source, str(file), "exec"), module.__dict__)
-        except Exception as exc:
-            raise ValueError(f"cannot import {file.name}: {exc!r}") from None
-        _MODULES[key] = module
-    return _MODULES[key]
 
 
 def call_predicate(function: Predicate | None, path: str, data: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ gate would change what an in-process agent or a predicate module does without ma
 verdict stale. So the Python reinstate runs agent code in (the gate's own process for an
 in-process agent, the python adapter's worker) compiles the source it reads, and writes no
 cache into the workspace either. (Predicate modules run from the very bytes their digest
-was taken of: :mod:`evalsuite._predicates`.) Standard library only: the worker imports it
+was taken of: :mod:`evalsuite._predicate_imports`.) Standard library only: the worker imports it
 by path.
 """
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,55 @@ def test_predicate_that_raises_or_answers_a_non_bool_fails(tmp_path: Path) -> No
         rule.bind(load_predicate(f"quality:{name}", tmp_path, ["quality"]))  # type: ignore[union-attr]
         result = rule.judge(Behaviour(output="x"))
         assert not result.passed and detail in result.detail
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("found", ["on sys.path", "already imported"])
+def test_predicate_importing_an_unlisted_workspace_module_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, found: str) -> None:
+    """A listed module that imports a workspace module the configuration does not list
+    (``tone.py``, whose code no fingerprint covers) is refused at load, naming it, whether
+    Python finds it on ``sys.path`` or the agent's own code imported it first; the same
+    import at call time fails the criterion instead of passing it."""
+    (tmp_path / "tone.py").write_text("POLITE = 'please'\n")
+    (tmp_path / "quality.py").write_text(
+        "import re\nfrom tone import POLITE\n"
+        "def polite(data):\n    return re.search(POLITE, data['output']) is not None\n")
+    (tmp_path / "late.py").write_text(
+        "def polite(data):\n    from tone import POLITE\n    return POLITE in data['output']\n")
+    if found == "on sys.path":
+        monkeypatch.syspath_prepend(str(tmp_path))
+    else:
+        tone = types.ModuleType("tone")
+        tone.__file__ = str(tmp_path / "tone.py")
+        tone.POLITE = "please"  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "tone", tone)
+    with pytest.raises(ValueError, match=r"imports 'tone' \(tone.py\).*does not list"):
+        load_predicate("quality:polite", tmp_path, ["quality"])
+    rule = criterion(kind="predicate", predicate="late:polite")
+    rule.bind(load_predicate("late:polite", tmp_path, ["late"]))  # type: ignore[union-attr]
+    result = rule.judge(Behaviour(output="please"))
+    assert not result.passed and "does not list" in result.detail
+
+
+def test_predicate_imports_listed_modules_and_installed_packages(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A listed package's modules import each other (absolutely or relatively) and
+    installed packages, also from a virtual environment kept in the workspace; an edit of
+    an imported module is run at the next load."""
+    venv = tmp_path / ".venv/lib/site-packages"
+    venv.mkdir(parents=True)
+    (venv / "vendored.py").write_text("WORD = 'please'\n")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))
+    monkeypatch.syspath_prepend(str(venv))
+    monkeypatch.delitem(sys.modules, "vendored", raising=False)
+    (tmp_path / "quality").mkdir()
+    (tmp_path / "quality/__init__.py").write_text("")
+    (tmp_path / "quality/words.py").write_text("from vendored import WORD\nWORDS = [WORD]\n")
+    (tmp_path / "quality/tone.py").write_text(
+        "from . import words\nfrom quality.words import WORDS\n"
+        "def polite(data):\n    return words.WORDS == WORDS and WORDS[0] in data['output']\n")
+    assert load_predicate("quality.tone:polite", tmp_path, ["quality"])({"output": "please"})
+    (tmp_path / "quality/words.py").write_text("WORDS = ['thanks']\n")
+    again = load_predicate("quality.tone:polite", tmp_path, ["quality"])
+    assert (again({"output": "please"}), again({"output": "thanks"})) == (False, True)

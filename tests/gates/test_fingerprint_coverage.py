@@ -5,6 +5,9 @@ content; and `check` refuses when the controls no longer load."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -159,6 +162,92 @@ def test_deleted_predicate_module_is_missing_and_refused(depending: Workspace,
     assert code == 1
     assert _stale_naming(out, PREDICATES)
     assert "no longer load" in out
+
+
+def _with_rules_package(root: Path, listed: str, imports: str) -> None:
+    """A ``review_when`` predicate ``rules.refund_rules:weekend_refund`` whose channel
+    comes from a helper module ``rules/limits.py`` it imports, ``listed`` in
+    reinstate.toml."""
+    (root / "rules").mkdir()
+    (root / "rules/__init__.py").write_text("")
+    (root / "rules/limits.py").write_text("CHANNEL = 'weekend-chat'\n")
+    (root / "rules/refund_rules.py").write_text(
+        f"{imports}\n"
+        "def weekend_refund(data):\n"
+        "    return (data.get('context') or {}).get('channel') == CHANNEL\n")
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + f'\n[rules]\npredicate_modules = ["{listed}"]\n')
+    permissions = root / "agents" / AGENT / "permissions.yaml"
+    data = yaml.safe_load(permissions.read_text())
+    data["tools"]["issue_refund"]["review_when"].append(
+        {"id": "weekend-chat", "predicate": "rules.refund_rules:weekend_refund"})
+    permissions.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _reinstate(root: Path, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    """``python -m gates -C ROOT ARGS`` in a new process run from ``cwd`` (the workspace
+    by default: Python then puts it on ``sys.path``, as CI jobs run the tool)."""
+    env = {**os.environ, "REINSTATE_ACTOR": "test.engineer", "COLUMNS": "200"}
+    env.pop("REINSTATE_WORKSPACE", None)
+    done = subprocess.run([sys.executable, "-m", "gates", "-C", str(root), *args],
+                          cwd=cwd or root, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    return done.returncode, done.stdout, done.stderr
+
+
+def _cleared(command: str, code: int, out: str) -> bool:
+    """Whether `check` cleared the agent, or `restore` restored it."""
+    return code == 0 and ("NOT cleared" not in out if command == "check" else True)
+
+
+# `check` on the workspace back in full operation (it clears while the verdict is current);
+# `restore` on the one contained with a resolved incident (it restores on a current one).
+ON = {"check": "back_in_full", "restore": "restorable"}
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("command", ["check", "restore"])
+def test_an_unlisted_module_a_predicate_imports_does_not_clear(
+        request: pytest.FixtureRequest, command: str) -> None:
+    """A listed predicate module that imports a workspace module reinstate.toml does not
+    list (``rules/limits.py``, found on ``sys.path`` as the tool runs from the workspace)
+    is refused at load, naming it: the helper is in no fingerprint, so an edit of it after
+    a passing gate would change what the controls decide while `check` cleared and
+    `restore` restored."""
+    root = request.getfixturevalue(ON[command]).root
+    _with_rules_package(root, "rules.refund_rules", "from rules.limits import CHANNEL")
+    code, out, err = _reinstate(root, "gate", AGENT)
+    (root / "rules/limits.py").write_text("CHANNEL = 'never'\n")  # loosened after the gate
+    assert code == 2, out + err
+    assert "rules/limits.py" in err and "does not list" in err and "Traceback" not in err
+    code, out, err = _reinstate(root, command, AGENT)
+    assert not _cleared(command, code, out), out + err
+    assert code == 1 and "rules/limits.py" in out + err, out + err
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize(("command", "imports"), [
+    ("check", "from rules.limits import CHANNEL"),
+    ("check", "from .limits import CHANNEL"),
+    ("restore", "from rules import limits\nCHANNEL = limits.CHANNEL"),
+], ids=["check-absolute", "check-relative", "restore-from-package"])
+def test_an_edited_helper_of_a_listed_package_does_not_clear(
+        request: pytest.FixtureRequest, tmp_path: Path, command: str, imports: str) -> None:
+    """The README's layout, a listed package whose predicate imports a sibling module, is
+    gated green from any directory (the package is found in the workspace, not on
+    ``sys.path``); an edit of the sibling after the gate makes `check` and `restore`
+    refuse, naming it stale."""
+    root = request.getfixturevalue(ON[command]).root
+    _with_rules_package(root, "rules", imports)
+    code, out, err = _reinstate(root, "gate", AGENT, cwd=tmp_path)
+    assert code == 0, out + err
+    if command == "check":
+        code, out, err = _reinstate(root, "check", AGENT)
+        assert _cleared(command, code, out), out + err
+    (root / "rules/limits.py").write_text("CHANNEL = 'never'\n")
+    code, out, err = _reinstate(root, command, AGENT)
+    assert not _cleared(command, code, out), out + err
+    assert code == 1 and _stale_naming(out + err, "rules/limits.py"), out + err
 
 
 @pytest.mark.attack

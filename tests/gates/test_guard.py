@@ -223,6 +223,39 @@ def test_an_edit_of_a_predicate_module_alone_reaches_the_next_call(back_in_full:
 
 
 @pytest.mark.attack
+def test_an_edit_of_a_module_a_predicate_imports_reaches_the_next_call(
+        back_in_full: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A helper module a listed package's predicate imports is a control too: a fix in it
+    alone is enforced at the next call, even where the workspace is on ``sys.path`` (as
+    the agent's own process may have it), never the copy Python imported first."""
+    root = back_in_full.root
+    monkeypatch.syspath_prepend(str(root))
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["ticket_rules"]\n')
+    (root / "ticket_rules").mkdir()
+    (root / "ticket_rules/__init__.py").write_text("")
+    helper = root / "ticket_rules/patterns.py"
+    helper.write_text("CARD = 'never matches'\n")
+    (root / "ticket_rules/tickets.py").write_text(
+        "from ticket_rules.patterns import CARD\n"
+        "def leaks(data):\n    return CARD in str(data['args'])\n")
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    permissions.write_text(permissions.read_text().replace(
+        "    description: Open a ticket for the support team.\n",
+        "    description: Open a ticket for the support team.\n"
+        "    deny_when:\n      - id: leaks\n        predicate: ticket_rules.tickets:leaks\n", 1))
+    guard = Guard(root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
+    with guard.run("live-helper", goal="open a ticket", context={"customer_id": "C-1001"}):
+        before = guard.call("create_ticket", {"summary": "card 4242 4242 4242 4242"})
+        helper.write_text("CARD = '4242'\n")
+        after = guard.call("create_ticket", {"summary": "card 4242 4242 4242 4242"})
+    assert before.effect == "allow", before
+    assert (after.effect, after.rule) == (
+        "deny", "permissions.tools.create_ticket.deny_when.leaks"), after
+    assert guard.reloads == 2
+
+
+@pytest.mark.attack
 @pytest.mark.parametrize("kind", ["folder", "named pipe"])
 def test_a_control_file_that_is_no_file_denies_and_does_not_raise(
         back_in_full: Workspace, tmp_path: Path, kind: str) -> None:
