@@ -54,20 +54,24 @@ _KNOWN_PREFIXES = 50_000  # dialogues so far a late call may be found in; older 
 
 @dataclass(slots=True)
 class Turn:
-    """One message (or Responses API item) of a call: its steps, where it was read, and the
-    system text it carries (a system message gives context, not steps)."""
+    """One message (or Responses API item) of a call: its steps, where it was read, the
+    system text it carries (a system message gives context, not steps), and why content of
+    it was not read as steps (reported as the part's ``unread``, never dropped unsaid)."""
 
     steps: list[Step]
     place: str
     system: str | None = None
+    unread: list[str] = field(default_factory=list)
 
     def key(self) -> bytes:
         """A digest of what the turn means, for telling a repeated turn from a new one; empty
         when it means nothing a later call repeats (reasoning alone is often not sent back)."""
         said = [s for s in self.steps if not isinstance(s, Reasoning)]
-        if not said and self.system is None:
+        if not said and self.system is None and not self.unread:
             return b""
-        meaning = to_json([self.system, said], fallback=str, exclude=_UNTIMED)
+        # what was not read counts too: the copy sent back is then not reported again
+        meaning = to_json([self.system, said, *([self.unread] if self.unread else [])],
+                          fallback=str, exclude=_UNTIMED)
         return hashlib.blake2b(meaning, digest_size=16).digest()
 
 
@@ -201,17 +205,19 @@ class CallGrouper:
         self._last = run
         steps: list[Step] = []
         places: list[str | int] = []
+        unread: list[tuple[str | int, str]] = []
         for turn in turns:
             for step in turn.steps:
                 steps.append(self._named(run, step))
                 places.append(turn.place)
+            unread.extend((turn.place, why) for why in turn.unread)
         fields = dict(call.header)
         system = [t.system for t in call.sent if t.system]
         if system:
             fields["context"] = {**fields.get("context", {}), "system": "\n\n".join(system)}
         header = RunHeader.model_validate({**fields, "run_id": run.run_id})
         return RunPart(run_id=run.run_id, source=self.path, place=call.place, header=header,
-                       steps=steps, places=places)
+                       steps=steps, places=places, unread=unread)
 
     def _late(self, call: Call, digests: list[bytes]) -> _Run | None:
         """The run whose dialogue already holds this call's whole dialogue, answered after

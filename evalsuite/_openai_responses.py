@@ -70,6 +70,12 @@ class Item(TypedDict):
 ITEMS = TypeAdapter[list[Any]](list[Item])
 _ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 _ROLES = frozenset({"user", "system", "developer", "assistant"})
+# Items that say nothing the agent did: a reference to an earlier item, the tools an MCP
+# server lists, an approval asked or given (the ``mcp_call`` that follows is the act), the
+# tools a search found or added, a compacted history the API alone can read.
+_NO_STEP = frozenset({"item_reference", "mcp_list_tools", "mcp_approval_request",
+                      "mcp_approval_response", "tool_search_output", "additional_tools",
+                      "compaction", "compaction_trigger", "configuration_update"})
 _NO_RESPONSE = ("expected a Response (object 'response'), a request with 'input', or a "
                 "stream event that ends a response")
 
@@ -170,10 +176,11 @@ def _turn(item: dict[str, Any], place: str, loc: list[str | int]) -> Turn:
         if role == "user":
             return Turn([UserInput(content=text)], place)
         return Turn([Output(content=text)] if text else [], place)
-    return Turn(list(_item_steps(kind, item)), place)
+    unread: list[str] = []
+    return Turn(list(_item_steps(kind, item, unread)), place, unread=unread)
 
 
-def _item_steps(kind: str, item: dict[str, Any]) -> Iterator[Step]:
+def _item_steps(kind: str, item: dict[str, Any], unread: list[str]) -> Iterator[Step]:
     if kind == "function_call":
         arguments, raw = parse_arguments(item.get("arguments"))
         yield ToolCall(tool=item.get("name", ""), call_id=item.get("call_id"),
@@ -203,4 +210,5 @@ def _item_steps(kind: str, item: dict[str, Any]) -> Iterator[Step]:
             k: v for k, v in item.items() if k in ("queries", "code", "arguments")}
         yield ToolCall(tool=kind.removesuffix("_call"), call_id=item.get("id"),
                        arguments=arguments)
-    # item references and other items carry no step
+    elif kind not in _NO_STEP:  # an item this reader does not know: said, never dropped
+        unread.append(f"an item of type {kind!r} is not read as a step")

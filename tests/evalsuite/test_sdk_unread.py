@@ -1,0 +1,67 @@
+"""SDK objects the readers cannot (all) turn into steps: the real ``openai`` and
+``anthropic`` types are built offline and dumped as teams log them, and whatever a reader
+does not read is counted and warned of (``--strict`` refuses it), never dropped unsaid."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai.types.responses import Response
+
+from evalsuite import read_log_runs
+from gates import ingest
+from gates._cli import main
+
+ASK = "Refund order A-1001, it arrived cracked."
+
+
+def _response(rid: str, output: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``Response`` as the SDK builds it, dumped as teams log it."""
+    return Response.model_validate({
+        "id": rid, "object": "response", "created_at": 1_764_000_000, "model": "gpt-5",
+        "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
+        "status": "completed"}).model_dump()
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def _strict_refuses(log: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    """``ingest`` warns and passes; ``ingest --strict`` exits 2. The warning's text."""
+    assert main(["ingest", str(log)]) == 0
+    warned = capsys.readouterr().err
+    assert "not understood" in warned
+    assert main(["ingest", str(log), "--strict"]) == 2
+    assert "--strict refuses a log that was read only in part" in capsys.readouterr().err
+    return warned
+
+
+@pytest.mark.attack
+def test_responses_items_of_a_type_the_reader_does_not_know_are_warned_of(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``program`` item (code the model had run) and its ``program_output`` sent back:
+    both vanished from the run, and ``ingest --strict`` passed the log as read whole."""
+    program = {"type": "program", "id": "pg_1", "call_id": "call_p", "fingerprint": "f",
+               "code": "refund('A-1001', 84.99)"}
+    answer = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+              "content": [{"type": "output_text", "text": "Refunded.", "annotations": []}]}
+    first, second = _response("resp_1", [program]), _response("resp_2", [answer])
+    sent = [{"role": "user", "content": ASK}]
+    resent = [*sent, *first["output"], {"type": "program_output", "id": "po_1",
+                                        "call_id": "call_p", "result": "ok",
+                                        "status": "completed"}]
+    log = _write(tmp_path / "calls.jsonl", [
+        {"request": {"model": "gpt-5", "input": sent}, "response": first},
+        {"request": {"model": "gpt-5", "input": resent}, "response": second}])
+    (run,) = read_log_runs(log)
+    assert [s.kind for s in run.steps] == ["user_input", "output"]
+    warned = _strict_refuses(log, capsys)
+    # the item sent back is the one already reported, not a second one
+    assert "2 records not understood" in warned and "'program'" in warned
+    (summary,) = ingest([log]).files
+    assert summary.unread.total == 2
