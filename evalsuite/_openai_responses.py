@@ -65,6 +65,10 @@ class Item(TypedDict):
     error: NotRequired[Any]
     summary: NotRequired[list[Any] | None]
     action: NotRequired[Any]
+    # what built-in tools' calls ran: kept, or validation would drop them unsaid
+    queries: NotRequired[Any]
+    code: NotRequired[Any]
+    operation: NotRequired[Any]
 
 
 ITEMS = TypeAdapter[list[Any]](list[Item])
@@ -76,6 +80,10 @@ _ROLES = frozenset({"user", "system", "developer", "assistant"})
 _NO_STEP = frozenset({"item_reference", "mcp_list_tools", "mcp_approval_request",
                       "mcp_approval_response", "tool_search_output", "additional_tools",
                       "compaction", "compaction_trigger", "configuration_update"})
+# Where a built-in tool's call without an ``action`` holds what it ran: file search's
+# ``queries``, the code interpreter's ``code``, ``apply_patch``'s ``operation`` (the file
+# and its diff), tool search's ``arguments``.
+_BUILT_IN_ARGUMENTS = ("queries", "code", "operation", "arguments")
 _NO_RESPONSE = ("expected a Response (object 'response'), a request with 'input', or a "
                 "stream event that ends a response")
 
@@ -207,7 +215,7 @@ def _item_steps(kind: str, item: dict[str, Any], unread: list[str]) -> Iterator[
     elif kind.endswith("_call"):  # a built-in tool (web_search, file_search, …)
         action = item.get("action")
         arguments = action if isinstance(action, dict) else {
-            k: v for k, v in item.items() if k in ("queries", "code", "arguments")}
+            k: v for k, v in item.items() if k in _BUILT_IN_ARGUMENTS and v is not None}
         yield ToolCall(tool=kind.removesuffix("_call"), call_id=item.get("id"),
                        arguments=arguments)
     elif kind not in _NO_STEP:  # an item this reader does not know: said, never dropped

@@ -65,3 +65,27 @@ def test_responses_items_of_a_type_the_reader_does_not_know_are_warned_of(
     assert "2 records not understood" in warned and "'program'" in warned
     (summary,) = ingest([log]).files
     assert summary.unread.total == 2
+
+
+@pytest.mark.attack
+def test_built_in_tool_calls_keep_what_they_ran(tmp_path: Path) -> None:
+    """The code the code interpreter ran, a file search's queries and the file and diff an
+    ``apply_patch`` call wrote were dropped by the reader's own validation: each call was
+    read with no arguments, so no rule on them could match."""
+    output = [
+        {"type": "code_interpreter_call", "id": "ci_1", "status": "completed",
+         "container_id": "cntr_1", "code": "import os; os.remove('ledger.db')",
+         "outputs": [{"type": "logs", "logs": ""}]},
+        {"type": "file_search_call", "id": "fs_1", "status": "completed",
+         "queries": ["refund policy"], "results": None},
+        {"type": "apply_patch_call", "id": "ap_1", "call_id": "call_ap", "status": "completed",
+         "operation": {"type": "update_file", "path": "refunds.py",
+                       "diff": "-LIMIT = 100\n+LIMIT = 10**9\n"}}]
+    log = _write(tmp_path / "responses.jsonl", [_response("resp_1", output)])
+    (run,) = read_log_runs(log)
+    calls = {c.tool: c.arguments for c in run.tool_calls()}
+    assert calls == {
+        "code_interpreter": {"code": "import os; os.remove('ledger.db')"},
+        "file_search": {"queries": ["refund policy"]},
+        "apply_patch": {"operation": {"type": "update_file", "path": "refunds.py",
+                                      "diff": "-LIMIT = 100\n+LIMIT = 10**9\n"}}}
