@@ -18,6 +18,7 @@ tools (``server_tool_use`` and their ``…_tool_result`` blocks) are read the sa
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NotRequired
@@ -57,7 +58,8 @@ class Block(TypedDict):
     name: NotRequired[str]
     input: NotRequired[Any]
     tool_use_id: NotRequired[str]
-    content: NotRequired[str | list[Any] | None]
+    # a server tool's result is an object: code execution's output, a search's error
+    content: NotRequired[str | list[Any] | dict[str, Any] | None]
     is_error: NotRequired[bool]
 
 
@@ -144,8 +146,13 @@ def _step(role: str, block: dict[str, Any]) -> Step | None:
                         arguments=arguments, raw_arguments=raw)
     if kind.endswith("tool_result"):  # the run names a result from its call's id
         call_id = block.get("tool_use_id")
-        text = text_of(block.get("content"))
-        if block.get("is_error"):
+        content = block.get("content")
+        if isinstance(content, dict):  # a server tool's: kept whole, its error as the error
+            text = json.dumps(content, ensure_ascii=False)
+            failed = str(content.get("type", "")).endswith("_error")
+        else:
+            text, failed = text_of(content), bool(block.get("is_error"))
+        if failed:
             return ToolResult(call_id=call_id, error=text or "error")
         return ToolResult(call_id=call_id, result=text)
     return None  # images, documents and other blocks carry no step

@@ -8,10 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import pytest
 from openai.types.responses import Response
 
-from evalsuite import read_log_runs
+from evalsuite import ToolResult, read_log_runs
 from gates import ingest
 from gates._cli import main
 
@@ -89,3 +90,38 @@ def test_built_in_tool_calls_keep_what_they_ran(tmp_path: Path) -> None:
         "file_search": {"queries": ["refund policy"]},
         "apply_patch": {"operation": {"type": "update_file", "path": "refunds.py",
                                       "diff": "-LIMIT = 100\n+LIMIT = 10**9\n"}}}
+
+
+def _message(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """An Anthropic ``Message`` as the SDK builds it, dumped as teams log it."""
+    return anthropic.types.Message.model_validate({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": blocks, "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 10, "output_tokens": 5}}).model_dump()
+
+
+def test_anthropic_server_tool_results_that_are_objects_are_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Code execution's result and a web search's error are objects, not text: the whole
+    log was refused (exit 2, naming ``$.content.str``), though the SDK wrote it."""
+    log = _write(tmp_path / "messages.jsonl", [_message([
+        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "code_execution",
+         "input": {"code": "print(84.99 * 2)"}},
+        {"type": "code_execution_tool_result", "tool_use_id": "srvtoolu_1", "content": {
+            "type": "code_execution_result", "stdout": "169.98\n", "stderr": "",
+            "return_code": 0, "content": []}},
+        {"type": "server_tool_use", "id": "srvtoolu_2", "name": "web_search",
+         "input": {"query": "Harbor Goods refund policy"}},
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_2", "content": {
+            "type": "web_search_tool_result_error", "error_code": "max_uses_exceeded"}},
+        {"type": "text", "text": "Refunded twice the amount."}])])
+    (run,) = read_log_runs(log)
+    assert [(c.tool, c.arguments) for c in run.tool_calls()] == [
+        ("code_execution", {"code": "print(84.99 * 2)"}),
+        ("web_search", {"query": "Harbor Goods refund policy"})]
+    results = {run.steps[c].call_id: run.steps[r] for c, r in run.pairs().items()}
+    executed, searched = results["srvtoolu_1"], results["srvtoolu_2"]
+    assert isinstance(executed, ToolResult) and isinstance(searched, ToolResult)
+    assert "169.98" in str(executed.result) and executed.error is None
+    assert searched.error is not None and "max_uses_exceeded" in searched.error
+    assert main(["ingest", str(log), "--strict"]) == 0, capsys.readouterr().err
