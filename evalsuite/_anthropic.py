@@ -127,8 +127,16 @@ def _turn(message: dict[str, Any], place: str, loc: list[str | int]) -> Turn:
         raise BadRecord([*loc, "role"], f"expected 'user' or 'assistant', got {role!r}")
     content = message.get("content")
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-    steps = [step for block in blocks or [] if (step := _step(role, block)) is not None]
-    return Turn(steps, place)
+    steps: list[Step] = []
+    unread: list[str] = []
+    for block in blocks or []:
+        step = _step(role, block)
+        if step is not None:
+            steps.append(step)
+        else:  # an image, a document, a block of a type not known here: said, never dropped
+            unread.append(f"a {role} content block of type {block['type']!r} is not read "
+                          "as a step")
+    return Turn(steps, place, unread=unread)
 
 
 def _step(role: str, block: dict[str, Any]) -> Step | None:
@@ -155,7 +163,7 @@ def _step(role: str, block: dict[str, Any]) -> Step | None:
         if failed:
             return ToolResult(call_id=call_id, error=text or "error")
         return ToolResult(call_id=call_id, result=text)
-    return None  # images, documents and other blocks carry no step
+    return None  # images, documents and other blocks: reported as not read
 
 
 def gather_events(records: Iterator[tuple[Any, str]]) -> Iterator[tuple[Any, str]]:
