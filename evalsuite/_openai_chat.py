@@ -78,6 +78,7 @@ class Message(TypedDict):
 
     role: str
     content: NotRequired[str | list[Any] | None]
+    audio: NotRequired[Any]
     tool_calls: NotRequired[list[ToolCallBody] | None]
     tool_call_id: NotRequired[str | None]
     name: NotRequired[str | None]
@@ -171,10 +172,14 @@ def _turn(message: dict[str, Any], place: str, loc: list[str | int]) -> Turn:
     content = text_of(message.get("content"))
     if role in ("system", "developer"):
         return Turn([], place, system=content or None)
-    return Turn(list(_steps(role, message, content)), place)
+    unread: list[str] = []
+    if message.get("audio"):  # a spoken answer (or the reference sent back to it)
+        unread.append("an assistant message's audio is not read as a step")
+    return Turn(list(_steps(role, message, content, unread)), place, unread=unread)
 
 
-def _steps(role: str, message: dict[str, Any], content: str) -> Iterator[Step]:
+def _steps(role: str, message: dict[str, Any], content: str,
+           unread: list[str]) -> Iterator[Step]:
     if role == "user":
         yield UserInput(content=content)
     elif role == "assistant":
@@ -190,7 +195,8 @@ def _steps(role: str, message: dict[str, Any], content: str) -> Iterator[Step]:
                 name = call["function"]["name"]
             elif "custom" in call:  # free text, not JSON: kept as logged
                 arguments, raw, name = {}, call["custom"].get("input"), call["custom"]["name"]
-            else:
+            else:  # a call of a kind not known here: said, never dropped
+                unread.append(f"a tool call of type {call.get('type')!r} is not read")
                 continue
             yield ToolCall(tool=name, call_id=call.get("id"), arguments=arguments,
                            raw_arguments=raw)

@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import pytest
+from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
 
 from evalsuite import ToolResult, read_log_runs
@@ -145,3 +146,32 @@ def test_anthropic_blocks_the_reader_does_not_read_are_warned_of(
     warned = _strict_refuses(log, capsys)
     assert "2 records not understood" in warned
     assert "'document'" in warned and "'container_upload'" in warned
+
+
+@pytest.mark.attack
+def test_chat_audio_answers_and_unknown_tool_calls_are_warned_of(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An answer given as audio (``content`` null, the words in ``audio``) and a tool call
+    of a type the reader does not know vanished without a word; ``--strict`` passed."""
+    spoken = ChatCompletion.model_validate({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1_764_000_000,
+        "model": "gpt-4o-audio-preview", "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": None, "audio": {
+                "id": "audio_1", "data": "UklGRg==", "expires_at": 1_764_003_600,
+                "transcript": "I refunded all of your orders."}}}]}).model_dump()
+    sent = [{"role": "user", "content": ASK}]
+    resent = [*sent, {"role": "assistant", "audio": {"id": "audio_1"}},
+              {"role": "user", "content": "And the tip?"}]
+    odd = {"id": "chatcmpl-2", "object": "chat.completion", "created": 1_764_000_001,
+           "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+               "role": "assistant", "content": None, "tool_calls": [
+                   {"id": "call_1", "type": "mcp", "mcp": {"name": "refund_all"}}]}}]}
+    log = _write(tmp_path / "calls.jsonl", [
+        {"request": {"model": "gpt-4o-audio-preview", "messages": sent}, "response": spoken},
+        {"request": {"model": "gpt-4o-audio-preview", "messages": resent}, "response": odd}])
+    (run,) = read_log_runs(log)
+    assert [s.kind for s in run.steps] == ["user_input", "user_input"]
+    warned = _strict_refuses(log, capsys)
+    # the audio sent back is the answer already reported, not a second one
+    assert "2 records not understood" in warned
+    assert "audio" in warned and "'mcp'" in warned
