@@ -550,6 +550,11 @@ def _inputs(trace: _Trace, span: PlainSpan, message: dict[str, Any], skip: int) 
         return 0
     if role == "user" and skip <= 0 and texts:
         trace.add(span.start, UserInputStep(content="\n".join(map(str, texts))), span.place)
+    if role == "user" and skip <= 0:  # a new message: a blob, file or uri part said, once
+        for part in message.get("parts", []):
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind not in ("text", "tool_call_response"):
+                trace.note(span, f"an input message part of type {kind!r} is not read")
     return 1 if role == "user" else 0
 
 

@@ -555,3 +555,24 @@ def test_a_log_record_time_past_what_otlp_writes_names_its_place(
     assert "observedTimeUnixNano: expected a time in nanoseconds below 2^64" in result.stderr
     skips = Skips()
     assert merge_parts(read_logs([log], skips=skips)) == [] and skips.total == 1
+
+
+@pytest.mark.attack
+def test_input_parts_the_reader_cannot_read_are_warned_of_once(
+        otel: dict[str, tuple[Path, Path]], cli: RunCli, tmp_path: Path) -> None:
+    """The real export, with an image (a ``blob`` part) beside the user's words, in the
+    first call's input and in the history the second call repeats: it vanished without a
+    word, and ``ingest --strict`` passed. It is said once, not once per call."""
+    text = otel["span_only"][0].read_text()
+    user = '{\\"role\\":\\"user\\",\\"parts\\":['
+    assert text.count(user) == 2
+    blob = ('{\\"type\\":\\"blob\\",\\"modality\\":\\"image\\",\\"mime_type\\":\\"image/png\\",'
+            '\\"content\\":\\"iVBORw0KGgo=\\"},')
+    log = tmp_path / "spans.jsonl"
+    log.write_text(text.replace(user, user + blob))
+    assert [s.kind for s in _only_run(log).steps] == FULL
+    warned = cli("ingest", str(log), cwd=tmp_path)
+    assert warned.returncode == 0, warned.stderr
+    assert "1 record not understood" in warned.stderr and "'blob'" in warned.stderr
+    strict = cli("ingest", str(log), "--strict", cwd=tmp_path)
+    assert strict.returncode == 2, strict.stderr
