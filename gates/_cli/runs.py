@@ -75,7 +75,7 @@ def show_command(run_id: str, logs: tuple[Path, ...], more_logs: tuple[Path, ...
                       f"step numbers below count across them, but capture --run reads one log "
                       f"and counts its steps from 0 in it; show the run in that log alone for "
                       f"the numbers to capture")
-        c.err.print(f"[yellow]warning:[/] {said}".translate(_VISIBLE), highlight=False)
+        c.err.print(f"[yellow]warning:[/] {visible(said)}", highlight=False)
     if as_json:
         click.echo(found.model_dump_json(indent=2, exclude_none=True))
     else:
