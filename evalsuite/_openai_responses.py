@@ -69,6 +69,7 @@ class Item(TypedDict):
     queries: NotRequired[Any]
     code: NotRequired[Any]
     operation: NotRequired[Any]
+    status: NotRequired[Any]
 
 
 ITEMS = TypeAdapter[list[Any]](list[Item])
@@ -84,6 +85,11 @@ _NO_STEP = frozenset({"item_reference", "mcp_list_tools", "mcp_approval_request"
 # ``queries``, the code interpreter's ``code``, ``apply_patch``'s ``operation`` (the file
 # and its diff), tool search's ``arguments``.
 _BUILT_IN_ARGUMENTS = ("queries", "code", "operation", "arguments")
+# The results of built-in tools the client runs (the computer, a shell, ``apply_patch``),
+# sent back in the next request's input, each naming its call by the call's ``call_id``
+# (``local_shell_call_output`` by its ``id``, which is that call id).
+_BUILT_IN_OUTPUTS = frozenset({"computer_call_output", "local_shell_call_output",
+                               "shell_call_output", "apply_patch_call_output"})
 _NO_RESPONSE = ("expected a Response (object 'response'), a request with 'input', or a "
                 "stream event that ends a response")
 
@@ -212,11 +218,41 @@ def _item_steps(kind: str, item: dict[str, Any], unread: list[str]) -> Iterator[
         elif item.get("output") is not None:
             yield ToolResult(tool=item.get("name"), call_id=item.get("id"),
                              result=text_of(item["output"]))
+    elif kind in _BUILT_IN_OUTPUTS:
+        yield _built_in_result(kind, item)
     elif kind.endswith("_call"):  # a built-in tool (web_search, file_search, …)
         action = item.get("action")
         arguments = action if isinstance(action, dict) else {
             k: v for k, v in item.items() if k in _BUILT_IN_ARGUMENTS and v is not None}
-        yield ToolCall(tool=kind.removesuffix("_call"), call_id=item.get("id"),
-                       arguments=arguments)
+        # the tools the client runs are answered by ``call_id``; the server's own by ``id``
+        yield ToolCall(tool=kind.removesuffix("_call"),
+                       call_id=item.get("call_id") or item.get("id"), arguments=arguments)
     elif kind not in _NO_STEP:  # an item this reader does not know: said, never dropped
         unread.append(f"an item of type {kind!r} is not read as a step")
+
+
+def _built_in_result(kind: str, item: dict[str, Any]) -> ToolResult:
+    """A ``…_call_output`` item as the result of the built-in call it names."""
+    tool, call_id = kind.removesuffix("_call_output"), item.get("call_id") or item.get("id")
+    output = item.get("output")
+    if kind == "apply_patch_call_output" and item.get("status") == "failed":
+        return ToolResult(tool=tool, call_id=call_id,
+                          error=text_of(output) if isinstance(output, str) and output
+                          else "the patch failed")
+    if kind == "computer_call_output":
+        output = _without_image_bytes(output)
+    return ToolResult(tool=tool, call_id=call_id, result=output)
+
+
+def _without_image_bytes(value: Any) -> Any:
+    """``value`` with every image inlined as a ``data:`` URL (a screenshot, a plot) replaced
+    by a short note of its size: the bytes say nothing a rule or a reader can use, and a few
+    megabytes of base64 per step would bloat every run stored and shown."""
+    if isinstance(value, str) and value.startswith("data:") and ";base64," in value:
+        media, data = value.removeprefix("data:").split(",", 1)
+        return f"[{media.split(';', 1)[0] or 'data'}: {len(data)} characters of base64 not kept]"
+    if isinstance(value, dict):
+        return {k: _without_image_bytes(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_image_bytes(v) for v in value]
+    return value

@@ -93,6 +93,58 @@ def test_built_in_tool_calls_keep_what_they_ran(tmp_path: Path) -> None:
                                       "diff": "-LIMIT = 100\n+LIMIT = 10**9\n"}}}
 
 
+@pytest.mark.attack
+def test_client_run_built_in_calls_are_paired_with_their_outputs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The computer, shell and ``apply_patch`` calls were given their item ``id`` as call id,
+    while the outputs sent back name the ``call_id``, and the outputs were read as items not
+    understood: no call had its result, and a rule on what the shell printed saw nothing."""
+    output = [
+        {"type": "computer_call", "id": "cu_1", "call_id": "call_cu", "status": "completed",
+         "action": {"type": "click", "button": "left", "x": 10, "y": 20},
+         "pending_safety_checks": []},
+        {"type": "local_shell_call", "id": "lsh_1", "call_id": "call_ls",
+         "status": "completed", "action": {"type": "exec", "command": ["ls"], "env": {}}},
+        {"type": "shell_call", "id": "sh_1", "call_id": "call_sh", "status": "completed",
+         "action": {"commands": ["cat /srv/ledger.csv"]}},
+        {"type": "apply_patch_call", "id": "ap_1", "call_id": "call_ap", "status": "completed",
+         "operation": {"type": "update_file", "path": "refunds.py",
+                       "diff": "-LIMIT = 100\n+LIMIT = 10**9\n"}}]
+    answer = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+              "content": [{"type": "output_text", "text": "Refunded.", "annotations": []}]}
+    first, second = _response("resp_1", output), _response("resp_2", [answer])
+    screenshot = "data:image/png;base64," + "iVBORw0K" * 1000
+    shell = [{"stdout": "A-1001,84.99\n", "stderr": "",
+              "outcome": {"type": "exit", "exit_code": 0}}]
+    results = [
+        {"type": "computer_call_output", "call_id": "call_cu",
+         "output": {"type": "computer_screenshot", "image_url": screenshot}},
+        {"type": "local_shell_call_output", "id": "call_ls", "output": '{"files": ["a"]}'},
+        {"type": "shell_call_output", "call_id": "call_sh", "output": shell},
+        {"type": "apply_patch_call_output", "call_id": "call_ap", "status": "failed",
+         "output": "refunds.py: hunk 1 does not apply"}]
+    sent = [{"role": "user", "content": ASK}]
+    log = _write(tmp_path / "calls.jsonl", [
+        {"request": {"model": "gpt-5", "input": sent}, "response": first},
+        {"request": {"model": "gpt-5", "input": [*sent, *first["output"], *results]},
+         "response": second}])
+    (run,) = read_log_runs(log)
+    assert len(run.tool_calls()) == 4
+    paired = {run.steps[c].call_id: run.steps[r] for c, r in run.pairs().items()}
+    assert set(paired) == {"call_cu", "call_ls", "call_sh", "call_ap"}
+    assert all(isinstance(result, ToolResult) for result in paired.values())
+    assert paired["call_sh"].result == shell
+    assert paired["call_sh"].tool == "shell"
+    assert paired["call_ls"].result == {"files": ["a"]}
+    assert paired["call_ap"].error == "refunds.py: hunk 1 does not apply"
+    # the screenshot's bytes are not kept, only what they were
+    assert paired["call_cu"].result == {
+        "type": "computer_screenshot",
+        "image_url": "[image/png: 8000 characters of base64 not kept]"}
+    assert main(["ingest", str(log), "--strict"]) == 0
+    assert "calls: 4 with a result, 0 without" in capsys.readouterr().out
+
+
 def _message(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """An Anthropic ``Message`` as the SDK builds it, dumped as teams log it."""
     return anthropic.types.Message.model_validate({
