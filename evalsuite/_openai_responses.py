@@ -70,6 +70,10 @@ class Item(TypedDict):
     code: NotRequired[Any]
     operation: NotRequired[Any]
     status: NotRequired[Any]
+    # what built-in tools the server runs returned: kept for the same reason
+    results: NotRequired[Any]
+    outputs: NotRequired[Any]
+    result: NotRequired[Any]
 
 
 ITEMS = TypeAdapter[list[Any]](list[Item])
@@ -225,10 +229,35 @@ def _item_steps(kind: str, item: dict[str, Any], unread: list[str]) -> Iterator[
         arguments = action if isinstance(action, dict) else {
             k: v for k, v in item.items() if k in _BUILT_IN_ARGUMENTS and v is not None}
         # the tools the client runs are answered by ``call_id``; the server's own by ``id``
-        yield ToolCall(tool=kind.removesuffix("_call"),
-                       call_id=item.get("call_id") or item.get("id"), arguments=arguments)
+        tool, call_id = kind.removesuffix("_call"), item.get("call_id") or item.get("id")
+        yield ToolCall(tool=tool, call_id=call_id, arguments=arguments)
+        result = _built_in_call_result(kind, item)
+        if result is not None:
+            yield ToolResult(tool=tool, call_id=call_id, **result)
     elif kind not in _NO_STEP:  # an item this reader does not know: said, never dropped
         unread.append(f"an item of type {kind!r} is not read as a step")
+
+
+def _built_in_call_result(kind: str, item: dict[str, Any]) -> dict[str, Any] | None:
+    """What a built-in tool the server ran returned, as its call's item holds it: a file
+    search's ``results``, the code interpreter's ``outputs``, the image generated, a web
+    search's ``sources``; None when the item holds none."""
+    error = item.get("error")  # an image generation refused, say
+    if error:
+        message = error.get("message") if isinstance(error, dict) else None
+        return {"error": str(message or error)}
+    action = item.get("action")
+    found = (item.get("results") if kind == "file_search_call"
+             else item.get("outputs") if kind == "code_interpreter_call"
+             else item.get("result") if kind == "image_generation_call"
+             else action.get("sources") if kind == "web_search_call" and isinstance(action, dict)
+             else None)
+    if found is None:
+        return None
+    if kind == "image_generation_call" and isinstance(found, str):
+        # the image itself, base64 (megabytes): only its size is kept, as for inline images
+        return {"result": f"[image: {len(found)} characters of base64 not kept]"}
+    return {"result": _without_image_bytes(found)}
 
 
 def _built_in_result(kind: str, item: dict[str, Any]) -> ToolResult:

@@ -145,6 +145,46 @@ def test_client_run_built_in_calls_are_paired_with_their_outputs(
     assert "calls: 4 with a result, 0 without" in capsys.readouterr().out
 
 
+@pytest.mark.attack
+def test_built_in_calls_the_server_ran_keep_their_results(tmp_path: Path) -> None:
+    """A file search's results, the code interpreter's logs, the image generated and a web
+    search's sources were dropped: the calls had no result, so a rule or a criterion on what
+    the tool returned (the logs of a script that deleted the ledger) saw nothing."""
+    plot = "data:image/png;base64," + "iVBORw0K" * 100
+    output = [
+        {"type": "file_search_call", "id": "fs_1", "status": "completed",
+         "queries": ["refund policy"],
+         "results": [{"file_id": "file_1", "filename": "policy.md", "score": 0.9,
+                      "text": "Refunds over 100 need a manager.", "attributes": {}}]},
+        {"type": "code_interpreter_call", "id": "ci_1", "status": "completed",
+         "container_id": "cntr_1", "code": "import os; os.remove('ledger.db')",
+         "outputs": [{"type": "logs", "logs": "removed ledger.db"},
+                     {"type": "image", "url": plot}]},
+        {"type": "image_generation_call", "id": "ig_1", "status": "completed",
+         "result": "QUJD" * 250},
+        {"type": "image_generation_call", "id": "ig_2", "status": "failed", "result": None,
+         "error": {"type": "image_generation_user_error", "code": "moderation_blocked",
+                   "message": "the request was blocked"}},
+        {"type": "web_search_call", "id": "ws_1", "status": "completed",
+         "action": {"type": "search", "query": "refund limit",
+                    "sources": [{"type": "url", "url": "https://example.com/policy"}]}}]
+    log = _write(tmp_path / "responses.jsonl", [_response("resp_1", output)])
+    (run,) = read_log_runs(log)
+    paired = {run.steps[c].call_id: run.steps[r] for c, r in run.pairs().items()}
+    assert set(paired) == {"fs_1", "ci_1", "ig_1", "ig_2", "ws_1"}
+    assert paired["fs_1"].result == [{
+        "file_id": "file_1", "filename": "policy.md", "score": 0.9,
+        "text": "Refunds over 100 need a manager.", "attributes": {}}]
+    assert paired["ci_1"].result == [
+        {"type": "logs", "logs": "removed ledger.db"},
+        {"type": "image", "url": "[image/png: 800 characters of base64 not kept]"}]
+    assert paired["ig_1"].result == "[image: 1000 characters of base64 not kept]"
+    assert paired["ig_2"].error == "the request was blocked"
+    assert paired["ws_1"].result == [{"type": "url", "url": "https://example.com/policy"}]
+    (summary,) = ingest([log]).files
+    assert "calls: 5 with a result, 0 without" in summary.understood()
+
+
 def _message(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """An Anthropic ``Message`` as the SDK builds it, dumped as teams log it."""
     return anthropic.types.Message.model_validate({
