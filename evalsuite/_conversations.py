@@ -339,11 +339,18 @@ def parse_arguments(raw: Any) -> tuple[dict[str, Any], str | None]:
 
 
 def text_of(content: Any) -> str:
-    """The text of a message's content: a string, or a list of parts."""
+    """The text of a message's content: a string, or a list of parts.
+
+    Anything else (a tool's output logged as an object or a number, an error object) is
+    its JSON: iterating an object gave its key names and dropped every value, and a
+    number raised a bare ``TypeError``.
+    """
     if content is None:
         return ""
     if isinstance(content, str):
         return content
+    if not isinstance(content, list):
+        return json.dumps(content, ensure_ascii=False, default=str)
     texts = []
     for part in content:
         if isinstance(part, dict) and isinstance(part.get("text"), str):

@@ -185,6 +185,41 @@ def test_built_in_calls_the_server_ran_keep_their_results(tmp_path: Path) -> Non
     assert "calls: 5 with a result, 0 without" in summary.understood()
 
 
+@pytest.mark.attack
+def test_tool_outputs_logged_as_objects_keep_their_values(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A function's output logged as an object was read as its key names (``balance``,
+    ``status``: every value gone, so a rule on ``result.balance`` saw nothing), an MCP
+    error object as its key names, and an output logged as a number stopped ``ingest`` with
+    a ``TypeError`` traceback."""
+    call = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "refund",
+            "arguments": '{"order_id": "A-1001"}', "status": "completed"}
+    mcp = {"type": "mcp_call", "id": "mcp_1", "name": "ledger", "arguments": "{}",
+           "server_label": "bank", "error": {"code": 403, "message": "denied"}}
+    answer = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+              "content": [{"type": "output_text", "text": "Refunded.", "annotations": []}]}
+    first = _response("resp_1", [call])
+    first["output"].append(mcp)  # the SDK types an MCP error as text: this log is edited
+    sent = [{"role": "user", "content": ASK}, *first["output"]]
+    logs = {}
+    for name, output in (("object", {"refunded": 84.99, "balance": -1200}), ("number", 84.99)):
+        resent = [*sent, {"type": "function_call_output", "call_id": "call_1",
+                          "output": output}]
+        logs[name] = _write(tmp_path / f"{name}.jsonl", [
+            {"request": {"model": "gpt-5", "input": sent[:1]}, "response": first},
+            {"request": {"model": "gpt-5", "input": resent},
+             "response": _response("resp_2", [answer])}])
+    (run,) = read_log_runs(logs["object"])
+    results = [s for s in run.steps if isinstance(s, ToolResult)]
+    assert [(r.call_id, r.result, r.error) for r in results] == [
+        ("mcp_1", None, '{"code": 403, "message": "denied"}'),
+        ("call_1", {"refunded": 84.99, "balance": -1200}, None)]
+    (run,) = read_log_runs(logs["number"])
+    assert [s.result for s in run.steps if isinstance(s, ToolResult) and s.result] == ["84.99"]
+    assert main(["ingest", str(logs["number"])]) == 0
+    assert "calls: 2 with a result, 0 without" in capsys.readouterr().out
+
+
 def _message(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """An Anthropic ``Message`` as the SDK builds it, dumped as teams log it."""
     return anthropic.types.Message.model_validate({
