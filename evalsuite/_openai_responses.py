@@ -69,6 +69,7 @@ class Item(TypedDict):
     queries: NotRequired[Any]
     code: NotRequired[Any]
     operation: NotRequired[Any]
+    actions: NotRequired[Any]
     status: NotRequired[Any]
     # what built-in tools the server runs returned: kept for the same reason
     results: NotRequired[Any]
@@ -87,8 +88,8 @@ _NO_STEP = frozenset({"item_reference", "mcp_list_tools", "mcp_approval_request"
                       "compaction", "compaction_trigger", "configuration_update"})
 # Where a built-in tool's call without an ``action`` holds what it ran: file search's
 # ``queries``, the code interpreter's ``code``, ``apply_patch``'s ``operation`` (the file
-# and its diff), tool search's ``arguments``.
-_BUILT_IN_ARGUMENTS = ("queries", "code", "operation", "arguments")
+# and its diff), tool search's ``arguments``, a computer call's batch of ``actions``.
+_BUILT_IN_ARGUMENTS = ("queries", "code", "operation", "arguments", "actions")
 # The results of built-in tools the client runs (the computer, a shell, ``apply_patch``),
 # sent back in the next request's input, each naming its call by the call's ``call_id``
 # (``local_shell_call_output`` by its ``id``, which is that call id).

@@ -220,6 +220,22 @@ def test_tool_outputs_logged_as_objects_keep_their_values(
     assert "calls: 2 with a result, 0 without" in capsys.readouterr().out
 
 
+@pytest.mark.attack
+def test_a_computer_calls_batched_actions_are_its_arguments(tmp_path: Path) -> None:
+    """A ``computer_call`` with a batch of ``actions`` (and no single ``action``) was read
+    with no arguments: no rule on what it typed or clicked could match."""
+    actions = [{"type": "click", "button": "left", "x": 10, "y": 20},
+               {"type": "type", "text": "DROP TABLE refunds;"}]
+    output = [{"type": "computer_call", "id": "cu_1", "call_id": "call_cu",
+               "status": "completed", "actions": actions, "pending_safety_checks": []}]
+    log = _write(tmp_path / "responses.jsonl", [_response("resp_1", output)])
+    (run,) = read_log_runs(log)
+    (call,) = run.tool_calls()
+    assert (call.tool, call.call_id) == ("computer", "call_cu")
+    assert [a["type"] for a in call.arguments["actions"]] == ["click", "type"]
+    assert call.arguments["actions"][1]["text"] == "DROP TABLE refunds;"
+
+
 def _message(blocks: list[dict[str, Any]]) -> dict[str, Any]:
     """An Anthropic ``Message`` as the SDK builds it, dumped as teams log it."""
     return anthropic.types.Message.model_validate({
