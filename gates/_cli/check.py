@@ -11,6 +11,7 @@ import click
 
 from gates._cli._common import ctx
 from gates._response.check_light import light_clearance
+from gates._visible import visible
 
 
 @click.command("check")
@@ -78,17 +79,20 @@ def _show(agent: str, as_json: bool, cleared: bool, reasons: list[str], answer: 
         click.echo(json.dumps(answer, indent=2))
         return 0 if cleared else 1
     # click, not rich: plain lines in a deploy job's log, colour on a terminal, and the
-    # command deploy jobs call most does not load rich.
+    # command deploy jobs call most does not load rich. A reason quotes text someone typed
+    # (a summary, a mode's reason, an agent's name): a terminal escape or a bidi override in
+    # it is shown as its escape, not obeyed.
+    agent, signature, stamp = visible(agent), visible(signature), visible(stamp)
     if cleared:
         click.echo(f"{agent}: {click.style('cleared', fg='green', bold=True)} for full "
-                   f"operation (verdict {outcome} of {stamp}, on today's files)")
+                   f"operation (verdict {visible(str(outcome))} of {stamp}, on today's files)")
     else:
         click.echo(f"{agent}: {click.style('NOT cleared', fg='red', bold=True)} for full "
                    f"operation:")
         for reason in reasons:
-            click.echo(f"  - {reason}")
+            click.echo(f"  - {visible(reason)}")
     if signature:
         click.echo(f"signature: {signature}")
     for note in notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {visible(note)}")
     return 0 if cleared else 1

@@ -95,9 +95,9 @@ def show_command(review_id: str, as_json: bool) -> int:
 def _warn(unlike: dict[str, str]) -> None:
     """Say on stderr which items are not what their runtime submitted (stdout keeps the
     items as the store holds them, so ``--json`` stays an item's JSON)."""
-    for review, problem in unlike.items():
-        click.echo(f"warning: {review} is NOT AS SUBMITTED: {problem}. Do not decide on what "
-                   f"it shows; only rejecting it is possible.", err=True)
+    for review, problem in unlike.items():  # the id and the problem quote the row: see _say
+        click.echo(visible(f"warning: {review} is NOT AS SUBMITTED: {problem}. Do not decide "
+                           f"on what it shows; only rejecting it is possible."), err=True)
 
 
 def _fields(item: ReviewItem) -> list[tuple[str, str]]:

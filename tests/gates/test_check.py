@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gates import Workspace, check, open_store, run_gate
+from gates import Workspace, check, contain, open_incident, open_store, run_gate
 from gates._demo import apply_fix
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured, resolved
@@ -93,3 +93,18 @@ def test_unknown_agent_is_bad_input(example: Workspace, cli: RunCli) -> None:
     result = cli("check", "refund-agnet", cwd=example.root)
     assert result.returncode == 2
     assert "did you mean 'refund-agent'" in result.stderr
+
+
+@pytest.mark.attack
+def test_escapes_in_a_reason_are_shown_not_obeyed(example: Workspace, cli: RunCli) -> None:
+    """An incident summary someone typed (here a hidden link, a screen clear and a bidi
+    override) reaches check's reasons: a deploy job's terminal shows each as its escape."""
+    summary = "over-refund \x1b]8;;http://evil\x1b\\here\x1b]8;;\x1b\\ \x1b[2J\u202edeppots"
+    incident = open_incident(example, "refund-agent", summary=summary, severity="sev2",
+                             actor=ACTOR)
+    contain(example, incident.id, mode="review", notify=["legal"], scope=summary, actor=ACTOR)
+    result = cli("check", "refund-agent", cwd=example.root)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "NOT cleared" in result.stdout
+    assert "\\x1b[2J" in result.stdout and "\\u202e" in result.stdout
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout

@@ -356,3 +356,20 @@ def test_a_row_swapped_behind_the_log_is_named_and_cannot_be_approved(
     assert [e.action for e in store.audit()] == ["review.submit", "review.submit"]
     code, _, _ = inline_cli(example, "review", "reject", call.id, "--reason", "not as held")
     assert code == 0 and ReviewQueue(example).get(call.id).status == "rejected"
+
+
+@pytest.mark.attack
+def test_escapes_in_a_swapped_rows_warning_are_shown_not_obeyed(example: Workspace,
+                                                                 cli: RunCli) -> None:
+    """A row rewritten behind the log with a hidden link and a bidi override in its agent:
+    the NOT AS SUBMITTED warning (plain click on stderr) shows them as their escapes."""
+    call, _ = _queued(example)
+    store = open_store(example)
+    with sqlite3.connect(store.path) as conn:  # type: ignore[union-attr]
+        swapped = call.model_copy(update={"agent": "x\x1b]8;;http://evil\x1b\\y\x1b[2J\u202e"})
+        conn.execute("UPDATE reviews SET body = ? WHERE num = 1", (swapped.model_dump_json(),))
+    result = cli("review", "list", cwd=example.root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"warning: {call.id} is NOT AS SUBMITTED" in result.stderr
+    assert "\\x1b]8;;http://evil" in result.stderr and "\\u202e" in result.stderr
+    assert "\x1b" not in result.stderr and "\u202e" not in result.stderr

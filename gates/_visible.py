@@ -1,0 +1,25 @@
+"""Text from outside reinstate (an agent's answer, a log line, a summary a person typed) as
+characters a terminal shows rather than obeys."""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Control characters (ESC starts a sequence that clears the screen or hides a link), and the
+# characters that show nothing or reorder what follows: a bidi override, a zero-width space,
+# a Unicode tag, a line or paragraph separator.
+_HIDDEN = {"Cc", "Cf", "Zl", "Zp"}
+
+
+def visible(text: str, *, keep: str = "") -> str:
+    """``text`` with each hidden character but those in ``keep`` written out as its escape
+    (``\\x1b``, ``\\u202e``)."""
+    if text.isprintable():  # the common case, checked in C: nothing hidden
+        return text
+    return "".join(_written_out(char) if char not in keep else char for char in text)
+
+
+def _written_out(char: str) -> str:
+    if unicodedata.category(char) not in _HIDDEN:
+        return char
+    return repr(char)[1:-1]  # Python's escape: ``\\x1b``, ``\\n``, ``\\u202e``
