@@ -14,7 +14,9 @@ whatever order its trials finished in, and two run files compare like with like.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -67,9 +69,10 @@ class RunFileWriter:
 
     def __init__(self, path: Path, header: EvalRunHeader) -> None:
         self.path = path
-        self._partial = path.with_name(path.name + ".partial")
+        self._partial = path.with_name(path.name + PARTIAL)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[str] = self._partial.open("w", encoding="utf-8")
+        self._handle: IO[str] = _locked_new(self._partial)
+        remove_abandoned(path.parent)
         self._handle.write(header.model_dump_json() + "\n")
         self._redactors: dict[str, Redactor] = {}
         # Trials still to come per case: a case's redactor is let go after its last one,
@@ -108,10 +111,67 @@ class RunFileWriter:
             self._handle.close()
             self._partial.unlink(missing_ok=True)
             raise
-        self._handle.close()
+        # Renamed while still open, so locked: a writer that starts now never takes the
+        # partial file for an abandoned one between the close and the rename.
         self._partial.replace(self.path)
+        self._handle.close()
         _fsync_dir(self.path.parent)  # the rename itself survives a crash
         return self.path
+
+
+# A run file's name while it is written. Its writer holds an exclusive flock on it until it
+# is renamed: the kernel lets the lock go when the writer dies, however it dies (a gate
+# killed midway), so a partial file nobody holds is one no live process will finish. The
+# lock, not a pid in the name: a pid is reused, and two containers sharing a workspace
+# each have their own.
+PARTIAL = ".partial"
+
+
+def _locked_new(partial: Path) -> IO[str]:
+    """``partial`` created empty and open for writing, locked; retried if another writer's
+    sweep removed it between its creation and the lock."""
+    while True:
+        handle = partial.open("w", encoding="utf-8")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if _still_at(partial, handle.fileno()):
+            return handle
+        handle.close()
+
+
+def _still_at(path: Path, fd: int) -> bool:
+    try:
+        return os.path.samestat(os.lstat(path), os.fstat(fd))
+    except FileNotFoundError:
+        return False
+
+
+def remove_abandoned(folder: Path) -> list[Path]:
+    """Remove the partial run files in ``folder`` that no live process is writing (a run
+    killed midway left them, and nothing else ever would); the ones removed.
+
+    One that another writer holds locked is left alone, and so is anything that is not a
+    regular file: only what a writer made and let go is removed."""
+    removed = []
+    for partial in folder.glob(f"*{PARTIAL}"):
+        try:
+            fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone already, a link, not ours to read: left as it is
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live writer holds it
+            if _still_at(partial, fd):  # not renamed or replaced since it was opened
+                partial.unlink()
+                removed.append(partial)
+        except OSError:
+            continue  # a sweep is housekeeping: it never fails the run that does it
+        finally:
+            os.close(fd)
+    return removed
 
 
 def redact_trial(result: TrialResult, redactor: Redactor) -> TrialResult:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -105,3 +107,49 @@ def test_diff_of_a_file_that_is_not_a_run_file(example: Workspace, cli: RunCli) 
     bogus.write_text('{"hello": 1}\n')
     result = cli("diff", str(bogus), str(bogus), cwd=example.root)
     assert result.returncode == 2 and "bogus.jsonl:1" in result.stderr
+
+
+# A run file's writer in a process of its own: it starts the file, says so, and finishes it
+# when told (or is killed first, as a gate killed midway).
+_WRITER = """
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from evalsuite import EvalRunHeader, RunFileWriter
+writer = RunFileWriter(Path(sys.argv[1]), EvalRunHeader(
+    agent="refund-agent", started_at=datetime.now(timezone.utc), settings={}))
+print("started", flush=True)
+sys.stdin.readline()
+writer.finish()
+"""
+
+
+def _writer(path: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)], text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == "started\n"
+    return process
+
+
+def test_a_killed_runs_partial_file_is_removed_and_a_live_ones_is_not(example: Workspace,
+                                                                       cli: RunCli) -> None:
+    """A run killed midway leaves its partial file; the next eval removes it, and leaves
+    the partial file of a run still being written in another process, which then ends."""
+    runs = example.state_path.parent / "runs"
+    killed = _writer(runs / "20261201T000000000000Z-refund-agent.jsonl")
+    killed.kill()
+    killed.communicate()  # and its pipes closed
+    abandoned = runs / "20261201T000000000000Z-refund-agent.jsonl.partial"
+    assert abandoned.exists()
+    live = _writer(runs / "20261201T000001000000Z-refund-agent.jsonl")
+    try:
+        result = cli("eval", "refund-agent", "--cases", "refund-full-*", "--trials", "1",
+                     cwd=example.root)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not abandoned.exists()
+        assert (runs / "20261201T000001000000Z-refund-agent.jsonl.partial").exists()
+    finally:
+        live.communicate("\n", timeout=60)
+    assert live.returncode == 0
+    assert (runs / "20261201T000001000000Z-refund-agent.jsonl").exists()
+    assert sorted(p.name for p in runs.iterdir() if p.name.endswith(".partial")) == []
