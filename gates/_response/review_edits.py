@@ -56,13 +56,21 @@ def vouched_item(queue: ReviewQueue, submitted: ReviewItem, *, actor: str,
             raise GatesError(f"the audit log records no decision of {submitted.id}")
         return item
     except GatesError as exc:  # unvouched, or a store that cannot be read: fail closed
-        why = (f"review {submitted.id}: {exc}; the decision in the store's queue is not "
-               f"the audit log's, so nothing is released (failing closed)")
-        why = _audit(lambda: queue.store, submitted, actor=actor, action=RELEASE_REFUSED_ACTION,
-                     why=why, detail={"rule": "review.audit", "source": source})
-        return submitted.model_copy(update={
-            "status": "rejected", "decided_by": actor, "decision_reason": why,
-            "decided_at": datetime.now(UTC)})
+        return refused_release(
+            queue, submitted, actor=actor, source=source,
+            why=(f"review {submitted.id}: {exc}; the decision in the store's queue is not "
+                 f"the audit log's, so nothing is released (failing closed)"))
+
+
+def refused_release(queue: ReviewQueue, submitted: ReviewItem, *, actor: str, source: str,
+                    why: str) -> ReviewItem:
+    """``submitted`` come back ``rejected`` by ``actor`` for ``why``, with a
+    ``review.release_refused`` entry: what a runtime that waited for it must not release."""
+    why = _audit(lambda: queue.store, submitted, actor=actor, action=RELEASE_REFUSED_ACTION,
+                 why=why, detail={"rule": "review.audit", "source": source})
+    return submitted.model_copy(update={
+        "status": "rejected", "decided_by": actor, "decision_reason": why,
+        "decided_at": datetime.now(UTC)})
 
 
 def release_held(run: GuardedRun, routed: GuardDecision, item: ReviewItem, *, actor: str,

@@ -9,9 +9,9 @@ the run, so the run log says what happened to it.
 from __future__ import annotations
 
 from evalsuite import Output, ToolCall
-from gates._errors import GatesError
+from gates._errors import GatesError, UnknownReview
 from gates._response.guard import GuardDecision, GuardedRun
-from gates._response.review_edits import release_held, vouched_item
+from gates._response.review_edits import refused_release, release_held, vouched_item
 from gates._store.review_queue import ReviewQueue
 from gates._store.reviews import ReviewItem
 
@@ -49,6 +49,8 @@ def hold_for_review(queue: ReviewQueue, run: GuardedRun, decision: GuardDecision
     Proceed only when the returned item is :attr:`~gates.ReviewItem.released`, with its
     :attr:`~gates.ReviewItem.final_args` (or ``final_text``). A call that is not released
     (rejected, or expired at the timeout) is logged in the run as blocked, naming why.
+    An item deleted from the queue while the caller waits comes back ``rejected`` (audited
+    as ``review.release_refused``) and is logged blocked the same way: it never runs.
 
     What comes back is what the hash-chained audit log records for the step as the run
     held it (:meth:`~gates.ReviewQueue.vouched`), not the store's review row: an approval
@@ -70,10 +72,19 @@ def hold_for_review(queue: ReviewQueue, run: GuardedRun, decision: GuardDecision
         StoreUnavailable: the queue cannot be written or read (deny the step).
     """
     submitted = submit_guarded(queue, run, decision)
-    # The store's row only says that a decision was made; what it is, the log says.
-    queue.wait(submitted.id, timeout_s=timeout_s, poll_s=poll_s)
-    item = vouched_item(queue, submitted, actor=GUARD_ACTOR, source="guard")
-    item = release_held(run, decision, item, actor=GUARD_ACTOR, source="guard")
+    try:
+        queue.wait(submitted.id, timeout_s=timeout_s, poll_s=poll_s)
+    except UnknownReview:
+        # Nobody can decide, or be shown, a row that is gone: whatever the log says of it,
+        # the step is not released.
+        item = refused_release(
+            queue, submitted, actor=GUARD_ACTOR, source="guard",
+            why=(f"review {submitted.id} was deleted from the review queue while its "
+                 f"runtime waited: nothing is released (failing closed)"))
+    else:
+        # The store's row only says that a decision was made; what it is, the log says.
+        item = vouched_item(queue, submitted, actor=GUARD_ACTOR, source="guard")
+        item = release_held(run, decision, item, actor=GUARD_ACTOR, source="guard")
     if item.kind == "call" and not item.released and decision.call_id is not None:
         run.result(decision.call_id, blocked=True,
                    error=f"{item.status} in review {item.id} by {item.decided_by}: "

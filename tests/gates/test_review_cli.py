@@ -254,6 +254,41 @@ def test_a_rejected_call_is_logged_blocked_and_never_runs(
     assert blocked.blocked and "rejected in review R-1 by alice" in (blocked.error or "")
 
 
+@pytest.mark.attack
+def test_a_call_whose_queue_row_is_deleted_is_denied_and_logged_blocked(
+        example: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A held call's row deleted from the SQLite store while its runtime waits: the call
+    is denied, never runs, and is logged blocked naming the deleted item, with a
+    review.release_refused audit entry (as a decision the log does not vouch for)."""
+    agent = _example_agent(example, monkeypatch)
+    closed: list[dict[str, Any]] = []
+    tools = {"close_account": lambda args: closed.append(args)}
+    guard = Guard(example.root, AGENT, log=tmp_path / "guard.jsonl")
+    queue = ReviewQueue(example)
+    store = open_store(example)
+
+    def deleter() -> None:
+        while not queue.items():
+            time.sleep(0.05)
+        with sqlite3.connect(store.path) as conn:  # type: ignore[union-attr]
+            conn.execute("DELETE FROM reviews")
+
+    deleting = threading.Thread(target=deleter)
+    deleting.start()
+    goal = "close my account"
+    with guard.run("live-deleted", goal=goal, context={"customer_id": "C-1001"}) as run, \
+            pytest.raises(ToolDenied, match="rejected in review R-1"):
+        agent.respond(GuardedSession(run, queue, goal, tools))
+    deleting.join(30)
+    guard.close()
+    assert closed == []
+    [logged] = read_log_runs(tmp_path / "guard.jsonl")
+    [blocked] = [s for s in logged.steps if isinstance(s, ToolResult)]
+    assert blocked.blocked and "R-1 was deleted from the review queue" in (blocked.error or "")
+    [refused] = store.audit(AGENT, actions=("review.release_refused",))
+    assert refused.detail["review"] == "R-1" and "deleted" in (refused.reason or "")
+
+
 @pytest.mark.slow
 def test_the_readmes_review_snippet_runs_as_printed(example: Workspace,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
