@@ -101,10 +101,12 @@ def test_gates_layers_import_downwards() -> None:
 
 def test_gates_folder_shows_the_architecture() -> None:
     """gates holds its layers as sub-packages, each saying what it is, beside only the
-    workspace modules, the entry points and the pytest plugin."""
+    workspace modules, the entry points, the pytest plugin and the leaves every layer may
+    use (its errors, and ``visible``: the reports and ``check``, which loads no report,
+    print outside text through it)."""
     gates = ROOT / "gates"
     for layer in LAYERS:
         init = gates / layer / "__init__.py"
         assert init.is_file() and init.read_text().startswith('"""'), layer
     loose = sorted(p.stem for p in gates.glob("_*.py") if p.stem not in ("__init__", "__main__"))
-    assert loose == ["_config", "_demo", "_errors", "_init", "_schemas"]
+    assert loose == ["_config", "_demo", "_errors", "_init", "_schemas", "_visible"]
