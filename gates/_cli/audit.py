@@ -11,12 +11,12 @@ from rich.markup import escape
 
 from evalsuite import InvalidInput
 from gates._cli._common import ctx
-from gates._reports.visible import visible
 from gates._store.access import open_store
 from gates._store.attestation import read_kept_verdict
 from gates._store.audit import verify_audit
 from gates._store.backends import verify_chain
 from gates._verdict.verdict import Verdict
+from gates._visible import visible
 
 
 @click.group("audit", invoke_without_command=True)

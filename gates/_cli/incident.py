@@ -10,8 +10,8 @@ import click
 
 from gates._cli._common import ctx, split_list
 from gates._reports.terminal import incident_summary
-from gates._reports.visible import visible
 from gates._response.actions import open_incident, record_change, record_finding, schedule_review
+from gates._visible import visible
 from regressions import ChangeLayer, FixLocation, Layer, Severity
 
 

@@ -9,9 +9,9 @@ import click
 
 from evalsuite import InvalidInput
 from gates._cli._common import ctx
-from gates._reports.visible import visible
 from gates._store.review_queue import ReviewQueue
 from gates._store.reviews import ReviewItem
+from gates._visible import visible
 
 # A call's arguments or an output's text is cut to this many characters in the list.
 WIDTH = 80

@@ -13,8 +13,8 @@ from rich.markup import escape
 from evalsuite import LogFormat, Output, Reasoning, Step, ToolCall, ToolResult, UserInput, as_utc
 from gates._cli._common import ctx
 from gates._cli.ingest import FORMAT
-from gates._reports.visible import visible
 from gates._response.runs import LocatedRun, find_run, list_runs
+from gates._visible import visible
 from regressions import short
 
 # Wide enough for a refund's arguments, short enough that a long conversation stays readable.

@@ -17,8 +17,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from gates._reports.visible import visible
 from gates._verdict.diff import short
+from gates._visible import visible
 
 # Characters that start Markdown syntax anywhere in a line (GFM), and a backslash itself.
 _INLINE = re.compile(r"([\\`*\[\]<>|~])")

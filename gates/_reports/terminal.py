@@ -8,7 +8,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gates._reports.visible import visible
 from gates._store.access import ModeReading
 from gates._verdict.check_results import (
     CasesReplay,
@@ -19,6 +18,7 @@ from gates._verdict.check_results import (
     ReplayRow,
 )
 from gates._verdict.verdict import ChangeVerification, Verdict
+from gates._visible import visible
 from regressions import Incident
 
 STYLE = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from rich.console import Console, ConsoleOptions, ConsoleRenderable, RenderHook
 from rich.segment import Segment
 
-from gates._reports.visible import visible
+from gates._visible import visible
 
 
 class ShowHidden(RenderHook):
