@@ -112,6 +112,11 @@ def test_a_mode_row_edited_to_full_with_the_incident_file_deleted_does_not_clear
     assert (mode.returncode, mode.stdout.strip()) == (3, "review")
     assert "INC-1 contained refund-agent (audit entry 1)" in mode.stderr
     assert "its incident file is missing" in mode.stderr
+    _runtimes_answer_review(held)
+
+
+def _runtimes_answer_review(held: Workspace) -> None:
+    """A runtime's mode read and the guard both keep the agent in review."""
     assert agent_mode(AGENT, held.root) == "review"
     with Guard(held, AGENT) as guard, guard.run("run-1", goal="look up an order"):
         decision = guard.call("lookup_order", {"order_id": "A-1001"})
@@ -133,10 +138,7 @@ def test_a_mode_row_edited_to_full_behind_the_log_does_not_clear(held: Workspace
         mode = cli("mode", AGENT, cwd=held.root)
         assert (mode.returncode, mode.stdout.strip()) == (3, "review")
         assert "the modes table was changed behind the audit log" in mode.stderr
-    assert agent_mode(AGENT, held.root) == "review"
-    with Guard(held, AGENT) as guard, guard.run("run-1", goal="look up an order"):
-        decision = guard.call("lookup_order", {"order_id": "A-1001"})
-    assert (decision.effect, decision.rule) == ("review", "mode.review")
+    _runtimes_answer_review(held)
 
 
 @pytest.mark.attack

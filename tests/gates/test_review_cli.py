@@ -225,32 +225,46 @@ def test_a_review_routed_call_waits_and_proceeds_after_approve(
     assert run.metadata[f"guard.step.{1}"]["effect"] == "review"
 
 
-@pytest.mark.slow
-def test_a_rejected_call_is_logged_blocked_and_never_runs(
-        example: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A reviewer's rejection reaches the agent as a refusal and the run log as blocked."""
+def _closure_held_while(example: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        run_id: str, meddle: Callable[[ReviewQueue], None],
+                        ) -> tuple[list[dict[str, Any]], ToolResult]:
+    """The example agent asked to close an account (held for review) while ``meddle`` acts
+    on the queue once the item is pending: the calls that ran, and the call's logged
+    result. The agent must be refused."""
     agent = _example_agent(example, monkeypatch)
     closed: list[dict[str, Any]] = []
     tools = {"close_account": lambda args: closed.append(args)}
     guard = Guard(example.root, AGENT, log=tmp_path / "guard.jsonl")
     queue = ReviewQueue(example)
 
-    def reviewer() -> None:
+    def when_pending() -> None:
         while not queue.items():
             time.sleep(0.05)
-        queue.reject(queue.items()[0].id, actor="alice", reason="not the account holder")
+        meddle(queue)
 
-    deciding = threading.Thread(target=reviewer)
-    deciding.start()
+    meddling = threading.Thread(target=when_pending)
+    meddling.start()
     goal = "close my account"
-    with guard.run("live-reject", goal=goal, context={"customer_id": "C-1001"}) as run, \
+    with guard.run(run_id, goal=goal, context={"customer_id": "C-1001"}) as run, \
             pytest.raises(ToolDenied, match="rejected in review R-1"):
         agent.respond(GuardedSession(run, queue, goal, tools))
-    deciding.join(30)
+    meddling.join(30)
     guard.close()
-    assert closed == []
     [logged] = read_log_runs(tmp_path / "guard.jsonl")
-    [blocked] = [s for s in logged.steps if isinstance(s, ToolResult)]
+    [result] = [s for s in logged.steps if isinstance(s, ToolResult)]
+    return closed, result
+
+
+@pytest.mark.slow
+def test_a_rejected_call_is_logged_blocked_and_never_runs(
+        example: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reviewer's rejection reaches the agent as a refusal and the run log as blocked."""
+    def reject(queue: ReviewQueue) -> None:
+        queue.reject(queue.items()[0].id, actor="alice", reason="not the account holder")
+
+    closed, blocked = _closure_held_while(example, tmp_path, monkeypatch, "live-reject",
+                                          reject)
+    assert closed == []
     assert blocked.blocked and "rejected in review R-1 by alice" in (blocked.error or "")
 
 
@@ -260,30 +274,15 @@ def test_a_call_whose_queue_row_is_deleted_is_denied_and_logged_blocked(
     """A held call's row deleted from the SQLite store while its runtime waits: the call
     is denied, never runs, and is logged blocked naming the deleted item, with a
     review.release_refused audit entry (as a decision the log does not vouch for)."""
-    agent = _example_agent(example, monkeypatch)
-    closed: list[dict[str, Any]] = []
-    tools = {"close_account": lambda args: closed.append(args)}
-    guard = Guard(example.root, AGENT, log=tmp_path / "guard.jsonl")
-    queue = ReviewQueue(example)
     store = open_store(example)
 
-    def deleter() -> None:
-        while not queue.items():
-            time.sleep(0.05)
+    def delete(_: ReviewQueue) -> None:
         with sqlite3.connect(store.path) as conn:  # type: ignore[union-attr]
             conn.execute("DELETE FROM reviews")
 
-    deleting = threading.Thread(target=deleter)
-    deleting.start()
-    goal = "close my account"
-    with guard.run("live-deleted", goal=goal, context={"customer_id": "C-1001"}) as run, \
-            pytest.raises(ToolDenied, match="rejected in review R-1"):
-        agent.respond(GuardedSession(run, queue, goal, tools))
-    deleting.join(30)
-    guard.close()
+    closed, blocked = _closure_held_while(example, tmp_path, monkeypatch, "live-deleted",
+                                          delete)
     assert closed == []
-    [logged] = read_log_runs(tmp_path / "guard.jsonl")
-    [blocked] = [s for s in logged.steps if isinstance(s, ToolResult)]
     assert blocked.blocked and "R-1 was deleted from the review queue" in (blocked.error or "")
     [refused] = store.audit(AGENT, actions=("review.release_refused",))
     assert refused.detail["review"] == "R-1" and "deleted" in (refused.reason or "")

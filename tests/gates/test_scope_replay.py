@@ -383,12 +383,7 @@ def test_a_signature_that_misses_the_incidents_own_run_fails_the_gate(
     done = investigate(example, incident.id, logs, actor=ACTOR)
     assert done.investigation.scope.runs_matched == 0
     assert any("matches no step of run-7f3a97" in w for w in done.warnings), done.warnings
-    finding = record_finding(example, incident.id, layer="tool_permission_boundary",
-                             gap=True, description="refunds could go anywhere", actor=ACTOR)
-    record_change(example, incident.id, layer="tool_permission_boundary",
-                  addresses=[finding.id], description="stop refunds elsewhere", actor=ACTOR)
-    _stop_refunds_elsewhere(example)
-    result = run_gate(example, "refund-agent", actor=ACTOR).result(ControlChangesResult)
+    result = _boundary_fixed_and_gated(example, incident.id)
     assert result is not None and result.outcome == "fail"
     assert (f"{incident.id}'s scope of impact (investigation.signature) matches no step of "
             f"run-7f3a97, the run(s) its cases were captured from: it leaves out the harm it "
@@ -468,6 +463,18 @@ def test_a_scope_shrunk_by_hand_does_not_clear_the_backtest(example: Workspace, 
     assert "Harmful, still allowed" in done.stdout
 
 
+def _boundary_fixed_and_gated(example: Workspace, incident_id: str
+                              ) -> ControlChangesResult | None:
+    """A permission-boundary finding and its change recorded, the boundary fixed, and the
+    gate run: its control_changes check."""
+    finding = record_finding(example, incident_id, layer="tool_permission_boundary",
+                             gap=True, description="refunds could go anywhere", actor=ACTOR)
+    record_change(example, incident_id, layer="tool_permission_boundary",
+                  addresses=[finding.id], description="stop refunds elsewhere", actor=ACTOR)
+    _stop_refunds_elsewhere(example)
+    return run_gate(example, "refund-agent", actor=ACTOR).result(ControlChangesResult)
+
+
 @pytest.mark.attack
 def test_an_own_run_struck_from_the_investigation_does_not_clear_the_gate(
         example: Workspace) -> None:
@@ -481,11 +488,6 @@ def test_an_own_run_struck_from_the_investigation_does_not_clear_the_gate(
             "properties": {"amount": {"type": "string"}}}}]))
     investigate(example, incident.id, logs, actor=ACTOR)
     _edit_investigation(example, incident.id, lambda i: i.update(runs=[]))
-    finding = record_finding(example, incident.id, layer="tool_permission_boundary",
-                             gap=True, description="refunds could go anywhere", actor=ACTOR)
-    record_change(example, incident.id, layer="tool_permission_boundary",
-                  addresses=[finding.id], description="stop refunds elsewhere", actor=ACTOR)
-    _stop_refunds_elsewhere(example)
-    result = run_gate(example, "refund-agent", actor=ACTOR).result(ControlChangesResult)
+    result = _boundary_fixed_and_gated(example, incident.id)
     assert result is not None and result.outcome == "fail", result.findings
     assert any("matches no step of run-7f3a97" in f for f in result.findings), result.findings
