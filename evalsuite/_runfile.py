@@ -14,7 +14,6 @@ whatever order its trials finished in, and two run files compare like with like.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
 from datetime import datetime
@@ -30,6 +29,11 @@ from evalsuite._files import read_regular
 from evalsuite._record import Record
 from evalsuite._redaction import Redactor
 from evalsuite._runner import TrialResult
+
+try:
+    import fcntl
+except ImportError:  # no flock (Windows): partial files are then left, never removed wrongly
+    fcntl = None  # type: ignore[assignment]
 
 
 class EvalRunHeader(Record):
@@ -132,6 +136,8 @@ def _locked_new(partial: Path) -> IO[str]:
     sweep removed it between its creation and the lock."""
     while True:
         handle = partial.open("w", encoding="utf-8")
+        if fcntl is None:
+            return handle
         fcntl.flock(handle, fcntl.LOCK_EX)
         if _still_at(partial, handle.fileno()):
             return handle
@@ -151,7 +157,9 @@ def remove_abandoned(folder: Path) -> list[Path]:
 
     One that another writer holds locked is left alone, and so is anything that is not a
     regular file: only what a writer made and let go is removed."""
-    removed = []
+    removed: list[Path] = []
+    if fcntl is None:
+        return removed
     for partial in folder.glob(f"*{PARTIAL}"):
         try:
             fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
