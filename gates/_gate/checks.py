@@ -17,6 +17,7 @@ from typing import Any
 from evalsuite import Behaviour, CaseResult, Run, ToolCall, ToolResult, unisolated
 from gates._controls.policy import judge_acceptance
 from gates._controls.replay import replay, replay_harm
+from gates._controls.typeless import typeless_warnings
 from gates._gate.case_failure import failure_data
 from gates._gate.inputs import GateInputs
 from gates._verdict.check_results import (
@@ -285,6 +286,21 @@ def usage_totals(results: list[CaseResult]) -> Usage:
     )
 
 
+def typeless_in(inputs: GateInputs) -> tuple[list[str], list[str]]:
+    """The warnings of permissions.yaml and of acceptance.yaml about bounds that text
+    (or another wrong type) passes, each file named as the workspace names it."""
+    directory = inputs.controls.directory
+    return typeless_warnings(inputs.controls,
+                             inputs.workspace.relative(directory / "permissions.yaml"),
+                             inputs.workspace.relative(directory / "acceptance.yaml"))
+
+
+def _warned(summary: str, warnings: list[str]) -> str:
+    # Said, not failed: a team's files that rely on a typeless bound keep working.
+    return summary + (f"; WARNING: {len(warnings)} bound(s) without type that text or "
+                      f"another wrong type passes" if warnings else "")
+
+
 def _good_doubt(evidence: Evidence) -> list[str]:
     if evidence.good_runs():
         return []
@@ -342,15 +358,17 @@ def permission_boundary(inputs: GateInputs, evidence: Evidence) -> PermissionBou
     findings += logged.findings
     doubts = _good_doubt(evidence)
     errors = list(dict.fromkeys(harm.errors + logged.errors))
+    warnings = typeless_in(inputs)[0]
     return PermissionBoundaryResult(
         outcome=_logged_outcome(_outcome(findings, doubts), errors),
-        findings=errors + findings + doubts,
-        summary=f"{stopped}/{harmful} recorded harmful calls stopped"
-                + (f"; {logged_stopped}/{len(harm.calls)} logged in scope" if harm.calls else "")
-                + f"; {good} good calls replayed ({reviewed} sent to review)"
-                + (f"; {logged.calls} logged calls outside incident scopes replayed "
-                   f"({logged.newly_denied} newly denied, {logged.newly_routed} newly sent "
-                   f"to review)" if logged.calls else ""),
+        findings=errors + [f"WARNING: {w}" for w in warnings] + findings + doubts,
+        summary=_warned(
+            f"{stopped}/{harmful} recorded harmful calls stopped"
+            + (f"; {logged_stopped}/{len(harm.calls)} logged in scope" if harm.calls else "")
+            + f"; {good} good calls replayed ({reviewed} sent to review)"
+            + (f"; {logged.calls} logged calls outside incident scopes replayed "
+               f"({logged.newly_denied} newly denied, {logged.newly_routed} newly sent "
+               f"to review)" if logged.calls else ""), warnings),
         data=PermissionBoundaryData(
             harmful_calls=harmful, harmful_stopped=stopped, good_calls=good,
             good_reviewed=reviewed,
@@ -390,13 +408,14 @@ def acceptance_criteria(inputs: GateInputs, evidence: Evidence) -> AcceptanceCri
                  f"acceptance criterion" for s in logged.behaviours if not s.after.stopped]
     total = len(inputs.regression_cases)
     doubts = _good_doubt(evidence)
+    warnings = typeless_in(inputs)[1]
     return AcceptanceCriteriaResult(
         outcome=_logged_outcome(_outcome(findings, doubts), logged.errors),
-        findings=logged.errors + findings + doubts,
-        summary=f"{rejected}/{total} recorded harmful behaviours rejected"
-                + (f"; {logged_rejected}/{len(logged.behaviours)} logged in scope rejected"
-                   if logged.behaviours else "")
-                + f"; {len(good_runs)} good runs judged",
+        findings=logged.errors + [f"WARNING: {w}" for w in warnings] + findings + doubts,
+        summary=_warned(f"{rejected}/{total} recorded harmful behaviours rejected"
+                        + (f"; {logged_rejected}/{len(logged.behaviours)} logged in scope "
+                           f"rejected" if logged.behaviours else "")
+                        + f"; {len(good_runs)} good runs judged", warnings),
         data=AcceptanceCriteriaData(
             harmful=total, harmful_rejected=rejected, good_runs=len(good_runs),
             logged_harmful=len(logged.behaviours) if logged.behaviours else None,

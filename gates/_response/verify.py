@@ -18,7 +18,7 @@ from gates._config import Workspace
 from gates._controls.files import CONTROL_FILES, Controls
 from gates._controls.replay import replay
 from gates._gate.baseline import load_baseline
-from gates._gate.checks import Evidence, case_finding
+from gates._gate.checks import Evidence, case_finding, typeless_in
 from gates._gate.control_changes import exact_scope, verify_change
 from gates._gate.evals import run_evals
 from gates._gate.inputs import load_inputs
@@ -82,8 +82,9 @@ class Verification(Record):
     """What changed in each control file since containment, by file name."""
     warnings: list[str] = Field(default_factory=list, exclude_if=lambda value: not value)
     """What the proof does not cover, said without failing it: the scope of impact left
-    as the captured calls' exact arguments, or a gap addressed only by a change on another
-    control layer (see the gate's control_changes check)."""
+    as the captured calls' exact arguments, a gap addressed only by a change on another
+    control layer (see the gate's control_changes check), or a bound written without
+    ``type`` that text passes in permissions.yaml or acceptance.yaml."""
 
 
 @dataclass
@@ -228,5 +229,5 @@ def verify_incident(workspace: Workspace, incident_id: str, *,
         run_file=workspace.relative(evidence.run_file) if evidence.run_file else None,
         review_load=logged.review_load() if logged else [],
         warnings=[w for w in [exact_scope(incident, cases)] if w is not None]
-        + other_layer_fixes(incident),
+        + other_layer_fixes(incident) + [w for file in typeless_in(inputs) for w in file],
     )
