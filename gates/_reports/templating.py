@@ -4,7 +4,9 @@ Everything these documents show can come from an attacker: the incident this too
 for was a crafted customer message, and the report quotes what the agent answered. So
 escaping is never left to the template author: HTML uses Jinja2's autoescape, and
 Markdown escapes every ``{{ value }}`` through ``finalize``. A template opts out only with
-the ``code`` filter, which makes a code span that cannot be broken out of.
+the ``code`` filter, which makes a code span that cannot be broken out of. Both write out
+hidden characters (a bidi override, a zero-width space) in every value, so a browser shows
+an agent's text as it is rather than reordered.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from gates._verdict.diff import short
 from gates._visible import visible
@@ -48,6 +51,16 @@ def _escape_start(match: re.Match[str]) -> str:
     if number is not None:  # the marker is the punctuation after the digits
         return f"{number}\\{match.group(0)[len(number):]}"
     return "\\" + match.group(0)
+
+
+def html_visible(value: Any) -> Any:
+    """A value with its hidden characters written out (``\\u202e``) before autoescape:
+    a bidi override in an agent's answer would show it reordered to the reviewer. Line
+    breaks and tabs stay (a ``<pre>`` or a textarea shows them as they are). HTML already
+    made safe (a macro's output, ``tojson``) stays safe: the escapes are plain text."""
+    if hasattr(value, "__html__"):
+        return Markup(visible(str(value.__html__()), keep="\n\t"))
+    return visible(str(value), keep="\n\t")
 
 
 def code(value: Any) -> Raw:
@@ -98,10 +111,10 @@ def _common(env: Environment) -> Environment:
 
 @cache
 def html_environment() -> Environment:
-    """Templates rendered to HTML, every value escaped."""
+    """Templates rendered to HTML, every value escaped and its hidden characters written out."""
     return _common(Environment(
         loader=PackageLoader("gates._reports", "templates"),
-        autoescape=select_autoescape(["html", "html.j2"], default=True),
+        autoescape=select_autoescape(["html", "html.j2"], default=True), finalize=html_visible,
         undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     ))
 

@@ -218,3 +218,31 @@ def test_a_row_swapped_behind_the_log_is_flagged_and_only_rejected_on_the_page(
     assert _post(f"{_base(served)}decide", form) not in (200, 303)
     assert queue.get(swapped.id).status == "pending"
     assert [e.action for e in open_store(example).audit()] == ["review.submit"] * 2
+
+
+@pytest.mark.attack
+def test_hidden_characters_in_held_text_are_written_out_on_the_page(
+        example: Workspace, served: str) -> None:
+    """An agent's arguments and answer holding a bidi override (U+202E) and a zero-width
+    space (U+200B): shown raw, the page would display them reordered to the reviewer (the
+    amount read backwards, a word hidden). Every place the page shows agent text, the
+    pending forms and the Decided table alike, writes them out as the CLI does."""
+    queue = ReviewQueue(example)
+    call = queue.submit(AGENT, kind="call", tool="issue_\u202erefund",
+                        args={"order\u200b_id": "A-1001", "note": "\u202e009 dnufer"},
+                        reason="over \u202e500", rule="limits.\u200brefund",
+                        run_id="run-\u202e1", source="api\u200b")
+    answer = queue.submit(AGENT, kind="output", text="Your refund of \u202e009$ is on\n"
+                          "its way\u200b.", reason="mentions a refund")
+    decided = queue.submit(AGENT, kind="output", text="closed \u202e1001-C\u200b for you",
+                           reason="mentions closing")
+    queue.reject(decided.id, actor=ACTOR, reason="said \u202eit all")
+    status, html = _get(served)
+    assert status == 200 and f'id="{call.id}"' in html and f'id="{answer.id}"' in html
+    assert "\u202e" not in html and "\u200b" not in html
+    decided_row = html.split(f'<tr id="{decided.id}">', 1)[1].split("</tr>", 1)[0]
+    assert "closed \\u202e1001-C\\u200b for you" in decided_row
+    assert "said \\u202eit all" in decided_row
+    pending = html.split(f'<article class="item" id="{answer.id}">', 1)[1].split("</article>")[0]
+    assert "Your refund of \\u202e009$ is on\nits way\\u200b." in pending
+    assert "issue_\\u202erefund" in html and "over \\u202e500" in html
