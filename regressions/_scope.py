@@ -95,9 +95,13 @@ class ScopeSearch:
         self.keep = set(keep)
         self.kept: list[RunPart] = []
         self._runs: dict[str, MatchedRun] = {}
-        # Every run id read (a run in many parts, or traced as many traces, counts once;
-        # a log without run headers still has runs).
-        self._seen: set[str] = set()
+        # Every run id read, with the log it was first read from (a run in many parts, or
+        # traced as many traces, counts once; a log without run headers still has runs).
+        self._seen: dict[str, Path] = {}
+        # The run ids read from more than one log, with those logs: their parts are joined
+        # as one run, which is wrong when another run reused the id (another service, a
+        # rotated log of last month), so the investigator is told.
+        self._in_many_logs: dict[str, list[Path]] = {}
         self._steps = 0
         self._calls_matched = 0
         self._outputs_matched = 0
@@ -108,7 +112,11 @@ class ScopeSearch:
         """Look at one part of a run."""
         if part.run_id in self.keep:
             self.kept.append(part)
-        self._seen.add(part.run_id)
+        first = self._seen.setdefault(part.run_id, part.source)
+        if part.source != first:
+            logs = self._in_many_logs.setdefault(part.run_id, [first])
+            if part.source not in logs:
+                logs.append(part.source)
         self._steps += len(part.steps)
         for index, step in enumerate(part.steps):
             if not self.matches(step):
@@ -146,6 +154,13 @@ class ScopeSearch:
     def matched_runs(self) -> list[str]:
         """Every matched run id, in the order found."""
         return list(self._runs)
+
+    @property
+    def runs_in_many_logs(self) -> dict[str, list[str]]:
+        """Each run id read from more than one log, with those logs as shown, in the order
+        read: its parts were joined as one run whether or not they are one."""
+        return {run_id: [self._show(log) for log in logs]
+                for run_id, logs in self._in_many_logs.items()}
 
     def scope(self) -> Scope:
         """The scope found so far; runs searched are the run ids read."""

@@ -63,6 +63,8 @@ from regressions import (
 
 # The runs in scope whose logs are put together and checked; the count above it is exact.
 GAP_CHECK_LIMIT = 1000
+# The run ids read from more than one log that are named one by one; the rest are counted.
+SAID_RUNS_IN_MANY_LOGS = 5
 
 
 @dataclass
@@ -168,6 +170,7 @@ def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *,
             tally.count(part)
         search.feed(part)
     warnings = tally.finish(incident.agent, strict=strict) if tally is not None else []
+    warnings += _runs_in_many_logs(search.runs_in_many_logs)
     attached = located_runs(search.kept, workspace.relative)
     missing = [r for r in own if r not in {run.run_id for run, _ in attached}]
     if missing:
@@ -225,6 +228,20 @@ def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *,
             changed.findings = [f for f in changed.findings if f.layer != LOGGING] + [finding]
     return Investigated(incident=book.load(incident.id), investigation=record, skipped=skips,
                         warnings=warnings)
+
+
+def _runs_in_many_logs(runs: dict[str, list[str]]) -> list[str]:
+    """A warning for each run id read from more than one log (the first
+    :data:`SAID_RUNS_IN_MANY_LOGS`, then how many more): runs are joined by id, so another
+    run that reused the id in another log is in the timeline and the scope as part of it."""
+    said = [f"run {run_id} was read from more than one log ({', '.join(logs)}): its parts are "
+            f"joined as one run in the timeline and the scope; if another run reused the id "
+            f"there, investigate with the logs apart"
+            for run_id, logs in list(runs.items())[:SAID_RUNS_IN_MANY_LOGS]]
+    if len(runs) > SAID_RUNS_IN_MANY_LOGS:
+        said.append(f"… and {len(runs) - SAID_RUNS_IN_MANY_LOGS} more run ids read from more "
+                    f"than one log")
+    return said
 
 
 def _logging_finding(incident: Incident, record: Investigation) -> Finding | None:

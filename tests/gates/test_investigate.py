@@ -206,3 +206,33 @@ def test_metrics_say_unknown_where_the_logs_are_silent(example: Workspace, cli: 
     # The six outcome metrics, model calls and both token counts: that log records none;
     # and the three the review queue and the guard's decisions give: there are none yet.
     assert table.returncode == 0 and table.stdout.count("unknown:") == 9 + 3
+
+
+@pytest.mark.attack
+def test_a_run_id_reused_in_another_log_is_said_not_merged_silently(example: Workspace,
+                                                                    cli: RunCli) -> None:
+    """Last month's rotated log holds another run that happens to carry the incident's run
+    id: runs are joined by id across every log given, so its steps would enter the
+    incident's run in the timeline and the scope without a word. `investigate` says which
+    run id was read from which logs, so the investigator sees the join."""
+    incident_id = captured(example)
+    other = "logs/2026-10-refund-agent.jsonl"
+    (example.root / other).write_text("\n".join(json.dumps(line) for line in [
+        {"schema_version": 1, "kind": "run", "run_id": "run-7f3a97", "agent": "refund-agent",
+         "agent_version": "1.3.0", "started_at": "2026-10-02T08:00:00Z"},
+        {"run_id": "run-7f3a97", "kind": "user_input", "content": "Where is my order A-9?",
+         "at": "2026-10-02T08:00:00Z"},
+        {"run_id": "run-7f3a97", "kind": "output", "content": "It has shipped.",
+         "at": "2026-10-02T08:00:02Z"},
+    ]) + "\n")
+    alone = cli("investigate", incident_id, "--logs", LOG, cwd=example.root)
+    assert alone.returncode == 0 and "more than one log" not in alone.stderr, alone.stderr
+    result = cli("investigate", incident_id, "--logs", LOG, other, cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    warning = " ".join(result.stderr.split())
+    assert "run run-7f3a97 was read from more than one log" in warning, result.stderr
+    assert LOG in warning and other in warning
+    assert "1 of 3 runs matched" in result.stdout  # the figures are as before, now said
+    done = investigate(example, incident_id, [example.root / LOG, example.root / other],
+                       actor=ACTOR)
+    assert any("run run-7f3a97 was read from more than one log" in w for w in done.warnings)
