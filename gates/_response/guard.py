@@ -374,7 +374,9 @@ class Guard:
         The run's log ends with why it stopped: ``done`` (or what :meth:`GuardedRun.finish`
         was given), or the exception that ended the block.
         """
-        opened = GuardedRun(self, run_id, goal=goal, context=dict(context or {}),
+        # The context as its header logs it (json.dumps), a copy the caller cannot change.
+        opened = GuardedRun(self, run_id, goal=goal,
+                            context=json.loads(json.dumps(dict(context or {}))),
                             log=self._log_path())
         stack: list[GuardedRun] = self._local.__dict__.setdefault("runs", [])
         stack.append(opened)
@@ -494,8 +496,19 @@ class GuardedRun:
                 f"run {self.run_id}: call id {call_id!r} names a {self._tools[call_id]} "
                 f"call of this run still waiting for its answer; give each call its own "
                 f"id (or none: the guard numbers them); nothing was decided or logged")
-        step = ToolCall(tool=tool, arguments=dict(args or {}), call_id=call_id, at=_now())
-        decision = self.guard.decide(step, self.history, self.context)
+        # Decided on a copy made of JSON's own types, the data the log holds: a caller
+        # that changes its dict afterwards, or hands over an object whose comparisons lie
+        # (an int subclass with its own `>`), changes nothing the guard decided or reads
+        # later, and the gate replays what was decided.
+        try:
+            arguments, unfit = _json_data(dict(args or {}), ""), None
+        except _NotJson as exc:
+            arguments, unfit = _as_logged(dict(args or {})), str(exc)
+        step = ToolCall(tool=tool, arguments=arguments, call_id=call_id, at=_now())
+        decision = (self.guard.decide(step, self.history, self.context) if unfit is None
+                    else Decision(effect="deny", rule="guard.arguments", reason=(
+                        f"{unfit}: the arguments are not JSON data, so the controls "
+                        f"cannot decide them as the gate replays the log; failing closed")))
         index = len(self.history)
         text = self._lines(step, decision)
         self._tools[call_id] = tool
@@ -522,8 +535,11 @@ class GuardedRun:
         tool = self._tools.get(call_id)
         if tool is None:
             raise GatesError(f"run {self.run_id}: no tool call {call_id!r} to answer")
+        # The answer as the log holds it (a copy of JSON's own types): a caller that
+        # changes its object afterwards (an order's total) changes no later decision.
+        copied = _as_logged(value, strict=True)
         self._unanswered.discard(call_id)
-        self._answer(ToolResult(tool=tool, call_id=call_id, result=value, error=error,
+        self._answer(ToolResult(tool=tool, call_id=call_id, result=copied, error=error,
                                 blocked=blocked, at=_now()))
 
     def _answer(self, step: ToolResult) -> None:
@@ -556,8 +572,8 @@ class GuardedRun:
         if not calls:
             raise GatesError(f"run {self.run_id}: no tool call {call_id!r} to revise")
         index, asked = calls[-1]
-        ran = ToolCall(tool=asked.tool, arguments=dict(arguments), call_id=call_id,
-                       at=asked.at)
+        ran = ToolCall(tool=asked.tool, arguments=_as_logged(dict(arguments), strict=True),
+                       call_id=call_id, at=asked.at)
         steps[index] = ran
         # A history's steps are records, never changed in place: a new one, made once per
         # edit (a person's decision, so rare), holds the data of the call that ran.
@@ -641,6 +657,50 @@ def _decision_json(decision: Decision) -> bytes:
 def _json_bytes(value: Any) -> bytes:
     # pydantic's serializer, as the step lines': the same values, written the same way.
     return pydantic_core.to_json(value)
+
+
+class _NotJson(Exception):
+    """Where a call's arguments hold something that is not JSON data, and what."""
+
+
+def _json_data(value: Any, where: str) -> Any:
+    """A copy of ``value`` made of JSON's own types (dict, list, str, int, float, bool,
+    None), read through the built-in types' own methods; raises :class:`_NotJson` naming
+    the place of anything else.
+
+    A subclass of int, float or str becomes the value it holds (what its JSON is), so its
+    own comparisons are never what a bound is checked with; a tuple becomes a list. A
+    Decimal, a set, a date or any other object is refused: its JSON is text or nothing,
+    so what the log says the controls decided would not be what the tool is given.
+    """
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, dict):
+        copied: dict[str, Any] = {}
+        for key, item in dict.items(value):
+            if not isinstance(key, str):
+                raise _NotJson(f"{where or 'arguments'}: the key {key!r} is no string")
+            key = str.__str__(key)
+            copied[key] = _json_data(item, f"{where}.{key}" if where else key)
+        return copied
+    if isinstance(value, list | tuple):
+        items = list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
+        return [_json_data(item, f"{where}[{i}]") for i, item in enumerate(items)]
+    raise _NotJson(f"{where or 'arguments'}: a {type(value).__name__}")
+
+
+def _as_logged(value: Any, *, strict: bool = False) -> Any:
+    """``value`` as the run log holds it, read back: pydantic's JSON of it (NaN and the
+    infinities as null, as the step lines write them), parsed into a copy of its own.
+    Unless ``strict``, what pydantic cannot write is written as its ``repr``."""
+    return pydantic_core.from_json(pydantic_core.to_json(
+        value, inf_nan_mode="null", fallback=None if strict else repr))
 
 
 def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision:
