@@ -41,6 +41,7 @@ its serializer called directly and a decision's JSON kept by what it says.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -151,6 +152,7 @@ class Guard:
         self._records_checked_ns = 0
         self._lock = threading.Lock()
         self._logs: dict[Path, IO[bytes]] = {}  # one handle a log file, kept open between runs
+        self._torn: set[Path] = set()  # logs whose last write may have stopped mid-line
         self._logs_lock = threading.Lock()
         # Closed when the guard is dropped or the interpreter exits, if close() was not called.
         weakref.finalize(self, _close_logs, self._logs, self._logs_lock)
@@ -428,11 +430,33 @@ class Guard:
         # processes do not interleave.
         with self._logs_lock:
             handle = self._logs.get(log)
-            if handle is None:
-                log.parent.mkdir(parents=True, exist_ok=True)
-                # Unbuffered: each write is one system call, on disk for readers at once.
-                handle = self._logs[log] = log.open("ab", buffering=0)
-            handle.write(text)
+            try:
+                if handle is None:
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    # Unbuffered: each write is one system call, on disk for readers at once.
+                    handle = self._logs[log] = log.open("ab", buffering=0)
+                if log in self._torn:  # a line cut short: the next starts on its own line
+                    text = b"\n" + text
+                # An unbuffered write may write less than it was given (a disk filling up,
+                # a file size limit) without an error: what is left is written until it
+                # is all on disk, or the write that cannot be made raises.
+                view = memoryview(text)
+                while view:
+                    written = handle.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, "the file took no more bytes")
+                    view = view[written:]
+                self._torn.discard(log)
+            except OSError as exc:
+                if handle is not None:
+                    self._torn.add(log)
+                    with suppress(OSError):
+                        handle.close()
+                    self._logs.pop(log, None)
+                raise GatesError(
+                    f"the run log {log} could not be written ({exc.strerror or exc}): the "
+                    f"step was not decided or taken (failing closed); nothing of it is "
+                    f"in the run's history") from exc
 
     def _log_path(self) -> Path:
         if self._log is not None:
@@ -483,7 +507,9 @@ class GuardedRun:
             GatesError: ``call_id`` names a call of this run still waiting for its answer
                 (answers are logged by id); nothing is decided or logged. An id whose
                 call was answered may be used again, as models that number every turn's
-                calls from ``call_0`` do.
+                calls from ``call_0`` do. Or the run log cannot be written (a full disk):
+                no decision is given, and the call is not in the run's history; do not
+                run the tool.
         """
         if call_id is None:
             call_id = f"{self.run_id}-call-{next(self._ids)}"
@@ -511,17 +537,22 @@ class GuardedRun:
                         f"cannot decide them as the gate replays the log; failing closed")))
         index = len(self.history)
         text = self._lines(step, decision)
-        self._tools[call_id] = tool
         blocked = None
-        if decision.effect != "deny":
-            self._unanswered.add(call_id)
-        else:
+        if decision.effect == "deny":
             # The call, its decision and its blocked result in one write: one system call,
             # and no log that holds a denied call without its answer.
             blocked = ToolResult(tool=tool, call_id=call_id, blocked=True, at=_now(),
                                  error=f"denied by {decision.rule}: {decision.reason}")
-            text += self._lines(blocked)
+            text += self._lines(blocked, index=index + 1)
+        # Logged, then taken: a call whose lines could not be written is not decided (the
+        # write raises) and is nothing later decisions read.
         self.guard._emit(self.log, text)
+        self.history.append(step)
+        self._tools[call_id] = tool
+        if blocked is None:
+            self._unanswered.add(call_id)
+        else:
+            self.history.append(blocked)
         if self._spans is not None:
             self._spans.call(step, decision, index)
             if blocked is not None:
@@ -538,9 +569,9 @@ class GuardedRun:
         # The answer as the log holds it (a copy of JSON's own types): a caller that
         # changes its object afterwards (an order's total) changes no later decision.
         copied = _as_logged(value, strict=True)
-        self._unanswered.discard(call_id)
         self._answer(ToolResult(tool=tool, call_id=call_id, result=copied, error=error,
                                 blocked=blocked, at=_now()))
+        self._unanswered.discard(call_id)
 
     def _answer(self, step: ToolResult) -> None:
         self._append(step)
@@ -575,14 +606,14 @@ class GuardedRun:
         ran = ToolCall(tool=asked.tool, arguments=_as_logged(dict(arguments), strict=True),
                        call_id=call_id, at=asked.at)
         steps[index] = ran
-        # A history's steps are records, never changed in place: a new one, made once per
-        # edit (a person's decision, so rare), holds the data of the call that ran.
-        self.history = History(steps)
         edit: dict[str, Any] = {"arguments": ran.arguments, "by": by}
         if review is not None:
             edit["review"] = review
         self.guard._emit(self.log, self._metadata_prefix + _json_bytes(
             {f"guard.edited.{index}": edit}) + b"}\n")
+        # A history's steps are records, never changed in place: a new one, made once per
+        # edit (a person's decision, so rare), holds the data of the call that ran.
+        self.history = History(steps)
         if self._spans is not None:
             self._spans.revise(ran, asked.arguments, review)
 
@@ -611,17 +642,20 @@ class GuardedRun:
 
     def _append(self, step: Step, decision: Decision | None = None, *,
                 header: dict[str, Any] | None = None) -> int:
+        """Log ``step`` (and its decision), then add it to the history: a step whose
+        lines could not be written raises and is not in the history."""
         index = len(self.history)
         self.guard._emit(self.log, self._lines(step, decision, header=header))
+        self.history.append(step)
         return index
 
     def _lines(self, step: Step, decision: Decision | None = None, *,
-               header: dict[str, Any] | None = None) -> bytes:
-        """Add ``step`` to the history; its log lines (and its decision's), to write."""
+               header: dict[str, Any] | None = None, index: int | None = None) -> bytes:
+        """The log lines of ``step`` (and its decision's), to write, ``step`` being the
+        history's step ``index`` (default: the next)."""
         if self._finished:
             raise GatesError(f"run {self.run_id} has ended")
-        index = len(self.history)
-        self.history.append(step)
+        index = len(self.history) if index is None else index
         # pydantic's own JSON of the step (its serializer called directly: model_dump_json
         # adds a Python layer that costs as much as the serializing), with the run id put
         # first: the native step line.

@@ -3,6 +3,8 @@ run log says was decided, so the gate's replay of the same controls over that lo
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,54 @@ def test_arguments_whose_comparisons_lie_are_decided_by_their_value(
     assert "summary: the key 1 is no string" in keyed.reason
     replayed = _replayed(guard, log)
     assert replayed[lying.step] == _logged(log)[lying.step]
+
+
+# A guarded agent whose run log hits a file size limit (as a disk filling up does): the
+# kernel writes what fits and says how much, without an error, then refuses the rest.
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+import gates
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of killing us
+log = Path(sys.argv[2])
+guard = gates.Guard(sys.argv[1], "refund-agent", log=log)
+refund = {"order_id": "A-1001", "refund_to": "original_payment_method", "amount": 100}
+def attempt(what, act):
+    try:
+        print(what, act(), flush=True)
+    except Exception as exc:
+        print(what, "refused:", type(exc).__name__, exc, flush=True)
+with guard.run("torn", goal="refund A-1001", context={"customer_id": "C-1001"}) as run:
+    looked = run.call("lookup_order", {"order_id": "A-1001"})
+    resource.setrlimit(resource.RLIMIT_FSIZE, (log.stat().st_size + 40, resource.RLIM_INFINITY))
+    attempt("answer:", lambda: run.result(looked.call_id, {"order_id": "A-1001", "total": 2000.0}))
+    attempt("refund:", lambda: run.call("issue_refund", refund).effect)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    decided = run.call("issue_refund", refund)
+    print("after:", decided.effect, decided.rule, flush=True)
+"""
+
+
+@pytest.mark.attack
+@pytest.mark.slow
+def test_a_step_the_log_cannot_hold_is_not_decided_or_read_later(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A write the disk cuts short returned no error: the lookup's answer was logged as a
+    torn line and yet read by the next refund, which was allowed with nothing in the log to
+    show the order's total. The answer is now refused (nothing of it in the history), no
+    decision is given while the log cannot be written, and the refund, with no lookup
+    answer on record, is denied as a replay of the log would deny it."""
+    log = tmp_path / "guard.jsonl"
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(back_in_full.root), str(log)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"answer: refused: GatesError the run log {log} could not be "
+                               f"written (File too large)"), lines
+    assert lines[1].startswith("refund: refused: GatesError the run log"), lines
+    assert lines[2] == ("after: deny permissions.tools.issue_refund.deny_when."
+                        "refund-exceeds-order-total"), lines
+    # The torn line stands alone: every line after it is whole.
+    text = log.read_text()
+    torn = [line for line in text.splitlines() if not line.endswith("}")]
+    assert len(torn) == 1 and text.endswith("}\n")
