@@ -42,6 +42,7 @@ its serializer called directly and a decision's JSON kept by what it says.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import itertools
 import json
@@ -49,11 +50,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Concatenate, ParamSpec, TypeVar
 
 import pydantic_core
 from pydantic import Field
@@ -111,7 +112,9 @@ class Guard:
         with guard.run("run-42", goal=user_message, context={"customer_id": "C-1"}):
             decision = guard.call("issue_refund", {"order_id": "A-1001", "amount": 20})
 
-    A guard may be shared by threads; a run belongs to the thread that opened it.
+    A guard may be shared by threads; ``guard.call`` acts on the run its thread opened.
+    A run's own methods may be called from several threads (a model's parallel calls):
+    its steps are decided and logged one at a time, each after those before it.
     """
 
     def __init__(self, workspace: Workspace | Path | str | None, agent: str, *,
@@ -465,6 +468,20 @@ class Guard:
         return self._logs_dir / f"{day}-{self.agent}-guard.jsonl"
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_step_at_a_time(method: Callable[Concatenate[GuardedRun, _P], _R],
+                        ) -> Callable[Concatenate[GuardedRun, _P], _R]:
+    """``method`` of a run, run under the run's lock."""
+    @functools.wraps(method)
+    def locked(run: GuardedRun, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with run._lock:
+            return method(run, *args, **kwargs)
+    return locked
+
+
 class GuardedRun:
     """One live run behind a :class:`Guard`: its history, its decisions, its log."""
 
@@ -481,6 +498,10 @@ class GuardedRun:
         self._tools: dict[str, str] = {}  # the tool each call id last named
         self._unanswered: set[str] = set()
         self._finished = False
+        # A run's steps are decided and logged one at a time, each after the last (threads
+        # running a model's parallel calls share the run): two refunds decided at once
+        # would each be decided without the other in the history, and logged as one step.
+        self._lock = threading.Lock()
         self._quoted_id = json.dumps(run_id)
         self._step_prefix = f'{{"run_id": {self._quoted_id}, '.encode()
         self._metadata_prefix = (f'{{"kind": "run", "run_id": {self._quoted_id}, '
@@ -495,6 +516,7 @@ class GuardedRun:
             self._spans = RunSpans(tracer, run_id=run_id, agent=guard.agent, goal=goal,
                                    context=context, started=started)
 
+    @_one_step_at_a_time
     def call(self, tool: str, args: Mapping[str, Any] | None = None, *,
              call_id: str | None = None) -> GuardDecision:
         """Decide a tool call before the tool runs, and log it.
@@ -559,6 +581,7 @@ class GuardedRun:
                 self._spans.result(blocked)
         return _ruling(decision, index, call_id)
 
+    @_one_step_at_a_time
     def result(self, call_id: str, value: Any = None, *, error: str | None = None,
                blocked: bool = False) -> None:
         """Log what a call returned (``value``), or the error it raised, or (``blocked``)
@@ -578,6 +601,7 @@ class GuardedRun:
         if self._spans is not None:
             self._spans.result(step)
 
+    @_one_step_at_a_time
     def revise(self, call_id: str, arguments: Mapping[str, Any], *, by: str,
                review: str | None = None) -> None:
         """Record that a held call runs with a reviewer's ``arguments``, not the agent's.
@@ -617,6 +641,7 @@ class GuardedRun:
         if self._spans is not None:
             self._spans.revise(ran, asked.arguments, review)
 
+    @_one_step_at_a_time
     def output(self, text: str) -> GuardDecision:
         """Decide an answer before the user sees it, and log it: show it only when allowed."""
         step = Output(content=text, at=_now())
@@ -626,6 +651,7 @@ class GuardedRun:
             self._spans.output(step, decision, index)
         return _ruling(decision, index, None)
 
+    @_one_step_at_a_time
     def finish(self, stop_reason: str, *, failure: BaseException | None = None) -> None:
         """Log why the run ended (and the exception that ended it, if one did) and close
         its log and spans; later calls change nothing."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,57 @@ def test_a_step_the_log_cannot_hold_is_not_decided_or_read_later(
     text = log.read_text()
     torn = [line for line in text.splitlines() if not line.endswith("}")]
     assert len(torn) == 1 and text.endswith("}\n")
+
+
+# A predicate that two decisions made at once meet in (one alone waits out the timeout),
+# so the race of two threads sharing a run is not left to the scheduler.
+_MEETING = '''
+import threading
+_meet = threading.Barrier(2, timeout=5)
+
+
+def ticket_already(data):
+    try:
+        _meet.wait()
+    except threading.BrokenBarrierError:
+        pass
+    return any(s.get("kind") == "tool_call" and s.get("tool") == "create_ticket"
+               for s in data["history"])
+'''
+
+
+@pytest.mark.attack
+@pytest.mark.slow
+def test_two_threads_sharing_a_run_are_decided_one_after_the_other(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A model's parallel calls run in two threads of one run: with "one ticket a run" in
+    `deny_when`, both tickets were allowed, each decided without the other in the history,
+    and both logged as step 1. The run now decides one step at a time: the second ticket
+    is denied, as a replay of the log denies it."""
+    root = back_in_full.root
+    (root / "pacing.py").write_text(_MEETING)
+    with (root / "reinstate.toml").open("a") as toml:
+        toml.write('\n[rules]\npredicate_modules = ["pacing"]\n')
+    permissions = root / "agents" / AGENT / "permissions.yaml"
+    text = permissions.read_text()
+    ticket = "    description: Open a ticket for the support team.\n"
+    assert text.count(ticket) == 1
+    permissions.write_text(text.replace(ticket, ticket + (
+        "    deny_when:\n"
+        "      - id: one-ticket-a-run\n"
+        "        predicate: pacing:ticket_already\n")))
+    log = tmp_path / "guard.jsonl"
+    guard = Guard(root, AGENT, log=log)
+    decided: dict[str, Any] = {}
+    with guard.run("parallel", goal="two tickets", context={"customer_id": "C-1001"}) as run:
+        threads = [threading.Thread(target=lambda name=name: decided.update(
+            {name: run.call("create_ticket", {"summary": name})})) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    guard.close()
+    effects = sorted((d.effect, d.rule, d.step) for d in decided.values())
+    assert effects == [("allow", "review", 1), (
+        "deny", "permissions.tools.create_ticket.deny_when.one-ticket-a-run", 2)]
+    assert _logged(log) == _replayed(guard, log)
