@@ -52,6 +52,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Concatenate, ParamSpec, TypeVar
@@ -112,7 +113,8 @@ class Guard:
         with guard.run("run-42", goal=user_message, context={"customer_id": "C-1"}):
             decision = guard.call("issue_refund", {"order_id": "A-1001", "amount": 20})
 
-    A guard may be shared by threads; ``guard.call`` acts on the run its thread opened.
+    A guard may be shared by threads and asyncio tasks; ``guard.call`` acts on the run its
+    thread or task opened.
     A run's own methods may be called from several threads (a model's parallel calls):
     its steps are decided and logged one at a time, each after those before it.
     """
@@ -159,7 +161,11 @@ class Guard:
         self._logs_lock = threading.Lock()
         # Closed when the guard is dropped or the interpreter exits, if close() was not called.
         weakref.finalize(self, _close_logs, self._logs, self._logs_lock)
-        self._local = threading.local()
+        # The runs open in this thread or asyncio task, innermost last: a context variable,
+        # as a thread's own list would be shared by the tasks of its event loop (one
+        # conversation's calls decided in, and logged as, another's open meanwhile).
+        self._runs: ContextVar[tuple[GuardedRun, ...]] = ContextVar(
+            f"reinstate_guard_runs_{id(self)}", default=())
         self._tracers = TracerCache()
         folder = self.workspace.agent_dir(agent)
         self._control_paths = tuple(folder / name for name in CONTROL_FILES)
@@ -383,21 +389,20 @@ class Guard:
         opened = GuardedRun(self, run_id, goal=goal,
                             context=json.loads(json.dumps(dict(context or {}))),
                             log=self._log_path())
-        stack: list[GuardedRun] = self._local.__dict__.setdefault("runs", [])
-        stack.append(opened)
+        self._runs.set((*self._runs.get(), opened))
         try:
             yield opened
         except BaseException as exc:
             opened.finish(f"error: {type(exc).__name__}: {exc}", failure=exc)
             raise
         finally:
-            stack.remove(opened)
+            self._runs.set(tuple(r for r in self._runs.get() if r is not opened))
             opened.finish("done")
 
     def _current(self) -> GuardedRun:
-        stack: list[GuardedRun] = self._local.__dict__.get("runs", [])
+        stack = self._runs.get()
         if not stack:
-            raise GatesError("no run is open on this guard in this thread: "
+            raise GatesError("no run is open on this guard in this thread or task: "
                              "use `with guard.run(run_id, goal=...)` first")
         return stack[-1]
 

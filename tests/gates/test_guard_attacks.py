@@ -3,6 +3,7 @@ run log says was decided, so the gate's replay of the same controls over that lo
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
@@ -205,3 +206,46 @@ def test_two_threads_sharing_a_run_are_decided_one_after_the_other(
     assert effects == [("allow", "review", 1), (
         "deny", "permissions.tools.create_ticket.deny_when.one-ticket-a-run", 2)]
     assert _logged(log) == _replayed(guard, log)
+
+
+@pytest.mark.attack
+@pytest.mark.slow
+def test_two_conversations_of_one_event_loop_keep_their_own_runs(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """An async server holds two conversations in one thread: A opens its run and awaits
+    the model, B opens its run and looks up order A-1002 (total 900), then A asks for a
+    refund on A-1002. The runs were a list of the thread's, so A's `guard.call` acted on B's
+    run: A's refund of 120 on an order it never looked up was allowed, and logged in B's
+    conversation, A's log showing none. Each task now has its own runs."""
+    log = tmp_path / "guard.jsonl"
+    guard = Guard(back_in_full.root, AGENT, log=log)
+    decided: dict[str, Any] = {}
+
+    async def conversation_a(opened: asyncio.Event, looked: asyncio.Event) -> None:
+        with guard.run("conv-A", goal="refund A-1002 for me", context={"customer_id": "C-1"}):
+            opened.set()
+            await looked.wait()  # the model thinks
+            decided["A"] = guard.call("issue_refund", {**REFUND, "order_id": "A-1002",
+                                                       "amount": 120})
+
+    async def conversation_b(opened: asyncio.Event, looked: asyncio.Event) -> None:
+        await opened.wait()
+        with guard.run("conv-B", goal="status of A-1002", context={"customer_id": "C-2"}):
+            lookup = guard.call("lookup_order", {"order_id": "A-1002"})
+            guard.result(lookup.call_id or "", {"order_id": "A-1002", "total": 900.0})
+            looked.set()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+    async def both() -> None:
+        opened, looked = asyncio.Event(), asyncio.Event()
+        await asyncio.gather(conversation_a(opened, looked), conversation_b(opened, looked))
+
+    asyncio.run(both())
+    guard.close()
+    assert (decided["A"].effect, decided["A"].rule) == (
+        "deny", "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total")
+    runs = {run.run_id: [getattr(s, "tool", s.kind) for s in run.steps]
+            for run in read_log_runs(log)}
+    assert runs == {"conv-A": ["user_input", "issue_refund", "issue_refund"],
+                    "conv-B": ["user_input", "lookup_order", "lookup_order"]}
