@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, 
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
+from itertools import zip_longest
 from typing import TYPE_CHECKING, NamedTuple
 
 from gates._store import chain_sql
@@ -219,6 +220,49 @@ def verify_audit(store: StateStore, agents: Iterable[str] = (),
     problems += _tally_problems(store, entries, agents, chained)
     if not incremental:  # `reinstate audit verify`: the review queue against its entries
         problems += review_problems(store, entries)
+        # and every verdict row, not only each agent's latest: reports compare with older
+        # ones, and "verdicts match their entries" must hold of all of them.
+        problems += verdict_row_problems(store, entries)
+    return problems
+
+
+def verdict_row_problems(store: StateStore, entries: Sequence[AuditEntry]) -> list[str]:
+    """Every agent whose stored verdicts are not, one for one and in order, those its
+    verdict entries record (``save_verdict`` writes each with its entry, in one
+    transaction): a row whose outcome or text (its digest, where the entry keeps one)
+    differs, a row removed, or a row written with no entry. The first one of each agent is
+    named; nothing when every row matches."""
+    logged: dict[str, list[AuditEntry]] = {}
+    for entry in entries:
+        if entry.agent is not None and entry.action == chain_sql.VERDICT:
+            logged.setdefault(entry.agent, []).append(entry)
+    kept: dict[str, list[tuple[str, str]]] = {}
+    for agent, outcome, digest in store.verdict_digests():
+        kept.setdefault(agent, []).append((outcome, digest))
+    problems = []
+    for agent in sorted(set(logged) | set(kept)):
+        rows = kept.get(agent, [])
+        for number, (entry, row) in enumerate(
+                zip_longest(logged.get(agent, []), rows), start=1):
+            if entry is None:
+                assert row is not None
+                problems.append(f"verdicts: {agent}'s verdict {number} of {len(rows)} (a "
+                                f"{row[0]} verdict) has no audit entry: it was written behind "
+                                f"the audit log")
+            elif row is None:
+                problems.append(f"verdicts: entry {entry.seq} records a "
+                                f"{entry.detail.get('outcome')} verdict of {agent} that the "
+                                f"store no longer holds: it was removed behind the audit log")
+            elif (row[0] != entry.detail.get("outcome")
+                  or entry.detail.get("sha256") not in (None, row[1])):
+                problems.append(f"verdicts: {agent}'s verdict {number} of {len(rows)} (a "
+                                f"{row[0]} verdict) is not the "
+                                f"{entry.detail.get('outcome')} verdict its entry (entry "
+                                f"{entry.seq}) recorded: the verdicts table was changed behind "
+                                f"the audit log")
+            else:
+                continue
+            break  # the first of the agent: every later row is out of step with it
     return problems
 
 

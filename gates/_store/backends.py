@@ -190,6 +190,12 @@ class StateStore(Protocol):
         """The agent's most recent passing verdict, created before ``before`` when given."""
         ...
 
+    def verdict_digests(self) -> list[tuple[str, str, str]]:
+        """Agent, outcome and SHA-256 (hex) of the text of every stored verdict, oldest
+        first: what ``audit verify`` compares with the verdict entries written beside them,
+        without building a verdict model."""
+        ...
+
     def append(self, *, actor: str, action: str, agent: str | None, reason: str,
                detail: dict[str, Any] | None = None) -> AuditEntry:
         """Append an audit entry for something recorded elsewhere (an incident file)."""
@@ -369,6 +375,10 @@ class MemoryStore:
         return next((v for v in reversed(self._verdicts)
                      if v.agent == agent and v.outcome == "pass"
                      and (before is None or v.created_at < before)), None)
+
+    def verdict_digests(self) -> list[tuple[str, str, str]]:
+        """Agent, outcome and digest of every verdict kept, oldest first."""
+        return [(v.agent, v.outcome, verdict_digest(v)) for v in self._verdicts]
 
     def append(self, *, actor: str, action: str, agent: str | None, reason: str,
                detail: dict[str, Any] | None = None) -> AuditEntry:
@@ -942,6 +952,25 @@ class SQLiteStore(_SQLStore):
                 while chunk := blob.read(1 << 16):
                     digest.update(chunk)
             return digest.hexdigest()
+
+    def verdict_digests(self) -> list[tuple[str, str, str]]:
+        """Agent, outcome and SHA-256 of the text of every stored verdict, oldest first.
+
+        Each text is read through SQLite's blob handle a slice at a time (as
+        :meth:`latest_verdict_sha256` reads one), never parsed: a long history of verdicts
+        of thousands of cases is never held at once.
+        """
+        with self._reading() as conn:
+            rows = conn.execute("SELECT id, agent, outcome FROM verdicts ORDER BY id").fetchall()
+            conn.execute("PRAGMA cache_size = -256")
+            found = []
+            for number, agent, outcome in rows:
+                digest = hashlib.sha256()
+                with conn.blobopen("verdicts", "body", number, readonly=True) as blob:
+                    while chunk := blob.read(1 << 16):
+                        digest.update(chunk)
+                found.append((str(agent), str(outcome), digest.hexdigest()))
+            return found
 
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:

@@ -418,6 +418,15 @@ class PostgresStore(_SQLStore):
                                "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
         return None if row is None else str(row[0])
 
+    def verdict_digests(self) -> list[tuple[str, str, str]]:
+        """Agent, outcome and SHA-256 of the text of every stored verdict, oldest first,
+        computed by the server: no verdict crosses the connection."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT agent, outcome, encode(sha256(convert_to(body, "
+                                "'UTF8')), 'hex') FROM reinstate.verdicts ORDER BY id"
+                                ).fetchall()
+        return [(str(agent), str(outcome), str(digest)) for agent, outcome, digest in rows]
+
     def last_passing_verdict(self, agent: str,
                              before: datetime | None = None) -> Verdict | None:
         """The agent's most recent passing verdict, created before ``before`` when given."""

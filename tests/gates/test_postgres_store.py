@@ -84,6 +84,26 @@ def test_audit_log_is_append_only_in_the_database(postgres_url: str, statement: 
     assert verify_chain(store.audit()) == []
 
 
+@pytest.mark.attack
+def test_an_older_verdict_edited_with_the_triggers_disabled_is_named(postgres_url: str) -> None:
+    """The owner, triggers off, relabels an older verdict: the whole log's verification
+    names it, as on SQLite (the server hashes each text: none crosses the connection)."""
+    store = PostgresStore(postgres_url)
+    for outcome in ("fail", "pass"):
+        store.save_verdict(Verdict(
+            agent=AGENT, outcome=outcome, created_at=utc_now(),  # type: ignore[arg-type]
+            fingerprint=Fingerprint(agent_version="1", controls="c", eval_suite="e",
+                                    regression_set="r", agent="a", files={}),
+            checks=[EvalsResult(outcome=outcome, summary="s")]), actor="ci")  # type: ignore[arg-type]
+    assert verify_audit(store, [AGENT]) == []
+    _sql(postgres_url, "ALTER TABLE reinstate.verdicts DISABLE TRIGGER USER",
+         "UPDATE reinstate.verdicts SET outcome = 'pass', body = replace(body, "
+         "'\"outcome\":\"fail\"', '\"outcome\":\"pass\"') WHERE id = 1")
+    assert verify_audit(store, [AGENT]) == [
+        f"verdicts: {AGENT}'s verdict 1 of 2 (a pass verdict) is not the fail verdict its "
+        f"entry (entry 1) recorded: the verdicts table was changed behind the audit log"]
+
+
 def test_an_entry_that_does_not_follow_the_last_is_refused(postgres_url: str) -> None:
     """An entry inserted behind the store with a gap or a wrong link is refused."""
     store = PostgresStore(postgres_url)

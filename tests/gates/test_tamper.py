@@ -141,6 +141,39 @@ def test_verdict_inserted_behind_the_log_is_named(ws: Workspace, cli: Cli) -> No
     assert code == 1 and "the audit log does not verify" in err
 
 
+@pytest.mark.attack
+@pytest.mark.parametrize(("tamper", "named"), [
+    ("UPDATE verdicts SET outcome = 'pass', body = replace(body, '\"outcome\":\"fail\"', "
+     "'\"outcome\":\"pass\"') WHERE id = 1",
+     "verdicts: refund-agent's verdict 1 of 2 (a pass verdict) is not the fail verdict its "
+     "entry (entry {seq}) recorded: the verdicts table was changed behind the audit log"),
+    ("UPDATE verdicts SET body = replace(body, '\"agent_version\":\"1.4.0\"', "
+     "'\"agent_version\":\"1.5.0\"') WHERE id = 1",
+     "verdicts: refund-agent's verdict 1 of 2 (a fail verdict) is not the fail verdict its "
+     "entry (entry {seq}) recorded"),
+    ("DELETE FROM verdicts WHERE id = 1",
+     "verdicts: refund-agent's verdict 1 of 1 (a pass verdict) is not the fail verdict its "
+     "entry (entry {seq}) recorded"),
+    ("INSERT INTO verdicts (id, agent, created_at, outcome, body) SELECT 0, agent, "
+     "created_at, outcome, body FROM verdicts WHERE id = 2",
+     "verdicts: refund-agent's verdict 1 of 3 (a pass verdict) is not the fail verdict its "
+     "entry (entry {seq}) recorded"),
+], ids=["relabelled", "edited", "removed", "inserted-before"])
+def test_an_older_verdict_changed_behind_the_log_is_named(ws: Workspace, cli: Cli,
+                                                          tamper: str, named: str) -> None:
+    """Every stored verdict must be the one its entry records, not only the latest: an
+    older one edited, relabelled, removed or slipped in before was "intact" (and the report
+    compares today's verdict with older passing ones)."""
+    first = open_store(ws).audit(AGENT, actions=("verdict",))[0]
+    code, _, _ = cli(ws, "audit", "verify")
+    assert code == 0
+    _sql(ws, tamper)
+    code, out, err = cli(ws, "audit", "verify")
+    assert code == 1, out
+    assert named.format(seq=first.seq) in err
+    assert "intact" not in out
+
+
 def test_rewritten_chain_is_caught_by_an_anchor(ws: Workspace, cli: Cli) -> None:
     """Rehashing the whole chain after an edit passes the chain check, but not the hash the
     store recorded with its checkpoint; with that, each verdict's stamped head (and so its
