@@ -40,7 +40,11 @@ from gates._gate.inputs import GateInputs, load_inputs
 from gates._gate.logging_check import logging
 from gates._gate.ratchet import regression_ratchet
 from gates._store.access import open_store, require_store, standing
-from gates._store.attestation import gate_signer, write_attestation
+from gates._store.attestation import (
+    gate_signer,
+    refuse_in_process_agent,
+    write_attestation,
+)
 from gates._store.audit import one_decision
 from gates._store.backends import AuditEntry, StateStore
 from gates._verdict.check_results import (
@@ -251,6 +255,7 @@ def _made(artefact: T | None, stage: str) -> T:
 def _load_inputs(run: GateRun) -> GateRun:
     signer = gate_signer(run.workspace, run.signer, run.attestation)
     inputs = load_inputs(run.workspace, run.agent, against=run.against)  # bad input: exit 2
+    refuse_in_process_agent(signer, inputs.agent, inputs.agent_file)  # before any agent runs
     if run.store is None:
         require_store(run.workspace, new_store=run.new_store)
     # Incidents as the audit log vouches for them: one restored only by a hand edit is

@@ -24,7 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ConfigDict, Field, ValidationError
 
-from evalsuite import InvalidInput, Record, create_exclusive, read_regular, write_atomic
+from evalsuite import (
+    AgentSpec,
+    InvalidInput,
+    PythonAdapterSpec,
+    Record,
+    create_exclusive,
+    read_regular,
+    write_atomic,
+)
 from gates._config import Workspace
 from gates._errors import GatesError
 from gates._store.backends import verdict_digest
@@ -223,6 +231,25 @@ def gate_signer(workspace: Workspace, given: CryptoSigner | None,
                            f"{key_id(public)}…), got key {key_id(signer.public_key)}…: its "
                            f"verdicts would never verify")
     return signer
+
+
+def refuse_in_process_agent(signer: CryptoSigner | None, agent: AgentSpec,
+                            agent_file: Path) -> None:
+    """Refuse (exit 2, before any agent starts) to gate an agent that runs in the gate's own
+    process while the gate holds a signing key.
+
+    Such an agent shares the gate's memory, the key with it: it could take the key and sign
+    any verdict, for any agent and any files, long after this run; the warning its own
+    verdict carries would vouch for nothing then. Taken out of the environment and made
+    undumpable, the key is out of reach of every agent run in a process of its own.
+    """
+    adapter = agent.adapter
+    if (signer is not None and isinstance(adapter, PythonAdapterSpec)
+            and adapter.isolation == "in-process"):
+        raise InvalidInput(agent_file, "$.adapter.isolation",
+                           f"expected isolation: process while the gate signs (${SIGNING_KEY_ENV} "
+                           f"is set): an agent run in-process shares the gate's memory, and "
+                           f"so its signing key")
 
 
 def load_signing_key(pem: str, source: str = f"${SIGNING_KEY_ENV}") -> CryptoSigner:

@@ -410,6 +410,66 @@ def test_gate_command_hides_the_key_from_the_agent(example: Workspace,
         assert "PR_GET_DUMPABLE 0" in result.stdout
 
 
+# An in-process agent that takes the gate's key as it answers: every Python object of the
+# gate's is its to read.
+_THIEF = """
+
+def _take_the_key():
+    import gc
+    from pathlib import Path
+    from cryptography.hazmat.primitives import serialization as s
+    for held in gc.get_objects():
+        if type(held).__name__ == "CryptoSigner":
+            Path(STOLEN).write_bytes(held._private_key.private_bytes(
+                s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))
+
+
+_answer = respond
+
+
+def respond(session):
+    _take_the_key()
+    return _answer(session)
+"""
+
+
+@pytest.mark.attack
+def test_an_in_process_agent_is_never_gated_with_the_signing_key(
+        example: Workspace, key_pair: tuple[str, Path], tmp_path: Path) -> None:
+    """An agent run in the gate's own process could take the key from the gate's memory and
+    sign any verdict for ever after (it did: the stolen key was the CI secret). While the
+    gate holds a key, `isolation: in-process` is refused, exit 2, before any agent starts:
+    no key taken, no verdict stored or signed. Without a key it runs as before."""
+    stolen = tmp_path / "stolen.pem"
+    agent_dir = example.agent_dir(AGENT)
+    path = agent_dir / "agent.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["adapter"]["isolation"] = "in-process"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    source = agent_dir / "refund_agent.py"
+    source.write_text(source.read_text() + f"\n\nSTOLEN = {str(stolen)!r}\n" + _THIEF)
+    env = {**os.environ, SIGNING_KEY_ENV: key_pair[0], "REINSTATE_ACTOR": "ci"}
+    env.pop("REINSTATE_WORKSPACE", None)
+    result = subprocess.run([sys.executable, "-m", "gates", "gate", AGENT, "--trials", "1",
+                             "--attestation", str(tmp_path / "verdict.intoto.json")],
+                            cwd=example.root, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("agents/refund-agent/agent.yaml: $.adapter.isolation: expected isolation: process "
+            "while the gate signs") in result.stderr
+    assert not stolen.exists()
+    assert not (tmp_path / "verdict.intoto.json").exists()
+    assert not (example.state_path.parent / "attestations").exists()
+    # Without the key the trusted in-process agent is gated as before (it finds no key).
+    env.pop(SIGNING_KEY_ENV)
+    result = subprocess.run([sys.executable, "-m", "gates", "gate", AGENT, "--trials", "1"],
+                            cwd=example.root, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode in (0, 1), result.stderr
+    assert not stolen.exists()
+
+
 def test_unsigned_verdict_is_shown_as_unsigned(example: Workspace, reinstate: Cli) -> None:
     """Without a public key, check and both verdict reports say the verdict is unsigned."""
     run_gate(example, AGENT, actor="ci", trials=1)
