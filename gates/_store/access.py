@@ -34,7 +34,7 @@ from gates._store.backends import (
 from gates._store.mode_facts import remember_mode_inputs
 from gates._store.recent import RecentReadings
 from gates._store.shared_reads import sharing
-from regressions import Incident
+from regressions import Incident, resolution_gaps
 
 if TYPE_CHECKING:
     from gates._store.audit import LatestVerdict
@@ -202,8 +202,10 @@ def _restore_backing(workspace: Workspace, agent: str, store: StateStore, incide
     """Why the latest verdict does not back a restore of ``incident`` that the log holds
     and its file does not record; None when it does: it is the agent's, it passed, it
     covers the incident (:mod:`gates._verdict.coverage`), and with a public key
-    configured it is signed with that key. A restore always restores on such a verdict;
-    whoever can only write the store cannot make one, where verdicts are signed."""
+    configured it is signed with that key; and the incident meets restore's own conditions
+    (its resolution complete, a post-incident review scheduled). A restore always restores
+    on such a verdict and file; whoever can only write the store cannot make one, where
+    verdicts are signed."""
     # Imported here: only this rare case (a restore stopped between its two writes, or a
     # store edit) reads a verdict or a key while reading a mode.
     from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
@@ -225,6 +227,14 @@ def _restore_backing(workspace: Workspace, agent: str, store: StateStore, incide
     if key is not None and problem is not None:
         return (f"the latest verdict ({stamp}) is not signed by the configured key "
                 f"{key_id(key)}…: {problem}")
+    # What restore asks of the incident itself, beside the verdict: a restore stopped
+    # between its writes checked these on this very file, so only a restore written into
+    # the store without restore's checks (a store edit) misses one.
+    unmet = resolution_gaps(incident)
+    if incident.post_incident_review is None:
+        unmet.append(f"{incident.id} has no post-incident review scheduled")
+    if unmet:
+        return f"restore would refuse it: {'; '.join(unmet)}"
     return None
 
 

@@ -51,7 +51,7 @@ from gates._store.verdict_signature import configured_public_key, signature_prob
 from gates._verdict.verdict import AuditHead
 from regressions import LAYERS, utc_now
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, copied, opened_again, resolved
+from tests.helpers import ACTOR, analysed, copied, opened_again, resolved
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("attestation")]
 
@@ -626,6 +626,42 @@ def test_a_restore_stopped_between_its_writes_still_counts_where_verdicts_are_si
     assert code == 0, out + err
     assert restore(signed, AGENT, actor=ACTOR).incidents == ["INC-1"]
     assert signed.incidents().load("INC-1").phase == "restored"
+
+
+@pytest.mark.attack
+def test_a_restore_written_into_the_store_does_not_skip_the_post_incident_review(
+        tmp_path: Path, key_pair: tuple[str, Path], reinstate: Cli) -> None:
+    """INC-1 resolved and gated green with the key, but no post-incident review scheduled,
+    so restore refuses. A store writer (no key) appends the restore's mode entry through
+    the store's own interface: the signed verdict covers INC-1, and that alone made the
+    entry count as a restore stopped between its writes: check cleared, the mode read
+    full, and restore "finished" it into the file. Restore's own conditions on the incident
+    must hold too, so it stays open, contained, and restore still refuses."""
+    pem, public = key_pair
+    root = lay_out(tmp_path / "ws")
+    _configure(root, public)
+    workspace = Workspace.find(root)
+    incident = analysed(workspace)
+    apply_fix(workspace)
+    for layer, finding in (("tool_permission_boundary", "F-1"), ("eval_coverage", "F-2"),
+                           ("acceptance_criteria", "F-3"), ("review_gate", "F-4")):
+        record_change(workspace, incident, layer=layer, addresses=[finding],  # type: ignore[arg-type]
+                      description=f"fix {layer}", actor=ACTOR)
+    record_change(workspace, incident, layer="prompt", addresses=[], description="1.5.0",
+                  actor=ACTOR)
+    assert run_gate(workspace, AGENT, actor="ci", signer=load_signing_key(pem))
+    assert check(workspace, AGENT).blockers == [
+        f"{incident} has no post-incident review scheduled"]
+    _store_restore(workspace, incident)
+    code, out, err = reinstate(workspace, "check", AGENT)
+    assert code == 1, out + err
+    assert (f"{incident}: the audit log holds a restore of it (entry " in out
+            and f"restore would refuse it: {incident} has no post-incident review scheduled"
+            in out)
+    assert read_mode(workspace, AGENT).mode == "review"
+    with pytest.raises(Refused):
+        restore(workspace, AGENT, actor=ACTOR)
+    assert workspace.incidents().load(incident).restored_at is None
 
 
 @pytest.mark.attack
