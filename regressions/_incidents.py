@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalsuite import (
     InvalidInput,
@@ -25,6 +26,9 @@ from regressions._errors import UnknownIncident
 from regressions._incident import INCIDENT_ID, Event, Incident, Severity, utc_now
 from regressions._lifecycle import next_phase
 
+if TYPE_CHECKING:
+    from filelock import FileLock
+
 
 class IncidentBook:
     """The incident files of one workspace.
@@ -36,6 +40,7 @@ class IncidentBook:
     def __init__(self, directory: Path, lock_dir: Path) -> None:
         self.directory = directory
         self._lock_dir = lock_dir
+        self._held: dict[str, FileLock] = {}  # locks :meth:`holding` holds, by incident id
 
     def path(self, incident_id: str) -> Path:
         """Where the incident's file lives."""
@@ -129,6 +134,31 @@ class IncidentBook:
         incidents = [self._read(self.path(i)) for i in self.ids()]
         return [i for i in incidents if agent is None or i.agent == agent]
 
+    def _lock(self, incident_id: str) -> FileLock:
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        from filelock import FileLock  # writers only: readers never lock
+
+        return FileLock(self._lock_dir / f"{incident_id}.lock", timeout=30)
+
+    @contextmanager
+    def holding(self, incident_ids: Iterable[str]) -> Iterator[None]:
+        """Keep every other writer off these incidents until the block ends, so a decision
+        made on their records is written before anyone changes them; this book's own
+        :meth:`change` of them goes on meanwhile. Ids are those of incident files (checked
+        as :meth:`load` checks them), locked in number order: two holders never deadlock."""
+        # Loaded first: a malformed or unknown id must not name a lock file.
+        ids = sorted({self.load(i).id for i in incident_ids}, key=lambda i: int(i[4:]))
+        with ExitStack() as stack:
+            try:
+                for incident_id in ids:
+                    lock = self._lock(incident_id)
+                    stack.enter_context(lock)
+                    self._held[incident_id] = lock
+                yield
+            finally:
+                for incident_id in ids:
+                    self._held.pop(incident_id, None)
+
     @contextmanager
     def change(
         self, incident_id: str, *, action: str, actor: str, detail: str = "",
@@ -141,10 +171,8 @@ class IncidentBook:
         the regression case a capture recorded).
         """
         self.load(incident_id)  # a malformed or unknown id must not name a lock file
-        self._lock_dir.mkdir(parents=True, exist_ok=True)
-        from filelock import FileLock  # writers only: readers never lock
-
-        with FileLock(self._lock_dir / f"{incident_id}.lock", timeout=30):
+        # A lock :meth:`holding` holds is taken again (it is reentrant), never waited for.
+        with self._held.get(incident_id) or self._lock(incident_id):
             incident = self.load(incident_id)
             next_phase(incident.id, action, incident.phase)
             working = incident.model_copy(deep=True)

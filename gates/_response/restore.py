@@ -16,7 +16,7 @@ from gates._store.shared_reads import sharing
 from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
 from gates._verdict.coverage import coverage_gap
 from gates._verdict.fingerprint import fingerprint
-from regressions import Notification, resolution_gaps, utc_now
+from regressions import IncidentBook, Notification, resolution_gaps, utc_now
 
 # Annotations only: deciding reads the stored verdict without its whole model (see
 # gates._verdict.stored); restoring and the gate build it.
@@ -168,6 +168,30 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     """
     workspace.require_agent(agent)  # a misspelt name touches nothing
     store = store or open_store(workspace)
+    book = workspace.incidents()
+    # The agent's incidents are held against every other writer from before the decision
+    # until it is written: a finding or a control change recorded while restore checks
+    # would be marked restored with nothing verifying it (a restored incident takes none).
+    # A new incident holds the agent only once contained, and a containment changes the
+    # mode first, which the compare and set below catches.
+    with book.holding(i.id for i in book.all(agent)):
+        ids, verdict = _restore(workspace, agent, actor, store, book)
+    if verdict is None:
+        return Restored(agent=agent, incidents=ids, already_full=not ids)
+    # Imported here: `check` shares this module and sends nothing, so it need not load
+    # the notification senders.
+    from gates._response.notify import notify_restore
+
+    told = notify_restore(workspace, ids, actor=actor, store=store)
+    return Restored(agent=agent, incidents=ids, already_full=False,
+                    notifications=told.notifications, warnings=told.warnings)
+
+
+def _restore(workspace: Workspace, agent: str, actor: str, store: StateStore,
+             book: IncidentBook) -> tuple[list[str], DecidedVerdict | None]:
+    """Decide and write a restore under the incidents' locks: the incidents it restored
+    and the verdict it restored on (None: the agent was already in full, and ``ids`` are
+    the incidents whose interrupted restore it finished writing)."""
     # Read before deciding: the mode is set back to full only if nobody changed it since
     # (compare and set), so a containment that comes in meanwhile is never overwritten.
     current = store.mode(agent)
@@ -180,13 +204,12 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     if reasons:
         raise Refused(f"Can't restore '{agent}'", reasons)
     incidents = held.open
-    book = workspace.incidents()
     for unwritten in held.unwritten:  # finish a restore that stopped after its mode write
         with book.change(unwritten, action="restore", actor=actor,
                          detail="restored in the audit log; recording it here") as record:
             record.restored_at = utc_now()
     if (current is None or current.mode == "full") and not incidents:
-        return Restored(agent=agent, incidents=held.unwritten, already_full=not held.unwritten)
+        return held.unwritten, None
     verdict = latest(agent)
     assert verdict is not None  # restore_blockers refuses without one
     store.replace_mode(
@@ -202,11 +225,4 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
         with book.change(incident.id, action="restore", actor=actor,
                          detail=f"verdict of {verdict.created_at.isoformat()}") as record:
             record.restored_at = utc_now()
-    ids = [i.id for i in incidents]
-    # Imported here: `check` shares this module and sends nothing, so it need not load
-    # the notification senders.
-    from gates._response.notify import notify_restore
-
-    told = notify_restore(workspace, ids, actor=actor, store=store)
-    return Restored(agent=agent, incidents=ids, already_full=False,
-                    notifications=told.notifications, warnings=told.warnings)
+    return [i.id for i in incidents], verdict

@@ -4,13 +4,16 @@ history. Each one tries to clear an agent that must not be cleared, and must fai
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from filelock import FileLock, Timeout
 
 from gates import (
     Guard,
@@ -25,7 +28,7 @@ from gates import (
     restore,
 )
 from regressions import utc_now
-from tests.conftest import RunCli, tree
+from tests.conftest import CLI, RunCli, tree
 from tests.helpers import ACTOR, captured, contained, copied
 
 pytestmark = pytest.mark.slow
@@ -216,6 +219,42 @@ def test_restore_racing_a_new_containment_never_ends_in_full(restorable: Workspa
     assert open_store(ws).mode(AGENT).mode == "review"  # type: ignore[union-attr]
     assert agent_mode(AGENT, ws.root) == "review"
     assert not check(ws, AGENT)
+
+
+@pytest.mark.attack
+def test_a_change_recorded_while_restore_decides_is_never_restored_unverified(
+        restorable: Workspace) -> None:
+    """`incident change` run by another process while restore is deciding: the change must
+    not be marked restored with nothing verifying it (serially, a restored incident takes
+    no new change). Restore holds the agent's incidents until it has written them, so the
+    change waits and is then refused; before, it was recorded, restore then wrote INC-1
+    restored over it, and the agent ran in full with CC-6 unverified (check said no)."""
+    ws = restorable
+    lock = ws.lock_dir / "INC-1.lock"
+    writer: list[subprocess.Popen[str]] = []
+
+    def change_meanwhile() -> None:
+        env = {**os.environ, "REINSTATE_ACTOR": "other.engineer"}
+        env.pop("REINSTATE_WORKSPACE", None)
+        writer.append(subprocess.Popen(
+            [*CLI, "incident", "change", "INC-1", "--layer", "review_gate", "--addresses",
+             "F-4", "--description", "route every refund over $100 to a person"],
+            cwd=ws.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        try:  # free: nothing holds INC-1 against the writer, so let it write now
+            with FileLock(lock, timeout=0):
+                pass
+        except Timeout:
+            return  # restore holds INC-1: the writer waits for it
+        writer[0].communicate(timeout=120)
+
+    restore(ws, AGENT, actor=ACTOR,
+            store=_Interleaved(open_store(ws), change_meanwhile))  # type: ignore[arg-type]
+    out, err = writer[0].communicate(timeout=120)
+    changes = [c.id for c in ws.incidents().load("INC-1").control_changes]
+    assert "CC-6" not in changes, (changes, out, err)
+    assert writer[0].returncode == 2 and "when in restored" in err, (out, err)
+    assert agent_mode(AGENT, ws.root) == "full"
+    assert check(ws, AGENT)  # what the runtime runs, the verdict covers
 
 
 @pytest.mark.attack
