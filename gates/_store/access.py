@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,6 +110,17 @@ class Standing:
     no incident file of the agent records (deleted, or moved to another agent by hand):
     they hold the agent, as restore refuses while their file is missing. Id → its last
     containment entry."""
+    logged_containment: dict[str, datetime] = field(default_factory=dict)
+    """When the audit log's last containment entry of each incident was written: a
+    containment is no earlier than that, whatever time its file was given by hand."""
+
+    def contained_at(self, incident: Incident) -> datetime | None:
+        """When ``incident`` was contained: the later of its file's time and its last
+        containment entry in the audit log; None when neither records a containment."""
+        times = [t for t in (incident.containment.contained_at if incident.containment
+                             else None, self.logged_containment.get(incident.id))
+                 if t is not None]
+        return max(times, default=None)
 
     @property
     def open(self) -> list[Incident]:
@@ -187,8 +199,11 @@ def standing(workspace: Workspace, agent: str, store: StateStore | None, *,
     missing = {named: e for e in log
                if isinstance(named := e.detail.get("incident"), str) and named not in files
                and not (named in restores and restores[named].seq > e.seq)}
+    logged_containment = {named: e.at for e in log
+                          if isinstance(named := e.detail.get("incident"), str)}
     return Standing(incidents=vouched, forged=forged, unknown=unknown, unwritten=unwritten,
-                    unbacked=unbacked, logged=log[-1] if log else None, missing=missing)
+                    unbacked=unbacked, logged=log[-1] if log else None, missing=missing,
+                    logged_containment=logged_containment)
 
 
 def logged_mode(entry: AuditEntry) -> Mode:

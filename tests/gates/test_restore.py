@@ -8,6 +8,7 @@ import pytest
 
 from gates import MemoryStore, Refused, Workspace, read_mode, restore, run_gate
 from regressions import utc_now
+from tests.conftest import RunCli
 from tests.helpers import ACTOR, analysed, opened_again, resolved
 
 pytestmark = pytest.mark.slow
@@ -255,3 +256,45 @@ def test_a_verdict_made_before_a_containment_verifies_none_of_its_changes(
     assert f"{incident_id} was contained after the latest verdict" in " ".join(
         (out + err).split())
     assert read_mode(back_in_full, "refund-agent").mode == "suspended"
+
+
+@pytest.mark.attack
+def test_a_containment_time_moved_back_by_hand_does_not_date_an_old_verdict_after_it(
+        back_in_full: Workspace, cli: RunCli) -> None:
+    """As above, and the new incident's file then edited so it reads as detected and
+    contained before the old verdict was made: the audit log holds when it was contained
+    (after that verdict), so restore still refuses, and so does check. Before, the file's
+    time alone decided: restore put the agent in full on a verdict that never saw this
+    incident, and check cleared it."""
+    from datetime import timedelta
+
+    import yaml
+
+    from gates import record_change, record_finding, schedule_review
+    from regressions import LAYERS
+
+    incident_id = opened_again(back_in_full)
+    for layer in LAYERS:
+        record_finding(back_in_full, incident_id, layer=layer, gap=True,
+                       description=f"{layer} gap", actor=ACTOR)
+    for layer, finding in (("tool_permission_boundary", "F-1"), ("eval_coverage", "F-2"),
+                           ("acceptance_criteria", "F-3"), ("review_gate", "F-4")):
+        record_change(back_in_full, incident_id, layer=layer,  # type: ignore[arg-type]
+                      addresses=[finding], description=f"fix {layer}", actor=ACTOR)
+    record_change(back_in_full, incident_id, layer="prompt", addresses=[],
+                  description="agent 1.5.0", actor=ACTOR)
+    schedule_review(back_in_full, incident_id, on=(utc_now() + timedelta(days=7)).date(),
+                    actor=ACTOR)
+    path = back_in_full.incidents().path(incident_id)
+    record = yaml.safe_load(path.read_text())
+    record["detected_at"] = "2020-01-01T00:00:00Z"
+    record["containment"]["contained_at"] = "2020-01-01T01:00:00Z"
+    path.write_text(yaml.safe_dump(record, sort_keys=False))
+    back_in_full.incidents().load(incident_id)  # a file every read accepts
+
+    restored = cli("restore", "refund-agent", cwd=back_in_full.root)
+    assert restored.returncode == 1, restored.stdout + restored.stderr
+    assert f"{incident_id} was contained after the latest verdict" in " ".join(
+        restored.stderr.split())
+    assert read_mode(back_in_full, "refund-agent").mode == "suspended"
+    assert cli("check", "refund-agent", cwd=back_in_full.root).returncode == 1
