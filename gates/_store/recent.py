@@ -16,7 +16,8 @@ class RecentReadings(Generic[T]):
     """One process's readings by (workspace as given, where it is found from, agent).
 
     Without a folder the workspace is found from ``REINSTATE_WORKSPACE`` or the working
-    directory, so those are part of what a reading was for. A reading older than
+    directory, and a relative folder from the working directory, so those are part of what
+    a reading was for. A reading older than
     ``cache_s`` is never served: the caller reads again, and whatever that read answers
     (``suspended`` for an unreadable store) is the answer.
     """
@@ -29,7 +30,8 @@ class RecentReadings(Generic[T]):
              read: Callable[[], T]) -> T:
         """The reading kept for this agent and workspace when younger than ``cache_s``,
         else ``read()``'s (kept when ``cache_s`` is above 0)."""
-        found_from = "" if workspace is not None else (
+        # A relative folder names another workspace from another working directory.
+        found_from = "" if workspace is not None and Path(workspace).is_absolute() else (
             f"{os.environ.get('REINSTATE_WORKSPACE', '')}|{Path.cwd()}")
         key = (str(workspace) if workspace is not None else "", found_from, agent)
         if cache_s > 0:

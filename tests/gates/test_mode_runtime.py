@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -68,6 +69,27 @@ def test_a_cached_reading_is_served_within_its_age_only(example: Workspace) -> N
     time.sleep(0.1)
     assert agent_mode(AGENT, example.root, cache_s=0.05) == "suspended"
     assert agent_mode(AGENT, example.root) == "suspended"
+
+
+@pytest.mark.attack
+def test_a_relative_workspace_is_cached_for_where_it_was_found(
+        tmp_path: Path, example: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same relative folder from another working directory is another workspace: its
+    contained agent is never answered with the first one's cached full. Before, the
+    cache kept readings by the folder as given, so within ``cache_s`` the second
+    workspace's suspended agent read full."""
+    open_store(example).create()
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(example.root, elsewhere / "ws")
+    held = Workspace.find(elsewhere / "ws")
+    incident = open_incident(held, AGENT, summary="harm", severity="sev1", actor=ACTOR)
+    contain(held, incident.id, mode="suspended", notify=["legal"], scope="all", actor=ACTOR)
+    monkeypatch.chdir(example.root.parent)
+    assert agent_mode(AGENT, "ws", cache_s=60) == "full"
+    assert mode_reading(AGENT, "ws", cache_s=60).mode == "full"
+    monkeypatch.chdir(elsewhere)
+    assert agent_mode(AGENT, "ws", cache_s=60) == "suspended"
+    assert mode_reading(AGENT, "ws", cache_s=60).mode == "suspended"
 
 
 def test_an_agent_the_workspace_does_not_define_is_suspended(example: Workspace) -> None:
