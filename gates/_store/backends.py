@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import AwareDatetime, Field, ValidationError
+from pydantic import AwareDatetime, Field, ValidationError, model_validator
 
 from evalsuite import Record
 from gates._errors import ModeChanged, ReviewDecided, StoreUnavailable, UnknownReview
@@ -115,6 +115,20 @@ class AuditEntry(Record):
     """Hash of the entry before (zeros for the first)."""
     hash: str
     """SHA-256 over this entry's fields and ``prev_hash``."""
+
+    @model_validator(mode="after")
+    def _mode_detail(self) -> AuditEntry:
+        # What a mode entry says of incidents decides the mode: a containment names one
+        # (text), a restore lists them (texts). Any other shape is a row reinstate never
+        # writes, refused where it is read (exit 3), never a crash where the mode is decided.
+        if self.action == "mode":
+            named, listed = self.detail.get("incident"), self.detail.get("incidents")
+            if not (named is None or isinstance(named, str)):
+                raise ValueError("its detail's incident is not an incident id")
+            if not (listed is None or (isinstance(listed, list)
+                                       and all(isinstance(i, str) for i in listed))):
+                raise ValueError("its detail's incidents are not a list of incident ids")
+        return self
 
 
 def entry_hash(seq: int, at: datetime, actor: str, action: str, agent: str | None,

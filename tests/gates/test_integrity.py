@@ -307,6 +307,13 @@ _FIRST_MODE = "(SELECT min(seq) FROM audit WHERE action = 'mode')"
     ("detail", f"UPDATE audit SET detail = 'x' WHERE seq = {_FIRST_MODE}", "suspended"),
     ("huge", "UPDATE audit SET detail = '{\"n\": " + "9" * 5000 + "}' WHERE seq = "
      f"{_FIRST_MODE}", "suspended"),
+    # A containment naming its incident as a list, a restore listing a list: JSON, but
+    # no entry reinstate writes (they raised TypeError where the mode is decided).
+    ("incident", "UPDATE audit SET detail = '{\"incident\": [\"INC-1\"], \"mode\": "
+     f"\"review\"}}' WHERE seq = {_FIRST_MODE}", "suspended"),
+    ("incidents", "UPDATE audit SET detail = json_set(detail, '$.incidents', "
+     "json('[[\"INC-1\"]]')) WHERE seq = (SELECT max(seq) FROM audit WHERE action = "
+     "'mode')", "suspended"),
     # (Entry 1, the first gate's verdict, garbled: test_a_garbled_row_no_decision_reads_...)
     # The mode row and the log the runtime reads are intact; the verdict is not its input.
     ("verdict", "UPDATE verdicts SET body = '{'", "full"),
