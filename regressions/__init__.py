@@ -69,7 +69,7 @@ if TYPE_CHECKING:
         TriggerKind,
         exact_arguments,
     )
-    from regressions._resolution import other_layer_fixes, resolution_gaps
+    from regressions._resolution import other_layer_fixes, resolution_gaps, review_too_early
     from regressions._scope import ScopeSearch, derive_signature, scope_lines
     from regressions._timeline import (
         build_timeline,
@@ -144,6 +144,7 @@ __all__ = [
     "pick_harmful_steps",
     "placeholder_pattern",
     "resolution_gaps",
+    "review_too_early",
     "save_case",
     "scope_lines",
     "short",
@@ -220,6 +221,7 @@ _EXPORTS: dict[str, str] = {
     "exact_arguments": "regressions._regression_case",
     "other_layer_fixes": "regressions._resolution",
     "resolution_gaps": "regressions._resolution",
+    "review_too_early": "regressions._resolution",
     "LISTED_RUNS": "regressions._investigation",
     "ScopeSearch": "regressions._scope",
     "derive_signature": "regressions._scope",

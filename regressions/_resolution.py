@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 from regressions._incident import LAYERS, LOGGING, Incident
 
 
@@ -81,3 +83,15 @@ def other_layer_fixes(incident: Incident) -> list[str]:
                 f"a change on {', '.join(sorted(layers))}: the {finding.layer} layer the root "
                 f"cause names is left as it was")
     return warnings
+
+
+def review_too_early(incident: Incident, on: date | None = None) -> str | None:
+    """The day ``incident`` was detected (UTC) when its post-incident review (``on``, else
+    the one its file records) is dated before it in every time zone, so it cannot be a
+    review of this incident; None when it is not (or none is recorded)."""
+    review = on or incident.post_incident_review
+    detected = incident.detected_at.date()
+    # The local date of a detection is at most one day before its UTC date.
+    if review is None or review >= detected - timedelta(days=1):
+        return None
+    return detected.isoformat()

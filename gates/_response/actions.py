@@ -42,6 +42,7 @@ from regressions import (
     next_phase,
     parse_trigger,
     pick_harmful_steps,
+    review_too_early,
     save_case,
     step_candidates,
     utc_now,
@@ -321,8 +322,14 @@ def record_change(workspace: Workspace, incident_id: str, *, layer: ChangeLayer,
 
 
 def schedule_review(workspace: Workspace, incident_id: str, *, on: date, actor: str) -> Incident:
-    """Schedule the post-incident review."""
+    """Schedule the post-incident review; a date before the incident was detected (in any
+    time zone, :func:`review_too_early`) is refused."""
     book = workspace.incidents()
+    detected = review_too_early(book.load(incident_id), on)
+    if detected is not None:
+        raise InvalidInput(None, "--on", f"expected a date no earlier than the day "
+                                         f"{incident_id} was detected ({detected}), got "
+                                         f"{on.isoformat()}")
     with book.change(incident_id, action="review", actor=actor,
                      detail=f"post-incident review on {on.isoformat()}") as incident:
         incident.post_incident_review = on

@@ -16,7 +16,13 @@ from gates._store.shared_reads import sharing
 from gates._store.verdict_signature import configured_public_key, key_id, signature_problem
 from gates._verdict.coverage import coverage_gap
 from gates._verdict.fingerprint import fingerprint
-from regressions import IncidentBook, Notification, resolution_gaps, utc_now
+from regressions import (
+    IncidentBook,
+    Notification,
+    resolution_gaps,
+    review_too_early,
+    utc_now,
+)
 
 # Annotations only: deciding reads the stored verdict without its whole model (see
 # gates._verdict.stored); restoring and the gate build it.
@@ -65,6 +71,12 @@ def _blockers(workspace: Workspace, agent: str, store: StateStore, public_key: P
         reasons += resolution_gaps(incident)
         if incident.containment is not None and incident.post_incident_review is None:
             reasons.append(f"{incident.id} has no post-incident review scheduled")
+        elif incident.containment is not None and (
+                detected := review_too_early(incident)) is not None:
+            reasons.append(f"{incident.id}'s post-incident review "
+                           f"({incident.post_incident_review}) is dated before the incident "
+                           f"was detected ({detected}): schedule it with `reinstate incident "
+                           f"review {incident.id} --on DATE`")
     verdict = latest(agent)
     if verdict is None:
         reasons.append(f"no gate verdict for {agent}: run `reinstate gate {agent}`")

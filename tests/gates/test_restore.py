@@ -298,3 +298,30 @@ def test_a_containment_time_moved_back_by_hand_does_not_date_an_old_verdict_afte
         restored.stderr.split())
     assert read_mode(back_in_full, "refund-agent").mode == "suspended"
     assert cli("check", "refund-agent", cwd=back_in_full.root).returncode == 1
+
+
+@pytest.mark.attack
+def test_a_review_dated_before_the_incident_is_not_a_post_incident_review(
+        restorable: Workspace, cli: RunCli) -> None:
+    """A post-incident review dated before the incident was detected (in any time zone)
+    cannot be one: `incident review --on` refuses it (exit 2, nothing written), and one
+    typed into the file does not meet restore's condition. Before, `--on 2000-01-01` was
+    recorded and restore put the agent in full on it."""
+    path = restorable.incidents().path("INC-1")
+    before = path.read_bytes()
+    typo = cli("incident", "review", "INC-1", "--on", "2000-01-01", cwd=restorable.root)
+    assert typo.returncode == 2, typo.stdout + typo.stderr
+    assert "--on" in typo.stderr and "2000-01-01" in typo.stderr
+    assert path.read_bytes() == before
+    text = path.read_text()
+    scheduled = restorable.incidents().load("INC-1").post_incident_review
+    assert scheduled is not None
+    path.write_text(text.replace(f"post_incident_review: '{scheduled.isoformat()}'",
+                                 "post_incident_review: '2000-01-01'"))
+    assert restorable.incidents().load("INC-1").post_incident_review.isoformat() == (  # type: ignore[union-attr]
+        "2000-01-01")
+    refused = cli("restore", "refund-agent", cwd=restorable.root)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "INC-1's post-incident review (2000-01-01) is dated before the incident was " \
+           "detected" in " ".join(refused.stderr.split())
+    assert read_mode(restorable, "refund-agent").mode == "review"
