@@ -184,10 +184,11 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     book = workspace.incidents()
     # The agent's incidents are held against every other writer from before the decision
     # until it is written: a finding or a control change recorded while restore checks
-    # would be marked restored with nothing verifying it (a restored incident takes none).
-    # A new incident holds the agent only once contained, and a containment changes the
+    # would be marked restored with nothing verifying it. Those whose file says restored
+    # or closed take neither (nor does restore write them), so they are left unlocked. A
+    # new incident holds the agent only once contained, and a containment changes the
     # mode first, which the compare and set below catches.
-    with book.holding(i.id for i in book.all(agent)):
+    with book.holding(i.id for i in book.all(agent) if i.phase not in ("restored", "closed")):
         ids, verdict = _restore(workspace, agent, actor, store, book)
     if verdict is None:
         return Restored(agent=agent, incidents=ids, already_full=not ids)
