@@ -91,8 +91,8 @@ def _blockers(workspace: Workspace, agent: str, store: StateStore, public_key: P
     for incident in incidents:
         # Changes are recorded after containment and verified by a later gate: a verdict
         # made before this incident was contained verified another incident of its id (one
-        # whose file was deleted and whose id was opened again), never these changes. When
-        # is the audit log's too: a file's time moved back by hand does not decide it.
+        # whose file was deleted and whose id was opened again), never these changes. The
+        # audit log dates the containment too: a file's time moved back by hand is not it.
         contained = held.contained_at(incident)
         if contained is not None and verdict.created_at < contained:
             reasons.append(f"{incident.id} was contained after the latest verdict ({stamp}) "
