@@ -11,7 +11,7 @@ throughout (an investigation recorded before redaction covered it is redacted he
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from pydantic import AwareDatetime, Field
 
@@ -19,7 +19,7 @@ from evalsuite import Record, Redactor, load_cases
 from gates._config import Workspace
 from gates._reports.incident_view import IncidentView, incident_view
 from gates._reports.templating import render_markdown
-from gates._store.access import open_store, store_exists
+from gates._store.access import open_store, standing, store_exists
 from gates._store.backends import StateStore
 from gates._verdict.verdict import Outcome
 from regressions import (
@@ -131,17 +131,19 @@ def _elapsed(delta: timedelta) -> str:
     return (f"{days}d " if days else "") + f"{hours}h {minutes % 60:02d}m"
 
 
-def _clock(incident: Incident) -> list[ClockEntry]:
+def _clock(incident: Incident, contained_at: datetime | None) -> list[ClockEntry]:
     entries = [ClockEntry(what="detected", at=incident.detected_at, elapsed="0h 00m",
                           target="the clock starts here")]
     containment = incident.containment
-    if containment is None:
+    if containment is None or contained_at is None:
         entries.append(ClockEntry(what="contained", at=None, target="not contained", met=False))
     else:
-        taken = containment.contained_at - incident.detected_at
-        met = incident.containment_target_met is True
+        taken = contained_at - incident.detected_at
+        # In seconds, as Incident.containment_target_met: a timedelta of the target
+        # overflows at a few billion hours.
+        met = taken.total_seconds() <= containment.target_hours * 3600
         entries.append(ClockEntry(
-            what="contained", at=containment.contained_at, elapsed=_elapsed(taken), met=met,
+            what="contained", at=contained_at, elapsed=_elapsed(taken), met=met,
             target=f"{'within' if met else 'MISSED'} the {containment.target_hours:g}h target"))
     restored = incident.restored_at
     entries.append(ClockEntry(
@@ -234,12 +236,25 @@ def _follow_ups(pm: Postmortem, incident: Incident) -> list[str]:
 
 def postmortem(workspace: Workspace, incident_id: str,
                store: StateStore | None = None) -> Postmortem:
-    """Write up ``incident_id`` from its records and the agent's latest verdict."""
+    """Write up ``incident_id`` from its records and the agent's latest verdict.
+
+    Where there is a state store, the incident is written up as its audit log vouches for
+    it, as every decision reads it: a restore (or closing) its file records but the log
+    does not is no restore, and it was contained no earlier than its containment entry.
+    What the file says otherwise is a follow-up."""
     incident = workspace.incidents().load(incident_id)
+    contained_at = incident.containment.contained_at if incident.containment else None
+    tampered: list[str] = []
     if store is None and not store_exists(open_store(workspace)):
         verdict = None  # nothing was ever contained or gated here: a write-up, not a decision
     else:
-        verdict = (store or open_store(workspace)).latest_verdict(incident.agent)
+        store = store or open_store(workspace)
+        verdict = store.latest_verdict(incident.agent)
+        held = standing(workspace, incident.agent, store)
+        incident = next(i for i in held.incidents if i.id == incident.id)
+        contained_at = held.contained_at(incident)
+        tampered = [why for found in (held.forged, held.unknown, held.unbacked)
+                    if (why := found.get(incident.id)) is not None]
     proofs = {v.change: v for v in (verdict.verifications if verdict is not None else [])
               if v.incident == incident.id}
     cases = [c for c in load_cases(workspace.regressions_dir(incident.agent), RegressionCase,
@@ -250,7 +265,8 @@ def postmortem(workspace: Workspace, incident_id: str,
     required = workspace.config.containment.notify
     pm = Postmortem(
         incident=incident_view(incident, proofs), agent=incident.agent,
-        opened_by=incident.opened_by, generated_at=utc_now(), clock=_clock(incident),
+        opened_by=incident.opened_by, generated_at=utc_now(),
+        clock=_clock(incident, contained_at),
         mode=containment.mode if containment else None,
         notified=containment.notified if containment else [],
         not_notified=[n for n in required if containment and n not in containment.notified],
@@ -269,7 +285,7 @@ def postmortem(workspace: Workspace, incident_id: str,
                for c in cases],
         review=incident.post_incident_review,
     )
-    pm.follow_ups = _follow_ups(pm, incident)
+    pm.follow_ups = tampered + _follow_ups(pm, incident)
     return Redactor().record(pm)
 
 

@@ -146,3 +146,36 @@ def test_closing_before_the_review_is_not_written_up_as_after_it(back_in_full: W
     assert f"❌ BEFORE the post-incident review of {review}" in closed
     assert (f"- [ ] hold the post-incident review on {review}: INC-1 was closed before it"
             in _section(printed.stdout, "Follow-up actions"))
+
+
+@pytest.mark.attack
+def test_a_hand_edited_clock_is_written_up_as_the_audit_log_has_it(example: Workspace,
+                                                                  cli: RunCli) -> None:
+    """A late containment whose file was then edited (contained an hour after detection,
+    and restored) is written up for compliance as the audit log has it: contained when its
+    entry was written, the 4h target MISSED, not restored, and the hand edit named as a
+    follow-up. Before, the postmortem printed the file: "✅ within the 4h target", a
+    restore at the typed time, and no follow-up to restore."""
+    incident = open_incident(example, "refund-agent", summary="late one", severity="sev1",
+                             actor=ACTOR, detected_at=utc_now() - timedelta(hours=6))
+    contain(example, incident.id, mode="suspended", notify=["legal", "compliance", "eng-lead"],
+            scope="unknown", actor=ACTOR)
+    path = example.incidents().path(incident.id)
+    record = example.incidents().load(incident.id)
+    assert record.containment is not None
+    early = record.detected_at + timedelta(hours=1)
+    edited = record.model_copy(update={
+        "containment": record.containment.model_copy(update={"contained_at": early}),
+        "restored_at": early + timedelta(minutes=30)})
+    path.write_text(dump_yaml(edited))
+    assert example.incidents().load(incident.id).phase == "restored"  # the file reads well
+
+    shown = cli("postmortem", incident.id, cwd=example.root)
+    assert shown.returncode == 0, shown.stderr
+    clock = _section(shown.stdout, "The clock")
+    assert "MISSED the 4h target" in clock and "within the 4h target" not in clock
+    assert "not restored yet" in clock
+    assert "| Phase | contained |" in shown.stdout
+    follow_ups = _section(shown.stdout, "Follow-up actions")
+    assert "the file was edited by hand; undo the edit" in " ".join(follow_ups.split())
+    assert "restore refund-agent once every change is verified" in follow_ups
