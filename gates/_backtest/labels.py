@@ -197,12 +197,15 @@ def _yaml(text: str, path: Path) -> Iterator[_Record]:
 
 def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Path],
                     fmt: LogFormat | Literal["auto"] = "auto") -> list[BacktestLabel]:
-    """The incident's harm as labels: each captured harmful step, and every run in its
-    scope of impact.
+    """The incident's harm as labels: each captured harmful step, and its scope of impact.
 
-    The scope is the runs ``investigate`` listed and every run the recorded signature
-    matches in ``logs``: found again, not taken from the list alone, which lists only the
-    first runs and is a hand edit away from leaving one out.
+    The scope is every step the recorded signature matches in ``logs``, each labelled
+    itself: found again, not taken from the list ``investigate`` wrote, which lists only
+    the first runs and is a hand edit away from leaving one out. A run labelled whole is
+    stopped by any of its steps, so a matching call far into a run would pass as stopped
+    when an earlier, unrelated call was denied or sent to a person. Only a run the
+    incident lists (its own, or in the scope) with no matching step in ``logs`` is
+    labelled whole, as there is no step to name.
     """
     source = incident.id
     labels = [_captured(case, index, source)
@@ -211,12 +214,22 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
     if investigation is not None:
         search = ScopeSearch(investigation.signature,
                              acceptance_criteria(workspace, incident.agent))
+        taken = {(label.run_id, label.step) for label in labels}
+        counted: dict[str, int] = {}  # steps read so far per run: the backtest's numbering
         for part in read_logs(logs, fmt, agent=incident.agent):
-            search.feed(part)
-        matched = [*(run.run_id for run in investigation.scope.runs), *search.matched_runs]
+            start = counted.get(part.run_id, 0)
+            counted[part.run_id] = start + len(part.steps)
+            for index, step in enumerate(part.steps):
+                if search.matches(step) and (part.run_id, start + index) not in taken:
+                    taken.add((part.run_id, start + index))
+                    labels.append(BacktestLabel(
+                        run_id=part.run_id, step=start + index, label="harmful", source=source,
+                        note=f"matches the signature of {incident.id} (scope of impact)"))
+        matched = {label.run_id for label in labels}
+        listed = [*investigation.runs, *(run.run_id for run in investigation.scope.runs)]
         labels += [BacktestLabel(run_id=run_id, step=None, label="harmful", source=source,
-                         note=f"in the scope of impact of {incident.id}")
-                   for run_id in dict.fromkeys([*investigation.runs, *matched])]
+                                 note=f"in the scope of impact of {incident.id}")
+                   for run_id in dict.fromkeys(listed) if run_id not in matched]
     if not labels:
         raise InvalidInput(None, "--incident", f"{incident.id} records no harm to label: "
                                                f"capture its run or investigate it first")

@@ -205,8 +205,10 @@ def _on_dataset(workspace: Workspace, job: _Job, labels: list[BacktestLabel],
 def _unlabelled(extra: list[BacktestLabel], given: list[BacktestLabel]) -> list[BacktestLabel]:
     """The incident's labels the labels file does not already decide. A step its cases
     captured as harmful is recorded harm, not a judgement a file may reverse: labelled good
-    there, it is bad input (a match of the scope of impact may be judged good)."""
+    there, it is bad input. A match of the scope of impact may be judged good: the file's
+    label of that step, or of its whole run, decides it."""
     taken = {(label.run_id, label.step): label for label in given}
+    whole = {label.run_id for label in given if label.step is None}
     for label in extra:
         other = taken.get((label.run_id, label.step))
         if other is not None and label.expect is not None and other.label != label.label:
@@ -214,7 +216,8 @@ def _unlabelled(extra: list[BacktestLabel], given: list[BacktestLabel]) -> list[
                                                    f"{other.label}, but it is the harm "
                                                    f"{label.note} ({label.expected}): drop the "
                                                    f"label, or the step from the case")
-    return [label for label in extra if (label.run_id, label.step) not in taken]
+    return [label for label in extra if (label.run_id, label.step) not in taken
+            and (label.expect is not None or label.run_id not in whole)]
 
 
 def backtest_runs(controls: Controls, runs: Iterable[Run], *, compare: Controls | None = None,

@@ -30,7 +30,8 @@ CONTROLS = "today, baseline:INC-n (the controls at that incident's containment) 
                    "incident: the loop 'edit a rule, see what it does to history'.")
 @click.option("--labels", type=click.Path(path_type=Path),
               help="Runs (or steps) labelled harmful or good: JSONL, CSV or YAML.")
-@click.option("--incident", help="BacktestLabel INC's captured harm and scope of impact harmful.")
+@click.option("--incident", help="Label INC's captured harm, and each step its scope of "
+                                 "impact matches, harmful.")
 @click.option("--rule", help="Only this rule decides, e.g. "
                              "permissions.tools.issue_refund.deny_when[0]; all else allows.")
 @click.option("--json", "json_out", type=click.Path(path_type=Path),
