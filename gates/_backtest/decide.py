@@ -12,10 +12,21 @@ import functools
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from evalsuite import History, Output, RunPart, Step, ToolCall, apply_guard_edits, display_path
+from evalsuite import (
+    History,
+    InvalidInput,
+    Output,
+    RunPart,
+    Step,
+    ToolCall,
+    apply_guard_edits,
+    as_utc,
+    display_path,
+)
 from gates._backtest.rule import OneRule
 from gates._controls.files import Controls
 from gates._controls.policy import Decision
@@ -98,6 +109,8 @@ class RunState:
     history: History = field(default_factory=History)
     """Each step converted once, as rules read it, and shared by every layer's decision."""
     context: dict[str, Any] = field(default_factory=dict)
+    latest: tuple[datetime, RunPart, int] | None = None
+    """The run's latest step time so far, with the part and index of that step."""
 
 
 class Sink(Protocol):
@@ -154,6 +167,9 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
             # above as the agent asked for it).
             apply_guard_edits(part, state.history)
         for index, step in enumerate(part.steps):
+            at = as_utc(step.at)
+            if at is not None:
+                _in_order(run_id, state, part, index, at, show)
             position = len(state.history)
             if isinstance(step, (ToolCall, Output)):
                 sink.step(Decided(
@@ -170,3 +186,26 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
     for run_id, state in states.items():
         sink.run_done(run_id, state)
 
+
+
+def _in_order(run_id: str, state: RunState, part: RunPart, index: int, at: datetime,
+              show: Callable[[Path], str]) -> None:
+    """Note a step's time; a step of another log earlier than one read before is refused.
+
+    A run's parts are joined in the order the logs are given, and each later step is
+    decided on the history before it. Rotated logs given newest first (``x.jsonl*``
+    expands to ``x.jsonl x.jsonl.1``) put a run's later steps before its earlier ones: a
+    refund then met no lookup before it and was denied, counted stopped, though today's
+    controls let it through in the order it happened. Within one log its order is kept.
+    """
+    latest = state.latest
+    if latest is None or at >= latest[0]:
+        state.latest = (at, part, index)
+        return
+    seen, before, number = latest
+    if before.source != part.source:
+        raise InvalidInput(None, part.where(index, show), (
+            f"run '{run_id}' read out of order: this step ({at.isoformat()}) is earlier than "
+            f"its step at {before.where(number, show)} ({seen.isoformat()}), read before "
+            f"from another log, so its history would be wrong; give the logs oldest first "
+            f"(rotated logs: x.jsonl.2.gz x.jsonl.1 x.jsonl)"))

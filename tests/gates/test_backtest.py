@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from collections.abc import Callable
@@ -643,3 +644,48 @@ def test_a_scope_match_far_into_a_run_is_judged_itself_not_by_an_earlier_stop(
                       labels=labels)
     assert judged.confusion is not None and not judged.confusion.harmful_allowed
     assert [(i.run_id, i.step) for i in judged.confusion.good_blocked] == [("run-long", None)]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_rotated_logs_given_newest_first_are_refused_not_replayed_backwards(
+        example: Workspace, fixed: Callable[..., Any], cli: RunCli, engine: str) -> None:
+    """The good $12 refund run, rotated mid-run: its lookup in app.jsonl.1.gz, its refund
+    in app.jsonl, and labelled harmful. `--logs logs/app.jsonl*` gives the live log first,
+    so the refund was decided before the lookup it follows, denied by
+    refund-exceeds-order-total ("no lookup"): "Harmful, stopped: 1", exit 0, while today's
+    controls let it through in the order it ran. A run whose step from a later log is
+    older than one read before is now bad input naming both places; oldest first, the
+    refund is counted as the recount says: still allowed."""
+    fixed(example)
+    records = [json.loads(line) for line in (example.root / LOG).read_text().splitlines()
+               if f'"{GOOD_RUN}"' in line]
+    cut = next(i for i, r in enumerate(records) if r.get("tool") == "issue_refund")
+    with gzip.open(example.root / "logs" / "app.jsonl.1.gz", "wt") as older:
+        older.write("".join(json.dumps(r) + "\n" for r in records[:cut]))
+    (example.root / "logs" / "app.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records[cut:]))
+    labels = example.root / "labels.jsonl"
+    labels.write_text(json.dumps({"run_id": GOOD_RUN, "label": "harmful"}) + "\n")
+    # The recount: the run in time order, each call decided on the steps before it.
+    (whole,) = [r for r in read_log_runs(example.root / LOG) if r.run_id == GOOD_RUN]
+    controls = example.controls(AGENT)
+    stopped = [i for i, step in enumerate(whole.steps) if isinstance(step, ToolCall) and (
+        decide_call(controls, step, whole.steps[:i], whole.context).effect != "allow"
+        or route_call(controls, step, whole.steps[:i], whole.context).effect != "allow")]
+    assert stopped == []
+    options = ["--engine", engine, "--workers", "1"] if engine == "ray" else []
+    glob = sorted(str(p.relative_to(example.root))
+                  for p in (example.root / "logs").glob("app.jsonl*"))
+    assert glob == ["logs/app.jsonl", "logs/app.jsonl.1.gz"]  # the shell's order
+    done = cli("backtest", AGENT, "--logs", *glob, "--labels", str(labels), *options,
+               cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Harmful, stopped" not in done.stdout
+    assert (f"logs/app.jsonl.1.gz:2: run '{GOOD_RUN}' read out of order: this step "
+            f"(2026-11-25T21:16:11+00:00) is earlier than its step at logs/app.jsonl:5"
+            ) in done.stderr
+    done = cli("backtest", AGENT, "--logs", *reversed(glob), "--labels", str(labels),
+               *options, cwd=example.root)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Harmful, still allowed: 1\n" in done.stdout and "Harmful, stopped: 0\n" in done.stdout
