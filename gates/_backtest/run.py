@@ -133,7 +133,7 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
         if found.agent != agent:
             raise InvalidInput(workspace.incidents().path(found.id), "$.agent",
                                f"expected an incident of {agent}, got one of {found.agent}")
-        chosen += _unlabelled(incident_labels(workspace, found, logs, fmt), chosen)
+        chosen = _combined(chosen, incident_labels(workspace, found, logs, fmt))
     if engine == "ray":
         from gates._gate.ray_engine import connect, map_bounded  # only when asked for
         jobs = workers or max(1, int(connect().cluster_resources().get("CPU", 1)))
@@ -202,22 +202,27 @@ def _on_dataset(workspace: Workspace, job: _Job, labels: list[BacktestLabel],
                           f"({', '.join(sorted(set(formats)))}): {how}")
 
 
-def _unlabelled(extra: list[BacktestLabel], given: list[BacktestLabel]) -> list[BacktestLabel]:
-    """The incident's labels the labels file does not already decide. A step its cases
-    captured as harmful is recorded harm, not a judgement a file may reverse: labelled good
-    there, it is bad input. A match of the scope of impact may be judged good: the file's
-    label of that step, or of its whole run, decides it."""
-    taken = {(label.run_id, label.step): label for label in given}
-    whole = {label.run_id for label in given if label.step is None}
-    for label in extra:
-        other = taken.get((label.run_id, label.step))
-        if other is not None and label.expect is not None and other.label != label.label:
+def _combined(given: list[BacktestLabel], extra: list[BacktestLabel]) -> list[BacktestLabel]:
+    """A labels file's labels with the incident's. A step its cases captured as harmful is
+    recorded harm, not a judgement a file may reverse: labelled good there, it is bad
+    input; labelled harmful there too, the case's label is kept, as it knows the step it
+    names (the file's would land on whatever the logs read number so, unchecked). A match
+    of the scope of impact may be judged good: the file's label of that step, or of its
+    whole run, decides it."""
+    captured = {(label.run_id, label.step): label for label in extra
+                if label.expect is not None}
+    for other in given:
+        label = captured.get((other.run_id, other.step))
+        if label is not None and other.label != label.label:
             raise InvalidInput(None, other.source, f"labels {label.run_id} step {label.step} "
                                                    f"{other.label}, but it is the harm "
                                                    f"{label.note} ({label.expected}): drop the "
                                                    f"label, or the step from the case")
-    return [label for label in extra if (label.run_id, label.step) not in taken
-            and (label.expect is not None or label.run_id not in whole)]
+    kept = [label for label in given if (label.run_id, label.step) not in captured]
+    taken = {(label.run_id, label.step) for label in kept}
+    whole = {label.run_id for label in kept if label.step is None}
+    return kept + [label for label in extra if label.expect is not None or (
+        (label.run_id, label.step) not in taken and label.run_id not in whole)]
 
 
 def backtest_runs(controls: Controls, runs: Iterable[Run], *, compare: Controls | None = None,

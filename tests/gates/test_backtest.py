@@ -689,3 +689,41 @@ def test_rotated_logs_given_newest_first_are_refused_not_replayed_backwards(
                *options, cwd=example.root)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Harmful, still allowed: 1\n" in done.stdout and "Harmful, stopped: 0\n" in done.stdout
+
+
+@pytest.mark.attack
+def test_a_labels_file_agreeing_with_a_case_keeps_the_cases_check_of_its_step(
+        example: Workspace, cli: RunCli) -> None:
+    """As above, an older log renumbers the captured run so its steps 4, 6 and 8 are calls
+    the permissions deny; a labels file beside --incident labels those very steps harmful,
+    agreeing with INC-1-1. The file's labels took the case's place, and with them went the
+    check that step 4 is the captured refund: "Harmful, stopped: 3", exit 0, for the
+    refund, email and answer today's controls all let through (the recount below). The
+    case's label is kept, so the renumbering is bad input as without the file."""
+    incident_id = captured(example)
+    (whole,) = [r for r in read_log_runs(example.root / LOG) if r.run_id == HARMFUL_RUN]
+    controls = example.controls(AGENT)
+    allowed = [i for i in (4, 6) if decide_call(controls, whole.steps[i], whole.steps[:i],
+                                                whole.context).effect == "allow"
+               and route_call(controls, whole.steps[i], whole.steps[:i],
+                              whole.context).effect == "allow"]
+    assert allowed == [4, 6]  # the refund and the email still go through today
+    older = [{"schema_version": 1, "kind": "run", "run_id": HARMFUL_RUN, "agent": AGENT}]
+    older += [{"run_id": HARMFUL_RUN, "kind": "tool_call", "tool": "wipe_cache",
+               "arguments": {}, "call_id": f"c-{i}"} if i in (4, 6, 8)
+              else {"run_id": HARMFUL_RUN, "kind": "reasoning", "content": "…"}
+              for i in range(9)]
+    log = example.root / "logs" / "2026-11-24-refund-agent.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in older))
+    labels = example.root / "labels.jsonl"
+    labels.write_text("".join(json.dumps({"run_id": HARMFUL_RUN, "step": step,
+                                          "label": "harmful"}) + "\n" for step in (4, 6, 8)))
+    done = cli("backtest", AGENT, "--logs", str(log), LOG, "--incident", incident_id,
+               "--labels", str(labels), cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Harmful, stopped" not in done.stdout
+    assert (f"step 4 of '{HARMFUL_RUN}' in the logs read is wipe_cache(), not the step "
+            f"captured in INC-1-1 (issue_refund(") in done.stderr
+    alone = cli("backtest", AGENT, "--logs", LOG, "--incident", incident_id, "--labels",
+                str(labels), cwd=example.root)
+    assert alone.returncode == 1 and "Harmful, still allowed: 3\n" in alone.stdout
