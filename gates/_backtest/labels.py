@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,9 +204,15 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
     itself: found again, not taken from the list ``investigate`` wrote, which lists only
     the first runs and is a hand edit away from leaving one out. A run labelled whole is
     stopped by any of its steps, so a matching call far into a run would pass as stopped
-    when an earlier, unrelated call was denied or sent to a person. Only a run the
-    incident lists (its own, or in the scope) with no matching step in ``logs`` is
-    labelled whole, as there is no step to name.
+    when an earlier, unrelated call was denied or sent to a person. Only an own run of
+    the incident with no matching step in ``logs`` is labelled whole (its captured steps
+    are labelled too).
+
+    Raises:
+        InvalidInput: ``logs`` hold less of the scope than the investigation recorded
+            (fewer matching calls, outputs or runs, or a listed run without a matching
+            step): the harm left out would be counted as nothing, or its run as stopped
+            by any other step.
     """
     source = incident.id
     labels = [_captured(case, index, source)
@@ -216,24 +223,59 @@ def incident_labels(workspace: Workspace, incident: Incident, logs: Iterable[Pat
                              acceptance_criteria(workspace, incident.agent))
         taken = {(label.run_id, label.step) for label in labels}
         counted: dict[str, int] = {}  # steps read so far per run: the backtest's numbering
+        found: Counter[str] = Counter()  # matching steps by kind
+        in_scope: dict[str, None] = {}
         for part in read_logs(logs, fmt, agent=incident.agent):
             start = counted.get(part.run_id, 0)
             counted[part.run_id] = start + len(part.steps)
             for index, step in enumerate(part.steps):
-                if search.matches(step) and (part.run_id, start + index) not in taken:
+                if not search.matches(step):
+                    continue
+                found[step.kind] += 1
+                in_scope[part.run_id] = None
+                if (part.run_id, start + index) not in taken:
                     taken.add((part.run_id, start + index))
                     labels.append(BacktestLabel(
                         run_id=part.run_id, step=start + index, label="harmful", source=source,
                         note=f"matches the signature of {incident.id} (scope of impact)"))
+        _whole_scope(workspace, incident, logs, found, in_scope)
         matched = {label.run_id for label in labels}
-        listed = [*investigation.runs, *(run.run_id for run in investigation.scope.runs)]
         labels += [BacktestLabel(run_id=run_id, step=None, label="harmful", source=source,
-                                 note=f"in the scope of impact of {incident.id}")
-                   for run_id in dict.fromkeys(listed) if run_id not in matched]
+                                 note=f"a run of {incident.id}")
+                   for run_id in dict.fromkeys(investigation.runs) if run_id not in matched]
     if not labels:
         raise InvalidInput(None, "--incident", f"{incident.id} records no harm to label: "
                                                f"capture its run or investigate it first")
     return labels
+
+
+def _whole_scope(workspace: Workspace, incident: Incident, logs: Iterable[Path],
+                 found: Counter[str], in_scope: dict[str, None]) -> None:
+    """The logs read hold no less of the scope of impact than ``investigate`` recorded.
+
+    A run split across logs (a rotated one) left out, or the runs past the listed ones
+    in a log not given, would leave harm unlabelled, so counted as nothing; a listed run
+    whose matching step is in the log left out would be labelled whole and stopped by
+    any other step. More is fine: newer logs hold more of the same harm.
+    """
+    assert incident.investigation is not None
+    recorded = incident.investigation.scope
+    missing = [run.run_id for run in recorded.runs if run.run_id not in in_scope]
+    if (found["tool_call"] >= recorded.calls_matched
+            and found["output"] >= recorded.outputs_matched
+            and len(in_scope) >= recorded.runs_matched and not missing):
+        return
+    left_out = f" (none of {', '.join(missing[:3])})" if missing else ""
+    given = ", ".join(workspace.relative(path) for path in logs)
+    investigated = ", ".join(log.path for log in incident.investigation.logs)
+    raise InvalidInput(
+        workspace.relative(workspace.incidents().path(incident.id)), "investigation.scope",
+        f"the logs read ({given}) hold {found['tool_call']} call(s) and {found['output']} "
+        f"output(s) in {len(in_scope)} run(s) matching investigation.signature{left_out}, "
+        f"not the {recorded.calls_matched} call(s) and {recorded.outputs_matched} output(s) "
+        f"in {recorded.runs_matched} run(s) of the scope of impact on record, so harm "
+        f"{incident.id} records would go unlabelled: backtest the logs it was investigated "
+        f"over ({investigated}), or investigate it again")
 
 
 @dataclass

@@ -727,3 +727,54 @@ def test_a_labels_file_agreeing_with_a_case_keeps_the_cases_check_of_its_step(
     alone = cli("backtest", AGENT, "--logs", LOG, "--incident", incident_id, "--labels",
                 str(labels), cwd=example.root)
     assert alone.returncode == 1 and "Harmful, still allowed: 3\n" in alone.stdout
+
+
+@pytest.mark.attack
+def test_a_scope_run_whose_harm_is_in_a_log_left_out_is_bad_input(
+        example: Workspace, fixed: Callable[..., Any], cli: RunCli) -> None:
+    """The long run's refund of A-1001 (in INC-1's widened scope) rotated into a second
+    log; investigated over both, backtested over the first only. The run is listed in the
+    scope and read, its refund is not: labelled whole, it was stopped by the closure a
+    person confirms at step 1, "Harmful, stopped: 4", exit 0, though today's controls let
+    the refund through (the recount over both logs). Logs holding less of the scope than
+    the investigation recorded are now bad input naming the run and the logs."""
+    incident_id = captured(example)
+    whole = long_scope_run(example, 3)
+    lines = whole.read_text().splitlines(keepends=True)
+    first, second = (example.root / "logs" / "part-1.jsonl",
+                     example.root / "logs" / "part-2.jsonl")
+    first.write_text("".join(lines[:4]))  # the header, the request, the closure, a lookup
+    second.write_text("".join(lines[4:]))
+    whole.unlink()
+    path = example.incidents().path(incident_id)
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    data = yaml.safe_load(path.read_text())
+    data["investigation"]["signature"]["match"] = [
+        {"kind": "tool_call", "tool": "issue_refund", "arguments": A1001}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    investigate(example, incident_id, [example.root / LOG, first, second], actor=ACTOR)
+    fixed(example)
+    # The recount over both parts: the refund of A-1001 is allowed today.
+    records = [json.loads(line) for line in lines]
+    steps = [r for r in records if r.get("kind") != "run"]
+    (refund,) = [i for i, r in enumerate(steps) if r.get("tool") == "issue_refund"]
+    (one,) = read_log_runs(first)
+    (rest,) = read_log_runs(second)
+    history = [*one.steps, *rest.steps]
+    call = history[refund]
+    assert isinstance(call, ToolCall) and call.arguments["order_id"] == "A-1001"
+    controls = example.controls(AGENT)
+    assert decide_call(controls, call, history[:refund], one.context).effect == "allow"
+    assert route_call(controls, call, history[:refund], one.context).effect == "allow"
+    done = cli("backtest", AGENT, "--logs", LOG, str(first), "--incident", incident_id,
+               cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Harmful, stopped" not in done.stdout
+    assert ("investigation.scope: the logs read (logs/2026-11-25-refund-agent.jsonl, "
+            "logs/part-1.jsonl) hold 1 call(s) and 0 output(s) in 1 run(s) matching "
+            "investigation.signature (none of run-long), not the 2 call(s)") in done.stderr
+    done = cli("backtest", AGENT, "--logs", LOG, str(first), str(second), "--incident",
+               incident_id, cwd=example.root)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Harmful, still allowed: 1\n" in done.stdout
+    assert f"run-long step {refund} at logs/part-2.jsonl:" in done.stdout
