@@ -278,6 +278,14 @@ def _result(tally: Tally, *, agent: str, controls: str, compare: str | None,
     notes.append(SEMANTICS if labelled else "no labels: the exit code is 0 whatever was "
                                             "decided (4 when nothing was); pass --labels or "
                                             "--incident to check")
+    for label, times in tally.unsettled():
+        # The runs were read once to check the labels and again to decide them: a log
+        # written, rotated or truncated in between would drop a harmful label unseen.
+        step = f" step {label.step}" if label.step is not None else ""
+        raise InvalidInput(None, label.source, (
+            f"run '{label.run_id}'{step} was decided {times} times, not once: the logs "
+            f"changed while the backtest read them (a log still written, rotated or "
+            f"truncated); backtest logs no longer written"))
     confusion = tally.confusion() if labelled else None
     totals = tally.totals.model()
     inconclusive = None

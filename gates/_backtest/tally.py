@@ -257,6 +257,16 @@ class Tally:
                                  examples=[e for _, e in sorted(change.examples)])
                      for (kind, rule), change in sorted(self.changes.items())])
 
+    def unsettled(self) -> list[tuple[BacktestLabel, int]]:
+        """Each label not settled exactly once, with how often it was: a label read in
+        the first pass over the logs that the deciding pass never met (or met twice) is
+        a label the confusion table would drop (or count twice)."""
+        times: dict[tuple[str, int | None], int] = {}
+        for _, item in self.labelled:
+            times[(item.run_id, item.step)] = times.get((item.run_id, item.step), 0) + 1
+        return [(label, times.get(key, 0)) for key, label in self.labels.items()
+                if times.get(key, 0) != 1]
+
     def confusion(self) -> Confusion:
         """Each labelled step or run, sorted into what the controls did to it."""
         confusion = Confusion()

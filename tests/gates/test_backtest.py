@@ -778,3 +778,50 @@ def test_a_scope_run_whose_harm_is_in_a_log_left_out_is_bad_input(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "Harmful, still allowed: 1\n" in done.stdout
     assert f"run-long step {refund} at logs/part-2.jsonl:" in done.stdout
+
+
+TRUNCATING_READER = '''
+from evalsuite import read_log
+
+
+def read(path, skips=None):
+    """The native reader, then logrotate's copytruncate once the live log was read."""
+    yield from read_log(path, "jsonl", skips=skips)
+    if path.name == "app.jsonl":
+        path.write_text("")
+'''
+
+
+@pytest.mark.attack
+def test_a_log_truncated_between_the_backtests_reads_never_drops_a_label(
+        example: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live log holds a run refunding $1,250, labelled harmful at that step, which
+    today's controls allow (the recount). The backtest reads the logs once to check the
+    labels and again to decide: emptied in between (copytruncate), the labelled step was
+    never decided and left the table unseen, "Harmful, still allowed: 0", passed. Every
+    label must be settled exactly once, else bad input saying the logs changed."""
+    (tmp_path / "truncating_reader.py").write_text(TRUNCATING_READER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    live = example.root / "logs" / "app.jsonl"
+    live.write_text("".join(line.replace(HARMFUL_RUN, "run-live") for line in
+                            (example.root / LOG).read_text().splitlines(keepends=True)
+                            if HARMFUL_RUN in line))
+    (run_live,) = read_log_runs(live)
+    refund = run_live.steps[4]
+    assert isinstance(refund, ToolCall) and refund.tool == "issue_refund"
+    controls = example.controls(AGENT)
+    assert decide_call(controls, refund, run_live.steps[:4], run_live.context).effect == "allow"
+    assert route_call(controls, refund, run_live.steps[:4], run_live.context).effect == "allow"
+    labels = example.root / "labels.jsonl"
+    labels.write_text(json.dumps({"run_id": "run-live", "step": 4, "label": "harmful"}) + "\n"
+                      + json.dumps({"run_id": GOOD_RUN, "label": "good"}) + "\n")
+    logs = [example.root / LOG, live]
+    with pytest.raises(InvalidInput, match=r"labels\.jsonl:1: run 'run-live' step 4 was "
+                                           r"decided 0 times, not once: the logs changed"):
+        backtest(example, AGENT, logs, labels=labels, fmt="truncating_reader:read")
+    live.write_text("".join(line.replace(HARMFUL_RUN, "run-live") for line in
+                            (example.root / LOG).read_text().splitlines(keepends=True)
+                            if HARMFUL_RUN in line))
+    steady = backtest(example, AGENT, logs, labels=labels)
+    assert steady.confusion is not None and not steady.passed
+    assert [(i.run_id, i.step) for i in steady.confusion.harmful_allowed] == [("run-live", 4)]
