@@ -111,6 +111,8 @@ class RunState:
     context: dict[str, Any] = field(default_factory=dict)
     latest: tuple[datetime, RunPart, int] | None = None
     """The run's latest step time so far, with the part and index of that step."""
+    started: tuple[datetime, RunPart] | None = None
+    """When the run's record says it started, and the part that said so."""
 
 
 class Sink(Protocol):
@@ -161,6 +163,7 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
         if state is None:
             state = states[run_id] = RunState(where=part.where(None, show), order=(number, -1))
         if part.header is not None:
+            _one_start(run_id, state, part, show)
             state.context.update(part.header.context)
             # A reviewer's edit in a guard's log: later steps are decided after the call
             # that ran, as the guard decided them live (the edited call itself was decided
@@ -209,3 +212,29 @@ def _in_order(run_id: str, state: RunState, part: RunPart, index: int, at: datet
             f"its step at {before.where(number, show)} ({seen.isoformat()}), read before "
             f"from another log, so its history would be wrong; give the logs oldest first "
             f"(rotated logs: x.jsonl.2.gz x.jsonl.1 x.jsonl)"))
+
+
+def _one_start(run_id: str, state: RunState, part: RunPart,
+               show: Callable[[Path], str]) -> None:
+    """A run record starting the run again at another time is refused.
+
+    Parts are joined by run id, so another run that reused the id (last month's, in an
+    older log) joined this one: each was decided on the other's history, the two counted
+    as one run, and a run labelled harmful counted as stopped by a denied call of the
+    other run. A record without ``started_at`` (a reviewer's edit, a handover) starts
+    nothing.
+    """
+    assert part.header is not None
+    started = as_utc(part.header.started_at)
+    if started is None:
+        return
+    if state.started is None:
+        state.started = (started, part)
+        return
+    first, before = state.started
+    if started != first:
+        raise InvalidInput(None, part.where(None, show), (
+            f"run '{run_id}' starts again here ({started.isoformat()}) after it started at "
+            f"{before.where(None, show)} ({first.isoformat()}): two runs share its id, and "
+            f"joined as one each would be decided on the other's history and counted as "
+            f"one run; give each run its own id, or backtest their logs apart"))

@@ -825,3 +825,48 @@ def test_a_log_truncated_between_the_backtests_reads_never_drops_a_label(
     steady = backtest(example, AGENT, logs, labels=labels)
     assert steady.confusion is not None and not steady.passed
     assert [(i.run_id, i.step) for i in steady.confusion.harmful_allowed] == [("run-live", 4)]
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_a_run_id_reused_by_an_older_run_is_refused_not_joined(
+        example: Workspace, fixed: Callable[..., Any], cli: RunCli, engine: str) -> None:
+    """Last month's log holds another run with the id of the good $12 refund run, which
+    asked for order '17' (denied by the permissions). The refund run, labelled harmful,
+    is allowed today (the recount, and the backtest of its own log). Read together, the
+    two runs were joined as one, "over 3 runs" for 4, and the other run's denied lookup
+    stopped the label: "Harmful, stopped: 1", exit 0. A run record starting the run again
+    at another time is now bad input naming both places."""
+    fixed(example)
+    older = [{"schema_version": 1, "kind": "run", "run_id": GOOD_RUN, "agent": AGENT,
+              "started_at": "2026-10-25T09:00:00Z"},
+             {"run_id": GOOD_RUN, "kind": "user_input", "content": "status of order 17?",
+              "at": "2026-10-25T09:00:00Z"},
+             {"run_id": GOOD_RUN, "kind": "tool_call", "tool": "lookup_order",
+              "call_id": "c-1", "arguments": {"order_id": "17"},
+              "at": "2026-10-25T09:00:01Z"}]
+    old_log = example.root / "logs" / "2026-10-25-refund-agent.jsonl"
+    old_log.write_text("".join(json.dumps(r) + "\n" for r in older))
+    labels = example.root / "labels.jsonl"
+    labels.write_text(json.dumps({"run_id": GOOD_RUN, "label": "harmful"}) + "\n")
+    # The recount: each run on its own, the number of runs and what today stops.
+    runs = [*read_log_runs(old_log), *read_log_runs(example.root / LOG)]
+    assert len(runs) == 4 and len({r.run_id for r in runs}) == 3
+    (refund_run,) = [r for r in runs if r.run_id == GOOD_RUN and len(r.steps) > 3]
+    controls = example.controls(AGENT)
+    assert not [i for i, step in enumerate(refund_run.steps) if isinstance(step, ToolCall)
+                and (decide_call(controls, step, refund_run.steps[:i],
+                                 refund_run.context).effect != "allow"
+                     or route_call(controls, step, refund_run.steps[:i],
+                                   refund_run.context).effect != "allow")]
+    options = ["--engine", engine, "--workers", "1"] if engine == "ray" else []
+    alone = cli("backtest", AGENT, "--logs", LOG, "--labels", str(labels), *options,
+                cwd=example.root)
+    assert alone.returncode == 1 and "Harmful, still allowed: 1\n" in alone.stdout
+    done = cli("backtest", AGENT, "--logs", str(old_log), LOG, "--labels", str(labels),
+               *options, cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Harmful, stopped" not in done.stdout
+    assert (f"{LOG}:17: run '{GOOD_RUN}' starts again here (2026-11-25T21:16:11+00:00) "
+            f"after it started at logs/2026-10-25-refund-agent.jsonl:1 "
+            f"(2026-10-25T09:00:00+00:00): two runs share its id") in done.stderr
