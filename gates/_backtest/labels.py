@@ -180,7 +180,9 @@ def _rows(reader: csv.DictReader[str], path: Path) -> Iterator[_Record]:
                                line=reader.line_num)
         step = record.get("step")
         if step is not None:
-            record["step"] = int(step) if step.strip().isdigit() else step
+            # ASCII digits only: str.isdigit() also takes "³", which int() refuses.
+            digits = step.strip()
+            record["step"] = int(digits) if digits.isascii() and digits.isdigit() else step
         yield record, reader.line_num, []
 
 

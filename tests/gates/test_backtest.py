@@ -290,6 +290,9 @@ def test_an_unknown_rule_path_is_bad_input_naming_the_paths(example: Workspace,
      "step 5 of 'run-7f3a97' is a tool_result"),
     ("labels.jsonl", '{"run_id": "run-7f3a97", "step": 40, "label": "harmful"}\n',
      "run 'run-7f3a97' has 9 steps (0 to 8), not step 40"),
+    # A digit int() refuses (str.isdigit() takes it): was a ValueError traceback, exit 1.
+    ("labels.csv", "run_id,step,label\nrun-7f3a97,\u00b3,harmful\n",
+     "labels.csv:2: $.step: expected a label"),
 ])
 def test_bad_labels_are_bad_input_naming_file_and_line(example: Workspace, name: str,
                                                       text: str, expected: str) -> None:
