@@ -12,25 +12,14 @@ import functools
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from evalsuite import (
-    History,
-    InvalidInput,
-    Output,
-    RunPart,
-    Step,
-    ToolCall,
-    apply_guard_edits,
-    as_utc,
-    display_path,
-)
+from evalsuite import History, Output, RunPart, Step, ToolCall, apply_guard_edits, display_path
 from gates._backtest.rule import OneRule
 from gates._controls.files import Controls
 from gates._controls.policy import Decision
-from gates._controls.replay import ReplayLayer, replay
+from gates._controls.replay import JoinedRun, ReplayLayer, replay
 
 # Where a step sits in the whole history: (part number, step in part). Every process
 # reading the same logs numbers them alike, so results merge in log order.
@@ -109,10 +98,8 @@ class RunState:
     history: History = field(default_factory=History)
     """Each step converted once, as rules read it, and shared by every layer's decision."""
     context: dict[str, Any] = field(default_factory=dict)
-    latest: tuple[datetime, RunPart, int] | None = None
-    """The run's latest step time so far, with the part and index of that step."""
-    started: tuple[datetime, RunPart] | None = None
-    """When the run's record says it started, and the part that said so."""
+    joined: JoinedRun = field(default_factory=JoinedRun)
+    """Its parts checked to be one run, in the order it ran."""
 
 
 class Sink(Protocol):
@@ -163,16 +150,14 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
         if state is None:
             state = states[run_id] = RunState(where=part.where(None, show), order=(number, -1))
         if part.header is not None:
-            _one_start(run_id, state, part, show)
+            state.joined.header(part, show)
             state.context.update(part.header.context)
             # A reviewer's edit in a guard's log: later steps are decided after the call
             # that ran, as the guard decided them live (the edited call itself was decided
             # above as the agent asked for it).
             apply_guard_edits(part, state.history)
         for index, step in enumerate(part.steps):
-            at = as_utc(step.at)
-            if at is not None:
-                _in_order(run_id, state, part, index, at, show)
+            state.joined.step(part, index, show)
             position = len(state.history)
             if isinstance(step, (ToolCall, Output)):
                 sink.step(Decided(
@@ -189,52 +174,3 @@ def decide_parts(parts: Iterable[RunPart], judge: Judge, against: Judge | None, 
     for run_id, state in states.items():
         sink.run_done(run_id, state)
 
-
-
-def _in_order(run_id: str, state: RunState, part: RunPart, index: int, at: datetime,
-              show: Callable[[Path], str]) -> None:
-    """Note a step's time; a step of another log earlier than one read before is refused.
-
-    A run's parts are joined in the order the logs are given, and each later step is
-    decided on the history before it. Rotated logs given newest first (``x.jsonl*``
-    expands to ``x.jsonl x.jsonl.1``) put a run's later steps before its earlier ones: a
-    refund then met no lookup before it and was denied, counted stopped, though today's
-    controls let it through in the order it happened. Within one log its order is kept.
-    """
-    latest = state.latest
-    if latest is None or at >= latest[0]:
-        state.latest = (at, part, index)
-        return
-    seen, before, number = latest
-    if before.source != part.source:
-        raise InvalidInput(None, part.where(index, show), (
-            f"run '{run_id}' read out of order: this step ({at.isoformat()}) is earlier than "
-            f"its step at {before.where(number, show)} ({seen.isoformat()}), read before "
-            f"from another log, so its history would be wrong; give the logs oldest first "
-            f"(rotated logs: x.jsonl.2.gz x.jsonl.1 x.jsonl)"))
-
-
-def _one_start(run_id: str, state: RunState, part: RunPart,
-               show: Callable[[Path], str]) -> None:
-    """A run record starting the run again at another time is refused.
-
-    Parts are joined by run id, so another run that reused the id (last month's, in an
-    older log) joined this one: each was decided on the other's history, the two counted
-    as one run, and a run labelled harmful counted as stopped by a denied call of the
-    other run. A record without ``started_at`` (a reviewer's edit, a handover) starts
-    nothing.
-    """
-    assert part.header is not None
-    started = as_utc(part.header.started_at)
-    if started is None:
-        return
-    if state.started is None:
-        state.started = (started, part)
-        return
-    first, before = state.started
-    if started != first:
-        raise InvalidInput(None, part.where(None, show), (
-            f"run '{run_id}' starts again here ({started.isoformat()}) after it started at "
-            f"{before.where(None, show)} ({first.isoformat()}): two runs share its id, and "
-            f"joined as one each would be decided on the other's history and counted as "
-            f"one run; give each run its own id, or backtest their logs apart"))

@@ -19,10 +19,13 @@ Layers, as a replay names them:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal, get_args
 
-from evalsuite import Behaviour, Output, Step, ToolCall
+from evalsuite import Behaviour, InvalidInput, Output, RunPart, Step, ToolCall, as_utc
 from gates._controls.files import Controls
 from gates._controls.policy import (
     Decision,
@@ -110,3 +113,68 @@ def _behaviour_of(step: Step, history: Sequence[Step],
 
 def _kind(step: Step | Behaviour) -> str:
     return "behaviour" if isinstance(step, Behaviour) else step.kind
+
+
+@dataclass
+class JoinedRun:
+    """A run's parts as a replay joins them by run id: checked to be one run, in the order
+    it ran, since each step is decided on the steps before it.
+
+    A run's parts are joined in the order the logs are given. Rotated logs given newest
+    first (``x.jsonl*`` expands to ``x.jsonl x.jsonl.1``) put a run's later steps before
+    its earlier ones: a refund then met no lookup before it and was denied for that,
+    stopped on replay though today's controls let it through as it happened. Another run
+    that reused the id (last month's, in an older log) would be joined in: each decided
+    on the other's history, the two counted as one run.
+    """
+
+    latest: tuple[datetime, RunPart, int] | None = None
+    """The run's latest step time so far, with the part and index of that step."""
+    started: tuple[datetime, RunPart] | None = None
+    """When the run's record says it started, and the part that said so."""
+
+    def header(self, part: RunPart, show: Callable[[Path], str]) -> None:
+        """Note a part's run record; one starting the run again at another time is
+        refused. A record without ``started_at`` (a reviewer's edit, a handover) starts
+        nothing.
+
+        Raises:
+            InvalidInput: two runs share the id, naming both places.
+        """
+        started = as_utc(part.header.started_at) if part.header is not None else None
+        if started is None:
+            return
+        if self.started is None:
+            self.started = (started, part)
+            return
+        first, before = self.started
+        if started != first:
+            raise InvalidInput(None, part.where(None, show), (
+                f"run '{part.run_id}' starts again here ({started.isoformat()}) after it "
+                f"started at {before.where(None, show)} ({first.isoformat()}): two runs "
+                f"share its id, and joined as one each would be decided on the other's "
+                f"history and counted as one run; give each run its own id, or read their "
+                f"logs apart"))
+
+    def step(self, part: RunPart, index: int, show: Callable[[Path], str]) -> None:
+        """Note a step's time; a step of another log earlier than one read before is
+        refused (within one log, its order is kept).
+
+        Raises:
+            InvalidInput: the logs were given out of order, naming both places.
+        """
+        at = as_utc(part.steps[index].at)
+        if at is None:
+            return
+        latest = self.latest
+        if latest is None or at >= latest[0]:
+            self.latest = (at, part, index)
+            return
+        seen, before, number = latest
+        if before.source != part.source:
+            raise InvalidInput(None, part.where(index, show), (
+                f"run '{part.run_id}' read out of order: this step ({at.isoformat()}) is "
+                f"earlier than its step at {before.where(number, show)} "
+                f"({seen.isoformat()}), read before from another log, so its history "
+                f"would be wrong; give the logs oldest first (rotated logs: x.jsonl.2.gz "
+                f"x.jsonl.1 x.jsonl)"))

@@ -34,7 +34,7 @@ from evalsuite import (
 from gates._config import Workspace
 from gates._controls.files import Controls
 from gates._controls.policy import Decision
-from gates._controls.replay import ReplayLayer, replay
+from gates._controls.replay import JoinedRun, ReplayLayer, replay
 from gates._gate.baseline import load_baseline
 from gates._gate.inputs import GateInputs
 from gates._verdict.check_results import DecisionReplay
@@ -174,6 +174,7 @@ class _Run:
     accepted: tuple[Decision, Decision] | None = None
     first_harm: tuple[int, str] | None = None
     outside: OutsideScope = field(default_factory=lambda: OutsideScope(runs=1))
+    joined: JoinedRun = field(default_factory=JoinedRun)
 
 
 def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
@@ -223,8 +224,10 @@ def replay_scope(workspace: Workspace, incident: Incident, baseline: Controls,
         for part in read_logs(paths, fmt, agent=incident.agent, skips=skips):
             run = runs.setdefault(part.run_id, _Run())
             if part.header is not None:
+                run.joined.header(part, show)
                 run.context = {**run.context, **part.header.context}
             for i, step in enumerate(part.steps):
+                run.joined.step(part, i, show)
                 # History grows as the run streams: each step sees the steps before it.
                 index = len(run.history)
                 if isinstance(step, ToolCall | Output):

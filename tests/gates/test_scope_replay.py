@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from evalsuite import InvalidInput
+from evalsuite import InvalidInput, ToolCall, read_log_runs
 from gates import (
     AcceptanceCriteriaResult,
     CasesReplay,
@@ -23,6 +23,7 @@ from gates import (
     Workspace,
     capture,
     contain,
+    decide_call,
     investigate,
     open_incident,
     record_change,
@@ -491,3 +492,62 @@ def test_an_own_run_struck_from_the_investigation_does_not_clear_the_gate(
     result = _boundary_fixed_and_gated(example, incident.id)
     assert result is not None and result.outcome == "fail", result.findings
     assert any("matches no step of run-7f3a97" in f for f in result.findings), result.findings
+
+
+@pytest.mark.attack
+def test_a_scope_read_from_rotated_logs_newest_first_is_refused_not_proven(
+        example: Workspace, fixed: Callable[..., Any]) -> None:
+    """The good $12 refund of A-1004 put in the scope (signature widened to refunds of that
+    order) and rotated mid-run: its lookup in app.jsonl.1, its refund in app.jsonl,
+    investigated as `logs/app.jsonl*` expands, newest first. The scope was replayed in that
+    order, so the refund met no lookup before it and the fixed refund-exceeds-order-total
+    denied it: the permission change "verified", though today's permissions let the refund
+    through as it ran (the recount). Out of order is now an error naming both places;
+    oldest first, the change does not verify, naming the refund."""
+    lines = (example.root / LOG).read_text().splitlines(keepends=True)
+    good = [json.loads(line) for line in lines if '"run-7f3a9c"' in line]
+    cut = next(i for i, r in enumerate(good) if r.get("tool") == "issue_refund")
+    older, newer = example.root / "logs" / "app.jsonl.1", example.root / "logs" / "app.jsonl"
+    older.write_text("".join(json.dumps(r) + "\n" for r in good[:cut]))
+    newer.write_text("".join(json.dumps(r) + "\n" for r in good[cut:]))
+    (example.root / LOG).write_text("".join(x for x in lines if '"run-7f3a9c"' not in x))
+    incident = open_incident(example, "refund-agent", summary="refunds", severity="sev2",
+                             actor=ACTOR)
+    contain(example, incident.id, mode="review", notify=["eng-lead"], scope="refunds",
+            actor=ACTOR)
+    capture(example, incident.id, example.root / LOG, actor=ACTOR, run_id="run-7f3a97",
+            steps=[4], tags=["prompt_injection"])
+    finding = record_finding(example, incident.id, layer="tool_permission_boundary",
+                             gap=True, description="refunds unbounded", actor=ACTOR)
+    record_change(example, incident.id, layer="tool_permission_boundary",
+                  addresses=[finding.id], description="bound refunds", actor=ACTOR)
+    fixed(example)
+
+    def investigated(logs: list[Path]) -> None:
+        investigate(example, incident.id, logs, actor=ACTOR)
+        path = example.incidents().path(incident.id)
+        data = yaml.safe_load(path.read_text())
+        data["investigation"]["signature"]["match"].append({
+            "kind": "tool_call", "tool": "issue_refund", "arguments": {
+                "type": "object", "required": ["order_id"],
+                "properties": {"order_id": {"const": "A-1004"}}}})
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        investigate(example, incident.id, logs, actor=ACTOR)
+
+    # The recount: the refund after its lookup, as it ran, through today's permissions.
+    (whole,) = [r for r in read_log_runs(older) if r.run_id == "run-7f3a9c"]
+    (rest,) = read_log_runs(newer)
+    steps = [*whole.steps, *rest.steps]
+    refund = steps[len(whole.steps)]
+    assert isinstance(refund, ToolCall) and refund.tool == "issue_refund"
+    assert decide_call(example.controls("refund-agent"), refund, steps[:len(whole.steps)],
+                       whole.context).effect == "allow"
+    investigated([example.root / LOG, newer, older])  # as logs/app.jsonl* expands
+    with pytest.raises(InvalidInput, match=r"logs/app\.jsonl\.1:2: run 'run-7f3a9c' read "
+                                           r"out of order: .* logs/app\.jsonl:5 "):
+        _permission_change(example, incident.id)
+    investigated([example.root / LOG, older, newer])
+    change = _permission_change(example, incident.id)
+    assert not change.verified
+    assert change.reason.startswith("still gets through today: run-7f3a9c step 4 "
+                                    "(logs/app.jsonl:1): issue_refund(order_id='A-1004'")
