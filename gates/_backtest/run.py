@@ -107,7 +107,9 @@ def backtest(workspace: Workspace, agent: str, logs: Sequence[Path], *,
 
     Raises:
         InvalidInput: an unknown agent, rule path or incident, an unreadable log or labels
-            file, or a label naming no run (nothing is decided then).
+            file, or a label naming no run (nothing is decided then); logs holding less
+            of the incident's scope of impact than it records; a run read out of order
+            across logs, or two runs sharing an id; logs that changed between reads.
     """
     agent = workspace.require_agent(agent)
     if not logs:
