@@ -134,9 +134,10 @@ class JoinedRun:
     """When the run's record says it started, and the part that said so."""
 
     def header(self, part: RunPart, show: Callable[[Path], str]) -> None:
-        """Note a part's run record; one starting the run again at another time is
-        refused. A record without ``started_at`` (a reviewer's edit, a handover) starts
-        nothing.
+        """Note a part's run record; one of another log starting the run again at another
+        time is refused. A record without ``started_at`` (a reviewer's edit, a handover)
+        starts nothing, and within one log a run may be started again (a conversation's
+        turns each opened as a guarded run with its id): that log's own order is its order.
 
         Raises:
             InvalidInput: two runs share the id, naming both places.
@@ -148,7 +149,7 @@ class JoinedRun:
             self.started = (started, part)
             return
         first, before = self.started
-        if started != first:
+        if started != first and before.source != part.source:
             raise InvalidInput(None, part.where(None, show), (
                 f"run '{part.run_id}' starts again here ({started.isoformat()}) after it "
                 f"started at {before.where(None, show)} ({first.isoformat()}): two runs "

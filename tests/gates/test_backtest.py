@@ -17,6 +17,7 @@ from evalsuite import InvalidInput, ToolCall, read_log_runs
 from gates import (
     Backtest,
     BacktestLabel,
+    Guard,
     UnknownAgent,
     Workspace,
     backtest,
@@ -873,3 +874,29 @@ def test_a_run_id_reused_by_an_older_run_is_refused_not_joined(
     assert (f"{LOG}:17: run '{GOOD_RUN}' starts again here (2026-11-25T21:16:11+00:00) "
             f"after it started at logs/2026-10-25-refund-agent.jsonl:1 "
             f"(2026-10-25T09:00:00+00:00): two runs share its id") in done.stderr
+
+
+def test_a_conversation_guarded_turn_by_turn_under_one_id_backtests_as_its_log_holds(
+        example: Workspace, cli: RunCli) -> None:
+    """Two turns of one conversation, each opened as a guarded run with the conversation's
+    id, write the run's record twice into the day's guard log, at two times. Within one
+    log that is one run in the log's own order (only a record of another log starting the
+    run again is two runs sharing an id): the backtest decides it, never refuses it."""
+    log = example.root / "logs" / "guarded.jsonl"
+    guard = Guard(example.root, AGENT, log=log)
+    for turn in range(2):
+        with guard.run("conv-1", goal=f"status of A-1001, turn {turn}",
+                       context={"customer_id": "C-1001"}) as run:
+            looked = run.call("lookup_order", {"order_id": "A-1001"})
+            run.result(looked.call_id, {"order_id": "A-1001", "total": 84.99})
+            run.output("It is on its way.")
+    guard.close()
+    starts = {r["started_at"] for r in map(json.loads, log.read_text().splitlines())
+              if r.get("kind") == "run" and "started_at" in r}
+    assert len(starts) == 2  # the run is started again, at another time, in one log
+    labels = example.root / "labels.jsonl"
+    labels.write_text(json.dumps({"run_id": "conv-1", "label": "good"}) + "\n")
+    done = cli("backtest", AGENT, "--logs", "logs/guarded.jsonl", "--labels", str(labels),
+               cwd=example.root)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Good, blocked: 0" in done.stdout, done.stdout
