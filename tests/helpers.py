@@ -126,6 +126,19 @@ STRICT_GUARD = '''def no_outside_refund(data):
                for c in data["tool_calls"])
 '''
 GUTTED_GUARD = "def no_outside_refund(data):\n    return True\n"
+HELPER = "guards/policy.py"
+"""A helper beside :data:`GUARD` in its package, which :data:`GUARD_WITH_HELPER` imports."""
+STRICT_HELPER = '''def outside(call):
+    return (call["tool"] == "issue_refund"
+            and call["arguments"].get("refund_to") != "original_payment_method")
+'''
+GUTTED_HELPER = "def outside(call):\n    return False\n"
+GUARD_WITH_HELPER = '''from .policy import outside
+
+
+def no_outside_refund(data):
+    return not any(outside(c) for c in data["tool_calls"])
+'''
 
 
 def with_predicate_expectation(root: Path) -> None:

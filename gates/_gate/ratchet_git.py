@@ -33,7 +33,8 @@ from evalsuite import (
 from gates._config import CONFIG_FILE, Config, Workspace
 from gates._gate.engine import default_trials
 from gates._gate.git import Blob, GitRepo
-from gates._verdict.fingerprint import file_digest
+from gates._verdict.fingerprint import file_digest, predicate_files
+from gates._verdict.fingerprint_files import SKIPPED_DIRS, combine
 from gates._verdict.ratchet_approvals import (
     RatchetApproval,
     RatchetApprovals,
@@ -185,8 +186,9 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
              for blob in case_blobs]
     # A gate at the ref runs each case for its own trials, else [gate] trials as set there;
     # its predicates' code is the modules' source at the ref.
-    code = _code_at_ref(git, cases)
-    terms = {case.id: terms_of(case, config.gate.trials, code.__getitem__) for case in cases}
+    code, modules = _code_at_ref(git, cases), _once(lambda: _modules_at_ref(git, config))
+    terms = {case.id: terms_of(case, config.gate.trials, code.__getitem__, modules)
+             for case in cases}
 
     incidents: dict[str, str] = {}
     digests: dict[str, str] = {}
@@ -222,6 +224,50 @@ def _code_at_ref(git: _Reader, cases: list[RegressionCase]) -> dict[str, str]:
             else "missing" for path, module in where.items()}
 
 
+def _modules_at_ref(git: _Reader, config: Config) -> str:
+    """The digest of every file of the predicate modules ``config`` lists, at the ref, as
+    :func:`workspace_modules` takes it today (a module's ``.py`` file, or every ``.py`` file
+    under its package's folder; ``missing`` for one found in neither place)."""
+    found: dict[str, str] = {}
+    start = len(git.prefix) + 1 if git.prefix else 0
+    for module in config.rules.predicate_modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            found[f"predicate module {module}"] = "missing"
+            continue
+        base = posixpath.join(git.prefix, *module.split("."))
+        blobs = [b for b in git.files(base + ".py") if b.path == base + ".py"]
+        blobs += [b for b in git.files(base) if b.path.startswith(base + "/")
+                  and b.path.endswith(".py")
+                  and SKIPPED_DIRS.isdisjoint(b.path[len(base):].split("/"))]
+        contents = git.repo.read(blobs)
+        for path, data in contents.items():
+            found[path[start:]] = hashlib.sha256(data).hexdigest()
+        if not contents:
+            found[f"{base[start:]}.py"] = "missing"
+    return combine(found)
+
+
+def workspace_modules(workspace: Workspace) -> str:
+    """The digest of every file of the predicate modules the workspace lists today (the
+    fingerprint's files): the code any predicate may import."""
+    return combine({where: "missing" if path is None else file_digest(path)
+                    for where, path in predicate_files(workspace).items()})
+
+
+T = TypeVar("T")
+
+
+def _once(make: Callable[[], T]) -> Callable[[], T]:
+    """``make``, called on first use only: most regression sets call no predicate."""
+    made: list[T] = []
+
+    def get() -> T:
+        if not made:
+            made.append(make())
+        return made[0]
+    return get
+
+
 def workspace_code(workspace: Workspace) -> Callable[[str], str]:
     """A predicate module file (from the workspace root) → SHA-256 of its source today,
     each file read once however many cases call into it."""
@@ -239,7 +285,8 @@ def today_terms(workspace: Workspace, cases: list[RegressionCase],
     """Each case's terms as a gate run with ``trials`` (``--trials``; default ``[gate]
     trials``) runs it today: the trials the engine gives it, its predicates' code now."""
     default, code = default_trials(workspace, trials), workspace_code(workspace)
-    return {case.id: terms_of(case, default, code) for case in cases}
+    modules = _once(lambda: workspace_modules(workspace))
+    return {case.id: terms_of(case, default, code, modules) for case in cases}
 
 
 def _baseline_folder(incident: Incident, label: str) -> str:

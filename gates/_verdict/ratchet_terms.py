@@ -40,14 +40,21 @@ class RatchetTerms(Record):
     """SHA-256 of the module source each ``predicate`` expectation runs, by predicate
     (``module:function``); none when the case calls no predicate, and on terms stored
     before the code was kept (compared on what they recorded; the next gate keeps it)."""
+    predicate_code: str | None = None
+    """Digest of every file of the modules ``[rules] predicate_modules`` lists, when the
+    case calls a predicate: the code a predicate may import (a helper beside it in its
+    package, another listed module), which its own module's digest leaves out. None when
+    the case calls no predicate, and on terms stored before it was kept (compared on what
+    they recorded; the next gate keeps it)."""
 
     @model_serializer(mode="wrap")
     def _as_stored(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Terms without predicates dump as they did before the field existed: the same
+        # Terms without predicates dump as they did before the fields existed: the same
         # digest, so approvals bound to them and stored verdicts' digests still match.
         data: dict[str, Any] = handler(self)
-        if data.get("predicates", "") is None:
-            del data["predicates"]
+        for field in ("predicates", "predicate_code"):
+            if data.get(field, "") is None:
+                del data[field]
         return data
 
     @property
@@ -63,11 +70,12 @@ def digest_of(data: Any) -> str:
 
 
 def terms_of(case: RegressionCase, default_trials: int,
-             source: Callable[[str], str]) -> RatchetTerms:
+             source: Callable[[str], str], modules: Callable[[], str]) -> RatchetTerms:
     """The terms ``case`` sets today when run with ``default_trials`` per case that sets
     none (:func:`evalsuite.trials_of`, as the engine counts), its predicates' code read
     through ``source`` (a module file from the workspace root → its SHA-256, ``missing``
-    when there is none)."""
+    when there is none) and ``modules`` (the digest of every file of the listed predicate
+    modules), asked only when the case calls a predicate."""
     rest = case.model_dump(mode="json", exclude={"description", "tags", "expect", "threshold",
                                                  "trials"})
     # Fields added since the first cases were captured leave the digest alone at their
@@ -89,6 +97,7 @@ def terms_of(case: RegressionCase, default_trials: int,
                 for c in case.expect},
         content=digest_of(rest),
         predicates={p: source(predicate_module_file(p)) for p in called} or None,
+        predicate_code=modules() if called else None,
     )
 
 
@@ -166,10 +175,20 @@ def compare(remembered: dict[str, RatchetTerms], captured: set[str],
         # predicate runs is a change of the case's terms. Terms stored before the code
         # was kept (None) are compared on what they recorded.
         code = now.predicates or {}
-        what += [f"code of predicate {name} changed ({predicate_module_file(name)}; code is "
-                 f"not told tighter from looser, so any change needs an approval)"
-                 for name, digest in sorted((then.predicates or {}).items())
-                 if name in code and code[name] != digest]
+        changed = [f"code of predicate {name} changed ({predicate_module_file(name)}; code "
+                   f"is not told tighter from looser, so any change needs an approval)"
+                   for name, digest in sorted((then.predicates or {}).items())
+                   if name in code and code[name] != digest]
+        # What a predicate runs is its module and whatever that imports: any listed module
+        # (a helper beside it in its package), read from the workspace. A helper edited to
+        # answer otherwise changes the case as surely as the predicate's own file.
+        if not changed and then.predicate_code is not None \
+                and now.predicate_code not in (None, then.predicate_code):
+            names = ", ".join(sorted(then.predicates or {}))
+            changed.append(f"code that predicate {names} may import changed (a file of [rules] "
+                           f"predicate_modules; code is not told tighter from looser, so any "
+                           f"change needs an approval)")
+        what += changed
         if what:
             found.append(Loosening(case_id, "; ".join(what), now.digest))
     return found

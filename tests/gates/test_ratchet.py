@@ -31,7 +31,11 @@ from gates._store.backends import entry_hash
 from tests.helpers import (
     ACTOR,
     GUARD,
+    GUARD_WITH_HELPER,
     GUTTED_GUARD,
+    GUTTED_HELPER,
+    HELPER,
+    STRICT_HELPER,
     captured,
     copied,
     with_predicate_expectation,
@@ -237,7 +241,8 @@ def test_a_case_captured_by_an_earlier_version_keeps_its_terms() -> None:
     case = load_model(folder / "INC-1-1.yaml", RegressionCase)
     assert isinstance(case.recorded.steps[3].result, dict)  # read as a value today
     then = RatchetTerms.model_validate_json((folder / "INC-1-1.terms.json").read_text())
-    today = terms_of(case, 5, lambda module: pytest.fail(f"{module} is no predicate's"))
+    today = terms_of(case, 5, lambda module: pytest.fail(f"{module} is no predicate's"),
+                     lambda: pytest.fail("it calls no predicate"))
     assert today == then
     assert today.digest == then.digest  # approvals bound to the terms still match
 
@@ -471,6 +476,31 @@ def test_a_predicate_gutted_behind_its_expectation_fails(ws: Workspace) -> None:
     approve_loosening(ws, AGENT, "INC-1-1", reason="rewritten; reviewed in #42", actor="lead")
     assert _ratchet(ws).outcome == "pass"
     (ws.root / GUARD).write_text(GUTTED_GUARD + "# and again\n")
+    assert _ratchet(ws).outcome == "fail"
+
+
+@pytest.mark.attack
+def test_a_helper_the_predicate_imports_gutted_fails(ws: Workspace) -> None:
+    """A predicate whose logic lives in a helper beside it in its package (``from .policy
+    import outside``): the helper edited to answer otherwise changes what the case checks
+    as surely as the predicate's own file, so the ratchet fails until it is approved."""
+    with_predicate_expectation(ws.root)
+    (ws.root / HELPER).write_text(STRICT_HELPER)
+    (ws.root / GUARD).write_text(GUARD_WITH_HELPER)
+    ws = Workspace.find(ws.root)  # its configuration now allows the module
+    assert _ratchet(ws).outcome == "pass"
+    (ws.root / HELPER).write_text(GUTTED_HELPER)
+    result = _ratchet(ws)
+    assert result.outcome == "fail"
+    assert result.findings == [
+        "INC-1-1: code that predicate guards.refunds:no_outside_refund may import changed (a "
+        "file of [rules] predicate_modules; code is not told tighter from looser, so any "
+        "change needs an approval); undo it, or approve it with `reinstate ratchet approve "
+        "refund-agent INC-1-1 --reason …`"]
+    assert _ratchet(ws).outcome == "fail"  # the old code's terms are held
+    approve_loosening(ws, AGENT, "INC-1-1", reason="helper rewritten; #43", actor="lead")
+    assert _ratchet(ws).outcome == "pass"
+    (ws.root / "guards/limits.py").write_text("MAX = 500\n")  # a new module it may import
     assert _ratchet(ws).outcome == "fail"
 
 

@@ -19,7 +19,15 @@ from evalsuite import InvalidInput
 from gates import Workspace, approvals_path, approve_against, ratchet_against, run_gate
 from gates._cli import main
 from tests.conftest import tree
-from tests.helpers import GUARD, GUTTED_GUARD, with_predicate_expectation
+from tests.helpers import (
+    GUARD,
+    GUARD_WITH_HELPER,
+    GUTTED_GUARD,
+    GUTTED_HELPER,
+    HELPER,
+    STRICT_HELPER,
+    with_predicate_expectation,
+)
 
 AGENT = "refund-agent"
 CASE = "regressions/refund-agent/INC-1-1.yaml"
@@ -204,6 +212,33 @@ def test_a_predicate_gutted_since_the_ref_fails(repo: Path, tmp_path: Path) -> N
     assert main(["-C", str(repo), "ratchet", "show", AGENT, "--against", "main"]) == 1
     assert main(["-C", str(repo), "--actor", "lead", "ratchet", "approve", AGENT, "INC-1-1",
                  "--against", "main", "--reason", "rewritten; reviewed in #42"]) == 0
+    assert gate(repo, tmp_path)[0] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_a_helper_the_predicate_imports_gutted_since_the_ref_fails(repo: Path,
+                                                                   tmp_path: Path) -> None:
+    """A pull request that guts a helper the predicate imports from its package, leaving
+    the predicate's own file as it was, changes the case's terms all the same."""
+    with_predicate_expectation(repo)
+    (repo / HELPER).write_text(STRICT_HELPER)
+    (repo / GUARD).write_text(GUARD_WITH_HELPER)
+    commit_all(repo, "INC-1-1: refunds go to the original payment method")
+    git(repo, "branch", "-f", "main")  # merged: the ref holds the predicate and its helper
+    assert gate(repo, tmp_path)[0] == 0
+    shutil.rmtree(repo / ".reinstate")  # the pull request's CI job starts with no store
+    (repo / HELPER).write_text(GUTTED_HELPER)
+    commit_all(repo, "simplify the refund policy")
+    code, ratchet = gate(repo, tmp_path)
+    what = ("code that predicate guards.refunds:no_outside_refund may import changed (a file "
+            "of [rules] predicate_modules; code is not told tighter from looser, so any "
+            "change needs an approval)")
+    assert code == 1
+    assert ratchet["data"]["against"]["loosened"] == [
+        {"case": "INC-1-1", "kind": "loosened", "what": what}]
+    assert main(["-C", str(repo), "--actor", "lead", "ratchet", "approve", AGENT, "INC-1-1",
+                 "--against", "main", "--reason", "rewritten; reviewed in #43"]) == 0
     assert gate(repo, tmp_path)[0] == 0
 
 
