@@ -32,6 +32,7 @@ from evalsuite._errors import InvalidInput
 from evalsuite._files import read_regular
 
 _MISSING = "missing"
+_CACHE = "__pycache__"
 
 
 def allows(allowed: Sequence[str], name: str) -> bool:
@@ -56,6 +57,12 @@ class ModuleGraph:
         """The module ``name`` (a listed one, or a package above one), run if not yet."""
         if name in self.modules:
             return self.modules[name]
+        if _CACHE in name.split("."):
+            # The fingerprint and the ratchet pass over __pycache__ folders (Python's
+            # caches, rewritten at will), so a module kept in one is code no verdict covers.
+            raise ImportError(f"predicate code imports '{name}' from a {_CACHE} folder, "
+                              f"which no fingerprint covers; move it beside the module "
+                              f"that imports it", name=name)
         parent_name, _, last = name.rpartition(".")
         parent = self.load(parent_name) if parent_name else None
         if name in self.modules:  # the parent's code imported it

@@ -226,6 +226,28 @@ def test_an_unlisted_module_a_predicate_imports_does_not_clear(
 
 
 @pytest.mark.attack
+@pytest.mark.parametrize("command", ["check", "restore"])
+def test_a_helper_kept_in_a_pycache_folder_of_a_listed_package_does_not_clear(
+        request: pytest.FixtureRequest, command: str) -> None:
+    """A listed package's predicate that imports a helper kept in the package's
+    ``__pycache__`` folder (``from .__pycache__.limits import CHANNEL``), which the
+    fingerprint and the ratchet pass over as Python's cache, is refused at load, naming
+    it: before, the gate passed and an edit of the helper after it left `check` clearing
+    and `restore` restoring on a verdict "on today's files"."""
+    root = request.getfixturevalue(ON[command]).root
+    _with_rules_package(root, "rules", "from .__pycache__.limits import CHANNEL")
+    (root / "rules/__pycache__").mkdir()
+    (root / "rules/limits.py").rename(root / "rules/__pycache__/limits.py")
+    code, out, err = _reinstate(root, "gate", AGENT)
+    assert code == 2, out + err
+    assert "rules.__pycache__.limits" in err and "no fingerprint covers" in err
+    assert "Traceback" not in out + err
+    (root / "rules/__pycache__/limits.py").write_text("CHANNEL = 'never'\n")  # loosened
+    code, out, err = _reinstate(root, command, AGENT)
+    assert not _cleared(command, code, out), out + err
+
+
+@pytest.mark.attack
 @pytest.mark.parametrize(("command", "imports"), [
     ("check", "from rules.limits import CHANNEL"),
     ("check", "from .limits import CHANNEL"),
