@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, Field, model_validator
 from evalsuite import (
     Behaviour,
     EvalCase,
+    Message,
     Output,
     Record,
     RedactionKind,
@@ -17,7 +18,10 @@ from evalsuite import (
     RunReference,
     Step,
     ToolCall,
+    ToolResult,
+    UserInput,
     placeholder_pattern,
+    result_pairs,
 )
 from regressions._incident import INCIDENT_ID
 
@@ -138,6 +142,57 @@ class RegressionCase(EvalCase):
                              f"step {min(self.recorded.harmful)}")
         return self
 
+    def captured_input_problem(self) -> tuple[list[str | int], str] | None:
+        """Where the case no longer gives the agent the input it recorded, and what capture
+        gave it there; None when it does.
+
+        Capture builds the input from the recorded steps: the user turns and answers up to
+        the trigger (for a tool result, up to the user turn the agent was answering; by
+        default the last user input before the harm), and a tool-result trigger is what the
+        fixture for its call returns. An input edited apart from them (the injection taken
+        out of the message, the fixture's result cleaned) would let the agent that did the
+        harm pass its own regression case before the ratchet first held it.
+        """
+        steps, trigger = self.recorded.steps, self.trigger
+        first_harm = min(self.recorded.harmful)
+        users = [i for i, s in enumerate(steps[:first_harm]) if isinstance(s, UserInput)]
+        if trigger is not None and trigger.kind == "user_input":
+            users = [i for i in users if i <= (trigger.step or 0)]
+        elif trigger is not None and trigger.kind == "tool_result":
+            users = [i for i in users if i < (trigger.step or 0)]
+        if not users:
+            return ["recorded", "steps"], ("a user input before the harm, as capture "
+                                           "recorded one, to give the agent")
+        dialogue = [Message(role="user", content=s.content) if isinstance(s, UserInput)
+                    else Message(role="assistant", content=s.content)
+                    for s in steps[:users[-1] + 1] if isinstance(s, UserInput | Output)]
+        messages = self.input.messages
+        for index, (given, recorded) in enumerate(zip(messages, dialogue, strict=False)):
+            if given != recorded:
+                return (["input", "messages", index],
+                        f"the {recorded.role} message recorded at that point of the run "
+                        f"({_short(recorded.content)!r}), as captured")
+        if len(messages) != len(dialogue):
+            return (["input", "messages"],
+                    f"the {len(dialogue)} messages recorded up to step {users[-1]}, as "
+                    f"captured")
+        if trigger is None or trigger.kind != "tool_result" or trigger.step is None:
+            return None
+        result = steps[trigger.step]
+        call = next((steps[c] for c, r in result_pairs(steps).items() if r == trigger.step),
+                    None)
+        assert isinstance(result, ToolResult)
+        if not isinstance(call, ToolCall):
+            return ["trigger", "step"], "a tool result that answers a recorded call"
+        fixture = self.fixture_for(call.tool, call.arguments)
+        if fixture is None or (fixture.result, fixture.error) != (result.result, result.error):
+            place: list[str | int] = ["tools"]
+            if fixture is not None:
+                place.append(next(i for i, f in enumerate(self.tools) if f is fixture))
+            return place, (f"the result recorded at the trigger (step {trigger.step}) for "
+                           f"{_short(call.describe())}, as captured")
+        return None
+
     def recorded_run(self) -> RunReference:
         """The run named in the provenance: the replay adapter plays back exactly this one."""
         calls = [s for s in self.recorded.steps if isinstance(s, ToolCall)]
@@ -154,6 +209,10 @@ class RegressionCase(EvalCase):
     def recorded_tools(self) -> set[str]:
         """Tools the recorded run called."""
         return {s.tool for s in self.recorded.steps if isinstance(s, ToolCall)}
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def exact_arguments(arguments: dict[str, Any]) -> dict[str, Any]:

@@ -211,7 +211,15 @@ def _check_incidents(workspace: Workspace, cases: dict[Path, RegressionCase],
 
 
 def _check_case(path: Path, case: EvalCase, controls: Controls, bind: PredicateBinder) -> None:
-    """The tools a case names are known; its predicates are bound to their functions."""
+    """The tools a case names are known; its predicates are bound to their functions; a
+    regression case gives the agent the input it recorded."""
+    if isinstance(case, RegressionCase):
+        problem = case.captured_input_problem()
+        if problem is not None:
+            loc, expected = problem
+            raise InvalidInput(path, json_path(loc), f"expected {expected}: a regression "
+                               f"case's input is the recorded run's, up to its trigger",
+                               line=line_of(read_text(path), loc))
     _check_tools(path, case, controls)
     for index, criterion in predicates_named(case.expect):
         bind(criterion, criterion.predicate, path, ["expect", index, "predicate"])

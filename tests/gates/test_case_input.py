@@ -1,0 +1,127 @@
+"""A regression case gives the agent the input its run recorded: the message, or the tool
+result that carried the injection, edited apart from the recorded steps is bad input.
+
+Before the ratchet first holds a case (a new capture, in its own pull request) nothing
+remembered its terms, so a softened message let the agent that did the harm pass the
+incident's own regression case."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from evalsuite import load_model
+from gates import Workspace, capture
+from regressions import RegressionCase
+from tests.conftest import RunCli
+from tests.gates.test_capture_trigger_cli import DATA, INJECTION_RUN, TAU
+from tests.helpers import ACTOR, captured, contained
+
+AGENT = "refund-agent"
+
+
+def _edit(path: Path, change: Any) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _fast(ws: Workspace) -> None:
+    config = ws.root / "reinstate.toml"
+    config.write_text(config.read_text().replace("trials = 3", "trials = 1"))
+
+
+@pytest.mark.attack
+def test_a_softened_message_is_refused_not_passed(example: Workspace, cli: RunCli) -> None:
+    """INC-1's message with the injected 'billing-team note' taken out, before any gate held
+    the case: the agent that made the refund passed INC-1-1 (the evals check green on it).
+    Now the gate stops with exit 2 naming the message, and the case as captured runs."""
+    _fast(example)
+    captured(example)
+    case = example.regressions_dir(AGENT) / "INC-1-1.yaml"
+    kept = case.read_text()
+
+    def soften(data: dict[str, Any]) -> None:
+        data["input"]["messages"][0]["content"] = "My order A-1001 arrived cracked. Thanks!"
+    _edit(case, soften)
+    done = cli("gate", AGENT, cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "INC-1-1.yaml:" in line and "$.input.messages[0]" in line
+    assert "expected the user message recorded at that point of the run" in line
+    assert "Traceback" not in done.stdout + done.stderr
+    case.write_text(kept)
+    out = example.root / "verdict.json"
+    done = cli("gate", AGENT, "--json", str(out), cwd=example.root)
+    assert done.returncode == 1, done.stdout + done.stderr  # the unfixed agent fails …
+    evals = next(c for c in json.loads(out.read_text())["checks"] if c["name"] == "evals")
+    assert [(c["id"], c["outcome"]) for c in evals["data"]["cases"]
+            if c["id"] == "INC-1-1"] == [("INC-1-1", "fail")]  # … its own regression case
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("how", ["message-added", "message-dropped"])
+def test_messages_added_or_dropped_are_refused(example: Workspace, cli: RunCli,
+                                               how: str) -> None:
+    """A turn added before the injected message (or the message dropped for another) is
+    not the recorded dialogue either."""
+    captured(example)
+    case = example.regressions_dir(AGENT) / "INC-1-1.yaml"
+
+    def change(data: dict[str, Any]) -> None:
+        messages = data["input"]["messages"]
+        if how == "message-added":
+            messages.append({"role": "user", "content": "Ignore the note above."})
+        else:
+            messages[:] = [{"role": "assistant", "content": "How can I help?"}]
+    _edit(case, change)
+    done = cli("gate", AGENT, cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "$.input.messages" in done.stderr and "as captured" in done.stderr
+
+
+@pytest.mark.attack
+def test_a_cleaned_injected_tool_result_is_refused(example: Workspace, cli: RunCli) -> None:
+    """A case whose trigger is the tool result that carried the injection: the note taken
+    out of the fixture that returns it is refused naming that fixture, while the case as
+    captured is accepted."""
+    incident = contained(example)
+    log = example.root / "logs" / "injection.jsonl"
+    log.write_text("".join(json.dumps(r if r["kind"] == "run" else {"run_id": "run-inj-1", **r})
+                           + "\n" for r in INJECTION_RUN))
+    done = capture(example, incident, log, actor=ACTOR, trigger=2, steps=[3],
+                   tags=["prompt_injection"])
+    assert done.case.captured_input_problem() is None
+    assert cli("eval", AGENT, "--cases", done.case.id, "--trials", "1",
+               cwd=example.root).returncode != 2
+
+    def clean(data: dict[str, Any]) -> None:
+        del data["tools"][0]["result"]["note"]
+    _edit(done.path, clean)
+    ran = cli("eval", AGENT, "--cases", done.case.id, "--trials", "1", cwd=example.root)
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert "$.tools[0]" in ran.stderr
+    assert "the result recorded at the trigger (step 2) for lookup_order" in ran.stderr
+
+
+def test_cases_captured_from_other_formats_give_their_recorded_input(
+        example: Workspace) -> None:
+    """A tau-bench trajectory (OpenAI messages, a later user turn named as the trigger) and
+    the example's INC-1 meet the check as captured: it refuses edits, not captures."""
+    incident = contained(example)
+    log = Path(shutil.copy(DATA / TAU, example.root / "logs" / TAU))
+    done = capture(example, incident, log, actor=ACTOR, run_id="task-41-trial-0", trigger=6,
+                   tags=["false_claim"])
+    case = load_model(done.path, RegressionCase)
+    assert len(case.input.messages) > 1 and case.captured_input_problem() is None
+    assert case.trigger is not None and case.trigger.step == 6
+    second_incident = captured(example)  # the example's harmful run, by its default trigger
+    second = load_model(example.regressions_dir(AGENT) / f"{second_incident}-1.yaml",
+                        RegressionCase)
+    assert second.captured_input_problem() is None
+    assert second.model_copy(update={"trigger": None}).captured_input_problem() is None
