@@ -213,6 +213,16 @@ class ModuleGraph:
         return True
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc``, raised while predicate code ran, must go on up rather than count as
+    the predicate failing: only a KeyboardInterrupt on the main thread, where Python
+    delivers a person's Ctrl-C. Predicate code that raised SystemExit ended the gate with
+    exit 0 and no verdict (at import), or killed a trial's thread and left the gate waiting
+    for ever (in a call)."""
+    return isinstance(exc, KeyboardInterrupt) \
+        and threading.current_thread() is threading.main_thread()
+
+
 def _not_listed(name: str, where: str) -> ImportError:
     return ImportError(f"predicate code imports '{name}' ({where}), a workspace module "
                        f"[rules] predicate_modules does not list: its code would not be in "
@@ -271,8 +281,10 @@ def load_module(name: str, root: Path, allowed: Sequence[str]) -> types.ModuleTy
         except InvalidInput:
             _GRAPHS.pop(key, None)
             raise  # a file that is no file: named as such (exit 2)
-        except Exception as exc:
+        except BaseException as exc:
             _GRAPHS.pop(key, None)  # half-run modules are never reused
+            if interrupted(exc):
+                raise
             file = name.replace(".", "/") + ".py"
             why = str(exc) if isinstance(exc, ImportError) else repr(exc)
             raise ValueError(f"cannot import {file}: {why}") from None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite._expressions import ExpressionFailed
-from evalsuite._predicate_imports import load_module
+from evalsuite._predicate_imports import interrupted, load_module
 
 PREDICATE_PATH = r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$"
 Predicate = Callable[[dict[str, Any]], Any]
@@ -60,7 +60,9 @@ def call_predicate(function: Predicate | None, path: str, data: dict[str, Any]) 
         raise ExpressionFailed(f"predicate {path} was not loaded")
     try:
         answer = function(data)
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: never the gate's exit, nor a dead thread
+        if interrupted(exc):
+            raise
         raise ExpressionFailed(f"{path} raised {exc!r}") from None
     if not isinstance(answer, bool):
         raise ExpressionFailed(f"{path} returned {answer!r}, expected True or False")
