@@ -6,15 +6,19 @@ by commands mean the same thing. Every change appends an entry to ``history``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from evalsuite import Record, json_path
 from regressions._investigation import Investigation
 from regressions._lifecycle import Phase
+
+if TYPE_CHECKING:  # annotation only: reading an incident loads no case model
+    from evalsuite import EvalCase
 
 INCIDENT_ID = r"^INC-[1-9][0-9]*$"
 Severity = Literal["sev1", "sev2", "sev3", "sev4"]
@@ -53,6 +57,10 @@ class Event(Record):
     """Why, or what it concerned."""
     case: str | None = None
     """The regression case a ``capture`` entry recorded."""
+    tags: list[str] | None = None
+    """The input types that case was captured with (``capture --tag``): the incident's
+    input types keep them, whatever the case's tags say later; none on other entries and
+    on captures recorded before they were kept."""
 
     _utc = field_validator("at")(_utc)
 
@@ -306,6 +314,14 @@ class Incident(Record):
                 problems.append((loc, f"expected a time no earlier than {json_path(before)} "
                                       f"({earlier.isoformat()}), got {at.isoformat()}"))
         return problems
+
+    def input_types(self, cases: Iterable[EvalCase]) -> list[str]:
+        """The incident's input types: the tags of its regression ``cases`` today and those
+        its history records them captured with, ``unclassified`` left out. A case retagged
+        since its capture still holds the incident to the type it was captured as, so
+        eval coverage is never verified for another type than the harm's."""
+        captured = {t for e in self.history if e.action == "capture" for t in e.tags or ()}
+        return sorted(({t for c in cases for t in c.tags} | captured) - {"unclassified"})
 
     def next_id(self, prefix: str) -> str:
         """The next free ``F-n`` or ``CC-n``."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -162,13 +162,13 @@ class IncidentBook:
     @contextmanager
     def change(
         self, incident_id: str, *, action: str, actor: str, detail: str = "",
-        case: str | None = None,
+        case: str | None = None, tags: Sequence[str] | None = None,
     ) -> Iterator[Incident]:
         """Change an incident under its lock; it is written only if the block succeeds.
 
         ``action`` must be allowed in the incident's phase (see the lifecycle table), and
         is appended to the incident's history with the actor and the time (and ``case``,
-        the regression case a capture recorded).
+        the regression case a capture recorded, with the ``tags`` it was captured with).
         """
         self.load(incident_id)  # a malformed or unknown id must not name a lock file
         # A lock :meth:`holding` holds is taken again (it is reentrant), never waited for.
@@ -178,7 +178,7 @@ class IncidentBook:
             working = incident.model_copy(deep=True)
             yield working
             working.history.append(Event(at=utc_now(), actor=actor, action=action, detail=detail,
-                                         case=case))
+                                         case=case, tags=list(tags) if tags else None))
             checked = Incident.model_validate(working.model_dump())
             problems = checked.reference_problems()
             if problems:

@@ -140,7 +140,7 @@ def _verify_coverage(change: ControlChange, incident: Incident, cases: list[Regr
         return ChangeVerification(incident=incident.id, change=change.id, layer=change.layer,
                                   verified=verified, reason=reason, replays=rows)
 
-    tags = sorted({t for c in cases for t in c.tags} - {"unclassified"})
+    tags = incident.input_types(cases)
     if not tags:
         return result(False, "the incident's regression cases name no input type: tag them", [])
     assert incident.containment is not None  # callers verify contained incidents only

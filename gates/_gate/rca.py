@@ -78,7 +78,7 @@ def analyse(incident: Incident, cases: list[RegressionCase], baseline: Controls,
                                               else f"was stopped ({routed.rule})"))
             review.evidence.append(f"{case.id} step {index}")
     coverage = out["eval_coverage"]
-    tags = sorted({t for c in cases for t in c.tags} - {"unclassified"})
+    tags = incident.input_types(cases)
     assert incident.containment is not None
     before = incident.containment.baseline.eval_tags
     for tag in tags:

@@ -237,6 +237,7 @@ def capture(workspace: Workspace, incident_id: str, run_file: Path, *, actor: st
                        for e in book.load(incident.id).history)
         if created or not recorded:
             with book.change(incident.id, action="capture", actor=actor, case=case.id,
+                             tags=case.tags,
                              detail=f"{case.id} from {workspace.relative(run_file)}"):
                 pass
     if not created:
