@@ -176,6 +176,17 @@ class RegressionCase(EvalCase):
             return (["input", "messages"],
                     f"the {len(dialogue)} messages recorded up to step {users[-1]}, as "
                     f"captured")
+        if trigger is not None and trigger.kind == "context":
+            # The recorded steps hold no context: its value cannot be checked, but the item
+            # that carried the harm must still be given.
+            value: Any = self.input.context
+            for key in trigger.source.split(".")[1:]:
+                if not isinstance(value, dict) or key not in value:
+                    return (["input", "context"],
+                            f"{trigger.source}, the context item the case was captured "
+                            f"with as its trigger")
+                value = value[key]
+            return None
         if trigger is None or trigger.kind != "tool_result" or trigger.step is None:
             return None
         result = steps[trigger.step]
