@@ -105,11 +105,55 @@ def check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
         where = "".join(f"[{p!r}]" for p in exc.absolute_path) or "the schema"
         message = str(exc.cause) if isinstance(exc.cause, ValueError) else exc.message
         raise ValueError(f"invalid JSON Schema at {where}: {message}") from None
+    unresolved = _unresolved_ref(schema)
+    if unresolved is not None:
+        where, ref = unresolved
+        raise ValueError(f"invalid JSON Schema at {where}: $ref {ref!r} resolves to nothing "
+                         f"in the schema (no other schema is ever fetched)")
     if _uses(schema, "unevaluatedProperties") and _uses(schema, "patternProperties"):
         raise ValueError("invalid JSON Schema: unevaluatedProperties cannot be combined with "
                          "patternProperties (use additionalProperties)")
     remember_valid(schema)
     return schema
+
+
+# Keywords whose values are data, not schemas: a "$ref" key there is no reference.
+_DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+
+
+def _unresolved_ref(schema: dict[str, Any]) -> tuple[str, str] | None:
+    """The place and value of the first ``$ref`` that resolves to nothing, if any.
+
+    Such a schema passes the metaschema, and then raised out of every judgement that
+    reached it (a traceback, never an answer): a ``$ref`` to another document is never
+    fetched, and a pointer may lead nowhere in this one.
+    """
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012
+
+    def walk(node: Any, resolver: Any, place: str) -> tuple[str, str] | None:
+        if isinstance(node, list):
+            return next((found for i, item in enumerate(node)
+                         if (found := walk(item, resolver, f"{place}[{i}]")) is not None), None)
+        if not isinstance(node, dict):
+            return None
+        if isinstance(node.get("$id"), str) and place:
+            resolver = resolver.in_subresource(DRAFT202012.create_resource(node))
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            try:
+                resolver.lookup(ref)
+            except Unresolvable:
+                return place or "the schema", ref
+        return next((found for key, value in node.items() if key not in _DATA_KEYWORDS
+                     and (found := walk(value, resolver, f"{place}[{key!r}]")) is not None),
+                    None)
+
+    root = DRAFT202012.create_resource(schema)
+    found = schema.get("$id")
+    base = found if isinstance(found, str) else ""
+    return walk(schema, Registry().with_resource(base, root).resolver(base), "")
 
 
 def _uses(schema: Any, keyword: str) -> bool:

@@ -150,3 +150,23 @@ def test_the_context_item_a_case_was_captured_with_cannot_be_taken_out(
     ran = cli("eval", AGENT, "--cases", done.case.id, "--trials", "1", cwd=example.root)
     assert ran.returncode == 2, ran.stdout + ran.stderr
     assert "$.input.context" in ran.stderr and "context.ticket_note" in ran.stderr
+
+
+@pytest.mark.parametrize("ref", ["urn:elsewhere", "#/$defs/missing"])
+def test_a_ref_that_resolves_to_nothing_is_bad_input_not_a_traceback(
+        example: Workspace, cli: RunCli, ref: str) -> None:
+    """An expectation's JSON Schema whose ``$ref`` leads nowhere (another document, which
+    is never fetched, or a pointer to nothing) passed the metaschema and raised out of the
+    judgement of the first call it met: a traceback. Now the file is refused when read,
+    naming the place."""
+    case = example.evals_dir(AGENT) / "status-shipped.yaml"
+
+    def refer(data: dict[str, Any]) -> None:
+        data["expect"].append({"id": "ref", "kind": "tool_not_called", "tool": "lookup_order",
+                               "arguments": {"properties": {"order_id": {"$ref": ref}}}})
+    _edit(case, refer)
+    done = cli("eval", AGENT, "--cases", "status-shipped", "--trials", "1", cwd=example.root)
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "status-shipped.yaml" in line and "$.expect[2].arguments" in line
+    assert f"$ref '{ref}' resolves to nothing in the schema" in line
