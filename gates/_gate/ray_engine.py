@@ -4,7 +4,9 @@ Nothing is decided differently on Ray. An eval's cases × trials are cut into ch
 chunk a Ray task that builds the gate's own engine (:func:`gates.engine_for`) from the
 inputs the driver loaded and runs its trials with ``Engine.trial``: the agent is reached
 through the same adapter and sandbox as locally (own process group, allowlisted
-environment), never imported into the Ray worker. A backtest's shards are Ray tasks that
+environment), never imported into the Ray worker; while the gate signs, the sandbox it
+chose is pinned in the inputs, so a worker without it fails instead of running the agent
+unsandboxed. A backtest's shards are Ray tasks that
 run the local engine's shard function, so every decision is still asked of the one replay
 function. At most ``workers`` tasks are in flight at once.
 

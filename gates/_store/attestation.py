@@ -29,11 +29,13 @@ from evalsuite import (
     InvalidInput,
     PythonAdapterSpec,
     Record,
+    SubprocessAdapterSpec,
+    choose_sandbox,
     create_exclusive,
     read_regular,
     write_atomic,
 )
-from gates._config import Workspace
+from gates._config import CONFIG_FILE, Workspace
 from gates._errors import GatesError
 from gates._store.backends import verdict_digest
 
@@ -250,6 +252,36 @@ def refuse_in_process_agent(signer: CryptoSigner | None, agent: AgentSpec,
                            f"expected isolation: process while the gate signs (${SIGNING_KEY_ENV} "
                            f"is set): an agent run in-process shares the gate's memory, and "
                            f"so its signing key")
+
+
+def refuse_unsandboxed_agent(signer: CryptoSigner | None, workspace: Workspace,
+                             agent: AgentSpec) -> Workspace:
+    """Refuse (exit 2, before any agent starts) to gate an agent whose processes would run
+    without a sandbox while the gate holds a signing key; return the workspace with
+    ``[agent] sandbox`` pinned to the sandbox chosen here.
+
+    Taking the key out of the gate's own environment does not take it out of the process
+    that started the gate: a CI step's ``env:`` puts the secret into the shell that runs
+    ``reinstate gate``, and an unsandboxed agent walks up its parents in ``/proc`` and reads
+    it there. Landlock hides ``/proc`` from the agent and bubblewrap gives it a ``/proc``
+    of its own processes only, so the key is out of its reach under either. Pinned, the
+    sandbox cannot resolve to none in another process (a Ray worker): it is an error there.
+    """
+    if signer is None or not isinstance(agent.adapter, PythonAdapterSpec | SubprocessAdapterSpec):
+        return workspace  # nothing signs, or no agent code runs here (http, replay)
+    settings = workspace.config.agent
+    sandbox = choose_sandbox(settings.sandbox)  # one asked for and missing: exit 3
+    if sandbox == "none":
+        why = ('sandbox = "none"' if settings.sandbox == "none"
+               else "neither Landlock nor bubblewrap is available on this machine")
+        raise InvalidInput(workspace.root / CONFIG_FILE, "$.agent.sandbox",
+                           f"expected a sandbox while the gate signs (${SIGNING_KEY_ENV} is "
+                           f"set), got none ({why}): an unsandboxed agent can read the key "
+                           f"from the environment of the process that started the gate; "
+                           f"install bubblewrap or use a kernel with Landlock, or gate "
+                           f"unsigned")
+    pinned = settings.model_copy(update={"sandbox": sandbox})
+    return Workspace(workspace.root, workspace.config.model_copy(update={"agent": pinned}))
 
 
 def load_signing_key(pem: str, source: str = f"${SIGNING_KEY_ENV}") -> CryptoSigner:

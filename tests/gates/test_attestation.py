@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -17,8 +19,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evalsuite import InvalidInput, SandboxUnavailable, choose_sandbox
 from gates import (
     SIGNING_KEY_ENV,
+    EvalsResult,
     ModeRecord,
     Refused,
     SQLiteStore,
@@ -332,82 +336,206 @@ def test_verdict_file_needs_a_key_and_an_envelope(example: Workspace, signed: Wo
     assert "expected a DSSE envelope" in err and "unsigned verdict" in err
 
 
-def _spy_on_the_agent(workspace: Workspace, report: Path) -> None:
-    """Run the example agent as a subprocess that first reports whether the key is in its
-    environment, or in its parent's (the gate's) ``/proc/<pid>/environ``."""
-    folder = workspace.agent_dir(AGENT)
-    (folder / "spy.py").write_text(
-        "import json, os, runpy, sys\n"
-        "seen = [k for k, v in os.environ.items()\n"
-        f"        if k == {SIGNING_KEY_ENV!r} or 'PRIVATE KEY' in v]\n"
-        "try:\n"
-        "    with open(f'/proc/{os.getppid()}/environ', 'rb') as handle:\n"
-        "        parent = 'key' if b'PRIVATE KEY' in handle.read() else 'clean'\n"
-        "except OSError:\n"
-        "    parent = 'unreadable'\n"
-        f"with open({str(report)!r}, 'a') as handle:\n"
-        "    handle.write(json.dumps({'seen': seen, 'parent': parent}) + '\\n')\n"
-        "sys.path.insert(0, os.getcwd())\n"
-        "runpy.run_path('serve_jsonl.py', run_name='__main__')\n")
-    spec = folder / "agent.yaml"
-    text = spec.read_text().replace("  kind: python\n  target: refund_agent:respond\n  path: .\n",
-                                    "  kind: subprocess\n  command: [python3, spy.py]\n", 1)
-    spec.write_text(text)
-    # Unsandboxed, so the spy can write its report and read the gate's /proc: the key must
-    # stay hidden by the gate itself, on machines with no sandbox too.
-    config = workspace.root / "reinstate.toml"
-    config.write_text(config.read_text() + '\n[agent]\nsandbox = "none"\n')
+# What an agent finds of the key: in its own environment, and in the environment of each
+# of its ancestors (the gate, the shell that started it, ...), walked up through
+# /proc/<pid>/stat. Appended to each answer, the one way out the sandbox leaves it.
+_SPY = """
+
+def _spy():
+    import os
+    seen = sum(1 for name, value in os.environ.items()
+               if name == KEY_ENV or "PRIVATE KEY" in value)
+    found = read = 0
+    pid = os.getpid()
+    while pid > 0:
+        try:
+            with open(f"/proc/{pid}/stat") as handle:
+                pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                found += b"PRIVATE KEY" in handle.read()
+            read += 1
+        except (OSError, ValueError, IndexError):
+            break
+    return f"SPY[seen={seen} found={found} read={read}]"
 
 
-def _reports(report: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in report.read_text().splitlines()]
+_answer = respond
+
+
+def respond(session):
+    return _answer(session) + " " + _spy()
+"""
+_SPIED = re.compile(r"SPY\[seen=(\d+) found=(\d+) read=(\d+)\]")
+
+
+def _spy_on_the_agent(workspace: Workspace) -> None:
+    """Make the example agent (run in a process of its own, sandboxed as the workspace
+    says) report in each answer what it finds of the key."""
+    source = workspace.agent_dir(AGENT) / "refund_agent.py"
+    source.write_text(source.read_text() + f"\n\nKEY_ENV = {SIGNING_KEY_ENV!r}\n" + _SPY)
+
+
+def _spied(workspace: Workspace) -> list[tuple[int, int, int]]:
+    """Each answer's report, from the run files: (seen, found, ancestors read)."""
+    runs = workspace.state_path.parent / "runs"
+    return [tuple(int(n) for n in match) for path in runs.glob("*.jsonl")
+            for match in _SPIED.findall(path.read_text())]
+
+
+def _under_a_shell(args: list[str], cwd: Path, pem: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` started by a shell that holds the key in its environment (how a CI
+    step's ``env:`` runs ``reinstate gate``) and waits for it: no exec in its place."""
+    env = {**os.environ, SIGNING_KEY_ENV: pem, "REINSTATE_ACTOR": "ci"}
+    env.pop("REINSTATE_WORKSPACE", None)
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *args])
+    return subprocess.run(["bash", "-c", f"{command}; status=$?; true; exit $status"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          check=False)
 
 
 @pytest.mark.attack
 def test_run_gate_takes_the_key_out_of_the_environment(
-        example: Workspace, key_pair: tuple[str, Path], tmp_path: Path,
+        example: Workspace, key_pair: tuple[str, Path],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """From Python, the agent's processes never see the key, `os.environ` no longer holds it
-    after the gate, and the verdict is signed."""
-    report = tmp_path / "agent-env.jsonl"
-    _spy_on_the_agent(example, report)
-    spied = Workspace.find(example.root)  # with the spy's configuration
+    """From Python, the agent's processes never see the key (not in their environment, not
+    in any ancestor's), `os.environ` no longer holds it after the gate, nor does the
+    environment the kernel shows for this process, and the verdict is signed."""
+    _spy_on_the_agent(example)
     monkeypatch.setenv(SIGNING_KEY_ENV, key_pair[0])
-    verdict = run_gate(spied, AGENT, actor="ci", trials=1)
+    verdict = run_gate(example, AGENT, actor="ci", trials=1)
     assert SIGNING_KEY_ENV not in os.environ
-    seen = _reports(report)
-    assert seen and all(r["seen"] == [] and r["parent"] != "key" for r in seen)
-    assert attestation_path(spied, verdict).is_file()
+    if sys.platform.startswith("linux"):
+        assert key_pair[0].encode() not in Path("/proc/self/environ").read_bytes()
+    seen = _spied(example)
+    assert seen and all(s == 0 and found == 0 for s, found, _ in seen), seen
+    assert attestation_path(example, verdict).is_file()
 
 
 @pytest.mark.attack
 def test_gate_command_hides_the_key_from_the_agent(example: Workspace,
                                                    key_pair: tuple[str, Path],
                                                    tmp_path: Path) -> None:
-    """`reinstate gate` in its own process: the key is neither in the agent's environment nor
-    in the gate's /proc/<pid>/environ, and the gate process is made undumpable."""
-    report = tmp_path / "agent-env.jsonl"
-    _spy_on_the_agent(example, report)
-    env = {**os.environ, SIGNING_KEY_ENV: key_pair[0], "REINSTATE_ACTOR": "ci"}
-    env.pop("REINSTATE_WORKSPACE", None)
-    # The gate's own process says, when it is done, whether it is still dumpable.
-    gate = ("import ctypes, sys\n"
+    """`reinstate gate` started by a shell holding the key: the key is neither in the
+    agent's environment nor in any ancestor's it can read, the gate's own environment (as
+    Python and as /proc/<pid>/environ show it) no longer holds it, and the gate process is
+    made undumpable."""
+    _spy_on_the_agent(example)
+    # The gate's own process says, when it is done, whether it still holds the key in its
+    # environment and whether it is still dumpable.
+    gate = ("import ctypes, os, sys\n"
             "from gates._cli import main\n"
             "code = main(sys.argv[1:])\n"
+            f"print('IN_OS_ENVIRON', {SIGNING_KEY_ENV!r} in os.environ)\n"
             "if sys.platform.startswith('linux'):\n"
             "    print('PR_GET_DUMPABLE', ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
+            "    with open('/proc/self/environ', 'rb') as handle:\n"
+            "        print('IN_PROC_ENVIRON', b'PRIVATE KEY' in handle.read())\n"
             "sys.exit(code)\n")
-    result = subprocess.run([sys.executable, "-c", gate, "gate", AGENT, "--trials", "1",
-                             "--attestation", str(tmp_path / "verdict.intoto.json")],
-                            cwd=example.root, env=env, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = _under_a_shell(["-c", gate, "gate", AGENT, "--trials", "1", "--attestation",
+                             str(tmp_path / "verdict.intoto.json")], example.root, key_pair[0])
     assert "Traceback" not in result.stderr, result.stderr
-    assert "signed: .reinstate/attestations/refund-agent/" in result.stdout
+    assert "signed: .reinstate/attestations/refund-agent/" in result.stdout, result.stderr
     assert (tmp_path / "verdict.intoto.json").is_file()
-    seen = _reports(report)
-    assert seen and all(r["seen"] == [] and r["parent"] != "key" for r in seen)
+    seen = _spied(example)
+    assert seen and all(s == 0 and found == 0 for s, found, _ in seen), seen
+    assert "IN_OS_ENVIRON False" in result.stdout
     if sys.platform.startswith("linux"):
         assert "PR_GET_DUMPABLE 0" in result.stdout
+        assert "IN_PROC_ENVIRON False" in result.stdout
+
+
+def _sandbox(workspace: Workspace, sandbox: str) -> Workspace:
+    config = workspace.root / "reinstate.toml"
+    config.write_text(config.read_text() + f'\n[agent]\nsandbox = "{sandbox}"\n')
+    return Workspace.find(workspace.root)
+
+
+_NO_SANDBOX = ('reinstate.toml: $.agent.sandbox: expected a sandbox while the gate signs '
+               f'(${SIGNING_KEY_ENV} is set), got none')
+
+
+@pytest.mark.attack
+def test_an_unsandboxed_agent_is_never_gated_with_the_signing_key(
+        example: Workspace, key_pair: tuple[str, Path], tmp_path: Path) -> None:
+    """Taken out of the gate's environment, the key is still in the environment of the shell
+    that started the gate, and an unsandboxed agent read it there (/proc/<ppid>/environ,
+    walking up its ancestors: found=1). While the gate holds a key, an agent that would run
+    without a sandbox is refused, exit 2, before any agent starts: nothing run, stored or
+    signed, on the Ray engine too. Without a key it runs as before (and finds none)."""
+    _spy_on_the_agent(example)
+    spied = _sandbox(example, "none")
+    result = _under_a_shell(["-m", "gates", "gate", AGENT, "--trials", "1", "--attestation",
+                             str(tmp_path / "verdict.intoto.json")], example.root, key_pair[0])
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert _NO_SANDBOX + ' (sandbox = "none")' in result.stderr
+    assert "install bubblewrap or use a kernel with Landlock, or gate unsigned" in result.stderr
+    assert _spied(spied) == []
+    assert not (tmp_path / "verdict.intoto.json").exists()
+    assert not (spied.state_path.parent / "attestations").exists()
+    assert not spied.state_path.exists()
+    # The Ray engine is refused at the same place, before Ray is reached.
+    with pytest.raises(InvalidInput, match=re.escape(_NO_SANDBOX)):
+        run_gate(spied, AGENT, actor="ci", trials=1, signer=load_signing_key(key_pair[0]),
+                 engine="ray")
+    assert _spied(spied) == [] and not spied.state_path.exists()
+    # Unsigned, the agent runs unsandboxed as before (the verdict warns of it).
+    env = {**os.environ, "REINSTATE_ACTOR": "ci"}
+    env.pop("REINSTATE_WORKSPACE", None)
+    env.pop(SIGNING_KEY_ENV, None)
+    result = subprocess.run([sys.executable, "-m", "gates", "gate", AGENT, "--trials", "1"],
+                            cwd=example.root, env=env, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    seen = _spied(spied)
+    assert seen and all(s == 0 and found == 0 for s, found, _ in seen), seen
+
+
+@pytest.mark.attack
+def test_a_sandbox_that_resolves_to_none_is_refused_while_signing(
+        example: Workspace, key_pair: tuple[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """sandbox = "auto" on a machine with neither Landlock nor bubblewrap runs the agent
+    unsandboxed: with the key set that is refused too, exit 2, saying why."""
+    monkeypatch.setattr("evalsuite._sandbox.landlock_problem", lambda: "no Landlock here")
+    monkeypatch.setattr("evalsuite._sandbox.bubblewrap_problem", lambda: "no bwrap here")
+    _spy_on_the_agent(example)
+    monkeypatch.setenv(SIGNING_KEY_ENV, key_pair[0])
+    with pytest.raises(InvalidInput) as refused:
+        run_gate(example, AGENT, actor="ci", trials=1)
+    assert refused.value.exit_code == 2
+    assert (_NO_SANDBOX + " (neither Landlock nor bubblewrap is available on this machine)"
+            in str(refused.value))
+    assert SIGNING_KEY_ENV not in os.environ
+    assert _spied(example) == [] and not example.state_path.exists()
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("sandbox", ["landlock", "bubblewrap"])
+def test_each_sandbox_keeps_the_agent_from_its_ancestors_key(
+        sandbox: str, example: Workspace, key_pair: tuple[str, Path]) -> None:
+    """Under Landlock (no /proc) and under bubblewrap (a /proc of the agent's own processes)
+    the agent, gated with the key by a shell that holds it, finds it in no ancestor's
+    environment; where this machine lacks that sandbox, the gate is an error (exit 3) and
+    nothing runs."""
+    _spy_on_the_agent(example)
+    spied = _sandbox(example, sandbox)
+    result = _under_a_shell(["-m", "gates", "gate", AGENT, "--trials", "1"], example.root,
+                            key_pair[0])
+    assert "Traceback" not in result.stderr, result.stderr
+    try:
+        choose_sandbox(sandbox)  # type: ignore[arg-type]
+    except SandboxUnavailable:
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert _spied(spied) == []
+        return
+    assert "signed: .reinstate/attestations/refund-agent/" in result.stdout, result.stderr
+    seen = _spied(spied)
+    assert seen and all(s == 0 and found == 0 for s, found, _ in seen), seen
+    verdict = open_store(spied).latest_verdict(AGENT)
+    assert verdict is not None
+    evals = verdict.result(EvalsResult)
+    assert evals is not None and evals.data is not None and evals.data.isolation is not None
+    assert evals.data.isolation["sandbox"] == sandbox
 
 
 # An in-process agent that takes the gate's key as it answers: every Python object of the
