@@ -23,6 +23,7 @@ Loaded through the ``pytest11`` entry point ``reinstate`` (the small module
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from evalsuite import CaseResult, Engine, EvalCase, ReinstateError, case_files, 
 from gates._config import Workspace
 from gates._gate.engine import engine_for
 from gates._gate.inputs import GateInputs, load_inputs
+from gates._store.attestation import drop_signing_key, keep_key_from_agent
 from regressions import RegressionCase
 
 # Tags that would collide with pytest's own markers are kept as keywords only.
@@ -43,15 +45,21 @@ _OUTCOME = "reinstate_outcome"
 
 def activate(config: pytest.Config, agents: list[str]) -> None:
     """Switch the plugin on for ``agents`` (called by the ``reinstate_pytest`` entry point)."""
+    # First of all (xdist workers start later): no agent may find the signing key.
+    key_was_set = drop_signing_key()
     config.addinivalue_line("markers", "reinstate: an agent's case, collected by reinstate")
-    config.pluginmanager.register(CaseSession(config, agents), "reinstate-session")
+    config.pluginmanager.register(CaseSession(config, agents, key_was_set=key_was_set),
+                                  "reinstate-session")
 
 
 class CaseSession:
     """The plugin at work for one pytest run: loads the agents, adds the items, tallies."""
 
-    def __init__(self, config: pytest.Config, agents: list[str]) -> None:
+    def __init__(self, config: pytest.Config, agents: list[str], *,
+                 key_was_set: bool = False) -> None:
         self.config = config
+        self.key_was_set = key_was_set
+        """``$REINSTATE_SIGNING_KEY`` was set: the process that started pytest holds it."""
         self.agents = list(dict.fromkeys(agents))
         self.suites: dict[str, AgentSuite] = {}
         self.outcomes: dict[str, str] = {}
@@ -62,7 +70,11 @@ class CaseSession:
         try:
             workspace = Workspace.find(self._workspace_dir())
             for agent in self.agents:
-                self.suites[agent] = AgentSuite(load_inputs(workspace, agent), self._trials())
+                inputs = load_inputs(workspace, agent)
+                if self.key_was_set:  # refused before any agent runs (on xdist's controller)
+                    inputs = replace(inputs, workspace=keep_key_from_agent(
+                        inputs.workspace, inputs.agent, inputs.agent_file, signing=False))
+                self.suites[agent] = AgentSuite(inputs, self._trials())
         except ReinstateError as exc:
             raise pytest.UsageError(f"reinstate: {exc}") from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 import click
 from rich.table import Table
@@ -17,6 +18,7 @@ from gates._gate.inputs import load_inputs
 from gates._gate.ray_engine import check_engine
 from gates._gate.selected_inputs import load_selected
 from gates._reports.terminal import outcome
+from gates._store.attestation import drop_signing_key, keep_key_from_agent
 from gates._verdict.verdict import EXIT_CODES, combine
 
 
@@ -45,6 +47,8 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
     `reinstate diff`). Exit 0 when every case passed, 1 on a failure, 3 on an error,
     4 when a case is inconclusive.
     """
+    # First of all: no agent, Ray process or workspace module may find the signing key.
+    key_was_set = drop_signing_key()
     engine_name = check_engine(engine, workers)
     c = ctx()
     workspace = c.workspace()
@@ -54,6 +58,9 @@ def command(agent: str, patterns: tuple[str, ...], trials: int | None, concurren
     else:
         inputs = load_inputs(workspace, agent)
         chosen = inputs.cases
+    if key_was_set:  # the process that started this one still holds it: before any agent runs
+        inputs = replace(inputs, workspace=keep_key_from_agent(
+            inputs.workspace, inputs.agent, inputs.agent_file, adapter_name, signing=False))
     with progress(c.err, f"eval {agent}") as callback:
         evidence = run_evals(inputs, trials, cases=chosen, adapter=adapter_name,
                              concurrency=concurrency, progress=callback,

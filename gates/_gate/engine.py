@@ -25,6 +25,7 @@ from evalsuite import (
 from gates._config import Workspace
 from gates._controls.files import Controls
 from gates._controls.policy import decide_call
+from gates._store.attestation import drop_signing_key, keep_key_from_agent
 
 if TYPE_CHECKING:  # annotated only: the inputs read the git ref through the ratchet, which
     # counts trials with default_trials below
@@ -69,13 +70,17 @@ def engine_for(inputs: GateInputs, *, trials: int | None = None, adapter: str | 
         An engine whose adapter is built but not started; whoever runs it closes it
         (:func:`evalsuite.run_suite` does, one case at a time is closed by the caller).
     """
-    config = inputs.workspace.config.gate
+    workspace = inputs.workspace
+    if drop_signing_key():  # a caller that did not take it out first: the same refusals
+        workspace = keep_key_from_agent(workspace, inputs.agent, inputs.agent_file, adapter,
+                                        signing=False)
+    config = workspace.config.gate
     settings = RunSettings(trials=default_trials(inputs.workspace, trials),
                            concurrency=concurrency or config.concurrency,
                            timeout_s=config.timeout_s, retries=config.retries,
                            confidence=config.confidence, max_steps=config.max_steps)
     built = build_adapter(inputs.agent, inputs.agent_file, adapter,
-                          inputs.workspace.config.agent.isolation())
+                          workspace.config.agent.isolation())
     return Engine(adapter=built, settings=settings,
                   acceptance=inputs.controls.acceptance.criteria,
                   policy=policy_of(inputs.controls), tools=tool_specs(inputs.controls))

@@ -42,8 +42,7 @@ from gates._gate.ratchet import regression_ratchet
 from gates._store.access import open_store, require_store, standing
 from gates._store.attestation import (
     gate_signer,
-    refuse_in_process_agent,
-    refuse_unsandboxed_agent,
+    keep_key_from_agent,
     write_attestation,
 )
 from gates._store.audit import one_decision
@@ -256,9 +255,9 @@ def _made(artefact: T | None, stage: str) -> T:
 def _load_inputs(run: GateRun) -> GateRun:
     signer = gate_signer(run.workspace, run.signer, run.attestation)
     inputs = load_inputs(run.workspace, run.agent, against=run.against)  # bad input: exit 2
-    refuse_in_process_agent(signer, inputs.agent, inputs.agent_file)  # before any agent runs
-    inputs = replace(inputs, workspace=refuse_unsandboxed_agent(signer, inputs.workspace,
-                                                                inputs.agent))
+    if signer is not None:  # before any agent runs
+        inputs = replace(inputs, workspace=keep_key_from_agent(inputs.workspace, inputs.agent,
+                                                               inputs.agent_file))
     if run.store is None:
         require_store(run.workspace, new_store=run.new_store)
     # Incidents as the audit log vouches for them: one restored only by a hand edit is

@@ -6,7 +6,7 @@ over-blocking part is inconclusive, and a case the agent could not run is an err
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -24,6 +24,7 @@ from gates._gate.evals import run_evals
 from gates._gate.inputs import load_inputs
 from gates._gate.rca import analyse, contradictions
 from gates._gate.scope_replay import ScopeReplay, replay_scope
+from gates._store.attestation import drop_signing_key, keep_key_from_agent
 from gates._verdict.verdict import ChangeVerification, Outcome
 from regressions import Incident, other_layer_fixes, resolution_gaps, utc_now
 
@@ -204,9 +205,17 @@ def control_diffs(baseline: Controls, today: Controls) -> dict[str, str]:
 
 def verify_incident(workspace: Workspace, incident_id: str, *,
                     trials: int | None = None) -> IncidentVerification:
-    """Replay the incident's harm through its baseline and today's controls, change by change."""
+    """Replay the incident's harm through its baseline and today's controls, change by change.
+
+    ``$REINSTATE_SIGNING_KEY`` leaves the environment first (nothing here signs); when it
+    was set, an agent that could still read it where it came from is refused (exit 2).
+    """
+    key_was_set = drop_signing_key()
     incident = workspace.incidents().load(incident_id)
     inputs = load_inputs(workspace, incident.agent)
+    if key_was_set:  # before any agent runs
+        inputs = replace(inputs, workspace=keep_key_from_agent(
+            inputs.workspace, inputs.agent, inputs.agent_file, signing=False))
     baseline = load_baseline(workspace, incident)
     evidence = run_evals(inputs, trials)
     cases = [c for c in inputs.regression_cases if c.provenance.incident == incident.id]

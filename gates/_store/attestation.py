@@ -173,6 +173,23 @@ def take_signing_key() -> CryptoSigner | None:
     Raises:
         InvalidInput: The variable is not the PEM text of an Ed25519 private key (exit 2).
     """
+    text = _pop_signing_key()
+    return None if text is None else load_signing_key(text)
+
+
+def drop_signing_key() -> bool:
+    """Take ``$REINSTATE_SIGNING_KEY`` out of this process's environment, as the gate does,
+    for a command that runs agent code without signing (``eval``, ``verify``, the pytest
+    plugin): gone from ``os.environ`` and ``/proc/<pid>/environ``, the process undumpable.
+
+    Returns:
+        Whether a key was set: then the process that started this one holds it too, and
+        :func:`keep_key_from_agent` must refuse an agent that could read it there.
+    """
+    return _pop_signing_key() is not None
+
+
+def _pop_signing_key() -> str | None:
     text = os.environ.pop(SIGNING_KEY_ENV, None)
     if text is None:
         return None
@@ -180,7 +197,7 @@ def take_signing_key() -> CryptoSigner | None:
     if not text.strip():
         return None
     protect_process()
-    return load_signing_key(text)
+    return text
 
 
 def _erase_from_proc_environ(name: str) -> None:
@@ -235,51 +252,52 @@ def gate_signer(workspace: Workspace, given: CryptoSigner | None,
     return signer
 
 
-def refuse_in_process_agent(signer: CryptoSigner | None, agent: AgentSpec,
-                            agent_file: Path) -> None:
-    """Refuse (exit 2, before any agent starts) to gate an agent that runs in the gate's own
-    process while the gate holds a signing key.
+def keep_key_from_agent(workspace: Workspace, agent: AgentSpec, agent_file: Path,
+                        adapter: str | None = None, *, signing: bool = True) -> Workspace:
+    """Refuse (exit 2, before any agent starts) an agent that could reach the signing key;
+    return the workspace with ``[agent] sandbox`` pinned to the sandbox chosen here.
 
-    Such an agent shares the gate's memory, the key with it: it could take the key and sign
-    any verdict, for any agent and any files, long after this run; the warning its own
-    verdict carries would vouch for nothing then. Taken out of the environment and made
-    undumpable, the key is out of reach of every agent run in a process of its own.
+    Call it while the gate holds a key (``signing``), or where a command that does not sign
+    found ``$REINSTATE_SIGNING_KEY`` set (:func:`drop_signing_key`). Refused:
+
+    - an agent run in this process (``isolation: in-process``): it shares the gate's memory,
+      the key with it, and could sign any verdict, for any agent and any files, long after
+      this run; and, like the next, it reads ``/proc`` unhindered;
+    - an agent whose processes would run without a sandbox (``[agent] sandbox = "none"``,
+      or ``"auto"`` with neither Landlock nor bubblewrap here): taking the key out of this
+      process's environment does not take it out of the process that started it (the shell
+      a CI step's ``env:`` runs), and such an agent walks up its parents in ``/proc`` and
+      reads it there. Landlock hides ``/proc`` from the agent and bubblewrap gives it one of
+      its own processes only.
+
+    Pinned, the sandbox cannot resolve to none in another process (a Ray worker): it is an
+    error there. ``adapter`` is the named adapter of ``agent.yaml`` that will run, if not
+    the default one; http and replay adapters run no agent code here.
     """
-    adapter = agent.adapter
-    if (signer is not None and isinstance(adapter, PythonAdapterSpec)
-            and adapter.isolation == "in-process"):
-        raise InvalidInput(agent_file, "$.adapter.isolation",
-                           f"expected isolation: process while the gate signs (${SIGNING_KEY_ENV} "
-                           f"is set): an agent run in-process shares the gate's memory, and "
-                           f"so its signing key")
-
-
-def refuse_unsandboxed_agent(signer: CryptoSigner | None, workspace: Workspace,
-                             agent: AgentSpec) -> Workspace:
-    """Refuse (exit 2, before any agent starts) to gate an agent whose processes would run
-    without a sandbox while the gate holds a signing key; return the workspace with
-    ``[agent] sandbox`` pinned to the sandbox chosen here.
-
-    Taking the key out of the gate's own environment does not take it out of the process
-    that started the gate: a CI step's ``env:`` puts the secret into the shell that runs
-    ``reinstate gate``, and an unsandboxed agent walks up its parents in ``/proc`` and reads
-    it there. Landlock hides ``/proc`` from the agent and bubblewrap gives it a ``/proc``
-    of its own processes only, so the key is out of its reach under either. Pinned, the
-    sandbox cannot resolve to none in another process (a Ray worker): it is an error there.
-    """
-    if signer is None or not isinstance(agent.adapter, PythonAdapterSpec | SubprocessAdapterSpec):
-        return workspace  # nothing signs, or no agent code runs here (http, replay)
+    spec = agent.adapters.get(adapter) if adapter is not None else agent.adapter
+    if not isinstance(spec, PythonAdapterSpec | SubprocessAdapterSpec):
+        return workspace  # no agent code runs here (or no such adapter: an error later)
+    while_ = (f"while the gate signs (${SIGNING_KEY_ENV} is set)" if signing
+              else f"while ${SIGNING_KEY_ENV} is set")
+    remedy = "gate unsigned" if signing else "set the key only for the step that runs the gate"
+    if isinstance(spec, PythonAdapterSpec) and spec.isolation == "in-process":
+        place = f"$.adapters.{adapter}.isolation" if adapter is not None else "$.adapter.isolation"
+        reach = ("shares the gate's memory, and so its signing key" if signing else
+                 "shares this process and can read the key from the environment of the "
+                 f"process that started it; {remedy}")
+        raise InvalidInput(agent_file, place,
+                           f"expected isolation: process {while_}: an agent run in-process "
+                           f"{reach}")
     settings = workspace.config.agent
     sandbox = choose_sandbox(settings.sandbox)  # one asked for and missing: exit 3
     if sandbox == "none":
         why = ('sandbox = "none"' if settings.sandbox == "none"
                else "neither Landlock nor bubblewrap is available on this machine")
         raise InvalidInput(workspace.root / CONFIG_FILE, "$.agent.sandbox",
-                           f"expected a sandbox while the gate signs (${SIGNING_KEY_ENV} is "
-                           f"set), got none ({why}): an unsandboxed agent can read the key "
-                           f"from the environment of the process that started the gate; "
-                           f"install bubblewrap or use a kernel with Landlock, or gate "
-                           f"unsigned")
+                           f"expected a sandbox {while_}, got none ({why}): an unsandboxed "
+                           f"agent can read the key from the environment of the process "
+                           f"that started {'the gate' if signing else 'reinstate'}; install "
+                           f"bubblewrap or use a kernel with Landlock, or {remedy}")
     pinned = settings.model_copy(update={"sandbox": sandbox})
     return Workspace(workspace.root, workspace.config.model_copy(update={"agent": pinned}))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gates import Workspace
+from evalsuite import InvalidInput
+from gates import SIGNING_KEY_ENV, Workspace, generate_key_pair, load_inputs, run_evals
 from tests.conftest import RunCli
-from tests.helpers import fsynced
+from tests.helpers import fsynced, keys_found, plant_key_thief, under_a_shell
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +155,44 @@ def test_a_killed_runs_partial_file_is_removed_and_a_live_ones_is_not(example: W
     assert live.returncode == 0
     assert (runs / "20261201T000001000000Z-refund-agent.jsonl").exists()
     assert sorted(p.name for p in runs.iterdir() if p.name.endswith(".partial")) == []
+
+
+@pytest.mark.attack
+def test_eval_never_lets_an_agent_reach_the_signing_key(example: Workspace,
+                                                        tmp_path: Path) -> None:
+    """`reinstate eval` run in a CI job whose environment holds $REINSTATE_SIGNING_KEY: an
+    in-process agent read the key from the command's environment (and could from its
+    parent's). The key now leaves eval's environment first, and an agent that could still
+    reach it where it came from (in-process here) is refused, exit 2, before any agent
+    starts. Run in a sandboxed process of its own, the agent runs and finds no key."""
+    pem = generate_key_pair(tmp_path / "keys")[0].read_text()
+    stolen = tmp_path / "stolen.txt"
+    plant_key_thief(example, stolen, in_process=True)
+    result = under_a_shell(["eval", "refund-agent", "--trials", "1"], example.root, pem)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("agents/refund-agent/agent.yaml: $.adapter.isolation: expected isolation: process "
+            f"while ${SIGNING_KEY_ENV} is set") in result.stderr
+    assert "set the key only for the step that runs the gate" in result.stderr
+    assert not stolen.exists() and _run_files(example) == []
+    # The same agent in a sandboxed process of its own: eval runs it, and it finds nothing.
+    agent = example.agent_dir("refund-agent") / "agent.yaml"
+    agent.write_text(agent.read_text().replace("isolation: in-process", "isolation: process"))
+    result = under_a_shell(["eval", "refund-agent", "--trials", "1"], example.root, pem)
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    found = keys_found(example)
+    assert found and set(found) == {0}, found
+    assert not stolen.exists()
+
+
+@pytest.mark.attack
+def test_run_evals_takes_the_key_out_of_the_environment(
+        example: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From Python too: an engine built while $REINSTATE_SIGNING_KEY is set takes it out of
+    `os.environ` and refuses an in-process agent, which would have read it there."""
+    stolen = tmp_path / "stolen.txt"
+    plant_key_thief(example, stolen, in_process=True)
+    monkeypatch.setenv(SIGNING_KEY_ENV, generate_key_pair(tmp_path / "keys")[0].read_text())
+    with pytest.raises(InvalidInput, match=r"\$\.adapter\.isolation: expected isolation"):
+        run_evals(load_inputs(example, "refund-agent"), 1)
+    assert SIGNING_KEY_ENV not in os.environ
+    assert not stolen.exists()

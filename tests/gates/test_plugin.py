@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from gates import Workspace
+from gates import SIGNING_KEY_ENV, Workspace, generate_key_pair
 from gates._demo import lay_out
-from tests.helpers import captured
+from tests.helpers import captured, plant_key_thief
 
 pytest_plugins = ["pytester"]
 
@@ -105,3 +108,21 @@ def test_without_an_agent_the_plugin_adds_nothing(pytester_ws: pytest.Pytester) 
     result = pytester_ws.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "reinstate refund-agent" not in result.stdout.str()
+
+
+@pytest.mark.attack
+def test_the_signing_key_never_reaches_an_agent_the_plugin_runs(
+        pytester_ws: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest in a CI job whose environment holds $REINSTATE_SIGNING_KEY: an in-process
+    agent read the key from pytest's environment as each case ran. The plugin now takes
+    it out first and refuses such an agent (one usage error, before any case runs)."""
+    ws = Workspace.find(pytester_ws.path / "ws")
+    stolen = tmp_path / "stolen.txt"
+    plant_key_thief(ws, stolen, in_process=True)
+    monkeypatch.setenv(SIGNING_KEY_ENV, generate_key_pair(tmp_path / "keys")[0].read_text())
+    result = pytester_ws.runpytest(*AGENT, "-k", "refund-full")
+    assert SIGNING_KEY_ENV not in os.environ
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()
+    result.stderr.fnmatch_lines([f"ERROR: reinstate: *agent.yaml: $.adapter.isolation: "
+                                 f"expected isolation: process while ${SIGNING_KEY_ENV} is set*"])
+    assert not stolen.exists()

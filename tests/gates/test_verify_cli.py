@@ -10,10 +10,10 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from gates import Workspace, record_change, record_finding
+from gates import SIGNING_KEY_ENV, Workspace, generate_key_pair, record_change, record_finding
 from regressions import LAYERS
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, captured, resolved
+from tests.helpers import ACTOR, captured, plant_key_thief, resolved, under_a_shell
 
 # Each test runs verify (the eval suite against the agent), most in a child process.
 pytestmark = pytest.mark.slow
@@ -133,3 +133,21 @@ def test_json_into_a_folder_is_refused_before_anything_runs(example: Workspace, 
     assert result.stderr.count("\n") == 1
     assert "out: --json: expected a file to write, got a folder" in result.stderr
     assert tree(example.root) == before
+
+
+@pytest.mark.attack
+def test_verify_never_lets_an_agent_reach_the_signing_key(example: Workspace, fixed: Fix,
+                                                          tmp_path: Path) -> None:
+    """verify runs the agent: in a CI job whose environment holds $REINSTATE_SIGNING_KEY an
+    in-process agent read it from verify's environment. The key now leaves it first and
+    the agent, which could still read it from the process that started verify, is
+    refused, exit 2, before it runs."""
+    incident_id = _one_permission_change(example, fixed)
+    stolen = tmp_path / "stolen.txt"
+    plant_key_thief(example, stolen, in_process=True)
+    pem = generate_key_pair(tmp_path / "keys")[0].read_text()
+    result = under_a_shell(["verify", incident_id, "--trials", "1"], example.root, pem)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert ("agents/refund-agent/agent.yaml: $.adapter.isolation: expected isolation: process "
+            f"while ${SIGNING_KEY_ENV} is set") in result.stderr
+    assert not stolen.exists()
