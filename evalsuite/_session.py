@@ -43,6 +43,14 @@ MAX_TEXT = 16 * 1024 * 1024
 what one agent writes is held in the gate's memory until its verdict is made."""
 
 
+MAX_DEPTH = 64
+"""Levels of lists and objects a tool call's arguments may nest. Every record of a call
+(the run file, a verdict quoting it) wraps them in levels of its own, and pydantic writes
+at most 255 in all: an agent that sent arguments nested 400 deep (valid JSON, taken by the
+session) made the run file's writer raise after the trial, ending the gate with a
+traceback and no verdict (the last one, perhaps a pass on the same files, stood)."""
+
+
 class TrialOverrun(EvalsuiteError):
     """The agent recorded more in one trial than a trial may hold: an error of the trial.
 
@@ -79,6 +87,25 @@ def refuse_invalid_unicode(what: str, value: Any) -> int:
                          f"expected UTF-8 text") from None
     except (TypeError, ValueError, RecursionError):
         return 0  # not JSON at all: not this check's to refuse
+
+
+def refuse_deep(what: str, value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise ValueError when ``value`` nests lists, tuples or dicts more than ``limit``
+    levels deep (a structure that holds itself counts as endless). Walked without
+    recursion, so no depth the agent sends can break the check itself."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth >= limit:
+            raise ValueError(f"{what} nest more than {limit} levels of lists and objects; "
+                             f"expected at most {limit}")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _usage_problem(input_tokens: Any, output_tokens: Any, cost_usd: Any) -> str | None:
@@ -188,6 +215,7 @@ class AgentSession:
 
     def call_tool(self, tool: str, arguments: dict[str, Any] | None = None) -> Any:
         """Call a tool; the answer comes from the case's fixtures, and the call is recorded."""
+        refuse_deep("call_tool: the tool's arguments", arguments)  # before copying them
         arguments = copy.deepcopy(arguments or {})
         if not isinstance(tool, str) or not isinstance(arguments, dict):
             raise TypeError(f"call_tool needs a tool name and an arguments dict, got "

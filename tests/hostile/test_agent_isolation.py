@@ -661,6 +661,14 @@ for line in sys.stdin:
 '''
 
 
+def _nested(levels: int) -> dict[str, Any]:
+    """An object holding an object, ``levels`` deep."""
+    nested: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        nested = {"k": nested}
+    return nested
+
+
 @pytest.mark.slow
 @pytest.mark.attack
 @pytest.mark.parametrize("lines", [
@@ -668,7 +676,11 @@ for line in sys.stdin:
     ['{"type": "reasoning", "content": "\\udc80"}'],
     ['{"type": "usage", "input_tokens": 1, "output_tokens": 1, "cost_usd": NaN}'],
     ['{"type": "usage", "input_tokens": -5, "output_tokens": 1}'],
-], ids=["lone-surrogate-answer", "lone-surrogate-reasoning", "nan-cost", "negative-tokens"])
+    # Valid JSON the session took: nested deeper than any record of the call can be written.
+    [json.dumps({"type": "tool_call", "tool": "lookup_order",
+                 "arguments": {"order_id": "A-1001", "note": _nested(400)}})],
+], ids=["lone-surrogate-answer", "lone-surrogate-reasoning", "nan-cost", "negative-tokens",
+        "deeply-nested-arguments"])
 def test_an_agent_cannot_end_the_gate_before_it_records_a_verdict(
         lines: list[str], example: Workspace, cli: RunCli, tmp_path: Path) -> None:
     """Text no UTF-8 file can hold, or usage no total can count, is that trial's error:
