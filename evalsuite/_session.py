@@ -51,6 +51,14 @@ session) made the run file's writer raise after the trial, ending the gate with 
 traceback and no verdict (the last one, perhaps a pass on the same files, stood)."""
 
 
+MAX_TOKENS = 2**53
+"""Input or output tokens one trial may report in all (a JSON number every reader takes
+exactly)."""
+
+MAX_COST_USD = 1e9
+"""US dollars one trial may report in all."""
+
+
 class TrialOverrun(EvalsuiteError):
     """The agent recorded more in one trial than a trial may hold: an error of the trial.
 
@@ -264,16 +272,27 @@ class AgentSession:
         Raises:
             ValueError: a count that is not a whole number >= 0, or a cost that is not a
                 finite number >= 0 (a NaN or a negative cost made the trial's record
-                unwritable, ending the gate with a traceback and no verdict).
+                unwritable, ending the gate with a traceback and no verdict), or totals
+                beyond :data:`MAX_TOKENS` or :data:`MAX_COST_USD`.
         """
         problem = _usage_problem(input_tokens, output_tokens, cost_usd)
         if problem is not None:
             raise ValueError(f"add_usage: {problem}")
-        self._tokens[0] += input_tokens
-        self._tokens[1] += output_tokens
+        tokens = (self._tokens[0] + input_tokens, self._tokens[1] + output_tokens)
+        cost = None if cost_usd is None else (self._cost or 0.0) + cost_usd
+        # Totals are checked, not only each call: counts each below any bound summed to an
+        # integer too long to write as text (the stored verdict was then unreadable, said
+        # to be an edited database) and costs each finite summed to infinity.
+        if max(tokens) > MAX_TOKENS:
+            raise ValueError(f"add_usage: the trial's tokens would exceed {MAX_TOKENS:,}; "
+                             f"expected counts a model call can consume")
+        if cost is not None and not cost <= MAX_COST_USD:
+            raise ValueError(f"add_usage: the trial's cost would exceed ${MAX_COST_USD:,.0f}; "
+                             f"expected what model calls can cost")
+        self._tokens[0], self._tokens[1] = tokens
         self._tokens[2] += 1
-        if cost_usd is not None:
-            self._cost = (self._cost or 0.0) + cost_usd
+        if cost is not None:
+            self._cost = cost
 
     def usage(self) -> Usage | None:
         """What the trial's model calls consumed, if the adapter reported any."""

@@ -679,8 +679,12 @@ def _nested(levels: int) -> dict[str, Any]:
     # Valid JSON the session took: nested deeper than any record of the call can be written.
     [json.dumps({"type": "tool_call", "tool": "lookup_order",
                  "arguments": {"order_id": "A-1001", "note": _nested(400)}})],
+    # Each count readable, their sum too long to write as text (4,300 digits at most).
+    ['{"type": "usage", "input_tokens": ' + "9" * 4299 + ', "output_tokens": 1}'] * 12,
+    # Each cost finite, their sum infinite.
+    ['{"type": "usage", "input_tokens": 1, "output_tokens": 1, "cost_usd": 1e308}'] * 2,
 ], ids=["lone-surrogate-answer", "lone-surrogate-reasoning", "nan-cost", "negative-tokens",
-        "deeply-nested-arguments"])
+        "deeply-nested-arguments", "tokens-summing-past-text", "cost-summing-to-infinity"])
 def test_an_agent_cannot_end_the_gate_before_it_records_a_verdict(
         lines: list[str], example: Workspace, cli: RunCli, tmp_path: Path) -> None:
     """Text no UTF-8 file can hold, or usage no total can count, is that trial's error:
