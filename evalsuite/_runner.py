@@ -10,6 +10,7 @@ with the trials that would decide.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 import traceback
@@ -327,7 +328,12 @@ class Engine:
         """
         start = getattr(self.adapter, "start", None)
         if start is not None and slots > 0:
-            await start(slots)
+            # Waited on for one trial's timeout at most: an agent whose start never ends (a
+            # module whose import blocks, never saying it is ready) held the gate forever,
+            # with no verdict. Past it, each trial starts its process within its own timeout.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.timeout_s):
+                    await start(slots)
 
     async def run_case(self, case: EvalCase) -> CaseResult:
         """Run one case for its trials, one after another, and leave the adapter open.

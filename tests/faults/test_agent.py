@@ -106,3 +106,27 @@ def test_agent_hanging_past_its_timeout_is_an_error(ws: Workspace, faults: Fault
     assert_kept(before, recorded(ws))
     latest = open_store(ws).latest_verdict("refund-agent")
     assert latest is not None and latest.outcome == "error"
+
+
+@pytest.mark.attack
+def test_agent_whose_import_never_ends_is_an_error_not_a_gate_held_forever(
+        ws: Workspace, faults: Faults, cli: Cli) -> None:
+    """An agent module whose import blocks never tells the gate it is ready: the gate waited
+    for that before its first trial with no timeout, so it never ended and never stored a
+    verdict (the last one stood). Now the wait is one trial's timeout, and each trial that
+    cannot start its agent in time is an error."""
+    faults.inject("agent import never ends")
+    config = ws.root / "reinstate.toml"  # the file ends in its [gate] table
+    config.write_text(config.read_text() + "timeout_s = 3\nretries = 0\n")
+    hang = ws.root / "hang.fifo"
+    os.mkfifo(hang)
+    source = ws.agent_dir("refund-agent") / "refund_agent.py"
+    source.write_text(source.read_text()
+                      + f"\n\nwith open({str(hang)!r}) as _pipe:\n    _pipe.read()\n")
+    before = recorded(ws)
+    done = cli(ws, *GATE, "--trials", "1")
+    assert done.code == 3, done.out + done.err
+    assert_kept(before, recorded(ws))
+    latest = open_store(ws).latest_verdict("refund-agent")
+    assert latest is not None and latest.outcome == "error"
+    assert "timed out after 3 s" in latest.model_dump_json()
