@@ -40,8 +40,12 @@ _EMAIL = re.compile(
 _CARD = re.compile(r"(?<![A-Za-z0-9.,-])\d(?:[ -]?\d){12,18}(?![A-Za-z0-9]|-[A-Za-z0-9])")
 # Well-known token formats; only the ``secret`` group is replaced, so the prefix that says
 # which service a token is for stays readable.
+# A private key's body runs from its BEGIN line to the first END line after it
+# (:func:`_private_keys`); not one pattern, whose lazy body scanned to the text's end for
+# every BEGIN line with no END after it: quadratic in the text.
+_KEY_BEGIN = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+_KEY_END = re.compile(r"-----END [A-Z ]*PRIVATE KEY-----")
 _TOKENS = [re.compile(p) for p in (
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----(?P<secret>[\s\S]+?)-----END [A-Z ]*PRIVATE KEY-----",
     r"\beyJ(?P<secret>[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)",
     r"\b(?:sk|pk|rk)_(?:live|test)_(?P<secret>[A-Za-z0-9]{16,})",
     r"\bsk-(?:proj-|ant-(?:api\d\d-)?|svcacct-)?(?P<secret>[A-Za-z0-9_-]{20,})",
@@ -117,6 +121,20 @@ def _card(raw: str, number: int) -> str:
     return _relayout(raw, body + luhn.calc_check_digit(body))
 
 
+def _private_keys(text: str) -> list[tuple[int, int]]:
+    """The body of each private key in ``text``: from a BEGIN line to the first END line at
+    least one character after it, one pass over the text."""
+    bodies = []
+    at = 0
+    while (begin := _KEY_BEGIN.search(text, at)) is not None:
+        end = _KEY_END.search(text, begin.end() + 1)
+        if end is None:
+            break  # no END after this BEGIN line, so none after any later one either
+        bodies.append((begin.end(), end.start()))
+        at = end.end()
+    return bodies
+
+
 class Redactor:
     """Finds personal data and secrets in text and replaces them, the same value always
     by the same placeholder; one redactor serves one whole document (a case, an incident's
@@ -148,13 +166,23 @@ class Redactor:
             return text
         digit_count = len(text) - len(text.translate(_NO_DIGITS))
         spans: list[tuple[int, int, RedactionKind, str, Callable[[int], str]]] = []
+        # Which characters a span took already, so each new one is checked against its own
+        # length, not against every span before it: text an agent wrote with tens of
+        # thousands of addresses took minutes to redact (quadratic), after its trial's
+        # timeout, holding the gate without a verdict.
+        taken = bytearray(len(text))
 
         def take(start: int, end: int, kind: RedactionKind, key: str,
                  make: Callable[[int], str]) -> None:
-            if all(end <= s or start >= e for s, e, *_ in spans):
+            if start < end and 1 not in taken[start:end]:
+                taken[start:end] = b"\x01" * (end - start)
                 spans.append((start, end, kind, key, make))
 
-        for pattern in (_TOKENS if _TOKEN_HINT.search(text) else ()):
+        hinted = _TOKEN_HINT.search(text) is not None
+        for start, end in (_private_keys(text) if hinted else ()):
+            if _TOKEN_MARK not in text[start:end]:
+                take(start, end, "token", text[start:end], _token)
+        for pattern in (_TOKENS if hinted else ()):
             for match in pattern.finditer(text):
                 secret = match.group("secret")
                 if _TOKEN_MARK not in secret:
@@ -182,11 +210,14 @@ class Redactor:
                 key = phonenumbers.format_number(found.number,
                                                  phonenumbers.PhoneNumberFormat.E164)
                 take(found.start, found.end, "phone", key, functools.partial(_phone, raw))
-        numbered = [(start, end, make(self._number(kind, key)))
-                    for start, end, kind, key, make in sorted(spans, key=lambda s: s[0])]
-        for start, end, replacement in reversed(numbered):
-            text = text[:start] + replacement + text[end:]
-        return text
+        # Put together once, not one copy of the text per span (quadratic as well).
+        pieces: list[str] = []
+        at = 0
+        for start, end, kind, key, make in sorted(spans, key=lambda s: s[0]):
+            pieces += (text[at:start], make(self._number(kind, key)))
+            at = end
+        pieces.append(text[at:])
+        return "".join(pieces)
 
     def _keyed(self, key: str, text: str) -> str:
         """``text`` redacted; wholly a token placeholder when ``key`` names a secret and

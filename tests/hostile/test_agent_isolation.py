@@ -709,6 +709,34 @@ def test_an_agent_cannot_end_the_gate_before_it_records_a_verdict(
 
 @pytest.mark.slow
 @pytest.mark.attack
+@pytest.mark.parametrize("answer", [
+    "-----BEGIN PRIVATE KEY-----" * 40_000,  # no END line after any of them
+    " ".join(f"user{i}@example.com" for i in range(20_000)),
+], ids=["begin-lines-without-end", "many-addresses"])
+def test_an_answer_slow_to_redact_does_not_hold_the_gate(
+        answer: str, example: Workspace, cli: RunCli, tmp_path: Path) -> None:
+    """The run file is redacted after each trial, outside its timeout. An answer of a
+    megabyte of private-key BEGIN lines, or of 20,000 addresses, took the redactor minutes
+    to hours (quadratic), so the gate outlived any CI job with no verdict and the last
+    one, a pass on the same files, still cleared the agent. Now it is redacted in one
+    pass: the gate records the failing verdict and check refuses."""
+    switch = tmp_path / "misbehave"
+    (example.agent_dir(AGENT) / "switched_agent.py").write_text(SWITCHED)
+    _use_adapter(example, {"kind": "subprocess",
+                           "command": [sys.executable, "switched_agent.py", str(switch)]})
+    first = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert first.returncode == 0, first.stdout + first.stderr
+    switch.write_text(json.dumps({"type": "output", "content": answer}) + "\n")
+    second = cli("gate", AGENT, "--trials", "1", cwd=example.root)
+    assert second.returncode == 1, second.stdout + second.stderr
+    latest = open_store(example).latest_verdict(AGENT)
+    assert latest is not None and latest.outcome == "fail"
+    check = cli("check", AGENT, cwd=example.root)
+    assert check.returncode != 0, check.stdout + check.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.attack
 def test_an_agent_writing_markup_or_escape_codes_does_not_clear_or_end_the_gate(
         example: Workspace, cli: RunCli, tmp_path: Path) -> None:
     """What the agent says reaches the gate's table as findings: a stray Rich closing tag
