@@ -245,7 +245,7 @@ def _as_json(output: str) -> tuple[bool, Any]:
     """
     try:
         return True, json.loads(output, parse_constant=_not_json)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than Python parses: not JSON here
         return False, None
 
 

@@ -310,7 +310,17 @@ class Engine:
                                seconds=time.perf_counter() - start,
                                blocked_calls=session.blocked)
         run = self._run(case, number, session, answer)
-        judgements = judge_trial(case, run, session.denials, self.acceptance)
+        try:
+            judgements = judge_trial(case, run, session.denials, self.acceptance)
+        except Exception as exc:
+            # Judging reads what the agent wrote (its answer parsed as JSON, schemas and
+            # expressions over it): an answer that breaks a judge ("[" nested 100,000 deep
+            # raised RecursionError) is that trial's error. It ended the gate with a
+            # traceback and no verdict, and the last one stood.
+            return TrialResult(trial=number, passed=False,
+                               error=f"could not judge the trial: {_said(exc, 0)}", run=run,
+                               attempts=attempts, seconds=time.perf_counter() - start,
+                               blocked_calls=session.blocked)
         return TrialResult.model_construct(
             trial=number, passed=all(j.passed for j in judgements), error=None, run=run,
             judgements=judgements, attempts=attempts, seconds=time.perf_counter() - start,

@@ -807,3 +807,29 @@ def test_a_verdict_never_names_agent_files_that_changed_while_it_ran_does_not_cl
     assert "agents/refund-agent/notes.txt" in gated.stdout
     latest = open_store(example).latest_verdict(AGENT)
     assert latest is not None and latest.outcome == "error"
+
+
+@pytest.mark.attack
+def test_an_answer_no_judge_can_parse_is_judged_not_the_end_of_the_run(
+        tmp_path: Path) -> None:
+    """An answer of "[" nested 100,000 deep made the JSON parser raise RecursionError while
+    the trial was judged, outside the trial's own error handling: the run ended with it
+    (the gate with a traceback and no verdict, so the last one stood). Now the answer is
+    not JSON to the criteria, and the trial does not pass."""
+    (tmp_path / "agent.py").write_text(textwrap.dedent('''
+        import json, sys
+        for line in sys.stdin:
+            deep = "[" * 100_000 + "]" * 100_000
+            print(json.dumps({"type": "output", "content": deep}), flush=True)
+    '''))
+    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0", "adapter": {
+        "kind": "subprocess", "command": [sys.executable, "agent.py"]}})
+    case = EvalCase.model_validate({
+        "id": "structured", "agent": "support", "tags": ["refund_request"],
+        "input": {"messages": [{"role": "user", "content": "Refund A-1 as JSON."}]},
+        "expect": [{"kind": "output_schema", "json_schema": {"type": "object"}}]})
+    engine = Engine(build_adapter(spec, tmp_path / "agent.yaml"),
+                    RunSettings(trials=1, retries=0, timeout_s=60))
+    [result] = run_cases(engine, [case])
+    [trial] = result.trials
+    assert not trial.passed and result.outcome != "pass"
