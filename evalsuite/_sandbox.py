@@ -247,7 +247,10 @@ class Confinement:
         if self.sandbox == "landlock":
             reads = [arg for path in self._read_only for arg in ("--read", str(path))]
             namespace = ["--pid-namespace"] if self.pid_namespace else []
-            return [*launcher, "--writable", str(self.home), *namespace, *reads, "--", *argv]
+            # Linux only (prctl); bubblewrap's --die-with-parent does the same.
+            gate = ["--gate", str(os.getpid())] if sys.platform.startswith("linux") else []
+            return [*launcher, "--writable", str(self.home), *namespace, *gate, *reads, "--",
+                    *argv]
         if self.sandbox == "bubblewrap":
             bwrap = shutil.which("bwrap") or "bwrap"
             return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",

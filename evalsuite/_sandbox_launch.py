@@ -239,6 +239,22 @@ def _exit_as(status: int) -> NoReturn:
     os._exit(128 - code)
 
 
+def die_with(gate: int) -> None:
+    """Be killed when the gate that started this process ends, however it ends (SIGKILL,
+    a cancelled CI job): without it the agent, its PID namespace held up by this process,
+    lived on after the gate, still reading the workspace and holding locks on the state
+    store. Exit 126 when the gate is already gone."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL,
+                                               0, 0, 0) != 0:
+        print("reinstate sandbox: cannot tie the agent to the gate's life (prctl)",
+              file=sys.stderr)
+        sys.exit(126)
+    if os.getppid() != gate:  # it died before the prctl held
+        sys.exit(126)
+
+
 def agent_env() -> dict[str, str]:
     """The agent's environment as the gate handed it over; exit 126 without a whole one
     (the agent never starts with this process's environment by accident)."""
@@ -260,11 +276,14 @@ def main() -> None:
     parser.add_argument("--writable")
     parser.add_argument("--read", action="append", default=[])
     parser.add_argument("--pid-namespace", action="store_true")
+    parser.add_argument("--gate", type=int)
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("no command to run after --")
+    if args.gate is not None:
+        die_with(args.gate)
     env = agent_env()
     if args.pid_namespace:
         try:

@@ -833,3 +833,46 @@ def test_an_answer_no_judge_can_parse_is_judged_not_the_end_of_the_run(
     [result] = run_cases(engine, [case])
     [trial] = result.trials
     assert not trial.passed and result.outcome != "pass"
+
+
+@needs_sandbox
+@pytest.mark.attack
+def test_the_agent_does_not_outlive_a_killed_gate(tmp_path: Path) -> None:
+    """A gate killed mid-trial (SIGKILL, a cancelled CI job) never stops its agents: under
+    Landlock the launcher holding the agent's PID namespace lived on, so the agent and all
+    it started ran on after the gate, reading the workspace and able to hold the state
+    store's locks. Now the launcher dies with the gate, and the namespace with it."""
+    marker = "600.7373"
+    # The marker names the agent's script too: every process of it is found and cleaned up.
+    (tmp_path / f"agent-{marker}.py").write_text(textwrap.dedent(f"""
+        import subprocess, sys, time
+        sys.stdin.readline()  # the first trial: start something, then never answer,
+        subprocess.Popen(["sleep", "{marker}"], start_new_session=True)
+        time.sleep(600)  # not even when the gate's end closes the pipes
+    """))
+    (tmp_path / "gate.py").write_text(textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from evalsuite import AgentSpec, Engine, EvalCase, RunSettings, build_adapter, run_cases
+        spec = AgentSpec.model_validate({{"name": "support", "version": "2.0.0", "adapter": {{
+            "kind": "subprocess", "command": [sys.executable, "agent-{marker}.py"]}}}})
+        case = EvalCase.model_validate({{"id": "c", "agent": "support", "tags": ["t"],
+            "input": {{"messages": [{{"role": "user", "content": "hi"}}]}},
+            "expect": [{{"kind": "output_contains", "text": "hello"}}]}})
+        run_cases(Engine(build_adapter(spec, Path({str(tmp_path / "agent.yaml")!r})),
+                         RunSettings(trials=1, retries=0, timeout_s=600)), [case])
+    """))
+    gate = subprocess.Popen([sys.executable, str(tmp_path / "gate.py")], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        deadline = time.monotonic() + 60
+        while not live_processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert live_processes_with(marker), "the agent never started its grandchild"
+    finally:
+        gate.kill()
+        gate.wait()
+    left = _wait_until_gone(marker, 10)
+    for pid in left:  # the test's own leftovers, so a failure does not outlive it
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
