@@ -41,6 +41,18 @@ from evalsuite._sandbox import Confinement, Isolation, choose_sandbox, describe
 from evalsuite._session import AgentSession, MissingFixture, ToolDenied, ToolFailed
 
 _LIMIT = 16 * 1024 * 1024  # the longest line an agent may write
+# What a trial's error keeps of the agent's own words: each stderr line of the tail, and
+# its error message. Kept whole, twenty 16 MiB stderr lines made one errored trial's error
+# 320 MiB of text, held until the verdict (and written into the run file) for every
+# errored trial, until the system killed the gate and no verdict was stored.
+_SAID = 1000
+
+
+def _clipped(text: str) -> str:
+    """``text``, cut to :data:`_SAID` characters, saying so."""
+    if len(text) <= _SAID:
+        return text
+    return f"{text[:_SAID]}… ({len(text) - _SAID:,} more characters)"
 
 
 class _Reported(Exception):
@@ -67,7 +79,7 @@ class _Worker:
     async def _read_stderr(self) -> None:
         assert self.process.stderr is not None
         async for line in self.process.stderr:
-            self.stderr.append(line.decode(errors="replace").rstrip())
+            self.stderr.append(_clipped(line.decode(errors="replace").rstrip()))
 
     def crashed(self, what: str) -> AgentCrashed:
         tail = " | ".join(self.stderr) if self.stderr else "nothing on stderr"
@@ -233,7 +245,7 @@ class ProcessPool:
                     raise worker.crashed("sent an output without text content")
                 return content
             if kind == "error":
-                text = str(message.get("message", "the agent reported an error"))
+                text = _clipped(str(message.get("message", "the agent reported an error")))
                 # The process ended the conversation cleanly: it may serve the next one.
                 raise _Reported(text, retry=message.get("retry") is True)
             if kind == "tool_call":

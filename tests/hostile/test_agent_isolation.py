@@ -876,3 +876,25 @@ def test_the_agent_does_not_outlive_a_killed_gate(tmp_path: Path) -> None:
     for pid in left:  # the test's own leftovers, so a failure does not outlive it
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("said", [
+    'for _ in range(20):\n    sys.stderr.write("E" * 1_000_000 + "\\n")\nsys.exit(3)',
+    'print(json.dumps({"type": "error", "message": "E" * 4_000_000}), flush=True)',
+], ids=["stderr-lines", "error-message"])
+def test_what_an_agent_says_when_it_fails_does_not_fill_the_gate(said: str,
+                                                                  tmp_path: Path) -> None:
+    """A trial's error quotes the agent (its last stderr lines, its error message), and
+    each errored trial's error is held until the verdict and written to the run file. It
+    was quoted whole: 20 lines of 16 MiB made 320 MiB a trial, enough over a suite to have
+    the system kill the gate with no verdict stored. Now each is cut, saying so."""
+    (tmp_path / "agent.py").write_text("import json, sys\nsys.stdin.readline()\n" + said + "\n")
+    spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0", "adapter": {
+        "kind": "subprocess", "command": [sys.executable, "agent.py"]}})
+    engine = Engine(build_adapter(spec, tmp_path / "agent.yaml"),
+                    RunSettings(trials=1, retries=0, timeout_s=60))
+    [trial] = run_cases(engine, [_case()])[0].trials
+    assert trial.error is not None and not trial.passed
+    assert "more characters" in trial.error
+    assert len(trial.error) < 64_000
