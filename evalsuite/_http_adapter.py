@@ -67,7 +67,8 @@ class HttpAdapter:
         import httpx
 
         try:
-            response = await self._http().post(self._spec.url, json=body)
+            async with self._http().stream("POST", self._spec.url, json=body) as response:
+                await _read_bounded(response, self._spec.url)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise TransportError(f"{self._spec.url}: {type(exc).__name__}: {exc}") from None
         if response.status_code >= 400:
@@ -160,6 +161,29 @@ class HttpAdapter:
             await self._client.aclose()
             self._client = None
 
+
+
+MAX_BODY = 64 * 1024 * 1024
+"""Bytes of one response (decompressed) the adapter reads: four times what a trial may
+record, so any answer a trial can hold fits, escaped."""
+
+
+async def _read_bounded(response: httpx.Response, url: str) -> None:
+    """Read ``response``'s body, at most :data:`MAX_BODY` bytes once decompressed.
+
+    Read whole, an endpoint's endless or gzip-bombed body grew the gate's memory until the
+    system killed it, with no verdict stored (the last one stood); now it is the trial's
+    error. The body is then the response's, as ``read()`` leaves it.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise AgentCrashed(f"{url}: HTTP {response.status_code}: answered with more "
+                               f"than {MAX_BODY:,} bytes; expected one chat completion")
+        chunks.append(chunk)
+    response._content = b"".join(chunks)  # what response.read() sets
 
 
 def _place(spec: HttpAdapterSpec, agent: AgentSpec) -> str:

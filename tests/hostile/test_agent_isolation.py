@@ -898,3 +898,44 @@ def test_what_an_agent_says_when_it_fails_does_not_fill_the_gate(said: str,
     assert trial.error is not None and not trial.passed
     assert "more characters" in trial.error
     assert len(trial.error) < 64_000
+
+
+@pytest.mark.attack
+def test_an_endpoint_answering_without_end_is_the_trials_error(tmp_path: Path) -> None:
+    """An HTTP agent's response was read whole: a gzip bomb (a few hundred KiB that
+    decompress to 256 MiB here, to gigabytes as easily) or an endless body grew the gate's
+    memory until the system killed it, with no verdict stored. Now reading stops past
+    64 MiB and the trial is that error."""
+    import gzip
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bomb = gzip.compress(b" " * (256 * 1024 * 1024), compresslevel=9)
+
+    class Bomb(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            self.wfile.write(bomb)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Bomb)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = AgentSpec.model_validate({"name": "support", "version": "2.0.0", "adapter": {
+            "kind": "http", "url": f"http://127.0.0.1:{server.server_port}/v1/chat",
+            "model": "m"}})
+        engine = Engine(build_adapter(spec, tmp_path / "agent.yaml"),
+                        RunSettings(trials=1, retries=0, timeout_s=60))
+        [trial] = run_cases(engine, [_case()])[0].trials
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not trial.passed and trial.error is not None
+    assert "answered with more than 67,108,864 bytes" in trial.error
