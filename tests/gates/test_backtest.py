@@ -479,13 +479,7 @@ def test_an_incident_label_never_lands_on_another_run_with_its_id(example: Works
     on those calls, "Harmful, stopped: 3", exit 0. The labels know their steps now: the
     mismatch is bad input naming the step, nothing is decided."""
     incident_id = captured(example)
-    older = [{"schema_version": 1, "kind": "run", "run_id": HARMFUL_RUN, "agent": AGENT}]
-    older += [{"run_id": HARMFUL_RUN, "kind": "tool_call", "tool": "wipe_cache",
-               "arguments": {}, "call_id": f"c-{i}"} if i in (4, 6, 8)
-              else {"run_id": HARMFUL_RUN, "kind": "reasoning", "content": "…"}
-              for i in range(9)]
-    log = example.root / "logs" / "2026-11-24-refund-agent.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in older))
+    log = _older_log_reusing_the_harmful_runs_id(example)
     alone = cli("backtest", AGENT, "--logs", LOG, "--incident", incident_id, cwd=example.root)
     assert alone.returncode == 1 and "Harmful, still allowed: 3" in alone.stdout
     done = cli("backtest", AGENT, "--logs", str(log), LOG, "--incident", incident_id,
@@ -712,13 +706,7 @@ def test_a_labels_file_agreeing_with_a_case_keeps_the_cases_check_of_its_step(
                and route_call(controls, whole.steps[i], whole.steps[:i],
                               whole.context).effect == "allow"]
     assert allowed == [4, 6]  # the refund and the email still go through today
-    older = [{"schema_version": 1, "kind": "run", "run_id": HARMFUL_RUN, "agent": AGENT}]
-    older += [{"run_id": HARMFUL_RUN, "kind": "tool_call", "tool": "wipe_cache",
-               "arguments": {}, "call_id": f"c-{i}"} if i in (4, 6, 8)
-              else {"run_id": HARMFUL_RUN, "kind": "reasoning", "content": "…"}
-              for i in range(9)]
-    log = example.root / "logs" / "2026-11-24-refund-agent.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in older))
+    log = _older_log_reusing_the_harmful_runs_id(example)
     labels = example.root / "labels.jsonl"
     labels.write_text("".join(json.dumps({"run_id": HARMFUL_RUN, "step": step,
                                           "label": "harmful"}) + "\n" for step in (4, 6, 8)))
@@ -900,3 +888,16 @@ def test_a_conversation_guarded_turn_by_turn_under_one_id_backtests_as_its_log_h
                cwd=example.root)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Good, blocked: 0" in done.stdout, done.stdout
+
+
+def _older_log_reusing_the_harmful_runs_id(ws: Workspace) -> Path:
+    """An older log holding another run with the captured run's id, whose steps 4, 6 and 8
+    (where INC-1's harm is) are `wipe_cache` calls today's permissions deny."""
+    older = [{"schema_version": 1, "kind": "run", "run_id": HARMFUL_RUN, "agent": AGENT}]
+    older += [{"run_id": HARMFUL_RUN, "kind": "tool_call", "tool": "wipe_cache",
+               "arguments": {}, "call_id": f"c-{i}"} if i in (4, 6, 8)
+              else {"run_id": HARMFUL_RUN, "kind": "reasoning", "content": "…"}
+              for i in range(9)]
+    log = ws.root / "logs" / "2026-11-24-refund-agent.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in older))
+    return log

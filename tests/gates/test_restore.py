@@ -238,17 +238,9 @@ def test_a_verdict_made_before_a_containment_verifies_none_of_its_changes(
     changes; restore refuses until a gate runs again."""
     from datetime import timedelta
 
-    from gates import record_change, record_finding, schedule_review
-    from regressions import LAYERS
+    from gates import schedule_review
 
-    incident_id = opened_again(back_in_full)
-    for layer in LAYERS:
-        record_finding(back_in_full, incident_id, layer=layer, gap=True,
-                       description=f"{layer} gap", actor=ACTOR)
-    for layer, finding in (("tool_permission_boundary", "F-1"), ("eval_coverage", "F-2"),
-                           ("acceptance_criteria", "F-3"), ("review_gate", "F-4")):
-        record_change(back_in_full, incident_id, layer=layer,  # type: ignore[arg-type]
-                      addresses=[finding], description=f"fix {layer}", actor=ACTOR)
+    incident_id = _reopened_with_every_change(back_in_full)
     schedule_review(back_in_full, incident_id, on=(utc_now() + timedelta(days=7)).date(),
                     actor=ACTOR)
     code, out, err = inline_cli(back_in_full, "restore", "refund-agent")
@@ -270,17 +262,9 @@ def test_a_containment_time_moved_back_by_hand_does_not_date_an_old_verdict_afte
 
     import yaml
 
-    from gates import record_change, record_finding, schedule_review
-    from regressions import LAYERS
+    from gates import record_change, schedule_review
 
-    incident_id = opened_again(back_in_full)
-    for layer in LAYERS:
-        record_finding(back_in_full, incident_id, layer=layer, gap=True,
-                       description=f"{layer} gap", actor=ACTOR)
-    for layer, finding in (("tool_permission_boundary", "F-1"), ("eval_coverage", "F-2"),
-                           ("acceptance_criteria", "F-3"), ("review_gate", "F-4")):
-        record_change(back_in_full, incident_id, layer=layer,  # type: ignore[arg-type]
-                      addresses=[finding], description=f"fix {layer}", actor=ACTOR)
+    incident_id = _reopened_with_every_change(back_in_full)
     record_change(back_in_full, incident_id, layer="prompt", addresses=[],
                   description="agent 1.5.0", actor=ACTOR)
     schedule_review(back_in_full, incident_id, on=(utc_now() + timedelta(days=7)).date(),
@@ -325,3 +309,21 @@ def test_a_review_dated_before_the_incident_is_not_a_post_incident_review(
     assert "INC-1's post-incident review (2000-01-01) is dated before the incident was " \
            "detected" in " ".join(refused.stderr.split())
     assert read_mode(restorable, "refund-agent").mode == "review"
+
+
+def _reopened_with_every_change(ws: Workspace) -> str:
+    """The id of a restored incident opened again by hand (its file deleted), contained,
+    with a finding on every layer and a change addressing each: the same ids as the deleted
+    incident's."""
+    from gates import record_change, record_finding
+    from regressions import LAYERS
+
+    incident_id = opened_again(ws)
+    for layer in LAYERS:
+        record_finding(ws, incident_id, layer=layer, gap=True, description=f"{layer} gap",
+                       actor=ACTOR)
+    for layer, finding in (("tool_permission_boundary", "F-1"), ("eval_coverage", "F-2"),
+                           ("acceptance_criteria", "F-3"), ("review_gate", "F-4")):
+        record_change(ws, incident_id, layer=layer,  # type: ignore[arg-type]
+                      addresses=[finding], description=f"fix {layer}", actor=ACTOR)
+    return incident_id
