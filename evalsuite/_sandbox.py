@@ -18,7 +18,8 @@ subprocess adapters start gets:
   executes the agent, so every descendant inherits the rules; or bubblewrap when Landlock
   is unavailable. Under Landlock the agent can read every top-level folder except
   ``/proc`` (so it cannot read the gate's environment or memory), and, from Landlock ABI
-  6, cannot signal processes outside its sandbox.
+  6, cannot signal processes outside its sandbox. Under either, it reads nothing of
+  :attr:`Isolation.hidden` (the state store, its lock files, the store's credentials).
 
 :func:`describe` says which of these the agent got, for the verdict.
 
@@ -92,11 +93,15 @@ class Isolation:
             ``landlock``, ``bubblewrap`` (an error when unavailable) or ``none``.
         read_only: Folders the agent may read under Landlock; empty means every
             top-level folder except ``/proc``.
+        hidden: Files and folders the agent may not read at all, even where it may read
+            the folder they are in (the state store and its lock files, the store's
+            credential files); enforced by both sandboxes, not without one.
     """
 
     env: tuple[str, ...] = ()
     sandbox: SandboxChoice = "auto"
     read_only: tuple[Path, ...] = ()
+    hidden: tuple[Path, ...] = ()
 
     def __post_init__(self) -> None:
         for name in self.env:
@@ -240,12 +245,14 @@ class Confinement:
             self.remove()
             raise
         self._read_only = isolation.read_only
+        self._hidden = hidden_places(isolation.hidden)
 
     def command(self, argv: Sequence[str], cwd: Path) -> list[str]:
         """``argv`` wrapped in the sandbox, ready to start in ``cwd`` with :attr:`start_env`."""
         launcher = [sys.executable, "-I", str(LAUNCHER)]
         if self.sandbox == "landlock":
             reads = [arg for path in self._read_only for arg in ("--read", str(path))]
+            reads += [arg for path in self._hidden for arg in ("--hide", str(path))]
             namespace = ["--pid-namespace"] if self.pid_namespace else []
             # Linux only (prctl); bubblewrap's --die-with-parent does the same.
             gate = ["--gate", str(os.getpid())] if sys.platform.startswith("linux") else []
@@ -253,8 +260,9 @@ class Confinement:
                     *argv]
         if self.sandbox == "bubblewrap":
             bwrap = shutil.which("bwrap") or "bwrap"
-            return [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                    "--unshare-pid", "--die-with-parent", "--new-session",
+            return [bwrap, "--ro-bind", "/", "/", *masks(self._hidden),
+                    "--dev", "/dev", "--proc", "/proc", "--unshare-pid", "--die-with-parent",
+                    "--new-session",
                     "--bind", str(self.home), str(self.home), "--chdir", str(cwd), "--",
                     *launcher, "--", *argv]
         return list(argv)
@@ -299,6 +307,44 @@ class Confinement:
         """Delete the private folder and whatever the agent left in it."""
         shutil.rmtree(self.home, ignore_errors=True)
         _LIVE_HOMES.discard(self.home)
+
+
+def hidden_places(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` as the sandboxes hide them: absolute, links resolved, and each one that
+    does not exist yet replaced by its first missing folder, so that what is created there
+    during the run (a store's ``-wal`` file, its folder) is hidden too."""
+    places: set[Path] = set()
+    for path in paths:
+        place = path.resolve()
+        while place.parent != place and not os.path.lexists(place.parent):
+            place = place.parent
+        places.add(place)
+    return sorted(places)
+
+
+def masks(hidden: Sequence[Path]) -> list[str]:
+    """bubblewrap arguments that hide ``hidden`` (from :func:`hidden_places`): each folder
+    holding a hidden path becomes an empty read-only folder into which every other entry
+    is bound back, so an entry made there later (a store's ``-shm`` file) is not seen."""
+    args: list[str] = []
+    parents = sorted({place.parent for place in hidden}, key=lambda p: (len(p.parts), p))
+    for parent in parents:
+        if any(parent == place or place in parent.parents for place in hidden):
+            continue  # inside a hidden folder: gone already
+        try:
+            entries = sorted(parent.iterdir())
+        except OSError:
+            continue  # not a folder we can list: nothing under it can be read either
+        args += ["--tmpfs", str(parent)]
+        for entry in entries:
+            if entry in hidden:
+                continue
+            if entry.is_symlink():  # kept a link: what it points to is hidden where it is
+                args += ["--symlink", str(entry.readlink()), str(entry)]
+            else:
+                args += ["--ro-bind-try", str(entry), str(entry)]
+        args += ["--remount-ro", str(parent)]
+    return args
 
 
 # Private folders of agent processes not stopped yet: an adapter nobody closed (a one-off

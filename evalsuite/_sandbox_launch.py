@@ -3,7 +3,8 @@
 Run by path with the gate's Python in isolated mode (``-I``), never imported by the gate.
 Landlock rules are inherited by every descendant and survive ``execve``, so the agent and
 anything it starts, detached or not, can write only to ``DIR`` and read every top-level
-folder except ``/proc`` (or only the ``--read`` folders given); where the kernel's Landlock
+folder except ``/proc`` (or only the ``--read`` folders given), never a ``--hide`` path
+(the state store, its credential files); where the kernel's Landlock
 can scope signals (ABI 6), they cannot signal any process outside the sandbox either.
 Without ``--writable`` it only hands the environment over (inside bubblewrap, which
 confines it already).
@@ -52,9 +53,10 @@ RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """Signals this launcher passes on to the agent in its PID namespace."""
 
 
-def apply_landlock(writable: str, readable: list[Path]) -> None:
-    """Restrict this process (and all it starts) to writing ``writable`` only, and to
-    signalling only processes inside the sandbox where the kernel can scope signals."""
+def apply_landlock(writable: str, readable: list[Path], hidden: list[Path]) -> None:
+    """Restrict this process (and all it starts) to writing ``writable`` only, reading
+    nothing of ``hidden``, and signalling only processes inside the sandbox where the
+    kernel can scope signals."""
     from landlock import FSAccess, Ruleset, landlock_abi_version
 
     read = FSAccess.EXECUTE | FSAccess.READ_FILE | FSAccess.READ_DIR
@@ -67,21 +69,50 @@ def apply_landlock(writable: str, readable: list[Path]) -> None:
     if not readable:
         # Every top-level entry but /proc: the gate's environment and memory stay unread.
         readable = [path for path in sorted(Path("/").iterdir()) if path.name != "proc"]
+    carved: set[Path] = set()
     for path in readable:
-        try:
-            mode = path.stat().st_mode
-        except OSError:
-            continue  # a dangling link or a vanished mount grants nothing
-        if stat.S_ISDIR(mode):
-            ruleset.allow(path, rules=read)
-            if path == Path("/dev"):
-                _allow_devices(ruleset, path, device)
-        elif stat.S_ISREG(mode):
-            ruleset.allow(path, rules=read_file)
+        _allow_reading(ruleset, path, hidden, carved, read, read_file, device)
     ruleset.allow(writable)
     ruleset.apply()
     if landlock_abi_version() >= 6:
         scope_outside()
+
+
+def _allow_reading(ruleset: Any, path: Path, hidden: list[Path], carved: set[Path],
+                   read: Any, read_file: Any, device: Any) -> None:
+    """Let the sandbox read ``path`` except what lies in ``hidden`` (absolute, resolved).
+
+    A Landlock right given on a folder reaches everything under it and cannot be taken
+    back below, so a folder holding a hidden path gets only the right to list its names,
+    and each of its entries is granted on its own, the hidden ones never; an entry created
+    after this (a store's ``-shm`` file) is unreadable too. Entries are granted where they
+    resolve to, so a link cannot lead back into what is hidden."""
+    from landlock import FSAccess
+
+    try:
+        resolved = path.resolve(strict=True)
+        mode = resolved.stat().st_mode
+    except (OSError, RuntimeError):
+        return  # a dangling link, a loop or a vanished mount grants nothing
+    if any(resolved == place or place in resolved.parents for place in hidden):
+        return
+    if stat.S_ISDIR(mode) and any(resolved in place.parents for place in hidden):
+        if resolved in carved:
+            return
+        carved.add(resolved)
+        ruleset.allow(resolved, rules=FSAccess.READ_DIR)
+        try:
+            entries = sorted(resolved.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            _allow_reading(ruleset, entry, hidden, carved, read, read_file, device)
+    elif stat.S_ISDIR(mode):
+        ruleset.allow(resolved, rules=read)
+        if resolved == Path("/dev"):
+            _allow_devices(ruleset, resolved, device)
+    elif stat.S_ISREG(mode):
+        ruleset.allow(resolved, rules=read_file)
 
 
 def _allow_devices(ruleset: Any, dev: Path, device: Any) -> None:
@@ -275,6 +306,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="reinstate-sandbox")
     parser.add_argument("--writable")
     parser.add_argument("--read", action="append", default=[])
+    parser.add_argument("--hide", action="append", default=[])
     parser.add_argument("--pid-namespace", action="store_true")
     parser.add_argument("--gate", type=int)
     parser.add_argument("command", nargs=argparse.REMAINDER)
@@ -294,7 +326,8 @@ def main() -> None:
             sys.exit(126)
     if args.writable is not None:
         try:
-            apply_landlock(args.writable, [Path(p) for p in args.read])
+            apply_landlock(args.writable, [Path(p) for p in args.read],
+                           [Path(p) for p in args.hide])
         except Exception as exc:  # the agent never runs unconfined by accident
             print(f"reinstate sandbox: cannot apply Landlock: {exc}", file=sys.stderr)
             sys.exit(126)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -281,6 +281,9 @@ class Config(Record):
         return self
 
 
+# Where libpq reads a password, a service definition or a client key from when set.
+_LIBPQ_FILES = ("PGPASSFILE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGSSLKEY", "PGSSLCERT")
+
 # ``${NAME}`` in a URL, as the PostgreSQL store fills it from the environment.
 _URL_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -355,6 +358,23 @@ class Workspace:
     def lock_dir(self) -> Path:
         """Lock files of concurrent writers; beside the state store, out of git."""
         return self.state_path.parent / "locks"
+
+    def agent_isolation(self) -> Isolation:
+        """How agent code run for evals is confined: ``[agent]``, and never a read of the
+        state store. Reading is enough to harm: the SQLite store holds every verdict,
+        approval and mode, and a read lock the agent takes on it, its ``-shm`` file or a
+        lock file stands in the way of the store's writers (``reinstate contain``); a
+        PostgreSQL store's password file lets the agent connect and write verdicts,
+        approvals and modes. So the sandbox hides the SQLite file with its companions, the
+        lock files and, with a ``[state] url``, the files libpq takes credentials from."""
+        state = self.state_path
+        hidden = [state, *(state.with_name(state.name + end)
+                           for end in ("-wal", "-shm", "-journal")), self.lock_dir]
+        if self.config.state.url is not None:
+            home = Path.home()
+            hidden += [home / ".pgpass", home / ".pg_service.conf", home / ".postgresql"]
+            hidden += [Path(os.environ[name]) for name in _LIBPQ_FILES if os.environ.get(name)]
+        return replace(self.config.agent.isolation(), hidden=tuple(hidden))
 
     def incidents(self) -> IncidentBook:
         """The incident records."""

@@ -80,7 +80,7 @@ def engine_for(inputs: GateInputs, *, trials: int | None = None, adapter: str | 
                            timeout_s=config.timeout_s, retries=config.retries,
                            confidence=config.confidence, max_steps=config.max_steps)
     built = build_adapter(inputs.agent, inputs.agent_file, adapter,
-                          workspace.config.agent.isolation())
+                          workspace.agent_isolation())
     return Engine(adapter=built, settings=settings,
                   acceptance=inputs.controls.acceptance.criteria,
                   policy=policy_of(inputs.controls), tools=tool_specs(inputs.controls))

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -33,7 +34,7 @@ from evalsuite import (
 )
 from gates import EvalsResult, Workspace, open_store, run_gate
 from tests.conftest import RunCli, tree
-from tests.helpers import ACTOR, captured, live_processes_with, one_trial
+from tests.helpers import ACTOR, captured, contained, live_processes_with, one_trial
 
 AGENTS = Path(__file__).parent.parent / "data" / "agents"
 AGENT = "refund-agent"
@@ -377,6 +378,128 @@ def test_the_sandbox_lets_the_agent_write_only_its_private_folder(kind: str, san
     assert report["read_gate_environ"].startswith("denied")
     assert not (tmp_path / "escaped.txt").exists()
     assert not Path(report["tmp"]).exists()
+
+
+# The agent tries to read and take a read lock (which holds off the store's writers) on
+# each of these; its answer says what it reached.
+STORE_SPY = """
+import fcntl, json
+report = {}
+for what, path in json.loads(os.environ["SPY_TARGETS"]).items():
+    try:
+        if os.path.isdir(path):  # a folder of lock files: its first one
+            path = os.path.join(path, sorted(os.listdir(path))[0])
+        with open(path, "rb") as handle:
+            fcntl.lockf(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            handle.read()
+        report[what] = "read and locked"
+    except OSError as exc:
+        report[what] = f"denied ({exc.strerror})"
+return "SPY " + json.dumps(report)
+"""
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
+def test_the_agent_cannot_read_the_state_store_or_its_credentials(
+        sandbox: Any, store: str, example: Workspace, cli: RunCli, tmp_path: Path) -> None:
+    """The sandboxed agent could read the whole SQLite store (every verdict, approval and
+    mode) and hold a read lock on it, its ``-shm`` file and the lock files, against the
+    gate and ``reinstate contain``; with a PostgreSQL store it could read ``~/.pgpass`` or
+    ``$PGPASSFILE`` and connect to write verdicts. None of them can be opened now, under
+    either sandbox, while the workspace's other files still can."""
+    contained(example)  # a store with its lock files
+    state = example.state_path
+    shm = state.with_name(state.name + "-shm")
+    with sqlite3.connect(state) as conn:  # the -shm file a live reader keeps
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("SELECT count(*) FROM verdicts").fetchone()
+        assert shm.exists() and any(example.lock_dir.iterdir())
+        home, elsewhere = tmp_path / "home", tmp_path / "secrets"
+        home.mkdir()
+        elsewhere.mkdir()
+        (home / ".pgpass").write_text("*:*:*:reinstate:store-password\n")
+        (elsewhere / "passfile").write_text("*:*:*:reinstate:store-password\n")
+        targets = {"store": str(state), "shm": str(shm), "locks": str(example.lock_dir),
+                   "config": str(example.root / "reinstate.toml")}
+        if store == "postgresql":
+            targets |= {"pgpass": str(home / ".pgpass"), "passfile": str(elsewhere / "passfile")}
+        _configure(example, f'sandbox = "{sandbox}"')
+        if store == "postgresql":  # never reached: eval stores nothing
+            config = example.root / "reinstate.toml"
+            config.write_text(config.read_text() + '\n[state]\nurl = '
+                              '"postgresql://reinstate@127.0.0.1:1/reinstate"\n')
+        _wrap_agent(example, STORE_SPY)
+        path = example.agent_dir(AGENT) / "agent.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["adapter"]["env"] = {"SPY_TARGETS": json.dumps(targets)}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        run = cli("eval", AGENT, "--cases", "greeting", "--trials", "1", cwd=example.root,
+                  env={"HOME": str(home), "PGPASSFILE": str(elsewhere / "passfile")})
+    assert run.returncode in (0, 1), run.stdout + run.stderr
+    (run_file,) = [line.split(": ", 1)[1] for line in run.stdout.splitlines()
+                   if line.startswith("run file: ")]
+    (trial,) = [json.loads(line) for line in (example.root / run_file).read_text().splitlines()
+                if json.loads(line)["kind"] == "trial"]
+    (said,) = [step["content"] for step in trial["result"]["run"]["steps"]
+               if step["kind"] == "output"]
+    assert said.startswith("SPY "), said
+    report = json.loads(said.removeprefix("SPY "))
+    assert report.pop("config") == "read and locked"  # the sandbox reads what it should
+    assert set(report) == set(targets) - {"config"}
+    assert all(seen.startswith("denied") for seen in report.values()), report
+
+
+LINK_SPY = """
+import json, os, sys
+
+def respond(session):
+    made = os.path.join(os.environ["TMPDIR"], "made-link")
+    os.symlink(os.environ["SECRET"], made)
+    report = {}
+    for what, path in [("direct", os.environ["SECRET"]), ("old_link", os.environ["OLD_LINK"]),
+                       ("made_link", made),
+                       ("folder_link", os.path.join(os.environ["FOLDER_LINK"], "state.db")),
+                       ("neighbour", os.environ["NEIGHBOUR"])]:
+        try:
+            with open(path, "rb") as handle:
+                handle.read()
+            report[what] = "read"
+        except OSError as exc:
+            report[what] = f"denied ({exc.strerror})"
+    return json.dumps(report)
+
+if __name__ == "__main__":
+    for line in sys.stdin:
+        print(json.dumps({"type": "output", "content": respond(None)}), flush=True)
+"""
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("sandbox", [_sandbox("landlock"), _sandbox("bubblewrap")])
+def test_a_hidden_file_stays_hidden_through_links(sandbox: Any, tmp_path: Path) -> None:
+    """A hidden file cannot be read by its path, through a link that was there before the
+    agent started (to it or to its folder), or through a link the agent makes in its
+    private folder; the file beside it still can."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "state.db").write_text("verdicts")
+    (store / "notes.txt").write_text("readable")
+    (tmp_path / "peek").symlink_to(store / "state.db")
+    (tmp_path / "store-link").symlink_to(store)
+    (tmp_path / "spy.py").write_text(LINK_SPY)
+    adapter: dict[str, Any] = {"kind": "subprocess", "command": [sys.executable, "spy.py"],
+                               "env": {"SECRET": str(store / "state.db"),
+                                       "OLD_LINK": str(tmp_path / "peek"),
+                                       "FOLDER_LINK": str(tmp_path / "store-link"),
+                                       "NEIGHBOUR": str(store / "notes.txt")}}
+    result = _trial(adapter, tmp_path,
+                    Isolation(sandbox=sandbox, hidden=(tmp_path / "peek",)))  # a link to it
+    assert result.run is not None and result.error is None, result.error
+    report = json.loads(result.run.final_output() or "{}")
+    assert report.pop("neighbour") == "read"
+    assert all(seen.startswith("denied") for seen in report.values()), report
 
 
 def _evals_check(ws: Workspace) -> EvalsResult:
