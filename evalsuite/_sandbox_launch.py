@@ -100,7 +100,8 @@ def _allow_reading(ruleset: Any, path: Path, hidden: list[Path], carved: set[Pat
         if resolved in carved:
             return
         carved.add(resolved)
-        ruleset.allow(resolved, rules=FSAccess.READ_DIR)
+        if not _allow(ruleset, resolved, FSAccess.READ_DIR):
+            return
         try:
             entries = sorted(resolved.iterdir())
         except OSError:
@@ -108,11 +109,20 @@ def _allow_reading(ruleset: Any, path: Path, hidden: list[Path], carved: set[Pat
         for entry in entries:
             _allow_reading(ruleset, entry, hidden, carved, read, read_file, device)
     elif stat.S_ISDIR(mode):
-        ruleset.allow(resolved, rules=read)
-        if resolved == Path("/dev"):
+        if _allow(ruleset, resolved, read) and resolved == Path("/dev"):
             _allow_devices(ruleset, resolved, device)
     elif stat.S_ISREG(mode):
-        ruleset.allow(resolved, rules=read_file)
+        _allow(ruleset, resolved, read_file)
+
+
+def _allow(ruleset: Any, path: Path, rules: Any) -> bool:
+    """Grant ``rules`` on ``path``; False when it vanished meanwhile (another agent's
+    private folder removed as its case ended), which grants nothing."""
+    try:
+        ruleset.allow(path, rules=rules)
+    except OSError:
+        return False
+    return True
 
 
 def _allow_devices(ruleset: Any, dev: Path, device: Any) -> None:
