@@ -236,3 +236,36 @@ def test_a_run_id_reused_in_another_log_is_said_not_merged_silently(example: Wor
     done = investigate(example, incident_id, [example.root / LOG, example.root / other],
                        actor=ACTOR)
     assert any("run run-7f3a97 was read from more than one log" in w for w in done.warnings)
+
+
+@pytest.mark.attack
+def test_a_run_id_reused_inside_one_log_is_said_not_merged_silently(example: Workspace,
+                                                                    cli: RunCli) -> None:
+    """One log holds the harmful run and, two hours later, another run started under a
+    run id already used in it (a service that restarted its counter): the two were joined
+    as one run, so "N of M runs matched" counted them once and the timeline mixed their
+    steps, with no word. The run records are recounted from the log: the figure is
+    printed as before (runs are joined by id) and the reuse is now said, naming both
+    places."""
+    incident_id = captured(example)
+    lines = [json.loads(line) for line in (example.root / LOG).read_text().splitlines()]
+    harmful = [dict(line, run_id="run-7f3a91") for line in lines
+               if line.get("run_id") == "run-7f3a97"]
+    harmful[0]["started_at"] = "2026-11-25T23:09:11Z"
+    reused = "logs/reused.jsonl"
+    (example.root / reused).write_text(
+        "\n".join(json.dumps(line) for line in [*lines, *harmful]) + "\n")
+    records = [line for line in [*lines, *harmful] if line.get("kind") == "run"]
+    starts = {(r["run_id"], r["started_at"]) for r in records}
+    assert len(starts) == 4 and len({r["run_id"] for r in records}) == 3  # 4 runs, 3 ids
+    result = cli("investigate", incident_id, "--logs", reused, cwd=example.root)
+    assert result.returncode == 0, result.stderr
+    assert "2 of 3 runs matched" in result.stdout, result.stdout
+    warning = " ".join(result.stderr.split())
+    assert "run run-7f3a91 is started again in one log" in warning, result.stderr
+    first = next(i for i, r in enumerate(lines, 1) if r.get("run_id") == "run-7f3a91")
+    again = len(lines) + 1
+    assert f"{reused}:{first}" in warning and f"{reused}:{again}" in warning, warning
+    assert "run-7f3a97 is started again" not in warning  # its one start is not said
+    plain = cli("investigate", incident_id, "--logs", LOG, cwd=example.root)
+    assert plain.returncode == 0 and "started again" not in plain.stderr, plain.stderr
