@@ -23,3 +23,15 @@ def _written_out(char: str) -> str:
     if unicodedata.category(char) not in _HIDDEN:
         return char
     return repr(char)[1:-1]  # Python's escape: ``\\x1b``, ``\\n``, ``\\u202e``
+
+
+def percent(ratio: float, digits: int = 0) -> str:
+    """``ratio`` as a percentage with ``digits`` decimals, or as many more as it takes for a
+    ratio short of 1 not to read 100% and one above 0 not to read 0%: 2,499 of 2,500 runs
+    is "99.96%", never "100.0%" (which says that none failed)."""
+    for shown in range(digits, 7):
+        text = f"{ratio:.{shown}%}"
+        figure = float(text[:-1])
+        if not ((ratio < 1 and figure >= 100) or (ratio > 0 and figure <= 0)):
+            return text
+    return ">99.9999%" if ratio > 0.5 else "<0.0001%"

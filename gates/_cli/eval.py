@@ -20,6 +20,7 @@ from gates._gate.selected_inputs import load_selected
 from gates._reports.terminal import outcome
 from gates._store.attestation import drop_signing_key, keep_key_from_agent
 from gates._verdict.verdict import EXIT_CODES, combine
+from gates._visible import percent
 
 
 @click.command("eval")
@@ -119,5 +120,5 @@ def _case_table(results: Sequence[CaseResult]) -> Table:
                  if n]
         table.add_row(result.case_id, outcome(result.outcome),
                       f"{stats.passed}/{len(result.trials)}",
-                      f"{stats.low:.0%}–{stats.high:.0%}", ", ".join(notes))
+                      f"{percent(stats.low)}–{percent(stats.high)}", ", ".join(notes))
     return table

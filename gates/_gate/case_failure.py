@@ -10,6 +10,7 @@ from typing import Any
 
 from evalsuite import Behaviour, CaseResult, EvalCase, Output, Run, ToolCall, TrialResult
 from gates._verdict.diff import differences, short
+from gates._visible import percent
 from regressions import RegressionCase
 
 
@@ -54,7 +55,7 @@ def failure_text(result: CaseResult, case: EvalCase) -> str:
     """The account a failing test item shows: no traceback, the behaviour against the case."""
     passed = sum(t.passed for t in result.trials)
     lines = [f"{case.id}: {passed} of {len(result.trials)} trials passed, needs "
-             f"{case.threshold:.0%}"]
+             f"{percent(case.threshold)}"]
     if isinstance(case, RegressionCase):
         lines[0] += f" (regression case of {case.provenance.incident})"
     if case.description:

@@ -37,6 +37,7 @@ from gates._verdict.check_results import (
     Usage,
     combine,
 )
+from gates._visible import percent
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ def case_finding(r: CaseResult) -> str | None:
         return f"{r.case_id}: could not run: {trial.error if trial else 'no trials'}"
     if r.outcome == "fail":
         failed = next(j for t in r.trials for j in t.judgements if not j.passed)
-        rule = "every trial" if r.every_trial else f"{r.threshold:.0%}"
+        rule = "every trial" if r.every_trial else percent(r.threshold)
         return (f"{r.case_id}: {stats.passed}/{stats.trials} trials passed (needs {rule}); "
                 f"{failed.criterion}: {failed.detail}")
     if r.outcome == "inconclusive":
@@ -251,9 +252,10 @@ def case_finding(r: CaseResult) -> str | None:
                     f"passing ones prove too little")
         more = (f"about {stats.trials_needed} trials at this rate would decide"
                 if stats.trials_needed else "no number of trials at this rate would decide")
-        return (f"{r.case_id}: pass rate {stats.rate:.0%} ({stats.passed}/{stats.trials}), "
-                f"{r.confidence:.0%} interval {stats.low:.0%}–{stats.high:.0%} straddles the "
-                f"{r.threshold:.0%} threshold; {more}")
+        interval = f"{percent(stats.low)}–{percent(stats.high)}"
+        return (f"{r.case_id}: pass rate {percent(stats.rate)} ({stats.passed}/{stats.trials}), "
+                f"{percent(r.confidence)} interval {interval} straddles the "
+                f"{percent(r.threshold)} threshold; {more}")
     return None
 
 

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from evalsuite import Metrics, Skips
 from gates._response.ingest import Ingested
+from gates._visible import percent
 from regressions import QUESTIONS, ROOT_CAUSE, Incident, Investigation, scope_lines
 
 KIND = {"detection": "detected", "user_input": "user", "reasoning": "reasoning",
@@ -94,7 +95,7 @@ def metrics_table(console: Console, metrics: Metrics) -> None:
         if m.value is None:
             value = "[yellow]unknown[/]"
         elif m.unit == "ratio":
-            value = f"{m.value:.1%}"
+            value = percent(m.value, 1)
         elif m.unit == "usd":
             value = f"${m.value:.4f}"
         elif m.unit == "iterations":

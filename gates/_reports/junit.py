@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ET
 
 from gates._verdict.check_results import EvalsResult
 from gates._verdict.verdict import Verdict
+from gates._visible import percent
 
 # What XML 1.0 cannot hold at all, even escaped: control characters but tab and newlines,
 # lone surrogates, U+FFFE and U+FFFF. ElementTree writes them as they are, and the file
@@ -66,7 +67,7 @@ def junit_xml(verdict: Verdict) -> str:
         total += spent or 0.0
         for item in cases:
             case(f"reinstate.{verdict.agent}.evals", item.id, item.outcome,
-                 f"pass rate {item.pass_rate:.0%} over {item.trials} trials",
+                 f"pass rate {percent(item.pass_rate)} over {item.trials} trials",
                  seconds=item.seconds)
     for key, value in counts.items():
         suite.set(key, str(value))

@@ -18,7 +18,7 @@ from gates._verdict.check_results import (
     ReplayRow,
 )
 from gates._verdict.verdict import ChangeVerification, Verdict
-from gates._visible import visible
+from gates._visible import percent, visible
 from regressions import Incident
 
 STYLE = {"pass": "green", "fail": "red", "error": "magenta", "inconclusive": "yellow"}
@@ -99,7 +99,7 @@ def case_table(console: Console, verdict: Verdict, *, every: bool = False) -> No
             low, high = figures.interval
             table.add_row(plain(figures.id), outcome(figures.outcome),
                           f"{round(figures.pass_rate * figures.trials)}/{figures.trials}",
-                          f"{low:.0%}–{high:.0%}", ", ".join(notes))
+                          f"{percent(low)}–{percent(high)}", ", ".join(notes))
         console.print(table)
     hidden = len(data.cases) - len(listed)
     if hidden:
