@@ -11,6 +11,7 @@ throughout (an investigation recorded before redaction covered it is redacted he
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime, timedelta
 
 from pydantic import AwareDatetime, Field
@@ -126,7 +127,9 @@ class Postmortem(Record):
 
 
 def _elapsed(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
+    # A started minute counts whole, as in ``incident show``: floored, a containment 30
+    # seconds past its 4h target read "4h 00m" next to "MISSED the 4h target".
+    minutes = math.ceil(delta.total_seconds() / 60)
     days, hours = divmod(minutes // 60, 24)
     return (f"{days}d " if days else "") + f"{hours}h {minutes % 60:02d}m"
 

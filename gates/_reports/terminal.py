@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from rich.console import Console
@@ -39,8 +40,9 @@ def outcome(text: str) -> str:
 
 
 def duration(delta: timedelta) -> str:
-    """``2h 35m``."""
-    minutes = int(delta.total_seconds() // 60)
+    """``2h 35m``, a started minute counted whole: floored, a containment 30 seconds past
+    its 4h target read "4h 00m: MISSED the 4h target"."""
+    minutes = math.ceil(delta.total_seconds() / 60)
     return f"{minutes // 60}h {minutes % 60:02d}m"
 
 

@@ -179,3 +179,30 @@ def test_a_hand_edited_clock_is_written_up_as_the_audit_log_has_it(example: Work
     follow_ups = _section(shown.stdout, "Follow-up actions")
     assert "the file was edited by hand; undo the edit" in " ".join(follow_ups.split())
     assert "restore refund-agent once every change is verified" in follow_ups
+
+
+def test_a_containment_seconds_past_its_target_never_reads_as_on_it(example: Workspace,
+                                                                    cli: RunCli) -> None:
+    """Contained 4h 00m 30s after detection: the clock said "4h 00m" next to "MISSED the 4h
+    target" (the minutes were floored), a time that meets the target it missed. A started
+    minute now counts whole, in `incident show` and in the postmortem alike."""
+    incident = open_incident(example, "refund-agent", summary="late one", severity="sev1",
+                             actor=ACTOR, detected_at=utc_now() - timedelta(hours=5))
+    contain(example, incident.id, mode="suspended", notify=["legal", "compliance", "eng-lead"],
+            scope="unknown", actor=ACTOR)
+    path = example.incidents().path(incident.id)
+    record = example.incidents().load(incident.id)
+    assert record.containment is not None
+    taken = timedelta(hours=4, seconds=30)  # detection typed as the pager had it
+    path.write_text(dump_yaml(record.model_copy(update={
+        "detected_at": record.containment.contained_at - taken})))
+    recounted = example.incidents().load(incident.id).time_to_contain
+    assert recounted == taken and recounted.total_seconds() > 4 * 3600
+    shown = cli("incident", "show", incident.id, cwd=example.root)
+    assert shown.returncode == 0, shown.stderr
+    assert "in 4h 01m: MISSED the 4h target" in shown.stdout, shown.stdout
+    written = cli("postmortem", incident.id, cwd=example.root)
+    assert written.returncode == 0, written.stderr
+    clock = _section(written.stdout, "The clock")
+    assert "| 4h 01m | ❌ MISSED the 4h target |" in clock, clock
+    assert "4h 00m" not in shown.stdout + written.stdout
