@@ -2,6 +2,7 @@
 
 A metric whose fields no run in the logs records is ``None`` ("unknown"), never zero:
 a log that does not say how often a person corrected the agent says nothing about it.
+Nor is a sum too large to count (``$inf``): it is unknown too.
 
 - task success rate: ``outcome.success`` true ÷ runs recording it.
 - human correction rate: ``outcome.human_corrected`` true ÷ runs recording it.
@@ -26,6 +27,7 @@ spans do: ``gen_ai.usage.*``, the model, the calls, ``error.type`` and error sta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -151,10 +153,12 @@ class MetricsCounter:
                               unit="iterations", basis="unknown: no run completed its task"))
         else:
             counts = [r.model_calls if r.model_calls is not None else r.turns for r in completed]
+            average = _finite(sum(counts), len(counts))
             out.append(Metric(name="average iterations per completed task",
-                              value=sum(counts) / len(counts), unit="iterations",
+                              value=average, unit="iterations",
                               basis=f"{len(completed)} completed runs (usage.model_calls, "
-                                    f"else agent turns)"))
+                                    f"else agent turns)" if average is not None else
+                                    f"unknown: {_TOO_LARGE} (usage.model_calls)"))
         costed = [r.cost for r in runs if r.cost is not None]
         if not costed or len(costed) < total:
             basis = (f"unknown: usage.cost_usd recorded for {len(costed)} of {total} runs")
@@ -163,6 +167,9 @@ class MetricsCounter:
         elif not success or not successes:
             out.append(Metric(name="cost per successful run", value=None, unit="usd",
                               basis="unknown: no run records a success"))
+        elif _finite(sum(costed), successes) is None:
+            out.append(Metric(name="cost per successful run", value=None, unit="usd",
+                              basis=f"unknown: {_TOO_LARGE} (usage.cost_usd)"))
         else:
             out.append(Metric(name="cost per successful run", value=sum(costed) / successes,
                               unit="usd", basis=f"${sum(costed):.4f} over {successes} "
@@ -196,6 +203,10 @@ class MetricsCounter:
                 out.append(Metric(name=name, value=None, unit="count",
                                   basis=f"unknown: no run records {field}"))
                 continue
+            if _finite(sum(known)) is None:
+                out.append(Metric(name=name, value=None, unit="count",
+                                  basis=f"unknown: {_TOO_LARGE} ({field})"))
+                continue
             out.append(Metric(name=name, value=sum(known), unit="count",
                               basis=f"{field} of {len(known)} of {len(runs)} runs"
                                     + (models if name == "model calls" else "")))
@@ -213,6 +224,19 @@ class MetricsCounter:
                                 f"(metadata.errors), {self._failed_tools} tool results with "
                                 f"an error"))
         return out
+
+
+_TOO_LARGE = "the values recorded add up past what can be counted"
+
+
+def _finite(total: float, over: int = 1) -> float | None:
+    """``total / over`` as a finite float, or None: counts a log gives as huge integers (or
+    costs adding up to infinity) made "$inf", or stopped ``metrics`` with a traceback."""
+    try:
+        value = total / over
+    except OverflowError:  # an integer too large for a float
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _rate(name: str, values: list[bool], total: int, field: str) -> Metric:
