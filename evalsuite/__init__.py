@@ -128,6 +128,7 @@ if TYPE_CHECKING:
     from evalsuite._parts import (
         RunHeader,
         RunPart,
+        RunStarts,
         Skips,
         as_utc,
         located,
@@ -305,6 +306,7 @@ __all__ = [
     "RunPart",
     "RunReference",
     "RunSettings",
+    "RunStarts",
     "RunView",
     "SandboxChoice",
     "SandboxUnavailable",
@@ -531,6 +533,7 @@ _EXPORTS: dict[str, str] = {
     "MetricsCounter": "evalsuite._metrics",
     "RunHeader": "evalsuite._parts",
     "RunPart": "evalsuite._parts",
+    "RunStarts": "evalsuite._parts",
     "Skips": "evalsuite._parts",
     "as_utc": "evalsuite._parts",
     "located": "evalsuite._parts",

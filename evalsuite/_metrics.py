@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from evalsuite._parts import RunPart
+from evalsuite._parts import RunPart, RunStarts
 from evalsuite._record import Record
 from evalsuite._run import Output, Reasoning, ToolCall, ToolResult
 
@@ -88,9 +88,13 @@ class MetricsCounter:
         self._not_logged = 0
         self._failed_calls = 0
         self._failed_tools = 0
+        # Runs are counted by id: a run id one log starts again is counted as one run, its
+        # outcome the last one read, so the command says so (``starts.lines``).
+        self.starts = RunStarts()
 
     def feed(self, part: RunPart) -> None:
         """Count one part of a run."""
+        self.starts.note(part)
         facts = self._runs.get(part.run_id)
         if facts is None:
             facts = self._runs[part.run_id] = _Facts()

@@ -324,6 +324,49 @@ def located_runs(parts: Iterable[RunPart], show: Callable[[Path], str] = display
     return [(run, places.get(run.run_id, [])) for run in merge_parts(kept)]
 
 
+class RunStarts:
+    """The run ids one log starts again at another time, noted as parts stream.
+
+    A run record's ``started_at`` starts its run; a second record of the same log starting
+    the id at another time is another run logged under a reused id (or a conversation's
+    turns logged as runs under one id: the log cannot say which). Readers join both into
+    one run, so every figure over runs counts them as one: said, never silent. Only each
+    id's first start is kept (its time and place), not its part.
+    """
+
+    __slots__ = ("_first", "again")
+
+    def __init__(self) -> None:
+        self._first: dict[str, tuple[datetime, Path, str | int]] = {}
+        self.again: dict[str, list[tuple[Path, str | int]]] = {}
+        """Each run id started again, with every place in its log that starts it."""
+
+    def note(self, part: RunPart) -> None:
+        """Note one part's run record, if it has one with a start."""
+        header = part.header
+        started = as_utc(header.started_at) if header is not None else None
+        if started is None:
+            return
+        first = self._first.setdefault(part.run_id, (started, part.source, part.place))
+        if started != first[0] and part.source == first[1]:
+            self.again.setdefault(part.run_id, [(first[1], first[2])]).append(
+                (part.source, part.place))
+
+    def lines(self, joined: str, show: Callable[[Path], str] = display_path,
+              limit: int = 5) -> list[str]:
+        """A warning for each run id started again (the first ``limit``, then how many
+        more); ``joined`` says where its runs are counted as one."""
+        said = [f"run {run_id} is started again in one log "
+                f"({', '.join(located(source, place, show) for source, place in places)}), "
+                f"each at another started_at: its runs are joined and counted as one run "
+                f"{joined}; if another run reused the id, give each run its own id"
+                for run_id, places in list(self.again.items())[:limit]]
+        if len(self.again) > limit:
+            said.append(f"… and {len(self.again) - limit} more run ids started again in "
+                        f"one log")
+        return said
+
+
 class Skips:
     """Records left out of a read: how many, why, and where the first of each was.
 

@@ -25,6 +25,7 @@ from evalsuite import (
     Output,
     Redactor,
     RunPart,
+    RunStarts,
     Step,
     ToolCall,
     as_utc,
@@ -102,13 +103,10 @@ class ScopeSearch:
         # as one run, which is wrong when another run reused the id (another service, a
         # rotated log of last month), so the investigator is told.
         self._in_many_logs: dict[str, list[Path]] = {}
-        # Each run id's first start (its run record's ``started_at``, where it was read),
-        # and the places one log starts it again at another time: a run id reused inside one
-        # log (another run logged later under it) is joined into one run and counted as one
-        # in "N of M runs", so the investigator is told; a conversation's turns logged as
-        # runs under one id read the same, so it is said, not refused.
-        self._started: dict[str, tuple[datetime, RunPart]] = {}
-        self._restarted: dict[str, list[str]] = {}
+        # The run ids one log starts again at another time: a run id reused inside one log
+        # (another run logged later under it) is joined into one run and counted as one in
+        # "N of M runs", so the investigator is told.
+        self.starts = RunStarts()
         self._steps = 0
         self._calls_matched = 0
         self._outputs_matched = 0
@@ -124,13 +122,7 @@ class ScopeSearch:
             logs = self._in_many_logs.setdefault(part.run_id, [first])
             if part.source not in logs:
                 logs.append(part.source)
-        started = as_utc(part.header.started_at) if part.header is not None else None
-        if started is not None:
-            before = self._started.setdefault(part.run_id, (started, part))
-            if started != before[0] and part.source == before[1].source:
-                self._restarted.setdefault(
-                    part.run_id, [before[1].where(None, self._show)]).append(
-                        part.where(None, self._show))
+        self.starts.note(part)
         self._steps += len(part.steps)
         for index, step in enumerate(part.steps):
             if not self.matches(step):
@@ -175,12 +167,6 @@ class ScopeSearch:
         read: its parts were joined as one run whether or not they are one."""
         return {run_id: [self._show(log) for log in logs]
                 for run_id, logs in self._in_many_logs.items()}
-
-    @property
-    def runs_started_again(self) -> dict[str, list[str]]:
-        """Each run id one log starts again at another ``started_at``, with every place it
-        starts (``file:line``), in the order read: counted as one run whether or not it is."""
-        return {run_id: list(places) for run_id, places in self._restarted.items()}
 
     def scope(self) -> Scope:
         """The scope found so far; runs searched are the run ids read."""

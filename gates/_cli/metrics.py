@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import click
+from rich.markup import escape
 
 from evalsuite import InvalidInput, LogFormat, MetricsCounter, Skips, read_logs
 from gates._cli._common import ctx
@@ -49,6 +50,8 @@ def command(logs: tuple[Path, ...], more_logs: tuple[Path, ...], agent: str | No
     metrics.metrics = [*metrics.metrics,
                        *queue_metrics(queue_items(workspace, agent, problem), guard)]
     skipped_lines(c.err, skips)
+    for warning in counter.starts.lines("in the metrics"):
+        c.err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if as_json:
         click.echo(metrics.model_dump_json(indent=2))
     else:

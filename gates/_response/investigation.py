@@ -171,7 +171,8 @@ def investigate(workspace: Workspace, incident_id: str, logs: Sequence[Path], *,
         search.feed(part)
     warnings = tally.finish(incident.agent, strict=strict) if tally is not None else []
     warnings += _runs_in_many_logs(search.runs_in_many_logs)
-    warnings += _runs_started_again(search.runs_started_again)
+    warnings += search.starts.lines("in the timeline and the scope", workspace.relative,
+                                    SAID_RUNS_IN_MANY_LOGS)
     attached = located_runs(search.kept, workspace.relative)
     missing = [r for r in own if r not in {run.run_id for run, _ in attached}]
     if missing:
@@ -242,20 +243,6 @@ def _runs_in_many_logs(runs: dict[str, list[str]]) -> list[str]:
     if len(runs) > SAID_RUNS_IN_MANY_LOGS:
         said.append(f"… and {len(runs) - SAID_RUNS_IN_MANY_LOGS} more run ids read from more "
                     f"than one log")
-    return said
-
-
-def _runs_started_again(runs: dict[str, list[str]]) -> list[str]:
-    """A warning for each run id one log starts again at another time (the first
-    :data:`SAID_RUNS_IN_MANY_LOGS`, then how many more): its runs are joined as one, so
-    "N of M runs" counts them once and the timeline mixes their steps."""
-    said = [f"run {run_id} is started again in one log ({', '.join(places)}), each at "
-            f"another started_at: its runs are joined and counted as one run in the timeline "
-            f"and the scope; if another run reused the id, give each run its own id"
-            for run_id, places in list(runs.items())[:SAID_RUNS_IN_MANY_LOGS]]
-    if len(runs) > SAID_RUNS_IN_MANY_LOGS:
-        said.append(f"… and {len(runs) - SAID_RUNS_IN_MANY_LOGS} more run ids started again "
-                    f"in one log")
     return said
 
 
