@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
-from evalsuite import Record, check_json_schema
+from evalsuite import Record, as_utc, check_json_schema
 
 EventKind = Literal["detection", "user_input", "reasoning", "tool_call", "tool_result", "output",
                     "containment", "mode_change"]
@@ -43,6 +43,10 @@ class TimelineEvent(Record):
     """Where it was read: ``logs/a.jsonl:12``, ``incidents/INC-1.yaml``, ``audit log #3``."""
     trigger: str | None = None
     """The regression case whose trigger this step is (the input that caused the harm)."""
+
+    # Every time here is printed as UTC: one with another offset (an investigation edited
+    # by hand) is converted when read; its clock reading was printed as UTC, hours off.
+    _utc = field_validator("at")(as_utc)
 
 
 class CallPattern(Record):
@@ -93,6 +97,8 @@ class MatchedRun(Record):
     matches: int
     """How many of its steps matched."""
 
+    _utc = field_validator("at")(as_utc)
+
 
 class Scope(Record):
     """How far the harm reaches in the logs searched."""
@@ -115,6 +121,8 @@ class Scope(Record):
     """The matched runs, in the order found, up to the listing limit."""
     runs_not_listed: int = 0
     """Matched runs beyond the listing limit (counted above, not listed)."""
+
+    _utc = field_validator("first_at", "last_at")(as_utc)
 
     def problems(self) -> list[tuple[list[str | int], str]]:
         """Figures that cannot all be true of one search: (location, what was expected).
@@ -213,6 +221,8 @@ class Investigation(Record):
     """Every question a run in scope cannot answer; empty when the logs are complete."""
     skipped_records: int = 0
     """Invalid log records left out (``--skip-invalid``)."""
+
+    _utc = field_validator("investigated_at")(as_utc)
 
     @property
     def gap_runs(self) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -269,3 +269,31 @@ def test_a_run_id_reused_inside_one_log_is_said_not_merged_silently(example: Wor
     assert "run-7f3a97 is started again" not in warning  # its one start is not said
     plain = cli("investigate", incident_id, "--logs", LOG, cwd=example.root)
     assert plain.returncode == 0 and "started again" not in plain.stderr, plain.stderr
+
+
+def test_investigation_times_edited_with_an_offset_print_as_utc(example: Workspace,
+                                                                cli: RunCli) -> None:
+    """The incident file's investigation written back with local offsets (an editor that
+    rewrote the times, a person who typed them): "investigated 06:43 UTC" and the scope
+    "from 16:09:14 … UTC" were the clock readings at +05:00 and -05:00 printed as UTC.
+    They are read as the instants they are and printed in UTC."""
+    incident_id = captured(example)
+    done = cli("investigate", incident_id, "--logs", LOG, cwd=example.root)
+    assert done.returncode == 0, done.stderr
+    path = example.incidents().path(incident_id)
+    data = yaml.safe_load(path.read_text())
+    inv = data["investigation"]
+    truth = {key: datetime.fromisoformat(inv[key] if key == "investigated_at"
+                                         else inv["scope"][key]).astimezone(UTC)
+             for key in ("investigated_at", "first_at", "last_at")}
+    inv["investigated_at"] = truth["investigated_at"].astimezone(
+        timezone(timedelta(hours=5))).isoformat()
+    for key in ("first_at", "last_at"):
+        inv["scope"][key] = truth[key].astimezone(timezone(timedelta(hours=-5))).isoformat()
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    shown = cli("timeline", incident_id, cwd=example.root)
+    assert shown.returncode == 0, shown.stderr
+    text = " ".join(shown.stdout.split())
+    assert f"investigated {truth['investigated_at']:%Y-%m-%d %H:%M} UTC" in text, text
+    assert (f"from {truth['first_at']:%Y-%m-%d %H:%M:%S} to "
+            f"{truth['last_at']:%Y-%m-%d %H:%M:%S} UTC") in text, text
