@@ -47,6 +47,10 @@ def investigation_summary(console: Console, investigation: Investigation) -> Non
         console.print(f"  • {escape(pattern.description or pattern.kind)}", highlight=False)
     for line in scope_lines(inv.scope):
         console.print(escape(line), highlight=False)
+    if not inv.logging_gaps and not inv.runs_checked:  # nothing checked proves nothing
+        console.print("[yellow]logging: unknown[/]: no run in scope was found in the logs, "
+                      "so none was checked for the four questions")
+        return
     if not inv.logging_gaps:
         console.print(f"[green]logging:[/] every one of the {inv.runs_checked} runs in scope "
                       f"answers the four questions")

@@ -249,8 +249,10 @@ def _runs_in_many_logs(runs: dict[str, list[str]]) -> list[str]:
 def _logging_finding(incident: Incident, record: Investigation) -> Finding | None:
     """The logging finding the gaps produce; None when there are none and none was recorded."""
     existing = next((f for f in incident.findings if f.layer == LOGGING), None)
-    if not record.logging_gaps and existing is None:
-        return None
+    if not record.logging_gaps and (existing is None or not record.runs_checked):
+        # No run checked says nothing of the logs: a gap on record is not cleared by it
+        # ("every one of the 0 runs in scope answers the four questions").
+        return existing
     finding_id = existing.id if existing is not None else incident.next_id("F")
     if not record.logging_gaps:
         return Finding(id=finding_id, layer=LOGGING, gap=False,

@@ -297,3 +297,39 @@ def test_investigation_times_edited_with_an_offset_print_as_utc(example: Workspa
     assert f"investigated {truth['investigated_at']:%Y-%m-%d %H:%M} UTC" in text, text
     assert (f"from {truth['first_at']:%Y-%m-%d %H:%M:%S} to "
             f"{truth['last_at']:%Y-%m-%d %H:%M:%S} UTC") in text, text
+
+
+@pytest.mark.attack
+def test_an_investigation_that_checked_no_run_does_not_clear_a_logging_gap(
+        example: Workspace, cli: RunCli) -> None:
+    """A logging gap is on record; the incident is investigated again in a log that holds
+    none of its runs and nothing the signature matches. Zero runs were checked, and the
+    logging finding was rewritten as "every one of the 0 runs in scope answers the four
+    questions", no gap: a figure over nothing that erased the root cause. Now the finding
+    stays as it was, and the investigation says it checked no run."""
+    incident_id = captured(example)
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    _edit_signature(example, incident_id, ANY_REFUND)
+    shutil.copy(OTLP, example.logs_dir / OTLP.name)
+    done = investigate(example, incident_id, [example.root / LOG, example.logs_dir / OTLP.name],
+                       actor=ACTOR)
+    before = next(f for f in done.incident.findings if f.layer == "logging")
+    assert before.gap
+    other = "logs/other.jsonl"
+    (example.root / other).write_text("\n".join(json.dumps(line) for line in [
+        {"schema_version": 1, "kind": "run", "run_id": "run-unrelated", "agent": "refund-agent",
+         "started_at": "2026-11-26T08:00:00Z"},
+        {"run_id": "run-unrelated", "kind": "user_input", "content": "Where is my order A-9?",
+         "at": "2026-11-26T08:00:00Z"},
+        {"run_id": "run-unrelated", "kind": "output", "content": "It has shipped.",
+         "at": "2026-11-26T08:00:02Z"},
+    ]) + "\n")
+    again = cli("investigate", incident_id, "--logs", other, cwd=example.root)
+    assert again.returncode == 0, again.stderr
+    assert "0 of 1 runs matched" in again.stdout, again.stdout
+    recorded = example.incidents().load(incident_id)
+    assert recorded.investigation is not None and recorded.investigation.runs_checked == 0
+    after = next(f for f in recorded.findings if f.layer == "logging")
+    assert after == before, after
+    assert "0 runs in scope answers" not in again.stdout + again.stderr
+    assert "logging: unknown: no run in scope was found in the logs" in again.stdout
