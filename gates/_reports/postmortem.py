@@ -193,6 +193,9 @@ def _investigation(incident: Incident, cases: list[RegressionCase],
     if found.logging_gaps:
         facts += [f"logging gap in {g.run_id} ({g.question}): {g.detail}"
                   for g in found.logging_gaps]
+    elif not found.runs_checked:  # no run checked: the logs' answers are unknown
+        facts.append("logging: unknown: no run in scope was found in the logs, so none was "
+                     "checked for what goal, context, tools and completion it had")
     else:
         facts.append(f"logging: the logs of the {found.runs_checked} run(s) in scope answer "
                      f"what goal, context, tools and completion each had")

@@ -333,3 +333,7 @@ def test_an_investigation_that_checked_no_run_does_not_clear_a_logging_gap(
     assert after == before, after
     assert "0 runs in scope answers" not in again.stdout + again.stderr
     assert "logging: unknown: no run in scope was found in the logs" in again.stdout
+    written = cli("postmortem", incident_id, cwd=example.root)
+    assert written.returncode == 0, written.stderr
+    assert "the logs of the 0 run(s) in scope answer" not in written.stdout
+    assert "logging: unknown: no run in scope was found in the logs" in written.stdout
