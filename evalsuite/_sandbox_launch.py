@@ -111,7 +111,7 @@ def _allow_reading(ruleset: Any, path: Path, hidden: list[Path], carved: set[Pat
     elif stat.S_ISDIR(mode):
         if _allow(ruleset, resolved, read) and resolved == Path("/dev"):
             _allow_devices(ruleset, resolved, device)
-    elif stat.S_ISREG(mode):
+    else:  # a file, or a named pipe, socket or device that a folder's right reached too
         _allow(ruleset, resolved, read_file)
 
 
