@@ -36,6 +36,13 @@ LOG = "logs/2026-11-25-refund-agent.jsonl"
 ACTOR = "test.engineer"
 
 
+def proven(ws: Workspace, agent: str = "refund-agent") -> None:
+    """Pass the gate on the controls as they now are, as a team does before edited controls
+    run in full: until then the runtime guard sends every call they allow to a person."""
+    today = Workspace.find(ws.root)  # reinstate.toml as it now is
+    assert run_gate(today, agent, actor="ci"), f"the gate of {agent} failed on today's controls"
+
+
 def contained(ws: Workspace) -> str:
     """Open and contain the refund incident; returns its id."""
     incident = open_incident(ws, "refund-agent", summary="over-refund to another account",

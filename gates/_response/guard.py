@@ -86,7 +86,9 @@ from gates._store.access import (
     safe_read_mode,
     standing,
 )
-from gates._verdict.fingerprint import predicate_files
+from gates._store.backends import StateStore
+from gates._verdict.fingerprint import loaded_digests, predicate_files
+from gates._verdict.fingerprint_files import combine, same
 
 # How long after a file's last change its stamp is trusted: a write within one timestamp
 # tick of the last read would leave mtime and size as they were (coarse clocks tick in ms).
@@ -174,6 +176,7 @@ class Guard:
         # them): an edit of one alone must reach the guard as an edit of a control file.
         self._predicate_paths: tuple[Path, ...] = ()
         self._predicate_stat: tuple[str, ...] = ()
+        self._predicate_found: dict[str, Path | None] = {}
         self._find_predicates()
         state = self.workspace.state_path
         self._file_store = self.workspace.config.state.url is None
@@ -192,6 +195,15 @@ class Guard:
         self._controls_stamp: _Stamp | None = None
         self._reading: ModeReading | None = None
         self._mode_stamp: _Stamp | None = None
+        # The loaded controls' digests as a verdict's fingerprint keeps them; why they are
+        # not ones a passing gate verified since the agent's last containment ("" when
+        # they are, or when it never passed a gate); what that answer was worked out from
+        # (the latest verdict, the controls, the containment); whether to work it out again.
+        self._loaded: tuple[dict[str, str], dict[str, str]] = ({}, {})
+        self._unproven = ""
+        self._proof_key: tuple[object, ...] | None = None
+        self._proof_stale = True
+        self._held: Standing | None = None
         self.reloads = 0
         """How many times the controls were read (1 after construction)."""
         self.refresh()
@@ -204,6 +216,7 @@ class Guard:
             now = time.monotonic_ns()
             self._refresh_controls()
             self._refresh_mode(records=True)
+            self._refresh_proof()
             self._checked_ns = self._controls_checked_ns = self._records_checked_ns = now
 
     def _maybe_refresh(self) -> None:
@@ -225,6 +238,7 @@ class Guard:
                 self._checked_ns = now
                 if records:
                     self._records_checked_ns = now
+            self._refresh_proof()
 
     def _refresh_controls(self) -> None:
         stamp = _stamp(self._control_stat + self._predicate_stat)
@@ -233,7 +247,7 @@ class Guard:
         if self._find_predicates():  # a module's files came or went: stamp them all
             stamp = _stamp(self._control_stat + self._predicate_stat)
         try:
-            texts, digest = _read(self._control_paths, self._predicate_paths)
+            texts, digest, raw = _read(self._control_paths, self._predicate_paths)
         except OSError as exc:
             self._fail_controls(f"cannot read {exc.filename}: {exc.strerror}", stamp)
             return
@@ -254,7 +268,45 @@ class Guard:
             return
         self._controls, self._controls_problem = controls, ""
         self._controls_digest, self._controls_stamp = digest, _trusted(stamp)
+        relative = self.workspace.relative
+        self._loaded = loaded_digests(
+            {relative(path): raw.get(path) for path in self._control_paths},
+            {where: None if path is None else raw.get(path)
+             for where, path in self._predicate_found.items()})
+        self._proof_stale = True
         self.reloads += 1
+
+    def _refresh_proof(self) -> None:
+        """Whether the loaded controls are ones a passing verdict of the agent verified
+        after its last containment: the control proven at the gate is the control that runs.
+
+        Controls edited where the agent runs after the gate (a rule taken out of
+        ``permissions.yaml``) would otherwise be enforced unproven while ``check`` says
+        stale; instead every call they do not stop goes to a person, as in review mode, so
+        an emergency tightening still denies at once. An agent that never passed a gate
+        has nothing proven to hold to. Worked out again after the controls were loaded or
+        the mode read, and only when the latest verdict, the controls or the last
+        containment changed.
+        """
+        if not self._proof_stale:
+            return
+        self._proof_stale = False
+        if self._controls is None:
+            return  # unreadable controls deny already
+        try:
+            store = open_store(self.workspace)
+            held = self._held if self._held is not None else standing(
+                self.workspace, self.agent, store)
+            since = _last_containment(held)
+            key = (store.latest_verdict_sha256(self.agent), self._controls_digest, since)
+            if key == self._proof_key:
+                return
+            self._unproven = _unproven(self.agent, self._loaded, store, since)
+            self._proof_key = key
+        except Exception as exc:  # nothing read is nothing proven: a person decides
+            self._unproven, self._proof_key = (
+                f"whether {self.agent}'s controls are ones a passing gate verified cannot "
+                f"be read ({str(exc) or repr(exc)})"), None
 
     def _find_predicates(self) -> bool:
         """List the files of every predicate module the configuration allows (where a
@@ -267,6 +319,7 @@ class Guard:
         paths = tuple(path if path is not None else root / where
                       for where, path in found.items()
                       if path is not None or not where.startswith("predicate module "))
+        self._predicate_found = found
         if paths == self._predicate_paths:
             return False
         self._predicate_paths, self._predicate_stat = paths, tuple(str(p) for p in paths)
@@ -274,6 +327,7 @@ class Guard:
 
     def _fail_controls(self, problem: str, stamp: _Stamp) -> None:
         self._controls, self._controls_digest = None, ""
+        self._proof_stale = True
         self._controls_problem = f"controls unreadable: {problem}; failing closed"
         self._controls_stamp = _trusted(stamp)
 
@@ -288,6 +342,8 @@ class Guard:
         # agent holds it), and a watch misses edits from other machines.
         if not self._file_store:
             self._read_mode()
+            # A server's store is read on every decision; what it proves, less often.
+            self._proof_stale |= records
             return
         watch = self._watch[0] if self._watch else None
         # A broken watch answers "changed": the reading then opens a new one.
@@ -302,6 +358,7 @@ class Guard:
         if not self._file_store:
             self._reading = safe_read_mode(workspace, agent)
             return
+        self._proof_stale = True
         self._rewatch()
         book = workspace.incidents()
         try:
@@ -317,7 +374,7 @@ class Guard:
             reading = read_mode(workspace, agent, store, held)
         except Exception:  # the plain reading names the problem, failing closed
             held, reading = None, safe_read_mode(workspace, agent)
-        self._reading = reading
+        self._reading, self._held = reading, held
         by_path = dict(zip(files, records, strict=True))
         watched = tuple(str(book.path(i.id)) for i in held.open) if held is not None else ()
         self._mode_stat = self._store_stat + watched
@@ -372,6 +429,11 @@ class Guard:
             return Decision(effect="review", rule="mode.review",
                             reason=f"{self.agent} is in review mode ({reading.reason}): "
                                    f"every call and output goes to a person first")
+        if self._unproven and not decision.stopped:
+            return Decision(effect="review", rule="controls.unproven",
+                            reason=f"{self._unproven}: every call and output goes to a "
+                                   f"person first until `reinstate gate {self.agent}` "
+                                   f"passes on today's controls")
         return decision
 
     # -- live runs --------------------------------------------------------------------
@@ -768,6 +830,51 @@ def _as_logged(value: Any, *, strict: bool = False) -> Any:
         value, inf_nan_mode="null", fallback=None if strict else repr))
 
 
+# How many passing verdicts since the last containment are looked through for one on the
+# loaded controls (a shared store holds every branch's gate runs); past it, none is.
+_PROOF_LOOKBACK = 100
+
+
+def _last_containment(held: Standing) -> datetime | None:
+    """When the agent was last contained, by its incident files and the audit log (an
+    incident whose file was deleted still counts): verdicts before it prove nothing."""
+    times = [held.contained_at(incident) for incident in held.incidents]
+    found = [t for t in (*times, *held.logged_containment.values()) if t is not None]
+    return max(found, default=None)
+
+
+def _unproven(agent: str, loaded: tuple[dict[str, str], dict[str, str]],
+              store: StateStore, since: datetime | None) -> str:
+    """Why the ``loaded`` control and predicate digests of ``agent`` are not those of any
+    passing verdict of it made after ``since``; "" when one is, or when it never passed."""
+    verdict = store.last_passing_verdict(agent)
+    if verdict is None:
+        return ""
+    controls, predicates = loaded
+    today = (combine(controls), combine(predicates))
+    last = verdict
+    for _ in range(_PROOF_LOOKBACK):
+        if since is not None and verdict.created_at <= since:
+            break
+        taken = verdict.fingerprint
+        if (taken.controls, taken.predicates) == today:
+            return ""
+        found = store.last_passing_verdict(agent, before=verdict.created_at)
+        if found is None:
+            break
+        verdict = found
+    stamp = last.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    if since is not None and last.created_at <= since:
+        return (f"no gate of {agent} passed since its last containment "
+                f"({since:%Y-%m-%d %H:%M UTC}; the last pass was {stamp})")
+    taken = last.fingerprint
+    changed = [path for path, digest in {**controls, **predicates}.items()
+               if not same(digest, taken.files.get(path))]
+    return (f"{agent}'s controls are not the ones a passing gate verified: "
+            f"{', '.join(changed) or 'their digest'} differ from its last passing verdict "
+            f"({stamp})")
+
+
 def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision:
     return GuardDecision(effect=decision.effect, rule=decision.rule, reason=decision.reason,
                          step=step, call_id=call_id)
@@ -810,21 +917,25 @@ def _trusted(stamp: _Stamp) -> _Stamp | None:
     return stamp if time.time_ns() - newest > _SETTLE_NS else None
 
 
-def _read(paths: tuple[Path, ...], code: tuple[Path, ...] = ()) -> tuple[dict[str, str], str]:
-    """The control files' texts by name and the digest of their bytes and of the predicate
-    modules' files (``code``: the loader runs them itself). A file missing, too large or
-    not UTF-8 is left to the loader, which names the problem."""
+def _read(paths: tuple[Path, ...], code: tuple[Path, ...] = (),
+          ) -> tuple[dict[str, str], str, dict[Path, bytes]]:
+    """The control files' texts by name, the digest of their bytes and of the predicate
+    modules' files (``code``: the loader runs them itself), and each file's bytes by path
+    (a missing one left out). A file missing, too large or not UTF-8 is left to the
+    loader, which names the problem."""
     digest = hashlib.sha256()
     texts: dict[str, str] = {}
+    raw: dict[Path, bytes] = {}
     for path in code:
         try:
-            digest.update(read_regular(path))
+            raw[path] = data = read_regular(path)
+            digest.update(data)
         except FileNotFoundError:
             digest.update(b"\0missing")
         digest.update(b"\0")
     for path in paths:
         try:
-            data = read_regular(path)
+            raw[path] = data = read_regular(path)
         except FileNotFoundError:
             digest.update(b"\0missing\0")
             continue
@@ -833,4 +944,4 @@ def _read(paths: tuple[Path, ...], code: tuple[Path, ...] = ()) -> tuple[dict[st
         if len(data) <= MAX_USER_FILE_BYTES:
             with suppress(UnicodeDecodeError):
                 texts[path.name] = data.decode("utf-8")
-    return texts, digest.hexdigest()
+    return texts, digest.hexdigest(), raw

@@ -239,6 +239,31 @@ def agent_changed(workspace: Workspace, agent: str, taken: Fingerprint) -> list[
         "a file of the agent was removed"]
 
 
+def control_digests(workspace: Workspace, agent: str,
+                    ) -> tuple[dict[str, str], dict[str, str]]:
+    """Today's digests of the agent's four control files and of every predicate module's
+    files, by workspace path, as a verdict's fingerprint keeps them."""
+    directory = workspace.agent_dir(agent)
+    controls = {workspace.relative(directory / name): control_digest(directory / name)
+                for name in CONTROL_FILES}
+    predicates = {where: "missing" if path is None else file_digest(path)
+                  for where, path in predicate_files(workspace).items()}
+    return controls, predicates
+
+
+def loaded_digests(controls: Mapping[str, bytes | None],
+                   predicates: Mapping[str, bytes | None],
+                   ) -> tuple[dict[str, str], dict[str, str]]:
+    """:func:`control_digests` of files as they were read (bytes by workspace path; None
+    for a missing one): the runtime guard digests the very bytes it loaded, so what it
+    enforces is compared with what a verdict verified, never with a later state of the
+    files."""
+    return ({where: "missing" if raw is None else control_bytes_digest(raw)
+             for where, raw in controls.items()},
+            {where: "missing" if raw is None else sha256(raw)
+             for where, raw in predicates.items()})
+
+
 def fingerprint(workspace: Workspace, agent: str, *,
                 read: Mapping[Path, str] | None = None) -> Fingerprint:
     """Today's fingerprint of everything an agent's verdict depends on.
@@ -257,10 +282,7 @@ def fingerprint(workspace: Workspace, agent: str, *,
         raise InvalidInput(agent_file, "", f"cannot read the file ({exc})") from None
     spec = parse_model(AgentSpec, parse_yaml(text, agent_file), agent_file, text)
     config = {workspace.relative(config_file(workspace)): config_digest(workspace.config)}
-    predicates = {where: "missing" if path is None else file_digest(path)
-                  for where, path in predicate_files(workspace).items()}
-    controls = {workspace.relative(directory / name): control_digest(directory / name)
-                for name in CONTROL_FILES}
+    controls, predicates = control_digests(workspace, agent)
     evals = case_digests(workspace, workspace.evals_dir(agent), read)
     regressions = case_digests(workspace, workspace.regressions_dir(agent), read)
     whole = workspace.config.gate.full_case_digests

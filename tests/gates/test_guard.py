@@ -25,7 +25,7 @@ from gates import (
     open_store,
 )
 from regressions import utc_now
-from tests.helpers import ACTOR, LOG, contained
+from tests.helpers import ACTOR, LOG, contained, proven
 
 AGENT = "refund-agent"
 CLI = [sys.executable, "-m", "gates"]
@@ -209,6 +209,7 @@ def test_an_edit_of_a_predicate_module_alone_reaches_the_next_call(back_in_full:
         "    description: Open a ticket for the support team.\n",
         "    description: Open a ticket for the support team.\n"
         "    deny_when:\n      - id: leaks\n        predicate: guards.tickets:leaks\n", 1))
+    proven(back_in_full)
     guard = Guard(root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
     with guard.run("live-pred", goal="open a ticket", context={"customer_id": "C-1001"}):
         before = guard.call("create_ticket", {"summary": "card 4242 4242 4242 4242"})
@@ -244,6 +245,7 @@ def test_an_edit_of_a_module_a_predicate_imports_reaches_the_next_call(
         "    description: Open a ticket for the support team.\n",
         "    description: Open a ticket for the support team.\n"
         "    deny_when:\n      - id: leaks\n        predicate: ticket_rules.tickets:leaks\n", 1))
+    proven(back_in_full)
     guard = Guard(root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
     with guard.run("live-helper", goal="open a ticket", context={"customer_id": "C-1001"}):
         before = guard.call("create_ticket", {"summary": "card 4242 4242 4242 4242"})
@@ -292,6 +294,7 @@ def test_a_number_that_is_no_number_does_not_pass_the_argument_bounds(
         "    arguments:\n      type: object\n      properties:\n"
         "        credit:\n          anyOf:\n            - {type: number, maximum: 50}\n"
         "            - {type: array, items: {type: number, maximum: 50}}\n", 1))
+    proven(back_in_full)
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
     with guard.run("live-nan", goal="open a ticket", context={"customer_id": "C-1001"}):
         fair = guard.call("create_ticket", json.loads('{"credit": 20}'))

@@ -15,6 +15,7 @@ import pytest
 
 from evalsuite import History, ToolCall, read_log_runs
 from gates import Guard, Workspace
+from tests.helpers import proven
 
 AGENT = "refund-agent"
 REFUND = {"order_id": "A-1001", "refund_to": "original_payment_method"}
@@ -191,6 +192,7 @@ def test_two_threads_sharing_a_run_are_decided_one_after_the_other(
         "    deny_when:\n"
         "      - id: one-ticket-a-run\n"
         "        predicate: pacing:ticket_already\n")))
+    proven(back_in_full)
     log = tmp_path / "guard.jsonl"
     guard = Guard(root, AGENT, log=log)
     decided: dict[str, Any] = {}

@@ -12,6 +12,7 @@ import pytest
 
 from evalsuite import ToolCall, read_log_runs
 from gates import GatesError, Guard, ReviewQueue, Workspace, hold_for_review
+from tests.helpers import proven
 
 AGENT = "refund-agent"
 
@@ -36,11 +37,13 @@ EDITED = {**ASKED, "amount": 100}
 
 
 def with_refunds_within_total(ws: Workspace) -> None:
-    """Add the history rule to the agent's permissions (before the refund's own rules)."""
+    """Add the history rule to the agent's permissions (before the refund's own rules) and
+    pass the gate on them."""
     permissions = ws.agent_dir(AGENT) / "permissions.yaml"
     text = permissions.read_text()
     assert text.count("    deny_when:\n") == 1
     permissions.write_text(text.replace("    deny_when:\n", REFUNDS_WITHIN_TOTAL))
+    proven(ws)
 
 
 def edited_run(ws: Workspace, log: Path) -> dict[str, Any]:

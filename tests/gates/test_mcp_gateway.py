@@ -30,7 +30,7 @@ from mcp.shared.exceptions import McpError
 from evalsuite import ToolResult, read_log_runs
 from gates import AuditEntry, ReviewQueue, Workspace, open_store
 from tests.gates.test_guard_edits import with_refunds_within_total
-from tests.helpers import ACTOR
+from tests.helpers import ACTOR, proven
 
 AGENT = "refund-agent"
 UPSTREAM = Path(__file__).parents[1] / "mcp_upstream.py"
@@ -265,6 +265,7 @@ def test_an_edit_another_rule_routes_to_review_is_refused_not_held_again(
     arguments: {type: object, required: [reason], properties: {reason: {const: override}}}
     description: A refund a reviewer marks as an override is confirmed by a manager.
 """)
+    proven(back_in_full)
     refund, _ = _held_refund(back_in_full, tmp_path, "edit",
                              edited={**LARGE_REFUND, "amount": 100, "reason": "override"})
     assert refund.isError
@@ -652,6 +653,18 @@ def test_later_calls_are_decided_after_the_edited_call(back_in_full: Workspace,
     assert run.metadata["guard.edited.3"]["arguments"] == EDITED
 
 
+def _checklist_lists_track_parcel(ws: Workspace) -> None:
+    """The operating checklist lists track_parcel and rates its risk, as the gate needs."""
+    checklist = ws.root / "agents" / AGENT / "checklist.yaml"
+    text = checklist.read_text()
+    for old, new in (("close_account]", "close_account, track_parcel]"),
+                     ("  close_account: critical\n", "  close_account: critical\n"
+                                                     "  track_parcel: low\n")):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    checklist.write_text(text)
+
+
 def test_a_change_of_the_upstreams_tools_reaches_the_client_filtered(
         back_in_full: Workspace, tmp_path: Path) -> None:
     """The upstream's tools/list_changed reaches the client, whose new list holds only the
@@ -664,6 +677,8 @@ tools:
     risk: low
     description: Where an order's parcel is.
 """, 1))
+    _checklist_lists_track_parcel(back_in_full)
+    proven(back_in_full)
     calls, errlog = tmp_path / "calls.jsonl", tmp_path / "gateway.err"
     params = StdioServerParameters(command=CLI[0], args=[*CLI[1:],
                                    *_gateway_args(back_in_full, calls)], env=_env())
@@ -715,6 +730,8 @@ tools:
     risk: low
     description: Where an order's parcel is.
 """, 1))
+    _checklist_lists_track_parcel(back_in_full)
+    proven(back_in_full)
     calls = tmp_path / "calls.jsonl"
     gateway = subprocess.Popen([*CLI, *_gateway_args(back_in_full, calls, "--http", "--port",
                                                      "0")],
@@ -797,6 +814,7 @@ def test_arguments_the_upstream_would_coerce_are_not_forwarded(back_in_full: Wor
         text = (agent_dir / name).read_text()
         assert before in text
         (agent_dir / name).write_text(text.replace(before, after))
+    proven(back_in_full)
     as_text = {"order_id": "A-1002", "amount": "200", "currency": "USD",
                "refund_to": "original_payment_method", "reason": "damaged"}
 

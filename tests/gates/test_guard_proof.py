@@ -1,0 +1,182 @@
+"""The control proven at the gate is the control that runs: controls edited where the agent
+runs after its last passing gate are not enforced as if proven. The runtime guard sends
+every call they do not stop to a person until a gate passes on them, while what they do
+stop stays stopped (an emergency tightening denies at once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gates import Guard, GuardDecision, Workspace, run_gate
+from tests.helpers import proven
+
+AGENT = "refund-agent"
+# A $20 order: a $100 refund of it is past its total, which the gated boundary denies
+# (deny_when refund-exceeds-order-total) and no review rule catches (it is under $150, to
+# the original payment method).
+ORDER = {"order_id": "A-1002", "customer_id": "C-1002", "total": 20.0, "currency": "USD",
+         "status": "shipped"}
+PAST_TOTAL = {"order_id": "A-1002", "amount": 100, "refund_to": "original_payment_method"}
+PAST_TOTAL_RULE = "permissions.tools.issue_refund.deny_when.refund-exceeds-order-total"
+
+
+def refund(guard: Guard, run_id: str, args: dict[str, Any] = PAST_TOTAL,
+           ) -> tuple[GuardDecision, GuardDecision]:
+    """A lookup of order A-1002 and a refund of it: the two decisions."""
+    with guard.run(run_id, goal="refund order A-1002", context={"customer_id": "C-1002"}) as run:
+        looked = run.call("lookup_order", {"order_id": "A-1002"})
+        assert looked.call_id is not None
+        run.result(looked.call_id, ORDER)
+        return looked, run.call("issue_refund", args)
+
+
+def edit(path: Path, old: str, new: str) -> str:
+    """Replace the one ``old`` in ``path`` by ``new``; the text before."""
+    text = path.read_text()
+    assert text.count(old) == 1, (path, old)
+    path.write_text(text.replace(old, new))
+    return text
+
+
+def without_the_total_rule(ws: Workspace) -> str:
+    """Take ``refund-exceeds-order-total`` out of permissions.yaml; the text before."""
+    permissions = ws.agent_dir(AGENT) / "permissions.yaml"
+    text = permissions.read_text()
+    start = text.index("    deny_when:\n      - id: refund-exceeds-order-total\n")
+    end = text.index("double(s.result.total))\n", start) + len("double(s.result.total))\n")
+    permissions.write_text(text[:start] + text[end:])
+    return text
+
+
+@pytest.mark.attack
+def test_a_rule_taken_out_after_the_gate_does_not_let_the_harm_through(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """Back in full operation, someone takes the order-total rule out of permissions.yaml
+    where the agent runs. ``check`` says stale, but the guard enforced the edited file: a
+    refund past the order's total was allowed. It now goes to a person, as every call does
+    until a gate passes on today's controls, and the reason names the file."""
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
+    _, gated = refund(guard, "before-edit")
+    without_the_total_rule(back_in_full)
+    looked, loosened = refund(guard, "after-edit")
+    assert (gated.effect, gated.rule) == ("deny", PAST_TOTAL_RULE), gated
+    assert (loosened.effect, loosened.rule) == ("review", "controls.unproven"), loosened
+    assert "agents/refund-agent/permissions.yaml" in loosened.reason
+    assert "reinstate gate refund-agent" in loosened.reason
+    assert (looked.effect, looked.rule) == ("review", "controls.unproven"), looked
+
+
+def test_an_emergency_tightening_denies_at_once_and_runs_in_full_once_gated(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """Tickets quoting a card number denied by hand: such a ticket is denied at once while
+    a lookup waits for a person; once a gate passes on the tightened file, the lookup runs
+    in full and the ticket is still denied."""
+    edit(back_in_full.agent_dir(AGENT) / "permissions.yaml",
+         "    description: Open a ticket for the support team.\n",
+         "    description: Open a ticket for the support team.\n"
+         "    arguments:\n      type: object\n      properties:\n"
+         "        summary: {type: string, not: {pattern: '\\d{4} \\d{4}'}}\n")
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
+    decided = []
+    for run_id in ("tightened", "tightened-and-gated"):
+        with guard.run(run_id, goal="open a ticket", context={"customer_id": "C-1001"}):
+            decided.append((guard.call("lookup_order", {"order_id": "A-1001"}),
+                            guard.call("create_ticket", {"summary": "card 4242 4242 4242"})))
+        if run_id == "tightened":
+            proven(back_in_full)
+    (looked, ticket), (looked_gated, ticket_gated) = decided
+    assert (ticket.effect, ticket.rule) == ("deny", "permissions.tools.create_ticket.arguments")
+    assert (looked.effect, looked.rule) == ("review", "controls.unproven"), looked
+    assert looked_gated.effect == "allow", looked_gated
+    assert ticket_gated.effect == "deny", ticket_gated
+
+
+def test_controls_put_back_as_gated_run_in_full_without_a_gate(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """An edit undone (with a comment added, which changes nothing a control says) is the
+    gated controls again."""
+    permissions = back_in_full.agent_dir(AGENT) / "permissions.yaml"
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
+    gated = without_the_total_rule(back_in_full)
+    looked, _ = refund(guard, "edited")
+    permissions.write_text(gated + "# reviewed again on 2026-12-02\n")
+    again, harm = refund(guard, "put-back")
+    assert looked.effect == "review"
+    assert again.effect == "allow", again
+    assert (harm.effect, harm.rule) == ("deny", PAST_TOTAL_RULE), harm
+
+
+CAPPED = ("exclusiveMinimum: 0, maximum: 500}", "exclusiveMinimum: 0, maximum: 30}")
+
+
+@pytest.mark.attack
+def test_a_failing_gate_on_edited_controls_proves_nothing(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """Refunds capped at $30 by hand: the gate fails on them (the eval cases' fair refunds
+    are denied), and its verdict on today's controls proves nothing."""
+    edit(back_in_full.agent_dir(AGENT) / "permissions.yaml", *CAPPED)
+    assert not run_gate(Workspace.find(back_in_full.root), AGENT, actor="ci")
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    looked, _ = refund(guard, "after-failed-gate")
+    assert (looked.effect, looked.rule) == ("review", "controls.unproven"), looked
+
+
+def test_an_agent_that_never_passed_a_gate_runs_its_controls_as_they_are(
+        example: Workspace, tmp_path: Path) -> None:
+    """With no passing verdict (the only gate failed) there is nothing proven to hold to:
+    the controls decide as they are."""
+    edit(example.agent_dir(AGENT) / "permissions.yaml",
+         "amount: {type: number, exclusiveMinimum: 0}",
+         "amount: {type: number, exclusiveMinimum: 0, maximum: 30}")
+    assert not run_gate(example, AGENT, actor="ci")
+    guard = Guard(example.root, AGENT, log=tmp_path / "guard.jsonl")
+    looked, over_cap = refund(guard, "never-gated", {**PAST_TOTAL, "amount": 40})
+    assert looked.effect == "allow", looked
+    assert (over_cap.effect, over_cap.rule) == (
+        "deny", "permissions.tools.issue_refund.arguments"), over_cap
+
+
+@pytest.mark.attack
+def test_a_predicate_module_edited_after_the_gate_is_not_enforced_as_proven(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A ``deny_when`` predicate's code is a control: emptied after the gate, the calls it
+    no longer stops go to a person, and the reason names its file."""
+    root = back_in_full.root
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["ticket_rules"]\n')
+    module = root / "ticket_rules.py"
+    module.write_text("def leaks(data):\n    return '4242' in str(data['args'])\n")
+    edit(back_in_full.agent_dir(AGENT) / "permissions.yaml",
+         "    description: Open a ticket for the support team.\n",
+         "    description: Open a ticket for the support team.\n"
+         "    deny_when:\n      - id: leaks\n        predicate: ticket_rules:leaks\n")
+    proven(back_in_full)
+    guard = Guard(root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
+    decided = []
+    for run_id in ("gated", "emptied"):
+        with guard.run(run_id, goal="open a ticket", context={"customer_id": "C-1001"}):
+            decided.append(guard.call("create_ticket", {"summary": "card 4242 4242 4242"}))
+        module.write_text("def leaks(data):\n    return False\n")
+    gated, emptied = decided
+    assert (gated.effect, gated.rule) == (
+        "deny", "permissions.tools.create_ticket.deny_when.leaks"), gated
+    assert (emptied.effect, emptied.rule) == ("review", "controls.unproven"), emptied
+    assert "ticket_rules.py" in emptied.reason
+
+
+@pytest.mark.attack
+def test_the_controls_that_failed_put_back_are_not_proven_by_their_gate_before_the_incident(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """The agent passed a gate on its old controls before INC-1, and those controls let
+    INC-1 happen. Copied back from the incident's baseline after the restore, they match
+    that verdict, but a verdict from before the agent's last containment proves nothing:
+    the incident showed those controls wrong."""
+    baseline = back_in_full.root / "incidents/INC-1.baseline"
+    for name in ("permissions.yaml", "review.yaml", "acceptance.yaml", "checklist.yaml"):
+        (back_in_full.agent_dir(AGENT) / name).write_bytes((baseline / name).read_bytes())
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    looked, _ = refund(guard, "old-controls")
+    assert (looked.effect, looked.rule) == ("review", "controls.unproven"), looked
