@@ -128,16 +128,62 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
             f"{agent} is not one the store wrote ({problems[0]}), so the regression set's "
             f"remembered terms cannot be trusted; run `reinstate audit verify` to see what "
             f"changed")
+    assert text is not None  # vouched: a text was read
+    held = read[1] if read is not None else _held_in(store, agent, text)
+    del text
+    return held if held is not None else _held_before(store, agent)
+
+
+def _held_in(store: StateStore, agent: str, text: str) -> dict[str, RatchetTerms] | None:
+    """The terms a stored verdict's text remembers: none (``{}``) for a verdict from before
+    the ratchet, None when its ratchet check recorded none (it could not run)."""
+    read = read_ratchet_terms(text)
     if read is not None:
         return read[1]
-    del text
-    # A verdict stored before entries recorded digests: read whole, as it was written.
-    verdict = store.latest_verdict(agent)
-    # Not ``if verdict``: a verdict is truthy only when it passed.
-    check = verdict.result(RegressionRatchetResult) if verdict is not None else None
-    if check is None or check.data is None:
+    # A verdict stored before entries recorded digests, or one whose ratchet check erred:
+    # read whole, as it was written.
+    from gates._verdict.verdict import read_verdict
+
+    try:
+        verdict = read_verdict(text)
+    except (ValueError, RecursionError) as exc:
+        raise StoreUnavailable(f"a stored verdict of {agent} cannot be read ({exc}), so the "
+                               f"regression set's remembered terms are unknown") from None
+    check = verdict.result(RegressionRatchetResult)
+    if check is None:
         return {}
-    return dict(check.data.terms)
+    return None if check.data is None else dict(check.data.terms)
+
+
+def _held_before(store: StateStore, agent: str) -> dict[str, RatchetTerms]:
+    """The terms of the last verdict before the agent's latest whose ratchet check recorded
+    them: the latest one's check could not run (a store that failed mid-gate, a memory the
+    log did not vouch for) and recorded none.
+
+    Taking no terms from it would let the next gate drop or loosen any case unseen (an
+    erring gate made the ratchet forget). Older verdicts are read only while the whole log
+    vouches for every stored verdict (as ``reinstate audit verify`` checks them).
+    """
+    problems = verify_audit(store, [agent])
+    if problems:
+        raise StoreUnavailable(
+            f"the last gate of {agent} recorded no regression set (its regression_ratchet "
+            f"check could not run), and the audit log does not verify ({problems[0]}), so "
+            f"the terms an earlier verdict remembers cannot be trusted; run `reinstate audit "
+            f"verify` to see what changed")
+    recorded = {e.detail.get("sha256") for e in store.audit(agent, actions=("verdict",))}
+    back = 1
+    while (text := store.latest_verdict_text(agent, back)) is not None:
+        if None not in recorded and hashlib.sha256(text.encode()).hexdigest() not in recorded:
+            raise StoreUnavailable(
+                f"a stored verdict of {agent} is not one the audit log records: the verdicts "
+                f"table was changed behind the log, so the regression set's remembered terms "
+                f"cannot be trusted; run `reinstate audit verify` to see what changed")
+        held = _held_in(store, agent, text)
+        if held is not None:
+            return held
+        back += 1
+    return {}
 
 
 def _captured(workspace: Workspace, agent: str) -> set[str]:

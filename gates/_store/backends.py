@@ -186,9 +186,10 @@ class StateStore(Protocol):
         """The agent's most recent verdict."""
         ...
 
-    def latest_verdict_text(self, agent: str) -> str | None:
+    def latest_verdict_text(self, agent: str, back: int = 0) -> str | None:
         """The agent's most recent verdict as the store keeps it (its JSON text), without
-        building the verdict model: ``check`` reads a few fields of it."""
+        building the verdict model: ``check`` reads a few fields of it. With ``back``, the
+        verdict that many before the most recent (None past the first)."""
         ...
 
     def latest_verdict_sha256(self, agent: str) -> str | None:
@@ -373,10 +374,10 @@ class MemoryStore:
         found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
         return None if found is None else found.model_copy(deep=True)
 
-    def latest_verdict_text(self, agent: str) -> str | None:
-        """The agent's most recent verdict as JSON text."""
-        found = next((v for v in reversed(self._verdicts) if v.agent == agent), None)
-        return None if found is None else found.stored_text()
+    def latest_verdict_text(self, agent: str, back: int = 0) -> str | None:
+        """The agent's most recent verdict (``back`` before it) as JSON text."""
+        mine = [v for v in reversed(self._verdicts) if v.agent == agent]
+        return mine[back].stored_text() if back < len(mine) else None
 
     def latest_verdict_sha256(self, agent: str) -> str | None:
         """SHA-256 of the agent's most recent verdict as kept."""
@@ -938,11 +939,12 @@ class SQLiteStore(_SQLStore):
             ).fetchone()
         return None if row is None else self._verdict(row[0], agent)
 
-    def latest_verdict_text(self, agent: str) -> str | None:
-        """The agent's most recent verdict as the store keeps it."""
+    def latest_verdict_text(self, agent: str, back: int = 0) -> str | None:
+        """The agent's most recent verdict (``back`` before it) as the store keeps it."""
         with self._reading() as conn:
             row = conn.execute(
-                "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1", (agent,)
+                "SELECT body FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                (agent, back),
             ).fetchone()
         return None if row is None else str(row[0])
 

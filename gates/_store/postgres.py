@@ -402,11 +402,11 @@ class PostgresStore(_SQLStore):
                                "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
         return None if row is None else self._verdict(row[0], agent)
 
-    def latest_verdict_text(self, agent: str) -> str | None:
-        """The agent's most recent verdict as the store keeps it."""
+    def latest_verdict_text(self, agent: str, back: int = 0) -> str | None:
+        """The agent's most recent verdict (``back`` before it) as the store keeps it."""
         with self._reading() as conn:
             row = conn.execute("SELECT body FROM reinstate.verdicts WHERE agent = %s "
-                               "ORDER BY id DESC LIMIT 1", (agent,)).fetchone()
+                               "ORDER BY id DESC LIMIT 1 OFFSET %s", (agent, back)).fetchone()
         return None if row is None else str(row[0])
 
     def latest_verdict_sha256(self, agent: str) -> str | None:

@@ -349,6 +349,51 @@ def test_the_stored_verdicts_removed_behind_the_log_are_refused_not_forgotten(
     assert [c.outcome for c in verdict.checks if c.name == NAME] == ["error"]
 
 
+class _DroppedMidGate(SQLiteStore):
+    """The workspace's store on a server whose connection drops while the ratchet reads the
+    last verdict (and is back when the gate stores its own)."""
+
+    def latest_verdict_text(self, agent: str, back: int = 0) -> str | None:
+        raise StoreUnavailable("server closed the connection unexpectedly")
+
+
+@pytest.mark.attack
+def test_a_gate_whose_ratchet_could_not_run_leaves_the_next_one_holding_the_set(
+        ws: Workspace) -> None:
+    """A gate whose ratchet check could not run stores a verdict without terms; the next
+    gate holds the set to the terms of the verdict before it, so a threshold lowered
+    meanwhile still fails (it passed: the ratchet remembered nothing)."""
+    erred = run_gate(ws, AGENT, actor="ci", store=_DroppedMidGate(ws.state_path))
+    assert [c.outcome for c in erred.checks if c.name == NAME] == ["error"]
+    _edit(ws, LOOSENINGS["threshold"][0])
+    result = run_gate(ws, AGENT, actor="ci").result(RegressionRatchetResult)
+    assert result is not None and result.outcome == "fail"
+    assert LOOSENINGS["threshold"][1] in result.findings[0]
+    assert result.data is not None and result.data.terms["INC-1-1"].threshold == 1.0
+
+
+@pytest.mark.attack
+def test_a_verdict_edited_behind_the_log_is_not_forgotten_by_the_gate_after_next(
+        ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """The last verdict's terms edited by hand: the next gate errs (as before), and the one
+    after it must not take that erring verdict's missing terms for an empty memory and pass
+    a case loosened meanwhile (its ratchet passed: 'regression cases held: 1; 0 removed or
+    loosened')."""
+    seq, text = _loosened_text(ws)
+    with sqlite3.connect(ws.state_path) as conn:
+        conn.execute("UPDATE verdicts SET body = ? WHERE id = ?", (text, seq))
+    conn.close()
+    assert main(["-C", str(ws.root), "gate", AGENT]) == 3
+    _edit(ws, LOOSENINGS["threshold"][0])
+    capsys.readouterr()
+    assert main(["-C", str(ws.root), "gate", AGENT]) == 3
+    out = capsys.readouterr()
+    assert "the audit log does not verify" in out.out + out.err
+    last = SQLiteStore(ws.state_path).latest_verdict(AGENT)
+    assert last is not None
+    assert [c.outcome for c in last.checks if c.name == NAME] == ["error"]
+
+
 class _GateBetweenReads(SQLiteStore):
     """The workspace's store, where another gate stores its verdict (terms of its own)
     after the ratchet has read the last verdict's text and before it reads the log."""
