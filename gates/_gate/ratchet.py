@@ -57,17 +57,23 @@ NAME = "regression_ratchet"
 APPROVAL = "ratchet-approval"
 
 
-def approvals(store: StateStore, agent: str) -> dict[tuple[str, str], AuditEntry]:
-    """The latest approval for each (case, key) of ``agent``, from the audit log."""
-    return {(e.detail.get("case", ""), e.detail.get("terms", "")): e
+def approvals(store: StateStore, agent: str) -> dict[tuple[str, str, str], AuditEntry]:
+    """The latest approval for each (case, key, terms loosened from) of ``agent``, from the
+    audit log."""
+    return {(e.detail.get("case", ""), e.detail.get("terms", ""), e.detail.get("from", "")): e
             for e in recorded(store, agent, (APPROVAL,))}
 
 
-def _approval(approved: dict[tuple[str, str], AuditEntry],
+def _approval(approved: dict[tuple[str, str, str], AuditEntry],
               loosening: Loosening) -> AuditEntry | None:
-    """The approval of ``loosening`` in the audit log (:func:`approval_of`)."""
-    return approval_of(loosening, approved.get((loosening.case, loosening.key)),
-                       ((case, terms, entry) for (case, terms), entry in approved.items()))
+    """The approval of ``loosening`` in the audit log (:func:`approval_of`).
+
+    A loosening's approval is bound to the terms it loosened from as well as to those it
+    loosened to: bound to the latter alone, an approval of a lower threshold also passed,
+    unasked, an expectation added later and then removed (the terms were again those
+    approved), and was listed as approving that removal."""
+    return approval_of(loosening, approved.get((loosening.case, loosening.key, loosening.since)),
+                       ((case, terms, entry) for (case, terms, _), entry in approved.items()))
 
 
 _READS = 5
@@ -303,8 +309,9 @@ def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason:
     """Record who approves removing or loosening ``case_id`` today, and why.
 
     The approval is bound to the case as it is now, run with ``trials`` per case that sets
-    none (a gate's ``--trials``; default ``[gate] trials``): loosening it further needs
-    another.
+    none (a gate's ``--trials``; default ``[gate] trials``), and to the terms the last gate
+    held it to: loosening it further, or loosening it to the same terms from other ones
+    later (an expectation added since, removed again), needs another.
     """
     if not reason.strip():
         raise InvalidInput(None, "--reason", "expected why the regression set may loosen")
@@ -317,9 +324,11 @@ def approve_loosening(workspace: Workspace, agent: str, case_id: str, *, reason:
         raise InvalidInput(None, "CASE_ID", f"{case_id} was not removed or loosened since the "
                                             f"last gate of {agent}: nothing to approve "
                                             f"(removed or loosened: {listed})")
+    detail = {"case": case_id, "terms": loosening.key, "change": loosening.what}
+    if loosening.since:  # a loosening: bound to the terms it loosens from too
+        detail["from"] = loosening.since
     return store.append(actor=actor, action=APPROVAL, agent=agent, reason=reason.strip(),
-                        detail={"case": case_id, "terms": loosening.key,
-                                "change": loosening.what})
+                        detail=detail)
 
 
 def approve_against(workspace: Workspace, agent: str, case_id: str, *, reason: str,

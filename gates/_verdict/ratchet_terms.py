@@ -147,6 +147,9 @@ class Loosening:
     """The approval on record for exactly this change, if any."""
     kind: RatchetKind = "loosened"
     """``removed``, ``loosened``, ``incident-deleted`` or ``baseline-changed``."""
+    since: str = ""
+    """For ``loosened``: the digest of the terms the case was held to before (the memory's),
+    which an approval in the audit log is bound to as well as to ``key``; empty otherwise."""
 
 
 def compare(remembered: dict[str, RatchetTerms], captured: set[str],
@@ -190,5 +193,5 @@ def compare(remembered: dict[str, RatchetTerms], captured: set[str],
                            f"change needs an approval)")
         what += changed
         if what:
-            found.append(Loosening(case_id, "; ".join(what), now.digest))
+            found.append(Loosening(case_id, "; ".join(what), now.digest, since=then.digest))
     return found

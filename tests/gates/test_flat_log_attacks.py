@@ -260,7 +260,8 @@ def _forge_approval(ws: Workspace) -> tuple[int, tuple[object, ...]]:
         original = conn.execute(f"SELECT {COLUMNS} FROM audit WHERE seq = ?",
                                 (note.seq,)).fetchone()
     conn.close()
-    detail = {"case": found[0].case, "terms": found[0].key, "change": found[0].what}
+    detail = {"case": found[0].case, "terms": found[0].key, "from": found[0].since,
+              "change": found[0].what}
     _sql(ws.state_path, "UPDATE audit SET actor = 'lead.engineer', action = 'ratchet-approval', "
                         "agent = ?, reason = 'duplicate', detail = ? WHERE seq = ?",
          AGENT, json.dumps(detail, sort_keys=True), note.seq)
@@ -294,7 +295,8 @@ def test_an_approval_appended_behind_the_store_does_not_loosen_the_regression_se
     found = _loosened(back_in_full)
     last = SQLiteStore(back_in_full.state_path).audit()[-1]
     seq, at = last.seq + 1, datetime.now(last.at.tzinfo)
-    detail = {"case": found[0].case, "terms": found[0].key, "change": found[0].what}
+    detail = {"case": found[0].case, "terms": found[0].key, "from": found[0].since,
+              "change": found[0].what}
     digest = entry_hash(seq, at, "lead.engineer", "ratchet-approval", AGENT, "duplicate",
                         detail, last.hash)
     _sql(back_in_full.state_path, f"INSERT INTO audit ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, "

@@ -180,6 +180,31 @@ def test_approval_covers_only_the_change_approved(ws: Workspace) -> None:
 
 
 @pytest.mark.attack
+def test_an_approval_does_not_cover_an_expectation_added_later_and_removed(
+        ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """A lower threshold approved and held; an expectation added afterwards (a tightening,
+    remembered) and then removed brings the case back to exactly the terms approved. That
+    removal was never approved: the old approval neither covers it nor is listed as its
+    approval (it was: the ratchet passed, and `ratchet show` printed 'approved INC-1-1:
+    expectation extra removed or changed — by lead.engineer …: flaky upstream')."""
+    _edit(ws, LOOSENINGS["threshold"][0])
+    approve_loosening(ws, AGENT, "INC-1-1", reason="flaky upstream", actor="lead.engineer")
+    assert _ratchet(ws).outcome == "pass"
+    approved = (ws.root / CASE).read_text()
+    _edit(ws, lambda d: d["expect"].append(  # type: ignore[attr-defined]
+        {"id": "extra", "tool": "issue_refund", "kind": "tool_not_called"}))
+    assert _ratchet(ws).outcome == "pass"  # a tightening, remembered
+    (ws.root / CASE).write_text(approved)
+    capsys.readouterr()
+    assert main(["-C", str(ws.root), "ratchet", "show", AGENT]) == 1
+    assert "not approved INC-1-1: expectation extra removed or changed" in (
+        capsys.readouterr().out)
+    result = _ratchet(ws)
+    assert result.outcome == "fail"
+    assert result.findings[0].startswith("INC-1-1: expectation extra removed or changed")
+
+
+@pytest.mark.attack
 def test_a_removal_approval_does_not_cover_another_case_of_that_id(ws: Workspace) -> None:
     """INC-1-1 removed with an approval, then a case of the same id added again (an
     incident id opened again after deletion captures INC-1-1 anew) and held by a gate:
