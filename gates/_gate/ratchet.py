@@ -356,8 +356,9 @@ def approve_against(workspace: Workspace, agent: str, case_id: str, *, reason: s
                                             f"approved: nothing to approve (not approved: "
                                             f"{listed})")
     at = utc_now().replace(microsecond=0)
-    entries = [RatchetApproval(case=f.case, kind=f.kind, terms=f.key, change=f.what,
-                               actor=actor, reason=reason.strip(), at=at) for f in mine]
+    entries = [RatchetApproval(case=f.case, kind=f.kind, terms=f.key, loosened_from=f.since or None,
+                               change=f.what, actor=actor, reason=reason.strip(), at=at)
+               for f in mine]
     with regression_set_lock(workspace, agent):
         append_approvals(workspace, agent, entries)
     return entries

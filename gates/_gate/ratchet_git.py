@@ -348,11 +348,13 @@ def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
     return [replace(f, approval=_approval(approved, f)) for f in found]
 
 
-def _approval(approved: dict[tuple[str, str, str], RatchetApproval],
+def _approval(approved: dict[tuple[str, str, str, str], RatchetApproval],
               loosening: Loosening) -> RatchetApproval | None:
-    """The approval of ``loosening`` in the approvals file (:func:`approval_of`)."""
-    return approval_of(loosening, approved.get((loosening.case, loosening.kind, loosening.key)),
-                       ((case, terms, approval) for (case, kind, terms), approval
+    """The approval of ``loosening`` in the approvals file (:func:`approval_of`): a
+    loosening's bound to the terms at the ref as well as to today's."""
+    exact = approved.get((loosening.case, loosening.kind, loosening.key, loosening.since))
+    return approval_of(loosening, exact,
+                       ((case, terms, approval) for (case, kind, terms, _), approval
                         in approved.items() if kind == "removed"))
 
 

@@ -36,6 +36,11 @@ class RatchetApproval(Record):
     change, or the same change to another case or incident given the same id later, does
     not match and needs its own approval; ``removed`` alone approves a case that only an
     incident's history still names."""
+    loosened_from: str | None = None
+    """For ``loosened``: the digest of the case's terms at the ref, which the approval is
+    bound to as well as to ``terms``. Bound to ``terms`` alone, an approved lower threshold
+    also covered an expectation added later and then removed (the terms were again those
+    approved); an entry of ``loosened`` without it approves nothing."""
     change: str = ""
     """What changed, in words, as the ratchet described it."""
     actor: str = Field(min_length=1)
@@ -89,7 +94,9 @@ def append_approvals(workspace: Workspace, agent: str,
     return path
 
 
-def matching(approvals: RatchetApprovals) -> dict[tuple[str, str, str], RatchetApproval]:
-    """The latest approval for each (case, kind, terms)."""
-    return {(a.case, a.kind, a.terms): a for a in approvals.approvals}
+def matching(approvals: RatchetApprovals
+             ) -> dict[tuple[str, str, str, str], RatchetApproval]:
+    """The latest approval for each (case, kind, terms, terms loosened from)."""
+    return {(a.case, a.kind, a.terms, a.loosened_from or ""): a
+            for a in approvals.approvals}
 

@@ -279,6 +279,33 @@ def test_approval_bound_to_other_terms_does_not_count(repo: Path, tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.attack
+def test_an_approval_does_not_cover_an_expectation_added_later_and_removed(
+        repo: Path, tmp_path: Path) -> None:
+    """A lower threshold approved and merged; an expectation added and merged after it; a
+    pull request removing that expectation brings the case back to exactly the terms the
+    old approval names. Nobody approved that removal: it fails (it passed, the old entry of
+    the approvals file listed as its approval)."""
+    edit_case(repo, lambda d: d.update(threshold=0.5))
+    assert main(["-C", str(repo), "ratchet", "approve", AGENT, "INC-1-1", "--against", "main",
+                 "--reason", "flaky"]) == 0
+    commit_all(repo, "lower INC-1-1's threshold, approved")
+    approved = (repo / CASE).read_text()
+    git(repo, "branch", "-f", "main", "HEAD")  # merged
+    edit_case(repo, lambda d: d["expect"].append(
+        {"id": "extra", "tool": "issue_refund", "kind": "tool_not_called"}))
+    commit_all(repo, "one more expectation")
+    git(repo, "branch", "-f", "main", "HEAD")  # merged
+    (repo / CASE).write_text(approved)
+    commit_all(repo, "drop the expectation again")
+    code, ratchet = gate(repo, tmp_path)
+    assert code == 1 and ratchet["outcome"] == "fail"
+    assert [f["what"] for f in ratchet["data"]["against"]["loosened"]] == [
+        "expectation extra removed or changed"]
+    assert ratchet["data"]["against"]["approved"] == []
+
+
+@pytest.mark.slow
 def test_deleted_incident_approved_in_the_repository_passes(repo: Path,
                                                             tmp_path: Path) -> None:
     """Approving INC-1 and INC-1-1 covers the incident file, its baseline and its case."""
