@@ -111,6 +111,20 @@ def test_latest_verdict_is_per_agent(store: StateStore) -> None:
     assert store.latest_verdict("nobody") is None
 
 
+def test_verdict_texts_back_from_the_latest_are_the_agents_own(store: StateStore) -> None:
+    """``latest_verdict_text(agent, back)`` is the agent's verdict that many before its
+    latest, as its entry records it, and None past its first (what the ratchet walks back
+    through when the last gate recorded no terms)."""
+    store.save_verdict(_verdict("fail"), actor="ci")
+    store.save_verdict(_verdict("pass", agent="billing-agent"), actor="ci")
+    store.save_verdict(_verdict("pass"), actor="ci")
+    entries = store.audit("refund-agent", actions={"verdict"})
+    texts = [store.latest_verdict_text("refund-agent", back) for back in range(3)]
+    assert texts[2] is None and texts[0] == store.latest_verdict_text("refund-agent")
+    assert [hashlib.sha256(str(t).encode()).hexdigest() for t in texts[:2]] == [
+        e.detail["sha256"] for e in reversed(entries)]
+
+
 def test_latest_verdict_sha256_is_the_digest_of_the_stored_text(store: StateStore) -> None:
     """The latest verdict's digest, read without the verdict, is its stored text's SHA-256
     and the one its audit entry records."""
