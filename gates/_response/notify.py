@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from evalsuite import ReinstateError
 from gates._config import NotifySettings, Workspace
@@ -103,17 +103,26 @@ def _mask(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+# A secret may hold a URL's delimiters ('@', '/', ':'): Apprise then reads part of it as the
+# host or the path and names that part in its failure. Each piece is masked too; a piece
+# shorter than this names too little of a secret to mask it everywhere it appears.
+_PIECES = re.compile(r"[@/:?#&=;,\s]+")
+_MIN_PIECE = 4
+
+
 def _secrets_of(url: str, expanded: str, values: Sequence[str]) -> list[str]:
     """Everything that must never appear in a record: the URLs whole, the values of their
-    variables and any password in them."""
-    found = [url, expanded, *values]
+    variables and any password in them, and every piece of those between URL delimiters."""
+    secret = list(values)
     try:
         password = urlsplit(expanded).password
     except ValueError:  # a port that is not a number: Apprise will say so
         password = None
     if password:
-        found.append(password)
-    return found
+        secret += [password, unquote(password)]
+    pieces = [piece for value in secret for piece in _PIECES.split(value)
+              if len(piece) >= _MIN_PIECE]
+    return [url, expanded, *secret, *pieces]
 
 
 def _send(event: NotifyEvent, audience: str, url: str, message: Message,

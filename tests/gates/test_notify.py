@@ -285,6 +285,30 @@ def test_a_secret_from_the_environment_is_sent_and_never_recorded(
 
 
 @pytest.mark.slow
+def test_a_secret_holding_url_delimiters_is_never_recorded_in_part(
+        example: Workspace, inline_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A password with an '@' in it: Apprise reads the part after it as the host and names
+    that part in its failure, which went to the incident file, the audit log and the
+    terminal ('A Connection error occurred sending JSON notification to 127.0.0.9.').
+    No piece of the secret is recorded or printed; the containment stands."""
+    tail = "127.0.0.9"
+    monkeypatch.setenv("HOOK_SECRET", f"pa55w0rd@{tail}")
+    url = f"json://reinstate:${{HOOK_SECRET}}@127.0.0.1:{_free_port()}/hook"
+    ws = _configure(example, {"eng-lead": [url]})
+    incident_id = _open(ws)
+    code, out, err = _contain(inline_cli, ws, incident_id, "eng-lead")
+    assert code == 0, err
+    (delivery,) = ws.incidents().load(incident_id).notifications
+    assert delivery.status == "failed" and delivery.reason
+    for piece in (tail, "pa55w0rd"):
+        assert piece not in ws.incidents().path(incident_id).read_text()
+        assert piece not in json.dumps([e.model_dump(mode="json")
+                                        for e in open_store(ws).audit()])
+        assert piece not in out + err
+    assert read_mode(ws, "refund-agent").mode == "review"
+
+
+@pytest.mark.slow
 def test_a_missing_variable_is_a_failure_naming_it(example: Workspace, inline_cli: Cli,
                                                    webhook: Webhook,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
