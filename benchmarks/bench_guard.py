@@ -30,7 +30,7 @@ from pathlib import Path
 from _figures import Figure, machine
 
 from evalsuite import History, Output, Run, Step, ToolCall, ToolResult, UserInput, read_log_runs
-from gates import Guard, SQLiteStore, Workspace
+from gates import Guard, Workspace, run_gate
 from gates._controls.replay import replay
 from gates._demo import LOG, apply_fix, lay_out
 
@@ -62,7 +62,9 @@ def main() -> None:
     root = lay_out(Path(tempfile.mkdtemp(prefix="reinstate-bench-guard-")) / "ws")
     workspace = Workspace.find(root)
     apply_fix(workspace)
-    SQLiteStore(workspace.state_path).create()  # an agent never contained: mode full
+    # A gate passed on these controls, as where the guard runs in production: mode full,
+    # and every reload of changed controls looks for the verdict that proves them.
+    assert run_gate(workspace, AGENT, actor="bench"), "the example's gate failed"
     logged = [r for r in read_log_runs(root / LOG) if r.steps]
     work = [logged[i % len(logged)] for i in range(args.runs)]
     decisions = sum(isinstance(s, ToolCall | Output) for r in work for s in r.steps)
@@ -71,6 +73,7 @@ def main() -> None:
     # the same files: the same controls, and the same warm caches of their compiled rules.
     controls = guard._controls
     assert controls is not None, guard._controls_problem
+    assert not guard._unproven, guard._unproven  # the controls decide, not review
     eager = Guard(workspace, AGENT, log=root / "bench-guard-eager.jsonl", controls_recheck_s=0)
     lazy = Guard(workspace, AGENT, log=root / "bench-guard-lazy.jsonl", recheck_s=0.1)
 
