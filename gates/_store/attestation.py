@@ -15,6 +15,7 @@ securesystemslib's (the DSSE reference for Python); this module only says what i
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -435,6 +436,11 @@ def generate_key_pair(out: Path) -> tuple[Path, Path]:
                                          "(choose another --out, or remove it first)")
     if out.exists() and not out.is_dir():
         raise InvalidInput(out, "", "expected a folder to write the key pair into")
+    # A folder made here is its owner's alone whatever the umask (under umask 000 it was
+    # 0777): another user of the machine could otherwise swap the public key in it before
+    # it is committed, and every verdict the swapped key vouches for would check.
+    with contextlib.suppress(FileExistsError):
+        out.mkdir(parents=True, mode=0o700)
     key = Ed25519PrivateKey.generate()
     private = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
     public = key.public_key().public_bytes(

@@ -648,6 +648,19 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path: Path, cli: R
 
 
 @pytest.mark.attack
+def test_keygen_makes_its_folder_writable_by_its_owner_alone(tmp_path: Path) -> None:
+    """Under umask 000 the folder keygen made was 0777: another local user could replace
+    the public key in it before it is committed. The folder it makes is 0700."""
+    done = subprocess.run([sys.executable, "-c", "import os; os.umask(0); "
+                           "from gates.cli import main; main()",
+                           "keygen", "--out", "keys"], cwd=tmp_path, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "keys/reinstate-signing.key").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.attack
 def test_an_attestation_anchors_the_audit_log(signed: Workspace, reinstate: Cli) -> None:
     """The envelope kept by the deploy job anchors the log: intact, it verifies; with the
     verdict's entry removed from the end, `audit verify --anchor` names it."""
