@@ -394,6 +394,32 @@ def test_a_review_nobody_decides_expires_and_denies(back_in_full: Workspace,
     assert _forwarded(tmp_path / "calls.jsonl") == ["lookup_order"]
 
 
+@pytest.mark.attack
+def test_controls_edited_after_the_gate_hold_every_call_for_a_person(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """The order-total rule taken out of permissions.yaml where the gateway runs: a refund
+    past the order's total ($100 on an $84.99 order) was forwarded. Every call now waits for a
+    person first (rule controls.unproven), and nobody deciding, none is forwarded."""
+    permissions = back_in_full.root / "agents" / AGENT / "permissions.yaml"
+    text = permissions.read_text()
+    start = text.index("    deny_when:\n      - id: refund-exceeds-order-total\n")
+    end = text.index("double(s.result.total))\n", start) + len("double(s.result.total))\n")
+    permissions.write_text(text[:start] + text[end:])
+
+    async def body(session: ClientSession,
+                   calls: Path) -> tuple[types.CallToolResult, list[str]]:
+        await session.call_tool("lookup_order", {"order_id": "A-1001"})
+        refund = await session.call_tool("issue_refund", {
+            "order_id": "A-1001", "amount": 100, "refund_to": "original_payment_method"})
+        return refund, _forwarded(calls)
+
+    (refund, forwarded), _ = _run(back_in_full, tmp_path, body, "--review-timeout", "1")
+    assert refund.isError and "expired" in _text(refund), _text(refund)
+    assert forwarded == []
+    held = ReviewQueue(back_in_full.root).items(AGENT, status=None)
+    assert {item.rule for item in held} == {"controls.unproven"}, held
+
+
 def test_the_sessions_run_log_is_read_by_ingest(back_in_full: Workspace,
                                                 tmp_path: Path) -> None:
     """The guard's log of a gateway session holds every call, result and decision, and ingests."""
