@@ -23,6 +23,7 @@ from evalsuite import InvalidInput, SandboxUnavailable, choose_sandbox
 from gates import (
     SIGNING_KEY_ENV,
     EvalsResult,
+    Guard,
     ModeRecord,
     Refused,
     SQLiteStore,
@@ -914,3 +915,34 @@ def test_a_signed_verdict_on_controls_that_no_longer_load_does_not_clear_a_deplo
     assert "the controls of refund-agent no longer load with today's configuration" in \
         result.stdout
     assert "refund_tables" in result.stdout
+
+
+@pytest.mark.attack
+def test_a_forged_pass_on_edited_controls_does_not_run_them_in_full(
+        signed: Workspace, tmp_path: Path) -> None:
+    """The order-total rule taken out of permissions.yaml after the signed gate, and a pass
+    on today's files written straight into SQLite (no key needed): the runtime guard took
+    that unsigned verdict as proof and let a refund past the order's total through. With a
+    public key configured only a verdict signed with it proves the controls: the refund
+    goes to a person (controls.unproven), as check refuses the forgery."""
+    with Guard(signed.root, AGENT, log=tmp_path / "gated.jsonl").run("gated", goal="look up",
+                                                                   ) as gated_run:
+        gated = gated_run.call("lookup_order", {"order_id": "A-1002"})
+    assert gated.effect == "allow", gated  # the signed gate's controls run in full
+    permissions = signed.agent_dir(AGENT) / "permissions.yaml"
+    text = permissions.read_text()
+    start = text.index("    deny_when:\n      - id: refund-exceeds-order-total\n")
+    end = text.index("double(s.result.total))\n", start) + len("double(s.result.total))\n")
+    permissions.write_text(text[:start] + text[end:])
+    _forge_pass(signed)
+    guard = Guard(signed.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("forged", goal="refund order A-1002",
+                   context={"customer_id": "C-1002"}) as run:
+        looked = run.call("lookup_order", {"order_id": "A-1002"})
+        assert looked.call_id is not None
+        run.result(looked.call_id, {"order_id": "A-1002", "customer_id": "C-1002",
+                                    "total": 20.0, "currency": "USD", "status": "shipped"})
+        refund = run.call("issue_refund", {"order_id": "A-1002", "amount": 100,
+                                           "refund_to": "original_payment_method"})
+    assert (refund.effect, refund.rule) == ("review", "controls.unproven"), refund
+    assert "signed" in refund.reason, refund.reason
