@@ -43,15 +43,23 @@ def allows(allowed: Sequence[str], name: str) -> bool:
 class ModuleGraph:
     """The predicate modules of one workspace, as loaded from the files' current bytes."""
 
-    def __init__(self, root: Path, allowed: Sequence[str]) -> None:
+    def __init__(self, root: Path, allowed: Sequence[str],
+                 sources: Mapping[Path, bytes] | None = None) -> None:
         self.root = root.resolve()
         self.allowed = tuple(allowed)
         self.modules: dict[str, types.ModuleType] = {}
         self.files: dict[Path, str] = {}  # every file looked at: its digest, or missing
+        # The listed modules' files as a caller read and digested them (by path; a file
+        # not here is missing): every module runs from these bytes, even one first
+        # imported when a predicate is called, long after (a file rewritten since, its
+        # stamp put back, would otherwise run code nobody digested).
+        self.sources = sources
 
     def current(self) -> bool:
-        """Whether every file the graph ran or looked for is as it was."""
-        return all(_digest(path) == digest for path, digest in self.files.items())
+        """Whether every file the graph ran or looked for is as it was (a graph of given
+        ``sources`` always is: it never reads a file)."""
+        return self.sources is not None or all(
+            _digest(path) == digest for path, digest in self.files.items())
 
     def load(self, name: str) -> types.ModuleType:
         """The module ``name`` (a listed one, or a package above one), run if not yet."""
@@ -96,7 +104,12 @@ class ModuleGraph:
 
     def _read(self, file: Path) -> bytes | None:
         try:
-            source = read_regular(file)
+            if self.sources is None:
+                source = read_regular(file)
+            elif (given := self.sources.get(file)) is not None:
+                source = given
+            else:
+                raise FileNotFoundError(file)
         except FileNotFoundError:
             self.files[file] = _MISSING
             return None
@@ -257,25 +270,31 @@ def _digest(path: Path) -> str:
 
 
 _LOCK = threading.RLock()
-_GRAPHS: dict[tuple[Path, tuple[str, ...]], ModuleGraph] = {}
+# By workspace, listed modules and, for a graph of given sources, their digest.
+_GRAPHS: dict[tuple[Path, tuple[str, ...], str | None], ModuleGraph] = {}
 
 
-def load_module(name: str, root: Path, allowed: Sequence[str]) -> types.ModuleType:
+def load_module(name: str, root: Path, allowed: Sequence[str],
+                sources: Mapping[Path, bytes] | None = None) -> types.ModuleType:
     """The listed module ``name`` of the workspace at ``root``, with what it imports.
 
     Loaded once while none of the files it ran changed; run afresh, with every module it
-    imports, after any edit of one.
+    imports, after any edit of one. With ``sources`` (the listed modules' files' bytes by
+    path), every module is run from those bytes only, never read from disk.
 
     Raises:
         ValueError: It cannot be loaded: its code raised, or imports a workspace module
             ``allowed`` does not list (named).
         InvalidInput: A file of it is a named pipe, socket, device or folder.
     """
-    key = (root.resolve(), tuple(allowed))
+    pinned = None if sources is None else hashlib.sha256(b"".join(
+        f"{path}\0{hashlib.sha256(data).hexdigest()}\0".encode()
+        for path, data in sorted(sources.items()))).hexdigest()
+    key = (root.resolve(), tuple(allowed), pinned)
     with _LOCK:
         graph = _GRAPHS.get(key)
         if graph is None or not graph.current():
-            graph = _GRAPHS[key] = ModuleGraph(root, allowed)
+            graph = _GRAPHS[key] = ModuleGraph(root, allowed, sources)
         try:
             return graph.load(name)
         except InvalidInput:

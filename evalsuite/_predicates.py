@@ -9,7 +9,7 @@ workspace (only other listed modules): :mod:`evalsuite._predicate_imports`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,12 @@ def predicate_module_file(predicate: str) -> str:
     return "/".join(predicate.split(":")[0].split(".")) + ".py"
 
 
-def load_predicate(path: str, root: Path, allowed: Sequence[str]) -> Predicate:
+def load_predicate(path: str, root: Path, allowed: Sequence[str],
+                   sources: Mapping[Path, bytes] | None = None) -> Predicate:
     """Load ``module:function`` from ``root``; refuse modules the configuration does not allow.
+
+    ``sources``: the listed modules' files as the caller read (and digested) them, by path;
+    the module and all it imports then run from those bytes only (see ``load_module``).
 
     Raises ``ValueError`` with what is wrong, for the caller to place in its file.
     """
@@ -47,7 +51,7 @@ def load_predicate(path: str, root: Path, allowed: Sequence[str]) -> Predicate:
     file = root / predicate_module_file(path)
     if not file.resolve().is_relative_to(root.resolve()) or not file.is_file():
         raise ValueError(f"no module '{module_name}' in the workspace (looked for {file.name})")
-    module = load_module(module_name, root, allowed)
+    module = load_module(module_name, root, allowed, sources)
     function = getattr(module, function_name, None)
     if not callable(function):
         raise ValueError(f"module '{module_name}' has no function '{function_name}'")

@@ -203,12 +203,15 @@ class Controls:
 
 def load_controls(directory: Path, agent: str, *, root: Path | None = None,
                   predicate_modules: Sequence[str] = (),
-                  texts: Mapping[str, str] | None = None) -> Controls:
+                  texts: Mapping[str, str] | None = None,
+                  sources: Mapping[Path, bytes] | None = None) -> Controls:
     """Read and cross-check the four control files in ``directory``.
 
     Python predicates are loaded from the workspace ``root``, only from the modules
     ``predicate_modules`` allows. ``texts`` holds files the caller already read (by name,
-    as in :data:`CONTROL_FILES`), so a file is parsed as it was read, not read twice.
+    as in :data:`CONTROL_FILES`), so a file is parsed as it was read, not read twice;
+    ``sources`` the predicate modules' files (bytes by path), so predicate code runs as it
+    was read and digested, even a module first imported when a predicate is called.
     """
     given = texts or {}
     permissions = _load(directory / "permissions.yaml", Permissions, agent, given)
@@ -231,7 +234,7 @@ def load_controls(directory: Path, agent: str, *, root: Path | None = None,
                 + did_you_mean(name, [c for c in criteria if c]),
                 line=line_of(read_text(path), ["rules", index, "failed_criterion"]),
             )
-    bind = PredicateBinder(root, predicate_modules)
+    bind = PredicateBinder(root, predicate_modules, sources)
     for tool, permission in tools.items():
         for field in ("deny_when", "review_when"):
             for index, condition in enumerate(getattr(permission, field)):
@@ -247,16 +250,18 @@ def load_controls(directory: Path, agent: str, *, root: Path | None = None,
 class PredicateBinder:
     """Loads predicates for one workspace and attaches them, or names the file and place."""
 
-    def __init__(self, root: Path | None, allowed: Sequence[str]) -> None:
+    def __init__(self, root: Path | None, allowed: Sequence[str],
+                 sources: Mapping[Path, bytes] | None = None) -> None:
         self._root = root
         self._allowed = allowed
+        self._sources = sources
 
     def __call__(self, target: Condition | Any, predicate: str, path: Path,
                  loc: list[str | int]) -> None:
         try:
             if self._root is None:
                 raise ValueError("predicates can only be loaded inside a workspace")
-            target.bind(load_predicate(predicate, self._root, self._allowed))
+            target.bind(load_predicate(predicate, self._root, self._allowed, self._sources))
         except ValueError as exc:
             raise InvalidInput(path, json_path(loc), str(exc),
                                line=line_of(read_text(path), loc)) from None

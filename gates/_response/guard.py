@@ -259,11 +259,13 @@ class Guard:
             self._controls_stamp = _trusted(stamp)  # touched, not changed
             return
         try:
-            # Parsed from the bytes just digested: one read, and the digest is of what
-            # was loaded even when a file changes in between.
+            # Parsed and run from the bytes just digested: one read, and the digest is of
+            # what was loaded even when a file changes in between, or a predicate imports
+            # a module only when called.
             controls = load_controls(
                 self._control_paths[0].parent, self.agent, root=self.workspace.root,
-                predicate_modules=self.workspace.config.rules.predicate_modules, texts=texts)
+                predicate_modules=self.workspace.config.rules.predicate_modules, texts=texts,
+                sources={path: raw[path] for path in self._predicate_paths if path in raw})
         except Exception as exc:  # fail closed on anything, not only the errors we name
             self._fail_controls(str(exc) or repr(exc), stamp)
             return

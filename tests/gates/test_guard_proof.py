@@ -5,6 +5,9 @@ stop stays stopped (an emergency tightening denies at once)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +183,57 @@ def test_the_controls_that_failed_put_back_are_not_proven_by_their_gate_before_t
     guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
     looked, _ = refund(guard, "old-controls")
     assert (looked.effect, looked.rule) == ("review", "controls.unproven"), looked
+
+
+@pytest.mark.attack
+def test_a_module_imported_at_call_time_runs_as_gated(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """A predicate package whose function imports its helper when first called: the helper
+    was read from disk at that call, after the guard digested it. Rewritten in place after
+    the guard loaded (same size, its time put back, so no stamp moved), the helper's new
+    code decided while the guard held the controls proven: a ticket quoting a card number,
+    denied by the gated helper, was allowed. The helper now runs from the bytes the guard
+    digested."""
+    root = back_in_full.root
+    config = root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["ticket_rules"]\n')
+    (root / "ticket_rules").mkdir()
+    (root / "ticket_rules/__init__.py").write_text("")
+    (root / "ticket_rules/rules.py").write_text(
+        "def leaks(data):\n    from ticket_rules import card\n    return card.leaks(data)\n")
+    helper = root / "ticket_rules/card.py"
+    helper.write_text("def leaks(data):\n    return '4242' in str(data['args'])\n")
+    edit(back_in_full.agent_dir(AGENT) / "permissions.yaml",
+         "    description: Open a ticket for the support team.\n",
+         "    description: Open a ticket for the support team.\n"
+         "    deny_when:\n      - id: leaks\n        predicate: ticket_rules.rules:leaks\n")
+    proven(back_in_full)
+    # The guard in a process of its own, as deployed (the gate's process has the helper
+    # loaded already); the rewrite happens there after the guard loaded the controls.
+    script = f"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+from gates import Guard
+helper = Path({str(helper)!r})
+guard = Guard({str(root)!r}, {AGENT!r}, log=Path({str(tmp_path / "guard.jsonl")!r}),
+              controls_recheck_s=0)
+gated = helper.read_bytes()
+emptied = b"def leaks(data):\\n    return False\\n"
+emptied += b"#" * (len(gated) - len(emptied) - 1) + b"\\n"
+before = helper.stat()
+with helper.open("r+b") as file:  # in place: the same inode
+    file.write(emptied)
+os.utime(helper, ns=(before.st_atime_ns, before.st_mtime_ns))
+with guard.run("helper-rewritten", goal="open a ticket", context={{"customer_id": "C-1001"}}):
+    ticket = guard.call("create_ticket", {{"summary": "card 4242 4242 4242"}})
+print(ticket.effect, ticket.rule)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert b"return False" in helper.read_bytes()  # the rewrite happened
+    assert done.stdout.split() == ["deny", "permissions.tools.create_ticket.deny_when.leaks"], (
+        done.stdout)
