@@ -879,7 +879,9 @@ def _unproven(agent: str, loaded: tuple[dict[str, str], dict[str, str]],
         if since is not None and verdict.created_at <= since:
             break
         taken = verdict.fingerprint
-        if (taken.controls, taken.predicates) == today:
+        # The store picks rows by their outcome and agent columns; only the verdict itself
+        # (what a signature covers) says it passed, for this agent.
+        if verdict and verdict.agent == agent and (taken.controls, taken.predicates) == today:
             problem = vouched(verdict) if vouched is not None else None
             if problem is None:
                 return ""

@@ -946,3 +946,27 @@ def test_a_forged_pass_on_edited_controls_does_not_run_them_in_full(
                                            "refund_to": "original_payment_method"})
     assert (refund.effect, refund.rule) == ("review", "controls.unproven"), refund
     assert "signed" in refund.reason, refund.reason
+
+
+@pytest.mark.attack
+def test_a_failing_verdict_relabelled_pass_in_its_row_proves_no_controls(
+        signed: Workspace, key_pair: tuple[str, Path], tmp_path: Path) -> None:
+    """Refunds capped at $30 by hand: the signed gate fails on them. Its row's ``outcome``
+    column set to pass (the body, and so the signature, untouched) made the store hand it
+    out as a passing verdict, and the runtime guard ran the capped controls in full. A
+    verdict proves the controls only when the verdict itself says pass."""
+    edit_text = signed.agent_dir(AGENT) / "permissions.yaml"
+    text = edit_text.read_text()
+    assert text.count("exclusiveMinimum: 0, maximum: 500}") == 1
+    edit_text.write_text(text.replace("exclusiveMinimum: 0, maximum: 500}",
+                                      "exclusiveMinimum: 0, maximum: 30}"))
+    assert not run_gate(Workspace.find(signed.root), AGENT, actor="ci",
+                        signer=load_signing_key(key_pair[0]))
+    with sqlite3.connect(signed.state_path) as conn:
+        conn.execute("UPDATE verdicts SET outcome = 'pass' WHERE id = (SELECT max(id) FROM "
+                     "verdicts WHERE agent = ?)", (AGENT,))
+    conn.close()
+    guard = Guard(signed.root, AGENT, log=tmp_path / "guard.jsonl")
+    with guard.run("relabelled", goal="look up", context={"customer_id": "C-1002"}) as run:
+        looked = run.call("lookup_order", {"order_id": "A-1002"})
+    assert (looked.effect, looked.rule) == ("review", "controls.unproven"), looked
