@@ -269,14 +269,19 @@ class Guard:
         except Exception as exc:  # fail closed on anything, not only the errors we name
             self._fail_controls(str(exc) or repr(exc), stamp)
             return
-        self._controls, self._controls_problem = controls, ""
-        self._controls_digest, self._controls_stamp = digest, _trusted(stamp)
         relative = self.workspace.relative
         self._loaded = loaded_digests(
             {relative(path): raw.get(path) for path in self._control_paths},
             {where: None if path is None else raw.get(path)
              for where, path in self._predicate_found.items()})
-        self._proof_stale = True
+        # Unproven until _refresh_proof says otherwise, set before the new controls are:
+        # a decision in another thread reads them without the lock, and the answer
+        # worked out for the controls before must never count for these.
+        self._unproven = (f"whether {self.agent}'s controls, just read again, are ones a "
+                          f"passing gate verified is not worked out yet")
+        self._proof_key, self._proof_stale = None, True
+        self._controls, self._controls_problem = controls, ""
+        self._controls_digest, self._controls_stamp = digest, _trusted(stamp)
         self.reloads += 1
 
     def _refresh_proof(self) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gates import Guard, GuardDecision, Workspace, run_gate
+from regressions import IncidentBook
 from tests.helpers import proven
 
 AGENT = "refund-agent"
@@ -237,3 +240,49 @@ print(ticket.effect, ticket.rule)
     assert b"return False" in helper.read_bytes()  # the rewrite happened
     assert done.stdout.split() == ["deny", "permissions.tools.create_ticket.deny_when.leaks"], (
         done.stdout)
+
+
+# A refresh held in the middle: while PAUSE is set, reading the incidents waits (READING
+# says it got there) until GO_ON.
+PAUSE, READING, GO_ON = threading.Event(), threading.Event(), threading.Event()
+
+
+@dataclass(frozen=True)
+class PausingWorkspace(Workspace):
+    """A workspace whose incident book waits while PAUSE is set."""
+
+    def incidents(self) -> IncidentBook:
+        if PAUSE.is_set():
+            READING.set()
+            GO_ON.wait(timeout=120)  # never the test's verdict: only so a bug cannot hang it
+        return super().incidents()
+
+
+@pytest.mark.attack
+def test_a_decision_made_while_another_thread_reloads_the_controls_is_not_made_proven(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """One thread refreshes the guard after the order-total rule was taken out: it loads
+    the edited controls, then reads the mode and works out whether they are proven. A
+    decision made by another thread in between used the edited controls with the answer
+    worked out for the gated ones, and let a refund past the order's total through. Until
+    the edited controls' proof is worked out they count as unproven."""
+    for event in (PAUSE, READING, GO_ON):
+        event.clear()
+    workspace = PausingWorkspace(back_in_full.root, back_in_full.config)
+    guard = Guard(workspace, AGENT, log=tmp_path / "guard.jsonl",
+                  recheck_s=3600, controls_recheck_s=3600)
+    without_the_total_rule(back_in_full)
+    (back_in_full.incidents_dir / "note.txt").write_text("the mode is read again\n")
+    PAUSE.set()
+    refresher = threading.Thread(target=guard.refresh)
+    refresher.start()
+    try:
+        assert READING.wait(timeout=120)
+        _, during = refund(guard, "during-the-refresh")
+    finally:
+        PAUSE.clear()
+        GO_ON.set()
+        refresher.join()
+    _, after = refund(guard, "after-the-refresh")
+    assert (after.effect, after.rule) == ("review", "controls.unproven"), after
+    assert during.effect != "allow", during
