@@ -873,10 +873,14 @@ def _unproven(agent: str, loaded: tuple[dict[str, str], dict[str, str]],
               vouched: Callable[[Verdict], str | None] | None = None) -> str:
     """Why the ``loaded`` control and predicate digests of ``agent`` are not those of any
     passing verdict of it made after ``since`` (and, with ``vouched``, signed: it says why
-    one is not); "" when one is, or when it never passed."""
+    one is not); "" when one is, or when it never passed and was never contained."""
     verdict = store.last_passing_verdict(agent)
     if verdict is None:
-        return ""
+        # Never gated is nothing to hold to, unless the agent was contained: then its
+        # verdicts were deleted from the store (a restore needs one), not never made.
+        return "" if since is None else (
+            f"no passing verdict of {agent} is in the store, though it was contained "
+            f"({since:%Y-%m-%d %H:%M UTC})")
     controls, predicates = loaded
     today = (combine(controls), combine(predicates))
     last, unsigned = verdict, ""

@@ -6,6 +6,7 @@ stop stays stopped (an emergency tightening denies at once)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -286,3 +287,20 @@ def test_a_decision_made_while_another_thread_reloads_the_controls_is_not_made_p
     _, after = refund(guard, "after-the-refresh")
     assert (after.effect, after.rule) == ("review", "controls.unproven"), after
     assert during.effect != "allow", during
+
+
+@pytest.mark.attack
+def test_verdicts_deleted_from_the_store_do_not_make_the_agent_never_gated(
+        back_in_full: Workspace, tmp_path: Path) -> None:
+    """With the agent's verdict rows deleted, it looked never gated, and controls edited
+    after its restore ran in full (a refund past the order's total allowed). An agent that
+    was contained has passed a gate to be restored: no verdict is no proof."""
+    without_the_total_rule(back_in_full)
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        conn.execute("DELETE FROM verdicts WHERE agent = ?", (AGENT,))
+    guard = Guard(back_in_full.root, AGENT, log=tmp_path / "guard.jsonl")
+    assert guard.mode.mode == "full", guard.mode
+    _, refund_past_total = refund(guard, "verdicts-deleted")
+    assert (refund_past_total.effect, refund_past_total.rule) == (
+        "review", "controls.unproven"), refund_past_total
+    assert "no passing verdict" in refund_past_total.reason
