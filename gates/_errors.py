@@ -27,6 +27,12 @@ class StoreUnavailable(GatesError):
     exit_code = 3
 
 
+class ContainedMidGate(GatesError):
+    """The agent was contained while its gate ran: no verdict is stored (exit 3)."""
+
+    exit_code = 3
+
+
 class UnknownAgent(GatesError):
     """No ``agents/<name>/`` folder in the workspace."""
 

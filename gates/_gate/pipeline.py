@@ -19,11 +19,13 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from evalsuite import Progress, Redactor, ReinstateError
 from gates._config import Workspace
+from gates._errors import ContainedMidGate
 from gates._gate.checks import (
     Check,
     Evidence,
@@ -244,6 +246,8 @@ class GateRun:
     entry: AuditEntry | None = None
     """Made by ``record``: the verdict's audit entry, whose ``detail["sha256"]`` is the
     stored text's digest (what ``check`` and ``restore`` compare the store against)."""
+    contained: datetime | None = None
+    """The agent's last containment when the inputs were loaded (``load inputs``)."""
 
 
 def _made(artefact: T | None, stage: str) -> T:
@@ -264,7 +268,7 @@ def _load_inputs(run: GateRun) -> GateRun:
     # open, and its changes are verified again. A store given by the caller (a test, an
     # embedding process) serves every check too.
     vouched = standing(run.workspace, run.agent, run.store or open_store(run.workspace))
-    return replace(run, signer=signer,
+    return replace(run, signer=signer, contained=vouched.last_contained_at(),
                    inputs=replace(inputs, store=run.store, incidents=vouched.incidents))
 
 
@@ -292,7 +296,17 @@ def _decide(run: GateRun) -> GateRun:
 
 def _record(run: GateRun) -> GateRun:
     verdict = _made(run.verdict, "decide")
-    entry = (run.store or open_store(run.workspace)).save_verdict(verdict, run.actor)
+    store = run.store or open_store(run.workspace)
+    # A containment while the gate ran: its checks read the incidents from before it, and
+    # a pass stored now would be dated after it, on controls the incident may show wrong
+    # (the runtime guard takes a pass after the last containment as proof of them).
+    contained = standing(run.workspace, run.agent, store).last_contained_at()
+    if contained is not None and contained != run.contained:
+        raise ContainedMidGate(
+            f"{run.agent} was contained while its gate ran (at "
+            f"{contained:%Y-%m-%d %H:%M:%S UTC}), so no verdict is stored; run the gate "
+            f"again once the incident's changes are recorded")
+    entry = store.save_verdict(verdict, run.actor)
     if run.signer is not None:  # signed once stored: the envelope names the stored verdict
         write_attestation(run.workspace, verdict, run.signer, also=run.attestation)
     return replace(run, entry=entry)

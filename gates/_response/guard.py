@@ -305,7 +305,7 @@ class Guard:
             store = open_store(self.workspace)
             held = self._held if self._held is not None else standing(
                 self.workspace, self.agent, store)
-            since = _last_containment(held)
+            since = held.last_contained_at()
             key = (store.latest_verdict_sha256(self.agent), self._controls_digest, since)
             if key == self._proof_key:
                 return
@@ -858,14 +858,6 @@ def _as_logged(value: Any, *, strict: bool = False) -> Any:
 # How many passing verdicts since the last containment are looked through for one on the
 # loaded controls (a shared store holds every branch's gate runs); past it, none is.
 _PROOF_LOOKBACK = 100
-
-
-def _last_containment(held: Standing) -> datetime | None:
-    """When the agent was last contained, by its incident files and the audit log (an
-    incident whose file was deleted still counts): verdicts before it prove nothing."""
-    times = [held.contained_at(incident) for incident in held.incidents]
-    found = [t for t in (*times, *held.logged_containment.values()) if t is not None]
-    return max(found, default=None)
 
 
 def _unproven(agent: str, loaded: tuple[dict[str, str], dict[str, str]],

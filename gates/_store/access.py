@@ -114,6 +114,13 @@ class Standing:
     """When the audit log's last containment entry of each incident was written: a
     containment is no earlier than that, whatever time its file was given by hand."""
 
+    def last_contained_at(self) -> datetime | None:
+        """When the agent was last contained, by its incident files and the audit log (an
+        incident whose file was deleted still counts); None when it never was."""
+        times = [self.contained_at(incident) for incident in self.incidents]
+        found = [t for t in (*times, *self.logged_containment.values()) if t is not None]
+        return max(found, default=None)
+
     def contained_at(self, incident: Incident) -> datetime | None:
         """When ``incident`` was contained: the later of its file's time and its last
         containment entry in the audit log; None when neither records a containment."""

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from gates import Guard, GuardDecision, Workspace, run_gate
+from gates import GatesError, Guard, GuardDecision, Workspace, open_store, run_gate
 from regressions import IncidentBook
-from tests.helpers import proven
+from tests.helpers import contained, proven
 
 AGENT = "refund-agent"
 # A $20 order: a $100 refund of it is past its total, which the gated boundary denies
@@ -304,3 +304,24 @@ def test_verdicts_deleted_from_the_store_do_not_make_the_agent_never_gated(
     assert (refund_past_total.effect, refund_past_total.rule) == (
         "review", "controls.unproven"), refund_past_total
     assert "no passing verdict" in refund_past_total.reason
+
+
+@pytest.mark.attack
+def test_a_gate_the_agent_was_contained_during_stores_no_verdict(
+        back_in_full: Workspace) -> None:
+    """A gate that started before a containment read the incidents from before it, and its
+    pass was stored dated after it: on the very controls the new incident may show wrong,
+    it was the proof the runtime guard takes for them. Such a gate now stores nothing
+    (exit 3), and the last verdict stands."""
+    store = open_store(back_in_full)
+    before = store.latest_verdict_sha256(AGENT)
+    contained_once: list[str] = []
+
+    def contain_midway(_result: object, done: int, _total: int) -> None:
+        if done and not contained_once:
+            contained_once.append(contained(back_in_full))
+
+    with pytest.raises(GatesError, match="was contained while its gate ran") as raised:
+        run_gate(back_in_full, AGENT, actor="ci", progress=contain_midway)
+    assert contained_once and raised.value.exit_code == 3
+    assert store.latest_verdict_sha256(AGENT) == before
