@@ -73,7 +73,7 @@ def main() -> None:
     # the same files: the same controls, and the same warm caches of their compiled rules.
     controls = guard._controls
     assert controls is not None, guard._controls_problem
-    assert not guard._unproven, guard._unproven  # the controls decide, not review
+    assert not guard._enforced[1], guard._enforced  # the controls decide, not review
     eager = Guard(workspace, AGENT, log=root / "bench-guard-eager.jsonl", controls_recheck_s=0)
     lazy = Guard(workspace, AGENT, log=root / "bench-guard-lazy.jsonl", recheck_s=0.1)
 

@@ -201,7 +201,10 @@ class Guard:
         # they are, or when it never passed a gate); what that answer was worked out from
         # (the latest verdict, the controls, the containment); whether to work it out again.
         self._loaded: tuple[dict[str, str], dict[str, str]] = ({}, {})
-        self._unproven = ""
+        # The controls decisions run and why they are unproven, as one pair: decisions read
+        # it without the lock, so a reload or a proof worked out in another thread is seen
+        # whole or not at all (never new controls with the old controls' answer).
+        self._enforced: tuple[Controls | None, str] = (None, "")
         self._proof_key: tuple[object, ...] | None = None
         self._proof_stale = True
         self._held: Standing | None = None
@@ -277,8 +280,8 @@ class Guard:
         # Unproven until _refresh_proof says otherwise, set before the new controls are:
         # a decision in another thread reads them without the lock, and the answer
         # worked out for the controls before must never count for these.
-        self._unproven = (f"whether {self.agent}'s controls, just read again, are ones a "
-                          f"passing gate verified is not worked out yet")
+        self._enforced = (controls, f"whether {self.agent}'s controls, just read again, are "
+                                    f"ones a passing gate verified is not worked out yet")
         self._proof_key, self._proof_stale = None, True
         self._controls, self._controls_problem = controls, ""
         self._controls_digest, self._controls_stamp = digest, _trusted(stamp)
@@ -309,13 +312,13 @@ class Guard:
             key = (store.latest_verdict_sha256(self.agent), self._controls_digest, since)
             if key == self._proof_key:
                 return
-            self._unproven = _unproven(self.agent, self._loaded, store, since,
-                                       self._vouched())
+            self._enforced = (self._controls, _unproven(self.agent, self._loaded, store,
+                                                        since, self._vouched()))
             self._proof_key = key
         except Exception as exc:  # nothing read is nothing proven: a person decides
-            self._unproven, self._proof_key = (
+            self._enforced, self._proof_key = (self._controls, (
                 f"whether {self.agent}'s controls are ones a passing gate verified cannot "
-                f"be read ({str(exc) or repr(exc)})"), None
+                f"be read ({str(exc) or repr(exc)})")), None
 
     def _vouched(self) -> Callable[[Verdict], str | None] | None:
         """With ``[signing] public_key``: why a stored verdict is not signed with that key
@@ -354,6 +357,7 @@ class Guard:
         self._controls, self._controls_digest = None, ""
         self._proof_stale = True
         self._controls_problem = f"controls unreadable: {problem}; failing closed"
+        self._enforced = (None, "")  # after the problem: a decision denies naming it
         self._controls_stamp = _trusted(stamp)
 
     def _refresh_mode(self, *, records: bool = False) -> None:
@@ -433,7 +437,7 @@ class Guard:
         review routing, then the acceptance criteria; then the mode. Nothing is logged.
         """
         self._maybe_refresh()
-        reading, controls = self._reading, self._controls
+        reading, (controls, unproven) = self._reading, self._enforced
         assert reading is not None
         if reading.mode == "suspended":
             why = reading.reason + (f" ({reading.degraded})" if reading.degraded else "")
@@ -454,9 +458,9 @@ class Guard:
             return Decision(effect="review", rule="mode.review",
                             reason=f"{self.agent} is in review mode ({reading.reason}): "
                                    f"every call and output goes to a person first")
-        if self._unproven and not decision.stopped:
+        if unproven and not decision.stopped:
             return Decision(effect="review", rule="controls.unproven",
-                            reason=f"{self._unproven}: every call and output goes to a "
+                            reason=f"{unproven}: every call and output goes to a "
                                    f"person first until `reinstate gate {self.agent}` "
                                    f"passes on today's controls")
         return decision
