@@ -106,6 +106,11 @@ class RunFileWriter:
             self._redactors[case.id] = redactor
         return self._redactors[case.id]
 
+    def abandon(self) -> None:
+        """The run stopped before it finished: close the file and remove it."""
+        self._handle.close()
+        self._partial.unlink(missing_ok=True)
+
     def finish(self) -> Path:
         """Make the file whole under its final name; on failure leave nothing behind."""
         try:

@@ -58,17 +58,23 @@ def run_evals(inputs: GateInputs, trials: int | None = None, *,
         writer = RunFileWriter(run_file_path(inputs), EvalRunHeader(
             agent=inputs.agent.name, agent_version=inputs.agent.version, adapter=kind,
             started_at=utc_now(), settings=vars(engine.settings)))
-    if engine_name == "ray":
-        from gates._gate.ray_engine import connect, run_cases_on_ray  # only when asked for
-        slots = workers or max(1, int(connect().cluster_resources().get("CPU", 1)))
-        results = run_cases_on_ray(inputs, chosen, workers=slots, trials=trials,
-                                   adapter=adapter, concurrency=concurrency,
-                                   progress=progress, record=writer.trial if writer else None)
-    else:
-        # Passing cases are held parked: at thousands of cases their runs as models were
-        # most of the process's memory, and only the good-behaviour replays read them.
-        results = run_cases(engine, chosen, progress=progress,
-                            record=writer.trial if writer else None, park_passing=True)
+    try:
+        if engine_name == "ray":
+            from gates._gate.ray_engine import connect, run_cases_on_ray  # only when asked for
+            slots = workers or max(1, int(connect().cluster_resources().get("CPU", 1)))
+            results = run_cases_on_ray(inputs, chosen, workers=slots, trials=trials,
+                                       adapter=adapter, concurrency=concurrency,
+                                       progress=progress,
+                                       record=writer.trial if writer else None)
+        else:
+            # Passing cases are held parked: at thousands of cases their runs as models were
+            # most of the process's memory, and only the good-behaviour replays read them.
+            results = run_cases(engine, chosen, progress=progress,
+                                record=writer.trial if writer else None, park_passing=True)
+    except BaseException:
+        if writer is not None:  # a run that stopped midway leaves no run file behind
+            writer.abandon()
+        raise
     return Evidence(results=results,
                     regression_ids=frozenset(c.id for c in inputs.regression_cases),
                     run_file=writer.finish() if writer else None,

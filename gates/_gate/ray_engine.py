@@ -118,10 +118,13 @@ def map_bounded(fn: Callable[[T], R], items: Sequence[T], workers: int,
 
     Raises:
         ReinstateError: the one a task raised (a bad input found in a worker), as is.
-        EngineUnavailable: a task died or Ray failed.
+        EngineUnavailable: a task died (it is not run again) or Ray failed.
     """
     ray = connect()
-    remote = ray.remote(fn)
+    # Never run a task twice: Ray re-runs one whose worker died (up to 3 times by default),
+    # and a trial's agent can kill its worker (or drive it out of memory) after it misbehaved,
+    # to have that trial run again and its failure forgotten. Locally the gate dies with it.
+    remote = ray.remote(max_retries=0)(fn)
     results: list[Any] = [None] * len(items)
     pending: dict[Any, int] = {}
     queue = iter(enumerate(items))
