@@ -56,6 +56,8 @@ from gates._store.verdict_signature import configured_public_key, signature_prob
 from gates._verdict.verdict import AuditHead
 from regressions import LAYERS, utc_now
 from tests.conftest import RunCli, tree
+from tests.gates.test_guard_proof import refund as refund_past_total
+from tests.gates.test_guard_proof import without_the_total_rule
 from tests.helpers import ACTOR, analysed, copied, opened_again, resolved
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("attestation")]
@@ -929,21 +931,10 @@ def test_a_forged_pass_on_edited_controls_does_not_run_them_in_full(
                                                                    ) as gated_run:
         gated = gated_run.call("lookup_order", {"order_id": "A-1002"})
     assert gated.effect == "allow", gated  # the signed gate's controls run in full
-    permissions = signed.agent_dir(AGENT) / "permissions.yaml"
-    text = permissions.read_text()
-    start = text.index("    deny_when:\n      - id: refund-exceeds-order-total\n")
-    end = text.index("double(s.result.total))\n", start) + len("double(s.result.total))\n")
-    permissions.write_text(text[:start] + text[end:])
+    without_the_total_rule(signed)
     _forge_pass(signed)
-    guard = Guard(signed.root, AGENT, log=tmp_path / "guard.jsonl")
-    with guard.run("forged", goal="refund order A-1002",
-                   context={"customer_id": "C-1002"}) as run:
-        looked = run.call("lookup_order", {"order_id": "A-1002"})
-        assert looked.call_id is not None
-        run.result(looked.call_id, {"order_id": "A-1002", "customer_id": "C-1002",
-                                    "total": 20.0, "currency": "USD", "status": "shipped"})
-        refund = run.call("issue_refund", {"order_id": "A-1002", "amount": 100,
-                                           "refund_to": "original_payment_method"})
+    _, refund = refund_past_total(Guard(signed.root, AGENT, log=tmp_path / "guard.jsonl"),
+                                  "forged")
     assert (refund.effect, refund.rule) == ("review", "controls.unproven"), refund
     assert "signed" in refund.reason, refund.reason
 
