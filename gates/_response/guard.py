@@ -196,10 +196,10 @@ class Guard:
         self._controls_stamp: _Stamp | None = None
         self._reading: ModeReading | None = None
         self._mode_stamp: _Stamp | None = None
-        # The loaded controls' digests as a verdict's fingerprint keeps them; why they are
-        # not ones a passing gate verified since the agent's last containment ("" when
-        # they are, or when it never passed a gate); what that answer was worked out from
-        # (the latest verdict, the controls, the containment); whether to work it out again.
+        # The loaded controls' digests as a verdict's fingerprint keeps them; what the
+        # answer to "are they proven?" was worked out from (the latest verdict, the
+        # controls, the last containment) and whether to work it out again; the agent's
+        # standing as the mode was last read (its containments).
         self._loaded: tuple[dict[str, str], dict[str, str]] = ({}, {})
         # The controls decisions run and why they are unproven, as one pair: decisions read
         # it without the lock, so a reload or a proof worked out in another thread is seen
@@ -955,8 +955,8 @@ def _trusted(stamp: _Stamp) -> _Stamp | None:
 def _read(paths: tuple[Path, ...], code: tuple[Path, ...] = (),
           ) -> tuple[dict[str, str], str, dict[Path, bytes]]:
     """The control files' texts by name, the digest of their bytes and of the predicate
-    modules' files (``code``: the loader runs them itself), and each file's bytes by path
-    (a missing one left out). A file missing, too large or not UTF-8 is left to the
+    modules' files (``code``), and each file's bytes by path (a missing one left out): the
+    loader parses and runs these very bytes. A file missing, too large or not UTF-8 is left to the
     loader, which names the problem."""
     digest = hashlib.sha256()
     texts: dict[str, str] = {}
