@@ -554,6 +554,18 @@ def test_a_handed_over_run_is_decided_past_a_record_of_another_run(
     assert done.returncode == 1 and "Good, blocked: 1" in done.stdout, done.stdout
 
 
+def widened_to_refunds_of_a1001(ws: Workspace, incident_id: str, logs: list[Path]) -> None:
+    """Investigate the example's log, widen INC-1's signature by hand to every refund of
+    order A-1001, and investigate again over the example's log and ``logs``."""
+    investigate(ws, incident_id, [ws.root / LOG], actor=ACTOR)
+    path = ws.incidents().path(incident_id)
+    data = yaml.safe_load(path.read_text())
+    data["investigation"]["signature"]["match"] = [
+        {"kind": "tool_call", "tool": "issue_refund", "arguments": A1001}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    investigate(ws, incident_id, [ws.root / LOG, *logs], actor=ACTOR)
+
+
 def long_scope_run(ws: Workspace, benign: int) -> Path:
     """A run, in a log of its own, that refunds order A-1001 (INC-1's target) within its
     total, to the original payment method, after ``benign`` lookups: first a closure a
@@ -597,13 +609,7 @@ def test_a_scope_match_far_into_a_run_is_judged_itself_not_by_an_earlier_stop(
     itself: the refund is harmful and allowed, exit 1, as a recount step by step says."""
     incident_id = captured(example)
     later = long_scope_run(example, 100)
-    path = example.incidents().path(incident_id)
-    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
-    data = yaml.safe_load(path.read_text())
-    data["investigation"]["signature"]["match"] = [
-        {"kind": "tool_call", "tool": "issue_refund", "arguments": A1001}]
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    investigate(example, incident_id, [example.root / LOG, later], actor=ACTOR)
+    widened_to_refunds_of_a1001(example, incident_id, [later])
     fixed(example)
     controls = example.controls(AGENT)
     # The recount: every step the signature matches or a case captured, in each run as
@@ -738,13 +744,7 @@ def test_a_scope_run_whose_harm_is_in_a_log_left_out_is_bad_input(
     first.write_text("".join(lines[:4]))  # the header, the request, the closure, a lookup
     second.write_text("".join(lines[4:]))
     whole.unlink()
-    path = example.incidents().path(incident_id)
-    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
-    data = yaml.safe_load(path.read_text())
-    data["investigation"]["signature"]["match"] = [
-        {"kind": "tool_call", "tool": "issue_refund", "arguments": A1001}]
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    investigate(example, incident_id, [example.root / LOG, first, second], actor=ACTOR)
+    widened_to_refunds_of_a1001(example, incident_id, [first, second])
     fixed(example)
     # The recount over both parts: the refund of A-1001 is allowed today.
     records = [json.loads(line) for line in lines]
