@@ -346,10 +346,16 @@ def keys_found(ws: Workspace) -> list[int]:
 def under_a_shell(args: list[str], cwd: Path, pem: str) -> subprocess.CompletedProcess[str]:
     """``reinstate ARGS`` started by a shell that holds the signing key in its environment
     (a CI job's ``env:``) and waits for it, so the key stays in an ancestor's environ."""
-    env = {**os.environ, "REINSTATE_SIGNING_KEY": pem, "REINSTATE_ACTOR": "ci",
-           "COLUMNS": "200"}
+    return python_under_a_shell(["-m", "gates", *args], cwd, pem, COLUMNS="200")
+
+
+def python_under_a_shell(args: list[str], cwd: Path, pem: str,
+                         **env_extra: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` started by a shell that holds the signing key in its environment
+    and waits for it (no exec in its place), with ``env_extra`` set too."""
+    env = {**os.environ, "REINSTATE_SIGNING_KEY": pem, "REINSTATE_ACTOR": "ci", **env_extra}
     env.pop("REINSTATE_WORKSPACE", None)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "gates", *args])
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *args])
     return subprocess.run(["bash", "-c", f"{command}; status=$?; true; exit $status"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
                           check=False)

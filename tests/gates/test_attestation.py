@@ -8,7 +8,6 @@ import base64
 import json
 import os
 import re
-import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -58,7 +57,7 @@ from regressions import LAYERS, utc_now
 from tests.conftest import RunCli, tree
 from tests.gates.test_guard_proof import refund as refund_past_total
 from tests.gates.test_guard_proof import without_the_total_rule
-from tests.helpers import ACTOR, analysed, copied, opened_again, resolved
+from tests.helpers import ACTOR, analysed, copied, opened_again, python_under_a_shell, resolved
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("attestation")]
 
@@ -385,17 +384,6 @@ def _spied(workspace: Workspace) -> list[tuple[int, int, int]]:
             for match in _SPIED.findall(path.read_text())]
 
 
-def _under_a_shell(args: list[str], cwd: Path, pem: str) -> subprocess.CompletedProcess[str]:
-    """``python ARGS`` started by a shell that holds the key in its environment (how a CI
-    step's ``env:`` runs ``reinstate gate``) and waits for it: no exec in its place."""
-    env = {**os.environ, SIGNING_KEY_ENV: pem, "REINSTATE_ACTOR": "ci"}
-    env.pop("REINSTATE_WORKSPACE", None)
-    command = " ".join(shlex.quote(a) for a in [sys.executable, *args])
-    return subprocess.run(["bash", "-c", f"{command}; status=$?; true; exit $status"],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
-
-
 @pytest.mark.attack
 def test_run_gate_takes_the_key_out_of_the_environment(
         example: Workspace, key_pair: tuple[str, Path],
@@ -434,7 +422,7 @@ def test_gate_command_hides_the_key_from_the_agent(example: Workspace,
             "    with open('/proc/self/environ', 'rb') as handle:\n"
             "        print('IN_PROC_ENVIRON', b'PRIVATE KEY' in handle.read())\n"
             "sys.exit(code)\n")
-    result = _under_a_shell(["-c", gate, "gate", AGENT, "--trials", "1", "--attestation",
+    result = python_under_a_shell(["-c", gate, "gate", AGENT, "--trials", "1", "--attestation",
                              str(tmp_path / "verdict.intoto.json")], example.root, key_pair[0])
     assert "Traceback" not in result.stderr, result.stderr
     assert "signed: .reinstate/attestations/refund-agent/" in result.stdout, result.stderr
@@ -467,7 +455,7 @@ def test_an_unsandboxed_agent_is_never_gated_with_the_signing_key(
     signed, on the Ray engine too. Without a key it runs as before (and finds none)."""
     _spy_on_the_agent(example)
     spied = _sandbox(example, "none")
-    result = _under_a_shell(["-m", "gates", "gate", AGENT, "--trials", "1", "--attestation",
+    result = python_under_a_shell(["-m", "gates", "gate", AGENT, "--trials", "1", "--attestation",
                              str(tmp_path / "verdict.intoto.json")], example.root, key_pair[0])
     assert result.returncode == 2, result.stdout + result.stderr
     assert _NO_SANDBOX + ' (sandbox = "none")' in result.stderr
@@ -522,7 +510,7 @@ def test_each_sandbox_keeps_the_agent_from_its_ancestors_key(
     nothing runs."""
     _spy_on_the_agent(example)
     spied = _sandbox(example, sandbox)
-    result = _under_a_shell(["-m", "gates", "gate", AGENT, "--trials", "1"], example.root,
+    result = python_under_a_shell(["-m", "gates", "gate", AGENT, "--trials", "1"], example.root,
                             key_pair[0])
     assert "Traceback" not in result.stderr, result.stderr
     try:
