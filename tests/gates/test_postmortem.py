@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from evalsuite import dump_yaml
 from gates import Workspace, contain, open_incident, postmortem, postmortem_markdown
-from regressions import Investigation, utc_now
+from regressions import Incident, Investigation, utc_now
 from tests.conftest import RunCli, tree
 from tests.helpers import ACTOR, captured
 
@@ -148,6 +149,18 @@ def test_closing_before_the_review_is_not_written_up_as_after_it(back_in_full: W
             in _section(printed.stdout, "Follow-up actions"))
 
 
+def _contained_late(example: Workspace, hours: int) -> tuple[Incident, Path, Incident]:
+    """A sev1 incident detected ``hours`` ago and suspended now: the incident as opened,
+    its file, and its record as contained."""
+    incident = open_incident(example, "refund-agent", summary="late one", severity="sev1",
+                             actor=ACTOR, detected_at=utc_now() - timedelta(hours=hours))
+    contain(example, incident.id, mode="suspended", notify=["legal", "compliance", "eng-lead"],
+            scope="unknown", actor=ACTOR)
+    record = example.incidents().load(incident.id)
+    assert record.containment is not None
+    return incident, example.incidents().path(incident.id), record
+
+
 @pytest.mark.attack
 def test_a_hand_edited_clock_is_written_up_as_the_audit_log_has_it(example: Workspace,
                                                                   cli: RunCli) -> None:
@@ -156,13 +169,7 @@ def test_a_hand_edited_clock_is_written_up_as_the_audit_log_has_it(example: Work
     entry was written, the 4h target MISSED, not restored, and the hand edit named as a
     follow-up. Before, the postmortem printed the file: "✅ within the 4h target", a
     restore at the typed time, and no follow-up to restore."""
-    incident = open_incident(example, "refund-agent", summary="late one", severity="sev1",
-                             actor=ACTOR, detected_at=utc_now() - timedelta(hours=6))
-    contain(example, incident.id, mode="suspended", notify=["legal", "compliance", "eng-lead"],
-            scope="unknown", actor=ACTOR)
-    path = example.incidents().path(incident.id)
-    record = example.incidents().load(incident.id)
-    assert record.containment is not None
+    incident, path, record = _contained_late(example, hours=6)
     early = record.detected_at + timedelta(hours=1)
     edited = record.model_copy(update={
         "containment": record.containment.model_copy(update={"contained_at": early}),
@@ -186,13 +193,7 @@ def test_a_containment_seconds_past_its_target_never_reads_as_on_it(example: Wor
     """Contained 4h 00m 30s after detection: the clock said "4h 00m" next to "MISSED the 4h
     target" (the minutes were floored), a time that meets the target it missed. A started
     minute now counts whole, in `incident show` and in the postmortem alike."""
-    incident = open_incident(example, "refund-agent", summary="late one", severity="sev1",
-                             actor=ACTOR, detected_at=utc_now() - timedelta(hours=5))
-    contain(example, incident.id, mode="suspended", notify=["legal", "compliance", "eng-lead"],
-            scope="unknown", actor=ACTOR)
-    path = example.incidents().path(incident.id)
-    record = example.incidents().load(incident.id)
-    assert record.containment is not None
+    incident, path, record = _contained_late(example, hours=5)
     taken = timedelta(hours=4, seconds=30)  # detection typed as the pager had it
     path.write_text(dump_yaml(record.model_copy(update={
         "detected_at": record.containment.contained_at - taken})))
