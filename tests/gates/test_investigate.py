@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from evalsuite import read_runs
-from gates import Evidence, Workspace, load_inputs
+from gates import Evidence, Investigated, Workspace, load_inputs
 from gates._gate.logging_check import logging as logging_check
 from gates._response.investigation import investigate
 from regressions import ROOT_CAUSE, resolution_gaps, utc_now
@@ -41,6 +41,17 @@ def _edit_signature(ws: Workspace, incident_id: str, match: list[dict[str, objec
     data = yaml.safe_load(path.read_text())
     data["investigation"]["signature"]["match"] = match
     path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _investigated_with_gaps(example: Workspace) -> Investigated:
+    """INC-1 captured, its signature widened to any refund, investigated again over the
+    example's log and the OTLP log, whose runs leave the four logging questions open."""
+    incident_id = captured(example)
+    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
+    _edit_signature(example, incident_id, ANY_REFUND)
+    shutil.copy(OTLP, example.logs_dir / OTLP.name)
+    return investigate(
+        example, incident_id, [example.root / LOG, example.logs_dir / OTLP.name], actor=ACTOR)
 
 
 def _checked(ws: Workspace) -> tuple[str, str, list[str]]:
@@ -148,12 +159,7 @@ def test_a_bad_log_leaves_the_incident_as_it_was(example: Workspace, cli: RunCli
 def test_logging_gaps_are_a_root_cause_and_fail_the_gate_until_new_logs(
         example: Workspace) -> None:
     """Gaps give a logging finding; the check fails until runs logged after it are complete."""
-    incident_id = captured(example)
-    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
-    _edit_signature(example, incident_id, ANY_REFUND)
-    shutil.copy(OTLP, example.logs_dir / OTLP.name)
-    done = investigate(example, incident_id, [example.root / LOG, example.logs_dir / OTLP.name],
-                       actor=ACTOR)
+    done = _investigated_with_gaps(example)
     inv = done.investigation
     assert inv.scope.runs_matched == 5 and inv.gap_runs == ["conv_Z9x8c7v6b5n4m3"]
     assert {g.question for g in inv.logging_gaps} == {"goal", "context", "tools", "completion"}
@@ -307,12 +313,8 @@ def test_an_investigation_that_checked_no_run_does_not_clear_a_logging_gap(
     logging finding was rewritten as "every one of the 0 runs in scope answers the four
     questions", no gap: a figure over nothing that erased the root cause. Now the finding
     stays as it was, and the investigation says it checked no run."""
-    incident_id = captured(example)
-    investigate(example, incident_id, [example.root / LOG], actor=ACTOR)
-    _edit_signature(example, incident_id, ANY_REFUND)
-    shutil.copy(OTLP, example.logs_dir / OTLP.name)
-    done = investigate(example, incident_id, [example.root / LOG, example.logs_dir / OTLP.name],
-                       actor=ACTOR)
+    done = _investigated_with_gaps(example)
+    incident_id = done.incident.id
     before = next(f for f in done.incident.findings if f.layer == "logging")
     assert before.gap
     other = "logs/other.jsonl"
