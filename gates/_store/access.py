@@ -117,9 +117,8 @@ class Standing:
     def last_contained_at(self) -> datetime | None:
         """When the agent was last contained, by its incident files and the audit log (an
         incident whose file was deleted still counts); None when it never was."""
-        times = [self.contained_at(incident) for incident in self.incidents]
-        found = [t for t in (*times, *self.logged_containment.values()) if t is not None]
-        return max(found, default=None)
+        files = [i.containment.contained_at for i in self.incidents if i.containment]
+        return max([*files, *self.logged_containment.values()], default=None)
 
     def contained_at(self, incident: Incident) -> datetime | None:
         """When ``incident`` was contained: the later of its file's time and its last
