@@ -1,4 +1,5 @@
-"""``reinstate ratchet show|approve``: the regression set only tightens, unless approved."""
+"""``reinstate ratchet show|approve``: the regression set and the controls only tighten,
+unless approved."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ TRIALS_HELP = ("Take the cases as `gate --trials N` runs them: N trials per case
 
 @click.group("ratchet")
 def command() -> None:
-    """See and approve removals and loosenings of the regression set."""
+    """See and approve removals and loosenings of the regression set and the controls."""
 
 
 @command.command("show")
@@ -26,9 +27,9 @@ def command() -> None:
 @click.option("--against", metavar="REF", help=AGAINST_HELP)
 @click.option("--trials", type=click.IntRange(1, 1000), help=TRIALS_HELP)
 def show(agent: str, against: str | None, trials: int | None) -> int:
-    """List every regression case removed or loosened since the last gate, or with
-    --against since a git ref (with incident files and baselines deleted or changed);
-    exit 1 if any lacks an approval."""
+    """List every regression case and control rule removed or loosened since the last
+    gate, or with --against since a git ref (regression cases, incident files and
+    baselines deleted or changed); exit 1 if any lacks an approval."""
     c = ctx()
     workspace = c.workspace()
     if against is not None:
@@ -37,7 +38,8 @@ def show(agent: str, against: str | None, trials: int | None) -> int:
                     highlight=False)
     else:
         found, memory = ratchet_status(workspace, agent, trials=trials)
-        c.out.print(f"{agent}: regression cases held: {len(memory)}", highlight=False)
+        c.out.print(f"{agent}: regression cases held: {len(memory.terms)}; control rules "
+                    f"held: {len(memory.control_terms or {})}", highlight=False)
     for loosening in found:
         if loosening.approval is None:
             c.out.print(f"  [red]not approved[/] {escape(loosening.case)}: "
@@ -54,14 +56,16 @@ def show(agent: str, against: str | None, trials: int | None) -> int:
 @command.command("approve")
 @click.argument("agent")
 @click.argument("case_id")
-@click.option("--reason", required=True, help="Why the regression set may loosen here.")
+@click.option("--reason", required=True,
+              help="Why the regression set or the controls may loosen here.")
 @click.option("--against", metavar="REF", help=AGAINST_HELP)
 @click.option("--trials", type=click.IntRange(1, 1000), help=TRIALS_HELP)
 def approve(agent: str, case_id: str, reason: str, against: str | None,
             trials: int | None) -> int:
     """Approve removing or loosening CASE_ID as it stands now: in the audit log, or with
     --against in the repository's approvals file (CASE_ID may then be an incident id, for
-    its deleted file or changed baseline)."""
+    its deleted file or changed baseline). CASE_ID may be a control rule's path as `ratchet
+    show` lists it (permissions.tools.TOOL.deny_when.ID, review.rules.ID, acceptance.ID)."""
     c = ctx()
     workspace = c.workspace()
     if against is not None:

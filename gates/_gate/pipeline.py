@@ -154,7 +154,7 @@ def _each_check(inputs: GateInputs, evidence: Evidence,
 
 
 # What a later gate or report compares byte for byte, or opens: never redacted.
-UNREDACTED = ("fingerprint", "terms", "run_file")
+UNREDACTED = ("fingerprint", "terms", "control_terms", "run_file")
 
 
 def decide(inputs: GateInputs, checks: list[AnyCheckResult]) -> Verdict:

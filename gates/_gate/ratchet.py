@@ -27,10 +27,23 @@ from dataclasses import replace
 
 from evalsuite import InvalidInput, load_cases
 from gates._config import Workspace
+from gates._controls.files import Controls
 from gates._errors import StoreUnavailable
 from gates._gate.checks import Evidence
+from gates._gate.control_ratchet import (
+    NOT_ALLOWED,
+    RecordedRun,
+    compare_controls,
+    control_terms,
+    recorded_runs,
+)
 from gates._gate.inputs import GateInputs, regression_set_lock
-from gates._gate.ratchet_git import compare_with_ref, ratchet_against, today_terms
+from gates._gate.ratchet_git import (
+    compare_with_ref,
+    ratchet_against,
+    today_terms,
+    workspace_modules,
+)
 from gates._store.access import open_store, store_exists
 from gates._store.audit import last_verdict_problems, recorded, verify_audit
 from gates._store.backends import AuditEntry, StateStore
@@ -45,7 +58,6 @@ from gates._verdict.check_results import (
 from gates._verdict.ratchet_approvals import RatchetApproval, append_approvals, approvals_path
 from gates._verdict.ratchet_terms import (
     Loosening,
-    RatchetTerms,
     approval_of,
     captured_cases,
     compare,
@@ -81,8 +93,12 @@ _READS = 5
 between its two reads (then it errs: never a memory the log does not vouch for)."""
 
 
-def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]:
-    """The terms the agent's last stored verdict held its regression set to.
+_NOTHING = RegressionRatchetData(terms={})
+"""The memory of an agent never gated, or gated only before the ratchet."""
+
+
+def _remembered(store: StateStore | None, agent: str) -> RegressionRatchetData:
+    """What the agent's last stored verdict held its regression set and controls to.
 
     The text must be the one the audit log's last verdict entry of the agent records (its
     SHA-256), and that entry the one the store wrote last (:func:`last_verdict_problems`):
@@ -92,7 +108,7 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
     of the agent when none is stored (the verdicts removed).
     """
     if store is None:
-        return {}
+        return _NOTHING
     # The text and the log are two reads: another gate may store its verdict between
     # them, so a log that moved past the text is asked again with the newer text. A text
     # that stays the same while the log records another is the store changed behind it.
@@ -103,7 +119,7 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
         if text is None:
             problems = last_verdict_problems(store, agent, None)
             if not problems:
-                return {}
+                return _NOTHING
             if store.latest_verdict_text(agent) is None:
                 raise StoreUnavailable(
                     f"no verdict of {agent} is stored, but the audit log records one "
@@ -140,9 +156,9 @@ def _remembered(store: StateStore | None, agent: str) -> dict[str, RatchetTerms]
     return held if held is not None else _held_before(store, agent)
 
 
-def _held_in(store: StateStore, agent: str, text: str) -> dict[str, RatchetTerms] | None:
-    """The terms a stored verdict's text remembers: none (``{}``) for a verdict from before
-    the ratchet, None when its ratchet check recorded none (it could not run)."""
+def _held_in(store: StateStore, agent: str, text: str) -> RegressionRatchetData | None:
+    """What a stored verdict's text remembers: nothing for a verdict from before the
+    ratchet, None when its ratchet check recorded nothing (it could not run)."""
     read = read_ratchet_terms(text)
     if read is not None:
         return read[1]
@@ -157,11 +173,11 @@ def _held_in(store: StateStore, agent: str, text: str) -> dict[str, RatchetTerms
                                f"regression set's remembered terms are unknown") from None
     check = verdict.result(RegressionRatchetResult)
     if check is None:
-        return {}
-    return None if check.data is None else dict(check.data.terms)
+        return _NOTHING
+    return check.data
 
 
-def _held_before(store: StateStore, agent: str) -> dict[str, RatchetTerms]:
+def _held_before(store: StateStore, agent: str) -> RegressionRatchetData:
     """The terms of the last verdict before the agent's latest whose ratchet check recorded
     them: the latest one's check could not run (a store that failed mid-gate, a memory the
     log did not vouch for) and recorded none.
@@ -189,7 +205,7 @@ def _held_before(store: StateStore, agent: str) -> dict[str, RatchetTerms]:
         if held is not None:
             return held
         back += 1
-    return {}
+    return _NOTHING
 
 
 def _captured(workspace: Workspace, agent: str) -> set[str]:
@@ -208,15 +224,19 @@ def _store(workspace: Workspace, store: StateStore | None) -> StateStore | None:
 
 def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase] | None = None,
                    store: StateStore | None = None, trials: int | None = None,
-                   ) -> tuple[list[Loosening], dict[str, RatchetTerms]]:
-    """Every removal and loosening since the ratchet last held ``agent``'s set, each with
-    its approval if one is recorded; and the terms the next verdict should remember.
+                   controls: Controls | None = None, runs: list[RecordedRun] | None = None,
+                   ) -> tuple[list[Loosening], RegressionRatchetData]:
+    """Every removal and loosening since the ratchet last held ``agent``'s regression set
+    and controls, each with its approval if one is recorded; and what the next verdict
+    should remember.
 
     The cases are compared as a gate run with ``trials`` (``--trials``; default ``[gate]
     trials``) runs them, so fewer trials by any route is a loosening; each predicate
     expectation is held to its module's source today. What is remembered is never more
     trials than the workspace gives a case: one gate run with more does not raise what
-    every later gate is held to.
+    every later gate is held to. ``controls`` are the agent's as the gate loaded them
+    (default: read now), compared rule by rule (:mod:`gates._gate.control_ratchet`) on
+    the recorded ``runs`` (default: the regression cases' recorded runs).
     """
     workspace.require_agent(agent)
     if cases is None:
@@ -225,29 +245,40 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     configured = workspace.config.gate.trials
     kept = (today if trials is None or trials <= configured
             else today_terms(workspace, cases, configured))
+    controls = controls or workspace.controls(agent)
+    modules = workspace_modules(workspace)
     held = _store(workspace, store)
     remembered = _remembered(held, agent)
+    held_controls = remembered.control_terms or {}
     approved = approvals(held, agent) if held is not None else {}
     found = [replace(f, approval=_approval(approved, f))
-             for f in compare(remembered, _captured(workspace, agent), today)]
+             for f in [*compare(dict(remembered.terms), _captured(workspace, agent), today),
+                       *compare_controls(held_controls, controls, modules,
+                                         recorded_runs(cases) if runs is None else runs)]]
     if held is not None and any(f.approval is not None for f in found):
-        # An approval lets a case be loosened: it counts only as the log vouches for it
-        # (one of the agent's approvals as the store tallied them, the log whole up to
-        # them), never one written in by hand.
+        # An approval lets a case or a rule be loosened: it counts only as the log vouches
+        # for it (one of the agent's approvals as the store tallied them, the log whole up
+        # to them), never one written in by hand.
         problems = verify_audit(held, [agent], incremental=True)
         if problems:
             more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
             raise StoreUnavailable(
                 f"the audit log does not verify ({problems[0]}{more}), so the approvals "
-                f"that would let {agent}'s regression set loosen cannot be trusted; run "
-                f"`reinstate audit verify` to see what changed")
+                f"that would let {agent}'s regression set or controls loosen cannot be "
+                f"trusted; run `reinstate audit verify` to see what changed")
     memory = dict(kept)
+    rules = control_terms(controls, modules)
     for loosening in found:
-        if loosening.approval is None and loosening.case in remembered:
-            memory[loosening.case] = remembered[loosening.case]  # hold the old terms
+        if loosening.approval is None and loosening.case in remembered.terms:
+            memory[loosening.case] = remembered.terms[loosening.case]  # hold the old terms
+        elif loosening.approval is None and loosening.case in held_controls:
+            rules[loosening.case] = held_controls[loosening.case]  # hold the old rule
+        elif loosening.approval is None and loosening.case in rules:
+            rules[loosening.case] = NOT_ALLOWED  # a tool newly allowed: held as it was
         elif loosening.kind == "removed":
             memory.pop(loosening.case, None)
-    return found, memory
+    return found, RegressionRatchetData(terms=dict(sorted(memory.items())),
+                                        control_terms=dict(sorted(rules.items())))
 
 
 def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatchetResult:
@@ -258,20 +289,20 @@ def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatc
     # the engine did not use.
     trials = evidence.trials
     found, memory = ratchet_status(inputs.workspace, agent, inputs.regression_cases,
-                                   inputs.store, trials)
+                                   inputs.store, trials, inputs.controls,
+                                   recorded_runs(inputs.regression_cases, evidence.results))
     open_ = [f for f in found if f.approval is None]
     given = ("" if trials is None or trials == inputs.workspace.config.gate.trials
              else f" --trials {trials}")
     findings = [f"{f.case}: {f.what}; undo it, or approve it with `reinstate ratchet approve "
                 f"{agent} {f.case}{given} --reason …`" for f in open_]
     done = [f for f in found if f.approval is not None]
-    summary = (f"regression cases held: {len(memory)}; {len(open_)} removed or loosened "
+    summary = (f"regression cases held: {len(memory.terms)}; control rules held: "
+               f"{len(memory.control_terms or {})}; {len(open_)} removed or loosened "
                f"without approval" + (f", {len(done)} approved" if done else ""))
-    data = RegressionRatchetData(
-        terms=dict(sorted(memory.items())),
-        loosened=[Loosened(case=f.case, what=f.what) for f in open_],
-        approved=[_approved(f) for f in done],
-    )
+    data = memory.model_copy(update={
+        "loosened": [Loosened(case=f.case, what=f.what) for f in open_],
+        "approved": [_approved(f) for f in done]})
     against = inputs.against
     if against is not None:
         lost = compare_with_ref(against, inputs.workspace, agent, inputs.regression_cases,

@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, Discriminator, Field, Tag, TypeAdapter
 from evalsuite import Record
 from gates._controls.policy import Effect
 from gates._verdict.outcome import Outcome as Outcome  # re-exported: its old home
-from gates._verdict.ratchet_terms import RatchetTerms
+from gates._verdict.ratchet_terms import ControlTerms, RatchetTerms
 
 # A check that could not run can make the others' findings incomplete, so error ranks first.
 _PRECEDENCE: tuple[Outcome, ...] = ("error", "fail", "inconclusive", "pass")
@@ -446,6 +446,10 @@ class RegressionRatchetData(Record):
     """Removed or loosened, with approval."""
     against: AgainstRef | None = None
     """The comparison with a git ref, when the gate ran with ``--against``."""
+    control_terms: dict[str, ControlTerms] | None = None
+    """Per control rule (by its path, e.g. ``permissions.tools.issue_refund.deny_when.
+    too-large``), what the next gate holds it to (never redacted); none on verdicts stored
+    before the ratchet held the controls."""
 
 
 class RegressionRatchetResult(CheckResultBase):

@@ -63,6 +63,24 @@ class RatchetTerms(Record):
         return digest_of(self.model_dump(mode="json"))
 
 
+class ControlTerms(Record):
+    """What one control rule holds the agent to, as the ratchet remembers it."""
+
+    rule: dict[str, Any]
+    """The rule as written, its description aside: ``{"allowed": …}`` or ``{"risk": …}``
+    for a tool's own settings, the JSON Schema of its arguments, a condition, a review rule
+    or an acceptance criterion. Kept whole so a later gate can replay the rule as it was."""
+    code: str | None = None
+    """Digest of every file of the modules ``[rules] predicate_modules`` lists, when the
+    rule calls a predicate: code cannot be replayed as it was, so any change to it is a
+    change of the rule."""
+
+    @property
+    def digest(self) -> str:
+        """Digest of these terms, which an approval is bound to."""
+        return digest_of(self.model_dump(mode="json"))
+
+
 def digest_of(data: Any) -> str:
     """SHA-256 of ``data`` as canonical JSON."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)

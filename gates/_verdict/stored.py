@@ -29,7 +29,7 @@ from gates._verdict.plain_json import plain_json
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from gates._verdict.ratchet_terms import RatchetTerms
+    from gates._verdict.check_results import RegressionRatchetData
 
 
 class _Read(BaseModel):
@@ -158,9 +158,10 @@ class _RawVerdict(msgspec.Struct):
     audit_head: _RawHead
 
 
-def read_ratchet_terms(text: str) -> tuple[int, dict[str, RatchetTerms]] | None:
-    """The regression ratchet's remembered terms in a stored verdict's text, with the audit
-    head it was stamped with; None when the text is not of that shape.
+def read_ratchet_terms(text: str) -> tuple[int, RegressionRatchetData] | None:
+    """The regression ratchet's memory in a stored verdict's text (the terms of its cases
+    and its control rules), with the audit head it was stamped with; None when the text
+    is not of that shape.
 
     Only that check's data is read into models (as strictly as the whole verdict reads
     it); every other check's is skipped unparsed, so a gate at 10,000 cases does not
@@ -182,4 +183,4 @@ def read_ratchet_terms(text: str) -> tuple[int, dict[str, RatchetTerms]] | None:
         data = RegressionRatchetData.model_validate_json(bytes(found[0]))
     except (msgspec.DecodeError, ValidationError, ValueError, RecursionError):
         return None
-    return raw.audit_head.seq, dict(data.terms)
+    return raw.audit_head.seq, data

@@ -291,7 +291,7 @@ def test_the_terms_are_read_without_building_the_last_verdict(ws: Workspace) -> 
     _edit(ws, LOOSENINGS["threshold"][0])
     found, memory = ratchet_status(ws, AGENT, store=store)
     assert [f.what for f in found] == ["threshold lowered from 1 to 0.5"]
-    assert memory["INC-1-1"].threshold == 1.0  # the remembered floor holds
+    assert memory.terms["INC-1-1"].threshold == 1.0  # the remembered floor holds
     assert store.whole_reads == 0
 
 
@@ -448,7 +448,7 @@ def test_a_verdict_stored_between_the_ratchets_reads_is_read_not_refused(
     found, memory = ratchet_status(ws, AGENT, store=store)
     assert store.stored
     assert [f.what for f in found] == ["trials lowered from 4 to 1"]
-    assert memory["INC-1-1"].trials == 4
+    assert memory.terms["INC-1-1"].trials == 4
 
 
 def _gate_cli(ws: Workspace, *args: str) -> tuple[int, dict[str, object]]:

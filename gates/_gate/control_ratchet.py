@@ -1,0 +1,198 @@
+"""The ratchet on the controls: a control rule a gate held the agent to is never dropped
+or loosened without an approval on record.
+
+A gate can pass on weakened controls: the fixed agent no longer attempts the calls a
+deleted rule stopped, and another rule still stops the recorded harm. So each verdict's
+``regression_ratchet`` check keeps, beside the regression set's terms, every control rule
+of the agent as written (:class:`ControlTerms`, by the path decisions name it by), and the
+next gate compares today's controls with them:
+
+- a rule removed (a ``deny_when`` or ``review_when`` condition, a review rule, an
+  acceptance criterion, a tool's argument schema), a tool newly allowed, or a tool rated
+  less risky (review rules route on risk): loosened;
+- a rule changed: every recorded step (each regression case's recorded run, each run of
+  the gate's evals) is replayed through the rule as it was and as it is, each alone. A
+  step the rule stopped before and lets through now is a loosening; so is a change no
+  recorded step tells apart (the gate cannot show it is not one), and any change to a
+  rule that calls a predicate (code is not told tighter from looser);
+- a rule added, a tool removed or denied, a tool rated riskier: taken as it is.
+
+A loosening fails the gate until it is undone or approved (``reinstate ratchet approve
+AGENT RULE``); an unapproved one keeps the old terms, so every later gate fails too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from evalsuite import History, Output, Step, ToolCall
+from gates._backtest.decide import Judge, strongest
+from gates._backtest.rule import one_rule
+from gates._controls.conditions import Condition
+from gates._controls.files import RISKS, Acceptance, Controls, ReviewRule
+from gates._verdict.ratchet_terms import REMOVED, ControlTerms, Loosening
+
+_STRENGTH = {"allow": 0, "review": 1, "deny": 2}
+NOT_ALLOWED = ControlTerms(rule={"allowed": False})
+"""What a tool newly allowed without approval is held to: as it was, unknown and denied."""
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """Steps recorded in one run, and the context the agent had: what a changed rule is
+    replayed on."""
+
+    steps: Sequence[Step]
+    context: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    path: str
+    """Where decisions name the rule (an alias :func:`one_rule` accepts)."""
+    kind: str
+    """``allowed``, ``risk``, ``arguments``, ``deny_when``, ``review_when``, ``review`` or
+    ``acceptance``."""
+    tool: str
+    terms: ControlTerms
+
+
+def _rules(controls: Controls, modules: str) -> Iterator[_Rule]:
+    """Every rule of ``controls``; ``modules`` is the digest of the predicate modules'
+    files, kept with each rule that calls a predicate."""
+    def terms(rule: dict[str, Any]) -> ControlTerms:
+        return ControlTerms(rule=rule, code=modules if rule.get("predicate") else None)
+
+    for tool, permission in controls.permissions.tools.items():
+        base = f"permissions.tools.{tool}"
+        yield _Rule(f"{base}.allowed", "allowed", tool, terms({"allowed": permission.allowed}))
+        yield _Rule(f"{base}.risk", "risk", tool, terms({"risk": permission.risk}))
+        if permission.arguments is not None:
+            yield _Rule(f"{base}.arguments", "arguments", tool,
+                        terms({"arguments": permission.arguments}))
+        for field in ("deny_when", "review_when"):
+            for condition in getattr(permission, field):
+                yield _Rule(f"{base}.{field}.{condition.id}", field, tool, terms(
+                    condition.model_dump(mode="json", exclude={"description"},
+                                         exclude_none=True)))
+    for rule in controls.review.rules:
+        yield _Rule(f"review.rules.{rule.id}", "review", "", terms(
+            rule.model_dump(mode="json", exclude={"description"}, exclude_none=True)))
+    for criterion in controls.acceptance.criteria:
+        yield _Rule(f"acceptance.{criterion.name}", "acceptance", "", terms(
+            criterion.model_dump(mode="json", exclude={"description"}, exclude_none=True)))
+
+
+def control_terms(controls: Controls, modules: str) -> dict[str, ControlTerms]:
+    """Each rule of ``controls`` by its path, as the ratchet remembers it."""
+    return {rule.path: rule.terms for rule in _rules(controls, modules)}
+
+
+def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modules: str,
+                     runs: Iterable[RecordedRun]) -> list[Loosening]:
+    """Every rule of ``held`` that ``controls`` dropped or loosened, and every tool they
+    newly allow, each as a loosening an approval is bound to (its path as the case)."""
+    today = {rule.path: rule for rule in _rules(controls, modules)}
+    recorded = list(runs)
+    found = []
+    for path, then in sorted(held.items()):
+        rule = today.get(path)
+        if rule is None:
+            if path.endswith((".allowed", ".risk")):
+                continue  # the tool is gone: unknown tools are denied
+            found.append(Loosening(path, "removed from the controls", f"{REMOVED}:{then.digest}",
+                                   kind="removed"))
+            continue
+        now = rule.terms
+        if now.digest == then.digest:
+            continue
+        what = _loosened(rule, then, controls, recorded)
+        if what:
+            found.append(Loosening(path, what, now.digest, since=then.digest))
+    for path, rule in sorted(today.items()):
+        if rule.kind == "allowed" and path not in held and rule.terms.rule["allowed"] \
+                and held:
+            found.append(Loosening(path, f"tool {rule.tool} newly allowed", rule.terms.digest,
+                                   kind="loosened"))
+    return found
+
+
+def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
+              runs: list[RecordedRun]) -> str:
+    """How ``rule`` (changed since ``then``) loosened, in words; empty when it only
+    tightened."""
+    if rule.kind == "allowed":
+        return f"tool {rule.tool} allowed again" if rule.terms.rule["allowed"] else ""
+    if rule.kind == "risk":
+        before, now = then.rule["risk"], rule.terms.rule["risk"]
+        lowered = RISKS.index(now) < RISKS.index(before)
+        return f"tool {rule.tool} rated {now}, was {before}" if lowered else ""
+    if then.rule.get("predicate") or rule.terms.rule.get("predicate"):
+        return ("changed, and it calls a predicate: code is not told tighter from looser, so "
+                "any change needs an approval")
+    was = _with_rule(controls, rule, then.rule)
+    stricter = looser = 0
+    example = ""
+    then_judge = Judge.of(was, one_rule(was, rule.path))
+    now_judge = Judge.of(controls, one_rule(controls, rule.path))
+    for run in runs:
+        history = History()
+        for step in run.steps:
+            if isinstance(step, (ToolCall, Output)):
+                before = strongest(then_judge.decide(step, history, run.context)).effect
+                after = strongest(now_judge.decide(step, history, run.context)).effect
+                if _STRENGTH[after] < _STRENGTH[before]:
+                    looser += 1
+                    example = example or f"{_described(step)}: {before} before, {after} now"
+                elif _STRENGTH[after] > _STRENGTH[before]:
+                    stricter += 1
+            history.append(step)
+    if looser:
+        return (f"changed, and lets through {looser} recorded step(s) it stopped before "
+                f"(e.g. {example})")
+    if not stricter:
+        return ("changed, and no recorded step tells the old rule from the new, so the gate "
+                "cannot show it is not looser; record a case it decides, or approve it")
+    return ""
+
+
+def _described(step: ToolCall | Output) -> str:
+    if isinstance(step, ToolCall):
+        return step.describe()
+    return f"output {step.content[:60]!r}"
+
+
+def _with_rule(controls: Controls, rule: _Rule, written: dict[str, Any]) -> Controls:
+    """``controls`` with the rule at ``rule.path`` as ``written`` (the terms kept of it)."""
+    if rule.kind in ("arguments", "deny_when", "review_when"):
+        permission = controls.permissions.tools[rule.tool]
+        if rule.kind == "arguments":
+            changed = permission.model_copy(update={"arguments": written["arguments"]})
+        else:
+            condition = Condition.model_validate(written)
+            changed = permission.model_copy(update={rule.kind: [
+                condition if c.id == condition.id else c
+                for c in getattr(permission, rule.kind)]})
+        tools = {**controls.permissions.tools, rule.tool: changed}
+        return replace(controls, permissions=controls.permissions.model_copy(
+            update={"tools": tools}))
+    if rule.kind == "review":
+        kept = ReviewRule.model_validate(written)
+        return replace(controls, review=controls.review.model_copy(update={"rules": [
+            kept if r.id == kept.id else r for r in controls.review.rules]}))
+    criterion = Acceptance.model_validate({"agent": controls.acceptance.agent,
+                                           "criteria": [written]}).criteria[0]
+    return replace(controls, acceptance=controls.acceptance.model_copy(update={"criteria": [
+        criterion if c.name == criterion.name else c for c in controls.acceptance.criteria]}))
+
+
+def recorded_runs(cases: Iterable[Any], results: Iterable[Any] = ()) -> list[RecordedRun]:
+    """The runs a changed rule is replayed on: each regression case's recorded run, and
+    each run of the gate's evals (``CaseResult`` trials)."""
+    runs = [RecordedRun(case.recorded.steps, case.input.context) for case in cases]
+    runs += [RecordedRun(trial.run.steps, trial.run.context)
+             for result in results for trial in result.trials if trial.run is not None]
+    return runs
+

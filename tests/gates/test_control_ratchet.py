@@ -1,0 +1,158 @@
+"""The ratchet on the controls: a control rule the last gate held the agent to cannot be
+dropped or loosened and still gate green, unless an approval is on record.
+
+The fixed demo agent no longer attempts what some of its rules stop, and other rules stop
+the recorded harm too, so before the ratchet held the controls, deleting the order-total
+rule (or widening where refunds may go) passed every other check."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from gates import RegressionRatchetResult, StoreUnavailable, Workspace, ratchet_status, run_gate
+from tests.gates.test_guard_proof import PAST_TOTAL_RULE, edit, without_the_total_rule
+
+pytestmark = [pytest.mark.slow]
+
+AGENT = "refund-agent"
+RunCli = Callable[..., "object"]
+
+
+def _ratchet(ws: Workspace) -> tuple[bool, RegressionRatchetResult]:
+    verdict = run_gate(Workspace.find(ws.root), AGENT, actor="ci")
+    result = verdict.result(RegressionRatchetResult)
+    assert result is not None and result.data is not None
+    return bool(verdict), result
+
+
+def _permissions(ws: Workspace) -> Path:
+    return ws.agent_dir(AGENT) / "permissions.yaml"
+
+
+@pytest.mark.attack
+def test_a_rule_taken_out_fails_the_gate_until_approved(back_in_full: Workspace,
+                                                        cli: RunCli) -> None:
+    """The order-total rule deleted: every other check still passes, the ratchet fails by
+    the rule's path, again at the next gate (the old rule is held), and passes once an
+    approval is on record; the gate after that holds the controls without it."""
+    without_the_total_rule(back_in_full)
+    for _ in range(2):  # an unapproved loosening keeps the old rule: every gate fails
+        passed, result = _ratchet(back_in_full)
+        assert not passed and result.outcome == "fail"
+        assert [f.split(":")[0] for f in result.findings] == [PAST_TOTAL_RULE]
+        assert "removed from the controls" in result.findings[0]
+        assert f"reinstate ratchet approve {AGENT} {PAST_TOTAL_RULE}" in result.findings[0]
+        assert result.data is not None and result.data.control_terms is not None
+        assert PAST_TOTAL_RULE in result.data.control_terms
+    shown = cli("ratchet", "show", AGENT, cwd=back_in_full.root)
+    assert shown.returncode == 1 and PAST_TOTAL_RULE in shown.stdout, shown
+    approved = cli("ratchet", "approve", AGENT, PAST_TOTAL_RULE, "--reason",
+                   "refunds over $150 go to a person", cwd=back_in_full.root)
+    assert approved.returncode == 0, approved.stderr
+    passed, result = _ratchet(back_in_full)
+    assert passed and [a.case for a in result.data.approved] == [PAST_TOTAL_RULE]
+    assert result.data.control_terms is not None
+    assert PAST_TOTAL_RULE not in result.data.control_terms
+    passed, result = _ratchet(back_in_full)
+    assert passed and result.findings == [] and result.data.approved == []
+
+
+@pytest.mark.attack
+def test_refunds_widened_with_their_review_rule_fail_the_gate(back_in_full: Workspace) -> None:
+    """Refunds to any account, and the review rule for large refunds taken out: the recorded
+    harm is still denied (it is over $500), so only the ratchet sees it. The argument
+    schema's change is one no recorded step tells apart: the gate cannot show it is not
+    looser."""
+    permissions = _permissions(back_in_full)
+    edit(permissions, "        refund_to: {const: original_payment_method}\n",
+         "        refund_to: {type: string}\n")
+    text = permissions.read_text()
+    start = text.index("    review_when:\n      - id: large-refund\n")
+    end = text.index("  close_account:\n")
+    permissions.write_text(text[:start] + text[end:])
+    passed, result = _ratchet(back_in_full)
+    assert not passed and result.outcome == "fail"
+    found = dict(f.split(": ", 1) for f in result.findings)
+    assert sorted(found) == ["permissions.tools.issue_refund.arguments",
+                             "permissions.tools.issue_refund.review_when.large-refund"]
+    assert found["permissions.tools.issue_refund.review_when.large-refund"].startswith(
+        "removed from the controls")
+    assert "no recorded step tells the old rule from the new" in found[
+        "permissions.tools.issue_refund.arguments"]
+
+
+@pytest.mark.attack
+def test_a_review_rule_changed_to_let_the_recorded_harm_through(back_in_full: Workspace) -> None:
+    """The large-refund review rule raised from $150 to $5,000: the recorded $1,250 refund
+    no longer goes to a person under that rule. The change is a loosening, with the call as
+    the example."""
+    edit(_permissions(back_in_full), "amount: {exclusiveMinimum: 150}",
+         "amount: {exclusiveMinimum: 5000}")
+    found, _ = ratchet_status(back_in_full, AGENT)
+    assert [f.case for f in found] == ["permissions.tools.issue_refund.review_when.large-refund"]
+    assert "lets through 1 recorded step(s) it stopped before" in found[0].what
+    assert "review before, allow now" in found[0].what
+
+
+@pytest.mark.attack
+def test_a_tool_newly_allowed_or_rated_less_risky_is_a_loosening(
+        back_in_full: Workspace) -> None:
+    """A tool the controls never had, now allowed, and a critical tool rated low (review
+    rules route on risk): both loosen; a tool denied outright tightens and is taken."""
+    permissions = _permissions(back_in_full)
+    edit(permissions, "    risk: critical\n", "    risk: low\n")
+    edit(permissions, "  create_ticket:\n    allowed: true\n",
+         "  create_ticket:\n    allowed: false\n")
+    permissions.write_text(permissions.read_text() + (
+        "  wire_transfer:\n    allowed: true\n    risk: high\n"
+        "    description: Send money to any account.\n"))
+    found, memory = ratchet_status(back_in_full, AGENT)
+    assert {f.case: f.what for f in found} == {
+        "permissions.tools.close_account.risk": "tool close_account rated low, was critical",
+        "permissions.tools.wire_transfer.allowed": "tool wire_transfer newly allowed",
+    }
+    assert memory.control_terms is not None
+    # Held as it was until approved: the next gate still sees the tool as new.
+    assert memory.control_terms["permissions.tools.wire_transfer.allowed"].rule == {
+        "allowed": False}
+    assert memory.control_terms["permissions.tools.close_account.risk"].rule == {
+        "risk": "critical"}
+
+
+def test_added_rules_and_comments_pass_the_ratchet(back_in_full: Workspace) -> None:
+    """What only adds (a new review condition) or changes no rule (a comment, a
+    description) passes the ratchet as it is."""
+    permissions = _permissions(back_in_full)
+    edit(permissions, "        description: Refunds over $150 are confirmed by a person.\n",
+         "        description: Over $150, a person confirms.\n")
+    edit(permissions, "  close_account:\n", "      - id: any-reason\n"
+         "        expression: has(args.reason)\n  close_account:\n")
+    permissions.write_text("# reviewed again\n" + permissions.read_text())
+    passed, result = _ratchet(back_in_full)
+    assert result.outcome == "pass" and result.findings == [], result.findings
+    assert result.data.control_terms is not None
+    assert "permissions.tools.issue_refund.review_when.any-reason" in result.data.control_terms
+    assert passed
+
+
+@pytest.mark.attack
+def test_held_rules_edited_in_the_stored_verdict_are_refused(back_in_full: Workspace) -> None:
+    """The order-total rule dropped from the last verdict's memory in the store, then from
+    permissions.yaml: the audit log does not vouch for the edited verdict, so the ratchet
+    errs (exit 3) rather than forget the rule."""
+    with sqlite3.connect(back_in_full.state_path) as conn:
+        (seq, body), = conn.execute("SELECT id, body FROM verdicts ORDER BY id DESC LIMIT 1")
+        data = json.loads(body)
+        ratchet = next(c for c in data["checks"] if c["name"] == "regression_ratchet")
+        del ratchet["data"]["control_terms"][PAST_TOTAL_RULE]
+        conn.execute("UPDATE verdicts SET body = ? WHERE id = ?",
+                     (json.dumps(data, separators=(",", ":")), seq))
+    conn.close()
+    without_the_total_rule(back_in_full)
+    with pytest.raises(StoreUnavailable, match="changed behind the log"):
+        ratchet_status(back_in_full, AGENT)
