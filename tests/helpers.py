@@ -359,3 +359,17 @@ def python_under_a_shell(args: list[str], cwd: Path, pem: str,
     return subprocess.run(["bash", "-c", f"{command}; status=$?; true; exit $status"],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
+
+
+def git(root: Path, *args: str) -> str:
+    """Run git in ``root`` as a CI job would, with an identity for commits."""
+    done = subprocess.run(["git", "-c", "user.name=Test Engineer", "-c",
+                           "user.email=test@example.com", *args], cwd=root,
+                          capture_output=True, text=True, check=True, timeout=60)
+    return done.stdout.strip()
+
+
+def commit_all(root: Path, message: str) -> None:
+    """Commit every change in the work tree."""
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "--allow-empty", "-m", message)

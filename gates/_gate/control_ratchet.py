@@ -31,7 +31,14 @@ from evalsuite import History, Output, Step, ToolCall
 from gates._backtest.decide import Judge, strongest
 from gates._backtest.rule import one_rule
 from gates._controls.conditions import Condition
-from gates._controls.files import RISKS, Acceptance, Controls, ReviewRule
+from gates._controls.files import (
+    RISKS,
+    Acceptance,
+    Controls,
+    Permissions,
+    ReviewRouting,
+    ReviewRule,
+)
 from gates._verdict.ratchet_terms import REMOVED, ControlTerms, Loosening
 
 _STRENGTH = {"allow": 0, "review": 1, "deny": 2}
@@ -59,14 +66,15 @@ class _Rule:
     terms: ControlTerms
 
 
-def _rules(controls: Controls, modules: str) -> Iterator[_Rule]:
-    """Every rule of ``controls``; ``modules`` is the digest of the predicate modules'
+def _rules(permissions: Permissions, review: ReviewRouting, acceptance: Acceptance,
+           modules: str) -> Iterator[_Rule]:
+    """Every rule of the three files; ``modules`` is the digest of the predicate modules'
     files, kept with each rule that calls a predicate."""
     def terms(rule: dict[str, Any]) -> ControlTerms:
         return ControlTerms(rule=rule, code=modules if rule.get("predicate") else None)
 
-    for tool, permission in controls.permissions.tools.items():
-        base = f"permissions.tools.{tool}"
+    for tool, permission in permissions.tools.items():
+        base = f"{_TOOLS}{tool}"
         yield _Rule(f"{base}.allowed", "allowed", tool, terms({"allowed": permission.allowed}))
         yield _Rule(f"{base}.risk", "risk", tool, terms({"risk": permission.risk}))
         if permission.arguments is not None:
@@ -77,31 +85,42 @@ def _rules(controls: Controls, modules: str) -> Iterator[_Rule]:
                 yield _Rule(f"{base}.{field}.{condition.id}", field, tool, terms(
                     condition.model_dump(mode="json", exclude={"description"},
                                          exclude_none=True)))
-    for rule in controls.review.rules:
+    for rule in review.rules:
         yield _Rule(f"review.rules.{rule.id}", "review", "", terms(
             rule.model_dump(mode="json", exclude={"description"}, exclude_none=True)))
-    for criterion in controls.acceptance.criteria:
+    for criterion in acceptance.criteria:
         yield _Rule(f"acceptance.{criterion.name}", "acceptance", "", terms(
             criterion.model_dump(mode="json", exclude={"description"}, exclude_none=True)))
 
 
-def control_terms(controls: Controls, modules: str) -> dict[str, ControlTerms]:
-    """Each rule of ``controls`` by its path, as the ratchet remembers it."""
-    return {rule.path: rule.terms for rule in _rules(controls, modules)}
+def control_terms(permissions: Permissions, review: ReviewRouting, acceptance: Acceptance,
+                  modules: str) -> dict[str, ControlTerms]:
+    """Each rule of the three control files by its path, as the ratchet remembers it;
+    ``modules`` is the digest of the predicate modules' files (kept with each rule that
+    calls a predicate)."""
+    return {rule.path: rule.terms for rule in _rules(permissions, review, acceptance, modules)}
+
+
+def terms_today(controls: Controls, modules: str) -> dict[str, ControlTerms]:
+    """:func:`control_terms` of ``controls``."""
+    return control_terms(controls.permissions, controls.review, controls.acceptance, modules)
 
 
 def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modules: str,
                      runs: Iterable[RecordedRun]) -> list[Loosening]:
     """Every rule of ``held`` that ``controls`` dropped or loosened, and every tool they
     newly allow, each as a loosening an approval is bound to (its path as the case)."""
-    today = {rule.path: rule for rule in _rules(controls, modules)}
+    today = {rule.path: rule for rule in _rules(controls.permissions, controls.review,
+                                                  controls.acceptance, modules)}
     recorded = list(runs)
     found = []
+    gone = {f"{_TOOLS}{tool}." for tool in _tools(held)} - {
+        f"{_TOOLS}{tool}." for tool in controls.permissions.tools}
     for path, then in sorted(held.items()):
         rule = today.get(path)
         if rule is None:
-            if path.endswith((".allowed", ".risk")):
-                continue  # the tool is gone: unknown tools are denied
+            if any(path.startswith(tool) for tool in gone):
+                continue  # the tool is gone: unknown tools are denied, whatever its rules
             found.append(Loosening(path, "removed from the controls", f"{REMOVED}:{then.digest}",
                                    kind="removed"))
             continue
@@ -115,8 +134,17 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
         if rule.kind == "allowed" and path not in held and rule.terms.rule["allowed"] \
                 and held:
             found.append(Loosening(path, f"tool {rule.tool} newly allowed", rule.terms.digest,
-                                   kind="loosened"))
+                                   since=NOT_ALLOWED.digest))
     return found
+
+
+_TOOLS = "permissions.tools."
+
+
+def _tools(held: Mapping[str, ControlTerms]) -> set[str]:
+    """The tools ``held`` knows (each has its ``allowed`` terms)."""
+    return {path[len(_TOOLS):-len(".allowed")] for path in held
+            if path.startswith(_TOOLS) and path.endswith(".allowed")}
 
 
 def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,

@@ -34,8 +34,8 @@ from gates._gate.control_ratchet import (
     NOT_ALLOWED,
     RecordedRun,
     compare_controls,
-    control_terms,
     recorded_runs,
+    terms_today,
 )
 from gates._gate.inputs import GateInputs, regression_set_lock
 from gates._gate.ratchet_git import (
@@ -267,7 +267,7 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
                 f"that would let {agent}'s regression set or controls loosen cannot be "
                 f"trusted; run `reinstate audit verify` to see what changed")
     memory = dict(kept)
-    rules = control_terms(controls, modules)
+    rules = terms_today(controls, modules)
     for loosening in found:
         if loosening.approval is None and loosening.case in remembered.terms:
             memory[loosening.case] = remembered.terms[loosening.case]  # hold the old terms
@@ -288,9 +288,9 @@ def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatc
     # The trials each case ran for in this gate (``--trials`` included), never a default
     # the engine did not use.
     trials = evidence.trials
+    runs = recorded_runs(inputs.regression_cases, evidence.results)
     found, memory = ratchet_status(inputs.workspace, agent, inputs.regression_cases,
-                                   inputs.store, trials, inputs.controls,
-                                   recorded_runs(inputs.regression_cases, evidence.results))
+                                   inputs.store, trials, inputs.controls, runs)
     open_ = [f for f in found if f.approval is None]
     given = ("" if trials is None or trials == inputs.workspace.config.gate.trials
              else f" --trials {trials}")
@@ -306,7 +306,7 @@ def regression_ratchet(inputs: GateInputs, evidence: Evidence) -> RegressionRatc
     against = inputs.against
     if against is not None:
         lost = compare_with_ref(against, inputs.workspace, agent, inputs.regression_cases,
-                                inputs.incidents, trials)
+                                inputs.incidents, trials, inputs.controls, runs)
         lost_open = [f for f in lost if f.approval is None]
         lost_done = [f for f in lost if f.approval is not None]
         approvals = inputs.workspace.relative(approvals_path(inputs.workspace, agent))

@@ -31,6 +31,13 @@ from evalsuite import (
     predicates_named,
 )
 from gates._config import CONFIG_FILE, Config, Workspace
+from gates._controls.files import Acceptance, Controls, Permissions, ReviewRouting
+from gates._gate.control_ratchet import (
+    RecordedRun,
+    compare_controls,
+    control_terms,
+    recorded_runs,
+)
 from gates._gate.engine import default_trials
 from gates._gate.git import Blob, GitRepo
 from gates._verdict.fingerprint import file_digest, predicate_files
@@ -42,6 +49,7 @@ from gates._verdict.ratchet_approvals import (
     matching,
 )
 from gates._verdict.ratchet_terms import (
+    ControlTerms,
     Loosening,
     RatchetTerms,
     approval_of,
@@ -53,6 +61,8 @@ from gates._verdict.ratchet_terms import (
 from regressions import INCIDENT_ID, Incident, RegressionCase
 
 DELETED = "deleted"
+CONTROL_FILES = ("permissions.yaml", "review.yaml", "acceptance.yaml")
+"""The control files whose rules the ratchet holds (the checklist stops no call)."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -79,6 +89,9 @@ class RefSnapshot:
     """SHA-256 of each incident's file at the ref: what approving its deletion is bound to."""
     approvals: RatchetApprovals
     """The approvals file of the working tree: the pull request's own approvals."""
+    control_terms: dict[str, ControlTerms] | None = None
+    """Each control rule of the agent at the ref, by its path; None when the ref has no
+    ``permissions.yaml`` for the agent."""
 
 
 def _model_at_ref(model: type[M], label: str, *, yaml_text: str | None = None,
@@ -208,7 +221,31 @@ def read_ref(workspace: Workspace, agent: str, ref: str) -> RefSnapshot:
                        incidents=incidents,
                        baselines=_baselines(git, listed, incidents_dir, folders),
                        baseline_folders=folders, incident_sha256=digests,
-                       approvals=load_approvals(workspace, agent))
+                       approvals=load_approvals(workspace, agent),
+                       control_terms=_controls_at_ref(git, config, agent, modules))
+
+
+def _controls_at_ref(git: _Reader, config: Config, agent: str,
+                     modules: Callable[[], str]) -> dict[str, ControlTerms] | None:
+    """The agent's control rules at the ref (:func:`control_terms`), read from its
+    permissions, review and acceptance files there; None when the ref has no permissions
+    file for it (the agent is new since)."""
+    folder = posixpath.join(git.path(config.paths.agents, CONFIG_FILE, "agents"), agent)
+    names = {posixpath.join(folder, name): name for name in CONTROL_FILES}
+    blobs = [b for b in git.files(folder) if b.path in names]
+    texts = {names[path]: text for path, text in git.read(blobs).items()}
+    if "permissions.yaml" not in texts:
+        return None
+
+    def read(model: type[M], name: str) -> M:
+        if name not in texts:  # none at the ref: no rule of that layer
+            return model.model_validate({"agent": agent})
+        return _model_at_ref(model, git.label(posixpath.join(folder, name)),
+                             yaml_text=texts[name])
+
+    return control_terms(read(Permissions, "permissions.yaml"),
+                         read(ReviewRouting, "review.yaml"),
+                         read(Acceptance, "acceptance.yaml"), modules())
 
 
 def _code_at_ref(git: _Reader, cases: list[RegressionCase]) -> dict[str, str]:
@@ -314,12 +351,20 @@ def _baselines(git: _Reader, listed: list[Blob], incidents_dir: str,
 
 def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
                      cases: list[RegressionCase], incidents: list[Incident],
-                     trials: int | None = None) -> list[Loosening]:
-    """Every case removed or loosened, incident file deleted and baseline file deleted or
-    changed since ``snapshot``'s ref, each with its approval from the approvals file; the
-    cases as run with ``trials`` per case that sets none (default ``[gate] trials``)."""
+                     trials: int | None = None, controls: Controls | None = None,
+                     runs: list[RecordedRun] | None = None) -> list[Loosening]:
+    """Every case removed or loosened, incident file deleted, baseline file deleted or
+    changed and control rule removed or loosened since ``snapshot``'s ref, each with its
+    approval from the approvals file; the cases as run with ``trials`` per case that sets
+    none (default ``[gate] trials``), the controls (default: read now) compared on the
+    recorded ``runs`` (default: the cases' recorded runs)."""
     today = today_terms(workspace, cases, trials)
     found = compare(snapshot.terms, snapshot.captured, today)
+    if snapshot.control_terms is not None:
+        found += compare_controls(snapshot.control_terms,
+                                  controls or workspace.controls(agent),
+                                  workspace_modules(workspace),
+                                  recorded_runs(cases) if runs is None else runs)
     present = {incident.id for incident in incidents}
     for incident_id in sorted(snapshot.incidents, key=lambda i: int(i.split("-")[1])):
         if incident_id not in present:

@@ -389,7 +389,7 @@ class Loosened(Record):
     """A regression case removed or loosened without approval."""
 
     case: str
-    """The case (or incident) id."""
+    """The case id, the incident id, or the control rule's path."""
     what: str
     """What changed."""
 
@@ -398,7 +398,7 @@ class LostSince(Record):
     """A case, incident file or baseline lost since a git ref, without approval."""
 
     case: str
-    """The case (or incident) id."""
+    """The case id, the incident id, or the control rule's path."""
     kind: str
     """What was lost: a case, an incident file, a baseline."""
     what: str
@@ -409,7 +409,7 @@ class ApprovedLoosening(Record):
     """A removal or loosening with its approval."""
 
     case: str
-    """The case (or incident) id."""
+    """The case id, the incident id, or the control rule's path."""
     kind: str
     """What was lost."""
     what: str

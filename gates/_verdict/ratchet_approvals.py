@@ -23,8 +23,9 @@ class RatchetApproval(Record):
     """One change to the regression set, an incident or its baseline, approved by a person."""
 
     case: str = Field(min_length=1)
-    """The regression case id; the incident id for ``incident-deleted`` and
-    ``baseline-changed``."""
+    """The regression case id, or the control rule's path (``permissions.tools.TOOL.
+    deny_when.ID``, ``review.rules.ID``, ``acceptance.ID``); the incident id for
+    ``incident-deleted`` and ``baseline-changed``."""
     kind: RatchetKind
     """What was approved: a case ``removed`` or ``loosened``, an incident file deleted
     (``incident-deleted``), or a file of its baseline folder deleted or changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from gates import MemoryStore, PostgresStore, SQLiteStore, StateStore, Workspace
 from gates._cli import main
 from gates._demo import apply_fix, lay_out
 from tests.conftest import built_once
-from tests.helpers import ACTOR, copied, resolved, restored
+from tests.helpers import ACTOR, commit_all, copied, git, resolved, restored
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +92,25 @@ def sql_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         return conn
     monkeypatch.setattr(sqlite3, "connect", traced)
     return statements
+
+
+@pytest.fixture(scope="module")
+def repo_template(restored_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The restored example committed on ``main`` in a git repository, store left out."""
+    root = tmp_path_factory.mktemp("git") / "repo"
+    shutil.copytree(restored_template, root,
+                    ignore=shutil.ignore_patterns(".reinstate", "__pycache__"))
+    (root / ".gitignore").write_text(".reinstate/\n__pycache__/\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "the agent, restored after INC-1")
+    git(root, "switch", "-q", "-c", "pull-request")
+    return root
+
+
+@pytest.fixture
+def repo(repo_template: Path, tmp_path: Path) -> Path:
+    """A fresh checkout of the pull request branch, as CI gets it: no state store."""
+    root = tmp_path / "repo"
+    shutil.copytree(repo_template, root)
+    assert not (root / ".reinstate").exists()
+    return root

@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from gates import RegressionRatchetResult, StoreUnavailable, Workspace, ratchet_status, run_gate
+from gates._cli import main
 from tests.gates.test_guard_proof import PAST_TOTAL_RULE, edit, without_the_total_rule
+from tests.gates.test_ratchet_git import gate
+from tests.helpers import commit_all
 
 pytestmark = [pytest.mark.slow]
 
@@ -156,3 +159,24 @@ def test_held_rules_edited_in_the_stored_verdict_are_refused(back_in_full: Works
     without_the_total_rule(back_in_full)
     with pytest.raises(StoreUnavailable, match="changed behind the log"):
         ratchet_status(back_in_full, AGENT)
+
+
+@pytest.mark.attack
+def test_a_pull_request_dropping_a_rule_fails_from_a_fresh_store(repo: Path,
+                                                                 tmp_path: Path) -> None:
+    """A CI job starts from no store: git is the memory. A pull request taking the
+    order-total rule out fails the gate against main, and passes once the approval written
+    by `ratchet approve --against` is committed with it."""
+    without_the_total_rule(Workspace.find(repo))
+    commit_all(repo, "drop the order-total rule")
+    code, ratchet = gate(repo, tmp_path)
+    assert code == 1 and ratchet["outcome"] == "fail"
+    assert ratchet["data"]["against"]["loosened"] == [{
+        "case": PAST_TOTAL_RULE, "kind": "removed", "what": "removed from the controls"}]
+    assert main(["-C", str(repo), "--actor", "lead", "ratchet", "approve", AGENT,
+                 PAST_TOTAL_RULE, "--against", "main", "--reason",
+                 "refunds over $150 go to a person"]) == 0
+    commit_all(repo, "approved")
+    code, ratchet = gate(repo, tmp_path)
+    assert code == 0 and ratchet["outcome"] == "pass"
+    assert [a["case"] for a in ratchet["data"]["against"]["approved"]] == [PAST_TOTAL_RULE]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,48 +25,14 @@ from tests.helpers import (
     GUTTED_HELPER,
     HELPER,
     STRICT_HELPER,
+    commit_all,
+    git,
     with_predicate_expectation,
 )
 
 AGENT = "refund-agent"
 CASE = "regressions/refund-agent/INC-1-1.yaml"
 ROOT = Path(__file__).parent.parent.parent
-
-
-def git(root: Path, *args: str) -> str:
-    """Run git in ``root`` as a CI job would, with an identity for commits."""
-    done = subprocess.run(["git", "-c", "user.name=Test Engineer", "-c",
-                           "user.email=test@example.com", *args], cwd=root,
-                          capture_output=True, text=True, check=True, timeout=60)
-    return done.stdout.strip()
-
-
-def commit_all(root: Path, message: str) -> None:
-    """Commit every change in the work tree."""
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "--allow-empty", "-m", message)
-
-
-@pytest.fixture(scope="module")
-def repo_template(restored_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The restored example committed on ``main`` in a git repository, store left out."""
-    root = tmp_path_factory.mktemp("git") / "repo"
-    shutil.copytree(restored_template, root,
-                    ignore=shutil.ignore_patterns(".reinstate", "__pycache__"))
-    (root / ".gitignore").write_text(".reinstate/\n__pycache__/\n")
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "the agent, restored after INC-1")
-    git(root, "switch", "-q", "-c", "pull-request")
-    return root
-
-
-@pytest.fixture
-def repo(repo_template: Path, tmp_path: Path) -> Path:
-    """A fresh checkout of the pull request branch, as CI gets it: no state store."""
-    root = tmp_path / "repo"
-    shutil.copytree(repo_template, root)
-    assert not (root / ".reinstate").exists()
-    return root
 
 
 def edit_case(root: Path, change: Callable[[dict[str, Any]], None]) -> None:
