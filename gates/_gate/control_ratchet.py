@@ -12,9 +12,11 @@ next gate compares today's controls with them:
   less risky (review rules route on risk): loosened;
 - a rule changed: every recorded step (each regression case's recorded run, each run of
   the gate's evals) is replayed through the rule as it was and as it is, each alone. A
-  step the rule stopped before and lets through now is a loosening; so is a change no
-  recorded step tells apart (the gate cannot show it is not one), and any change to a
-  rule that calls a predicate (code is not told tighter from looser);
+  step the rule stopped before and lets through now is a loosening. A change passes only
+  when some step of a regression case's recorded run (captured by a person; the agent's
+  own runs are what it chose to do) is stopped now and was not before; a change no such
+  step tells apart needs an approval, and so does any change to a rule that calls a
+  predicate (code is not told tighter from looser);
 - a rule added, a tool removed or denied, a tool rated riskier: taken as it is.
 
 A loosening fails the gate until it is undone or approved (``reinstate ratchet approve
@@ -53,6 +55,10 @@ class RecordedRun:
 
     steps: Sequence[Step]
     context: Mapping[str, Any]
+    captured: bool
+    """A regression case's recorded run (captured by a person from the logs), not a run
+    of the agent under test: only these show a change tightened, since the agent's own
+    runs are whatever it chose to do."""
 
 
 @dataclass(frozen=True)
@@ -174,15 +180,16 @@ def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
                 if _STRENGTH[after] < _STRENGTH[before]:
                     looser += 1
                     example = example or f"{_described(step)}: {before} before, {after} now"
-                elif _STRENGTH[after] > _STRENGTH[before]:
+                elif _STRENGTH[after] > _STRENGTH[before] and run.captured:
                     stricter += 1
             history.append(step)
     if looser:
         return (f"changed, and lets through {looser} recorded step(s) it stopped before "
                 f"(e.g. {example})")
     if not stricter:
-        return ("changed, and no recorded step tells the old rule from the new, so the gate "
-                "cannot show it is not looser; record a case it decides, or approve it")
+        return ("changed, and no step of a regression case's recorded run is stopped by it "
+                "now and was not before, so the gate cannot show it is not looser; capture "
+                "a case it decides, or approve it")
     return ""
 
 
@@ -219,8 +226,8 @@ def _with_rule(controls: Controls, rule: _Rule, written: dict[str, Any]) -> Cont
 def recorded_runs(cases: Iterable[Any], results: Iterable[Any] = ()) -> list[RecordedRun]:
     """The runs a changed rule is replayed on: each regression case's recorded run, and
     each run of the gate's evals (``CaseResult`` trials)."""
-    runs = [RecordedRun(case.recorded.steps, case.input.context) for case in cases]
-    runs += [RecordedRun(trial.run.steps, trial.run.context)
+    runs = [RecordedRun(case.recorded.steps, case.input.context, True) for case in cases]
+    runs += [RecordedRun(trial.run.steps, trial.run.context, False)
              for result in results for trial in result.trials if trial.run is not None]
     return runs
 

@@ -85,7 +85,7 @@ def test_refunds_widened_with_their_review_rule_fail_the_gate(back_in_full: Work
                              "permissions.tools.issue_refund.review_when.large-refund"]
     assert found["permissions.tools.issue_refund.review_when.large-refund"].startswith(
         "removed from the controls")
-    assert "no recorded step tells the old rule from the new" in found[
+    assert "no step of a regression case's recorded run is stopped by it now" in found[
         "permissions.tools.issue_refund.arguments"]
 
 
@@ -180,3 +180,18 @@ def test_a_pull_request_dropping_a_rule_fails_from_a_fresh_store(repo: Path,
     code, ratchet = gate(repo, tmp_path)
     assert code == 0 and ratchet["outcome"] == "pass"
     assert [a["case"] for a in ratchet["data"]["against"]["approved"]] == [PAST_TOTAL_RULE]
+
+
+@pytest.mark.attack
+def test_what_only_the_agents_own_runs_show_tighter_is_not_taken(back_in_full: Workspace,
+                                                                 ) -> None:
+    """Refunds capped at $50 instead of $500: the recorded harm ($1,250) is denied either
+    way, and only the agent's own eval runs (an $84.99 refund) are stopped now and were
+    not before. The agent under test chooses what those runs do, so they never show a
+    change tighter: it needs an approval."""
+    edit(_permissions(back_in_full), "exclusiveMinimum: 0, maximum: 500}",
+         "exclusiveMinimum: 0, maximum: 50}")
+    _, result = _ratchet(back_in_full)
+    assert result.outcome == "fail"
+    assert [f.split(": ")[0] for f in result.findings] == [
+        "permissions.tools.issue_refund.arguments"]
