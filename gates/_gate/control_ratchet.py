@@ -120,13 +120,14 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
                                                   controls.acceptance, modules)}
     recorded = list(runs)
     found = []
-    gone = {f"{_TOOLS}{tool}." for tool in _tools(held)} - {
-        f"{_TOOLS}{tool}." for tool in controls.permissions.tools}
+    denied = {f"{_TOOLS}{tool}." for tool in _tools(held)} - {
+        f"{_TOOLS}{tool}." for tool, permission in controls.permissions.tools.items()
+        if permission.allowed}
     for path, then in sorted(held.items()):
+        if any(path.startswith(tool) for tool in denied):
+            continue  # the tool is gone or denied: every call to it is, whatever its rules
         rule = today.get(path)
         if rule is None:
-            if any(path.startswith(tool) for tool in gone):
-                continue  # the tool is gone: unknown tools are denied, whatever its rules
             found.append(Loosening(path, "removed from the controls", f"{REMOVED}:{then.digest}",
                                    kind="removed"))
             continue

@@ -106,11 +106,14 @@ def test_a_review_rule_changed_to_let_the_recorded_harm_through(back_in_full: Wo
 def test_a_tool_newly_allowed_or_rated_less_risky_is_a_loosening(
         back_in_full: Workspace) -> None:
     """A tool the controls never had, now allowed, and a critical tool rated low (review
-    rules route on risk): both loosen; a tool denied outright tightens and is taken."""
+    rules route on risk): both loosen; a tool denied outright tightens and is taken, and
+    so does taking out a rule of it."""
     permissions = _permissions(back_in_full)
     edit(permissions, "    risk: critical\n", "    risk: low\n")
-    edit(permissions, "  create_ticket:\n    allowed: true\n",
-         "  create_ticket:\n    allowed: false\n")
+    # Denied outright: its rules no longer matter, so taking them out loosens nothing.
+    edit(permissions, "  issue_refund:\n    allowed: true\n",
+         "  issue_refund:\n    allowed: false\n")
+    without_the_total_rule(back_in_full)
     permissions.write_text(permissions.read_text() + (
         "  wire_transfer:\n    allowed: true\n    risk: high\n"
         "    description: Send money to any account.\n"))
