@@ -294,17 +294,29 @@ class Workspace:
 
     root: Path
     config: Config
+    notify_problem: InvalidInput | None = None
+    """Why ``[notify]`` of the configuration was set aside (its audiences then are none),
+    when the workspace was found ``containing``; None when it was valid."""
 
     @classmethod
-    def find(cls, start: Path | None = None) -> Workspace:
-        """The workspace at ``start`` or above it (``REINSTATE_WORKSPACE`` wins if set)."""
+    def find(cls, start: Path | None = None, *, containing: bool = False) -> Workspace:
+        """The workspace at ``start`` or above it (``REINSTATE_WORKSPACE`` wins if set).
+
+        Args:
+            start: The workspace folder; by default found from the working directory up.
+            containing: For what can only make an agent safer (open an incident, contain
+                it, read its mode, guard its calls): an invalid ``[notify]`` is set aside
+                (:attr:`notify_problem` says why, nobody is told) instead of refusing the
+                workspace, so a typo in who to tell never stops a containment. Every other
+                section is checked as always.
+        """
         env = os.environ.get("REINSTATE_WORKSPACE")
         here = Path(env) if env and start is None else (start or Path.cwd())
         here = here.resolve()
         for folder in (here, *here.parents):
-            found = _read_config(folder)
+            found = _read_config(folder, containing)
             if found is not None:
-                return cls(folder, found)
+                return cls(folder, *found)
             if start is not None or env:
                 break  # an explicit folder is the workspace or nothing
         raise InvalidInput(
@@ -312,6 +324,13 @@ class Workspace:
             f"no reinstate workspace at {here}{'' if start or env else ' or above'}: expected "
             f"{CONFIG_FILE} or [tool.reinstate] in pyproject.toml (run `reinstate init`)",
         )
+
+    def require_notify(self) -> None:
+        """Refuse, with the problem found, a workspace whose ``[notify]`` was set aside:
+        for what could clear an agent (a gate, a restore), which takes the configuration
+        whole or not at all."""
+        if self.notify_problem is not None:
+            raise self.notify_problem
 
     def _inside(self, relative: str, field: str) -> Path:
         path = (self.root / relative).resolve()
@@ -413,15 +432,16 @@ class Workspace:
             return str(path)
 
 
-def _read_config(folder: Path) -> Config | None:
+def _read_config(folder: Path,
+                 containing: bool) -> tuple[Config, InvalidInput | None] | None:
     # exists, not is_file: a named pipe or a folder in the configuration's place is
     # refused (``_raw``), never passed over for another workspace's configuration.
     own = folder / CONFIG_FILE
     if own.exists():
-        return parse_config(own, _raw(own))
+        return _parse(own, _raw(own), containing)
     pyproject = folder / "pyproject.toml"
     if pyproject.exists():
-        return parse_config(pyproject, _raw(pyproject))
+        return _parse(pyproject, _raw(pyproject), containing)
     return None
 
 
@@ -429,12 +449,35 @@ def parse_config(path: Path, raw: bytes) -> Config | None:
     """The configuration the bytes ``raw`` of ``path`` (``reinstate.toml`` or
     ``pyproject.toml``) hold, checked as :meth:`Workspace.find` checks it; None for a
     ``pyproject.toml`` without ``[tool.reinstate]``."""
+    found = _parse(path, raw, containing=False)
+    return None if found is None else found[0]
+
+
+def _parse(path: Path, raw: bytes,
+           containing: bool) -> tuple[Config, InvalidInput | None] | None:
+    """The configuration, and when ``containing`` the problem of a ``[notify]`` set aside
+    (:meth:`Workspace.find`); None for a ``pyproject.toml`` without ``[tool.reinstate]``."""
     data = _toml(path, raw)
     if path.name == CONFIG_FILE:
-        return parse_model(Config, data, path)
-    tool = data.get("tool", {})
-    section = tool.get("reinstate") if isinstance(tool, dict) else None
-    return None if section is None else parse_model(Config, section, path)
+        section: object = data
+    else:
+        tool = data.get("tool", {})
+        section = tool.get("reinstate") if isinstance(tool, dict) else None
+        if section is None:
+            return None
+    try:
+        return parse_model(Config, section, path), None
+    except InvalidInput as problem:
+        if not (containing and isinstance(section, dict) and _in_notify(problem.place)):
+            raise
+        # Checked again without it: any other section's problem is still refused.
+        rest = {key: value for key, value in section.items() if key != "notify"}
+        return parse_model(Config, rest, path), problem
+
+
+def _in_notify(place: str) -> bool:
+    """Whether a JSON path lies in ``[notify]``."""
+    return place == "$.notify" or place.startswith(("$.notify.", "$.notify["))
 
 
 def _raw(path: Path) -> bytes:

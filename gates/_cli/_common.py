@@ -62,13 +62,15 @@ class Context:
             maybe = forced
         return maybe and self.out.is_terminal
 
-    def workspace(self) -> Workspace:
+    def workspace(self, *, containing: bool = False) -> Workspace:
         """The workspace, found from ``-C`` or the working directory upwards; the logs
-        the command reads are grouped into runs as its ``[ingest]`` settings say."""
+        the command reads are grouped into runs as its ``[ingest]`` settings say.
+        ``containing``: for a command that can only make an agent safer, an invalid
+        ``[notify]`` is set aside, not refused (:meth:`Workspace.find`)."""
         from evalsuite import sessions_grouped_by
         from gates._config import Workspace
 
-        found = Workspace.find(self.workspace_dir)
+        found = Workspace.find(self.workspace_dir, containing=containing)
         click.get_current_context().with_resource(
             sessions_grouped_by(found.config.ingest.session_attributes))
         return found

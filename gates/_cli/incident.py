@@ -39,8 +39,10 @@ def _aware(text: str | None) -> datetime | None:
 def open_(agent: str, summary: str, severity: Severity, detected_at: str | None) -> int:
     """Open an incident for AGENT; prints its id."""
     c = ctx()
-    incident = open_incident(c.workspace(), agent, summary=summary, severity=severity,
-                             actor=c.actor, detected_at=_aware(detected_at))
+    # An invalid [notify] does not stop it: opening is the first step of a containment.
+    incident = open_incident(c.workspace(containing=True), agent, summary=summary,
+                             severity=severity, actor=c.actor,
+                             detected_at=_aware(detected_at))
     c.out.print(incident.id)
     return 0
 

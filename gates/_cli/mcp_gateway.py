@@ -43,7 +43,7 @@ def command(agent: str, upstream: tuple[str, ...], use_http: bool, host: str, po
     logging.getLogger("mcp").addHandler(logging.NullHandler())
     logging.getLogger("mcp").propagate = False
     c = ctx()
-    workspace = c.workspace()
+    workspace = c.workspace(containing=True)  # a guard: [notify] is not what it reads
     workspace.require_agent(agent)
     given = click.get_current_context().get_parameter_source
     if not use_http and any(given(name) is click.core.ParameterSource.COMMANDLINE

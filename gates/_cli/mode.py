@@ -45,8 +45,15 @@ def command(agent: str, as_json: bool, watch: bool, interval: float, follow: boo
     from gates._store.access import read_mode
     from gates._store.mode_facts import remember_mode_inputs
 
-    workspace = c.workspace()
+    # An invalid [notify] changes no mode: the answer stands, and the problem is said.
+    workspace = c.workspace(containing=True)
     workspace.require_agent(agent)
+    if workspace.notify_problem is not None:
+        from rich.markup import escape  # only here: a clean read prints no markup
+
+        c.err.print(f"[yellow]warning:[/] {escape(str(workspace.notify_problem))}; a "
+                    f"containment now would tell nobody: fix \\[notify]", highlight=False,
+                    soft_wrap=True)
     if watch and follow:
         raise click.UsageError("give --watch (polling, any store) or --follow (PostgreSQL), "
                                "not both")

@@ -349,6 +349,7 @@ def run_gate(
     ``engine="ray"`` the evals run as Ray tasks (at most ``workers`` at once); the verdict
     is the one the local engine gives.
     """
+    workspace.require_notify()  # a verdict takes the configuration whole, [notify] included
     return recorded_run(GateRun(
         workspace=workspace, agent=agent, actor=actor, trials=trials, store=store,
         progress=progress, against=against, new_store=new_store, signer=signer,

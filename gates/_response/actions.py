@@ -109,6 +109,9 @@ class Contained:
     """Each delivery to the audiences named, as recorded in the incident."""
     notify_configured: bool = True
     """False when ``[notify]`` names no audience, so reinstate told nobody."""
+    notify_problem: str | None = None
+    """Why reinstate told nobody although the agent is contained: ``[notify]`` is invalid
+    (the workspace was found ``containing``); the audiences must be told by hand."""
 
 
 def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
@@ -120,7 +123,9 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
     fail. A mode already more restrictive than ``mode`` is kept. Then the audiences in
     ``notify`` are told through the services ``[notify]`` configures for them, within
     its time bounds; a delivery that fails is recorded and returned as a warning, never
-    an error.
+    an error. An invalid ``[notify]`` (a workspace found ``containing``) stops nothing:
+    the agent is contained, every audience is recorded as not told, and
+    :attr:`Contained.notify_problem` says why.
     """
     book = workspace.incidents()
     incident = book.load(incident_id)
@@ -162,7 +167,7 @@ def contain(workspace: Workspace, incident_id: str, *, mode: ContainmentMode,
     told = notify_containment(workspace, incident.id, actor=actor, store=store)
     return Contained(incident=book.load(incident.id), mode=effective,
                      warnings=warnings + told.warnings, notifications=told.notifications,
-                     notify_configured=told.configured)
+                     notify_configured=told.configured, notify_problem=told.problem)
 
 
 @dataclass

@@ -76,6 +76,7 @@ def check(workspace: Workspace, agent: str, store: StateStore | None = None, *,
     the latest verdict must be signed with it.
     """
     workspace.require_agent(agent)  # a misspelt name touches nothing
+    workspace.require_notify()  # a clearance takes the configuration whole
     store = store or open_store(workspace)
     with one_decision(), sharing():
         return _check(workspace, agent, store, public_key)

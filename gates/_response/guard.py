@@ -148,8 +148,9 @@ class Guard:
             InvalidInput: no workspace there.
             UnknownAgent: the workspace defines no such agent.
         """
+        # An invalid [notify] is set aside: the guard only ever holds the agent back.
         self.workspace = workspace if isinstance(workspace, Workspace) else Workspace.find(
-            Path(workspace) if workspace is not None else None)
+            Path(workspace) if workspace is not None else None, containing=True)
         self.agent = self.workspace.require_agent(agent)
         self._log = log
         self._logs_dir = self.workspace.logs_dir  # resolved once, not at every run

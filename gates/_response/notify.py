@@ -50,6 +50,9 @@ class Told:
     """Deliveries that did not go, and deliveries that could not be recorded."""
     configured: bool = True
     """False when ``[notify]`` names no audience at all: nothing was sent or recorded."""
+    problem: str | None = None
+    """Why nothing was sent: ``[notify]`` is invalid (file, place and what was expected);
+    each audience is recorded as failed."""
 
 
 class _Unset(Exception):
@@ -266,6 +269,18 @@ def notify_incident(workspace: Workspace, incident: Incident, event: NotifyEvent
     """Tell the audiences notified at ``incident``'s containment of ``event``, and record
     each delivery in the incident file and the audit log."""
     settings = workspace.config.notify
+    problem = workspace.notify_problem
+    if problem is not None and incident.containment is not None:
+        # The section was set aside so that the containment went ahead (Workspace.find):
+        # nobody is told, and the incident says so for every audience. The reason names
+        # the place only: the message quotes the value, which may hold a secret.
+        failed = [Notification(event=event, audience=audience, status="failed",
+                               reason=f"[notify] of reinstate.toml is invalid at "
+                                      f"{problem.place}: nothing was sent", at=utc_now())
+                  for audience in dict.fromkeys(incident.containment.notified)]
+        return Told(notifications=failed, problem=str(problem),
+                    warnings=_record(workspace, incident, event, failed, actor=actor,
+                                     store=store))
     if not settings.audiences() or incident.containment is None:
         return Told(configured=bool(settings.audiences()))
     sent = deliver(settings, event, incident.containment.notified, message)

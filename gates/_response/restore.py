@@ -180,6 +180,7 @@ def restore(workspace: Workspace, agent: str, *, actor: str,
     told of the restore (``[notify]``); a failed delivery is a warning, never an error.
     """
     workspace.require_agent(agent)  # a misspelt name touches nothing
+    workspace.require_notify()  # clearing takes the configuration whole, [notify] included
     store = store or open_store(workspace)
     book = workspace.incidents()
     # The agent's incidents are held against every other writer from before the decision

@@ -449,7 +449,9 @@ def mode_reading(agent: str, workspace: Path | str | None = None, *,
 def _read_now(agent: str, workspace: Path | str | None) -> ModeReading:
     # Fail closed: whatever went wrong, the agent does not run in full.
     try:
-        found = Workspace.find(Path(workspace) if workspace is not None else None)
+        # An invalid [notify] changes no mode: it is set aside, the answer stands.
+        found = Workspace.find(Path(workspace) if workspace is not None else None,
+                               containing=True)
         found.require_agent(agent)  # a misspelt agent never reads as "never contained"
     except UnknownAgent as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc),

@@ -23,21 +23,26 @@ import apprise
 import pytest
 from aiosmtpd.controller import Controller
 
+from evalsuite import InvalidInput
 from gates import (
     Config,
+    Guard,
     Workspace,
+    agent_mode,
+    check,
     contain,
     notify_failed_gate,
     open_incident,
     open_store,
     read_mode,
+    restore,
 )
 from regressions import utc_now
+from tests.conftest import RunCli
 from tests.helpers import ACTOR
 
 ROOT = Path(__file__).resolve().parents[2]
 Cli = Callable[..., tuple[int, str, str]]
-RunCli = Callable[..., Any]
 SECRET = "hunter2-s3cr3t-token"
 
 
@@ -489,3 +494,94 @@ def test_a_url_apprise_cannot_read_is_a_failure_naming_its_scheme(example: Works
     assert (delivery.service, delivery.status) == ("carrierpigeon", "failed")
     assert "cannot send to this carrierpigeon:// URL" in delivery.reason
     assert read_mode(ws, "refund-agent").mode == "review"
+
+
+_BAD_NOTIFY = '\n[notify]\nlegal = ["notaurl at all"]\n'
+
+
+@pytest.mark.slow
+@pytest.mark.attack
+def test_an_invalid_notify_section_never_stops_a_containment(example: Workspace,
+                                                             cli: RunCli) -> None:
+    """A typo in who to tell refused the emergency action: `incident open` and `contain`
+    exited 2 on `$.notify.legal[0]` and the agent went on in full. Now the incident is
+    opened and the agent contained and recorded; contain says the section is invalid and
+    that nobody was told, and exits 2; `mode` answers suspended. What could clear the
+    agent (check, restore) still refuses the configuration."""
+    config = example.root / "reinstate.toml"
+    config.write_text(config.read_text() + _BAD_NOTIFY)
+    opened = cli("incident", "open", "refund-agent", "--severity", "sev1", "--summary", "x",
+                 cwd=example.root)
+    assert opened.returncode == 0, opened.stderr
+    incident_id = opened.stdout.strip()
+    done = cli("contain", incident_id, "--mode", "suspended", "--notify",
+               "legal,compliance,eng-lead", "--scope", "every refund today", cwd=example.root)
+    err = " ".join(done.stderr.split())
+    assert done.returncode == 2, err
+    assert ("error: reinstate.toml: $.notify.legal[0]: expected a service URL such as "
+            "mailto://user@host or json://host/hook, got 'notaurl at all'") in err
+    assert ("refund-agent IS contained (suspended), but [notify] in reinstate.toml is "
+            "invalid, so reinstate told nobody: tell legal, compliance, eng-lead yourself"
+            ) in err
+    mode = cli("mode", "refund-agent", cwd=example.root)
+    assert (mode.returncode, mode.stdout) == (0, "suspended\n"), mode.stderr
+    assert "$.notify.legal[0]" in mode.stderr
+    ws = Workspace.find(example.root, containing=True)
+    contained = [e for e in open_store(ws).audit("refund-agent")
+                 if e.action == "mode" and e.detail.get("incident") == incident_id]
+    assert [e.detail.get("mode") for e in contained] == ["suspended"]
+    incident = ws.incidents().load(incident_id)
+    assert incident.phase == "contained"
+    assert [(n.audience, n.status) for n in incident.notifications] == [
+        ("legal", "failed"), ("compliance", "failed"), ("eng-lead", "failed")]
+    assert "notaurl" not in ws.incidents().path(incident_id).read_text()
+    for clearing in (("check", "refund-agent"), ("restore", "refund-agent")):
+        refused = cli(*clearing, cwd=example.root)
+        assert refused.returncode == 2 and "$.notify.legal[0]" in refused.stderr, clearing
+
+
+@pytest.mark.slow
+def test_another_invalid_section_still_refuses_a_containment(example: Workspace,
+                                                             cli: RunCli) -> None:
+    """Only [notify] is set aside: an invalid [containment] beside it is still exit 2
+    naming its place, for contain and mode alike, and contains nothing."""
+    incident_id = _open(example)
+    config = example.root / "reinstate.toml"
+    text = config.read_text()
+    assert "target_hours = 4" in text
+    text = text.replace("target_hours = 4", "target_hours = -4")
+    config.write_text(text + _BAD_NOTIFY)
+    for args in (("contain", incident_id, "--mode", "suspended", "--notify", "legal",
+                  "--scope", "y"), ("mode", "refund-agent"),
+                 ("incident", "open", "refund-agent", "--severity", "sev1", "--summary", "x")):
+        refused = cli(*args, cwd=example.root)
+        assert refused.returncode == 2, args
+        assert "$.containment.target_hours" in refused.stderr, args
+    assert refused.stdout == ""
+    assert example.incidents().load(incident_id).containment is None
+
+
+def test_the_python_api_contains_with_an_invalid_notify_section(example: Workspace) -> None:
+    """`Workspace.find(containing=True)` sets an invalid [notify] aside: `contain` contains
+    and says why nobody was told, `agent_mode` and the guard read the workspace; `restore`
+    and `check` refuse it."""
+    config = example.root / "reinstate.toml"
+    config.write_text(config.read_text() + _BAD_NOTIFY)
+    with pytest.raises(InvalidInput, match=re.escape("$.notify.legal[0]")):
+        Workspace.find(example.root)
+    ws = Workspace.find(example.root, containing=True)
+    done = contain(ws, _open(ws), mode="review", notify=["legal"], scope="one refund",
+                   actor=ACTOR)
+    assert done.notify_problem is not None and "$.notify.legal[0]" in done.notify_problem
+    assert read_mode(ws, "refund-agent").mode == "review"
+    # The runtime's reads answer the mode, not "suspended" for a workspace they cannot read.
+    assert agent_mode("refund-agent", example.root) == "review"
+    guard = Guard(example.root, "refund-agent")
+    try:
+        assert guard.workspace.notify_problem is not None
+    finally:
+        guard.close()
+    for clearing in (lambda: restore(ws, "refund-agent", actor=ACTOR),
+                     lambda: check(ws, "refund-agent")):
+        with pytest.raises(InvalidInput, match=re.escape("$.notify.legal[0]")):
+            clearing()
