@@ -86,9 +86,25 @@ _SERVICE_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 def _service_url(value: str) -> str:
     if not _SERVICE_URL.fullmatch(value):
+        # The value is never quoted: a password or a token written into a mistyped URL
+        # ('mailtos://user:p@ss@host ' with a trailing space), or pasted bare, would be
+        # printed by every command that reads the file.
         raise ValueError(f"expected a service URL such as mailto://user@host or "
-                         f"json://host/hook, got '{value}'")
+                         f"json://host/hook; {_url_fault(value)} (the value is not shown: "
+                         f"it may hold a secret)")
     return value
+
+
+def _url_fault(value: str) -> str:
+    """What keeps ``value`` from being a service URL, without quoting any of it."""
+    scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value)
+    if scheme is None:
+        return "this one does not start with a scheme and ://"
+    if scheme.end() == len(value):
+        return f"this one has nothing after {scheme.group()}"
+    space = re.search(r"\s", value)
+    assert space is not None  # the only other way to miss _SERVICE_URL
+    return f"this one has a space or line break at character {space.start() + 1}"
 
 
 # A service URL as Apprise reads it (``mailto://…``, ``json://…``, ``slack://…``); ``${NAME}``
@@ -467,12 +483,27 @@ def _parse(path: Path, raw: bytes,
             return None
     try:
         return parse_model(Config, section, path), None
-    except InvalidInput as problem:
-        if not (containing and isinstance(section, dict) and _in_notify(problem.place)):
+    except InvalidInput as found:
+        if not _in_notify(found.place):
             raise
+        problem = _unquoted(found)
+        if not (containing and isinstance(section, dict)):
+            raise problem from None
         # Checked again without it: any other section's problem is still refused.
         rest = {key: value for key, value in section.items() if key != "notify"}
         return parse_model(Config, rest, path), problem
+
+
+def _unquoted(problem: InvalidInput) -> InvalidInput:
+    """A ``[notify]`` problem without the value the message quotes (``…, got 'mailtos://
+    user:pw@host'`` for a URL not put in a list): a URL may hold a password or a token."""
+    said, quoted, rest = problem.expected.partition(", got ")
+    if not quoted:
+        return problem
+    more = re.search(r" \(and [0-9]+ more\)$", rest)
+    return InvalidInput(problem.path, problem.place,
+                        f"{said} (the value is not shown: it may hold a secret)"
+                        f"{more.group() if more else ''}", line=problem.line)
 
 
 def _in_notify(place: str) -> bool:

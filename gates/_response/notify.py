@@ -100,32 +100,43 @@ def _with_timeouts(url: str, seconds: float) -> str:
     return f"{url}{'&' if '?' in url else '?'}{extra}"
 
 
-def _mask(text: str, secrets: Sequence[str]) -> str:
+def _mask(text: str, secrets: Sequence[str], short: Sequence[str] = ()) -> str:
+    """``text`` with every secret replaced, longest first and in any case (Apprise may
+    lower a host's), and every ``short`` piece where it stands alone."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, _MASK)
+        text = re.sub(re.escape(secret), _MASK, text, flags=re.IGNORECASE)
+    for piece in sorted({p for p in short if p}, key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(piece)}(?![A-Za-z0-9])", _MASK, text,
+                      flags=re.IGNORECASE)
     return text
 
 
 # A secret may hold a URL's delimiters ('@', '/', ':'): Apprise then reads part of it as the
-# host or the path and names that part in its failure. Each piece is masked too; a piece
-# shorter than this names too little of a secret to mask it everywhere it appears.
+# host or the path and names that part in its failure. Each piece is masked too: one of at
+# least this length wherever it appears; a shorter one (the 'Zq7' of 'pa55w0rd@Zq7', which
+# Apprise names as the host) only where it stands alone, so that masking it does not eat
+# every word it is a part of.
 _PIECES = re.compile(r"[@/:?#&=;,\s]+")
 _MIN_PIECE = 4
 
 
-def _secrets_of(url: str, expanded: str, values: Sequence[str]) -> list[str]:
+def _secrets_of(url: str, expanded: str,
+                values: Sequence[str]) -> tuple[list[str], list[str]]:
     """Everything that must never appear in a record: the URLs whole, the values of their
-    variables and any password in them, and every piece of those between URL delimiters."""
+    variables and any user and password in them, and every piece of those between URL
+    delimiters; and the pieces too short to mask inside other words."""
     secret = list(values)
     try:
-        password = urlsplit(expanded).password
+        # The user too: many services take a token there, and one holding an '@' is read
+        # by Apprise partly as the host ('tok@en@host' is sent to 'en').
+        parts = urlsplit(expanded)
+        userinfo = [parts.username, parts.password]
     except ValueError:  # a port that is not a number: Apprise will say so
-        password = None
-    if password:
-        secret += [password, unquote(password)]
-    pieces = [piece for value in secret for piece in _PIECES.split(value)
-              if len(piece) >= _MIN_PIECE]
-    return [url, expanded, *secret, *pieces]
+        userinfo = []
+    secret += [text for part in userinfo if part for text in (part, unquote(part))]
+    pieces = [piece for value in secret for piece in _PIECES.split(value) if piece]
+    return ([url, expanded, *secret, *(p for p in pieces if len(p) >= _MIN_PIECE)],
+            [p for p in pieces if len(p) < _MIN_PIECE])
 
 
 def _send(event: NotifyEvent, audience: str, url: str, message: Message,
@@ -141,7 +152,7 @@ def _send(event: NotifyEvent, audience: str, url: str, message: Message,
         expanded, values = expand(url)
     except _Unset as unset:
         return failed(f"environment variable {unset.name} is not set")
-    secrets = _secrets_of(url, expanded, values)
+    secrets, short = _secrets_of(url, expanded, values)
     try:
         import apprise  # the optional extra: imported only when there is something to send
     except ImportError:
@@ -159,9 +170,9 @@ def _send(event: NotifyEvent, audience: str, url: str, message: Message,
         said = list(dict.fromkeys(entry.message for entry in result.logs()
                                   if entry.level in ("WARNING", "ERROR", "CRITICAL")))
         reason = "; ".join(said) or f"the service did not accept it ({result.status.name})"
-        return failed(_mask(reason, secrets))
+        return failed(_mask(reason, secrets, short))
     except Exception as exc:  # a notification must never take the response down with it
-        return failed(_mask(f"{type(exc).__name__}: {exc}", secrets))
+        return failed(_mask(f"{type(exc).__name__}: {exc}", secrets, short))
 
 
 class _Delivery:

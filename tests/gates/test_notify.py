@@ -314,6 +314,68 @@ def test_a_secret_holding_url_delimiters_is_never_recorded_in_part(
 
 
 @pytest.mark.slow
+def _said(ws: Workspace, incident_id: str, *printed: str) -> str:
+    """Everything a delivery's fate was told in: the incident file, the audit log, the
+    command's output."""
+    audit = json.dumps([e.model_dump(mode="json") for e in open_store(ws).audit()])
+    return "\n".join([ws.incidents().path(incident_id).read_text(), audit, *printed])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("url", [
+    # The password's tail after its '@' is taken by Apprise as the host, and named.
+    "json://reinstate:${HOOK_SECRET}@127.0.0.1:{port}/hook",
+    # So is a user's (a token) after its '@', written into the URL.
+    "json://tok3n-part@Zq7@127.0.0.1:{port}/hook",
+])
+def test_a_short_piece_of_a_secret_after_an_at_is_never_printed(
+        example: Workspace, cli: RunCli, url: str) -> None:
+    """'pa55w0rd@Zq7': Apprise names 'Zq7' as the host it could not reach ('A Connection
+    error occurred sending JSON notification to Zq7.'), which went into the incident file,
+    the audit log and the warning; pieces shorter than 4 characters were never masked. No
+    piece of the secret is recorded or printed now, in any case; the agent is contained."""
+    ws = _configure(example, {"eng-lead": [url.replace("{port}", str(_free_port()))]})
+    incident_id = _open(ws)
+    done = cli("contain", incident_id, "--mode", "review", "--notify", "eng-lead",
+               "--scope", "one refund", cwd=ws.root, env={"HOOK_SECRET": "pa55w0rd@Zq7"})
+    assert done.returncode == 0, done.stderr
+    (delivery,) = ws.incidents().load(incident_id).notifications
+    assert delivery.status == "failed" and "Connection error" in delivery.reason
+    said = _said(ws, incident_id, done.stdout, done.stderr).lower()
+    for piece in ("pa55w0rd", "zq7", "tok3n-part"):
+        assert piece not in said
+    assert read_mode(ws, "refund-agent").mode == "review"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("written", [
+    '"mailtos://ops:hunter2@smtp.example.com?to=legal@example.com"',  # no list
+    '["mailtos://ops:hun@ter2@smtp.example.com "]',  # a trailing space
+    '["mailtos//ops:hunter2@smtp.example.com"]',  # no colon
+])
+def test_an_invalid_notify_url_is_refused_without_quoting_it(
+        example: Workspace, cli: RunCli, written: str) -> None:
+    """A URL with a password that [notify] refuses was quoted whole by every command that
+    read the file ('$.notify.legal: Input should be a valid list, got 'mailtos://ops:
+    hunter2@…''). The error names the place and what is wrong, never the value: not by
+    the commands that refuse the file, nor by contain and mode, which set it aside."""
+    config = example.root / "reinstate.toml"
+    config.write_text(f"{config.read_text()}\n[notify]\nlegal = {written}\n")
+    incident_id = _open(Workspace.find(example.root, containing=True))
+    runs = [cli("incident", "list", cwd=example.root),
+            cli("contain", incident_id, "--mode", "review", "--notify", "legal", "--scope",
+                "one refund", cwd=example.root),
+            cli("mode", "refund-agent", cwd=example.root)]
+    assert [r.returncode for r in runs] == [2, 2, 0]
+    ws = Workspace.find(example.root, containing=True)
+    said = _said(ws, incident_id, *(r.stdout + r.stderr for r in runs))
+    assert said.count("$.notify.legal") >= 3
+    for piece in ("hunter2", "hun", "ter2", "ops"):
+        assert piece not in said
+    assert read_mode(ws, "refund-agent").mode == "review"
+
+
+@pytest.mark.slow
 def test_a_missing_variable_is_a_failure_naming_it(example: Workspace, inline_cli: Cli,
                                                    webhook: Webhook,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -519,7 +581,8 @@ def test_an_invalid_notify_section_never_stops_a_containment(example: Workspace,
     err = " ".join(done.stderr.split())
     assert done.returncode == 2, err
     assert ("error: reinstate.toml: $.notify.legal[0]: expected a service URL such as "
-            "mailto://user@host or json://host/hook, got 'notaurl at all'") in err
+            "mailto://user@host or json://host/hook; this one does not start with a scheme "
+            "and ://") in err
     assert ("refund-agent IS contained (suspended), but [notify] in reinstate.toml is "
             "invalid, so reinstate told nobody: tell legal, compliance, eng-lead yourself"
             ) in err
