@@ -42,6 +42,7 @@ from evalsuite import (
     detect_format,
     log_storage,
     native_record_parts,
+    require_regular,
 )
 from gates._backtest.controls import judges, resolve_controls
 from gates._backtest.decide import Judge, decide_parts
@@ -87,21 +88,23 @@ def dataset_formats(logs: Sequence[Path], fmt: str) -> list[DatasetFormat] | Non
     which is not opened here, by its suffix (``.jsonl``, ``.ndjson``).
 
     Raises:
-        InvalidInput: a local log that does not exist, or a Parquet log given with logs
-            that are not a dataset (only the dataset reads Parquet).
+        InvalidInput: a local log that does not exist or is no regular file, or a Parquet
+            log given with logs that are not a dataset (only the dataset reads Parquet).
     """
     found: list[DatasetFormat | None] = []
     for path in logs:
         location = log_location(path)
         name = location.lower()
+        uri = _URI.match(location) is not None
+        if not uri:
+            # A local log the user named, Parquet too, is there before Ray is asked to
+            # read it: a missing one is bad input (exit 2), never a failed engine (exit 3).
+            require_regular(path)
         if name.endswith(".parquet"):
             found.append("parquet")
-        elif _URI.match(location):
+        elif uri:
             found.append("jsonl" if fmt in ("auto", "jsonl")
                          and name.endswith((".jsonl", ".ndjson")) else None)
-        elif not path.is_file():
-            raise InvalidInput(path, "", "file not found" if not path.exists()
-                               else "expected a log file, got a folder")
         else:
             # Ray decompresses by the name's suffix: a gzip log not named .gz, and a zstd
             # log, are read here by reinstate's own reader, in shard tasks.

@@ -13,6 +13,7 @@ import pytest
 from deepdiff import DeepDiff
 
 from gates import Workspace
+from tests.conftest import RunCli
 from tests.helpers import LOG
 
 ray = pytest.importorskip("ray")  # the `test` extra installs it; reinstate[ray] for users
@@ -160,6 +161,26 @@ def test_parquet_without_ray_is_refused_in_one_line(example: Workspace,
     assert err.startswith("error: ") and err.count("\n") == 1
     assert err.strip().endswith("runs.parquet: a Parquet log is read only as a Ray "
                                 "Dataset: add --engine ray")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "said"), [
+    ("missing.parquet", "file not found"),
+    ("folder.parquet", "not a regular file: expected a file, got a folder"),
+    ("missing.jsonl", "file not found"),
+])
+def test_a_log_that_is_not_there_is_bad_input_on_ray_parquet_too(
+        example: Workspace, cli: RunCli, name: str, said: str) -> None:
+    """A missing .jsonl on Ray was exit 2 naming it, a missing .parquet exit 3 ("--engine
+    ray: reading the logs as a Ray Dataset failed: …/missing.parquet"), as if the engine
+    had failed; so did an empty folder named .parquet. Each is
+    now bad input naming the file, exit 2, before Ray reads anything. (A child process:
+    Ray as a user starts it.)"""
+    (example.root / "folder.parquet").mkdir()
+    done = cli("backtest", AGENT, name, "--engine", "ray", "--workers", "1",
+               cwd=example.root)
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr.strip().splitlines()[-1] == f"error: {name}: {said}"
 
 
 @pytest.mark.slow
