@@ -40,10 +40,14 @@ def open_(agent: str, summary: str, severity: Severity, detected_at: str | None)
     """Open an incident for AGENT; prints its id."""
     c = ctx()
     # An invalid [notify] does not stop it: opening is the first step of a containment.
-    incident = open_incident(c.workspace(containing=True), agent, summary=summary,
-                             severity=severity, actor=c.actor,
-                             detected_at=_aware(detected_at))
+    workspace = c.workspace(containing=True)
+    incident = open_incident(workspace, agent, summary=summary, severity=severity,
+                             actor=c.actor, detected_at=_aware(detected_at))
     c.out.print(incident.id)
+    if workspace.notify_problem is not None:
+        c.err.print(f"warning: {workspace.notify_problem}; contain {incident.id} all the "
+                    f"same: it will tell nobody, so tell them yourself", markup=False,
+                    highlight=False, soft_wrap=True)
     return 0
 
 

@@ -576,6 +576,7 @@ def test_an_invalid_notify_section_never_stops_a_containment(example: Workspace,
                  cwd=example.root)
     assert opened.returncode == 0, opened.stderr
     incident_id = opened.stdout.strip()
+    assert "$.notify.legal[0]" in opened.stderr and "all the same" in opened.stderr
     done = cli("contain", incident_id, "--mode", "suspended", "--notify",
                "legal,compliance,eng-lead", "--scope", "every refund today", cwd=example.root)
     err = " ".join(done.stderr.split())
