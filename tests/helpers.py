@@ -21,9 +21,11 @@ from gates import (
     GuardDecision,
     GuardedRun,
     Workspace,
+    approve_loosening,
     capture,
     contain,
     open_incident,
+    ratchet_status,
     record_change,
     record_finding,
     restore,
@@ -38,8 +40,14 @@ ACTOR = "test.engineer"
 
 def proven(ws: Workspace, agent: str = "refund-agent") -> None:
     """Pass the gate on the controls as they now are, as a team does before edited controls
-    run in full: until then the runtime guard sends every call they allow to a person."""
+    run in full: until then the runtime guard sends every call they allow to a person.
+    What the edits loosened (a tool added, a bound dropped) is approved first, as the team
+    that meant it does (the ratchet holds the controls the last gate passed on)."""
     today = Workspace.find(ws.root)  # reinstate.toml as it now is
+    for loosening in ratchet_status(today, agent)[0]:
+        if loosening.approval is None:
+            approve_loosening(today, agent, loosening.case, reason="the test's edit",
+                              actor=ACTOR)
     assert run_gate(today, agent, actor="ci"), f"the gate of {agent} failed on today's controls"
 
 

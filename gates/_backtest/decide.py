@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalsuite import History, Output, RunPart, Step, ToolCall, apply_guard_edits, display_path
-from gates._backtest.rule import OneRule
 from gates._controls.files import Controls
 from gates._controls.policy import Decision
 from gates._controls.replay import JoinedRun, ReplayLayer, replay
+from gates._controls.rule import OneRule
 
 # Where a step sits in the whole history: (part number, step in part). Every process
 # reading the same logs numbers them alike, so results merge in log order.

@@ -29,10 +29,10 @@ from gates._backtest.labels import (
     scan,
 )
 from gates._backtest.model import Backtest
-from gates._backtest.rule import OneRule
 from gates._backtest.tally import Tally
 from gates._config import Workspace
 from gates._controls.files import Controls
+from gates._controls.rule import OneRule
 
 if TYPE_CHECKING:
     from gates._gate.ray_engine import EngineName

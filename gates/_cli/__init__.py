@@ -80,7 +80,8 @@ SUMMARIES = {
     "report": "Report whether AGENT may go back to full operation, and why, for a release "
               "manager.",
     "postmortem": "Write up INCIDENT_ID for the post-incident review and for compliance.",
-    "ratchet": "See and approve removals and loosenings of the regression set.",
+    "ratchet": "See and approve removals and loosenings of the regression set and the "
+               "controls.",
     "keygen": "Make an Ed25519 key pair for signed verdicts.",
     "store": "The state store itself: move it to a shared server.",
     "review": "The human review queue: calls and outputs held for a person by the guard, the "

@@ -30,8 +30,6 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from evalsuite import History, Output, Step, ToolCall
-from gates._backtest.decide import Judge, strongest
-from gates._backtest.rule import one_rule
 from gates._controls.conditions import Condition
 from gates._controls.files import (
     RISKS,
@@ -41,6 +39,8 @@ from gates._controls.files import (
     ReviewRouting,
     ReviewRule,
 )
+from gates._controls.replay import ReplayLayer, replay
+from gates._controls.rule import OneRule, one_rule
 from gates._verdict.ratchet_terms import REMOVED, ControlTerms, Loosening
 
 _STRENGTH = {"allow": 0, "review": 1, "deny": 2}
@@ -170,14 +170,13 @@ def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
     was = _with_rule(controls, rule, then.rule)
     stricter = looser = 0
     example = ""
-    then_judge = Judge.of(was, one_rule(was, rule.path))
-    now_judge = Judge.of(controls, one_rule(controls, rule.path))
+    then_rule, now_rule = one_rule(was, rule.path), one_rule(controls, rule.path)
     for run in runs:
         history = History()
         for step in run.steps:
             if isinstance(step, (ToolCall, Output)):
-                before = strongest(then_judge.decide(step, history, run.context)).effect
-                after = strongest(now_judge.decide(step, history, run.context)).effect
+                before = _decided(then_rule, step, history, run.context)
+                after = _decided(now_rule, step, history, run.context)
                 if _STRENGTH[after] < _STRENGTH[before]:
                     looser += 1
                     example = example or f"{_described(step)}: {before} before, {after} now"
@@ -192,6 +191,17 @@ def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
                 "now and was not before, so the gate cannot show it is not looser; capture "
                 "a case it decides, or approve it")
     return ""
+
+
+def _decided(one: OneRule, step: ToolCall | Output, history: History,
+             context: Mapping[str, Any]) -> str:
+    """What the one rule alone decides on ``step``, across the layers a step goes through
+    (the strongest: deny over review over allow)."""
+    layers: tuple[ReplayLayer, ...] = (("permissions", "review", "acceptance")
+                                       if isinstance(step, ToolCall) else ("review", "acceptance"))
+    return max((one.only(replay(step, layer, one.controls, history=history,
+                                context=context)).effect for layer in layers),
+               key=_STRENGTH.__getitem__)
 
 
 def _described(step: ToolCall | Output) -> str:

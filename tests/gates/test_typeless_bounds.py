@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gates import Workspace, run_gate
+from gates import Workspace, approve_loosening, ratchet_status, run_gate
 from gates._verdict.check_results import AnyCheckResult
 from tests.helpers import ACTOR
 
@@ -46,6 +46,16 @@ def _untyped(ws: Workspace) -> None:
         path.write_text(text.replace(typed, untyped), encoding="utf-8")
 
 
+def _approved(ws: Workspace) -> list[str]:
+    """Approve every control rule the edits changed (the ratchet cannot show an edited
+    argument schema tighter unless a captured case tells): the rules' paths."""
+    found, _ = ratchet_status(ws, "refund-agent")
+    for loosening in found:
+        approve_loosening(ws, "refund-agent", loosening.case, reason="bounds edited",
+                          actor=ACTOR)
+    return [f.case for f in found]
+
+
 def test_bounds_without_type_are_warned_and_the_gate_still_passes(
         restorable: Workspace, inline_cli: Callable[..., tuple[int, str, str]]) -> None:
     """The example's own controls warn of nothing; with the amount's `type: number` taken
@@ -56,6 +66,9 @@ def test_bounds_without_type_are_warned_and_the_gate_still_passes(
     assert _warnings(example.checks) == []  # the example's review_when bound is cautious
 
     _untyped(restorable)
+    # Text amounts now pass both schemas: a loosening the ratchet holds until approved.
+    assert _approved(restorable) == ["acceptance.refund-positive",
+                                     "permissions.tools.issue_refund.arguments"]
     verdict = run_gate(restorable, "refund-agent", actor=ACTOR)
     assert verdict.outcome == "pass", [c.findings for c in verdict.checks]
     boundary = _check(verdict.checks, "permission_boundary")
@@ -95,6 +108,7 @@ def test_only_bounds_that_let_text_through_are_warned(restorable: Workspace) -> 
                             "arguments": {"properties": {"amount": {"minimum": 400}}}})
     (agent / "review.yaml").write_text(yaml.safe_dump(review), encoding="utf-8")
 
+    assert _approved(restorable) == ["permissions.tools.issue_refund.arguments"]
     verdict = run_gate(restorable, "refund-agent", actor=ACTOR)
     assert verdict.outcome == "pass", [c.findings for c in verdict.checks]
     file = "agents/refund-agent/permissions.yaml"

@@ -55,9 +55,10 @@ def _as_v1(data: Any) -> Any:
     """Version 2 data without what version 2 adds: replay rows' kind, the empty ``failed``
     of a passing case and ``against`` of a ratchet that compared with no ref, and the empty
     figures of a scope that was never replayed (a row's ``source``, the logged counts), and
-    the regression figures of who stopped the harm."""
-    optional = ("failed", "against", "source", "logged_calls", "logged_newly_denied",
-                "logged_newly_reviewed", "logged_harmful", "logged_rejected", "logged_steps",
+    the regression figures of who stopped the harm, and the control rules a ratchet held."""
+    optional = ("failed", "against", "control_terms", "source", "logged_calls",
+                "logged_newly_denied", "logged_newly_reviewed", "logged_harmful",
+                "logged_rejected", "logged_steps",
                 "logged_stopped", "logged_harmful_calls", "logged_harmful_stopped",
                 "regressions_held_by_agent", "regressions_stopped_by_control")
     if isinstance(data, dict):
