@@ -24,6 +24,7 @@ from gates import (
     approve_loosening,
     capture,
     contain,
+    mode_reading,
     open_incident,
     ratchet_status,
     record_change,
@@ -36,6 +37,15 @@ from regressions import LAYERS, utc_now
 
 LOG = "logs/2026-11-25-refund-agent.jsonl"
 ACTOR = "test.engineer"
+
+
+def learned_mode(ws: Workspace | Path) -> None:
+    """A full read of each agent's mode, as `reinstate mode` and `agent_mode` make one: it
+    remembers the files it accepted and the controls it found proven, so the next read of
+    an unchanged workspace is a light one."""
+    root = ws.root if isinstance(ws, Workspace) else ws
+    for agent in Workspace.find(root).agents():
+        mode_reading(agent, root)
 
 
 def proven(ws: Workspace, agent: str = "refund-agent") -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,8 +13,11 @@ from gates._cli._common import Context
 from gates._config import Workspace
 from gates._errors import StoreUnavailable
 from gates._reports.terminal import mode_line, plain
-from gates._store.access import ModeReading, open_store, read_mode
+from gates._store.access import ModeReading, held_to_proof, open_store, read_mode
 from gates._store.backends import SQLiteStore
+
+if TYPE_CHECKING:
+    from gates._store.postgres import PostgresStore
 
 
 def _emit(c: Context, reading: ModeReading, as_json: bool) -> None:
@@ -39,12 +43,17 @@ def follow_mode(c: Context, workspace: Workspace, agent: str, as_json: bool) -> 
     try:
         # Listening before the first reading: no change falls between the two.
         with store.listening() as changes:
-            _emit(c, read_mode(workspace, agent, store), as_json)
+            _emit(c, _reading(workspace, agent, store), as_json)
             for change in changes:
                 if change.get("agent") == agent:
-                    _emit(c, read_mode(workspace, agent, store), as_json)
+                    _emit(c, _reading(workspace, agent, store), as_json)
     except StoreUnavailable as exc:
         _emit(c, ModeReading(agent=agent, mode="suspended", degraded=str(exc),
                              reason="state store unreachable: failing closed"), as_json)
         return 3
     return 3  # the listening connection ended: never silently
+
+
+def _reading(workspace: Workspace, agent: str, store: PostgresStore) -> ModeReading:
+    # As `reinstate mode` answers: a full on unproven controls reads review.
+    return held_to_proof(workspace, agent, read_mode(workspace, agent, store), store)

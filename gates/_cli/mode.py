@@ -42,7 +42,7 @@ def command(agent: str, as_json: bool, watch: bool, interval: float, follow: boo
         if light is not None:
             click.echo(json.dumps(light) if as_json else light["mode"])
             return 0
-    from gates._store.access import read_mode
+    from gates._store.access import held_to_proof, read_mode
     from gates._store.mode_facts import remember_mode_inputs
 
     # An invalid [notify] changes no mode: the answer stands, and the problem is said.
@@ -62,7 +62,7 @@ def command(agent: str, as_json: bool, watch: bool, interval: float, follow: boo
         return follow_mode(c, workspace, agent, as_json)
     if watch:
         return _watch(c, workspace, agent, interval, as_json)
-    reading = read_mode(workspace, agent)
+    reading = held_to_proof(workspace, agent, read_mode(workspace, agent))
     _show(c, reading, as_json)
     remember_mode_inputs(workspace)  # so the next read of these files is a light one
     if reading.degraded:

@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, Field
 from evalsuite import InvalidInput, Record
 from gates._config import Workspace
 from gates._response.restore import controls_gap, restore_blockers, verdict_gaps
-from gates._store.access import open_store, read_mode, standing
+from gates._store.access import held_to_proof, open_store, read_mode, standing
 from gates._store.audit import decision_reader, one_decision
 from gates._store.backends import Mode, StateStore
 from gates._store.shared_reads import sharing
@@ -89,7 +89,9 @@ def _check(workspace: Workspace, agent: str, store: StateStore,
     held = standing(workspace, agent, store, public_key=public_key, latest=latest)
     blockers = restore_blockers(workspace, agent, store, public_key=public_key, held=held,
                                 latest=latest)
-    reading = read_mode(workspace, agent, store, held)
+    stored = read_mode(workspace, agent, store, held)
+    # As `reinstate mode` answers: full on controls no passing gate verified reads review.
+    reading = held_to_proof(workspace, agent, stored, store, latest, held)
     reasons = list(blockers)
     notes = list(held.unknown.values())
     # Incidents a new store (a CI job's) never saw hold the agent at run time, but a deploy
@@ -97,7 +99,11 @@ def _check(workspace: Workspace, agent: str, store: StateStore,
     # incident this store saw contained stands until it is restored here.
     new_store = (store.mode(agent) is None
                  and {i.id for i in held.holding} <= set(held.unknown))
-    if reading.mode != "full" and not new_store:
+    if reading is not stored:
+        reasons.append(f"`reinstate mode {agent}` reads review: "
+                       f"{reading.reason.removeprefix('controls unproven: ')}: run "
+                       f"`reinstate gate {agent}` on today's controls")
+    elif reading.mode != "full" and not new_store:
         then = reading.since.strftime("%Y-%m-%d %H:%M UTC") if reading.since else "unknown"
         reasons.append(f"{agent} is in {reading.mode} mode (since {then}, by "
                        f"{reading.actor or 'containment'}: {reading.reason})"

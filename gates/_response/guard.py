@@ -86,10 +86,8 @@ from gates._store.access import (
     safe_read_mode,
     standing,
 )
-from gates._store.backends import StateStore
+from gates._store.control_proof import controls_unproven
 from gates._verdict.fingerprint import loaded_digests, predicate_files
-from gates._verdict.fingerprint_files import combine, same
-from gates._verdict.verdict import Verdict
 
 # How long after a file's last change its stamp is trusted: a write within one timestamp
 # tick of the last read would leave mtime and size as they were (coarse clocks tick in ms).
@@ -313,29 +311,13 @@ class Guard:
             key = (store.latest_verdict_sha256(self.agent), self._controls_digest, since)
             if key == self._proof_key:
                 return
-            self._enforced = (self._controls, _unproven(self.agent, self._loaded, store,
-                                                        since, self._vouched()))
+            self._enforced = (self._controls, controls_unproven(
+                self.workspace, self.agent, self._loaded, store, since))
             self._proof_key = key
         except Exception as exc:  # nothing read is nothing proven: a person decides
             self._enforced, self._proof_key = (self._controls, (
                 f"whether {self.agent}'s controls are ones a passing gate verified cannot "
                 f"be read ({str(exc) or repr(exc)})")), None
-
-    def _vouched(self) -> Callable[[Verdict], str | None] | None:
-        """With ``[signing] public_key``: why a stored verdict is not signed with that key
-        (None when it is). Whoever can write the store can add a passing verdict on any
-        controls, as check and restore know; only the signature says the gate made it.
-        None without a key (verdicts are then unsigned)."""
-        if self.workspace.config.signing.public_key is None:
-            return None
-        # Imported here: only a workspace that signs reads a key or an envelope.
-        from gates._store.verdict_signature import configured_public_key, signature_problem
-
-        key = configured_public_key(self.workspace)  # a bad key raises: nothing proven
-        if key is None:
-            return None
-        workspace = self.workspace
-        return lambda verdict: signature_problem(workspace, verdict, key)
 
     def _find_predicates(self) -> bool:
         """List the files of every predicate module the configuration allows (where a
@@ -858,57 +840,6 @@ def _as_logged(value: Any, *, strict: bool = False) -> Any:
     Unless ``strict``, what pydantic cannot write is written as its ``repr``."""
     return pydantic_core.from_json(pydantic_core.to_json(
         value, inf_nan_mode="null", fallback=None if strict else repr))
-
-
-# How many passing verdicts since the last containment are looked through for one on the
-# loaded controls (a shared store holds every branch's gate runs); past it, none is.
-_PROOF_LOOKBACK = 100
-
-
-def _unproven(agent: str, loaded: tuple[dict[str, str], dict[str, str]],
-              store: StateStore, since: datetime | None,
-              vouched: Callable[[Verdict], str | None] | None = None) -> str:
-    """Why the ``loaded`` control and predicate digests of ``agent`` are not those of any
-    passing verdict of it made after ``since`` (and, with ``vouched``, signed: it says why
-    one is not); "" when one is, or when it never passed and was never contained."""
-    verdict = store.last_passing_verdict(agent)
-    if verdict is None:
-        # Never gated is nothing to hold to, unless the agent was contained: then its
-        # verdicts were deleted from the store (a restore needs one), not never made.
-        return "" if since is None else (
-            f"no passing verdict of {agent} is in the store, though it was contained "
-            f"({since:%Y-%m-%d %H:%M UTC})")
-    controls, predicates = loaded
-    today = (combine(controls), combine(predicates))
-    last, unsigned = verdict, ""
-    for _ in range(_PROOF_LOOKBACK):
-        if since is not None and verdict.created_at <= since:
-            break
-        taken = verdict.fingerprint
-        # The store picks rows by their outcome and agent columns; only the verdict itself
-        # (what a signature covers) says it passed, for this agent.
-        if verdict and verdict.agent == agent and (taken.controls, taken.predicates) == today:
-            problem = vouched(verdict) if vouched is not None else None
-            if problem is None:
-                return ""
-            unsigned = unsigned or problem
-        found = store.last_passing_verdict(agent, before=verdict.created_at)
-        if found is None:
-            break
-        verdict = found
-    stamp = last.created_at.strftime("%Y-%m-%d %H:%M UTC")
-    if unsigned:
-        return (f"the passing verdict of {agent} on today's controls is not signed by the "
-                f"configured key ({unsigned})")
-    if since is not None and last.created_at <= since:
-        return (f"no gate of {agent} passed since its last containment "
-                f"({since:%Y-%m-%d %H:%M UTC}; the last pass was {stamp})")
-    taken = last.fingerprint
-    changed = [path for path, digest in {**controls, **predicates}.items()
-               if not same(digest, taken.files.get(path))]
-    return (f"{agent}'s controls are not the ones a passing gate verified: "
-            f"{', '.join(changed) or 'their digest'} differ from its last passing verdict "
-            f"({stamp})")
 
 
 def _ruling(decision: Decision, step: int, call_id: str | None) -> GuardDecision:

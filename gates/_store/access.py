@@ -32,7 +32,7 @@ from gates._store.backends import (
     StateStore,
     _SQLStore,
 )
-from gates._store.mode_facts import remember_mode_inputs
+from gates._store.mode_facts import ProvenControls, remember_mode_inputs
 from gates._store.recent import RecentReadings
 from gates._store.shared_reads import sharing
 from regressions import Incident, resolution_gaps
@@ -459,9 +459,52 @@ def _read_now(agent: str, workspace: Path | str | None) -> ModeReading:
     except Exception as exc:
         return ModeReading(agent=agent, mode="suspended", degraded=str(exc) or repr(exc),
                            reason=WORKSPACE_UNREADABLE)
-    reading = safe_read_mode(found, agent)
+    reading = held_to_proof(found, agent, safe_read_mode(found, agent))
     remember_mode_inputs(found)  # so the next read of these files is a light one
     return reading
+
+
+def held_to_proof(workspace: Workspace, agent: str, reading: ModeReading,
+                  store: StateStore | None = None, latest: LatestVerdict | None = None,
+                  held: Standing | None = None) -> ModeReading:
+    """``reading``, or ``review`` where it says ``full`` on controls the runtime guard holds
+    unproven (rule ``controls.unproven``): their files as they are now are not those a
+    passing gate of the agent verified since its last containment. A runtime or deploy job
+    that reads the mode must not run the agent in full where the guard would send every
+    call to a person; one answer (:func:`gates._store.control_proof.controls_unproven`)
+    decides both. Whatever cannot be read to work it out proves nothing: ``review`` too.
+
+    Controls found proven are remembered (``mode-inputs``), so the light read answers
+    ``full`` for exactly those files, that verdict and that containment again. ``latest``
+    reads the latest verdict (default: :func:`decision_reader` of the store); ``held`` is
+    the agent's :func:`standing` when the caller read it already.
+    """
+    if reading.mode != "full":
+        return reading
+    # Imported here: a mode that is not full needs no verdict, fingerprint or control.
+    from gates._store.control_proof import controls_unproven, today_controls
+
+    try:
+        store = store or open_store(workspace)
+        verdict_sha256 = store.latest_verdict_sha256(agent)  # before: a later one re-keys
+        latest = latest or decision_reader(store)
+        held = held or standing(workspace, agent, store, latest=latest)
+        since = held.last_contained_at()
+        loaded, raw = today_controls(workspace, agent)
+        problem = controls_unproven(workspace, agent, loaded, store, since, latest)
+    except Exception as exc:  # nothing read is nothing proven
+        problem = (f"whether {agent}'s controls are ones a passing gate verified cannot be "
+                   f"read ({str(exc) or repr(exc)})")
+    else:
+        if not problem:
+            remember_mode_inputs(workspace, ProvenControls(agent, raw, verdict_sha256, since))
+            return reading
+    return ModeReading(
+        agent=agent, mode="review", since=reading.since, actor=reading.actor,
+        reason=f"controls unproven: {problem}",
+        degraded=f"the state store says full, but {problem}: the runtime guard sends every "
+                 f"call and output to a person (controls.unproven) until `reinstate gate "
+                 f"{agent}` passes on today's controls: answering review")
 
 
 def safe_read_mode(workspace: Workspace, agent: str) -> ModeReading:
@@ -480,7 +523,7 @@ def watch_mode(workspace: Workspace, agent: str, interval_s: float,
     until ``stop`` is set. Polls through the store's own interface, whatever the store."""
     last: tuple[object, ...] | None = None
     while True:
-        reading = safe_read_mode(workspace, agent)
+        reading = held_to_proof(workspace, agent, safe_read_mode(workspace, agent))
         # Not the degraded text: a store failing the same way twice is not a change.
         seen = (reading.mode, reading.since, reading.actor, reading.reason)
         if seen != last:

@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 import os
 from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from evalsuite import ReinstateError, write_atomic
@@ -22,20 +25,36 @@ from gates._store.mode_light import (
     NotSure,
     file_key,
     inputs_path,
+    proof_key,
     read_file,
     read_previous,
     salt,
 )
 
 
-def remember_mode_inputs(workspace: Workspace) -> None:
-    """Remember the workspace's configuration and incident files that pass the full checks,
-    so the next mode read of an unchanged workspace needs no model. Never raises."""
+@dataclass(frozen=True)
+class ProvenControls:
+    """An agent's controls the full read found proven, and what it worked that out from
+    (:func:`gates._store.mode_light.proof_key`)."""
+
+    agent: str
+    controls: dict[str, bytes | None]
+    """The four control files' bytes the digests were taken of, by name."""
+    verdict_sha256: str | None
+    """The agent's latest stored verdict's digest, read before the proof."""
+    since: datetime | None
+    """The agent's last containment the proof was worked out after."""
+
+
+def remember_mode_inputs(workspace: Workspace, proven: ProvenControls | None = None) -> None:
+    """Remember the workspace's configuration and incident files that pass the full checks
+    (and ``proven``: controls found proven), so the next mode read of an unchanged workspace
+    needs no model. Never raises."""
     with suppress(Exception):
-        _remember(workspace)
+        _remember(workspace, proven)
 
 
-def _remember(workspace: Workspace) -> None:
+def _remember(workspace: Workspace, proven: ProvenControls | None) -> None:
     config = workspace.config
     state_path = workspace.state_path
     if config.state.url is not None or not state_path.is_file():
@@ -47,11 +66,12 @@ def _remember(workspace: Workspace) -> None:
     fresh = isinstance(before, dict) and before.get("salt") == salt()
     old_configs = before.get("configs", {}) if fresh else {}
     old_incidents = before.get("incidents", {}) if fresh else {}
+    old_proofs = before.get("proofs", {}) if fresh else {}
     configs: dict[str, Any] = {}
     own = workspace.root / CONFIG_FILE
     config_path = own if own.is_file() else workspace.root / "pyproject.toml"
     raw = read_file(config_path)
-    key = file_key(config_path.name, raw)
+    key = config_key = file_key(config_path.name, raw)
     checked = old_configs.get(key) if isinstance(old_configs, dict) else None
     if checked is None:
         parsed = parse_config(config_path, raw)
@@ -60,6 +80,12 @@ def _remember(workspace: Workspace) -> None:
         checked = {"agents": parsed.paths.agents, "incidents": parsed.paths.incidents,
                    "state": parsed.paths.state}
     configs[key] = checked
+    proofs = {agent: found for agent, found in old_proofs.items()
+              if isinstance(agent, str) and isinstance(found, str)} if isinstance(
+                  old_proofs, dict) else {}
+    if proven is not None and _provable(workspace, config_path, raw):
+        proofs[proven.agent] = proof_key(proven.agent, config_key, proven.controls,
+                                         proven.verdict_sha256, proven.since)
     book = workspace.incidents()
     incidents: dict[str, Any] = {}
     for incident_id in book.ids():
@@ -88,7 +114,18 @@ def _remember(workspace: Workspace) -> None:
                                       if incident.containment else None)}
         incidents[key] = known
     if fresh and before == {"schema_version": INPUTS_VERSION, "salt": salt(),
-                            "configs": configs, "incidents": incidents}:
+                            "configs": configs, "incidents": incidents, "proofs": proofs}:
         return  # unchanged: no write
     write_atomic(path, json.dumps({"schema_version": INPUTS_VERSION, "salt": salt(),
-                                   "configs": configs, "incidents": incidents}) + "\n")
+                                   "configs": configs, "incidents": incidents,
+                                   "proofs": proofs}) + "\n")
+
+
+def _provable(workspace: Workspace, path: Path, raw: bytes) -> bool:
+    """Whether a proof worked out under ``workspace``'s configuration may be remembered
+    under the configuration file's bytes ``raw`` read now: they must say that very
+    configuration (not one edited since), and name no public key (a key file can change
+    under the same configuration) and no predicate module (its files are not in the key)."""
+    parsed = parse_config(path, raw)
+    return (parsed is not None and parsed == workspace.config
+            and parsed.signing.public_key is None and not parsed.rules.predicate_modules)

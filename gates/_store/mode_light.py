@@ -28,7 +28,7 @@ import sqlite3
 import stat
 import tomllib
 from contextlib import closing
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -44,7 +44,8 @@ CONFIG_FILE = "reinstate.toml"
 MAX_FILE_BYTES = 4 * 1024 * 1024
 # The most the mode-inputs file may hold before it is ignored.
 MAX_INPUTS_BYTES = 16 * 1024 * 1024
-INPUTS_VERSION = 3  # 2: each incident's control changes and last recorded time; 3: when contained
+INPUTS_VERSION = 4  # 2: each incident's control changes and last recorded time; 3: when
+# contained; 4: the controls proven for each agent (:func:`proof_key`)
 INCIDENT_ID = re.compile(r"INC-[1-9][0-9]*")
 # The only time stamp the store writes (``datetime.isoformat`` of a UTC time): anything
 # else is left to the full read.
@@ -55,7 +56,14 @@ _SCHEMA_VERSION = "1"  # the SQLite store's schema version (gates._store.backend
 # every remembered file is read in full again.
 _DECIDERS = ("regressions/_incident.py", "regressions/_incidents.py", "gates/_config.py",
              "gates/_store/mode_light.py", "gates/_store/mode_facts.py",
-             "evalsuite/_documents.py", "evalsuite/_record.py")
+             "evalsuite/_documents.py", "evalsuite/_record.py",
+             # whether an agent's controls are proven (a remembered proof counts only
+             # under the code that worked it out)
+             "gates/_store/control_proof.py", "gates/_store/access.py",
+             "gates/_verdict/fingerprint.py", "gates/_verdict/fingerprint_files.py")
+# The four control files (gates._controls.files.CONTROL_FILES, which a test keeps equal):
+# their bytes are part of what a remembered proof is keyed by.
+CONTROL_FILES = ("permissions.yaml", "acceptance.yaml", "review.yaml", "checklist.yaml")
 
 
 class NotSure(Exception):
@@ -103,6 +111,24 @@ def read_file(path: Path) -> bytes:
     return raw
 
 
+def proof_key(agent: str, config_key: str, controls: dict[str, bytes | None],
+              verdict_sha256: str | None, since: datetime | None) -> str:
+    """What a proof of ``agent``'s controls (:func:`gates._store.control_proof.
+    controls_unproven`) was worked out from, as one key: the configuration file (by its
+    :func:`file_key`), the four control files' bytes by name (None: missing), the digest
+    of the agent's latest stored verdict and its last containment (None: never), under
+    :func:`salt`. The full read remembers the key of controls it found proven; the light
+    read answers ``full`` only when its own inputs give that key again."""
+    digest = hashlib.sha256(f"{salt()}\0proof\0{agent}\0{config_key}\0"
+                            f"{verdict_sha256 or '-'}\0".encode())
+    digest.update(("-" if since is None else since.astimezone(UTC).isoformat()).encode())
+    for name in sorted(controls):
+        raw = controls[name]
+        digest.update(f"\0{name}\0".encode())
+        digest.update(b"missing" if raw is None else hashlib.sha256(raw).hexdigest().encode())
+    return digest.hexdigest()
+
+
 def read_previous(path: Path, state_path: Path) -> Any:
     """A facts file as last written, for its writer to build on; an empty object when it
     is missing, not JSON, or not one the readers would trust (:func:`read_inputs`): facts
@@ -140,7 +166,8 @@ def _reading(agent: str, start: Path | None) -> dict[str, Any] | None:
     if not agents_dir.is_dir() or agent not in {
             p.parent.name for p in agents_dir.glob("*/agent.yaml")}:
         return None  # the full read names the agent it does not know
-    record, entries = _store(state_path, agent)
+    record, logged, verdict_sha256 = _store(state_path, agent)
+    entries = [detail for _, detail in logged]
     incidents = _incidents(_inside(root, _text(config, "incidents")), inputs["incidents"],
                            agent)
     if _behind_the_log(record, entries, {facts.get("id") for facts in incidents}):
@@ -148,6 +175,10 @@ def _reading(agent: str, start: Path | None) -> dict[str, Any] | None:
     held = _held_mode(incidents, entries)
     if held is not None and (record is None or MODES.index(held) < MODES.index(record[0])):
         return None  # degraded: the full read words the warning
+    if (record is None or record[0] == "full") and inputs["proofs"].get(agent) != proof_key(
+            agent, file_key(name, raw), _controls(agents_dir / agent), verdict_sha256,
+            _last_contained(incidents, logged)):
+        return None  # full on controls not proven as they are now: the full read says
     if record is None:
         return {"agent": agent, "mode": "full", "since": None, "actor": None,
                 "reason": "never contained", "degraded": None}
@@ -236,17 +267,19 @@ def _inputs(path: Path, state_path: Path) -> dict[str, dict[str, Any]]:
     data = json.loads(read_inputs(path, state_path))
     if (not isinstance(data, dict) or data.get("schema_version") != INPUTS_VERSION
             or data.get("salt") != salt() or not isinstance(data.get("configs"), dict)
-            or not isinstance(data.get("incidents"), dict)):
+            or not isinstance(data.get("incidents"), dict)
+            or not isinstance(data.get("proofs"), dict)):
         raise NotSure(f"{path}: not this version's")
     return data
 
 
 def _store(path: Path, agent: str) -> tuple[tuple[str, str, str, str] | None,
-                                               list[dict[str, Any]]]:
-    """The agent's modes row (mode, since, actor, reason) and the details of its ``mode``
-    entries, oldest first. Every entry the full read would parse is parsed here, more
-    strictly: the agent's mode entries before a whole checkpoint (all of the agent's
-    entries without one), and every entry after it."""
+                                               list[tuple[str, dict[str, Any]]], str | None]:
+    """The agent's modes row (mode, since, actor, reason), the time and details of its
+    ``mode`` entries, oldest first, and the SHA-256 of its latest verdict's stored text (as
+    :meth:`SQLiteStore.latest_verdict_sha256` takes it; None: no verdict). Every entry the
+    full read would parse is parsed here, more strictly: the agent's mode entries before a
+    whole checkpoint (all of the agent's entries without one), and every entry after it."""
     if not path.is_file() or path.stat().st_size == 0:
         raise NotSure("no store, or an empty one")
     with closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)) as conn:
@@ -266,9 +299,44 @@ def _store(path: Path, agent: str) -> tuple[tuple[str, str, str, str] | None,
             f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {own} AND seq <= ? UNION ALL "
             f"SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ? ORDER BY seq",
             (agent, after, after)).fetchall()
+        verdict_sha256 = _latest_verdict_sha256(conn, agent)
     details = [_entry_detail(r) for r in rows]
-    return record, [d for r, d in zip(rows, details, strict=True)
-                    if r[4] == agent and r[3] == "mode"]
+    return record, [(r[1], d) for r, d in zip(rows, details, strict=True)
+                    if r[4] == agent and r[3] == "mode"], verdict_sha256
+
+
+def _latest_verdict_sha256(conn: sqlite3.Connection, agent: str) -> str | None:
+    """As the store reads it: the stored text's bytes through SQLite's blob handle."""
+    row = conn.execute("SELECT id FROM verdicts WHERE agent = ? ORDER BY id DESC LIMIT 1",
+                       (agent,)).fetchone()
+    if row is None:
+        return None
+    digest = hashlib.sha256()
+    with conn.blobopen("verdicts", "body", row[0], readonly=True) as blob:
+        while chunk := blob.read(1 << 16):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _controls(folder: Path) -> dict[str, bytes | None]:
+    """The agent's four control files' bytes by name; one that is missing, a link or too
+    large is not sure."""
+    return {name: read_file(folder / name) for name in CONTROL_FILES}
+
+
+def _last_contained(incidents: list[dict[str, Any]],
+                    logged: list[tuple[str, dict[str, Any]]]) -> datetime | None:
+    """When the agent was last contained, as :meth:`Standing.last_contained_at` finds it:
+    the latest of its incident files' containments and of its mode entries naming an
+    incident."""
+    times: list[object] = [facts.get("contained_at") for facts in incidents
+                           if facts.get("contained_at") is not None]
+    times += [at for at, detail in logged if isinstance(detail.get("incident"), str)]
+    found = [datetime.fromisoformat(t) if isinstance(t, str) else None for t in times]
+    known = [t for t in found if t is not None and t.tzinfo is not None]
+    if len(known) != len(found):
+        raise NotSure("a containment's time")
+    return max(known, default=None)
 
 
 def _mode_row(row: tuple[Any, ...], agent: str) -> tuple[str, str, str, str]:

@@ -37,12 +37,12 @@ from gates._response.check_facts import remember_check_inputs
 from gates._response.check_light import fact_key, light_clearance
 from gates._response.check_light import inputs_path as check_inputs_path
 from gates._store import mode_light
+from gates._store.access import standing
 from gates._store.backends import ModeRecord, SQLiteStore
-from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import file_key, light_reading
 from gates._store.mode_light import inputs_path as mode_inputs_path
 from regressions import utc_now
-from tests.helpers import copied
+from tests.helpers import copied, learned_mode
 
 AGENT = "refund-agent"
 GENESIS = "0" * 64
@@ -69,6 +69,7 @@ def full_answer(root: Path) -> dict[str, Any] | None:
 
 def learned(root: Path) -> None:
     """A full check, which remembers what it accepted (the CLI does it after each one)."""
+    learned_mode(root)  # the full check proves the controls, as this full read does
     remember_check_inputs(Workspace.find(root), AGENT)
 
 
@@ -172,7 +173,24 @@ def forge_loosened_facts(ws: Workspace) -> dict[str, Any]:
            for n in facts["control_files"]]
     facts["loaded"][fact_key("loaded", AGENT, str(directory), str(ws.root), config.name,
                              config.read_bytes(), *raw)] = True
+    forge_mode_proof(ws)
     return facts
+
+
+def forge_mode_proof(ws: Workspace) -> None:
+    """Mode inputs, written as the store's owner, that remember the agent's controls as
+    they now are as proven (:func:`mode_light.proof_key`): the light mode read then
+    answers full on them, so only the check inputs stand between the attacks below and a
+    light clearance."""
+    path = mode_inputs_path(ws.state_path)
+    inputs = json.loads(path.read_text())
+    store = open_store(ws)
+    config = ws.root / "reinstate.toml"
+    inputs["proofs"][AGENT] = mode_light.proof_key(
+        AGENT, file_key(config.name, config.read_bytes()),
+        {n: (ws.agent_dir(AGENT) / n).read_bytes() for n in mode_light.CONTROL_FILES},
+        store.latest_verdict_sha256(AGENT), standing(ws, AGENT, store).last_contained_at())
+    path.write_text(json.dumps(inputs))
 
 
 # --- the light check ----------------------------------------------------------------------
@@ -494,6 +512,7 @@ def test_quotes_and_brackets_inside_a_verdicts_strings_are_read_as_text(
     learned(back_in_full.root)
     text = verdict_text(back_in_full)
     store_verdict_text(back_in_full, text[:-1] + ',"note":"' + '\\"[{' * 20_000 + '"}')
+    learned_mode(back_in_full)  # a new verdict: the controls are proven again in full
     assert light_clearance(AGENT, back_in_full.root) is not None
     assert_never_cleared_wrongly(back_in_full.root, capsys)
     store_verdict_text(back_in_full, text[:-1] + ',"note":"' + '\\"[{' * 20_000 + '}')
@@ -584,7 +603,7 @@ def test_mode_inputs_another_user_planted_never_answer_full(
     """Attack: mode inputs saying an open containment belongs to some other agent, written
     by another user beside the store, would make `mode` answer full; they are not the
     store owner's, so the mode is read in full (suspended)."""
-    remember_mode_inputs(back_in_full)
+    learned_mode(back_in_full)
     incident = open_incident_behind_the_store(back_in_full)
     path = mode_inputs_path(back_in_full.state_path)
     facts = json.loads(path.read_text())
@@ -607,7 +626,7 @@ def test_a_mode_row_set_to_full_behind_the_log_never_answers_full(
         not_restored: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     """Attack: the modes row of a contained agent is set to full by hand; its incident
     still holds it, so `mode` never answers full, light or not."""
-    remember_mode_inputs(not_restored)
+    learned_mode(not_restored)
     with sqlite3.connect(not_restored.state_path) as conn:
         conn.execute("UPDATE modes SET mode = 'full' WHERE agent = ?", (AGENT,))
     assert light_reading(AGENT, not_restored.root) is None
@@ -621,7 +640,7 @@ def test_an_incident_edited_keeping_its_size_and_time_is_read_in_full(
     """Attack: the containing incident's file is edited to contain less strictly, with the
     same size and modification time: incident files are hashed, so `mode` reads it in
     full and answers as the full read does."""
-    remember_mode_inputs(not_restored)
+    learned_mode(not_restored)
     assert light_reading(AGENT, not_restored.root) is not None
     path = next(iter(sorted(not_restored.incidents_dir.glob("INC-*.yaml"))))
     held = path.stat()
@@ -631,7 +650,7 @@ def test_an_incident_edited_keeping_its_size_and_time_is_read_in_full(
     path.write_bytes(edited)
     os.utime(path, ns=(held.st_atime_ns, held.st_mtime_ns))
     assert light_reading(AGENT, not_restored.root) is None
-    remember_mode_inputs(not_restored)
+    learned_mode(not_restored)
     assert light_reading(AGENT, not_restored.root) is None  # refused in full: never learned
 
 
@@ -641,8 +660,8 @@ def test_the_workspace_variable_is_followed_by_mode_as_by_the_full_read(
         capsys: pytest.CaptureFixture[str]) -> None:
     """Attack: REINSTATE_WORKSPACE names a workspace whose agent is contained while the
     working folder is a learned one in full operation; `mode` answers for the variable's."""
-    remember_mode_inputs(back_in_full)
-    remember_mode_inputs(not_restored)
+    learned_mode(back_in_full)
+    learned_mode(not_restored)
     monkeypatch.chdir(back_in_full.root)
     monkeypatch.setenv("REINSTATE_WORKSPACE", str(not_restored.root))
     capsys.readouterr()

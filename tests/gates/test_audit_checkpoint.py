@@ -22,10 +22,9 @@ from gates import (
     verify_audit,
 )
 from gates._store.chain_sql import CHECKPOINT_VERSION, GENESIS, Tally, fold_deciding
-from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import light_reading
 from regressions import utc_now
-from tests.helpers import rehashed
+from tests.helpers import learned_mode, rehashed
 
 AGENT = "refund-agent"
 COLUMNS = "seq, at, actor, action, agent, reason, detail, prev_hash, hash"
@@ -412,7 +411,7 @@ def test_the_mode_never_passes_over_the_rows_before_the_checkpoint(
     assert verdict is not None
     for _ in range(5):
         store.save_verdict(verdict.model_copy(deep=True), "ci")
-    remember_mode_inputs(back_in_full)
+    learned_mode(back_in_full)
     statements.clear()
     assert read_mode(back_in_full, AGENT).mode == "full"
     light = light_reading(AGENT, back_in_full.root)

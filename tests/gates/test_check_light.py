@@ -44,7 +44,7 @@ from gates._store import mode_light
 from gates._store.backends import entry_hash
 from regressions import utc_now
 from tests.conftest import RunCli
-from tests.helpers import ACTOR, copied
+from tests.helpers import ACTOR, copied, learned_mode
 
 AGENT = "refund-agent"
 
@@ -71,6 +71,7 @@ def assert_parity(root: Path) -> dict[str, Any] | None:
 
 def learned(root: Path) -> None:
     """A full check, which remembers the files it accepted."""
+    learned_mode(root)  # the full check proves the controls, as this full read does
     remember_check_inputs(Workspace.find(root), AGENT)
 
 

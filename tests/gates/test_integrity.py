@@ -315,8 +315,9 @@ _FIRST_MODE = "(SELECT min(seq) FROM audit WHERE action = 'mode')"
      "json('[[\"INC-1\"]]')) WHERE seq = (SELECT max(seq) FROM audit WHERE action = "
      "'mode')", "suspended"),
     # (Entry 1, the first gate's verdict, garbled: test_a_garbled_row_no_decision_reads_...)
-    # The mode row and the log the runtime reads are intact; the verdict is not its input.
-    ("verdict", "UPDATE verdicts SET body = '{'", "full"),
+    # The mode row and the log are intact, but no verdict proves the controls: the runtime
+    # guard sends every call to a person (controls.unproven), and the mode reads review.
+    ("verdict", "UPDATE verdicts SET body = '{'", "review"),
 ])
 @pytest.mark.attack
 def test_a_garbled_store_row_is_one_clean_error(back_in_full: Workspace, cli: RunCli,

@@ -28,11 +28,10 @@ from evalsuite import MAX_USER_FILE_BYTES, ReinstateError
 from gates import Workspace, agent_mode, mode_reading, open_store, read_mode
 from gates._demo import lay_out
 from gates._store.backends import ModeRecord
-from gates._store.mode_facts import remember_mode_inputs
 from gates._store.mode_light import MAX_FILE_BYTES, inputs_path, light_reading
 from regressions import utc_now
 from tests.conftest import built_once
-from tests.helpers import contained
+from tests.helpers import contained, learned_mode
 
 AGENT = "refund-agent"
 OTHER = "other-agent"
@@ -82,7 +81,7 @@ def assert_parity(root: Path, agent: str = AGENT) -> dict[str, Any] | None:
 def learned(root: Path) -> None:
     """A full read of the mode, which remembers the files it accepted."""
     assert Workspace.find(root)
-    remember_mode_inputs(Workspace.find(root))
+    learned_mode(root)
 
 
 def incident_files(ws: Workspace) -> list[Path]:
@@ -411,7 +410,7 @@ def build(ws: Workspace, template: dict[str, Any], history: dict[str, Any]) -> N
                                   actor="t", reason="by hand"))
     else:
         run_sql(ws, f"DELETE FROM modes WHERE agent = '{AGENT}'")
-    remember_mode_inputs(ws)
+    learned_mode(ws)
     for path, incident in zip(paths, history["incidents"], strict=True):
         odd = incident["odd"]
         if odd == "restored_by_hand":
@@ -429,7 +428,7 @@ def build(ws: Workspace, template: dict[str, Any], history: dict[str, Any]) -> N
             path.rename(moved)
             path.symlink_to(moved)
     if history["learn_after_edit"]:
-        remember_mode_inputs(ws)
+        learned_mode(ws)
     if history["odd_row"] == "since":
         run_sql(ws, "UPDATE modes SET since = '2026-01-01 10:00:00Z'")
     elif history["odd_row"] == "mode":

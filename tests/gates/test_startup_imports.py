@@ -65,10 +65,21 @@ def command_line(*args: str) -> str:
             "try:\n    main()\nexcept SystemExit as exit:\n    found['code'] = exit.code\n")
 
 
+# What the full read of a mode in full operation loads to prove its controls: the control
+# files' names and the fingerprint's digests, and the latest verdict's deciding fields.
+PROVING = ("gates._controls", "gates._verdict")
+
+
 def test_mode_in_a_pipe_reads_the_mode_without_rules_verdicts_or_rich(
         back_in_full: Workspace) -> None:
     """`reinstate mode` into a pipe answers `full` having loaded no rich, CEL, control or
-    verdict model, report, adapter or log reader."""
+    verdict model, report, adapter or log reader, once a full read proved the controls (it
+    loads the fingerprint's digests and the latest verdict's deciding fields only)."""
+    found, out = run_entry(command_line("mode", "refund-agent"), back_in_full.root)
+    assert found["code"] == 0 and out == "full\n"
+    assert "gates._store.control_proof" in found["modules"]
+    assert loaded(found["modules"], tuple(n for n in NOT_FOR_A_MODE if n not in PROVING)) == []
+    assert loaded(found["modules"], ("gates._verdict.verdict", "gates._controls.policy")) == []
     found, out = run_entry(command_line("mode", "refund-agent"), back_in_full.root)
     assert found["code"] == 0 and out == "full\n"
     assert loaded(found["modules"], NOT_FOR_A_MODE) == []
@@ -108,12 +119,16 @@ def test_check_sends_nothing_so_loads_no_notification_sender(
 
 
 def test_mode_reads_the_store_without_the_verdict_models(back_in_full: Workspace) -> None:
-    """`reinstate mode --json` reads the store's audit log without building the verdict,
-    check-result or ratchet models the audit module only names in its annotations."""
+    """`reinstate mode --json` reads the store's audit log, and proves the controls from the
+    latest verdict's deciding fields, without building the verdict, check-result or ratchet
+    models the audit module only names in its annotations."""
     found, out = run_entry(command_line("mode", "refund-agent", "--json"), back_in_full.root)
     assert found["code"] == 0 and json.loads(out)["mode"] == "full"
     assert "gates._store.audit" in found["modules"]
-    assert loaded(found["modules"], ("gates._verdict",)) == []
+    assert "gates._verdict.stored" in found["modules"]
+    assert loaded(found["modules"], (
+        "gates._verdict.verdict", "gates._verdict.check_results", "gates._verdict.ratchet_terms",
+        "gates._verdict.version_1", "gates._store.attestation", "cel")) == []
 
 
 def test_reading_a_mode_starts_no_process_module(back_in_full: Workspace) -> None:
@@ -149,10 +164,11 @@ def test_both_ways_to_ask_for_the_version_print_the_same_line(cli: RunCli,
 def test_agent_mode_reads_the_mode_without_rules_verdicts_or_the_cli(
         back_in_full: Workspace) -> None:
     """`from gates import agent_mode` answers `full` having loaded no click, rich, CEL,
-    control or verdict model, report or adapter."""
-    found, _ = run_entry("from gates import agent_mode\n"
-                         "found['mode'] = agent_mode('refund-agent')", back_in_full.root)
-    assert found["mode"] == "full"
+    control or verdict model, report or adapter, once a full read proved the controls."""
+    for _ in range(2):
+        found, _ = run_entry("from gates import agent_mode\n"
+                             "found['mode'] = agent_mode('refund-agent')", back_in_full.root)
+        assert found["mode"] == "full"
     assert loaded(found["modules"], (*NOT_FOR_A_MODE, "click", "gates._cli")) == []
 
 
