@@ -27,9 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from evalsuite import History, Output, Step, ToolCall
+from evalsuite import History, InvalidInput, Output, Step, ToolCall
 from gates._controls.conditions import Condition
 from gates._controls.files import (
     RISKS,
@@ -72,10 +73,40 @@ class _Rule:
     terms: ControlTerms
 
 
+def check_rule_paths(controls: Controls) -> None:
+    """Refuse ``controls`` when two of their rules share a path (see :func:`_rules`), before
+    a gate runs anything: the file named, as any other bad input."""
+    for _ in _rules(controls.permissions, controls.review, controls.acceptance, "",
+                    controls.directory):
+        pass
+
+
 def _rules(permissions: Permissions, review: ReviewRouting, acceptance: Acceptance,
-           modules: str) -> Iterator[_Rule]:
-    """Every rule of the three files; ``modules`` is the digest of the predicate modules'
-    files, kept with each rule that calls a predicate."""
+           modules: str, directory: Path | None = None) -> Iterator[_Rule]:
+    """Every rule of the three files, each at its own path; ``modules`` is the digest of
+    the predicate modules' files, kept with each rule that calls a predicate.
+
+    Raises:
+        InvalidInput: two rules at one path (two conditions or review rules given one id,
+            or a dotted tool name that spells another tool's rule): the memory keeps one
+            rule per path, so the other could be taken out unseen by the next gate.
+    """
+    seen: dict[str, str] = {}
+    for rule in _each_rule(permissions, review, acceptance, modules):
+        if rule.path in seen:
+            file = "review.yaml" if rule.kind == "review" else "permissions.yaml"
+            place = "$.rules" if rule.kind == "review" else f"$.tools[{rule.tool!r}]"
+            raise InvalidInput(
+                directory / file if directory is not None else file, place,
+                f"one rule per path, but two rules ({seen[rule.path]}, {rule.kind}) are at "
+                f"{rule.path} (two rules with one id, or a tool named like another tool's "
+                f"rule): the ratchet could hold only one of them; rename one")
+        seen[rule.path] = rule.kind
+        yield rule
+
+
+def _each_rule(permissions: Permissions, review: ReviewRouting, acceptance: Acceptance,
+               modules: str) -> Iterator[_Rule]:
     def terms(rule: dict[str, Any]) -> ControlTerms:
         return ControlTerms(rule=rule, code=modules if rule.get("predicate") else None)
 
@@ -120,14 +151,21 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
                                                   controls.acceptance, modules)}
     recorded = list(runs)
     found = []
-    denied = {f"{_TOOLS}{tool}." for tool in _tools(held)} - {
-        f"{_TOOLS}{tool}." for tool, permission in controls.permissions.tools.items()
-        if permission.allowed}
+    # Whose rule a remembered path is, read from the path and the terms together: a dotted
+    # tool name (``issue_refund.deny_when``) or a condition id (``allowed``) must not make
+    # another tool's rules look like those of a tool that is denied now.
+    owners = {path: _owner(path, then) for path, then in held.items()}
+    known = {owner[1] for owner in owners.values() if owner and owner[0] == "allowed"}
+    allowed = {tool for tool, permission in controls.permissions.tools.items()
+               if permission.allowed}
     for path, then in sorted(held.items()):
-        if any(path.startswith(tool) for tool in denied):
+        owner = owners[path]
+        if owner and owner[1] in known and owner[1] not in allowed:
             continue  # the tool is gone or denied: every call to it is, whatever its rules
         rule = today.get(path)
-        if rule is None:
+        if rule is None or (path.startswith(_TOOLS) and (owner is None
+                                                         or owner != (rule.kind, rule.tool))):
+            # Gone, or another kind of rule (of another tool) at its path now.
             found.append(Loosening(path, "removed from the controls", f"{REMOVED}:{then.digest}",
                                    kind="removed"))
             continue
@@ -138,20 +176,32 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
         if what:
             found.append(Loosening(path, what, now.digest, since=then.digest))
     for path, rule in sorted(today.items()):
-        if rule.kind == "allowed" and path not in held and rule.terms.rule["allowed"] \
+        if rule.kind == "allowed" and rule.tool not in known and rule.terms.rule["allowed"] \
                 and held:
             found.append(Loosening(path, f"tool {rule.tool} newly allowed", rule.terms.digest,
                                    since=NOT_ALLOWED.digest))
     return found
 
 
+def _owner(path: str, terms: ControlTerms) -> tuple[str, str] | None:
+    """(kind, tool) of a remembered rule of a tool, from its path and its terms; None for a
+    review rule, an acceptance criterion, or terms that fit no rule at that path."""
+    if not path.startswith(_TOOLS):
+        return None
+    rule = terms.rule
+    if "id" in rule:  # a condition: its path ends in its own id
+        for field in ("deny_when", "review_when"):
+            end = f".{field}.{rule['id']}"
+            if path.endswith(end) and len(path) > len(_TOOLS) + len(end):
+                return field, path[len(_TOOLS):-len(end)]
+        return None
+    for kind in ("allowed", "risk", "arguments"):
+        if set(rule) == {kind} and path.endswith(f".{kind}"):
+            return kind, path[len(_TOOLS):-len(kind) - 1]
+    return None
+
+
 _TOOLS = "permissions.tools."
-
-
-def _tools(held: Mapping[str, ControlTerms]) -> set[str]:
-    """The tools ``held`` knows (each has its ``allowed`` terms)."""
-    return {path[len(_TOOLS):-len(".allowed")] for path in held
-            if path.startswith(_TOOLS) and path.endswith(".allowed")}
 
 
 def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,

@@ -30,6 +30,7 @@ from evalsuite import (
 )
 from gates._config import Workspace
 from gates._controls.files import Controls, PredicateBinder
+from gates._gate.control_ratchet import check_rule_paths
 from gates._gate.ratchet_git import RefSnapshot, read_ref
 from gates._store.backends import StateStore
 from gates._verdict.fingerprint import Fingerprint, fingerprint
@@ -162,6 +163,7 @@ def _load(workspace: Workspace, agent: str, read: dict[Path, str]) -> GateInputs
     workspace.require_agent(agent)
     agent_file, spec = _agent_spec(workspace, agent)
     controls = workspace.controls(agent)
+    check_rule_paths(controls)  # the ratchet holds each rule by its path: one rule a path
     bind = PredicateBinder(workspace.root, workspace.config.rules.predicate_modules)
     # Each eval case is checked while it is a model, then packed: at thousands of case
     # files their models held at once were a third of the gate's memory.

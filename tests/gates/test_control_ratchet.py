@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from evalsuite import InvalidInput
 from gates import RegressionRatchetResult, StoreUnavailable, Workspace, ratchet_status, run_gate
 from gates._cli import main
 from tests.gates.test_guard_proof import PAST_TOTAL_RULE, edit, without_the_total_rule
@@ -198,3 +199,53 @@ def test_what_only_the_agents_own_runs_show_tighter_is_not_taken(back_in_full: W
     assert result.outcome == "fail"
     assert [f.split(": ")[0] for f in result.findings] == [
         "permissions.tools.issue_refund.arguments"]
+
+
+_DENY_WHEN = "    deny_when:\n      - id: refund-exceeds-order-total\n"
+
+
+@pytest.mark.attack
+@pytest.mark.parametrize("planted", [
+    # A condition with the id ``allowed``: its path ends in ``.allowed``, as a tool's does.
+    ("deny_when", _DENY_WHEN, "    deny_when:\n      - id: allowed\n        expression: 'false'\n"
+                              "      - id: refund-exceeds-order-total\n"),
+    # A denied tool whose dotted name spells issue_refund's deny_when list.
+    ("tool", "  close_account:\n", "  issue_refund.deny_when:\n    allowed: false\n"
+                                   "    risk: low\n  close_account:\n"),
+])
+def test_a_rule_is_not_taken_for_one_of_a_denied_tool(back_in_full: Workspace,
+                                                      planted: tuple[str, str, str]) -> None:
+    """A first gate takes in something harmless whose path spells a denied tool
+    ``issue_refund.deny_when``; the next takes out the order-total rule. Its path starts
+    like that tool's rules, but it is issue_refund's rule, and issue_refund is allowed:
+    the removal fails the gate."""
+    _, old, new = planted
+    edit(_permissions(back_in_full), old, new)
+    passed, result = _ratchet(back_in_full)
+    assert passed and result.findings == [], result.findings
+    text = _permissions(back_in_full).read_text()  # issue_refund's deny_when list taken out
+    start = text.index("    deny_when:\n")
+    _permissions(back_in_full).write_text(
+        text[:start] + text[text.index("    review_when:\n      - id: large-refund"):])
+    passed, result = _ratchet(back_in_full)
+    assert not passed and result.outcome == "fail"
+    assert PAST_TOTAL_RULE in [f.split(": ")[0] for f in result.findings]
+    assert result.data.control_terms is not None
+    assert PAST_TOTAL_RULE in result.data.control_terms
+
+
+@pytest.mark.attack
+def test_two_rules_at_one_path_are_refused(back_in_full: Workspace, cli: RunCli) -> None:
+    """A second condition given the order-total rule's id: the memory keeps one rule per
+    path, so the other would be held by no gate and could be taken out unseen. The gate
+    refuses the controls as bad input (exit 2), naming the file and the path."""
+    edit(_permissions(back_in_full), _DENY_WHEN, _DENY_WHEN
+         + "        expression: args.refund_to != 'original_payment_method'\n"
+         + "      - id: refund-exceeds-order-total\n")
+    gated = cli("gate", AGENT, cwd=back_in_full.root)
+    assert gated.returncode == 2, gated
+    assert "permissions.yaml" in gated.stderr and "one rule per path" in gated.stderr
+    assert PAST_TOTAL_RULE in gated.stderr
+    with pytest.raises(InvalidInput, match="one rule per path"):
+        ratchet_status(back_in_full, AGENT)
+
