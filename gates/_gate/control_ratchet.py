@@ -42,7 +42,7 @@ from gates._controls.files import (
 )
 from gates._controls.replay import ReplayLayer, replay
 from gates._controls.rule import OneRule, one_rule
-from gates._verdict.ratchet_terms import REMOVED, ControlTerms, Loosening
+from gates._verdict.ratchet_terms import REMOVED, ControlTerms, Loosening, digest_of
 
 _STRENGTH = {"allow": 0, "review": 1, "deny": 2}
 NOT_ALLOWED = ControlTerms(rule={"allowed": False})
@@ -174,12 +174,15 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
             continue
         what = _loosened(rule, then, controls, recorded)
         if what:
-            found.append(Loosening(path, what, now.digest, since=then.digest))
+            # Allowing a tool again is approved for the tool as it is then, every rule of
+            # it: the approval never covers allowing it later with fewer rules.
+            key = _tool_key(today, rule.tool) if rule.kind == "allowed" else now.digest
+            found.append(Loosening(path, what, key, since=then.digest))
     for path, rule in sorted(today.items()):
         if rule.kind == "allowed" and rule.tool not in known and rule.terms.rule["allowed"] \
                 and held:
-            found.append(Loosening(path, f"tool {rule.tool} newly allowed", rule.terms.digest,
-                                   since=NOT_ALLOWED.digest))
+            found.append(Loosening(path, f"tool {rule.tool} newly allowed",
+                                   _tool_key(today, rule.tool), since=NOT_ALLOWED.digest))
     return found
 
 
@@ -199,6 +202,12 @@ def _owner(path: str, terms: ControlTerms) -> tuple[str, str] | None:
         if set(rule) == {kind} and path.endswith(f".{kind}"):
             return kind, path[len(_TOOLS):-len(kind) - 1]
     return None
+
+
+def _tool_key(today: Mapping[str, _Rule], tool: str) -> str:
+    """Digest of every rule of ``tool`` today: what allowing it is approved for."""
+    return digest_of({path: rule.terms.digest for path, rule in sorted(today.items())
+                      if path.startswith(_TOOLS) and rule.tool == tool})
 
 
 _TOOLS = "permissions.tools."

@@ -249,3 +249,35 @@ def test_two_rules_at_one_path_are_refused(back_in_full: Workspace, cli: RunCli)
     with pytest.raises(InvalidInput, match="one rule per path"):
         ratchet_status(back_in_full, AGENT)
 
+
+
+@pytest.mark.attack
+def test_allowing_a_tool_again_is_approved_for_its_rules_as_they_were(
+        back_in_full: Workspace, cli: RunCli) -> None:
+    """close_account denied, allowed again with an approval, denied again while its
+    review rule (a person confirms every closure) is taken out, then allowed again: the
+    old approval was for the tool with that rule, so it does not cover this one."""
+    permissions = _permissions(back_in_full)
+    closure = ("    review_when:\n      - id: every-closure\n        description: Account "
+               "closure cannot be undone; a person confirms every one.\n"
+               "        arguments: {type: object}\n")
+    allowed = "    allowed: true\n    risk: critical\n"
+    denied = "    allowed: false\n    risk: critical\n"
+    edit(permissions, allowed, denied)
+    assert _ratchet(back_in_full)[1].findings == []
+    edit(permissions, denied, allowed)
+    approved = cli("ratchet", "approve", AGENT, "permissions.tools.close_account.allowed",
+                   "--reason", "closures are back, each confirmed by a person",
+                   cwd=back_in_full.root)
+    assert approved.returncode == 0, approved.stderr
+    _, result = _ratchet(back_in_full)
+    assert result.outcome == "pass" and [a.case for a in result.data.approved] == [
+        "permissions.tools.close_account.allowed"]
+    edit(permissions, allowed + "    description: Close a customer account and erase its "
+         "saved payment methods.\n" + closure, denied)
+    assert _ratchet(back_in_full)[1].findings == []  # denied: its rules no longer matter
+    edit(permissions, denied, allowed)
+    _, result = _ratchet(back_in_full)
+    assert result.outcome == "fail" and result.data.approved == []
+    assert [f.split(": ")[0] for f in result.findings] == [
+        "permissions.tools.close_account.allowed"]
