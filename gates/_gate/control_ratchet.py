@@ -25,6 +25,7 @@ AGENT RULE``); an unapproved one keeps the old terms, so every later gate fails 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -170,8 +171,9 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
                                    kind="removed"))
             continue
         now = rule.terms
-        if now.digest == then.digest:
-            continue
+        if now.digest == then.digest or (now.code == then.code
+                                         and _canonical(now.rule) == _canonical(then.rule)):
+            continue  # unchanged, or only reordered where order decides nothing
         what = _loosened(rule, then, controls, recorded)
         if what:
             # Allowing a tool again is approved for the tool as it is then, every rule of
@@ -211,6 +213,48 @@ def _tool_key(today: Mapping[str, _Rule], tool: str) -> str:
 
 
 _TOOLS = "permissions.tools."
+
+_UNORDERED = ("required", "enum", "type")
+"""JSON Schema keywords whose lists are sets: reordering them decides nothing."""
+_SUBSCHEMA = ("items", "additionalProperties", "not", "if", "then", "else", "contains",
+              "propertyNames", "unevaluatedProperties", "unevaluatedItems")
+_SUBSCHEMAS = ("allOf", "anyOf", "oneOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas", "$defs",
+                   "definitions")
+
+
+def _canonical(rule: dict[str, Any]) -> dict[str, Any]:
+    """``rule`` with the lists of its argument schema that are sets sorted, so that
+    reordering ``required: [a, b]`` is not a change needing an approval. A schema with a
+    ``$ref`` anywhere is left as written: a reference may point into a list by position."""
+    schema = rule.get("arguments")
+    text = json.dumps(schema)
+    if schema is None or '"$ref"' in text or 'Ref"' in text:  # $dynamicRef, $recursiveRef
+        return rule
+    return {**rule, "arguments": _sorted_sets(schema)}
+
+
+def _sorted_sets(schema: Any) -> Any:
+    """A JSON Schema with the lists of :data:`_UNORDERED` sorted, read only where
+    subschemas are (never inside ``const``, ``enum`` or ``default`` values)."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    for key in _UNORDERED:
+        if isinstance(out.get(key), list):
+            out[key] = sorted(out[key], key=lambda v: json.dumps(v, sort_keys=True))
+    for key in _SUBSCHEMA:
+        if key in out:
+            out[key] = (_sorted_sets(out[key]) if isinstance(out[key], dict)
+                        else [_sorted_sets(s) for s in out[key]]
+                        if isinstance(out[key], list) else out[key])
+    for key in _SUBSCHEMAS:
+        if isinstance(out.get(key), list):
+            out[key] = [_sorted_sets(s) for s in out[key]]  # in order: each by position
+    for key in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(key), dict):
+            out[key] = {name: _sorted_sets(s) for name, s in out[key].items()}
+    return out
 
 
 def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,

@@ -281,3 +281,21 @@ def test_allowing_a_tool_again_is_approved_for_its_rules_as_they_were(
     assert result.outcome == "fail" and result.data.approved == []
     assert [f.split(": ")[0] for f in result.findings] == [
         "permissions.tools.close_account.allowed"]
+
+
+def test_a_reordered_set_in_an_argument_schema_is_no_change(back_in_full: Workspace) -> None:
+    """``required`` and ``enum`` listed in another order decide every call as before: no
+    approval is asked. A value added to the ``enum`` (a template the agent may now send)
+    is still a change the gate cannot show is not looser."""
+    permissions = _permissions(back_in_full)
+    edit(permissions, "required: [order_id, amount, refund_to]",
+         "required: [refund_to, amount, order_id]")
+    edit(permissions, "{enum: [refund_confirmation, order_status, ticket_update]}",
+         "{enum: [ticket_update, refund_confirmation, order_status]}")
+    passed, result = _ratchet(back_in_full)
+    assert passed and result.findings == [], result.findings
+    edit(permissions, "{enum: [ticket_update, refund_confirmation, order_status]}",
+         "{enum: [ticket_update, refund_confirmation, order_status, free_text]}")
+    _, result = _ratchet(back_in_full)
+    assert [f.split(": ")[0] for f in result.findings] == [
+        "permissions.tools.send_email.arguments"]
