@@ -181,8 +181,7 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
             key = _tool_key(today, rule.tool) if rule.kind == "allowed" else now.digest
             found.append(Loosening(path, what, key, since=then.digest))
     for path, rule in sorted(today.items()):
-        if rule.kind == "allowed" and rule.tool not in known and rule.terms.rule["allowed"] \
-                and held:
+        if rule.kind == "allowed" and rule.tool not in known and rule.terms.rule["allowed"]:
             found.append(Loosening(path, f"tool {rule.tool} newly allowed",
                                    _tool_key(today, rule.tool), since=NOT_ALLOWED.digest))
     return found

@@ -299,3 +299,32 @@ def test_a_reordered_set_in_an_argument_schema_is_no_change(back_in_full: Worksp
     _, result = _ratchet(back_in_full)
     assert [f.split(": ")[0] for f in result.findings] == [
         "permissions.tools.send_email.arguments"]
+
+
+@pytest.mark.attack
+def test_a_tool_allowed_after_a_gate_that_held_no_rule_is_newly_allowed(
+        tmp_path: Path) -> None:
+    """An agent gated with no control rule at all (no tool, criterion or review rule):
+    that memory is one, not none. A tool allowed after it is newly allowed and needs an
+    approval, as after any other gate."""
+    root = tmp_path / "ws"
+    assert main(["init", str(root), "--agent", "bot"]) == 0
+    agent = root / "agents" / "bot"
+    permissions = (agent / "permissions.yaml").read_text()
+    (agent / "permissions.yaml").write_text("schema_version: 1\nagent: bot\ntools: {}\n")
+    (agent / "acceptance.yaml").write_text("schema_version: 1\nagent: bot\ncriteria: []\n")
+    question = root / "evals" / "bot" / "example-question.yaml"
+    text = question.read_text()
+    text = text[:text.index("tools:")] + text[text.index("expect:"):]
+    question.write_text(text.replace("  - kind: tool_called\n    tool: search_docs\n", ""))
+    verdict = run_gate(Workspace.find(root), "bot", actor="ci")
+    result = verdict.result(RegressionRatchetResult)
+    assert result is not None and result.data is not None
+    assert result.data.control_terms == {}
+    (agent / "permissions.yaml").write_text(permissions)
+    found, memory = ratchet_status(Workspace.find(root), "bot")
+    assert [(f.case, f.what) for f in found] == [
+        ("permissions.tools.search_docs.allowed", "tool search_docs newly allowed")]
+    assert memory.control_terms is not None
+    assert memory.control_terms["permissions.tools.search_docs.allowed"].rule == {
+        "allowed": False}
