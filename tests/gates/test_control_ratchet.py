@@ -328,3 +328,25 @@ def test_a_tool_allowed_after_a_gate_that_held_no_rule_is_newly_allowed(
     assert memory.control_terms is not None
     assert memory.control_terms["permissions.tools.search_docs.allowed"].rule == {
         "allowed": False}
+
+
+@pytest.mark.attack
+def test_a_condition_replaced_by_a_tool_at_its_path_is_removed(back_in_full: Workspace,
+                                                               ) -> None:
+    """A condition with the id ``allowed`` is held; the next change takes it out and puts
+    a denied tool ``issue_refund.deny_when`` in its place, whose ``allowed`` rule has the
+    very same path. That is the condition removed, not a tool's allowance tightened."""
+    edit(_permissions(back_in_full), _DENY_WHEN, "    deny_when:\n      - id: allowed\n"
+         "        expression: double(args.amount) > 400.0\n"
+         "      - id: refund-exceeds-order-total\n")
+    passed, result = _ratchet(back_in_full)
+    assert passed and result.findings == [], result.findings
+    edit(_permissions(back_in_full), "      - id: allowed\n"
+         "        expression: double(args.amount) > 400.0\n", "")
+    edit(_permissions(back_in_full), "  close_account:\n", "  issue_refund.deny_when:\n"
+         "    allowed: false\n    risk: low\n  close_account:\n")
+    passed, result = _ratchet(back_in_full)
+    assert not passed
+    found = dict(f.split(": ", 1) for f in result.findings)
+    assert found["permissions.tools.issue_refund.deny_when.allowed"].startswith(
+        "removed from the controls")
