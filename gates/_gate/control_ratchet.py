@@ -171,8 +171,10 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
                                    kind="removed"))
             continue
         now = rule.terms
-        if now.digest == then.digest or (now.code == then.code
-                                         and _canonical(now.rule) == _canonical(then.rule)):
+        # Compared as JSON, never by Python's ==, for which true == 1 (enum: [true] is not
+        # enum: [1]).
+        if now.digest == then.digest or (now.code == then.code and digest_of(
+                _canonical(now.rule)) == digest_of(_canonical(then.rule))):
             continue  # unchanged, or only reordered where order decides nothing
         what = _loosened(rule, then, controls, recorded)
         if what:

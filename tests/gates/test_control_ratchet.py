@@ -302,6 +302,23 @@ def test_a_reordered_set_in_an_argument_schema_is_no_change(back_in_full: Worksp
 
 
 @pytest.mark.attack
+def test_true_for_one_in_a_reordered_enum_is_a_change(back_in_full: Workspace) -> None:
+    """A review condition on ``expedite: {enum: [true, "yes"]}`` rewritten as ``enum:
+    ["yes", 1]``: reordered, and true == 1 to Python, but a refund with ``expedite: true``
+    no longer goes to a person. It is a change, never a reordering."""
+    edit(_permissions(back_in_full), "  close_account:\n", "      - id: expedited\n"
+         "        arguments:\n          type: object\n          required: [expedite]\n"
+         "          properties:\n            expedite: {enum: [true, \"yes\"]}\n"
+         "  close_account:\n")
+    _, result = _ratchet(back_in_full)
+    assert result.findings == [], result.findings
+    edit(_permissions(back_in_full), '{enum: [true, "yes"]}', '{enum: ["yes", 1]}')
+    _, result = _ratchet(back_in_full)
+    assert [f.split(": ")[0] for f in result.findings] == [
+        "permissions.tools.issue_refund.review_when.expedited"]
+
+
+@pytest.mark.attack
 def test_a_tool_allowed_after_a_gate_that_held_no_rule_is_newly_allowed(
         tmp_path: Path) -> None:
     """An agent gated with no control rule at all (no tool, criterion or review rule):
