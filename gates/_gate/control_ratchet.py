@@ -132,11 +132,12 @@ def _each_rule(permissions: Permissions, review: ReviewRouting, acceptance: Acce
 
 
 def control_terms(permissions: Permissions, review: ReviewRouting, acceptance: Acceptance,
-                  modules: str) -> dict[str, ControlTerms]:
+                  modules: str, directory: Path | None = None) -> dict[str, ControlTerms]:
     """Each rule of the three control files by its path, as the ratchet remembers it;
     ``modules`` is the digest of the predicate modules' files (kept with each rule that
-    calls a predicate)."""
-    return {rule.path: rule.terms for rule in _rules(permissions, review, acceptance, modules)}
+    calls a predicate); ``directory`` names the files in an error (:func:`_rules`)."""
+    return {rule.path: rule.terms
+            for rule in _rules(permissions, review, acceptance, modules, directory)}
 
 
 def terms_today(controls: Controls, modules: str) -> dict[str, ControlTerms]:

@@ -243,9 +243,12 @@ def _controls_at_ref(git: _Reader, config: Config, agent: str,
         return _model_at_ref(model, git.label(posixpath.join(folder, name)),
                              yaml_text=texts[name])
 
+    # Two rules at one path at the ref is an error naming the file there (REF:path), not
+    # the working tree's.
     return control_terms(read(Permissions, "permissions.yaml"),
                          read(ReviewRouting, "review.yaml"),
-                         read(Acceptance, "acceptance.yaml"), modules())
+                         read(Acceptance, "acceptance.yaml"), modules(),
+                         Path(git.label(folder)))
 
 
 def _code_at_ref(git: _Reader, cases: list[RegressionCase]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from gates import RegressionRatchetResult, StoreUnavailable, Workspace, ratchet_
 from gates._cli import main
 from tests.gates.test_guard_proof import PAST_TOTAL_RULE, edit, without_the_total_rule
 from tests.gates.test_ratchet_git import gate
-from tests.helpers import commit_all
+from tests.helpers import commit_all, git
 
 pytestmark = [pytest.mark.slow]
 
@@ -367,3 +367,20 @@ def test_a_condition_replaced_by_a_tool_at_its_path_is_removed(back_in_full: Wor
     found = dict(f.split(": ", 1) for f in result.findings)
     assert found["permissions.tools.issue_refund.deny_when.allowed"].startswith(
         "removed from the controls")
+
+
+def test_two_rules_at_one_path_at_the_ref_name_the_file_there(
+        repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """main holds two conditions with one id; the pull request does not. The gate against
+    main cannot hold both (exit 2), and names main's file, not the working tree's."""
+    git(repo, "switch", "-q", "main")
+    edit(_permissions(Workspace.find(repo)), _DENY_WHEN, _DENY_WHEN
+         + "        expression: args.refund_to != 'original_payment_method'\n"
+         + "      - id: refund-exceeds-order-total\n")
+    commit_all(repo, "two rules with one id")
+    git(repo, "switch", "-q", "pull-request")
+    code = main(["-C", str(repo), "--actor", "ci", "gate", AGENT, "--new-store",
+                 "--against", "main"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "main:agents/refund-agent/permissions.yaml" in err and "one rule per path" in err
