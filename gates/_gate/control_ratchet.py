@@ -13,10 +13,11 @@ next gate compares today's controls with them:
 - a rule changed: every recorded step (each regression case's recorded run, each run of
   the gate's evals) is replayed through the rule as it was and as it is, each alone. A
   step the rule stopped before and lets through now is a loosening. A change passes only
-  when some step of a regression case's recorded run (captured by a person; the agent's
-  own runs are what it chose to do) is stopped now and was not before; a change no such
-  step tells apart needs an approval, and so does any change to a rule that calls a
-  predicate (code is not told tighter from looser);
+  when some step of a vouched regression case's recorded run (one an incident's history
+  records as captured, or one the last gate held; not the agent's own runs, which are
+  what it chose to do, nor a case written by hand beside the change) is stopped now and
+  was not before; a change no such step tells apart needs an approval, and so does any
+  change to a rule that calls a predicate (code is not told tighter from looser);
 - a rule added, a tool removed or denied, a tool rated riskier: taken as it is.
 
 A loosening fails the gate until it is undone or approved (``reinstate ratchet approve
@@ -26,7 +27,7 @@ AGENT RULE``); an unapproved one keeps the old terms, so every later gate fails 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,9 @@ class RecordedRun:
 
     steps: Sequence[Step]
     context: Mapping[str, Any]
-    captured: bool
-    """A regression case's recorded run (captured by a person from the logs), not a run
-    of the agent under test: only these show a change tightened, since the agent's own
-    runs are whatever it chose to do."""
+    case: str | None
+    """The regression case whose recorded run this is; None for a run of the agent under
+    test, which never shows a change tightened (its runs are whatever it chose to do)."""
 
 
 @dataclass(frozen=True)
@@ -146,9 +146,13 @@ def terms_today(controls: Controls, modules: str) -> dict[str, ControlTerms]:
 
 
 def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modules: str,
-                     runs: Iterable[RecordedRun]) -> list[Loosening]:
+                     runs: Iterable[RecordedRun], vouched: Collection[str]) -> list[Loosening]:
     """Every rule of ``held`` that ``controls`` dropped or loosened, and every tool they
-    newly allow, each as a loosening an approval is bound to (its path as the case)."""
+    newly allow, each as a loosening an approval is bound to (its path as the case).
+
+    Only the recorded runs of the regression cases in ``vouched`` (those the memory held,
+    or an incident's history records as captured) show a changed rule tighter: a case
+    written by hand beside the change is whatever its author wrote."""
     today = {rule.path: rule for rule in _rules(controls.permissions, controls.review,
                                                   controls.acceptance, modules)}
     recorded = list(runs)
@@ -177,7 +181,7 @@ def compare_controls(held: Mapping[str, ControlTerms], controls: Controls, modul
         if now.digest == then.digest or (now.code == then.code and digest_of(
                 _canonical(now.rule)) == digest_of(_canonical(then.rule))):
             continue  # unchanged, or only reordered where order decides nothing
-        what = _loosened(rule, then, controls, recorded)
+        what = _loosened(rule, then, controls, recorded, vouched)
         if what:
             # Allowing a tool again is approved for the tool as it is then, every rule of
             # it: the approval never covers allowing it later with fewer rules.
@@ -260,7 +264,7 @@ def _sorted_sets(schema: Any) -> Any:
 
 
 def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
-              runs: list[RecordedRun]) -> str:
+              runs: list[RecordedRun], vouched: Collection[str]) -> str:
     """How ``rule`` (changed since ``then``) loosened, in words; empty when it only
     tightened."""
     if rule.kind == "allowed":
@@ -285,7 +289,7 @@ def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
                 if _STRENGTH[after] < _STRENGTH[before]:
                     looser += 1
                     example = example or f"{_described(step)}: {before} before, {after} now"
-                elif _STRENGTH[after] > _STRENGTH[before] and run.captured:
+                elif _STRENGTH[after] > _STRENGTH[before] and run.case in vouched:
                     stricter += 1
             history.append(step)
     if looser:
@@ -293,8 +297,9 @@ def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
                 f"(e.g. {example})")
     if not stricter:
         return ("changed, and no step of a regression case's recorded run is stopped by it "
-                "now and was not before, so the gate cannot show it is not looser; capture "
-                "a case it decides, or approve it")
+                "now and was not before (a case an incident records as captured, or one the "
+                "last gate held), so the gate cannot show it is not looser; capture a case it "
+                "decides, or approve it")
     return ""
 
 
@@ -342,8 +347,8 @@ def _with_rule(controls: Controls, rule: _Rule, written: dict[str, Any]) -> Cont
 def recorded_runs(cases: Iterable[Any], results: Iterable[Any] = ()) -> list[RecordedRun]:
     """The runs a changed rule is replayed on: each regression case's recorded run, and
     each run of the gate's evals (``CaseResult`` trials)."""
-    runs = [RecordedRun(case.recorded.steps, case.input.context, True) for case in cases]
-    runs += [RecordedRun(trial.run.steps, trial.run.context, False)
+    runs = [RecordedRun(case.recorded.steps, case.input.context, case.id) for case in cases]
+    runs += [RecordedRun(trial.run.steps, trial.run.context, None)
              for result in results for trial in result.trials if trial.run is not None]
     return runs
 

@@ -254,12 +254,13 @@ def ratchet_status(workspace: Workspace, agent: str, cases: list[RegressionCase]
     # No memory of the controls (never gated, or only before the ratchet held them): they
     # are recorded, nothing compared. A memory of no rule at all is one: a tool allowed
     # since is newly allowed.
+    captured = _captured(workspace, agent)
     loosened = ([] if remembered.control_terms is None
                 else compare_controls(held_controls, controls, modules,
-                                      recorded_runs(cases) if runs is None else runs))
+                                      recorded_runs(cases) if runs is None else runs,
+                                      set(remembered.terms) | captured))
     found = [replace(f, approval=_approval(approved, f))
-             for f in [*compare(dict(remembered.terms), _captured(workspace, agent), today),
-                       *loosened]]
+             for f in [*compare(dict(remembered.terms), captured, today), *loosened]]
     if held is not None and any(f.approval is not None for f in found):
         # An approval lets a case or a rule be loosened: it counts only as the log vouches
         # for it (one of the agent's approvals as the store tallied them, the log whole up

@@ -367,7 +367,9 @@ def compare_with_ref(snapshot: RefSnapshot, workspace: Workspace, agent: str,
         found += compare_controls(snapshot.control_terms,
                                   controls or workspace.controls(agent),
                                   workspace_modules(workspace),
-                                  recorded_runs(cases) if runs is None else runs)
+                                  recorded_runs(cases) if runs is None else runs,
+                                  {*snapshot.terms, *snapshot.captured,
+                                   *(c for i in incidents for c in captured_cases(i))})
     present = {incident.id for incident in incidents}
     for incident_id in sorted(snapshot.incidents, key=lambda i: int(i.split("-")[1])):
         if incident_id not in present:

@@ -384,3 +384,35 @@ def test_two_rules_at_one_path_at_the_ref_name_the_file_there(
     assert code == 2
     err = capsys.readouterr().err
     assert "main:agents/refund-agent/permissions.yaml" in err and "one rule per path" in err
+
+
+def _with_a_120_refund_case(ws: Workspace) -> None:
+    """A regression case written by hand: INC-1-1 with the recorded refund at $120."""
+    cases = ws.regressions_dir(AGENT)
+    text = (cases / "INC-1-1.yaml").read_text()
+    assert text.startswith("id: INC-1-1\n") or "\nid: INC-1-1\n" in text
+    (cases / "by-hand-1.yaml").write_text(
+        text.replace("id: INC-1-1\n", "id: by-hand-1\n", 1).replace("1250.0", "120.0"))
+
+
+@pytest.mark.attack
+def test_a_case_written_by_hand_beside_the_change_does_not_vouch_for_it(
+        back_in_full: Workspace) -> None:
+    """The large-refund review bound moved from $150 to $100, with a case written by hand
+    in the same change whose recorded $120 refund the new bound reviews and the old did
+    not. Nothing vouches for that case (no incident records it captured, no gate held it),
+    so it does not show the change tighter: an approval is needed. Once a gate has held
+    the case, it does."""
+    _with_a_120_refund_case(back_in_full)
+    bound = "amount: {exclusiveMinimum: 150}"
+    edit(_permissions(back_in_full), bound, "amount: {exclusiveMinimum: 100}")
+    found, _ = ratchet_status(back_in_full, AGENT)
+    assert [f.case for f in found] == [
+        "permissions.tools.issue_refund.review_when.large-refund"]
+    assert "no step of a regression case's recorded run is stopped by it now" in found[0].what
+    edit(_permissions(back_in_full), "amount: {exclusiveMinimum: 100}", bound)
+    _, result = _ratchet(back_in_full)  # the case held, on the controls as gated
+    assert result.outcome == "pass" and "by-hand-1" in result.data.terms
+    edit(_permissions(back_in_full), bound, "amount: {exclusiveMinimum: 100}")
+    found, _ = ratchet_status(back_in_full, AGENT)
+    assert found == []
