@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalsuite import InvalidInput
-from gates._backtest.decide import Judge
 from gates._config import Workspace
 from gates._controls.files import Controls
+from gates._controls.judge import Judge
 from gates._controls.rule import one_rule, same_rule
 from gates._gate.baseline import load_baseline
 

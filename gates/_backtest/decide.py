@@ -16,53 +16,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalsuite import History, Output, RunPart, Step, ToolCall, apply_guard_edits, display_path
-from gates._controls.files import Controls
+from gates._controls.judge import Judge
 from gates._controls.policy import Decision
-from gates._controls.replay import JoinedRun, ReplayLayer, replay
-from gates._controls.rule import OneRule
+from gates._controls.replay import JoinedRun
 
 # Where a step sits in the whole history: (part number, step in part). Every process
 # reading the same logs numbers them alike, so results merge in log order.
 Order = tuple[int, int]
-CALL_LAYERS: tuple[ReplayLayer, ...] = ("permissions", "review", "acceptance")
-OUTPUT_LAYERS: tuple[ReplayLayer, ...] = ("review", "acceptance")
-_STRENGTH = {"allow": 0, "review": 1, "deny": 2}
-
-
-@dataclass(frozen=True)
-class Judge:
-    """Controls to replay through, perhaps narrowed to one rule."""
-
-    controls: Controls
-    one: OneRule | None = None
-
-    @classmethod
-    def of(cls, controls: Controls, one: OneRule | None = None) -> Judge:
-        """Replay ``controls``, or only ``one`` rule of them."""
-        return cls(one.controls if one else controls, one)
-
-    def decide(self, step: Step, history: History,
-               context: Mapping[str, Any]) -> dict[str, Decision]:
-        """Each layer's decision on a call or an output, by layer."""
-        layers = CALL_LAYERS if isinstance(step, ToolCall) else OUTPUT_LAYERS
-        decided: dict[str, Decision] = {
-            layer: replay(step, layer, self.controls, history=history, context=context)
-            for layer in layers}
-        if self.one is not None:
-            decided = {layer: self.one.only(d) for layer, d in decided.items()}
-        return decided
-
-
-def strongest(decisions: Mapping[str, Decision]) -> Decision:
-    """The decision that wins: deny over review over allow, earlier layers first."""
-    best: Decision | None = None
-    for decision in decisions.values():
-        if best is None or _STRENGTH[decision.effect] > _STRENGTH[best.effect]:
-            best = decision
-    assert best is not None
-    return best
-
-
 def routed(decisions: Mapping[str, Decision]) -> bool:
     """Whether a person sees the step first: review routes it and the permissions let it
     through to review (a call denied outright reaches nobody)."""

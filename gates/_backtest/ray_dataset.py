@@ -45,10 +45,11 @@ from evalsuite import (
     require_regular,
 )
 from gates._backtest.controls import judges, resolve_controls
-from gates._backtest.decide import Judge, decide_parts
+from gates._backtest.decide import decide_parts
 from gates._backtest.labels import BacktestLabel, Scan, scan
 from gates._backtest.tally import Tally
 from gates._config import Workspace
+from gates._controls.judge import Judge
 from gates._gate.ray_engine import EngineUnavailable, connect
 
 DatasetFormat = Literal["jsonl", "parquet"]

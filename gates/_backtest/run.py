@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Literal
 
 from evalsuite import InvalidInput, LogFormat, Run, RunHeader, RunPart, as_asked, read_logs
 from gates._backtest.controls import TODAY, judges, latest_baseline, resolve_controls
-from gates._backtest.decide import Judge, decide_parts
+from gates._backtest.decide import decide_parts
 from gates._backtest.labels import (
     BacktestLabel,
     Scan,
@@ -32,6 +32,7 @@ from gates._backtest.model import Backtest
 from gates._backtest.tally import Tally
 from gates._config import Workspace
 from gates._controls.files import Controls
+from gates._controls.judge import Judge
 from gates._controls.rule import OneRule
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from evalsuite import Step, ToolCall
-from gates._backtest.decide import Decided, Order, RunState, routed, strongest
+from gates._backtest.decide import Decided, Order, RunState, routed
 from gates._backtest.labels import BacktestLabel
 from gates._backtest.model import (
     ChangeKind,
@@ -26,6 +26,7 @@ from gates._backtest.model import (
     ToolLoad,
     Totals,
 )
+from gates._controls.judge import STRENGTH, strongest
 from gates._controls.policy import Decision
 
 EXAMPLES = 3
@@ -199,7 +200,7 @@ class Tally:
         if run_label is None:
             return
         run = self._runs.setdefault(decided.run_id, _Run(run_label))
-        if _STRENGTH[best.effect] > _STRENGTH[run.effect]:
+        if STRENGTH[best.effect] > STRENGTH[run.effect]:
             run.effect, run.rule, run.reason = best.effect, best.rule, best.reason
             run.stopped_at = decided.index
 
@@ -284,7 +285,6 @@ class Tally:
         return confusion
 
 
-_STRENGTH = {"allow": 0, "review": 1, "deny": 2}
 
 
 def _share(part: int, whole: int) -> float:

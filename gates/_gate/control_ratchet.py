@@ -42,11 +42,10 @@ from gates._controls.files import (
     ReviewRouting,
     ReviewRule,
 )
-from gates._controls.replay import ReplayLayer, replay
-from gates._controls.rule import OneRule, one_rule
+from gates._controls.judge import STRENGTH, Judge, strongest
+from gates._controls.rule import one_rule
 from gates._verdict.ratchet_terms import REMOVED, ControlTerms, Loosening, digest_of
 
-_STRENGTH = {"allow": 0, "review": 1, "deny": 2}
 NOT_ALLOWED = ControlTerms(rule={"allowed": False})
 """What a tool newly allowed without approval is held to: as it was, unknown and denied."""
 
@@ -279,17 +278,18 @@ def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
     was = _with_rule(controls, rule, then.rule)
     stricter = looser = 0
     example = ""
-    then_rule, now_rule = one_rule(was, rule.path), one_rule(controls, rule.path)
+    then_judge = Judge.of(was, one_rule(was, rule.path))
+    now_judge = Judge.of(controls, one_rule(controls, rule.path))
     for run in runs:
         history = History()
         for step in run.steps:
             if isinstance(step, (ToolCall, Output)):
-                before = _decided(then_rule, step, history, run.context)
-                after = _decided(now_rule, step, history, run.context)
-                if _STRENGTH[after] < _STRENGTH[before]:
+                before = strongest(then_judge.decide(step, history, run.context)).effect
+                after = strongest(now_judge.decide(step, history, run.context)).effect
+                if STRENGTH[after] < STRENGTH[before]:
                     looser += 1
                     example = example or f"{_described(step)}: {before} before, {after} now"
-                elif _STRENGTH[after] > _STRENGTH[before] and run.case in vouched:
+                elif STRENGTH[after] > STRENGTH[before] and run.case in vouched:
                     stricter += 1
             history.append(step)
     if looser:
@@ -301,17 +301,6 @@ def _loosened(rule: _Rule, then: ControlTerms, controls: Controls,
                 "last gate held), so the gate cannot show it is not looser; capture a case it "
                 "decides, or approve it")
     return ""
-
-
-def _decided(one: OneRule, step: ToolCall | Output, history: History,
-             context: Mapping[str, Any]) -> str:
-    """What the one rule alone decides on ``step``, across the layers a step goes through
-    (the strongest: deny over review over allow)."""
-    layers: tuple[ReplayLayer, ...] = (("permissions", "review", "acceptance")
-                                       if isinstance(step, ToolCall) else ("review", "acceptance"))
-    return max((one.only(replay(step, layer, one.controls, history=history,
-                                context=context)).effect for layer in layers),
-               key=_STRENGTH.__getitem__)
 
 
 def _described(step: ToolCall | Output) -> str:

@@ -61,7 +61,7 @@ from gates._verdict.ratchet_terms import (
 from regressions import INCIDENT_ID, Incident, RegressionCase
 
 DELETED = "deleted"
-CONTROL_FILES = ("permissions.yaml", "review.yaml", "acceptance.yaml")
+RULE_FILES = ("permissions.yaml", "review.yaml", "acceptance.yaml")
 """The control files whose rules the ratchet holds (the checklist stops no call)."""
 
 M = TypeVar("M", bound=BaseModel)
@@ -231,7 +231,7 @@ def _controls_at_ref(git: _Reader, config: Config, agent: str,
     permissions, review and acceptance files there; None when the ref has no permissions
     file for it (the agent is new since)."""
     folder = posixpath.join(git.path(config.paths.agents, CONFIG_FILE, "agents"), agent)
-    names = {posixpath.join(folder, name): name for name in CONTROL_FILES}
+    names = {posixpath.join(folder, name): name for name in RULE_FILES}
     blobs = [b for b in git.files(folder) if b.path in names]
     texts = {names[path]: text for path, text in git.read(blobs).items()}
     if "permissions.yaml" not in texts:
