@@ -58,6 +58,18 @@ def without_the_total_rule(ws: Workspace) -> str:
     return text
 
 
+def tickets_denied_by(ws: Workspace, predicate: str) -> None:
+    """List the ``ticket_rules`` predicate modules (written by the caller), deny a ticket
+    when ``predicate`` holds, and gate it."""
+    config = ws.root / "reinstate.toml"
+    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["ticket_rules"]\n')
+    edit(ws.agent_dir(AGENT) / "permissions.yaml",
+         "    description: Open a ticket for the support team.\n",
+         "    description: Open a ticket for the support team.\n"
+         f"    deny_when:\n      - id: leaks\n        predicate: {predicate}\n")
+    proven(ws)
+
+
 @pytest.mark.attack
 def test_a_rule_taken_out_after_the_gate_does_not_let_the_harm_through(
         back_in_full: Workspace, tmp_path: Path) -> None:
@@ -152,15 +164,9 @@ def test_a_predicate_module_edited_after_the_gate_is_not_enforced_as_proven(
     """A ``deny_when`` predicate's code is a control: emptied after the gate, the calls it
     no longer stops go to a person, and the reason names its file."""
     root = back_in_full.root
-    config = root / "reinstate.toml"
-    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["ticket_rules"]\n')
     module = root / "ticket_rules.py"
     module.write_text("def leaks(data):\n    return '4242' in str(data['args'])\n")
-    edit(back_in_full.agent_dir(AGENT) / "permissions.yaml",
-         "    description: Open a ticket for the support team.\n",
-         "    description: Open a ticket for the support team.\n"
-         "    deny_when:\n      - id: leaks\n        predicate: ticket_rules:leaks\n")
-    proven(back_in_full)
+    tickets_denied_by(back_in_full, "ticket_rules:leaks")
     guard = Guard(root, AGENT, log=tmp_path / "guard.jsonl", controls_recheck_s=0)
     decided = []
     for run_id in ("gated", "emptied"):
@@ -199,19 +205,13 @@ def test_a_module_imported_at_call_time_runs_as_gated(
     denied by the gated helper, was allowed. The helper now runs from the bytes the guard
     digested."""
     root = back_in_full.root
-    config = root / "reinstate.toml"
-    config.write_text(config.read_text() + '\n[rules]\npredicate_modules = ["ticket_rules"]\n')
     (root / "ticket_rules").mkdir()
     (root / "ticket_rules/__init__.py").write_text("")
     (root / "ticket_rules/rules.py").write_text(
         "def leaks(data):\n    from ticket_rules import card\n    return card.leaks(data)\n")
     helper = root / "ticket_rules/card.py"
     helper.write_text("def leaks(data):\n    return '4242' in str(data['args'])\n")
-    edit(back_in_full.agent_dir(AGENT) / "permissions.yaml",
-         "    description: Open a ticket for the support team.\n",
-         "    description: Open a ticket for the support team.\n"
-         "    deny_when:\n      - id: leaks\n        predicate: ticket_rules.rules:leaks\n")
-    proven(back_in_full)
+    tickets_denied_by(back_in_full, "ticket_rules.rules:leaks")
     # The guard in a process of its own, as deployed (the gate's process has the helper
     # loaded already); the rewrite happens there after the guard loaded the controls.
     script = f"""
